@@ -1,0 +1,76 @@
+"""The Python front door: load a spec, compile it to a module."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import fx
+
+from .errors import SpecError
+from .module import build_module
+from .shapes import Options, TypedGraph, infer_shapes, resolve_params
+from .spec import Spec, document_of
+from .spec import load_spec as _load_spec
+
+
+def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+              allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
+    """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec.
+
+    ``overrides`` are ``key=value`` strings as on the command line (``n_classes=5``,
+    ``train.epochs=3``). Raises :class:`netspec.SpecError` (one located line) on mistakes.
+
+    >>> load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]}).name
+    'm'
+    """
+    return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports)
+
+
+@dataclass
+class Compiled:
+    """A compiled spec: the module, its typed graph, and what was done implicitly."""
+
+    spec: Spec
+    graph: TypedGraph
+    module: fx.GraphModule
+    log: list[str] = field(default_factory=list)
+
+
+def compile_spec(spec_or_path: Any, *, max_params: int | None = None, **params: Any) -> Compiled:
+    """Validate, infer shapes and build; returns the module with its graph and build log.
+
+    >>> c = compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]})
+    >>> c.graph.nodes[0].args
+    {'out_features': 1, 'in_features': 3}
+    """
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
+    doc = document_of(spec)
+    base = doc.base_dir if doc.file and not doc.file.startswith("<") else Path.cwd()
+    options = Options(base_dir=Path(base))
+    if max_params is not None:
+        options.max_params = max_params
+    try:
+        resolved = resolve_params(spec, params)
+        graph = infer_shapes(spec, resolved, options)
+        log: list[str] = []
+        module = build_module(graph, log=log)
+    except SpecError as e:
+        raise e.with_location(doc.locate(e.path)) from None
+    return Compiled(spec, graph, module, log)
+
+
+def build_model(spec_or_path: Any, **params: Any) -> fx.GraphModule:
+    """Compile a spec (path, text, dict or Spec) into a ``torch.nn.Module``.
+
+    Keyword arguments override the spec's parameters (``build_model("unet.yaml", n_classes=5)``).
+    The module's forward takes the named inputs in declared order (or by keyword) and returns
+    the output, or a tuple of outputs in declared order (a dict with ``output_type: dict``).
+
+    >>> m = build_model({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]})
+    >>> print(m.code.strip().splitlines()[-2].strip())
+    return linear
+    """
+    return compile_spec(spec_or_path, **params).module

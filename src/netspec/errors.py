@@ -1,0 +1,143 @@
+"""One exception hierarchy for every mistake a user can make.
+
+Every user-facing error is a :class:`SpecError` (or a subclass). It carries where the
+mistake is (file, line, column, spec path, node) and, when we can tell, the likely fix.
+``str(err)`` is the single line the CLI prints::
+
+    specs/x.yaml:42:7: nodes.up3 (cat): inputs are 64x71x71 and 64x70x70; they must match outside dim 1
+
+Internal invariants use ``assert``; anything a user can cause raises one of these.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+# Exit codes of the CLI, documented in the README.
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_TRAINING_FAILED = 3
+
+
+@dataclass
+class Location:
+    """Where something is in a spec document: file, 1-based line and column."""
+
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file or "<spec>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.col is not None:
+                parts.append(str(self.col))
+        return ":".join(parts)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """Render a spec path: ``("nodes", 3, "Conv2d")`` -> ``nodes[3].Conv2d``.
+
+    >>> format_path(["model", "nodes", 3, "from"])
+    'model.nodes[3].from'
+    """
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+@dataclass
+class SpecError(Exception):
+    """A mistake in a spec or in the data, weights or options it names.
+
+    >>> str(SpecError("unknown layer `Conv2`", path=("nodes", 0), hint="did you mean `Conv2d`?"))
+    '<spec>: nodes[0]: unknown layer `Conv2`; did you mean `Conv2d`?'
+    """
+
+    message: str
+    path: tuple[str | int, ...] = ()
+    node: str | None = None
+    hint: str | None = None
+    location: Location = field(default_factory=Location)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    def with_location(self, location: Location) -> "SpecError":
+        """Fill in the location if none is set yet (innermost location wins)."""
+        if self.location.line is None and self.location.file is None:
+            self.location = location
+        elif self.location.file is None:
+            self.location.file = location.file
+        return self
+
+    def __str__(self) -> str:
+        where = str(self.location)
+        head = format_path(self.path)
+        if self.node and self.node != head.rsplit(".", 1)[-1]:
+            head = f"{head} ({self.node})" if head else f"({self.node})"
+        text = f"{where}: {head}: {self.message}" if head else f"{where}: {self.message}"
+        if self.hint:
+            text += f"; {self.hint}"
+        # One line, always: YAML and pydantic messages can contain newlines.
+        return " ".join(text.split("\n"))
+
+
+class SpecSyntaxError(SpecError):
+    """The text is not valid YAML/JSON, or is refused as unsafe (alias bombs, depth)."""
+
+
+class SpecValidationError(SpecError):
+    """The document's structure is wrong: unknown key, wrong type, missing field."""
+
+
+class GraphError(SpecError):
+    """The network graph is wrong: dangling reference, cycle, duplicate name, unused input."""
+
+
+class ShapeError(SpecError):
+    """Shapes do not fit: a merge of mismatched tensors, a layer given the wrong input."""
+
+
+class BuildError(SpecError):
+    """A layer could not be constructed from its arguments."""
+
+
+class ResourceError(SpecError):
+    """The model or run would exceed a configured limit (parameters, memory)."""
+
+
+class DataError(SpecError):
+    """Data files are missing, truncated or corrupt, or do not match the model."""
+
+
+class CheckpointError(SpecError):
+    """A checkpoint or weight file cannot be used with this spec."""
+
+
+class TrainingError(SpecError):
+    """Training cannot go on (NaN loss, unwritable output directory, ...)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str | None:
+    """Return ``"did you mean `x`?"`` for the closest choice, or None when nothing is close.
+
+    >>> did_you_mean("Conv2", ["Conv1d", "Conv2d", "Linear"])
+    'did you mean `Conv2d`?'
+    """
+    pool = list(dict.fromkeys(choices))
+    matches = difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+    if not matches:
+        lower = {c.lower(): c for c in pool}
+        matches = difflib.get_close_matches(word.lower(), list(lower), n=n, cutoff=0.6)
+        matches = [lower[m] for m in matches]
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"

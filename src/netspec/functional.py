@@ -1,0 +1,64 @@
+"""Small tensor functions the generated forward calls where torch has no one-liner.
+
+They are plain functions of tensors (no state), so the generated code stays traceable by
+torch.compile, torch.export and torch.jit.trace.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pad_to_match(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Zero-pad dims 2.. of ``x`` to ``like``'s size, half before and half after.
+
+    This is U-Net's ``Up`` step: ``diffY // 2, diffY - diffY // 2`` per side.
+
+    >>> pad_to_match(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 5, 7)).shape
+    torch.Size([1, 2, 5, 7])
+    """
+    pads: list[int] = []
+    for dim in range(x.dim() - 1, 1, -1):  # F.pad lists the last dim first
+        diff = like.shape[dim] - x.shape[dim]
+        pads += [diff // 2, diff - diff // 2]
+    return F.pad(x, pads)
+
+
+def reshape_batch(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Reshape each sample to ``shape`` (which may contain -1), keeping the batch dim.
+
+    >>> reshape_batch(torch.zeros(2, 3, 4), (-1, 2)).shape
+    torch.Size([2, 6, 2])
+    """
+    return x.reshape(x.shape[0], *shape)
+
+
+def add_n(*xs: torch.Tensor) -> torch.Tensor:
+    """Sum of several tensors: ``add_n(a, b, c) == a + b + c``."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+def mul_n(*xs: torch.Tensor) -> torch.Tensor:
+    """Product of several tensors."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = out * x
+    return out
+
+
+def contiguous(x: torch.Tensor) -> torch.Tensor:
+    """``x.contiguous()`` as a function."""
+    return x.contiguous()
+
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+def cast(x: torch.Tensor, dtype: str) -> torch.Tensor:
+    """``x.to(dtype)`` with the dtype named as in specs ("float32", "int64", ...)."""
+    return x.to(_DTYPES[dtype])

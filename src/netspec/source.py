@@ -1,0 +1,158 @@
+"""Stage 1: text -> plain data with positions.
+
+Loads YAML (and JSON, which YAML reads too) safely and remembers the line and column of
+every value and key, so later stages can point errors at the exact place in the file.
+Refuses alias bombs, very deep nesting and huge documents before they cost anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Location, SpecSyntaxError
+
+Path_ = tuple[str | int, ...]
+
+# Limits for untrusted documents. Generous for any real spec, small for an attack.
+MAX_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 200_000  # values after alias expansion: stops "billion laughs"
+
+
+@dataclass
+class Document:
+    """Plain data (dicts, lists, scalars) plus where each value and key came from."""
+
+    data: Any
+    file: str | None = None
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    def locate(self, path: Path_, key: bool = False) -> Location:
+        """Location of ``path``, or of its nearest ancestor that has one.
+
+        With ``key=True`` prefer the position of the mapping key itself (for
+        "unknown key" errors).
+        """
+        path = tuple(path)
+        if key and path in self.key_positions:
+            line, col = self.key_positions[path]
+            return Location(self.file, line, col)
+        for end in range(len(path), -1, -1):
+            pos = self.positions.get(path[:end])
+            if pos is not None:
+                return Location(self.file, pos[0], pos[1])
+        return Location(self.file)
+
+
+class _Builder:
+    """Walks a composed YAML node tree into plain data, recording positions."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str | None):
+        self.loader = loader
+        self.file = file
+        self.count = 0
+        self.positions: dict[Path_, tuple[int, int]] = {}
+        self.key_positions: dict[Path_, tuple[int, int]] = {}
+
+    def _error(self, node: yaml.Node, message: str) -> SpecSyntaxError:
+        mark = node.start_mark
+        return SpecSyntaxError(message, location=Location(self.file, mark.line + 1, mark.column + 1))
+
+    def build(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self._error(node, f"document expands to more than {MAX_VALUES} values "
+                                    "(an alias bomb?); refused")
+        if depth > MAX_DEPTH:
+            raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels; refused")
+        self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node)
+                if not isinstance(key, (str, int, float, bool)) or key is None:
+                    raise self._error(key_node, "mapping keys must be strings")
+                key = str(key) if not isinstance(key, str) else key
+                if key in out:
+                    raise self._error(key_node, f"duplicate key `{key}`")
+                self.key_positions[path + (key,)] = (key_node.start_mark.line + 1,
+                                                     key_node.start_mark.column + 1)
+                out[key] = self.build(value_node, path + (key,), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+
+def _load_yaml(text: str, file: str | None) -> Document:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SpecSyntaxError("the document is empty", location=Location(file, 1, 1))
+        builder = _Builder(loader, file)
+        data = builder.build(root)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+        problem = e.problem or e.context or "invalid YAML"
+        raise SpecSyntaxError(f"invalid YAML: {problem}", location=loc) from None
+    except yaml.YAMLError as e:
+        raise SpecSyntaxError(f"invalid YAML: {e}", location=Location(file)) from None
+    except RecursionError:
+        raise SpecSyntaxError("document nesting is too deep; refused", location=Location(file)) from None
+    finally:
+        loader.dispose()
+    return Document(data, file, builder.positions, builder.key_positions)
+
+
+def _check_json(text: str, file: str | None) -> None:
+    """JSON files get JSON's own rules (YAML would accept e.g. unquoted keys)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecSyntaxError(f"invalid JSON: {e.msg}", location=Location(file, e.lineno, e.colno)) from None
+
+
+def load_document(source: str | os.PathLike, *, text: str | None = None) -> Document:
+    """Read a spec file (or text) into a :class:`Document`.
+
+    ``source`` is a path; pass ``text=`` to parse a string (``source`` then only names it).
+
+    >>> doc = load_document("inline.yaml", text="name: demo\\nnodes:\\n  - ReLU: {}\\n")
+    >>> doc.data["name"], doc.locate(("nodes", 0))
+    ('demo', Location(file='inline.yaml', line=3, col=5))
+    """
+    name = os.fspath(source)
+    base_dir = Path(name).resolve().parent if text is None else Path.cwd()
+    if text is None:
+        p = Path(name)
+        if not p.exists():
+            raise SpecSyntaxError(f"no such file: {name}", location=Location(name))
+        if p.is_dir():
+            raise SpecSyntaxError(f"{name} is a directory, not a spec file", location=Location(name))
+        size = p.stat().st_size
+        if size > MAX_BYTES:
+            raise SpecSyntaxError(f"file is {size} bytes, over the {MAX_BYTES}-byte limit for a spec",
+                                  location=Location(name))
+        raw = p.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise SpecSyntaxError(f"not UTF-8 text (byte {e.start})", location=Location(name)) from None
+    elif len(text) > MAX_BYTES:
+        raise SpecSyntaxError(f"text is over the {MAX_BYTES}-byte limit for a spec", location=Location(name))
+    if name.endswith(".json"):
+        _check_json(text, name)
+    doc = _load_yaml(text, name)
+    doc.base_dir = base_dir
+    return doc

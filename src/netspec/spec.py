@@ -1,0 +1,387 @@
+"""Stage 2: plain data -> a validated :class:`Spec` (pydantic models, the single source of truth).
+
+The JSON Schemas in ``schemas/`` are generated from these models (``netspec schema``).
+Nodes accept a short form that reads like the forward pass::
+
+    - Conv2d: {out_channels: 6, kernel_size: 5}        # unnamed: named conv2d, conv2d_1, ...
+    - x1: {DoubleConv: {out: 64}}                      # named
+    - {Up: {out: 64}, from: {x: x5, skip: x4}}         # inputs by name
+    - cat: [skip, up]                                  # a list of names feeds a merge op
+
+and are normalised here to ``name / op / args / from / when / repeat / freeze``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import SpecValidationError, did_you_mean
+from .registry import all_op_names, op_kind
+from .source import Document, load_document
+from .spec_base import SpecModel
+try:  # the runner's sections; written in parallel -- TEMPORARY guard until they land
+    from .data import DataSpec
+    from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpec, TrainSpec
+except ImportError:  # pragma: no cover
+    DataSpec = InitSpec = LossSpec = OptimizerSpec = SchedulerSpec = TrainSpec = dict  # type: ignore
+
+FORMAT_VERSION = 1
+NODE_KEYS = ("name", "op", "args", "from", "when", "repeat", "freeze")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
+Scalar = bool | int | float | str | None
+Ref = str | list[str] | dict[str, str]
+
+
+def normalize_node(raw: Any, blocks: set[str]) -> dict[str, Any]:
+    """Turn any accepted node form into ``{name, op, args, from, when, repeat, freeze}``.
+
+    >>> normalize_node({"x1": {"Conv2d": {"out_channels": 8}}, "from": "image"}, set())
+    {'from': 'image', 'name': 'x1', 'op': 'Conv2d', 'args': {'out_channels': 8}}
+    >>> normalize_node({"cat": ["a", "b"]}, set())
+    {'op': 'cat', 'args': None, 'from': ['a', 'b']}
+    """
+    if isinstance(raw, str):
+        raw = {raw: None}  # "- ReLU" alone
+    if not isinstance(raw, dict):
+        raise PydanticCustomError("node_form", "a node is a mapping like `Conv2d: {out_channels: 8}`, "
+                                               "got {got}", {"got": type(raw).__name__})
+    if "op" in raw:  # explicit form
+        return dict(raw)
+    out = {k: v for k, v in raw.items() if k in NODE_KEYS}
+    rest = [k for k in raw if k not in NODE_KEYS]
+    if len(rest) != 1:
+        what = "no layer, op or block name" if not rest else f"several names ({', '.join(rest)})"
+        raise PydanticCustomError("node_form", "a node needs exactly one layer, op or block name; "
+                                               "found {what}", {"what": what})
+    key, value = rest[0], raw[rest[0]]
+    if op_kind(key, blocks) is None:
+        # `name: {Op: args}` -- a named node
+        inner = value if isinstance(value, dict) else {}
+        inner_ops = [k for k in inner if k not in NODE_KEYS]
+        if isinstance(value, dict) and len(inner_ops) == 1 and op_kind(inner_ops[0], blocks):
+            if op_kind(key, blocks) is None and not IDENT.match(key):
+                raise PydanticCustomError("node_name", "node name `{key}` is not an identifier", {"key": key})
+            out.update({k: v for k, v in inner.items() if k in NODE_KEYS})
+            out.update(name=key, op=inner_ops[0], args=inner[inner_ops[0]])
+        else:
+            unknown = inner_ops[0] if isinstance(value, dict) and len(inner_ops) == 1 else key
+            hint = did_you_mean(unknown, all_op_names(blocks)) or "see `netspec layers` for the list"
+            raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
+                                      {"name": unknown, "hint": hint,
+                                       "subpath": [key] if unknown == key else [key, unknown]})
+    else:
+        out.update(op=key, args=value)
+    # `cat: [a, b]` -- for merge ops a list of names is the inputs
+    if op_kind(out["op"], blocks) == "op" and isinstance(out.get("args"), list) and "from" not in out \
+            and out["op"] in ("cat", "stack", "add", "mul", "sub", "div", "matmul", "maximum"):
+        out["from"], out["args"] = out["args"], None
+    return out
+
+
+class NodeSpec(SpecModel):
+    """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
+
+    name: str | None = Field(None, description="Node name (an identifier); others refer to it in `from`.")
+    op: str = Field(description="Layer (torch.nn class name), op, block or torchvision model name.")
+    args: Any = Field(None, description="Arguments: a mapping, a list (positional), or one value.")
+    from_: Ref | None = Field(None, alias="from", description=(
+        "Inputs by node or input name: one name, a list, or a mapping for blocks with named "
+        "inputs. Default: the previous node (the first node reads the first input)."))
+    when: bool | str | None = Field(None, description="Keep the node only if this is true (`$bilinear`).")
+    repeat: int | str | None = Field(None, description="Repeat the node N times in a chain.")
+    freeze: bool | list[str] | None = Field(None, description=(
+        "Freeze this node's parameters: true for all, or name patterns (`layer1.*`)."))
+
+    @field_validator("name")
+    @classmethod
+    def _ident(cls, v: str | None) -> str | None:
+        if v is not None and not IDENT.match(v):
+            raise PydanticCustomError("node_name", "node name `{name}` must be an identifier "
+                                                   "(letters, digits, _)", {"name": v})
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump_short_form(self, handler: Any) -> dict[str, Any]:
+        body = {self.op: self.args if self.args is not None else {}}
+        out: dict[str, Any] = {self.name: body} if self.name else dict(body)
+        for key in ("from_", "when", "repeat", "freeze"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key.rstrip("_")] = value
+        return out
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        from .schema import node_json_schema
+
+        return node_json_schema()
+
+
+class InputSpec(SpecModel):
+    """A named model input: its per-sample shape (no batch dim) and dtype."""
+
+    shape: list[int | str] = Field(description="Per-sample shape, e.g. [3, 224, 224]; [] for a scalar.")
+    dtype: DType = Field("float32", description="Tensor dtype; int64 for class indices or token ids.")
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        return {"shape": data} if isinstance(data, list) else data
+
+
+class BlockSpec(SpecModel):
+    """A reusable, parameterised sub-network, used like a layer."""
+
+    description: str | None = None
+    inputs: list[str] = Field(default_factory=lambda: ["x"], description="Names of the block's inputs.")
+    params: dict[str, Scalar] = Field(default_factory=dict, description=(
+        "Parameters with defaults; the value `required` makes one mandatory. Defaults may be "
+        "expressions over earlier parameters (`mid: $out`)."))
+    nodes: list[NodeSpec]
+    outputs: list[str] | None = Field(None, description="Which nodes the block returns (default: the last).")
+
+
+class Spec(SpecModel):
+    """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
+
+    schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
+    netspec: Literal[1] = Field(FORMAT_VERSION, description="Format version of the spec language.")
+    name: str = Field(description="Model name (used for the module class and run folders).")
+    description: str = ""
+    params: dict[str, Scalar] = Field(default_factory=dict, description=(
+        "Spec parameters with defaults, used as `$name` or `${expr}`; override with --set name=value."))
+    inputs: dict[str, InputSpec] = Field(description="Named inputs in forward order.")
+    blocks: dict[str, BlockSpec] = Field(default_factory=dict)
+    nodes: list[NodeSpec] = Field(min_length=1)
+    outputs: list[str] | dict[str, str] | None = Field(None, description=(
+        "Node names returned by forward (a tuple in this order), or {output_name: node}. "
+        "Default: the last node."))
+    output_type: Literal["tuple", "dict"] = Field("tuple", description="Return several outputs as a tuple or a dict.")
+    imports: list[str] = Field(default_factory=list, description=(
+        "Python modules registering custom layers. Imported only when the user allows them "
+        "(--allow-import MODULE or allow_imports=[...])."))
+    data: DataSpec | None = None
+    loss: LossSpec | None = None
+    optimizer: OptimizerSpec | None = None
+    scheduler: SchedulerSpec | None = None
+    init: InitSpec | None = None
+    train: TrainSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize_nodes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        blocks = data.get("blocks") if isinstance(data.get("blocks"), dict) else {}
+        names = set(blocks)
+        if isinstance(data.get("nodes"), list):
+            data["nodes"] = [_norm_at(n, names, ("nodes", i)) for i, n in enumerate(data["nodes"])]
+        if blocks:
+            data["blocks"] = {k: _norm_block(v, names, k) for k, v in blocks.items()}
+        return data
+
+    @property
+    def output_names(self) -> list[str]:
+        """External names of the outputs, in order."""
+        if isinstance(self.outputs, dict):
+            return list(self.outputs)
+        if isinstance(self.outputs, list):
+            return list(self.outputs)
+        return [self.nodes[-1].name or "output"]
+
+    def to_yaml(self) -> str:
+        """The spec as YAML (short node forms); ``load_spec(text=...)`` reads it back equal."""
+        return yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (JSON-compatible) of the spec, without defaults that were not set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+
+
+def _norm_at(raw: Any, blocks: set[str], path: tuple) -> Any:
+    try:
+        return normalize_node(raw, blocks)
+    except PydanticCustomError:
+        raise
+
+
+def _norm_block(raw: Any, blocks: set[str], name: str) -> Any:
+    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
+        raw = dict(raw)
+        raw["nodes"] = [normalize_node(n, blocks) for n in raw["nodes"]]
+    return raw
+
+
+# ---- loading -----------------------------------------------------------------------------
+
+def _error_path(err: dict[str, Any], data: Any) -> tuple[str | int, ...]:
+    """pydantic's loc, minus union/validator tags that do not index the data."""
+    path: list[str | int] = []
+    cur = data
+    for part in err["loc"]:
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+            path.append(part)
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            cur = cur[part]
+            path.append(part)
+        elif part == "from_" and isinstance(cur, dict) and "from" in cur:
+            cur = cur["from"]
+            path.append("from")
+    return tuple(path)
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return f"missing required key `{err['loc'][-1]}`"
+    if kind == "extra_forbidden":
+        return f"unknown key `{err['loc'][-1]}`"
+    if kind in ("unknown_key", "unknown_op", "node_form", "node_name"):
+        return msg
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    return f"{msg[0].lower() + msg[1:]}, got {shown}"
+
+
+def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidationError:
+    """The first pydantic error as one located, readable SpecValidationError."""
+    errors = e.errors()
+    # Prefer the most specific error: our own messages first, then the deepest loc.
+    errors.sort(key=lambda r: (r["type"] not in ("unknown_key", "unknown_op", "node_form"), -len(r["loc"])))
+    err = errors[0]
+    path = _error_path(err, doc.data)
+    ctx = err.get("ctx") or {}
+    key_error = err["type"] in ("unknown_key", "extra_forbidden")
+    if err["type"] == "unknown_key":
+        path = path + (ctx["key"],)
+    if err["type"] == "unknown_op":
+        path = path + tuple(ctx.get("subpath", ()))
+    out = SpecValidationError(_message(err), path=path)
+    return out.with_location(doc.locate(path, key=key_error or err["type"] == "unknown_op"))
+
+
+def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:
+    """Apply ``--set key=value`` overrides to the raw document, before validation.
+
+    ``key`` is a spec parameter (``n_classes=5``) or a dotted path (``optimizer.lr=0.1``,
+    ``train.epochs=3``); values are parsed as YAML (``true``, ``0.1``, ``[1, 2]``).
+
+    >>> d = Document({"params": {"n": 1}, "train": {"epochs": 2}})
+    >>> apply_overrides(d, ["n=3", "train.epochs=5"]); d.data["params"]["n"], d.data["train"]["epochs"]
+    (3, 5)
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise SpecValidationError(f"--set `{item}` is not key=value", hint="e.g. --set n_classes=5")
+        key, _, text = item.partition("=")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        params = doc.data.get("params") if isinstance(doc.data, dict) else None
+        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+        if len(parts) == 1 and isinstance(params, dict) and parts[0] in params:
+            parts = ["params", parts[0]]
+        elif len(parts) == 1 and parts[0] not in Spec.model_fields:
+            raise SpecValidationError(f"--set `{key}`: no such spec parameter",
+                                      hint=did_you_mean(str(parts[0]), list(params or {})) or
+                                      f"parameters: {', '.join(params or {}) or 'none'}; "
+                                      "or use a dotted path like train.epochs=3")
+        _set_path(doc.data, parts, value, key)
+
+
+def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
+    cur = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = cur[part] if (isinstance(cur, dict) and part in cur) or \
+            (isinstance(cur, list) and isinstance(part, int) and part < len(cur)) else None
+        if nxt is None:
+            if not isinstance(cur, dict):
+                raise SpecValidationError(f"--set `{key}`: cannot set inside `{'.'.join(map(str, parts[:i + 1]))}`")
+            nxt = cur[part] = {}
+        cur = nxt
+    last = parts[-1]
+    if isinstance(cur, list) and isinstance(last, int) and last < len(cur):
+        cur[last] = value
+    elif isinstance(cur, dict):
+        cur[last] = value
+    else:
+        raise SpecValidationError(f"--set `{key}`: cannot set `{last}` there")
+
+
+def import_custom_modules(names: list[str], allowed: list[str] | tuple[str, ...] | None) -> None:
+    """Import the spec's ``imports`` -- only those the user allowed explicitly."""
+    import importlib
+
+    for name in names:
+        if allowed is None or (name not in allowed and "*" not in allowed):
+            raise SpecValidationError(
+                f"the spec wants to import Python module `{name}`; refused",
+                path=("imports",),
+                hint=f"a spec never runs code unless you allow it: pass --allow-import {name} "
+                     f"(or allow_imports=['{name}'])")
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise SpecValidationError(f"cannot import `{name}`: {e}", path=("imports",)) from None
+
+
+def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
+                   allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
+    """Validate a loaded document into a Spec, with located one-line errors."""
+    from .errors import SpecError
+
+    if not isinstance(doc.data, dict):
+        raise SpecValidationError("a spec is a mapping with `name`, `inputs` and `nodes`",
+                                  location=doc.locate(()))
+    try:
+        doc.data = copy.deepcopy(doc.data)
+        apply_overrides(doc, overrides)
+        imports = doc.data.get("imports") or []
+        if imports:
+            import_custom_modules(list(imports), allow_imports)
+        spec = Spec.model_validate(doc.data)
+    except ValidationError as e:
+        raise spec_error_from_pydantic(e, doc) from None
+    except SpecError as e:
+        raise e.with_location(doc.locate(e.path)) from None
+    spec.__dict__["_document"] = doc
+    return spec
+
+
+def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+              allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
+    """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec.
+
+    >>> spec = load_spec("demo.yaml", text="name: demo\\ninputs: {x: [4]}\\nnodes:\\n  - Linear: {out_features: 2}\\n")
+    >>> spec.name, spec.nodes[0].op, spec.nodes[0].args
+    ('demo', 'Linear', {'out_features': 2})
+    """
+    if isinstance(source, Spec) and not overrides:
+        return source
+    if isinstance(source, Spec):
+        doc = Document(source.dump(), "<spec>")
+    elif isinstance(source, dict):
+        doc = Document(copy.deepcopy(source), "<dict>")
+    elif text is not None:
+        doc = load_document(source or "<text>", text=text)
+    elif isinstance(source, str) and ("\n" in source or source.lstrip().startswith("{")):
+        doc = load_document("<text>", text=source)
+    else:
+        doc = load_document(source)
+    return parse_document(doc, overrides, allow_imports)
+
+
+def document_of(spec: Spec) -> Document:
+    """The Document a spec was loaded from (positions for error messages)."""
+    return spec.__dict__.get("_document") or Document(spec.dump(), "<spec>")

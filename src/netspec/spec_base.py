@@ -1,0 +1,37 @@
+"""The pydantic base every spec model uses: unknown keys are errors, with a did-you-mean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import did_you_mean
+
+
+class SpecModel(BaseModel):
+    """Base for all spec sections: ``extra="forbid"`` plus a did-you-mean for unknown keys.
+
+    >>> class Opt(SpecModel):
+    ...     lr: float = 0.1
+    >>> Opt.model_validate({"lr": 0.5}).lr
+    0.5
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        known |= {f.alias for f in cls.model_fields.values() if f.alias}
+        for key in data:
+            if key not in known:
+                hint = did_you_mean(str(key), sorted(known)) or \
+                    f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
+                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}",
+                                          {"key": str(key), "hint": hint})
+        return data

@@ -20,6 +20,8 @@ from __future__ import annotations
 from .api import build_model, compile_spec, load_spec
 from .errors import SpecError
 from .layers import register_module
+from .spec import BlockSpec, InputSpec, NodeSpec, Spec, node
 
-__all__ = ["load_spec", "build_model", "compile_spec", "register_module", "SpecError"]
+__all__ = ["load_spec", "build_model", "compile_spec", "register_module", "SpecError",
+           "Spec", "NodeSpec", "InputSpec", "BlockSpec", "node"]
 __version__ = "0.1.0"

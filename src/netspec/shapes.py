@@ -125,7 +125,8 @@ def _adapter(hint: Any) -> TypeAdapter | None:
 
 
 def _type_name(hint: Any) -> str:
-    text = str(hint).replace("typing.", "").replace("torch.", "")
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    text = text.replace("typing.", "").replace("torch.", "")
     return text if len(text) < 60 else text[:57] + "..."
 
 
@@ -369,7 +370,7 @@ class _Inferer:
         value = in_values[0]
         prev = "x"
         for i in range(count):
-            single = NodeSpec(op=d.op, args=d.args, name=str(i))
+            single = NodeSpec(op=d.op, args=d.args)
             sub_d = DagNode(f"{d.name}_{i}", d.op, d.kind, d.args, [prev], d.path, single, d.ref_args)
             t = self.node(sub_d, [value], {**env, "i": i, **_env_shapes({"x": value})})
             t.name = f"{d.name}_{i}"

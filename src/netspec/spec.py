@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
+import weakref
 from typing import Any, Literal
 
 import yaml
@@ -28,7 +29,7 @@ from .spec_base import SpecModel
 try:  # the runner's sections; written in parallel -- TEMPORARY guard until they land
     from .data import DataSpec
     from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpec, TrainSpec
-except ImportError:  # pragma: no cover
+except Exception:  # pragma: no cover
     DataSpec = InitSpec = LossSpec = OptimizerSpec = SchedulerSpec = TrainSpec = dict  # type: ignore
 
 FORMAT_VERSION = 1
@@ -47,6 +48,8 @@ def normalize_node(raw: Any, blocks: set[str]) -> dict[str, Any]:
     >>> normalize_node({"cat": ["a", "b"]}, set())
     {'op': 'cat', 'args': None, 'from': ['a', 'b']}
     """
+    if isinstance(raw, NodeSpec):  # built in Python already
+        return raw  # type: ignore[return-value]
     if isinstance(raw, str):
         raw = {raw: None}  # "- ReLU" alone
     if not isinstance(raw, dict):
@@ -99,6 +102,11 @@ class NodeSpec(SpecModel):
     freeze: bool | list[str] | None = Field(None, description=(
         "Freeze this node's parameters: true for all, or name patterns (`layer1.*`)."))
 
+    @field_validator("args")
+    @classmethod
+    def _empty_args(cls, v: Any) -> Any:
+        return None if v == {} else v  # `ReLU: {}` and `ReLU` are the same node
+
     @field_validator("name")
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
@@ -135,6 +143,12 @@ class InputSpec(SpecModel):
     @classmethod
     def _short_form(cls, data: Any) -> Any:
         return {"shape": data} if isinstance(data, list) else data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        full = handler.resolve_ref_schema(handler(core_schema))
+        return {"anyOf": [{"type": "array", "items": {"type": ["integer", "string"]},
+                           "description": "short form: the per-sample shape"}, full]}
 
 
 class BlockSpec(SpecModel):
@@ -208,16 +222,19 @@ class Spec(SpecModel):
 
 
 def _norm_at(raw: Any, blocks: set[str], path: tuple) -> Any:
+    """normalize_node, with the node's spec path added to any error."""
     try:
         return normalize_node(raw, blocks)
-    except PydanticCustomError:
-        raise
+    except PydanticCustomError as e:
+        ctx = dict(e.context or {})
+        ctx["subpath"] = list(path) + list(ctx.get("subpath", []))
+        raise PydanticCustomError(e.type, e.message_template, ctx) from None
 
 
 def _norm_block(raw: Any, blocks: set[str], name: str) -> Any:
     if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
         raw = dict(raw)
-        raw["nodes"] = [normalize_node(n, blocks) for n in raw["nodes"]]
+        raw["nodes"] = [_norm_at(n, blocks, ("blocks", name, "nodes", i)) for i, n in enumerate(raw["nodes"])]
     return raw
 
 
@@ -264,7 +281,7 @@ def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidatio
     key_error = err["type"] in ("unknown_key", "extra_forbidden")
     if err["type"] == "unknown_key":
         path = path + (ctx["key"],)
-    if err["type"] == "unknown_op":
+    if err["type"] in ("unknown_op", "node_form", "node_name"):
         path = path + tuple(ctx.get("subpath", ()))
     out = SpecValidationError(_message(err), path=path)
     return out.with_location(doc.locate(path, key=key_error or err["type"] == "unknown_op"))
@@ -301,6 +318,9 @@ def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> No
 
 
 def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if len(parts) >= 3 and parts[0] == "inputs" and isinstance(inputs, dict) and isinstance(inputs.get(parts[1]), list):
+        inputs[parts[1]] = {"shape": inputs[parts[1]]}  # short form -> full form, so `.shape`/`.dtype` can be set
     cur = data
     for i, part in enumerate(parts[:-1]):
         nxt = cur[part] if (isinstance(cur, dict) and part in cur) or \
@@ -355,7 +375,7 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
         raise spec_error_from_pydantic(e, doc) from None
     except SpecError as e:
         raise e.with_location(doc.locate(e.path)) from None
-    spec.__dict__["_document"] = doc
+    _remember_document(spec, doc)
     return spec
 
 
@@ -382,6 +402,34 @@ def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tu
     return parse_document(doc, overrides, allow_imports)
 
 
+# Where each loaded spec came from, kept beside the spec (not in it) so that two equal
+# specs compare equal whatever file they were read from.
+_DOCUMENTS: dict[int, Document] = {}
+
+
+def _remember_document(spec: Spec, doc: Document) -> None:
+    _DOCUMENTS[id(spec)] = doc
+    weakref.finalize(spec, _DOCUMENTS.pop, id(spec), None)
+
+
 def document_of(spec: Spec) -> Document:
     """The Document a spec was loaded from (positions for error messages)."""
-    return spec.__dict__.get("_document") or Document(spec.dump(), "<spec>")
+    return _DOCUMENTS.get(id(spec)) or Document(spec.dump(), "<spec>")
+
+
+def node(op: str, args: Any = None, *, name: str | None = None, from_: Ref | None = None,
+         when: bool | str | None = None, repeat: int | str | None = None,
+         freeze: bool | list[str] | None = None, **kwargs: Any) -> NodeSpec:
+    """Build a NodeSpec in Python; keyword arguments are the op's arguments.
+
+    >>> node("Conv2d", out_channels=8, kernel_size=3, name="c1").model_dump(by_alias=True)
+    {'c1': {'Conv2d': {'out_channels': 8, 'kernel_size': 3}}}
+    >>> node("cat", from_=["a", "b"]).model_dump(by_alias=True)
+    {'cat': {}, 'from': ['a', 'b']}
+    """
+    if args is None and kwargs:
+        args = kwargs
+    elif kwargs:
+        raise TypeError("give the op's arguments either as `args` or as keywords, not both")
+    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "repeat": repeat, "freeze": freeze}
+    return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

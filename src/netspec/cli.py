@@ -1,0 +1,193 @@
+"""``netspec`` command line: compile, validate, schema, layers (and run/eval from the runner)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, SpecError
+
+EPILOG_COMPILE = """examples:
+  netspec compile specs/unet.yaml --summary
+  netspec compile specs/unet.yaml --set n_classes=5 --set bilinear=true --code
+  netspec compile specs/lenet.yaml --input-size 1x32x32 --depth 3 --summary
+"""
+
+
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
+    p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
+                   help="allow the spec to import this Python module (custom layers); never implied")
+
+
+def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
+    """``--input-size 3x256x256`` (first input) or ``image=3x256x256`` -> --set overrides."""
+    out = list(overrides)
+    for i, item in enumerate(sizes or []):
+        name, _, dims = item.rpartition("=")
+        try:
+            shape = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            raise SpecError(f"--input-size `{item}` is not like 3x224x224 or image=3x224x224") from None
+        key = f"inputs.{name}.shape" if name else f"__input{i}__"
+        out.append(f"{key}={shape}")
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from .api import load_spec
+    from .source import load_document
+    from .spec import parse_document
+
+    overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
+    if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
+        doc = load_document(args.spec)
+        names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
+        fixed = []
+        for o in overrides:
+            if o.startswith("__input"):
+                idx = int(o[len("__input"):o.index("__=")])
+                if idx >= len(names):
+                    raise SpecError(f"--input-size given {idx + 1} times but the spec has {len(names)} input(s)")
+                o = f"inputs.{names[idx]}.shape=" + o.split("=", 1)[1]
+            fixed.append(o)
+        return parse_document(doc, fixed, args.allow_imports)
+    return load_spec(args.spec, overrides=overrides, allow_imports=args.allow_imports)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile_spec
+    from .summary import dump_code, frozen_report, graph_table, header, summary_text
+
+    spec = _load(args)
+    c = compile_spec(spec, max_params=args.max_params)
+    print(header(c))
+    for line in c.log:
+        print(f"  {line}")
+    if args.code:
+        print(dump_code(c), end="")
+    if args.summary:
+        print(summary_text(c, depth=args.depth))
+        print(frozen_report(c.module))
+    if not args.code and not args.summary:
+        print(graph_table(c))
+        print(frozen_report(c.module))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .api import compile_spec, load_spec
+
+    failed = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports)
+            c = compile_spec(spec)
+            n = sum(p.numel() for p in c.module.parameters())
+            print(f"{path}: ok ({spec.name}, {n:,} parameters)")
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            failed += 1
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import schema_text, write_schemas
+
+    if args.write:
+        path = write_schemas(Path(args.write))
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(schema_text())
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from .layers import layer_registry
+    from .ops import op_registry
+    from .zoo import zoo_names
+
+    if args.kind in ("all", "layers"):
+        print("layers (torch.nn; * = inferred from the input):")
+        for name, e in layer_registry().items():
+            params = ", ".join(p + ("*" if p in e.inferable else "") for p in e.params)
+            print(f"  {name}({params})")
+    if args.kind in ("all", "ops"):
+        print("ops:")
+        for name, o in op_registry().items():
+            print(f"  {name}({', '.join(o.params)}) - {o.doc}")
+    if args.kind in ("all", "models"):
+        print("torchvision models:", ", ".join(zoo_names()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netspec", description="Declarative PyTorch networks: compile, validate, train and evaluate specs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
+               "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
+               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="validate and compile a spec; print a summary or the generated code",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
+    p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    _add_spec_options(p)
+    p.add_argument("--summary", action="store_true", help="print the torchinfo summary (runs one forward pass)")
+    p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
+                   help="per-sample size of an input for this compile (repeat for several inputs)")
+    p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
+    p.add_argument("--max-params", type=int, default=None, help="refuse models with more parameters (default 2e9)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("validate", help="check specs (schema, graph, shapes); one line per spec",
+                       epilog="example:\n  netspec validate specs/*.yaml",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("specs", nargs="+")
+    _add_spec_options(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of specs (or write it into a folder)",
+                       epilog="example:\n  netspec schema --write schemas/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", metavar="DIR", help="write schema files into DIR")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("layers", help="list the layer types, ops and torchvision models a spec can use")
+    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
+    p.set_defaults(func=cmd_layers)
+
+    try:
+        from . import runner_cli
+    except ImportError:  # pragma: no cover - the runner is optional only while it is being written
+        runner_cli = None
+    if runner_cli is not None:
+        runner_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``netspec`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `netspec schema | head`
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

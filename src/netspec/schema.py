@@ -1,0 +1,84 @@
+"""JSON Schema generation: ``schemas/netspec.schema.json`` comes from the pydantic models.
+
+Nodes get a hand-made schema (their short form, ``- Conv2d: {...}``, has the op name as
+the key), listing every layer, op and torchvision model with its argument names so editors
+can complete them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEMA_FILE = "netspec.schema.json"
+_ANY_ARGS = {"description": "arguments: a mapping, a list (positional) or one value"}
+
+
+def _layer_args_schema(params: list[str], doc: str) -> dict[str, Any]:
+    return {
+        "description": doc,
+        "anyOf": [
+            {"type": "object", "properties": {p: {} for p in params}, "additionalProperties": False},
+            {"type": ["array", "number", "string", "boolean", "null"]},
+        ],
+    }
+
+
+def node_json_schema() -> dict[str, Any]:
+    """The schema of one node in short or explicit form."""
+    from .layers import layer_registry
+    from .ops import op_registry
+    from .zoo import ZOO_EXTRA_ARGS, zoo_names
+
+    ops: dict[str, Any] = {}
+    for name, entry in sorted(layer_registry().items()):
+        if entry.custom:
+            continue
+        doc = f"torch.nn.{name}" + (f"; inferred: {', '.join(entry.inferable)}" if entry.inferable else "")
+        ops[name] = _layer_args_schema(list(entry.params), doc) if not entry.accepts_var_kwargs else {"description": doc}
+    for name, entry in sorted(op_registry().items()):
+        ops[name] = _layer_args_schema([p for p in entry.params], entry.doc)
+    for name in zoo_names():
+        ops[name] = {"description": f"torchvision.models.{name}; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
+                     "type": ["object", "null"]}
+    ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                     {"type": "object", "additionalProperties": {"type": "string"}}]}
+    reserved = {
+        "from": {**ref, "description": "inputs by name (default: the previous node)"},
+        "when": {"type": ["boolean", "string"], "description": "keep the node only if true"},
+        "repeat": {"type": ["integer", "string"], "description": "repeat the node N times"},
+        "freeze": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+                   "description": "freeze parameters: true, or name patterns"},
+        "name": {"type": "string"}, "op": {"type": "string"}, "args": _ANY_ARGS,
+    }
+    return {
+        "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus from/when/repeat/freeze.",
+        "type": ["object", "string"],
+        "properties": {**reserved, **ops},
+        "additionalProperties": {"type": "object", "description": "node name: {LayerName: args} (or a block name)"},
+    }
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The whole spec's JSON Schema (draft 2020-12), generated from :class:`netspec.spec.Spec`."""
+    from .spec import Spec
+
+    schema = Spec.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://netspec.dev/schemas/" + SCHEMA_FILE
+    schema["title"] = "netspec spec"
+    return schema
+
+
+def schema_text() -> str:
+    """The committed schema file's exact text."""
+    return json.dumps(spec_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(folder: Path) -> Path:
+    """Write the schema files into ``folder``; returns the main file's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SCHEMA_FILE
+    path.write_text(schema_text())
+    return path

@@ -1,0 +1,80 @@
+"""Human-readable views of a compiled spec: the one-line header, the torchinfo table, code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .api import Compiled
+from .shapes import META_BATCH, per_sample
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+
+
+def header(c: Compiled) -> str:
+    """``unet: 1 input (image 3x572x572) -> 1 output (logits 2x572x572)``."""
+    g = c.graph
+    ins = ", ".join(f"{n} {per_sample(v)}" for n, v in g.inputs.items())
+    by_name = {**g.inputs, **{n.name: n.value for n in g.nodes}}
+    outs = ", ".join(f"{ext} {per_sample(by_name[ref])}" for ext, ref in g.outputs)
+    ni, no = len(g.inputs), len(g.outputs)
+    return (f"{c.spec.name}: {ni} input{'s' * (ni != 1)} ({ins}) -> "
+            f"{no} output{'s' * (no != 1)} ({outs})")
+
+
+def example_inputs(c: Compiled, batch: int = 1) -> list[torch.Tensor]:
+    """Real tensors of the declared shapes (zeros for integer inputs), for a forward pass."""
+    out = []
+    for v in c.graph.inputs.values():
+        shape = (batch, *v.shape[1:])
+        if v.dtype.is_floating_point:
+            out.append(torch.randn(shape, dtype=v.dtype))
+        else:
+            out.append(torch.zeros(shape, dtype=v.dtype))
+    return out
+
+
+def summary_text(c: Compiled, depth: int = 2, batch: int = 1) -> str:
+    """The torchinfo table for the compiled module, named as in the spec."""
+    import torchinfo
+
+    stats = torchinfo.summary(
+        c.module, input_data=example_inputs(c, batch), depth=depth, verbose=0,
+        col_names=("output_size", "num_params", "trainable", "mult_adds"),
+        row_settings=("var_names",), device="cpu", mode="eval")
+    return str(stats)
+
+
+def graph_table(c: Compiled) -> str:
+    """A compact table of the top-level nodes (no forward pass needed)."""
+    rows = [("node", "op", "inputs", "output", "params", "notes")]
+    for n in c.graph.nodes:
+        from .shapes import shape_str
+
+        rows.append((n.name, n.op, ", ".join(n.inputs), shape_str(n.value), f"{n.params:,}",
+                     "; ".join(n.notes)[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def frozen_report(module: torch.nn.Module) -> str:
+    """Trainable vs frozen parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
+    return f"parameters: {total:,} total, {total - frozen:,} trainable, {frozen:,} frozen"
+
+
+def dump_code(c: Compiled) -> str:
+    """The generated forward of the module and of each distinct block or repeat."""
+    parts = [f"# {c.spec.name}\n" + c.module.code.strip("\n")]
+    seen: set[str] = set()
+    for name, sub in c.module.named_modules():
+        if name and isinstance(sub, torch.fx.GraphModule):
+            kind = type(sub).__name__
+            if kind in seen:
+                continue
+            seen.add(kind)
+            parts.append(f"# {kind} (first used as `{name}`)\n" + sub.code.strip("\n"))
+    return "\n\n".join(parts) + "\n"

@@ -98,6 +98,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_text, write_schemas
 
+    if args.reference:
+        from .schema import reference_markdown
+
+        sys.stdout.write(reference_markdown())
+        return 0
     if args.write:
         path = write_schemas(Path(args.write))
         print(f"wrote {path}")
@@ -157,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  netspec schema --write schemas/",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--write", metavar="DIR", help="write schema files into DIR")
+    p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("layers", help="list the layer types, ops and torchvision models a spec can use")

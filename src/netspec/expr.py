@@ -222,22 +222,32 @@ def is_expression(value: Any) -> bool:
     return isinstance(value, str) and "$" in value
 
 
-def substitute(value: Any, env: Mapping[str, Any]) -> Any:
+def substitute(value: Any, env: Mapping[str, Any], path: tuple[str | int, ...] = ()) -> Any:
     """Resolve expressions anywhere inside ``value`` (dicts and lists are walked).
 
     A string that is exactly ``$name`` or ``${expr}`` becomes the value itself (an int
     stays an int); expressions inside longer strings are formatted into the string.
-    ``$$`` is a literal dollar.
+    ``$$`` is a literal dollar. ``path`` is the spec path of ``value``: an error in an
+    expression is reported at the exact key or list item that holds it.
 
     >>> substitute({"out": "${c * 2}", "tag": "w$c"}, {"c": 32})
     {'out': 64, 'tag': 'w32'}
     """
     if isinstance(value, dict):
-        return {k: substitute(v, env) for k, v in value.items()}
+        return {k: substitute(v, env, path + (k,)) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, env) for v in value]
+        return [substitute(v, env, path + (i,)) for i, v in enumerate(value)]
     if not is_expression(value):
         return value
+    try:
+        return _substitute_one(value, env)
+    except ExprError as e:
+        if not e.path:
+            e.path = tuple(path)
+        raise
+
+
+def _substitute_one(value: str, env: Mapping[str, Any]) -> Any:
     m = _WHOLE_NAME.match(value)
     if m:
         return evaluate(m.group(1), env)

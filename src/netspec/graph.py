@@ -12,12 +12,25 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import GraphError, did_you_mean
-from .expr import substitute
+from .expr import ShapeInfo, substitute
 from .ops import op_registry
 from .registry import OpKind, op_kind
 from .spec import NodeSpec
 
 SpecPath = tuple[str | int, ...]
+
+
+def _reserved_names() -> frozenset[str]:
+    """Names a node cannot have: attributes of the generated GraphModule (``forward``,
+    ``training``, ``_modules``, ``to``, ...) -- a submodule of that name cannot be added."""
+    import torch
+    from torch import fx
+
+    probe = fx.GraphModule(torch.nn.Module(), fx.Graph())
+    return frozenset(dir(probe)) | {"self"}
+
+
+RESERVED_NAMES = _reserved_names()
 
 
 @dataclass
@@ -51,7 +64,7 @@ def auto_name(op: str, taken: set[str]) -> str:
     """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx)."""
     base = re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
     name, i = base, 0
-    while name in taken:
+    while name in taken or name in RESERVED_NAMES:
         i += 1
         name = f"{base}_{i}"
     return name
@@ -60,7 +73,7 @@ def auto_name(op: str, taken: set[str]) -> str:
 def _enabled(node: NodeSpec, env: Mapping[str, Any], path: SpecPath) -> bool:
     if node.when is None:
         return True
-    value = substitute(node.when, env)
+    value = substitute(node.when, env, path + ("when",))
     if not isinstance(value, bool):
         raise GraphError(f"`when` must be true or false, got {value!r}", path=path + ("when",))
     return value
@@ -90,7 +103,14 @@ def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Ma
         npath = path + ("nodes", i)
         if not _enabled(node, env, npath):
             continue
-        name = node.name or auto_name(node.op, taken | explicit)
+        # auto names skip parameter names too, so `$dropout` still means the parameter
+        name = node.name or auto_name(node.op, taken | explicit | set(env))
+        if name in RESERVED_NAMES:
+            raise GraphError(f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=npath,
+                             hint="pick another name")
+        if node.name and node.name in env and not isinstance(env[node.name], ShapeInfo):
+            raise GraphError(f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
+                             path=npath, hint=f"rename the node or the parameter")
         if name in taken:
             what = "an input" if name in input_names else "another node"
             raise GraphError(f"duplicate name `{name}`: {what} has it already", path=npath,
@@ -106,7 +126,7 @@ def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Ma
     if not dag_nodes:
         raise GraphError("no node is enabled", path=path + ("nodes",))
     outs = _outputs(outputs, dag_nodes[-1].name, path)
-    _check_refs(dag_nodes, input_names, outs, path)
+    _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
     _check_unused(ordered, input_names, outs, path)
     return Dag(list(input_names), ordered, outs)
@@ -157,7 +177,8 @@ def _outputs(outputs: Any, last: str, path: SpecPath) -> list[tuple[str, str]]:
     return [(o, o) for o in outputs]
 
 
-def _check_refs(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath) -> None:
+def _check_refs(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath,
+                keyed: bool = False) -> None:
     known = set(inputs) | {n.name for n in nodes}
     for node in nodes:
         for ref in node.input_names:
@@ -170,8 +191,11 @@ def _check_refs(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, s
                 raise GraphError(f"node `{ref}` takes itself as input (a cycle)", path=node.path + ("from",))
     for i, (ext, ref) in enumerate(outs):
         if ref not in known:
-            raise GraphError(f"output `{ext}` points to `{ref}`, which is not defined",
-                             path=path + ("outputs",), hint=did_you_mean(ref, known))
+            what = f"output `{ext}` points to `{ref}`, which" if ext != ref else f"output `{ref}`"
+            raise GraphError(f"{what} is not a node or input",
+                             path=path + ("outputs", ext if keyed else i),
+                             hint=did_you_mean(ref, known) or f"nodes: {', '.join(n.name for n in nodes[-5:])}"
+                             + (" (last 5)" if len(nodes) > 5 else ""))
 
 
 def _toposort(nodes: list[DagNode], inputs: list[str]) -> list[DagNode]:

@@ -9,15 +9,29 @@ Nothing interprets the graph at call time.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from .errors import BuildError
+from .errors import BuildError, SpecError
 from .shapes import TypedGraph, TypedNode, shape_str
 from .zoo import load_local_weights, set_submodule, zoo_builder
+from . import functional as nsf
+
+
+class NetspecTracer(fx.Tracer):
+    """fx's tracer, keeping calls to netspec's own functions (``pad_to_match``, ...) as leaves.
+
+    torch.fx rebuilds a pickled GraphModule (``torch.save(model)``, ``copy.deepcopy`` across
+    processes) by re-tracing its code with the graph's tracer class; those functions look at
+    real sizes, so they must not be traced into.
+    """
+
+    def __init__(self, autowrap_modules: tuple = (math,), autowrap_functions: tuple = ()) -> None:
+        super().__init__(autowrap_modules=(*autowrap_modules, nsf), autowrap_functions=autowrap_functions)
 
 
 class _ReadableCodeGen(fx.graph.CodeGen):
@@ -68,11 +82,14 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
     if plan.weights is not None:
         try:
             log += [f"{node.name}: {line}" for line in load_local_weights(model, plan.weights, plan.strict)]
-        except BuildError:
+        except SpecError as e:  # CheckpointError: point at the node's `weights`
+            e.path, e.node = node.path + (node.op, "weights"), node.name
             raise
-        except Exception as e:
-            raise e
-    frozen = _freeze(model, node.freeze)  # freeze the backbone; replaced heads stay trainable
+    try:
+        frozen = _freeze(model, node.freeze)  # freeze the backbone; replaced heads stay trainable
+    except BuildError as e:
+        e.path, e.node = node.path + ("freeze",), node.name
+        raise
     if plan.truncate is not None:
         from .shapes import _truncate
 
@@ -80,9 +97,10 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
     for target, rnode in plan.replace:
         assert rnode.layer_cls is not None
         set_submodule(model, target, rnode.layer_cls(**rnode.args))
-    if frozen:
-        log.append(f"{node.name}: froze {len([n for n, _ in model.named_parameters() if n in frozen])} "
-                   f"parameter tensors ({', '.join(sorted({f.split('.')[0] for f in frozen}))})")
+    if frozen:  # count after replacing: a new head under a frozen name is trainable
+        still = [n for n, p in model.named_parameters() if not p.requires_grad]
+        log.append(f"{node.name}: froze {len(still)} parameter tensors "
+                   f"({', '.join(sorted({f.split('.')[0] for f in still}))})")
     return model
 
 
@@ -119,7 +137,7 @@ def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.Graph
     """
     log = log if log is not None else []
     root = nn.Module()
-    g = fx.Graph()
+    g = fx.Graph(tracer_cls=NetspecTracer)
     env: dict[str, fx.Node] = {}
     for name in graph.inputs:
         env[name] = g.placeholder(name)

@@ -82,3 +82,49 @@ def write_schemas(folder: Path) -> Path:
     path = folder / SCHEMA_FILE
     path.write_text(schema_text())
     return path
+
+
+def _type_text(s: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in s:
+        return s["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in s:
+        parts = [_type_text(x, defs) for x in s["anyOf"]]
+        return " \\| ".join(dict.fromkeys(p for p in parts if p != "null")) + (" \\| null" if "null" in parts else "")
+    if "enum" in s:
+        return " \\| ".join(f"`{v}`" for v in s["enum"])
+    if "const" in s:
+        return f"`{s['const']}`"
+    t = s.get("type", "any")
+    if isinstance(t, list):
+        return " \\| ".join(t)
+    if t == "array" and "items" in s:
+        return f"list[{_type_text(s['items'], defs)}]"
+    if t == "object" and isinstance(s.get("additionalProperties"), dict):
+        return f"map[{_type_text(s['additionalProperties'], defs)}]"
+    return t
+
+
+def reference_markdown() -> str:
+    """A Markdown reference of every spec key, generated from the schema (so it stays true)."""
+    schema = spec_json_schema()
+    defs = schema.get("$defs", {})
+    sections = [("Spec (top level)", schema)] + sorted(defs.items())
+    out = []
+    for title, s in sections:
+        props = s.get("properties")
+        if not props:
+            continue
+        out.append(f"#### {title}\n")
+        if s.get("description"):
+            out.append(" ".join(s["description"].split()) + "\n")
+        out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
+        required = set(s.get("required", []))
+        for key, p in props.items():
+            if title.startswith("NodeSpec"):
+                break
+            default = "required" if key in required else (
+                f"`{json.dumps(p['default'])}`" if p.get("default") not in (None, "", [], {}) else "")
+            desc = " ".join((p.get("description") or "").split()).replace("|", "\\|")
+            out.append(f"| `{key}` | {_type_text(p, defs)} | {default} | {desc} |")
+        out.append("")
+    return "\n".join(out)

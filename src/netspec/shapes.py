@@ -20,7 +20,8 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from .errors import BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean
+from .errors import (BuildError, CheckpointError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean,
+                     format_path)
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
 from .layers import BATCH_FIRST_DEFAULT, INFERRED, LayerType, layer_registry
@@ -168,8 +169,8 @@ def bind_layer_args(entry: LayerType, raw: Any, in_values: list[Any], env: Mappi
     if isinstance(raw, list) and inferable and len(raw) > 1:
         raise BuildError(f"{where}: positional arguments are ambiguous because netspec infers "
                          f"{', '.join(inferable)}", path=path, node=node,
-                         hint=f"use a mapping, e.g. {{{', '.join(free[:2])}: ...}}")
-    kwargs = substitute(_kwargs_from(raw, list(entry.params), free, where, path), env)
+                         hint="use a mapping, e.g. {" + ", ".join(f"{p}: ..." for p in free[:2]) + "}")
+    kwargs = substitute(_kwargs_from(raw, list(entry.params), free, where, path), env, path)
     notes: list[str] = []
     for key in kwargs:
         if key not in entry.params and not entry.accepts_var_kwargs:
@@ -211,7 +212,7 @@ def bind_op_args(entry: OpType, raw: Any, env: Mapping[str, Any], path: tuple, n
     if raw is not None and not isinstance(raw, dict) and not positional:
         raise BuildError(f"`{entry.name}` takes no positional value; use a mapping", path=path, node=node,
                          hint=f"its arguments: {', '.join(names) or 'none'}")
-    kwargs = substitute(_kwargs_from(raw, names, positional, entry.name, path), env)
+    kwargs = substitute(_kwargs_from(raw, names, positional, entry.name, path), env, path)
     for key, value in kwargs.items():
         if key not in names:
             raise BuildError(f"`{entry.name}` has no argument `{key}`", path=path + (key,), node=node,
@@ -278,7 +279,7 @@ class _Inferer:
     def node(self, d: DagNode, in_values: list[Any], env: dict[str, Any]) -> TypedNode:
         repeat = d.spec.repeat
         if repeat is not None:
-            return self.repeat(d, in_values, env, substitute(repeat, env))
+            return self.repeat(d, in_values, env, substitute(repeat, env, d.path + ("repeat",)))
         handler = {"layer": self.layer, "op": self.op, "block": self.block, "zoo": self.zoo}[d.kind]
         t = handler(d, in_values, env)
         t.freeze = d.spec.freeze
@@ -326,7 +327,7 @@ class _Inferer:
             sub = self.infer(dag, ins, benv, d.op, "tuple")
         except SpecError as e:
             # Report where the block is used too: the error is in the block's definition.
-            e.message += f" (in block `{d.op}` used at {'.'.join(map(str, d.path))} `{d.name}`)"
+            e.message += f" (in block `{d.op}` used at {format_path(d.path)} `{d.name}`)"
             raise
         value = _outputs_value(sub)
         n = sum(t.params for t in sub.nodes)
@@ -341,7 +342,7 @@ class _Inferer:
                 raise BuildError(f"block `{d.op}` takes parameters {', '.join(names) or 'none'}; use a mapping",
                                  path=d.path + (d.op,), node=d.name)
             raw = {names[0]: raw}
-        given = substitute(raw or {}, env)
+        given = substitute(raw or {}, env, d.path + (d.op,))
         for key in given:
             if key not in bspec.params:
                 raise BuildError(f"block `{d.op}` has no parameter `{key}`", path=d.path + (d.op, key), node=d.name,
@@ -376,14 +377,14 @@ class _Inferer:
             t.name = f"{d.name}_{i}"
             nodes.append(t)
             value, prev = t.value, t.name
-        sub = TypedGraph(d.op, {"x": in_values[0]}, nodes, [(prev, prev)], "tuple")
+        sub = TypedGraph(f"{d.op}_repeat", {"x": in_values[0]}, nodes, [(prev, prev)], "tuple")
         nodes[0].inputs = ["x"]
         return TypedNode(d.name, "repeat", d.op, d.path, d.input_names, {"repeat": count}, value,
                          [f"x{count}"], freeze=d.spec.freeze, sub=sub, params=sum(t.params for t in nodes))
 
     def zoo(self, d: DagNode, in_values: list[Any], env: dict[str, Any]) -> TypedNode:
         path = d.path + (d.op,)
-        raw = substitute(d.args or {}, env)
+        raw = substitute(d.args or {}, env, path)
         if not isinstance(raw, dict):
             raise BuildError(f"`{d.op}` takes a mapping of arguments", path=path, node=d.name)
         allowed = zoo_params(d.op)
@@ -398,6 +399,11 @@ class _Inferer:
                                         (".pt", ".pth", ".bin", ".ckpt")):
             raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
                              node=d.name, hint="weights are never downloaded; save a state_dict and name the file")
+        if weights is not None and not (self.options.base_dir / weights).is_file():
+            raise CheckpointError(f"weights file `{weights}` does not exist (relative to {self.options.base_dir})",
+                                  path=path + ("weights",), node=d.name,
+                                  hint="weights are never downloaded; save a state_dict with torch.save and name "
+                                       "that file (relative paths are relative to the spec file)")
         try:
             with torch.device("meta"):
                 model = zoo_builder(d.op)(**kwargs)
@@ -407,6 +413,9 @@ class _Inferer:
         if truncate is not None:
             model = _truncate(model, str(truncate), path + ("truncate",), d.name)
         replace: list[tuple[str, TypedNode]] = []
+        if not isinstance(raw.get("replace") or {}, dict):
+            raise BuildError("`replace` maps submodule names to layers, e.g. {fc: {Linear: {out_features: 10}}}",
+                             path=path + ("replace",), node=d.name)
         for target, rspec in (raw.get("replace") or {}).items():
             rnode = self._replacement(model, str(target), rspec, env, path + ("replace", target), d.name)
             with torch.device("meta"):
@@ -486,13 +495,20 @@ def _outputs_value(graph: TypedGraph) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _input_values(spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
+def _input_values(spec: Spec, params: dict[str, Any], max_bytes: int = Options.max_activation_bytes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, ispec in spec.inputs.items():
-        shape = substitute(list(ispec.shape), params)
-        if not all(isinstance(s, int) and s > 0 for s in shape):
+        shape = substitute(list(ispec.shape), params, ("inputs", name, "shape"))
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+            named = [s for s in shape if isinstance(s, str) and s in params]
             raise ShapeError(f"input `{name}` has shape {shape}; sizes must be positive integers",
-                             path=("inputs", name))
+                             path=("inputs", name),
+                             hint=f"write `${named[0]}` to use the parameter `{named[0]}`" if named else None)
+        nbytes = math.prod(shape) * _DTYPES[ispec.dtype].itemsize
+        if nbytes > max_bytes:  # also keeps torch's storage-size arithmetic from overflowing
+            raise ResourceError(f"input `{name}` has shape {shape}: {nbytes / 2 ** 30:,.1f} GiB per sample, over "
+                                f"the limit of {max_bytes / 2 ** 30:,.1f} GiB", path=("inputs", name),
+                                hint="check the input shape")
         out[name] = torch.empty((META_BATCH, *shape), dtype=_DTYPES[ispec.dtype], device="meta")
     return out
 
@@ -519,7 +535,7 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
     """
     options = options or Options()
     params = dict(params) if params is not None else dict(spec.params)
-    inputs = _input_values(spec, params)
+    inputs = _input_values(spec, params, options.max_activation_bytes)
     env = {**params, **_env_shapes(inputs)}
     inferer = _Inferer(spec, params, options)
     dag = resolve(spec.nodes, list(spec.inputs), spec.outputs, env, set(spec.blocks), (),
@@ -531,11 +547,19 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
 
 def _check_activations(graph: TypedGraph, options: Options) -> None:
     total = 0
+    largest: tuple[int, TypedNode | None] = (0, None)
     for node in graph.nodes:
+        size = 0
         for v in (node.value if isinstance(node.value, tuple) else (node.value,)):
             if isinstance(v, torch.Tensor):
-                total += math.prod(v.shape[1:]) * v.element_size()
+                size += math.prod(v.shape[1:]) * v.element_size()
+        total += size
+        if size > largest[0]:
+            largest = (size, node)
     if total > options.max_activation_bytes:
+        big = largest[1]
+        assert big is not None
         raise ResourceError(f"forward activations need about {total / 2 ** 30:,.1f} GiB per sample, over the "
-                            f"limit of {options.max_activation_bytes / 2 ** 30:,.1f} GiB",
-                            hint="check the input shape and layer sizes")
+                            f"limit of {options.max_activation_bytes / 2 ** 30:,.1f} GiB; the largest is "
+                            f"`{big.name}` ({per_sample(big.value)}, {largest[0] / 2 ** 30:,.1f} GiB)",
+                            path=big.path, node=big.name, hint="check the input shape and layer sizes")

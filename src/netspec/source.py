@@ -34,6 +34,7 @@ class Document:
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
+    overridden: dict[Path_, str] = field(default_factory=dict)  # path -> the --set item that set it
 
     def locate(self, path: Path_, key: bool = False) -> Location:
         """Location of ``path``, or of its nearest ancestor that has one.
@@ -41,7 +42,7 @@ class Document:
         With ``key=True`` prefer the position of the mapping key itself (for
         "unknown key" errors).
         """
-        path = tuple(path)
+        path = self.raw_path(tuple(path))
         if key and path in self.key_positions:
             line, col = self.key_positions[path]
             return Location(self.file, line, col)
@@ -50,6 +51,47 @@ class Document:
             if pos is not None:
                 return Location(self.file, pos[0], pos[1])
         return Location(self.file)
+
+    def raw_path(self, path: Path_) -> Path_:
+        """Map a spec path onto the document as written.
+
+        Spec paths follow the normalised node form (``nodes[1].from``,
+        ``nodes[0].Linear.in_features``); the document may have the node written as
+        ``b: {ReLU: {}, from: aa}`` (named) or ``{op: Linear, args: {...}}`` (explicit).
+        Parts that cannot be found are kept as they are (``locate`` then falls back to
+        the nearest ancestor).
+        """
+        if path in self.positions:
+            return path
+        out: list[str | int] = []
+        cur = self.data
+        for i, part in enumerate(path):
+            if isinstance(cur, dict) and part in cur:
+                out.append(part)
+                cur = cur[part]
+            elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+                out.append(part)
+                cur = cur[part]
+            elif isinstance(cur, dict) and cur.get("op") == part and "args" in cur:
+                out.append("args")  # explicit form: {op: Linear, args: {...}}
+                cur = cur["args"]
+            elif isinstance(cur, dict) and len(holders := [k for k, v in cur.items()
+                                                           if isinstance(v, dict) and part in v]) == 1:
+                out += [holders[0], part]  # named form: {b: {ReLU: {}, from: aa}}
+                cur = cur[holders[0]][part]
+            else:
+                return tuple(out) + tuple(path[i:])
+        return tuple(out)
+
+
+_CORE = "tag:yaml.org,2002:"
+# Tags a spec may carry: the YAML core schema (what untagged values resolve to) plus
+# timestamps; everything else -- python/*, set, omap, binary, !local tags -- is refused.
+_ALLOWED_TAGS = {_CORE + t for t in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
 
 
 class _Builder:
@@ -74,6 +116,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels; refused")
         self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if node.tag not in _ALLOWED_TAGS:
+            # Python tags (!!python/object/apply:...) and custom tags: never constructed.
+            # Without this check a tagged sequence or mapping would be read as plain data.
+            raise self._error(node, f"YAML tag `{_short_tag(node.tag)}` is not allowed in a spec; "
+                                    "refused (specs are plain data: no Python objects, no custom tags)")
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
             out: dict[str, Any] = {}
@@ -83,7 +130,11 @@ class _Builder:
                     raise self._error(key_node, "mapping keys must be strings")
                 key = str(key) if not isinstance(key, str) else key
                 if key in out:
-                    raise self._error(key_node, f"duplicate key `{key}`")
+                    first = self.key_positions.get(path + (key,))
+                    err = self._error(key_node, f"duplicate key `{key}`" +
+                                      (f" (first set at {first[0]}:{first[1]})" if first else ""))
+                    err.path = path + (key,)
+                    raise err
                 self.key_positions[path + (key,)] = (key_node.start_mark.line + 1,
                                                      key_node.start_mark.column + 1)
                 out[key] = self.build(value_node, path + (key,), depth + 1)
@@ -93,8 +144,21 @@ class _Builder:
         return self.loader.construct_object(node)
 
 
+def _reader_error(e: yaml.reader.ReaderError, text: str, file: str | None) -> SpecSyntaxError:
+    """A character YAML refuses (control characters, ...), located by line and column."""
+    before = text[:max(e.position, 0)]
+    line = before.count("\n") + 1
+    col = e.position - (before.rfind("\n") + 1) + 1
+    return SpecSyntaxError(f"invalid YAML: character #x{e.character:04x} is not allowed in a spec file",
+                           location=Location(file, line, col),
+                           hint="remove control characters; a spec is plain UTF-8 text")
+
+
 def _load_yaml(text: str, file: str | None) -> Document:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters of the whole text
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(e, text, file) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -105,7 +169,17 @@ def _load_yaml(text: str, file: str | None) -> Document:
         mark = e.problem_mark or e.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         problem = e.problem or e.context or "invalid YAML"
-        raise SpecSyntaxError(f"invalid YAML: {problem}", location=loc) from None
+        if "'\\t'" in problem or "\t" in problem:
+            hint = "indent with spaces; YAML does not allow tabs for indentation"
+        elif "block" in problem or "mapping values are not allowed" in problem or "indentation" in problem:
+            hint = "check the indentation of this line and the one before"
+        elif "expected ','" in problem or "flow" in problem:
+            hint = "check the brackets and commas: [..] and {..} must be closed"
+        else:
+            hint = None
+        raise SpecSyntaxError(f"invalid YAML: {problem}", location=loc, hint=hint) from None
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(e, text, file) from None
     except yaml.YAMLError as e:
         raise SpecSyntaxError(f"invalid YAML: {e}", location=Location(file)) from None
     except RecursionError:

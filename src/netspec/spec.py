@@ -14,6 +14,7 @@ and are normalised here to ``name / op / args / from / when / repeat / freeze``.
 from __future__ import annotations
 
 import copy
+import keyword
 import re
 import weakref
 from typing import Any, Literal
@@ -56,9 +57,22 @@ def normalize_node(raw: Any, blocks: set[str]) -> dict[str, Any]:
         raise PydanticCustomError("node_form", "a node is a mapping like `Conv2d: {out_channels: 8}`, "
                                                "got {got}", {"got": type(raw).__name__})
     if "op" in raw:  # explicit form
+        op = raw["op"]
+        if isinstance(op, str) and op_kind(op, blocks) is None:
+            hint = did_you_mean(op, all_op_names(blocks)) or "see `netspec layers` for the list"
+            raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
+                                      {"name": op, "hint": hint, "subpath": ["op"]})
         return dict(raw)
     out = {k: v for k, v in raw.items() if k in NODE_KEYS}
     rest = [k for k in raw if k not in NODE_KEYS]
+    if len(rest) > 1:
+        # one op plus stray keys (`form: x` for `from: x`): name the stray key
+        known = [k for k in rest if op_kind(k, blocks) is not None]
+        strays = [k for k in rest if k not in known]
+        if len(known) == 1:
+            hint = did_you_mean(strays[0], NODE_KEYS) or f"node keys: {', '.join(NODE_KEYS)}"
+            raise PydanticCustomError("unknown_node_key", "unknown node key `{key}` beside `{op}`; {hint}",
+                                      {"key": strays[0], "op": known[0], "hint": hint, "subpath": [strays[0]]})
     if len(rest) != 1:
         what = "no layer, op or block name" if not rest else f"several names ({', '.join(rest)})"
         raise PydanticCustomError("node_form", "a node needs exactly one layer, op or block name; "
@@ -74,8 +88,18 @@ def normalize_node(raw: Any, blocks: set[str]) -> dict[str, Any]:
             out.update({k: v for k, v in inner.items() if k in NODE_KEYS})
             out.update(name=key, op=inner_ops[0], args=inner[inner_ops[0]])
         else:
-            unknown = inner_ops[0] if isinstance(value, dict) and len(inner_ops) == 1 else key
-            hint = did_you_mean(unknown, all_op_names(blocks)) or "see `netspec layers` for the list"
+            # `Linaer: {out_features: 2}` (the op misspelt) or `x1: {Cnov2d: {...}}` (a named
+            # node whose op is misspelt): report whichever looks like a misspelt op name.
+            names = all_op_names(blocks)
+            inner_key = inner_ops[0] if isinstance(value, dict) and len(inner_ops) == 1 else None
+            inner_hint = did_you_mean(inner_key, names) if inner_key is not None else None
+            outer_hint = did_you_mean(key, names)
+            if inner_key is not None and (inner_hint or (not outer_hint and IDENT.match(key) and
+                                                         isinstance(inner[inner_key], (dict, type(None))))):
+                unknown, hint = inner_key, inner_hint
+            else:
+                unknown, hint = key, outer_hint
+            hint = hint or "see `netspec layers` for the list"
             raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
                                       {"name": unknown, "hint": hint,
                                        "subpath": [key] if unknown == key else [key, unknown]})
@@ -113,6 +137,9 @@ class NodeSpec(SpecModel):
         if v is not None and not IDENT.match(v):
             raise PydanticCustomError("node_name", "node name `{name}` must be an identifier "
                                                    "(letters, digits, _)", {"name": v})
+        if v is not None and keyword.iskeyword(v):
+            raise PydanticCustomError("node_name", "node name `{name}` is a Python keyword; "
+                                                   "pick another name", {"name": v})
         return v
 
     @model_serializer(mode="wrap")
@@ -137,7 +164,7 @@ class InputSpec(SpecModel):
 
     shape: list[int | str] = Field(description="Per-sample shape, e.g. [3, 224, 224]; [] for a scalar.")
     dtype: DType = Field("float32", description="Tensor dtype; int64 for class indices or token ids.")
-    description: str | None = None
+    description: str | None = Field(None, description="What the input holds.")
 
     @model_validator(mode="before")
     @classmethod
@@ -154,13 +181,22 @@ class InputSpec(SpecModel):
 class BlockSpec(SpecModel):
     """A reusable, parameterised sub-network, used like a layer."""
 
-    description: str | None = None
+    description: str | None = Field(None, description="What the block does.")
     inputs: list[str] = Field(default_factory=lambda: ["x"], description="Names of the block's inputs.")
     params: dict[str, Scalar] = Field(default_factory=dict, description=(
         "Parameters with defaults; the value `required` makes one mandatory. Defaults may be "
         "expressions over earlier parameters (`mid: $out`)."))
-    nodes: list[NodeSpec]
+    nodes: list[NodeSpec] = Field(description="The block's network, like the top-level `nodes`.")
     outputs: list[str] | None = Field(None, description="Which nodes the block returns (default: the last).")
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, v: list[str]) -> list[str]:
+        for i, name in enumerate(v):
+            _check_input_name(name, i)
+            if name in v[:i]:
+                raise PydanticCustomError("bad_key", "block input `{key}` is listed twice", {"key": i})
+        return v
 
 
 class Spec(SpecModel):
@@ -169,12 +205,22 @@ class Spec(SpecModel):
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
     netspec: Literal[1] = Field(FORMAT_VERSION, description="Format version of the spec language.")
     name: str = Field(description="Model name (used for the module class and run folders).")
-    description: str = ""
+    description: str = Field("", description="What the model is and where it comes from.")
     params: dict[str, Scalar] = Field(default_factory=dict, description=(
         "Spec parameters with defaults, used as `$name` or `${expr}`; override with --set name=value."))
     inputs: dict[str, InputSpec] = Field(description="Named inputs in forward order.")
-    blocks: dict[str, BlockSpec] = Field(default_factory=dict)
-    nodes: list[NodeSpec] = Field(min_length=1)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _input_names(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name in v:
+                _check_input_name(name, name)
+        return v
+    blocks: dict[str, BlockSpec] = Field(default_factory=dict, description=(
+        "Reusable parameterised sub-networks by name, used in nodes like layers."))
+    nodes: list[NodeSpec] = Field(min_length=1, description=(
+        "The network, top to bottom; each node reads the previous one unless `from` says otherwise."))
     outputs: list[str] | dict[str, str] | None = Field(None, description=(
         "Node names returned by forward (a tuple in this order), or {output_name: node}. "
         "Default: the last node."))
@@ -221,6 +267,14 @@ class Spec(SpecModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
 
 
+def _check_input_name(name: Any, key: str | int) -> None:
+    """Input names become the arguments of the generated forward: identifiers only."""
+    if not isinstance(name, str) or not IDENT.match(name) or keyword.iskeyword(name) or name == "self":
+        why = ("is a Python keyword" if isinstance(name, str) and keyword.iskeyword(name) else
+               "is reserved" if name == "self" else "must be an identifier (letters, digits, _)")
+        raise PydanticCustomError("bad_key", "input name `{name}` " + why, {"name": str(name), "key": key})
+
+
 def _norm_at(raw: Any, blocks: set[str], path: tuple) -> Any:
     """normalize_node, with the node's spec path added to any error."""
     try:
@@ -263,28 +317,48 @@ def _message(err: dict[str, Any]) -> str:
         return f"missing required key `{err['loc'][-1]}`"
     if kind == "extra_forbidden":
         return f"unknown key `{err['loc'][-1]}`"
-    if kind in ("unknown_key", "unknown_op", "node_form", "node_name"):
+    if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key"):
         return msg
+    if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
+        return msg[0].lower() + msg[1:].replace(" after validation", "")
     got = err.get("input")
     shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-    return f"{msg[0].lower() + msg[1:]}, got {shown}"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    msg = msg[0].lower() + msg[1:]
+    if ", got " in msg:  # "input should be a valid integer, got a number with a fractional part"
+        return f"{msg} ({shown})"
+    return f"{msg}, got {shown}"
 
 
 def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidationError:
     """The first pydantic error as one located, readable SpecValidationError."""
     errors = e.errors()
     # Prefer the most specific error: our own messages first, then the deepest loc.
-    errors.sort(key=lambda r: (r["type"] not in ("unknown_key", "unknown_op", "node_form"), -len(r["loc"])))
+    own = ("unknown_key", "unknown_op", "node_form", "unknown_node_key", "bad_key")
+    errors.sort(key=lambda r: (r["type"] not in own, -len(r["loc"])))
     err = errors[0]
     path = _error_path(err, doc.data)
     ctx = err.get("ctx") or {}
-    key_error = err["type"] in ("unknown_key", "extra_forbidden")
-    if err["type"] == "unknown_key":
+    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key")
+    if err["type"] in ("unknown_key", "bad_key"):
         path = path + (ctx["key"],)
-    if err["type"] in ("unknown_op", "node_form", "node_name"):
+    if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key"):
         path = path + tuple(ctx.get("subpath", ()))
-    out = SpecValidationError(_message(err), path=path)
-    return out.with_location(doc.locate(path, key=key_error or err["type"] == "unknown_op"))
+    message = _message(err)
+    is_param = (len(path) == 2 and path[0] == "params") or (len(path) == 4 and path[0] == "blocks"
+                                                              and path[2] == "params")
+    if is_param and err["type"] not in own:
+        # Scalar is a union: pydantic's first member error ("should be a valid boolean") misleads
+        got = err.get("input")
+        message = (f"parameter `{path[-1]}` must be a number, a string, true/false or null, "
+                   f"got {type(got).__name__}")
+    for opath, item in doc.overridden.items():
+        if tuple(path[:len(opath)]) == tuple(opath):
+            message += f" (set by --set {item})"
+            break
+    out = SpecValidationError(message, path=path)
+    return out.with_location(doc.locate(path, key=key_error))
 
 
 def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:
@@ -310,11 +384,12 @@ def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> No
         if len(parts) == 1 and isinstance(params, dict) and parts[0] in params:
             parts = ["params", parts[0]]
         elif len(parts) == 1 and parts[0] not in Spec.model_fields:
-            raise SpecValidationError(f"--set `{key}`: no such spec parameter",
+            raise SpecValidationError(f"--set `{key}`: no such spec parameter", path=("params",),
                                       hint=did_you_mean(str(parts[0]), list(params or {})) or
                                       f"parameters: {', '.join(params or {}) or 'none'}; "
                                       "or use a dotted path like train.epochs=3")
         _set_path(doc.data, parts, value, key)
+        doc.overridden[tuple(parts)] = item
 
 
 def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
@@ -362,7 +437,8 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     from .errors import SpecError
 
     if not isinstance(doc.data, dict):
-        raise SpecValidationError("a spec is a mapping with `name`, `inputs` and `nodes`",
+        got = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
+        raise SpecValidationError(f"the document is {got}; a spec is a mapping with `name`, `inputs` and `nodes`",
                                   location=doc.locate(()))
     try:
         doc.data = copy.deepcopy(doc.data)

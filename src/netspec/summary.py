@@ -68,7 +68,7 @@ def frozen_report(module: torch.nn.Module) -> str:
 
 def dump_code(c: Compiled) -> str:
     """The generated forward of the module and of each distinct block or repeat."""
-    parts = [f"# {c.spec.name}\n" + c.module.code.strip("\n")]
+    parts = [f"# {c.spec.name}\n" + c.module.code.strip()]
     seen: set[str] = set()
     for name, sub in c.module.named_modules():
         if name and isinstance(sub, torch.fx.GraphModule):
@@ -76,5 +76,5 @@ def dump_code(c: Compiled) -> str:
             if kind in seen:
                 continue
             seen.add(kind)
-            parts.append(f"# {kind} (first used as `{name}`)\n" + sub.code.strip("\n"))
+            parts.append(f"# {kind} (first used as `{name}`)\n" + sub.code.strip())
     return "\n\n".join(parts) + "\n"

@@ -110,8 +110,15 @@ def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> lis
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusal, truncation, garbage
-        raise CheckpointError(f"cannot read weights file {file}: {str(e).splitlines()[0]}",
-                              hint="only plain state_dicts load (torch.load weights_only=True); "
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch puts ANSI bold into its message
+        if "Weights only load failed" in text or "weights_only" in text:
+            why = ("it holds pickled Python objects (a whole saved model?), which are never unpickled: "
+                   "refused (weights_only=True)")
+        else:
+            first = text.strip().splitlines()[0] if text.strip() else ""
+            why = f"not a torch weights file ({type(e).__name__}{': ' + first[:120] if first else ''})"
+        raise CheckpointError(f"cannot read weights file {file}: {why}",
+                              hint="only plain state_dicts load; "
                                    "re-save with torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

@@ -1,0 +1,198 @@
+"""Image transforms named in a spec, built from ``torchvision.transforms.v2``.
+
+A spec lists transforms as one-key mappings (or bare names)::
+
+    transforms: [RandomHorizontalFlip, {Resize: 32}, {ToDtype: {dtype: float32, scale: true}}]
+
+A scalar or list value is the single positional argument (``{Resize: 32}`` is ``Resize(32)``);
+a mapping holds keyword arguments. Strings are turned into the objects torch expects where
+the argument is a dtype (``float32``) or an interpolation mode (``bilinear``).
+
+Every transform receives images as uint8 (or float) tensors ``C x H x W`` wrapped as
+``tv_tensors.Image``, never PIL images, whatever the source: that is what lets the in-memory
+path apply the deterministic ones to a whole ``N x C x H x W`` tensor at once and get exactly
+the values the per-sample path would.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+from .errors import did_you_mean
+
+# Left out on purpose: Lambda (arbitrary code), ToPILImage/PILToTensor (the pipeline is
+# tensors only), MixUp/CutMix (they work on batches, not samples), FiveCrop/TenCrop (they
+# return tuples), LinearTransformation (needs a tensor argument), box/keypoint-only ones.
+_EXCLUDED = {
+    "Transform", "Lambda", "ToPILImage", "PILToTensor", "MixUp", "CutMix", "FiveCrop", "TenCrop",
+    "LinearTransformation", "ClampBoundingBoxes", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes",
+    "ClampKeyPoints", "SanitizeKeyPoints", "SetClampingMode", "UniformTemporalSubsample", "ToTensor",
+}
+
+#: name -> transform class; every public ``v2.Transform`` subclass except the excluded ones.
+TRANSFORMS: dict[str, type] = {
+    name: obj
+    for name, obj in sorted(vars(v2).items())
+    if isinstance(obj, type) and issubclass(obj, v2.Transform) and name not in _EXCLUDED
+}
+
+#: Transforms that take a list of transforms as their first argument (nested specs).
+CONTAINERS = {"Compose", "RandomApply", "RandomChoice", "RandomOrder"}
+
+#: Deterministic transforms that give the same values on an ``N x C x H x W`` batch as on each
+#: ``C x H x W`` sample: a source decoded into memory can apply these once to the whole tensor.
+BATCHABLE = {"ToImage", "ToDtype", "ConvertImageDtype", "Normalize", "Resize", "CenterCrop",
+             "Grayscale", "RGB", "Pad", "ToPureTensor", "Identity", "ToTensor"}
+
+
+class ToTensor(v2.Transform):
+    """uint8 image -> float32 in [0, 1], computed exactly as classic ``transforms.ToTensor`` does.
+
+    The seeds use ToTensor everywhere. v2's own ToTensor leaves tensors untouched (it only
+    converts PIL images and arrays), so on our tensor pipeline it would silently do nothing;
+    and ``ToDtype(float32, scale=True)`` multiplies by 1/255, which differs from ToTensor's
+    division by 255 in the last bit of about half the values. This one divides.
+    """
+
+    _transformed_types = (tv_tensors.Image, torch.Tensor)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask) or inpt.dtype != torch.uint8:
+            return inpt  # masks keep their class indices; float images are already scaled
+        out = inpt.as_subclass(torch.Tensor).float().div(255)  # (..., C, H, W)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+#: Names the spec accepts besides torchvision's.
+EXTRA: dict[str, type] = {"ToTensor": ToTensor}
+TRANSFORMS.update(EXTRA)
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "double": torch.float64,
+    "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
+    "int64": torch.int64, "long": torch.int64, "bool": torch.bool,
+}
+
+
+def transform_name(item: Any) -> str:
+    """The transform name of one list item (``"Resize"`` for ``{Resize: 32}``).
+
+    >>> transform_name({"Resize": 32}), transform_name("ToImage")
+    ('Resize', 'ToImage')
+    """
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and len(item) == 1:
+        return next(iter(item))
+    raise ValueError(f"a transform is a name or a one-key mapping {{Name: args}}, got {item!r}")
+
+
+def _convert(key: str, value: Any) -> Any:
+    """Turn YAML strings into the objects torchvision expects for a few known argument names."""
+    if key == "dtype" and isinstance(value, str):
+        if value not in _DTYPES:
+            hint = did_you_mean(value, _DTYPES)
+            raise ValueError(f"unknown dtype `{value}`" + (f"; {hint}" if hint else ""))
+        return _DTYPES[value]
+    if key == "interpolation" and isinstance(value, str):
+        try:
+            return InterpolationMode[value.upper()]
+        except KeyError:
+            names = [m.name.lower() for m in InterpolationMode]
+            raise ValueError(f"unknown interpolation `{value}`; use one of {', '.join(names)}") from None
+    return value
+
+
+def _split_args(name: str, value: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Arguments of one transform: None/{} -> none, mapping -> kwargs, anything else -> one positional."""
+    if value is None:
+        return [], {}
+    if isinstance(value, dict):
+        return [], dict(value)
+    return [value], {}
+
+
+def build_one(item: Any) -> Callable:
+    """Construct the transform one spec item stands for.
+
+    Raises ValueError with a one-line message on an unknown name or bad arguments.
+
+    >>> build_one({"Resize": 8}).size
+    [8]
+    """
+    name = transform_name(item)
+    value = None if isinstance(item, str) else item[name]
+    if name not in TRANSFORMS:
+        hint = did_you_mean(name, TRANSFORMS)
+        raise ValueError(f"unknown transform `{name}`" + (f"; {hint}" if hint else ""))
+    cls = TRANSFORMS[name]
+    args, kwargs = _split_args(name, value)
+    if name in CONTAINERS:
+        # The first argument is a nested transform list: build it recursively.
+        if args:
+            args[0] = build_list(args[0])
+        elif "transforms" in kwargs:
+            kwargs["transforms"] = build_list(kwargs["transforms"])
+    try:
+        sig = inspect.signature(cls)
+        sig.bind(*args, **kwargs)
+    except TypeError as e:
+        bad = [k for k in kwargs if k not in sig.parameters]
+        if bad:
+            hint = did_you_mean(bad[0], [p for p in sig.parameters if p not in ("self", "args", "kwargs")])
+            raise ValueError(f"{name}: unknown argument `{bad[0]}`" + (f"; {hint}" if hint else "")) from None
+        raise ValueError(f"{name}: {e}") from None
+    kwargs = {k: _convert(k, v) for k, v in kwargs.items()}
+    args = [_convert("dtype", a) if name in ("ToDtype", "ConvertImageDtype") else a for a in args]
+    try:
+        return cls(*args, **kwargs)
+    except Exception as e:  # torchvision validates argument values in __init__
+        raise ValueError(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def build_list(items: list[Any] | None) -> list[Callable]:
+    """Construct every transform of a spec list, in order."""
+    return [build_one(item) for item in (items or [])]
+
+
+def compose(items: list[Any] | None) -> Callable | None:
+    """One callable for a spec list, or None when the list is empty.
+
+    >>> t = compose([{"ToDtype": {"dtype": "float32", "scale": True}}])
+    >>> t(torch.full((1, 2, 2), 255, dtype=torch.uint8)).max().item()
+    1.0
+    """
+    built = build_list(items)
+    return v2.Compose(built) if built else None
+
+
+def is_batchable(items: list[Any] | None) -> bool:
+    """True when every transform is deterministic and works on a whole ``N x C x H x W`` tensor.
+
+    >>> is_batchable([{"Resize": 32}, "ToTensor"]), is_batchable(["RandomHorizontalFlip"])
+    (True, False)
+    """
+    return all(transform_name(item) in BATCHABLE for item in (items or []))
+
+
+def drop_random(items: list[Any] | None) -> list[Any]:
+    """The deterministic part of a list: the default evaluation transforms.
+
+    >>> drop_random(["RandomHorizontalFlip", {"Normalize": {"mean": [0.5], "std": [0.5]}}])
+    [{'Normalize': {'mean': [0.5], 'std': [0.5]}}]
+    """
+    return [item for item in (items or []) if transform_name(item) in BATCHABLE]
+
+
+def unwrap(x: Any) -> Any:
+    """tv_tensors (Image, Mask) back to plain tensors, so models never see the subclasses."""
+    if isinstance(x, tv_tensors.TVTensor):
+        return x.as_subclass(torch.Tensor)
+    return x

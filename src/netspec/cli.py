@@ -79,6 +79,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_training(spec) -> None:
+    """Static checks of the training sections (names, arguments, monitored metrics)."""
+    from .runner import check_training
+    from .spec import document_of
+
+    sections = ("data", "loss", "optimizer", "scheduler", "init", "train")
+    if all(getattr(spec, s) is None for s in sections):
+        return  # a model-only spec: nothing to train yet
+    try:
+        check_training(spec)
+    except SpecError as e:
+        raise e.with_location(document_of(spec).locate(e.path)) from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .api import compile_spec, load_spec
 
@@ -87,6 +101,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports)
             c = compile_spec(spec)
+            _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
             print(f"{path}: ok ({spec.name}, {n:,} parameters)")
         except SpecError as e:

@@ -1309,6 +1309,13 @@ class TensorLoader(_EpochLoader):
         self._complete = True
 
 
+def _ignore_sigint(_worker_id: int) -> None:
+    """Workers leave Ctrl-C to the main process, which saves a checkpoint before exiting."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class SampleLoader(_EpochLoader):
     """Per-sample loader: a ``DataLoader`` over a Dataset that transforms each sample."""
 
@@ -1316,7 +1323,8 @@ class SampleLoader(_EpochLoader):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
         self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=self.drop_last,
                                  num_workers=num_workers, pin_memory=pin_memory, collate_fn=_collate,
-                                 generator=self.generator)
+                                 generator=self.generator,
+                                 worker_init_fn=_ignore_sigint if num_workers else None)
 
     def __len__(self) -> int:
         return len(self.loader)

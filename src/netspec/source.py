@@ -8,6 +8,7 @@ Refuses alias bombs, very deep nesting and huge documents before they cost anyth
 from __future__ import annotations
 
 import json
+import re
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,9 +155,24 @@ def _reader_error(e: yaml.reader.ReaderError, text: str, file: str | None) -> Sp
                            hint="remove control characters; a spec is plain UTF-8 text")
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.2 and JSON do; YAML 1.1 wants ``1.0e-5``)."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def _load_yaml(text: str, file: str | None) -> Document:
     try:
-        loader = yaml.SafeLoader(text)  # checks the characters of the whole text
+        loader = _SpecLoader(text)  # checks the characters of the whole text
     except yaml.reader.ReaderError as e:
         raise _reader_error(e, text, file) from None
     try:

@@ -27,11 +27,8 @@ from .errors import SpecValidationError, did_you_mean
 from .registry import all_op_names, op_kind
 from .source import Document, load_document
 from .spec_base import SpecModel
-try:  # the runner's sections; written in parallel -- TEMPORARY guard until they land
-    from .data import DataSpec
-    from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpec, TrainSpec
-except Exception:  # pragma: no cover
-    DataSpec = InitSpec = LossSpec = OptimizerSpec = SchedulerSpec = TrainSpec = dict  # type: ignore
+from .data import DataSpec
+from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs, TrainSpec
 
 FORMAT_VERSION = 1
 NODE_KEYS = ("name", "op", "args", "from", "when", "repeat", "freeze")
@@ -228,12 +225,12 @@ class Spec(SpecModel):
     imports: list[str] = Field(default_factory=list, description=(
         "Python modules registering custom layers. Imported only when the user allows them "
         "(--allow-import MODULE or allow_imports=[...])."))
-    data: DataSpec | None = None
-    loss: LossSpec | None = None
-    optimizer: OptimizerSpec | None = None
-    scheduler: SchedulerSpec | None = None
-    init: InitSpec | None = None
-    train: TrainSpec | None = None
+    data: DataSpec | None = Field(None, description="Data sources, transforms, loader, sampler, field mapping (runner).")
+    loss: LossSpec | None = Field(None, description="Loss: a torch.nn loss, a netspec loss, a sum, or one per output.")
+    optimizer: OptimizerSpec | None = Field(None, description="torch.optim optimizer with parameter groups.")
+    scheduler: SchedulerSpecs | None = Field(None, description="LR scheduler, or a list run one after another (warm-up then decay).")
+    init: InitSpec | None = Field(None, description="Weight initialisation rules and weights to load.")
+    train: TrainSpec | None = Field(None, description="Epochs, device, precision, seed, metrics, stopping, checkpoints.")
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -72,9 +73,10 @@ def dump_code(c: Compiled) -> str:
     seen: set[str] = set()
     for name, sub in c.module.named_modules():
         if name and isinstance(sub, torch.fx.GraphModule):
-            kind = type(sub).__name__
-            if kind in seen:
+            code = sub.code.strip()
+            shape_free = re.sub(r"\s+#.*", "", code)
+            if shape_free in seen:  # one listing per distinct variant of a block
                 continue
-            seen.add(kind)
-            parts.append(f"# {kind} (first used as `{name}`)\n" + sub.code.strip())
+            seen.add(shape_free)
+            parts.append(f"# {type(sub).__name__} (first used as `{name}`)\n" + code)
     return "\n\n".join(parts) + "\n"

@@ -1,0 +1,435 @@
+"""Losses: a registry (every torch.nn loss plus Dice, DiceBCE, IoU, Focal) and the criterion
+that a spec's ``loss:`` section compiles to.
+
+Targets are adapted to the loss, the same way every time (documented in the README):
+
+* ``float`` losses (BCELoss, BCEWithLogitsLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss,
+  SoftMarginLoss, KLDivLoss, PoissonNLLLoss, MultiLabelSoftMarginLoss): the target is cast
+  to the output's dtype and, when it holds as many elements and differs only in size-1
+  dimensions, reshaped to the output's shape. So seed 000's ``(N, 1)`` sigmoid output works
+  with its ``(N,)`` float labels, and integer 0/1 labels work with BCE.
+* ``index`` losses (CrossEntropyLoss, NLLLoss, MultiMarginLoss): a ``(N, 1)`` class-index
+  target is squeezed to ``(N,)``; integer-valued float targets become ``int64``
+  (CrossEntropyLoss keeps float targets of the output's shape: class probabilities).
+* the netspec losses (Dice, DiceBCE, IoU, Focal) accept both the binary form (logits and
+  0/1 targets of the same number of elements) and the multi-class form (logits ``(N, C, ...)``
+  and integer targets ``(N, ...)``).
+
+Every loss is computed in float32, outside autocast (BCELoss refuses float16 inputs).
+
+>>> import torch
+>>> from netspec.train_spec import LossSpec
+>>> crit = build_criterion(LossSpec.model_validate("BCELoss"), ["prob"])
+>>> float(crit({"prob": torch.full((4, 1), 0.5)}, torch.tensor([0, 1, 0, 1])))  # doctest: +ELLIPSIS
+0.693...
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import BuildError, DataError, SpecError, did_you_mean
+from .train_spec import LossSpec, check_args, number_string_hint
+
+Path = tuple[str | int, ...]
+
+__all__ = [
+    "LOSSES",
+    "LossEntry",
+    "register_loss",
+    "adapt_target",
+    "Criterion",
+    "build_criterion",
+    "DiceLoss",
+    "DiceBCELoss",
+    "IoULoss",
+    "FocalLoss",
+]
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """A loss the spec can name: how to build it and what target it expects."""
+
+    factory: Callable[..., nn.Module]
+    target: str  # "float" | "index" | "custom" | "any" (see module docstring)
+    inputs: int = 2  # tensors forward() takes; netspec passes (output, target)
+
+
+LOSSES: dict[str, LossEntry] = {}
+
+
+def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()) -> Callable:
+    """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
+
+    >>> @register_loss("Half", target="float")
+    ... class Half(nn.Module):
+    ...     def forward(self, output, target):
+    ...         return 0.5 * F.mse_loss(output, target)
+    >>> LOSSES["Half"].target
+    'float'
+    >>> _ = LOSSES.pop("Half")
+    """
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        entry = LossEntry(cls, target, _forward_arity(cls))
+        for key in (name, *aliases):
+            LOSSES[key] = entry
+        return cls
+
+    return add
+
+
+def _forward_arity(cls: type[nn.Module]) -> int:
+    params = list(inspect.signature(cls.forward).parameters.values())[1:]
+    return sum(p.default is inspect.Parameter.empty for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
+# torch.nn losses, by introspection. The table says which target they want.
+_FLOAT_TARGET = {
+    "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
+    "SoftMarginLoss", "KLDivLoss", "PoissonNLLLoss", "MultiLabelSoftMarginLoss",
+}
+_INDEX_TARGET = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
+# NLLLoss2d is deprecated; LinearCrossEntropyLoss owns a Linear layer whose weights the
+# optimizer would never see.
+_EXCLUDED = {"NLLLoss2d", "LinearCrossEntropyLoss"}
+
+
+def _register_torch_losses() -> None:
+    from torch.nn.modules.loss import _Loss
+
+    for name, cls in vars(nn.modules.loss).items():
+        if not (inspect.isclass(cls) and issubclass(cls, _Loss)) or name.startswith("_"):
+            continue
+        if name in _EXCLUDED:
+            continue
+        kind = "float" if name in _FLOAT_TARGET else "index" if name in _INDEX_TARGET else "any"
+        LOSSES[name] = LossEntry(cls, kind, _forward_arity(cls))
+
+
+_register_torch_losses()
+
+
+# --------------------------------------------------------------------------- target adaptation
+
+
+def adapt_target(kind: str, output: Tensor, target: Tensor) -> Tensor:
+    """Bring ``target`` to the shape/dtype a ``kind`` loss expects (see module docstring).
+
+    >>> adapt_target("float", torch.zeros(3, 1), torch.tensor([1, 0, 1])).shape
+    torch.Size([3, 1])
+    >>> adapt_target("index", torch.zeros(3, 5), torch.tensor([[1], [0], [4]])).shape
+    torch.Size([3])
+    """
+    if kind == "float":
+        if target.shape != output.shape and target.numel() == output.numel() and _squeezed(target) == _squeezed(output):
+            target = target.reshape(output.shape)
+        if target.dtype != output.dtype and output.is_floating_point():
+            target = target.to(output.dtype)
+    elif kind == "index":
+        if target.shape == output.shape and target.is_floating_point():
+            return target  # class probabilities (CrossEntropyLoss)
+        if target.ndim == output.ndim and target.ndim >= 2 and target.shape[1] == 1 and output.shape[1] != 1:
+            target = target.squeeze(1)
+        if target.is_floating_point():
+            target = target.long()
+    return target
+
+
+def _squeezed(t: Tensor) -> tuple[int, ...]:
+    return tuple(s for s in t.shape if s != 1)
+
+
+# --------------------------------------------------------------------------- netspec losses
+#
+# The seed's versions called F.sigmod (typo), ignored their constructor arguments, applied
+# BCE to probabilities (unstable) and computed "focal" loss from the batch-mean BCE (so it
+# was just a rescaled BCE). These take logits by default and work per element.
+
+
+def _probs_and_onehot(output: Tensor, target: Tensor, mode: str, from_logits: bool) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """(probabilities, one-hot/float target, dims to sum over) for binary or multi-class."""
+    if _is_multiclass(output, target, mode):
+        probs = output.softmax(dim=1) if from_logits else output
+        onehot = F.one_hot(target.long(), output.shape[1]).movedim(-1, 1).to(probs.dtype)  # (N, C, ...)
+        dims = (0, *range(2, output.ndim))  # sum everything but the class dimension
+        return probs, onehot, dims
+    probs = output.sigmoid() if from_logits else output
+    target = adapt_target("float", probs, target)
+    return probs.reshape(-1), target.reshape(-1), (0,)
+
+
+def _is_multiclass(output: Tensor, target: Tensor, mode: str) -> bool:
+    if mode != "auto":
+        return mode == "multiclass"
+    return output.ndim >= 2 and output.shape[1] > 1 and target.ndim == output.ndim - 1 and not target.is_floating_point()
+
+
+class _Overlap(nn.Module):
+    """Shared arguments of Dice and IoU."""
+
+    def __init__(self, smooth: float = 1.0, from_logits: bool = True, mode: str = "auto") -> None:
+        super().__init__()
+        if mode not in ("auto", "binary", "multiclass"):
+            raise ValueError(f"mode must be auto, binary or multiclass, not {mode!r}")
+        self.smooth, self.from_logits, self.mode = smooth, from_logits, mode
+
+
+@register_loss("Dice", aliases=("DiceLoss",))
+class DiceLoss(_Overlap):
+    """1 - Dice coefficient, over the whole batch (as in the seed); per class, then averaged.
+
+    Binary: logits of any shape with 0/1 targets of as many elements (sigmoid).
+    Multi-class: logits ``(N, C, H, W)`` with class indices ``(N, H, W)`` (softmax, one-hot).
+    ``from_logits: false`` when the model already outputs probabilities.
+
+    >>> loss = DiceLoss(smooth=0.0)
+    >>> float(loss(torch.tensor([[9.0, -9.0]]), torch.tensor([[1.0, 0.0]])))  # doctest: +ELLIPSIS
+    0.0001...
+    """
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        probs, onehot, dims = _probs_and_onehot(output, target, self.mode, self.from_logits)
+        inter = (probs * onehot).sum(dims)
+        dice = (2 * inter + self.smooth) / (probs.sum(dims) + onehot.sum(dims) + self.smooth)
+        return 1 - dice.mean()
+
+
+@register_loss("IoU", aliases=("IoULoss", "Jaccard"))
+class IoULoss(_Overlap):
+    """1 - intersection over union (Jaccard), binary or multi-class like :class:`DiceLoss`.
+
+    >>> float(IoULoss(smooth=0.0)(torch.tensor([[9.0, 9.0]]), torch.tensor([[1.0, 0.0]])))  # doctest: +ELLIPSIS
+    0.500...
+    """
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        probs, onehot, dims = _probs_and_onehot(output, target, self.mode, self.from_logits)
+        inter = (probs * onehot).sum(dims)
+        union = probs.sum(dims) + onehot.sum(dims) - inter
+        return 1 - ((inter + self.smooth) / (union + self.smooth)).mean()
+
+
+@register_loss("DiceBCE", aliases=("DiceBCELoss",))
+class DiceBCELoss(nn.Module):
+    """Binary cross-entropy plus Dice (multi-class: cross-entropy plus Dice), from logits.
+
+    >>> float(DiceBCELoss()(torch.zeros(2, 1), torch.ones(2, 1)))  # doctest: +ELLIPSIS
+    0.943...
+    """
+
+    def __init__(self, smooth: float = 1.0, bce_weight: float = 1.0, dice_weight: float = 1.0, mode: str = "auto") -> None:
+        super().__init__()
+        self.dice = DiceLoss(smooth=smooth, mode=mode)
+        self.bce_weight, self.dice_weight, self.mode = bce_weight, dice_weight, mode
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        if _is_multiclass(output, target, self.mode):
+            ce = F.cross_entropy(output, target.long())
+        else:
+            ce = F.binary_cross_entropy_with_logits(output, adapt_target("float", output, target))
+        return self.bce_weight * ce + self.dice_weight * self.dice(output, target)
+
+
+@register_loss("Focal", aliases=("FocalLoss",))
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017), per element, mean over elements.
+
+    Binary (sigmoid): identical to ``torchvision.ops.sigmoid_focal_loss`` with
+    ``reduction="mean"``: ``alpha`` weighs positives and ``1 - alpha`` negatives (``null``:
+    no weighting). Multi-class (softmax, class-index targets): ``alpha`` is a number for all
+    classes or a list with one weight per class.
+
+    >>> float(FocalLoss(alpha=None, gamma=0.0)(torch.zeros(4), torch.ones(4)))  # = BCE  # doctest: +ELLIPSIS
+    0.693...
+    """
+
+    def __init__(self, alpha: float | list[float] | None = 0.25, gamma: float = 2.0, mode: str = "auto") -> None:
+        super().__init__()
+        self.gamma, self.mode = gamma, mode
+        self.alpha = alpha if not isinstance(alpha, (list, tuple)) else None
+        self.register_buffer("class_alpha", torch.tensor(alpha, dtype=torch.float32) if isinstance(alpha, (list, tuple)) else None)
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        if _is_multiclass(output, target, self.mode):
+            return self._multiclass(output, target.long())
+        target = adapt_target("float", output, target)
+        ce = F.binary_cross_entropy_with_logits(output, target, reduction="none")
+        p = output.sigmoid()
+        p_t = p * target + (1 - p) * (1 - target)
+        loss = ce * (1 - p_t) ** self.gamma
+        if self.alpha is not None:
+            loss = loss * (self.alpha * target + (1 - self.alpha) * (1 - target))
+        return loss.mean()
+
+    def _multiclass(self, output: Tensor, target: Tensor) -> Tensor:
+        logp_t = output.log_softmax(dim=1).gather(1, target.unsqueeze(1)).squeeze(1)  # (N, ...)
+        loss = -((1 - logp_t.exp()) ** self.gamma) * logp_t
+        if self.class_alpha is not None:
+            loss = loss * self.class_alpha[target]
+        elif self.alpha is not None:
+            loss = loss * self.alpha
+        return loss.mean()
+
+
+# --------------------------------------------------------------------------- the criterion
+
+
+@dataclass
+class _Term:
+    loss: nn.Module
+    kind: str
+    weight: float
+    output: str
+    target: str | None  # key into a dict of targets; None: the single target tensor
+    label: str
+
+
+class Criterion(nn.Module):
+    """The compiled ``loss:`` section: ``criterion(outputs, targets) -> scalar``.
+
+    ``outputs`` maps output names to tensors; ``targets`` is a tensor or a dict of tensors.
+    """
+
+    def __init__(self, terms: list[_Term]) -> None:
+        super().__init__()
+        self.terms = terms
+        self.losses = nn.ModuleList(t.loss for t in terms)  # so .to(device) moves class weights
+
+    def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
+        total: Tensor | None = None
+        for term in self.terms:
+            out = outputs[term.output].float()
+            tgt = _pick_target(term, targets)
+            value = term.loss(out, adapt_target(term.kind, out, tgt))
+            value = value if term.weight == 1.0 else term.weight * value
+            total = value if total is None else total + value
+        assert total is not None  # build_criterion refuses an empty loss
+        return total
+
+
+def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
+    if not isinstance(targets, dict):
+        return targets
+    key = term.target or term.output
+    if key not in targets:
+        if len(targets) == 1 and term.target is None:
+            return next(iter(targets.values()))
+        raise DataError(
+            f"loss `{term.label}` reads target `{key}`, but the data yields targets "
+            + ", ".join(f"`{k}`" for k in targets),
+            path=("loss",),
+            hint=did_you_mean(key, targets) or "set `target:` on the loss",
+        )
+    return targets[key]
+
+
+def build_criterion(spec: LossSpec, output_names: list[str], path: Path = ("loss",)) -> Criterion:
+    """Compile a ``loss:`` section for a model with these outputs.
+
+    Raises SpecError (with the spec path and a suggestion) for an unknown loss, a bad
+    argument, or an output that does not exist.
+
+    >>> from netspec.train_spec import LossSpec
+    >>> spec = LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]})
+    >>> [t.label for t in build_criterion(spec, ["logits"]).terms]
+    ['CrossEntropyLoss', 'Dice']
+    """
+    terms = _terms(spec, output_names, path, weight=1.0, output=None)
+    return Criterion(terms)
+
+
+def _terms(spec: LossSpec, outputs: list[str], path: Path, weight: float, output: str | None) -> list[_Term]:
+    weight *= spec.weight
+    output = _own_output(spec, output, path)
+    if spec.sum is not None:
+        if not spec.sum:
+            raise SpecError("`sum:` needs at least one loss", path=(*path, "sum"))
+        return [t for i, s in enumerate(spec.sum) for t in _terms(s, outputs, (*path, "sum", i), weight, output)]
+    if spec.outputs is not None:
+        if not spec.outputs:
+            raise SpecError("`outputs:` needs at least one output", path=(*path, "outputs"))
+        terms = []
+        for name, sub in spec.outputs.items():
+            _check_output(name, outputs, (*path, "outputs", name), key=True)
+            terms += _terms(sub, outputs, (*path, "outputs", name), weight, name)
+        return terms
+    return [_term(spec, outputs, path, weight, output)]
+
+
+def _own_output(spec: LossSpec, inherited: str | None, path: Path) -> str | None:
+    if spec.output is None:
+        return inherited
+    if inherited is not None and spec.output != inherited:
+        raise SpecError(
+            f"this loss sits under output `{inherited}` but says `output: {spec.output}`",
+            path=(*path, "output"),
+        )
+    return spec.output
+
+
+def _term(spec: LossSpec, outputs: list[str], path: Path, weight: float, output: str | None) -> _Term:
+    assert spec.name is not None
+    entry = LOSSES.get(spec.name)
+    if entry is None:
+        raise SpecError(
+            f"unknown loss `{spec.name}`",
+            path=spec.name_path(path),
+            hint=did_you_mean(spec.name, LOSSES) or "any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal",
+        )
+    if entry.inputs != 2:
+        raise SpecError(
+            f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
+            path=spec.name_path(path),
+        )
+    if output is None:
+        if len(outputs) != 1:
+            raise SpecError(
+                f"the model has {len(outputs)} outputs ({', '.join(outputs)}); say which one this loss reads",
+                path=path,
+                hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`",
+            )
+        output = outputs[0]
+    else:
+        _check_output(output, outputs, (*path, "output"))
+    module = _construct_loss(spec, entry, path)
+    return _Term(module, entry.target, weight, output, spec.target, spec.name)
+
+
+def _check_output(name: str, outputs: list[str], path: Path, key: bool = False) -> None:
+    if name not in outputs:
+        raise SpecError(
+            f"the model has no output `{name}`; its outputs are {', '.join(outputs)}",
+            path=path,
+            hint=did_you_mean(name, outputs),
+        )
+
+
+def _construct_loss(spec: LossSpec, entry: LossEntry, path: Path) -> nn.Module:
+    args_path = spec.args_path(path)
+    check_args(entry.factory, spec.args, args_path, what=spec.name or "loss")
+    args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
+    try:
+        return entry.factory(**args)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise BuildError(f"{spec.name}({_fmt_args(spec.args)}) failed: {err}", path=args_path,
+                         hint=number_string_hint(spec.args)) from None
+
+
+def _as_tensor_arg(key: str, value: Any) -> Any:
+    # torch losses want class weights as tensors; YAML gives lists.
+    if key in ("weight", "pos_weight") and isinstance(value, (list, tuple)):
+        return torch.tensor(value, dtype=torch.float32)
+    return value
+
+
+def _fmt_args(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())

@@ -1,0 +1,345 @@
+"""Metrics computed every epoch on train and val: a registry plus the set a spec asks for.
+
+Every metric accumulates sums over an epoch in tensors on the model's device (no host sync
+per batch) and turns them into one number at the end, so an epoch's accuracy is the
+fraction over all its samples, not a mean of batch means.
+
+=================  ===============================================  =================
+name               reads                                            better
+=================  ===============================================  =================
+loss               (always present) sample-weighted mean loss       lower
+accuracy           (N, C) scores -> argmax; (N,)/(N, 1) -> > threshold  higher
+top_k_accuracy     (N, C) scores, k (default 5); key ``top5_accuracy``  higher
+dice, iou          segmentation: (N, C, ...) logits + class indices     higher
+                   (argmax), or binary logits + 0/1 masks (sigmoid > 0.5)
+mse, mae           regression: output and target of the same size   lower
+=================  ===============================================  =================
+
+>>> import torch
+>>> m = METRICS["accuracy"]()
+>>> m.update(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+>>> m.compute()
+0.5
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from .errors import BuildError, SpecError, did_you_mean
+from .losses import adapt_target
+from .train_spec import MetricSpec, check_args
+
+Path = tuple[str | int, ...]
+
+__all__ = ["Metric", "METRICS", "register_metric", "MeanMetric", "MetricSet", "higher_is_better", "split_metric_name"]
+
+
+class Metric:
+    """Base class: ``update(output, target)`` per batch, ``compute()`` per epoch."""
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    task: ClassVar[str] = "classification"  # which inputs the registry-wide tests feed it
+    _state: tuple[str, ...] = ("num", "den")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    @property
+    def key(self) -> str:
+        """Name in logs and monitors (without the ``train_``/``val_`` prefix)."""
+        return self.name
+
+    def reset(self) -> None:
+        self.num: Tensor | float = 0.0
+        self.den: Tensor | float = 0.0
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        den = float(self.den)
+        return float(self.num) / den if den else float("nan")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k in self._state:
+            setattr(self, k, state[k])
+
+
+METRICS: dict[str, type[Metric]] = {}
+
+
+def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
+    """Class decorator adding a metric to :data:`METRICS`.
+
+    >>> @register_metric("zero")
+    ... class Zero(Metric):
+    ...     def update(self, output, target): self.den += 1
+    >>> METRICS.pop("zero").name
+    'zero'
+    """
+
+    def add(cls: type[Metric]) -> type[Metric]:
+        cls.name = name
+        METRICS[name] = cls
+        return cls
+
+    return add
+
+
+class MeanMetric(Metric):
+    """Sample-weighted mean of a per-batch scalar (used for the loss)."""
+
+    name = "loss"
+    higher_is_better = False
+
+    def update(self, value: Tensor, n: int) -> None:  # type: ignore[override]
+        self.num = self.num + value.detach().float() * n
+        self.den = self.den + n
+
+
+@register_metric("accuracy")
+class Accuracy(Metric):
+    """Fraction of correct predictions: argmax for (N, C) scores; for one score per sample
+    (seed 000's sigmoid output), ``output > threshold`` (use 0 for logits)."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        super().__init__()
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        if output.ndim >= 2 and output.shape[1] > 1:
+            pred, target = output.argmax(1), adapt_target("index", output, target)
+        else:
+            target = adapt_target("float", output, target)
+            pred, target = output > self.threshold, target > 0.5
+        self.num = self.num + (pred == target).sum()
+        self.den = self.den + target.numel()
+
+
+@register_metric("top_k_accuracy")
+class TopKAccuracy(Metric):
+    """Fraction of samples whose class is among the k highest scores."""
+
+    def __init__(self, k: int = 5) -> None:
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        self.k = k
+        super().__init__()
+
+    @property
+    def key(self) -> str:
+        return f"top{self.k}_accuracy"
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        target = adapt_target("index", output, target)
+        k = min(self.k, output.shape[1])
+        hits = (output.topk(k, dim=1).indices == target.unsqueeze(1)).any(dim=1)
+        self.num = self.num + hits.sum()
+        self.den = self.den + target.numel()
+
+
+class _Overlap(Metric):
+    """Dice / IoU from per-class intersection and sizes summed over the epoch."""
+
+    task = "segmentation"
+    _state = ("inter", "pred", "true")
+
+    def __init__(self, from_logits: bool = True, include_background: bool = True) -> None:
+        self.from_logits, self.include_background = from_logits, include_background
+        super().__init__()
+
+    def reset(self) -> None:
+        self.inter: Tensor | float = 0.0
+        self.pred: Tensor | float = 0.0
+        self.true: Tensor | float = 0.0
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        if output.ndim >= 2 and output.shape[1] > 1 and not target.is_floating_point() and target.ndim == output.ndim - 1:
+            c = output.shape[1]
+            pred = torch.nn.functional.one_hot(output.argmax(1), c).movedim(-1, 1)  # (N, C, ...)
+            true = torch.nn.functional.one_hot(target.long(), c).movedim(-1, 1)
+            dims = (0, *range(2, output.ndim))
+        else:
+            target = adapt_target("float", output, target)
+            prob = output.sigmoid() if self.from_logits else output
+            pred, true, dims = (prob > 0.5).reshape(1, -1), (target > 0.5).reshape(1, -1), (1,)
+        self.inter = self.inter + (pred & true).sum(dims)
+        self.pred = self.pred + pred.sum(dims)
+        self.true = self.true + true.sum(dims)
+
+    def compute(self) -> float:
+        if isinstance(self.inter, float):
+            return float("nan")
+        inter, pred, true = (torch.as_tensor(t, dtype=torch.float64).cpu() for t in (self.inter, self.pred, self.true))
+        if not self.include_background and inter.numel() > 1:
+            inter, pred, true = inter[1:], pred[1:], true[1:]
+        score = self._score(inter, pred, true)
+        present = (pred + true) > 0  # a class absent from both counts as nothing, not as 0 or 1
+        return float(score[present].mean()) if present.any() else 1.0
+
+    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@register_metric("dice")
+class Dice(_Overlap):
+    """Dice coefficient 2|P∩T| / (|P| + |T|), mean over classes present."""
+
+    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
+        return 2 * inter / (pred + true).clamp_min(1)
+
+
+@register_metric("iou")
+class IoU(_Overlap):
+    """Intersection over union |P∩T| / |P∪T|, mean over classes present."""
+
+    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
+        return inter / (pred + true - inter).clamp_min(1)
+
+
+@register_metric("mse")
+class MSE(Metric):
+    """Mean squared error over all elements."""
+
+    higher_is_better = False
+    task = "regression"
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        target = adapt_target("float", output, target)
+        self.num = self.num + (output.float() - target.float()).pow(2).sum()
+        self.den = self.den + target.numel()
+
+
+@register_metric("mae")
+class MAE(Metric):
+    """Mean absolute error over all elements."""
+
+    higher_is_better = False
+    task = "regression"
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        target = adapt_target("float", output, target)
+        self.num = self.num + (output.float() - target.float()).abs().sum()
+        self.den = self.den + target.numel()
+
+
+# --------------------------------------------------------------------------- the set a spec asks for
+
+
+class MetricSet:
+    """The loss plus the spec's metrics, each bound to a model output and target.
+
+    >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
+    >>> ms.keys()
+    ['loss', 'accuracy']
+    """
+
+    def __init__(self, specs: list[MetricSpec], output_names: list[str], path: Path = ("train", "metrics")) -> None:
+        self.loss = MeanMetric()
+        self.entries: list[tuple[str, Metric, str, str | None]] = []  # (key, metric, output, target key)
+        for i, spec in enumerate(specs):
+            metric, output = _build_metric(spec, output_names, (*path, i))
+            key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
+            if key == "loss" or key in self.keys():
+                raise SpecError(f"metric `{key}` is listed twice", path=(*path, i))
+            self.entries.append((key, metric, output, spec.target))
+
+    def keys(self) -> list[str]:
+        return ["loss", *(e[0] for e in self.entries)]
+
+    def reset(self) -> None:
+        self.loss.reset()
+        for _, metric, _, _ in self.entries:
+            metric.reset()
+
+    @torch.no_grad()
+    def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
+        self.loss.update(loss, n)
+        for _, metric, output, target_key in self.entries:
+            metric.update(outputs[output].detach(), _target(targets, target_key or output))
+
+    def compute(self) -> dict[str, float]:
+        values = {"loss": self.loss.compute()}
+        values.update({key: metric.compute() for key, metric, _, _ in self.entries})
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss.state_dict(), **{k: m.state_dict() for k, m, _, _ in self.entries}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.load_state_dict(state["loss"])
+        for key, metric, _, _ in self.entries:
+            metric.load_state_dict(state[key])
+
+    def higher_is_better(self, key: str) -> bool:
+        for k, metric, _, _ in self.entries:
+            if k == key:
+                return metric.higher_is_better
+        return False  # loss
+
+
+def _target(targets: Tensor | dict[str, Tensor], key: str) -> Tensor:
+    if not isinstance(targets, dict):
+        return targets
+    return targets[key] if key in targets or len(targets) != 1 else next(iter(targets.values()))
+
+
+def _build_metric(spec: MetricSpec, output_names: list[str], path: Path) -> tuple[Metric, str]:
+    cls = METRICS.get(spec.name)
+    if cls is None:
+        raise SpecError(
+            f"unknown metric `{spec.name}`",
+            path=spec.name_path(path),
+            hint=did_you_mean(spec.name, METRICS) or f"known metrics: {', '.join(METRICS)}",
+        )
+    check_args(cls, spec.args, spec.args_path(path), what=spec.name)
+    try:
+        metric = cls(**spec.args)
+    except (TypeError, ValueError) as err:
+        raise BuildError(f"metric {spec.name}: {err}", path=spec.args_path(path)) from None
+    output = spec.output
+    if output is None:
+        if len(output_names) != 1:
+            raise SpecError(
+                f"the model has {len(output_names)} outputs ({', '.join(output_names)}); say which one this metric reads",
+                path=path,
+                hint=f"add `output: {output_names[0]}`",
+            )
+        output = output_names[0]
+    elif output not in output_names:
+        raise SpecError(
+            f"the model has no output `{output}`; its outputs are {', '.join(output_names)}",
+            path=(*path, "output"),
+            hint=did_you_mean(output, output_names),
+        )
+    return metric, output
+
+
+def split_metric_name(name: str) -> tuple[str, str] | None:
+    """``"val_accuracy"`` -> ``("val", "accuracy")``; None without a split prefix.
+
+    >>> split_metric_name("train_top5_accuracy")
+    ('train', 'top5_accuracy')
+    """
+    for split in ("train", "val"):
+        if name.startswith(split + "_"):
+            return split, name[len(split) + 1 :]
+    return None
+
+
+def higher_is_better(name: str, metrics: MetricSet) -> bool:
+    """Whether larger values of a monitored metric (``val_accuracy``) are better.
+
+    >>> higher_is_better("val_loss", MetricSet([], ["y"]))
+    False
+    """
+    split = split_metric_name(name)
+    return metrics.higher_is_better(split[1] if split else name)

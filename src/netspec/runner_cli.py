@@ -1,0 +1,147 @@
+"""``netspec run`` and ``netspec eval``: the runner's sub-commands.
+
+The main CLI (cli.py) calls :func:`register` with its sub-parser collection and, after
+parsing, ``return args.func(args)``; a SpecError that escapes is printed as one line
+with exit code 2. These handlers return 0, 3 (the loss became NaN/inf) or 130 (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED
+
+RUN_EXAMPLES = """\
+examples:
+  netspec run specs/fashion_cnn.yaml
+  netspec run specs/fashion_cnn.yaml --epochs 2 --device cpu --set optimizer.args.lr=3e-4
+  netspec run specs/unet.yaml --set train.precision=bf16 --out /scratch/runs
+  netspec run specs/fashion_cnn.yaml --resume runs/fashion_cnn/20250101-120000/last.pt
+
+Each run gets a new directory (default runs/<spec name>/<timestamp>) holding the resolved
+spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
+Ctrl-C saves last.pt and exits with code 130 (twice: quit at once); resume continues
+exactly where the run stopped. Exit codes: 0 done, 2 spec error, 3 NaN/inf loss, 130 Ctrl-C.
+"""
+
+EVAL_EXAMPLES = """\
+examples:
+  netspec eval specs/fashion_cnn.yaml --checkpoint runs/fashion_cnn/20250101-120000/best.pt
+  netspec eval specs/fashion_cnn.yaml --checkpoint best.pt --split test --json
+
+The checkpoint may be a netspec last.pt/best.pt or a plain state_dict file; it is read with
+torch.load(weights_only=True), so whole pickled models are refused.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``run`` and ``eval`` to an argparse sub-parser collection.
+
+    >>> parser = argparse.ArgumentParser(prog="netspec")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["run", "x.yaml", "--epochs", "2", "--set", "train.seed=1"])
+    >>> args.epochs, args.overrides, args.func.__name__
+    (2, ['train.seed=1'], 'run_command')
+    """
+    run = subparsers.add_parser(
+        "run",
+        help="train the model a spec describes",
+        description="Train the model of SPEC with its data, loss, optimizer, scheduler, init and train sections.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    _add_common(run)
+    run.add_argument("--epochs", type=int, metavar="N", help="same as --set train.epochs=N")
+    run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
+    run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
+    run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    run.set_defaults(func=run_command)
+
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on the val or test split",
+        description="Compute the loss and train.metrics of SPEC's model with weights from a checkpoint.",
+        epilog=EVAL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    ev.add_argument("--checkpoint", required=True, metavar="C", help="last.pt / best.pt or a state_dict file")
+    ev.add_argument("--split", choices=("val", "test"), default="val", help="which split (default: val)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    _add_common(ev)
+    ev.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    ev.set_defaults(func=eval_command)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value by dotted path, e.g. --set train.precision=bf16 (repeatable; values are YAML)",
+    )
+    parser.add_argument(
+        "--allow-import",
+        dest="allow_imports",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="allow the spec to import this Python module (custom layers); never implied",
+    )
+    parser.add_argument("--device", metavar="D", help="same as --set train.device=D (auto, cpu, cuda, cuda:N, mps)")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.overrides)
+    if getattr(args, "epochs", None) is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    return overrides
+
+
+def _load(args: argparse.Namespace) -> Any:
+    import netspec
+
+    return netspec.load_spec(args.spec, overrides=_overrides(args), allow_imports=args.allow_imports)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Handler of ``netspec run``: load, train, report; returns the exit code."""
+    from .runner import Interrupted, NonFiniteLoss, train
+
+    spec = _load(args)
+    try:
+        result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)
+    except Interrupted as stop:
+        print(f"interrupted; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint for this step
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except NonFiniteLoss as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_TRAINING_FAILED
+    best = f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})" if result.best else ""
+    print(f"done: {result.epochs} epochs, {result.steps} steps ({result.stop_reason}){best}; {result.run_dir}")
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Handler of ``netspec eval``: print the split's loss and metrics."""
+    from .runner import evaluate
+
+    spec = _load(args)
+    values = evaluate(spec, checkpoint=args.checkpoint, split=args.split, allow_download=args.allow_download)
+    if args.json:
+        print(json.dumps(values))
+    else:
+        for key, value in values.items():
+            print(f"{key} {value:.6g}")
+    return 0

@@ -1,0 +1,576 @@
+"""The training sections of a spec: ``loss``, ``optimizer``, ``scheduler``, ``init``, ``train``.
+
+Pydantic models (``extra="forbid"``) that fix the *structure* of each section; the JSON
+Schemas in ``schemas/`` are generated from them. Names (which loss, which optimizer...) and
+arguments are checked against torch itself by :func:`netspec.runner.check_training`, which
+knows the model's outputs and can suggest the closest name.
+
+Anything that is "a torch thing with arguments" (a loss, an optimizer, a scheduler, an init
+function, a metric) is written the same three ways::
+
+    loss: CrossEntropyLoss                                  # name only, default arguments
+    loss: {CrossEntropyLoss: {label_smoothing: 0.1}}        # name as the key, arguments as value
+    loss: {name: CrossEntropyLoss, args: {label_smoothing: 0.1}}   # canonical (what is dumped)
+
+Other keys sit beside the name: ``{Dice: {}, weight: 0.5}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError
+
+from .errors import did_you_mean
+from .spec_base import SpecModel
+
+__all__ = [
+    "Call",
+    "LossSpec",
+    "ParamGroupSpec",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "SchedulerSpecs",
+    "InitFnSpec",
+    "InitRuleSpec",
+    "WeightsSpec",
+    "InitSpec",
+    "MetricSpec",
+    "GradClipSpec",
+    "EarlyStoppingSpec",
+    "StopWhenSpec",
+    "CheckpointPolicySpec",
+    "TrainSpec",
+    "TrainingSections",
+]
+
+Mode = Literal["auto", "min", "max"]
+
+
+class _Strict(SpecModel):
+    """extra="forbid" with a did-you-mean for unknown keys (the compiler's base)."""
+
+
+# --------------------------------------------------------------------------- name + args
+
+
+class Call(BaseModel):
+    """A named torch callable with keyword arguments, in any of the three written forms.
+
+    >>> Call.model_validate({"SGD": {"lr": 0.1}}).args
+    {'lr': 0.1}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name of the torch class or function (e.g. `SGD`, `StepLR`).")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to it."
+    )
+
+    # How the name was written: "str" (bare string), "key" (name as a mapping key) or
+    # "canonical" ({name: ...}). Errors point at the key the user actually typed.
+    _form: str = PrivateAttr(default="canonical")
+    _kind: ClassVar[str] = "entry"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _shorthand(cls, data: Any, handler: Any) -> Any:
+        form = "canonical"
+        if isinstance(data, str):
+            data, form = {"name": data}, "str"
+        elif isinstance(data, dict) and "name" not in data:
+            extra = [k for k in data if k not in cls.model_fields]
+            for key in extra:  # a misspelt field is likelier than two names
+                hint = did_you_mean(str(key), [f for f in cls.model_fields if f not in ("name", "args")])
+                if hint and len(extra) > 1:
+                    raise _key_error("unknown_key", "unknown key `{key}`; {hint}", key, hint=hint)
+            if len(extra) > 1:
+                raise _key_error(
+                    "bad_key",
+                    f"expected one {cls._kind} name as a key, found {len(extra)}: "
+                    + ", ".join(map(str, extra)),
+                    extra[1],
+                )
+            if len(extra) == 1:
+                key = extra[0]
+                args = data[key]
+                if args is None:
+                    args = {}
+                if not isinstance(args, dict):
+                    raise _key_error(
+                        "bad_key",
+                        f"the arguments of `{key}` must be a mapping such as "
+                        f"{{{key}: {{arg: value}}}}, not {type(args).__name__}",
+                        key,
+                    )
+                data = {k: v for k, v in data.items() if k != key}
+                data.update(name=str(key), args=args)
+                form = "key"
+        obj = handler(data)
+        if isinstance(obj, Call):
+            obj._form = form
+        return obj
+
+    def name_path(self, base: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        """Spec path of the name as written (for error messages)."""
+        if self._form == "key":
+            return (*base, self.name)
+        if self._form == "canonical":
+            return (*base, "name")
+        return base
+
+    def args_path(self, base: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        """Spec path of the arguments mapping as written."""
+        return (*base, self.name) if self._form == "key" else (*base, "args")
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        canonical = handler(core_schema)
+        target = handler.resolve_ref_schema(canonical)
+        props = {k: v for k, v in target.get("properties", {}).items() if k not in ("name", "args")}
+        shorthand = {
+            "type": "object",
+            "description": f"Shorthand: {{<{cls._kind} name>: {{args}}, ...other keys}}.",
+            "properties": props,
+            "additionalProperties": {"type": ["object", "null"]},
+            "minProperties": 1,
+        }
+        bare = {"type": "string", "description": f"{cls._kind} name with default arguments"}
+        return {"anyOf": [bare, canonical, shorthand]}
+
+
+def _key_error(kind: str, message: str, key: Any, **ctx: Any) -> PydanticCustomError:
+    """An error the compiler locates at the offending key (types `unknown_key` / `bad_key`)."""
+    return PydanticCustomError(kind, message, {"key": str(key), **ctx})
+
+
+# --------------------------------------------------------------------------- loss
+
+
+class LossSpec(Call):
+    """One loss, a weighted sum of losses, or a loss per named output.
+
+    Exactly one of ``name`` (one torch.nn or registered loss), ``sum`` (a list of loss
+    entries, each with its own ``weight``) or ``outputs`` (output name -> loss entry).
+
+    >>> LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]}).sum[1].weight
+    0.5
+    """
+
+    name: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="A torch.nn loss class (`CrossEntropyLoss`, `BCELoss`, ...) or a registered "
+        "netspec loss (`Dice`, `DiceBCE`, `IoU`, `Focal`).",
+    )
+    sum: list[LossSpec] | None = Field(
+        default=None, description="Weighted sum of these losses (each entry may set `weight`)."
+    )
+    outputs: dict[str, LossSpec] | None = Field(
+        default=None,
+        description="A loss per named model output: `{output name: loss}`; the total is the "
+        "weighted sum.",
+    )
+    weight: float = Field(default=1.0, description="Multiplier of this loss in a sum.")
+    output: str | None = Field(
+        default=None,
+        description="Which model output this loss reads; needed when the model has several "
+        "outputs (set automatically under `outputs:`).",
+    )
+    target: str | None = Field(
+        default=None,
+        description="Key of the target to compare with when the data yields a dict of targets; "
+        "default: the output's name.",
+    )
+    _kind: ClassVar[str] = "loss"
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LossSpec:
+        given = [k for k in ("name", "sum", "outputs") if getattr(self, k) is not None]
+        message = "a loss is exactly one of: a loss name, `sum: [...]` or `outputs: {...}`"
+        if len(given) > 1:
+            raise _key_error("bad_key", f"{message}; found {' and '.join(given)}", given[1])
+        if not given:
+            raise ValueError(message)
+        return self
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+class ParamGroupSpec(_Strict):
+    """Parameters selected by name pattern, with their own learning rate / weight decay.
+
+    >>> ParamGroupSpec(params="layer4.0.conv1.*", lr=1e-2).lr
+    0.01
+    """
+
+    params: str | list[str] = Field(
+        description="Pattern(s) on parameter names such as `fc.*` or `net.layer4.0.conv1.*` "
+        "(shell-style globs, or regular expressions with `match: regex`)."
+    )
+    match: Literal["glob", "regex"] = Field(
+        default="glob", description="How `params` patterns are read: `glob` (fnmatch) or `regex` (full match)."
+    )
+    lr: float | None = Field(default=None, description="Learning rate of this group (default: the optimizer's).")
+    weight_decay: float | None = Field(default=None, description="Weight decay of this group.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Any other per-group optimizer option (e.g. `momentum`)."
+    )
+
+    def patterns(self) -> list[str]:
+        return [self.params] if isinstance(self.params, str) else list(self.params)
+
+
+class OptimizerSpec(Call):
+    """Any ``torch.optim`` optimizer, optionally with parameter groups.
+
+    >>> OptimizerSpec.model_validate({"SGD": {"lr": 1e-5}, "groups": [{"params": "fc.*"}]}).name
+    'SGD'
+    """
+
+    name: str = Field(description="A torch.optim class: `SGD`, `Adam`, `AdamW`, `RMSprop`, ...")
+    groups: list[ParamGroupSpec] = Field(
+        default_factory=list,
+        description="Parameter groups by name pattern; a parameter may match one group at most. "
+        "Frozen parameters (requires_grad false) are always left out.",
+    )
+    ungrouped: Literal["default", "exclude"] = Field(
+        default="default",
+        description="Parameters that match no group: `default` trains them with the optimizer's "
+        "own arguments; `exclude` leaves them out (and stops their gradients).",
+    )
+    _kind: ClassVar[str] = "optimizer"
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+class SchedulerSpec(Call):
+    """Any ``torch.optim.lr_scheduler`` class; a list of them runs one after the other.
+
+    >>> SchedulerSpec.model_validate({"StepLR": {"step_size": 30, "gamma": 0.1}}).interval
+    'epoch'
+    """
+
+    name: str = Field(
+        description="A torch.optim.lr_scheduler class: `StepLR`, `MultiStepLR`, `ExponentialLR`, "
+        "`CosineAnnealingLR`, `CosineAnnealingWarmRestarts`, `CyclicLR`, `OneCycleLR`, `LinearLR`, "
+        "`ReduceLROnPlateau`, ..."
+    )
+    interval: Literal["epoch", "step"] = Field(
+        default="epoch",
+        description="Call `scheduler.step()` after every epoch or after every optimizer step.",
+    )
+    monitor: str | None = Field(
+        default=None,
+        description="ReduceLROnPlateau only: the metric it watches, e.g. `val_loss` "
+        "(default: `val_loss`, or `train_loss` when there is no validation data).",
+    )
+    duration: int | None = Field(
+        default=None,
+        ge=1,
+        description="In a list of schedulers: how many intervals (epochs or steps) this one "
+        "runs before the next takes over. Required on every entry but the last.",
+    )
+    _kind: ClassVar[str] = "scheduler"
+
+
+SchedulerSpecs = Union[SchedulerSpec, list[SchedulerSpec]]
+
+
+# --------------------------------------------------------------------------- init
+
+
+class InitFnSpec(Call):
+    """A ``torch.nn.init`` function (`kaiming_normal_`, `constant_`, ...) with its arguments."""
+
+    name: str = Field(description="A torch.nn.init function, e.g. `kaiming_normal_`, `constant_`, `zeros_`.")
+    _kind: ClassVar[str] = "init function"
+
+
+class InitRuleSpec(_Strict):
+    """Initialise the weight and/or bias of every module matching a layer type and/or name.
+
+    >>> InitRuleSpec.model_validate({"layer": "Conv2d", "weight": "kaiming_normal_"}).weight.name
+    'kaiming_normal_'
+    """
+
+    layer: str | list[str] | None = Field(
+        default=None,
+        description="Module class name(s), matched with isinstance (`Conv2d`, `Linear`, "
+        "`BatchNorm2d`), or a custom module's class name.",
+    )
+    name: str | list[str] | None = Field(
+        default=None, description="Glob pattern(s) on module names, e.g. `fc*`, `net.layer4.*`."
+    )
+    weight: InitFnSpec | None = Field(default=None, description="Function applied to `weight`.")
+    bias: InitFnSpec | None = Field(default=None, description="Function applied to `bias` (skipped when a module has none).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> InitRuleSpec:
+        if self.layer is None and self.name is None:
+            raise ValueError("an init rule needs `layer:` and/or `name:` to say which modules it applies to")
+        if self.weight is None and self.bias is None:
+            raise ValueError("an init rule needs `weight:` and/or `bias:`")
+        return self
+
+
+class WeightsSpec(_Strict):
+    """Weights loaded from a local file (a state_dict, or a checkpoint holding one).
+
+    >>> WeightsSpec.model_validate("w.pt").strict
+    True
+    """
+
+    path: str = Field(description="File path, relative to the spec file's directory.")
+    strict: bool = Field(
+        default=True,
+        description="true: every model key must be in the file and vice versa; false: load what "
+        "matches and report missing/unexpected keys.",
+    )
+    key: str | None = Field(
+        default=None,
+        description="Entry of the file holding the state_dict (e.g. `model`, `state_dict`); "
+        "default: found automatically.",
+    )
+    strip_prefix: str | None = Field(
+        default=None, description="Remove this prefix from the file's keys (`module.` is always removed)."
+    )
+    add_prefix: str | None = Field(
+        default=None, description="Prepend this to the file's keys, e.g. `net.` to load a backbone."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_only(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+
+class InitSpec(_Strict):
+    """Initialisation rules, applied in order (later rules win), then weights from a file.
+
+    >>> InitSpec.model_validate({"rules": [{"layer": "Linear", "bias": "zeros_"}]}).rules[0].layer
+    'Linear'
+    """
+
+    rules: list[InitRuleSpec] = Field(default_factory=list, description="Init rules, applied in order.")
+    weights: WeightsSpec | None = Field(
+        default=None, description="Load weights from a local file after the rules."
+    )
+
+
+# --------------------------------------------------------------------------- train
+
+
+class MetricSpec(Call):
+    """A registered metric (`accuracy`, `top_k_accuracy`, `dice`, `iou`, `mse`, `mae`)."""
+
+    name: str = Field(description="A metric from netspec.metrics: accuracy, top_k_accuracy, dice, iou, mse, mae.")
+    output: str | None = Field(
+        default=None, description="Model output it reads (needed with several outputs); its name prefixes the metric."
+    )
+    target: str | None = Field(default=None, description="Target key when the data yields a dict of targets.")
+    _kind: ClassVar[str] = "metric"
+
+
+class GradClipSpec(_Strict):
+    """Clip the global gradient norm (``torch.nn.utils.clip_grad_norm_``); a number is `max_norm`."""
+
+    max_norm: float = Field(gt=0, description="Largest allowed total gradient norm.")
+    norm_type: float = Field(default=2.0, description="Order of the norm (2 = L2, `inf` = max).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data: Any) -> Any:
+        return {"max_norm": data} if isinstance(data, (int, float)) else data
+
+
+class EarlyStoppingSpec(_Strict):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
+    monitor: str = Field(default="val_loss", description="Metric name such as `val_loss`, `val_accuracy`.")
+    patience: int = Field(default=5, ge=1, description="Epochs without improvement before stopping.")
+    mode: Mode = Field(default="auto", description="`min`, `max`, or `auto` (from the metric).")
+    min_delta: float = Field(default=0.0, ge=0, description="Smallest change that counts as improvement.")
+
+
+class StopWhenSpec(_Strict):
+    """Stop as soon as a metric crosses a target (seed 000: train accuracy above 0.99).
+
+    >>> StopWhenSpec(monitor="train_accuracy", above=0.99, check_every="step").above
+    0.99
+    """
+
+    monitor: str = Field(description="Metric name, e.g. `train_accuracy` or `val_loss`.")
+    above: float | None = Field(default=None, description="Stop once the metric is greater than this.")
+    below: float | None = Field(default=None, description="Stop once the metric is less than this.")
+    check_every: Literal["epoch", "step"] = Field(
+        default="epoch",
+        description="`epoch`: test the epoch's value; `step`: test after every optimizer step "
+        "(train_* metrics on that step's batch; val_* metrics evaluate the validation set).",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> StopWhenSpec:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("stop_when needs exactly one of `above:` or `below:`")
+        return self
+
+
+class CheckpointPolicySpec(_Strict):
+    """When last.pt and best.pt are written.
+
+    Every ``every`` epochs and at the end, last.pt is written, and best.pt too when the
+    monitored metric beats the best checkpoint so far. (A Ctrl-C also writes last.pt.)
+    """
+
+    every: int = Field(
+        default=1,
+        ge=0,
+        description="Checkpoint every N epochs (0: only at the end). Raise it when epochs take "
+        "milliseconds (seed 000's 1000 one-batch epochs).",
+    )
+    monitor: str | None = Field(
+        default=None,
+        description="Metric deciding best.pt (default: `val_loss`, or `train_loss` without validation data).",
+    )
+    mode: Mode = Field(default="auto", description="`min`, `max` or `auto` (from the metric).")
+
+
+class TrainSpec(_Strict):
+    """How to train: epochs, hardware, precision, reproducibility, metrics and stopping.
+
+    >>> TrainSpec(epochs=20, seed=118).precision
+    'fp32'
+    """
+
+    epochs: int = Field(default=1, ge=1, description="Number of passes over the training data.")
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`.",
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        default="fp32",
+        description="`fp16`: autocast to float16 with a GradScaler; `bf16`: autocast to bfloat16.",
+    )
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seeds python, numpy and torch (all devices).")
+    deterministic: bool = Field(
+        default=False,
+        description="torch.use_deterministic_algorithms(True) and no cudnn autotuning: "
+        "slower, but repeatable on GPU.",
+    )
+    grad_clip: GradClipSpec | None = Field(default=None, description="Clip the gradient norm; a number means max_norm.")
+    grad_accumulation: int = Field(
+        default=1, ge=1, description="Sum gradients over this many batches per optimizer step."
+    )
+    metrics: list[MetricSpec] = Field(
+        default_factory=list,
+        description="Metrics computed on train and val every epoch (the loss always is): "
+        "`accuracy`, `{top_k_accuracy: {k: 5}}`, `dice`, `iou`, `mse`, `mae`.",
+    )
+    early_stopping: EarlyStoppingSpec | None = Field(default=None, description="Stop when a metric stops improving.")
+    stop_when: StopWhenSpec | None = Field(default=None, description="Stop when a metric reaches a target.")
+    checkpoint: CheckpointPolicySpec = Field(
+        default_factory=CheckpointPolicySpec, description="When last.pt / best.pt are written."
+    )
+    on_nan: Literal["error", "skip"] = Field(
+        default="error",
+        description="A NaN/inf loss: `error` stops with the last good checkpoint kept; `skip` "
+        "drops that batch and goes on.",
+    )
+    log_every: int = Field(
+        default=1, ge=1, description="Print the epoch line every N epochs (metrics.jsonl always gets every epoch)."
+    )
+    progress: Literal["auto", "bar", "line"] = Field(
+        default="auto",
+        description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when "
+        "stderr is a terminal.",
+    )
+
+
+class TrainingSections(_Strict):
+    """The five runner sections as one mixin, for a Spec model to inherit."""
+
+    loss: LossSpec | None = Field(default=None, description="Loss (see LossSpec).")
+    optimizer: OptimizerSpec | None = Field(default=None, description="Optimizer and parameter groups.")
+    scheduler: SchedulerSpecs | None = Field(
+        default=None, description="Learning-rate scheduler, or a list run one after the other."
+    )
+    init: InitSpec | None = Field(default=None, description="Weight initialisation and pretrained weights.")
+    train: TrainSpec | None = Field(default=None, description="Epochs, device, precision, metrics, stopping.")
+
+
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def check_args(
+    fn: Any,
+    args: dict[str, Any],
+    path: tuple[str | int, ...],
+    *,
+    what: str,
+    skip: tuple[str, ...] = (),
+    filled: tuple[str, ...] = (),
+) -> None:
+    """Check keyword ``args`` against the signature of ``fn`` (a class or function).
+
+    ``skip`` names arguments netspec passes itself (``params``, ``optimizer``, ``tensor``);
+    ``filled`` names arguments netspec works out when they are missing (``total_steps``).
+    Raises SpecError at ``path + (arg,)`` for an unknown argument, with a suggestion.
+
+    >>> import torch
+    >>> check_args(torch.optim.SGD, {"lr": 0.1}, ("optimizer", "SGD"), what="SGD", skip=("params",))
+    """
+    import inspect
+
+    from .errors import SpecError
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    params = {n: p for n, p in sig.parameters.items() if n not in skip and n != "self"}
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    for key in args:
+        if key not in named and not open_kwargs:
+            hint = did_you_mean(str(key), named) or (
+                f"its arguments are: {', '.join(named)}" if named else f"{what} takes no arguments"
+            )
+            raise SpecError(f"{what} has no argument `{key}`", path=(*path, key), hint=hint)
+    missing = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and n not in args
+        and n not in filled
+    ]
+    if missing:
+        raise SpecError(
+            f"{what} needs argument{'s' if len(missing) > 1 else ''} "
+            + ", ".join(f"`{m}`" for m in missing),
+            path=path,
+        )
+
+
+def number_string_hint(args: dict[str, Any]) -> str | None:
+    """A hint when an argument is a quoted number (`lr: "1e-5"`), which torch would reject.
+
+    >>> number_string_hint({"lr": "1e-5"})
+    '`lr` is the string "1e-5"; remove the quotes to make it a number'
+    """
+    for key, value in args.items():
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            return f'`{key}` is the string "{value}"; remove the quotes to make it a number'
+    return None

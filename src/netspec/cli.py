@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -197,17 +198,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netspec`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SpecError as e:
-        print(str(e), file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `netspec schema | head`
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        return 0
+    # Warnings (torch's, while shapes are inferred on meta tensors) are held back: a mistake
+    # must print exactly one line; on success they follow, one line each.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            code = int(args.func(args) or 0)
+        except SpecError as e:
+            print(str(e), file=sys.stderr)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:  # `netspec schema | head`
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            return 0
+    if code == 0:  # after a failure (validate's one line per spec) they would only be noise
+        _print_warnings(caught)
+    return code
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    seen: set[str] = set()
+    for w in caught:
+        text = " ".join(f"warning: {w.category.__name__}: {w.message}".split())
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr)
 
 
 if __name__ == "__main__":

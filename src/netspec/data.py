@@ -50,7 +50,8 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Literal, Union,
 
 import numpy as np
 import torch
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WrapValidator, field_validator, model_validator
+from pydantic import (AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, WrapValidator,
+                      field_validator, model_validator)
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
@@ -539,7 +540,8 @@ class CSVSource(SourceOptions):
                                                    "or header name; null for no label column.")
     image_shape: list[int] | None = Field(None, description="Reshape the feature columns of each row to this "
                                                             "per-sample shape, e.g. [1, 28, 28]: an image field.")
-    scale: Annotated[float, BeforeValidator(_parse_scale)] = Field(
+    scale: Annotated[float, BeforeValidator(_parse_scale),
+                     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*-?[0-9.]+\s*/\s*[0-9.]+\s*$"}]})] = Field(
         1.0, description="Multiply features by this, e.g. 1/255 (float32 output only).")
     dtype: Literal["float32", "uint8"] = Field("float32", description="Feature dtype; uint8 keeps raw pixels "
                                                                        "for image transforms.")

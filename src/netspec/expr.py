@@ -12,6 +12,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ from .errors import SpecError, did_you_mean
 
 MAX_EXPR_CHARS = 500
 MAX_INT_BITS = 64  # refuse 10**10**10 style blow-ups
+MAX_SEQ_LEN = 10_000  # refuse 'a' * 10**9 style blow-ups
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class ExprError(SpecError):
 def _check_number(value: Any, text: str) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise ExprError(f"`{text}` gives a number too large to be a size")
+    if isinstance(value, complex):
+        raise ExprError(f"`{text}` gives a complex number")
     return value
 
 
@@ -91,7 +95,12 @@ class _Evaluator:
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise self.fail(f"`{type(node).__name__}` is not allowed in expressions")
-        return _check_number(method(node), self.text)
+        try:
+            return _check_number(method(node), self.text)
+        except SpecError:
+            raise
+        except (TypeError, ValueError, OverflowError, ArithmeticError) as e:  # `'a' < 1`, `int(inf)`, `-x`
+            raise self.fail(str(e) or type(e).__name__) from None
 
     def _Expression(self, node: ast.Expression) -> Any:
         return self.eval(node.body)
@@ -117,6 +126,11 @@ class _Evaluator:
         left, right = self.eval(node.left), self.eval(node.right)
         if op is operator.pow and isinstance(right, (int, float)) and abs(right) > 64:
             raise self.fail("exponent too large")
+        if op is operator.mul and any(isinstance(a, (str, list, tuple)) for a in (left, right)):
+            n = right if isinstance(left, (str, list, tuple)) else left
+            seq = left if isinstance(left, (str, list, tuple)) else right
+            if isinstance(n, int) and len(seq) * n > MAX_SEQ_LEN:
+                raise self.fail(f"repetition longer than {MAX_SEQ_LEN} items")
         try:
             return op(left, right)
         except ZeroDivisionError:
@@ -206,7 +220,9 @@ def evaluate(text: str, env: Mapping[str, Any]) -> Any:
     if len(text) > MAX_EXPR_CHARS:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # `1if x else 2`: Python's SyntaxWarning is not ours to print
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
         raise ExprError(f"cannot parse expression `{text}`: {e.msg}") from None
     return _Evaluator(env, text).eval(tree)

@@ -42,6 +42,7 @@ class Options:
     base_dir: Path = field(default_factory=Path.cwd)
     max_params: int = 2_000_000_000           # refuse bigger models before allocating
     max_activation_bytes: int = 16 * 2 ** 30  # per sample, forward activations (fp32)
+    max_nodes: int = 20_000                   # instantiated nodes (repeats and blocks expanded)
 
 
 @dataclass
@@ -264,6 +265,8 @@ class _Inferer:
         self.blocks = set(spec.blocks)
         self.block_inputs = {k: b.inputs for k, b in spec.blocks.items()}
         self.total_params = 0
+        self.total_nodes = 0
+        self.active_blocks: list[str] = []  # blocks being instantiated, outermost first
 
     # graph level
     def infer(self, dag: Dag, inputs: dict[str, Any], env: dict[str, Any], name: str, output_type: str) -> TypedGraph:
@@ -277,6 +280,11 @@ class _Inferer:
         return TypedGraph(name, inputs, typed, dag.outputs, output_type)
 
     def node(self, d: DagNode, in_values: list[Any], env: dict[str, Any]) -> TypedNode:
+        self.total_nodes += 1
+        if self.total_nodes > self.options.max_nodes:  # `repeat: 1000000000` must not run for hours
+            raise ResourceError(f"the network expands to more than {self.options.max_nodes:,} nodes "
+                                "(repeats and blocks counted as instantiated)", path=d.path, node=d.name,
+                                hint="check `repeat` counts and nested blocks")
         repeat = d.spec.repeat
         if repeat is not None:
             return self.repeat(d, in_values, env, substitute(repeat, env, d.path + ("repeat",)))
@@ -322,6 +330,11 @@ class _Inferer:
         ins = dict(zip(bspec.inputs, in_values))
         benv = {**self.params, **bparams, **_env_shapes(ins)}
         bpath = ("blocks", d.op)
+        if d.op in self.active_blocks:
+            chain = " -> ".join(self.active_blocks[self.active_blocks.index(d.op):] + [d.op])
+            raise GraphError(f"block `{d.op}` uses itself ({chain}); blocks cannot be recursive",
+                             path=d.path, node=d.name, hint="use `repeat` for a fixed number of copies")
+        self.active_blocks.append(d.op)
         try:
             dag = resolve(bspec.nodes, bspec.inputs, bspec.outputs, benv, self.blocks, bpath, self.block_inputs)
             sub = self.infer(dag, ins, benv, d.op, "tuple")
@@ -329,6 +342,8 @@ class _Inferer:
             # Report where the block is used too: the error is in the block's definition.
             e.message += f" (in block `{d.op}` used at {format_path(d.path)} `{d.name}`)"
             raise
+        finally:
+            self.active_blocks.pop()
         value = _outputs_value(sub)
         n = sum(t.params for t in sub.nodes)
         notes = [f"{k}={v}" for k, v in bparams.items()]
@@ -365,6 +380,9 @@ class _Inferer:
     def repeat(self, d: DagNode, in_values: list[Any], env: dict[str, Any], count: Any) -> TypedNode:
         if not isinstance(count, int) or count < 1:
             raise BuildError(f"`repeat` must be a positive integer, got {count!r}", path=d.path + ("repeat",), node=d.name)
+        if count > self.options.max_nodes:
+            raise ResourceError(f"`repeat: {count}` is over the limit of {self.options.max_nodes:,} nodes",
+                                path=d.path + ("repeat",), node=d.name, hint="check the repeat count")
         if len(in_values) != 1:
             raise GraphError("a repeated node takes one input", path=d.path + ("from",), node=d.name)
         nodes: list[TypedNode] = []

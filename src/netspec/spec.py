@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import SpecValidationError, did_you_mean
 from .registry import all_op_names, op_kind
-from .source import Document, load_document
+from .source import Document, _SpecLoader, load_document
 from .spec_base import SpecModel
 from .data import DataSpec
 from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs, TrainSpec
@@ -192,7 +192,7 @@ class BlockSpec(SpecModel):
         for i, name in enumerate(v):
             _check_input_name(name, i)
             if name in v[:i]:
-                raise PydanticCustomError("bad_key", "block input `{key}` is listed twice", {"key": i})
+                raise PydanticCustomError("bad_key", "block input `{name}` is listed twice", {"key": i, "name": name})
         return v
 
 
@@ -373,7 +373,7 @@ def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> No
             raise SpecValidationError(f"--set `{item}` is not key=value", hint="e.g. --set n_classes=5")
         key, _, text = item.partition("=")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_SpecLoader)  # same number rules as spec files (1e-5 is a float)
         except yaml.YAMLError:
             value = text
         params = doc.data.get("params") if isinstance(doc.data, dict) else None
@@ -397,6 +397,8 @@ def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
     for i, part in enumerate(parts[:-1]):
         nxt = cur[part] if (isinstance(cur, dict) and part in cur) or \
             (isinstance(cur, list) and isinstance(part, int) and part < len(cur)) else None
+        if isinstance(nxt, str) and isinstance(cur, dict) and IDENT.match(nxt):
+            nxt = cur[part] = {"name": nxt}  # `loss: CrossEntropyLoss` -> explicit form, so `loss.args.x` can be set
         if nxt is None:
             if not isinstance(cur, dict):
                 raise SpecValidationError(f"--set `{key}`: cannot set inside `{'.'.join(map(str, parts[:i + 1]))}`")

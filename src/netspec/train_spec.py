@@ -106,6 +106,11 @@ class Call(BaseModel):
                         f"{{{key}: {{arg: value}}}}, not {type(args).__name__}",
                         key,
                     )
+                # `args:` beside the name key adds to (and wins over) the name's arguments: that
+                # is what `--set optimizer.args.lr=0.1` writes into `{SGD: {lr: 0.01}}`.
+                extra_args = data.get("args")
+                if isinstance(extra_args, dict):
+                    args = {**args, **extra_args}
                 data = {k: v for k, v in data.items() if k != key}
                 data.update(name=str(key), args=args)
                 form = "key"
@@ -113,6 +118,15 @@ class Call(BaseModel):
         if isinstance(obj, Call):
             obj._form = form
         return obj
+
+    def __eq__(self, other: object) -> bool:
+        # How the entry was written (`_form`) is not part of its value: `{SGD: {lr: 0.1}}` equals
+        # its dumped canonical form, so a spec survives a to_yaml() / load round trip.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
 
     def name_path(self, base: tuple[str | int, ...]) -> tuple[str | int, ...]:
         """Spec path of the name as written (for error messages)."""
@@ -348,6 +362,11 @@ class WeightsSpec(_Strict):
     def _path_only(cls, data: Any) -> Any:
         return {"path": data} if isinstance(data, str) else data
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        # `weights: file.pt` as well as the mapping.
+        return {"anyOf": [{"type": "string", "description": "path"}, handler(core_schema)]}
+
 
 class InitSpec(_Strict):
     """Initialisation rules, applied in order (later rules win), then weights from a file.
@@ -386,6 +405,12 @@ class GradClipSpec(_Strict):
     @classmethod
     def _number(cls, data: Any) -> Any:
         return {"max_norm": data} if isinstance(data, (int, float)) else data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        # The schema says what the validator accepts: `grad_clip: 1.0` as well as the mapping.
+        number = {"type": "number", "exclusiveMinimum": 0, "description": "max_norm"}
+        return {"anyOf": [number, handler(core_schema)]}
 
 
 class EarlyStoppingSpec(_Strict):

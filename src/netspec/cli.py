@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import warnings
@@ -199,9 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Warnings (torch's, while shapes are inferred on meta tensors) are held back: a mistake
-    # must print exactly one line; on success they follow, one line each.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+    # must print exactly one line; on success they follow, one line each. Training prints
+    # them as they happen: a warning at epoch 3 of 50 should not wait for the end.
+    live = args.command in ("run", "eval")
+    with warnings.catch_warnings(record=True) if not live else contextlib.nullcontext([]) as caught:
+        if not live:
+            warnings.simplefilter("default")
         try:
             code = int(args.func(args) or 0)
         except SpecError as e:

@@ -316,6 +316,8 @@ def _message(err: dict[str, Any]) -> str:
         return f"unknown key `{err['loc'][-1]}`"
     if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key"):
         return msg
+    if kind == "value_error":  # our validators' own sentences, without pydantic's frame
+        return msg.removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
         return msg[0].lower() + msg[1:].replace(" after validation", "")
     got = err.get("input")

@@ -1,0 +1,252 @@
+"""The bad-spec corpus: every file in ``tests/bad_specs/`` is a mistake a user can make.
+
+Each case must end the CLI with exit code 2 and exactly one line on stderr,
+``file:line:col: spec.path (node): message; hint``, never a traceback. The expected
+outcome is written in the case file's first lines (comments)::
+
+    # expect: exit=2 at=4:5 path=nodes[0].Conv2 message="unknown layer" hint="did you mean `Conv2d`?"
+    # args: --set width=abc            (optional: extra command-line arguments)
+    # setup: pickled_model whole.pt    (optional: a file the case needs, made by the test)
+
+``at`` is ``LINE:COL``, ``LINE:*`` (any column) or ``*`` (no line: e.g. a size limit);
+``path`` is the spec path printed after the location, ``-`` when the message has none;
+``node`` (optional) is the node name printed in parentheses; ``message`` and ``hint`` are
+fragments that must appear in the line. ``.json`` cases carry the same header lines;
+JSON has no comments, so the test blanks them (keeping line numbers) in a copy.
+
+Adding a file adds a test. Run: ``pytest tests/test_bad_specs.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from netspec.cli import main
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "bad_specs"
+CASES = sorted(p for p in CORPUS.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+HEADER = re.compile(r"^#\s*(expect|args|setup):\s*(.*)$")
+
+
+@dataclass
+class Expect:
+    exit: int
+    line: int | None   # None: no line printed
+    col: int | None    # None: any column (when line is set)
+    path: str | None   # None: no spec path printed
+    message: str
+    hint: str | None
+    node: str | None
+    args: list[str]
+    setup: list[str]
+    header_lines: int
+
+
+def parse_header(case: Path) -> Expect:
+    fields: dict[str, str] = {}
+    args: list[str] = []
+    setup: list[str] = []
+    n = 0
+    for raw in case.read_bytes().decode("utf-8", "replace").splitlines():
+        m = HEADER.match(raw)
+        if not m:
+            break
+        n += 1
+        kind, rest = m.groups()
+        if kind == "expect":
+            for item in shlex.split(rest):
+                key, sep, value = item.partition("=")
+                assert sep, f"{case.name}: `{item}` in the expect line is not key=value"
+                fields[key] = value
+        elif kind == "args":
+            args += shlex.split(rest)
+        else:
+            setup += shlex.split(rest)
+    assert fields, f"{case.name}: the first line must be `# expect: exit=2 at=L:C path=... message=\"...\"`"
+    unknown = set(fields) - {"exit", "at", "path", "message", "hint", "node"}
+    assert not unknown, f"{case.name}: unknown expect fields {unknown}"
+    at = fields.get("at", "*")
+    line = col = None
+    if at != "*":
+        l_text, _, c_text = at.partition(":")
+        line = int(l_text)
+        col = None if c_text in ("", "*") else int(c_text)
+    path = fields.get("path", "-")
+    return Expect(int(fields.get("exit", "2")), line, col, None if path == "-" else path,
+                  fields["message"], fields.get("hint"), fields.get("node"), args, setup, n)
+
+
+def make_setup(kind: str, target: Path) -> None:
+    """Files some cases need; made here so no binary file is committed."""
+    if kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
+        torch.save(torch.nn.Linear(2, 2), target)
+    elif kind == "garbage":          # not a torch file at all
+        target.write_bytes(b"this is not a torch file\n" * 4)
+    elif kind == "state_dict_linear":  # a valid state_dict of another model
+        torch.save(torch.nn.Linear(2, 2).state_dict(), target)
+    else:
+        raise AssertionError(f"unknown setup {kind!r}")
+
+
+def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
+    """The file to run: the case itself, or a copy when it needs files beside it or is JSON."""
+    if not expect.setup and case.suffix != ".json":
+        return case
+    target = tmp_path / case.name
+    if case.suffix == ".json":
+        lines = case.read_text().splitlines(keepends=True)
+        target.write_text("\n" * expect.header_lines + "".join(lines[expect.header_lines:]))
+    else:
+        shutil.copy(case, target)
+    for i in range(0, len(expect.setup), 2):
+        make_setup(expect.setup[i], tmp_path / expect.setup[i + 1])
+    return target
+
+
+def check_line(line: str, file: str, expect: Expect) -> None:
+    """One stderr line against the expectation; the assertion message shows the line."""
+    where = f"{file}:{expect.line}:" if expect.line is not None else f"{file}: "
+    if expect.line is not None:
+        where += f"{expect.col}: " if expect.col is not None else ""
+    assert line.startswith(where), f"expected location `{where}` in:\n{line}"
+    rest = line[len(where):]
+    if expect.line is not None and expect.col is None:
+        rest = re.sub(r"^\d+: ", "", rest)
+    if expect.path is not None:
+        assert rest.startswith(expect.path + ": ") or rest.startswith(expect.path + " ("), \
+            f"expected spec path `{expect.path}` in:\n{line}"
+        rest = rest[len(expect.path):].lstrip()
+    if expect.node is not None:
+        assert rest.startswith(f"({expect.node}): "), f"expected node `({expect.node})` in:\n{line}"
+    assert expect.message in line, f"expected message fragment `{expect.message}` in:\n{line}"
+    if expect.hint is not None:
+        assert expect.hint in line, f"expected hint fragment `{expect.hint}` in:\n{line}"
+
+
+def test_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 45
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect = parse_header(case)
+    target = prepare(case, expect, tmp_path)
+    start = time.perf_counter()
+    code = main(["compile", str(target), *expect.args])
+    elapsed = time.perf_counter() - start
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    lines = captured.err.splitlines()
+    assert code == expect.exit, f"exit code {code}, stderr:\n{captured.err}"
+    assert len(lines) == 1, f"expected exactly one stderr line, got:\n{captured.err}"
+    check_line(lines[0], str(target), expect)
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+# ---- the same through a real process ---------------------------------------------------------
+
+def _run_cli(args: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "netspec", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+
+
+# each process start costs ~5 s (torch import): a few by default, more with -m slow
+SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml"]
+SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unknown_layer.yaml",
+                   "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml"]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_SAMPLE + [pytest.param(n, marks=pytest.mark.slow) for n in SUBPROCESS_MORE])
+def test_bad_spec_subprocess(name: str, tmp_path: Path) -> None:
+    case = CORPUS / name
+    expect = parse_header(case)
+    target = prepare(case, expect, tmp_path)
+    proc = _run_cli(["compile", str(target), *expect.args])
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.returncode == expect.exit, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    check_line(lines[0], str(target), expect)
+
+
+def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
+    """`netspec validate` over every case that needs no options: one line per spec, in order."""
+    plain = []
+    for case in CASES:
+        expect = parse_header(case)
+        if not expect.args:
+            (tmp_path / case.stem).mkdir()
+            plain.append((prepare(case, expect, tmp_path / case.stem), expect))
+    proc = _run_cli(["validate", *[str(t) for t, _ in plain]], timeout=300)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == len(plain), proc.stderr
+    for line, (target, expect) in zip(lines, plain):
+        check_line(line, str(target), expect)
+
+
+# ---- cases made on the fly -------------------------------------------------------------------
+
+def test_file_over_size_limit_is_refused_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from netspec.source import MAX_BYTES
+
+    big = tmp_path / "huge.yaml"
+    body = "name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\ndescription: \""
+    big.write_text(body + "a" * (MAX_BYTES + 10) + "\"\n")
+    start = time.perf_counter()
+    assert main(["compile", str(big)]) == 2
+    assert time.perf_counter() - start < 1.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{big}: file is ")
+    assert "over the 5242880-byte limit" in err
+
+
+def test_parameter_limit_fails_before_allocating(tmp_path: Path) -> None:
+    """Linear(4 -> 10**9): 5e9 parameters (~19 GiB). Refused on the meta device: fast, no memory."""
+    case = CORPUS / "param_limit_linear.yaml"
+    script = (
+        "import resource, sys, time\n"
+        "import netspec.cli\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter()\n"
+        f"code = netspec.cli.main(['compile', {str(case)!r}])\n"
+        "dt = time.perf_counter() - t\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(code, dt, (after - before) * 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    code, seconds, grown = proc.stdout.split()
+    assert int(code) == 2
+    assert float(seconds) < 5.0
+    assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
+    assert "over the limit of 2,000,000,000" in proc.stderr
+
+
+def test_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"name: caf\xe9\ninputs: {x: [4]}\nnodes:\n  - ReLU: {}\n")
+    assert main(["compile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not UTF-8 text" in err and "Traceback" not in err
+
+
+def test_missing_file_and_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["compile", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

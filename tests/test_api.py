@@ -117,3 +117,28 @@ def test_overrides_by_dotted_path(specs_dir):
     assert spec.params["n_classes"] == 4 and spec.inputs["image"].shape == [3, 64, 64]
     with pytest.raises(SpecError, match="no such spec parameter"):
         netspec.load_spec(specs_dir / "unet.yaml", overrides=["n_clas=4"])
+
+
+def test_entry_point_modules_are_registered(tmp_path, monkeypatch):
+    """An installed package declaring `netspec.modules` entry points adds layers by name."""
+    import importlib.metadata
+    import sys
+
+    from netspec import layers
+
+    (tmp_path / "ns_plugin_layers.py").write_text(
+        "import torch\n"
+        "class Doubler(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return 2 * x\n")
+    dist = tmp_path / "ns_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ns-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[netspec.modules]\nDoubler = ns_plugin_layers:Doubler\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(layers, "_ENTRY_POINTS_LOADED", False)
+    importlib.invalidate_caches()
+    model = netspec.build_model({"name": "p", "inputs": {"x": [3]}, "nodes": ["Doubler"]})
+    torch.testing.assert_close(model(torch.ones(1, 3)), torch.full((1, 3), 2.0))
+    layers._CUSTOM.pop("Doubler", None)
+    sys.modules.pop("ns_plugin_layers", None)

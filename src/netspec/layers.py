@@ -160,8 +160,16 @@ def register_module(cls: type[nn.Module] | None = None, *, name: str | None = No
     return wrap(cls) if cls is not None else wrap
 
 
+_ENTRY_POINTS_LOADED = False
+
+
 def layer_registry() -> dict[str, LayerType]:
-    """All layer types by name: torch.nn first, then custom registrations."""
+    """All layer types by name: torch.nn first, then custom registrations and the modules
+    installed packages declare under the ``netspec.modules`` entry-point group."""
+    global _ENTRY_POINTS_LOADED
+    if not _ENTRY_POINTS_LOADED:
+        _ENTRY_POINTS_LOADED = True
+        load_entry_points()
     return {**_torch_layers(), **_CUSTOM}
 
 
@@ -174,6 +182,14 @@ def load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="netspec.modules"):
-        obj = ep.load()
-        if inspect.isclass(obj) and issubclass(obj, nn.Module) and ep.name not in _CUSTOM:
+        if ep.name in _CUSTOM:
+            continue
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plug-in must not break every spec
+            import warnings
+
+            warnings.warn(f"netspec.modules entry point `{ep.name}` ({ep.value}) failed to load: {e}")
+            continue
+        if inspect.isclass(obj) and issubclass(obj, nn.Module):
             register_module(obj, name=ep.name)

@@ -45,7 +45,7 @@ import torch.nn as nn
 import yaml
 from torch import Tensor
 
-from .errors import CheckpointError, DataError, SpecError, TrainingError, did_you_mean
+from .errors import CheckpointError, DataError, Location, SpecError, TrainingError, did_you_mean
 from .losses import Criterion, build_criterion
 from .metrics import MetricSet, higher_is_better, split_metric_name
 from .train_spec import (
@@ -68,6 +68,7 @@ __all__ = [
     "RunResult",
     "Interrupted",
     "NonFiniteLoss",
+    "WriteFailed",
     "Hardware",
     "set_seed",
     "init_model",
@@ -133,7 +134,21 @@ class RunResult:
 
 
 class NonFiniteLoss(TrainingError):
-    """The loss became NaN or infinite (the CLI exits with code 3, not 2)."""
+    """The loss, or the weights about to be checkpointed, became NaN or infinite (the CLI exits
+    with code 3, not 2). The last good checkpoint is left as it was."""
+
+
+class WriteFailed(TrainingError):
+    """A file of the run could not be written (a full disk, a read-only or vanished directory).
+
+    Raised at the failing write; the CLI prints the one-line message and exits with code 3. The
+    last good checkpoint is left as it was, so the run continues with ``--resume`` once there is
+    room. The message names the file and the checkpoint to resume from.
+    """
+
+    def __str__(self) -> str:  # the file is the location: no "<spec>:" prefix
+        text = self.message + (f"; {self.hint}" if self.hint else "")
+        return " ".join(text.split("\n"))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -548,26 +563,12 @@ def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("
     """
     log = log or _Log(None, None)
     file = Path(spec.path) if Path(spec.path).is_absolute() else Path(base_dir) / spec.path
-    state = _state_dict_from(_load_file(file, (*path, "path")), spec.key, file, path)
+    option = str(path[0]).startswith("--")  # eval's --checkpoint: named as typed, no `strict:` to offer
+    state = _state_dict_from(_load_file(file, path if option else (*path, "path")), spec.key, file, path)
     state, notes = _rename_keys(state, spec)
     own = model.state_dict()
-    for key, value in state.items():
-        if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise CheckpointError(
-                f"`{key}` has shape {tuple(value.shape)} in {file.name} but {tuple(own[key].shape)} in the model",
-                path=path,
-                hint="a different number of classes or channels? load with `strict: false` and drop the layer's weights from the file",
-            )
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if spec.strict and (missing or unexpected):
-        parts = [f"{len(missing)} model keys missing from the file ({_summarise(missing)})" if missing else "",
-                 f"{len(unexpected)} file keys not in the model ({_summarise(unexpected)})" if unexpected else ""]
-        raise CheckpointError(
-            f"{file.name} does not match the model: " + "; ".join(filter(None, parts)),
-            path=path,
-            hint=(did_you_mean(unexpected[0], own) if unexpected else None) or "set `strict: false` to load what matches",
-        )
+    missing, unexpected = _check_fits(own, state, str(file) if option else file.name, path, strict=spec.strict,
+                                      hint=_OTHER_SPEC_HINT.get(str(path[0])))
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     msg = f"loaded {len(own) - len(missing)}/{len(own)} tensors from {file}" + "".join(f" ({n})" for n in notes)
     if missing:
@@ -575,6 +576,38 @@ def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("
     if unexpected:
         msg += f"; ignored from the file: {_summarise(unexpected)}"
     log.info(msg)
+
+
+_OTHER_SPEC_HINT = {
+    "--checkpoint": "was it saved by another spec? evaluate it with the spec it was trained with",
+    "--resume": "was it saved by another spec? resume with the spec it was trained with, or start a new run "
+                "from its weights with `init: {weights: {path: ..., strict: false}}`",
+}
+
+
+def _check_fits(own: dict[str, Tensor], state: dict[str, Tensor], name: str, path: SpecPath, *, strict: bool,
+                hint: str | None = None) -> tuple[list[str], list[str]]:
+    """CheckpointError unless ``state`` fits the model's state_dict ``own``: every shared key has
+    the same shape and (``strict``) the keys are the same. Returns (missing, unexpected) keys."""
+    for key, value in state.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"`{key}` has shape {tuple(value.shape)} in {name} but {tuple(own[key].shape)} in the model",
+                path=path,
+                hint=hint or "a different number of classes or channels? load with `strict: false` and drop the layer's weights from the file",
+            )
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        parts = [f"{len(missing)} model keys missing from the file ({_summarise(missing)})" if missing else "",
+                 f"{len(unexpected)} file keys not in the model ({_summarise(unexpected)})" if unexpected else ""]
+        close = did_you_mean(unexpected[0], own) if unexpected and len(unexpected) == len(missing) == 1 else None
+        raise CheckpointError(
+            f"{name} does not match the model: " + "; ".join(filter(None, parts)),
+            path=path,
+            hint=close or hint or "set `strict: false` to load what matches",
+        )
+    return missing, unexpected
 
 
 def _load_file(file: Path, path: SpecPath) -> Any:
@@ -597,7 +630,8 @@ def _load_file(file: Path, path: SpecPath) -> Any:
             ) from None
         raise CheckpointError(f"{file} is not a PyTorch weights file: {_first_line(err)}", path=path) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{file} cannot be read (truncated or not a PyTorch file): {_first_line(err)}", path=path) from None
+        why = _first_line(err).split(". This is an internal miniz error")[0]  # then 3 sentences of advice
+        raise CheckpointError(f"{file} cannot be read (truncated or not a PyTorch file): {why}", path=path) from None
 
 
 def _is_module_class(dotted: str) -> bool:
@@ -680,7 +714,7 @@ def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Any = None, p
         options = {**group.args, **{k: v for k, v in (("lr", group.lr), ("weight_decay", group.weight_decay)) if v is not None}}
         if trainable:
             groups.append({"params": [p for _, p in trainable], **options})
-        log.info(f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors{_fmt_call(options)}"
+        log.info(f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors{' ' + _fmt_call(options) if options else ''}"
                  + (f", {len(names) - len(trainable)} frozen left out" if len(names) > len(trainable) else ""))
     rest = [(n, p) for n, p in named if n not in owner and p.requires_grad]
     if rest and spec.ungrouped == "exclude":
@@ -690,7 +724,7 @@ def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Any = None, p
     elif rest:
         groups.append({"params": [p for _, p in rest]})
         if spec.groups:
-            log.info(f"optimizer default group: {len(rest)} tensors{_fmt_call(spec.args)}")
+            log.info(f"optimizer default group: {len(rest)} tensors{' ' + _fmt_call(spec.args) if spec.args else ''}")
     if not groups:
         raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
     try:
@@ -817,19 +851,45 @@ def _make_scheduler(phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` with torch.save atomically: temp file in the same dir, fsync, rename.
 
-    A crash mid-write leaves the previous checkpoint intact.
+    A crash mid-write leaves the previous checkpoint intact (and at worst a hidden
+    ``.last.pt.<pid>.tmp``, removed when the run is resumed). A failing write raises its
+    OSError (errno ENOSPC for a full disk), not the RuntimeError torch.save would make of it.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            sink = _Sink(f)
+            try:
+                torch.save(state, sink)
+            except RuntimeError:
+                if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
+                    raise sink.error from None
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+class _Sink:
+    """A file for torch.save that remembers the exception a write raised (torch.save turns any
+    exception inside a write, an OSError or a KeyboardInterrupt, into a RuntimeError)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except BaseException as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -850,7 +910,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a netspec checkpoint (``last.pt``, ``best.pt``, or a run directory's last.pt)."""
     path = Path(path)
     if path.is_dir():
+        if not (path / "last.pt").is_file():
+            raise CheckpointError(f"{path} has no last.pt: the run stopped before its first checkpoint",
+                                  path=("--resume",), hint="start it again without --resume")
         path = path / "last.pt"
+    elif not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found", path=("--resume",))
     state = _load_file(path, ("--resume",))
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
@@ -866,16 +931,30 @@ CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
 
 class _Log:
-    """Prints to a stream and appends to the run's train.log."""
+    """Prints to a stream and appends to the run's train.log.
 
-    def __init__(self, stream: TextIO | None, file: Path | None) -> None:
+    ``hold=True``: messages wait (neither printed nor written) until :meth:`release` names the
+    log file; a run is set up, and every mistake found, before its directory exists.
+    """
+
+    def __init__(self, stream: TextIO | None, file: Path | None, hold: bool = False) -> None:
         self.stream, self.file = stream, file
+        self.held: list[str] | None = [] if hold else None
+
+    def release(self, file: Path, *first: str) -> None:
+        """Log to ``file`` from now on: the ``first`` lines, then the held messages."""
+        held, self.held, self.file = self.held or [], None, file
+        for msg in (*first, *held):
+            self.info(msg)
 
     def info(self, msg: str) -> None:
+        if self.held is not None:
+            self.held.append(msg)
+            return
         if self.stream is not None:
             print(msg, file=self.stream, flush=True)
         if self.file is not None:
-            with open(self.file, "a", encoding="utf-8") as f:
+            with _writing(self.file), open(self.file, "a", encoding="utf-8") as f:
                 f.write(msg + "\n")
 
     def warn(self, msg: str) -> None:
@@ -887,6 +966,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.saved: tuple[int, int] | None = None  # (epoch, step) of the last.pt known to be good
 
     @classmethod
     def create(cls, out: str | Path | None, spec_name: str) -> RunDir:
@@ -902,9 +982,7 @@ class RunDir:
                     break
                 except FileExistsError:
                     continue
-            probe = path / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            _probe(path)
         except OSError as err:
             raise TrainingError(
                 f"cannot write the run directory under {parent}: {err.strerror or err}",
@@ -922,34 +1000,111 @@ class RunDir:
         return self.path / "best.pt"
 
     def write_spec(self, resolved: dict[str, Any]) -> str:
-        """Write spec.yaml and spec.sha256 (``sha256sum -c`` format); return the hash."""
+        """Write spec.yaml and spec.sha256 (``sha256sum -c`` format); return the hash.
+
+        Each file is written whole or not at all (temp file + rename), and a resumed run leaves
+        an identical spec.yaml untouched, so a kill at any moment never leaves a partial spec.
+        """
         text = _spec_yaml(resolved)
         digest = hashlib.sha256(text.encode()).hexdigest()
         name = "spec.yaml"
         existing = self.path / name
         if existing.exists() and existing.read_text(encoding="utf-8") != text:
             name = f"spec.{digest[:12]}.yaml"  # a resumed run with a changed spec keeps both
-        (self.path / name).write_text(text, encoding="utf-8")
-        (self.path / name.replace(".yaml", ".sha256")).write_text(f"{digest}  {name}\n", encoding="utf-8")
+        _write_text(self.path / name, text)
+        _write_text(self.path / name.replace(".yaml", ".sha256"), f"{digest}  {name}\n")
         return digest
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        file = self.path / "metrics.jsonl"
+        with _writing(file), open(file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The records; a line left incomplete by a crash or a full disk is dropped."""
         file = self.path / "metrics.jsonl"
         if not file.exists():
             return []
-        return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for line in file.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                    records.append(record)
+        return records
 
     def keep_metrics_before(self, epoch: int) -> list[dict[str, Any]]:
         """Drop records of epochs after a checkpoint (they will be redone); return the rest."""
         kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
-        tmp = self.path / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, self.path / "metrics.jsonl")
+        _write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept), force=True)
         return kept
+
+    def remove_stale_temps(self) -> list[str]:
+        """Delete temp files a killed process left (``.last.pt.<pid>.tmp``, ...); return their names.
+
+        Only files of processes that are gone: a live writer's temp file is left alone.
+        """
+        removed = []
+        for tmp in self.path.glob(".*.tmp"):
+            found = re.fullmatch(r"\..+\.(\d+)\.tmp", tmp.name)
+            if found and (int(found.group(1)) == os.getpid() or _pid_alive(int(found.group(1)))):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp.name)
+        return removed
+
+    def kept(self) -> str:
+        """Which checkpoint a failure leaves, for its message."""
+        if self.saved is not None:
+            return f"the last good checkpoint is {self.last}; it holds epoch {self.saved[0]}, step {self.saved[1]}"
+        if self.last.exists():
+            return f"the last good checkpoint is {self.last}"
+        return "no checkpoint was written yet"
+
+
+def _probe(directory: Path) -> None:
+    """Raise OSError unless a file can be created in ``directory``."""
+    probe = directory / f".write-test.{os.getpid()}.tmp"
+    with open(probe, "wb"):
+        pass
+    probe.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return False  # no cheap, harmless check (os.kill would terminate it)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def _writing(file: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise WriteFailed(f"cannot write {file}: {err.strerror or _first_line(err)}", path=("--out",)) from None
+
+
+def _write_text(file: Path, text: str, force: bool = False) -> None:
+    """Replace ``file`` by ``text`` atomically (temp file + rename); skip it if already equal."""
+    with _writing(file):
+        if not force and file.exists() and file.read_text(encoding="utf-8") == text:
+            return
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, file)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def _safe_name(name: str) -> str:
@@ -1047,21 +1202,36 @@ def _train(spec: Any, model: nn.Module | None, loaders: Any, out: str | Path | N
     check_training(spec)
     hw = Hardware.pick(tspec.device, tspec.precision)
     ckpt = load_checkpoint(resume) if resume is not None else None
-    run_dir = _resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
-    log = _Log(stream if stream is not None else sys.stdout, run_dir.path / "train.log")
-    digest = run_dir.write_spec(_resolved(spec))
-    log.info(f"run directory: {run_dir.path}  (device {hw.device}, precision {hw.precision})")
-    if ckpt is not None and ckpt["spec_hash"] != digest:
-        log.warn(f"the spec changed since {ckpt['path']} was saved (sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
-
+    # Model, init, weights, data, optimizer, schedule and checkpoint are set up before the run
+    # directory is made, so a mistake in any of them leaves no directory behind; the log holds
+    # its messages until then.
+    log = _Log(stream if stream is not None else sys.stdout, None, hold=True)
     with _deterministic(tspec.deterministic):
         set_seed(tspec.seed)
-        run = _setup(spec, tspec, hw, model, loaders, base, allow_download, run_dir, log, digest, ckpt)
-        return _fit(run)
+        run = _setup(spec, tspec, hw, model, loaders, base, allow_download, log, ckpt)
+        run_dir = run.run_dir = _resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
+        try:
+            digest = run.spec_hash = run_dir.write_spec(_resolved(spec))
+            first = [f"run directory: {run_dir.path}  (device {hw.device}, precision {hw.precision})"]
+            if ckpt is not None and ckpt["spec_hash"] != digest:
+                first.append(f"warning: the spec changed since {ckpt['path']} was saved (sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
+            log.release(run_dir.path / "train.log", *first)
+            if ckpt is not None:
+                run.history = run_dir.keep_metrics_before(run.state.epoch)
+            run.tb = _tensorboard(run)
+            return _fit(run)
+        except WriteFailed as err:
+            # Said at the failing write, with what is left to continue from.
+            err.message += f"; {run_dir.kept()}"
+            if err.hint is None:
+                err.hint = (f"make room, then continue with --resume {run_dir.path}" if run_dir.last.exists()
+                            else "make room (or choose another --out), then start again")
+            raise
 
 
 def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, loaders: Any, base: Path,
-           allow_download: bool, run_dir: RunDir, log: _Log, digest: str, ckpt: dict[str, Any] | None) -> _Run:
+           allow_download: bool, log: _Log, ckpt: dict[str, Any] | None) -> _Run:
+    """Everything a run needs but its directory (set by the caller, with ``spec_hash``)."""
     input_names, output_names = list(spec.inputs), list(spec.output_names)
     # ---- model: built, initialised (unless resuming: the checkpoint has the weights), moved
     if model is None:
@@ -1093,12 +1263,11 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     window_meter = MetricSet(tspec.metrics, output_names) if stop and stop.check_every == "step" and stop.monitor.startswith("train_") else None
     best_monitor = tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss")
     run = _Run(spec, tspec, hw, model, loaders, criterion, optimizer, schedule, hw.make_scaler(), meters, window_meter,
-               run_dir, log, digest, input_names, output_names,
+               None, log, "", input_names, output_names,  # type: ignore[arg-type]  # run_dir: set by _train
                [p for g in optimizer.param_groups for p in g["params"]], best_monitor)
     _report_model(run)
     if ckpt is not None:
         _restore(run, ckpt)
-    run.tb = _tensorboard(run)
     return run
 
 
@@ -1127,8 +1296,19 @@ def _fit(run: _Run) -> RunResult:
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step,
                          {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None)
     finally:
+        _finish(run)
+
+
+def _finish(run: _Run) -> None:
+    """curves.png and TensorBoard: best effort. This runs in a `finally`, so an error here (a
+    full disk) must not replace the one that ended the run, nor fail a finished one."""
+    try:
         _plot_curves(run)
-        if run.tb is not None:
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            run.log.warn(f"curves.png not written: {_first_line(err)}")
+    if run.tb is not None:
+        with contextlib.suppress(Exception):
             run.tb.close()
 
 
@@ -1148,7 +1328,7 @@ def _train_epoch(run: _Run, interrupt: _SigintGuard) -> str | None:
         next(batches)
     _restore_rng_once(run)
     bar = _progress(run, n_batches)
-    pending = False  # gradients accumulated since the last optimizer step
+    pending = 0  # batches whose gradients were accumulated since the last optimizer step
     for i, (inputs, target) in enumerate(batches, start=st.batch):
         inputs, target = hw.to_device(inputs), hw.to_device(target)
         # ---- forward: the model under autocast, the loss in float32
@@ -1164,7 +1344,7 @@ def _train_epoch(run: _Run, interrupt: _SigintGuard) -> str | None:
             meter.update(outputs, target, loss, n)
             if run.window_meter is not None:
                 run.window_meter.update(outputs, target, loss, n)
-            pending = True
+            pending += 1
         st.batch = i + 1
         if bar is not None:
             bar.update(n, loss)
@@ -1173,8 +1353,16 @@ def _train_epoch(run: _Run, interrupt: _SigintGuard) -> str | None:
         # ---- optimizer step (none when every batch of the window was skipped)
         if not pending:
             continue
+        if t.on_nan == "skip" and run.scaler is None and not _grads_finite(run):
+            # a finite loss whose gradient overflowed: the step would make the weights NaN/inf
+            st.skipped += pending
+            run.log.warn(f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
+                         f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)")
+            run.optimizer.zero_grad(set_to_none=True)
+            pending = 0
+            continue
         _optimizer_step(run)
-        pending = False
+        pending = 0
         st.step += 1
         run.schedule.after_step()
         if _stop_at_step(run):
@@ -1202,6 +1390,13 @@ def _optimizer_step(run: _Run) -> None:
     opt.zero_grad(set_to_none=True)
 
 
+def _grads_finite(run: _Run) -> bool:
+    """Whether every gradient is finite (one device sync). Used by `on_nan: skip` only: fp16
+    runs have the GradScaler, which already skips such steps."""
+    grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in run.params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
 def _finite(run: _Run, loss: Tensor, i: int, n_batches: int) -> bool:
     """False (skip the batch) or TrainingError when the loss is NaN/inf."""
     if bool(torch.isfinite(loss)):
@@ -1212,9 +1407,8 @@ def _finite(run: _Run, loss: Tensor, i: int, n_batches: int) -> bool:
         st.skipped += 1
         run.log.warn(f"loss is {float(loss.detach())} at {where}; batch skipped (train.on_nan: skip)")
         return False
-    kept = f"the last good checkpoint is {run.run_dir.last}" if run.run_dir.last.exists() else "no checkpoint was written yet"
     raise NonFiniteLoss(
-        f"loss is {float(loss.detach())} at {where}; {kept}",
+        f"loss is {float(loss.detach())} at {where}; {run.run_dir.kept()}",
         path=("train", "on_nan"),
         hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`",
     )
@@ -1333,13 +1527,49 @@ def _save_epoch(run: _Run, values: dict[str, float], final: bool) -> bool:
     if not run.hw.is_main or not (final or (every and run.state.epoch % every == 0)):
         return False
     improved = _update_best(run, values)
-    _save(run, run.run_dir.last)
     if improved:
-        _link_or_copy(run.run_dir.last, run.run_dir.best)  # a hard link: no second write
+        # best.pt first, then last.pt as a hard link to it (no second write): killed in between,
+        # last.pt is the previous epoch's and the resumed run redoes this epoch and this save.
+        # (The other order would leave a last.pt whose `best` names an epoch best.pt lacks.)
+        _save(run, run.run_dir.best)
+        with _writing(run.run_dir.last):
+            _link_or_copy(run.run_dir.best, run.run_dir.last)
+    else:
+        _save(run, run.run_dir.last)
+    run.run_dir.saved = (run.state.epoch, run.state.step)
     return True
 
 
 def _save(run: _Run, path: Path) -> None:
+    """Checkpoint the run to ``path``, unless its weights are no longer finite."""
+    st = run.state
+    _check_weights(run)
+    with _writing(path):
+        _save_state(run, path)
+    if path == run.run_dir.last:
+        run.run_dir.saved = (st.epoch, st.step)
+
+
+def _check_weights(run: _Run) -> None:
+    """NonFiniteLoss if a trained parameter is NaN/inf: a finite loss whose gradient overflowed.
+    Checked before every checkpoint (one pass over the parameters, one device sync), so a saved
+    checkpoint is always good. Buffers are not checked: -inf attention masks are legitimate."""
+    trained = {id(p) for p in run.params}
+    floats = {k: v.detach() for k, v in run.model.named_parameters() if id(v) in trained}
+    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats.values()]).all()):
+        return
+    st = run.state
+    bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+    where = f"after epoch {st.epoch}, step {st.step}" if st.batch == 0 else f"at epoch {st.epoch + 1}, step {st.step}"
+    raise NonFiniteLoss(
+        f"parameters are not finite {where} ({_summarise(bad, 3)}): a gradient overflowed; "
+        f"not saved, {run.run_dir.kept()}",
+        path=("train", "on_nan"),
+        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)",
+    )
+
+
+def _save_state(run: _Run, path: Path) -> None:
     st = run.state
     save_checkpoint(path, {
         "format": CHECKPOINT_FORMAT,
@@ -1363,8 +1593,11 @@ def _save(run: _Run, path: Path) -> None:
 def _restore(run: _Run, ckpt: dict[str, Any]) -> None:
     """Put model, optimizer, scheduler, scaler, counters and meters back as saved.
 
-    The RNG state is set later, at the point of the epoch where it was captured.
+    The RNG state is set later, at the point of the epoch where it was captured; the metrics
+    history is cut back by the caller, once the run directory is known.
     """
+    _check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
+                hint=_OTHER_SPEC_HINT["--resume"])
     run.model.load_state_dict(ckpt["model"])
     try:
         run.optimizer.load_state_dict(ckpt["optimizer"])
@@ -1381,7 +1614,6 @@ def _restore(run: _Run, ckpt: dict[str, Any]) -> None:
         run.meters["train"].load_state_dict(ckpt["meters"])
     if run.window_meter is not None and ckpt.get("window_meter"):
         run.window_meter.load_state_dict(ckpt["window_meter"])
-    run.history = run.run_dir.keep_metrics_before(st.epoch)
     run.resume_rng = ckpt["rng"]
     run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
 
@@ -1396,7 +1628,19 @@ def _resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
     """Continue in the checkpoint's run directory, unless it is elsewhere or --out is given."""
     directory = Path(ckpt["path"]).parent
     if out is None and (directory / "spec.yaml").exists():
-        return RunDir(directory)
+        try:
+            _probe(directory)
+        except OSError as err:
+            raise TrainingError(
+                f"cannot write the run directory {directory}: {err.strerror or err}",
+                path=("--resume",),
+                hint="make it writable, or continue in a new directory with --out DIR",
+            ) from None
+        run = RunDir(directory)
+        run.remove_stale_temps()  # left by a process killed while writing
+        if Path(ckpt["path"]).resolve() == run.last.resolve():
+            run.saved = (ckpt["epoch"], ckpt["step"])
+        return run
     run = RunDir.create(out if out is not None else directory, "resumed")
     return run
 
@@ -1411,7 +1655,9 @@ def _located(spec: Any) -> Iterator[None]:
         yield
     except SpecError as err:
         doc = _document(spec)
-        if doc is not None and err.path and not str(err.path[0]).startswith("--"):
+        if doc is not None and err.path and str(err.path[0]).startswith("--"):
+            err.with_location(Location(file=doc.file))  # an option: the spec, without a line
+        elif doc is not None and err.path:
             err.with_location(doc.locate(err.path, key=True))
         raise
 
@@ -1639,7 +1885,8 @@ def _evaluate(spec: Any, checkpoint: str | Path | None, split: str, model: nn.Mo
                                 device=hw.device, allow_download=allow_download)
     loader = getattr(loaders, split, None)
     if loader is None:
-        raise DataError(f"the data has no `{split}` split", path=("data",))
+        raise DataError(f"the data has no `{split}` split", path=("data",),
+                        hint=f"add `{split}:` under `data:`" + (" or use --split val" if loaders.val is not None else ""))
     outputs = list(spec.output_names)
     run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
     values = _evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs))

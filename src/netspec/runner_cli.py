@@ -2,7 +2,8 @@
 
 The main CLI (cli.py) calls :func:`register` with its sub-parser collection and, after
 parsing, ``return args.func(args)``; a SpecError that escapes is printed as one line
-with exit code 2. These handlers return 0, 3 (the loss became NaN/inf) or 130 (Ctrl-C).
+with exit code 2. These handlers return 0, 3 (the loss or the weights became NaN/inf, or a
+file of the run could not be written: a full disk) or 130 (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ examples:
 Each run gets a new directory (default runs/<spec name>/<timestamp>) holding the resolved
 spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
 Ctrl-C saves last.pt and exits with code 130 (twice: quit at once); resume continues
-exactly where the run stopped. Exit codes: 0 done, 2 spec error, 3 NaN/inf loss, 130 Ctrl-C.
+exactly where the run stopped. Exit codes: 0 done, 2 spec error (also an unwritable --out,
+found before training), 3 NaN/inf loss or a failed write (disk full; last.pt is kept),
+130 Ctrl-C.
 """
 
 EVAL_EXAMPLES = """\
@@ -114,7 +117,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``netspec run``: load, train, report; returns the exit code."""
-    from .runner import Interrupted, NonFiniteLoss, train
+    from .runner import Interrupted, NonFiniteLoss, WriteFailed, train
 
     spec = _load(args)
     try:
@@ -125,7 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint for this step
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except NonFiniteLoss as err:
+    except (NonFiniteLoss, WriteFailed) as err:
         print(str(err), file=sys.stderr)
         return EXIT_TRAINING_FAILED
     best = f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})" if result.best else ""

@@ -110,7 +110,7 @@ def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Ma
                              hint="pick another name")
         if node.name and node.name in env and not isinstance(env[node.name], ShapeInfo):
             raise GraphError(f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
-                             path=npath, hint=f"rename the node or the parameter")
+                             path=npath, hint="rename the node or the parameter")
         if name in taken:
             what = "an input" if name in input_names else "another node"
             raise GraphError(f"duplicate name `{name}`: {what} has it already", path=npath,

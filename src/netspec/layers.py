@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 Shape = tuple[int, ...]  # per-sample shape (batch dim excluded)

@@ -390,18 +390,25 @@ def _term(spec: LossSpec, outputs: list[str], path: Path, weight: float, output:
             f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
             path=spec.name_path(path),
         )
-    if output is None:
-        if len(outputs) != 1:
-            raise SpecError(
-                f"the model has {len(outputs)} outputs ({', '.join(outputs)}); say which one this loss reads",
-                path=path,
-                hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`",
-            )
-        output = outputs[0]
-    else:
-        _check_output(output, outputs, (*path, "output"))
+    output = pick_output(output, outputs, path, "loss",
+                         hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`")
     module = _construct_loss(spec, entry, path)
     return _Term(module, entry.target, weight, output, spec.target, spec.name)
+
+
+def pick_output(output: str | None, outputs: list[str], path: Path, what: str, hint: str) -> str:
+    """The model output a loss or metric reads: the one named, or the only one.
+
+    >>> pick_output(None, ["logits"], ("loss",), "loss", "")
+    'logits'
+    """
+    if output is None:
+        if len(outputs) != 1:
+            raise SpecError(f"the model has {len(outputs)} outputs ({', '.join(outputs)}); "
+                            f"say which one this {what} reads", path=path, hint=hint)
+        return outputs[0]
+    _check_output(output, outputs, (*path, "output"))
+    return output
 
 
 def _check_output(name: str, outputs: list[str], path: Path, key: bool = False) -> None:

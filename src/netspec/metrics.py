@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import BuildError, SpecError, did_you_mean
-from .losses import adapt_target
+from .losses import adapt_target, pick_output
 from .train_spec import MetricSpec, check_args
 
 Path = tuple[str | int, ...]
@@ -305,21 +305,7 @@ def _build_metric(spec: MetricSpec, output_names: list[str], path: Path) -> tupl
         metric = cls(**spec.args)
     except (TypeError, ValueError) as err:
         raise BuildError(f"metric {spec.name}: {err}", path=spec.args_path(path)) from None
-    output = spec.output
-    if output is None:
-        if len(output_names) != 1:
-            raise SpecError(
-                f"the model has {len(output_names)} outputs ({', '.join(output_names)}); say which one this metric reads",
-                path=path,
-                hint=f"add `output: {output_names[0]}`",
-            )
-        output = output_names[0]
-    elif output not in output_names:
-        raise SpecError(
-            f"the model has no output `{output}`; its outputs are {', '.join(output_names)}",
-            path=(*path, "output"),
-            hint=did_you_mean(output, output_names),
-        )
+    output = pick_output(spec.output, output_names, path, "metric", hint=f"add `output: {output_names[0]}`")
     return metric, output
 
 

@@ -13,7 +13,6 @@ import math
 import re
 from typing import Any
 
-import torch
 from torch import fx, nn
 
 from .errors import BuildError, SpecError

@@ -27,7 +27,7 @@ from .graph import Dag, DagNode, resolve
 from .layers import BATCH_FIRST_DEFAULT, INFERRED, LayerType, layer_registry
 from .ops import OpType, op_registry
 from .spec import BlockSpec, NodeSpec, Spec
-from .zoo import (ZOO_EXTRA_ARGS, get_submodule, incoming_shape_of, parse_module_path, set_submodule,
+from .zoo import (ZOO_EXTRA_ARGS, get_submodule, incoming_shape_of, set_submodule,
                   zoo_builder, zoo_params)
 
 META_BATCH = 2  # BatchNorm refuses a batch of 1 in training; shapes never depend on it

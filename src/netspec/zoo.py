@@ -13,7 +13,7 @@ import inspect
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn

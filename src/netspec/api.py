@@ -69,7 +69,7 @@ def build_model(spec_or_path: Any, **params: Any) -> fx.GraphModule:
     the output, or a tuple of outputs in declared order (a dict with ``output_type: dict``).
 
     >>> m = build_model({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]})
-    >>> print(m.code.strip().splitlines()[-2].strip())
+    >>> print(m.code.strip().splitlines()[-1].strip())
     return linear
     """
     return compile_spec(spec_or_path, **params).module

@@ -127,6 +127,7 @@ def _build_child(node: TypedNode, log: list[str]) -> nn.Module | None:
 def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.GraphModule:
     """Build real modules for every node and generate the forward.
 
+    >>> import torch
     >>> from netspec.spec import load_spec
     >>> from netspec.shapes import infer_shapes
     >>> spec = load_spec("t.yaml", text="name: t\\ninputs: {x: [4]}\\nnodes:\\n  - Linear: {out_features: 2}\\n")

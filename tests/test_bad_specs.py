@@ -14,6 +14,14 @@ outcome is written in the case file's first lines (comments)::
 fragments that must appear in the line. ``.json`` cases carry the same header lines;
 JSON has no comments, so the test blanks them (keeping line numbers) in a copy.
 
+Training cases name their command: ``command=run`` / ``eval`` / ``validate`` (default
+``compile``). They run on a copy of the case in a temporary folder, which is also the working
+directory, so ``# args: --checkpoint ck.pt`` and the files ``# setup:`` makes (tiny IDX, CSV,
+npz, image and checkpoint files, see :func:`make_setup`) sit next to the spec. ``run`` gets
+``--out <tmp>/runs``, which must hold no run directory afterwards: a mistake is found before
+one is made (``run_dir=kept`` for a mistake only training can find, such as a corrupt image
+in the middle of the data). ``needs=no_cuda`` skips a case on a machine with CUDA.
+
 Adding a file adds a test. Run: ``pytest tests/test_bad_specs.py``.
 """
 
@@ -29,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +61,9 @@ class Expect:
     args: list[str]
     setup: list[str]
     header_lines: int
+    command: str = "compile"
+    run_dir: str = "none"      # run: "none" (no run directory left) or "kept" (found while training)
+    needs: str | None = None   # "no_cuda": the case is about a machine without CUDA
 
 
 def parse_header(case: Path) -> Expect:
@@ -75,8 +87,12 @@ def parse_header(case: Path) -> Expect:
         else:
             setup += shlex.split(rest)
     assert fields, f"{case.name}: the first line must be `# expect: exit=2 at=L:C path=... message=\"...\"`"
-    unknown = set(fields) - {"exit", "at", "path", "message", "hint", "node"}
+    unknown = set(fields) - {"exit", "at", "path", "message", "hint", "node", "command", "run_dir", "needs"}
     assert not unknown, f"{case.name}: unknown expect fields {unknown}"
+    command = fields.get("command", "compile")
+    assert command in ("compile", "validate", "run", "eval"), f"{case.name}: unknown command {command!r}"
+    assert fields.get("run_dir", "none") in ("none", "kept"), f"{case.name}: run_dir is none or kept"
+    assert fields.get("needs") in (None, "no_cuda"), f"{case.name}: needs is no_cuda"
     at = fields.get("at", "*")
     line = col = None
     if at != "*":
@@ -85,24 +101,119 @@ def parse_header(case: Path) -> Expect:
         col = None if c_text in ("", "*") else int(c_text)
     path = fields.get("path", "-")
     return Expect(int(fields.get("exit", "2")), line, col, None if path == "-" else path,
-                  fields["message"], fields.get("hint"), fields.get("node"), args, setup, n)
+                  fields["message"], fields.get("hint"), fields.get("node"), args, setup, n,
+                  command, fields.get("run_dir", "none"), fields.get("needs"))
+
+
+# The model of the checkpoint cases: `fc: {Linear: {out_features: 1}}` on `x: [2]`, as in the
+# checkpoint cases' specs. `checkpoint` makes a checkpoint of it; the others of other models.
+_CHECKPOINT_SPEC = """\
+name: {name}
+inputs: {{x: [{dim}]}}
+nodes:
+{nodes}
+  - Sigmoid: {{}}
+data:
+  train: {{source: gaussian_clusters, n_per_class: 8, dim: {dim}}}
+  batch_size: 8
+loss: BCELoss
+optimizer: {{SGD: {{lr: 0.1}}}}
+train: {{epochs: 1, device: cpu, progress: line}}
+"""
+_CHECKPOINT_MODELS = {
+    "checkpoint": ("tiny", 2, "  - fc: {Linear: {out_features: 1}}"),
+    "checkpoint_other_spec": ("other", 2, "  - hidden: {Linear: {out_features: 4}}\n  - ReLU: {}\n"
+                                          "  - head: {Linear: {out_features: 1}}"),
+    "checkpoint_other_shape": ("wider", 3, "  - fc: {Linear: {out_features: 1}}"),
+}
+
+
+def _checkpoint(kind: str, target: Path) -> None:
+    """A real netspec last.pt: one epoch of a tiny spec, trained in this process (~0.1 s)."""
+    import io
+
+    import netspec
+    from netspec.runner import train
+
+    name, dim, nodes = _CHECKPOINT_MODELS[kind]
+    work = target.parent / f"_{kind}"
+    work.mkdir()
+    (work / "spec.yaml").write_text(_CHECKPOINT_SPEC.format(name=name, dim=dim, nodes=nodes))
+    result = train(netspec.load_spec(str(work / "spec.yaml")), out=work / "runs", stream=io.StringIO())
+    shutil.copy(result.run_dir / "last.pt", target)
+    shutil.rmtree(work)
 
 
 def make_setup(kind: str, target: Path) -> None:
-    """Files some cases need; made here so no binary file is committed."""
+    """Files some cases need; made here so no binary file is committed.
+
+    ``target`` is the path named after the kind, inside the case's temporary folder.
+    """
+    from datafiles import write_csv, write_image_folder, write_mnist, write_npz
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
     if kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
         torch.save(torch.nn.Linear(2, 2), target)
     elif kind == "garbage":          # not a torch file at all
         target.write_bytes(b"this is not a torch file\n" * 4)
     elif kind == "state_dict_linear":  # a valid state_dict of another model
         torch.save(torch.nn.Linear(2, 2).state_dict(), target)
+    elif kind in _CHECKPOINT_MODELS:
+        _checkpoint(kind, target)
+    elif kind == "checkpoint_truncated":  # a netspec checkpoint cut short (a crash mid-copy)
+        _checkpoint("checkpoint", target)
+        target.write_bytes(target.read_bytes()[:600])
+    elif kind.startswith("idx"):     # target: <root>/<data set name>, as torchvision lays it out
+        write_mnist(target.parent, target.name, n_train=20, n_test=10)
+        raw = target / "raw"
+        if kind == "idx_truncated":  # the training images cut off mid-file
+            images = raw / "train-images-idx3-ubyte"
+            images.write_bytes(images.read_bytes()[:1000])
+        elif kind == "idx_swapped":  # the test images and labels files exchanged
+            images, labels = raw / "t10k-images-idx3-ubyte", raw / "t10k-labels-idx1-ubyte"
+            data = images.read_bytes()
+            images.write_bytes(labels.read_bytes())
+            labels.write_bytes(data)
+        elif kind == "idx_count_mismatch":  # the training labels of another (shorter) download
+            write_mnist(target.parent / "_short", target.name, n_train=12, n_test=10)
+            shutil.copy(target.parent / "_short" / target.name / "raw" / "train-labels-idx1-ubyte",
+                        raw / "train-labels-idx1-ubyte")
+            shutil.rmtree(target.parent / "_short")
+        else:
+            assert kind == "idx", f"unknown setup {kind!r}"
+    elif kind.startswith("csv"):     # label, f1..f4 with a header line; 8 rows
+        write_csv(target, rng.integers(0, 3, 8), rng.integers(0, 9, (8, 4)))
+        lines = target.read_text().splitlines()
+        if kind == "csv_bad_row":    # line 6: a cell that is not a number
+            lines[5] = lines[5].replace(",", ",x", 1)
+        elif kind == "csv_ragged":   # line 4: one column too many
+            lines[3] += ",7"
+        else:
+            assert kind == "csv", f"unknown setup {kind!r}"
+        target.write_text("\n".join(lines) + "\n")
+    elif kind.startswith("npz"):     # x (12, 4) float32 and y (12,) labels
+        x, y = rng.random((12, 4)).astype(np.float32), np.arange(12) % 3
+        if kind == "npz_missing_array":  # the labels saved under another name
+            write_npz(target, x=x, labels=y)
+        elif kind == "npz_truncated":    # cut in the middle: not a zip file any more
+            write_npz(target, x=x, y=y)
+            target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        else:
+            assert kind == "npz", f"unknown setup {kind!r}"
+            write_npz(target, x=x, y=y)
+    elif kind.startswith("image"):   # target: <root>/<class>/<i>.png of an image folder (cat, dog; 3 each)
+        write_image_folder(target.parent.parent, per_class=3, size=(8, 8))
+        assert kind == "image_corrupt", f"unknown setup {kind!r}"
+        target.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")  # the file named: not an image
     else:
         raise AssertionError(f"unknown setup {kind!r}")
 
 
 def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
-    """The file to run: the case itself, or a copy when it needs files beside it or is JSON."""
-    if not expect.setup and case.suffix != ".json":
+    """The file to run: the case itself, or a copy when it needs files beside it, is JSON or
+    is a training case (those run in the copy's folder)."""
+    if not expect.setup and case.suffix != ".json" and expect.command == "compile":
         return case
     target = tmp_path / case.name
     if case.suffix == ".json":
@@ -135,16 +246,33 @@ def check_line(line: str, file: str, expect: Expect) -> None:
         assert expect.hint in line, f"expected hint fragment `{expect.hint}` in:\n{line}"
 
 
+def _argv(expect: Expect, target: Path, out: Path) -> list[str]:
+    argv = [expect.command, str(target), *expect.args]
+    return argv + ["--out", str(out)] if expect.command == "run" else argv
+
+
+def _run_dirs(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if (p / "spec.yaml").is_file()] if out.exists() else []
+
+
 def test_corpus_is_big_enough() -> None:
     assert len(CASES) >= 45
+    training = [c for c in CASES if parse_header(c).command != "compile"]
+    assert len(training) >= 25
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                  monkeypatch: pytest.MonkeyPatch) -> None:
     expect = parse_header(case)
+    if expect.needs == "no_cuda" and torch.cuda.is_available():
+        pytest.skip("a case about a machine without CUDA")
     target = prepare(case, expect, tmp_path)
+    if expect.command != "compile":
+        monkeypatch.chdir(tmp_path)  # relative --checkpoint / --resume paths, as a user types them
+    out = tmp_path / "runs"
     start = time.perf_counter()
-    code = main(["compile", str(target), *expect.args])
+    code = main(_argv(expect, target, out))
     elapsed = time.perf_counter() - start
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
@@ -153,6 +281,19 @@ def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert len(lines) == 1, f"expected exactly one stderr line, got:\n{captured.err}"
     check_line(lines[0], str(target), expect)
     assert elapsed < 30, f"took {elapsed:.1f}s"
+    check_run_dirs(expect, out)
+
+
+def check_run_dirs(expect: Expect, out: Path) -> None:
+    """`run`: no run directory when the mistake is found before training (the rule), one otherwise."""
+    if expect.command != "run":
+        return
+    left = _run_dirs(out)
+    if expect.run_dir == "none":
+        assert not left and not (out.exists() and any(out.iterdir())), \
+            f"a run directory was made before the mistake was found: {left or list(out.iterdir())}"
+    else:
+        assert len(left) == 1, f"expected the run directory of the interrupted run, found {left}"
 
 
 # ---- the same through a real process ---------------------------------------------------------
@@ -164,22 +305,29 @@ def _run_cli(args: list[str], cwd: Path | None = None, timeout: float = 120) -> 
 
 
 # each process start costs ~5 s (torch import): a few by default, more with -m slow
-SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml"]
+SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml",
+                     "data_csv_bad_row.yaml"]
 SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unknown_layer.yaml",
-                   "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml"]
+                   "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml",
+                   "ckpt_resume_other_spec.yaml", "ckpt_eval_other_shape.yaml", "data_image_corrupt.yaml",
+                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_SAMPLE + [pytest.param(n, marks=pytest.mark.slow) for n in SUBPROCESS_MORE])
 def test_bad_spec_subprocess(name: str, tmp_path: Path) -> None:
     case = CORPUS / name
     expect = parse_header(case)
+    if expect.needs == "no_cuda" and torch.cuda.is_available():
+        pytest.skip("a case about a machine without CUDA")
     target = prepare(case, expect, tmp_path)
-    proc = _run_cli(["compile", str(target), *expect.args])
+    out = tmp_path / "runs"
+    proc = _run_cli(_argv(expect, target, out), cwd=tmp_path if expect.command != "compile" else None)
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.returncode == expect.exit, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
     check_line(lines[0], str(target), expect)
+    check_run_dirs(expect, out)
 
 
 def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
@@ -187,7 +335,7 @@ def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
     plain = []
     for case in CASES:
         expect = parse_header(case)
-        if not expect.args:
+        if not expect.args and expect.command in ("compile", "validate"):
             (tmp_path / case.stem).mkdir()
             plain.append((prepare(case, expect, tmp_path / case.stem), expect))
     proc = _run_cli(["validate", *[str(t) for t, _ in plain]], timeout=300)

@@ -290,7 +290,7 @@ def test_unreadable_image_in_worker(tmp_path):
                      "loader": {"num_workers": 1, "shuffle": False}}, tmp_path)
     (tmp_path / "imgs" / "a" / "2.png").write_bytes(b"broken after the scan")
     err = data_error(batches, loaders.train)
-    assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train")
+    assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")  # the option naming the folder
 
 
 # --------------------------------------------------------------------------------------------

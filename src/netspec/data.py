@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from pydantic import (AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, WrapValidator,
                       field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
@@ -477,9 +478,16 @@ class ImageFolderSource(SourceOptions):
 
 @dataclass
 class _Bad:
-    """A sample or batch that could not be made; travels back from worker processes."""
+    """A sample or batch that could not be made; travels back from worker processes.
+
+    ``key``: the source option naming the bad file (``root``), so the error points at it.
+    """
 
     message: str
+    key: str | None = None
+
+    def path(self, split_path: tuple[str, ...]) -> tuple[str, ...]:
+        return split_path + ((self.key,) if self.key else ())
 
 
 class _ImageFiles(Dataset):
@@ -500,7 +508,8 @@ class _ImageFiles(Dataset):
             with Image.open(path) as im:
                 image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
         except Exception as e:  # PIL raises many types for a bad file; all mean "unreadable"
-            return _Bad(f"cannot read image {_show(Path(path))}: {_first_line(e)}")
+            why = _first_line(e).replace(f" {path!r}", "").replace(f" {path}", "")  # PIL repeats the path
+            return _Bad(f"cannot read image {_show(Path(path))}: {why} (a corrupt or non-image file)", key="root")
         return image, label
 
 
@@ -836,7 +845,9 @@ def _validate_source(v: Any, handler: Any) -> Any:
         raise ValueError("missing `source:` (one of " + ", ".join(SOURCES) + ")")
     if not isinstance(name, str) or name not in SOURCES:
         hint = did_you_mean(str(name), SOURCES)
-        raise ValueError(f"unknown source `{name}`" + (f"; {hint}" if hint else f"; one of {', '.join(SOURCES)}"))
+        message = f"unknown source `{name}`" + (f"; {hint}" if hint else f"; one of {', '.join(SOURCES)}")
+        # located at the `source:` key (not the whole mapping), as the compiler's own key errors
+        raise PydanticCustomError("bad_key", "{message}", {"key": "source", "message": message})
     return SOURCES[name].options.model_validate(v)
 
 
@@ -1336,7 +1347,7 @@ class SampleLoader(_EpochLoader):
         self._complete = False
         for batch in self.loader:
             if isinstance(batch, _Bad):
-                raise DataError(batch.message, path=self.path)
+                raise DataError(batch.message, path=batch.path(self.path))
             yield self.fmap(batch)
         self._complete = True
 
@@ -1438,7 +1449,7 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
         with torch.random.fork_rng(devices=[]):  # peeking at sample 0 must not move the global RNG
             first_sample = dataset[0]
         if isinstance(first_sample, _Bad):
-            raise DataError(first_sample.message, path=path)
+            raise DataError(first_sample.message, path=first_sample.path(path))
         info["shapes"] = _shapes(first_sample, fmap)
     info["batches"] = len(loader)
     if train and spec.sampler is not None:

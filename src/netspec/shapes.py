@@ -237,7 +237,10 @@ def _meta_call(fn: Any, args: tuple, kwargs: dict, where: str, path: tuple, node
     except Exception as e:  # torch's own message, located at the node
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         ins = " and ".join(per_sample(v) for v in in_values)
-        raise ShapeError(f"{where} cannot take input {ins}: {msg}", path=path, node=node) from None
+        # torch shows full sizes; ours are per sample, and shapes are checked with a batch of 2
+        hint = (f"torch's sizes include the batch of {META_BATCH} netspec checks shapes with"
+                if f"[{META_BATCH}, " in msg or f"({META_BATCH}, " in msg else None)
+        raise ShapeError(f"{where} cannot take input {ins}: {msg}", path=path, node=node, hint=hint) from None
 
 
 def _construct_meta(cls: type[nn.Module], kwargs: dict[str, Any], where: str, path: tuple, node: str) -> nn.Module:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import BuildError, DataError, SpecError, did_you_mean
-from .train_spec import LossSpec, check_args, number_string_hint
+from .train_spec import LossSpec, check_args, lookup, number_string_hint
 
 Path = tuple[str | int, ...]
 
@@ -378,13 +378,7 @@ def _own_output(spec: LossSpec, inherited: str | None, path: Path) -> str | None
 
 def _term(spec: LossSpec, outputs: list[str], path: Path, weight: float, output: str | None) -> _Term:
     assert spec.name is not None
-    entry = LOSSES.get(spec.name)
-    if entry is None:
-        raise SpecError(
-            f"unknown loss `{spec.name}`",
-            path=spec.name_path(path),
-            hint=did_you_mean(spec.name, LOSSES) or "any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal",
-        )
+    entry = lookup(LOSSES, spec, path, "loss", "any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
     if entry.inputs != 2:
         raise SpecError(
             f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",

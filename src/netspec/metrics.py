@@ -29,9 +29,9 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor
 
-from .errors import BuildError, SpecError, did_you_mean
+from .errors import BuildError, SpecError
 from .losses import adapt_target, pick_output
-from .train_spec import MetricSpec, check_args
+from .train_spec import MetricSpec, check_args, lookup
 
 Path = tuple[str | int, ...]
 
@@ -293,13 +293,7 @@ def _target(targets: Tensor | dict[str, Tensor], key: str) -> Tensor:
 
 
 def _build_metric(spec: MetricSpec, output_names: list[str], path: Path) -> tuple[Metric, str]:
-    cls = METRICS.get(spec.name)
-    if cls is None:
-        raise SpecError(
-            f"unknown metric `{spec.name}`",
-            path=spec.name_path(path),
-            hint=did_you_mean(spec.name, METRICS) or f"known metrics: {', '.join(METRICS)}",
-        )
+    cls = lookup(METRICS, spec, path, "metric", f"known metrics: {', '.join(METRICS)}")
     check_args(cls, spec.args, spec.args_path(path), what=spec.name)
     try:
         metric = cls(**spec.args)

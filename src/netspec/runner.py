@@ -56,6 +56,7 @@ from .train_spec import (
     TrainSpec,
     WeightsSpec,
     check_args,
+    lookup,
     number_string_hint,
 )
 
@@ -348,14 +349,7 @@ def _check_monitor(name: str, produced: list[str], path: SpecPath) -> None:
 def _optimizer_class(spec: OptimizerSpec, path: SpecPath) -> type[torch.optim.Optimizer]:
     if spec.name in _REFUSED_OPTIMIZERS:
         raise SpecError(f"{spec.name} is not supported: {_REFUSED_OPTIMIZERS[spec.name]}", path=spec.name_path(path))
-    cls = OPTIMIZERS.get(spec.name)
-    if cls is None:
-        raise SpecError(
-            f"unknown optimizer `{spec.name}`",
-            path=spec.name_path(path),
-            hint=did_you_mean(spec.name, OPTIMIZERS) or f"torch.optim has: {', '.join(sorted(OPTIMIZERS))}",
-        )
-    return cls
+    return lookup(OPTIMIZERS, spec, path, "optimizer", f"torch.optim has: {', '.join(sorted(OPTIMIZERS))}")
 
 
 def _check_optimizer(spec: OptimizerSpec | None, path: SpecPath = ("optimizer",)) -> None:
@@ -401,15 +395,9 @@ def _scheduler_list(spec: SchedulerSpec | list[SchedulerSpec] | None) -> list[tu
 def _scheduler_class(spec: SchedulerSpec, path: SpecPath) -> type:
     if spec.name in _REFUSED_SCHEDULERS:
         raise SpecError(f"{spec.name} cannot be declared: {_REFUSED_SCHEDULERS[spec.name]}", path=spec.name_path(path))
-    cls = SCHEDULERS.get(spec.name)
-    if cls is None:
-        raise SpecError(
-            f"unknown scheduler `{spec.name}`",
-            path=spec.name_path(path),
-            hint=did_you_mean(spec.name, [*SCHEDULERS, *_REFUSED_SCHEDULERS])
-            or f"torch.optim.lr_scheduler has: {', '.join(sorted(SCHEDULERS))}",
-        )
-    return cls
+    return lookup(SCHEDULERS, spec, path, "scheduler",
+                  f"torch.optim.lr_scheduler has: {', '.join(sorted(SCHEDULERS))}",
+                  choices=[*SCHEDULERS, *_REFUSED_SCHEDULERS])
 
 
 def _check_schedulers(spec: SchedulerSpec | list[SchedulerSpec] | None, produced: list[str]) -> None:

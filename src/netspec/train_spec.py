@@ -17,14 +17,16 @@ Other keys sit beside the name: ``{Dice: {}, weight: 0.5}``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Iterable, Literal, Mapping, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
-from .errors import did_you_mean
+from .errors import SpecError, did_you_mean
 from .spec_base import SpecModel
+
+_Entry = TypeVar("_Entry")
 
 __all__ = [
     "Call",
@@ -532,6 +534,25 @@ class TrainingSections(_Strict):
 
 
 # --------------------------------------------------------------------------- argument checks
+
+
+def lookup(registry: Mapping[str, _Entry], spec: Any, path: tuple[str | int, ...], what: str,
+           fallback: str, choices: Iterable[str] | None = None) -> _Entry:
+    """The registry entry ``spec.name`` names, or a SpecError at the name with a did-you-mean.
+
+    ``choices`` widens the suggestions (e.g. refused names); ``fallback`` is the hint when
+    nothing is close.
+
+    >>> lookup({"SGD": 1}, Call(name="SDG"), ("optimizer",), "optimizer", "")
+    Traceback (most recent call last):
+    ...
+    netspec.errors.SpecError: <spec>: optimizer.name: unknown optimizer `SDG`; did you mean `SGD`?
+    """
+    entry = registry.get(spec.name)
+    if entry is None:
+        raise SpecError(f"unknown {what} `{spec.name}`", path=spec.name_path(path),
+                        hint=did_you_mean(spec.name, choices if choices is not None else registry) or fallback)
+    return entry
 
 
 def check_args(

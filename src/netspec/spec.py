@@ -316,6 +316,9 @@ def _message(err: dict[str, Any]) -> str:
         return f"unknown key `{err['loc'][-1]}`"
     if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key"):
         return msg
+    if kind == "netspec":  # a SpecError raised inside a validator (spec_base.reported_at_spec_path)
+        hint = (err.get("ctx") or {}).get("hint")
+        return f"{msg}; {hint}" if hint else msg
     if kind == "value_error":  # our validators' own sentences, without pydantic's frame
         return msg.removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
@@ -334,15 +337,15 @@ def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidatio
     """The first pydantic error as one located, readable SpecValidationError."""
     errors = e.errors()
     # Prefer the most specific error: our own messages first, then the deepest loc.
-    own = ("unknown_key", "unknown_op", "node_form", "unknown_node_key", "bad_key")
+    own = ("netspec", "unknown_key", "unknown_op", "node_form", "unknown_node_key", "bad_key")
     errors.sort(key=lambda r: (r["type"] not in own, -len(r["loc"])))
     err = errors[0]
     path = _error_path(err, doc.data)
     ctx = err.get("ctx") or {}
-    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key")
+    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key", "netspec")
     if err["type"] in ("unknown_key", "bad_key"):
         path = path + (ctx["key"],)
-    if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key"):
+    if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key", "netspec"):
         path = path + tuple(ctx.get("subpath", ()))
     message = _message(err)
     is_param = (len(path) == 2 and path[0] == "params") or (len(path) == 4 and path[0] == "blocks"

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
-from .errors import did_you_mean
+from .errors import SpecError, did_you_mean
+
+
+@contextlib.contextmanager
+def reported_at_spec_path() -> Iterator[None]:
+    """Let a validator raise :class:`SpecError` with a path relative to the model it validates.
+
+    pydantic only collects its own error types, so the SpecError travels as a
+    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.spec.spec_error_from_pydantic`
+    puts the model's place in the document in front of the path and locates it.
+
+    >>> from pydantic import ValidationError
+    >>> try:
+    ...     with reported_at_spec_path():
+    ...         raise SpecError("no such thing", path=("args", "x"), hint="try y")
+    ... except PydanticCustomError as e:
+    ...     e.type, e.context["subpath"], e.context["hint"]
+    ('netspec', ['args', 'x'], 'try y')
+    """
+    try:
+        yield
+    except SpecError as e:
+        raise PydanticCustomError("netspec", "{message}", {"message": e.message, "hint": e.hint,
+                                                           "subpath": list(e.path)}) from None
 
 
 class SpecModel(BaseModel):

@@ -27,8 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from netspec.runner import set_seed, train
-from netspec.train_spec import TrainingSections
+from netspec.training.hardware import set_seed
+from netspec.training.loop import train
+from netspec.training.options import TrainingSections
 
 
 class FashionCNN(nn.Module):

@@ -133,7 +133,7 @@ def _checkpoint(kind: str, target: Path) -> None:
     import io
 
     import netspec
-    from netspec.runner import train
+    from netspec.training.loop import train
 
     name, dim, nodes = _CHECKPOINT_MODELS[kind]
     work = target.parent / f"_{kind}"

@@ -37,9 +37,12 @@ import pytest
 import torch
 import yaml
 
-import netspec.runner as runner
+import netspec.training.loop as runner
+import netspec.training.rundir as rundir
+import netspec.training.checkpoint as checkpoint_module
 from netspec.cli import main
-from netspec.runner import CHECKPOINT_FORMAT
+from netspec.errors import NonFiniteLoss
+from netspec.training.checkpoint import CHECKPOINT_FORMAT
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -53,7 +56,7 @@ ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
 signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C at the terminal is for pytest, not for us
 import torch
-import netspec.cli, netspec.runner, netspec.data, netspec.spec, netspec.api
+import netspec.cli, netspec.training.loop, netspec.data, netspec.spec, netspec.api
 import tqdm
 from matplotlib.figure import Figure                       # curves.png: import once, not per child
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -606,8 +609,14 @@ def test_enospc_at_a_checkpoint_write(tmp_path: Path, capsys: pytest.CaptureFixt
     assert_same_run(run_dir, ref_dir)
 
 
+def patch_open(monkeypatch: Any, disk: "FullDisk") -> None:
+    """Make every file the run writes (run directory files, checkpoints) go through ``disk``."""
+    for module in (rundir, checkpoint_module):
+        monkeypatch.setattr(module, "open", disk, raising=False)
+
+
 class FullDisk:
-    """Stands in for `open` inside netspec.runner: writes succeed until ``budget`` bytes have been
+    """Stands in for `open` inside netspec.training's writing modules: writes succeed until ``budget`` bytes have been
     written through it, then every write fails with ENOSPC (as a full disk does). ``writes``
     lists (file, bytes) of each write, temp files under the name they will be renamed to."""
 
@@ -676,7 +685,7 @@ def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixtur
     after making room, --resume (or a new run if no checkpoint was written) ends like the reference."""
     spec = write_spec(tmp_path / "spec.yaml", spec_dict(epochs=4, checkpoint={"every": 1, "monitor": "val_accuracy"}))
     disk = FullDisk(math.inf)
-    monkeypatch.setattr(runner, "open", disk, raising=False)
+    patch_open(monkeypatch, disk)
     assert main(["run", str(spec), "--out", str(tmp_path / "ref")]) == 0
     ref_dir = only_run_dir(tmp_path / "ref")
     capsys.readouterr()
@@ -684,7 +693,7 @@ def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {"spec.yaml", "spec.sha256", "train.log", "metrics.jsonl", "best.pt", "last.pt"} <= {n for n, _ in points}
     for k, (name, budget) in enumerate(points):
         out = tmp_path / f"runs{k}"
-        monkeypatch.setattr(runner, "open", FullDisk(budget), raising=False)
+        patch_open(monkeypatch, FullDisk(budget))
         assert main(["run", str(spec), "--out", str(out)]) == 3, name
         captured = capsys.readouterr()
         (line,) = captured.err.strip().splitlines()
@@ -692,7 +701,7 @@ def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert line.startswith(f"cannot write {run_dir / name}: No space left on device; "), line
         last = check_run_dir(run_dir)
         assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
-        monkeypatch.setattr(runner, "open", FullDisk(math.inf), raising=False)
+        patch_open(monkeypatch, FullDisk(math.inf))
         if last is None:
             assert "no checkpoint was written yet" in line and "start again" in line, line
             continue
@@ -715,7 +724,7 @@ def test_plot_failure_neither_fails_the_run_nor_hides_an_error(tmp_path: Path, c
     spec = write_spec(tmp_path / "spec.yaml", spec_dict(epochs=2))
     assert main(["run", str(spec), "--out", str(tmp_path / "a")]) == 0
     assert "curves.png" in capsys.readouterr().out  # a warning
-    monkeypatch.setattr(runner, "open", FullDisk(3000), raising=False)
+    patch_open(monkeypatch, FullDisk(3000))
     assert main(["run", str(spec), "--out", str(tmp_path / "b")]) == 3
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "No space left on device" in line and "cannot write" in line
@@ -826,7 +835,7 @@ def _poison_run(tmp: Path, at: set[tuple[int, int]], how: str, epochs: int = 4, 
     loaders.train = Tracking(loaders.train, model)
     try:
         return runner.train(spec, model=model, loaders=loaders, out=tmp / "runs", stream=io.StringIO()), model
-    except runner.NonFiniteLoss as err:
+    except NonFiniteLoss as err:
         return err, model
 
 
@@ -835,7 +844,7 @@ def test_nonfinite_loss_names_epoch_and_step_and_keeps_last_good_checkpoint(tmp_
     """NaN, inf or -inf on batch 2 of epoch 3: the error names epoch 3, step 10 (4 steps an epoch);
     last.pt holds epoch 2, bit-identical to a 2-epoch run's, and loads with weights_only=True."""
     err, _ = _poison_run(tmp_path / "bad", {(3, 2)}, value)
-    assert isinstance(err, runner.NonFiniteLoss)
+    assert isinstance(err, NonFiniteLoss)
     message = str(err)
     assert f"loss is {value} at epoch 3, step 10 (batch 2 of 4)" in message, message
     assert len(message.splitlines()) == 1
@@ -851,7 +860,7 @@ def test_overflowing_step_at_epoch_end_does_not_overwrite_the_good_checkpoint(tm
     """The loss is finite but its gradient overflows on the last batch of epoch 2, so the weights
     become inf just before the epoch-2 checkpoint: that checkpoint must not replace epoch 1's."""
     err, _ = _poison_run(tmp_path, {(2, 4)}, "grad")
-    assert isinstance(err, runner.NonFiniteLoss), err
+    assert isinstance(err, NonFiniteLoss), err
     message = str(err)
     assert re.search(r"parameters are not finite after epoch 2, step 8", message), message
     last = check_run_dir(only_run_dir(tmp_path / "runs"))

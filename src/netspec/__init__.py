@@ -1,4 +1,5 @@
-"""netspec: declarative PyTorch networks -- a YAML/JSON spec compiled to a torch.nn.Module.
+"""netspec: declarative PyTorch networks -- a YAML/JSON spec compiled to a torch.nn.Module,
+and a runner that trains it as the spec says.
 
 >>> import netspec
 >>> spec = netspec.load_spec("demo.yaml", text='''
@@ -13,15 +14,54 @@
 >>> model = netspec.build_model(spec)
 >>> sum(p.numel() for p in model.parameters())
 54170
+
+The public names are imported on first use, so ``import netspec`` (and ``netspec --help``)
+costs nothing until a spec is loaded.
 """
 
 from __future__ import annotations
 
-from .api import build_model, compile_spec, load_spec
-from .errors import SpecError
-from .layers import register_module
-from .spec import BlockSpec, InputSpec, NodeSpec, Spec, node
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["load_spec", "build_model", "compile_spec", "register_module", "SpecError",
-           "Spec", "NodeSpec", "InputSpec", "BlockSpec", "node"]
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    # spec -> module
+    "load_spec": "api", "compile_spec": "api", "build_model": "api",
+    "Spec": "spec", "NodeSpec": "spec", "InputSpec": "spec", "BlockSpec": "spec", "node": "spec",
+    "SpecError": "errors",
+    # module -> trained module
+    "train": "training.loop", "evaluate": "training.evaluate",
+    # extending netspec: one decorator per registry
+    "register_module": "layers",
+    "register_loss": "training.losses",
+    "register_metric": "training.metrics",
+    "register_source": "data",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ imports on demand
+    from .api import build_model as build_model, compile_spec as compile_spec, load_spec as load_spec
+    from .data import register_source as register_source
+    from .errors import SpecError as SpecError
+    from .layers import register_module as register_module
+    from .spec import BlockSpec as BlockSpec, InputSpec as InputSpec, NodeSpec as NodeSpec, Spec as Spec, node as node
+    from .training.evaluate import evaluate as evaluate
+    from .training.loop import train as train
+    from .training.losses import register_loss as register_loss
+    from .training.metrics import register_metric as register_metric
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'netspec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

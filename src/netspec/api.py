@@ -57,7 +57,7 @@ def compile_spec(spec_or_path: Any, *, max_params: int | None = None, **params: 
         log: list[str] = []
         module = build_module(graph, log=log)
     except SpecError as e:
-        raise e.with_location(doc.locate(e.path)) from None
+        raise e.with_location(doc.locate(e.path, key=e.key)) from None
     return Compiled(spec, graph, module, log)
 
 

@@ -82,17 +82,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _check_training(spec) -> None:
-    """Static checks of the training sections (names, arguments, monitored metrics)."""
-    from .runner import check_training
+    """A spec with training sections must have what a run needs (the sections themselves were
+    checked when the spec was loaded)."""
     from .spec import document_of
+    from .training.context import require_sections
 
-    sections = ("data", "loss", "optimizer", "scheduler", "init", "train")
-    if all(getattr(spec, s) is None for s in sections):
-        return  # a model-only spec: nothing to train yet
-    try:
-        check_training(spec)
-    except SpecError as e:
-        raise e.with_location(document_of(spec).locate(e.path)) from None
+    if any(getattr(spec, s) is not None for s in ("data", "loss", "optimizer", "scheduler", "init", "train")):
+        try:
+            require_sections(spec, "loss", "optimizer")
+        except SpecError as e:
+            raise e.with_location(document_of(spec).locate(e.path)) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -186,12 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
     p.set_defaults(func=cmd_layers)
 
-    try:
-        from . import runner_cli
-    except ImportError:  # pragma: no cover - the runner is optional only while it is being written
-        runner_cli = None
-    if runner_cli is not None:
-        runner_cli.register(sub)
+    from .training import cli as train_cli
+
+    train_cli.register(sub)
     return parser
 
 

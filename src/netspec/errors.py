@@ -66,6 +66,7 @@ class SpecError(Exception):
     node: str | None = None
     hint: str | None = None
     location: Location = field(default_factory=Location)
+    key: bool = False  # the mistake is a mapping key as written (a name), not its value: locate the key
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -126,6 +127,32 @@ class TrainingError(SpecError):
     """Training cannot go on (NaN loss, unwritable output directory, ...)."""
 
 
+class NonFiniteLoss(TrainingError):
+    """The loss, or the weights about to be checkpointed, became NaN or infinite (the CLI exits
+    with code 3, not 2). The last good checkpoint is left as it was."""
+
+
+class WriteFailed(TrainingError):
+    """A file of the run could not be written (a full disk, a read-only or vanished directory).
+
+    Raised at the failing write; the CLI prints the one-line message and exits with code 3. The
+    last good checkpoint is left as it was, so the run continues with ``--resume`` once there is
+    room. The message names the file and the checkpoint to resume from.
+    """
+
+    def __str__(self) -> str:  # the file is the location: no "<spec>:" prefix
+        text = self.message + (f"; {self.hint}" if self.hint else "")
+        return " ".join(text.split("\n"))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C: a checkpoint was saved at ``checkpoint``; the CLI exits with code 130."""
+
+    def __init__(self, checkpoint: object) -> None:
+        super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
+        self.checkpoint = checkpoint
+
+
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str | None:
     """Return ``"did you mean `x`?"`` for the closest choice, or None when nothing is close.
 
@@ -141,3 +168,61 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str | None:
     if not matches:
         return None
     return "did you mean " + " or ".join(f"`{m}`" for m in matches) + "?"
+
+
+# ------------------------------------------------------------------ pieces of messages
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (libraries' messages can run to pages).
+
+    >>> first_line(ValueError("bad value\\nand a long story"))
+    'bad value'
+    """
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def summarise(names: list[str], limit: int = 6) -> str:
+    """A list of names for a message, cut after ``limit``.
+
+    >>> summarise(["a", "b", "c"], limit=2)
+    'a, b, ... (+1)'
+    """
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... (+{len(names) - limit})"
+
+
+def fmt_args(args: dict[str, object]) -> str:
+    """Keyword arguments as written in a call.
+
+    >>> fmt_args({"lr": 0.1, "nesterov": True})
+    'lr=0.1, nesterov=True'
+    """
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def fmt_call(args: dict[str, object]) -> str:
+    """``(lr=0.1)``, or nothing without arguments.
+
+    >>> fmt_call({}), fmt_call({"lr": 0.1})
+    ('', '(lr=0.1)')
+    """
+    return f"({fmt_args(args)})" if args else ""
+
+
+def number_string_hint(args: dict[str, object]) -> str | None:
+    """A hint when an argument is a quoted number (`lr: "1e-5"`), which torch would reject.
+
+    >>> number_string_hint({"lr": "1e-5"})
+    '`lr` is the string "1e-5"; remove the quotes to make it a number'
+    """
+    for key, value in args.items():
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            return f'`{key}` is the string "{value}"; remove the quotes to make it a number'
+    return None

@@ -76,9 +76,14 @@ class Registry(Mapping[str, T], Generic[T]):
             raise ValueError(f"{self.kind} `{name}` is registered twice")
         self._entries[name] = entry
 
-    def refuse(self, name: str, why: str) -> None:
-        """Name something a spec may not use, with the reason shown when it does."""
-        self._refused[name] = why
+    def remove(self, name: str) -> None:
+        """Take ``name`` out again (for tests, and for plug-ins that register temporarily)."""
+        self._ensure()
+        del self._entries[name]
+
+    def refuse(self, name: str, message: str) -> None:
+        """Name something a spec may not use, with the message (what and why) shown when it does."""
+        self._refused[name] = message
 
     def _ensure(self) -> None:
         if self._fill is not None:
@@ -110,24 +115,25 @@ class Registry(Mapping[str, T], Generic[T]):
     def refused(self) -> Mapping[str, str]:
         return dict(self._refused)
 
-    def lookup(self, name: str, path: SpecPath = ()) -> T:
-        """The entry called ``name``, or a SpecError at ``path`` with the reason or a did-you-mean."""
+    def lookup(self, name: str, path: SpecPath = (), *, key: bool = False) -> T:
+        """The entry called ``name``, or a SpecError at ``path`` with the reason or a did-you-mean
+        (``key``: the name was written as a mapping key, which the error then points at)."""
         if name in self._refused:
-            raise SpecError(f"{self.kind} `{name}` cannot be used in a spec: {self._refused[name]}", path=path)
+            raise SpecError(self._refused[name], path=path, key=key)
         if name not in self:
             hint = did_you_mean(name, [*self, *self._refused]) or self.hint or \
                 f"known {self.kind}s: {', '.join(sorted(self))}"
-            raise SpecError(f"unknown {self.kind} `{name}`", path=path, hint=hint)
+            raise SpecError(f"unknown {self.kind} `{name}`", path=path, hint=hint, key=key)
         return self[name]
 
     def check(self, call: Any, path: SpecPath = (), *, filled: tuple[str, ...] = ()) -> T:
         """Look up ``call.name`` and check ``call.args`` against the entry's signature.
 
         ``call`` is a spec entry with ``name``, ``args``, ``name_path`` and ``args_path`` (a
-        :class:`netspec.train.spec.Call`); ``filled`` names arguments netspec works out when
+        :class:`netspec.training.spec.Call`); ``filled`` names arguments netspec works out when
         the spec leaves them out (a scheduler's ``total_steps``).
         """
-        entry = self.lookup(call.name, call.name_path(path))
+        entry = self.lookup(call.name, call.name_path(path), key=getattr(call, "_form", None) == "key")
         target = self._signature(entry) if self._signature else entry
         check_args(target, call.args, call.args_path(path), what=call.name, skip=self.passed, filled=filled)
         return entry

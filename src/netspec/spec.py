@@ -28,7 +28,8 @@ from .registry import all_op_names, op_kind
 from .source import Document, _SpecLoader, load_document
 from .spec_base import SpecModel
 from .data import DataSpec
-from .train_spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs, TrainSpec
+from .training.options import TrainingRules, TrainSpec
+from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 
 FORMAT_VERSION = 1
 NODE_KEYS = ("name", "op", "args", "from", "when", "repeat", "freeze")
@@ -196,7 +197,7 @@ class BlockSpec(SpecModel):
         return v
 
 
-class Spec(SpecModel):
+class Spec(TrainingRules):
     """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
@@ -314,11 +315,8 @@ def _message(err: dict[str, Any]) -> str:
         return f"missing required key `{err['loc'][-1]}`"
     if kind == "extra_forbidden":
         return f"unknown key `{err['loc'][-1]}`"
-    if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key"):
+    if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key", "netspec"):
         return msg
-    if kind == "netspec":  # a SpecError raised inside a validator (spec_base.reported_at_spec_path)
-        hint = (err.get("ctx") or {}).get("hint")
-        return f"{msg}; {hint}" if hint else msg
     if kind == "value_error":  # our validators' own sentences, without pydantic's frame
         return msg.removeprefix("Value error, ")
     if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
@@ -342,7 +340,8 @@ def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidatio
     err = errors[0]
     path = _error_path(err, doc.data)
     ctx = err.get("ctx") or {}
-    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key", "netspec")
+    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key") \
+        or bool(err["type"] == "netspec" and ctx.get("key"))
     if err["type"] in ("unknown_key", "bad_key"):
         path = path + (ctx["key"],)
     if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key", "netspec"):
@@ -359,7 +358,8 @@ def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidatio
         if tuple(path[:len(opath)]) == tuple(opath):
             message += f" (set by --set {item})"
             break
-    out = SpecValidationError(message, path=path)
+    hint = ctx.get("hint") if err["type"] == "netspec" else None  # a SpecError raised in a validator
+    out = SpecValidationError(message, path=path, hint=hint)
     return out.with_location(doc.locate(path, key=key_error))
 
 
@@ -454,7 +454,7 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     except ValidationError as e:
         raise spec_error_from_pydantic(e, doc) from None
     except SpecError as e:
-        raise e.with_location(doc.locate(e.path)) from None
+        raise e.with_location(doc.locate(e.path, key=e.key)) from None
     _remember_document(spec, doc)
     return spec
 

@@ -31,7 +31,7 @@ def reported_at_spec_path() -> Iterator[None]:
         yield
     except SpecError as e:
         raise PydanticCustomError("netspec", "{message}", {"message": e.message, "hint": e.hint,
-                                                           "subpath": list(e.path)}) from None
+                                                           "subpath": list(e.path), "key": e.key}) from None
 
 
 class SpecModel(BaseModel):

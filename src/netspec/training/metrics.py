@@ -24,18 +24,20 @@ mse, mae           regression: output and target of the same size   lower
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
 
-from .errors import BuildError, SpecError
+from ..errors import BuildError, SpecError
+from ..registry import Registry, SpecPath
 from .losses import adapt_target, pick_output
-from .train_spec import MetricSpec, check_args, lookup
 
-Path = tuple[str | int, ...]
+if TYPE_CHECKING:
+    from .spec import MetricSpec
 
-__all__ = ["Metric", "METRICS", "register_metric", "MeanMetric", "MetricSet", "higher_is_better", "split_metric_name"]
+__all__ = ["Metric", "METRICS", "register_metric", "MeanMetric", "MetricSet", "check_metric", "metric_keys",
+           "higher_is_better", "split_metric_name"]
 
 
 class Metric:
@@ -73,7 +75,8 @@ class Metric:
             setattr(self, k, state[k])
 
 
-METRICS: dict[str, type[Metric]] = {}
+#: metric name -> Metric class.
+METRICS: Registry[type[Metric]] = Registry("metric")
 
 
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
@@ -82,13 +85,14 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     >>> @register_metric("zero")
     ... class Zero(Metric):
     ...     def update(self, output, target): self.den += 1
-    >>> METRICS.pop("zero").name
+    >>> METRICS["zero"].name
     'zero'
+    >>> METRICS.remove("zero")
     """
 
     def add(cls: type[Metric]) -> type[Metric]:
         cls.name = name
-        METRICS[name] = cls
+        METRICS.add(name, cls)
         return cls
 
     return add
@@ -234,24 +238,58 @@ class MAE(Metric):
 # --------------------------------------------------------------------------- the set a spec asks for
 
 
-class MetricSet:
-    """The loss plus the spec's metrics, each bound to a model output and target.
+def check_metric(spec: MetricSpec) -> None:
+    """One metric entry: its name, arguments and values (made once), when the spec is loaded."""
+    _make(spec, METRICS.check(spec))
 
+
+def _make(spec: MetricSpec, cls: type[Metric]) -> Metric:
+    try:
+        return cls(**spec.args)
+    except (TypeError, ValueError) as err:
+        raise BuildError(f"metric {spec.name}: {err}", path=spec.args_path(())) from None
+
+
+def metric_keys(specs: list[MetricSpec], output_names: list[str], path: SpecPath = ("train", "metrics")) -> list[str]:
+    """The names metrics are logged under (``loss`` first; with several outputs, prefixed by the
+    output's name); a metric listed twice or reading an output that does not exist is an error.
+
+    >>> from netspec.training.spec import MetricSpec
+    >>> metric_keys([MetricSpec.model_validate({"top_k_accuracy": {"k": 3}})], ["logits"])
+    ['loss', 'top3_accuracy']
+    """
+    keys = ["loss"]
+    for i, spec in enumerate(specs):
+        key = _key(spec, output_names, (*path, i))
+        if key in keys:
+            raise SpecError(f"metric `{key}` is listed twice", path=(*path, i))
+        keys.append(key)
+    return keys
+
+
+def _key(spec: MetricSpec, output_names: list[str], path: SpecPath) -> str:
+    output = pick_output(spec.output, output_names, path, "metric", hint=f"add `output: {output_names[0]}`")
+    key = _make(spec, METRICS[spec.name]).key
+    return key if len(output_names) == 1 else f"{output}_{key}"
+
+
+class MetricSet:
+    """The loss plus the spec's (checked) metrics, each bound to a model output and target.
+
+    >>> from netspec.training.spec import MetricSpec
     >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
     >>> ms.keys()
     ['loss', 'accuracy']
     """
 
-    def __init__(self, specs: list[MetricSpec], output_names: list[str], path: Path = ("train", "metrics")) -> None:
+    def __init__(self, specs: list[MetricSpec], output_names: list[str]) -> None:
         self.loss = MeanMetric()
         self.entries: list[tuple[str, Metric, str, str | None]] = []  # (key, metric, output, target key)
-        for i, spec in enumerate(specs):
-            metric, output = _build_metric(spec, output_names, (*path, i))
+        for spec in specs:
+            metric = METRICS[spec.name](**spec.args)
+            output = spec.output or output_names[0]
             key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
-            if key == "loss" or key in self.keys():
-                raise SpecError(f"metric `{key}` is listed twice", path=(*path, i))
             self.entries.append((key, metric, output, spec.target))
-
     def keys(self) -> list[str]:
         return ["loss", *(e[0] for e in self.entries)]
 
@@ -290,17 +328,6 @@ def _target(targets: Tensor | dict[str, Tensor], key: str) -> Tensor:
     if not isinstance(targets, dict):
         return targets
     return targets[key] if key in targets or len(targets) != 1 else next(iter(targets.values()))
-
-
-def _build_metric(spec: MetricSpec, output_names: list[str], path: Path) -> tuple[Metric, str]:
-    cls = lookup(METRICS, spec, path, "metric", f"known metrics: {', '.join(METRICS)}")
-    check_args(cls, spec.args, spec.args_path(path), what=spec.name)
-    try:
-        metric = cls(**spec.args)
-    except (TypeError, ValueError) as err:
-        raise BuildError(f"metric {spec.name}: {err}", path=spec.args_path(path)) from None
-    output = pick_output(spec.output, output_names, path, "metric", hint=f"add `output: {output_names[0]}`")
-    return metric, output
 
 
 def split_metric_name(name: str) -> tuple[str, str] | None:

@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from netspec.errors import SpecError
-from netspec.metrics import METRICS, MetricSet
-from netspec.train_spec import MetricSpec
+from netspec.training.metrics import METRICS, MetricSet
+from netspec.training.spec import MetricSpec
+
+from standins import make_spec
 
 torch.manual_seed(0)
 
@@ -94,7 +96,8 @@ def test_metric_set_names_and_errors() -> None:
     two = MetricSet([MetricSpec.model_validate({"accuracy": {}, "output": "probs"})], ["probs", "features"])
     assert two.keys() == ["loss", "probs_accuracy"]
     with pytest.raises(SpecError, match="listed twice"):
-        MetricSet([MetricSpec.model_validate("accuracy")] * 2, ["y"])
+        make_spec(train={"metrics": ["accuracy"] * 2}, outputs=["y"])
     with pytest.raises(SpecError, match="say which one") as err:
-        MetricSet([MetricSpec.model_validate("accuracy")], ["probs", "features"])
+        make_spec(loss={"CrossEntropyLoss": {}, "output": "probs"}, train={"metrics": ["accuracy"]},
+                  outputs=["probs", "features"])
     assert err.value.path == ("train", "metrics", 0)

@@ -8,8 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from netspec.errors import SpecError
-from netspec.losses import LOSSES, DiceLoss, FocalLoss, IoULoss, adapt_target, build_criterion
-from netspec.train_spec import LossSpec
+from netspec.training.losses import (
+    LOSSES,
+    DiceLoss,
+    FocalLoss,
+    IoULoss,
+    adapt_target,
+    build_criterion,
+)
+from netspec.training.spec import LossSpec
+
+from standins import make_spec
 
 torch.manual_seed(0)
 
@@ -50,7 +59,7 @@ def test_every_registered_loss_builds_and_runs(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(n for n, e in LOSSES.items() if e.inputs != 2))
 def test_losses_taking_more_tensors_are_refused_clearly(name: str) -> None:
     with pytest.raises(SpecError, match="compares .* tensors") as err:
-        build_criterion(LossSpec.model_validate(name), ["y"])
+        make_spec(loss=name, outputs=["y"])
     assert err.value.path == ("loss",)
 
 
@@ -163,7 +172,7 @@ def test_focal_multiclass_gamma_0_is_cross_entropy() -> None:
 
 def test_dice_rejects_a_bad_mode() -> None:
     with pytest.raises(SpecError, match="mode must be") as err:
-        build_criterion(LossSpec.model_validate({"Dice": {"mode": "multi"}}), ["y"])
+        make_spec(loss={"Dice": {"mode": "multi"}}, outputs=["y"])
     assert err.value.path == ("loss", "Dice")
 
 
@@ -211,25 +220,23 @@ def test_missing_target_key_is_a_data_error() -> None:
 )
 def test_loss_errors_have_path_and_suggestion(loss: object, path: tuple, hint: str) -> None:
     with pytest.raises(SpecError) as err:
-        build_criterion(LossSpec.model_validate(loss), ["y"])
+        make_spec(loss=loss, outputs=["y"])
     assert err.value.path == path
     assert f"`{hint}`" in (err.value.hint or "")
 
 
 def test_loss_for_an_output_that_does_not_exist() -> None:
-    spec = LossSpec.model_validate({"outputs": {"probs": "CrossEntropyLoss", "featurs": "MSELoss"}})
     with pytest.raises(SpecError, match="no output `featurs`") as err:
-        build_criterion(spec, ["probs", "features"])
+        make_spec(loss={"outputs": {"probs": "CrossEntropyLoss", "featurs": "MSELoss"}}, outputs=["probs", "features"])
     assert err.value.path == ("loss", "outputs", "featurs")
-    spec = LossSpec.model_validate({"MSELoss": {}, "output": "feature"})
     with pytest.raises(SpecError) as err:
-        build_criterion(spec, ["probs", "features"])
+        make_spec(loss={"MSELoss": {}, "output": "feature"}, outputs=["probs", "features"])
     assert err.value.path == ("loss", "output") and "`features`" in (err.value.hint or "")
 
 
 def test_multi_output_model_needs_to_say_which_output() -> None:
     with pytest.raises(SpecError, match="has 2 outputs") as err:
-        build_criterion(LossSpec.model_validate("CrossEntropyLoss"), ["probs", "features"])
+        make_spec(loss="CrossEntropyLoss", outputs=["probs", "features"])
     assert "output: probs" in (err.value.hint or "")
 
 

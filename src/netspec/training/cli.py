@@ -1,4 +1,4 @@
-"""``netspec run`` and ``netspec eval``: the runner's sub-commands.
+"""``netspec run`` and ``netspec eval``: the training commands.
 
 The main CLI (cli.py) calls :func:`register` with its sub-parser collection and, after
 parsing, ``return args.func(args)``; a SpecError that escapes is printed as one line
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from .errors import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED
+from ..errors import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED
 
 RUN_EXAMPLES = """\
 examples:
@@ -117,7 +117,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``netspec run``: load, train, report; returns the exit code."""
-    from .runner import Interrupted, NonFiniteLoss, WriteFailed, train
+    from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+    from .loop import train
 
     spec = _load(args)
     try:
@@ -138,7 +139,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def eval_command(args: argparse.Namespace) -> int:
     """Handler of ``netspec eval``: print the split's loss and metrics."""
-    from .runner import evaluate
+    from .evaluate import evaluate
 
     spec = _load(args)
     values = evaluate(spec, checkpoint=args.checkpoint, split=args.split, allow_download=args.allow_download)

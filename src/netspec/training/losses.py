@@ -18,7 +18,7 @@ Targets are adapted to the loss, the same way every time (documented in the READ
 Every loss is computed in float32, outside autocast (BCELoss refuses float16 inputs).
 
 >>> import torch
->>> from netspec.train_spec import LossSpec
+>>> from netspec.training.spec import LossSpec
 >>> crit = build_criterion(LossSpec.model_validate("BCELoss"), ["prob"])
 >>> float(crit({"prob": torch.full((4, 1), 0.5)}, torch.tensor([0, 1, 0, 1])))  # doctest: +ELLIPSIS
 0.693...
@@ -28,23 +28,27 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import BuildError, DataError, SpecError, did_you_mean
-from .train_spec import LossSpec, check_args, lookup, number_string_hint
+from ..errors import BuildError, DataError, SpecError, did_you_mean, fmt_args, number_string_hint
+from ..registry import Registry, SpecPath
 
-Path = tuple[str | int, ...]
+if TYPE_CHECKING:
+    from .spec import LossSpec
 
 __all__ = [
     "LOSSES",
     "LossEntry",
     "register_loss",
     "adapt_target",
+    "check_loss",
+    "plan_terms",
+    "pick_output",
     "Criterion",
     "build_criterion",
     "DiceLoss",
@@ -63,35 +67,6 @@ class LossEntry:
     inputs: int = 2  # tensors forward() takes; netspec passes (output, target)
 
 
-LOSSES: dict[str, LossEntry] = {}
-
-
-def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()) -> Callable:
-    """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
-
-    >>> @register_loss("Half", target="float")
-    ... class Half(nn.Module):
-    ...     def forward(self, output, target):
-    ...         return 0.5 * F.mse_loss(output, target)
-    >>> LOSSES["Half"].target
-    'float'
-    >>> _ = LOSSES.pop("Half")
-    """
-
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
-        entry = LossEntry(cls, target, _forward_arity(cls))
-        for key in (name, *aliases):
-            LOSSES[key] = entry
-        return cls
-
-    return add
-
-
-def _forward_arity(cls: type[nn.Module]) -> int:
-    params = list(inspect.signature(cls.forward).parameters.values())[1:]
-    return sum(p.default is inspect.Parameter.empty for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
-
-
 # torch.nn losses, by introspection. The table says which target they want.
 _FLOAT_TARGET = {
     "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
@@ -103,19 +78,44 @@ _INDEX_TARGET = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 _EXCLUDED = {"NLLLoss2d", "LinearCrossEntropyLoss"}
 
 
-def _register_torch_losses() -> None:
+def _torch_losses(registry: Registry[LossEntry]) -> None:
     from torch.nn.modules.loss import _Loss
 
     for name, cls in vars(nn.modules.loss).items():
-        if not (inspect.isclass(cls) and issubclass(cls, _Loss)) or name.startswith("_"):
-            continue
-        if name in _EXCLUDED:
-            continue
-        kind = "float" if name in _FLOAT_TARGET else "index" if name in _INDEX_TARGET else "any"
-        LOSSES[name] = LossEntry(cls, kind, _forward_arity(cls))
+        if inspect.isclass(cls) and issubclass(cls, _Loss) and not name.startswith("_") and name not in _EXCLUDED:
+            kind = "float" if name in _FLOAT_TARGET else "index" if name in _INDEX_TARGET else "any"
+            registry.add(name, LossEntry(cls, kind, _forward_arity(cls)))
 
 
-_register_torch_losses()
+#: loss name -> entry: every torch.nn loss, then netspec's own (Dice, DiceBCE, IoU, Focal).
+LOSSES: Registry[LossEntry] = Registry("loss", fill=_torch_losses, signature=lambda entry: entry.factory,
+                                       hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
+
+
+def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()) -> Callable:
+    """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
+
+    >>> @register_loss("Half", target="float")
+    ... class Half(nn.Module):
+    ...     def forward(self, output, target):
+    ...         return 0.5 * F.mse_loss(output, target)
+    >>> LOSSES["Half"].target
+    'float'
+    >>> LOSSES.remove("Half")
+    """
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        entry = LossEntry(cls, target, _forward_arity(cls))
+        for key in (name, *aliases):
+            LOSSES.add(key, entry)
+        return cls
+
+    return add
+
+
+def _forward_arity(cls: type[nn.Module]) -> int:
+    params = list(inspect.signature(cls.forward).parameters.values())[1:]
+    return sum(p.default is inspect.Parameter.empty for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
 
 
 # --------------------------------------------------------------------------- target adaptation
@@ -283,114 +283,72 @@ class FocalLoss(nn.Module):
 # --------------------------------------------------------------------------- the criterion
 
 
+def check_loss(spec: LossSpec) -> None:
+    """One named loss: its name, arguments and values (made once), when the spec is loaded.
+
+    >>> from netspec.training.spec import LossSpec
+    >>> check_loss(LossSpec.model_construct(name="MarginRankingLoss", args={}))
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: name: `MarginRankingLoss` compares 3 tensors; netspec losses compare one output with its target
+    """
+    assert spec.name is not None
+    entry = LOSSES.check(spec)
+    if entry.inputs != 2:
+        raise SpecError(f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its "
+                        "target", path=spec.name_path(()))
+    _construct_loss(spec, entry, ())
+
+
 @dataclass
 class _Term:
-    loss: nn.Module
-    kind: str
+    """One named loss of a ``loss:`` section, bound to an output, with its total weight."""
+
+    spec: LossSpec
+    path: SpecPath
     weight: float
     output: str
-    target: str | None  # key into a dict of targets; None: the single target tensor
-    label: str
 
 
-class Criterion(nn.Module):
-    """The compiled ``loss:`` section: ``criterion(outputs, targets) -> scalar``.
+def plan_terms(spec: LossSpec, output_names: list[str], path: SpecPath = ("loss",)) -> list[_Term]:
+    """The named losses of a ``loss:`` section, each with the output it reads and its weight.
 
-    ``outputs`` maps output names to tensors; ``targets`` is a tensor or a dict of tensors.
-    """
+    Raises SpecError for an output that does not exist, or for a loss that does not say which
+    output it reads when the model has several.
 
-    def __init__(self, terms: list[_Term]) -> None:
-        super().__init__()
-        self.terms = terms
-        self.losses = nn.ModuleList(t.loss for t in terms)  # so .to(device) moves class weights
-
-    def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
-        total: Tensor | None = None
-        for term in self.terms:
-            out = outputs[term.output].float()
-            tgt = _pick_target(term, targets)
-            value = term.loss(out, adapt_target(term.kind, out, tgt))
-            value = value if term.weight == 1.0 else term.weight * value
-            total = value if total is None else total + value
-        assert total is not None  # build_criterion refuses an empty loss
-        return total
-
-
-def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
-    if not isinstance(targets, dict):
-        return targets
-    key = term.target or term.output
-    if key not in targets:
-        if len(targets) == 1 and term.target is None:
-            return next(iter(targets.values()))
-        raise DataError(
-            f"loss `{term.label}` reads target `{key}`, but the data yields targets "
-            + ", ".join(f"`{k}`" for k in targets),
-            path=("loss",),
-            hint=did_you_mean(key, targets) or "set `target:` on the loss",
-        )
-    return targets[key]
-
-
-def build_criterion(spec: LossSpec, output_names: list[str], path: Path = ("loss",)) -> Criterion:
-    """Compile a ``loss:`` section for a model with these outputs.
-
-    Raises SpecError (with the spec path and a suggestion) for an unknown loss, a bad
-    argument, or an output that does not exist.
-
-    >>> from netspec.train_spec import LossSpec
+    >>> from netspec.training.spec import LossSpec
     >>> spec = LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]})
-    >>> [t.label for t in build_criterion(spec, ["logits"]).terms]
-    ['CrossEntropyLoss', 'Dice']
+    >>> [(t.spec.name, t.weight, t.output) for t in plan_terms(spec, ["logits"])]
+    [('CrossEntropyLoss', 1.0, 'logits'), ('Dice', 0.5, 'logits')]
     """
-    terms = _terms(spec, output_names, path, weight=1.0, output=None)
-    return Criterion(terms)
+    return _terms(spec, output_names, path, weight=1.0, output=None)
 
 
-def _terms(spec: LossSpec, outputs: list[str], path: Path, weight: float, output: str | None) -> list[_Term]:
+def _terms(spec: LossSpec, outputs: list[str], path: SpecPath, weight: float, output: str | None) -> list[_Term]:
     weight *= spec.weight
     output = _own_output(spec, output, path)
     if spec.sum is not None:
-        if not spec.sum:
-            raise SpecError("`sum:` needs at least one loss", path=(*path, "sum"))
         return [t for i, s in enumerate(spec.sum) for t in _terms(s, outputs, (*path, "sum", i), weight, output)]
     if spec.outputs is not None:
-        if not spec.outputs:
-            raise SpecError("`outputs:` needs at least one output", path=(*path, "outputs"))
         terms = []
         for name, sub in spec.outputs.items():
-            _check_output(name, outputs, (*path, "outputs", name), key=True)
+            _check_output(name, outputs, (*path, "outputs", name))
             terms += _terms(sub, outputs, (*path, "outputs", name), weight, name)
         return terms
-    return [_term(spec, outputs, path, weight, output)]
+    output = pick_output(output, outputs, path, "loss",
+                         hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`")
+    return [_Term(spec, path, weight, output)]
 
 
-def _own_output(spec: LossSpec, inherited: str | None, path: Path) -> str | None:
+def _own_output(spec: LossSpec, inherited: str | None, path: SpecPath) -> str | None:
     if spec.output is None:
         return inherited
     if inherited is not None and spec.output != inherited:
-        raise SpecError(
-            f"this loss sits under output `{inherited}` but says `output: {spec.output}`",
-            path=(*path, "output"),
-        )
+        raise SpecError(f"this loss sits under output `{inherited}` but says `output: {spec.output}`",
+                        path=(*path, "output"))
     return spec.output
 
 
-def _term(spec: LossSpec, outputs: list[str], path: Path, weight: float, output: str | None) -> _Term:
-    assert spec.name is not None
-    entry = lookup(LOSSES, spec, path, "loss", "any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
-    if entry.inputs != 2:
-        raise SpecError(
-            f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
-            path=spec.name_path(path),
-        )
-    output = pick_output(output, outputs, path, "loss",
-                         hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`")
-    module = _construct_loss(spec, entry, path)
-    return _Term(module, entry.target, weight, output, spec.target, spec.name)
-
-
-def pick_output(output: str | None, outputs: list[str], path: Path, what: str, hint: str) -> str:
+def pick_output(output: str | None, outputs: list[str], path: SpecPath, what: str, hint: str) -> str:
     """The model output a loss or metric reads: the one named, or the only one.
 
     >>> pick_output(None, ["logits"], ("loss",), "loss", "")
@@ -405,24 +363,68 @@ def pick_output(output: str | None, outputs: list[str], path: Path, what: str, h
     return output
 
 
-def _check_output(name: str, outputs: list[str], path: Path, key: bool = False) -> None:
+def _check_output(name: str, outputs: list[str], path: SpecPath) -> None:
     if name not in outputs:
-        raise SpecError(
-            f"the model has no output `{name}`; its outputs are {', '.join(outputs)}",
-            path=path,
-            hint=did_you_mean(name, outputs),
-        )
+        raise SpecError(f"the model has no output `{name}`; its outputs are {', '.join(outputs)}", path=path,
+                        hint=did_you_mean(name, outputs))
 
 
-def _construct_loss(spec: LossSpec, entry: LossEntry, path: Path) -> nn.Module:
-    args_path = spec.args_path(path)
-    check_args(entry.factory, spec.args, args_path, what=spec.name or "loss")
+class Criterion(nn.Module):
+    """The compiled ``loss:`` section: ``criterion(outputs, targets) -> scalar``.
+
+    ``outputs`` maps output names to tensors; ``targets`` is a tensor or a dict of tensors.
+    """
+
+    def __init__(self, terms: list[_Term]) -> None:
+        super().__init__()
+        self.terms = terms
+        self.kinds = [LOSSES[t.spec.name].target for t in terms]  # type: ignore[index]
+        # a ModuleList, so that .to(device) moves class weights
+        self.losses = nn.ModuleList(_construct_loss(t.spec, LOSSES[t.spec.name], t.path) for t in terms)  # type: ignore[index]
+
+    def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
+        total: Tensor | None = None
+        for term, kind, loss in zip(self.terms, self.kinds, self.losses):
+            out = outputs[term.output].float()
+            tgt = _pick_target(term, targets)
+            value = loss(out, adapt_target(kind, out, tgt))
+            value = value if term.weight == 1.0 else term.weight * value
+            total = value if total is None else total + value
+        assert total is not None  # a loss section has at least one loss
+        return total
+
+
+def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
+    if not isinstance(targets, dict):
+        return targets
+    key = term.spec.target or term.output
+    if key not in targets:
+        if len(targets) == 1 and term.spec.target is None:
+            return next(iter(targets.values()))
+        raise DataError(f"loss `{term.spec.name}` reads target `{key}`, but the data yields targets "
+                        + ", ".join(f"`{k}`" for k in targets), path=("loss",),
+                        hint=did_you_mean(key, targets) or "set `target:` on the loss")
+    return targets[key]
+
+
+def build_criterion(spec: LossSpec, output_names: list[str]) -> Criterion:
+    """Compile a checked ``loss:`` section for a model with these outputs.
+
+    >>> from netspec.training.spec import LossSpec
+    >>> spec = LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]})
+    >>> [type(loss).__name__ for loss in build_criterion(spec, ["logits"]).losses]
+    ['CrossEntropyLoss', 'DiceLoss']
+    """
+    return Criterion(plan_terms(spec, output_names))
+
+
+def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Module:
     args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
     try:
         return entry.factory(**args)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise BuildError(f"{spec.name}({_fmt_args(spec.args)}) failed: {err}", path=args_path,
-                         hint=number_string_hint(spec.args)) from None
+        raise BuildError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
+                        hint=number_string_hint(spec.args)) from None
 
 
 def _as_tensor_arg(key: str, value: Any) -> Any:
@@ -430,7 +432,3 @@ def _as_tensor_arg(key: str, value: Any) -> Any:
     if key in ("weight", "pos_weight") and isinstance(value, (list, tuple)):
         return torch.tensor(value, dtype=torch.float32)
     return value
-
-
-def _fmt_args(args: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in args.items())

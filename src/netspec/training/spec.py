@@ -1,9 +1,5 @@
-"""The training sections of a spec: ``loss``, ``optimizer``, ``scheduler``, ``init``, ``train``.
-
-Pydantic models (``extra="forbid"``) that fix the *structure* of each section; the JSON
-Schemas in ``schemas/`` are generated from them. Names (which loss, which optimizer...) and
-arguments are checked against torch itself by :func:`netspec.runner.check_training`, which
-knows the model's outputs and can suggest the closest name.
+"""The named things of the training sections: ``loss``, ``optimizer``, ``scheduler``, ``init``
+and the metrics of ``train``.
 
 Anything that is "a torch thing with arguments" (a loss, an optimizer, a scheduler, an init
 function, a metric) is written the same three ways::
@@ -13,20 +9,24 @@ function, a metric) is written the same three ways::
     loss: {name: CrossEntropyLoss, args: {label_smoothing: 0.1}}   # canonical (what is dumped)
 
 Other keys sit beside the name: ``{Dice: {}, weight: 0.5}``.
+
+Each entry is checked once, when the spec is loaded: the name against its registry (with a
+did-you-mean), the arguments against the signature of what it names, and the values by making
+it (an optimizer on a stand-in parameter). The rules that span sections (a loss names an output
+that exists, a monitor a metric that will be produced) are in :mod:`netspec.training.rules`.
+The JSON Schemas in ``schemas/`` are generated from these models.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Literal, Mapping, TypeVar, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
-from .errors import SpecError, did_you_mean
-from .spec_base import SpecModel
-
-_Entry = TypeVar("_Entry")
+from ..errors import did_you_mean
+from ..spec_base import SpecModel, reported_at_spec_path
 
 __all__ = [
     "Call",
@@ -40,12 +40,6 @@ __all__ = [
     "WeightsSpec",
     "InitSpec",
     "MetricSpec",
-    "GradClipSpec",
-    "EarlyStoppingSpec",
-    "StopWhenSpec",
-    "CheckpointPolicySpec",
-    "TrainSpec",
-    "TrainingSections",
 ]
 
 Mode = Literal["auto", "min", "max"]
@@ -80,6 +74,8 @@ class Call(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _shorthand(cls, data: Any, handler: Any) -> Any:
+        if isinstance(data, _Normalized):
+            return handler(data)  # pydantic runs this validator twice on recursive models (LossSpec)
         form = "canonical"
         if isinstance(data, str):
             data, form = {"name": data}, "str"
@@ -116,10 +112,15 @@ class Call(BaseModel):
                 data = {k: v for k, v in data.items() if k != key}
                 data.update(name=str(key), args=args)
                 form = "key"
-        obj = handler(data)
+        obj = handler(_Normalized(data) if isinstance(data, dict) else data)
         if isinstance(obj, Call):
             obj._form = form
+            with reported_at_spec_path():  # errors at paths relative to this entry
+                obj._check()
         return obj
+
+    def _check(self) -> None:
+        """Check the entry against its registry (once, when the spec is loaded)."""
 
     def __eq__(self, other: object) -> bool:
         # How the entry was written (`_form`) is not part of its value: `{SGD: {lr: 0.1}}` equals
@@ -156,6 +157,10 @@ class Call(BaseModel):
         }
         bare = {"type": "string", "description": f"{cls._kind} name with default arguments"}
         return {"anyOf": [bare, canonical, shorthand]}
+
+
+class _Normalized(dict):
+    """An entry already brought to its canonical form by :meth:`Call._shorthand`."""
 
 
 def _key_error(kind: str, message: str, key: Any, **ctx: Any) -> PydanticCustomError:
@@ -210,7 +215,17 @@ class LossSpec(Call):
             raise _key_error("bad_key", f"{message}; found {' and '.join(given)}", given[1])
         if not given:
             raise ValueError(message)
+        if self.sum == []:
+            raise _key_error("bad_key", "`sum:` needs at least one loss", "sum")
+        if self.outputs == {}:
+            raise _key_error("bad_key", "`outputs:` needs at least one output", "outputs")
         return self
+
+    def _check(self) -> None:
+        if self.name is not None:
+            from .losses import check_loss
+
+            check_loss(self)
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -237,7 +252,17 @@ class ParamGroupSpec(_Strict):
     )
 
     def patterns(self) -> list[str]:
+        """The group's patterns as a list."""
         return [self.params] if isinstance(self.params, str) else list(self.params)
+
+    def options(self) -> dict[str, Any]:
+        """The optimizer options the group sets: ``args`` plus ``lr`` and ``weight_decay``.
+
+        >>> ParamGroupSpec(params="fc.*", lr=0.1, args={"momentum": 0.5}).options()
+        {'momentum': 0.5, 'lr': 0.1}
+        """
+        own = {"lr": self.lr, "weight_decay": self.weight_decay}
+        return {**self.args, **{k: v for k, v in own.items() if v is not None}}
 
 
 class OptimizerSpec(Call):
@@ -259,6 +284,11 @@ class OptimizerSpec(Call):
         "own arguments; `exclude` leaves them out (and stops their gradients).",
     )
     _kind: ClassVar[str] = "optimizer"
+
+    def _check(self) -> None:
+        from .optimizers import check_optimizer
+
+        check_optimizer(self)
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -293,6 +323,11 @@ class SchedulerSpec(Call):
     )
     _kind: ClassVar[str] = "scheduler"
 
+    def _check(self) -> None:
+        from .schedulers import check_scheduler
+
+        check_scheduler(self)
+
 
 SchedulerSpecs = Union[SchedulerSpec, list[SchedulerSpec]]
 
@@ -305,6 +340,11 @@ class InitFnSpec(Call):
 
     name: str = Field(description="A torch.nn.init function, e.g. `kaiming_normal_`, `constant_`, `zeros_`.")
     _kind: ClassVar[str] = "init function"
+
+    def _check(self) -> None:
+        from .init import check_init_function
+
+        check_init_function(self)
 
 
 class InitRuleSpec(_Strict):
@@ -396,227 +436,7 @@ class MetricSpec(Call):
     target: str | None = Field(default=None, description="Target key when the data yields a dict of targets.")
     _kind: ClassVar[str] = "metric"
 
+    def _check(self) -> None:
+        from .metrics import check_metric
 
-class GradClipSpec(_Strict):
-    """Clip the global gradient norm (``torch.nn.utils.clip_grad_norm_``); a number is `max_norm`."""
-
-    max_norm: float = Field(gt=0, description="Largest allowed total gradient norm.")
-    norm_type: float = Field(default=2.0, description="Order of the norm (2 = L2, `inf` = max).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _number(cls, data: Any) -> Any:
-        return {"max_norm": data} if isinstance(data, (int, float)) else data
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
-        # The schema says what the validator accepts: `grad_clip: 1.0` as well as the mapping.
-        number = {"type": "number", "exclusiveMinimum": 0, "description": "max_norm"}
-        return {"anyOf": [number, handler(core_schema)]}
-
-
-class EarlyStoppingSpec(_Strict):
-    """Stop when `monitor` has not improved for `patience` epochs."""
-
-    monitor: str = Field(default="val_loss", description="Metric name such as `val_loss`, `val_accuracy`.")
-    patience: int = Field(default=5, ge=1, description="Epochs without improvement before stopping.")
-    mode: Mode = Field(default="auto", description="`min`, `max`, or `auto` (from the metric).")
-    min_delta: float = Field(default=0.0, ge=0, description="Smallest change that counts as improvement.")
-
-
-class StopWhenSpec(_Strict):
-    """Stop as soon as a metric crosses a target (seed 000: train accuracy above 0.99).
-
-    >>> StopWhenSpec(monitor="train_accuracy", above=0.99, check_every="step").above
-    0.99
-    """
-
-    monitor: str = Field(description="Metric name, e.g. `train_accuracy` or `val_loss`.")
-    above: float | None = Field(default=None, description="Stop once the metric is greater than this.")
-    below: float | None = Field(default=None, description="Stop once the metric is less than this.")
-    check_every: Literal["epoch", "step"] = Field(
-        default="epoch",
-        description="`epoch`: test the epoch's value; `step`: test after every optimizer step "
-        "(train_* metrics on that step's batch; val_* metrics evaluate the validation set).",
-    )
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> StopWhenSpec:
-        if (self.above is None) == (self.below is None):
-            raise ValueError("stop_when needs exactly one of `above:` or `below:`")
-        return self
-
-
-class CheckpointPolicySpec(_Strict):
-    """When last.pt and best.pt are written.
-
-    Every ``every`` epochs and at the end, last.pt is written, and best.pt too when the
-    monitored metric beats the best checkpoint so far. (A Ctrl-C also writes last.pt.)
-    """
-
-    every: int = Field(
-        default=1,
-        ge=0,
-        description="Checkpoint every N epochs (0: only at the end). Raise it when epochs take "
-        "milliseconds (seed 000's 1000 one-batch epochs).",
-    )
-    monitor: str | None = Field(
-        default=None,
-        description="Metric deciding best.pt (default: `val_loss`, or `train_loss` without validation data).",
-    )
-    mode: Mode = Field(default="auto", description="`min`, `max` or `auto` (from the metric).")
-
-
-class TrainSpec(_Strict):
-    """How to train: epochs, hardware, precision, reproducibility, metrics and stopping.
-
-    >>> TrainSpec(epochs=20, seed=118).precision
-    'fp32'
-    """
-
-    epochs: int = Field(default=1, ge=1, description="Number of passes over the training data.")
-    device: str = Field(
-        default="auto",
-        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
-        description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`.",
-    )
-    precision: Literal["fp32", "fp16", "bf16"] = Field(
-        default="fp32",
-        description="`fp16`: autocast to float16 with a GradScaler; `bf16`: autocast to bfloat16.",
-    )
-    seed: int = Field(default=0, ge=0, lt=2**32, description="Seeds python, numpy and torch (all devices).")
-    deterministic: bool = Field(
-        default=False,
-        description="torch.use_deterministic_algorithms(True) and no cudnn autotuning: "
-        "slower, but repeatable on GPU.",
-    )
-    grad_clip: GradClipSpec | None = Field(default=None, description="Clip the gradient norm; a number means max_norm.")
-    grad_accumulation: int = Field(
-        default=1, ge=1, description="Sum gradients over this many batches per optimizer step."
-    )
-    metrics: list[MetricSpec] = Field(
-        default_factory=list,
-        description="Metrics computed on train and val every epoch (the loss always is): "
-        "`accuracy`, `{top_k_accuracy: {k: 5}}`, `dice`, `iou`, `mse`, `mae`.",
-    )
-    early_stopping: EarlyStoppingSpec | None = Field(default=None, description="Stop when a metric stops improving.")
-    stop_when: StopWhenSpec | None = Field(default=None, description="Stop when a metric reaches a target.")
-    checkpoint: CheckpointPolicySpec = Field(
-        default_factory=CheckpointPolicySpec, description="When last.pt / best.pt are written."
-    )
-    on_nan: Literal["error", "skip"] = Field(
-        default="error",
-        description="A NaN/inf loss: `error` stops with the last good checkpoint kept; `skip` "
-        "drops that batch and goes on.",
-    )
-    log_every: int = Field(
-        default=1, ge=1, description="Print the epoch line every N epochs (metrics.jsonl always gets every epoch)."
-    )
-    progress: Literal["auto", "bar", "line"] = Field(
-        default="auto",
-        description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when "
-        "stderr is a terminal.",
-    )
-
-
-class TrainingSections(_Strict):
-    """The five runner sections as one mixin, for a Spec model to inherit."""
-
-    loss: LossSpec | None = Field(default=None, description="Loss (see LossSpec).")
-    optimizer: OptimizerSpec | None = Field(default=None, description="Optimizer and parameter groups.")
-    scheduler: SchedulerSpecs | None = Field(
-        default=None, description="Learning-rate scheduler, or a list run one after the other."
-    )
-    init: InitSpec | None = Field(default=None, description="Weight initialisation and pretrained weights.")
-    train: TrainSpec | None = Field(default=None, description="Epochs, device, precision, metrics, stopping.")
-
-
-
-
-# --------------------------------------------------------------------------- argument checks
-
-
-def lookup(registry: Mapping[str, _Entry], spec: Any, path: tuple[str | int, ...], what: str,
-           fallback: str, choices: Iterable[str] | None = None) -> _Entry:
-    """The registry entry ``spec.name`` names, or a SpecError at the name with a did-you-mean.
-
-    ``choices`` widens the suggestions (e.g. refused names); ``fallback`` is the hint when
-    nothing is close.
-
-    >>> lookup({"SGD": 1}, Call(name="SDG"), ("optimizer",), "optimizer", "")
-    Traceback (most recent call last):
-    ...
-    netspec.errors.SpecError: <spec>: optimizer.name: unknown optimizer `SDG`; did you mean `SGD`?
-    """
-    entry = registry.get(spec.name)
-    if entry is None:
-        raise SpecError(f"unknown {what} `{spec.name}`", path=spec.name_path(path),
-                        hint=did_you_mean(spec.name, choices if choices is not None else registry) or fallback)
-    return entry
-
-
-def check_args(
-    fn: Any,
-    args: dict[str, Any],
-    path: tuple[str | int, ...],
-    *,
-    what: str,
-    skip: tuple[str, ...] = (),
-    filled: tuple[str, ...] = (),
-) -> None:
-    """Check keyword ``args`` against the signature of ``fn`` (a class or function).
-
-    ``skip`` names arguments netspec passes itself (``params``, ``optimizer``, ``tensor``);
-    ``filled`` names arguments netspec works out when they are missing (``total_steps``).
-    Raises SpecError at ``path + (arg,)`` for an unknown argument, with a suggestion.
-
-    >>> import torch
-    >>> check_args(torch.optim.SGD, {"lr": 0.1}, ("optimizer", "SGD"), what="SGD", skip=("params",))
-    """
-    import inspect
-
-    from .errors import SpecError
-
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: let the call decide
-        return
-    params = {n: p for n, p in sig.parameters.items() if n not in skip and n != "self"}
-    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    for key in args:
-        if key not in named and not open_kwargs:
-            hint = did_you_mean(str(key), named) or (
-                f"its arguments are: {', '.join(named)}" if named else f"{what} takes no arguments"
-            )
-            raise SpecError(f"{what} has no argument `{key}`", path=(*path, key), hint=hint)
-    missing = [
-        n
-        for n, p in params.items()
-        if p.default is inspect.Parameter.empty
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        and n not in args
-        and n not in filled
-    ]
-    if missing:
-        raise SpecError(
-            f"{what} needs argument{'s' if len(missing) > 1 else ''} "
-            + ", ".join(f"`{m}`" for m in missing),
-            path=path,
-        )
-
-
-def number_string_hint(args: dict[str, Any]) -> str | None:
-    """A hint when an argument is a quoted number (`lr: "1e-5"`), which torch would reject.
-
-    >>> number_string_hint({"lr": "1e-5"})
-    '`lr` is the string "1e-5"; remove the quotes to make it a number'
-    """
-    for key, value in args.items():
-        if isinstance(value, str):
-            try:
-                float(value)
-            except ValueError:
-                continue
-            return f'`{key}` is the string "{value}"; remove the quotes to make it a number'
-    return None
+        check_metric(self)

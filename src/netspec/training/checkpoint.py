@@ -1,0 +1,202 @@
+"""Checkpoints: what a run saves, written atomically, and read back with checks.
+
+A checkpoint (``last.pt`` / ``best.pt``) holds everything needed to continue exactly where the
+run stopped: model, optimizer, scheduler and scaler states, the loop's counters, the metric
+sums of a half-done epoch and every RNG state. Files are written to a temp file in the same
+folder, fsynced and renamed, so a crash leaves the previous checkpoint intact; they are read
+with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, NonFiniteLoss, summarise
+from .hardware import rng_state
+from .rundir import writing
+from .stopping import update_best
+from .weights import OTHER_SPEC_HINT, check_fits, read_weights_file
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture", "restore", "save",
+           "save_epoch", "check_weights"]
+
+CHECKPOINT_FORMAT = "netspec-checkpoint-1"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` with torch.save atomically: temp file in the same dir, fsync, rename.
+
+    A crash mid-write leaves the previous checkpoint intact (and at worst a hidden
+    ``.last.pt.<pid>.tmp``, removed when the run is resumed). A failing write raises its
+    OSError (errno ENOSPC for a full disk), not the RuntimeError torch.save would make of it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                torch.save(state, sink)
+            except RuntimeError:
+                if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
+                    raise sink.error from None
+                raise
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class _Sink:
+    """A file for torch.save that remembers the exception a write raised (torch.save turns any
+    exception inside a write, an OSError or a KeyboardInterrupt, into a RuntimeError)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except BaseException as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold ``src``'s bytes, atomically; a hard link costs nothing."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a netspec checkpoint (``last.pt``, ``best.pt``, or a run directory's last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "last.pt").is_file():
+            raise CheckpointError(f"{path} has no last.pt: the run stopped before its first checkpoint",
+                                  path=("--resume",), hint="start it again without --resume")
+        path = path / "last.pt"
+    elif not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found", path=("--resume",))
+    state = read_weights_file(path, ("--resume",))
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
+                              hint="to start from plain weights use `init: {weights: ...}`")
+    state["path"] = path
+    return state
+
+
+
+def capture(run: Any) -> dict[str, Any]:
+    """Everything of a run (a :class:`netspec.training.loop.Run`) that a checkpoint holds."""
+    st = run.state
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": st.epoch,
+        "batch": st.batch,
+        "step": st.step,
+        "state": {k: getattr(st, k) for k in ("best", "best_epoch", "stale", "stale_best", "skipped")},
+        "meters": run.meters["train"].state_dict(),
+        "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None,
+        "rng": rng_state(),
+        "spec_hash": run.spec_hash,
+        "best": {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch},
+        "torch": str(torch.__version__),
+    }
+
+
+def restore(run: Any, ckpt: dict[str, Any]) -> None:
+    """Put model, optimizer, scheduler, scaler, counters and meters back as saved.
+
+    The RNG state is set later, at the point of the epoch where it was captured (the loop does
+    it through ``run.resume_rng``); the metrics history is cut back by the caller, once the run
+    directory is known.
+    """
+    check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
+               hint=OTHER_SPEC_HINT["--resume"])
+    run.model.load_state_dict(ckpt["model"])
+    try:
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as err:
+        raise CheckpointError(f"the optimizer in {ckpt['path']} does not fit this spec's optimizer: {err}",
+                              path=("optimizer",)) from None
+    run.schedule.load_state_dict(ckpt["scheduler"])
+    if run.scaler is not None and ckpt["scaler"] is not None:
+        run.scaler.load_state_dict(ckpt["scaler"])
+    st = run.state
+    st.epoch, st.batch, st.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+    for k, v in ckpt["state"].items():
+        setattr(st, k, v)
+    if st.batch:
+        run.meters["train"].load_state_dict(ckpt["meters"])
+    if run.window_meter is not None and ckpt.get("window_meter"):
+        run.window_meter.load_state_dict(ckpt["window_meter"])
+    run.resume_rng = ckpt["rng"]
+    run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
+
+
+def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
+    """Every `checkpoint.every` epochs and at the end: last.pt, and best.pt when the monitored
+    metric beats the best checkpoint so far. True if last.pt was written."""
+    every = run.tspec.checkpoint.every
+    if not run.hw.is_main or not (final or (every and run.state.epoch % every == 0)):
+        return False
+    if update_best(run, values):
+        # best.pt first, then last.pt as a hard link to it (no second write): killed in between,
+        # last.pt is the previous epoch's and the resumed run redoes this epoch and this save.
+        # (The other order would leave a last.pt whose `best` names an epoch best.pt lacks.)
+        save(run, run.run_dir.best)
+        with writing(run.run_dir.last):
+            link_or_copy(run.run_dir.best, run.run_dir.last)
+    else:
+        save(run, run.run_dir.last)
+    run.run_dir.saved = (run.state.epoch, run.state.step)
+    return True
+
+
+def save(run: Any, path: Path) -> None:
+    """Checkpoint the run to ``path``, unless its weights are no longer finite."""
+    check_weights(run)
+    with writing(path):
+        save_checkpoint(path, capture(run))
+    if path == run.run_dir.last:
+        run.run_dir.saved = (run.state.epoch, run.state.step)
+
+
+def check_weights(run: Any) -> None:
+    """NonFiniteLoss if a trained parameter is NaN/inf: a finite loss whose gradient overflowed.
+
+    Checked before every checkpoint (one pass over the parameters, one device sync), so a saved
+    checkpoint is always good. Buffers are not checked: -inf attention masks are legitimate.
+    """
+    trained = {id(p) for p in run.params}
+    floats = {k: v.detach() for k, v in run.model.named_parameters() if id(v) in trained}
+    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats.values()]).all()):
+        return
+    st = run.state
+    bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+    where = f"after epoch {st.epoch}, step {st.step}" if st.batch == 0 else f"at epoch {st.epoch + 1}, step {st.step}"
+    raise NonFiniteLoss(f"parameters are not finite {where} ({summarise(bad, 3)}): a gradient overflowed; "
+                        f"not saved, {run.run_dir.kept()}", path=("train", "on_nan"),
+                        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)")

@@ -1,0 +1,110 @@
+"""Evaluation: the loss and metrics of a model over a loader, and ``netspec eval``'s front door.
+
+:func:`evaluate_loader` is also what the training loop runs on the validation data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import DataError
+from .context import located, require_sections, spec_base_dir
+from .hardware import Hardware
+from .losses import Criterion, build_criterion
+from .metrics import MetricSet
+from .options import TrainSpec
+from .spec import WeightsSpec
+from .weights import load_weights
+
+__all__ = ["evaluate", "evaluate_loader", "forward", "batch_size"]
+
+
+def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "val", model: nn.Module | None = None,
+             loaders: Any = None, base_dir: str | Path | None = None, allow_download: bool = False) -> dict[str, float]:
+    """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
+
+    The spec was checked when it was loaded, exactly as for ``train``.
+
+    Example::
+
+        evaluate(spec, checkpoint="runs/fashion_cnn/20250101-120000/best.pt", split="test")
+        # {'test_loss': 0.25, 'test_accuracy': 0.91}
+    """
+    with located(spec):
+        require_sections(spec, "loss", *(("data",) if loaders is None else ()))
+        tspec = spec.train or TrainSpec()
+        hw = Hardware.pick(tspec.device, tspec.precision)
+        model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
+        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download)
+        outputs = list(spec.output_names)
+        run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
+        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs))
+        return {f"{split}_{k}": v for k, v in values.items()}
+
+
+def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Path | None) -> nn.Module:
+    if model is None:
+        from ..api import build_model
+
+        model = build_model(spec)
+    if checkpoint is not None:
+        load_weights(model, WeightsSpec(path=str(checkpoint)), base_dir=Path("."), path=("--checkpoint",))
+    return model
+
+
+def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Hardware, base: Path,
+                  allow_download: bool) -> Any:
+    if loaders is None:
+        from ..data import build_loaders
+
+        loaders = build_loaders(spec.data, base_dir=base, input_names=list(spec.inputs), seed=tspec.seed,
+                                device=hw.device, allow_download=allow_download)
+    loader = getattr(loaders, split, None)
+    if loader is None:
+        raise DataError(f"the data has no `{split}` split", path=("data",),
+                        hint=f"add `{split}:` under `data:`" + (" or use --split val" if loaders.val is not None else ""))
+    return loader
+
+
+@dataclass
+class _EvalRun:
+    """What :func:`evaluate_loader` reads of a run."""
+
+    hw: Hardware
+    model: nn.Module
+    criterion: Criterion
+    input_names: list[str]
+    output_names: list[str]
+
+
+def forward(run: Any, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The model's outputs by name, under the run's autocast (the model's forward takes the
+    inputs in declared order and returns one tensor, a tuple or a dict)."""
+    with run.hw.autocast():
+        raw = run.model(*[inputs[n] for n in run.input_names])
+    if isinstance(raw, Tensor):
+        return {run.output_names[0]: raw}
+    if isinstance(raw, dict):
+        return raw
+    return dict(zip(run.output_names, raw))
+
+
+def batch_size(inputs: dict[str, Tensor]) -> int:
+    """Samples in a batch (the first input's first dimension)."""
+    return int(next(iter(inputs.values())).shape[0])
+
+
+@torch.no_grad()
+def evaluate_loader(run: Any, loader: Any, meter: MetricSet) -> dict[str, float]:
+    """Loss and metrics over a loader; the caller sets model.eval()."""
+    meter.reset()
+    for inputs, target in loader:
+        inputs, target = run.hw.to_device(inputs), run.hw.to_device(target)
+        outputs = forward(run, inputs)
+        meter.update(outputs, target, run.criterion(outputs, target), batch_size(inputs))
+    return meter.compute()

@@ -1,0 +1,144 @@
+"""Hardware and reproducibility: the one place that knows the device, the precision and the seeds.
+
+>>> Hardware.pick("cpu", "fp32").device
+device(type='cpu')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import TrainingError
+
+__all__ = ["Hardware", "set_seed", "deterministic", "rng_state", "set_rng_state"]
+
+@dataclass
+class Hardware:
+    """Device, mixed precision and (later) the distributed rank: the one place that knows.
+
+    DDP under torchrun would add: rank/world_size from the environment, a
+    DistributedSampler's set_epoch, wrapping the model, all-reducing metric sums and
+    writing files only where ``is_main``.
+    """
+
+    device: torch.device
+    precision: str = "fp32"
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def pick(cls, device: str, precision: str) -> Hardware:
+        """Resolve ``auto`` and check the device exists.
+
+        >>> Hardware.pick("auto", "bf16").precision
+        'bf16'
+        """
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        elif device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise TrainingError(
+                    f"device `{device}` asked for, but CUDA is not available "
+                    f"(torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'})",
+                    path=("train", "device"),
+                    hint="use `device: cpu` or `auto`, or `--device cpu`",
+                )
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= torch.cuda.device_count():
+                raise TrainingError(
+                    f"device `{device}` asked for, but only {torch.cuda.device_count()} CUDA device(s) exist",
+                    path=("train", "device"),
+                )
+        elif device == "mps" and not _mps_available():
+            raise TrainingError("device `mps` asked for, but MPS is not available", path=("train", "device"))
+        return cls(torch.device(device), precision)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def make_scaler(self) -> torch.amp.GradScaler | None:
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+    def to_device(self, value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.to(self.device, non_blocking=True)
+        if isinstance(value, dict):
+            return {k: self.to_device(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.to_device(v) for v in value)
+        return value
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch on every device (seed 003's ``set_seed``).
+
+    >>> set_seed(118); a = torch.rand(1); set_seed(118); bool(a == torch.rand(1))
+    True
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool) -> Iterator[None]:
+    """torch.use_deterministic_algorithms for the run's duration, restored afterwards."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1], before[2]
+
+
+def rng_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_keys, py_gauss = random.getstate()
+    return {
+        # 625 Python ints pickle slowly; as one tensor a checkpoint takes a millisecond.
+        "python": (version, torch.tensor(py_keys, dtype=torch.int64), py_gauss),
+        # numpy arrays are not allowed by torch.load(weights_only=True): store a tensor.
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, py_keys, py_gauss = state["python"]
+    random.setstate((version, tuple(py_keys.tolist()), py_gauss))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+

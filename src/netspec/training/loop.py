@@ -1,0 +1,339 @@
+"""Stage 6: spec + module -> trained module in a run directory.
+
+:func:`train` reads top to bottom: pick the hardware, set everything up (model, data, loss,
+optimizer, schedule, and the checkpoint when resuming) before the run directory exists, then
+loop over epochs. Everything the loop needs lives in one :class:`Run`; hardware choices live in
+:class:`~netspec.training.hardware.Hardware`. The spec was checked when it was loaded; what only
+the run can know (the model's parameter names, whether there is validation data) is checked
+once, here.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+from . import report
+from .checkpoint import load_checkpoint, restore, save, save_epoch
+from .context import located, require_sections, spec_base_dir
+from .evaluate import batch_size, evaluate_loader, forward
+from .hardware import Hardware, deterministic, set_rng_state, set_seed
+from .init import init_model
+from .losses import Criterion, build_criterion
+from .metrics import MetricSet
+from .optimizers import build_optimizer
+from .options import TrainSpec
+from .rules import check_monitors, static_has_val
+from .rundir import Log, RunDir, resolved_spec, resume_dir
+from .schedulers import Schedule, build_scheduler
+from .signals import SigintGuard
+from .stopping import check_stopping, stop_at_step
+
+__all__ = ["train", "RunResult", "Run"]
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    model: nn.Module
+    history: list[dict[str, Any]]  # the metrics.jsonl records
+    stop_reason: str  # "epochs" | "early_stopping" | "stop_when"
+    epochs: int  # completed epochs
+    steps: int  # optimizer steps
+    best: dict[str, Any] | None  # {"monitor", "value", "epoch"}
+
+
+@dataclass
+class State:
+    """Where training is; all of it goes into the checkpoint."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer steps done
+    best: float | None = None  # best.pt's monitored value
+    best_epoch: int | None = None
+    stale: int = 0  # epochs without improvement (early stopping)
+    stale_best: float | None = None
+    skipped: int = 0  # non-finite losses skipped
+
+
+@dataclass
+class Run:
+    """Everything the loop touches, built once by :func:`train`."""
+
+    spec: Any
+    tspec: TrainSpec
+    hw: Hardware
+    model: nn.Module
+    loaders: Any
+    criterion: Criterion
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler | None
+    meters: dict[str, MetricSet]
+    window_meter: MetricSet | None  # stop_when on a train metric, checked every step
+    log: Log
+    input_names: list[str]
+    output_names: list[str]
+    params: list[nn.Parameter]
+    best_monitor: str
+    run_dir: RunDir = None  # type: ignore[assignment]  # made once everything is set up
+    spec_hash: str = ""
+    state: State = field(default_factory=State)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resume_rng: dict[str, Any] | None = None  # set at the point of the epoch where it was saved
+    tb: Any = None
+
+
+def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out: str | Path | None = None,
+          resume: str | Path | None = None, base_dir: str | Path | None = None, allow_download: bool = False,
+          stream: TextIO | None = None) -> RunResult:
+    """Train a spec's model as its training sections say; return where it went.
+
+    ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
+    ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
+    The log goes to ``stream`` (default: stdout) and to train.log.
+
+    Example::
+
+        spec = netspec.load_spec("specs/fashion_cnn.yaml", overrides=["train.epochs=2"])
+        result = train(spec)          # -> runs/fashion_cnn/20250101-120000/
+        result.history[-1]["val_accuracy"]
+    """
+    with located(spec):
+        require_sections(spec, "loss", "optimizer", *(("data",) if loaders is None else ()))
+        tspec = spec.train or TrainSpec()
+        hw = Hardware.pick(tspec.device, tspec.precision)
+        ckpt = load_checkpoint(resume) if resume is not None else None
+        # Everything is set up before the run directory is made, so a mistake in any of it leaves
+        # no directory behind; the log holds its messages until then.
+        log = Log(stream if stream is not None else sys.stdout, None, hold=True)
+        with deterministic(tspec.deterministic):
+            set_seed(tspec.seed)
+            run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
+            run.run_dir = resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
+            return _start(run, ckpt)
+
+
+def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, loaders: Any, base: Path,
+           allow_download: bool, log: Log, ckpt: dict[str, Any] | None) -> Run:
+    """Everything a run needs but its directory."""
+    input_names, output_names = list(spec.inputs), list(spec.output_names)
+    # ---- model: built, initialised (unless resuming: the checkpoint has the weights), moved
+    if model is None:
+        from ..api import build_model
+
+        model = build_model(spec)
+    if ckpt is None:
+        init_model(model, spec.init, base_dir=base, log=log)
+    model.to(hw.device)
+    # ---- data
+    if loaders is None:
+        from ..data import build_loaders
+
+        loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
+                                device=hw.device, allow_download=allow_download)
+    has_val = getattr(loaders, "val", None) is not None
+    if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
+        check_monitors(spec, has_val)
+    # ---- loss, metrics, optimizer, schedule
+    optimizer = build_optimizer(spec.optimizer, model, log=log)
+    steps_per_epoch = math.ceil(len(loaders.train) / tspec.grad_accumulation)
+    schedule = build_scheduler(spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch,
+                               has_val=has_val, log=log)
+    stop = tspec.stop_when
+    per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
+    run = Run(spec, tspec, hw, model, loaders, build_criterion(spec.loss, output_names).to(hw.device), optimizer,
+              schedule, hw.make_scaler(), {split: MetricSet(tspec.metrics, output_names) for split in ("train", "val")},
+              MetricSet(tspec.metrics, output_names) if per_step else None, log, input_names, output_names,
+              [p for g in optimizer.param_groups for p in g["params"]],
+              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"))
+    report.report_model(run)
+    if ckpt is not None:
+        restore(run, ckpt)
+    return run
+
+
+def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
+    """Write the spec and open the log in the run directory, then train."""
+    run_dir, hw = run.run_dir, run.hw
+    try:
+        digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
+        first = [f"run directory: {run_dir.path}  (device {hw.device}, precision {hw.precision})"]
+        if ckpt is not None and ckpt["spec_hash"] != digest:
+            first.append(f"warning: the spec changed since {ckpt['path']} was saved "
+                         f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
+        run.log.release(run_dir.path / "train.log", *first)
+        if ckpt is not None:
+            run.history = run_dir.keep_metrics_before(run.state.epoch)
+        run.tb = report.tensorboard(run)
+        return _fit(run)
+    except WriteFailed as err:
+        # Said at the failing write, with what is left to continue from.
+        err.message += f"; {run_dir.kept()}"
+        if err.hint is None:
+            err.hint = (f"make room, then continue with --resume {run_dir.path}" if run_dir.last.exists()
+                        else "make room (or choose another --out), then start again")
+        raise
+
+
+def _fit(run: Run) -> RunResult:
+    """The epoch loop: train, validate, record, checkpoint, stop."""
+    t, st = run.tspec, run.state
+    reason = "epochs"
+    try:
+        with SigintGuard() as interrupt:
+            while st.epoch < t.epochs and reason == "epochs":
+                # ---- train one epoch, then validate
+                started = time.perf_counter()
+                reason = _train_epoch(run, interrupt) or reason
+                train_time = time.perf_counter() - started
+                values = _epoch_values(run)
+                run.schedule.after_epoch(values)
+                st.epoch, st.batch = st.epoch + 1, 0
+                # ---- record, decide whether to stop, checkpoint
+                record = report.record_epoch(run, values, train_time, time.perf_counter() - started)
+                reason = check_stopping(run, values) if reason == "epochs" else reason
+                final = st.epoch == t.epochs or reason != "epochs"
+                saved = save_epoch(run, values, final)
+                report.log_epoch(run, record, final)
+                # ---- Ctrl-C during the epoch: stop here, with last.pt written
+                if interrupt.requested and reason == "epochs" and not final:
+                    if not saved:
+                        save(run, run.run_dir.last)
+                    raise Interrupted(run.run_dir.last)
+        best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
+        return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
+    finally:
+        report.finish(run)
+
+
+def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
+    """One pass over the training data; returns "stop_when" if a step-level target is met."""
+    st, t = run.state, run.tspec
+    batches = _epoch_batches(run)
+    n_batches, accum = len(run.loaders.train), t.grad_accumulation
+    bar = report.progress(run, n_batches)
+    pending = 0  # batches whose gradients were accumulated since the last optimizer step
+    for i, (inputs, target) in enumerate(batches, start=st.batch):
+        inputs, target = run.hw.to_device(inputs), run.hw.to_device(target)
+        # ---- forward: the model under autocast, the loss in float32
+        outputs = forward(run, inputs)
+        loss = run.criterion(outputs, target)
+        n = batch_size(inputs)
+        # ---- backward: gradients summed over `accum` batches, each weighted 1/window
+        window = min(accum, n_batches - (i // accum) * accum)
+        if _finite(run, loss, i, n_batches):
+            scaled = loss if window == 1 else loss / window
+            (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+            for meter in (run.meters["train"], run.window_meter):
+                if meter is not None:
+                    meter.update(outputs, target, loss, n)
+            pending += 1
+        st.batch = i + 1
+        if bar is not None:
+            bar.update(n, loss)
+        if (st.batch % accum and st.batch != n_batches) or not pending:
+            continue  # mid-window, or every batch of the window was skipped
+        # ---- optimizer step, then the step-level stops
+        stepped, pending = _step(run, pending, i, n_batches), 0
+        if not stepped:
+            continue
+        st.step += 1
+        run.schedule.after_step()
+        if stop_at_step(run):
+            report.close(bar)
+            return "stop_when"
+        if interrupt.requested:
+            report.close(bar)
+            save(run, run.run_dir.last)
+            raise Interrupted(run.run_dir.last)
+    report.close(bar)
+    return None
+
+
+def _epoch_batches(run: Run) -> Any:
+    """The training loader's iterator for this epoch, positioned where a resumed run left off."""
+    st, loader = run.state, run.loaders.train
+    run.model.train()
+    set_epoch = getattr(loader, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(st.epoch)
+    if st.batch == 0:
+        run.meters["train"].reset()
+        _restore_rng_once(run)  # resumed at an epoch boundary: before the loader draws
+    batches = iter(loader)
+    for _ in range(st.batch):  # resumed mid-epoch: replay the order, skip what was done
+        next(batches)
+    _restore_rng_once(run)
+    return batches
+
+
+def _step(run: Run, pending: int, i: int, n_batches: int) -> bool:
+    """Clip, step and zero the gradients; False when `on_nan: skip` drops a step whose
+    gradient overflowed (the step would make the weights NaN/inf)."""
+    st, clip, scaler, opt = run.state, run.tspec.grad_clip, run.scaler, run.optimizer
+    if run.tspec.on_nan == "skip" and scaler is None and not _grads_finite(run):
+        st.skipped += pending
+        run.log.warn(f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
+                     f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)")
+        opt.zero_grad(set_to_none=True)
+        return False
+    if clip is not None:
+        if scaler is not None:
+            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(run.params, clip.max_norm, norm_type=clip.norm_type)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return True
+
+
+def _grads_finite(run: Run) -> bool:
+    """Whether every gradient is finite (one device sync). Used by `on_nan: skip` only: fp16
+    runs have the GradScaler, which already skips such steps."""
+    grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in run.params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def _finite(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
+    """False (skip the batch) or NonFiniteLoss when the loss is NaN/inf."""
+    if bool(torch.isfinite(loss)):
+        return True
+    st = run.state
+    where = f"epoch {st.epoch + 1}, step {st.step + 1} (batch {i + 1} of {n_batches})"
+    if run.tspec.on_nan == "skip":
+        st.skipped += 1
+        run.log.warn(f"loss is {float(loss.detach())} at {where}; batch skipped (train.on_nan: skip)")
+        return False
+    raise NonFiniteLoss(f"loss is {float(loss.detach())} at {where}; {run.run_dir.kept()}", path=("train", "on_nan"),
+                        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")
+
+
+def _epoch_values(run: Run) -> dict[str, float]:
+    """train_* from the epoch's running sums, val_* from a pass over the validation data."""
+    values = {f"train_{k}": v for k, v in run.meters["train"].compute().items()}
+    if getattr(run.loaders, "val", None) is not None:
+        run.model.eval()
+        values.update({f"val_{k}": v for k, v in evaluate_loader(run, run.loaders.val, run.meters["val"]).items()})
+        run.model.train()
+    return values
+
+
+def _restore_rng_once(run: Run) -> None:
+    if run.resume_rng is not None:
+        set_rng_state(run.resume_rng)
+        run.resume_rng = None

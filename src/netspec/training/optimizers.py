@@ -1,0 +1,160 @@
+"""Optimizers: the registry (every ``torch.optim`` optimizer), the spec check and the builder.
+
+The check runs once, when the spec is loaded (:class:`netspec.training.spec.OptimizerSpec`'s
+validator calls :func:`check_optimizer`); :func:`build_optimizer` trusts the spec and only
+checks what needs the model: the parameter-group patterns against its parameter names.
+
+>>> "AdamW" in OPTIMIZERS and "LBFGS" not in OPTIMIZERS
+True
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError, TrainingError, did_you_mean, fmt_args, fmt_call, number_string_hint, summarise
+from ..registry import Registry, SpecPath, check_args
+from .rundir import Log
+
+if TYPE_CHECKING:
+    from .spec import OptimizerSpec, ParamGroupSpec
+
+__all__ = ["OPTIMIZERS", "check_optimizer", "build_optimizer", "stand_in_optimizer"]
+
+
+def _torch_optimizers(registry: Registry[type[torch.optim.Optimizer]]) -> None:
+    for name, cls in vars(torch.optim).items():
+        if inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer \
+                and name not in registry.refused:
+            registry.add(name, cls)
+
+
+#: optimizer name -> torch.optim class; every optimizer of torch.optim but LBFGS.
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", fill=_torch_optimizers, passed=("params",))
+OPTIMIZERS.refuse("LBFGS", "LBFGS is not supported: LBFGS needs a closure that re-evaluates the model on every step")
+
+
+def check_optimizer(spec: OptimizerSpec) -> None:
+    """Name, arguments, group options and regular expressions of an ``optimizer:`` section;
+    then the optimizer is made on a stand-in parameter, so that a wrong value (a negative lr,
+    `lr: "1e-5"` read as text) is reported at its line before any work.
+
+    Paths are relative to the section.
+
+    >>> from netspec.training.spec import OptimizerSpec
+    >>> check_optimizer(OptimizerSpec.model_construct(name="SGD", args={"lr": 0.1, "momentun": 0.9}, groups=[]))
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: args.momentun: SGD has no argument `momentun`; did you mean `momentum`?
+    """
+    cls = OPTIMIZERS.check(spec)
+    every_arg = tuple(inspect.signature(cls).parameters)  # a group may leave out any argument
+    for i, group in enumerate(spec.groups):
+        check_args(cls, group.options(), ("groups", i), what=spec.name, skip=OPTIMIZERS.passed, filled=every_arg)
+        if group.match == "regex":
+            for j, pattern in enumerate(group.patterns()):
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise SpecError(f"bad regular expression `{pattern}`: {err}",
+                                    path=_pattern_path((), i, group.params, j)) from None
+    stand_in_optimizer(spec)
+
+
+def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """The spec's optimizer over one stand-in parameter (its groups left out): for the checks of
+    the optimizer's and the schedulers' values before the model exists."""
+    weight = nn.Parameter(torch.zeros(2, 2))  # no random init: the run's RNG stays untouched
+    return _construct(spec, [{"params": [weight]}], ())
+
+
+def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = None,
+                    path: SpecPath = ("optimizer",)) -> torch.optim.Optimizer:
+    """A torch.optim optimizer over the model's trainable parameters, grouped by pattern.
+
+    Frozen parameters are left out; those matching no group form the default group (or are
+    excluded with ``ungrouped: exclude``); a parameter matching two groups is an error.
+
+    >>> from netspec.training.spec import OptimizerSpec
+    >>> m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    >>> opt = build_optimizer(OptimizerSpec.model_validate({"SGD": {"lr": 1e-5}, "groups": [{"params": "1.*", "lr": 1e-2}]}), m)
+    >>> [g["lr"] for g in opt.param_groups]
+    [0.01, 1e-05]
+    """
+    log = log or Log.quiet()
+    named = list(model.named_parameters())
+    owner: dict[str, int] = {}  # parameter name -> its group
+    groups: list[dict[str, Any]] = []
+    for i, group in enumerate(spec.groups):
+        names = _group_names(group, i, named, model, path)
+        for n in (n for n, _ in named if n in names):  # model order: the first clash is reported
+            if n in owner:
+                raise SpecError(f"parameter `{n}` matches groups {owner[n]} and {i}; each parameter may be in one group",
+                                path=(*path, "groups", i, "params"), hint="make the patterns disjoint")
+            owner[n] = i
+        trainable = [p for n, p in named if n in names and p.requires_grad]
+        options = group.options()
+        if trainable:
+            groups.append({"params": trainable, **options})
+        frozen = len(names) - len(trainable)
+        log.info(f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors"
+                 f"{' ' + fmt_call(options) if options else ''}" + (f", {frozen} frozen left out" if frozen else ""))
+    groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad], log)
+    if not groups:
+        raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
+    return _construct(spec, groups, path)
+
+
+def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: Log) -> list[dict[str, Any]]:
+    """The default group of the parameters no pattern matched (or none, with ``ungrouped: exclude``)."""
+    if not rest:
+        return []
+    if spec.ungrouped == "exclude":
+        for _, p in rest:
+            p.requires_grad_(False)  # not optimised, so no gradient needed
+        log.info(f"not optimised (ungrouped: exclude): {len(rest)} tensors ({summarise([n for n, _ in rest])})")
+        return []
+    if spec.groups:
+        log.info(f"optimizer default group: {len(rest)} tensors{' ' + fmt_call(spec.args) if spec.args else ''}")
+    return [{"params": [p for _, p in rest]}]
+
+
+def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath) -> torch.optim.Optimizer:
+    try:
+        return OPTIMIZERS[spec.name](groups, **spec.args)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
+                        hint=number_string_hint(spec.args)) from None
+
+
+def _group_names(group: ParamGroupSpec, i: int, named: list[tuple[str, nn.Parameter]], model: nn.Module,
+                 path: SpecPath) -> set[str]:
+    """Names of the parameters a group's patterns select; a pattern selecting none is an error."""
+    names: set[str] = set()
+    for j, pattern in enumerate(group.patterns()):
+        if group.match == "regex":
+            rx = re.compile(pattern)
+            hits = {n for n, _ in named if rx.fullmatch(n)}
+        else:
+            hits = {n for n, _ in named if fnmatch.fnmatchcase(n, pattern)}
+        if not hits:
+            choices = [n for n, _ in named] + [f"{m}.*" for m, _ in model.named_modules() if m]
+            raise SpecError(f"pattern `{pattern}` matches no parameter", path=_pattern_path(path, i, group.params, j),
+                            hint=did_you_mean(pattern, choices, n=2)
+                            or f"parameter names look like {summarise([n for n, _ in named], 4)}")
+        names |= hits
+    return names
+
+
+def _pattern_path(path: SpecPath, i: int, params: str | list[str], j: int) -> SpecPath:
+    base = (*path, "groups", i, "params")
+    return base if isinstance(params, str) else (*base, j)
+
+
+def _as_text(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else ",".join(value)

@@ -1,0 +1,167 @@
+"""The ``train:`` section (epochs, hardware, precision, metrics, stopping, checkpoints) and the
+mixin that gives a spec model the five training sections and their cross-section rules.
+
+>>> TrainSpec(epochs=20, seed=118).precision
+'fp32'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic.json_schema import JsonSchemaValue
+
+from ..spec_base import SpecModel, reported_at_spec_path
+from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
+
+__all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "TrainSpec",
+           "TrainingRules", "TrainingSections"]
+
+
+class GradClipSpec(SpecModel):
+    """Clip the global gradient norm (``torch.nn.utils.clip_grad_norm_``); a number is `max_norm`."""
+
+    max_norm: float = Field(gt=0, description="Largest allowed total gradient norm.")
+    norm_type: float = Field(default=2.0, description="Order of the norm (2 = L2, `inf` = max).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, data: Any) -> Any:
+        return {"max_norm": data} if isinstance(data, (int, float)) else data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        # The schema says what the validator accepts: `grad_clip: 1.0` as well as the mapping.
+        number = {"type": "number", "exclusiveMinimum": 0, "description": "max_norm"}
+        return {"anyOf": [number, handler(core_schema)]}
+
+
+class EarlyStoppingSpec(SpecModel):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
+    monitor: str = Field(default="val_loss", description="Metric name such as `val_loss`, `val_accuracy`.")
+    patience: int = Field(default=5, ge=1, description="Epochs without improvement before stopping.")
+    mode: Mode = Field(default="auto", description="`min`, `max`, or `auto` (from the metric).")
+    min_delta: float = Field(default=0.0, ge=0, description="Smallest change that counts as improvement.")
+
+
+class StopWhenSpec(SpecModel):
+    """Stop as soon as a metric crosses a target (seed 000: train accuracy above 0.99).
+
+    >>> StopWhenSpec(monitor="train_accuracy", above=0.99, check_every="step").above
+    0.99
+    """
+
+    monitor: str = Field(description="Metric name, e.g. `train_accuracy` or `val_loss`.")
+    above: float | None = Field(default=None, description="Stop once the metric is greater than this.")
+    below: float | None = Field(default=None, description="Stop once the metric is less than this.")
+    check_every: Literal["epoch", "step"] = Field(
+        default="epoch",
+        description="`epoch`: test the epoch's value; `step`: test after every optimizer step "
+        "(train_* metrics on that step's batch; val_* metrics evaluate the validation set).",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> StopWhenSpec:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("stop_when needs exactly one of `above:` or `below:`")
+        return self
+
+
+class CheckpointPolicySpec(SpecModel):
+    """When last.pt and best.pt are written.
+
+    Every ``every`` epochs and at the end, last.pt is written, and best.pt too when the
+    monitored metric beats the best checkpoint so far. (A Ctrl-C also writes last.pt.)
+    """
+
+    every: int = Field(
+        default=1,
+        ge=0,
+        description="Checkpoint every N epochs (0: only at the end). Raise it when epochs take "
+        "milliseconds (seed 000's 1000 one-batch epochs).",
+    )
+    monitor: str | None = Field(
+        default=None,
+        description="Metric deciding best.pt (default: `val_loss`, or `train_loss` without validation data).",
+    )
+    mode: Mode = Field(default="auto", description="`min`, `max` or `auto` (from the metric).")
+
+
+class TrainSpec(SpecModel):
+    """How to train: epochs, hardware, precision, reproducibility, metrics and stopping.
+
+    >>> TrainSpec(epochs=20, seed=118).precision
+    'fp32'
+    """
+
+    epochs: int = Field(default=1, ge=1, description="Number of passes over the training data.")
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`.",
+    )
+    precision: Literal["fp32", "fp16", "bf16"] = Field(
+        default="fp32",
+        description="`fp16`: autocast to float16 with a GradScaler; `bf16`: autocast to bfloat16.",
+    )
+    seed: int = Field(default=0, ge=0, lt=2**32, description="Seeds python, numpy and torch (all devices).")
+    deterministic: bool = Field(
+        default=False,
+        description="torch.use_deterministic_algorithms(True) and no cudnn autotuning: "
+        "slower, but repeatable on GPU.",
+    )
+    grad_clip: GradClipSpec | None = Field(default=None, description="Clip the gradient norm; a number means max_norm.")
+    grad_accumulation: int = Field(
+        default=1, ge=1, description="Sum gradients over this many batches per optimizer step."
+    )
+    metrics: list[MetricSpec] = Field(
+        default_factory=list,
+        description="Metrics computed on train and val every epoch (the loss always is): "
+        "`accuracy`, `{top_k_accuracy: {k: 5}}`, `dice`, `iou`, `mse`, `mae`.",
+    )
+    early_stopping: EarlyStoppingSpec | None = Field(default=None, description="Stop when a metric stops improving.")
+    stop_when: StopWhenSpec | None = Field(default=None, description="Stop when a metric reaches a target.")
+    checkpoint: CheckpointPolicySpec = Field(
+        default_factory=CheckpointPolicySpec, description="When last.pt / best.pt are written."
+    )
+    on_nan: Literal["error", "skip"] = Field(
+        default="error",
+        description="A NaN/inf loss: `error` stops with the last good checkpoint kept; `skip` "
+        "drops that batch and goes on.",
+    )
+    log_every: int = Field(
+        default=1, ge=1, description="Print the epoch line every N epochs (metrics.jsonl always gets every epoch)."
+    )
+    progress: Literal["auto", "bar", "line"] = Field(
+        default="auto",
+        description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when "
+        "stderr is a terminal.",
+    )
+
+
+class TrainingRules(SpecModel):
+    """Checks the rules that span the training sections once the whole spec is validated (a
+    loss names an output that exists, a monitor a metric that will be produced, a scheduler
+    list's phases fit together): :func:`netspec.training.rules.check_training_sections`."""
+
+    @model_validator(mode="after")
+    def _training_rules(self) -> Any:
+        from .rules import check_training_sections
+
+        with reported_at_spec_path():
+            check_training_sections(self)
+        return self
+
+
+class TrainingSections(TrainingRules):
+    """The five training sections as one mixin, for a spec model to inherit (the tests' stand-ins)."""
+
+    loss: LossSpec | None = Field(default=None, description="Loss (see LossSpec).")
+    optimizer: OptimizerSpec | None = Field(default=None, description="Optimizer and parameter groups.")
+    scheduler: SchedulerSpecs | None = Field(
+        default=None, description="Learning-rate scheduler, or a list run one after the other."
+    )
+    init: InitSpec | None = Field(default=None, description="Weight initialisation and pretrained weights.")
+    train: TrainSpec | None = Field(default=None, description="Epochs, device, precision, metrics, stopping.")

@@ -1,0 +1,141 @@
+"""What a run tells its user: the progress bar, the epoch lines, metrics.jsonl, curves.png and
+TensorBoard. Everything here reads the run; nothing changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from typing import Any
+
+from torch import Tensor
+
+from ..errors import first_line
+
+__all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
+
+
+class Bar:
+    """tqdm bar with loss and samples/s; the loss is read every few steps (it syncs the GPU)."""
+
+    def __init__(self, total: int, initial: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
+        self.samples, self.start, self.calls = 0, time.perf_counter(), 0
+
+    def update(self, n: int, loss: Tensor) -> None:
+        self.samples += n
+        self.calls += 1
+        self.bar.update(1)
+        if self.calls % 10 == 1:
+            rate = self.samples / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix(loss=f"{float(loss.detach()):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress(run: Any, total: int) -> Bar | None:
+    mode = run.tspec.progress
+    if mode == "line" or (mode == "auto" and not sys.stderr.isatty()) or not run.hw.is_main:
+        return None
+    return Bar(total, run.state.batch, f"epoch {run.state.epoch + 1}/{run.tspec.epochs}")
+
+
+def close(bar: Bar | None) -> None:
+    if bar is not None:
+        bar.close()
+
+
+def log_epoch(run: Any, record: dict[str, Any], final: bool) -> None:
+    if not final and record["epoch"] % run.tspec.log_every and record["epoch"] != 1:
+        return
+    skip = {"epoch", "step", "t", "lr_groups", "time_s", "samples_per_s", "lr"}
+    parts = [f"epoch {record['epoch']}/{run.tspec.epochs}"]
+    parts += [f"{k} {v:.4f}" for k, v in record.items() if k not in skip and isinstance(v, float)]
+    parts.append(f"lr {record['lr']:.3g}")
+    parts.append(f"{record['time_s']:.1f}s")
+    if record.get("samples_per_s"):
+        parts.append(f"{record['samples_per_s']:.0f} samples/s")
+    run.log.info("  ".join(parts))
+
+
+def plot_curves(run: Any) -> None:
+    """curves.png: one panel per metric, train and val; Agg canvas, no pyplot state."""
+    if not run.history or not run.hw.is_main:
+        return
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    keys = run.meters["train"].keys()
+    fig = Figure(figsize=(4 * len(keys), 3.2))
+    FigureCanvasAgg(fig)
+    epochs = [r["epoch"] for r in run.history]
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for split in ("train", "val"):
+            ys = [r.get(f"{split}_{key}") for r in run.history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, [math.nan if y is None else y for y in ys], marker="o", label=split)
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.run_dir.path / "curves.png", dpi=80)
+
+
+def tensorboard(run: Any) -> Any:
+    if not run.hw.is_main:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(log_dir=str(run.run_dir.path / "tb"))
+
+
+def record_epoch(run: Any, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:
+    st = run.state
+    lrs = [g["lr"] for g in run.optimizer.param_groups]
+    samples = getattr(run.loaders.train, "dataset_size", None)
+    record: dict[str, Any] = {"epoch": st.epoch, "step": st.step, **values, "lr": lrs[0]}
+    if len(lrs) > 1:
+        record["lr_groups"] = lrs
+    record["time_s"] = round(epoch_time, 4)
+    if samples:
+        record["samples_per_s"] = round(samples / train_time, 1) if train_time > 0 else None
+    if st.skipped:
+        record["skipped_batches"] = st.skipped
+    record["t"] = time.time()
+    run.history.append(record)
+    if run.hw.is_main:
+        run.run_dir.append_metrics(record)
+        if run.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step", "t"):
+                    run.tb.add_scalar(k, v, st.epoch)
+    return record
+
+
+def report_model(run: Any) -> None:
+    total = sum(p.numel() for p in run.model.parameters())
+    trained = sum(p.numel() for p in run.params)
+    run.log.info(f"model: {total:,} parameters, {trained:,} trained; {len(run.loaders.train)} batches per epoch")
+
+
+def finish(run: Any) -> None:
+    """curves.png and TensorBoard: best effort. This runs in a `finally`, so an error here (a
+    full disk) must not replace the one that ended the run, nor fail a finished one."""
+    try:
+        plot_curves(run)
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            run.log.warn(f"curves.png not written: {first_line(err)}")
+    if run.tb is not None:
+        with contextlib.suppress(Exception):
+            run.tb.close()

@@ -1,0 +1,86 @@
+"""The rules that span the training sections, checked once when a spec is loaded.
+
+Each entry (a loss, an optimizer, a metric...) checks itself against its registry; what needs two
+sections or the model's outputs is checked here, by :func:`check_training_sections`, which the
+spec model calls after it is validated:
+
+* every loss and metric reads an output the model has (or the only one), metric names are unique;
+* a monitor (early stopping, stop_when, best checkpoint, ReduceLROnPlateau) names a metric the
+  run will produce: ``train_*`` always, ``val_*`` when the data section has validation data;
+* a scheduler list's phases fit together, and the schedulers can be made on the optimizer.
+
+Whether there is validation data is known here only from the ``data:`` section; when the loaders
+come from Python the runner calls :func:`check_monitors` once more with the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SpecError, did_you_mean
+from ..registry import SpecPath
+from .losses import plan_terms
+from .metrics import metric_keys, split_metric_name
+from .optimizers import stand_in_optimizer
+from .schedulers import check_schedule, phases
+
+__all__ = ["check_training_sections", "check_monitors", "static_has_val", "produced_metrics"]
+
+
+def check_training_sections(spec: Any) -> None:
+    """Check what spans sections (see the module docstring); paths are from the spec's root.
+
+    ``spec`` has ``output_names``, ``data`` and the five training sections (None when absent).
+    """
+    outputs = list(spec.output_names)
+    if not outputs:
+        return  # `outputs: {}`: the compiler's own check says so, at the outputs
+    if spec.loss is not None:
+        plan_terms(spec.loss, outputs)
+    if spec.train is not None:
+        metric_keys(spec.train.metrics, outputs)
+    if spec.scheduler is not None:
+        optimizer = stand_in_optimizer(spec.optimizer) if spec.optimizer is not None else None
+        check_schedule(spec.scheduler, optimizer, epochs=spec.train.epochs if spec.train else 1)
+    check_monitors(spec, static_has_val(spec))
+
+
+def static_has_val(spec: Any) -> bool | None:
+    """Whether the spec's data has a validation split; None without a ``data:`` section."""
+    data = getattr(spec, "data", None)
+    return None if data is None else data.val is not None
+
+
+def produced_metrics(spec: Any, has_val: bool | None) -> list[str]:
+    """Every metric name a run of ``spec`` logs: ``train_loss``, ``train_accuracy``, ``val_loss``...
+    (``val_*`` unless ``has_val`` is False)."""
+    metrics = spec.train.metrics if spec.train is not None else []
+    keys = metric_keys(metrics, list(spec.output_names))
+    splits = ("train",) if has_val is False else ("train", "val")
+    return [f"{s}_{k}" for s in splits for k in keys]
+
+
+def check_monitors(spec: Any, has_val: bool | None) -> None:
+    """Every monitored metric is one the run produces (``has_val`` None: either split may be)."""
+    produced = produced_metrics(spec, has_val)
+    tspec = spec.train
+    if tspec is not None:
+        for section in ("early_stopping", "stop_when", "checkpoint"):
+            sub = getattr(tspec, section)
+            if sub is not None and sub.monitor is not None:
+                _check_monitor(sub.monitor, produced, ("train", section, "monitor"))
+    for phase, path in phases(spec.scheduler):
+        if phase.monitor is not None:
+            _check_monitor(phase.monitor, produced, (*path, "monitor"))
+
+
+def _check_monitor(name: str, produced: list[str], path: SpecPath) -> None:
+    if name in produced:
+        return
+    split = split_metric_name(name)
+    hint = did_you_mean(name, produced)
+    if split and split[0] == "val" and not any(p.startswith("val_") for p in produced):
+        hint = "there is no validation data: add a val split under `data:` or monitor a train_* metric"
+    elif split and f"train_{split[1]}" not in produced and f"val_{split[1]}" not in produced and not hint:
+        hint = f"add `{split[1]}` to train.metrics" if split[1] != "loss" else None
+    raise SpecError(f"no metric `{name}` is produced; the run produces {', '.join(produced)}", path=path, hint=hint)

@@ -1,0 +1,252 @@
+"""A run's directory and log: where every file of a run is written, and how.
+
+Run directory (``runs/<spec name>/<timestamp>`` unless ``--out`` says otherwise)::
+
+    spec.yaml  spec.sha256   the resolved spec and the sha256 of that file
+    train.log                everything printed
+    metrics.jsonl            one JSON line per epoch
+    last.pt  best.pt         checkpoints (written atomically, :mod:`netspec.training.checkpoint`)
+    curves.png               loss / metric curves
+    tb/                      TensorBoard logs, when tensorboard is installed
+
+Every write goes through :func:`writing`, which turns an OSError (a full disk, a vanished
+directory) into one :class:`~netspec.errors.WriteFailed` line naming the file.
+
+>>> log = Log.quiet(); log.info("not shown anywhere")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+import yaml
+
+from ..errors import TrainingError, WriteFailed, first_line
+
+__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "probe", "spec_hash", "resolved_spec"]
+
+
+
+class Log:
+    """Prints to a stream and appends to the run's train.log.
+
+    ``hold=True``: messages wait (neither printed nor written) until :meth:`release` names the
+    log file; a run is set up, and every mistake found, before its directory exists.
+    """
+
+    def __init__(self, stream: TextIO | None, file: Path | None, hold: bool = False) -> None:
+        self.stream, self.file = stream, file
+        self.held: list[str] | None = [] if hold else None
+
+    @classmethod
+    def quiet(cls) -> Log:
+        """A log that prints and writes nothing (for the builders called outside a run)."""
+        return cls(None, None)
+
+    def release(self, file: Path, *first: str) -> None:
+        """Log to ``file`` from now on: the ``first`` lines, then the held messages."""
+        held, self.held, self.file = self.held or [], None, file
+        for msg in (*first, *held):
+            self.info(msg)
+
+    def info(self, msg: str) -> None:
+        if self.held is not None:
+            self.held.append(msg)
+            return
+        if self.stream is not None:
+            print(msg, file=self.stream, flush=True)
+        if self.file is not None:
+            with writing(self.file), open(self.file, "a", encoding="utf-8") as f:
+                f.write(msg + "\n")
+
+    def warn(self, msg: str) -> None:
+        self.info(f"warning: {msg}")
+
+
+class RunDir:
+    """A run's directory: spec, log, metrics, checkpoints, plots."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.saved: tuple[int, int] | None = None  # (epoch, step) of the last.pt known to be good
+
+    @classmethod
+    def create(cls, out: str | Path | None, spec_name: str) -> RunDir:
+        """A new directory under ``out`` (default ``runs/<spec name>``), never reused."""
+        parent = Path(out) if out is not None else Path("runs") / _safe_name(spec_name)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 10_000):
+                path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            probe(path)
+        except OSError as err:
+            raise TrainingError(
+                f"cannot write the run directory under {parent}: {err.strerror or err}",
+                path=("--out",),
+                hint="choose a writable place with --out DIR",
+            ) from None
+        return cls(path)
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    def write_spec(self, resolved: dict[str, Any]) -> str:
+        """Write spec.yaml and spec.sha256 (``sha256sum -c`` format); return the hash.
+
+        Each file is written whole or not at all (temp file + rename), and a resumed run leaves
+        an identical spec.yaml untouched, so a kill at any moment never leaves a partial spec.
+        """
+        text = spec_yaml(resolved)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        name = "spec.yaml"
+        existing = self.path / name
+        if existing.exists() and existing.read_text(encoding="utf-8") != text:
+            name = f"spec.{digest[:12]}.yaml"  # a resumed run with a changed spec keeps both
+        write_text(self.path / name, text)
+        write_text(self.path / name.replace(".yaml", ".sha256"), f"{digest}  {name}\n")
+        return digest
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        file = self.path / "metrics.jsonl"
+        with writing(file), open(file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The records; a line left incomplete by a crash or a full disk is dropped."""
+        file = self.path / "metrics.jsonl"
+        if not file.exists():
+            return []
+        records = []
+        for line in file.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                    records.append(record)
+        return records
+
+    def keep_metrics_before(self, epoch: int) -> list[dict[str, Any]]:
+        """Drop records of epochs after a checkpoint (they will be redone); return the rest."""
+        kept = [r for r in self.read_metrics() if r["epoch"] <= epoch]
+        write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept), force=True)
+        return kept
+
+    def remove_stale_temps(self) -> list[str]:
+        """Delete temp files a killed process left (``.last.pt.<pid>.tmp``, ...); return their names.
+
+        Only files of processes that are gone: a live writer's temp file is left alone.
+        """
+        removed = []
+        for tmp in self.path.glob(".*.tmp"):
+            found = re.fullmatch(r"\..+\.(\d+)\.tmp", tmp.name)
+            if found and (int(found.group(1)) == os.getpid() or _pid_alive(int(found.group(1)))):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp.name)
+        return removed
+
+    def kept(self) -> str:
+        """Which checkpoint a failure leaves, for its message."""
+        if self.saved is not None:
+            return f"the last good checkpoint is {self.last}; it holds epoch {self.saved[0]}, step {self.saved[1]}"
+        if self.last.exists():
+            return f"the last good checkpoint is {self.last}"
+        return "no checkpoint was written yet"
+
+
+def probe(directory: Path) -> None:
+    """Raise OSError unless a file can be created in ``directory``."""
+    test_file = directory / f".write-test.{os.getpid()}.tmp"
+    with open(test_file, "wb"):
+        pass
+    test_file.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return False  # no cheap, harmless check (os.kill would terminate it)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def writing(file: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise WriteFailed(f"cannot write {file}: {err.strerror or first_line(err)}", path=("--out",)) from None
+
+
+def write_text(file: Path, text: str, force: bool = False) -> None:
+    """Replace ``file`` by ``text`` atomically (temp file + rename); skip it if already equal."""
+    with writing(file):
+        if not force and file.exists() and file.read_text(encoding="utf-8") == text:
+            return
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, file)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name) or "run"
+
+
+def spec_yaml(resolved: dict[str, Any]) -> str:
+    return yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
+
+
+def spec_hash(spec: Any) -> str:
+    """sha256 of the resolved spec's YAML, as written to spec.yaml."""
+    return hashlib.sha256(spec_yaml(resolved_spec(spec)).encode()).hexdigest()
+
+
+def resolved_spec(spec: Any) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+
+def resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
+    """Where a resumed run goes on: the checkpoint's run directory, unless it is elsewhere or
+    ``--out`` is given (then a new directory)."""
+    directory = Path(ckpt["path"]).parent
+    if out is not None or not (directory / "spec.yaml").exists():
+        return RunDir.create(out if out is not None else directory, "resumed")
+    try:
+        probe(directory)
+    except OSError as err:
+        raise TrainingError(f"cannot write the run directory {directory}: {err.strerror or err}", path=("--resume",),
+                            hint="make it writable, or continue in a new directory with --out DIR") from None
+    run = RunDir(directory)
+    run.remove_stale_temps()  # left by a process killed while writing
+    if Path(ckpt["path"]).resolve() == run.last.resolve():
+        run.saved = (ckpt["epoch"], ckpt["step"])
+    return run

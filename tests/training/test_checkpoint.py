@@ -1,0 +1,90 @@
+"""Checkpoints: resume against an uninterrupted run (bit-equal), best.pt, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from netspec.errors import CheckpointError, Interrupted
+from netspec.training.checkpoint import load_checkpoint
+
+from standins import assert_same_weights, loaders, make_spec, mlp, run, strip_times
+
+
+def test_resume_at_epoch_boundary_equals_uninterrupted(tmp_path: Path) -> None:
+    full = run(make_spec(train={"epochs": 3}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "a")
+    first = run(make_spec(train={"epochs": 1}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "b")
+    resumed = run(make_spec(train={"epochs": 3}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "b",
+                  resume=first.run_dir / "last.pt")
+    assert_same_weights(resumed.model, full.model)
+    assert resumed.run_dir == first.run_dir  # continues in the same directory
+    assert "spec changed" in resumed.log  # epochs 1 -> 3 changes the hash: warned, not refused
+    assert strip_times(resumed.history) == strip_times(full.history)
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_resume_with_fp16_grad_scaler(tmp_path: Path) -> None:
+    spec = lambda epochs: make_spec(train={"epochs": epochs, "precision": "fp16", "device": "cpu"})  # noqa: E731
+    full = run(spec(2), tmp_path / "a")
+    first = run(spec(1), tmp_path / "b")
+    resumed = run(spec(2), tmp_path / "b", resume=first.run_dir)  # a run directory means its last.pt
+    assert_same_weights(resumed.model, full.model)
+    assert torch.load(resumed.run_dir / "last.pt", weights_only=True)["scaler"]["scale"] > 0
+
+
+def test_sigint_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
+    spec = make_spec(optimizer={"AdamW": {"lr": 0.01}}, train={"epochs": 2, "grad_accumulation": 2, "metrics": ["accuracy"]},
+                     scheduler={"OneCycleLR": {"max_lr": 0.05}, "interval": "step"})
+    full = run(spec, tmp_path / "a")
+
+    def ctrl_c(epoch: int, batch: int) -> None:
+        if (epoch, batch) == (1, 1):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted) as stop:
+        run(spec, tmp_path / "b", data=loaders(on_batch=ctrl_c))
+    ckpt = load_checkpoint(stop.value.checkpoint)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, 4)  # finished the accumulation window
+    resumed = run(spec, tmp_path / "b", resume=stop.value.checkpoint)
+    assert "spec changed" not in resumed.log
+    assert_same_weights(resumed.model, full.model)
+    assert strip_times(resumed.history) == strip_times(full.history)
+
+
+def test_resume_refuses_a_plain_state_dict(tmp_path: Path) -> None:
+    torch.save(mlp().state_dict(), tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="not a netspec checkpoint"):
+        run(make_spec(), tmp_path, resume=tmp_path / "w.pt")
+
+
+def test_best_checkpoint_follows_monitor(tmp_path: Path) -> None:
+    spec = make_spec(optimizer={"SGD": {"lr": 0.05}}, train={"epochs": 3, "metrics": ["accuracy"],
+                     "checkpoint": {"monitor": "val_accuracy"}})
+    result = run(spec, tmp_path)
+    best = torch.load(result.run_dir / "best.pt", weights_only=True)
+    values = [r["val_accuracy"] for r in result.history]
+    assert best["best"]["value"] == max(values)
+    assert best["epoch"] == result.history[values.index(max(values))]["epoch"]
+
+
+def test_save_checkpoint_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from netspec.training.checkpoint import save_checkpoint
+
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"a": torch.ones(2)})
+
+    def crash(*args: Any, **kw: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(target, {"a": torch.zeros(2)})
+    assert torch.load(target, weights_only=True)["a"].tolist() == [1.0, 1.0]  # old one intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left

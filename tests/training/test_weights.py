@@ -1,0 +1,91 @@
+"""Weights from files: prefixes, partial loads, shape mismatches, refused pickles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from netspec.errors import CheckpointError
+from netspec.training.spec import WeightsSpec
+from netspec.training.weights import load_weights
+
+from standins import ListLog, Small, make_spec, mlp, run
+
+
+def test_load_state_dict_with_dataparallel_prefix(tmp_path: Path) -> None:
+    src = Small()
+    torch.save({f"module.{k}": v for k, v in src.state_dict().items()}, tmp_path / "dp.pt")
+    dst, lines = Small(), []
+    load_weights(dst, WeightsSpec(path="dp.pt"), base_dir=tmp_path, log=ListLog(lines))
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v)
+    assert "removed DataParallel prefix `module.`" in lines[0] and "loaded 9/9 tensors" in lines[0]
+
+
+def test_whole_pickled_model_is_refused(tmp_path: Path) -> None:
+    torch.save(Small(), tmp_path / "whole.pt")  # seed 003: torch.save(model, save_path)
+    with pytest.raises(CheckpointError) as err:
+        load_weights(Small(), WeightsSpec(path="whole.pt"), base_dir=tmp_path)
+    assert "a whole pickled model" in str(err.value) and "weights_only=True" in str(err.value)
+    assert "state_dict()" in (err.value.hint or "")
+
+
+def test_partial_load_reports_missing_and_unexpected(tmp_path: Path) -> None:
+    state = {k: v for k, v in Small().state_dict().items() if not k.startswith("fc.")}
+    state["head.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"):
+        load_weights(Small(), WeightsSpec(path="w.pt"), base_dir=tmp_path)
+    lines: list[str] = []
+    load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path, log=ListLog(lines))
+    assert "loaded 7/9 tensors" in lines[0] and "kept from init: fc.weight, fc.bias" in lines[0]
+    assert "ignored from the file: head.weight" in lines[0]
+
+
+def test_shape_mismatch_names_key_and_shapes(tmp_path: Path) -> None:
+    state = Small().state_dict()
+    state["fc.weight"] = torch.zeros(10, 4)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match=r"`fc.weight` has shape \(10, 4\) in w.pt but \(2, 4\) in the model"):
+        load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path)
+
+
+def test_prefixes_and_nested_state_dicts(tmp_path: Path) -> None:
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = Small()
+
+    src = Small()
+    torch.save({"epoch": 3, "state_dict": src.state_dict()}, tmp_path / "ckpt.pt")  # found automatically
+    dst = Wrapped()
+    load_weights(dst, WeightsSpec.model_validate({"path": "ckpt.pt", "add_prefix": "net."}), base_dir=tmp_path)
+    torch.testing.assert_close(dst.net.fc.weight, src.fc.weight)
+    torch.save({"weights_v2": {f"backbone.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "b.pt")
+    dst2 = Small()
+    load_weights(dst2, WeightsSpec.model_validate({"path": "b.pt", "key": "weights_v2", "strip_prefix": "backbone."}), base_dir=tmp_path)
+    torch.testing.assert_close(dst2.conv.weight, src.conv.weight)
+
+
+def test_bad_weight_files(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for name, text in [("missing.pt", "not found"), ("junk.pt", "not a PyTorch weights file")]:
+        with pytest.raises(CheckpointError, match=text):
+            load_weights(Small(), WeightsSpec(path=name), base_dir=tmp_path)
+    torch.save({"epoch": 1}, tmp_path / "nostate.pt")
+    with pytest.raises(CheckpointError, match="no state_dict found") as err:
+        load_weights(Small(), WeightsSpec(path="nostate.pt"), base_dir=tmp_path)
+    assert "key:" in (err.value.hint or "")
+
+
+def test_init_then_weights_in_a_run(tmp_path: Path) -> None:
+    src = mlp(3)
+    torch.save(src.state_dict(), tmp_path / "pre.pt")
+    spec = make_spec(optimizer={"SGD": {"lr": 0.0}}, train={"epochs": 1},
+                     init={"rules": [{"layer": "Linear", "bias": "ones_"}], "weights": str(tmp_path / "pre.pt")})
+    result = run(spec, tmp_path)
+    torch.testing.assert_close(result.model[0].bias, src[0].bias)  # the file wins over the rule
+    assert "init rules[0] Linear" in result.log and "loaded 4/4 tensors" in result.log

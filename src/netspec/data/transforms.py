@@ -69,7 +69,8 @@ _REFUSED: dict[str, str] = {
     **dict.fromkeys(["FiveCrop", "TenCrop"], "they return tuples of images"),
     "LinearTransformation": "it needs a tensor argument",
     **dict.fromkeys(["ClampBoundingBoxes", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes", "ClampKeyPoints",
-                     "SanitizeKeyPoints", "SetClampingMode"], "no source gives bounding boxes or key points"),
+                     "SanitizeKeyPoints", "SetClampingMode", "RandomIoUCrop"],
+                    "it needs bounding boxes or key points, which no source gives"),
     "UniformTemporalSubsample": "no source gives videos",
 }
 

@@ -7,7 +7,60 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from datafiles import write_mnist, write_pt
+from netspec.data import SAMPLERS, SamplerContext, sampler_order
 from .helpers import batches, build, data_error, same_batches, tensor_file
+
+# --------------------------------------------------------------------------------------------
+# Registry-wide: every sampler builds, and its epoch order replays exactly
+# --------------------------------------------------------------------------------------------
+
+#: Options of each registered sampler (the value under its key in a spec). A new sampler without
+#: an example fails test_every_sampler_has_an_example.
+EXAMPLES = {
+    "WeightedRandomSampler": {"class_weights": {1: 0.85}, "default_weight": 0.1},
+    "RandomSampler": {"replacement": True, "num_samples": 50},
+}
+
+
+def test_every_sampler_has_an_example():
+    assert set(EXAMPLES) == set(SAMPLERS)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_order_is_its_own_iteration(name):
+    """sampler_order() makes the sampler's own generator calls: same indices, same state after."""
+    entry = SAMPLERS[name]
+    options = entry.options.model_validate(EXAMPLES[name])
+    labels = torch.arange(40) % 3  # (40,) three classes
+
+    def make():
+        ctx = SamplerContext(40, labels, ["a", "b", "c"], torch.Generator().manual_seed(1), ("data", "sampler", name))
+        return entry.build(options, ctx), ctx.generator
+
+    ours, g_ours = make()
+    theirs, g_theirs = make()
+    order = sampler_order(ours)
+    assert torch.equal(order, torch.tensor(list(theirs), dtype=torch.int64))
+    assert torch.equal(g_ours.get_state(), g_theirs.get_state())
+    assert len(order) == len(ours) and ((0 <= order) & (order < 40)).all()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_drives_a_loader_that_resumes(name, tmp_path):
+    tensor_file(tmp_path)
+    s = {"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 8, "sampler": {name: EXAMPLES[name]}}
+    loaders = build(s, tmp_path, ["x"], seed=4)
+    assert loaders.info["train"]["sampler"] == name
+    epochs = [batches(loaders.train) for _ in range(2)]
+    assert sum(len(t) for _, t in epochs[0]) == len(loaders.train.sampler)
+    resumed = build(s, tmp_path, ["x"], seed=4).train
+    resumed.set_epoch(1)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches(resumed), epochs[1], strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Against torch, per-class weights
+# --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sampler", [

@@ -46,7 +46,7 @@ nor the loaders.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 #: public name -> the module of this package that defines it
 _HOME = {
@@ -77,14 +77,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted({*globals(), *_HOME})
 
-
-if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
-    from .build import Loaders, build_loaders
-    from .fields import Batch, FieldMap, resolve_fields, split_indices
-    from .loaders import SampleLoader, TensorLoader
-    from .readers import read_csv, read_idx, read_tensor_file
-    from .samplers import SAMPLERS, SamplerContext, register_sampler, sampler_order
-    from .sources import (SOURCES, LoadContext, SourceData, SourceEntry, SourceOptions, register_source,
-                          source_names)
-    from .spec import DataSpec, FieldsSpec, FractionSplit, LoaderSpec, SamplerSpec, SourceSpec
-    from .transforms import TRANSFORMS

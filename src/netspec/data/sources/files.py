@@ -60,7 +60,12 @@ class ImageFiles(Dataset):
 
 @register_source(ImageFolderSource, in_memory=False)
 def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
-    """Scan ``root/<class>/<image>`` files (decoded later, per sample)."""
+    """Scan ``root/<class>/<image>`` files (decoded later, per sample).
+
+    >>> load_image_folder(ImageFolderSource(source="ImageFolder", root="nowhere"), LoadContext(Path("."), 0, False))
+    Traceback (most recent call last):
+    netspec.errors.DataError: <spec>: nowhere: no such folder (expected one sub-folder per class)
+    """
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
     root = ctx.resolve(opts.root)
     if not root.is_dir():
@@ -166,7 +171,16 @@ def _csv_labels(opts: CSVSource, path: Path, y: np.ndarray) -> Tensor:
 
 @register_source(CSVSource)
 def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
-    """CSV -> features ``(N, F)`` or images ``(N, *image_shape)``, plus labels ``(N,)``."""
+    """CSV -> features ``(N, F)`` or images ``(N, *image_shape)``, plus labels ``(N,)``.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "t.csv").write_text("label,p1,p2,p3,p4\\n1,0,255,0,255\\n0,9,9,9,9\\n")
+    >>> opts = CSVSource(source="csv", path="t.csv", image_shape=[1, 2, 2], dtype="uint8")
+    >>> raw = load_csv(opts, LoadContext(folder, 0, False))
+    >>> raw.names, raw.kinds, tuple(raw.tensors[0].shape), raw.labels.tolist()
+    (('image', 'label'), ('image', 'label'), (2, 1, 2, 2), [1, 0])
+    """
     path = ctx.resolve(opts.path)
     names, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)  # (N, columns)
     label_col = _label_column(opts, path, names, table.shape[1])
@@ -201,7 +215,15 @@ class TensorFileSource(SourceOptions):
 
 @register_source(TensorFileSource)
 def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
-    """A tensor file -> one field per array, in order."""
+    """A tensor file -> one field per array, in order; 4-D arrays are images, 1-D integer ones labels.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> np.savez(folder / "t.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.arange(5))
+    >>> raw = load_tensor_file(TensorFileSource(source="tensors", path="t.npz"), LoadContext(folder, 0, False))
+    >>> raw.names, raw.kinds
+    (('x', 'y'), ('image', 'label'))
+    """
     path = ctx.resolve(opts.path)
     names, tensors = read_tensor_file(path, opts.arrays)
     for group in (opts.images or []) + (opts.masks or []):

@@ -31,7 +31,14 @@ class GaussianClustersSource(SourceOptions):
 
 @register_source(GaussianClustersSource)
 def load_gaussian_clusters(opts: GaussianClustersSource, ctx: LoadContext) -> SourceData:
-    """x ``(2n, dim)``, y ``(2n,)``: exactly seed 000's tensors when seeded like it (seed 10)."""
+    """x ``(2n, dim)``, y ``(2n,)``: exactly seed 000's tensors when seeded like it (seed 10).
+
+    >>> from pathlib import Path
+    >>> raw = load_gaussian_clusters(GaussianClustersSource(source="gaussian_clusters", n_per_class=3),
+    ...                              LoadContext(Path("."), seed=0, download=False))
+    >>> raw.names, [tuple(t.shape) for t in raw.tensors], raw.tensors[1].tolist()
+    (('x', 'y'), [(6, 2), (6,)], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    """
     g = ctx.generator(opts.seed)
     ones = torch.ones(opts.n_per_class, opts.dim)
     x0 = torch.normal(opts.mean * ones, opts.std, generator=g) + opts.bias   # (n, dim), class 0
@@ -64,7 +71,13 @@ class FunctionRegressionSource(SourceOptions):
 
 @register_source(FunctionRegressionSource)
 def load_function_regression(opts: FunctionRegressionSource, ctx: LoadContext) -> SourceData:
-    """x ``(n, 1)``, y ``(n, 1)``, as seed 003: ``y = x.pow(2) + 0.1 * torch.normal(torch.zeros(x.size()))``."""
+    """x ``(n, 1)``, y ``(n, 1)``, as seed 003: ``y = x.pow(2) + 0.1 * torch.normal(torch.zeros(x.size()))``.
+
+    >>> from pathlib import Path
+    >>> opts = FunctionRegressionSource(source="function_regression", function="linear", n=3, noise=0)
+    >>> [t.flatten().tolist() for t in load_function_regression(opts, LoadContext(Path("."), 0, False)).tensors]
+    [[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]
+    """
     g = ctx.generator(opts.seed)
     x = torch.linspace(opts.low, opts.high, opts.n).unsqueeze(1)  # (n, 1)
     y = _FUNCTIONS[opts.function](x) + opts.noise * torch.normal(torch.zeros(x.size()), 1.0, generator=g)
@@ -96,7 +109,14 @@ class RandomSource(SourceOptions):
 
 @register_source(RandomSource)
 def load_random(opts: RandomSource, ctx: LoadContext) -> SourceData:
-    """One ``(n, *shape)`` float tensor per declared field, then labels ``(n,)`` or targets."""
+    """One ``(n, *shape)`` float tensor per declared field, then labels ``(n,)`` or targets.
+
+    >>> from pathlib import Path
+    >>> opts = RandomSource(source="random", n=4, shapes={"image": [1, 8, 8], "extra": [3]})
+    >>> raw = load_random(opts, LoadContext(Path("."), 0, False))
+    >>> raw.names, raw.kinds, [tuple(t.shape) for t in raw.tensors]
+    (('image', 'extra', 'label'), ('image', 'value', 'label'), [(4, 1, 8, 8), (4, 3), (4,)])
+    """
     g = ctx.generator(opts.seed)
     tensors = [torch.randn(opts.n, *shape, generator=g) for shape in opts.shapes.values()]
     kinds = ["image" if len(shape) == 3 else "value" for shape in opts.shapes.values()]
@@ -128,7 +148,13 @@ class RandomSegmentationSource(SourceOptions):
 
 @register_source(RandomSegmentationSource)
 def load_random_segmentation(opts: RandomSegmentationSource, ctx: LoadContext) -> SourceData:
-    """image ``(n, C, H, W)`` uniform in [0, 1), mask ``(n, H, W)``."""
+    """image ``(n, C, H, W)`` uniform in [0, 1), mask ``(n, H, W)``.
+
+    >>> from pathlib import Path
+    >>> opts = RandomSegmentationSource(source="random_segmentation", n=2, image_shape=[3, 8, 8])
+    >>> [tuple(t.shape) for t in load_random_segmentation(opts, LoadContext(Path("."), 0, False)).tensors]
+    [(2, 3, 8, 8), (2, 8, 8)]
+    """
     g = ctx.generator(opts.seed)
     c, h, w = opts.image_shape
     image = torch.rand(opts.n, c, h, w, generator=g)
@@ -152,7 +178,13 @@ class ShapesSource(SourceOptions):
 
 @register_source(ShapesSource)
 def load_shapes(opts: ShapesSource, ctx: LoadContext) -> SourceData:
-    """image ``(n, C, S, S)`` float in [0, 1], mask ``(n, S, S)`` (0 background, 1 circle, 2 square)."""
+    """image ``(n, C, S, S)`` float in [0, 1], mask ``(n, S, S)`` (0 background, 1 circle, 2 square).
+
+    >>> from pathlib import Path
+    >>> raw = load_shapes(ShapesSource(source="shapes", n=2, size=16), LoadContext(Path("."), 0, False))
+    >>> [tuple(t.shape) for t in raw.tensors], raw.classes
+    ([(2, 1, 16, 16), (2, 16, 16)], ['background', 'circle', 'square'])
+    """
     g = ctx.generator(opts.seed)
     n, s = opts.n, opts.size
     yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),

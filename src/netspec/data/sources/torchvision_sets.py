@@ -92,7 +92,13 @@ def _mnist_paths(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> tuple[Pa
 @register_source(MNISTSource)
 @register_source(EMNISTSource)
 def load_mnist(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> SourceData:
-    """MNIST-family IDX files -> uint8 images ``(N, 1, 28, 28)`` and int64 labels ``(N,)``."""
+    """MNIST-family IDX files -> uint8 images ``(N, 1, 28, 28)`` and int64 labels ``(N,)``.
+
+    >>> load_mnist(MNISTSource(source="MNIST", root="nowhere"), LoadContext(Path("."), 0, False))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.DataError: <spec>: MNIST train files not found: expected nowhere/MNIST/raw/train-images-idx3-ubyte(.gz), ...
+    """
     import torchvision.datasets as tvd
     images_path, labels_path = _mnist_paths(opts, ctx)
     images = read_idx(images_path, expect_magic=2051)  # (N, 28, 28) uint8
@@ -119,7 +125,13 @@ class CIFARSource(SourceOptions):
 
 @register_source(CIFARSource)
 def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
-    """CIFAR batches -> uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``."""
+    """CIFAR batches -> uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``.
+
+    >>> load_cifar(CIFARSource(source="CIFAR10", root="nowhere"), LoadContext(Path("."), 0, False))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.DataError: <spec>: CIFAR10 train files not found: expected nowhere/cifar-10-batches-py/data_batch_1, ...
+    """
     import torchvision.datasets as tvd
     cls = getattr(tvd, opts.source)
     root = ctx.resolve(opts.root)

@@ -56,7 +56,7 @@ ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
 signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C at the terminal is for pytest, not for us
 import torch
-import netspec.cli, netspec.training.loop, netspec.data, netspec.spec, netspec.api
+import netspec.cli, netspec.training.loop, netspec.data.build, netspec.spec, netspec.api
 import tqdm
 from matplotlib.figure import Figure                       # curves.png: import once, not per child
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -27,7 +27,7 @@ from .errors import SpecValidationError, did_you_mean
 from .registry import all_op_names, op_kind
 from .source import Document, _SpecLoader, load_document
 from .spec_base import SpecModel
-from .data import DataSpec
+from .data.spec import DataSpec
 from .training.options import TrainingRules, TrainSpec
 from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 

@@ -1,4 +1,5 @@
-"""Image transforms named in a spec, built from ``torchvision.transforms.v2``.
+"""Image transforms named in a spec: the :data:`TRANSFORMS` registry, built from
+``torchvision.transforms.v2`` plus netspec's own ``ToTensor``.
 
 A spec lists transforms as one-key mappings (or bare names)::
 
@@ -12,35 +13,25 @@ Every transform receives images as uint8 (or float) tensors ``C x H x W`` wrappe
 ``tv_tensors.Image``, never PIL images, whatever the source: that is what lets the in-memory
 path apply the deterministic ones to a whole ``N x C x H x W`` tensor at once and get exactly
 the values the per-sample path would.
+
+This module imports torchvision; the spec imports it only when a spec lists transforms.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
-from .errors import did_you_mean
+from ..errors import SpecError, did_you_mean
+from ..registry import Registry
 
-# Left out on purpose: Lambda (arbitrary code), ToPILImage/PILToTensor (the pipeline is
-# tensors only), MixUp/CutMix (they work on batches, not samples), FiveCrop/TenCrop (they
-# return tuples), LinearTransformation (needs a tensor argument), box/keypoint-only ones.
-_EXCLUDED = {
-    "Transform", "Lambda", "ToPILImage", "PILToTensor", "MixUp", "CutMix", "FiveCrop", "TenCrop",
-    "LinearTransformation", "ClampBoundingBoxes", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes",
-    "ClampKeyPoints", "SanitizeKeyPoints", "SetClampingMode", "UniformTemporalSubsample", "ToTensor",
-}
-
-#: name -> transform class; every public ``v2.Transform`` subclass except the excluded ones.
-TRANSFORMS: dict[str, type] = {
-    name: obj
-    for name, obj in sorted(vars(v2).items())
-    if isinstance(obj, type) and issubclass(obj, v2.Transform) and name not in _EXCLUDED
-}
+__all__ = ["TRANSFORMS", "ToTensor", "BATCHABLE", "CONTAINERS", "transform_name", "build_one", "build_list",
+           "compose", "is_batchable", "drop_random", "apply", "unwrap"]
 
 #: Transforms that take a list of transforms as their first argument (nested specs).
 CONTAINERS = {"Compose", "RandomApply", "RandomChoice", "RandomOrder"}
@@ -69,9 +60,37 @@ class ToTensor(v2.Transform):
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
 
-#: Names the spec accepts besides torchvision's.
-EXTRA: dict[str, type] = {"ToTensor": ToTensor}
-TRANSFORMS.update(EXTRA)
+# torchvision transforms a spec may not name, with the reason it is told.
+_REFUSED: dict[str, str] = {
+    "Transform": "it is the base class of all transforms",
+    "Lambda": "it runs arbitrary code",
+    **dict.fromkeys(["ToPILImage", "PILToTensor"], "the pipeline is tensors only"),
+    **dict.fromkeys(["MixUp", "CutMix"], "they work on batches, not samples"),
+    **dict.fromkeys(["FiveCrop", "TenCrop"], "they return tuples of images"),
+    "LinearTransformation": "it needs a tensor argument",
+    **dict.fromkeys(["ClampBoundingBoxes", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes", "ClampKeyPoints",
+                     "SanitizeKeyPoints", "SetClampingMode", "RandomIoUCrop"],
+                    "it needs bounding boxes or key points, which no source gives"),
+    "UniformTemporalSubsample": "no source gives videos",
+}
+
+
+def _fill(registry: Registry[type]) -> None:
+    """Every public ``v2.Transform`` subclass but the refused ones, then netspec's ToTensor.
+
+    torchvision's own ToTensor is skipped: it leaves tensors untouched, netspec's replaces it.
+    """
+    for name, obj in sorted(vars(v2).items()):
+        if isinstance(obj, type) and issubclass(obj, v2.Transform) and name not in _REFUSED and name != "ToTensor":
+            registry.add(name, obj)
+    registry.add("ToTensor", ToTensor)
+
+
+#: transform name -> class; filled on first use from torchvision.transforms.v2, plus ToTensor.
+TRANSFORMS: Registry[type] = Registry("transform", fill=_fill,
+                                      hint="transforms are torchvision.transforms.v2 class names, or ToTensor")
+for _name, _why in _REFUSED.items():
+    TRANSFORMS.refuse(_name, _why)
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "double": torch.float64,
@@ -91,22 +110,21 @@ def transform_name(item: Any) -> str:
         return item
     if isinstance(item, dict) and len(item) == 1:
         return next(iter(item))
-    raise ValueError(f"a transform is a name or a one-key mapping {{Name: args}}, got {item!r}")
+    raise SpecError(f"a transform is a name or a one-key mapping {{Name: args}}, got {item!r}")
 
 
 def _convert(key: str, value: Any) -> Any:
     """Turn YAML strings into the objects torchvision expects for a few known argument names."""
     if key == "dtype" and isinstance(value, str):
         if value not in _DTYPES:
-            hint = did_you_mean(value, _DTYPES)
-            raise ValueError(f"unknown dtype `{value}`" + (f"; {hint}" if hint else ""))
+            raise SpecError(f"unknown dtype `{value}`", hint=did_you_mean(value, _DTYPES))
         return _DTYPES[value]
     if key == "interpolation" and isinstance(value, str):
         try:
             return InterpolationMode[value.upper()]
         except KeyError:
             names = [m.name.lower() for m in InterpolationMode]
-            raise ValueError(f"unknown interpolation `{value}`; use one of {', '.join(names)}") from None
+            raise SpecError(f"unknown interpolation `{value}`; use one of {', '.join(names)}") from None
     return value
 
 
@@ -119,46 +137,54 @@ def _split_args(name: str, value: Any) -> tuple[list[Any], dict[str, Any]]:
     return [value], {}
 
 
-def build_one(item: Any) -> Callable:
-    """Construct the transform one spec item stands for.
-
-    Raises ValueError with a one-line message on an unknown name or bad arguments.
-
-    >>> build_one({"Resize": 8}).size
-    [8]
-    """
-    name = transform_name(item)
-    value = None if isinstance(item, str) else item[name]
-    if name not in TRANSFORMS:
-        hint = did_you_mean(name, TRANSFORMS)
-        raise ValueError(f"unknown transform `{name}`" + (f"; {hint}" if hint else ""))
-    cls = TRANSFORMS[name]
-    args, kwargs = _split_args(name, value)
-    if name in CONTAINERS:
-        # The first argument is a nested transform list: build it recursively.
-        if args:
-            args[0] = build_list(args[0])
-        elif "transforms" in kwargs:
-            kwargs["transforms"] = build_list(kwargs["transforms"])
+def _check_signature(name: str, cls: type, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """The arguments fit the constructor: unknown keyword arguments get a did-you-mean."""
+    sig = inspect.signature(cls)
     try:
-        sig = inspect.signature(cls)
         sig.bind(*args, **kwargs)
     except TypeError as e:
         bad = [k for k in kwargs if k not in sig.parameters]
         if bad:
             hint = did_you_mean(bad[0], [p for p in sig.parameters if p not in ("self", "args", "kwargs")])
-            raise ValueError(f"{name}: unknown argument `{bad[0]}`" + (f"; {hint}" if hint else "")) from None
-        raise ValueError(f"{name}: {e}") from None
+            raise SpecError(f"{name}: unknown argument `{bad[0]}`", hint=hint) from None
+        raise SpecError(f"{name}: {e}") from None
+
+
+def build_one(item: Any) -> Callable:
+    """Construct the transform one spec item stands for.
+
+    Raises a SpecError (no path: the item is the place) with a one-line message on an unknown
+    name or bad arguments.
+
+    >>> build_one({"Resize": 8}).size
+    [8]
+    >>> build_one("RandomHorizontalFlp")
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: unknown transform `RandomHorizontalFlp`; did you mean `RandomHorizontalFlip`?
+    """
+    name = transform_name(item)
+    cls = TRANSFORMS.lookup(name)
+    args, kwargs = _split_args(name, None if isinstance(item, str) else item[name])
+    if name in CONTAINERS:  # the first argument is a nested transform list: build it recursively
+        if args:
+            args[0] = build_list(args[0])
+        elif "transforms" in kwargs:
+            kwargs["transforms"] = build_list(kwargs["transforms"])
+    _check_signature(name, cls, args, kwargs)
     kwargs = {k: _convert(k, v) for k, v in kwargs.items()}
     args = [_convert("dtype", a) if name in ("ToDtype", "ConvertImageDtype") else a for a in args]
     try:
         return cls(*args, **kwargs)
     except Exception as e:  # torchvision validates argument values in __init__
-        raise ValueError(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise SpecError(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def build_list(items: list[Any] | None) -> list[Callable]:
-    """Construct every transform of a spec list, in order."""
+    """Construct every transform of a spec list, in order.
+
+    >>> [type(t).__name__ for t in build_list(["RandomHorizontalFlip", "ToTensor"])]
+    ['RandomHorizontalFlip', 'ToTensor']
+    """
     return [build_one(item) for item in (items or [])]
 
 
@@ -192,7 +218,38 @@ def drop_random(items: list[Any] | None) -> list[Any]:
 
 
 def unwrap(x: Any) -> Any:
-    """tv_tensors (Image, Mask) back to plain tensors, so models never see the subclasses."""
+    """tv_tensors (Image, Mask) back to plain tensors, so models never see the subclasses.
+
+    >>> type(unwrap(tv_tensors.Image(torch.zeros(1, 2, 2)))).__name__
+    'Tensor'
+    """
     if isinstance(x, tv_tensors.TVTensor):
         return x.as_subclass(torch.Tensor)
     return x
+
+
+def _wrap(fields: Iterable[Any], kinds: tuple[str, ...]) -> tuple[Any, ...]:
+    """Mark images and masks so v2 transforms know which field is which (labels pass through)."""
+    out = []
+    for x, kind in zip(fields, kinds):
+        if kind == "image" and isinstance(x, torch.Tensor):
+            x = tv_tensors.Image(x)
+        elif kind == "mask" and isinstance(x, torch.Tensor):
+            x = tv_tensors.Mask(x)
+        out.append(x)
+    return tuple(out)
+
+
+def apply(transform: Callable, fields: Iterable[Any], kinds: tuple[str, ...]) -> tuple[Any, ...]:
+    """Run a transform on one sample or one batch of fields; plain tensors out.
+
+    ``kinds`` (from the source) says which field is an image or a mask: geometric transforms
+    move masks with their images, and leave labels alone.
+
+    >>> flip = build_one({"RandomHorizontalFlip": {"p": 1.0}})
+    >>> image, mask, label = apply(flip, (torch.arange(2.).view(1, 1, 2), torch.tensor([[0, 1]]), 3),
+    ...                            ("image", "mask", "label"))
+    >>> image.tolist(), mask.tolist(), label
+    ([[[1.0, 0.0]]], [[1, 0]], 3)
+    """
+    return tuple(unwrap(x) for x in transform(_wrap(fields, kinds)))

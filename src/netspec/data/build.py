@@ -1,0 +1,264 @@
+"""The front door: :func:`build_loaders` turns a validated :class:`DataSpec` into the train /
+val / test loaders, choosing per split between the in-memory and the per-sample path.
+
+The spec was validated when it was loaded; what is checked here is what only the data can
+tell (files, field names, class labels), each raised as a :class:`DataError` at the spec
+path it is about. Building loaders never touches the global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import RandomSampler, Sampler
+
+from ..errors import DataError, SpecError
+from . import transforms as T
+from .fields import FieldMap, class_labels, describe_sample, resolve_fields, split_indices
+from .loaders import SampleDataset, SampleLoader, TensorLoader
+from .readers import first_line
+from .samplers import SAMPLERS, SamplerContext
+from .sources import SOURCES, BadSample, LoadContext, SourceData
+from .spec import DataSpec, FractionSplit
+
+__all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES"]
+
+# Deterministic transforms are applied once to the whole data set when the result is at most
+# this big; above it (say Fashion-MNIST resized to 224x224: 12 GB) they run per batch instead.
+PRECOMPUTE_BYTES = 1 << 30
+
+_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}  # generated splits differ unless seeded explicitly
+
+Loader = TensorLoader | SampleLoader
+
+
+@dataclass
+class Loaders:
+    """What :func:`build_loaders` returns; a split not in the spec is None."""
+
+    train: Loader | None
+    val: Loader | None
+    test: Loader | None
+    info: dict[str, Any]  # num_classes, classes, fields, and per split: samples, batches, path, transforms, shapes
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw samples of each split
+# ---------------------------------------------------------------------------------------------
+
+def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
+    """Run a source's load function; errors get the spec path of the split."""
+    entry = SOURCES[spec.source]
+    try:
+        raw = entry.load(spec, ctx)
+    except SpecError as e:
+        if not e.path:  # point at the file option when there is one: its line is the useful one
+            key = next((k for k in ("path", "root") if k in type(spec).model_fields), None)
+            e.path = ("data", split) + ((key,) if key else ())
+        raise
+    assert (raw.tensors is not None) == entry.in_memory, f"source {spec.source} is registered with the wrong in_memory"
+    if spec.limit is not None and spec.limit < len(raw):
+        raw = raw.subset(torch.arange(spec.limit))
+    if len(raw) == 0:
+        raise DataError(f"the {split} data has no samples", path=("data", split))
+    return raw
+
+
+def _load_splits(spec: DataSpec, base_dir: Path, seed: int, allow_download: bool) -> dict[str, SourceData]:
+    """The raw samples of every split the spec names; ``val: {fraction}`` is cut off train."""
+    def ctx(split: str) -> LoadContext:
+        return LoadContext(base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download)
+
+    raws: dict[str, SourceData] = {}
+    if spec.train is not None:
+        raws["train"] = _load_split(spec.train, "train", ctx("train"))
+    if isinstance(spec.val, FractionSplit):
+        train_idx, val_idx = split_indices(len(raws["train"]), spec.val.fraction,
+                                           seed if spec.val.seed is None else spec.val.seed)
+        if len(val_idx) == 0 or len(train_idx) == 0:
+            raise DataError(f"a fraction of {spec.val.fraction} of {len(raws['train'])} samples leaves an empty split",
+                            path=("data", "val", "fraction"))
+        raws["val"] = raws["train"].subset(val_idx)
+        raws["train"] = raws["train"].subset(train_idx)
+    elif spec.val is not None:
+        raws["val"] = _load_split(spec.val, "val", ctx("val"))
+    if spec.test is not None:
+        raws["test"] = _load_split(spec.test, "test", ctx("test"))
+    return raws
+
+
+def _check_field_counts(raws: dict[str, SourceData]) -> None:
+    """Every split's samples have as many fields as the first split's: one field map serves all."""
+    first_split, first = next(iter(raws.items()))
+    for split, raw in raws.items():
+        if len(raw.names) != len(first.names):
+            raise DataError(f"{split} samples have {len(raw.names)} fields ({', '.join(raw.names)}) but "
+                            f"{first_split} samples have {len(first.names)}", path=("data", split))
+
+
+def _default_transforms(raw: SourceData) -> list[Any]:
+    """uint8 images become float32 in [0, 1] unless the spec says otherwise."""
+    images = [t for t, k in zip(raw.tensors or (), raw.kinds) if k == "image"]
+    if raw.tensors is None and "image" in raw.kinds:
+        return ["ToTensor"]  # image files decode to uint8
+    if any(t.dtype == torch.uint8 for t in images):
+        return ["ToTensor"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# One split's loader
+# ---------------------------------------------------------------------------------------------
+
+def _shapes(fields: tuple[Any, ...], fmap: FieldMap) -> dict[str, Any]:
+    """Per-sample shapes and dtypes of the model inputs and target, for the log and shape checks."""
+    def one(x: Any) -> dict[str, Any]:
+        x = torch.as_tensor(x)
+        return {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+    inputs, target = fmap(list(fields))
+    return {"inputs": {k: one(v) for k, v in inputs.items()},
+            "target": {k: one(v) for k, v in target.items()} if isinstance(target, dict) else one(target)}
+
+
+def _train_sampler(spec: DataSpec, raw: SourceData, fmap: FieldMap, generator: torch.Generator) -> Sampler | None:
+    """The spec's sampler, else a shuffling RandomSampler, else None (sequential); all draw from ``generator``."""
+    if spec.sampler is not None:
+        name = spec.sampler.name
+        ctx = SamplerContext(len(raw), class_labels(raw, fmap), raw.classes, generator, ("data", "sampler", name))
+        return SAMPLERS[name].build(spec.sampler.options, ctx)
+    if spec.loader.shuffle is not False:
+        return RandomSampler(range(len(raw)), generator=generator)
+    return None
+
+
+def _pretransform(tensors: tuple[Tensor, ...], raw: SourceData, transform: Callable, path: tuple[str, ...]
+                  ) -> tuple[tuple[Tensor, ...], Callable | None, str]:
+    """Apply deterministic transforms once to the whole data set when the result fits the budget."""
+    try:
+        probe = T.apply(transform, tuple(t[:1] for t in tensors), raw.kinds)  # first sample, batched
+    except Exception as e:
+        raise DataError(f"transforms failed on sample 0 ({describe_sample(tuple(t[0] for t in tensors), raw.names)}): "
+                        f"{first_line(e)}", path=path) from None
+    per_sample = sum(t.element_size() * t[0].numel() for t in probe)
+    if per_sample * len(tensors[0]) > PRECOMPUTE_BYTES:
+        return tensors, transform, "in memory (transforms applied per batch)"
+    chunks = [T.apply(transform, tuple(t[i:i + 4096] for t in tensors), raw.kinds)
+              for i in range(0, len(tensors[0]), 4096)]  # bounded peak memory for big intermediates
+    out = tuple(torch.cat([c[f] for c in chunks]) for f in range(len(tensors)))
+    return out, None, "in memory (transforms applied once)"
+
+
+def _to_device(tensors: tuple[Tensor, ...], device: torch.device, info: dict[str, Any]) -> tuple[Tensor, ...]:
+    """Move in-memory data to the accelerator once, when it takes at most half of the free memory."""
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    try:
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+    except Exception:
+        free = 0
+    if size * 2 <= free:
+        info["path"] += f", on {device}"
+        return tuple(t.to(device) for t in tensors)
+    return tensors
+
+
+def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
+                   common: dict[str, Any], info: dict[str, Any]) -> TensorLoader:
+    """The in-memory loader: transforms applied up front (or per batch), data moved to ``device``."""
+    tensors = raw.tensors
+    assert tensors is not None
+    batch_transform = None
+    if transform is not None:
+        tensors, batch_transform, info["path"] = _pretransform(tensors, raw, transform, common["path"])
+    else:
+        info["path"] = "in memory"
+    if device is not None and device.type != "cpu":
+        tensors = _to_device(tensors, device, info)
+    loader = TensorLoader(tensors, kinds=raw.kinds, batch_transform=batch_transform,
+                          pin_memory=spec.loader.pin_memory, **common)
+    first = tuple(t[:1] for t in tensors)
+    if batch_transform is not None:
+        first = T.apply(batch_transform, first, raw.kinds)
+    info["shapes"] = _shapes(tuple(t[0] for t in first), common["fmap"])
+    return loader
+
+
+def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec,
+                   common: dict[str, Any], info: dict[str, Any]) -> SampleLoader:
+    """The per-sample loader: a DataLoader over a Dataset that transforms each sample."""
+    dataset = SampleDataset(raw, transform)
+    workers = spec.loader.num_workers
+    loader = SampleLoader(dataset, num_workers=workers, pin_memory=spec.loader.pin_memory, **common)
+    info["path"] = "per sample (DataLoader)" + (f", {workers} workers" if workers else "")
+    with torch.random.fork_rng(devices=[]):  # peeking at sample 0 must not move the global RNG
+        first_sample = dataset[0]
+    if isinstance(first_sample, BadSample):
+        raise DataError(first_sample.message, path=first_sample.path(common["path"]))
+    info["shapes"] = _shapes(first_sample, common["fmap"])
+    return loader
+
+
+def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: str, fmap: FieldMap, train: bool,
+                 seed: int, device: torch.device | None) -> tuple[Loader, dict[str, Any]]:
+    """One split's loader and its info entry."""
+    in_memory = raw.tensors is not None and T.is_batchable(items) and spec.loader.in_memory is not False
+    assert in_memory or spec.loader.in_memory is not True, "DataSpec refuses an impossible `in_memory: true`"
+    generator = torch.Generator().manual_seed(seed) if train else None
+    sampler = _train_sampler(spec, raw, fmap, generator) if generator is not None else None
+    common = dict(batch_size=spec.batch_size if train else (spec.loader.eval_batch_size or spec.batch_size),
+                  drop_last=spec.loader.drop_last and train, sampler=sampler, generator=generator,
+                  seed=seed if train else None, fmap=fmap, path=("data", split))
+    info: dict[str, Any] = {"samples": len(raw), "transforms": items}
+    transform = T.compose(items)
+    loader: Loader = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
+                      else _sample_loader(raw, transform, spec, common, info))
+    info["batches"] = len(loader)
+    if train and spec.sampler is not None:
+        info["sampler"] = type(sampler).__name__
+    return loader, info
+
+
+# ---------------------------------------------------------------------------------------------
+# All splits
+# ---------------------------------------------------------------------------------------------
+
+def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], seed: int,
+                  device: torch.device | None = None, allow_download: bool = False) -> Loaders:
+    """Build the train/val/test loaders of a data section.
+
+    ``base_dir`` is the spec file's folder (relative paths resolve against it); ``input_names``
+    are the model's inputs in order; ``seed`` seeds the training order (a ``torch.Generator``
+    seeded with exactly ``seed``), the validation split and generated data. A source downloads
+    missing files when its spec says ``download: true`` or ``allow_download`` is set.
+    Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
+
+    >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
+    >>> loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0)
+    >>> inputs, target = next(iter(loaders.train))
+    >>> len(loaders.train), inputs["x"].shape, target.shape
+    (4, torch.Size([50, 2]), torch.Size([50]))
+    """
+    raws = _load_splits(spec, Path(base_dir), seed, allow_download)
+    first = next(iter(raws.values()))
+    fmap = resolve_fields(spec.fields, first.names, input_names)
+    _check_field_counts(raws)
+    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
+    eval_items = spec.eval_transforms if spec.eval_transforms is not None else (
+        T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+    info: dict[str, Any] = {"fields": fmap.describe(first.names)}
+    built: dict[str, Loader] = {}
+    for split, raw in raws.items():
+        train = split == "train"
+        built[split], info[split] = _make_loader(raw, train_items if train else eval_items, spec=spec, split=split,
+                                                 fmap=fmap, train=train, seed=seed, device=device)
+        info[split]["source"] = (spec.train.source if split == "val" and isinstance(spec.val, FractionSplit)
+                                 else getattr(spec, split).source)  # type: ignore[union-attr]
+        info[split]["files"] = raw.files
+    labels = class_labels(first, fmap)
+    info["num_classes"] = first.num_classes if first.num_classes is not None else (
+        int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None)
+    info["classes"] = first.classes
+    return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

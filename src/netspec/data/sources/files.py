@@ -1,0 +1,239 @@
+"""Sources: the user's own files -- image folders, numeric CSV files, tensor files.
+
+Image folders are read per sample (decoded in the loader's workers); CSV and tensor files are
+read into memory at once.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ...errors import DataError, did_you_mean
+from ..readers import first_line, read_csv, read_tensor_file, show_path
+from .base import BadSample, LoadContext, SourceData, SourceOptions, register_source
+
+# ---------------------------------------------------------------------------------------------
+# Image folders
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageFolderSource(SourceOptions):
+    """Images in one sub-folder per class (torchvision's ImageFolder layout), read per sample."""
+
+    source: Literal["ImageFolder"] = Field(description="Source type.")
+    root: str = Field(description="Folder with one sub-folder per class, relative to the spec file.")
+    mode: Literal["RGB", "L"] = Field("RGB", description="Convert every image to RGB (3 channels) or L (1).")
+
+
+class ImageFiles(Dataset):
+    """``(uint8 C x H x W image, class index)`` per file; unreadable files give a :class:`BadSample`."""
+
+    def __init__(self, samples: list[tuple[str, int]], mode: str):
+        self.samples = samples
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int] | BadSample:
+        from PIL import Image
+        from torchvision.transforms.v2.functional import pil_to_tensor
+        path, label = self.samples[i]
+        try:
+            with Image.open(path) as im:
+                image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
+        except Exception as e:  # PIL raises many types for a bad file; all mean "unreadable"
+            why = first_line(e).replace(f" {path!r}", "").replace(f" {path}", "")  # PIL repeats the path
+            return BadSample(f"cannot read image {show_path(Path(path))}: {why} (a corrupt or non-image file)",
+                             key="root")
+        return image, label
+
+
+@register_source(ImageFolderSource, in_memory=False)
+def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
+    """Scan ``root/<class>/<image>`` files (decoded later, per sample).
+
+    >>> load_image_folder(ImageFolderSource(source="ImageFolder", root="nowhere"), LoadContext(Path("."), 0, False))
+    Traceback (most recent call last):
+    netspec.errors.DataError: <spec>: nowhere: no such folder (expected one sub-folder per class)
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+    root = ctx.resolve(opts.root)
+    if not root.is_dir():
+        raise DataError(f"{show_path(root)}: no such folder (expected one sub-folder per class)")
+    try:
+        classes, class_to_idx = find_classes(str(root))
+        samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as e:
+        raise DataError(f"{show_path(root)}: {first_line(e)}") from None
+    labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
+    return SourceData(("image", "label"), ("image", "label"), dataset=ImageFiles(samples, opts.mode),
+                      labels=labels, classes=classes, num_classes=len(classes), files=[str(root)])
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV files
+# ---------------------------------------------------------------------------------------------
+
+def _parse_scale(v: Any) -> Any:
+    """Accept ``1/255`` written as a string (YAML has no fractions).
+
+    >>> _parse_scale("1 / 4"), _parse_scale(0.5)
+    (0.25, 0.5)
+    """
+    if isinstance(v, str):
+        try:
+            return float(Fraction(v.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"scale must be a number or a fraction like 1/255, got `{v}`") from None
+    return v
+
+
+_SCALE_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*-?[0-9.]+\s*/\s*[0-9.]+\s*$"}]}
+
+
+class CSVSource(SourceOptions):
+    """A numeric CSV file: one label column, the other columns are features or pixels (seed 003's FMDataset)."""
+
+    source: Literal["csv"] = Field(description="Source type.")
+    path: str = Field(description="CSV file, relative to the spec file.")
+    label: int | str | None = Field(0, description="Label column: index (negative counts from the end) "
+                                                   "or header name; null for no label column.")
+    image_shape: list[int] | None = Field(None, description="Reshape the feature columns of each row to this "
+                                                            "per-sample shape, e.g. [1, 28, 28]: an image field.")
+    scale: Annotated[float, BeforeValidator(_parse_scale), WithJsonSchema(_SCALE_SCHEMA)] = Field(
+        1.0, description="Multiply features by this, e.g. 1/255 (float32 output only).")
+    dtype: Literal["float32", "uint8"] = Field("float32", description="Feature dtype; uint8 keeps raw pixels "
+                                                                       "for image transforms.")
+    label_dtype: Literal["auto", "int64", "float32"] = Field(
+        "auto", description="auto: int64 when every label is a whole number, else float32.")
+    header: bool | Literal["auto"] = Field("auto", description="First line holds column names; auto: when it "
+                                                                "is not all numbers.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Column separator.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CSVSource":
+        """uint8 pixels cannot carry a scale."""
+        if self.dtype == "uint8" and self.scale != 1.0:
+            raise ValueError("`scale` needs dtype float32 (uint8 pixels cannot be scaled)")
+        return self
+
+
+def _label_column(opts: CSVSource, path: Path, names: list[str] | None, ncols: int) -> int | None:
+    """Index of the label column (by header name or index), or None when there is none."""
+    if isinstance(opts.label, str):
+        if names is None:
+            raise DataError(f"{show_path(path)}: label column `{opts.label}` named, but the file has no header line")
+        if opts.label not in names:
+            hint = did_you_mean(opts.label, names)
+            raise DataError(f"{show_path(path)}: no column `{opts.label}`" + (f"; {hint}" if hint else ""))
+        return names.index(opts.label)
+    if isinstance(opts.label, int):
+        if not -ncols <= opts.label < ncols:
+            raise DataError(f"{show_path(path)}: label column {opts.label} is out of range ({ncols} columns)")
+        return opts.label % ncols
+    return None
+
+
+def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tensor, str]:
+    """Feature columns ``(N, F)`` -> the input field (reshaped to images when asked) and its kind."""
+    if opts.image_shape is not None and math.prod(opts.image_shape) != feats.shape[1]:
+        raise DataError(f"{show_path(path)}: rows have {feats.shape[1]} feature columns, which do not fit "
+                        f"image_shape {opts.image_shape} ({math.prod(opts.image_shape)} values)")
+    if opts.dtype == "uint8":
+        if ((feats < 0) | (feats > 255) | (feats != np.round(feats))).any():
+            raise DataError(f"{show_path(path)}: dtype uint8 needs whole numbers 0..255 in every feature column")
+        x = torch.from_numpy(feats.astype(np.uint8))
+    else:
+        x = torch.from_numpy((feats * opts.scale).astype(np.float32))
+    if opts.image_shape is not None:
+        return x.reshape(len(x), *opts.image_shape), "image"  # (N, C, H, W)
+    return x, "value"
+
+
+def _csv_labels(opts: CSVSource, path: Path, y: np.ndarray) -> Tensor:
+    """The label column ``(N,)`` as int64 classes or float32 values (``label_dtype``)."""
+    whole = bool(np.all(y == np.round(y)))
+    as_int = opts.label_dtype == "int64" or (opts.label_dtype == "auto" and whole)
+    if as_int and not whole:
+        raise DataError(f"{show_path(path)}: label_dtype int64, but the label column has fractional values")
+    return torch.from_numpy(y.astype(np.int64 if as_int else np.float32))
+
+
+@register_source(CSVSource)
+def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
+    """CSV -> features ``(N, F)`` or images ``(N, *image_shape)``, plus labels ``(N,)``.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "t.csv").write_text("label,p1,p2,p3,p4\\n1,0,255,0,255\\n0,9,9,9,9\\n")
+    >>> opts = CSVSource(source="csv", path="t.csv", image_shape=[1, 2, 2], dtype="uint8")
+    >>> raw = load_csv(opts, LoadContext(folder, 0, False))
+    >>> raw.names, raw.kinds, tuple(raw.tensors[0].shape), raw.labels.tolist()
+    (('image', 'label'), ('image', 'label'), (2, 1, 2, 2), [1, 0])
+    """
+    path = ctx.resolve(opts.path)
+    names, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)  # (N, columns)
+    label_col = _label_column(opts, path, names, table.shape[1])
+    x, kind = _csv_features(opts, path, table[:, [c for c in range(table.shape[1]) if c != label_col]])
+    fields, kinds, tensors = ["image" if kind == "image" else "x"], [kind], [x]
+    labels = None
+    if label_col is not None:
+        target = _csv_labels(opts, path, table[:, label_col])
+        fields.append(names[label_col] if names else "label")
+        kinds.append("label")
+        tensors.append(target)
+        labels = target if target.dtype == torch.int64 else None
+    return SourceData(tuple(fields), tuple(kinds), tensors=tuple(tensors), labels=labels, files=[str(path)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor files
+# ---------------------------------------------------------------------------------------------
+
+class TensorFileSource(SourceOptions):
+    """Named arrays from a `.npz` file (never pickles) or a `.pt` file (loaded with weights_only)."""
+
+    source: Literal["tensors"] = Field(description="Source type.")
+    path: str = Field(description="`.npz` or `.pt` file, relative to the spec file.")
+    arrays: list[str] | None = Field(None, description="Arrays to use, in field order; default all, in file "
+                                                       "order (a .pt list's items are named 0, 1, ...).")
+    images: list[str] | None = Field(None, description="Arrays that are images (N x C x H x W) for transforms; "
+                                                       "default every 4-D array.")
+    masks: list[str] | None = Field(None, description="Arrays that are segmentation masks (transformed "
+                                                      "geometrically with the images).")
+
+
+@register_source(TensorFileSource)
+def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
+    """A tensor file -> one field per array, in order; 4-D arrays are images, 1-D integer ones labels.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> np.savez(folder / "t.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.arange(5))
+    >>> raw = load_tensor_file(TensorFileSource(source="tensors", path="t.npz"), LoadContext(folder, 0, False))
+    >>> raw.names, raw.kinds
+    (('x', 'y'), ('image', 'label'))
+    """
+    path = ctx.resolve(opts.path)
+    names, tensors = read_tensor_file(path, opts.arrays)
+    for group in (opts.images or []) + (opts.masks or []):
+        if group not in names:
+            hint = did_you_mean(group, names)
+            raise DataError(f"{show_path(path)}: `{group}` is not one of the arrays ({', '.join(names)})"
+                            + (f"; {hint}" if hint else ""))
+    images = set(opts.images) if opts.images is not None else {n for n, t in zip(names, tensors) if t.dim() == 4}
+    masks = set(opts.masks or [])
+    kinds = tuple("mask" if n in masks else "image" if n in images else
+                  "label" if t.dim() == 1 and not t.is_floating_point() else "value"
+                  for n, t in zip(names, tensors))
+    return SourceData(tuple(names), kinds, tensors=tuple(tensors), files=[str(path)])

@@ -1,0 +1,1 @@
+"""Tests of netspec.data, one module per source module (tests/data/test_<module>.py)."""

@@ -1,0 +1,1 @@
+"""Tests of netspec.data.sources, one module per source module."""

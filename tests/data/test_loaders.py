@@ -1,0 +1,101 @@
+"""netspec.data.loaders: the in-memory loader == a DataLoader over a TensorDataset, epoch after
+epoch (the runner's parity test depends on it); exact resume; worker errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from datafiles import write_image_folder, write_mnist, write_pt
+from netspec.data import SampleLoader, TensorLoader
+from .helpers import batches, build, data_error, same_batches, tensor_file
+
+
+@pytest.mark.parametrize("shuffle, drop_last, bs", [(True, False, 8), (True, True, 8), (False, False, 5),
+                                                    (False, True, 10), (True, False, 64)])
+def test_in_memory_equals_dataloader(tmp_path, shuffle, drop_last, bs):
+    x, y = tensor_file(tmp_path)
+    loaders = build({"train": {"source": "tensors", "path": "d.pt"}, "batch_size": bs,
+                     "loader": {"shuffle": shuffle, "drop_last": drop_last}}, tmp_path, ["x"], seed=123)
+    assert isinstance(loaders.train, TensorLoader)
+    ref = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
+                     generator=torch.Generator().manual_seed(123))
+    assert len(loaders.train) == len(ref)
+    for _ in range(3):  # the generator carries on across epochs in both
+        same_batches(batches(loaders.train), list(ref))
+
+
+def test_eval_loader_equals_dataloader_and_global_rng(tmp_path):
+    x, y = tensor_file(tmp_path)
+    loaders = build({"test": {"source": "tensors", "path": "d.pt"}, "batch_size": 8,
+                     "loader": {"eval_batch_size": 6}}, tmp_path, ["x"])
+    torch.manual_seed(0)
+    ours = batches(loaders.test)
+    after_ours = torch.rand(1)
+    torch.manual_seed(0)
+    theirs = list(DataLoader(TensorDataset(x, y), batch_size=6))
+    assert torch.equal(after_ours, torch.rand(1))  # both drew the same from the global RNG
+    same_batches(ours, theirs)
+
+
+def test_equivalence_property(tmp_path_factory):
+    """For any size, batch size, shuffle and drop_last: the same batches as a DataLoader, epoch after epoch."""
+    from hypothesis import given, settings, strategies as st
+
+    root = tmp_path_factory.mktemp("prop")
+
+    @settings(max_examples=25, deadline=None)
+    @given(n=st.integers(1, 40), bs=st.integers(1, 50), shuffle=st.booleans(), drop_last=st.booleans(),
+           seed=st.integers(0, 2**31))
+    def check(n, bs, shuffle, drop_last, seed):
+        x, y = torch.arange(n * 2.0).reshape(n, 2), torch.arange(n) % 3
+        write_pt(root / "p.pt", {"x": x, "y": y})
+        loaders = build({"train": {"source": "tensors", "path": "p.pt"}, "batch_size": bs,
+                         "loader": {"shuffle": shuffle, "drop_last": drop_last}}, root, ["x"], seed=seed)
+        ref = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
+                         generator=torch.Generator().manual_seed(seed))
+        for _ in range(2):
+            same_batches(batches(loaders.train), list(ref))
+
+    check()
+
+
+def test_per_sample_path_gives_the_same_batches(tmp_path):
+    write_mnist(tmp_path, "FashionMNIST", n_train=30)
+    common = {"train": {"source": "FashionMNIST", "root": "."}, "batch_size": 7,
+              "transforms": [{"Resize": 14}, "ToTensor", {"Normalize": {"mean": [0.5], "std": [0.25]}}]}
+    fast = build(common, tmp_path, seed=3)
+    slow = build({**common, "loader": {"in_memory": False}}, tmp_path, seed=3)
+    assert isinstance(fast.train, TensorLoader) and isinstance(slow.train, SampleLoader)
+    for _ in range(2):
+        for (a, ya), (b, yb) in zip(batches(fast.train), batches(slow.train), strict=True):
+            assert torch.allclose(a["image"], b["image"], atol=1e-6) and torch.equal(ya, yb)
+    assert fast.info["train"]["shapes"]["inputs"]["image"]["shape"] == [1, 14, 14]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_set_epoch_resumes_exactly(tmp_path, in_memory):
+    tensor_file(tmp_path)
+    s = {"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 8,
+         "loader": {"in_memory": in_memory}}
+    first = build(s, tmp_path, ["x"], seed=9).train
+    epochs = [batches(first) for _ in range(3)]
+    resumed = build(s, tmp_path, ["x"], seed=9).train
+    resumed.set_epoch(2)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches(resumed), epochs[2], strict=True))
+    first.set_epoch(1)  # going back works too
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches(first), epochs[1], strict=True))
+    half = iter(first)
+    next(half)  # an abandoned epoch does not spoil the next set_epoch
+    first.set_epoch(2)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches(first), epochs[2], strict=True))
+
+
+def test_unreadable_image_in_worker(tmp_path):
+    write_image_folder(tmp_path / "imgs", ("a",), per_class=3, size=(8, 8))
+    loaders = build({"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 1,
+                     "loader": {"num_workers": 1, "shuffle": False}}, tmp_path)
+    (tmp_path / "imgs" / "a" / "2.png").write_bytes(b"broken after the scan")
+    err = data_error(batches, loaders.train)
+    assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")  # the option naming the folder

@@ -46,7 +46,7 @@ def _validate_source(v: Any, handler: Any) -> Any:
     if name is None:
         raise ValueError("missing `source:` (one of " + ", ".join(SOURCES) + ")")
     with reported_at_spec_path():  # at the `source:` key, as the compiler's own key errors
-        entry = SOURCES.lookup(str(name), ("source",))
+        entry = SOURCES.lookup(str(name), ("source",), key=True)
     return entry.options.model_validate(v)
 
 
@@ -103,7 +103,7 @@ class _OneSampler(SpecModel):
         if isinstance(data, dict):
             with reported_at_spec_path():
                 for key in data:
-                    SAMPLERS.lookup(str(key), (str(key),))
+                    SAMPLERS.lookup(str(key), (str(key),), key=True)
         return data
 
     @model_validator(mode="after")

@@ -90,7 +90,7 @@ def _fill(registry: Registry[type]) -> None:
 TRANSFORMS: Registry[type] = Registry("transform", fill=_fill,
                                       hint="transforms are torchvision.transforms.v2 class names, or ToTensor")
 for _name, _why in _REFUSED.items():
-    TRANSFORMS.refuse(_name, _why)
+    TRANSFORMS.refuse(_name, f"transform `{_name}` cannot be used in a spec: {_why}")
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "double": torch.float64,

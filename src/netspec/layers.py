@@ -47,6 +47,8 @@ REFUSED = {
     "RNNCellBase": "it is the base class of RNNCell, LSTMCell and GRUCell; use one of those",
     "TransformerEncoder": "it takes a layer object; write `- TransformerEncoderLayer: {...}` with `repeat: N`",
     "TransformerDecoder": "it takes a layer object; write `- TransformerDecoderLayer: {...}` with `repeat: N`",
+    "AdaptiveLogSoftmaxWithLoss": "it computes a loss from the targets, and which rows each cluster gets "
+                                  "depends on their values, so no shape can be inferred before the data",
 }
 
 

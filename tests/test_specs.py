@@ -42,6 +42,11 @@ EXPECTED_PARAMS: dict[str, int] = {
     # examples without a seed module (computed by hand)
     "mlp": 784 * 256 + 256 + 2 * (256 * 256 + 256) + 256 * 10 + 10,  # 335,114
     "small_resnet": 175_258,
+    # models nobody here wrote (issue 9), checked against tests/reference_models.py
+    "vae": 652_824,                      # pytorch/examples VAE: 784-400-(20, 20)-400-784
+    "transformer_classifier": 133_252,   # pos 2,048 + embedding 64,000 + 2 layers x 33,472 + fc 260
+    "list_dense": 52,                    # seed 003 MyListDense: 3 x 16 + 4
+    "resnet18": 11_689_512,              # torchvision resnet18, the same state_dict keys
 }
 
 # Other parameter settings of the seed models (reference-figures.md / reference_models.py).

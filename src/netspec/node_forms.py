@@ -143,9 +143,9 @@ def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
     if len(ops) == 1 and op_kind(key, blocks) is not None:
         stray = next(k for k in inner if k != ops[0])
         raise PydanticCustomError(
-            "node_form", "node `{key}` holds `{op}` and `{stray}`; a named node is `{key}: {{{op}: {{args}}}}` "
-            "plus node keys (from, when, ...)", {"key": key, "op": ops[0], "stray": stray,
-                                                  "subpath": [key, stray]})
+            "node_form", f"node `{key}` holds `{ops[0]}` and `{stray}`; a named node is "
+            f"`{key}: {{{ops[0]}: {{...}}}}` plus node keys (from, when, ...): move `{stray}` into "
+            f"{ops[0]}'s arguments", {"subpath": [key, stray]})
     return None
 
 

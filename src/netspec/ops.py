@@ -106,7 +106,7 @@ def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
     if (len(inputs) >= 2) == (other is not None):
         raise GraphError(f"`{name}` takes two inputs, or one input and a number"
                          + (" (not both)" if other is not None else f", got {len(inputs)} input"),
-                         hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node {name} 1.0")
+                         hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0")
 
 
 # ---- merges and arithmetic ---------------------------------------------------------------

@@ -126,7 +126,11 @@ class _Inferer:
             fn, args, fkw = entry.emit(list(xs), **kwargs)
             return fn(*args, **fkw)
 
-        out = run_probe(call, ins, {}, d.op, d.path, d.name)
+        try:
+            out = run_probe(call, ins, {}, d.op, d.path, d.name)
+        except SpecError as e:  # the op's own check of its inputs and arguments (`add` of 2 and a number)
+            e.path, e.node = e.path or d.path, e.node or d.name
+            raise
         return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, out.value, out.twin, op_entry=entry)
 
     def param(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:

@@ -199,3 +199,10 @@ def test_schema_catches_typos_an_editor_should_underline(validator) -> None:
     assert not validator.is_valid({**data, "nodez": []})                     # unknown top-level key
     bad = [{"Conv2d": {"out_chanels": 6, "kernel_size": 5}}, *data["nodes"][1:]]  # (unnamed form)
     assert not validator.is_valid({**data, "nodes": bad})                    # misspelled layer argument
+    for named in ({"stem": {"Conv2d": {"kernal_size": 3}}},                 # named form (issue 9)
+                  {"squeeze": {"Conv2d": {"kernal_size": 3}}},              # named like an op
+                  {"down": [{"Conv2d": {"kernal_size": 1}}, "BatchNorm2d"]}):  # a group
+        assert not validator.is_valid({**data, "nodes": [named, *data["nodes"][1:]]}), named
+    for fine in ({"stem": {"Conv2d": {"kernel_size": 3, "out_channels": 6}}}, {"relu": "ReLU"},
+                 {"x1": {"DoubleConv": {"out": 64}}}, {"w": {"Parameter": {"shape": [4, 4]}}}):
+        assert validator.is_valid({**data, "nodes": [fine, *data["nodes"][1:]]}), fine

@@ -399,6 +399,8 @@ def load_spec(source: Any = None, *, text: str | None = None, overrides: list[st
     >>> spec.name, spec.nodes[0].op, spec.nodes[0].args
     ('demo', 'Linear', {'out_features': 2})
     """
+    if source is None and text is None:
+        raise TypeError("load_spec needs a path, text, a dict or a Spec")
     if isinstance(source, Spec) and not overrides:
         return source
     if isinstance(source, Spec):

@@ -97,13 +97,16 @@ def node_json_schema() -> dict[str, Any]:
         "repeat": {"type": ["integer", "string"], "description": "repeat the node N times (copies named 0..N-1)"},
         "freeze": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
                    "description": "freeze parameters: true, or name patterns"},
-        "name": {"type": "string"}, "op": {"type": "string"}, "args": _ANY_ARGS,
+        "name": {"type": "string", "description": "node name, in the explicit form"},
+        "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
+        "args": _ANY_ARGS,
         "nodes": {"type": "array", "items": _NODE, "description": "a group's nodes (op: Sequential)"},
     }
     named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)",
              **_NAMED_BODY}
     return {
-        "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus from/when/repeat/freeze.",
+        "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
+                       "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
         "additionalProperties": named,
@@ -172,9 +175,11 @@ def reference_markdown() -> str:
             out.append(" ".join(s["description"].split()) + "\n")
         out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
         required = set(s.get("required", []))
+        if title.startswith("NodeSpec"):  # the node keys; layer and op names are listed by `netspec layers`
+            from .node_forms import NODE_KEYS
+
+            props = {k: v for k, v in props.items() if k in NODE_KEYS}
         for key, p in props.items():
-            if title.startswith("NodeSpec"):
-                break
             default = "required" if key in required else (
                 f"`{json.dumps(p['default'])}`" if p.get("default") not in (None, "", [], {}) else "")
             desc = " ".join((p.get("description") or "").split()).replace("|", "\\|")

@@ -88,12 +88,20 @@ def shape_str(value: Any, twin: Any) -> str:
 
 
 def batch_dims(value: Any, twin: Any) -> list[int]:
-    """Dims of a tensor whose size is exactly the batch."""
+    """Dims of a tensor whose size is exactly the batch.
+
+    >>> batch_dims(torch.empty(1, 2, 8, device="meta"), torch.empty(1, 3, 8, device="meta"))
+    [1]
+    """
     return [i for i, d in enumerate(symbolic(value, twin)) if d == "B"]
 
 
 def batch_first(value: Any, twin: Any) -> bool:
-    """True for the usual layout: the batch is dim 0 and no other dim depends on it."""
+    """True for the usual layout: the batch is dim 0 and no other dim depends on it.
+
+    >>> batch_first(torch.empty(2, 8, device="meta"), torch.empty(3, 8, device="meta"))
+    True
+    """
     dims = symbolic(value, twin)
     return bool(dims) and dims[0] == "B" and all(isinstance(d, int) for d in dims[1:])
 
@@ -143,7 +151,11 @@ def _tensors(value: Any, twin: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def has_batch(probe: Probe) -> bool:
-    """True when some tensor of the value has a plain batch dim."""
+    """True when some tensor of the value has a plain batch dim.
+
+    >>> has_batch(input_probe((4,), torch.float32)), has_batch(Probe(torch.empty(4), torch.empty(4)))
+    (True, False)
+    """
     return any(batch_dims(v, t) for v, t in _tensors(probe.value, probe.twin))
 
 
@@ -172,7 +184,13 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
 
 def meta_call(fn: Callable[..., Any], args: tuple, kwargs: dict, where: str, path: tuple, node: str,
               shown: list[Probe], batch: int = META_BATCH) -> Any:
-    """``fn(*args, **kwargs)`` on meta tensors; torch's error becomes a ShapeError at the node."""
+    """``fn(*args, **kwargs)`` on meta tensors; torch's error becomes a ShapeError at the node.
+
+    >>> x = input_probe((4,), torch.float32)
+    >>> meta_call(torch.nn.Linear(3, 2), (x.value,), {}, "Linear", ("nodes", 0), "fc", [x])
+    Traceback (most recent call last):
+    netspec.errors.ShapeError: <spec>: nodes[0] (fc): Linear cannot take input 4: a and b must have same reduction dim, but got [2, 4] X [3, 2].; torch's sizes include the batch of 2 netspec checks shapes with
+    """
     try:
         with torch.no_grad():
             return fn(*args, **kwargs)
@@ -203,7 +221,11 @@ def run_probe(fn: Callable[..., Any], ins: list[Probe], kw: dict[str, Probe], wh
 
 
 def construct_meta(cls: type[nn.Module], kwargs: dict[str, Any], where: str, path: tuple, node: str) -> nn.Module:
-    """Build a layer on the meta device (no memory), in eval mode; a failure is a BuildError."""
+    """Build a layer on the meta device (no memory), in eval mode; a failure is a BuildError.
+
+    >>> construct_meta(nn.Linear, {"in_features": 3, "out_features": 2}, "Linear", (), "fc").weight.device
+    device(type='meta')
+    """
     try:
         with torch.device("meta"):
             module = cls(**kwargs)

@@ -130,6 +130,12 @@ def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Ma
 
     ``block_inputs`` maps block names to their input names (a block's first input defaults
     to the previous node); ``numbered`` names unnamed nodes by position, as nn.Sequential does.
+
+    >>> from netspec.spec import NodeSpec
+    >>> dag = resolve([NodeSpec(op="ReLU"), NodeSpec(op="Tanh", name="t", when=False, **{"else": "x"}),
+    ...                NodeSpec(op="add", from_=["relu", "t"])], ["x"], None, {}, set(), ())
+    >>> [(n.name, n.inputs) for n in dag.nodes]
+    [('relu', ['x']), ('add', ['relu', 'x'])]
     """
     block_inputs = block_inputs or {}
     dag_nodes: list[DagNode] = []

@@ -194,7 +194,11 @@ def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, An
 
 
 def normalize_at(raw: Any, blocks: Blocks, path: tuple) -> Any:
-    """normalize_node, with the node's spec path added to any error."""
+    """normalize_node, with the node's spec path added to any error.
+
+    >>> normalize_at({"relu": "ReLU"}, set(), ("nodes", 3))
+    {'name': 'relu', 'op': 'ReLU', 'args': None}
+    """
     try:
         return normalize_node(raw, blocks)
     except PydanticCustomError as e:
@@ -204,6 +208,11 @@ def normalize_at(raw: Any, blocks: Blocks, path: tuple) -> Any:
 
 
 def normalize_block(raw: Any, blocks: Blocks, name: str) -> Any:
+    """A block definition with its nodes normalised (errors at ``blocks.<name>.nodes[i]``).
+
+    >>> normalize_block({"nodes": ["ReLU"]}, {"B": []}, "B")["nodes"]
+    [{'op': 'ReLU', 'args': None}]
+    """
     if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
         raw = dict(raw)
         raw["nodes"] = [normalize_at(n, blocks, ("blocks", name, "nodes", i)) for i, n in enumerate(raw["nodes"])]

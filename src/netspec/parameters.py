@@ -98,7 +98,11 @@ def _init(init: Any, path: tuple, node: str) -> tuple[str, dict[str, Any]]:
 
 
 def parameter_probe(args: dict[str, Any]) -> Probe:
-    """A declared parameter's value: the same tensor at both batch sizes (it has no batch dim)."""
+    """A declared parameter's value: the same tensor at both batch sizes (it has no batch dim).
+
+    >>> parameter_probe({"shape": [4, 1]}).twin.shape
+    torch.Size([4, 1])
+    """
     value = torch.empty(args["shape"], device="meta")
     return Probe(value, value)
 

@@ -48,7 +48,13 @@ def summary_text(c: Compiled, depth: int = 2, batch: int = 1) -> str:
 
 
 def graph_table(c: Compiled) -> str:
-    """A compact table of the top-level nodes (no forward pass needed); notes are never cut."""
+    """A compact table of the top-level nodes (no forward pass needed); notes are never cut.
+
+    >>> from netspec.api import compile_spec
+    >>> print(graph_table(compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"fc": {"Linear": {"out_features": 2}}}]})))
+    node  op      inputs  output  params  notes
+    fc    Linear  x       (B, 2)  8       in_features=3 (inferred)
+    """
     rows = [("node", "op", "inputs", "output", "params", "notes")]
     for n in c.graph.nodes:
         keywords = [f"{k}={v if isinstance(v, str) else '(' + ', '.join(v) + ')'}" for k, v in n.kw_inputs.items()]

@@ -176,7 +176,13 @@ def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tupl
 
 def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_dir: Path,
               path: tuple, node: str) -> TypedNode:
-    """Build a torchvision model on meta (with its replacements) and infer its output."""
+    """Build a torchvision model on meta (with its replacements) and infer its output.
+
+    >>> from netspec.dims import input_probe
+    >>> x = input_probe((3, 32, 32), torch.float32)
+    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Path("."), ("nodes", 0), "net").shape
+    '(B, 7)'
+    """
     apath = path + (op,)
     raw = substitute(raw or {}, env, apath)
     kwargs, weights = _zoo_args(op, raw, base_dir, apath, node)
@@ -235,7 +241,11 @@ def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, An
 
 
 def truncate_model(model: nn.Module, until: str, path: tuple, node: str) -> nn.Module:
-    """Keep the top-level children of ``model`` up to ``until`` (inclusive), as an nn.Sequential."""
+    """Keep the top-level children of ``model`` up to ``until`` (inclusive), as an nn.Sequential.
+
+    >>> list(truncate_model(nn.Sequential(nn.ReLU(), nn.Tanh(), nn.ReLU()), "1", (), "n")._modules)
+    ['0', '1']
+    """
     children = dict(model.named_children())
     if until not in children:
         raise BuildError(f"cannot truncate at `{until}`: no such top-level child", path=path, node=node,

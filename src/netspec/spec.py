@@ -432,18 +432,21 @@ def document_of(spec: Spec) -> Document:
 
 
 def node(op: str, args: Any = None, *, name: str | None = None, from_: Ref | None = None,
-         when: bool | str | None = None, repeat: int | str | None = None,
-         freeze: bool | list[str] | None = None, **kwargs: Any) -> NodeSpec:
+         when: bool | str | None = None, else_: str | None = None, repeat: int | str | None = None,
+         freeze: bool | list[str] | None = None, nodes: list[NodeSpec] | None = None, **kwargs: Any) -> NodeSpec:
     """Build a NodeSpec in Python; keyword arguments are the op's arguments.
 
     >>> node("Conv2d", out_channels=8, kernel_size=3, name="c1").model_dump(by_alias=True)
     {'c1': {'Conv2d': {'out_channels': 8, 'kernel_size': 3}}}
     >>> node("cat", from_=["a", "b"]).model_dump(by_alias=True)
     {'cat': {}, 'from': ['a', 'b']}
+    >>> node("Sequential", name="head", nodes=[node("ReLU")], when="$on", else_="x").model_dump(by_alias=True)
+    {'head': {'Sequential': [{'ReLU': {}}]}, 'when': '$on', 'else': 'x'}
     """
     if args is None and kwargs:
         args = kwargs
     elif kwargs:
         raise TypeError("give the op's arguments either as `args` or as keywords, not both")
-    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "repeat": repeat, "freeze": freeze}
+    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "else": else_, "repeat": repeat,
+              "freeze": freeze, "nodes": nodes}
     return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

@@ -29,14 +29,17 @@ __all__ = [
     "LeNet",
     "LogisticRegression",
     "MnistCNN",
+    "MyListDense",
     "OutConv",
     "RegressionNet",
     "ResNet50ExtraInput",
     "ResNet50ExtraOutput",
     "SmallCNN",
+    "TransformerClassifier",
     "TwoInputNet",
     "UNet",
     "Up",
+    "VAE",
     "copy_weights_in_order",
     "count_parameters",
 ]
@@ -564,3 +567,92 @@ class TwoInputNet(nn.Module):
         out = self.dropout(out)
         out = F.relu(self.fc2(out))  # (B, 256)
         return self.fc3(out)  # (B, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 9: models nobody here wrote, as their authors wrote them
+# --------------------------------------------------------------------------------------------
+
+
+class VAE(nn.Module):
+    """The variational autoencoder of pytorch/examples (vae/main.py), unchanged.
+
+    784 -> 400 -> (mu, logvar) of 20 each; ``z = mu + randn_like(std) * std`` with
+    ``std = exp(0.5 * logvar)``; 20 -> 400 -> 784 -> sigmoid. Returns ``(recon, mu, logvar)``.
+    The noise comes from torch's global RNG, so a seeded run is reproducible.
+    652,824 parameters.
+    """
+
+    def __init__(self, latent: int = 20) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, latent)
+        self.fc22 = nn.Linear(400, latent)
+        self.fc3 = nn.Linear(latent, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x))  # (B, 400)
+        return self.fc21(h1), self.fc22(h1)  # (B, 20) each
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std  # (B, 20)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h3 = F.relu(self.fc3(z))  # (B, 400)
+        return torch.sigmoid(self.fc4(h3))  # (B, 784)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+class TransformerClassifier(nn.Module):
+    """A Transformer encoder text classifier with a padding mask (the usual recipe).
+
+    Token ids ``(B, T)``, id 0 is padding. A learned position embedding is added to the token
+    embedding, two ``TransformerEncoderLayer`` s (batch_first) read it with
+    ``src_key_padding_mask = tokens == 0``, the outputs are averaged over the real tokens only,
+    and a Linear gives the class logits. ``pos`` is declared first so that registration order
+    matches the spec, whose declared parameters come first in its state_dict.
+    ``enable_nested_tensor=False``: with nested tensors torch's encoder would zero the padded
+    positions on its inference fast path, a different (equally valid) computation.
+    """
+
+    def __init__(self, vocab: int = 1000, max_len: int = 32, d_model: int = 64, nhead: int = 4,
+                 dim_feedforward: int = 128, num_layers: int = 2, n_classes: int = 4) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
+        self.embedding = nn.Embedding(vocab, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.fc = nn.Linear(d_model, n_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        pad = tokens == 0  # (B, T), True where padding
+        x = self.embedding(tokens) + self.pos  # (B, T, d)
+        x = self.encoder(x, src_key_padding_mask=pad)  # (B, T, d)
+        keep = (~pad).to(torch.float32).unsqueeze(-1)  # (B, T, 1)
+        pooled = (x * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, d): mean over real tokens
+        return self.fc(pooled)  # (B, n_classes)
+
+
+class MyListDense(nn.Module):
+    """Seed 003's custom layer with a ParameterList ("含模型参数的层", ``MyListDense``).
+
+    Three 4x4 weights and one 4x1, each ``torch.randn``, multiplied in turn: ``(B, 4) -> (B, 1)``.
+    52 parameters.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params = nn.ParameterList([nn.Parameter(torch.randn(4, 4)) for i in range(3)])
+        self.params.append(nn.Parameter(torch.randn(4, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.params)):
+            x = torch.mm(x, self.params[i])  # (B, 4), then (B, 1)
+        return x

@@ -142,3 +142,23 @@ def test_entry_point_modules_are_registered(tmp_path, monkeypatch):
     torch.testing.assert_close(model(torch.ones(1, 3)), torch.full((1, 3), 2.0))
     layers._CUSTOM.pop("Doubler", None)
     sys.modules.pop("ns_plugin_layers", None)
+
+
+def test_load_spec_takes_text_alone():
+    """The README's `netspec.load_spec(text=...)`: no source needed (issue 9)."""
+    spec = netspec.load_spec(text="name: m\ninputs: {x: [3]}\nnodes: [ReLU]\n")
+    assert spec.nodes[0].op == "ReLU"
+    assert netspec.load_spec(text=spec.to_yaml()) == spec
+    with pytest.raises(TypeError, match="a path, text, a dict or a Spec"):
+        netspec.load_spec()
+
+
+def test_compile_table_keeps_notes_whole(tmp_path, capsys):
+    from netspec.cli import main
+
+    path = tmp_path / "rnn.yaml"
+    path.write_text("name: rnn\ninputs: {x: [5, 4]}\nnodes:\n  - LSTM: {hidden_size: 8}\n  - item: 0\n")
+    assert main(["compile", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "input_size=4 (inferred); batch_first=True (netspec default)" in out
+    assert "((B, 5, 8), ((1, B, 8), (1, B, 8)))" in out

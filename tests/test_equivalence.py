@@ -25,11 +25,14 @@ from reference_models import (
     LeNet,
     LogisticRegression,
     MnistCNN,
+    MyListDense,
     RegressionNet,
     ResNet50ExtraInput,
     ResNet50ExtraOutput,
+    TransformerClassifier,
     TwoInputNet,
     UNet,
+    VAE,
     copy_weights_in_order,
 )
 
@@ -152,3 +155,55 @@ def test_state_dict_keys_follow_the_spec_names() -> None:
     assert keys == [f"{n}.{p}" for n in ("conv1", "conv2", "fc1", "fc2", "fc3") for p in ("weight", "bias")]
     keys = list(compiled("resnet50_extra_input", {"image": [3, 64, 64]}).state_dict())
     assert keys[0] == "net.conv1.weight" and keys[-2:] == ["fc_add.weight", "fc_add.bias"]
+
+
+# ---- models nobody here wrote (issue 9) ------------------------------------------------------
+
+def test_vae_matches_pytorch_examples_with_the_same_noise() -> None:
+    """The reparameterised sample draws from torch's global RNG: the same seed, the same z."""
+    torch.manual_seed(4)
+    reference, model = paired(VAE(), compiled("vae"))
+    (x,) = random_inputs([(1, 28, 28)], seed=4)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        want = reference(x)
+        torch.manual_seed(5)
+        recon, mu, logvar, recon_image = model(x)
+    assert_close((recon, mu, logvar), want)
+    assert_close(recon_image, want[0].view(BATCH, 1, 28, 28))
+    with torch.no_grad():
+        torch.manual_seed(6)
+        other = model(x)[0]
+    assert not torch.equal(other, recon), "another seed, another sample"
+
+
+def test_transformer_classifier_with_a_padding_mask_matches_nn_transformer_encoder() -> None:
+    torch.manual_seed(7)
+    reference, model = paired(TransformerClassifier(), compiled("transformer_classifier"))
+    g = torch.Generator().manual_seed(7)
+    tokens = torch.randint(1, 1000, (BATCH, 32), generator=g)
+    tokens[0, 20:] = 0  # padded sequences of different lengths
+    tokens[1, 5:] = 0
+    with torch.no_grad():
+        assert_close(model(tokens), reference(tokens))
+    assert "src_key_padding_mask = pad" in model.encoder.code
+
+
+def test_parameter_list_layer_matches_seed_003() -> None:
+    torch.manual_seed(8)
+    reference, model = paired(MyListDense(), compiled("list_dense"))
+    assert list(model.state_dict()) == ["w0", "w1", "w2", "w3"]
+    assert_same_outputs(reference, model, random_inputs([(4,)], seed=8))
+
+
+def test_resnet18_spec_loads_torchvisions_weights_strictly() -> None:
+    """`repeat` and groups name children 0, 1, ... as nn.Sequential does, so torchvision's own
+    state_dict loads into the spec with strict loading (never downloaded: weights=None)."""
+    import torchvision
+
+    torch.manual_seed(9)
+    reference = torchvision.models.resnet18(weights=None).eval()
+    model = compiled("resnet18", {"image": [3, 64, 64]}).eval()
+    assert list(model.state_dict()) == list(reference.state_dict())
+    model.load_state_dict(reference.state_dict(), strict=True)
+    assert_same_outputs(reference, model, random_inputs([(3, 64, 64)], seed=9))

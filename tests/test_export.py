@@ -151,7 +151,7 @@ def test_code_is_valid_python_with_one_assignment_per_node(name) -> None:
     modules = [("", c.module, c.graph)]
     for where, gm, graph in modules:  # blocks and repeats are GraphModules with their own code
         for node in graph.nodes:
-            if node.kind in ("block", "repeat"):
+            if node.kind in ("block", "repeat", "group"):
                 modules.append((f"{where}.{node.name}".lstrip("."), gm.get_submodule(node.name), node.sub))
     assert len(modules) > 1 or name in ("lenet", "two_input_net", "resnet50_extra_output")
     for where, gm, graph in modules:
@@ -160,6 +160,6 @@ def test_code_is_valid_python_with_one_assignment_per_node(name) -> None:
         assert fn.name == "forward"
         assert [a.arg for a in fn.args.args] == ["self", *graph.inputs], where
         assigns = [s for s in fn.body if isinstance(s, ast.Assign)]
-        assert [s.targets[0].id for s in assigns] == [n.name for n in graph.nodes], where  # type: ignore[attr-defined]
+        assert [s.targets[0].id for s in assigns] == [n.var for n in graph.nodes], where  # type: ignore[attr-defined]
         assert len(fn.body) == len(graph.nodes) + 1 and isinstance(fn.body[-1], ast.Return), where
         compile(gm.code, f"<{name}:{where or 'forward'}>", "exec")

@@ -21,12 +21,15 @@ from reference_models import (
     LeNet,
     LogisticRegression,
     MnistCNN,
+    MyListDense,
     RegressionNet,
     ResNet50ExtraInput,
     ResNet50ExtraOutput,
     SmallCNN,
+    TransformerClassifier,
     TwoInputNet,
     UNet,
+    VAE,
     copy_weights_in_order,
     count_parameters,
 )
@@ -52,6 +55,11 @@ PARAM_COUNTS: list[tuple[str, Callable[[], nn.Module], int]] = [
     ("regression_net_003", RegressionNet, 61),
     ("regression_net_002", lambda: RegressionNet(1, 10, 1), 31),
     ("small_cnn_002", SmallCNN, 28_938),
+    # issue 9: 784*400+400 + 2*(400*20+20) + 20*400+400 + 400*784+784
+    ("vae", VAE, 652_824),
+    # pos 32*64 + embedding 1000*64 + 2 layers x (attention 4*64*64+4*64, ff 2*64*128+128+64, 2 norms 4*64) + fc 64*4+4
+    ("transformer_classifier", TransformerClassifier, 133_252),
+    ("my_list_dense", MyListDense, 3 * 16 + 4),
 ]
 
 

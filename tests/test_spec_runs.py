@@ -43,6 +43,9 @@ SMALL: dict[str, list[str]] = {
                               "data.train.n=8"],
     "unet": ["inputs.image.shape=[3, 32, 32]", "data.train.size=32", "data.train.n=8", "data.batch_size=4"],
     "small_resnet": ["data.loader.num_workers=0"],
+    "resnet18": ["inputs.image.shape=[3, 64, 64]", "data.transforms.0.RandomResizedCrop=64",
+                 "data.eval_transforms.0.Resize=72", "data.eval_transforms.1.CenterCrop=64",
+                 "data.loader.num_workers=0"],
 }
 
 
@@ -59,12 +62,15 @@ def cifar_unchecked(monkeypatch: pytest.MonkeyPatch) -> None:
 def _tensor_file(path: Path, fields: dict[str, Any], n: int) -> None:
     """An .npz with the arrays a spec's `fields` names (two_input_net: feature1/feature2/label)."""
     rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 100, (n, 32))
+    tokens[::2, 20:] = 0  # padding (transformer_classifier)
     arrays = {
         "feature1": rng.standard_normal((n, 1, 10, 18)).astype(np.float32),
         "feature2": rng.standard_normal((n, 8)).astype(np.float32),
+        "tokens": tokens,
         "label": np.arange(n) % 2,  # both classes present: the sampler weighs class 1
     }
-    wanted = [*fields.get("inputs", {}).values(), fields.get("target", "label")]
+    wanted = list(dict.fromkeys([*fields.get("inputs", {}).values(), fields.get("target", "label")]))
     assert set(wanted) <= set(arrays), f"tests/{Path(__file__).name} has no test data for fields {wanted}"
     write_npz(path, **{k: arrays[k] for k in wanted})
 

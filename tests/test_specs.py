@@ -42,6 +42,11 @@ EXPECTED_PARAMS: dict[str, int] = {
     # examples without a seed module (computed by hand)
     "mlp": 784 * 256 + 256 + 2 * (256 * 256 + 256) + 256 * 10 + 10,  # 335,114
     "small_resnet": 175_258,
+    # models nobody here wrote (issue 9), checked against tests/reference_models.py
+    "vae": 652_824,                      # pytorch/examples VAE: 784-400-(20, 20)-400-784
+    "transformer_classifier": 133_252,   # pos 2,048 + embedding 64,000 + 2 layers x 33,472 + fc 260
+    "list_dense": 52,                    # seed 003 MyListDense: 3 x 16 + 4
+    "resnet18": 11_689_512,              # torchvision resnet18, the same state_dict keys
 }
 
 # Other parameter settings of the seed models (reference-figures.md / reference_models.py).
@@ -194,3 +199,10 @@ def test_schema_catches_typos_an_editor_should_underline(validator) -> None:
     assert not validator.is_valid({**data, "nodez": []})                     # unknown top-level key
     bad = [{"Conv2d": {"out_chanels": 6, "kernel_size": 5}}, *data["nodes"][1:]]  # (unnamed form)
     assert not validator.is_valid({**data, "nodes": bad})                    # misspelled layer argument
+    for named in ({"stem": {"Conv2d": {"kernal_size": 3}}},                 # named form (issue 9)
+                  {"squeeze": {"Conv2d": {"kernal_size": 3}}},              # named like an op
+                  {"down": [{"Conv2d": {"kernal_size": 1}}, "BatchNorm2d"]}):  # a group
+        assert not validator.is_valid({**data, "nodes": [named, *data["nodes"][1:]]}), named
+    for fine in ({"stem": {"Conv2d": {"kernel_size": 3, "out_channels": 6}}}, {"relu": "ReLU"},
+                 {"x1": {"DoubleConv": {"out": 64}}}, {"w": {"Parameter": {"shape": [4, 4]}}}):
+        assert validator.is_valid({**data, "nodes": [fine, *data["nodes"][1:]]}), fine

@@ -15,15 +15,17 @@ from .spec import Spec, document_of
 from .spec import load_spec as _load_spec
 
 
-def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
               allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
-    """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec.
+    """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec; or ``text=`` alone.
 
     ``overrides`` are ``key=value`` strings as on the command line (``n_classes=5``,
     ``train.epochs=3``). Raises :class:`netspec.SpecError` (one located line) on mistakes.
 
     >>> load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]}).name
     'm'
+    >>> load_spec(text="name: m\\ninputs: {x: [3]}\\nnodes: [ReLU]\\n").nodes[0].op
+    'ReLU'
     """
     return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports)
 

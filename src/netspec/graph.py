@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .errors import GraphError, did_you_mean
 from .expr import ShapeInfo, substitute
+from .layers import layer_registry
 from .ops import op_registry
 from .registry import OpKind, op_kind
 from .spec import NodeSpec
@@ -45,10 +46,13 @@ class DagNode:
     path: SpecPath
     spec: NodeSpec
     ref_args: dict[str, str] = field(default_factory=dict)  # op args that named nodes (pad_to like)
+    kw_inputs: dict[str, str | list[str]] = field(default_factory=dict)  # a layer's keyword inputs
 
     @property
     def input_names(self) -> list[str]:
-        return list(self.inputs.values()) if isinstance(self.inputs, dict) else list(self.inputs)
+        positional = list(self.inputs.values()) if isinstance(self.inputs, dict) else list(self.inputs)
+        keywords = [n for v in self.kw_inputs.values() for n in ([v] if isinstance(v, str) else v)]
+        return positional + keywords
 
 
 @dataclass
@@ -61,7 +65,11 @@ class Dag:
 
 
 def auto_name(op: str, taken: set[str]) -> str:
-    """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx)."""
+    """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx).
+
+    >>> auto_name("Conv2d", {"conv2d"})
+    'conv2d_1'
+    """
     base = re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
     name, i = base, 0
     while name in taken or name in RESERVED_NAMES:
@@ -87,86 +95,193 @@ def _refs_of(node: NodeSpec, blocks: set[str]) -> dict[str, str]:
     return {k: v for k, v in node.args.items() if k in entry.refs}
 
 
+@dataclass
+class _Scope:
+    """Names seen so far while resolving one node list."""
+
+    inputs: list[str]
+    taken: set[str]
+    explicit: set[str]
+    env: Mapping[str, Any]
+    numbered: bool                                        # unnamed nodes are "0", "1", ... (groups)
+    aliases: dict[str, tuple[str, SpecPath]] = field(default_factory=dict)  # `else` of disabled nodes
+
+    def name(self, node: NodeSpec, i: int, path: SpecPath) -> str:
+        # auto names skip parameter names too, so `$dropout` still means the parameter
+        name = node.name or (str(i) if self.numbered else auto_name(node.op, self.taken | self.explicit | set(self.env)))
+        if name in RESERVED_NAMES:
+            raise GraphError(f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=path,
+                             hint="pick another name")
+        if node.name and node.name in self.env and not isinstance(self.env[node.name], ShapeInfo):
+            raise GraphError(f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
+                             path=path, hint="rename the node or the parameter")
+        if name in self.taken:
+            what = "an input" if name in self.inputs else "another node"
+            raise GraphError(f"duplicate name `{name}`: {what} has it already", path=path,
+                             hint="node names must be unique (nodes with `when` may share one if only one is enabled)")
+        self.taken.add(name)
+        return name
+
+
 def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Mapping[str, Any],
-            blocks: set[str], path: SpecPath, block_inputs: Mapping[str, list[str]] | None = None) -> Dag:
+            blocks: set[str], path: SpecPath, block_inputs: Mapping[str, list[str]] | None = None,
+            numbered: bool = False) -> Dag:
     """Evaluate ``when``, name every node, fill default inputs, check refs, order topologically.
 
     ``block_inputs`` maps block names to their input names (a block's first input defaults
-    to the previous node).
+    to the previous node); ``numbered`` names unnamed nodes by position, as nn.Sequential does.
+
+    >>> from netspec.spec import NodeSpec
+    >>> dag = resolve([NodeSpec(op="ReLU"), NodeSpec(op="Tanh", name="t", when=False, **{"else": "x"}),
+    ...                NodeSpec(op="add", from_=["relu", "t"])], ["x"], None, {}, set(), ())
+    >>> [(n.name, n.inputs) for n in dag.nodes]
+    [('relu', ['x']), ('add', ['relu', 'x'])]
     """
     block_inputs = block_inputs or {}
     dag_nodes: list[DagNode] = []
-    taken = set(input_names)
-    explicit = {n.name for n in nodes if n.name}
+    scope = _Scope(list(input_names), set(input_names), {n.name for n in nodes if n.name}, env, numbered)
     previous = input_names[0] if input_names else None
     for i, node in enumerate(nodes):
         npath = path + ("nodes", i)
         if not _enabled(node, env, npath):
+            if node.else_ is not None:  # the name stands for another value: `else: x`
+                scope.aliases[scope.name(node, i, npath)] = (node.else_, npath + ("else",))
+                previous = node.name
             continue
-        # auto names skip parameter names too, so `$dropout` still means the parameter
-        name = node.name or auto_name(node.op, taken | explicit | set(env))
-        if name in RESERVED_NAMES:
-            raise GraphError(f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=npath,
-                             hint="pick another name")
-        if node.name and node.name in env and not isinstance(env[node.name], ShapeInfo):
-            raise GraphError(f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
-                             path=npath, hint="rename the node or the parameter")
-        if name in taken:
-            what = "an input" if name in input_names else "another node"
-            raise GraphError(f"duplicate name `{name}`: {what} has it already", path=npath,
-                             hint="node names must be unique (nodes with `when` may share one if only one is enabled)")
-        taken.add(name)
+        name = scope.name(node, i, npath)
         kind = op_kind(node.op, blocks)
         assert kind is not None  # validated in spec.py
         refs = _refs_of(node, blocks)
-        inputs = _inputs_of(node, kind, previous, refs, block_inputs.get(node.op), npath)
+        inputs, kw_inputs = _inputs_of(node, kind, previous, refs, block_inputs.get(node.op), npath)
         args = {k: v for k, v in node.args.items() if k not in refs} if refs else node.args
-        dag_nodes.append(DagNode(name, node.op, kind, args, inputs, npath, node, refs))
+        dag_nodes.append(DagNode(name, node.op, kind, args, inputs, npath, node, refs, kw_inputs))
         previous = name
     if not dag_nodes:
         raise GraphError("no node is enabled", path=path + ("nodes",))
-    outs = _outputs(outputs, dag_nodes[-1].name, path)
+    assert previous is not None
+    outs = _outputs(outputs, previous, path)
+    outs = _apply_aliases(dag_nodes, outs, scope, path)
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
     _check_unused(ordered, input_names, outs, path)
     return Dag(list(input_names), ordered, outs)
 
 
+def _apply_aliases(nodes: list[DagNode], outs: list[tuple[str, str]], scope: _Scope,
+                   path: SpecPath) -> list[tuple[str, str]]:
+    """Replace the names of disabled nodes that have an `else` by the value they stand for."""
+    if not scope.aliases:
+        return outs
+    known = set(scope.inputs) | {n.name for n in nodes}
+
+    def real(name: str) -> str:
+        seen = []
+        while name in scope.aliases:
+            target, where = scope.aliases[name]
+            if target in seen or target == name:
+                raise GraphError(f"`else` of `{name}` leads back to itself", path=where)
+            seen.append(name)
+            if target not in known and target not in scope.aliases:
+                raise GraphError(f"`else` names `{target}`, which is not defined", path=where,
+                                 hint=did_you_mean(target, known) or "name an input or another node")
+            name = target
+        return name
+
+    for name in scope.aliases:
+        real(name)  # report a bad `else` at the `else`, even if nothing reads the name
+    for node in nodes:
+        if isinstance(node.inputs, dict):
+            node.inputs = {k: real(v) for k, v in node.inputs.items()}
+        else:
+            node.inputs = [real(v) for v in node.inputs]
+        node.kw_inputs = {k: real(v) if isinstance(v, str) else [real(x) for x in v]
+                          for k, v in node.kw_inputs.items()}
+    return [(ext, real(ref)) for ext, ref in outs]
+
+
+Inputs = tuple[list[str] | dict[str, str], dict[str, str | list[str]]]
+
+
 def _inputs_of(node: NodeSpec, kind: OpKind, previous: str | None, refs: dict[str, str],
-               block_in: list[str] | None, path: SpecPath) -> list[str] | dict[str, str]:
+               block_in: list[str] | None, path: SpecPath) -> Inputs:
+    """(positional inputs, keyword inputs) of a node; block inputs are keyed by block input."""
     src = node.from_
+    if kind == "param":
+        if src is not None:
+            raise GraphError("a Parameter takes no input: it is a learnable tensor of its own",
+                             path=path + ("from",), hint="remove `from`; use the parameter in an op "
+                             "such as `matmul: [x, w]`")
+        return [], {}
     if kind == "block" and block_in is not None:
-        if src is None:
-            src = {block_in[0]: previous} if previous else {}
-        if isinstance(src, str):
-            src = [src]
-        if isinstance(src, list):
-            if len(src) != len(block_in):
-                raise GraphError(f"block `{node.op}` takes {len(block_in)} input(s) ({', '.join(block_in)}), "
-                                 f"`from` gives {len(src)}", path=path + ("from",))
-            return dict(zip(block_in, src))
-        unknown = [k for k in src if k not in block_in]
-        if unknown:
-            raise GraphError(f"block `{node.op}` has no input `{unknown[0]}`", path=path + ("from",),
-                             hint=did_you_mean(unknown[0], block_in) or f"its inputs: {', '.join(block_in)}")
-        src = dict(src)
-        if block_in[0] not in src and previous:
-            src = {block_in[0]: previous, **src}  # the first input defaults to the previous node
-        missing = [b for b in block_in if b not in src]
-        if missing:
-            raise GraphError(f"block `{node.op}` needs input `{missing[0]}`", path=path + ("from",),
-                             hint=f"add it: from: {{{missing[0]}: <node>}}")
-        return {b: src[b] for b in block_in}
+        return _block_inputs(node, src, previous, block_in, path), {}
     if isinstance(src, dict):
-        raise GraphError("`from` as a mapping is only for blocks with named inputs", path=path + ("from",),
-                         hint="give a name or a list of names")
+        if kind != "layer":
+            raise GraphError("`from` as a mapping is only for layers (keyword inputs such as "
+                             "`src_key_padding_mask`) and blocks with named inputs", path=path + ("from",),
+                             hint="give a name or a list of names")
+        return _layer_inputs(node, dict(src), previous, path)
     if src is None:
         if previous is None:
             raise GraphError("the first node has no input", path=path)
         src = [previous]
     elif isinstance(src, str):
         src = [src]
-    return list(src) + list(refs.values())
+    return list(src) + list(refs.values()), {}
+
+
+def _block_inputs(node: NodeSpec, src: Any, previous: str | None, block_in: list[str],
+                  path: SpecPath) -> dict[str, str]:
+    if src is None:
+        src = {block_in[0]: previous} if previous else {}
+    if isinstance(src, str):
+        src = [src]
+    if isinstance(src, list):
+        if len(src) != len(block_in):
+            raise GraphError(f"block `{node.op}` takes {len(block_in)} input(s) ({', '.join(block_in)}), "
+                             f"`from` gives {len(src)}", path=path + ("from",))
+        return dict(zip(block_in, src))
+    unknown = [k for k in src if k not in block_in]
+    if unknown:
+        raise GraphError(f"block `{node.op}` has no input `{unknown[0]}`", path=path + ("from",),
+                         hint=did_you_mean(unknown[0], block_in) or f"its inputs: {', '.join(block_in)}")
+    lists = [k for k, v in src.items() if not isinstance(v, str)]
+    if lists:
+        raise GraphError(f"block input `{lists[0]}` takes one name", path=path + ("from", lists[0]))
+    src = dict(src)
+    if block_in[0] not in src and previous:
+        src = {block_in[0]: previous, **src}  # the first input defaults to the previous node
+    missing = [b for b in block_in if b not in src]
+    if missing:
+        raise GraphError(f"block `{node.op}` needs input `{missing[0]}`", path=path + ("from",),
+                         hint=f"add it: from: {{{missing[0]}: <node>}}")
+    return {b: src[b] for b in block_in}
+
+
+def _layer_inputs(node: NodeSpec, src: dict[str, Any], previous: str | None, path: SpecPath) -> Inputs:
+    """`from: {src_key_padding_mask: mask}`: forward arguments by name; the first defaults to
+    the previous node, the required ones are passed by position, the rest by keyword."""
+    entry = layer_registry()[node.op]
+    names = entry.tensor_inputs
+    for key in src:
+        if key not in names:
+            flag = key in entry.forward_params
+            raise GraphError(f"`{key}` of {node.op} is not a tensor input" if flag else
+                             f"{node.op} takes no input `{key}`", path=path + ("from", key),
+                             hint=did_you_mean(key, names) or f"its inputs: {', '.join(names) or 'none'}")
+    if names and names[0] not in src:
+        if previous is None:
+            raise GraphError("the first node has no input", path=path)
+        src = {names[0]: previous, **src}
+    positional = []
+    for key in names[:entry.min_inputs]:
+        if key not in src:
+            raise GraphError(f"{node.op} needs input `{key}`", path=path + ("from",),
+                             hint=f"add it: from: {{{key}: <node>}}")
+        value = src.pop(key)
+        if not isinstance(value, str):
+            raise GraphError(f"input `{key}` of {node.op} takes one name", path=path + ("from", key))
+        positional.append(value)
+    return positional, src
 
 
 def _outputs(outputs: Any, last: str, path: SpecPath) -> list[tuple[str, str]]:

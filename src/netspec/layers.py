@@ -41,6 +41,15 @@ BATCH_FIRST_DEFAULT = {"RNN", "LSTM", "GRU", "MultiheadAttention", "Transformer"
 _SKIP_ARGS = {"self", "device", "dtype", "factory_kwargs"}
 _EXCLUDED = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
              "ParameterDict", "Container"}
+# torch.nn classes that cannot be written as a spec node, and what to write instead.
+REFUSED = {
+    "RNNBase": "it is the base class of RNN, LSTM and GRU; use one of those",
+    "RNNCellBase": "it is the base class of RNNCell, LSTMCell and GRUCell; use one of those",
+    "TransformerEncoder": "it takes a layer object; write `- TransformerEncoderLayer: {...}` with `repeat: N`",
+    "TransformerDecoder": "it takes a layer object; write `- TransformerDecoderLayer: {...}` with `repeat: N`",
+    "AdaptiveLogSoftmaxWithLoss": "it computes a loss from the targets, and which rows each cluster gets "
+                                  "depends on their values, so no shape can be inferred before the data",
+}
 
 
 @dataclass
@@ -54,6 +63,15 @@ class LayerType:
     max_inputs: int | None = 1
     custom: bool = False
     hints: dict[str, Any] = field(default_factory=dict)
+    forward_params: dict[str, inspect.Parameter] = field(default_factory=dict)
+
+    @property
+    def tensor_inputs(self) -> list[str]:
+        """Forward arguments that take tensors (or tuples of them, like LSTM's ``hx``): what
+        ``from`` may name. Flags such as ``need_weights: bool`` are not inputs."""
+        return [n for n, p in self.forward_params.items()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and (p.annotation is inspect.Parameter.empty or "Tensor" in str(p.annotation))]
 
     @property
     def inferable(self) -> list[str]:
@@ -81,13 +99,17 @@ def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
             if n not in _SKIP_ARGS and p.kind is not p.VAR_POSITIONAL}
 
 
-def _forward_arity(cls: type) -> tuple[int, int | None]:
-    """(min, max) tensor inputs of ``cls.forward``; optional args after the first count
-    towards max only for layers known to take several tensors."""
+def _forward_params(cls: type) -> dict[str, inspect.Parameter]:
     try:
-        params = list(inspect.signature(cls.forward).parameters.values())[1:]
+        return dict(list(inspect.signature(cls.forward).parameters.items())[1:])
     except (TypeError, ValueError):
-        return 1, 1
+        return {}
+
+
+def _forward_arity(cls: type) -> tuple[int, int | None]:
+    """(min, max) positional tensor inputs of ``cls.forward``: its required arguments (optional
+    ones are given by name in a ``from`` mapping)."""
+    params = list(_forward_params(cls).values())
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return 1, None
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -112,7 +134,7 @@ def _make_entry(name: str, cls: type[nn.Module], custom: bool = False) -> LayerT
         if name == "RNN":
             params["nonlinearity"] = inspect.Parameter("nonlinearity", inspect.Parameter.KEYWORD_ONLY,
                                                        default="tanh")
-    return LayerType(name, cls, params, lo, hi, custom, hints)
+    return LayerType(name, cls, params, lo, hi, custom, hints, _forward_params(cls))
 
 
 @lru_cache(maxsize=1)
@@ -123,7 +145,7 @@ def _torch_layers() -> dict[str, LayerType]:
         cls = getattr(nn, name, None)
         if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
             continue
-        if name in _EXCLUDED or name.startswith("Lazy") or issubclass(cls, loss_base):
+        if name in _EXCLUDED or name in REFUSED or name.startswith("Lazy") or issubclass(cls, loss_base):
             continue
         out[name] = _make_entry(name, cls)
     return out

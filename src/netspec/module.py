@@ -16,8 +16,9 @@ from typing import Any
 from torch import fx, nn
 
 from .errors import BuildError, SpecError
-from .shapes import TypedGraph, TypedNode, shape_str
-from .zoo import load_local_weights, set_submodule, zoo_builder
+from .parameters import make_parameter
+from .typed import TypedGraph, TypedNode
+from .zoo import load_local_weights, set_submodule, truncate_model, zoo_builder
 from . import functional as nsf
 
 
@@ -90,9 +91,7 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
         e.path, e.node = node.path + ("freeze",), node.name
         raise
     if plan.truncate is not None:
-        from .shapes import _truncate
-
-        model = _truncate(model, plan.truncate, node.path, node.name)
+        model = truncate_model(model, plan.truncate, node.path, node.name)
     for target, rnode in plan.replace:
         assert rnode.layer_cls is not None
         set_submodule(model, target, rnode.layer_cls(**rnode.args))
@@ -107,13 +106,18 @@ def _build_child(node: TypedNode, log: list[str]) -> nn.Module | None:
     if node.kind == "layer":
         assert node.layer_cls is not None
         module = node.layer_cls(**node.args)
-    elif node.kind in ("block", "repeat"):
+    elif node.kind in ("block", "repeat", "group"):
         assert node.sub is not None
         module = build_module(node.sub, log=log)
     elif node.kind == "zoo":
         return _build_zoo(node, log)
     else:
         return None
+    _frozen(node, module, log)
+    return module
+
+
+def _frozen(node: TypedNode, module: nn.Module, log: list[str]) -> None:
     try:
         frozen = _freeze(module, node.freeze)
     except BuildError as e:
@@ -121,7 +125,26 @@ def _build_child(node: TypedNode, log: list[str]) -> nn.Module | None:
         raise
     if frozen:
         log.append(f"{node.name}: froze {len(frozen)} parameter tensors")
-    return module
+
+
+def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node], log: list[str]) -> fx.Node:
+    """Add one node to the fx graph (and its module or parameter to ``root``)."""
+    args = tuple(env[r] for r in node.inputs)
+    if node.kind == "param":
+        param = make_parameter(node.args)
+        if node.freeze:
+            param.requires_grad_(False)
+            log.append(f"{node.name}: frozen")
+        root.register_parameter(node.name, param)
+        return g.get_attr(node.name)
+    child = _build_child(node, log)
+    if child is None:
+        assert node.op_entry is not None
+        fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
+        return g.call_function(fn, fargs, fkw)
+    root.add_module(node.name, child)
+    kwargs = {k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()}
+    return g.call_module(node.name, args, kwargs)
 
 
 def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.GraphModule:
@@ -143,18 +166,10 @@ def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.Graph
         env[name] = g.placeholder(name)
     shapes: dict[str, str] = {}
     for node in graph.nodes:
-        child = _build_child(node, log)
-        args = [env[r] for r in node.inputs]
-        if child is not None:
-            root.add_module(node.name, child)
-            out = g.call_module(node.name, tuple(args))
-        else:
-            assert node.op_entry is not None
-            fn, fargs, fkw = node.op_entry.emit(args, **node.args)
-            out = g.call_function(fn, fargs, fkw)
-        out.name = node.name if node.name not in env else out.name
+        out = _emit(g, root, node, env, log)
+        out.name = node.var if node.name not in env else out.name
         env[node.name] = out
-        shapes[out.name] = shape_str(node.value)
+        shapes[out.name] = node.shape
     outs = [env[ref] for _, ref in graph.outputs]
     if graph.output_type == "dict":
         g.output({ext: env[ref] for ext, ref in graph.outputs})

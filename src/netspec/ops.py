@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 
 from . import functional as nsf
-from .errors import ShapeError
+from .errors import GraphError, ShapeError
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -59,41 +59,57 @@ def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | 
 
 
 # ---- checks with messages that name the shapes -------------------------------------------
+# A check gets each input's full shape with its batch dims as labels: ("B", 64, 28, 28), or
+# (1, "B", 64) for an LSTM's h_n (see dims.py).
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "x".join(map(str, shape)) if len(shape) else "scalar"
+Dims = tuple[int | str, ...]
 
 
-def _check_cat(shapes: list[tuple[int, ...]], dim: int = 1) -> None:
-    full = [(-1,) + tuple(s) for s in shapes]  # -1 stands for the batch dim
-    ndim = len(full[0])
-    if any(len(s) != ndim for s in full):
+def _fmt(shape: Dims) -> str:
+    """``64x28x28`` for a batch-first shape (the batch left out), the full shape otherwise."""
+    if shape and shape[0] == "B" and all(isinstance(d, int) for d in shape[1:]):
+        return "x".join(map(str, shape[1:])) or "scalar"
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _check_cat(shapes: list[Dims], dim: int = 1) -> None:
+    ndim = len(shapes[0])
+    if any(len(s) != ndim for s in shapes) or ndim == 0:
         raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
                          "they must have the same number of dims")
     d = dim % ndim
-    if d == 0:
-        raise ShapeError("cannot concatenate along the batch dim 0")
-    for s in full[1:]:
-        if any(a != b for i, (a, b) in enumerate(zip(full[0], s)) if i != d):
+    if isinstance(shapes[0][d], str):
+        raise ShapeError(f"cannot concatenate along the batch dim {dim}")
+    for s in shapes[1:]:
+        if any(a != b for i, (a, b) in enumerate(zip(shapes[0], s)) if i != d):
             raise ShapeError(f"inputs are {' and '.join(_fmt(x) for x in shapes)}; "
                              f"they must match outside dim {dim}",
                              hint="pad or crop one side first (e.g. `pad_to: {like: ...}`)")
 
 
-def _check_same(shapes: list[tuple[int, ...]], **_: Any) -> None:
+def _check_same(shapes: list[Dims], **_: Any) -> None:
+    sizes = [tuple(2 if isinstance(d, str) else d for d in s) for s in shapes]  # any fixed stand-in for B
     try:
-        torch.broadcast_shapes(*[(2,) + tuple(s) for s in shapes])
+        torch.broadcast_shapes(*sizes)
     except RuntimeError:
         raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
                          "they must be equal or broadcastable") from None
 
 
-def _check_stack(shapes: list[tuple[int, ...]], dim: int = 1) -> None:
+def _check_stack(shapes: list[Dims], dim: int = 1) -> None:
     if any(tuple(s) != tuple(shapes[0]) for s in shapes):
         raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; stack needs equal shapes")
 
 
-# ---- merges ------------------------------------------------------------------------------
+def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
+    """`add: [a, b]` or `add: 1.0` (the previous node plus a number), not both, not neither."""
+    if (len(inputs) >= 2) == (other is not None):
+        raise GraphError(f"`{name}` takes two inputs, or one input and a number"
+                         + (" (not both)" if other is not None else f", got {len(inputs)} input"),
+                         hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0")
+
+
+# ---- merges and arithmetic ---------------------------------------------------------------
 
 @op("cat", inputs=(2, None), check=_check_cat)
 def _cat(inputs: list[Any], dim: int = 1) -> Call:
@@ -107,32 +123,23 @@ def _stack(inputs: list[Any], dim: int = 1) -> Call:
     return torch.stack, (list(inputs),), {"dim": dim}
 
 
-@op("add", inputs=(2, None), check=_check_same)
-def _add(inputs: list[Any]) -> Call:
-    """Element-wise sum of the inputs (broadcasting), e.g. a residual connection."""
-    if len(inputs) == 2:
-        return operator.add, tuple(inputs), {}
-    return nsf.add_n, tuple(inputs), {}
+def _arithmetic(name: str, fn: Callable[..., Any], many: Callable[..., Any] | None, doc: str) -> None:
+    """add / sub / mul / div: of two inputs (or more, for add and mul), or of one input and a number."""
+
+    def emit(inputs: list[Any], other: float | None = None) -> Call:
+        _two_or_number(name, inputs, other)
+        if other is not None:
+            return fn, (inputs[0], other), {}
+        return (fn, tuple(inputs), {}) if len(inputs) == 2 else (many, tuple(inputs), {})
+
+    emit.__doc__ = doc
+    op(name, inputs=(1, None if many else 2), positional="other", check=_check_same)(emit)
 
 
-@op("mul", inputs=(2, None), check=_check_same)
-def _mul(inputs: list[Any]) -> Call:
-    """Element-wise product of the inputs (broadcasting), e.g. gating or attention."""
-    if len(inputs) == 2:
-        return operator.mul, tuple(inputs), {}
-    return nsf.mul_n, tuple(inputs), {}
-
-
-@op("sub", inputs=(2, 2), check=_check_same)
-def _sub(inputs: list[Any]) -> Call:
-    """First input minus the second."""
-    return operator.sub, tuple(inputs), {}
-
-
-@op("div", inputs=(2, 2), check=_check_same)
-def _div(inputs: list[Any]) -> Call:
-    """First input divided by the second."""
-    return operator.truediv, tuple(inputs), {}
+_arithmetic("add", operator.add, nsf.add_n, "Element-wise sum (broadcasting), e.g. a residual; or the input plus a number.")
+_arithmetic("mul", operator.mul, nsf.mul_n, "Element-wise product (broadcasting), e.g. gating; or the input times a number.")
+_arithmetic("sub", operator.sub, None, "First input minus the second, or the input minus a number.")
+_arithmetic("div", operator.truediv, None, "First input divided by the second, or the input divided by a number.")
 
 
 @op("matmul", inputs=(2, 2))
@@ -145,6 +152,12 @@ def _matmul(inputs: list[Any]) -> Call:
 def _maximum(inputs: list[Any]) -> Call:
     """Element-wise maximum of two inputs."""
     return torch.maximum, tuple(inputs), {}
+
+
+@op("minimum", inputs=(2, 2), check=_check_same)
+def _minimum(inputs: list[Any]) -> Call:
+    """Element-wise minimum of two inputs."""
+    return torch.minimum, tuple(inputs), {}
 
 
 # ---- reshaping ---------------------------------------------------------------------------
@@ -261,6 +274,10 @@ def _reduction(name: str, fn: Callable[..., Any], doc: str) -> None:
 _reduction("mean", torch.mean, "Mean over `dim` (int or list; torch semantics).")
 _reduction("sum", torch.sum, "Sum over `dim`.")
 _reduction("amax", torch.amax, "Maximum over `dim`.")
+_reduction("amin", torch.amin, "Minimum over `dim`.")
+_reduction("logsumexp", torch.logsumexp, "log(sum(exp(x))) over `dim`, computed stably.")
+_reduction("std", torch.std, "Standard deviation over `dim` (Bessel-corrected, as torch).")
+_reduction("var", torch.var, "Variance over `dim` (Bessel-corrected, as torch).")
 
 
 @op("softmax", positional="dim")
@@ -293,6 +310,92 @@ def _to(inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bflo
     return nsf.cast, (inputs[0], dtype), {}
 
 
+# ---- element-wise functions, by their torch names -----------------------------------------
+# A fixed list of torch functions: a spec names one of these, never an arbitrary attribute of
+# torch. Shapes need no rule of their own: the call runs on meta tensors like any other op.
+
+_UNARY: dict[str, tuple[Callable[..., Any], str]] = {
+    "abs": (torch.abs, "|x|"), "neg": (torch.neg, "-x"), "sign": (torch.sign, "-1, 0 or 1 by the sign of x"),
+    "exp": (torch.exp, "e ** x"), "expm1": (torch.expm1, "e ** x - 1, accurate near 0"),
+    "log": (torch.log, "Natural logarithm"), "log1p": (torch.log1p, "log(1 + x), accurate near 0"),
+    "sqrt": (torch.sqrt, "Square root"), "rsqrt": (torch.rsqrt, "1 / sqrt(x)"), "square": (torch.square, "x ** 2"),
+    "reciprocal": (torch.reciprocal, "1 / x"), "sigmoid": (torch.sigmoid, "Logistic sigmoid"),
+    "tanh": (torch.tanh, "Hyperbolic tangent"), "relu": (torch.relu, "max(x, 0)"),
+    "sin": (torch.sin, "Sine"), "cos": (torch.cos, "Cosine"), "erf": (torch.erf, "Error function"),
+    "floor": (torch.floor, "Round down"), "ceil": (torch.ceil, "Round up"), "round": (torch.round, "Round to nearest"),
+    "logical_not": (torch.logical_not, "Boolean not (masks)"),
+    # random: torch's global generator draws, so `train.seed` (torch.manual_seed) decides them
+    "randn_like": (torch.randn_like, "Standard normal noise of the input's shape and dtype (global RNG)"),
+    "rand_like": (torch.rand_like, "Uniform [0, 1) noise of the input's shape and dtype (global RNG)"),
+    "bernoulli": (torch.bernoulli, "0/1 draws with the input as probabilities (global RNG)"),
+    "zeros_like": (torch.zeros_like, "Zeros of the input's shape and dtype"),
+    "ones_like": (torch.ones_like, "Ones of the input's shape and dtype"),
+}
+
+
+def _unary(name: str, fn: Callable[..., Any], doc: str) -> None:
+    def emit(inputs: list[Any]) -> Call:
+        return fn, (inputs[0],), {}
+
+    emit.__doc__ = f"{doc} (torch.{name})."
+    op(name)(emit)
+
+
+for _name, (_fn, _doc) in _UNARY.items():
+    _unary(_name, _fn, _doc)
+
+
+def _binary(name: str, fn: Callable[..., Any], doc: str) -> None:
+    """Comparisons and logic: of two inputs, or of one input and a number (`eq: 0`)."""
+
+    def emit(inputs: list[Any], other: float | None = None) -> Call:
+        _two_or_number(name, inputs, other)
+        return fn, (inputs[0], other if other is not None else inputs[1]), {}
+
+    emit.__doc__ = f"{doc} (torch.{name})."
+    op(name, inputs=(1, 2), positional="other", check=_check_same)(emit)
+
+
+for _name, (_fn, _doc) in {
+    "eq": (torch.eq, "x == other, a bool mask"), "ne": (torch.ne, "x != other"), "lt": (torch.lt, "x < other"),
+    "le": (torch.le, "x <= other"), "gt": (torch.gt, "x > other"), "ge": (torch.ge, "x >= other"),
+    "logical_and": (torch.logical_and, "Boolean and"), "logical_or": (torch.logical_or, "Boolean or"),
+}.items():
+    _binary(_name, _fn, _doc)
+
+
+@op("pow", inputs=(1, 2), positional="exponent", check=_check_same)
+def _pow(inputs: list[Any], exponent: float | None = None) -> Call:
+    """x ** exponent: a number (`pow: 2`), or a second input (torch.pow)."""
+    _two_or_number("pow", inputs, exponent)
+    return torch.pow, (inputs[0], exponent if exponent is not None else inputs[1]), {}
+
+
+@op("where", inputs=(2, 3), positional="other", check=_check_same)
+def _where(inputs: list[Any], other: float | None = None) -> Call:
+    """`from: [condition, x, y]`: x where the condition holds, else y (or the number `other`)."""
+    if (len(inputs) == 3) == (other is not None):
+        raise GraphError("`where` takes [condition, x, y], or [condition, x] and a number `other`",
+                         hint="e.g. `where: {other: 0.0}` with `from: [mask, x]`")
+    return torch.where, (inputs[0], inputs[1], other if other is not None else inputs[2]), {}
+
+
+@op("randint_like")
+def _randint_like(inputs: list[Any], high: int, low: int = 0) -> Call:
+    """Random integers in [low, high) of the input's shape (global RNG)."""
+    return torch.randint_like, (inputs[0], low, high), {}
+
+
+@op("full_like", positional="fill_value")
+def _full_like(inputs: list[Any], fill_value: float) -> Call:
+    """A tensor of the input's shape and dtype filled with `fill_value`."""
+    return torch.full_like, (inputs[0], fill_value), {}
+
+
 def op_registry() -> dict[str, OpType]:
-    """All ops by name."""
+    """All ops by name.
+
+    >>> "randn_like" in op_registry(), "getattr" in op_registry()
+    (True, False)
+    """
     return OPS

@@ -177,14 +177,17 @@ def check_args(fn: Any, args: Mapping[str, Any], path: SpecPath, *, what: str,
 
 # ------------------------------------------------------------------------ the compiler's node names
 
-OpKind = Literal["layer", "op", "zoo", "block"]
+OpKind = Literal["layer", "op", "zoo", "block", "group", "param"]
+GROUP_OP = "Sequential"   # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`
+PARAM_OP = "Parameter"    # a learnable tensor declared in the spec (parameters.py)
 
 
 def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKind | None:
-    """What ``name`` refers to in a node: a spec block, a layer, an op or a torchvision model.
+    """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model,
+    a group of nodes (``Sequential``) or a declared ``Parameter``.
 
-    >>> op_kind("Conv2d"), op_kind("cat"), op_kind("resnet18"), op_kind("nope")
-    ('layer', 'op', 'zoo', None)
+    >>> op_kind("Conv2d"), op_kind("cat"), op_kind("resnet18"), op_kind("Sequential"), op_kind("nope")
+    ('layer', 'op', 'zoo', 'group', None)
     """
     from .layers import layer_registry
     from .ops import op_registry
@@ -192,6 +195,10 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
 
     if name in blocks:
         return "block"
+    if name == GROUP_OP:
+        return "group"
+    if name == PARAM_OP:
+        return "param"
     if name in layer_registry():
         return "layer"
     if name in op_registry():
@@ -207,4 +214,4 @@ def all_op_names(blocks: set[str] | frozenset[str] = frozenset()) -> list[str]:
     from .ops import op_registry
     from .zoo import zoo_names
 
-    return [*blocks, *layer_registry(), *op_registry(), *zoo_names()]
+    return [*blocks, *layer_registry(), *op_registry(), *zoo_names(), GROUP_OP, PARAM_OP]

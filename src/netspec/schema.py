@@ -25,10 +25,41 @@ def _layer_args_schema(params: list[str], doc: str) -> dict[str, Any]:
     }
 
 
-def node_json_schema() -> dict[str, Any]:
-    """The schema of one node in short or explicit form."""
+# Definitions pydantic does not generate: references to them are markers while pydantic
+# generates (it refuses hand-written "$ref"s it does not know) and become "$ref"s afterwards.
+_NODE = {"netspec_ref": "NodeSpec"}     # a node inside a node: a group's nodes, a named node's body
+_KEY = {"netspec_ref": "NodeKey"}       # a key a node mapping may hold: a layer, op, model or node key
+
+
+def _link(schema: Any) -> Any:
+    """Replace the markers by references to the definitions."""
+    if isinstance(schema, dict):
+        if "netspec_ref" in schema:
+            return {"$ref": f"#/$defs/{schema['netspec_ref']}"}
+        return {k: _link(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_link(v) for v in schema]
+    return schema
+
+
+# The body of `name: {...}`: checked as a node when every key is a known layer, op or node key
+# (`stem: {Conv2d: {kernal_size: 3}}` is underlined); a block's name or arguments pass.
+_NAMED_BODY = {"anyOf": [
+    {"type": "array", "items": _NODE},
+    {"type": ["string", "null", "number", "boolean"]},
+    {"type": "object", "if": {"propertyNames": _KEY}, "then": _NODE},
+]}
+# A lowercase op's key may also be a node name (`squeeze: {Conv2d: ...}`): its value is the op's
+# arguments, or a named node's body made of known keys.
+_OP_AS_NAME = [{"type": "object", "propertyNames": _KEY, "allOf": [_NODE]}, {"type": "array", "items": _NODE}]
+
+
+def _op_schemas() -> dict[str, Any]:
+    """Every name a node may use, with the arguments editors can check and complete."""
     from .layers import layer_registry
     from .ops import op_registry
+    from .parameters import PARAM_ARGS
+    from .registry import GROUP_OP, PARAM_OP
     from .zoo import ZOO_EXTRA_ARGS, zoo_names
 
     ops: dict[str, Any] = {}
@@ -38,25 +69,47 @@ def node_json_schema() -> dict[str, Any]:
         doc = f"torch.nn.{name}" + (f"; inferred: {', '.join(entry.inferable)}" if entry.inferable else "")
         ops[name] = _layer_args_schema(list(entry.params), doc) if not entry.accepts_var_kwargs else {"description": doc}
     for name, entry in sorted(op_registry().items()):
-        ops[name] = _layer_args_schema([p for p in entry.params], entry.doc)
+        schema = _layer_args_schema([p for p in entry.params], entry.doc)
+        ops[name] = {**schema, "anyOf": schema["anyOf"] + _OP_AS_NAME}
     for name in zoo_names():
         ops[name] = {"description": f"torchvision.models.{name}; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
                      "type": ["object", "null"]}
+    ops[GROUP_OP] = {"description": "a group: nodes run as a chain, one sub-module (unnamed ones named 0, 1, ...)",
+                     "type": "array", "items": _NODE}
+    ops[PARAM_OP] = _layer_args_schema(list(PARAM_ARGS), "a learnable tensor: {shape: [4, 4], init: normal_}")
+    return ops
+
+
+def node_json_schema() -> dict[str, Any]:
+    """The schema of one node in short, named or explicit form.
+
+    In the named form (``stem: {Conv2d: {...}}``) the value is itself checked as a node, so a
+    misspelt layer argument is underlined there too; a list value is a group of nodes.
+    """
     ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
-                     {"type": "object", "additionalProperties": {"type": "string"}}]}
+                     {"type": "object", "additionalProperties": {
+                         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}]}
     reserved = {
-        "from": {**ref, "description": "inputs by name (default: the previous node)"},
+        "from": {**ref, "description": "inputs by name (default: the previous node); a mapping names a "
+                                       "block's inputs or a layer's forward arguments"},
         "when": {"type": ["boolean", "string"], "description": "keep the node only if true"},
-        "repeat": {"type": ["integer", "string"], "description": "repeat the node N times"},
+        "else": {"type": "string", "description": "with `when`: what the name stands for when the node is left out"},
+        "repeat": {"type": ["integer", "string"], "description": "repeat the node N times (copies named 0..N-1)"},
         "freeze": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
                    "description": "freeze parameters: true, or name patterns"},
-        "name": {"type": "string"}, "op": {"type": "string"}, "args": _ANY_ARGS,
+        "name": {"type": "string", "description": "node name, in the explicit form"},
+        "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
+        "args": _ANY_ARGS,
+        "nodes": {"type": "array", "items": _NODE, "description": "a group's nodes (op: Sequential)"},
     }
+    named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)",
+             **_NAMED_BODY}
     return {
-        "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus from/when/repeat/freeze.",
+        "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
+                       "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
         "type": ["object", "string"],
-        "properties": {**reserved, **ops},
-        "additionalProperties": {"type": "object", "description": "node name: {LayerName: args} (or a block name)"},
+        "properties": {**reserved, **_op_schemas()},
+        "additionalProperties": named,
     }
 
 
@@ -65,6 +118,9 @@ def spec_json_schema() -> dict[str, Any]:
     from .spec import Spec
 
     schema = Spec.model_json_schema(by_alias=True, mode="validation")
+    node = schema["$defs"]["NodeSpec"]
+    schema["$defs"]["NodeKey"] = {"enum": sorted(node["properties"]), "description": "a key of a node mapping"}
+    schema = _link(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://netspec.dev/schemas/" + SCHEMA_FILE
     schema["title"] = "netspec spec"
@@ -119,9 +175,11 @@ def reference_markdown() -> str:
             out.append(" ".join(s["description"].split()) + "\n")
         out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
         required = set(s.get("required", []))
+        if title.startswith("NodeSpec"):  # the node keys; layer and op names are listed by `netspec layers`
+            from .node_forms import NODE_KEYS
+
+            props = {k: v for k, v in props.items() if k in NODE_KEYS}
         for key, p in props.items():
-            if title.startswith("NodeSpec"):
-                break
             default = "required" if key in required else (
                 f"`{json.dumps(p['default'])}`" if p.get("default") not in (None, "", [], {}) else "")
             desc = " ".join((p.get("description") or "").split()).replace("|", "\\|")

@@ -76,6 +76,9 @@ class Document:
             elif isinstance(cur, dict) and cur.get("op") == part and "args" in cur:
                 out.append("args")  # explicit form: {op: Linear, args: {...}}
                 cur = cur["args"]
+            elif part == "nodes" and isinstance(cur, dict) and (group := group_nodes(cur)) is not None:
+                out += list(group[0])  # a group's node list as written: `downsample: [...]`
+                cur = group[1]
             elif isinstance(cur, dict) and len(holders := [k for k, v in cur.items()
                                                            if isinstance(v, dict) and part in v]) == 1:
                 out += [holders[0], part]  # named form: {b: {ReLU: {}, from: aa}}
@@ -83,6 +86,24 @@ class Document:
             else:
                 return tuple(out) + tuple(path[i:])
         return tuple(out)
+
+
+def group_nodes(node: Any) -> tuple[tuple[str, ...], list[Any]] | None:
+    """Where a group node holds its node list as written, and the list.
+
+    >>> group_nodes({"down": [{"Conv2d": {}}], "from": "x"})
+    (('down',), [{'Conv2d': {}}])
+    >>> group_nodes({"down": {"Sequential": []}})
+    (('down', 'Sequential'), [])
+    """
+    if isinstance(node.get("nodes"), list):
+        return ("nodes",), node["nodes"]
+    for key, value in node.items():
+        if isinstance(value, list) and key not in ("from", "freeze"):
+            return (key,), value
+        if isinstance(value, dict) and isinstance(value.get("Sequential"), list):
+            return (key, "Sequential"), value["Sequential"]
+    return None
 
 
 _CORE = "tag:yaml.org,2002:"

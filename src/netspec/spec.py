@@ -1,21 +1,14 @@
 """Stage 2: plain data -> a validated :class:`Spec` (pydantic models, the single source of truth).
 
 The JSON Schemas in ``schemas/`` are generated from these models (``netspec schema``).
-Nodes accept a short form that reads like the forward pass::
-
-    - Conv2d: {out_channels: 6, kernel_size: 5}        # unnamed: named conv2d, conv2d_1, ...
-    - x1: {DoubleConv: {out: 64}}                      # named
-    - {Up: {out: 64}, from: {x: x5, skip: x4}}         # inputs by name
-    - cat: [skip, up]                                  # a list of names feeds a merge op
-
-and are normalised here to ``name / op / args / from / when / repeat / freeze``.
+Nodes accept short forms that read like the forward pass (``node_forms.py`` normalises them
+to ``name / op / args / from / when / else / repeat / freeze / nodes`` before validation).
 """
 
 from __future__ import annotations
 
 import copy
 import keyword
-import re
 import weakref
 from typing import Any, Literal
 
@@ -24,105 +17,42 @@ from pydantic import Field, ValidationError, field_validator, model_serializer, 
 from pydantic_core import PydanticCustomError
 
 from .errors import SpecValidationError, did_you_mean
-from .registry import all_op_names, op_kind
-from .source import Document, _SpecLoader, load_document
+from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
+from .registry import GROUP_OP
+from .source import Document, _SpecLoader, group_nodes, load_document
 from .spec_base import SpecModel
 from .data.spec import DataSpec
 from .training.options import TrainingRules, TrainSpec
 from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 
 FORMAT_VERSION = 1
-NODE_KEYS = ("name", "op", "args", "from", "when", "repeat", "freeze")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 Scalar = bool | int | float | str | None
-Ref = str | list[str] | dict[str, str]
-
-
-def normalize_node(raw: Any, blocks: set[str]) -> dict[str, Any]:
-    """Turn any accepted node form into ``{name, op, args, from, when, repeat, freeze}``.
-
-    >>> normalize_node({"x1": {"Conv2d": {"out_channels": 8}}, "from": "image"}, set())
-    {'from': 'image', 'name': 'x1', 'op': 'Conv2d', 'args': {'out_channels': 8}}
-    >>> normalize_node({"cat": ["a", "b"]}, set())
-    {'op': 'cat', 'args': None, 'from': ['a', 'b']}
-    """
-    if isinstance(raw, NodeSpec):  # built in Python already
-        return raw  # type: ignore[return-value]
-    if isinstance(raw, str):
-        raw = {raw: None}  # "- ReLU" alone
-    if not isinstance(raw, dict):
-        raise PydanticCustomError("node_form", "a node is a mapping like `Conv2d: {out_channels: 8}`, "
-                                               "got {got}", {"got": type(raw).__name__})
-    if "op" in raw:  # explicit form
-        op = raw["op"]
-        if isinstance(op, str) and op_kind(op, blocks) is None:
-            hint = did_you_mean(op, all_op_names(blocks)) or "see `netspec layers` for the list"
-            raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                                      {"name": op, "hint": hint, "subpath": ["op"]})
-        return dict(raw)
-    out = {k: v for k, v in raw.items() if k in NODE_KEYS}
-    rest = [k for k in raw if k not in NODE_KEYS]
-    if len(rest) > 1:
-        # one op plus stray keys (`form: x` for `from: x`): name the stray key
-        known = [k for k in rest if op_kind(k, blocks) is not None]
-        strays = [k for k in rest if k not in known]
-        if len(known) == 1:
-            hint = did_you_mean(strays[0], NODE_KEYS) or f"node keys: {', '.join(NODE_KEYS)}"
-            raise PydanticCustomError("unknown_node_key", "unknown node key `{key}` beside `{op}`; {hint}",
-                                      {"key": strays[0], "op": known[0], "hint": hint, "subpath": [strays[0]]})
-    if len(rest) != 1:
-        what = "no layer, op or block name" if not rest else f"several names ({', '.join(rest)})"
-        raise PydanticCustomError("node_form", "a node needs exactly one layer, op or block name; "
-                                               "found {what}", {"what": what})
-    key, value = rest[0], raw[rest[0]]
-    if op_kind(key, blocks) is None:
-        # `name: {Op: args}` -- a named node
-        inner = value if isinstance(value, dict) else {}
-        inner_ops = [k for k in inner if k not in NODE_KEYS]
-        if isinstance(value, dict) and len(inner_ops) == 1 and op_kind(inner_ops[0], blocks):
-            if op_kind(key, blocks) is None and not IDENT.match(key):
-                raise PydanticCustomError("node_name", "node name `{key}` is not an identifier", {"key": key})
-            out.update({k: v for k, v in inner.items() if k in NODE_KEYS})
-            out.update(name=key, op=inner_ops[0], args=inner[inner_ops[0]])
-        else:
-            # `Linaer: {out_features: 2}` (the op misspelt) or `x1: {Cnov2d: {...}}` (a named
-            # node whose op is misspelt): report whichever looks like a misspelt op name.
-            names = all_op_names(blocks)
-            inner_key = inner_ops[0] if isinstance(value, dict) and len(inner_ops) == 1 else None
-            inner_hint = did_you_mean(inner_key, names) if inner_key is not None else None
-            outer_hint = did_you_mean(key, names)
-            if inner_key is not None and (inner_hint or (not outer_hint and IDENT.match(key) and
-                                                         isinstance(inner[inner_key], (dict, type(None))))):
-                unknown, hint = inner_key, inner_hint
-            else:
-                unknown, hint = key, outer_hint
-            hint = hint or "see `netspec layers` for the list"
-            raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                                      {"name": unknown, "hint": hint,
-                                       "subpath": [key] if unknown == key else [key, unknown]})
-    else:
-        out.update(op=key, args=value)
-    # `cat: [a, b]` -- for merge ops a list of names is the inputs
-    if op_kind(out["op"], blocks) == "op" and isinstance(out.get("args"), list) and "from" not in out \
-            and out["op"] in ("cat", "stack", "add", "mul", "sub", "div", "matmul", "maximum"):
-        out["from"], out["args"] = out["args"], None
-    return out
+Ref = str | list[str] | dict[str, str | list[str]]
 
 
 class NodeSpec(SpecModel):
     """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
 
     name: str | None = Field(None, description="Node name (an identifier); others refer to it in `from`.")
-    op: str = Field(description="Layer (torch.nn class name), op, block or torchvision model name.")
+    op: str = Field(description="Layer (torch.nn class name), op, block or torchvision model name; "
+                                "`Sequential` for a group of nodes, `Parameter` for a learnable tensor.")
     args: Any = Field(None, description="Arguments: a mapping, a list (positional), or one value.")
     from_: Ref | None = Field(None, alias="from", description=(
-        "Inputs by node or input name: one name, a list, or a mapping for blocks with named "
-        "inputs. Default: the previous node (the first node reads the first input)."))
+        "Inputs by node or input name: one name, a list, or a mapping: a block's named inputs, or a "
+        "layer's forward arguments (`src_key_padding_mask: mask`, `hx: [h0, c0]`). "
+        "Default: the previous node (the first node reads the first input)."))
     when: bool | str | None = Field(None, description="Keep the node only if this is true (`$bilinear`).")
-    repeat: int | str | None = Field(None, description="Repeat the node N times in a chain.")
+    else_: str | None = Field(None, alias="else", description=(
+        "With `when`: the input or node this name stands for when the node is left out "
+        "(`else: x` makes an optional shortcut the identity)."))
+    repeat: int | str | None = Field(None, description=(
+        "Repeat the node N times in a chain; the copies are named 0..N-1, as in nn.Sequential."))
     freeze: bool | list[str] | None = Field(None, description=(
         "Freeze this node's parameters: true for all, or name patterns (`layer1.*`)."))
+    nodes: list[NodeSpec] | None = Field(None, description=(
+        "A group's nodes (op `Sequential`): a chain run as one sub-module; unnamed nodes are "
+        "named 0, 1, ... by position, as in nn.Sequential."))
 
     @field_validator("args")
     @classmethod
@@ -140,11 +70,26 @@ class NodeSpec(SpecModel):
                                                    "pick another name", {"name": v})
         return v
 
+    @model_validator(mode="after")
+    def _else_and_group(self) -> NodeSpec:
+        if self.else_ is not None and (self.when is None or self.name is None):
+            raise PydanticCustomError("node_form", "`else` names what this node stands for when its `when` "
+                                                   "is false: the node needs a name and a `when`",
+                                      {"subpath": ["else"]})
+        if (self.nodes is not None) != (self.op == GROUP_OP):
+            raise PydanticCustomError("node_form", "a group is `{op}` with its `nodes` (or `name: [node, ...]`)",
+                                      {"op": GROUP_OP})
+        return self
+
     @model_serializer(mode="wrap")
     def _dump_short_form(self, handler: Any) -> dict[str, Any]:
-        body = {self.op: self.args if self.args is not None else {}}
+        if self.nodes is not None:
+            body: Any = [n.model_dump(mode="json", by_alias=True, exclude_none=True) for n in self.nodes]
+            body = {GROUP_OP: body}
+        else:
+            body = {self.op: self.args if self.args is not None else {}}
         out: dict[str, Any] = {self.name: body} if self.name else dict(body)
-        for key in ("from_", "when", "repeat", "freeze"):
+        for key in ("from_", "when", "else_", "repeat", "freeze"):
             value = getattr(self, key)
             if value is not None:
                 out[key.rstrip("_")] = value
@@ -240,11 +185,12 @@ class Spec(TrainingRules):
             return data
         data = dict(data)
         blocks = data.get("blocks") if isinstance(data.get("blocks"), dict) else {}
-        names = set(blocks)
+        names = {k: list(v.get("params") or {}) if isinstance(v, dict) and isinstance(v.get("params"), dict)
+                 else [] for k, v in blocks.items()}
         if isinstance(data.get("nodes"), list):
-            data["nodes"] = [_norm_at(n, names, ("nodes", i)) for i, n in enumerate(data["nodes"])]
+            data["nodes"] = [normalize_at(n, names, ("nodes", i)) for i, n in enumerate(data["nodes"])]
         if blocks:
-            data["blocks"] = {k: _norm_block(v, names, k) for k, v in blocks.items()}
+            data["blocks"] = {k: normalize_block(v, names, k) for k, v in blocks.items()}
         return data
 
     @property
@@ -273,23 +219,6 @@ def _check_input_name(name: Any, key: str | int) -> None:
         raise PydanticCustomError("bad_key", "input name `{name}` " + why, {"name": str(name), "key": key})
 
 
-def _norm_at(raw: Any, blocks: set[str], path: tuple) -> Any:
-    """normalize_node, with the node's spec path added to any error."""
-    try:
-        return normalize_node(raw, blocks)
-    except PydanticCustomError as e:
-        ctx = dict(e.context or {})
-        ctx["subpath"] = list(path) + list(ctx.get("subpath", []))
-        raise PydanticCustomError(e.type, e.message_template, ctx) from None
-
-
-def _norm_block(raw: Any, blocks: set[str], name: str) -> Any:
-    if isinstance(raw, dict) and isinstance(raw.get("nodes"), list):
-        raw = dict(raw)
-        raw["nodes"] = [_norm_at(n, blocks, ("blocks", name, "nodes", i)) for i, n in enumerate(raw["nodes"])]
-    return raw
-
-
 # ---- loading -----------------------------------------------------------------------------
 
 def _error_path(err: dict[str, Any], data: Any) -> tuple[str | int, ...]:
@@ -306,6 +235,9 @@ def _error_path(err: dict[str, Any], data: Any) -> tuple[str | int, ...]:
         elif part == "from_" and isinstance(cur, dict) and "from" in cur:
             cur = cur["from"]
             path.append("from")
+        elif part == "nodes" and isinstance(cur, dict) and (group := group_nodes(cur)) is not None:
+            cur = group[1]  # a group's nodes, however written (Document.raw_path maps it back)
+            path.append("nodes")
     return tuple(path)
 
 
@@ -459,7 +391,7 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     return spec
 
 
-def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
               allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
     """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec.
 
@@ -467,6 +399,8 @@ def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tu
     >>> spec.name, spec.nodes[0].op, spec.nodes[0].args
     ('demo', 'Linear', {'out_features': 2})
     """
+    if source is None and text is None:
+        raise TypeError("load_spec needs a path, text, a dict or a Spec")
     if isinstance(source, Spec) and not overrides:
         return source
     if isinstance(source, Spec):
@@ -498,18 +432,21 @@ def document_of(spec: Spec) -> Document:
 
 
 def node(op: str, args: Any = None, *, name: str | None = None, from_: Ref | None = None,
-         when: bool | str | None = None, repeat: int | str | None = None,
-         freeze: bool | list[str] | None = None, **kwargs: Any) -> NodeSpec:
+         when: bool | str | None = None, else_: str | None = None, repeat: int | str | None = None,
+         freeze: bool | list[str] | None = None, nodes: list[NodeSpec] | None = None, **kwargs: Any) -> NodeSpec:
     """Build a NodeSpec in Python; keyword arguments are the op's arguments.
 
     >>> node("Conv2d", out_channels=8, kernel_size=3, name="c1").model_dump(by_alias=True)
     {'c1': {'Conv2d': {'out_channels': 8, 'kernel_size': 3}}}
     >>> node("cat", from_=["a", "b"]).model_dump(by_alias=True)
     {'cat': {}, 'from': ['a', 'b']}
+    >>> node("Sequential", name="head", nodes=[node("ReLU")], when="$on", else_="x").model_dump(by_alias=True)
+    {'head': {'Sequential': [{'ReLU': {}}]}, 'when': '$on', 'else': 'x'}
     """
     if args is None and kwargs:
         args = kwargs
     elif kwargs:
         raise TypeError("give the op's arguments either as `args` or as keywords, not both")
-    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "repeat": repeat, "freeze": freeze}
+    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "else": else_, "repeat": repeat,
+              "freeze": freeze, "nodes": nodes}
     return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

@@ -7,7 +7,7 @@ import re
 import torch
 
 from .api import Compiled
-from .shapes import per_sample
+from .dims import per_sample
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
@@ -16,9 +16,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.
 def header(c: Compiled) -> str:
     """``unet: 1 input (image 3x572x572) -> 1 output (logits 2x572x572)``."""
     g = c.graph
-    ins = ", ".join(f"{n} {per_sample(v)}" for n, v in g.inputs.items())
-    by_name = {**g.inputs, **{n.name: n.value for n in g.nodes}}
-    outs = ", ".join(f"{ext} {per_sample(by_name[ref])}" for ext, ref in g.outputs)
+    ins = ", ".join(f"{n} {per_sample(g.inputs[n], g.input_twins[n])}" for n in g.inputs)
+    probes = {ext: g.probe_of(ref) for ext, ref in g.outputs}
+    outs = ", ".join(f"{ext} {per_sample(p.value, p.twin)}" for ext, p in probes.items())
     ni, no = len(g.inputs), len(g.outputs)
     return (f"{c.spec.name}: {ni} input{'s' * (ni != 1)} ({ins}) -> "
             f"{no} output{'s' * (no != 1)} ({outs})")
@@ -48,13 +48,17 @@ def summary_text(c: Compiled, depth: int = 2, batch: int = 1) -> str:
 
 
 def graph_table(c: Compiled) -> str:
-    """A compact table of the top-level nodes (no forward pass needed)."""
+    """A compact table of the top-level nodes (no forward pass needed); notes are never cut.
+
+    >>> from netspec.api import compile_spec
+    >>> print(graph_table(compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"fc": {"Linear": {"out_features": 2}}}]})))
+    node  op      inputs  output  params  notes
+    fc    Linear  x       (B, 2)  8       in_features=3 (inferred)
+    """
     rows = [("node", "op", "inputs", "output", "params", "notes")]
     for n in c.graph.nodes:
-        from .shapes import shape_str
-
-        rows.append((n.name, n.op, ", ".join(n.inputs), shape_str(n.value), f"{n.params:,}",
-                     "; ".join(n.notes)[:60]))
+        keywords = [f"{k}={v if isinstance(v, str) else '(' + ', '.join(v) + ')'}" for k, v in n.kw_inputs.items()]
+        rows.append((n.name, n.op, ", ".join([*n.inputs, *keywords]), n.shape, f"{n.params:,}", "; ".join(n.notes)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from .binding import bind_layer_args
+from .dims import Probe, construct_meta, run_probe
 from .errors import BuildError, CheckpointError, did_you_mean
+from .expr import substitute
+from .layers import INFERRED, layer_registry
+from .typed import TypedNode, ZooPlan
 
 # netspec's own arguments on a torchvision node, beside the builder's constructor args.
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
@@ -140,3 +146,113 @@ def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> lis
     if result.unexpected_keys:
         report.append(f"unexpected (ignored): {', '.join(result.unexpected_keys)}")
     return report
+
+
+# ---- shape inference of a torchvision node --------------------------------------------------
+
+def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tuple[dict[str, Any], Any]:
+    """The builder's keyword arguments (checked) and the `weights` file named, if any."""
+    if not isinstance(raw, dict):
+        raise BuildError(f"`{op}` takes a mapping of arguments", path=path, node=node)
+    allowed = zoo_params(op)
+    kwargs = {k: v for k, v in raw.items() if k not in ZOO_EXTRA_ARGS}
+    for key in kwargs:
+        if key not in allowed:
+            raise BuildError(f"torchvision `{op}` has no argument `{key}`", path=path + (key,), node=node,
+                             hint=did_you_mean(key, [*allowed, *ZOO_EXTRA_ARGS]) or
+                             f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}")
+    weights = raw.get("weights")
+    if weights is not None and not (isinstance(weights, str) and (base_dir / weights).suffix in
+                                    (".pt", ".pth", ".bin", ".ckpt")):
+        raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
+                         node=node, hint="weights are never downloaded; save a state_dict and name the file")
+    if weights is not None and not (base_dir / weights).is_file():
+        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})",
+                              path=path + ("weights",), node=node,
+                              hint="weights are never downloaded; save a state_dict with torch.save and name "
+                                   "that file (relative paths are relative to the spec file)")
+    return kwargs, weights
+
+
+def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_dir: Path,
+              path: tuple, node: str) -> TypedNode:
+    """Build a torchvision model on meta (with its replacements) and infer its output.
+
+    >>> from netspec.dims import input_probe
+    >>> x = input_probe((3, 32, 32), torch.float32)
+    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Path("."), ("nodes", 0), "net").shape
+    '(B, 7)'
+    """
+    apath = path + (op,)
+    raw = substitute(raw or {}, env, apath)
+    kwargs, weights = _zoo_args(op, raw, base_dir, apath, node)
+    try:
+        with torch.device("meta"):
+            model = zoo_builder(op)(**kwargs)
+    except Exception as e:
+        raise BuildError(f"torchvision {op}({kwargs}) failed: {str(e).splitlines()[0]}", path=apath, node=node) from None
+    truncate = raw.get("truncate")
+    if truncate is not None:
+        model = truncate_model(model, str(truncate), apath + ("truncate",), node)
+    replace: list[tuple[str, TypedNode]] = []
+    if not isinstance(raw.get("replace") or {}, dict):
+        raise BuildError("`replace` maps submodule names to layers, e.g. {fc: {Linear: {out_features: 10}}}",
+                         path=apath + ("replace",), node=node)
+    for target, rspec in (raw.get("replace") or {}).items():
+        rnode = _replacement(model, str(target), rspec, env, apath + ("replace", target), node)
+        with torch.device("meta"):
+            set_submodule(model, str(target), rnode.layer_cls(**rnode.args))  # type: ignore[misc]
+        replace.append((str(target), rnode))
+    out = run_probe(model.eval(), ins, {}, op, path, node)
+    plan = ZooPlan(op, kwargs, base_dir / weights if weights else None, bool(raw.get("strict", True)),
+                   truncate, replace)
+    notes = [f"weights: {weights}" if weights else "random init (no weights file)"]
+    notes += [f"replaced {t} with {r.op}" for t, r in replace]
+    params = sum(p.numel() for p in model.parameters())
+    return TypedNode(node, "zoo", op, path, [], kwargs, out.value, out.twin, notes, zoo=plan, params=params)
+
+
+def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, Any], path: tuple,
+                 node: str) -> TypedNode:
+    try:
+        old = get_submodule(model, target)
+    except BuildError as e:
+        e.path, e.node = path, node
+        raise
+    if isinstance(rspec, str):
+        rspec = {rspec: {}}
+    if not isinstance(rspec, dict) or len(rspec) != 1:
+        raise BuildError("a replacement is one layer, e.g. {Linear: {out_features: 10}}", path=path, node=node)
+    (op, args), = rspec.items()
+    entry = layer_registry().get(op)
+    if entry is None:
+        raise BuildError(f"unknown layer `{op}`", path=path, node=node, hint=did_you_mean(op, layer_registry()))
+    kwargs, _ = bind_layer_args(entry, args, [], env, path + (op,), node)
+    for key, value in incoming_shape_of(old).items():
+        if key in entry.params and key not in kwargs:
+            kwargs[key] = value
+    missing = [p for p in entry.params if p in INFERRED and p not in kwargs
+               and entry.params[p].default is inspect.Parameter.empty]
+    if missing:
+        raise BuildError(f"cannot infer `{missing[0]}` for the replacement of `{target}`", path=path, node=node,
+                         hint=f"give it: {op}: {{{missing[0]}: ...}}")
+    construct_meta(entry.cls, kwargs, op, path, node)
+    return TypedNode(target, "layer", op, path, [], kwargs, None, layer_cls=entry.cls)
+
+
+def truncate_model(model: nn.Module, until: str, path: tuple, node: str) -> nn.Module:
+    """Keep the top-level children of ``model`` up to ``until`` (inclusive), as an nn.Sequential.
+
+    >>> list(truncate_model(nn.Sequential(nn.ReLU(), nn.Tanh(), nn.ReLU()), "1", (), "n")._modules)
+    ['0', '1']
+    """
+    children = dict(model.named_children())
+    if until not in children:
+        raise BuildError(f"cannot truncate at `{until}`: no such top-level child", path=path, node=node,
+                         hint=did_you_mean(until, children) or f"children: {', '.join(children)}")
+    kept: dict[str, nn.Module] = {}
+    for name, child in children.items():
+        kept[name] = child
+        if name == until:
+            break
+    return nn.Sequential(OrderedDict(kept))

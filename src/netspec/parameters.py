@@ -1,0 +1,120 @@
+"""Learnable tensors declared in a spec: the ``Parameter`` node.
+
+Seed 003's custom layers hold their weights in ``nn.ParameterList`` / ``nn.ParameterDict``;
+in a spec each weight is a node, used by ops like any other value::
+
+    - w0: {Parameter: {shape: [4, 4]}}                          # nn.Parameter(torch.randn(4, 4))
+    - b: {Parameter: {shape: [10], init: zeros_}}
+    - gain: {Parameter: {shape: [1], init: {constant_: {val: 0.5}}}}
+    - h: {matmul: [x, w0]}
+
+The tensor has exactly the declared shape (no batch dim: it is shared by every sample) and is
+registered on the (sub)module under the node's name, so its state_dict key is the node name.
+``init`` names a ``torch.nn.init`` function from a fixed list, with its arguments; the draw
+comes from torch's global RNG, so ``train.seed`` decides it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .dims import Probe
+from .errors import BuildError, did_you_mean
+from .expr import substitute
+from .registry import PARAM_OP, check_args
+
+DEFAULT_INIT = "normal_"  # mean 0, std 1: what the seed's torch.randn gives
+
+# torch.nn.init functions a spec may name (a fixed list: a spec never reaches other attributes).
+INIT_FUNCTIONS = {
+    "normal_": nn.init.normal_, "uniform_": nn.init.uniform_, "zeros_": nn.init.zeros_,
+    "ones_": nn.init.ones_, "constant_": nn.init.constant_, "eye_": nn.init.eye_,
+    "xavier_uniform_": nn.init.xavier_uniform_, "xavier_normal_": nn.init.xavier_normal_,
+    "kaiming_uniform_": nn.init.kaiming_uniform_, "kaiming_normal_": nn.init.kaiming_normal_,
+    "trunc_normal_": nn.init.trunc_normal_, "orthogonal_": nn.init.orthogonal_,
+}
+PARAM_ARGS = ("shape", "init")
+MAX_ELEMENTS = 2 ** 34  # a bigger tensor would fail anyway; the message is clearer here
+
+
+def bind_parameter_args(raw: Any, env: Mapping[str, Any], path: tuple, node: str) -> dict[str, Any]:
+    """``{shape: [4, 4], init: ...}`` (or the shape alone) -> ``{shape, init, init_args}``, checked.
+
+    >>> bind_parameter_args([4, 1], {}, (), "w")
+    {'shape': [4, 1], 'init': 'normal_', 'init_args': {}}
+    >>> bind_parameter_args({"shape": [3], "init": {"constant_": {"val": 0.5}}}, {}, (), "b")["init_args"]
+    {'val': 0.5}
+    """
+    raw = substitute({"shape": raw} if isinstance(raw, list) else raw, env, path)
+    if not isinstance(raw, dict):
+        raise BuildError(f"{PARAM_OP} takes a mapping like {{shape: [4, 4], init: normal_}}, got {raw!r}",
+                         path=path, node=node)
+    for key in raw:
+        if key not in PARAM_ARGS:
+            raise BuildError(f"{PARAM_OP} has no argument `{key}`", path=path + (key,), node=node,
+                             hint=did_you_mean(str(key), PARAM_ARGS) or "its arguments: shape, init")
+    shape = _shape(raw.get("shape"), path + ("shape",), node)
+    name, init_args = _init(raw.get("init", DEFAULT_INIT), path + ("init",), node)
+    try:
+        INIT_FUNCTIONS[name](torch.empty(shape, device="meta"), **init_args)  # fan-based inits need 2+ dims
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise BuildError(f"{name} cannot initialise a tensor of shape {shape}: {e}", path=path + ("init",),
+                         node=node, hint="pick another init (normal_, uniform_, zeros_, ...)") from None
+    return {"shape": shape, "init": name, "init_args": init_args}
+
+
+def _shape(shape: Any, path: tuple, node: str) -> list[int]:
+    ok = isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+    if shape is None:
+        raise BuildError(f"{PARAM_OP} needs `shape`", path=path[:-1], node=node, hint="e.g. {shape: [4, 4]}")
+    if not ok:
+        raise BuildError(f"`shape` must be a list of positive integers, got {shape!r}", path=path, node=node,
+                         hint="the full shape of the tensor, e.g. [4, 4]; it has no batch dim")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise BuildError(f"`shape` {shape} has {math.prod(shape):,} elements", path=path, node=node,
+                         hint="check the sizes")
+    return list(shape)
+
+
+def _init(init: Any, path: tuple, node: str) -> tuple[str, dict[str, Any]]:
+    if isinstance(init, dict) and len(init) == 1:
+        (name, args), = init.items()
+        args = args if args is not None else {}
+    else:
+        name, args = init, {}
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise BuildError(f"`init` is a torch.nn.init name or {{name: {{args}}}}, got {init!r}", path=path,
+                         node=node, hint="e.g. init: zeros_, or init: {normal_: {std: 0.01}}")
+    if name not in INIT_FUNCTIONS:
+        raise BuildError(f"unknown init `{name}`", path=path, node=node,
+                         hint=did_you_mean(name, INIT_FUNCTIONS) or did_you_mean(name + "_", INIT_FUNCTIONS)
+                         or f"one of {', '.join(INIT_FUNCTIONS)}")
+    check_args(INIT_FUNCTIONS[name], args, path + (name,), what=name, skip=("tensor",))
+    return name, dict(args)
+
+
+def parameter_probe(args: dict[str, Any]) -> Probe:
+    """A declared parameter's value: the same tensor at both batch sizes (it has no batch dim).
+
+    >>> parameter_probe({"shape": [4, 1]}).twin.shape
+    torch.Size([4, 1])
+    """
+    value = torch.empty(args["shape"], device="meta")
+    return Probe(value, value)
+
+
+def make_parameter(args: dict[str, Any]) -> nn.Parameter:
+    """The real, initialised parameter (drawn from torch's global RNG).
+
+    >>> _ = torch.manual_seed(0); a = make_parameter({"shape": [2], "init": "normal_", "init_args": {}})
+    >>> _ = torch.manual_seed(0); bool((a == torch.randn(2)).all())
+    True
+    """
+    param = nn.Parameter(torch.empty(args["shape"]))
+    with torch.no_grad():
+        INIT_FUNCTIONS[args["init"]](param, **args["init_args"])
+    return param

@@ -119,12 +119,11 @@ def test_overrides_by_dotted_path(specs_dir):
         netspec.load_spec(specs_dir / "unet.yaml", overrides=["n_clas=4"])
 
 
-def test_entry_point_modules_are_registered(tmp_path, monkeypatch):
-    """An installed package declaring `netspec.modules` entry points adds layers by name."""
-    import importlib.metadata
+def test_entry_point_modules_are_registered(tmp_path):
+    """An installed package declaring `netspec.modules` entry points adds layers by name, loaded
+    the first time the layer registry is used (in a fresh process, as after `pip install`)."""
+    import subprocess
     import sys
-
-    from netspec import layers
 
     (tmp_path / "ns_plugin_layers.py").write_text(
         "import torch\n"
@@ -135,13 +134,12 @@ def test_entry_point_modules_are_registered(tmp_path, monkeypatch):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ns-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[netspec.modules]\nDoubler = ns_plugin_layers:Doubler\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(layers, "_ENTRY_POINTS_LOADED", False)
-    importlib.invalidate_caches()
-    model = netspec.build_model({"name": "p", "inputs": {"x": [3]}, "nodes": ["Doubler"]})
-    torch.testing.assert_close(model(torch.ones(1, 3)), torch.full((1, 3), 2.0))
-    layers._CUSTOM.pop("Doubler", None)
-    sys.modules.pop("ns_plugin_layers", None)
+    script = ("import sys, torch, netspec\n"
+              "sys.path.insert(0, sys.argv[1])\n"
+              "model = netspec.build_model({'name': 'p', 'inputs': {'x': [3]}, 'nodes': ['Doubler']})\n"
+              "print(model(torch.ones(1, 3)).tolist())\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[[2.0, 2.0, 2.0]]", out.stderr
 
 
 def test_load_spec_takes_text_alone():

@@ -12,7 +12,7 @@ import torch
 import netspec
 from netspec.errors import SpecError
 from netspec.node_forms import normalize_node
-from netspec.ops import op_registry
+from netspec.ops import OPS
 
 
 def _compile(nodes: str, inputs: str = "{x: [3, 8, 8]}") -> netspec.api.Compiled:
@@ -73,7 +73,7 @@ def test_a_block_parameter_named_like_an_op_stays_a_parameter() -> None:
 
 
 def test_normalize_node_keeps_the_merge_list_form_for_every_multi_input_op() -> None:
-    multi = [n for n, e in op_registry().items() if e.max_inputs is None or e.max_inputs > 1]
+    multi = [n for n, e in OPS.items() if e.max_inputs is None or e.max_inputs > 1]
     assert {"cat", "add", "matmul", "where", "eq", "pow"} <= set(multi)
     for name in multi:
         assert normalize_node({name: ["a", "b"]}, set())["from"] == ["a", "b"], name

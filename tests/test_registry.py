@@ -18,8 +18,8 @@ import torch
 from layer_examples import LAYER_EXAMPLES, OP_EXAMPLES, Example, I
 from netspec.api import compile_spec
 from netspec.dims import sizes_at
-from netspec.layers import layer_registry
-from netspec.ops import op_registry
+from netspec.layers import LAYERS
+from netspec.ops import OPS
 
 BATCHES = (1, 5)
 _DTYPES = {"float32": torch.float32, "int64": torch.int64, "bool": torch.bool}
@@ -30,8 +30,8 @@ def _param(name: str, examples: dict[str, Example]) -> Any:
     return pytest.param(name, marks=pytest.mark.slow) if ex is not None and ex.slow else name
 
 
-LAYERS = sorted(n for n, e in layer_registry().items() if not e.custom)
-OPS = sorted(op_registry())
+LAYER_NAMES = sorted(n for n, e in LAYERS.items() if not e.custom)
+OP_NAMES = sorted(OPS)
 
 
 def _input_spec(i: I) -> dict[str, Any]:
@@ -64,9 +64,9 @@ def _check_against_real_forward(spec: dict[str, Any], inputs: list[I]) -> None:
         assert _shapes(out) == sizes_at(node.value, node.twin, batch), (batch, node.shape)
 
 
-@pytest.mark.parametrize("name", [_param(n, LAYER_EXAMPLES) for n in LAYERS])
+@pytest.mark.parametrize("name", [_param(n, LAYER_EXAMPLES) for n in LAYER_NAMES])
 def test_layer_shapes_match_a_real_forward(name: str) -> None:
-    entry = layer_registry()[name]
+    entry = LAYERS[name]
     ex = LAYER_EXAMPLES.get(name)
     if ex is None:
         assert not entry.required and entry.min_inputs == 1, (
@@ -85,7 +85,7 @@ def test_layer_shapes_match_a_real_forward(name: str) -> None:
     _check_against_real_forward(spec, ex.inputs + list(ex.kw.values()))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", [_param(n, OP_EXAMPLES) for n in OPS])
+@pytest.mark.parametrize("name", [_param(n, OP_EXAMPLES) for n in OP_NAMES])
 def test_op_shapes_match_a_real_forward(name: str) -> None:
     ex = OP_EXAMPLES.get(name)
     assert ex is not None, f"op `{name}` has no example: add one to OP_EXAMPLES in tests/layer_examples.py"

@@ -44,11 +44,17 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ imports on demand
-    from .api import build_model as build_model, compile_spec as compile_spec, load_spec as load_spec
+    from .api import build_model as build_model
+    from .api import compile_spec as compile_spec
+    from .api import load_spec as load_spec
     from .data import register_source as register_source
     from .errors import SpecError as SpecError
     from .layers import register_module as register_module
-    from .spec import BlockSpec as BlockSpec, InputSpec as InputSpec, NodeSpec as NodeSpec, Spec as Spec, node as node
+    from .spec import BlockSpec as BlockSpec
+    from .spec import InputSpec as InputSpec
+    from .spec import NodeSpec as NodeSpec
+    from .spec import Spec as Spec
+    from .spec import node as node
     from .training.evaluate import evaluate as evaluate
     from .training.loop import train as train
     from .training.losses import register_loss as register_loss

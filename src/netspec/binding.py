@@ -73,9 +73,9 @@ def bind_layer_args(entry: LayerType, raw: Any, ins: list[Probe], env: Mapping[s
     ``in_features`` its last dim.
 
     >>> from netspec.dims import input_probe
-    >>> from netspec.layers import layer_registry
+    >>> from netspec.layers import LAYERS
     >>> x = input_probe((3, 8, 8), torch.float32)
-    >>> bind_layer_args(layer_registry()["Conv2d"], {"out_channels": 4, "kernel_size": 3}, [x], {}, (), "c")
+    >>> bind_layer_args(LAYERS["Conv2d"], {"out_channels": 4, "kernel_size": 3}, [x], {}, (), "c")
     ({'out_channels': 4, 'kernel_size': 3, 'in_channels': 3}, ['in_channels=3 (inferred)'])
     """
     where = entry.name
@@ -123,8 +123,8 @@ def bind_layer_args(entry: LayerType, raw: Any, ins: list[Probe], env: Mapping[s
 def bind_op_args(entry: OpType, raw: Any, env: Mapping[str, Any], path: tuple, node: str) -> dict[str, Any]:
     """Validate an op's arguments against its declared parameters.
 
-    >>> from netspec.ops import op_registry
-    >>> bind_op_args(op_registry()["softmax"], -1, {}, (), "s")
+    >>> from netspec.ops import OPS
+    >>> bind_op_args(OPS["softmax"], -1, {}, (), "s")
     {'dim': -1}
     """
     names = [n for n in entry.params if n not in entry.refs]

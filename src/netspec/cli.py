@@ -128,21 +128,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .layers import layer_registry
-    from .ops import op_registry
-    from .zoo import zoo_names
+    from .layers import LAYERS
+    from .ops import OPS
+    from .zoo import ZOO
 
     if args.kind in ("all", "layers"):
         print("layers (torch.nn; * = inferred from the input):")
-        for name, e in layer_registry().items():
+        for name, e in LAYERS.items():
             params = ", ".join(p + ("*" if p in e.inferable else "") for p in e.params)
             print(f"  {name}({params})")
     if args.kind in ("all", "ops"):
         print("ops:")
-        for name, o in op_registry().items():
+        for name, o in OPS.items():
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
-        print("torchvision models:", ", ".join(zoo_names()))
+        print("torchvision models:", ", ".join(ZOO))
     return 0
 
 

@@ -13,8 +13,9 @@ batch 2 is ``(2, 2, 64)`` and nothing tells the dims apart.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -220,6 +221,45 @@ def run_probe(fn: Callable[..., Any], ins: list[Probe], kw: dict[str, Probe], wh
     return Probe(value, twin)
 
 
+def build_on_meta(factory: Any, **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)`` with every parameter and buffer on the meta device (no memory).
+
+    Most modules build under ``torch.device("meta")``. Some compute their layout with tensors
+    (torchvision's RegNet: ``torch.arange(...).tolist()``), which meta tensors cannot give; those
+    are built with only their parameters and buffers sent to the meta device, as they are made.
+
+    >>> build_on_meta(nn.Linear, in_features=3, out_features=2).weight.device
+    device(type='meta')
+    """
+    try:
+        with torch.device("meta"):
+            return factory(**kwargs)
+    except NotImplementedError as e:  # "Cannot copy out of meta tensor; no data!"
+        if "meta" not in str(e):
+            raise
+    with _parameters_on_meta():
+        return factory(**kwargs)
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module: nn.Module, name: str, param: Any) -> None:
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
+        register_buffer(module, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer  # type: ignore[method-assign]
+
+
 def construct_meta(cls: type[nn.Module], kwargs: dict[str, Any], where: str, path: tuple, node: str) -> nn.Module:
     """Build a layer on the meta device (no memory), in eval mode; a failure is a BuildError.
 
@@ -227,8 +267,7 @@ def construct_meta(cls: type[nn.Module], kwargs: dict[str, Any], where: str, pat
     device(type='meta')
     """
     try:
-        with torch.device("meta"):
-            module = cls(**kwargs)
+        module = build_on_meta(cls, **kwargs)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BuildError(f"{where}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {msg}",

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 
 from .errors import GraphError, did_you_mean
 from .expr import ShapeInfo, substitute
-from .layers import layer_registry
-from .ops import op_registry
+from .layers import LAYERS
+from .ops import OPS
 from .registry import OpKind, op_kind
 from .spec import NodeSpec
 
@@ -91,7 +91,7 @@ def _refs_of(node: NodeSpec, blocks: set[str]) -> dict[str, str]:
     """Op arguments that name other nodes, e.g. pad_to's `like`."""
     if op_kind(node.op, blocks) != "op" or not isinstance(node.args, dict):
         return {}
-    entry = op_registry()[node.op]
+    entry = OPS[node.op]
     return {k: v for k, v in node.args.items() if k in entry.refs}
 
 
@@ -260,7 +260,7 @@ def _block_inputs(node: NodeSpec, src: Any, previous: str | None, block_in: list
 def _layer_inputs(node: NodeSpec, src: dict[str, Any], previous: str | None, path: SpecPath) -> Inputs:
     """`from: {src_key_padding_mask: mask}`: forward arguments by name; the first defaults to
     the previous node, the required ones are passed by position, the rest by keyword."""
-    entry = layer_registry()[node.op]
+    entry = LAYERS[node.op]
     names = entry.tensor_inputs
     for key in src:
         if key not in names:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable
 
 from torch import nn
+
+from .registry import Registry
 
 Shape = tuple[int, ...]  # per-sample shape (batch dim excluded)
 
@@ -137,28 +138,32 @@ def _make_entry(name: str, cls: type[nn.Module], custom: bool = False) -> LayerT
     return LayerType(name, cls, params, lo, hi, custom, hints, _forward_params(cls))
 
 
-@lru_cache(maxsize=1)
-def _torch_layers() -> dict[str, LayerType]:
+def _fill(registry: Registry[LayerType]) -> None:
+    """torch.nn's layers (sorted), then the modules installed packages declare."""
     loss_base = nn.modules.loss._Loss
-    out: dict[str, LayerType] = {}
     for name in sorted(getattr(nn.modules, "__all__", dir(nn))):
         cls = getattr(nn, name, None)
         if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
             continue
-        if name in _EXCLUDED or name in REFUSED or name.startswith("Lazy") or issubclass(cls, loss_base):
+        if name in _EXCLUDED or name in registry.refused or name.startswith("Lazy") or issubclass(cls, loss_base):
             continue
-        out[name] = _make_entry(name, cls)
-    return out
+        registry.add(name, _make_entry(name, cls))
+    load_entry_points()
 
 
-_CUSTOM: dict[str, LayerType] = {}
+#: layer name -> entry: every torch.nn layer, custom modules (`@register_module`) and the modules
+#: installed packages declare under the ``netspec.modules`` entry-point group.
+LAYERS: Registry[LayerType] = Registry("layer", fill=_fill, hint="see `netspec layers` for the list")
+for _name, _why in REFUSED.items():
+    LAYERS.refuse(_name, f"torch.nn.{_name} cannot be a node: {_why}")
 
 
 def register_module(cls: type[nn.Module] | None = None, *, name: str | None = None):
     """Register a custom ``nn.Module`` class so specs can use it by name.
 
     Usable as ``@register_module`` or ``@register_module(name="MyBlock")``. Arguments
-    named like torch's (``in_channels``, ``in_features``, ...) are inferred as usual.
+    named like torch's (``in_channels``, ``in_features``, ...) are inferred as usual. Registering
+    a name again replaces the earlier custom entry (re-running a notebook cell).
 
     >>> import torch.nn as nn
     >>> @register_module
@@ -167,7 +172,7 @@ def register_module(cls: type[nn.Module] | None = None, *, name: str | None = No
     ...         super().__init__(); self.factor = factor
     ...     def forward(self, x):
     ...         return x * self.factor
-    >>> "Scale" in layer_registry()
+    >>> "Scale" in LAYERS
     True
     """
 
@@ -175,23 +180,10 @@ def register_module(cls: type[nn.Module] | None = None, *, name: str | None = No
         if not (inspect.isclass(c) and issubclass(c, nn.Module)):
             raise TypeError(f"register_module expects an nn.Module subclass, got {c!r}")
         key = name or c.__name__
-        _CUSTOM[key] = _make_entry(key, c, custom=True)
+        LAYERS.add(key, _make_entry(key, c, custom=True), replace=True)
         return c
 
     return wrap(cls) if cls is not None else wrap
-
-
-_ENTRY_POINTS_LOADED = False
-
-
-def layer_registry() -> dict[str, LayerType]:
-    """All layer types by name: torch.nn first, then custom registrations and the modules
-    installed packages declare under the ``netspec.modules`` entry-point group."""
-    global _ENTRY_POINTS_LOADED
-    if not _ENTRY_POINTS_LOADED:
-        _ENTRY_POINTS_LOADED = True
-        load_entry_points()
-    return {**_torch_layers(), **_CUSTOM}
 
 
 def load_entry_points() -> None:
@@ -203,8 +195,8 @@ def load_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="netspec.modules"):
-        if ep.name in _CUSTOM:
-            continue
+        if ep.name in LAYERS and LAYERS[ep.name].custom:
+            continue  # registered in code already
         try:
             obj = ep.load()
         except Exception as e:  # a broken plug-in must not break every spec

@@ -15,11 +15,11 @@ from typing import Any
 
 from torch import fx, nn
 
+from . import functional as nsf
 from .errors import BuildError, SpecError
 from .parameters import make_parameter
 from .typed import TypedGraph, TypedNode
-from .zoo import load_local_weights, set_submodule, truncate_model, zoo_builder
-from . import functional as nsf
+from .zoo import ZOO, load_local_weights, set_submodule, truncate_model
 
 
 class NetspecTracer(fx.Tracer):
@@ -78,7 +78,7 @@ def _freeze(module: nn.Module, rule: bool | list[str] | None) -> list[str]:
 def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
     plan = node.zoo
     assert plan is not None
-    model = zoo_builder(plan.builder)(**plan.kwargs)
+    model = ZOO[plan.builder](**plan.kwargs)
     if plan.weights is not None:
         try:
             log += [f"{node.name}: {line}" for line in load_local_weights(model, plan.weights, plan.strict)]

@@ -22,9 +22,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 from .errors import did_you_mean
-from .layers import REFUSED as REFUSED_LAYERS
-from .layers import layer_registry
-from .ops import op_registry
+from .layers import LAYERS
+from .ops import OPS
 from .registry import GROUP_OP, all_op_names, op_kind
 from .zoo import zoo_params
 
@@ -79,8 +78,8 @@ def _check_op(op: Any, blocks: Blocks, subpath: list[Any]) -> None:
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
-    if name in REFUSED_LAYERS:
-        return f"torch.nn.{name} cannot be a node: {REFUSED_LAYERS[name]}"
+    if name in LAYERS.refused:
+        return LAYERS.refused[name]
     return did_you_mean(name, all_op_names(blocks)) or "see `netspec layers` for the list"
 
 
@@ -115,13 +114,13 @@ def _names_a_node(key: str, inner: str, blocks: Blocks) -> bool:
     if kind is None:
         return True
     if kind == "op":
-        return inner not in op_registry()[key].params
+        return inner not in OPS[key].params
     return inner_kind in ("layer", "block", "group", "param") and inner not in _arguments(key, kind, blocks)
 
 
 def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
     if kind == "layer":
-        return layer_registry()[key].params
+        return LAYERS[key].params
     if kind == "block":
         return blocks[key] if isinstance(blocks, Mapping) else ()
     return zoo_params(key) if kind == "zoo" else ()
@@ -187,7 +186,7 @@ def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, An
         # nested paths read `nodes[i].nodes[j]`; Document.raw_path finds the list as written
         out["nodes"] = [normalize_at(n, blocks, ("nodes", j)) for j, n in enumerate(out["nodes"])]
     if kind == "op" and isinstance(out.get("args"), list) and "from" not in out:
-        entry = op_registry()[out["op"]]
+        entry = OPS[out["op"]]
         if entry.max_inputs is None or entry.max_inputs > 1:
             out["from"], out["args"] = out["args"], None
     return out

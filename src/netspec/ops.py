@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import functional as nsf
 from .errors import GraphError, ShapeError
+from .registry import Registry
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -39,7 +40,8 @@ class OpType:
     params: dict[str, Any] = field(default_factory=dict)  # name -> (type, default)
 
 
-OPS: dict[str, OpType] = {}
+#: op name -> entry, written by the @op decorator below.
+OPS: Registry[OpType] = Registry("op", hint="see `netspec layers ops` for the list")
 
 
 def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | None = None,
@@ -51,8 +53,8 @@ def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | 
 
         sig = inspect.signature(fn)
         params = {n: (p.annotation, p.default) for n, p in list(sig.parameters.items())[1:]}
-        OPS[name] = OpType(name, fn, inputs[0], inputs[1], positional, refs, check,
-                           (fn.__doc__ or "").strip().split("\n")[0], params)
+        OPS.add(name, OpType(name, fn, inputs[0], inputs[1], positional, refs, check,
+                             (fn.__doc__ or "").strip().split("\n")[0], params))
         return fn
 
     return wrap
@@ -176,7 +178,7 @@ def _reshape(inputs: list[Any], shape: list[int]) -> Call:
     return torch.reshape, (inputs[0], (-1, *shape)), {}
 
 
-OPS["view"] = OPS["reshape"]
+OPS.add("view", OPS["reshape"])
 
 
 @op("permute", positional="dims")
@@ -390,12 +392,3 @@ def _randint_like(inputs: list[Any], high: int, low: int = 0) -> Call:
 def _full_like(inputs: list[Any], fill_value: float) -> Call:
     """A tensor of the input's shape and dtype filled with `fill_value`."""
     return torch.full_like, (inputs[0], fill_value), {}
-
-
-def op_registry() -> dict[str, OpType]:
-    """All ops by name.
-
-    >>> "randn_like" in op_registry(), "getattr" in op_registry()
-    (True, False)
-    """
-    return OPS

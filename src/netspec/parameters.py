@@ -10,7 +10,8 @@ in a spec each weight is a node, used by ops like any other value::
 
 The tensor has exactly the declared shape (no batch dim: it is shared by every sample) and is
 registered on the (sub)module under the node's name, so its state_dict key is the node name.
-``init`` names a ``torch.nn.init`` function from a fixed list, with its arguments; the draw
+``init`` names a ``torch.nn.init`` function (the registry :data:`~netspec.initializers.INIT_FUNCTIONS`,
+which ``init:`` rules use too), with its arguments; the draw
 comes from torch's global RNG, so ``train.seed`` decides it.
 """
 
@@ -23,20 +24,13 @@ import torch
 from torch import nn
 
 from .dims import Probe
-from .errors import BuildError, did_you_mean
+from .errors import BuildError, SpecError, did_you_mean
 from .expr import substitute
+from .initializers import INIT_FUNCTIONS
 from .registry import PARAM_OP, check_args
 
 DEFAULT_INIT = "normal_"  # mean 0, std 1: what the seed's torch.randn gives
 
-# torch.nn.init functions a spec may name (a fixed list: a spec never reaches other attributes).
-INIT_FUNCTIONS = {
-    "normal_": nn.init.normal_, "uniform_": nn.init.uniform_, "zeros_": nn.init.zeros_,
-    "ones_": nn.init.ones_, "constant_": nn.init.constant_, "eye_": nn.init.eye_,
-    "xavier_uniform_": nn.init.xavier_uniform_, "xavier_normal_": nn.init.xavier_normal_,
-    "kaiming_uniform_": nn.init.kaiming_uniform_, "kaiming_normal_": nn.init.kaiming_normal_,
-    "trunc_normal_": nn.init.trunc_normal_, "orthogonal_": nn.init.orthogonal_,
-}
 PARAM_ARGS = ("shape", "init")
 MAX_ELEMENTS = 2 ** 34  # a bigger tensor would fail anyway; the message is clearer here
 
@@ -89,11 +83,11 @@ def _init(init: Any, path: tuple, node: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(name, str) or not isinstance(args, dict):
         raise BuildError(f"`init` is a torch.nn.init name or {{name: {{args}}}}, got {init!r}", path=path,
                          node=node, hint="e.g. init: zeros_, or init: {normal_: {std: 0.01}}")
-    if name not in INIT_FUNCTIONS:
-        raise BuildError(f"unknown init `{name}`", path=path, node=node,
-                         hint=did_you_mean(name, INIT_FUNCTIONS) or did_you_mean(name + "_", INIT_FUNCTIONS)
-                         or f"one of {', '.join(INIT_FUNCTIONS)}")
-    check_args(INIT_FUNCTIONS[name], args, path + (name,), what=name, skip=("tensor",))
+    try:
+        fn = INIT_FUNCTIONS.lookup(name, path)
+        check_args(fn, args, path + (name,), what=name, skip=INIT_FUNCTIONS.passed)
+    except SpecError as e:
+        raise BuildError(e.message, path=e.path, node=node, hint=e.hint) from None
     return name, dict(args)
 
 

@@ -69,10 +69,11 @@ class Registry(Mapping[str, T], Generic[T]):
 
         return deco
 
-    def add(self, name: str, entry: T) -> None:
-        """Register ``entry`` under ``name``; registering a name twice is a programming error."""
+    def add(self, name: str, entry: T, *, replace: bool = False) -> None:
+        """Register ``entry`` under ``name``; registering a name twice is a programming error
+        unless ``replace`` says the new entry takes the old one's place."""
         self._ensure()
-        if name in self._entries:
+        if name in self._entries and not replace:
             raise ValueError(f"{self.kind} `{name}` is registered twice")
         self._entries[name] = entry
 
@@ -189,9 +190,9 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
     >>> op_kind("Conv2d"), op_kind("cat"), op_kind("resnet18"), op_kind("Sequential"), op_kind("nope")
     ('layer', 'op', 'zoo', 'group', None)
     """
-    from .layers import layer_registry
-    from .ops import op_registry
-    from .zoo import zoo_names
+    from .layers import LAYERS
+    from .ops import OPS
+    from .zoo import ZOO
 
     if name in blocks:
         return "block"
@@ -199,19 +200,19 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
         return "group"
     if name == PARAM_OP:
         return "param"
-    if name in layer_registry():
+    if name in LAYERS:
         return "layer"
-    if name in op_registry():
+    if name in OPS:
         return "op"
-    if name in zoo_names():
+    if name in ZOO:
         return "zoo"
     return None
 
 
 def all_op_names(blocks: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Every name a node may use, for did-you-mean suggestions."""
-    from .layers import layer_registry
-    from .ops import op_registry
-    from .zoo import zoo_names
+    from .layers import LAYERS
+    from .ops import OPS
+    from .zoo import ZOO
 
-    return [*blocks, *layer_registry(), *op_registry(), *zoo_names(), GROUP_OP, PARAM_OP]
+    return [*blocks, *LAYERS, *OPS, *ZOO, GROUP_OP, PARAM_OP]

@@ -17,12 +17,22 @@ import torch
 from torch import nn
 
 from .binding import bind_layer_args, bind_op_args
-from .dims import META_BATCH, Probe, check_batch_kept, construct_meta, input_probe, per_sample, run_probe, sample_shape, symbolic  # noqa: F401
+from .dims import (  # noqa: F401
+    META_BATCH,
+    Probe,
+    check_batch_kept,
+    construct_meta,
+    input_probe,
+    per_sample,
+    run_probe,
+    sample_shape,
+    symbolic,
+)
 from .errors import BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean, format_path
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
-from .layers import layer_registry
-from .ops import op_registry
+from .layers import LAYERS
+from .ops import OPS
 from .parameters import bind_parameter_args, parameter_probe
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
@@ -101,7 +111,7 @@ class _Inferer:
             raise GraphError(f"`{d.op}` takes {want} input(s), got {n}", path=d.path + ("from",), node=d.name)
 
     def layer(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        entry = layer_registry()[d.op]
+        entry = LAYERS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs, notes = bind_layer_args(entry, d.args, ins, env, d.path + (d.op,), d.name)
         module = construct_meta(entry.cls, kwargs, d.op, d.path + (d.op,), d.name)
@@ -111,7 +121,7 @@ class _Inferer:
                          kw_inputs=dict(d.kw_inputs), layer_cls=entry.cls, params=n)
 
     def op(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        entry = op_registry()[d.op]
+        entry = OPS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs = bind_op_args(entry, d.args, env, d.path + (d.op,), d.name)
         if entry.check is not None and all(isinstance(p.value, torch.Tensor) for p in ins):

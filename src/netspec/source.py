@@ -8,8 +8,8 @@ Refuses alias bombs, very deep nesting and huge documents before they cost anyth
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -16,12 +16,12 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from .data.spec import DataSpec
 from .errors import SpecValidationError, did_you_mean
 from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .registry import GROUP_OP
 from .source import Document, _SpecLoader, group_nodes, load_document
 from .spec_base import SpecModel
-from .data.spec import DataSpec
 from .training.options import TrainingRules, TrainSpec
 from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 

@@ -10,6 +10,7 @@ top-level child (``truncate: avgpool``), and parameters are frozen with the node
 from __future__ import annotations
 
 import inspect
+import typing
 import re
 from collections import OrderedDict
 from functools import lru_cache
@@ -20,28 +21,27 @@ import torch
 from torch import nn
 
 from .binding import bind_layer_args
-from .dims import Probe, construct_meta, run_probe
+from .dims import Probe, build_on_meta, construct_meta, run_probe
 from .errors import BuildError, CheckpointError, did_you_mean
 from .expr import substitute
-from .layers import INFERRED, layer_registry
+from .layers import INFERRED, LAYERS
+from .registry import Registry
 from .typed import TypedNode, ZooPlan
 
 # netspec's own arguments on a torchvision node, beside the builder's constructor args.
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
 
 
-@lru_cache(maxsize=1)
-def zoo_names() -> tuple[str, ...]:
-    """Names of the torchvision classification models (``resnet18``, ``vgg16``, ...)."""
+def _torchvision_models(registry: Registry[Callable[..., nn.Module]]) -> None:
     import torchvision.models as tvm
 
-    return tuple(sorted(tvm.list_models(module=tvm)))
+    for name in sorted(tvm.list_models(module=tvm)):
+        registry.add(name, tvm.get_model_builder(name))
 
 
-def zoo_builder(name: str) -> Callable[..., nn.Module]:
-    import torchvision.models as tvm
-
-    return tvm.get_model_builder(name)
+#: model name -> builder: torchvision's classification models (``resnet18``, ``vgg16``, ...),
+#: imported on first use (only a spec that names one pays for torchvision).
+ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models)
 
 
 def zoo_params(name: str) -> dict[str, inspect.Parameter]:
@@ -50,7 +50,7 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     torchvision builders take ``**kwargs`` passed to the model class, so the class's own
     signature is merged in.
     """
-    builder = zoo_builder(name)
+    builder = ZOO[name]
     params = {n: p for n, p in inspect.signature(builder).parameters.items()
               if p.kind is not p.VAR_KEYWORD and n not in ("weights", "progress")}
     model_cls = _model_class(name)
@@ -64,10 +64,16 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
 
 @lru_cache(maxsize=None)
 def _model_class(name: str) -> type | None:
-    """The class a builder instantiates, found by building it on the meta device (free)."""
+    """The class a builder instantiates: its return annotation, else built on the meta device
+    (free). RegNet's builders cannot be built on the meta device; their annotation names the class."""
     try:
-        with torch.device("meta"):
-            return type(zoo_builder(name)())
+        cls = typing.get_type_hints(ZOO[name]).get("return")
+    except Exception:  # annotations naming something torchvision does not import
+        cls = None
+    if inspect.isclass(cls) and issubclass(cls, nn.Module):
+        return cls
+    try:
+        return type(build_on_meta(ZOO[name]))
     except Exception:
         return None
 
@@ -187,8 +193,7 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_
     raw = substitute(raw or {}, env, apath)
     kwargs, weights = _zoo_args(op, raw, base_dir, apath, node)
     try:
-        with torch.device("meta"):
-            model = zoo_builder(op)(**kwargs)
+        model = build_on_meta(ZOO[op], **kwargs)
     except Exception as e:
         raise BuildError(f"torchvision {op}({kwargs}) failed: {str(e).splitlines()[0]}", path=apath, node=node) from None
     truncate = raw.get("truncate")
@@ -224,9 +229,9 @@ def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, An
     if not isinstance(rspec, dict) or len(rspec) != 1:
         raise BuildError("a replacement is one layer, e.g. {Linear: {out_features: 10}}", path=path, node=node)
     (op, args), = rspec.items()
-    entry = layer_registry().get(op)
+    entry = LAYERS.get(op)
     if entry is None:
-        raise BuildError(f"unknown layer `{op}`", path=path, node=node, hint=did_you_mean(op, layer_registry()))
+        raise BuildError(f"unknown layer `{op}`", path=path, node=node, hint=did_you_mean(op, LAYERS))
     kwargs, _ = bind_layer_args(entry, args, [], env, path + (op,), node)
     for key, value in incoming_shape_of(old).items():
         if key in entry.params and key not in kwargs:

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from netspec.errors import SpecError
-from netspec.training.init import INIT_FUNCTIONS, init_model
+from netspec.initializers import INIT_FUNCTIONS
+from netspec.training.init import init_model
 from netspec.training.spec import InitSpec
 
 from standins import ListLog, Small, make_spec

@@ -16,8 +16,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, ValidationInfo, WrapValidator, create_model, field_validator, \
-    model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationInfo,
+    WrapValidator,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import SpecError
 from ..spec_base import SpecModel, reported_at_spec_path

@@ -24,8 +24,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from ..errors import SpecError, did_you_mean
 from ..registry import Registry

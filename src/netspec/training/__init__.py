@@ -26,7 +26,7 @@ _EXPORTS = {
     "train": "loop", "RunResult": "loop",
     "evaluate": "evaluate",
     "Hardware": "hardware", "set_seed": "hardware",
-    "init_model": "init", "INIT_FUNCTIONS": "init",
+    "init_model": "init",
     "load_weights": "weights",
     "build_optimizer": "optimizers", "OPTIMIZERS": "optimizers",
     "build_scheduler": "schedulers", "Schedule": "schedulers", "SCHEDULERS": "schedulers",

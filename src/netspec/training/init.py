@@ -14,13 +14,14 @@ from __future__ import annotations
 import fnmatch
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import SpecError, did_you_mean, fmt_call, summarise
-from ..registry import Registry, SpecPath
+from ..initializers import INIT_FUNCTIONS
+from ..registry import SpecPath
 from .rundir import Log
 from .weights import load_weights
 
@@ -28,16 +29,6 @@ if TYPE_CHECKING:
     from .spec import InitFnSpec, InitRuleSpec, InitSpec
 
 __all__ = ["INIT_FUNCTIONS", "check_init_function", "init_model"]
-
-
-def _torch_init_functions(registry: Registry[Callable[..., Any]]) -> None:
-    for name, fn in vars(nn.init).items():
-        if name.endswith("_") and not name.startswith("_") and callable(fn):
-            registry.add(name, fn)
-
-
-#: init function name -> the in-place function of torch.nn.init (`kaiming_normal_`, `zeros_`, ...).
-INIT_FUNCTIONS: Registry[Callable[..., Any]] = Registry("init function", fill=_torch_init_functions, passed=("tensor",))
 
 
 def check_init_function(spec: InitFnSpec) -> None:

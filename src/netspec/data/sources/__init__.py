@@ -18,9 +18,9 @@ imports what it needs when it runs).
 
 from __future__ import annotations
 
-from .base import (SOURCES, BadSample, LoadContext, SourceData, SourceEntry, SourceOptions, register_source,
-                   source_names)
-from . import torchvision_sets, files, generated  # noqa: E402,F401  (registers; this order is the schema's)
+# Importing registers the sources, in this order: the schema's and `netspec layers`' order.
+from . import torchvision_sets, files, generated  # noqa: F401  # isort: skip
+from .base import SOURCES, BadSample, LoadContext, SourceData, SourceEntry, SourceOptions, register_source, source_names
 
 __all__ = ["SOURCES", "BadSample", "LoadContext", "SourceData", "SourceEntry", "SourceOptions",
            "register_source", "source_names"]

@@ -16,7 +16,7 @@ from ..errors import DataError
 from .context import located, require_sections, spec_base_dir
 from .hardware import Hardware
 from .losses import Criterion, build_criterion
-from .metrics import MetricSet
+from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
 from .weights import load_weights
@@ -43,7 +43,7 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download)
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
-        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs))
+        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         return {f"{split}_{k}": v for k, v in values.items()}
 
 

@@ -28,7 +28,7 @@ from .evaluate import batch_size, evaluate_loader, forward
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
 from .losses import Criterion, build_criterion
-from .metrics import MetricSet
+from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
 from .rules import check_monitors, static_has_val
@@ -154,8 +154,8 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     stop = tspec.stop_when
     per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
     run = Run(spec, tspec, hw, model, loaders, build_criterion(spec.loss, output_names).to(hw.device), optimizer,
-              schedule, hw.make_scaler(), {split: MetricSet(tspec.metrics, output_names) for split in ("train", "val")},
-              MetricSet(tspec.metrics, output_names) if per_step else None, log, input_names, output_names,
+              schedule, hw.make_scaler(), {split: MetricSet(tspec.metrics, output_names, spec.loss) for split in ("train", "val")},
+              MetricSet(tspec.metrics, output_names, spec.loss) if per_step else None, log, input_names, output_names,
               [p for g in optimizer.param_groups for p in g["params"]],
               tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"))
     report.report_model(run)

@@ -10,6 +10,7 @@ once, here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -32,7 +33,7 @@ from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
 from .rules import check_monitors, static_has_val
-from .rundir import Log, RunDir, resolved_spec, resume_dir
+from .rundir import BACKGROUND, Log, RunDir, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
 from .speed import cudnn_autotuning, optimizer_defaults, prepare_model
@@ -208,18 +209,22 @@ def _fit(run: Run) -> RunResult:
                 values = _epoch_values(run)
                 run.schedule.after_epoch(values)
                 st.epoch, st.batch = st.epoch + 1, 0
-                # ---- record, decide whether to stop, checkpoint
+                # ---- record, decide whether to stop, checkpoint (written while the next epoch runs)
                 record = report.record_epoch(run, values, train_time, time.perf_counter() - started)
                 reason = check_stopping(run, values) if reason == "epochs" else reason
                 final = st.epoch == t.epochs or reason != "epochs"
-                saved = save_epoch(run, values, final)
                 report.log_epoch(run, record, final)
+                saved = save_epoch(run, values, final)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if interrupt.requested and reason == "epochs" and not final:
                     raise _interrupted(run, saved)
+        BACKGROUND.wait()  # the last checkpoint is on disk (or its write failed) before the run returns
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
     finally:
+        if sys.exc_info()[0] not in (None, KeyboardInterrupt):  # a second Ctrl-C exits at once
+            with contextlib.suppress(Exception):  # the error on its way says more than the write's
+                BACKGROUND.wait()
         report.finish(run)
 
 
@@ -279,6 +284,7 @@ def _interrupted(run: Run, saved: bool) -> Interrupted:
     """Ctrl-C: last.pt written (unless it just was) and on disk, then the run stops."""
     if not saved:
         save(run, run.run_dir.last)  # checks the losses first
+    BACKGROUND.wait()  # a failed write is the error to report, not the interruption
     return Interrupted(run.run_dir.last)
 
 

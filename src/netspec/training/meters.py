@@ -72,8 +72,8 @@ class LossMeter:
     def compute(self) -> float:
         if not self.counts:
             return float("nan")
-        weights = torch.tensor(self.counts, dtype=torch.float64).to(self.used().device)
-        return float((self.used().double() * weights).sum() / sum(self.counts))
+        values = self.used().to("cpu", torch.float64)  # one copy an epoch; MPS has no float64
+        return float((values * torch.tensor(self.counts, dtype=torch.float64)).sum() / sum(self.counts))
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.used().clone() if self.counts else torch.zeros(0), "counts": list(self.counts)}
@@ -110,7 +110,14 @@ def output_scores(loss: LossSpec | None, output_names: list[str]) -> dict[str, t
 def check_metric_scores(specs: list[MetricSpec], loss: LossSpec | None, output_names: list[str],
                         path: SpecPath = ("train", "metrics")) -> None:
     """A metric that thresholds scores, without ``from_logits``, on an output whose losses
-    disagree about logits vs probabilities: say which, when the spec is loaded."""
+    disagree about logits vs probabilities: say which, when the spec is loaded.
+
+    >>> from netspec.training.spec import LossSpec, MetricSpec
+    >>> check_metric_scores([MetricSpec.model_validate("accuracy")],
+    ...                     LossSpec.model_validate({"sum": ["BCELoss", "BCEWithLogitsLoss"]}), ["y"])
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: train.metrics[0]: the losses on output `y` disagree whether it holds logits or probabilities; say which: `{accuracy: {from_logits: true}}` (or false)
+    """
     scores = output_scores(loss, output_names)
     for i, spec in enumerate(specs):
         metric = METRICS[spec.name]

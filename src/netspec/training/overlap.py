@@ -33,7 +33,7 @@ class OverlapCounts(Metric):
         self.classes, self.background, self.score = classes, background, score
         size = classes if background else classes - 1
         for name in ("inter", "pred", "true"):
-            self.add_state(name, torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(name, torch.zeros(size, dtype=torch.int64), dist_reduce_fx="sum")  # exact counts
 
     def update(self, pred: Tensor, true: Tensor) -> None:
         """``pred``, ``true``: class indices (N, X)."""
@@ -45,9 +45,10 @@ class OverlapCounts(Metric):
         self.true += true_1h.sum((0, 2))
 
     def compute(self) -> Tensor:
-        present = (self.pred + self.true) > 0
+        inter, pred, true = (t.to("cpu", torch.float64) for t in (self.inter, self.pred, self.true))
+        present = (pred + true) > 0
         if self.score == "dice":
-            score = 2 * self.inter / (self.pred + self.true).clamp_min(1)
+            score = 2 * inter / (pred + true).clamp_min(1)
         else:
-            score = self.inter / (self.pred + self.true - self.inter).clamp_min(1)
+            score = inter / (pred + true - inter).clamp_min(1)
         return score[present].mean() if bool(present.any()) else torch.ones((), dtype=torch.float64)

@@ -40,7 +40,12 @@ PREFETCH_DEPTH = 3
 def device_batches(batches: Iterator[Any], device: torch.device, *, ahead: bool = False,
                    channels_last: bool = False) -> Iterator[Any]:
     """``batches`` on ``device`` (see the module docstring); ``channels_last`` converts 4-d
-    floating inputs to that memory format on the way."""
+    floating inputs to that memory format on the way.
+
+    >>> batches = iter([({"x": torch.ones(2, 3)}, torch.zeros(2))] * 3)
+    >>> len(list(device_batches(batches, torch.device("cpu"), ahead=True)))
+    3
+    """
     def convert(batch: Any) -> Any:
         return move(batch, device, channels_last)
 
@@ -78,7 +83,11 @@ def _to(value: Any, device: torch.device, channels_last: bool) -> Any:
 def pinned(value: Any) -> Any:
     """Every host tensor of ``value`` in page-locked memory (the copy to a GPU is then truly
     asynchronous); tensors pinned already, or on a device, are left as they are, and so is
-    everything on a machine without CUDA (pinning needs its driver)."""
+    everything on a machine without CUDA (pinning needs its driver).
+
+    >>> pinned({"x": torch.zeros(2)})["x"].is_pinned() == torch.cuda.is_available()
+    True
+    """
     if isinstance(value, Tensor):
         pin = value.device.type == "cpu" and torch.cuda.is_available() and not value.is_pinned()
         return value.pin_memory() if pin else value
@@ -164,13 +173,18 @@ def _side_stream(batches: Iterator[Any], device: torch.device, convert: Callable
 
     it = iter(batches)
     try:
-        upcoming = issue(next(it))
-    except StopIteration:
-        return
-    for batch in it:
-        now, upcoming = upcoming, issue(batch)  # the next copy overlaps this step
-        yield ready(*now)
-    yield ready(*upcoming)
+        try:
+            upcoming = issue(next(it))
+        except StopIteration:
+            return
+        for batch in it:
+            now, upcoming = upcoming, issue(batch)  # the next copy overlaps this step
+            yield ready(*now)
+        yield ready(*upcoming)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()  # stops the prefetch thread when the epoch ends early
 
 
 def _tensors(value: Any) -> Iterator[Tensor]:

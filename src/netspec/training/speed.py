@@ -55,7 +55,15 @@ def optimizer_defaults(name: str, args: dict[str, Any], tspec: TrainSpec, hw: Ha
 def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware, log: Any) -> nn.Module | None:
     """Channels-last weights (in place: the optimizer's parameters stay the same objects), and
     the compiled module the training forward calls (None when not compiling). The compiled one
-    wraps ``model``: state dicts, checkpoints and the returned model are the plain module's."""
+    wraps ``model``: state dicts, checkpoints and the returned model are the plain module's.
+
+    >>> from netspec.training.rundir import Log
+    >>> conv = nn.Conv2d(3, 4, 3)
+    >>> prepare_model(conv, TrainSpec(channels_last=True), Hardware.pick("cpu", "fp32"), Log.quiet()) is None
+    True
+    >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
+    True
+    """
     if tspec.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-d weights only; others are left as they are
         log.info("channels_last: 4-d weights and image batches stored NHWC")
@@ -71,7 +79,12 @@ def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware, log: Any) ->
 @contextlib.contextmanager
 def cudnn_autotuning(tspec: TrainSpec, hw: Hardware) -> Iterator[None]:
     """``torch.backends.cudnn.benchmark`` for the run's duration (as ``cudnn_benchmark`` says),
-    restored afterwards."""
+    restored afterwards.
+
+    >>> with cudnn_autotuning(TrainSpec(cudnn_benchmark=True), Hardware.pick("cpu", "fp32")):
+    ...     torch.backends.cudnn.benchmark
+    True
+    """
     choice, before = tspec.cudnn_benchmark, torch.backends.cudnn.benchmark
     if choice == "auto":  # `deterministic` has turned it off already
         choice = before or (hw.device.type == "cuda" and not tspec.deterministic)

@@ -10,7 +10,7 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -24,8 +24,9 @@ class Hardware:
     """Device, mixed precision and (later) the distributed rank: the one place that knows.
 
     DDP under torchrun would add: rank/world_size from the environment, a
-    DistributedSampler's set_epoch, wrapping the model, all-reducing metric sums and
-    writing files only where ``is_main``.
+    DistributedSampler's set_epoch, wrapping the model, one all-reduce of the loss meter's
+    sums (torchmetrics reduces the metrics' states itself in ``compute``) and writing files
+    only where ``is_main`` (checkpoints already are).
     """
 
     device: torch.device
@@ -78,7 +79,7 @@ class Hardware:
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
-    def batches(self, loader: Any, batches: Iterable[Any]) -> Iterator[Any]:
+    def batches(self, loader: Any, batches: Iterable[Any]) -> Generator[Any, None, None]:
         """One epoch of ``loader``'s ``batches`` on this device, cut and copied ahead of the step
         where the loader allows it (:mod:`netspec.data.prefetch`).
 

@@ -245,7 +245,8 @@ def compile_times(args: argparse.Namespace, nodes: tuple[int, ...] = (500, 5_000
 
 def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> list[Row]:
     case = CASES[name]
-    args = argparse.Namespace(**{**vars(args), "samples": args.samples or (case.quick_samples if args.quick else 61440)})
+    samples = args.samples or (case.quick_samples if args.quick else 61440)
+    args = argparse.Namespace(**{**vars(args), "samples": samples})
     g = torch.Generator().manual_seed(1)
     x = torch.randn(args.samples, *case.shape, generator=g)
     y = torch.randint(10, (args.samples,), generator=g)
@@ -277,7 +278,8 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         tuned = next(t for t in rows if (t.model, t.precision, t.contender) == (r.model, r.precision, "tuned loop"))
         loss = f"{r.loss:13.6f}" if r.loss is not None else ""
-        print(f"{r.model:10}{r.precision:11}{r.contender:34}{r.samples_s:12,.0f}{r.samples_s / tuned.samples_s:9.2f}{loss}")
+        ratio = r.samples_s / tuned.samples_s
+        print(f"{r.model:10}{r.precision:11}{r.contender:34}{r.samples_s:12,.0f}{ratio:9.2f}{loss}")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -293,8 +295,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=None,
                    help="training samples (default 61440; quick: 2048 for the CNN, 512 for resnet18)")
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=None, help="epochs per contender, the first dropped (default 4; quick 3)")
-    p.add_argument("--rounds", type=int, default=None, help="runs of every contender, in rotating order (default 1; quick 2)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per contender, the first dropped (default 4; quick 3)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="runs of every contender, in rotating order (default 1; quick 2)")
     p.add_argument("--reps", type=int, default=None, help="forward+backward repetitions (default 20; quick 5)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
@@ -331,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         for batch in (1, 64 if args.quick else 256):
             spec_s, hand_s = fwd_bwd_ratio(CASES[model], device, batch, args.reps)
-            print(f"  {model:10} batch {batch:<4} {spec_s * 1e3:9.2f} ms / {hand_s * 1e3:9.2f} ms = {spec_s / hand_s:.2f}")
+            ms = f"{spec_s * 1e3:9.2f} ms / {hand_s * 1e3:9.2f} ms"
+            print(f"  {model:10} batch {batch:<4} {ms} = {spec_s / hand_s:.2f}")
     for extra in (startup_times(args), compile_times(args)):  # empty until the startup work lands
         for r in extra:
             print(r)

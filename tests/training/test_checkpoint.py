@@ -90,7 +90,8 @@ def test_save_checkpoint_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
 
 
-def test_checkpoint_is_a_snapshot_written_while_training_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_is_a_snapshot_written_while_training_goes_on(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The first epoch's checkpoint is still being written when the second epoch trains (the
     write waits for it here), yet it holds the first epoch's state, bit for bit."""
     import threading

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 import torch
 from torch import Tensor
@@ -38,7 +38,7 @@ PREFETCH_DEPTH = 3
 
 
 def device_batches(batches: Iterator[Any], device: torch.device, *, ahead: bool = False,
-                   channels_last: bool = False) -> Iterator[Any]:
+                   channels_last: bool = False) -> Generator[Any, None, None]:
     """``batches`` on ``device`` (see the module docstring); ``channels_last`` converts 4-d
     floating inputs to that memory format on the way.
 

@@ -87,8 +87,8 @@ class LoaderSpec(SpecModel):
     num_workers: int = Field(0, ge=0, description="Worker processes for the per-sample path (unused in memory); they "
                              "persist from epoch to epoch.")
     drop_last: bool = Field(False, description="Drop the last, short training batch.")
-    pin_memory: bool | Literal["auto"] = Field("auto", description="Pin batches in page-locked memory (faster, "
-                                                                    "asynchronous copies to a GPU); auto: when training on CUDA.")
+    pin_memory: bool | Literal["auto"] = Field("auto", description=(
+        "Pin batches in page-locked memory (faster, asynchronous copies to a GPU); auto: when training on CUDA."))
     in_memory: bool | Literal["auto"] = Field("auto", description=(
         "auto: keep tensor sources in memory and batch by indexing when the transforms allow it; "
         "false: always the per-sample DataLoader path; true: require the in-memory path."))

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Generator, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -160,12 +160,12 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
                                has_val=has_val, log=log)
     stop = tspec.stop_when
     per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
+    meters = {split: MetricSet(tspec.metrics, output_names, spec.loss) for split in ("train", "val")}
+    window = MetricSet(tspec.metrics, output_names, spec.loss) if per_step else None
     run = Run(spec, tspec, hw, model, loaders, build_criterion(spec.loss, output_names).to(hw.device), optimizer,
-              schedule, hw.make_scaler(), {split: MetricSet(tspec.metrics, output_names, spec.loss) for split in ("train", "val")},
-              MetricSet(tspec.metrics, output_names, spec.loss) if per_step else None, log, input_names, output_names,
+              schedule, hw.make_scaler(), meters, window, log, input_names, output_names,
               [p for g in optimizer.param_groups for p in g["params"]],
-              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"))
-    run.compiled = compiled
+              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"), compiled=compiled)
     report.report_model(run)
     if ckpt is not None:
         restore(run, ckpt)
@@ -288,7 +288,7 @@ def _interrupted(run: Run, saved: bool) -> Interrupted:
     return Interrupted(run.run_dir.last)
 
 
-def _epoch_batches(run: Run) -> Iterator[Any]:
+def _epoch_batches(run: Run) -> Generator[Any, None, None]:
     """The training loader's iterator for this epoch, positioned where a resumed run left off."""
     st, loader = run.state, run.loaders.train
     run.model.train()

@@ -12,8 +12,8 @@ for dice or iou (torchmetrics takes a second to import).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 import torch.nn.functional as F
+from torch import Tensor
 from torchmetrics import Metric
 
 __all__ = ["OverlapCounts"]

@@ -78,7 +78,8 @@ class BadLoss:
 
     def __str__(self) -> str:
         text = "nan" if math.isnan(self.value) else str(self.value)
-        return f"loss is {text} at epoch {self.epoch + 1}, step {self.step + 1} (batch {self.batch + 1} of {self.batches})"
+        where = f"epoch {self.epoch + 1}, step {self.step + 1} (batch {self.batch + 1} of {self.batches})"
+        return f"loss is {text} at {where}"
 
     def error(self, kept: str) -> NonFiniteLoss:
         """The run's one-line error; ``kept`` says which checkpoint is left."""

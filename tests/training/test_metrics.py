@@ -157,3 +157,17 @@ def test_metric_set_names_and_errors() -> None:
     assert err.value.path == ("train", "metrics", 0)
     with pytest.raises(SpecError, match="threshold is a probability"):
         make_spec(train={"metrics": [{"accuracy": {"threshold": 0}}]})
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_batches_kept_for_later_do_not_alias_the_output(name: str) -> None:
+    """A compiled model's CUDA graphs overwrite its output on the next step: what a metric keeps
+    for its next update must be its own."""
+    output, target = DATA[METRICS[name].task]
+    metric = METRICS[name]()
+    scratch = output.clone()
+    metric.update(scratch, target)
+    expected = METRICS[name]()
+    expected.update(output, target)
+    scratch.fill_(float("nan"))  # the next replay
+    assert metric.compute() == pytest.approx(expected.compute())

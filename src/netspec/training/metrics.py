@@ -110,7 +110,11 @@ class Metric:
         if self._metric is None:
             self._config = self.configure(output, target)
             self._metric = self.make(self._config).to(output.device)
-        self._pending.append(self.prepare(output, target))
+        prepared = self.prepare(output, target)
+        if self.chunk > 1:  # kept for later: not a view of the output, which CUDA graphs overwrite on the next step
+            storage = output.untyped_storage().data_ptr()
+            prepared = tuple(t.clone() if t.untyped_storage().data_ptr() == storage else t for t in prepared)
+        self._pending.append(prepared)
         if len(self._pending) >= self.chunk or sum(p[0].numel() for p in self._pending) > self._CHUNK_ELEMENTS:
             self._flush()
 

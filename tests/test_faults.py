@@ -58,6 +58,7 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C at the terminal is for
 import torch
 import netspec.cli, netspec.training.loop, netspec.data.build, netspec.spec, netspec.api
 import tqdm
+import torchmetrics.classification                         # metrics: import once, not per child
 from matplotlib.figure import Figure                       # curves.png: import once, not per child
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from standins import make_spec, run
+from standins import loaders, make_spec, run
 
 
 def test_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,3 +35,20 @@ def test_tensorboard_used_when_importable(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
     run(make_spec(train={"epochs": 2}), tmp_path)
     assert ("train_loss", 2) in written and ("val_loss", 1) in written and written[-1] == ("closed",)
+
+
+def test_progress_bar_reads_the_loss_at_a_fixed_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar copies the loss to the host once per refresh (every Bar.EVERY seconds), never per batch."""
+    from netspec.training import report
+
+    copies = []
+    real = report.Lagged
+
+    def counting(value):
+        copies.append(1)
+        return real(value)
+
+    monkeypatch.setattr(report, "Lagged", counting)
+    monkeypatch.setattr(report.Bar, "EVERY", 3600.0)
+    run(make_spec(train={"epochs": 2, "progress": "bar"}), tmp_path, data=loaders(batch=4))  # 24 batches an epoch
+    assert len(copies) == 2  # the first batch of each epoch

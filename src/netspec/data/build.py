@@ -25,11 +25,15 @@ from .samplers import SAMPLERS, SamplerContext
 from .sources import SOURCES, BadSample, LoadContext, SourceData
 from .spec import DataSpec, FractionSplit
 
-__all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES"]
+__all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES", "DEVICE_RESERVE"]
 
 # Deterministic transforms are applied once to the whole data set when the result is at most
 # this big; above it (say Fashion-MNIST resized to 224x224: 12 GB) they run per batch instead.
 PRECOMPUTE_BYTES = 1 << 30
+
+# In-memory data moves to the accelerator when it leaves this much of its memory free for the
+# model, its activations and the optimizer: a quarter of the device, and at least 4 GiB.
+DEVICE_RESERVE = (0.25, 4 << 30)
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}  # generated splits differ unless seeded explicitly
 
@@ -153,15 +157,18 @@ def _pretransform(tensors: tuple[Tensor, ...], raw: SourceData, transform: Calla
 
 
 def _to_device(tensors: tuple[Tensor, ...], device: torch.device, info: dict[str, Any]) -> tuple[Tensor, ...]:
-    """Move in-memory data to the accelerator once, when it takes at most half of the free memory."""
+    """Move in-memory data to the accelerator once, when it fits and leaves the reserve free
+    (:data:`DEVICE_RESERVE`); otherwise it stays on the host and batches are prefetched from
+    page-locked memory (:mod:`netspec.data.prefetch`)."""
     size = sum(t.numel() * t.element_size() for t in tensors)
     try:
-        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+        free, total = torch.cuda.mem_get_info(device) if device.type == "cuda" else (0, 0)
     except Exception:
-        free = 0
-    if size * 2 <= free:
+        free, total = 0, 0
+    if size <= free - max(DEVICE_RESERVE[0] * total, DEVICE_RESERVE[1]):
         info["path"] += f", on {device}"
         return tuple(t.to(device) for t in tensors)
+    info["path"] += ", on the host (prefetched)" if device.type == "cuda" else ""
     return tensors
 
 
@@ -178,7 +185,7 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     if device is not None and device.type != "cpu":
         tensors = _to_device(tensors, device, info)
     loader = TensorLoader(tensors, kinds=raw.kinds, batch_transform=batch_transform,
-                          pin_memory=spec.loader.pin_memory, **common)
+                          pin_memory=_pin(spec, device), **common)
     first = tuple(t[:1] for t in tensors)
     if batch_transform is not None:
         first = T.apply(batch_transform, first, raw.kinds)
@@ -186,12 +193,19 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     return loader
 
 
-def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec,
+def _pin(spec: DataSpec, device: torch.device | None) -> bool:
+    """``pin_memory``: as the spec says, or (``auto``) when training on a CUDA device."""
+    if spec.loader.pin_memory != "auto":
+        return bool(spec.loader.pin_memory)
+    return device is not None and device.type == "cuda" and torch.cuda.is_available()
+
+
+def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
                    common: dict[str, Any], info: dict[str, Any]) -> SampleLoader:
     """The per-sample loader: a DataLoader over a Dataset that transforms each sample."""
     dataset = SampleDataset(raw, transform)
     workers = spec.loader.num_workers
-    loader = SampleLoader(dataset, num_workers=workers, pin_memory=spec.loader.pin_memory, **common)
+    loader = SampleLoader(dataset, num_workers=workers, pin_memory=_pin(spec, device), **common)
     info["path"] = "per sample (DataLoader)" + (f", {workers} workers" if workers else "")
     with torch.random.fork_rng(devices=[]):  # peeking at sample 0 must not move the global RNG
         first_sample = dataset[0]
@@ -214,7 +228,7 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
     info: dict[str, Any] = {"samples": len(raw), "transforms": items}
     transform = T.compose(items)
     loader: Loader = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
-                      else _sample_loader(raw, transform, spec, common, info))
+                      else _sample_loader(raw, transform, spec, device, common, info))
     info["batches"] = len(loader)
     if train and spec.sampler is not None:
         info["sampler"] = type(sampler).__name__

@@ -5,6 +5,10 @@ run stopped: model, optimizer, scheduler and scaler states, the loop's counters,
 sums of a half-done epoch and every RNG state. Files are written to a temp file in the same
 folder, fsynced and renamed, so a crash leaves the previous checkpoint intact; they are read
 with ``torch.load(weights_only=True)``.
+
+A run's checkpoint is a snapshot copied to the host at the moment it is taken (after checking
+that the losses and weights are finite); a background thread writes it while training goes on
+(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import torch
 
 from ..errors import CheckpointError, NonFiniteLoss, summarise
 from .hardware import rng_state
-from .rundir import writing
+from .rundir import BACKGROUND, writing
 from .stopping import update_best
 from .weights import OTHER_SPEC_HINT, check_fits, read_weights_file
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture", "restore", "save",
-           "save_epoch", "check_weights"]
+           "save_epoch", "check_weights", "to_host"]
 
 CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
@@ -166,22 +170,50 @@ def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
         # best.pt first, then last.pt as a hard link to it (no second write): killed in between,
         # last.pt is the previous epoch's and the resumed run redoes this epoch and this save.
         # (The other order would leave a last.pt whose `best` names an epoch best.pt lacks.)
-        save(run, run.run_dir.best)
-        with writing(run.run_dir.last):
-            link_or_copy(run.run_dir.best, run.run_dir.last)
+        save(run, run.run_dir.best, link_last=True)
     else:
         save(run, run.run_dir.last)
-    run.run_dir.saved = (run.state.epoch, run.state.step)
     return True
 
 
-def save(run: Any, path: Path) -> None:
-    """Checkpoint the run to ``path``, unless its weights are no longer finite."""
+def save(run: Any, path: Path, link_last: bool = False) -> None:
+    """Checkpoint the run to ``path`` (and hard-link last.pt to it), unless its losses or
+    weights are no longer finite. The state is copied to the host now and written in the
+    background; ``run.run_dir.saved`` says what last.pt holds once it is written."""
+    watch = getattr(run, "watch", None)
+    bad = watch.check() if watch is not None else None
+    if bad is not None:
+        raise bad.error(run.run_dir.kept())
     check_weights(run)
-    with writing(path):
-        save_checkpoint(path, capture(run))
-    if path == run.run_dir.last:
-        run.run_dir.saved = (run.state.epoch, run.state.step)
+    state, run_dir, done = to_host(capture(run)), run.run_dir, (run.state.epoch, run.state.step)
+
+    def write() -> None:
+        with writing(path):
+            save_checkpoint(path, state)
+        if link_last:
+            with writing(run_dir.last):
+                link_or_copy(path, run_dir.last)
+        if link_last or path == run_dir.last:
+            run_dir.saved = done
+
+    BACKGROUND.submit(write)
+
+
+def to_host(value: Any) -> Any:
+    """A deep copy with every tensor on the host: a snapshot the training step cannot change
+    while it is written (containers copied too; other values are immutable).
+
+    >>> w = torch.ones(2); snap = to_host({"w": w, "lr": [0.1]}); w += 1; snap["w"].tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return value.clone() if value.device.type == "cpu" else value.to("cpu")
+    if isinstance(value, dict):
+        return {k: to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(to_host(v) for v in value)
+    return value
 
 
 def check_weights(run: Any) -> None:

@@ -16,7 +16,7 @@ from ..errors import DataError
 from .context import located, require_sections, spec_base_dir
 from .hardware import Hardware
 from .losses import Criterion, build_criterion
-from .metrics import MetricSet
+from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
 from .weights import load_weights
@@ -43,7 +43,7 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download)
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
-        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs))
+        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         return {f"{split}_{k}": v for k, v in values.items()}
 
 
@@ -84,9 +84,11 @@ class _EvalRun:
 
 def forward(run: Any, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     """The model's outputs by name, under the run's autocast (the model's forward takes the
-    inputs in declared order and returns one tensor, a tuple or a dict)."""
+    inputs in declared order and returns one tensor, a tuple or a dict). A training run's
+    compiled module (``train.compile``) is called instead of the model when there is one."""
+    model = getattr(run, "compiled", None) or run.model
     with run.hw.autocast():
-        raw = run.model(*[inputs[n] for n in run.input_names])
+        raw = model(*[inputs[n] for n in run.input_names])
     if isinstance(raw, Tensor):
         return {run.output_names[0]: raw}
     if isinstance(raw, dict):
@@ -103,8 +105,7 @@ def batch_size(inputs: dict[str, Tensor]) -> int:
 def evaluate_loader(run: Any, loader: Any, meter: MetricSet) -> dict[str, float]:
     """Loss and metrics over a loader; the caller sets model.eval()."""
     meter.reset()
-    for inputs, target in loader:
-        inputs, target = run.hw.to_device(inputs), run.hw.to_device(target)
+    for inputs, target in run.hw.batches(loader, loader):
         outputs = forward(run, inputs)
         meter.update(outputs, target, run.criterion(outputs, target), batch_size(inputs))
     return meter.compute()

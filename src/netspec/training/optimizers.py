@@ -74,11 +74,13 @@ def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
 
 
 def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = None,
-                    path: SpecPath = ("optimizer",)) -> torch.optim.Optimizer:
+                    path: SpecPath = ("optimizer",), defaults: dict[str, Any] | None = None) -> torch.optim.Optimizer:
     """A torch.optim optimizer over the model's trainable parameters, grouped by pattern.
 
     Frozen parameters are left out; those matching no group form the default group (or are
     excluded with ``ungrouped: exclude``); a parameter matching two groups is an error.
+    ``defaults`` are arguments netspec adds (``fused=True``: :mod:`netspec.training.speed`);
+    the spec's own arguments win, and an optimizer that refuses them is made without them.
 
     >>> from netspec.training.spec import OptimizerSpec
     >>> m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
@@ -107,6 +109,13 @@ def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = 
     groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad], log)
     if not groups:
         raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
+    if defaults:
+        try:
+            optimizer = OPTIMIZERS[spec.name](groups, **{**defaults, **spec.args})
+            log.info(f"optimizer: {spec.name}({fmt_args(defaults)}) added by netspec")
+            return optimizer
+        except (TypeError, ValueError, RuntimeError) as err:  # e.g. fused kernels need dense float parameters
+            log.info(f"optimizer: {spec.name} without {fmt_args(defaults)} ({str(err).splitlines()[0]})")
     return _construct(spec, groups, path)
 
 

@@ -13,26 +13,39 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import first_line
+from .watch import Lagged
 
 __all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
 
 
 class Bar:
-    """tqdm bar with loss and samples/s; the loss is read every few steps (it syncs the GPU)."""
+    """tqdm bar with loss and samples/s, refreshed every :attr:`EVERY` seconds. The loss shown is
+    one copied to the host without waiting (:class:`~netspec.training.watch.Lagged`) at the
+    previous refresh: reading the current one would stall the GPU."""
+
+    EVERY = 0.5  # seconds between two refreshes of the loss and rate
 
     def __init__(self, total: int, initial: int, desc: str) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
-        self.samples, self.start, self.calls = 0, time.perf_counter(), 0
+        self.samples, self.start = 0, time.perf_counter()
+        self.shown = self.start - self.EVERY  # the first batch refreshes
+        self.loss: Lagged | None = None  # on its way to the host
+        self.loss_text = "..."
 
     def update(self, n: int, loss: Tensor) -> None:
         self.samples += n
-        self.calls += 1
         self.bar.update(1)
-        if self.calls % 10 == 1:
-            rate = self.samples / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix(loss=f"{float(loss.detach()):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+        now = time.perf_counter()
+        if now - self.shown < self.EVERY:
+            return
+        self.shown = now
+        if self.loss is not None and self.loss.ready():
+            self.loss_text = f"{float(self.loss.get()):.4f}"
+        self.loss = Lagged(loss.detach())
+        rate = self.samples / max(now - self.start, 1e-9)
+        self.bar.set_postfix(loss=self.loss_text, samples_s=f"{rate:.0f}", refresh=False)
 
     def close(self) -> None:
         self.bar.close()

@@ -10,7 +10,10 @@ Run directory (``runs/<spec name>/<timestamp>`` unless ``--out`` says otherwise)
     tb/                      TensorBoard logs, when tensorboard is installed
 
 Every write goes through :func:`writing`, which turns an OSError (a full disk, a vanished
-directory) into one :class:`~netspec.errors.WriteFailed` line naming the file.
+directory) into one :class:`~netspec.errors.WriteFailed` line naming the file. Checkpoints are
+written by a background thread (:data:`BACKGROUND`) while training goes on; every other write
+waits for the checkpoint in flight first, so files reach the disk in the order the run made
+them and a failed checkpoint is reported before anything else is written.
 
 >>> log = Log.quiet(); log.info("not shown anywhere")
 """
@@ -22,15 +25,64 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import yaml
 
 from ..errors import TrainingError, WriteFailed, first_line
 
-__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "probe", "spec_hash", "resolved_spec"]
+__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "probe", "spec_hash", "resolved_spec",
+           "Background", "BACKGROUND"]
+
+
+class Background:
+    """One write at a time in a background thread (checkpoints), its error kept for the caller.
+
+    >>> done = []
+    >>> b = Background(); b.submit(lambda: done.append(1)); b.wait(); done
+    [1]
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` in the background, once the write before it has finished."""
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(job,), name="netspec-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as err:  # raised to the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        """Block until the write in flight is done; raise its error (once). A no-op in the
+        writer thread itself."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join()
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread is not there (and never ran a job here)."""
+        self._thread, self._error = None, None
+
+
+#: the run's checkpoint writer (a process trains one run at a time)
+BACKGROUND = Background()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=BACKGROUND.forget)
 
 
 
@@ -164,7 +216,8 @@ class RunDir:
         return removed
 
     def kept(self) -> str:
-        """Which checkpoint a failure leaves, for its message."""
+        """Which checkpoint a failure leaves, for its message (once the write in flight is done)."""
+        BACKGROUND.wait()
         if self.saved is not None:
             return f"the last good checkpoint is {self.last}; it holds epoch {self.saved[0]}, step {self.saved[1]}"
         if self.last.exists():
@@ -194,7 +247,9 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def writing(file: Path) -> Iterator[None]:
-    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it."""
+    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it. The
+    checkpoint being written in the background is finished first (its error raised first)."""
+    BACKGROUND.wait()
     try:
         yield
     except OSError as err:

@@ -20,14 +20,14 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from .errors import (BuildError, CheckpointError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean,
+from .errors import (BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean,
                      format_path)
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
 from .layers import BATCH_FIRST_DEFAULT, INFERRED, LayerType, layer_registry
 from .ops import OpType, op_registry
 from .spec import BlockSpec, NodeSpec, Spec
-from .zoo import (ZOO_EXTRA_ARGS, get_submodule, incoming_shape_of, set_submodule,
+from .zoo import (ZOO_EXTRA_ARGS, get_submodule, incoming_shape_of, local_weights_file, set_submodule,
                   zoo_builder, zoo_params)
 
 META_BATCH = 2  # BatchNorm refuses a batch of 1 in training; shapes never depend on it
@@ -40,6 +40,7 @@ class Options:
     """Compile options that are not part of the spec."""
 
     base_dir: Path = field(default_factory=Path.cwd)
+    roots: tuple[Path, ...] = ()              # data roots: weights files are read only here and in base_dir
     max_params: int = 2_000_000_000           # refuse bigger models before allocating
     max_activation_bytes: int = 16 * 2 ** 30  # per sample, forward activations (fp32)
     max_nodes: int = 20_000                   # instantiated nodes (repeats and blocks expanded)
@@ -420,11 +421,8 @@ class _Inferer:
                                         (".pt", ".pth", ".bin", ".ckpt")):
             raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
                              node=d.name, hint="weights are never downloaded; save a state_dict and name the file")
-        if weights is not None and not (self.options.base_dir / weights).is_file():
-            raise CheckpointError(f"weights file `{weights}` does not exist (relative to {self.options.base_dir})",
-                                  path=path + ("weights",), node=d.name,
-                                  hint="weights are never downloaded; save a state_dict with torch.save and name "
-                                       "that file (relative paths are relative to the spec file)")
+        weights_file = None if weights is None else local_weights_file(
+            weights, self.options.base_dir, self.options.roots, path + ("weights",), d.name)
         try:
             with torch.device("meta"):
                 model = zoo_builder(d.op)(**kwargs)
@@ -445,7 +443,7 @@ class _Inferer:
         self.total_params += _count(model)
         self._check_budget(d)
         value = _meta_call(model.eval(), tuple(in_values), {}, d.op, d.path, d.name, in_values)
-        plan = ZooPlan(d.op, kwargs, self.options.base_dir / weights if weights else None,
+        plan = ZooPlan(d.op, kwargs, weights_file,
                        bool(raw.get("strict", True)), truncate, replace)
         notes = [f"weights: {weights}" if weights else "random init (no weights file)"]
         notes += [f"replaced {t} with {r.op}" for t, r in replace]

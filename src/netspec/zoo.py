@@ -18,7 +18,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import BuildError, CheckpointError, did_you_mean
+from .access import FileAccess
+from .errors import AccessRefused, BuildError, CheckpointError, did_you_mean
+from .torchfile import load_torch_file
 
 # netspec's own arguments on a torchvision node, beside the builder's constructor args.
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
@@ -102,24 +104,24 @@ def incoming_shape_of(module: nn.Module) -> dict[str, int]:
     return out
 
 
+def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], path: tuple, node: str) -> Path:
+    """The weights file a torchvision node names: an existing file under the folders the spec
+    may read (:mod:`netspec.access`), symlinks resolved."""
+    try:
+        file = FileAccess(base_dir, roots).resolve(weights)
+    except AccessRefused as e:
+        e.path, e.node = path, node
+        raise
+    if not file.is_file():
+        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})", path=path, node=node,
+                              hint="weights are never downloaded; save a state_dict with torch.save and name "
+                                   "that file (relative paths are relative to the spec file)")
+    return file
+
+
 def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
     """Load a local state_dict into ``model``; returns report lines. Never downloads."""
-    if not file.exists():
-        raise CheckpointError(f"weights file {file} does not exist",
-                              hint="weights are never downloaded; save a state_dict with torch.save and name that file")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle refusal, truncation, garbage
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch puts ANSI bold into its message
-        if "Weights only load failed" in text or "weights_only" in text:
-            why = ("it holds pickled Python objects (a whole saved model?), which are never unpickled: "
-                   "refused (weights_only=True)")
-        else:
-            first = text.strip().splitlines()[0] if text.strip() else ""
-            why = f"not a torch weights file ({type(e).__name__}{': ' + first[:120] if first else ''})"
-        raise CheckpointError(f"cannot read weights file {file}: {why}",
-                              hint="only plain state_dicts load; "
-                                   "re-save with torch.save(model.state_dict(), path)") from None
+    state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):

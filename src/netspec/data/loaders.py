@@ -186,17 +186,21 @@ def collate(samples: list[Any]) -> Any:
 
 
 def _ignore_sigint(_worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which saves a checkpoint before exiting."""
+    """Workers leave Ctrl-C and SIGTERM (a scheduler stops the whole job) to the main process,
+    which saves a checkpoint before exiting; a worker killed first would fail the batch."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class SampleLoader(_EpochLoader):
     """Per-sample loader: a ``DataLoader`` over a Dataset that transforms each sample."""
 
-    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool, **kwargs: Any):
+    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool,
+                 check: Callable[[Batch], None] | None = None, **kwargs: Any):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
+        self.check = check  # of each batch's labels, on the CPU (their values were not known up front)
         self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=self.drop_last,
                                  num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
                                  generator=self.generator,
@@ -211,5 +215,8 @@ class SampleLoader(_EpochLoader):
         for batch in self.loader:
             if isinstance(batch, BadSample):
                 raise DataError(batch.message, path=batch.path(self.path))
-            yield self.fmap(batch)
+            batch = self.fmap(batch)
+            if self.check is not None:
+                self.check(batch)
+            yield batch
         self._complete = True

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 from ..errors import Interrupted, NonFiniteLoss, WriteFailed
 from . import report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
-from .context import located, require_sections, spec_base_dir
+from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion
+from .losses import Criterion, build_criterion, class_counts, output_shapes
 from .metrics import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -135,14 +135,15 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
 
         model = build_model(spec)
     if ckpt is None:
-        init_model(model, spec.init, base_dir=base, log=log)
+        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
     model.to(hw.device)
-    # ---- data
+    # ---- data: every label checked against the model's output size, once, here
     if loaders is None:
         from ..data import build_loaders
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download)
+                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
+                                classes=class_counts(spec.loss, output_names, output_shapes(model)))
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
@@ -211,7 +212,7 @@ def _fit(run: Run) -> RunResult:
                 if interrupt.requested and reason == "epochs" and not final:
                     if not saved:
                         save(run, run.run_dir.last)
-                    raise Interrupted(run.run_dir.last)
+                    raise Interrupted(run.run_dir.last, interrupt.signum)
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
     finally:
@@ -257,7 +258,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         if interrupt.requested:
             report.close(bar)
             save(run, run.run_dir.last)
-            raise Interrupted(run.run_dir.last)
+            raise Interrupted(run.run_dir.last, interrupt.signum)
     report.close(bar)
     return None
 

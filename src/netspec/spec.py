@@ -33,7 +33,7 @@ from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 
 FORMAT_VERSION = 1
 NODE_KEYS = ("name", "op", "args", "from", "when", "repeat", "freeze")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 Scalar = bool | int | float | str | None
 Ref = str | list[str] | dict[str, str]

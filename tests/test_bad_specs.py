@@ -41,6 +41,7 @@ import numpy as np
 import pytest
 import torch
 
+import hostile
 from netspec.cli import main
 
 HERE = Path(__file__).parent
@@ -144,16 +145,22 @@ def _checkpoint(kind: str, target: Path) -> None:
     shutil.rmtree(work)
 
 
-def make_setup(kind: str, target: Path) -> None:
+def make_setup(kind: str, target: Path, home: Path) -> None:
     """Files some cases need; made here so no binary file is committed.
 
-    ``target`` is the path named after the kind, inside the case's temporary folder.
+    ``target`` is the path named after the kind, inside the case's temporary folder ``home``.
+    Hostile and messy files (links that lead out, FIFOs, bombs, bad labels, forged checkpoints)
+    come from tests/hostile.py.
     """
     from datafiles import write_csv, write_image_folder, write_mnist, write_npz
 
     target.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    if kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
+    if kind in hostile.SETUPS:
+        hostile.SETUPS[kind](target, home)
+    elif kind in hostile.FORGED_CHECKPOINTS:
+        hostile.forged(hostile.FORGED_CHECKPOINTS[kind])(target, _checkpoint)
+    elif kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
         torch.save(torch.nn.Linear(2, 2), target)
     elif kind == "garbage":          # not a torch file at all
         target.write_bytes(b"this is not a torch file\n" * 4)
@@ -222,7 +229,7 @@ def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
     else:
         shutil.copy(case, target)
     for i in range(0, len(expect.setup), 2):
-        make_setup(expect.setup[i], tmp_path / expect.setup[i + 1])
+        make_setup(expect.setup[i], tmp_path / expect.setup[i + 1], tmp_path)
     return target
 
 
@@ -282,6 +289,13 @@ def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     check_line(lines[0], str(target), expect)
     assert elapsed < 30, f"took {elapsed:.1f}s"
     check_run_dirs(expect, out)
+    check_nothing_leaked(tmp_path, captured.err + captured.out)
+
+
+def check_nothing_leaked(folder: Path, output: str) -> None:
+    """No pickle ran its command, and no error quoted a file it should not have read."""
+    assert not (folder / hostile.MARKER).exists(), "a pickled command ran"
+    assert hostile.SECRET not in output, "an error message quoted a file's contents"
 
 
 def check_run_dirs(expect: Expect, out: Path) -> None:
@@ -328,6 +342,7 @@ def test_bad_spec_subprocess(name: str, tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     check_line(lines[0], str(target), expect)
     check_run_dirs(expect, out)
+    check_nothing_leaked(tmp_path, proc.stderr + proc.stdout)
 
 
 def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:

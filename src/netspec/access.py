@@ -33,7 +33,8 @@ from typing import Iterable
 
 from .errors import AccessRefused, SpecError
 
-__all__ = ["ENV_VAR", "FileAccess", "env_roots", "check_roots", "not_regular", "inflation_limit", "MAX_INFLATION"]
+__all__ = ["ENV_VAR", "FileAccess", "env_roots", "check_roots", "not_regular", "inflation_limit", "MAX_INFLATION",
+           "show_path"]
 
 ENV_VAR = "NETSPEC_DATA_ROOTS"
 HINT = (f"put it under the spec's folder, or allow its folder with --data-root DIR "
@@ -64,6 +65,26 @@ def check_roots(roots: Iterable[str | os.PathLike], option: str = "--data-root")
             raise SpecError(f"{path} is not a folder", path=(option,))
         out.append(path.resolve())
     return tuple(out)
+
+
+def show_path(path: Path) -> str:
+    """A path as the user will recognise it: relative to the working directory when inside it.
+
+    >>> show_path(Path.cwd() / "data" / "x.csv") == str(Path("data") / "x.csv")
+    True
+    """
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _show_link(path: Path) -> str:
+    """A link's own path (not its target), relative to the working directory when inside it."""
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -97,9 +118,10 @@ class FileAccess:
         folders = self.folders()
         if not any(_inside(real, folder) for folder in folders):
             where = ", ".join(str(f) for f in dict.fromkeys(folders))
-            via = f" (it resolves to {real})" if shown is not None and Path(shown).expanduser() != real else ""
-            raise AccessRefused(f"`{shown if shown is not None else file}`{via} is outside the folders this spec "
-                                f"may read ({where}); refused", hint=HINT)
+            shown = shown if shown is not None else _show_link(Path(file))
+            via = f" (it resolves to {real})" if Path(shown).expanduser() != real else ""
+            raise AccessRefused(f"`{shown}`{via} is outside the folders this spec may read ({where}); refused",
+                                hint=HINT)
         return real
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from torch import fx
 
 from .access import check_roots
-from .errors import SpecError
+from .errors import Location, SpecError
 from .module import build_module
 from .shapes import Options, TypedGraph, infer_shapes, resolve_params
 from .spec import Spec, document_of
@@ -34,7 +34,11 @@ def load_spec(source: Any, *, text: str | None = None, overrides: list[str] | tu
     >>> load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]}).name
     'm'
     """
-    roots = check_roots(data_roots)
+    try:
+        roots = check_roots(data_roots)
+    except SpecError as err:  # located at the spec the option was given with
+        named = isinstance(source, (str, os.PathLike)) and "\n" not in os.fspath(source)
+        raise err.with_location(Location(os.fspath(source) if named else "<spec>")) from None
     spec = _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports)
     if roots:
         document_of(spec).roots = roots

@@ -58,7 +58,7 @@ def _refusal(file: Path, name: str, what: str) -> tuple[str, str]:
                 "torch.save(model.state_dict(), path)")
     keep = "its tensors (a dict of tensors)" if what == "tensor file" else "its weights as a state_dict"
     return (f"{file} holds a pickled Python object ({name}), not only tensors; refused: unpickling it could run "
-            "arbitrary code", f"never load a file from elsewhere with weights_only=False; save {keep} instead")
+            "arbitrary code", f"never unpickle a file from elsewhere; ask for {keep} instead")
 
 
 def _check_archive(file: Path, path: tuple, error: type[SpecError]) -> None:

@@ -88,4 +88,4 @@ def test_tensor_file_errors(tmp_path):
                                                                                "path": "c.npz"}}, tmp_path))
     torch.save({"x": torch.zeros(2), "obj": Path("x")}, tmp_path / "p.pt")  # not weights-only loadable
     err = data_error(build, {"train": {"source": "tensors", "path": "p.pt"}}, tmp_path)
-    assert "p.pt holds a pickled Python object (pathlib." in str(err) and "save its tensors" in str(err)
+    assert "p.pt holds a pickled Python object (pathlib." in str(err) and "ask for its tensors" in str(err)

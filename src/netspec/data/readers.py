@@ -20,25 +20,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..access import MAX_INFLATION, inflation_limit, not_regular
+from ..access import MAX_INFLATION, inflation_limit, not_regular, show_path
 from ..errors import DataError
 
 __all__ = ["read_idx", "read_csv", "read_tensor_file", "show_path", "first_line", "csv_line"]
 
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "the IDX file format")
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def show_path(path: Path) -> str:
-    """A path as the user will recognise it: relative to the working directory when inside it.
-
-    >>> show_path(Path.cwd() / "data" / "x.csv") == str(Path("data") / "x.csv")
-    True
-    """
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def first_line(e: BaseException) -> str:

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+from ..errors import Interrupted, WriteFailed
 from . import report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
@@ -35,7 +35,7 @@ from .rules import check_monitors, static_has_val
 from .rundir import Log, RunDir, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
-from .stopping import check_stopping, stop_at_step
+from .stopping import check_stopping, nonfinite_loss, stop_at_step
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -234,7 +234,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         n = batch_size(inputs)
         # ---- backward: gradients summed over `accum` batches, each weighted 1/window
         window = min(accum, n_batches - (i // accum) * accum)
-        if _finite(run, loss, i, n_batches):
+        if _finite(run, loss, i, n_batches, (inputs, target)):
             scaled = loss if window == 1 else loss / window
             (run.scaler.scale(scaled) if run.scaler else scaled).backward()
             for meter in (run.meters["train"], run.window_meter):
@@ -310,7 +310,7 @@ def _grads_finite(run: Run) -> bool:
     return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
-def _finite(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
+def _finite(run: Run, loss: Tensor, i: int, n_batches: int, batch: Any) -> bool:
     """False (skip the batch) or NonFiniteLoss when the loss is NaN/inf."""
     if bool(torch.isfinite(loss)):
         return True
@@ -320,8 +320,7 @@ def _finite(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
         st.skipped += 1
         run.log.warn(f"loss is {float(loss.detach())} at {where}; batch skipped (train.on_nan: skip)")
         return False
-    raise NonFiniteLoss(f"loss is {float(loss.detach())} at {where}; {run.run_dir.kept()}", path=("train", "on_nan"),
-                        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")
+    raise nonfinite_loss(float(loss.detach()), where, batch, run.run_dir.kept())
 
 
 def _epoch_values(run: Run) -> dict[str, float]:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
+from ..errors import NonFiniteLoss
 from .evaluate import evaluate_loader
 from .metrics import higher_is_better
 
-__all__ = ["improved", "update_best", "check_stopping", "stop_at_step"]
+__all__ = ["improved", "update_best", "check_stopping", "stop_at_step", "nonfinite_loss"]
 
 
 def improved(value: float, best: float | None, higher: bool, min_delta: float = 0.0) -> bool:
@@ -80,3 +83,21 @@ def stop_at_step(run: Any) -> bool:
 
 def _reached(stop: Any, value: float) -> bool:
     return value > stop.above if stop.above is not None else value < stop.below
+
+
+def nonfinite_loss(value: float, where: str, batch: Any, kept: str) -> NonFiniteLoss:
+    """The error for a NaN/inf loss: blamed on the data when the batch itself holds NaN or inf
+    (a transform dividing by zero, a loader given in Python), else on the training's settings.
+
+    >>> x = {"x": torch.tensor([[float("nan")]])}
+    >>> str(nonfinite_loss(float("nan"), "epoch 1, step 1", (x, torch.zeros(1)), "no checkpoint was written yet"))
+    "<spec>: train.on_nan: loss is nan at epoch 1, step 1: the batch's input `x` holds NaN or inf; no checkpoint was written yet; check the data and its transforms (a Normalize with std 0?)"
+    """
+    from ..data.checks import nonfinite_in
+
+    culprit = nonfinite_in(batch)
+    if culprit is not None:
+        return NonFiniteLoss(f"loss is {value} at {where}: the batch's {culprit} holds NaN or inf; {kept}",
+                             path=("train", "on_nan"), hint="check the data and its transforms (a Normalize with std 0?)")
+    return NonFiniteLoss(f"loss is {value} at {where}; {kept}", path=("train", "on_nan"),
+                         hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")

@@ -99,8 +99,10 @@ def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
             data = f.read(expected)
             if len(data) != expected or f.read(1):
                 raise _short(path, dims, expected, len(data) if len(data) != expected else "more")
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"cannot read {show_path(path)}: {first_line(e)}") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error):  # their messages quote bytes of the file
+        raise DataError(f"cannot read {show_path(path)}: not gzip data, or cut short") from None
+    except OSError as e:
+        raise DataError(f"cannot read {show_path(path)}: {e.strerror or type(e).__name__}") from None
     arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     return torch.from_numpy(arr.astype(dtype.newbyteorder("="), copy=True))
 
@@ -182,8 +184,10 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
     try:
         with path.open(newline="", encoding="utf-8") as f:
             first = next(csv.reader(f, delimiter=delimiter), None)
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {show_path(path)}: {first_line(e)}") from None
+    except UnicodeDecodeError as e:  # its message quotes the byte
+        raise DataError(f"cannot read {show_path(path)}: not UTF-8 text (byte {e.start} of a line)") from None
+    except OSError as e:
+        raise DataError(f"cannot read {show_path(path)}: {e.strerror or type(e).__name__}") from None
     if first is None:
         raise DataError(f"{show_path(path)}: the file is empty")
     has_header = (not all(_is_number(c) for c in first)) if header == "auto" else bool(header)

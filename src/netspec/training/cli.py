@@ -17,10 +17,13 @@ from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Te
 
 RUN_EXAMPLES = """\
 examples:
-  netspec run specs/fashion_cnn.yaml
-  netspec run specs/fashion_cnn.yaml --epochs 2 --device cpu --set optimizer.args.lr=3e-4
+  netspec run specs/fashion_cnn.yaml --data-root data
+  netspec run specs/fashion_cnn.yaml --data-root data --epochs 2 --device cpu --set optimizer.args.lr=3e-4
   netspec run specs/unet.yaml --set train.precision=bf16 --out /scratch/runs
-  netspec run specs/fashion_cnn.yaml --resume runs/fashion_cnn/20250101-120000/last.pt
+  netspec run specs/fashion_cnn.yaml --data-root data --resume runs/fashion_cnn/20250101-120000/last.pt
+
+A spec reads files only under its own folder and the --data-root folders (and those of
+$NETSPEC_DATA_ROOTS); the shipped specs keep their data in data/, beside specs/.
 
 Each run gets a new directory (default runs/<spec name>/<timestamp>) holding the resolved
 spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
@@ -32,8 +35,8 @@ or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM.
 
 EVAL_EXAMPLES = """\
 examples:
-  netspec eval specs/fashion_cnn.yaml --checkpoint runs/fashion_cnn/20250101-120000/best.pt
-  netspec eval specs/fashion_cnn.yaml --checkpoint best.pt --split test --json
+  netspec eval specs/fashion_cnn.yaml --data-root data --checkpoint runs/fashion_cnn/20250101-120000/best.pt
+  netspec eval specs/fashion_cnn.yaml --data-root data --checkpoint best.pt --split test --json
 
 The checkpoint may be a netspec last.pt/best.pt or a plain state_dict file; it is read with
 torch.load(weights_only=True), so whole pickled models are refused.

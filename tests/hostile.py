@@ -80,7 +80,7 @@ def fifo(target: Path, home: Path) -> None:
 
 # ---- decompression bombs --------------------------------------------------------------------
 
-def _deflate_zeros(mib: int) -> bytes:
+def deflate_zeros(mib: int) -> bytes:
     """A raw deflate stream of ``mib`` MiB of zeros, about 1 kB per MiB: one fully flushed block
     (which refers to nothing before it) repeated, then the final empty block."""
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -98,12 +98,12 @@ def idx_gz_bomb(target: Path, home: Path) -> None:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     head = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
     size = len(header) + 900_000 * 784
-    body = head + _deflate_zeros(900_000 * 784 // MIB + 1)
+    body = head + deflate_zeros(900_000 * 784 // MIB + 1)
     gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + struct.pack("<II", 0, size % 2 ** 32)
     (raw / "train-images-idx3-ubyte.gz").write_bytes(gz)
 
 
-def _zip(members: dict[str, tuple[bytes, int, int]]) -> bytes:
+def zip_archive(members: dict[str, tuple[bytes, int, int]]) -> bytes:
     """A zip archive: name -> (stored bytes, declared size, method 0 stored / 8 deflated). A
     deflated member's CRC is left 0: the bombs must be refused before they are inflated."""
     out, central = b"", b""
@@ -127,9 +127,9 @@ def npz_bomb(target: Path, home: Path) -> None:
     """An npz of about 700 kB whose deflated `x` inflates to 700 MB (700 000 x 1000 uint8)."""
     header = _npy_header((700_000, 1000), "|u1")
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    data = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH) + _deflate_zeros(700_000 * 1000 // MIB + 1)
+    data = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH) + deflate_zeros(700_000 * 1000 // MIB + 1)
     ybytes = _npy_header((700_000,), "<i8")
-    target.write_bytes(_zip({"x.npy": (data, len(header) + 700_000 * 1000, 8),
+    target.write_bytes(zip_archive({"x.npy": (data, len(header) + 700_000 * 1000, 8),
                              "y.npy": (ybytes, len(ybytes), 0)}))
 
 
@@ -137,7 +137,7 @@ def npz_huge_header(target: Path, home: Path) -> None:
     """An npz whose `x` says it has 10^12 rows and holds 48 bytes."""
     x = _npy_header((10 ** 12, 4), "<f4") + bytes(48)
     y = _npy_header((3,), "<i8") + bytes(24)
-    target.write_bytes(_zip({"x.npy": (x, len(x), 0), "y.npy": (y, len(y), 0)}))
+    target.write_bytes(zip_archive({"x.npy": (x, len(x), 0), "y.npy": (y, len(y), 0)}))
 
 
 def png_bomb(target: Path, home: Path) -> None:

@@ -74,6 +74,10 @@ def _labels_of(raw: SourceData, field: int) -> Tensor | None:
 
 def _bad_label(labels: Tensor, count: ClassCount) -> tuple[int, str] | None:
     """(sample, what is wrong) of the first sample holding a label the loss cannot use."""
+    if not labels.is_floating_point() and labels.numel():
+        low, high = torch.aminmax(labels)  # two reductions, no copy of a big mask: the usual case
+        if int(low) >= 0 and int(high) < count.classes:
+            return None
     per_sample = labels.reshape(len(labels), -1)
     if labels.is_floating_point():
         fractional = (per_sample != per_sample.round()).any(1)  # NaN counts too

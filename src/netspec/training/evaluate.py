@@ -28,7 +28,8 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
              loaders: Any = None, base_dir: str | Path | None = None, allow_download: bool = False) -> dict[str, float]:
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
-    The spec was checked when it was loaded, exactly as for ``train``.
+    The spec was checked when it was loaded, exactly as for ``train``; its files are read only
+    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.access`).
 
     Example::
 

@@ -102,7 +102,9 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
-    The log goes to ``stream`` (default: stdout) and to train.log.
+    The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
+    only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
+    data roots given to ``load_spec`` (:mod:`netspec.access`).
 
     Example::
 

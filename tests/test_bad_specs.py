@@ -322,11 +322,12 @@ def _run_cli(args: list[str], cwd: Path | None = None, timeout: float = 120) -> 
 
 # each process start costs ~5 s (torch import): a few by default, more with -m slow
 SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml",
-                     "data_csv_bad_row.yaml"]
+                     "data_csv_bad_row.yaml", "ckpt_eval_pickle_system.yaml"]
 SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unknown_layer.yaml",
                    "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml",
                    "ckpt_resume_other_spec.yaml", "ckpt_eval_other_shape.yaml", "data_image_corrupt.yaml",
-                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml"]
+                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml", "access_csv_link.yaml",
+                   "data_label_out_of_range.yaml", "data_csv_fifo.yaml"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_SAMPLE + [pytest.param(n, marks=pytest.mark.slow) for n in SUBPROCESS_MORE])
@@ -400,6 +401,37 @@ def test_parameter_limit_fails_before_allocating(tmp_path: Path) -> None:
     assert float(seconds) < 5.0
     assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
     assert "over the limit of 2,000,000,000" in proc.stderr
+
+
+BOMBS = ["data_idx_gz_bomb.yaml", "data_npz_bomb.yaml", "data_png_bomb.yaml", "data_npz_huge_header.yaml"]
+
+
+def test_bombs_are_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """The decompression bombs (each under a megabyte, declaring 0.7 GB to 16 TB) run one after
+    another in a fresh process: each refused in < 5 s, peak memory growing by < 200 MiB in all."""
+    targets = []
+    for name in BOMBS:
+        (tmp_path / name).mkdir()
+        targets.append(str(prepare(CORPUS / name, parse_header(CORPUS / name), tmp_path / name)))
+    script = (
+        "import os, resource, sys, time\n"
+        "import netspec.cli, netspec.data.build, netspec.training.loop, PIL.PngImagePlugin\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for spec in sys.argv[1:]:\n"
+        "    os.chdir(os.path.dirname(spec))\n"
+        "    t = time.perf_counter()\n"
+        "    code = netspec.cli.main(['run', spec, '--out', 'runs'])\n"
+        "    print(code, time.perf_counter() - t)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *targets], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    *runs, grown = proc.stdout.split("\n")[:-1]
+    assert len(runs) == len(BOMBS) and len(proc.stderr.splitlines()) == len(BOMBS), proc.stderr
+    for name, line in zip(BOMBS, runs):
+        code, seconds = line.split()
+        assert int(code) == 2 and float(seconds) < 5.0, f"{name}: exit {code} after {seconds} s"
+    assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
 
 
 def test_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,7 +146,7 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
         raise DataError(f"{opts.source} {opts.split} files not found: expected "
                         f"{', '.join(show_path(folder / n) for n in missing)}; extract the official archive "
                         f"({cls.filename}) into {show_path(root)}, or set `download: true`")
-    for name, _ in entries:
+    for name in [n for n, _ in entries] + [cls.meta["filename"]]:
         ctx.check(folder / name)  # a file may be a link that leads out
     try:
         ds = cls(str(root), train=opts.split == "train", download=False)

@@ -29,7 +29,11 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
-    """``--data-root DIR`` (repeatable): a folder the spec may read besides its own."""
+    """``--data-root DIR`` (repeatable): a folder the spec may read besides its own.
+
+    >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args(["--data-root", "a", "--data-root", "b"]).data_roots
+    ['a', 'b']
+    """
     p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
                    help="let the spec read files (data, weights) under DIR too; by default it reads only under "
                         "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")

@@ -106,7 +106,12 @@ def incoming_shape_of(module: nn.Module) -> dict[str, int]:
 
 def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], path: tuple, node: str) -> Path:
     """The weights file a torchvision node names: an existing file under the folders the spec
-    may read (:mod:`netspec.access`), symlinks resolved."""
+    may read (:mod:`netspec.access`), symlinks resolved.
+
+    >>> local_weights_file("/etc/w.pt", Path("."), (), ("nodes", 0), "net")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.AccessRefused: <spec>: nodes[0] (net): `/etc/w.pt` is outside the folders this spec may read ...
+    """
     try:
         file = FileAccess(base_dir, roots).resolve(weights)
     except AccessRefused as e:

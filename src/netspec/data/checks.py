@@ -117,7 +117,10 @@ def check_classes(raw: SourceData, fmap: FieldMap, counts: list[ClassCount], pat
 
 
 def check_batch_classes(target: Any, counts: list[ClassCount], path: tuple[str, ...]) -> None:
-    """The same for one batch of a per-sample loader (CPU tensors, before they go to the device)."""
+    """The same for one batch of a per-sample loader (CPU tensors, before they go to the device).
+
+    >>> check_batch_classes(torch.tensor([0, 2]), [ClassCount(None, 3, None, "NLLLoss", "logp", (3,))], ("data",))
+    """
     for count in counts:
         labels = target if not isinstance(target, dict) else target.get(count.target or "", None)
         if labels is None and isinstance(target, dict) and len(target) == 1:
@@ -130,7 +133,13 @@ def check_batch_classes(target: Any, counts: list[ClassCount], path: tuple[str, 
 
 
 def check_finite(raw: SourceData, path: tuple[str, ...]) -> None:
-    """DataError at the first NaN or infinite value of an in-memory floating-point field."""
+    """DataError at the first NaN or infinite value of an in-memory floating-point field.
+
+    >>> from netspec.data.sources import SourceData
+    >>> check_finite(SourceData(("x",), ("value",), tensors=(torch.tensor([[0.0], [float("nan")]]),)), ("data",))
+    Traceback (most recent call last):
+    netspec.errors.DataError: <spec>: data: x[1]: holds nan (a value that is not finite); clean the data: every feature must be a finite number
+    """
     for field, (name, t) in enumerate(zip(raw.names, raw.tensors or ())):
         if not t.is_floating_point():
             continue
@@ -143,7 +152,11 @@ def check_finite(raw: SourceData, path: tuple[str, ...]) -> None:
 
 
 def nonfinite_in(batch: Batch) -> str | None:
-    """``input `x``` when a batch's inputs or target hold NaN or inf (for the NaN-loss message)."""
+    """``input `x``` when a batch's inputs or target hold NaN or inf (for the NaN-loss message).
+
+    >>> nonfinite_in(({"x": torch.zeros(2)}, torch.tensor([1.0, float("inf")])))
+    'target'
+    """
     inputs, target = batch
     named = {**{f"input `{k}`": v for k, v in inputs.items()},
              **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target})}

@@ -201,19 +201,38 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 def nofollow(path: str, flags: int) -> int:
     """``open(..., opener=nofollow)``: a symbolic link at ``path`` fails (ELOOP, then WriteFailed)
-    instead of being followed to a file outside the run directory."""
+    instead of being followed to a file outside the run directory.
+
+    >>> import tempfile
+    >>> link = Path(tempfile.mkdtemp()) / "train.log"
+    >>> link.symlink_to("/etc/passwd")
+    >>> try:
+    ...     open(link, "a", opener=nofollow)
+    ... except OSError as err:
+    ...     err.errno == errno.ELOOP
+    True
+    """
     return os.open(path, flags | _NOFOLLOW, 0o644)
 
 
 def read_own(file: Path) -> str:
-    """A file of the run directory as text, never read through a symbolic link."""
+    """A file of the run directory as text, never read through a symbolic link.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "spec.yaml"; _ = f.write_text("name: x\\n"); read_own(f)
+    'name: x\\n'
+    """
     with open(file, encoding="utf-8", opener=nofollow) as f:
         return f.read()
 
 
 def fresh_temp(file: Path) -> Path:
     """The hidden temp file next to ``file`` this process writes before renaming it into place;
-    one left by an earlier process of the same pid is removed (a link is removed, not followed)."""
+    one left by an earlier process of the same pid is removed (a link is removed, not followed).
+
+    >>> fresh_temp(Path("runs/x/last.pt")).name == f".last.pt.{os.getpid()}.tmp"
+    True
+    """
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -241,7 +260,12 @@ def write_text(file: Path, text: str, force: bool = False) -> None:
 
 def write_bytes(file: Path, data: bytes) -> None:
     """Replace ``file`` by ``data`` atomically: a new temp file (``O_EXCL``, never through a
-    link), then a rename, which replaces a link at ``file`` itself, never its target."""
+    link), then a rename, which replaces a link at ``file`` itself, never its target.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "curves.png"; write_bytes(f, b"png"); f.read_bytes()
+    b'png'
+    """
     with writing(file):
         tmp = fresh_temp(file)
         try:

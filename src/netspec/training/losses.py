@@ -466,7 +466,7 @@ def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Modu
     args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
     try:
         return entry.factory(**args)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:
         raise BuildError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None
 

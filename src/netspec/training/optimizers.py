@@ -142,7 +142,7 @@ def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: L
 def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath) -> torch.optim.Optimizer:
     try:
         return OPTIMIZERS[spec.name](groups, **spec.args)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # `betas: ""` fails as betas[0]
         raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None
 

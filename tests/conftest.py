@@ -22,12 +22,14 @@ def repo_root() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`@pytest.mark.gpu` tests need CUDA: skipped, with the reason, on a machine without it."""
+    """Tests marked `gpu` need CUDA: skipped, with the reason, where there is none."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
     import torch
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    skip = pytest.mark.skip(reason=f"needs a CUDA device; torch {torch.__version__} sees none")
+    for item in gpu:
+        item.add_marker(skip)

@@ -41,6 +41,7 @@ import numpy as np
 import pytest
 import torch
 
+import hostile
 from netspec.cli import main
 
 HERE = Path(__file__).parent
@@ -144,16 +145,22 @@ def _checkpoint(kind: str, target: Path) -> None:
     shutil.rmtree(work)
 
 
-def make_setup(kind: str, target: Path) -> None:
+def make_setup(kind: str, target: Path, home: Path) -> None:
     """Files some cases need; made here so no binary file is committed.
 
-    ``target`` is the path named after the kind, inside the case's temporary folder.
+    ``target`` is the path named after the kind, inside the case's temporary folder ``home``.
+    Hostile and messy files (links that lead out, FIFOs, bombs, bad labels, forged checkpoints)
+    come from tests/hostile.py.
     """
     from datafiles import write_csv, write_image_folder, write_mnist, write_npz
 
     target.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    if kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
+    if kind in hostile.SETUPS:
+        hostile.SETUPS[kind](target, home)
+    elif kind in hostile.FORGED_CHECKPOINTS:
+        hostile.forged(hostile.FORGED_CHECKPOINTS[kind])(target, _checkpoint)
+    elif kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
         torch.save(torch.nn.Linear(2, 2), target)
     elif kind == "garbage":          # not a torch file at all
         target.write_bytes(b"this is not a torch file\n" * 4)
@@ -222,7 +229,7 @@ def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
     else:
         shutil.copy(case, target)
     for i in range(0, len(expect.setup), 2):
-        make_setup(expect.setup[i], tmp_path / expect.setup[i + 1])
+        make_setup(expect.setup[i], tmp_path / expect.setup[i + 1], tmp_path)
     return target
 
 
@@ -256,9 +263,11 @@ def _run_dirs(out: Path) -> list[Path]:
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 45
+    assert len(CASES) >= 199
     training = [c for c in CASES if parse_header(c).command != "compile"]
-    assert len(training) >= 25
+    assert len(training) >= 84
+    hostile = [c for c in CASES if c.name.startswith("access_")]
+    assert len(hostile) >= 11  # a spec reading outside its folder, every way it can
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -282,6 +291,13 @@ def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     check_line(lines[0], str(target), expect)
     assert elapsed < 30, f"took {elapsed:.1f}s"
     check_run_dirs(expect, out)
+    check_nothing_leaked(tmp_path, captured.err + captured.out)
+
+
+def check_nothing_leaked(folder: Path, output: str) -> None:
+    """No pickle ran its command, and no error quoted a file it should not have read."""
+    assert not (folder / hostile.MARKER).exists(), "a pickled command ran"
+    assert hostile.SECRET not in output, "an error message quoted a file's contents"
 
 
 def check_run_dirs(expect: Expect, out: Path) -> None:
@@ -306,11 +322,12 @@ def _run_cli(args: list[str], cwd: Path | None = None, timeout: float = 120) -> 
 
 # each process start costs ~5 s (torch import): a few by default, more with -m slow
 SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml",
-                     "data_csv_bad_row.yaml"]
+                     "data_csv_bad_row.yaml", "ckpt_eval_pickle_system.yaml"]
 SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unknown_layer.yaml",
                    "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml",
                    "ckpt_resume_other_spec.yaml", "ckpt_eval_other_shape.yaml", "data_image_corrupt.yaml",
-                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml"]
+                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml", "access_csv_link.yaml",
+                   "data_label_out_of_range.yaml", "data_csv_fifo.yaml"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_SAMPLE + [pytest.param(n, marks=pytest.mark.slow) for n in SUBPROCESS_MORE])
@@ -328,6 +345,7 @@ def test_bad_spec_subprocess(name: str, tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     check_line(lines[0], str(target), expect)
     check_run_dirs(expect, out)
+    check_nothing_leaked(tmp_path, proc.stderr + proc.stdout)
 
 
 def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
@@ -383,6 +401,37 @@ def test_parameter_limit_fails_before_allocating(tmp_path: Path) -> None:
     assert float(seconds) < 5.0
     assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
     assert "over the limit of 2,000,000,000" in proc.stderr
+
+
+BOMBS = ["data_idx_gz_bomb.yaml", "data_npz_bomb.yaml", "data_png_bomb.yaml", "data_npz_huge_header.yaml"]
+
+
+def test_bombs_are_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """The decompression bombs (each under a megabyte, declaring 0.7 GB to 16 TB) run one after
+    another in a fresh process: each refused in < 5 s, peak memory growing by < 200 MiB in all."""
+    targets = []
+    for name in BOMBS:
+        (tmp_path / name).mkdir()
+        targets.append(str(prepare(CORPUS / name, parse_header(CORPUS / name), tmp_path / name)))
+    script = (
+        "import os, resource, sys, time\n"
+        "import netspec.cli, netspec.data.build, netspec.training.loop, PIL.PngImagePlugin\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "for spec in sys.argv[1:]:\n"
+        "    os.chdir(os.path.dirname(spec))\n"
+        "    t = time.perf_counter()\n"
+        "    code = netspec.cli.main(['run', spec, '--out', 'runs'])\n"
+        "    print(code, time.perf_counter() - t)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *targets], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    *runs, grown = proc.stdout.split("\n")[:-1]
+    assert len(runs) == len(BOMBS) and len(proc.stderr.splitlines()) == len(BOMBS), proc.stderr
+    for name, line in zip(BOMBS, runs):
+        code, seconds = line.split()
+        assert int(code) == 2 and float(seconds) < 5.0, f"{name}: exit {code} after {seconds} s"
+    assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
 
 
 def test_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,7 +111,7 @@ def test_spec_runs_one_short_epoch(path: Path, tmp_path: Path, cifar_unchecked: 
     assert {"data", "loss", "optimizer"} <= set(spec), f"{path.name} has no training sections"
     overrides = ["train.epochs=1", "train.device=cpu", "train.progress=line",
                  *data_overrides(spec, tmp_path), *SMALL.get(path.stem, [])]
-    argv = ["run", str(path), "--out", str(tmp_path / "runs")]
+    argv = ["run", str(path), "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path)]  # data is written there
     for item in overrides:
         argv += ["--set", item]
     assert main(argv) == 0, capsys.readouterr().err

@@ -6,11 +6,12 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
-from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, SpecError
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --summary
@@ -24,6 +25,18 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
                    help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
                    help="allow the spec to import this Python module (custom layers); never implied")
+    add_data_root(p)
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    """``--data-root DIR`` (repeatable): a folder the spec may read besides its own.
+
+    >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args(["--data-root", "a", "--data-root", "b"]).data_roots
+    ['a', 'b']
+    """
+    p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
+                   help="let the spec read files (data, weights) under DIR too; by default it reads only under "
+                        "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")
 
 
 def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
@@ -41,6 +54,7 @@ def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: li
 
 
 def _load(args: argparse.Namespace):
+    from .access import check_roots
     from .api import load_spec
     from .source import load_document
     from .spec import parse_document
@@ -48,6 +62,7 @@ def _load(args: argparse.Namespace):
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
         doc = load_document(args.spec)
+        doc.roots = check_roots(args.data_roots)
         names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
         fixed = []
         for o in overrides:
@@ -58,7 +73,7 @@ def _load(args: argparse.Namespace):
                 o = f"inputs.{names[idx]}.shape=" + o.split("=", 1)[1]
             fixed.append(o)
         return parse_document(doc, fixed, args.allow_imports)
-    return load_spec(args.spec, overrides=overrides, allow_imports=args.allow_imports)
+    return load_spec(args.spec, overrides=overrides, allow_imports=args.allow_imports, data_roots=args.data_roots)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -100,7 +115,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.specs:
         try:
-            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports)
+            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports,
+                             data_roots=args.data_roots)
             c = compile_spec(spec)
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
@@ -152,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
                "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
-               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted.")
+               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
+               "143 terminated (SIGTERM).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", help="validate and compile a spec; print a summary or the generated code",
@@ -203,10 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not live:
             warnings.simplefilter("default")
         try:
-            code = int(args.func(args) or 0)
+            with _sigterm_stops():
+                code = int(args.func(args) or 0)
         except SpecError as e:
             print(str(e), file=sys.stderr)
             return EXIT_USER_ERROR
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -216,6 +237,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code == 0:  # after a failure (validate's one line per spec) they would only be noise
         _print_warnings(caught)
     return code
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM ends a command with one line and exit 143, like Ctrl-C (130), instead of killing
+    it silently; a training run replaces this handler with one that saves first."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:

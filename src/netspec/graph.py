@@ -28,7 +28,7 @@ def _reserved_names() -> frozenset[str]:
     from torch import fx
 
     probe = fx.GraphModule(torch.nn.Module(), fx.Graph())
-    return frozenset(dir(probe)) | {"self"}
+    return frozenset(dir(probe)) | {"self", "netspec_graph"}  # module.py sets gm.netspec_graph
 
 
 RESERVED_NAMES = _reserved_names()

@@ -28,7 +28,7 @@ from .registry import GROUP_OP, all_op_names, op_kind
 from .zoo import zoo_params
 
 NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "nodes")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
 
 
 Blocks = Mapping[str, Any]  # block name -> its parameter names (a set of names will do)

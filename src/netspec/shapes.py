@@ -252,7 +252,7 @@ class _Inferer:
         raise AssertionError(name)
 
     def zoo(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        t = infer_zoo(d.op, d.args, ins, env, self.options.base_dir, d.path, d.name)
+        t = infer_zoo(d.op, d.args, ins, env, self.options, d.path, d.name)
         t.inputs = _positional(d)
         self.total_params += t.params
         self._check_budget(d)

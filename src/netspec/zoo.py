@@ -20,13 +20,15 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .access import FileAccess
 from .binding import bind_layer_args
 from .dims import Probe, build_on_meta, construct_meta, run_probe
-from .errors import BuildError, CheckpointError, did_you_mean
+from .errors import AccessRefused, BuildError, CheckpointError, did_you_mean
 from .expr import substitute
 from .layers import INFERRED, LAYERS
 from .registry import Registry
-from .typed import TypedNode, ZooPlan
+from .torchfile import load_torch_file
+from .typed import Options, TypedNode, ZooPlan
 
 # netspec's own arguments on a torchvision node, beside the builder's constructor args.
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
@@ -114,24 +116,29 @@ def incoming_shape_of(module: nn.Module) -> dict[str, int]:
     return out
 
 
+def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], path: tuple, node: str) -> Path:
+    """The weights file a torchvision node names: an existing file under the folders the spec
+    may read (:mod:`netspec.access`), symlinks resolved.
+
+    >>> local_weights_file("/etc/w.pt", Path("."), (), ("nodes", 0), "net")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.AccessRefused: <spec>: nodes[0] (net): `/etc/w.pt` is outside the folders this spec may read ...
+    """
+    try:
+        file = FileAccess(base_dir, roots).resolve(weights)
+    except AccessRefused as e:
+        e.path, e.node = path, node
+        raise
+    if not file.is_file():
+        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})", path=path, node=node,
+                              hint="weights are never downloaded; save a state_dict with torch.save and name "
+                                   "that file (relative paths are relative to the spec file)")
+    return file
+
+
 def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
     """Load a local state_dict into ``model``; returns report lines. Never downloads."""
-    if not file.exists():
-        raise CheckpointError(f"weights file {file} does not exist",
-                              hint="weights are never downloaded; save a state_dict with torch.save and name that file")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle refusal, truncation, garbage
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch puts ANSI bold into its message
-        if "Weights only load failed" in text or "weights_only" in text:
-            why = ("it holds pickled Python objects (a whole saved model?), which are never unpickled: "
-                   "refused (weights_only=True)")
-        else:
-            first = text.strip().splitlines()[0] if text.strip() else ""
-            why = f"not a torch weights file ({type(e).__name__}{': ' + first[:120] if first else ''})"
-        raise CheckpointError(f"cannot read weights file {file}: {why}",
-                              hint="only plain state_dicts load; "
-                                   "re-save with torch.save(model.state_dict(), path)") from None
+    state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
@@ -156,8 +163,10 @@ def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> lis
 
 # ---- shape inference of a torchvision node --------------------------------------------------
 
-def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tuple[dict[str, Any], Any]:
-    """The builder's keyword arguments (checked) and the `weights` file named, if any."""
+def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tuple[dict[str, Any], Path | None]:
+    """The builder's keyword arguments (checked) and the `weights` file named, if any (a file the
+    spec may read: under its folder or a data root)."""
+    base_dir = options.base_dir
     if not isinstance(raw, dict):
         raise BuildError(f"`{op}` takes a mapping of arguments", path=path, node=node)
     allowed = zoo_params(op)
@@ -172,26 +181,23 @@ def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tupl
                                     (".pt", ".pth", ".bin", ".ckpt")):
         raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
                          node=node, hint="weights are never downloaded; save a state_dict and name the file")
-    if weights is not None and not (base_dir / weights).is_file():
-        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})",
-                              path=path + ("weights",), node=node,
-                              hint="weights are never downloaded; save a state_dict with torch.save and name "
-                                   "that file (relative paths are relative to the spec file)")
-    return kwargs, weights
+    if weights is None:
+        return kwargs, None
+    return kwargs, local_weights_file(weights, base_dir, options.roots, path + ("weights",), node)
 
 
-def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_dir: Path,
+def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], options: Options,
               path: tuple, node: str) -> TypedNode:
     """Build a torchvision model on meta (with its replacements) and infer its output.
 
     >>> from netspec.dims import input_probe
     >>> x = input_probe((3, 32, 32), torch.float32)
-    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Path("."), ("nodes", 0), "net").shape
+    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Options(Path(".")), ("nodes", 0), "net").shape
     '(B, 7)'
     """
     apath = path + (op,)
     raw = substitute(raw or {}, env, apath)
-    kwargs, weights = _zoo_args(op, raw, base_dir, apath, node)
+    kwargs, weights_file = _zoo_args(op, raw, options, apath, node)
     try:
         model = build_on_meta(ZOO[op], **kwargs)
     except Exception as e:
@@ -209,9 +215,8 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_
             set_submodule(model, str(target), rnode.layer_cls(**rnode.args))  # type: ignore[misc]
         replace.append((str(target), rnode))
     out = run_probe(model.eval(), ins, {}, op, path, node)
-    plan = ZooPlan(op, kwargs, base_dir / weights if weights else None, bool(raw.get("strict", True)),
-                   truncate, replace)
-    notes = [f"weights: {weights}" if weights else "random init (no weights file)"]
+    plan = ZooPlan(op, kwargs, weights_file, bool(raw.get("strict", True)), truncate, replace)
+    notes = [f"weights: {raw['weights']}" if weights_file else "random init (no weights file)"]
     notes += [f"replaced {t} with {r.op}" for t, r in replace]
     params = sum(p.numel() for p in model.parameters())
     return TypedNode(node, "zoo", op, path, [], kwargs, out.value, out.twin, notes, zoo=plan, params=params)

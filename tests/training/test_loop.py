@@ -275,3 +275,12 @@ def test_no_device_sync_per_step_on_cuda(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert result.steps == 2 * 64
+def test_nan_in_the_data_is_blamed_on_the_data(tmp_path: Path) -> None:
+    """A NaN input (here from a loader given in Python; netspec's own loaders refuse NaN when
+    they are built) makes the loss NaN: the message says the batch holds it, not the lr."""
+    x, y = blobs(96)
+    x[20, 3] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 2 \(batch 2 of 6\): the batch's input "
+                                            r"`x` holds NaN or inf") as err:
+        run(make_spec(train={"epochs": 1}), tmp_path, data=Loaders(Loader(x, y, 16, shuffle=False)))
+    assert "learning rate" not in str(err.value) and "transforms" in (err.value.hint or "")

@@ -276,10 +276,12 @@ class _EpochSeeds(Sampler):
 
 
 def _ignore_sigint(_worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which saves a checkpoint before exiting."""
+    """Workers leave Ctrl-C and SIGTERM (a scheduler stops the whole job) to the main process,
+    which saves a checkpoint before exiting; a worker killed first would fail the batch."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class SampleLoader(_EpochLoader):
@@ -290,9 +292,11 @@ class SampleLoader(_EpochLoader):
     out each epoch's seed, so the batches are those of non-persistent workers.
     """
 
-    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool, **kwargs: Any):
+    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool,
+                 check: Callable[[Batch], None] | None = None, **kwargs: Any):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
         self.num_workers = num_workers
+        self.check = check  # of each batch's labels, on the CPU (their values were not known up front)
         sampler = _EpochSeeds(self.sampler, len(dataset), self.generator) if num_workers else self.sampler  # type: ignore[arg-type]
         self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
                                  num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
@@ -312,5 +316,8 @@ class SampleLoader(_EpochLoader):
         for batch in self.loader:
             if isinstance(batch, BadSample):
                 raise DataError(batch.message, path=batch.path(self.path))
-            yield self.fmap(batch)
+            batch = self.fmap(batch)
+            if self.check is not None:
+                self.check(batch)
+            yield batch
         self._complete = True

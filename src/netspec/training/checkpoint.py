@@ -13,7 +13,6 @@ that the losses and weights are finite); a background thread writes it while tra
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, NonFiniteLoss, summarise
-from .hardware import rng_state
-from .rundir import BACKGROUND, writing
+from .hardware import rng_state, set_rng_state
+from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
-from .weights import OTHER_SPEC_HINT, check_fits, read_weights_file
+from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture", "restore", "save",
            "save_epoch", "check_weights", "to_host"]
@@ -41,9 +40,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     OSError (errno ENOSPC for a full disk), not the RuntimeError torch.save would make of it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = fresh_temp(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb", opener=nofollow) as f:  # a new file, never through a link
             sink = _Sink(f)
             try:
                 torch.save(state, sink)
@@ -79,9 +78,7 @@ class _Sink:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s bytes, atomically; a hard link costs nothing."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    tmp = fresh_temp(dst)
     try:
         os.link(src, tmp)
     except OSError:
@@ -103,8 +100,58 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
                               hint="to start from plain weights use `init: {weights: ...}`")
+    problem = structure_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{path} is damaged or was not written by netspec: {problem}", path=("--resume",),
+                              hint=DAMAGED_HINT)
     state["path"] = path
     return state
+
+
+DAMAGED_HINT = "resume from another checkpoint, or start again without --resume"
+_STATE_TYPES: dict[str, tuple[type, ...]] = {"best": (float, int, type(None)), "best_epoch": (int, type(None)),
+                                             "stale": (int,), "stale_best": (float, int, type(None)), "skipped": (int,)}
+
+
+def structure_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's parts, before any of them is used (None: nothing).
+
+    A forged or foreign file must give one line, not a traceback from deep inside a restore.
+
+    >>> structure_problem({"format": CHECKPOINT_FORMAT})
+    '`model` is missing or not a state_dict'
+    """
+    model, optimizer = state.get("model"), state.get("optimizer")
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        return "`model` is missing or not a state_dict"
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) \
+            or not isinstance(optimizer.get("param_groups"), list):
+        return "`optimizer` is missing or not an optimizer's state_dict"
+    for key in ("epoch", "batch", "step"):
+        if not isinstance(state.get(key), int) or isinstance(state[key], bool) or state[key] < 0:
+            return f"`{key}` is {type(state.get(key)).__name__}, not a count"
+    loop_state = state.get("state")
+    if not isinstance(loop_state, dict) or not all(k in _STATE_TYPES and isinstance(v, _STATE_TYPES[k])
+                                                   for k, v in loop_state.items()):
+        return "`state` is missing or holds unknown entries"
+    for key, kinds in (("scheduler", (dict, type(None))), ("scaler", (dict, type(None))), ("meters", (dict,)),
+                       ("window_meter", (dict, type(None))), ("spec_hash", (str,)), ("rng", (dict,))):
+        if not isinstance(state.get(key), kinds):
+            return f"`{key}` is missing or a {type(state.get(key)).__name__}"
+    return None if _rng_usable(state["rng"]) else "`rng` is not a set of random number generator states"
+
+
+def _rng_usable(rng: dict[str, Any]) -> bool:
+    """Whether the RNG states can be restored (tried, then the current ones put back)."""
+    current = rng_state()
+    try:
+        set_rng_state(rng)
+        return True
+    except Exception:  # any shape of garbage: the states are unusable
+        return False
+    finally:
+        set_rng_state(current)
 
 
 
@@ -139,25 +186,78 @@ def restore(run: Any, ckpt: dict[str, Any]) -> None:
     """
     check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
                hint=OTHER_SPEC_HINT["--resume"])
+    check_finite_weights(run.model, ckpt["model"], str(ckpt["path"]), ("--resume",))
     run.model.load_state_dict(ckpt["model"])
     try:
         run.optimizer.load_state_dict(ckpt["optimizer"])
     except ValueError as err:
         raise CheckpointError(f"the optimizer in {ckpt['path']} does not fit this spec's optimizer: {err}",
                               path=("optimizer",)) from None
-    run.schedule.load_state_dict(ckpt["scheduler"])
-    if run.scaler is not None and ckpt["scaler"] is not None:
-        run.scaler.load_state_dict(ckpt["scaler"])
+    except Exception:  # a forged state: any error torch raises means the same
+        raise _damaged(ckpt, "optimizer") from None
+    if not _optimizer_state_fits(run.optimizer):
+        raise _damaged(ckpt, "optimizer")
+    _restore_parts(run, ckpt)
     st = run.state
     st.epoch, st.batch, st.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
     for k, v in ckpt["state"].items():
         setattr(st, k, v)
-    if st.batch:
-        run.meters["train"].load_state_dict(ckpt["meters"])
-    if run.window_meter is not None and ckpt.get("window_meter"):
-        run.window_meter.load_state_dict(ckpt["window_meter"])
     run.resume_rng = ckpt["rng"]
     run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
+
+
+def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
+    return CheckpointError(f"{ckpt['path']} is damaged or was not written by netspec: its `{part}` cannot be "
+                           "restored", path=("--resume",), hint=DAMAGED_HINT)
+
+
+def _restore_parts(run: Any, ckpt: dict[str, Any]) -> None:
+    """Scheduler, scaler and the metric sums of a half-done epoch; a part that does not match
+    what this run made (same keys, same types) is damaged."""
+    parts = [("scheduler", run.schedule, ckpt["scheduler"])]
+    if run.scaler is not None and ckpt["scaler"] is not None:
+        parts.append(("scaler", run.scaler, ckpt["scaler"]))
+    if ckpt["batch"]:
+        parts.append(("meters", run.meters["train"], ckpt["meters"]))
+    if run.window_meter is not None and ckpt.get("window_meter"):
+        parts.append(("window_meter", run.window_meter, ckpt["window_meter"]))
+    for name, target, saved in parts:
+        if name in ("meters", "window_meter") and not _same_layout(saved, target.state_dict()):
+            raise _damaged(ckpt, name)
+        try:
+            target.load_state_dict(saved)
+        except Exception:  # a forged state: any error torch raises means the same
+            raise _damaged(ckpt, name) from None
+
+
+def _optimizer_state_fits(optimizer: torch.optim.Optimizer) -> bool:
+    """Every tensor of a parameter's optimizer state broadcasts to the parameter (momentum and
+    moments have its shape, step counts are scalars, Adafactor's factors a row or a column):
+    otherwise the first step would fail in the middle of training."""
+    for param, state in optimizer.state.items():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                shape = value.shape
+                if len(shape) > param.dim() or any(a not in (1, b) for a, b in zip(reversed(shape), reversed(param.shape))):
+                    return False
+    return True
+
+
+def _same_layout(saved: Any, fresh: Any) -> bool:
+    """Same keys, recursively, and a number (a float or a tensor of at most one dimension: a
+    metric's running sums) wherever a fresh meter holds one.
+
+    >>> _same_layout({"n": torch.tensor(3.0), "s": 1.0}, {"n": 0.0, "s": 0.0}), _same_layout({"n": "x"}, {"n": 0})
+    (True, False)
+    """
+    if isinstance(fresh, dict):
+        return isinstance(saved, dict) and saved.keys() == fresh.keys() and \
+            all(_same_layout(saved[k], fresh[k]) for k in fresh)
+    if isinstance(fresh, (int, float, torch.Tensor)) and not isinstance(fresh, bool):
+        if isinstance(saved, torch.Tensor):
+            return saved.dim() <= 1 and not saved.is_complex()
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    return type(saved) is type(fresh)
 
 
 def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError
-from .context import located, require_sections, spec_base_dir
+from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
-from .losses import Criterion, build_criterion
+from .losses import Criterion, build_criterion, class_counts, output_shapes
 from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
@@ -28,7 +28,8 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
              loaders: Any = None, base_dir: str | Path | None = None, allow_download: bool = False) -> dict[str, float]:
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
-    The spec was checked when it was loaded, exactly as for ``train``.
+    The spec was checked when it was loaded, exactly as for ``train``; its files are read only
+    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.access`).
 
     Example::
 
@@ -40,7 +41,8 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         tspec = spec.train or TrainSpec()
         hw = Hardware.pick(tspec.device, tspec.precision)
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
-        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download)
+        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download,
+                               output_shapes(model))
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
         values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
@@ -58,12 +60,13 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
 
 
 def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Hardware, base: Path,
-                  allow_download: bool) -> Any:
+                  allow_download: bool, shapes: dict[str, tuple[int, ...]]) -> Any:
     if loaders is None:
         from ..data import build_loaders
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=list(spec.inputs), seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download)
+                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
+                                classes=class_counts(spec.loss, list(spec.output_names), shapes))
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(f"the data has no `{split}` split", path=("data",),

@@ -135,7 +135,9 @@ def rng_state() -> dict[str, Any]:
         # numpy arrays are not allowed by torch.load(weights_only=True): store a tensor.
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Only when this process uses CUDA: a CPU run on a machine with a GPU must not start CUDA
+        # (seconds, and memory on the device) just to save generators it never drew from.
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 
@@ -145,6 +147,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available():  # a checkpoint of a machine with more GPUs: those there are
+        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 

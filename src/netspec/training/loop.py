@@ -24,11 +24,11 @@ from torch import Tensor, nn
 from ..errors import Interrupted, WriteFailed
 from . import report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
-from .context import located, require_sections, spec_base_dir
+from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion
+from .losses import Criterion, build_criterion, class_counts, output_shapes
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -107,7 +107,9 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
-    The log goes to ``stream`` (default: stdout) and to train.log.
+    The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
+    only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
+    data roots given to ``load_spec`` (:mod:`netspec.access`).
 
     Example::
 
@@ -140,15 +142,16 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
 
         model = build_model(spec)
     if ckpt is None:
-        init_model(model, spec.init, base_dir=base, log=log)
+        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
     model.to(hw.device)
     compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
-    # ---- data
+    # ---- data: every label checked against the model's output size, once, here
     if loaders is None:
         from ..data import build_loaders
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download)
+                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
+                                classes=class_counts(spec.loss, output_names, output_shapes(model)))
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
@@ -217,7 +220,7 @@ def _fit(run: Run) -> RunResult:
                 saved = save_epoch(run, values, final)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if interrupt.requested and reason == "epochs" and not final:
-                    raise _interrupted(run, saved)
+                    raise _interrupted(run, saved, interrupt.signum)
         BACKGROUND.wait()  # the last checkpoint is on disk (or its write failed) before the run returns
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
@@ -254,7 +257,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
                 for meter in (run.meters["train"], run.window_meter):
                     if meter is not None:
                         meter.update(outputs, target, loss, n)
-                run.watch.record(i, st.step)
+                run.watch.record(i, st.step, (inputs, target))
                 pending += 1
             st.batch = i + 1
             if bar is not None:
@@ -271,7 +274,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             if stop_at_step(run):
                 return "stop_when"
             if interrupt.requested:
-                raise _interrupted(run, saved=False)
+                raise _interrupted(run, saved=False, signum=interrupt.signum)
         return None
     finally:
         report.close(bar)
@@ -280,12 +283,12 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
 
 
-def _interrupted(run: Run, saved: bool) -> Interrupted:
-    """Ctrl-C: last.pt written (unless it just was) and on disk, then the run stops."""
+def _interrupted(run: Run, saved: bool, signum: int) -> Interrupted:
+    """Ctrl-C or SIGTERM: last.pt written (unless it just was) and on disk, then the run stops."""
     if not saved:
         save(run, run.run_dir.last)  # checks the losses first
     BACKGROUND.wait()  # a failed write is the error to report, not the interruption
-    return Interrupted(run.run_dir.last)
+    return Interrupted(run.run_dir.last, signum)
 
 
 def _epoch_batches(run: Run) -> Generator[Any, None, None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +54,10 @@ def check_optimizer(spec: OptimizerSpec) -> None:
     netspec.errors.SpecError: <spec>: args.momentun: SGD has no argument `momentun`; did you mean `momentum`?
     """
     cls = OPTIMIZERS.check(spec)
+    _refuse_nan(spec.args, spec.args_path(()))
     every_arg = tuple(inspect.signature(cls).parameters)  # a group may leave out any argument
     for i, group in enumerate(spec.groups):
+        _refuse_nan(group.options(), ("groups", i))
         check_args(cls, group.options(), ("groups", i), what=spec.name, skip=OPTIMIZERS.passed, filled=every_arg)
         if group.match == "regex":
             for j, pattern in enumerate(group.patterns()):
@@ -64,6 +67,18 @@ def check_optimizer(spec: OptimizerSpec) -> None:
                     raise SpecError(f"bad regular expression `{pattern}`: {err}",
                                     path=_pattern_path((), i, group.params, j)) from None
     stand_in_optimizer(spec)
+
+
+def _refuse_nan(args: dict[str, Any], path: SpecPath) -> None:
+    """NaN is never a setting, and torch's SGD would train with `lr: .nan` (Adam refuses it).
+
+    >>> _refuse_nan({"lr": float("nan")}, ("args",))
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: args.lr: `lr` is NaN (not a number); give a number
+    """
+    for key, value in args.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise SpecError(f"`{key}` is NaN (not a number)", path=(*path, key), hint="give a number")
 
 
 def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
@@ -136,7 +151,7 @@ def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: L
 def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath) -> torch.optim.Optimizer:
     try:
         return OPTIMIZERS[spec.name](groups, **spec.args)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # `betas: ""` fails as betas[0]
         raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None
 

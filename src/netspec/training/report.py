@@ -5,6 +5,7 @@ TensorBoard. Everything here reads the run; nothing changes it.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import first_line
+from .rundir import write_bytes
 from .watch import Lagged
 
 __all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
@@ -99,7 +101,9 @@ def plot_curves(run: Any) -> None:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(run.run_dir.path / "curves.png", dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
+    write_bytes(run.run_dir.path / "curves.png", png.getvalue())  # atomic, never through a link
 
 
 def tensorboard(run: Any) -> Any:

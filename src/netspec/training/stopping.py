@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+
 from .evaluate import evaluate_loader
 from .meters import higher_is_better
 

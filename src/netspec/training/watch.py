@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -75,6 +75,7 @@ class BadLoss:
     batches: int
     step: int  # optimizer steps done before this batch
     value: float
+    culprit: str | None = None  # the batch's field holding NaN/inf (``input `x```), if one did
 
     def __str__(self) -> str:
         text = "nan" if math.isnan(self.value) else str(self.value)
@@ -82,7 +83,11 @@ class BadLoss:
         return f"loss is {text} at {where}"
 
     def error(self, kept: str) -> NonFiniteLoss:
-        """The run's one-line error; ``kept`` says which checkpoint is left."""
+        """The run's one-line error; ``kept`` says which checkpoint is left. The data is blamed
+        when the batch itself held NaN/inf (a transform dividing by zero, a loader from Python)."""
+        if self.culprit is not None:
+            return NonFiniteLoss(f"{self}: the batch's {self.culprit} holds NaN or inf; {kept}", path=("train", "on_nan"),
+                                 hint="check the data and its transforms (a Normalize with std 0?)")
         return NonFiniteLoss(f"{self}; {kept}", path=("train", "on_nan"),
                              hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")
 
@@ -107,9 +112,11 @@ class NanWatch:
         self.meter, self.epoch, self.batches = meter, epoch, batches
         self.checked, self.where, self.pending, self.bad = len(meter), [], None, None
 
-    def record(self, batch: int, step: int) -> None:
-        """The loss just added to the meter came from this batch, before optimizer step ``step``."""
-        self.where.append((batch, step))
+    def record(self, batch: int, step: int, fields: Any = None) -> None:
+        """The loss just added to the meter came from this batch, before optimizer step ``step``;
+        ``fields`` (the batch's inputs and target) are checked for NaN/inf on the device, so that
+        a NaN loss caused by the data can be blamed on the data (no host read here either)."""
+        self.where.append((batch, step, _finite_fields(fields)))
 
     def poll(self) -> BadLoss | None:
         """The answer of the last queued check if it has arrived (None if all finite); queue
@@ -150,9 +157,30 @@ class NanWatch:
         assert self.meter is not None
         values = self.meter.used()[self.checked:upto]
         k = int((~torch.isfinite(values)).nonzero()[0, 0])
-        batch, step = self.where[k]
-        self.bad = BadLoss(self.epoch, batch, self.batches, step, float(values[k]))
+        batch, step, fields = self.where[k]
+        self.bad = BadLoss(self.epoch, batch, self.batches, step, float(values[k]), _first_not_finite(fields))
         return self.bad
+
+
+def _finite_fields(fields: Any) -> tuple[list[str], Tensor] | None:
+    """(names, a device bool per name) of a batch's floating inputs and target: is each finite."""
+    if fields is None:
+        return None
+    inputs, target = fields
+    named = {**{f"input `{k}`": v for k, v in inputs.items()},
+             **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target})}
+    floats = {k: v for k, v in named.items() if isinstance(v, Tensor) and v.is_floating_point()}
+    if not floats:
+        return None
+    return list(floats), torch.stack([torch.isfinite(v).all() for v in floats.values()])  # (fields,)
+
+
+def _first_not_finite(flags: tuple[list[str], Tensor] | None) -> str | None:
+    if flags is None:
+        return None
+    names, finite = flags
+    bad = [name for name, ok in zip(names, finite.tolist()) if not ok]
+    return bad[0] if bad else None
 
 
 def all_finite(tensors: list[Tensor]) -> bool:

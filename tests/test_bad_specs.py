@@ -280,9 +280,9 @@ def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     if expect.command != "compile":
         monkeypatch.chdir(tmp_path)  # relative --checkpoint / --resume paths, as a user types them
     out = tmp_path / "runs"
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time, as the other bounds
     code = main(_argv(expect, target, out))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     lines = captured.err.splitlines()
@@ -373,9 +373,9 @@ def test_file_over_size_limit_is_refused_fast(tmp_path: Path, capsys: pytest.Cap
     big = tmp_path / "huge.yaml"
     body = "name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\ndescription: \""
     big.write_text(body + "a" * (MAX_BYTES + 10) + "\"\n")
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the bound is on netspec's work, not on the machine's load
     assert main(["compile", str(big)]) == 2
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"{big}: file is ")
     assert "over the 5242880-byte limit" in err
@@ -388,9 +388,9 @@ def test_parameter_limit_fails_before_allocating(tmp_path: Path) -> None:
         "import resource, sys, time\n"
         "import netspec.cli, netspec.api\n"  # torch imported before the clock starts: the refusal is timed
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "t = time.perf_counter()\n"
+        "t = time.process_time()\n"  # CPU time: the bound is on netspec's work, not on the machine's load
         f"code = netspec.cli.main(['compile', {str(case)!r}])\n"
-        "dt = time.perf_counter() - t\n"
+        "dt = time.process_time() - t\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print(code, dt, (after - before) * 1024)\n"
     )
@@ -419,9 +419,9 @@ def test_bombs_are_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for spec in sys.argv[1:]:\n"
         "    os.chdir(os.path.dirname(spec))\n"
-        "    t = time.perf_counter()\n"
+        "    t = time.process_time()\n"
         "    code = netspec.cli.main(['run', spec, '--out', 'runs'])\n"
-        "    print(code, time.perf_counter() - t)\n"
+        "    print(code, time.process_time() - t)\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, *targets], capture_output=True, text=True, timeout=300)

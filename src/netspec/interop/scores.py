@@ -75,12 +75,13 @@ def reading_of(spec: Any, graph: Any, output: str) -> Reading:
     >>> import netspec
     >>> c = netspec.compile_spec(netspec.load_spec(text="name: m\\ninputs: {x: [4]}\\nnodes: "
     ...     "[{Linear: {out_features: 3}}]\\nloss: CrossEntropyLoss\\n"))
-    >>> reading_of(c.spec, c.graph, "linear")
-    Reading(output='linear', kind='classes', activation='softmax')
+    >>> reading_of(c.spec, c.graph, "output")
+    Reading(output='output', kind='classes', activation='softmax')
     """
     from ..dims import batch_first
 
-    ref = dict(graph.outputs)[output]
+    # spec.output_names calls an unnamed last node `output` where the graph says `linear`: by position
+    ref = graph.outputs[list(spec.output_names).index(output)][1]
     probe = graph.probe_of(ref)
     if not isinstance(probe.value, Tensor) or not batch_first(probe.value, probe.twin):
         return Reading(output, "values", "none")

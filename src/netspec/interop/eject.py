@@ -444,10 +444,11 @@ def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command:
     title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
     needs = "torch and torchvision (for its models)" if torchvision else "torch only"
     outputs = ", ".join(f"{ext} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
-    about = (f"A standalone PyTorch module written by `{command}` (netspec {__version__}, torch "
-             f"{torch.__version__.split('+')[0]}). It needs {needs}, never netspec. Its attribute names are the spec's "
-             f"node names, so the state_dict of a netspec checkpoint loads as it is.")
-    return (f'"""{_wrap(title)}\n\n{_wrap(about)}\n\n{_usage(compiled, cls, module_name, checkpoint)}\n'
+    about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
+             "node names, so the state_dict of a netspec checkpoint loads as it is.")
+    made = f"Written by netspec {__version__} (torch {torch.__version__.split('+')[0]}) with:"
+    return (f'"""{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {command}\n\nUse it so:\n\n'
+            f"{_usage(compiled, cls, module_name, checkpoint)}\n"
             f"{_wrap('Outputs: ' + outputs + '.')}\n" + '"""\n')
 
 

@@ -10,7 +10,7 @@
 >>> run = netspec.load_run(run_dir)
 >>> run.checkpoint.name, run.model.training
 ('last.pt', False)
->>> sorted(run.predict(torch.zeros(4, 2))[0])
+>>> sorted(run.predict(torch.zeros(4, 2), top_k=1)[0])
 ['class', 'input', 'probability']
 """
 

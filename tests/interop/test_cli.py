@@ -22,7 +22,8 @@ def test_export_python_prints_what_it_wrote_and_checked(specs_dir, tmp_path, cap
     out, err = capsys.readouterr()
     assert code == 0 and err == "", err
     wrote, checked = out.splitlines()
-    assert wrote.startswith(f"wrote {tmp_path / 'lenet.py'} (") and wrote.endswith("): image (B, 1, 32, 32) -> logits (B, 10)")
+    assert wrote.startswith(f"wrote {tmp_path / 'lenet.py'} (")
+    assert wrote.endswith("): image (B, 1, 32, 32) -> logits (B, 10)")
     assert checked == "class Lenet: the state_dict loads strictly; its outputs equal the model's"
     source = (tmp_path / "lenet.py").read_text()
     assert f"netspec export {specs_dir / 'lenet.yaml'} --format python --checkpoint {tmp_path / 'best.pt'}" in source

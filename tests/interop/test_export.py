@@ -50,7 +50,8 @@ def test_onnx_missing_is_one_line_with_the_install_command(tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     with pytest.raises(ExportError) as err:
         export_model(compiled("lenet"), "onnx", tmp_path / "lenet.onnx")
-    assert str(err.value) == "<spec>: --format onnx needs the `onnx` package; install it with: pip install 'netspec[onnx]'"
+    assert str(err.value) == ("<spec>: --format onnx needs the `onnx` package; "
+                              "install it with: pip install 'netspec[onnx]'")
 
 
 @pytest.mark.parametrize("name", params(["lenet", "two_input_net", "vae", "list_dense"])

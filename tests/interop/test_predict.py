@@ -13,9 +13,11 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 import netspec
-from datafiles import write_csv, write_image_folder, write_npz
 from netspec.cli import main
+from netspec.interop.run import TrainedModel
 from netspec.training.checkpoint import CHECKPOINT_FORMAT
+
+from datafiles import write_csv, write_image_folder, write_npz
 
 IMAGE_SPEC = """
 name: tiny_classifier
@@ -55,7 +57,8 @@ def test_images_get_the_eval_transforms_and_the_folder_class_names(tmp_path, cap
     spec_file.write_text(IMAGE_SPEC)
     write_image_folder(tmp_path / "images", per_class=3, size=(12, 10))
     model = _checkpoint(netspec.load_spec(spec_file), tmp_path / "best.pt")
-    code, out, err = _predict(capsys, spec_file, tmp_path / "images", "--checkpoint", tmp_path / "best.pt", "--top-k", 2)
+    code, out, err = _predict(capsys, spec_file, tmp_path / "images", "--checkpoint", tmp_path / "best.pt",
+                              "--top-k", 2)
     assert code == 0, err
     rows = _rows(out)
     assert list(rows[0]) == ["input", "class", "probability", "class_2", "probability_2"]
@@ -120,7 +123,7 @@ optimizer: {SGD: {lr: 0.1}}
     model = _checkpoint(spec, tmp_path / "best.pt")
     f1, f2 = np.random.default_rng(0).normal(size=(5, 3)), np.random.default_rng(1).normal(size=(5, 2))
     write_npz(tmp_path / "new.npz", feature1=f1.astype(np.float32), feature2=f2.astype(np.float32))
-    trained = netspec.interop.run.TrainedModel.from_spec(spec, tmp_path / "best.pt", device="cpu")
+    trained = TrainedModel.from_spec(spec, tmp_path / "best.pt", device="cpu")
     rows = trained.predict(tmp_path / "new.npz", top_k=1, batch_size=2)
     with torch.no_grad():
         probs = model(torch.tensor(f1, dtype=torch.float32), torch.tensor(f2, dtype=torch.float32)).softmax(1)
@@ -147,7 +150,8 @@ def test_segmentation_writes_a_mask_png_per_input(tmp_path, capsys) -> None:
     code, out, err = _predict(capsys, spec_file, tmp_path / "scans.pt", "--checkpoint", tmp_path / "best.pt",
                               "--out", tmp_path / "masks")
     assert code == 0 and out == "" and err.startswith("2 predictions: "), err
-    rows = list(csv.DictReader(open(tmp_path / "masks" / "predictions.csv")))
+    with open(tmp_path / "masks" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["mask"].rsplit("/", 1)[-1] for r in rows] == ["scans.png", "scans_2.png"]
     with torch.no_grad():
         want = model(images).argmax(1)
@@ -161,7 +165,7 @@ def test_masks_need_an_out_folder(tmp_path, capsys) -> None:
     spec_file.write_text(SEGMENTATION_SPEC)
     _checkpoint(netspec.load_spec(spec_file), tmp_path / "best.pt")
     torch.save(torch.zeros(1, 1, 6, 6), tmp_path / "one.pt")
-    code, out, err = _predict(capsys, spec_file, tmp_path / "one.pt", "--checkpoint", tmp_path / "best.pt")
+    code, _, err = _predict(capsys, spec_file, tmp_path / "one.pt", "--checkpoint", tmp_path / "best.pt")
     assert code == 2 and err == ("<spec>: --out: this model predicts masks: give a folder for the mask images "
                                  "with --out DIR\n")
 
@@ -176,7 +180,8 @@ def test_binary_and_regression_outputs(specs_dir, tmp_path, capsys) -> None:
     assert {r["class"] for r in rows} <= {"0", "1"} and all(0.5 <= float(r["probability"]) <= 1 for r in rows)
     model = _checkpoint(netspec.load_spec(specs_dir / "regression.yaml"), tmp_path / "reg.pt")
     (tmp_path / "x.csv").write_text("0.5\n-0.25\n")
-    code, out, _ = _predict(capsys, specs_dir / "regression.yaml", tmp_path / "x.csv", "--checkpoint", tmp_path / "reg.pt")
+    code, out, _ = _predict(capsys, specs_dir / "regression.yaml", tmp_path / "x.csv", "--checkpoint",
+                            tmp_path / "reg.pt")
     with torch.no_grad():
         want = model(torch.tensor([[0.5], [-0.25]]))[:, 0].tolist()
     assert [float(r["predict"]) for r in _rows(out)] == pytest.approx(want, abs=1e-6)

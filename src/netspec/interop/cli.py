@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
                               epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.pt files")
-    p.add_argument("--checkpoint", required=True, metavar="C", help="best.pt / last.pt, a state_dict, or a run directory")
+    p.add_argument("--checkpoint", required=True, metavar="C",
+                   help="best.pt / last.pt, a state_dict, or a run directory")
     p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
     p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")

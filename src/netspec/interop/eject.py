@@ -26,9 +26,24 @@ from typing import Any, Callable
 from torch import fx, nn
 
 from . import ExportError
-from .pysource import (Call, ListOf, Var, assign_child, child_assignment, attr_ref, forward_source, helper_sources, layer_call, leaves,
-                       literal, masked, python_name, render, render_wrapped,
-                       replace_leaves)
+from .pysource import (
+    Call,
+    ListOf,
+    Var,
+    assign_child,
+    attr_ref,
+    child_assignment,
+    forward_source,
+    helper_sources,
+    layer_call,
+    leaves,
+    literal,
+    masked,
+    python_name,
+    render,
+    render_wrapped,
+    replace_leaves,
+)
 
 __all__ = ["eject", "Draft", "CHILD_WRITERS"]
 
@@ -336,7 +351,8 @@ def _classes_of_type(drafts: list[Draft], taken: set[str]) -> list[ClassDef]:
         if first.loop:
             for d in members:
                 d.call = Call(name, ((None, ListOf(tuple(c.value for c in d.children))),), 1)
-            classes.append(ClassDef(name, "nn.ModuleList", first.doc, [], [], first.forward, [d.where for d in members]))
+            uses = [d.where for d in members]
+            classes.append(ClassDef(name, "nn.ModuleList", first.doc, [], [], first.forward, uses))
             continue
         args, slots, values = _parameters(members)
         for d, v in zip(members, values):
@@ -366,7 +382,7 @@ _LOAD = '''\
         """The model with the weights of a netspec checkpoint (last.pt, best.pt) or of a
         state_dict file, read with torch.load(weights_only=True); in eval mode."""
         state = torch.load(path, map_location=map_location, weights_only=True)
-        if isinstance(state, dict) and state.get("format") == "netspec-checkpoint-1":
+        if isinstance(state, dict) and state.get("format") == "{checkpoint_format}":
             state = state["model"]
         model = cls()
         model.load_state_dict(state)
@@ -400,7 +416,8 @@ def _class_text(c: ClassDef) -> str:
     lines = [f"class {c.name}({c.base}):", f'    """{doc}"""', ""]
     if c.base == "nn.Module":
         sig = ", ".join(["self", *(f"{n}: {h}" if h else n for n, h in c.args)])
-        lines += [f"    def __init__({sig}) -> None:", "        super().__init__()", *("        " + s for s in c.body), ""]
+        lines += [f"    def __init__({sig}) -> None:", "        super().__init__()",
+                  *("        " + s for s in c.body), ""]
     lines += ["    " + s if s else "" for s in c.forward.rstrip().splitlines()]
     return "\n".join(lines) + "\n"
 
@@ -413,7 +430,8 @@ def _import_block(imports: set[str], helper_imports: list[str]) -> str:
     third = {"import torch", "from torch import nn"} | {i for i in imports if i.startswith(("import ", "from "))}
     third |= {i for i in helper_imports if not i.startswith("from math")}
     head = "from __future__ import annotations\n\n"
-    return head + ("\n".join(std) + "\n\n" if std else "") + "\n".join(sorted(third, key=lambda i: (i.startswith("from"), i))) + "\n"
+    third_party = sorted(third, key=lambda i: (i.startswith("from"), i))  # `import x` before `from x import y`
+    return head + ("\n".join(std) + "\n\n" if std else "") + "\n".join(third_party) + "\n"
 
 
 def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
@@ -479,7 +497,8 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     taken: set[str] = {"freeze"}
     for type_name in _type_order(drafts):
         for c in _classes_of_type(by_type[type_name], taken):
-            c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else f"The network of the spec `{compiled.spec.name}`."
+            root_doc = f"The network of the spec `{compiled.spec.name}`."
+            c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else root_doc
             classes.append(c)
     root_class = classes[-1]
     assert root_class.uses == [""], "the root class comes last"
@@ -490,5 +509,8 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
              + "\n" + _import_block(imports, helper_imports)]
     parts += helpers + ([_FREEZE_HELPER] if "freeze" in imports else [])
     parts += [_class_text(c) for c in classes[:-1]]
-    parts.append(_class_text(root_class) + "\n" + _LOAD.format(name=root_class.name))
+    from ..training.checkpoint import CHECKPOINT_FORMAT
+
+    load = _LOAD.format(name=root_class.name, checkpoint_format=CHECKPOINT_FORMAT)
+    parts.append(_class_text(root_class) + "\n" + load)
     return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)

@@ -112,7 +112,7 @@ def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     """Rows of a CSV file, read with the spec's csv source options when it has one."""
-    from ..data.sources.files import CSVSource, _csv_features, _label_column
+    from ..data.sources.files import CSVSource, _csv_features, _label_column  # the csv source's own column rules
 
     name = ctx.only_input("CSV rows")
     shape, dtype = ctx.inputs[name]

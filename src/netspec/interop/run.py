@@ -139,6 +139,7 @@ def load_run(run_dir: str | Path, *, checkpoint: str | None = None, device: str 
              base_dir: str | Path | None = None) -> TrainedModel:
     """The model of a run directory with its best weights (best.pt, else last.pt), in eval mode.
 
+    ``checkpoint`` names another file of the run directory (``last.pt``) instead.
     The spec is the run's resolved ``spec.yaml``; its data paths (read for the class names of an
     image folder) are relative to the spec the run was started from: give that folder as
     ``base_dir`` (default: the current directory).

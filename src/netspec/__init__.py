@@ -34,6 +34,8 @@ _EXPORTS = {
     "SpecError": "errors",
     # module -> trained module
     "train": "training.loop", "evaluate": "training.evaluate",
+    # trained module -> predictions, other formats
+    "load_run": "interop.run",
     # extending netspec: one decorator per registry
     "register_module": "layers",
     "register_loss": "training.losses",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
     from .api import load_spec as load_spec
     from .data import register_source as register_source
     from .errors import SpecError as SpecError
+    from .interop.run import load_run as load_run
     from .layers import register_module as register_module
     from .spec import BlockSpec as BlockSpec
     from .spec import InputSpec as InputSpec

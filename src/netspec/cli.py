@@ -164,7 +164,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="netspec", description="Declarative PyTorch networks: compile, validate, train and evaluate specs.",
+        prog="netspec", description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
                "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
@@ -202,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
     p.set_defaults(func=cmd_layers)
 
+    from .interop import cli as interop_cli
     from .training import cli as train_cli
 
     train_cli.register(sub)
+    interop_cli.register(sub)  # predict, export
     return parser
 
 

@@ -27,14 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..training import metrics as _metrics
+
 __all__ = ["Reading", "reading_of", "LOGIT_LOSSES", "rows_of"]
 
-#: Losses that read logits (their softmax or sigmoid is inside the loss). The metrics code on
-#: the torchmetrics branch keeps the same set (training.metrics.LOGIT_LOSSES); use that one
-#: once it is merged.
-LOGIT_LOSSES = frozenset({"CrossEntropyLoss", "BCEWithLogitsLoss", "MultiLabelSoftMarginLoss", "SoftMarginLoss",
-                          "MultiMarginLoss", "NLLLoss", "DiceBCE", "DiceBCELoss", "Focal", "FocalLoss", "Dice",
-                          "DiceLoss", "IoU", "IoULoss", "Jaccard"})
+#: Losses that read logits (their softmax or sigmoid is inside the loss): the metrics' own set,
+#: plus Dice and IoU, which read logits unless their `from_logits` says otherwise.
+LOGIT_LOSSES = _metrics.LOGIT_LOSSES | _metrics.OWN_FROM_LOGITS
 _SEGMENTATION = frozenset({"Dice", "DiceLoss", "IoU", "IoULoss", "Jaccard", "DiceBCE", "DiceBCELoss", "Focal",
                            "FocalLoss"})
 _BINARY = frozenset({"BCELoss", "BCEWithLogitsLoss"}) | _SEGMENTATION

@@ -128,21 +128,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .layers import LAYERS
-    from .ops import OPS
-    from .zoo import ZOO
+    from .catalog import catalog, layer_infos  # names and arguments without importing torch
 
     if args.kind in ("all", "layers"):
         print("layers (torch.nn; * = inferred from the input):")
-        for name, e in LAYERS.items():
+        for name, e in layer_infos().items():
             params = ", ".join(p + ("*" if p in e.inferable else "") for p in e.params)
             print(f"  {name}({params})")
     if args.kind in ("all", "ops"):
         print("ops:")
-        for name, o in OPS.items():
+        for name, o in catalog().ops.items():
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
-        print("torchvision models:", ", ".join(ZOO))
+        print("torchvision models:", ", ".join(catalog().models))
     return 0
 
 

@@ -13,13 +13,13 @@ import struct
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import DataError
+
+if TYPE_CHECKING:  # numpy and torch are imported by the readers: the spec models do without them
+    import numpy as np
+    from torch import Tensor
 
 __all__ = ["read_idx", "read_csv", "read_tensor_file", "show_path", "first_line"]
 
@@ -75,6 +75,9 @@ def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
     >>> read_idx(p, expect_magic=2049).tolist()
     [3, 7]
     """
+    import numpy as np
+    import torch
+
     raw = _read_bytes(path)
     if len(raw) < 4:
         raise DataError(f"{show_path(path)}: file is {len(raw)} bytes, too short for an IDX header")
@@ -142,6 +145,8 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
     >>> names, table.tolist()
     (['label', 'a'], [[1.0, 2.0], [3.0, 4.0]])
     """
+    import numpy as np
+
     if not path.is_file():
         raise DataError(f"{show_path(path)}: no such file")
     try:
@@ -172,6 +177,9 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
 
 def _read_npz(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     """The wanted arrays of an ``.npz`` file, never unpickling anything."""
+    import numpy as np
+    import torch
+
     found: dict[str, Tensor] = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -191,6 +199,9 @@ def _read_npz(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
 
 def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     """The wanted tensors of a ``.pt`` file, loaded with ``weights_only``."""
+    import torch
+    from torch import Tensor
+
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types; all mean "not usable"
@@ -216,7 +227,7 @@ def read_tensor_file(path: Path, arrays: list[str] | None) -> tuple[list[str], l
     ...) or one tensor. ``arrays`` picks and orders them; default: all, in file order. Every
     array must have the same number of samples (first dimension).
 
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> p = Path(tempfile.mkdtemp()) / "t.pt"
     >>> torch.save([torch.zeros(3, 2), torch.ones(3)], p)
     >>> names, tensors = read_tensor_file(p, None)

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     _add_spec_options(p)
-    p.add_argument("--summary", action="store_true", help="print the torchinfo summary (runs one forward pass)")
+    p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")

@@ -291,11 +291,10 @@ class _Inferer:
         """Keep a meta run's result for the next identical call, if it can be copied."""
         if key is None:
             return
-        try:
-            fresh(out.value), fresh(out.twin)
+        try:  # a copy: the node's own tensors go on to the next nodes, which must not reach the kept ones
+            self.reused[key] = (params, Probe(fresh(out.value), fresh(out.twin)))
         except TypeError:
             return
-        self.reused[key] = (params, out)
 
     def _check_budget(self, d: DagNode) -> None:
         if self.total_params > self.options.max_params:

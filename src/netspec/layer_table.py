@@ -49,8 +49,9 @@ def layer_table(c: Compiled, depth: int = 2) -> str:
     """
     g = c.graph
     probes = {"": g.output_probe(), **_node_probes(c.module, g, "")}
+    order = {path: i for i, path in enumerate(probes)}  # nodes in graph order, children in call order
     rows = [_Row(d, n if p else type(c.module).__name__, m, probes.get(p))
-            for d, p, n, m in _walk(c.module, "", 0, depth)]
+            for d, p, n, m in _walk(c.module, "", 0, depth, order)]
     leaves = [(m, probes.get(p)) for p, m in c.module.named_modules() if not any(True for _ in m.children())]
     inputs = sum(_bytes(sizes_at(g.inputs[n], g.input_twins[n], 1), g.inputs[n]) for n in g.inputs)
     outputs = sum(2 * _bytes(sizes_at(p.value, p.twin, 1), p.value) for m, p in leaves
@@ -58,12 +59,15 @@ def layer_table(c: Compiled, depth: int = 2) -> str:
     return _format(rows, depth, leaves, inputs, outputs, c.module)
 
 
-def _walk(module: nn.Module, path: str, depth: int, max_depth: int) -> list[tuple[int, str, str, nn.Module]]:
-    """(depth, path, attribute name, module) of ``module`` and its children down to ``max_depth``."""
+def _walk(module: nn.Module, path: str, depth: int, max_depth: int,
+          order: dict[str, int]) -> list[tuple[int, str, str, nn.Module]]:
+    """(depth, path, attribute name, module) of ``module`` and its children down to ``max_depth``,
+    children in the order they run (those never called last, as registered)."""
     rows = [(depth, path, path.rsplit(".", 1)[-1], module)]
     if depth < max_depth:
-        for name, child in module.named_children():
-            rows += _walk(child, f"{path}.{name}" if path else name, depth + 1, max_depth)
+        children = [(f"{path}.{name}" if path else name, child) for name, child in module.named_children()]
+        for child_path, child in sorted(children, key=lambda pc: order.get(pc[0], len(order))):
+            rows += _walk(child, child_path, depth + 1, max_depth, order)
     return rows
 
 
@@ -165,11 +169,16 @@ def _cells(row: _Row, last: bool, probes: dict[nn.Module, Probe | None]) -> list
 
 
 def _shape_text(sizes: Any) -> str:
+    """``[1, 64, 28, 28]``; a tuple of outputs as a list of those, leaving out what is not a
+    tensor (MultiheadAttention's ``None`` weights), as torchinfo does.
+
+    >>> _shape_text(((1, 32, 64), None)), _shape_text(((1, 10), (1, 20)))
+    ('[1, 32, 64]', '[[1, 10], [1, 20]]')
+    """
     if isinstance(sizes, tuple) and all(isinstance(s, int) for s in sizes):
         return "[" + ", ".join(map(str, sizes)) + "]"
-    if isinstance(sizes, tuple):
-        return "[" + ", ".join(_shape_text(s) for s in sizes) + "]"
-    return "--"
+    parts = [_shape_text(s) for s in sizes if s is not None] if isinstance(sizes, tuple) else []
+    return parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]" if parts else "--"
 
 
 def _number(x: float) -> str:
@@ -183,14 +192,16 @@ def _prefix(depth: int) -> str:
 def _format(rows: list[_Row], depth: int, leaves: list[tuple[nn.Module, Probe | None]], input_bytes: int,
             output_bytes: int, model: nn.Module) -> str:
     probes = dict(leaves)
-    labels = [f"{_prefix(r.depth)}{type(r.module).__name__} ({r.name})" for r in rows]
-    width = max(40, math.ceil(max(len(t) + 1 for t in labels) / 5) * 5)
-    line = "=" * (width + 4 * _WIDTH)
+    table = [[f"{_prefix(r.depth)}{type(r.module).__name__} ({r.name})", *_cells(r, r.depth == depth, probes)]
+             for r in rows]
+    widths = [max(40, math.ceil(max(len(row[0]) + 1 for row in table) / 5) * 5)]
+    widths += [max(_WIDTH, *(len(row[i]) + 1 for row in table)) for i in range(1, 5)]  # long shapes widen
+    line = "=" * sum(widths)
 
     def fmt(cells: list[str]) -> str:
-        return " ".join(f"{c:<{w}}" for c, w in zip(cells, [width] + [_WIDTH] * 4)).rstrip()
+        return " ".join(f"{c:<{w}}" for c, w in zip(cells, widths)).rstrip()
 
-    body = [fmt([label, *_cells(r, r.depth == depth, probes)]) for label, r in zip(labels, rows)]
+    body = [fmt(row) for row in table]
     total, trainable = _count(model)
     adds = sum(_mult_adds(m, p) for m, p in leaves)
     params_bytes = sum(p.numel() * p.element_size() for p in model.parameters())

@@ -65,20 +65,30 @@ class Dag:
     outputs: list[tuple[str, str]]  # (external name, node name)
 
 
-def auto_name(op: str, taken: Container[str], start: int = 0) -> tuple[str, int]:
-    """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx): the first free name
-    from suffix ``start`` on, and its suffix.
+def auto_name(op: str, taken: Container[str]) -> str:
+    """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx).
 
     >>> auto_name("Conv2d", {"conv2d"})
-    ('conv2d_1', 1)
+    'conv2d_1'
     """
-    base = re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
+    base = _base_name(op)
+    return _suffixed(base, _free_suffix(base, taken, 0))
+
+
+def _base_name(op: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
+
+
+def _suffixed(base: str, i: int) -> str:
+    return f"{base}_{i}" if i else base
+
+
+def _free_suffix(base: str, taken: Container[str], start: int) -> int:
+    """The first suffix from ``start`` on that makes a name neither taken nor reserved."""
     i = start
-    name = f"{base}_{i}" if i else base
-    while name in taken or name in RESERVED_NAMES:
+    while (name := _suffixed(base, i)) in taken or name in RESERVED_NAMES:
         i += 1
-        name = f"{base}_{i}"
-    return name, i
+    return i
 
 
 def _enabled(node: NodeSpec, env: Mapping[str, Any], path: SpecPath) -> bool:
@@ -108,8 +118,8 @@ class _Scope:
     env: Mapping[str, Any]
     numbered: bool                                        # unnamed nodes are "0", "1", ... (groups)
     aliases: dict[str, tuple[str, SpecPath]] = field(default_factory=dict)  # `else` of disabled nodes
-    # op -> the suffix its last auto name got: names are only ever added, so the first free
-    # suffix never goes down, and each auto name costs a few probes however many came before
+    # base name -> the suffix its last auto name got: names are only ever added, so the first
+    # free suffix never goes down, and each auto name costs a few probes however many came before
     suffixes: dict[str, int] = field(default_factory=dict)
 
     def __contains__(self, name: object) -> bool:
@@ -118,8 +128,9 @@ class _Scope:
         return name in self.taken or name in self.explicit or name in self.env
 
     def auto(self, op: str) -> str:
-        name, self.suffixes[op] = auto_name(op, self, self.suffixes.get(op, 0))
-        return name
+        base = _base_name(op)
+        self.suffixes[base] = _free_suffix(base, self, self.suffixes.get(base, 0))
+        return _suffixed(base, self.suffixes[base])
 
     def name(self, node: NodeSpec, i: int, path: SpecPath) -> str:
         name = node.name or (str(i) if self.numbered else self.auto(node.op))

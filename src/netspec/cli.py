@@ -144,21 +144,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .layers import LAYERS
-    from .ops import OPS
-    from .zoo import ZOO
+    from .catalog import catalog, layer_infos  # names and arguments without importing torch
 
     if args.kind in ("all", "layers"):
         print("layers (torch.nn; * = inferred from the input):")
-        for name, e in LAYERS.items():
+        for name, e in layer_infos().items():
             params = ", ".join(p + ("*" if p in e.inferable else "") for p in e.params)
             print(f"  {name}({params})")
     if args.kind in ("all", "ops"):
         print("ops:")
-        for name, o in OPS.items():
+        for name, o in catalog().ops.items():
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
-        print("torchvision models:", ", ".join(ZOO))
+        print("torchvision models:", ", ".join(catalog().models))
     return 0
 
 
@@ -176,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     _add_spec_options(p)
-    p.add_argument("--summary", action="store_true", help="print the torchinfo summary (runs one forward pass)")
+    p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")

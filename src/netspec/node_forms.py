@@ -22,10 +22,10 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 from .errors import did_you_mean
-from .layers import LAYERS
-from .ops import OPS
 from .registry import GROUP_OP, all_op_names, op_kind
-from .zoo import zoo_params
+
+# The registries (layers, ops, zoo) are imported where a node is read, not here: they import
+# torch, and the spec models (and `netspec schema`) must not.
 
 NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "nodes")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
@@ -78,6 +78,8 @@ def _check_op(op: Any, blocks: Blocks, subpath: list[Any]) -> None:
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
+    from .layers import LAYERS
+
     if name in LAYERS.refused:
         return LAYERS.refused[name]
     return did_you_mean(name, all_op_names(blocks)) or "see `netspec layers` for the list"
@@ -114,11 +116,16 @@ def _names_a_node(key: str, inner: str, blocks: Blocks) -> bool:
     if kind is None:
         return True
     if kind == "op":
+        from .ops import OPS
+
         return inner not in OPS[key].params
     return inner_kind in ("layer", "block", "group", "param") and inner not in _arguments(key, kind, blocks)
 
 
 def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
+    from .layers import LAYERS
+    from .zoo import zoo_params
+
     if kind == "layer":
         return LAYERS[key].params
     if kind == "block":
@@ -186,6 +193,8 @@ def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, An
         # nested paths read `nodes[i].nodes[j]`; Document.raw_path finds the list as written
         out["nodes"] = [normalize_at(n, blocks, ("nodes", j)) for j, n in enumerate(out["nodes"])]
     if kind == "op" and isinstance(out.get("args"), list) and "from" not in out:
+        from .ops import OPS
+
         entry = OPS[out["op"]]
         if entry.max_inputs is None or entry.max_inputs > 1:
             out["from"], out["args"] = out["args"], None

@@ -55,23 +55,20 @@ _OP_AS_NAME = [{"type": "object", "propertyNames": _KEY, "allOf": [_NODE]}, {"ty
 
 
 def _op_schemas() -> dict[str, Any]:
-    """Every name a node may use, with the arguments editors can check and complete."""
-    from .layers import LAYERS
-    from .ops import OPS
-    from .parameters import PARAM_ARGS
-    from .registry import GROUP_OP, PARAM_OP
-    from .zoo import ZOO, ZOO_EXTRA_ARGS
+    """Every name a node may use, with the arguments editors can check and complete (from
+    netspec.catalog: no torch import when the catalog is cached)."""
+    from .catalog import catalog
+    from .registry import GROUP_OP, PARAM_ARGS, PARAM_OP, ZOO_EXTRA_ARGS
 
+    cat = catalog()
     ops: dict[str, Any] = {}
-    for name, entry in sorted(LAYERS.items()):
-        if entry.custom:
-            continue
-        doc = f"torch.nn.{name}" + (f"; inferred: {', '.join(entry.inferable)}" if entry.inferable else "")
-        ops[name] = _layer_args_schema(list(entry.params), doc) if not entry.accepts_var_kwargs else {"description": doc}
-    for name, entry in sorted(OPS.items()):
-        schema = _layer_args_schema([p for p in entry.params], entry.doc)
+    for name, layer in sorted(cat.layers.items()):
+        doc = f"torch.nn.{name}" + (f"; inferred: {', '.join(layer.inferable)}" if layer.inferable else "")
+        ops[name] = _layer_args_schema(list(layer.params), doc) if not layer.var_kwargs else {"description": doc}
+    for name, op in sorted(cat.ops.items()):
+        schema = _layer_args_schema(list(op.params), op.doc)
         ops[name] = {**schema, "anyOf": schema["anyOf"] + _OP_AS_NAME}
-    for name in ZOO:
+    for name in cat.models:
         ops[name] = {"description": f"torchvision.models.{name}; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
                      "type": ["object", "null"]}
     ops[GROUP_OP] = {"description": "a group: nodes run as a chain, one sub-module (unnamed ones named 0, 1, ...)",

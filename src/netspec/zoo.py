@@ -26,24 +26,40 @@ from .dims import Probe, build_on_meta, construct_meta, run_probe
 from .errors import AccessRefused, BuildError, CheckpointError, did_you_mean
 from .expr import substitute
 from .layers import INFERRED, LAYERS
-from .registry import Registry
+from .registry import ZOO_EXTRA_ARGS, Registry
 from .torchfile import load_torch_file
 from .typed import Options, TypedNode, ZooPlan
 
-# netspec's own arguments on a torchvision node, beside the builder's constructor args.
-ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
+
+def torchvision_model_names() -> list[str]:
+    """torchvision's classification models, sorted (imports torchvision).
+
+    >>> "resnet18" in torchvision_model_names()
+    True
+    """
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
 
 
 def _torchvision_models(registry: Registry[Callable[..., nn.Module]]) -> None:
     import torchvision.models as tvm
 
-    for name in sorted(tvm.list_models(module=tvm)):
+    for name in torchvision_model_names():
         registry.add(name, tvm.get_model_builder(name))
 
 
+def _catalogued_names() -> tuple[str, ...]:
+    from .catalog import catalog
+
+    return catalog().models
+
+
 #: model name -> builder: torchvision's classification models (``resnet18``, ``vgg16``, ...),
-#: imported on first use (only a spec that names one pays for torchvision).
-ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models)
+#: imported on first use (only a spec that names one pays for torchvision: the names alone
+#: come from netspec.catalog).
+ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models,
+                                                   names=_catalogued_names)
 
 
 def zoo_params(name: str) -> dict[str, inspect.Parameter]:

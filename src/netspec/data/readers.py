@@ -14,14 +14,14 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..access import MAX_INFLATION, inflation_limit, not_regular, show_path
 from ..errors import DataError
+
+if TYPE_CHECKING:  # numpy and torch are imported by the readers: the spec models do without them
+    import numpy as np
+    from torch import Tensor
 
 __all__ = ["read_idx", "read_csv", "read_tensor_file", "show_path", "first_line", "csv_line"]
 
@@ -57,6 +57,8 @@ def _open_idx(path: Path) -> Any:
 
 def _idx_header(f: Any, path: Path, expect_magic: int | None) -> tuple[np.dtype, tuple[int, ...]]:
     """Magic number and dimensions; the data has not been read yet."""
+    import numpy as np
+
     head = f.read(4)
     if len(head) < 4:
         raise DataError(f"{show_path(path)}: file is {len(head)} bytes, too short for an IDX header")
@@ -87,6 +89,9 @@ def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
     >>> read_idx(p, expect_magic=2049).tolist()
     [3, 7]
     """
+    import numpy as np
+    import torch
+
     try:
         with _open_idx(path) as f:
             dtype, dims = _idx_header(f, path, expect_magic)
@@ -179,6 +184,8 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
     >>> names, table.tolist()
     (['label', 'a'], [[1.0, 2.0], [3.0, 4.0]])
     """
+    import numpy as np
+
     if (why := not_regular(path)) is not None:
         raise DataError(f"{show_path(path)}: {why}")
     try:
@@ -211,6 +218,8 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
 
 def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Shape, Fortran order and dtype from an ``.npy`` stream; nothing else is read."""
+    import numpy as np
+
     version = np.lib.format.read_magic(f)
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(f)
@@ -220,6 +229,9 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
 def _read_npy_member(path: Path, zf: zipfile.ZipFile, name: str) -> Tensor:
     """One array of an ``.npz`` file, its header checked against the bytes it holds before the
     data is inflated or allocated; object arrays (pickles) are refused unread."""
+    import numpy as np
+    import torch
+
     info = zf.getinfo(name + ".npy")
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > inflation_limit(info.compress_size):
         raise _too_big(path, info.file_size, f"array `{name}` inflates to")
@@ -258,6 +270,8 @@ def _read_npz(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
 
 def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     """The wanted tensors of a ``.pt`` file, loaded with ``weights_only``."""
+    from torch import Tensor
+
     from ..torchfile import load_torch_file
 
     obj = load_torch_file(path, (), DataError, "tensor file")
@@ -282,7 +296,7 @@ def read_tensor_file(path: Path, arrays: list[str] | None) -> tuple[list[str], l
     ...) or one tensor. ``arrays`` picks and orders them; default: all, in file order. Every
     array must have the same number of samples (first dimension).
 
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> p = Path(tempfile.mkdtemp()) / "t.pt"
     >>> torch.save([torch.zeros(3, 2), torch.ones(3)], p)
     >>> names, tensors = read_tensor_file(p, None)

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, Callable, get_args
 
-import torch
 from pydantic import Field
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from ...access import FileAccess
 from ...registry import Registry
 from ...spec_base import SpecModel
+
+if TYPE_CHECKING:  # torch is imported where data is loaded: the spec models do without it
+    import torch
+    from torch import Tensor
+    from torch.utils.data import Dataset
 
 __all__ = ["SourceData", "LoadContext", "SourceOptions", "SourceEntry", "SOURCES", "register_source",
            "source_names", "BadSample"]
@@ -41,6 +43,7 @@ class SourceData:
     Subsets remember the original sample numbers, so a validation split cut off the training
     data still names the right line.
 
+    >>> import torch
     >>> raw = SourceData(("x", "y"), ("value", "label"), tensors=(torch.zeros(4, 2), torch.arange(4)))
     >>> len(raw), raw.subset(torch.tensor([1, 3])).tensors[1].tolist()
     (4, [1, 3])
@@ -77,7 +80,9 @@ class SourceData:
         origin = self.origin[indices] if self.origin is not None else indices
         if self.tensors is not None:
             return replace(self, tensors=tuple(t[indices] for t in self.tensors), labels=labels, origin=origin)
-        sub = torch.utils.data.Subset(self.dataset, indices.tolist())
+        from torch.utils.data import Subset
+
+        sub = Subset(self.dataset, indices.tolist())
         return replace(self, dataset=sub, labels=labels, origin=origin)
 
     def where(self, i: int, name: str) -> str:
@@ -118,10 +123,13 @@ class LoadContext:
 
         Generated data never depends on, nor disturbs, the global RNG.
 
+        >>> import torch
         >>> ctx = LoadContext(Path("."), 7, False)
         >>> torch.equal(torch.rand(2, generator=ctx.generator(None)), torch.rand(2, generator=ctx.generator(7)))
         True
         """
+        import torch
+
         return torch.Generator().manual_seed(self.seed if seed is None else seed)
 
 

@@ -11,18 +11,18 @@ import os
 import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
-import torch
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from ...access import not_regular
 from ...errors import DataError, did_you_mean
 from ..readers import csv_line, read_csv, read_tensor_file, show_path
 from .base import BadSample, LoadContext, SourceData, SourceOptions, register_source
+
+if TYPE_CHECKING:  # numpy and torch are imported where files are read: the spec models do without them
+    import numpy as np
+    from torch import Tensor
 
 # ---------------------------------------------------------------------------------------------
 # Image folders
@@ -37,11 +37,13 @@ class ImageFolderSource(SourceOptions):
     mode: Literal["RGB", "L"] = Field("RGB", description="Convert every image to RGB (3 channels) or L (1).")
 
 
-class ImageFiles(Dataset):
+class ImageFiles:
     """``(uint8 C x H x W image, class index)`` per file; unreadable files give a :class:`BadSample`.
 
     An image is decoded only when its header declares at most PIL's ``MAX_IMAGE_PIXELS``
     (about 89 megapixels): a 12 kB PNG can declare 100 megapixels, gigabytes once decoded.
+    A map-style data set: DataLoader needs only ``__len__`` and ``__getitem__``, so it does not
+    subclass torch's Dataset (which would import torch with the spec models).
     """
 
     def __init__(self, samples: list[tuple[str, int]], mode: str):
@@ -121,6 +123,8 @@ def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
     if not root.is_dir():
         raise DataError(f"{show_path(root)}: no such folder (expected one sub-folder per class)")
     classes, samples = _scan_image_folder(root, ctx)
+    import torch
+
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
     return SourceData(("image", "label"), ("image", "label"), dataset=ImageFiles(samples, opts.mode),
                       labels=labels, classes=classes, num_classes=len(classes), files=[str(root)],
@@ -193,6 +197,9 @@ def _label_column(opts: CSVSource, path: Path, names: list[str] | None, ncols: i
 
 def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tensor, str]:
     """Feature columns ``(N, F)`` -> the input field (reshaped to images when asked) and its kind."""
+    import numpy as np
+    import torch
+
     if opts.image_shape is not None and math.prod(opts.image_shape) != feats.shape[1]:
         raise DataError(f"{show_path(path)}: rows have {feats.shape[1]} feature columns, which do not fit "
                         f"image_shape {opts.image_shape} ({math.prod(opts.image_shape)} values)")
@@ -209,6 +216,9 @@ def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tenso
 
 def _csv_labels(opts: CSVSource, path: Path, y: np.ndarray) -> Tensor:
     """The label column ``(N,)`` as int64 classes or float32 values (``label_dtype``)."""
+    import numpy as np
+    import torch
+
     whole = bool(np.all(y == np.round(y)))
     as_int = opts.label_dtype == "int64" or (opts.label_dtype == "auto" and whole)
     if as_int and not whole:
@@ -228,6 +238,8 @@ def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
     >>> raw.names, raw.kinds, tuple(raw.tensors[0].shape), raw.labels.tolist()
     (('image', 'label'), ('image', 'label'), (2, 1, 2, 2), [1, 0])
     """
+    import torch
+
     path = ctx.resolve(opts.path)
     names, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)  # (N, columns)
     skip = 1 if names is not None else 0
@@ -278,6 +290,7 @@ def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
     """A tensor file -> one field per array, in order; 4-D arrays are images, 1-D integer ones labels.
 
     >>> import tempfile
+    >>> import numpy as np
     >>> folder = Path(tempfile.mkdtemp())
     >>> np.savez(folder / "t.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.arange(5))
     >>> raw = load_tensor_file(TensorFileSource(source="tensors", path="t.npz"), LoadContext(folder, 0, False))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from ...errors import DataError
@@ -133,6 +132,7 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
     Traceback (most recent call last):
     netspec.errors.DataError: <spec>: CIFAR10 train files not found: expected nowhere/cifar-10-batches-py/data_batch_1, ...
     """
+    import torch
     import torchvision.datasets as tvd
     cls = getattr(tvd, opts.source)
     root = ctx.resolve(opts.root)

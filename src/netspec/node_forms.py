@@ -25,7 +25,7 @@ from .errors import did_you_mean
 from .layers import LAYERS
 from .ops import OPS
 from .registry import GROUP_OP, all_op_names, op_kind
-from .zoo import zoo_params
+from .zoo import TIMM_PREFIX, model_params
 
 NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "nodes")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -73,8 +73,17 @@ def normalize_node(raw: Any, blocks: Blocks) -> dict[str, Any]:
 
 def _check_op(op: Any, blocks: Blocks, subpath: list[Any]) -> None:
     if isinstance(op, str) and op_kind(op, blocks) is None:
-        raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                                  {"name": op, "hint": _op_hint(op, blocks), "subpath": subpath})
+        raise _unknown_error(op, blocks, subpath)
+
+
+def _unknown_error(name: str, blocks: Blocks, subpath: list[Any]) -> PydanticCustomError:
+    if name.startswith(TIMM_PREFIX):  # not installed, or not one of timm's models
+        from .timm_zoo import unknown_timm_model
+
+        return PydanticCustomError("unknown_op", "{message}", {"message": unknown_timm_model(name),
+                                                                "subpath": subpath})
+    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
+                               {"name": name, "hint": _op_hint(name, blocks), "subpath": subpath})
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
@@ -123,7 +132,7 @@ def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
         return LAYERS[key].params
     if kind == "block":
         return blocks[key] if isinstance(blocks, Mapping) else ()
-    return zoo_params(key) if kind == "zoo" else ()
+    return model_params(key) if kind in ("zoo", "timm") else ()
 
 
 def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
@@ -168,9 +177,7 @@ def _unknown_op(key: str, value: Any, blocks: Blocks) -> PydanticCustomError:
         unknown = inner_key
     else:
         unknown = key
-    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                               {"name": unknown, "hint": _op_hint(unknown, blocks),
-                                "subpath": [key] if unknown == key else [key, unknown]})
+    return _unknown_error(unknown, blocks, [key] if unknown == key else [key, unknown])
 
 
 def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, Any]:

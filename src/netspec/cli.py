@@ -24,6 +24,21 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
                    help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
                    help="allow the spec to import this Python module (custom layers); never implied")
+    add_print_config(p)
+
+
+def add_print_config(p: argparse.ArgumentParser) -> None:
+    """``--print-config`` on a command that loads a spec (compile, validate, run)."""
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit")
+
+
+def print_config(spec, path: str) -> int:
+    """What ``--print-config`` does once the spec is loaded: print it resolved; exit code 0."""
+    from .printing import resolved_config
+
+    print(resolved_config(spec, path), end="")
+    return 0
 
 
 def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
@@ -42,12 +57,13 @@ def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: li
 
 def _load(args: argparse.Namespace):
     from .api import load_spec
+    from .extends import resolve_extends
     from .source import load_document
     from .spec import parse_document
 
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
-        doc = load_document(args.spec)
+        doc = resolve_extends(load_document(args.spec))
         names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
         fixed = []
         for o in overrides:
@@ -66,6 +82,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .summary import dump_code, frozen_report, graph_table, header, summary_text
 
     spec = _load(args)
+    if args.print_config:
+        return print_config(spec, args.spec)
     c = compile_spec(spec, max_params=args.max_params)
     print(header(c))
     for line in c.log:
@@ -98,9 +116,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .api import compile_spec, load_spec
 
     failed = 0
-    for path in args.specs:
+    for i, path in enumerate(args.specs):
         try:
             spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports)
+            if args.print_config:
+                print("---" if i else "", end="\n" if i else "")  # one YAML document per spec
+                print_config(spec, path)
+                continue
             c = compile_spec(spec)
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
@@ -143,6 +165,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
         print("torchvision models:", ", ".join(ZOO))
+        print("timm models: `netspec layers timm` (timm.resnet34, ...; needs timm)")
+    if args.kind == "timm":  # not in `all`: importing timm takes seconds
+        from .timm_zoo import TIMM, unknown_timm_model
+
+        if not TIMM:
+            raise SpecError(unknown_timm_model("timm.<model>"))
+        print(f"timm models ({len(TIMM)}):", ", ".join(TIMM))
     return 0
 
 
@@ -181,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("layers", help="list the layer types, ops and torchvision models a spec can use")
-    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
+    p = sub.add_parser("layers", help="list the layer types, ops and torchvision (or timm) models a spec can use")
+    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models", "timm"])
     p.set_defaults(func=cmd_layers)
 
     from .training import cli as train_cli

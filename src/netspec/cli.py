@@ -16,6 +16,8 @@ EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --summary
   netspec compile specs/unet.yaml --set n_classes=5 --set bilinear=true --code
   netspec compile specs/lenet.yaml --input-size 1x32x32 --depth 3 --summary
+  netspec compile specs/unet.yaml --graph unet.svg
+  netspec compile specs/unet.yaml --print-config
 """
 
 
@@ -84,6 +86,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     spec = _load(args)
     if args.print_config:
         return print_config(spec, args.spec)
+    if args.graph:
+        from .picture import picture_format
+
+        _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
     c = compile_spec(spec, max_params=args.max_params)
     print(header(c))
     for line in c.log:
@@ -93,10 +99,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary_text(c, depth=args.depth))
         print(frozen_report(c.module))
-    if not args.code and not args.summary:
+    if args.graph:
+        from .picture import write_picture
+
+        print(_at_spec_file(write_picture, c.graph, args.graph, spec=args.spec))
+    if not args.code and not args.summary and not args.graph:
         print(graph_table(c))
         print(frozen_report(c.module))
     return 0
+
+
+def _at_spec_file(fn, *args, spec: str):
+    """``fn(*args)``; a SpecError about a command-line option is located at the spec file."""
+    from .errors import Location
+
+    try:
+        return fn(*args)
+    except SpecError as e:
+        raise e.with_location(Location(spec)) from None
 
 
 def _check_training(spec) -> None:
@@ -190,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_options(p)
     p.add_argument("--summary", action="store_true", help="print the torchinfo summary (runs one forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
+                                                   "svg/png use graphviz when installed, else netspec's own layout")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")

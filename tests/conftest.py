@@ -19,3 +19,4 @@ def specs_dir() -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+

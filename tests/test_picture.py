@@ -208,3 +208,11 @@ def test_unknown_suffix_is_one_line_before_compiling(capsys: pytest.CaptureFixtu
     assert captured.out == ""  # refused before compiling
     assert captured.err.splitlines() == [f"{spec}: --graph: cannot tell the picture format from `.jpg`; use .svg, "
                                          ".png, .dot (graphviz) or .mmd (mermaid; .md for a fenced block)"]
+
+
+def test_docs_unet_svg_is_current(graphs) -> None:
+    """README links docs/unet.svg: what `netspec compile specs/unet.yaml --graph docs/unet.svg` writes
+    without graphviz."""
+    assert (ROOT / "docs" / "unet.svg").read_text() == to_svg(picture_of(graphs["unet"])), (
+        "docs/unet.svg is stale: run `PATH=/usr/bin/false netspec compile specs/unet.yaml --graph docs/unet.svg` "
+        "(without graphviz) and commit it")

@@ -147,3 +147,17 @@ def test_one_model_of_every_timm_module_is_a_node(name: str) -> None:
     size = list(cfg.input_size) if cfg is not None and cfg.input_size else [3, 224, 224]
     c = netspec.compile_spec(_spec(name, {"num_classes": 7}, tuple(size)), max_params=10**10)
     assert c.graph.nodes[0].shape == "(B, 7)"
+
+
+def test_layers_timm_lists_the_models_or_says_how_to_install(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from netspec import timm_zoo
+    from netspec.cli import main
+    from netspec.registry import Registry
+
+    assert main(["layers", "timm"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"timm models ({len(timm.list_models())}): ") and "timm.resnet34, " in out
+    monkeypatch.setattr(timm_zoo, "TIMM", Registry("timm model"))  # what an environment without timm has
+    assert main(["layers", "timm"]) == 2
+    assert capsys.readouterr().err == "timm is not installed; install it with pip install 'netspec[timm]'\n"

@@ -187,10 +187,11 @@ def cmd_layers(args: argparse.Namespace) -> int:
         print("torchvision models:", ", ".join(ZOO))
         print("timm models: `netspec layers timm` (timm.resnet34, ...; needs timm)")
     if args.kind == "timm":  # not in `all`: importing timm takes seconds
-        from .timm_zoo import TIMM, unknown_timm_model
+        from .timm_zoo import INSTALL, TIMM
 
         if not TIMM:
-            raise SpecError(unknown_timm_model("timm.<model>"))
+            print(f"timm is not installed; install it with {INSTALL}", file=sys.stderr)
+            return EXIT_USER_ERROR
         print(f"timm models ({len(TIMM)}):", ", ".join(TIMM))
     return 0
 

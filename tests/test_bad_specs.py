@@ -20,13 +20,15 @@ directory, so ``# args: --checkpoint ck.pt`` and the files ``# setup:`` makes (t
 npz, image and checkpoint files, see :func:`make_setup`) sit next to the spec. ``run`` gets
 ``--out <tmp>/runs``, which must hold no run directory afterwards: a mistake is found before
 one is made (``run_dir=kept`` for a mistake only training can find, such as a corrupt image
-in the middle of the data). ``needs=no_cuda`` skips a case on a machine with CUDA.
+in the middle of the data). ``needs=no_cuda`` skips a case on a machine with CUDA, ``needs=timm``
+one on a machine without timm (the optional extra), each with the reason.
 
 Adding a file adds a test. Run: ``pytest tests/test_bad_specs.py``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -64,7 +66,7 @@ class Expect:
     header_lines: int
     command: str = "compile"
     run_dir: str = "none"      # run: "none" (no run directory left) or "kept" (found while training)
-    needs: str | None = None   # "no_cuda": the case is about a machine without CUDA
+    needs: str | None = None   # "no_cuda": the case is about a machine without CUDA; "timm": it needs timm
 
 
 def parse_header(case: Path) -> Expect:
@@ -93,7 +95,7 @@ def parse_header(case: Path) -> Expect:
     command = fields.get("command", "compile")
     assert command in ("compile", "validate", "run", "eval"), f"{case.name}: unknown command {command!r}"
     assert fields.get("run_dir", "none") in ("none", "kept"), f"{case.name}: run_dir is none or kept"
-    assert fields.get("needs") in (None, "no_cuda"), f"{case.name}: needs is no_cuda"
+    assert fields.get("needs") in (None, "no_cuda", "timm"), f"{case.name}: needs is no_cuda or timm"
     at = fields.get("at", "*")
     line = col = None
     if at != "*":
@@ -233,6 +235,13 @@ def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
     return target
 
 
+def skip_unless_possible(expect: Expect) -> None:
+    if expect.needs == "no_cuda" and torch.cuda.is_available():
+        pytest.skip("a case about a machine without CUDA")
+    if expect.needs == "timm" and importlib.util.find_spec("timm") is None:
+        pytest.skip("a case about timm models: needs timm (pip install 'netspec[timm]')")
+
+
 def check_line(line: str, file: str, expect: Expect) -> None:
     """One stderr line against the expectation; the assertion message shows the line."""
     where = f"{file}:{expect.line}:" if expect.line is not None else f"{file}: "
@@ -274,8 +283,7 @@ def test_corpus_is_big_enough() -> None:
 def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                   monkeypatch: pytest.MonkeyPatch) -> None:
     expect = parse_header(case)
-    if expect.needs == "no_cuda" and torch.cuda.is_available():
-        pytest.skip("a case about a machine without CUDA")
+    skip_unless_possible(expect)
     target = prepare(case, expect, tmp_path)
     if expect.command != "compile":
         monkeypatch.chdir(tmp_path)  # relative --checkpoint / --resume paths, as a user types them
@@ -334,8 +342,7 @@ SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unkno
 def test_bad_spec_subprocess(name: str, tmp_path: Path) -> None:
     case = CORPUS / name
     expect = parse_header(case)
-    if expect.needs == "no_cuda" and torch.cuda.is_available():
-        pytest.skip("a case about a machine without CUDA")
+    skip_unless_possible(expect)
     target = prepare(case, expect, tmp_path)
     out = tmp_path / "runs"
     proc = _run_cli(_argv(expect, target, out), cwd=tmp_path if expect.command != "compile" else None)
@@ -353,7 +360,8 @@ def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
     plain = []
     for case in CASES:
         expect = parse_header(case)
-        if not expect.args and expect.command in ("compile", "validate"):
+        if not expect.args and expect.command in ("compile", "validate") and \
+                (expect.needs != "timm" or importlib.util.find_spec("timm") is not None):
             (tmp_path / case.stem).mkdir()
             plain.append((prepare(case, expect, tmp_path / case.stem), expect))
     proc = _run_cli(["validate", *[str(t) for t, _ in plain]], timeout=300)

@@ -21,6 +21,8 @@ import netspec
 from netspec import cli
 from netspec.api import compile_spec
 
+from speclist import spec_params
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "specs").glob("*.json"))
 SCHEMA_FILE = ROOT / "schemas" / "netspec.schema.json"
@@ -47,6 +49,9 @@ EXPECTED_PARAMS: dict[str, int] = {
     "transformer_classifier": 133_252,   # pos 2,048 + embedding 64,000 + 2 layers x 33,472 + fc 260
     "list_dense": 52,                    # seed 003 MyListDense: 3 x 16 + 4
     "resnet18": 11_689_512,              # torchvision resnet18, the same state_dict keys
+    # timm models (tests/test_timm_zoo.py compares them with timm.create_model)
+    "timm_resnet34": 21_283_530,         # 003 timm.create_model('resnet34', num_classes=10, in_chans=1)
+    "timm_resnet34_fashion": 21_283_530,  # the same network, `extends: timm_resnet34.yaml`
 }
 
 # Other parameter settings of the seed models (reference-figures.md / reference_models.py).
@@ -74,7 +79,7 @@ def _compile(cache: dict, path: Path):
     return cache[path.stem]
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_compiles_with_expected_parameter_count(path: Path, compiled) -> None:
     assert path.stem in EXPECTED_PARAMS, (
         f"{path.name} is new: add its parameter count to EXPECTED_PARAMS in {Path(__file__).name}")
@@ -84,7 +89,7 @@ def test_spec_compiles_with_expected_parameter_count(path: Path, compiled) -> No
     assert c.graph.total_params() == EXPECTED_PARAMS[path.stem], "the meta pass and the real module agree"
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_header_and_description(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".yaml":
@@ -193,7 +198,7 @@ def validator():
     return cls(schema)
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_validates_against_the_committed_schema(path: Path, validator) -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))

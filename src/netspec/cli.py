@@ -17,6 +17,8 @@ EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --summary
   netspec compile specs/unet.yaml --set n_classes=5 --set bilinear=true --code
   netspec compile specs/lenet.yaml --input-size 1x32x32 --depth 3 --summary
+  netspec compile specs/unet.yaml --graph unet.svg
+  netspec compile specs/unet.yaml --print-config
 """
 
 
@@ -26,6 +28,7 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
                    help="allow the spec to import this Python module (custom layers); never implied")
     add_data_root(p)
+    add_print_config(p)
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:
@@ -37,6 +40,20 @@ def add_data_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
                    help="let the spec read files (data, weights) under DIR too; by default it reads only under "
                         "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")
+
+
+def add_print_config(p: argparse.ArgumentParser) -> None:
+    """``--print-config`` on a command that loads a spec (compile, validate, run)."""
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit")
+
+
+def print_config(spec, path: str) -> int:
+    """What ``--print-config`` does once the spec is loaded: print it resolved; exit code 0."""
+    from .printing import resolved_config
+
+    print(resolved_config(spec, path), end="")
+    return 0
 
 
 def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
@@ -56,12 +73,13 @@ def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: li
 def _load(args: argparse.Namespace):
     from .access import check_roots
     from .api import load_spec
+    from .extends import resolve_extends
     from .source import load_document
     from .spec import parse_document
 
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
-        doc = load_document(args.spec)
+        doc = resolve_extends(load_document(args.spec))
         doc.roots = check_roots(args.data_roots)
         names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
         fixed = []
@@ -81,6 +99,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .summary import dump_code, frozen_report, graph_table, header, summary_text
 
     spec = _load(args)
+    if args.print_config:
+        return print_config(spec, args.spec)
+    if args.graph:
+        from .picture import picture_format
+
+        _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
     c = compile_spec(spec, max_params=args.max_params)
     print(header(c))
     for line in c.log:
@@ -90,10 +114,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary_text(c, depth=args.depth))
         print(frozen_report(c.module))
-    if not args.code and not args.summary:
+    if args.graph:
+        from .picture import write_picture
+
+        print(_at_spec_file(write_picture, c.graph, args.graph, spec=args.spec))
+    if not args.code and not args.summary and not args.graph:
         print(graph_table(c))
         print(frozen_report(c.module))
     return 0
+
+
+def _at_spec_file(fn, *args, spec: str):
+    """``fn(*args)``; a SpecError about a command-line option is located at the spec file."""
+    from .errors import Location
+
+    try:
+        return fn(*args)
+    except SpecError as e:
+        raise e.with_location(Location(spec)) from None
 
 
 def _check_training(spec) -> None:
@@ -113,10 +151,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .api import compile_spec, load_spec
 
     failed = 0
-    for path in args.specs:
+    for i, path in enumerate(args.specs):
         try:
             spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports,
                              data_roots=args.data_roots)
+            if args.print_config:
+                print("---" if i else "", end="\n" if i else "")  # one YAML document per spec
+                print_config(spec, path)
+                continue
             c = compile_spec(spec)
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
@@ -157,6 +199,14 @@ def cmd_layers(args: argparse.Namespace) -> int:
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
         print("torchvision models:", ", ".join(catalog().models))
+        print("timm models: `netspec layers timm` (timm.resnet34, ...; needs timm)")
+    if args.kind == "timm":  # not in `all`: importing timm takes seconds
+        from .timm_zoo import INSTALL, TIMM
+
+        if not TIMM:
+            print(f"timm is not installed; install it with {INSTALL}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"timm models ({len(TIMM)}):", ", ".join(TIMM))
     return 0
 
 
@@ -176,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_options(p)
     p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
+                                                   "svg/png use graphviz when installed, else netspec's own layout")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
@@ -196,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("layers", help="list the layer types, ops and torchvision models a spec can use")
-    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
+    p = sub.add_parser("layers", help="list the layer types, ops and torchvision (or timm) models a spec can use")
+    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models", "timm"])
     p.set_defaults(func=cmd_layers)
 
     from .interop import cli as interop_cli

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 from .errors import did_you_mean
-from .registry import GROUP_OP, all_op_names, op_kind
+from .registry import GROUP_OP, TIMM_PREFIX, all_op_names, op_kind
 
 # The registries (layers, ops, zoo) are imported where a node is read, not here: they import
 # torch, and the spec models (and `netspec schema`) must not.
@@ -73,8 +73,17 @@ def normalize_node(raw: Any, blocks: Blocks) -> dict[str, Any]:
 
 def _check_op(op: Any, blocks: Blocks, subpath: list[Any]) -> None:
     if isinstance(op, str) and op_kind(op, blocks) is None:
-        raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                                  {"name": op, "hint": _op_hint(op, blocks), "subpath": subpath})
+        raise _unknown_error(op, blocks, subpath)
+
+
+def _unknown_error(name: str, blocks: Blocks, subpath: list[Any]) -> PydanticCustomError:
+    if name.startswith(TIMM_PREFIX):  # not installed, or not one of timm's models
+        from .timm_zoo import unknown_timm_model
+
+        return PydanticCustomError("unknown_op", "{message}", {"message": unknown_timm_model(name),
+                                                                "subpath": subpath})
+    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
+                               {"name": name, "hint": _op_hint(name, blocks), "subpath": subpath})
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
@@ -124,13 +133,13 @@ def _names_a_node(key: str, inner: str, blocks: Blocks) -> bool:
 
 def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
     from .layers import LAYERS
-    from .zoo import zoo_params
+    from .zoo import model_params
 
     if kind == "layer":
         return LAYERS[key].params
     if kind == "block":
         return blocks[key] if isinstance(blocks, Mapping) else ()
-    return zoo_params(key) if kind == "zoo" else ()
+    return model_params(key) if kind in ("zoo", "timm") else ()
 
 
 def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
@@ -175,9 +184,7 @@ def _unknown_op(key: str, value: Any, blocks: Blocks) -> PydanticCustomError:
         unknown = inner_key
     else:
         unknown = key
-    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                               {"name": unknown, "hint": _op_hint(unknown, blocks),
-                                "subpath": [key] if unknown == key else [key, unknown]})
+    return _unknown_error(unknown, blocks, [key] if unknown == key else [key, unknown])
 
 
 def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, Any]:

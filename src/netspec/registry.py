@@ -185,16 +185,18 @@ def check_args(fn: Any, args: Mapping[str, Any], path: SpecPath, *, what: str,
 
 # ------------------------------------------------------------------------ the compiler's node names
 
-OpKind = Literal["layer", "op", "zoo", "block", "group", "param"]
+OpKind = Literal["layer", "op", "zoo", "timm", "block", "group", "param"]
 GROUP_OP = "Sequential"   # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`
 PARAM_OP = "Parameter"    # a learnable tensor declared in the spec (parameters.py)
 PARAM_ARGS = ("shape", "init")  # its arguments
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}  # netspec's own on a torchvision node
+TIMM_PREFIX = "timm."     # `timm.resnet34`: a timm model (timm_zoo.py); any other model name is torchvision's
 
 
 def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKind | None:
-    """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model,
-    a group of nodes (``Sequential``) or a declared ``Parameter``.
+    """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model, a
+    timm model (``timm.resnet34``: timm is imported only for such names), a group of nodes
+    (``Sequential``) or a declared ``Parameter``.
 
     >>> op_kind("Conv2d"), op_kind("cat"), op_kind("resnet18"), op_kind("Sequential"), op_kind("nope")
     ('layer', 'op', 'zoo', 'group', None)
@@ -203,6 +205,10 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
     from .ops import OPS
     from .zoo import ZOO
 
+    if name.startswith(TIMM_PREFIX):
+        from .timm_zoo import TIMM
+
+        return "timm" if name in TIMM else None
     if name in blocks:
         return "block"
     if name == GROUP_OP:

@@ -101,11 +101,18 @@ def node_json_schema() -> dict[str, Any]:
     }
     named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)",
              **_NAMED_BODY}
+    from .zoo import ZOO_EXTRA_ARGS
+
+    # timm's models are not listed: the schema must not depend on an optional package
+    timm = {"description": "a timm model (`pip install 'netspec[timm]'`), e.g. `timm.resnet34: {num_classes: 10, "
+                           f"in_chans: 1}}`; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
+            "type": ["object", "null"]}
     return {
         "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
                        "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
+        "patternProperties": {r"^timm\.[A-Za-z0-9_.]+$": timm},
         "additionalProperties": named,
     }
 
@@ -117,6 +124,8 @@ def spec_json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema(by_alias=True, mode="validation")
     node = schema["$defs"]["NodeSpec"]
     schema["$defs"]["NodeKey"] = {"enum": sorted(node["properties"]), "description": "a key of a node mapping"}
+    # a spec that extends a base may leave out what the base has (name, inputs, nodes)
+    schema["if"], schema["else"] = {"required": ["extends"]}, {"required": schema.pop("required")}
     schema = _link(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://netspec.dev/schemas/" + SCHEMA_FILE
@@ -184,7 +193,7 @@ def reference_markdown() -> str:
         if s.get("description"):
             out.append(" ".join(s["description"].split()) + "\n")
         out.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
-        required = set(s.get("required", []))
+        required = set(s.get("required", s.get("else", {}).get("required", [])))
         if title.startswith("NodeSpec"):  # the node keys; layer and op names are listed by `netspec layers`
             from .node_forms import NODE_KEYS
 

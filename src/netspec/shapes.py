@@ -100,9 +100,9 @@ class _Inferer:
         if repeat is not None:
             return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
         handler = {"layer": self.layer, "op": self.op, "param": self.param, "block": self.block,
-                   "group": self.group, "zoo": self.zoo}[d.kind]
+                   "group": self.group, "zoo": self.zoo, "timm": self.zoo}[d.kind]
         t = handler(d, ins, kw, env)
-        if d.kind in ("layer", "op", "zoo"):
+        if d.kind in ("layer", "op", "zoo", "timm"):
             try:
                 check_batch_kept([*ins, *kw.values()], t.probe, d.op)
             except ShapeError as e:

@@ -39,21 +39,22 @@ class Document:
     base_dir: Path = field(default_factory=Path.cwd)
     overridden: dict[Path_, str] = field(default_factory=dict)  # path -> the --set item that set it
     roots: tuple[Path, ...] = ()  # data roots the user allowed besides base_dir (netspec.access)
+    origins: dict[Path_, str] = field(default_factory=dict)  # path -> the base file it came from (extends.py)
 
     def locate(self, path: Path_, key: bool = False) -> Location:
         """Location of ``path``, or of its nearest ancestor that has one.
 
         With ``key=True`` prefer the position of the mapping key itself (for
-        "unknown key" errors).
+        "unknown key" errors). A value merged from an ``extends`` base is located in that file.
         """
         path = self.raw_path(tuple(path))
         if key and path in self.key_positions:
             line, col = self.key_positions[path]
-            return Location(self.file, line, col)
+            return Location(self.origins.get(path, self.file), line, col)
         for end in range(len(path), -1, -1):
             pos = self.positions.get(path[:end])
             if pos is not None:
-                return Location(self.file, pos[0], pos[1])
+                return Location(self.origins.get(path[:end], self.file), pos[0], pos[1])
         return Location(self.file)
 
     def raw_path(self, path: Path_) -> Path_:

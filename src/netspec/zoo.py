@@ -4,15 +4,17 @@ Weights are never downloaded: ``weights`` names a local file (a state_dict saved
 ``torch.save``) and is loaded with ``torch.load(weights_only=True)``. Heads are replaced
 (``replace: {fc: {Linear: {out_features: 10}}}``), the network can be truncated after a
 top-level child (``truncate: avgpool``), and parameters are frozen with the node-level
-``freeze`` key.
+``freeze`` key. timm's models (``timm.resnet34``) get the same treatment through their
+:class:`ModelFamily` in ``timm_zoo.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
 import re
+import typing
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,7 +28,7 @@ from .dims import Probe, build_on_meta, construct_meta, run_probe
 from .errors import AccessRefused, BuildError, CheckpointError, did_you_mean
 from .expr import substitute
 from .layers import INFERRED, LAYERS
-from .registry import ZOO_EXTRA_ARGS, Registry
+from .registry import TIMM_PREFIX, ZOO_EXTRA_ARGS, Registry
 from .torchfile import load_torch_file
 from .typed import Options, TypedNode, ZooPlan
 
@@ -62,6 +64,40 @@ ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_to
                                                    names=_catalogued_names)
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """Where a model node comes from (torchvision, timm): how its arguments are found, how it is
+    built and how a local weights file is loaded into it. Truncating, replacing layers and
+    freezing are the same for every family."""
+
+    label: str                                                     # "torchvision", "timm"
+    registry: Registry[Callable[..., nn.Module]]
+    params: Callable[[str], dict[str, inspect.Parameter]]          # the arguments a spec may give
+    load: Callable[[nn.Module, Path, bool], list[str]]             # (model, file, strict) -> report lines
+    refused: Mapping[str, str] = field(default_factory=dict)       # argument -> why not and the fix ({name}: the model)
+
+    def build(self, name: str, **kwargs: Any) -> nn.Module:
+        return self.registry[name](**kwargs)
+
+
+def family_of(name: str) -> ModelFamily:
+    """The family a model node's name belongs to.
+
+    >>> family_of("resnet18").label, family_of("timm.resnet34").label
+    ('torchvision', 'timm')
+    """
+    if name.startswith(TIMM_PREFIX):
+        from .timm_zoo import TIMM_FAMILY  # imports timm itself only when its registry is read
+
+        return TIMM_FAMILY
+    return TORCHVISION
+
+
+def model_params(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor arguments a spec may give a torchvision or timm model node."""
+    return family_of(name).params(name)
+
+
 def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     """Constructor keyword arguments a builder accepts (``num_classes``, ``dropout`` ...).
 
@@ -71,29 +107,44 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     builder = ZOO[name]
     params = {n: p for n, p in inspect.signature(builder).parameters.items()
               if p.kind is not p.VAR_KEYWORD and n not in ("weights", "progress")}
-    model_cls = _model_class(name)
-    if model_cls is not None:
-        for n, p in inspect.signature(model_cls.__init__).parameters.items():
-            if (n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in params
-                    and p.default is not inspect.Parameter.empty):  # no default: set by the builder
-                params[n] = p
-    return params
+    return {**class_params(_model_class(name)), **params}
+
+
+def class_params(cls: type | None, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+    """The keyword arguments with defaults of a model class (those without are set by its builder).
+
+    >>> list(class_params(nn.Linear, skip=("device", "dtype")))
+    ['bias']
+    """
+    if cls is None:
+        return {}
+    return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n != "self" and n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            and p.default is not inspect.Parameter.empty}
+
+
+def model_class(annotated: Callable[..., Any], build: Callable[[], nn.Module]) -> type | None:
+    """The class a builder instantiates: its return annotation, else built on the meta device
+    (free). RegNet's builders cannot be built on the meta device; their annotation names the class.
+
+    >>> model_class(ZOO["resnet18"], ZOO["resnet18"]).__name__
+    'ResNet'
+    """
+    try:
+        cls = typing.get_type_hints(annotated).get("return")
+    except Exception:  # annotations naming something the library does not import
+        cls = None
+    if inspect.isclass(cls) and issubclass(cls, nn.Module) and cls is not nn.Module:
+        return cls
+    try:
+        return type(build_on_meta(build))
+    except Exception:
+        return None
 
 
 @lru_cache(maxsize=None)
 def _model_class(name: str) -> type | None:
-    """The class a builder instantiates: its return annotation, else built on the meta device
-    (free). RegNet's builders cannot be built on the meta device; their annotation names the class."""
-    try:
-        cls = typing.get_type_hints(ZOO[name]).get("return")
-    except Exception:  # annotations naming something torchvision does not import
-        cls = None
-    if inspect.isclass(cls) and issubclass(cls, nn.Module):
-        return cls
-    try:
-        return type(build_on_meta(ZOO[name]))
-    except Exception:
-        return None
+    return model_class(ZOO[name], ZOO[name])
 
 
 def parse_module_path(path: str) -> list[str]:
@@ -152,32 +203,51 @@ def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], pa
     return file
 
 
-def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
-    """Load a local state_dict into ``model``; returns report lines. Never downloads."""
+def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
+    """A local state_dict (or a netspec checkpoint's model), read with ``weights_only=True``
+    through :mod:`netspec.torchfile` (bounded, tensors only, one line on failure)."""
     state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{file} does not hold a state_dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, strict: bool = True,
+               left_out: tuple[str, ...] = ()) -> list[str]:
+    """Load ``state`` (read from ``file``) into ``model``; returns report lines.
+
+    ``left_out`` names tensors the caller dropped on purpose (a classifier of another size):
+    missing them is no reason to refuse a strict load.
+    """
     own = model.state_dict()
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
             raise CheckpointError(f"{file}: `{k}` has shape {tuple(v.shape)} but the model's is {tuple(own[k].shape)}")
-    result = model.load_state_dict(state, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise CheckpointError(f"{file} does not fit: missing {result.missing_keys[:3]}, "
+    result = model.load_state_dict(dict(state), strict=False)
+    missing = [k for k in result.missing_keys if k not in left_out]
+    if strict and (missing or result.unexpected_keys):
+        raise CheckpointError(f"{file} does not fit: missing {missing[:3]}, "
                               f"unexpected {result.unexpected_keys[:3]}",
                               hint="set `strict: false` on the node to load what fits")
     report = [f"loaded {len(state) - len(result.unexpected_keys)} tensors from {file}"]
-    if result.missing_keys:
-        report.append(f"missing (left as initialised): {', '.join(result.missing_keys)}")
+    if missing:
+        report.append(f"missing (left as initialised): {', '.join(missing)}")
     if result.unexpected_keys:
         report.append(f"unexpected (ignored): {', '.join(result.unexpected_keys)}")
     return report
 
 
-# ---- shape inference of a torchvision node --------------------------------------------------
+def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
+    """Load a local state_dict into ``model``; returns report lines. Never downloads."""
+    return load_state(model, read_state_dict(file), file, strict)
+
+
+TORCHVISION = ModelFamily("torchvision", ZOO, zoo_params, load_local_weights)
+
+
+# ---- shape inference of a torchvision or timm node -------------------------------------------
 
 def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tuple[dict[str, Any], Path | None]:
     """The builder's keyword arguments (checked) and the `weights` file named, if any (a file the
@@ -185,11 +255,17 @@ def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tu
     base_dir = options.base_dir
     if not isinstance(raw, dict):
         raise BuildError(f"`{op}` takes a mapping of arguments", path=path, node=node)
-    allowed = zoo_params(op)
+    family = family_of(op)
+    allowed = family.params(op)
     kwargs = {k: v for k, v in raw.items() if k not in ZOO_EXTRA_ARGS}
-    for key in kwargs:
-        if key not in allowed:
-            raise BuildError(f"torchvision `{op}` has no argument `{key}`", path=path + (key,), node=node,
+    for key in list(kwargs):
+        if key in family.refused and kwargs[key] in (None, False):
+            del kwargs[key]  # `pretrained: false` says what netspec does anyway
+        elif key in family.refused:
+            raise BuildError(family.refused[key].format(name=op.removeprefix(TIMM_PREFIX)),
+                             path=path + (key,), node=node)
+        elif key not in allowed:
+            raise BuildError(f"{family.label} `{op}` has no argument `{key}`", path=path + (key,), node=node,
                              hint=did_you_mean(key, [*allowed, *ZOO_EXTRA_ARGS]) or
                              f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}")
     weights = raw.get("weights")
@@ -204,7 +280,7 @@ def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tu
 
 def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], options: Options,
               path: tuple, node: str) -> TypedNode:
-    """Build a torchvision model on meta (with its replacements) and infer its output.
+    """Build a torchvision or timm model on meta (with its replacements) and infer its output.
 
     >>> from netspec.dims import input_probe
     >>> x = input_probe((3, 32, 32), torch.float32)
@@ -215,9 +291,10 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], optio
     raw = substitute(raw or {}, env, apath)
     kwargs, weights_file = _zoo_args(op, raw, options, apath, node)
     try:
-        model = build_on_meta(ZOO[op], **kwargs)
+        model = build_on_meta(family_of(op).build, name=op, **kwargs)
     except Exception as e:
-        raise BuildError(f"torchvision {op}({kwargs}) failed: {str(e).splitlines()[0]}", path=apath, node=node) from None
+        raise BuildError(f"{family_of(op).label} {op}({kwargs}) failed: {str(e).splitlines()[0]}",
+                         path=apath, node=node) from None
     truncate = raw.get("truncate")
     if truncate is not None:
         model = truncate_model(model, str(truncate), apath + ("truncate",), node)

@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
     run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    from ..cli import add_print_config
+
+    add_print_config(run)
     run.set_defaults(func=run_command)
 
     ev = subparsers.add_parser(
@@ -128,6 +131,10 @@ def run_command(args: argparse.Namespace) -> int:
     from .loop import train
 
     spec = _load(args)
+    if args.print_config:
+        from ..cli import print_config
+
+        return print_config(spec, args.spec)
     try:
         result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)
     except Interrupted as stop:

@@ -113,7 +113,32 @@ def tensorboard(run: Any) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
-    return SummaryWriter(log_dir=str(run.run_dir.path / "tb"))
+    writer = SummaryWriter(log_dir=str(run.run_dir.path / "tb"))
+    if run.state.epoch == 0 and run.state.step == 0:  # a resumed run wrote its graph already
+        add_graph(writer, run)
+    return writer
+
+
+def add_graph(writer: Any, run: Any) -> None:
+    """The model's graph in TensorBoard's Graphs tab (seed 001's ``writer.add_graph(model, input)``).
+
+    Traced once on zeros of the declared input shapes (eval mode, as add_graph does), with the
+    random state put back afterwards, so the run trains exactly as it would without TensorBoard.
+    A model that cannot be traced gets a warning, never a failed run.
+    """
+    import torch
+
+    graph = getattr(run.model, "netspec_graph", None)
+    if graph is None:  # a model given from Python: no declared input shapes
+        return
+    device = run.hw.device
+    inputs = tuple(torch.zeros((2, *v.shape[1:]), dtype=v.dtype, device=device) for v in graph.inputs.values())
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            writer.add_graph(run.model, inputs[0] if len(inputs) == 1 else inputs)
+        run.log.info("TensorBoard: model graph written to tb/")
+    except Exception as err:  # tracing refuses some models (dict outputs, data-dependent control flow)
+        run.log.warn(f"TensorBoard graph not written: {first_line(err)}")
 
 
 def record_epoch(run: Any, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:

@@ -41,10 +41,7 @@ def load_spec(source: Any = None, *, text: str | None = None, overrides: list[st
     except SpecError as err:  # located at the spec the option was given with
         named = isinstance(source, (str, os.PathLike)) and "\n" not in os.fspath(source)
         raise err.with_location(Location(os.fspath(source) if named else "<spec>")) from None
-    spec = _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports)
-    if roots:
-        document_of(spec).roots = roots
-    return spec
+    return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports, roots=roots)
 
 
 @dataclass

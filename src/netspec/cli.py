@@ -79,8 +79,9 @@ def _load(args: argparse.Namespace):
 
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
-        doc = resolve_extends(load_document(args.spec))
+        doc = load_document(args.spec)
         doc.roots = check_roots(args.data_roots)
+        doc = resolve_extends(doc)
         names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
         fixed = []
         for o in overrides:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecValidationError, did_you_mean
+from .access import FileAccess
+from .errors import AccessRefused, SpecValidationError, did_you_mean
 from .source import Document, Path_, load_document
 
 EXTENDS = "extends"
@@ -30,18 +31,21 @@ MAX_EXTENDS = 8        # files in one chain of bases: more is a mistake, not a d
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def base_path(name: str, spec_dir: Path) -> Path:
-    """The file ``extends: name`` means, relative to the folder of the file that says it.
+def base_path(name: str, spec_dir: Path, access: FileAccess) -> Path:
+    """The file ``extends: name`` means, relative to the folder of the file that says it: a file
+    the spec may read (under the first spec's folder or a data root, symlinks resolved), like
+    every file a spec names (:mod:`netspec.access`).
 
-    The one place a base's path is decided (a file-access policy hooks in here).
-
-    >>> base_path("base.yaml", Path("/specs"))
+    >>> base_path("base.yaml", Path("/specs"), FileAccess(Path("/specs")))
     PosixPath('/specs/base.yaml')
+    >>> base_path("../etc/passwd.yaml", Path("/specs"), FileAccess(Path("/specs")))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.AccessRefused: <spec>: `../etc/passwd.yaml` (it resolves to /etc/passwd.yaml) is outside ...
     """
-    return spec_dir / name
+    return access.check(Path(spec_dir) / name, shown=name)
 
 
-def resolve_extends(doc: Document, chain: tuple[Path, ...] = ()) -> Document:
+def resolve_extends(doc: Document, chain: tuple[Path, ...] = (), access: FileAccess | None = None) -> Document:
     """``doc`` with its bases merged under it (and theirs under them); unchanged without ``extends``.
 
     >>> doc = resolve_extends(Document({"name": "m", "nodes": ["ReLU"]}, "m.yaml"))
@@ -50,16 +54,17 @@ def resolve_extends(doc: Document, chain: tuple[Path, ...] = ()) -> Document:
     """
     if not isinstance(doc.data, dict) or EXTENDS not in doc.data:
         return doc
+    access = access or FileAccess(Path(doc.base_dir), tuple(doc.roots))  # the first spec's folder and roots
     here = _file_of(doc)
     chain = (*chain, here) if here is not None else chain
     names, replace = _parse(doc)
     merged: Document | None = None
     for name, path in names:
-        base = resolve_extends(_load_base(doc, name, path, chain), chain)
+        base = resolve_extends(_load_base(doc, name, path, chain, access), chain, access)
         merged = base if merged is None else merge(merged, base)
     assert merged is not None  # _parse refuses an empty list
     child = Document({k: v for k, v in doc.data.items() if k != EXTENDS}, doc.file, doc.positions,
-                     doc.key_positions, doc.base_dir, doc.overridden, dict(doc.origins))
+                     doc.key_positions, doc.base_dir, doc.overridden, roots=doc.roots, origins=dict(doc.origins))
     return merge(merged, child, replace)
 
 
@@ -112,8 +117,11 @@ def _has(data: Any, path: Path_) -> bool:
     return True
 
 
-def _load_base(doc: Document, name: str, path: Path_, chain: tuple[Path, ...]) -> Document:
-    file = base_path(name, doc.base_dir)
+def _load_base(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], access: FileAccess) -> Document:
+    try:
+        file = base_path(name, Path(doc.base_dir), access)
+    except AccessRefused as err:
+        raise _error(doc, path, err.message, err.hint) from None
     if file.suffix not in SUFFIXES:
         raise _error(doc, path, f"base spec `{name}` is not a .yaml, .yml or .json file")
     if not file.is_file():
@@ -149,7 +157,7 @@ def merge(base: Document, child: Document, replace: set[Path_] | frozenset[Path_
     """
     came_from: dict[Path_, Document] = {}
     data = _merge(base.data, child.data, (), (base, child), replace, came_from)
-    out = Document(data, child.file, base_dir=child.base_dir)
+    out = Document(data, child.file, base_dir=child.base_dir, roots=child.roots)
     for path, doc in came_from.items():
         if path in doc.positions:
             out.positions[path] = doc.positions[path]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import keyword
 import weakref
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -420,8 +421,9 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
 
 
 def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-              allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
-    """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec.
+              allow_imports: list[str] | tuple[str, ...] | None = None, roots: tuple[Path, ...] = ()) -> Spec:
+    """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec. ``roots``
+    are the folders it may read besides its own (:mod:`netspec.access`), its bases too.
 
     >>> spec = load_spec("demo.yaml", text="name: demo\\ninputs: {x: [4]}\\nnodes:\\n  - Linear: {out_features: 2}\\n")
     >>> spec.name, spec.nodes[0].op, spec.nodes[0].args
@@ -441,6 +443,7 @@ def load_spec(source: Any = None, *, text: str | None = None, overrides: list[st
         doc = load_document("<text>", text=source)
     else:
         doc = load_document(source)
+    doc.roots = roots
     return parse_document(doc, overrides, allow_imports)
 
 

@@ -260,6 +260,8 @@ def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
 
 def _check_finite(path: Path, table: np.ndarray, skip: int) -> None:
     """NaN or inf (numpy reads `nan` and `inf` as numbers) is refused at its line and column."""
+    import numpy as np
+
     bad = ~np.isfinite(table)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])

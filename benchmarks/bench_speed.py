@@ -1,6 +1,8 @@
 """Training speed, side by side in one run on whatever device is present: `netspec run` vs a
 seed-style loop vs a tuned loop, for the Fashion-MNIST CNN (seed 003) and resnet18 at 3x32x32,
-in fp32 and bf16; and the compiled spec's forward+backward against the hand-written module's.
+in fp32 and bf16; the compiled spec's forward+backward against the hand-written module's; the
+startup of each command against `import torch`; and compile times at 500 and 5,000 nodes
+(bench_startup.py, which also runs on its own).
 
 The contenders train the same model (built from the spec, the same initial weights) on the same
 in-memory data (random Fashion-MNIST-shaped samples, 10 classes) with Adam 1e-3, batch 256, the
@@ -228,16 +230,18 @@ def fwd_bwd_ratio(case: Case, device: torch.device, batch: int, reps: int) -> tu
 # --------------------------------------------------------------------------- for the startup/compile work
 
 
-def startup_times(args: argparse.Namespace) -> list[Row]:
-    """TODO(issue 10, startup half): seconds from `netspec run` / `netspec compile` to the first
-    step (imports, spec load, compile, data). Another developer adds these rows."""
-    return []
+def startup_and_compile(args: argparse.Namespace) -> None:
+    """Startup of each command against `import torch` (fresh processes) and in-process compile
+    time at 500 and 5,000 nodes: bench_startup.py's measurements, printed in this run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_startup
 
-
-def compile_times(args: argparse.Namespace, nodes: tuple[int, ...] = (500, 5_000)) -> list[Row]:
-    """TODO(issue 10, compile cost): seconds to load and compile generated specs of 500 and
-    5,000 nodes. Another developer adds these rows."""
-    return []
+    if not args.skip_startup:
+        print(f"\nstartup (median of {args.startup_runs} fresh processes each):")
+        print(bench_startup.startup_table(bench_startup.startup_times(args.startup_runs)), flush=True)
+    if not args.skip_compile:
+        print("\ncompile time, in process:")
+        print(bench_startup.compile_table(bench_startup.compile_times(1 if args.quick else 3)))
 
 
 # --------------------------------------------------------------------------- main
@@ -301,6 +305,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="runs of every contender, in rotating order (default 1; quick 2)")
     p.add_argument("--reps", type=int, default=None, help="forward+backward repetitions (default 20; quick 5)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--startup-runs", type=int, default=None, help="fresh processes per command (default 5; quick 3)")
+    p.add_argument("--skip-startup", action="store_true", help="leave out the startup times")
+    p.add_argument("--skip-compile", action="store_true", help="leave out the compile times")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     args.device = torch.device("cuda" if cuda else "cpu")
@@ -313,6 +320,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.compile_modes = "reduce-overhead" if cuda else ""
     args.compile_modes = [m for m in args.compile_modes.split(",") if m]
     args.compile_precisions = args.compile_precisions.split(",")
+    args.startup_runs = args.startup_runs or (3 if args.quick else 5)
     args.epochs = args.epochs or (3 if args.quick else 4)
     args.reps = args.reps or (5 if args.quick else 20)
     args.rounds = args.rounds or (2 if args.quick else 1)
@@ -337,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             spec_s, hand_s = fwd_bwd_ratio(CASES[model], device, batch, args.reps)
             ms = f"{spec_s * 1e3:9.2f} ms / {hand_s * 1e3:9.2f} ms"
             print(f"  {model:10} batch {batch:<4} {ms} = {spec_s / hand_s:.2f}")
-    for extra in (startup_times(args), compile_times(args)):  # empty until the startup work lands
-        for r in extra:
-            print(r)
+    startup_and_compile(args)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -19,6 +20,25 @@ def specs_dir() -> Path:
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_processes_left() -> Iterator[None]:
+    """A test leaves no DataLoader worker (or other multiprocessing child) running. Workers ignore
+    SIGTERM, so one left over keeps pytest from exiting: multiprocessing joins its children at
+    exit (a CI run once hung so, after the last test, until its time ran out)."""
+    yield
+    mp = sys.modules.get("multiprocessing")
+    if mp is None or not mp.active_children():
+        return
+    import gc
+
+    gc.collect()  # a loader only kept alive by a reference cycle (an exception's traceback) goes now
+    left = mp.active_children()
+    for process in left:
+        process.kill()
+        process.join(5)
+    assert not left, f"the test left {len(left)} process(es) running: {', '.join(p.name for p in left)}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

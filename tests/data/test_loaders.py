@@ -3,6 +3,12 @@ epoch (the runner's parity test depends on it); exact resume; worker errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -99,6 +105,35 @@ def test_unreadable_image_in_worker(tmp_path):
     (tmp_path / "imgs" / "a" / "2.png").write_bytes(b"broken after the scan")
     err = data_error(batches, loaders.train)
     assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")  # the option naming the folder
+
+
+# A process that ignores SIGTERM (as some CI harnesses start it) leaves a loader's workers
+# mid-epoch, held by a reference cycle, and exits.
+_EXIT_SCRIPT = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the workers
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    from helpers import build
+    loaders = build({"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 2,
+                     "loader": {"num_workers": 1}}, Path(sys.argv[1]))
+    epoch = iter(loaders.train)
+    next(epoch)
+    keep = [epoch, loaders]
+    keep.append(keep)
+""")
+
+
+def test_a_process_exits_with_workers_still_open(tmp_path):
+    """multiprocessing joins its children at exit after a terminate() the workers ignore: the
+    loaders still open are closed first, or the process would never end."""
+    write_image_folder(tmp_path / "imgs", ("a", "b"), per_class=4, size=(8, 8))
+    (tmp_path / "exit.py").write_text(_EXIT_SCRIPT)
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent.parent)])}
+    proc = subprocess.run([sys.executable, str(tmp_path / "exit.py"), str(tmp_path), str(Path(__file__).parent)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_persistent_workers_give_the_batches_of_fresh_workers(tmp_path):

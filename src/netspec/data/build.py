@@ -50,6 +50,12 @@ class Loaders:
     test: Loader | None
     info: dict[str, Any]  # num_classes, classes, fields, and per split: samples, batches, path, transforms, shapes
 
+    def close(self) -> None:
+        """Stop every split's worker processes (see :meth:`SampleLoader.close`)."""
+        for loader in (self.train, self.val, self.test):
+            if loader is not None:
+                loader.close()
+
 
 # ---------------------------------------------------------------------------------------------
 # Raw samples of each split

@@ -16,7 +16,10 @@ name, target)`` batches (:class:`netspec.data.fields.Batch`).
 
 from __future__ import annotations
 
+import atexit
 import math
+import multiprocessing.util  # registers its exit hook now, so that ours (below) runs before it
+import weakref
 from typing import Any, Callable, Iterator
 
 import torch
@@ -77,6 +80,9 @@ class _EpochLoader:
         if self.sampler is None:
             return None  # sequential
         return sampler_order(self.sampler)
+
+    def close(self) -> None:
+        """Release what the loader holds between epochs (worker processes); nothing here."""
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration yield epoch ``epoch`` (0-based), for exact resume."""
@@ -275,6 +281,18 @@ class _EpochSeeds(Sampler):
             yield self.epoch, seed, int(i)
 
 
+# Loaders whose worker processes may be running. The workers ignore SIGTERM (below), so the
+# `terminate()` that multiprocessing sends its children at exit does not stop them and its
+# `join()` would wait forever: the loaders still open are closed first, at exit.
+_OPEN: weakref.WeakSet[SampleLoader] = weakref.WeakSet()
+
+
+@atexit.register  # after multiprocessing.util registered its own: exit hooks run last-registered first
+def _close_open_loaders() -> None:
+    for loader in list(_OPEN):
+        loader.close()
+
+
 def _ignore_sigint(_worker_id: int) -> None:
     """Workers leave Ctrl-C and SIGTERM (a scheduler stops the whole job) to the main process,
     which saves a checkpoint before exiting; a worker killed first would fail the batch."""
@@ -310,14 +328,31 @@ class SampleLoader(_EpochLoader):
     def ahead_safe(self, device: torch.device) -> bool:
         return self.num_workers > 0  # workers draw their own random numbers; the main process none
 
+    def close(self) -> None:
+        """Stop the worker processes, which persist from epoch to epoch; the next epoch starts
+        new ones. The training loop calls it when a run ends, and an epoch that fails does."""
+        iterator = getattr(self.loader, "_iterator", None)  # where a DataLoader keeps persistent workers
+        if iterator is not None:
+            self.loader._iterator = None
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        _OPEN.discard(self)
+
     def __iter__(self) -> Iterator[Batch]:
         self._epochs_started += 1
         self._complete = False
-        for batch in self.loader:
-            if isinstance(batch, BadSample):
-                raise DataError(batch.message, path=batch.path(self.path))
-            batch = self.fmap(batch)
-            if self.check is not None:
-                self.check(batch)
-            yield batch
+        if self.num_workers:
+            _OPEN.add(self)
+        try:
+            for batch in self.loader:
+                if isinstance(batch, BadSample):
+                    raise DataError(batch.message, path=batch.path(self.path))
+                batch = self.fmap(batch)
+                if self.check is not None:
+                    self.check(batch)
+                yield batch
+        except Exception:  # the epoch failed: its workers would otherwise wait for the next one
+            self.close()
+            raise
         self._complete = True

@@ -45,7 +45,11 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
                                output_shapes(model))
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
-        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
+        try:
+            values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
+        finally:
+            if loaders is None:  # ours: its worker processes end here
+                loader.close()
         return {f"{split}_{k}": v for k, v in values.items()}
 
 

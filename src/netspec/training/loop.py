@@ -128,8 +128,12 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
         with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
             set_seed(tspec.seed)
             run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
-            run.run_dir = resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
-            return _start(run, ckpt)
+            try:
+                run.run_dir = resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
+                return _start(run, ckpt)
+            finally:
+                if loaders is None:  # ours: their worker processes end with the run
+                    run.loaders.close()
 
 
 def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, loaders: Any, base: Path,

@@ -1,0 +1,82 @@
+"""``import_model``: a Python ``nn.Module`` -> a spec that builds the same module.
+
+The stages: load the module (``load.py``), trace it one module at a time and record values
+(``trace.py``), convert each traced forward to spec nodes (``convert.py``, ``functions.py``),
+make blocks of repeated classes (``blocks.py``, ``groups.py``), write YAML (``emit.py``), and
+check the round trip (``check.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Location, SpecError
+from .errors import ImportFailed, class_path
+
+
+@dataclass
+class Imported:
+    """The written spec and what the importer found out on the way."""
+
+    text: str
+    name: str
+    blocks: dict[str, int]            # block name -> number of uses
+    notes: list[str] = field(default_factory=list)
+    checked: Any = None               # check.Checked, unless the check was skipped
+
+    def summary(self) -> str:
+        """One line for the user: what was written."""
+        uses = ", ".join(f"{b} x{n}" for b, n in self.blocks.items())
+        return f"{self.name}: {len(self.blocks)} block(s)" + (f" ({uses})" if uses else "")
+
+
+def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes: list[str] | None = None,
+                 allow_imports: list[str] | None = None, name: str | None = None, check: bool = True) -> Imported:
+    """Trace ``MODULE:CALLABLE`` (called with ``args``) and write a spec for it.
+
+    Raises :class:`netspec.SpecError` (one line: ``target: module.path: reason``) for what
+    the spec language cannot express.
+
+    >>> import_model("torch.nn:ReLU")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): write it as a node
+    """
+    try:
+        return _import(target, args or {}, input_sizes, allow_imports, name, check)
+    except SpecError as e:
+        raise e.with_location(Location(file=target)) from None
+
+
+def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
+            name: str | None, check: bool) -> Imported:
+    from .blocks import make_blocks
+    from .convert import Converter
+    from .emit import spec_text
+    from .load import build, input_shapes, load_callable, parse_target
+    from .trace import is_layer, trace_model
+
+    fn = load_callable(target, allow_imports)
+    model = build(fn, args, target).eval()
+    if is_layer(model):
+        raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
+    inputs = input_shapes(model, input_sizes, fn)
+    root = Converter(trace_model(model, inputs)).run()
+    blocks = make_blocks(root)
+    spec_name = name or parse_target(target)[1].split(".")[-1]
+    header = [f"written by `netspec import {target}`" + (f" {_shown(args)}" if args else ""),
+              f"from {class_path(model)}: blocks for the module classes used more than once or holding weights"]
+    header += [f"note: {n}" for n in root.notes]
+    description = f"{class_path(model)} imported from {target} (torch.fx)"
+    text = spec_text(spec_name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,
+                     root.nodes, root.outputs)
+    imported = Imported(text, spec_name, {b.name: len(b.uses) for b in blocks.values()}, root.notes)
+    if check:
+        from .check import check_round_trip
+
+        imported.checked = check_round_trip(text, model, inputs)
+    return imported
+
+
+def _shown(args: dict[str, Any]) -> str:
+    return "--args " + " ".join(f"{k}={v}" for k, v in args.items())

@@ -1,0 +1,165 @@
+"""``MODULE:CALLABLE [--args k=v ...]`` -> an ``nn.Module``, importing only what the user named.
+
+Importing Python runs its code. A module name (``torchvision.models``) is imported from the
+installed packages -- naming it on the command line is the permission, as with ``python -m``;
+the current folder is not searched, so a stray ``torchvision.py`` there is never run. A file
+(``models/net.py:Net``) is the user's own code and is imported only when ``--allow-import``
+names that file too (or ``*``), the same flag that lets a spec import custom layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ImportFailed
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``torchvision.models:resnet18`` -> ``("torchvision.models", "resnet18")``.
+
+    >>> parse_target("models/net.py:Net")
+    ('models/net.py', 'Net')
+    """
+    module, sep, attr = target.rpartition(":")
+    if not sep or not module or not attr:
+        raise ImportFailed(f"`{target}` is not MODULE:CALLABLE", hint="e.g. torchvision.models:resnet18 or net.py:Net")
+    return module, attr
+
+
+def is_file(module: str) -> bool:
+    """Whether the module part names a file (the user's code) rather than an installed module."""
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
+def parse_args(items: list[str]) -> dict[str, Any]:
+    """``["num_classes=10", "dropout=0.2"]`` -> keyword arguments; values read as YAML scalars,
+    exactly like ``--set`` values.
+
+    >>> parse_args(["num_classes=10", "aux_logits=false", "name=net", "sizes=[1, 2]"])
+    {'num_classes': 10, 'aux_logits': False, 'name': 'net', 'sizes': [1, 2]}
+    """
+    import yaml
+
+    from ..source import _SpecLoader
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ImportFailed(f"--args `{item}` is not KEY=VALUE", hint="e.g. --args num_classes=10")
+        try:
+            out[key.strip()] = yaml.load(text, Loader=_SpecLoader)
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
+def load_callable(target: str, allow_imports: list[str] | None) -> Callable[..., Any]:
+    """The callable ``target`` names, importing its module (see the module docstring)."""
+    module_name, attr = parse_target(target)
+    module = _import_file(module_name, allow_imports) if is_file(module_name) else _import_installed(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ImportFailed(f"`{module_name}` has no `{attr}`")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ImportFailed(f"`{target}` is not a class or function")
+    return obj
+
+
+def _import_installed(name: str) -> Any:
+    here = {"", ".", os.getcwd()}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p not in here]  # never the current folder's files
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        hint = "a file of yours is imported as PATH.py:CALLABLE with --allow-import PATH.py" \
+            if Path(f"{name.replace('.', '/')}.py").exists() else None
+        raise ImportFailed(f"cannot import `{name}`: {e}", hint=hint) from None
+    finally:
+        sys.path[:] = saved
+
+
+def _import_file(path: str, allow_imports: list[str] | None) -> Any:
+    file = Path(path)
+    allowed = [Path(a).resolve() for a in allow_imports or [] if a != "*"]
+    if "*" not in (allow_imports or []) and file.resolve() not in allowed:
+        raise ImportFailed(f"importing `{path}` runs its code; refused",
+                           hint=f"allow it explicitly: --allow-import {path}")
+    if not file.is_file():
+        raise ImportFailed(f"no file `{path}`")
+    name = f"netspec_import_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ImportFailed(f"importing `{path}` failed: {type(e).__name__}: {e}") from None
+    return module
+
+
+def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
+    """Call the builder or class with the ``--args``; it must give an ``nn.Module``."""
+    from torch import nn
+
+    try:
+        model = fn(**kwargs)
+    except TypeError as e:
+        raise ImportFailed(f"`{target}` cannot be called with {kwargs or 'no arguments'}: {e}",
+                           hint="pass constructor arguments with --args KEY=VALUE") from None
+    if not isinstance(model, nn.Module):
+        raise ImportFailed(f"`{target}` gave a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def input_shapes(model: Any, sizes: list[str] | None, fn: Callable[..., Any]) -> dict[str, tuple[int, ...]]:
+    """The per-sample shape of each tensor argument of ``model.forward``: from ``--input-size``
+    (``3x224x224`` for the first, ``NAME=3x224x224`` by name), or torchvision's own size."""
+    names = [n for n, p in inspect.signature(model.forward).parameters.items()
+             if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, item in enumerate(sizes or []):
+        name, _, dims = item.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ImportFailed(f"--input-size `{item}` is not like 3x224x224 or x=3x224x224") from None
+        name = name or (names[i] if i < len(names) else "")
+        if name not in names:
+            raise ImportFailed(f"--input-size `{item}`: forward takes {', '.join(names) or 'no tensors'}")
+        shapes[name] = shape
+    default = _default_size(model, fn)
+    for name in names:
+        if name not in shapes:
+            if default is None or len(names) > 1:
+                raise ImportFailed(f"the size of input `{name}` is unknown", hint="give it: --input-size 3x32x32")
+            shapes[name] = default
+    return {n: shapes[n] for n in names}
+
+
+def _default_size(model: Any, fn: Callable[..., Any]) -> tuple[int, ...] | None:
+    """torchvision's classification models: their ``image_size``, else their weights' crop size."""
+    if not getattr(fn, "__module__", "").startswith("torchvision.models"):
+        return None
+    size = getattr(model, "image_size", None)
+    if isinstance(size, int):
+        return (3, size, size)
+    try:
+        import torchvision.models as tvm
+
+        crop = tvm.get_model_weights(fn).DEFAULT.transforms.keywords.get("crop_size")
+    except Exception:
+        crop = None
+    return (3, crop, crop) if isinstance(crop, int) else DEFAULT_INPUT

@@ -162,8 +162,8 @@ def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.Graph
     root = nn.Module()
     g = fx.Graph(tracer_cls=NetspecTracer)
     env: dict[str, fx.Node] = {}
-    for name in graph.inputs:  # a group's input is named after the node before it: maybe `2`
-        env[name] = g.placeholder(name if name.isidentifier() else f"x_{name}")
+    for name in graph.inputs:
+        env[name] = g.placeholder(name)
     shapes: dict[str, str] = {}
     for node in graph.nodes:
         out = _emit(g, root, node, env, log)

@@ -66,16 +66,34 @@ def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, al
     spec_name = name or parse_target(target)[1].split(".")[-1]
     header = [f"written by `netspec import {target}`" + (f" {_shown(args)}" if args else ""),
               f"from {class_path(model)}: blocks for the module classes used more than once or holding weights"]
-    header += [f"note: {n}" for n in root.notes]
+    notes = grouped_notes(root.notes)
+    header += [f"note: {n}" for n in notes]
     description = f"{class_path(model)} imported from {target} (torch.fx)"
     text = spec_text(spec_name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,
                      root.nodes, root.outputs)
-    imported = Imported(text, spec_name, {b.name: len(b.uses) for b in blocks.values()}, root.notes)
+    imported = Imported(text, spec_name, {b.name: len(b.uses) for b in blocks.values()}, notes)
     if check:
         from .check import check_round_trip
 
         imported.checked = check_round_trip(text, model, inputs)
     return imported
+
+
+def grouped_notes(notes: list[str]) -> list[str]:
+    """``place\ttext`` notes -> one line per text, naming the places.
+
+    >>> grouped_notes(["a.sd\tleft out", "b.sd\tleft out", "c\tother"])
+    ['left out (2 places: a.sd, b.sd)', 'other (c)']
+    """
+    places: dict[str, list[str]] = {}
+    for note in notes:
+        where, _, text = note.partition("\t")
+        places.setdefault(text, []).append(where)
+    out = []
+    for text, ps in places.items():
+        shown = ", ".join(ps[:3]) + (", ..." if len(ps) > 3 else "")
+        out.append(f"{text} ({len(ps)} places: {shown})" if len(ps) > 1 else f"{text} ({shown})")
+    return out
 
 
 def _shown(args: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from ..layers import BATCH_FIRST_DEFAULT, LAYERS
 from ..ops import OPS
 from ..registry import GROUP_OP, PARAM_OP
 from .errors import ImportFailed, class_path
-from .forms import Form, Slot, forms_of, is_scalar, located, slots
+from .forms import Form, Slot, Where, forms_of, is_scalar, located, slots
 from .groups import as_repeat
 from .ir import Body, SNode
 
@@ -109,18 +109,26 @@ def _make_block(form: Form, blocks: dict[str, Block]) -> None:
 def _columns(form: Form, blocks: dict[str, Block]) -> dict[Slot, list[Any]]:
     """Each scalar argument's value in every use: as written, else its default (the importer
     writes no default), or ABSENT where the use lacks the node."""
-    keys = {slot for use in form.uses if use.use is not None for slot, _ in slots(use.use.nodes)}
+    keys = dict.fromkeys(slot for use in form.uses if use.use is not None for slot, _ in slots(use.use.nodes))
     columns: dict[Slot, list[Any]] = {}
     for use in form.uses:
         assert use.use is not None
         nodes = dict(located(use.use.nodes))
         for slot in keys:
-            node = nodes.get(slot[:-1])
-            value = ABSENT if node is None else (node.args or {}).get(slot[-1], ABSENT)
-            if value is ABSENT and node is not None:
-                value = default_of(node.op, slot[-1], blocks)
-            columns.setdefault(slot, []).append(value)
+            columns.setdefault(slot, []).append(_value_at(nodes.get(slot[0]), slot, blocks))
     return columns
+
+
+def _value_at(node: SNode | None, slot: Slot, blocks: dict[str, Block]) -> Any:
+    if node is None:
+        return ABSENT
+    _, key, index = slot
+    value = (node.args or {}).get(key, ABSENT) if isinstance(node.args, dict) or node.args is None else ABSENT
+    if value is ABSENT:
+        value = default_of(node.op, key, blocks)
+    if index is not None:
+        return value[index] if isinstance(value, list) and index < len(value) else ABSENT
+    return value
 
 
 def default_of(op: str, key: str, blocks: dict[str, Block]) -> Any:
@@ -187,9 +195,12 @@ def _flags(form: Form, first: Body, taken: set[str]) -> dict[str, tuple[str, tup
 
 
 def _free(name: str, taken: set[str]) -> str:
-    while name in taken:
-        name += "_"
-    return name
+    """``name``, or ``name_2``, ``name_3``... when taken."""
+    k, out = 1, name
+    while out in taken:
+        k += 1
+        out = f"{name}_{k}"
+    return out
 
 
 def _differ(a: Any, b: Any) -> bool:
@@ -209,12 +220,17 @@ def _name_params(clusters: list[tuple[list[Slot], tuple]], form: Form,
     attrs = _attributes([u.use.module for u in form.uses if u.use is not None])
     taken = set(first.inputs) | {n.name for n in _all_nodes(form.nodes) if n.name} | {"i"}
     out: dict[str, tuple[list[Slot], tuple]] = {}
-    for slots_, values in clusters:
-        name = next((a for a, vs in attrs.items() if vs == values and a not in taken), None) or \
-            _slot_name(slots_, taken)
-        taken.add(name)
-        out[name] = (slots_, values)
-    return out
+    named: dict[int, str] = {}
+    for k, (slots_, values) in enumerate(clusters):  # attributes first: `out_channels` is oup, not hidden
+        name = next((a for a, vs in attrs.items() if vs == values and a not in taken), None)
+        if name is not None:
+            named[k] = name
+            taken.add(name)
+    for k, (slots_, values) in enumerate(clusters):
+        if k not in named:
+            named[k] = _slot_name(slots_, taken)
+            taken.add(named[k])
+    return {named[k]: cluster for k, cluster in enumerate(clusters)}
 
 
 def _attributes(modules: list[Any]) -> dict[str, tuple]:
@@ -230,23 +246,39 @@ def _attributes(modules: list[Any]) -> dict[str, tuple]:
             if all(is_scalar(getattr(m, k, None)) for m in modules)}
 
 
+# Arguments that are a tensor's width: a parameter feeding several of them is named `channels`.
+WIDTHS = {"out_channels", "out_features", "num_features", "num_channels", "groups", "shape", "normalized_shape",
+          "embed_dim", "hidden_size", "channels"}
+
+
 def _slot_name(slots_: list[Slot], taken: set[str]) -> str:
-    """``out_channels``, or ``conv1_out_channels`` when that name is taken."""
-    keys = {s[-1] for s in slots_}
-    if len(keys) == 1 and (key := str(keys.pop())).isidentifier() and key not in taken:
+    """``out_channels``; ``channels`` for one width in several arguments; else the place, as
+    ``conv1_out_channels``."""
+    keys = {key for _, key, _ in slots_}
+    if len(keys) == 1 and (key := next(iter(keys))).isidentifier() and key not in taken:
         return key
-    name = "_".join(str(part) for part in slots_[0])
+    if len(keys) > 1 and keys <= WIDTHS:
+        return _free("channels", taken)
+    where, key, index = slots_[0]
+    name = "_".join(str(part) for part in (*where, key, *([] if index is None else [index])))
     return _free(name if name[0].isalpha() or name[0] == "_" else f"p{name}", taken)
 
 
-def _template(nodes: list[SNode], param_of: dict[Slot, str], prefix: Slot = ()) -> list[SNode]:
+def _template(nodes: list[SNode], param_of: dict[Slot, str], prefix: Where = ()) -> list[SNode]:
+    """The nodes with ``$param`` where a parameter's slots are."""
     out = []
     for i, node in enumerate(nodes):
         where = prefix + ((node.name,) if not prefix else (i,))
         args = node.args
-        if node.op != PARAM_OP and (isinstance(args, dict) or args is None):
-            keys = [*(args or {}), *(s[-1] for s in param_of if s[:-1] == where and s[-1] not in (args or {}))]
-            args = {k: f"${param_of[where + (k,)]}" if where + (k,) in param_of else args[k] for k in keys} or None
+        if isinstance(args, dict) or args is None:
+            mine = {(key, index): p for (w, key, index), p in param_of.items() if w == where}
+            args = dict(args or {})
+            for (key, index), p in mine.items():
+                if index is None:
+                    args[key] = f"${p}"
+                else:
+                    args[key] = [f"${p}" if j == index else v for j, v in enumerate(args[key])]
+            args = args or None
         sub = _template(node.nodes, param_of, where) if node.nodes else node.nodes
         out.append(node.copy(args=args, nodes=sub))
     return out

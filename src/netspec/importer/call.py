@@ -26,8 +26,9 @@ class Call:
     notes: list[str] | None = None  # what the importer left out, for the user
 
     def note(self, text: str) -> None:
+        """Tell the user what the spec leaves out (said once per kind, with the places)."""
         if self.notes is not None:
-            self.notes.append(f"{self.where}: {text}" if self.where else text)
+            self.notes.append(f"{self.where}.{self.name}\t{text}")
 
     def op(self, op: str, inputs: list[Ref | str], suffix: str | None = None, **args: Any) -> SNode:
         """A node of op ``op``, leaving out arguments equal to the op's defaults.

@@ -21,6 +21,7 @@ from torch import fx
 from ..graph import RESERVED_NAMES
 from .call import Call, Result
 from .errors import ImportFailed, class_path
+from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
 from .functions import call_name, convert_call
 from .ir import BatchSize, Body, Ref, SNode, has_state
 from .layer_args import node_args
@@ -51,6 +52,27 @@ class Namer:
             name = f"{base}_{i}"
         self.taken.add(name)
         return name
+
+
+def _plain(value: Any) -> Any:
+    """fx's immutable lists and dicts as plain ones (what YAML writes)."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _size_source(args: Any) -> str | None:
+    """The tensor a batch-dependent number was read from: `x` in `x.shape[0]`."""
+    for value in args if isinstance(args, (tuple, list)) else [args]:
+        if isinstance(value, Ref):
+            return value.name
+        if isinstance(value, BatchSize):
+            return value.source
+    return None
 
 
 def _has_tensor(value: Any) -> bool:
@@ -90,7 +112,7 @@ class Converter:
         return records[0], records[1]
 
     def arg(self, value: Any) -> Any:
-        return fx.node.map_arg(value, lambda n: self.env[n])
+        return _plain(fx.node.map_arg(value, lambda n: self.env[n]))
 
     # ---- fx node kinds -----------------------------------------------------------------
 
@@ -112,20 +134,48 @@ class Converter:
     def _call_module(self, n: fx.Node) -> None:
         target = str(n.target)
         if "." in target:
-            raise ImportFailed(f"forward calls `{target}`, a module inside its child: a spec node is a direct child",
-                               where=self.where)
+            self._list_call(n, target)
+            return
         sub = self.t.calls[n]
-        name = self._call_name(target, sub)
+        self._add(n, self._module_call(n, self._call_name(target, sub), sub))
+
+    def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
         if sub.kind == "layer":
-            self._add(n, self._layer(name, sub, args, kwargs))
-        else:
-            self._add(n, module_node(name, sub, self._bind(sub, args, kwargs), self))
+            return self._layer(name, sub, args, kwargs)
+        return module_node(name, sub, self._bind(sub, args, kwargs), self)
+
+    def _list_call(self, n: fx.Node, target: str) -> None:
+        """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: a group named ``blocks``
+        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
+        head, _, index = target.partition(".")
+        items = getattr(self.module, head, None)
+        if not isinstance(items, torch.nn.ModuleList) or not index.isdigit():
+            raise ImportFailed(f"forward calls `{target}`, a module inside its child: a spec node is a direct "
+                               "child (or an item of an nn.ModuleList called in a chain)", where=self.where)
+        k, users = int(index), list(n.users)
+        last = k == len(items) - 1
+        chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
+        group = self.nodes[-1] if self.nodes and self.nodes[-1].name == head else None
+        if not chained or (k == 0) == (group is not None):
+            raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than in a chain, in order",
+                               where=self.where)
+        node = self._module_call(n, index, self.t.calls[n])
+        if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
+            node = SNode("Identity", index, None, [node.name])
+        assert isinstance(node, SNode)
+        if group is None:
+            self.namer.taken.add(head)
+            group = SNode("Sequential", head, None, list(node.inputs or []), nodes=[])
+            self.nodes.append(group)
+        assert group.nodes is not None
+        group.nodes.append(node.copy(name=None, inputs=None))
+        self.env[n] = Ref(head, self.values(n))
 
     def _call_function(self, n: fx.Node) -> None:
         first, second = self.values(n)
         if not _has_tensor(first):  # a size or a number: folded
-            self.env[n] = first if first == second else BatchSize((first, second))
+            self.env[n] = first if first == second else BatchSize((first, second), _size_source(self.arg(n.args)))
             return
         key = call_name(n.op, n.target)
         if key in ("torch.cat", "torch.concat") and self._hoisted_cat(n):
@@ -195,7 +245,7 @@ class Converter:
         return True
 
     def _check_unused(self) -> None:
-        used = {str(n.target) for n in self.t.graph.nodes if n.op in ("call_module", "get_attr")}
+        used = {str(n.target).split(".")[0] for n in self.t.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, child in self.module.named_children():
             if name not in used and has_state(child):
                 raise ImportFailed(f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
@@ -222,6 +272,7 @@ def init_of(value: torch.Tensor) -> Any:
     flat = value.detach().flatten()
     if flat.numel() and bool((flat == flat[0]).all()):
         first = float(flat[0])
+        first = float(f"{first:.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
         return "zeros_" if first == 0 else "ones_" if first == 1 else {"constant_": {"val": first}}
     std = float(flat.float().std()) if flat.numel() > 1 else 1.0
     return {"normal_": {"std": float(f"{std:.1g}")}}

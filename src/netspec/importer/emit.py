@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..graph import auto_name
+from ..layers import LAYERS
 from ..ops import OPS
 from ..registry import GROUP_OP
 from .blocks import Block
@@ -36,7 +37,7 @@ def short_names(nodes: list[SNode], inputs: list[str], env: set[str]) -> list[st
     names = [n.name for n in nodes]
     omitted: set[int] = set()
     for k, node in enumerate(nodes):
-        if node.name is None or node.op == GROUP_OP:
+        if node.name is None or node.when is not None or not (node.op in LAYERS or node.op in OPS):
             continue
         if _named_as(nodes, omitted | {k}, inputs, env) == names:
             omitted.add(k)

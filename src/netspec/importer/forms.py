@@ -11,10 +11,12 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from ..ops import OPS
 from ..registry import PARAM_OP
 from .ir import SNode
 
-Slot = tuple[Any, ...]  # where a value sits: (node name, key), or (group name, position, ..., key)
+Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups
+Slot = tuple[Where, str, Any]  # a scalar argument: (node, key, index in a list or None)
 MAX_OPTIONAL = 2        # nodes one form may lack compared with another
 
 
@@ -67,8 +69,8 @@ def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
 def _value_form(value: Any) -> Any:
     if isinstance(value, dict):  # scalars may differ, or be left at their default: not the form
         return tuple(sorted((k, _value_form(v)) for k, v in value.items() if not is_scalar(v)))
-    if isinstance(value, list):
-        return ("list", repr(value))  # lists are written whole: a block parameter is a scalar
+    if isinstance(value, list):  # its numbers may differ, its length may not
+        return ("list", tuple(_value_form(v) for v in value))
     return "*" if is_scalar(value) else repr(value)
 
 
@@ -126,7 +128,7 @@ def _resolved(alias: dict[str, str]) -> dict[str, str] | None:
     return out
 
 
-def located(nodes: list[SNode], prefix: Slot = ()) -> Iterator[tuple[Slot, SNode]]:
+def located(nodes: list[SNode], prefix: Where = ()) -> Iterator[tuple[Where, SNode]]:
     """Every node in a node list (groups too) with where it sits: its name at the top, its
     position inside groups."""
     for i, node in enumerate(nodes):
@@ -137,9 +139,16 @@ def located(nodes: list[SNode], prefix: Slot = ()) -> Iterator[tuple[Slot, SNode
 
 
 def slots(nodes: list[SNode]) -> Iterator[tuple[Slot, Any]]:
-    """Every scalar argument in a node list, by where it sits: (node..., key)."""
+    """Every scalar argument in a node list (and every number in a list argument), by where it
+    sits. A Parameter's shape counts; its init does not (the weights are loaded)."""
     for where, node in located(nodes):
-        if isinstance(node.args, dict) and node.op != PARAM_OP:
-            for key, value in node.args.items():
-                if is_scalar(value):
-                    yield where + (key,), value
+        if not isinstance(node.args, dict):
+            continue
+        refs = OPS[node.op].refs if node.op in OPS else ()
+        for key, value in node.args.items():
+            if key in refs or (node.op == PARAM_OP and key != "shape"):  # a node's name is not a parameter
+                continue
+            if is_scalar(value):
+                yield (where, key, None), value
+            elif isinstance(value, list):
+                yield from (((where, key, j), v) for j, v in enumerate(value) if is_scalar(v))

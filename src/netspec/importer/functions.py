@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..ops import OPS, _UNARY
 from .call import Call, Result, const
 from .errors import ImportFailed
-from .ir import Ref, SNode
+from .ir import BatchSize, Ref, SNode
 
 HANDLERS: dict[str, Callable[..., Result]] = {}
 
@@ -199,6 +199,28 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
         raise ImportFailed(f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
                            "spec op (`reshape` keeps the batch first)", where=c.where)
     return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+@handles("Tensor.expand")
+def _expand(c: Call, input: Ref, *sizes: Any) -> Result:
+    """``token.expand(x.shape[0], -1, -1)``: a learnt token for every sample of x's batch."""
+    flat = list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else list(sizes)
+    batch = flat[0] if flat else None
+    same = all(s in (-1, d) for s, d in zip(flat[1:], input.shape[1:])) and len(flat) == len(input.shape)
+    if not (isinstance(batch, BatchSize) and batch.source and input.shape[0] == 1 and same):
+        raise ImportFailed("`x.expand` other than a size-1 dim 0 to the batch has no spec op", where=c.where)
+    node = c.op("expand_batch", [input])
+    node.args = {"like": batch.source}
+    return node
+
+
+@handles("F.layer_norm")
+def _layer_norm(c: Call, input: Ref, normalized_shape: Any, weight: Any = None, bias: Any = None,
+                eps: float = 1e-5) -> Result:
+    if weight is None and bias is not None:
+        raise ImportFailed("`layer_norm` with a bias and no weight has no spec op", where=c.where)
+    inputs = [input] + [t for t in (weight, bias) if t is not None]
+    return c.op("layer_norm", inputs, normalized_shape=list(normalized_shape), eps=eps)
 
 
 @handles("torch.permute", "Tensor.permute")

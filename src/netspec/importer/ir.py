@@ -93,3 +93,4 @@ class BatchSize:
     """A number the forward computed that depends on the batch (``x.size(0)``)."""
 
     values: tuple[Any, Any]
+    source: str | None = None   # the tensor whose size it is: `x` in `x.size(0)`

@@ -185,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
     p.set_defaults(func=cmd_layers)
 
+    from .importer import cli as import_cli
     from .training import cli as train_cli
 
     train_cli.register(sub)
+    import_cli.register(sub)
     return parser
 
 

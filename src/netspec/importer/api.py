@@ -45,33 +45,67 @@ def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes
     try:
         return _import(target, args or {}, input_sizes, allow_imports, name, check)
     except SpecError as e:
-        raise e.with_location(Location(file=target)) from None
+        raise e.with_location(Location(file=target)) from None  # where spec_from_module set none
 
 
 def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
             name: str | None, check: bool) -> Imported:
-    from .blocks import make_blocks
-    from .convert import Converter
-    from .emit import spec_text
     from .load import build, input_shapes, load_callable, parse_target
-    from .trace import is_layer, trace_model
+    from .trace import is_layer
 
     fn = load_callable(target, allow_imports)
     model = build(fn, args, target).eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    inputs = input_shapes(model, input_sizes, fn)
+    origin = f"`netspec import {target}`" + (f" {_shown(args)}" if args else "")
+    return spec_from_module(model, input_shapes(model, input_sizes, fn), name=name or parse_target(target)[1].split(".")[-1],
+                            origin=origin, check=check, label=target)
+
+
+def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: str = "model",
+                     origin: str = "netspec.importer.spec_from_module", check: bool = True,
+                     label: str | None = None) -> Imported:
+    """Write a spec for a module instance; ``inputs`` gives the per-sample shape of each tensor
+    argument of its forward, in order. Errors are located at ``label`` (default: the class).
+
+    >>> import torch
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.fc = torch.nn.Linear(4, 2)
+    ...     def forward(self, x):
+    ...         return torch.sigmoid(self.fc(x))
+    >>> imported = spec_from_module(Net(), {"x": (4,)}, name="net")
+    >>> print(imported.text.split("nodes:")[1].strip())
+    - fc: {Linear: {out_features: 2}}
+      - sigmoid: {}
+    outputs: [sigmoid]
+    """
+    try:
+        return _spec_from_module(model, inputs, name, origin, check)
+    except SpecError as e:
+        raise e.with_location(Location(file=label or class_path(model))) from None
+
+
+def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], name: str, origin: str,
+                      check: bool) -> Imported:
+    from .blocks import make_blocks
+    from .convert import Converter
+    from .emit import spec_text
+    from .trace import is_layer, trace_model
+
+    model = model.eval()
+    if is_layer(model):
+        raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
     root = Converter(trace_model(model, inputs)).run()
     blocks = make_blocks(root)
-    spec_name = name or parse_target(target)[1].split(".")[-1]
-    header = [f"written by `netspec import {target}`" + (f" {_shown(args)}" if args else ""),
-              f"from {class_path(model)}: blocks for the module classes used more than once or holding weights"]
     notes = grouped_notes(root.notes)
+    header = [f"written by {origin}",
+              f"from {class_path(model)}: blocks for the module classes used more than once or holding weights"]
     header += [f"note: {n}" for n in notes]
-    description = f"{class_path(model)} imported from {target} (torch.fx)"
-    text = spec_text(spec_name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,
+    description = f"{class_path(model)}, imported with torch.fx"
+    text = spec_text(name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,
                      root.nodes, root.outputs)
-    imported = Imported(text, spec_name, {b.name: len(b.uses) for b in blocks.values()}, notes)
+    imported = Imported(text, name, {b.name: len(b.uses) for b in blocks.values()}, notes)
     if check:
         from .check import check_round_trip
 
@@ -79,15 +113,14 @@ def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, al
     return imported
 
 
-def grouped_notes(notes: list[str]) -> list[str]:
-    """``place\ttext`` notes -> one line per text, naming the places.
+def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:
+    """(place, text) notes -> one line per text, naming the places.
 
-    >>> grouped_notes(["a.sd\tleft out", "b.sd\tleft out", "c\tother"])
+    >>> grouped_notes([("a.sd", "left out"), ("b.sd", "left out"), ("c", "other")])
     ['left out (2 places: a.sd, b.sd)', 'other (c)']
     """
     places: dict[str, list[str]] = {}
-    for note in notes:
-        where, _, text = note.partition("\t")
+    for where, text in notes:
         places.setdefault(text, []).append(where)
     out = []
     for text, ps in places.items():

@@ -23,12 +23,12 @@ class Call:
     result: Ref
     fresh: Callable[[str], str]   # a new unique name in the body, from a wish
     key: str = ""                 # the call as the handlers know it: `torch.flatten`, `F.relu`
-    notes: list[str] | None = None  # what the importer left out, for the user
+    notes: list[tuple[str, str]] | None = None  # (place, what the importer left out), for the user
 
     def note(self, text: str) -> None:
         """Tell the user what the spec leaves out (said once per kind, with the places)."""
         if self.notes is not None:
-            self.notes.append(f"{self.where}.{self.name}\t{text}")
+            self.notes.append((f"{self.where}.{self.name}", text))
 
     def op(self, op: str, inputs: list[Ref | str], suffix: str | None = None, **args: Any) -> SNode:
         """A node of op ``op``, leaving out arguments equal to the op's defaults.

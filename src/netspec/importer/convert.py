@@ -88,12 +88,12 @@ class Converter:
         assert traced.graph is not None
         self.t, self.hoisted = traced, set(hoisted)
         self.module = traced.module
-        self.where = traced.path or type(self.module).__name__
+        self.where = traced.path  # "" at the top: the error's location names the model
         self.env: dict[fx.Node, Any] = {}
         self.nodes: list[SNode] = []
         self.inputs: list[str] = []
         self.outputs: list[str] = []
-        self.notes: list[str] = []
+        self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
         own = {n for n, _ in self.module.named_parameters(recurse=False)}
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
@@ -158,8 +158,8 @@ class Converter:
         chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
         group = self.nodes[-1] if self.nodes and self.nodes[-1].name == head else None
         if not chained or (k == 0) == (group is not None):
-            raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than in a chain, in order",
-                               where=self.where)
+            raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than one after another, in "
+                               "order: a group holds only them, numbered by position", where=self.where)
         node = self._module_call(n, index, self.t.calls[n])
         if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
             node = SNode("Identity", index, None, [node.name])

@@ -101,6 +101,10 @@ def _args(node: SNode, extra: dict[str, Any]) -> Any:
     multi = node.op in OPS and (OPS[node.op].max_inputs or 2) > 1
     if multi and node.args is None and isinstance(extra.get("from"), list):
         return extra.pop("from")
+    if node.op in OPS and isinstance(node.args, dict) and list(node.args) == [OPS[node.op].positional]:
+        value = node.args[OPS[node.op].positional]
+        if not (multi and isinstance(value, list)):  # a list there would read as the inputs
+            return value  # `softmax: -1`, `mul: 0.5`, `reshape: [768, 49]`
     return node.args if node.args is not None else {}
 
 

@@ -39,8 +39,9 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
 
 
 def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
-    """A group of N uses of one block (unnamed, in a chain) -> one node with ``repeat: N``, when
-    each argument is the same in every copy or differs only in copy 0; otherwise the group.
+    """A group of N copies of one block or layer (unnamed, in a chain) -> one node with
+    ``repeat: N``, when each argument is the same in every copy or differs only in copy 0;
+    otherwise the group.
 
     >>> uses = [SNode("B", None, {"stride": 2, "down": True}), SNode("B", None, {}), SNode("B", None, {})]
     >>> r = as_repeat(SNode("Sequential", "layer2", None, ["x"], nodes=uses), {"B": {"stride": 1, "down": False}})
@@ -48,12 +49,15 @@ def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
     ('B', 3, {'stride': '${2 if i == 0 else 1}', 'down': '${i == 0}'})
     """
     uses = node.nodes or []
-    if len(uses) < 2 or any(u.name is not None or u.op != uses[0].op or u.op not in blocks for u in uses):
+    if len(uses) < 2 or any(u.name is not None or u.op != uses[0].op or u.nodes is not None or u.use is not None
+                            or not (u.args is None or isinstance(u.args, dict)) for u in uses):
         return node
-    defaults = blocks[uses[0].op]
+    defaults = blocks.get(uses[0].op, {})  # a layer's or op's arguments: all written, or the same
     keys = list(dict.fromkeys(k for u in uses for k in (u.args or {})))
     args: dict[str, Any] = {}
     for key in keys:
+        if key not in defaults and any(key not in (u.args or {}) for u in uses):
+            return node
         values = [(u.args or {}).get(key, defaults.get(key)) for u in uses]
         expr = _index_expression(values)
         if expr is None:
@@ -72,7 +76,7 @@ def _index_expression(values: list[Any]) -> Any:
     first, rest = values[0], values[1:]
     if all(v == first and type(v) is type(first) for v in rest):
         return first
-    if any(v != rest[0] or type(v) is not type(rest[0]) for v in rest):
+    if any(v != rest[0] or type(v) is not type(rest[0]) for v in rest) or isinstance(first, (list, dict)):
         return None
     if isinstance(first, bool) and isinstance(rest[0], bool):
         return "${i == 0}" if first else "${i != 0}"

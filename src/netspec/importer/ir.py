@@ -44,7 +44,7 @@ class Body:
     inputs: list[str]
     nodes: list[SNode]
     outputs: list[str]
-    notes: list[str] = field(default_factory=list)   # what was left out, and why
+    notes: list[tuple[str, str]] = field(default_factory=list)   # (place, what was left out and why)
 
     @property
     def stateful(self) -> bool:

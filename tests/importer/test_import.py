@@ -1,0 +1,73 @@
+"""netspec import on small models: what it reads (checked against the original module with the
+same weights) and what it refuses, each with its one-line reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from . import toy_models as toys
+from netspec.api import compile_spec, load_spec
+from netspec.errors import SpecError
+from netspec.importer.api import spec_from_module
+
+
+def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]]) -> str:
+    """Import, then check by hand what spec_from_module checks: keys, strict load, outputs."""
+    imported = spec_from_module(model, inputs, name="m")
+    module = compile_spec(load_spec(text=imported.text)).module
+    assert list(module.state_dict()) == list(model.state_dict()) or \
+        sorted(module.state_dict()) == sorted(model.state_dict())
+    module.load_state_dict(model.state_dict(), strict=True)
+    xs = [torch.randn(3, *shape) for shape in inputs.values()]
+    with torch.no_grad():
+        want, got = model.eval()(*xs), module.eval()(*xs)
+    for a, b in zip(want if isinstance(want, tuple) else [want], got if isinstance(got, tuple) else [got]):
+        torch.testing.assert_close(a, b)
+    return imported.text
+
+
+def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
+    text = _round_trip(toys.Toy(), {"x": (3, 8, 8)})
+    assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.2, stages.1" in text
+    assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
+    assert "when: $has_proj\n        else: x" in text                         # the projection only where needed
+    assert "- layer2_features: {cat: {dim: 1}}" in text                       # DenseNet's list, concatenated by the caller
+    assert "- sub_neg: {neg: {}}\n  - sub: {add: 1}" in text                  # 1 - x
+    assert "- view: {reshape: [26]}" in text                                  # x.view(x.size(0), -1), per sample
+    assert "- token: {Parameter: {shape: [1, 26], init: {normal_: {std: 0.02}}}}" in text
+    assert "- scale: {mul: 0.5}" in text                                      # a stateless module, inline
+    assert "outputs: [softmax, getitem_3]" in text
+
+
+def test_module_list_chain_is_a_repeat_and_keyword_flags_are_dropped() -> None:
+    text = _round_trip(toys.Chain(), {"x": (5, 6)})
+    assert "- blocks: {Linear: {out_features: 6}}\n    repeat: 3" in text
+    assert "- attn: {MultiheadAttention: {num_heads: 2}}\n    from: [tanh, tanh, tanh]" in text
+
+
+@pytest.mark.parametrize("cls, reason", [
+    (toys.Shared, "{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
+                  "call of one module"),
+    (toys.WithBuffer, "{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of "
+                      "its own nodes"),
+    (toys.Unused, "{m}.Unused: `aux` holds weights but forward (in eval mode) never calls it: a spec cannot "
+                  "hold a module its forward does not use"),
+    (toys.Branchy, "{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "
+                   "variables cannot be used as inputs to control flow"),
+    (toys.BatchAsValue, "{m}.BatchAsValue: the batch size (`x.size(0)`) is used as a value where the spec "
+                        "op takes a number; a spec's sizes are per sample"),
+    (toys.Rolled, "{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
+                  "ops` for the ops"),
+    (toys.Interleaved, "{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
+                       "after another, in order: a group holds only them, numbered by position"),
+])
+def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reason: str) -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(cls(), {"x": (4,)})
+    assert str(e.value) == reason.format(m=toys.__name__)
+
+
+def test_a_sequential_model_is_refused() -> None:
+    with pytest.raises(SpecError, match="a spec's top-level nodes need names"):
+        spec_from_module(torch.nn.Sequential(torch.nn.Linear(4, 2)), {"x": (4,)})

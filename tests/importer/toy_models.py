@@ -1,0 +1,165 @@
+"""Small models that exercise what the importer reads, and what it must refuse (with the reason)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Down(nn.Module):
+    """ResNet's pattern: a projection only where the shape changes (an optional node)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.proj = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        shortcut = x if self.proj is None else self.proj(x)
+        return self.relu(self.bn(self.conv(x)) + shortcut)
+
+
+class Scale(nn.Module):
+    """Stateless, one op: written inline."""
+
+    def forward(self, x):
+        return x * 0.5
+
+
+class Dense(nn.Module):
+    """DenseNet's pattern: called with a list of tensors it only concatenates."""
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 4, 1)
+
+    def forward(self, features):
+        return self.conv(torch.cat(features, 1))
+
+
+class DenseStack(nn.Module):
+    """DenseNet's block: each layer gets the list of all features before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1, self.layer2 = Dense(16), Dense(20)
+
+    def forward(self, x):
+        features = [x]
+        for layer in (self.layer1, self.layer2):
+            features.append(layer(features))
+        return torch.cat(features, dim=1)
+
+
+class Toy(nn.Module):
+    """Most of what the importer reads, in one forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 8, 3, padding=1)), ("act", nn.ReLU())]))
+        self.stages = nn.Sequential(Down(8, 8), Down(8, 16, 2), Down(16, 16))
+        self.dense = DenseStack()
+        self.scale = Scale()
+        self.token = nn.Parameter(torch.randn(1, 26) * 0.02)
+        self.head = nn.Linear(26, 5)
+
+    def forward(self, x):
+        x = self.dense(self.stages(self.stem(x)))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, 2 * b, 1 - x[:, 2:4]], 1)
+        x = F.adaptive_avg_pool2d(F.relu(x), 1)
+        x = self.scale(x.view(x.size(0), -1)) + self.token
+        return self.head(x).softmax(-1), x[:, 0]
+
+
+class Chain(nn.Module):
+    """Items of an nn.ModuleList called in a chain, and a layer given a keyword input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(6, 6) for _ in range(3)])
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        x = torch.tanh(x)
+        out, _ = self.attn(x, x, x, need_weights=False)
+        return out.mean(dim=1)
+
+
+# ---- what a spec cannot express ------------------------------------------------------------
+
+class Shared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(self.fc(x))
+
+
+class WithBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.zeros(4))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) + self.offset
+
+
+class Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.aux = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+class BatchAsValue(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) * x.size(0)
+
+
+class Rolled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.roll(self.fc(x), 1, dims=1)
+
+
+class Interleaved(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = torch.tanh(block(x))
+        return x

@@ -48,6 +48,9 @@ def forms_of(uses: list[SNode]) -> list[Form]:
     for form in sorted(exact.values(), key=lambda f: -len(f.uses)):
         if not any(_merge(m, form) for m in merged):
             merged.append(form)
+    order = {id(use): k for k, use in enumerate(uses)}
+    for form in merged:  # in the model's order again (merging appended)
+        form.uses.sort(key=lambda use: order[id(use)])
     return sorted(merged, key=lambda f: -len(f.uses))
 
 

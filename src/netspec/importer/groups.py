@@ -32,8 +32,10 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
         raise ImportFailed("a Sequential whose forward is not the chain of its children", where=body.path)
     for k, node in enumerate(nodes):
         if node.name != str(k) and not (node.name or "").isidentifier():
-            raise ImportFailed(f"child `{node.name}` of a Sequential is not at position {node.name}: a spec numbers "
-                               "a group's unnamed nodes by position", where=body.path)
+            key = f"{body.path}.{node.name}" if body.path else node.name
+            raise ImportFailed(f"child `{node.name}` of a Sequential is not an identifier: a spec names nodes with "
+                               "identifiers (or numbers them by position), so the state_dict key "
+                               f"`{key}` cannot be kept", where=body.path)
     chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
     return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
 

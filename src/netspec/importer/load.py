@@ -98,7 +98,7 @@ def _import_file(path: str, allow_imports: list[str] | None) -> Any:
                            hint=f"allow it explicitly: --allow-import {path}")
     if not file.is_file():
         raise ImportFailed(f"no file `{path}`")
-    name = file.stem if file.stem not in sys.modules and file.stem.isidentifier() else f"netspec_import_{file.stem}"
+    name = f"netspec_import_{file.stem}"  # never a name `MODULE:...` could reach: that one would skip this check
     spec = importlib.util.spec_from_file_location(name, file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -20,7 +20,7 @@ from torch import fx, nn
 
 from .errors import ImportFailed, class_path
 
-BATCHES = (2, 3)  # two batch sizes: a size that differs between them is the batch
+BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
 META = "netspec"  # node.meta key of the recorded values, one per batch size
 Kind = Literal["layer", "sequential", "custom"]
 
@@ -193,6 +193,10 @@ def run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     return _Recorder(traced, run).run(*values)
 
 
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
 def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> Traced:
     """Trace ``model`` (in eval mode) module by module, recording values at both batch sizes.
 
@@ -205,7 +209,7 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
     ...         return self.fc(x).relu()
     >>> t = trace_model(Net(), {"x": (4,)})
     >>> [(n.name, n.meta["netspec"]) for n in t.graph.nodes if n.op == "call_method"]
-    [('relu', [TensorMeta(shape=(2, 2), dtype=torch.float32), TensorMeta(shape=(3, 2), dtype=torch.float32)])]
+    [('relu', [TensorMeta(shape=(1, 2), dtype=torch.float32), TensorMeta(shape=(2, 2), dtype=torch.float32)])]
     """
     root = model.eval()
     if kind_of(root) != "custom":  # its children would be the spec's nodes: `0`, `1` or `weight`
@@ -222,6 +226,7 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
             except ImportFailed:
                 raise
             except Exception as e:
-                raise ImportFailed(f"running the traced forward failed: {' '.join(str(e).split())}",
-                                   where=class_path(root)) from None
+                reason = " ".join(str(e).split("While executing")[0].split())
+                raise ImportFailed(f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: "
+                                   f"{reason}", hint="check --input-size") from None
     return traced

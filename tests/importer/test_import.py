@@ -29,7 +29,7 @@ def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]]) -> s
 
 def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
     text = _round_trip(toys.Toy(), {"x": (3, 8, 8)})
-    assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.2, stages.1" in text
+    assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.1, stages.2" in text
     assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
     assert "when: $has_proj\n        else: x" in text                         # the projection only where needed
     assert "- layer2_features: {cat: {dim: 1}}" in text                       # DenseNet's list, concatenated by the caller

@@ -57,7 +57,7 @@ def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, al
     model = build(fn, args, target).eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    origin = f"`netspec import {target}`" + (f" {_shown(args)}" if args else "")
+    origin = f"`netspec import {target}" + (f" {_shown(args)}`" if args else "`")
     return spec_from_module(model, input_shapes(model, input_sizes, fn), name=name or parse_target(target)[1].split(".")[-1],
                             origin=origin, check=check, label=target)
 
@@ -99,8 +99,8 @@ def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], name: str,
     root = Converter(trace_model(model, inputs)).run()
     blocks = make_blocks(root)
     notes = grouped_notes(root.notes)
-    header = [f"written by {origin}",
-              f"from {class_path(model)}: blocks for the module classes used more than once or holding weights"]
+    header = [f"written by {origin} from {class_path(model)}",
+              "a block per module class (or form of one); the comment after each says where it is used"]
     header += [f"note: {n}" for n in notes]
     description = f"{class_path(model)}, imported with torch.fx"
     text = spec_text(name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,

@@ -6,6 +6,8 @@ from typing import Any
 
 from ..errors import SpecError
 
+USER_MODULE = "netspec_import_"  # the prefix of the module names user files are imported under
+
 
 class ImportFailed(SpecError):
     """A model (or a part of it) the spec language cannot express, with the reason.
@@ -30,4 +32,11 @@ def class_path(obj: Any) -> str:
     'torch.nn.modules.activation.ReLU'
     """
     cls = obj if isinstance(obj, type) else type(obj)
+    if cls.__module__.startswith(USER_MODULE):  # a user's file: `models/net.py:Block`
+        import os
+        import sys
+
+        file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        if file:
+            return f"{os.path.relpath(file)}:{cls.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"

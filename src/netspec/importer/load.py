@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ImportFailed
+from .errors import USER_MODULE, ImportFailed
 
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -98,7 +98,7 @@ def _import_file(path: str, allow_imports: list[str] | None) -> Any:
                            hint=f"allow it explicitly: --allow-import {path}")
     if not file.is_file():
         raise ImportFailed(f"no file `{path}`")
-    name = f"netspec_import_{file.stem}"  # never a name `MODULE:...` could reach: that one would skip this check
+    name = f"{USER_MODULE}{file.stem}"  # never a name `MODULE:...` could reach: that one would skip this check
     spec = importlib.util.spec_from_file_location(name, file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

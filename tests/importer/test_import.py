@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from . import toy_models as toys
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
+
+from . import toy_models as toys
 
 
 def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]]) -> str:

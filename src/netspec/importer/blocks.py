@@ -219,14 +219,13 @@ def _name_params(clusters: list[tuple[list[Slot], tuple]], form: Form,
     argument's name; returns name -> (slots, values per use)."""
     attrs = _attributes([u.use.module for u in form.uses if u.use is not None])
     taken = set(first.inputs) | {n.name for n in _all_nodes(form.nodes) if n.name} | {"i"}
-    out: dict[str, tuple[list[Slot], tuple]] = {}
     named: dict[int, str] = {}
-    for k, (slots_, values) in enumerate(clusters):  # attributes first: `out_channels` is oup, not hidden
+    for k, (_, values) in enumerate(clusters):  # attributes first: `out_channels` is oup, not hidden
         name = next((a for a, vs in attrs.items() if vs == values and a not in taken), None)
         if name is not None:
             named[k] = name
             taken.add(name)
-    for k, (slots_, values) in enumerate(clusters):
+    for k, (slots_, _) in enumerate(clusters):
         if k not in named:
             named[k] = _slot_name(slots_, taken)
             taken.add(named[k])

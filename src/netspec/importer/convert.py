@@ -19,9 +19,9 @@ import torch
 from torch import fx
 
 from ..graph import RESERVED_NAMES
+from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
 from .call import Call, Result
 from .errors import ImportFailed, class_path
-from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
 from .functions import call_name, convert_call
 from .ir import BatchSize, Body, Ref, SNode, has_state
 from .layer_args import node_args

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..ops import OPS, _UNARY
+from ..ops import _UNARY
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .ir import BatchSize, Ref, SNode

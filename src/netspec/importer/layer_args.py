@@ -10,7 +10,6 @@ netspec infers from the input (``in_channels``...), are left out.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Sequence
 
 import torch

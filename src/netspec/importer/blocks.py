@@ -256,7 +256,7 @@ def _slot_name(slots_: list[Slot], taken: set[str]) -> str:
     keys = {key for _, key, _ in slots_}
     if len(keys) == 1 and (key := next(iter(keys))).isidentifier() and key not in taken:
         return key
-    if len(keys) > 1 and keys <= WIDTHS:
+    if len(keys) > 1 and all(k in WIDTHS or k.endswith(("_channels", "_features")) for k in keys):
         return _free("channels", taken)
     where, key, index = slots_[0]
     name = "_".join(str(part) for part in (*where, key, *([] if index is None else [index])))

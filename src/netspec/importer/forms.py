@@ -57,7 +57,7 @@ def forms_of(uses: list[SNode]) -> list[Form]:
 def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
     """A node with its scalar arguments blanked: what instances of one form share."""
     alias = alias or {}
-    args: Any = node.args
+    args: Any = {} if node.args is None else node.args  # no arguments: all at their defaults
     if node.op == PARAM_OP:
         args = {"shape": args["shape"]}  # the init of a loaded parameter does not matter
     inputs = node.inputs

@@ -47,6 +47,11 @@ def test_module_list_chain_is_a_repeat_and_keyword_flags_are_dropped() -> None:
     assert "- attn: {MultiheadAttention: {num_heads: 2}}\n    from: [tanh, tanh, tanh]" in text
 
 
+def test_in_place_methods_change_what_later_reads_see() -> None:
+    text = _round_trip(toys.InPlace(), {"x": (4,)})
+    assert "- relu_: {relu: {}}\n  - mul_: {mul: 2.0}\n  - float_1: {to: float32}\n  - add: [float_1, x]" in text
+
+
 @pytest.mark.parametrize("cls, reason", [
     (toys.Shared, "{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
                   "call of one module"),

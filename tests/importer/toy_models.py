@@ -163,3 +163,17 @@ class Interleaved(nn.Module):
         for block in self.blocks:
             x = torch.tanh(block(x))
         return x
+
+
+class InPlace(nn.Module):
+    """In-place methods change the value later reads see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y.relu_()
+        y.mul_(2.0)
+        return y.float() + x

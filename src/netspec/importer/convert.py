@@ -183,6 +183,10 @@ class Converter:
         name = self.namer.fresh(n.name)
         call = Call(name, self.where, Ref(name, (first, second)), self.namer.fresh, key, self.notes)
         self._add(n, convert_call(call, key, self.arg(n.args), self.arg(n.kwargs)))
+        changed = n.args[0] if n.args else None
+        in_place = (key.startswith("Tensor.") and key.endswith("_")) or n.kwargs.get("inplace") is True
+        if in_place and isinstance(changed, fx.Node) and isinstance(self.env.get(changed), Ref):
+            self.env[changed] = self.env[n]  # `x.relu_()`: later reads of x see the new value
 
     _call_method = _call_function
 

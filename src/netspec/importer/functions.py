@@ -181,6 +181,17 @@ def _cat(c: Call, tensors: list, dim: int = 0) -> Result:
     return c.op("cat", list(tensors), dim=dim)
 
 
+@handles("Tensor.float", "Tensor.to", "Tensor.type")
+def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
+    """``x.float()``, ``x.to(torch.float16)``: the `to` op (a device or other options: not read)."""
+    wanted = torch.float32 if c.key == "Tensor.float" else dtype
+    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+             torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
+    if wanted not in names or args or kwargs:
+        raise ImportFailed(f"`{c.key.replace('Tensor.', 'x.')}` other than to a dtype has no spec op", where=c.where)
+    return c.op("to", [input], dtype=names[wanted])
+
+
 @handles("torch.stack")
 def _stack(c: Call, tensors: list, dim: int = 0) -> Result:
     return c.op("stack", list(tensors), dim=dim)

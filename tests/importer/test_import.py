@@ -33,7 +33,7 @@ def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
     assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.1, stages.2" in text
     assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
     assert "when: $has_proj\n        else: x" in text                         # the projection only where needed
-    assert "- layer2_features: {cat: {dim: 1}}" in text                       # DenseNet's list, concatenated by the caller
+    assert "- layer2_features: {cat: [x, layer1]}" in text                       # DenseNet's list, concatenated by the caller
     assert "- sub_neg: {neg: {}}\n  - sub: {add: 1}" in text                  # 1 - x
     assert "- view: {reshape: [26]}" in text                                  # x.view(x.size(0), -1), per sample
     assert "- token: {Parameter: {shape: [1, 26], init: {normal_: {std: 0.02}}}}" in text

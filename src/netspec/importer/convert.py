@@ -311,7 +311,8 @@ def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
         if len(value) == 1:
             out[key] = value[0]
             continue
-        cat = SNode("cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim}, [v.name for v in value])
+        cat = SNode("cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None,
+                    [v.name for v in value])
         parent.nodes.append(cat)
         out[key] = Ref(cat.name, (None, None))
     return out

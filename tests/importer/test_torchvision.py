@@ -35,8 +35,8 @@ LIMITATIONS = {
     **{name: _REGNET for name in MODELS if name.startswith("regnet_")},
     **{name: _SWIN.format(buffer="relative_position_index") for name in ("swin_t", "swin_s", "swin_b")},
     **{name: _SWIN.format(buffer="relative_coords_table") for name in ("swin_v2_t", "swin_v2_s", "swin_v2_b")},
-    "maxvit_t": "blocks.0.layers.0.layers.0.attn_layer.1.attn: forward reads `relative_position_index`, a buffer: "
-                "a spec holds only parameters of its own nodes",
+    "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1: `torch.einsum` has no spec op or layer that "
+                "does the same; see `netspec layers ops` for the ops",   # and then its relative_position_index buffer
 }
 
 

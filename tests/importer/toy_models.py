@@ -177,3 +177,17 @@ class InPlace(nn.Module):
         y.relu_()
         y.mul_(2.0)
         return y.float() + x
+
+
+class TwoInputs(nn.Module):
+    """Two named inputs, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 4 * 4 + 3, 5)
+
+    def forward(self, image, extra):
+        features = torch.flatten(self.conv(image), 1)
+        logits = self.fc(torch.cat([features, extra], dim=1))
+        return logits, features

@@ -51,6 +51,10 @@ def test_two_inputs_and_two_outputs() -> None:
     assert "  - cat: [flatten, extra]\n" in text and text.endswith("outputs: [fc, flatten]\n")
 
 
+def test_arguments_with_defaults_are_fixed_at_them() -> None:
+    assert "- sigmoid: {}" in _round_trip(toys.WithFlag(), {"x": (4,)})
+
+
 def test_in_place_methods_change_what_later_reads_see() -> None:
     text = _round_trip(toys.InPlace(), {"x": (4,)})
     assert "- relu_: {relu: {}}\n  - mul_: {mul: 2.0}\n  - float_1: {to: float32}\n  - add: [float_1, x]" in text

@@ -191,3 +191,15 @@ class TwoInputs(nn.Module):
         features = torch.flatten(self.conv(image), 1)
         logits = self.fc(torch.cat([features, extra], dim=1))
         return logits, features
+
+
+class WithFlag(nn.Module):
+    """A forward argument with a default is fixed at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, features_only: bool = False):
+        x = self.fc(x)
+        return x if features_only else torch.sigmoid(x)

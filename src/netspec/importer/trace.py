@@ -216,7 +216,9 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
         raise ImportFailed(f"the model is a {class_path(root)}, not a module with its own forward: a spec's "
                            "top-level nodes need names, so state_dict keys like `0.weight` cannot be kept",
                            hint="wrap it in a module whose forward calls it")
-    traced = Traced("", root, "custom", trace_module(root, "", {}))
+    params = inspect.signature(root.forward).parameters
+    literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
+    traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for run, batch in enumerate(BATCHES):

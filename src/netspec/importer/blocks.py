@@ -40,7 +40,25 @@ class Block:
 
 def make_blocks(root: Body) -> dict[str, Block]:
     """Turn every use (``SNode.use``) under ``root`` into a block node; returns the blocks, in the
-    order they are first needed (inner ones first)."""
+    order they are first needed (inner ones first).
+
+    >>> from torch import nn
+    >>> from netspec.importer.convert import Converter
+    >>> from netspec.importer.trace import trace_model
+    >>> class Head(nn.Module):
+    ...     def __init__(self, n):
+    ...         super().__init__(); self.fc = nn.Linear(4, n)
+    ...     def forward(self, x):
+    ...         return self.fc(x)
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.a, self.b = Head(2), Head(3)
+    ...     def forward(self, x):
+    ...         return self.a(x), self.b(x)
+    >>> root = Converter(trace_model(Net(), {"x": (4,)})).run()
+    >>> make_blocks(root)["Head"].params, [(n.name, n.op, n.args) for n in root.nodes]
+    ({'out_features': 2}, [('a', 'Head', None), ('b', 'Head', {'out_features': 3})])
+    """
     blocks: dict[str, Block] = {}
     for _cls, uses in _classes_innermost_first(root):
         for form in _forms(uses, blocks):
@@ -132,7 +150,11 @@ def _value_at(node: SNode | None, slot: Slot, blocks: dict[str, Block]) -> Any:
 
 
 def default_of(op: str, key: str, blocks: dict[str, Block]) -> Any:
-    """The value an argument a node leaves out takes: the block's, op's or layer's default."""
+    """The value an argument a node leaves out takes: the block's, op's or layer's default.
+
+    >>> default_of("Conv2d", "stride", {}), default_of("LSTM", "batch_first", {}), default_of("cat", "dim", {})
+    (1, True, 1)
+    """
     if op in blocks:
         return blocks[op].params.get(key, ABSENT)
     if op in OPS:

@@ -73,7 +73,15 @@ def _same(default: Any, value: Any) -> bool:
 
 
 def const(c: Call, value: Any, what: str) -> Any:
-    """A number (or list of numbers) the spec can write: not a tensor, not the batch size."""
+    """A number (or list of numbers) the spec can write: not a tensor, not the batch size.
+
+    >>> c = Call("y", "fc", None, str)
+    >>> const(c, (2, 3), "a size")
+    [2, 3]
+    >>> const(c, BatchSize((1, 2), "x"), "a size")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: fc: the batch size (`x.size(0)`) is used as a value where the spec op takes a size; a spec's sizes are per sample
+    """
     if isinstance(value, Ref):
         raise ImportFailed(f"a tensor is used where the spec op takes {what}", where=c.where)
     if isinstance(value, BatchSize):

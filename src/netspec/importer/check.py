@@ -38,7 +38,13 @@ def _flat(value: object) -> list[torch.Tensor]:
 
 
 def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> Checked:
-    """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2."""
+    """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2.
+
+    >>> text = "name: m\\ninputs: {x: [4]}\\nnodes:\\n  - fc: {Linear: {out_features: 2}}\\n"
+    >>> check_round_trip(text, torch.nn.Sequential(), {"x": (4,)})
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: the written spec does not take the model's state_dict: Error(s) in loading state_dict for M: Missing key(s) in state_dict: "fc.weight", "fc.bias".
+    """
     from ..api import compile_spec, load_spec
 
     try:

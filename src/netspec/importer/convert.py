@@ -143,7 +143,7 @@ class Converter:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
         if sub.kind == "layer":
             return self._layer(name, sub, args, kwargs)
-        return module_node(name, sub, self._bind(sub, args, kwargs), self)
+        return _module_node(name, sub, self._bind(sub, args, kwargs), self)
 
     def _list_call(self, n: fx.Node, target: str) -> None:
         """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: a group named ``blocks``
@@ -282,7 +282,7 @@ def init_of(value: torch.Tensor) -> Any:
     return {"normal_": {"std": float(f"{std:.1g}")}}
 
 
-def module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
+def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
     """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
     from .groups import group_node
 
@@ -292,7 +292,7 @@ def module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
     if sub.kind == "sequential":
         return group_node(name, body, refs)
-    return block_use(name, body, refs)
+    return _block_use(name, body, refs)
 
 
 def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> dict[str, Ref]:
@@ -330,7 +330,7 @@ def _concatenated_dim(sub: Traced, key: str) -> int | None:
     return dims.pop() if len(dims) == 1 else None
 
 
-def block_use(name: str, body: Body, refs: list[Ref]) -> Result:
+def _block_use(name: str, body: Body, refs: list[Ref]) -> Result:
     """A node using a custom module's body; a stateless body of one node is written inline, and
     one that returns its input is no node at all."""
     if not body.stateful and len(body.outputs) == 1:

@@ -59,7 +59,13 @@ def _named_as(nodes: list[SNode], omitted: set[int], inputs: list[str], env: set
 
 def node_lines(nodes: list[SNode], inputs: list[str], env: set[str], indent: int, numbered: bool = False) -> list[str]:
     """YAML lines of a node list (``- ...`` items at ``indent`` spaces); in a group (``numbered``)
-    unnamed nodes are named by position, so names are written as they are."""
+    unnamed nodes are named by position, so names are written as they are.
+
+    >>> print("\\n".join(node_lines([SNode("Linear", "fc", {"out_features": 2}, ["x"]),
+    ...                              SNode("add", "add", None, ["fc", "x"])], ["x"], set(), 2)))
+      - fc: {Linear: {out_features: 2}}
+      - add: [fc, x]
+    """
     names = [n.name for n in nodes] if numbered else short_names(nodes, inputs, env)
     lines: list[str] = []
     previous = inputs[0] if inputs else None

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ..ops import OPS
 from ..registry import PARAM_OP
-from .ir import SNode
+from .ir import Body, SNode
 
 Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups
 Slot = tuple[Where, str, Any]  # a scalar argument: (node, key, index in a list or None)
@@ -37,7 +37,16 @@ class Form:
 
 def forms_of(uses: list[SNode]) -> list[Form]:
     """Uses grouped into forms, merged where one form only lacks optional nodes of another; the
-    most used form first."""
+    most used form first.
+
+    >>> def use(*nodes):
+    ...     return SNode("B", None, use=Body(None, "", ["x"], list(nodes), [nodes[-1].name]))
+    >>> plain = use(SNode("conv", "conv", None, ["x"]), SNode("add", "add", None, ["conv", "x"]))
+    >>> projected = use(SNode("proj", "proj", None, ["x"]), SNode("conv", "conv", None, ["x"]),
+    ...                 SNode("add", "add", None, ["conv", "proj"]))
+    >>> [(len(f.uses), f.optional) for f in forms_of([plain, projected])]
+    [(2, {'proj': 'x'})]
+    """
     exact: dict[Any, Form] = {}
     for use in uses:
         assert use.use is not None
@@ -55,7 +64,11 @@ def forms_of(uses: list[SNode]) -> list[Form]:
 
 
 def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
-    """A node with its scalar arguments blanked: what instances of one form share."""
+    """A node with its scalar arguments blanked: what instances of one form share.
+
+    >>> node_form(SNode("Conv2d", "conv", {"out_channels": 8, "kernel_size": [1, 3]}, ["x"]))
+    ('Conv2d', 'conv', ('x',), None, (('kernel_size', ('list', ('*', '*'))),), None)
+    """
     alias = alias or {}
     args: Any = {} if node.args is None else node.args  # no arguments: all at their defaults
     if node.op == PARAM_OP:
@@ -78,7 +91,11 @@ def _value_form(value: Any) -> Any:
 
 
 def is_scalar(value: Any) -> bool:
-    """A value a block parameter can hold (not an expression: those stay as written)."""
+    """A value a block parameter can hold (not an expression: those stay as written).
+
+    >>> is_scalar(3), is_scalar("nearest"), is_scalar("${i == 0}"), is_scalar([1])
+    (True, True, False, False)
+    """
     if isinstance(value, str):
         return "$" not in value
     return value is None or isinstance(value, (bool, int, float))
@@ -133,7 +150,11 @@ def _resolved(alias: dict[str, str]) -> dict[str, str] | None:
 
 def located(nodes: list[SNode], prefix: Where = ()) -> Iterator[tuple[Where, SNode]]:
     """Every node in a node list (groups too) with where it sits: its name at the top, its
-    position inside groups."""
+    position inside groups.
+
+    >>> [w for w, _ in located([SNode("Sequential", "g", nodes=[SNode("ReLU"), SNode("Tanh")])])]
+    [('g',), ('g', 0), ('g', 1)]
+    """
     for i, node in enumerate(nodes):
         where = prefix + ((node.name,) if not prefix else (i,))
         yield where, node
@@ -143,7 +164,11 @@ def located(nodes: list[SNode], prefix: Where = ()) -> Iterator[tuple[Where, SNo
 
 def slots(nodes: list[SNode]) -> Iterator[tuple[Slot, Any]]:
     """Every scalar argument in a node list (and every number in a list argument), by where it
-    sits. A Parameter's shape counts; its init does not (the weights are loaded)."""
+    sits. A Parameter's shape counts; its init does not (the weights are loaded).
+
+    >>> list(slots([SNode("Conv2d", "conv", {"out_channels": 8, "kernel_size": [1, 3]})]))
+    [((('conv',), 'out_channels', None), 8), ((('conv',), 'kernel_size', 0), 1), ((('conv',), 'kernel_size', 1), 3)]
+    """
     for where, node in located(nodes):
         if not isinstance(node.args, dict):
             continue

@@ -51,7 +51,7 @@ def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
     ('B', 3, {'stride': '${2 if i == 0 else 1}', 'down': '${i == 0}'})
     """
     uses = node.nodes or []
-    if not uses or any(u.name is not None or u.op != uses[0].op or u.nodes is not None or u.use is not None
+    if not uses or (len(uses) == 1 and uses[0].op not in blocks) or any(u.name is not None or u.op != uses[0].op or u.nodes is not None or u.use is not None
                             or not (u.args is None or isinstance(u.args, dict)) for u in uses):
         return node
     defaults = blocks.get(uses[0].op, {})  # a layer's or op's arguments: all written, or the same

@@ -35,7 +35,11 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def is_file(module: str) -> bool:
-    """Whether the module part names a file (the user's code) rather than an installed module."""
+    """Whether the module part names a file (the user's code) rather than an installed module.
+
+    >>> is_file("torchvision.models"), is_file("net.py"), is_file("models/net")
+    (False, True, True)
+    """
     return module.endswith(".py") or "/" in module or os.sep in module
 
 
@@ -63,7 +67,14 @@ def parse_args(items: list[str]) -> dict[str, Any]:
 
 
 def load_callable(target: str, allow_imports: list[str] | None) -> Callable[..., Any]:
-    """The callable ``target`` names, importing its module (see the module docstring)."""
+    """The callable ``target`` names, importing its module (see the module docstring).
+
+    >>> load_callable("torch.nn:Linear", None).__name__
+    'Linear'
+    >>> load_callable("net.py:Net", None)
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: importing `net.py` runs its code; refused; allow it explicitly: --allow-import net.py
+    """
     module_name, attr = parse_target(target)
     module = _import_file(module_name, allow_imports) if is_file(module_name) else _import_installed(module_name)
     obj: Any = module
@@ -111,7 +122,12 @@ def _import_file(path: str, allow_imports: list[str] | None) -> Any:
 
 
 def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
-    """Call the builder or class with the ``--args``; it must give an ``nn.Module``."""
+    """Call the builder or class with the ``--args``; it must give an ``nn.Module``.
+
+    >>> build(dict, {"a": 1}, "builtins:dict")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: `builtins:dict` gave a dict, not a torch.nn.Module
+    """
     from torch import nn
 
     try:
@@ -126,7 +142,12 @@ def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
 
 def input_shapes(model: Any, sizes: list[str] | None, fn: Callable[..., Any]) -> dict[str, tuple[int, ...]]:
     """The per-sample shape of each tensor argument of ``model.forward``: from ``--input-size``
-    (``3x224x224`` for the first, ``NAME=3x224x224`` by name), or torchvision's own size."""
+    (``3x224x224`` for the first, ``NAME=3x224x224`` by name), or torchvision's own size.
+
+    >>> import torch
+    >>> input_shapes(torch.nn.Bilinear(2, 3, 4), ["input1=5x2", "input2=5x3"], torch.nn.Bilinear)
+    {'input1': (5, 2), 'input2': (5, 3)}
+    """
     names = [n for n, p in inspect.signature(model.forward).parameters.items()
              if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     shapes: dict[str, tuple[int, ...]] = {}

@@ -59,7 +59,11 @@ def is_layer(module: nn.Module) -> bool:
 
 
 def kind_of(module: nn.Module) -> Kind:
-    """``layer`` (a torch.nn layer), ``sequential`` (nn.Sequential's own forward: a chain) or ``custom``."""
+    """``layer`` (a torch.nn layer), ``sequential`` (nn.Sequential's own forward: a chain) or ``custom``.
+
+    >>> kind_of(nn.ReLU()), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Identity())
+    ('layer', 'sequential', 'layer')
+    """
     if is_layer(module):
         return "layer"
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
@@ -95,7 +99,12 @@ class Traced:
 
 def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Graph:
     """The graph of ``module.forward`` with its children as leaves; ``literal`` arguments (not
-    tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls."""
+    tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls.
+
+    >>> g = trace_module(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "head", {})
+    >>> [(n.op, n.target) for n in g.nodes]
+    [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
+    """
     try:
         graph = _OneLevel(module).trace(module, concrete_args=literal or None)
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
@@ -155,14 +164,14 @@ class _Recorder(fx.Interpreter):
         assert node is not None
         sub = self.traced.calls.get(node)
         if sub is None:
-            sub = self.traced.calls[node] = start_trace(self.traced.module.get_submodule(target),
+            sub = self.traced.calls[node] = _start_trace(self.traced.module.get_submodule(target),
                                                         self.traced.child_path(target), args, kwargs)
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
-        return run_traced(sub, self.run_index, args, kwargs)
+        return _run_traced(sub, self.run_index, args, kwargs)
 
 
-def start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:
+def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:
     """The trace of one call: a custom module's forward is traced with its arguments that are not
     tensors fixed to their values at this call."""
     kind = kind_of(module)
@@ -185,7 +194,7 @@ def _holds_tensor(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and any(_holds_tensor(v) for v in value)
 
 
-def run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
+def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     """Run a traced custom module on real values (its tensor arguments only), recording as it goes."""
     bound = inspect.signature(traced.module.forward).bind(*args, **kwargs)
     bound.apply_defaults()

@@ -27,6 +27,7 @@ def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]]) -> s
 
 
 def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
+    torch.manual_seed(0)  # the token's init is read from its values
     text = _round_trip(toys.Toy(), {"x": (3, 8, 8)})
     assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.1, stages.2" in text
     assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
@@ -65,6 +66,8 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
                   "call of one module"),
     (toys.WithBuffer, "{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of "
                       "its own nodes"),
+    (toys.UnreadBuffer, "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
+                        "buffers outside torch.nn layers"),
     (toys.Unused, "{m}.Unused: `aux` holds weights but forward (in eval mode) never calls it: a spec cannot "
                   "hold a module its forward does not use"),
     (toys.Branchy, "{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "

@@ -203,3 +203,15 @@ class WithFlag(nn.Module):
     def forward(self, x, features_only: bool = False):
         x = self.fc(x)
         return x if features_only else torch.sigmoid(x)
+
+
+class UnreadBuffer(nn.Module):
+    """A buffer in the state_dict that forward never reads: still a key the spec cannot hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("steps", torch.zeros(()))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)

@@ -257,12 +257,11 @@ class Converter:
         for name, _ in self.module.named_parameters(recurse=False):
             if name not in used:
                 raise ImportFailed(f"parameter `{name}` is never read by forward", where=self.where)
-        if any(True for _ in self.module.named_buffers(recurse=False)) and self.module.state_dict(keep_vars=True):
-            own = [k for k in self.module.state_dict(keep_vars=True) if "." not in k and
-                   k not in dict(self.module.named_parameters(recurse=False))]
-            if own:
-                raise ImportFailed(f"{class_path(self.module)} holds buffer `{own[0]}`: a spec has no buffers "
-                                   "outside torch.nn layers", where=self.where)
+        kept = [k for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
+                if b is not None and k not in self.module._non_persistent_buffers_set]
+        if kept:
+            raise ImportFailed(f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
+                               "has no buffers outside torch.nn layers", where=self.where)
 
 
 def init_of(value: torch.Tensor) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ..ops import OPS
 from ..registry import PARAM_OP
-from .ir import Body, SNode
+from .ir import SNode
 
 Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups
 Slot = tuple[Where, str, Any]  # a scalar argument: (node, key, index in a list or None)
@@ -39,6 +39,7 @@ def forms_of(uses: list[SNode]) -> list[Form]:
     """Uses grouped into forms, merged where one form only lacks optional nodes of another; the
     most used form first.
 
+    >>> from netspec.importer.ir import Body
     >>> def use(*nodes):
     ...     return SNode("B", None, use=Body(None, "", ["x"], list(nodes), [nodes[-1].name]))
     >>> plain = use(SNode("conv", "conv", None, ["x"]), SNode("add", "add", None, ["conv", "x"]))

@@ -58,6 +58,7 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C at the terminal is for
 import torch
 import netspec.cli, netspec.training.loop, netspec.data.build, netspec.spec, netspec.api
 import tqdm
+import torchmetrics.classification                         # metrics: import once, not per child
 from matplotlib.figure import Figure                       # curves.png: import once, not per child
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -689,7 +690,7 @@ def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["run", str(spec), "--out", str(tmp_path / "ref")]) == 0
     ref_dir = only_run_dir(tmp_path / "ref")
     capsys.readouterr()
-    points = _fill_points(disk.writes)
+    points = [p for p in _fill_points(disk.writes) if p[0] != "curves.png"]  # best effort: see the next test
     assert {"spec.yaml", "spec.sha256", "train.log", "metrics.jsonl", "best.pt", "last.pt"} <= {n for n, _ in points}
     for k, (name, budget) in enumerate(points):
         out = tmp_path / f"runs{k}"
@@ -894,32 +895,35 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def test_ctrl_c_saves_exits_130_and_resume_is_exact(zygote: Zygote, tmp_path: Path) -> None:
-    """SIGINT to a training process mid-run: last.pt saved after the current step, exit 130,
-    the resume command printed; resuming ends bit-identical to an uninterrupted run."""
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+                         ids=["ctrl_c-130", "sigterm-143"])
+def test_stop_signal_saves_exits_and_resume_is_exact(zygote: Zygote, tmp_path: Path, signum: int, code: int,
+                                                     word: str) -> None:
+    """SIGINT (Ctrl-C), or SIGTERM (what a cluster scheduler sends before it kills a job), to a
+    training process mid-run: last.pt saved after the current step, exit 130 or 143, the resume
+    command printed; resuming ends bit-identical to an uninterrupted run."""
     spec = write_spec(tmp_path / "spec.yaml", spec_dict(epochs=100))
     ref = Reference(Forked(zygote), spec, tmp_path)
     out, log = tmp_path / "runs", tmp_path / "a.log"
     pid = zygote.spawn(["run", spec, "--out", out], log, tmp_path)
     _wait_for(lambda: any(p.read_text().count("\n") >= 2 for p in out.glob("*/metrics.jsonl")), 60, "two epochs")
-    os.kill(pid, signal.SIGINT)
-    assert zygote.wait(pid) == 130
+    os.kill(pid, signum)
+    assert zygote.wait(pid) == code
     run_dir = only_run_dir(out)
-    text = log.read_text()
-    assert f"--resume {run_dir / 'last.pt'}" in text.strip().splitlines()[-1]
-    last = check_run_dir(run_dir)
-    assert 2 <= last["epoch"] < 100
+    last_line = log.read_text().strip().splitlines()[-1]
+    assert last_line == f"{word}; continue with: netspec run {spec} --resume {run_dir / 'last.pt'}"
+    assert 2 <= check_run_dir(run_dir)["epoch"] < 100
     assert zygote.run(["run", spec, "--resume", run_dir], tmp_path / "b.log", tmp_path) == 0
     assert "spec changed" not in (tmp_path / "b.log").read_text()
     assert_same_run(run_dir, ref.dir)
 
 
 def _slow_validation_spec(tmp: Path) -> Path:
-    """Two quick training steps, then a validation pass of 20000 one-sample batches (seconds of
-    Python-level work, so a signal is handled within milliseconds)."""
+    """Two quick training steps, then a validation pass of 100 000 one-sample batches (seconds of
+    Python-level work even on a fast machine, so a signal is handled within milliseconds)."""
     spec = spec_dict(epochs=3)
     spec["data"] = {"train": {"source": "random", "n": 2, "shapes": {"x": [8]}, "n_classes": 2},
-                    "val": {"source": "random", "n": 20000, "shapes": {"x": [8]}, "n_classes": 2},
+                    "val": {"source": "random", "n": 100_000, "shapes": {"x": [8]}, "n_classes": 2},
                     "batch_size": 1}
     return write_spec(tmp / "slow.yaml", spec)
 

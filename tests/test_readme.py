@@ -60,3 +60,20 @@ def test_training_examples_in_the_readme_validate(repo_root, tmp_path):
         spec.setdefault("loss", "CrossEntropyLoss")
         spec.setdefault("optimizer", {"SGD": {"lr": 0.1}})
         netspec.load_spec(spec)  # checks every training section (param-group names need the model)
+
+
+def test_graph_and_print_config_examples_are_real_output(repo_root, capsys, monkeypatch):
+    """The README's Mermaid picture and --print-config text are what the commands print today."""
+    import netspec
+    from netspec.cli import main
+    from netspec.picture import picture_of, to_mermaid
+
+    text = _readme(repo_root)
+    (mermaid,) = re.findall(r"```mermaid\n(.*?)\n```", text, re.S)
+    graph = netspec.compile_spec(repo_root / "specs" / "two_input_net.yaml").graph
+    assert mermaid == to_mermaid(picture_of(graph))
+    command = "netspec run specs/logistic_regression.yaml --print-config --epochs 50"
+    shown = text.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(repo_root)  # the README's paths are relative to the repository
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out == shown

@@ -10,10 +10,13 @@ style) and JSON, and spec paths of the normalised node form map back to the text
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from netspec.errors import SpecError, SpecSyntaxError
 from netspec.source import MAX_BYTES, MAX_DEPTH, MAX_VALUES, Document, load_document
@@ -83,6 +86,59 @@ def test_reasonable_aliases_work() -> None:
     doc = load("base: &b {out_features: 4}\nother: *b\nmerged: {<<: *b, bias: false}\n")
     assert doc.data["other"] == {"out_features": 4}
     assert doc.data["merged"] == {"out_features": 4, "bias": False}
+
+
+def test_a_merged_key_may_be_overridden_but_not_written_twice() -> None:
+    """YAML's merge: the mapping's own keys win over merged ones, and the merged mappings combine
+    as PyYAML combines them; only a key the mapping itself writes twice is a duplicate."""
+    text = "base: &b {epochs: 2, seed: 1}\nmore: &m {seed: 9, lr: 3}\ntrain: {<<: [*b, *m], epochs: 5}\n" \
+           "again: {<<: *b, seed: 4}\n"
+    doc = load(text)
+    assert doc.data == yaml.safe_load(text)
+    assert doc.data["train"]["epochs"] == 5 and doc.data["again"] == {"epochs": 2, "seed": 4}
+    assert (doc.locate(("train", "epochs")).line, doc.locate(("train", "epochs")).col) == (3, 31)  # its own value
+    err = syntax_error("base: &b {epochs: 2}\ntrain: {<<: *b, seed: 1, seed: 2}\n")
+    assert "duplicate key `seed`" in err.message and (err.location.line, err.location.col) == (2, 26)
+
+
+def test_an_aliased_merge_is_built_the_same_twice() -> None:
+    doc = load("b: &b {x: 1}\nm: &m {<<: *b, x: 2}\nuse: [*m, *m]\n")
+    assert doc.data["use"] == [{"x": 2}, {"x": 2}]
+
+
+def test_a_big_spec_is_not_called_an_alias_bomb() -> None:
+    """100 000 nodes and no alias: over the value limit, said as such."""
+    err = syntax_error("name: big\nnodes:\n" + "  - ReLU: {}\n" * 100_000)
+    assert f"more than {MAX_VALUES:,} values, over the limit for a spec" in err.message
+    assert "alias" not in err.message and "repeat" in (err.hint or "")
+
+
+def test_nan_is_refused_where_it_is_written() -> None:
+    err = syntax_error("name: n\noptimizer: {SGD: {lr: .nan}}\n")
+    assert "`.nan` is not a number" in err.message and (err.location.line, err.location.col) == (2, 23)
+    assert load("norm: .inf\n").data["norm"] == float("inf")  # inf is a value (grad_clip.norm_type: inf)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/null"])
+def test_a_spec_that_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path) -> None:
+    """A FIFO would wait for a writer forever, /dev/zero never end: refused before reading."""
+    path = tmp_path / "spec.yaml" if kind == "fifo" else Path(kind)
+    if kind == "fifo":
+        os.mkfifo(path)
+    result: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _catch(lambda: load_document(path), result), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), f"reading {kind} as a spec hangs"
+    assert isinstance(result[0], SpecSyntaxError) and "is not a regular file" in result[0].message
+
+
+def _catch(fn, into: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as err:  # noqa: BLE001 -- handed to the test's thread
+        into.append(err)
 
 
 def test_value_count_limit_is_what_stops_the_bomb() -> None:

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from datafiles import write_cifar, write_image_folder, write_mnist, write_npz
+from speclist import spec_params
 from netspec.cli import main
+from netspec.extends import resolve_extends
+from netspec.source import load_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -43,6 +45,8 @@ SMALL: dict[str, list[str]] = {
                               "data.train.n=8"],
     "unet": ["inputs.image.shape=[3, 32, 32]", "data.train.size=32", "data.train.n=8", "data.batch_size=4"],
     "small_resnet": ["data.loader.num_workers=0"],
+    "timm_resnet34": ["inputs.image.shape=[1, 64, 64]", "data.train.shapes.image=[1, 64, 64]", "data.train.n=8"],
+    "timm_resnet34_fashion": ["inputs.image.shape=[1, 64, 64]", "data.transforms.0.Resize=64"],
     "resnet18": ["inputs.image.shape=[3, 64, 64]", "data.transforms.0.RandomResizedCrop=64",
                  "data.eval_transforms.0.Resize=72", "data.eval_transforms.1.CenterCrop=64",
                  "data.loader.num_workers=0"],
@@ -104,14 +108,14 @@ def data_overrides(spec: dict[str, Any], tmp: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_runs_one_short_epoch(path: Path, tmp_path: Path, cifar_unchecked: None,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec = resolve_extends(load_document(path)).data  # with the sections of a base it extends
     assert {"data", "loss", "optimizer"} <= set(spec), f"{path.name} has no training sections"
     overrides = ["train.epochs=1", "train.device=cpu", "train.progress=line",
                  *data_overrides(spec, tmp_path), *SMALL.get(path.stem, [])]
-    argv = ["run", str(path), "--out", str(tmp_path / "runs")]
+    argv = ["run", str(path), "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path)]  # data is written there
     for item in overrides:
         argv += ["--set", item]
     assert main(argv) == 0, capsys.readouterr().err

@@ -36,6 +36,8 @@ _EXPORTS = {
     "import_model": "importer.api",
     # module -> trained module
     "train": "training.loop", "evaluate": "training.evaluate",
+    # trained module -> predictions, other formats
+    "load_run": "interop.run",
     # extending netspec: one decorator per registry
     "register_module": "layers",
     "register_loss": "training.losses",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
     from .data import register_source as register_source
     from .errors import SpecError as SpecError
     from .importer.api import import_model as import_model
+    from .interop.run import load_run as load_run
     from .layers import register_module as register_module
     from .spec import BlockSpec as BlockSpec
     from .spec import InputSpec as InputSpec

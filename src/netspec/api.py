@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import fx
 
-from .errors import SpecError
+from .access import check_roots
+from .errors import Location, SpecError
 from .module import build_module
 from .shapes import Options, TypedGraph, infer_shapes, resolve_params
 from .spec import Spec, document_of
@@ -16,18 +18,30 @@ from .spec import load_spec as _load_spec
 
 
 def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-              allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
+              allow_imports: list[str] | tuple[str, ...] | None = None,
+              data_roots: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = ()) -> Spec:
     """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec; or ``text=`` alone.
 
     ``overrides`` are ``key=value`` strings as on the command line (``n_classes=5``,
     ``train.epochs=3``). Raises :class:`netspec.SpecError` (one located line) on mistakes.
+
+    The files the spec names (data, weights) are read only under the spec file's folder (the
+    working directory for text or a dict), the ``data_roots`` given here and those of the
+    ``NETSPEC_DATA_ROOTS`` environment variable; ``data_roots=["/"]`` trusts the spec with
+    every file (:mod:`netspec.access`). The roots travel with the spec to ``train``,
+    ``evaluate`` and ``compile_spec``.
 
     >>> load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]}).name
     'm'
     >>> load_spec(text="name: m\\ninputs: {x: [3]}\\nnodes: [ReLU]\\n").nodes[0].op
     'ReLU'
     """
-    return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports)
+    try:
+        roots = check_roots(data_roots)
+    except SpecError as err:  # located at the spec the option was given with
+        named = isinstance(source, (str, os.PathLike)) and "\n" not in os.fspath(source)
+        raise err.with_location(Location(os.fspath(source) if named else "<spec>")) from None
+    return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports, roots=roots)
 
 
 @dataclass
@@ -50,7 +64,7 @@ def compile_spec(spec_or_path: Any, *, max_params: int | None = None, **params: 
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
     doc = document_of(spec)
     base = doc.base_dir if doc.file and not doc.file.startswith("<") else Path.cwd()
-    options = Options(base_dir=Path(base))
+    options = Options(base_dir=Path(base), roots=doc.roots)
     if max_params is not None:
         options.max_params = max_params
     try:

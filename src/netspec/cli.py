@@ -6,16 +6,19 @@ import argparse
 import contextlib
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
-from .errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, SpecError
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --summary
   netspec compile specs/unet.yaml --set n_classes=5 --set bilinear=true --code
   netspec compile specs/lenet.yaml --input-size 1x32x32 --depth 3 --summary
+  netspec compile specs/unet.yaml --graph unet.svg
+  netspec compile specs/unet.yaml --print-config
 """
 
 
@@ -24,6 +27,33 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
                    help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
                    help="allow the spec to import this Python module (custom layers); never implied")
+    add_data_root(p)
+    add_print_config(p)
+
+
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    """``--data-root DIR`` (repeatable): a folder the spec may read besides its own.
+
+    >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args(["--data-root", "a", "--data-root", "b"]).data_roots
+    ['a', 'b']
+    """
+    p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
+                   help="let the spec read files (data, weights) under DIR too; by default it reads only under "
+                        "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")
+
+
+def add_print_config(p: argparse.ArgumentParser) -> None:
+    """``--print-config`` on a command that loads a spec (compile, validate, run)."""
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit")
+
+
+def print_config(spec, path: str) -> int:
+    """What ``--print-config`` does once the spec is loaded: print it resolved; exit code 0."""
+    from .printing import resolved_config
+
+    print(resolved_config(spec, path), end="")
+    return 0
 
 
 def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
@@ -41,13 +71,17 @@ def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: li
 
 
 def _load(args: argparse.Namespace):
+    from .access import check_roots
     from .api import load_spec
+    from .extends import resolve_extends
     from .source import load_document
     from .spec import parse_document
 
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
         doc = load_document(args.spec)
+        doc.roots = check_roots(args.data_roots)
+        doc = resolve_extends(doc)
         names = list((doc.data or {}).get("inputs") or {}) if isinstance(doc.data, dict) else []
         fixed = []
         for o in overrides:
@@ -58,7 +92,7 @@ def _load(args: argparse.Namespace):
                 o = f"inputs.{names[idx]}.shape=" + o.split("=", 1)[1]
             fixed.append(o)
         return parse_document(doc, fixed, args.allow_imports)
-    return load_spec(args.spec, overrides=overrides, allow_imports=args.allow_imports)
+    return load_spec(args.spec, overrides=overrides, allow_imports=args.allow_imports, data_roots=args.data_roots)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -66,6 +100,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .summary import dump_code, frozen_report, graph_table, header, summary_text
 
     spec = _load(args)
+    if args.print_config:
+        return print_config(spec, args.spec)
+    if args.graph:
+        from .picture import picture_format
+
+        _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
     c = compile_spec(spec, max_params=args.max_params)
     print(header(c))
     for line in c.log:
@@ -75,10 +115,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary_text(c, depth=args.depth))
         print(frozen_report(c.module))
-    if not args.code and not args.summary:
+    if args.graph:
+        from .picture import write_picture
+
+        print(_at_spec_file(write_picture, c.graph, args.graph, spec=args.spec))
+    if not args.code and not args.summary and not args.graph:
         print(graph_table(c))
         print(frozen_report(c.module))
     return 0
+
+
+def _at_spec_file(fn, *args, spec: str):
+    """``fn(*args)``; a SpecError about a command-line option is located at the spec file."""
+    from .errors import Location
+
+    try:
+        return fn(*args)
+    except SpecError as e:
+        raise e.with_location(Location(spec)) from None
 
 
 def _check_training(spec) -> None:
@@ -98,9 +152,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .api import compile_spec, load_spec
 
     failed = 0
-    for path in args.specs:
+    for i, path in enumerate(args.specs):
         try:
-            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports)
+            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports,
+                             data_roots=args.data_roots)
+            if args.print_config:
+                print("---" if i else "", end="\n" if i else "")  # one YAML document per spec
+                print_config(spec, path)
+                continue
             c = compile_spec(spec)
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
@@ -128,39 +187,48 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .layers import LAYERS
-    from .ops import OPS
-    from .zoo import ZOO
+    from .catalog import catalog, layer_infos  # names and arguments without importing torch
 
     if args.kind in ("all", "layers"):
         print("layers (torch.nn; * = inferred from the input):")
-        for name, e in LAYERS.items():
+        for name, e in layer_infos().items():
             params = ", ".join(p + ("*" if p in e.inferable else "") for p in e.params)
             print(f"  {name}({params})")
     if args.kind in ("all", "ops"):
         print("ops:")
-        for name, o in OPS.items():
+        for name, o in catalog().ops.items():
             print(f"  {name}({', '.join(o.params)}) - {o.doc}")
     if args.kind in ("all", "models"):
-        print("torchvision models:", ", ".join(ZOO))
+        print("torchvision models:", ", ".join(catalog().models))
+        print("timm models: `netspec layers timm` (timm.resnet34, ...; needs timm)")
+    if args.kind == "timm":  # not in `all`: importing timm takes seconds
+        from .timm_zoo import INSTALL, TIMM
+
+        if not TIMM:
+            print(f"timm is not installed; install it with {INSTALL}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        print(f"timm models ({len(TIMM)}):", ", ".join(TIMM))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="netspec", description="Declarative PyTorch networks: compile, validate, train and evaluate specs.",
+        prog="netspec", description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
                "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
-               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted.")
+               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
+               "143 terminated (SIGTERM).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("compile", help="validate and compile a spec; print a summary or the generated code",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     _add_spec_options(p)
-    p.add_argument("--summary", action="store_true", help="print the torchinfo summary (runs one forward pass)")
+    p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
+                                                   "svg/png use graphviz when installed, else netspec's own layout")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
@@ -181,14 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("layers", help="list the layer types, ops and torchvision models a spec can use")
-    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models"])
+    p = sub.add_parser("layers", help="list the layer types, ops and torchvision (or timm) models a spec can use")
+    p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models", "timm"])
     p.set_defaults(func=cmd_layers)
 
     from .importer import cli as import_cli
+    from .interop import cli as interop_cli
     from .training import cli as train_cli
 
     train_cli.register(sub)
+    interop_cli.register(sub)  # predict, export
     import_cli.register(sub)
     return parser
 
@@ -205,10 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not live:
             warnings.simplefilter("default")
         try:
-            code = int(args.func(args) or 0)
+            with _sigterm_stops():
+                code = int(args.func(args) or 0)
         except SpecError as e:
             print(str(e), file=sys.stderr)
             return EXIT_USER_ERROR
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -218,6 +292,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code == 0:  # after a failure (validate's one line per spec) they would only be noise
         _print_warnings(caught)
     return code
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM ends a command with one line and exit 143, like Ctrl-C (130), instead of killing
+    it silently; a training run replaces this handler with one that saves first."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:

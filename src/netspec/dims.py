@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Hashable, Iterator
 
 import torch
 from torch import nn
@@ -179,6 +179,65 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
                      f"output {shape_str(out.value, out.twin)} has no batch dim",
                      hint=f"the batch is dim {batch_dims(v, t)[0]} of the input (dims count from the "
                           "tensor's own dim 0, as in torch)")
+
+
+# ---- reusing a result ----------------------------------------------------------------------
+# Running a layer on meta tensors costs a millisecond or more (torch computes meta shapes in
+# Python), so shape inference runs each distinct call once: a torch.nn layer's output shapes
+# depend only on its arguments and on its inputs' shapes, strides and dtypes, which these keys
+# hold. A 5,000-node chain of a few distinct layers then costs little more than reading it.
+
+def args_key(value: Any) -> Hashable:
+    """A hashable stand-in for constructor or op arguments made of plain data; TypeError for
+    anything else (a tensor, an object), which is then not reused.
+
+    >>> args_key({"out_features": 8, "bias": True}) == args_key({"out_features": 8, "bias": 1})
+    False
+    """
+    if isinstance(value, dict):
+        return ("dict", *((k, args_key(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(args_key(v) for v in value))
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)  # the type too: True == 1 == 1.0 as keys
+    raise TypeError(f"not plain data: {type(value).__name__}")
+
+
+def probe_key(probe: Probe) -> Hashable:
+    """What a call's output shapes can depend on in an input: each tensor's shape, strides and
+    dtype, at both batch sizes.
+
+    >>> probe_key(input_probe((4,), torch.float32)) == probe_key(input_probe((4,), torch.float32))
+    True
+    """
+    return _value_key(probe.value), _value_key(probe.twin)
+
+
+def _value_key(value: Any) -> Hashable:
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.layout)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_value_key(v) for v in value))
+    return args_key(value)
+
+
+def fresh(value: Any) -> Any:
+    """New meta tensors like those of ``value`` (a tensor, None, a number, or tuples and lists of
+    them), so a reused result is never the same object as another node's; TypeError for
+    anything else.
+
+    >>> fresh((torch.empty(2, 3, device="meta"), None))[0].shape
+    torch.Size([2, 3])
+    """
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "meta" or value.layout is not torch.strided:
+            raise TypeError("only strided meta tensors are copied")
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    if type(value) in (tuple, list):
+        return type(value)(fresh(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot copy a {type(value).__name__}")
 
 
 # ---- running on meta ---------------------------------------------------------------------

@@ -12,12 +12,14 @@ Internal invariants use ``assert``; anything a user can cause raises one of thes
 from __future__ import annotations
 
 import difflib
+import signal
 from dataclasses import dataclass, field
 from typing import Iterable
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_TERMINATED = 143    # SIGTERM (a scheduler stopping the job): 128 + 15
 EXIT_TRAINING_FAILED = 3
 
 
@@ -119,6 +121,10 @@ class DataError(SpecError):
     """Data files are missing, truncated or corrupt, or do not match the model."""
 
 
+class AccessRefused(SpecError):
+    """A spec names a file outside the folders it may read (see :mod:`netspec.access`)."""
+
+
 class CheckpointError(SpecError):
     """A checkpoint or weight file cannot be used with this spec."""
 
@@ -146,11 +152,24 @@ class WriteFailed(TrainingError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C: a checkpoint was saved at ``checkpoint``; the CLI exits with code 130."""
+    """Ctrl-C or SIGTERM: a checkpoint was saved at ``checkpoint``; the CLI exits with code 130
+    (SIGINT) or 143 (SIGTERM).
 
-    def __init__(self, checkpoint: object) -> None:
+    >>> Interrupted("runs/x/last.pt", 15).exit_code
+    143
+    """
+
+    def __init__(self, checkpoint: object, signum: int = signal.SIGINT) -> None:
         super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
-        self.checkpoint = checkpoint
+        self.checkpoint, self.signum = checkpoint, signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TERMINATED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM with no checkpoint to save (before training, or a second SIGTERM): exit 143 at once."""
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str | None:

@@ -7,9 +7,10 @@ checking names, references, cycles and unused values on the way.
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Container, Mapping
 
 from .errors import GraphError, did_you_mean
 from .expr import ShapeInfo, substitute
@@ -28,7 +29,7 @@ def _reserved_names() -> frozenset[str]:
     from torch import fx
 
     probe = fx.GraphModule(torch.nn.Module(), fx.Graph())
-    return frozenset(dir(probe)) | {"self"}
+    return frozenset(dir(probe)) | {"self", "netspec_graph"}  # module.py sets gm.netspec_graph
 
 
 RESERVED_NAMES = _reserved_names()
@@ -64,18 +65,30 @@ class Dag:
     outputs: list[tuple[str, str]]  # (external name, node name)
 
 
-def auto_name(op: str, taken: set[str]) -> str:
+def auto_name(op: str, taken: Container[str]) -> str:
     """``Conv2d`` -> ``conv2d``, then ``conv2d_1``, ... (like torch.fx).
 
     >>> auto_name("Conv2d", {"conv2d"})
     'conv2d_1'
     """
-    base = re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
-    name, i = base, 0
-    while name in taken or name in RESERVED_NAMES:
+    base = _base_name(op)
+    return _suffixed(base, _free_suffix(base, taken, 0))
+
+
+def _base_name(op: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z_]", "_", op).lower()
+
+
+def _suffixed(base: str, i: int) -> str:
+    return f"{base}_{i}" if i else base
+
+
+def _free_suffix(base: str, taken: Container[str], start: int) -> int:
+    """The first suffix from ``start`` on that makes a name neither taken nor reserved."""
+    i = start
+    while (name := _suffixed(base, i)) in taken or name in RESERVED_NAMES:
         i += 1
-        name = f"{base}_{i}"
-    return name
+    return i
 
 
 def _enabled(node: NodeSpec, env: Mapping[str, Any], path: SpecPath) -> bool:
@@ -105,10 +118,22 @@ class _Scope:
     env: Mapping[str, Any]
     numbered: bool                                        # unnamed nodes are "0", "1", ... (groups)
     aliases: dict[str, tuple[str, SpecPath]] = field(default_factory=dict)  # `else` of disabled nodes
+    # base name -> the suffix its last auto name got: names are only ever added, so the first
+    # free suffix never goes down, and each auto name costs a few probes however many came before
+    suffixes: dict[str, int] = field(default_factory=dict)
+
+    def __contains__(self, name: object) -> bool:
+        """Taken for an auto name: a node or input, an explicit name, or a parameter (so
+        `$dropout` still means the parameter)."""
+        return name in self.taken or name in self.explicit or name in self.env
+
+    def auto(self, op: str) -> str:
+        base = _base_name(op)
+        self.suffixes[base] = _free_suffix(base, self, self.suffixes.get(base, 0))
+        return _suffixed(base, self.suffixes[base])
 
     def name(self, node: NodeSpec, i: int, path: SpecPath) -> str:
-        # auto names skip parameter names too, so `$dropout` still means the parameter
-        name = node.name or (str(i) if self.numbered else auto_name(node.op, self.taken | self.explicit | set(self.env)))
+        name = node.name or (str(i) if self.numbered else self.auto(node.op))
         if name in RESERVED_NAMES:
             raise GraphError(f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=path,
                              hint="pick another name")
@@ -314,21 +339,33 @@ def _check_refs(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, s
 
 
 def _toposort(nodes: list[DagNode], inputs: list[str]) -> list[DagNode]:
-    """Kahn's algorithm, preferring spec order, so parameters register in node order."""
-    done = set(inputs)
-    remaining = list(nodes)
+    """Kahn's algorithm, preferring spec order, so parameters register in node order: each
+    step takes the first node in spec order whose inputs are all computed (a heap of the
+    ready nodes' positions keeps that O(n log n))."""
+    position = {n.name: i for i, n in enumerate(nodes)}
+    computed = set(inputs)
+    waiting = [0] * len(nodes)                  # inputs each node still waits for
+    readers: dict[str, list[int]] = {}          # node name -> positions of the nodes reading it
+    for i, node in enumerate(nodes):
+        for ref in dict.fromkeys(node.input_names):
+            if ref in position and ref not in computed:
+                waiting[i] += 1
+                readers.setdefault(ref, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
     ordered: list[DagNode] = []
-    while remaining:
-        for idx, node in enumerate(remaining):
-            if all(r in done for r in node.input_names):
-                ordered.append(node)
-                done.add(node.name)
-                del remaining[idx]
-                break
-        else:
-            cycle = _find_cycle(remaining)
-            raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}", path=remaining[0].path,
-                             node=remaining[0].name, hint="a node cannot depend on its own output")
+    while ready:
+        node = nodes[heapq.heappop(ready)]
+        ordered.append(node)
+        for j in readers.get(node.name, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, j)
+    if len(ordered) < len(nodes):
+        done = {n.name for n in ordered}
+        remaining = [n for n in nodes if n.name not in done]
+        cycle = _find_cycle(remaining)
+        raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}", path=remaining[0].path,
+                         node=remaining[0].name, hint="a node cannot depend on its own output")
     return ordered
 
 

@@ -138,16 +138,29 @@ def _make_entry(name: str, cls: type[nn.Module], custom: bool = False) -> LayerT
     return LayerType(name, cls, params, lo, hi, custom, hints, _forward_params(cls))
 
 
-def _fill(registry: Registry[LayerType]) -> None:
-    """torch.nn's layers (sorted), then the modules installed packages declare."""
+def torch_layer_types() -> dict[str, LayerType]:
+    """torch.nn's layers a spec can name, sorted (what ``netspec.catalog`` records).
+
+    >>> entry = torch_layer_types()["Conv2d"]
+    >>> entry.inferable, entry.required
+    (['in_channels'], ['out_channels', 'kernel_size'])
+    """
     loss_base = nn.modules.loss._Loss
+    out: dict[str, LayerType] = {}
     for name in sorted(getattr(nn.modules, "__all__", dir(nn))):
         cls = getattr(nn, name, None)
         if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
             continue
-        if name in _EXCLUDED or name in registry.refused or name.startswith("Lazy") or issubclass(cls, loss_base):
+        if name in _EXCLUDED or name in REFUSED or name.startswith("Lazy") or issubclass(cls, loss_base):
             continue
-        registry.add(name, _make_entry(name, cls))
+        out[name] = _make_entry(name, cls)
+    return out
+
+
+def _fill(registry: Registry[LayerType]) -> None:
+    """torch.nn's layers (sorted), then the modules installed packages declare."""
+    for name, entry in torch_layer_types().items():
+        registry.add(name, entry)
     load_entry_points()
 
 

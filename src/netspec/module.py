@@ -19,7 +19,7 @@ from . import functional as nsf
 from .errors import BuildError, SpecError
 from .parameters import make_parameter
 from .typed import TypedGraph, TypedNode
-from .zoo import ZOO, load_local_weights, set_submodule, truncate_model
+from .zoo import family_of, set_submodule, truncate_model
 
 
 class NetspecTracer(fx.Tracer):
@@ -78,10 +78,11 @@ def _freeze(module: nn.Module, rule: bool | list[str] | None) -> list[str]:
 def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
     plan = node.zoo
     assert plan is not None
-    model = ZOO[plan.builder](**plan.kwargs)
+    family = family_of(plan.builder)
+    model = family.build(plan.builder, **plan.kwargs)
     if plan.weights is not None:
         try:
-            log += [f"{node.name}: {line}" for line in load_local_weights(model, plan.weights, plan.strict)]
+            log += [f"{node.name}: {line}" for line in family.load(model, plan.weights, plan.strict)]
         except SpecError as e:  # CheckpointError: point at the node's `weights`
             e.path, e.node = node.path + (node.op, "weights"), node.name
             raise

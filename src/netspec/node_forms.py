@@ -22,13 +22,13 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 from .errors import did_you_mean
-from .layers import LAYERS
-from .ops import OPS
-from .registry import GROUP_OP, all_op_names, op_kind
-from .zoo import zoo_params
+from .registry import GROUP_OP, TIMM_PREFIX, all_op_names, op_kind
+
+# The registries (layers, ops, zoo) are imported where a node is read, not here: they import
+# torch, and the spec models (and `netspec schema`) must not.
 
 NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "nodes")
-IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
 
 
 Blocks = Mapping[str, Any]  # block name -> its parameter names (a set of names will do)
@@ -73,11 +73,22 @@ def normalize_node(raw: Any, blocks: Blocks) -> dict[str, Any]:
 
 def _check_op(op: Any, blocks: Blocks, subpath: list[Any]) -> None:
     if isinstance(op, str) and op_kind(op, blocks) is None:
-        raise PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                                  {"name": op, "hint": _op_hint(op, blocks), "subpath": subpath})
+        raise _unknown_error(op, blocks, subpath)
+
+
+def _unknown_error(name: str, blocks: Blocks, subpath: list[Any]) -> PydanticCustomError:
+    if name.startswith(TIMM_PREFIX):  # not installed, or not one of timm's models
+        from .timm_zoo import unknown_timm_model
+
+        return PydanticCustomError("unknown_op", "{message}", {"message": unknown_timm_model(name),
+                                                                "subpath": subpath})
+    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
+                               {"name": name, "hint": _op_hint(name, blocks), "subpath": subpath})
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
+    from .layers import LAYERS
+
     if name in LAYERS.refused:
         return LAYERS.refused[name]
     return did_you_mean(name, all_op_names(blocks)) or "see `netspec layers` for the list"
@@ -114,16 +125,21 @@ def _names_a_node(key: str, inner: str, blocks: Blocks) -> bool:
     if kind is None:
         return True
     if kind == "op":
+        from .ops import OPS
+
         return inner not in OPS[key].params
     return inner_kind in ("layer", "block", "group", "param") and inner not in _arguments(key, kind, blocks)
 
 
 def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
+    from .layers import LAYERS
+    from .zoo import model_params
+
     if kind == "layer":
         return LAYERS[key].params
     if kind == "block":
         return blocks[key] if isinstance(blocks, Mapping) else ()
-    return zoo_params(key) if kind == "zoo" else ()
+    return model_params(key) if kind in ("zoo", "timm") else ()
 
 
 def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
@@ -168,9 +184,7 @@ def _unknown_op(key: str, value: Any, blocks: Blocks) -> PydanticCustomError:
         unknown = inner_key
     else:
         unknown = key
-    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                               {"name": unknown, "hint": _op_hint(unknown, blocks),
-                                "subpath": [key] if unknown == key else [key, unknown]})
+    return _unknown_error(unknown, blocks, [key] if unknown == key else [key, unknown])
 
 
 def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, Any]:
@@ -186,6 +200,8 @@ def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, An
         # nested paths read `nodes[i].nodes[j]`; Document.raw_path finds the list as written
         out["nodes"] = [normalize_at(n, blocks, ("nodes", j)) for j, n in enumerate(out["nodes"])]
     if kind == "op" and isinstance(out.get("args"), list) and "from" not in out:
+        from .ops import OPS
+
         entry = OPS[out["op"]]
         if entry.max_inputs is None or entry.max_inputs > 1:
             out["from"], out["args"] = out["args"], None

@@ -27,11 +27,10 @@ from .dims import Probe
 from .errors import BuildError, SpecError, did_you_mean
 from .expr import substitute
 from .initializers import INIT_FUNCTIONS
-from .registry import PARAM_OP, check_args
+from .registry import PARAM_ARGS, PARAM_OP, check_args
 
 DEFAULT_INIT = "normal_"  # mean 0, std 1: what the seed's torch.randn gives
 
-PARAM_ARGS = ("shape", "init")
 MAX_ELEMENTS = 2 ** 34  # a bigger tensor would fail anyway; the message is clearer here
 
 

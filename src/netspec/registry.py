@@ -23,7 +23,7 @@ netspec.errors.SpecError: <spec>: paint: unknown color `rde`; did you mean `red`
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Generic, Iterator, Literal, Mapping, TypeVar
+from typing import Any, Callable, Collection, Generic, Iterator, Literal, Mapping, TypeVar
 
 from .errors import SpecError, did_you_mean
 
@@ -45,7 +45,7 @@ class Registry(Mapping[str, T], Generic[T]):
 
     def __init__(self, kind: str, *, fill: Callable[[Registry[T]], None] | None = None,
                  passed: tuple[str, ...] = (), signature: Callable[[T], Any] | None = None,
-                 hint: str | None = None) -> None:
+                 hint: str | None = None, names: Callable[[], Collection[str]] | None = None) -> None:
         self.kind = kind
         self.passed = passed
         self.hint = hint
@@ -53,6 +53,9 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries: dict[str, T] = {}
         self._refused: dict[str, str] = {}
         self._fill = fill
+        # the names ``fill`` will add, known without running it (from netspec.catalog): until an
+        # entry is read, `name in registry` and iterating need not import the library
+        self._names = names
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -93,21 +96,25 @@ class Registry(Mapping[str, T], Generic[T]):
 
     # ---- reading ---------------------------------------------------------------------------
 
+    def _known_names(self) -> Collection[str]:
+        """The names, filling the registry only when they are not known otherwise."""
+        if self._fill is not None and self._names is not None:
+            return self._names()
+        self._ensure()
+        return self._entries
+
     def __getitem__(self, name: str) -> T:
         self._ensure()
         return self._entries[name]
 
     def __iter__(self) -> Iterator[str]:
-        self._ensure()
-        return iter(self._entries)
+        return iter(self._known_names())
 
     def __len__(self) -> int:
-        self._ensure()
-        return len(self._entries)
+        return len(self._known_names())
 
     def __contains__(self, name: object) -> bool:
-        self._ensure()
-        return name in self._entries
+        return name in self._known_names()
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} entries)"
@@ -178,14 +185,18 @@ def check_args(fn: Any, args: Mapping[str, Any], path: SpecPath, *, what: str,
 
 # ------------------------------------------------------------------------ the compiler's node names
 
-OpKind = Literal["layer", "op", "zoo", "block", "group", "param"]
+OpKind = Literal["layer", "op", "zoo", "timm", "block", "group", "param"]
 GROUP_OP = "Sequential"   # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`
 PARAM_OP = "Parameter"    # a learnable tensor declared in the spec (parameters.py)
+PARAM_ARGS = ("shape", "init")  # its arguments
+ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}  # netspec's own on a torchvision node
+TIMM_PREFIX = "timm."     # `timm.resnet34`: a timm model (timm_zoo.py); any other model name is torchvision's
 
 
 def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKind | None:
-    """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model,
-    a group of nodes (``Sequential``) or a declared ``Parameter``.
+    """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model, a
+    timm model (``timm.resnet34``: timm is imported only for such names), a group of nodes
+    (``Sequential``) or a declared ``Parameter``.
 
     >>> op_kind("Conv2d"), op_kind("cat"), op_kind("resnet18"), op_kind("Sequential"), op_kind("nope")
     ('layer', 'op', 'zoo', 'group', None)
@@ -194,6 +205,10 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
     from .ops import OPS
     from .zoo import ZOO
 
+    if name.startswith(TIMM_PREFIX):
+        from .timm_zoo import TIMM
+
+        return "timm" if name in TIMM else None
     if name in blocks:
         return "block"
     if name == GROUP_OP:

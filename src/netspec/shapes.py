@@ -11,7 +11,8 @@ depend on parameters and input shapes.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections import ChainMap
+from typing import Any, Hashable, Mapping
 
 import torch
 from torch import nn
@@ -20,10 +21,13 @@ from .binding import bind_layer_args, bind_op_args
 from .dims import (  # noqa: F401
     META_BATCH,
     Probe,
+    args_key,
     check_batch_kept,
     construct_meta,
+    fresh,
     input_probe,
     per_sample,
+    probe_key,
     run_probe,
     sample_shape,
     symbolic,
@@ -32,7 +36,7 @@ from .errors import BuildError, GraphError, ResourceError, ShapeError, SpecError
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
 from .layers import LAYERS
-from .ops import OPS
+from .ops import OPS, OpType
 from .parameters import bind_parameter_args, parameter_probe
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
@@ -67,6 +71,8 @@ class _Inferer:
         self.total_params = 0
         self.total_nodes = 0
         self.active_blocks: list[str] = []  # blocks being instantiated, outermost first
+        # (layer class or op, arguments, input shapes) -> (parameters, output): see dims.py
+        self.reused: dict[Hashable, tuple[int, Probe]] = {}
 
     # graph level
     def infer(self, dag: Dag, inputs: dict[str, Probe], env: dict[str, Any], name: str, output_type: str) -> TypedGraph:
@@ -80,7 +86,7 @@ class _Inferer:
             tnode = self.node(dnode, ins, kw, local_env)
             values[dnode.name] = tnode.probe
             if (info := _shape_info(tnode.probe)) is not None:
-                local_env = {**local_env, dnode.name: info}
+                local_env[dnode.name] = info  # in place: a copy per node would make compiling quadratic
             typed.append(tnode)
         return TypedGraph.of(name, inputs, typed, dag.outputs, output_type)
 
@@ -94,9 +100,9 @@ class _Inferer:
         if repeat is not None:
             return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
         handler = {"layer": self.layer, "op": self.op, "param": self.param, "block": self.block,
-                   "group": self.group, "zoo": self.zoo}[d.kind]
+                   "group": self.group, "zoo": self.zoo, "timm": self.zoo}[d.kind]
         t = handler(d, ins, kw, env)
-        if d.kind in ("layer", "op", "zoo"):
+        if d.kind in ("layer", "op", "zoo", "timm"):
             try:
                 check_batch_kept([*ins, *kw.values()], t.probe, d.op)
             except ShapeError as e:
@@ -114,9 +120,17 @@ class _Inferer:
         entry = LAYERS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs, notes = bind_layer_args(entry, d.args, ins, env, d.path + (d.op,), d.name)
-        module = construct_meta(entry.cls, kwargs, d.op, d.path + (d.op,), d.name)
-        n = self._add_params(module, d)
-        out = run_probe(module, ins, kw, d.op, d.path, d.name)
+        # a custom module is user code: nothing says its output depends only on the keyed facts
+        key = None if entry.custom else _call_key(entry.cls, kwargs, ins, kw)
+        if key in self.reused:
+            n, out = self.reused[key]
+            self._add_params(n, d)
+            out = Probe(fresh(out.value), fresh(out.twin))
+        else:
+            module = construct_meta(entry.cls, kwargs, d.op, d.path + (d.op,), d.name)
+            n = self._add_params(_count(module), d)
+            out = run_probe(module, ins, kw, d.op, d.path, d.name)
+            self._remember(key, n, out)
         return TypedNode(d.name, "layer", d.op, d.path, _positional(d), kwargs, out.value, out.twin, notes,
                          kw_inputs=dict(d.kw_inputs), layer_cls=entry.cls, params=n)
 
@@ -124,6 +138,16 @@ class _Inferer:
         entry = OPS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs = bind_op_args(entry, d.args, env, d.path + (d.op,), d.name)
+        key = _call_key(d.op, kwargs, ins, {})
+        if key in self.reused:
+            out = self.reused[key][1]
+            return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, fresh(out.value), fresh(out.twin),
+                             op_entry=entry)
+        out = self._run_op(entry, d, ins, kwargs)
+        self._remember(key, 0, out)
+        return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, out.value, out.twin, op_entry=entry)
+
+    def _run_op(self, entry: OpType, d: DagNode, ins: list[Probe], kwargs: dict[str, Any]) -> Probe:
         if entry.check is not None and all(isinstance(p.value, torch.Tensor) for p in ins):
             try:
                 entry.check([symbolic(p.value, p.twin) for p in ins], **kwargs)
@@ -141,7 +165,7 @@ class _Inferer:
         except SpecError as e:  # the op's own check of its inputs and arguments (`add` of 2 and a number)
             e.path, e.node = e.path or d.path, e.node or d.name
             raise
-        return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, out.value, out.twin, op_entry=entry)
+        return out
 
     def param(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
         args = bind_parameter_args(d.args, env, d.path + (d.op,), d.name)
@@ -237,7 +261,7 @@ class _Inferer:
         value, prev = ins[0], chain
         for i in range(count):
             sub_d = DagNode(str(i), d.op, d.kind, d.args, [prev], d.path, single, d.ref_args, dict(d.kw_inputs))
-            t = self.node(sub_d, [value], kw, {**env, "i": i, **_env_shapes({"x": value})})
+            t = self.node(sub_d, [value], kw, ChainMap({"i": i, **_env_shapes({"x": value})}, env))
             nodes.append(t)
             value, prev = t.probe, t.name
         sub = TypedGraph.of(f"{d.op}_repeat", {chain: ins[0], **outer}, nodes, [(prev, prev)], "tuple")
@@ -254,17 +278,25 @@ class _Inferer:
         raise AssertionError(name)
 
     def zoo(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        t = infer_zoo(d.op, d.args, ins, env, self.options.base_dir, d.path, d.name)
+        t = infer_zoo(d.op, d.args, ins, env, self.options, d.path, d.name)
         t.inputs = _positional(d)
         self.total_params += t.params
         self._check_budget(d)
         return t
 
-    def _add_params(self, module: nn.Module, d: DagNode) -> int:
-        n = _count(module)
+    def _add_params(self, n: int, d: DagNode) -> int:
         self.total_params += n
         self._check_budget(d)
         return n
+
+    def _remember(self, key: Hashable | None, params: int, out: Probe) -> None:
+        """Keep a meta run's result for the next identical call, if it can be copied."""
+        if key is None:
+            return
+        try:  # a copy: the node's own tensors go on to the next nodes, which must not reach the kept ones
+            self.reused[key] = (params, Probe(fresh(out.value), fresh(out.twin)))
+        except TypeError:
+            return
 
     def _check_budget(self, d: DagNode) -> None:
         if self.total_params > self.options.max_params:
@@ -273,6 +305,14 @@ class _Inferer:
                                 f"at this node, over the limit of {self.options.max_params:,}",
                                 path=d.path, node=d.name,
                                 hint="check the sizes; raise the limit with --max-params if this is intended")
+
+
+def _call_key(target: Any, kwargs: dict[str, Any], ins: list[Probe], kw: dict[str, Probe]) -> Hashable | None:
+    """What a layer's or op's output depends on, or None when some argument is not plain data."""
+    try:
+        return target, args_key(kwargs), tuple(map(probe_key, ins)), tuple((k, probe_key(p)) for k, p in kw.items())
+    except TypeError:
+        return None
 
 
 def _positional(d: DagNode) -> list[str]:

@@ -8,8 +8,10 @@ Refuses alias bombs, very deep nesting and huge documents before they cost anyth
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,21 +38,23 @@ class Document:
     key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path.cwd)
     overridden: dict[Path_, str] = field(default_factory=dict)  # path -> the --set item that set it
+    roots: tuple[Path, ...] = ()  # data roots the user allowed besides base_dir (netspec.access)
+    origins: dict[Path_, str] = field(default_factory=dict)  # path -> the base file it came from (extends.py)
 
     def locate(self, path: Path_, key: bool = False) -> Location:
         """Location of ``path``, or of its nearest ancestor that has one.
 
         With ``key=True`` prefer the position of the mapping key itself (for
-        "unknown key" errors).
+        "unknown key" errors). A value merged from an ``extends`` base is located in that file.
         """
         path = self.raw_path(tuple(path))
         if key and path in self.key_positions:
             line, col = self.key_positions[path]
-            return Location(self.file, line, col)
+            return Location(self.origins.get(path, self.file), line, col)
         for end in range(len(path), -1, -1):
             pos = self.positions.get(path[:end])
             if pos is not None:
-                return Location(self.file, pos[0], pos[1])
+                return Location(self.origins.get(path[:end], self.file), pos[0], pos[1])
         return Location(self.file)
 
     def raw_path(self, path: Path_) -> Path_:
@@ -123,18 +127,32 @@ class _Builder:
         self.loader = loader
         self.file = file
         self.count = 0
+        self.seen: set[int] = set()  # composed nodes already built: another visit is an alias
+        self.aliased = False
         self.positions: dict[Path_, tuple[int, int]] = {}
         self.key_positions: dict[Path_, tuple[int, int]] = {}
+        self._own_keys: set[Path_] = set()  # keys written in their mapping (not merged in)
+        self._merged: dict[int, int] = {}  # mapping node -> how many of its pairs came from merges
 
-    def _error(self, node: yaml.Node, message: str) -> SpecSyntaxError:
+    def _error(self, node: yaml.Node, message: str, hint: str | None = None) -> SpecSyntaxError:
         mark = node.start_mark
-        return SpecSyntaxError(message, location=Location(self.file, mark.line + 1, mark.column + 1))
+        return SpecSyntaxError(message, location=Location(self.file, mark.line + 1, mark.column + 1), hint=hint)
+
+    def _count(self, node: yaml.Node) -> None:
+        """Values are counted as aliases expand: a "billion laughs" is refused after MAX_VALUES."""
+        self.count += 1
+        if id(node) in self.seen:
+            self.aliased = True
+        self.seen.add(id(node))
+        if self.count > MAX_VALUES:
+            if self.aliased:
+                raise self._error(node, f"the document expands to more than {MAX_VALUES:,} values through its "
+                                        "aliases (an alias bomb?); refused")
+            raise self._error(node, f"the document has more than {MAX_VALUES:,} values, over the limit for a spec; "
+                                    "refused", hint="describe long chains with `repeat:` or blocks")
 
     def build(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> Any:
-        self.count += 1
-        if self.count > MAX_VALUES:
-            raise self._error(node, f"document expands to more than {MAX_VALUES} values "
-                                    "(an alias bomb?); refused")
+        self._count(node)
         if depth > MAX_DEPTH:
             raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels; refused")
         self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
@@ -144,26 +162,40 @@ class _Builder:
             raise self._error(node, f"YAML tag `{_short_tag(node.tag)}` is not allowed in a spec; "
                                     "refused (specs are plain data: no Python objects, no custom tags)")
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node)
-                if not isinstance(key, (str, int, float, bool)) or key is None:
-                    raise self._error(key_node, "mapping keys must be strings")
-                key = str(key) if not isinstance(key, str) else key
-                if key in out:
-                    first = self.key_positions.get(path + (key,))
-                    err = self._error(key_node, f"duplicate key `{key}`" +
-                                      (f" (first set at {first[0]}:{first[1]})" if first else ""))
-                    err.path = path + (key,)
-                    raise err
-                self.key_positions[path + (key,)] = (key_node.start_mark.line + 1,
-                                                     key_node.start_mark.column + 1)
-                out[key] = self.build(value_node, path + (key,), depth + 1)
-            return out
+            return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+        value = self.loader.construct_object(node)
+        if isinstance(value, float) and math.isnan(value):
+            raise self._error(node, "`.nan` is not a number; refused", hint="write the number meant")
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict[str, Any]:
+        """A mapping; ``<<: *anchor`` merges come first and may be overridden by the mapping's own
+        keys (YAML's rule). A key written twice in the mapping itself is an error."""
+        if id(node) not in self._merged:  # an aliased mapping is flattened once, built twice
+            own = len([k for k, _ in node.value if k.tag != _CORE + "merge"])
+            self.loader.flatten_mapping(node)  # merged pairs first, then the mapping's own
+            self._merged[id(node)] = len(node.value) - own
+        merged = self._merged[id(node)]
+        out: dict[str, Any] = {}
+        for i, (key_node, value_node) in enumerate(node.value):
+            key = self.loader.construct_object(key_node)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise self._error(key_node, "mapping keys must be strings")
+            key = str(key) if not isinstance(key, str) else key
+            if key in out and i >= merged and path + (key,) in self._own_keys:
+                first = self.key_positions.get(path + (key,))
+                err = self._error(key_node, f"duplicate key `{key}`" +
+                                  (f" (first set at {first[0]}:{first[1]})" if first else ""))
+                err.path = path + (key,)
+                raise err
+            if i >= merged:
+                self._own_keys.add(path + (key,))
+            self.key_positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            self.positions.pop(path + (key,), None)  # an overriding value: its position, not the merged one's
+            out[key] = self.build(value_node, path + (key,), depth + 1)
+        return out
 
 
 def _reader_error(e: yaml.reader.ReaderError, text: str, file: str | None) -> SpecSyntaxError:
@@ -234,6 +266,37 @@ def _check_json(text: str, file: str | None) -> None:
         raise SpecSyntaxError(f"invalid JSON: {e.msg}", location=Location(file, e.lineno, e.colno)) from None
 
 
+def _read_spec_file(name: str) -> bytes:
+    """A spec file's bytes: a regular file of at most MAX_BYTES. The file is opened without
+    blocking and checked before it is read: a FIFO would wait for a writer forever, and
+    ``/dev/zero`` (which says it is empty) would never end."""
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise SpecSyntaxError(f"no such file: {name}", location=Location(name)) from None
+    except OSError as e:
+        raise SpecSyntaxError(f"cannot read {name}: {e.strerror or e}", location=Location(name)) from None
+    try:
+        mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+        if stat.S_ISDIR(mode):
+            raise SpecSyntaxError(f"{name} is a directory, not a spec file", location=Location(name))
+        if not stat.S_ISREG(mode):
+            raise SpecSyntaxError(f"{name} is not a regular file (a device, FIFO or socket); a spec is a file",
+                                  location=Location(name))
+        if size > MAX_BYTES:
+            raise SpecSyntaxError(f"file is {size} bytes, over the {MAX_BYTES}-byte limit for a spec",
+                                  location=Location(name))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # the size can change after fstat: never read more
+    except OSError as e:
+        raise SpecSyntaxError(f"cannot read {name}: {e.strerror or e}", location=Location(name)) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        raise SpecSyntaxError(f"file is over the {MAX_BYTES}-byte limit for a spec", location=Location(name))
+    return raw
+
+
 def load_document(source: str | os.PathLike, *, text: str | None = None) -> Document:
     """Read a spec file (or text) into a :class:`Document`.
 
@@ -246,16 +309,7 @@ def load_document(source: str | os.PathLike, *, text: str | None = None) -> Docu
     name = os.fspath(source)
     base_dir = Path(name).resolve().parent if text is None else Path.cwd()
     if text is None:
-        p = Path(name)
-        if not p.exists():
-            raise SpecSyntaxError(f"no such file: {name}", location=Location(name))
-        if p.is_dir():
-            raise SpecSyntaxError(f"{name} is a directory, not a spec file", location=Location(name))
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise SpecSyntaxError(f"file is {size} bytes, over the {MAX_BYTES}-byte limit for a spec",
-                                  location=Location(name))
-        raw = p.read_bytes()
+        raw = _read_spec_file(name)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import keyword
 import weakref
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -142,10 +143,21 @@ class BlockSpec(SpecModel):
         return v
 
 
+class ExtendsSpec(SpecModel):
+    """Base spec file(s), and the keys whose mappings replace the base's instead of merging."""
+
+    base: str | list[str] = Field(description="Base spec file(s), relative to this file; a list merges in order.")
+    replace: list[str] = Field(default_factory=list, description=(
+        "Dotted keys this spec sets (`data`, `data.train`) whose mappings replace the base's whole."))
+
+
 class Spec(TrainingRules):
     """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
+    extends: str | list[str] | ExtendsSpec | None = Field(None, description=(
+        "Base spec file(s) this one builds on, relative to this file, merged under it when it is loaded: "
+        "mappings merge key by key, lists and other values replace (`nodes` whole)."))
     netspec: Literal[1] = Field(FORMAT_VERSION, description="Format version of the spec language.")
     name: str = Field(description="Model name (used for the module class and run folders).")
     description: str = Field("", description="What the model is and where it comes from.")
@@ -193,6 +205,13 @@ class Spec(TrainingRules):
             data["blocks"] = {k: normalize_block(v, names, k) for k, v in blocks.items()}
         return data
 
+    @model_validator(mode="after")
+    def _extends_resolved(self) -> Spec:
+        if self.extends is not None:  # load_spec merges the bases and drops the key
+            raise PydanticCustomError("netspec", "`extends` is merged when a spec is loaded from a file or text; "
+                                                 "a Spec built in Python cannot extend", {"subpath": ["extends"]})
+        return self
+
     @property
     def output_names(self) -> list[str]:
         """External names of the outputs, in order."""
@@ -202,13 +221,17 @@ class Spec(TrainingRules):
             return list(self.outputs)
         return [self.nodes[-1].name or "output"]
 
-    def to_yaml(self) -> str:
-        """The spec as YAML (short node forms); ``load_spec(text=...)`` reads it back equal."""
-        return yaml.safe_dump(self.dump(), sort_keys=False, allow_unicode=True)
+    def to_yaml(self, defaults: bool = False) -> str:
+        """The spec as YAML (short node forms); ``load_spec(text=...)`` reads it back equal.
 
-    def dump(self) -> dict[str, Any]:
-        """Plain data (JSON-compatible) of the spec, without defaults that were not set."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+        ``defaults``: every key with its value, defaults filled in (``--print-config``).
+        """
+        return yaml.safe_dump(self.dump(defaults), sort_keys=False, allow_unicode=True)
+
+    def dump(self, defaults: bool = False) -> dict[str, Any]:
+        """Plain data (JSON-compatible) of the spec, without defaults that were not set (with
+        ``defaults``: with them)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=not defaults)
 
 
 def _check_input_name(name: Any, key: str | int) -> None:
@@ -291,6 +314,10 @@ def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidatio
             message += f" (set by --set {item})"
             break
     hint = ctx.get("hint") if err["type"] == "netspec" else None  # a SpecError raised in a validator
+    if doc.origins:  # a value from an `extends` base, mixed with the spec's own
+        from .extends import merge_hint
+
+        hint = hint or merge_hint(doc, path)
     out = SpecValidationError(message, path=path, hint=hint)
     return out.with_location(doc.locate(path, key=key_error))
 
@@ -369,9 +396,11 @@ def import_custom_modules(names: list[str], allowed: list[str] | tuple[str, ...]
 
 def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
                    allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
-    """Validate a loaded document into a Spec, with located one-line errors."""
+    """Validate a loaded document into a Spec (its ``extends`` bases merged), with located one-line errors."""
     from .errors import SpecError
+    from .extends import resolve_extends
 
+    doc = resolve_extends(doc)
     if not isinstance(doc.data, dict):
         got = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         raise SpecValidationError(f"the document is {got}; a spec is a mapping with `name`, `inputs` and `nodes`",
@@ -392,8 +421,9 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
 
 
 def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-              allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
-    """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec.
+              allow_imports: list[str] | tuple[str, ...] | None = None, roots: tuple[Path, ...] = ()) -> Spec:
+    """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec. ``roots``
+    are the folders it may read besides its own (:mod:`netspec.access`), its bases too.
 
     >>> spec = load_spec("demo.yaml", text="name: demo\\ninputs: {x: [4]}\\nnodes:\\n  - Linear: {out_features: 2}\\n")
     >>> spec.name, spec.nodes[0].op, spec.nodes[0].args
@@ -413,6 +443,7 @@ def load_spec(source: Any = None, *, text: str | None = None, overrides: list[st
         doc = load_document("<text>", text=source)
     else:
         doc = load_document(source)
+    doc.roots = roots
     return parse_document(doc, overrides, allow_imports)
 
 

@@ -1,4 +1,4 @@
-"""Human-readable views of a compiled spec: the one-line header, the torchinfo table, code."""
+"""Human-readable views of a compiled spec: the one-line header, the summary table, code."""
 
 from __future__ import annotations
 
@@ -36,15 +36,12 @@ def example_inputs(c: Compiled, batch: int = 1) -> list[torch.Tensor]:
     return out
 
 
-def summary_text(c: Compiled, depth: int = 2, batch: int = 1) -> str:
-    """The torchinfo table for the compiled module, named as in the spec."""
-    import torchinfo
+def summary_text(c: Compiled, depth: int = 2) -> str:
+    """The torchinfo-style table of the compiled module, named as in the spec, from the inferred
+    shapes: no forward pass (``layer_table.py``)."""
+    from .layer_table import layer_table
 
-    stats = torchinfo.summary(
-        c.module, input_data=example_inputs(c, batch), depth=depth, verbose=0,
-        col_names=("output_size", "num_params", "trainable", "mult_adds"),
-        row_settings=("var_names",), device="cpu", mode="eval")
-    return str(stats)
+    return layer_table(c, depth)
 
 
 def graph_table(c: Compiled) -> str:

@@ -25,6 +25,7 @@ class Options:
     """Compile options that are not part of the spec."""
 
     base_dir: Path = field(default_factory=Path.cwd)
+    roots: tuple[Path, ...] = ()              # data roots: weights files are read only here and in base_dir
     max_params: int = 2_000_000_000           # refuse bigger models before allocating
     max_activation_bytes: int = 16 * 2 ** 30  # per sample, forward activations (fp32)
     max_nodes: int = 20_000                   # instantiated nodes (repeats and blocks expanded)

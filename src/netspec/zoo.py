@@ -4,15 +4,17 @@ Weights are never downloaded: ``weights`` names a local file (a state_dict saved
 ``torch.save``) and is loaded with ``torch.load(weights_only=True)``. Heads are replaced
 (``replace: {fc: {Linear: {out_features: 10}}}``), the network can be truncated after a
 top-level child (``truncate: avgpool``), and parameters are frozen with the node-level
-``freeze`` key.
+``freeze`` key. timm's models (``timm.resnet34``) get the same treatment through their
+:class:`ModelFamily` in ``timm_zoo.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
 import re
+import typing
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -20,28 +22,80 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .access import FileAccess
 from .binding import bind_layer_args
 from .dims import Probe, build_on_meta, construct_meta, run_probe
-from .errors import BuildError, CheckpointError, did_you_mean
+from .errors import AccessRefused, BuildError, CheckpointError, did_you_mean
 from .expr import substitute
 from .layers import INFERRED, LAYERS
-from .registry import Registry
-from .typed import TypedNode, ZooPlan
+from .registry import TIMM_PREFIX, ZOO_EXTRA_ARGS, Registry
+from .torchfile import load_torch_file
+from .typed import Options, TypedNode, ZooPlan
 
-# netspec's own arguments on a torchvision node, beside the builder's constructor args.
-ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}
+
+def torchvision_model_names() -> list[str]:
+    """torchvision's classification models, sorted (imports torchvision).
+
+    >>> "resnet18" in torchvision_model_names()
+    True
+    """
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
 
 
 def _torchvision_models(registry: Registry[Callable[..., nn.Module]]) -> None:
     import torchvision.models as tvm
 
-    for name in sorted(tvm.list_models(module=tvm)):
+    for name in torchvision_model_names():
         registry.add(name, tvm.get_model_builder(name))
 
 
+def _catalogued_names() -> tuple[str, ...]:
+    from .catalog import catalog
+
+    return catalog().models
+
+
 #: model name -> builder: torchvision's classification models (``resnet18``, ``vgg16``, ...),
-#: imported on first use (only a spec that names one pays for torchvision).
-ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models)
+#: imported on first use (only a spec that names one pays for torchvision: the names alone
+#: come from netspec.catalog).
+ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models,
+                                                   names=_catalogued_names)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Where a model node comes from (torchvision, timm): how its arguments are found, how it is
+    built and how a local weights file is loaded into it. Truncating, replacing layers and
+    freezing are the same for every family."""
+
+    label: str                                                     # "torchvision", "timm"
+    registry: Registry[Callable[..., nn.Module]]
+    params: Callable[[str], dict[str, inspect.Parameter]]          # the arguments a spec may give
+    load: Callable[[nn.Module, Path, bool], list[str]]             # (model, file, strict) -> report lines
+    refused: Mapping[str, str] = field(default_factory=dict)       # argument -> why not and the fix ({name}: the model)
+
+    def build(self, name: str, **kwargs: Any) -> nn.Module:
+        return self.registry[name](**kwargs)
+
+
+def family_of(name: str) -> ModelFamily:
+    """The family a model node's name belongs to.
+
+    >>> family_of("resnet18").label, family_of("timm.resnet34").label
+    ('torchvision', 'timm')
+    """
+    if name.startswith(TIMM_PREFIX):
+        from .timm_zoo import TIMM_FAMILY  # imports timm itself only when its registry is read
+
+        return TIMM_FAMILY
+    return TORCHVISION
+
+
+def model_params(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor arguments a spec may give a torchvision or timm model node."""
+    return family_of(name).params(name)
 
 
 def zoo_params(name: str) -> dict[str, inspect.Parameter]:
@@ -53,29 +107,44 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     builder = ZOO[name]
     params = {n: p for n, p in inspect.signature(builder).parameters.items()
               if p.kind is not p.VAR_KEYWORD and n not in ("weights", "progress")}
-    model_cls = _model_class(name)
-    if model_cls is not None:
-        for n, p in inspect.signature(model_cls.__init__).parameters.items():
-            if (n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in params
-                    and p.default is not inspect.Parameter.empty):  # no default: set by the builder
-                params[n] = p
-    return params
+    return {**class_params(_model_class(name)), **params}
+
+
+def class_params(cls: type | None, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+    """The keyword arguments with defaults of a model class (those without are set by its builder).
+
+    >>> list(class_params(nn.Linear, skip=("device", "dtype")))
+    ['bias']
+    """
+    if cls is None:
+        return {}
+    return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n != "self" and n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            and p.default is not inspect.Parameter.empty}
+
+
+def model_class(annotated: Callable[..., Any], build: Callable[[], nn.Module]) -> type | None:
+    """The class a builder instantiates: its return annotation, else built on the meta device
+    (free). RegNet's builders cannot be built on the meta device; their annotation names the class.
+
+    >>> model_class(ZOO["resnet18"], ZOO["resnet18"]).__name__
+    'ResNet'
+    """
+    try:
+        cls = typing.get_type_hints(annotated).get("return")
+    except Exception:  # annotations naming something the library does not import
+        cls = None
+    if inspect.isclass(cls) and issubclass(cls, nn.Module) and cls is not nn.Module:
+        return cls
+    try:
+        return type(build_on_meta(build))
+    except Exception:
+        return None
 
 
 @lru_cache(maxsize=None)
 def _model_class(name: str) -> type | None:
-    """The class a builder instantiates: its return annotation, else built on the meta device
-    (free). RegNet's builders cannot be built on the meta device; their annotation names the class."""
-    try:
-        cls = typing.get_type_hints(ZOO[name]).get("return")
-    except Exception:  # annotations naming something torchvision does not import
-        cls = None
-    if inspect.isclass(cls) and issubclass(cls, nn.Module):
-        return cls
-    try:
-        return type(build_on_meta(ZOO[name]))
-    except Exception:
-        return None
+    return model_class(ZOO[name], ZOO[name])
 
 
 def parse_module_path(path: str) -> list[str]:
@@ -114,57 +183,89 @@ def incoming_shape_of(module: nn.Module) -> dict[str, int]:
     return out
 
 
-def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
-    """Load a local state_dict into ``model``; returns report lines. Never downloads."""
-    if not file.exists():
-        raise CheckpointError(f"weights file {file} does not exist",
-                              hint="weights are never downloaded; save a state_dict with torch.save and name that file")
+def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], path: tuple, node: str) -> Path:
+    """The weights file a torchvision node names: an existing file under the folders the spec
+    may read (:mod:`netspec.access`), symlinks resolved.
+
+    >>> local_weights_file("/etc/w.pt", Path("."), (), ("nodes", 0), "net")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    netspec.errors.AccessRefused: <spec>: nodes[0] (net): `/etc/w.pt` is outside the folders this spec may read ...
+    """
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle refusal, truncation, garbage
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # torch puts ANSI bold into its message
-        if "Weights only load failed" in text or "weights_only" in text:
-            why = ("it holds pickled Python objects (a whole saved model?), which are never unpickled: "
-                   "refused (weights_only=True)")
-        else:
-            first = text.strip().splitlines()[0] if text.strip() else ""
-            why = f"not a torch weights file ({type(e).__name__}{': ' + first[:120] if first else ''})"
-        raise CheckpointError(f"cannot read weights file {file}: {why}",
-                              hint="only plain state_dicts load; "
-                                   "re-save with torch.save(model.state_dict(), path)") from None
+        file = FileAccess(base_dir, roots).resolve(weights)
+    except AccessRefused as e:
+        e.path, e.node = path, node
+        raise
+    if not file.is_file():
+        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})", path=path, node=node,
+                              hint="weights are never downloaded; save a state_dict with torch.save and name "
+                                   "that file (relative paths are relative to the spec file)")
+    return file
+
+
+def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
+    """A local state_dict (or a netspec checkpoint's model), read with ``weights_only=True``
+    through :mod:`netspec.torchfile` (bounded, tensors only, one line on failure)."""
+    state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{file} does not hold a state_dict")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, strict: bool = True,
+               left_out: tuple[str, ...] = ()) -> list[str]:
+    """Load ``state`` (read from ``file``) into ``model``; returns report lines.
+
+    ``left_out`` names tensors the caller dropped on purpose (a classifier of another size):
+    missing them is no reason to refuse a strict load.
+    """
     own = model.state_dict()
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
             raise CheckpointError(f"{file}: `{k}` has shape {tuple(v.shape)} but the model's is {tuple(own[k].shape)}")
-    result = model.load_state_dict(state, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise CheckpointError(f"{file} does not fit: missing {result.missing_keys[:3]}, "
+    result = model.load_state_dict(dict(state), strict=False)
+    missing = [k for k in result.missing_keys if k not in left_out]
+    if strict and (missing or result.unexpected_keys):
+        raise CheckpointError(f"{file} does not fit: missing {missing[:3]}, "
                               f"unexpected {result.unexpected_keys[:3]}",
                               hint="set `strict: false` on the node to load what fits")
     report = [f"loaded {len(state) - len(result.unexpected_keys)} tensors from {file}"]
-    if result.missing_keys:
-        report.append(f"missing (left as initialised): {', '.join(result.missing_keys)}")
+    if missing:
+        report.append(f"missing (left as initialised): {', '.join(missing)}")
     if result.unexpected_keys:
         report.append(f"unexpected (ignored): {', '.join(result.unexpected_keys)}")
     return report
 
 
-# ---- shape inference of a torchvision node --------------------------------------------------
+def load_local_weights(model: nn.Module, file: Path, strict: bool = True) -> list[str]:
+    """Load a local state_dict into ``model``; returns report lines. Never downloads."""
+    return load_state(model, read_state_dict(file), file, strict)
 
-def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tuple[dict[str, Any], Any]:
-    """The builder's keyword arguments (checked) and the `weights` file named, if any."""
+
+TORCHVISION = ModelFamily("torchvision", ZOO, zoo_params, load_local_weights)
+
+
+# ---- shape inference of a torchvision or timm node -------------------------------------------
+
+def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tuple[dict[str, Any], Path | None]:
+    """The builder's keyword arguments (checked) and the `weights` file named, if any (a file the
+    spec may read: under its folder or a data root)."""
+    base_dir = options.base_dir
     if not isinstance(raw, dict):
         raise BuildError(f"`{op}` takes a mapping of arguments", path=path, node=node)
-    allowed = zoo_params(op)
+    family = family_of(op)
+    allowed = family.params(op)
     kwargs = {k: v for k, v in raw.items() if k not in ZOO_EXTRA_ARGS}
-    for key in kwargs:
-        if key not in allowed:
-            raise BuildError(f"torchvision `{op}` has no argument `{key}`", path=path + (key,), node=node,
+    for key in list(kwargs):
+        if key in family.refused and kwargs[key] in (None, False):
+            del kwargs[key]  # `pretrained: false` says what netspec does anyway
+        elif key in family.refused:
+            raise BuildError(family.refused[key].format(name=op.removeprefix(TIMM_PREFIX)),
+                             path=path + (key,), node=node)
+        elif key not in allowed:
+            raise BuildError(f"{family.label} `{op}` has no argument `{key}`", path=path + (key,), node=node,
                              hint=did_you_mean(key, [*allowed, *ZOO_EXTRA_ARGS]) or
                              f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}")
     weights = raw.get("weights")
@@ -172,30 +273,28 @@ def _zoo_args(op: str, raw: Any, base_dir: Path, path: tuple, node: str) -> tupl
                                     (".pt", ".pth", ".bin", ".ckpt")):
         raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
                          node=node, hint="weights are never downloaded; save a state_dict and name the file")
-    if weights is not None and not (base_dir / weights).is_file():
-        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})",
-                              path=path + ("weights",), node=node,
-                              hint="weights are never downloaded; save a state_dict with torch.save and name "
-                                   "that file (relative paths are relative to the spec file)")
-    return kwargs, weights
+    if weights is None:
+        return kwargs, None
+    return kwargs, local_weights_file(weights, base_dir, options.roots, path + ("weights",), node)
 
 
-def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_dir: Path,
+def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], options: Options,
               path: tuple, node: str) -> TypedNode:
-    """Build a torchvision model on meta (with its replacements) and infer its output.
+    """Build a torchvision or timm model on meta (with its replacements) and infer its output.
 
     >>> from netspec.dims import input_probe
     >>> x = input_probe((3, 32, 32), torch.float32)
-    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Path("."), ("nodes", 0), "net").shape
+    >>> infer_zoo("resnet18", {"num_classes": 7}, [x], {}, Options(Path(".")), ("nodes", 0), "net").shape
     '(B, 7)'
     """
     apath = path + (op,)
     raw = substitute(raw or {}, env, apath)
-    kwargs, weights = _zoo_args(op, raw, base_dir, apath, node)
+    kwargs, weights_file = _zoo_args(op, raw, options, apath, node)
     try:
-        model = build_on_meta(ZOO[op], **kwargs)
+        model = build_on_meta(family_of(op).build, name=op, **kwargs)
     except Exception as e:
-        raise BuildError(f"torchvision {op}({kwargs}) failed: {str(e).splitlines()[0]}", path=apath, node=node) from None
+        raise BuildError(f"{family_of(op).label} {op}({kwargs}) failed: {str(e).splitlines()[0]}",
+                         path=apath, node=node) from None
     truncate = raw.get("truncate")
     if truncate is not None:
         model = truncate_model(model, str(truncate), apath + ("truncate",), node)
@@ -209,9 +308,8 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], base_
             set_submodule(model, str(target), rnode.layer_cls(**rnode.args))  # type: ignore[misc]
         replace.append((str(target), rnode))
     out = run_probe(model.eval(), ins, {}, op, path, node)
-    plan = ZooPlan(op, kwargs, base_dir / weights if weights else None, bool(raw.get("strict", True)),
-                   truncate, replace)
-    notes = [f"weights: {weights}" if weights else "random init (no weights file)"]
+    plan = ZooPlan(op, kwargs, weights_file, bool(raw.get("strict", True)), truncate, replace)
+    notes = [f"weights: {raw['weights']}" if weights_file else "random init (no weights file)"]
     notes += [f"replaced {t} with {r.op}" for t, r in replace]
     params = sum(p.numel() for p in model.parameters())
     return TypedNode(node, "zoo", op, path, [], kwargs, out.value, out.twin, notes, zoo=plan, params=params)

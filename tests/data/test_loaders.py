@@ -99,3 +99,48 @@ def test_unreadable_image_in_worker(tmp_path):
     (tmp_path / "imgs" / "a" / "2.png").write_bytes(b"broken after the scan")
     err = data_error(batches, loaders.train)
     assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")  # the option naming the folder
+
+
+def test_persistent_workers_give_the_batches_of_fresh_workers(tmp_path):
+    """Workers persist across epochs, yet every epoch (random flips drawn in the workers
+    included) equals a DataLoader whose workers start afresh, and set_epoch still resumes."""
+    from torch.utils.data import RandomSampler
+
+    from netspec.data.loaders import collate
+
+    write_mnist(tmp_path, "FashionMNIST", n_train=30)
+    s = {"train": {"source": "FashionMNIST", "root": "."}, "batch_size": 7,
+         "transforms": ["RandomHorizontalFlip", "RandomVerticalFlip", "ToTensor"], "loader": {"num_workers": 2}}
+    ours = build(s, tmp_path, seed=3).train
+    assert isinstance(ours, SampleLoader) and ours.loader.persistent_workers
+    g = torch.Generator().manual_seed(3)
+    ref = DataLoader(ours.loader.dataset, batch_size=7, sampler=RandomSampler(range(30), generator=g),
+                     num_workers=2, collate_fn=collate, generator=g)
+    epochs = []
+    for _ in range(3):
+        epochs.append(batches(ours))
+        same_batches(epochs[-1], list(ref), names=("image",))
+    resumed = build(s, tmp_path, seed=3).train
+    resumed.set_epoch(2)
+    same_batches(batches(resumed), [[b[0]["image"], b[1]] for b in epochs[2]], names=("image",))
+
+
+def test_eval_batches_are_views_unless_the_model_writes_into_them(tmp_path):
+    tensor_file(tmp_path)
+    spec = {"test": {"source": "tensors", "path": "d.pt"}, "batch_size": 8}
+    clean = build(spec, tmp_path, ["x"]).test
+    data = clean.tensors[0]
+    first, second = [inputs["x"] for inputs, _ in clean][:2]
+    assert first.data_ptr() != data.data_ptr()  # the first batch is a copy (the probe)
+    assert second.data_ptr() == data[8:].data_ptr()  # then views: no copy
+    writer = build(spec, tmp_path, ["x"]).test
+    before = writer.tensors[0].clone()
+    for _ in range(2):
+        for inputs, _ in writer:
+            inputs["x"].mul_(2)  # a model with an in-place op on its input
+    assert torch.equal(writer.tensors[0], before) and writer.copy_views  # the data set is untouched
+    for inputs, _ in clean:  # a model that starts writing later: said, not silently absorbed
+        inputs["x"].add_(1)
+        break
+    err = data_error(batches, clean)  # found when the next epoch starts (the probe was spent)
+    assert "wrote into its input" in str(err)

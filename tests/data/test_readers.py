@@ -58,7 +58,7 @@ def test_corrupt_idx(tmp_path, problem):
 
 
 @pytest.mark.parametrize("content, expect", [
-    ("label,a,b\n1,2,3\n4,x,6\n", "line 3, column 2: `x` is not a number"),
+    ("label,a,b\n1,2,3\n4,x,6\n", "line 3, column 2 is not a number"),
     ("label,a,b\n1,2,3\n4,5\n", "line 3 has 2 columns, expected 3"),
     ("", "empty"),
     ("label,a,b\n", "no data rows"),
@@ -88,4 +88,4 @@ def test_tensor_file_errors(tmp_path):
                                                                                "path": "c.npz"}}, tmp_path))
     torch.save({"x": torch.zeros(2), "obj": Path("x")}, tmp_path / "p.pt")  # not weights-only loadable
     err = data_error(build, {"train": {"source": "tensors", "path": "p.pt"}}, tmp_path)
-    assert "p.pt: not a readable tensor file" in str(err)
+    assert "p.pt holds a pickled Python object (pathlib." in str(err) and "ask for its tensors" in str(err)

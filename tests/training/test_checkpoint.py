@@ -88,3 +88,54 @@ def test_save_checkpoint_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         save_checkpoint(target, {"a": torch.zeros(2)})
     assert torch.load(target, weights_only=True)["a"].tolist() == [1.0, 1.0]  # old one intact
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+def test_checkpoint_is_a_snapshot_written_while_training_goes_on(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first epoch's checkpoint is still being written when the second epoch trains (the
+    write waits for it here), yet it holds the first epoch's state, bit for bit."""
+    import threading
+
+    import netspec.training.checkpoint as checkpoint
+
+    second_epoch = threading.Event()
+    written: list[dict] = []
+    real = checkpoint.save_checkpoint
+
+    def slow_save(path: Path, state: dict) -> None:
+        if not written:
+            assert second_epoch.wait(timeout=30), "training waited for the checkpoint"
+        real(path, state)
+        written.append(torch.load(path, weights_only=True))
+
+    def on_batch(epoch: int, batch: int) -> None:
+        if epoch == 1 and batch == 1:
+            second_epoch.set()
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", slow_save)
+    spec = make_spec(train={"epochs": 2}, optimizer={"Adam": {"lr": 0.01}})
+    result = run(spec, tmp_path / "a", data=loaders(on_batch=on_batch))
+    monkeypatch.undo()
+    one = run(make_spec(train={"epochs": 1}, optimizer={"Adam": {"lr": 0.01}}), tmp_path / "b")
+    reference = torch.load(one.run_dir / "last.pt", weights_only=True)
+    assert written[0]["epoch"] == 1
+    for part in ("model", "optimizer", "meters"):
+        torch.testing.assert_close(written[0][part], reference[part], rtol=0, atol=0, msg=part)
+    assert torch.equal(written[0]["rng"]["torch"], reference["rng"]["torch"])
+    assert torch.load(result.run_dir / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_background_writer_reports_its_error_once() -> None:
+    from netspec.training.rundir import Background
+
+    b = Background()
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    b.submit(fail)
+    with pytest.raises(OSError, match="No space"):
+        b.wait()
+    b.wait()  # said once
+    b.submit(lambda: None)
+    b.wait()

@@ -186,3 +186,101 @@ def test_multi_output_model_with_dict_targets(tmp_path: Path) -> None:
     )
     result = run(spec, tmp_path, model=TwoHeads(), data=Loaders(Loader(x, targets, 16)))
     assert {"train_label_accuracy", "train_size_mae"} <= set(result.history[-1])
+
+
+def _count_host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every read of a tensor's value into Python (each a device sync on a GPU), counted."""
+    reads: list[str] = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"):
+        real = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _real=real, _name=name, **kw):
+            reads.append(_name)
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    return reads
+
+
+def test_no_host_read_per_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step reads nothing back from the device (on a GPU each read would stop the host from
+    queueing work ahead): four times the steps, with loss, metrics and NaN watch, make no more reads."""
+    counts = []
+    for batch in (16, 4):  # 6 or 24 steps an epoch; fewer than one queued NaN check
+        reads = _count_host_reads(monkeypatch)
+        # SGD: CPU Adam reads its step counters with .item() (CPU tensors on a GPU run too: no sync)
+        spec = make_spec(train={"epochs": 3, "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}],
+                                "grad_clip": 1.0})
+        run(spec, tmp_path / str(batch), data=loaders(batch=batch))
+        counts.append(len(reads))
+        monkeypatch.undo()
+    assert counts[0] == counts[1], counts
+
+
+def test_nan_found_batches_later_is_named_where_it_happened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queued checks find a NaN within two check intervals, naming its own batch; no
+    checkpoint is written after it."""
+    import netspec.training.watch as watch
+
+    monkeypatch.setattr(watch, "CHECK_EVERY", 4)
+    monkeypatch.setattr(watch.NanWatch.__init__, "__defaults__", (4,))
+    x, y = blobs(320)
+    x[5 * 16 + 3] = 1234.0  # batch 6 of 20 (unshuffled)
+    seen = []
+
+    class Counting(NanAt):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(1)
+            return super().forward(x)
+
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 6 \(batch 6 of 20\)"):
+        run(make_spec(train={"epochs": 2}), tmp_path, model=Counting(), data=Loaders(Loader(x, y, 16, shuffle=False)))
+    assert 6 < len(seen) <= 6 + 2 * 4
+
+
+@pytest.mark.gpu
+def test_no_device_sync_per_step_on_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA, with in-memory data on the device, torch's sync debug mode raises at any
+    synchronising call between the second forward of an epoch and its end-of-epoch check."""
+    import netspec.training.loop as loop
+    from netspec.data import DataSpec, build_loaders
+    from netspec.training.watch import NanWatch
+
+    x, y = blobs(2048)
+    from datafiles import write_pt
+
+    write_pt(tmp_path / "d.pt", {"x": x, "y": y})
+    data = build_loaders(DataSpec.model_validate({"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 32}),
+                         base_dir=tmp_path, input_names=["x"], seed=0, device=torch.device("cuda"))
+    calls = [0]
+    real_forward, real_check = loop.forward, NanWatch.check
+
+    def forward(run_, inputs):
+        calls[0] += 1
+        if calls[0] == 2:
+            torch.cuda.set_sync_debug_mode("error")
+        return real_forward(run_, inputs)
+
+    def check(self):
+        torch.cuda.set_sync_debug_mode("default")
+        calls[0] = 0
+        return real_check(self)
+
+    monkeypatch.setattr(loop, "forward", forward)
+    monkeypatch.setattr(NanWatch, "check", check)
+    spec = make_spec(train={"epochs": 2, "device": "cuda", "metrics": ["accuracy"], "grad_clip": 1.0},
+                     optimizer={"Adam": {"lr": 0.01}})
+    try:
+        result = run(spec, tmp_path, data=Loaders(data.train))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.steps == 2 * 64
+def test_nan_in_the_data_is_blamed_on_the_data(tmp_path: Path) -> None:
+    """A NaN input (here from a loader given in Python; netspec's own loaders refuse NaN when
+    they are built) makes the loss NaN: the message says the batch holds it, not the lr."""
+    x, y = blobs(96)
+    x[20, 3] = float("nan")
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 2 \(batch 2 of 6\): the batch's input "
+                                            r"`x` holds NaN or inf") as err:
+        run(make_spec(train={"epochs": 1}), tmp_path, data=Loaders(Loader(x, y, 16, shuffle=False)))
+    assert "learning rate" not in str(err.value) and "transforms" in (err.value.hint or "")

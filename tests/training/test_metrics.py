@@ -1,93 +1,147 @@
-"""Metrics: the whole registry, each against a hand computation, epoch accumulation."""
+"""Metrics: every registry entry against torchmetrics' functional form on the whole data, fed in
+batches (and in chunks); logits vs probabilities; the names a spec's metrics are logged under."""
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional import mean_absolute_error, mean_squared_error
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    multiclass_accuracy,
+    multiclass_jaccard_index,
+    multilabel_accuracy,
+)
+from torchmetrics.functional.segmentation import dice_score
 
 from netspec.errors import SpecError
-from netspec.training.metrics import METRICS, MetricSet
-from netspec.training.spec import MetricSpec
+from netspec.training.meters import MetricSet
+from netspec.training.metrics import METRICS
+from netspec.training.spec import LossSpec, MetricSpec
 
 from standins import make_spec
 
-torch.manual_seed(0)
-
-INPUTS = {
-    "classification": (torch.randn(6, 4), torch.randint(4, (6,))),
-    "segmentation": (torch.randn(2, 3, 5, 5), torch.randint(3, (2, 5, 5))),
-    "regression": (torch.randn(6, 1), torch.randn(6)),
+g = torch.Generator().manual_seed(0)
+DATA = {  # (outputs, targets) of a whole "epoch", fed to the metrics in batches
+    "classification": (torch.randn(50, 4, generator=g), torch.randint(4, (50,), generator=g)),
+    "segmentation": (torch.randn(6, 3, 5, 5, generator=g), torch.randint(3, (6, 5, 5), generator=g)),
+    "regression": (torch.randn(50, 1, generator=g), torch.randn(50, generator=g)),
 }
 
 
+def _iou(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return multiclass_jaccard_index(out.argmax(1).flatten(), y.flatten(), out.shape[1], average="macro")
+
+
+#: name -> (default arguments, the value torchmetrics gives on the whole data). A metric added to
+#: the registry needs an entry here: every metric is held to torchmetrics.
+REFERENCES: dict[str, Callable[[torch.Tensor, torch.Tensor], Any]] = {
+    "accuracy": lambda out, y: multiclass_accuracy(out, y, out.shape[1], average="micro"),
+    "top_k_accuracy": lambda out, y: multiclass_accuracy(out, y, out.shape[1], top_k=min(5, out.shape[1]),
+                                                         average="micro"),
+    "dice": lambda out, y: dice_score(out.argmax(1), y, out.shape[1], average="macro", aggregation_level="global",
+                                      input_format="index"),
+    "iou": _iou,
+    "mse": lambda out, y: mean_squared_error(out.squeeze(1), y),
+    "mae": lambda out, y: mean_absolute_error(out.squeeze(1), y),
+}
+
+
+def fed(metric: Any, output: torch.Tensor, target: torch.Tensor, batch: int) -> Any:
+    for i in range(0, len(output), batch):
+        metric.update(output[i:i + batch], target[i:i + batch])
+    return metric
+
+
 @pytest.mark.parametrize("name", sorted(METRICS))
-def test_every_metric_accumulates_and_round_trips(name: str) -> None:
-    output, target = INPUTS[METRICS[name].task]
-    whole, halves = METRICS[name](), METRICS[name]()
-    whole.update(output, target)
-    halves.update(output[:1], target[:1])
-    state = halves.state_dict()
+def test_every_metric_matches_torchmetrics(name: str) -> None:
+    assert name in REFERENCES, f"metric `{name}` has no torchmetrics reference in this test"
+    output, target = DATA[METRICS[name].task]
+    expected = float(REFERENCES[name](output, target))
+    for batch in (1, 4, len(output)):  # an epoch's value, not a mean of batch values
+        assert fed(METRICS[name](), output, target, batch).compute() == pytest.approx(expected, rel=1e-6), batch
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_resumes_mid_epoch_and_resets(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    output, target = DATA[METRICS[name].task]
+    whole = fed(METRICS[name](), output, target, 2).compute()
+    monkeypatch.setattr(METRICS[name], "chunk", 3)  # part of the batches still waiting for an update
+    half = fed(METRICS[name](), output[:4], target[:4], 1)
+    state = half.state_dict()  # what a checkpoint taken mid-epoch holds
     restored = METRICS[name]()
-    restored.load_state_dict(state)  # resume mid-epoch
-    restored.update(output[1:], target[1:])
-    assert restored.compute() == pytest.approx(whole.compute())  # over the epoch, not a mean of batches
-    whole.reset()
-    assert whole.compute() != whole.compute()  # nan when empty
+    restored.load_state_dict(torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t,
+                                                          state))
+    assert fed(restored, output[4:], target[4:], 2).compute() == pytest.approx(whole, rel=1e-6)
+    restored.reset()
+    assert restored.compute() != restored.compute()  # nan when empty
+    assert METRICS[name]().state_dict() == {}
 
 
-def test_accuracy_multiclass_and_binary() -> None:
-    m = METRICS["accuracy"]()
-    m.update(torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]]), torch.tensor([0, 1, 1]))
-    assert m.compute() == pytest.approx(2 / 3)
-    b = METRICS["accuracy"]()  # seed 000: (N, 1) probabilities vs (N,) float labels, threshold 0.5
-    b.update(torch.tensor([[0.9], [0.2], [0.6], [0.4]]), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+def test_binary_accuracy_of_logits_follows_the_loss() -> None:
+    """Issue 9: BCEWithLogitsLoss outputs are logits, so 0.5 is a threshold on sigmoid(logit),
+    as torchmetrics has it; thresholding the raw logits at 0.5 counts (0, 0.5) wrong."""
+    logits = torch.randn(1000, 1, generator=torch.Generator().manual_seed(3))
+    y = (torch.rand(1000, generator=torch.Generator().manual_seed(4)) < torch.sigmoid(3 * logits[:, 0])).float()
+    expected = float(binary_accuracy(torch.sigmoid(logits[:, 0]), y.long()))
+    wrong = ((logits[:, 0] > 0.5).float() == y).float().mean().item()
+    assert wrong != pytest.approx(expected)
+    for loss in ("BCEWithLogitsLoss", {"Dice": {}}, {"DiceBCE": {}}):
+        ms = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate(loss))
+        ms.update({"y": logits}, y, torch.tensor(0.0), 1000)
+        assert ms.compute()["accuracy"] == pytest.approx(expected), loss
+    probs = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("BCELoss"))
+    probs.update({"y": torch.sigmoid(logits)}, y, torch.tensor(0.0), 1000)  # seed 000: probabilities
+    assert probs.compute()["accuracy"] == pytest.approx(expected)
+    said = MetricSet([MetricSpec.model_validate({"accuracy": {"from_logits": True}})], ["y"],
+                     LossSpec.model_validate("MSELoss"))  # the metric's own word wins
+    said.update({"y": logits}, y, torch.tensor(0.0), 1000)
+    assert said.compute()["accuracy"] == pytest.approx(expected)
+
+
+def test_accuracy_threshold_multilabel_and_soft_targets() -> None:
+    b = METRICS["accuracy"](threshold=0.7)  # (N, 1) probabilities vs (N,) float labels
+    b.update(torch.tensor([[0.9], [0.2], [0.6], [0.4]]), torch.tensor([1.0, 0.0, 1.0, 0.0]))
     assert b.compute() == 0.75
-    logits = METRICS["accuracy"](threshold=0.0)
-    logits.update(torch.tensor([2.0, -1.0]), torch.tensor([1, 1]))
-    assert logits.compute() == 0.5
+    logits, labels = torch.randn(20, 3, generator=g), torch.randint(2, (20, 3), generator=g).float()
+    ml = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("BCEWithLogitsLoss"))
+    ml.update({"y": logits}, labels, torch.tensor(0.0), 20)  # multi-label: every element counts
+    assert ml.compute()["accuracy"] == pytest.approx(float(multilabel_accuracy(logits, labels.long(), 3,
+                                                                               average="micro")))
+    soft = F.softmax(torch.randn(20, 3, generator=g), 1)  # CrossEntropyLoss with class probabilities
+    ce = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("CrossEntropyLoss"))
+    ce.update({"y": logits}, soft, torch.tensor(0.0), 20)
+    assert ce.compute()["accuracy"] == pytest.approx((logits.argmax(1) == soft.argmax(1)).float().mean().item())
 
 
-def test_top_k() -> None:
-    out, y = torch.randn(20, 10), torch.randint(10, (20,))
-    m = METRICS["top_k_accuracy"](k=3)
-    m.update(out, y)
-    assert m.key == "top3_accuracy"
-    assert m.compute() == pytest.approx((out.topk(3, 1).indices == y[:, None]).any(1).float().mean().item())
-
-
-def test_dice_and_iou_multiclass_match_hand_computation() -> None:
-    out, y = INPUTS["segmentation"]
-    pred = out.argmax(1)
-    dice, iou = [], []
-    for c in range(3):
-        p, t = pred == c, y == c
-        inter = (p & t).sum().item()
-        dice.append(2 * inter / (p.sum() + t.sum()).item())
-        iou.append(inter / (p | t).sum().item())
-    for name, expected in (("dice", dice), ("iou", iou)):
-        m = METRICS[name]()
-        m.update(out, y)
-        assert m.compute() == pytest.approx(sum(expected) / 3)
-    m = METRICS["dice"](include_background=False)
-    m.update(out, y)
-    assert m.compute() == pytest.approx(sum(dice[1:]) / 2)
-
-
-def test_binary_dice_from_logits() -> None:
-    logits = torch.tensor([[3.0, -2.0, 1.0, -1.0]])
+def test_dice_and_iou_without_background_and_binary() -> None:
+    out, y = DATA["segmentation"]
+    expected = dice_score(out.argmax(1), y, 3, include_background=False, average="macro",
+                          aggregation_level="global", input_format="index")
+    assert fed(METRICS["dice"](include_background=False), out, y, 2).compute() == pytest.approx(float(expected))
+    per_class = multiclass_jaccard_index(out.argmax(1).flatten(), y.flatten(), 3, average="none")
+    assert fed(METRICS["iou"](include_background=False), out, y, 2).compute() == pytest.approx(
+        float(per_class[1:].mean()))
+    logits = torch.tensor([[3.0, -2.0, 1.0, -1.0]])  # binary: the foreground of one score per pixel
     mask = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
-    m = METRICS["dice"]()
-    m.update(logits, mask)  # predicted {0, 2}, true {0, 3}
-    assert m.compute() == pytest.approx(2 * 1 / 4)
+    dice = METRICS["dice"]()
+    dice.loss_logits = True
+    dice.update(logits, mask)  # predicted {0, 2}, true {0, 3}
+    assert dice.compute() == pytest.approx(2 * 1 / 4)
+    iou = METRICS["iou"](from_logits=False)
+    iou.update(torch.sigmoid(logits), mask)
+    assert iou.compute() == pytest.approx(1 / 3)
 
 
-def test_mse_mae() -> None:
-    out, y = INPUTS["regression"]
-    for name, fn in (("mse", F.mse_loss), ("mae", F.l1_loss)):
-        m = METRICS[name]()
-        m.update(out, y)
-        assert m.compute() == pytest.approx(fn(out.squeeze(1), y).item(), rel=1e-6)
+def test_losses_that_disagree_on_logits_ask_for_from_logits() -> None:
+    two = {"sum": ["BCEWithLogitsLoss", "MSELoss"]}
+    with pytest.raises(SpecError, match="disagree whether it holds logits") as err:
+        make_spec(loss=two, train={"metrics": ["accuracy"]})
+    assert err.value.path == ("train", "metrics", 0) and "from_logits: true" in err.value.hint
+    make_spec(loss=two, train={"metrics": [{"accuracy": {"from_logits": True}}, "mse"]})  # said, or no threshold
 
 
 def test_metric_set_names_and_errors() -> None:
@@ -101,3 +155,19 @@ def test_metric_set_names_and_errors() -> None:
         make_spec(loss={"CrossEntropyLoss": {}, "output": "probs"}, train={"metrics": ["accuracy"]},
                   outputs=["probs", "features"])
     assert err.value.path == ("train", "metrics", 0)
+    with pytest.raises(SpecError, match="threshold is a probability"):
+        make_spec(train={"metrics": [{"accuracy": {"threshold": 0}}]})
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_batches_kept_for_later_do_not_alias_the_output(name: str) -> None:
+    """A compiled model's CUDA graphs overwrite its output on the next step: what a metric keeps
+    for its next update must be its own."""
+    output, target = DATA[METRICS[name].task]
+    metric = METRICS[name]()
+    scratch = output.clone()
+    metric.update(scratch, target)
+    expected = METRICS[name]()
+    expected.update(output, target)
+    scratch.fill_(float("nan"))  # the next replay
+    assert metric.compute() == pytest.approx(expected.compute())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from standins import make_spec, run
+from standins import loaders, make_spec, run
 
 
 def test_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,3 +36,85 @@ def test_tensorboard_used_when_importable(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
     run(make_spec(train={"epochs": 2}), tmp_path)
     assert ("train_loss", 2) in written and ("val_loss", 1) in written and written[-1] == ("closed",)
+
+
+def test_progress_bar_reads_the_loss_at_a_fixed_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar copies the loss to the host once per refresh (every Bar.EVERY seconds), never per batch."""
+    from netspec.training import report
+
+    copies = []
+    real = report.Lagged
+
+    def counting(value):
+        copies.append(1)
+        return real(value)
+
+    monkeypatch.setattr(report, "Lagged", counting)
+    monkeypatch.setattr(report.Bar, "EVERY", 3600.0)
+    run(make_spec(train={"epochs": 2, "progress": "bar"}), tmp_path, data=loaders(batch=4))  # 24 batches an epoch
+    assert len(copies) == 2  # the first batch of each epoch
+
+
+_TINY = """\
+name: tiny
+inputs: {x: [2]}
+nodes:
+  - fc: {Linear: {out_features: 4}}
+  - Dropout: 0.5
+  - head: {Linear: {out_features: 2}}
+data:
+  train: {source: gaussian_clusters, n_per_class: 16, label_dtype: int64}
+  batch_size: 8
+loss: CrossEntropyLoss
+optimizer: {SGD: {lr: 0.1}}
+train: {epochs: 2, device: cpu, progress: line}
+"""
+
+
+def _train_tiny(tmp_path: Path, name: str) -> Any:
+    import io
+
+    import netspec
+    from netspec.training.loop import train
+
+    return train(netspec.load_spec(text=_TINY), out=tmp_path / name, stream=io.StringIO())
+
+
+def test_tensorboard_gets_the_model_graph_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 001's writer.add_graph(model, input): on inputs of the declared shapes, in eval mode,
+    without changing how the run trains (the dropout draws the same numbers with and without it)."""
+    import sys
+    import types
+
+    import torch
+
+    plain = _train_tiny(tmp_path, "plain")
+    graphs: list[tuple] = []
+
+    class Writer:
+        def __init__(self, log_dir: str) -> None:
+            pass
+
+        def add_graph(self, model: Any, inputs: Any) -> None:
+            graphs.append((model.training, tuple(inputs.shape)))
+            torch.rand(100)  # tracing runs the model: any draw must not shift the run's random numbers
+
+        def add_scalar(self, *args: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    traced = _train_tiny(tmp_path, "traced")
+    assert graphs == [(True, (2, 2))]  # once; add_graph itself switches to eval
+    assert "TensorBoard: model graph written to tb/" in (traced.run_dir / "train.log").read_text()
+    for a, b in zip(plain.model.state_dict().values(), traced.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_tensorboard_graph_with_tensorboard_itself(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (the graph is tested with a stand-in above)")
+    result = _train_tiny(tmp_path, "tb")
+    assert "TensorBoard: model graph written to tb/" in (result.run_dir / "train.log").read_text()
+    assert list((result.run_dir / "tb").glob("events.out.tfevents.*"))

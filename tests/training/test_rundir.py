@@ -44,3 +44,34 @@ def test_unwritable_out_dir_reported_before_training(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="cannot write the run directory") as err:
         train(make_spec(), model=mlp(), loaders=loaders(), out=tmp_path / "file" / "runs", stream=io.StringIO())
     assert err.value.path == ("--out",)
+
+
+def test_resume_refuses_a_run_directory_holding_a_link(tmp_path: Path) -> None:
+    """`--resume` of a run directory whose train.log is a link to a file elsewhere: refused before
+    anything is written, and the file the link points at is untouched."""
+    first = run(make_spec(train={"epochs": 1}), tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (first.run_dir / "train.log").unlink()
+    (first.run_dir / "train.log").symlink_to(victim)
+    with pytest.raises(TrainingError, match="train.log is a symbolic link; a run writes only inside") as err:
+        train(make_spec(train={"epochs": 2}), model=mlp(), loaders=loaders(), resume=first.run_dir,
+              stream=io.StringIO())
+    assert err.value.path == ("--resume",) and "--out DIR" in (err.value.hint or "")
+    assert victim.read_text() == "precious\n"
+
+
+def test_writes_never_follow_a_link_in_the_run_directory(tmp_path: Path) -> None:
+    """A link that appears while the run goes on: appending through it fails (one line), and a
+    file replaced atomically replaces the link itself, never what it points at."""
+    from netspec.errors import WriteFailed
+    from netspec.training.rundir import Log, write_text
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "train.log").symlink_to(victim)
+    with pytest.raises(WriteFailed, match="train.log: it is a symbolic link, and a run never writes through one"):
+        Log(None, tmp_path / "train.log").info("hello")
+    (tmp_path / "spec.yaml").symlink_to(victim)
+    write_text(tmp_path / "spec.yaml", "name: x\n", force=True)
+    assert victim.read_text() == "precious\n" and not (tmp_path / "spec.yaml").is_symlink()

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from netspec.errors import CheckpointError
+from netspec.errors import AccessRefused, CheckpointError
 from netspec.training.spec import WeightsSpec
 from netspec.training.weights import load_weights
 
@@ -72,7 +72,7 @@ def test_prefixes_and_nested_state_dicts(tmp_path: Path) -> None:
 
 def test_bad_weight_files(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    for name, text in [("missing.pt", "not found"), ("junk.pt", "not a PyTorch weights file")]:
+    for name, text in [("missing.pt", "not found"), ("junk.pt", r"cannot be read \(truncated or not a PyTorch file\)")]:
         with pytest.raises(CheckpointError, match=text):
             load_weights(Small(), WeightsSpec(path=name), base_dir=tmp_path)
     torch.save({"epoch": 1}, tmp_path / "nostate.pt")
@@ -85,7 +85,28 @@ def test_init_then_weights_in_a_run(tmp_path: Path) -> None:
     src = mlp(3)
     torch.save(src.state_dict(), tmp_path / "pre.pt")
     spec = make_spec(optimizer={"SGD": {"lr": 0.0}}, train={"epochs": 1},
-                     init={"rules": [{"layer": "Linear", "bias": "ones_"}], "weights": str(tmp_path / "pre.pt")})
-    result = run(spec, tmp_path)
+                     init={"rules": [{"layer": "Linear", "bias": "ones_"}], "weights": "pre.pt"})
+    result = run(spec, tmp_path, base_dir=tmp_path)  # the spec's folder: where it may read
     torch.testing.assert_close(result.model[0].bias, src[0].bias)  # the file wins over the rule
     assert "init rules[0] Linear" in result.log and "loaded 4/4 tensors" in result.log
+
+
+def test_weights_outside_the_spec_folder_are_refused(tmp_path: Path) -> None:
+    """A spec reads only under its folder and the data roots: `../`, absolute paths and links
+    that lead out are refused before the file is opened."""
+    (tmp_path / "spec").mkdir()
+    torch.save(Small().state_dict(), tmp_path / "outside.pt")
+    (tmp_path / "spec" / "link.pt").symlink_to(tmp_path / "outside.pt")
+    for name in ["../outside.pt", str(tmp_path / "outside.pt"), "link.pt"]:
+        with pytest.raises(AccessRefused, match="outside the folders this spec may read") as err:
+            load_weights(Small(), WeightsSpec(path=name), base_dir=tmp_path / "spec")
+        assert err.value.path == ("init", "weights", "path") and "--data-root" in (err.value.hint or "")
+    load_weights(Small(), WeightsSpec(path="link.pt"), base_dir=tmp_path / "spec", roots=(tmp_path,))
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path: Path) -> None:
+    state = Small().state_dict()
+    state["fc.weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=r"nan.pt holds weights that are not finite \(fc.weight\)"):
+        load_weights(Small(), WeightsSpec(path="nan.pt"), base_dir=tmp_path)

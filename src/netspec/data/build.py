@@ -18,6 +18,7 @@ from torch.utils.data import RandomSampler, Sampler
 
 from ..errors import DataError, SpecError
 from . import transforms as T
+from .checks import ClassCount, check_batch_classes, check_classes, check_finite
 from .fields import FieldMap, class_labels, describe_sample, resolve_fields, split_indices
 from .loaders import SampleDataset, SampleLoader, TensorLoader
 from .readers import first_line
@@ -25,11 +26,15 @@ from .samplers import SAMPLERS, SamplerContext
 from .sources import SOURCES, BadSample, LoadContext, SourceData
 from .spec import DataSpec, FractionSplit
 
-__all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES"]
+__all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES", "DEVICE_RESERVE"]
 
 # Deterministic transforms are applied once to the whole data set when the result is at most
 # this big; above it (say Fashion-MNIST resized to 224x224: 12 GB) they run per batch instead.
 PRECOMPUTE_BYTES = 1 << 30
+
+# In-memory data moves to the accelerator when it leaves this much of its memory free for the
+# model, its activations and the optimizer: a quarter of the device, and at least 4 GiB.
+DEVICE_RESERVE = (0.25, 4 << 30)
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}  # generated splits differ unless seeded explicitly
 
@@ -57,8 +62,7 @@ def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
         raw = entry.load(spec, ctx)
     except SpecError as e:
         if not e.path:  # point at the file option when there is one: its line is the useful one
-            key = next((k for k in ("path", "root") if k in type(spec).model_fields), None)
-            e.path = ("data", split) + ((key,) if key else ())
+            e.path = _file_path(spec, split)
         raise
     assert (raw.tensors is not None) == entry.in_memory, f"source {spec.source} is registered with the wrong in_memory"
     if spec.limit is not None and spec.limit < len(raw):
@@ -68,10 +72,21 @@ def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
     return raw
 
 
-def _load_splits(spec: DataSpec, base_dir: Path, seed: int, allow_download: bool) -> dict[str, SourceData]:
+def _file_path(source: Any, split: str) -> tuple[str, ...]:
+    """The spec path of a split's file option (``data.train.path``), else of the split.
+
+    >>> _file_path(DataSpec.model_validate({"train": {"source": "csv", "path": "x.csv"}}).train, "train")
+    ('data', 'train', 'path')
+    """
+    key = next((k for k in ("path", "root") if k in type(source).model_fields), None)
+    return ("data", split) + ((key,) if key else ())
+
+
+def _load_splits(spec: DataSpec, base_dir: Path, seed: int, allow_download: bool,
+                 roots: tuple[Path, ...] = ()) -> dict[str, SourceData]:
     """The raw samples of every split the spec names; ``val: {fraction}`` is cut off train."""
     def ctx(split: str) -> LoadContext:
-        return LoadContext(base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download)
+        return LoadContext(base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download, roots=roots)
 
     raws: dict[str, SourceData] = {}
     if spec.train is not None:
@@ -98,6 +113,15 @@ def _check_field_counts(raws: dict[str, SourceData]) -> None:
         if len(raw.names) != len(first.names):
             raise DataError(f"{split} samples have {len(raw.names)} fields ({', '.join(raw.names)}) but "
                             f"{first_split} samples have {len(first.names)}", path=("data", split))
+
+
+def _check_values(spec: DataSpec, raws: dict[str, SourceData], fmap: FieldMap, classes: list[ClassCount]) -> None:
+    """NaN/inf and unusable class labels, split by split, before any transform (one pass each)."""
+    for split, raw in raws.items():
+        source = spec.train if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split)
+        path = _file_path(source, "train" if source is spec.train else split)
+        check_finite(raw, path)
+        check_classes(raw, fmap, classes, path)
 
 
 def _default_transforms(raw: SourceData) -> list[Any]:
@@ -153,15 +177,18 @@ def _pretransform(tensors: tuple[Tensor, ...], raw: SourceData, transform: Calla
 
 
 def _to_device(tensors: tuple[Tensor, ...], device: torch.device, info: dict[str, Any]) -> tuple[Tensor, ...]:
-    """Move in-memory data to the accelerator once, when it takes at most half of the free memory."""
+    """Move in-memory data to the accelerator once, when it fits and leaves the reserve free
+    (:data:`DEVICE_RESERVE`); otherwise it stays on the host and batches are prefetched from
+    page-locked memory (:mod:`netspec.data.prefetch`)."""
     size = sum(t.numel() * t.element_size() for t in tensors)
     try:
-        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+        free, total = torch.cuda.mem_get_info(device) if device.type == "cuda" else (0, 0)
     except Exception:
-        free = 0
-    if size * 2 <= free:
+        free, total = 0, 0
+    if size <= free - max(DEVICE_RESERVE[0] * total, DEVICE_RESERVE[1]):
         info["path"] += f", on {device}"
         return tuple(t.to(device) for t in tensors)
+    info["path"] += ", on the host (prefetched)" if device.type == "cuda" else ""
     return tensors
 
 
@@ -178,7 +205,7 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     if device is not None and device.type != "cpu":
         tensors = _to_device(tensors, device, info)
     loader = TensorLoader(tensors, kinds=raw.kinds, batch_transform=batch_transform,
-                          pin_memory=spec.loader.pin_memory, **common)
+                          pin_memory=_pin(spec, device), **common)
     first = tuple(t[:1] for t in tensors)
     if batch_transform is not None:
         first = T.apply(batch_transform, first, raw.kinds)
@@ -186,12 +213,24 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     return loader
 
 
-def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec,
-                   common: dict[str, Any], info: dict[str, Any]) -> SampleLoader:
+def _pin(spec: DataSpec, device: torch.device | None) -> bool:
+    """``pin_memory``: as the spec says, or (``auto``) when training on a CUDA device."""
+    if spec.loader.pin_memory != "auto":
+        return bool(spec.loader.pin_memory)
+    return device is not None and device.type == "cuda" and torch.cuda.is_available()
+
+
+def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
+                   common: dict[str, Any], info: dict[str, Any], classes: list[ClassCount]) -> SampleLoader:
     """The per-sample loader: a DataLoader over a Dataset that transforms each sample."""
     dataset = SampleDataset(raw, transform)
     workers = spec.loader.num_workers
-    loader = SampleLoader(dataset, num_workers=workers, pin_memory=spec.loader.pin_memory, **common)
+    path = common["path"]
+    check = None  # labels not known until read: checked batch by batch, on the CPU
+    if classes and raw.tensors is None and raw.labels is None:
+        def check(batch: Any) -> None:
+            check_batch_classes(batch[1], classes, path)
+    loader = SampleLoader(dataset, num_workers=workers, pin_memory=_pin(spec, device), check=check, **common)
     info["path"] = "per sample (DataLoader)" + (f", {workers} workers" if workers else "")
     with torch.random.fork_rng(devices=[]):  # peeking at sample 0 must not move the global RNG
         first_sample = dataset[0]
@@ -202,7 +241,7 @@ def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec,
 
 
 def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: str, fmap: FieldMap, train: bool,
-                 seed: int, device: torch.device | None) -> tuple[Loader, dict[str, Any]]:
+                 seed: int, device: torch.device | None, classes: list[ClassCount]) -> tuple[Loader, dict[str, Any]]:
     """One split's loader and its info entry."""
     in_memory = raw.tensors is not None and T.is_batchable(items) and spec.loader.in_memory is not False
     assert in_memory or spec.loader.in_memory is not True, "DataSpec refuses an impossible `in_memory: true`"
@@ -214,7 +253,7 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
     info: dict[str, Any] = {"samples": len(raw), "transforms": items}
     transform = T.compose(items)
     loader: Loader = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
-                      else _sample_loader(raw, transform, spec, common, info))
+                      else _sample_loader(raw, transform, spec, device, common, info, classes))
     info["batches"] = len(loader)
     if train and spec.sampler is not None:
         info["sampler"] = type(sampler).__name__
@@ -226,14 +265,17 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
 # ---------------------------------------------------------------------------------------------
 
 def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], seed: int,
-                  device: torch.device | None = None, allow_download: bool = False) -> Loaders:
+                  device: torch.device | None = None, allow_download: bool = False,
+                  roots: tuple[Path, ...] = (), classes: list[ClassCount] | tuple[ClassCount, ...] = ()) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
-    ``base_dir`` is the spec file's folder (relative paths resolve against it); ``input_names``
+    ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read
+    only under it and the data ``roots``, :mod:`netspec.access`); ``input_names``
     are the model's inputs in order; ``seed`` seeds the training order (a ``torch.Generator``
     seeded with exactly ``seed``), the validation split and generated data. A source downloads
     missing files when its spec says ``download: true`` or ``allow_download`` is set.
-    Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
+    Every in-memory floating-point value must be finite, and every label a class of the loss
+    that reads it (``classes``, from the model's output size). Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
     >>> loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0)
@@ -241,10 +283,11 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     >>> len(loaders.train), inputs["x"].shape, target.shape
     (4, torch.Size([50, 2]), torch.Size([50]))
     """
-    raws = _load_splits(spec, Path(base_dir), seed, allow_download)
+    raws = _load_splits(spec, Path(base_dir), seed, allow_download, tuple(roots))
     first = next(iter(raws.values()))
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)
+    _check_values(spec, raws, fmap, list(classes))
     train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
     eval_items = spec.eval_transforms if spec.eval_transforms is not None else (
         T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
@@ -253,7 +296,8 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     for split, raw in raws.items():
         train = split == "train"
         built[split], info[split] = _make_loader(raw, train_items if train else eval_items, spec=spec, split=split,
-                                                 fmap=fmap, train=train, seed=seed, device=device)
+                                                 fmap=fmap, train=train, seed=seed, device=device,
+                                                 classes=list(classes))
         info[split]["source"] = (spec.train.source if split == "val" and isinstance(spec.val, FractionSplit)
                                  else getattr(spec, split).source)  # type: ignore[union-attr]
         info[split]["files"] = raw.files

@@ -61,6 +61,12 @@ class _EpochLoader:
         total = len(self.sampler) if self.sampler is not None else self.dataset_size  # type: ignore[arg-type]
         return total // self.batch_size if self.drop_last else math.ceil(total / self.batch_size)
 
+    def ahead_safe(self, device: torch.device) -> bool:
+        """Whether batches for ``device`` may be cut ahead, in another thread (the training
+        loop then prefetches them): only when they must be copied to it, and drawing them
+        touches no global RNG."""
+        return False
+
     def _draw_order(self) -> Tensor | None:
         """The generator calls a DataLoader makes for one epoch; the epoch's sample order.
 
@@ -107,22 +113,29 @@ class TensorLoader(_EpochLoader):
         self.batch_transform = batch_transform  # deterministic transforms too big to apply up front
         # Pinning only helps copies to a GPU, and needs one; data already on the device needs none.
         self.pin_memory = pin_memory and tensors[0].device.type == "cpu" and torch.cuda.is_available()
+        self.copy_views = False  # set once a model is seen writing into its input (see _views)
+        self._probed = False
+        self._lent: tuple[list[Tensor], list[int], bool] | None = None  # the last unshuffled batch handed out
+
+    def ahead_safe(self, device: torch.device) -> bool:
+        return self.tensors[0].device != device  # batches are cut by indexing: no RNG involved
 
     def _batch(self, order: Tensor | None, lo: int, hi: int) -> list[Tensor]:
         """Fields of the samples at positions ``lo:hi`` of the epoch's order."""
         if order is None:
-            # Clone: a view would let a model's in-place op on its input change the data set.
-            fields = [t[lo:hi].clone() for t in self.tensors]
+            fields = [t[lo:hi] for t in self.tensors]  # views: no copy (see _views)
+            if self.pin_memory:
+                fields = [f.pin_memory() for f in fields]
         else:
             idx = order[lo:hi]
-            fields = [t.index_select(0, idx) for t in self.tensors]  # a copy; ~4x faster than t[idx]
+            # a copy, ~4x faster than t[idx]; straight into page-locked memory when pinning
+            fields = [torch.index_select(t, 0, idx, out=_pinned_like(t, len(idx))) if self.pin_memory
+                      else t.index_select(0, idx) for t in self.tensors]
         if self.batch_transform is not None:
             try:
                 fields = list(apply(self.batch_transform, fields, self.kinds))
             except Exception as e:
                 raise DataError(f"transforms failed on a batch: {first_line(e)}", path=self.path) from None
-        if self.pin_memory:
-            fields = [f.pin_memory() for f in fields]
         return fields
 
     def __iter__(self) -> Iterator[Batch]:
@@ -134,9 +147,42 @@ class TensorLoader(_EpochLoader):
             order = order.to(device)
         total = len(order) if order is not None else self.dataset_size
         bs = self.batch_size
-        for b in range(len(self)):
-            yield self.fmap(self._batch(order, b * bs, min((b + 1) * bs, total)))
+        batches = (self._batch(order, b * bs, min((b + 1) * bs, total)) for b in range(len(self)))
+        yield from (self.fmap(fields) for fields in (batches if order is not None else self._views(batches)))
         self._complete = True
+
+    def _views(self, batches: Iterator[list[Tensor]]) -> Iterator[list[Tensor]]:
+        """Unshuffled batches are views of the data set, not copies. A model that writes into
+        its input (an in-place op on it) would change the data set through them: the first
+        batch is a copy, and if the model wrote into it, every batch is copied from then on.
+        A write found later (a model that writes only sometimes) is an error, not a silent
+        change of the data."""
+        self._check_lent()
+        for fields in batches:
+            probe = not self.copy_views and not self._probed
+            if self.copy_views or probe:
+                fields = [f.clone() for f in fields]
+            self._lent = (fields, [f._version for f in fields], probe)  # versions: bumped by every in-place write
+            yield fields
+            self._check_lent()
+
+    def _check_lent(self) -> None:
+        """Whether the model wrote into the batch lent last (checked when the next is asked for)."""
+        if self._lent is None:
+            return
+        fields, versions, probe = self._lent
+        self._lent = None
+        written = any(f._version != v for f, v in zip(fields, versions))
+        if probe:
+            self._probed, self.copy_views = True, written
+        elif written and not self.copy_views:
+            raise DataError("the model wrote into its input batch (an in-place op on an input), changing the "
+                            "data set", path=self.path, hint="make the first op on an input out-of-place "
+                            "(e.g. `ReLU: {inplace: false}`)")
+
+
+def _pinned_like(t: Tensor, n: int) -> Tensor:
+    return torch.empty((n, *t.shape[1:]), dtype=t.dtype, pin_memory=True)
 
 
 class SampleDataset(Dataset):
@@ -150,11 +196,17 @@ class SampleDataset(Dataset):
     def __init__(self, raw: SourceData, transform: Callable | None):
         self.raw = raw
         self.transform = transform
+        self._seeded: tuple[int, int] | None = None  # (epoch, seed) this worker was seeded for
 
     def __len__(self) -> int:
         return len(self.raw)
 
-    def __getitem__(self, i: int) -> tuple[Any, ...] | BadSample:
+    def __getitem__(self, i: int | tuple[int, int, int]) -> tuple[Any, ...] | BadSample:
+        if isinstance(i, tuple):  # (epoch, seed, index) from _EpochSeeds: persistent workers
+            epoch, seed, i = i
+            if (epoch, seed) != self._seeded:
+                _seed_worker(seed)
+                self._seeded = (epoch, seed)
         raw = self.raw
         sample = tuple(t[i] for t in raw.tensors) if raw.tensors is not None else raw.dataset[i]  # type: ignore[index]
         if isinstance(sample, BadSample) or self.transform is None:
@@ -185,25 +237,78 @@ def collate(samples: list[Any]) -> Any:
         return BadSample(f"cannot batch samples of different shapes {', '.join(shapes[:3])}{hint}: {first_line(e)}")
 
 
+def _seed_worker(base_seed: int) -> None:
+    """Seed this worker process as the DataLoader seeds a fresh worker for an epoch whose base
+    seed is ``base_seed`` (python, torch and numpy), so persistent workers draw exactly what
+    new workers would."""
+    import random
+
+    import numpy as np
+    from torch.utils.data import get_worker_info
+    from torch.utils.data._utils.worker import _generate_state
+
+    info = get_worker_info()
+    if info is None:
+        return  # the main process (no workers): nothing is seeded per epoch there
+    random.seed(base_seed + info.id)
+    torch.manual_seed(base_seed + info.id)
+    np.random.seed(_generate_state(base_seed, info.id))
+
+
+class _EpochSeeds(Sampler):
+    """The sampler of a loader with persistent workers: draws each epoch's base seed from the
+    generator first (where a DataLoader draws it for new workers), then the sampler's order,
+    and hands the seed to the workers with every index. The generator sees the same calls as
+    with non-persistent workers, so the order, the workers' random numbers and ``set_epoch``
+    are unchanged."""
+
+    def __init__(self, sampler: Sampler | None, n: int, generator: torch.Generator | None) -> None:
+        self.sampler, self.n, self.generator, self.epoch = sampler, n, generator, 0
+
+    def __len__(self) -> int:
+        return len(self.sampler) if self.sampler is not None else self.n  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
+        self.epoch += 1
+        for i in (self.sampler if self.sampler is not None else range(self.n)):
+            yield self.epoch, seed, int(i)
+
+
 def _ignore_sigint(_worker_id: int) -> None:
-    """Workers leave Ctrl-C to the main process, which saves a checkpoint before exiting."""
+    """Workers leave Ctrl-C and SIGTERM (a scheduler stops the whole job) to the main process,
+    which saves a checkpoint before exiting; a worker killed first would fail the batch."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class SampleLoader(_EpochLoader):
-    """Per-sample loader: a ``DataLoader`` over a Dataset that transforms each sample."""
+    """Per-sample loader: a ``DataLoader`` over a Dataset that transforms each sample.
 
-    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool, **kwargs: Any):
+    With worker processes, the workers persist from epoch to epoch (no start-up per epoch); the
+    DataLoader's own seed draw goes to a dummy generator and :class:`_EpochSeeds` draws and hands
+    out each epoch's seed, so the batches are those of non-persistent workers.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool,
+                 check: Callable[[Batch], None] | None = None, **kwargs: Any):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
-        self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=self.drop_last,
+        self.num_workers = num_workers
+        self.check = check  # of each batch's labels, on the CPU (their values were not known up front)
+        sampler = _EpochSeeds(self.sampler, len(dataset), self.generator) if num_workers else self.sampler  # type: ignore[arg-type]
+        self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
                                  num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
-                                 generator=self.generator,
+                                 generator=torch.Generator() if num_workers else self.generator,
+                                 persistent_workers=num_workers > 0,
                                  worker_init_fn=_ignore_sigint if num_workers else None)
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def ahead_safe(self, device: torch.device) -> bool:
+        return self.num_workers > 0  # workers draw their own random numbers; the main process none
 
     def __iter__(self) -> Iterator[Batch]:
         self._epochs_started += 1
@@ -211,5 +316,8 @@ class SampleLoader(_EpochLoader):
         for batch in self.loader:
             if isinstance(batch, BadSample):
                 raise DataError(batch.message, path=batch.path(self.path))
-            yield self.fmap(batch)
+            batch = self.fmap(batch)
+            if self.check is not None:
+                self.check(batch)
+            yield batch
         self._complete = True

@@ -12,31 +12,21 @@ import math
 import struct
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-from torch import Tensor
-
+from ..access import MAX_INFLATION, inflation_limit, not_regular, show_path
 from ..errors import DataError
 
-__all__ = ["read_idx", "read_csv", "read_tensor_file", "show_path", "first_line"]
+if TYPE_CHECKING:  # numpy and torch are imported by the readers: the spec models do without them
+    import numpy as np
+    from torch import Tensor
+
+__all__ = ["read_idx", "read_csv", "read_tensor_file", "show_path", "first_line", "csv_line"]
 
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "the IDX file format")
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def show_path(path: Path) -> str:
-    """A path as the user will recognise it: relative to the working directory when inside it.
-
-    >>> show_path(Path.cwd() / "data" / "x.csv") == str(Path("data") / "x.csv")
-    True
-    """
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def first_line(e: BaseException) -> str:
@@ -53,21 +43,45 @@ def first_line(e: BaseException) -> str:
 # IDX
 # ---------------------------------------------------------------------------------------------
 
-def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, gunzipped when it ends in .gz."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read {show_path(path)}: {first_line(e)}") from None
+def _too_big(path: Path, declared: int, what: str) -> DataError:
+    stored = path.stat().st_size
+    return DataError(f"{show_path(path)}: {what} {declared:,} bytes, over {MAX_INFLATION} times the file's "
+                     f"{stored:,} bytes; refused (a decompression bomb?)",
+                     hint="store the data uncompressed if it really is that big")
+
+
+def _open_idx(path: Path) -> Any:
+    """The file as a binary stream, gunzipped on the fly when it ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _idx_header(f: Any, path: Path, expect_magic: int | None) -> tuple[np.dtype, tuple[int, ...]]:
+    """Magic number and dimensions; the data has not been read yet."""
+    import numpy as np
+
+    head = f.read(4)
+    if len(head) < 4:
+        raise DataError(f"{show_path(path)}: file is {len(head)} bytes, too short for an IDX header")
+    magic = struct.unpack(">I", head)[0]
+    type_byte, ndim = head[2], head[3]
+    if head[0] != 0 or head[1] != 0 or type_byte not in _IDX_TYPES or not 1 <= ndim <= 4:
+        want = f" (expected {expect_magic})" if expect_magic else ""
+        raise DataError(f"{show_path(path)}: not an IDX file: bad magic number {magic}{want}")
+    if expect_magic is not None and magic != expect_magic:
+        raise DataError(f"{show_path(path)}: wrong magic number {magic}, expected {expect_magic} "
+                        "(images are 2051, labels 2049: are the files swapped?)")
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{show_path(path)}: truncated IDX header")
+    return np.dtype(_IDX_TYPES[type_byte]), struct.unpack(">" + "I" * ndim, dims)
 
 
 def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
     """Read an IDX file (the MNIST format; gzipped if named .gz) into a tensor.
 
-    Checks the magic number and that the data size matches the header.
+    Checks the magic number and that the data size matches the header, before the data is
+    read (or, for a .gz file, inflated): a header that declares more than the file can hold is
+    refused without allocating it.
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "l"
@@ -75,28 +89,32 @@ def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
     >>> read_idx(p, expect_magic=2049).tolist()
     [3, 7]
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise DataError(f"{show_path(path)}: file is {len(raw)} bytes, too short for an IDX header")
-    magic = struct.unpack(">I", raw[:4])[0]
-    type_byte, ndim = raw[2], raw[3]
-    if raw[0] != 0 or raw[1] != 0 or type_byte not in _IDX_TYPES or not 1 <= ndim <= 4:
-        want = f" (expected {expect_magic})" if expect_magic else ""
-        raise DataError(f"{show_path(path)}: not an IDX file: bad magic number {magic}{want}")
-    if expect_magic is not None and magic != expect_magic:
-        raise DataError(f"{show_path(path)}: wrong magic number {magic}, expected {expect_magic} "
-                        "(images are 2051, labels 2049: are the files swapped?)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{show_path(path)}: truncated IDX header")
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    dtype = np.dtype(_IDX_TYPES[type_byte])
-    expected = math.prod(dims) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{show_path(path)}: header says shape {list(dims)} ({expected} data bytes) but the file "
-                        f"has {len(raw) - header}: truncated or corrupt")
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    import numpy as np
+    import torch
+
+    try:
+        with _open_idx(path) as f:
+            dtype, dims = _idx_header(f, path, expect_magic)
+            expected = math.prod(dims) * dtype.itemsize
+            header = 4 + 4 * len(dims)
+            if path.suffix == ".gz" and expected > inflation_limit(path.stat().st_size):
+                raise _too_big(path, expected, f"header says shape {list(dims)}:")
+            if path.suffix != ".gz" and path.stat().st_size - header != expected:
+                raise _short(path, dims, expected, path.stat().st_size - header)
+            data = f.read(expected)
+            if len(data) != expected or f.read(1):
+                raise _short(path, dims, expected, len(data) if len(data) != expected else "more")
+    except (gzip.BadGzipFile, EOFError, zlib.error):  # their messages quote bytes of the file
+        raise DataError(f"cannot read {show_path(path)}: not gzip data, or cut short") from None
+    except OSError as e:
+        raise DataError(f"cannot read {show_path(path)}: {e.strerror or type(e).__name__}") from None
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
     return torch.from_numpy(arr.astype(dtype.newbyteorder("="), copy=True))
+
+
+def _short(path: Path, dims: tuple[int, ...], expected: int, found: int | str) -> DataError:
+    return DataError(f"{show_path(path)}: header says shape {list(dims)} ({expected} data bytes) but the file has "
+                     f"{found}: truncated or corrupt")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +131,11 @@ def _is_number(text: str) -> bool:
 
 
 def _locate_csv_error(path: Path, delimiter: str, skip: int) -> str:
-    """Find the first bad row of a CSV file (only on the error path: slow but exact)."""
+    """Find the first bad row of a CSV file (only on the error path: slow but exact).
+
+    The message says where, never what the cell holds: a spec must not be able to read a
+    file back through an error message.
+    """
     width = None
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
         for line_no, row in enumerate(csv.reader(f, delimiter=delimiter), start=1):
@@ -125,8 +147,28 @@ def _locate_csv_error(path: Path, delimiter: str, skip: int) -> str:
                 return f"line {line_no} has {len(row)} columns, expected {width}"
             for col, cell in enumerate(row, start=1):
                 if not _is_number(cell):
-                    return f"line {line_no}, column {col}: `{cell.strip()[:30]}` is not a number"
+                    return f"line {line_no}, column {col} is not a number"
     return "cannot parse the file as numbers"
+
+
+def csv_line(path: Path, skip: int, row: int) -> int:
+    """The line number of data row ``row`` (0-based), counting rows as :func:`read_csv` does
+    (after ``skip`` header lines; blank lines and ``#`` comments are not rows).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("a,b\\n1,2\\n\\n# note\\n3,4\\n")
+    >>> csv_line(p, 1, 1)
+    5
+    """
+    n = -1
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            if line_no > skip and line.split("#", 1)[0].strip():
+                n += 1
+                if n == row:
+                    return line_no
+    return 0
 
 
 def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"] = "auto"
@@ -142,13 +184,17 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
     >>> names, table.tolist()
     (['label', 'a'], [[1.0, 2.0], [3.0, 4.0]])
     """
-    if not path.is_file():
-        raise DataError(f"{show_path(path)}: no such file")
+    import numpy as np
+
+    if (why := not_regular(path)) is not None:
+        raise DataError(f"{show_path(path)}: {why}")
     try:
         with path.open(newline="", encoding="utf-8") as f:
             first = next(csv.reader(f, delimiter=delimiter), None)
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {show_path(path)}: {first_line(e)}") from None
+    except UnicodeDecodeError as e:  # its message quotes the byte
+        raise DataError(f"cannot read {show_path(path)}: not UTF-8 text (byte {e.start} of a line)") from None
+    except OSError as e:
+        raise DataError(f"cannot read {show_path(path)}: {e.strerror or type(e).__name__}") from None
     if first is None:
         raise DataError(f"{show_path(path)}: the file is empty")
     has_header = (not all(_is_number(c) for c in first)) if header == "auto" else bool(header)
@@ -170,31 +216,65 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
 # Tensor files: .npz and .pt
 # ---------------------------------------------------------------------------------------------
 
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from an ``.npy`` stream; nothing else is read."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+def _read_npy_member(path: Path, zf: zipfile.ZipFile, name: str) -> Tensor:
+    """One array of an ``.npz`` file, its header checked against the bytes it holds before the
+    data is inflated or allocated; object arrays (pickles) are refused unread."""
+    import numpy as np
+    import torch
+
+    info = zf.getinfo(name + ".npy")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > inflation_limit(info.compress_size):
+        raise _too_big(path, info.file_size, f"array `{name}` inflates to")
+    with zf.open(info) as f:
+        shape, fortran, dtype = _npy_header(f)
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise DataError(f"{show_path(path)}: array `{name}` has dtype {dtype}; numbers only (never pickles)")
+        expected = math.prod(shape) * dtype.itemsize
+        held = info.file_size - f.tell()
+        if expected != held:
+            raise DataError(f"{show_path(path)}: array `{name}` says shape {list(shape)} ({expected:,} bytes) but "
+                            f"holds {held:,}: truncated or corrupt")
+        data = f.read(expected)
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return torch.from_numpy(np.ascontiguousarray(arr).astype(dtype.newbyteorder("="), copy=True))
+
+
 def _read_npz(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
-    """The wanted arrays of an ``.npz`` file, never unpickling anything."""
+    """The wanted arrays of an ``.npz`` file (a zip of ``.npy`` files), never unpickling anything."""
     found: dict[str, Tensor] = {}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for name in arrays if arrays is not None else list(npz.files):
-                if name not in npz.files:
-                    raise DataError(f"{show_path(path)}: no array `{name}` (it has: {', '.join(npz.files) or 'none'})")
-                arr = npz[name]
-                if arr.dtype.kind not in "biuf":
-                    raise DataError(f"{show_path(path)}: array `{name}` has dtype {arr.dtype}; numbers only")
-                found[name] = torch.from_numpy(np.ascontiguousarray(arr))
+        with zipfile.ZipFile(path) as zf:
+            names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+            for name in arrays if arrays is not None else names:
+                if name not in names:
+                    raise DataError(f"{show_path(path)}: no array `{name}` (it has: {', '.join(names) or 'none'})")
+                found[name] = _read_npy_member(path, zf, name)
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"{show_path(path)}: not a readable .npz file ({first_line(e)})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as e:
+        why = "truncated or corrupt" if isinstance(e, (zipfile.BadZipFile, EOFError, zlib.error)) else \
+            f"{type(e).__name__}"
+        raise DataError(f"{show_path(path)}: not a readable .npz file ({why})") from None
     return found
 
 
 def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     """The wanted tensors of a ``.pt`` file, loaded with ``weights_only``."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; all mean "not usable"
-        raise DataError(f"{show_path(path)}: not a readable tensor file ({first_line(e)})") from None
+    from torch import Tensor
+
+    from ..torchfile import load_torch_file
+
+    obj = load_torch_file(path, (), DataError, "tensor file")
     if isinstance(obj, Tensor):
         obj = {"0": obj}
     elif isinstance(obj, (list, tuple)):
@@ -216,15 +296,15 @@ def read_tensor_file(path: Path, arrays: list[str] | None) -> tuple[list[str], l
     ...) or one tensor. ``arrays`` picks and orders them; default: all, in file order. Every
     array must have the same number of samples (first dimension).
 
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> p = Path(tempfile.mkdtemp()) / "t.pt"
     >>> torch.save([torch.zeros(3, 2), torch.ones(3)], p)
     >>> names, tensors = read_tensor_file(p, None)
     >>> names, [tuple(t.shape) for t in tensors]
     (['0', '1'], [(3, 2), (3,)])
     """
-    if not path.is_file():
-        raise DataError(f"{show_path(path)}: no such file")
+    if (why := not_regular(path)) is not None:
+        raise DataError(f"{show_path(path)}: {why}")
     found = _read_npz(path, arrays) if path.suffix == ".npz" else _read_pt(path, arrays)
     if not found:
         raise DataError(f"{show_path(path)}: holds no arrays")

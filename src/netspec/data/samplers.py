@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-import torch
 from pydantic import Field
-from torch import Tensor
-from torch.utils.data import RandomSampler, Sampler, WeightedRandomSampler
 
 from ..errors import DataError, did_you_mean
 from ..registry import Registry
 from ..spec_base import SpecModel
+
+if TYPE_CHECKING:  # torch is imported where a sampler is built: the spec models do without it
+    import torch
+    from torch import Tensor
+    from torch.utils.data import Sampler
 
 __all__ = ["SAMPLERS", "SamplerEntry", "SamplerContext", "register_sampler", "sampler_order"]
 
@@ -41,7 +43,7 @@ class SamplerContext:
     path: tuple[str, ...]           # ("data", "sampler", <name>): where errors point
 
 
-Builder = Callable[[Any, SamplerContext], Sampler]
+Builder = Callable[[Any, SamplerContext], "Sampler"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ def _class_index(key: int | str, classes: list[str] | None, n_classes: int, path
 def _per_class_weights(opts: WeightedRandomSamplerSpec, labels: Tensor, classes: list[str] | None,
                        path: tuple[str, ...]) -> Tensor:
     """Weight of each class ``(n_classes,)`` float64; 0 for classes absent from the labels."""
+    import torch
+
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     counts = torch.bincount(labels, minlength=n_classes)  # (n_classes,)
     if opts.class_weights == "balanced":
@@ -122,10 +126,13 @@ def _per_class_weights(opts: WeightedRandomSamplerSpec, labels: Tensor, classes:
 def weighted_random_sampler(opts: WeightedRandomSamplerSpec, ctx: SamplerContext) -> Sampler:
     """torch's WeightedRandomSampler with each sample weighted by its class.
 
+    >>> import torch
     >>> ctx = SamplerContext(4, torch.tensor([0, 0, 0, 1]), None, torch.Generator(), ("data", "sampler"))
     >>> weighted_random_sampler(WeightedRandomSamplerSpec(class_weights="balanced"), ctx).weights.tolist()
     [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
     """
+    from torch.utils.data import WeightedRandomSampler
+
     path = (*ctx.path, "class_weights")
     if ctx.labels is None:
         raise DataError("per-class weights need integer class labels as the target", path=path)
@@ -149,10 +156,13 @@ class RandomSamplerSpec(SpecModel):
 def random_sampler(opts: RandomSamplerSpec, ctx: SamplerContext) -> Sampler:
     """torch's RandomSampler over the training split.
 
+    >>> import torch
     >>> ctx = SamplerContext(5, None, None, torch.Generator(), ("data", "sampler"))
     >>> len(random_sampler(RandomSamplerSpec(replacement=True, num_samples=8), ctx))
     8
     """
+    from torch.utils.data import RandomSampler
+
     return RandomSampler(range(ctx.size), replacement=opts.replacement, num_samples=opts.num_samples,
                          generator=ctx.generator)
 
@@ -168,10 +178,15 @@ def sampler_order(sampler: Sampler) -> Tensor:
     their ``__iter__`` (so the order and the generator state afterwards are identical), in tensor
     form instead of one Python int at a time; the equivalence tests hold it to that.
 
+    >>> import torch
+    >>> from torch.utils.data import RandomSampler
     >>> g = torch.Generator().manual_seed(0)
     >>> sampler_order(RandomSampler(range(5), generator=g)).sort().values.tolist()
     [0, 1, 2, 3, 4]
     """
+    import torch
+    from torch.utils.data import RandomSampler, WeightedRandomSampler
+
     g = getattr(sampler, "generator", None)
     if type(sampler) is RandomSampler and g is not None:
         n, num = len(sampler.data_source), sampler.num_samples

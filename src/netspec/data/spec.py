@@ -91,9 +91,11 @@ class LoaderSpec(SpecModel):
 
     shuffle: bool | None = Field(None, description="Shuffle the training set every epoch (default true; "
                                                    "a sampler replaces it). Validation and test are never shuffled.")
-    num_workers: int = Field(0, ge=0, description="Worker processes for the per-sample path (unused in memory).")
+    num_workers: int = Field(0, ge=0, description="Worker processes for the per-sample path (unused in memory); they "
+                             "persist from epoch to epoch.")
     drop_last: bool = Field(False, description="Drop the last, short training batch.")
-    pin_memory: bool = Field(False, description="Pin batches in page-locked memory (faster copies to a GPU).")
+    pin_memory: bool | Literal["auto"] = Field("auto", description=(
+        "Pin batches in page-locked memory (faster, asynchronous copies to a GPU); auto: when training on CUDA."))
     in_memory: bool | Literal["auto"] = Field("auto", description=(
         "auto: keep tensor sources in memory and batch by indexing when the transforms allow it; "
         "false: always the per-sample DataLoader path; true: require the in-memory path."))

@@ -3,11 +3,12 @@
 One module per job (``docs/DESIGN.md`` has the map): the spec models of the training sections
 (:mod:`.spec`, :mod:`.options`) and the rules across them (:mod:`.rules`); one registry per kind
 of thing, each with its check and builder (:mod:`.losses`, :mod:`.metrics`, :mod:`.optimizers`,
-:mod:`.schedulers`, :mod:`.init`); weights and checkpoints (:mod:`.weights`, :mod:`.checkpoint`);
-the run directory and log (:mod:`.rundir`); hardware and seeds (:mod:`.hardware`); the loop
-(:mod:`.loop`), its stopping rules (:mod:`.stopping`), evaluation (:mod:`.evaluate`), what the
-user sees (:mod:`.report`) and signals (:mod:`.signals`); the ``run`` and ``eval`` commands
-(:mod:`.cli`).
+:mod:`.schedulers`, :mod:`.init`); what a run measures (:mod:`.meters`, :mod:`.overlap`);
+weights and checkpoints (:mod:`.weights`, :mod:`.checkpoint`); the run directory and log
+(:mod:`.rundir`); hardware and seeds (:mod:`.hardware`) and the speed switches (:mod:`.speed`);
+the loop (:mod:`.loop`), its reads of the device (:mod:`.watch`), its stopping rules
+(:mod:`.stopping`), evaluation (:mod:`.evaluate`), what the user sees (:mod:`.report`) and
+signals (:mod:`.signals`); the ``run`` and ``eval`` commands (:mod:`.cli`).
 
 Names are imported on first use, so ``import netspec.training`` costs nothing until a run starts.
 
@@ -31,7 +32,7 @@ _EXPORTS = {
     "build_optimizer": "optimizers", "OPTIMIZERS": "optimizers",
     "build_scheduler": "schedulers", "Schedule": "schedulers", "SCHEDULERS": "schedulers",
     "build_criterion": "losses", "LOSSES": "losses", "register_loss": "losses",
-    "MetricSet": "metrics", "METRICS": "metrics", "register_metric": "metrics",
+    "MetricSet": "meters", "METRICS": "metrics", "register_metric": "metrics",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "CHECKPOINT_FORMAT": "checkpoint",
     "spec_hash": "rundir",
     "TrainSpec": "options", "TrainingSections": "options",

@@ -5,11 +5,14 @@ run stopped: model, optimizer, scheduler and scaler states, the loop's counters,
 sums of a half-done epoch and every RNG state. Files are written to a temp file in the same
 folder, fsynced and renamed, so a crash leaves the previous checkpoint intact; they are read
 with ``torch.load(weights_only=True)``.
+
+A run's checkpoint is a snapshot copied to the host at the moment it is taken (after checking
+that the losses and weights are finite); a background thread writes it while training goes on
+(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -18,13 +21,13 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, NonFiniteLoss, summarise
-from .hardware import rng_state
-from .rundir import writing
+from .hardware import rng_state, set_rng_state
+from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
-from .weights import OTHER_SPEC_HINT, check_fits, read_weights_file
+from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture", "restore", "save",
-           "save_epoch", "check_weights"]
+           "save_epoch", "check_weights", "to_host"]
 
 CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
@@ -37,9 +40,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     OSError (errno ENOSPC for a full disk), not the RuntimeError torch.save would make of it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = fresh_temp(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb", opener=nofollow) as f:  # a new file, never through a link
             sink = _Sink(f)
             try:
                 torch.save(state, sink)
@@ -75,9 +78,7 @@ class _Sink:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` hold ``src``'s bytes, atomically; a hard link costs nothing."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    tmp = fresh_temp(dst)
     try:
         os.link(src, tmp)
     except OSError:
@@ -99,8 +100,58 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
                               hint="to start from plain weights use `init: {weights: ...}`")
+    problem = structure_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{path} is damaged or was not written by netspec: {problem}", path=("--resume",),
+                              hint=DAMAGED_HINT)
     state["path"] = path
     return state
+
+
+DAMAGED_HINT = "resume from another checkpoint, or start again without --resume"
+_STATE_TYPES: dict[str, tuple[type, ...]] = {"best": (float, int, type(None)), "best_epoch": (int, type(None)),
+                                             "stale": (int,), "stale_best": (float, int, type(None)), "skipped": (int,)}
+
+
+def structure_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's parts, before any of them is used (None: nothing).
+
+    A forged or foreign file must give one line, not a traceback from deep inside a restore.
+
+    >>> structure_problem({"format": CHECKPOINT_FORMAT})
+    '`model` is missing or not a state_dict'
+    """
+    model, optimizer = state.get("model"), state.get("optimizer")
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):
+        return "`model` is missing or not a state_dict"
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) \
+            or not isinstance(optimizer.get("param_groups"), list):
+        return "`optimizer` is missing or not an optimizer's state_dict"
+    for key in ("epoch", "batch", "step"):
+        if not isinstance(state.get(key), int) or isinstance(state[key], bool) or state[key] < 0:
+            return f"`{key}` is {type(state.get(key)).__name__}, not a count"
+    loop_state = state.get("state")
+    if not isinstance(loop_state, dict) or not all(k in _STATE_TYPES and isinstance(v, _STATE_TYPES[k])
+                                                   for k, v in loop_state.items()):
+        return "`state` is missing or holds unknown entries"
+    for key, kinds in (("scheduler", (dict, type(None))), ("scaler", (dict, type(None))), ("meters", (dict,)),
+                       ("window_meter", (dict, type(None))), ("spec_hash", (str,)), ("rng", (dict,))):
+        if not isinstance(state.get(key), kinds):
+            return f"`{key}` is missing or a {type(state.get(key)).__name__}"
+    return None if _rng_usable(state["rng"]) else "`rng` is not a set of random number generator states"
+
+
+def _rng_usable(rng: dict[str, Any]) -> bool:
+    """Whether the RNG states can be restored (tried, then the current ones put back)."""
+    current = rng_state()
+    try:
+        set_rng_state(rng)
+        return True
+    except Exception:  # any shape of garbage: the states are unusable
+        return False
+    finally:
+        set_rng_state(current)
 
 
 
@@ -135,25 +186,78 @@ def restore(run: Any, ckpt: dict[str, Any]) -> None:
     """
     check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
                hint=OTHER_SPEC_HINT["--resume"])
+    check_finite_weights(run.model, ckpt["model"], str(ckpt["path"]), ("--resume",))
     run.model.load_state_dict(ckpt["model"])
     try:
         run.optimizer.load_state_dict(ckpt["optimizer"])
     except ValueError as err:
         raise CheckpointError(f"the optimizer in {ckpt['path']} does not fit this spec's optimizer: {err}",
                               path=("optimizer",)) from None
-    run.schedule.load_state_dict(ckpt["scheduler"])
-    if run.scaler is not None and ckpt["scaler"] is not None:
-        run.scaler.load_state_dict(ckpt["scaler"])
+    except Exception:  # a forged state: any error torch raises means the same
+        raise _damaged(ckpt, "optimizer") from None
+    if not _optimizer_state_fits(run.optimizer):
+        raise _damaged(ckpt, "optimizer")
+    _restore_parts(run, ckpt)
     st = run.state
     st.epoch, st.batch, st.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
     for k, v in ckpt["state"].items():
         setattr(st, k, v)
-    if st.batch:
-        run.meters["train"].load_state_dict(ckpt["meters"])
-    if run.window_meter is not None and ckpt.get("window_meter"):
-        run.window_meter.load_state_dict(ckpt["window_meter"])
     run.resume_rng = ckpt["rng"]
     run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
+
+
+def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
+    return CheckpointError(f"{ckpt['path']} is damaged or was not written by netspec: its `{part}` cannot be "
+                           "restored", path=("--resume",), hint=DAMAGED_HINT)
+
+
+def _restore_parts(run: Any, ckpt: dict[str, Any]) -> None:
+    """Scheduler, scaler and the metric sums of a half-done epoch; a part that does not match
+    what this run made (same keys, same types) is damaged."""
+    parts = [("scheduler", run.schedule, ckpt["scheduler"])]
+    if run.scaler is not None and ckpt["scaler"] is not None:
+        parts.append(("scaler", run.scaler, ckpt["scaler"]))
+    if ckpt["batch"]:
+        parts.append(("meters", run.meters["train"], ckpt["meters"]))
+    if run.window_meter is not None and ckpt.get("window_meter"):
+        parts.append(("window_meter", run.window_meter, ckpt["window_meter"]))
+    for name, target, saved in parts:
+        if name in ("meters", "window_meter") and not _same_layout(saved, target.state_dict()):
+            raise _damaged(ckpt, name)
+        try:
+            target.load_state_dict(saved)
+        except Exception:  # a forged state: any error torch raises means the same
+            raise _damaged(ckpt, name) from None
+
+
+def _optimizer_state_fits(optimizer: torch.optim.Optimizer) -> bool:
+    """Every tensor of a parameter's optimizer state broadcasts to the parameter (momentum and
+    moments have its shape, step counts are scalars, Adafactor's factors a row or a column):
+    otherwise the first step would fail in the middle of training."""
+    for param, state in optimizer.state.items():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                shape = value.shape
+                if len(shape) > param.dim() or any(a not in (1, b) for a, b in zip(reversed(shape), reversed(param.shape))):
+                    return False
+    return True
+
+
+def _same_layout(saved: Any, fresh: Any) -> bool:
+    """Same keys, recursively, and a number (a float or a tensor of at most one dimension: a
+    metric's running sums) wherever a fresh meter holds one.
+
+    >>> _same_layout({"n": torch.tensor(3.0), "s": 1.0}, {"n": 0.0, "s": 0.0}), _same_layout({"n": "x"}, {"n": 0})
+    (True, False)
+    """
+    if isinstance(fresh, dict):
+        return isinstance(saved, dict) and saved.keys() == fresh.keys() and \
+            all(_same_layout(saved[k], fresh[k]) for k in fresh)
+    if isinstance(fresh, (int, float, torch.Tensor)) and not isinstance(fresh, bool):
+        if isinstance(saved, torch.Tensor):
+            return saved.dim() <= 1 and not saved.is_complex()
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
+    return type(saved) is type(fresh)
 
 
 def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
@@ -166,22 +270,50 @@ def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
         # best.pt first, then last.pt as a hard link to it (no second write): killed in between,
         # last.pt is the previous epoch's and the resumed run redoes this epoch and this save.
         # (The other order would leave a last.pt whose `best` names an epoch best.pt lacks.)
-        save(run, run.run_dir.best)
-        with writing(run.run_dir.last):
-            link_or_copy(run.run_dir.best, run.run_dir.last)
+        save(run, run.run_dir.best, link_last=True)
     else:
         save(run, run.run_dir.last)
-    run.run_dir.saved = (run.state.epoch, run.state.step)
     return True
 
 
-def save(run: Any, path: Path) -> None:
-    """Checkpoint the run to ``path``, unless its weights are no longer finite."""
+def save(run: Any, path: Path, link_last: bool = False) -> None:
+    """Checkpoint the run to ``path`` (and hard-link last.pt to it), unless its losses or
+    weights are no longer finite. The state is copied to the host now and written in the
+    background; ``run.run_dir.saved`` says what last.pt holds once it is written."""
+    watch = getattr(run, "watch", None)
+    bad = watch.check() if watch is not None else None
+    if bad is not None:
+        raise bad.error(run.run_dir.kept())
     check_weights(run)
-    with writing(path):
-        save_checkpoint(path, capture(run))
-    if path == run.run_dir.last:
-        run.run_dir.saved = (run.state.epoch, run.state.step)
+    state, run_dir, done = to_host(capture(run)), run.run_dir, (run.state.epoch, run.state.step)
+
+    def write() -> None:
+        with writing(path):
+            save_checkpoint(path, state)
+        if link_last:
+            with writing(run_dir.last):
+                link_or_copy(path, run_dir.last)
+        if link_last or path == run_dir.last:
+            run_dir.saved = done
+
+    BACKGROUND.submit(write)
+
+
+def to_host(value: Any) -> Any:
+    """A deep copy with every tensor on the host: a snapshot the training step cannot change
+    while it is written (containers copied too; other values are immutable).
+
+    >>> w = torch.ones(2); snap = to_host({"w": w, "lr": [0.1]}); w += 1; snap["w"].tolist()
+    [1.0, 1.0]
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return value.clone() if value.device.type == "cpu" else value.to("cpu")
+    if isinstance(value, dict):
+        return {k: to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(to_host(v) for v in value)
+    return value
 
 
 def check_weights(run: Any) -> None:

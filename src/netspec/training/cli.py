@@ -3,7 +3,7 @@
 The main CLI (cli.py) calls :func:`register` with its sub-parser collection and, after
 parsing, ``return args.func(args)``; a SpecError that escapes is printed as one line
 with exit code 2. These handlers return 0, 3 (the loss or the weights became NaN/inf, or a
-file of the run could not be written: a full disk) or 130 (Ctrl-C).
+file of the run could not be written: a full disk), 130 (Ctrl-C) or 143 (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,27 +13,30 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, EXIT_TRAINING_FAILED
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Terminated
 
 RUN_EXAMPLES = """\
 examples:
-  netspec run specs/fashion_cnn.yaml
-  netspec run specs/fashion_cnn.yaml --epochs 2 --device cpu --set optimizer.args.lr=3e-4
+  netspec run specs/fashion_cnn.yaml --data-root data
+  netspec run specs/fashion_cnn.yaml --data-root data --epochs 2 --device cpu --set optimizer.args.lr=3e-4
   netspec run specs/unet.yaml --set train.precision=bf16 --out /scratch/runs
-  netspec run specs/fashion_cnn.yaml --resume runs/fashion_cnn/20250101-120000/last.pt
+  netspec run specs/fashion_cnn.yaml --data-root data --resume runs/fashion_cnn/20250101-120000/last.pt
+
+A spec reads files only under its own folder and the --data-root folders (and those of
+$NETSPEC_DATA_ROOTS); the shipped specs keep their data in data/, beside specs/.
 
 Each run gets a new directory (default runs/<spec name>/<timestamp>) holding the resolved
 spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
-Ctrl-C saves last.pt and exits with code 130 (twice: quit at once); resume continues
-exactly where the run stopped. Exit codes: 0 done, 2 spec error (also an unwritable --out,
-found before training), 3 NaN/inf loss or a failed write (disk full; last.pt is kept),
-130 Ctrl-C.
+Ctrl-C saves last.pt and exits with code 130, SIGTERM (a scheduler stopping the job) the same
+with code 143 (twice: quit at once); resume continues exactly where the run stopped. Exit
+codes: 0 done, 2 spec error (also an unwritable --out, found before training), 3 NaN/inf loss
+or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM.
 """
 
 EVAL_EXAMPLES = """\
 examples:
-  netspec eval specs/fashion_cnn.yaml --checkpoint runs/fashion_cnn/20250101-120000/best.pt
-  netspec eval specs/fashion_cnn.yaml --checkpoint best.pt --split test --json
+  netspec eval specs/fashion_cnn.yaml --data-root data --checkpoint runs/fashion_cnn/20250101-120000/best.pt
+  netspec eval specs/fashion_cnn.yaml --data-root data --checkpoint best.pt --split test --json
 
 The checkpoint may be a netspec last.pt/best.pt or a plain state_dict file; it is read with
 torch.load(weights_only=True), so whole pickled models are refused.
@@ -62,6 +65,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
     run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    from ..cli import add_print_config
+
+    add_print_config(run)
     run.set_defaults(func=run_command)
 
     ev = subparsers.add_parser(
@@ -98,6 +104,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="allow the spec to import this Python module (custom layers); never implied",
     )
     parser.add_argument("--device", metavar="D", help="same as --set train.device=D (auto, cpu, cuda, cuda:N, mps)")
+    from ..cli import add_data_root
+
+    add_data_root(parser)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -112,7 +121,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> Any:
     import netspec
 
-    return netspec.load_spec(args.spec, overrides=_overrides(args), allow_imports=args.allow_imports)
+    return netspec.load_spec(args.spec, overrides=_overrides(args), allow_imports=args.allow_imports,
+                             data_roots=args.data_roots)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -121,11 +131,19 @@ def run_command(args: argparse.Namespace) -> int:
     from .loop import train
 
     spec = _load(args)
+    if args.print_config:
+        from ..cli import print_config
+
+        return print_config(spec, args.spec)
     try:
         result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)
     except Interrupted as stop:
-        print(f"interrupted; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        what = "terminated" if stop.exit_code == EXIT_TERMINATED else "interrupted"
+        print(f"{what}; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
+        return stop.exit_code
+    except Terminated:  # a second SIGTERM: no checkpoint for this step
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint for this step
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

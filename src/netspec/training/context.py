@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from ..errors import Location, SpecError
 
-__all__ = ["located", "spec_base_dir", "require_sections"]
+__all__ = ["located", "spec_base_dir", "spec_roots", "require_sections"]
 
 # What each section is for, as the error says when it is missing.
 _EXAMPLES = {
@@ -57,6 +57,17 @@ def spec_base_dir(spec: Any, given: str | Path | None = None) -> Path:
     if doc is not None and doc.file and not doc.file.startswith("<"):
         return Path(doc.base_dir)
     return Path(".")
+
+
+def spec_roots(spec: Any) -> tuple[Path, ...]:
+    """The data roots the user allowed when the spec was loaded (``load_spec(data_roots=...)``,
+    ``--data-root``); files are read only under these and the spec's folder (:mod:`netspec.access`).
+
+    >>> spec_roots(None)
+    ()
+    """
+    doc = _document(spec)
+    return tuple(doc.roots) if doc is not None else ()
 
 
 def require_sections(spec: Any, *sections: str) -> None:

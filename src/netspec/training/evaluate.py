@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError
-from .context import located, require_sections, spec_base_dir
+from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
-from .losses import Criterion, build_criterion
-from .metrics import MetricSet
+from .losses import Criterion, build_criterion, class_counts, output_shapes
+from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
 from .weights import load_weights
@@ -28,7 +28,8 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
              loaders: Any = None, base_dir: str | Path | None = None, allow_download: bool = False) -> dict[str, float]:
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
-    The spec was checked when it was loaded, exactly as for ``train``.
+    The spec was checked when it was loaded, exactly as for ``train``; its files are read only
+    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.access`).
 
     Example::
 
@@ -40,10 +41,11 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         tspec = spec.train or TrainSpec()
         hw = Hardware.pick(tspec.device, tspec.precision)
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
-        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download)
+        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download,
+                               output_shapes(model))
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
-        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs))
+        values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         return {f"{split}_{k}": v for k, v in values.items()}
 
 
@@ -58,12 +60,13 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
 
 
 def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Hardware, base: Path,
-                  allow_download: bool) -> Any:
+                  allow_download: bool, shapes: dict[str, tuple[int, ...]]) -> Any:
     if loaders is None:
         from ..data import build_loaders
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=list(spec.inputs), seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download)
+                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
+                                classes=class_counts(spec.loss, list(spec.output_names), shapes))
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(f"the data has no `{split}` split", path=("data",),
@@ -84,9 +87,11 @@ class _EvalRun:
 
 def forward(run: Any, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
     """The model's outputs by name, under the run's autocast (the model's forward takes the
-    inputs in declared order and returns one tensor, a tuple or a dict)."""
+    inputs in declared order and returns one tensor, a tuple or a dict). A training run's
+    compiled module (``train.compile``) is called instead of the model when there is one."""
+    model = getattr(run, "compiled", None) or run.model
     with run.hw.autocast():
-        raw = run.model(*[inputs[n] for n in run.input_names])
+        raw = model(*[inputs[n] for n in run.input_names])
     if isinstance(raw, Tensor):
         return {run.output_names[0]: raw}
     if isinstance(raw, dict):
@@ -103,8 +108,7 @@ def batch_size(inputs: dict[str, Tensor]) -> int:
 def evaluate_loader(run: Any, loader: Any, meter: MetricSet) -> dict[str, float]:
     """Loss and metrics over a loader; the caller sets model.eval()."""
     meter.reset()
-    for inputs, target in loader:
-        inputs, target = run.hw.to_device(inputs), run.hw.to_device(target)
+    for inputs, target in run.hw.batches(loader, loader):
         outputs = forward(run, inputs)
         meter.update(outputs, target, run.criterion(outputs, target), batch_size(inputs))
     return meter.compute()

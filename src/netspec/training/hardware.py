@@ -10,11 +10,10 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Generator, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..errors import TrainingError
 
@@ -25,17 +24,19 @@ class Hardware:
     """Device, mixed precision and (later) the distributed rank: the one place that knows.
 
     DDP under torchrun would add: rank/world_size from the environment, a
-    DistributedSampler's set_epoch, wrapping the model, all-reducing metric sums and
-    writing files only where ``is_main``.
+    DistributedSampler's set_epoch, wrapping the model, one all-reduce of the loss meter's
+    sums (torchmetrics reduces the metrics' states itself in ``compute``) and writing files
+    only where ``is_main`` (checkpoints already are).
     """
 
     device: torch.device
     precision: str = "fp32"
     rank: int = 0
     world_size: int = 1
+    channels_last: bool = False  # image batches stored NHWC on the way to the device
 
     @classmethod
-    def pick(cls, device: str, precision: str) -> Hardware:
+    def pick(cls, device: str, precision: str, channels_last: bool = False) -> Hardware:
         """Resolve ``auto`` and check the device exists.
 
         >>> Hardware.pick("auto", "bf16").precision
@@ -59,7 +60,7 @@ class Hardware:
                 )
         elif device == "mps" and not _mps_available():
             raise TrainingError("device `mps` asked for, but MPS is not available", path=("train", "device"))
-        return cls(torch.device(device), precision)
+        return cls(torch.device(device), precision, channels_last=channels_last)
 
     @property
     def is_main(self) -> bool:
@@ -78,14 +79,19 @@ class Hardware:
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
-    def to_device(self, value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return value.to(self.device, non_blocking=True)
-        if isinstance(value, dict):
-            return {k: self.to_device(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.to_device(v) for v in value)
-        return value
+    def batches(self, loader: Any, batches: Iterable[Any]) -> Generator[Any, None, None]:
+        """One epoch of ``loader``'s ``batches`` on this device, cut and copied ahead of the step
+        where the loader allows it (:mod:`netspec.data.prefetch`).
+
+        >>> hw = Hardware.pick("cpu", "fp32")
+        >>> next(hw.batches(None, [({"x": torch.ones(1)}, torch.zeros(1))]))[1]
+        tensor([0.])
+        """
+        from ..data.prefetch import device_batches
+
+        ahead_safe = getattr(loader, "ahead_safe", None)  # netspec's loaders; others are never run ahead
+        ahead = self.device.type != "cpu" and ahead_safe is not None and ahead_safe(self.device)
+        return device_batches(iter(batches), self.device, ahead=ahead, channels_last=self.channels_last)
 
 
 def _mps_available() -> bool:
@@ -129,7 +135,9 @@ def rng_state() -> dict[str, Any]:
         # numpy arrays are not allowed by torch.load(weights_only=True): store a tensor.
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Only when this process uses CUDA: a CPU run on a machine with a GPU must not start CUDA
+        # (seconds, and memory on the device) just to save generators it never drew from.
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 
@@ -139,6 +147,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available():  # a checkpoint of a machine with more GPUs: those there are
+        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
 

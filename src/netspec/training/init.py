@@ -36,7 +36,8 @@ def check_init_function(spec: InitFnSpec) -> None:
     INIT_FUNCTIONS.check(spec)
 
 
-def init_model(model: nn.Module, spec: InitSpec | None, *, base_dir: Path = Path("."), log: Log | None = None) -> None:
+def init_model(model: nn.Module, spec: InitSpec | None, *, base_dir: Path = Path("."), roots: tuple[Path, ...] = (),
+               log: Log | None = None) -> None:
     """Apply init rules in order, then load weights; log what was initialised, loaded, frozen.
 
     >>> from netspec.training.spec import InitSpec
@@ -50,7 +51,7 @@ def init_model(model: nn.Module, spec: InitSpec | None, *, base_dir: Path = Path
         for i, rule in enumerate(spec.rules):
             _apply_rule(model, rule, ("init", "rules", i), log)
         if spec.weights is not None:
-            load_weights(model, spec.weights, base_dir=base_dir, log=log)
+            load_weights(model, spec.weights, base_dir=base_dir, roots=roots, log=log)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     if frozen:
         count = sum(p.numel() for p in model.parameters() if not p.requires_grad)

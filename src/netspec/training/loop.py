@@ -10,32 +10,35 @@ once, here.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Generator, TextIO
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+from ..errors import Interrupted, WriteFailed
 from . import report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
-from .context import located, require_sections, spec_base_dir
+from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion
-from .metrics import MetricSet
+from .losses import Criterion, build_criterion, class_counts, output_shapes
+from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
 from .rules import check_monitors, static_has_val
-from .rundir import Log, RunDir, resolved_spec, resume_dir
+from .rundir import BACKGROUND, Log, RunDir, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
+from .speed import cudnn_autotuning, optimizer_defaults, prepare_model
 from .stopping import check_stopping, stop_at_step
+from .watch import BadLoss, NanWatch, all_finite
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -93,6 +96,8 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     resume_rng: dict[str, Any] | None = None  # set at the point of the epoch where it was saved
     tb: Any = None
+    compiled: nn.Module | None = None  # train.compile: what the training forward calls
+    watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
 
 
 def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out: str | Path | None = None,
@@ -102,7 +107,9 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
-    The log goes to ``stream`` (default: stdout) and to train.log.
+    The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
+    only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
+    data roots given to ``load_spec`` (:mod:`netspec.access`).
 
     Example::
 
@@ -113,12 +120,12 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
     with located(spec):
         require_sections(spec, "loss", "optimizer", *(("data",) if loaders is None else ()))
         tspec = spec.train or TrainSpec()
-        hw = Hardware.pick(tspec.device, tspec.precision)
+        hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last)
         ckpt = load_checkpoint(resume) if resume is not None else None
         # Everything is set up before the run directory is made, so a mistake in any of it leaves
         # no directory behind; the log holds its messages until then.
         log = Log(stream if stream is not None else sys.stdout, None, hold=True)
-        with deterministic(tspec.deterministic):
+        with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
             set_seed(tspec.seed)
             run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
             run.run_dir = resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
@@ -135,29 +142,33 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
 
         model = build_model(spec)
     if ckpt is None:
-        init_model(model, spec.init, base_dir=base, log=log)
+        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
     model.to(hw.device)
-    # ---- data
+    compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
+    # ---- data: every label checked against the model's output size, once, here
     if loaders is None:
         from ..data import build_loaders
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download)
+                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
+                                classes=class_counts(spec.loss, output_names, output_shapes(model)))
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
     # ---- loss, metrics, optimizer, schedule
-    optimizer = build_optimizer(spec.optimizer, model, log=log)
+    optimizer = build_optimizer(spec.optimizer, model, log=log,
+                                defaults=optimizer_defaults(spec.optimizer.name, spec.optimizer.args, tspec, hw))
     steps_per_epoch = math.ceil(len(loaders.train) / tspec.grad_accumulation)
     schedule = build_scheduler(spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch,
                                has_val=has_val, log=log)
     stop = tspec.stop_when
     per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
+    meters = {split: MetricSet(tspec.metrics, output_names, spec.loss) for split in ("train", "val")}
+    window = MetricSet(tspec.metrics, output_names, spec.loss) if per_step else None
     run = Run(spec, tspec, hw, model, loaders, build_criterion(spec.loss, output_names).to(hw.device), optimizer,
-              schedule, hw.make_scaler(), {split: MetricSet(tspec.metrics, output_names) for split in ("train", "val")},
-              MetricSet(tspec.metrics, output_names) if per_step else None, log, input_names, output_names,
+              schedule, hw.make_scaler(), meters, window, log, input_names, output_names,
               [p for g in optimizer.param_groups for p in g["params"]],
-              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"))
+              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"), compiled=compiled)
     report.report_model(run)
     if ckpt is not None:
         restore(run, ckpt)
@@ -201,68 +212,86 @@ def _fit(run: Run) -> RunResult:
                 values = _epoch_values(run)
                 run.schedule.after_epoch(values)
                 st.epoch, st.batch = st.epoch + 1, 0
-                # ---- record, decide whether to stop, checkpoint
+                # ---- record, decide whether to stop, checkpoint (written while the next epoch runs)
                 record = report.record_epoch(run, values, train_time, time.perf_counter() - started)
                 reason = check_stopping(run, values) if reason == "epochs" else reason
                 final = st.epoch == t.epochs or reason != "epochs"
-                saved = save_epoch(run, values, final)
                 report.log_epoch(run, record, final)
+                saved = save_epoch(run, values, final)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if interrupt.requested and reason == "epochs" and not final:
-                    if not saved:
-                        save(run, run.run_dir.last)
-                    raise Interrupted(run.run_dir.last)
+                    raise _interrupted(run, saved, interrupt.signum)
+        BACKGROUND.wait()  # the last checkpoint is on disk (or its write failed) before the run returns
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
     finally:
+        if sys.exc_info()[0] not in (None, KeyboardInterrupt):  # a second Ctrl-C exits at once
+            with contextlib.suppress(Exception):  # the error on its way says more than the write's
+                BACKGROUND.wait()
         report.finish(run)
 
 
 def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
-    """One pass over the training data; returns "stop_when" if a step-level target is met."""
+    """One pass over the training data; returns "stop_when" if a step-level target is met.
+
+    Nothing here waits for the device (unless `on_nan: skip` or a per-step `stop_when` needs
+    an answer now): losses and metrics stay on it, so the host queues steps ahead of the GPU.
+    """
     st, t = run.state, run.tspec
     batches = _epoch_batches(run)
     n_batches, accum = len(run.loaders.train), t.grad_accumulation
     bar = report.progress(run, n_batches)
+    run.watch.start(run.meters["train"].loss, st.epoch, n_batches)
     pending = 0  # batches whose gradients were accumulated since the last optimizer step
-    for i, (inputs, target) in enumerate(batches, start=st.batch):
-        inputs, target = run.hw.to_device(inputs), run.hw.to_device(target)
-        # ---- forward: the model under autocast, the loss in float32
-        outputs = forward(run, inputs)
-        loss = run.criterion(outputs, target)
-        n = batch_size(inputs)
-        # ---- backward: gradients summed over `accum` batches, each weighted 1/window
-        window = min(accum, n_batches - (i // accum) * accum)
-        if _finite(run, loss, i, n_batches):
-            scaled = loss if window == 1 else loss / window
-            (run.scaler.scale(scaled) if run.scaler else scaled).backward()
-            for meter in (run.meters["train"], run.window_meter):
-                if meter is not None:
-                    meter.update(outputs, target, loss, n)
-            pending += 1
-        st.batch = i + 1
-        if bar is not None:
-            bar.update(n, loss)
-        if (st.batch % accum and st.batch != n_batches) or not pending:
-            continue  # mid-window, or every batch of the window was skipped
-        # ---- optimizer step, then the step-level stops
-        stepped, pending = _step(run, pending, i, n_batches), 0
-        if not stepped:
-            continue
-        st.step += 1
-        run.schedule.after_step()
-        if stop_at_step(run):
-            report.close(bar)
-            return "stop_when"
-        if interrupt.requested:
-            report.close(bar)
-            save(run, run.run_dir.last)
-            raise Interrupted(run.run_dir.last)
-    report.close(bar)
-    return None
+    try:
+        for i, (inputs, target) in enumerate(batches, start=st.batch):
+            # ---- forward: the model under autocast, the loss in float32
+            outputs = forward(run, inputs)
+            loss = run.criterion(outputs, target)
+            n = batch_size(inputs)
+            # ---- backward: gradients summed over `accum` batches, each weighted 1/window
+            window = min(accum, n_batches - (i // accum) * accum)
+            if _keep(run, loss, i, n_batches):
+                scaled = loss if window == 1 else loss / window
+                (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+                for meter in (run.meters["train"], run.window_meter):
+                    if meter is not None:
+                        meter.update(outputs, target, loss, n)
+                run.watch.record(i, st.step, (inputs, target))
+                pending += 1
+            st.batch = i + 1
+            if bar is not None:
+                bar.update(n, loss)
+            _raise_if_bad(run, run.watch.poll())  # a check queued batches ago, if its answer is in
+            if (st.batch % accum and st.batch != n_batches) or not pending:
+                continue  # mid-window, or every batch of the window was skipped
+            # ---- optimizer step, then the step-level stops
+            stepped, pending = _step(run, pending, i, n_batches), 0
+            if not stepped:
+                continue
+            st.step += 1
+            run.schedule.after_step()
+            if stop_at_step(run):
+                return "stop_when"
+            if interrupt.requested:
+                raise _interrupted(run, saved=False, signum=interrupt.signum)
+        return None
+    finally:
+        report.close(bar)
+        batches.close()  # stops a prefetching thread when the epoch ends early
+        if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
+            _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
 
 
-def _epoch_batches(run: Run) -> Any:
+def _interrupted(run: Run, saved: bool, signum: int) -> Interrupted:
+    """Ctrl-C or SIGTERM: last.pt written (unless it just was) and on disk, then the run stops."""
+    if not saved:
+        save(run, run.run_dir.last)  # checks the losses first
+    BACKGROUND.wait()  # a failed write is the error to report, not the interruption
+    return Interrupted(run.run_dir.last, signum)
+
+
+def _epoch_batches(run: Run) -> Generator[Any, None, None]:
     """The training loader's iterator for this epoch, positioned where a resumed run left off."""
     st, loader = run.state, run.loaders.train
     run.model.train()
@@ -276,7 +305,7 @@ def _epoch_batches(run: Run) -> Any:
     for _ in range(st.batch):  # resumed mid-epoch: replay the order, skip what was done
         next(batches)
     _restore_rng_once(run)
-    return batches
+    return run.hw.batches(loader, batches)  # on the device, ahead of the step where that is safe
 
 
 def _step(run: Run, pending: int, i: int, n_batches: int) -> bool:
@@ -306,21 +335,25 @@ def _grads_finite(run: Run) -> bool:
     """Whether every gradient is finite (one device sync). Used by `on_nan: skip` only: fp16
     runs have the GradScaler, which already skips such steps."""
     grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in run.params if p.grad is not None]
-    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    return not grads or all_finite(grads)
 
 
-def _finite(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
-    """False (skip the batch) or NonFiniteLoss when the loss is NaN/inf."""
-    if bool(torch.isfinite(loss)):
+def _keep(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
+    """`on_nan: skip`: False (skip the batch) when the loss is NaN/inf; this needs the answer
+    now, so it is the one mode that reads the loss every batch. `on_nan: error`: True; the
+    watch finds a non-finite loss on the device (:mod:`netspec.training.watch`)."""
+    if run.tspec.on_nan != "skip" or bool(torch.isfinite(loss)):
         return True
     st = run.state
-    where = f"epoch {st.epoch + 1}, step {st.step + 1} (batch {i + 1} of {n_batches})"
-    if run.tspec.on_nan == "skip":
-        st.skipped += 1
-        run.log.warn(f"loss is {float(loss.detach())} at {where}; batch skipped (train.on_nan: skip)")
-        return False
-    raise NonFiniteLoss(f"loss is {float(loss.detach())} at {where}; {run.run_dir.kept()}", path=("train", "on_nan"),
-                        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")
+    st.skipped += 1
+    bad = BadLoss(st.epoch, i, n_batches, st.step, float(loss.detach()))
+    run.log.warn(f"{bad}; batch skipped (train.on_nan: skip)")
+    return False
+
+
+def _raise_if_bad(run: Run, bad: BadLoss | None) -> None:
+    if bad is not None:
+        raise bad.error(run.run_dir.kept())
 
 
 def _epoch_values(run: Run) -> dict[str, float]:

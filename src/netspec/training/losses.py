@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.checks import ClassCount
 from ..errors import BuildError, DataError, SpecError, did_you_mean, fmt_args, number_string_hint
 from ..registry import Registry, SpecPath
 
@@ -51,6 +52,8 @@ __all__ = [
     "pick_output",
     "Criterion",
     "build_criterion",
+    "output_shapes",
+    "class_counts",
     "DiceLoss",
     "DiceBCELoss",
     "IoULoss",
@@ -418,11 +421,52 @@ def build_criterion(spec: LossSpec, output_names: list[str]) -> Criterion:
     return Criterion(plan_terms(spec, output_names))
 
 
+def output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shapes of a compiled netspec model, from its typed graph (nothing is
+    run); empty for any other module.
+
+    >>> from netspec.api import build_model
+    >>> output_shapes(build_model({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 4}}]}))
+    {'linear': (4,)}
+    """
+    graph = getattr(model, "netspec_graph", None)
+    if graph is None:
+        return {}
+    shapes = {}
+    for name, ref in graph.outputs:
+        value = graph.node(ref).value if ref not in graph.inputs else graph.inputs[ref]
+        if isinstance(value, Tensor):
+            shapes[name] = tuple(value.shape[1:])
+    return shapes
+
+
+def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tuple[int, ...]]) -> list[ClassCount]:
+    """What each classification loss of a ``loss:`` section needs of its target: class indices
+    below the size of its output's class dimension (checked on the data before training).
+
+    >>> from netspec.training.spec import LossSpec
+    >>> [(c.loss, c.classes, c.ignore_index) for c in class_counts(LossSpec.model_validate("CrossEntropyLoss"),
+    ...                                                               ["logits"], {"logits": (10,)})]
+    [('CrossEntropyLoss', 10, -100)]
+    """
+    counts = []
+    for term in plan_terms(spec, output_names):
+        entry, shape = LOSSES[term.spec.name], shapes.get(term.output)  # type: ignore[index]
+        mode = term.spec.args.get("mode", "auto")
+        either = entry.factory in (DiceLoss, IoULoss, FocalLoss, DiceBCELoss)  # binary or multi-class
+        if not shape or not (entry.target == "index" or (either and mode != "binary" and shape[0] > 1)):
+            continue
+        ignore = term.spec.args.get("ignore_index", -100) if term.spec.name in ("CrossEntropyLoss", "NLLLoss") else None
+        counts.append(ClassCount(term.spec.target or term.output, shape[0], ignore, str(term.spec.name), term.output,
+                                 shape, auto=either and mode == "auto"))
+    return counts
+
+
 def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Module:
     args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
     try:
         return entry.factory(**args)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:
         raise BuildError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None
 

@@ -1,19 +1,32 @@
-"""Metrics computed every epoch on train and val: a registry plus the set a spec asks for.
+"""Metrics computed every epoch on train and val: a registry of netspec metrics, each backed by a
+torchmetrics metric (the set a run uses is :class:`netspec.training.meters.MetricSet`).
 
-Every metric accumulates sums over an epoch in tensors on the model's device (no host sync
-per batch) and turns them into one number at the end, so an epoch's accuracy is the
-fraction over all its samples, not a mean of batch means.
+A netspec metric turns a batch's ``(output, target)`` into what its torchmetrics metric reads
+(argmax, a threshold on probabilities, class indices) and keeps that metric's state on the
+model's device: nothing is read back to the host until :meth:`Metric.compute`, once per epoch,
+and torchmetrics reduces the state across processes when training is distributed. The cheap
+per-batch part (an argmax) runs every batch; the torchmetrics update runs once per
+:attr:`Metric.chunk` batches on their concatenation, so an epoch costs a few kernels per batch.
 
 =================  ===============================================  =================
 name               reads                                            better
 =================  ===============================================  =================
 loss               (always present) sample-weighted mean loss       lower
-accuracy           (N, C) scores -> argmax; (N,)/(N, 1) -> > threshold  higher
+accuracy           (N, C) scores -> argmax; one score per element   higher
+                   -> probability > ``threshold`` (0.5)
 top_k_accuracy     (N, C) scores, k (default 5); key ``top5_accuracy``  higher
-dice, iou          segmentation: (N, C, ...) logits + class indices     higher
-                   (argmax), or binary logits + 0/1 masks (sigmoid > 0.5)
+dice, iou          segmentation: (N, C, ...) scores + class indices     higher
+                   (argmax), or one score per pixel + 0/1 masks; per-class
+                   counts summed over the epoch, mean over classes present
 mse, mae           regression: output and target of the same size   lower
 =================  ===============================================  =================
+
+Logits or probabilities: where a metric thresholds a single score (binary accuracy, binary dice
+and IoU), it must know whether the output holds logits (a sigmoid comes first) or
+probabilities. ``from_logits`` says so; left out, the loss reading the same output decides
+(:func:`netspec.training.meters.output_scores`): CrossEntropyLoss, BCEWithLogitsLoss and netspec's Dice, IoU, DiceBCE
+and Focal read logits; BCELoss, MSELoss and any other loss read the output as it is. An argmax
+is the same either way.
 
 >>> import torch
 >>> m = METRICS["accuracy"]()
@@ -36,43 +49,108 @@ from .losses import adapt_target, pick_output
 if TYPE_CHECKING:
     from .spec import MetricSpec
 
-__all__ = ["Metric", "METRICS", "register_metric", "MeanMetric", "MetricSet", "check_metric", "metric_keys",
-           "higher_is_better", "split_metric_name"]
+__all__ = ["Metric", "METRICS", "register_metric", "check_metric", "metric_keys", "split_metric_name", "LOGIT_LOSSES",
+           "OWN_FROM_LOGITS"]
+
+#: losses whose output holds logits (a sigmoid or softmax is part of the loss); any other loss reads
+#: its output as it is (probabilities, or values compared directly). Dice and IoU follow their
+#: own ``from_logits`` argument (``OWN_FROM_LOGITS``).
+LOGIT_LOSSES = frozenset({"CrossEntropyLoss", "BCEWithLogitsLoss", "MultiLabelSoftMarginLoss", "SoftMarginLoss",
+                          "MultiMarginLoss", "NLLLoss", "DiceBCE", "DiceBCELoss", "Focal", "FocalLoss"})
+OWN_FROM_LOGITS = frozenset({"Dice", "DiceLoss", "IoU", "IoULoss", "Jaccard"})
 
 
 class Metric:
-    """Base class: ``update(output, target)`` per batch, ``compute()`` per epoch."""
+    """Base class: ``update(output, target)`` per batch, ``compute()`` per epoch.
+
+    A subclass says which torchmetrics metric it uses (:meth:`make`, configured by
+    :meth:`configure` from the shapes of the first batch: the number of classes, binary or
+    multi-class) and how a batch is turned into what that metric reads (:meth:`prepare`).
+    """
 
     name: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     task: ClassVar[str] = "classification"  # which inputs the registry-wide tests feed it
-    _state: tuple[str, ...] = ("num", "den")
+    reads_scores: ClassVar[bool] = False  # True: thresholds a score, so logits vs probabilities matters
+    chunk: ClassVar[int] = 32  # prepared batches concatenated into one torchmetrics update
+    _CHUNK_ELEMENTS: ClassVar[int] = 1 << 22  # ... or fewer, when they are this big (masks)
 
     def __init__(self) -> None:
-        self.reset()
+        self.loss_logits = False  # whether the loss reading this output takes logits (set by MetricSet)
+        self.loss_kind: str | None = None  # "index" or "float": the target the loss takes (set by MetricSet)
+        self._metric: Any = None  # the torchmetrics metric, made on the first batch's device
+        self._config: dict[str, Any] = {}  # what make() was given, to make it again when resuming
+        self._pending: list[tuple[Tensor, ...]] = []
+        self._updates = 0
 
     @property
     def key(self) -> str:
         """Name in logs and monitors (without the ``train_``/``val_`` prefix)."""
         return self.name
 
-    def reset(self) -> None:
-        self.num: Tensor | float = 0.0
-        self.den: Tensor | float = 0.0
+    def configure(self, output: Tensor, target: Tensor) -> dict[str, Any]:
+        """What :meth:`make` needs, from the first batch's shapes (never its values: no sync)."""
+        return {}
 
-    def update(self, output: Tensor, target: Tensor) -> None:
+    def make(self, config: dict[str, Any]) -> Any:
+        """The torchmetrics metric (imported here: torchmetrics takes a second to import)."""
         raise NotImplementedError
 
+    def prepare(self, output: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        """The batch as the torchmetrics metric reads it (tensors with the batch as dim 0)."""
+        return output, target
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self._updates = 0
+        if self._metric is not None:
+            self._metric.reset()
+
+    def update(self, output: Tensor, target: Tensor) -> None:
+        if self._metric is None:
+            self._config = self.configure(output, target)
+            self._metric = self.make(self._config).to(output.device)
+        prepared = self.prepare(output, target)
+        if self.chunk > 1:  # kept for later: not a view of the output, which CUDA graphs overwrite on the next step
+            storage = output.untyped_storage().data_ptr()
+            prepared = tuple(t.clone() if t.untyped_storage().data_ptr() == storage else t for t in prepared)
+        self._pending.append(prepared)
+        if len(self._pending) >= self.chunk or sum(p[0].numel() for p in self._pending) > self._CHUNK_ELEMENTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        parts = [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*self._pending)]
+        self._pending.clear()
+        self._metric.update(*parts)
+        self._updates += 1
+
     def compute(self) -> float:
-        den = float(self.den)
-        return float(self.num) / den if den else float("nan")
+        """The epoch's value (one host read); NaN before any batch."""
+        self._flush()
+        if not self._updates:
+            return float("nan")
+        return float(self._metric.compute())
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._state}
+        """The accumulated state (device tensors), for a checkpoint taken mid-epoch."""
+        self._flush()
+        if not self._updates:
+            return {}
+        return {"config": dict(self._config), "updates": self._updates, "state": dict(self._metric.metric_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in self._state:
-            setattr(self, k, state[k])
+        self.reset()
+        if not state:
+            return
+        values = state["state"]
+        device = next(iter(values.values())).device
+        self._config = dict(state["config"])
+        self._metric = self.make(self._config).to(device)
+        for k, v in values.items():
+            setattr(self._metric, k, v.to(device))
+        self._updates = self._metric._update_count = int(state["updates"])
 
 
 #: metric name -> Metric class.
@@ -82,12 +160,15 @@ METRICS: Registry[type[Metric]] = Registry("metric")
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     """Class decorator adding a metric to :data:`METRICS`.
 
-    >>> @register_metric("zero")
-    ... class Zero(Metric):
-    ...     def update(self, output, target): self.den += 1
-    >>> METRICS["zero"].name
-    'zero'
-    >>> METRICS.remove("zero")
+    >>> @register_metric("count")
+    ... class Count(Metric):
+    ...     def make(self, config):
+    ...         from torchmetrics import SumMetric
+    ...         return SumMetric(nan_strategy="disable")
+    ...     def prepare(self, output, target): return (torch.ones(len(output)),)
+    >>> m = METRICS["count"](); m.update(torch.zeros(3, 2), torch.zeros(3)); m.compute()
+    3.0
+    >>> METRICS.remove("count")
     """
 
     def add(cls: type[Metric]) -> type[Metric]:
@@ -98,34 +179,70 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     return add
 
 
-class MeanMetric(Metric):
-    """Sample-weighted mean of a per-batch scalar (used for the loss)."""
+class _Thresholded(Metric):
+    """A metric that reads (N, C, ...) scores by argmax, or one score per element by a threshold
+    on its probability: binary or multi-class, decided on the first batch."""
 
-    name = "loss"
-    higher_is_better = False
+    reads_scores = True
 
-    def update(self, value: Tensor, n: int) -> None:  # type: ignore[override]
-        self.num = self.num + value.detach().float() * n
-        self.den = self.den + n
+    def __init__(self, from_logits: bool | None = None) -> None:
+        self.from_logits = from_logits
+        super().__init__()
+
+    @property
+    def logits(self) -> bool:
+        """Whether the output holds logits: ``from_logits``, else what the loss reads."""
+        return self.loss_logits if self.from_logits is None else self.from_logits
+
+    def configure(self, output: Tensor, target: Tensor) -> dict[str, Any]:
+        return {"classes": int(output.shape[1]) if self._multiclass(output, target) else 0}
+
+    def _multiclass(self, output: Tensor, target: Tensor) -> bool:
+        """(N, C, ...) scores with class indices, or with class probabilities (an index loss's
+        soft targets); anything else is one score per element (binary, multi-label)."""
+        if output.ndim < 2 or output.shape[1] < 2:
+            return False
+        same = target.shape == output.shape or (target.numel() == output.numel() and target.ndim == output.ndim)
+        return not same or (target.is_floating_point() and self.loss_kind == "index")
+
+    def _indices(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """(predicted class, true class) per element, (N, ...) int64."""
+        if target.is_floating_point() and target.shape == output.shape:
+            return output.argmax(1), target.argmax(1)  # class probabilities: the most likely class
+        return output.argmax(1), adapt_target("index", output, target).long()
+
+    def _binary(self, output: Tensor, target: Tensor, threshold: float = 0.5) -> tuple[Tensor, Tensor]:
+        """(predicted 0/1, true 0/1) per element, int64, flattened per sample."""
+        target = adapt_target("float", output, target)
+        prob = output.float().sigmoid() if self.logits else output
+        return (prob > threshold).long().reshape(len(output), -1), (target > 0.5).long().reshape(len(output), -1)
 
 
 @register_metric("accuracy")
-class Accuracy(Metric):
-    """Fraction of correct predictions: argmax for (N, C) scores; for one score per sample
-    (seed 000's sigmoid output), ``output > threshold`` (use 0 for logits)."""
+class Accuracy(_Thresholded):
+    """Fraction of correct predictions: argmax for (N, C) scores; for one score per element
+    (seed 000's sigmoid output, multi-label 0/1 targets), probability > ``threshold``.
+    ``from_logits`` says whether the output holds logits (default: what the loss reads)."""
 
-    def __init__(self, threshold: float = 0.5) -> None:
+    def __init__(self, threshold: float = 0.5, from_logits: bool | None = None) -> None:
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold is a probability, between 0 and 1, not {threshold}")
         self.threshold = threshold
-        super().__init__()
+        super().__init__(from_logits)
 
-    def update(self, output: Tensor, target: Tensor) -> None:
-        if output.ndim >= 2 and output.shape[1] > 1:
-            pred, target = output.argmax(1), adapt_target("index", output, target)
-        else:
-            target = adapt_target("float", output, target)
-            pred, target = output > self.threshold, target > 0.5
-        self.num = self.num + (pred == target).sum()
-        self.den = self.den + target.numel()
+    def make(self, config: dict[str, Any]) -> Any:
+        from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+        if not config["classes"]:
+            return BinaryAccuracy(validate_args=False)
+        return MulticlassAccuracy(config["classes"], average="micro", validate_args=False)
+
+    def prepare(self, output: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        if self._config["classes"]:
+            pred, true = self._indices(output, target)
+            return pred.reshape(-1), true.reshape(-1)  # (N * ...,): every element counts once
+        pred, true = self._binary(output, target, self.threshold)
+        return pred.reshape(-1), true.reshape(-1)
 
 
 @register_metric("top_k_accuracy")
@@ -142,97 +259,84 @@ class TopKAccuracy(Metric):
     def key(self) -> str:
         return f"top{self.k}_accuracy"
 
-    def update(self, output: Tensor, target: Tensor) -> None:
-        target = adapt_target("index", output, target)
-        k = min(self.k, output.shape[1])
-        hits = (output.topk(k, dim=1).indices == target.unsqueeze(1)).any(dim=1)
-        self.num = self.num + hits.sum()
-        self.den = self.den + target.numel()
+    def configure(self, output: Tensor, target: Tensor) -> dict[str, Any]:
+        return {"classes": int(output.shape[1]), "k": min(self.k, int(output.shape[1]))}
+
+    def make(self, config: dict[str, Any]) -> Any:
+        from torchmetrics.classification import MulticlassAccuracy
+
+        return MulticlassAccuracy(config["classes"], top_k=config["k"], average="micro", validate_args=False)
+
+    def prepare(self, output: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        return output.detach(), adapt_target("index", output, target).long()
 
 
-class _Overlap(Metric):
-    """Dice / IoU from per-class intersection and sizes summed over the epoch."""
+class _Overlap(_Thresholded):
+    """Dice / IoU from per-class intersection and sizes summed over the epoch (torchmetrics'
+    dice update gives them per sample and class), then the mean over classes present."""
 
     task = "segmentation"
-    _state = ("inter", "pred", "true")
+    chunk = 1  # masks are big: update every batch
 
-    def __init__(self, from_logits: bool = True, include_background: bool = True) -> None:
-        self.from_logits, self.include_background = from_logits, include_background
-        super().__init__()
+    def __init__(self, from_logits: bool | None = None, include_background: bool = True) -> None:
+        self.include_background = include_background
+        super().__init__(from_logits)
 
-    def reset(self) -> None:
-        self.inter: Tensor | float = 0.0
-        self.pred: Tensor | float = 0.0
-        self.true: Tensor | float = 0.0
+    def configure(self, output: Tensor, target: Tensor) -> dict[str, Any]:
+        classes = super().configure(output, target)["classes"]
+        # binary: the foreground only (class 1 of 2)
+        return {"classes": classes or 2, "background": self.include_background and bool(classes),
+                "score": self.name}
 
-    def update(self, output: Tensor, target: Tensor) -> None:
-        if output.ndim >= 2 and output.shape[1] > 1 and not target.is_floating_point() and target.ndim == output.ndim - 1:
-            c = output.shape[1]
-            pred = torch.nn.functional.one_hot(output.argmax(1), c).movedim(-1, 1)  # (N, C, ...)
-            true = torch.nn.functional.one_hot(target.long(), c).movedim(-1, 1)
-            dims = (0, *range(2, output.ndim))
-        else:
-            target = adapt_target("float", output, target)
-            prob = output.sigmoid() if self.from_logits else output
-            pred, true, dims = (prob > 0.5).reshape(1, -1), (target > 0.5).reshape(1, -1), (1,)
-        self.inter = self.inter + (pred & true).sum(dims)
-        self.pred = self.pred + pred.sum(dims)
-        self.true = self.true + true.sum(dims)
+    def make(self, config: dict[str, Any]) -> Any:
+        from .overlap import OverlapCounts  # torchmetrics takes a second to import: only when used
 
-    def compute(self) -> float:
-        if isinstance(self.inter, float):
-            return float("nan")
-        inter, pred, true = (torch.as_tensor(t, dtype=torch.float64).cpu() for t in (self.inter, self.pred, self.true))
-        if not self.include_background and inter.numel() > 1:
-            inter, pred, true = inter[1:], pred[1:], true[1:]
-        score = self._score(inter, pred, true)
-        present = (pred + true) > 0  # a class absent from both counts as nothing, not as 0 or 1
-        return float(score[present].mean()) if present.any() else 1.0
+        return OverlapCounts(config["classes"], config["background"], config["score"])
 
-    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
-        raise NotImplementedError
+    def prepare(self, output: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        if output.ndim >= 2 and output.shape[1] == self._config["classes"] and self._multiclass(output, target):
+            pred, true = self._indices(output, target)
+            return pred.reshape(len(output), -1), true.reshape(len(output), -1)
+        return self._binary(output, target)
 
 
 @register_metric("dice")
 class Dice(_Overlap):
     """Dice coefficient 2|P∩T| / (|P| + |T|), mean over classes present."""
 
-    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
-        return 2 * inter / (pred + true).clamp_min(1)
-
 
 @register_metric("iou")
 class IoU(_Overlap):
     """Intersection over union |P∩T| / |P∪T|, mean over classes present."""
 
-    def _score(self, inter: Tensor, pred: Tensor, true: Tensor) -> Tensor:
-        return inter / (pred + true - inter).clamp_min(1)
+
+class _Regression(Metric):
+    higher_is_better = False
+    task = "regression"
+
+    def prepare(self, output: Tensor, target: Tensor) -> tuple[Tensor, ...]:
+        target = adapt_target("float", output, target)
+        return output.float().reshape(-1), target.float().reshape(-1)
 
 
 @register_metric("mse")
-class MSE(Metric):
+class MSE(_Regression):
     """Mean squared error over all elements."""
 
-    higher_is_better = False
-    task = "regression"
+    def make(self, config: dict[str, Any]) -> Any:
+        from torchmetrics.regression import MeanSquaredError
 
-    def update(self, output: Tensor, target: Tensor) -> None:
-        target = adapt_target("float", output, target)
-        self.num = self.num + (output.float() - target.float()).pow(2).sum()
-        self.den = self.den + target.numel()
+        return MeanSquaredError()
 
 
 @register_metric("mae")
-class MAE(Metric):
+class MAE(_Regression):
     """Mean absolute error over all elements."""
 
-    higher_is_better = False
-    task = "regression"
+    def make(self, config: dict[str, Any]) -> Any:
+        from torchmetrics.regression import MeanAbsoluteError
 
-    def update(self, output: Tensor, target: Tensor) -> None:
-        target = adapt_target("float", output, target)
-        self.num = self.num + (output.float() - target.float()).abs().sum()
-        self.den = self.den + target.numel()
+        return MeanAbsoluteError()
 
 
 # --------------------------------------------------------------------------- the set a spec asks for
@@ -273,63 +377,6 @@ def _key(spec: MetricSpec, output_names: list[str], path: SpecPath) -> str:
     return key if len(output_names) == 1 else f"{output}_{key}"
 
 
-class MetricSet:
-    """The loss plus the spec's (checked) metrics, each bound to a model output and target.
-
-    >>> from netspec.training.spec import MetricSpec
-    >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
-    >>> ms.keys()
-    ['loss', 'accuracy']
-    """
-
-    def __init__(self, specs: list[MetricSpec], output_names: list[str]) -> None:
-        self.loss = MeanMetric()
-        self.entries: list[tuple[str, Metric, str, str | None]] = []  # (key, metric, output, target key)
-        for spec in specs:
-            metric = METRICS[spec.name](**spec.args)
-            output = spec.output or output_names[0]
-            key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
-            self.entries.append((key, metric, output, spec.target))
-    def keys(self) -> list[str]:
-        return ["loss", *(e[0] for e in self.entries)]
-
-    def reset(self) -> None:
-        self.loss.reset()
-        for _, metric, _, _ in self.entries:
-            metric.reset()
-
-    @torch.no_grad()
-    def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
-        self.loss.update(loss, n)
-        for _, metric, output, target_key in self.entries:
-            metric.update(outputs[output].detach(), _target(targets, target_key or output))
-
-    def compute(self) -> dict[str, float]:
-        values = {"loss": self.loss.compute()}
-        values.update({key: metric.compute() for key, metric, _, _ in self.entries})
-        return values
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss.state_dict(), **{k: m.state_dict() for k, m, _, _ in self.entries}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.loss.load_state_dict(state["loss"])
-        for key, metric, _, _ in self.entries:
-            metric.load_state_dict(state[key])
-
-    def higher_is_better(self, key: str) -> bool:
-        for k, metric, _, _ in self.entries:
-            if k == key:
-                return metric.higher_is_better
-        return False  # loss
-
-
-def _target(targets: Tensor | dict[str, Tensor], key: str) -> Tensor:
-    if not isinstance(targets, dict):
-        return targets
-    return targets[key] if key in targets or len(targets) != 1 else next(iter(targets.values()))
-
-
 def split_metric_name(name: str) -> tuple[str, str] | None:
     """``"val_accuracy"`` -> ``("val", "accuracy")``; None without a split prefix.
 
@@ -340,13 +387,3 @@ def split_metric_name(name: str) -> tuple[str, str] | None:
         if name.startswith(split + "_"):
             return split, name[len(split) + 1 :]
     return None
-
-
-def higher_is_better(name: str, metrics: MetricSet) -> bool:
-    """Whether larger values of a monitored metric (``val_accuracy``) are better.
-
-    >>> higher_is_better("val_loss", MetricSet([], ["y"]))
-    False
-    """
-    split = split_metric_name(name)
-    return metrics.higher_is_better(split[1] if split else name)

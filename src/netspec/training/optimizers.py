@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +54,10 @@ def check_optimizer(spec: OptimizerSpec) -> None:
     netspec.errors.SpecError: <spec>: args.momentun: SGD has no argument `momentun`; did you mean `momentum`?
     """
     cls = OPTIMIZERS.check(spec)
+    _refuse_nan(spec.args, spec.args_path(()))
     every_arg = tuple(inspect.signature(cls).parameters)  # a group may leave out any argument
     for i, group in enumerate(spec.groups):
+        _refuse_nan(group.options(), ("groups", i))
         check_args(cls, group.options(), ("groups", i), what=spec.name, skip=OPTIMIZERS.passed, filled=every_arg)
         if group.match == "regex":
             for j, pattern in enumerate(group.patterns()):
@@ -66,6 +69,18 @@ def check_optimizer(spec: OptimizerSpec) -> None:
     stand_in_optimizer(spec)
 
 
+def _refuse_nan(args: dict[str, Any], path: SpecPath) -> None:
+    """NaN is never a setting, and torch's SGD would train with `lr: .nan` (Adam refuses it).
+
+    >>> _refuse_nan({"lr": float("nan")}, ("args",))
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: args.lr: `lr` is NaN (not a number); give a number
+    """
+    for key, value in args.items():
+        if isinstance(value, float) and math.isnan(value):
+            raise SpecError(f"`{key}` is NaN (not a number)", path=(*path, key), hint="give a number")
+
+
 def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
     """The spec's optimizer over one stand-in parameter (its groups left out): for the checks of
     the optimizer's and the schedulers' values before the model exists."""
@@ -74,11 +89,13 @@ def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
 
 
 def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = None,
-                    path: SpecPath = ("optimizer",)) -> torch.optim.Optimizer:
+                    path: SpecPath = ("optimizer",), defaults: dict[str, Any] | None = None) -> torch.optim.Optimizer:
     """A torch.optim optimizer over the model's trainable parameters, grouped by pattern.
 
     Frozen parameters are left out; those matching no group form the default group (or are
     excluded with ``ungrouped: exclude``); a parameter matching two groups is an error.
+    ``defaults`` are arguments netspec adds (``fused=True``: :mod:`netspec.training.speed`);
+    the spec's own arguments win, and an optimizer that refuses them is made without them.
 
     >>> from netspec.training.spec import OptimizerSpec
     >>> m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
@@ -107,6 +124,13 @@ def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = 
     groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad], log)
     if not groups:
         raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
+    if defaults:
+        try:
+            optimizer = OPTIMIZERS[spec.name](groups, **{**defaults, **spec.args})
+            log.info(f"optimizer: {spec.name}({fmt_args(defaults)}) added by netspec")
+            return optimizer
+        except (TypeError, ValueError, RuntimeError) as err:  # e.g. fused kernels need dense float parameters
+            log.info(f"optimizer: {spec.name} without {fmt_args(defaults)} ({str(err).splitlines()[0]})")
     return _construct(spec, groups, path)
 
 
@@ -127,7 +151,7 @@ def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: L
 def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath) -> torch.optim.Optimizer:
     try:
         return OPTIMIZERS[spec.name](groups, **spec.args)
-    except (TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # `betas: ""` fails as betas[0]
         raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None
 

@@ -16,7 +16,10 @@ from ..spec_base import SpecModel, reported_at_spec_path
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
 __all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "TrainSpec",
-           "TrainingRules", "TrainingSections"]
+           "TrainingRules", "TrainingSections", "COMPILE_MODES"]
+
+#: torch.compile's modes (`reduce-overhead` replays CUDA graphs)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class GradClipSpec(SpecModel):
@@ -139,6 +142,35 @@ class TrainSpec(SpecModel):
         description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when "
         "stderr is a terminal.",
     )
+    # ---- speed switches (netspec.training.speed)
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        default=False,
+        description="torch.compile the model for training: `true` (mode `default`) or a mode; `reduce-overhead` "
+        "also replays CUDA graphs. Compiling takes seconds to minutes at the start.",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="Keep 4-d weights and image batches channels-last (NHWC): faster convolutions on recent "
+        "GPUs, above all with bf16/fp16.",
+    )
+    fused_optimizer: bool | Literal["auto"] = Field(
+        default="auto",
+        description="`auto`: the optimizer's fused kernels (`fused: true`) on CUDA where torch has them (Adam, "
+        "AdamW, SGD, ...) unless the optimizer's arguments choose; `true`: also on the CPU. Fused steps "
+        "round differently from the per-parameter ones in the last bits.",
+    )
+    cudnn_benchmark: bool | Literal["auto"] = Field(
+        default="auto",
+        description="`auto`: let cuDNN time its convolution algorithms on CUDA unless `deterministic`: faster "
+        "for fixed input sizes, but the results may differ in the last bits from run to run.",
+    )
+
+    @model_validator(mode="after")
+    def _deterministic_means_no_autotuning(self) -> TrainSpec:
+        if self.deterministic and self.cudnn_benchmark is True:
+            raise ValueError("`cudnn_benchmark: true` picks algorithms by timing, which `deterministic: true` "
+                             "rules out; drop one of them")
+        return self
 
 
 class TrainingRules(SpecModel):

@@ -5,6 +5,7 @@ TensorBoard. Everything here reads the run; nothing changes it.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import sys
 import time
@@ -13,26 +14,40 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import first_line
+from .rundir import write_bytes
+from .watch import Lagged
 
 __all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
 
 
 class Bar:
-    """tqdm bar with loss and samples/s; the loss is read every few steps (it syncs the GPU)."""
+    """tqdm bar with loss and samples/s, refreshed every :attr:`EVERY` seconds. The loss shown is
+    one copied to the host without waiting (:class:`~netspec.training.watch.Lagged`) at the
+    previous refresh: reading the current one would stall the GPU."""
+
+    EVERY = 0.5  # seconds between two refreshes of the loss and rate
 
     def __init__(self, total: int, initial: int, desc: str) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
-        self.samples, self.start, self.calls = 0, time.perf_counter(), 0
+        self.samples, self.start = 0, time.perf_counter()
+        self.shown = self.start - self.EVERY  # the first batch refreshes
+        self.loss: Lagged | None = None  # on its way to the host
+        self.loss_text = "..."
 
     def update(self, n: int, loss: Tensor) -> None:
         self.samples += n
-        self.calls += 1
         self.bar.update(1)
-        if self.calls % 10 == 1:
-            rate = self.samples / max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix(loss=f"{float(loss.detach()):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+        now = time.perf_counter()
+        if now - self.shown < self.EVERY:
+            return
+        self.shown = now
+        if self.loss is not None and self.loss.ready():
+            self.loss_text = f"{float(self.loss.get()):.4f}"
+        self.loss = Lagged(loss.detach())
+        rate = self.samples / max(now - self.start, 1e-9)
+        self.bar.set_postfix(loss=self.loss_text, samples_s=f"{rate:.0f}", refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -86,7 +101,9 @@ def plot_curves(run: Any) -> None:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(run.run_dir.path / "curves.png", dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
+    write_bytes(run.run_dir.path / "curves.png", png.getvalue())  # atomic, never through a link
 
 
 def tensorboard(run: Any) -> Any:
@@ -96,7 +113,32 @@ def tensorboard(run: Any) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
-    return SummaryWriter(log_dir=str(run.run_dir.path / "tb"))
+    writer = SummaryWriter(log_dir=str(run.run_dir.path / "tb"))
+    if run.state.epoch == 0 and run.state.step == 0:  # a resumed run wrote its graph already
+        add_graph(writer, run)
+    return writer
+
+
+def add_graph(writer: Any, run: Any) -> None:
+    """The model's graph in TensorBoard's Graphs tab (seed 001's ``writer.add_graph(model, input)``).
+
+    Traced once on zeros of the declared input shapes (eval mode, as add_graph does), with the
+    random state put back afterwards, so the run trains exactly as it would without TensorBoard.
+    A model that cannot be traced gets a warning, never a failed run.
+    """
+    import torch
+
+    graph = getattr(run.model, "netspec_graph", None)
+    if graph is None:  # a model given from Python: no declared input shapes
+        return
+    device = run.hw.device
+    inputs = tuple(torch.zeros((2, *v.shape[1:]), dtype=v.dtype, device=device) for v in graph.inputs.values())
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            writer.add_graph(run.model, inputs[0] if len(inputs) == 1 else inputs)
+        run.log.info("TensorBoard: model graph written to tb/")
+    except Exception as err:  # tracing refuses some models (dict outputs, data-dependent control flow)
+        run.log.warn(f"TensorBoard graph not written: {first_line(err)}")
 
 
 def record_epoch(run: Any, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Each entry (a loss, an optimizer, a metric...) checks itself against its registr
 sections or the model's outputs is checked here, by :func:`check_training_sections`, which the
 spec model calls after it is validated:
 
-* every loss and metric reads an output the model has (or the only one), metric names are unique;
+* every loss and metric reads an output the model has (or the only one), metric names are unique,
+  and a metric that thresholds scores knows whether they are logits (the losses on its output agree);
 * a monitor (early stopping, stop_when, best checkpoint, ReduceLROnPlateau) names a metric the
   run will produce: ``train_*`` always, ``val_*`` when the data section has validation data;
 * a scheduler list's phases fit together, and the schedulers can be made on the optimizer.
@@ -20,6 +21,7 @@ from typing import Any
 from ..errors import SpecError, did_you_mean
 from ..registry import SpecPath
 from .losses import plan_terms
+from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name
 from .optimizers import stand_in_optimizer
 from .schedulers import check_schedule, phases
@@ -39,6 +41,7 @@ def check_training_sections(spec: Any) -> None:
         plan_terms(spec.loss, outputs)
     if spec.train is not None:
         metric_keys(spec.train.metrics, outputs)
+        check_metric_scores(spec.train.metrics, spec.loss, outputs)
     if spec.scheduler is not None:
         optimizer = stand_in_optimizer(spec.optimizer) if spec.optimizer is not None else None
         check_schedule(spec.scheduler, optimizer, epochs=spec.train.epochs if spec.train else 1)

@@ -10,7 +10,12 @@ Run directory (``runs/<spec name>/<timestamp>`` unless ``--out`` says otherwise)
     tb/                      TensorBoard logs, when tensorboard is installed
 
 Every write goes through :func:`writing`, which turns an OSError (a full disk, a vanished
-directory) into one :class:`~netspec.errors.WriteFailed` line naming the file.
+directory) into one :class:`~netspec.errors.WriteFailed` line naming the file. A run writes only
+inside its directory and never through a symbolic link there: files are opened with
+``O_NOFOLLOW`` (temp files also ``O_EXCL``), and a directory holding a link is not resumed.
+Checkpoints are written by a background thread (:data:`BACKGROUND`) while training goes on;
+every other write waits for the checkpoint in flight first, so files reach the disk in the order
+the run made them and a failed checkpoint is reported before anything else is written.
 
 >>> log = Log.quiet(); log.info("not shown anywhere")
 """
@@ -18,19 +23,69 @@ directory) into one :class:`~netspec.errors.WriteFailed` line naming the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import yaml
 
 from ..errors import TrainingError, WriteFailed, first_line
 
-__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "probe", "spec_hash", "resolved_spec"]
+__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "write_bytes", "nofollow", "read_own",
+           "fresh_temp", "probe", "spec_hash", "resolved_spec", "Background", "BACKGROUND"]
+
+
+class Background:
+    """One write at a time in a background thread (checkpoints), its error kept for the caller.
+
+    >>> done = []
+    >>> b = Background(); b.submit(lambda: done.append(1)); b.wait(); done
+    [1]
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` in the background, once the write before it has finished."""
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(job,), name="netspec-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as err:  # raised to the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        """Block until the write in flight is done; raise its error (once). A no-op in the
+        writer thread itself."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join()
+        self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread is not there (and never ran a job here)."""
+        self._thread, self._error = None, None
+
+
+#: the run's checkpoint writer (a process trains one run at a time)
+BACKGROUND = Background()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=BACKGROUND.forget)
 
 
 
@@ -63,7 +118,7 @@ class Log:
         if self.stream is not None:
             print(msg, file=self.stream, flush=True)
         if self.file is not None:
-            with writing(self.file), open(self.file, "a", encoding="utf-8") as f:
+            with writing(self.file), open(self.file, "a", encoding="utf-8", opener=nofollow) as f:
                 f.write(msg + "\n")
 
     def warn(self, msg: str) -> None:
@@ -118,7 +173,7 @@ class RunDir:
         digest = hashlib.sha256(text.encode()).hexdigest()
         name = "spec.yaml"
         existing = self.path / name
-        if existing.exists() and existing.read_text(encoding="utf-8") != text:
+        if existing.exists() and read_own(existing) != text:
             name = f"spec.{digest[:12]}.yaml"  # a resumed run with a changed spec keeps both
         write_text(self.path / name, text)
         write_text(self.path / name.replace(".yaml", ".sha256"), f"{digest}  {name}\n")
@@ -126,7 +181,7 @@ class RunDir:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         file = self.path / "metrics.jsonl"
-        with writing(file), open(file, "a", encoding="utf-8") as f:
+        with writing(file), open(file, "a", encoding="utf-8", opener=nofollow) as f:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -135,7 +190,7 @@ class RunDir:
         if not file.exists():
             return []
         records = []
-        for line in file.read_text(encoding="utf-8").splitlines():
+        for line in read_own(file).splitlines():
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 if isinstance(record, dict) and isinstance(record.get("epoch"), int):
@@ -164,7 +219,8 @@ class RunDir:
         return removed
 
     def kept(self) -> str:
-        """Which checkpoint a failure leaves, for its message."""
+        """Which checkpoint a failure leaves, for its message (once the write in flight is done)."""
+        BACKGROUND.wait()
         if self.saved is not None:
             return f"the last good checkpoint is {self.last}; it holds epoch {self.saved[0]}, step {self.saved[1]}"
         if self.last.exists():
@@ -174,8 +230,8 @@ class RunDir:
 
 def probe(directory: Path) -> None:
     """Raise OSError unless a file can be created in ``directory``."""
-    test_file = directory / f".write-test.{os.getpid()}.tmp"
-    with open(test_file, "wb"):
+    test_file = fresh_temp(directory / ".write-test")
+    with open(test_file, "xb", opener=nofollow):
         pass
     test_file.unlink()
 
@@ -192,24 +248,83 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def nofollow(path: str, flags: int) -> int:
+    """``open(..., opener=nofollow)``: a symbolic link at ``path`` fails (ELOOP, then WriteFailed)
+    instead of being followed to a file outside the run directory.
+
+    >>> import tempfile
+    >>> link = Path(tempfile.mkdtemp()) / "train.log"
+    >>> link.symlink_to("/etc/passwd")
+    >>> try:
+    ...     open(link, "a", opener=nofollow)
+    ... except OSError as err:
+    ...     err.errno == errno.ELOOP
+    True
+    """
+    return os.open(path, flags | _NOFOLLOW, 0o644)
+
+
+def read_own(file: Path) -> str:
+    """A file of the run directory as text, never read through a symbolic link.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "spec.yaml"; _ = f.write_text("name: x\\n"); read_own(f)
+    'name: x\\n'
+    """
+    with open(file, encoding="utf-8", opener=nofollow) as f:
+        return f.read()
+
+
+def fresh_temp(file: Path) -> Path:
+    """The hidden temp file next to ``file`` this process writes before renaming it into place;
+    one left by an earlier process of the same pid is removed (a link is removed, not followed).
+
+    >>> fresh_temp(Path("runs/x/last.pt")).name == f".last.pt.{os.getpid()}.tmp"
+    True
+    """
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    return tmp
+
+
 @contextlib.contextmanager
 def writing(file: Path) -> Iterator[None]:
-    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it."""
+    """Turn an OSError while writing ``file`` into a one-line WriteFailed naming it. The
+    checkpoint being written in the background is finished first (its error raised first)."""
+    BACKGROUND.wait()
     try:
         yield
     except OSError as err:
-        raise WriteFailed(f"cannot write {file}: {err.strerror or first_line(err)}", path=("--out",)) from None
+        why = "it is a symbolic link, and a run never writes through one" if err.errno == errno.ELOOP else \
+            err.strerror or first_line(err)
+        raise WriteFailed(f"cannot write {file}: {why}", path=("--out",)) from None
 
 
 def write_text(file: Path, text: str, force: bool = False) -> None:
     """Replace ``file`` by ``text`` atomically (temp file + rename); skip it if already equal."""
     with writing(file):
-        if not force and file.exists() and file.read_text(encoding="utf-8") == text:
+        if not force and file.exists() and read_own(file) == text:
             return
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    write_bytes(file, text.encode("utf-8"))
+
+
+def write_bytes(file: Path, data: bytes) -> None:
+    """Replace ``file`` by ``data`` atomically: a new temp file (``O_EXCL``, never through a
+    link), then a rename, which replaces a link at ``file`` itself, never its target.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "curves.png"; write_bytes(f, b"png"); f.read_bytes()
+    b'png'
+    """
+    with writing(file):
+        tmp = fresh_temp(file)
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
+            with open(tmp, "xb", opener=nofollow) as f:
+                f.write(data)
             os.replace(tmp, file)
         finally:
             if tmp.exists():
@@ -234,6 +349,17 @@ def resolved_spec(spec: Any) -> dict[str, Any]:
 
 
 
+def _refuse_links(directory: Path) -> None:
+    """A run writes only inside its directory: one holding a symbolic link (train.log pointing
+    at a file elsewhere, say) is not continued."""
+    with os.scandir(directory) as entries:
+        links = sorted(e.name for e in entries if e.is_symlink())
+    if links:
+        raise TrainingError(f"{directory / links[0]} is a symbolic link; a run writes only inside its own directory, "
+                            "never through a link", path=("--resume",),
+                            hint="remove the link, or continue in a new directory with --out DIR")
+
+
 def resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
     """Where a resumed run goes on: the checkpoint's run directory, unless it is elsewhere or
     ``--out`` is given (then a new directory)."""
@@ -245,6 +371,7 @@ def resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
     except OSError as err:
         raise TrainingError(f"cannot write the run directory {directory}: {err.strerror or err}", path=("--resume",),
                             hint="make it writable, or continue in a new directory with --out DIR") from None
+    _refuse_links(directory)
     run = RunDir(directory)
     run.remove_stale_temps()  # left by a process killed while writing
     if Path(ckpt["path"]).resolve() == run.last.resolve():

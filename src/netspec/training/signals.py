@@ -1,4 +1,11 @@
-"""Signals during a run: the first Ctrl-C asks the loop to save and stop after the current step."""
+"""Signals during a run: the first Ctrl-C (SIGINT) or SIGTERM -- what a cluster scheduler sends
+before it kills a job -- asks the loop to save and stop after the current step; a second one
+stops at once.
+
+>>> guard = SigintGuard()
+>>> guard._handle(signal.SIGTERM, None); guard.requested, guard.signum == signal.SIGTERM
+(True, True)
+"""
 
 from __future__ import annotations
 
@@ -7,27 +14,37 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["SigintGuard"]
+from ..errors import Terminated
+
+__all__ = ["SigintGuard", "STOP_SIGNALS"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SigintGuard:
-    """First Ctrl-C: finish the step, save last.pt, raise Interrupted. Second: stop at once."""
+    """First SIGINT or SIGTERM: finish the step, save last.pt, raise Interrupted (the loop does,
+    reading ``requested`` and ``signum``). Second: stop at once (KeyboardInterrupt, or
+    :class:`~netspec.errors.Terminated` for SIGTERM)."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signum: int = signal.SIGINT
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SigintGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)", file=sys.stderr, flush=True)
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
+        self.requested, self.signum = True, signum
+        what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        again = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"\n{what}: saving a checkpoint after this step ({again} again to quit now)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(s, previous)

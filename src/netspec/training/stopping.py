@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+
 from .evaluate import evaluate_loader
-from .metrics import higher_is_better
+from .meters import higher_is_better
 
 __all__ = ["improved", "update_best", "check_stopping", "stop_at_step"]
 

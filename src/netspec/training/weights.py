@@ -7,41 +7,43 @@ anything is loaded, so a mismatch is one line naming the key and both shapes.
 
 from __future__ import annotations
 
-import inspect
-import pickle
-import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, did_you_mean, first_line, summarise
+from ..access import FileAccess
+from ..errors import AccessRefused, CheckpointError, did_you_mean, summarise
 from ..registry import SpecPath
+from ..torchfile import load_torch_file
 from .rundir import Log
 
 if TYPE_CHECKING:
     from .spec import WeightsSpec
 
-__all__ = ["load_weights", "read_weights_file", "check_fits"]
+__all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights"]
 
 
-def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("."), log: Log | None = None, path: SpecPath = ("init", "weights")) -> None:
+def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("."), roots: tuple[Path, ...] = (),
+                 log: Log | None = None, path: SpecPath = ("init", "weights")) -> None:
     """Load a state_dict (or a checkpoint holding one) into ``model``.
 
     Uses ``torch.load(weights_only=True)``: a file holding a whole pickled model is refused
     (unpickling can run arbitrary code). ``module.`` prefixes (DataParallel) are removed.
-    A shape mismatch is a CheckpointError naming the key and both shapes.
+    A shape mismatch is a CheckpointError naming the key and both shapes. A file the spec
+    names is read only under ``base_dir`` and ``roots`` (:mod:`netspec.access`); one named on the
+    command line (``path=("--checkpoint",)``) is the user's choice.
     """
     log = log or Log.quiet()
-    file = Path(spec.path) if Path(spec.path).is_absolute() else Path(base_dir) / spec.path
     option = str(path[0]).startswith("--")  # eval's --checkpoint: named as typed, no `strict:` to offer
+    file = Path(spec.path) if option else _spec_file(spec.path, base_dir, roots, (*path, "path"))
     state = _state_dict_from(read_weights_file(file, path if option else (*path, "path")), spec.key, file, path)
     state, notes = _rename_keys(state, spec)
     own = model.state_dict()
     missing, unexpected = check_fits(own, state, str(file) if option else file.name, path, strict=spec.strict,
                                       hint=OTHER_SPEC_HINT.get(str(path[0])))
+    check_finite_weights(model, state, str(file), path)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     msg = f"loaded {len(own) - len(missing)}/{len(own)} tensors from {file}" + "".join(f" ({n})" for n in notes)
     if missing:
@@ -49,6 +51,29 @@ def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("
     if unexpected:
         msg += f"; ignored from the file: {summarise(unexpected)}"
     log.info(msg)
+
+
+def _spec_file(name: str, base_dir: Path, roots: tuple[Path, ...], path: SpecPath) -> Path:
+    """A weights file the spec names, under the folders it may read."""
+    try:
+        return FileAccess(Path(base_dir), tuple(roots)).resolve(name)
+    except AccessRefused as err:
+        err.path = path
+        raise
+
+
+def check_finite_weights(model: nn.Module, state: dict[str, Tensor], name: str, path: SpecPath) -> None:
+    """CheckpointError if a parameter in ``state`` holds NaN or inf: training from it would
+    only say that the loss is NaN. (Buffers may hold -inf: attention masks.)
+
+    >>> check_finite_weights(nn.Linear(1, 1), {"bias": torch.tensor([float("nan")])}, "w.pt", ("init",))
+    Traceback (most recent call last):
+    netspec.errors.CheckpointError: <spec>: init: w.pt holds weights that are not finite (bias); refused
+    """
+    params = {n for n, _ in model.named_parameters()}
+    bad = [k for k, v in state.items() if k in params and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{name} holds weights that are not finite ({summarise(bad, 3)}); refused", path=path)
 
 
 OTHER_SPEC_HINT = {
@@ -84,34 +109,8 @@ def check_fits(own: dict[str, Tensor], state: dict[str, Tensor], name: str, path
 
 
 def read_weights_file(file: Path, path: SpecPath) -> Any:
-    if not file.is_file():
-        raise CheckpointError(f"weights file {file} not found", path=path)
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if found:
-            what = found.group(1)
-            whole = _is_module_class(what)
-            raise CheckpointError(
-                f"{file} holds {'a whole pickled model' if whole else 'a pickled Python object'} ({what}); "
-                "netspec loads weights only, with torch.load(weights_only=True), because unpickling "
-                "can run arbitrary code",
-                path=path,
-                hint="in a trusted environment re-save it as a state_dict: "
-                "torch.save(torch.load(f, weights_only=False).state_dict(), f)",
-            ) from None
-        raise CheckpointError(f"{file} is not a PyTorch weights file: {first_line(err)}", path=path) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        why = first_line(err).split(". This is an internal miniz error")[0]  # then 3 sentences of advice
-        raise CheckpointError(f"{file} cannot be read (truncated or not a PyTorch file): {why}", path=path) from None
-
-
-def _is_module_class(dotted: str) -> bool:
-    module_name, _, attr = dotted.rpartition(".")
-    mod = sys.modules.get(module_name)
-    cls = getattr(mod, attr, None) if mod else None
-    return inspect.isclass(cls) and issubclass(cls, nn.Module)
+    """The object in a weights or checkpoint file (:func:`netspec.torchfile.load_torch_file`)."""
+    return load_torch_file(file, path, CheckpointError, "weights file")
 
 
 _STATE_KEYS = ("model", "state_dict", "model_state_dict", "net", "weights")

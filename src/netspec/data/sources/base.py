@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, Callable, get_args
 
-import torch
 from pydantic import Field
-from torch import Tensor
-from torch.utils.data import Dataset
 
+from ...access import FileAccess
 from ...registry import Registry
 from ...spec_base import SpecModel
+
+if TYPE_CHECKING:  # torch is imported where data is loaded: the spec models do without it
+    import torch
+    from torch import Tensor
+    from torch.utils.data import Dataset
 
 __all__ = ["SourceData", "LoadContext", "SourceOptions", "SourceEntry", "SOURCES", "register_source",
            "source_names", "BadSample"]
@@ -35,9 +38,17 @@ class SourceData:
     ``mask`` (segmentation target, transformed geometrically with the image), ``label`` or
     ``value`` (passed through).
 
+    :meth:`where` names the place of a sample in its file, for messages about bad values
+    (``data/x.csv, line 7``); a source that knows better than "field[i]" sets ``locate``.
+    Subsets remember the original sample numbers, so a validation split cut off the training
+    data still names the right line.
+
+    >>> import torch
     >>> raw = SourceData(("x", "y"), ("value", "label"), tensors=(torch.zeros(4, 2), torch.arange(4)))
     >>> len(raw), raw.subset(torch.tensor([1, 3])).tensors[1].tolist()
     (4, [1, 3])
+    >>> raw.subset(torch.tensor([1, 3])).where(1, "y")
+    'y[3]'
     """
 
     names: tuple[str, ...]
@@ -49,6 +60,8 @@ class SourceData:
     classes: list[str] | None = None
     num_classes: int | None = None
     files: list[str] = field(default_factory=list)
+    locate: Callable[[int, str], str] | None = None  # (sample number in the file, field) -> place
+    origin: Tensor | None = None  # sample numbers in the file of a subset's samples
 
     def __post_init__(self) -> None:
         assert (self.tensors is None) != (self.dataset is None), "exactly one of tensors/dataset"
@@ -64,38 +77,59 @@ class SourceData:
     def subset(self, indices: Tensor) -> "SourceData":
         """The samples at ``indices`` (a 1-D int64 tensor), same fields and classes."""
         labels = self.labels[indices] if self.labels is not None else None
+        origin = self.origin[indices] if self.origin is not None else indices
         if self.tensors is not None:
-            return replace(self, tensors=tuple(t[indices] for t in self.tensors), labels=labels)
-        sub = torch.utils.data.Subset(self.dataset, indices.tolist())
-        return replace(self, dataset=sub, labels=labels)
+            return replace(self, tensors=tuple(t[indices] for t in self.tensors), labels=labels, origin=origin)
+        from torch.utils.data import Subset
+
+        sub = Subset(self.dataset, indices.tolist())
+        return replace(self, dataset=sub, labels=labels, origin=origin)
+
+    def where(self, i: int, name: str) -> str:
+        """Where sample ``i`` (of this subset) of field ``name`` is: for one-line messages."""
+        n = int(self.origin[i]) if self.origin is not None else i
+        return self.locate(n, name) if self.locate is not None else f"{name}[{n}]"
 
 
 @dataclass
 class LoadContext:
-    """What a source's load function may use besides its options."""
+    """What a source's load function may use besides its options.
+
+    Every file a source opens goes through :meth:`resolve` (a path the spec names) or
+    :meth:`check` (a file found inside such a folder): the file-access policy of
+    :mod:`netspec.access` -- the spec's folder and the user's data roots, symlinks resolved.
+    """
 
     base_dir: Path
     seed: int  # already offset per split: generated train/val/test data differ
     download: bool
+    roots: tuple[Path, ...] = ()  # data roots the user allowed, besides base_dir
 
     def resolve(self, p: str) -> Path:
-        """A spec path, relative to the spec file's folder unless absolute.
+        """A spec path, relative to the spec file's folder unless absolute, symlinks resolved;
+        refused (:class:`~netspec.errors.AccessRefused`) outside the allowed folders.
 
-        >>> LoadContext(Path("specs"), 0, False).resolve("data/x.csv")
-        PosixPath('specs/data/x.csv')
+        >>> LoadContext(Path("specs"), 0, False).resolve("data/x.csv") == Path("specs/data/x.csv").resolve()
+        True
         """
-        path = Path(p).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
+        return FileAccess(self.base_dir, self.roots).resolve(p)
+
+    def check(self, file: Path) -> Path:
+        """A file found inside an allowed folder: its real path, refused if a link leads out."""
+        return FileAccess(self.base_dir, self.roots).check(file)
 
     def generator(self, seed: int | None) -> torch.Generator:
         """A private generator seeded with ``seed`` (default: the split's seed).
 
         Generated data never depends on, nor disturbs, the global RNG.
 
+        >>> import torch
         >>> ctx = LoadContext(Path("."), 7, False)
         >>> torch.equal(torch.rand(2, generator=ctx.generator(None)), torch.rand(2, generator=ctx.generator(7)))
         True
         """
+        import torch
+
         return torch.Generator().manual_seed(self.seed if seed is None else seed)
 
 

@@ -7,19 +7,22 @@ read into memory at once.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
-import torch
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
-from torch import Tensor
-from torch.utils.data import Dataset
 
+from ...access import not_regular
 from ...errors import DataError, did_you_mean
-from ..readers import first_line, read_csv, read_tensor_file, show_path
+from ..readers import csv_line, read_csv, read_tensor_file, show_path
 from .base import BadSample, LoadContext, SourceData, SourceOptions, register_source
+
+if TYPE_CHECKING:  # numpy and torch are imported where files are read: the spec models do without them
+    import numpy as np
+    from torch import Tensor
 
 # ---------------------------------------------------------------------------------------------
 # Image folders
@@ -34,8 +37,14 @@ class ImageFolderSource(SourceOptions):
     mode: Literal["RGB", "L"] = Field("RGB", description="Convert every image to RGB (3 channels) or L (1).")
 
 
-class ImageFiles(Dataset):
-    """``(uint8 C x H x W image, class index)`` per file; unreadable files give a :class:`BadSample`."""
+class ImageFiles:
+    """``(uint8 C x H x W image, class index)`` per file; unreadable files give a :class:`BadSample`.
+
+    An image is decoded only when its header declares at most PIL's ``MAX_IMAGE_PIXELS``
+    (about 89 megapixels): a 12 kB PNG can declare 100 megapixels, gigabytes once decoded.
+    A map-style data set: DataLoader needs only ``__len__`` and ``__getitem__``, so it does not
+    subclass torch's Dataset (which would import torch with the spec models).
+    """
 
     def __init__(self, samples: list[tuple[str, int]], mode: str):
         self.samples = samples
@@ -49,13 +58,57 @@ class ImageFiles(Dataset):
         from torchvision.transforms.v2.functional import pil_to_tensor
         path, label = self.samples[i]
         try:
-            with Image.open(path) as im:
-                image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
-        except Exception as e:  # PIL raises many types for a bad file; all mean "unreadable"
-            why = first_line(e).replace(f" {path!r}", "").replace(f" {path}", "")  # PIL repeats the path
-            return BadSample(f"cannot read image {show_path(Path(path))}: {why} (a corrupt or non-image file)",
-                             key="root")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
+                with Image.open(path) as im:
+                    image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            return BadSample(f"image {show_path(Path(path))} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+                             "refused before decoding (a decompression bomb?)", key="root")
+        except Exception:  # PIL raises many types for a bad file; all mean "unreadable"
+            return BadSample(f"cannot read image {show_path(Path(path))}: a corrupt or non-image file", key="root")
         return image, label
+
+
+def _image_files(folder: Path, ctx: LoadContext) -> list[str]:
+    """Image files under ``folder`` in torchvision's order (by folder, then by name). A link is
+    followed only where it stays inside the allowed folders, and only regular files are kept
+    (a FIFO would block the reader); links back up are walked once."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    found: list[tuple[str, str, str]] = []  # (folder as walked, name, file to open)
+    seen: set[str] = set()
+
+    def walk(shown: str, real: str) -> None:
+        if real in seen:
+            return
+        seen.add(real)
+        with os.scandir(real) as entries:
+            for e in entries:
+                link = e.is_symlink()  # the entry's own type costs nothing; a link's target is checked
+                target = str(ctx.check(Path(e.path))) if link else e.path
+                if os.path.isdir(target) if link else e.is_dir(follow_symlinks=False):
+                    walk(os.path.join(shown, e.name), target)
+                elif e.name.lower().endswith(IMG_EXTENSIONS):
+                    regular = not_regular(Path(target)) is None if link else e.is_file(follow_symlinks=False)
+                    if not regular:
+                        raise DataError(f"{show_path(Path(e.path))} {not_regular(Path(target)) or 'is not a file'}")
+                    found.append((shown, e.name, target))
+    walk(str(folder), str(folder))
+    return [file for _, _, file in sorted(found)]
+
+
+def _scan_image_folder(root: Path, ctx: LoadContext) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted sub-folders) and ``(file, class index)`` samples of an image folder."""
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise DataError(f"{show_path(root)}: no class folders (expected one sub-folder per class)")
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        files = _image_files(ctx.check(root / name), ctx)
+        if not files:
+            raise DataError(f"{show_path(root / name)}: no image files in this class folder")
+        samples += [(f, index) for f in files]
+    return classes, samples
 
 
 @register_source(ImageFolderSource, in_memory=False)
@@ -66,18 +119,16 @@ def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
     Traceback (most recent call last):
     netspec.errors.DataError: <spec>: nowhere: no such folder (expected one sub-folder per class)
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
     root = ctx.resolve(opts.root)
     if not root.is_dir():
         raise DataError(f"{show_path(root)}: no such folder (expected one sub-folder per class)")
-    try:
-        classes, class_to_idx = find_classes(str(root))
-        samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
-    except FileNotFoundError as e:
-        raise DataError(f"{show_path(root)}: {first_line(e)}") from None
+    classes, samples = _scan_image_folder(root, ctx)
+    import torch
+
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
     return SourceData(("image", "label"), ("image", "label"), dataset=ImageFiles(samples, opts.mode),
-                      labels=labels, classes=classes, num_classes=len(classes), files=[str(root)])
+                      labels=labels, classes=classes, num_classes=len(classes), files=[str(root)],
+                      locate=lambda i, _name: show_path(Path(samples[i][0])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +197,9 @@ def _label_column(opts: CSVSource, path: Path, names: list[str] | None, ncols: i
 
 def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tensor, str]:
     """Feature columns ``(N, F)`` -> the input field (reshaped to images when asked) and its kind."""
+    import numpy as np
+    import torch
+
     if opts.image_shape is not None and math.prod(opts.image_shape) != feats.shape[1]:
         raise DataError(f"{show_path(path)}: rows have {feats.shape[1]} feature columns, which do not fit "
                         f"image_shape {opts.image_shape} ({math.prod(opts.image_shape)} values)")
@@ -162,6 +216,9 @@ def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tenso
 
 def _csv_labels(opts: CSVSource, path: Path, y: np.ndarray) -> Tensor:
     """The label column ``(N,)`` as int64 classes or float32 values (``label_dtype``)."""
+    import numpy as np
+    import torch
+
     whole = bool(np.all(y == np.round(y)))
     as_int = opts.label_dtype == "int64" or (opts.label_dtype == "auto" and whole)
     if as_int and not whole:
@@ -181,8 +238,12 @@ def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
     >>> raw.names, raw.kinds, tuple(raw.tensors[0].shape), raw.labels.tolist()
     (('image', 'label'), ('image', 'label'), (2, 1, 2, 2), [1, 0])
     """
+    import torch
+
     path = ctx.resolve(opts.path)
     names, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)  # (N, columns)
+    skip = 1 if names is not None else 0
+    _check_finite(path, table, skip)
     label_col = _label_column(opts, path, names, table.shape[1])
     x, kind = _csv_features(opts, path, table[:, [c for c in range(table.shape[1]) if c != label_col]])
     fields, kinds, tensors = ["image" if kind == "image" else "x"], [kind], [x]
@@ -193,7 +254,20 @@ def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
         kinds.append("label")
         tensors.append(target)
         labels = target if target.dtype == torch.int64 else None
-    return SourceData(tuple(fields), tuple(kinds), tensors=tuple(tensors), labels=labels, files=[str(path)])
+    return SourceData(tuple(fields), tuple(kinds), tensors=tuple(tensors), labels=labels, files=[str(path)],
+                      locate=lambda i, _field: f"{show_path(path)}, line {csv_line(path, skip, i)}")
+
+
+def _check_finite(path: Path, table: np.ndarray, skip: int) -> None:
+    """NaN or inf (numpy reads `nan` and `inf` as numbers) is refused at its line and column."""
+    import numpy as np
+
+    bad = ~np.isfinite(table)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        what = "NaN" if np.isnan(table[row, col]) else "an infinite value"
+        raise DataError(f"{show_path(path)}: line {csv_line(path, skip, row)}, column {col + 1} holds {what}",
+                        hint="clean the data: every cell must be a finite number")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +292,7 @@ def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
     """A tensor file -> one field per array, in order; 4-D arrays are images, 1-D integer ones labels.
 
     >>> import tempfile
+    >>> import numpy as np
     >>> folder = Path(tempfile.mkdtemp())
     >>> np.savez(folder / "t.npz", x=np.zeros((5, 1, 4, 4), np.float32), y=np.arange(5))
     >>> raw = load_tensor_file(TensorFileSource(source="tensors", path="t.npz"), LoadContext(folder, 0, False))
@@ -236,4 +311,5 @@ def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
     kinds = tuple("mask" if n in masks else "image" if n in images else
                   "label" if t.dim() == 1 and not t.is_floating_point() else "value"
                   for n, t in zip(names, tensors))
-    return SourceData(tuple(names), kinds, tensors=tuple(tensors), files=[str(path)])
+    return SourceData(tuple(names), kinds, tensors=tuple(tensors), files=[str(path)],
+                      locate=lambda i, name: f"{show_path(path)}, `{name}`[{i}]")

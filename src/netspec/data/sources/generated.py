@@ -6,13 +6,14 @@ seeded by the spec's ``seed`` or the run seed (offset per split), never the glob
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
-import torch
 from pydantic import Field, field_validator
-from torch import Tensor
 
 from .base import LoadContext, SourceData, SourceOptions, register_source
+
+if TYPE_CHECKING:  # torch is imported where data is generated: the spec models do without it
+    from torch import Tensor
 
 
 class GaussianClustersSource(SourceOptions):
@@ -39,6 +40,8 @@ def load_gaussian_clusters(opts: GaussianClustersSource, ctx: LoadContext) -> So
     >>> raw.names, [tuple(t.shape) for t in raw.tensors], raw.tensors[1].tolist()
     (('x', 'y'), [(6, 2), (6,)], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
     """
+    import torch
+
     g = ctx.generator(opts.seed)
     ones = torch.ones(opts.n_per_class, opts.dim)
     x0 = torch.normal(opts.mean * ones, opts.std, generator=g) + opts.bias   # (n, dim), class 0
@@ -51,8 +54,8 @@ def load_gaussian_clusters(opts: GaussianClustersSource, ctx: LoadContext) -> So
 
 
 _FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "square": lambda x: x.pow(2), "cube": lambda x: x.pow(3), "sin": torch.sin, "cos": torch.cos,
-    "abs": torch.abs, "linear": lambda x: x, "exp": torch.exp, "tanh": torch.tanh,
+    "square": lambda x: x.pow(2), "cube": lambda x: x.pow(3), "sin": lambda x: x.sin(), "cos": lambda x: x.cos(),
+    "abs": lambda x: x.abs(), "linear": lambda x: x, "exp": lambda x: x.exp(), "tanh": lambda x: x.tanh(),
 }
 
 
@@ -78,6 +81,8 @@ def load_function_regression(opts: FunctionRegressionSource, ctx: LoadContext) -
     >>> [t.flatten().tolist() for t in load_function_regression(opts, LoadContext(Path("."), 0, False)).tensors]
     [[-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]]
     """
+    import torch
+
     g = ctx.generator(opts.seed)
     x = torch.linspace(opts.low, opts.high, opts.n).unsqueeze(1)  # (n, 1)
     y = _FUNCTIONS[opts.function](x) + opts.noise * torch.normal(torch.zeros(x.size()), 1.0, generator=g)
@@ -117,6 +122,8 @@ def load_random(opts: RandomSource, ctx: LoadContext) -> SourceData:
     >>> raw.names, raw.kinds, [tuple(t.shape) for t in raw.tensors]
     (('image', 'extra', 'label'), ('image', 'value', 'label'), [(4, 1, 8, 8), (4, 3), (4,)])
     """
+    import torch
+
     g = ctx.generator(opts.seed)
     tensors = [torch.randn(opts.n, *shape, generator=g) for shape in opts.shapes.values()]
     kinds = ["image" if len(shape) == 3 else "value" for shape in opts.shapes.values()]
@@ -155,6 +162,8 @@ def load_random_segmentation(opts: RandomSegmentationSource, ctx: LoadContext) -
     >>> [tuple(t.shape) for t in load_random_segmentation(opts, LoadContext(Path("."), 0, False)).tensors]
     [(2, 3, 8, 8), (2, 8, 8)]
     """
+    import torch
+
     g = ctx.generator(opts.seed)
     c, h, w = opts.image_shape
     image = torch.rand(opts.n, c, h, w, generator=g)
@@ -185,6 +194,8 @@ def load_shapes(opts: ShapesSource, ctx: LoadContext) -> SourceData:
     >>> [tuple(t.shape) for t in raw.tensors], raw.classes
     ([(2, 1, 16, 16), (2, 16, 16)], ['background', 'circle', 'square'])
     """
+    import torch
+
     g = ctx.generator(opts.seed)
     n, s = opts.n, opts.size
     yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
 from ...errors import DataError
@@ -86,7 +85,7 @@ def _mnist_paths(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> tuple[Pa
                         "(gzipped or not), or set `download: true`")
     images, labels = (_find_raw(raw, b) for b in bases)
     assert images is not None and labels is not None
-    return images, labels
+    return ctx.check(images), ctx.check(labels)  # a file may be a link that leads out
 
 
 @register_source(MNISTSource)
@@ -111,7 +110,8 @@ def load_mnist(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> SourceData
     classes = list(cls.classes_split_dict[variant]) if opts.source == "EMNIST" else list(cls.classes)
     return SourceData(("image", "label"), ("image", "label"), tensors=(images.unsqueeze(1), labels),
                       labels=labels, classes=classes, num_classes=len(classes),
-                      files=[str(images_path), str(labels_path)])
+                      files=[str(images_path), str(labels_path)],
+                      locate=lambda i, field: f"{show_path(labels_path if field == 'label' else images_path)}, item {i}")
 
 
 class CIFARSource(SourceOptions):
@@ -132,6 +132,7 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
     Traceback (most recent call last):
     netspec.errors.DataError: <spec>: CIFAR10 train files not found: expected nowhere/cifar-10-batches-py/data_batch_1, ...
     """
+    import torch
     import torchvision.datasets as tvd
     cls = getattr(tvd, opts.source)
     root = ctx.resolve(opts.root)
@@ -145,6 +146,8 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
         raise DataError(f"{opts.source} {opts.split} files not found: expected "
                         f"{', '.join(show_path(folder / n) for n in missing)}; extract the official archive "
                         f"({cls.filename}) into {show_path(root)}, or set `download: true`")
+    for name in [n for n, _ in entries] + [cls.meta["filename"]]:
+        ctx.check(folder / name)  # a file may be a link that leads out
     try:
         ds = cls(str(root), train=opts.split == "train", download=False)
     except Exception as e:  # torchvision checks MD5 sums: a changed file is reported here

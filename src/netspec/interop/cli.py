@@ -1,0 +1,121 @@
+"""``netspec predict`` and ``netspec export``: the main CLI (cli.py) calls :func:`register` with its
+sub-parser collection; a SpecError that escapes is printed as one line with exit code 2.
+Nothing here imports torch until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+PREDICT_EXAMPLES = """\
+examples:
+  netspec predict specs/fashion_cnn.yaml --checkpoint runs/fashion_cnn/20250101-120000 photos/ --out predictions.csv
+  netspec predict specs/mlp.yaml --checkpoint best.pt test.csv --top-k 3
+  netspec predict specs/unet.yaml --checkpoint best.pt scans/*.png --out masks/
+
+Inputs are image files, folders of images, CSV files (rows as the spec's csv source reads
+them) and .npz/.pt tensor files (arrays named like the model's inputs), prepared with the
+spec's evaluation transforms. Classifiers give class, probability and the top k; a
+segmentation model writes a mask PNG per input into --out DIR (with predictions.csv);
+other models give their output values. The CSV goes to stdout without --out.
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  netspec export specs/lenet.yaml --checkpoint runs/lenet/20250101-120000/best.pt --format onnx
+  netspec export specs/unet.yaml --checkpoint best.pt --format export --out unet.pt2
+  netspec export specs/resnet18.yaml --checkpoint best.pt --format python --out resnet18.py
+
+Formats: onnx (needs `pip install 'netspec[onnx]'`; compared with PyTorch through onnxruntime
+when it is installed), export (a torch.export program, .pt2), torchscript (traced), python (a
+standalone .py file with plain nn.Module classes that loads the checkpoint's state_dict
+without netspec). Every file is read back and checked against the model at another batch size.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``predict`` and ``export`` to an argparse sub-parser collection.
+
+    >>> parser = argparse.ArgumentParser(prog="netspec")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["export", "x.yaml", "--format", "onnx"])
+    >>> args.format, args.checkpoint, args.func.__name__
+    ('onnx', None, 'export_command')
+    """
+    from ..cli import _add_spec_options
+
+    p = subparsers.add_parser("predict", help="run a trained model on image, CSV or tensor files; write a CSV",
+                              description="Predict with SPEC's model and a checkpoint's weights.",
+                              epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    p.add_argument("inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.pt files")
+    p.add_argument("--checkpoint", required=True, metavar="C",
+                   help="best.pt / last.pt, a state_dict, or a run directory")
+    p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
+    p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="default: the spec's evaluation batch size")
+    p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
+    _add_spec_options(p)
+    p.set_defaults(func=predict_command)
+
+    e = subparsers.add_parser("export", help="write a trained model as ONNX, torch.export, TorchScript or Python",
+                              description="Export SPEC's model with a checkpoint's weights, then check the file.",
+                              epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    e.add_argument("--format", required=True, choices=("onnx", "export", "torchscript", "python"))
+    e.add_argument("--checkpoint", metavar="C", help="best.pt / last.pt, a state_dict, or a run directory "
+                                                     "(default: the model's initial weights)")
+    e.add_argument("--out", metavar="PATH", help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py)")
+    e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
+    _add_spec_options(e)
+    e.set_defaults(func=export_command)
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from ..api import load_spec
+
+    return load_spec(args.spec, overrides=args.overrides, allow_imports=args.allow_imports)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """Handler of ``netspec predict``: the CSV to stdout or --out; masks into --out DIR."""
+    from .predict import predict_rows, write_predictions
+    from .run import TrainedModel
+
+    trained = TrainedModel.from_spec(_spec(args), args.checkpoint, device=args.device)
+    masks = trained.reading(args.output).kind == "masks"
+    rows = predict_rows(trained, args.inputs, output=args.output, top_k=args.top_k, batch_size=args.batch_size,
+                        progress=True)
+    count = write_predictions(rows, args.out, masks=masks)
+    if args.out is not None:
+        where = f"{args.out} (masks and predictions.csv)" if masks else args.out
+        print(f"{count} predictions: {where}", file=sys.stderr)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Handler of ``netspec export``: write the file, check it, print what was done."""
+    from ..api import compile_spec
+    from ..training.spec import WeightsSpec
+    from ..training.weights import load_weights
+    from .export import FORMATS, export_model
+    from .run import checkpoint_file
+
+    spec = _spec(args)
+    compiled = compile_spec(spec)
+    if args.checkpoint is not None:
+        file = checkpoint_file(args.checkpoint)
+        load_weights(compiled.module, WeightsSpec(path=str(file)), path=("--checkpoint",))
+    else:
+        print("no --checkpoint: exporting the model's initial (random) weights", file=sys.stderr)
+    out = args.out or f"{spec.name}{FORMATS[args.format]}"
+    command = " ".join(["netspec export", args.spec, "--format", args.format,
+                        *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+                        *(f"--set {o}" for o in args.overrides)])
+    for line in export_model(compiled, args.format, out, opset=args.opset, command=command,
+                             checkpoint=args.checkpoint):
+        print(line)
+    return 0

@@ -1,0 +1,516 @@
+"""``netspec export --format python``: a compiled model -> one standalone ``.py`` file holding
+plain ``nn.Module`` classes that build the same submodules under the same attribute names (so a
+netspec checkpoint's state_dict loads strictly, keys as they are) and whose forwards are the
+code fx generated, one line per node with its shape comment. The file imports torch (and
+torchvision when the spec uses its models), never netspec.
+
+How the model becomes classes:
+
+* the root module -> a class named after the spec, with a ``load(path)`` class method;
+* a block -> a class; the uses of one block that differ only in constructor values (channels,
+  strides) share one class whose ``__init__`` takes those values as parameters, named after the
+  block's spec parameters where they match (``out``, ``planes``); uses that differ in structure
+  (a ``when`` that drops a node) get a class each (``BasicBlock``, ``BasicBlock2``);
+* a group or a repeat that is a plain chain -> ``nn.Sequential``; a repeat whose copies also
+  take keyword inputs (a padding mask) -> an ``nn.ModuleList`` subclass with a loop;
+* a torchvision node -> the torchvision builder, then its freeze, truncation and replacements.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import fx, nn
+
+from . import ExportError
+from .pysource import (
+    Call,
+    ListOf,
+    Var,
+    assign_child,
+    attr_ref,
+    child_assignment,
+    forward_source,
+    helper_sources,
+    layer_call,
+    leaves,
+    literal,
+    masked,
+    python_name,
+    render,
+    render_wrapped,
+    replace_leaves,
+)
+
+__all__ = ["eject", "Draft", "CHILD_WRITERS"]
+
+
+@dataclass
+class Child:
+    """One submodule (or parameter) of a class being written."""
+
+    name: str
+    value: Any = None                 # a Call/ListOf tree, or a Draft (another class's instance)
+    lines: tuple[str, ...] = ()       # statements that build it instead (torchvision models)
+    after: tuple[str, ...] = ()       # statements after it (freeze)
+
+
+@dataclass
+class Draft:
+    """One module of the compiled model that becomes an instance of a written class."""
+
+    type_name: str                    # fx's class name: the block's name, `BasicBlockRepeat`, ...
+    where: str                        # its dotted path in the model ("" for the root)
+    params: dict[str, Any]            # the block's spec parameters (for naming constructor arguments)
+    children: list[Child]
+    forward: str
+    functions: dict[str, Callable[..., Any]]
+    imports: set[str]
+    loop: bool = False                # an nn.ModuleList subclass, built from the list of its children
+    doc: str = ""
+    call: Call | None = None          # how the parent builds this instance (set by _group)
+
+
+@dataclass
+class ClassDef:
+    """A class of the file: its constructor arguments, the statements of ``__init__``, the forward."""
+
+    name: str
+    base: str
+    doc: str
+    args: list[tuple[str, str]]       # (name, type hint)
+    body: list[str]
+    forward: str
+    uses: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model -> drafts
+# ---------------------------------------------------------------------------------------------
+
+def _layer_func(cls: type, imports: set[str]) -> str:
+    """``nn.Conv2d`` for torch.nn's layers; a custom layer is imported from its module."""
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"nn.{cls.__name__}"
+    if cls.__module__ == "__main__" or cls.__module__.startswith("netspec") or "." in cls.__qualname__:
+        raise ExportError(f"layer {cls.__qualname__} (from {cls.__module__}) cannot be imported by a standalone file",
+                          hint="move it into an importable module of your own")
+    imports.add(f"from {cls.__module__} import {cls.__qualname__}")
+    return cls.__qualname__
+
+
+def _freeze_lines(ref: str, rule: Any, imports: set[str]) -> tuple[str, ...]:
+    """The spec's ``freeze`` of a node: all of it, or parameters by name pattern."""
+    if not rule:
+        return ()
+    if rule is True:
+        return (f"{ref}.requires_grad_(False)  # freeze: true",)
+    imports.add("freeze")
+    return (f"freeze({ref}, {literal(list(rule), ref)})",)
+
+
+def _parameter(node: Any) -> Call:
+    """``nn.Parameter(nn.init.normal_(torch.empty(32, 64), std=0.02))``."""
+    empty = Call("torch.empty", tuple((None, s) for s in node.args["shape"]), len(node.args["shape"]))
+    init = Call(f"nn.init.{node.args['init']}", ((None, empty), *node.args["init_args"].items()), 1)
+    extra = (("requires_grad", False),) if node.freeze else ()
+    return Call("nn.Parameter", ((None, init), *extra), 1)
+
+
+def _is_chain(graph: Any) -> bool:
+    """A sub-graph that is one input through modules in a row, returning the last: nn.Sequential."""
+    if len(graph.inputs) != 1 or not graph.nodes or len(graph.outputs) != 1:
+        return False
+    prev = next(iter(graph.inputs))
+    for node in graph.nodes:
+        if node.kind not in ("layer", "block", "group", "repeat") or node.kw_inputs or node.freeze \
+                or node.inputs != [prev]:
+            return False
+        prev = node.name
+    return graph.outputs[0][1] == prev
+
+
+def _is_loop(node: Any) -> bool:
+    """A repeat whose copies read the previous copy plus the same keyword inputs (a padding mask)."""
+    graph = node.sub
+    prev = next(iter(graph.inputs))
+    for n in graph.nodes:
+        if n.kind not in ("layer", "block", "group", "repeat") or n.freeze or n.inputs != [prev] \
+                or n.kw_inputs != graph.nodes[0].kw_inputs:
+            return False
+        prev = n.name
+    return True
+
+
+def _child_value(node: Any, module: nn.Module, where: str, imports: set[str]) -> Any:
+    """The constructor call (or the Draft) that builds one node's module."""
+    if node.kind == "layer":
+        return layer_call(_layer_func(node.layer_cls, imports), node.layer_cls, node.args)
+    if node.kind in ("group", "repeat") and _is_chain(node.sub):
+        items = [_child_value(n, module.get_submodule(n.name), f"{where}.{n.name}", imports) for n in node.sub.nodes]
+        if [n.name for n in node.sub.nodes] == [str(i) for i in range(len(items))]:
+            return Call("nn.Sequential", tuple((None, v) for v in items), len(items))
+        imports.add("OrderedDict")
+        pairs = ListOf(tuple(Call("", ((None, n.name), (None, v)), 2) for n, v in zip(node.sub.nodes, items)))
+        return Call("nn.Sequential", ((None, Call("OrderedDict", ((None, pairs),), 1)),), 1)
+    assert isinstance(module, fx.GraphModule), f"{where}: {node.kind} is not a GraphModule"
+    return draft(module, node.sub, where, node.args if node.kind == "block" else {},
+                 loop=node.kind == "repeat" and _is_loop(node))
+
+
+def _torchvision_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> tuple[str, ...]:
+    """A torchvision node: the builder, then freeze, truncate and replace in the order netspec
+    applies them. Its weights come from the checkpoint (the spec's `weights` file is not read)."""
+    plan = node.zoo
+    imports.add("import torchvision")
+    var = node.name if node.name.isidentifier() else "model"
+    kwargs = ", ".join(f"{k}={literal(v, node.name)}" for k, v in plan.kwargs.items())
+    lines = [f"{var} = torchvision.models.{plan.builder}({kwargs})"]
+    if plan.weights is not None:
+        lines[0] += f"  # weights: the checkpoint's (the spec loads {plan.weights.name})"
+    lines += _freeze_lines(var, node.freeze, imports)
+    if plan.truncate is not None:
+        imports.add("OrderedDict")
+        keep = list(dict(module.named_children())).index(plan.truncate) + 1
+        lines.append(f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
+                     f"  # truncate: {plan.truncate}")
+    for target, rnode in plan.replace:
+        *parents, last = [p for p in re.split(r"[.\[\]]+", target) if p]
+        parent_ref = var + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parents)
+        value = render(layer_call(_layer_func(rnode.layer_cls, imports), rnode.layer_cls, rnode.args), node.name)
+        lines.append(f"{parent_ref}[{last}] = {value}" if last.isdigit() else f"{parent_ref}.{last} = {value}")
+    return (*lines, assign_child(ref, node.name, var))
+
+
+#: node kind -> writer of the statements that build a node made by a library: (node, its module,
+#: "self", imports) -> lines. A library-backed kind (timm models, say) adds its writer here.
+CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ...]]] = {"zoo": _torchvision_lines}
+
+
+def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Child | None:
+    """What a node adds to its module's ``__init__``: a submodule, a parameter, or nothing (an op)."""
+    if node.kind == "op":
+        return None
+    if node.kind == "param":
+        return Child(node.name, _parameter(node))
+    path = f"{where}.{node.name}".lstrip(".")
+    after = _freeze_lines(attr_ref("self", node.name), node.freeze, imports)
+    if node.kind in CHILD_WRITERS:
+        return Child(node.name, lines=CHILD_WRITERS[node.kind](node, gm.get_submodule(node.name), "self", imports))
+    if node.kind not in ("layer", "block", "group", "repeat"):
+        raise ExportError(f"node `{path}` is a {node.kind} node, which cannot be written as Python yet",
+                          hint="add a writer for it to netspec.interop.eject.CHILD_WRITERS")
+    return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
+
+
+def draft(gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None,
+          loop: bool = False) -> Draft:
+    """The draft of one GraphModule and, through its children, of every class instance below it."""
+    imports: set[str] = set()
+    children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
+    forward, functions = ("", {}) if loop else forward_source(gm)
+    if loop:
+        forward = _loop_forward(graph)
+    return Draft(type(gm).__name__, where, dict(params or {}), children, forward, functions, imports, loop)
+
+
+def _loop_forward(graph: Any) -> str:
+    """The forward of a repeat with keyword inputs: each copy reads the last and the same inputs."""
+    chain, *extra = graph.inputs
+    first = graph.nodes[0]
+    kws = ", ".join(f"{k}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}" for k, v in first.kw_inputs.items())
+    call = f"        {chain} = layer({chain}{', ' + kws if kws else ''})"
+    return (f"def forward(self, {', '.join([chain, *extra])}):\n"
+            f"    for layer in self:\n"
+            f"{call:<72}  # {graph.nodes[-1].shape}\n"
+            f"    return {chain}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Drafts -> classes: instances that differ only in values share a class with parameters
+# ---------------------------------------------------------------------------------------------
+
+def _nested(value: Any) -> list[Draft]:
+    """The drafts inside a child's value (an nn.Sequential of blocks holds several)."""
+    if isinstance(value, Draft):
+        return [value]
+    if isinstance(value, Call):
+        return [d for _, v in value.items for d in _nested(v)]
+    if isinstance(value, ListOf):
+        return [d for v in value.items for d in _nested(v)]
+    return []
+
+
+def _resolve(value: Any) -> Any:
+    """A child's value with every draft replaced by the call that builds it."""
+    if isinstance(value, Draft):
+        assert value.call is not None, f"{value.where} resolved before its class"
+        return value.call
+    if isinstance(value, Call):
+        return Call(value.func, tuple((k, _resolve(v)) for k, v in value.items), value.positional)
+    if isinstance(value, ListOf):
+        return ListOf(tuple(_resolve(v) for v in value.items))
+    return value
+
+
+def _all_drafts(root: Draft) -> list[Draft]:
+    """Every draft under (and including) ``root``, in model order."""
+    out = [root]
+    for child in root.children:
+        for d in _nested(child.value):
+            out += _all_drafts(d)
+    return out
+
+
+def _type_order(drafts: list[Draft]) -> list[str]:
+    """Class types with the ones a type builds before it (blocks cannot be recursive)."""
+    deps: dict[str, set[str]] = {}
+    for d in drafts:
+        deps.setdefault(d.type_name, set()).update(n.type_name for c in d.children for n in _nested(c.value))
+    return list(graphlib.TopologicalSorter(deps).static_order())
+
+
+def _signature(d: Draft) -> tuple:
+    """Equal for instances that one class can build (up to constructor values)."""
+    forward = re.sub(r"\s+#.*", "", d.forward)
+    return d.loop, forward, tuple((c.name, masked(c.value), c.lines, c.after) for c in d.children)
+
+
+def _slots(d: Draft) -> list[tuple[tuple, str | None, Any]]:
+    """The literals of a draft's constructor calls: (child index + path, argument name, value)."""
+    return [((i, *path), name, v) for i, c in enumerate(d.children) for path, name, v in leaves(c.value)]
+
+
+def _hint(values: list[Any]) -> str:
+    types = {type(v) for v in values}
+    return next(iter(types)).__name__ if len(types) == 1 and types <= {int, float, bool, str} else ""
+
+
+def _parameters(drafts: list[Draft]) -> tuple[list[tuple[str, str]], dict[tuple, Var], list[dict[str, Any]]]:
+    """Constructor parameters for literals that differ between the instances of one class:
+    (parameters with their type hints, slot -> Var, each instance's values by parameter)."""
+    columns = list(zip(*(_slots(d) for d in drafts)))
+    names: dict[tuple[str, ...], str] = {}
+    values_of: dict[str, list[Any]] = {}
+    slots: dict[tuple, Var] = {}
+    for column in columns:
+        values = [v for _, _, v in column]
+        key = tuple(repr(v) for v in values)
+        if len(set(key)) == 1:
+            continue  # the same in every instance: a literal in the class
+        if key not in names:
+            names[key] = _param_name(drafts, key, column[0][1], set(names.values()))
+            values_of[names[key]] = values
+        slots[column[0][0]] = Var(names[key])
+    args = [(name, _hint(values)) for name, values in values_of.items()]
+    per_draft = [{name: values[i] for name, values in values_of.items()} for i in range(len(drafts))]
+    return args, slots, per_draft
+
+
+def _param_name(drafts: list[Draft], key: tuple[str, ...], arg: str | None, taken: set[str]) -> str:
+    """The block's spec parameter holding these values (`out`, `planes`), else the argument's name."""
+    for pname in drafts[0].params:
+        if tuple(repr(d.params.get(pname)) for d in drafts) == key and python_name(pname) not in taken:
+            return python_name(pname)
+    base = python_name(arg or "value")
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
+
+
+def _body(children: list[Child]) -> list[str]:
+    """The statements of ``__init__`` after ``super().__init__()``."""
+    lines: list[str] = []
+    for c in children:
+        if c.value is not None:
+            head, tail = child_assignment("self", c.name)
+            lines.append(head + render_wrapped(c.value, "        ", len(head) + len(tail), c.name) + tail)
+        lines += c.lines
+        lines += c.after
+    return lines
+
+
+def _classes_of_type(drafts: list[Draft], taken: set[str]) -> list[ClassDef]:
+    """Group one type's instances by structure; write a class per group and set each instance's call."""
+    groups: dict[tuple, list[Draft]] = {}
+    for d in drafts:
+        for c in d.children:
+            c.value = _resolve(c.value)
+        groups.setdefault(_signature(d), []).append(d)
+    classes = []
+    for members in groups.values():
+        name, n = drafts[0].type_name, 2
+        while name in taken:
+            name, n = f"{drafts[0].type_name}{n}", n + 1
+        taken.add(name)
+        first = members[0]
+        if first.loop:
+            for d in members:
+                d.call = Call(name, ((None, ListOf(tuple(c.value for c in d.children))),), 1)
+            uses = [d.where for d in members]
+            classes.append(ClassDef(name, "nn.ModuleList", first.doc, [], [], first.forward, uses))
+            continue
+        args, slots, values = _parameters(members)
+        for d, v in zip(members, values):
+            d.call = Call(name, tuple(v.items()))
+        body = [Child(c.name, replace_leaves(c.value, {p[1:]: var for p, var in slots.items() if p[0] == i}),
+                      c.lines, c.after) for i, c in enumerate(first.children)]
+        classes.append(ClassDef(name, "nn.Module", first.doc, args, _body(body), first.forward,
+                                [d.where for d in members]))
+    return classes
+
+
+# ---------------------------------------------------------------------------------------------
+# The file
+# ---------------------------------------------------------------------------------------------
+
+_FREEZE_HELPER = '''\
+def freeze(module: nn.Module, patterns: list[str]) -> None:
+    """Stop training the parameters whose names match a pattern (the spec's `freeze`)."""
+    for name, param in module.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            param.requires_grad_(False)
+'''
+
+_LOAD = '''\
+    @classmethod
+    def load(cls, path: str, map_location: str = "cpu") -> "{name}":
+        """The model with the weights of a netspec checkpoint (last.pt, best.pt) or of a
+        state_dict file, read with torch.load(weights_only=True); in eval mode."""
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if isinstance(state, dict) and state.get("format") == "{checkpoint_format}":
+            state = state["model"]
+        model = cls()
+        model.load_state_dict(state)
+        return model.eval()
+'''
+
+
+def _wrap(text: str, indent: str = "", width: int = 100) -> str:
+    import textwrap
+
+    return textwrap.fill(" ".join(text.split()), width=width, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=False)
+
+
+def _class_doc(c: ClassDef, spec: Any, type_name: str) -> str:
+    """What a class stands for in the spec, where it is used, whose shapes its comments show."""
+    block = (spec.blocks or {}).get(type_name)
+    if c.base == "nn.ModuleList":
+        what = "Copies of a node in a row, each also given the same keyword inputs."
+    elif block is not None:
+        what = f"The spec's block `{type_name}`" + (f": {block.description}" if block.description else ".")
+    else:
+        what = f"The spec's `{c.uses[0].rsplit('.', 1)[-1]}` nodes as one module."
+    uses = ", ".join(f"`{u}`" for u in c.uses[:4]) + (f" and {len(c.uses) - 4} more" if len(c.uses) > 4 else "")
+    shapes = f"; the shape comments are those of `{c.uses[0]}`" if len(c.uses) > 1 else ""
+    return f"{what} Used as {uses}{shapes}."
+
+
+def _class_text(c: ClassDef) -> str:
+    doc = _wrap(c.doc, "    ").strip()
+    lines = [f"class {c.name}({c.base}):", f'    """{doc}"""', ""]
+    if c.base == "nn.Module":
+        sig = ", ".join(["self", *(f"{n}: {h}" if h else n for n, h in c.args)])
+        lines += [f"    def __init__({sig}) -> None:", "        super().__init__()",
+                  *("        " + s for s in c.body), ""]
+    lines += ["    " + s if s else "" for s in c.forward.rstrip().splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _import_block(imports: set[str], helper_imports: list[str]) -> str:
+    """The file's imports: standard library, then torch (and torchvision), as isort would put them."""
+    std = sorted({"import fnmatch" for i in imports if i == "freeze"} |
+                 {"from collections import OrderedDict" for i in imports if i == "OrderedDict"} |
+                 {i for i in helper_imports if i.startswith("from math")})
+    third = {"import torch", "from torch import nn"} | {i for i in imports if i.startswith(("import ", "from "))}
+    third |= {i for i in helper_imports if not i.startswith("from math")}
+    head = "from __future__ import annotations\n\n"
+    third_party = sorted(third, key=lambda i: (i.startswith("from"), i))  # `import x` before `from x import y`
+    return head + ("\n".join(std) + "\n\n" if std else "") + "\n".join(third_party) + "\n"
+
+
+def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
+    """The docstring's example: load, then call with the spec's inputs."""
+    graph = compiled.graph
+    outs = [ext for ext, _ in graph.outputs]
+    target = "outputs" if graph.output_type == "dict" else ", ".join(outs)
+    shapes = "; ".join(f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}"
+                       for n, v in graph.inputs.items())
+    return (f"    from {module_name} import {cls}\n\n"
+            f'    model = {cls}.load("{checkpoint}")  # eval mode\n'
+            f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n")
+
+
+def _io_shape(graph: Any, name: str) -> str:
+    from ..dims import shape_str
+
+    probe = graph.input_probe(name) if name in graph.inputs else graph.probe_of(name)
+    return shape_str(probe.value, probe.twin)
+
+
+def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command: str, torchvision: bool) -> str:
+    import torch
+
+    from .. import __version__
+
+    spec, graph = compiled.spec, compiled.graph
+    title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
+    needs = "torch and torchvision (for its models)" if torchvision else "torch only"
+    outputs = ", ".join(f"{ext} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
+    about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
+             "node names, so the state_dict of a netspec checkpoint loads as it is.")
+    made = f"Written by netspec {__version__} (torch {torch.__version__.split('+')[0]}) with:"
+    return (f'"""{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {command}\n\nUse it so:\n\n'
+            f"{_usage(compiled, cls, module_name, checkpoint)}\n"
+            f"{_wrap('Outputs: ' + outputs + '.')}\n" + '"""\n')
+
+
+def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.pt", command: str = "") -> str:
+    """The source of a standalone ``.py`` file that rebuilds ``compiled``'s module without netspec.
+
+    >>> from netspec.api import compile_spec
+    >>> c = compile_spec({"name": "tiny", "inputs": {"x": [3]}, "nodes": [{"fc": {"Linear": {"out_features": 2}}}]})
+    >>> print(eject(c).split("class Tiny(nn.Module):")[1].split("@classmethod")[0].strip())
+    \"\"\"The network of the spec `tiny`.\"\"\"
+    <BLANKLINE>
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+    <BLANKLINE>
+        def forward(self, x):
+            fc = self.fc(x)                                                       # (B, 2)
+            return fc
+    """
+    root = draft(compiled.module, compiled.graph)
+    drafts = _all_drafts(root)
+    if any(d.type_name == root.type_name for d in drafts[1:]):
+        root.type_name += "Model"  # a block named like the spec
+    by_type: dict[str, list[Draft]] = {}
+    for d in drafts:
+        by_type.setdefault(d.type_name, []).append(d)
+    classes: list[ClassDef] = []
+    taken: set[str] = {"freeze"}
+    for type_name in _type_order(drafts):
+        for c in _classes_of_type(by_type[type_name], taken):
+            root_doc = f"The network of the spec `{compiled.spec.name}`."
+            c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else root_doc
+            classes.append(c)
+    root_class = classes[-1]
+    assert root_class.uses == [""], "the root class comes last"
+    imports = set().union(*(d.imports for d in drafts))
+    helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
+    command = command or f"netspec export {compiled.spec.name}.yaml --format python"
+    parts = [_header(compiled, root_class.name, module_name, checkpoint, command, "import torchvision" in imports)
+             + "\n" + _import_block(imports, helper_imports)]
+    parts += helpers + ([_FREEZE_HELPER] if "freeze" in imports else [])
+    parts += [_class_text(c) for c in classes[:-1]]
+    from ..training.checkpoint import CHECKPOINT_FORMAT
+
+    load = _LOAD.format(name=root_class.name, checkpoint_format=CHECKPOINT_FORMAT)
+    parts.append(_class_text(root_class) + "\n" + load)
+    return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)

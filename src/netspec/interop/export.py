@@ -1,0 +1,277 @@
+"""``netspec export``: a compiled model (with its checkpoint's weights) written as ONNX, a
+torch.export program, TorchScript or a standalone Python file, then read back and checked
+against the model's own outputs at another batch size than the one it was exported with.
+
+ONNX uses torch's TorchScript-based exporter (``dynamo=False``): it needs only the ``onnx``
+package (``pip install 'netspec[onnx]'``), where the newer torch.export-based exporter also needs
+``onnxscript``. torch 2.9+ calls that exporter deprecated; netspec pins torch to the 2.14
+series, which still has it. onnxruntime, when installed, runs the file for the comparison.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..dims import batch_dims, shape_str
+from ..errors import first_line
+from . import ExportError
+
+__all__ = ["FORMATS", "export_model", "sample_inputs", "flat_outputs", "output_names", "random_outputs"]
+
+#: format -> file suffix
+FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".torchscript.pt", "python": ".py"}
+
+ONNX_HINT = "install it with: pip install 'netspec[onnx]'"
+
+
+def sample_inputs(graph: Any, batch: int = 2, seed: int = 0) -> list[Tensor]:
+    """Random inputs of the declared shapes and dtypes (integers in 0..9: token ids, indices).
+
+    >>> from netspec.api import compile_spec
+    >>> g = compile_spec({"name": "m", "inputs": {"x": [3], "t": {"shape": [4], "dtype": "int64"}},
+    ...                   "nodes": [{"Linear": {"out_features": 1}, "from": "x"}, {"add": ["linear", "t"]}]}).graph
+    >>> [(tuple(x.shape), x.dtype) for x in sample_inputs(g, batch=5)]
+    [((5, 3), torch.float32), ((5, 4), torch.int64)]
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for value in graph.inputs.values():
+        shape = (batch, *value.shape[1:])
+        if value.dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=g, dtype=value.dtype))
+        else:
+            out.append(torch.randint(0, 10, shape, generator=g).to(value.dtype))
+    return out
+
+
+def flat_outputs(out: Any) -> list[Tensor]:
+    """A model's outputs as a flat list of tensors, in order (tuples and dicts flattened).
+
+    >>> [t.item() for t in flat_outputs({"a": torch.tensor(1), "b": (torch.tensor(2), torch.tensor(3))})]
+    [1, 2, 3]
+    """
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    return [t for item in out for t in flat_outputs(item)]
+
+
+def output_names(graph: Any) -> list[str]:
+    """The names of :func:`flat_outputs`: the spec's output names (``lstm_0``, ``lstm_1``, ...
+    for an output that is a tuple)."""
+    names: list[str] = []
+    for ext, ref in graph.outputs:
+        n = len(flat_outputs(graph.probe_of(ref).value))
+        names += [ext] if n == 1 else [f"{ext}_{i}" for i in range(n)]
+    return names
+
+
+def _input_batch_dims(graph: Any) -> dict[str, int | None]:
+    """The batch dim of each input (0, as declared inputs are batch-first)."""
+    return {name: next(iter(batch_dims(v, graph.input_twins[name])), None) for name, v in graph.inputs.items()}
+
+
+def _output_batch_dims(graph: Any) -> list[int | None]:
+    """The batch dim of each flat output (None for one that has none, like a Parameter)."""
+    dims: list[int | None] = []
+    for _, ref in graph.outputs:
+        probe = graph.probe_of(ref)
+        for value, twin in zip(flat_outputs(probe.value), flat_outputs(probe.twin)):
+            found = batch_dims(value, twin)
+            dims.append(found[0] if found else None)
+    return dims
+
+
+def random_outputs(model: nn.Module, inputs: list[Tensor], first: list[Tensor] | None = None) -> list[int]:
+    """Indices of the flat outputs that depend on random draws (``randn_like``...): they differ
+    between two runs with different seeds (``first``: the outputs with seed 0, when known)."""
+    first = first if first is not None else _seeded(model, *inputs)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        second = flat_outputs(model(*inputs))
+    return [i for i, (a, b) in enumerate(zip(first, second)) if not torch.equal(a, b)]
+
+
+@dataclass
+class _Job:
+    """What every format's writer and checker needs."""
+
+    compiled: Any
+    model: nn.Module
+    out: Path
+    example: list[Tensor]            # the inputs it is exported with (batch 2)
+    check: list[Tensor]              # the inputs it is checked with (batch 3: the batch is dynamic)
+    names: list[str]                 # flat output names
+    options: dict[str, Any]
+    _want: list[Tensor] | None = None
+
+    @property
+    def want(self) -> list[Tensor]:
+        """The model's outputs on ``check`` (random draws seeded with 0), computed once."""
+        if self._want is None:
+            self._want = _seeded(self.model, *self.check)
+        return self._want
+
+
+def _compare(job: _Job, got: list[Tensor], *, exact: bool, skip: list[int] = ()) -> str:
+    """Compare outputs with the model's on ``job.check`` (same seed); the report's words."""
+    want = job.want
+    if len(got) != len(want):
+        raise ExportError(f"the exported model gives {len(got)} outputs, the model {len(want)}")
+    worst = 0.0
+    for i, (g, w) in enumerate(zip(got, want)):
+        if i in skip:
+            continue
+        g = torch.as_tensor(g)
+        scale = max(1.0, float(w.abs().max())) if w.numel() and w.is_floating_point() else 1.0
+        try:  # float error grows with the size of the values: the tolerance is relative to the largest
+            torch.testing.assert_close(g, w, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5 * scale)
+        except AssertionError as e:
+            raise ExportError(f"output `{job.names[i]}` of the exported model differs from the model's: "
+                              f"{first_line(e)}") from None
+        if w.numel() and w.is_floating_point():
+            worst = max(worst, float((g.double() - w.double()).abs().max()))
+    return "equal" if worst == 0 else f"max |difference| {worst:.1e}"
+
+
+def _seeded(fn: Callable[..., Any], *args: Any) -> list[Tensor]:
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return flat_outputs(fn(*args))
+
+
+# ---------------------------------------------------------------------------------------------
+# The formats
+# ---------------------------------------------------------------------------------------------
+
+def _onnx(job: _Job) -> list[str]:
+    """ONNX with the spec's input and output names and a dynamic batch dim, checked by
+    onnx.checker and, when onnxruntime is installed, against the model's outputs."""
+    if importlib.util.find_spec("onnx") is None:
+        raise ExportError("--format onnx needs the `onnx` package", hint=ONNX_HINT)
+    import onnx
+
+    graph = job.compiled.graph
+    dims = {**_input_batch_dims(graph), **dict(zip(job.names, _output_batch_dims(graph)))}
+    axes = {name: {d: "batch"} for name, d in dims.items() if d is not None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter: see the docstring
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked below at another batch size
+        try:
+            torch.onnx.export(job.model, tuple(job.example), str(job.out), dynamo=False, input_names=list(graph.inputs),
+                              output_names=job.names, dynamic_axes=axes, opset_version=job.options.get("opset"))
+        except Exception as e:  # an op ONNX has no translation for, among others
+            raise ExportError(f"torch.onnx.export failed: {first_line(e)}") from None
+    proto = onnx.load(str(job.out), load_external_data=False)
+    onnx.checker.check_model(str(job.out))
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    lines = [f"onnx.checker: ok (opset {opset})"]
+    if importlib.util.find_spec("onnxruntime") is None:
+        return lines + ["outputs not compared: onnxruntime is not installed (pip install onnxruntime)"]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(job.out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {name: x.numpy() for name, x in zip(graph.inputs, job.check)})
+    random = random_outputs(job.model, job.check, job.want)
+    verdict = _compare(job, [torch.from_numpy(g) for g in got], exact=False, skip=random)
+    skipped = f"; not compared (random): {', '.join(job.names[i] for i in random)}" if random else ""
+    return lines + [f"onnxruntime at batch {len(job.check[0])}: {verdict} to PyTorch{skipped}"]
+
+
+def _torch_export(job: _Job) -> list[str]:
+    """A torch.export program with a dynamic batch dim, saved with torch.export.save (.pt2)."""
+    batch = torch.export.Dim("batch")
+    shapes = {name: None if d is None else {d: batch} for name, d in _input_batch_dims(job.compiled.graph).items()}
+    try:
+        program = torch.export.export(job.model, tuple(job.example), dynamic_shapes=shapes)
+    except Exception as e:
+        raise ExportError(f"torch.export.export failed: {first_line(e)}") from None
+    torch.export.save(program, str(job.out))
+    loaded = torch.export.load(str(job.out))
+    verdict = _compare(job, _seeded(loaded.module(), *job.check), exact=False)
+    return [f"torch.export.load at batch {len(job.check[0])}: {verdict} to the model"]
+
+
+def _torchscript(job: _Job) -> list[str]:
+    """TorchScript by tracing (fx's generated code is plain tensor code), saved with .save()."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in torch 2.9+
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked below at another batch size
+        try:
+            traced = torch.jit.trace(job.model, tuple(job.example), check_trace=False, strict=False)
+        except Exception as e:
+            raise ExportError(f"torch.jit.trace failed: {first_line(e)}") from None
+        traced.save(str(job.out))
+        loaded = torch.jit.load(str(job.out))
+    verdict = _compare(job, _seeded(loaded, *job.check), exact=False)
+    return [f"torch.jit.load at batch {len(job.check[0])}: {verdict} to the model"]
+
+
+def _python(job: _Job) -> list[str]:
+    """The standalone file (:mod:`netspec.interop.eject`), run here on the model's state_dict."""
+    import re
+
+    from .eject import eject
+
+    source = eject(job.compiled, module_name=job.out.stem.replace(".", "_"), command=job.options.get("command", ""),
+                   checkpoint=job.options.get("checkpoint") or "best.pt")
+    job.out.write_text(source, encoding="utf-8")
+    name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
+    namespace: dict[str, Any] = {"__name__": job.out.stem}
+    exec(compile(source, str(job.out), "exec"), namespace)  # our own generated code, just written
+    ejected = namespace[name]()
+    ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
+    _compare(job, _seeded(ejected.eval(), *job.check), exact=True)  # raises unless equal
+    return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
+
+
+_WRITERS: dict[str, Callable[[_Job], list[str]]] = {"onnx": _onnx, "export": _torch_export,
+                                                    "torchscript": _torchscript, "python": _python}
+
+
+def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> list[str]:
+    """Write ``compiled.module`` (weights as they are) in ``fmt`` to ``out`` and check the file
+    against the module; returns the report lines. ``options``: ``opset`` (ONNX), ``command`` and
+    ``checkpoint`` (named in the Python file's docstring).
+
+    >>> import tempfile
+    >>> from netspec.api import compile_spec
+    >>> c = compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 2}}]})
+    >>> export_model(c, "torchscript", Path(tempfile.mkdtemp()) / "m.pt")[-1]
+    'torch.jit.load at batch 3: equal to the model'
+    """
+    if fmt not in _WRITERS:
+        raise ExportError(f"unknown format `{fmt}`; use one of {', '.join(_WRITERS)}")
+    if fmt == "export" and Path(out).suffix != ".pt2":
+        raise ExportError(f"torch.export programs are saved as .pt2 files, not {Path(out).name}",
+                          hint=f"name the output {Path(out).with_suffix('.pt2').name}")
+    model = compiled.module.eval()
+    # Traced formats are checked at another batch size than they were traced at (the batch is
+    # dynamic); the Python file traces nothing: one sample is enough.
+    example, check = sample_inputs(compiled.graph, 2), sample_inputs(compiled.graph, 1 if fmt == "python" else 3, 1)
+    names = output_names(compiled.graph)
+    job = _Job(compiled, model, Path(out), example, check, names, options)
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    checks = _WRITERS[fmt](job)
+    return [f"wrote {job.out} ({_size(job.out)}): {_signature(compiled.graph, names)}", *checks]
+
+
+def _signature(graph: Any, names: list[str]) -> str:
+    """``image (B, 1, 32, 32) -> logits (B, 10)``."""
+    ins = ", ".join(f"{n} {shape_str(v, graph.input_twins[n])}" for n, v in graph.inputs.items())
+    outs = ", ".join(f"{ext} {shape_str(graph.probe_of(ref).value, graph.probe_of(ref).twin)}"
+                     for ext, ref in graph.outputs)
+    return f"{ins} -> {outs}"
+
+
+def _size(path: Path) -> str:
+    n = path.stat().st_size
+    return f"{n / 2 ** 20:.1f} MB" if n >= 2 ** 20 else f"{n / 2 ** 10:.0f} KB" if n >= 2 ** 10 else f"{n} bytes"

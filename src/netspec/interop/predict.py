@@ -1,0 +1,314 @@
+"""``netspec predict``: a trained model on image files, folders, CSV rows or tensor files.
+
+Inputs are prepared as the spec's evaluation data is: images are decoded (RGB or grayscale, as
+the model's input has 3 or 1 channels, or as an image-folder source says) and put through the
+evaluation transforms (``data.eval_transforms``, else ``data.transforms`` without the random
+ones, else ToTensor); CSV rows follow the spec's csv source (label column, image shape, scale,
+dtype), a label column being dropped when the rows have one value more than the input takes;
+tensor files give arrays named like the model's inputs (or as ``data.fields.inputs`` maps
+them). Samples are batched (consecutive samples of one shape), images decoded a batch at a
+time; :mod:`netspec.interop.scores` turns outputs into rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from ..data.readers import first_line, read_csv, read_tensor_file, show_path
+from ..errors import DataError, SpecError
+from .scores import rows_of
+
+__all__ = ["predict_rows", "write_predictions", "eval_transform_items", "gather"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+TENSOR_SUFFIXES = (".npz", ".pt", ".pth")
+
+
+@dataclass
+class Sample:
+    """One input to predict on: an id for the CSV, and its model inputs (read when needed)."""
+
+    id: str
+    load: Callable[[], dict[str, Tensor]]
+
+
+def eval_transform_items(data: Any) -> list[Any]:
+    """The spec's evaluation transforms, as ``build_loaders`` picks them for decoded images.
+
+    >>> from netspec.data.spec import DataSpec
+    >>> eval_transform_items(DataSpec.model_validate({"train": {"source": "random"},
+    ...                      "transforms": ["RandomHorizontalFlip", "ToTensor"]}))
+    ['ToTensor']
+    """
+    from ..data.transforms import drop_random
+
+    if data is None:
+        return ["ToTensor"]
+    if data.eval_transforms is not None:
+        return list(data.eval_transforms)
+    return drop_random(data.transforms) if data.transforms is not None else ["ToTensor"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs -> samples
+# ---------------------------------------------------------------------------------------------
+
+class _Context:
+    """What reading inputs needs from the trained model: input names and shapes, transforms."""
+
+    def __init__(self, trained: Any) -> None:
+        from ..data import transforms as T
+
+        graph, data = trained.compiled.graph, getattr(trained.spec, "data", None)
+        self.inputs = {n: (tuple(v.shape[1:]), v.dtype) for n, v in graph.inputs.items()}
+        self.data = data
+        self.transform = T.compose(eval_transform_items(data))
+        self._T = T
+
+    def transformed(self, x: Tensor) -> Tensor:
+        """An image (C x H x W) through the evaluation transforms."""
+        if self.transform is None:
+            return x
+        return self._T.apply(self.transform, (x,), ("image",))[0]
+
+    def only_input(self, what: str) -> str:
+        if len(self.inputs) != 1:
+            raise DataError(f"{what} feed a model with one input; this one has {', '.join(self.inputs)}",
+                            hint="give a .npz or .pt file with one array per input, named like the inputs")
+        return next(iter(self.inputs))
+
+    def image_mode(self) -> str:
+        source = getattr(self.data, "train", None)
+        if getattr(source, "source", None) == "ImageFolder":
+            return source.mode
+        shape = self.inputs[self.only_input("images")][0]
+        return {1: "L", 3: "RGB", 4: "RGBA"}.get(shape[0] if shape else 0, "RGB")
+
+
+def _image(path: Path, name: str, mode: str, ctx: _Context) -> dict[str, Tensor]:
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    try:
+        with Image.open(path) as im:
+            x = pil_to_tensor(im.convert(mode))  # (C, H, W) uint8
+    except Exception as e:  # PIL raises many types for a bad file
+        raise DataError(f"cannot read image {show_path(path)}: {first_line(e)}") from None
+    return {name: ctx.transformed(x)}
+
+
+def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
+    name, mode = ctx.only_input("images"), ctx.image_mode()
+    return [Sample(show_path(p), lambda p=p: _image(p, name, mode, ctx)) for p in paths]
+
+
+def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
+    """Rows of a CSV file, read with the spec's csv source options when it has one."""
+    from ..data.sources.files import CSVSource, _csv_features, _label_column  # the csv source's own column rules
+
+    name = ctx.only_input("CSV rows")
+    shape, dtype = ctx.inputs[name]
+    source = getattr(ctx.data, "train", None)
+    opts = source if isinstance(source, CSVSource) else CSVSource(
+        source="csv", path=str(path), label=None, image_shape=list(shape) if len(shape) > 1 else None)
+    header, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)
+    wanted = math.prod(shape)
+    if table.shape[1] == wanted + 1 and opts.label is not None:
+        label = _label_column(opts, path, header, table.shape[1])
+        table = table[:, [c for c in range(table.shape[1]) if c != label]]
+    if table.shape[1] != wanted:
+        raise DataError(f"{show_path(path)}: rows have {table.shape[1]} values, but input `{name}` takes {wanted} "
+                        f"({'x'.join(map(str, shape)) or 'scalar'})" + (" plus a label column" if opts.label is not None
+                                                                         else ""))
+    x, kind = _csv_features(opts.model_copy(update={"image_shape": list(shape) if len(shape) > 1 else None}),
+                            path, table)
+    x = x.reshape(len(x), *shape)
+    first = 2 if header is not None else 1
+    return [Sample(f"{show_path(path)}:{first + i}", _row_loader(x, i, name, dtype, kind, ctx)) for i in range(len(x))]
+
+
+def _row_loader(x: Tensor, i: int, name: str, dtype: torch.dtype, kind: str, ctx: _Context
+                ) -> Callable[[], dict[str, Tensor]]:
+    def load() -> dict[str, Tensor]:
+        row = ctx.transformed(x[i]) if kind == "image" else x[i]
+        return {name: row.to(dtype) if row.is_floating_point() == dtype.is_floating_point else row}
+    return load
+
+
+def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
+    """Samples of a .npz/.pt file: one array per model input, matched by name."""
+    names, tensors = read_tensor_file(path, None)
+    arrays = dict(zip(names, tensors))
+    fields = getattr(getattr(ctx.data, "fields", None), "inputs", None) or {}
+    chosen: dict[str, Tensor] = {}
+    for i, model_input in enumerate(ctx.inputs):
+        ref = fields.get(model_input, model_input)
+        if isinstance(ref, int) or str(ref).isdigit():
+            ref = names[int(ref)] if int(ref) < len(names) else str(ref)
+        if ref in arrays:
+            chosen[model_input] = arrays[ref]
+        elif len(ctx.inputs) == 1 and len(arrays) == 1:
+            chosen[model_input] = tensors[0]
+        else:
+            raise DataError(f"{show_path(path)}: no array for input `{model_input}` (arrays: {', '.join(names)})",
+                            hint="name the arrays like the model's inputs: " + ", ".join(ctx.inputs))
+    n = len(next(iter(chosen.values())))
+
+    def load(i: int) -> dict[str, Tensor]:
+        out = {}
+        for k, t in chosen.items():
+            x = ctx.transformed(t[i]) if t.dim() == 4 else t[i]
+            want = ctx.inputs[k][1]
+            out[k] = x.to(want) if x.is_floating_point() == want.is_floating_point else x
+        return out
+
+    return [Sample(f"{show_path(path)}[{i}]", lambda i=i: load(i)) for i in range(n)]
+
+
+def gather(inputs: Any, ctx: _Context) -> list[Sample]:
+    """Samples of everything named: files, folders (their images, sorted), tensors."""
+    if isinstance(inputs, Tensor):
+        inputs = {ctx.only_input("a tensor"): inputs}
+    if isinstance(inputs, dict):
+        n = len(next(iter(inputs.values())))
+        return [Sample(str(i), lambda i=i: {k: v[i] for k, v in inputs.items()}) for i in range(n)]
+    samples: list[Sample] = []
+    for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DataError(f"{show_path(path)}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
+            samples += _image_samples(found, ctx)
+        elif not path.is_file():
+            raise DataError(f"{show_path(path)}: no such file or folder")
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            samples += _image_samples([path], ctx)
+        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            samples += _csv_samples(path, ctx)
+        elif path.suffix.lower() in TENSOR_SUFFIXES:
+            samples += _tensor_samples(path, ctx)
+        else:
+            raise DataError(f"{show_path(path)}: not an image, CSV or tensor file (.npz, .pt)",
+                            hint="image files end in " + ", ".join(IMAGE_SUFFIXES))
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples -> batches -> rows
+# ---------------------------------------------------------------------------------------------
+
+def _batches(samples: list[Sample], size: int) -> Iterator[tuple[list[str], dict[str, Tensor]]]:
+    """Consecutive samples of one shape, stacked, at most ``size`` at a time."""
+    ids: list[str] = []
+    pending: list[dict[str, Tensor]] = []
+    for sample in samples:
+        x = sample.load()
+        if pending and (len(pending) == size or any(x[k].shape != pending[0][k].shape for k in x)):
+            yield ids, {k: torch.stack([p[k] for p in pending]) for k in pending[0]}
+            ids, pending = [], []
+        ids.append(sample.id)
+        pending.append(x)
+    if pending:
+        yield ids, {k: torch.stack([p[k] for p in pending]) for k in pending[0]}
+
+
+def _forward(trained: Any, ids: list[str], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The model's outputs by name; a failing forward is one line naming the first input."""
+    from types import SimpleNamespace
+
+    from ..training.evaluate import forward
+    from ..training.hardware import Hardware
+
+    run = SimpleNamespace(model=trained.model, input_names=list(trained.compiled.graph.inputs),
+                          output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
+    inputs = {k: v.to(trained.device) for k, v in batch.items()}
+    try:
+        with torch.no_grad():
+            return forward(run, inputs)
+    except (RuntimeError, ValueError) as e:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in batch.items())
+        raise DataError(f"{ids[0]}: the model cannot take this input ({shapes}): {first_line(e)}",
+                        hint="check the evaluation transforms (a Resize to the spec's input size?)") from None
+
+
+def predict_rows(trained: Any, inputs: Any, *, output: str | None = None, top_k: int = 5,
+                 batch_size: int | None = None, progress: bool = False) -> Iterator[dict[str, Any]]:
+    """Predictions for ``inputs`` (see :meth:`TrainedModel.predict`), one dict per sample."""
+    ctx = _Context(trained)
+    reading = trained.reading(output)
+    data = ctx.data
+    size = batch_size or (data.loader.eval_batch_size or data.batch_size if data is not None else 64)
+    samples = gather(inputs, ctx)
+    bar = _progress(len(samples), size, progress)
+    try:
+        for ids, batch in _batches(samples, size):
+            outputs = _forward(trained, ids, batch)
+            yield from rows_of(reading, outputs[reading.output], ids, trained.classes, top_k)
+            bar.update(len(ids))
+    finally:
+        bar.close()
+
+
+def _progress(total: int, batch_size: int, wanted: bool) -> Any:
+    """A tqdm bar on stderr for more than one batch (tqdm leaves it out when stderr is no terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sample", file=sys.stderr, leave=False,
+                disable=None if wanted and total > batch_size else True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows -> CSV and mask images
+# ---------------------------------------------------------------------------------------------
+
+def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str]) -> Path:
+    """A mask of class indices as a PNG with a palette: the pixel values are the classes, and
+    viewers show them in distinct colours."""
+    from PIL import Image
+
+    stem = Path(sample_id.split(":")[0].split("[")[0]).stem or "mask"
+    name, n = f"{stem}.png", 2
+    while name in taken:
+        name, n = f"{stem}_{n}.png", n + 1
+    taken.add(name)
+    image = Image.fromarray(mask.numpy(), mode="P")
+    palette = [0, 0, 0, 255, 255, 255] + [(37 * i) % 256 for i in range(3 * 254)]
+    image.putpalette(palette)
+    image.save(folder / name)
+    return folder / name
+
+
+def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *, masks: bool = False) -> int:
+    """Write rows as CSV to ``out`` (stdout when None). With ``masks``, ``out`` is a folder that
+    gets a PNG per mask and ``predictions.csv`` naming them. Returns the number of rows."""
+    if masks:
+        if out is None:
+            raise SpecError("this model predicts masks: give a folder for the mask images with --out DIR",
+                            path=("--out",))
+        Path(out).mkdir(parents=True, exist_ok=True)
+        folder, out = Path(out), Path(out) / "predictions.csv"
+    handle = sys.stdout if out is None else open(out, "w", newline="", encoding="utf-8")
+    taken: set[str] = set()
+    writer, count = None, 0
+    try:
+        for row in rows:
+            if "mask" in row:
+                row = {"input": row["input"], "mask": str(_save_mask(row["mask"], folder, row["input"], taken))}
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row), lineterminator="\n")
+                writer.writeheader()
+            writer.writerow(row)
+            count += 1
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    return count

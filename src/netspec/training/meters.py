@@ -1,0 +1,204 @@
+"""What a run measures: the loss of every batch (:class:`LossMeter`) and the metrics the spec asks
+for (:class:`MetricSet`), each reading a model output and its target, all kept on the model's
+device until the epoch's values are read, once.
+
+Whether a metric's output holds logits or probabilities, when the metric does not say
+(``from_logits``), comes from the loss reading the same output (:func:`output_scores`; the
+rules are in :mod:`netspec.training.metrics`).
+
+>>> import torch
+>>> from netspec.training.spec import LossSpec, MetricSpec
+>>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("BCEWithLogitsLoss"))
+>>> ms.update({"y": torch.tensor([2.0, -1.0, 0.3])}, torch.tensor([1.0, 0.0, 0.0]), torch.tensor(0.5), 3)
+>>> ms.compute()  # sigmoid(0.3) > 0.5: the third is wrong
+{'loss': 0.5, 'accuracy': 0.6666666865348816}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..errors import SpecError
+from ..registry import SpecPath
+from .losses import LOSSES, plan_terms
+from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name
+
+if TYPE_CHECKING:
+    from .spec import LossSpec, MetricSpec
+
+__all__ = ["LossMeter", "MetricSet", "output_scores", "check_metric_scores", "higher_is_better"]
+
+
+class LossMeter:
+    """The loss of every batch of an epoch, kept on the device: one copy per batch and no host
+    read until :meth:`compute` (the sample-weighted mean, in float64). The per-batch values are
+    also where a non-finite loss is looked for (:mod:`netspec.training.watch`).
+
+    >>> m = LossMeter(); m.update(torch.tensor(1.0), 3); m.update(torch.tensor(2.0), 1); m.compute()
+    1.25
+    """
+
+    name = "loss"
+    higher_is_better = False
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.values: Tensor | None = None  # (capacity,) float32; the first len(counts) are used
+        self.counts: list[int] = []  # samples in each batch
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def update(self, value: Tensor, n: int) -> None:
+        k = len(self.counts)
+        if self.values is None or k == len(self.values):
+            grown = torch.empty(max(256, 2 * k), dtype=torch.float32, device=value.device)
+            if self.values is not None:
+                grown[:k].copy_(self.values)
+            self.values = grown
+        self.values[k].copy_(value.detach())
+        self.counts.append(n)
+
+    def used(self) -> Tensor:
+        """The losses recorded so far, (len(self),)."""
+        assert self.values is not None
+        return self.values[: len(self.counts)]
+
+    def compute(self) -> float:
+        if not self.counts:
+            return float("nan")
+        values = self.used().to("cpu", torch.float64)  # one copy an epoch; MPS has no float64
+        return float((values * torch.tensor(self.counts, dtype=torch.float64)).sum() / sum(self.counts))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": self.used().clone() if self.counts else torch.zeros(0), "counts": list(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.reset()
+        for value, n in zip(state["values"], state["counts"]):
+            self.update(value, n)
+
+
+def output_scores(loss: LossSpec | None, output_names: list[str]) -> dict[str, tuple[bool | None, str | None]]:
+    """Per output: (whether its losses read logits, the target kind they take); ``None`` where
+    no loss reads the output or its losses disagree.
+
+    >>> from netspec.training.spec import LossSpec
+    >>> output_scores(LossSpec.model_validate("BCEWithLogitsLoss"), ["y"])
+    {'y': (True, 'float')}
+    """
+    found: dict[str, set[tuple[bool, str]]] = {}
+    for term in plan_terms(loss, output_names) if loss is not None else []:
+        name = term.spec.name
+        logits = bool(term.spec.args.get("from_logits", True)) if name in OWN_FROM_LOGITS else name in LOGIT_LOSSES
+        found.setdefault(term.output, set()).add((logits, LOSSES[name].target))
+    scores: dict[str, tuple[bool | None, str | None]] = {}
+    for output in output_names:
+        reads = found.get(output, set())
+        logits = {r[0] for r in reads}
+        kinds = {r[1] for r in reads}
+        scores[output] = (next(iter(logits)) if len(logits) == 1 else None,
+                          next(iter(kinds)) if len(kinds) == 1 else None)
+    return scores
+
+
+def check_metric_scores(specs: list[MetricSpec], loss: LossSpec | None, output_names: list[str],
+                        path: SpecPath = ("train", "metrics")) -> None:
+    """A metric that thresholds scores, without ``from_logits``, on an output whose losses
+    disagree about logits vs probabilities: say which, when the spec is loaded.
+
+    >>> from netspec.training.spec import LossSpec, MetricSpec
+    >>> check_metric_scores([MetricSpec.model_validate("accuracy")],
+    ...                     LossSpec.model_validate({"sum": ["BCELoss", "BCEWithLogitsLoss"]}), ["y"])
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: train.metrics[0]: the losses on output `y` disagree whether it holds logits or probabilities; say which: `{accuracy: {from_logits: true}}` (or false)
+    """
+    scores = output_scores(loss, output_names)
+    for i, spec in enumerate(specs):
+        metric = METRICS[spec.name]
+        output = spec.output or output_names[0]
+        if metric.reads_scores and spec.args.get("from_logits") is None and output in scores \
+                and scores[output][0] is None and loss is not None \
+                and any(t.output == output for t in plan_terms(loss, output_names)):
+            raise SpecError(f"the losses on output `{output}` disagree whether it holds logits or probabilities",
+                            path=(*path, i), hint=f"say which: `{{{spec.name}: {{from_logits: true}}}}` (or false)")
+
+
+class MetricSet:
+    """The loss plus the spec's (checked) metrics, each bound to a model output and target.
+
+    ``loss`` (the spec's loss section) tells each metric whether its output holds logits.
+
+    >>> from netspec.training.spec import MetricSpec
+    >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
+    >>> ms.keys()
+    ['loss', 'accuracy']
+    """
+
+    def __init__(self, specs: list[MetricSpec], output_names: list[str], loss: LossSpec | None = None) -> None:
+        self.loss = LossMeter()
+        self.entries: list[tuple[str, Metric, str, str | None]] = []  # (key, metric, output, target key)
+        scores = output_scores(loss, output_names)
+        for spec in specs:
+            metric = METRICS[spec.name](**spec.args)
+            output = spec.output or output_names[0]
+            metric.loss_logits = bool(scores[output][0])
+            metric.loss_kind = scores[output][1]
+            key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
+            self.entries.append((key, metric, output, spec.target))
+
+    def keys(self) -> list[str]:
+        return ["loss", *(e[0] for e in self.entries)]
+
+    def reset(self) -> None:
+        self.loss.reset()
+        for _, metric, _, _ in self.entries:
+            metric.reset()
+
+    @torch.no_grad()
+    def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
+        """Add a batch; no host read (the device queues the work)."""
+        self.loss.update(loss, n)
+        for _, metric, output, target_key in self.entries:
+            metric.update(outputs[output].detach(), _target(targets, target_key or output))
+
+    def compute(self) -> dict[str, float]:
+        """Every value of the epoch so far: the only host reads of an epoch's metrics."""
+        values = {"loss": self.loss.compute()}
+        values.update({key: metric.compute() for key, metric, _, _ in self.entries})
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss.state_dict(), **{k: m.state_dict() for k, m, _, _ in self.entries}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.load_state_dict(state["loss"])
+        for key, metric, _, _ in self.entries:
+            metric.load_state_dict(state[key])
+
+    def higher_is_better(self, key: str) -> bool:
+        for k, metric, _, _ in self.entries:
+            if k == key:
+                return metric.higher_is_better
+        return False  # loss
+
+
+def _target(targets: Tensor | dict[str, Tensor], key: str) -> Tensor:
+    if not isinstance(targets, dict):
+        return targets
+    return targets[key] if key in targets or len(targets) != 1 else next(iter(targets.values()))
+
+
+def higher_is_better(name: str, metrics: MetricSet) -> bool:
+    """Whether larger values of a monitored metric (``val_accuracy``) are better.
+
+    >>> higher_is_better("val_loss", MetricSet([], ["y"]))
+    False
+    """
+    split = split_metric_name(name)
+    return metrics.higher_is_better(split[1] if split else name)

@@ -1,0 +1,59 @@
+"""``netspec export`` and ``netspec predict`` on the command line: what they print, exit codes,
+one-line errors; ``netspec --help`` still imports no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+import netspec
+from netspec.cli import main
+from netspec.training.checkpoint import CHECKPOINT_FORMAT
+
+
+def test_export_python_prints_what_it_wrote_and_checked(specs_dir, tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    model = netspec.build_model(specs_dir / "lenet.yaml")
+    torch.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict()}, tmp_path / "best.pt")
+    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "best.pt"), "--format",
+                 "python", "--out", str(tmp_path / "lenet.py")])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "", err
+    wrote, checked = out.splitlines()
+    assert wrote.startswith(f"wrote {tmp_path / 'lenet.py'} (")
+    assert wrote.endswith("): image (B, 1, 32, 32) -> logits (B, 10)")
+    assert checked == "class Lenet: the state_dict loads strictly; its outputs equal the model's"
+    source = (tmp_path / "lenet.py").read_text()
+    assert f"netspec export {specs_dir / 'lenet.yaml'} --format python --checkpoint {tmp_path / 'best.pt'}" in source
+
+
+def test_export_without_checkpoint_says_so(specs_dir, tmp_path, capsys) -> None:
+    code = main(["export", str(specs_dir / "regression.yaml"), "--format", "torchscript", "--out",
+                 str(tmp_path / "r.torchscript.pt")])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == "no --checkpoint: exporting the model's initial (random) weights\n"
+    assert out.splitlines()[-1] == "torch.jit.load at batch 3: equal to the model"
+
+
+def test_export_errors_are_one_line_with_exit_2(specs_dir, tmp_path, capsys) -> None:
+    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "missing.pt"),
+                 "--format", "onnx"])
+    _, err = capsys.readouterr()
+    assert code == 2 and err == f"<spec>: --checkpoint: {tmp_path / 'missing.pt'}: no such file or run directory\n"
+    torch.save({"format": CHECKPOINT_FORMAT, "model": netspec.build_model(specs_dir / "mlp.yaml").state_dict()},
+               tmp_path / "other.pt")
+    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "other.pt"),
+                 "--format", "onnx"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "does not match the model" in err and err.count("\n") == 1
+
+
+def test_help_lists_the_verbs_without_importing_torch() -> None:
+    code = ("import sys\nfrom netspec.cli import build_parser\n"
+            "p = build_parser()\nassert 'torch' not in sys.modules, 'torch imported'\n"
+            "print(p.format_help())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "predict" in r.stdout and "export" in r.stdout

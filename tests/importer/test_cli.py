@@ -62,8 +62,8 @@ def test_import_writes_a_spec_that_compiles(user_file: Path, capsys, monkeypatch
     assert out[0] == "wrote net.yaml: Net: 1 block(s) (Block x3)"
     assert out[1].startswith("round trip checked: the spec loads the model's state_dict strictly (16 tensors)")
     text = (user_file.parent / "net.yaml").read_text()
-    assert text.startswith("# written by `netspec import user_net.py:Net --args depth=3 n_classes=4` from "
-                           "user_net.py:Net\n")
+    assert text.startswith("# written by `netspec import user_net.py:Net --args depth=3 n_classes=4 --input-size 5x8` "
+                           "from user_net.py:Net\n")
     assert "  - blocks: {Block: {}}\n    repeat: 3\n" in text
     assert main(["compile", "net.yaml"]) == 0
     table = capsys.readouterr().out
@@ -83,17 +83,26 @@ def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_fi
 
 @pytest.mark.parametrize("argv, message", [
     (["nothing"], "nothing: `nothing` is not MODULE:CALLABLE; e.g. torchvision.models:resnet18 or net.py:Net"),
-    (["no_such_module_here:Net"], "no_such_module_here:Net: cannot import `no_such_module_here`: "
-                                  "No module named 'no_such_module_here'"),
+    (["no_such_module_here:Net"], ("no_such_module_here:Net: cannot import `no_such_module_here`: "
+                                  "No module named 'no_such_module_here'")),
     (["torch.nn:NoSuchLayer"], "torch.nn:NoSuchLayer: `torch.nn` has no `NoSuchLayer`"),
-    (["torch.nn:ReLU"], "torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): "
-                        "write it as a node"),
+    (["torch.nn:ReLU"], ("torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): "
+                        "write it as a node")),
     (["torchvision.models:resnet18", "--args", "num_classes"],
      "torchvision.models:resnet18: --args `num_classes` is not KEY=VALUE; e.g. --args num_classes=10"),
     (["torchvision.models:resnet18", "--args", "num_clases=3"],
-     "torchvision.models:resnet18: `torchvision.models:resnet18` cannot be called with {'num_clases': 3}: "
+     ("torchvision.models:resnet18: `torchvision.models:resnet18` cannot be called with {'num_clases': 3}: "
      "ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
-     "--args KEY=VALUE"),
+     "--args KEY=VALUE")),
+    (["torchvision.models:resnet18", "--input-size", "3x32x32:long"],
+     ("torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of float32, float64, float16, "
+     "bfloat16, int64, int32, bool")),
+    (["torchvision.models:resnet18", "--input-size", "image=3x32x32"],
+     "torchvision.models:resnet18: --input-size `image=3x32x32`: forward takes x"),
+    (["torchvision.models:resnet18", "--input-size", "3x32"],
+     ("torchvision.models:resnet18: the traced forward fails on inputs of 3x32: Given groups=1, weight of size "
+     "[64, 3, 7, 7], expected input[1, 1, 3, 32] to have 3 channels, but got 1 channels instead; check --input-size "
+     "(token ids and masks need a dtype: tokens=16:int64, mask=16:bool)")),
 ])
 def test_mistakes_are_one_line_with_exit_2(argv: list[str], message: str, capsys) -> None:
     assert main(["import", *argv]) == 2

@@ -59,7 +59,8 @@ def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]], labe
 def test_torchvision_model_round_trips(name: str) -> None:
     torch.manual_seed(0)
     model = tvm.get_model(name).eval()
-    inputs = {"x": (3, FAST[name], FAST[name])} if name in FAST else input_shapes(model, None, tvm.get_model_builder(name))
+    builder = tvm.get_model_builder(name)
+    inputs = {"x": (3, FAST[name], FAST[name])} if name in FAST else input_shapes(model, None, builder)
     label = f"torchvision.models:{name}"
     if name in LIMITATIONS:
         with pytest.raises(SpecError) as e:

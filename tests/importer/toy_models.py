@@ -215,3 +215,66 @@ class UnreadBuffer(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
+
+
+class Tokens(nn.Module):
+    """Token ids (int64) and a padding mask (bool): the mask goes to attention by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, tokens, mask):
+        x = self.emb(tokens)
+        y, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+        return self.fc(y.mean(1))
+
+
+class Encoder(nn.Module):
+    """nn.TransformerEncoder (fx cannot trace its forward) with a norm and a padding mask made from the ids."""
+
+    def __init__(self, nested: bool = False) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(30, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, activation="gelu")
+        self.enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=nested)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, tokens):
+        return self.head(self.enc(self.emb(tokens), src_key_padding_mask=tokens.eq(0)).mean(1))
+
+
+class Mix(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, cond):
+        return self.fc(x) + cond
+
+
+class Conditioned(nn.Module):
+    """Blocks of a ModuleList given a second input: a repeat passes that only to a layer, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Mix(), Mix()])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x, x)
+        return x
+
+
+class MaskOnce(nn.Module):
+    """A padding mask for the first item of a ModuleList only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(4, 2, 8, batch_first=True) for _ in range(2))
+
+    def forward(self, x):
+        x = self.layers[0](x, src_key_padding_mask=x[:, :, 0] > 1)
+        return self.layers[1](x)

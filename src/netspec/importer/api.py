@@ -50,23 +50,25 @@ def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes
 
 def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
             name: str | None, check: bool) -> Imported:
-    from .load import build, input_shapes, load_callable, parse_target
+    from .load import build, input_dtypes, input_shapes, load_callable, parse_target
     from .trace import is_layer
 
     fn = load_callable(target, allow_imports)
     model = build(fn, args, target).eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    origin = f"`netspec import {target}" + (f" {_shown(args)}`" if args else "`")
-    return spec_from_module(model, input_shapes(model, input_sizes, fn), name=name or parse_target(target)[1].split(".")[-1],
-                            origin=origin, check=check, label=target)
+    origin = f"`netspec import {_shown(target, args, input_sizes)}`"
+    return spec_from_module(model, input_shapes(model, input_sizes, fn), dtypes=input_dtypes(model, input_sizes),
+                            name=name or parse_target(target)[1].split(".")[-1], origin=origin, check=check,
+                            label=target)
 
 
 def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: str = "model",
                      origin: str = "netspec.importer.spec_from_module", check: bool = True,
-                     label: str | None = None) -> Imported:
+                     label: str | None = None, dtypes: dict[str, str] | None = None) -> Imported:
     """Write a spec for a module instance; ``inputs`` gives the per-sample shape of each tensor
-    argument of its forward, in order. Errors are located at ``label`` (default: the class).
+    argument of its forward, in order, and ``dtypes`` the dtype of those that are not float32
+    (``{"tokens": "int64"}``). Errors are located at ``label`` (default: the class).
 
     >>> import torch
     >>> class Net(torch.nn.Module):
@@ -81,13 +83,13 @@ def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: st
     outputs: [sigmoid]
     """
     try:
-        return _spec_from_module(model, inputs, name, origin, check)
+        return _spec_from_module(model, inputs, dtypes or {}, name, origin, check)
     except SpecError as e:
         raise e.with_location(Location(file=label or class_path(model))) from None
 
 
-def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], name: str, origin: str,
-                      check: bool) -> Imported:
+def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str], name: str,
+                      origin: str, check: bool) -> Imported:
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
@@ -96,20 +98,20 @@ def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], name: str,
     model = model.eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    root = Converter(trace_model(model, inputs)).run()
+    root = Converter(trace_model(model, inputs, dtypes=dtypes)).run()
     blocks = make_blocks(root)
     notes = grouped_notes(root.notes)
     header = [f"written by {origin} from {class_path(model)}",
               "a block per module class (or form of one); the comment after each says where it is used"]
     header += [f"note: {n}" for n in notes]
     description = f"{class_path(model)}, imported with torch.fx"
-    text = spec_text(name, header, description, {k: list(v) for k, v in inputs.items()}, blocks,
-                     root.nodes, root.outputs)
+    declared = {k: {"shape": list(v), "dtype": dtypes[k]} if k in dtypes else list(v) for k, v in inputs.items()}
+    text = spec_text(name, header, description, declared, blocks, root.nodes, root.outputs)
     imported = Imported(text, name, {b.name: len(b.uses) for b in blocks.values()}, notes)
     if check:
         from .check import check_round_trip
 
-        imported.checked = check_round_trip(text, model, inputs)
+        imported.checked = check_round_trip(text, model, inputs, dtypes=dtypes)
     return imported
 
 
@@ -129,5 +131,11 @@ def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def _shown(args: dict[str, Any]) -> str:
-    return "--args " + " ".join(f"{k}={v}" for k, v in args.items())
+def _shown(target: str, args: dict[str, Any], input_sizes: list[str] | None) -> str:
+    """The command's arguments that decide the spec, as they would be typed again.
+
+    >>> _shown("net.py:Net", {"depth": 4}, ["5x8"])
+    'net.py:Net --args depth=4 --input-size 5x8'
+    """
+    words = [target] + (["--args", *(f"{k}={v}" for k, v in args.items())] if args else [])
+    return " ".join(words + [f"--input-size {size}" for size in input_sizes or []])

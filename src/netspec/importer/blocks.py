@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..layers import BATCH_FIRST_DEFAULT, LAYERS
 from ..ops import OPS
@@ -329,3 +330,7 @@ def _repeats(nodes: list[SNode], blocks: dict[str, Block]) -> None:
         if node.nodes:
             _repeats(node.nodes, blocks)
             nodes[k] = as_repeat(node, {n: b.params for n, b in blocks.items()})
+            if nodes[k].op == GROUP_OP and isinstance(node.inputs, dict):
+                raise ImportFailed(f"the items of nn.ModuleList `{node.name}` are given more than the previous "
+                                   f"item's output ({', '.join(list(node.inputs)[1:])}) and are not copies of one "
+                                   "layer or block: a group takes one input, only a repeat passes more on")

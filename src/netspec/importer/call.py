@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 from ..ops import OPS
 from .errors import ImportFailed
@@ -11,7 +12,7 @@ from .ir import BatchSize, Ref, SNode
 
 # What a handler gives back: a node, a chain of nodes (the last one is the value), or the
 # name of an existing value (the call is the identity in the spec).
-Result = Union[SNode, list[SNode], Ref]
+Result = SNode | list[SNode] | Ref
 
 
 @dataclass

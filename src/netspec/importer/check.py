@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import SpecError
 from .errors import ImportFailed
+from .trace import example_inputs
 
 RTOL, ATOL = 1e-5, 1e-5  # float32, the same ops in the same order: differences are rounding only
 
@@ -37,7 +38,18 @@ def _flat(value: object) -> list[torch.Tensor]:
     return []
 
 
-def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> Checked:
+def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest |a - b|, counting NaN in both as equal (a fully masked row of attention).
+
+    >>> _max_difference(torch.tensor([1.0, float("nan")]), torch.tensor([1.5, float("nan")]))
+    0.5
+    """
+    a, b = a.double(), b.double()
+    return float(torch.where(a.isnan() & b.isnan(), 0.0, a - b).abs().max())
+
+
+def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0,
+                     dtypes: dict[str, str] | None = None) -> Checked:
     """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2.
 
     >>> text = "name: m\\ninputs: {x: [4]}\\nnodes:\\n  - fc: {Linear: {out_features: 2}}\\n"
@@ -61,13 +73,13 @@ def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, .
     module.eval()
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(2, *shape, generator=generator) for shape in inputs.values()]
+    xs = example_inputs(model, inputs, dtypes, 2, generator)
     with torch.no_grad():
         want, got = _flat(model(*xs)), _flat(module(*xs))
     if len(want) != len(got) or any(a.shape != b.shape for a, b in zip(want, got)):
         raise ImportFailed(f"the spec's outputs are {[tuple(t.shape) for t in got]}, the model's "
                            f"{[tuple(t.shape) for t in want]}")
-    diff = max((float((a - b).abs().max()) for a, b in zip(want, got) if a.numel()), default=0.0)
-    if not all(torch.allclose(a, b, rtol=RTOL, atol=ATOL) for a, b in zip(want, got)):
+    diff = max((_max_difference(a, b) for a, b in zip(want, got) if a.numel()), default=0.0)
+    if not all(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True) for a, b in zip(want, got)):
         raise ImportFailed(f"the spec's outputs differ from the model's by up to {diff:.3g}")
     return Checked(len(state), diff)

@@ -19,6 +19,7 @@ import torch
 from torch import fx
 
 from ..graph import RESERVED_NAMES
+from ..layers import LAYERS
 from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
 from .call import Call, Result
 from .errors import ImportFailed, class_path
@@ -75,6 +76,29 @@ def _size_source(args: Any) -> str | None:
     return None
 
 
+def _named_inputs(node: SNode, head: str, where: str) -> list[str] | dict[str, str]:
+    """An item's inputs, as the group (later the repeat) of a ModuleList takes them: the chained
+    input alone, or a mapping by name when a layer's keyword inputs (a padding mask) go to each."""
+    inputs = node.inputs or []
+    if isinstance(inputs, list) and len(inputs) > 1:
+        raise ImportFailed(f"forward gives the items of nn.ModuleList `{head}` more than the previous item's output "
+                           f"({', '.join(inputs[1:])}): a repeat passes more on only as a torch.nn layer's keyword "
+                           "inputs (a padding mask)", where=where)
+    return inputs if isinstance(inputs, dict) else list(inputs)
+
+
+def _side_inputs(inputs: list[str] | dict[str, str] | None) -> Any:
+    """What an item is given besides the chained input (the first)."""
+    return list(inputs.items())[1:] if isinstance(inputs, dict) else list(inputs or [])[1:]
+
+
+def _callee(n: fx.Node) -> str:
+    """What an fx node calls, as the forward wrote it: `self.drop`, `torch.tanh`, `Tensor.view`, `output`."""
+    if n.op == "call_module":
+        return f"self.{n.target}"
+    return call_name(n.op, n.target) if n.op.startswith("call_") else n.op
+
+
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, TensorMeta):
         return True
@@ -125,7 +149,8 @@ class Converter:
         target = str(n.target)
         value = getattr(self.module, target, None) if "." not in target else None
         if not isinstance(value, torch.nn.Parameter):
-            what = "a buffer" if target in dict(self.module.named_buffers()) else "a tensor that is not its own parameter"
+            buffers = dict(self.module.named_buffers())
+            what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
             raise ImportFailed(f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes",
                                where=self.where)
         self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
@@ -158,16 +183,22 @@ class Converter:
         chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
         group = self.nodes[-1] if self.nodes and self.nodes[-1].name == head else None
         if not chained or (k == 0) == (group is not None):
+            between = "" if chained or len(users) != 1 else f" (`{head}.{k}` goes to `{_callee(users[0])}`)"
             raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than one after another, in "
-                               "order: a group holds only them, numbered by position", where=self.where)
+                               f"order{between}: a group holds only them, numbered by position", where=self.where,
+                               hint="make each item a module that does the whole step (a block)")
         node = self._module_call(n, index, self.t.calls[n])
         if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
             node = SNode("Identity", index, None, [node.name])
         assert isinstance(node, SNode)
+        inputs = _named_inputs(node, head, self.where)
         if group is None:
             self.namer.taken.add(head)
-            group = SNode("Sequential", head, None, list(node.inputs or []), nodes=[])
+            group = SNode("Sequential", head, None, inputs, nodes=[])
             self.nodes.append(group)
+        elif _side_inputs(inputs) != _side_inputs(group.inputs):
+            raise ImportFailed(f"forward gives `{target}` other inputs besides the previous item's output than "
+                               f"`{head}.0`: a repeat passes the same ones to every copy", where=self.where)
         assert group.nodes is not None
         group.nodes.append(node.copy(name=None, inputs=None))
         self.env[n] = Ref(head, self.values(n))
@@ -230,7 +261,8 @@ class Converter:
                 raise ImportFailed(f"forward calls `{sub.path}` with {key}={value!r}: a spec passes only tensors "
                                    "to a layer", where=self.where)
         shapes = [r.sample_shape for r in tensors.values()]
-        positional = list(tensors) == list(params)[:len(tensors)]
+        most = LAYERS[type(sub.module).__name__].max_inputs  # more (a padding mask) go by name
+        positional = list(tensors) == list(params)[:len(tensors)] and (most is None or len(tensors) <= most)
         inputs: list[str] | dict[str, str] = [r.name for r in tensors.values()] if positional else \
             {k: r.name for k, r in tensors.items()}
         return SNode(type(sub.module).__name__, name, node_args(sub.module, shapes, sub.path) or None, inputs)

@@ -25,7 +25,8 @@ def flow(value: Any) -> str:
     >>> flow({"conv1": {"Conv2d": {"out_channels": 64, "bias": False}}, "from": "x"})
     '{conv1: {Conv2d: {out_channels: 64, bias: false}}, from: x}'
     """
-    return yaml.safe_dump(value, default_flow_style=True, width=10 ** 9, sort_keys=False).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 9, sort_keys=False)
+    return text.strip().removesuffix("...").strip()
 
 
 def short_names(nodes: list[SNode], inputs: list[str], env: set[str]) -> list[str | None]:
@@ -130,7 +131,7 @@ def block_lines(block: Block, env: set[str]) -> list[str]:
     return lines
 
 
-def spec_text(name: str, header: list[str], description: str, inputs: dict[str, list[int]],
+def spec_text(name: str, header: list[str], description: str, inputs: dict[str, list[int] | dict[str, Any]],
               blocks: dict[str, Block], nodes: list[SNode], outputs: list[str]) -> str:
     """The whole spec document."""
     lines = [f"# {h}" for h in header]

@@ -8,8 +8,9 @@ is no shortcut): such a node is written with ``when: $flag`` and ``else: <input>
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..ops import OPS
 from ..registry import PARAM_OP

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

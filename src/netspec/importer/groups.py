@@ -51,8 +51,7 @@ def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
     ('B', 3, {'stride': '${2 if i == 0 else 1}', 'down': '${i == 0}'})
     """
     uses = node.nodes or []
-    if not uses or (len(uses) == 1 and uses[0].op not in blocks) or any(u.name is not None or u.op != uses[0].op or u.nodes is not None or u.use is not None
-                            or not (u.args is None or isinstance(u.args, dict)) for u in uses):
+    if not uses or (len(uses) == 1 and uses[0].op not in blocks) or not all(_plain_copy(u, uses[0].op) for u in uses):
         return node
     defaults = blocks.get(uses[0].op, {})  # a layer's or op's arguments: all written, or the same
     keys = list(dict.fromkeys(k for u in uses for k in (u.args or {})))
@@ -67,6 +66,12 @@ def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
         if expr != defaults.get(key) or key not in defaults:
             args[key] = expr
     return node.copy(op=uses[0].op, args=args or None, nodes=None, repeat=len(uses), use=None, comment=uses[0].comment)
+
+
+def _plain_copy(node: SNode, op: str) -> bool:
+    """A copy a repeat can make: unnamed, of ``op``, no group or body of its own, arguments by name."""
+    return node.name is None and node.op == op and node.nodes is None and node.use is None and \
+        (node.args is None or isinstance(node.args, dict))
 
 
 def _index_expression(values: list[Any]) -> Any:

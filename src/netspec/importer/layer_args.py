@@ -10,7 +10,8 @@ netspec infers from the input (``in_channels``...), are left out.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +37,25 @@ _READERS = {
 }
 
 
+def _activation(m: nn.Module) -> Any:
+    """A transformer layer keeps its activation as a function; the spec names torch's two."""
+    return {1: "relu", 2: "gelu"}.get(getattr(m, "activation_relu_or_gelu", 0), _MISSING)
+
+
+# The transformer layers keep their arguments in their children: read them from there.
+_TRANSFORMER = {
+    "d_model": lambda m: m.self_attn.embed_dim,
+    "nhead": lambda m: m.self_attn.num_heads,
+    "dim_feedforward": lambda m: m.linear1.out_features,
+    "dropout": lambda m: m.dropout.p,
+    "layer_norm_eps": lambda m: m.norm1.eps,
+    "batch_first": lambda m: m.self_attn.batch_first,
+    "bias": lambda m: m.linear1.bias is not None,
+    "activation": _activation,
+}
+_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER}
+
+
 def _plain(value: Any) -> Any:
     """Tuples as lists (YAML); tensors and modules are not arguments a spec can write."""
     if isinstance(value, tuple):
@@ -59,13 +79,16 @@ def read_args(m: nn.Module) -> dict[str, Any]:
     2
     >>> read_args(nn.Conv2d(3, 8, 3, bias=False))["bias"]
     False
+    >>> read_args(nn.TransformerEncoderLayer(16, 2, 32, activation="gelu"))["activation"]
+    'gelu'
     """
     entry = LAYERS[type(m).__name__]
+    readers = {**_READERS, **_CLASS_READERS.get(type(m).__name__, {})}
     out: dict[str, Any] = {}
     for name, p in entry.params.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        reader = _READERS.get(name)
+        reader = readers.get(name)
         value = reader(m) if reader else _plain(getattr(m, name, _MISSING))
         if value is not _MISSING:
             out[name] = _collapse(value)

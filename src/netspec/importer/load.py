@@ -14,9 +14,11 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, get_args
 
+from ..spec import DType
 from .errors import USER_MODULE, ImportFailed
 
 DEFAULT_INPUT = (3, 224, 224)
@@ -140,34 +142,63 @@ def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
     return model
 
 
+DTYPES = get_args(DType)  # what a spec input may be
+
+
 def input_shapes(model: Any, sizes: list[str] | None, fn: Callable[..., Any]) -> dict[str, tuple[int, ...]]:
     """The per-sample shape of each tensor argument of ``model.forward``: from ``--input-size``
     (``3x224x224`` for the first, ``NAME=3x224x224`` by name), or torchvision's own size.
+    An argument with a default is fixed at it, unless ``--input-size`` names it.
 
     >>> import torch
     >>> input_shapes(torch.nn.Bilinear(2, 3, 4), ["input1=5x2", "input2=5x3"], torch.nn.Bilinear)
     {'input1': (5, 2), 'input2': (5, 3)}
     """
-    names = [n for n, p in inspect.signature(model.forward).parameters.items()
-             if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    shapes: dict[str, tuple[int, ...]] = {}
+    required, optional = _forward_arguments(model)
+    given = {name: shape for name, shape, _ in _read_sizes(sizes, required, optional)}
+    default = _default_size(model, fn)
+    for name in required:
+        if name not in given:
+            if default is None or len(required) > 1:
+                raise ImportFailed(f"the size of input `{name}` is unknown", hint="give it: --input-size 3x32x32")
+            given[name] = default
+    return {n: given[n] for n in [*required, *optional] if n in given}
+
+
+def input_dtypes(model: Any, sizes: list[str] | None) -> dict[str, str]:
+    """The dtype of each input ``--input-size`` gives one (``tokens=16:int64``); float32 elsewhere.
+
+    >>> import torch
+    >>> input_dtypes(torch.nn.Embedding(10, 4), ["16:int64"])
+    {'input': 'int64'}
+    """
+    return {name: dtype for name, _, dtype in _read_sizes(sizes, *_forward_arguments(model)) if dtype != "float32"}
+
+
+def _forward_arguments(model: Any) -> tuple[list[str], list[str]]:
+    """The positional arguments of ``model.forward``: those without a default, those with one."""
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params if p.default is p.empty], [p.name for p in params if p.default is not p.empty]
+
+
+def _read_sizes(sizes: list[str] | None, required: list[str], optional: list[str]) -> list[tuple[str, tuple, str]]:
+    """``--input-size`` items -> (argument, shape, dtype); unnamed items go to the arguments in order."""
+    out = []
     for i, item in enumerate(sizes or []):
-        name, _, dims = item.rpartition("=")
+        name, _, rest = item.rpartition("=")
+        dims, _, dtype = rest.partition(":")
         try:
             shape = tuple(int(d) for d in dims.lower().split("x"))
         except ValueError:
-            raise ImportFailed(f"--input-size `{item}` is not like 3x224x224 or x=3x224x224") from None
-        name = name or (names[i] if i < len(names) else "")
-        if name not in names:
-            raise ImportFailed(f"--input-size `{item}`: forward takes {', '.join(names) or 'no tensors'}")
-        shapes[name] = shape
-    default = _default_size(model, fn)
-    for name in names:
-        if name not in shapes:
-            if default is None or len(names) > 1:
-                raise ImportFailed(f"the size of input `{name}` is unknown", hint="give it: --input-size 3x32x32")
-            shapes[name] = default
-    return {n: shapes[n] for n in names}
+            raise ImportFailed(f"--input-size `{item}` is not like 3x224x224, x=3x224x224 or tokens=16:int64") from None
+        if (dtype := dtype or "float32") not in DTYPES:
+            raise ImportFailed(f"--input-size `{item}`: dtype `{dtype}` is not one of {', '.join(DTYPES)}")
+        name = name or (required[i] if i < len(required) else "")
+        if name not in required + optional:
+            raise ImportFailed(f"--input-size `{item}`: forward takes {', '.join(required + optional) or 'no tensors'}")
+        out.append((name, shape, dtype))
+    return out
 
 
 def _default_size(model: Any, fn: Callable[..., Any]) -> tuple[int, ...] | None:

@@ -105,13 +105,45 @@ def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Gr
     >>> [(n.op, n.target) for n in g.nodes]
     [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
     """
+    stand_in = _stand_in(module, literal, path)
     try:
-        graph = _OneLevel(module).trace(module, concrete_args=literal or None)
+        graph = _OneLevel(stand_in).trace(stand_in, concrete_args=literal or None)
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise ImportFailed(f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path) from None
+        hint = None
+        if type(module).__module__.startswith("torch.nn."):
+            hint = f"netspec has no layer type {type(module).__name__} (`netspec layers layers` lists them)"
+        raise ImportFailed(f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path,
+                           hint=hint) from None
     _drop_asserts(graph, set(literal))
     return graph
+
+
+class _EncoderChain(nn.Module):
+    """``nn.TransformerEncoder``'s forward in eval mode without the fast-path checks fx cannot
+    trace: its layers one after another (each given the masks it was given), then its norm."""
+
+    def __init__(self, encoder: nn.TransformerEncoder) -> None:
+        super().__init__()
+        self.layers, self.norm = encoder.layers, encoder.norm
+
+    def forward(self, src: Any, mask: Any = None, src_key_padding_mask: Any = None, is_causal: Any = None) -> Any:
+        given = {"src_mask": mask, "src_key_padding_mask": src_key_padding_mask, "is_causal": is_causal}
+        for layer in self.layers:
+            src = layer(src, **{k: v for k, v in given.items() if v is not None})
+        return src if self.norm is None else self.norm(src)
+
+
+def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Module:
+    """What fx traces for ``module``: itself, or a module with the same children that computes
+    the same in eval mode where torch's own forward has control flow fx cannot trace."""
+    if type(module) is not nn.TransformerEncoder:
+        return module
+    if literal.get("src_key_padding_mask", 0) is None or not module.use_nested_tensor:
+        return _EncoderChain(module)
+    raise ImportFailed("nn.TransformerEncoder with a padding mask runs as nested tensors in eval mode, which "
+                       "zeroes the padded positions, and no spec node does that", where=path,
+                       hint="build it with enable_nested_tensor=False")
 
 
 def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
@@ -202,14 +234,42 @@ def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     return _Recorder(traced, run).run(*values)
 
 
+_SIZE_HINT = "check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"
+
+
 def _size(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
-def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0) -> Traced:
+def example_inputs(model: nn.Module, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str] | None,
+                   batch: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Random inputs of the given per-sample shapes: floats from a normal distribution; integers
+    below the smallest ``num_embeddings`` of the model's embeddings (else 0 or 1), as token ids
+    are; booleans true one time in four (a padding mask that masks a few positions).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> [t.dtype for t in example_inputs(nn.Embedding(5, 2), {"x": (3,), "m": (3,)}, {"x": "int64", "m": "bool"}, 2, g)]
+    [torch.int64, torch.bool]
+    """
+    sizes = [m.num_embeddings for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    out = []
+    for name, shape in inputs.items():
+        dtype = getattr(torch, (dtypes or {}).get(name, "float32"))
+        if dtype.is_floating_point:
+            out.append(torch.randn(batch, *shape, generator=generator).to(dtype))
+        elif dtype is torch.bool:
+            out.append(torch.rand(batch, *shape, generator=generator) < 0.25)
+        else:
+            out.append(torch.randint(0, min(sizes, default=2), (batch, *shape), generator=generator, dtype=dtype))
+    return out
+
+
+def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0,
+                dtypes: dict[str, str] | None = None) -> Traced:
     """Trace ``model`` (in eval mode) module by module, recording values at both batch sizes.
 
-    ``inputs`` gives the per-sample shape of each tensor argument of ``forward``, in order.
+    ``inputs`` gives the per-sample shape of each tensor argument of ``forward``, in order;
+    ``dtypes`` the dtype of those that are not float32.
 
     >>> class Net(nn.Module):
     ...     def __init__(self):
@@ -231,7 +291,7 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for run, batch in enumerate(BATCHES):
-            values = [torch.randn(batch, *shape, generator=generator) for shape in inputs.values()]
+            values = example_inputs(model, inputs, dtypes, batch, generator)
             try:
                 _Recorder(traced, run).run(*values)
             except ImportFailed:
@@ -239,5 +299,5 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
             except Exception as e:
                 reason = " ".join(str(e).split("While executing")[0].split())
                 raise ImportFailed(f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: "
-                                   f"{reason}", hint="check --input-size") from None
+                                   f"{reason}", hint=_SIZE_HINT) from None
     return traced

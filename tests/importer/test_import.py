@@ -54,6 +54,12 @@ def test_two_inputs_and_two_outputs() -> None:
     assert "  - cat: [flatten, extra]\n" in text and text.endswith("outputs: [fc, flatten]\n")
 
 
+def test_a_dict_of_outputs_and_a_gru() -> None:
+    text = _round_trip(toys.DictOut(), {"x": (4, 5)})
+    assert "  - GRU: {hidden_size: 6, bidirectional: true}\n" in text   # named `gru` by netspec too
+    assert text.endswith("outputs: {logits: fc, sequence: getitem}\noutput_type: dict\n")
+
+
 def test_arguments_with_defaults_are_fixed_at_them() -> None:
     assert "- sigmoid: {}" in _round_trip(toys.WithFlag(), {"x": (4,)})
 

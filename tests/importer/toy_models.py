@@ -278,3 +278,17 @@ class MaskOnce(nn.Module):
     def forward(self, x):
         x = self.layers[0](x, src_key_padding_mask=x[:, :, 0] > 1)
         return self.layers[1](x)
+
+
+class DictOut(nn.Module):
+    """A dict of outputs (the spec's output_type: dict); a GRU, which takes no proj_size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.gru = nn.GRU(8, 6, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(self.conv(x).permute(0, 2, 1))
+        return {"logits": self.fc(out[:, -1]), "sequence": out}

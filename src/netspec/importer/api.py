@@ -106,7 +106,8 @@ def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], dtypes: di
     header += [f"note: {n}" for n in notes]
     description = f"{class_path(model)}, imported with torch.fx"
     declared = {k: {"shape": list(v), "dtype": dtypes[k]} if k in dtypes else list(v) for k, v in inputs.items()}
-    text = spec_text(name, header, description, declared, blocks, root.nodes, root.outputs)
+    outputs = dict(zip(root.output_keys, root.outputs)) if root.output_keys is not None else root.outputs
+    text = spec_text(name, header, description, declared, blocks, root.nodes, outputs)
     imported = Imported(text, name, {b.name: len(b.uses) for b in blocks.values()}, notes)
     if check:
         from .check import check_round_trip

@@ -117,6 +117,7 @@ class Converter:
         self.nodes: list[SNode] = []
         self.inputs: list[str] = []
         self.outputs: list[str] = []
+        self.output_keys: list[str] | None = None  # the model returns a dict with these keys
         self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
         own = {n for n, _ in self.module.named_parameters(recurse=False)}
@@ -127,7 +128,7 @@ class Converter:
             handler = getattr(self, f"_{n.op}")
             handler(n)
         self._check_unused()
-        return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes)
+        return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes, self.output_keys)
 
     def values(self, n: fx.Node) -> tuple[Any, Any]:
         records = n.meta.get(META) or []
@@ -223,10 +224,16 @@ class Converter:
 
     def _output(self, n: fx.Node) -> None:
         value = self.arg(n.args[0])
+        if isinstance(value, dict) and not self.where:  # the model's own: `output_type: dict`
+            self.output_keys = list(value)
+            value = list(value.values())
+            if not all(isinstance(k, str) and k.isidentifier() for k in self.output_keys):
+                raise ImportFailed(f"forward returns a dict with keys {self.output_keys}: a spec's output names "
+                                   "are identifiers")
         items = value if isinstance(value, (tuple, list)) else [value]
         if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
-            raise ImportFailed("forward returns something other than a tensor or a tuple of tensors",
-                               where=self.where)
+            what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")
+            raise ImportFailed(f"forward returns something other than {what}", where=self.where)
         self.outputs = [v.name for v in items]
 
     # ---- helpers ---------------------------------------------------------------------------

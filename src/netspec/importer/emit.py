@@ -132,8 +132,8 @@ def block_lines(block: Block, env: set[str]) -> list[str]:
 
 
 def spec_text(name: str, header: list[str], description: str, inputs: dict[str, list[int] | dict[str, Any]],
-              blocks: dict[str, Block], nodes: list[SNode], outputs: list[str]) -> str:
-    """The whole spec document."""
+              blocks: dict[str, Block], nodes: list[SNode], outputs: list[str] | dict[str, str]) -> str:
+    """The whole spec document; ``outputs`` as a mapping makes the model return a dict."""
     lines = [f"# {h}" for h in header]
     lines += ["netspec: 1", f"name: {flow(name)}", f"description: {flow(description)}", "inputs:"]
     lines += [f"  {k}: {flow(v)}" for k, v in inputs.items()]
@@ -144,4 +144,6 @@ def spec_text(name: str, header: list[str], description: str, inputs: dict[str, 
     lines.append("nodes:")
     lines += node_lines(nodes, list(inputs), set(inputs), 2)
     lines.append(f"outputs: {flow(outputs)}")
+    if isinstance(outputs, dict):
+        lines.append("output_type: dict")
     return "\n".join(lines) + "\n"

@@ -45,6 +45,7 @@ class Body:
     nodes: list[SNode]
     outputs: list[str]
     notes: list[tuple[str, str]] = field(default_factory=list)   # (place, what was left out and why)
+    output_keys: list[str] | None = None    # the model's forward returns a dict with these keys
 
     @property
     def stateful(self) -> bool:

@@ -53,7 +53,10 @@ _TRANSFORMER = {
     "bias": lambda m: m.linear1.bias is not None,
     "activation": _activation,
 }
-_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER}
+# GRU and RNN share LSTM's signature in torch but refuse `proj_size`, even at its default.
+_NO_PROJ = {"proj_size": lambda m: _MISSING}
+_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER, "GRU": _NO_PROJ,
+                  "RNN": _NO_PROJ}
 
 
 def _plain(value: Any) -> Any:

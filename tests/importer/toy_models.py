@@ -292,3 +292,27 @@ class DictOut(nn.Module):
     def forward(self, x):
         out, _ = self.gru(self.conv(x).permute(0, 2, 1))
         return {"logits": self.fc(out[:, -1]), "sequence": out}
+
+
+class _OneInput(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x0):
+        return self.layer(x0)
+
+
+class _TwoInputs(_OneInput):
+    def forward(self, x0, x1):
+        return self.layer(x0, x1)
+
+
+class _ThreeInputs(_OneInput):
+    def forward(self, x0, x1, x2):
+        return self.layer(x0, x1, x2)
+
+
+def one_module(layer: nn.Module, inputs: int) -> nn.Module:
+    """A model whose forward calls ``layer`` on its ``inputs`` (1 to 3) inputs."""
+    return (_OneInput, _TwoInputs, _ThreeInputs)[inputs - 1](layer)

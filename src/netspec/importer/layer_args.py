@@ -10,7 +10,7 @@ netspec infers from the input (``in_channels``...), are left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,7 +39,9 @@ _READERS = {
 
 def _activation(m: nn.Module) -> Any:
     """A transformer layer keeps its activation as a function; the spec names torch's two."""
-    return {1: "relu", 2: "gelu"}.get(getattr(m, "activation_relu_or_gelu", 0), _MISSING)
+    import torch.nn.functional as F
+
+    return {F.relu: "relu", F.gelu: "gelu"}.get(m.activation, _MISSING)
 
 
 # The transformer layers keep their arguments in their children: read them from there.
@@ -53,10 +55,21 @@ _TRANSFORMER = {
     "bias": lambda m: m.linear1.bias is not None,
     "activation": _activation,
 }
+def _first_encoder_layer(read: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
+    return lambda m: read(m.encoder.layers[0])
+
+
+# nn.Transformer: the same, read from its first encoder layer, and the depths.
+_WHOLE_TRANSFORMER = {
+    **{k: _first_encoder_layer(read) for k, read in _TRANSFORMER.items()},
+    "norm_first": lambda m: m.encoder.layers[0].norm_first,
+    "num_encoder_layers": lambda m: len(m.encoder.layers),
+    "num_decoder_layers": lambda m: len(m.decoder.layers),
+}
 # GRU and RNN share LSTM's signature in torch but refuse `proj_size`, even at its default.
 _NO_PROJ = {"proj_size": lambda m: _MISSING}
-_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER, "GRU": _NO_PROJ,
-                  "RNN": _NO_PROJ}
+_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER,
+                  "Transformer": _WHOLE_TRANSFORMER, "GRU": _NO_PROJ, "RNN": _NO_PROJ}
 
 
 def _plain(value: Any) -> Any:
@@ -68,6 +81,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Arguments that are a tensor's sizes, not one value per spatial dim: `[4, 4]` is not `4`.
+_SIZES = {"normalized_shape", "unflattened_size"}
+
+
 def _collapse(value: Any) -> Any:
     """``[3, 3]`` -> ``3``: torch layers take one number for every spatial dim."""
     if isinstance(value, list) and value and all(v == value[0] and isinstance(v, int) for v in value):
@@ -76,7 +93,8 @@ def _collapse(value: Any) -> Any:
 
 
 def read_args(m: nn.Module) -> dict[str, Any]:
-    """Every constructor argument of ``m``'s layer type that can be read from ``m``.
+    """Every constructor argument of ``m``'s layer type that can be read from ``m``; ``[3, 3]``
+    as ``3``, as Conv2d takes it, except in sizes (LayerNorm's ``[4, 4]`` is not ``4``).
 
     >>> read_args(nn.Conv2d(3, 8, 3, stride=2, bias=False))["stride"]
     2
@@ -94,14 +112,14 @@ def read_args(m: nn.Module) -> dict[str, Any]:
         reader = readers.get(name)
         value = reader(m) if reader else _plain(getattr(m, name, _MISSING))
         if value is not _MISSING:
-            out[name] = _collapse(value)
+            out[name] = value if name in _SIZES else _collapse(value)
     return out
 
 
 def _config(m: nn.Module) -> Any:
     """What makes two layers the same: their settings, parameter shapes and children, with
     ``(1, 1)``, ``[1, 1]`` and ``1`` read alike."""
-    settings = {k: _normal(v) for k, v in vars(m).items()
+    settings = {k: _normal(v, k) for k, v in vars(m).items()
                 if not k.startswith("_") and k != "training" and not isinstance(v, (torch.Tensor, nn.Module))}
     own = {k: (tuple(v.shape), v.dtype) for k, v in [*m._parameters.items(), *m._buffers.items()] if v is not None}
     return type(m), settings, own, {k: _config(c) for k, c in m.named_children()}
@@ -131,32 +149,40 @@ def node_args(m: nn.Module, in_shapes: Sequence[tuple[int, ...]], where: str) ->
     """
     cls, want = type(m), _config(m)
     full = read_args(m)
-    rebuilt = _build(cls, full)
-    if rebuilt is None or _config(rebuilt) != want:
+    if not _builds(cls, full, want):
         raise ImportFailed(f"cannot read the constructor arguments of this {cls.__name__} back from the layer "
                            f"(read {full}, which builds a different layer)", where=where)
-    inferred = {k: v for k, v in full.items() if k in INFERRED and in_shapes and _inferred(k, in_shapes) == _normal(v)}
+    inferred = {k: value for k in full if k in INFERRED and in_shapes
+                and (value := _inferred(k, in_shapes)) is not _MISSING and _builds(cls, {**full, k: value}, want)}
     written = {k: v for k, v in full.items() if k not in inferred}
     required = set(LAYERS[cls.__name__].required)
     for name in list(written):
         if name in required:
             continue
         trial = {k: v for k, v in written.items() if k != name}
-        again = _build(cls, {**inferred, **trial})
-        if again is not None and _config(again) == want:
+        if _builds(cls, {**inferred, **trial}, want):
             written = trial
     return written
 
 
+def _builds(cls: type[nn.Module], args: dict[str, Any], want: Any) -> bool:
+    """Whether ``args`` build a layer the same as the one read (``want``: its :func:`_config`)."""
+    again = _build(cls, args)
+    return again is not None and _config(again) == want
+
+
 def _inferred(name: str, shapes: Sequence[tuple[int, ...]]) -> Any:
+    """The value netspec infers for argument ``name`` from the per-sample input shapes."""
     try:
-        return _normal(INFERRED[name]([list(s) for s in shapes]))
+        return INFERRED[name]([list(s) for s in shapes])
     except (IndexError, TypeError):
         return _MISSING
 
 
-def _normal(value: Any) -> Any:
-    """Compare ``(768,)``, ``[768]`` and ``768`` as torch reads them."""
+def _normal(value: Any, key: str = "") -> Any:
+    """Compare ``(768,)``, ``[768]`` and ``768`` as torch reads them (``(1, 1)`` and ``1`` too,
+    but not in sizes: LayerNorm's ``(4, 4)``)."""
     if isinstance(value, (list, tuple)):
-        return _collapse([_normal(v) for v in value])
+        items = [_normal(v) for v in value]
+        return items if key in _SIZES else _collapse(items)
     return value

@@ -105,6 +105,8 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
                         "op takes a number; a spec's sizes are per sample")),
     (toys.Rolled, ("{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
                   "ops` for the ops")),
+    (toys.Positions, "{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
+                     "ops` for the ops"),
     (toys.Interleaved, ("{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
                        "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
                        "numbered by position; make each item a module that does the whole step (a block)")),
@@ -116,7 +118,7 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
 ])
 def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reason: str) -> None:
     with pytest.raises(SpecError) as e:
-        spec_from_module(cls(), {"x": (3, 4) if cls is toys.MaskOnce else (4,)})
+        spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
     assert str(e.value) == reason.format(m=toys.__name__)
 
 

@@ -316,3 +316,14 @@ class _ThreeInputs(_OneInput):
 def one_module(layer: nn.Module, inputs: int) -> nn.Module:
     """A model whose forward calls ``layer`` on its ``inputs`` (1 to 3) inputs."""
     return (_OneInput, _TwoInputs, _ThreeInputs)[inputs - 1](layer)
+
+
+class Positions(nn.Module):
+    """GPT's position ids: torch.arange, which no op makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Embedding(8, 4)
+
+    def forward(self, x):
+        return x + self.pos(torch.arange(x.size(1)))

@@ -16,6 +16,7 @@ examples:
   netspec import torchvision.models:resnet18 -o resnet18.yaml
   netspec import torchvision.models:resnet50 --args num_classes=10 --input-size 3x128x128
   netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8
+  netspec import lm.py:LM --allow-import lm.py --input-size tokens=16:int64 --input-size mask=16:bool
 
 MODULE is an installed module (naming it is the permission to import it), or a .py file of
 yours, imported only with --allow-import naming that file. --args are the constructor's
@@ -41,8 +42,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("target", metavar="MODULE:CALLABLE", help="e.g. torchvision.models:resnet18 or net.py:Net")
     p.add_argument("--args", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="keyword arguments of the callable (num_classes=10)")
-    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
-                   help="per-sample size of a forward input (repeat for several; torchvision models have a default)")
+    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW[:DTYPE]",
+                   help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
+                        "per input; torchvision models have a default")
     p.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: standard output)")
     p.add_argument("--name", help="the spec's name (default: the callable's)")
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="FILE",

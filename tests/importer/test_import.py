@@ -105,8 +105,8 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
                         "op takes a number; a spec's sizes are per sample")),
     (toys.Rolled, ("{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
                   "ops` for the ops")),
-    (toys.Positions, "{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
-                     "ops` for the ops"),
+    (toys.Positions, ("{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
+                     "ops` for the ops")),
     (toys.Interleaved, ("{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
                        "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
                        "numbered by position; make each item a module that does the whole step (a block)")),

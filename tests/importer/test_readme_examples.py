@@ -22,7 +22,7 @@ def section(repo_root: Path) -> str:
 def _shown(section: str, command: str) -> str:
     """What the README shows after ``$ command``, up to the next command or the block's end."""
     after = section.split(f"$ {command}\n", 1)[1]
-    return re.split(r"^\$ |^```", after, maxsplit=1, flags=re.M)[0]
+    return re.split(r"^\$ |^```", after, maxsplit=1, flags=re.MULTILINE)[0]
 
 
 def _run(argv: list[str], capsys) -> str:
@@ -43,12 +43,12 @@ def test_the_resnet18_example(section: str, tmp_path: Path, capsys, monkeypatch)
 
 def test_the_user_file_example(section: str, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (source,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (source,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     Path("models").mkdir()
     Path("models/net.py").write_text(source)
     for command in ("netspec import models/net.py:Net --input-size 5x8",
-                    "netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8 "
-                    "-o net.yaml"):
+                    ("netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8 "
+                    "-o net.yaml")):
         assert _run(command.split()[1:], capsys) == _shown(section, command)
     assert Path("net.yaml").read_text() == _shown(section, "cat net.yaml")
 

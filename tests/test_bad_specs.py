@@ -162,6 +162,8 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
         hostile.SETUPS[kind](target, home)
     elif kind in hostile.FORGED_CHECKPOINTS:
         hostile.forged(hostile.FORGED_CHECKPOINTS[kind])(target, _checkpoint)
+    elif kind == "lenet_base":       # a base spec beside the case, for `extends` cases
+        shutil.copy(Path(__file__).parents[1] / "specs" / "lenet.yaml", target)
     elif kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
         torch.save(torch.nn.Linear(2, 2), target)
     elif kind == "garbage":          # not a torch file at all

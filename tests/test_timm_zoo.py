@@ -40,7 +40,8 @@ def test_same_weights_give_timms_outputs(tmp_path: Path) -> None:
     torch.manual_seed(0)
     ref = timm.create_model("resnet34", num_classes=10, in_chans=1)
     torch.save(ref.state_dict(), tmp_path / "r34.pth")
-    c = netspec.compile_spec(_spec("resnet34", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / "r34.pth")}))
+    spec = _spec("resnet34", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / "r34.pth")})
+    c = netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]))  # the file lies outside the cwd
     assert c.graph.nodes[0].shape == "(B, 10)"
     assert sum(p.numel() for p in c.module.parameters()) == sum(p.numel() for p in ref.parameters()) == 21_283_530
     assert list(c.module.net.state_dict()) == list(ref.state_dict())
@@ -54,7 +55,8 @@ def test_a_pretrained_file_is_adapted_as_timm_adapts_it(tmp_path: Path) -> None:
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "imagenet.pth")
     ref = timm.create_model("resnet18", pretrained=True, num_classes=10, in_chans=1,
                             pretrained_cfg_overlay={"file": str(tmp_path / "imagenet.pth")})
-    c = netspec.compile_spec(_spec("resnet18", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / "imagenet.pth")}))
+    spec = _spec("resnet18", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / "imagenet.pth")})
+    c = netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]))
     assert any("conv1.weight adapted from 3 to 1 input channels" in line for line in c.log), c.log
     assert any("fc left as initialised: the file's has 1000 outputs, the node's 10" in line for line in c.log), c.log
     assert not any("missing" in line for line in c.log), c.log  # the head is reported once, as above

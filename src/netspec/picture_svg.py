@@ -173,7 +173,7 @@ def _edges(pic: Picture, rects: dict[str, Rect]) -> tuple[list[tuple[str, bool]]
 def to_svg(pic: Picture) -> str:
     """A self-contained SVG of the picture (no scripts, no external references).
 
-    >>> from netspec.picture import Edge
+    >>> from netspec.picture import Box, Edge
     >>> svg = to_svg(Picture("m", [Box("in:x", "x", "(B, 4)", "input"), Box("fc", "Linear", "(B, 2)")],
     ...                      edges=[Edge("in:x", "fc")]))
     >>> svg.splitlines()[0].startswith('<svg xmlns="http://www.w3.org/2000/svg"'), svg.count("<rect")

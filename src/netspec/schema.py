@@ -101,7 +101,7 @@ def node_json_schema() -> dict[str, Any]:
     }
     named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)",
              **_NAMED_BODY}
-    from .zoo import ZOO_EXTRA_ARGS
+    from .registry import ZOO_EXTRA_ARGS
 
     # timm's models are not listed: the schema must not depend on an optional package
     timm = {"description": "a timm model (`pip install 'netspec[timm]'`), e.g. `timm.resnet34: {num_classes: 10, "
@@ -138,12 +138,15 @@ def spec_json_schema() -> dict[str, Any]:
 def torch_version() -> str:
     """torch's version without its build tag (``2.14.1``, not ``2.14.1+cu130``).
 
+    Read from the installed package's metadata: importing torch here would cost `netspec schema`
+    seconds, and the layers themselves come from the catalog (which is keyed on this version).
+
     >>> torch_version().count(".") >= 1 and "+" not in torch_version()
     True
     """
-    import torch
+    from importlib.metadata import version
 
-    return torch.__version__.split("+")[0]
+    return version("torch").split("+")[0]
 
 
 def schema_text() -> str:

@@ -43,7 +43,7 @@ RUNNER = textwrap.dedent("""
     print(json.dumps(results))
 """)
 
-ALLOWED_IMPORTS = {"__future__", "torch", "torchvision", "math", "fnmatch", "collections"}
+ALLOWED_IMPORTS = {"__future__", "torch", "torchvision", "timm", "math", "fnmatch", "collections"}  # timm: its model nodes
 
 
 def _eject_case(name: str, folder) -> dict:

@@ -81,6 +81,21 @@ def test_every_metric_resumes_mid_epoch_and_resets(name: str, monkeypatch: pytes
     assert METRICS[name]().state_dict() == {}
 
 
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_refuses_a_forged_state(name: str) -> None:
+    """A checkpoint's metric state is data from a file: anything but what the metric saves is refused
+    (the checkpoint loader turns the ValueError into "damaged ... its `meters` cannot be restored")."""
+    output, target = DATA[METRICS[name].task]
+    state = fed(METRICS[name](), output[:4], target[:4], 1).state_dict()
+    forged = [{"config": state["config"]}, {**state, "updates": "3"}, {**state, "updates": 0},
+              {**state, "state": {"x": torch.zeros(1)}}, {**state, "state": {k: "1" for k in state["state"]}},
+              {**state, "config": ["num_classes"]}]
+    for bad in forged:
+        with pytest.raises(ValueError):
+            METRICS[name]().load_state_dict(bad)
+    METRICS[name]().load_state_dict(state)  # the real one loads
+
+
 def test_binary_accuracy_of_logits_follows_the_loss() -> None:
     """Issue 9: BCEWithLogitsLoss outputs are logits, so 0.5 is a threshold on sigmoid(logit),
     as torchmetrics has it; thresholding the raw logits at 0.5 counts (0, 0.5) wrong."""

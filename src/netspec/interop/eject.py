@@ -26,6 +26,7 @@ from typing import Any, Callable
 from torch import fx, nn
 
 from . import ExportError
+from ..registry import TIMM_PREFIX
 from .pysource import (
     Call,
     ListOf,
@@ -161,14 +162,20 @@ def _child_value(node: Any, module: nn.Module, where: str, imports: set[str]) ->
                  loop=node.kind == "repeat" and _is_loop(node))
 
 
-def _torchvision_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> tuple[str, ...]:
-    """A torchvision node: the builder, then freeze, truncate and replace in the order netspec
-    applies them. Its weights come from the checkpoint (the spec's `weights` file is not read)."""
+def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> tuple[str, ...]:
+    """A torchvision or timm model node: the builder, then freeze, truncate and replace in the
+    order netspec applies them. Its weights come from the checkpoint (the spec's `weights` file
+    is not read)."""
     plan = node.zoo
-    imports.add("import torchvision")
     var = node.name if node.name.isidentifier() else "model"
     kwargs = ", ".join(f"{k}={literal(v, node.name)}" for k, v in plan.kwargs.items())
-    lines = [f"{var} = torchvision.models.{plan.builder}({kwargs})"]
+    if plan.builder.startswith(TIMM_PREFIX):
+        imports.add("import timm")
+        name = plan.builder[len(TIMM_PREFIX):]
+        lines = [f"{var} = timm.create_model({name!r}{', ' if kwargs else ''}{kwargs})"]
+    else:
+        imports.add("import torchvision")
+        lines = [f"{var} = torchvision.models.{plan.builder}({kwargs})"]
     if plan.weights is not None:
         lines[0] += f"  # weights: the checkpoint's (the spec loads {plan.weights.name})"
     lines += _freeze_lines(var, node.freeze, imports)
@@ -186,8 +193,8 @@ def _torchvision_lines(node: Any, module: nn.Module, ref: str, imports: set[str]
 
 
 #: node kind -> writer of the statements that build a node made by a library: (node, its module,
-#: "self", imports) -> lines. A library-backed kind (timm models, say) adds its writer here.
-CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ...]]] = {"zoo": _torchvision_lines}
+#: "self", imports) -> lines. A library-backed kind adds its writer here.
+CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ...]]] = {"zoo": _model_lines}
 
 
 def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Child | None:
@@ -453,14 +460,14 @@ def _io_shape(graph: Any, name: str) -> str:
     return shape_str(probe.value, probe.twin)
 
 
-def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command: str, torchvision: bool) -> str:
+def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command: str, libraries: list[str]) -> str:
     import torch
 
     from .. import __version__
 
     spec, graph = compiled.spec, compiled.graph
     title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
-    needs = "torch and torchvision (for its models)" if torchvision else "torch only"
+    needs = f"torch and {' and '.join(libraries)} (for its models)" if libraries else "torch only"
     outputs = ", ".join(f"{ext} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
     about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
              "node names, so the state_dict of a netspec checkpoint loads as it is.")
@@ -505,7 +512,8 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"
-    parts = [_header(compiled, root_class.name, module_name, checkpoint, command, "import torchvision" in imports)
+    parts = [_header(compiled, root_class.name, module_name, checkpoint, command,
+                     [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports])
              + "\n" + _import_block(imports, helper_imports)]
     parts += helpers + ([_FREEZE_HELPER] if "freeze" in imports else [])
     parts += [_class_text(c) for c in classes[:-1]]

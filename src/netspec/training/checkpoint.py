@@ -250,6 +250,8 @@ def _same_layout(saved: Any, fresh: Any) -> bool:
     >>> _same_layout({"n": torch.tensor(3.0), "s": 1.0}, {"n": 0.0, "s": 0.0}), _same_layout({"n": "x"}, {"n": 0})
     (True, False)
     """
+    if isinstance(fresh, dict) and not fresh:  # a metric before its first batch: its own load checks the rest
+        return isinstance(saved, dict)
     if isinstance(fresh, dict):
         return isinstance(saved, dict) and saved.keys() == fresh.keys() and \
             all(_same_layout(saved[k], fresh[k]) for k in fresh)

@@ -141,16 +141,27 @@ class Metric:
         return {"config": dict(self._config), "updates": self._updates, "state": dict(self._metric.metric_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; ValueError if it is not what this metric saves."""
         self.reset()
         if not state:
             return
+        if set(state) != {"config", "updates", "state"} or not isinstance(state["config"], dict) or \
+                type(state["updates"]) is not int or state["updates"] < 1 or not isinstance(state["state"], dict):
+            raise ValueError("not a metric state")
         values = state["state"]
-        device = next(iter(values.values())).device
-        self._config = dict(state["config"])
-        self._metric = self.make(self._config).to(device)
+        metric = self.make(dict(state["config"]))
+        if set(values) != set(metric.metric_state) or not all(_is_state(v) for v in values.values()):
+            raise ValueError("not this metric's state")
+        device = next((t.device for t in values.values() if isinstance(t, Tensor)), torch.device("cpu"))
+        self._config, self._metric = dict(state["config"]), metric.to(device)
         for k, v in values.items():
-            setattr(self._metric, k, v.to(device))
-        self._updates = self._metric._update_count = int(state["updates"])
+            setattr(self._metric, k, v.to(device) if isinstance(v, Tensor) else [t.to(device) for t in v])
+        self._updates = self._metric._update_count = state["updates"]
+
+
+def _is_state(value: Any) -> bool:
+    """A torchmetrics state: a tensor (running sums) or a list of tensors (concatenated batches)."""
+    return isinstance(value, Tensor) or (isinstance(value, list) and all(isinstance(t, Tensor) for t in value))
 
 
 #: metric name -> Metric class.

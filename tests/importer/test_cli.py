@@ -123,5 +123,6 @@ def test_the_current_folder_is_not_searched_for_module_names(tmp_path: Path, cap
 def test_torch_is_not_imported_for_help() -> None:
     code = "import sys; from netspec.cli import main\ntry:\n    main(['import', '--help'])\nexcept SystemExit:\n" \
            "    pass\nprint('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout  # on a hang, run kills the child
     assert out.strip().endswith("False")

@@ -130,10 +130,12 @@ OP_EXAMPLES: dict[str, Example] = {
     # padding and resizing
     "pad": Example([1, 2], [I((3, 4))]),
     "pad_to": Example(None, [I((2, 4, 4)), I((2, 5, 7))]),
+    "expand_batch": Example(None, [I((1, 4)), I((3, 4))]),
     "interpolate": Example({"scale_factor": 2}, [I((2, 4, 4))]),
     # reductions and normalisations
     **{name: Example({"dim": [2, 3]}, [I((2, 4, 4))]) for name in ("mean", "sum", "amax", "amin", "logsumexp",
                                                                     "std", "var")},
+    "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
     "softmax": Example(-1, [I((3, 4))]),
     "log_softmax": Example(-1, [I((3, 4))]),
     "clamp": Example({"min": -0.5, "max": 0.5}, [I((3, 4))]),

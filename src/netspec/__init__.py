@@ -32,6 +32,8 @@ _EXPORTS = {
     "load_spec": "api", "compile_spec": "api", "build_model": "api",
     "Spec": "spec", "NodeSpec": "spec", "InputSpec": "spec", "BlockSpec": "spec", "node": "spec",
     "SpecError": "errors",
+    # module -> spec
+    "import_model": "importer.api",
     # module -> trained module
     "train": "training.loop", "evaluate": "training.evaluate",
     # trained module -> predictions, other formats
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
     from .api import load_spec as load_spec
     from .data import register_source as register_source
     from .errors import SpecError as SpecError
+    from .importer.api import import_model as import_model
     from .interop.run import load_run as load_run
     from .layers import register_module as register_module
     from .spec import BlockSpec as BlockSpec

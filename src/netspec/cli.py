@@ -253,11 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", default="all", choices=["all", "layers", "ops", "models", "timm"])
     p.set_defaults(func=cmd_layers)
 
+    from .importer import cli as import_cli
     from .interop import cli as interop_cli
     from .training import cli as train_cli
 
     train_cli.register(sub)
     interop_cli.register(sub)  # predict, export
+    import_cli.register(sub)
     return parser
 
 

@@ -34,6 +34,15 @@ def reshape_batch(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x.reshape(x.shape[0], *shape)
 
 
+def expand_to_batch(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``x`` (dim 0 of size 1) expanded to ``like``'s batch, without copying: ViT's class token.
+
+    >>> expand_to_batch(torch.zeros(1, 1, 8), torch.zeros(4, 49, 8)).shape
+    torch.Size([4, 1, 8])
+    """
+    return x.expand(like.shape[0], *([-1] * (x.dim() - 1)))
+
+
 def add_n(*xs: torch.Tensor) -> torch.Tensor:
     """Sum of several tensors: ``add_n(a, b, c) == a + b + c``."""
     out = xs[0]

@@ -253,6 +253,12 @@ def _pad_to(inputs: list[Any], like: str | None = None) -> Call:
     return nsf.pad_to_match, (inputs[0], inputs[1]), {}
 
 
+@op("expand_batch", inputs=(2, 2), refs=("like",))
+def _expand_batch(inputs: list[Any], like: str | None = None) -> Call:
+    """Expand dim 0 (size 1) to the batch of `like`: a learnt token (ViT's class token) for every sample."""
+    return nsf.expand_to_batch, (inputs[0], inputs[1]), {}
+
+
 @op("interpolate")
 def _interpolate(inputs: list[Any], size: int | list[int] | None = None,
                  scale_factor: float | list[float] | None = None,
@@ -292,6 +298,13 @@ def _softmax(inputs: list[Any], dim: int = 1) -> Call:
 def _log_softmax(inputs: list[Any], dim: int = 1) -> Call:
     """Log-softmax over `dim` (default 1)."""
     return torch.log_softmax, (inputs[0], dim), {}
+
+
+@op("layer_norm", inputs=(1, 3))
+def _layer_norm(inputs: list[Any], normalized_shape: list[int], eps: float = 1e-5) -> Call:
+    """Layer norm over the last dims, times and plus the optional 2nd and 3rd inputs (Parameter nodes)."""
+    weight, bias = (list(inputs[1:]) + [None, None])[:2]
+    return F.layer_norm, (inputs[0], list(normalized_shape), weight, bias, eps), {}
 
 
 @op("clamp")

@@ -234,8 +234,10 @@ class _Inferer:
         self._arity(d, len(ins), 1, 1)
         (source,) = _positional(d)
         assert d.spec.nodes is not None
-        dag = resolve(d.spec.nodes, [source], None, env, self.blocks, d.path, self.block_inputs, numbered=True)
-        sub = self.infer(dag, {source: ins[0]}, env, d.name, "tuple")
+        # a group after a numbered node (in a group) reads `0`, which would clash with its own `0`
+        inner = source if source.isidentifier() else f"x_{source}"
+        dag = resolve(d.spec.nodes, [inner], None, env, self.blocks, d.path, self.block_inputs, numbered=True)
+        sub = self.infer(dag, {inner: ins[0]}, env, d.name, "tuple")
         out = sub.output_probe()
         return TypedNode(d.name, "group", d.op, d.path, [source], {}, out.value, out.twin, sub=sub,
                          params=sub.total_params())

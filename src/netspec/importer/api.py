@@ -1,0 +1,142 @@
+"""``import_model``: a Python ``nn.Module`` -> a spec that builds the same module.
+
+The stages: load the module (``load.py``), trace it one module at a time and record values
+(``trace.py``), convert each traced forward to spec nodes (``convert.py``, ``functions.py``),
+make blocks of repeated classes (``blocks.py``, ``groups.py``), write YAML (``emit.py``), and
+check the round trip (``check.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Location, SpecError
+from .errors import ImportFailed, class_path
+
+
+@dataclass
+class Imported:
+    """The written spec and what the importer found out on the way."""
+
+    text: str
+    name: str
+    blocks: dict[str, int]            # block name -> number of uses
+    notes: list[str] = field(default_factory=list)
+    checked: Any = None               # check.Checked, unless the check was skipped
+
+    def summary(self) -> str:
+        """One line for the user: what was written."""
+        uses = ", ".join(f"{b} x{n}" for b, n in self.blocks.items())
+        return f"{self.name}: {len(self.blocks)} block(s)" + (f" ({uses})" if uses else "")
+
+
+def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes: list[str] | None = None,
+                 allow_imports: list[str] | None = None, name: str | None = None, check: bool = True) -> Imported:
+    """Trace ``MODULE:CALLABLE`` (called with ``args``) and write a spec for it.
+
+    Raises :class:`netspec.SpecError` (one line: ``target: module.path: reason``) for what
+    the spec language cannot express.
+
+    >>> import_model("torch.nn:ReLU")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): write it as a node
+    """
+    try:
+        return _import(target, args or {}, input_sizes, allow_imports, name, check)
+    except SpecError as e:
+        raise e.with_location(Location(file=target)) from None  # where spec_from_module set none
+
+
+def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
+            name: str | None, check: bool) -> Imported:
+    from .load import build, input_dtypes, input_shapes, load_callable, parse_target
+    from .trace import is_layer
+
+    fn = load_callable(target, allow_imports)
+    model = build(fn, args, target).eval()
+    if is_layer(model):
+        raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
+    origin = f"`netspec import {_shown(target, args, input_sizes)}`"
+    return spec_from_module(model, input_shapes(model, input_sizes, fn), dtypes=input_dtypes(model, input_sizes),
+                            name=name or parse_target(target)[1].split(".")[-1], origin=origin, check=check,
+                            label=target)
+
+
+def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: str = "model",
+                     origin: str = "netspec.importer.spec_from_module", check: bool = True,
+                     label: str | None = None, dtypes: dict[str, str] | None = None) -> Imported:
+    """Write a spec for a module instance; ``inputs`` gives the per-sample shape of each tensor
+    argument of its forward, in order, and ``dtypes`` the dtype of those that are not float32
+    (``{"tokens": "int64"}``). Errors are located at ``label`` (default: the class).
+
+    >>> import torch
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.fc = torch.nn.Linear(4, 2)
+    ...     def forward(self, x):
+    ...         return torch.sigmoid(self.fc(x))
+    >>> imported = spec_from_module(Net(), {"x": (4,)}, name="net")
+    >>> print(imported.text.split("nodes:")[1].strip())
+    - fc: {Linear: {out_features: 2}}
+      - sigmoid: {}
+    outputs: [sigmoid]
+    """
+    try:
+        return _spec_from_module(model, inputs, dtypes or {}, name, origin, check)
+    except SpecError as e:
+        raise e.with_location(Location(file=label or class_path(model))) from None
+
+
+def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str], name: str,
+                      origin: str, check: bool) -> Imported:
+    from .blocks import make_blocks
+    from .convert import Converter
+    from .emit import spec_text
+    from .trace import is_layer, trace_model
+
+    model = model.eval()
+    if is_layer(model):
+        raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
+    root = Converter(trace_model(model, inputs, dtypes=dtypes)).run()
+    blocks = make_blocks(root)
+    notes = grouped_notes(root.notes)
+    header = [f"written by {origin} from {class_path(model)}",
+              "a block per module class (or form of one); the comment after each says where it is used"]
+    header += [f"note: {n}" for n in notes]
+    description = f"{class_path(model)}, imported with torch.fx"
+    declared = {k: {"shape": list(v), "dtype": dtypes[k]} if k in dtypes else list(v) for k, v in inputs.items()}
+    outputs = dict(zip(root.output_keys, root.outputs)) if root.output_keys is not None else root.outputs
+    text = spec_text(name, header, description, declared, blocks, root.nodes, outputs)
+    imported = Imported(text, name, {b.name: len(b.uses) for b in blocks.values()}, notes)
+    if check:
+        from .check import check_round_trip
+
+        imported.checked = check_round_trip(text, model, inputs, dtypes=dtypes)
+    return imported
+
+
+def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:
+    """(place, text) notes -> one line per text, naming the places.
+
+    >>> grouped_notes([("a.sd", "left out"), ("b.sd", "left out"), ("c", "other")])
+    ['left out (2 places: a.sd, b.sd)', 'other (c)']
+    """
+    places: dict[str, list[str]] = {}
+    for where, text in notes:
+        places.setdefault(text, []).append(where)
+    out = []
+    for text, ps in places.items():
+        shown = ", ".join(ps[:3]) + (", ..." if len(ps) > 3 else "")
+        out.append(f"{text} ({len(ps)} places: {shown})" if len(ps) > 1 else f"{text} ({shown})")
+    return out
+
+
+def _shown(target: str, args: dict[str, Any], input_sizes: list[str] | None) -> str:
+    """The command's arguments that decide the spec, as they would be typed again.
+
+    >>> _shown("net.py:Net", {"depth": 4}, ["5x8"])
+    'net.py:Net --args depth=4 --input-size 5x8'
+    """
+    words = [target] + (["--args", *(f"{k}={v}" for k, v in args.items())] if args else [])
+    return " ".join(words + [f"--input-size {size}" for size in input_sizes or []])

@@ -1,0 +1,84 @@
+"""``netspec import MODULE:CALLABLE``: write a spec for a Python model.
+
+The main CLI calls :func:`register` with its sub-parser collection; nothing here imports torch
+until the command runs, so ``netspec --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """\
+examples:
+  netspec import torchvision.models:resnet18 -o resnet18.yaml
+  netspec import torchvision.models:resnet50 --args num_classes=10 --input-size 3x128x128
+  netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8
+  netspec import lm.py:LM --allow-import lm.py --input-size tokens=16:int64 --input-size mask=16:bool
+
+MODULE is an installed module (naming it is the permission to import it), or a .py file of
+yours, imported only with --allow-import naming that file. --args are the constructor's
+keyword arguments, read like --set values (10, 0.5, true, [1, 2], text). The written spec is
+checked: it loads the model's state_dict strictly and gives the same outputs in eval mode.
+What the spec language cannot express is one line with the module and the reason; exit 2.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add ``import`` to an argparse sub-parser collection.
+
+    >>> parser = argparse.ArgumentParser(prog="netspec")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["import", "torchvision.models:resnet18", "--args", "num_classes=10", "-o", "r.yaml"])
+    >>> args.target, args.args, args.output
+    ('torchvision.models:resnet18', ['num_classes=10'], 'r.yaml')
+    """
+    p = subparsers.add_parser("import", help="write a spec for a Python nn.Module (torch.fx): MODULE:CALLABLE",
+                              description="Trace a PyTorch model with torch.fx and write a spec that builds the "
+                                          "same module (same state_dict keys, same outputs).",
+                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="MODULE:CALLABLE", help="e.g. torchvision.models:resnet18 or net.py:Net")
+    p.add_argument("--args", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="keyword arguments of the callable (num_classes=10)")
+    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW[:DTYPE]",
+                   help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
+                        "per input; torchvision models have a default")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: standard output)")
+    p.add_argument("--name", help="the spec's name (default: the callable's)")
+    p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="FILE",
+                   help="allow importing this .py file of yours (runs its code); never implied")
+    p.add_argument("--no-check", action="store_true", help="skip the round-trip check (no second model is built)")
+    p.set_defaults(func=import_command)
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Run ``netspec import``; a SpecError escapes to the main CLI (one line, exit 2)."""
+    from ..errors import SpecError
+    from .api import import_model
+    from .load import parse_args
+
+    try:
+        kwargs = parse_args(args.args)
+    except SpecError as e:
+        raise e.with_location(_location(args.target)) from None
+    imported = import_model(args.target, args=kwargs, input_sizes=args.input_size,
+                            allow_imports=args.allow_imports, name=args.name, check=not args.no_check)
+    report = [imported.summary()] + [f"note: {n}" for n in imported.notes]
+    if imported.checked is not None:
+        report.append(str(imported.checked))
+    if args.output:
+        Path(args.output).write_text(imported.text, encoding="utf-8")
+        report[0] = f"wrote {args.output}: {report[0]}"
+        print("\n".join(report))
+    else:
+        sys.stdout.write(imported.text)
+        print("\n".join(report), file=sys.stderr)
+    return 0
+
+
+def _location(target: str) -> Any:
+    from ..errors import Location
+
+    return Location(file=target)

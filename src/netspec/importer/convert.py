@@ -1,0 +1,384 @@
+"""A traced module -> a :class:`Body` of spec nodes, one fx node at a time.
+
+- a call of a torch.nn layer is a layer node named after the attribute (its state_dict keys);
+- a call of an ``nn.Sequential`` is a group (its children named 0, 1, ... by position);
+- a call of another module is a node whose ``use`` holds that module's own body (a block,
+  once ``blocks.py`` has seen every instance of its class);
+- a parameter read in forward is a ``Parameter`` node; a torch function or tensor method is an
+  op (``functions.py``); numbers the forward computes from sizes are folded to constants.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from typing import Any
+
+import torch
+from torch import fx
+
+from ..graph import RESERVED_NAMES
+from ..layers import LAYERS
+from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
+from .call import Call, Result
+from .errors import ImportFailed, class_path
+from .functions import call_name, convert_call
+from .ir import BatchSize, Body, Ref, SNode, has_state
+from .layer_args import node_args
+from .trace import META, TensorMeta, Traced
+
+# Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
+# need_weights=False only skips returning the weights, which nothing then reads).
+IGNORED_FLAGS = {"need_weights"}
+
+
+class Namer:
+    """Unique identifiers in one body: wishes are kept when free, else numbered."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = set(taken)
+
+    def fresh(self, wish: str) -> str:
+        """``relu`` -> ``relu`` or ``relu_1``; never a Python keyword or a module attribute.
+
+        >>> Namer({"relu"}).fresh("relu"), Namer(set()).fresh("to"), Namer(set()).fresh("layer1.0")
+        ('relu_1', 'to_1', 'layer1_0')
+        """
+        base = re.sub(r"\W", "_", wish) or "node"
+        base = base if not base[0].isdigit() else f"n{base}"
+        name, i = base, 0
+        while name in self.taken or name in RESERVED_NAMES or keyword.iskeyword(name):
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
+
+
+def _plain(value: Any) -> Any:
+    """fx's immutable lists and dicts as plain ones (what YAML writes)."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _size_source(args: Any) -> str | None:
+    """The tensor a batch-dependent number was read from: `x` in `x.shape[0]`."""
+    for value in args if isinstance(args, (tuple, list)) else [args]:
+        if isinstance(value, Ref):
+            return value.name
+        if isinstance(value, BatchSize):
+            return value.source
+    return None
+
+
+def _named_inputs(node: SNode, head: str, where: str) -> list[str] | dict[str, str]:
+    """An item's inputs, as the group (later the repeat) of a ModuleList takes them: the chained
+    input alone, or a mapping by name when a layer's keyword inputs (a padding mask) go to each."""
+    inputs = node.inputs or []
+    if isinstance(inputs, list) and len(inputs) > 1:
+        raise ImportFailed(f"forward gives the items of nn.ModuleList `{head}` more than the previous item's output "
+                           f"({', '.join(inputs[1:])}): a repeat passes more on only as a torch.nn layer's keyword "
+                           "inputs (a padding mask)", where=where)
+    return inputs if isinstance(inputs, dict) else list(inputs)
+
+
+def _side_inputs(inputs: list[str] | dict[str, str] | None) -> Any:
+    """What an item is given besides the chained input (the first)."""
+    return list(inputs.items())[1:] if isinstance(inputs, dict) else list(inputs or [])[1:]
+
+
+def _callee(n: fx.Node) -> str:
+    """What an fx node calls, as the forward wrote it: `self.drop`, `torch.tanh`, `Tensor.view`, `output`."""
+    if n.op == "call_module":
+        return f"self.{n.target}"
+    return call_name(n.op, n.target) if n.op.startswith("call_") else n.op
+
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, TensorMeta):
+        return True
+    return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
+
+
+class Converter:
+    """Converts one traced custom (or Sequential) module call; see the module docstring."""
+
+    def __init__(self, traced: Traced, hoisted: set[str] = frozenset()) -> None:
+        assert traced.graph is not None
+        self.t, self.hoisted = traced, set(hoisted)
+        self.module = traced.module
+        self.where = traced.path  # "" at the top: the error's location names the model
+        self.env: dict[fx.Node, Any] = {}
+        self.nodes: list[SNode] = []
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.output_keys: list[str] | None = None  # the model returns a dict with these keys
+        self.notes: list[tuple[str, str]] = []
+        self.calls: dict[str, int] = {}
+        own = {n for n, _ in self.module.named_parameters(recurse=False)}
+        self.namer = Namer({n for n, _ in self.module.named_children()} | own)
+
+    def run(self) -> Body:
+        for n in self.t.graph.nodes:
+            handler = getattr(self, f"_{n.op}")
+            handler(n)
+        self._check_unused()
+        return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes, self.output_keys)
+
+    def values(self, n: fx.Node) -> tuple[Any, Any]:
+        records = n.meta.get(META) or []
+        if len(records) != 2:  # never run: a branch the recorded runs did not take
+            raise ImportFailed(f"`{n.name}` was not run on the example inputs", where=self.where)
+        return records[0], records[1]
+
+    def arg(self, value: Any) -> Any:
+        return _plain(fx.node.map_arg(value, lambda n: self.env[n]))
+
+    # ---- fx node kinds -----------------------------------------------------------------
+
+    def _placeholder(self, n: fx.Node) -> None:
+        name = self.namer.fresh(str(n.target).lstrip("*"))
+        self.inputs.append(name)
+        self.env[n] = Ref(name, self.values(n))
+
+    def _get_attr(self, n: fx.Node) -> None:
+        target = str(n.target)
+        value = getattr(self.module, target, None) if "." not in target else None
+        if not isinstance(value, torch.nn.Parameter):
+            buffers = dict(self.module.named_buffers())
+            what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
+            raise ImportFailed(f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes",
+                               where=self.where)
+        self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
+        self.env[n] = Ref(target, (TensorMeta(tuple(value.shape), value.dtype),) * 2)
+
+    def _call_module(self, n: fx.Node) -> None:
+        target = str(n.target)
+        if "." in target:
+            self._list_call(n, target)
+            return
+        sub = self.t.calls[n]
+        self._add(n, self._module_call(n, self._call_name(target, sub), sub))
+
+    def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
+        args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if sub.kind == "layer":
+            return self._layer(name, sub, args, kwargs)
+        return _module_node(name, sub, self._bind(sub, args, kwargs), self)
+
+    def _list_call(self, n: fx.Node, target: str) -> None:
+        """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: a group named ``blocks``
+        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
+        head, _, index = target.partition(".")
+        items = getattr(self.module, head, None)
+        if not isinstance(items, torch.nn.ModuleList) or not index.isdigit():
+            raise ImportFailed(f"forward calls `{target}`, a module inside its child: a spec node is a direct "
+                               "child (or an item of an nn.ModuleList called in a chain)", where=self.where)
+        k, users = int(index), list(n.users)
+        last = k == len(items) - 1
+        chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
+        group = self.nodes[-1] if self.nodes and self.nodes[-1].name == head else None
+        if not chained or (k == 0) == (group is not None):
+            between = "" if chained or len(users) != 1 else f" (`{head}.{k}` goes to `{_callee(users[0])}`)"
+            raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than one after another, in "
+                               f"order{between}: a group holds only them, numbered by position", where=self.where,
+                               hint="make each item a module that does the whole step (a block)")
+        node = self._module_call(n, index, self.t.calls[n])
+        if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
+            node = SNode("Identity", index, None, [node.name])
+        assert isinstance(node, SNode)
+        inputs = _named_inputs(node, head, self.where)
+        if group is None:
+            self.namer.taken.add(head)
+            group = SNode("Sequential", head, None, inputs, nodes=[])
+            self.nodes.append(group)
+        elif _side_inputs(inputs) != _side_inputs(group.inputs):
+            raise ImportFailed(f"forward gives `{target}` other inputs besides the previous item's output than "
+                               f"`{head}.0`: a repeat passes the same ones to every copy", where=self.where)
+        assert group.nodes is not None
+        group.nodes.append(node.copy(name=None, inputs=None))
+        self.env[n] = Ref(head, self.values(n))
+
+    def _call_function(self, n: fx.Node) -> None:
+        first, second = self.values(n)
+        if not _has_tensor(first):  # a size or a number: folded
+            self.env[n] = first if first == second else BatchSize((first, second), _size_source(self.arg(n.args)))
+            return
+        key = call_name(n.op, n.target)
+        if key in ("torch.cat", "torch.concat") and self._hoisted_cat(n):
+            return
+        name = self.namer.fresh(n.name)
+        call = Call(name, self.where, Ref(name, (first, second)), self.namer.fresh, key, self.notes)
+        self._add(n, convert_call(call, key, self.arg(n.args), self.arg(n.kwargs)))
+        changed = n.args[0] if n.args else None
+        in_place = (key.startswith("Tensor.") and key.endswith("_")) or n.kwargs.get("inplace") is True
+        if in_place and isinstance(changed, fx.Node) and isinstance(self.env.get(changed), Ref):
+            self.env[changed] = self.env[n]  # `x.relu_()`: later reads of x see the new value
+
+    _call_method = _call_function
+
+    def _output(self, n: fx.Node) -> None:
+        value = self.arg(n.args[0])
+        if isinstance(value, dict) and not self.where:  # the model's own: `output_type: dict`
+            self.output_keys = list(value)
+            value = list(value.values())
+            if not all(isinstance(k, str) and k.isidentifier() for k in self.output_keys):
+                raise ImportFailed(f"forward returns a dict with keys {self.output_keys}: a spec's output names "
+                                   "are identifiers")
+        items = value if isinstance(value, (tuple, list)) else [value]
+        if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
+            what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")
+            raise ImportFailed(f"forward returns something other than {what}", where=self.where)
+        self.outputs = [v.name for v in items]
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _add(self, n: fx.Node, result: Result) -> None:
+        if isinstance(result, Ref):
+            self.env[n] = result
+            return
+        nodes = result if isinstance(result, list) else [result]
+        self.nodes.extend(nodes)
+        self.env[n] = Ref(nodes[-1].name, self.values(n))
+
+    def _call_name(self, target: str, sub: Traced) -> str:
+        """The attribute's name on its first call; a stateless module called again gets a new name."""
+        self.calls[target] = self.calls.get(target, 0) + 1
+        if self.calls[target] == 1:
+            self.namer.taken.add(target)
+            return target
+        if has_state(sub.module):
+            raise ImportFailed(f"forward calls `{target}` {self.calls[target]} times: its weights are shared, "
+                               "and a spec node is one call of one module", where=self.where)
+        return self.namer.fresh(target)
+
+    def _layer(self, name: str, sub: Traced, args: tuple, kwargs: dict) -> SNode:
+        params = inspect.signature(sub.module.forward).parameters
+        bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
+        tensors: dict[str, Ref] = {}
+        for key, value in bound.arguments.items():
+            if isinstance(value, Ref):
+                tensors[key] = value
+            elif key not in IGNORED_FLAGS and value != params[key].default:
+                raise ImportFailed(f"forward calls `{sub.path}` with {key}={value!r}: a spec passes only tensors "
+                                   "to a layer", where=self.where)
+        shapes = [r.sample_shape for r in tensors.values()]
+        most = LAYERS[type(sub.module).__name__].max_inputs  # more (a padding mask) go by name
+        positional = list(tensors) == list(params)[:len(tensors)] and (most is None or len(tensors) <= most)
+        inputs: list[str] | dict[str, str] = [r.name for r in tensors.values()] if positional else \
+            {k: r.name for k, r in tensors.items()}
+        return SNode(type(sub.module).__name__, name, node_args(sub.module, shapes, sub.path) or None, inputs)
+
+    def _bind(self, sub: Traced, args: tuple, kwargs: dict) -> dict[str, Any]:
+        bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
+        return {k: v for k, v in bound.arguments.items() if k not in sub.literal}
+
+    def _hoisted_cat(self, n: fx.Node) -> bool:
+        """``torch.cat(input, 1)`` of a list the caller concatenated already (see ``module_node``)."""
+        tensors = n.args[0] if n.args else n.kwargs.get("tensors")
+        if not (isinstance(tensors, fx.Node) and tensors.op == "placeholder" and
+                str(tensors.target) in self.hoisted):
+            return False
+        self.env[n] = Ref(self.env[tensors].name, self.values(n))
+        return True
+
+    def _check_unused(self) -> None:
+        used = {str(n.target).split(".")[0] for n in self.t.graph.nodes if n.op in ("call_module", "get_attr")}
+        for name, child in self.module.named_children():
+            if name not in used and has_state(child):
+                raise ImportFailed(f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
+                                   "cannot hold a module its forward does not use", where=self.where)
+        for name, _ in self.module.named_parameters(recurse=False):
+            if name not in used:
+                raise ImportFailed(f"parameter `{name}` is never read by forward", where=self.where)
+        kept = [k for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
+                if b is not None and k not in self.module._non_persistent_buffers_set]
+        if kept:
+            raise ImportFailed(f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
+                               "has no buffers outside torch.nn layers", where=self.where)
+
+
+def init_of(value: torch.Tensor) -> Any:
+    """A ``torch.nn.init`` rule that makes a tensor like this one (the weights are loaded after).
+
+    >>> init_of(torch.zeros(3)), init_of(torch.ones(2, 2)), init_of(torch.full((2,), 0.5))
+    ('zeros_', 'ones_', {'constant_': {'val': 0.5}})
+    >>> init_of(torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.02)
+    {'normal_': {'std': 0.02}}
+    """
+    flat = value.detach().flatten()
+    if flat.numel() and bool((flat == flat[0]).all()):
+        first = float(flat[0])
+        first = float(f"{first:.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
+        return "zeros_" if first == 0 else "ones_" if first == 1 else {"constant_": {"val": first}}
+    std = float(flat.float().std()) if flat.numel() > 1 else 1.0
+    return {"normal_": {"std": float(f"{std:.1g}")}}
+
+
+def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
+    """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
+    from .groups import group_node
+
+    hoisted = _hoist_lists(name, sub, bound, parent)
+    body = Converter(sub, set(hoisted)).run()
+    parent.notes.extend(body.notes)
+    refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
+    if sub.kind == "sequential":
+        return group_node(name, body, refs)
+    return _block_use(name, body, refs)
+
+
+def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> dict[str, Ref]:
+    """A list of tensors passed to a module that only concatenates it (DenseNet's layers): the
+    caller concatenates it, and the module gets one tensor."""
+    out: dict[str, Ref] = {}
+    for key, value in bound.items():
+        if isinstance(value, Ref):
+            continue
+        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, Ref) for v in value)):
+            raise ImportFailed(f"`{name}` is called with {key}={value!r}: a spec passes tensors", where=parent.where)
+        dim = _concatenated_dim(sub, key)
+        if dim is None:
+            raise ImportFailed(f"`{name}` is called with a list of tensors as `{key}`, which it does more with "
+                               "than concatenate: a spec passes tensors", where=parent.where)
+        if len(value) == 1:
+            out[key] = value[0]
+            continue
+        cat = SNode("cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None,
+                    [v.name for v in value])
+        parent.nodes.append(cat)
+        out[key] = Ref(cat.name, (None, None))
+    return out
+
+
+def _concatenated_dim(sub: Traced, key: str) -> int | None:
+    """The dim every use of placeholder ``key`` concatenates it on, if that is all it is used for."""
+    assert sub.graph is not None
+    placeholder = next((n for n in sub.graph.nodes if n.op == "placeholder" and n.target == key), None)
+    dims = set()
+    for user in placeholder.users if placeholder is not None else ():
+        if call_name(user.op, user.target) not in ("torch.cat", "torch.concat") or user.args[0] is not placeholder:
+            return None
+        dims.add(user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0))
+    return dims.pop() if len(dims) == 1 else None
+
+
+def _block_use(name: str, body: Body, refs: list[Ref]) -> Result:
+    """A node using a custom module's body; a stateless body of one node is written inline, and
+    one that returns its input is no node at all."""
+    if not body.stateful and len(body.outputs) == 1:
+        if body.outputs[0] in body.inputs and not body.nodes:
+            return refs[body.inputs.index(body.outputs[0])]
+        if len(body.nodes) == 1 and body.nodes[0].use is None and body.nodes[0].nodes is None:
+            node = body.nodes[0]
+            rename = dict(zip(body.inputs, (r.name for r in refs)))
+            inputs = [rename[i] for i in node.inputs] if isinstance(node.inputs, list) else \
+                {k: rename[v] for k, v in (node.inputs or {}).items()}
+            return node.copy(name=name, inputs=inputs)
+    return SNode(type(body.module).__name__, name, None, [r.name for r in refs], use=body,
+                 comment=class_path(body.module))

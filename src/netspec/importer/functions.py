@@ -1,0 +1,371 @@
+"""torch functions and tensor methods in a traced forward -> spec ops (or parameterless layers).
+
+Each handler has the signature of the torch call it reads (``flatten(input, start_dim=0,
+end_dim=-1)``), so fx's positional and keyword arguments bind to it as they bound to torch.
+Tensors arrive as :class:`~netspec.importer.ir.Ref`, numbers the forward computed as plain
+values (sizes were folded at the declared input size), numbers that depend on the batch as
+:class:`~netspec.importer.ir.BatchSize`. A handler returns the spec node (or a chain of them,
+the last one giving the value), or a Ref when the call is the identity in the spec.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..ops import _UNARY
+from .call import Call, Result, const
+from .errors import ImportFailed
+from .ir import BatchSize, Ref, SNode
+
+HANDLERS: dict[str, Callable[..., Result]] = {}
+
+
+def handles(*keys: str) -> Callable[[Callable[..., Result]], Callable[..., Result]]:
+    """Register a handler under the names of the torch calls it reads (``torch.flatten``,
+    ``Tensor.flatten``, ``F.relu``, ``operator.add``)."""
+
+    def wrap(fn: Callable[..., Result]) -> Callable[..., Result]:
+        for key in keys:
+            HANDLERS[key] = fn
+        return fn
+
+    return wrap
+
+
+def _names() -> dict[int, str]:
+    out: dict[int, str] = {}
+    for prefix, space in (("operator", operator), ("torch", torch), ("F", F)):
+        for name in dir(space):
+            obj = getattr(space, name)
+            if callable(obj) and not name.startswith("__"):
+                out.setdefault(id(obj), f"{prefix}.{name}")
+    return out
+
+
+_NAMES: dict[int, str] = {}
+
+
+def call_name(op: str, target: Any) -> str:
+    """The handler key of an fx call: ``Tensor.view``, ``torch.cat``, ``F.relu``, ``operator.add``.
+
+    >>> call_name("call_method", "view"), call_name("call_function", torch.cat), call_name("call_function", F.relu)
+    ('Tensor.view', 'torch.cat', 'F.relu')
+    """
+    if op == "call_method":
+        return f"Tensor.{target}"
+    if not _NAMES:
+        _NAMES.update(_names())
+    if id(target) in _NAMES:
+        return _NAMES[id(target)]
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', target)}"
+
+
+def convert_call(c: Call, key: str, args: tuple, kwargs: dict) -> Result:
+    """The spec node(s) for one fx call, or ImportFailed naming the call."""
+    handler = HANDLERS.get(key) or HANDLERS.get(key.rstrip("_"))  # `x.relu_()` reads as `x.relu()`
+    shown = key.replace("Tensor.", "x.").replace("F.", "torch.nn.functional.")
+    if handler is None:
+        raise ImportFailed(f"`{shown}` has no spec op or layer that does the same", where=c.where,
+                           hint="see `netspec layers ops` for the ops")
+    try:
+        bound = inspect.signature(handler).bind(c, *args, **kwargs)
+    except TypeError as e:
+        raise ImportFailed(f"`{shown}` called in a way the importer does not read: {e}", where=c.where) from None
+    return handler(*bound.args, **bound.kwargs)
+
+
+# ---- arithmetic --------------------------------------------------------------------------
+
+def _arith(c: Call, name: str, a: Any, b: Any, swap: bool) -> Result:
+    """`a op b` with tensors or numbers; `2 * x` reads as `x * 2`, `1 - x` as `-x + 1`."""
+    if isinstance(a, Ref) and isinstance(b, Ref):
+        return c.op(name, [a, b])
+    if isinstance(a, Ref):
+        return c.op(name, [a], other=const(c, b, "a number"))
+    number = const(c, a, "a number")
+    if swap:
+        return c.op(name, [b], other=number)
+    if name == "sub":  # 1 - x = (-x) + 1
+        return [c.op("neg", [b], suffix="neg"), c.op("add", [c.ref("neg")], other=number)]
+    return [c.op("reciprocal", [b], suffix="reciprocal"), c.op("mul", [c.ref("reciprocal")], other=number)]
+
+
+@handles("operator.add", "operator.iadd", "torch.add", "Tensor.add")
+def _add(c: Call, input: Any, other: Any, alpha: Any = 1) -> Result:
+    if alpha != 1:
+        raise ImportFailed("`add` with `alpha` has no spec op", where=c.where)
+    return _arith(c, "add", input, other, True)
+
+
+@handles("operator.sub", "operator.isub", "torch.sub", "Tensor.sub")
+def _sub(c: Call, input: Any, other: Any, alpha: Any = 1) -> Result:
+    if alpha != 1:
+        raise ImportFailed("`sub` with `alpha` has no spec op", where=c.where)
+    return _arith(c, "sub", input, other, False)
+
+
+@handles("operator.mul", "operator.imul", "torch.mul", "Tensor.mul")
+def _mul(c: Call, input: Any, other: Any) -> Result:
+    return _arith(c, "mul", input, other, True)
+
+
+@handles("operator.truediv", "operator.itruediv", "torch.div", "Tensor.div")
+def _div(c: Call, input: Any, other: Any, rounding_mode: Any = None) -> Result:
+    if rounding_mode is not None:
+        raise ImportFailed("`div` with `rounding_mode` has no spec op", where=c.where)
+    return _arith(c, "div", input, other, False)
+
+
+@handles("operator.matmul", "torch.matmul", "torch.bmm", "Tensor.matmul", "Tensor.bmm")
+def _matmul(c: Call, input: Ref, other: Ref) -> Result:
+    return c.op("matmul", [input, other])
+
+
+@handles("operator.pow", "torch.pow", "Tensor.pow")
+def _pow(c: Call, input: Ref, exponent: Any) -> Result:
+    if isinstance(exponent, Ref):
+        return c.op("pow", [input, exponent])
+    return c.op("pow", [input], exponent=const(c, exponent, "a number"))
+
+
+def _compare(name: str) -> None:
+    def handler(c: Call, input: Ref, other: Any) -> Result:
+        if isinstance(other, Ref):
+            return c.op(name, [input, other])
+        return c.op(name, [input], other=const(c, other, "a number"))
+
+    handles(f"operator.{name}", f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
+    _compare(_name)
+
+
+@handles("torch.maximum", "Tensor.maximum")
+def _maximum(c: Call, input: Ref, other: Ref) -> Result:
+    return c.op("maximum", [input, other])
+
+
+@handles("torch.minimum", "Tensor.minimum")
+def _minimum(c: Call, input: Ref, other: Ref) -> Result:
+    return c.op("minimum", [input, other])
+
+
+@handles("torch.clamp", "torch.clip", "Tensor.clamp", "Tensor.clip")
+def _clamp(c: Call, input: Ref, min: Any = None, max: Any = None) -> Result:
+    return c.op("clamp", [input], min=const(c, min, "a number"), max=const(c, max, "a number"))
+
+
+def _unary(name: str) -> None:
+    def handler(c: Call, input: Ref, inplace: bool = False) -> Result:
+        return c.op(name, [input])  # in place or not: the value is the same
+
+    handles(f"torch.{name}", f"Tensor.{name}", f"F.{name}", f"operator.{name}")(handler)
+
+
+for _name in _UNARY:
+    _unary(_name)
+
+
+# ---- merges and reshapes -----------------------------------------------------------------
+
+@handles("torch.cat", "torch.concat", "torch.concatenate")
+def _cat(c: Call, tensors: list, dim: int = 0) -> Result:
+    if len(tensors) == 1:
+        return tensors[0]
+    return c.op("cat", list(tensors), dim=dim)
+
+
+@handles("Tensor.float", "Tensor.to", "Tensor.type")
+def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
+    """``x.float()``, ``x.to(torch.float16)``: the `to` op (a device or other options: not read)."""
+    wanted = torch.float32 if c.key == "Tensor.float" else dtype
+    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+             torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
+    if wanted not in names or args or kwargs:
+        raise ImportFailed(f"`{c.key.replace('Tensor.', 'x.')}` other than to a dtype has no spec op", where=c.where)
+    return c.op("to", [input], dtype=names[wanted])
+
+
+@handles("torch.stack")
+def _stack(c: Call, tensors: list, dim: int = 0) -> Result:
+    return c.op("stack", list(tensors), dim=dim)
+
+
+@handles("torch.flatten", "Tensor.flatten")
+def _flatten(c: Call, input: Ref, start_dim: int = 0, end_dim: int = -1) -> Result:
+    return c.op("flatten", [input], start_dim=start_dim, end_dim=end_dim)
+
+
+@handles("torch.reshape", "Tensor.reshape", "Tensor.view")
+def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
+    """Read from the shape it gave: the per-sample shape at the declared input size."""
+    out = c.result
+    if out.batch_dims != [0]:
+        raise ImportFailed(f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
+                           "spec op (`reshape` keeps the batch first)", where=c.where)
+    return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+@handles("Tensor.expand")
+def _expand(c: Call, input: Ref, *sizes: Any) -> Result:
+    """``token.expand(x.shape[0], -1, -1)``: a learnt token for every sample of x's batch."""
+    flat = list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else list(sizes)
+    batch = flat[0] if flat else None
+    same = all(s in (-1, d) for s, d in zip(flat[1:], input.shape[1:])) and len(flat) == len(input.shape)
+    if not (isinstance(batch, BatchSize) and batch.source and input.shape[0] == 1 and same):
+        raise ImportFailed("`x.expand` other than a size-1 dim 0 to the batch has no spec op", where=c.where)
+    node = c.op("expand_batch", [input])
+    node.args = {"like": batch.source}
+    return node
+
+
+@handles("F.layer_norm")
+def _layer_norm(c: Call, input: Ref, normalized_shape: Any, weight: Any = None, bias: Any = None,
+                eps: float = 1e-5) -> Result:
+    if weight is None and bias is not None:
+        raise ImportFailed("`layer_norm` with a bias and no weight has no spec op", where=c.where)
+    inputs = [input] + [t for t in (weight, bias) if t is not None]
+    return c.op("layer_norm", inputs, normalized_shape=list(normalized_shape), eps=eps)
+
+
+@handles("torch.permute", "Tensor.permute")
+def _permute(c: Call, input: Ref, *dims: Any) -> Result:
+    flat = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else list(dims)
+    return c.op("permute", [input], dims=flat)
+
+
+@handles("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes")
+def _transpose(c: Call, input: Ref, dim0: int, dim1: int) -> Result:
+    return c.op("transpose", [input], dim0=dim0, dim1=dim1)
+
+
+@handles("Tensor.contiguous")
+def _contiguous(c: Call, input: Ref, memory_format: Any = None) -> Result:
+    return c.op("contiguous", [input])
+
+
+@handles("torch.squeeze", "Tensor.squeeze")
+def _squeeze(c: Call, input: Ref, dim: Any = None) -> Result:
+    if dim is None:
+        raise ImportFailed("`squeeze` without a dim has no spec op (it could take the batch)", where=c.where)
+    return c.op("squeeze", [input], dim=dim)
+
+
+@handles("torch.unsqueeze", "Tensor.unsqueeze")
+def _unsqueeze(c: Call, input: Ref, dim: int) -> Result:
+    return c.op("unsqueeze", [input], dim=dim)
+
+
+@handles("torch.chunk", "Tensor.chunk")
+def _chunk(c: Call, input: Ref, chunks: int, dim: int = 0) -> Result:
+    return c.op("chunk", [input], chunks=chunks, dim=dim)
+
+
+def _reduction(name: str) -> None:
+    def handler(c: Call, input: Ref, dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Result:
+        if dim is None or dtype is not None:
+            raise ImportFailed(f"`{name}` over every dim (or with a dtype) has no spec op", where=c.where)
+        return c.op(name, [input], dim=list(dim) if isinstance(dim, tuple) else dim, keepdim=keepdim)
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("mean", "sum", "amax", "amin", "logsumexp"):
+    _reduction(_name)
+
+
+@handles("torch.softmax", "Tensor.softmax", "F.softmax")
+def _softmax(c: Call, input: Ref, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Result:
+    if dim is None or dtype is not None:
+        raise ImportFailed("`softmax` without a dim (or with a dtype) has no spec op", where=c.where)
+    return c.op("softmax", [input], dim=dim)
+
+
+@handles("torch.log_softmax", "Tensor.log_softmax", "F.log_softmax")
+def _log_softmax(c: Call, input: Ref, dim: Any = None, _stacklevel: int = 3, dtype: Any = None) -> Result:
+    if dim is None or dtype is not None:
+        raise ImportFailed("`log_softmax` without a dim (or with a dtype) has no spec op", where=c.where)
+    return c.op("log_softmax", [input], dim=dim)
+
+
+@handles("F.interpolate")
+def _interpolate(c: Call, input: Ref, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                 align_corners: Any = None, recompute_scale_factor: Any = None, antialias: bool = False) -> Result:
+    if antialias or recompute_scale_factor:
+        raise ImportFailed("`interpolate` with antialias or recompute_scale_factor has no spec op", where=c.where)
+    return c.op("interpolate", [input], size=_plain(size), scale_factor=_plain(scale_factor), mode=mode,
+                align_corners=align_corners)
+
+
+@handles("F.pad")
+def _pad(c: Call, input: Ref, pad: Any, mode: str = "constant", value: Any = None) -> Result:
+    return c.op("pad", [input], pad=list(pad), mode=mode, value=0.0 if value is None else value)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+# ---- indexing ----------------------------------------------------------------------------
+
+@handles("operator.getitem")
+def _getitem(c: Call, value: Ref, index: Any) -> Result:
+    """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
+    if not value.is_tensor:
+        return c.op("item", [value], index=const(c, index, "an index"))
+    parts = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in parts or any(isinstance(p, (Ref, list)) for p in parts):
+        raise ImportFailed("indexing with `...` or with a tensor has no spec op", where=c.where)
+    shape, batch = list(value.shape), set(value.batch_dims)
+    nodes: list[SNode] = []
+    dim, current = 0, value.name
+    for k, part in enumerate(parts):
+        step = _index_step(c, current, dim, part, shape, batch, k)
+        if step is not None:
+            nodes.append(step)
+            current = step.name
+        dim = dim if isinstance(part, int) else dim + 1
+    return _last_named(c, nodes) if nodes else value
+
+
+def _index_step(c: Call, value: str, dim: int, part: Any, shape: list[int], batch: set[int],
+                k: int) -> SNode | None:
+    """One step of an index, with ``shape`` and ``batch`` (dims) updated to what it gives."""
+    if part is None:
+        shape.insert(dim, 1)
+        _renumber(batch, lambda b: b + 1 if b >= dim else b)
+        return c.op("unsqueeze", [value], suffix=f"index{k}", dim=dim)
+    if dim in batch:
+        if part == slice(None):
+            return None
+        raise ImportFailed("indexing the batch dim has no spec op (it would mix the samples)", where=c.where)
+    if isinstance(part, int):
+        shape.pop(dim)
+        _renumber(batch, lambda b: b - 1 if b > dim else b)
+        return c.op("select", [value], suffix=f"index{k}", dim=dim, index=part)
+    if isinstance(part, slice) and part.step in (None, 1):
+        start, stop, _ = part.indices(shape[dim])
+        if (start, stop) == (0, shape[dim]):
+            return None
+        shape[dim] = max(stop - start, 0)
+        return c.op("narrow", [value], suffix=f"index{k}", dim=dim, start=start, length=shape[dim])
+    raise ImportFailed(f"indexing with {part!r} has no spec op", where=c.where)
+
+
+def _renumber(dims: set[int], move: Callable[[int], int]) -> None:
+    moved = {move(d) for d in dims}
+    dims.clear()
+    dims.update(moved)
+
+
+def _last_named(c: Call, nodes: list[SNode]) -> list[SNode]:
+    """The last step takes the call's own name."""
+    nodes[-1].name = c.name
+    return nodes

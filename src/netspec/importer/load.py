@@ -1,0 +1,217 @@
+"""``MODULE:CALLABLE [--args k=v ...]`` -> an ``nn.Module``, importing only what the user named.
+
+Importing Python runs its code. A module name (``torchvision.models``) is imported from the
+installed packages -- naming it on the command line is the permission, as with ``python -m``;
+the current folder is not searched, so a stray ``torchvision.py`` there is never run. A file
+(``models/net.py:Net``) is the user's own code and is imported only when ``--allow-import``
+names that file too (or ``*``), the same flag that lets a spec import custom layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, get_args
+
+from ..spec import DType
+from .errors import USER_MODULE, ImportFailed
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``torchvision.models:resnet18`` -> ``("torchvision.models", "resnet18")``.
+
+    >>> parse_target("models/net.py:Net")
+    ('models/net.py', 'Net')
+    """
+    module, sep, attr = target.rpartition(":")
+    if not sep or not module or not attr:
+        raise ImportFailed(f"`{target}` is not MODULE:CALLABLE", hint="e.g. torchvision.models:resnet18 or net.py:Net")
+    return module, attr
+
+
+def is_file(module: str) -> bool:
+    """Whether the module part names a file (the user's code) rather than an installed module.
+
+    >>> is_file("torchvision.models"), is_file("net.py"), is_file("models/net")
+    (False, True, True)
+    """
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
+def parse_args(items: list[str]) -> dict[str, Any]:
+    """``["num_classes=10", "dropout=0.2"]`` -> keyword arguments; values read as YAML scalars,
+    exactly like ``--set`` values.
+
+    >>> parse_args(["num_classes=10", "aux_logits=false", "name=net", "sizes=[1, 2]"])
+    {'num_classes': 10, 'aux_logits': False, 'name': 'net', 'sizes': [1, 2]}
+    """
+    import yaml
+
+    from ..source import _SpecLoader
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ImportFailed(f"--args `{item}` is not KEY=VALUE", hint="e.g. --args num_classes=10")
+        try:
+            out[key.strip()] = yaml.load(text, Loader=_SpecLoader)
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
+def load_callable(target: str, allow_imports: list[str] | None) -> Callable[..., Any]:
+    """The callable ``target`` names, importing its module (see the module docstring).
+
+    >>> load_callable("torch.nn:Linear", None).__name__
+    'Linear'
+    >>> load_callable("net.py:Net", None)
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: importing `net.py` runs its code; refused; allow it explicitly: --allow-import net.py
+    """
+    module_name, attr = parse_target(target)
+    module = _import_file(module_name, allow_imports) if is_file(module_name) else _import_installed(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ImportFailed(f"`{module_name}` has no `{attr}`")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ImportFailed(f"`{target}` is not a class or function")
+    return obj
+
+
+def _import_installed(name: str) -> Any:
+    here = {"", ".", os.getcwd()}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p not in here]  # never the current folder's files
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        hint = "a file of yours is imported as PATH.py:CALLABLE with --allow-import PATH.py" \
+            if Path(f"{name.replace('.', '/')}.py").exists() else None
+        raise ImportFailed(f"cannot import `{name}`: {e}", hint=hint) from None
+    finally:
+        sys.path[:] = saved
+
+
+def _import_file(path: str, allow_imports: list[str] | None) -> Any:
+    file = Path(path)
+    allowed = [Path(a).resolve() for a in allow_imports or [] if a != "*"]
+    if "*" not in (allow_imports or []) and file.resolve() not in allowed:
+        raise ImportFailed(f"importing `{path}` runs its code; refused",
+                           hint=f"allow it explicitly: --allow-import {path}")
+    if not file.is_file():
+        raise ImportFailed(f"no file `{path}`")
+    name = f"{USER_MODULE}{file.stem}"  # never a name `MODULE:...` could reach: that one would skip this check
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ImportFailed(f"importing `{path}` failed: {type(e).__name__}: {e}") from None
+    return module
+
+
+def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
+    """Call the builder or class with the ``--args``; it must give an ``nn.Module``.
+
+    >>> build(dict, {"a": 1}, "builtins:dict")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: `builtins:dict` gave a dict, not a torch.nn.Module
+    """
+    from torch import nn
+
+    try:
+        model = fn(**kwargs)
+    except TypeError as e:
+        raise ImportFailed(f"`{target}` cannot be called with {kwargs or 'no arguments'}: {e}",
+                           hint="pass constructor arguments with --args KEY=VALUE") from None
+    if not isinstance(model, nn.Module):
+        raise ImportFailed(f"`{target}` gave a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+DTYPES = get_args(DType)  # what a spec input may be
+
+
+def input_shapes(model: Any, sizes: list[str] | None, fn: Callable[..., Any]) -> dict[str, tuple[int, ...]]:
+    """The per-sample shape of each tensor argument of ``model.forward``: from ``--input-size``
+    (``3x224x224`` for the first, ``NAME=3x224x224`` by name), or torchvision's own size.
+    An argument with a default is fixed at it, unless ``--input-size`` names it.
+
+    >>> import torch
+    >>> input_shapes(torch.nn.Bilinear(2, 3, 4), ["input1=5x2", "input2=5x3"], torch.nn.Bilinear)
+    {'input1': (5, 2), 'input2': (5, 3)}
+    """
+    required, optional = _forward_arguments(model)
+    given = {name: shape for name, shape, _ in _read_sizes(sizes, required, optional)}
+    default = _default_size(model, fn)
+    for name in required:
+        if name not in given:
+            if default is None or len(required) > 1:
+                raise ImportFailed(f"the size of input `{name}` is unknown", hint="give it: --input-size 3x32x32")
+            given[name] = default
+    return {n: given[n] for n in [*required, *optional] if n in given}
+
+
+def input_dtypes(model: Any, sizes: list[str] | None) -> dict[str, str]:
+    """The dtype of each input ``--input-size`` gives one (``tokens=16:int64``); float32 elsewhere.
+
+    >>> import torch
+    >>> input_dtypes(torch.nn.Embedding(10, 4), ["16:int64"])
+    {'input': 'int64'}
+    """
+    return {name: dtype for name, _, dtype in _read_sizes(sizes, *_forward_arguments(model)) if dtype != "float32"}
+
+
+def _forward_arguments(model: Any) -> tuple[list[str], list[str]]:
+    """The positional arguments of ``model.forward``: those without a default, those with one."""
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params if p.default is p.empty], [p.name for p in params if p.default is not p.empty]
+
+
+def _read_sizes(sizes: list[str] | None, required: list[str], optional: list[str]) -> list[tuple[str, tuple, str]]:
+    """``--input-size`` items -> (argument, shape, dtype); unnamed items go to the arguments in order."""
+    out = []
+    for i, item in enumerate(sizes or []):
+        name, _, rest = item.rpartition("=")
+        dims, _, dtype = rest.partition(":")
+        try:
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ImportFailed(f"--input-size `{item}` is not like 3x224x224, x=3x224x224 or tokens=16:int64") from None
+        if (dtype := dtype or "float32") not in DTYPES:
+            raise ImportFailed(f"--input-size `{item}`: dtype `{dtype}` is not one of {', '.join(DTYPES)}")
+        name = name or (required[i] if i < len(required) else "")
+        if name not in required + optional:
+            raise ImportFailed(f"--input-size `{item}`: forward takes {', '.join(required + optional) or 'no tensors'}")
+        out.append((name, shape, dtype))
+    return out
+
+
+def _default_size(model: Any, fn: Callable[..., Any]) -> tuple[int, ...] | None:
+    """torchvision's classification models: their ``image_size``, else their weights' crop size."""
+    if not getattr(fn, "__module__", "").startswith("torchvision.models"):
+        return None
+    size = getattr(model, "image_size", None)
+    if isinstance(size, int):
+        return (3, size, size)
+    try:
+        import torchvision.models as tvm
+
+        crop = tvm.get_model_weights(fn).DEFAULT.transforms.keywords.get("crop_size")
+    except Exception:
+        crop = None
+    return (3, crop, crop) if isinstance(crop, int) else DEFAULT_INPUT

@@ -1,0 +1,303 @@
+"""Trace a module one level at a time and record every value at two batch sizes.
+
+torch.fx traces each custom module's ``forward`` with all its children as leaves, so the
+graph of every module instance is kept apart (the spec's blocks and groups follow the
+module tree, and with it the state_dict keys). The traced graphs are then run with real
+tensors at two batch sizes; every node's value is recorded in ``node.meta["netspec"]`` as a
+small description (a tensor's shape and dtype, a size's number), so the converter can tell
+tensors from sizes, and sizes that depend on the batch from those that do not.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import fx, nn
+
+from .errors import ImportFailed, class_path
+
+BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
+META = "netspec"  # node.meta key of the recorded values, one per batch size
+Kind = Literal["layer", "sequential", "custom"]
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a recorded tensor was: its shape and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+def describe(value: Any) -> Any:
+    """A recorded value: tensors become :class:`TensorMeta`, containers are described item by item.
+
+    >>> describe((torch.zeros(2, 3), 4, torch.Size([5])))
+    (TensorMeta(shape=(2, 3), dtype=torch.float32), 4, (5,))
+    """
+    if isinstance(value, torch.Tensor):
+        return TensorMeta(tuple(value.shape), value.dtype)
+    if isinstance(value, (tuple, list)):  # torch.Size is a tuple too
+        return tuple(describe(v) for v in value)
+    return value
+
+
+def is_layer(module: nn.Module) -> bool:
+    """A torch.nn layer netspec has as a layer type: kept whole, never traced into.
+
+    >>> is_layer(nn.Conv2d(1, 1, 1)), is_layer(nn.Sequential())
+    (True, False)
+    """
+    from ..layers import LAYERS
+
+    name = type(module).__name__
+    return name in LAYERS and LAYERS[name].cls is type(module)
+
+
+def kind_of(module: nn.Module) -> Kind:
+    """``layer`` (a torch.nn layer), ``sequential`` (nn.Sequential's own forward: a chain) or ``custom``.
+
+    >>> kind_of(nn.ReLU()), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Identity())
+    ('layer', 'sequential', 'layer')
+    """
+    if is_layer(module):
+        return "layer"
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        return "sequential"
+    return "custom"
+
+
+class _OneLevel(fx.Tracer):
+    """fx's tracer with every child module a leaf: one module's own forward, nothing deeper."""
+
+    def __init__(self, root: nn.Module) -> None:
+        super().__init__(autowrap_modules=(math,))
+        self.root_module = root
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return m is not self.root_module
+
+
+@dataclass
+class Traced:
+    """One call of one module: its graph (custom modules) and the modules it calls, per call site."""
+
+    path: str                                   # attribute path from the root: `layer1.0`
+    module: nn.Module
+    kind: Kind
+    graph: fx.Graph | None = None
+    calls: dict[fx.Node, Traced] = field(default_factory=dict)   # call_module node -> the call's trace
+    literal: dict[str, Any] = field(default_factory=dict)         # forward arguments fixed at this call
+
+    def child_path(self, target: str) -> str:
+        return f"{self.path}.{target}" if self.path else target
+
+
+def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Graph:
+    """The graph of ``module.forward`` with its children as leaves; ``literal`` arguments (not
+    tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls.
+
+    >>> g = trace_module(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "head", {})
+    >>> [(n.op, n.target) for n in g.nodes]
+    [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
+    """
+    stand_in = _stand_in(module, literal, path)
+    try:
+        graph = _OneLevel(stand_in).trace(stand_in, concrete_args=literal or None)
+    except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
+        reason = " ".join(str(e).split()) or type(e).__name__
+        hint = None
+        if type(module).__module__.startswith("torch.nn."):
+            hint = f"netspec has no layer type {type(module).__name__} (`netspec layers layers` lists them)"
+        raise ImportFailed(f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path,
+                           hint=hint) from None
+    _drop_asserts(graph, set(literal))
+    return graph
+
+
+class _EncoderChain(nn.Module):
+    """``nn.TransformerEncoder``'s forward in eval mode without the fast-path checks fx cannot
+    trace: its layers one after another (each given the masks it was given), then its norm."""
+
+    def __init__(self, encoder: nn.TransformerEncoder) -> None:
+        super().__init__()
+        self.layers, self.norm = encoder.layers, encoder.norm
+
+    def forward(self, src: Any, mask: Any = None, src_key_padding_mask: Any = None, is_causal: Any = None) -> Any:
+        given = {"src_mask": mask, "src_key_padding_mask": src_key_padding_mask, "is_causal": is_causal}
+        for layer in self.layers:
+            src = layer(src, **{k: v for k, v in given.items() if v is not None})
+        return src if self.norm is None else self.norm(src)
+
+
+def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Module:
+    """What fx traces for ``module``: itself, or a module with the same children that computes
+    the same in eval mode where torch's own forward has control flow fx cannot trace."""
+    if type(module) is not nn.TransformerEncoder:
+        return module
+    if literal.get("src_key_padding_mask", 0) is None or not module.use_nested_tensor:
+        return _EncoderChain(module)
+    raise ImportFailed("nn.TransformerEncoder with a padding mask runs as nested tensors in eval mode, which "
+                       "zeroes the padded positions, and no spec node does that", where=path,
+                       hint="build it with enable_nested_tensor=False")
+
+
+def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
+    """Assertions check sizes at trace time only; a spec has fixed input sizes and none of them."""
+    from torch.fx._symbolic_trace import _assert_is_none
+
+    for node in reversed(list(graph.nodes)):
+        if node.op == "call_function" and node.target in (torch._assert, _assert_is_none) and not node.users:
+            graph.erase_node(node)
+    graph.eliminate_dead_code(_is_impure)
+    for node in list(graph.nodes):
+        if node.op == "placeholder" and _base_name(node.target) in fixed and not node.users:
+            graph.erase_node(node)
+
+
+def _is_impure(node: fx.Node) -> bool:
+    """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
+    if node.op in ("placeholder", "output", "call_module"):
+        return True
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return name.endswith("_") and not name.endswith("__")
+
+
+def _base_name(target: Any) -> str:
+    """fx renames fixed arguments `mask` -> `mask_1`."""
+    name = str(target).lstrip("*")
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
+
+
+class _Recorder(fx.Interpreter):
+    """Runs one traced module, recording values; traces the custom modules it calls on first use."""
+
+    def __init__(self, traced: Traced, run: int) -> None:
+        assert traced.graph is not None
+        super().__init__(traced.module, graph=traced.graph)
+        self.traced, self.run_index = traced, run
+        self._current: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        self._current = n
+        value = super().run_node(n)
+        records = n.meta.setdefault(META, [])
+        if len(records) == self.run_index:
+            records.append(describe(value))
+        return value
+
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        node = self._current
+        assert node is not None
+        sub = self.traced.calls.get(node)
+        if sub is None:
+            sub = self.traced.calls[node] = _start_trace(self.traced.module.get_submodule(target),
+                                                        self.traced.child_path(target), args, kwargs)
+        if sub.graph is None:
+            return super().call_module(target, args, kwargs)
+        return _run_traced(sub, self.run_index, args, kwargs)
+
+
+def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:
+    """The trace of one call: a custom module's forward is traced with its arguments that are not
+    tensors fixed to their values at this call."""
+    kind = kind_of(module)
+    traced = Traced(path, module, kind)
+    if kind != "layer":  # a Sequential too: the modules in it are traced through its forward
+        traced.literal = _literal_arguments(module, args, kwargs)
+        traced.graph = trace_module(module, path, traced.literal)
+    return traced
+
+
+def _literal_arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return {k: v for k, v in bound.arguments.items() if not _holds_tensor(v)}
+
+
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_tensor(v) for v in value)
+
+
+def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
+    """Run a traced custom module on real values (its tensor arguments only), recording as it goes."""
+    bound = inspect.signature(traced.module.forward).bind(*args, **kwargs)
+    bound.apply_defaults()
+    values = [v for k, v in bound.arguments.items() if k not in traced.literal]
+    return _Recorder(traced, run).run(*values)
+
+
+_SIZE_HINT = "check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def example_inputs(model: nn.Module, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str] | None,
+                   batch: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Random inputs of the given per-sample shapes: floats from a normal distribution; integers
+    below the smallest ``num_embeddings`` of the model's embeddings (else 0 or 1), as token ids
+    are; booleans true one time in four (a padding mask that masks a few positions).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> [t.dtype for t in example_inputs(nn.Embedding(5, 2), {"x": (3,), "m": (3,)}, {"x": "int64", "m": "bool"}, 2, g)]
+    [torch.int64, torch.bool]
+    """
+    sizes = [m.num_embeddings for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    out = []
+    for name, shape in inputs.items():
+        dtype = getattr(torch, (dtypes or {}).get(name, "float32"))
+        if dtype.is_floating_point:
+            out.append(torch.randn(batch, *shape, generator=generator).to(dtype))
+        elif dtype is torch.bool:
+            out.append(torch.rand(batch, *shape, generator=generator) < 0.25)
+        else:
+            out.append(torch.randint(0, min(sizes, default=2), (batch, *shape), generator=generator, dtype=dtype))
+    return out
+
+
+def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0,
+                dtypes: dict[str, str] | None = None) -> Traced:
+    """Trace ``model`` (in eval mode) module by module, recording values at both batch sizes.
+
+    ``inputs`` gives the per-sample shape of each tensor argument of ``forward``, in order;
+    ``dtypes`` the dtype of those that are not float32.
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.fc = nn.Linear(4, 2)
+    ...     def forward(self, x):
+    ...         return self.fc(x).relu()
+    >>> t = trace_model(Net(), {"x": (4,)})
+    >>> [(n.name, n.meta["netspec"]) for n in t.graph.nodes if n.op == "call_method"]
+    [('relu', [TensorMeta(shape=(1, 2), dtype=torch.float32), TensorMeta(shape=(2, 2), dtype=torch.float32)])]
+    """
+    root = model.eval()
+    if kind_of(root) != "custom":  # its children would be the spec's nodes: `0`, `1` or `weight`
+        raise ImportFailed(f"the model is a {class_path(root)}, not a module with its own forward: a spec's "
+                           "top-level nodes need names, so state_dict keys like `0.weight` cannot be kept",
+                           hint="wrap it in a module whose forward calls it")
+    params = inspect.signature(root.forward).parameters
+    literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
+    traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for run, batch in enumerate(BATCHES):
+            values = example_inputs(model, inputs, dtypes, batch, generator)
+            try:
+                _Recorder(traced, run).run(*values)
+            except ImportFailed:
+                raise
+            except Exception as e:
+                reason = " ".join(str(e).split("While executing")[0].split())
+                raise ImportFailed(f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: "
+                                   f"{reason}", hint=_SIZE_HINT) from None
+    return traced

@@ -1,0 +1,128 @@
+"""`netspec import`: exit codes, one-line errors, --allow-import, --args, -o, and `netspec compile`
+of what it wrote."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netspec.cli import main
+
+USER_MODEL = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return x + self.fc(torch.relu(self.norm(x)))
+
+
+class Net(nn.Module):
+    def __init__(self, dim: int = 16, depth: int = 2, n_classes: int = 10):
+        super().__init__()
+        self.embed = nn.Linear(8, dim)
+        self.blocks = nn.Sequential(*[Block(dim) for _ in range(depth)])
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.embed(x)).mean(dim=1))
+'''
+
+
+@pytest.fixture
+def user_file(tmp_path: Path) -> Path:
+    path = tmp_path / "user_net.py"
+    path.write_text(USER_MODEL)
+    return path
+
+
+def test_a_user_file_is_imported_only_when_allowed(user_file: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(user_file.parent)
+    assert main(["import", "user_net.py:Net", "--input-size", "5x8"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("user_net.py:Net: importing `user_net.py` runs its code; refused; allow it explicitly: "
+                   "--allow-import user_net.py\n")
+
+
+def test_import_writes_a_spec_that_compiles(user_file: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(user_file.parent)
+    code = main(["import", "user_net.py:Net", "--allow-import", "user_net.py", "--args", "depth=3", "n_classes=4",
+                 "--input-size", "5x8", "-o", "net.yaml"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0] == "wrote net.yaml: Net: 1 block(s) (Block x3)"
+    assert out[1].startswith("round trip checked: the spec loads the model's state_dict strictly (16 tensors)")
+    text = (user_file.parent / "net.yaml").read_text()
+    assert text.startswith("# written by `netspec import user_net.py:Net --args depth=3 n_classes=4 --input-size 5x8` "
+                           "from user_net.py:Net\n")
+    assert "  - blocks: {Block: {}}\n    repeat: 3\n" in text
+    assert main(["compile", "net.yaml"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0] == "Net: 1 input (x 5x8) -> 1 output (head 4)"
+    assert "blocks       Block x3" in table or "Block" in table
+
+
+def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_file: Path, capsys,
+                                                                          monkeypatch) -> None:
+    monkeypatch.chdir(user_file.parent)
+    assert main(["import", "user_net.py:Net", "--allow-import", "user_net.py", "--input-size", "5x8",
+                 "--no-check", "--name", "tiny"]) == 0
+    out, err = capsys.readouterr()
+    assert "\nname: tiny\n" in out and out.endswith("outputs: [head]\n")
+    assert err == "tiny: 1 block(s) (Block x2)\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nothing"], "nothing: `nothing` is not MODULE:CALLABLE; e.g. torchvision.models:resnet18 or net.py:Net"),
+    (["no_such_module_here:Net"], ("no_such_module_here:Net: cannot import `no_such_module_here`: "
+                                  "No module named 'no_such_module_here'")),
+    (["torch.nn:NoSuchLayer"], "torch.nn:NoSuchLayer: `torch.nn` has no `NoSuchLayer`"),
+    (["torch.nn:ReLU"], ("torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): "
+                        "write it as a node")),
+    (["torchvision.models:resnet18", "--args", "num_classes"],
+     "torchvision.models:resnet18: --args `num_classes` is not KEY=VALUE; e.g. --args num_classes=10"),
+    (["torchvision.models:resnet18", "--args", "num_clases=3"],
+     ("torchvision.models:resnet18: `torchvision.models:resnet18` cannot be called with {'num_clases': 3}: "
+     "ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
+     "--args KEY=VALUE")),
+    (["torchvision.models:resnet18", "--input-size", "3x32x32:long"],
+     ("torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of float32, float64, float16, "
+     "bfloat16, int64, int32, bool")),
+    (["torchvision.models:resnet18", "--input-size", "image=3x32x32"],
+     "torchvision.models:resnet18: --input-size `image=3x32x32`: forward takes x"),
+    (["torchvision.models:resnet18", "--input-size", "3x32"],
+     ("torchvision.models:resnet18: the traced forward fails on inputs of 3x32: Given groups=1, weight of size "
+     "[64, 3, 7, 7], expected input[1, 1, 3, 32] to have 3 channels, but got 1 channels instead; check --input-size "
+     "(token ids and masks need a dtype: tokens=16:int64, mask=16:bool)")),
+])
+def test_mistakes_are_one_line_with_exit_2(argv: list[str], message: str, capsys) -> None:
+    assert main(["import", *argv]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_the_current_folder_is_not_searched_for_module_names(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "user_net.py").write_text(USER_MODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m netspec` would put it there
+    monkeypatch.delitem(sys.modules, "user_net", raising=False)
+    assert main(["import", "user_net:Net"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("user_net:Net: cannot import `user_net`: No module named 'user_net'; a file of yours is "
+                          "imported as PATH.py:CALLABLE with --allow-import PATH.py")
+
+
+def test_torch_is_not_imported_for_help() -> None:
+    code = "import sys; from netspec.cli import main\ntry:\n    main(['import', '--help'])\nexcept SystemExit:\n" \
+           "    pass\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout  # on a hang, run kills the child
+    assert out.strip().endswith("False")

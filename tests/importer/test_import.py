@@ -1,0 +1,135 @@
+"""netspec import on small models: what it reads (checked against the original module with the
+same weights) and what it refuses, each with its one-line reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netspec.api import compile_spec, load_spec
+from netspec.errors import SpecError
+from netspec.importer.api import spec_from_module
+from netspec.importer.trace import example_inputs
+
+from . import toy_models as toys
+
+
+def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]],
+                dtypes: dict[str, str] | None = None) -> str:
+    """Import, then check by hand what spec_from_module checks: keys, strict load, outputs."""
+    imported = spec_from_module(model, inputs, name="m", dtypes=dtypes)
+    module = compile_spec(load_spec(text=imported.text)).module
+    module.load_state_dict(model.state_dict(), strict=True)  # the same keys and shapes
+    xs = example_inputs(model, inputs, dtypes, 3, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = model.eval()(*xs), module.eval()(*xs)
+    for a, b in zip(want if isinstance(want, tuple) else [want], got if isinstance(got, tuple) else [got]):
+        torch.testing.assert_close(a, b, equal_nan=True)
+    return imported.text
+
+
+def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
+    torch.manual_seed(0)  # the token's init is read from its values
+    text = _round_trip(toys.Toy(), {"x": (3, 8, 8)})
+    assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.1, stages.2" in text
+    assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
+    assert "when: $has_proj\n        else: x" in text                         # the projection only where needed
+    assert "- layer2_features: {cat: [x, layer1]}" in text                    # DenseNet: the caller concatenates
+    assert "- sub_neg: {neg: {}}\n  - sub: {add: 1}" in text                  # 1 - x
+    assert "- view: {reshape: [26]}" in text                                  # x.view(x.size(0), -1), per sample
+    assert "- token: {Parameter: {shape: [1, 26], init: {normal_: {std: 0.02}}}}" in text
+    assert "- scale: {mul: 0.5}" in text                                      # a stateless module, inline
+    assert "outputs: [softmax, getitem_3]" in text
+
+
+def test_module_list_chain_is_a_repeat_and_keyword_flags_are_dropped() -> None:
+    text = _round_trip(toys.Chain(), {"x": (5, 6)})
+    assert "- blocks: {Linear: {out_features: 6}}\n    repeat: 3" in text
+    assert "- attn: {MultiheadAttention: {num_heads: 2}}\n    from: [tanh, tanh, tanh]" in text
+
+
+def test_two_inputs_and_two_outputs() -> None:
+    text = _round_trip(toys.TwoInputs(), {"image": (1, 6, 6), "extra": (3,)})
+    assert "inputs:\n  image: [1, 6, 6]\n  extra: [3]\n" in text
+    assert "  - cat: [flatten, extra]\n" in text and text.endswith("outputs: [fc, flatten]\n")
+
+
+def test_a_dict_of_outputs_and_a_gru() -> None:
+    text = _round_trip(toys.DictOut(), {"x": (4, 5)})
+    assert "  - GRU: {hidden_size: 6, bidirectional: true}\n" in text   # named `gru` by netspec too
+    assert text.endswith("outputs: {logits: fc, sequence: getitem}\noutput_type: dict\n")
+
+
+def test_arguments_with_defaults_are_fixed_at_them() -> None:
+    assert "- sigmoid: {}" in _round_trip(toys.WithFlag(), {"x": (4,)})
+
+
+def test_token_ids_and_a_padding_mask_keep_their_dtypes() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(toys.Tokens(), {"tokens": (6,), "mask": (6,)}, {"tokens": "int64", "mask": "bool"})
+    assert "inputs:\n  tokens: {shape: [6], dtype: int64}\n  mask: {shape: [6], dtype: bool}\n" in text
+    assert "from: {query: emb, key: emb, value: emb, key_padding_mask: mask}" in text  # past 3 inputs: by name
+
+
+def test_token_ids_read_as_floats_fail_with_the_fix() -> None:
+    with pytest.raises(SpecError, match=r"check --input-size \(token ids and masks need a dtype: tokens=16:int64"):
+        spec_from_module(toys.Tokens(), {"tokens": (6,), "mask": (6,)}, dtypes={"mask": "bool"})
+
+
+def test_transformer_encoder_is_a_block_of_its_layers_with_the_mask_passed_on() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(toys.Encoder(), {"tokens": (6,)}, {"tokens": "int64"})
+    assert "  TransformerEncoder:  # torch.nn.modules.transformer.TransformerEncoder: enc\n" in text
+    assert ("      - layers: {TransformerEncoderLayer: {nhead: 2, dim_feedforward: 32, activation: gelu}}\n"
+            "        from: {src: src, src_key_padding_mask: src_key_padding_mask}\n        repeat: 2\n"
+            "      - norm: {LayerNorm: {}}\n") in text
+
+
+def test_in_place_methods_change_what_later_reads_see() -> None:
+    text = _round_trip(toys.InPlace(), {"x": (4,)})
+    assert "- relu_: {relu: {}}\n  - mul_: {mul: 2.0}\n  - float_1: {to: float32}\n  - add: [float_1, x]" in text
+
+
+@pytest.mark.parametrize("cls, reason", [
+    (toys.Shared, ("{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
+                  "call of one module")),
+    (toys.WithBuffer, ("{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of "
+                      "its own nodes")),
+    (toys.UnreadBuffer, ("{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
+                        "buffers outside torch.nn layers")),
+    (toys.Unused, ("{m}.Unused: `aux` holds weights but forward (in eval mode) never calls it: a spec cannot "
+                  "hold a module its forward does not use")),
+    (toys.Branchy, ("{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "
+                   "variables cannot be used as inputs to control flow")),
+    (toys.BatchAsValue, ("{m}.BatchAsValue: the batch size (`x.size(0)`) is used as a value where the spec "
+                        "op takes a number; a spec's sizes are per sample")),
+    (toys.Rolled, ("{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
+                  "ops` for the ops")),
+    (toys.Positions, ("{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
+                     "ops` for the ops")),
+    (toys.Interleaved, ("{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
+                       "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
+                       "numbered by position; make each item a module that does the whole step (a block)")),
+    (toys.Conditioned, ("{m}.Conditioned: forward gives the items of nn.ModuleList `blocks` more than the "
+                       "previous item's output (x): a repeat passes more on only as a torch.nn layer's keyword "
+                       "inputs (a padding mask)")),
+    (toys.MaskOnce, ("{m}.MaskOnce: forward gives `layers.1` other inputs besides the previous item's output than "
+                    "`layers.0`: a repeat passes the same ones to every copy")),
+])
+def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reason: str) -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
+    assert str(e.value) == reason.format(m=toys.__name__)
+
+
+def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(toys.Encoder(nested=True), {"tokens": (6,)}, dtypes={"tokens": "int64"})
+    assert str(e.value) == (f"{toys.__name__}.Encoder: enc: nn.TransformerEncoder with a padding mask runs as nested "
+                            "tensors in eval mode, which zeroes the padded positions, and no spec node does that; "
+                            "build it with enable_nested_tensor=False")
+
+
+def test_a_sequential_model_is_refused() -> None:
+    with pytest.raises(SpecError, match="a spec's top-level nodes need names"):
+        spec_from_module(torch.nn.Sequential(torch.nn.Linear(4, 2)), {"x": (4,)})

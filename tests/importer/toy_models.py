@@ -1,0 +1,329 @@
+"""Small models that exercise what the importer reads, and what it must refuse (with the reason)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Down(nn.Module):
+    """ResNet's pattern: a projection only where the shape changes (an optional node)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.proj = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        shortcut = x if self.proj is None else self.proj(x)
+        return self.relu(self.bn(self.conv(x)) + shortcut)
+
+
+class Scale(nn.Module):
+    """Stateless, one op: written inline."""
+
+    def forward(self, x):
+        return x * 0.5
+
+
+class Dense(nn.Module):
+    """DenseNet's pattern: called with a list of tensors it only concatenates."""
+
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 4, 1)
+
+    def forward(self, features):
+        return self.conv(torch.cat(features, 1))
+
+
+class DenseStack(nn.Module):
+    """DenseNet's block: each layer gets the list of all features before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1, self.layer2 = Dense(16), Dense(20)
+
+    def forward(self, x):
+        features = [x]
+        for layer in (self.layer1, self.layer2):
+            features.append(layer(features))
+        return torch.cat(features, dim=1)
+
+
+class Toy(nn.Module):
+    """Most of what the importer reads, in one forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 8, 3, padding=1)), ("act", nn.ReLU())]))
+        self.stages = nn.Sequential(Down(8, 8), Down(8, 16, 2), Down(16, 16))
+        self.dense = DenseStack()
+        self.scale = Scale()
+        self.token = nn.Parameter(torch.randn(1, 26) * 0.02)
+        self.head = nn.Linear(26, 5)
+
+    def forward(self, x):
+        x = self.dense(self.stages(self.stem(x)))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, 2 * b, 1 - x[:, 2:4]], 1)
+        x = F.adaptive_avg_pool2d(F.relu(x), 1)
+        x = self.scale(x.view(x.size(0), -1)) + self.token
+        return self.head(x).softmax(-1), x[:, 0]
+
+
+class Chain(nn.Module):
+    """Items of an nn.ModuleList called in a chain, and a layer given a keyword input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(6, 6) for _ in range(3)])
+        self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        x = torch.tanh(x)
+        out, _ = self.attn(x, x, x, need_weights=False)
+        return out.mean(dim=1)
+
+
+# ---- what a spec cannot express ------------------------------------------------------------
+
+class Shared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(self.fc(x))
+
+
+class WithBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.zeros(4))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) + self.offset
+
+
+class Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.aux = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+class BatchAsValue(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x) * x.size(0)
+
+
+class Rolled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.roll(self.fc(x), 1, dims=1)
+
+
+class Interleaved(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = torch.tanh(block(x))
+        return x
+
+
+class InPlace(nn.Module):
+    """In-place methods change the value later reads see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y.relu_()
+        y.mul_(2.0)
+        return y.float() + x
+
+
+class TwoInputs(nn.Module):
+    """Two named inputs, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 4 * 4 + 3, 5)
+
+    def forward(self, image, extra):
+        features = torch.flatten(self.conv(image), 1)
+        logits = self.fc(torch.cat([features, extra], dim=1))
+        return logits, features
+
+
+class WithFlag(nn.Module):
+    """A forward argument with a default is fixed at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, features_only: bool = False):
+        x = self.fc(x)
+        return x if features_only else torch.sigmoid(x)
+
+
+class UnreadBuffer(nn.Module):
+    """A buffer in the state_dict that forward never reads: still a key the spec cannot hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("steps", torch.zeros(()))
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Tokens(nn.Module):
+    """Token ids (int64) and a padding mask (bool): the mask goes to attention by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, tokens, mask):
+        x = self.emb(tokens)
+        y, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+        return self.fc(y.mean(1))
+
+
+class Encoder(nn.Module):
+    """nn.TransformerEncoder (fx cannot trace its forward) with a norm and a padding mask made from the ids."""
+
+    def __init__(self, nested: bool = False) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(30, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, activation="gelu")
+        self.enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=nested)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, tokens):
+        return self.head(self.enc(self.emb(tokens), src_key_padding_mask=tokens.eq(0)).mean(1))
+
+
+class Mix(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, cond):
+        return self.fc(x) + cond
+
+
+class Conditioned(nn.Module):
+    """Blocks of a ModuleList given a second input: a repeat passes that only to a layer, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Mix(), Mix()])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x, x)
+        return x
+
+
+class MaskOnce(nn.Module):
+    """A padding mask for the first item of a ModuleList only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(4, 2, 8, batch_first=True) for _ in range(2))
+
+    def forward(self, x):
+        x = self.layers[0](x, src_key_padding_mask=x[:, :, 0] > 1)
+        return self.layers[1](x)
+
+
+class DictOut(nn.Module):
+    """A dict of outputs (the spec's output_type: dict); a GRU, which takes no proj_size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.gru = nn.GRU(8, 6, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x):
+        out, _ = self.gru(self.conv(x).permute(0, 2, 1))
+        return {"logits": self.fc(out[:, -1]), "sequence": out}
+
+
+class _OneInput(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x0):
+        return self.layer(x0)
+
+
+class _TwoInputs(_OneInput):
+    def forward(self, x0, x1):
+        return self.layer(x0, x1)
+
+
+class _ThreeInputs(_OneInput):
+    def forward(self, x0, x1, x2):
+        return self.layer(x0, x1, x2)
+
+
+def one_module(layer: nn.Module, inputs: int) -> nn.Module:
+    """A model whose forward calls ``layer`` on its ``inputs`` (1 to 3) inputs."""
+    return (_OneInput, _TwoInputs, _ThreeInputs)[inputs - 1](layer)
+
+
+class Positions(nn.Module):
+    """GPT's position ids: torch.arange, which no op makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Embedding(8, 4)
+
+    def forward(self, x):
+        return x + self.pos(torch.arange(x.size(1)))

@@ -92,8 +92,8 @@ class _EpochLoader:
         [[1], [3], [0]]
         """
         self.rank, self.world_size = rank, world_size
-        per_process = self.global_batch_size // world_size if self.training else -(-self.global_batch_size // world_size)
-        self.batch_size = max(1, per_process)
+        share = self.global_batch_size / world_size  # an eval batch may be uneven: rounded up
+        self.batch_size = max(1, int(share) if self.training else math.ceil(share))
 
     def _share(self, total: int) -> int:
         """Samples this process reads of an epoch of ``total``."""

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Terminated
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Terminated
 
 RUN_EXAMPLES = """\
 examples:
@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
     run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
+                     "data.batch_size is the global batch")
     from ..cli import add_print_config
 
     add_print_config(run)
@@ -126,20 +129,47 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Handler of ``netspec run``: load, train, report; returns the exit code."""
-    from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+    """Handler of ``netspec run``: load, train, report; returns the exit code. Under torchrun
+    (or ``--nproc N``, which starts torchrun) each process prints its errors as ``rank R: ...``."""
+    from .distributed import World
+
+    world = World.from_env()
+    if world is None:
+        return _run(args, None)
+    from ..errors import SpecError
+    from .launch import report_failure
+
+    try:
+        return _run(args, world)
+    except SpecError as err:
+        report_failure(err, world)
+        return EXIT_USER_ERROR
+
+
+def _run(args: argparse.Namespace, world: Any) -> int:
+    from ..errors import Interrupted, NonFiniteLoss, SpecError, WriteFailed
+    from .distributed import PeerLost
     from .loop import train
 
-    spec = _load(args)
+    try:
+        spec = _load(args)
+    except SpecError as err:  # every process finds the same mistake in the spec: rank 0 alone says it
+        err.every_rank = True  # type: ignore[attr-defined]
+        raise
     if args.print_config:
         from ..cli import print_config
 
         return print_config(spec, args.spec)
+    if args.nproc is not None and world is None:
+        from .launch import launch
+
+        return launch(spec, args.nproc, args.argv)
     try:
         result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)
     except Interrupted as stop:
         what = "terminated" if stop.exit_code == EXIT_TERMINATED else "interrupted"
-        print(f"{what}; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
+        if world is None or world.rank == 0:
+            print(f"{what}; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
         return stop.exit_code
     except Terminated:  # a second SIGTERM: no checkpoint for this step
         print("terminated", file=sys.stderr)
@@ -147,9 +177,16 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint for this step
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (NonFiniteLoss, WriteFailed) as err:
-        print(str(err), file=sys.stderr)
+    except (NonFiniteLoss, WriteFailed, PeerLost) as err:
+        if world is None:
+            print(str(err), file=sys.stderr)
+        else:
+            from .launch import report_failure
+
+            report_failure(err, world)
         return EXIT_TRAINING_FAILED
+    if world is not None and world.rank != 0:
+        return 0  # rank 0 says it
     best = f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})" if result.best else ""
     print(f"done: {result.epochs} epochs, {result.steps} steps ({result.stop_reason}){best}; {result.run_dir}")
     return 0

@@ -137,13 +137,16 @@ def run_command(args: argparse.Namespace) -> int:
     if world is None:
         return _run(args, None)
     from ..errors import SpecError
-    from .launch import report_failure
+    from .launch import record_failure, report_failure
 
     try:
         return _run(args, world)
     except SpecError as err:
         report_failure(err, world)
         return EXIT_USER_ERROR
+    except Exception as err:  # a bug or a library's error: its traceback below, its line in torchrun's report
+        record_failure(err)
+        raise
 
 
 def _run(args: argparse.Namespace, world: Any) -> int:

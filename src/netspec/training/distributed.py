@@ -29,6 +29,9 @@ True
 from __future__ import annotations
 
 import os
+import re
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -286,6 +289,24 @@ def is_peer_failure(err: BaseException) -> bool:
 
 
 def peer_lost(err: BaseException) -> PeerLost:
-    """The one line a surviving process prints when a collective failed under it."""
-    return PeerLost(f"stopped: another process of the run failed or is gone ({first_line(err)})",
-                    hint="the launcher names it; continue from the last checkpoint with --resume")
+    """The one line a surviving process prints when a collective failed under it.
+
+    From here on this process is on its way out, and torchrun's SIGTERM (sent to every process
+    once one has failed) says nothing new: under torchrun it is ignored, so it cannot replace
+    this line with a bare "terminated" while the process group is taken down.
+    """
+    if World.from_env() is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return PeerLost(f"stopped: another process of the run failed or is gone ({_first_sentence(err)})",
+                    hint="the launcher's report names it; continue from the last checkpoint with --resume")
+
+
+def _first_sentence(err: BaseException) -> str:
+    """gloo's and nccl's messages without their source location and advice.
+
+    >>> _first_sentence(RuntimeError("[gloo/pair.cc:545] Read error [127.0.0.1]:10148: Connection reset by peer. "
+    ...                              "This is typically caused by a remote worker hanging"))
+    'Read error [127.0.0.1]:10148: Connection reset by peer'
+    """
+    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))
+    return text.split(". ")[0].rstrip(".")

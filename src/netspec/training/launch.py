@@ -66,7 +66,10 @@ def launch(spec: Any, nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    precheck(spec, nproc)
+    from .context import located
+
+    with located(spec):
+        precheck(spec, nproc)
     args = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "-m", "netspec", *without_nproc(argv)])
     try:

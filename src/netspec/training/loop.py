@@ -262,6 +262,10 @@ def _fit(run: Run) -> RunResult:
         BACKGROUND.wait()  # the last checkpoint is on disk (or its write failed) before the run returns
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
+    except Exception as err:  # said here, before the curves are drawn: torchrun's SIGTERM is on its way
+        if run.hw.distributed and distributed.is_peer_failure(err):
+            raise distributed.peer_lost(err) from None
+        raise
     finally:
         if sys.exc_info()[0] not in (None, KeyboardInterrupt):  # a second Ctrl-C exits at once
             with contextlib.suppress(Exception):  # the error on its way says more than the write's

@@ -94,11 +94,7 @@ class CheckpointPolicySpec(SpecModel):
 
 class DistributedSpec(SpecModel):
     """Data-parallel training under torchrun (DistributedDataParallel); read only when netspec runs
-    in several processes (``netspec run --nproc N`` or ``torchrun ... -m netspec run``).
-
-    >>> DistributedSpec(static_graph=True).backend
-    'auto'
-    """
+    in several processes (`netspec run --nproc N` or `torchrun ... -m netspec run`)."""
 
     backend: Literal["auto", "nccl", "gloo"] = Field(
         default="auto", description="`auto`: nccl on CUDA, gloo on the CPU.")
@@ -118,9 +114,8 @@ class DistributedSpec(SpecModel):
         "steps (lets DDP overlap more, and use `find_unused_parameters` for free).")
     timeout: float = Field(
         default=120.0, gt=0,
-        description="Seconds a process waits for the others (at a collective, or for news of a silent "
-        "process on another machine) before it stops the run; a process that dies on the same machine is "
-        "noticed within a second.")
+        description="Seconds a process waits for the others (at a collective, or for a process that stopped "
+        "answering) before it stops the run; a process that dies is noticed at once (its connections close).")
 
 
 class TrainSpec(SpecModel):

@@ -238,9 +238,11 @@ def test_a_refused_combination_starts_no_process(workdir: Path) -> None:
 
 
 def test_two_processes_match_one_and_checkpoints_cross_over(workdir: Path) -> None:
-    """2 ranks x 8 against 1 process x 16: the same weights and logged values. The DDP
-    checkpoint resumes in one process, and a one-process checkpoint resumes under DDP, each
+    """2 ranks x 8 against 1 process x 16, two batches a step (no_sync for the first): the same
+    weights and logged values. The DDP checkpoint resumes in one process, and a one-process
+    checkpoint resumes under DDP (with DDP's options: they change nothing of the math), each
     matching the run that was never stopped."""
+    (workdir / "spec.yaml").write_text(SPEC.replace("  epochs: 2\n", "  epochs: 2\n  grad_accumulation: 2\n"))
     one = single(workdir, "one")
     three = single(workdir, "three", "train.epochs=3")
     out, _ = ddp(workdir, "--out", "two")
@@ -252,7 +254,8 @@ def test_two_processes_match_one_and_checkpoints_cross_over(workdir: Path) -> No
     single(workdir, None, "train.epochs=3", resume=two / "last.pt")
     assert_same_run(two, three)
     # one process -> DDP, one more epoch
-    out, _ = ddp(workdir, "--epochs", "3", "--resume", str(one / "last.pt"))
+    ddp(workdir, "--epochs", "3", "--resume", str(one / "last.pt"), "--set", "train.distributed.static_graph=true",
+        "--set", "train.distributed.gradient_as_bucket_view=true")
     assert_same_run(one, three)
 
 
@@ -277,3 +280,15 @@ def test_a_rank_that_raises_stops_the_run(workdir: Path) -> None:
     out, _ = ddp(workdir, "--out", "raised", env={"NETSPEC_TEST_KILL": "1:3:raise"}, expect=1)
     assert "netspec: rank 1 failed first: exit code 1: RuntimeError: KillSwitch raised on purpose" in out
     assert "rank 0: stopped: another process of the run failed or is gone" in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_under_ddp(workdir: Path, precision: str) -> None:
+    """autocast and (fp16) the GradScaler in each process: close to one process (low precision
+    rounds each process's share on its own)."""
+    one = single(workdir, "one", f"train.precision={precision}")
+    out, _ = ddp(workdir, "--out", "two", "--set", f"train.precision={precision}")
+    a, b = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (one, run_dir_of(out, workdir)))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=2e-3)

@@ -320,12 +320,14 @@ def _forward_backward(run: Run, inputs: dict[str, Tensor], target: Any, i: int,
 
     Gradients are summed over `grad_accumulation` batches, each weighted 1/window. Under DDP
     the batches before a window's last run under ``no_sync``: gradients stay in each process
-    until the last one's backward all-reduces their sum.
+    until the last one's backward all-reduces their sum. Not with ``static_graph``: torch's
+    no_sync breaks it (pytorch/pytorch#143580), so each batch all-reduces (the same sum, slower).
     """
     accum = run.tspec.grad_accumulation
     window = min(accum, n_batches - (i // accum) * accum)
     ends_window = (i + 1) % accum == 0 or i + 1 == n_batches
-    local = run.ddp.no_sync() if run.ddp is not None and not ends_window else contextlib.nullcontext()
+    defer = run.ddp is not None and not ends_window and not run.tspec.distributed.static_graph
+    local = run.ddp.no_sync() if defer else contextlib.nullcontext()
     with local:
         # ---- forward: the model under autocast, the loss in float32
         outputs = forward(run, inputs, run.ddp)

@@ -111,7 +111,8 @@ class DistributedSpec(SpecModel):
         "buckets (less memory, one copy fewer per step).")
     static_graph: bool = Field(
         default=False, description="DDP's `static_graph`: the set of used parameters never changes between "
-        "steps (lets DDP overlap more, and use `find_unused_parameters` for free).")
+        "steps (lets DDP overlap more, and use `find_unused_parameters` for free). With `grad_accumulation` every "
+        "batch is all-reduced: torch's no_sync breaks static graphs (pytorch/pytorch#143580).")
     timeout: float = Field(
         default=120.0, gt=0,
         description="Seconds a process waits for the others (at a collective, or for a process that stopped "

@@ -58,7 +58,8 @@ train:
 """
 
 # An identity layer that kills (or fails) its process at a chosen training forward of a chosen
-# rank, from NETSPEC_TEST_KILL=<rank>:<forward>:<kill|raise>; without it, it does nothing.
+# rank, from NETSPEC_TEST_KILL=<rank>:<forward>:<kill|raise|int>; without it, it does nothing.
+# `int` is Ctrl-C at the launcher (the workers' parent), which hands it to every worker.
 KILLSWITCH = """\
 import os, signal
 import torch.nn as nn
@@ -75,6 +76,9 @@ class KillSwitch(nn.Module):
             if os.environ.get("RANK") == rank and KillSwitch.calls == int(at):
                 if how == "raise":
                     raise RuntimeError("KillSwitch raised on purpose")
+                if how == "int":
+                    os.kill(os.getppid(), signal.SIGINT)
+                    return x
                 os.kill(os.getpid(), signal.SIGKILL)
         return x
 """
@@ -292,3 +296,18 @@ def test_mixed_precision_under_ddp(workdir: Path, precision: str) -> None:
     a, b = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (one, run_dir_of(out, workdir)))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="main's mid-epoch resume refuses the train meters ('meters cannot be restored'), "
+                   "also in one process; passes with that fixed", strict=False)
+def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(workdir: Path) -> None:
+    """Ctrl-C at the launcher: every process stops at the same step, last.pt holds each rank's
+    RNG and meter states, and the resumed run ends exactly where an uninterrupted one does."""
+    out, _ = ddp(workdir, "--epochs", "3", "--out", "stopped", env={"NETSPEC_TEST_KILL": "0:9:int"},
+                 expect=130)
+    stopped = run_dir_of(out, workdir)
+    assert torch.load(stopped / "last.pt", weights_only=True)["batch"] > 0
+    ddp(workdir, "--epochs", "3", "--resume", str(stopped / "last.pt"))
+    out, _ = ddp(workdir, "--epochs", "3", "--out", "whole")
+    assert_same_run(stopped, run_dir_of(out, workdir))

@@ -26,7 +26,8 @@ class SigintGuard:
     reading ``requested`` and ``signum``). Second: stop at once (KeyboardInterrupt, or
     :class:`~netspec.errors.Terminated` for SIGTERM)."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet  # the other processes of a data-parallel run: rank 0 says it
         self.requested = False
         self.signum: int = signal.SIGINT
         self._previous: dict[int, Any] = {}
@@ -40,6 +41,8 @@ class SigintGuard:
         if self.requested:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested, self.signum = True, signum
+        if self.quiet:
+            return
         what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
         again = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         print(f"\n{what}: saving a checkpoint after this step ({again} again to quit now)", file=sys.stderr, flush=True)

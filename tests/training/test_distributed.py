@@ -15,15 +15,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
 
 import netspec
 from netspec.errors import CheckpointError, TrainingError
-from netspec.training.distributed import check_batch, check_devices, World
+from netspec.training.distributed import World, check_batch, check_devices
 from netspec.training.launch import root_cause, without_nproc
 from netspec.training.loop import train
 
@@ -233,9 +234,9 @@ def test_a_refused_combination_starts_no_process(workdir: Path) -> None:
     with started(["run", "spec.yaml", "--nproc", "3", "--allow-import", "killswitch"], workdir) as proc:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
     assert proc.returncode == 2
-    assert out.strip().splitlines() == [
+    assert out.strip().splitlines() == [(
         "spec.yaml:15:3: data.batch_size: 16 is the global batch and does not divide among 3 processes; make it a "
-        "multiple of 3 (each process takes batch_size / 3)"]
+        "multiple of 3 (each process takes batch_size / 3)")]
 
 
 # ------------------------------------------------------------------------------ 2 processes
@@ -274,6 +275,7 @@ def test_a_killed_rank_stops_the_other_and_resume_matches(workdir: Path) -> None
     killed = run_dir_of(out, workdir)
     assert [r["epoch"] for r in records(killed)] == [1, 2]
     assert "Traceback" not in out
+    assert seconds < 120  # the whole run with its start: a hang would wait for the 30 s timeout and more
     ddp(workdir, "--epochs", "4", "--resume", str(killed / "last.pt"))
     out, _ = ddp(workdir, "--epochs", "4", "--out", "whole")
     assert_same_run(killed, run_dir_of(out, workdir))

@@ -42,8 +42,24 @@ from torch import Tensor, nn
 
 from ..errors import SpecError, TrainingError, first_line
 
-__all__ = ["World", "PeerLost", "world", "start", "stop", "wrap", "all_sum", "agree", "gather", "from_main",
-           "shard_loaders", "check_batch", "check_devices", "sync_batchnorm", "is_peer_failure", "peer_lost"]
+__all__ = [
+    "PeerLost",
+    "World",
+    "agree",
+    "all_sum",
+    "check_batch",
+    "check_devices",
+    "from_main",
+    "gather",
+    "is_peer_failure",
+    "peer_lost",
+    "shard_loaders",
+    "start",
+    "stop",
+    "sync_batchnorm",
+    "world",
+    "wrap",
+]
 
 T = TypeVar("T")
 

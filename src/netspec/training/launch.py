@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import EXIT_INTERRUPTED, SpecError, first_line
 from .distributed import World, check_batch, check_devices
 
-__all__ = ["launch", "without_nproc", "record_failure", "root_cause", "PEER_LOST"]
+__all__ = ["PEER_LOST", "launch", "record_failure", "root_cause", "without_nproc"]
 
 #: how a process that stopped because another failed names its error (see ``distributed.PeerLost``)
 PEER_LOST = "PeerLost"

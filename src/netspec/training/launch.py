@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, SpecError, first_line
+from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError, first_line
 from .distributed import World, check_batch, check_devices
 
 __all__ = ["PEER_LOST", "launch", "record_failure", "root_cause", "without_nproc"]
@@ -48,6 +48,8 @@ def precheck(spec: Any, nproc: int) -> None:
     from .hardware import Hardware
     from .options import TrainSpec
 
+    if nproc < 1:
+        raise TrainingError(f"--nproc {nproc}: a run needs at least one process", path=("--nproc",))
     tspec = spec.train or TrainSpec()
     hw = Hardware.pick(tspec.device, tspec.precision, local_rank=0)
     check_devices(hw.device, World(0, nproc, 0, nproc))

@@ -119,13 +119,14 @@ def _marked_pids(marker: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None,
+            launcher: tuple[str, ...] = ("-m", "netspec")) -> Iterator[subprocess.Popen]:
     """``netspec`` + argv in a new session; on the way out every process it started is killed."""
     marker = uuid.uuid4().hex
     full_env = {**os.environ, MARK: marker, "PYTHONPATH": os.pathsep.join(
         [str(workdir), *filter(None, [os.environ.get("PYTHONPATH")]), *sys.path])}
     full_env.update(env or {})
-    proc = subprocess.Popen([sys.executable, "-m", "netspec", *argv], cwd=workdir, env=full_env, text=True,
+    proc = subprocess.Popen([sys.executable, *launcher, *argv], cwd=workdir, env=full_env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
@@ -140,11 +141,17 @@ def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None) -
         assert not _marked_pids(marker), "a process of the test outlived it"
 
 
-def ddp(workdir: Path, *args: str, env: dict[str, str] | None = None, expect: int = 0) -> tuple[str, float]:
-    """``netspec run spec.yaml --nproc 2 ...`` to its end; (its output, its seconds)."""
-    argv = ["run", "spec.yaml", "--nproc", "2", "--allow-import", "killswitch", *args]
+def ddp(workdir: Path, *args: str, env: dict[str, str] | None = None, expect: int = 0,
+        torchrun: bool = False) -> tuple[str, float]:
+    """``netspec run spec.yaml --nproc 2 ...`` (or ``torchrun --nproc-per-node 2 -m netspec run
+    spec.yaml ...``) to its end; (its output, its seconds)."""
+    argv = ["run", "spec.yaml", "--allow-import", "killswitch", *args]
+    launcher: tuple[str, ...] = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                                 "-m", "netspec") if torchrun else ("-m", "netspec")
+    if not torchrun:
+        argv[2:2] = ["--nproc", "2"]
     t0 = time.monotonic()
-    with started(argv, workdir, env) as proc:
+    with started(argv, workdir, env, launcher) as proc:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
     assert proc.returncode == expect, out
     return out, time.monotonic() - t0
@@ -260,7 +267,7 @@ def test_two_processes_match_one_and_checkpoints_cross_over(workdir: Path) -> No
     assert_same_run(two, three)
     # one process -> DDP, one more epoch
     ddp(workdir, "--epochs", "3", "--resume", str(one / "last.pt"), "--set", "train.distributed.static_graph=true",
-        "--set", "train.distributed.gradient_as_bucket_view=true")
+        "--set", "train.distributed.gradient_as_bucket_view=true", torchrun=True)  # torchrun itself, by hand
     assert_same_run(one, three)
 
 

@@ -120,7 +120,7 @@ def start(world_: World, device: torch.device, backend: str, timeout: float) -> 
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise _everywhere(TrainingError("`backend: nccl` needs CUDA devices, and this run trains on the CPU",
+        raise everywhere(TrainingError("`backend: nccl` needs CUDA devices, and this run trains on the CPU",
                                         path=("train", "distributed", "backend"), hint="use `backend: gloo` or `auto`"))
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -160,7 +160,7 @@ def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Modul
     """Every BatchNorm as a SyncBatchNorm (statistics over the global batch). The parameters
     stay the same objects, so optimizers and state_dict keys are unchanged."""
     if device.type != "cuda":
-        raise _everywhere(TrainingError("`sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU "
+        raise everywhere(TrainingError("`sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU "
                                         "kernel)", path=("train", "distributed", "sync_batchnorm")))
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     log.info("sync_batchnorm: BatchNorm statistics over the global batch")
@@ -238,12 +238,16 @@ def from_main(make: Callable[[], T]) -> T:
     dist.broadcast_object_list(box, src=0, group=_control)
     kind, value = box[0]
     if kind == "error":
-        raise _everywhere(value)
+        raise everywhere(value)
     return value
 
 
-def _everywhere(err: SpecError) -> SpecError:
-    """Mark an error every process raises alike: rank 0 alone prints it."""
+def everywhere(err: SpecError) -> SpecError:
+    """Mark an error every process raises alike: rank 0 alone prints it (``rank 0: ...``).
+
+    >>> everywhere(SpecError("x")).every_rank
+    True
+    """
     err.every_rank = True  # type: ignore[attr-defined]
     return err
 
@@ -257,7 +261,7 @@ def check_batch(global_batch: int, world_size: int, path: tuple[str, ...] = ("da
     netspec.errors.TrainingError: <spec>: data.batch_size: 10 is the global batch and does not divide among 4 processes; make it a multiple of 4 (each process takes batch_size / 4)
     """
     if global_batch % world_size:
-        raise _everywhere(TrainingError(
+        raise everywhere(TrainingError(
             f"{global_batch} is the global batch and does not divide among {world_size} processes", path=path,
             hint=f"make it a multiple of {world_size} (each process takes batch_size / {world_size})"))
 
@@ -266,7 +270,7 @@ def check_devices(device: torch.device, world_: World) -> None:
     """Refuse more processes on this machine than it has CUDA devices (each takes its own)."""
     count = torch.cuda.device_count()
     if device.type == "cuda" and world_.local_world_size > count:
-        raise _everywhere(TrainingError(
+        raise everywhere(TrainingError(
             f"{world_.local_world_size} processes on this machine but {count} CUDA device(s): each process "
             "trains on its own device", path=("--nproc",),
             hint=f"start at most {count} per machine (`--nproc {count}`, or torchrun --nproc-per-node {count})"))
@@ -277,7 +281,7 @@ def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
     batch size means now. Loaders given from Python must be netspec's to be sharded."""
     train = loaders.train
     if not hasattr(train, "shard"):
-        raise _everywhere(TrainingError("loaders given from Python cannot be dealt out among processes",
+        raise everywhere(TrainingError("loaders given from Python cannot be dealt out among processes",
                                         path=("data",), hint="let netspec build them from the spec's data section"))
     check_batch(train.global_batch_size, world_size)
     for split in ("train", "val", "test"):

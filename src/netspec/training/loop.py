@@ -21,7 +21,7 @@ from typing import Any, Generator, TextIO
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, WriteFailed
+from ..errors import Interrupted, SpecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
@@ -148,8 +148,11 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     """The device; under torchrun (its environment says so), this process's device and its
     place in the process group, after the checks every process makes alike."""
     where = distributed.World.from_env()
-    hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
-                       local_rank=where.local_rank if where is not None else None)
+    try:
+        hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
+                           local_rank=where.local_rank if where is not None else None)
+    except SpecError as err:
+        raise distributed.everywhere(err) if where is not None else err
     if where is None:
         return hw
     distributed.check_devices(hw.device, where)

@@ -59,10 +59,10 @@ train:
 """
 
 # An identity layer that kills (or fails) its process at a chosen training forward of a chosen
-# rank, from NETSPEC_TEST_KILL=<rank>:<forward>:<kill|raise|int>; without it, it does nothing.
+# rank, from NETSPEC_TEST_KILL=<rank>:<forward>:<kill|raise|hang|int>; without it, it does nothing.
 # `int` is Ctrl-C at the launcher (the workers' parent), which hands it to every worker.
 KILLSWITCH = """\
-import os, signal
+import os, signal, time
 import torch.nn as nn
 import netspec
 
@@ -77,6 +77,8 @@ class KillSwitch(nn.Module):
             if os.environ.get("RANK") == rank and KillSwitch.calls == int(at):
                 if how == "raise":
                     raise RuntimeError("KillSwitch raised on purpose")
+                if how == "hang":
+                    time.sleep(3600)
                 if how == "int":
                     os.kill(os.getppid(), signal.SIGINT)
                     return x
@@ -320,3 +322,14 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(workdir: Path) -> None:
     ddp(workdir, "--epochs", "3", "--resume", str(stopped / "last.pt"))
     out, _ = ddp(workdir, "--epochs", "3", "--out", "whole")
     assert_same_run(stopped, run_dir_of(out, workdir))
+
+
+@pytest.mark.slow
+def test_a_hung_rank_stops_the_other_after_the_timeout(workdir: Path) -> None:
+    """Rank 1 stops answering: rank 0 gives up after train.distributed.timeout with one line,
+    torchrun then stops rank 1 (SIGKILL after its 30 s grace: it sleeps through SIGTERM)."""
+    out, seconds = ddp(workdir, "--out", "hung", "--set", "train.distributed.timeout=5",
+                       env={"NETSPEC_TEST_KILL": "1:3:hang"}, expect=128 + signal.SIGKILL)
+    assert "rank 0: stopped: another process of the run failed or is gone (Timed out waiting 5000ms" in out, out
+    assert "netspec: rank 1 failed first: killed by SIGKILL" in out
+    assert seconds < 150

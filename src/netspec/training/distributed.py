@@ -108,11 +108,18 @@ def world() -> World | None:
     return World.from_env() or World(dist.get_rank(), dist.get_world_size(), 0, 1)
 
 
-def start(world_: World, device: torch.device, backend: str, timeout: float) -> None:
-    """Join the process group (unless the caller has already) and make the control group.
+def start(device: torch.device, backend: str, timeout: float) -> None:
+    """Join the process group torchrun's environment describes (unless the caller has already)
+    and make the control group.
 
     ``timeout`` bounds every wait for another process: a process that stops answering makes
     the others raise instead of hanging (gloo at the collective; nccl through its watchdog).
+
+    Example (in each process torchrun started)::
+
+        start(torch.device("cpu"), "auto", timeout=120)   # gloo
+        ...
+        stop()
     """
     import torch.distributed as dist
 
@@ -133,7 +140,10 @@ def start(world_: World, device: torch.device, backend: str, timeout: float) -> 
 
 
 def stop() -> None:
-    """Leave the process group this module joined (a caller's own group is left alone)."""
+    """Leave the process group this module joined (a caller's own group is left alone).
+
+    >>> stop()  # outside a distributed run: nothing to leave
+    """
     import torch.distributed as dist
 
     global _control, _owned
@@ -142,11 +152,16 @@ def stop() -> None:
     _control, _owned = None, False
 
 
-def wrap(model: nn.Module, device: torch.device, options: Any, log: Any) -> nn.Module:
+def wrap(model: nn.Module, device: torch.device, options: Any) -> nn.Module:
     """``DistributedDataParallel(model)`` with the spec's ``train.distributed`` options.
 
     Its state_dict keys carry a ``module.`` prefix, so checkpoints are taken from ``model``
     itself, never from the wrapper. Called after SyncBatchNorm conversion (:func:`sync_batchnorm`).
+
+    Example (after :func:`start`)::
+
+        ddp = wrap(model, torch.device("cpu"), DistributedSpec(static_graph=True))
+        loss = criterion(ddp(x), y); loss.backward()   # gradients averaged over the processes
     """
     from torch.nn.parallel import DistributedDataParallel
 
@@ -158,7 +173,12 @@ def wrap(model: nn.Module, device: torch.device, options: Any, log: Any) -> nn.M
 
 def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Module:
     """Every BatchNorm as a SyncBatchNorm (statistics over the global batch). The parameters
-    stay the same objects, so optimizers and state_dict keys are unchanged."""
+    stay the same objects, so optimizers and state_dict keys are unchanged.
+
+    >>> sync_batchnorm(nn.BatchNorm1d(3), torch.device("cpu"), None)
+    Traceback (most recent call last):
+    netspec.errors.TrainingError: <spec>: train.distributed.sync_batchnorm: `sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU kernel)
+    """
     if device.type != "cuda":
         raise everywhere(TrainingError("`sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU "
                                         "kernel)", path=("train", "distributed", "sync_batchnorm")))
@@ -267,7 +287,10 @@ def check_batch(global_batch: int, world_size: int, path: tuple[str, ...] = ("da
 
 
 def check_devices(device: torch.device, world_: World) -> None:
-    """Refuse more processes on this machine than it has CUDA devices (each takes its own)."""
+    """Refuse more processes on this machine than it has CUDA devices (each takes its own).
+
+    >>> check_devices(torch.device("cpu"), World(0, 64, 0, 64))  # on the CPU any number
+    """
     count = torch.cuda.device_count()
     if device.type == "cuda" and world_.local_world_size > count:
         raise everywhere(TrainingError(
@@ -278,7 +301,13 @@ def check_devices(device: torch.device, world_: World) -> None:
 
 def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
     """Give each loader this process's share (see ``_EpochLoader.shard``) and say what the
-    batch size means now. Loaders given from Python must be netspec's to be sharded."""
+    batch size means now. Loaders given from Python must be netspec's to be sharded.
+
+    Example::
+
+        shard_loaders(build_loaders(spec.data, ...), rank=1, world_size=2, log=log)
+        # data-parallel: data.batch_size 32 is the global batch, 16 per process; ...
+    """
     train = loaders.train
     if not hasattr(train, "shard"):
         raise everywhere(TrainingError("loaders given from Python cannot be dealt out among processes",
@@ -310,6 +339,9 @@ def is_peer_failure(err: BaseException) -> bool:
 
 def peer_lost(err: BaseException) -> PeerLost:
     """The one line a surviving process prints when a collective failed under it.
+
+    >>> str(peer_lost(RuntimeError("[pair.cc:561] Connection closed by peer [127.0.0.1]:45768. This is ...")))
+    "stopped: another process of the run failed or is gone (Connection closed by peer [127.0.0.1]:45768); the launcher's report names it; continue from the last checkpoint with --resume"
 
     From here on this process is on its way out, and torchrun's SIGTERM (sent to every process
     once one has failed) says nothing new: under torchrun it is ignored, so it cannot replace

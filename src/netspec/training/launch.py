@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError, first_line
+from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError
 from .distributed import World, check_batch, check_devices
 
 __all__ = ["PEER_LOST", "launch", "record_failure", "root_cause", "without_nproc"]
@@ -112,7 +112,7 @@ def _describe(failure: Any) -> str:
         return f"killed by {failure.signal_name()} (pid {failure.pid})"
     message = _message(failure)
     if failure.error_file_data and message:
-        return f"exit code {failure.exitcode}: {first_line(RuntimeError(message))}"
+        return f"exit code {failure.exitcode}: {message.strip().splitlines()[0]}"
     return f"exit code {failure.exitcode} (pid {failure.pid}; its own lines above say why)"
 
 

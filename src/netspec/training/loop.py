@@ -158,7 +158,7 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     distributed.check_devices(hw.device, where)
     if loaders is None:
         distributed.check_batch(spec.data.batch_size, where.world_size)
-    distributed.start(where, hw.device, tspec.distributed.backend, tspec.distributed.timeout)
+    distributed.start(hw.device, tspec.distributed.backend, tspec.distributed.timeout)
     hw.rank, hw.world_size, hw.distributed = where.rank, where.world_size, True
     return hw
 
@@ -208,7 +208,7 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     if ckpt is not None:
         restore(run, ckpt)
     if hw.distributed:  # wrapped last: DDP starts from rank 0's (restored) weights
-        run.ddp = distributed.wrap(model, hw.device, tspec.distributed, log)
+        run.ddp = distributed.wrap(model, hw.device, tspec.distributed)
         if compiled is not None:  # torch.compile over DDP, as torch documents it
             run.ddp = compile_module(run.ddp, tspec)
     return run

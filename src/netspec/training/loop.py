@@ -244,7 +244,7 @@ def _fit(run: Run) -> RunResult:
     t, st = run.tspec, run.state
     reason = "epochs"
     try:
-        with SigintGuard(quiet=not run.hw.is_main) as interrupt:
+        with SigintGuard(quiet=not run.hw.is_main, echoes=run.hw.distributed) as interrupt:
             while st.epoch < t.epochs and reason == "epochs":
                 # ---- train one epoch, then validate
                 started = time.perf_counter()

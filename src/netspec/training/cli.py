@@ -21,6 +21,7 @@ examples:
   netspec run specs/fashion_cnn.yaml --data-root data --epochs 2 --device cpu --set optimizer.args.lr=3e-4
   netspec run specs/unet.yaml --set train.precision=bf16 --out /scratch/runs
   netspec run specs/fashion_cnn.yaml --data-root data --resume runs/fashion_cnn/20250101-120000/last.pt
+  netspec run specs/regression.yaml --nproc 2        # data-parallel, 2 processes (torchrun); see docs/distributed.md
 
 A spec reads files only under its own folder and the --data-root folders (and those of
 $NETSPEC_DATA_ROOTS); the shipped specs keep their data in data/, beside specs/.
@@ -30,7 +31,9 @@ spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
 Ctrl-C saves last.pt and exits with code 130, SIGTERM (a scheduler stopping the job) the same
 with code 143 (twice: quit at once); resume continues exactly where the run stopped. Exit
 codes: 0 done, 2 spec error (also an unwritable --out, found before training), 3 NaN/inf loss
-or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM.
+or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM. With --nproc N, data.batch_size
+is the global batch, and a failed process stops the others: its rank and cause are one line, and
+its exit code (128 + the signal that killed it) is the run's.
 """
 
 EVAL_EXAMPLES = """\

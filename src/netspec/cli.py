@@ -267,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``netspec`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # `run --nproc N` starts it again, N times
     # Warnings (torch's, while shapes are inferred on meta tensors) are held back: a mistake
     # must print exactly one line; on success they follow, one line each. Training prints
     # them as they happen: a warning at epoch 3 of 50 should not wait for the end.

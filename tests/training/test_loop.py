@@ -255,11 +255,11 @@ def test_no_device_sync_per_step_on_cuda(tmp_path: Path, monkeypatch: pytest.Mon
     calls = [0]
     real_forward, real_check = loop.forward, NanWatch.check
 
-    def forward(run_, inputs):
+    def forward(run_, inputs, *rest):
         calls[0] += 1
         if calls[0] == 2:
             torch.cuda.set_sync_debug_mode("error")
-        return real_forward(run_, inputs)
+        return real_forward(run_, inputs, *rest)
 
     def check(self):
         torch.cuda.set_sync_debug_mode("default")

@@ -12,6 +12,11 @@ loader yields the same batches, in the same order, as
 (and eval loaders the same as ``DataLoader(TensorDataset(*fields), batch_size)``, which draws
 one number from the global RNG per epoch, as ours do). Both yield ``(inputs by model input
 name, target)`` batches (:class:`netspec.data.fields.Batch`).
+
+In data-parallel training each process iterates only its share of every epoch
+(:meth:`_EpochLoader.shard`): the epoch's order is drawn exactly as in one process, then dealt
+out as ``DistributedSampler`` deals it (``order[rank::world_size]``), so global batch ``k`` is
+the union of every process's batch ``k`` and is the single-process batch ``k``.
 """
 
 from __future__ import annotations
@@ -58,11 +63,68 @@ class _EpochLoader:
         self.path = path
         self._epochs_started = 0
         self._complete = True
+        self.rank, self.world_size = 0, 1  # this process's share of each epoch (see shard)
+        self.global_batch_size = batch_size
 
     def __len__(self) -> int:
-        """Batches per epoch."""
-        total = len(self.sampler) if self.sampler is not None else self.dataset_size  # type: ignore[arg-type]
+        """Batches per epoch (this process's, when sharded)."""
+        total = self._share(len(self.sampler) if self.sampler is not None else self.dataset_size)  # type: ignore[arg-type]
         return total // self.batch_size if self.drop_last else math.ceil(total / self.batch_size)
+
+    @property
+    def training(self) -> bool:
+        """A training loader (its order is drawn from its generator), not an eval loader."""
+        return self.generator is not None
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only process ``rank``'s share of every epoch, as ``DistributedSampler`` does.
+
+        A training loader's ``batch_size`` is the global batch: each process takes
+        ``batch_size // world_size`` (the caller checks it divides). The epoch's order is padded
+        with its own first samples to a multiple of ``world_size`` (``drop_last``: cut to whole
+        global batches instead), then process ``r`` takes ``order[r::world_size]``. An eval
+        loader is dealt out without padding (each sample counted once), unless it has fewer
+        samples than processes: then every process reads all of it.
+
+        >>> x, y = torch.arange(10.).view(5, 2), torch.arange(5)
+        >>> loader = TensorLoader((x, y), kinds=("value", "label"), batch_transform=None, batch_size=2,
+        ...                       drop_last=False, sampler=None, generator=torch.Generator(), seed=0,
+        ...                       fmap=FieldMap({"x": 0}, 1), path=("data", "train"))
+        >>> loader.shard(1, 2)
+        >>> [target.tolist() for _, target in loader]  # 0..4 padded with 0: rank 1 takes 1, 3, 0
+        [[1], [3], [0]]
+        """
+        self.rank, self.world_size = rank, world_size
+        share = self.global_batch_size / world_size  # an eval batch may be uneven: rounded up
+        self.batch_size = max(1, int(share) if self.training else math.ceil(share))
+
+    def _share(self, total: int) -> int:
+        """Samples this process reads of an epoch of ``total``."""
+        world = self.world_size
+        if world == 1:
+            return total
+        if not self.training:
+            return len(range(self.rank, total, world)) if total >= world else total
+        if self.drop_last:
+            return total // self.global_batch_size * self.global_batch_size // world
+        return -(-total // world)
+
+    def _shard(self, order: Tensor | None) -> Tensor | None:
+        """This process's share of an epoch's order (None: sequential, in one process)."""
+        world = self.world_size
+        if world == 1:
+            return order
+        if order is None:
+            order = torch.arange(self.dataset_size)
+        total = len(order)
+        if not self.training:
+            return order[self.rank::world] if total >= world else order
+        if self.drop_last:
+            return order[: total // self.global_batch_size * self.global_batch_size][self.rank::world]
+        pad = -total % world
+        if pad:  # DistributedSampler's padding: the epoch's first samples again (repeated if short)
+            order = torch.cat([order, order.repeat(-(-pad // total))[:pad]])
+        return order[self.rank::world]
 
     def ahead_safe(self, device: torch.device) -> bool:
         """Whether batches for ``device`` may be cut ahead, in another thread (the training
@@ -145,7 +207,7 @@ class TensorLoader(_EpochLoader):
         return fields
 
     def __iter__(self) -> Iterator[Batch]:
-        order = self._draw_order()
+        order = self._shard(self._draw_order())
         self._epochs_started += 1
         self._complete = False
         device = self.tensors[0].device
@@ -268,8 +330,9 @@ class _EpochSeeds(Sampler):
     with non-persistent workers, so the order, the workers' random numbers and ``set_epoch``
     are unchanged."""
 
-    def __init__(self, sampler: Sampler | None, n: int, generator: torch.Generator | None) -> None:
+    def __init__(self, sampler: Sampler | None, n: int, generator: torch.Generator | None, offset: int = 0) -> None:
         self.sampler, self.n, self.generator, self.epoch = sampler, n, generator, 0
+        self.offset = offset  # added to the seed: the workers of each process of a distributed run differ
 
     def __len__(self) -> int:
         return len(self.sampler) if self.sampler is not None else self.n  # type: ignore[arg-type]
@@ -278,7 +341,26 @@ class _EpochSeeds(Sampler):
         seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
         self.epoch += 1
         for i in (self.sampler if self.sampler is not None else range(self.n)):
-            yield self.epoch, seed, int(i)
+            yield self.epoch, seed + self.offset, int(i)
+
+
+class _Shard(Sampler):
+    """A sampler yielding one process's share of the epoch its inner sampler draws (or of the
+    sequential order): the inner sampler draws from the generator exactly as in one process."""
+
+    def __init__(self, loader: _EpochLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        loader = self.loader
+        return loader._share(len(loader.sampler) if loader.sampler is not None else loader.dataset_size)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        inner = self.loader.sampler
+        order = sampler_order(inner) if inner is not None else None
+        shard = self.loader._shard(order)
+        assert shard is not None
+        yield from shard.tolist()
 
 
 # Loaders whose worker processes may be running. The workers ignore SIGTERM (below), so the
@@ -315,12 +397,24 @@ class SampleLoader(_EpochLoader):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
         self.num_workers = num_workers
         self.check = check  # of each batch's labels, on the CPU (their values were not known up front)
-        sampler = _EpochSeeds(self.sampler, len(dataset), self.generator) if num_workers else self.sampler  # type: ignore[arg-type]
-        self.loader = DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
-                                 num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate,
-                                 generator=torch.Generator() if num_workers else self.generator,
-                                 persistent_workers=num_workers > 0,
-                                 worker_init_fn=_ignore_sigint if num_workers else None)
+        self.dataset, self.pin_memory = dataset, pin_memory
+        self.loader = self._data_loader()
+
+    def _data_loader(self) -> DataLoader:
+        """The DataLoader: over this process's share of each epoch once sharded; with workers, over
+        :class:`_EpochSeeds` (whose seeds differ from process to process)."""
+        workers = self.num_workers
+        sampler = _Shard(self) if self.world_size > 1 else self.sampler
+        if workers:
+            sampler = _EpochSeeds(sampler, len(self.dataset), self.generator, offset=self.rank * workers)  # type: ignore[arg-type]
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
+                          num_workers=workers, pin_memory=self.pin_memory, collate_fn=collate,
+                          generator=torch.Generator() if workers else self.generator,
+                          persistent_workers=workers > 0, worker_init_fn=_ignore_sigint if workers else None)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        super().shard(rank, world_size)
+        self.loader = self._data_loader()
 
     def __len__(self) -> int:
         return len(self.loader)

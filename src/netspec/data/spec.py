@@ -93,7 +93,9 @@ class LoaderSpec(SpecModel):
                                                    "a sampler replaces it). Validation and test are never shuffled.")
     num_workers: int = Field(0, ge=0, description="Worker processes for the per-sample path (unused in memory); they "
                              "persist from epoch to epoch.")
-    drop_last: bool = Field(False, description="Drop the last, short training batch.")
+    drop_last: bool = Field(False, description="Drop the last, short training batch (data-parallel: the last short "
+                            "global batch; without it, the epoch is padded with its first samples, as "
+                            "DistributedSampler pads it).")
     pin_memory: bool | Literal["auto"] = Field("auto", description=(
         "Pin batches in page-locked memory (faster, asynchronous copies to a GPU); auto: when training on CUDA."))
     in_memory: bool | Literal["auto"] = Field("auto", description=(
@@ -183,7 +185,8 @@ class DataSpec(SpecModel):
         "[ToTensor] (uint8 -> float32 in [0, 1], divided by 255 exactly as transforms.ToTensor)."))
     eval_transforms: TransformList | None = Field(None, description=(
         "Transforms for validation and test; default: the training list without its random transforms."))
-    batch_size: int = Field(64, ge=1, description="Samples per training batch.")
+    batch_size: int = Field(64, ge=1, description="Samples per training batch; in a data-parallel run the global "
+                            "batch, shared equally by the processes.")
     loader: LoaderSpec = Field(default_factory=LoaderSpec, description="DataLoader options.")
     sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")  # type: ignore[valid-type]
     fields: FieldsSpec | None = Field(None, description="Map sample fields to model inputs and the target.")

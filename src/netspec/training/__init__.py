@@ -8,7 +8,8 @@ weights and checkpoints (:mod:`.weights`, :mod:`.checkpoint`); the run directory
 (:mod:`.rundir`); hardware and seeds (:mod:`.hardware`) and the speed switches (:mod:`.speed`);
 the loop (:mod:`.loop`), its reads of the device (:mod:`.watch`), its stopping rules
 (:mod:`.stopping`), evaluation (:mod:`.evaluate`), what the user sees (:mod:`.report`) and
-signals (:mod:`.signals`); the ``run`` and ``eval`` commands (:mod:`.cli`).
+signals (:mod:`.signals`); data-parallel runs under torchrun (:mod:`.distributed`, :mod:`.launch`);
+the ``run`` and ``eval`` commands (:mod:`.cli`).
 
 Names are imported on first use, so ``import netspec.training`` costs nothing until a run starts.
 

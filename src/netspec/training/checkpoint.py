@@ -139,6 +139,9 @@ def structure_problem(state: dict[str, Any]) -> str | None:
                        ("window_meter", (dict, type(None))), ("spec_hash", (str,)), ("rng", (dict,))):
         if not isinstance(state.get(key), kinds):
             return f"`{key}` is missing or a {type(state.get(key)).__name__}"
+    if not isinstance(state.get("world_size", 1), int) or not isinstance(state.get("ranks", []), list) \
+            or not all(isinstance(r, dict) and isinstance(r.get("rng"), dict) for r in state.get("ranks", [])):
+        return "`world_size` or `ranks` (the other processes' states) is malformed"
     return None if _rng_usable(state["rng"]) else "`rng` is not a set of random number generator states"
 
 
@@ -184,6 +187,7 @@ def restore(run: Any, ckpt: dict[str, Any]) -> None:
     it through ``run.resume_rng``); the metrics history is cut back by the caller, once the run
     directory is known.
     """
+    ckpt = _this_rank(run, ckpt)
     check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
                hint=OTHER_SPEC_HINT["--resume"])
     check_finite_weights(run.model, ckpt["model"], str(ckpt["path"]), ("--resume",))
@@ -204,6 +208,26 @@ def restore(run: Any, ckpt: dict[str, Any]) -> None:
         setattr(st, k, v)
     run.resume_rng = ckpt["rng"]
     run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
+
+
+def _this_rank(run: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint as this process resumes it: rank 0 reads the top level; rank r of a run
+    with as many processes as the one that saved it reads its own RNG and meter states from
+    ``ranks``; a rank the saving run did not have keeps its fresh seed. Across a change in the
+    number of processes only an epoch's end can be resumed: mid-epoch, each process's share
+    of the epoch and its half-done sums belong to the split that was."""
+    saved, world, rank = ckpt.get("world_size", 1), run.hw.world_size, run.hw.rank
+    if ckpt["batch"] and saved != world:
+        raise CheckpointError(
+            f"{ckpt['path']} was saved mid-epoch by {saved} process(es) and this run has {world}",
+            path=("--resume",), hint=f"resume it with {saved} (`netspec run --nproc {saved}`), or resume a "
+            "checkpoint taken at the end of an epoch")
+    if rank == 0:
+        return ckpt
+    ranks = ckpt.get("ranks", [])
+    if saved == world and rank - 1 < len(ranks):
+        return {**ckpt, **ranks[rank - 1]}
+    return {**ckpt, "rng": None}
 
 
 def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
@@ -266,8 +290,8 @@ def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
     """Every `checkpoint.every` epochs and at the end: last.pt, and best.pt when the monitored
     metric beats the best checkpoint so far. True if last.pt was written."""
     every = run.tspec.checkpoint.every
-    if not run.hw.is_main or not (final or (every and run.state.epoch % every == 0)):
-        return False
+    if not (final or (every and run.state.epoch % every == 0)):
+        return False  # (every process decides alike: under DDP all take part in a save)
     if update_best(run, values):
         # best.pt first, then last.pt as a hard link to it (no second write): killed in between,
         # last.pt is the previous epoch's and the resumed run redoes this epoch and this save.
@@ -287,7 +311,12 @@ def save(run: Any, path: Path, link_last: bool = False) -> None:
     if bad is not None:
         raise bad.error(run.run_dir.kept())
     check_weights(run)
+    ranks = _rank_states(run)
+    if not run.hw.is_main:
+        return  # rank 0 writes
     state, run_dir, done = to_host(capture(run)), run.run_dir, (run.state.epoch, run.state.step)
+    if ranks is not None:
+        state["world_size"], state["ranks"] = len(ranks), ranks[1:]
 
     def write() -> None:
         with writing(path):
@@ -299,6 +328,18 @@ def save(run: Any, path: Path, link_last: bool = False) -> None:
             run_dir.saved = done
 
     BACKGROUND.submit(write)
+
+
+def _rank_states(run: Any) -> list[dict[str, Any]] | None:
+    """Under DDP, every process's RNG and train-meter states (rank 0 gets them all; every
+    process takes part); None in one process."""
+    if not run.hw.distributed:
+        return None
+    from .distributed import gather
+
+    mine = {"rng": rng_state(), "meters": run.meters["train"].state_dict(),
+            "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None}
+    return gather(to_host(mine))
 
 
 def to_host(value: Any) -> Any:

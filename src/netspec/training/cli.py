@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Terminated
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Terminated
 
 RUN_EXAMPLES = """\
 examples:
@@ -21,6 +21,7 @@ examples:
   netspec run specs/fashion_cnn.yaml --data-root data --epochs 2 --device cpu --set optimizer.args.lr=3e-4
   netspec run specs/unet.yaml --set train.precision=bf16 --out /scratch/runs
   netspec run specs/fashion_cnn.yaml --data-root data --resume runs/fashion_cnn/20250101-120000/last.pt
+  netspec run specs/regression.yaml --nproc 2        # data-parallel, 2 processes (torchrun); see docs/distributed.md
 
 A spec reads files only under its own folder and the --data-root folders (and those of
 $NETSPEC_DATA_ROOTS); the shipped specs keep their data in data/, beside specs/.
@@ -30,7 +31,9 @@ spec and its sha256, train.log, metrics.jsonl, last.pt / best.pt and curves.png.
 Ctrl-C saves last.pt and exits with code 130, SIGTERM (a scheduler stopping the job) the same
 with code 143 (twice: quit at once); resume continues exactly where the run stopped. Exit
 codes: 0 done, 2 spec error (also an unwritable --out, found before training), 3 NaN/inf loss
-or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM.
+or a failed write (disk full; last.pt is kept), 130 Ctrl-C, 143 SIGTERM. With --nproc N, data.batch_size
+is the global batch, and a failed process stops the others: its rank and cause are one line, and
+its exit code (128 + the signal that killed it) is the run's.
 """
 
 EVAL_EXAMPLES = """\
@@ -65,6 +68,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
     run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
+                     "data.batch_size is the global batch")
     from ..cli import add_print_config
 
     add_print_config(run)
@@ -126,20 +132,50 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Handler of ``netspec run``: load, train, report; returns the exit code."""
-    from ..errors import Interrupted, NonFiniteLoss, WriteFailed
+    """Handler of ``netspec run``: load, train, report; returns the exit code. Under torchrun
+    (or ``--nproc N``, which starts torchrun) each process prints its errors as ``rank R: ...``."""
+    from .distributed import World
+
+    world = World.from_env()
+    if world is None:
+        return _run(args, None)
+    from ..errors import SpecError
+    from .launch import record_failure, report_failure
+
+    try:
+        return _run(args, world)
+    except SpecError as err:
+        report_failure(err, world)
+        return EXIT_USER_ERROR
+    except Exception as err:  # a bug or a library's error: its traceback below, its line in torchrun's report
+        record_failure(err)
+        raise
+
+
+def _run(args: argparse.Namespace, world: Any) -> int:
+    from ..errors import Interrupted, NonFiniteLoss, SpecError, WriteFailed
+    from .distributed import PeerLost
     from .loop import train
 
-    spec = _load(args)
+    try:
+        spec = _load(args)
+    except SpecError as err:  # every process finds the same mistake in the spec: rank 0 alone says it
+        err.every_rank = True  # type: ignore[attr-defined]
+        raise
     if args.print_config:
         from ..cli import print_config
 
         return print_config(spec, args.spec)
+    if args.nproc is not None and world is None:
+        from .launch import launch
+
+        return launch(spec, args.nproc, args.argv)
     try:
         result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)
     except Interrupted as stop:
         what = "terminated" if stop.exit_code == EXIT_TERMINATED else "interrupted"
-        print(f"{what}; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
+        if world is None or world.rank == 0:
+            print(f"{what}; continue with: netspec run {args.spec} --resume {stop.checkpoint}", file=sys.stderr)
         return stop.exit_code
     except Terminated:  # a second SIGTERM: no checkpoint for this step
         print("terminated", file=sys.stderr)
@@ -147,9 +183,16 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the second Ctrl-C: no checkpoint for this step
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (NonFiniteLoss, WriteFailed) as err:
-        print(str(err), file=sys.stderr)
+    except (NonFiniteLoss, WriteFailed, PeerLost) as err:
+        if world is None:
+            print(str(err), file=sys.stderr)
+        else:
+            from .launch import report_failure
+
+            report_failure(err, world)
         return EXIT_TRAINING_FAILED
+    if world is not None and world.rank != 0:
+        return 0  # rank 0 says it
     best = f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})" if result.best else ""
     print(f"done: {result.epochs} epochs, {result.steps} steps ({result.stop_reason}){best}; {result.run_dir}")
     return 0

@@ -89,11 +89,14 @@ class _EvalRun:
     output_names: list[str]
 
 
-def forward(run: Any, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+def forward(run: Any, inputs: dict[str, Tensor], module: nn.Module | None = None) -> dict[str, Tensor]:
     """The model's outputs by name, under the run's autocast (the model's forward takes the
-    inputs in declared order and returns one tensor, a tuple or a dict). A training run's
-    compiled module (``train.compile``) is called instead of the model when there is one."""
-    model = getattr(run, "compiled", None) or run.model
+    inputs in declared order and returns one tensor, a tuple or a dict). ``module`` (the DDP
+    wrapper of a data-parallel training step), else a training run's compiled module
+    (``train.compile``), is called instead of the model when there is one. Evaluation never
+    goes through DDP: its forward may broadcast buffers, a collective every process would
+    have to join, and each process evaluates a share of its own length."""
+    model = module or getattr(run, "compiled", None) or run.model
     with run.hw.autocast():
         raw = model(*[inputs[n] for n in run.input_names])
     if isinstance(raw, Tensor):

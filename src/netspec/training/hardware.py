@@ -21,27 +21,31 @@ __all__ = ["Hardware", "set_seed", "deterministic", "rng_state", "set_rng_state"
 
 @dataclass
 class Hardware:
-    """Device, mixed precision and (later) the distributed rank: the one place that knows.
+    """Device, mixed precision and the distributed rank: the one place that knows.
 
-    DDP under torchrun would add: rank/world_size from the environment, a
-    DistributedSampler's set_epoch, wrapping the model, one all-reduce of the loss meter's
-    sums (torchmetrics reduces the metrics' states itself in ``compute``) and writing files
-    only where ``is_main`` (checkpoints already are).
+    ``rank`` and ``world_size`` are set when the run joins a process group
+    (:mod:`netspec.training.distributed`); files are written only where ``is_main``.
     """
 
     device: torch.device
     precision: str = "fp32"
     rank: int = 0
     world_size: int = 1
+    distributed: bool = False  # in a process group (torchrun), even of one process
     channels_last: bool = False  # image batches stored NHWC on the way to the device
 
     @classmethod
-    def pick(cls, device: str, precision: str, channels_last: bool = False) -> Hardware:
-        """Resolve ``auto`` and check the device exists.
+    def pick(cls, device: str, precision: str, channels_last: bool = False, local_rank: int | None = None) -> Hardware:
+        """Resolve ``auto`` and check the device exists. In a data-parallel run (``local_rank``
+        given) each process takes its own device: ``cuda`` is ``cuda:<local rank>``.
 
         >>> Hardware.pick("auto", "bf16").precision
         'bf16'
+        >>> Hardware.pick("cpu", "fp32", local_rank=1).device
+        device(type='cpu')
         """
+        if local_rank is not None:
+            return cls._pick_distributed(device, precision, channels_last, local_rank)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
         elif device.startswith("cuda"):
@@ -61,6 +65,21 @@ class Hardware:
         elif device == "mps" and not _mps_available():
             raise TrainingError("device `mps` asked for, but MPS is not available", path=("train", "device"))
         return cls(torch.device(device), precision, channels_last=channels_last)
+
+    @classmethod
+    def _pick_distributed(cls, device: str, precision: str, channels_last: bool, local_rank: int) -> Hardware:
+        """One device per process: ``cuda:<local rank>`` (``auto`` with CUDA), else the CPU."""
+        if device.startswith("cuda:") or device == "mps":
+            hint = "use `device: cuda` (each process takes cuda:<its local rank>), `auto` or `cpu`" \
+                if device != "mps" else "use `device: cpu`"
+            raise TrainingError(f"device `{device}` cannot be shared among the processes of a data-parallel run",
+                                path=("train", "device"), hint=hint)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        hw = cls.pick(device, precision, channels_last)  # checks CUDA is there
+        if hw.device.type == "cuda":
+            hw.device = torch.device("cuda", local_rank)
+        return hw
 
     @property
     def is_main(self) -> bool:

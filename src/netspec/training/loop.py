@@ -21,8 +21,8 @@ from typing import Any, Generator, TextIO
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, WriteFailed
-from . import report
+from ..errors import Interrupted, SpecError, WriteFailed
+from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward
@@ -36,7 +36,7 @@ from .rules import check_monitors, static_has_val
 from .rundir import BACKGROUND, Log, RunDir, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
-from .speed import cudnn_autotuning, optimizer_defaults, prepare_model
+from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
 from .stopping import check_stopping, stop_at_step
 from .watch import BadLoss, NanWatch, all_finite
 
@@ -97,6 +97,7 @@ class Run:
     resume_rng: dict[str, Any] | None = None  # set at the point of the epoch where it was saved
     tb: Any = None
     compiled: nn.Module | None = None  # train.compile: what the training forward calls
+    ddp: nn.Module | None = None  # data-parallel: the DDP wrapper (compiled with train.compile) the step calls
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
 
 
@@ -120,20 +121,50 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
     with located(spec):
         require_sections(spec, "loss", "optimizer", *(("data",) if loaders is None else ()))
         tspec = spec.train or TrainSpec()
-        hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last)
-        ckpt = load_checkpoint(resume) if resume is not None else None
-        # Everything is set up before the run directory is made, so a mistake in any of it leaves
-        # no directory behind; the log holds its messages until then.
-        log = Log(stream if stream is not None else sys.stdout, None, hold=True)
-        with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
-            set_seed(tspec.seed)
-            run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
-            try:
-                run.run_dir = resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
-                return _start(run, ckpt)
-            finally:
-                if loaders is None:  # ours: their worker processes end with the run
-                    run.loaders.close()
+        hw = _hardware(spec, tspec, loaders)  # under torchrun: joins the process group
+        try:
+            ckpt = load_checkpoint(resume) if resume is not None else None
+            # Everything is set up before the run directory is made, so a mistake in any of it leaves
+            # no directory behind; the log holds its messages until then (rank 0 alone logs).
+            log = Log(stream if stream is not None else sys.stdout, None, hold=True) if hw.is_main else Log.quiet()
+            with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
+                set_seed(tspec.seed)
+                run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
+                try:
+                    run.run_dir = distributed.from_main(
+                        lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name))
+                    if hw.rank:  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
+                        set_seed(tspec.seed + 1_000_003 * hw.rank)
+                    return _start(run, ckpt)
+                finally:
+                    if loaders is None:  # ours: their worker processes end with the run
+                        run.loaders.close()
+        except Exception as err:
+            if hw.distributed and distributed.is_peer_failure(err):  # one line, not a collective's traceback
+                raise distributed.peer_lost(err) from None
+            raise
+        finally:
+            if hw.distributed:
+                distributed.stop()
+
+
+def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
+    """The device; under torchrun (its environment says so), this process's device and its
+    place in the process group, after the checks every process makes alike."""
+    where = distributed.World.from_env()
+    try:
+        hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
+                           local_rank=where.local_rank if where is not None else None)
+    except SpecError as err:
+        raise distributed.everywhere(err) if where is not None else err
+    if where is None:
+        return hw
+    distributed.check_devices(hw.device, where)
+    if loaders is None:
+        distributed.check_batch(spec.data.batch_size, where.world_size)
+    distributed.start(hw.device, tspec.distributed.backend, tspec.distributed.timeout)
+    hw.rank, hw.world_size, hw.distributed = where.rank, where.world_size, True
+    return hw
 
 
 def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, loaders: Any, base: Path,
@@ -148,6 +179,8 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     if ckpt is None:
         init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
     model.to(hw.device)
+    if hw.distributed and tspec.distributed.sync_batchnorm:
+        model = distributed.sync_batchnorm(model, hw.device, log)
     compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
     # ---- data: every label checked against the model's output size, once, here
     if loaders is None:
@@ -156,6 +189,8 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
         loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
                                 device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
                                 classes=class_counts(spec.loss, output_names, output_shapes(model)))
+    if hw.distributed:  # each process its share of every epoch
+        distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
@@ -176,21 +211,27 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     report.report_model(run)
     if ckpt is not None:
         restore(run, ckpt)
+    if hw.distributed:  # wrapped last: DDP starts from rank 0's (restored) weights
+        run.ddp = distributed.wrap(model, hw.device, tspec.distributed)
+        if compiled is not None:  # torch.compile over DDP, as torch documents it
+            run.ddp = compile_module(run.ddp, tspec)
     return run
 
 
 def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
-    """Write the spec and open the log in the run directory, then train."""
+    """Write the spec and open the log in the run directory (rank 0), then train."""
     run_dir, hw = run.run_dir, run.hw
     try:
-        digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
-        first = [f"run directory: {run_dir.path}  (device {hw.device}, precision {hw.precision})"]
-        if ckpt is not None and ckpt["spec_hash"] != digest:
-            first.append(f"warning: the spec changed since {ckpt['path']} was saved "
-                         f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
-        run.log.release(run_dir.path / "train.log", *first)
-        if ckpt is not None:
-            run.history = run_dir.keep_metrics_before(run.state.epoch)
+        if hw.is_main:
+            digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
+            processes = f", {hw.world_size} processes" if hw.distributed else ""
+            first = [f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})"]
+            if ckpt is not None and ckpt["spec_hash"] != digest:
+                first.append(f"warning: the spec changed since {ckpt['path']} was saved "
+                             f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
+            run.log.release(run_dir.path / "train.log", *first)
+            if ckpt is not None:
+                run.history = run_dir.keep_metrics_before(run.state.epoch)
         run.tb = report.tensorboard(run)
         return _fit(run)
     except WriteFailed as err:
@@ -207,7 +248,7 @@ def _fit(run: Run) -> RunResult:
     t, st = run.tspec, run.state
     reason = "epochs"
     try:
-        with SigintGuard() as interrupt:
+        with SigintGuard(quiet=not run.hw.is_main, echoes=run.hw.distributed) as interrupt:
             while st.epoch < t.epochs and reason == "epochs":
                 # ---- train one epoch, then validate
                 started = time.perf_counter()
@@ -223,11 +264,15 @@ def _fit(run: Run) -> RunResult:
                 report.log_epoch(run, record, final)
                 saved = save_epoch(run, values, final)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
-                if interrupt.requested and reason == "epochs" and not final:
+                if _stop_asked(run, interrupt) and reason == "epochs" and not final:
                     raise _interrupted(run, saved, interrupt.signum)
         BACKGROUND.wait()  # the last checkpoint is on disk (or its write failed) before the run returns
         best = {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch} if st.best is not None else None
         return RunResult(run.run_dir.path, run.model, run.history, reason, st.epoch, st.step, best)
+    except Exception as err:  # said here, before the curves are drawn: torchrun's SIGTERM is on its way
+        if run.hw.distributed and distributed.is_peer_failure(err):
+            raise distributed.peer_lost(err) from None
+        raise
     finally:
         if sys.exc_info()[0] not in (None, KeyboardInterrupt):  # a second Ctrl-C exits at once
             with contextlib.suppress(Exception):  # the error on its way says more than the write's
@@ -241,28 +286,16 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
     Nothing here waits for the device (unless `on_nan: skip` or a per-step `stop_when` needs
     an answer now): losses and metrics stay on it, so the host queues steps ahead of the GPU.
     """
-    st, t = run.state, run.tspec
+    st, accum = run.state, run.tspec.grad_accumulation
     batches = _epoch_batches(run)
-    n_batches, accum = len(run.loaders.train), t.grad_accumulation
+    n_batches = len(run.loaders.train)
     bar = report.progress(run, n_batches)
     run.watch.start(run.meters["train"].loss, st.epoch, n_batches)
     pending = 0  # batches whose gradients were accumulated since the last optimizer step
     try:
         for i, (inputs, target) in enumerate(batches, start=st.batch):
-            # ---- forward: the model under autocast, the loss in float32
-            outputs = forward(run, inputs)
-            loss = run.criterion(outputs, target)
-            n = batch_size(inputs)
-            # ---- backward: gradients summed over `accum` batches, each weighted 1/window
-            window = min(accum, n_batches - (i // accum) * accum)
-            if _keep(run, loss, i, n_batches):
-                scaled = loss if window == 1 else loss / window
-                (run.scaler.scale(scaled) if run.scaler else scaled).backward()
-                for meter in (run.meters["train"], run.window_meter):
-                    if meter is not None:
-                        meter.update(outputs, target, loss, n)
-                run.watch.record(i, st.step, (inputs, target))
-                pending += 1
+            loss, n, kept = _forward_backward(run, inputs, target, i, n_batches)
+            pending += kept
             st.batch = i + 1
             if bar is not None:
                 bar.update(n, loss)
@@ -277,7 +310,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             run.schedule.after_step()
             if stop_at_step(run):
                 return "stop_when"
-            if interrupt.requested:
+            if _stop_asked(run, interrupt):
                 raise _interrupted(run, saved=False, signum=interrupt.signum)
         return None
     finally:
@@ -285,6 +318,44 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         batches.close()  # stops a prefetching thread when the epoch ends early
         if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
             _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
+
+
+def _forward_backward(run: Run, inputs: dict[str, Tensor], target: Any, i: int,
+                      n_batches: int) -> tuple[Tensor, int, bool]:
+    """Forward, loss and backward of batch ``i``; returns the loss, the batch's samples and
+    whether it was kept (`on_nan: skip` drops a non-finite one).
+
+    Gradients are summed over `grad_accumulation` batches, each weighted 1/window. Under DDP
+    the batches before a window's last run under ``no_sync``: gradients stay in each process
+    until the last one's backward all-reduces their sum. Not with ``static_graph``: torch's
+    no_sync breaks it (pytorch/pytorch#143580), so each batch all-reduces (the same sum, slower).
+    """
+    accum = run.tspec.grad_accumulation
+    window = min(accum, n_batches - (i // accum) * accum)
+    ends_window = (i + 1) % accum == 0 or i + 1 == n_batches
+    defer = run.ddp is not None and not ends_window and not run.tspec.distributed.static_graph
+    local = run.ddp.no_sync() if defer else contextlib.nullcontext()
+    with local:
+        # ---- forward: the model under autocast, the loss in float32
+        outputs = forward(run, inputs, run.ddp)
+        loss = run.criterion(outputs, target)
+        n = batch_size(inputs)
+        if not _keep(run, loss, i, n_batches):
+            return loss, n, False
+        # ---- backward
+        scaled = loss if window == 1 else loss / window
+        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+    for meter in (run.meters["train"], run.window_meter):
+        if meter is not None:
+            meter.update(outputs, target, loss, n)
+    run.watch.record(i, run.state.step, (inputs, target))
+    return loss, n, True
+
+
+def _stop_asked(run: Run, interrupt: SigintGuard) -> bool:
+    """Whether a Ctrl-C or SIGTERM asks the run to stop now; under DDP, whether it asked any
+    process (so all save and stop at the same step, whichever process the signal reached)."""
+    return distributed.agree(interrupt.requested) if run.hw.distributed else interrupt.requested
 
 
 def _interrupted(run: Run, saved: bool, signum: int) -> Interrupted:
@@ -346,7 +417,12 @@ def _keep(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
     """`on_nan: skip`: False (skip the batch) when the loss is NaN/inf; this needs the answer
     now, so it is the one mode that reads the loss every batch. `on_nan: error`: True; the
     watch finds a non-finite loss on the device (:mod:`netspec.training.watch`)."""
-    if run.tspec.on_nan != "skip" or bool(torch.isfinite(loss)):
+    if run.tspec.on_nan != "skip":
+        return True
+    finite = bool(torch.isfinite(loss))
+    if run.hw.distributed:  # every process skips the batch, or none: DDP's backward is collective
+        finite = not distributed.agree(not finite)
+    if finite:
         return True
     st = run.state
     st.skipped += 1

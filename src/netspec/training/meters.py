@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..errors import SpecError
 from ..registry import SpecPath
+from .distributed import all_sum
 from .losses import LOSSES, plan_terms
 from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name
 
@@ -70,10 +71,15 @@ class LossMeter:
         return self.values[: len(self.counts)]
 
     def compute(self) -> float:
-        if not self.counts:
-            return float("nan")
-        values = self.used().to("cpu", torch.float64)  # one copy an epoch; MPS has no float64
-        return float((values * torch.tensor(self.counts, dtype=torch.float64)).sum() / sum(self.counts))
+        """The sample-weighted mean; in a data-parallel run, over every process's batches (one
+        all-reduce of the two sums, so every process reads the same value)."""
+        sums = torch.zeros(2, dtype=torch.float64)
+        if self.counts:
+            values = self.used().to("cpu", torch.float64)  # one copy an epoch; MPS has no float64
+            sums[0] = (values * torch.tensor(self.counts, dtype=torch.float64)).sum()
+            sums[1] = sum(self.counts)
+        total, count = all_sum(sums).tolist()
+        return total / count if count else float("nan")
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": self.used().clone() if self.counts else torch.zeros(0), "counts": list(self.counts)}

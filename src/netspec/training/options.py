@@ -15,7 +15,7 @@ from pydantic.json_schema import JsonSchemaValue
 from ..spec_base import SpecModel, reported_at_spec_path
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
-__all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "TrainSpec",
+__all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "DistributedSpec", "TrainSpec",
            "TrainingRules", "TrainingSections", "COMPILE_MODES"]
 
 #: torch.compile's modes (`reduce-overhead` replays CUDA graphs)
@@ -92,6 +92,33 @@ class CheckpointPolicySpec(SpecModel):
     mode: Mode = Field(default="auto", description="`min`, `max` or `auto` (from the metric).")
 
 
+class DistributedSpec(SpecModel):
+    """Data-parallel training under torchrun (DistributedDataParallel); read only when netspec runs
+    in several processes (`netspec run --nproc N` or `torchrun ... -m netspec run`)."""
+
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        default="auto", description="`auto`: nccl on CUDA, gloo on the CPU.")
+    sync_batchnorm: bool = Field(
+        default=False,
+        description="Turn every BatchNorm into SyncBatchNorm: batch statistics over the global batch, not each "
+        "process's share (CUDA only).")
+    find_unused_parameters: bool = Field(
+        default=False,
+        description="DDP's `find_unused_parameters`: for models whose forward leaves some parameters out "
+        "(`when:` branches chosen at run time); costs a graph walk per step.")
+    gradient_as_bucket_view: bool = Field(
+        default=False, description="DDP's `gradient_as_bucket_view`: gradients are views into the all-reduce "
+        "buckets (less memory, one copy fewer per step).")
+    static_graph: bool = Field(
+        default=False, description="DDP's `static_graph`: the set of used parameters never changes between "
+        "steps (lets DDP overlap more, and use `find_unused_parameters` for free). With `grad_accumulation` every "
+        "batch is all-reduced: torch's no_sync breaks static graphs (pytorch/pytorch#143580).")
+    timeout: float = Field(
+        default=120.0, gt=0,
+        description="Seconds a process waits for the others (at a collective, or for a process that stopped "
+        "answering) before it stops the run; a process that dies is noticed at once (its connections close).")
+
+
 class TrainSpec(SpecModel):
     """How to train: epochs, hardware, precision, reproducibility, metrics and stopping.
 
@@ -164,6 +191,10 @@ class TrainSpec(SpecModel):
         description="`auto`: let cuDNN time its convolution algorithms on CUDA unless `deterministic`: faster "
         "for fixed input sizes, but the results may differ in the last bits from run to run.",
     )
+
+    distributed: DistributedSpec = Field(
+        default_factory=DistributedSpec,
+        description="Options of data-parallel runs (`netspec run --nproc N`, torchrun); ignored in one process.")
 
     @model_validator(mode="after")
     def _deterministic_means_no_autotuning(self) -> TrainSpec:

@@ -24,7 +24,7 @@ from torch import nn
 from .hardware import Hardware
 from .options import TrainSpec
 
-__all__ = ["optimizer_defaults", "prepare_model", "cudnn_autotuning", "COMPILE_BACKEND"]
+__all__ = ["optimizer_defaults", "prepare_model", "compile_module", "cudnn_autotuning", "COMPILE_BACKEND"]
 
 #: torch.compile's backend; the tests use "eager" (graph capture without code generation: the
 #: same math, so the parity tests can compare bit for bit)
@@ -69,11 +69,24 @@ def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware, log: Any) ->
         log.info("channels_last: 4-d weights and image batches stored NHWC")
     if tspec.compile is False:
         return None
-    mode = "default" if tspec.compile is True else tspec.compile
-    log.info(f"torch.compile: mode {mode} (the first steps compile; later shapes compile once each)")
+    log.info(f"torch.compile: mode {_mode(tspec)} (the first steps compile; later shapes compile once each)")
+    return compile_module(model, tspec)
+
+
+def _mode(tspec: TrainSpec) -> str:
+    return "default" if tspec.compile is True else str(tspec.compile)
+
+
+def compile_module(module: nn.Module, tspec: TrainSpec) -> nn.Module:
+    """``torch.compile(module)`` as ``train.compile`` asks (a DDP wrapper is compiled as a whole).
+
+    Example::
+
+        compile_module(nn.Linear(2, 2), TrainSpec(compile=True))  # OptimizedModule; compiles on first call
+    """
     if COMPILE_BACKEND == "inductor":
-        return torch.compile(model, mode=mode)
-    return torch.compile(model, backend=COMPILE_BACKEND)
+        return torch.compile(module, mode=_mode(tspec))
+    return torch.compile(module, backend=COMPILE_BACKEND)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,28 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
+# Runs a command (``-c CODE`` or ``-m MODULE ARGS``) and, at exit, writes the process's own peak
+# RSS (VmHWM, in KiB) to the file named by argv[1]. The rusage a parent gets for a child is no
+# use here: on Linux it carries the parent's peak at fork (the benchmark's, torch included) over
+# exec, so every command would show at least the benchmark's own size.
+_MEASURED = """
+import atexit, runpy, sys
+def _peak(path=sys.argv[1]):
+    with open("/proc/self/status") as f:
+        kib = next((line.split()[1] for line in f if line.startswith("VmHWM:")), "0")
+    with open(path, "w") as out:
+        out.write(kib)
+atexit.register(_peak)
+flag, what, *rest = sys.argv[2:]
+if flag == "-c":
+    sys.argv = ["-c", *rest]
+    exec(compile(what, "<string>", "exec"), {"__name__": "__main__"})
+else:
+    sys.argv = [what, *rest]
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+"""
+
+
 def run_once(args: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS in bytes) of ``python *args``; raises if it fails.
 
@@ -54,16 +76,20 @@ def run_once(args: list[str]) -> tuple[float, int]:
     >>> seconds > 0 and rss > 0
     True
     """
-    with tempfile.TemporaryFile() as err:
+    linux = sys.platform.startswith("linux")
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as peak:
+        argv = [sys.executable, "-c", _MEASURED, peak.name, *args] if linux else [sys.executable, *args]
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (peak RSS in KiB on Linux)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"python {' '.join(args)} exited {proc.returncode}: {err.read().decode()[-500:]}")
-    scale = 1 if sys.platform == "darwin" else 1024
+        if linux:
+            return seconds, int(peak.read() or 0) * 1024
+    scale = 1 if sys.platform == "darwin" else 1024  # elsewhere: ru_maxrss, an upper bound
     return seconds, usage.ru_maxrss * scale
 
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from datafiles import write_image_folder, write_mnist, write_pt
 from netspec.data import SampleLoader, TensorLoader
+
 from .helpers import batches, build, data_error, same_batches, tensor_file
+from datafiles import write_image_folder, write_mnist, write_pt
 
 
 @pytest.mark.parametrize("shuffle, drop_last, bs", [(True, False, 8), (True, True, 8), (False, False, 5),
@@ -47,7 +48,8 @@ def test_eval_loader_equals_dataloader_and_global_rng(tmp_path):
 
 def test_equivalence_property(tmp_path_factory):
     """For any size, batch size, shuffle and drop_last: the same batches as a DataLoader, epoch after epoch."""
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     root = tmp_path_factory.mktemp("prop")
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import atexit
 import math
-import multiprocessing.util  # registers its exit hook now, so that ours (below) runs before it
+import multiprocessing.util  # noqa: F401  (registers its exit hook now, so that ours, below, runs before it)
 import weakref
 from typing import Any, Callable, Iterator
 

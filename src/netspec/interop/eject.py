@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from torch import fx, nn
 
-from . import ExportError
 from ..registry import TIMM_PREFIX
+from . import ExportError
 from .pysource import (
     Call,
     ListOf,

@@ -62,7 +62,8 @@ def test_import_writes_a_spec_that_compiles(user_file: Path, capsys, monkeypatch
     assert out[0] == "wrote net.yaml: Net: 1 block(s) (Block x3)"
     assert out[1].startswith("round trip checked: the spec loads the model's state_dict strictly (16 tensors)")
     text = (user_file.parent / "net.yaml").read_text()
-    assert text.startswith("# written by `netspec import user_net.py:Net --args depth=3 n_classes=4 --input-size 5x8` "
+    assert text.startswith("# written by `netspec import user_net.py:Net --allow-import user_net.py --args depth=3 n_classes=4 "
+                           "--input-size 5x8` "
                            "from user_net.py:Net\n")
     assert "  - blocks: {Block: {}}\n    repeat: 3\n" in text
     assert main(["compile", "net.yaml"]) == 0

@@ -57,7 +57,7 @@ def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, al
     model = build(fn, args, target).eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    origin = f"`netspec import {_shown(target, args, input_sizes)}`"
+    origin = f"`netspec import {_shown(target, args, input_sizes, allow_imports)}`"
     return spec_from_module(model, input_shapes(model, input_sizes, fn), dtypes=input_dtypes(model, input_sizes),
                             name=name or parse_target(target)[1].split(".")[-1], origin=origin, check=check,
                             label=target)
@@ -132,11 +132,13 @@ def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def _shown(target: str, args: dict[str, Any], input_sizes: list[str] | None) -> str:
+def _shown(target: str, args: dict[str, Any], input_sizes: list[str] | None,
+           allow_imports: list[str] | None = None) -> str:
     """The command's arguments that decide the spec, as they would be typed again.
 
-    >>> _shown("net.py:Net", {"depth": 4}, ["5x8"])
-    'net.py:Net --args depth=4 --input-size 5x8'
+    >>> _shown("net.py:Net", {"depth": 4}, ["5x8"], ["net.py"])
+    'net.py:Net --allow-import net.py --args depth=4 --input-size 5x8'
     """
-    words = [target] + (["--args", *(f"{k}={v}" for k, v in args.items())] if args else [])
+    words = [target] + [f"--allow-import {f}" for f in allow_imports or []]
+    words += ["--args", *(f"{k}={v}" for k, v in args.items())] if args else []
     return " ".join(words + [f"--input-size {size}" for size in input_sizes or []])

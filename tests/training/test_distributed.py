@@ -144,14 +144,14 @@ def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None,
 
 
 def ddp(workdir: Path, *args: str, env: dict[str, str] | None = None, expect: int = 0,
-        torchrun: bool = False) -> tuple[str, float]:
+        torchrun: bool = False, nproc: int = 2) -> tuple[str, float]:
     """``netspec run spec.yaml --nproc 2 ...`` (or ``torchrun --nproc-per-node 2 -m netspec run
     spec.yaml ...``) to its end; (its output, its seconds)."""
     argv = ["run", "spec.yaml", "--allow-import", "killswitch", *args]
-    launcher: tuple[str, ...] = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+    launcher: tuple[str, ...] = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
                                  "-m", "netspec") if torchrun else ("-m", "netspec")
     if not torchrun:
-        argv[2:2] = ["--nproc", "2"]
+        argv[2:2] = ["--nproc", str(nproc)]
     t0 = time.monotonic()
     with started(argv, workdir, env, launcher) as proc:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
@@ -331,3 +331,14 @@ def test_a_hung_rank_stops_the_other_after_the_timeout(workdir: Path) -> None:
     assert "rank 0: stopped: another process of the run failed or is gone (Timed out waiting 5000ms" in out, out
     assert "netspec: rank 1 failed first: killed by SIGKILL" in out
     assert seconds < 150
+
+
+@pytest.mark.gpu
+def test_nccl_run_on_cuda_matches_one_process(workdir: Path) -> None:
+    """On CUDA the processes (one per GPU, at most 2; a one-GPU machine gives a 1-rank run) talk
+    over nccl, and the run ends as a one-process CUDA run does."""
+    n = min(2, torch.cuda.device_count())
+    one = single(workdir, "one", "train.device=cuda")
+    out, _ = ddp(workdir, "--out", "two", "--set", "train.device=cuda", nproc=n)
+    assert f"{n} process" in out and "device cuda" in out, out
+    assert_same_run(one, run_dir_of(out, workdir))

@@ -68,8 +68,12 @@ class _EpochLoader:
 
     def __len__(self) -> int:
         """Batches per epoch (this process's, when sharded)."""
-        total = self._share(len(self.sampler) if self.sampler is not None else self.dataset_size)  # type: ignore[arg-type]
+        total = self._share()
         return total // self.batch_size if self.drop_last else math.ceil(total / self.batch_size)
+
+    def _epoch_samples(self) -> int:
+        """Samples of an epoch in one process: the sampler's draw, or the whole data set."""
+        return len(self.sampler) if self.sampler is not None else self.dataset_size  # type: ignore[arg-type]
 
     @property
     def training(self) -> bool:
@@ -98,16 +102,10 @@ class _EpochLoader:
         share = self.global_batch_size / world_size  # an eval batch may be uneven: rounded up
         self.batch_size = max(1, int(share) if self.training else math.ceil(share))
 
-    def _share(self, total: int) -> int:
-        """Samples this process reads of an epoch of ``total``."""
-        world = self.world_size
-        if world == 1:
-            return total
-        if not self.training:
-            return len(range(self.rank, total, world)) if total >= world else total
-        if self.drop_last:
-            return total // self.global_batch_size * self.global_batch_size // world
-        return -(-total // world)
+    def _share(self) -> int:
+        """Samples this process reads of an epoch (the length of its :meth:`_shard`)."""
+        total = self._epoch_samples()
+        return total if self.world_size == 1 else len(self._shard(torch.arange(total)))  # type: ignore[arg-type]
 
     def _shard(self, order: Tensor | None) -> Tensor | None:
         """This process's share of an epoch's order (None: sequential, in one process)."""
@@ -352,8 +350,7 @@ class _Shard(Sampler):
         self.loader = loader
 
     def __len__(self) -> int:
-        loader = self.loader
-        return loader._share(len(loader.sampler) if loader.sampler is not None else loader.dataset_size)  # type: ignore[arg-type]
+        return self.loader._share()
 
     def __iter__(self) -> Iterator[int]:
         inner = self.loader.sampler

@@ -96,18 +96,27 @@ def test_a_cycle_is_still_reported() -> None:
         _resolve({"name": "t", "inputs": {"x": [4]}, "nodes": nodes})
 
 
-# ---- each distinct call runs on meta once -----------------------------------------------------
+# ---- each distinct call is worked out once --------------------------------------------------
 
 def _meta_runs(monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]) -> tuple[int, netspec.api.Compiled]:
+    """How many output shapes were worked out: meta runs, and answers of a shape rule
+    (shape_rules.py) that stood in for one."""
     count = 0
-    real = shapes_module.run_probe
+    real_run, real_rule = shapes_module.run_probe, shapes_module.probe_by_rule
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         nonlocal count
         count += 1
-        return real(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(shapes_module, "run_probe", counting)
+    def rule(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        out = real_rule(*args, **kwargs)
+        count += out is not None
+        return out
+
+    monkeypatch.setattr(shapes_module, "run_probe", run)
+    monkeypatch.setattr(shapes_module, "probe_by_rule", rule)
     compiled = netspec.compile_spec(spec)
     return count, compiled
 

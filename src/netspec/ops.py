@@ -38,6 +38,9 @@ class OpType:
     check: Callable[..., None] | None = None  # (shapes, **args): nice errors before running
     doc: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # name -> (type, default)
+    # (full input shapes, **args) -> the output's shape (dtype: the first input's), or None where
+    # unsure: saves the meta run of ops that torch implements in Python (see shape_rules.py)
+    shape: Callable[..., tuple[int, ...] | None] | None = None
 
 
 #: op name -> entry, written by the @op decorator below.
@@ -45,7 +48,8 @@ OPS: Registry[OpType] = Registry("op", hint="see `netspec layers ops` for the li
 
 
 def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | None = None,
-       refs: tuple[str, ...] = (), check: Callable[..., None] | None = None):
+       refs: tuple[str, ...] = (), check: Callable[..., None] | None = None,
+       shape: Callable[..., tuple[int, ...] | None] | None = None):
     """Decorator registering an op; the function's keyword arguments are the op's arguments."""
 
     def wrap(fn: Callable[..., Call]) -> Callable[..., Call]:
@@ -54,7 +58,7 @@ def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | 
         sig = inspect.signature(fn)
         params = {n: (p.annotation, p.default) for n, p in list(sig.parameters.items())[1:]}
         OPS.add(name, OpType(name, fn, inputs[0], inputs[1], positional, refs, check,
-                             (fn.__doc__ or "").strip().split("\n")[0], params))
+                             (fn.__doc__ or "").strip().split("\n")[0], params, shape))
         return fn
 
     return wrap
@@ -113,7 +117,22 @@ def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
 
 # ---- merges and arithmetic ---------------------------------------------------------------
 
-@op("cat", inputs=(2, None), check=_check_cat)
+def _catted(shapes: list[tuple[int, ...]], dim: int = 1) -> tuple[int, ...] | None:
+    """cat's output: the inputs' shape, with the sizes along `dim` added.
+
+    >>> _catted([(2, 3, 4), (2, 5, 4)]), _catted([(2, 3, 4), (2, 5, 5)])
+    ((2, 8, 4), None)
+    """
+    ndim = len(shapes[0])
+    if not -ndim <= dim < ndim or any(len(s) != ndim for s in shapes):
+        return None
+    d = dim % ndim
+    if any(s[:d] + s[d + 1:] != shapes[0][:d] + shapes[0][d + 1:] for s in shapes):
+        return None
+    return (*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1:])
+
+
+@op("cat", inputs=(2, None), check=_check_cat, shape=_catted)
 def _cat(inputs: list[Any], dim: int = 1) -> Call:
     """Concatenate the inputs along `dim` (default 1, channels), in the order listed."""
     return torch.cat, (list(inputs),), {"dim": dim}
@@ -247,7 +266,17 @@ def _pad(inputs: list[Any], pad: list[int], mode: Literal["constant", "reflect",
     return F.pad, (inputs[0], list(pad)), kwargs
 
 
-@op("pad_to", inputs=(2, 2), refs=("like",))
+def _padded_to(shapes: list[tuple[int, ...]], like: str | None = None) -> tuple[int, ...] | None:
+    """pad_to's output: dims 0-1 of the input, the rest of `like` (F.pad crops where it is smaller).
+
+    >>> _padded_to([(2, 8, 5, 5), (2, 4, 6, 7)]), _padded_to([(2, 8, 5), (2, 4, 6, 7)])
+    ((2, 8, 6, 7), None)
+    """
+    x, other = shapes
+    return (*x[:2], *other[2:]) if len(x) == len(other) >= 2 else None
+
+
+@op("pad_to", inputs=(2, 2), refs=("like",), shape=_padded_to)
 def _pad_to(inputs: list[Any], like: str | None = None) -> Call:
     """Zero-pad dims 2.. to the size of the node `like`, half before, half after (U-Net's Up)."""
     return nsf.pad_to_match, (inputs[0], inputs[1]), {}

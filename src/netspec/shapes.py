@@ -1,7 +1,8 @@
 """Stage 4: a DAG -> a typed graph: concrete arguments, inferred sizes, every output shape.
 
 Shapes are found by running each layer on *meta* tensors (no memory, no compute), so every
-torch.nn layer is covered without a hand-written shape rule; merges get explicit checks
+torch.nn layer is covered without a hand-written shape rule (convolutions, pooling and batch
+norm have one anyway, for speed: ``shape_rules.py``, checked against the meta run); merges get explicit checks
 first, so a mismatch is reported at the node with both shapes. Every node runs at two batch
 sizes (``dims.py``), so the batch dim is known wherever a layer puts it. Blocks, groups and
 repeats are instantiated here, recursively, because their ``when`` choices and arithmetic
@@ -38,6 +39,7 @@ from .graph import Dag, DagNode, resolve
 from .layers import LAYERS
 from .ops import OPS, OpType
 from .parameters import bind_parameter_args, parameter_probe
+from .shape_rules import probe_by_rule
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 from .zoo import infer_zoo
@@ -53,6 +55,20 @@ def _shape_info(p: Probe) -> ShapeInfo | None:
 
 def _env_shapes(values: Mapping[str, Probe]) -> dict[str, Any]:
     return {k: info for k, p in values.items() if (info := _shape_info(p)) is not None}
+
+
+def _op_by_rule(entry: OpType, ins: list[Probe], kwargs: dict[str, Any]) -> Probe | None:
+    """An op's output from its shape rule (``OpType.shape``), or None (unsure: run it on meta)."""
+    if not all(isinstance(p.value, torch.Tensor) and isinstance(p.twin, torch.Tensor) for p in ins) \
+            or len({p.value.dtype for p in ins}) > 1:  # mixed dtypes: torch's promotion decides
+        return None
+    assert entry.shape is not None
+    value = entry.shape([tuple(p.value.shape) for p in ins], **kwargs)
+    twin = entry.shape([tuple(p.twin.shape) for p in ins], **kwargs)
+    if value is None or twin is None:
+        return None
+    dtype = ins[0].value.dtype
+    return Probe(torch.empty(value, dtype=dtype, device="meta"), torch.empty(twin, dtype=dtype, device="meta"))
 
 
 def _count(module: nn.Module) -> int:
@@ -129,7 +145,7 @@ class _Inferer:
         else:
             module = construct_meta(entry.cls, kwargs, d.op, d.path + (d.op,), d.name)
             n = self._add_params(_count(module), d)
-            out = run_probe(module, ins, kw, d.op, d.path, d.name)
+            out = probe_by_rule(module, ins, kw) or run_probe(module, ins, kw, d.op, d.path, d.name)
             self._remember(key, n, out)
         return TypedNode(d.name, "layer", d.op, d.path, _positional(d), kwargs, out.value, out.twin, notes,
                          kw_inputs=dict(d.kw_inputs), layer_cls=entry.cls, params=n)
@@ -155,6 +171,9 @@ class _Inferer:
                 e.path, e.node = d.path, d.name
                 e.message = f"{d.op}: {e.message}"
                 raise
+
+        if entry.shape is not None and (out := _op_by_rule(entry, ins, kwargs)) is not None:
+            return out
 
         def call(*xs: Any) -> Any:
             fn, args, fkw = entry.emit(list(xs), **kwargs)

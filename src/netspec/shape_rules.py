@@ -1,0 +1,296 @@
+"""Output shapes by formula for the most common layers: a fast path beside the meta run.
+
+Shape inference runs every layer on meta tensors (``dims.py``). For convolutions, pooling and
+batch norm that run goes through torch's Python meta functions, whose first ``torch._check``
+imports sympy and whose batch-norm decomposition imports ``torch._dynamo``: about 2 s of a
+``netspec validate`` that otherwise costs little more than ``import torch``. For these layers
+the output size is a formula, so a rule computes it instead.
+
+A rule only answers where it is sure: the usual argument forms, the input rank and channels the
+layer expects, a positive output size. Anything else (an unbatched input, a reflect padding, a
+kernel larger than the padded input, a dtype that differs from the weights') gets ``None``, and
+the layer runs on meta as before, so torch's own error message still reaches the user. The
+registry-wide test (``tests/test_shape_rules.py``) runs every rule against the meta run over a
+grid of arguments and sizes, including the ones the rule declines.
+
+>>> from torch import nn
+>>> output_shape(nn.Conv2d(3, 8, kernel_size=3, stride=2), (2, 3, 32, 32))
+(2, 8, 15, 15)
+>>> output_shape(nn.Conv2d(3, 8, kernel_size=3), (2, 4, 32, 32)) is None  # wrong channels: torch says so
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .dims import Probe
+from .registry import Registry
+
+Shape = tuple[int, ...]
+RuleFn = Callable[[nn.Module, Shape], "Shape | None"]
+
+
+@dataclass(frozen=True)
+class ShapeRule:
+    """A layer class and the function giving its output shape for an input shape (or None)."""
+
+    cls: type[nn.Module]
+    fn: RuleFn
+
+
+SHAPE_RULES: Registry[ShapeRule] = Registry("shape rule")
+
+
+def shape_rule(*classes: type[nn.Module]) -> Callable[[RuleFn], RuleFn]:
+    """Register ``fn`` as the shape rule of each of ``classes`` (under the class name)."""
+
+    def deco(fn: RuleFn) -> RuleFn:
+        for cls in classes:
+            SHAPE_RULES.add(cls.__name__, ShapeRule(cls, fn))
+        return fn
+
+    return deco
+
+
+def output_shape(module: nn.Module, shape: Shape) -> Shape | None:
+    """The output shape of ``module`` for a batched input of ``shape``, or None (no rule, or the
+    rule is not sure: the caller runs the module on meta)."""
+    rule = SHAPE_RULES.get(type(module).__name__)
+    if rule is None or type(module) is not rule.cls:  # a custom layer may share a torch name
+        return None
+    return rule.fn(module, tuple(shape))
+
+
+def probe_by_rule(module: nn.Module, ins: list[Probe], kw: dict[str, Probe]) -> Probe | None:
+    """The output probe of a one-tensor call from the layer's shape rule, or None.
+
+    >>> from netspec.dims import input_probe
+    >>> out = probe_by_rule(nn.MaxPool2d(2), [input_probe((4, 8, 8), torch.float32)], {})
+    >>> tuple(out.value.shape), tuple(out.twin.shape)
+    ((2, 4, 4, 4), (3, 4, 4, 4))
+    """
+    if kw or len(ins) != 1:
+        return None
+    x = ins[0]
+    if not (isinstance(x.value, torch.Tensor) and isinstance(x.twin, torch.Tensor)):
+        return None
+    dtype = x.value.dtype
+    # torch refuses integer input and weights of another dtype: let it say so
+    if not dtype.is_floating_point or any(t.dtype != dtype for t in (*module.parameters(), *module.buffers())
+                                          if t.is_floating_point()):
+        return None
+    value, twin = output_shape(module, tuple(x.value.shape)), output_shape(module, tuple(x.twin.shape))
+    if value is None or twin is None:
+        return None
+    return Probe(torch.empty(value, dtype=dtype, device="meta"), torch.empty(twin, dtype=dtype, device="meta"))
+
+
+def _per_dim(value: int | Sequence[int], n: int) -> tuple[int, ...] | None:
+    """An int or n-sequence argument as n ints (None for any other form)."""
+    if isinstance(value, int):
+        return (value,) * n
+    if isinstance(value, (tuple, list)) and len(value) == n and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    return None
+
+
+def _spatial(module: nn.Module, shape: Shape, n: int, channels: int | None) -> Shape | None:
+    """The n spatial sizes of a batched (B, C, *spatial) input, or None for another rank,
+    other channels or an empty dim."""
+    if len(shape) != n + 2 or (channels is not None and shape[1] != channels) or min(shape) < 1:
+        return None
+    return shape[2:]
+
+
+# ---- linear ----------------------------------------------------------------------------------
+
+@shape_rule(nn.Linear)
+def linear(m: nn.Module, shape: Shape) -> Shape | None:
+    """(*, in_features) -> (*, out_features).
+
+    >>> linear(nn.Linear(8, 3), (2, 5, 8)), linear(nn.Linear(8, 3), (2, 5))
+    ((2, 5, 3), None)
+    """
+    assert isinstance(m, nn.Linear)
+    if not shape or shape[-1] != m.in_features:
+        return None
+    return (*shape[:-1], m.out_features)
+
+
+# ---- convolutions ----------------------------------------------------------------------------
+
+@shape_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def conv(m: nn.Module, shape: Shape) -> Shape | None:
+    """(B, C_in, *L) -> (B, C_out, *L'), L' = (L + 2p - d(k - 1) - 1) // s + 1, for zero padding.
+
+    >>> conv(nn.Conv1d(2, 4, kernel_size=5, padding="same"), (2, 2, 9))
+    (2, 4, 9)
+    """
+    assert isinstance(m, nn.modules.conv._ConvNd)
+    n = len(m.kernel_size)
+    sizes = _spatial(m, shape, n, m.in_channels)
+    if sizes is None or m.padding_mode != "zeros":  # reflect/circular have limits of their own
+        return None
+    if m.padding == "same":
+        return (shape[0], m.out_channels, *sizes)
+    padding = (0,) * n if m.padding == "valid" else _per_dim(m.padding, n)
+    if padding is None:
+        return None
+    out = []
+    for size, k, s, p, d in zip(sizes, m.kernel_size, m.stride, padding, m.dilation):
+        if size + 2 * p < d * (k - 1) + 1:  # the kernel is larger than the padded input
+            return None
+        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+    return (shape[0], m.out_channels, *out)
+
+
+@shape_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose(m: nn.Module, shape: Shape) -> Shape | None:
+    """(B, C_in, *L) -> (B, C_out, *L'), L' = (L - 1)s - 2p + d(k - 1) + output_padding + 1.
+
+    >>> conv_transpose(nn.ConvTranspose2d(8, 4, kernel_size=2, stride=2), (2, 8, 5, 7))
+    (2, 4, 10, 14)
+    """
+    assert isinstance(m, nn.modules.conv._ConvTransposeNd)
+    n = len(m.kernel_size)
+    sizes = _spatial(m, shape, n, m.in_channels)
+    padding = _per_dim(m.padding, n)  # type: ignore[arg-type]
+    if sizes is None or padding is None:
+        return None
+    out = []
+    for size, k, s, p, d, op in zip(sizes, m.kernel_size, m.stride, padding, m.dilation, m.output_padding):
+        if not (op < s or op < d):  # torch: "output padding must be smaller than either stride or dilation"
+            return None
+        length = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if length < 1:
+            return None
+        out.append(length)
+    return (shape[0], m.out_channels, *out)
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+
+def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int | None:
+    """torch's pooling output size (pooling_output_shape), or None where torch refuses."""
+    if k < 1 or s < 1 or d < 1 or 2 * p > k:  # torch: "pad should be at most half of kernel size"
+        return None
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input
+        out -= 1
+    return out if out >= 1 else None
+
+
+def _pool(m: nn.Module, shape: Shape, n: int, dilation: int | Sequence[int]) -> Shape | None:
+    sizes = _spatial(m, shape, n, None)
+    k = _per_dim(m.kernel_size, n)  # type: ignore[attr-defined]
+    s = _per_dim(m.stride if m.stride is not None else m.kernel_size, n)  # type: ignore[attr-defined]
+    p, d = _per_dim(m.padding, n), _per_dim(dilation, n)  # type: ignore[attr-defined]
+    if sizes is None or k is None or s is None or p is None or d is None:
+        return None
+    out = [_pooled(*dims, m.ceil_mode) for dims in zip(sizes, k, s, p, d)]  # type: ignore[attr-defined]
+    if any(o is None for o in out):
+        return None
+    return (*shape[:2], *out)  # type: ignore[misc]
+
+
+@shape_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+def max_pool(m: nn.Module, shape: Shape) -> Shape | None:
+    """(B, C, *L) -> (B, C, *L'); with ``return_indices`` the output is a pair: no rule.
+
+    >>> max_pool(nn.MaxPool2d(3, stride=2, ceil_mode=True), (2, 4, 8, 8))
+    (2, 4, 4, 4)
+    """
+    assert isinstance(m, nn.modules.pooling._MaxPoolNd)
+    if m.return_indices:
+        return None
+    return _pool(m, shape, int(type(m).__name__[-2]), m.dilation)
+
+
+@shape_rule(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def avg_pool(m: nn.Module, shape: Shape) -> Shape | None:
+    """(B, C, *L) -> (B, C, *L').
+
+    >>> avg_pool(nn.AvgPool2d(2), (2, 4, 7, 8))
+    (2, 4, 3, 4)
+    """
+    assert isinstance(m, nn.modules.pooling._AvgPoolNd)
+    n = int(type(m).__name__[-2])
+    kernel = _per_dim(m.kernel_size, n)  # type: ignore[arg-type]
+    # avg_pool3d also refuses an input smaller than the kernel, padding or not
+    if n == 3 and (kernel is None or len(shape) != 5 or any(size < k for size, k in zip(shape[2:], kernel))):
+        return None
+    return _pool(m, shape, n, 1)
+
+
+# ---- normalisation ---------------------------------------------------------------------------
+
+_BATCH_NORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+
+
+@shape_rule(*_BATCH_NORM_RANKS)
+def batch_norm(m: nn.Module, shape: Shape) -> Shape | None:
+    """The input's shape, for the ranks the class takes and ``num_features`` channels.
+
+    >>> batch_norm(nn.BatchNorm1d(4), (2, 4)), batch_norm(nn.BatchNorm2d(4), (2, 4, 3))
+    ((2, 4), None)
+    """
+    assert isinstance(m, nn.modules.batchnorm._BatchNorm)
+    if len(shape) not in _BATCH_NORM_RANKS[type(m)] or shape[1] != m.num_features or min(shape) < 1:
+        return None
+    return shape
+
+
+# ---- element-wise ----------------------------------------------------------------------------
+
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.SiLU, nn.Mish, nn.Sigmoid,
+                nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardshrink, nn.Softshrink,
+                nn.Tanhshrink, nn.Softsign, nn.Softplus, nn.LogSigmoid, nn.Threshold, nn.Identity,
+                nn.Dropout, nn.AlphaDropout)
+
+
+@shape_rule(*_ELEMENTWISE)
+def elementwise(m: nn.Module, shape: Shape) -> Shape | None:
+    """The input's shape: activations and dropout act on each element alone.
+
+    >>> elementwise(nn.ReLU(), (2, 3, 4))
+    (2, 3, 4)
+    """
+    return shape
+
+
+@shape_rule(nn.GELU)
+def gelu(m: nn.Module, shape: Shape) -> Shape | None:
+    """The input's shape; an ``approximate`` torch does not know is left to torch to refuse."""
+    assert isinstance(m, nn.GELU)
+    return shape if m.approximate in ("none", "tanh") else None
+
+
+@shape_rule(nn.Softmax, nn.LogSoftmax, nn.Softmin)
+def softmax(m: nn.Module, shape: Shape) -> Shape | None:
+    """The input's shape, for a ``dim`` inside it.
+
+    >>> softmax(nn.Softmax(dim=1), (2, 10)), softmax(nn.Softmax(dim=2), (2, 10))
+    ((2, 10), None)
+    """
+    dim = m.dim  # type: ignore[attr-defined]
+    if dim is None:  # torch picks one (with a warning): let it
+        return None
+    return shape if -len(shape) <= dim < max(len(shape), 1) else None
+
+
+@shape_rule(nn.PReLU)
+def prelu(m: nn.Module, shape: Shape) -> Shape | None:
+    """The input's shape; one slope per channel needs dim 1 to be the channels.
+
+    >>> prelu(nn.PReLU(4), (2, 4, 5)), prelu(nn.PReLU(4), (2, 5))
+    ((2, 4, 5), None)
+    """
+    assert isinstance(m, nn.PReLU)
+    if m.num_parameters == 1:
+        return shape
+    return shape if len(shape) >= 2 and shape[1] == m.num_parameters else None

@@ -116,3 +116,21 @@ def test_nothing_to_train() -> None:
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(TrainingError, match="nothing to train"):
         build_optimizer(OptimizerSpec.model_validate("Adam"), model)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_stand_in_is_the_optimizer_with_its_defaults(name: str) -> None:
+    """The validation stand-in (add_param_group unwrapped, so no torch._dynamo import) is an
+    instance of the real class holding the same group settings as the real optimizer would."""
+    from netspec.training.optimizers import _stand_in_class, stand_in_optimizer
+
+    cls = OPTIMIZERS[name]
+    stand_in = stand_in_optimizer(OptimizerSpec.model_validate({name: {"lr": 0.01}}))
+    real = cls([nn.Parameter(torch.zeros(2, 2))], lr=0.01)
+    assert isinstance(stand_in, cls) and type(stand_in).__name__ == name
+    wrapped = hasattr(cls.add_param_group, "__wrapped__")  # torch's dynamo guard, when there is one
+    assert (_stand_in_class(cls).add_param_group is not cls.add_param_group) == wrapped
+    drop = {"params"}
+    assert [{k: v for k, v in g.items() if k not in drop} for g in stand_in.param_groups] == \
+        [{k: v for k, v in g.items() if k not in drop} for g in real.param_groups]
+    assert cls.add_param_group is getattr(torch.optim, name).add_param_group  # torch's class untouched

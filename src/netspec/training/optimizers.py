@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import math
 import re
@@ -83,9 +84,27 @@ def _refuse_nan(args: dict[str, Any], path: SpecPath) -> None:
 
 def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
     """The spec's optimizer over one stand-in parameter (its groups left out): for the checks of
-    the optimizer's and the schedulers' values before the model exists."""
+    the optimizer's and the schedulers' values before the model exists.
+
+    >>> from netspec.training.spec import OptimizerSpec
+    >>> opt = stand_in_optimizer(OptimizerSpec.model_validate({"Adam": {"lr": 0.1}}))
+    >>> isinstance(opt, torch.optim.Adam), opt.param_groups[0]["lr"]
+    (True, 0.1)
+    """
     weight = nn.Parameter(torch.zeros(2, 2))  # no random init: the run's RNG stays untouched
-    return _construct(spec, [{"params": [weight]}], ())
+    return _construct(spec, [{"params": [weight]}], (), cls=_stand_in_class(OPTIMIZERS[spec.name]))
+
+
+@functools.cache
+def _stand_in_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``cls`` with torch's own ``add_param_group`` unwrapped. torch wraps it in a guard whose
+    first call imports torch._dynamo (1-2 s, most of a `netspec validate`); the stand-in is made
+    once, eagerly, and never meets torch.compile."""
+    plain = getattr(cls.add_param_group, "__wrapped__", None)
+    if plain is None:
+        return cls
+    return type(cls.__name__, (cls,), {"add_param_group": plain, "__module__": cls.__module__,
+                                       "__doc__": cls.__doc__})
 
 
 def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = None,
@@ -148,9 +167,10 @@ def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: L
     return [{"params": [p for _, p in rest]}]
 
 
-def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath) -> torch.optim.Optimizer:
+def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath,
+               cls: type[torch.optim.Optimizer] | None = None) -> torch.optim.Optimizer:
     try:
-        return OPTIMIZERS[spec.name](groups, **spec.args)
+        return (cls or OPTIMIZERS[spec.name])(groups, **spec.args)
     except (TypeError, ValueError, LookupError, RuntimeError) as err:  # `betas: ""` fails as betas[0]
         raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
                         hint=number_string_hint(spec.args)) from None

@@ -90,6 +90,21 @@ def test_spec_compiles_with_expected_parameter_count(path: Path, compiled) -> No
 
 
 @pytest.mark.parametrize("path", spec_params(SPECS))
+def test_meta_build_is_the_real_module_without_values(path: Path, compiled) -> None:
+    """`compile_spec(device="meta")` (what `validate` and `compile` use): the same parameters,
+    buffers, frozen flags, code and build log as the real module, none of them in memory."""
+    real = _compile(compiled, path)
+    meta = compile_spec(path, device="meta")
+    layout = [(n, tuple(p.shape), p.requires_grad) for n, p in real.module.named_parameters()]
+    assert [(n, tuple(p.shape), p.requires_grad) for n, p in meta.module.named_parameters()] == layout
+    assert [(n, tuple(b.shape)) for n, b in meta.module.named_buffers()] == \
+        [(n, tuple(b.shape)) for n, b in real.module.named_buffers()]
+    assert all(t.is_meta for t in (*meta.module.parameters(), *meta.module.buffers()))
+    assert meta.module.code == real.module.code and meta.log == real.log
+    assert torch.get_default_device().type == "cpu"  # the meta build left the default device alone
+
+
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_spec_header_and_description(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".yaml":

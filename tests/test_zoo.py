@@ -29,3 +29,27 @@ def test_every_torchvision_model_is_a_node(name: str) -> None:
     compiled = netspec.compile_spec({"name": "m", "inputs": {"image": [3, size, size]},
                                      "nodes": [{"net": {name: {"num_classes": 7}}}]}, max_params=10**10)
     assert str(compiled.graph.nodes[0].shape) == "(B, 7)"  # the replaced head, batch first
+
+
+def test_meta_build_reads_and_checks_the_weights_file(tmp_path) -> None:
+    """`validate`/`compile` build on the meta device: the weights file is still read and checked
+    against the model (a mismatch is the same one-line error), silently, with nothing copied."""
+    import warnings
+
+    import torch
+    import torchvision
+
+    from netspec.errors import CheckpointError
+
+    state = torchvision.models.resnet18(num_classes=10).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    spec = {"name": "m", "inputs": {"image": [3, 32, 32]},
+            "nodes": [{"net": {"resnet18": {"num_classes": 10, "weights": str(tmp_path / "r18.pth")}}}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "copying into a meta parameter is a no-op"
+        c = netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]), device="meta")
+    assert any(f"loaded {len(state)} tensors" in line for line in c.log), c.log
+    assert all(p.is_meta for p in c.module.parameters())
+    spec["nodes"][0]["net"]["resnet18"]["num_classes"] = 5  # the file's head has 10 classes
+    with pytest.raises(CheckpointError, match="fc.weight` has shape"):
+        netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]), device="meta")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import torch
 from torch import fx
 
 from .access import check_roots
@@ -54,8 +57,12 @@ class Compiled:
     log: list[str] = field(default_factory=list)
 
 
-def compile_spec(spec_or_path: Any, *, max_params: int | None = None, **params: Any) -> Compiled:
+def compile_spec(spec_or_path: Any, *, max_params: int | None = None, device: torch.device | str | None = None,
+                 **params: Any) -> Compiled:
     """Validate, infer shapes and build; returns the module with its graph and build log.
+
+    ``device="meta"`` builds the module without memory or initialisation: enough for its
+    parameter count, summary and code (``netspec validate`` and ``netspec compile`` do this).
 
     >>> c = compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]})
     >>> c.graph.nodes[0].args
@@ -68,13 +75,29 @@ def compile_spec(spec_or_path: Any, *, max_params: int | None = None, **params: 
     if max_params is not None:
         options.max_params = max_params
     try:
-        resolved = resolve_params(spec, params)
-        graph = infer_shapes(spec, resolved, options)
-        log: list[str] = []
-        module = build_module(graph, log=log)
+        with _collector_paused():
+            resolved = resolve_params(spec, params)
+            graph = infer_shapes(spec, resolved, options)
+            log: list[str] = []
+            module = build_module(graph, log=log, device=device)
     except SpecError as e:
         raise e.with_location(doc.locate(e.path, key=e.key)) from None
     return Compiled(spec, graph, module, log)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused while compiling. A compile makes many objects that all
+    live on (nodes, tensors, modules) and hardly any garbage, and each full collection walks
+    every one of them again: a fifth of the time of a 5,000-node compile, growing faster than
+    the node count. Collection resumes (if it was on) when the compile ends, however it ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def build_model(spec_or_path: Any, **params: Any) -> fx.GraphModule:

@@ -106,7 +106,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from .picture import picture_format
 
         _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
-    c = compile_spec(spec, max_params=args.max_params)
+    c = compile_spec(spec, max_params=args.max_params, device="meta")  # printed, never run: no memory
     print(header(c))
     for line in c.log:
         print(f"  {line}")
@@ -160,7 +160,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print("---" if i else "", end="\n" if i else "")  # one YAML document per spec
                 print_config(spec, path)
                 continue
-            c = compile_spec(spec)
+            c = compile_spec(spec, device="meta")  # checks need no memory and no initial values
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
             print(f"{path}: ok ({spec.name}, {n:,} parameters)")

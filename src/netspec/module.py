@@ -8,14 +8,19 @@ Nothing interprets the graph at call time.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
 import math
 import re
-from typing import Any
+import warnings
+from typing import Any, Callable, Iterator
 
+import torch
 from torch import fx, nn
 
 from . import functional as nsf
+from .dims import build_on_meta
 from .errors import BuildError, SpecError
 from .parameters import make_parameter
 from .typed import TypedGraph, TypedNode
@@ -75,14 +80,35 @@ def _freeze(module: nn.Module, rule: bool | list[str] | None) -> list[str]:
     return frozen
 
 
+def _on_meta() -> bool:
+    return torch.get_default_device().type == "meta"
+
+
+def _make(factory: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)``; under ``build_module(device="meta")`` through ``build_on_meta``,
+    which also builds the modules that compute their layout with real tensors."""
+    return build_on_meta(factory, **kwargs) if _on_meta() else factory(**kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_meta_load() -> Iterator[None]:
+    """Loading weights into meta parameters checks names and shapes and copies nothing, which
+    is what a meta build wants: torch's warning that the copy is a no-op is left out."""
+    with warnings.catch_warnings():
+        if _on_meta():
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
+        yield
+
+
 def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
     plan = node.zoo
     assert plan is not None
     family = family_of(plan.builder)
-    model = family.build(plan.builder, **plan.kwargs)
+    model = _make(functools.partial(family.build, plan.builder), **plan.kwargs)
     if plan.weights is not None:
         try:
-            log += [f"{node.name}: {line}" for line in family.load(model, plan.weights, plan.strict)]
+            with _quiet_meta_load():
+                log += [f"{node.name}: {line}" for line in family.load(model, plan.weights, plan.strict)]
         except SpecError as e:  # CheckpointError: point at the node's `weights`
             e.path, e.node = node.path + (node.op, "weights"), node.name
             raise
@@ -95,7 +121,7 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
         model = truncate_model(model, plan.truncate, node.path, node.name)
     for target, rnode in plan.replace:
         assert rnode.layer_cls is not None
-        set_submodule(model, target, rnode.layer_cls(**rnode.args))
+        set_submodule(model, target, _make(rnode.layer_cls, **rnode.args))
     if frozen:  # count after replacing: a new head under a frozen name is trainable
         still = [n for n, p in model.named_parameters() if not p.requires_grad]
         log.append(f"{node.name}: froze {len(still)} parameter tensors "
@@ -106,7 +132,7 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
 def _build_child(node: TypedNode, log: list[str]) -> nn.Module | None:
     if node.kind == "layer":
         assert node.layer_cls is not None
-        module = node.layer_cls(**node.args)
+        module = _make(node.layer_cls, **node.args)
     elif node.kind in ("block", "repeat", "group"):
         assert node.sub is not None
         module = build_module(node.sub, log=log)
@@ -148,8 +174,14 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
     return g.call_module(node.name, args, kwargs)
 
 
-def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.GraphModule:
+def build_module(graph: TypedGraph, *, log: list[str] | None = None,
+                 device: torch.device | str | None = None) -> fx.GraphModule:
     """Build real modules for every node and generate the forward.
+
+    ``device`` is where parameters and buffers are made (default: torch's default device).
+    ``"meta"`` builds the whole module without memory or initialisation, for checks and
+    summaries (``netspec validate``, ``netspec compile``); weights files are still read and
+    checked against the model.
 
     >>> import torch
     >>> from netspec.spec import load_spec
@@ -159,6 +191,9 @@ def build_module(graph: TypedGraph, *, log: list[str] | None = None) -> fx.Graph
     >>> m(torch.zeros(3, 4)).shape
     torch.Size([3, 2])
     """
+    if device is not None:
+        with torch.device(device):
+            return build_module(graph, log=log)
     log = log if log is not None else []
     root = nn.Module()
     g = fx.Graph(tracer_cls=NetspecTracer)

@@ -108,6 +108,8 @@ def make_parameter(args: dict[str, Any]) -> nn.Parameter:
     True
     """
     param = nn.Parameter(torch.empty(args["shape"]))
+    if param.is_meta:  # a meta build (build_module(device="meta")): no values to draw
+        return param
     with torch.no_grad():
         INIT_FUNCTIONS[args["init"]](param, **args["init_args"])
     return param

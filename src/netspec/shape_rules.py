@@ -1,10 +1,11 @@
 """Output shapes by formula for the most common layers: a fast path beside the meta run.
 
-Shape inference runs every layer on meta tensors (``dims.py``). For convolutions, pooling and
-batch norm that run goes through torch's Python meta functions, whose first ``torch._check``
-imports sympy and whose batch-norm decomposition imports ``torch._dynamo``: about 2 s of a
-``netspec validate`` that otherwise costs little more than ``import torch``. For these layers
-the output size is a formula, so a rule computes it instead.
+Shape inference runs every layer on meta tensors (``dims.py``). For convolutions, pooling,
+batch norm, linear and several activations that run goes through torch's Python meta functions,
+whose first ``torch._check`` imports sympy and whose wrappers import ``torch._dynamo``: about
+2 s of a ``netspec validate`` that otherwise costs little more than ``import torch``. For these
+layers (and, through ``OpType.shape``, the ops ``cat`` and ``pad_to``) the output size is a
+formula, so a rule computes it instead.
 
 A rule only answers where it is sure: the usual argument forms, the input rank and channels the
 layer expects, a positive output size. Anything else (an unbatched input, a reflect padding, a
@@ -23,13 +24,16 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .dims import Probe
 from .registry import Registry
+
+if TYPE_CHECKING:
+    from .ops import OpType
 
 Shape = tuple[int, ...]
 RuleFn = Callable[[nn.Module, Shape], "Shape | None"]
@@ -74,19 +78,44 @@ def probe_by_rule(module: nn.Module, ins: list[Probe], kw: dict[str, Probe]) -> 
     >>> tuple(out.value.shape), tuple(out.twin.shape)
     ((2, 4, 4, 4), (3, 4, 4, 4))
     """
-    if kw or len(ins) != 1:
+    if kw or len(ins) != 1 or not _all_tensors(ins):
         return None
-    x = ins[0]
-    if not (isinstance(x.value, torch.Tensor) and isinstance(x.twin, torch.Tensor)):
-        return None
-    dtype = x.value.dtype
+    dtype = ins[0].value.dtype
     # torch refuses integer input and weights of another dtype: let it say so
     if not dtype.is_floating_point or any(t.dtype != dtype for t in (*module.parameters(), *module.buffers())
                                           if t.is_floating_point()):
         return None
-    value, twin = output_shape(module, tuple(x.value.shape)), output_shape(module, tuple(x.twin.shape))
+    return _probe(lambda shapes: output_shape(module, shapes[0]), ins)
+
+
+def op_probe_by_rule(entry: OpType, ins: list[Probe], kwargs: dict[str, Any]) -> Probe | None:
+    """An op's output probe from its shape rule (``OpType.shape``), or None (no rule, or unsure:
+    the caller runs it on meta).
+
+    >>> from netspec.dims import input_probe
+    >>> from netspec.ops import OPS
+    >>> x = input_probe((4, 8), torch.float32)
+    >>> tuple(op_probe_by_rule(OPS["cat"], [x, x], {}).twin.shape)
+    (3, 8, 8)
+    """
+    rule = entry.shape
+    if rule is None or not _all_tensors(ins) or len({p.value.dtype for p in ins}) > 1:  # mixed: torch promotes
+        return None
+    return _probe(lambda shapes: rule(shapes, **kwargs), ins)
+
+
+def _all_tensors(ins: list[Probe]) -> bool:
+    return all(isinstance(p.value, torch.Tensor) and isinstance(p.twin, torch.Tensor) for p in ins)
+
+
+def _probe(rule: Callable[[list[Shape]], Shape | None], ins: list[Probe]) -> Probe | None:
+    """``rule`` (the input shapes -> the output's) at both batch sizes, as meta tensors of the
+    first input's dtype; None where it declines at either."""
+    value = rule([tuple(p.value.shape) for p in ins])
+    twin = rule([tuple(p.twin.shape) for p in ins])
     if value is None or twin is None:
         return None
+    dtype = ins[0].value.dtype
     return Probe(torch.empty(value, dtype=dtype, device="meta"), torch.empty(twin, dtype=dtype, device="meta"))
 
 
@@ -175,9 +204,14 @@ def conv_transpose(m: nn.Module, shape: Shape) -> Shape | None:
 
 # ---- pooling ---------------------------------------------------------------------------------
 
-def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int | None:
-    """torch's pooling output size (pooling_output_shape), or None where torch refuses."""
-    if k < 1 or s < 1 or d < 1 or 2 * p > k:  # torch: "pad should be at most half of kernel size"
+_POOL_DIMS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
+
+
+def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool, kernel_fits: bool) -> int | None:
+    """torch's pooling output size (pooling_output_shape), or None where torch refuses;
+    ``kernel_fits``: torch also refuses an input smaller than the kernel, padding or not."""
+    # 2p > k: torch's "pad should be at most half of kernel size"
+    if k < 1 or s < 1 or d < 1 or 2 * p > k or (kernel_fits and size < k):
         return None
     out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input
@@ -185,14 +219,15 @@ def _pooled(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int |
     return out if out >= 1 else None
 
 
-def _pool(m: nn.Module, shape: Shape, n: int, dilation: int | Sequence[int]) -> Shape | None:
+def _pool(m: nn.Module, shape: Shape, dilation: int | Sequence[int], kernel_fits: bool = False) -> Shape | None:
+    n = _POOL_DIMS[type(m)]
     sizes = _spatial(m, shape, n, None)
     k = _per_dim(m.kernel_size, n)  # type: ignore[attr-defined]
     s = _per_dim(m.stride if m.stride is not None else m.kernel_size, n)  # type: ignore[attr-defined]
     p, d = _per_dim(m.padding, n), _per_dim(dilation, n)  # type: ignore[attr-defined]
     if sizes is None or k is None or s is None or p is None or d is None:
         return None
-    out = [_pooled(*dims, m.ceil_mode) for dims in zip(sizes, k, s, p, d)]  # type: ignore[attr-defined]
+    out = [_pooled(*dims, m.ceil_mode, kernel_fits) for dims in zip(sizes, k, s, p, d)]  # type: ignore[attr-defined]
     if any(o is None for o in out):
         return None
     return (*shape[:2], *out)  # type: ignore[misc]
@@ -208,23 +243,18 @@ def max_pool(m: nn.Module, shape: Shape) -> Shape | None:
     assert isinstance(m, nn.modules.pooling._MaxPoolNd)
     if m.return_indices:
         return None
-    return _pool(m, shape, int(type(m).__name__[-2]), m.dilation)
+    return _pool(m, shape, m.dilation)
 
 
 @shape_rule(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def avg_pool(m: nn.Module, shape: Shape) -> Shape | None:
-    """(B, C, *L) -> (B, C, *L').
+    """(B, C, *L) -> (B, C, *L'); avg_pool3d refuses an input smaller than its kernel.
 
-    >>> avg_pool(nn.AvgPool2d(2), (2, 4, 7, 8))
-    (2, 4, 3, 4)
+    >>> avg_pool(nn.AvgPool2d(2), (2, 4, 7, 8)), avg_pool(nn.AvgPool3d(2, padding=1), (2, 4, 1, 4, 4))
+    ((2, 4, 3, 4), None)
     """
     assert isinstance(m, nn.modules.pooling._AvgPoolNd)
-    n = int(type(m).__name__[-2])
-    kernel = _per_dim(m.kernel_size, n)  # type: ignore[arg-type]
-    # avg_pool3d also refuses an input smaller than the kernel, padding or not
-    if n == 3 and (kernel is None or len(shape) != 5 or any(size < k for size, k in zip(shape[2:], kernel))):
-        return None
-    return _pool(m, shape, n, 1)
+    return _pool(m, shape, 1, kernel_fits=type(m) is nn.AvgPool3d)
 
 
 # ---- normalisation ---------------------------------------------------------------------------

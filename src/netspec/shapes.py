@@ -1,12 +1,12 @@
 """Stage 4: a DAG -> a typed graph: concrete arguments, inferred sizes, every output shape.
 
 Shapes are found by running each layer on *meta* tensors (no memory, no compute), so every
-torch.nn layer is covered without a hand-written shape rule (convolutions, pooling and batch
-norm have one anyway, for speed: ``shape_rules.py``, checked against the meta run); merges get explicit checks
-first, so a mismatch is reported at the node with both shapes. Every node runs at two batch
-sizes (``dims.py``), so the batch dim is known wherever a layer puts it. Blocks, groups and
-repeats are instantiated here, recursively, because their ``when`` choices and arithmetic
-depend on parameters and input shapes.
+torch.nn layer is covered without a hand-written shape rule (the common ones have one anyway,
+for speed: ``shape_rules.py``, checked against the meta run); merges get explicit checks first,
+so a mismatch is reported at the node with both shapes. Every node runs at two batch sizes
+(``dims.py``), so the batch dim is known wherever a layer puts it. Blocks, groups and repeats
+are instantiated here, recursively, because their ``when`` choices and arithmetic depend on
+parameters and input shapes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .graph import Dag, DagNode, resolve
 from .layers import LAYERS
 from .ops import OPS, OpType
 from .parameters import bind_parameter_args, parameter_probe
-from .shape_rules import probe_by_rule
+from .shape_rules import op_probe_by_rule, probe_by_rule
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 from .zoo import infer_zoo
@@ -55,20 +55,6 @@ def _shape_info(p: Probe) -> ShapeInfo | None:
 
 def _env_shapes(values: Mapping[str, Probe]) -> dict[str, Any]:
     return {k: info for k, p in values.items() if (info := _shape_info(p)) is not None}
-
-
-def _op_by_rule(entry: OpType, ins: list[Probe], kwargs: dict[str, Any]) -> Probe | None:
-    """An op's output from its shape rule (``OpType.shape``), or None (unsure: run it on meta)."""
-    if not all(isinstance(p.value, torch.Tensor) and isinstance(p.twin, torch.Tensor) for p in ins) \
-            or len({p.value.dtype for p in ins}) > 1:  # mixed dtypes: torch's promotion decides
-        return None
-    assert entry.shape is not None
-    value = entry.shape([tuple(p.value.shape) for p in ins], **kwargs)
-    twin = entry.shape([tuple(p.twin.shape) for p in ins], **kwargs)
-    if value is None or twin is None:
-        return None
-    dtype = ins[0].value.dtype
-    return Probe(torch.empty(value, dtype=dtype, device="meta"), torch.empty(twin, dtype=dtype, device="meta"))
 
 
 def _count(module: nn.Module) -> int:
@@ -172,7 +158,7 @@ class _Inferer:
                 e.message = f"{d.op}: {e.message}"
                 raise
 
-        if entry.shape is not None and (out := _op_by_rule(entry, ins, kwargs)) is not None:
+        if (out := op_probe_by_rule(entry, ins, kwargs)) is not None:
             return out
 
         def call(*xs: Any) -> Any:

@@ -39,7 +39,7 @@ from .graph import Dag, DagNode, resolve
 from .layers import LAYERS
 from .ops import OPS, OpType
 from .parameters import bind_parameter_args, parameter_probe
-from .shape_rules import op_probe_by_rule, probe_by_rule
+from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 from .zoo import infer_zoo
@@ -55,6 +55,24 @@ def _shape_info(p: Probe) -> ShapeInfo | None:
 
 def _env_shapes(values: Mapping[str, Probe]) -> dict[str, Any]:
     return {k: info for k, p in values.items() if (info := _shape_info(p)) is not None}
+
+
+def _check_arguments(module: nn.Module, d: DagNode) -> None:
+    """A BuildError at the argument (where the spec writes it) that torch refuses for any input."""
+    refusal = argument_refusal(module)
+    if refusal is not None:
+        written = isinstance(d.args, dict) and refusal.arg in d.args
+        raise BuildError(refusal.message, path=d.path + (d.op,) + ((refusal.arg,) if written else ()),
+                         node=d.name)
+
+
+def _rule_probe(module: nn.Module, ins: list[Probe], kw: dict[str, Probe], d: DagNode) -> Probe | None:
+    """The output by the layer's shape rule (None: run it on meta); its refusal located at the node."""
+    try:
+        return probe_by_rule(module, ins, kw)
+    except ShapeError as e:
+        e.message, e.path, e.node = f"{d.op} {e.message}", d.path, d.name
+        raise
 
 
 def _count(module: nn.Module) -> int:
@@ -130,8 +148,9 @@ class _Inferer:
             out = Probe(fresh(out.value), fresh(out.twin))
         else:
             module = construct_meta(entry.cls, kwargs, d.op, d.path + (d.op,), d.name)
+            _check_arguments(module, d)
             n = self._add_params(_count(module), d)
-            out = probe_by_rule(module, ins, kw) or run_probe(module, ins, kw, d.op, d.path, d.name)
+            out = _rule_probe(module, ins, kw, d) or run_probe(module, ins, kw, d.op, d.path, d.name)
             self._remember(key, n, out)
         return TypedNode(d.name, "layer", d.op, d.path, _positional(d), kwargs, out.value, out.twin, notes,
                          kw_inputs=dict(d.kw_inputs), layer_cls=entry.cls, params=n)

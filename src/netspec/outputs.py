@@ -98,7 +98,7 @@ def _kind_problem(path: Path, folder: bool) -> str | None:
     except FileNotFoundError:
         return None
     if stat.S_ISDIR(mode):
-        return None if folder else "is a folder; give a file name"
+        return None if folder else "is a folder"
     if folder:
         return "is a file, not a folder" if stat.S_ISREG(mode) else "is not a folder"
     return None if stat.S_ISREG(mode) else "is not a regular file (a device, FIFO or socket)"
@@ -119,7 +119,7 @@ def _check_kind(path: Path, option: str, folder: bool) -> None:
     problem = _kind_problem(path, folder)
     message = f"{_show(path)} {problem}" if problem is not None else _parent_problem(path)
     if message is not None:
-        raise OutputRefused(message, path=(option,), hint=f"give {option} a {'folder' if folder else 'new file name'}")
+        raise OutputRefused(message, path=(option,), hint=f"give {option} a {'folder' if folder else 'file name'}")
 
 
 def _check_reads(path: Path, option: str, reads: Mapping[str, PathLike | None]) -> None:

@@ -92,8 +92,8 @@ def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_fi
     (["torchvision.models:resnet18", "--args", "num_classes"],
      "torchvision.models:resnet18: --args `num_classes` is not KEY=VALUE; e.g. --args num_classes=10"),
     (["torchvision.models:resnet18", "--args", "num_clases=3"],
-     ("torchvision.models:resnet18: `torchvision.models:resnet18` cannot be called with {'num_clases': 3}: "
-     "ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
+     ("torchvision.models:resnet18: --args: `torchvision.models:resnet18` cannot be called with num_clases=3: "
+     "TypeError: ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
      "--args KEY=VALUE")),
     (["torchvision.models:resnet18", "--input-size", "3x32x32:long"],
      ("torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of float32, float64, float16, "

@@ -95,7 +95,7 @@ def _kind_problem(path: Path, folder: bool) -> str | None:
         return "is a symbolic link; netspec never writes through one"
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a new file (a parent that is a file: see _parent_problem)
         return None
     if stat.S_ISDIR(mode):
         return None if folder else "is a folder"

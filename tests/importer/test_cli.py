@@ -164,8 +164,9 @@ def test_every_constructor_error_is_one_line_naming_args(tmp_path: Path, capsys,
     (tmp_path / "net.py").write_text(FAILING_MODEL)
     monkeypatch.chdir(tmp_path)
     assert main(["import", "net.py:Net", "--allow-import", "net.py", "--args", "depth=9", "--input-size", "8"]) == 2
-    assert capsys.readouterr().err == ("net.py:Net: --args: `net.py:Net` cannot be called with depth=9: AssertionError: "
-                                       "depth must be at most 4; pass constructor arguments with --args KEY=VALUE\n")
+    assert capsys.readouterr().err == ("net.py:Net: --args: `net.py:Net` cannot be called with depth=9: "
+                                       "AssertionError: depth must be at most 4; pass constructor arguments with "
+                                       "--args KEY=VALUE\n")
 
 
 def test_a_huge_model_is_refused_before_it_is_built(capsys) -> None:

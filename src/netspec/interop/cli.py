@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
 def _spec(args: argparse.Namespace) -> Any:
     from ..api import load_spec
 
-    return load_spec(args.spec, overrides=args.overrides, allow_imports=args.allow_imports)
+    return load_spec(args.spec, overrides=args.overrides, allow_imports=args.allow_imports, data_roots=args.data_roots)
 
 
 def predict_command(args: argparse.Namespace) -> int:

@@ -222,8 +222,8 @@ def _python(job: _Job) -> list[str]:
 
     from .eject import eject
 
-    source = eject(job.compiled, module_name=job.options["module"].replace(".", "_"), command=job.options.get("command", ""),
-                   checkpoint=job.options.get("checkpoint") or "best.pt")
+    source = eject(job.compiled, module_name=job.options["module"].replace(".", "_"),
+                   command=job.options.get("command", ""), checkpoint=job.options.get("checkpoint") or "best.pt")
     job.out.write_text(source, encoding="utf-8")
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
     namespace: dict[str, Any] = {"__name__": job.options["module"]}

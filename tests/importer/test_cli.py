@@ -181,3 +181,16 @@ def test_a_huge_model_is_refused_before_it_is_built(capsys) -> None:
         "over the limit of 2,000,000,000; check the --args; raise the limit with --max-params if this is intended\n")
     assert main(["import", "torchvision.models:resnet18", "--max-params", "1000", "--no-check"]) == 2
     assert "over the limit of 1,000" in capsys.readouterr().err
+
+
+def test_output_never_replaces_an_installed_module_it_imports(tmp_path: Path, capsys, monkeypatch) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "netspec_test_installed.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.chdir(tmp_path)
+    argv = ["import", "netspec_test_installed:Net", "--input-size", "5x8", "--no-check", "--force"]
+    assert main([*argv, "-o", "lib/netspec_test_installed.py"]) == 2
+    assert capsys.readouterr().err.startswith("netspec_test_installed:Net: -o: lib/netspec_test_installed.py is the "
+                                              "imported source this command reads")
+    assert (lib / "netspec_test_installed.py").read_text() == USER_MODEL

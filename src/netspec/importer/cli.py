@@ -59,9 +59,9 @@ def register(subparsers: Any) -> None:
 def import_command(args: argparse.Namespace) -> int:
     """Run ``netspec import``; a SpecError escapes to the main CLI (one line, exit 2)."""
     from ..errors import SpecError
-    from .api import import_model
     from ..outputs import write_file
-    from .load import parse_args
+    from .api import import_model
+    from .load import parse_args, parse_target
 
     try:
         kwargs = parse_args(args.args)
@@ -75,6 +75,10 @@ def import_command(args: argparse.Namespace) -> int:
     if imported.checked is not None:
         report.append(str(imported.checked))
     if out is not None:
+        try:  # an installed module's file is known only now that it is imported
+            out = _output(args, getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None))
+        except SpecError as e:
+            raise e.with_location(_location(args.target)) from None
         write_file(out, imported.text, option="-o")
         report[0] = f"wrote {args.output}: {report[0]}"
         print("\n".join(report))
@@ -84,18 +88,19 @@ def import_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output(args: argparse.Namespace) -> Path | None:
+def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | None:
     """The ``-o`` file, checked by the output policy: never the imported source (nor another file
-    --allow-import names), never a folder or a link; an existing file only with --force."""
+    --allow-import names, nor ``module_file``, an installed module's), never a folder or a link;
+    an existing file only with --force (checked once, before the import)."""
     from ..outputs import output_path
     from .load import is_file, parse_target
 
     if not args.output:
         return None
     module = parse_target(args.target)[0]
-    reads = {"the imported source": module if is_file(module) else None,
+    reads = {"the imported source": module if is_file(module) else module_file,
              **{f"the allowed import {a}": a for a in args.allow_imports or [] if a != "*"}}
-    return output_path(args.output, option="-o", reads=reads, force=args.force)
+    return output_path(args.output, option="-o", reads=reads, force=args.force or module_file is not None)
 
 
 def _location(target: str) -> Any:

@@ -168,12 +168,14 @@ def test_graphviz_is_used_when_installed(graphs, tmp_path: Path, monkeypatch: py
     """A stand-in `dot` that keeps the DOT it is given: the picture goes through graphviz."""
     fake = tmp_path / "bin" / "dot"
     fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ncat > {tmp_path / 'given.dot'}\necho \"$@\" > {tmp_path / 'args'}\n")
+    fake.write_text(f"#!/bin/sh\ncat > {tmp_path / 'given.dot'}\necho \"$@\" > {tmp_path / 'args'}\n: > \"$3\"\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     line = write_picture(graphs["unet"], tmp_path / "unet.svg")
     assert line.endswith("; laid out by graphviz)")
-    assert (tmp_path / "args").read_text().split() == ["-Tsvg", "-o", str(tmp_path / "unet.svg")]
+    fmt, o, written = (tmp_path / "args").read_text().split()  # a temp file beside it, renamed into place
+    assert (fmt, o, Path(written).parent, Path(written).suffix) == ("-Tsvg", "-o", tmp_path, ".svg")
+    assert sorted(p.name for p in tmp_path.glob("*.svg")) == ["unet.svg"]
     parse_dot((tmp_path / "given.dot").read_text())
     with pytest.raises(SpecError, match="graphviz's `dot` is not installed"):
         monkeypatch.setenv("PATH", str(tmp_path / "nothing"))

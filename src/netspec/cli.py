@@ -105,7 +105,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.graph:
         from .picture import picture_format
 
+        from .outputs import output_path
+
         _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
+        _at_spec_file(lambda: output_path(args.graph, option="--graph", reads={"the spec": args.spec},
+                                          force=args.force), spec=args.spec)
     c = compile_spec(spec, max_params=args.max_params, device="meta")  # printed, never run: no memory
     print(header(c))
     for line in c.log:
@@ -229,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code", action="store_true", help="print the generated forward code")
     p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
                                                    "svg/png use graphviz when installed, else netspec's own layout")
+    p.add_argument("--force", action="store_true", help="replace the --graph file if it exists")
     p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
                    help="per-sample size of an input for this compile (repeat for several inputs)")
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
@@ -243,9 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of specs (or write it into a folder)",
-                       epilog="example:\n  netspec schema --write schemas/",
+                       epilog="example:\n  netspec schema --write schemas/\n\n--write regenerates the schema "
+                              "file in DIR and replaces it by design (no --force needed): it is generated, never "
+                              "edited by hand. It is written atomically, never through a symbolic link.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--write", metavar="DIR", help="write schema files into DIR")
+    p.add_argument("--write", metavar="DIR", help="write (replace) the schema file in DIR")
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
 

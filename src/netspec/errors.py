@@ -125,6 +125,11 @@ class AccessRefused(SpecError):
     """A spec names a file outside the folders it may read (see :mod:`netspec.access`)."""
 
 
+class OutputRefused(SpecError):
+    """A command would write where it must not: over a file it reads, an existing file without
+    ``--force``, a folder or a symbolic link (see :mod:`netspec.outputs`)."""
+
+
 class CheckpointError(SpecError):
     """A checkpoint or weight file cannot be used with this spec."""
 

@@ -289,10 +289,13 @@ def write_picture(graph: TypedGraph, file: str | Path, *, renderer: str = "auto"
     ``renderer`` for svg and png: ``graphviz`` (the ``dot`` binary), ``netspec`` (the built-in
     layout; png through matplotlib) or ``auto`` (graphviz when installed).
     """
+    from .outputs import atomic_file
+
     path = Path(file)
     fmt = picture_format(path)
     pic = picture_of(graph, depth)
-    how = _render(pic, path, fmt, renderer)
+    with atomic_file(path, option="--graph") as tmp:  # graphviz failing never leaves half a picture
+        how = _render(pic, tmp, fmt, renderer)
     n_skip = sum(e.skip for e in pic.edges)
     return (f"wrote {file} ({len(pic.boxes)} boxes, {len(pic.clusters)} clusters, {n_skip} skip "
             f"connection{'s' * (n_skip != 1)}{how})")
@@ -336,5 +339,5 @@ def _render(pic: Picture, path: Path, fmt: str, renderer: str) -> str:
     except OSError as e:
         raise SpecError(f"cannot write {path}: {e.strerror or e}", path=("--graph",)) from None
     except subprocess.SubprocessError as e:
-        raise SpecError(f"graphviz's dot failed on {path.name}: {e}", path=("--graph",),
+        raise SpecError(f"graphviz's dot failed: {e}", path=("--graph",),
                         hint="write .dot and run dot yourself, or use .svg without graphviz") from None

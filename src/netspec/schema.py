@@ -155,10 +155,17 @@ def schema_text() -> str:
 
 
 def write_schemas(folder: Path) -> Path:
-    """Write the schema files into ``folder``; returns the main file's path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / SCHEMA_FILE
-    path.write_text(schema_text())
+    """Write (replace, by design: it is generated) the schema file in ``folder``, atomically;
+    returns its path. ``folder`` must be a folder and the file no link (``--write``).
+
+    >>> import tempfile
+    >>> write_schemas(Path(tempfile.mkdtemp())).name == SCHEMA_FILE
+    True
+    """
+    from .outputs import output_folder, output_path, write_file
+
+    path = output_path(output_folder(folder, option="--write") / SCHEMA_FILE, option="--write", force=True)
+    write_file(path, schema_text(), option="--write")
     return path
 
 

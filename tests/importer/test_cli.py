@@ -92,8 +92,8 @@ def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_fi
     (["torchvision.models:resnet18", "--args", "num_classes"],
      "torchvision.models:resnet18: --args `num_classes` is not KEY=VALUE; e.g. --args num_classes=10"),
     (["torchvision.models:resnet18", "--args", "num_clases=3"],
-     ("torchvision.models:resnet18: `torchvision.models:resnet18` cannot be called with {'num_clases': 3}: "
-     "ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
+     ("torchvision.models:resnet18: --args: `torchvision.models:resnet18` cannot be called with num_clases=3: "
+     "TypeError: ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
      "--args KEY=VALUE")),
     (["torchvision.models:resnet18", "--input-size", "3x32x32:long"],
      ("torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of float32, float64, float16, "
@@ -127,3 +127,70 @@ def test_torch_is_not_imported_for_help() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=120).stdout  # on a hang, run kills the child
     assert out.strip().endswith("False")
+
+
+def test_output_never_replaces_the_imported_source_and_asks_for_force(user_file: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(user_file.parent)
+    base = ["import", "user_net.py:Net", "--allow-import", "user_net.py", "--input-size", "5x8", "--no-check"]
+    assert main([*base, "-o", "./user_net.py", "--force"]) == 2
+    assert capsys.readouterr().err == ("user_net.py:Net: -o: user_net.py is the imported source this command reads; "
+                                       "writing it would destroy it; choose another file name\n")
+    assert user_file.read_text() == USER_MODEL
+    assert main([*base, "-o", "."]) == 2
+    assert capsys.readouterr().err == "user_net.py:Net: -o: . is a folder; give -o a file name\n"
+    assert main([*base, "-o", "net.yaml"]) == 0
+    assert main([*base, "-o", "net.yaml"]) == 2
+    assert capsys.readouterr().err.endswith("-o: net.yaml exists; pass --force to replace it, or choose another name\n")
+    assert main([*base, "-o", "net.yaml", "--force", "--name", "again"]) == 0
+    assert "name: again" in (user_file.parent / "net.yaml").read_text()
+
+
+FAILING_MODEL = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, depth: int = 2):
+        super().__init__()
+        assert depth <= 4, "depth must be at most 4"
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_every_constructor_error_is_one_line_naming_args(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "net.py").write_text(FAILING_MODEL)
+    monkeypatch.chdir(tmp_path)
+    assert main(["import", "net.py:Net", "--allow-import", "net.py", "--args", "depth=9", "--input-size", "8"]) == 2
+    assert capsys.readouterr().err == ("net.py:Net: --args: `net.py:Net` cannot be called with depth=9: "
+                                       "AssertionError: depth must be at most 4; pass constructor arguments with "
+                                       "--args KEY=VALUE\n")
+
+
+def test_a_huge_model_is_refused_before_it_is_built(capsys) -> None:
+    """resnet18 with 10^7 classes: a 512 x 10^7 layer (20 GB) is counted on the meta device, never allocated."""
+    import time
+
+    start = time.monotonic()
+    assert main(["import", "torchvision.models:resnet18", "--args", "num_classes=10000000"]) == 2
+    assert time.monotonic() - start < 20  # allocating and initialising 5e9 parameters takes minutes
+    assert capsys.readouterr().err == (
+        "torchvision.models:resnet18: --args: `torchvision.models:resnet18` would have 5,141,186,132 parameters, "
+        "over the limit of 2,000,000,000; check the --args; raise the limit with --max-params if this is intended\n")
+    assert main(["import", "torchvision.models:resnet18", "--max-params", "1000", "--no-check"]) == 2
+    assert "over the limit of 1,000" in capsys.readouterr().err
+
+
+def test_output_never_replaces_an_installed_module_it_imports(tmp_path: Path, capsys, monkeypatch) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "netspec_test_installed.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.chdir(tmp_path)
+    argv = ["import", "netspec_test_installed:Net", "--input-size", "5x8", "--no-check", "--force"]
+    assert main([*argv, "-o", "lib/netspec_test_installed.py"]) == 2
+    assert capsys.readouterr().err.startswith("netspec_test_installed:Net: -o: lib/netspec_test_installed.py is the "
+                                              "imported source this command reads")
+    assert (lib / "netspec_test_installed.py").read_text() == USER_MODEL

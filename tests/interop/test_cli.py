@@ -57,3 +57,36 @@ def test_help_lists_the_verbs_without_importing_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "predict" in r.stdout and "export" in r.stdout
+
+
+def test_export_never_replaces_its_checkpoint_and_asks_for_force(specs_dir, tmp_path, capsys) -> None:
+    spec = specs_dir / "regression.yaml"
+    torch.save({"format": CHECKPOINT_FORMAT, "model": netspec.build_model(spec).state_dict()}, tmp_path / "best.pt")
+    trained = (tmp_path / "best.pt").read_bytes()
+    base = ["export", str(spec), "--checkpoint", str(tmp_path / "best.pt"), "--format", "torchscript"]
+    assert main([*base, "--out", str(tmp_path / "best.pt"), "--force"]) == 2
+    _, err = capsys.readouterr()
+    assert err == (f"{spec}: --out: {tmp_path / 'best.pt'} is the checkpoint this command reads; writing it would "
+                   "destroy it; choose another file name\n")
+    assert (tmp_path / "best.pt").read_bytes() == trained
+    out = str(tmp_path / "m.pt")
+    assert main([*base, "--out", out]) == 0
+    assert main([*base, "--out", out]) == 2
+    _, err = capsys.readouterr()
+    assert err.endswith(f"--out: {out} exists; pass --force to replace it, or choose another name\n"), err
+    assert main([*base, "--out", out, "--force"]) == 0
+    assert main([*base, "--out", str(tmp_path)]) == 2
+    _, err = capsys.readouterr()
+    assert err == f"{spec}: --out: {tmp_path} is a folder; give --out a file name\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "m.pt"]  # no temp file left
+
+
+def test_export_names_its_default_file_after_a_cleaned_spec_name(specs_dir, tmp_path, monkeypatch, capsys) -> None:
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    (work / "up.yaml").write_text((specs_dir / "regression.yaml").read_text().replace("name: regression",
+                                                                                     "name: ../../x", 1))
+    monkeypatch.chdir(work)
+    assert main(["export", "up.yaml", "--format", "torchscript"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in work.iterdir()) == ["__.._x.torchscript.pt", "up.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

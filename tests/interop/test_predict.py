@@ -228,3 +228,77 @@ def test_progress_bar_stays_off_stderr_when_it_is_no_terminal(specs_dir, tmp_pat
     code, out, err = _predict(capsys, specs_dir / "regression.yaml", tmp_path / "many.csv", "--checkpoint",
                               tmp_path / "best.pt", "--batch-size", 8)
     assert code == 0 and len(_rows(out)) == 100 and err == ""
+
+
+# ---- the output policy and inputs checked as training data is ------------------------------
+
+def test_out_naming_an_input_or_a_folder_is_refused_and_the_input_kept(specs_dir, tmp_path, capsys) -> None:
+    (tmp_path / "points.csv").write_text("3,3\n-3,-3\n")
+    _checkpoint(netspec.load_spec(specs_dir / "logistic_regression.yaml"), tmp_path / "best.pt")
+    spec = specs_dir / "logistic_regression.yaml"
+    code, out, err = _predict(capsys, spec, tmp_path / "points.csv", "--checkpoint", tmp_path / "best.pt",
+                              "--out", tmp_path / "points.csv", "--force")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "is the input" in err, err
+    assert err.startswith(f"{spec}: --out: ") and "writing it would destroy it" in err
+    assert (tmp_path / "points.csv").read_text() == "3,3\n-3,-3\n"
+    code, _, err = _predict(capsys, spec, tmp_path / "points.csv", "--checkpoint", tmp_path / "best.pt",
+                            "--out", tmp_path)
+    assert code == 2 and err.endswith(" is a folder; give --out a file name\n"), err
+    code, _, _ = _predict(capsys, spec, tmp_path / "points.csv", "--checkpoint", tmp_path / "best.pt",
+                          "--out", tmp_path / "p.csv")
+    assert code == 0 and len(_rows((tmp_path / "p.csv").read_text())) == 2
+    code, _, err = _predict(capsys, spec, tmp_path / "points.csv", "--checkpoint", tmp_path / "best.pt",
+                            "--out", tmp_path / "p.csv")
+    assert code == 2 and "p.csv exists; pass --force" in err, err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_a_mask_folder_with_predictions_needs_force_and_never_replaces_an_input(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    spec_file = tmp_path / "seg.yaml"
+    spec_file.write_text(SEGMENTATION_SPEC.replace("[1, 6, 6]", "[3, 6, 6]"))
+    _checkpoint(netspec.load_spec(spec_file), tmp_path / "best.pt")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    Image.new("RGB", (6, 6), (200, 10, 10)).save(scans / "a.png")
+    args = (spec_file, scans, "--checkpoint", tmp_path / "best.pt", "--out")
+    code, _, err = _predict(capsys, *args, scans, "--force")
+    assert code == 2 and "a.png is an input of this command" in err and err.count("\n") == 1, err
+    with Image.open(scans / "a.png") as im:
+        assert im.mode == "RGB"
+    assert _predict(capsys, *args, tmp_path / "masks")[0] == 0
+    code, _, err = _predict(capsys, *args, tmp_path / "masks")
+    assert code == 2 and "already holds predictions" in err and "--force" in err, err
+    assert _predict(capsys, *args, tmp_path / "masks", "--force")[0] == 0
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda d: (d / "nan.csv").write_text("3,3\nnan,1\n"), "nan.csv: line 2, column 1 holds NaN"),
+    (lambda d: np.savez(d / "inf.npz", x=np.array([[0, 1], [np.inf, 2]], np.float32)),
+     "inf.npz: array `x`, sample 1: holds inf"),
+    (lambda d: torch.save({"x": torch.tensor([[float("nan"), 0.0]])}, d / "nan.pt"),
+     "nan.pt: array `x`, sample 0: holds nan"),
+    (lambda d: __import__("os").mkfifo(d / "fifo.csv"), "fifo.csv: is not a regular file"),
+])
+def test_nan_inf_and_fifo_inputs_are_refused_in_one_line(specs_dir, tmp_path, capsys, make, message) -> None:
+    make(tmp_path)
+    _checkpoint(netspec.load_spec(specs_dir / "logistic_regression.yaml"), tmp_path / "best.pt")
+    bad = next(p for p in tmp_path.iterdir() if p.name != "best.pt")
+    code, out, err = _predict(capsys, specs_dir / "logistic_regression.yaml", bad, "--checkpoint", tmp_path / "best.pt")
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1, err
+
+
+def test_an_image_bomb_is_refused_before_decoding(tmp_path, capsys) -> None:
+    """hostile.png_bomb: 12 kB declaring 10 000 x 10 000 pixels (300 MB decoded as RGB). PIL itself only
+    warns below twice its limit: the refusal is training's (ImageFiles), applied to predict's inputs."""
+    from hostile import png_bomb
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(IMAGE_SPEC)
+    _checkpoint(netspec.load_spec(spec_file), tmp_path / "best.pt")
+    bomb = tmp_path / "images" / "cat" / "bomb.png"
+    bomb.parent.mkdir(parents=True)
+    png_bomb(bomb, tmp_path)
+    code, out, err = _predict(capsys, spec_file, bomb, "--checkpoint", tmp_path / "best.pt")
+    assert code == 2 and out == "" and "declares more than 89,478,485 pixels" in err and err.count("\n") == 1, err

@@ -32,8 +32,10 @@ class Imported:
 
 
 def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes: list[str] | None = None,
-                 allow_imports: list[str] | None = None, name: str | None = None, check: bool = True) -> Imported:
-    """Trace ``MODULE:CALLABLE`` (called with ``args``) and write a spec for it.
+                 allow_imports: list[str] | None = None, name: str | None = None, check: bool = True,
+                 max_params: int | None = None) -> Imported:
+    """Trace ``MODULE:CALLABLE`` (called with ``args``) and write a spec for it; a model of more
+    than ``max_params`` parameters (default 2e9) is refused before it is built.
 
     Raises :class:`netspec.SpecError` (one line: ``target: module.path: reason``) for what
     the spec language cannot express.
@@ -43,18 +45,18 @@ def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes
     netspec.importer.errors.ImportFailed: torch.nn:ReLU: the model is a torch.nn layer (torch.nn.modules.activation.ReLU): write it as a node
     """
     try:
-        return _import(target, args or {}, input_sizes, allow_imports, name, check)
+        return _import(target, args or {}, input_sizes, allow_imports, name, check, max_params)
     except SpecError as e:
         raise e.with_location(Location(file=target)) from None  # where spec_from_module set none
 
 
 def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
-            name: str | None, check: bool) -> Imported:
-    from .load import build, input_dtypes, input_shapes, load_callable, parse_target
+            name: str | None, check: bool, max_params: int | None = None) -> Imported:
+    from .load import MAX_PARAMS, build, input_dtypes, input_shapes, load_callable, parse_target
     from .trace import is_layer
 
     fn = load_callable(target, allow_imports)
-    model = build(fn, args, target).eval()
+    model = build(fn, args, target, max_params or MAX_PARAMS).eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
     origin = f"`netspec import {_shown(target, args, input_sizes, allow_imports)}`"

@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
                    help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
                         "per input; torchvision models have a default")
     p.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: standard output)")
+    p.add_argument("--force", action="store_true", help="replace the -o file if it exists")
+    p.add_argument("--max-params", type=int, default=None, metavar="N",
+                   help="refuse models with more parameters, checked before they are built (default 2e9)")
     p.add_argument("--name", help="the spec's name (default: the callable's)")
     p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="FILE",
                    help="allow importing this .py file of yours (runs its code); never implied")
@@ -56,26 +59,48 @@ def register(subparsers: Any) -> None:
 def import_command(args: argparse.Namespace) -> int:
     """Run ``netspec import``; a SpecError escapes to the main CLI (one line, exit 2)."""
     from ..errors import SpecError
+    from ..outputs import write_file
     from .api import import_model
-    from .load import parse_args
+    from .load import parse_args, parse_target
 
     try:
         kwargs = parse_args(args.args)
+        out = _output(args)  # before anything is imported: a refusal costs nothing
     except SpecError as e:
         raise e.with_location(_location(args.target)) from None
     imported = import_model(args.target, args=kwargs, input_sizes=args.input_size,
-                            allow_imports=args.allow_imports, name=args.name, check=not args.no_check)
+                            allow_imports=args.allow_imports, name=args.name, check=not args.no_check,
+                            max_params=args.max_params)
     report = [imported.summary()] + [f"note: {n}" for n in imported.notes]
     if imported.checked is not None:
         report.append(str(imported.checked))
-    if args.output:
-        Path(args.output).write_text(imported.text, encoding="utf-8")
+    if out is not None:
+        try:  # an installed module's file is known only now that it is imported
+            out = _output(args, getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None))
+        except SpecError as e:
+            raise e.with_location(_location(args.target)) from None
+        write_file(out, imported.text, option="-o")
         report[0] = f"wrote {args.output}: {report[0]}"
         print("\n".join(report))
     else:
         sys.stdout.write(imported.text)
         print("\n".join(report), file=sys.stderr)
     return 0
+
+
+def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | None:
+    """The ``-o`` file, checked by the output policy: never the imported source (nor another file
+    --allow-import names, nor ``module_file``, an installed module's), never a folder or a link;
+    an existing file only with --force (checked once, before the import)."""
+    from ..outputs import output_path
+    from .load import is_file, parse_target
+
+    if not args.output:
+        return None
+    module = parse_target(args.target)[0]
+    reads = {"the imported source": module if is_file(module) else module_file,
+             **{f"the allowed import {a}": a for a in args.allow_imports or [] if a != "*"}}
+    return output_path(args.output, option="-o", reads=reads, force=args.force or module_file is not None)
 
 
 def _location(target: str) -> Any:

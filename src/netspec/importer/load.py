@@ -9,12 +9,14 @@ names that file too (or ``*``), the same flag that lets a spec import custom lay
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -123,23 +125,75 @@ def _import_file(path: str, allow_imports: list[str] | None) -> Any:
     return module
 
 
-def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
+#: the most parameters (and buffer values) a model may have before it is built for real
+MAX_PARAMS = 2_000_000_000
+
+
+def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str, max_params: int = MAX_PARAMS) -> Any:
     """Call the builder or class with the ``--args``; it must give an ``nn.Module``.
+
+    It is built on the meta device first (no memory): a model over ``max_params`` parameters
+    is refused before anything is allocated. Any exception the constructor raises is one line
+    naming ``--args``.
 
     >>> build(dict, {"a": 1}, "builtins:dict")
     Traceback (most recent call last):
     netspec.importer.errors.ImportFailed: <spec>: `builtins:dict` gave a dict, not a torch.nn.Module
+    >>> build(__import__("torch").nn.Linear, {"in_features": 10 ** 6, "out_features": 10 ** 4}, "torch.nn:Linear")
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: --args: `torch.nn:Linear` would have 10,000,010,000 parameters, over the limit of 2,000,000,000; check the --args; raise the limit with --max-params if this is intended
     """
-    from torch import nn
-
-    try:
-        model = fn(**kwargs)
-    except TypeError as e:
-        raise ImportFailed(f"`{target}` cannot be called with {kwargs or 'no arguments'}: {e}",
-                           hint="pass constructor arguments with --args KEY=VALUE") from None
-    if not isinstance(model, nn.Module):
+    size = _meta_size(fn, kwargs)
+    if size is not None and size > max_params:
+        raise ImportFailed(f"`{target}` would have {size:,} parameters, over the limit of {max_params:,}",
+                           where="--args", hint="check the --args; raise the limit with --max-params if "
+                                                  "this is intended")
+    model = _call(fn, kwargs, target)
+    if not _is_module(model):
         raise ImportFailed(f"`{target}` gave a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _is_module(obj: Any) -> bool:
+    from torch import nn
+
+    return isinstance(obj, nn.Module)
+
+
+def _call(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
+    """``fn(**kwargs)``; whatever it raises (a TypeError for an unknown argument, a ValueError or
+    an AssertionError for a bad value) becomes one line naming ``--args``."""
+    try:
+        return fn(**kwargs)
+    except Exception as e:
+        from ..errors import first_line
+
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+        raise ImportFailed(f"`{target}` cannot be called with {given}: {type(e).__name__}: {first_line(e)}",
+                           where="--args", hint="pass constructor arguments with --args KEY=VALUE") from None
+
+
+def _meta_size(fn: Callable[..., Any], kwargs: dict[str, Any]) -> int | None:
+    """Parameters and buffer values of the model built on the meta device; None when it cannot
+    be built there (a constructor that reads tensor values): then the real build decides."""
+    import torch
+
+    try:
+        with torch.device("meta"), _quiet():
+            model = fn(**kwargs)
+    except Exception:
+        return None
+    if not _is_module(model):
+        return None
+    return sum(t.numel() for t in (*model.parameters(), *model.buffers()))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Warnings of the meta build are the real build's to give (once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 DTYPES = get_args(DType)  # what a spec input may be

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 PREDICT_EXAMPLES = """\
@@ -54,6 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint", required=True, metavar="C",
                    help="best.pt / last.pt, a state_dict, or a run directory")
     p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (and mask images)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
     p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the spec's evaluation batch size")
@@ -70,6 +72,7 @@ def register(subparsers: Any) -> None:
                                                      "(default: the model's initial weights)")
     e.add_argument("--out", metavar="PATH", help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py)")
     e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
+    e.add_argument("--force", action="store_true", help="replace the output file if it exists")
     _add_spec_options(e)
     e.set_defaults(func=export_command)
 
@@ -77,23 +80,47 @@ def register(subparsers: Any) -> None:
 def _spec(args: argparse.Namespace) -> Any:
     from ..api import load_spec
 
-    return load_spec(args.spec, overrides=args.overrides, allow_imports=args.allow_imports)
+    return load_spec(args.spec, overrides=args.overrides, allow_imports=args.allow_imports, data_roots=args.data_roots)
 
 
 def predict_command(args: argparse.Namespace) -> int:
     """Handler of ``netspec predict``: the CSV to stdout or --out; masks into --out DIR."""
     from .predict import predict_rows, write_predictions
-    from .run import TrainedModel
+    from .run import TrainedModel, checkpoint_file
 
-    trained = TrainedModel.from_spec(_spec(args), args.checkpoint, device=args.device)
+    spec = _spec(args)
+    reads = {"the spec": args.spec, "the checkpoint": checkpoint_file(args.checkpoint),
+             **{f"the input {p}": p for p in args.inputs}}
+    if args.out is not None:  # before the model is loaded: a refusal costs nothing
+        _predict_out(args, reads)
+    trained = TrainedModel.from_spec(spec, args.checkpoint, device=args.device)
     masks = trained.reading(args.output).kind == "masks"
+    if args.out is not None and masks != Path(args.out).is_dir():
+        _predict_out(args, reads, masks=masks)
     rows = predict_rows(trained, args.inputs, output=args.output, top_k=args.top_k, batch_size=args.batch_size,
                         progress=True)
-    count = write_predictions(rows, args.out, masks=masks)
+    count = write_predictions(rows, args.out, masks=masks, force=args.force, inputs=args.inputs)
     if args.out is not None:
         where = f"{args.out} (masks and predictions.csv)" if masks else args.out
         print(f"{count} predictions: {where}", file=sys.stderr)
     return 0
+
+
+def _predict_out(args: argparse.Namespace, reads: dict[str, Any], masks: bool | None = None) -> None:
+    """``predict --out``: a CSV file, or a folder for a segmentation model's masks (an existing
+    folder is taken as meant for masks until the model says otherwise)."""
+    from ..errors import Location, SpecError
+    from ..outputs import output_folder
+
+    if masks is None:
+        masks = Path(args.out).is_dir()
+    if not masks:
+        _output(args, args.out, reads=reads)
+        return
+    try:
+        output_folder(args.out, option="--out")
+    except SpecError as e:
+        raise e.with_location(Location(args.spec)) from None
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -105,13 +132,14 @@ def export_command(args: argparse.Namespace) -> int:
     from .run import checkpoint_file
 
     spec = _spec(args)
+    file = checkpoint_file(args.checkpoint) if args.checkpoint is not None else None
+    out = _output(args, args.out, default=f"{spec.name}{FORMATS[args.format]}",
+                  reads={"the spec": args.spec, "the checkpoint": file})
     compiled = compile_spec(spec)
-    if args.checkpoint is not None:
-        file = checkpoint_file(args.checkpoint)
+    if file is not None:
         load_weights(compiled.module, WeightsSpec(path=str(file)), path=("--checkpoint",))
     else:
         print("no --checkpoint: exporting the model's initial (random) weights", file=sys.stderr)
-    out = args.out or f"{spec.name}{FORMATS[args.format]}"
     command = " ".join(["netspec export", args.spec, "--format", args.format,
                         *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                         *(f"--set {o}" for o in args.overrides)])
@@ -119,3 +147,15 @@ def export_command(args: argparse.Namespace) -> int:
                              checkpoint=args.checkpoint):
         print(line)
     return 0
+
+
+def _output(args: argparse.Namespace, given: str | None, **policy: Any) -> Any:
+    """The file ``--out`` names (or the default), checked by the output policy; a refusal is
+    located at the spec file."""
+    from ..errors import Location, SpecError
+    from ..outputs import output_path
+
+    try:
+        return output_path(given, option="--out", force=args.force, roots=tuple(args.data_roots), **policy)
+    except SpecError as e:
+        raise e.with_location(Location(args.spec)) from None

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..dims import batch_dims, shape_str
 from ..errors import first_line
+from ..outputs import atomic_file
 from . import ExportError
 
 __all__ = ["FORMATS", "export_model", "sample_inputs", "flat_outputs", "output_names", "random_outputs"]
@@ -221,11 +222,11 @@ def _python(job: _Job) -> list[str]:
 
     from .eject import eject
 
-    source = eject(job.compiled, module_name=job.out.stem.replace(".", "_"), command=job.options.get("command", ""),
-                   checkpoint=job.options.get("checkpoint") or "best.pt")
+    source = eject(job.compiled, module_name=job.options["module"].replace(".", "_"),
+                   command=job.options.get("command", ""), checkpoint=job.options.get("checkpoint") or "best.pt")
     job.out.write_text(source, encoding="utf-8")
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
-    namespace: dict[str, Any] = {"__name__": job.out.stem}
+    namespace: dict[str, Any] = {"__name__": job.options["module"]}
     exec(compile(source, str(job.out), "exec"), namespace)  # our own generated code, just written
     ejected = namespace[name]()
     ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
@@ -258,10 +259,10 @@ def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> li
     # dynamic); the Python file traces nothing: one sample is enough.
     example, check = sample_inputs(compiled.graph, 2), sample_inputs(compiled.graph, 1 if fmt == "python" else 3, 1)
     names = output_names(compiled.graph)
-    job = _Job(compiled, model, Path(out), example, check, names, options)
-    job.out.parent.mkdir(parents=True, exist_ok=True)
-    checks = _WRITERS[fmt](job)
-    return [f"wrote {job.out} ({_size(job.out)}): {_signature(compiled.graph, names)}", *checks]
+    with atomic_file(out) as tmp:  # a failed export or check never leaves a file, nor destroys the old one
+        job = _Job(compiled, model, tmp, example, check, names, {"module": Path(out).stem, **options})
+        checks = _WRITERS[fmt](job)
+    return [f"wrote {out} ({_size(Path(out))}): {_signature(compiled.graph, names)}", *checks]
 
 
 def _signature(graph: Any, names: list[str]) -> str:

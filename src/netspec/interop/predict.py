@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
+from ..access import not_regular
 from ..data.readers import first_line, read_csv, read_tensor_file, show_path
 from ..errors import DataError, SpecError
 from .scores import rows_of
@@ -94,15 +95,17 @@ class _Context:
 
 
 def _image(path: Path, name: str, mode: str, ctx: _Context) -> dict[str, Tensor]:
-    from PIL import Image
-    from torchvision.transforms.v2.functional import pil_to_tensor
+    """An image decoded as training decodes one (:class:`~netspec.data.sources.files.ImageFiles`):
+    a header declaring more than PIL's pixel limit is refused before decoding."""
+    from ..data.sources.base import BadSample
+    from ..data.sources.files import ImageFiles
 
-    try:
-        with Image.open(path) as im:
-            x = pil_to_tensor(im.convert(mode))  # (C, H, W) uint8
-    except Exception as e:  # PIL raises many types for a bad file
-        raise DataError(f"cannot read image {show_path(path)}: {first_line(e)}") from None
-    return {name: ctx.transformed(x)}
+    if (why := not_regular(path)) is not None:  # checked again: a file may change after it was listed
+        raise DataError(f"{show_path(path)}: {why}")
+    decoded = ImageFiles([(str(path), 0)], mode)[0]
+    if isinstance(decoded, BadSample):
+        raise DataError(decoded.message)
+    return {name: ctx.transformed(decoded[0])}
 
 
 def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
@@ -112,7 +115,8 @@ def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     """Rows of a CSV file, read with the spec's csv source options when it has one."""
-    from ..data.sources.files import CSVSource, _csv_features, _label_column  # the csv source's own column rules
+    from ..data.sources.files import (CSVSource, _check_finite, _csv_features,  # the csv source's own rules
+                                      _label_column)
 
     name = ctx.only_input("CSV rows")
     shape, dtype = ctx.inputs[name]
@@ -120,6 +124,7 @@ def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     opts = source if isinstance(source, CSVSource) else CSVSource(
         source="csv", path=str(path), label=None, image_shape=list(shape) if len(shape) > 1 else None)
     header, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)
+    _check_finite(path, table, 1 if header is not None else 0)  # as training refuses it: at the line and column
     wanted = math.prod(shape)
     if table.shape[1] == wanted + 1 and opts.label is not None:
         label = _label_column(opts, path, header, table.shape[1])
@@ -160,6 +165,7 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
         else:
             raise DataError(f"{show_path(path)}: no array for input `{model_input}` (arrays: {', '.join(names)})",
                             hint="name the arrays like the model's inputs: " + ", ".join(ctx.inputs))
+    _check_finite_arrays(path, chosen, names, arrays)
     n = len(next(iter(chosen.values())))
 
     def load(i: int) -> dict[str, Tensor]:
@@ -173,6 +179,18 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
     return [Sample(f"{show_path(path)}[{i}]", lambda i=i: load(i)) for i in range(n)]
 
 
+def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str], arrays: dict[str, Tensor]) -> None:
+    """NaN or inf in an input array is refused, as in training data, naming the file, array and sample."""
+    from ..data.checks import check_finite
+    from ..data.sources.base import SourceData
+
+    by_tensor = {id(t): n for n, t in arrays.items()}
+    shown = tuple(by_tensor.get(id(t), k) for k, t in chosen.items())
+    raw = SourceData(shown, ("value",) * len(chosen), tensors=tuple(chosen.values()),
+                     locate=lambda i, array: f"{show_path(path)}: array `{array}`, sample {i}")
+    check_finite(raw, ())
+
+
 def gather(inputs: Any, ctx: _Context) -> list[Sample]:
     """Samples of everything named: files, folders (their images, sorted), tensors."""
     if isinstance(inputs, Tensor):
@@ -184,13 +202,11 @@ def gather(inputs: Any, ctx: _Context) -> list[Sample]:
     for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not found:
-                raise DataError(f"{show_path(path)}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
-            samples += _image_samples(found, ctx)
-        elif not path.is_file():
-            raise DataError(f"{show_path(path)}: no such file or folder")
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            samples += _image_samples(_folder_images(path), ctx)
+            continue
+        if (why := not_regular(path)) is not None:  # a FIFO would block, /dev/zero never end
+            raise DataError(f"{show_path(path)}: {'no such file or folder' if why == 'no such file' else why}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             samples += _image_samples([path], ctx)
         elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
             samples += _csv_samples(path, ctx)
@@ -200,6 +216,17 @@ def gather(inputs: Any, ctx: _Context) -> list[Sample]:
             raise DataError(f"{show_path(path)}: not an image, CSV or tensor file (.npz, .pt)",
                             hint="image files end in " + ", ".join(IMAGE_SUFFIXES))
     return samples
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """A folder's image files, sorted; one that is not a regular file (a FIFO) is refused, not skipped."""
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+    for p in found:
+        if (why := not_regular(p)) is not None:
+            raise DataError(f"{show_path(p)}: {why}")
+    if not found:
+        raise DataError(f"{show_path(folder)}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,45 +297,96 @@ def _progress(total: int, batch_size: int, wanted: bool) -> Any:
 # Rows -> CSV and mask images
 # ---------------------------------------------------------------------------------------------
 
-def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str]) -> Path:
+def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str], inputs: set[str]) -> Path:
     """A mask of class indices as a PNG with a palette: the pixel values are the classes, and
-    viewers show them in distinct colours."""
+    viewers show them in distinct colours. Never written over an input (``inputs``: real paths)."""
+    import os
+
     from PIL import Image
+
+    from ..outputs import atomic_file, output_path
 
     stem = Path(sample_id.split(":")[0].split("[")[0]).stem or "mask"
     name, n = f"{stem}.png", 2
     while name in taken:
         name, n = f"{stem}_{n}.png", n + 1
     taken.add(name)
+    target = output_path(folder / name, option="--out", force=True)  # a link or a folder there: refused
+    if os.path.realpath(target) in inputs:
+        raise SpecError(f"{show_path(target)} is an input of this command; writing its mask there would destroy it",
+                        path=("--out",), hint="give the masks another folder with --out DIR")
     image = Image.fromarray(mask.numpy(), mode="P")
     palette = [0, 0, 0, 255, 255, 255] + [(37 * i) % 256 for i in range(3 * 254)]
     image.putpalette(palette)
-    image.save(folder / name)
-    return folder / name
+    with atomic_file(target) as tmp:
+        image.save(tmp)
+    return target
 
 
-def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *, masks: bool = False) -> int:
+def _input_files(inputs: Any) -> set[str]:
+    """The real paths of every file the inputs name (the files inside folders too)."""
+    import os
+
+    found: set[str] = set()
+    for item in [inputs] if isinstance(inputs, (str, Path)) else inputs or []:
+        path = Path(item)
+        files = path.rglob("*") if path.is_dir() else [path]
+        found.update(os.path.realpath(f) for f in files)
+    return found
+
+
+def _mask_folder(out: str | Path, force: bool) -> Path:
+    """The folder for masks; one that already holds predictions or PNGs is reused only with --force."""
+    folder = Path(out)
+    if not force and folder.is_dir():
+        old = next((p for p in sorted(folder.iterdir()) if p.name == "predictions.csv" or p.suffix == ".png"), None)
+        if old is not None:
+            raise SpecError(f"{show_path(folder)} already holds predictions ({old.name})", path=("--out",),
+                            hint="pass --force to replace them, or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *, masks: bool = False,
+                      force: bool = True, inputs: Any = None) -> int:
     """Write rows as CSV to ``out`` (stdout when None). With ``masks``, ``out`` is a folder that
-    gets a PNG per mask and ``predictions.csv`` naming them. Returns the number of rows."""
+    gets a PNG per mask and ``predictions.csv`` naming them. Returns the number of rows.
+
+    The CSV is written to a temp file renamed into place at the end, so the inputs are read
+    before an old file of that name is replaced, and a failure leaves no half-written file.
+    ``force=False``: a mask folder holding earlier predictions is refused; ``inputs``: what the
+    command reads (a mask is never written over one).
+
+    >>> import io, contextlib
+    >>> with contextlib.redirect_stdout(io.StringIO()) as f:
+    ...     n = write_predictions(iter([{"input": "a.png", "class": 3}]), None)
+    >>> n, f.getvalue().splitlines()
+    (1, ['input,class', 'a.png,3'])
+    """
+    from ..outputs import atomic_file
+
+    folder = None
     if masks:
         if out is None:
             raise SpecError("this model predicts masks: give a folder for the mask images with --out DIR",
                             path=("--out",))
-        Path(out).mkdir(parents=True, exist_ok=True)
-        folder, out = Path(out), Path(out) / "predictions.csv"
-    handle = sys.stdout if out is None else open(out, "w", newline="", encoding="utf-8")
+        folder, out = _mask_folder(out, force), Path(out) / "predictions.csv"
+    if out is None:
+        return _write_rows(rows, sys.stdout, folder, set())
+    with atomic_file(out) as tmp, open(tmp, "x", newline="", encoding="utf-8") as handle:
+        return _write_rows(rows, handle, folder, _input_files(inputs) if folder is not None else set())
+
+
+def _write_rows(rows: Iterator[dict[str, Any]], handle: Any, folder: Path | None, inputs: set[str]) -> int:
     taken: set[str] = set()
     writer, count = None, 0
-    try:
-        for row in rows:
-            if "mask" in row:
-                row = {"input": row["input"], "mask": str(_save_mask(row["mask"], folder, row["input"], taken))}
-            if writer is None:
-                writer = csv.DictWriter(handle, fieldnames=list(row), lineterminator="\n")
-                writer.writeheader()
-            writer.writerow(row)
-            count += 1
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
+    for row in rows:
+        if "mask" in row:
+            assert folder is not None
+            row = {"input": row["input"], "mask": str(_save_mask(row["mask"], folder, row["input"], taken, inputs))}
+        if writer is None:
+            writer = csv.DictWriter(handle, fieldnames=list(row), lineterminator="\n")
+            writer.writeheader()
+        writer.writerow(row)
+        count += 1
     return count

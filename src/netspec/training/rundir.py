@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, TextIO
 import yaml
 
 from ..errors import TrainingError, WriteFailed, first_line
+from ..outputs import safe_name
 
 __all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "write_bytes", "nofollow", "read_own",
            "fresh_temp", "probe", "spec_hash", "resolved_spec", "Background", "BACKGROUND"]
@@ -135,7 +136,7 @@ class RunDir:
     @classmethod
     def create(cls, out: str | Path | None, spec_name: str) -> RunDir:
         """A new directory under ``out`` (default ``runs/<spec name>``), never reused."""
-        parent = Path(out) if out is not None else Path("runs") / _safe_name(spec_name)
+        parent = Path(out) if out is not None else Path("runs") / safe_name(spec_name)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -329,10 +330,6 @@ def write_bytes(file: Path, data: bytes) -> None:
         finally:
             if tmp.exists():
                 tmp.unlink()
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name) or "run"
 
 
 def spec_yaml(resolved: dict[str, Any]) -> str:

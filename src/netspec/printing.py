@@ -3,7 +3,9 @@
 Resolved means: ``extends`` bases merged, ``--set`` overrides applied, every key shown with its
 value, defaults filled in (LightningCLI's ``--print_config``, Ludwig's ``render_config``). The
 text is a spec: ``netspec validate`` reads it back to an equal spec, so it can be saved, edited
-and run. Short lists and flat mappings are written on one line, as a person would.
+and run. Short lists and flat mappings are written on one line, as a person would. Like a spec
+file, the text is at most :data:`MAX_PRINTED` characters: counted while walking the data, before
+any text is built, since aliases (or bases) can repeat one long string many times.
 """
 
 from __future__ import annotations

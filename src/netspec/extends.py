@@ -115,6 +115,8 @@ def _merge_counted(base: Document, child: Document, doc: Document, path: Path_, 
         raise _error(doc, path, f"`extends` merges more than {MAX_MERGED_VALUES:,} values in all, over the limit "
                                 "for a spec with its bases", "list each base once; merge large bases into one")
     return merge(base, child, replace)
+
+
 def _file_of(doc: Document) -> Path | None:
     if doc.file is None or doc.file.startswith("<"):
         return None

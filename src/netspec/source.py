@@ -100,13 +100,14 @@ def nan_path(data: Any, path: Path_ = ()) -> Path_ | None:
     >>> nan_path({"nodes": [{"Dropout": {"p": 0.5}}, {"Dropout": {"p": float("nan")}}]})
     ('nodes', 1, 'Dropout', 'p')
     """
-    if isinstance(data, float) and math.isnan(data):
-        return path
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
-    for key, value in items:
-        found = nan_path(value, (*path, key))
-        if found is not None:
-            return found
+    stack: list[tuple[Path_, Any]] = [(path, data)]
+    while stack:  # depth first, in document order; no recursion: a dict from Python may nest deep
+        here, value = stack.pop()
+        if isinstance(value, float) and math.isnan(value):
+            return here
+        items = value.items() if isinstance(value, dict) else \
+            enumerate(value) if isinstance(value, (list, tuple)) else ()
+        stack.extend(reversed([((*here, k), v) for k, v in items]))
     return None
 
 

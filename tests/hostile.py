@@ -78,6 +78,25 @@ def fifo(target: Path, home: Path) -> None:
     os.mkfifo(target)
 
 
+def folder(target: Path, home: Path) -> None:
+    """A folder named like a file (`base.yaml/`)."""
+    target.mkdir(parents=True)
+
+
+# ---- spec files that cost more than they say ---------------------------------------------------
+
+def many_bases(target: Path, home: Path) -> None:
+    """40 small base specs in the folder ``target``: 0.yaml .. 39.yaml, one parameter each."""
+    target.mkdir(parents=True)
+    for i in range(40):
+        (target / f"{i}.yaml").write_text(f"params: {{p{i}: {i}}}\n")
+
+
+def big_base(target: Path, home: Path) -> None:
+    """A base spec of 6 MiB (a comment, then a name): over the bytes all bases may have."""
+    target.write_text("# " + "x" * (6 << 20) + "\nname: big\n")
+
+
 # ---- decompression bombs --------------------------------------------------------------------
 
 def deflate_zeros(mib: int) -> bytes:
@@ -257,7 +276,8 @@ SETUPS: dict[str, Callable[[Path, Path], None]] = {
     "npz_huge_header": npz_huge_header, "png_bomb": png_bomb, "csv_label_7": csv_label_7,
     "csv_label_fraction": csv_label_fraction, "csv_nan": csv_nan, "csv_secret": csv_secret, "npz_inf": npz_inf,
     "npz_label_negative": npz_label_negative, "npz_mask_5": npz_mask_5, "image_3_classes": image_3_classes,
-    "pickle_system": pickle_system,
+    "pickle_system": pickle_system, "folder": folder, "many_bases": many_bases,
+    "big_base": big_base,
 }
 
 

@@ -3,6 +3,8 @@ file where the value was written), and the one-line errors for a missing base, c
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 import netspec
+import netspec.extends
 from netspec.cli import main
 from netspec.errors import SpecError
 from netspec.extends import MAX_EXTENDS
@@ -174,3 +177,103 @@ def test_chains_deeper_than_the_limit(tmp_path: Path) -> None:
 def test_malformed_extends(tmp_path: Path, text: str, message: str) -> None:
     _write(tmp_path, **{"base.yaml": BASE, "child.yaml": text})
     assert message in _error(tmp_path / "child.yaml")
+
+
+# ---- each base once, and the limits ---------------------------------------------------------------
+
+def _count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files ``extends`` reads, in order (load_document as extends.py calls it)."""
+    loads: list[str] = []
+    real = netspec.extends.load_document
+
+    def counting(source, **kwargs):
+        loads.append(Path(source).name)
+        return real(source, **kwargs)
+
+    monkeypatch.setattr(netspec.extends, "load_document", counting)
+    return loads
+
+
+def test_a_base_listed_many_times_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's fan-out: each of 8 files lists the next one 8 times (8^8 loads without a cache)."""
+    _write(tmp_path, **{f"f{i}.yaml": f"extends: [{', '.join([f'f{i + 1}.yaml'] * 8)}]\nparams: {{p{i}: {i}}}\n"
+                        for i in range(MAX_EXTENDS - 1)}, **{f"f{MAX_EXTENDS - 1}.yaml": BASE})
+    loads = _count_loads(monkeypatch)
+    start = time.perf_counter()
+    spec = netspec.load_spec(tmp_path / "f0.yaml")
+    assert time.perf_counter() - start < 1.0
+    assert sorted(loads) == [f"f{i}.yaml" for i in range(1, MAX_EXTENDS)]  # one load per base file
+    assert spec.params == {"width": 8, "n_classes": 3, **{f"p{i}": i for i in range(MAX_EXTENDS - 1)}}
+
+
+def test_a_diamond_reads_the_shared_base_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, **{"base.yaml": BASE, "wide.yaml": "extends: base.yaml\nparams: {width: 32}\n",
+                        "long.yaml": "extends: base.yaml\ntrain: {epochs: 9}\n",
+                        "child.yaml": "extends: [wide.yaml, long.yaml]\nname: child\n"})
+    loads = _count_loads(monkeypatch)
+    spec = netspec.load_spec(tmp_path / "child.yaml")
+    assert loads == ["wide.yaml", "base.yaml", "long.yaml"]
+    # long.yaml's copy of base.yaml merges over wide.yaml's width: bases merge in order, as before
+    assert spec.params["width"] == 8 and spec.train.epochs == 9
+
+
+def test_depth_counts_through_a_base_loaded_before(tmp_path: Path) -> None:
+    """A base already loaded at a shallow place still makes a chain too long at a deep one."""
+    chain = {f"c{i}.yaml": f"extends: c{i + 1}.yaml\n" for i in range(MAX_EXTENDS - 2)}
+    _write(tmp_path, **chain, **{f"c{MAX_EXTENDS - 2}.yaml": BASE,
+                                 "top.yaml": "extends: [c1.yaml, deep.yaml]\n", "deep.yaml": "extends: c0.yaml\n"})
+    assert netspec.load_spec(tmp_path / "c0.yaml").name == "base"  # MAX_EXTENDS - 1 files: fine
+    text = _error(tmp_path / "top.yaml")  # top -> deep -> c0 -> ... : one file too many
+    assert f"`extends` chain is longer than {MAX_EXTENDS} files (at base spec `c1.yaml`)" in text
+    assert text.startswith(f"{tmp_path / 'c0.yaml'}:1:10: extends:")
+
+
+def test_too_many_base_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netspec.extends, "MAX_BASE_FILES", 3)
+    _write(tmp_path, **{f"b{i}.yaml": f"params: {{p{i}: {i}}}\n" for i in range(4)},
+           **{"child.yaml": "extends:\n  - b0.yaml\n  - b1.yaml\n  - b0.yaml\n  - b2.yaml\n  - b3.yaml\n"})
+    assert _error(tmp_path / "child.yaml") == (
+        f"{tmp_path / 'child.yaml'}:6:5: extends[4]: base spec `b3.yaml` would be base file number 4; a spec may "
+        "build on at most 3 files; merge some of the bases into one")
+
+
+def test_bases_over_the_byte_limit_are_refused_before_reading(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, **{"big.yaml": "# " + "x" * (netspec.extends.MAX_BASE_BYTES + 10) + "\nname: big\n",
+                        "child.yaml": "name: c\nextends: big.yaml\n"})
+    loads = _count_loads(monkeypatch)
+    start = time.perf_counter()
+    text = _error(tmp_path / "child.yaml")
+    assert time.perf_counter() - start < 1.0 and loads == []
+    assert text.startswith(f"{tmp_path / 'child.yaml'}:2:10: extends: base spec `big.yaml` (5,242,903 bytes) "
+                           "takes the bases over 5,242,880 bytes in all")
+
+
+def test_values_merged_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base listed many times is read once but merged each time: the merges' work is bounded."""
+    monkeypatch.setattr(netspec.extends, "MAX_MERGED_VALUES", 500)
+    _write(tmp_path, **{"base.yaml": "params: {" + ", ".join(f"p{i}: {i}" for i in range(100)) + "}\n",
+                        "child.yaml": "extends: [" + ", ".join(["base.yaml"] * 5) + "]\n"})
+    text = _error(tmp_path / "child.yaml")
+    assert text.startswith(f"{tmp_path / 'child.yaml'}:1:")
+    assert "`extends` merges more than 500 values in all, over the limit for a spec with its bases" in text
+
+
+@pytest.mark.parametrize("kind,what", [("folder", "a folder"), ("fifo", "a FIFO (a named pipe)")])
+def test_a_base_that_is_not_a_file(tmp_path: Path, kind: str, what: str) -> None:
+    """Named for what it is (not "does not exist; did you mean" the same name), and a FIFO is never
+    opened: opening one for reading waits for a writer."""
+    base = tmp_path / "base.yaml"
+    base.mkdir() if kind == "folder" else os.mkfifo(base)
+    _write(tmp_path, **{"child.yaml": "name: c\nextends: base.yaml\n"})
+    start = time.perf_counter()
+    assert _error(tmp_path / "child.yaml") == (
+        f"{tmp_path / 'child.yaml'}:2:10: extends: base spec `base.yaml` is {what}, not a spec file ({base}); "
+        "name a .yaml, .yml or .json file")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_missing_base_never_suggests_itself(tmp_path: Path) -> None:
+    _write(tmp_path, **{"child.yaml": "name: c\nextends: base.yaml\n"})
+    text = _error(tmp_path / "child.yaml")
+    assert "does not exist" in text and "did you mean" not in text

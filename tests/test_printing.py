@@ -4,13 +4,19 @@ compiling or training."""
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 import yaml
 
 import netspec
+import netspec.printing
 from netspec.cli import main
+from netspec.errors import SpecError
+from netspec.printing import MAX_PRINTED, resolved_config
+from netspec.source import MAX_BYTES
 from speclist import spec_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +72,46 @@ def test_a_broken_spec_is_still_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["compile", str(bad), "--print-config"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"{bad}:3:9: ") and "did you mean `Linear`?" in err[0]
+
+
+# ---- a bounded size --------------------------------------------------------------------------------
+
+def test_a_long_value_repeated_is_refused_before_the_text_is_built() -> None:
+    """3 000 params sharing one 1 MB string would print 3 GB: refused by counting, in little memory."""
+    big = "x" * 1_000_000
+    spec = netspec.load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": ["ReLU"],
+                              "params": {f"p{i}": big for i in range(3000)}})
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(SpecError) as err:
+            resolved_config(spec, "m.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0 and peak < 20 * 2 ** 20
+    assert str(err.value) == (f"<dict>: params.p5: --print-config: the resolved spec is over {MAX_PRINTED:,} "
+                              "characters, the limit for a spec file; refused; is a long value repeated through "
+                              "aliases or bases?")
+
+
+def test_aliases_repeating_a_value_are_one_line_from_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The same through the CLI, with the limit scaled down (the loader's own expansion limit is
+    MAX_BYTES too, so a file that reads could print only a little over it). An aliased value is
+    located where it is written, at its anchor."""
+    monkeypatch.setattr(netspec.printing, "MAX_PRINTED", 5_000)
+    spec = tmp_path / "aliases.yaml"
+    spec.write_text("name: m\ndescription: &d " + "x" * 1000 + "\ninputs: {x: [3]}\nnodes: [ReLU]\n"
+                    "params: {" + ", ".join(f"p{i}: *d" for i in range(8)) + "}\n")
+    assert main(["validate", str(spec)]) == 0  # the spec itself is fine
+    capsys.readouterr()
+    assert main(["validate", str(spec), "--print-config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        f"{spec}:2:14: params.p3: --print-config: the resolved spec is over 5,000 characters, the limit for a spec "
+        "file; refused; is a long value repeated through aliases or bases?"]
+
+
+def test_the_limit_is_the_size_a_spec_file_may_have() -> None:
+    assert MAX_PRINTED == MAX_BYTES

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from netspec.errors import SpecError, SpecSyntaxError
-from netspec.source import MAX_BYTES, MAX_DEPTH, MAX_VALUES, Document, load_document
+from netspec.source import MAX_BYTES, MAX_CHARS, MAX_DEPTH, MAX_VALUES, Document, load_document
 from netspec.spec import load_spec
 
 VALID = "name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\n"
@@ -113,9 +113,24 @@ def test_a_big_spec_is_not_called_an_alias_bomb() -> None:
     assert "alias" not in err.message and "repeat" in (err.hint or "")
 
 
+def test_a_long_string_repeated_through_aliases_is_refused_quickly() -> None:
+    """Few values, but 3 000 copies of a 1 MB string: cheap to hold, gigabytes to print or copy.
+    Characters are counted as aliases expand, to the limit a file's own text has."""
+    text = "name: m\ndescription: &s " + "x" * 1_000_000 + "\nparams: {" + \
+        ", ".join(f"p{i}: *s" for i in range(3000)) + "}\n"
+    start = time.perf_counter()
+    err = syntax_error(text)
+    assert time.perf_counter() - start < 5
+    assert err.message == (f"the document expands to more than {MAX_CHARS:,} characters through its aliases "
+                           "(a long value repeated?), over the limit for a spec; refused")
+    assert MAX_CHARS == MAX_BYTES
+    assert load("name: m\ndescription: &s " + "x" * 1_000_000 + "\nparams: {a: *s, b: *s}\n").data["params"]["b"]
+
+
 def test_nan_is_refused_where_it_is_written() -> None:
     err = syntax_error("name: n\noptimizer: {SGD: {lr: .nan}}\n")
     assert "`.nan` is not a number" in err.message and (err.location.line, err.location.col) == (2, 23)
+    assert err.path == ("optimizer", "SGD", "lr")  # the spec path, as every error names it
     assert load("norm: .inf\n").data["norm"] == float("inf")  # inf is a value (grad_clip.norm_type: inf)
 
 

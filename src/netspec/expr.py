@@ -76,6 +76,14 @@ class ExprError(SpecError):
 
 
 def _check_number(value: Any, text: str) -> Any:
+    """``value`` if it is a number a spec may hold; NaN never is (``inf - inf``, ``float('nan')``).
+
+    >>> _check_number(float("inf") - float("inf"), "a - b")
+    Traceback (most recent call last):
+    netspec.expr.ExprError: <spec>: `a - b` gives NaN (not a number); write an expression that gives a number
+    """
+    if isinstance(value, float) and math.isnan(value):
+        raise ExprError(f"`{text}` gives NaN (not a number)", hint="write an expression that gives a number")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise ExprError(f"`{text}` gives a number too large to be a size")
     if isinstance(value, complex):

@@ -12,22 +12,33 @@ The base's document is merged under the spec's before validation: mappings merge
 (the spec wins; keys keep the base's order, new ones follow), lists and scalars replace, so
 ``nodes`` is replaced whole; the mappings ``replace`` names (dotted paths) replace the base's
 instead of merging into them. Every value keeps the file and line it was written at, so an
-error in a value from the base points into the base file. A missing base, a cycle (a.yaml ->
-b.yaml -> a.yaml) and chains deeper than :data:`MAX_EXTENDS` are one-line errors at the
-``extends`` that names them.
+error in a value from the base points into the base file.
+
+Each base file is read once per spec, however often it is listed (a diamond a -> b, c -> d reads
+d once), and the bases are bounded: chains of at most :data:`MAX_EXTENDS` files,
+:data:`MAX_BASE_FILES` files of :data:`MAX_BASE_BYTES` bytes in all, :data:`MAX_MERGED_VALUES`
+values merged. A missing base, a folder or FIFO named as one (found by ``stat``: a FIFO is never
+opened), a cycle (a.yaml -> b.yaml -> a.yaml) and each limit are one-line errors at the
+``extends`` that names the base.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .access import FileAccess
 from .errors import AccessRefused, SpecValidationError, did_you_mean
-from .source import Document, Path_, load_document
+from .source import MAX_BYTES, Document, Path_, load_document
 
 EXTENDS = "extends"
 MAX_EXTENDS = 8        # files in one chain of bases: more is a mistake, not a design
+MAX_BASE_FILES = 32    # different base files under one spec
+MAX_BASE_BYTES = MAX_BYTES  # the bases together: no more than one spec file may hold
+MAX_MERGED_VALUES = 1_000_000  # values walked by all the merges: bounds a base listed many times
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -45,6 +56,18 @@ def base_path(name: str, spec_dir: Path, access: FileAccess) -> Path:
     return access.check(Path(spec_dir) / name, shown=name)
 
 
+@dataclass
+class _Loading:
+    """What one ``resolve_extends`` has loaded so far: each base once (a diamond, or a base listed
+    twice, is one load), and the totals its limits are checked against."""
+
+    access: FileAccess
+    loaded: dict[Path, tuple[Document, int]] = field(default_factory=dict)  # file -> (resolved, height)
+    files: int = 0
+    bytes: int = 0
+    merged: int = 0
+
+
 def resolve_extends(doc: Document, chain: tuple[Path, ...] = (), access: FileAccess | None = None) -> Document:
     """``doc`` with its bases merged under it (and theirs under them); unchanged without ``extends``.
 
@@ -55,17 +78,43 @@ def resolve_extends(doc: Document, chain: tuple[Path, ...] = (), access: FileAcc
     if not isinstance(doc.data, dict) or EXTENDS not in doc.data:
         return doc
     access = access or FileAccess(Path(doc.base_dir), tuple(doc.roots))  # the first spec's folder and roots
+    return _resolve(doc, chain, _Loading(access))[0]
+
+
+def _resolve(doc: Document, chain: tuple[Path, ...], loading: _Loading) -> tuple[Document, int]:
+    """``doc`` resolved, and its height: the files in its longest chain of bases, itself included."""
+    if not isinstance(doc.data, dict) or EXTENDS not in doc.data:
+        return doc, 1
     here = _file_of(doc)
     chain = (*chain, here) if here is not None else chain
     names, replace = _parse(doc)
     merged: Document | None = None
+    height = 1
     for name, path in names:
-        base = resolve_extends(_load_base(doc, name, path, chain, access), chain, access)
-        merged = base if merged is None else merge(merged, base)
+        file = _base_file(doc, name, path, chain, loading.access)
+        if file in loading.loaded:  # loaded before: its chain must still fit under this one
+            base, base_height = loading.loaded[file]
+            if len(chain) + base_height > MAX_EXTENDS:
+                raise _too_deep(doc, path, name)
+        else:
+            base, base_height = _resolve(_load_base(doc, name, file, path, chain, loading), chain, loading)
+            loading.loaded[file] = base, base_height
+        height = max(height, base_height + 1)
+        merged = base if merged is None else _merge_counted(merged, base, doc, path, loading)
     assert merged is not None  # _parse refuses an empty list
     child = Document({k: v for k, v in doc.data.items() if k != EXTENDS}, doc.file, doc.positions,
                      doc.key_positions, doc.base_dir, doc.overridden, roots=doc.roots, origins=dict(doc.origins))
-    return merge(merged, child, replace)
+    return _merge_counted(merged, child, doc, (EXTENDS,), loading, replace), height
+
+
+def _merge_counted(base: Document, child: Document, doc: Document, path: Path_, loading: _Loading,
+                   replace: set[Path_] | frozenset[Path_] = frozenset()) -> Document:
+    """``merge``, once the values it walks still fit under MAX_MERGED_VALUES in all."""
+    loading.merged += len(base.positions) + len(child.positions)  # one position per value
+    if loading.merged > MAX_MERGED_VALUES:
+        raise _error(doc, path, f"`extends` merges more than {MAX_MERGED_VALUES:,} values in all, over the limit "
+                                "for a spec with its bases", "list each base once; merge large bases into one")
+    return merge(base, child, replace)
 
 
 def _file_of(doc: Document) -> Path | None:
@@ -117,24 +166,67 @@ def _has(data: Any, path: Path_) -> bool:
     return True
 
 
-def _load_base(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], access: FileAccess) -> Document:
+def _base_file(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], access: FileAccess) -> Path:
+    """The base ``name`` names: a regular spec file the spec may read, not already in ``chain``.
+    Checked with ``stat`` alone: opening a FIFO to look at it would block."""
     try:
-        file = base_path(name, Path(doc.base_dir), access)
+        file = Path(os.path.realpath(base_path(name, Path(doc.base_dir), access)))
     except AccessRefused as err:
         raise _error(doc, path, err.message, err.hint) from None
     if file.suffix not in SUFFIXES:
         raise _error(doc, path, f"base spec `{name}` is not a .yaml, .yml or .json file")
-    if not file.is_file():
-        near = sorted(p.name for p in file.parent.glob("*") if p.suffix in SUFFIXES) if file.parent.is_dir() else []
+    what = _not_a_file(file)
+    if what == "missing":
+        near = sorted(p.name for p in file.parent.glob("*") if p.suffix in SUFFIXES and p.name != file.name) \
+            if file.parent.is_dir() else []
         raise _error(doc, path, f"base spec `{name}` does not exist (looked for {file})",
                      did_you_mean(file.name, near) or "paths are relative to the file that says `extends`")
-    if file.resolve() in chain:
-        cycle = " -> ".join(p.name for p in (*chain[chain.index(file.resolve()):], file.resolve()))
+    if what is not None:
+        raise _error(doc, path, f"base spec `{name}` is {what}, not a spec file ({file})",
+                     "name a .yaml, .yml or .json file")
+    if file in chain:
+        cycle = " -> ".join(p.name for p in (*chain[chain.index(file):], file))
         raise _error(doc, path, f"`extends` makes a cycle: {cycle}", "a spec cannot build on itself")
     if len(chain) >= MAX_EXTENDS:
-        raise _error(doc, path, f"`extends` chain is longer than {MAX_EXTENDS} files",
-                     "merge some of the bases into one")
+        raise _too_deep(doc, path, name)
+    return file
+
+
+def _not_a_file(file: Path) -> str | None:
+    """None for a regular file, "missing", or what ``file`` is instead (from ``stat``, never opened).
+
+    >>> _not_a_file(Path("/")), _not_a_file(Path("/dev/null")), _not_a_file(Path("/no/such.yaml"))
+    ('a folder', 'a device', 'missing')
+    """
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    kinds = ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def _load_base(doc: Document, name: str, file: Path, path: Path_, chain: tuple[Path, ...],
+               loading: _Loading) -> Document:
+    """The base file read, once the count of bases and their bytes still fit the limits."""
+    if loading.files >= MAX_BASE_FILES:
+        raise _error(doc, path, f"base spec `{name}` would be base file number {loading.files + 1}; a spec may "
+                                f"build on at most {MAX_BASE_FILES} files", "merge some of the bases into one")
+    size = file.stat().st_size
+    if loading.bytes + size > MAX_BASE_BYTES:
+        raise _error(doc, path, f"base spec `{name}` ({size:,} bytes) takes the bases over {MAX_BASE_BYTES:,} "
+                                "bytes in all, the limit for the bases of a spec")
+    loading.files += 1
+    loading.bytes += size
     return load_document(file)
+
+
+def _too_deep(doc: Document, path: Path_, name: str) -> SpecValidationError:
+    return _error(doc, path, f"`extends` chain is longer than {MAX_EXTENDS} files (at base spec `{name}`)",
+                  "merge some of the bases into one")
 
 
 def _error(doc: Document, path: Path_, message: str, hint: str | None = None, key: bool = False) -> SpecValidationError:

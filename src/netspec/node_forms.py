@@ -179,8 +179,9 @@ def _unknown_op(key: str, value: Any, blocks: Blocks) -> PydanticCustomError:
     inner_key = inner_ops[0] if len(inner_ops) == 1 else None
     inner_hint = did_you_mean(inner_key, names) if inner_key is not None else None
     outer_hint = did_you_mean(key, names)
-    if inner_key is not None and (inner_hint or (not outer_hint and IDENT.match(key) and
-                                                 isinstance(inner[inner_key], (dict, type(None))))):
+    timm_model = inner_key is not None and inner_key.startswith(TIMM_PREFIX)  # `net: {timm.resnet_nope: {}}`
+    if inner_key is not None and (inner_hint or timm_model or (not outer_hint and IDENT.match(key) and
+                                                               isinstance(inner[inner_key], (dict, type(None))))):
         unknown = inner_key
     else:
         unknown = key

@@ -3,7 +3,9 @@
 Resolved means: ``extends`` bases merged, ``--set`` overrides applied, every key shown with its
 value, defaults filled in (LightningCLI's ``--print_config``, Ludwig's ``render_config``). The
 text is a spec: ``netspec validate`` reads it back to an equal spec, so it can be saved, edited
-and run. Short lists and flat mappings are written on one line, as a person would.
+and run. Short lists and flat mappings are written on one line, as a person would. Like a spec
+file, the text is at most :data:`MAX_PRINTED` characters: counted while walking the data, before
+any text is built, since aliases (or bases) can repeat one long string many times.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from typing import Any
 
 import yaml
 
+from .errors import ResourceError
+from .source import MAX_BYTES, Path_
+
 FLOW_WIDTH = 72  # a list or mapping of scalars this short (as text) stays on one line
+MAX_PRINTED = MAX_BYTES  # the printed spec must read back: no longer than a spec file may be
 
 
 class _Dumper(yaml.SafeDumper):
@@ -63,4 +69,44 @@ def resolved_config(spec: Any, source: str | None = None) -> str:
     """
     head = f"# {source}: resolved (bases merged, --set applied, defaults filled in)\n" if source else \
         "# resolved spec (--set applied, defaults filled in)\n"
-    return head + dump_yaml(spec.dump(defaults=True))
+    data = spec.dump(defaults=True)
+    over = _over_limit(data)  # before the text is built: aliases can repeat one long string 10^5 times
+    if over is not None:
+        raise _too_long(spec, over)
+    text = head + dump_yaml(data)
+    if len(text) > MAX_PRINTED:  # quoting and escapes the estimate left out
+        raise _too_long(spec, ())
+    return text
+
+
+def _over_limit(data: Any) -> Path_ | None:
+    """Where the printed text would pass MAX_PRINTED characters (None: it stays under), counted
+    while walking: each scalar, key and indent as written, strings as long as they are.
+
+    >>> _over_limit({"params": {"a": "x" * 10, "b": "y"}}) is None
+    True
+    >>> _over_limit({"params": {f"p{i}": "x" * 100_000 for i in range(100)}})
+    ('params', 'p52')
+    """
+    total = 0
+    stack: list[tuple[Path_, Any]] = [((), data)]
+    while stack:  # depth first, in printed order
+        path, value = stack.pop()
+        total += 2 * len(path) + 4 + (len(str(path[-1])) if path else 0)  # indent, "- " or ": ", newline
+        if isinstance(value, dict):
+            stack.extend(reversed([((*path, k), v) for k, v in value.items()]))
+        elif isinstance(value, (list, tuple)):
+            stack.extend(reversed([((*path, i), v) for i, v in enumerate(value)]))
+        else:
+            total += len(str(value))
+        if total > MAX_PRINTED:
+            return path
+    return None
+
+
+def _too_long(spec: Any, path: Path_) -> ResourceError:
+    from .spec import document_of
+
+    err = ResourceError(f"--print-config: the resolved spec is over {MAX_PRINTED:,} characters, the limit for "
+                        "a spec file; refused", path=path, hint="is a long value repeated through aliases or bases?")
+    return err.with_location(document_of(spec).locate(path))  # type: ignore[return-value]

@@ -26,6 +26,7 @@ Path_ = tuple[str | int, ...]
 MAX_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_VALUES = 200_000  # values after alias expansion: stops "billion laughs"
+MAX_CHARS = MAX_BYTES  # characters of scalars and keys after alias expansion: a long string repeated
 
 
 @dataclass
@@ -92,6 +93,24 @@ class Document:
         return tuple(out)
 
 
+def nan_path(data: Any, path: Path_ = ()) -> Path_ | None:
+    """The path of the first NaN in plain data (None: there is none). The loader refuses `.nan`
+    where it is written; this finds one that came another way (``--set``, a dict from Python).
+
+    >>> nan_path({"nodes": [{"Dropout": {"p": 0.5}}, {"Dropout": {"p": float("nan")}}]})
+    ('nodes', 1, 'Dropout', 'p')
+    """
+    stack: list[tuple[Path_, Any]] = [(path, data)]
+    while stack:  # depth first, in document order; no recursion: a dict from Python may nest deep
+        here, value = stack.pop()
+        if isinstance(value, float) and math.isnan(value):
+            return here
+        items = value.items() if isinstance(value, dict) else \
+            enumerate(value) if isinstance(value, (list, tuple)) else ()
+        stack.extend(reversed([((*here, k), v) for k, v in items]))
+    return None
+
+
 def group_nodes(node: Any) -> tuple[tuple[str, ...], list[Any]] | None:
     """Where a group node holds its node list as written, and the list.
 
@@ -127,6 +146,7 @@ class _Builder:
         self.loader = loader
         self.file = file
         self.count = 0
+        self.chars = 0  # characters of the scalars and keys built so far, aliases expanded
         self.seen: set[int] = set()  # composed nodes already built: another visit is an alias
         self.aliased = False
         self.positions: dict[Path_, tuple[int, int]] = {}
@@ -151,8 +171,19 @@ class _Builder:
             raise self._error(node, f"the document has more than {MAX_VALUES:,} values, over the limit for a spec; "
                                     "refused", hint="describe long chains with `repeat:` or blocks")
 
+    def _count_chars(self, node: yaml.Node, n: int) -> None:
+        """Characters are counted as aliases expand: a long string repeated through aliases is cheap
+        to hold (one string) but not to print or copy; refused after MAX_CHARS, as the text would be."""
+        self.chars += n
+        if self.chars > MAX_CHARS:
+            why = " through its aliases (a long value repeated?)" if self.aliased else ""
+            raise self._error(node, f"the document expands to more than {MAX_CHARS:,} characters{why}, over the "
+                                    "limit for a spec; refused")
+
     def build(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> Any:
         self._count(node)
+        if isinstance(node, yaml.ScalarNode):
+            self._count_chars(node, len(node.value))
         if depth > MAX_DEPTH:
             raise self._error(node, f"nesting deeper than {MAX_DEPTH} levels; refused")
         self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
@@ -167,7 +198,9 @@ class _Builder:
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
         value = self.loader.construct_object(node)
         if isinstance(value, float) and math.isnan(value):
-            raise self._error(node, "`.nan` is not a number; refused", hint="write the number meant")
+            err = self._error(node, "`.nan` is not a number; refused", hint="write the number meant")
+            err.path = path  # as written: `nodes[1].Dropout.p`, `optimizer.SGD.lr`
+            raise err
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict[str, Any]:
@@ -184,6 +217,7 @@ class _Builder:
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise self._error(key_node, "mapping keys must be strings")
             key = str(key) if not isinstance(key, str) else key
+            self._count_chars(key_node, len(key))
             if key in out and i >= merged and path + (key,) in self._own_keys:
                 first = self.key_positions.get(path + (key,))
                 err = self._error(key_node, f"duplicate key `{key}`" +

@@ -21,7 +21,7 @@ from .data.spec import DataSpec
 from .errors import SpecValidationError, did_you_mean
 from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .registry import GROUP_OP
-from .source import Document, _SpecLoader, group_nodes, load_document
+from .source import Document, _SpecLoader, group_nodes, load_document, nan_path
 from .spec_base import SpecModel
 from .training.options import TrainingRules, TrainSpec
 from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
@@ -377,6 +377,26 @@ def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
         raise SpecValidationError(f"--set `{key}`: cannot set `{last}` there")
 
 
+def _refuse_nan(doc: Document) -> None:
+    """NaN is never a setting: one from ``--set x=.nan`` or a dict built in Python is refused at its
+    path, like a `.nan` written in a file (which the loader refuses where it is written).
+
+    >>> _refuse_nan(Document({"optimizer": {"SGD": {"lr": float("nan")}}}, "s.yaml"))
+    Traceback (most recent call last):
+    netspec.errors.SpecValidationError: s.yaml: optimizer.SGD.lr: `lr` is NaN (not a number); give a number
+    """
+    path = nan_path(doc.data)
+    if path is None:
+        return
+    what = f"`{path[-1]}`" if path and isinstance(path[-1], str) else "a value"
+    message = f"{what} is NaN (not a number)"
+    for opath, item in doc.overridden.items():
+        if tuple(path[:len(opath)]) == tuple(opath):
+            message += f" (set by --set {item})"
+            break
+    raise SpecValidationError(message, path=path, hint="give a number", location=doc.locate(path))
+
+
 def import_custom_modules(names: list[str], allowed: list[str] | tuple[str, ...] | None) -> None:
     """Import the spec's ``imports`` -- only those the user allowed explicitly."""
     import importlib
@@ -408,6 +428,7 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     try:
         doc.data = copy.deepcopy(doc.data)
         apply_overrides(doc, overrides)
+        _refuse_nan(doc)
         imports = doc.data.get("imports") or []
         if imports:
             import_custom_modules(list(imports), allow_imports)

@@ -55,10 +55,10 @@ def check_optimizer(spec: OptimizerSpec) -> None:
     netspec.errors.SpecError: <spec>: args.momentun: SGD has no argument `momentun`; did you mean `momentum`?
     """
     cls = OPTIMIZERS.check(spec)
-    _refuse_nan(spec.args, spec.args_path(()))
+    refuse_non_finite(spec.args, spec.args_path(()))
     every_arg = tuple(inspect.signature(cls).parameters)  # a group may leave out any argument
     for i, group in enumerate(spec.groups):
-        _refuse_nan(group.options(), ("groups", i))
+        refuse_non_finite(group.options(), ("groups", i))
         check_args(cls, group.options(), ("groups", i), what=spec.name, skip=OPTIMIZERS.passed, filled=every_arg)
         if group.match == "regex":
             for j, pattern in enumerate(group.patterns()):
@@ -70,16 +70,26 @@ def check_optimizer(spec: OptimizerSpec) -> None:
     stand_in_optimizer(spec)
 
 
-def _refuse_nan(args: dict[str, Any], path: SpecPath) -> None:
-    """NaN is never a setting, and torch's SGD would train with `lr: .nan` (Adam refuses it).
+def refuse_non_finite(args: dict[str, Any], path: SpecPath) -> None:
+    """NaN and inf are never an optimizer's or a scheduler's setting: torch's SGD would train with
+    `lr: .nan` or `lr: .inf` (Adam refuses NaN), StepLR would multiply by `gamma: .inf`. Lists
+    (`betas`, `milestones`) are looked into.
 
-    >>> _refuse_nan({"lr": float("nan")}, ("args",))
+    >>> refuse_non_finite({"lr": float("nan")}, ("args",))
     Traceback (most recent call last):
     netspec.errors.SpecError: <spec>: args.lr: `lr` is NaN (not a number); give a number
+    >>> refuse_non_finite({"betas": [0.9, float("inf")]}, ("Adam",))
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: Adam.betas[1]: `betas` is inf; give a finite number
     """
     for key, value in args.items():
-        if isinstance(value, float) and math.isnan(value):
-            raise SpecError(f"`{key}` is NaN (not a number)", path=(*path, key), hint="give a number")
+        items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                at = (*path, key) if i is None else (*path, key, i)
+                if math.isnan(item):
+                    raise SpecError(f"`{key}` is NaN (not a number)", path=at, hint="give a number")
+                raise SpecError(f"`{key}` is {item}", path=at, hint="give a finite number")
 
 
 def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:

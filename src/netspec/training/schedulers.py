@@ -20,6 +20,7 @@ import torch
 
 from ..errors import SpecError, fmt_args, number_string_hint
 from ..registry import Registry, SpecPath
+from .optimizers import refuse_non_finite
 from .rundir import Log
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def check_scheduler(spec: SchedulerSpec) -> None:
     relative to the entry)."""
     filled = (_LENGTH_ARGS[spec.name],) if spec.name in _LENGTH_ARGS else ()
     cls = SCHEDULERS.check(spec, filled=filled)
+    refuse_non_finite(spec.args, spec.args_path(()))
     if cls is _sched.ReduceLROnPlateau:
         if spec.interval != "epoch":
             raise SpecError("ReduceLROnPlateau steps once per epoch, on a metric", path=("interval",))

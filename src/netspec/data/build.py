@@ -291,7 +291,8 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     Every in-memory floating-point value must be finite, and every label a class of the loss
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
-    :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read. Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
+    :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
+    Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
     >>> loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0)

@@ -212,7 +212,8 @@ def _shape_hint(source: Any, split: str, name: str, got: tuple[int, ...], want: 
         what = "one channel" if want[0] == 1 else "three channels"
         return f"add `mode: {mode}` to data.{split} (images read with {what}), or {declare}"
     if kind == "csv" and getattr(source, "image_shape", None) is None and len(want) == 1 and len(got) == 1:
-        return (f"the file has {got[0]} feature columns (every column but the label) and `{name}` is declared with "
+        columns = "every column" if getattr(source, "label", 0) is None else "every column but the label"
+        return (f"the file has {got[0]} feature columns ({columns}) and `{name}` is declared with "
                 f"{want[0]}: {declare}, or check the file and `label:`")
     if kind == "csv" and getattr(source, "image_shape", None) is not None and math.prod(got) == math.prod(want):
         return f"set `image_shape: {list(want)}` on data.{split}, or {declare}"

@@ -261,6 +261,13 @@ def _optimizer_shape(state: dict) -> None:
     state["optimizer"]["state"][0] = {"momentum_buffer": torch.zeros(5, 5)}
 
 
+def _loss_counts_text(state: dict) -> None:
+    """Mid-epoch, with the loss meter's batch sizes as text: right keys, wrong types (the epoch's
+    mean would fail only when it is computed)."""
+    state["batch"] = 1
+    state["meters"]["loss"]["counts"] = [str(n) for n in state["meters"]["loss"]["counts"]]
+
+
 FORGED_CHECKPOINTS = {
     "ckpt_format_only": lambda state: [state.pop(k) for k in list(state) if k != "format"],
     "ckpt_epoch_str": lambda state: state.update(epoch="3"),
@@ -268,6 +275,8 @@ FORGED_CHECKPOINTS = {
     "ckpt_nan_weights": _nan_weight,
     "ckpt_rng_garbage": lambda state: state.update(rng={"torch": torch.zeros(3)}),
     "ckpt_optimizer_shape": _optimizer_shape,
+    "ckpt_loss_counts_text": _loss_counts_text,
+    "ckpt_format_1": lambda state: state.update(format="netspec-checkpoint-1"),  # what netspec wrote before format 2
 }
 
 SETUPS: dict[str, Callable[[Path, Path], None]] = {

@@ -210,9 +210,18 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
         elif kind == "npz_truncated":    # cut in the middle: not a zip file any more
             write_npz(target, x=x, y=y)
             target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        elif kind == "npz_target_pairs":  # two labels per sample: not the one class index CrossEntropyLoss reads
+            write_npz(target, x=x, y=np.stack([y, y], axis=1))
         else:
             assert kind == "npz", f"unknown setup {kind!r}"
             write_npz(target, x=x, y=y)
+    elif kind == "image_gray":       # target: an image folder (cat, dog; 3 each) of one-channel 8x8 PNGs
+        from PIL import Image
+
+        for c in ("cat", "dog"):
+            (target / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(target / c / f"{i}.png")
     elif kind.startswith("image"):   # target: <root>/<class>/<i>.png of an image folder (cat, dog; 3 each)
         write_image_folder(target.parent.parent, per_class=3, size=(8, 8))
         assert kind == "image_corrupt", f"unknown setup {kind!r}"

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from datafiles import write_pt
-from netspec.data import DataSpec
-from netspec.data.checks import ClassCount, check_batch_classes
+from netspec.data import DataSpec, build_loaders
+from netspec.data.checks import ClassCount, Declared, check_batch_classes, check_sample
+from netspec.data.fields import FieldMap
+from netspec.data.sources import SourceData
 from netspec.errors import DataError
 from .helpers import build, data_error
 
@@ -78,3 +80,56 @@ def test_an_image_folder_with_more_classes_than_outputs(tmp_path: Path) -> None:
     two = ClassCount("label", 2, -100, "CrossEntropyLoss", "logits", (2,))
     err = data_error(build, spec, tmp_path, ["image"], classes=[two])
     assert "c/0.png: label 2 is not a class" in str(err) and "at least 3 outputs" in (err.hint or "")
+
+
+# ---- the first sample of each split against the model's declared inputs and its loss's target
+
+X4 = {"x": Declared((4,), torch.float32)}
+
+
+def checked(data: dict, tmp_path: Path, declared: dict[str, Declared], **kw: object):
+    """build_loaders with the model's declared inputs (their names are the input names)."""
+    return build_loaders(DataSpec.model_validate(data), base_dir=tmp_path, input_names=list(declared), seed=0,
+                         inputs=declared, **kw)
+
+
+def test_first_sample_fits_the_declared_inputs(tmp_path: Path) -> None:
+    checked(_tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4)), tmp_path, X4, classes=[CE])
+    err = data_error(checked, _tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 5)), tmp_path, X4)
+    assert "`x`[0]: samples of `x` have shape [5] but the model's input `x` is declared [4]" in str(err)
+    assert err.path == ("data", "train", "path") and "declare `x: [5]`" in (err.hint or "")
+    err = data_error(checked, _tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4, dtype=torch.float64)),
+                     tmp_path, X4)
+    assert "samples of `x` are float64 but the model's input `x` is declared float32" in str(err)
+    tokens = {"x": Declared((4,), torch.int64)}  # integer inputs (token ids): any integer dtype
+    checked(_tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4, dtype=torch.int32)), tmp_path, tokens)
+
+
+def test_each_split_is_checked_with_its_own_transforms(tmp_path: Path) -> None:
+    from datafiles import write_image_folder
+
+    write_image_folder(tmp_path / "train", per_class=1, size=(8, 8))
+    write_image_folder(tmp_path / "val", per_class=1, size=(6, 6))
+    data = {"train": {"source": "ImageFolder", "root": "train"}, "val": {"source": "ImageFolder", "root": "val"},
+            "batch_size": 1}
+    rgb8 = {"image": Declared((3, 8, 8), torch.float32)}
+    err = data_error(checked, data, tmp_path, rgb8)
+    assert "val/cat/0.png: samples of `image` have shape [3, 6, 6]" in str(err) and err.path == ("data", "val", "root")
+    resized = {**data, "transforms": ["ToTensor", {"Resize": {"size": [8, 8]}}]}
+    checked(resized, tmp_path, rgb8)  # the shape the model sees: after the transforms
+    err = data_error(checked, {**data, "train": {**data["train"], "mode": "L"}}, tmp_path, rgb8)
+    assert "add `mode: RGB` to data.train (images read with three channels)" in (err.hint or "")
+
+
+def test_first_sample_target_and_label_of_a_per_sample_split() -> None:
+    """A per-sample split whose labels are not known up front: its first sample's label is checked
+    with the inputs (the rest batch by batch, as the loader yields them)."""
+    raw = SourceData(("x", "y"), ("value", "label"), dataset=[(torch.zeros(4), 5), (torch.zeros(4), 0)])
+    fmap = FieldMap({"x": 0}, 1)
+    with pytest.raises(DataError, match=r"y\[0\]: label 5 is not a class of output `logits`"):
+        check_sample((torch.zeros(4), 5), raw, fmap, X4, [CE], ("data", "train"))
+    with pytest.raises(DataError, match=r"are class indices of shape \[\] \(or class probabilities of shape \[3\]\), "
+                                        r"but samples of `y` have shape \[2\]"):
+        check_sample((torch.zeros(4), torch.tensor([0, 1])), raw, fmap, X4, [CE], ("data", "train"))
+    check_sample((torch.zeros(4), torch.tensor([1])), raw, fmap, X4, [CE], ("data", "train"))  # (1,): squeezed
+    check_sample((torch.zeros(4), torch.full((3,), 1 / 3)), raw, fmap, X4, [CE], ("data", "train"))  # probabilities

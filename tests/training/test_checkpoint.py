@@ -139,3 +139,94 @@ def test_background_writer_reports_its_error_once() -> None:
     b.wait()  # said once
     b.submit(lambda: None)
     b.wait()
+
+
+@pytest.fixture(scope="module")
+def mid_epoch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A spec with metrics and its last.pt, saved by a Ctrl-C in the middle of epoch 1."""
+    spec = make_spec(train={"epochs": 2, "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}]})
+
+    def ctrl_c(epoch: int, batch: int) -> None:
+        if (epoch, batch) == (0, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted) as stop:
+        run(spec, tmp_path_factory.mktemp("mid"), data=loaders(on_batch=ctrl_c))
+    return spec, Path(stop.value.checkpoint)
+
+
+def _set(*keys: Any, value: Any) -> Any:
+    def change(state: dict) -> None:
+        for key in keys[:-1]:
+            state = state[key]
+        state[keys[-1]] = value(state[keys[-1]]) if callable(value) else value
+    return change
+
+
+# (forgery, what the one line says): right keys, wrong types or shapes; each was taken before
+# and failed only when the epoch's values were computed (or counted wrong)
+FORGED_METERS = {
+    "state of another shape": (_set("meters", "accuracy", "state", "tp", value=torch.zeros(5, dtype=torch.int64)),
+                               "entry `accuracy`: state `tp` is a tensor of shape [5] (int64); a fresh one is [1] "
+                               "(int64)"),
+    "state of another dtype": (_set("meters", "top2_accuracy", "state", "fn", value=lambda t: t.float()),
+                               "entry `top2_accuracy`: state `fn` is a tensor of shape [3] (float32); a fresh one is "
+                               "[3] (int64)"),
+    "state a list": (_set("meters", "accuracy", "state", "tp", value=lambda t: [t]),
+                     "entry `accuracy`: state `tp` is a list, not a tensor"),
+    "config of more classes": (_set("meters", "top2_accuracy", "config", value={"classes": 7, "k": 2}),
+                               "entry `top2_accuracy`: its configuration {'classes': 7, 'k': 2} is not the one its "
+                               "shapes give ({'classes': 3, 'k': 2})"),
+    "shapes garbage": (_set("meters", "accuracy", "shapes", value={"output": "x"}),
+                       "entry `accuracy`: `shapes` is not a pair of sample shapes and a dtype"),
+    "loss values of a matrix": (_set("meters", "loss", "values", value=torch.zeros(3, 3)),
+                                "entry `loss`: `values` is a tensor of shape [3, 3], not a 1-D floating-point tensor"),
+    "loss counts as text": (_set("meters", "loss", "counts", value=lambda c: [str(n) for n in c]),
+                            "entry `loss`: `counts` is not a list of batch sizes"),
+    "fewer counts than losses": (_set("meters", "loss", "counts", value=lambda c: c[:1]),
+                                 "entry `loss`: 3 losses but 1 batch sizes"),
+    "a metric missing": (lambda state: state["meters"].pop("accuracy"),
+                         "holds `loss`, `top2_accuracy`; this run's are `loss`, `accuracy`, `top2_accuracy`"),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGED_METERS)
+def test_forged_mid_epoch_meter_state_is_refused_at_resume(forgery: str, mid_epoch: tuple[Any, Path],
+                                                           tmp_path: Path) -> None:
+    spec, saved = mid_epoch
+    change, says = FORGED_METERS[forgery]
+    state = torch.load(saved, weights_only=True)
+    assert state["batch"] == 3 and set(state["meters"]) == {"loss", "accuracy", "top2_accuracy"}
+    change(state)
+    forged = tmp_path / "last.pt"
+    torch.save(state, forged)
+    with pytest.raises(CheckpointError) as err:
+        run(spec, tmp_path, resume=forged)
+    line = str(err.value)
+    assert "\n" not in line and f"{forged} is damaged or was not written by netspec: its `meters`: " in line, line
+    assert says in line, line
+
+
+def test_unforged_mid_epoch_checkpoint_resumes(mid_epoch: tuple[Any, Path], tmp_path: Path) -> None:
+    """The checks refuse only the forgeries: the real checkpoint, copied, resumes and finishes."""
+    spec, saved = mid_epoch
+    copy = tmp_path / "last.pt"
+    copy.write_bytes(saved.read_bytes())
+    result = run(spec, tmp_path, resume=copy)
+    assert result.epochs == 2
+    assert result.history[-1]["epoch"] == 2 and result.history[-1]["train_top2_accuracy"] > 0
+
+
+@pytest.mark.parametrize(("version", "age"), [(1, "an older"), (3, "a newer")])
+def test_checkpoint_of_another_format_is_refused_as_older_or_newer(version: int, age: str, tmp_path: Path) -> None:
+    from netspec.training.checkpoint import FORMAT_VERSION
+
+    first = run(make_spec(train={"epochs": 1}), tmp_path / "a")
+    state = torch.load(first.run_dir / "last.pt", weights_only=True)
+    state["format"] = f"netspec-checkpoint-{version}"
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "old.pt")
+    line = str(err.value)
+    assert f"old.pt was written by {age} netspec, format {version}; this one reads {FORMAT_VERSION}" in line, line
+    assert "damaged" not in line and "start again without --resume" in line

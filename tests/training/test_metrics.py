@@ -3,6 +3,8 @@ batches (and in chunks); logits vs probabilities; the names a spec's metrics are
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Callable
 
 import pytest
@@ -94,6 +96,32 @@ def test_every_metric_refuses_a_forged_state(name: str) -> None:
         with pytest.raises(ValueError):
             METRICS[name]().load_state_dict(bad)
     METRICS[name]().load_state_dict(state)  # the real one loads
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_checks_its_state_against_a_fresh_one(name: str) -> None:
+    """Right keys, wrong content: each state must have the shape and dtype a fresh metric of the
+    saved configuration holds, the configuration must be what the saved shapes give, and those
+    shapes the model's output's. Each is one ValueError saying what is wrong."""
+    output, target = DATA[METRICS[name].task]
+    state = fed(METRICS[name](), output[:4], target[:4], 1).state_dict()
+    key = next(iter(state["state"]))
+    value = state["state"][key]
+    wider = torch.zeros(7, *value.shape, dtype=value.dtype)
+    forged = {
+        "shape": ({**state, "state": {**state["state"], key: wider}}, f"state `{key}` is a tensor of shape [7"),
+        "dtype": ({**state, "state": {**state["state"], key: value.to(torch.float64)}}, "(float64); a fresh one is"),
+        "list": ({**state, "state": {**state["state"], key: [value]}}, f"state `{key}` is a list, not a tensor"),
+        "config": ({**state, "config": {**state["config"], "classes": 9}} if state["config"] else
+                   {**state, "config": {"classes": 9}}, "is not the one its shapes give"),
+        "dtype name": ({**state, "shapes": {**state["shapes"], "target_dtype": "load"}}, "`shapes` is not a pair"),
+    }
+    for what, (bad, says) in forged.items():
+        with pytest.raises(ValueError, match=re.escape(says)):
+            METRICS[name]().load_state_dict(bad)
+    with pytest.raises(ValueError, match=re.escape(f"saved for an output of shape {list(output.shape[1:])}")):
+        METRICS[name]().load_state_dict(state, output_shape=(11, *output.shape[2:]))
+    METRICS[name]().load_state_dict(state, output_shape=tuple(output.shape[1:]))  # the real one loads
 
 
 def test_binary_accuracy_of_logits_follows_the_loss() -> None:

@@ -18,7 +18,7 @@ from torch.utils.data import RandomSampler, Sampler
 
 from ..errors import DataError, SpecError
 from . import transforms as T
-from .checks import ClassCount, check_batch_classes, check_classes, check_finite
+from .checks import ClassCount, Declared, check_batch_classes, check_classes, check_finite, check_sample
 from .fields import FieldMap, class_labels, describe_sample, resolve_fields, split_indices
 from .loaders import SampleDataset, SampleLoader, TensorLoader
 from .readers import first_line
@@ -199,8 +199,9 @@ def _to_device(tensors: tuple[Tensor, ...], device: torch.device, info: dict[str
 
 
 def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
-                   common: dict[str, Any], info: dict[str, Any]) -> TensorLoader:
-    """The in-memory loader: transforms applied up front (or per batch), data moved to ``device``."""
+                   common: dict[str, Any], info: dict[str, Any]) -> tuple[TensorLoader, tuple[Any, ...]]:
+    """The in-memory loader (transforms applied up front, or per batch; data moved to ``device``)
+    and its first sample as the model will see it."""
     tensors = raw.tensors
     assert tensors is not None
     batch_transform = None
@@ -215,8 +216,7 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     first = tuple(t[:1] for t in tensors)
     if batch_transform is not None:
         first = T.apply(batch_transform, first, raw.kinds)
-    info["shapes"] = _shapes(tuple(t[0] for t in first), common["fmap"])
-    return loader
+    return loader, tuple(t[0] for t in first)
 
 
 def _pin(spec: DataSpec, device: torch.device | None) -> bool:
@@ -227,8 +227,10 @@ def _pin(spec: DataSpec, device: torch.device | None) -> bool:
 
 
 def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
-                   common: dict[str, Any], info: dict[str, Any], classes: list[ClassCount]) -> SampleLoader:
-    """The per-sample loader: a DataLoader over a Dataset that transforms each sample."""
+                   common: dict[str, Any], info: dict[str, Any], classes: list[ClassCount]
+                   ) -> tuple[SampleLoader, tuple[Any, ...]]:
+    """The per-sample loader (a DataLoader over a Dataset that transforms each sample) and its
+    first sample, read once here."""
     dataset = SampleDataset(raw, transform)
     workers = spec.loader.num_workers
     path = common["path"]
@@ -242,13 +244,14 @@ def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
         first_sample = dataset[0]
     if isinstance(first_sample, BadSample):
         raise DataError(first_sample.message, path=first_sample.path(common["path"]))
-    info["shapes"] = _shapes(first_sample, common["fmap"])
-    return loader
+    return loader, first_sample
 
 
 def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: str, fmap: FieldMap, train: bool,
-                 seed: int, device: torch.device | None, classes: list[ClassCount]) -> tuple[Loader, dict[str, Any]]:
-    """One split's loader and its info entry."""
+                 seed: int, device: torch.device | None, classes: list[ClassCount],
+                 inputs: dict[str, Declared]) -> tuple[Loader, dict[str, Any]]:
+    """One split's loader and its info entry; its first sample must fit the model (``inputs``,
+    ``classes``: :func:`~netspec.data.checks.check_sample`)."""
     in_memory = raw.tensors is not None and T.is_batchable(items) and spec.loader.in_memory is not False
     assert in_memory or spec.loader.in_memory is not True, "DataSpec refuses an impossible `in_memory: true`"
     generator = torch.Generator().manual_seed(seed) if train else None
@@ -258,8 +261,12 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
                   seed=seed if train else None, fmap=fmap, path=("data", split))
     info: dict[str, Any] = {"samples": len(raw), "transforms": items}
     transform = T.compose(items)
-    loader: Loader = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
-                      else _sample_loader(raw, transform, spec, device, common, info, classes))
+    loader, first = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
+                     else _sample_loader(raw, transform, spec, device, common, info, classes))
+    source = spec.train if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split)
+    named = "train" if source is spec.train else split  # a val fraction is read from data.train
+    check_sample(first, raw, fmap, inputs, classes, _file_path(source, named), source, named)
+    info["shapes"] = _shapes(first, fmap)
     info["batches"] = len(loader)
     if train and spec.sampler is not None:
         info["sampler"] = type(sampler).__name__
@@ -272,7 +279,8 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
 
 def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], seed: int,
                   device: torch.device | None = None, allow_download: bool = False,
-                  roots: tuple[Path, ...] = (), classes: list[ClassCount] | tuple[ClassCount, ...] = ()) -> Loaders:
+                  roots: tuple[Path, ...] = (), classes: list[ClassCount] | tuple[ClassCount, ...] = (),
+                  inputs: dict[str, Declared] | None = None) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
     ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read
@@ -281,7 +289,10 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     seeded with exactly ``seed``), the validation split and generated data. A source downloads
     missing files when its spec says ``download: true`` or ``allow_download`` is set.
     Every in-memory floating-point value must be finite, and every label a class of the loss
-    that reads it (``classes``, from the model's output size). Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
+    that reads it (``classes``, from the model's output size); each split's first sample, after
+    its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
+    :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
+    Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
     >>> loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0)
@@ -303,7 +314,7 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
         train = split == "train"
         built[split], info[split] = _make_loader(raw, train_items if train else eval_items, spec=spec, split=split,
                                                  fmap=fmap, train=train, seed=seed, device=device,
-                                                 classes=list(classes))
+                                                 classes=list(classes), inputs=dict(inputs or {}))
         info[split]["source"] = (spec.train.source if split == "val" and isinstance(spec.val, FractionSplit)
                                  else getattr(spec, split).source)  # type: ignore[union-attr]
         info[split]["files"] = raw.files

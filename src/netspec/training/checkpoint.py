@@ -22,14 +22,19 @@ import torch
 
 from ..errors import CheckpointError, NonFiniteLoss, summarise
 from .hardware import rng_state, set_rng_state
+from .losses import output_shapes
 from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
 from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture", "restore", "save",
-           "save_epoch", "check_weights", "to_host"]
+__all__ = ["CHECKPOINT_FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture",
+           "restore", "save", "save_epoch", "check_weights", "to_host"]
 
-CHECKPOINT_FORMAT = "netspec-checkpoint-1"
+# The version grows when what a checkpoint holds changes, so that a file of another version is
+# refused as such rather than as damaged. 2: each metric's state names the sample shapes it was
+# configured from (checked on resume).
+FORMAT_VERSION = 2
+CHECKPOINT_FORMAT = f"netspec-checkpoint-{FORMAT_VERSION}"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -97,6 +102,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found", path=("--resume",))
     state = read_weights_file(path, ("--resume",))
+    _check_version(state, path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
                               hint="to start from plain weights use `init: {weights: ...}`")
@@ -109,6 +115,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 DAMAGED_HINT = "resume from another checkpoint, or start again without --resume"
+
+
+def _check_version(state: Any, path: Path) -> None:
+    """A netspec checkpoint of another format version is refused as older or newer, not as damaged.
+
+    >>> _check_version({"format": "netspec-checkpoint-1"}, Path("last.pt"))
+    Traceback (most recent call last):
+    netspec.errors.CheckpointError: <spec>: --resume: last.pt was written by an older netspec, format 1; this one reads 2; continue it with the netspec that wrote it, or start again without --resume (`init: {weights: last.pt}` starts from its weights)
+    """
+    found = state.get("format") if isinstance(state, dict) else None
+    prefix = CHECKPOINT_FORMAT.rsplit("-", 1)[0] + "-"
+    if not isinstance(found, str) or not found.startswith(prefix) or not found[len(prefix):].isdigit():
+        return
+    version = int(found[len(prefix):])
+    if version == FORMAT_VERSION:
+        return
+    age = "an older" if version < FORMAT_VERSION else "a newer"
+    raise CheckpointError(f"{path} was written by {age} netspec, format {version}; this one reads {FORMAT_VERSION}",
+                          path=("--resume",), hint=f"continue it with the netspec that wrote it, or start again "
+                          f"without --resume (`init: {{weights: {path}}}` starts from its weights)")
 _STATE_TYPES: dict[str, tuple[type, ...]] = {"best": (float, int, type(None)), "best_epoch": (int, type(None)),
                                              "stale": (int,), "stale_best": (float, int, type(None)), "skipped": (int,)}
 
@@ -237,7 +263,9 @@ def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
 
 def _restore_parts(run: Any, ckpt: dict[str, Any]) -> None:
     """Scheduler, scaler and the metric sums of a half-done epoch; a part that does not match
-    what this run made (same keys, same types) is damaged."""
+    what this run made is damaged. Meters say which entry and what is wrong with it (each loss
+    and metric state against a fresh one's type, shape and dtype): a wrong one would otherwise
+    be taken and fail only when the epoch's values are computed."""
     parts = [("scheduler", run.schedule, ckpt["scheduler"])]
     if run.scaler is not None and ckpt["scaler"] is not None:
         parts.append(("scaler", run.scaler, ckpt["scaler"]))
@@ -246,10 +274,16 @@ def _restore_parts(run: Any, ckpt: dict[str, Any]) -> None:
     if run.window_meter is not None and ckpt.get("window_meter"):
         parts.append(("window_meter", run.window_meter, ckpt["window_meter"]))
     for name, target, saved in parts:
-        if name in ("meters", "window_meter") and not _same_layout(saved, target.state_dict()):
-            raise _damaged(ckpt, name)
         try:
-            target.load_state_dict(saved)
+            if name in ("meters", "window_meter"):
+                target.load_state_dict(saved, output_shapes(run.model))
+            else:
+                target.load_state_dict(saved)
+        except ValueError as err:
+            if name not in ("meters", "window_meter"):
+                raise _damaged(ckpt, name) from None
+            raise CheckpointError(f"{ckpt['path']} is damaged or was not written by netspec: its `{name}`: {err}",
+                                  path=("--resume",), hint=DAMAGED_HINT) from None
         except Exception:  # a forged state: any error torch raises means the same
             raise _damaged(ckpt, name) from None
 
@@ -265,25 +299,6 @@ def _optimizer_state_fits(optimizer: torch.optim.Optimizer) -> bool:
                 if len(shape) > param.dim() or any(a not in (1, b) for a, b in zip(reversed(shape), reversed(param.shape))):
                     return False
     return True
-
-
-def _same_layout(saved: Any, fresh: Any) -> bool:
-    """Same keys, recursively, and a number (a float or a tensor of at most one dimension: a
-    metric's running sums) wherever a fresh meter holds one.
-
-    >>> _same_layout({"n": torch.tensor(3.0), "s": 1.0}, {"n": 0.0, "s": 0.0}), _same_layout({"n": "x"}, {"n": 0})
-    (True, False)
-    """
-    if isinstance(fresh, dict) and not fresh:  # a metric before its first batch: its own load checks the rest
-        return isinstance(saved, dict)
-    if isinstance(fresh, dict):
-        return isinstance(saved, dict) and saved.keys() == fresh.keys() and \
-            all(_same_layout(saved[k], fresh[k]) for k in fresh)
-    if isinstance(fresh, (int, float, torch.Tensor)) and not isinstance(fresh, bool):
-        if isinstance(saved, torch.Tensor):
-            return saved.dim() <= 1 and not saved.is_complex()
-        return isinstance(saved, (int, float)) and not isinstance(saved, bool)
-    return type(saved) is type(fresh)
 
 
 def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:

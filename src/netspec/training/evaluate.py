@@ -41,8 +41,7 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         tspec = spec.train or TrainSpec()
         hw = Hardware.pick(tspec.device, tspec.precision)
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
-        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download,
-                               output_shapes(model))
+        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download, model)
         outputs = list(spec.output_names)
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
         try:
@@ -64,13 +63,15 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
 
 
 def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Hardware, base: Path,
-                  allow_download: bool, shapes: dict[str, tuple[int, ...]]) -> Any:
+                  allow_download: bool, model: nn.Module) -> Any:
     if loaders is None:
         from ..data import build_loaders
+        from ..data.checks import declared_inputs
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=list(spec.inputs), seed=tspec.seed,
                                 device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
-                                classes=class_counts(spec.loss, list(spec.output_names), shapes))
+                                classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
+                                inputs=declared_inputs(model))
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(f"the data has no `{split}` split", path=("data",),

@@ -182,13 +182,16 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     if hw.distributed and tspec.distributed.sync_batchnorm:
         model = distributed.sync_batchnorm(model, hw.device, log)
     compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
-    # ---- data: every label checked against the model's output size, once, here
+    # ---- data: every label checked against the model's output size, and each split's first
+    # sample against the declared inputs, once, here (every process checks the same samples alike)
     if loaders is None:
         from ..data import build_loaders
+        from ..data.checks import declared_inputs
 
         loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
                                 device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
-                                classes=class_counts(spec.loss, output_names, output_shapes(model)))
+                                classes=class_counts(spec.loss, output_names, output_shapes(model)),
+                                inputs=declared_inputs(model))
     if hw.distributed:  # each process its share of every epoch
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     has_val = getattr(loaders, "val", None) is not None

@@ -85,9 +85,36 @@ class LossMeter:
         return {"values": self.used().clone() if self.counts else torch.zeros(0), "counts": list(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; ValueError saying what is wrong with anything else
+        (the loss of each batch: finite numbers, one per positive sample count).
+
+        >>> LossMeter().load_state_dict({"values": torch.tensor([1.0, 2.0]), "counts": [3]})
+        Traceback (most recent call last):
+        ValueError: 2 losses but 1 batch sizes
+        """
+        problem = _loss_state_problem(state)
+        if problem is not None:
+            raise ValueError(problem)
         self.reset()
         for value, n in zip(state["values"], state["counts"]):
             self.update(value, n)
+
+
+def _loss_state_problem(state: Any) -> str | None:
+    """What is wrong with a saved :class:`LossMeter` state (None: nothing)."""
+    if not isinstance(state, dict) or set(state) != {"values", "counts"}:
+        return "not a loss meter's state (values, counts)"
+    values, counts = state["values"], state["counts"]
+    if not isinstance(values, Tensor) or values.dim() != 1 or not values.is_floating_point():
+        shown = f"a tensor of shape {list(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
+        return f"`values` is {shown}, not a 1-D floating-point tensor of batch losses"
+    if not isinstance(counts, list) or not all(type(n) is int and n > 0 for n in counts):
+        return "`counts` is not a list of batch sizes (positive whole numbers)"
+    if len(values) != len(counts):
+        return f"{len(values)} losses but {len(counts)} batch sizes"
+    if not bool(torch.isfinite(values).all()):
+        return "`values` holds a loss that is not finite"
+    return None
 
 
 def output_scores(loss: LossSpec | None, output_names: list[str]) -> dict[str, tuple[bool | None, str | None]]:
@@ -182,10 +209,29 @@ class MetricSet:
     def state_dict(self) -> dict[str, Any]:
         return {"loss": self.loss.state_dict(), **{k: m.state_dict() for k, m, _, _ in self.entries}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.loss.load_state_dict(state["loss"])
-        for key, metric, _, _ in self.entries:
-            metric.load_state_dict(state[key])
+    def load_state_dict(self, state: dict[str, Any], output_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Restore :meth:`state_dict`'s output; ValueError naming the entry and what is wrong
+        with it. ``output_shapes`` (per-sample, by output name), when known, must be the shapes
+        the metric states were made for.
+
+        >>> from netspec.training.spec import MetricSpec
+        >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
+        >>> ms.load_state_dict({"loss": {"values": torch.zeros(1), "counts": [0]}, "accuracy": {}})
+        Traceback (most recent call last):
+        ValueError: entry `loss`: `counts` is not a list of batch sizes (positive whole numbers)
+        """
+        if not isinstance(state, dict) or set(state) != set(self.keys()):
+            held = ", ".join(f"`{k}`" for k in state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"holds {held}; this run's are {', '.join(f'`{k}`' for k in self.keys())}")
+        try:
+            self.loss.load_state_dict(state["loss"])
+        except ValueError as err:
+            raise ValueError(f"entry `loss`: {err}") from None
+        for key, metric, output, _ in self.entries:
+            try:
+                metric.load_state_dict(state[key], (output_shapes or {}).get(output))
+            except ValueError as err:
+                raise ValueError(f"entry `{key}`: {err}") from None
 
     def higher_is_better(self, key: str) -> bool:
         for k, metric, _, _ in self.entries:

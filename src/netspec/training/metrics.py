@@ -80,6 +80,7 @@ class Metric:
         self.loss_kind: str | None = None  # "index" or "float": the target the loss takes (set by MetricSet)
         self._metric: Any = None  # the torchmetrics metric, made on the first batch's device
         self._config: dict[str, Any] = {}  # what make() was given, to make it again when resuming
+        self._shapes: dict[str, Any] = {}  # per-sample output and target shapes it was configured from (resume checks)
         self._pending: list[tuple[Tensor, ...]] = []
         self._updates = 0
 
@@ -109,6 +110,8 @@ class Metric:
     def update(self, output: Tensor, target: Tensor) -> None:
         if self._metric is None:
             self._config = self.configure(output, target)
+            self._shapes = {"output": list(output.shape[1:]), "target": list(target.shape[1:]),
+                            "target_dtype": str(target.dtype).removeprefix("torch.")}
             self._metric = self.make(self._config).to(output.device)
         prepared = self.prepare(output, target)
         if self.chunk > 1:  # kept for later: not a view of the output, which CUDA graphs overwrite on the next step
@@ -138,30 +141,83 @@ class Metric:
         self._flush()
         if not self._updates:
             return {}
-        return {"config": dict(self._config), "updates": self._updates, "state": dict(self._metric.metric_state)}
+        return {"config": dict(self._config), "shapes": dict(self._shapes), "updates": self._updates,
+                "state": dict(self._metric.metric_state)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output; ValueError if it is not what this metric saves."""
+    def load_state_dict(self, state: dict[str, Any], output_shape: tuple[int, ...] | None = None) -> None:
+        """Restore :meth:`state_dict`'s output; ValueError saying what is wrong if it is not what
+        this metric saves: its configuration must be the one the saved shapes give (and the saved
+        output shape ``output_shape``, the model's, when known), and every state a tensor of the
+        shape and dtype a fresh metric of that configuration holds (or a list of tensors)."""
         self.reset()
         if not state:
             return
-        if set(state) != {"config", "updates", "state"} or not isinstance(state["config"], dict) or \
+        if set(state) != {"config", "shapes", "updates", "state"} or not isinstance(state["config"], dict) or \
                 type(state["updates"]) is not int or state["updates"] < 1 or not isinstance(state["state"], dict):
-            raise ValueError("not a metric state")
+            raise ValueError("not a metric state (config, shapes, updates, state)")
+        self._check_config(state["config"], state["shapes"], output_shape)
         values = state["state"]
-        metric = self.make(dict(state["config"]))
-        if set(values) != set(metric.metric_state) or not all(_is_state(v) for v in values.values()):
-            raise ValueError("not this metric's state")
+        try:
+            metric = self.make(dict(state["config"]))
+        except Exception:  # a forged configuration: whatever the torchmetrics constructor says
+            raise ValueError(f"its configuration {state['config']} does not make a {self.name} metric") from None
+        problem = _state_problem(values, metric._defaults)
+        if problem is not None:
+            raise ValueError(problem)
         device = next((t.device for t in values.values() if isinstance(t, Tensor)), torch.device("cpu"))
         self._config, self._metric = dict(state["config"]), metric.to(device)
         for k, v in values.items():
             setattr(self._metric, k, v.to(device) if isinstance(v, Tensor) else [t.to(device) for t in v])
         self._updates = self._metric._update_count = state["updates"]
+        self._shapes = dict(state["shapes"])
+
+    def _check_config(self, config: dict[str, Any], shapes: Any, output_shape: tuple[int, ...] | None) -> None:
+        """The saved configuration is what the saved shapes configure (on meta tensors: no data),
+        and those shapes are this model's output's."""
+        try:
+            output = torch.empty((2, *shapes["output"]), device="meta")
+            dtype = getattr(torch, shapes["target_dtype"], None)
+            if not isinstance(dtype, torch.dtype):  # the name of a dtype, nothing else of torch's
+                raise TypeError
+            target = torch.empty((2, *shapes["target"]), device="meta", dtype=dtype)
+        except Exception:  # not a dict of two shapes and a dtype name
+            raise ValueError(f"`shapes` is not a pair of sample shapes and a dtype: {shapes!r:.80}") from None
+        if output_shape is not None and tuple(output.shape[1:]) != tuple(output_shape):
+            raise ValueError(f"it was saved for an output of shape {list(output.shape[1:])}; the model's is "
+                             f"{list(output_shape)}")
+        try:
+            expected = self.configure(output, target)
+        except Exception:  # a metric whose configure reads values: its states are still checked below
+            return
+        if expected != config:
+            raise ValueError(f"its configuration {config} is not the one its shapes give ({expected})")
 
 
-def _is_state(value: Any) -> bool:
-    """A torchmetrics state: a tensor (running sums) or a list of tensors (concatenated batches)."""
-    return isinstance(value, Tensor) or (isinstance(value, list) and all(isinstance(t, Tensor) for t in value))
+def _state_problem(values: dict[str, Any], defaults: dict[str, Any]) -> str | None:
+    """What is wrong with saved torchmetrics states, against a fresh metric's defaults: a tensor
+    state (running sums) must have the default's shape and dtype, a list state (concatenated
+    batches) hold tensors of the default's dtype.
+
+    >>> _state_problem({"tp": torch.zeros(5, dtype=torch.long)}, {"tp": torch.zeros(1, dtype=torch.long)})
+    'state `tp` is a tensor of shape [5] (int64); a fresh one is [1] (int64)'
+    """
+    if set(values) != set(defaults):
+        return f"states {sorted(values)} are not this metric's ({sorted(defaults)})"
+    for key, default in defaults.items():
+        value = values[key]
+        if isinstance(default, Tensor):
+            if not isinstance(value, Tensor):
+                return f"state `{key}` is a {type(value).__name__}, not a tensor"
+            if value.shape != default.shape or value.dtype != default.dtype:
+                return (f"state `{key}` is a tensor of shape {list(value.shape)} ({_dtype(value)}); a fresh one is "
+                        f"{list(default.shape)} ({_dtype(default)})")
+        elif not isinstance(value, list) or not all(isinstance(t, Tensor) for t in value):
+            return f"state `{key}` is a {type(value).__name__}, not a list of tensors"
+    return None
+
+
+def _dtype(t: Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 #: metric name -> Metric class.

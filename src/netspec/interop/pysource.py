@@ -30,7 +30,8 @@ from . import ExportError
 
 __all__ = ["Var", "Call", "ListOf", "render_wrapped", "leaves", "replace_leaves", "masked", "render", "layer_call",
            "forward_source", "helper_sources", "python_name", "attr_ref", "assign_child",
-           "child_assignment", "docstring", "comment", "flat", "identifier", "free_name", "rename_local"]
+           "child_assignment", "docstring", "comment", "flat", "identifier", "free_name", "rename_local",
+           "audit", "BUILTINS_USED", "plain_name"]
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,13 @@ def docstring(text: str) -> str:
     return source
 
 
-def _plain(name: str) -> bool:
+def plain_name(name: str) -> bool:
     """An ASCII identifier that is not a keyword (ASCII: Python folds other letters, NFKC, so
-    `ｔorch` would be `torch`)."""
+    `ｔorch` would be `torch`).
+
+    >>> plain_name("conv1"), plain_name("0"), plain_name("class"), plain_name("ｔorch")
+    (True, False, False, False)
+    """
     return isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
 
 
@@ -172,7 +177,7 @@ def identifier(name: str, what: str) -> str:
     Traceback (most recent call last):
     netspec.interop.ExportError: <spec>: node `a; b` cannot be written as a Python name; rename it to letters, digits and _
     """
-    if not _plain(name):
+    if not plain_name(name):
         raise ExportError(f"{what} `{flat(str(name))}` cannot be written as a Python name",
                           hint="rename it to letters, digits and _")
     return name
@@ -245,7 +250,7 @@ def _keyword(name: Any, where: str) -> str:
 
 def _callee(func: str) -> str:
     """What a call calls: a dotted name, or nothing (a tuple)."""
-    if func and not all(_plain(part) for part in func.split(".")):
+    if func and not all(plain_name(part) for part in func.split(".")):
         raise ExportError(f"cannot write a call to `{flat(func)}`: not a dotted Python name")
     return func
 
@@ -309,7 +314,7 @@ def attr_ref(obj: str, name: str) -> str:
     >>> attr_ref("self", "conv1"), attr_ref("self", "0")
     ('self.conv1', "getattr(self, '0')")
     """
-    return f"{obj}.{name}" if _plain(name) else f"getattr({obj}, {name!r})"
+    return f"{obj}.{name}" if plain_name(name) else f"getattr({obj}, {name!r})"
 
 
 def assign_child(obj: str, name: str, value: str) -> str:
@@ -324,7 +329,7 @@ def assign_child(obj: str, name: str, value: str) -> str:
 
 def child_assignment(obj: str, name: str) -> tuple[str, str]:
     """What goes before and after the value that sets a child."""
-    if _plain(name):
+    if plain_name(name):
         return f"{obj}.{name} = ", ""
     return f"{obj}.add_module({name!r}, ", ")"
 
@@ -446,3 +451,66 @@ def _import_line(name: str, fn: Any) -> str:
     if not module or not qual or "." in qual or module == "__main__" or module.startswith("netspec"):
         raise ExportError(f"the generated forward calls {name} ({fn!r}), which a standalone file cannot import")
     return f"from {module} import {qual}" + (f" as {name}" if name != qual else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The file as a whole: only the statements that were written
+# ---------------------------------------------------------------------------------------------
+
+#: the builtins generated code may name (fx writes ``getattr`` and ``slice``); never eval, open...
+BUILTINS_USED = frozenset({"super", "getattr", "range", "isinstance", "float", "int", "bool", "list", "dict", "tuple",
+                           "str", "len", "slice", "any", "all", "min", "max", "abs", "classmethod", "Ellipsis"})
+
+
+def audit(source: str, doc: str, classes: dict[str, str], imports: str, helpers: list[str]) -> None:
+    """Refuse (ExportError) a file that is not exactly what was written: the module docstring
+    ``doc``; the import lines ``imports``; the ``helpers``' statements; then the ``classes``
+    (name -> docstring), each holding only methods whose every name is an argument, a local, a
+    name of the file or one of :data:`BUILTINS_USED`. Nothing of it runs.
+
+    >>> audit("'d'\\nimport torch\\nclass A:\\n    'a'\\n", "d", {"A": "a"}, "import torch", [])
+    >>> audit("'d'\\nimport torch\\nimport os\\n", "d", {}, "import torch", [])
+    Traceback (most recent call last):
+    netspec.interop.ExportError: <spec>: the generated file holds a statement netspec did not write (line 3); this is a bug in netspec
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as e:  # NUL bytes are a ValueError before Python 3.12
+        raise ExportError(f"the generated file does not parse: {flat(str(e))}", hint="this is a bug in netspec") from None
+    want = [ast.Expr(ast.Constant(doc)), *ast.parse(imports).body, *(s for h in helpers for s in ast.parse(h).body)]
+    head, rest = tree.body[:len(want)], tree.body[len(want):]
+    known = {*BUILTINS_USED, *classes, *(_bound(s) for s in want[1:])}
+    for i, got in enumerate([*head, *rest]):
+        ok = i < len(want) and ast.dump(got) == ast.dump(want[i])
+        if i >= len(want) and isinstance(got, ast.ClassDef) and got.name in classes:
+            ok = ast.get_docstring(got, clean=False) == classes.pop(got.name) and _methods_only(got, known)
+        if not ok:
+            raise ExportError(f"the generated file holds a statement netspec did not write (line {got.lineno})",
+                              hint="this is a bug in netspec")
+    if len(head) < len(want) or classes:
+        raise ExportError("the generated file lacks a statement netspec wrote", hint="this is a bug in netspec")
+
+
+def _bound(stmt: ast.stmt) -> str:
+    """The name a top-level import, function or assignment binds (one per statement here)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        alias = stmt.names[0]
+        return alias.asname or alias.name.split(".")[0]
+    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+        return stmt.name
+    return next(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name))
+
+
+def _methods_only(cls: ast.ClassDef, known: set[str]) -> bool:
+    """A class of docstring and methods whose names are all known, locals or arguments."""
+    for stmt in cls.body[1:]:
+        if not isinstance(stmt, ast.FunctionDef):
+            return False
+        names = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
+        local = {n.id for n in names if isinstance(n.ctx, ast.Store)} | {a.arg for a in ast.walk(stmt.args)
+                                                                         if isinstance(a, ast.arg)}
+        if any(n.id not in known | local for n in names):
+            return False
+        if any(isinstance(n, (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.ClassDef)) for n in ast.walk(stmt)):
+            return False
+    return True

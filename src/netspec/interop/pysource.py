@@ -31,7 +31,7 @@ from . import ExportError
 __all__ = ["Var", "Call", "ListOf", "render_wrapped", "leaves", "replace_leaves", "masked", "render", "layer_call",
            "forward_source", "helper_sources", "python_name", "attr_ref", "assign_child",
            "child_assignment", "docstring", "comment", "flat", "identifier", "free_name", "rename_local",
-           "audit", "BUILTINS_USED", "plain_name"]
+           "audit", "BUILTINS_USED", "plain_name", "doc_value"]
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,25 @@ def comment(text: str) -> str:
     return "# " + flat(text)
 
 
+def doc_value(text: str) -> str:
+    r"""``text`` as a docstring can hold it: a lone surrogate (JSON allows ``"\ud800"``) written
+    as its escape, as CPython cannot make a class whose ``__doc__`` holds one.
+
+    >>> doc_value("a\ud800b")
+    'a\\ud800b'
+    """
+    return "".join(repr(ch)[1:-1] if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
 def docstring(text: str) -> str:
-    r'''A triple-quoted literal whose value is ``text``: backslashes escaped, a quote escaped where
-    it follows another or ends the text (so no run of three closes it), every line break but
-    ``\n`` and every other unprintable character written as its escape.
+    r'''A triple-quoted literal whose value is ``text`` (:func:`doc_value`): backslashes escaped, a
+    quote escaped where it follows another or ends the text (so no run of three closes it), every
+    line break but ``\n`` and every other unprintable character written as its escape.
 
     >>> print(docstring("C:\\Users " + '"' * 3 + "; import os"))
     """C:\\Users "\"\"; import os"""
     '''
+    text = doc_value(text)
     out = ['"""']
     for ch in text:
         if ch == "\\":
@@ -360,7 +371,7 @@ def forward_source(gm: torch.fx.GraphModule) -> tuple[str, dict[str, Callable[..
         src = re.sub(rf"\b{re.escape(name)}\b", plain, src)
         renames[plain] = fn
     for name in ("inf", "nan"):
-        if re.search(rf"\b{name}\b", src):
+        if re.search(rf"(?<!\.)\b{name}\b", src):  # not `self.inf`, a node named inf
             renames[name] = getattr(math, name)
     return "\n".join(_tidy(line) for line in src.splitlines()) + "\n", renames
 
@@ -477,13 +488,13 @@ def audit(source: str, doc: str, classes: dict[str, str], imports: str, helpers:
         tree = ast.parse(source)
     except (SyntaxError, ValueError) as e:  # NUL bytes are a ValueError before Python 3.12
         raise ExportError(f"the generated file does not parse: {flat(str(e))}", hint="this is a bug in netspec") from None
-    want = [ast.Expr(ast.Constant(doc)), *ast.parse(imports).body, *(s for h in helpers for s in ast.parse(h).body)]
+    want = [ast.Expr(ast.Constant(doc_value(doc))), *ast.parse(imports).body, *(s for h in helpers for s in ast.parse(h).body)]
     head, rest = tree.body[:len(want)], tree.body[len(want):]
     known = {*BUILTINS_USED, *classes, *(_bound(s) for s in want[1:])}
     for i, got in enumerate([*head, *rest]):
         ok = i < len(want) and ast.dump(got) == ast.dump(want[i])
         if i >= len(want) and isinstance(got, ast.ClassDef) and got.name in classes:
-            ok = ast.get_docstring(got, clean=False) == classes.pop(got.name) and _methods_only(got, known)
+            ok = ast.get_docstring(got, clean=False) == doc_value(classes.pop(got.name)) and _methods_only(got, known)
         if not ok:
             raise ExportError(f"the generated file holds a statement netspec did not write (line {got.lineno})",
                               hint="this is a bug in netspec")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from netspec.cli import main
 from netspec.errors import SpecError
 from netspec.interop.export import export_model
 from netspec.interop.pysource import comment, doc_value, docstring
+from netspec.training.checkpoint import CHECKPOINT_FORMAT
 
 FAST = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(deadline=None, max_examples=600, suppress_health_check=[HealthCheck.too_slow])
@@ -222,3 +224,68 @@ def test_a_file_that_fails_to_run_is_one_line(tmp_path, monkeypatch, capsys, spe
     assert code == 2 and len(err) == 2 and "Traceback" not in err[1], err
     assert "the written Python file does not rebuild the model: ZeroDivisionError" in err[1]
     assert list(tmp_path.iterdir()) == []
+
+
+SHADOWING_SPEC = """\
+name: f
+description: 'C:\\Users\\me: the block below closes its docstring'
+inputs: {x: [4]}
+blocks:
+  OrderedDict:
+    description: '\"\"\"; import os; os.system(\"touch PWNED\"); \"\"\"'
+    params: {nn: 4, torch: 2}
+    nodes:
+      - fc: {Linear: {out_features: $nn}}
+      - range: {Linear: {out_features: $torch}}
+  pad_to_match:
+    nodes: [{ReLU: {}}]
+nodes:
+  - body:
+      - a: {OrderedDict: {nn: 4, torch: 3}}
+      - b: {OrderedDict: {nn: 2, torch: 5}}
+  - add_n: {add: [body, body, body]}
+  - cast: {pad_to_match: {}}
+"""
+
+
+def test_cli_renames_names_that_would_hide_the_files_imports(tmp_path, capsys) -> None:
+    """A block `OrderedDict` (the file imports collections.OrderedDict), parameters `nn` and
+    `torch`, a node `add_n` beside the helper add_n, a spec named `f` (the class F): the file
+    renames its own names, keeps the spec's attribute names, and reproduces the model."""
+    (tmp_path / "f.yaml").write_text(SHADOWING_SPEC)
+    code = main(["export", str(tmp_path / "f.yaml"), "--format", "python", "--out", str(tmp_path / "f.py")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.splitlines()[-1] == "class FModel: the state_dict loads strictly; its outputs equal the model's"
+    source = (tmp_path / "f.py").read_text()
+    tree = ast.parse(source)
+    assert sorted(s.name for s in tree.body if isinstance(s, ast.ClassDef)) == ["FModel", "OrderedDict2", "PadToMatch"]
+    assert "def __init__(self, in_features: int, nn_: int, torch_: int) -> None:" in source
+    assert "self.range = nn.Linear(nn_, torch_)" in source and "range_1 = self.range(fc)" in source
+    assert "('a', OrderedDict2(in_features=4, nn_=4, torch_=3))," in source
+    assert "add_n_1 = add_n(body, body, body)" in source
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_cli_checkpoint_and_weights_names_with_line_breaks_stay_in_their_comment(tmp_path, capsys) -> None:
+    """`--checkpoint` and a torchvision node's weights file whose names hold a line break and
+    code: the docstring and the `# weights:` comment keep them; nothing runs."""
+    import torchvision
+
+    evil = "w\nimport os; os.system('touch PWNED')\r#"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / f"{evil}.pt")
+    spec = {"name": "tv", "inputs": {"image": [3, 32, 32]},
+            "nodes": [{"net": {"resnet18": {"num_classes": 3, "weights": f"{evil}.pt"}}}]}
+    (tmp_path / "tv.json").write_text(json.dumps(spec))
+    torch.save({"format": CHECKPOINT_FORMAT, "model": netspec.build_model(tmp_path / "tv.json").state_dict()},
+               tmp_path / f"{evil}.best.pt")
+    code = main(["export", str(tmp_path / "tv.json"), "--format", "python", "--checkpoint",
+                 str(tmp_path / f"{evil}.best.pt"), "--out", str(tmp_path / "tv.py")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    source = (tmp_path / "tv.py").read_text()
+    assert "# weights: the checkpoint's (the spec loads w\\nimport os; os.system('touch PWNED')\\r#.pt)" in source
+    tree = ast.parse(source)
+    assert "--checkpoint " + str(tmp_path / "w\\nimport os") in ast.get_docstring(tree)
+    assert not any(isinstance(n, ast.Import) and n.names[0].name == "os" for n in ast.walk(tree))
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()

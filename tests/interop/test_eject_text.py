@@ -289,3 +289,16 @@ def test_cli_checkpoint_and_weights_names_with_line_breaks_stay_in_their_comment
     assert "--checkpoint " + str(tmp_path / "w\\nimport os") in ast.get_docstring(tree)
     assert not any(isinstance(n, ast.Import) and n.names[0].name == "os" for n in ast.walk(tree))
     assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys, specs_dir) -> None:
+    import errno
+
+    def full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and err[-1] == f"<spec>: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
+    assert list(tmp_path.iterdir()) == []

@@ -224,18 +224,22 @@ def _python(job: _Job) -> list[str]:
     import tempfile
 
     from .eject import eject
+    from .pysource import flat
 
     source = eject(job.compiled, module_name=job.out.stem.replace(".", "_"), command=job.options.get("command", ""),
                    checkpoint=job.options.get("checkpoint") or "best.pt")  # audited: only the statements it wrote
-    fd, tmp = tempfile.mkstemp(prefix=f".{job.out.name}.", suffix=".tmp", dir=job.out.parent)
+    name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{job.out.name[:64]}.", suffix=".tmp", dir=job.out.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(source)
-        name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
         _run_ejected(job, source, name)
         os.replace(tmp, job.out)
+    except OSError as e:  # a full disk, a read-only folder
+        raise ExportError(f"cannot write {flat(str(job.out))}: {e.strerror or first_line(e)}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
 
@@ -243,9 +247,11 @@ def _python(job: _Job) -> list[str]:
 def _run_ejected(job: _Job, source: str, name: str) -> None:
     """Import the ejected source, load the model's state_dict strictly and compare the outputs
     exactly; any failure is an ExportError of one line."""
+    from .pysource import flat
+
     namespace: dict[str, Any] = {"__name__": job.out.stem}
     try:
-        exec(compile(source, str(job.out), "exec"), namespace)  # netspec's own code, audited by eject()
+        exec(compile(source, flat(str(job.out)), "exec"), namespace)  # netspec's own code, audited by eject()
         ejected = namespace[name]()
         ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
         got = _seeded(ejected.eval(), *job.check)

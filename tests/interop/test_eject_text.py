@@ -32,7 +32,7 @@ from netspec.interop.pysource import comment, doc_value, docstring
 from netspec.training.checkpoint import CHECKPOINT_FORMAT
 
 FAST = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(deadline=None, max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 
 # Every character Python's tokenizer (\n, \r) or an editor (str.splitlines) takes for a line end.
 LINE_ENDS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

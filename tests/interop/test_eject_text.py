@@ -31,7 +31,7 @@ from netspec.interop.export import export_model
 from netspec.interop.pysource import comment, doc_value, docstring
 from netspec.training.checkpoint import CHECKPOINT_FORMAT
 
-FAST = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 
 # Every character Python's tokenizer (\n, \r) or an editor (str.splitlines) takes for a line end.

@@ -14,11 +14,19 @@ How the model becomes classes:
 * a group or a repeat that is a plain chain -> ``nn.Sequential``; a repeat whose copies also
   take keyword inputs (a padding mask) -> an ``nn.ModuleList`` subclass with a loop;
 * a torchvision node -> the torchvision builder, then its freeze, truncation and replacements.
+
+No spec text reaches the file raw (see :mod:`netspec.interop.pysource`): names are checked, and
+the ones that would hide what the file imports or calls (a block `OrderedDict`, a block
+parameter `nn`) are renamed; strings are literals; docstrings and comments are escaped. The
+finished file is checked statement by statement (:func:`pysource.audit`) before anything runs it.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import graphlib
+import keyword
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,20 +41,32 @@ from .pysource import (
     Var,
     assign_child,
     attr_ref,
+    audit,
     child_assignment,
+    comment,
+    docstring,
+    flat,
     forward_source,
+    free_name,
     helper_sources,
+    identifier,
     layer_call,
     leaves,
     literal,
     masked,
+    plain_name,
     python_name,
     render,
     render_wrapped,
     replace_leaves,
 )
 
-__all__ = ["eject", "Draft", "CHILD_WRITERS"]
+__all__ = ["eject", "Draft", "CHILD_WRITERS", "RESERVED"]
+
+#: names the file imports, defines or calls beside its classes: a class, constructor argument or
+#: local variable of the file is never one of them (the spec's names are renamed: `OrderedDict2`).
+RESERVED = frozenset({*dir(builtins), *keyword.kwlist, "torch", "nn", "F", "math", "fnmatch", "OrderedDict",
+                      "freeze", "inf", "nan", "torchvision", "timm", "annotations", "self", "cls"})
 
 
 @dataclass
@@ -167,29 +187,45 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
     order netspec applies them. Its weights come from the checkpoint (the spec's `weights` file
     is not read)."""
     plan = node.zoo
-    var = node.name if node.name.isidentifier() else "model"
-    kwargs = ", ".join(f"{k}={literal(v, node.name)}" for k, v in plan.kwargs.items())
+    # a local of __init__: never a name the file uses there (classes start with a capital)
+    var = node.name if node.name.isidentifier() and node.name.isascii() and node.name[:1].islower() else "model"
+    var = free_name(var, RESERVED | _helper_names())
+    kwargs = ", ".join(f"{identifier(k, f'{node.name}: the argument')}={literal(v, node.name)}"
+                       for k, v in plan.kwargs.items())
     if plan.builder.startswith(TIMM_PREFIX):
         imports.add("import timm")
         name = plan.builder[len(TIMM_PREFIX):]
         lines = [f"{var} = timm.create_model({name!r}{', ' if kwargs else ''}{kwargs})"]
     else:
         imports.add("import torchvision")
-        lines = [f"{var} = torchvision.models.{plan.builder}({kwargs})"]
+        lines = [f"{var} = torchvision.models.{identifier(plan.builder, 'torchvision model')}({kwargs})"]
     if plan.weights is not None:
-        lines[0] += f"  # weights: the checkpoint's (the spec loads {plan.weights.name})"
+        lines[0] += "  " + comment(f"weights: the checkpoint's (the spec loads {plan.weights.name})")
     lines += _freeze_lines(var, node.freeze, imports)
     if plan.truncate is not None:
         imports.add("OrderedDict")
         keep = list(dict(module.named_children())).index(plan.truncate) + 1
         lines.append(f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
-                     f"  # truncate: {plan.truncate}")
+                     f"  {comment(f'truncate: {plan.truncate}')}")
     for target, rnode in plan.replace:
         *parents, last = [p for p in re.split(r"[.\[\]]+", target) if p]
-        parent_ref = var + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parents)
+        parent_ref = var
+        for p in parents:
+            parent_ref = f"{parent_ref}[{int(p)}]" if p.isdigit() else attr_ref(parent_ref, p)
         value = render(layer_call(_layer_func(rnode.layer_cls, imports), rnode.layer_cls, rnode.args), node.name)
-        lines.append(f"{parent_ref}[{last}] = {value}" if last.isdigit() else f"{parent_ref}.{last} = {value}")
+        if last.isdigit():
+            lines.append(f"{parent_ref}[{int(last)}] = {value}")
+        else:
+            head, tail = child_assignment(parent_ref, last)
+            lines.append(head + value + tail)
     return (*lines, assign_child(ref, node.name, var))
+
+
+def _helper_names() -> set[str]:
+    """The module-level names of netspec.functional (copied into a file as needed)."""
+    from .. import functional
+
+    return {n for n in vars(functional) if not n.startswith("__")}
 
 
 #: node kind -> writer of the statements that build a node made by a library: (node, its module,
@@ -226,13 +262,16 @@ def draft(gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any
 
 def _loop_forward(graph: Any) -> str:
     """The forward of a repeat with keyword inputs: each copy reads the last and the same inputs."""
-    chain, *extra = graph.inputs
+    chain, *extra = [identifier(n, "input") for n in graph.inputs]
     first = graph.nodes[0]
-    kws = ", ".join(f"{k}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}" for k, v in first.kw_inputs.items())
-    call = f"        {chain} = layer({chain}{', ' + kws if kws else ''})"
+    names = {identifier(n, "input") for v in first.kw_inputs.values() for n in ([v] if isinstance(v, str) else v)}
+    kws = ", ".join(f"{identifier(k, 'keyword input')}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}"
+                    for k, v in first.kw_inputs.items())
+    layer = free_name("layer", {chain, *extra, *names, *RESERVED})  # the loop must not overwrite an input
+    call = f"        {chain} = {layer}({chain}{', ' + kws if kws else ''})"
     return (f"def forward(self, {', '.join([chain, *extra])}):\n"
-            f"    for layer in self:\n"
-            f"{call:<72}  # {graph.nodes[-1].shape}\n"
+            f"    for {layer} in self:\n"
+            f"{call:<72}  {comment(str(graph.nodes[-1].shape))}\n"
             f"    return {chain}\n")
 
 
@@ -296,9 +335,11 @@ def _hint(values: list[Any]) -> str:
     return next(iter(types)).__name__ if len(types) == 1 and types <= {int, float, bool, str} else ""
 
 
-def _parameters(drafts: list[Draft]) -> tuple[list[tuple[str, str]], dict[tuple, Var], list[dict[str, Any]]]:
+def _parameters(drafts: list[Draft], avoid: set[str]) -> tuple[list[tuple[str, str]], dict[tuple, Var],
+                                                              list[dict[str, Any]]]:
     """Constructor parameters for literals that differ between the instances of one class:
-    (parameters with their type hints, slot -> Var, each instance's values by parameter)."""
+    (parameters with their type hints, slot -> Var, each instance's values by parameter); no
+    parameter is named like a name of ``avoid`` (what the constructor's body uses)."""
     columns = list(zip(*(_slots(d) for d in drafts)))
     names: dict[tuple[str, ...], str] = {}
     values_of: dict[str, list[Any]] = {}
@@ -309,7 +350,7 @@ def _parameters(drafts: list[Draft]) -> tuple[list[tuple[str, str]], dict[tuple,
         if len(set(key)) == 1:
             continue  # the same in every instance: a literal in the class
         if key not in names:
-            names[key] = _param_name(drafts, key, column[0][1], set(names.values()))
+            names[key] = _param_name(drafts, key, column[0][1], set(names.values()), avoid)
             values_of[names[key]] = values
         slots[column[0][0]] = Var(names[key])
     args = [(name, _hint(values)) for name, values in values_of.items()]
@@ -317,12 +358,14 @@ def _parameters(drafts: list[Draft]) -> tuple[list[tuple[str, str]], dict[tuple,
     return args, slots, per_draft
 
 
-def _param_name(drafts: list[Draft], key: tuple[str, ...], arg: str | None, taken: set[str]) -> str:
-    """The block's spec parameter holding these values (`out`, `planes`), else the argument's name."""
+def _param_name(drafts: list[Draft], key: tuple[str, ...], arg: str | None, taken: set[str], avoid: set[str]) -> str:
+    """The block's spec parameter holding these values (`out`, `planes`), else the argument's name;
+    ``nn_`` for a parameter `nn` (it would hide torch.nn in the constructor)."""
     for pname in drafts[0].params:
-        if tuple(repr(d.params.get(pname)) for d in drafts) == key and python_name(pname) not in taken:
-            return python_name(pname)
-    base = python_name(arg or "value")
+        name = free_name(python_name(pname), avoid) if plain_name(python_name(pname)) else None
+        if name and tuple(repr(d.params.get(pname)) for d in drafts) == key and name not in taken:
+            return name
+    base = free_name(python_name(arg) if arg and plain_name(python_name(arg)) else "value", avoid)
     name, n = base, 2
     while name in taken:
         name, n = f"{base}_{n}", n + 1
@@ -341,8 +384,15 @@ def _body(children: list[Child]) -> list[str]:
     return lines
 
 
-def _classes_of_type(drafts: list[Draft], taken: set[str]) -> list[ClassDef]:
-    """Group one type's instances by structure; write a class per group and set each instance's call."""
+def _locals(children: list[Child]) -> set[str]:
+    """The variables the statements of ``__init__`` assign (a torchvision model's ``net``)."""
+    return {n.id for c in children for line in c.lines for n in ast.walk(ast.parse(line))
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _classes_of_type(drafts: list[Draft], taken: set[str], avoid: set[str]) -> list[ClassDef]:
+    """Group one type's instances by structure; write a class per group and set each instance's call.
+    ``taken``: the classes written so far; ``avoid``: the other names of the file."""
     groups: dict[tuple, list[Draft]] = {}
     for d in drafts:
         for c in d.children:
@@ -351,7 +401,7 @@ def _classes_of_type(drafts: list[Draft], taken: set[str]) -> list[ClassDef]:
     classes = []
     for members in groups.values():
         name, n = drafts[0].type_name, 2
-        while name in taken:
+        while name in taken or name in avoid:  # a block `OrderedDict` -> class OrderedDict2
             name, n = f"{drafts[0].type_name}{n}", n + 1
         taken.add(name)
         first = members[0]
@@ -361,7 +411,7 @@ def _classes_of_type(drafts: list[Draft], taken: set[str]) -> list[ClassDef]:
             uses = [d.where for d in members]
             classes.append(ClassDef(name, "nn.ModuleList", first.doc, [], [], first.forward, uses))
             continue
-        args, slots, values = _parameters(members)
+        args, slots, values = _parameters(members, avoid | taken | _locals(first.children))
         for d, v in zip(members, values):
             d.call = Call(name, tuple(v.items()))
         body = [Child(c.name, replace_leaves(c.value, {p[1:]: var for p, var in slots.items() if p[0] == i}),
@@ -418,9 +468,13 @@ def _class_doc(c: ClassDef, spec: Any, type_name: str) -> str:
     return f"{what} Used as {uses}{shapes}."
 
 
+def _doc_text(c: ClassDef) -> str:
+    """The class's docstring as it reads (wrapped, indented)."""
+    return _wrap(c.doc, "    ").strip()
+
+
 def _class_text(c: ClassDef) -> str:
-    doc = _wrap(c.doc, "    ").strip()
-    lines = [f"class {c.name}({c.base}):", f'    """{doc}"""', ""]
+    lines = [f"class {c.name}({c.base}):", "    " + docstring(_doc_text(c)), ""]
     if c.base == "nn.Module":
         sig = ", ".join(["self", *(f"{n}: {h}" if h else n for n, h in c.args)])
         lines += [f"    def __init__({sig}) -> None:", "        super().__init__()",
@@ -442,14 +496,15 @@ def _import_block(imports: set[str], helper_imports: list[str]) -> str:
 
 
 def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
-    """The docstring's example: load, then call with the spec's inputs."""
+    """The docstring's example: load, then call with the spec's inputs (each line Python as it reads)."""
     graph = compiled.graph
     outs = [ext for ext, _ in graph.outputs]
-    target = "outputs" if graph.output_type == "dict" else ", ".join(outs)
+    plain = all(plain_name(o) and o not in RESERVED for o in outs)
+    target = "outputs" if graph.output_type == "dict" or not plain else ", ".join(outs)
     shapes = "; ".join(f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}"
                        for n, v in graph.inputs.items())
-    return (f"    from {module_name} import {cls}\n\n"
-            f'    model = {cls}.load("{checkpoint}")  # eval mode\n'
+    return (f"    from {flat(module_name)} import {cls}\n\n"
+            f"    model = {cls}.load({checkpoint!r})  # eval mode\n"
             f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n")
 
 
@@ -461,6 +516,7 @@ def _io_shape(graph: Any, name: str) -> str:
 
 
 def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command: str, libraries: list[str]) -> str:
+    """The module docstring's text (the caller writes it with :func:`docstring`)."""
     import torch
 
     from .. import __version__
@@ -468,13 +524,13 @@ def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command:
     spec, graph = compiled.spec, compiled.graph
     title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
     needs = f"torch and {' and '.join(libraries)} (for its models)" if libraries else "torch only"
-    outputs = ", ".join(f"{ext} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
+    outputs = ", ".join(f"{flat(ext)} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
     about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
              "node names, so the state_dict of a netspec checkpoint loads as it is.")
     made = f"Written by netspec {__version__} (torch {torch.__version__.split('+')[0]}) with:"
-    return (f'"""{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {command}\n\nUse it so:\n\n'
+    return (f"{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {flat(command)}\n\nUse it so:\n\n"
             f"{_usage(compiled, cls, module_name, checkpoint)}\n"
-            f"{_wrap('Outputs: ' + outputs + '.')}\n" + '"""\n')
+            f"{_wrap('Outputs: ' + outputs + '.')}\n")
 
 
 def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.pt", command: str = "") -> str:
@@ -495,30 +551,43 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     """
     root = draft(compiled.module, compiled.graph)
     drafts = _all_drafts(root)
-    if any(d.type_name == root.type_name for d in drafts[1:]):
-        root.type_name += "Model"  # a block named like the spec
-    by_type: dict[str, list[Draft]] = {}
-    for d in drafts:
-        by_type.setdefault(d.type_name, []).append(d)
-    classes: list[ClassDef] = []
-    taken: set[str] = {"freeze"}
-    for type_name in _type_order(drafts):
-        for c in _classes_of_type(by_type[type_name], taken):
-            root_doc = f"The network of the spec `{compiled.spec.name}`."
-            c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else root_doc
-            classes.append(c)
-    root_class = classes[-1]
-    assert root_class.uses == [""], "the root class comes last"
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
+    helpers += [_FREEZE_HELPER] if "freeze" in imports else []
+    lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
+    avoid = set(RESERVED) | _helper_names() | {a.asname or a.name.split(".")[0] for line in lines
+                                               for stmt in ast.parse(line).body for a in stmt.names}
+    classes = _classes(compiled, drafts, avoid)
+    root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"
-    parts = [_header(compiled, root_class.name, module_name, checkpoint, command,
-                     [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports])
-             + "\n" + _import_block(imports, helper_imports)]
-    parts += helpers + ([_FREEZE_HELPER] if "freeze" in imports else [])
-    parts += [_class_text(c) for c in classes[:-1]]
+    doc = _header(compiled, root_class.name, module_name, checkpoint, command,
+                  [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports])
+    import_block = _import_block(imports, helper_imports)
+    parts = [docstring(doc) + "\n\n" + import_block, *helpers, *(_class_text(c) for c in classes[:-1])]
     from ..training.checkpoint import CHECKPOINT_FORMAT
 
     load = _LOAD.format(name=root_class.name, checkpoint_format=CHECKPOINT_FORMAT)
     parts.append(_class_text(root_class) + "\n" + load)
-    return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+    source = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+    audit(source, doc, {c.name: _doc_text(c) for c in classes}, import_block, helpers)
+    return source
+
+
+def _classes(compiled: Any, drafts: list[Draft], avoid: set[str]) -> list[ClassDef]:
+    """The file's classes, each after the ones it builds; the root's last. No class is named like
+    a name of ``avoid`` (the file's imports and helpers, builtins)."""
+    root = drafts[0]
+    if any(d.type_name == root.type_name for d in drafts[1:]) or root.type_name in avoid:
+        root.type_name += "Model"  # a block named like the spec; a spec named `f` or `OrderedDict`
+    by_type: dict[str, list[Draft]] = {}
+    for d in drafts:
+        by_type.setdefault(d.type_name, []).append(d)
+    classes: list[ClassDef] = []
+    taken: set[str] = set()
+    for type_name in _type_order(drafts):
+        for c in _classes_of_type(by_type[type_name], taken, avoid):
+            root_doc = f"The network of the spec `{compiled.spec.name}`."
+            c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else root_doc
+            classes.append(c)
+    assert classes[-1].uses == [""], "the root class comes last"
+    return classes

@@ -217,21 +217,37 @@ def _torchscript(job: _Job) -> list[str]:
 
 
 def _python(job: _Job) -> list[str]:
-    """The standalone file (:mod:`netspec.interop.eject`), run here on the model's state_dict."""
+    """The standalone file (:mod:`netspec.interop.eject`), run here on the model's state_dict.
+    ``job.out`` is the output policy's temp file beside ``--out``, moved into place only once
+    every check passed: a failed check leaves no .py behind, and any failure is one line."""
     import re
 
     from .eject import eject
 
     source = eject(job.compiled, module_name=job.options["module"].replace(".", "_"),
-                   command=job.options.get("command", ""), checkpoint=job.options.get("checkpoint") or "best.pt")
-    job.out.write_text(source, encoding="utf-8")
+                   command=job.options.get("command", ""),
+                   checkpoint=job.options.get("checkpoint") or "best.pt")  # audited: only the statements it wrote
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
-    namespace: dict[str, Any] = {"__name__": job.options["module"]}
-    exec(compile(source, str(job.out), "exec"), namespace)  # our own generated code, just written
-    ejected = namespace[name]()
-    ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
-    _compare(job, _seeded(ejected.eval(), *job.check), exact=True)  # raises unless equal
+    job.out.write_text(source, encoding="utf-8")  # the policy's temp file, moved into place once checked
+    _run_ejected(job, source, name)
     return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
+
+
+def _run_ejected(job: _Job, source: str, name: str) -> None:
+    """Import the ejected source, load the model's state_dict strictly and compare the outputs
+    exactly; any failure is an ExportError of one line."""
+    from .pysource import flat
+
+    namespace: dict[str, Any] = {"__name__": job.options["module"]}
+    try:
+        exec(compile(source, flat(str(job.out)), "exec"), namespace)  # netspec's own code, audited by eject()
+        ejected = namespace[name]()
+        ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
+        got = _seeded(ejected.eval(), *job.check)
+    except Exception as e:  # a bug in the writer, never the spec's text: said in one line
+        raise ExportError(f"the written Python file does not rebuild the model: {type(e).__name__}: {first_line(e)}",
+                          hint="nothing was written; this is a bug in netspec") from None
+    _compare(job, got, exact=True)  # raises unless equal
 
 
 _WRITERS: dict[str, Callable[[_Job], list[str]]] = {"onnx": _onnx, "export": _torch_export,

@@ -1,6 +1,12 @@
 """The pieces of an ejected Python file: constructor calls as values, literals, the forward
 code fx generated (made standalone), and netspec's helper functions copied as plain source.
 
+A spec may come from a stranger, and the file is imported (by ``netspec export`` to check it,
+and by its user), so no spec text reaches it raw: strings are written as literals
+(:func:`literal`), names only once checked (:func:`identifier`, :func:`free_name`), docstrings
+with every quote run, backslash and line break escaped (:func:`docstring`), and comments
+without any character a tokenizer or an editor could take for a line end (:func:`comment`).
+
 A constructor call is kept as a small tree (:class:`Call`, :class:`ListOf`, literal leaves)
 rather than as text, so that instances of one block can be compared leaf by leaf and the
 leaves that differ become the parameters of one class (:mod:`netspec.interop.eject`).
@@ -10,9 +16,11 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import keyword
 import math
 import re
+import tokenize
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -22,7 +30,8 @@ from . import ExportError
 
 __all__ = ["Var", "Call", "ListOf", "render_wrapped", "leaves", "replace_leaves", "masked", "render", "layer_call",
            "forward_source", "helper_sources", "python_name", "attr_ref", "assign_child",
-           "child_assignment"]
+           "child_assignment", "docstring", "comment", "flat", "identifier", "free_name", "rename_local",
+           "audit", "BUILTINS_USED", "plain_name", "doc_value"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,124 @@ def literal(value: Any, where: str) -> str:
     raise ExportError(f"{where}: cannot write the argument {value!r} ({type(value).__name__}) as Python source")
 
 
+# ---------------------------------------------------------------------------------------------
+# Spec text in the file: checked names, docstrings, comments
+# ---------------------------------------------------------------------------------------------
+
+def flat(text: str) -> str:
+    """``text`` on one line: every character that is not printable (line breaks of any kind,
+    NUL, bidi controls) written as its escape, so it can stand in a comment or one docstring line.
+
+    >>> flat("a\\nb\\u2028c\\x00d é")
+    'a\\\\nb\\\\u2028c\\\\x00d é'
+    """
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def comment(text: str) -> str:
+    """A ``# ...`` comment that ends where the line ends, whatever ``text`` holds.
+
+    >>> comment("weights: a.pt\\nimport os")
+    '# weights: a.pt\\\\nimport os'
+    """
+    return "# " + flat(text)
+
+
+def doc_value(text: str) -> str:
+    r"""``text`` as a docstring can hold it: a lone surrogate (JSON allows ``"\ud800"``) written
+    as its escape, as CPython cannot make a class whose ``__doc__`` holds one.
+
+    >>> doc_value("a\ud800b")
+    'a\\ud800b'
+    """
+    return "".join(repr(ch)[1:-1] if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
+def docstring(text: str) -> str:
+    r'''A triple-quoted literal whose value is ``text`` (:func:`doc_value`): backslashes escaped, a
+    quote escaped where it follows another or ends the text (so no run of three closes it), every
+    line break but ``\n`` and every other unprintable character written as its escape.
+
+    >>> print(docstring("C:\\Users " + '"' * 3 + "; import os"))
+    """C:\\Users "\"\"; import os"""
+    '''
+    text = doc_value(text)
+    out = ['"""']
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"' if out[-1].endswith('"') else '"')
+        else:
+            out.append(ch if ch == "\n" or ch.isprintable() else repr(ch)[1:-1])
+    if out[-1] == '"':
+        out[-1] = '\\"'
+    source = "".join(out) + '"""'
+    assert ast.literal_eval(source) == text, f"docstring escaping failed for {text!r}"
+    return source
+
+
+def plain_name(name: str) -> bool:
+    """An ASCII identifier that is not a keyword (ASCII: Python folds other letters, NFKC, so
+    `ｔorch` would be `torch`).
+
+    >>> plain_name("conv1"), plain_name("0"), plain_name("class"), plain_name("ｔorch")
+    (True, False, False, False)
+    """
+    return isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+
+
+def identifier(name: str, what: str) -> str:
+    """``name`` if it can stand in the file as a Python name; else an ExportError naming it.
+
+    >>> identifier("conv1", "node")
+    'conv1'
+    >>> identifier("a; b", "node")
+    Traceback (most recent call last):
+    netspec.interop.ExportError: <spec>: node `a; b` cannot be written as a Python name; rename it to letters, digits and _
+    """
+    if not plain_name(name):
+        raise ExportError(f"{what} `{flat(str(name))}` cannot be written as a Python name",
+                          hint="rename it to letters, digits and _")
+    return name
+
+
+def free_name(name: str, taken: set[str] | frozenset[str]) -> str:
+    """``name``, with ``_`` added until it is neither taken nor a keyword: a constructor argument
+    or a local variable named like an import or builtin the code uses (``nn``, ``range``).
+
+    >>> free_name("nn", {"nn", "torch"}), free_name("out", {"nn"}), free_name("in", set())
+    ('nn_', 'out', 'in_')
+    """
+    while name in taken or keyword.iskeyword(name):
+        name += "_"
+    return name
+
+
+def rename_local(src: str, old: str, new: str) -> str:
+    """Python source with the variable ``old`` renamed ``new``: not an attribute (``self.old``), a
+    keyword argument (``f(old=1)``) or text inside a string.
+
+    >>> rename_local("add_n = f(self.add_n, add_n=1)\\nreturn add_n", "add_n", "add_n_1")
+    'add_n_1 = f(self.add_n, add_n=1)\\nreturn add_n_1'
+    """
+    tokens = list(tokenize.generate_tokens(io.StringIO(src).readline))
+    spots, depth = [], 0
+    for i, tok in enumerate(tokens):
+        depth += tok.string in "([{" if tok.type == tokenize.OP else 0
+        depth -= tok.string in ")]}" if tok.type == tokenize.OP else 0
+        if tok.type != tokenize.NAME or tok.string != old:
+            continue
+        before, after = tokens[i - 1].string if i else "", tokens[i + 1].string if i + 1 < len(tokens) else ""
+        if before != "." and not (depth and after == "="):
+            spots.append(tok.start)
+    lines = src.split("\n")
+    for row, col in reversed(spots):
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + new + line[col + len(old):]
+    return "\n".join(lines)
+
+
 def render(value: Any, where: str = "") -> str:
     """Python source of a call tree; copies that are all alike are written once, in a loop.
 
@@ -122,9 +249,21 @@ def render(value: Any, where: str = "") -> str:
         items = [render(v, where) for _, v in value.items]
         if len(set(items)) == 1:
             return f"nn.Sequential(*({items[0]} for _ in range({len(items)})))"
-    args = [render(v, where) if i < value.positional else f"{name}={render(v, where)}"
+    args = [render(v, where) if i < value.positional else f"{_keyword(name, where)}={render(v, where)}"
             for i, (name, v) in enumerate(value.items)]
-    return f"{value.func}({', '.join(args)})"
+    return f"{_callee(value.func)}({', '.join(args)})"
+
+
+def _keyword(name: Any, where: str) -> str:
+    """A keyword argument's name, checked (a layer taking ``**kwargs`` accepts any string)."""
+    return identifier(name, f"{where}: the argument") if where else identifier(name, "the argument")
+
+
+def _callee(func: str) -> str:
+    """What a call calls: a dotted name, or nothing (a tuple)."""
+    if func and not all(plain_name(part) for part in func.split(".")):
+        raise ExportError(f"cannot write a call to `{flat(func)}`: not a dotted Python name")
+    return func
 
 
 def render_wrapped(value: Any, indent: str, used: int = 0, where: str = "", width: int = 120) -> str:
@@ -147,11 +286,11 @@ def render_wrapped(value: Any, indent: str, used: int = 0, where: str = "", widt
         return "[\n" + "".join(f"{inner}{item},\n" for item in items) + f"{indent}]"
     args = []
     for i, (name, v) in enumerate(value.items):
-        key = "" if i < value.positional else f"{name}="
+        key = "" if i < value.positional else f"{_keyword(name, where)}="
         args.append(key + render_wrapped(v, inner, len(key) + 1, where, width))
     if value.func == "nn.Sequential" and value.positional == len(args) > 1 and len(set(args)) == 1:
         args = [f"*({args[0]} for _ in range({len(args)}))"]
-    return f"{value.func}(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
+    return f"{_callee(value.func)}(\n" + "".join(f"{inner}{a},\n" for a in args) + f"{indent})"
 
 
 def layer_call(func: str, cls: type, args: dict[str, Any]) -> Call:
@@ -181,15 +320,19 @@ def python_name(name: str) -> str:
 
 
 def attr_ref(obj: str, name: str) -> str:
-    """``self.conv1``, or ``getattr(self, "0")`` for a child named like nn.Sequential's."""
-    return f"{obj}.{name}" if name.isidentifier() and not keyword.iskeyword(name) else f'getattr({obj}, "{name}")'
+    """``self.conv1``, or ``getattr(self, '0')`` for a child named like nn.Sequential's.
+
+    >>> attr_ref("self", "conv1"), attr_ref("self", "0")
+    ('self.conv1', "getattr(self, '0')")
+    """
+    return f"{obj}.{name}" if plain_name(name) else f"getattr({obj}, {name!r})"
 
 
 def assign_child(obj: str, name: str, value: str) -> str:
     """``self.conv1 = ...``, or ``self.add_module("0", ...)``.
 
     >>> assign_child("self", "0", "nn.ReLU()")
-    'self.add_module("0", nn.ReLU())'
+    "self.add_module('0', nn.ReLU())"
     """
     head, tail = child_assignment(obj, name)
     return head + value + tail
@@ -197,9 +340,9 @@ def assign_child(obj: str, name: str, value: str) -> str:
 
 def child_assignment(obj: str, name: str) -> tuple[str, str]:
     """What goes before and after the value that sets a child."""
-    if name.isidentifier() and not keyword.iskeyword(name):
+    if plain_name(name):
         return f"{obj}.{name} = ", ""
-    return f'{obj}.add_module("{name}", ', ")"
+    return f"{obj}.add_module({name!r}, ", ")"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,22 +366,48 @@ def forward_source(gm: torch.fx.GraphModule) -> tuple[str, dict[str, Callable[..
         plain = getattr(fn, "__name__", name)
         if getattr(fn, "__module__", "") != "netspec.functional":
             plain = name  # imported under fx's name (see helper_sources)
+        elif plain != name and re.search(rf"\b{re.escape(plain)}\b", src):
+            src = rename_local(src, plain, _unused(plain, src))  # a node named `add_n` would hide the helper
         src = re.sub(rf"\b{re.escape(name)}\b", plain, src)
         renames[plain] = fn
     for name in ("inf", "nan"):
-        if re.search(rf"\b{name}\b", src):
+        if re.search(rf"(?<!\.)\b{name}\b", src):  # not `self.inf`, a node named inf
             renames[name] = getattr(math, name)
     return "\n".join(_tidy(line) for line in src.splitlines()) + "\n", renames
 
 
+def _unused(name: str, src: str) -> str:
+    """``name_1``, ``name_2``...: the first that ``src`` does not use."""
+    n = 1
+    while re.search(rf"\b{re.escape(name)}_{n}\b", src):
+        n += 1
+    return f"{name}_{n}"
+
+
 def _tidy(line: str) -> str:
-    """``x = f(a, dim = 1)  # (B, 4)`` -> ``x = f(a, dim=1)`` with the comment re-aligned."""
-    code, sep, comment = line.partition("  # ")
-    code = code.rstrip()
-    head, eq, call = code.partition(" = ")
-    if eq:
-        code = head + eq + re.sub(r"(\w) = ", r"\1=", call)
-    return f"{code:<72}  # {comment.strip()}" if sep else code
+    """``x = f(a, dim = 1)  # (B, 4)`` -> ``x = f(a, dim=1)`` with the comment re-aligned; read
+    with Python's tokenizer, so a string holding ``" = "`` or ``"  # "`` (a dict output's key) stays.
+
+    >>> _tidy("    x = f(a, {'k = 1  # no': a}, dim = 1)  # (B, 4)").rstrip()
+    "    x = f(a, {'k = 1  # no': a}, dim=1)                                   # (B, 4)"
+    """
+    text = line.strip()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text + "\n").readline))
+    except (tokenize.TokenError, SyntaxError):
+        return line.rstrip()  # not a whole statement: as fx wrote it
+    code, note, depth, cuts = text, None, 0, []
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT:
+            code, note = text[:tok.start[1]].rstrip(), tok.string[1:].strip()
+        elif tok.type == tokenize.OP:
+            depth += (tok.string in "([{") - (tok.string in ")]}")
+            if tok.string == "=" and depth:
+                cuts.append(tok.start[1])  # a keyword argument: `dim = 1` -> `dim=1`
+    for col in reversed(cuts):
+        code = code[:col].rstrip() + "=" + code[col + 1:].lstrip()
+    code = line[:len(line) - len(line.lstrip())] + code
+    return f"{code:<72}  {comment(note)}" if note is not None else code
 
 
 def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str], list[str]]:
@@ -293,3 +462,66 @@ def _import_line(name: str, fn: Any) -> str:
     if not module or not qual or "." in qual or module == "__main__" or module.startswith("netspec"):
         raise ExportError(f"the generated forward calls {name} ({fn!r}), which a standalone file cannot import")
     return f"from {module} import {qual}" + (f" as {name}" if name != qual else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The file as a whole: only the statements that were written
+# ---------------------------------------------------------------------------------------------
+
+#: the builtins generated code may name (fx writes ``getattr`` and ``slice``); never eval, open...
+BUILTINS_USED = frozenset({"super", "getattr", "range", "isinstance", "float", "int", "bool", "list", "dict", "tuple",
+                           "str", "len", "slice", "any", "all", "min", "max", "abs", "classmethod", "Ellipsis"})
+
+
+def audit(source: str, doc: str, classes: dict[str, str], imports: str, helpers: list[str]) -> None:
+    """Refuse (ExportError) a file that is not exactly what was written: the module docstring
+    ``doc``; the import lines ``imports``; the ``helpers``' statements; then the ``classes``
+    (name -> docstring), each holding only methods whose every name is an argument, a local, a
+    name of the file or one of :data:`BUILTINS_USED`. Nothing of it runs.
+
+    >>> audit("'d'\\nimport torch\\nclass A:\\n    'a'\\n", "d", {"A": "a"}, "import torch", [])
+    >>> audit("'d'\\nimport torch\\nimport os\\n", "d", {}, "import torch", [])
+    Traceback (most recent call last):
+    netspec.interop.ExportError: <spec>: the generated file holds a statement netspec did not write (line 3); this is a bug in netspec
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as e:  # NUL bytes are a ValueError before Python 3.12
+        raise ExportError(f"the generated file does not parse: {flat(str(e))}", hint="this is a bug in netspec") from None
+    want = [ast.Expr(ast.Constant(doc_value(doc))), *ast.parse(imports).body, *(s for h in helpers for s in ast.parse(h).body)]
+    head, rest = tree.body[:len(want)], tree.body[len(want):]
+    known = {*BUILTINS_USED, *classes, *(_bound(s) for s in want[1:])}
+    for i, got in enumerate([*head, *rest]):
+        ok = i < len(want) and ast.dump(got) == ast.dump(want[i])
+        if i >= len(want) and isinstance(got, ast.ClassDef) and got.name in classes:
+            ok = ast.get_docstring(got, clean=False) == doc_value(classes.pop(got.name)) and _methods_only(got, known)
+        if not ok:
+            raise ExportError(f"the generated file holds a statement netspec did not write (line {got.lineno})",
+                              hint="this is a bug in netspec")
+    if len(head) < len(want) or classes:
+        raise ExportError("the generated file lacks a statement netspec wrote", hint="this is a bug in netspec")
+
+
+def _bound(stmt: ast.stmt) -> str:
+    """The name a top-level import, function or assignment binds (one per statement here)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        alias = stmt.names[0]
+        return alias.asname or alias.name.split(".")[0]
+    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+        return stmt.name
+    return next(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name))
+
+
+def _methods_only(cls: ast.ClassDef, known: set[str]) -> bool:
+    """A class of docstring and methods whose names are all known, locals or arguments."""
+    for stmt in cls.body[1:]:
+        if not isinstance(stmt, ast.FunctionDef):
+            return False
+        names = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
+        local = {n.id for n in names if isinstance(n.ctx, ast.Store)} | {a.arg for a in ast.walk(stmt.args)
+                                                                         if isinstance(a, ast.arg)}
+        if any(n.id not in known | local for n in names):
+            return False
+        if any(isinstance(n, (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.ClassDef)) for n in ast.walk(stmt)):
+            return False
+    return True

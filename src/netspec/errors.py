@@ -89,8 +89,9 @@ class SpecError(Exception):
         text = f"{where}: {head}: {self.message}" if head else f"{where}: {self.message}"
         if self.hint:
             text += f"; {self.hint}"
-        # One line, always: YAML and pydantic messages can contain newlines.
-        return " ".join(text.split("\n"))
+        # One line, always: YAML and pydantic messages can contain newlines, and a spec's names
+        # any character a terminal takes for a line end (\r, \u2028, ...): splitlines knows them all
+        return " ".join(text.splitlines())
 
 
 class SpecSyntaxError(SpecError):
@@ -153,7 +154,7 @@ class WriteFailed(TrainingError):
 
     def __str__(self) -> str:  # the file is the location: no "<spec>:" prefix
         text = self.message + (f"; {self.hint}" if self.hint else "")
-        return " ".join(text.split("\n"))
+        return " ".join(text.splitlines())
 
 
 class Interrupted(KeyboardInterrupt):

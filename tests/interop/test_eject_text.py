@@ -206,7 +206,8 @@ def test_a_failed_check_leaves_no_file_and_is_one_line(tmp_path, monkeypatch, ca
     real = export._seeded
     monkeypatch.setattr(export, "_seeded", lambda fn, *a: [t + 1 for t in real(fn, *a)]
                         if type(fn).__module__ == "lenet" else real(fn, *a))
-    code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
+    code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py"),
+                 "--force"])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 2 and "Traceback" not in err[1], err  # err[0]: no --checkpoint
     assert "output `logits` of the exported model differs from the model's" in err[1]
@@ -300,5 +301,5 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, ca
     monkeypatch.setattr(os, "replace", full)
     code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[-1] == f"<spec>: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
+    assert code == 2 and err[-1] == f"<spec>: --out: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
     assert list(tmp_path.iterdir()) == []

@@ -301,5 +301,5 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, ca
     monkeypatch.setattr(os, "replace", full)
     code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[-1] == f"<spec>: --out: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
+    assert code == 2 and err[-1] == f"{specs_dir / 'lenet.yaml'}: --out: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
     assert list(tmp_path.iterdir()) == []

@@ -143,8 +143,13 @@ def export_command(args: argparse.Namespace) -> int:
     command = " ".join(["netspec export", args.spec, "--format", args.format,
                         *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                         *(f"--set {o}" for o in args.overrides)])
-    for line in export_model(compiled, args.format, out, opset=args.opset, command=command,
-                             checkpoint=args.checkpoint):
+    from ..errors import Location, SpecError
+
+    try:
+        lines = export_model(compiled, args.format, out, opset=args.opset, command=command, checkpoint=args.checkpoint)
+    except SpecError as e:  # a failed write or check: said at the spec, like every other refusal
+        raise e.with_location(Location(args.spec)) from None
+    for line in lines:
         print(line)
     return 0
 

@@ -172,12 +172,26 @@ def rendezvous_failed(err: BaseException, here: World | None, timeout: float) ->
     if here is not None and ("EADDRINUSE" in text or "ddress already in use" in text):
         return RendezvousFailed(f"MASTER_PORT={here.master_port} is in use on this machine, so rank {here.rank} "
                                 "cannot listen on it", hint="choose a free port")
+    reason = _without_source(first_line(err)).rstrip(".")
+    if not _is_store_failure(err):  # not about meeting (a device, a backend): say it as it is
+        return RendezvousFailed(f"the process group could not start: {reason}")
     ranks = f"every rank 0 to {here.world_size - 1}" if here is not None else "every process"
     return RendezvousFailed(
         f"the {size} processes did not meet at {where} within train.distributed.timeout ({timeout:g} s): "
-        f"{_without_source(first_line(err)).rstrip('.')}",
+        f"{reason}",
         hint=f"start {ranks} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE (torchrun does), "
              "or raise train.distributed.timeout")
+
+
+def _is_store_failure(err: BaseException) -> bool:
+    """Whether ``err`` is the rendezvous's: c10d's store and network errors, or a timeout.
+
+    >>> _is_store_failure(RuntimeError("Timed out after 6 s waiting for clients")), _is_store_failure(ValueError())
+    (True, False)
+    """
+    import torch.distributed as dist
+
+    return isinstance(err, dist.DistError) or "timed out" in str(err).lower()
 
 
 class _Held:

@@ -133,12 +133,28 @@ def _load(args: argparse.Namespace) -> Any:
 
 def run_command(args: argparse.Namespace) -> int:
     """Handler of ``netspec run``: load, train, report; returns the exit code. Under torchrun
-    (or ``--nproc N``, which starts torchrun) each process prints its errors as ``rank R: ...``."""
-    from .distributed import World
+    (or ``--nproc N``, which starts torchrun) each process prints its errors as ``rank R: ...``
+    and ends through :func:`~netspec.training.distributed.leave` (never returns)."""
+    from .launchenv import LaunchError, World
 
-    world = World.from_env()
+    try:
+        world = World.from_env()  # torchrun's variables, checked before anything connects
+    except LaunchError as err:
+        from .launch import record_failure
+
+        record_failure(err)
+        raise
     if world is None:
         return _run(args, None)
+    from .distributed import leave
+
+    leave(_worker(args, world))
+
+
+def _worker(args: argparse.Namespace, world: Any) -> int:
+    """One process of a data-parallel run: its exit code; its errors as ``rank R: ...``."""
+    import traceback
+
     from ..errors import SpecError
     from .launch import record_failure, report_failure
 
@@ -147,9 +163,10 @@ def run_command(args: argparse.Namespace) -> int:
     except SpecError as err:
         report_failure(err, world)
         return EXIT_USER_ERROR
-    except Exception as err:  # a bug or a library's error: its traceback below, its line in torchrun's report
+    except Exception as err:  # a bug or a library's error: its traceback here, its line in torchrun's report
         record_failure(err)
-        raise
+        traceback.print_exc()
+        return 1
 
 
 def _run(args: argparse.Namespace, world: Any) -> int:
@@ -166,9 +183,11 @@ def _run(args: argparse.Namespace, world: Any) -> int:
         from ..cli import print_config
 
         return print_config(spec, args.spec)
-    if args.nproc is not None and world is None:
-        from .launch import launch
+    if args.nproc is not None:
+        from .launch import launch, nested
 
+        if world is not None:
+            raise nested(args.nproc)
         return launch(spec, args.nproc, args.argv)
     try:
         result = train(spec, out=args.out, resume=args.resume, allow_download=args.allow_download)

@@ -20,7 +20,13 @@ What changes for the loop, each in one place:
 Small control messages (the stop flag, the run directory's path, checkpoint pieces) travel in
 a gloo group on the CPU, so under nccl they cost no device sync.
 
->>> World.from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+torchrun's variables are checked before anything connects (:mod:`.launchenv`), a rendezvous
+that does not happen within ``train.distributed.timeout`` is one line (:func:`rendezvous_failed`),
+and a process that took part leaves without finalising the interpreter under gloo's threads
+(:func:`leave`).
+
+>>> World.from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+...                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
 World(rank=1, world_size=2, local_rank=1, local_world_size=2)
 >>> World.from_env({}) is None
 True
@@ -28,22 +34,28 @@ True
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import re
 import signal
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import SpecError, TrainingError, first_line
+from .launchenv import LaunchError, World, resolve_master
 
 __all__ = [
+    "LaunchError",
     "PeerLost",
+    "RendezvousFailed",
     "World",
     "agree",
     "all_sum",
@@ -52,7 +64,9 @@ __all__ = [
     "from_main",
     "gather",
     "is_peer_failure",
+    "leave",
     "peer_lost",
+    "rendezvous_failed",
     "shard_loaders",
     "start",
     "stop",
@@ -62,26 +76,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place among the processes torchrun started."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> World | None:
-        """The world torchrun describes in ``env`` (default ``os.environ``); None outside torchrun."""
-        env = os.environ if env is None else env
-        if "WORLD_SIZE" not in env or "RANK" not in env:
-            return None
-        world_size = int(env["WORLD_SIZE"])
-        local = int(env.get("LOCAL_WORLD_SIZE", world_size))
-        return cls(int(env["RANK"]), world_size, int(env.get("LOCAL_RANK", env["RANK"])), local)
 
 
 class PeerLost(TrainingError):
@@ -132,11 +126,119 @@ def start(device: torch.device, backend: str, timeout: float) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout),
-                                device_id=device if device.type == "cuda" else None)
+        _join(backend, device, timeout, World.from_env())
         _owned = True
     _control = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)) \
         if dist.get_backend() != "gloo" else dist.group.WORLD
+
+
+class RendezvousFailed(LaunchError):
+    """The processes of the run did not meet (a peer never came, the port is taken): one line
+    when ``train.distributed.timeout`` ends, never torch's store traceback."""
+
+
+def _join(backend: str, device: torch.device, timeout: float, here: World | None) -> None:
+    """``init_process_group`` with its failures as one line. A lone process (WORLD_SIZE=1 and
+    no MASTER_ADDR) meets nobody: its store is in memory. c10d's C++ log lines (connection
+    retries with stack frames, written straight to stderr) are held back while it waits."""
+    import torch.distributed as dist
+
+    options: dict[str, Any] = {"timeout": timedelta(seconds=timeout),
+                               "device_id": device if device.type == "cuda" else None}
+    if here is not None:
+        resolve_master(here)
+        if here.master_addr is None:
+            options.update(store=dist.HashStore(), rank=here.rank, world_size=here.world_size)
+    with _held_stderr() as held:
+        try:
+            dist.init_process_group(backend, **options)
+        except (RuntimeError, ValueError, OSError) as err:  # DistError is a RuntimeError
+            held.drop()
+            raise rendezvous_failed(err, here, timeout) from None  # each process says its own
+
+
+def rendezvous_failed(err: BaseException, here: World | None, timeout: float) -> RendezvousFailed:
+    """The line for a process group that did not form.
+
+    >>> w = World(0, 2, 0, 2, "127.0.0.1", 29511)
+    >>> str(rendezvous_failed(RuntimeError("Timed out after 6 seconds waiting for clients. 1/2 clients joined."), w, 5))
+    'launch environment: the 2 processes did not meet at 127.0.0.1:29511 within train.distributed.timeout (5 s): Timed out after 6 seconds waiting for clients. 1/2 clients joined; start every rank 0 to 1 with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE (torchrun does), or raise train.distributed.timeout'
+    >>> print(rendezvous_failed(RuntimeError("The server socket has failed to listen ... EADDRINUSE"), w, 5))
+    launch environment: MASTER_PORT=29511 is in use on this machine, so rank 0 cannot listen on it; choose a free port
+    """
+    size = here.world_size if here is not None else "all"
+    where = f"{here.master_addr}:{here.master_port}" if here is not None and here.master_addr else "their rendezvous"
+    text = str(err)
+    if here is not None and ("EADDRINUSE" in text or "ddress already in use" in text):
+        return RendezvousFailed(f"MASTER_PORT={here.master_port} is in use on this machine, so rank {here.rank} "
+                                "cannot listen on it", hint="choose a free port")
+    reason = _without_source(first_line(err)).rstrip(".")
+    if not _is_store_failure(err):  # not about meeting (a device, a backend): say it as it is
+        return RendezvousFailed(f"the process group could not start: {reason}")
+    ranks = f"every rank 0 to {here.world_size - 1}" if here is not None else "every process"
+    return RendezvousFailed(
+        f"the {size} processes did not meet at {where} within train.distributed.timeout ({timeout:g} s): "
+        f"{reason}",
+        hint=f"start {ranks} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE (torchrun does), "
+             "or raise train.distributed.timeout")
+
+
+def _is_store_failure(err: BaseException) -> bool:
+    """Whether ``err`` is the rendezvous's: c10d's store and network errors, or a timeout.
+
+    >>> _is_store_failure(RuntimeError("Timed out after 6 s waiting for clients")), _is_store_failure(ValueError())
+    (True, False)
+    """
+    import torch.distributed as dist
+
+    return isinstance(err, dist.DistError) or "timed out" in str(err).lower()
+
+
+class _Held:
+    """What was written to file descriptor 2 while held (see :func:`_held_stderr`)."""
+
+    def __init__(self, file: IO[bytes] | None) -> None:
+        self.file, self.dropped = file, False
+
+    def drop(self) -> None:
+        self.dropped = True
+
+    def replay(self) -> None:
+        """Write back what was not c10d's own log (a library's warning still reaches the user)."""
+        if self.file is None or self.dropped:
+            return
+        self.file.seek(0)
+        lines = self.file.read().decode(errors="replace").splitlines(keepends=True)
+        kept = "".join(line for line in lines if not _C10D_LOG.match(line))
+        if kept:
+            sys.stderr.write(kept)
+            sys.stderr.flush()
+
+
+#: a c10d C++ log line, or the stack frames its message carries
+_C10D_LOG = re.compile(r"(\[rank\d+\]:)?\[[WEI]\d{4} |Exception raised from |frame #\d+: ")
+
+
+@contextlib.contextmanager
+def _held_stderr() -> Iterator[_Held]:
+    """File descriptor 2 into a temporary file for the block, then put back (and replayed
+    without c10d's log lines, unless dropped). Where fd 2 cannot be duplicated, nothing is held."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield _Held(None)
+        return
+    with tempfile.TemporaryFile() as file:
+        held = _Held(file)
+        os.dup2(file.fileno(), 2)
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.replay()
 
 
 def stop() -> None:
@@ -150,6 +252,30 @@ def stop() -> None:
     if _owned and dist.is_initialized():
         dist.destroy_process_group()
     _control, _owned = None, False
+
+
+def leave(code: int) -> NoReturn:
+    """End a process of a data-parallel run with ``code``: the exit hooks run and the output is
+    flushed while the interpreter is whole, then the process ends without finalising it.
+
+    Why: gloo's worker threads (``pt_gloo_runloop``) outlive ``destroy_process_group`` (torch
+    keeps the group's backend), and after the last collective one of them may still be
+    releasing that collective's tensors, whose Python objects need the GIL. A thread that asks
+    for the GIL while the interpreter finalises is ended with ``pthread_exit``; its unwinding
+    through gloo's ``noexcept`` loop calls ``std::terminate``: "terminate called without an
+    active exception", SIGABRT, and torchrun reports a finished run as failed (more often the
+    busier the machine, as the thread is scheduled later). The exit hooks (logging, the
+    loaders' worker processes, multiprocessing's children) run here, as a normal exit would.
+
+    Example (the last statement of a torchrun worker)::
+
+        leave(run_command(args))
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing left to say
+            stream.flush()
+    os._exit(code)
 
 
 def wrap(model: nn.Module, device: torch.device, options: Any) -> nn.Module:
@@ -353,6 +479,15 @@ def peer_lost(err: BaseException) -> PeerLost:
                     hint="the launcher's report names it; continue from the last checkpoint with --resume")
 
 
+def _without_source(text: str) -> str:
+    """A message without the ``[file.cc:123]`` prefix gloo and c10d put first.
+
+    >>> _without_source("[gloo/pair.cc:545] Read error")
+    'Read error'
+    """
+    return re.sub(r"^\[[^\]]*\]\s*", "", text)
+
+
 def _first_sentence(err: BaseException) -> str:
     """gloo's and nccl's messages without their source location and advice.
 
@@ -360,5 +495,4 @@ def _first_sentence(err: BaseException) -> str:
     ...                              "This is typically caused by a remote worker hanging"))
     'Read error [127.0.0.1]:10148: Connection reset by peer'
     """
-    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))
-    return text.split(". ")[0].rstrip(".")
+    return _without_source(first_line(err)).split(". ")[0].rstrip(".")

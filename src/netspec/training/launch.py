@@ -22,12 +22,15 @@ import sys
 from typing import Any
 
 from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError
-from .distributed import World, check_batch, check_devices
+from .distributed import World, check_batch, check_devices, everywhere
+from .launchenv import VARIABLES, LaunchError
 
-__all__ = ["PEER_LOST", "launch", "record_failure", "root_cause", "without_nproc"]
+__all__ = ["PEER_LOST", "launch", "nested", "record_failure", "root_cause", "without_nproc"]
 
-#: how a process that stopped because another failed names its error (see ``distributed.PeerLost``)
+#: how a process that stopped because another failed names its error (see ``distributed.PeerLost``);
+#: one whose peers never came (``distributed.RendezvousFailed``) is as secondary
 PEER_LOST = "PeerLost"
+RENDEZVOUS_FAILED = "RendezvousFailed"
 
 
 def without_nproc(argv: list[str]) -> list[str]:
@@ -41,6 +44,18 @@ def without_nproc(argv: list[str]) -> list[str]:
         elif not arg.startswith("--nproc="):
             out.append(arg)
     return out
+
+
+def nested(nproc: int) -> LaunchError:
+    """``--nproc`` given to a process that torchrun started already (its variables are set).
+
+    >>> print(nested(2))
+    launch environment: --nproc 2 starts a data-parallel run, but this process already is one of a run (torchrun's variables are set); under torchrun leave out --nproc, or unset RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT to start one with --nproc
+    """
+    return everywhere(LaunchError(  # type: ignore[return-value]
+        f"--nproc {nproc} starts a data-parallel run, but this process already is one of a run (torchrun's "
+        "variables are set)", path=("--nproc",),
+        hint=f"under torchrun leave out --nproc, or unset {', '.join(VARIABLES)} to start one with --nproc"))
 
 
 def precheck(spec: Any, nproc: int) -> None:
@@ -92,7 +107,7 @@ def root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
     stopped by torchrun (SIGTERM) comes after one that failed on its own."""
     def secondary(rank: int) -> tuple[bool, bool, int, int]:
         failure = failures[rank]
-        return (_message(failure).startswith(PEER_LOST), failure.exitcode == -signal.SIGTERM,
+        return (_message(failure).startswith((PEER_LOST, RENDEZVOUS_FAILED)), failure.exitcode == -signal.SIGTERM,
                 failure.timestamp, rank)
 
     rank = min(failures, key=secondary)

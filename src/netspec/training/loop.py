@@ -227,7 +227,7 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
     try:
         if hw.is_main:
             digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
-            processes = f", {hw.world_size} processes" if hw.distributed else ""
+            processes = f", {hw.world_size} process{'es' if hw.world_size > 1 else ''}" if hw.distributed else ""
             first = [f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})"]
             if ckpt is not None and ckpt["spec_hash"] != digest:
                 first.append(f"warning: the spec changed since {ckpt['path']} was saved "

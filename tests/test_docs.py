@@ -1,27 +1,78 @@
-"""The README stays true: its reference section is generated, its Python examples run."""
+"""The docs stay true: the reference pages are generated and current, the examples on the pages
+are real (YAML validated, commands run and their output compared), the README keeps the install
+and test commands CI runs, and the site builds with `mkdocs build --strict`."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import subprocess
+import sys
 
-from netspec.schema import reference_markdown
+import pytest
+
+from netspec import reference
 
 
-def _readme(repo_root) -> str:
-    return (repo_root / "README.md").read_text()
+def _page(repo_root, name: str) -> str:
+    return (repo_root / "docs" / name).read_text()
 
 
-def test_reference_section_matches_the_models(repo_root):
-    text = _readme(repo_root)
-    m = re.search(r"<!-- reference:start -->\n(.*)<!-- reference:end -->", text, re.S)
-    assert m, "README lost its reference markers"
-    assert m.group(1) == reference_markdown(), (
-        "README's key reference is stale: run `python -m netspec schema --reference` and paste it "
-        "between the reference markers (or `python tests/test_readme.py`)")
+def test_reference_pages_are_current(repo_root):
+    assert reference.stale_pages(repo_root) == [], (
+        "docs/reference is stale: run `python -m netspec.reference` and commit the pages")
+
+
+def test_a_stale_reference_page_is_found(tmp_path, capsys):
+    reference.write_reference(tmp_path)
+    assert reference.stale_pages(tmp_path) == []
+    page = tmp_path / "docs" / "reference" / "cli.md"
+    page.write_text(page.read_text().replace("--summary", "--sumary"))
+    (tmp_path / "docs" / "reference" / "nodes.md").unlink()
+    assert reference.stale_pages(tmp_path) == ["nodes.md", "cli.md"]
+    assert reference.main(["--check", str(tmp_path)]) == 1
+    assert "cli.md is stale: run `python -m netspec.reference`" in capsys.readouterr().err
+
+
+def test_the_cli_reference_has_every_command_and_option():
+    from netspec.cli import build_parser
+
+    page = reference.cli_page()
+    for name, sub in reference._subparsers(build_parser()).items():
+        section = page.split(f"## netspec {name}\n", 1)[1].split("\n## netspec ", 1)[0]
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert f"`{option}" in section, f"{name}: {option} missing from the reference"
+    assert {"compile", "validate", "schema", "layers", "run", "eval", "predict", "export", "import"} <= \
+        set(re.findall(r"^## netspec (\S+)$", page, re.M))
+
+
+def test_the_name_references_have_every_registry_entry():
+    from netspec.catalog import catalog
+    from netspec.data.samplers import SAMPLERS
+    from netspec.data.sources import SOURCES
+    from netspec.data.transforms import TRANSFORMS
+    from netspec.initializers import INIT_FUNCTIONS
+    from netspec.training.losses import LOSSES
+    from netspec.training.metrics import METRICS
+    from netspec.training.optimizers import OPTIMIZERS
+    from netspec.training.schedulers import SCHEDULERS
+
+    cat = catalog()
+    pages = {"nodes": (reference.nodes_page(), [*cat.layers, *cat.ops, *cat.models]),
+             "training": (reference.training_page(), [*LOSSES, *METRICS, *OPTIMIZERS, *SCHEDULERS, *INIT_FUNCTIONS]),
+             "data": (reference.data_page(), [*SOURCES, *SAMPLERS, *TRANSFORMS])}
+    for page, (text, names) in pages.items():
+        missing = [n for n in names if f"| `{n}` |" not in text]
+        assert not missing, f"{page}: {missing[:5]}"
+    assert "| `SGD` | `lr=0.001`, `momentum=0`" in pages["training"][0]  # arguments, params left out
+    assert "| `Conv2d` | `in_channels`*, `out_channels`" in pages["nodes"][0]
 
 
 def test_readme_commands_exist(repo_root):
-    text = _readme(repo_root)
+    text = (repo_root / "README.md").read_text()
     assert "python3 -m venv .venv && .venv/bin/pip install torch==2.14.1 torchvision==0.29.1 -e '.[dev]'" in text
     tests = ".venv/bin/python -m pytest && .venv/bin/python -m pytest -m slow"  # both suites
     assert tests in text
@@ -30,31 +81,26 @@ def test_readme_commands_exist(repo_root):
     assert tests in ci.splitlines()
 
 
-def update_readme(path) -> None:
-    text = path.read_text()
-    new = re.sub(r"(<!-- reference:start -->\n).*(<!-- reference:end -->)",
-                 lambda m: m.group(1) + reference_markdown() + m.group(2), text, flags=re.S)
-    path.write_text(new)
+def test_readme_is_a_front_page_that_links_every_page(repo_root):
+    """About 300 lines; the rest lives in docs/, and every page there is reachable from it."""
+    text = (repo_root / "README.md").read_text()
+    assert len(text.splitlines()) <= 330
+    pages = sorted(p.relative_to(repo_root).as_posix() for p in (repo_root / "docs").rglob("*.md")
+                   if p.name != "index.md")
+    assert [p for p in pages if f"]({p})" not in text] == []
 
 
-if __name__ == "__main__":
-    from pathlib import Path
-
-    update_readme(Path(__file__).resolve().parent.parent / "README.md")
-
-
-def test_training_examples_in_the_readme_validate(repo_root, tmp_path):
-    """Each YAML block of the README's training section is a valid part of a spec."""
+def test_training_examples_validate(repo_root):
+    """Each YAML block of the data and training pages is a valid part of a spec."""
     import yaml
 
     import netspec
 
-    text = _readme(repo_root)
-    section = text[text.index("## Training: `netspec run`"):text.index("## Command line")]
-    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    blocks = [b for page in ("data.md", "training.md")
+              for b in re.findall(r"```yaml\n(.*?)```", _page(repo_root, page), re.S)]
     assert len(blocks) >= 4
     base = {"name": "m", "inputs": {"image": [1, 28, 28], "extra": [3]},
-            "nodes": [{"cat": {}, "from": ["flat", "extra"]} if False else {"flat": {"Flatten": {}}, "from": "image"},
+            "nodes": [{"flat": {"Flatten": {}}, "from": "image"},
                       {"cat": ["flat", "extra"]}, {"fc": {"Linear": {"out_features": 10}}}]}
     for block in blocks:
         spec = dict(base, **yaml.safe_load(block.replace("1e-5", "1.0e-5").replace("1e-2", "1.0e-2")))
@@ -64,17 +110,30 @@ def test_training_examples_in_the_readme_validate(repo_root, tmp_path):
 
 
 def test_graph_and_print_config_examples_are_real_output(repo_root, capsys, monkeypatch):
-    """The README's Mermaid picture and --print-config text are what the commands print today."""
+    """The command-line page's Mermaid picture and --print-config text are what the commands print today."""
     import netspec
     from netspec.cli import main
     from netspec.picture import picture_of, to_mermaid
 
-    text = _readme(repo_root)
+    text = _page(repo_root, "command-line.md")
     (mermaid,) = re.findall(r"```mermaid\n(.*?)\n```", text, re.S)
     graph = netspec.compile_spec(repo_root / "specs" / "two_input_net.yaml").graph
     assert mermaid == to_mermaid(picture_of(graph))
     command = "netspec run specs/logistic_regression.yaml --print-config --epochs 50"
     shown = text.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(repo_root)  # the README's paths are relative to the repository
+    monkeypatch.chdir(repo_root)  # the page's paths are relative to the repository
     assert main(command.split()[1:]) == 0
     assert capsys.readouterr().out == shown
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None,
+                    reason="mkdocs-material is not installed (it is in the dev extra: pip install -e '.[dev]')")
+def test_the_site_builds_strictly(repo_root, tmp_path):
+    """`mkdocs build --strict`: every page in the nav, no broken link or anchor, the README's
+    front page included on the home page. Offline: no plugin fetches anything."""
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    home = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="install-and-test"' in home and 'id="quick-tour"' in home and "8&lt;" not in home

@@ -213,7 +213,7 @@ def test_unknown_suffix_is_one_line_before_compiling(capsys: pytest.CaptureFixtu
 
 
 def test_docs_unet_svg_is_current(graphs) -> None:
-    """README links docs/unet.svg: what `netspec compile specs/unet.yaml --graph docs/unet.svg` writes
+    """docs/command-line.md shows docs/unet.svg: what `netspec compile specs/unet.yaml --graph docs/unet.svg` writes
     without graphviz."""
     assert (ROOT / "docs" / "unet.svg").read_text() == to_svg(picture_of(graphs["unet"])), (
         "docs/unet.svg is stale: run `PATH=/usr/bin/false netspec compile specs/unet.yaml --graph docs/unet.svg` "

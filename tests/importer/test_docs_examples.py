@@ -1,5 +1,5 @@
-"""The README's `netspec import` section shows real output: the commands are run here and their
-output compared with the text the README shows."""
+"""The docs' `netspec import` page (docs/import.md) shows real output: the commands are run here
+and their output compared with the text the page shows."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from .test_torchvision import LIMITATIONS
 
 @pytest.fixture
 def section(repo_root: Path) -> str:
-    text = (repo_root / "README.md").read_text()
-    return text[text.index("## From PyTorch code: `netspec import`"):text.index("## Training: `netspec run`")]
+    return (repo_root / "docs" / "import.md").read_text()
 
 
 def _shown(section: str, command: str) -> str:
-    """What the README shows after ``$ command``, up to the next command or the block's end."""
+    """What the page shows after ``$ command``, up to the next command or the block's end."""
     after = section.split(f"$ {command}\n", 1)[1]
     return re.split(r"^\$ |^```", after, maxsplit=1, flags=re.MULTILINE)[0]
 

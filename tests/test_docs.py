@@ -20,6 +20,12 @@ def _page(repo_root, name: str) -> str:
 
 
 def test_reference_pages_are_current(repo_root):
+    """Compared under the torch and torchvision the pages were made with (their signatures and
+    lists are in the pages); elsewhere skipped with the reason, as the committed schema is."""
+    committed = (repo_root / reference.FOLDER / "cli.md").read_text()
+    if reference.made_with(committed) != reference.versions():
+        pytest.skip(f"docs/reference was generated with {reference.made_with(committed)}; this is "
+                    f"{reference.versions()}: compared only under the same versions")
     assert reference.stale_pages(repo_root) == [], (
         "docs/reference is stale: run `python -m netspec.reference` and commit the pages")
 

@@ -143,3 +143,35 @@ def test_the_site_builds_strictly(repo_root, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     home = (tmp_path / "site" / "index.html").read_text()
     assert 'id="install-and-test"' in home and 'id="quick-tour"' in home and "8&lt;" not in home
+
+
+def _shown(text: str, command: str) -> str:
+    """What a page shows after ``$ command``, up to the next command or the block's end."""
+    after = text.split(f"$ {command}\n", 1)[1]
+    return re.split(r"^\$ |^```", after, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def test_readme_tour_commands_are_real_output(repo_root, capsys, monkeypatch):
+    """The quick tour's node table in full, and its `--code` lines (the text elides with `...`) in order."""
+    from netspec.cli import main
+
+    text = (repo_root / "README.md").read_text()
+    monkeypatch.chdir(repo_root)
+    command = "netspec compile specs/lenet.yaml"
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out == _shown(text, command)
+    command = "netspec compile specs/unet.yaml --set n_classes=5 --code"
+    assert main(command.split()[1:]) == 0
+    out = capsys.readouterr().out.splitlines()
+    lines = iter(out)  # every shown line, in order (`line in lines` consumes the output up to it)
+    missing = [line for line in _shown(text, command).splitlines() if line != "..." and line not in lines]
+    assert missing == [], "the README's --code example is not what the command prints"
+
+
+def test_readme_python_example_prints_what_it_shows(repo_root, capsys):
+    """The MLP family example runs and prints the table shown under it."""
+    text = (repo_root / "README.md").read_text()
+    code, shown = re.search(r"```python\n(import netspec\nfrom netspec import Spec, node\n.*?)```\n\n```text\n(.*?)```",
+                            text, re.S).groups()
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown

@@ -106,7 +106,7 @@ def spec_keys_page() -> str:
 
     return (header() + "# Spec keys\n\nEvery key a spec may hold, section by section, generated from the "
             "pydantic models that validate it (also printed by `netspec schema --reference`). "
-            "Unknown keys are errors.\n\n" + reference_markdown())
+            "Unknown keys are errors.\n\n" + re.sub(r"^#### ", "## ", reference_markdown(), flags=re.M))
 
 
 # ---- what a node can name --------------------------------------------------------------------

@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError
+from ..errors import EXIT_INTERRUPTED, NetspecError, TrainingError
 from .distributed import World, check_batch, check_devices, everywhere
 from .launchenv import VARIABLES, LaunchError
 
@@ -144,7 +144,7 @@ def record_failure(err: BaseException) -> None:
         pass
 
 
-def report_failure(err: SpecError, world: World) -> None:
+def report_failure(err: NetspecError, world: World) -> None:
     """Print a process's error as one line naming its rank (an error every process raises
     alike only on rank 0), and record it for torchrun."""
     record_failure(err)

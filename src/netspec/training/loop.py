@@ -21,7 +21,7 @@ from typing import Any, Generator, TextIO
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, SpecError, WriteFailed
+from ..errors import Interrupted, NetspecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
@@ -155,7 +155,7 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     try:
         hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
                            local_rank=where.local_rank if where is not None else None)
-    except SpecError as err:
+    except NetspecError as err:  # no such device (a TrainingError) or a bad setting
         raise distributed.everywhere(err) if where is not None else err
     if where is None:
         return hw

@@ -60,7 +60,8 @@ def _one_line(err: str) -> str:
     ["import", "torch.nn:Linear", "--args", "in_features=4", "out_features=2", "-o", "taken.yaml"],  # importer
 ], ids=["compile", "export", "import"])
 def test_each_cli_prints_a_refused_output_as_one_line_with_exit_2(
-        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from netspec.cli import main
 
     monkeypatch.chdir(tmp_path)

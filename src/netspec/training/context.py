@@ -21,7 +21,8 @@ _EXAMPLES = {
 
 @contextlib.contextmanager
 def located(spec: Any) -> Iterator[None]:
-    """Give a NetspecError (a SpecError, a TrainingError) raised inside the file:line of its spec path (when loaded from a file).
+    """Give a NetspecError (a SpecError, a TrainingError) raised inside the file:line of its spec
+    path (when loaded from a file).
 
     A path that names a command-line option (``--resume``) is located at the spec file alone.
     """

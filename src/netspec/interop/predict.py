@@ -17,7 +17,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -26,6 +26,11 @@ from ..access import not_regular
 from ..data.readers import first_line, read_csv, read_tensor_file, show_path
 from ..errors import DataError, SpecError
 from .scores import rows_of
+
+if TYPE_CHECKING:  # for _Predicting's fields; the training package loads when a prediction runs
+    from torch import nn
+
+    from ..training.hardware import Hardware
 
 __all__ = ["predict_rows", "write_predictions", "eval_transform_items", "gather"]
 
@@ -248,15 +253,23 @@ def _batches(samples: list[Sample], size: int) -> Iterator[tuple[list[str], dict
         yield ids, {k: torch.stack([p[k] for p in pending]) for k in pending[0]}
 
 
+@dataclass
+class _Predicting:
+    """What :func:`netspec.training.evaluate.forward` reads of a run, for a prediction."""
+
+    model: nn.Module
+    input_names: list[str]
+    output_names: list[str]
+    hw: Hardware
+
+
 def _forward(trained: Any, ids: list[str], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The model's outputs by name; a failing forward is one line naming the first input."""
-    from types import SimpleNamespace
-
     from ..training.evaluate import forward
     from ..training.hardware import Hardware
 
-    run = SimpleNamespace(model=trained.model, input_names=list(trained.compiled.graph.inputs),
-                          output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
+    run = _Predicting(model=trained.model, input_names=list(trained.compiled.graph.inputs),
+                      output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
     inputs = {k: v.to(trained.device) for k, v in batch.items()}
     try:
         with torch.no_grad():

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator, TextIO
+from typing import TYPE_CHECKING, Any, Generator, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,10 @@ from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
 from .stopping import check_stopping, stop_at_step
 from .watch import BadLoss, NanWatch, all_finite
+
+if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
+    from ..data.build import Loaders
+    from ..spec import Spec
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -74,7 +78,7 @@ class State:
 class Run:
     """Everything the loop touches, built once by :func:`train`."""
 
-    spec: Any
+    spec: Spec
     tspec: TrainSpec
     hw: Hardware
     model: nn.Module
@@ -101,7 +105,7 @@ class Run:
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
 
 
-def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out: str | Path | None = None,
+def train(spec: Spec, *, model: nn.Module | None = None, loaders: Loaders | None = None, out: str | Path | None = None,
           resume: str | Path | None = None, base_dir: str | Path | None = None, allow_download: bool = False,
           stream: TextIO | None = None) -> RunResult:
     """Train a spec's model as its training sections say; return where it went.

@@ -46,8 +46,8 @@ def load_spec(source: SpecSource | None = None, *, text: str | None = None, over
     try:
         roots = check_roots(data_roots)
     except SpecError as err:  # located at the spec the option was given with
-        named = isinstance(source, (str, os.PathLike)) and "\n" not in os.fspath(source)
-        raise err.with_location(Location(os.fspath(source) if named else "<spec>")) from None
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "\n"
+        raise err.with_location(Location(name if "\n" not in name else "<spec>")) from None
     return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports, roots=roots)
 
 

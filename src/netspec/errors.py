@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import signal
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, TypeVar
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2
@@ -62,6 +62,9 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
+_E = TypeVar("_E", bound="NetspecError")
+
+
 @dataclass
 class NetspecError(Exception):
     """The base of every error netspec raises for its user: one line, located, with an exit code.
@@ -84,7 +87,7 @@ class NetspecError(Exception):
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def with_location(self, location: Location) -> "NetspecError":
+    def with_location(self: _E, location: Location) -> _E:
         """Fill in the location if none is set yet (innermost location wins)."""
         if self.location.line is None and self.location.file is None:
             self.location = location

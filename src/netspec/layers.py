@@ -91,7 +91,7 @@ class LayerType:
         return any(p.kind is p.VAR_KEYWORD for p in self.params.values())
 
 
-def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
+def _constructor_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
     try:
         sig = inspect.signature(cls.__init__)
     except (TypeError, ValueError):
@@ -100,7 +100,7 @@ def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
             if n not in _SKIP_ARGS and p.kind is not p.VAR_POSITIONAL}
 
 
-def _forward_params(cls: type) -> dict[str, inspect.Parameter]:
+def _forward_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
     try:
         return dict(list(inspect.signature(cls.forward).parameters.items())[1:])
     except (TypeError, ValueError):
@@ -118,7 +118,7 @@ def _forward_arity(cls: type) -> tuple[int, int | None]:
     return max(required, 1), max(required, 1)
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls.__init__)
     except Exception:  # torch annotations sometimes name private or missing types

@@ -79,6 +79,7 @@ def import_command(args: argparse.Namespace) -> int:
             out = _output(args, getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None))
         except NetspecError as e:
             raise e.with_location(_location(args.target)) from None
+        assert out is not None  # -o was given: the first call gave a path
         write_file(out, imported.text, option="-o")
         report[0] = f"wrote {args.output}: {report[0]}"
         print("\n".join(report))

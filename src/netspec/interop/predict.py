@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+from functools import partial
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ class _Context:
         return next(iter(self.inputs))
 
     def image_mode(self) -> str:
-        source = getattr(self.data, "train", None)
+        source: Any = getattr(self.data, "train", None)  # a source's options, or None
         if getattr(source, "source", None) == "ImageFolder":
             return source.mode
         shape = self.inputs[self.only_input("images")][0]
@@ -115,7 +116,7 @@ def _image(path: Path, name: str, mode: str, ctx: _Context) -> dict[str, Tensor]
 
 def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
     name, mode = ctx.only_input("images"), ctx.image_mode()
-    return [Sample(show_path(p), lambda p=p: _image(p, name, mode, ctx)) for p in paths]
+    return [Sample(show_path(p), partial(_image, p, name, mode, ctx)) for p in paths]
 
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
@@ -181,7 +182,7 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
             out[k] = x.to(want) if x.is_floating_point() == want.is_floating_point else x
         return out
 
-    return [Sample(f"{show_path(path)}[{i}]", lambda i=i: load(i)) for i in range(n)]
+    return [Sample(f"{show_path(path)}[{i}]", partial(load, i)) for i in range(n)]
 
 
 def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str], arrays: dict[str, Tensor]) -> None:
@@ -196,13 +197,17 @@ def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str]
     check_finite(raw, ())
 
 
+def _row(inputs: dict[str, Any], i: int) -> dict[str, Tensor]:
+    return {k: v[i] for k, v in inputs.items()}
+
+
 def gather(inputs: Any, ctx: _Context) -> list[Sample]:
     """Samples of everything named: files, folders (their images, sorted), tensors."""
     if isinstance(inputs, Tensor):
         inputs = {ctx.only_input("a tensor"): inputs}
     if isinstance(inputs, dict):
         n = len(next(iter(inputs.values())))
-        return [Sample(str(i), lambda i=i: {k: v[i] for k, v in inputs.items()}) for i in range(n)]
+        return [Sample(str(i), partial(_row, inputs, i)) for i in range(n)]
     samples: list[Sample] = []
     for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         path = Path(item)

@@ -53,7 +53,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         with open(tmp, "xb", opener=nofollow) as f:  # a new file, never through a link
             sink = _Sink(f)
             try:
-                torch.save(state, sink)
+                torch.save(state, sink)  # type: ignore[arg-type]  # a file torch.save writes to
             except RuntimeError:
                 if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
                     raise sink.error from None
@@ -71,7 +71,8 @@ class _Sink:
     exception inside a write, an OSError or a KeyboardInterrupt, into a RuntimeError)."""
 
     def __init__(self, f: Any) -> None:
-        self.f, self.error = f, None
+        self.f = f
+        self.error: BaseException | None = None
 
     def write(self, data: Any) -> int:
         try:
@@ -269,7 +270,7 @@ def _restore_parts(run: Run, ckpt: dict[str, Any]) -> None:
     what this run made is damaged. Meters say which entry and what is wrong with it (each loss
     and metric state against a fresh one's type, shape and dtype): a wrong one would otherwise
     be taken and fail only when the epoch's values are computed."""
-    parts = [("scheduler", run.schedule, ckpt["scheduler"])]
+    parts: list[tuple[str, Any, Any]] = [("scheduler", run.schedule, ckpt["scheduler"])]
     if run.scaler is not None and ckpt["scaler"] is not None:
         parts.append(("scaler", run.scaler, ckpt["scaler"]))
     if ckpt["batch"]:

@@ -48,6 +48,7 @@ def evaluate(spec: Spec, *, checkpoint: str | Path | None = None, split: str = "
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
         loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download, model)
         outputs = list(spec.output_names)
+        assert spec.loss is not None  # require_sections above
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
         try:
             values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))

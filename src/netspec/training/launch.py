@@ -52,7 +52,7 @@ def nested(nproc: int) -> LaunchError:
     >>> print(nested(2))
     launch environment: --nproc 2 starts a data-parallel run, but this process already is one of a run (torchrun's variables are set); under torchrun leave out --nproc, or unset RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT to start one with --nproc
     """
-    return everywhere(LaunchError(  # type: ignore[return-value]
+    return everywhere(LaunchError(
         f"--nproc {nproc} starts a data-parallel run, but this process already is one of a run (torchrun's "
         "variables are set)", path=("--nproc",),
         hint=f"under torchrun leave out --nproc, or unset {', '.join(VARIABLES)} to start one with --nproc"))

@@ -341,7 +341,8 @@ def _forward_backward(run: Run, inputs: dict[str, Tensor], target: Any, i: int,
     window = min(accum, n_batches - (i // accum) * accum)
     ends_window = (i + 1) % accum == 0 or i + 1 == n_batches
     defer = run.ddp is not None and not ends_window and not run.tspec.distributed.static_graph
-    local = run.ddp.no_sync() if defer else contextlib.nullcontext()
+    # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
+    local = run.ddp.no_sync() if defer else contextlib.nullcontext()  # type: ignore[union-attr,operator]
     with local:
         # ---- forward: the model under autocast, the loss in float32
         outputs = forward(run, inputs, run.ddp)

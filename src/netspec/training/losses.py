@@ -259,6 +259,7 @@ class FocalLoss(nn.Module):
         super().__init__()
         self.gamma, self.mode = gamma, mode
         self.alpha = alpha if not isinstance(alpha, (list, tuple)) else None
+        self.class_alpha: Tensor | None  # a buffer: it moves with the module
         self.register_buffer("class_alpha", torch.tensor(alpha, dtype=torch.float32) if isinstance(alpha, (list, tuple)) else None)
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
@@ -310,6 +311,12 @@ class _Term:
     path: SpecPath
     weight: float
     output: str
+
+    @property
+    def name(self) -> str:
+        """The loss's name (a term is one named loss, never a sum or a loss per output)."""
+        assert self.spec.name is not None
+        return self.spec.name
 
 
 def plan_terms(spec: LossSpec, output_names: list[str], path: SpecPath = ("loss",)) -> list[_Term]:

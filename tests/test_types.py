@@ -34,6 +34,14 @@ try:
     pass
 except netspec.NetspecError as err:
     reveal_type(err.exit_code)  # line 13
+
+
+netspec.register_module(int)  # line 16: not a module
+netspec.register_loss("half")(str)  # line 17: nor this
+
+
+reveal_type(netspec.register_module(netspec.build_model("m.yaml").__class__))  # line 20
+reveal_type(netspec.register_loss("half")(type(netspec.build_model("m.yaml"))))  # line 21
 """
 
 
@@ -60,9 +68,11 @@ def test_the_package_type_checks(mypy_output: tuple[int, list[str]]) -> None:
 def test_public_signatures_are_typed(mypy_output: tuple[int, list[str]]) -> None:
     _, lines = mypy_output
     errors = {int(m[1]) for line in lines if (m := re.match(r"user_code\.py:(\d+): error:", line))}
-    assert errors == {3, 4, 5, 6, 7}, "\n".join(lines)
+    assert errors == {3, 4, 5, 6, 7, 16, 17}, "\n".join(lines)
     revealed = {int(m[1]): m[2] for line in lines
                 if (m := re.match(r'user_code\.py:(\d+): note: Revealed type is "(.*)"', line))}
     assert revealed[8] == "torch.fx.graph_module.GraphModule"
     assert revealed[9] == "pathlib.Path"
     assert revealed[13].removeprefix("builtins.") == "int"
+    # the registering decorators give back the class they were given, typed as it
+    assert revealed[20] == revealed[21] == "type[torch.fx.graph_module.GraphModule]"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import torch
 import torch.nn as nn
@@ -95,7 +95,11 @@ LOSSES: Registry[LossEntry] = Registry("loss", fill=_torch_losses, signature=lam
                                        hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
 
 
-def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()) -> Callable:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def register_loss(name: str, *, target: str = "custom",
+                  aliases: tuple[str, ...] = ()) -> Callable[[type[_M]], type[_M]]:
     """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
 
     >>> @register_loss("Half", target="float")
@@ -107,7 +111,7 @@ def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...]
     >>> LOSSES.remove("Half")
     """
 
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
+    def add(cls: type[_M]) -> type[_M]:
         entry = LossEntry(cls, target, _forward_arity(cls))
         for key in (name, *aliases):
             LOSSES.add(key, entry)

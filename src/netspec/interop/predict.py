@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import csv
 import math
-from functools import partial
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 

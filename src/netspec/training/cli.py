@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Terminated
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Terminated
 
 RUN_EXAMPLES = """\
 examples:

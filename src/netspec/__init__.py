@@ -31,7 +31,7 @@ _EXPORTS = {
     # spec -> module
     "load_spec": "api", "compile_spec": "api", "build_model": "api",
     "Spec": "spec", "NodeSpec": "spec", "InputSpec": "spec", "BlockSpec": "spec", "node": "spec",
-    "SpecError": "errors",
+    "SpecError": "errors", "NetspecError": "errors",
     # module -> spec
     "import_model": "importer.api",
     # module -> trained module
@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
     from .api import compile_spec as compile_spec
     from .api import load_spec as load_spec
     from .data import register_source as register_source
+    from .errors import NetspecError as NetspecError
     from .errors import SpecError as SpecError
     from .importer.api import import_model as import_model
     from .interop.run import load_run as load_run

@@ -7,7 +7,8 @@ import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Mapping
+from typing import Any, Iterator, Union
 
 import torch
 from torch import fx
@@ -19,8 +20,11 @@ from .shapes import Options, TypedGraph, infer_shapes, resolve_params
 from .spec import Spec, document_of
 from .spec import load_spec as _load_spec
 
+# What the front doors take for a spec: a file path, YAML/JSON text, a dict as parsed, or a Spec.
+SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], Spec]
 
-def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+
+def load_spec(source: SpecSource | None = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
               allow_imports: list[str] | tuple[str, ...] | None = None,
               data_roots: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = ()) -> Spec:
     """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec; or ``text=`` alone.
@@ -42,8 +46,8 @@ def load_spec(source: Any = None, *, text: str | None = None, overrides: list[st
     try:
         roots = check_roots(data_roots)
     except SpecError as err:  # located at the spec the option was given with
-        named = isinstance(source, (str, os.PathLike)) and "\n" not in os.fspath(source)
-        raise err.with_location(Location(os.fspath(source) if named else "<spec>")) from None
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "\n"
+        raise err.with_location(Location(name if "\n" not in name else "<spec>")) from None
     return _load_spec(source, text=text, overrides=overrides, allow_imports=allow_imports, roots=roots)
 
 
@@ -57,7 +61,7 @@ class Compiled:
     log: list[str] = field(default_factory=list)
 
 
-def compile_spec(spec_or_path: Any, *, max_params: int | None = None, device: torch.device | str | None = None,
+def compile_spec(spec_or_path: SpecSource, *, max_params: int | None = None, device: torch.device | str | None = None,
                  **params: Any) -> Compiled:
     """Validate, infer shapes and build; returns the module with its graph and build log.
 
@@ -100,7 +104,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def build_model(spec_or_path: Any, **params: Any) -> fx.GraphModule:
+def build_model(spec_or_path: SpecSource, **params: Any) -> fx.GraphModule:
     """Compile a spec (path, text, dict or Spec) into a ``torch.nn.Module``.
 
     Keyword arguments override the spec's parameters (``build_model("unet.yaml", n_classes=5)``).

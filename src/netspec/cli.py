@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, SpecError, Terminated
+from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --summary
@@ -130,12 +130,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _at_spec_file(fn, *args, spec: str):
-    """``fn(*args)``; a SpecError about a command-line option is located at the spec file."""
+    """``fn(*args)``; an error about a command-line option (a refused ``--graph``) is located at the spec file."""
     from .errors import Location
 
     try:
         return fn(*args)
-    except SpecError as e:
+    except NetspecError as e:
         raise e.with_location(Location(spec)) from None
 
 
@@ -168,7 +168,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             _check_training(spec)
             n = sum(p.numel() for p in c.module.parameters())
             print(f"{path}: ok ({spec.name}, {n:,} parameters)")
-        except SpecError as e:
+        except NetspecError as e:
             print(str(e), file=sys.stderr)
             failed += 1
     return EXIT_USER_ERROR if failed else 0
@@ -285,9 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with _sigterm_stops():
                 code = int(args.func(args) or 0)
-        except SpecError as e:
+        except NetspecError as e:  # a spec mistake, a refused output, a failed run: one line
             print(str(e), file=sys.stderr)
-            return EXIT_USER_ERROR
+            return e.exit_code
         except Terminated:
             print("terminated", file=sys.stderr)
             return EXIT_TERMINATED

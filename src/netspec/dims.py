@@ -312,7 +312,7 @@ def _parameters_on_meta() -> Iterator[None]:
     def buffer(module: nn.Module, name: str, tensor: Any, persistent: bool = True) -> None:
         register_buffer(module, name, tensor.to("meta") if tensor is not None else None, persistent)
 
-    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

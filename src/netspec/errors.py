@@ -1,8 +1,15 @@
-"""One exception hierarchy for every mistake a user can make.
+"""One exception hierarchy for every mistake a user can make and every failure they can meet.
 
-Every user-facing error is a :class:`SpecError` (or a subclass). It carries where the
-mistake is (file, line, column, spec path, node) and, when we can tell, the likely fix.
-``str(err)`` is the single line the CLI prints::
+Every user-facing error is a :class:`NetspecError`, in one of three families:
+
+* :class:`SpecError`: a mistake in the spec, its options or the data and weights it names;
+* :class:`TrainingError`: a run that cannot start or go on (a NaN loss, a lost peer, no CUDA);
+* :class:`OutputError`: a file netspec will not or cannot write (:class:`OutputRefused`,
+  :class:`WriteFailed`).
+
+Each carries where it is (file, line, column, spec path or command-line option, node), the
+likely fix when we can tell, and the exit code the CLI ends with (``exit_code``: 2, or 3 when
+a run failed on the way). ``str(err)`` is the single line the CLI prints::
 
     specs/x.yaml:42:7: nodes.up3 (cat): inputs are 64x71x71 and 64x70x70; they must match outside dim 1
 
@@ -14,7 +21,7 @@ from __future__ import annotations
 import difflib
 import signal
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import ClassVar, Iterable, TypeVar
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2
@@ -55,12 +62,18 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
-@dataclass
-class SpecError(Exception):
-    """A mistake in a spec or in the data, weights or options it names.
+_E = TypeVar("_E", bound="NetspecError")
 
-    >>> str(SpecError("unknown layer `Conv2`", path=("nodes", 0), hint="did you mean `Conv2d`?"))
-    '<spec>: nodes[0]: unknown layer `Conv2`; did you mean `Conv2d`?'
+
+@dataclass
+class NetspecError(Exception):
+    """The base of every error netspec raises for its user: one line, located, with an exit code.
+
+    Catch this to handle any of them; the CLIs print ``str(err)`` and exit with ``err.exit_code``.
+
+    >>> err = TrainingError("CUDA is not available", path=("train", "device"))
+    >>> isinstance(err, NetspecError), isinstance(err, SpecError), err.exit_code
+    (True, False, 2)
     """
 
     message: str
@@ -69,11 +82,12 @@ class SpecError(Exception):
     hint: str | None = None
     location: Location = field(default_factory=Location)
     key: bool = False  # the mistake is a mapping key as written (a name), not its value: locate the key
+    exit_code: ClassVar[int] = EXIT_USER_ERROR  # what the CLI exits with; 3 for a run that failed on the way
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def with_location(self, location: Location) -> "SpecError":
+    def with_location(self: _E, location: Location) -> _E:
         """Fill in the location if none is set yet (innermost location wins)."""
         if self.location.line is None and self.location.file is None:
             self.location = location
@@ -92,6 +106,14 @@ class SpecError(Exception):
         # One line, always: YAML and pydantic messages can contain newlines, and a spec's names
         # any character a terminal takes for a line end (\r, \u2028, ...): splitlines knows them all
         return " ".join(text.splitlines())
+
+
+class SpecError(NetspecError):
+    """A mistake in a spec or in the data, weights or options it names.
+
+    >>> str(SpecError("unknown layer `Conv2`", path=("nodes", 0), hint="did you mean `Conv2d`?"))
+    '<spec>: nodes[0]: unknown layer `Conv2`; did you mean `Conv2d`?'
+    """
 
 
 class SpecSyntaxError(SpecError):
@@ -126,31 +148,52 @@ class AccessRefused(SpecError):
     """A spec names a file outside the folders it may read (see :mod:`netspec.access`)."""
 
 
-class OutputRefused(SpecError):
+class OutputError(NetspecError):
+    """A file netspec will not write (a refusal) or could not write (a failed write)."""
+
+
+class OutputRefused(OutputError):
     """A command would write where it must not: over a file it reads, an existing file without
-    ``--force``, a folder or a symbolic link (see :mod:`netspec.outputs`)."""
+    ``--force``, a folder or a symbolic link (see :mod:`netspec.outputs`); or the write failed
+    before anything was replaced.
+
+    >>> OutputRefused("out.pt exists", path=("--out",)).exit_code
+    2
+    """
 
 
 class CheckpointError(SpecError):
     """A checkpoint or weight file cannot be used with this spec."""
 
 
-class TrainingError(SpecError):
-    """Training cannot go on (NaN loss, unwritable output directory, ...)."""
+class TrainingError(NetspecError):
+    """A run cannot start or go on: no CUDA, nothing to train, an unwritable run directory; the
+    subclasses for a run that failed on the way (a NaN loss, a lost peer) exit with code 3.
+
+    >>> TrainingError("nothing to train").exit_code, NonFiniteLoss("the loss is NaN").exit_code
+    (2, 3)
+    """
 
 
 class NonFiniteLoss(TrainingError):
     """The loss, or the weights about to be checkpointed, became NaN or infinite (the CLI exits
     with code 3, not 2). The last good checkpoint is left as it was."""
 
+    exit_code: ClassVar[int] = EXIT_TRAINING_FAILED
 
-class WriteFailed(TrainingError):
+
+class WriteFailed(TrainingError, OutputError):
     """A file of the run could not be written (a full disk, a read-only or vanished directory).
 
     Raised at the failing write; the CLI prints the one-line message and exits with code 3. The
     last good checkpoint is left as it was, so the run continues with ``--resume`` once there is
     room. The message names the file and the checkpoint to resume from.
+
+    >>> str(WriteFailed("cannot write runs/x/last.pt: No space left on device", path=("--out",)))
+    'cannot write runs/x/last.pt: No space left on device'
     """
+
+    exit_code: ClassVar[int] = EXIT_TRAINING_FAILED
 
     def __str__(self) -> str:  # the file is the location: no "<spec>:" prefix
         text = self.message + (f"; {self.hint}" if self.hint else "")

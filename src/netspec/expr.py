@@ -14,7 +14,7 @@ import operator
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .errors import SpecError, did_you_mean
 
@@ -66,7 +66,7 @@ _CMPOPS = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
-_FUNCS = {"min": min, "max": max, "int": int, "float": float, "round": round, "abs": abs,
+_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "int": int, "float": float, "round": round, "abs": abs,
           "len": len, "bool": bool}
 _CONSTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 

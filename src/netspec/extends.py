@@ -125,7 +125,8 @@ def _file_of(doc: Document) -> Path | None:
 
 def _parse(doc: Document) -> tuple[list[tuple[str, Path_]], set[Path_]]:
     """The base names with their spec paths, and the paths whose mappings replace the base's."""
-    value, at = doc.data[EXTENDS], (EXTENDS,)
+    at: Path_ = (EXTENDS,)
+    value = doc.data[EXTENDS]
     replace: list[Any] = []
     if isinstance(value, dict):
         unknown = [k for k in value if k not in ("base", "replace")]

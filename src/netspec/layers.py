@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, overload
 
 from torch import nn
 
@@ -91,7 +91,7 @@ class LayerType:
         return any(p.kind is p.VAR_KEYWORD for p in self.params.values())
 
 
-def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
+def _constructor_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
     try:
         sig = inspect.signature(cls.__init__)
     except (TypeError, ValueError):
@@ -100,7 +100,7 @@ def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
             if n not in _SKIP_ARGS and p.kind is not p.VAR_POSITIONAL}
 
 
-def _forward_params(cls: type) -> dict[str, inspect.Parameter]:
+def _forward_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
     try:
         return dict(list(inspect.signature(cls.forward).parameters.items())[1:])
     except (TypeError, ValueError):
@@ -118,7 +118,7 @@ def _forward_arity(cls: type) -> tuple[int, int | None]:
     return max(required, 1), max(required, 1)
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls.__init__)
     except Exception:  # torch annotations sometimes name private or missing types
@@ -171,7 +171,17 @@ for _name, _why in REFUSED.items():
     LAYERS.refuse(_name, f"torch.nn.{_name} cannot be a node: {_why}")
 
 
-def register_module(cls: type[nn.Module] | None = None, *, name: str | None = None):
+_M = TypeVar("_M", bound=nn.Module)
+
+
+@overload
+def register_module(cls: type[_M], *, name: str | None = None) -> type[_M]: ...
+@overload
+def register_module(cls: None = None, *, name: str | None = None) -> Callable[[type[_M]], type[_M]]: ...
+
+
+def register_module(cls: type[_M] | None = None, *, name: str | None = None
+                    ) -> type[_M] | Callable[[type[_M]], type[_M]]:
     """Register a custom ``nn.Module`` class so specs can use it by name.
 
     Usable as ``@register_module`` or ``@register_module(name="MyBlock")``. Arguments
@@ -189,7 +199,7 @@ def register_module(cls: type[nn.Module] | None = None, *, name: str | None = No
     True
     """
 
-    def wrap(c: type[nn.Module]) -> type[nn.Module]:
+    def wrap(c: type[_M]) -> type[_M]:
         if not (inspect.isclass(c) and issubclass(c, nn.Module)):
             raise TypeError(f"register_module expects an nn.Module subclass, got {c!r}")
         key = name or c.__name__

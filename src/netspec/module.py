@@ -170,7 +170,8 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
         fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
         return g.call_function(fn, fargs, fkw)
     root.add_module(node.name, child)
-    kwargs = {k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()}
+    kwargs: dict[str, Any] = {k: env[v] if isinstance(v, str) else tuple(env[x] for x in v)
+                              for k, v in node.kw_inputs.items()}
     return g.call_module(node.name, args, kwargs)
 
 
@@ -213,5 +214,5 @@ def build_module(graph: TypedGraph, *, log: list[str] | None = None,
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
     g.set_codegen(_ReadableCodeGen(shapes))
     gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
-    gm.netspec_graph = graph  # type: ignore[attr-defined]  # for summaries and tools
+    gm.netspec_graph = graph  # type: ignore[assignment]  # for summaries and tools
     return gm

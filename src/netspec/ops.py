@@ -151,7 +151,10 @@ def _arithmetic(name: str, fn: Callable[..., Any], many: Callable[..., Any] | No
         _two_or_number(name, inputs, other)
         if other is not None:
             return fn, (inputs[0], other), {}
-        return (fn, tuple(inputs), {}) if len(inputs) == 2 else (many, tuple(inputs), {})
+        if len(inputs) == 2:
+            return fn, tuple(inputs), {}
+        assert many is not None  # the op takes more than two inputs only when it has a `many`
+        return many, tuple(inputs), {}
 
     emit.__doc__ = doc
     op(name, inputs=(1, None if many else 2), positional="other", check=_check_same)(emit)

@@ -113,7 +113,8 @@ def layout(pic: Picture) -> Layout:
     for b in pic.boxes:
         col_w[col[b.id]] = max(col_w.get(col[b.id], 0), widths[b.id])
     gap = COL_GAP + 2 * PAD * deepest
-    col_x, x = {}, MARGIN + PAD * deepest
+    col_x: dict[int, float] = {}
+    x: float = MARGIN + PAD * deepest
     for c in sorted(col_w):
         col_x[c], x = x, x + col_w[c] + gap
     row_y, y = {}, MARGIN

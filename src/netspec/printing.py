@@ -109,4 +109,4 @@ def _too_long(spec: Any, path: Path_) -> ResourceError:
 
     err = ResourceError(f"--print-config: the resolved spec is over {MAX_PRINTED:,} characters, the limit for "
                         "a spec file; refused", path=path, hint="is a long value repeated through aliases or bases?")
-    return err.with_location(document_of(spec).locate(path))  # type: ignore[return-value]
+    return err.with_location(document_of(spec).locate(path))

@@ -193,7 +193,7 @@ ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}  # netspec's own o
 TIMM_PREFIX = "timm."     # `timm.resnet34`: a timm model (timm_zoo.py); any other model name is torchvision's
 
 
-def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKind | None:
+def op_kind(name: str, blocks: Collection[str] = frozenset()) -> OpKind | None:
     """What ``name`` refers to in a node: a spec block, a layer, an op, a torchvision model, a
     timm model (``timm.resnet34``: timm is imported only for such names), a group of nodes
     (``Sequential``) or a declared ``Parameter``.
@@ -224,7 +224,7 @@ def op_kind(name: str, blocks: set[str] | frozenset[str] = frozenset()) -> OpKin
     return None
 
 
-def all_op_names(blocks: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def all_op_names(blocks: Collection[str] = frozenset()) -> list[str]:
     """Every name a node may use, for did-you-mean suggestions."""
     from .layers import LAYERS
     from .ops import OPS

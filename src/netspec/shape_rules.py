@@ -30,7 +30,7 @@ Refusal(arg='', message='expected input with 3 channels, got 4')
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import torch
 from torch import nn
@@ -165,13 +165,15 @@ def _probe(rule: Callable[[list[Shape]], Shape | Refusal | None], ins: list[Prob
         if isinstance(out, Refusal):
             shown = " and ".join(per_sample(p.value, p.twin) for p in ins)
             raise ShapeError(f"cannot take input {shown}: {out.message}")
-    if value is None or twin is None or min((*value, *twin), default=0) < 0:  # never a tensor of size < 0
+    if value is None or twin is None or isinstance(value, Refusal) or isinstance(twin, Refusal):
+        return None  # declined (a Refusal was raised above)
+    if min((*value, *twin), default=0) < 0:  # never a tensor of size < 0
         return None
     dtype = ins[0].value.dtype
     return Probe(torch.empty(value, dtype=dtype, device="meta"), torch.empty(twin, dtype=dtype, device="meta"))
 
 
-def _per_dim(value: int | Sequence[int], n: int) -> tuple[int, ...] | None:
+def _per_dim(value: object, n: int) -> tuple[int, ...] | None:
     """An int or n-sequence argument as n ints (None for any other form)."""
     if isinstance(value, int):
         return (value,) * n
@@ -299,7 +301,7 @@ def conv_transpose(m: nn.Module, shape: Shape) -> Shape | Refusal | None:
     assert isinstance(m, nn.modules.conv._ConvTransposeNd)
     n = len(m.kernel_size)
     sizes = _spatial(m, shape, n, m.in_channels)
-    padding = _per_dim(m.padding, n)  # type: ignore[arg-type]
+    padding = _per_dim(m.padding, n)
     if (refusal := _conv_input_refusal(m, shape)) is not None:
         return refusal
     if sizes is None or padding is None:
@@ -342,25 +344,26 @@ def _pool_refusal(m: nn.Module) -> Refusal | None:
     n = _POOL_DIMS[type(m)]
     refusal = _refuse(m, [("kernel_size", _positive, "positive"), ("stride", _positive, "positive"),
                           ("dilation", _positive, "positive"), ("padding", _non_negative, "0 or more")])
-    k, p = _per_dim(m.kernel_size, n), _per_dim(m.padding, n)  # type: ignore[attr-defined]
+    k, p = _per_dim(m.kernel_size, n), _per_dim(m.padding, n)
     if refusal is None and k is not None and p is not None and any(2 * pi > ki for pi, ki in zip(p, k)):
-        refusal = Refusal("padding", f"padding must be at most half of kernel_size ({m.kernel_size}), "  # type: ignore[attr-defined]
-                                     f"got {m.padding}")  # type: ignore[attr-defined]
+        refusal = Refusal("padding", f"padding must be at most half of kernel_size ({m.kernel_size}), "
+                                     f"got {m.padding}")
     return refusal
 
 
 def _pool(m: nn.Module, shape: Shape, dilation: int | Sequence[int], kernel_fits: bool = False) -> Shape | None:
     n = _POOL_DIMS[type(m)]
     sizes = _spatial(m, shape, n, None)
-    k = _per_dim(m.kernel_size, n)  # type: ignore[attr-defined]
-    s = _per_dim(m.stride if m.stride is not None else m.kernel_size, n)  # type: ignore[attr-defined]
-    p, d = _per_dim(m.padding, n), _per_dim(dilation, n)  # type: ignore[attr-defined]
+    k = _per_dim(m.kernel_size, n)
+    s = _per_dim(m.stride if m.stride is not None else m.kernel_size, n)
+    p, d = _per_dim(m.padding, n), _per_dim(dilation, n)
     if sizes is None or k is None or s is None or p is None or d is None:
         return None
-    out = [_pooled(*dims, m.ceil_mode, kernel_fits) for dims in zip(sizes, k, s, p, d)]  # type: ignore[attr-defined]
-    if any(o is None for o in out):
+    out = [_pooled(*dims, bool(m.ceil_mode), kernel_fits) for dims in zip(sizes, k, s, p, d)]
+    known = [o for o in out if o is not None]
+    if len(known) < len(out):
         return None
-    return (*shape[:2], *out)  # type: ignore[misc]
+    return (*shape[:2], *known)
 
 
 @shape_rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, check=_pool_refusal)
@@ -437,7 +440,7 @@ def softmax(m: nn.Module, shape: Shape) -> Shape | Refusal | None:
     >>> softmax(nn.Softmax(dim=1), (2, 10)), softmax(nn.Softmax(dim=2), (2, 10))
     ((2, 10), Refusal(arg='', message='dim 2 is out of range for an input of 2 dims (the batch included)'))
     """
-    dim = m.dim  # type: ignore[attr-defined]
+    dim = cast("int | None", m.dim)  # Softmax's (LogSoftmax's) dim; torch types module attributes as Tensor | Module
     if dim is None:  # torch picks one (with a warning): let it
         return None
     rank = max(len(shape), 1)  # torch takes dim 0 and -1 of a 0-dim tensor

@@ -285,7 +285,8 @@ class _Inferer:
         value, prev = ins[0], chain
         for i in range(count):
             sub_d = DagNode(str(i), d.op, d.kind, d.args, [prev], d.path, single, d.ref_args, dict(d.kw_inputs))
-            t = self.node(sub_d, [value], kw, ChainMap({"i": i, **_env_shapes({"x": value})}, env))
+            env_i = ChainMap({"i": i, **_env_shapes({"x": value})}, env)  # read only, as a dict is
+            t = self.node(sub_d, [value], kw, env_i)  # type: ignore[arg-type]
             nodes.append(t)
             value, prev = t.probe, t.name
         sub = TypedGraph.of(f"{d.op}_repeat", {chain: ins[0], **outer}, nodes, [(prev, prev)], "tuple")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .data.spec import DataSpec
 from .errors import SpecValidationError, did_you_mean
@@ -26,7 +26,7 @@ from .spec_base import SpecModel
 from .training.options import TrainingRules, TrainSpec
 from .training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 Scalar = bool | int | float | str | None
 Ref = str | list[str] | dict[str, str | list[str]]
@@ -244,7 +244,7 @@ def _check_input_name(name: Any, key: str | int) -> None:
 
 # ---- loading -----------------------------------------------------------------------------
 
-def _error_path(err: dict[str, Any], data: Any) -> tuple[str | int, ...]:
+def _error_path(err: ErrorDetails, data: Any) -> tuple[str | int, ...]:
     """pydantic's loc, minus union/validator tags that do not index the data."""
     path: list[str | int] = []
     cur = data
@@ -264,7 +264,7 @@ def _error_path(err: dict[str, Any], data: Any) -> tuple[str | int, ...]:
     return tuple(path)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
         return f"missing required key `{err['loc'][-1]}`"
@@ -359,8 +359,9 @@ def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
         inputs[parts[1]] = {"shape": inputs[parts[1]]}  # short form -> full form, so `.shape`/`.dtype` can be set
     cur = data
     for i, part in enumerate(parts[:-1]):
-        nxt = cur[part] if (isinstance(cur, dict) and part in cur) or \
-            (isinstance(cur, list) and isinstance(part, int) and part < len(cur)) else None
+        found = (isinstance(cur, dict) and part in cur) or \
+            (isinstance(cur, list) and isinstance(part, int) and part < len(cur))
+        nxt = cur[part] if found else None
         if isinstance(nxt, str) and isinstance(cur, dict) and IDENT.match(nxt):
             nxt = cur[part] = {"name": nxt}  # `loss: CrossEntropyLoss` -> explicit form, so `loss.args.x` can be set
         if nxt is None:

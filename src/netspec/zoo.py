@@ -110,7 +110,7 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     return {**class_params(_model_class(name)), **params}
 
 
-def class_params(cls: type | None, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
+def class_params(cls: type[Any] | None, skip: tuple[str, ...] = ()) -> dict[str, inspect.Parameter]:
     """The keyword arguments with defaults of a model class (those without are set by its builder).
 
     >>> list(class_params(nn.Linear, skip=("device", "dtype")))

@@ -316,7 +316,7 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
                                                  fmap=fmap, train=train, seed=seed, device=device,
                                                  classes=list(classes), inputs=dict(inputs or {}))
         info[split]["source"] = (spec.train.source if split == "val" and isinstance(spec.val, FractionSplit)
-                                 else getattr(spec, split).source)  # type: ignore[union-attr]
+                                 else getattr(spec, split).source)
         info[split]["files"] = raw.files
     labels = class_labels(first, fmap)
     info["num_classes"] = first.num_classes if first.num_classes is not None else (

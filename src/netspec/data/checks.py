@@ -110,7 +110,9 @@ def check_classes(raw: SourceData, fmap: FieldMap, counts: list[ClassCount], pat
     """DataError at the first label that is not a whole number in ``[0, classes)`` (or the ignore index)."""
     for count in counts:
         field = _target_field(fmap, count.target)
-        labels = _labels_of(raw, field) if field is not None else None
+        if field is None:
+            continue  # unknown until read (checked per batch)
+        labels = _labels_of(raw, field)
         if labels is None or not count.applies(labels):
             continue  # unknown until read (checked per batch), or not class indices
         found = _bad_label(labels, count)

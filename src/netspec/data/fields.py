@@ -99,8 +99,9 @@ def resolve_fields(spec: FieldsSpec | None, names: tuple[str, ...], input_names:
     """
     spec = spec or FieldsSpec()
     if isinstance(spec.target, dict):
-        target: int | dict[str, int] = {k: _field_index(v, names, ("target", k)) for k, v in spec.target.items()}
-        used = set(target.values())
+        targets = {k: _field_index(v, names, ("target", k)) for k, v in spec.target.items()}
+        target: int | dict[str, int] = targets
+        used = set(targets.values())
     else:
         target = _field_index(spec.target, names, ("target",)) if spec.target is not None else len(names) - 1
         used = {target}

@@ -106,7 +106,8 @@ class _Raised:
 _DONE = object()
 
 
-def _threaded(batches: Iterator[Any], prepare: Callable[[Any], Any], depth: int = PREFETCH_DEPTH) -> Iterator[Any]:
+def _threaded(batches: Iterator[Any], prepare: Callable[[Any], Any],
+              depth: int = PREFETCH_DEPTH) -> Generator[Any, None, None]:
     """``prepare(batch)`` for each batch, run up to ``depth`` batches ahead in a background
     thread. The first batch is drawn here, so whatever the loader does when an epoch starts
     (an eval loader's draw from the global RNG) happens in program order; an error in the
@@ -153,7 +154,8 @@ def _threaded(batches: Iterator[Any], prepare: Callable[[Any], Any], depth: int 
         thread.join()
 
 
-def _side_stream(batches: Iterator[Any], device: torch.device, convert: Callable[[Any], Any]) -> Iterator[Any]:
+def _side_stream(batches: Iterator[Any], device: torch.device,
+                 convert: Callable[[Any], Any]) -> Generator[Any, None, None]:
     """Each batch's copy queued on a side CUDA stream while the step before it runs; the step
     waits for it on the device (an event), and the allocator is told the tensors are used on
     the step's stream (``record_stream``), so their memory is not reused too early."""

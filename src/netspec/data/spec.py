@@ -79,7 +79,8 @@ def _validate_val(v: Any, handler: Any) -> Any:
     return _validate_source(v, handler)
 
 
-ValSpec = Annotated[Union[(FractionSplit, *_SOURCE_MODELS)], WrapValidator(_validate_val)]  # type: ignore[valid-type]
+_VAL_MODELS = (FractionSplit, *_SOURCE_MODELS)  # a tuple first: mypy reads `X[(a, *b)]` as 3.11's `X[a, *b]`
+ValSpec = Annotated[Union[_VAL_MODELS], WrapValidator(_validate_val)]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ class DataSpec(SpecModel):
     batch_size: int = Field(64, ge=1, description="Samples per training batch; in a data-parallel run the global "
                             "batch, shared equally by the processes.")
     loader: LoaderSpec = Field(default_factory=LoaderSpec, description="DataLoader options.")
-    sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")  # type: ignore[valid-type]
+    sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")
     fields: FieldsSpec | None = Field(None, description="Map sample fields to model inputs and the target.")
 
     @field_validator("val")
@@ -221,7 +222,8 @@ class DataSpec(SpecModel):
 
 def _in_memory_refusal(source: Any, items: list[Any]) -> str | None:
     """Why one split cannot be kept in memory with these transforms, or None when it can."""
-    if isinstance(source, SourceOptions) and not SOURCES[source.source].in_memory:
+    # every source's model has its `source` name; their base does not
+    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:
         return "this source is read per sample"
     if source is None or not items:
         return None

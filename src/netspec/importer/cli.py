@@ -57,8 +57,8 @@ def register(subparsers: Any) -> None:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    """Run ``netspec import``; a SpecError escapes to the main CLI (one line, exit 2)."""
-    from ..errors import SpecError
+    """Run ``netspec import``; a NetspecError escapes to the main CLI (one line, exit 2)."""
+    from ..errors import NetspecError
     from ..outputs import write_file
     from .api import import_model
     from .load import parse_args, parse_target
@@ -66,7 +66,7 @@ def import_command(args: argparse.Namespace) -> int:
     try:
         kwargs = parse_args(args.args)
         out = _output(args)  # before anything is imported: a refusal costs nothing
-    except SpecError as e:
+    except NetspecError as e:
         raise e.with_location(_location(args.target)) from None
     imported = import_model(args.target, args=kwargs, input_sizes=args.input_size,
                             allow_imports=args.allow_imports, name=args.name, check=not args.no_check,
@@ -77,8 +77,9 @@ def import_command(args: argparse.Namespace) -> int:
     if out is not None:
         try:  # an installed module's file is known only now that it is imported
             out = _output(args, getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None))
-        except SpecError as e:
+        except NetspecError as e:
             raise e.with_location(_location(args.target)) from None
+        assert out is not None  # -o was given: the first call gave a path
         write_file(out, imported.text, option="-o")
         report[0] = f"wrote {args.output}: {report[0]}"
         print("\n".join(report))

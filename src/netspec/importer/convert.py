@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import re
-from typing import Any
+from typing import AbstractSet, Any
 
 import torch
 from torch import fx
@@ -108,8 +108,9 @@ def _has_tensor(value: Any) -> bool:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: set[str] = frozenset()) -> None:
+    def __init__(self, traced: Traced, hoisted: AbstractSet[str] = frozenset()) -> None:
         assert traced.graph is not None
+        self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)
         self.module = traced.module
         self.where = traced.path  # "" at the top: the error's location names the model
@@ -124,7 +125,7 @@ class Converter:
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
     def run(self) -> Body:
-        for n in self.t.graph.nodes:
+        for n in self.graph.nodes:
             handler = getattr(self, f"_{n.op}")
             handler(n)
         self._check_unused()
@@ -244,6 +245,7 @@ class Converter:
             return
         nodes = result if isinstance(result, list) else [result]
         self.nodes.extend(nodes)
+        assert nodes[-1].name is not None  # the node a value comes from is named
         self.env[n] = Ref(nodes[-1].name, self.values(n))
 
     def _call_name(self, target: str, sub: Traced) -> str:
@@ -288,7 +290,7 @@ class Converter:
         return True
 
     def _check_unused(self) -> None:
-        used = {str(n.target).split(".")[0] for n in self.t.graph.nodes if n.op in ("call_module", "get_attr")}
+        used = {str(n.target).split(".")[0] for n in self.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, child in self.module.named_children():
             if name not in used and has_state(child):
                 raise ImportFailed(f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
@@ -352,7 +354,7 @@ def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
         cat = SNode("cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None,
                     [v.name for v in value])
         parent.nodes.append(cat)
-        out[key] = Ref(cat.name, (None, None))
+        out[key] = Ref(cat.name, (None, None))  # type: ignore[arg-type]  # named just above
     return out
 
 

@@ -75,11 +75,11 @@ def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
     args: Any = {} if node.args is None else node.args  # no arguments: all at their defaults
     if node.op == PARAM_OP:
         args = {"shape": args["shape"]}  # the init of a loaded parameter does not matter
-    inputs = node.inputs
-    if isinstance(inputs, dict):
-        inputs = tuple(sorted((k, alias.get(v, v)) for k, v in inputs.items()))
-    elif inputs is not None:
-        inputs = tuple(alias.get(v, v) for v in inputs)
+    inputs: tuple[Any, ...] | None = None
+    if isinstance(node.inputs, dict):
+        inputs = tuple(sorted((k, alias.get(v, v)) for k, v in node.inputs.items()))
+    elif node.inputs is not None:
+        inputs = tuple(alias.get(v, v) for v in node.inputs)
     return (node.op, node.name, inputs, node.repeat, _value_form(args),
             tuple(node_form(n) for n in node.nodes) if node.nodes is not None else None)
 
@@ -126,8 +126,8 @@ def _optional_nodes(big: Form, small: Form) -> dict[str, str] | None:
     if not extra or len(extra) > MAX_OPTIONAL or any(not isinstance(n.inputs, list) or not n.name for n in extra):
         return None
     want = [node_form(n) for n in small.nodes]
-    for choice in itertools.product(*[dict.fromkeys(n.inputs) for n in extra]):
-        alias = _resolved(dict(zip((n.name for n in extra), choice)))
+    for choice in itertools.product(*[dict.fromkeys(n.inputs) for n in extra]):  # type: ignore[arg-type]  # lists
+        alias = _resolved(dict(zip((str(n.name) for n in extra), choice)))  # each has a name (checked above)
         if alias is None:
             continue
         kept = [node_form(n, alias) for n in big.nodes if n.name not in alias]

@@ -330,6 +330,7 @@ def _getitem(c: Call, value: Ref, index: Any) -> Result:
         step = _index_step(c, current, dim, part, shape, batch, k)
         if step is not None:
             nodes.append(step)
+            assert step.name is not None  # c.op names the nodes it makes
             current = step.name
         dim = dim if isinstance(part, int) else dim + 1
     return _last_named(c, nodes) if nodes else value

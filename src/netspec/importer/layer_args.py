@@ -37,7 +37,7 @@ _READERS = {
 }
 
 
-def _activation(m: nn.Module) -> Any:
+def _activation(m: Any) -> Any:  # a transformer layer: torch types its attributes as Tensor | Module
     """A transformer layer keeps its activation as a function; the spec names torch's two."""
     import torch.nn.functional as F
 
@@ -55,7 +55,7 @@ _TRANSFORMER = {
     "bias": lambda m: m.linear1.bias is not None,
     "activation": _activation,
 }
-def _first_encoder_layer(read: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
+def _first_encoder_layer(read: Callable[[Any], Any]) -> Callable[[Any], Any]:  # reads attributes by name
     return lambda m: read(m.encoder.layers[0])
 
 
@@ -174,7 +174,7 @@ def _builds(cls: type[nn.Module], args: dict[str, Any], want: Any) -> bool:
 def _inferred(name: str, shapes: Sequence[tuple[int, ...]]) -> Any:
     """The value netspec infers for argument ``name`` from the per-sample input shapes."""
     try:
-        return INFERRED[name]([list(s) for s in shapes])
+        return INFERRED[name]([tuple(s) for s in shapes])
     except (IndexError, TypeError):
         return _MISSING
 

@@ -1,5 +1,5 @@
 """``netspec predict`` and ``netspec export``: the main CLI (cli.py) calls :func:`register` with its
-sub-parser collection; a SpecError that escapes is printed as one line with exit code 2.
+sub-parser collection; a NetspecError that escapes is printed as one line with its exit code (2).
 Nothing here imports torch until a command runs.
 """
 
@@ -109,7 +109,7 @@ def predict_command(args: argparse.Namespace) -> int:
 def _predict_out(args: argparse.Namespace, reads: dict[str, Any], masks: bool | None = None) -> None:
     """``predict --out``: a CSV file, or a folder for a segmentation model's masks (an existing
     folder is taken as meant for masks until the model says otherwise)."""
-    from ..errors import Location, SpecError
+    from ..errors import Location, NetspecError
     from ..outputs import output_folder
 
     if masks is None:
@@ -119,7 +119,7 @@ def _predict_out(args: argparse.Namespace, reads: dict[str, Any], masks: bool | 
         return
     try:
         output_folder(args.out, option="--out")
-    except SpecError as e:
+    except NetspecError as e:
         raise e.with_location(Location(args.spec)) from None
 
 
@@ -143,11 +143,11 @@ def export_command(args: argparse.Namespace) -> int:
     command = " ".join(["netspec export", args.spec, "--format", args.format,
                         *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
                         *(f"--set {o}" for o in args.overrides)])
-    from ..errors import Location, SpecError
+    from ..errors import Location, NetspecError
 
     try:
         lines = export_model(compiled, args.format, out, opset=args.opset, command=command, checkpoint=args.checkpoint)
-    except SpecError as e:  # a failed write or check: said at the spec, like every other refusal
+    except NetspecError as e:  # a failed write or check: said at the spec, like every other refusal
         raise e.with_location(Location(args.spec)) from None
     for line in lines:
         print(line)
@@ -157,10 +157,10 @@ def export_command(args: argparse.Namespace) -> int:
 def _output(args: argparse.Namespace, given: str | None, **policy: Any) -> Any:
     """The file ``--out`` names (or the default), checked by the output policy; a refusal is
     located at the spec file."""
-    from ..errors import Location, SpecError
+    from ..errors import Location, NetspecError
     from ..outputs import output_path
 
     try:
         return output_path(given, option="--out", force=args.force, roots=tuple(args.data_roots), **policy)
-    except SpecError as e:
+    except NetspecError as e:
         raise e.with_location(Location(args.spec)) from None

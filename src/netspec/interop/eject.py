@@ -556,7 +556,7 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
     lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
     avoid = set(RESERVED) | _helper_names() | {a.asname or a.name.split(".")[0] for line in lines
-                                               for stmt in ast.parse(line).body for a in stmt.names}
+                                               for stmt in ast.parse(line).body for a in stmt.names}  # type: ignore[attr-defined]
     classes = _classes(compiled, drafts, avoid)
     root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"

@@ -14,7 +14,7 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -122,7 +122,7 @@ class _Job:
         return self._want
 
 
-def _compare(job: _Job, got: list[Tensor], *, exact: bool, skip: list[int] = ()) -> str:
+def _compare(job: _Job, got: list[Tensor], *, exact: bool, skip: Sequence[int] = ()) -> str:
     """Compare outputs with the model's on ``job.check`` (same seed); the report's words."""
     want = job.want
     if len(got) != len(want):

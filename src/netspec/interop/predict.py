@@ -16,8 +16,9 @@ import csv
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -26,6 +27,11 @@ from ..access import not_regular
 from ..data.readers import first_line, read_csv, read_tensor_file, show_path
 from ..errors import DataError, SpecError
 from .scores import rows_of
+
+if TYPE_CHECKING:  # for _Predicting's fields; the training package loads when a prediction runs
+    from torch import nn
+
+    from ..training.hardware import Hardware
 
 __all__ = ["predict_rows", "write_predictions", "eval_transform_items", "gather"]
 
@@ -87,7 +93,7 @@ class _Context:
         return next(iter(self.inputs))
 
     def image_mode(self) -> str:
-        source = getattr(self.data, "train", None)
+        source: Any = getattr(self.data, "train", None)  # a source's options, or None
         if getattr(source, "source", None) == "ImageFolder":
             return source.mode
         shape = self.inputs[self.only_input("images")][0]
@@ -110,7 +116,7 @@ def _image(path: Path, name: str, mode: str, ctx: _Context) -> dict[str, Tensor]
 
 def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
     name, mode = ctx.only_input("images"), ctx.image_mode()
-    return [Sample(show_path(p), lambda p=p: _image(p, name, mode, ctx)) for p in paths]
+    return [Sample(show_path(p), partial(_image, p, name, mode, ctx)) for p in paths]
 
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
@@ -176,7 +182,7 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
             out[k] = x.to(want) if x.is_floating_point() == want.is_floating_point else x
         return out
 
-    return [Sample(f"{show_path(path)}[{i}]", lambda i=i: load(i)) for i in range(n)]
+    return [Sample(f"{show_path(path)}[{i}]", partial(load, i)) for i in range(n)]
 
 
 def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str], arrays: dict[str, Tensor]) -> None:
@@ -191,13 +197,17 @@ def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str]
     check_finite(raw, ())
 
 
+def _row(inputs: dict[str, Any], i: int) -> dict[str, Tensor]:
+    return {k: v[i] for k, v in inputs.items()}
+
+
 def gather(inputs: Any, ctx: _Context) -> list[Sample]:
     """Samples of everything named: files, folders (their images, sorted), tensors."""
     if isinstance(inputs, Tensor):
         inputs = {ctx.only_input("a tensor"): inputs}
     if isinstance(inputs, dict):
         n = len(next(iter(inputs.values())))
-        return [Sample(str(i), lambda i=i: {k: v[i] for k, v in inputs.items()}) for i in range(n)]
+        return [Sample(str(i), partial(_row, inputs, i)) for i in range(n)]
     samples: list[Sample] = []
     for item in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         path = Path(item)
@@ -248,15 +258,23 @@ def _batches(samples: list[Sample], size: int) -> Iterator[tuple[list[str], dict
         yield ids, {k: torch.stack([p[k] for p in pending]) for k in pending[0]}
 
 
+@dataclass
+class _Predicting:
+    """What :func:`netspec.training.evaluate.forward` reads of a run, for a prediction."""
+
+    model: nn.Module
+    input_names: list[str]
+    output_names: list[str]
+    hw: Hardware
+
+
 def _forward(trained: Any, ids: list[str], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The model's outputs by name; a failing forward is one line naming the first input."""
-    from types import SimpleNamespace
-
     from ..training.evaluate import forward
     from ..training.hardware import Hardware
 
-    run = SimpleNamespace(model=trained.model, input_names=list(trained.compiled.graph.inputs),
-                          output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
+    run = _Predicting(model=trained.model, input_names=list(trained.compiled.graph.inputs),
+                      output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
     inputs = {k: v.to(trained.device) for k, v in batch.items()}
     try:
         with torch.no_grad():

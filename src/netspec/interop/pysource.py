@@ -452,7 +452,9 @@ def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
     for stmt in tree.body:
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in {t.id for t in ast.walk(stmt)
                                                                         if isinstance(t, ast.Name)}:
-            copied[name] = ast.get_source_segment(inspect.getsource(functional), stmt) + "\n"
+            segment = ast.get_source_segment(inspect.getsource(functional), stmt)
+            assert segment is not None  # the statement was parsed from this very source
+            copied[name] = segment + "\n"
             return
     raise AssertionError(f"netspec.functional.{name} not found")
 

@@ -65,7 +65,7 @@ def _losses_of(spec: Any, output: str) -> list[tuple[str, dict[str, Any]]]:
         return []
     from ..training.losses import plan_terms
 
-    return [(t.spec.name, t.spec.args) for t in plan_terms(spec.loss, list(spec.output_names)) if t.output == output]
+    return [(t.name, t.spec.args) for t in plan_terms(spec.loss, list(spec.output_names)) if t.output == output]
 
 
 def reading_of(spec: Any, graph: Any, output: str) -> Reading:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from .losses import output_shapes
 from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
 from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file
+
+if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
+    from .loop import Run
 
 __all__ = ["CHECKPOINT_FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture",
            "restore", "save", "save_epoch", "check_weights", "to_host"]
@@ -50,7 +53,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         with open(tmp, "xb", opener=nofollow) as f:  # a new file, never through a link
             sink = _Sink(f)
             try:
-                torch.save(state, sink)
+                torch.save(state, sink)  # type: ignore[arg-type]  # a file torch.save writes to
             except RuntimeError:
                 if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
                     raise sink.error from None
@@ -68,7 +71,8 @@ class _Sink:
     exception inside a write, an OSError or a KeyboardInterrupt, into a RuntimeError)."""
 
     def __init__(self, f: Any) -> None:
-        self.f, self.error = f, None
+        self.f = f
+        self.error: BaseException | None = None
 
     def write(self, data: Any) -> int:
         try:
@@ -184,7 +188,7 @@ def _rng_usable(rng: dict[str, Any]) -> bool:
 
 
 
-def capture(run: Any) -> dict[str, Any]:
+def capture(run: Run) -> dict[str, Any]:
     """Everything of a run (a :class:`netspec.training.loop.Run`) that a checkpoint holds."""
     st = run.state
     return {
@@ -206,7 +210,7 @@ def capture(run: Any) -> dict[str, Any]:
     }
 
 
-def restore(run: Any, ckpt: dict[str, Any]) -> None:
+def restore(run: Run, ckpt: dict[str, Any]) -> None:
     """Put model, optimizer, scheduler, scaler, counters and meters back as saved.
 
     The RNG state is set later, at the point of the epoch where it was captured (the loop does
@@ -236,7 +240,7 @@ def restore(run: Any, ckpt: dict[str, Any]) -> None:
     run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
 
 
-def _this_rank(run: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
+def _this_rank(run: Run, ckpt: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint as this process resumes it: rank 0 reads the top level; rank r of a run
     with as many processes as the one that saved it reads its own RNG and meter states from
     ``ranks``; a rank the saving run did not have keeps its fresh seed. Across a change in the
@@ -261,12 +265,12 @@ def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
                            "restored", path=("--resume",), hint=DAMAGED_HINT)
 
 
-def _restore_parts(run: Any, ckpt: dict[str, Any]) -> None:
+def _restore_parts(run: Run, ckpt: dict[str, Any]) -> None:
     """Scheduler, scaler and the metric sums of a half-done epoch; a part that does not match
     what this run made is damaged. Meters say which entry and what is wrong with it (each loss
     and metric state against a fresh one's type, shape and dtype): a wrong one would otherwise
     be taken and fail only when the epoch's values are computed."""
-    parts = [("scheduler", run.schedule, ckpt["scheduler"])]
+    parts: list[tuple[str, Any, Any]] = [("scheduler", run.schedule, ckpt["scheduler"])]
     if run.scaler is not None and ckpt["scaler"] is not None:
         parts.append(("scaler", run.scaler, ckpt["scaler"]))
     if ckpt["batch"]:
@@ -301,7 +305,7 @@ def _optimizer_state_fits(optimizer: torch.optim.Optimizer) -> bool:
     return True
 
 
-def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
+def save_epoch(run: Run, values: dict[str, float], final: bool) -> bool:
     """Every `checkpoint.every` epochs and at the end: last.pt, and best.pt when the monitored
     metric beats the best checkpoint so far. True if last.pt was written."""
     every = run.tspec.checkpoint.every
@@ -317,7 +321,7 @@ def save_epoch(run: Any, values: dict[str, float], final: bool) -> bool:
     return True
 
 
-def save(run: Any, path: Path, link_last: bool = False) -> None:
+def save(run: Run, path: Path, link_last: bool = False) -> None:
     """Checkpoint the run to ``path`` (and hard-link last.pt to it), unless its losses or
     weights are no longer finite. The state is copied to the host now and written in the
     background; ``run.run_dir.saved`` says what last.pt holds once it is written."""
@@ -345,7 +349,7 @@ def save(run: Any, path: Path, link_last: bool = False) -> None:
     BACKGROUND.submit(write)
 
 
-def _rank_states(run: Any) -> list[dict[str, Any]] | None:
+def _rank_states(run: Run) -> list[dict[str, Any]] | None:
     """Under DDP, every process's RNG and train-meter states (rank 0 gets them all; every
     process takes part); None in one process."""
     if not run.hw.distributed:
@@ -374,7 +378,7 @@ def to_host(value: Any) -> Any:
     return value
 
 
-def check_weights(run: Any) -> None:
+def check_weights(run: Run) -> None:
     """NonFiniteLoss if a trained parameter is NaN/inf: a finite loss whose gradient overflowed.
 
     Checked before every checkpoint (one pass over the parameters, one device sync), so a saved

@@ -1,7 +1,7 @@
 """``netspec run`` and ``netspec eval``: the training commands.
 
 The main CLI (cli.py) calls :func:`register` with its sub-parser collection and, after
-parsing, ``return args.func(args)``; a SpecError that escapes is printed as one line
+parsing, ``return args.func(args)``; a NetspecError that escapes is printed as one line
 with exit code 2. These handlers return 0, 3 (the loss or the weights became NaN/inf, or a
 file of the run could not be written: a full disk), 130 (Ctrl-C) or 143 (SIGTERM).
 """
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, EXIT_USER_ERROR, Terminated
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_TRAINING_FAILED, Terminated
 
 RUN_EXAMPLES = """\
 examples:
@@ -155,14 +155,14 @@ def _worker(args: argparse.Namespace, world: Any) -> int:
     """One process of a data-parallel run: its exit code; its errors as ``rank R: ...``."""
     import traceback
 
-    from ..errors import SpecError
+    from ..errors import NetspecError
     from .launch import record_failure, report_failure
 
     try:
         return _run(args, world)
-    except SpecError as err:
+    except NetspecError as err:
         report_failure(err, world)
-        return EXIT_USER_ERROR
+        return err.exit_code
     except Exception as err:  # a bug or a library's error: its traceback here, its line in torchrun's report
         record_failure(err)
         traceback.print_exc()
@@ -170,13 +170,13 @@ def _worker(args: argparse.Namespace, world: Any) -> int:
 
 
 def _run(args: argparse.Namespace, world: Any) -> int:
-    from ..errors import Interrupted, NonFiniteLoss, SpecError, WriteFailed
+    from ..errors import Interrupted, NetspecError, NonFiniteLoss, WriteFailed
     from .distributed import PeerLost
     from .loop import train
 
     try:
         spec = _load(args)
-    except SpecError as err:  # every process finds the same mistake in the spec: rank 0 alone says it
+    except NetspecError as err:  # every process finds the same mistake in the spec: rank 0 alone says it
         err.every_rank = True  # type: ignore[attr-defined]
         raise
     if args.print_config:

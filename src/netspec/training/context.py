@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import Location, SpecError
+from ..errors import Location, NetspecError, SpecError
 
 __all__ = ["located", "spec_base_dir", "spec_roots", "require_sections"]
 
@@ -21,13 +21,14 @@ _EXAMPLES = {
 
 @contextlib.contextmanager
 def located(spec: Any) -> Iterator[None]:
-    """Give a SpecError raised inside the file:line of its spec path (when loaded from a file).
+    """Give a NetspecError (a SpecError, a TrainingError) raised inside the file:line of its spec
+    path (when loaded from a file).
 
     A path that names a command-line option (``--resume``) is located at the spec file alone.
     """
     try:
         yield
-    except SpecError as err:
+    except NetspecError as err:
         doc = _document(spec)
         if doc is not None and err.path and str(err.path[0]).startswith("--"):
             err.with_location(Location(file=doc.file))

@@ -44,12 +44,12 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, ClassVar, NoReturn, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import SpecError, TrainingError, first_line
+from ..errors import EXIT_TRAINING_FAILED, NetspecError, SpecError, TrainingError, first_line
 from .launchenv import LaunchError, World, resolve_master
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=NetspecError)
 
 
 class PeerLost(TrainingError):
@@ -84,6 +85,8 @@ class PeerLost(TrainingError):
     >>> str(PeerLost("stopped: another process is gone (Connection closed by peer)"))
     'stopped: another process is gone (Connection closed by peer)'
     """
+
+    exit_code: ClassVar[int] = EXIT_TRAINING_FAILED  # the run failed on the way, as a NaN loss does
 
     def __str__(self) -> str:  # no spec location: the cause is elsewhere
         return " ".join((self.message + (f"; {self.hint}" if self.hint else "")).split("\n"))
@@ -362,7 +365,7 @@ def gather(obj: T) -> list[T]:
 
 
 def from_main(make: Callable[[], T]) -> T:
-    """``make()`` run on rank 0 alone, its result (or its SpecError) given to every process.
+    """``make()`` run on rank 0 alone, its result (or its NetspecError) given to every process.
 
     The run directory is made this way: one directory, one name, on every rank; a mistake in
     making it is raised everywhere (printed by rank 0 only).
@@ -379,7 +382,7 @@ def from_main(make: Callable[[], T]) -> T:
     if here.rank == 0:
         try:
             box[0] = ("ok", make())
-        except SpecError as err:
+        except NetspecError as err:  # a spec mistake or a run directory that cannot be made
             box[0] = ("error", err)
     dist.broadcast_object_list(box, src=0, group=_control)
     kind, value = box[0]
@@ -388,7 +391,7 @@ def from_main(make: Callable[[], T]) -> T:
     return value
 
 
-def everywhere(err: SpecError) -> SpecError:
+def everywhere(err: E) -> E:
     """Mark an error every process raises alike: rank 0 alone prints it (``rank 0: ...``).
 
     >>> everywhere(SpecError("x")).every_rank

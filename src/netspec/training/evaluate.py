@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -21,11 +21,16 @@ from .options import TrainSpec
 from .spec import WeightsSpec
 from .weights import load_weights
 
+if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
+    from ..data.build import Loaders
+    from ..spec import Spec
+
 __all__ = ["evaluate", "evaluate_loader", "forward", "batch_size"]
 
 
-def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "val", model: nn.Module | None = None,
-             loaders: Any = None, base_dir: str | Path | None = None, allow_download: bool = False) -> dict[str, float]:
+def evaluate(spec: Spec, *, checkpoint: str | Path | None = None, split: str = "val", model: nn.Module | None = None,
+             loaders: Loaders | None = None, base_dir: str | Path | None = None,
+             allow_download: bool = False) -> dict[str, float]:
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
     The spec was checked when it was loaded, exactly as for ``train``; its files are read only
@@ -43,6 +48,7 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
         loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download, model)
         outputs = list(spec.output_names)
+        assert spec.loss is not None  # require_sections above
         run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
         try:
             values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
@@ -79,6 +85,22 @@ def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Har
     return loader
 
 
+class Forwards(Protocol):
+    """What :func:`forward` reads of a run: a training :class:`~netspec.training.loop.Run`, an
+    evaluation's or a prediction's (each brings its own object, so this is a protocol)."""
+
+    hw: Hardware
+    model: nn.Module
+    input_names: list[str]
+    output_names: list[str]
+
+
+class Evaluates(Forwards, Protocol):
+    """What :func:`evaluate_loader` reads of a run: :class:`Forwards` and the criterion."""
+
+    criterion: Criterion
+
+
 @dataclass
 class _EvalRun:
     """What :func:`evaluate_loader` reads of a run."""
@@ -90,7 +112,7 @@ class _EvalRun:
     output_names: list[str]
 
 
-def forward(run: Any, inputs: dict[str, Tensor], module: nn.Module | None = None) -> dict[str, Tensor]:
+def forward(run: Forwards, inputs: dict[str, Tensor], module: nn.Module | None = None) -> dict[str, Tensor]:
     """The model's outputs by name, under the run's autocast (the model's forward takes the
     inputs in declared order and returns one tensor, a tuple or a dict). ``module`` (the DDP
     wrapper of a data-parallel training step), else a training run's compiled module
@@ -113,7 +135,7 @@ def batch_size(inputs: dict[str, Tensor]) -> int:
 
 
 @torch.no_grad()
-def evaluate_loader(run: Any, loader: Any, meter: MetricSet) -> dict[str, float]:
+def evaluate_loader(run: Evaluates, loader: Any, meter: MetricSet) -> dict[str, float]:
     """Loss and metrics over a loader; the caller sets model.eval()."""
     meter.reset()
     for inputs, target in run.hw.batches(loader, loader):

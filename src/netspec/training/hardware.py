@@ -152,7 +152,7 @@ def rng_state() -> dict[str, Any]:
         # 625 Python ints pickle slowly; as one tensor a checkpoint takes a millisecond.
         "python": (version, torch.tensor(py_keys, dtype=torch.int64), py_gauss),
         # numpy arrays are not allowed by torch.load(weights_only=True): store a tensor.
-        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+        "numpy": (name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)),
         "torch": torch.get_rng_state(),
         # Only when this process uses CUDA: a CPU run on a machine with a GPU must not start CUDA
         # (seconds, and memory on the device) just to save generators it never drew from.

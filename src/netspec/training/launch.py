@@ -21,7 +21,7 @@ import signal
 import sys
 from typing import Any
 
-from ..errors import EXIT_INTERRUPTED, SpecError, TrainingError
+from ..errors import EXIT_INTERRUPTED, NetspecError, TrainingError
 from .distributed import World, check_batch, check_devices, everywhere
 from .launchenv import VARIABLES, LaunchError
 
@@ -52,7 +52,7 @@ def nested(nproc: int) -> LaunchError:
     >>> print(nested(2))
     launch environment: --nproc 2 starts a data-parallel run, but this process already is one of a run (torchrun's variables are set); under torchrun leave out --nproc, or unset RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT to start one with --nproc
     """
-    return everywhere(LaunchError(  # type: ignore[return-value]
+    return everywhere(LaunchError(
         f"--nproc {nproc} starts a data-parallel run, but this process already is one of a run (torchrun's "
         "variables are set)", path=("--nproc",),
         hint=f"under torchrun leave out --nproc, or unset {', '.join(VARIABLES)} to start one with --nproc"))
@@ -144,7 +144,7 @@ def record_failure(err: BaseException) -> None:
         pass
 
 
-def report_failure(err: SpecError, world: World) -> None:
+def report_failure(err: NetspecError, world: World) -> None:
     """Print a process's error as one line naming its rank (an error every process raises
     alike only on rank 0), and record it for torchrun."""
     record_failure(err)

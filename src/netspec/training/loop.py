@@ -16,12 +16,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator, TextIO
+from typing import TYPE_CHECKING, Any, Generator, TextIO
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import Interrupted, SpecError, WriteFailed
+from ..errors import Interrupted, NetspecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
@@ -39,6 +39,10 @@ from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
 from .stopping import check_stopping, stop_at_step
 from .watch import BadLoss, NanWatch, all_finite
+
+if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
+    from ..data.build import Loaders
+    from ..spec import Spec
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -74,7 +78,7 @@ class State:
 class Run:
     """Everything the loop touches, built once by :func:`train`."""
 
-    spec: Any
+    spec: Spec
     tspec: TrainSpec
     hw: Hardware
     model: nn.Module
@@ -101,7 +105,7 @@ class Run:
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
 
 
-def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out: str | Path | None = None,
+def train(spec: Spec, *, model: nn.Module | None = None, loaders: Loaders | None = None, out: str | Path | None = None,
           resume: str | Path | None = None, base_dir: str | Path | None = None, allow_download: bool = False,
           stream: TextIO | None = None) -> RunResult:
     """Train a spec's model as its training sections say; return where it went.
@@ -155,7 +159,7 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     try:
         hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
                            local_rank=where.local_rank if where is not None else None)
-    except SpecError as err:
+    except NetspecError as err:  # no such device (a TrainingError) or a bad setting
         raise distributed.everywhere(err) if where is not None else err
     if where is None:
         return hw
@@ -337,7 +341,8 @@ def _forward_backward(run: Run, inputs: dict[str, Tensor], target: Any, i: int,
     window = min(accum, n_batches - (i // accum) * accum)
     ends_window = (i + 1) % accum == 0 or i + 1 == n_batches
     defer = run.ddp is not None and not ends_window and not run.tspec.distributed.static_graph
-    local = run.ddp.no_sync() if defer else contextlib.nullcontext()
+    # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
+    local = run.ddp.no_sync() if defer else contextlib.nullcontext()  # type: ignore[union-attr,operator]
     with local:
         # ---- forward: the model under autocast, the loss in float32
         outputs = forward(run, inputs, run.ddp)

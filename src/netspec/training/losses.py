@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import torch
 import torch.nn as nn
@@ -95,7 +95,11 @@ LOSSES: Registry[LossEntry] = Registry("loss", fill=_torch_losses, signature=lam
                                        hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
 
 
-def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()) -> Callable:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def register_loss(name: str, *, target: str = "custom",
+                  aliases: tuple[str, ...] = ()) -> Callable[[type[_M]], type[_M]]:
     """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
 
     >>> @register_loss("Half", target="float")
@@ -107,7 +111,7 @@ def register_loss(name: str, *, target: str = "custom", aliases: tuple[str, ...]
     >>> LOSSES.remove("Half")
     """
 
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
+    def add(cls: type[_M]) -> type[_M]:
         entry = LossEntry(cls, target, _forward_arity(cls))
         for key in (name, *aliases):
             LOSSES.add(key, entry)
@@ -259,6 +263,7 @@ class FocalLoss(nn.Module):
         super().__init__()
         self.gamma, self.mode = gamma, mode
         self.alpha = alpha if not isinstance(alpha, (list, tuple)) else None
+        self.class_alpha: Tensor | None  # a buffer: it moves with the module
         self.register_buffer("class_alpha", torch.tensor(alpha, dtype=torch.float32) if isinstance(alpha, (list, tuple)) else None)
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
@@ -310,6 +315,12 @@ class _Term:
     path: SpecPath
     weight: float
     output: str
+
+    @property
+    def name(self) -> str:
+        """The loss's name (a term is one named loss, never a sum or a loss per output)."""
+        assert self.spec.name is not None
+        return self.spec.name
 
 
 def plan_terms(spec: LossSpec, output_names: list[str], path: SpecPath = ("loss",)) -> list[_Term]:

@@ -127,15 +127,15 @@ def output_scores(loss: LossSpec | None, output_names: list[str]) -> dict[str, t
     """
     found: dict[str, set[tuple[bool, str]]] = {}
     for term in plan_terms(loss, output_names) if loss is not None else []:
-        name = term.spec.name
+        name = term.name
         logits = bool(term.spec.args.get("from_logits", True)) if name in OWN_FROM_LOGITS else name in LOGIT_LOSSES
         found.setdefault(term.output, set()).add((logits, LOSSES[name].target))
     scores: dict[str, tuple[bool | None, str | None]] = {}
     for output in output_names:
         reads = found.get(output, set())
-        logits = {r[0] for r in reads}
+        logit_kinds = {r[0] for r in reads}
         kinds = {r[1] for r in reads}
-        scores[output] = (next(iter(logits)) if len(logits) == 1 else None,
+        scores[output] = (next(iter(logit_kinds)) if len(logit_kinds) == 1 else None,
                           next(iter(kinds)) if len(kinds) == 1 else None)
     return scores
 

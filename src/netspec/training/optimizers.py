@@ -102,7 +102,8 @@ def stand_in_optimizer(spec: OptimizerSpec) -> torch.optim.Optimizer:
     (True, 0.1)
     """
     weight = nn.Parameter(torch.zeros(2, 2))  # no random init: the run's RNG stays untouched
-    return _construct(spec, [{"params": [weight]}], (), cls=_stand_in_class(OPTIMIZERS[spec.name]))
+    # a class is hashable for lru_cache; torch's Optimizer stub says otherwise
+    return _construct(spec, [{"params": [weight]}], (), cls=_stand_in_class(OPTIMIZERS[spec.name]))  # type: ignore[arg-type]
 
 
 @functools.cache

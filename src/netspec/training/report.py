@@ -9,13 +9,16 @@ import io
 import math
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from ..errors import first_line
 from .rundir import write_bytes
 from .watch import Lagged
+
+if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
+    from .loop import Run
 
 __all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
 
@@ -53,7 +56,7 @@ class Bar:
         self.bar.close()
 
 
-def progress(run: Any, total: int) -> Bar | None:
+def progress(run: Run, total: int) -> Bar | None:
     mode = run.tspec.progress
     if mode == "line" or (mode == "auto" and not sys.stderr.isatty()) or not run.hw.is_main:
         return None
@@ -65,7 +68,7 @@ def close(bar: Bar | None) -> None:
         bar.close()
 
 
-def log_epoch(run: Any, record: dict[str, Any], final: bool) -> None:
+def log_epoch(run: Run, record: dict[str, Any], final: bool) -> None:
     if not final and record["epoch"] % run.tspec.log_every and record["epoch"] != 1:
         return
     skip = {"epoch", "step", "t", "lr_groups", "time_s", "samples_per_s", "lr"}
@@ -78,7 +81,7 @@ def log_epoch(run: Any, record: dict[str, Any], final: bool) -> None:
     run.log.info("  ".join(parts))
 
 
-def plot_curves(run: Any) -> None:
+def plot_curves(run: Run) -> None:
     """curves.png: one panel per metric, train and val; Agg canvas, no pyplot state."""
     if not run.history or not run.hw.is_main:
         return
@@ -106,7 +109,7 @@ def plot_curves(run: Any) -> None:
     write_bytes(run.run_dir.path / "curves.png", png.getvalue())  # atomic, never through a link
 
 
-def tensorboard(run: Any) -> Any:
+def tensorboard(run: Run) -> Any:
     if not run.hw.is_main:
         return None
     try:
@@ -119,7 +122,7 @@ def tensorboard(run: Any) -> Any:
     return writer
 
 
-def add_graph(writer: Any, run: Any) -> None:
+def add_graph(writer: Any, run: Run) -> None:
     """The model's graph in TensorBoard's Graphs tab (seed 001's ``writer.add_graph(model, input)``).
 
     Traced once on zeros of the declared input shapes (eval mode, as add_graph does), with the
@@ -141,7 +144,7 @@ def add_graph(writer: Any, run: Any) -> None:
         run.log.warn(f"TensorBoard graph not written: {first_line(err)}")
 
 
-def record_epoch(run: Any, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:
+def record_epoch(run: Run, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:
     st = run.state
     lrs = [g["lr"] for g in run.optimizer.param_groups]
     samples = getattr(run.loaders.train, "dataset_size", None)
@@ -164,13 +167,13 @@ def record_epoch(run: Any, values: dict[str, float], train_time: float, epoch_ti
     return record
 
 
-def report_model(run: Any) -> None:
+def report_model(run: Run) -> None:
     total = sum(p.numel() for p in run.model.parameters())
     trained = sum(p.numel() for p in run.params)
     run.log.info(f"model: {total:,} parameters, {trained:,} trained; {len(run.loaders.train)} batches per epoch")
 
 
-def finish(run: Any) -> None:
+def finish(run: Run) -> None:
     """curves.png and TensorBoard: best effort. This runs in a `finally`, so an error here (a
     full disk) must not replace the one that ended the run, nor fail a finished one."""
     try:

@@ -158,6 +158,7 @@ def build_scheduler(spec: SchedulerSpec | list[SchedulerSpec] | None, optimizer:
     made, start = [], 0
     for k, (phase, path) in enumerate(entries):
         length = phase.duration if k < len(entries) - 1 else max(1, total - start)
+        assert length is not None  # every phase but the last has a duration (checked when the spec loaded)
         made.append(_make_scheduler(phase, path, optimizer, length, log))
         start += phase.duration or 0
     if len(made) == 1:

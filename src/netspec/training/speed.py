@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import torch
 from torch import nn
@@ -84,9 +84,10 @@ def compile_module(module: nn.Module, tspec: TrainSpec) -> nn.Module:
 
         compile_module(nn.Linear(2, 2), TrainSpec(compile=True))  # OptimizedModule; compiles on first call
     """
+    # an OptimizedModule (a Module) for a module, though torch's stub says a callable
     if COMPILE_BACKEND == "inductor":
-        return torch.compile(module, mode=_mode(tspec))
-    return torch.compile(module, backend=COMPILE_BACKEND)
+        return cast(nn.Module, torch.compile(module, mode=_mode(tspec)))
+    return cast(nn.Module, torch.compile(module, backend=COMPILE_BACKEND))
 
 
 @contextlib.contextmanager

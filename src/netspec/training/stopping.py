@@ -4,11 +4,14 @@ that decides best.pt. Every decision reads the epoch's values (train_* and val_*
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from .evaluate import evaluate_loader
 from .meters import higher_is_better
+
+if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
+    from .loop import Run
 
 __all__ = ["improved", "update_best", "check_stopping", "stop_at_step"]
 
@@ -26,7 +29,7 @@ def improved(value: float, best: float | None, higher: bool, min_delta: float = 
     return value > best + min_delta if higher else value < best - min_delta
 
 
-def update_best(run: Any, values: dict[str, float]) -> bool:
+def update_best(run: Run, values: dict[str, float]) -> bool:
     """Record the epoch as the best so far if its monitored value improved; True if it did."""
     st, policy = run.state, run.tspec.checkpoint
     value = values[run.best_monitor]
@@ -36,11 +39,11 @@ def update_best(run: Any, values: dict[str, float]) -> bool:
     return False
 
 
-def _higher(run: Any, monitor: str, mode: str) -> bool:
+def _higher(run: Run, monitor: str, mode: str) -> bool:
     return higher_is_better(monitor, run.meters["train"]) if mode == "auto" else mode == "max"
 
 
-def check_stopping(run: Any, values: dict[str, float]) -> str:
+def check_stopping(run: Run, values: dict[str, float]) -> str:
     """After an epoch: "early_stopping", "stop_when", or "epochs" (go on)."""
     st, t = run.state, run.tspec
     es = t.early_stopping
@@ -60,7 +63,7 @@ def check_stopping(run: Any, values: dict[str, float]) -> str:
     return "epochs"
 
 
-def stop_at_step(run: Any) -> bool:
+def stop_at_step(run: Run) -> bool:
     """After an optimizer step, for ``stop_when: {check_every: step}``: whether the target is met
     (a train_* metric on the step's batches, or a val_* metric over the validation data)."""
     stop = run.tspec.stop_when

@@ -101,7 +101,7 @@ class NanWatch:
         self.every = every
         self.meter: LossMeter | None = None
         self.checked = 0  # the meter's first `checked` losses are known to be finite
-        self.where: list[tuple[int, int]] = []  # (batch, step) of each loss from `checked` on
+        self.where: list[tuple[int, int, Any]] = []  # (batch, step, fields' check) of each loss from `checked` on
         self.pending: tuple[int, Lagged] | None = None  # (losses it covers, the queued answer)
         self.bad: BadLoss | None = None  # found: poll() says it once, check() every time
         self.epoch = self.batches = 0

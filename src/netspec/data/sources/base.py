@@ -82,6 +82,7 @@ class SourceData:
             return replace(self, tensors=tuple(t[indices] for t in self.tensors), labels=labels, origin=origin)
         from torch.utils.data import Subset
 
+        assert self.dataset is not None  # a source holds its tensors or a dataset
         sub = Subset(self.dataset, indices.tolist())
         return replace(self, dataset=sub, labels=labels, origin=origin)
 

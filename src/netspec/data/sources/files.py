@@ -126,7 +126,9 @@ def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
     import torch
 
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
-    return SourceData(("image", "label"), ("image", "label"), dataset=ImageFiles(samples, opts.mode),
+    files = ImageFiles(samples, opts.mode)
+    # ImageFiles is a Dataset by its methods (it does not import torch to subclass it)
+    return SourceData(("image", "label"), ("image", "label"), dataset=files,  # type: ignore[arg-type]
                       labels=labels, classes=classes, num_classes=len(classes), files=[str(root)],
                       locate=lambda i, _name: show_path(Path(samples[i][0])))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from netspec.schema import reference_markdown
+from netspec.compiler.schema import reference_markdown
 
 
 def _readme(repo_root) -> str:
@@ -67,7 +67,7 @@ def test_graph_and_print_config_examples_are_real_output(repo_root, capsys, monk
     """The README's Mermaid picture and --print-config text are what the commands print today."""
     import netspec
     from netspec.cli import main
-    from netspec.picture import picture_of, to_mermaid
+    from netspec.views.picture import picture_of, to_mermaid
 
     text = _readme(repo_root)
     (mermaid,) = re.findall(r"```mermaid\n(.*?)\n```", text, re.S)

@@ -123,12 +123,12 @@ class DataError(SpecError):
 
 
 class AccessRefused(SpecError):
-    """A spec names a file outside the folders it may read (see :mod:`netspec.access`)."""
+    """A spec names a file outside the folders it may read (see :mod:`netspec.files.access`)."""
 
 
 class OutputRefused(SpecError):
     """A command would write where it must not: over a file it reads, an existing file without
-    ``--force``, a folder or a symbolic link (see :mod:`netspec.outputs`)."""
+    ``--force``, a folder or a symbolic link (see :mod:`netspec.files.outputs`)."""
 
 
 class CheckpointError(SpecError):

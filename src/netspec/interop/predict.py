@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
-from ..access import not_regular
 from ..data.readers import first_line, read_csv, read_tensor_file, show_path
 from ..errors import DataError, SpecError
+from ..files.access import not_regular
 from .scores import rows_of
 
 __all__ = ["predict_rows", "write_predictions", "eval_transform_items", "gather"]
@@ -115,8 +115,12 @@ def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     """Rows of a CSV file, read with the spec's csv source options when it has one."""
-    from ..data.sources.files import (CSVSource, _check_finite, _csv_features,  # the csv source's own rules
-                                      _label_column)
+    from ..data.sources.files import (  # the csv source's own rules
+        CSVSource,
+        _check_finite,
+        _csv_features,
+        _label_column,
+    )
 
     name = ctx.only_input("CSV rows")
     shape, dtype = ctx.inputs[name]
@@ -304,7 +308,7 @@ def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str], inpu
 
     from PIL import Image
 
-    from ..outputs import atomic_file, output_path
+    from ..files.outputs import atomic_file, output_path
 
     stem = Path(sample_id.split(":")[0].split("[")[0]).stem or "mask"
     name, n = f"{stem}.png", 2
@@ -363,7 +367,7 @@ def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *,
     >>> n, f.getvalue().splitlines()
     (1, ['input,class', 'a.png,3'])
     """
-    from ..outputs import atomic_file
+    from ..files.outputs import atomic_file
 
     folder = None
     if masks:

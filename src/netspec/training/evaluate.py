@@ -29,7 +29,7 @@ def evaluate(spec: Any, *, checkpoint: str | Path | None = None, split: str = "v
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
     The spec was checked when it was loaded, exactly as for ``train``; its files are read only
-    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.access`).
+    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.files.access`).
 
     Example::
 

@@ -110,7 +110,7 @@ def train(spec: Any, *, model: nn.Module | None = None, loaders: Any = None, out
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
     The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
     only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
-    data roots given to ``load_spec`` (:mod:`netspec.access`).
+    data roots given to ``load_spec`` (:mod:`netspec.files.access`).
 
     Example::
 

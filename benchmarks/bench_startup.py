@@ -4,7 +4,7 @@ in-process compile times of long generated networks.
 Startup: every command runs as a fresh process, ``runs`` times, round-robin with ``import torch``
 (so a busy machine slows all of them alike); the table gives the median wall time, its ratio to
 ``import torch`` in the same run, and the peak resident memory. The catalog cache
-(``netspec.catalog``) is warmed first, as it is after the first command on a machine.
+(``netspec.nodes.catalog``) is warmed first, as it is after the first command on a machine.
 
 Compile: ``compile_spec`` in this process (imports and registries warmed by a small compile
 first) on a Linear/ReLU chain and on a ladder of concat skips, at two sizes each, with the

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-
 HAS_TIMM = importlib.util.find_spec("timm") is not None
 
 
 def needs_timm(path: Path) -> bool:
     """Whether a spec file names a timm model (in itself or in a base it extends)."""
-    from netspec.extends import resolve_extends
-    from netspec.source import load_document
+    from netspec.compiler.extends import resolve_extends
+    from netspec.compiler.source import load_document
 
     return "timm." in str(resolve_extends(load_document(path)).data)
 

@@ -1,5 +1,5 @@
 """Stand-ins for the training tests: a pydantic Spec with the training sections (what the runner
-reads of netspec.spec.Spec), a small MLP, loaders with ``set_epoch`` like netspec.data's, and
+reads of netspec.compiler.spec.Spec), a small MLP, loaders with ``set_epoch`` like netspec.data's, and
 the plain PyTorch loop the runner is compared with."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ValidationError
 
-from netspec.source import Document
-from netspec.spec import spec_error_from_pydantic
+from netspec.compiler.source import Document
+from netspec.compiler.spec import spec_error_from_pydantic
 from netspec.training.hardware import set_seed
 from netspec.training.loop import train
 from netspec.training.options import TrainingSections
@@ -31,7 +31,7 @@ def validated(model: type[BaseModel], data: Any) -> Any:
 
 
 class Spec(TrainingSections):
-    """What the runner reads from netspec.spec.Spec."""
+    """What the runner reads from netspec.compiler.spec.Spec."""
 
     name: str = "standin"
     inputs: dict[str, Any] = {"x": {"shape": [8]}}

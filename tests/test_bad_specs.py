@@ -39,11 +39,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import hostile
 import numpy as np
 import pytest
 import torch
 
-import hostile
 from netspec.cli import main
 
 HERE = Path(__file__).parent
@@ -387,7 +387,7 @@ def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
 # ---- cases made on the fly -------------------------------------------------------------------
 
 def test_file_over_size_limit_is_refused_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from netspec.source import MAX_BYTES
+    from netspec.compiler.source import MAX_BYTES
 
     big = tmp_path / "huge.yaml"
     body = "name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\ndescription: \""

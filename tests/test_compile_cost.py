@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import netspec
-from netspec import graph as graph_module
-from netspec import shapes as shapes_module
-from netspec.graph import RESERVED_NAMES, resolve
-from netspec.layers import LAYERS
+from netspec.compiler import graph as graph_module
+from netspec.compiler import shapes as shapes_module
+from netspec.compiler.graph import RESERVED_NAMES, resolve
+from netspec.nodes.layers import LAYERS
 
 
 def _chain(n: int) -> dict[str, Any]:

@@ -56,11 +56,11 @@ def test_the_cli_reference_has_every_command_and_option():
 
 
 def test_the_name_references_have_every_registry_entry():
-    from netspec.catalog import catalog
+    from netspec.nodes.catalog import catalog
     from netspec.data.samplers import SAMPLERS
     from netspec.data.sources import SOURCES
     from netspec.data.transforms import TRANSFORMS
-    from netspec.initializers import INIT_FUNCTIONS
+    from netspec.nodes.initializers import INIT_FUNCTIONS
     from netspec.training.losses import LOSSES
     from netspec.training.metrics import METRICS
     from netspec.training.optimizers import OPTIMIZERS
@@ -119,7 +119,7 @@ def test_graph_and_print_config_examples_are_real_output(repo_root, capsys, monk
     """The command-line page's Mermaid picture and --print-config text are what the commands print today."""
     import netspec
     from netspec.cli import main
-    from netspec.picture import picture_of, to_mermaid
+    from netspec.views.picture import picture_of, to_mermaid
 
     text = _page(repo_root, "command-line.md")
     (mermaid,) = re.findall(r"```mermaid\n(.*?)\n```", text, re.S)

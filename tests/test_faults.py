@@ -37,9 +37,9 @@ import pytest
 import torch
 import yaml
 
+import netspec.training.checkpoint as checkpoint_module
 import netspec.training.loop as runner
 import netspec.training.rundir as rundir
-import netspec.training.checkpoint as checkpoint_module
 from netspec.cli import main
 from netspec.errors import NonFiniteLoss
 from netspec.training.checkpoint import CHECKPOINT_FORMAT
@@ -56,7 +56,7 @@ ZYGOTE = r"""
 import json, os, signal, sys, time, traceback
 signal.signal(signal.SIGINT, signal.SIG_IGN)   # a Ctrl-C at the terminal is for pytest, not for us
 import torch
-import netspec.cli, netspec.training.loop, netspec.data.build, netspec.spec, netspec.api
+import netspec.cli, netspec.training.loop, netspec.data.build, netspec.compiler.spec, netspec.api
 import tqdm
 import torchmetrics.classification                         # metrics: import once, not per child
 from matplotlib.figure import Figure                       # curves.png: import once, not per child

@@ -39,3 +39,18 @@ def test_no_function_is_over_60_lines() -> None:
     largest = _largest(_functions())
     print("largest functions:", ", ".join(f"{name} {lines}" for name, lines in largest))
     assert largest[0][1] <= MAX_FUNCTION_LINES, largest
+
+
+FRONT_DOORS = {"__init__.py", "__main__.py", "api.py", "cli.py", "cli_options.py", "errors.py",
+               "reference.py"}  # `python -m netspec.reference`: the docs' generated pages
+ROOMS = {"compiler", "nodes", "views", "files", "data", "training", "interop", "importer"}
+
+
+def test_package_root_holds_only_the_front_doors() -> None:
+    """The listing of src/netspec/ shows the pipeline: the front doors, then one room per concern
+    (docs/DESIGN.md, "The map"); a new module goes into the room it belongs to."""
+    modules = {p.name for p in SRC.glob("*.py")}
+    rooms = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert modules == FRONT_DOORS, f"at the package root, not a front door: {sorted(modules - FRONT_DOORS)}"
+    assert len(modules) <= 8
+    assert rooms == ROOMS, f"rooms: {sorted(rooms)}"

@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netspec.api import compile_spec, load_spec
+from netspec.compiler.module import build_module
+from netspec.compiler.shapes import META_BATCH, Options, infer_shapes, resolve_params
+from netspec.compiler.source import load_document
+from netspec.compiler.spec import document_of
 from netspec.errors import SpecError
-from netspec.module import build_module
-from netspec.shapes import META_BATCH, Options, infer_shapes, resolve_params
-from netspec.source import load_document
-from netspec.spec import document_of
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 BUILD_LIMIT = 1_000_000  # build real modules for mutated specs up to this many parameters
@@ -212,7 +212,7 @@ EXPR_TOKENS = ["0", "1", "2", "7", "64", "-1", "0.5", "1e308", "10", "x", "n", "
 
 
 def _expression_property(tokens: list[str]) -> None:
-    from netspec.expr import ShapeInfo, evaluate
+    from netspec.compiler.expr import ShapeInfo, evaluate
 
     try:
         evaluate("".join(tokens), {"x": ShapeInfo((3, 8, 8)), "n": 4, "s": "abc"})

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from netspec.cli import main
+from netspec.compiler.extends import resolve_extends
+from netspec.compiler.source import load_document
+
 from datafiles import write_cifar, write_image_folder, write_mnist, write_npz
 from speclist import spec_params
-from netspec.cli import main
-from netspec.extends import resolve_extends
-from netspec.source import load_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -49,7 +49,7 @@ EXPECTED_PARAMS: dict[str, int] = {
     "transformer_classifier": 133_252,   # pos 2,048 + embedding 64,000 + 2 layers x 33,472 + fc 260
     "list_dense": 52,                    # seed 003 MyListDense: 3 x 16 + 4
     "resnet18": 11_689_512,              # torchvision resnet18, the same state_dict keys
-    # timm models (tests/test_timm_zoo.py compares them with timm.create_model)
+    # timm models (tests/nodes/test_timm_zoo.py compares them with timm.create_model)
     "timm_resnet34": 21_283_530,         # 003 timm.create_model('resnet34', num_classes=10, in_chans=1)
     "timm_resnet34_fashion": 21_283_530,  # the same network, `extends: timm_resnet34.yaml`
 }
@@ -191,7 +191,7 @@ def test_code_has_one_line_per_node(capsys, compiled, name: str) -> None:
 def test_committed_schema_is_up_to_date() -> None:
     """The committed schema equals a fresh one -- made with the same torch: its layer arguments
     come from torch.nn, which another torch version may change."""
-    from netspec.schema import schema_text, torch_version
+    from netspec.compiler.schema import schema_text, torch_version
 
     committed = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     made_with = re.search(r"with torch (\S+):", committed.get("$comment", ""))

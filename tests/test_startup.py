@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from netspec import catalog as catalog_module
-from netspec.catalog import catalog, layer_infos
+from netspec.nodes import catalog as catalog_module
+from netspec.nodes.catalog import catalog, layer_infos
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,9 +78,9 @@ def test_a_spec_naming_a_torchvision_model_imports_it(warm_cache: Path) -> None:
 
 def test_catalog_matches_the_installed_libraries() -> None:
     """What the cached file says is what the registries, filled from torch, hold."""
-    from netspec.layers import LAYERS
-    from netspec.ops import OPS
-    from netspec.zoo import torchvision_model_names
+    from netspec.nodes.catalog import torchvision_model_names
+    from netspec.nodes.layers import LAYERS
+    from netspec.nodes.ops import OPS
 
     cat = catalog()
     torch_layers = {n: e for n, e in LAYERS.items() if not e.custom}

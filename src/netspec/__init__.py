@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # spec -> module
     "load_spec": "api", "compile_spec": "api", "build_model": "api",
-    "Spec": "spec", "NodeSpec": "spec", "InputSpec": "spec", "BlockSpec": "spec", "node": "spec",
+    "Spec": "compiler.spec", "NodeSpec": "compiler.spec", "InputSpec": "compiler.spec",
+    "BlockSpec": "compiler.spec", "node": "compiler.spec",
     "SpecError": "errors", "NetspecError": "errors",
     # module -> spec
     "import_model": "importer.api",
@@ -39,7 +40,7 @@ _EXPORTS = {
     # trained module -> predictions, other formats
     "load_run": "interop.run",
     # extending netspec: one decorator per registry
-    "register_module": "layers",
+    "register_module": "nodes.layers",
     "register_loss": "training.losses",
     "register_metric": "training.metrics",
     "register_source": "data",
@@ -51,17 +52,17 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time __getattr__ impo
     from .api import build_model as build_model
     from .api import compile_spec as compile_spec
     from .api import load_spec as load_spec
+    from .compiler.spec import BlockSpec as BlockSpec
+    from .compiler.spec import InputSpec as InputSpec
+    from .compiler.spec import NodeSpec as NodeSpec
+    from .compiler.spec import Spec as Spec
+    from .compiler.spec import node as node
     from .data import register_source as register_source
     from .errors import NetspecError as NetspecError
     from .errors import SpecError as SpecError
     from .importer.api import import_model as import_model
     from .interop.run import load_run as load_run
-    from .layers import register_module as register_module
-    from .spec import BlockSpec as BlockSpec
-    from .spec import InputSpec as InputSpec
-    from .spec import NodeSpec as NodeSpec
-    from .spec import Spec as Spec
-    from .spec import node as node
+    from .nodes.layers import register_module as register_module
     from .training.evaluate import evaluate as evaluate
     from .training.loop import train as train
     from .training.losses import register_loss as register_loss

@@ -13,12 +13,12 @@ from typing import Any, Iterator, Union
 import torch
 from torch import fx
 
-from .access import check_roots
+from .compiler.module import build_module
+from .compiler.shapes import Options, TypedGraph, infer_shapes, resolve_params
+from .compiler.spec import Spec, document_of
+from .compiler.spec import load_spec as _load_spec
 from .errors import Location, SpecError
-from .module import build_module
-from .shapes import Options, TypedGraph, infer_shapes, resolve_params
-from .spec import Spec, document_of
-from .spec import load_spec as _load_spec
+from .files.access import check_roots
 
 # What the front doors take for a spec: a file path, YAML/JSON text, a dict as parsed, or a Spec.
 SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], Spec]
@@ -35,7 +35,7 @@ def load_spec(source: SpecSource | None = None, *, text: str | None = None, over
     The files the spec names (data, weights) are read only under the spec file's folder (the
     working directory for text or a dict), the ``data_roots`` given here and those of the
     ``NETSPEC_DATA_ROOTS`` environment variable; ``data_roots=["/"]`` trusts the spec with
-    every file (:mod:`netspec.access`). The roots travel with the spec to ``train``,
+    every file (:mod:`netspec.files.access`). The roots travel with the spec to ``train``,
     ``evaluate`` and ``compile_spec``.
 
     >>> load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]}).name

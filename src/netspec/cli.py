@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .cli_options import add_spec_options, print_config
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
@@ -20,40 +21,6 @@ EPILOG_COMPILE = """examples:
   netspec compile specs/unet.yaml --graph unet.svg
   netspec compile specs/unet.yaml --print-config
 """
-
-
-def _add_spec_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
-    p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
-                   help="allow the spec to import this Python module (custom layers); never implied")
-    add_data_root(p)
-    add_print_config(p)
-
-
-def add_data_root(p: argparse.ArgumentParser) -> None:
-    """``--data-root DIR`` (repeatable): a folder the spec may read besides its own.
-
-    >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args(["--data-root", "a", "--data-root", "b"]).data_roots
-    ['a', 'b']
-    """
-    p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
-                   help="let the spec read files (data, weights) under DIR too; by default it reads only under "
-                        "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")
-
-
-def add_print_config(p: argparse.ArgumentParser) -> None:
-    """``--print-config`` on a command that loads a spec (compile, validate, run)."""
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit")
-
-
-def print_config(spec, path: str) -> int:
-    """What ``--print-config`` does once the spec is loaded: print it resolved; exit code 0."""
-    from .printing import resolved_config
-
-    print(resolved_config(spec, path), end="")
-    return 0
 
 
 def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: list[str]) -> list[str]:
@@ -71,11 +38,11 @@ def _input_size_overrides(spec_path: str, sizes: list[str] | None, overrides: li
 
 
 def _load(args: argparse.Namespace):
-    from .access import check_roots
     from .api import load_spec
-    from .extends import resolve_extends
-    from .source import load_document
-    from .spec import parse_document
+    from .compiler.extends import resolve_extends
+    from .compiler.source import load_document
+    from .compiler.spec import parse_document
+    from .files.access import check_roots
 
     overrides = _input_size_overrides(args.spec, getattr(args, "input_size", None), args.overrides)
     if any(o.startswith("__input") for o in overrides):  # positional input sizes: need input names
@@ -97,15 +64,14 @@ def _load(args: argparse.Namespace):
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile_spec
-    from .summary import dump_code, frozen_report, graph_table, header, summary_text
+    from .views.summary import dump_code, frozen_report, graph_table, header, summary_text
 
     spec = _load(args)
     if args.print_config:
         return print_config(spec, args.spec)
     if args.graph:
-        from .picture import picture_format
-
-        from .outputs import output_path
+        from .files.outputs import output_path
+        from .views.picture_file import picture_format
 
         _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
         _at_spec_file(lambda: output_path(args.graph, option="--graph", reads={"the spec": args.spec},
@@ -120,7 +86,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(summary_text(c, depth=args.depth))
         print(frozen_report(c.module))
     if args.graph:
-        from .picture import write_picture
+        from .views.picture_file import write_picture
 
         print(_at_spec_file(write_picture, c.graph, args.graph, spec=args.spec))
     if not args.code and not args.summary and not args.graph:
@@ -142,7 +108,7 @@ def _at_spec_file(fn, *args, spec: str):
 def _check_training(spec) -> None:
     """A spec with training sections must have what a run needs (the sections themselves were
     checked when the spec was loaded)."""
-    from .spec import document_of
+    from .compiler.spec import document_of
     from .training.context import require_sections
 
     if any(getattr(spec, s) is not None for s in ("data", "loss", "optimizer", "scheduler", "init", "train")):
@@ -175,10 +141,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import schema_text, write_schemas
+    from .compiler.schema import schema_text, write_schemas
 
     if args.reference:
-        from .schema import reference_markdown
+        from .compiler.schema import reference_markdown
 
         sys.stdout.write(reference_markdown())
         return 0
@@ -191,7 +157,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from .catalog import catalog, layer_infos  # names and arguments without importing torch
+    from .nodes.catalog import catalog, layer_infos  # names and arguments without importing torch
 
     if args.kind in ("all", "layers"):
         print("layers (torch.nn; * = inferred from the input):")
@@ -206,7 +172,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
         print("torchvision models:", ", ".join(catalog().models))
         print("timm models: `netspec layers timm` (timm.resnet34, ...; needs timm)")
     if args.kind == "timm":  # not in `all`: importing timm takes seconds
-        from .timm_zoo import INSTALL, TIMM
+        from .nodes.timm_zoo import INSTALL, TIMM
 
         if not TIMM:
             print(f"timm is not installed; install it with {INSTALL}", file=sys.stderr)
@@ -228,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="validate and compile a spec; print a summary or the generated code",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
-    _add_spec_options(p)
+    add_spec_options(p)
     p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
     p.add_argument("--code", action="store_true", help="print the generated forward code")
     p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
@@ -244,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  netspec validate specs/*.yaml",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="+")
-    _add_spec_options(p)
+    add_spec_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of specs (or write it into a folder)",

@@ -145,7 +145,7 @@ class DataError(SpecError):
 
 
 class AccessRefused(SpecError):
-    """A spec names a file outside the folders it may read (see :mod:`netspec.access`)."""
+    """A spec names a file outside the folders it may read (see :mod:`netspec.files.access`)."""
 
 
 class OutputError(NetspecError):
@@ -154,7 +154,7 @@ class OutputError(NetspecError):
 
 class OutputRefused(OutputError):
     """A command would write where it must not: over a file it reads, an existing file without
-    ``--force``, a folder or a symbolic link (see :mod:`netspec.outputs`); or the write failed
+    ``--force``, a folder or a symbolic link (see :mod:`netspec.files.outputs`); or the write failed
     before anything was replaced.
 
     >>> OutputRefused("out.pt exists", path=("--out",)).exit_code

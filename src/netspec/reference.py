@@ -102,7 +102,7 @@ def stale_pages(root: Path) -> list[str]:
 
 def spec_keys_page() -> str:
     """Every spec key, from the pydantic models (what ``netspec schema --reference`` prints)."""
-    from .schema import reference_markdown
+    from .compiler.schema import reference_markdown
 
     return (header() + "# Spec keys\n\nEvery key a spec may hold, section by section, generated from the "
             "pydantic models that validate it (also printed by `netspec schema --reference`). "
@@ -113,9 +113,9 @@ def spec_keys_page() -> str:
 
 def nodes_page() -> str:
     """torch.nn's layers, netspec's ops, torchvision's models and the timm family."""
-    from .catalog import catalog
-    from .registry import PARAM_ARGS, TIMM_PREFIX, ZOO_EXTRA_ARGS
-    from .zoo import zoo_params
+    from .nodes.catalog import catalog
+    from .nodes.kinds import PARAM_ARGS, TIMM_PREFIX, ZOO_EXTRA_ARGS
+    from .nodes.zoo import zoo_params
 
     cat = catalog()
     out = [header() + "# Layers, ops and models\n",
@@ -143,7 +143,7 @@ def nodes_page() -> str:
 
 def training_page() -> str:
     """Losses, metrics, optimizers, schedulers and init functions, with their arguments."""
-    from .initializers import INIT_FUNCTIONS
+    from .nodes.initializers import INIT_FUNCTIONS
     from .training.losses import LOSSES
     from .training.metrics import METRICS
     from .training.optimizers import OPTIMIZERS

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from netspec.data import SAMPLERS, SOURCES, DataSpec, SamplerSpec
+
 from .helpers import load_error, spec
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -84,7 +85,7 @@ def test_in_memory_true_is_accepted_where_it_holds():
 
 
 def test_validating_a_data_section_imports_no_torchvision_and_no_loaders():
-    """netspec.spec needs netspec.data.spec; the loaders and torchvision wait for build_loaders
+    """netspec.compiler.spec needs netspec.data.spec; the loaders and torchvision wait for build_loaders
     (or for a spec that lists transforms)."""
     code = (
         "import sys, netspec.data.spec as S\n"

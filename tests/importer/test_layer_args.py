@@ -7,14 +7,14 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from layer_examples import LAYER_EXAMPLES, Example
 from torch import nn
 
-from layer_examples import LAYER_EXAMPLES, Example
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
 from netspec.importer.layer_args import node_args
-from netspec.layers import LAYERS
+from netspec.nodes.layers import LAYERS
 
 from .toy_models import one_module
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from netspec.errors import SpecError
-from netspec.initializers import INIT_FUNCTIONS
+from netspec.nodes.initializers import INIT_FUNCTIONS
 from netspec.training.init import init_model
 from netspec.training.spec import InitSpec
 

@@ -13,7 +13,7 @@ import pytest
 import netspec.training.rules as rules
 from netspec.cli import main
 from netspec.errors import SpecError
-from netspec.registry import Registry
+from netspec.nodes.registry import Registry
 
 from standins import loaders, make_spec, mlp, run
 

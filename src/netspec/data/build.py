@@ -284,7 +284,7 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     """Build the train/val/test loaders of a data section.
 
     ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read
-    only under it and the data ``roots``, :mod:`netspec.access`); ``input_names``
+    only under it and the data ``roots``, :mod:`netspec.files.access`); ``input_names``
     are the model's inputs in order; ``seed`` seeds the training order (a ``torch.Generator``
     seeded with exactly ``seed``), the validation split and generated data. A source downloads
     missing files when its spec says ``download: true`` or ``allow_download`` is set.

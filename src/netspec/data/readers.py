@@ -16,8 +16,8 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..access import MAX_INFLATION, inflation_limit, not_regular, show_path
 from ..errors import DataError
+from ..files.access import MAX_INFLATION, inflation_limit, not_regular, show_path
 
 if TYPE_CHECKING:  # numpy and torch are imported by the readers: the spec models do without them
     import numpy as np
@@ -272,7 +272,7 @@ def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     """The wanted tensors of a ``.pt`` file, loaded with ``weights_only``."""
     from torch import Tensor
 
-    from ..torchfile import load_torch_file
+    from ..files.torchfile import load_torch_file
 
     obj = load_torch_file(path, (), DataError, "tensor file")
     if isinstance(obj, Tensor):

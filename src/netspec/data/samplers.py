@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field
 
+from ..compiler.spec_base import SpecModel
 from ..errors import DataError, did_you_mean
-from ..registry import Registry
-from ..spec_base import SpecModel
+from ..nodes.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported where a sampler is built: the spec models do without it
     import torch

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from ..errors import SpecError
-from ..spec_base import SpecModel, reported_at_spec_path
 from .samplers import SAMPLERS
 from .sources import SOURCES, SourceOptions
 

@@ -27,7 +27,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 
 from ..errors import SpecError, did_you_mean
-from ..registry import Registry
+from ..nodes.registry import Registry
 
 __all__ = ["TRANSFORMS", "ToTensor", "BATCHABLE", "CONTAINERS", "transform_name", "build_one", "build_list",
            "compose", "is_batchable", "drop_random", "apply", "unwrap"]

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..layers import BATCH_FIRST_DEFAULT, LAYERS
-from ..ops import OPS
-from ..registry import GROUP_OP, PARAM_OP
+from ..nodes.kinds import GROUP_OP, PARAM_OP
+from ..nodes.layers import BATCH_FIRST_DEFAULT, LAYERS
+from ..nodes.ops import OPS
 from .errors import ImportFailed, class_path
 from .forms import Form, Slot, Where, forms_of, is_scalar, located, slots
 from .groups import as_repeat

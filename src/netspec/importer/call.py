@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..ops import OPS
+from ..nodes.ops import OPS
 from .errors import ImportFailed
 from .ir import BatchSize, Ref, SNode
 
@@ -43,7 +43,7 @@ class Call:
     def layer(self, layer: str, inputs: list[Ref], args: dict[str, Any]) -> SNode:
         """A parameterless layer node (``F.max_pool2d`` -> ``MaxPool2d``), with the arguments
         a spec needs to build the same layer."""
-        from ..layers import LAYERS
+        from ..nodes.layers import LAYERS
         from .layer_args import node_args
 
         try:

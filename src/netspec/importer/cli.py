@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
 def import_command(args: argparse.Namespace) -> int:
     """Run ``netspec import``; a NetspecError escapes to the main CLI (one line, exit 2)."""
     from ..errors import NetspecError
-    from ..outputs import write_file
+    from ..files.outputs import write_file
     from .api import import_model
     from .load import parse_args, parse_target
 
@@ -93,7 +93,7 @@ def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | 
     """The ``-o`` file, checked by the output policy: never the imported source (nor another file
     --allow-import names, nor ``module_file``, an installed module's), never a folder or a link;
     an existing file only with --force (checked once, before the import)."""
-    from ..outputs import output_path
+    from ..files.outputs import output_path
     from .load import is_file, parse_target
 
     if not args.output:

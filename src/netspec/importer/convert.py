@@ -18,8 +18,8 @@ from typing import AbstractSet, Any
 import torch
 from torch import fx
 
-from ..graph import RESERVED_NAMES
-from ..layers import LAYERS
+from ..compiler.graph import RESERVED_NAMES
+from ..nodes.layers import LAYERS
 from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
 from .call import Call, Result
 from .errors import ImportFailed, class_path

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from ..graph import auto_name
-from ..layers import LAYERS
-from ..ops import OPS
-from ..registry import GROUP_OP
+from ..compiler.graph import auto_name
+from ..nodes.kinds import GROUP_OP
+from ..nodes.layers import LAYERS
+from ..nodes.ops import OPS
 from .blocks import Block
 from .ir import SNode
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ops import OPS
-from ..registry import PARAM_OP
+from ..nodes.kinds import PARAM_OP
+from ..nodes.ops import OPS
 from .ir import SNode
 
 Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..ops import _UNARY
+from ..nodes.ops import _UNARY
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .ir import BatchSize, Ref, SNode

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import BATCH_FIRST_DEFAULT, INFERRED, LAYERS
+from ..nodes.layers import BATCH_FIRST_DEFAULT, INFERRED, LAYERS
 from .errors import ImportFailed
 
 _MISSING = object()

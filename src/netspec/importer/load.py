@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
-from ..spec import DType
+from ..compiler.spec import DType
 from .errors import USER_MODULE, ImportFailed
 
 DEFAULT_INPUT = (3, 224, 224)
@@ -56,7 +56,7 @@ def parse_args(items: list[str]) -> dict[str, Any]:
     """
     import yaml
 
-    from ..source import _SpecLoader
+    from ..compiler.source import _SpecLoader
 
     out: dict[str, Any] = {}
     for item in items:

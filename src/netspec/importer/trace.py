@@ -52,7 +52,7 @@ def is_layer(module: nn.Module) -> bool:
     >>> is_layer(nn.Conv2d(1, 1, 1)), is_layer(nn.Sequential())
     (True, False)
     """
-    from ..layers import LAYERS
+    from ..nodes.layers import LAYERS
 
     name = type(module).__name__
     return name in LAYERS and LAYERS[name].cls is type(module)

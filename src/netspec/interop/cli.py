@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     >>> args.format, args.checkpoint, args.func.__name__
     ('onnx', None, 'export_command')
     """
-    from ..cli import _add_spec_options
+    from ..cli_options import add_spec_options
 
     p = subparsers.add_parser("predict", help="run a trained model on image, CSV or tensor files; write a CSV",
                               description="Predict with SPEC's model and a checkpoint's weights.",
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the spec's evaluation batch size")
     p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
-    _add_spec_options(p)
+    add_spec_options(p)
     p.set_defaults(func=predict_command)
 
     e = subparsers.add_parser("export", help="write a trained model as ONNX, torch.export, TorchScript or Python",
@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--out", metavar="PATH", help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py)")
     e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
     e.add_argument("--force", action="store_true", help="replace the output file if it exists")
-    _add_spec_options(e)
+    add_spec_options(e)
     e.set_defaults(func=export_command)
 
 
@@ -110,7 +110,7 @@ def _predict_out(args: argparse.Namespace, reads: dict[str, Any], masks: bool | 
     """``predict --out``: a CSV file, or a folder for a segmentation model's masks (an existing
     folder is taken as meant for masks until the model says otherwise)."""
     from ..errors import Location, NetspecError
-    from ..outputs import output_folder
+    from ..files.outputs import output_folder
 
     if masks is None:
         masks = Path(args.out).is_dir()
@@ -158,7 +158,7 @@ def _output(args: argparse.Namespace, given: str | None, **policy: Any) -> Any:
     """The file ``--out`` names (or the default), checked by the output policy; a refusal is
     located at the spec file."""
     from ..errors import Location, NetspecError
-    from ..outputs import output_path
+    from ..files.outputs import output_path
 
     try:
         return output_path(given, option="--out", force=args.force, roots=tuple(args.data_roots), **policy)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from torch import fx, nn
 
-from ..registry import TIMM_PREFIX
+from ..nodes.kinds import TIMM_PREFIX
 from . import ExportError
 from .pysource import (
     Call,
@@ -222,8 +222,8 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
 
 
 def _helper_names() -> set[str]:
-    """The module-level names of netspec.functional (copied into a file as needed)."""
-    from .. import functional
+    """The module-level names of netspec.nodes.functional (copied into a file as needed)."""
+    from ..nodes import functional
 
     return {n for n in vars(functional) if not n.startswith("__")}
 
@@ -509,7 +509,7 @@ def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
 
 
 def _io_shape(graph: Any, name: str) -> str:
-    from ..dims import shape_str
+    from ..compiler.dims import shape_str
 
     probe = graph.input_probe(name) if name in graph.inputs else graph.probe_of(name)
     return shape_str(probe.value, probe.twin)

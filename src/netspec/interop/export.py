@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..dims import batch_dims, shape_str
+from ..compiler.dims import batch_dims, shape_str
 from ..errors import first_line
-from ..outputs import atomic_file
+from ..files.outputs import atomic_file
 from . import ExportError
 
 __all__ = ["FORMATS", "export_model", "sample_inputs", "flat_outputs", "output_names", "random_outputs"]

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import torch
 from torch import Tensor
 
-from ..access import not_regular
 from ..data.readers import first_line, read_csv, read_tensor_file, show_path
 from ..errors import DataError, SpecError
+from ..files.access import not_regular
 from .scores import rows_of
 
 if TYPE_CHECKING:  # for _Predicting's fields; the training package loads when a prediction runs
@@ -121,8 +121,12 @@ def _image_samples(paths: list[Path], ctx: _Context) -> list[Sample]:
 
 def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     """Rows of a CSV file, read with the spec's csv source options when it has one."""
-    from ..data.sources.files import (CSVSource, _check_finite, _csv_features,  # the csv source's own rules
-                                      _label_column)
+    from ..data.sources.files import (  # the csv source's own rules
+        CSVSource,
+        _check_finite,
+        _csv_features,
+        _label_column,
+    )
 
     name = ctx.only_input("CSV rows")
     shape, dtype = ctx.inputs[name]
@@ -322,7 +326,7 @@ def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str], inpu
 
     from PIL import Image
 
-    from ..outputs import atomic_file, output_path
+    from ..files.outputs import atomic_file, output_path
 
     stem = Path(sample_id.split(":")[0].split("[")[0]).stem or "mask"
     name, n = f"{stem}.png", 2
@@ -381,7 +385,7 @@ def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *,
     >>> n, f.getvalue().splitlines()
     (1, ['input,class', 'a.png,3'])
     """
-    from ..outputs import atomic_file
+    from ..files.outputs import atomic_file
 
     folder = None
     if masks:

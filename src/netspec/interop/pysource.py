@@ -364,7 +364,7 @@ def forward_source(gm: torch.fx.GraphModule) -> tuple[str, dict[str, Callable[..
     renames: dict[str, Callable[..., Any]] = {}
     for name, fn in used.items():
         plain = getattr(fn, "__name__", name)
-        if getattr(fn, "__module__", "") != "netspec.functional":
+        if getattr(fn, "__module__", "") != "netspec.nodes.functional":
             plain = name  # imported under fx's name (see helper_sources)
         elif plain != name and re.search(rf"\b{re.escape(plain)}\b", src):
             src = rename_local(src, plain, _unused(plain, src))  # a node named `add_n` would hide the helper
@@ -415,7 +415,7 @@ def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str],
     netspec's helpers (and the module-level names they use) are copied; other functions
     are imported from their modules; ``inf``/``nan`` come from math.
 
-    >>> from netspec import functional
+    >>> from netspec.nodes import functional
     >>> imports, blocks = helper_sources({"cast": functional.cast})
     >>> imports, [b.partition("(")[0].partition(" = ")[0] for b in blocks]
     ([], ['_DTYPES', 'def cast'])
@@ -425,7 +425,7 @@ def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str],
     for name, fn in functions.items():
         if name in ("inf", "nan"):
             imports.add(f"from math import {name}")
-        elif getattr(fn, "__module__", "") == "netspec.functional":
+        elif getattr(fn, "__module__", "") == "netspec.nodes.functional":
             _copy_helper(fn.__name__, copied, imports)
         else:
             imports.add(_import_line(name, fn))
@@ -433,8 +433,8 @@ def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str],
 
 
 def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
-    """Copy a function of netspec.functional, and first what it refers to, into ``copied``."""
-    from .. import functional
+    """Copy a function of netspec.nodes.functional, and first what it refers to, into ``copied``."""
+    from ..nodes import functional
 
     if name in copied:
         return
@@ -456,7 +456,7 @@ def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
             assert segment is not None  # the statement was parsed from this very source
             copied[name] = segment + "\n"
             return
-    raise AssertionError(f"netspec.functional.{name} not found")
+    raise AssertionError(f"netspec.nodes.functional.{name} not found")
 
 
 def _import_line(name: str, fn: Any) -> str:

@@ -77,7 +77,7 @@ def reading_of(spec: Any, graph: Any, output: str) -> Reading:
     >>> reading_of(c.spec, c.graph, "output")
     Reading(output='output', kind='classes', activation='softmax')
     """
-    from ..dims import batch_first
+    from ..compiler.dims import batch_first
 
     # spec.output_names calls an unnamed last node `output` where the graph says `linear`: by position
     ref = graph.outputs[list(spec.output_names).index(output)][1]

@@ -71,7 +71,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--nproc", type=int, metavar="N",
                      help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
                      "data.batch_size is the global batch")
-    from ..cli import add_print_config
+    from ..cli_options import add_print_config
 
     add_print_config(run)
     run.set_defaults(func=run_command)
@@ -110,7 +110,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="allow the spec to import this Python module (custom layers); never implied",
     )
     parser.add_argument("--device", metavar="D", help="same as --set train.device=D (auto, cpu, cuda, cuda:N, mps)")
-    from ..cli import add_data_root
+    from ..cli_options import add_data_root
 
     add_data_root(parser)
 
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace, world: Any) -> int:
         err.every_rank = True  # type: ignore[attr-defined]
         raise
     if args.print_config:
-        from ..cli import print_config
+        from ..cli_options import print_config
 
         return print_config(spec, args.spec)
     if args.nproc is not None:

@@ -39,7 +39,7 @@ def located(spec: Any) -> Iterator[None]:
 
 def _document(spec: Any) -> Any:
     try:
-        from ..spec import document_of
+        from ..compiler.spec import document_of
 
         return document_of(spec)
     except (TypeError, AttributeError):  # not a Spec (a test's stand-in)
@@ -62,7 +62,7 @@ def spec_base_dir(spec: Any, given: str | Path | None = None) -> Path:
 
 def spec_roots(spec: Any) -> tuple[Path, ...]:
     """The data roots the user allowed when the spec was loaded (``load_spec(data_roots=...)``,
-    ``--data-root``); files are read only under these and the spec's folder (:mod:`netspec.access`).
+    ``--data-root``); files are read only under these and the spec's folder (:mod:`netspec.files.access`).
 
     >>> spec_roots(None)
     ()

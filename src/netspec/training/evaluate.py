@@ -23,7 +23,7 @@ from .weights import load_weights
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
     from ..data.build import Loaders
-    from ..spec import Spec
+    from ..compiler.spec import Spec
 
 __all__ = ["evaluate", "evaluate_loader", "forward", "batch_size"]
 
@@ -34,7 +34,7 @@ def evaluate(spec: Spec, *, checkpoint: str | Path | None = None, split: str = "
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
     The spec was checked when it was loaded, exactly as for ``train``; its files are read only
-    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.access`).
+    where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.files.access`).
 
     Example::
 

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import SpecError, did_you_mean, fmt_call, summarise
-from ..initializers import INIT_FUNCTIONS
-from ..registry import SpecPath
+from ..nodes.initializers import INIT_FUNCTIONS
+from ..nodes.registry import SpecPath
 from .rundir import Log
 from .weights import load_weights
 

@@ -42,7 +42,7 @@ from .watch import BadLoss, NanWatch, all_finite
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
     from ..data.build import Loaders
-    from ..spec import Spec
+    from ..compiler.spec import Spec
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -114,7 +114,7 @@ def train(spec: Spec, *, model: nn.Module | None = None, loaders: Loaders | None
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
     The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
     only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
-    data roots given to ``load_spec`` (:mod:`netspec.access`).
+    data roots given to ``load_spec`` (:mod:`netspec.files.access`).
 
     Example::
 

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..data.checks import ClassCount
 from ..errors import BuildError, DataError, SpecError, did_you_mean, fmt_args, number_string_hint
-from ..registry import Registry, SpecPath
+from ..nodes.registry import Registry, SpecPath
 
 if TYPE_CHECKING:
     from .spec import LossSpec

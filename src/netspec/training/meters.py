@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import SpecError
-from ..registry import SpecPath
+from ..nodes.registry import SpecPath
 from .distributed import all_sum
 from .losses import LOSSES, plan_terms
 from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BuildError, SpecError
-from ..registry import Registry, SpecPath
+from ..nodes.registry import Registry, SpecPath
 from .losses import adapt_target, pick_output
 
 if TYPE_CHECKING:

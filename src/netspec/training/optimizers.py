@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import SpecError, TrainingError, did_you_mean, fmt_args, fmt_call, number_string_hint, summarise
-from ..registry import Registry, SpecPath, check_args
+from ..nodes.registry import Registry, SpecPath, check_args
 from .rundir import Log
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
-from ..spec_base import SpecModel, reported_at_spec_path
+from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
 __all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "DistributedSpec", "TrainSpec",

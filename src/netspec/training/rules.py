@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import SpecError, did_you_mean
-from ..registry import SpecPath
+from ..nodes.registry import SpecPath
 from .losses import plan_terms
 from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name

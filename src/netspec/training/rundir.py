@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, TextIO
 import yaml
 
 from ..errors import TrainingError, WriteFailed, first_line
-from ..outputs import safe_name
+from ..files.outputs import safe_name
 
 __all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "write_bytes", "nofollow", "read_own",
            "fresh_temp", "probe", "spec_hash", "resolved_spec", "Background", "BACKGROUND"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import SpecError, fmt_args, number_string_hint
-from ..registry import Registry, SpecPath
+from ..nodes.registry import Registry, SpecPath
 from .optimizers import refuse_non_finite
 from .rundir import Log
 

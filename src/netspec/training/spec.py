@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from ..errors import did_you_mean
-from ..spec_base import SpecModel, reported_at_spec_path
 
 __all__ = [
     "Call",

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..access import FileAccess
 from ..errors import AccessRefused, CheckpointError, did_you_mean, summarise
-from ..registry import SpecPath
-from ..torchfile import load_torch_file
+from ..files.access import FileAccess
+from ..files.torchfile import load_torch_file
+from ..nodes.registry import SpecPath
 from .rundir import Log
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("
     Uses ``torch.load(weights_only=True)``: a file holding a whole pickled model is refused
     (unpickling can run arbitrary code). ``module.`` prefixes (DataParallel) are removed.
     A shape mismatch is a CheckpointError naming the key and both shapes. A file the spec
-    names is read only under ``base_dir`` and ``roots`` (:mod:`netspec.access`); one named on the
+    names is read only under ``base_dir`` and ``roots`` (:mod:`netspec.files.access`); one named on the
     command line (``path=("--checkpoint",)``) is the user's choice.
     """
     log = log or Log.quiet()
@@ -109,7 +109,7 @@ def check_fits(own: dict[str, Tensor], state: dict[str, Tensor], name: str, path
 
 
 def read_weights_file(file: Path, path: SpecPath) -> Any:
-    """The object in a weights or checkpoint file (:func:`netspec.torchfile.load_torch_file`)."""
+    """The object in a weights or checkpoint file (:func:`netspec.files.torchfile.load_torch_file`)."""
     return load_torch_file(file, path, CheckpointError, "weights file")
 
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable, get_args
 
 from pydantic import Field
 
-from ...access import FileAccess
-from ...registry import Registry
-from ...spec_base import SpecModel
+from ...compiler.spec_base import SpecModel
+from ...files.access import FileAccess
+from ...nodes.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported where data is loaded: the spec models do without it
     import torch
@@ -98,7 +98,7 @@ class LoadContext:
 
     Every file a source opens goes through :meth:`resolve` (a path the spec names) or
     :meth:`check` (a file found inside such a folder): the file-access policy of
-    :mod:`netspec.access` -- the spec's folder and the user's data roots, symlinks resolved.
+    :mod:`netspec.files.access` -- the spec's folder and the user's data roots, symlinks resolved.
     """
 
     base_dir: Path

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from ...access import not_regular
 from ...errors import DataError, did_you_mean
+from ...files.access import not_regular
 from ..readers import csv_line, read_csv, read_tensor_file, show_path
 from .base import BadSample, LoadContext, SourceData, SourceOptions, register_source
 

@@ -1,0 +1,219 @@
+"""Stage 5: a typed graph -> a ``torch.fx.GraphModule`` with a generated, readable forward.
+
+Submodules are registered in node order (so ``state_dict`` keys and parameter order follow
+the spec), blocks and repeats become nested GraphModules, and the forward is plain Python
+generated once by torch.fx: one line per node, with a shape comment, readable as ``.code``.
+Nothing interprets the graph at call time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import functools
+import math
+import re
+import warnings
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import fx, nn
+
+from ..errors import BuildError, SpecError
+from ..nodes import functional as nsf
+from ..nodes.model_nodes import family_of, truncate_model
+from ..nodes.parameters import make_parameter
+from ..nodes.zoo import set_submodule
+from .dims import build_on_meta
+from .typed import TypedGraph, TypedNode
+
+
+class NetspecTracer(fx.Tracer):
+    """fx's tracer, keeping calls to netspec's own functions (``pad_to_match``, ...) as leaves.
+
+    torch.fx rebuilds a pickled GraphModule (``torch.save(model)``, ``copy.deepcopy`` across
+    processes) by re-tracing its code with the graph's tracer class; those functions look at
+    real sizes, so they must not be traced into.
+    """
+
+    def __init__(self, autowrap_modules: tuple = (math,), autowrap_functions: tuple = ()) -> None:
+        super().__init__(autowrap_modules=(*autowrap_modules, nsf), autowrap_functions=autowrap_functions)
+
+
+class _ReadableCodeGen(fx.graph.CodeGen):
+    """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line."""
+
+    def __init__(self, shapes: dict[str, str]):
+        super().__init__()
+        self.shapes = shapes
+
+    def _gen_python_code(self, nodes: Any, root_module: str, namespace: Any, **kwargs: Any) -> Any:
+        code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
+        lines = []
+        for line in code.src.split("\n"):
+            line = re.sub(r";\s+[\w\s=]+ = None$", "", line)
+            m = re.match(r"^    (\w+) = ", line)
+            if m and m.group(1) in self.shapes:
+                line = f"{line:<72}  # {self.shapes[m.group(1)]}"
+            lines.append(line)
+        code.src = "\n".join(lines)
+        return code
+
+
+def _class_name(name: str) -> str:
+    parts = re.split(r"[^0-9A-Za-z]+", name)
+    out = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    return out if out and out[0].isalpha() else "Net" + out
+
+
+def _freeze(module: nn.Module, rule: bool | list[str] | None) -> list[str]:
+    """Apply a node's ``freeze`` rule; returns the names frozen."""
+    if not rule:
+        return []
+    frozen = []
+    for name, p in module.named_parameters():
+        if rule is True or any(fnmatch.fnmatchcase(name, pat) for pat in rule):
+            p.requires_grad_(False)
+            frozen.append(name)
+    if rule is not True and not frozen:
+        raise BuildError(f"`freeze` patterns {rule} match no parameter",
+                         hint="patterns are relative to the node, e.g. `layer1.*`; list them with --summary")
+    return frozen
+
+
+def _on_meta() -> bool:
+    return torch.get_default_device().type == "meta"
+
+
+def _make(factory: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)``; under ``build_module(device="meta")`` through ``build_on_meta``,
+    which also builds the modules that compute their layout with real tensors."""
+    return build_on_meta(factory, **kwargs) if _on_meta() else factory(**kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_meta_load() -> Iterator[None]:
+    """Loading weights into meta parameters checks names and shapes and copies nothing, which
+    is what a meta build wants: torch's warning that the copy is a no-op is left out."""
+    with warnings.catch_warnings():
+        if _on_meta():
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
+        yield
+
+
+def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
+    plan = node.zoo
+    assert plan is not None
+    family = family_of(plan.builder)
+    model = _make(functools.partial(family.build, plan.builder), **plan.kwargs)
+    if plan.weights is not None:
+        try:
+            with _quiet_meta_load():
+                log += [f"{node.name}: {line}" for line in family.load(model, plan.weights, plan.strict)]
+        except SpecError as e:  # CheckpointError: point at the node's `weights`
+            e.path, e.node = node.path + (node.op, "weights"), node.name
+            raise
+    try:
+        frozen = _freeze(model, node.freeze)  # freeze the backbone; replaced heads stay trainable
+    except BuildError as e:
+        e.path, e.node = node.path + ("freeze",), node.name
+        raise
+    if plan.truncate is not None:
+        model = truncate_model(model, plan.truncate, node.path, node.name)
+    for target, rnode in plan.replace:
+        assert rnode.layer_cls is not None
+        set_submodule(model, target, _make(rnode.layer_cls, **rnode.args))
+    if frozen:  # count after replacing: a new head under a frozen name is trainable
+        still = [n for n, p in model.named_parameters() if not p.requires_grad]
+        log.append(f"{node.name}: froze {len(still)} parameter tensors "
+                   f"({', '.join(sorted({f.split('.')[0] for f in still}))})")
+    return model
+
+
+def _build_child(node: TypedNode, log: list[str]) -> nn.Module | None:
+    if node.kind == "layer":
+        assert node.layer_cls is not None
+        module = _make(node.layer_cls, **node.args)
+    elif node.kind in ("block", "repeat", "group"):
+        assert node.sub is not None
+        module = build_module(node.sub, log=log)
+    elif node.kind == "zoo":
+        return _build_zoo(node, log)
+    else:
+        return None
+    _frozen(node, module, log)
+    return module
+
+
+def _frozen(node: TypedNode, module: nn.Module, log: list[str]) -> None:
+    try:
+        frozen = _freeze(module, node.freeze)
+    except BuildError as e:
+        e.path, e.node = node.path + ("freeze",), node.name
+        raise
+    if frozen:
+        log.append(f"{node.name}: froze {len(frozen)} parameter tensors")
+
+
+def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node], log: list[str]) -> fx.Node:
+    """Add one node to the fx graph (and its module or parameter to ``root``)."""
+    args = tuple(env[r] for r in node.inputs)
+    if node.kind == "param":
+        param = make_parameter(node.args)
+        if node.freeze:
+            param.requires_grad_(False)
+            log.append(f"{node.name}: frozen")
+        root.register_parameter(node.name, param)
+        return g.get_attr(node.name)
+    child = _build_child(node, log)
+    if child is None:
+        assert node.op_entry is not None
+        fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
+        return g.call_function(fn, fargs, fkw)
+    root.add_module(node.name, child)
+    kwargs: dict[str, Any] = {k: env[v] if isinstance(v, str) else tuple(env[x] for x in v)
+                              for k, v in node.kw_inputs.items()}
+    return g.call_module(node.name, args, kwargs)
+
+
+def build_module(graph: TypedGraph, *, log: list[str] | None = None,
+                 device: torch.device | str | None = None) -> fx.GraphModule:
+    """Build real modules for every node and generate the forward.
+
+    ``device`` is where parameters and buffers are made (default: torch's default device).
+    ``"meta"`` builds the whole module without memory or initialisation, for checks and
+    summaries (``netspec validate``, ``netspec compile``); weights files are still read and
+    checked against the model.
+
+    >>> import torch
+    >>> from netspec.compiler.spec import load_spec
+    >>> from netspec.compiler.shapes import infer_shapes
+    >>> spec = load_spec("t.yaml", text="name: t\\ninputs: {x: [4]}\\nnodes:\\n  - Linear: {out_features: 2}\\n")
+    >>> m = build_module(infer_shapes(spec))
+    >>> m(torch.zeros(3, 4)).shape
+    torch.Size([3, 2])
+    """
+    if device is not None:
+        with torch.device(device):
+            return build_module(graph, log=log)
+    log = log if log is not None else []
+    root = nn.Module()
+    g = fx.Graph(tracer_cls=NetspecTracer)
+    env: dict[str, fx.Node] = {}
+    for name in graph.inputs:
+        env[name] = g.placeholder(name)
+    shapes: dict[str, str] = {}
+    for node in graph.nodes:
+        out = _emit(g, root, node, env, log)
+        out.name = node.var if node.name not in env else out.name
+        env[node.name] = out
+        shapes[out.name] = node.shape
+    outs = [env[ref] for _, ref in graph.outputs]
+    if graph.output_type == "dict":
+        g.output({ext: env[ref] for ext, ref in graph.outputs})
+    else:
+        g.output(outs[0] if len(outs) == 1 else tuple(outs))
+    g.set_codegen(_ReadableCodeGen(shapes))
+    gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
+    gm.netspec_graph = graph  # type: ignore[assignment]  # for summaries and tools
+    return gm

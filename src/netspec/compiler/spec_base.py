@@ -1,0 +1,61 @@
+"""The pydantic base every spec model uses: unknown keys are errors, with a did-you-mean."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import SpecError, did_you_mean
+
+
+@contextlib.contextmanager
+def reported_at_spec_path() -> Iterator[None]:
+    """Let a validator raise :class:`SpecError` with a path relative to the model it validates.
+
+    pydantic only collects its own error types, so the SpecError travels as a
+    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.compiler.spec.spec_error_from_pydantic`
+    puts the model's place in the document in front of the path and locates it.
+
+    >>> from pydantic import ValidationError
+    >>> try:
+    ...     with reported_at_spec_path():
+    ...         raise SpecError("no such thing", path=("args", "x"), hint="try y")
+    ... except PydanticCustomError as e:
+    ...     e.type, e.context["subpath"], e.context["hint"]
+    ('netspec', ['args', 'x'], 'try y')
+    """
+    try:
+        yield
+    except SpecError as e:
+        raise PydanticCustomError("netspec", "{message}", {"message": e.message, "hint": e.hint,
+                                                           "subpath": list(e.path), "key": e.key}) from None
+
+
+class SpecModel(BaseModel):
+    """Base for all spec sections: ``extra="forbid"`` plus a did-you-mean for unknown keys.
+
+    >>> class Opt(SpecModel):
+    ...     lr: float = 0.1
+    >>> Opt.model_validate({"lr": 0.5}).lr
+    0.5
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        known |= {f.alias for f in cls.model_fields.values() if f.alias}
+        for key in data:
+            if key not in known:
+                hint = did_you_mean(str(key), sorted(known)) or \
+                    f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
+                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}",
+                                          {"key": str(key), "hint": hint})
+        return data

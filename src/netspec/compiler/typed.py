@@ -1,0 +1,120 @@
+"""The typed graph: what shape inference (``shapes.py``) hands to module building and summaries.
+
+Each node carries everything needed to build it for real and its output inferred on meta
+tensors at two batch sizes (``value`` and ``twin``, see ``dims.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..nodes.ops import OpType
+from .dims import Probe, shape_str
+
+SpecPath = tuple[str | int, ...]
+KwInputs = dict[str, "str | list[str]"]  # forward keyword -> node name, or names for a tuple
+
+
+@dataclass
+class Options:
+    """Compile options that are not part of the spec."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    roots: tuple[Path, ...] = ()              # data roots: weights files are read only here and in base_dir
+    max_params: int = 2_000_000_000           # refuse bigger models before allocating
+    max_activation_bytes: int = 16 * 2 ** 30  # per sample, forward activations (fp32)
+    max_nodes: int = 20_000                   # instantiated nodes (repeats and blocks expanded)
+
+
+@dataclass
+class ZooPlan:
+    """How to build a torchvision node for real (the meta pass validated it)."""
+
+    builder: str
+    kwargs: dict[str, Any]
+    weights: Path | None
+    strict: bool
+    truncate: str | None
+    replace: list[tuple[str, "TypedNode"]]
+
+
+@dataclass
+class TypedNode:
+    """A node with everything needed to build it, and its output value on meta tensors."""
+
+    name: str                      # also the submodule name: "conv1", or "0" inside repeats and groups
+    kind: str                      # layer | op | param | block | group | zoo | repeat
+    op: str
+    path: SpecPath
+    inputs: list[str]              # positional inputs
+    args: dict[str, Any]           # constructor kwargs (layer) / op kwargs
+    value: Any                     # meta tensor or tuple of them (batch = META_BATCH)
+    twin: Any = None               # the same at batch TWIN_BATCH
+    notes: list[str] = field(default_factory=list)
+    kw_inputs: KwInputs = field(default_factory=dict)
+    freeze: bool | list[str] | None = None
+    sub: "TypedGraph | None" = None
+    zoo: ZooPlan | None = None
+    layer_cls: type[nn.Module] | None = None
+    op_entry: OpType | None = None
+    params: int = 0
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(self.value, self.twin)
+
+    @property
+    def shape(self) -> str:
+        """The output shape as the summary and the code comments show it: ``(B, 64, 28, 28)``."""
+        return shape_str(self.value, self.twin)
+
+    @property
+    def var(self) -> str:
+        """The node's variable in the generated code: its name, or ``conv2d_0`` for the child
+        ``0`` of a repeat or group (a Python name cannot start with a digit)."""
+        if self.name.isidentifier():
+            return self.name
+        return f"{re.sub(r'[^0-9a-zA-Z_]', '_', self.op).lower()}_{self.name}"
+
+
+@dataclass
+class TypedGraph:
+    """A graph with shapes: the input of module building and of the summary."""
+
+    name: str
+    inputs: dict[str, Any]         # name -> meta tensor (batch = META_BATCH)
+    nodes: list[TypedNode]
+    outputs: list[tuple[str, str]]
+    output_type: str = "tuple"
+    input_twins: dict[str, Any] = field(default_factory=dict)  # the inputs at batch TWIN_BATCH
+
+    @classmethod
+    def of(cls, name: str, inputs: dict[str, Probe], nodes: list[TypedNode], outputs: list[tuple[str, str]],
+           output_type: str = "tuple") -> "TypedGraph":
+        return cls(name, {k: p.value for k, p in inputs.items()}, nodes, outputs, output_type,
+                   {k: p.twin for k, p in inputs.items()})
+
+    def input_probe(self, name: str) -> Probe:
+        return Probe(self.inputs[name], self.input_twins[name])
+
+    def node(self, name: str) -> TypedNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def total_params(self) -> int:
+        return sum(n.params for n in self.nodes)
+
+    def probe_of(self, name: str) -> Probe:
+        """The value of an input or node, at both batch sizes."""
+        if name in self.inputs:
+            return self.input_probe(name)
+        return self.node(name).probe
+
+    def output_probe(self) -> Probe:
+        """What the graph returns: one value, or a tuple of them."""
+        probes = [self.probe_of(ref) for _, ref in self.outputs]
+        return probes[0] if len(probes) == 1 else Probe.of_tuple(probes)

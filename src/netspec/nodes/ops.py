@@ -1,0 +1,439 @@
+"""Registry of tensor operations usable as nodes: merges (cat, add, ...), reshapes, pads.
+
+An op is a small function that, given its input values and validated arguments, returns
+``(target, args, kwargs)`` -- the call the generated forward makes. The same description
+drives shape inference (the call runs on meta tensors) and code generation (the call
+becomes one line of the fx graph), so the two cannot disagree.
+
+Dims count the batch as dim 0, exactly as in torch (``cat`` on channels is ``dim: 1``);
+shapes (``reshape``) are per sample, the batch dim is kept.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import GraphError, ShapeError
+from . import functional as nsf
+from .registry import Registry
+
+Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+@dataclass
+class OpType:
+    """One entry of the op registry."""
+
+    name: str
+    emit: Callable[..., Call]          # (inputs, **args) -> (target, args, kwargs)
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+    positional: str | None = None      # the argument a scalar or list value fills
+    refs: tuple[str, ...] = ()         # arguments that name other nodes (become inputs)
+    check: Callable[..., None] | None = None  # (shapes, **args): nice errors before running
+    doc: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # name -> (type, default)
+    # (full input shapes, **args) -> the output's shape (dtype: the first input's), or None where
+    # unsure: saves the meta run of ops that torch implements in Python (see shape_rules.py)
+    shape: Callable[..., tuple[int, ...] | None] | None = None
+
+
+#: op name -> entry, written by the @op decorator below.
+OPS: Registry[OpType] = Registry("op", hint="see `netspec layers ops` for the list")
+
+
+def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | None = None,
+       refs: tuple[str, ...] = (), check: Callable[..., None] | None = None,
+       shape: Callable[..., tuple[int, ...] | None] | None = None):
+    """Decorator registering an op; the function's keyword arguments are the op's arguments."""
+
+    def wrap(fn: Callable[..., Call]) -> Callable[..., Call]:
+        import inspect
+
+        sig = inspect.signature(fn)
+        params = {n: (p.annotation, p.default) for n, p in list(sig.parameters.items())[1:]}
+        OPS.add(name, OpType(name, fn, inputs[0], inputs[1], positional, refs, check,
+                             (fn.__doc__ or "").strip().split("\n")[0], params, shape))
+        return fn
+
+    return wrap
+
+
+# ---- checks with messages that name the shapes -------------------------------------------
+# A check gets each input's full shape with its batch dims as labels: ("B", 64, 28, 28), or
+# (1, "B", 64) for an LSTM's h_n (see dims.py).
+
+Dims = tuple[int | str, ...]
+
+
+def _fmt(shape: Dims) -> str:
+    """``64x28x28`` for a batch-first shape (the batch left out), the full shape otherwise."""
+    if shape and shape[0] == "B" and all(isinstance(d, int) for d in shape[1:]):
+        return "x".join(map(str, shape[1:])) or "scalar"
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def _check_cat(shapes: list[Dims], dim: int = 1) -> None:
+    ndim = len(shapes[0])
+    if any(len(s) != ndim for s in shapes) or ndim == 0:
+        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
+                         "they must have the same number of dims")
+    d = dim % ndim
+    if isinstance(shapes[0][d], str):
+        raise ShapeError(f"cannot concatenate along the batch dim {dim}")
+    for s in shapes[1:]:
+        if any(a != b for i, (a, b) in enumerate(zip(shapes[0], s)) if i != d):
+            raise ShapeError(f"inputs are {' and '.join(_fmt(x) for x in shapes)}; "
+                             f"they must match outside dim {dim}",
+                             hint="pad or crop one side first (e.g. `pad_to: {like: ...}`)")
+
+
+def _check_same(shapes: list[Dims], **_: Any) -> None:
+    sizes = [tuple(2 if isinstance(d, str) else d for d in s) for s in shapes]  # any fixed stand-in for B
+    try:
+        torch.broadcast_shapes(*sizes)
+    except RuntimeError:
+        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
+                         "they must be equal or broadcastable") from None
+
+
+def _check_stack(shapes: list[Dims], dim: int = 1) -> None:
+    if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; stack needs equal shapes")
+
+
+def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
+    """`add: [a, b]` or `add: 1.0` (the previous node plus a number), not both, not neither."""
+    if (len(inputs) >= 2) == (other is not None):
+        raise GraphError(f"`{name}` takes two inputs, or one input and a number"
+                         + (" (not both)" if other is not None else f", got {len(inputs)} input"),
+                         hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0")
+
+
+# ---- merges and arithmetic ---------------------------------------------------------------
+
+def _catted(shapes: list[tuple[int, ...]], dim: int = 1) -> tuple[int, ...] | None:
+    """cat's output: the inputs' shape, with the sizes along `dim` added.
+
+    >>> _catted([(2, 3, 4), (2, 5, 4)]), _catted([(2, 3, 4), (2, 5, 5)])
+    ((2, 8, 4), None)
+    """
+    ndim = len(shapes[0])
+    if not -ndim <= dim < ndim or any(len(s) != ndim for s in shapes):
+        return None
+    d = dim % ndim
+    if any(s[:d] + s[d + 1:] != shapes[0][:d] + shapes[0][d + 1:] for s in shapes):
+        return None
+    return (*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1:])
+
+
+@op("cat", inputs=(2, None), check=_check_cat, shape=_catted)
+def _cat(inputs: list[Any], dim: int = 1) -> Call:
+    """Concatenate the inputs along `dim` (default 1, channels), in the order listed."""
+    return torch.cat, (list(inputs),), {"dim": dim}
+
+
+@op("stack", inputs=(2, None), check=_check_stack)
+def _stack(inputs: list[Any], dim: int = 1) -> Call:
+    """Stack equal-shaped inputs along a new dim."""
+    return torch.stack, (list(inputs),), {"dim": dim}
+
+
+def _arithmetic(name: str, fn: Callable[..., Any], many: Callable[..., Any] | None, doc: str) -> None:
+    """add / sub / mul / div: of two inputs (or more, for add and mul), or of one input and a number."""
+
+    def emit(inputs: list[Any], other: float | None = None) -> Call:
+        _two_or_number(name, inputs, other)
+        if other is not None:
+            return fn, (inputs[0], other), {}
+        if len(inputs) == 2:
+            return fn, tuple(inputs), {}
+        assert many is not None  # the op takes more than two inputs only when it has a `many`
+        return many, tuple(inputs), {}
+
+    emit.__doc__ = doc
+    op(name, inputs=(1, None if many else 2), positional="other", check=_check_same)(emit)
+
+
+_arithmetic("add", operator.add, nsf.add_n, "Element-wise sum (broadcasting), e.g. a residual; or the input plus a number.")
+_arithmetic("mul", operator.mul, nsf.mul_n, "Element-wise product (broadcasting), e.g. gating; or the input times a number.")
+_arithmetic("sub", operator.sub, None, "First input minus the second, or the input minus a number.")
+_arithmetic("div", operator.truediv, None, "First input divided by the second, or the input divided by a number.")
+
+
+@op("matmul", inputs=(2, 2))
+def _matmul(inputs: list[Any]) -> Call:
+    """Matrix product of the two inputs (torch.matmul)."""
+    return torch.matmul, tuple(inputs), {}
+
+
+@op("maximum", inputs=(2, 2), check=_check_same)
+def _maximum(inputs: list[Any]) -> Call:
+    """Element-wise maximum of two inputs."""
+    return torch.maximum, tuple(inputs), {}
+
+
+@op("minimum", inputs=(2, 2), check=_check_same)
+def _minimum(inputs: list[Any]) -> Call:
+    """Element-wise minimum of two inputs."""
+    return torch.minimum, tuple(inputs), {}
+
+
+# ---- reshaping ---------------------------------------------------------------------------
+
+@op("flatten", positional="start_dim")
+def _flatten(inputs: list[Any], start_dim: int = 1, end_dim: int = -1) -> Call:
+    """Flatten dims start_dim..end_dim (default: everything but the batch)."""
+    return torch.flatten, (inputs[0],), {"start_dim": start_dim, "end_dim": end_dim}
+
+
+@op("reshape", positional="shape")
+def _reshape(inputs: list[Any], shape: list[int]) -> Call:
+    """Reshape each sample to `shape` (per sample; the batch dim is kept)."""
+    if -1 in shape:
+        return nsf.reshape_batch, (inputs[0], tuple(shape)), {}
+    return torch.reshape, (inputs[0], (-1, *shape)), {}
+
+
+OPS.add("view", OPS["reshape"])
+
+
+@op("permute", positional="dims")
+def _permute(inputs: list[Any], dims: list[int]) -> Call:
+    """Permute dims (torch semantics: dim 0 is the batch)."""
+    return torch.permute, (inputs[0], tuple(dims)), {}
+
+
+@op("transpose")
+def _transpose(inputs: list[Any], dim0: int, dim1: int) -> Call:
+    """Swap two dims (torch semantics)."""
+    return torch.transpose, (inputs[0], dim0, dim1), {}
+
+
+@op("squeeze", positional="dim")
+def _squeeze(inputs: list[Any], dim: int) -> Call:
+    """Remove a size-1 dim (torch semantics: dim 0 is the batch)."""
+    return torch.squeeze, (inputs[0], dim), {}
+
+
+@op("unsqueeze", positional="dim")
+def _unsqueeze(inputs: list[Any], dim: int) -> Call:
+    """Insert a size-1 dim, e.g. a scalar input (B,) -> (B, 1) with `unsqueeze: 1`."""
+    return torch.unsqueeze, (inputs[0], dim), {}
+
+
+@op("contiguous")
+def _contiguous(inputs: list[Any]) -> Call:
+    """Make the tensor contiguous in memory."""
+    return nsf.contiguous, (inputs[0],), {}
+
+
+@op("item", positional="index")
+def _item(inputs: list[Any], index: int) -> Call:
+    """Pick element `index` of a tuple output (e.g. LSTM's output sequence is item 0)."""
+    return operator.getitem, (inputs[0], index), {}
+
+
+@op("select")
+def _select(inputs: list[Any], dim: int, index: int) -> Call:
+    """Select one index along a dim, removing it (e.g. the last LSTM step: dim 1, index -1)."""
+    return torch.select, (inputs[0], dim, index), {}
+
+
+@op("narrow")
+def _narrow(inputs: list[Any], dim: int, start: int, length: int) -> Call:
+    """Keep `length` entries of `dim` starting at `start`."""
+    return torch.narrow, (inputs[0], dim, start, length), {}
+
+
+@op("chunk")
+def _chunk(inputs: list[Any], chunks: int, dim: int = 1) -> Call:
+    """Split into `chunks` pieces along `dim`; pick one with `item`."""
+    return torch.chunk, (inputs[0], chunks), {"dim": dim}
+
+
+# ---- padding and resizing ----------------------------------------------------------------
+
+@op("pad", positional="pad")
+def _pad(inputs: list[Any], pad: list[int], mode: Literal["constant", "reflect", "replicate", "circular"] = "constant",
+         value: float = 0.0) -> Call:
+    """torch.nn.functional.pad with the same `pad` list (last dim first)."""
+    kwargs: dict[str, Any] = {"mode": mode}
+    if mode == "constant":
+        kwargs["value"] = value
+    return F.pad, (inputs[0], list(pad)), kwargs
+
+
+def _padded_to(shapes: list[tuple[int, ...]], like: str | None = None) -> tuple[int, ...] | None:
+    """pad_to's output: dims 0-1 of the input, the rest of `like` (F.pad crops where it is smaller).
+
+    >>> _padded_to([(2, 8, 5, 5), (2, 4, 6, 7)]), _padded_to([(2, 8, 5), (2, 4, 6, 7)])
+    ((2, 8, 6, 7), None)
+    """
+    x, other = shapes
+    return (*x[:2], *other[2:]) if len(x) == len(other) >= 2 else None
+
+
+@op("pad_to", inputs=(2, 2), refs=("like",), shape=_padded_to)
+def _pad_to(inputs: list[Any], like: str | None = None) -> Call:
+    """Zero-pad dims 2.. to the size of the node `like`, half before, half after (U-Net's Up)."""
+    return nsf.pad_to_match, (inputs[0], inputs[1]), {}
+
+
+@op("expand_batch", inputs=(2, 2), refs=("like",))
+def _expand_batch(inputs: list[Any], like: str | None = None) -> Call:
+    """Expand dim 0 (size 1) to the batch of `like`: a learnt token (ViT's class token) for every sample."""
+    return nsf.expand_to_batch, (inputs[0], inputs[1]), {}
+
+
+@op("interpolate")
+def _interpolate(inputs: list[Any], size: int | list[int] | None = None,
+                 scale_factor: float | list[float] | None = None,
+                 mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact"] = "nearest",
+                 align_corners: bool | None = None) -> Call:
+    """Resize with torch.nn.functional.interpolate."""
+    return F.interpolate, (inputs[0],), {"size": size, "scale_factor": scale_factor, "mode": mode,
+                                         "align_corners": align_corners}
+
+
+# ---- reductions and activations ----------------------------------------------------------
+
+def _reduction(name: str, fn: Callable[..., Any], doc: str) -> None:
+    def emit(inputs: list[Any], dim: int | list[int], keepdim: bool = False) -> Call:
+        return fn, (inputs[0],), {"dim": tuple(dim) if isinstance(dim, list) else dim, "keepdim": keepdim}
+
+    emit.__doc__ = doc
+    op(name, positional="dim")(emit)
+
+
+_reduction("mean", torch.mean, "Mean over `dim` (int or list; torch semantics).")
+_reduction("sum", torch.sum, "Sum over `dim`.")
+_reduction("amax", torch.amax, "Maximum over `dim`.")
+_reduction("amin", torch.amin, "Minimum over `dim`.")
+_reduction("logsumexp", torch.logsumexp, "log(sum(exp(x))) over `dim`, computed stably.")
+_reduction("std", torch.std, "Standard deviation over `dim` (Bessel-corrected, as torch).")
+_reduction("var", torch.var, "Variance over `dim` (Bessel-corrected, as torch).")
+
+
+@op("softmax", positional="dim")
+def _softmax(inputs: list[Any], dim: int = 1) -> Call:
+    """Softmax over `dim` (default 1)."""
+    return torch.softmax, (inputs[0], dim), {}
+
+
+@op("log_softmax", positional="dim")
+def _log_softmax(inputs: list[Any], dim: int = 1) -> Call:
+    """Log-softmax over `dim` (default 1)."""
+    return torch.log_softmax, (inputs[0], dim), {}
+
+
+@op("layer_norm", inputs=(1, 3))
+def _layer_norm(inputs: list[Any], normalized_shape: list[int], eps: float = 1e-5) -> Call:
+    """Layer norm over the last dims, times and plus the optional 2nd and 3rd inputs (Parameter nodes)."""
+    weight, bias = (list(inputs[1:]) + [None, None])[:2]
+    return F.layer_norm, (inputs[0], list(normalized_shape), weight, bias, eps), {}
+
+
+@op("clamp")
+def _clamp(inputs: list[Any], min: float | None = None, max: float | None = None) -> Call:
+    """Clamp values into [min, max]."""
+    return torch.clamp, (inputs[0],), {"min": min, "max": max}
+
+
+@op("scale", positional="factor")
+def _scale(inputs: list[Any], factor: float) -> Call:
+    """Multiply by a constant."""
+    return operator.mul, (inputs[0], factor), {}
+
+
+@op("to", positional="dtype")
+def _to(inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]) -> Call:
+    """Cast to a dtype (e.g. integer features to float32 before a Linear)."""
+    return nsf.cast, (inputs[0], dtype), {}
+
+
+# ---- element-wise functions, by their torch names -----------------------------------------
+# A fixed list of torch functions: a spec names one of these, never an arbitrary attribute of
+# torch. Shapes need no rule of their own: the call runs on meta tensors like any other op.
+
+_UNARY: dict[str, tuple[Callable[..., Any], str]] = {
+    "abs": (torch.abs, "|x|"), "neg": (torch.neg, "-x"), "sign": (torch.sign, "-1, 0 or 1 by the sign of x"),
+    "exp": (torch.exp, "e ** x"), "expm1": (torch.expm1, "e ** x - 1, accurate near 0"),
+    "log": (torch.log, "Natural logarithm"), "log1p": (torch.log1p, "log(1 + x), accurate near 0"),
+    "sqrt": (torch.sqrt, "Square root"), "rsqrt": (torch.rsqrt, "1 / sqrt(x)"), "square": (torch.square, "x ** 2"),
+    "reciprocal": (torch.reciprocal, "1 / x"), "sigmoid": (torch.sigmoid, "Logistic sigmoid"),
+    "tanh": (torch.tanh, "Hyperbolic tangent"), "relu": (torch.relu, "max(x, 0)"),
+    "sin": (torch.sin, "Sine"), "cos": (torch.cos, "Cosine"), "erf": (torch.erf, "Error function"),
+    "floor": (torch.floor, "Round down"), "ceil": (torch.ceil, "Round up"), "round": (torch.round, "Round to nearest"),
+    "logical_not": (torch.logical_not, "Boolean not (masks)"),
+    # random: torch's global generator draws, so `train.seed` (torch.manual_seed) decides them
+    "randn_like": (torch.randn_like, "Standard normal noise of the input's shape and dtype (global RNG)"),
+    "rand_like": (torch.rand_like, "Uniform [0, 1) noise of the input's shape and dtype (global RNG)"),
+    "bernoulli": (torch.bernoulli, "0/1 draws with the input as probabilities (global RNG)"),
+    "zeros_like": (torch.zeros_like, "Zeros of the input's shape and dtype"),
+    "ones_like": (torch.ones_like, "Ones of the input's shape and dtype"),
+}
+
+
+def _unary(name: str, fn: Callable[..., Any], doc: str) -> None:
+    def emit(inputs: list[Any]) -> Call:
+        return fn, (inputs[0],), {}
+
+    emit.__doc__ = f"{doc} (torch.{name})."
+    op(name)(emit)
+
+
+for _name, (_fn, _doc) in _UNARY.items():
+    _unary(_name, _fn, _doc)
+
+
+def _binary(name: str, fn: Callable[..., Any], doc: str) -> None:
+    """Comparisons and logic: of two inputs, or of one input and a number (`eq: 0`)."""
+
+    def emit(inputs: list[Any], other: float | None = None) -> Call:
+        _two_or_number(name, inputs, other)
+        return fn, (inputs[0], other if other is not None else inputs[1]), {}
+
+    emit.__doc__ = f"{doc} (torch.{name})."
+    op(name, inputs=(1, 2), positional="other", check=_check_same)(emit)
+
+
+for _name, (_fn, _doc) in {
+    "eq": (torch.eq, "x == other, a bool mask"), "ne": (torch.ne, "x != other"), "lt": (torch.lt, "x < other"),
+    "le": (torch.le, "x <= other"), "gt": (torch.gt, "x > other"), "ge": (torch.ge, "x >= other"),
+    "logical_and": (torch.logical_and, "Boolean and"), "logical_or": (torch.logical_or, "Boolean or"),
+}.items():
+    _binary(_name, _fn, _doc)
+
+
+@op("pow", inputs=(1, 2), positional="exponent", check=_check_same)
+def _pow(inputs: list[Any], exponent: float | None = None) -> Call:
+    """x ** exponent: a number (`pow: 2`), or a second input (torch.pow)."""
+    _two_or_number("pow", inputs, exponent)
+    return torch.pow, (inputs[0], exponent if exponent is not None else inputs[1]), {}
+
+
+@op("where", inputs=(2, 3), positional="other", check=_check_same)
+def _where(inputs: list[Any], other: float | None = None) -> Call:
+    """`from: [condition, x, y]`: x where the condition holds, else y (or the number `other`)."""
+    if (len(inputs) == 3) == (other is not None):
+        raise GraphError("`where` takes [condition, x, y], or [condition, x] and a number `other`",
+                         hint="e.g. `where: {other: 0.0}` with `from: [mask, x]`")
+    return torch.where, (inputs[0], inputs[1], other if other is not None else inputs[2]), {}
+
+
+@op("randint_like")
+def _randint_like(inputs: list[Any], high: int, low: int = 0) -> Call:
+    """Random integers in [low, high) of the input's shape (global RNG)."""
+    return torch.randint_like, (inputs[0], low, high), {}
+
+
+@op("full_like", positional="fill_value")
+def _full_like(inputs: list[Any], fill_value: float) -> Call:
+    """A tensor of the input's shape and dtype filled with `fill_value`."""
+    return torch.full_like, (inputs[0], fill_value), {}

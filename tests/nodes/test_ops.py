@@ -1,0 +1,95 @@
+"""Element-wise, comparison and random ops by their torch names (issue 9, item 3).
+
+Shapes come from running the call on meta tensors like every op (``test_registry.py`` checks
+each against a real forward); here: values, scalars as `other`, and random ops following the
+seed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import netspec
+from netspec.errors import SpecError
+from netspec.nodes.ops import OPS
+
+
+def _model(nodes: str, inputs: str = "{x: [3, 4]}") -> torch.nn.Module:
+    return netspec.build_model(netspec.load_spec(text=f"name: t\ninputs: {inputs}\nnodes:\n{nodes}"))
+
+
+@pytest.mark.parametrize("name,fn", [("exp", torch.exp), ("log1p", torch.log1p), ("sigmoid", torch.sigmoid),
+                                     ("tanh", torch.tanh), ("abs", torch.abs), ("sqrt", torch.sqrt)])
+def test_unary_ops_are_the_torch_functions(name: str, fn) -> None:
+    x = torch.rand(2, 3, 4)
+    model = _model(f"  - {name}\n")
+    assert_close(model(x), fn(x))
+    assert f"torch.{name}(x)" in model.code
+
+
+@pytest.mark.parametrize("node,fn", [
+    ("{add: 1.5, from: x}", lambda x, y: x + 1.5), ("{sub: 1, from: x}", lambda x, y: x - 1),
+    ("{mul: -0.5, from: x}", lambda x, y: x * -0.5), ("{div: 4, from: x}", lambda x, y: x / 4),
+    ("{pow: 2, from: x}", lambda x, y: x ** 2), ("{pow: [x, y]}", torch.pow),
+    ("{eq: 0.5, from: x}", lambda x, y: x == 0.5), ("{gt: [x, y]}", lambda x, y: x > y),
+    ("{minimum: [x, y]}", torch.minimum),
+    ("{where: {other: 0.0}, from: [m, x]}", lambda x, y: torch.where(x > 0.5, x, 0.0)),
+    ("{where: [m, x, y]}", lambda x, y: torch.where(x > 0.5, x, y)),
+])
+def test_binary_ops_take_a_second_input_or_a_number(node: str, fn) -> None:
+    mask = "  - m: {gt: 0.5, from: x}\n" if "m," in node else ""
+    model = _model(f"{mask}  - out: {node}\noutputs: [out, y]\n", "{x: [3, 4], y: [3, 4]}")
+    x, y = torch.rand(2, 3, 4), torch.rand(2, 3, 4)
+    with torch.no_grad():
+        assert_close(model(x, y)[0], fn(x, y))
+
+
+def test_random_ops_follow_the_seed_and_differ_across_seeds() -> None:
+    model = _model("  - noise: randn_like\n  - add: [x, noise]\n")
+    x = torch.zeros(4, 3, 4)
+    torch.manual_seed(0)
+    a = model(x)
+    torch.manual_seed(0)
+    b = model(x)
+    torch.manual_seed(1)
+    c = model(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(0)
+    assert torch.equal(a, torch.randn(4, 3, 4))
+
+
+def test_compiling_draws_nothing_from_the_global_generator() -> None:
+    """Shape inference runs random ops on meta tensors: a seeded run is not shifted by it."""
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    netspec.compile_spec(netspec.load_spec(text="name: t\ninputs: {x: [4]}\nnodes:\n  - randn_like\n  - rand_like\n"))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_vae_sample_can_be_written() -> None:
+    """z = mu + randn_like(std) * exp(0.5 * logvar), the issue's example."""
+    model = _model("  - mu: {Linear: {out_features: 2}, from: x}\n  - logvar: {Linear: {out_features: 2}, from: x}\n"
+                   "  - scaled: {mul: 0.5, from: logvar}\n  - std: exp\n  - eps: randn_like\n"
+                   "  - noise: {mul: [eps, std]}\n  - z: {add: [mu, noise]}\n", "{x: [4]}")
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        torch.manual_seed(2)
+        z = model(x)
+        torch.manual_seed(2)
+        std = torch.exp(0.5 * model.logvar(x))
+        assert_close(z, model.mu(x) + torch.randn_like(std) * std)
+
+
+def test_two_inputs_and_a_number_is_refused() -> None:
+    with pytest.raises(SpecError, match="`add` takes two inputs, or one input and a number"):
+        _model("  - add: {other: 1.0}\n    from: [x, x]\n")
+
+
+def test_ops_are_a_fixed_list_of_torch_functions() -> None:
+    """A spec names registered ops only: nothing reaches other attributes of torch."""
+    for name in ("load", "save", "set_default_device", "manual_seed", "getattr", "__import__", "eval"):
+        assert name not in OPS
+    with pytest.raises(SpecError, match="unknown layer, op or block `manual_seed`"):
+        _model("  - manual_seed: 0\n")

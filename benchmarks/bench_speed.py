@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -132,7 +134,7 @@ def run_netspec(case: Case, data_file: Path, args: argparse.Namespace, precision
         started = time.time()  # the first "epoch" includes the set-up: dropped with the warm-up
         result = train(spec, out=out, stream=io.StringIO(), base_dir=data_file.parent)
     stamps = [started] + [r["t"] for r in result.history]
-    return [args.samples / (b - a) for a, b in zip(stamps, stamps[1:])], result.history[-1]["train_loss"]
+    return [args.samples / (b - a) for a, b in itertools.pairwise(stamps)], result.history[-1]["train_loss"]
 
 
 def run_seed_loop(case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, precision: str,
@@ -258,12 +260,13 @@ def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: P
     torch.save({"image": x, "label": y}, data_file)
     rows = []
     for precision in args.precisions:
-        runs = [("netspec run", lambda: run_netspec(case, data_file, args, precision, device)),
-                ("netspec run, checkpoint at the end", lambda: run_netspec(case, data_file, args, precision, device,
-                                                                           every=0)),
-                ("seed-style loop", lambda: run_seed_loop(case, x, y, args, precision, device)),
-                ("tuned loop", lambda: run_tuned_loop(case, x, y, args, precision, device))]
-        runs += [(f"netspec run, compile {m}", lambda m=m: run_netspec(case, data_file, args, precision, device, m))
+        p = precision  # bound as a default below, so each closure keeps this round's precision
+        runs = [("netspec run", lambda p=p: run_netspec(case, data_file, args, p, device)),
+                ("netspec run, checkpoint at the end", lambda p=p: run_netspec(case, data_file, args, p, device,
+                                                                               every=0)),
+                ("seed-style loop", lambda p=p: run_seed_loop(case, x, y, args, p, device)),
+                ("tuned loop", lambda p=p: run_tuned_loop(case, x, y, args, p, device))]
+        runs += [(f"netspec run, compile {m}", lambda m=m, p=p: run_netspec(case, data_file, args, p, device, m))
                  for m in args.compile_modes if precision in args.compile_precisions]
         timed: dict[str, list[float]] = {contender: [] for contender, _ in runs}
         losses: dict[str, float] = {}
@@ -271,7 +274,7 @@ def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: P
             for contender, fn in runs[r % len(runs):] + runs[:r % len(runs)]:
                 rates, losses[contender] = fn()
                 timed[contender] += rates[1:] or rates  # the first epoch warms up (allocation, autotuning, compiling)
-                print(f"  {name} {precision} {contender}: " + " ".join(f"{x:,.0f}" for x in rates) + " samples/s",
+                print(f"  {name} {precision} {contender}: " + " ".join(f"{rate:,.0f}" for rate in rates) + " samples/s",
                       file=sys.stderr, flush=True)
         rows += [Row(name, precision, c, statistics.median(timed[c]), losses[c]) for c, _ in runs]
     return rows

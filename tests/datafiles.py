@@ -140,6 +140,7 @@ def source_example(name: str, tmp: Path) -> dict[str, Any]:
 def write_cifar(root: Path, name: str = "CIFAR10", n: int = 10) -> dict[str, Any]:
     """CIFAR-layout pickles with random images (they fail torchvision's MD5 check: tests patch it)."""
     import pickle
+
     import torchvision.datasets as tvd
     cls = getattr(tvd, name)
     folder = root / cls.base_folder

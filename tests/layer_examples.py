@@ -17,7 +17,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class I:
+class I:  # noqa: E742 - the one-letter input marker every example row is written with
     """One input: per-sample shape, dtype, and for integers the exclusive upper bound."""
 
     shape: tuple[int, ...]

@@ -34,8 +34,8 @@ class Spec(TrainingSections):
     """What the runner reads from netspec.compiler.spec.Spec."""
 
     name: str = "standin"
-    inputs: dict[str, Any] = {"x": {"shape": [8]}}
-    outputs: list[str] = ["logits"]
+    inputs: dict[str, Any] = {"x": {"shape": [8]}}  # noqa: RUF012 - pydantic copies defaults per instance
+    outputs: list[str] = ["logits"]  # noqa: RUF012 - likewise
     data: Any = None
 
     @property

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import netspec
-from speclist import HAS_TIMM, needs_timm
 from netspec import Spec, node
 from netspec.errors import SpecError
+
+from speclist import HAS_TIMM, needs_timm
 
 UNET = "specs/unet.yaml"
 
@@ -24,7 +25,7 @@ def test_build_model_from_dict_runs_forward():
 def test_params_override_changes_the_model(specs_dir):
     model = netspec.build_model(specs_dir / "unet.yaml", n_classes=5)
     assert model.logits.out_channels == 5
-    with pytest.raises(SpecError, match="no spec parameter `n_clases`.*did you mean `n_classes`"):
+    with pytest.raises(SpecError, match=r"no spec parameter `n_clases`.*did you mean `n_classes`"):
         netspec.build_model(specs_dir / "unet.yaml", n_clases=5)
 
 
@@ -75,7 +76,7 @@ def test_builder_generates_a_family_of_specs():
 
 def test_generated_code_is_one_line_per_node_with_shapes(specs_dir):
     c = netspec.compile_spec(specs_dir / "unet.yaml")
-    lines = [l for l in c.module.code.splitlines() if " = " in l]
+    lines = [line for line in c.module.code.splitlines() if " = " in line]
     assert len(lines) == len(c.graph.nodes)
     assert "x1 = self.x1(image)" in lines[0] and "# (B, 64, 572, 572)" in lines[0]
     assert "= None" not in c.module.code
@@ -110,7 +111,7 @@ def test_custom_module_registration():
 
 def test_spec_imports_are_refused_unless_allowed(tmp_path):
     (tmp_path / "s.yaml").write_text("name: s\nimports: [os]\ninputs: {x: [2]}\nnodes:\n  - ReLU\n")
-    with pytest.raises(SpecError, match="refused.*--allow-import os"):
+    with pytest.raises(SpecError, match=r"refused.*--allow-import os"):
         netspec.load_spec(tmp_path / "s.yaml")
     assert netspec.load_spec(tmp_path / "s.yaml", allow_imports=["os"]).name == "s"
 

@@ -56,10 +56,10 @@ def test_the_cli_reference_has_every_command_and_option():
 
 
 def test_the_name_references_have_every_registry_entry():
-    from netspec.nodes.catalog import catalog
     from netspec.data.samplers import SAMPLERS
     from netspec.data.sources import SOURCES
     from netspec.data.transforms import TRANSFORMS
+    from netspec.nodes.catalog import catalog
     from netspec.nodes.initializers import INIT_FUNCTIONS
     from netspec.training.losses import LOSSES
     from netspec.training.metrics import METRICS

@@ -10,8 +10,9 @@ together with every parameter's gradient and the updated running statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from torch import nn
 from torch.testing import assert_close
 
 import netspec
+
 from reference_models import (
+    VAE,
     AlexNet,
     FashionCNN,
     LeNet,
@@ -32,7 +35,6 @@ from reference_models import (
     TransformerClassifier,
     TwoInputNet,
     UNet,
-    VAE,
     copy_weights_in_order,
 )
 

@@ -25,8 +25,17 @@ MODEL = "name: m\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\n"
 
 
 def test_the_hierarchy_has_three_families_under_one_base() -> None:
-    from netspec.errors import (AccessRefused, CheckpointError, DataError, NetspecError, NonFiniteLoss, OutputError,
-                                OutputRefused, ShapeError, TrainingError)
+    from netspec.errors import (
+        AccessRefused,
+        CheckpointError,
+        DataError,
+        NetspecError,
+        NonFiniteLoss,
+        OutputError,
+        OutputRefused,
+        ShapeError,
+        TrainingError,
+    )
     from netspec.training.distributed import PeerLost
     from netspec.training.launchenv import LaunchError
 

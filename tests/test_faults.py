@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -149,7 +150,7 @@ class Zygote:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the zygote process
         self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, text=True, env=env, cwd=str(ROOT))
         self._read(timeout=300)
@@ -320,7 +321,7 @@ class Forked:
 class Exec:
     """Starts `python -m netspec` anew each time (full fidelity, seconds of imports)."""
 
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    env: ClassVar[dict[str, str]] = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 
     def start(self, argv: list[Any], log: Path, cwd: Path) -> subprocess.Popen:
         with log.open("w") as f:
@@ -610,7 +611,7 @@ def test_enospc_at_a_checkpoint_write(tmp_path: Path, capsys: pytest.CaptureFixt
     assert_same_run(run_dir, ref_dir)
 
 
-def patch_open(monkeypatch: Any, disk: "FullDisk") -> None:
+def patch_open(monkeypatch: Any, disk: FullDisk) -> None:
     """Make every file the run writes (run directory files, checkpoints) go through ``disk``."""
     for module in (rundir, checkpoint_module):
         monkeypatch.setattr(module, "open", disk, raising=False)
@@ -626,7 +627,7 @@ class FullDisk:
         self.writes: list[tuple[str, int]] = []
 
     def __call__(self, file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        f = builtins.open(file, mode, *args, **kw)
+        f = builtins.open(file, mode, *args, **kw)  # noqa: SIM115 - handed back to the caller, who closes it
         if mode.startswith("r") and "+" not in mode:
             return f
         temp = re.fullmatch(r"\.(.+)\.\d+\.tmp", Path(file).name)

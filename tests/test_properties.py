@@ -171,7 +171,7 @@ def compile_or_spec_error(data: Any, name: str) -> None:
 
 def _mutation_property(data_strategy: Any) -> None:
     name, doc = data_strategy.draw(st.sampled_from(DOCUMENTS), label="spec")
-    mutated, what = _mutate(doc, data_strategy.draw)
+    mutated, _ = _mutate(doc, data_strategy.draw)
     compile_or_spec_error(mutated, name)
 
 
@@ -281,7 +281,7 @@ class _Graph:
             if kind == "relu":
                 return {"ReLU": {}}, shape
             return {"MaxPool2d": 2}, (c, h // 2, w // 2)
-        (f,) = shape
+        (_,) = shape  # a vector: one feature dimension
         kind = draw(st.sampled_from(["linear", "linear", "bn", "relu", "dropout"]), label="vector_layer")
         if kind == "linear":
             out = draw(st.integers(1, 16))

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torchvision
 
 from reference_models import (
+    VAE,
     AlexNet,
     FashionCNN,
     LeNet,
@@ -29,7 +30,6 @@ from reference_models import (
     TransformerClassifier,
     TwoInputNet,
     UNet,
-    VAE,
     copy_weights_in_order,
     count_parameters,
 )

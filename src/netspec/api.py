@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import torch
 from torch import fx

@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .cli_options import add_spec_options, print_config
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated

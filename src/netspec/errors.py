@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import difflib
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, TypeVar
+from typing import ClassVar, TypeVar
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2

@@ -20,8 +20,9 @@ import argparse
 import inspect
 import re
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["reference_pages", "write_reference", "stale_pages", "main"]
 

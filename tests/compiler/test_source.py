@@ -152,7 +152,7 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_pat
 def _catch(fn, into: list[BaseException]) -> None:
     try:
         fn()
-    except BaseException as err:  # noqa: BLE001 -- handed to the test's thread
+    except BaseException as err:
         into.append(err)
 
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import netspec
-from datafiles import write_pt
 from netspec.data import DataSpec, build_loaders
 from netspec.errors import DataError, SpecError
+
+from datafiles import write_pt
 
 
 def spec(**kw: Any) -> DataSpec:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 import netspec.data.build
-from datafiles import write_image_folder, write_mnist
 from netspec.data import SampleLoader, TensorLoader
+
 from .helpers import batches, build
+from datafiles import write_image_folder, write_mnist
 
 
 def test_random_transforms_fall_back_and_eval_drops_them(tmp_path):

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from datafiles import write_pt
 from netspec.data import DataSpec, build_loaders
 from netspec.data.checks import ClassCount, Declared, check_batch_classes, check_sample
 from netspec.data.fields import FieldMap
 from netspec.data.sources import SourceData
 from netspec.errors import DataError
+
 from .helpers import build, data_error
+from datafiles import write_pt
 
 CE = ClassCount("label", 3, -100, "CrossEntropyLoss", "logits", (3,))
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from datafiles import write_pt
 from netspec.data import split_indices
+
 from .helpers import build, data_error, tensor_file
+from datafiles import write_pt
 
 
 def test_two_inputs_seed_004(tmp_path):
@@ -39,7 +40,7 @@ def test_field_errors(tmp_path):
 
 
 def test_val_split(tmp_path):
-    x, y = tensor_file(tmp_path, n=40)
+    x, _ = tensor_file(tmp_path, n=40)
     s = {"train": {"source": "tensors", "path": "d.pt"}, "val": {"fraction": 0.25, "seed": 1}, "batch_size": 100,
          "loader": {"shuffle": False}}
     loaders = build(s, tmp_path, ["x"], seed=0)

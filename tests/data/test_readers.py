@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from datafiles import mnist_arrays, write_idx, write_npz
 from netspec.data import read_idx
-from .helpers import build, data_error
 
+from .helpers import build, data_error
+from datafiles import mnist_arrays, write_idx, write_npz
 
 # --------------------------------------------------------------------------------------------
 # IDX
@@ -22,7 +22,8 @@ from .helpers import build, data_error
 def test_read_idx_gz_roundtrip(tmp_path):
     arr = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
     path = write_idx(tmp_path / "a", arr, gz=True)
-    assert path.suffix == ".gz" and gzip.open(path).read(4) == b"\x00\x00\x0c\x03"
+    with gzip.open(path) as f:
+        assert path.suffix == ".gz" and f.read(4) == b"\x00\x00\x0c\x03"
     assert torch.equal(read_idx(path), torch.from_numpy(arr))
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from datafiles import write_mnist, write_pt
 from netspec.data import SAMPLERS, SamplerContext, sampler_order
+
 from .helpers import batches, build, data_error, same_batches, tensor_file
+from datafiles import write_mnist, write_pt
 
 # --------------------------------------------------------------------------------------------
 # Registry-wide: every sampler builds, and its epoch order replays exactly
@@ -42,7 +43,7 @@ def test_every_sampler_order_is_its_own_iteration(name):
     order = sampler_order(ours)
     assert torch.equal(order, torch.tensor(list(theirs), dtype=torch.int64))
     assert torch.equal(g_ours.get_state(), g_theirs.get_state())
-    assert len(order) == len(ours) and ((0 <= order) & (order < 40)).all()
+    assert len(order) == len(ours) and ((order >= 0) & (order < 40)).all()
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

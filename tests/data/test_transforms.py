@@ -10,6 +10,7 @@ import torch
 from netspec.data import TRANSFORMS, SampleLoader
 from netspec.data.transforms import apply, build_one, compose, transform_name
 from netspec.errors import SpecError
+
 from .helpers import build, load_error, spec
 
 # --------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_a_zip_that_declares_gigabytes_is_refused_before_loading(tmp_path: Path)
     path = tmp_path / "bomb.pt"
     path.write_bytes(hostile.zip_archive({"archive/data/0": (hostile.deflate_zeros(300), 300 << 20, 8)}))
     assert path.stat().st_size < 1 << 20 and zipfile.is_zipfile(path)
-    with pytest.raises(CheckpointError, match="declares 314,572,800 bytes in .*; refused"):
+    with pytest.raises(CheckpointError, match=r"declares 314,572,800 bytes in .*; refused"):
         load_torch_file(path)
 
 

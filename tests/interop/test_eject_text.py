@@ -282,7 +282,7 @@ def test_cli_checkpoint_and_weights_names_with_line_breaks_stay_in_their_comment
                tmp_path / f"{evil}.best.pt")
     code = main(["export", str(tmp_path / "tv.json"), "--format", "python", "--checkpoint",
                  str(tmp_path / f"{evil}.best.pt"), "--out", str(tmp_path / "tv.py")])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 0, err
     source = (tmp_path / "tv.py").read_text()
     assert "# weights: the checkpoint's (the spec loads w\\nimport os; os.system('touch PWNED')\\r#.pt)" in source

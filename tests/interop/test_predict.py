@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
@@ -218,7 +219,7 @@ def test_load_run_predicts_on_tensors_and_files(tmp_path) -> None:
 
 
 def test_load_run_needs_a_run_directory(tmp_path) -> None:
-    with pytest.raises(netspec.SpecError, match="is not a run directory: it has no spec.yaml"):
+    with pytest.raises(netspec.SpecError, match=re.escape("is not a run directory: it has no spec.yaml")):
         netspec.load_run(tmp_path)
 
 

@@ -58,7 +58,7 @@ def test_every_registered_loss_builds_and_runs(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n, e in LOSSES.items() if e.inputs != 2))
 def test_losses_taking_more_tensors_are_refused_clearly(name: str) -> None:
-    with pytest.raises(SpecError, match="compares .* tensors") as err:
+    with pytest.raises(SpecError, match=r"compares .* tensors") as err:
         make_spec(loss=name, outputs=["y"])
     assert err.value.path == ("loss",)
 

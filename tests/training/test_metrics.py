@@ -4,8 +4,8 @@ batches (and in chunks); logits vs probabilities; the names a spec's metrics are
 from __future__ import annotations
 
 import re
-
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -116,7 +116,7 @@ def test_every_metric_checks_its_state_against_a_fresh_one(name: str) -> None:
                    {**state, "config": {"classes": 9}}, "is not the one its shapes give"),
         "dtype name": ({**state, "shapes": {**state["shapes"], "target_dtype": "load"}}, "`shapes` is not a pair"),
     }
-    for what, (bad, says) in forged.items():
+    for bad, says in forged.values():
         with pytest.raises(ValueError, match=re.escape(says)):
             METRICS[name]().load_state_dict(bad)
     with pytest.raises(ValueError, match=re.escape(f"saved for an output of shape {list(output.shape[1:])}")):

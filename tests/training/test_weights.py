@@ -37,7 +37,7 @@ def test_partial_load_reports_missing_and_unexpected(tmp_path: Path) -> None:
     state = {k: v for k, v in Small().state_dict().items() if not k.startswith("fc.")}
     state["head.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"):
+    with pytest.raises(CheckpointError, match=r"2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"):
         load_weights(Small(), WeightsSpec(path="w.pt"), base_dir=tmp_path)
     lines: list[str] = []
     load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path, log=ListLog(lines))

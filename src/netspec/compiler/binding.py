@@ -9,8 +9,9 @@ declares.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from pydantic import TypeAdapter, ValidationError
@@ -38,7 +39,7 @@ def _type_name(hint: Any) -> str:
 
 def _check_type(name: str, value: Any, hint: Any, where: str, path: tuple) -> Any:
     adapter = _adapter(hint) if hint is not None and hint is not inspect.Parameter.empty else None
-    if adapter is None or isinstance(value, str) and "$" in value:
+    if adapter is None or (isinstance(value, str) and "$" in value):
         return value
     try:
         adapter.validate_python(value)

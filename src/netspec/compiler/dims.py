@@ -14,8 +14,9 @@ batch 2 is ``(2, 2, 64)`` and nothing tells the dims apart.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ class Probe:
     twin: Any
 
     @classmethod
-    def of_tuple(cls, probes: list["Probe"]) -> "Probe":
+    def of_tuple(cls, probes: list[Probe]) -> Probe:
         """Several probes as one tuple-valued probe (an LSTM's ``hx=(h0, c0)``)."""
         return cls(tuple(p.value for p in probes), tuple(p.twin for p in probes))
 

@@ -13,8 +13,9 @@ import math
 import operator
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import SpecError, did_you_mean
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Container, Mapping
+from typing import Any
 
 from ..errors import GraphError, did_you_mean
 from ..nodes.kinds import OpKind

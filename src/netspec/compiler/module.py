@@ -14,7 +14,8 @@ import functools
 import math
 import re
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import fx, nn

@@ -16,7 +16,8 @@ validates it as a ``NodeSpec``. Errors are pydantic custom errors carrying the s
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError

@@ -29,8 +29,9 @@ Refusal(arg='', message='expected input with 3 channels, got 4')
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -257,10 +258,10 @@ def _conv_refusal(m: nn.Module) -> Refusal | None:
     refusal = _refuse(m, [("kernel_size", _positive, "positive"), ("stride", _positive, "positive"),
                           ("dilation", _positive, "positive"), ("padding", _non_negative, "0 or more"),
                           ("output_padding", _non_negative, "0 or more")])
-    if refusal is None and m.transposed:
-        if any(op >= s and op >= d for op, s, d in zip(m.output_padding, m.stride, m.dilation)):
-            shown = m.output_padding[0] if len(set(m.output_padding)) == 1 else m.output_padding
-            refusal = Refusal("output_padding", f"output_padding must be smaller than stride or dilation, got {shown}")
+    if (refusal is None and m.transposed
+            and any(op >= s and op >= d for op, s, d in zip(m.output_padding, m.stride, m.dilation))):
+        shown = m.output_padding[0] if len(set(m.output_padding)) == 1 else m.output_padding
+        refusal = Refusal("output_padding", f"output_padding must be smaller than stride or dilation, got {shown}")
     return refusal
 
 

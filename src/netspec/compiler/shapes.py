@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from typing import Any, Hashable, Mapping
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from torch import nn

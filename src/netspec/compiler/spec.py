@@ -249,7 +249,7 @@ def _error_path(err: ErrorDetails, data: Any) -> tuple[str | int, ...]:
     path: list[str | int] = []
     cur = data
     for part in err["loc"]:
-        if isinstance(cur, dict) and part in cur:
+        if isinstance(cur, dict) and part in cur:  # noqa: SIM114 - one arm each, so mypy narrows `cur`
             cur = cur[part]
             path.append(part)
         elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
@@ -370,7 +370,7 @@ def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
             nxt = cur[part] = {}
         cur = nxt
     last = parts[-1]
-    if isinstance(cur, list) and isinstance(last, int) and last < len(cur):
+    if isinstance(cur, list) and isinstance(last, int) and last < len(cur):  # noqa: SIM114 - one arm each, so mypy narrows `cur`
         cur[last] = value
     elif isinstance(cur, dict):
         cur[last] = value

@@ -40,7 +40,7 @@ class ZooPlan:
     weights: Path | None
     strict: bool
     truncate: str | None
-    replace: list[tuple[str, "TypedNode"]]
+    replace: list[tuple[str, TypedNode]]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TypedNode:
     notes: list[str] = field(default_factory=list)
     kw_inputs: KwInputs = field(default_factory=dict)
     freeze: bool | list[str] | None = None
-    sub: "TypedGraph | None" = None
+    sub: TypedGraph | None = None
     zoo: ZooPlan | None = None
     layer_cls: type[nn.Module] | None = None
     op_entry: OpType | None = None
@@ -95,7 +95,7 @@ class TypedGraph:
 
     @classmethod
     def of(cls, name: str, inputs: dict[str, Probe], nodes: list[TypedNode], outputs: list[tuple[str, str]],
-           output_type: str = "tuple") -> "TypedGraph":
+           output_type: str = "tuple") -> TypedGraph:
         return cls(name, {k: p.value for k, p in inputs.items()}, nodes, outputs, output_type,
                    {k: p.twin for k, p in inputs.items()})
 

@@ -18,8 +18,9 @@ netspec.errors.DataError: <spec>: data: y[1]: label 4 is not a class of output `
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,7 +146,7 @@ def check_finite(raw: SourceData, path: tuple[str, ...]) -> None:
     Traceback (most recent call last):
     netspec.errors.DataError: <spec>: data: x[1]: holds nan (a value that is not finite); clean the data: every feature must be a finite number
     """
-    for field, (name, t) in enumerate(zip(raw.names, raw.tensors or ())):
+    for name, t in zip(raw.names, raw.tensors or ()):
         if not t.is_floating_point():
             continue
         bad = ~torch.isfinite(t.reshape(len(t), -1))

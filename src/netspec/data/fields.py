@@ -7,8 +7,9 @@ turns every collated batch into ``(inputs by name, target)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ from .spec import FieldRef, FieldsSpec
 __all__ = ["Batch", "FieldMap", "resolve_fields", "split_indices", "class_labels", "describe_sample"]
 
 #: One batch: model inputs by name, and the target (or targets by output name).
-Batch = tuple[dict[str, Tensor], Union[Tensor, dict[str, Tensor]]]
+Batch = tuple[dict[str, Tensor], Tensor | dict[str, Tensor]]
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -31,7 +32,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     (8, 2, True)
     """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 

@@ -25,7 +25,8 @@ import atexit
 import math
 import multiprocessing.util  # noqa: F401  (registers its exit hook now, so that ours, below, runs before it)
 import weakref
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor

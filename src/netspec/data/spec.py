@@ -60,7 +60,8 @@ def _validate_source(v: Any, handler: Any) -> Any:
 _SOURCE_MODELS = tuple(dict.fromkeys(entry.options for entry in SOURCES.values()))
 
 #: Any registered source's options, chosen by the `source:` key.
-SourceSpec = Annotated[Union[_SOURCE_MODELS], WrapValidator(_validate_source)]  # type: ignore[valid-type]
+# Union[a tuple] is the union of its models; `|` cannot spell that, so UP007 does not apply here or below.
+SourceSpec = Annotated[Union[_SOURCE_MODELS], WrapValidator(_validate_source)]  # type: ignore[valid-type]  # noqa: UP007
 
 
 class FractionSplit(SpecModel):
@@ -80,7 +81,7 @@ def _validate_val(v: Any, handler: Any) -> Any:
 
 
 _VAL_MODELS = (FractionSplit, *_SOURCE_MODELS)  # a tuple first: mypy reads `X[(a, *b)]` as 3.11's `X[a, *b]`
-ValSpec = Annotated[Union[_VAL_MODELS], WrapValidator(_validate_val)]  # type: ignore[valid-type]
+ValSpec = Annotated[Union[_VAL_MODELS], WrapValidator(_validate_val)]  # type: ignore[valid-type]  # noqa: UP007
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class _OneSampler(SpecModel):
         return data
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "_OneSampler":
+    def _exactly_one(self) -> _OneSampler:
         """One sampler, named by its key."""
         if sum(getattr(self, name) is not None for name in type(self).model_fields) != 1:
             raise ValueError("give exactly one sampler: " + " or ".join(type(self).model_fields))
@@ -143,7 +144,7 @@ SamplerSpec = create_model(  # type: ignore[call-overload]
     __doc__="How the training loader picks samples; exactly one key.",
     **{name: (entry.options | None, Field(None, description=entry.description)) for name, entry in SAMPLERS.items()})
 
-FieldRef = Union[int, str]
+FieldRef = int | str
 
 
 class FieldsSpec(SpecModel):
@@ -165,7 +166,7 @@ def _check_transform(item: Any) -> Any:
     return item
 
 
-TransformList = Annotated[list[Annotated[Union[str, dict[str, Any]], AfterValidator(_check_transform)]],
+TransformList = Annotated[list[Annotated[str | dict[str, Any], AfterValidator(_check_transform)]],
                           Field(json_schema_extra={"examples": [["RandomHorizontalFlip", {"Resize": 32},
                                                                  {"ToDtype": {"dtype": "float32", "scale": True}}]]})]
 
@@ -210,7 +211,7 @@ class DataSpec(SpecModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "DataSpec":
+    def _check(self) -> DataSpec:
         """Something to load; `loader.in_memory: true` only where it can hold."""
         if self.train is None and self.test is None and not isinstance(self.val, SourceOptions):
             raise ValueError("give at least one of train, val, test")
@@ -222,8 +223,8 @@ class DataSpec(SpecModel):
 
 def _in_memory_refusal(source: Any, items: list[Any]) -> str | None:
     """Why one split cannot be kept in memory with these transforms, or None when it can."""
-    # every source's model has its `source` name; their base does not
-    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:
+    # every source's model has its `source` name; their base does not (so getattr: B009 would fail mypy)
+    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:  # noqa: B009
         return "this source is read per sample"
     if source is None or not items:
         return None

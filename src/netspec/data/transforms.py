@@ -20,7 +20,8 @@ This module imports torchvision; the spec imports it only when a spec lists tran
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torchvision import tv_tensors

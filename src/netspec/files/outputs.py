@@ -33,8 +33,8 @@ import contextlib
 import os
 import re
 import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from ..errors import OutputRefused
 from .access import env_roots
@@ -211,6 +211,5 @@ def write_file(path: PathLike, data: str | bytes, option: str = "--out") -> None
     >>> f = Path(tempfile.mkdtemp()) / "s.yaml"; write_file(f, "name: s\\n"); f.read_text()
     'name: s\\n'
     """
-    with atomic_file(path, option) as tmp:
-        with open(tmp, "xb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    with atomic_file(path, option) as tmp, open(tmp, "xb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import keyword
 import re
-from typing import AbstractSet, Any
+from collections.abc import Set
+from typing import Any
 
 import torch
 from torch import fx
@@ -108,7 +109,7 @@ def _has_tensor(value: Any) -> bool:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: AbstractSet[str] = frozenset()) -> None:
+    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset()) -> None:
         assert traced.graph is not None
         self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)

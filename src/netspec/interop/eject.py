@@ -28,8 +28,9 @@ import builtins
 import graphlib
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import fx, nn
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import csv
 import math
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -164,7 +165,7 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
     arrays = dict(zip(names, tensors))
     fields = getattr(getattr(ctx.data, "fields", None), "inputs", None) or {}
     chosen: dict[str, Tensor] = {}
-    for i, model_input in enumerate(ctx.inputs):
+    for model_input in ctx.inputs:
         ref = fields.get(model_input, model_input)
         if isinstance(ref, int) or str(ref).isdigit():
             ref = names[int(ref)] if int(ref) < len(names) else str(ref)

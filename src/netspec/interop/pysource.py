@@ -21,8 +21,9 @@ import keyword
 import math
 import re
 import tokenize
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 

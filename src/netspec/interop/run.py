@@ -100,7 +100,7 @@ class TrainedModel:
 
     @classmethod
     def from_spec(cls, spec: Any, checkpoint: str | Path | None, *, device: str = "auto",
-                  base_dir: Path | None = None) -> "TrainedModel":
+                  base_dir: Path | None = None) -> TrainedModel:
         """Compile ``spec`` and load a checkpoint (or a run directory's best) into it."""
         from ..api import compile_spec
         from ..training.context import spec_base_dir

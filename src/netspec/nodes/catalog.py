@@ -66,7 +66,7 @@ class Catalog:
     models: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def catalog() -> Catalog:
     """The catalog: read from the cache file when there is a current one, else worked out
     (importing torch and torchvision) and written there."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from torch import nn
 
@@ -225,7 +226,7 @@ def load_entry_points() -> None:
         except Exception as e:  # a broken plug-in must not break every spec
             import warnings
 
-            warnings.warn(f"netspec.modules entry point `{ep.name}` ({ep.value}) failed to load: {e}")
+            warnings.warn(f"netspec.modules entry point `{ep.name}` ({ep.value}) failed to load: {e}", stacklevel=2)
             continue
         if inspect.isclass(obj) and issubclass(obj, nn.Module):
             register_module(obj, name=ep.name)

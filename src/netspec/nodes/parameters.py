@@ -18,7 +18,8 @@ comes from torch's global RNG, so ``train.seed`` decides it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

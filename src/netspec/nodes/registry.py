@@ -23,7 +23,8 @@ netspec.errors.SpecError: <spec>: paint: unknown color `rde`; did you mean `red`
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Collection, Generic, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from ..errors import SpecError, did_you_mean
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,7 +73,7 @@ def unknown_timm_model(name: str) -> str:
     return f"unknown timm model `{name}`; {hint}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_class(name: str) -> type | None:
     timm = _import_timm()
     assert timm is not None  # op_kind found the name in TIMM

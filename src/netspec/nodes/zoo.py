@@ -13,10 +13,11 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +108,7 @@ def model_class(annotated: Callable[..., Any], build: Callable[[], nn.Module]) -
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model_class(name: str) -> type | None:
     return model_class(ZOO[name], ZOO[name])
 

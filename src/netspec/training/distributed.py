@@ -49,7 +49,7 @@ from typing import IO, Any, ClassVar, NoReturn, TypeVar
 import torch
 from torch import Tensor, nn
 
-from ..errors import EXIT_TRAINING_FAILED, NetspecError, SpecError, TrainingError, first_line
+from ..errors import EXIT_TRAINING_FAILED, NetspecError, TrainingError, first_line
 from .launchenv import LaunchError, World, resolve_master
 
 __all__ = [
@@ -394,6 +394,7 @@ def from_main(make: Callable[[], T]) -> T:
 def everywhere(err: E) -> E:
     """Mark an error every process raises alike: rank 0 alone prints it (``rank 0: ...``).
 
+    >>> from netspec.errors import SpecError
     >>> everywhere(SpecError("x")).every_rank
     True
     """

@@ -22,8 +22,8 @@ from .spec import WeightsSpec
 from .weights import load_weights
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
-    from ..data.build import Loaders
     from ..compiler.spec import Spec
+    from ..data.build import Loaders
 
 __all__ = ["evaluate", "evaluate_loader", "forward", "batch_size"]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generator, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

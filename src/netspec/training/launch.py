@@ -16,6 +16,7 @@ Each process reports its own failure in its line of the log and in torchrun's er
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -138,10 +139,8 @@ def record_failure(err: BaseException) -> None:
         return
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
-    try:
+    with contextlib.suppress(OSError):  # the report is a courtesy; the process's own line was printed already
         ErrorHandler().record_exception(err)
-    except OSError:  # the report is a courtesy; the process's own line was printed already
-        pass
 
 
 def report_failure(err: NetspecError, world: World) -> None:

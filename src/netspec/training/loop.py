@@ -14,9 +14,10 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +42,8 @@ from .stopping import check_stopping, stop_at_step
 from .watch import BadLoss, NanWatch, all_finite
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
-    from ..data.build import Loaders
     from ..compiler.spec import Spec
+    from ..data.build import Loaders
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -160,7 +161,9 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
         hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
                            local_rank=where.local_rank if where is not None else None)
     except NetspecError as err:  # no such device (a TrainingError) or a bad setting
-        raise distributed.everywhere(err) if where is not None else err
+        if where is not None:
+            distributed.everywhere(err)  # marks it: every process raises it alike, rank 0 prints it
+        raise
     if where is None:
         return hw
     distributed.check_devices(hw.device, where)

@@ -19,7 +19,7 @@ The JSON Schemas in ``schemas/`` are generated from these models.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.json_schema import JsonSchemaValue
@@ -329,7 +329,7 @@ class SchedulerSpec(Call):
         check_scheduler(self)
 
 
-SchedulerSpecs = Union[SchedulerSpec, list[SchedulerSpec]]
+SchedulerSpecs = SchedulerSpec | list[SchedulerSpec]
 
 
 # --------------------------------------------------------------------------- init

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-
 from .evaluate import evaluate_loader
 from .meters import higher_is_better
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from datafiles import write_csv, write_image_folder, write_npz, write_pt
 from ..helpers import batches, build, data_error
-
+from datafiles import write_csv, write_image_folder, write_npz, write_pt
 
 # --------------------------------------------------------------------------------------------
 # CSV

@@ -6,8 +6,8 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader
 
-from datafiles import write_cifar, write_mnist
 from ..helpers import batches, build, data_error, same_batches
+from datafiles import write_cifar, write_mnist
 
 
 def test_fashion_mnist_matches_torchvision(tmp_path):
@@ -30,7 +30,7 @@ def test_gzipped_idx_files(tmp_path):
     arrays = write_mnist(tmp_path / "d", "MNIST", n_train=10, n_test=5, gz=True)
     loaders = build({"train": {"source": "MNIST", "root": "d"}, "batch_size": 10,
                      "transforms": [], "loader": {"shuffle": False}}, tmp_path)
-    inputs, target = next(iter(loaders.train))
+    inputs, _ = next(iter(loaders.train))
     assert inputs["image"].dtype == torch.uint8 and inputs["image"].shape == (10, 1, 28, 28)
     assert torch.equal(inputs["image"][:, 0], torch.from_numpy(arrays["train"][0]))
 

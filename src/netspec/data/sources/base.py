@@ -9,9 +9,10 @@ then trusts its options.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import Field
 
@@ -74,7 +75,7 @@ class SourceData:
     def __len__(self) -> int:
         return self.length
 
-    def subset(self, indices: Tensor) -> "SourceData":
+    def subset(self, indices: Tensor) -> SourceData:
         """The samples at ``indices`` (a 1-D int64 tensor), same fields and classes."""
         labels = self.labels[indices] if self.labels is not None else None
         origin = self.origin[indices] if self.origin is not None else indices

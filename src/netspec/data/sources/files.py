@@ -174,7 +174,7 @@ class CSVSource(SourceOptions):
     delimiter: str = Field(",", min_length=1, max_length=1, description="Column separator.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CSVSource":
+    def _check(self) -> CSVSource:
         """uint8 pixels cannot carry a scale."""
         if self.dtype == "uint8" and self.scale != 1.0:
             raise ValueError("`scale` needs dtype float32 (uint8 pixels cannot be scaled)")

@@ -6,7 +6,8 @@ seeded by the spec's ``seed`` or the run seed (offset per split), never the glob
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 

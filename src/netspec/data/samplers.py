@@ -138,9 +138,9 @@ def weighted_random_sampler(opts: WeightedRandomSamplerSpec, ctx: SamplerContext
     if ctx.labels is None:
         raise DataError("per-class weights need integer class labels as the target", path=path)
     weights = _per_class_weights(opts, ctx.labels, ctx.classes, path)[ctx.labels]  # (N,) weight of each sample
-    # torch's stub says Sequence[float]; a tensor is what it uses
-    return WeightedRandomSampler(weights, opts.num_samples or ctx.size,  # type: ignore[arg-type]
-                                 replacement=opts.replacement, generator=ctx.generator)
+    per_sample: Any = weights  # torch's stub says Sequence[float]; a tensor is what it uses
+    return WeightedRandomSampler(per_sample, opts.num_samples or ctx.size, replacement=opts.replacement,
+                                 generator=ctx.generator)
 
 
 # ---------------------------------------------------------------------------------------------

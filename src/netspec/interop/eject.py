@@ -557,7 +557,8 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
     lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
     avoid = set(RESERVED) | _helper_names() | {a.asname or a.name.split(".")[0] for line in lines
-                                               for stmt in ast.parse(line).body for a in stmt.names}  # type: ignore[attr-defined]
+                                               for stmt in ast.parse(line).body
+                                               if isinstance(stmt, (ast.Import, ast.ImportFrom)) for a in stmt.names}
     classes = _classes(compiled, drafts, avoid)
     root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"

@@ -26,8 +26,8 @@ from typing import ClassVar, TypeVar
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): 128 + 2, as shells report it
-EXIT_TERMINATED = 143    # SIGTERM (a scheduler stopping the job): 128 + 15
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the job): 128 + 15
 EXIT_TRAINING_FAILED = 3
 
 

@@ -92,8 +92,13 @@ def test_transform_validation():
     err = load_error({"train": {"source": "random"}, "eval_transforms": [{"ToDtype": {"dtype": "flaot32"}}]})
     assert "unknown dtype `flaot32`" in str(err)
     assert "Lambda" in str(load_error({"train": {"source": "random"}, "transforms": [{"Lambda": {"lambd": "x"}}]}))
-    s = spec(train={"source": "random"}, transforms=[{"RandomApply": {"transforms": ["RandomVerticalFlip"], "p": 0.5}},
-                                                    {"Resize": {"size": 8, "interpolation": "nearest"}}])
+    s = spec(
+        train={"source": "random"},
+        transforms=[
+            {"RandomApply": {"transforms": ["RandomVerticalFlip"], "p": 0.5}},
+            {"Resize": {"size": 8, "interpolation": "nearest"}},
+        ],
+    )
     assert len(s.transforms) == 2
 
 

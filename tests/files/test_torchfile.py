@@ -25,10 +25,13 @@ class _System:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("message", [
-    "Weights only load failed. ... Unsupported global: GLOBAL posix.system was not an allowed global by default.",
-    "Weights only load failed. ... Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Weights only load failed. ... Unsupported global: GLOBAL posix.system was not an allowed global by default.",
+        "Weights only load failed. ... Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+    ],
+)
 def test_both_wordings_of_a_refused_global_are_recognised(message: str) -> None:
     assert pickled_global(message) == "posix.system"
 

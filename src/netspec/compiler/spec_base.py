@@ -31,8 +31,9 @@ def reported_at_spec_path() -> Iterator[None]:
     try:
         yield
     except SpecError as e:
-        raise PydanticCustomError("netspec", "{message}", {"message": e.message, "hint": e.hint,
-                                                           "subpath": list(e.path), "key": e.key}) from None
+        raise PydanticCustomError(
+            "netspec", "{message}", {"message": e.message, "hint": e.hint, "subpath": list(e.path), "key": e.key}
+        ) from None
 
 
 class SpecModel(BaseModel):
@@ -55,8 +56,9 @@ class SpecModel(BaseModel):
         known |= {f.alias for f in cls.model_fields.values() if f.alias}
         for key in data:
             if key not in known:
-                hint = did_you_mean(str(key), sorted(known)) or \
-                    f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
-                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}",
-                                          {"key": str(key), "hint": hint})
+                hint = (
+                    did_you_mean(str(key), sorted(known))
+                    or f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
+                )
+                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}", {"key": str(key), "hint": hint})
         return data

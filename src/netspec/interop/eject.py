@@ -66,8 +66,26 @@ __all__ = ["eject", "Draft", "CHILD_WRITERS", "RESERVED"]
 
 #: names the file imports, defines or calls beside its classes: a class, constructor argument or
 #: local variable of the file is never one of them (the spec's names are renamed: `OrderedDict2`).
-RESERVED = frozenset({*dir(builtins), *keyword.kwlist, "torch", "nn", "F", "math", "fnmatch", "OrderedDict",
-                      "freeze", "inf", "nan", "torchvision", "timm", "annotations", "self", "cls"})
+RESERVED = frozenset(
+    {
+        *dir(builtins),
+        *keyword.kwlist,
+        "torch",
+        "nn",
+        "F",
+        "math",
+        "fnmatch",
+        "OrderedDict",
+        "freeze",
+        "inf",
+        "nan",
+        "torchvision",
+        "timm",
+        "annotations",
+        "self",
+        "cls",
+    }
+)
 
 
 @dataclass
@@ -75,25 +93,25 @@ class Child:
     """One submodule (or parameter) of a class being written."""
 
     name: str
-    value: Any = None                 # a Call/ListOf tree, or a Draft (another class's instance)
-    lines: tuple[str, ...] = ()       # statements that build it instead (torchvision models)
-    after: tuple[str, ...] = ()       # statements after it (freeze)
+    value: Any = None  # a Call/ListOf tree, or a Draft (another class's instance)
+    lines: tuple[str, ...] = ()  # statements that build it instead (torchvision models)
+    after: tuple[str, ...] = ()  # statements after it (freeze)
 
 
 @dataclass
 class Draft:
     """One module of the compiled model that becomes an instance of a written class."""
 
-    type_name: str                    # fx's class name: the block's name, `BasicBlockRepeat`, ...
-    where: str                        # its dotted path in the model ("" for the root)
-    params: dict[str, Any]            # the block's spec parameters (for naming constructor arguments)
+    type_name: str  # fx's class name: the block's name, `BasicBlockRepeat`, ...
+    where: str  # its dotted path in the model ("" for the root)
+    params: dict[str, Any]  # the block's spec parameters (for naming constructor arguments)
     children: list[Child]
     forward: str
     functions: dict[str, Callable[..., Any]]
     imports: set[str]
-    loop: bool = False                # an nn.ModuleList subclass, built from the list of its children
+    loop: bool = False  # an nn.ModuleList subclass, built from the list of its children
     doc: str = ""
-    call: Call | None = None          # how the parent builds this instance (set by _group)
+    call: Call | None = None  # how the parent builds this instance (set by _group)
 
 
 @dataclass
@@ -103,7 +121,7 @@ class ClassDef:
     name: str
     base: str
     doc: str
-    args: list[tuple[str, str]]       # (name, type hint)
+    args: list[tuple[str, str]]  # (name, type hint)
     body: list[str]
     forward: str
     uses: list[str] = field(default_factory=list)
@@ -113,13 +131,16 @@ class ClassDef:
 # The model -> drafts
 # ---------------------------------------------------------------------------------------------
 
+
 def _layer_func(cls: type, imports: set[str]) -> str:
     """``nn.Conv2d`` for torch.nn's layers; a custom layer is imported from its module."""
     if getattr(nn, cls.__name__, None) is cls:
         return f"nn.{cls.__name__}"
     if cls.__module__ == "__main__" or cls.__module__.startswith("netspec") or "." in cls.__qualname__:
-        raise ExportError(f"layer {cls.__qualname__} (from {cls.__module__}) cannot be imported by a standalone file",
-                          hint="move it into an importable module of your own")
+        raise ExportError(
+            f"layer {cls.__qualname__} (from {cls.__module__}) cannot be imported by a standalone file",
+            hint="move it into an importable module of your own",
+        )
     imports.add(f"from {cls.__module__} import {cls.__qualname__}")
     return cls.__qualname__
 
@@ -148,8 +169,12 @@ def _is_chain(graph: Any) -> bool:
         return False
     prev = next(iter(graph.inputs))
     for node in graph.nodes:
-        if node.kind not in ("layer", "block", "group", "repeat") or node.kw_inputs or node.freeze \
-                or node.inputs != [prev]:
+        if (
+            node.kind not in ("layer", "block", "group", "repeat")
+            or node.kw_inputs
+            or node.freeze
+            or node.inputs != [prev]
+        ):
             return False
         prev = node.name
     return graph.outputs[0][1] == prev
@@ -160,8 +185,12 @@ def _is_loop(node: Any) -> bool:
     graph = node.sub
     prev = next(iter(graph.inputs))
     for n in graph.nodes:
-        if n.kind not in ("layer", "block", "group", "repeat") or n.freeze or n.inputs != [prev] \
-                or n.kw_inputs != graph.nodes[0].kw_inputs:
+        if (
+            n.kind not in ("layer", "block", "group", "repeat")
+            or n.freeze
+            or n.inputs != [prev]
+            or n.kw_inputs != graph.nodes[0].kw_inputs
+        ):
             return False
         prev = n.name
     return True
@@ -179,8 +208,13 @@ def _child_value(node: Any, module: nn.Module, where: str, imports: set[str]) ->
         pairs = ListOf(tuple(Call("", ((None, n.name), (None, v)), 2) for n, v in zip(node.sub.nodes, items)))
         return Call("nn.Sequential", ((None, Call("OrderedDict", ((None, pairs),), 1)),), 1)
     assert isinstance(module, fx.GraphModule), f"{where}: {node.kind} is not a GraphModule"
-    return draft(module, node.sub, where, node.args if node.kind == "block" else {},
-                 loop=node.kind == "repeat" and _is_loop(node))
+    return draft(
+        module,
+        node.sub,
+        where,
+        node.args if node.kind == "block" else {},
+        loop=node.kind == "repeat" and _is_loop(node),
+    )
 
 
 def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> tuple[str, ...]:
@@ -191,11 +225,12 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
     # a local of __init__: never a name the file uses there (classes start with a capital)
     var = node.name if node.name.isidentifier() and node.name.isascii() and node.name[:1].islower() else "model"
     var = free_name(var, RESERVED | _helper_names())
-    kwargs = ", ".join(f"{identifier(k, f'{node.name}: the argument')}={literal(v, node.name)}"
-                       for k, v in plan.kwargs.items())
+    kwargs = ", ".join(
+        f"{identifier(k, f'{node.name}: the argument')}={literal(v, node.name)}" for k, v in plan.kwargs.items()
+    )
     if plan.builder.startswith(TIMM_PREFIX):
         imports.add("import timm")
-        name = plan.builder[len(TIMM_PREFIX):]
+        name = plan.builder[len(TIMM_PREFIX) :]
         lines = [f"{var} = timm.create_model({name!r}{', ' if kwargs else ''}{kwargs})"]
     else:
         imports.add("import torchvision")
@@ -206,8 +241,10 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
     if plan.truncate is not None:
         imports.add("OrderedDict")
         keep = list(dict(module.named_children())).index(plan.truncate) + 1
-        lines.append(f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
-                     f"  {comment(f'truncate: {plan.truncate}')}")
+        lines.append(
+            f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
+            f"  {comment(f'truncate: {plan.truncate}')}"
+        )
     for target, rnode in plan.replace:
         *parents, last = [p for p in re.split(r"[.\[\]]+", target) if p]
         parent_ref = var
@@ -245,13 +282,16 @@ def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Chil
     if node.kind in CHILD_WRITERS:
         return Child(node.name, lines=CHILD_WRITERS[node.kind](node, gm.get_submodule(node.name), "self", imports))
     if node.kind not in ("layer", "block", "group", "repeat"):
-        raise ExportError(f"node `{path}` is a {node.kind} node, which cannot be written as Python yet",
-                          hint="add a writer for it to netspec.interop.eject.CHILD_WRITERS")
+        raise ExportError(
+            f"node `{path}` is a {node.kind} node, which cannot be written as Python yet",
+            hint="add a writer for it to netspec.interop.eject.CHILD_WRITERS",
+        )
     return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
 
 
-def draft(gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None,
-          loop: bool = False) -> Draft:
+def draft(
+    gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None, loop: bool = False
+) -> Draft:
     """The draft of one GraphModule and, through its children, of every class instance below it."""
     imports: set[str] = set()
     children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
@@ -266,19 +306,24 @@ def _loop_forward(graph: Any) -> str:
     chain, *extra = [identifier(n, "input") for n in graph.inputs]
     first = graph.nodes[0]
     names = {identifier(n, "input") for v in first.kw_inputs.values() for n in ([v] if isinstance(v, str) else v)}
-    kws = ", ".join(f"{identifier(k, 'keyword input')}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}"
-                    for k, v in first.kw_inputs.items())
+    kws = ", ".join(
+        f"{identifier(k, 'keyword input')}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}"
+        for k, v in first.kw_inputs.items()
+    )
     layer = free_name("layer", {chain, *extra, *names, *RESERVED})  # the loop must not overwrite an input
     call = f"        {chain} = {layer}({chain}{', ' + kws if kws else ''})"
-    return (f"def forward(self, {', '.join([chain, *extra])}):\n"
-            f"    for {layer} in self:\n"
-            f"{call:<72}  {comment(str(graph.nodes[-1].shape))}\n"
-            f"    return {chain}\n")
+    return (
+        f"def forward(self, {', '.join([chain, *extra])}):\n"
+        f"    for {layer} in self:\n"
+        f"{call:<72}  {comment(str(graph.nodes[-1].shape))}\n"
+        f"    return {chain}\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Drafts -> classes: instances that differ only in values share a class with parameters
 # ---------------------------------------------------------------------------------------------
+
 
 def _nested(value: Any) -> list[Draft]:
     """The drafts inside a child's value (an nn.Sequential of blocks holds several)."""
@@ -336,8 +381,9 @@ def _hint(values: list[Any]) -> str:
     return next(iter(types)).__name__ if len(types) == 1 and types <= {int, float, bool, str} else ""
 
 
-def _parameters(drafts: list[Draft], avoid: set[str]) -> tuple[list[tuple[str, str]], dict[tuple, Var],
-                                                              list[dict[str, Any]]]:
+def _parameters(
+    drafts: list[Draft], avoid: set[str]
+) -> tuple[list[tuple[str, str]], dict[tuple, Var], list[dict[str, Any]]]:
     """Constructor parameters for literals that differ between the instances of one class:
     (parameters with their type hints, slot -> Var, each instance's values by parameter); no
     parameter is named like a name of ``avoid`` (what the constructor's body uses)."""
@@ -387,8 +433,13 @@ def _body(children: list[Child]) -> list[str]:
 
 def _locals(children: list[Child]) -> set[str]:
     """The variables the statements of ``__init__`` assign (a torchvision model's ``net``)."""
-    return {n.id for c in children for line in c.lines for n in ast.walk(ast.parse(line))
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return {
+        n.id
+        for c in children
+        for line in c.lines
+        for n in ast.walk(ast.parse(line))
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
 
 
 def _classes_of_type(drafts: list[Draft], taken: set[str], avoid: set[str]) -> list[ClassDef]:
@@ -415,10 +466,15 @@ def _classes_of_type(drafts: list[Draft], taken: set[str], avoid: set[str]) -> l
         args, slots, values = _parameters(members, avoid | taken | _locals(first.children))
         for d, v in zip(members, values):
             d.call = Call(name, tuple(v.items()))
-        body = [Child(c.name, replace_leaves(c.value, {p[1:]: var for p, var in slots.items() if p[0] == i}),
-                      c.lines, c.after) for i, c in enumerate(first.children)]
-        classes.append(ClassDef(name, "nn.Module", first.doc, args, _body(body), first.forward,
-                                [d.where for d in members]))
+        body = [
+            Child(
+                c.name, replace_leaves(c.value, {p[1:]: var for p, var in slots.items() if p[0] == i}), c.lines, c.after
+            )
+            for i, c in enumerate(first.children)
+        ]
+        classes.append(
+            ClassDef(name, "nn.Module", first.doc, args, _body(body), first.forward, [d.where for d in members])
+        )
     return classes
 
 
@@ -451,8 +507,9 @@ _LOAD = '''\
 def _wrap(text: str, indent: str = "", width: int = 100) -> str:
     import textwrap
 
-    return textwrap.fill(" ".join(text.split()), width=width, initial_indent=indent, subsequent_indent=indent,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        " ".join(text.split()), width=width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
 
 
 def _class_doc(c: ClassDef, spec: Any, type_name: str) -> str:
@@ -478,17 +535,23 @@ def _class_text(c: ClassDef) -> str:
     lines = [f"class {c.name}({c.base}):", "    " + docstring(_doc_text(c)), ""]
     if c.base == "nn.Module":
         sig = ", ".join(["self", *(f"{n}: {h}" if h else n for n, h in c.args)])
-        lines += [f"    def __init__({sig}) -> None:", "        super().__init__()",
-                  *("        " + s for s in c.body), ""]
+        lines += [
+            f"    def __init__({sig}) -> None:",
+            "        super().__init__()",
+            *("        " + s for s in c.body),
+            "",
+        ]
     lines += ["    " + s if s else "" for s in c.forward.rstrip().splitlines()]
     return "\n".join(lines) + "\n"
 
 
 def _import_block(imports: set[str], helper_imports: list[str]) -> str:
     """The file's imports: standard library, then torch (and torchvision), as isort would put them."""
-    std = sorted({"import fnmatch" for i in imports if i == "freeze"} |
-                 {"from collections import OrderedDict" for i in imports if i == "OrderedDict"} |
-                 {i for i in helper_imports if i.startswith("from math")})
+    std = sorted(
+        {"import fnmatch" for i in imports if i == "freeze"}
+        | {"from collections import OrderedDict" for i in imports if i == "OrderedDict"}
+        | {i for i in helper_imports if i.startswith("from math")}
+    )
     third = {"import torch", "from torch import nn"} | {i for i in imports if i.startswith(("import ", "from "))}
     third |= {i for i in helper_imports if not i.startswith("from math")}
     head = "from __future__ import annotations\n\n"
@@ -502,11 +565,14 @@ def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
     outs = [ext for ext, _ in graph.outputs]
     plain = all(plain_name(o) and o not in RESERVED for o in outs)
     target = "outputs" if graph.output_type == "dict" or not plain else ", ".join(outs)
-    shapes = "; ".join(f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}"
-                       for n, v in graph.inputs.items())
-    return (f"    from {flat(module_name)} import {cls}\n\n"
-            f"    model = {cls}.load({checkpoint!r})  # eval mode\n"
-            f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n")
+    shapes = "; ".join(
+        f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}" for n, v in graph.inputs.items()
+    )
+    return (
+        f"    from {flat(module_name)} import {cls}\n\n"
+        f"    model = {cls}.load({checkpoint!r})  # eval mode\n"
+        f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n"
+    )
 
 
 def _io_shape(graph: Any, name: str) -> str:
@@ -526,12 +592,16 @@ def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command:
     title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
     needs = f"torch and {' and '.join(libraries)} (for its models)" if libraries else "torch only"
     outputs = ", ".join(f"{flat(ext)} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
-    about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
-             "node names, so the state_dict of a netspec checkpoint loads as it is.")
+    about = (
+        f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
+        "node names, so the state_dict of a netspec checkpoint loads as it is."
+    )
     made = f"Written by netspec {__version__} (torch {torch.__version__.split('+')[0]}) with:"
-    return (f"{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {flat(command)}\n\nUse it so:\n\n"
-            f"{_usage(compiled, cls, module_name, checkpoint)}\n"
-            f"{_wrap('Outputs: ' + outputs + '.')}\n")
+    return (
+        f"{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {flat(command)}\n\nUse it so:\n\n"
+        f"{_usage(compiled, cls, module_name, checkpoint)}\n"
+        f"{_wrap('Outputs: ' + outputs + '.')}\n"
+    )
 
 
 def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.pt", command: str = "") -> str:
@@ -556,14 +626,28 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
     lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
-    avoid = set(RESERVED) | _helper_names() | {a.asname or a.name.split(".")[0] for line in lines
-                                               for stmt in ast.parse(line).body
-                                               if isinstance(stmt, (ast.Import, ast.ImportFrom)) for a in stmt.names}
+    avoid = (
+        set(RESERVED)
+        | _helper_names()
+        | {
+            a.asname or a.name.split(".")[0]
+            for line in lines
+            for stmt in ast.parse(line).body
+            if isinstance(stmt, (ast.Import, ast.ImportFrom))
+            for a in stmt.names
+        }
+    )
     classes = _classes(compiled, drafts, avoid)
     root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"
-    doc = _header(compiled, root_class.name, module_name, checkpoint, command,
-                  [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports])
+    doc = _header(
+        compiled,
+        root_class.name,
+        module_name,
+        checkpoint,
+        command,
+        [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports],
+    )
     import_block = _import_block(imports, helper_imports)
     parts = [docstring(doc) + "\n\n" + import_block, *helpers, *(_class_text(c) for c in classes[:-1])]
     from ..training.checkpoint import CHECKPOINT_FORMAT

@@ -34,11 +34,15 @@ INSTALL = "pip install 'netspec[timm]'"
 # Arguments of timm.create_model a spec may give besides the model class's own.
 CREATE_ARGS = ("features_only", "out_indices")
 # Save-once fix for every way timm has of fetching weights.
-_SAVE_ONCE = ("netspec never downloads weights: save them once with torch.save(timm.create_model("
-              "'{name}', pretrained=True).state_dict(), '{name}.pth') and write `weights: {name}.pth` "
-              "(a 3-channel first conv and a classifier of another size are adapted as timm does)")
-REFUSED = {arg: f"`{arg}` would fetch weights; " + _SAVE_ONCE
-           for arg in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")}
+_SAVE_ONCE = (
+    "netspec never downloads weights: save them once with torch.save(timm.create_model("
+    "'{name}', pretrained=True).state_dict(), '{name}.pth') and write `weights: {name}.pth` "
+    "(a 3-channel first conv and a classifier of another size are adapted as timm does)"
+)
+REFUSED = {
+    arg: f"`{arg}` would fetch weights; " + _SAVE_ONCE
+    for arg in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
+}
 
 
 def _import_timm() -> ModuleType | None:
@@ -95,6 +99,7 @@ def timm_params(name: str) -> dict[str, inspect.Parameter]:
 
 # ---- weights ------------------------------------------------------------------------------
 
+
 def _names(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value or ())
 
@@ -123,8 +128,10 @@ def adapt_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[
         keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state and k in own]
         if any(state[k].shape != own[k].shape for k in keys):
             dropped += keys
-            report.append(f"{head} left as initialised: the file's has {state[keys[0]].shape[0]} outputs, "
-                          f"the node's {own[keys[0]].shape[0]}")
+            report.append(
+                f"{head} left as initialised: the file's has {state[keys[0]].shape[0]} outputs, "
+                f"the node's {own[keys[0]].shape[0]}"
+            )
     for key in dropped:
         del state[key]
     return report, dropped

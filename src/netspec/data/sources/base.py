@@ -25,8 +25,16 @@ if TYPE_CHECKING:  # torch is imported where data is loaded: the spec models do 
     from torch import Tensor
     from torch.utils.data import Dataset
 
-__all__ = ["SourceData", "LoadContext", "SourceOptions", "SourceEntry", "SOURCES", "register_source",
-           "source_names", "BadSample"]
+__all__ = [
+    "SourceData",
+    "LoadContext",
+    "SourceOptions",
+    "SourceEntry",
+    "SOURCES",
+    "register_source",
+    "source_names",
+    "BadSample",
+]
 
 
 @dataclass
@@ -171,6 +179,7 @@ def register_source(options: type[SourceOptions], *, in_memory: bool = True) -> 
         for name in names:
             SOURCES.add(name, SourceEntry(name, options, fn, in_memory))
         return fn
+
     return deco
 
 

@@ -91,6 +91,9 @@ def test_readme_commands_exist(repo_root):
     ci = (repo_root / ".ci" / "run").read_text()
     assert ".venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[dev]'" in ci
     assert tests in ci.splitlines()
+    lint = ".venv/bin/ruff check . && .venv/bin/ruff format --check ."  # before the tests, and said so
+    assert lint in text and lint in ci.splitlines()
+    assert ci.index(lint) < ci.index(tests)
 
 
 def test_readme_is_a_front_page_that_links_every_page(repo_root):

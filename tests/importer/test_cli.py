@@ -132,16 +132,16 @@ def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_fi
         (
             ["torchvision.models:resnet18", "--args", "num_clases=3"],
             (
-                "torchvision.models:resnet18: --args: `torchvision.models:resnet18` cannot be called with num_clases=3: "
-                "TypeError: ResNet.__init__() got an unexpected keyword argument 'num_clases'; pass constructor arguments with "
-                "--args KEY=VALUE"
+                "torchvision.models:resnet18: --args: `torchvision.models:resnet18` cannot be called with "
+                "num_clases=3: TypeError: ResNet.__init__() got an unexpected keyword argument 'num_clases'; "
+                "pass constructor arguments with --args KEY=VALUE"
             ),
         ),
         (
             ["torchvision.models:resnet18", "--input-size", "3x32x32:long"],
             (
-                "torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of float32, float64, float16, "
-                "bfloat16, int64, int32, bool"
+                "torchvision.models:resnet18: --input-size `3x32x32:long`: dtype `long` is not one of "
+                "float32, float64, float16, bfloat16, int64, int32, bool"
             ),
         ),
         (
@@ -151,9 +151,9 @@ def test_without_output_the_spec_goes_to_stdout_and_the_report_to_stderr(user_fi
         (
             ["torchvision.models:resnet18", "--input-size", "3x32"],
             (
-                "torchvision.models:resnet18: the traced forward fails on inputs of 3x32: Given groups=1, weight of size "
-                "[64, 3, 7, 7], expected input[1, 1, 3, 32] to have 3 channels, but got 1 channels instead; check --input-size "
-                "(token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"
+                "torchvision.models:resnet18: the traced forward fails on inputs of 3x32: Given groups=1, "
+                "weight of size [64, 3, 7, 7], expected input[1, 1, 3, 32] to have 3 channels, but got 1 "
+                "channels instead; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"
             ),
         ),
     ],

@@ -108,7 +108,10 @@ def check_fits(
                 f"`{key}` has shape {tuple(value.shape)} in {name} but {tuple(own[key].shape)} in the model",
                 path=path,
                 hint=hint
-                or "a different number of classes or channels? load with `strict: false` and drop the layer's weights from the file",
+                or (
+                    "a different number of classes or channels? "
+                    "load with `strict: false` and drop the layer's weights from the file"
+                ),
             )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

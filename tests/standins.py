@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ValidationError
 
 from netspec.compiler.source import Document
-from netspec.compiler.spec import spec_error_from_pydantic
+from netspec.compiler.spec_errors import spec_error_from_pydantic
 from netspec.training.hardware import set_seed
 from netspec.training.loop import train
 from netspec.training.options import TrainingSections

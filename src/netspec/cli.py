@@ -185,18 +185,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="netspec",
-        description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
-        "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
-        "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
-        "143 terminated (SIGTERM).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _register_compile(sub: Any) -> None:
+    """The `compile` command and its options."""
     p = sub.add_parser(
         "compile",
         help="validate and compile a spec; print a summary or the generated code",
@@ -227,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
     p.add_argument("--max-params", type=int, default=None, help="refuse models with more parameters (default 2e9)")
     p.set_defaults(func=cmd_compile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netspec",
+        description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
+        "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
+        "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
+        "143 terminated (SIGTERM).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _register_compile(sub)
 
     p = sub.add_parser(
         "validate",

@@ -308,10 +308,10 @@ def test_a_failed_check_leaves_no_file_and_is_one_line(tmp_path, monkeypatch, ca
 
 
 def test_a_file_that_fails_to_run_is_one_line(tmp_path, monkeypatch, capsys, specs_dir) -> None:
-    from netspec.interop import eject
+    from netspec.interop import eject_classes
 
-    real = eject._body
-    monkeypatch.setattr(eject, "_body", lambda children: [*real(children), "self.x = 1 / 0"])
+    real = eject_classes._body
+    monkeypatch.setattr(eject_classes, "_body", lambda children: [*real(children), "self.x = 1 / 0"])
     code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 2 and "Traceback" not in err[1], err

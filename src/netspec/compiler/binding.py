@@ -69,6 +69,34 @@ def _kwargs_from(raw: Any, params: list[str], positional_ok: list[str], where: s
     return {positional_ok[0]: raw}
 
 
+def _infer_sizes(entry: LayerType, kwargs: dict[str, Any], ins: list[Probe], path: tuple, node: str) -> list[str]:
+    """Fill in the sizes the input gives (in place), checking the ones given against it; a note
+    for each size filled in."""
+    where = entry.name
+    notes: list[str] = []
+    shapes = [tuple(p.value.shape[1:]) for p in ins if isinstance(p.value, torch.Tensor)]
+    for key in entry.inferable:
+        if not shapes or (len(shapes[0]) == 0 and key != "in2_features"):
+            continue
+        try:
+            inferred = INFERRED[key](shapes)
+        except IndexError:
+            continue
+        if key in kwargs:
+            if kwargs[key] != inferred and not (key == "normalized_shape"):
+                raise ShapeError(
+                    f"{where} has {key}={kwargs[key]} but its input is {per_sample(ins[0].value, ins[0].twin)}, "
+                    f"which gives {key}={inferred}",
+                    path=path + (key,),
+                    node=node,
+                    hint=f"remove `{key}` (netspec infers it) or fix the layer before",
+                )
+        else:
+            kwargs[key] = inferred
+            notes.append(f"{key}={inferred} (inferred)")
+    return notes
+
+
 def bind_layer_args(
     entry: LayerType, raw: Any, ins: list[Probe], env: Mapping[str, Any], path: tuple, node: str
 ) -> tuple[dict[str, Any], list[str]]:
@@ -94,7 +122,6 @@ def bind_layer_args(
             hint="use a mapping, e.g. {" + ", ".join(f"{p}: ..." for p in free[:2]) + "}",
         )
     kwargs = substitute(_kwargs_from(raw, list(entry.params), free, where, path), env, path)
-    notes: list[str] = []
     for key in kwargs:
         if key not in entry.params and not entry.accepts_var_kwargs:
             raise BuildError(
@@ -105,26 +132,7 @@ def bind_layer_args(
             )
     for key, value in kwargs.items():
         kwargs[key] = _check_type(key, value, entry.hints.get(key), where, path + (key,))
-    shapes = [tuple(p.value.shape[1:]) for p in ins if isinstance(p.value, torch.Tensor)]
-    for key in inferable:
-        if not shapes or (len(shapes[0]) == 0 and key != "in2_features"):
-            continue
-        try:
-            inferred = INFERRED[key](shapes)
-        except IndexError:
-            continue
-        if key in kwargs:
-            if kwargs[key] != inferred and not (key == "normalized_shape"):
-                raise ShapeError(
-                    f"{where} has {key}={kwargs[key]} but its input is {per_sample(ins[0].value, ins[0].twin)}, "
-                    f"which gives {key}={inferred}",
-                    path=path + (key,),
-                    node=node,
-                    hint=f"remove `{key}` (netspec infers it) or fix the layer before",
-                )
-        else:
-            kwargs[key] = inferred
-            notes.append(f"{key}={inferred} (inferred)")
+    notes: list[str] = _infer_sizes(entry, kwargs, ins, path, node)
     if entry.name in BATCH_FIRST_DEFAULT and "batch_first" in entry.params and "batch_first" not in kwargs:
         kwargs["batch_first"] = True
         notes.append("batch_first=True (netspec default)")

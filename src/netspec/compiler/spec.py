@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from ..data.spec import DataSpec
 from ..errors import SpecValidationError, did_you_mean
@@ -23,8 +23,9 @@ from ..nodes.kinds import GROUP_OP
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
-from .source import Document, _SpecLoader, group_nodes, load_document, nan_path
+from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import SpecModel
+from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
@@ -313,85 +314,6 @@ def _check_input_name(name: Any, key: str | int) -> None:
 
 
 # ---- loading -----------------------------------------------------------------------------
-
-
-def _error_path(err: ErrorDetails, data: Any) -> tuple[str | int, ...]:
-    """pydantic's loc, minus union/validator tags that do not index the data."""
-    path: list[str | int] = []
-    cur = data
-    for part in err["loc"]:
-        if isinstance(cur, dict) and part in cur:  # noqa: SIM114 - one arm each, so mypy narrows `cur`
-            cur = cur[part]
-            path.append(part)
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            cur = cur[part]
-            path.append(part)
-        elif part == "from_" and isinstance(cur, dict) and "from" in cur:
-            cur = cur["from"]
-            path.append("from")
-        elif part == "nodes" and isinstance(cur, dict) and (group := group_nodes(cur)) is not None:
-            cur = group[1]  # a group's nodes, however written (Document.raw_path maps it back)
-            path.append("nodes")
-    return tuple(path)
-
-
-def _message(err: ErrorDetails) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "missing":
-        return f"missing required key `{err['loc'][-1]}`"
-    if kind == "extra_forbidden":
-        return f"unknown key `{err['loc'][-1]}`"
-    if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key", "netspec"):
-        return msg
-    if kind == "value_error":  # our validators' own sentences, without pydantic's frame
-        return msg.removeprefix("Value error, ")
-    if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
-        return msg[0].lower() + msg[1:].replace(" after validation", "")
-    got = err.get("input")
-    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    msg = msg[0].lower() + msg[1:]
-    if ", got " in msg:  # "input should be a valid integer, got a number with a fractional part"
-        return f"{msg} ({shown})"
-    return f"{msg}, got {shown}"
-
-
-def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidationError:
-    """The first pydantic error as one located, readable SpecValidationError."""
-    errors = e.errors()
-    # Prefer the most specific error: our own messages first, then the deepest loc.
-    own = ("netspec", "unknown_key", "unknown_op", "node_form", "unknown_node_key", "bad_key")
-    errors.sort(key=lambda r: (r["type"] not in own, -len(r["loc"])))
-    err = errors[0]
-    path = _error_path(err, doc.data)
-    ctx = err.get("ctx") or {}
-    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key") or bool(
-        err["type"] == "netspec" and ctx.get("key")
-    )
-    if err["type"] in ("unknown_key", "bad_key"):
-        path = path + (ctx["key"],)
-    if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key", "netspec"):
-        path = path + tuple(ctx.get("subpath", ()))
-    message = _message(err)
-    is_param = (len(path) == 2 and path[0] == "params") or (
-        len(path) == 4 and path[0] == "blocks" and path[2] == "params"
-    )
-    if is_param and err["type"] not in own:
-        # Scalar is a union: pydantic's first member error ("should be a valid boolean") misleads
-        got = err.get("input")
-        message = f"parameter `{path[-1]}` must be a number, a string, true/false or null, got {type(got).__name__}"
-    for opath, item in doc.overridden.items():
-        if tuple(path[: len(opath)]) == tuple(opath):
-            message += f" (set by --set {item})"
-            break
-    hint = ctx.get("hint") if err["type"] == "netspec" else None  # a SpecError raised in a validator
-    if doc.origins:  # a value from an `extends` base, mixed with the spec's own
-        from .extends import merge_hint
-
-        hint = hint or merge_hint(doc, path)
-    out = SpecValidationError(message, path=path, hint=hint)
-    return out.with_location(doc.locate(path, key=key_error))
 
 
 def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:

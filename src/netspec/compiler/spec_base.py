@@ -17,7 +17,7 @@ def reported_at_spec_path() -> Iterator[None]:
     """Let a validator raise :class:`SpecError` with a path relative to the model it validates.
 
     pydantic only collects its own error types, so the SpecError travels as a
-    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.compiler.spec.spec_error_from_pydantic`
+    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.compiler.spec_errors.spec_error_from_pydantic`
     puts the model's place in the document in front of the path and locates it.
 
     >>> from pydantic import ValidationError

@@ -332,6 +332,26 @@ def _make_loader(
 # ---------------------------------------------------------------------------------------------
 
 
+def _split_transforms(spec: DataSpec, first: SourceData) -> tuple[Any, Any]:
+    """The training transforms and the evaluation ones (given, else the training ones without
+    their random steps, else the defaults for the data)."""
+    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
+    eval_items = (
+        spec.eval_transforms
+        if spec.eval_transforms is not None
+        else (T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+    )
+    return train_items, eval_items
+
+
+def _num_classes(first: SourceData, fmap: FieldMap) -> int | None:
+    """The source's class count, else one more than the largest label (None without labels)."""
+    if first.num_classes is not None:
+        return first.num_classes
+    labels = class_labels(first, fmap)
+    return int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None
+
+
 def build_loaders(
     spec: DataSpec,
     *,
@@ -368,12 +388,7 @@ def build_loaders(
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)
     _check_values(spec, raws, fmap, list(classes))
-    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
-    eval_items = (
-        spec.eval_transforms
-        if spec.eval_transforms is not None
-        else (T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
-    )
+    train_items, eval_items = _split_transforms(spec, first)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
     built: dict[str, Loader] = {}
     for split, raw in raws.items():
@@ -394,11 +409,5 @@ def build_loaders(
             spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
         )
         info[split]["files"] = raw.files
-    labels = class_labels(first, fmap)
-    info["num_classes"] = (
-        first.num_classes
-        if first.num_classes is not None
-        else (int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None)
-    )
-    info["classes"] = first.classes
+    info["num_classes"], info["classes"] = _num_classes(first, fmap), first.classes
     return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

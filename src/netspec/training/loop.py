@@ -187,6 +187,62 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     return hw
 
 
+def _model(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module | None,
+    base: Path,
+    log: Log,
+    ckpt: dict[str, Any] | None,
+) -> tuple[nn.Module, nn.Module | None]:
+    """The model built, initialised (unless resuming: the checkpoint has the weights) and moved,
+    with its torch.compile'd form (or None)."""
+    if model is None:
+        from ..api import build_model
+
+        model = build_model(spec)
+    if ckpt is None:
+        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
+    model.to(hw.device)
+    if hw.distributed and tspec.distributed.sync_batchnorm:
+        model = distributed.sync_batchnorm(model, hw.device, log)
+    return model, prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
+
+
+def _loaders(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module,
+    loaders: Any,
+    base: Path,
+    allow_download: bool,
+    log: Log,
+) -> Any:
+    """The loaders, built unless given: every label checked against the model's output size, and
+    each split's first sample against the declared inputs, once, here (every process checks the
+    same samples alike); under several processes, each one's share of every epoch."""
+    if loaders is None:
+        from ..data import build_loaders
+        from ..data.checks import declared_inputs
+
+        loaders = build_loaders(
+            spec.data,
+            base_dir=base,
+            input_names=list(spec.inputs),
+            seed=tspec.seed,
+            device=hw.device,
+            allow_download=allow_download,
+            roots=spec_roots(spec),
+            classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
+            inputs=declared_inputs(model),
+        )
+    if hw.distributed:
+        distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
+    return loaders
+
+
 def _setup(
     spec: Any,
     tspec: TrainSpec,
@@ -200,36 +256,8 @@ def _setup(
 ) -> Run:
     """Everything a run needs but its directory."""
     input_names, output_names = list(spec.inputs), list(spec.output_names)
-    # ---- model: built, initialised (unless resuming: the checkpoint has the weights), moved
-    if model is None:
-        from ..api import build_model
-
-        model = build_model(spec)
-    if ckpt is None:
-        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
-    model.to(hw.device)
-    if hw.distributed and tspec.distributed.sync_batchnorm:
-        model = distributed.sync_batchnorm(model, hw.device, log)
-    compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
-    # ---- data: every label checked against the model's output size, and each split's first
-    # sample against the declared inputs, once, here (every process checks the same samples alike)
-    if loaders is None:
-        from ..data import build_loaders
-        from ..data.checks import declared_inputs
-
-        loaders = build_loaders(
-            spec.data,
-            base_dir=base,
-            input_names=input_names,
-            seed=tspec.seed,
-            device=hw.device,
-            allow_download=allow_download,
-            roots=spec_roots(spec),
-            classes=class_counts(spec.loss, output_names, output_shapes(model)),
-            inputs=declared_inputs(model),
-        )
-    if hw.distributed:  # each process its share of every epoch
-        distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
+    model, compiled = _model(spec, tspec, hw, model, base, log, ckpt)
+    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, log)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)

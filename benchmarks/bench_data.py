@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -41,9 +41,11 @@ def write_fashion_idx(root: Path, n: int, seed: int = 0) -> None:
         images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, (count,), dtype=np.uint8)
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            np.array([0x803, count, 28, 28], dtype=">u4").tobytes() + images.tobytes())  # magic 2051, dims
+            np.array([0x803, count, 28, 28], dtype=">u4").tobytes() + images.tobytes()
+        )  # magic 2051, dims
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            np.array([0x801, count], dtype=">u4").tobytes() + labels.tobytes())  # magic 2049
+            np.array([0x801, count], dtype=">u4").tobytes() + labels.tobytes()
+        )  # magic 2049
 
 
 def time_epochs(loader: Iterable, epochs: int) -> tuple[float, float, int]:
@@ -73,35 +75,56 @@ def main() -> None:
         write_fashion_idx(root, args.n)
 
         start = time.perf_counter()
-        tv = torchvision.datasets.FashionMNIST(str(root), train=True, download=False,
-                                               transform=torchvision.transforms.ToTensor())
-        tv_loader = DataLoader(tv, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                               generator=torch.Generator().manual_seed(0))
+        tv = torchvision.datasets.FashionMNIST(
+            str(root), train=True, download=False, transform=torchvision.transforms.ToTensor()
+        )
+        tv_loader = DataLoader(
+            tv,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            generator=torch.Generator().manual_seed(0),
+        )
         tv_setup = time.perf_counter() - start
         tv_first, tv_epoch, tv_samples = time_epochs(tv_loader, args.epochs)
 
         start = time.perf_counter()
-        spec = DataSpec.model_validate({"train": {"source": "FashionMNIST", "root": ".", "split": "train"},
-                                        "transforms": ["ToTensor"], "batch_size": args.batch_size})
+        spec = DataSpec.model_validate(
+            {
+                "train": {"source": "FashionMNIST", "root": ".", "split": "train"},
+                "transforms": ["ToTensor"],
+                "batch_size": args.batch_size,
+            }
+        )
         ours = build_loaders(spec, base_dir=root, input_names=["image"], seed=0)
         ours_setup = time.perf_counter() - start
         ours_first, ours_epoch, ours_samples = time_epochs(ours.train, args.epochs)
 
         # Same data, same values: the comparison is like for like.
         first_tv = next(iter(DataLoader(tv, batch_size=8)))[0]
-        plain = build_loaders(spec.model_copy(update={"loader": spec.loader.model_copy(update={"shuffle": False})}),
-                              base_dir=root, input_names=["image"], seed=0)
+        plain = build_loaders(
+            spec.model_copy(update={"loader": spec.loader.model_copy(update={"shuffle": False})}),
+            base_dir=root,
+            input_names=["image"],
+            seed=0,
+        )
         assert torch.equal(next(iter(plain.train))[0]["image"][:8], first_tv)
 
     assert tv_samples == ours_samples == args.n
     rate_tv, rate_ours = args.n / tv_epoch, args.n / ours_epoch
-    print(f"Fashion-MNIST-shaped data: {args.n} x 1 x 28 x 28 uint8, batch {args.batch_size}, shuffled, "
-          f"ToTensor; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"Fashion-MNIST-shaped data: {args.n} x 1 x 28 x 28 uint8, batch {args.batch_size}, shuffled, "
+        f"ToTensor; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"{'path':<52}{'setup s':>9}{'1st epoch s':>13}{'epoch s':>9}{'samples/s':>12}")
-    print(f"{'torchvision FashionMNIST + DataLoader (' + str(args.workers) + ' workers)':<52}"
-          f"{tv_setup:>9.2f}{tv_first:>13.3f}{tv_epoch:>9.3f}{rate_tv:>12,.0f}")
-    print(f"{'netspec in-memory tensor path':<52}{ours_setup:>9.2f}{ours_first:>13.3f}{ours_epoch:>9.3f}"
-          f"{rate_ours:>12,.0f}")
+    print(
+        f"{'torchvision FashionMNIST + DataLoader (' + str(args.workers) + ' workers)':<52}"
+        f"{tv_setup:>9.2f}{tv_first:>13.3f}{tv_epoch:>9.3f}{rate_tv:>12,.0f}"
+    )
+    print(
+        f"{'netspec in-memory tensor path':<52}{ours_setup:>9.2f}{ours_first:>13.3f}{ours_epoch:>9.3f}"
+        f"{rate_ours:>12,.0f}"
+    )
     print(f"ratio (netspec / torchvision samples/s, median epoch): {rate_ours / rate_tv:.1f}x  (goal >= 3x)")
     first_epoch = (tv_setup + tv_first) / (ours_setup + ours_first)
     print(f"ratio for setup + first epoch (netspec decodes and transforms once, up front): {first_epoch:.1f}x")

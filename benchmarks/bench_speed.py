@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -57,8 +59,14 @@ class FashionCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2, stride=2), nn.Dropout(0.3),
-            nn.Conv2d(32, 64, 5), nn.ReLU(), nn.MaxPool2d(2, stride=2), nn.Dropout(0.3),
+            nn.Conv2d(1, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),
+            nn.Dropout(0.3),
+            nn.Conv2d(32, 64, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, stride=2),
+            nn.Dropout(0.3),
         )
         self.fc = nn.Sequential(nn.Linear(64 * 4 * 4, 512), nn.ReLU(), nn.Linear(512, 10))
 
@@ -85,8 +93,17 @@ class Case:
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {
     "cnn": Case({"file": ROOT / "specs" / "fashion_cnn.yaml"}, (1, 28, 28), FashionCNN, 2048),
-    "resnet18": Case({"netspec": 1, "name": "resnet18_32", "inputs": {"image": [3, 32, 32]},
-                      "nodes": [{"net": {"resnet18": {"num_classes": 10}}}]}, (3, 32, 32), _resnet18, 512),
+    "resnet18": Case(
+        {
+            "netspec": 1,
+            "name": "resnet18_32",
+            "inputs": {"image": [3, 32, 32]},
+            "nodes": [{"net": {"resnet18": {"num_classes": 10}}}],
+        },
+        (3, 32, 32),
+        _resnet18,
+        512,
+    ),
 }
 
 
@@ -102,12 +119,27 @@ class Row:
 # --------------------------------------------------------------------------- the contenders
 
 
-def load(case: Case, data_file: Path | None = None, precision: str = "fp32", epochs: int = 1, device: str = "cpu",
-         batch: int = 256, compile_mode: str | None = None, every: int = 1) -> Any:
+def load(
+    case: Case,
+    data_file: Path | None = None,
+    precision: str = "fp32",
+    epochs: int = 1,
+    device: str = "cpu",
+    batch: int = 256,
+    compile_mode: str | None = None,
+    every: int = 1,
+) -> Any:
     """The case's spec with a training section for this benchmark (data: a tensors file;
     a checkpoint every ``every`` epochs, 0: at the end only)."""
-    train_section = {"epochs": epochs, "seed": SEED, "device": device, "precision": precision,
-                     "metrics": ["accuracy"], "progress": "line", "checkpoint": {"every": every}}
+    train_section = {
+        "epochs": epochs,
+        "seed": SEED,
+        "device": device,
+        "precision": precision,
+        "metrics": ["accuracy"],
+        "progress": "line",
+        "checkpoint": {"every": every},
+    }
     if compile_mode:
         train_section["compile"] = compile_mode
     rest = {"loss": "CrossEntropyLoss", "optimizer": {"Adam": {"lr": LR}}, "train": train_section}
@@ -125,23 +157,32 @@ def model_of(case: Case, device: torch.device) -> nn.Module:
     return netspec.build_model(load(case)).to(device)
 
 
-def run_netspec(case: Case, data_file: Path, args: argparse.Namespace, precision: str, device: torch.device,
-                compile_mode: str | None = None, every: int = 1) -> tuple[list[float], float]:
+def run_netspec(
+    case: Case,
+    data_file: Path,
+    args: argparse.Namespace,
+    precision: str,
+    device: torch.device,
+    compile_mode: str | None = None,
+    every: int = 1,
+) -> tuple[list[float], float]:
     spec = load(case, data_file, precision, args.epochs, str(device), args.batch, compile_mode, every)
     with tempfile.TemporaryDirectory() as out:
         started = time.time()  # the first "epoch" includes the set-up: dropped with the warm-up
         result = train(spec, out=out, stream=io.StringIO(), base_dir=data_file.parent)
     stamps = [started] + [r["t"] for r in result.history]
-    return [args.samples / (b - a) for a, b in zip(stamps, stamps[1:])], result.history[-1]["train_loss"]
+    return [args.samples / (b - a) for a, b in itertools.pairwise(stamps)], result.history[-1]["train_loss"]
 
 
-def run_seed_loop(case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, precision: str,
-                  device: torch.device) -> tuple[list[float], float]:
+def run_seed_loop(
+    case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, precision: str, device: torch.device
+) -> tuple[list[float], float]:
     """Seed 003's loop: a DataLoader, per-batch copies, .item() every step."""
     model = model_of(case, device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loader = DataLoader(TensorDataset(x, y), batch_size=args.batch, shuffle=True,
-                        generator=torch.Generator().manual_seed(SEED))
+    loader = DataLoader(
+        TensorDataset(x, y), batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(SEED)
+    )
     rates, loss_mean = [], float("nan")
     for _ in range(args.epochs):
         start, total, correct = time.perf_counter(), 0.0, 0
@@ -161,8 +202,9 @@ def run_seed_loop(case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.N
     return rates, loss_mean
 
 
-def run_tuned_loop(case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, precision: str,
-                   device: torch.device) -> tuple[list[float], float]:
+def run_tuned_loop(
+    case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, precision: str, device: torch.device
+) -> tuple[list[float], float]:
     """Data on the device, no host read per step, fused Adam on CUDA (as netspec's default)."""
     model = model_of(case, device)
     opt = torch.optim.Adam(model.parameters(), lr=LR, fused=device.type == "cuda")
@@ -181,7 +223,7 @@ def run_tuned_loop(case: Case, x: torch.Tensor, y: torch.Tensor, args: argparse.
         total = torch.zeros((), device=device, dtype=torch.float64)  # summed as netspec sums: float64
         correct = torch.zeros((), device=device, dtype=torch.int64)
         for i in range(0, args.samples, args.batch):
-            idx = order[i:i + args.batch]
+            idx = order[i : i + args.batch]
             xb, yb = xd.index_select(0, idx), yd.index_select(0, idx)
             with _autocast(device, precision):
                 out = model(xb)
@@ -258,21 +300,29 @@ def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: P
     torch.save({"image": x, "label": y}, data_file)
     rows = []
     for precision in args.precisions:
-        runs = [("netspec run", lambda: run_netspec(case, data_file, args, precision, device)),
-                ("netspec run, checkpoint at the end", lambda: run_netspec(case, data_file, args, precision, device,
-                                                                           every=0)),
-                ("seed-style loop", lambda: run_seed_loop(case, x, y, args, precision, device)),
-                ("tuned loop", lambda: run_tuned_loop(case, x, y, args, precision, device))]
-        runs += [(f"netspec run, compile {m}", lambda m=m: run_netspec(case, data_file, args, precision, device, m))
-                 for m in args.compile_modes if precision in args.compile_precisions]
+        p = precision  # bound as a default below, so each closure keeps this round's precision
+        runs = [
+            ("netspec run", lambda p=p: run_netspec(case, data_file, args, p, device)),
+            ("netspec run, checkpoint at the end", lambda p=p: run_netspec(case, data_file, args, p, device, every=0)),
+            ("seed-style loop", lambda p=p: run_seed_loop(case, x, y, args, p, device)),
+            ("tuned loop", lambda p=p: run_tuned_loop(case, x, y, args, p, device)),
+        ]
+        runs += [
+            (f"netspec run, compile {m}", lambda m=m, p=p: run_netspec(case, data_file, args, p, device, m))
+            for m in args.compile_modes
+            if precision in args.compile_precisions
+        ]
         timed: dict[str, list[float]] = {contender: [] for contender, _ in runs}
         losses: dict[str, float] = {}
         for r in range(args.rounds):  # each round in another order: a load that comes and goes hits all alike
-            for contender, fn in runs[r % len(runs):] + runs[:r % len(runs)]:
+            for contender, fn in runs[r % len(runs) :] + runs[: r % len(runs)]:
                 rates, losses[contender] = fn()
                 timed[contender] += rates[1:] or rates  # the first epoch warms up (allocation, autotuning, compiling)
-                print(f"  {name} {precision} {contender}: " + " ".join(f"{x:,.0f}" for x in rates) + " samples/s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {name} {precision} {contender}: " + " ".join(f"{rate:,.0f}" for rate in rates) + " samples/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         rows += [Row(name, precision, c, statistics.median(timed[c]), losses[c]) for c, _ in runs]
     return rows
 
@@ -292,17 +342,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
     p.add_argument("--models", default="cnn,resnet18")
     p.add_argument("--precisions", default=None, help="fp32,bf16 (default: bf16 where the device supports it)")
-    p.add_argument("--compile-modes", default=None,
-                   help="extra netspec rows with train.compile (default on CUDA: reduce-overhead; none on the CPU)")
-    p.add_argument("--compile-precisions", default="fp32", help="precisions that get the compile rows (each compile "
-                   "takes a minute or two on a GPU)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="training samples (default 61440; quick: 2048 for the CNN, 512 for resnet18)")
+    p.add_argument(
+        "--compile-modes",
+        default=None,
+        help="extra netspec rows with train.compile (default on CUDA: reduce-overhead; none on the CPU)",
+    )
+    p.add_argument(
+        "--compile-precisions",
+        default="fp32",
+        help="precisions that get the compile rows (each compile takes a minute or two on a GPU)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="training samples (default 61440; quick: 2048 for the CNN, 512 for resnet18)",
+    )
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per contender, the first dropped (default 4; quick 3)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="runs of every contender, in rotating order (default 1; quick 2)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs per contender, the first dropped (default 4; quick 3)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="runs of every contender, in rotating order (default 1; quick 2)"
+    )
     p.add_argument("--reps", type=int, default=None, help="forward+backward repetitions (default 20; quick 5)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--startup-runs", type=int, default=None, help="fresh processes per command (default 5; quick 3)")
@@ -332,8 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = args.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"device: {name}; torch {torch.__version__}; {args.samples or 'default'} samples, batch {args.batch}, "
-          f"{args.epochs} epochs (first dropped) x {args.rounds} rounds; {', '.join(args.precisions)}")
+    print(
+        f"device: {name}; torch {torch.__version__}; {args.samples or 'default'} samples, batch {args.batch}, "
+        f"{args.epochs} epochs (first dropped) x {args.rounds} rounds; {', '.join(args.precisions)}"
+    )
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:

@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 UNET = str(ROOT / "specs" / "unet.yaml")
@@ -112,11 +113,12 @@ def startup_table(times: dict[str, dict[str, float]]) -> str:
     base = next(iter(times.values()))["seconds"]
     rows = [f"{'command':<34}{'median s':>10}{'x import torch':>16}{'peak RSS MiB':>14}"]
     for label, t in times.items():
-        rows.append(f"{label:<34}{t['seconds']:>10.2f}{t['seconds'] / base:>16.2f}{t['rss'] / 2 ** 20:>14.0f}")
+        rows.append(f"{label:<34}{t['seconds']:>10.2f}{t['seconds'] / base:>16.2f}{t['rss'] / 2**20:>14.0f}")
     return "\n".join(rows)
 
 
 # ---- compile cost ----------------------------------------------------------------------------
+
 
 def chain_spec(n: int) -> dict[str, Any]:
     """``n`` unnamed nodes alternating Linear(16) and ReLU (auto-named linear, relu, linear_1, ...).
@@ -181,8 +183,10 @@ def machine() -> str:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs "
-            f"({platform.machine()}), {device}")
+    return (
+        f"Python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs "
+        f"({platform.machine()}), {device}"
+    )
 
 
 def main() -> None:

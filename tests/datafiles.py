@@ -17,8 +17,14 @@ import numpy as np
 import torch
 
 # IDX type bytes by numpy dtype (big-endian on disk)
-_IDX_TYPE = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+_IDX_TYPE = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -48,12 +54,12 @@ def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
 def mnist_arrays(n: int, *, seed: int = 0, size: int = 28, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Random uint8 images ``(n, size, size)`` and labels ``(n,)``."""
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n, size, size), dtype=np.uint8),
-            rng.integers(0, classes, (n,), dtype=np.uint8))
+    return (rng.integers(0, 256, (n, size, size), dtype=np.uint8), rng.integers(0, classes, (n,), dtype=np.uint8))
 
 
-def write_mnist(root: Path, name: str = "FashionMNIST", *, n_train: int = 64, n_test: int = 32, gz: bool = False,
-                seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def write_mnist(
+    root: Path, name: str = "FashionMNIST", *, n_train: int = 64, n_test: int = 32, gz: bool = False, seed: int = 0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Write ``root/<name>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` as torchvision expects.
 
     Returns ``{"train": (images, labels), "test": (images, labels)}``.
@@ -68,8 +74,9 @@ def write_mnist(root: Path, name: str = "FashionMNIST", *, n_train: int = 64, n_
     return out
 
 
-def write_csv(path: Path, labels: np.ndarray, features: np.ndarray, *, header: bool = True,
-              label_name: str = "label") -> Path:
+def write_csv(
+    path: Path, labels: np.ndarray, features: np.ndarray, *, header: bool = True, label_name: str = "label"
+) -> Path:
     """Write ``label, f0, f1, ...`` rows (seed 003's fashion-mnist_train.csv layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -95,10 +102,17 @@ def write_pt(path: Path, obj: Any) -> Path:
     return path
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), *, per_class: int = 3,
-                       size: tuple[int, int] = (12, 10), seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog"),
+    *,
+    per_class: int = 3,
+    size: tuple[int, int] = (12, 10),
+    seed: int = 0,
+) -> Path:
     """``root/<class>/<i>.png`` RGB images of ``size`` (W, H); returns ``root``."""
     from PIL import Image
+
     rng = np.random.default_rng(seed)
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
@@ -140,7 +154,9 @@ def source_example(name: str, tmp: Path) -> dict[str, Any]:
 def write_cifar(root: Path, name: str = "CIFAR10", n: int = 10) -> dict[str, Any]:
     """CIFAR-layout pickles with random images (they fail torchvision's MD5 check: tests patch it)."""
     import pickle
+
     import torchvision.datasets as tvd
+
     cls = getattr(tvd, name)
     folder = root / cls.base_folder
     folder.mkdir(parents=True, exist_ok=True)

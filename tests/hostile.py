@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ def _link(target: Path, to: Path) -> None:
 
 
 # ---- reading outside ------------------------------------------------------------------------
+
 
 def link_out_csv(target: Path, home: Path) -> None:
     """``target`` is a link to a CSV file outside the spec's folder."""
@@ -72,6 +73,7 @@ def link_out_idx(target: Path, home: Path) -> None:
 
 # ---- files that never end or never open -----------------------------------------------------
 
+
 def fifo(target: Path, home: Path) -> None:
     """A named pipe: opening it for reading waits for a writer, forever."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,7 @@ def folder(target: Path, home: Path) -> None:
 
 
 # ---- spec files that cost more than they say ---------------------------------------------------
+
 
 def many_bases(target: Path, home: Path) -> None:
     """40 small base specs in the folder ``target``: 0.yaml .. 39.yaml, one parameter each."""
@@ -98,6 +101,7 @@ def big_base(target: Path, home: Path) -> None:
 
 
 # ---- decompression bombs --------------------------------------------------------------------
+
 
 def deflate_zeros(mib: int) -> bytes:
     """A raw deflate stream of ``mib`` MiB of zeros, about 1 kB per MiB: one fully flushed block
@@ -118,7 +122,7 @@ def idx_gz_bomb(target: Path, home: Path) -> None:
     head = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
     size = len(header) + 900_000 * 784
     body = head + deflate_zeros(900_000 * 784 // MIB + 1)
-    gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + struct.pack("<II", 0, size % 2 ** 32)
+    gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + struct.pack("<II", 0, size % 2**32)
     (raw / "train-images-idx3-ubyte.gz").write_bytes(gz)
 
 
@@ -129,8 +133,29 @@ def zip_archive(members: dict[str, tuple[bytes, int, int]]) -> bytes:
     for name, (data, size, method) in members.items():
         encoded, crc = name.encode(), zlib.crc32(data) if method == 0 else 0
         local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data), size, len(encoded), 0)
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data), size,
-                               len(encoded), 0, 0, 0, 0, 0, len(out)) + encoded
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                len(out),
+            )
+            + encoded
+        )
         out += local + encoded + data
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(out), 0)
     return out + central + end
@@ -148,13 +173,14 @@ def npz_bomb(target: Path, home: Path) -> None:
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     data = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH) + deflate_zeros(700_000 * 1000 // MIB + 1)
     ybytes = _npy_header((700_000,), "<i8")
-    target.write_bytes(zip_archive({"x.npy": (data, len(header) + 700_000 * 1000, 8),
-                             "y.npy": (ybytes, len(ybytes), 0)}))
+    target.write_bytes(
+        zip_archive({"x.npy": (data, len(header) + 700_000 * 1000, 8), "y.npy": (ybytes, len(ybytes), 0)})
+    )
 
 
 def npz_huge_header(target: Path, home: Path) -> None:
     """An npz whose `x` says it has 10^12 rows and holds 48 bytes."""
-    x = _npy_header((10 ** 12, 4), "<f4") + bytes(48)
+    x = _npy_header((10**12, 4), "<f4") + bytes(48)
     y = _npy_header((3,), "<i8") + bytes(24)
     target.write_bytes(zip_archive({"x.npy": (x, len(x), 0), "y.npy": (y, len(y), 0)}))
 
@@ -167,11 +193,13 @@ def png_bomb(target: Path, home: Path) -> None:
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     target.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 # ---- messy labels and values ----------------------------------------------------------------
+
 
 def _csv_with(target: Path, row: int, cell: str, column: int = 0) -> None:
     """label, f1..f4 with a header line, 8 rows of labels 0..2; data row ``row`` gets ``cell``."""
@@ -227,6 +255,7 @@ def image_3_classes(target: Path, home: Path) -> None:
 
 # ---- checkpoints and pickles ----------------------------------------------------------------
 
+
 class _System:
     """Unpickles to os.system(...): what a hostile "checkpoint" carries."""
 
@@ -245,11 +274,13 @@ def pickle_system(target: Path, home: Path) -> None:
 
 def forged(change: Callable[[dict], None]) -> Callable[[Path, Callable[[str, Path], None]], None]:
     """A setup that takes a real netspec checkpoint (made by ``checkpoint``) and changes it."""
+
     def setup(target: Path, checkpoint: Callable[[str, Path], None]) -> None:
         checkpoint("checkpoint", target)
         state = torch.load(target, weights_only=True)
         change(state)
         torch.save(state, target)
+
     return setup
 
 
@@ -280,12 +311,26 @@ FORGED_CHECKPOINTS = {
 }
 
 SETUPS: dict[str, Callable[[Path, Path], None]] = {
-    "link_out_csv": link_out_csv, "link_out_folder": link_out_folder, "link_out_image": link_out_image,
-    "link_out_idx": link_out_idx, "fifo": fifo, "idx_gz_bomb": idx_gz_bomb, "npz_bomb": npz_bomb,
-    "npz_huge_header": npz_huge_header, "png_bomb": png_bomb, "csv_label_7": csv_label_7,
-    "csv_label_fraction": csv_label_fraction, "csv_nan": csv_nan, "csv_secret": csv_secret, "npz_inf": npz_inf,
-    "npz_label_negative": npz_label_negative, "npz_mask_5": npz_mask_5, "image_3_classes": image_3_classes,
-    "pickle_system": pickle_system, "folder": folder, "many_bases": many_bases,
+    "link_out_csv": link_out_csv,
+    "link_out_folder": link_out_folder,
+    "link_out_image": link_out_image,
+    "link_out_idx": link_out_idx,
+    "fifo": fifo,
+    "idx_gz_bomb": idx_gz_bomb,
+    "npz_bomb": npz_bomb,
+    "npz_huge_header": npz_huge_header,
+    "png_bomb": png_bomb,
+    "csv_label_7": csv_label_7,
+    "csv_label_fraction": csv_label_fraction,
+    "csv_nan": csv_nan,
+    "csv_secret": csv_secret,
+    "npz_inf": npz_inf,
+    "npz_label_negative": npz_label_negative,
+    "npz_mask_5": npz_mask_5,
+    "image_3_classes": image_3_classes,
+    "pickle_system": pickle_system,
+    "folder": folder,
+    "many_bases": many_bases,
     "big_base": big_base,
 }
 

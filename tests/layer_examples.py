@@ -17,7 +17,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class I:
+class I:  # noqa: E742 - the one-letter input marker every example row is written with
     """One input: per-sample shape, dtype, and for integers the exclusive upper bound."""
 
     shape: tuple[int, ...]
@@ -39,8 +39,8 @@ def _x(*shape: int) -> list[I]:
     return [I(shape)]
 
 
-SEQ = _x(5, 8)            # (B, T, F): batch-first sequences
-VEC = _x(8)               # (B, F)
+SEQ = _x(5, 8)  # (B, T, F): batch-first sequences
+VEC = _x(8)  # (B, F)
 IMG1D, IMG2D, IMG3D = _x(3, 8), _x(3, 8, 8), _x(3, 4, 6, 6)
 
 LAYER_EXAMPLES: dict[str, Example] = {
@@ -50,13 +50,20 @@ LAYER_EXAMPLES: dict[str, Example] = {
     **{f"MaxPool{d}d": Example({"kernel_size": 2}, x) for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
     **{f"LPPool{d}d": Example({"norm_type": 2, "kernel_size": 2}, x) for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
     **{f"Conv{d}d": Example({"out_channels": 4, "kernel_size": 3}, x) for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
-    **{f"ConvTranspose{d}d": Example({"out_channels": 4, "kernel_size": 3, "stride": 2}, x)
-       for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
-    **{f"{kind}Pad{d}d": Example({"padding": 1}, x)
-       for kind in ("Circular", "Reflection", "Replication", "Zero") for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
+    **{
+        f"ConvTranspose{d}d": Example({"out_channels": 4, "kernel_size": 3, "stride": 2}, x)
+        for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))
+    },
+    **{
+        f"{kind}Pad{d}d": Example({"padding": 1}, x)
+        for kind in ("Circular", "Reflection", "Replication", "Zero")
+        for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))
+    },
     **{f"ConstantPad{d}d": Example({"padding": 1, "value": 0.5}, x) for d, x in ((1, IMG1D), (2, IMG2D), (3, IMG3D))},
-    **{f"MaxUnpool{d}d": Example({"kernel_size": 2}, [I(s), I(s, "int64", high=1)])  # indices 0: all in range
-       for d, s in ((1, (3, 4)), (2, (3, 4, 4)), (3, (3, 2, 3, 3)))},
+    **{
+        f"MaxUnpool{d}d": Example({"kernel_size": 2}, [I(s), I(s, "int64", high=1)])  # indices 0: all in range
+        for d, s in ((1, (3, 4)), (2, (3, 4, 4)), (3, (3, 2, 3, 3)))
+    },
     **{f"BatchNorm{d}d": Example(None, x) for d, x in ((1, IMG1D), (3, IMG3D))},
     **{f"InstanceNorm{d}d": Example(None, x) for d, x in ((1, IMG1D), (3, IMG3D))},
     "Dropout1d": Example(None, IMG1D),
@@ -89,13 +96,16 @@ LAYER_EXAMPLES: dict[str, Example] = {
     "LSTMCell": Example({"hidden_size": 6}, VEC),
     "GRUCell": Example({"hidden_size": 6}, VEC),
     # attention (batch_first: the netspec default)
-    "MultiheadAttention": Example({"num_heads": 2}, [I((5, 8)), I((7, 8)), I((7, 8))],
-                                  kw={"key_padding_mask": I((7,), "bool", high=2)}),
-    "TransformerEncoderLayer": Example({"nhead": 2, "dim_feedforward": 16, "dropout": 0.0}, SEQ,
-                                       kw={"src_key_padding_mask": I((5,), "bool", high=2)}),
+    "MultiheadAttention": Example(
+        {"num_heads": 2}, [I((5, 8)), I((7, 8)), I((7, 8))], kw={"key_padding_mask": I((7,), "bool", high=2)}
+    ),
+    "TransformerEncoderLayer": Example(
+        {"nhead": 2, "dim_feedforward": 16, "dropout": 0.0}, SEQ, kw={"src_key_padding_mask": I((5,), "bool", high=2)}
+    ),
     "TransformerDecoderLayer": Example({"nhead": 2, "dim_feedforward": 16}, [I((5, 8)), I((7, 8))]),
-    "Transformer": Example({"nhead": 2, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 16},
-                           [I((5, 8)), I((7, 8))]),
+    "Transformer": Example(
+        {"nhead": 2, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 16}, [I((5, 8)), I((7, 8))]
+    ),
 }
 
 OP_EXAMPLES: dict[str, Example] = {
@@ -112,8 +122,10 @@ OP_EXAMPLES: dict[str, Example] = {
     "pow": Example(2, [I((3, 4))]),
     "where": Example(None, [I((3, 4), "bool", high=2), I((3, 4)), I((3, 4))]),
     **{name: Example(0.0, [I((3, 4))]) for name in ("eq", "ne", "lt", "le", "gt", "ge")},
-    **{name: Example(None, [I((3, 4), "bool", high=2), I((3, 4), "bool", high=2)])
-       for name in ("logical_and", "logical_or")},
+    **{
+        name: Example(None, [I((3, 4), "bool", high=2), I((3, 4), "bool", high=2)])
+        for name in ("logical_and", "logical_or")
+    },
     # reshaping
     "flatten": Example(None, [I((3, 4, 5))]),
     "reshape": Example([4, -1], [I((3, 4, 5))]),
@@ -126,15 +138,17 @@ OP_EXAMPLES: dict[str, Example] = {
     "select": Example({"dim": 1, "index": -1}, [I((3, 4))]),
     "narrow": Example({"dim": 2, "start": 1, "length": 2}, [I((3, 4))]),
     "chunk": Example({"chunks": 2, "dim": 2}, [I((3, 4))]),
-    "item": Example(1, [I((3, 4))]),       # the test feeds it a chunk's tuple
+    "item": Example(1, [I((3, 4))]),  # the test feeds it a chunk's tuple
     # padding and resizing
     "pad": Example([1, 2], [I((3, 4))]),
     "pad_to": Example(None, [I((2, 4, 4)), I((2, 5, 7))]),
     "expand_batch": Example(None, [I((1, 4)), I((3, 4))]),
     "interpolate": Example({"scale_factor": 2}, [I((2, 4, 4))]),
     # reductions and normalisations
-    **{name: Example({"dim": [2, 3]}, [I((2, 4, 4))]) for name in ("mean", "sum", "amax", "amin", "logsumexp",
-                                                                    "std", "var")},
+    **{
+        name: Example({"dim": [2, 3]}, [I((2, 4, 4))])
+        for name in ("mean", "sum", "amax", "amin", "logsumexp", "std", "var")
+    },
     "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
     "softmax": Example(-1, [I((3, 4))]),
     "log_softmax": Example(-1, [I((3, 4))]),
@@ -146,7 +160,31 @@ OP_EXAMPLES: dict[str, Example] = {
     "full_like": Example(2.5, [I((3, 4))]),
     "bernoulli": Example(None, [I((3, 4))]),  # inputs are uniform in [0, 1): probabilities
 }
-UNARY_OPS = ("abs", "neg", "sign", "exp", "expm1", "log", "log1p", "sqrt", "rsqrt", "square", "reciprocal",
-             "sigmoid", "tanh", "relu", "sin", "cos", "erf", "floor", "ceil", "round", "logical_not",
-             "randn_like", "rand_like", "zeros_like", "ones_like")
+UNARY_OPS = (
+    "abs",
+    "neg",
+    "sign",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "reciprocal",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "sin",
+    "cos",
+    "erf",
+    "floor",
+    "ceil",
+    "round",
+    "logical_not",
+    "randn_like",
+    "rand_like",
+    "zeros_like",
+    "ones_like",
+)
 OP_EXAMPLES.update({name: Example(None, [I((3, 4))]) for name in UNARY_OPS})

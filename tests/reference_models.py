@@ -78,13 +78,10 @@ def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
     for (s_key, s_val), (d_key, d_val) in zip(src_items, dst_items):
         if s_val.shape != d_val.shape:
             raise ValueError(
-                f"shape mismatch: src {s_key!r} {tuple(s_val.shape)} vs "
-                f"dst {d_key!r} {tuple(d_val.shape)}"
+                f"shape mismatch: src {s_key!r} {tuple(s_val.shape)} vs dst {d_key!r} {tuple(d_val.shape)}"
             )
         if s_val.dtype != d_val.dtype:
-            raise ValueError(
-                f"dtype mismatch: src {s_key!r} {s_val.dtype} vs dst {d_key!r} {d_val.dtype}"
-            )
+            raise ValueError(f"dtype mismatch: src {s_key!r} {s_val.dtype} vs dst {d_key!r} {d_val.dtype}")
     if len(src_items) != len(dst_items):
         n = min(len(src_items), len(dst_items))
         if len(src_items) > n:
@@ -92,8 +89,7 @@ def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
         else:
             extra = f"dst {dst_items[n][0]!r} has no partner in src"
         raise ValueError(
-            f"state_dict length mismatch: src has {len(src_items)} entries, "
-            f"dst has {len(dst_items)}; {extra}"
+            f"state_dict length mismatch: src has {len(src_items)} entries, dst has {len(dst_items)}; {extra}"
         )
     with torch.no_grad():
         for (_, s_val), (_, d_val) in zip(src_items, dst_items):
@@ -330,9 +326,7 @@ class DoubleConv(nn.Module):
     ``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, mid_channels: int | None = None
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
         super().__init__()
         if not mid_channels:
             mid_channels = out_channels
@@ -391,9 +385,7 @@ class Up(nn.Module):
         x1 = self.up(x1)  # (B, C1 or C1 // 2, 2h, 2w)
         diff_y = x2.size()[2] - x1.size()[2]
         diff_x = x2.size()[3] - x1.size()[3]
-        x1 = F.pad(
-            x1, [diff_x // 2, diff_x - diff_x // 2, diff_y // 2, diff_y - diff_y // 2]
-        )  # (B, ., H, W)
+        x1 = F.pad(x1, [diff_x // 2, diff_x - diff_x // 2, diff_y // 2, diff_y - diff_y // 2])  # (B, ., H, W)
         x = torch.cat([x2, x1], dim=1)  # (B, in_channels, H, W)
         return self.conv(x)  # (B, out_channels, H, W)
 
@@ -622,8 +614,16 @@ class TransformerClassifier(nn.Module):
     positions on its inference fast path, a different (equally valid) computation.
     """
 
-    def __init__(self, vocab: int = 1000, max_len: int = 32, d_model: int = 64, nhead: int = 4,
-                 dim_feedforward: int = 128, num_layers: int = 2, n_classes: int = 4) -> None:
+    def __init__(
+        self,
+        vocab: int = 1000,
+        max_len: int = 32,
+        d_model: int = 64,
+        nhead: int = 4,
+        dim_feedforward: int = 128,
+        num_layers: int = 2,
+        n_classes: int = 4,
+    ) -> None:
         super().__init__()
         self.pos = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
         self.embedding = nn.Embedding(vocab, d_model)

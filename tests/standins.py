@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ValidationError
 
 from netspec.compiler.source import Document
-from netspec.compiler.spec import spec_error_from_pydantic
+from netspec.compiler.spec_errors import spec_error_from_pydantic
 from netspec.training.hardware import set_seed
 from netspec.training.loop import train
 from netspec.training.options import TrainingSections
@@ -34,8 +34,8 @@ class Spec(TrainingSections):
     """What the runner reads from netspec.compiler.spec.Spec."""
 
     name: str = "standin"
-    inputs: dict[str, Any] = {"x": {"shape": [8]}}
-    outputs: list[str] = ["logits"]
+    inputs: dict[str, Any] = {"x": {"shape": [8]}}  # noqa: RUF012 - pydantic copies defaults per instance
+    outputs: list[str] = ["logits"]  # noqa: RUF012 - likewise
     data: Any = None
 
     @property
@@ -57,8 +57,16 @@ def make_spec(**sections: Any) -> Spec:
 class Loader:
     """Batches sliced from tensors; the order comes from a generator reseeded by set_epoch."""
 
-    def __init__(self, x: torch.Tensor, y: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 name: str = "x", on_batch: Any = None) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: Any,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        name: str = "x",
+        on_batch: Any = None,
+    ) -> None:
         self.x, self.y, self.batch_size, self.shuffle, self.seed, self.name = x, y, batch_size, shuffle, seed, name
         self.epoch, self.on_batch = 0, on_batch
         self.dataset_size = len(x)
@@ -114,8 +122,18 @@ def run(spec: Spec, tmp_path: Path, model: nn.Module | None = None, data: Loader
     return result
 
 
-def plain_loop(model: nn.Module, data: Loaders, opt: torch.optim.Optimizer, epochs: int, *, seed: int = 0,
-               accum: int = 1, sched: Any = None, interval: str = "epoch", clip: float | None = None) -> None:
+def plain_loop(
+    model: nn.Module,
+    data: Loaders,
+    opt: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    seed: int = 0,
+    accum: int = 1,
+    sched: Any = None,
+    interval: str = "epoch",
+    clip: float | None = None,
+) -> None:
     """The textbook loop (seed 003), the reference the runner must match exactly."""
     set_seed(seed)
     loader = data.train

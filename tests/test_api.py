@@ -6,16 +6,27 @@ import pytest
 import torch
 
 import netspec
-from speclist import HAS_TIMM, needs_timm
 from netspec import Spec, node
 from netspec.errors import SpecError
+
+from speclist import HAS_TIMM, needs_timm
 
 UNET = "specs/unet.yaml"
 
 
 def test_build_model_from_dict_runs_forward():
-    model = netspec.build_model({"name": "m", "inputs": {"x": [1, 28, 28]}, "nodes": [
-        {"Conv2d": {"out_channels": 8, "kernel_size": 3}}, "ReLU", {"Flatten": {}}, {"Linear": {"out_features": 10}}]})
+    model = netspec.build_model(
+        {
+            "name": "m",
+            "inputs": {"x": [1, 28, 28]},
+            "nodes": [
+                {"Conv2d": {"out_channels": 8, "kernel_size": 3}},
+                "ReLU",
+                {"Flatten": {}},
+                {"Linear": {"out_features": 10}},
+            ],
+        }
+    )
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     # in_features was inferred: 8 * 26 * 26
     assert model.linear.in_features == 8 * 26 * 26
@@ -24,7 +35,7 @@ def test_build_model_from_dict_runs_forward():
 def test_params_override_changes_the_model(specs_dir):
     model = netspec.build_model(specs_dir / "unet.yaml", n_classes=5)
     assert model.logits.out_channels == 5
-    with pytest.raises(SpecError, match="no spec parameter `n_clases`.*did you mean `n_classes`"):
+    with pytest.raises(SpecError, match=r"no spec parameter `n_clases`.*did you mean `n_classes`"):
         netspec.build_model(specs_dir / "unet.yaml", n_clases=5)
 
 
@@ -38,17 +49,25 @@ def test_unet_any_size_and_state_dict_names(specs_dir):
 
 
 def test_forward_takes_inputs_by_keyword_and_returns_dict():
-    spec = {"name": "two", "inputs": {"a": [4], "b": [3]}, "output_type": "dict",
-            "nodes": [{"cat": ["a", "b"]}, {"h": {"Linear": {"out_features": 2}}}, {"p": {"Softmax": {"dim": 1}}}],
-            "outputs": {"logits": "h", "probs": "p"}}
+    spec = {
+        "name": "two",
+        "inputs": {"a": [4], "b": [3]},
+        "output_type": "dict",
+        "nodes": [{"cat": ["a", "b"]}, {"h": {"Linear": {"out_features": 2}}}, {"p": {"Softmax": {"dim": 1}}}],
+        "outputs": {"logits": "h", "probs": "p"},
+    }
     model = netspec.build_model(spec)
     out = model(b=torch.zeros(5, 3), a=torch.zeros(5, 4))
     assert set(out) == {"logits", "probs"} and out["probs"].shape == (5, 2)
 
 
 def test_several_outputs_are_a_tuple_in_declared_order():
-    spec = {"name": "t", "inputs": {"x": [4]}, "nodes": [
-        {"f": {"Linear": {"out_features": 6}}}, {"g": {"Linear": {"out_features": 2}}}], "outputs": ["g", "f"]}
+    spec = {
+        "name": "t",
+        "inputs": {"x": [4]},
+        "nodes": [{"f": {"Linear": {"out_features": 6}}}, {"g": {"Linear": {"out_features": 2}}}],
+        "outputs": ["g", "f"],
+    }
     g, f = netspec.build_model(spec)(torch.zeros(3, 4))
     assert g.shape == (3, 2) and f.shape == (3, 6)
 
@@ -65,8 +84,11 @@ def test_dump_and_load_round_trip_to_an_equal_spec(specs_dir):
 def test_builder_generates_a_family_of_specs():
     sizes = {}
     for width in (16, 32, 64):
-        spec = Spec(name=f"mlp_{width}", inputs={"x": [784]},
-                    nodes=[node("Linear", out_features=width), node("ReLU"), node("Linear", out_features=10)])
+        spec = Spec(
+            name=f"mlp_{width}",
+            inputs={"x": [784]},
+            nodes=[node("Linear", out_features=width), node("ReLU"), node("Linear", out_features=10)],
+        )
         model = netspec.build_model(spec)
         sizes[width] = sum(p.numel() for p in model.parameters())
         assert netspec.load_spec("x.yaml", text=spec.to_yaml()) == spec
@@ -75,17 +97,23 @@ def test_builder_generates_a_family_of_specs():
 
 def test_generated_code_is_one_line_per_node_with_shapes(specs_dir):
     c = netspec.compile_spec(specs_dir / "unet.yaml")
-    lines = [l for l in c.module.code.splitlines() if " = " in l]
+    lines = [line for line in c.module.code.splitlines() if " = " in line]
     assert len(lines) == len(c.graph.nodes)
     assert "x1 = self.x1(image)" in lines[0] and "# (B, 64, 572, 572)" in lines[0]
     assert "= None" not in c.module.code
 
 
 def test_repeat_and_when():
-    spec = {"name": "r", "params": {"deep": True}, "inputs": {"x": [8]}, "nodes": [
-        {"body": {"Linear": {"out_features": 8}}, "repeat": 3},
-        {"extra": {"ReLU": {}}, "when": "$deep"},
-        {"Linear": {"out_features": 2}}]}
+    spec = {
+        "name": "r",
+        "params": {"deep": True},
+        "inputs": {"x": [8]},
+        "nodes": [
+            {"body": {"Linear": {"out_features": 8}}, "repeat": 3},
+            {"extra": {"ReLU": {}}, "when": "$deep"},
+            {"Linear": {"out_features": 2}},
+        ],
+    }
     c = netspec.compile_spec(spec)
     assert [n.name for n in c.graph.nodes] == ["body", "extra", "linear"]
     assert len(list(c.module.body.children())) == 3
@@ -110,7 +138,7 @@ def test_custom_module_registration():
 
 def test_spec_imports_are_refused_unless_allowed(tmp_path):
     (tmp_path / "s.yaml").write_text("name: s\nimports: [os]\ninputs: {x: [2]}\nnodes:\n  - ReLU\n")
-    with pytest.raises(SpecError, match="refused.*--allow-import os"):
+    with pytest.raises(SpecError, match=r"refused.*--allow-import os"):
         netspec.load_spec(tmp_path / "s.yaml")
     assert netspec.load_spec(tmp_path / "s.yaml", allow_imports=["os"]).name == "s"
 
@@ -129,18 +157,18 @@ def test_entry_point_modules_are_registered(tmp_path):
     import sys
 
     (tmp_path / "ns_plugin_layers.py").write_text(
-        "import torch\n"
-        "class Doubler(torch.nn.Module):\n"
-        "    def forward(self, x):\n"
-        "        return 2 * x\n")
+        "import torch\nclass Doubler(torch.nn.Module):\n    def forward(self, x):\n        return 2 * x\n"
+    )
     dist = tmp_path / "ns_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ns-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[netspec.modules]\nDoubler = ns_plugin_layers:Doubler\n")
-    script = ("import sys, torch, netspec\n"
-              "sys.path.insert(0, sys.argv[1])\n"
-              "model = netspec.build_model({'name': 'p', 'inputs': {'x': [3]}, 'nodes': ['Doubler']})\n"
-              "print(model(torch.ones(1, 3)).tolist())\n")
+    script = (
+        "import sys, torch, netspec\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "model = netspec.build_model({'name': 'p', 'inputs': {'x': [3]}, 'nodes': ['Doubler']})\n"
+        "print(model(torch.ones(1, 3)).tolist())\n"
+    )
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[[2.0, 2.0, 2.0]]", out.stderr
 

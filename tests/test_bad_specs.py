@@ -55,9 +55,9 @@ HEADER = re.compile(r"^#\s*(expect|args|setup):\s*(.*)$")
 @dataclass
 class Expect:
     exit: int
-    line: int | None   # None: no line printed
-    col: int | None    # None: any column (when line is set)
-    path: str | None   # None: no spec path printed
+    line: int | None  # None: no line printed
+    col: int | None  # None: any column (when line is set)
+    path: str | None  # None: no spec path printed
     message: str
     hint: str | None
     node: str | None
@@ -65,8 +65,8 @@ class Expect:
     setup: list[str]
     header_lines: int
     command: str = "compile"
-    run_dir: str = "none"      # run: "none" (no run directory left) or "kept" (found while training)
-    needs: str | None = None   # "no_cuda": the case is about a machine without CUDA; "timm": it needs timm
+    run_dir: str = "none"  # run: "none" (no run directory left) or "kept" (found while training)
+    needs: str | None = None  # "no_cuda": the case is about a machine without CUDA; "timm": it needs timm
 
 
 def parse_header(case: Path) -> Expect:
@@ -89,7 +89,7 @@ def parse_header(case: Path) -> Expect:
             args += shlex.split(rest)
         else:
             setup += shlex.split(rest)
-    assert fields, f"{case.name}: the first line must be `# expect: exit=2 at=L:C path=... message=\"...\"`"
+    assert fields, f'{case.name}: the first line must be `# expect: exit=2 at=L:C path=... message="..."`'
     unknown = set(fields) - {"exit", "at", "path", "message", "hint", "node", "command", "run_dir", "needs"}
     assert not unknown, f"{case.name}: unknown expect fields {unknown}"
     command = fields.get("command", "compile")
@@ -103,9 +103,21 @@ def parse_header(case: Path) -> Expect:
         line = int(l_text)
         col = None if c_text in ("", "*") else int(c_text)
     path = fields.get("path", "-")
-    return Expect(int(fields.get("exit", "2")), line, col, None if path == "-" else path,
-                  fields["message"], fields.get("hint"), fields.get("node"), args, setup, n,
-                  command, fields.get("run_dir", "none"), fields.get("needs"))
+    return Expect(
+        int(fields.get("exit", "2")),
+        line,
+        col,
+        None if path == "-" else path,
+        fields["message"],
+        fields.get("hint"),
+        fields.get("node"),
+        args,
+        setup,
+        n,
+        command,
+        fields.get("run_dir", "none"),
+        fields.get("needs"),
+    )
 
 
 # The model of the checkpoint cases: `fc: {Linear: {out_features: 1}}` on `x: [2]`, as in the
@@ -125,8 +137,11 @@ train: {{epochs: 1, device: cpu, progress: line}}
 """
 _CHECKPOINT_MODELS = {
     "checkpoint": ("tiny", 2, "  - fc: {Linear: {out_features: 1}}"),
-    "checkpoint_other_spec": ("other", 2, "  - hidden: {Linear: {out_features: 4}}\n  - ReLU: {}\n"
-                                          "  - head: {Linear: {out_features: 1}}"),
+    "checkpoint_other_spec": (
+        "other",
+        2,
+        "  - hidden: {Linear: {out_features: 4}}\n  - ReLU: {}\n  - head: {Linear: {out_features: 1}}",
+    ),
     "checkpoint_other_shape": ("wider", 3, "  - fc: {Linear: {out_features: 1}}"),
 }
 
@@ -162,11 +177,11 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
         hostile.SETUPS[kind](target, home)
     elif kind in hostile.FORGED_CHECKPOINTS:
         hostile.forged(hostile.FORGED_CHECKPOINTS[kind])(target, _checkpoint)
-    elif kind == "lenet_base":       # a base spec beside the case, for `extends` cases
+    elif kind == "lenet_base":  # a base spec beside the case, for `extends` cases
         shutil.copy(Path(__file__).parents[1] / "specs" / "lenet.yaml", target)
-    elif kind == "pickled_model":      # a whole pickled nn.Module: refused by weights_only
+    elif kind == "pickled_model":  # a whole pickled nn.Module: refused by weights_only
         torch.save(torch.nn.Linear(2, 2), target)
-    elif kind == "garbage":          # not a torch file at all
+    elif kind == "garbage":  # not a torch file at all
         target.write_bytes(b"this is not a torch file\n" * 4)
     elif kind == "state_dict_linear":  # a valid state_dict of another model
         torch.save(torch.nn.Linear(2, 2).state_dict(), target)
@@ -175,7 +190,7 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
     elif kind == "checkpoint_truncated":  # a netspec checkpoint cut short (a crash mid-copy)
         _checkpoint("checkpoint", target)
         target.write_bytes(target.read_bytes()[:600])
-    elif kind.startswith("idx"):     # target: <root>/<data set name>, as torchvision lays it out
+    elif kind.startswith("idx"):  # target: <root>/<data set name>, as torchvision lays it out
         write_mnist(target.parent, target.name, n_train=20, n_test=10)
         raw = target / "raw"
         if kind == "idx_truncated":  # the training images cut off mid-file
@@ -188,26 +203,28 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
             labels.write_bytes(data)
         elif kind == "idx_count_mismatch":  # the training labels of another (shorter) download
             write_mnist(target.parent / "_short", target.name, n_train=12, n_test=10)
-            shutil.copy(target.parent / "_short" / target.name / "raw" / "train-labels-idx1-ubyte",
-                        raw / "train-labels-idx1-ubyte")
+            shutil.copy(
+                target.parent / "_short" / target.name / "raw" / "train-labels-idx1-ubyte",
+                raw / "train-labels-idx1-ubyte",
+            )
             shutil.rmtree(target.parent / "_short")
         else:
             assert kind == "idx", f"unknown setup {kind!r}"
-    elif kind.startswith("csv"):     # label, f1..f4 with a header line; 8 rows
+    elif kind.startswith("csv"):  # label, f1..f4 with a header line; 8 rows
         write_csv(target, rng.integers(0, 3, 8), rng.integers(0, 9, (8, 4)))
         lines = target.read_text().splitlines()
-        if kind == "csv_bad_row":    # line 6: a cell that is not a number
+        if kind == "csv_bad_row":  # line 6: a cell that is not a number
             lines[5] = lines[5].replace(",", ",x", 1)
-        elif kind == "csv_ragged":   # line 4: one column too many
+        elif kind == "csv_ragged":  # line 4: one column too many
             lines[3] += ",7"
         else:
             assert kind == "csv", f"unknown setup {kind!r}"
         target.write_text("\n".join(lines) + "\n")
-    elif kind.startswith("npz"):     # x (12, 4) float32 and y (12,) labels
+    elif kind.startswith("npz"):  # x (12, 4) float32 and y (12,) labels
         x, y = rng.random((12, 4)).astype(np.float32), np.arange(12) % 3
         if kind == "npz_missing_array":  # the labels saved under another name
             write_npz(target, x=x, labels=y)
-        elif kind == "npz_truncated":    # cut in the middle: not a zip file any more
+        elif kind == "npz_truncated":  # cut in the middle: not a zip file any more
             write_npz(target, x=x, y=y)
             target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
         elif kind == "npz_target_pairs":  # two labels per sample: not the one class index CrossEntropyLoss reads
@@ -215,14 +232,14 @@ def make_setup(kind: str, target: Path, home: Path) -> None:
         else:
             assert kind == "npz", f"unknown setup {kind!r}"
             write_npz(target, x=x, y=y)
-    elif kind == "image_gray":       # target: an image folder (cat, dog; 3 each) of one-channel 8x8 PNGs
+    elif kind == "image_gray":  # target: an image folder (cat, dog; 3 each) of one-channel 8x8 PNGs
         from PIL import Image
 
         for c in ("cat", "dog"):
             (target / c).mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(target / c / f"{i}.png")
-    elif kind.startswith("image"):   # target: <root>/<class>/<i>.png of an image folder (cat, dog; 3 each)
+    elif kind.startswith("image"):  # target: <root>/<class>/<i>.png of an image folder (cat, dog; 3 each)
         write_image_folder(target.parent.parent, per_class=3, size=(8, 8))
         assert kind == "image_corrupt", f"unknown setup {kind!r}"
         target.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")  # the file named: not an image
@@ -238,7 +255,7 @@ def prepare(case: Path, expect: Expect, tmp_path: Path) -> Path:
     target = tmp_path / case.name
     if case.suffix == ".json":
         lines = case.read_text().splitlines(keepends=True)
-        target.write_text("\n" * expect.header_lines + "".join(lines[expect.header_lines:]))
+        target.write_text("\n" * expect.header_lines + "".join(lines[expect.header_lines :]))
     else:
         shutil.copy(case, target)
     for i in range(0, len(expect.setup), 2):
@@ -259,13 +276,14 @@ def check_line(line: str, file: str, expect: Expect) -> None:
     if expect.line is not None:
         where += f"{expect.col}: " if expect.col is not None else ""
     assert line.startswith(where), f"expected location `{where}` in:\n{line}"
-    rest = line[len(where):]
+    rest = line[len(where) :]
     if expect.line is not None and expect.col is None:
         rest = re.sub(r"^\d+: ", "", rest)
     if expect.path is not None:
-        assert rest.startswith(expect.path + ": ") or rest.startswith(expect.path + " ("), \
+        assert rest.startswith(expect.path + ": ") or rest.startswith(expect.path + " ("), (
             f"expected spec path `{expect.path}` in:\n{line}"
-        rest = rest[len(expect.path):].lstrip()
+        )
+        rest = rest[len(expect.path) :].lstrip()
     if expect.node is not None:
         assert rest.startswith(f"({expect.node}): "), f"expected node `({expect.node})` in:\n{line}"
     assert expect.message in line, f"expected message fragment `{expect.message}` in:\n{line}"
@@ -291,8 +309,9 @@ def test_corpus_is_big_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_spec(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_spec(
+    case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     expect = parse_header(case)
     skip_unless_possible(expect)
     target = prepare(case, expect, tmp_path)
@@ -325,28 +344,48 @@ def check_run_dirs(expect: Expect, out: Path) -> None:
         return
     left = _run_dirs(out)
     if expect.run_dir == "none":
-        assert not left and not (out.exists() and any(out.iterdir())), \
+        assert not left and not (out.exists() and any(out.iterdir())), (
             f"a run directory was made before the mistake was found: {left or list(out.iterdir())}"
+        )
     else:
         assert len(left) == 1, f"expected the run directory of the interrupted run, found {left}"
 
 
 # ---- the same through a real process ---------------------------------------------------------
 
+
 def _run_cli(args: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "netspec", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "netspec", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
 
 
 # each process start costs ~5 s (torch import): a few by default, more with -m slow
-SUBPROCESS_SAMPLE = ["set_unknown_key.yaml", "tv_weights_pickled_model.yaml", "warning_then_error.yaml",
-                     "data_csv_bad_row.yaml", "ckpt_eval_pickle_system.yaml"]
-SUBPROCESS_MORE = ["yaml_bad_indent.yaml", "yaml_python_object_tag.yaml", "unknown_layer.yaml",
-                   "expr_import.yaml", "json_unknown_key.json", "set_list_value.yaml", "repeat_huge.yaml",
-                   "ckpt_resume_other_spec.yaml", "ckpt_eval_other_shape.yaml", "data_image_corrupt.yaml",
-                   "train_init_layer_unknown.yaml", "train_device_cuda.yaml", "access_csv_link.yaml",
-                   "data_label_out_of_range.yaml", "data_csv_fifo.yaml"]
+SUBPROCESS_SAMPLE = [
+    "set_unknown_key.yaml",
+    "tv_weights_pickled_model.yaml",
+    "warning_then_error.yaml",
+    "data_csv_bad_row.yaml",
+    "ckpt_eval_pickle_system.yaml",
+]
+SUBPROCESS_MORE = [
+    "yaml_bad_indent.yaml",
+    "yaml_python_object_tag.yaml",
+    "unknown_layer.yaml",
+    "expr_import.yaml",
+    "json_unknown_key.json",
+    "set_list_value.yaml",
+    "repeat_huge.yaml",
+    "ckpt_resume_other_spec.yaml",
+    "ckpt_eval_other_shape.yaml",
+    "data_image_corrupt.yaml",
+    "train_init_layer_unknown.yaml",
+    "train_device_cuda.yaml",
+    "access_csv_link.yaml",
+    "data_label_out_of_range.yaml",
+    "data_csv_fifo.yaml",
+]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_SAMPLE + [pytest.param(n, marks=pytest.mark.slow) for n in SUBPROCESS_MORE])
@@ -371,8 +410,11 @@ def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
     plain = []
     for case in CASES:
         expect = parse_header(case)
-        if not expect.args and expect.command in ("compile", "validate") and \
-                (expect.needs != "timm" or importlib.util.find_spec("timm") is not None):
+        if (
+            not expect.args
+            and expect.command in ("compile", "validate")
+            and (expect.needs != "timm" or importlib.util.find_spec("timm") is not None)
+        ):
             (tmp_path / case.stem).mkdir()
             plain.append((prepare(case, expect, tmp_path / case.stem), expect))
     proc = _run_cli(["validate", *[str(t) for t, _ in plain]], timeout=300)
@@ -386,12 +428,13 @@ def test_validate_whole_corpus_in_one_process(tmp_path: Path) -> None:
 
 # ---- cases made on the fly -------------------------------------------------------------------
 
+
 def test_file_over_size_limit_is_refused_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from netspec.compiler.source import MAX_BYTES
 
     big = tmp_path / "huge.yaml"
-    body = "name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\ndescription: \""
-    big.write_text(body + "a" * (MAX_BYTES + 10) + "\"\n")
+    body = 'name: demo\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\ndescription: "'
+    big.write_text(body + "a" * (MAX_BYTES + 10) + '"\n')
     start = time.process_time()  # CPU time: the bound is on netspec's work, not on the machine's load
     assert main(["compile", str(big)]) == 2
     assert time.process_time() - start < 1.0
@@ -418,7 +461,7 @@ def test_parameter_limit_fails_before_allocating(tmp_path: Path) -> None:
     code, seconds, grown = proc.stdout.split()
     assert int(code) == 2
     assert float(seconds) < 5.0
-    assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
+    assert int(grown) < 200 * 2**20, f"peak memory grew by {int(grown) / 2**20:.0f} MiB"
     assert "over the limit of 2,000,000,000" in proc.stderr
 
 
@@ -450,7 +493,7 @@ def test_bombs_are_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
     for name, line in zip(BOMBS, runs):
         code, seconds = line.split()
         assert int(code) == 2 and float(seconds) < 5.0, f"{name}: exit {code} after {seconds} s"
-    assert int(grown) < 200 * 2 ** 20, f"peak memory grew by {int(grown) / 2 ** 20:.0f} MiB"
+    assert int(grown) < 200 * 2**20, f"peak memory grew by {int(grown) / 2**20:.0f} MiB"
 
 
 def test_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

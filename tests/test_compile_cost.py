@@ -85,8 +85,13 @@ def test_auto_names_are_those_of_probing_from_zero(seed: int) -> None:
 
 
 def test_nodes_written_out_of_order_run_in_spec_order_when_ready() -> None:
-    nodes = [{"c": {"add": ["b", "a"]}}, {"b": {"Tanh": {}, "from": "x"}}, {"a": {"ReLU": {}, "from": "x"}},
-             {"e": {"Sigmoid": {}, "from": "x"}}, {"d": {"add": ["c", "e"]}}]
+    nodes = [
+        {"c": {"add": ["b", "a"]}},
+        {"b": {"Tanh": {}, "from": "x"}},
+        {"a": {"ReLU": {}, "from": "x"}},
+        {"e": {"Sigmoid": {}, "from": "x"}},
+        {"d": {"add": ["c", "e"]}},
+    ]
     assert _resolve({"name": "t", "inputs": {"x": [4]}, "nodes": nodes}) == ["b", "a", "c", "e", "d"]
 
 
@@ -97,6 +102,7 @@ def test_a_cycle_is_still_reported() -> None:
 
 
 # ---- each distinct call is worked out once --------------------------------------------------
+
 
 def _meta_runs(monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]) -> tuple[int, netspec.api.Compiled]:
     """How many output shapes were worked out: meta runs, and answers of a shape rule
@@ -130,8 +136,14 @@ def test_a_long_chain_runs_each_distinct_layer_once(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_different_shape_or_argument_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    nodes = [{"Linear": {"out_features": 8}}, {"Linear": {"out_features": 8}}, {"Linear": {"out_features": 8}},
-             {"Linear": {"out_features": 8, "bias": False}}, {"flatten": 1}, {"flatten": 1}]
+    nodes = [
+        {"Linear": {"out_features": 8}},
+        {"Linear": {"out_features": 8}},
+        {"Linear": {"out_features": 8}},
+        {"Linear": {"out_features": 8, "bias": False}},
+        {"flatten": 1},
+        {"flatten": 1},
+    ]
     runs, c = _meta_runs(monkeypatch, {"name": "t", "inputs": {"x": [4]}, "nodes": nodes})
     assert runs == 4  # 4 -> 8, 8 -> 8 (reused once), bias=False, flatten (reused once)
     assert [n.params for n in c.graph.nodes] == [40, 72, 72, 64, 0, 0]

@@ -24,10 +24,13 @@ def test_reference_pages_are_current(repo_root):
     lists are in the pages); elsewhere skipped with the reason, as the committed schema is."""
     committed = (repo_root / reference.FOLDER / "cli.md").read_text()
     if reference.made_with(committed) != reference.versions():
-        pytest.skip(f"docs/reference was generated with {reference.made_with(committed)}; this is "
-                    f"{reference.versions()}: compared only under the same versions")
+        pytest.skip(
+            f"docs/reference was generated with {reference.made_with(committed)}; this is "
+            f"{reference.versions()}: compared only under the same versions"
+        )
     assert reference.stale_pages(repo_root) == [], (
-        "docs/reference is stale: run `python -m netspec.reference` and commit the pages")
+        "docs/reference is stale: run `python -m netspec.reference` and commit the pages"
+    )
 
 
 def test_a_stale_reference_page_is_found(tmp_path, capsys):
@@ -51,15 +54,16 @@ def test_the_cli_reference_has_every_command_and_option():
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}" in section, f"{name}: {option} missing from the reference"
-    assert {"compile", "validate", "schema", "layers", "run", "eval", "predict", "export", "import"} <= \
-        set(re.findall(r"^## netspec (\S+)$", page, re.M))
+    assert {"compile", "validate", "schema", "layers", "run", "eval", "predict", "export", "import"} <= set(
+        re.findall(r"^## netspec (\S+)$", page, re.M)
+    )
 
 
 def test_the_name_references_have_every_registry_entry():
-    from netspec.nodes.catalog import catalog
     from netspec.data.samplers import SAMPLERS
     from netspec.data.sources import SOURCES
     from netspec.data.transforms import TRANSFORMS
+    from netspec.nodes.catalog import catalog
     from netspec.nodes.initializers import INIT_FUNCTIONS
     from netspec.training.losses import LOSSES
     from netspec.training.metrics import METRICS
@@ -67,9 +71,11 @@ def test_the_name_references_have_every_registry_entry():
     from netspec.training.schedulers import SCHEDULERS
 
     cat = catalog()
-    pages = {"nodes": (reference.nodes_page(), [*cat.layers, *cat.ops, *cat.models]),
-             "training": (reference.training_page(), [*LOSSES, *METRICS, *OPTIMIZERS, *SCHEDULERS, *INIT_FUNCTIONS]),
-             "data": (reference.data_page(), [*SOURCES, *SAMPLERS, *TRANSFORMS])}
+    pages = {
+        "nodes": (reference.nodes_page(), [*cat.layers, *cat.ops, *cat.models]),
+        "training": (reference.training_page(), [*LOSSES, *METRICS, *OPTIMIZERS, *SCHEDULERS, *INIT_FUNCTIONS]),
+        "data": (reference.data_page(), [*SOURCES, *SAMPLERS, *TRANSFORMS]),
+    }
     for page, (text, names) in pages.items():
         missing = [n for n in names if f"| `{n}` |" not in text]
         assert not missing, f"{page}: {missing[:5]}"
@@ -85,14 +91,18 @@ def test_readme_commands_exist(repo_root):
     ci = (repo_root / ".ci" / "run").read_text()
     assert ".venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[dev]'" in ci
     assert tests in ci.splitlines()
+    lint = ".venv/bin/ruff check . && .venv/bin/ruff format --check ."  # before the tests, and said so
+    assert lint in text and lint in ci.splitlines()
+    assert ci.index(lint) < ci.index(tests)
 
 
 def test_readme_is_a_front_page_that_links_every_page(repo_root):
     """About 300 lines; the rest lives in docs/, and every page there is reachable from it."""
     text = (repo_root / "README.md").read_text()
     assert len(text.splitlines()) <= 330
-    pages = sorted(p.relative_to(repo_root).as_posix() for p in (repo_root / "docs").rglob("*.md")
-                   if p.name != "index.md")
+    pages = sorted(
+        p.relative_to(repo_root).as_posix() for p in (repo_root / "docs").rglob("*.md") if p.name != "index.md"
+    )
     assert [p for p in pages if f"]({p})" not in text] == []
 
 
@@ -102,12 +112,19 @@ def test_training_examples_validate(repo_root):
 
     import netspec
 
-    blocks = [b for page in ("data.md", "training.md")
-              for b in re.findall(r"```yaml\n(.*?)```", _page(repo_root, page), re.S)]
+    blocks = [
+        b for page in ("data.md", "training.md") for b in re.findall(r"```yaml\n(.*?)```", _page(repo_root, page), re.S)
+    ]
     assert len(blocks) >= 4
-    base = {"name": "m", "inputs": {"image": [1, 28, 28], "extra": [3]},
-            "nodes": [{"flat": {"Flatten": {}}, "from": "image"},
-                      {"cat": ["flat", "extra"]}, {"fc": {"Linear": {"out_features": 10}}}]}
+    base = {
+        "name": "m",
+        "inputs": {"image": [1, 28, 28], "extra": [3]},
+        "nodes": [
+            {"flat": {"Flatten": {}}, "from": "image"},
+            {"cat": ["flat", "extra"]},
+            {"fc": {"Linear": {"out_features": 10}}},
+        ],
+    }
     for block in blocks:
         spec = dict(base, **yaml.safe_load(block.replace("1e-5", "1.0e-5").replace("1e-2", "1.0e-2")))
         spec.setdefault("loss", "CrossEntropyLoss")
@@ -132,14 +149,21 @@ def test_graph_and_print_config_examples_are_real_output(repo_root, capsys, monk
     assert capsys.readouterr().out == shown
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None,
-                    reason="mkdocs-material is not installed (it is in the dev extra: pip install -e '.[dev]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None,
+    reason="mkdocs-material is not installed (it is in the dev extra: pip install -e '.[dev]')",
+)
 def test_the_site_builds_strictly(repo_root, tmp_path):
     """`mkdocs build --strict`: every page in the nav, no broken link or anchor, the README's
     front page included on the home page. Offline: no plugin fetches anything."""
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     home = (tmp_path / "site" / "index.html").read_text()
     assert 'id="install-and-test"' in home and 'id="quick-tour"' in home and "8&lt;" not in home
@@ -171,7 +195,8 @@ def test_readme_tour_commands_are_real_output(repo_root, capsys, monkeypatch):
 def test_readme_python_example_prints_what_it_shows(repo_root, capsys):
     """The MLP family example runs and prints the table shown under it."""
     text = (repo_root / "README.md").read_text()
-    code, shown = re.search(r"```python\n(import netspec\nfrom netspec import Spec, node\n.*?)```\n\n```text\n(.*?)```",
-                            text, re.S).groups()
+    code, shown = re.search(
+        r"```python\n(import netspec\nfrom netspec import Spec, node\n.*?)```\n\n```text\n(.*?)```", text, re.S
+    ).groups()
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == shown

@@ -10,8 +10,9 @@ together with every parameter's gradient and the updated running statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from torch import nn
 from torch.testing import assert_close
 
 import netspec
+
 from reference_models import (
+    VAE,
     AlexNet,
     FashionCNN,
     LeNet,
@@ -32,7 +35,6 @@ from reference_models import (
     TransformerClassifier,
     TwoInputNet,
     UNet,
-    VAE,
     copy_weights_in_order,
 )
 
@@ -73,29 +75,46 @@ def assert_same_outputs(reference: nn.Module, model: nn.Module, inputs: list[tor
 # (id, reference factory, spec name, spec params, input overrides, per-sample input shapes)
 CASES: list[tuple[str, Callable[[], nn.Module], str, dict, dict, list[tuple[int, ...]]]] = [
     ("unet", lambda: UNet(3, 2, bilinear=False), "unet", {}, {"image": [3, 68, 76]}, [(3, 68, 76)]),
-    ("unet_bilinear", lambda: UNet(3, 2, bilinear=True), "unet", {"bilinear": True},
-     {"image": [3, 68, 76]}, [(3, 68, 76)]),
-    ("unet_1_1", lambda: UNet(1, 1), "unet", {"n_channels": 1, "n_classes": 1},
-     {"image": ["$n_channels", 33, 47]}, [(1, 33, 47)]),
+    (
+        "unet_bilinear",
+        lambda: UNet(3, 2, bilinear=True),
+        "unet",
+        {"bilinear": True},
+        {"image": [3, 68, 76]},
+        [(3, 68, 76)],
+    ),
+    (
+        "unet_1_1",
+        lambda: UNet(1, 1),
+        "unet",
+        {"n_channels": 1, "n_classes": 1},
+        {"image": ["$n_channels", 33, 47]},
+        [(1, 33, 47)],
+    ),
     ("alexnet_fashion", AlexNet, "alexnet_fashion", {}, {}, [(1, 224, 224)]),
     ("lenet", LeNet, "lenet", {}, {}, [(1, 32, 32)]),
     ("fashion_cnn", FashionCNN, "fashion_cnn", {}, {}, [(1, 28, 28)]),
     ("mnist_cnn", MnistCNN, "mnist_cnn", {}, {}, [(1, 28, 28)]),
-    ("resnet50_extra_input", ResNet50ExtraInput, "resnet50_extra_input", {}, {"image": [3, 64, 64]},
-     [(3, 64, 64), ()]),
-    ("resnet50_extra_output", ResNet50ExtraOutput, "resnet50_extra_output", {}, {"image": [3, 64, 64]},
-     [(3, 64, 64)]),
+    ("resnet50_extra_input", ResNet50ExtraInput, "resnet50_extra_input", {}, {"image": [3, 64, 64]}, [(3, 64, 64), ()]),
+    ("resnet50_extra_output", ResNet50ExtraOutput, "resnet50_extra_output", {}, {"image": [3, 64, 64]}, [(3, 64, 64)]),
     ("two_input_net", TwoInputNet, "two_input_net", {}, {}, [(1, 10, 18), (8,)]),
-    ("two_input_net_k3", lambda: TwoInputNet(dcgr_features=3), "two_input_net", {"dcgr_features": 3}, {},
-     [(1, 10, 18), (3,)]),
+    (
+        "two_input_net_k3",
+        lambda: TwoInputNet(dcgr_features=3),
+        "two_input_net",
+        {"dcgr_features": 3},
+        {},
+        [(1, 10, 18), (3,)],
+    ),
     ("logistic_regression", LogisticRegression, "logistic_regression", {}, {}, [(2,)]),
     ("regression", RegressionNet, "regression", {}, {}, [(1,)]),
     ("regression_002", lambda: RegressionNet(1, 10, 1), "regression", {"n_hidden": 10}, {}, [(1,)]),
 ]
 
 
-@pytest.mark.parametrize("ref_factory,spec,params,input_shapes,shapes", [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    "ref_factory,spec,params,input_shapes,shapes", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_eval_outputs_match_the_reference(ref_factory, spec, params, input_shapes, shapes) -> None:
     torch.manual_seed(0)
     reference, model = paired(ref_factory(), compiled(spec, input_shapes, **params))
@@ -158,6 +177,7 @@ def test_state_dict_keys_follow_the_spec_names() -> None:
 
 
 # ---- models nobody here wrote (issue 9) ------------------------------------------------------
+
 
 def test_vae_matches_pytorch_examples_with_the_same_noise() -> None:
     """The reparameterised sample draws from torch's global RNG: the same seed, the same z."""

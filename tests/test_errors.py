@@ -25,8 +25,17 @@ MODEL = "name: m\ninputs: {x: [4]}\nnodes:\n  - Linear: {out_features: 2}\n"
 
 
 def test_the_hierarchy_has_three_families_under_one_base() -> None:
-    from netspec.errors import (AccessRefused, CheckpointError, DataError, NetspecError, NonFiniteLoss, OutputError,
-                                OutputRefused, ShapeError, TrainingError)
+    from netspec.errors import (
+        AccessRefused,
+        CheckpointError,
+        DataError,
+        NetspecError,
+        NonFiniteLoss,
+        OutputError,
+        OutputRefused,
+        ShapeError,
+        TrainingError,
+    )
     from netspec.training.distributed import PeerLost
     from netspec.training.launchenv import LaunchError
 
@@ -40,9 +49,11 @@ def test_the_hierarchy_has_three_families_under_one_base() -> None:
     assert issubclass(WriteFailed, TrainingError) and issubclass(WriteFailed, OutputError)
     assert issubclass(OutputRefused, OutputError) and not issubclass(OutputRefused, TrainingError)
     assert {c: c.exit_code for c in (TrainingError, LaunchError, OutputRefused)} == dict.fromkeys(
-        (TrainingError, LaunchError, OutputRefused), 2)
+        (TrainingError, LaunchError, OutputRefused), 2
+    )
     assert {c: c.exit_code for c in (NonFiniteLoss, WriteFailed, PeerLost)} == dict.fromkeys(
-        (NonFiniteLoss, WriteFailed, PeerLost), 3)
+        (NonFiniteLoss, WriteFailed, PeerLost), 3
+    )
     import netspec
 
     assert netspec.NetspecError is NetspecError and netspec.SpecError is SpecError
@@ -54,20 +65,26 @@ def _one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [
-    ["compile", "m.yaml", "--graph", "taken.svg"],                           # the main CLI
-    ["export", "m.yaml", "--format", "python", "--out", "taken.py"],        # the interop CLI
-    ["import", "torch.nn:Linear", "--args", "in_features=4", "out_features=2", "-o", "taken.yaml"],  # importer
-], ids=["compile", "export", "import"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["compile", "m.yaml", "--graph", "taken.svg"],  # the main CLI
+        ["export", "m.yaml", "--format", "python", "--out", "taken.py"],  # the interop CLI
+        ["import", "torch.nn:Linear", "--args", "in_features=4", "out_features=2", "-o", "taken.yaml"],  # importer
+    ],
+    ids=["compile", "export", "import"],
+)
 def test_each_cli_prints_a_refused_output_as_one_line_with_exit_2(
-        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from netspec.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "m.yaml").write_text(MODEL)
-    taken = tmp_path / command[command.index("--graph" if "--graph" in command else
-                                             "--out" if "--out" in command else "-o") + 1]
+    taken = (
+        tmp_path
+        / command[command.index("--graph" if "--graph" in command else "--out" if "--out" in command else "-o") + 1]
+    )
     taken.write_text("keep me")
     assert main(command) == 2
     line = _one_line(capsys.readouterr().err)
@@ -75,19 +92,25 @@ def test_each_cli_prints_a_refused_output_as_one_line_with_exit_2(
     assert taken.read_text() == "keep me"
 
 
-@pytest.mark.parametrize(("error", "code"), [
-    (TrainingError("nothing to train: every parameter is frozen", path=("train", "freeze")), 2),
-    (NonFiniteLoss("epoch 2, step 7: the loss is nan", path=("loss",)), 3),
-    (WriteFailed("cannot write runs/m/last.pt: No space left on device", path=("--out",)), 3),
-], ids=["training-error", "nan", "write-failed"])
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (TrainingError("nothing to train: every parameter is frozen", path=("train", "freeze")), 2),
+        (NonFiniteLoss("epoch 2, step 7: the loss is nan", path=("loss",)), 3),
+        (WriteFailed("cannot write runs/m/last.pt: No space left on device", path=("--out",)), 3),
+    ],
+    ids=["training-error", "nan", "write-failed"],
+)
 def test_the_training_cli_prints_a_failed_run_as_one_line_with_its_exit_code(
-        error: NetspecError, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    error: NetspecError, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from netspec.cli import main
 
     spec = tmp_path / "m.yaml"
-    spec.write_text(MODEL + "data: {train: {source: gaussian_clusters}, batch_size: 8}\nloss: MSELoss\n"
-                    "optimizer: {SGD: {lr: 0.1}}\n")
+    spec.write_text(
+        MODEL + "data: {train: {source: gaussian_clusters}, batch_size: 8}\nloss: MSELoss\n"
+        "optimizer: {SGD: {lr: 0.1}}\n"
+    )
 
     def fail(*args: object, **kwargs: object) -> None:
         raise error

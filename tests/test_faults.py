@@ -30,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -149,9 +150,16 @@ class Zygote:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, env=env, cwd=str(ROOT))
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the zygote process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+            cwd=str(ROOT),
+        )
         self._read(timeout=300)
 
     def _read(self, timeout: float) -> dict[str, Any]:
@@ -159,8 +167,10 @@ class Zygote:
         line = self.proc.stdout.readline() if ready else ""
         if not line:
             self.stderr.seek(0)
-            raise RuntimeError(f"the zygote did not answer within {timeout} s (exit code {self.proc.poll()}):\n"
-                               + self.stderr.read()[-3000:])
+            raise RuntimeError(
+                f"the zygote did not answer within {timeout} s (exit code {self.proc.poll()}):\n"
+                + self.stderr.read()[-3000:]
+            )
         return json.loads(line)
 
     def _call(self, cmd: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
@@ -170,8 +180,9 @@ class Zygote:
 
     def spawn(self, argv: list[str], log: Path, cwd: Path, fault: dict[str, Any] | None = None) -> int:
         """Start ``netspec <argv>`` in a forked child; returns its pid at once."""
-        return self._call({"op": "run", "argv": [str(a) for a in argv], "log": str(log), "cwd": str(cwd),
-                           "fault": fault})["pid"]
+        return self._call(
+            {"op": "run", "argv": [str(a) for a in argv], "log": str(log), "cwd": str(cwd), "fault": fault}
+        )["pid"]
 
     def wait(self, pid: int, timeout: float = 120) -> int:
         """The child's exit code (negative: killed by that signal); fails if it outlives ``timeout``."""
@@ -219,8 +230,16 @@ def spec_dict(epochs: int = 30, **train: Any) -> dict[str, Any]:
         "loss": "CrossEntropyLoss",
         "optimizer": {"AdamW": {"lr": 0.01}},
         "scheduler": {"StepLR": {"step_size": 7, "gamma": 0.8}, "interval": "step"},
-        "train": {"epochs": epochs, "seed": 5, "device": "cpu", "metrics": ["accuracy"], "checkpoint": {"every": 1},
-                  "progress": "line", "log_every": 1000, **train},
+        "train": {
+            "epochs": epochs,
+            "seed": 5,
+            "device": "cpu",
+            "metrics": ["accuracy"],
+            "checkpoint": {"every": 1},
+            "progress": "line",
+            "log_every": 1000,
+            **train,
+        },
     }
 
 
@@ -268,16 +287,19 @@ def check_run_dir(run_dir: Path, spec_text: str | None = None) -> dict[str, Any]
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:
     drop = ("t", "time_s", "samples_per_s")
-    return [{k: v for k, v in json.loads(line).items() if k not in drop}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in drop}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def assert_same(a: Any, b: Any, where: str = "") -> None:
     """Exact equality of checkpoint contents: tensors bit for bit, floats equal (or both NaN)."""
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
-                                      and torch.equal(a.nan_to_num(), b.nan_to_num())), where
+        assert torch.equal(a, b) or (
+            a.is_floating_point() and torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+        ), where
     elif isinstance(a, dict):
         assert isinstance(b, dict) and set(a) == set(b), f"{where}: keys {set(a) ^ set(b)}"
         for k in a:
@@ -320,12 +342,17 @@ class Forked:
 class Exec:
     """Starts `python -m netspec` anew each time (full fidelity, seconds of imports)."""
 
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    env: ClassVar[dict[str, str]] = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
 
     def start(self, argv: list[Any], log: Path, cwd: Path) -> subprocess.Popen:
         with log.open("w") as f:
-            return subprocess.Popen([sys.executable, "-m", "netspec", *map(str, argv)], stdout=f,
-                                    stderr=subprocess.STDOUT, env=self.env, cwd=cwd)
+            return subprocess.Popen(
+                [sys.executable, "-m", "netspec", *map(str, argv)],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=cwd,
+            )
 
     def kill(self, proc: subprocess.Popen) -> None:
         proc.send_signal(signal.SIGKILL)
@@ -372,13 +399,23 @@ class KillStats:
         self.runs = 0
 
     def __str__(self) -> str:
-        return (f"{self.kills} kills in {self.runs} runs: {self.startup} during start-up, {self.resumes} resumes, "
-                f"{self.restarts} restarts before a first checkpoint, {self.mid_write} inside a write, "
-                f"{self.lost_epochs} recorded-but-unsaved epochs redone")
+        return (
+            f"{self.kills} kills in {self.runs} runs: {self.startup} during start-up, {self.resumes} resumes, "
+            f"{self.restarts} restarts before a first checkpoint, {self.mid_write} inside a write, "
+            f"{self.lost_epochs} recorded-but-unsaved epochs redone"
+        )
 
 
-def kill_resume_until_done(launcher: Forked | Exec, spec: Path, ref: Reference, work: Path, rng: random.Random,
-                           stats: KillStats, max_kills: int, every: int = 1) -> None:
+def kill_resume_until_done(
+    launcher: Forked | Exec,
+    spec: Path,
+    ref: Reference,
+    work: Path,
+    rng: random.Random,
+    stats: KillStats,
+    max_kills: int,
+    every: int = 1,
+) -> None:
     """Start a run, SIGKILL it after a random delay, check the directory, resume, repeat until
     the run finishes; then compare it with the uninterrupted reference."""
     out, logs = work / "runs", work / "logs"
@@ -459,10 +496,14 @@ def test_sigkill_at_random_moments_then_resume_is_exact(zygote: Zygote, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", [
-    {},
-    {"grad_accumulation": 3, "checkpoint": {"every": 2}},
-], ids=["every-epoch", "accumulation-every-2"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"grad_accumulation": 3, "checkpoint": {"every": 2}},
+    ],
+    ids=["every-epoch", "accumulation-every-2"],
+)
 def test_sigkill_many_random_moments(zygote: Zygote, tmp_path: Path, variant: dict[str, Any]) -> None:
     """The long variant: 120 kills per configuration (accumulation windows, sparser checkpoints)."""
     stats = kill_trials(Forked(zygote), tmp_path, kills=120, seed=7 + len(variant), **variant)
@@ -483,8 +524,7 @@ def test_sigkill_fresh_interpreters(tmp_path: Path) -> None:
 def _kill_points(quick: bool) -> list[dict[str, Any]]:
     ops = [("replace", "before")]  # the state just after commit n-1: every commit boundary
     if not quick:
-        ops += [("replace", "after"), ("save", "before"), ("fsync", "before"), ("link", "before"),
-                ("link", "after")]
+        ops += [("replace", "after"), ("save", "before"), ("fsync", "before"), ("link", "before"), ("link", "after")]
     return [{"op": op, "when": when} for op, when in ops]
 
 
@@ -574,10 +614,9 @@ def test_read_only_out_dir_and_read_only_run_dir(tmp_path: Path, capsys: pytest.
         run_dir.chmod(0o755)
 
 
-
-
-def test_enospc_at_a_checkpoint_write(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_enospc_at_a_checkpoint_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch.save raises ENOSPC on its 3rd call (epoch 3's last.pt): one line naming the file,
     exit 3, last.pt of epoch 2 intact, no temp file; resuming after freeing space ends exactly
     where an undisturbed run does."""
@@ -610,7 +649,7 @@ def test_enospc_at_a_checkpoint_write(tmp_path: Path, capsys: pytest.CaptureFixt
     assert_same_run(run_dir, ref_dir)
 
 
-def patch_open(monkeypatch: Any, disk: "FullDisk") -> None:
+def patch_open(monkeypatch: Any, disk: FullDisk) -> None:
     """Make every file the run writes (run directory files, checkpoints) go through ``disk``."""
     for module in (rundir, checkpoint_module):
         monkeypatch.setattr(module, "open", disk, raising=False)
@@ -626,7 +665,7 @@ class FullDisk:
         self.writes: list[tuple[str, int]] = []
 
     def __call__(self, file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
-        f = builtins.open(file, mode, *args, **kw)
+        f = builtins.open(file, mode, *args, **kw)  # noqa: SIM115 - handed back to the caller, who closes it
         if mode.startswith("r") and "+" not in mode:
             return f
         temp = re.fullmatch(r"\.(.+)\.\d+\.tmp", Path(file).name)
@@ -678,8 +717,9 @@ def _fill_points(writes: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return points
 
 
-def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_fills_up_at_any_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The disk fills up in the middle of each kind of write of a run (spec.yaml, spec.sha256,
     train.log, metrics.jsonl, best.pt, last.pt; the log and metrics also after a checkpoint):
     each time exit 3 with one line naming that file and the checkpoint left intact, no temp file;
@@ -713,8 +753,9 @@ def test_disk_fills_up_at_any_write(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert_same_run(run_dir, ref_dir)
 
 
-def test_plot_failure_neither_fails_the_run_nor_hides_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plot_failure_neither_fails_the_run_nor_hides_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """curves.png is written last, in a `finally`: on a full disk it must not replace the real error."""
     from matplotlib.figure import Figure
 
@@ -752,7 +793,8 @@ def test_truncated_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_diverging_run_stops_with_epoch_and_step_and_keeps_good_checkpoint(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A real divergence (the lr multiplied by 1e12 every epoch): exit 3, one line naming the
     epoch and step; last.pt is loadable, finite and from an epoch before the one that failed."""
     spec = spec_dict(epochs=10)
@@ -895,10 +937,14 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-                         ids=["ctrl_c-130", "sigterm-143"])
-def test_stop_signal_saves_exits_and_resume_is_exact(zygote: Zygote, tmp_path: Path, signum: int, code: int,
-                                                     word: str) -> None:
+@pytest.mark.parametrize(
+    "signum, code, word",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl_c-130", "sigterm-143"],
+)
+def test_stop_signal_saves_exits_and_resume_is_exact(
+    zygote: Zygote, tmp_path: Path, signum: int, code: int, word: str
+) -> None:
     """SIGINT (Ctrl-C), or SIGTERM (what a cluster scheduler sends before it kills a job), to a
     training process mid-run: last.pt saved after the current step, exit 130 or 143, the resume
     command printed; resuming ends bit-identical to an uninterrupted run."""
@@ -922,9 +968,11 @@ def _slow_validation_spec(tmp: Path) -> Path:
     """Two quick training steps, then a validation pass of 100 000 one-sample batches (seconds of
     Python-level work even on a fast machine, so a signal is handled within milliseconds)."""
     spec = spec_dict(epochs=3)
-    spec["data"] = {"train": {"source": "random", "n": 2, "shapes": {"x": [8]}, "n_classes": 2},
-                    "val": {"source": "random", "n": 100_000, "shapes": {"x": [8]}, "n_classes": 2},
-                    "batch_size": 1}
+    spec["data"] = {
+        "train": {"source": "random", "n": 2, "shapes": {"x": [8]}, "n_classes": 2},
+        "val": {"source": "random", "n": 100_000, "shapes": {"x": [8]}, "n_classes": 2},
+        "batch_size": 1,
+    }
     return write_spec(tmp / "slow.yaml", spec)
 
 
@@ -955,8 +1003,12 @@ def test_double_ctrl_c_fresh_interpreter(tmp_path: Path) -> None:
     spec = _slow_validation_spec(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     log = tmp_path / "a.log"
-    proc = subprocess.Popen([sys.executable, "-m", "netspec", "run", str(spec), "--out", str(tmp_path / "runs")],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netspec", "run", str(spec), "--out", str(tmp_path / "runs")],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     _wait_for(lambda: "model:" in log.read_text(), 300, "training to start")
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -979,8 +1031,7 @@ def test_resume_warns_when_the_spec_changed(tmp_path: Path, capsys: pytest.Captu
     assert main(["run", str(spec), "--resume", str(run_dir)]) == 0  # unchanged: no warning
     assert "spec changed" not in capsys.readouterr().out
     original = (run_dir / "spec.yaml").read_text()
-    assert main(["run", str(spec), "--resume", str(run_dir), "--epochs", "3",
-                 "--set", "optimizer.AdamW.lr=0.005"]) == 0
+    assert main(["run", str(spec), "--resume", str(run_dir), "--epochs", "3", "--set", "optimizer.AdamW.lr=0.005"]) == 0
     out = capsys.readouterr().out
     (warning,) = [line for line in out.splitlines() if "spec changed" in line]
     old = (run_dir / "spec.sha256").read_text().split()[0]

@@ -46,12 +46,14 @@ def test_circle_through_an_import_inside_a_function_is_found(tmp_path: Path, mon
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from .b import B\n")
-    (pkg / "b.py").write_text(textwrap.dedent("""\
+    (pkg / "b.py").write_text(
+        textwrap.dedent("""\
         B = 1
         def late():
             from .a import B  # closes the circle only when called
             return B
-        """))
+        """)
+    )
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import B\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_circles("circled") == [["circled.a", "circled.b", "circled.a"]]
@@ -62,7 +64,13 @@ def test_import_contracts_are_kept() -> None:
     no circle inside a room)."""
     lint = Path(sys.executable).with_name("lint-imports")
     assert lint.exists(), "import-linter is not installed: pip install -e '.[dev]'"
-    run = subprocess.run([str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    run = subprocess.run(
+        [str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "0 broken" in run.stdout

@@ -41,8 +41,15 @@ def test_no_function_is_over_60_lines() -> None:
     assert largest[0][1] <= MAX_FUNCTION_LINES, largest
 
 
-FRONT_DOORS = {"__init__.py", "__main__.py", "api.py", "cli.py", "cli_options.py", "errors.py",
-               "reference.py"}  # `python -m netspec.reference`: the docs' generated pages
+FRONT_DOORS = {
+    "__init__.py",
+    "__main__.py",
+    "api.py",
+    "cli.py",
+    "cli_options.py",
+    "errors.py",
+    "reference.py",
+}  # `python -m netspec.reference`: the docs' generated pages
 ROOMS = {"compiler", "nodes", "views", "files", "data", "training", "interop", "importer"}
 
 

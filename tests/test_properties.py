@@ -44,6 +44,7 @@ SLOW = settings(deadline=None, max_examples=1500, suppress_health_check=[HealthC
 # (a) mutations of the shipped specs
 # =============================================================================================
 
+
 def _documents() -> list[tuple[str, Any]]:
     out = []
     for path in SPECS:
@@ -86,24 +87,61 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 WEIRD_SCALARS = st.one_of(
-    st.sampled_from([None, True, False, 0, -1, 1, 2, 10 ** 12, -10 ** 12, 2 ** 63, 0.5, -0.0,
-                     float("nan"), float("inf"), float("-inf"), "", " ", "x", "required", "$", "${",
-                     "$nope", "${nope}", "${1/0}", "${x.__class__}", "${__import__('os')}",
-                     "${10**10**10}", "${" + "(" * 200 + "}", "a" * 10_000, "\u202e\u0000\U0001F600",
-                     "Conv2d", "Linear", "cat", "add", "resnet18", "x", "image", "nodes"]),
-    st.integers(min_value=-2 ** 70, max_value=2 ** 70),
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1,
+            2,
+            10**12,
+            -(10**12),
+            2**63,
+            0.5,
+            -0.0,
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+            "",
+            " ",
+            "x",
+            "required",
+            "$",
+            "${",
+            "$nope",
+            "${nope}",
+            "${1/0}",
+            "${x.__class__}",
+            "${__import__('os')}",
+            "${10**10**10}",
+            "${" + "(" * 200 + "}",
+            "a" * 10_000,
+            "\u202e\u0000\U0001f600",
+            "Conv2d",
+            "Linear",
+            "cat",
+            "add",
+            "resnet18",
+            "x",
+            "image",
+            "nodes",
+        ]
+    ),
+    st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
 )
 WEIRD_VALUES = st.one_of(
     WEIRD_SCALARS,
     st.lists(WEIRD_SCALARS, max_size=4),
-    st.dictionaries(st.sampled_from(["out_features", "from", "op", "x", "shape", "nodes", "?"]),
-                    WEIRD_SCALARS, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["out_features", "from", "op", "x", "shape", "nodes", "?"]), WEIRD_SCALARS, max_size=3
+    ),
 )
 
-MUTATIONS = ["delete", "replace", "replace", "rename_ref", "swap_ref", "swap_items", "duplicate_item",
-             "rename_key"]
+MUTATIONS = ["delete", "replace", "replace", "rename_ref", "swap_ref", "swap_items", "duplicate_item", "rename_key"]
 
 
 def _mutate(data: Any, draw: Any) -> tuple[Any, list[str]]:
@@ -171,7 +209,7 @@ def compile_or_spec_error(data: Any, name: str) -> None:
 
 def _mutation_property(data_strategy: Any) -> None:
     name, doc = data_strategy.draw(st.sampled_from(DOCUMENTS), label="spec")
-    mutated, what = _mutate(doc, data_strategy.draw)
+    mutated, _ = _mutate(doc, data_strategy.draw)
     compile_or_spec_error(mutated, name)
 
 
@@ -205,10 +243,58 @@ def test_arbitrary_text_is_a_spec_error_or_a_spec(text: str) -> None:
         _check_one_line(e)
 
 
-EXPR_TOKENS = ["0", "1", "2", "7", "64", "-1", "0.5", "1e308", "10", "x", "n", "s", "true", "nope", "__class__",
-               " + ", " - ", " * ", " / ", " // ", " % ", " ** ", " < ", " == ", " and ", " or ", "not ",
-               " if ", " else ", "(", ")", "[", "]", ".", ",", "channels", "shape", "features", "'a'",
-               "min(", "max(", "int(", "len(", "abs(", "round(", "float(", "__import__(", "lambda: ", "{", "}"]
+EXPR_TOKENS = [
+    "0",
+    "1",
+    "2",
+    "7",
+    "64",
+    "-1",
+    "0.5",
+    "1e308",
+    "10",
+    "x",
+    "n",
+    "s",
+    "true",
+    "nope",
+    "__class__",
+    " + ",
+    " - ",
+    " * ",
+    " / ",
+    " // ",
+    " % ",
+    " ** ",
+    " < ",
+    " == ",
+    " and ",
+    " or ",
+    "not ",
+    " if ",
+    " else ",
+    "(",
+    ")",
+    "[",
+    "]",
+    ".",
+    ",",
+    "channels",
+    "shape",
+    "features",
+    "'a'",
+    "min(",
+    "max(",
+    "int(",
+    "len(",
+    "abs(",
+    "round(",
+    "float(",
+    "__import__(",
+    "lambda: ",
+    "{",
+    "}",
+]
 
 
 def _expression_property(tokens: list[str]) -> None:
@@ -237,6 +323,7 @@ def test_arbitrary_expressions_evaluate_or_raise_spec_error_many(tokens: list[st
 # =============================================================================================
 # (b) random valid graphs
 # =============================================================================================
+
 
 class _Graph:
     """Builds a random valid spec and tracks every node's per-sample shape independently."""
@@ -281,7 +368,7 @@ class _Graph:
             if kind == "relu":
                 return {"ReLU": {}}, shape
             return {"MaxPool2d": 2}, (c, h // 2, w // 2)
-        (f,) = shape
+        (_,) = shape  # a vector: one feature dimension
         kind = draw(st.sampled_from(["linear", "linear", "bn", "relu", "dropout"]), label="vector_layer")
         if kind == "linear":
             out = draw(st.integers(1, 16))
@@ -328,8 +415,12 @@ class _Graph:
 
     def spec(self, extra_output: str | None) -> dict[str, Any]:
         outputs = [self.current] + ([extra_output] if extra_output else [])
-        return {"name": "random_graph", "inputs": {"x": list(self.input_shape)}, "nodes": self.nodes,
-                "outputs": outputs}
+        return {
+            "name": "random_graph",
+            "inputs": {"x": list(self.input_shape)},
+            "nodes": self.nodes,
+            "outputs": outputs,
+        }
 
 
 @st.composite

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torchvision
 
 from reference_models import (
+    VAE,
     AlexNet,
     FashionCNN,
     LeNet,
@@ -29,7 +30,6 @@ from reference_models import (
     TransformerClassifier,
     TwoInputNet,
     UNet,
-    VAE,
     copy_weights_in_order,
     count_parameters,
 )
@@ -104,9 +104,7 @@ SINGLE_INPUT_SHAPES: list[tuple[str, Callable[[], nn.Module], tuple[int, ...], t
     [(f, i, o) for _, f, i, o in SINGLE_INPUT_SHAPES],
     ids=[name for name, _, _, _ in SINGLE_INPUT_SHAPES],
 )
-def test_forward_shape(
-    factory: Callable[[], nn.Module], in_shape: tuple[int, ...], out_shape: tuple[int, ...]
-) -> None:
+def test_forward_shape(factory: Callable[[], nn.Module], in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
     model = factory().eval()
     with torch.no_grad():

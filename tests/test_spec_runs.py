@@ -37,20 +37,30 @@ GENERATED = ("gaussian_clusters", "function_regression", "random", "random_segme
 SMALL: dict[str, list[str]] = {
     # 1.7 s a step at 224x224; at 96x96 the features end at 1x1, so fc's input is 256, not 6400
     "alexnet_fashion": ["inputs.image.shape=[1, 96, 96]", "data.transforms.0.Resize=96"],
-    "resnet18_finetune": ["inputs.image.shape=[3, 64, 64]", "data.transforms.0.Resize=72",
-                          "data.transforms.1.CenterCrop=64", "data.loader.num_workers=0"],
+    "resnet18_finetune": [
+        "inputs.image.shape=[3, 64, 64]",
+        "data.transforms.0.Resize=72",
+        "data.transforms.1.CenterCrop=64",
+        "data.loader.num_workers=0",
+    ],
     # not smaller: BatchNorm over 2 values per channel (batch 2 at layer4's 1x1) blows up the gradients
-    "resnet50_extra_input": ["inputs.image.shape=[3, 64, 64]", "data.train.shapes.image=[3, 64, 64]",
-                             "data.train.n=8"],
-    "resnet50_extra_output": ["inputs.image.shape=[3, 64, 64]", "data.train.shapes.image=[3, 64, 64]",
-                              "data.train.n=8"],
+    "resnet50_extra_input": ["inputs.image.shape=[3, 64, 64]", "data.train.shapes.image=[3, 64, 64]", "data.train.n=8"],
+    "resnet50_extra_output": [
+        "inputs.image.shape=[3, 64, 64]",
+        "data.train.shapes.image=[3, 64, 64]",
+        "data.train.n=8",
+    ],
     "unet": ["inputs.image.shape=[3, 32, 32]", "data.train.size=32", "data.train.n=8", "data.batch_size=4"],
     "small_resnet": ["data.loader.num_workers=0"],
     "timm_resnet34": ["inputs.image.shape=[1, 64, 64]", "data.train.shapes.image=[1, 64, 64]", "data.train.n=8"],
     "timm_resnet34_fashion": ["inputs.image.shape=[1, 64, 64]", "data.transforms.0.Resize=64"],
-    "resnet18": ["inputs.image.shape=[3, 64, 64]", "data.transforms.0.RandomResizedCrop=64",
-                 "data.eval_transforms.0.Resize=72", "data.eval_transforms.1.CenterCrop=64",
-                 "data.loader.num_workers=0"],
+    "resnet18": [
+        "inputs.image.shape=[3, 64, 64]",
+        "data.transforms.0.RandomResizedCrop=64",
+        "data.eval_transforms.0.Resize=72",
+        "data.eval_transforms.1.CenterCrop=64",
+        "data.loader.num_workers=0",
+    ],
 }
 
 
@@ -110,12 +120,18 @@ def data_overrides(spec: dict[str, Any], tmp: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", spec_params(SPECS))
-def test_spec_runs_one_short_epoch(path: Path, tmp_path: Path, cifar_unchecked: None,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_runs_one_short_epoch(
+    path: Path, tmp_path: Path, cifar_unchecked: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = resolve_extends(load_document(path)).data  # with the sections of a base it extends
     assert {"data", "loss", "optimizer"} <= set(spec), f"{path.name} has no training sections"
-    overrides = ["train.epochs=1", "train.device=cpu", "train.progress=line",
-                 *data_overrides(spec, tmp_path), *SMALL.get(path.stem, [])]
+    overrides = [
+        "train.epochs=1",
+        "train.device=cpu",
+        "train.progress=line",
+        *data_overrides(spec, tmp_path),
+        *SMALL.get(path.stem, []),
+    ]
     argv = ["run", str(path), "--out", str(tmp_path / "runs"), "--data-root", str(tmp_path)]  # data is written there
     for item in overrides:
         argv += ["--set", item]

@@ -35,8 +35,9 @@ print(json.dumps({"code": code, "imported": [m for m in watched if m in sys.modu
 
 def _imports(argv: list[str], cache: Path) -> list[str]:
     env = {**os.environ, "NETSPEC_CACHE_DIR": str(cache)}
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, *argv], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, *argv], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["code"] == 0, proc.stderr
@@ -61,8 +62,15 @@ def test_schema_and_layers_import_no_torch(warm_cache: Path, argv: list[str]) ->
     assert _imports(argv, warm_cache) == []
 
 
-@pytest.mark.parametrize("argv", [["validate", "specs/unet.yaml"], ["compile", "specs/unet.yaml", "--summary"],
-                                  ["compile", "specs/two_input_net.yaml", "--summary"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["validate", "specs/unet.yaml"],
+        ["compile", "specs/unet.yaml", "--summary"],
+        ["compile", "specs/two_input_net.yaml", "--summary"],
+    ],
+    ids=" ".join,
+)
 def test_validate_and_compile_import_only_torch_for_plain_specs(warm_cache: Path, argv: list[str]) -> None:
     """No torchvision, and none of what torch imports on demand: torch._dynamo (the stand-in
     optimizer, the meta batch norm, cat and pad) and sympy (the meta convolution's checks).
@@ -76,6 +84,7 @@ def test_a_spec_naming_a_torchvision_model_imports_it(warm_cache: Path) -> None:
 
 # ---- the catalog ----------------------------------------------------------------------------
 
+
 def test_catalog_matches_the_installed_libraries() -> None:
     """What the cached file says is what the registries, filled from torch, hold."""
     from netspec.nodes.catalog import torchvision_model_names
@@ -87,10 +96,14 @@ def test_catalog_matches_the_installed_libraries() -> None:
     assert list(cat.layers) == list(torch_layers)
     for name, entry in torch_layers.items():
         info = cat.layers[name]
-        assert (list(info.params), list(info.inferable), info.var_kwargs) == \
-            (list(entry.params), entry.inferable, entry.accepts_var_kwargs), name
-    assert {n: (list(o.params), o.doc) for n, o in cat.ops.items()} == \
-        {n: (list(o.params), o.doc) for n, o in OPS.items()}
+        assert (list(info.params), list(info.inferable), info.var_kwargs) == (
+            list(entry.params),
+            entry.inferable,
+            entry.accepts_var_kwargs,
+        ), name
+    assert {n: (list(o.params), o.doc) for n, o in cat.ops.items()} == {
+        n: (list(o.params), o.doc) for n, o in OPS.items()
+    }
     assert list(cat.models) == torchvision_model_names()
     assert layer_infos() == cat.layers  # no netspec.modules entry points installed here
 

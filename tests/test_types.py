@@ -53,8 +53,14 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[str
     user = tmp_path_factory.mktemp("types") / "user_code.py"
     user.write_text(USER_CODE)
     env = {**os.environ, "MYPYPATH": str(ROOT / "src")}  # this checkout's netspec, not an installed one
-    done = subprocess.run([sys.executable, "-m", "mypy", "src/netspec", str(user)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "src/netspec", str(user)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "error: " in done.stdout or done.returncode == 0, done.stdout + done.stderr  # it ran
     return done.returncode, done.stdout.splitlines()
 
@@ -71,8 +77,11 @@ def test_public_signatures_are_typed(mypy_output: tuple[int, list[str]]) -> None
     _, lines = mypy_output
     errors = {int(m[1]) for line in lines if (m := re.search(r"user_code\.py:(\d+): error:", line))}
     assert errors == {3, 4, 5, 6, 7, 16, 17}, "\n".join(lines)
-    revealed = {int(m[1]): m[2] for line in lines
-                if (m := re.search(r'user_code\.py:(\d+): note: Revealed type is "(.*)"', line))}
+    revealed = {
+        int(m[1]): m[2]
+        for line in lines
+        if (m := re.search(r'user_code\.py:(\d+): note: Revealed type is "(.*)"', line))
+    }
     assert revealed[8] == "torch.fx.graph_module.GraphModule"
     assert revealed[9] == "pathlib.Path"
     assert revealed[13].removeprefix("builtins.") == "int"

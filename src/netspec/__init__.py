@@ -29,14 +29,21 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     # spec -> module
-    "load_spec": "api", "compile_spec": "api", "build_model": "api",
-    "Spec": "compiler.spec", "NodeSpec": "compiler.spec", "InputSpec": "compiler.spec",
-    "BlockSpec": "compiler.spec", "node": "compiler.spec",
-    "SpecError": "errors", "NetspecError": "errors",
+    "load_spec": "api",
+    "compile_spec": "api",
+    "build_model": "api",
+    "Spec": "compiler.spec",
+    "NodeSpec": "compiler.spec",
+    "InputSpec": "compiler.spec",
+    "BlockSpec": "compiler.spec",
+    "node": "compiler.spec",
+    "SpecError": "errors",
+    "NetspecError": "errors",
     # module -> spec
     "import_model": "importer.api",
     # module -> trained module
-    "train": "training.loop", "evaluate": "training.evaluate",
+    "train": "training.loop",
+    "evaluate": "training.evaluate",
     # trained module -> predictions, other formats
     "load_run": "interop.run",
     # extending netspec: one decorator per registry

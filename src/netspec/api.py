@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import torch
 from torch import fx
@@ -24,9 +24,14 @@ from .files.access import check_roots
 SpecSource = Union[str, "os.PathLike[str]", Mapping[str, Any], Spec]
 
 
-def load_spec(source: SpecSource | None = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-              allow_imports: list[str] | tuple[str, ...] | None = None,
-              data_roots: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = ()) -> Spec:
+def load_spec(
+    source: SpecSource | None = None,
+    *,
+    text: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    allow_imports: list[str] | tuple[str, ...] | None = None,
+    data_roots: list[str | os.PathLike] | tuple[str | os.PathLike, ...] = (),
+) -> Spec:
     """Load and validate a spec: a path, YAML/JSON text, a dict, or a Spec; or ``text=`` alone.
 
     ``overrides`` are ``key=value`` strings as on the command line (``n_classes=5``,
@@ -61,8 +66,9 @@ class Compiled:
     log: list[str] = field(default_factory=list)
 
 
-def compile_spec(spec_or_path: SpecSource, *, max_params: int | None = None, device: torch.device | str | None = None,
-                 **params: Any) -> Compiled:
+def compile_spec(
+    spec_or_path: SpecSource, *, max_params: int | None = None, device: torch.device | str | None = None, **params: Any
+) -> Compiled:
     """Validate, infer shapes and build; returns the module with its graph and build log.
 
     ``device="meta"`` builds the module without memory or initialisation: enough for its

@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .cli_options import add_spec_options, print_config
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated
@@ -53,7 +54,7 @@ def _load(args: argparse.Namespace):
         fixed = []
         for o in overrides:
             if o.startswith("__input"):
-                idx = int(o[len("__input"):o.index("__=")])
+                idx = int(o[len("__input") : o.index("__=")])
                 if idx >= len(names):
                     raise SpecError(f"--input-size given {idx + 1} times but the spec has {len(names)} input(s)")
                 o = f"inputs.{names[idx]}.shape=" + o.split("=", 1)[1]
@@ -74,8 +75,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from .views.picture_file import picture_format
 
         _at_spec_file(picture_format, args.graph, spec=args.spec)  # a bad suffix: before compiling
-        _at_spec_file(lambda: output_path(args.graph, option="--graph", reads={"the spec": args.spec},
-                                          force=args.force), spec=args.spec)
+        _at_spec_file(
+            lambda: output_path(args.graph, option="--graph", reads={"the spec": args.spec}, force=args.force),
+            spec=args.spec,
+        )
     c = compile_spec(spec, max_params=args.max_params, device="meta")  # printed, never run: no memory
     print(header(c))
     for line in c.log:
@@ -124,8 +127,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for i, path in enumerate(args.specs):
         try:
-            spec = load_spec(path, overrides=args.overrides, allow_imports=args.allow_imports,
-                             data_roots=args.data_roots)
+            spec = load_spec(
+                path, overrides=args.overrides, allow_imports=args.allow_imports, data_roots=args.data_roots
+            )
             if args.print_config:
                 print("---" if i else "", end="\n" if i else "")  # one YAML document per spec
                 print_config(spec, path)
@@ -181,43 +185,72 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="netspec", description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
+def _register_compile(sub: Any) -> None:
+    """The `compile` command and its options."""
+    p = sub.add_parser(
+        "compile",
+        help="validate and compile a spec; print a summary or the generated code",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
-               "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
-               "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
-               "143 terminated (SIGTERM).")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("compile", help="validate and compile a spec; print a summary or the generated code",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG_COMPILE)
+        epilog=EPILOG_COMPILE,
+    )
     p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
     add_spec_options(p)
-    p.add_argument("--summary", action="store_true", help="print a torchinfo-style summary (from the inferred shapes: no forward pass)")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print a torchinfo-style summary (from the inferred shapes: no forward pass)",
+    )
     p.add_argument("--code", action="store_true", help="print the generated forward code")
-    p.add_argument("--graph", metavar="FILE", help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
-                                                   "svg/png use graphviz when installed, else netspec's own layout")
+    p.add_argument(
+        "--graph",
+        metavar="FILE",
+        help="draw the network into FILE: .svg, .png, .dot or .mmd (mermaid); "
+        "svg/png use graphviz when installed, else netspec's own layout",
+    )
     p.add_argument("--force", action="store_true", help="replace the --graph file if it exists")
-    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW",
-                   help="per-sample size of an input for this compile (repeat for several inputs)")
+    p.add_argument(
+        "--input-size",
+        action="append",
+        metavar="[NAME=]CxHxW",
+        help="per-sample size of an input for this compile (repeat for several inputs)",
+    )
     p.add_argument("--depth", type=int, default=2, help="summary depth (default 2)")
     p.add_argument("--max-params", type=int, default=None, help="refuse models with more parameters (default 2e9)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("validate", help="check specs (schema, graph, shapes); one line per spec",
-                       epilog="example:\n  netspec validate specs/*.yaml",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netspec",
+        description="Declarative PyTorch networks: compile, validate, train, evaluate, predict with and export specs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  netspec compile specs/unet.yaml --summary\n  netspec validate specs/*.yaml\n"
+        "  netspec run specs/logistic_regression.yaml\n\nExit codes: 0 ok, 2 a mistake in the spec, "
+        "data or options (one line: file:line:col: path: message), 3 training failed, 130 interrupted (Ctrl-C), "
+        "143 terminated (SIGTERM).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _register_compile(sub)
+
+    p = sub.add_parser(
+        "validate",
+        help="check specs (schema, graph, shapes); one line per spec",
+        epilog="example:\n  netspec validate specs/*.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("specs", nargs="+")
     add_spec_options(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of specs (or write it into a folder)",
-                       epilog="example:\n  netspec schema --write schemas/\n\n--write regenerates the schema "
-                              "file in DIR and replaces it by design (no --force needed): it is generated, never "
-                              "edited by hand. It is written atomically, never through a symbolic link.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of specs (or write it into a folder)",
+        epilog="example:\n  netspec schema --write schemas/\n\n--write regenerates the schema "
+        "file in DIR and replaces it by design (no --force needed): it is generated, never "
+        "edited by hand. It is written atomically, never through a symbolic link.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--write", metavar="DIR", help="write (replace) the schema file in DIR")
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")
     p.set_defaults(func=cmd_schema)
@@ -272,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sigterm_stops() -> Iterator[None]:
     """SIGTERM ends a command with one line and exit 143, like Ctrl-C (130), instead of killing
     it silently; a training run replaces this handler with one that saves first."""
+
     def stop(signum: int, frame: Any) -> None:
         raise Terminated()
 

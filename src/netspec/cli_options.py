@@ -19,10 +19,22 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     >>> p = argparse.ArgumentParser(); add_spec_options(p); p.parse_args(["--set", "a=1"]).overrides
     ['a=1']
     """
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)")
-    p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="MODULE",
-                   help="allow the spec to import this Python module (custom layers); never implied")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)",
+    )
+    p.add_argument(
+        "--allow-import",
+        dest="allow_imports",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="allow the spec to import this Python module (custom layers); never implied",
+    )
     add_data_root(p)
     add_print_config(p)
 
@@ -33,15 +45,24 @@ def add_data_root(p: argparse.ArgumentParser) -> None:
     >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args(["--data-root", "a", "--data-root", "b"]).data_roots
     ['a', 'b']
     """
-    p.add_argument("--data-root", dest="data_roots", action="append", default=[], metavar="DIR",
-                   help="let the spec read files (data, weights) under DIR too; by default it reads only under "
-                        "its own folder and $NETSPEC_DATA_ROOTS (repeatable)")
+    p.add_argument(
+        "--data-root",
+        dest="data_roots",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let the spec read files (data, weights) under DIR too; by default it reads only under "
+        "its own folder and $NETSPEC_DATA_ROOTS (repeatable)",
+    )
 
 
 def add_print_config(p: argparse.ArgumentParser) -> None:
     """``--print-config`` on a command that loads a spec (compile, validate, run)."""
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved spec (bases merged, --set applied, defaults filled in) and exit",
+    )
 
 
 def print_config(spec: Any, path: str) -> int:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import difflib
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable, TypeVar
+from typing import ClassVar, TypeVar
 
 # Exit codes of the CLI, documented in the README.
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130   # Ctrl-C (SIGINT): 128 + 2, as shells report it
-EXIT_TERMINATED = 143    # SIGTERM (a scheduler stopping the job): 128 + 15
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (a scheduler stopping the job): 128 + 15
 EXIT_TRAINING_FAILED = 3
 
 

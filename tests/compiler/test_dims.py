@@ -51,29 +51,37 @@ def test_selecting_along_the_batch_dim_is_refused_where_it_is_written() -> None:
     """The issue's silent wrong shape: `dim: 1` of (2, B, 32) is the batch."""
     with pytest.raises(ShapeError) as err:
         netspec.compile_spec(netspec.load_spec("lm.yaml", text=LM.replace("DIM", "1")))
-    assert str(err.value).startswith("lm.yaml:7:5: nodes[3] (last): select would mix the samples of a batch: "
-                                     "its input is (2, B, 32) and its output (2, 32) has no batch dim")
+    assert str(err.value).startswith(
+        "lm.yaml:7:5: nodes[3] (last): select would mix the samples of a batch: "
+        "its input is (2, B, 32) and its output (2, 32) has no batch dim"
+    )
     assert "the batch is dim 1 of the input" in str(err.value)
 
 
-@pytest.mark.parametrize("layer,out", [
-    ("GRU: {hidden_size: 8, num_layers: 3}", "((B, 5, 8), (3, B, 8))"),
-    ("RNN: {hidden_size: 8, bidirectional: true}", "((B, 5, 16), (2, B, 8))"),
-    # batch_first: false on a batch-first input: torch reads the batch as time, so the state has
-    # no batch dim at all -- what the shapes say, instead of a plausible (B, 1, 8)
-    ("LSTM: {hidden_size: 8, batch_first: false}", "((B, 5, 8), ((1, 5, 8), (1, 5, 8)))"),
-])
+@pytest.mark.parametrize(
+    "layer,out",
+    [
+        ("GRU: {hidden_size: 8, num_layers: 3}", "((B, 5, 8), (3, B, 8))"),
+        ("RNN: {hidden_size: 8, bidirectional: true}", "((B, 5, 16), (2, B, 8))"),
+        # batch_first: false on a batch-first input: torch reads the batch as time, so the state has
+        # no batch dim at all -- what the shapes say, instead of a plausible (B, 1, 8)
+        ("LSTM: {hidden_size: 8, batch_first: false}", "((B, 5, 8), ((1, 5, 8), (1, 5, 8)))"),
+    ],
+)
 def test_recurrent_layers_report_where_torch_puts_the_batch(layer: str, out: str) -> None:
     text = f"name: r\ninputs: {{x: [5, 4]}}\nnodes:\n  - rnn: {{{layer}}}\n"
     assert netspec.compile_spec(netspec.load_spec(text=text)).graph.nodes[0].shape == out
 
 
-@pytest.mark.parametrize("node,message", [
-    ("{sum: 0}", "sum would mix the samples of a batch"),
-    ("{cat: {dim: 0}, from: [x, x]}", "cannot concatenate along the batch dim 0"),
-    ("{flatten: 0}", "flatten would mix the samples of a batch"),
-    ("{mean: [0, 1]}", "mean would mix the samples of a batch"),
-])
+@pytest.mark.parametrize(
+    "node,message",
+    [
+        ("{sum: 0}", "sum would mix the samples of a batch"),
+        ("{cat: {dim: 0}, from: [x, x]}", "cannot concatenate along the batch dim 0"),
+        ("{flatten: 0}", "flatten would mix the samples of a batch"),
+        ("{mean: [0, 1]}", "mean would mix the samples of a batch"),
+    ],
+)
 def test_ops_over_the_batch_dim_are_refused(node: str, message: str) -> None:
     text = f"name: m\ninputs: {{x: [4]}}\nnodes:\n  - {node}\n"
     with pytest.raises(ShapeError, match=message):
@@ -82,8 +90,10 @@ def test_ops_over_the_batch_dim_are_refused(node: str, message: str) -> None:
 
 def test_a_batch_first_false_sequence_keeps_its_batch_where_torch_has_it() -> None:
     """Transposed to (T, B, F) for a batch_first=False LSTM, the batch is dim 1 all the way."""
-    text = ("name: t\ninputs: {x: [5, 4]}\nnodes:\n  - transpose: {dim0: 0, dim1: 1}\n"
-            "  - lstm: {LSTM: {hidden_size: 8, batch_first: false}}\n  - item: 0\n")
+    text = (
+        "name: t\ninputs: {x: [5, 4]}\nnodes:\n  - transpose: {dim0: 0, dim1: 1}\n"
+        "  - lstm: {LSTM: {hidden_size: 8, batch_first: false}}\n  - item: 0\n"
+    )
     c = netspec.compile_spec(netspec.load_spec(text=text))
     assert [n.shape for n in c.graph.nodes] == ["(5, B, 4)", "((5, B, 8), ((1, B, 8), (1, B, 8)))", "(5, B, 8)"]
     ref = nn.LSTM(4, 8)

@@ -49,7 +49,7 @@ def test_a_group_is_one_submodule_numbered_like_nn_sequential() -> None:
 
 
 def test_else_makes_the_dropped_group_the_identity() -> None:
-    c = _compile(BLOCK, planes=4)                  # same channels, stride 1: no projection
+    c = _compile(BLOCK, planes=4)  # same channels, stride 1: no projection
     assert [n.name for n in c.graph.nodes] == ["conv", "add"]
     assert c.graph.node("add").inputs == ["conv", "x"]
     x = torch.randn(2, 4, 6, 6)
@@ -63,8 +63,10 @@ def test_a_dropped_node_without_else_is_gone_and_its_name_is_undefined() -> None
 
 
 def test_the_next_node_reads_what_else_names() -> None:
-    text = ("name: t\nparams: {use_b: false}\ninputs: {x: [4]}\nnodes:\n  - a: {Linear: {out_features: 4}}\n"
-            "  - b: {Linear: {out_features: 4}}\n    when: $use_b\n    else: a\n  - ReLU: {}\n")
+    text = (
+        "name: t\nparams: {use_b: false}\ninputs: {x: [4]}\nnodes:\n  - a: {Linear: {out_features: 4}}\n"
+        "  - b: {Linear: {out_features: 4}}\n    when: $use_b\n    else: a\n  - ReLU: {}\n"
+    )
     assert _compile(text).graph.nodes[-1].inputs == ["a"]
 
 
@@ -114,9 +116,11 @@ def test_the_first_input_defaults_to_the_previous_node() -> None:
 
 
 def test_multihead_attention_with_masks() -> None:
-    text = ("name: t\ninputs: {q: [5, 8], kv: [7, 8], pad: {shape: [7], dtype: bool}}\nnodes:\n"
-            "  - attn: {MultiheadAttention: {num_heads: 2}}\n"
-            "    from: {query: q, key: kv, value: kv, key_padding_mask: pad}\n  - item: 0\n")
+    text = (
+        "name: t\ninputs: {q: [5, 8], kv: [7, 8], pad: {shape: [7], dtype: bool}}\nnodes:\n"
+        "  - attn: {MultiheadAttention: {num_heads: 2}}\n"
+        "    from: {query: q, key: kv, value: kv, key_padding_mask: pad}\n  - item: 0\n"
+    )
     c = _compile(text)
     assert c.graph.node("attn").shape == "((B, 5, 8), (B, 5, 7))"
     q, kv, pad = torch.randn(2, 5, 8), torch.randn(2, 7, 8), torch.zeros(2, 7, dtype=torch.bool)
@@ -126,9 +130,11 @@ def test_multihead_attention_with_masks() -> None:
 
 def test_an_lstm_initial_state_is_a_tuple_of_inputs() -> None:
     """`hx: [h, c]` passes (h0, c0); a per-sample (num_layers, H) input is permuted to (L, B, H)."""
-    text = ("name: t\ninputs: {x: [5, 4], h0: [2, 8], c0: [2, 8]}\nnodes:\n"
-            "  - h: {permute: [1, 0, 2], from: h0}\n  - c: {permute: [1, 0, 2], from: c0}\n"
-            "  - lstm: {LSTM: {hidden_size: 8, num_layers: 2}, from: {input: x, hx: [h, c]}}\n  - item: 0\n")
+    text = (
+        "name: t\ninputs: {x: [5, 4], h0: [2, 8], c0: [2, 8]}\nnodes:\n"
+        "  - h: {permute: [1, 0, 2], from: h0}\n  - c: {permute: [1, 0, 2], from: c0}\n"
+        "  - lstm: {LSTM: {hidden_size: 8, num_layers: 2}, from: {input: x, hx: [h, c]}}\n  - item: 0\n"
+    )
     c = _compile(text)
     assert c.graph.node("h").shape == "(2, B, 8)"
     assert "lstm = self.lstm(x, hx = (h, c))" in c.module.code

@@ -42,12 +42,16 @@ def inputs_for(model: torch.fx.GraphModule, batch: int = 2, seed: int = 0) -> tu
 
 # ---- torch.compile -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,shapes", [
-    ("lenet", None),
-    ("two_input_net", None),                    # two inputs
-    ("unet", {"image": [3, 36, 44]}),           # blocks (nested GraphModules), pad_to, cat
-    ("mlp", None),                              # repeat
-])
+
+@pytest.mark.parametrize(
+    "name,shapes",
+    [
+        ("lenet", None),
+        ("two_input_net", None),  # two inputs
+        ("unet", {"image": [3, 36, 44]}),  # blocks (nested GraphModules), pad_to, cat
+        ("mlp", None),  # repeat
+    ],
+)
 def test_torch_compile_captures_the_whole_forward(name, shapes) -> None:
     torch._dynamo.reset()
     model = build(name, shapes)
@@ -70,12 +74,16 @@ def test_torch_compile_default_backend() -> None:
 
 # ---- torch.export / torch.jit.trace ------------------------------------------------------
 
-@pytest.mark.parametrize("name,shapes", [
-    ("lenet", None),
-    ("two_input_net", None),
-    ("resnet50_extra_input", {"image": [3, 64, 64]}),    # a scalar input, a torchvision backbone
-    ("resnet50_extra_output", {"image": [3, 64, 64]}),   # a tuple of outputs
-])
+
+@pytest.mark.parametrize(
+    "name,shapes",
+    [
+        ("lenet", None),
+        ("two_input_net", None),
+        ("resnet50_extra_input", {"image": [3, 64, 64]}),  # a scalar input, a torchvision backbone
+        ("resnet50_extra_output", {"image": [3, 64, 64]}),  # a tuple of outputs
+    ],
+)
 def test_torch_export(name, shapes) -> None:
     model = build(name, shapes)
     x = inputs_for(model)
@@ -113,6 +121,7 @@ def test_torch_jit_trace() -> None:
 
 # ---- pickling ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name,shapes", [("lenet", None), ("unet", {"image": [3, 36, 44]}), ("mlp", None)])
 def test_whole_model_pickles_and_deepcopies(name, shapes) -> None:
     """``torch.save(model)`` re-traces the generated code on load; netspec's helper functions
@@ -135,16 +144,23 @@ def test_pickled_model_loads_in_a_fresh_process(tmp_path) -> None:
     (x,) = inputs_for(model, batch=1)
     torch.save(model, tmp_path / "model.pt")
     torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
-    code = ("import torch, sys\n"
-            "m = torch.load(sys.argv[1], weights_only=False).eval()\n"
-            "d = torch.load(sys.argv[2])\n"
-            "torch.testing.assert_close(m(d['x']), d['y'])\n")
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.pt"), str(tmp_path / "io.pt")],
-                       capture_output=True, text=True, timeout=120)
+    code = (
+        "import torch, sys\n"
+        "m = torch.load(sys.argv[1], weights_only=False).eval()\n"
+        "d = torch.load(sys.argv[2])\n"
+        "torch.testing.assert_close(m(d['x']), d['y'])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model.pt"), str(tmp_path / "io.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
 # ---- generated code ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["lenet", "two_input_net", "unet", "mlp", "small_resnet", "resnet50_extra_output"])
 def test_code_is_valid_python_with_one_assignment_per_node(name) -> None:

@@ -28,19 +28,24 @@ def test_an_op_name_can_name_a_layer(name: str) -> None:
 
 
 def test_squeezenet_fire_module_names_as_torchvision_writes_them() -> None:
-    c = _compile("  - squeeze: {Conv2d: {out_channels: 16, kernel_size: 1}}\n"
-                 "  - squeeze_activation: {ReLU: {inplace: true}}\n"
-                 "  - expand1x1: {Conv2d: {out_channels: 64, kernel_size: 1}}\n")
+    c = _compile(
+        "  - squeeze: {Conv2d: {out_channels: 16, kernel_size: 1}}\n"
+        "  - squeeze_activation: {ReLU: {inplace: true}}\n"
+        "  - expand1x1: {Conv2d: {out_channels: 64, kernel_size: 1}}\n"
+    )
     assert [n.name for n in c.graph.nodes] == ["squeeze", "squeeze_activation", "expand1x1"]
 
 
-@pytest.mark.parametrize("text,name,op", [
-    ("  - relu: ReLU\n", "relu", "ReLU"),                 # was "unknown layer ... `relu`; did you mean `ReLU`?"
-    ("  - act: Tanh\n", "act", "Tanh"),
-    ("  - mean: {dim: [2, 3]}\n", "mean", "mean"),         # an op with its arguments, as before
-    ("  - pad: {pad: [1, 1]}\n", "pad", "pad"),            # `pad` is also pad's argument: the op
-    ("  - squeeze: {from: x, Conv2d: {out_channels: 2, kernel_size: 1}}\n", "squeeze", "Conv2d"),
-])
+@pytest.mark.parametrize(
+    "text,name,op",
+    [
+        ("  - relu: ReLU\n", "relu", "ReLU"),  # was "unknown layer ... `relu`; did you mean `ReLU`?"
+        ("  - act: Tanh\n", "act", "Tanh"),
+        ("  - mean: {dim: [2, 3]}\n", "mean", "mean"),  # an op with its arguments, as before
+        ("  - pad: {pad: [1, 1]}\n", "pad", "pad"),  # `pad` is also pad's argument: the op
+        ("  - squeeze: {from: x, Conv2d: {out_channels: 2, kernel_size: 1}}\n", "squeeze", "Conv2d"),
+    ],
+)
 def test_the_value_decides(text: str, name: str, op: str) -> None:
     (node,) = _compile(text).graph.nodes
     assert (node.name, node.op) == (name, op)
@@ -66,8 +71,10 @@ def test_a_layer_key_with_a_misspelt_argument_is_not_taken_for_a_name() -> None:
 
 
 def test_a_block_parameter_named_like_an_op_stays_a_parameter() -> None:
-    text = ("name: t\ninputs: {x: [4]}\nblocks:\n  B:\n    params: {scale: 1.0}\n    nodes:\n"
-            "      - mul: $scale\nnodes:\n  - B: {scale: 3.0}\n")
+    text = (
+        "name: t\ninputs: {x: [4]}\nblocks:\n  B:\n    params: {scale: 1.0}\n    nodes:\n"
+        "      - mul: $scale\nnodes:\n  - B: {scale: 3.0}\n"
+    )
     model = netspec.build_model(netspec.load_spec(text=text))
     assert torch.equal(model(torch.ones(2, 4)), torch.full((2, 4), 3.0))
 

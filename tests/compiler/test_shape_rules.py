@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -42,29 +43,59 @@ def _with_refused(grid: list[dict[str, Any]], **refused: list[Any]) -> list[dict
 
 def _spatial_inputs(n: int, channels: int) -> list[Shape]:
     sizes = [(s,) * n for s in (1, 2, 5, 8)] + [tuple(range(4, 4 + n))]
-    return ([(2, channels, *s) for s in sizes] + [(2, channels + 1, *sizes[2]), (channels, *sizes[3]),
-                                                  (2, channels, *sizes[2], 3), (2, channels, *sizes[2][:-1], 0)])
+    return [(2, channels, *s) for s in sizes] + [
+        (2, channels + 1, *sizes[2]),
+        (channels, *sizes[3]),
+        (2, channels, *sizes[2], 3),
+        (2, channels, *sizes[2][:-1], 0),
+    ]
 
 
 def _conv_cases(n: int) -> tuple[list[dict[str, Any]], list[Shape]]:
-    kwargs = _grid(in_channels=[4], out_channels=[6], kernel_size=[1, 3, tuple(range(2, 2 + n))], stride=[1, 2],
-                   padding=[0, 1, 2, "same", "valid", tuple(range(n))], dilation=[1, 2], groups=[1, 2],
-                   padding_mode=["zeros", "reflect"])
-    return _with_refused(kwargs, kernel_size=[0, (1,) * (n - 1) + (0,)], stride=[0, -1, (1,) * (n - 1) + (0,)],
-                         padding=[-1, (0,) * (n - 1) + (-2,)], dilation=[0, -1]), _spatial_inputs(n, 4)
+    kwargs = _grid(
+        in_channels=[4],
+        out_channels=[6],
+        kernel_size=[1, 3, tuple(range(2, 2 + n))],
+        stride=[1, 2],
+        padding=[0, 1, 2, "same", "valid", tuple(range(n))],
+        dilation=[1, 2],
+        groups=[1, 2],
+        padding_mode=["zeros", "reflect"],
+    )
+    return _with_refused(
+        kwargs,
+        kernel_size=[0, (1,) * (n - 1) + (0,)],
+        stride=[0, -1, (1,) * (n - 1) + (0,)],
+        padding=[-1, (0,) * (n - 1) + (-2,)],
+        dilation=[0, -1],
+    ), _spatial_inputs(n, 4)
 
 
 def _conv_transpose_cases(n: int) -> tuple[list[dict[str, Any]], list[Shape]]:
-    kwargs = _grid(in_channels=[4], out_channels=[6], kernel_size=[1, 2, 3], stride=[1, 2, 3], padding=[0, 1, 3],
-                   output_padding=[0, 1, 2], dilation=[1, 2], groups=[1, 2])
-    return _with_refused(kwargs, kernel_size=[0], stride=[0, -1], padding=[-1], dilation=[0, -1],
-                         output_padding=[-1, 3]), _spatial_inputs(n, 4)
+    kwargs = _grid(
+        in_channels=[4],
+        out_channels=[6],
+        kernel_size=[1, 2, 3],
+        stride=[1, 2, 3],
+        padding=[0, 1, 3],
+        output_padding=[0, 1, 2],
+        dilation=[1, 2],
+        groups=[1, 2],
+    )
+    return _with_refused(
+        kwargs, kernel_size=[0], stride=[0, -1], padding=[-1], dilation=[0, -1], output_padding=[-1, 3]
+    ), _spatial_inputs(n, 4)
 
 
 def _pool_cases(n: int, max_pool: bool) -> tuple[list[dict[str, Any]], list[Shape]]:
     extra = {"dilation": [1, 2], "return_indices": [False, True]} if max_pool else {"count_include_pad": [True]}
-    kwargs = _grid(kernel_size=[1, 2, 3, tuple(range(2, 2 + n))], stride=[None, 1, 2], padding=[0, 1, 2],
-                   ceil_mode=[False, True], **extra)
+    kwargs = _grid(
+        kernel_size=[1, 2, 3, tuple(range(2, 2 + n))],
+        stride=[None, 1, 2],
+        padding=[0, 1, 2],
+        ceil_mode=[False, True],
+        **extra,
+    )
     refused: dict[str, list[Any]] = {"kernel_size": [0, -1], "stride": [0, -1], "padding": [-1, 3]}
     if max_pool:
         refused["dilation"] = [0, -1]
@@ -80,16 +111,40 @@ _ANY_SHAPE = [(2,), (2, 4), (2, 4, 5), (2, 3, 4, 5), (2, 0, 3)]
 
 #: rule class -> (constructor arguments to try, input shapes to try)
 CASES: dict[type[nn.Module], tuple[list[dict[str, Any]], list[Shape]]] = {
-    nn.Linear: (_grid(in_features=[4], out_features=[3], bias=[True, False]), [(2, 4), (2, 5, 4), (2, 3), (4,), (2, 4, 3)]),
+    nn.Linear: (
+        _grid(in_features=[4], out_features=[3], bias=[True, False]),
+        [(2, 4), (2, 5, 4), (2, 3), (4,), (2, 4, 3)],
+    ),
     **{cls: _conv_cases(n) for n, cls in enumerate((nn.Conv1d, nn.Conv2d, nn.Conv3d), 1)},
-    **{cls: _conv_transpose_cases(n) for n, cls in enumerate((nn.ConvTranspose1d, nn.ConvTranspose2d,
-                                                              nn.ConvTranspose3d), 1)},
+    **{
+        cls: _conv_transpose_cases(n)
+        for n, cls in enumerate((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), 1)
+    },
     **{cls: _pool_cases(n, True) for n, cls in enumerate((nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d), 1)},
     **{cls: _pool_cases(n, False) for n, cls in enumerate((nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d), 1)},
     **{cls: _batch_norm_cases(n) for n, cls in enumerate((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), 1)},
-    **{cls: ([{}], _ANY_SHAPE) for cls in (nn.ReLU, nn.ReLU6, nn.SELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh,
-                                           nn.Hardswish, nn.Hardsigmoid, nn.Hardshrink, nn.Softshrink, nn.Tanhshrink,
-                                           nn.Softsign, nn.Softplus, nn.LogSigmoid, nn.Identity, nn.AlphaDropout)},
+    **{
+        cls: ([{}], _ANY_SHAPE)
+        for cls in (
+            nn.ReLU,
+            nn.ReLU6,
+            nn.SELU,
+            nn.SiLU,
+            nn.Mish,
+            nn.Sigmoid,
+            nn.Tanh,
+            nn.Hardswish,
+            nn.Hardsigmoid,
+            nn.Hardshrink,
+            nn.Softshrink,
+            nn.Tanhshrink,
+            nn.Softsign,
+            nn.Softplus,
+            nn.LogSigmoid,
+            nn.Identity,
+            nn.AlphaDropout,
+        )
+    },
     nn.LeakyReLU: (_grid(negative_slope=[0.2], inplace=[False, True]), _ANY_SHAPE),
     nn.ELU: (_grid(alpha=[0.5]), _ANY_SHAPE),
     nn.CELU: (_grid(alpha=[0.5]), _ANY_SHAPE),
@@ -149,7 +204,9 @@ def test_rule_agrees_with_torch(name: str) -> None:
         refusal = argument_refusal(module)
         if refusal is not None:  # refused for any input: the CPU forward must refuse this one too
             refused += 1
-            assert cpu is None or _stricter_than_torch(module, refusal.arg), f"{case}: refused ({refusal.message}) but torch gives {cpu}"
+            assert cpu is None or _stricter_than_torch(module, refusal.arg), (
+                f"{case}: refused ({refusal.message}) but torch gives {cpu}"
+            )
         if isinstance(ours, Refusal):  # refused for this input: the CPU forward must refuse it too
             refused += 1
             assert cpu is None, f"{case}: rule refuses ({ours.message}) but torch gives {cpu}"
@@ -187,11 +244,21 @@ def test_probe_by_rule_declines_mixed_dtypes_and_integers() -> None:
 # ---- op rules ------------------------------------------------------------------------------
 
 OP_CASES: dict[str, list[tuple[list[Shape], dict[str, Any]]]] = {
-    "cat": [([a, b], kw) for a, b in [((2, 3, 4), (2, 5, 4)), ((2, 3, 4), (2, 3, 5)), ((2, 3), (2, 3, 1)),
-                                       ((2, 3, 4), (2, 3, 4))]
-            for kw in ({}, {"dim": 2}, {"dim": -1}, {"dim": 3}, {"dim": -4})],
-    "pad_to": [([a, b], {}) for a, b in [((2, 3, 4, 4), (2, 5, 6, 7)), ((2, 3, 6, 6), (2, 3, 4, 5)),
-                                         ((2, 3, 4), (2, 3, 4, 5)), ((2, 3), (2, 4)), ((2, 3, 4, 4), (2, 3, 0, 4))]],
+    "cat": [
+        ([a, b], kw)
+        for a, b in [((2, 3, 4), (2, 5, 4)), ((2, 3, 4), (2, 3, 5)), ((2, 3), (2, 3, 1)), ((2, 3, 4), (2, 3, 4))]
+        for kw in ({}, {"dim": 2}, {"dim": -1}, {"dim": 3}, {"dim": -4})
+    ],
+    "pad_to": [
+        ([a, b], {})
+        for a, b in [
+            ((2, 3, 4, 4), (2, 5, 6, 7)),
+            ((2, 3, 6, 6), (2, 3, 4, 5)),
+            ((2, 3, 4), (2, 3, 4, 5)),
+            ((2, 3), (2, 4)),
+            ((2, 3, 4, 4), (2, 3, 0, 4)),
+        ]
+    ],
 }
 
 

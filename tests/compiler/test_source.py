@@ -38,18 +38,22 @@ def syntax_error(text: str, name: str = "t.yaml") -> SpecSyntaxError:
 
 # ---- YAML safety -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("tagged", [
-    "!!python/object/apply:os.system ['touch {marker}']",
-    "!!python/object/apply:os.system\n  args: ['touch {marker}']",
-    "!!python/object/new:os.system ['touch {marker}']",
-    "!!python/name:os.system",
-    "!!python/module:os",
-    "!!python/object:argparse.Namespace {{a: 1}}",
-    "!!python/tuple [1, 2]",
-    "!custom {{a: 1}}",
-    "!!set {{a, b}}",
-    "!!binary aGVsbG8=",
-])
+
+@pytest.mark.parametrize(
+    "tagged",
+    [
+        "!!python/object/apply:os.system ['touch {marker}']",
+        "!!python/object/apply:os.system\n  args: ['touch {marker}']",
+        "!!python/object/new:os.system ['touch {marker}']",
+        "!!python/name:os.system",
+        "!!python/module:os",
+        "!!python/object:argparse.Namespace {{a: 1}}",
+        "!!python/tuple [1, 2]",
+        "!custom {{a: 1}}",
+        "!!set {{a, b}}",
+        "!!binary aGVsbG8=",
+    ],
+)
 def test_python_and_custom_tags_are_refused(tagged: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     err = syntax_error(f"name: demo\ndescription: {tagged.format(marker=marker)}\n")
@@ -91,8 +95,10 @@ def test_reasonable_aliases_work() -> None:
 def test_a_merged_key_may_be_overridden_but_not_written_twice() -> None:
     """YAML's merge: the mapping's own keys win over merged ones, and the merged mappings combine
     as PyYAML combines them; only a key the mapping itself writes twice is a duplicate."""
-    text = "base: &b {epochs: 2, seed: 1}\nmore: &m {seed: 9, lr: 3}\ntrain: {<<: [*b, *m], epochs: 5}\n" \
-           "again: {<<: *b, seed: 4}\n"
+    text = (
+        "base: &b {epochs: 2, seed: 1}\nmore: &m {seed: 9, lr: 3}\ntrain: {<<: [*b, *m], epochs: 5}\n"
+        "again: {<<: *b, seed: 4}\n"
+    )
     doc = load(text)
     assert doc.data == yaml.safe_load(text)
     assert doc.data["train"]["epochs"] == 5 and doc.data["again"] == {"epochs": 2, "seed": 4}
@@ -116,13 +122,20 @@ def test_a_big_spec_is_not_called_an_alias_bomb() -> None:
 def test_a_long_string_repeated_through_aliases_is_refused_quickly() -> None:
     """Few values, but 3 000 copies of a 1 MB string: cheap to hold, gigabytes to print or copy.
     Characters are counted as aliases expand, to the limit a file's own text has."""
-    text = "name: m\ndescription: &s " + "x" * 1_000_000 + "\nparams: {" + \
-        ", ".join(f"p{i}: *s" for i in range(3000)) + "}\n"
+    text = (
+        "name: m\ndescription: &s "
+        + "x" * 1_000_000
+        + "\nparams: {"
+        + ", ".join(f"p{i}: *s" for i in range(3000))
+        + "}\n"
+    )
     start = time.perf_counter()
     err = syntax_error(text)
     assert time.perf_counter() - start < 5
-    assert err.message == (f"the document expands to more than {MAX_CHARS:,} characters through its aliases "
-                           "(a long value repeated?), over the limit for a spec; refused")
+    assert err.message == (
+        f"the document expands to more than {MAX_CHARS:,} characters through its aliases "
+        "(a long value repeated?), over the limit for a spec; refused"
+    )
     assert MAX_CHARS == MAX_BYTES
     assert load("name: m\ndescription: &s " + "x" * 1_000_000 + "\nparams: {a: *s, b: *s}\n").data["params"]["b"]
 
@@ -152,13 +165,13 @@ def test_a_spec_that_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_pat
 def _catch(fn, into: list[BaseException]) -> None:
     try:
         fn()
-    except BaseException as err:  # noqa: BLE001 -- handed to the test's thread
+    except BaseException as err:
         into.append(err)
 
 
 def test_value_count_limit_is_what_stops_the_bomb() -> None:
     # just under the limit loads; the bomb above expands to 9**9 values
-    side = int(MAX_VALUES ** 0.5) - 10
+    side = int(MAX_VALUES**0.5) - 10
     text = f"a: &a [{','.join(['1'] * side)}]\nb: [{','.join(['*a'] * side)}]\n"
     assert len(load(text).data["b"]) == side
 
@@ -225,12 +238,20 @@ def test_multiple_documents_are_refused() -> None:
     assert err.location.line == 5
 
 
-@pytest.mark.parametrize("text,problem", [
-    ("", "empty"), ("# only a comment\n", "empty"),
-    ("a: [1, 2\n", "invalid YAML"), ("a: {b: 1\n", "invalid YAML"), ("a:\n\t- 1\n", "invalid YAML"),
-    ("a: 1\na: 2\n", "duplicate key `a`"), ("? [1, 2]\n: x\n", "mapping keys must be strings"),
-    ("a: 'unclosed\n", "invalid YAML"), ("a: *nope\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("", "empty"),
+        ("# only a comment\n", "empty"),
+        ("a: [1, 2\n", "invalid YAML"),
+        ("a: {b: 1\n", "invalid YAML"),
+        ("a:\n\t- 1\n", "invalid YAML"),
+        ("a: 1\na: 2\n", "duplicate key `a`"),
+        ("? [1, 2]\n: x\n", "mapping keys must be strings"),
+        ("a: 'unclosed\n", "invalid YAML"),
+        ("a: *nope\n", "invalid YAML"),
+    ],
+)
 def test_syntax_errors(text: str, problem: str) -> None:
     err = syntax_error(text)
     assert problem in err.message
@@ -325,13 +346,16 @@ def test_json_positions() -> None:
     assert doc.key_positions[("nodes", 0, "Linear", "out_features")] == (5, 17)
 
 
-@pytest.mark.parametrize("text,line,col,fragment", [
-    ('{"name": "demo",}', 1, 17, "invalid JSON"),
-    ('{"name": "demo"\n "inputs": {}}', 2, 2, "invalid JSON"),
-    ("{name: 'demo'}", 1, 2, "double quotes"),       # YAML would accept this; JSON must not
-    ('{"a": 1, "a": 2}', 1, 10, "duplicate key `a`"),
-    ("", 1, 1, "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "text,line,col,fragment",
+    [
+        ('{"name": "demo",}', 1, 17, "invalid JSON"),
+        ('{"name": "demo"\n "inputs": {}}', 2, 2, "invalid JSON"),
+        ("{name: 'demo'}", 1, 2, "double quotes"),  # YAML would accept this; JSON must not
+        ('{"a": 1, "a": 2}', 1, 10, "duplicate key `a`"),
+        ("", 1, 1, "invalid JSON"),
+    ],
+)
 def test_json_errors(text: str, line: int, col: int, fragment: str) -> None:
     err = syntax_error(text, "t.json")
     assert (err.location.line, err.location.col) == (line, col)

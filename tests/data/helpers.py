@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import netspec
-from datafiles import write_pt
 from netspec.data import DataSpec, build_loaders
 from netspec.errors import DataError, SpecError
+
+from datafiles import write_pt
 
 
 def spec(**kw: Any) -> DataSpec:
@@ -50,8 +51,7 @@ def data_error(fn, *args, **kw) -> DataError:
 def load_error(data: dict) -> SpecError:
     """The one-line error a user sees for a bad `data:` section (load_spec of a tiny model)."""
     with pytest.raises(SpecError) as info:
-        netspec.load_spec({"name": "m", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 1}}],
-                           "data": data})
+        netspec.load_spec({"name": "m", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 1}}], "data": data})
     assert "\n" not in str(info.value)
     return info.value
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import torch
 
 import netspec.data.build
-from datafiles import write_image_folder, write_mnist
 from netspec.data import SampleLoader, TensorLoader
+
 from .helpers import batches, build
+from datafiles import write_image_folder, write_mnist
 
 
 def test_random_transforms_fall_back_and_eval_drops_them(tmp_path):
     write_mnist(tmp_path, "FashionMNIST", n_train=20)
-    loaders = build({"train": {"source": "FashionMNIST", "root": "."}, "val": {"fraction": 0.25},
-                     "transforms": [{"RandomCrop": {"size": 28, "padding": 2}}, "ToTensor"]}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "FashionMNIST", "root": "."},
+            "val": {"fraction": 0.25},
+            "transforms": [{"RandomCrop": {"size": 28, "padding": 2}}, "ToTensor"],
+        },
+        tmp_path,
+    )
     assert isinstance(loaders.train, SampleLoader) and isinstance(loaders.val, TensorLoader)
     assert loaders.info["val"]["transforms"] == ["ToTensor"]
     assert next(iter(loaders.train))[0]["image"].shape[1:] == (1, 28, 28)
@@ -33,7 +40,13 @@ def test_per_batch_transforms_when_too_big(tmp_path, monkeypatch):
 def test_build_does_not_touch_global_rng(tmp_path):
     write_image_folder(tmp_path / "imgs", per_class=2, size=(8, 8))
     state = torch.get_rng_state()
-    build({"train": {"source": "ImageFolder", "root": "imgs"}, "val": {"fraction": 0.5},
-           "transforms": ["RandomHorizontalFlip", "ToTensor"]}, tmp_path)
+    build(
+        {
+            "train": {"source": "ImageFolder", "root": "imgs"},
+            "val": {"fraction": 0.5},
+            "transforms": ["RandomHorizontalFlip", "ToTensor"],
+        },
+        tmp_path,
+    )
     build({"train": {"source": "shapes", "n": 4}, "test": {"source": "random", "shapes": {"image": [1, 4, 4]}}})
     assert torch.equal(state, torch.get_rng_state())

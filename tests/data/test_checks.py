@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from datafiles import write_pt
 from netspec.data import DataSpec, build_loaders
 from netspec.data.checks import ClassCount, Declared, check_batch_classes, check_sample
 from netspec.data.fields import FieldMap
 from netspec.data.sources import SourceData
 from netspec.errors import DataError
+
 from .helpers import build, data_error
+from datafiles import write_pt
 
 CE = ClassCount("label", 3, -100, "CrossEntropyLoss", "logits", (3,))
 
@@ -29,11 +30,17 @@ def test_ignore_index_and_in_range_labels_pass(tmp_path: Path) -> None:
     assert len(loaders.train) == 2
 
 
-@pytest.mark.parametrize("y, expect", [
-    (torch.tensor([0, 3, 1]), "`y`[1]: label 3 is not a class of output `logits` (CrossEntropyLoss: 3 classes, 0..2)"),
-    (torch.tensor([0.0, 1.0, 1.5]), "`y`[2]: label 1.5 is not a whole number"),
-    (torch.tensor([0, -1, 1]), "`y`[1]: label -1 is not a class"),
-])
+@pytest.mark.parametrize(
+    "y, expect",
+    [
+        (
+            torch.tensor([0, 3, 1]),
+            "`y`[1]: label 3 is not a class of output `logits` (CrossEntropyLoss: 3 classes, 0..2)",
+        ),
+        (torch.tensor([0.0, 1.0, 1.5]), "`y`[2]: label 1.5 is not a whole number"),
+        (torch.tensor([0, -1, 1]), "`y`[1]: label -1 is not a class"),
+    ],
+)
 def test_unusable_labels_are_named(tmp_path: Path, y: torch.Tensor, expect: str) -> None:
     err = data_error(build, _tensors(tmp_path, y), tmp_path, ["x"], classes=[CE])
     assert expect in str(err) and err.path == ("data", "train", "path")
@@ -56,7 +63,8 @@ def test_class_probabilities_and_binary_forms_are_not_class_indices(tmp_path: Pa
     masks = torch.zeros(4, 4, 4, dtype=torch.int64)
     masks[2, 1, 1] = 2  # the multi-class form: integer masks with one dimension less
     assert "`y`[2]: label 2 is not a class of output `logits` (Dice" in str(
-        data_error(build, _tensors(tmp_path, masks), tmp_path, ["x"], classes=[dice]))
+        data_error(build, _tensors(tmp_path, masks), tmp_path, ["x"], classes=[dice])
+    )
 
 
 def test_non_finite_features_are_refused(tmp_path: Path) -> None:
@@ -89,8 +97,9 @@ X4 = {"x": Declared((4,), torch.float32)}
 
 def checked(data: dict, tmp_path: Path, declared: dict[str, Declared], **kw: object):
     """build_loaders with the model's declared inputs (their names are the input names)."""
-    return build_loaders(DataSpec.model_validate(data), base_dir=tmp_path, input_names=list(declared), seed=0,
-                         inputs=declared, **kw)
+    return build_loaders(
+        DataSpec.model_validate(data), base_dir=tmp_path, input_names=list(declared), seed=0, inputs=declared, **kw
+    )
 
 
 def test_first_sample_fits_the_declared_inputs(tmp_path: Path) -> None:
@@ -98,8 +107,9 @@ def test_first_sample_fits_the_declared_inputs(tmp_path: Path) -> None:
     err = data_error(checked, _tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 5)), tmp_path, X4)
     assert "`x`[0]: samples of `x` have shape [5] but the model's input `x` is declared [4]" in str(err)
     assert err.path == ("data", "train", "path") and "declare `x: [5]`" in (err.hint or "")
-    err = data_error(checked, _tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4, dtype=torch.float64)),
-                     tmp_path, X4)
+    err = data_error(
+        checked, _tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4, dtype=torch.float64)), tmp_path, X4
+    )
     assert "samples of `x` are float64 but the model's input `x` is declared float32" in str(err)
     tokens = {"x": Declared((4,), torch.int64)}  # integer inputs (token ids): any integer dtype
     checked(_tensors(tmp_path, torch.tensor([0, 1]), torch.zeros(2, 4, dtype=torch.int32)), tmp_path, tokens)
@@ -110,8 +120,11 @@ def test_each_split_is_checked_with_its_own_transforms(tmp_path: Path) -> None:
 
     write_image_folder(tmp_path / "train", per_class=1, size=(8, 8))
     write_image_folder(tmp_path / "val", per_class=1, size=(6, 6))
-    data = {"train": {"source": "ImageFolder", "root": "train"}, "val": {"source": "ImageFolder", "root": "val"},
-            "batch_size": 1}
+    data = {
+        "train": {"source": "ImageFolder", "root": "train"},
+        "val": {"source": "ImageFolder", "root": "val"},
+        "batch_size": 1,
+    }
     rgb8 = {"image": Declared((3, 8, 8), torch.float32)}
     err = data_error(checked, data, tmp_path, rgb8)
     assert "val/cat/0.png: samples of `image` have shape [3, 6, 6]" in str(err) and err.path == ("data", "val", "root")
@@ -128,8 +141,11 @@ def test_first_sample_target_and_label_of_a_per_sample_split() -> None:
     fmap = FieldMap({"x": 0}, 1)
     with pytest.raises(DataError, match=r"y\[0\]: label 5 is not a class of output `logits`"):
         check_sample((torch.zeros(4), 5), raw, fmap, X4, [CE], ("data", "train"))
-    with pytest.raises(DataError, match=r"are class indices of shape \[\] \(or class probabilities of shape \[3\]\), "
-                                        r"but samples of `y` have shape \[2\]"):
+    with pytest.raises(
+        DataError,
+        match=r"are class indices of shape \[\] \(or class probabilities of shape \[3\]\), "
+        r"but samples of `y` have shape \[2\]",
+    ):
         check_sample((torch.zeros(4), torch.tensor([0, 1])), raw, fmap, X4, [CE], ("data", "train"))
     check_sample((torch.zeros(4), torch.tensor([1])), raw, fmap, X4, [CE], ("data", "train"))  # (1,): squeezed
     check_sample((torch.zeros(4), torch.full((3,), 1 / 3)), raw, fmap, X4, [CE], ("data", "train"))  # probabilities

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import torch
 
-from datafiles import write_pt
 from netspec.data import split_indices
+
 from .helpers import build, data_error, tensor_file
+from datafiles import write_pt
 
 
 def test_two_inputs_seed_004(tmp_path):
     f1, f2, y = torch.randn(20, 1, 4, 4), torch.randn(20, 5), (torch.arange(20) % 2)
     write_pt(tmp_path / "d.pt", {"feature1": f1, "feature2": f2, "label": y})
-    s = {"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 20, "loader": {"shuffle": False},
-         "transforms": []}
+    s = {
+        "train": {"source": "tensors", "path": "d.pt"},
+        "batch_size": 20,
+        "loader": {"shuffle": False},
+        "transforms": [],
+    }
     inputs, target = next(iter(build(s, tmp_path, ["image", "extra"]).train))  # positional default
     assert torch.equal(inputs["image"], f1) and torch.equal(inputs["extra"], f2) and torch.equal(target, y)
-    mapped = build({**s, "fields": {"inputs": {"image": "feature1", "extra": 1}, "target": "label"}},
-                   tmp_path, ["image", "extra"])
+    mapped = build(
+        {**s, "fields": {"inputs": {"image": "feature1", "extra": 1}, "target": "label"}}, tmp_path, ["image", "extra"]
+    )
     assert mapped.info["fields"] == {"inputs": {"image": "feature1", "extra": "feature2"}, "target": "label"}
-    multi = build({**s, "fields": {"inputs": {"image": 0}, "target": {"logits": 2, "aux": "feature2"}}},
-                  tmp_path, ["image"])
+    multi = build(
+        {**s, "fields": {"inputs": {"image": 0}, "target": {"logits": 2, "aux": "feature2"}}}, tmp_path, ["image"]
+    )
     _, targets = next(iter(multi.train))
     assert torch.equal(targets["logits"], y) and torch.equal(targets["aux"], f2)
 
@@ -39,9 +46,13 @@ def test_field_errors(tmp_path):
 
 
 def test_val_split(tmp_path):
-    x, y = tensor_file(tmp_path, n=40)
-    s = {"train": {"source": "tensors", "path": "d.pt"}, "val": {"fraction": 0.25, "seed": 1}, "batch_size": 100,
-         "loader": {"shuffle": False}}
+    x, _ = tensor_file(tmp_path, n=40)
+    s = {
+        "train": {"source": "tensors", "path": "d.pt"},
+        "val": {"fraction": 0.25, "seed": 1},
+        "batch_size": 100,
+        "loader": {"shuffle": False},
+    }
     loaders = build(s, tmp_path, ["x"], seed=0)
     (tx, _), (vx, _) = next(iter(loaders.train)), next(iter(loaders.val))
     assert loaders.train.dataset_size == 30 and loaders.val.dataset_size == 10

@@ -19,15 +19,30 @@ from .helpers import batches, build, data_error, same_batches, tensor_file
 from datafiles import write_image_folder, write_mnist, write_pt
 
 
-@pytest.mark.parametrize("shuffle, drop_last, bs", [(True, False, 8), (True, True, 8), (False, False, 5),
-                                                    (False, True, 10), (True, False, 64)])
+@pytest.mark.parametrize(
+    "shuffle, drop_last, bs",
+    [(True, False, 8), (True, True, 8), (False, False, 5), (False, True, 10), (True, False, 64)],
+)
 def test_in_memory_equals_dataloader(tmp_path, shuffle, drop_last, bs):
     x, y = tensor_file(tmp_path)
-    loaders = build({"train": {"source": "tensors", "path": "d.pt"}, "batch_size": bs,
-                     "loader": {"shuffle": shuffle, "drop_last": drop_last}}, tmp_path, ["x"], seed=123)
+    loaders = build(
+        {
+            "train": {"source": "tensors", "path": "d.pt"},
+            "batch_size": bs,
+            "loader": {"shuffle": shuffle, "drop_last": drop_last},
+        },
+        tmp_path,
+        ["x"],
+        seed=123,
+    )
     assert isinstance(loaders.train, TensorLoader)
-    ref = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
-                     generator=torch.Generator().manual_seed(123))
+    ref = DataLoader(
+        TensorDataset(x, y),
+        batch_size=bs,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(123),
+    )
     assert len(loaders.train) == len(ref)
     for _ in range(3):  # the generator carries on across epochs in both
         same_batches(batches(loaders.train), list(ref))
@@ -35,8 +50,11 @@ def test_in_memory_equals_dataloader(tmp_path, shuffle, drop_last, bs):
 
 def test_eval_loader_equals_dataloader_and_global_rng(tmp_path):
     x, y = tensor_file(tmp_path)
-    loaders = build({"test": {"source": "tensors", "path": "d.pt"}, "batch_size": 8,
-                     "loader": {"eval_batch_size": 6}}, tmp_path, ["x"])
+    loaders = build(
+        {"test": {"source": "tensors", "path": "d.pt"}, "batch_size": 8, "loader": {"eval_batch_size": 6}},
+        tmp_path,
+        ["x"],
+    )
     torch.manual_seed(0)
     ours = batches(loaders.test)
     after_ours = torch.rand(1)
@@ -54,15 +72,33 @@ def test_equivalence_property(tmp_path_factory):
     root = tmp_path_factory.mktemp("prop")
 
     @settings(max_examples=25, deadline=None)
-    @given(n=st.integers(1, 40), bs=st.integers(1, 50), shuffle=st.booleans(), drop_last=st.booleans(),
-           seed=st.integers(0, 2**31))
+    @given(
+        n=st.integers(1, 40),
+        bs=st.integers(1, 50),
+        shuffle=st.booleans(),
+        drop_last=st.booleans(),
+        seed=st.integers(0, 2**31),
+    )
     def check(n, bs, shuffle, drop_last, seed):
         x, y = torch.arange(n * 2.0).reshape(n, 2), torch.arange(n) % 3
         write_pt(root / "p.pt", {"x": x, "y": y})
-        loaders = build({"train": {"source": "tensors", "path": "p.pt"}, "batch_size": bs,
-                         "loader": {"shuffle": shuffle, "drop_last": drop_last}}, root, ["x"], seed=seed)
-        ref = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=shuffle, drop_last=drop_last,
-                         generator=torch.Generator().manual_seed(seed))
+        loaders = build(
+            {
+                "train": {"source": "tensors", "path": "p.pt"},
+                "batch_size": bs,
+                "loader": {"shuffle": shuffle, "drop_last": drop_last},
+            },
+            root,
+            ["x"],
+            seed=seed,
+        )
+        ref = DataLoader(
+            TensorDataset(x, y),
+            batch_size=bs,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            generator=torch.Generator().manual_seed(seed),
+        )
         for _ in range(2):
             same_batches(batches(loaders.train), list(ref))
 
@@ -71,8 +107,11 @@ def test_equivalence_property(tmp_path_factory):
 
 def test_per_sample_path_gives_the_same_batches(tmp_path):
     write_mnist(tmp_path, "FashionMNIST", n_train=30)
-    common = {"train": {"source": "FashionMNIST", "root": "."}, "batch_size": 7,
-              "transforms": [{"Resize": 14}, "ToTensor", {"Normalize": {"mean": [0.5], "std": [0.25]}}]}
+    common = {
+        "train": {"source": "FashionMNIST", "root": "."},
+        "batch_size": 7,
+        "transforms": [{"Resize": 14}, "ToTensor", {"Normalize": {"mean": [0.5], "std": [0.25]}}],
+    }
     fast = build(common, tmp_path, seed=3)
     slow = build({**common, "loader": {"in_memory": False}}, tmp_path, seed=3)
     assert isinstance(fast.train, TensorLoader) and isinstance(slow.train, SampleLoader)
@@ -85,8 +124,7 @@ def test_per_sample_path_gives_the_same_batches(tmp_path):
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_set_epoch_resumes_exactly(tmp_path, in_memory):
     tensor_file(tmp_path)
-    s = {"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 8,
-         "loader": {"in_memory": in_memory}}
+    s = {"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 8, "loader": {"in_memory": in_memory}}
     first = build(s, tmp_path, ["x"], seed=9).train
     epochs = [batches(first) for _ in range(3)]
     resumed = build(s, tmp_path, ["x"], seed=9).train
@@ -102,11 +140,19 @@ def test_set_epoch_resumes_exactly(tmp_path, in_memory):
 
 def test_unreadable_image_in_worker(tmp_path):
     write_image_folder(tmp_path / "imgs", ("a",), per_class=3, size=(8, 8))
-    loaders = build({"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 1,
-                     "loader": {"num_workers": 1, "shuffle": False}}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "ImageFolder", "root": "imgs"},
+            "batch_size": 1,
+            "loader": {"num_workers": 1, "shuffle": False},
+        },
+        tmp_path,
+    )
     (tmp_path / "imgs" / "a" / "2.png").write_bytes(b"broken after the scan")
     err = data_error(batches, loaders.train)
-    assert "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")  # the option naming the folder
+    assert (
+        "cannot read image" in str(err) and "2.png" in str(err) and err.path == ("data", "train", "root")
+    )  # the option naming the folder
 
 
 # A process that ignores SIGTERM (as some CI harnesses start it) leaves a loader's workers
@@ -133,8 +179,13 @@ def test_a_process_exits_with_workers_still_open(tmp_path):
     (tmp_path / "exit.py").write_text(_EXIT_SCRIPT)
     src = Path(__file__).resolve().parents[2] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(Path(__file__).parent.parent)])}
-    proc = subprocess.run([sys.executable, str(tmp_path / "exit.py"), str(tmp_path), str(Path(__file__).parent)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "exit.py"), str(tmp_path), str(Path(__file__).parent)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -146,13 +197,23 @@ def test_persistent_workers_give_the_batches_of_fresh_workers(tmp_path):
     from netspec.data.loaders import collate
 
     write_mnist(tmp_path, "FashionMNIST", n_train=30)
-    s = {"train": {"source": "FashionMNIST", "root": "."}, "batch_size": 7,
-         "transforms": ["RandomHorizontalFlip", "RandomVerticalFlip", "ToTensor"], "loader": {"num_workers": 2}}
+    s = {
+        "train": {"source": "FashionMNIST", "root": "."},
+        "batch_size": 7,
+        "transforms": ["RandomHorizontalFlip", "RandomVerticalFlip", "ToTensor"],
+        "loader": {"num_workers": 2},
+    }
     ours = build(s, tmp_path, seed=3).train
     assert isinstance(ours, SampleLoader) and ours.loader.persistent_workers
     g = torch.Generator().manual_seed(3)
-    ref = DataLoader(ours.loader.dataset, batch_size=7, sampler=RandomSampler(range(30), generator=g),
-                     num_workers=2, collate_fn=collate, generator=g)
+    ref = DataLoader(
+        ours.loader.dataset,
+        batch_size=7,
+        sampler=RandomSampler(range(30), generator=g),
+        num_workers=2,
+        collate_fn=collate,
+        generator=g,
+    )
     epochs = []
     for _ in range(3):
         epochs.append(batches(ours))

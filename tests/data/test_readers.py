@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from datafiles import mnist_arrays, write_idx, write_npz
 from netspec.data import read_idx
-from .helpers import build, data_error
 
+from .helpers import build, data_error
+from datafiles import mnist_arrays, write_idx, write_npz
 
 # --------------------------------------------------------------------------------------------
 # IDX
@@ -22,7 +22,8 @@ from .helpers import build, data_error
 def test_read_idx_gz_roundtrip(tmp_path):
     arr = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
     path = write_idx(tmp_path / "a", arr, gz=True)
-    assert path.suffix == ".gz" and gzip.open(path).read(4) == b"\x00\x00\x0c\x03"
+    with gzip.open(path) as f:
+        assert path.suffix == ".gz" and f.read(4) == b"\x00\x00\x0c\x03"
     assert torch.equal(read_idx(path), torch.from_numpy(arr))
 
 
@@ -57,12 +58,15 @@ def test_corrupt_idx(tmp_path, problem):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, expect", [
-    ("label,a,b\n1,2,3\n4,x,6\n", "line 3, column 2 is not a number"),
-    ("label,a,b\n1,2,3\n4,5\n", "line 3 has 2 columns, expected 3"),
-    ("", "empty"),
-    ("label,a,b\n", "no data rows"),
-])
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        ("label,a,b\n1,2,3\n4,x,6\n", "line 3, column 2 is not a number"),
+        ("label,a,b\n1,2,3\n4,5\n", "line 3 has 2 columns, expected 3"),
+        ("", "empty"),
+        ("label,a,b\n", "no data rows"),
+    ],
+)
 def test_csv_bad_rows(tmp_path, content, expect):
     (tmp_path / "b.csv").write_text(content)
     err = data_error(build, {"train": {"source": "csv", "path": "b.csv"}}, tmp_path, ["x"])
@@ -84,8 +88,9 @@ def test_tensor_file_errors(tmp_path):
     err = data_error(build, {"train": {"source": "tensors", "path": "o.npz"}}, tmp_path)
     assert "o.npz" in str(err)
     (tmp_path / "c.npz").write_bytes(b"PK\x03\x04 truncated zip")
-    assert "c.npz: not a readable .npz file" in str(data_error(build, {"train": {"source": "tensors",
-                                                                               "path": "c.npz"}}, tmp_path))
+    assert "c.npz: not a readable .npz file" in str(
+        data_error(build, {"train": {"source": "tensors", "path": "c.npz"}}, tmp_path)
+    )
     torch.save({"x": torch.zeros(2), "obj": Path("x")}, tmp_path / "p.pt")  # not weights-only loadable
     err = data_error(build, {"train": {"source": "tensors", "path": "p.pt"}}, tmp_path)
     assert "p.pt holds a pickled Python object (pathlib." in str(err) and "ask for its tensors" in str(err)

@@ -24,13 +24,18 @@ def test_schema_is_generated_and_documented():
 
 
 def test_spec_errors_have_paths():
-    cases = [({"train": {"source": "FashionMNST", "root": "x"}}, ("train", "source"), "did you mean `FashionMNIST`"),
-             ({"train": {"source": "random", "n": 0}}, ("train", "n"), "greater than"),
-             ({"train": {"source": "random"}, "val": {"fraction": 1.5}}, ("val", "fraction"), "less than"),
-             ({"val": {"fraction": 0.1}}, ("val",), "`train` is needed"),
-             ({"train": {"source": "random"}, "loader": {"shuffle": True},
-               "sampler": {"RandomSampler": {}}}, ("sampler",), "replaces shuffling"),
-             ({"train": {"source": "random"}, "transforms": ["ToImage", "Bogus"]}, ("transforms", 1), "unknown")]
+    cases = [
+        ({"train": {"source": "FashionMNST", "root": "x"}}, ("train", "source"), "did you mean `FashionMNIST`"),
+        ({"train": {"source": "random", "n": 0}}, ("train", "n"), "greater than"),
+        ({"train": {"source": "random"}, "val": {"fraction": 1.5}}, ("val", "fraction"), "less than"),
+        ({"val": {"fraction": 0.1}}, ("val",), "`train` is needed"),
+        (
+            {"train": {"source": "random"}, "loader": {"shuffle": True}, "sampler": {"RandomSampler": {}}},
+            ("sampler",),
+            "replaces shuffling",
+        ),
+        ({"train": {"source": "random"}, "transforms": ["ToImage", "Bogus"]}, ("transforms", 1), "unknown"),
+    ]
     for data, path, msg in cases:
         err = load_error(data)
         assert err.path == ("data", *path) and msg in str(err), err
@@ -46,41 +51,64 @@ def test_sampler_spec_has_one_key_per_registered_sampler():
     assert list(SamplerSpec.model_fields) == list(SAMPLERS)
     for name, entry in SAMPLERS.items():
         assert SamplerSpec.model_fields[name].description == entry.description
-        chosen = spec(train={"source": "random"}, sampler={name: {}} if name == "RandomSampler" else {
-            name: {"class_weights": "balanced"}}).sampler
+        chosen = spec(
+            train={"source": "random"},
+            sampler={name: {}} if name == "RandomSampler" else {name: {"class_weights": "balanced"}},
+        ).sampler
         assert chosen.name == name and isinstance(chosen.options, entry.options)
 
 
-@pytest.mark.parametrize("sampler, path, message", [
-    ({"WeightedRandomSamplr": {}}, ("sampler", "WeightedRandomSamplr"),
-     "unknown sampler `WeightedRandomSamplr`; did you mean `WeightedRandomSampler`?"),
-    ({}, ("sampler",), "give exactly one sampler: WeightedRandomSampler or RandomSampler"),
-    ({"RandomSampler": {}, "WeightedRandomSampler": {"class_weights": "balanced"}}, ("sampler",), "exactly one"),
-    ({"RandomSampler": {"num_samples": 0}}, ("sampler", "RandomSampler", "num_samples"), "greater than"),
-    ({"WeightedRandomSampler": {"default_weight": 1}}, ("sampler", "WeightedRandomSampler"),
-     "missing required key `class_weights`"),
-])
+@pytest.mark.parametrize(
+    "sampler, path, message",
+    [
+        (
+            {"WeightedRandomSamplr": {}},
+            ("sampler", "WeightedRandomSamplr"),
+            "unknown sampler `WeightedRandomSamplr`; did you mean `WeightedRandomSampler`?",
+        ),
+        ({}, ("sampler",), "give exactly one sampler: WeightedRandomSampler or RandomSampler"),
+        ({"RandomSampler": {}, "WeightedRandomSampler": {"class_weights": "balanced"}}, ("sampler",), "exactly one"),
+        ({"RandomSampler": {"num_samples": 0}}, ("sampler", "RandomSampler", "num_samples"), "greater than"),
+        (
+            {"WeightedRandomSampler": {"default_weight": 1}},
+            ("sampler", "WeightedRandomSampler"),
+            "missing required key `class_weights`",
+        ),
+    ],
+)
 def test_sampler_errors(sampler, path, message):
     err = load_error({"train": {"source": "random"}, "sampler": sampler})
     assert err.path == ("data", *path) and message in str(err), str(err)
 
 
-@pytest.mark.parametrize("data, why", [
-    ({"train": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
-    ({"train": {"source": "random"}, "transforms": [{"RandomCrop": 28}, "ToTensor"]},
-     "these transforms are random: RandomCrop"),
-    ({"train": {"source": "random"}, "test": {"source": "random"}, "eval_transforms": ["RandomVerticalFlip"]},
-     "these transforms are random: RandomVerticalFlip"),
-    ({"test": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        ({"train": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
+        (
+            {"train": {"source": "random"}, "transforms": [{"RandomCrop": 28}, "ToTensor"]},
+            "these transforms are random: RandomCrop",
+        ),
+        (
+            {"train": {"source": "random"}, "test": {"source": "random"}, "eval_transforms": ["RandomVerticalFlip"]},
+            "these transforms are random: RandomVerticalFlip",
+        ),
+        ({"test": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
+    ],
+)
 def test_impossible_in_memory_is_refused_when_the_spec_is_loaded(data, why):
     err = load_error({**data, "loader": {"in_memory": True}})
     assert err.path == ("data", "loader", "in_memory") and f"`in_memory: true` is impossible: {why}" in str(err)
 
 
 def test_in_memory_true_is_accepted_where_it_holds():
-    s = spec(train={"source": "csv", "path": "x.csv"}, val={"fraction": 0.5}, test={"source": "random"},
-             transforms=[{"Resize": 8}, "ToTensor"], loader={"in_memory": True})  # eval: the same, by default
+    s = spec(
+        train={"source": "csv", "path": "x.csv"},
+        val={"fraction": 0.5},
+        test={"source": "random"},
+        transforms=[{"Resize": 8}, "ToTensor"],
+        loader={"in_memory": True},
+    )  # eval: the same, by default
     assert s.loader.in_memory is True
 
 
@@ -93,11 +121,25 @@ def test_validating_a_data_section_imports_no_torchvision_and_no_loaders():
         "                           'sampler': {'RandomSampler': {}}})\n"
         "print(sorted(m for m in sys.modules if m == 'torchvision' or m.startswith('netspec.data.')))\n"
         "S.DataSpec.model_validate({'train': {'source': 'random'}, 'transforms': ['ToTensor']})\n"
-        "print('torchvision' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(SRC), "PATH": ""}).stdout.splitlines()
-    assert out[0] == str(["netspec.data.readers", "netspec.data.samplers", "netspec.data.sources",
-                          "netspec.data.sources.base", "netspec.data.sources.files",
-                          "netspec.data.sources.generated", "netspec.data.sources.torchvision_sets",
-                          "netspec.data.spec"])
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+    ).stdout.splitlines()
+    assert out[0] == str(
+        [
+            "netspec.data.readers",
+            "netspec.data.samplers",
+            "netspec.data.sources",
+            "netspec.data.sources.base",
+            "netspec.data.sources.files",
+            "netspec.data.sources.generated",
+            "netspec.data.sources.torchvision_sets",
+            "netspec.data.spec",
+        ]
+    )
     assert out[1] == "True"

@@ -10,6 +10,7 @@ import torch
 from netspec.data import TRANSFORMS, SampleLoader
 from netspec.data.transforms import apply, build_one, compose, transform_name
 from netspec.errors import SpecError
+
 from .helpers import build, load_error, spec
 
 # --------------------------------------------------------------------------------------------
@@ -91,8 +92,13 @@ def test_transform_validation():
     err = load_error({"train": {"source": "random"}, "eval_transforms": [{"ToDtype": {"dtype": "flaot32"}}]})
     assert "unknown dtype `flaot32`" in str(err)
     assert "Lambda" in str(load_error({"train": {"source": "random"}, "transforms": [{"Lambda": {"lambd": "x"}}]}))
-    s = spec(train={"source": "random"}, transforms=[{"RandomApply": {"transforms": ["RandomVerticalFlip"], "p": 0.5}},
-                                                    {"Resize": {"size": 8, "interpolation": "nearest"}}])
+    s = spec(
+        train={"source": "random"},
+        transforms=[
+            {"RandomApply": {"transforms": ["RandomVerticalFlip"], "p": 0.5}},
+            {"Resize": {"size": 8, "interpolation": "nearest"}},
+        ],
+    )
     assert len(s.transforms) == 2
 
 

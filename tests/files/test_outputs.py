@@ -72,10 +72,9 @@ def test_a_default_name_from_the_spec_stays_in_the_working_folder(tmp_path: Path
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     old = tmp_path / "m.py"
     old.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(old) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("the check failed")
+    with pytest.raises(RuntimeError), atomic_file(old) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the check failed")
     assert old.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]
     with atomic_file(old) as tmp:
         assert tmp.parent == tmp_path and tmp.suffix == ".py"  # exporters choose the format by suffix

@@ -25,10 +25,13 @@ class _System:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("message", [
-    "Weights only load failed. ... Unsupported global: GLOBAL posix.system was not an allowed global by default.",
-    "Weights only load failed. ... Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Weights only load failed. ... Unsupported global: GLOBAL posix.system was not an allowed global by default.",
+        "Weights only load failed. ... Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+    ],
+)
 def test_both_wordings_of_a_refused_global_are_recognised(message: str) -> None:
     assert pickled_global(message) == "posix.system"
 
@@ -63,7 +66,7 @@ def test_a_zip_that_declares_gigabytes_is_refused_before_loading(tmp_path: Path)
     path = tmp_path / "bomb.pt"
     path.write_bytes(hostile.zip_archive({"archive/data/0": (hostile.deflate_zeros(300), 300 << 20, 8)}))
     assert path.stat().st_size < 1 << 20 and zipfile.is_zipfile(path)
-    with pytest.raises(CheckpointError, match="declares 314,572,800 bytes in .*; refused"):
+    with pytest.raises(CheckpointError, match=r"declares 314,572,800 bytes in .*; refused"):
         load_torch_file(path)
 
 

@@ -45,9 +45,10 @@ def test_the_user_file_example(section: str, tmp_path: Path, capsys, monkeypatch
     (source,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     Path("models").mkdir()
     Path("models/net.py").write_text(source)
-    for command in ("netspec import models/net.py:Net --input-size 5x8",
-                    ("netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8 "
-                    "-o net.yaml")):
+    for command in (
+        "netspec import models/net.py:Net --input-size 5x8",
+        ("netspec import models/net.py:Net --allow-import models/net.py --args depth=4 --input-size 5x8 -o net.yaml"),
+    ):
         assert _run(command.split()[1:], capsys) == _shown(section, command)
     assert Path("net.yaml").read_text() == _shown(section, "cat net.yaml")
 
@@ -55,5 +56,7 @@ def test_the_user_file_example(section: str, tmp_path: Path, capsys, monkeypatch
 @pytest.mark.parametrize("name", ["swin_t", "googlenet"])
 def test_the_refusals_shown_are_the_ones_tested(section: str, name: str) -> None:
     """test_torchvision.py runs these models and asserts exactly these lines."""
-    assert _shown(section, f"netspec import torchvision.models:{name}") == \
-        f"torchvision.models:{name}: {LIMITATIONS[name]}\n"
+    assert (
+        _shown(section, f"netspec import torchvision.models:{name}")
+        == f"torchvision.models:{name}: {LIMITATIONS[name]}\n"
+    )

@@ -14,8 +14,9 @@ from netspec.importer.trace import example_inputs
 from . import toy_models as toys
 
 
-def _round_trip(model: torch.nn.Module, inputs: dict[str, tuple[int, ...]],
-                dtypes: dict[str, str] | None = None) -> str:
+def _round_trip(
+    model: torch.nn.Module, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str] | None = None
+) -> str:
     """Import, then check by hand what spec_from_module checks: keys, strict load, outputs."""
     imported = spec_from_module(model, inputs, name="m", dtypes=dtypes)
     module = compile_spec(load_spec(text=imported.text)).module
@@ -32,13 +33,13 @@ def test_toy_round_trips_with_blocks_optional_nodes_and_ops() -> None:
     torch.manual_seed(0)  # the token's init is read from its values
     text = _round_trip(toys.Toy(), {"x": (3, 8, 8)})
     assert f"  Down:  # {toys.__name__}.Down: stages.0, stages.1, stages.2" in text
-    assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text   # `stride`: the attribute's name
-    assert "when: $has_proj\n        else: x" in text                         # the projection only where needed
-    assert "- layer2_features: {cat: [x, layer1]}" in text                    # DenseNet: the caller concatenates
-    assert "- sub_neg: {neg: {}}\n  - sub: {add: 1}" in text                  # 1 - x
-    assert "- view: {reshape: [26]}" in text                                  # x.view(x.size(0), -1), per sample
+    assert "params: {out_channels: 16, stride: 1, has_proj: false}" in text  # `stride`: the attribute's name
+    assert "when: $has_proj\n        else: x" in text  # the projection only where needed
+    assert "- layer2_features: {cat: [x, layer1]}" in text  # DenseNet: the caller concatenates
+    assert "- sub_neg: {neg: {}}\n  - sub: {add: 1}" in text  # 1 - x
+    assert "- view: {reshape: [26]}" in text  # x.view(x.size(0), -1), per sample
     assert "- token: {Parameter: {shape: [1, 26], init: {normal_: {std: 0.02}}}}" in text
-    assert "- scale: {mul: 0.5}" in text                                      # a stateless module, inline
+    assert "- scale: {mul: 0.5}" in text  # a stateless module, inline
     assert "outputs: [softmax, getitem_3]" in text
 
 
@@ -56,7 +57,7 @@ def test_two_inputs_and_two_outputs() -> None:
 
 def test_a_dict_of_outputs_and_a_gru() -> None:
     text = _round_trip(toys.DictOut(), {"x": (4, 5)})
-    assert "  - GRU: {hidden_size: 6, bidirectional: true}\n" in text   # named `gru` by netspec too
+    assert "  - GRU: {hidden_size: 6, bidirectional: true}\n" in text  # named `gru` by netspec too
     assert text.endswith("outputs: {logits: fc, sequence: getitem}\noutput_type: dict\n")
 
 
@@ -80,9 +81,11 @@ def test_transformer_encoder_is_a_block_of_its_layers_with_the_mask_passed_on() 
     torch.manual_seed(0)
     text = _round_trip(toys.Encoder(), {"tokens": (6,)}, {"tokens": "int64"})
     assert "  TransformerEncoder:  # torch.nn.modules.transformer.TransformerEncoder: enc\n" in text
-    assert ("      - layers: {TransformerEncoderLayer: {nhead: 2, dim_feedforward: 32, activation: gelu}}\n"
-            "        from: {src: src, src_key_padding_mask: src_key_padding_mask}\n        repeat: 2\n"
-            "      - norm: {LayerNorm: {}}\n") in text
+    assert (
+        "      - layers: {TransformerEncoderLayer: {nhead: 2, dim_feedforward: 32, activation: gelu}}\n"
+        "        from: {src: src, src_key_padding_mask: src_key_padding_mask}\n        repeat: 2\n"
+        "      - norm: {LayerNorm: {}}\n"
+    ) in text
 
 
 def test_in_place_methods_change_what_later_reads_see() -> None:
@@ -90,32 +93,87 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
     assert "- relu_: {relu: {}}\n  - mul_: {mul: 2.0}\n  - float_1: {to: float32}\n  - add: [float_1, x]" in text
 
 
-@pytest.mark.parametrize("cls, reason", [
-    (toys.Shared, ("{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
-                  "call of one module")),
-    (toys.WithBuffer, ("{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of "
-                      "its own nodes")),
-    (toys.UnreadBuffer, ("{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
-                        "buffers outside torch.nn layers")),
-    (toys.Unused, ("{m}.Unused: `aux` holds weights but forward (in eval mode) never calls it: a spec cannot "
-                  "hold a module its forward does not use")),
-    (toys.Branchy, ("{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "
-                   "variables cannot be used as inputs to control flow")),
-    (toys.BatchAsValue, ("{m}.BatchAsValue: the batch size (`x.size(0)`) is used as a value where the spec "
-                        "op takes a number; a spec's sizes are per sample")),
-    (toys.Rolled, ("{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
-                  "ops` for the ops")),
-    (toys.Positions, ("{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
-                     "ops` for the ops")),
-    (toys.Interleaved, ("{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
-                       "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
-                       "numbered by position; make each item a module that does the whole step (a block)")),
-    (toys.Conditioned, ("{m}.Conditioned: forward gives the items of nn.ModuleList `blocks` more than the "
-                       "previous item's output (x): a repeat passes more on only as a torch.nn layer's keyword "
-                       "inputs (a padding mask)")),
-    (toys.MaskOnce, ("{m}.MaskOnce: forward gives `layers.1` other inputs besides the previous item's output than "
-                    "`layers.0`: a repeat passes the same ones to every copy")),
-])
+@pytest.mark.parametrize(
+    "cls, reason",
+    [
+        (
+            toys.Shared,
+            (
+                "{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
+                "call of one module"
+            ),
+        ),
+        (
+            toys.WithBuffer,
+            ("{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of its own nodes"),
+        ),
+        (
+            toys.UnreadBuffer,
+            (
+                "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
+                "buffers outside torch.nn layers"
+            ),
+        ),
+        (
+            toys.Unused,
+            (
+                "{m}.Unused: `aux` holds weights but forward (in eval mode) never calls it: a spec cannot "
+                "hold a module its forward does not use"
+            ),
+        ),
+        (
+            toys.Branchy,
+            (
+                "{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "
+                "variables cannot be used as inputs to control flow"
+            ),
+        ),
+        (
+            toys.BatchAsValue,
+            (
+                "{m}.BatchAsValue: the batch size (`x.size(0)`) is used as a value where the spec "
+                "op takes a number; a spec's sizes are per sample"
+            ),
+        ),
+        (
+            toys.Rolled,
+            (
+                "{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
+                "ops` for the ops"
+            ),
+        ),
+        (
+            toys.Positions,
+            (
+                "{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
+                "ops` for the ops"
+            ),
+        ),
+        (
+            toys.Interleaved,
+            (
+                "{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
+                "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
+                "numbered by position; make each item a module that does the whole step (a block)"
+            ),
+        ),
+        (
+            toys.Conditioned,
+            (
+                "{m}.Conditioned: forward gives the items of nn.ModuleList `blocks` more than the "
+                "previous item's output (x): a repeat passes more on only as a torch.nn layer's keyword "
+                "inputs (a padding mask)"
+            ),
+        ),
+        (
+            toys.MaskOnce,
+            (
+                "{m}.MaskOnce: forward gives `layers.1` other inputs besides the previous item's output than "
+                "`layers.0`: a repeat passes the same ones to every copy"
+            ),
+        ),
+    ],
+)
 def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reason: str) -> None:
     with pytest.raises(SpecError) as e:
         spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
@@ -125,9 +183,11 @@ def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reaso
 def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:
     with pytest.raises(SpecError) as e:
         spec_from_module(toys.Encoder(nested=True), {"tokens": (6,)}, dtypes={"tokens": "int64"})
-    assert str(e.value) == (f"{toys.__name__}.Encoder: enc: nn.TransformerEncoder with a padding mask runs as nested "
-                            "tensors in eval mode, which zeroes the padded positions, and no spec node does that; "
-                            "build it with enable_nested_tensor=False")
+    assert str(e.value) == (
+        f"{toys.__name__}.Encoder: enc: nn.TransformerEncoder with a padding mask runs as nested "
+        "tensors in eval mode, which zeroes the padded positions, and no spec node does that; "
+        "build it with enable_nested_tensor=False"
+    )
 
 
 def test_a_sequential_model_is_refused() -> None:

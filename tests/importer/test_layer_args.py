@@ -42,8 +42,12 @@ def test_every_layer_netspec_builds_is_read_back() -> None:
 
 # (layer, per-sample input shapes, dtypes of the inputs when not float32)
 VARIANTS = [
-    (nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=True, bias=False, layer_norm_eps=1e-6,
-                                batch_first=True), [(5, 8)]),
+    (
+        nn.TransformerEncoderLayer(
+            8, 2, 16, dropout=0.0, norm_first=True, bias=False, layer_norm_eps=1e-6, batch_first=True
+        ),
+        [(5, 8)],
+    ),
     (nn.TransformerDecoderLayer(8, 2, 16, activation="gelu", batch_first=True), [(5, 8), (4, 8)]),
     (nn.Transformer(8, 2, 1, 2, 16, batch_first=True, norm_first=True), [(5, 8), (4, 8)]),
     (nn.LSTM(8, 6, num_layers=2, proj_size=3, batch_first=True), [(5, 8)]),
@@ -52,7 +56,7 @@ VARIANTS = [
     (nn.MultiheadAttention(8, 2, kdim=4, vdim=6, batch_first=True, add_bias_kv=True), [(5, 8), (3, 4), (3, 6)]),
     (nn.ConvTranspose2d(4, 3, 3, stride=2, output_padding=1, dilation=2), [(4, 8, 8)]),
     (nn.LayerNorm([4, 5], elementwise_affine=False), [(3, 4, 5)]),
-    (nn.LayerNorm([4, 4]), [(3, 4, 4)]),                # [4, 4] is not 4 (nor the inferred [4])
+    (nn.LayerNorm([4, 4]), [(3, 4, 4)]),  # [4, 4] is not 4 (nor the inferred [4])
     (nn.Unflatten(1, (2, 2)), [(4,)]),
     (nn.Embedding(10, 4, padding_idx=0), [(5,)]),
     (nn.Conv2d(4, 4, 3, groups=4, padding="same", padding_mode="reflect"), [(4, 8, 8)]),

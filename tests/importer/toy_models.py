@@ -96,6 +96,7 @@ class Chain(nn.Module):
 
 # ---- what a spec cannot express ------------------------------------------------------------
 
+
 class Shared(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -17,13 +17,25 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 NAMES = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 # Per-sample image sizes that keep the tests quick (the networks take any size at or above these).
-SMALL = {"unet": [3, 36, 44], "alexnet_fashion": [1, 96, 96], "resnet18": [3, 64, 64],
-         "resnet18_finetune": [3, 64, 64], "resnet50_extra_input": [3, 64, 64],
-         "resnet50_extra_output": [3, 64, 64]}
+SMALL = {
+    "unet": [3, 36, 44],
+    "alexnet_fashion": [1, 96, 96],
+    "resnet18": [3, 64, 64],
+    "resnet18_finetune": [3, 64, 64],
+    "resnet50_extra_input": [3, 64, 64],
+    "resnet50_extra_output": [3, 64, 64],
+}
 
 # More than a few seconds to build and run on 2 CPU cores (tens of millions of parameters).
-SLOW = {"alexnet_fashion", "resnet18", "resnet18_finetune", "resnet50_extra_input", "resnet50_extra_output",
-        "unet", "small_resnet"}
+SLOW = {
+    "alexnet_fashion",
+    "resnet18",
+    "resnet18_finetune",
+    "resnet50_extra_input",
+    "resnet50_extra_output",
+    "unet",
+    "small_resnet",
+}
 
 
 def params(names: list[str] | None = None) -> list:

@@ -17,8 +17,18 @@ def test_export_python_prints_what_it_wrote_and_checked(specs_dir, tmp_path, cap
     torch.manual_seed(0)
     model = netspec.build_model(specs_dir / "lenet.yaml")
     torch.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict()}, tmp_path / "best.pt")
-    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "best.pt"), "--format",
-                 "python", "--out", str(tmp_path / "lenet.py")])
+    code = main(
+        [
+            "export",
+            str(specs_dir / "lenet.yaml"),
+            "--checkpoint",
+            str(tmp_path / "best.pt"),
+            "--format",
+            "python",
+            "--out",
+            str(tmp_path / "lenet.py"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and err == "", err
     wrote, checked = out.splitlines()
@@ -30,30 +40,44 @@ def test_export_python_prints_what_it_wrote_and_checked(specs_dir, tmp_path, cap
 
 
 def test_export_without_checkpoint_says_so(specs_dir, tmp_path, capsys) -> None:
-    code = main(["export", str(specs_dir / "regression.yaml"), "--format", "torchscript", "--out",
-                 str(tmp_path / "r.torchscript.pt")])
+    code = main(
+        [
+            "export",
+            str(specs_dir / "regression.yaml"),
+            "--format",
+            "torchscript",
+            "--out",
+            str(tmp_path / "r.torchscript.pt"),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and err == "no --checkpoint: exporting the model's initial (random) weights\n"
     assert out.splitlines()[-1] == "torch.jit.load at batch 3: equal to the model"
 
 
 def test_export_errors_are_one_line_with_exit_2(specs_dir, tmp_path, capsys) -> None:
-    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "missing.pt"),
-                 "--format", "onnx"])
+    code = main(
+        ["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "missing.pt"), "--format", "onnx"]
+    )
     _, err = capsys.readouterr()
     assert code == 2 and err == f"<spec>: --checkpoint: {tmp_path / 'missing.pt'}: no such file or run directory\n"
-    torch.save({"format": CHECKPOINT_FORMAT, "model": netspec.build_model(specs_dir / "mlp.yaml").state_dict()},
-               tmp_path / "other.pt")
-    code = main(["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "other.pt"),
-                 "--format", "onnx"])
+    torch.save(
+        {"format": CHECKPOINT_FORMAT, "model": netspec.build_model(specs_dir / "mlp.yaml").state_dict()},
+        tmp_path / "other.pt",
+    )
+    code = main(
+        ["export", str(specs_dir / "lenet.yaml"), "--checkpoint", str(tmp_path / "other.pt"), "--format", "onnx"]
+    )
     _, err = capsys.readouterr()
     assert code == 2 and "does not match the model" in err and err.count("\n") == 1
 
 
 def test_help_lists_the_verbs_without_importing_torch() -> None:
-    code = ("import sys\nfrom netspec.cli import build_parser\n"
-            "p = build_parser()\nassert 'torch' not in sys.modules, 'torch imported'\n"
-            "print(p.format_help())")
+    code = (
+        "import sys\nfrom netspec.cli import build_parser\n"
+        "p = build_parser()\nassert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(p.format_help())"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "predict" in r.stdout and "export" in r.stdout
@@ -66,8 +90,10 @@ def test_export_never_replaces_its_checkpoint_and_asks_for_force(specs_dir, tmp_
     base = ["export", str(spec), "--checkpoint", str(tmp_path / "best.pt"), "--format", "torchscript"]
     assert main([*base, "--out", str(tmp_path / "best.pt"), "--force"]) == 2
     _, err = capsys.readouterr()
-    assert err == (f"{spec}: --out: {tmp_path / 'best.pt'} is the checkpoint this command reads; writing it would "
-                   "destroy it; choose another file name\n")
+    assert err == (
+        f"{spec}: --out: {tmp_path / 'best.pt'} is the checkpoint this command reads; writing it would "
+        "destroy it; choose another file name\n"
+    )
     assert (tmp_path / "best.pt").read_bytes() == trained
     out = str(tmp_path / "m.pt")
     assert main([*base, "--out", out]) == 0
@@ -84,8 +110,9 @@ def test_export_never_replaces_its_checkpoint_and_asks_for_force(specs_dir, tmp_
 def test_export_names_its_default_file_after_a_cleaned_spec_name(specs_dir, tmp_path, monkeypatch, capsys) -> None:
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
-    (work / "up.yaml").write_text((specs_dir / "regression.yaml").read_text().replace("name: regression",
-                                                                                     "name: ../../x", 1))
+    (work / "up.yaml").write_text(
+        (specs_dir / "regression.yaml").read_text().replace("name: regression", "name: ../../x", 1)
+    )
     monkeypatch.chdir(work)
     assert main(["export", "up.yaml", "--format", "torchscript"]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in work.iterdir()) == ["__.._x.torchscript.pt", "up.yaml"]

@@ -43,7 +43,15 @@ RUNNER = textwrap.dedent("""
     print(json.dumps(results))
 """)
 
-ALLOWED_IMPORTS = {"__future__", "torch", "torchvision", "timm", "math", "fnmatch", "collections"}  # timm: its model nodes
+ALLOWED_IMPORTS = {
+    "__future__",
+    "torch",
+    "torchvision",
+    "timm",
+    "math",
+    "fnmatch",
+    "collections",
+}  # timm: its model nodes
 
 
 def _eject_case(name: str, folder) -> dict:
@@ -58,15 +66,21 @@ def _eject_case(name: str, folder) -> dict:
     inputs, outputs = expected(c)
     torch.save({"inputs": inputs, "outputs": outputs}, folder / f"{name}.io.pt")
     cls = [n.name for n in tree.body if isinstance(n, ast.ClassDef)][-1]
-    return {"module": name, "file": str(folder / f"{name}.py"), "cls": cls, "checkpoint": str(folder / f"{name}.pt"),
-            "io": str(folder / f"{name}.io.pt")}
+    return {
+        "module": name,
+        "file": str(folder / f"{name}.py"),
+        "cls": cls,
+        "checkpoint": str(folder / f"{name}.pt"),
+        "io": str(folder / f"{name}.io.pt"),
+    }
 
 
 def _run_fresh(cases: list[dict], folder) -> dict[str, str]:
     script = folder / "runner.py"
     script.write_text(RUNNER)
-    r = subprocess.run([sys.executable, "-I", str(script), json.dumps(cases)], capture_output=True, text=True,
-                       timeout=600, cwd=folder)
+    r = subprocess.run(
+        [sys.executable, "-I", str(script), json.dumps(cases)], capture_output=True, text=True, timeout=600, cwd=folder
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -128,7 +142,8 @@ def test_torchvision_node_keeps_freeze_and_replacement() -> None:
 def test_pattern_freeze_and_named_group_members() -> None:
     import netspec
 
-    spec = netspec.load_spec(text="""
+    spec = netspec.load_spec(
+        text="""
 name: frozen
 inputs: {x: [4]}
 nodes:
@@ -137,7 +152,8 @@ nodes:
       - ReLU
       - b: {Linear: {out_features: 2}}
     freeze: [a.*]
-""")
+"""
+    )
     c = netspec.compile_spec(spec)
     source = eject(c)
     assert "freeze(self.body, ['a.*'])" in source

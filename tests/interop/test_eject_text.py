@@ -36,30 +36,100 @@ SLOW = settings(deadline=None, max_examples=2000, suppress_health_check=[HealthC
 
 # Every character Python's tokenizer (\n, \r) or an editor (str.splitlines) takes for a line end.
 LINE_ENDS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
-PAYLOADS = ['"""; import os; os.system("touch PWNED"); """', "'''; import os; os.system('touch PWNED'); '''",
-            '"', '""', "'", "\\", "C:\\Users\\new\\x", "\\N{", "\\U0001", "#", "\x00", "\u202e", "\ud800",
-            "\nimport os\nos.system('touch PWNED')\n", "\rimport os; os.system('touch PWNED')", *LINE_ENDS]
+PAYLOADS = [
+    '"""; import os; os.system("touch PWNED"); """',
+    "'''; import os; os.system('touch PWNED'); '''",
+    '"',
+    '""',
+    "'",
+    "\\",
+    "C:\\Users\\new\\x",
+    "\\N{",
+    "\\U0001",
+    "#",
+    "\x00",
+    "\u202e",
+    "\ud800",
+    "\nimport os\nos.system('touch PWNED')\n",
+    "\rimport os; os.system('touch PWNED')",
+    *LINE_ENDS,
+]
 TEXT = st.lists(st.one_of(st.sampled_from(PAYLOADS), st.text(max_size=12)), min_size=1, max_size=6).map("".join)
 # Names the file imports, defines or calls, and plain ones.
-SHADOWING = ["torch", "nn", "F", "math", "fnmatch", "OrderedDict", "freeze", "inf", "nan", "add_n", "pad_to_match",
-             "cast", "range", "layer", "super", "self_", "model", "cls", "list", "dict"]  # not `getattr`: see below
+SHADOWING = [
+    "torch",
+    "nn",
+    "F",
+    "math",
+    "fnmatch",
+    "OrderedDict",
+    "freeze",
+    "inf",
+    "nan",
+    "add_n",
+    "pad_to_match",
+    "cast",
+    "range",
+    "layer",
+    "super",
+    "self_",
+    "model",
+    "cls",
+    "list",
+    "dict",
+]  # not `getattr`: see below
 NAME = st.one_of(st.sampled_from(SHADOWING), st.from_regex(r"\A[a-z][a-z0-9_]{0,6}\Z"))
 
 # What the file may call: torch, its own classes and helpers, a few builtins; nothing else.
-CALL_ROOTS = {"self", "torch", "nn", "super", "getattr", "range", "isinstance", "cls", "model", "state", "any",
-              "fnmatch", "param", "module", "OrderedDict", "F", "float", "list", "x", "out", "like", "diff", "pads"}
+CALL_ROOTS = {
+    "self",
+    "torch",
+    "nn",
+    "super",
+    "getattr",
+    "range",
+    "isinstance",
+    "cls",
+    "model",
+    "state",
+    "any",
+    "fnmatch",
+    "param",
+    "module",
+    "OrderedDict",
+    "F",
+    "float",
+    "list",
+    "x",
+    "out",
+    "like",
+    "diff",
+    "pads",
+}
 
 
 def _spec(t: dict[str, str], n: dict[str, str]) -> dict[str, Any]:
     """A small network whose every string that reaches the file is one of ``t`` (text) or ``n`` (names)."""
-    block = {"description": t["block_doc"], "params": {n["param"]: 4},
-             "nodes": [{n["inner"]: {"Linear": {"out_features": f"${n['param']}"}}}, "ReLU"]}
-    return {"name": t["name"], "description": t["description"], "inputs": {"x": [4]},
-            "blocks": {t["block"]: block, n["block2"]: dict(block, description=t["block_doc"])},
-            "nodes": [{n["a"]: {t["block"]: {n["param"]: 3}}}, {n["b"]: {n["block2"]: {n["param"]: 3}}},
-                      {n["c"]: {"add": [n["a"], n["b"]]}}, {"head": [{"Linear": {"out_features": 2}}, "Tanh"]},
-                      {n["d"]: {"add": ["head", "head", "head"]}}],
-            "outputs": {t["out1"]: n["d"], t["out2"] + "'2": n["a"]}, "output_type": "dict"}
+    block = {
+        "description": t["block_doc"],
+        "params": {n["param"]: 4},
+        "nodes": [{n["inner"]: {"Linear": {"out_features": f"${n['param']}"}}}, "ReLU"],
+    }
+    return {
+        "name": t["name"],
+        "description": t["description"],
+        "inputs": {"x": [4]},
+        "blocks": {t["block"]: block, n["block2"]: dict(block, description=t["block_doc"])},
+        "nodes": [
+            {n["a"]: {t["block"]: {n["param"]: 3}}},
+            {n["b"]: {n["block2"]: {n["param"]: 3}}},
+            {n["c"]: {"add": [n["a"], n["b"]]}},
+            {"head": [{"Linear": {"out_features": 2}}, "Tanh"]},
+            {n["d"]: {"add": ["head", "head", "head"]}},
+        ],
+        "outputs": {t["out1"]: n["d"], t["out2"] + "'2": n["a"]},
+        "output_type": "dict",
+    }
 
 
 def _file_name(text: str) -> str:
@@ -72,9 +142,15 @@ def _check_file(path: Path, compiled: Any, scratch: Path) -> None:
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source)
     imports = {ast.unparse(s) for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))}
-    assert imports <= {"from __future__ import annotations", "from collections import OrderedDict", "import torch",
-                       "from torch import nn", "import torch.nn.functional as F", "from math import inf",
-                       "from math import nan"}, imports
+    assert imports <= {
+        "from __future__ import annotations",
+        "from collections import OrderedDict",
+        "import torch",
+        "from torch import nn",
+        "import torch.nn.functional as F",
+        "from math import inf",
+        "from math import nan",
+    }, imports
     assert all(isinstance(s, (ast.Expr, ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef)) for s in tree.body)
     assert isinstance(tree.body[0], ast.Expr) and all(not isinstance(s, ast.Expr) for s in tree.body[1:])
     defined = {s.name for s in tree.body if isinstance(s, (ast.ClassDef, ast.FunctionDef))}
@@ -112,8 +188,9 @@ def _property(t: dict[str, str], n: dict[str, str]) -> bool:
             assert "\n" not in str(e).strip()
             return False
         out = scratch / "out dir" / _file_name(t["out"])
-        lines = export_model(compiled, "python", out, command=f"netspec export {t['command']}",
-                             checkpoint=t["checkpoint"])
+        lines = export_model(
+            compiled, "python", out, command=f"netspec export {t['command']}", checkpoint=t["checkpoint"]
+        )
         assert lines[-1].endswith("its outputs equal the model's"), lines
         assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temp file left
         cwd = os.getcwd()
@@ -169,11 +246,22 @@ def test_the_issue_examples(tmp_path) -> None:
     """The issue's cases, by hand: a block description closing the class docstring, a Windows path
     in the description, a block named `OrderedDict` with a parameter `nn`, a node named `add_n`."""
     payload = '"""; import os; os.system("touch PWNED"); """'
-    spec = {"name": "demo", "description": "weights from C:\\Users\\me\\x.pt", "inputs": {"x": [4]},
-            "blocks": {"OrderedDict": {"description": payload, "params": {"nn": 4},
-                                       "nodes": [{"fc": {"Linear": {"out_features": "$nn"}}}]}},
-            "nodes": [{"body": [{"a": {"OrderedDict": {"nn": 4}}}, {"b": {"OrderedDict": {"nn": 2}}}]},
-                      {"add_n": {"add": ["body", "body", "body"]}}]}
+    spec = {
+        "name": "demo",
+        "description": "weights from C:\\Users\\me\\x.pt",
+        "inputs": {"x": [4]},
+        "blocks": {
+            "OrderedDict": {
+                "description": payload,
+                "params": {"nn": 4},
+                "nodes": [{"fc": {"Linear": {"out_features": "$nn"}}}],
+            }
+        },
+        "nodes": [
+            {"body": [{"a": {"OrderedDict": {"nn": 4}}}, {"b": {"OrderedDict": {"nn": 2}}}]},
+            {"add_n": {"add": ["body", "body", "body"]}},
+        ],
+    }
     compiled = netspec.compile_spec(netspec.load_spec(spec), device="cpu")
     export_model(compiled, "python", tmp_path / "demo.py", checkpoint="C:\\new\\best.pt")
     source = (tmp_path / "demo.py").read_text()
@@ -204,10 +292,14 @@ def test_a_failed_check_leaves_no_file_and_is_one_line(tmp_path, monkeypatch, ca
 
     (tmp_path / "lenet.py").write_text("# the file from last time\n")
     real = export._seeded
-    monkeypatch.setattr(export, "_seeded", lambda fn, *a: [t + 1 for t in real(fn, *a)]
-                        if type(fn).__module__ == "lenet" else real(fn, *a))
-    code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py"),
-                 "--force"])
+    monkeypatch.setattr(
+        export,
+        "_seeded",
+        lambda fn, *a: [t + 1 for t in real(fn, *a)] if type(fn).__module__ == "lenet" else real(fn, *a),
+    )
+    code = main(
+        ["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py"), "--force"]
+    )
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 2 and "Traceback" not in err[1], err  # err[0]: no --checkpoint
     assert "output `logits` of the exported model differs from the model's" in err[1]
@@ -216,10 +308,10 @@ def test_a_failed_check_leaves_no_file_and_is_one_line(tmp_path, monkeypatch, ca
 
 
 def test_a_file_that_fails_to_run_is_one_line(tmp_path, monkeypatch, capsys, specs_dir) -> None:
-    from netspec.interop import eject
+    from netspec.interop import eject_classes
 
-    real = eject._body
-    monkeypatch.setattr(eject, "_body", lambda children: [*real(children), "self.x = 1 / 0"])
+    real = eject_classes._body
+    monkeypatch.setattr(eject_classes, "_body", lambda children: [*real(children), "self.x = 1 / 0"])
     code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 2 and "Traceback" not in err[1], err
@@ -275,14 +367,29 @@ def test_cli_checkpoint_and_weights_names_with_line_breaks_stay_in_their_comment
 
     evil = "w\nimport os; os.system('touch PWNED')\r#"
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / f"{evil}.pt")
-    spec = {"name": "tv", "inputs": {"image": [3, 32, 32]},
-            "nodes": [{"net": {"resnet18": {"num_classes": 3, "weights": f"{evil}.pt"}}}]}
+    spec = {
+        "name": "tv",
+        "inputs": {"image": [3, 32, 32]},
+        "nodes": [{"net": {"resnet18": {"num_classes": 3, "weights": f"{evil}.pt"}}}],
+    }
     (tmp_path / "tv.json").write_text(json.dumps(spec))
-    torch.save({"format": CHECKPOINT_FORMAT, "model": netspec.build_model(tmp_path / "tv.json").state_dict()},
-               tmp_path / f"{evil}.best.pt")
-    code = main(["export", str(tmp_path / "tv.json"), "--format", "python", "--checkpoint",
-                 str(tmp_path / f"{evil}.best.pt"), "--out", str(tmp_path / "tv.py")])
-    out, err = capsys.readouterr()
+    torch.save(
+        {"format": CHECKPOINT_FORMAT, "model": netspec.build_model(tmp_path / "tv.json").state_dict()},
+        tmp_path / f"{evil}.best.pt",
+    )
+    code = main(
+        [
+            "export",
+            str(tmp_path / "tv.json"),
+            "--format",
+            "python",
+            "--checkpoint",
+            str(tmp_path / f"{evil}.best.pt"),
+            "--out",
+            str(tmp_path / "tv.py"),
+        ]
+    )
+    _, err = capsys.readouterr()
     assert code == 0, err
     source = (tmp_path / "tv.py").read_text()
     assert "# weights: the checkpoint's (the spec loads w\\nimport os; os.system('touch PWNED')\\r#.pt)" in source
@@ -301,5 +408,9 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, ca
     monkeypatch.setattr(os, "replace", full)
     code = main(["export", str(specs_dir / "lenet.yaml"), "--format", "python", "--out", str(tmp_path / "lenet.py")])
     err = capsys.readouterr().err.splitlines()
-    assert code == 2 and err[-1] == f"{specs_dir / 'lenet.yaml'}: --out: cannot write {tmp_path / 'lenet.py'}: No space left on device", err
+    assert (
+        code == 2
+        and err[-1]
+        == f"{specs_dir / 'lenet.yaml'}: --out: cannot write {tmp_path / 'lenet.py'}: No space left on device"
+    ), err
     assert list(tmp_path.iterdir()) == []

@@ -23,8 +23,9 @@ NOT_COMPARED_IN_ONNX = {"vae": (["recon", "recon_image"], "randn_like: ONNX Runt
 # Specs that cannot be exported to ONNX at all, and why: none today.
 CANNOT_EXPORT_TO_ONNX: dict[str, str] = {}
 
-needs_onnxruntime = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
-                                       reason="onnxruntime is not installed (pip install onnxruntime)")
+needs_onnxruntime = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed (pip install onnxruntime)"
+)
 
 
 @needs_onnxruntime
@@ -50,13 +51,16 @@ def test_onnx_missing_is_one_line_with_the_install_command(tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     with pytest.raises(ExportError) as err:
         export_model(compiled("lenet"), "onnx", tmp_path / "lenet.onnx")
-    assert str(err.value) == ("<spec>: --format onnx needs the `onnx` package; "
-                              "install it with: pip install 'netspec[onnx]'")
+    assert str(err.value) == (
+        "<spec>: --format onnx needs the `onnx` package; install it with: pip install 'netspec[onnx]'"
+    )
 
 
-@pytest.mark.parametrize("name", params(["lenet", "two_input_net", "vae", "list_dense"])
-                         + [pytest.param(n, marks=pytest.mark.slow)
-                            for n in ("transformer_classifier", "unet", "resnet50_extra_output")])
+@pytest.mark.parametrize(
+    "name",
+    params(["lenet", "two_input_net", "vae", "list_dense"])
+    + [pytest.param(n, marks=pytest.mark.slow) for n in ("transformer_classifier", "unet", "resnet50_extra_output")],
+)
 def test_torch_export_program_loads_and_matches(name, tmp_path) -> None:
     lines = export_model(compiled(name), "export", tmp_path / f"{name}.pt2")
     assert lines[-1].startswith("torch.export.load at batch 3: "), lines
@@ -108,8 +112,12 @@ def test_torchscript_runs_in_a_fresh_process_at_another_batch_size(tmp_path) -> 
         torch.save({"inputs": inputs, "outputs": outputs}, tmp_path / f"{name}.io.pt")
         cases[name] = (str(tmp_path / f"{name}.torchscript.pt"), str(tmp_path / f"{name}.io.pt"))
     (tmp_path / "runner.py").write_text(TORCHSCRIPT_RUNNER)
-    r = subprocess.run([sys.executable, "-I", str(tmp_path / "runner.py"), json.dumps(cases)], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "runner.py"), json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout.strip().splitlines()[-1]) == dict.fromkeys(cases, "ok")
 

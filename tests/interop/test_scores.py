@@ -11,15 +11,15 @@ from .cases import compiled
 
 # spec -> (output, kind, activation): what its loss and its last node say the output holds.
 READINGS = {
-    "lenet": ("logits", "classes", "softmax"),                   # CrossEntropyLoss on logits
-    "mnist_cnn": ("probs", "classes", "none"),                   # ends in Softmax: probabilities already
-    "logistic_regression": ("prob", "binary", "none"),           # Sigmoid + BCELoss
-    "regression": ("predict", "values", "none"),                 # MSELoss
+    "lenet": ("logits", "classes", "softmax"),  # CrossEntropyLoss on logits
+    "mnist_cnn": ("probs", "classes", "none"),  # ends in Softmax: probabilities already
+    "logistic_regression": ("prob", "binary", "none"),  # Sigmoid + BCELoss
+    "regression": ("predict", "values", "none"),  # MSELoss
     "list_dense": ("out", "values", "none"),
     "transformer_classifier": ("logits", "classes", "softmax"),
-    "two_input_net": ("out", "classes", "none"),                 # ends in Sigmoid (as the seed wrote it)
-    "vae": ("recon", "values", "none"),                          # no loss on the first output
-    "unet": ("logits", "masks", "softmax"),                      # CrossEntropyLoss + Dice on (B, 2, H, W)
+    "two_input_net": ("out", "classes", "none"),  # ends in Sigmoid (as the seed wrote it)
+    "vae": ("recon", "values", "none"),  # no loss on the first output
+    "unet": ("logits", "masks", "softmax"),  # CrossEntropyLoss + Dice on (B, 2, H, W)
 }
 
 
@@ -37,8 +37,10 @@ def test_a_later_output_is_read_by_its_own_loss() -> None:
 
 def test_rows_of_each_kind() -> None:
     binary = rows_of(Reading("p", "binary", "sigmoid"), torch.tensor([[2.0], [-1.0]]), ["a", "b"], None, 5)
-    assert binary == [{"input": "a", "class": "1", "probability": 0.880797},
-                      {"input": "b", "class": "0", "probability": 0.7310586}]
+    assert binary == [
+        {"input": "a", "class": "1", "probability": 0.880797},
+        {"input": "b", "class": "0", "probability": 0.7310586},
+    ]
     masks = rows_of(Reading("m", "masks", "none"), torch.tensor([[[[0.0, 1.0]], [[1.0, 0.0]]]]), ["x"], None, 5)
     assert masks[0]["mask"].tolist() == [[1, 0]]
     values = rows_of(Reading("y", "values", "none"), torch.tensor([[1.5, 2.0]]), ["x"], None, 5)

@@ -20,8 +20,17 @@ def _model(nodes: str, inputs: str = "{x: [3, 4]}") -> torch.nn.Module:
     return netspec.build_model(netspec.load_spec(text=f"name: t\ninputs: {inputs}\nnodes:\n{nodes}"))
 
 
-@pytest.mark.parametrize("name,fn", [("exp", torch.exp), ("log1p", torch.log1p), ("sigmoid", torch.sigmoid),
-                                     ("tanh", torch.tanh), ("abs", torch.abs), ("sqrt", torch.sqrt)])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("exp", torch.exp),
+        ("log1p", torch.log1p),
+        ("sigmoid", torch.sigmoid),
+        ("tanh", torch.tanh),
+        ("abs", torch.abs),
+        ("sqrt", torch.sqrt),
+    ],
+)
 def test_unary_ops_are_the_torch_functions(name: str, fn) -> None:
     x = torch.rand(2, 3, 4)
     model = _model(f"  - {name}\n")
@@ -29,15 +38,22 @@ def test_unary_ops_are_the_torch_functions(name: str, fn) -> None:
     assert f"torch.{name}(x)" in model.code
 
 
-@pytest.mark.parametrize("node,fn", [
-    ("{add: 1.5, from: x}", lambda x, y: x + 1.5), ("{sub: 1, from: x}", lambda x, y: x - 1),
-    ("{mul: -0.5, from: x}", lambda x, y: x * -0.5), ("{div: 4, from: x}", lambda x, y: x / 4),
-    ("{pow: 2, from: x}", lambda x, y: x ** 2), ("{pow: [x, y]}", torch.pow),
-    ("{eq: 0.5, from: x}", lambda x, y: x == 0.5), ("{gt: [x, y]}", lambda x, y: x > y),
-    ("{minimum: [x, y]}", torch.minimum),
-    ("{where: {other: 0.0}, from: [m, x]}", lambda x, y: torch.where(x > 0.5, x, 0.0)),
-    ("{where: [m, x, y]}", lambda x, y: torch.where(x > 0.5, x, y)),
-])
+@pytest.mark.parametrize(
+    "node,fn",
+    [
+        ("{add: 1.5, from: x}", lambda x, y: x + 1.5),
+        ("{sub: 1, from: x}", lambda x, y: x - 1),
+        ("{mul: -0.5, from: x}", lambda x, y: x * -0.5),
+        ("{div: 4, from: x}", lambda x, y: x / 4),
+        ("{pow: 2, from: x}", lambda x, y: x**2),
+        ("{pow: [x, y]}", torch.pow),
+        ("{eq: 0.5, from: x}", lambda x, y: x == 0.5),
+        ("{gt: [x, y]}", lambda x, y: x > y),
+        ("{minimum: [x, y]}", torch.minimum),
+        ("{where: {other: 0.0}, from: [m, x]}", lambda x, y: torch.where(x > 0.5, x, 0.0)),
+        ("{where: [m, x, y]}", lambda x, y: torch.where(x > 0.5, x, y)),
+    ],
+)
 def test_binary_ops_take_a_second_input_or_a_number(node: str, fn) -> None:
     mask = "  - m: {gt: 0.5, from: x}\n" if "m," in node else ""
     model = _model(f"{mask}  - out: {node}\noutputs: [out, y]\n", "{x: [3, 4], y: [3, 4]}")
@@ -70,9 +86,12 @@ def test_compiling_draws_nothing_from_the_global_generator() -> None:
 
 def test_the_vae_sample_can_be_written() -> None:
     """z = mu + randn_like(std) * exp(0.5 * logvar), the issue's example."""
-    model = _model("  - mu: {Linear: {out_features: 2}, from: x}\n  - logvar: {Linear: {out_features: 2}, from: x}\n"
-                   "  - scaled: {mul: 0.5, from: logvar}\n  - std: exp\n  - eps: randn_like\n"
-                   "  - noise: {mul: [eps, std]}\n  - z: {add: [mu, noise]}\n", "{x: [4]}")
+    model = _model(
+        "  - mu: {Linear: {out_features: 2}, from: x}\n  - logvar: {Linear: {out_features: 2}, from: x}\n"
+        "  - scaled: {mul: 0.5, from: logvar}\n  - std: exp\n  - eps: randn_like\n"
+        "  - noise: {mul: [eps, std]}\n  - z: {add: [mu, noise]}\n",
+        "{x: [4]}",
+    )
     x = torch.randn(3, 4)
     with torch.no_grad():
         torch.manual_seed(2)

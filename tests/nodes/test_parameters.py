@@ -30,12 +30,15 @@ def test_the_default_init_is_torch_randn_from_the_global_generator() -> None:
     assert torch.equal(model.w, torch.randn(2, 3))
 
 
-@pytest.mark.parametrize("init,check", [
-    ("zeros_", lambda t: bool((t == 0).all())),
-    ("{constant_: {val: 0.5}}", lambda t: bool((t == 0.5).all())),
-    ("eye_", lambda t: torch.equal(t, torch.eye(4))),
-    ("{uniform_: {a: 2, b: 3}}", lambda t: bool(((t >= 2) & (t <= 3)).all())),
-])
+@pytest.mark.parametrize(
+    "init,check",
+    [
+        ("zeros_", lambda t: bool((t == 0).all())),
+        ("{constant_: {val: 0.5}}", lambda t: bool((t == 0.5).all())),
+        ("eye_", lambda t: torch.equal(t, torch.eye(4))),
+        ("{uniform_: {a: 2, b: 3}}", lambda t: bool(((t >= 2) & (t <= 3)).all())),
+    ],
+)
 def test_init_names_a_torch_nn_init_function(init: str, check) -> None:
     model = _compile(f"  - w: {{Parameter: {{shape: [4, 4], init: {init}}}}}\n  - y: {{matmul: [x, w]}}\n").module
     assert check(model.w.detach())
@@ -43,10 +46,12 @@ def test_init_names_a_torch_nn_init_function(init: str, check) -> None:
 
 def test_parameters_in_a_block_and_with_ops() -> None:
     """A bias and a gain as parameters of a block, used twice: each use has its own tensors."""
-    text = ("name: t\ninputs: {x: [4]}\nblocks:\n  Affine:\n    nodes:\n"
-            "      - gain: {Parameter: {shape: [4], init: ones_}}\n      - bias: {Parameter: {shape: [4], init: zeros_}}\n"
-            "      - scaled: {mul: [x, gain]}\n      - add: [scaled, bias]\n"
-            "nodes:\n  - a: {Affine: {}}\n  - b: {Affine: {}}\n")
+    text = (
+        "name: t\ninputs: {x: [4]}\nblocks:\n  Affine:\n    nodes:\n"
+        "      - gain: {Parameter: {shape: [4], init: ones_}}\n      - bias: {Parameter: {shape: [4], init: zeros_}}\n"
+        "      - scaled: {mul: [x, gain]}\n      - add: [scaled, bias]\n"
+        "nodes:\n  - a: {Affine: {}}\n  - b: {Affine: {}}\n"
+    )
     c = netspec.compile_spec(netspec.load_spec(text=text))
     assert list(c.module.state_dict()) == ["a.gain", "a.bias", "b.gain", "b.bias"]
     x = torch.randn(3, 4)

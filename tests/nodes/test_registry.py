@@ -71,7 +71,8 @@ def test_layer_shapes_match_a_real_forward(name: str) -> None:
     if ex is None:
         assert not entry.required and entry.min_inputs == 1, (
             f"{name} needs arguments ({', '.join(entry.required) or 'none'}) or {entry.min_inputs} inputs: "
-            "add an example to tests/layer_examples.py")
+            "add an example to tests/layer_examples.py"
+        )
         ex = Example()
     names = [f"in{i}" for i in range(len(ex.inputs))]
     inputs = {n: _input_spec(i) for n, i in zip(names, ex.inputs)}

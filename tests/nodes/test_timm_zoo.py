@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 # One small model of each family timm builds differently (stems, heads, pooling, attention).
-FAMILIES = [("resnet18", 64, {}), ("efficientnet_b0", 64, {}), ("mobilenetv3_small_100", 64, {}),
-            ("convnext_atto", 64, {}), ("regnetx_002", 64, {}), ("vit_tiny_patch16_224", 64, {"img_size": 64})]
+FAMILIES = [
+    ("resnet18", 64, {}),
+    ("efficientnet_b0", 64, {}),
+    ("mobilenetv3_small_100", 64, {}),
+    ("convnext_atto", 64, {}),
+    ("regnetx_002", 64, {}),
+    ("vit_tiny_patch16_224", 64, {"img_size": 64}),
+]
 
 
 def _spec(model: str, args: dict, shape: tuple[int, ...] = (1, 32, 32), **node: object) -> dict:
@@ -53,8 +59,13 @@ def test_a_pretrained_file_is_adapted_as_timm_adapts_it(tmp_path: Path) -> None:
     (pointed at the same local file) sums the first conv over channels and drops the head."""
     torch.manual_seed(1)
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "imagenet.pth")
-    ref = timm.create_model("resnet18", pretrained=True, num_classes=10, in_chans=1,
-                            pretrained_cfg_overlay={"file": str(tmp_path / "imagenet.pth")})
+    ref = timm.create_model(
+        "resnet18",
+        pretrained=True,
+        num_classes=10,
+        in_chans=1,
+        pretrained_cfg_overlay={"file": str(tmp_path / "imagenet.pth")},
+    )
     spec = _spec("resnet18", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / "imagenet.pth")})
     c = netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]))
     assert any("conv1.weight adapted from 3 to 1 input channels" in line for line in c.log), c.log
@@ -83,20 +94,33 @@ def test_meta_shapes_are_those_of_a_real_forward(model: str, size: int, args: di
 
 
 def test_features_only_gives_the_feature_maps() -> None:
-    c = netspec.compile_spec({"name": "m", "inputs": {"image": [3, 64, 64]}, "nodes": [
-        {"net": {"timm.resnet18": {"features_only": True, "out_indices": [2, 3]}}},
-        {"item": {"index": 1}}]})
+    c = netspec.compile_spec(
+        {
+            "name": "m",
+            "inputs": {"image": [3, 64, 64]},
+            "nodes": [
+                {"net": {"timm.resnet18": {"features_only": True, "out_indices": [2, 3]}}},
+                {"item": {"index": 1}},
+            ],
+        }
+    )
     assert c.graph.nodes[0].shape == "((B, 128, 8, 8), (B, 256, 4, 4))"
     assert tuple(c.module(torch.randn(2, 3, 64, 64)).shape) == (2, 256, 4, 4)
 
 
-@pytest.mark.parametrize("args,message", [
-    ({"pretrained": True}, "`pretrained` would fetch weights; netspec never downloads weights: save them once with "
-                           "torch.save(timm.create_model('resnet18', pretrained=True).state_dict(), 'resnet18.pth')"),
-    ({"pretrained_cfg_overlay": {"file": "x.pth"}}, "`pretrained_cfg_overlay` would fetch weights"),
-    ({"num_clases": 3}, "timm `timm.resnet18` has no argument `num_clases`; did you mean `num_classes`?"),
-    ({"weights": "https://example.com/r.pth"}, "weights are never downloaded"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            {"pretrained": True},
+            "`pretrained` would fetch weights; netspec never downloads weights: save them once with "
+            "torch.save(timm.create_model('resnet18', pretrained=True).state_dict(), 'resnet18.pth')",
+        ),
+        ({"pretrained_cfg_overlay": {"file": "x.pth"}}, "`pretrained_cfg_overlay` would fetch weights"),
+        ({"num_clases": 3}, "timm `timm.resnet18` has no argument `num_clases`; did you mean `num_classes`?"),
+        ({"weights": "https://example.com/r.pth"}, "weights are never downloaded"),
+    ],
+)
 def test_mistakes_are_one_line(args: dict, message: str) -> None:
     with pytest.raises(SpecError) as err:
         netspec.compile_spec(_spec("resnet18", args, (3, 32, 32)))
@@ -104,7 +128,12 @@ def test_mistakes_are_one_line(args: dict, message: str) -> None:
 
 
 def test_pretrained_false_is_the_default() -> None:
-    assert netspec.compile_spec(_spec("resnet18", {"pretrained": False, "num_classes": 2}, (3, 32, 32))).graph.nodes[0].shape == "(B, 2)"
+    assert (
+        netspec.compile_spec(_spec("resnet18", {"pretrained": False, "num_classes": 2}, (3, 32, 32)))
+        .graph.nodes[0]
+        .shape
+        == "(B, 2)"
+    )
 
 
 def test_misspelt_model_gets_a_suggestion() -> None:
@@ -113,8 +142,13 @@ def test_misspelt_model_gets_a_suggestion() -> None:
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_without_timm_one_line_and_no_import_for_other_specs(tmp_path: Path) -> None:
@@ -123,17 +157,20 @@ def test_without_timm_one_line_and_no_import_for_other_specs(tmp_path: Path) -> 
     install command."""
     spec = tmp_path / "t.yaml"
     spec.write_text("name: t\ninputs: {image: [1, 32, 32]}\nnodes:\n  - net: {timm.resnet34: {num_classes: 10}}\n")
-    code = ("import sys\nfrom netspec.cli import main\n"
-            f"assert main(['validate', {str(ROOT / 'specs' / 'resnet18_finetune.yaml')!r}]) == 0\n"
-            "from netspec.compiler.schema import schema_text; schema_text()\n"
-            "assert 'timm' not in sys.modules, 'timm was imported'\n"
-            "sys.modules['timm'] = None  # as if not installed\n"
-            f"sys.exit(main(['compile', {str(spec)!r}]))")
+    code = (
+        "import sys\nfrom netspec.cli import main\n"
+        f"assert main(['validate', {str(ROOT / 'specs' / 'resnet18_finetune.yaml')!r}]) == 0\n"
+        "from netspec.compiler.schema import schema_text; schema_text()\n"
+        "assert 'timm' not in sys.modules, 'timm was imported'\n"
+        "sys.modules['timm'] = None  # as if not installed\n"
+        f"sys.exit(main(['compile', {str(spec)!r}]))"
+    )
     done = _run(code)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
         f"{spec}:4:11: nodes[0].net.timm.resnet34: `timm.resnet34` is a timm model and timm is not installed; "
-        "install it with pip install 'netspec[timm]'"]
+        "install it with pip install 'netspec[timm]'"
+    ]
 
 
 def _first_models() -> list[str]:
@@ -151,8 +188,9 @@ def test_one_model_of_every_timm_module_is_a_node(name: str) -> None:
     assert c.graph.nodes[0].shape == "(B, 7)"
 
 
-def test_layers_timm_lists_the_models_or_says_how_to_install(capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layers_timm_lists_the_models_or_says_how_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from netspec.cli import main
     from netspec.nodes import timm_zoo
     from netspec.nodes.registry import Registry

@@ -20,8 +20,11 @@ from standins import assert_same_weights, loaders, make_spec, mlp, run, strip_ti
 def test_resume_at_epoch_boundary_equals_uninterrupted(tmp_path: Path) -> None:
     full = run(make_spec(train={"epochs": 3}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "a")
     first = run(make_spec(train={"epochs": 1}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "b")
-    resumed = run(make_spec(train={"epochs": 3}, scheduler={"ExponentialLR": {"gamma": 0.9}}), tmp_path / "b",
-                  resume=first.run_dir / "last.pt")
+    resumed = run(
+        make_spec(train={"epochs": 3}, scheduler={"ExponentialLR": {"gamma": 0.9}}),
+        tmp_path / "b",
+        resume=first.run_dir / "last.pt",
+    )
     assert_same_weights(resumed.model, full.model)
     assert resumed.run_dir == first.run_dir  # continues in the same directory
     assert "spec changed" in resumed.log  # epochs 1 -> 3 changes the hash: warned, not refused
@@ -40,8 +43,11 @@ def test_resume_with_fp16_grad_scaler(tmp_path: Path) -> None:
 
 
 def test_sigint_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
-    spec = make_spec(optimizer={"AdamW": {"lr": 0.01}}, train={"epochs": 2, "grad_accumulation": 2, "metrics": ["accuracy"]},
-                     scheduler={"OneCycleLR": {"max_lr": 0.05}, "interval": "step"})
+    spec = make_spec(
+        optimizer={"AdamW": {"lr": 0.01}},
+        train={"epochs": 2, "grad_accumulation": 2, "metrics": ["accuracy"]},
+        scheduler={"OneCycleLR": {"max_lr": 0.05}, "interval": "step"},
+    )
     full = run(spec, tmp_path / "a")
 
     def ctrl_c(epoch: int, batch: int) -> None:
@@ -65,8 +71,10 @@ def test_resume_refuses_a_plain_state_dict(tmp_path: Path) -> None:
 
 
 def test_best_checkpoint_follows_monitor(tmp_path: Path) -> None:
-    spec = make_spec(optimizer={"SGD": {"lr": 0.05}}, train={"epochs": 3, "metrics": ["accuracy"],
-                     "checkpoint": {"monitor": "val_accuracy"}})
+    spec = make_spec(
+        optimizer={"SGD": {"lr": 0.05}},
+        train={"epochs": 3, "metrics": ["accuracy"], "checkpoint": {"monitor": "val_accuracy"}},
+    )
     result = run(spec, tmp_path)
     best = torch.load(result.run_dir / "best.pt", weights_only=True)
     values = [r["val_accuracy"] for r in result.history]
@@ -90,8 +98,9 @@ def test_save_checkpoint_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
 
 
-def test_checkpoint_is_a_snapshot_written_while_training_goes_on(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_is_a_snapshot_written_while_training_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The first epoch's checkpoint is still being written when the second epoch trains (the
     write waits for it here), yet it holds the first epoch's state, bit for bit."""
     import threading
@@ -160,39 +169,57 @@ def _set(*keys: Any, value: Any) -> Any:
         for key in keys[:-1]:
             state = state[key]
         state[keys[-1]] = value(state[keys[-1]]) if callable(value) else value
+
     return change
 
 
 # (forgery, what the one line says): right keys, wrong types or shapes; each was taken before
 # and failed only when the epoch's values were computed (or counted wrong)
 FORGED_METERS = {
-    "state of another shape": (_set("meters", "accuracy", "state", "tp", value=torch.zeros(5, dtype=torch.int64)),
-                               "entry `accuracy`: state `tp` is a tensor of shape [5] (int64); a fresh one is [1] "
-                               "(int64)"),
-    "state of another dtype": (_set("meters", "top2_accuracy", "state", "fn", value=lambda t: t.float()),
-                               "entry `top2_accuracy`: state `fn` is a tensor of shape [3] (float32); a fresh one is "
-                               "[3] (int64)"),
-    "state a list": (_set("meters", "accuracy", "state", "tp", value=lambda t: [t]),
-                     "entry `accuracy`: state `tp` is a list, not a tensor"),
-    "config of more classes": (_set("meters", "top2_accuracy", "config", value={"classes": 7, "k": 2}),
-                               "entry `top2_accuracy`: its configuration {'classes': 7, 'k': 2} is not the one its "
-                               "shapes give ({'classes': 3, 'k': 2})"),
-    "shapes garbage": (_set("meters", "accuracy", "shapes", value={"output": "x"}),
-                       "entry `accuracy`: `shapes` is not a pair of sample shapes and a dtype"),
-    "loss values of a matrix": (_set("meters", "loss", "values", value=torch.zeros(3, 3)),
-                                "entry `loss`: `values` is a tensor of shape [3, 3], not a 1-D floating-point tensor"),
-    "loss counts as text": (_set("meters", "loss", "counts", value=lambda c: [str(n) for n in c]),
-                            "entry `loss`: `counts` is not a list of batch sizes"),
-    "fewer counts than losses": (_set("meters", "loss", "counts", value=lambda c: c[:1]),
-                                 "entry `loss`: 3 losses but 1 batch sizes"),
-    "a metric missing": (lambda state: state["meters"].pop("accuracy"),
-                         "holds `loss`, `top2_accuracy`; this run's are `loss`, `accuracy`, `top2_accuracy`"),
+    "state of another shape": (
+        _set("meters", "accuracy", "state", "tp", value=torch.zeros(5, dtype=torch.int64)),
+        "entry `accuracy`: state `tp` is a tensor of shape [5] (int64); a fresh one is [1] (int64)",
+    ),
+    "state of another dtype": (
+        _set("meters", "top2_accuracy", "state", "fn", value=lambda t: t.float()),
+        "entry `top2_accuracy`: state `fn` is a tensor of shape [3] (float32); a fresh one is [3] (int64)",
+    ),
+    "state a list": (
+        _set("meters", "accuracy", "state", "tp", value=lambda t: [t]),
+        "entry `accuracy`: state `tp` is a list, not a tensor",
+    ),
+    "config of more classes": (
+        _set("meters", "top2_accuracy", "config", value={"classes": 7, "k": 2}),
+        "entry `top2_accuracy`: its configuration {'classes': 7, 'k': 2} is not the one its "
+        "shapes give ({'classes': 3, 'k': 2})",
+    ),
+    "shapes garbage": (
+        _set("meters", "accuracy", "shapes", value={"output": "x"}),
+        "entry `accuracy`: `shapes` is not a pair of sample shapes and a dtype",
+    ),
+    "loss values of a matrix": (
+        _set("meters", "loss", "values", value=torch.zeros(3, 3)),
+        "entry `loss`: `values` is a tensor of shape [3, 3], not a 1-D floating-point tensor",
+    ),
+    "loss counts as text": (
+        _set("meters", "loss", "counts", value=lambda c: [str(n) for n in c]),
+        "entry `loss`: `counts` is not a list of batch sizes",
+    ),
+    "fewer counts than losses": (
+        _set("meters", "loss", "counts", value=lambda c: c[:1]),
+        "entry `loss`: 3 losses but 1 batch sizes",
+    ),
+    "a metric missing": (
+        lambda state: state["meters"].pop("accuracy"),
+        "holds `loss`, `top2_accuracy`; this run's are `loss`, `accuracy`, `top2_accuracy`",
+    ),
 }
 
 
 @pytest.mark.parametrize("forgery", FORGED_METERS)
-def test_forged_mid_epoch_meter_state_is_refused_at_resume(forgery: str, mid_epoch: tuple[Any, Path],
-                                                           tmp_path: Path) -> None:
+def test_forged_mid_epoch_meter_state_is_refused_at_resume(
+    forgery: str, mid_epoch: tuple[Any, Path], tmp_path: Path
+) -> None:
     spec, saved = mid_epoch
     change, says = FORGED_METERS[forgery]
     state = torch.load(saved, weights_only=True)

@@ -90,7 +90,12 @@ def test_spec_errors_point_at_the_line(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_nan_loss_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = write_spec(tmp_path, lr="1.0e+30", epochs=5).read_text().replace("BCELoss", "MSELoss").replace("  - Sigmoid: {}\n", "")
+    spec = (
+        write_spec(tmp_path, lr="1.0e+30", epochs=5)
+        .read_text()
+        .replace("BCELoss", "MSELoss")
+        .replace("  - Sigmoid: {}\n", "")
+    )
     path = tmp_path / "nan.yaml"
     path.write_text(spec)
     assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == 3
@@ -103,8 +108,13 @@ def test_ctrl_c_saves_and_exits_130(tmp_path: Path) -> None:
     path = tmp_path / "long.yaml"
     path.write_text(spec)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "netspec", "run", str(path), "--out", str(tmp_path / "runs")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netspec", "run", str(path), "--out", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 60
     while not list((tmp_path / "runs").glob("*/metrics.jsonl")) and time.time() < deadline:
         time.sleep(0.2)

@@ -102,8 +102,7 @@ def load(workdir: Path, *overrides: str) -> Any:
 def single(workdir: Path, out: str | None, *overrides: str, resume: Path | None = None) -> Path:
     """A one-process run in this process (``out`` None: a resumed run goes on in its directory)."""
     with open(os.devnull, "w") as quiet:
-        return train(load(workdir, *overrides), out=workdir / out if out else None, resume=resume,
-                     stream=quiet).run_dir
+        return train(load(workdir, *overrides), out=workdir / out if out else None, resume=resume, stream=quiet).run_dir
 
 
 # ------------------------------------------------------------------------------ processes
@@ -121,15 +120,26 @@ def _marked_pids(marker: str) -> list[int]:
 
 
 @contextlib.contextmanager
-def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None,
-            launcher: tuple[str, ...] = ("-m", "netspec")) -> Iterator[subprocess.Popen]:
+def started(
+    argv: list[str], workdir: Path, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ("-m", "netspec")
+) -> Iterator[subprocess.Popen]:
     """``netspec`` + argv in a new session; on the way out every process it started is killed."""
     marker = uuid.uuid4().hex
-    full_env = {**os.environ, MARK: marker, "PYTHONPATH": os.pathsep.join(
-        [str(workdir), *filter(None, [os.environ.get("PYTHONPATH")]), *sys.path])}
+    full_env = {
+        **os.environ,
+        MARK: marker,
+        "PYTHONPATH": os.pathsep.join([str(workdir), *filter(None, [os.environ.get("PYTHONPATH")]), *sys.path]),
+    }
     full_env.update(env or {})
-    proc = subprocess.Popen([sys.executable, *launcher, *argv], cwd=workdir, env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *launcher, *argv],
+        cwd=workdir,
+        env=full_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:
@@ -143,13 +153,22 @@ def started(argv: list[str], workdir: Path, env: dict[str, str] | None = None,
         assert not _marked_pids(marker), "a process of the test outlived it"
 
 
-def ddp(workdir: Path, *args: str, env: dict[str, str] | None = None, expect: int = 0,
-        torchrun: bool = False, nproc: int = 2) -> tuple[str, float]:
+def ddp(
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    expect: int = 0,
+    torchrun: bool = False,
+    nproc: int = 2,
+) -> tuple[str, float]:
     """``netspec run spec.yaml --nproc 2 ...`` (or ``torchrun --nproc-per-node 2 -m netspec run
     spec.yaml ...``) to its end; (its output, its seconds)."""
     argv = ["run", "spec.yaml", "--allow-import", "killswitch", *args]
-    launcher: tuple[str, ...] = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-                                 "-m", "netspec") if torchrun else ("-m", "netspec")
+    launcher: tuple[str, ...] = (
+        ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "netspec")
+        if torchrun
+        else ("-m", "netspec")
+    )
     if not torchrun:
         argv[2:2] = ["--nproc", str(nproc)]
     t0 = time.monotonic()
@@ -213,13 +232,18 @@ def test_refusals_before_training() -> None:
     if torch.cuda.device_count() < 64:
         with pytest.raises(TrainingError, match="64 processes on this machine but"):
             check_devices(torch.device("cuda", 0), World(0, 64, 0, 64))
-    assert without_nproc(["run", "s.yaml", "--nproc=2", "--nproc", "3", "--epochs", "1"]) == ["run", "s.yaml",
-                                                                                              "--epochs", "1"]
+    assert without_nproc(["run", "s.yaml", "--nproc=2", "--nproc", "3", "--epochs", "1"]) == [
+        "run",
+        "s.yaml",
+        "--epochs",
+        "1",
+    ]
 
 
 def test_launcher_names_the_process_that_failed_first() -> None:
     """torchrun's failure timestamps are whole seconds: the cause is the process that did not
     stop because of another (PeerLost) and was not stopped by torchrun (SIGTERM)."""
+
     class Failure:
         def __init__(self, exitcode: int, message: Any) -> None:
             self.exitcode, self.message, self.timestamp = exitcode, message, 100
@@ -243,9 +267,12 @@ def test_a_refused_combination_starts_no_process(workdir: Path) -> None:
     with started(["run", "spec.yaml", "--nproc", "3", "--allow-import", "killswitch"], workdir) as proc:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
     assert proc.returncode == 2
-    assert out.strip().splitlines() == [(
-        "spec.yaml:15:3: data.batch_size: 16 is the global batch and does not divide among 3 processes; make it a "
-        "multiple of 3 (each process takes batch_size / 3)")]
+    assert out.strip().splitlines() == [
+        (
+            "spec.yaml:15:3: data.batch_size: 16 is the global batch and does not divide among 3 processes; make it a "
+            "multiple of 3 (each process takes batch_size / 3)"
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------ 2 processes
@@ -268,8 +295,18 @@ def test_two_processes_match_one_and_checkpoints_cross_over(workdir: Path) -> No
     single(workdir, None, "train.epochs=3", resume=two / "last.pt")
     assert_same_run(two, three)
     # one process -> DDP, one more epoch
-    ddp(workdir, "--epochs", "3", "--resume", str(one / "last.pt"), "--set", "train.distributed.static_graph=true",
-        "--set", "train.distributed.gradient_as_bucket_view=true", torchrun=True)  # torchrun itself, by hand
+    ddp(
+        workdir,
+        "--epochs",
+        "3",
+        "--resume",
+        str(one / "last.pt"),
+        "--set",
+        "train.distributed.static_graph=true",
+        "--set",
+        "train.distributed.gradient_as_bucket_view=true",
+        torchrun=True,
+    )  # torchrun itself, by hand
     assert_same_run(one, three)
 
 
@@ -277,8 +314,9 @@ def test_two_processes_match_one_and_checkpoints_cross_over(workdir: Path) -> No
 def test_a_killed_rank_stops_the_other_and_resume_matches(workdir: Path) -> None:
     """Rank 1 SIGKILLed in epoch 3: rank 0 stops at once with one line, the launcher names rank 1;
     resumed from last.pt (epoch 2), the run ends where an uninterrupted one does."""
-    out, seconds = ddp(workdir, "--epochs", "4", "--out", "killed", env={"NETSPEC_TEST_KILL": "1:15:kill"},
-                       expect=128 + signal.SIGKILL)
+    out, seconds = ddp(
+        workdir, "--epochs", "4", "--out", "killed", env={"NETSPEC_TEST_KILL": "1:15:kill"}, expect=128 + signal.SIGKILL
+    )
     assert "netspec: rank 1 failed first: killed by SIGKILL" in out
     assert "rank 0: stopped: another process of the run failed or is gone" in out, out
     killed = run_dir_of(out, workdir)
@@ -313,8 +351,7 @@ def test_mixed_precision_under_ddp(workdir: Path, precision: str) -> None:
 def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(workdir: Path) -> None:
     """Ctrl-C at the launcher: every process stops at the same step, last.pt holds each rank's
     RNG and meter states, and the resumed run ends exactly where an uninterrupted one does."""
-    out, _ = ddp(workdir, "--epochs", "3", "--out", "stopped", env={"NETSPEC_TEST_KILL": "0:9:int"},
-                 expect=130)
+    out, _ = ddp(workdir, "--epochs", "3", "--out", "stopped", env={"NETSPEC_TEST_KILL": "0:9:int"}, expect=130)
     stopped = run_dir_of(out, workdir)
     assert torch.load(stopped / "last.pt", weights_only=True)["batch"] > 0
     ddp(workdir, "--epochs", "3", "--resume", str(stopped / "last.pt"))
@@ -326,8 +363,15 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(workdir: Path) -> None:
 def test_a_hung_rank_stops_the_other_after_the_timeout(workdir: Path) -> None:
     """Rank 1 stops answering: rank 0 gives up after train.distributed.timeout with one line,
     torchrun then stops rank 1 (SIGKILL after its 30 s grace: it sleeps through SIGTERM)."""
-    out, seconds = ddp(workdir, "--out", "hung", "--set", "train.distributed.timeout=5",
-                       env={"NETSPEC_TEST_KILL": "1:3:hang"}, expect=128 + signal.SIGKILL)
+    out, seconds = ddp(
+        workdir,
+        "--out",
+        "hung",
+        "--set",
+        "train.distributed.timeout=5",
+        env={"NETSPEC_TEST_KILL": "1:3:hang"},
+        expect=128 + signal.SIGKILL,
+    )
     assert "rank 0: stopped: another process of the run failed or is gone (Timed out waiting 5000ms" in out, out
     assert "netspec: rank 1 failed first: killed by SIGKILL" in out
     assert seconds < 150

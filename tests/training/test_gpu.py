@@ -80,9 +80,14 @@ def test_resume_on_the_gpu_is_exact(tmp_path: Path) -> None:
 
 def test_pinned_batches_for_the_gpu() -> None:
     """pin_memory: batches of the per-sample path come in page-locked memory."""
-    spec = DataSpec.model_validate({"train": {"source": "random", "n": 8, "shapes": {"x": [4]}, "n_classes": 2},
-                                    "transforms": [{"RandomHorizontalFlip": {}}], "batch_size": 4,
-                                    "loader": {"pin_memory": True}})
+    spec = DataSpec.model_validate(
+        {
+            "train": {"source": "random", "n": 8, "shapes": {"x": [4]}, "n_classes": 2},
+            "transforms": [{"RandomHorizontalFlip": {}}],
+            "batch_size": 4,
+            "loader": {"pin_memory": True},
+        }
+    )
     loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0, device=torch.device("cuda"))
     inputs, target = next(iter(loaders.train))
     assert inputs["x"].is_pinned() and target.is_pinned()
@@ -98,8 +103,10 @@ def test_a_cpu_run_leaves_cuda_alone(tmp_path: Path) -> None:
     not even to save the CUDA random generators."""
     path = tmp_path / "cpu.yaml"
     path.write_text(SPEC.format(epochs=1, precision="fp32").replace("device: cuda", "device: cpu"))
-    script = ("import io, sys, torch, netspec\n"
-              f"netspec.train(netspec.load_spec({str(path)!r}), out={str(tmp_path / 'runs')!r}, stream=io.StringIO())\n"
-              "print(torch.cuda.is_initialized())\n")
+    script = (
+        "import io, sys, torch, netspec\n"
+        f"netspec.train(netspec.load_spec({str(path)!r}), out={str(tmp_path / 'runs')!r}, stream=io.StringIO())\n"
+        "print(torch.cuda.is_initialized())\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr

@@ -13,11 +13,17 @@ from netspec.training.spec import InitSpec
 
 from standins import ListLog, Small, make_spec
 
-SEED_003_INIT = {"rules": [
-    {"layer": "Conv2d", "weight": {"kaiming_normal_": {"mode": "fan_out", "nonlinearity": "relu"}}, "bias": {"constant_": {"val": 0.3}}},
-    {"layer": "Linear", "weight": {"normal_": {"std": 0.1}}, "bias": "zeros_"},
-    {"layer": "BatchNorm2d", "weight": {"constant_": {"val": 1}}, "bias": {"constant_": {"val": 0}}},
-]}
+SEED_003_INIT = {
+    "rules": [
+        {
+            "layer": "Conv2d",
+            "weight": {"kaiming_normal_": {"mode": "fan_out", "nonlinearity": "relu"}},
+            "bias": {"constant_": {"val": 0.3}},
+        },
+        {"layer": "Linear", "weight": {"normal_": {"std": 0.1}}, "bias": "zeros_"},
+        {"layer": "BatchNorm2d", "weight": {"constant_": {"val": 1}}, "bias": {"constant_": {"val": 0}}},
+    ]
+}
 
 
 # Arguments and tensor shapes for the init functions that need them; every other function must
@@ -54,13 +60,22 @@ def test_seed_003_init_rules_match_nn_init_by_hand() -> None:
     nn.init.zeros_(ref.bn.bias)
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[k], v, msg=k)
-    assert "init rules[0] Conv2d: weight kaiming_normal_(mode='fan_out', nonlinearity='relu') on 1 tensors (conv.weight)" in log[0]
+    assert (
+        "init rules[0] Conv2d: weight kaiming_normal_(mode='fan_out', nonlinearity='relu') on 1 tensors (conv.weight)"
+        in log[0]
+    )
 
 
 def test_init_by_name_pattern_later_rules_win() -> None:
     model = Small()
-    spec = InitSpec.model_validate({"rules": [{"layer": ["Conv2d", "Linear"], "bias": "ones_"},
-                                              {"name": "fc*", "bias": {"constant_": {"val": 2.0}}}]})
+    spec = InitSpec.model_validate(
+        {
+            "rules": [
+                {"layer": ["Conv2d", "Linear"], "bias": "ones_"},
+                {"name": "fc*", "bias": {"constant_": {"val": 2.0}}},
+            ]
+        }
+    )
     init_model(model, spec)
     assert model.conv.bias.tolist() == [1.0] * 4 and model.fc.bias.tolist() == [2.0, 2.0]
 
@@ -76,11 +91,23 @@ def test_frozen_parameters_are_reported() -> None:
 @pytest.mark.parametrize(
     "rule, path, text",
     [
-        ({"layer": "Linear", "weight": "kaiming_normal"}, ("init", "rules", 0, "weight"), "did you mean `kaiming_normal_`"),
-        ({"layer": "Linear", "weight": {"normal_": {"sdt": 1}}}, ("init", "rules", 0, "weight", "normal_", "sdt"), "`std`"),
+        (
+            {"layer": "Linear", "weight": "kaiming_normal"},
+            ("init", "rules", 0, "weight"),
+            "did you mean `kaiming_normal_`",
+        ),
+        (
+            {"layer": "Linear", "weight": {"normal_": {"sdt": 1}}},
+            ("init", "rules", 0, "weight", "normal_", "sdt"),
+            "`std`",
+        ),
         ({"layer": "Conv2D", "weight": "zeros_"}, ("init", "rules", 0, "layer"), "did you mean `Conv2d`"),
         ({"name": "fcc", "weight": "zeros_"}, ("init", "rules", 0, "name"), "did you mean `fc`"),
-        ({"layer": "Linear", "bias": "kaiming_normal_"}, ("init", "rules", 0, "bias"), "cannot initialise `fc.bias` (2,)"),
+        (
+            {"layer": "Linear", "bias": "kaiming_normal_"},
+            ("init", "rules", 0, "bias"),
+            "cannot initialise `fc.bias` (2,)",
+        ),
     ],
 )
 def test_init_errors(rule: dict, path: tuple, text: str) -> None:

@@ -20,8 +20,14 @@ import pytest
 from netspec.training.launch import nested, root_cause
 from netspec.training.launchenv import VARIABLES, LaunchError, World, read_world, resolve_master
 
-GOOD = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+GOOD = {
+    "RANK": "1",
+    "WORLD_SIZE": "2",
+    "LOCAL_RANK": "1",
+    "LOCAL_WORLD_SIZE": "2",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
 
 
 def env(**changes: str | None) -> dict[str, str]:
@@ -39,39 +45,48 @@ def test_a_good_environment_and_none() -> None:
     assert read_world({"RANK": "0", "WORLD_SIZE": "1"}) == World(0, 1, 0, 1)
 
 
-@pytest.mark.parametrize("changes, fragments", [
-    # malformed numbers
-    ({"RANK": "abc"}, ["RANK='abc' is not a whole number"]),
-    ({"RANK": "1.0"}, ["RANK='1.0' is not a whole number"]),
-    ({"RANK": "1_0"}, ["RANK='1_0' is not a whole number"]),
-    ({"WORLD_SIZE": ""}, ["WORLD_SIZE='' is not a whole number"]),
-    ({"LOCAL_RANK": "x"}, ["LOCAL_RANK='x' is not a whole number"]),
-    # out of range
-    ({"WORLD_SIZE": "-1"}, ["WORLD_SIZE=-1 must be at least 1"]),
-    ({"WORLD_SIZE": "0"}, ["WORLD_SIZE=0 must be at least 1"]),
-    ({"WORLD_SIZE": str(2**40)}, [f"WORLD_SIZE={2**40} is too large"]),
-    ({"RANK": "-1"}, ["RANK=-1 must be at least 0"]),
-    ({"RANK": "2"}, ["RANK=2 must be below WORLD_SIZE=2 (ranks are 0 to 1)"]),
-    ({"LOCAL_RANK": "-1"}, ["LOCAL_RANK=-1 must be at least 0"]),
-    ({"LOCAL_RANK": "2"}, ["LOCAL_RANK=2 must be below LOCAL_WORLD_SIZE=2"]),
-    ({"LOCAL_WORLD_SIZE": "0"}, ["LOCAL_WORLD_SIZE=0 must be at least 1"]),
-    ({"LOCAL_WORLD_SIZE": "3", "LOCAL_RANK": "0"}, ["LOCAL_WORLD_SIZE=3 must not exceed WORLD_SIZE=2"]),
-    ({"LOCAL_WORLD_SIZE": None, "LOCAL_RANK": "5"}, ["LOCAL_RANK=5 must be below WORLD_SIZE=2"]),
-    # the rendezvous address
-    ({"MASTER_ADDR": None}, ["MASTER_ADDR is not set"]),
-    ({"MASTER_ADDR": " "}, ["MASTER_ADDR is empty"]),
-    ({"MASTER_PORT": None}, ["MASTER_PORT is not set"]),
-    ({"MASTER_PORT": "abc"}, ["MASTER_PORT='abc' is not a port (a whole number from 1 to 65535)"]),
-    ({"MASTER_PORT": "0"}, ["MASTER_PORT='0' is not a port"]),
-    ({"MASTER_PORT": "65536"}, ["MASTER_PORT='65536' is not a port"]),
-    ({"MASTER_PORT": "-5"}, ["MASTER_PORT='-5' is not a port"]),
-    # all or none
-    ({"RANK": None}, ["RANK is not set"]),
-    ({"WORLD_SIZE": None}, ["WORLD_SIZE is not set"]),
-    # several at once: each named, in one line
-    ({"RANK": "abc", "WORLD_SIZE": "-1", "MASTER_PORT": "99999"},
-     ["WORLD_SIZE=-1 must be at least 1", "RANK='abc' is not a whole number", "MASTER_PORT='99999' is not a port"]),
-])
+@pytest.mark.parametrize(
+    "changes, fragments",
+    [
+        # malformed numbers
+        ({"RANK": "abc"}, ["RANK='abc' is not a whole number"]),
+        ({"RANK": "1.0"}, ["RANK='1.0' is not a whole number"]),
+        ({"RANK": "1_0"}, ["RANK='1_0' is not a whole number"]),
+        ({"WORLD_SIZE": ""}, ["WORLD_SIZE='' is not a whole number"]),
+        ({"LOCAL_RANK": "x"}, ["LOCAL_RANK='x' is not a whole number"]),
+        # out of range
+        ({"WORLD_SIZE": "-1"}, ["WORLD_SIZE=-1 must be at least 1"]),
+        ({"WORLD_SIZE": "0"}, ["WORLD_SIZE=0 must be at least 1"]),
+        ({"WORLD_SIZE": str(2**40)}, [f"WORLD_SIZE={2**40} is too large"]),
+        ({"RANK": "-1"}, ["RANK=-1 must be at least 0"]),
+        ({"RANK": "2"}, ["RANK=2 must be below WORLD_SIZE=2 (ranks are 0 to 1)"]),
+        ({"LOCAL_RANK": "-1"}, ["LOCAL_RANK=-1 must be at least 0"]),
+        ({"LOCAL_RANK": "2"}, ["LOCAL_RANK=2 must be below LOCAL_WORLD_SIZE=2"]),
+        ({"LOCAL_WORLD_SIZE": "0"}, ["LOCAL_WORLD_SIZE=0 must be at least 1"]),
+        ({"LOCAL_WORLD_SIZE": "3", "LOCAL_RANK": "0"}, ["LOCAL_WORLD_SIZE=3 must not exceed WORLD_SIZE=2"]),
+        ({"LOCAL_WORLD_SIZE": None, "LOCAL_RANK": "5"}, ["LOCAL_RANK=5 must be below WORLD_SIZE=2"]),
+        # the rendezvous address
+        ({"MASTER_ADDR": None}, ["MASTER_ADDR is not set"]),
+        ({"MASTER_ADDR": " "}, ["MASTER_ADDR is empty"]),
+        ({"MASTER_PORT": None}, ["MASTER_PORT is not set"]),
+        ({"MASTER_PORT": "abc"}, ["MASTER_PORT='abc' is not a port (a whole number from 1 to 65535)"]),
+        ({"MASTER_PORT": "0"}, ["MASTER_PORT='0' is not a port"]),
+        ({"MASTER_PORT": "65536"}, ["MASTER_PORT='65536' is not a port"]),
+        ({"MASTER_PORT": "-5"}, ["MASTER_PORT='-5' is not a port"]),
+        # all or none
+        ({"RANK": None}, ["RANK is not set"]),
+        ({"WORLD_SIZE": None}, ["WORLD_SIZE is not set"]),
+        # several at once: each named, in one line
+        (
+            {"RANK": "abc", "WORLD_SIZE": "-1", "MASTER_PORT": "99999"},
+            [
+                "WORLD_SIZE=-1 must be at least 1",
+                "RANK='abc' is not a whole number",
+                "MASTER_PORT='99999' is not a port",
+            ],
+        ),
+    ],
+)
 def test_each_wrong_variable_is_named_with_its_value_and_the_fix(changes: dict, fragments: list[str]) -> None:
     with pytest.raises(LaunchError) as info:
         read_world(env(**changes))
@@ -82,8 +97,15 @@ def test_each_wrong_variable_is_named_with_its_value_and_the_fix(changes: dict, 
     assert "torchrun sets these variables" in line and "for one process, unset" in line
 
 
-@pytest.mark.parametrize("partial", [{"RANK": "1"}, {"LOCAL_RANK": "0"}, {"MASTER_ADDR": "127.0.0.1"},
-                                     {"WORLD_SIZE": "1", "RANK": "0", "MASTER_PORT": "29500"}])
+@pytest.mark.parametrize(
+    "partial",
+    [
+        {"RANK": "1"},
+        {"LOCAL_RANK": "0"},
+        {"MASTER_ADDR": "127.0.0.1"},
+        {"WORLD_SIZE": "1", "RANK": "0", "MASTER_PORT": "29500"},
+    ],
+)
 def test_some_variables_without_the_others_are_refused(partial: dict[str, str]) -> None:
     """All or none: a lone variable is a launch gone wrong, not a one-process run (a lone process
     may leave out both MASTER_ADDR and MASTER_PORT, not one of them)."""
@@ -129,8 +151,14 @@ def netspec_run(tmp_path: Path, variables: dict[str, str]) -> tuple[subprocess.C
     environ = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     environ.update(variables, PYTHONPATH=os.pathsep.join(sys.path))
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "netspec", "run", "spec.yaml", "--out", "runs"], cwd=tmp_path,
-                          env=environ, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "netspec", "run", "spec.yaml", "--out", "runs"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done, time.monotonic() - t0
 
 

@@ -55,8 +55,9 @@ def test_parity_with_scheduler_and_clip(tmp_path: Path) -> None:
 def test_parity_grad_accumulation(tmp_path: Path) -> None:
     # 7 batches of 14 (98 samples) with accumulation 3: windows of 3, 3 and a short 1.
     data = Loaders(Loader(*blobs(98), 14))
-    spec = make_spec(train={"epochs": 2, "grad_accumulation": 3},
-                     scheduler={"CosineAnnealingLR": {}})  # T_max filled in: 2 epochs
+    spec = make_spec(
+        train={"epochs": 2, "grad_accumulation": 3}, scheduler={"CosineAnnealingLR": {}}
+    )  # T_max filled in: 2 epochs
     result = run(spec, tmp_path, data=data)
     ref = mlp()
     opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
@@ -75,7 +76,10 @@ def test_train_loss_is_sample_weighted_mean(tmp_path: Path) -> None:
     x, y = blobs(40)
     set_seed(0)
     model.train()
-    expected = sum(F.cross_entropy(model(x[i:i + 16]), y[i:i + 16]).item() * len(y[i:i + 16]) for i in range(0, 40, 16)) / 40
+    expected = (
+        sum(F.cross_entropy(model(x[i : i + 16]), y[i : i + 16]).item() * len(y[i : i + 16]) for i in range(0, 40, 16))
+        / 40
+    )
     assert result.history[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -115,7 +119,9 @@ def test_nan_skip_drops_the_batch(tmp_path: Path) -> None:
 
 
 def test_early_stopping(tmp_path: Path) -> None:
-    spec = make_spec(optimizer={"SGD": {"lr": 0.0}}, train={"epochs": 10, "early_stopping": {"monitor": "val_loss", "patience": 2}})
+    spec = make_spec(
+        optimizer={"SGD": {"lr": 0.0}}, train={"epochs": 10, "early_stopping": {"monitor": "val_loss", "patience": 2}}
+    )
     result = run(spec, tmp_path)  # lr 0: val_loss never improves after epoch 1
     assert result.stop_reason == "early_stopping" and result.epochs == 3
 
@@ -129,10 +135,16 @@ def test_stop_when_seed_000_logistic_regression(tmp_path: Path) -> None:
     y = torch.cat([torch.zeros(100), torch.ones(100)])
     model = nn.Sequential(nn.Linear(2, 1), nn.Sigmoid())
     spec = make_spec(
-        outputs=["prob"], inputs={"x": {"shape": [2]}},
-        loss="BCELoss", optimizer={"SGD": {"lr": 0.01, "momentum": 0.9}},
-        train={"epochs": 1000, "metrics": ["accuracy"], "checkpoint": {"every": 100},
-               "stop_when": {"monitor": "train_accuracy", "above": 0.99, "check_every": "step"}},
+        outputs=["prob"],
+        inputs={"x": {"shape": [2]}},
+        loss="BCELoss",
+        optimizer={"SGD": {"lr": 0.01, "momentum": 0.9}},
+        train={
+            "epochs": 1000,
+            "metrics": ["accuracy"],
+            "checkpoint": {"every": 100},
+            "stop_when": {"monitor": "train_accuracy", "above": 0.99, "check_every": "step"},
+        },
     )
     result = run(spec, tmp_path, model=model, data=Loaders(Loader(x, y, 200, shuffle=False)))
     assert result.stop_reason == "stop_when"
@@ -209,8 +221,7 @@ def test_no_host_read_per_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for batch in (16, 4):  # 6 or 24 steps an epoch; fewer than one queued NaN check
         reads = _count_host_reads(monkeypatch)
         # SGD: CPU Adam reads its step counters with .item() (CPU tensors on a GPU run too: no sync)
-        spec = make_spec(train={"epochs": 3, "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}],
-                                "grad_clip": 1.0})
+        spec = make_spec(train={"epochs": 3, "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}], "grad_clip": 1.0})
         run(spec, tmp_path / str(batch), data=loaders(batch=batch))
         counts.append(len(reads))
         monkeypatch.undo()
@@ -250,8 +261,13 @@ def test_no_device_sync_per_step_on_cuda(tmp_path: Path, monkeypatch: pytest.Mon
     from datafiles import write_pt
 
     write_pt(tmp_path / "d.pt", {"x": x, "y": y})
-    data = build_loaders(DataSpec.model_validate({"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 32}),
-                         base_dir=tmp_path, input_names=["x"], seed=0, device=torch.device("cuda"))
+    data = build_loaders(
+        DataSpec.model_validate({"train": {"source": "tensors", "path": "d.pt"}, "batch_size": 32}),
+        base_dir=tmp_path,
+        input_names=["x"],
+        seed=0,
+        device=torch.device("cuda"),
+    )
     calls = [0]
     real_forward, real_check = loop.forward, NanWatch.check
 
@@ -268,19 +284,26 @@ def test_no_device_sync_per_step_on_cuda(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(loop, "forward", forward)
     monkeypatch.setattr(NanWatch, "check", check)
-    spec = make_spec(train={"epochs": 2, "device": "cuda", "metrics": ["accuracy"], "grad_clip": 1.0},
-                     optimizer={"Adam": {"lr": 0.01}})
+    spec = make_spec(
+        train={"epochs": 2, "device": "cuda", "metrics": ["accuracy"], "grad_clip": 1.0},
+        optimizer={"Adam": {"lr": 0.01}},
+    )
     try:
         result = run(spec, tmp_path, data=Loaders(data.train))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert result.steps == 2 * 64
+
+
 def test_nan_in_the_data_is_blamed_on_the_data(tmp_path: Path) -> None:
     """A NaN input (here from a loader given in Python; netspec's own loaders refuse NaN when
     they are built) makes the loss NaN: the message says the batch holds it, not the lr."""
     x, y = blobs(96)
     x[20, 3] = float("nan")
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 2 \(batch 2 of 6\): the batch's input "
-                                            r"`x` holds NaN or inf") as err:
+    with pytest.raises(
+        NonFiniteLoss,
+        match=r"loss is nan at epoch 1, step 2 \(batch 2 of 6\): the batch's input "
+        r"`x` holds NaN or inf",
+    ) as err:
         run(make_spec(train={"epochs": 1}), tmp_path, data=Loaders(Loader(x, y, 16, shuffle=False)))
     assert "learning rate" not in str(err.value) and "transforms" in (err.value.hint or "")

@@ -58,7 +58,7 @@ def test_every_registered_loss_builds_and_runs(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n, e in LOSSES.items() if e.inputs != 2))
 def test_losses_taking_more_tensors_are_refused_clearly(name: str) -> None:
-    with pytest.raises(SpecError, match="compares .* tensors") as err:
+    with pytest.raises(SpecError, match=r"compares .* tensors") as err:
         make_spec(loss=name, outputs=["y"])
     assert err.value.path == ("loss",)
 
@@ -87,14 +87,18 @@ def test_class_weight_list_becomes_a_tensor() -> None:
     w = [1, 1, 1, 1, 3, 1, 1, 1, 1, 1]  # seed 003's commented-out weighting
     out, y = torch.randn(8, 10), torch.randint(10, (8,))
     crit = build_criterion(LossSpec.model_validate({"CrossEntropyLoss": {"weight": w}}), ["y"])
-    torch.testing.assert_close(crit({"y": out}, y), F.cross_entropy(out, y, weight=torch.tensor(w, dtype=torch.float32)))
+    torch.testing.assert_close(
+        crit({"y": out}, y), F.cross_entropy(out, y, weight=torch.tensor(w, dtype=torch.float32))
+    )
     assert crit.state_dict()["losses.0.weight"].tolist() == [float(v) for v in w]  # moves with .to(device)
 
 
 def test_pos_weight_list_for_bce_with_logits() -> None:
     out, y = torch.randn(4, 2), torch.rand(4, 2)
     crit = build_criterion(LossSpec.model_validate({"BCEWithLogitsLoss": {"pos_weight": [2.0, 0.5]}}), ["y"])
-    torch.testing.assert_close(crit({"y": out}, y), F.binary_cross_entropy_with_logits(out, y, pos_weight=torch.tensor([2.0, 0.5])))
+    torch.testing.assert_close(
+        crit({"y": out}, y), F.binary_cross_entropy_with_logits(out, y, pos_weight=torch.tensor([2.0, 0.5]))
+    )
 
 
 # --------------------------------------------------------------------------- netspec losses against references
@@ -190,8 +194,9 @@ def test_weighted_sum_unet_style() -> None:
 def test_loss_per_output() -> None:
     out = {"probs": torch.randn(4, 10), "features": torch.randn(4, 6)}
     targets = {"probs": torch.randint(10, (4,)), "feat": torch.randn(4, 6)}
-    spec = LossSpec.model_validate({"outputs": {"probs": "CrossEntropyLoss",
-                                                "features": {"MSELoss": {}, "weight": 0.1, "target": "feat"}}})
+    spec = LossSpec.model_validate(
+        {"outputs": {"probs": "CrossEntropyLoss", "features": {"MSELoss": {}, "weight": 0.1, "target": "feat"}}}
+    )
     crit = build_criterion(spec, ["probs", "features"])
     expected = F.cross_entropy(out["probs"], targets["probs"]) + 0.1 * F.mse_loss(out["features"], targets["feat"])
     torch.testing.assert_close(crit(out, targets), expected)
@@ -214,7 +219,11 @@ def test_missing_target_key_is_a_data_error() -> None:
         ({"CrossEntropyLos": {}}, ("loss", "CrossEntropyLos"), "CrossEntropyLoss"),
         ({"name": "MSELos"}, ("loss", "name"), "MSELoss"),
         ({"sum": ["CrossEntropyLoss", {"Dise": {}}]}, ("loss", "sum", 1, "Dise"), "Dice"),
-        ({"CrossEntropyLoss": {"label_smoothin": 0.1}}, ("loss", "CrossEntropyLoss", "label_smoothin"), "label_smoothing"),
+        (
+            {"CrossEntropyLoss": {"label_smoothin": 0.1}},
+            ("loss", "CrossEntropyLoss", "label_smoothin"),
+            "label_smoothing",
+        ),
         ({"name": "Dice", "args": {"smoth": 1}}, ("loss", "args", "smoth"), "smooth"),
     ],
 )

@@ -31,20 +31,21 @@ def test_metric_set_state_round_trip() -> None:
     out, y = torch.randn(40, 6), torch.randint(6, (40,))
     whole, half = MetricSet(specs, ["y"]), MetricSet(specs, ["y"])
     for i in range(0, 40, 8):
-        whole.update({"y": out[i:i + 8]}, y[i:i + 8], torch.tensor(float(i)), 8)
+        whole.update({"y": out[i : i + 8]}, y[i : i + 8], torch.tensor(float(i)), 8)
     for i in range(0, 16, 8):
-        half.update({"y": out[i:i + 8]}, y[i:i + 8], torch.tensor(float(i)), 8)
+        half.update({"y": out[i : i + 8]}, y[i : i + 8], torch.tensor(float(i)), 8)
     resumed = MetricSet(specs, ["y"])
     resumed.load_state_dict(half.state_dict())
     for i in range(16, 40, 8):
-        resumed.update({"y": out[i:i + 8]}, y[i:i + 8], torch.tensor(float(i)), 8)
+        resumed.update({"y": out[i : i + 8]}, y[i : i + 8], torch.tensor(float(i)), 8)
     assert resumed.compute() == whole.compute()
 
 
 def test_output_scores_from_the_loss() -> None:
     two = ["probs", "logits"]
-    spec = LossSpec.model_validate({"outputs": {"probs": "BCELoss", "logits": {"sum": ["CrossEntropyLoss",
-                                                                                    {"Dice": {}}]}}})
+    spec = LossSpec.model_validate(
+        {"outputs": {"probs": "BCELoss", "logits": {"sum": ["CrossEntropyLoss", {"Dice": {}}]}}}
+    )
     assert output_scores(spec, two) == {"probs": (False, "float"), "logits": (True, None)}
     assert output_scores(LossSpec.model_validate({"Dice": {"from_logits": False}}), ["y"]) == {"y": (False, "custom")}
     assert output_scores(None, ["y"]) == {"y": (None, None)}

@@ -4,8 +4,8 @@ batches (and in chunks); logits vs probabilities; the names a spec's metrics are
 from __future__ import annotations
 
 import re
-
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -42,10 +42,12 @@ def _iou(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 #: the registry needs an entry here: every metric is held to torchmetrics.
 REFERENCES: dict[str, Callable[[torch.Tensor, torch.Tensor], Any]] = {
     "accuracy": lambda out, y: multiclass_accuracy(out, y, out.shape[1], average="micro"),
-    "top_k_accuracy": lambda out, y: multiclass_accuracy(out, y, out.shape[1], top_k=min(5, out.shape[1]),
-                                                         average="micro"),
-    "dice": lambda out, y: dice_score(out.argmax(1), y, out.shape[1], average="macro", aggregation_level="global",
-                                      input_format="index"),
+    "top_k_accuracy": lambda out, y: multiclass_accuracy(
+        out, y, out.shape[1], top_k=min(5, out.shape[1]), average="micro"
+    ),
+    "dice": lambda out, y: dice_score(
+        out.argmax(1), y, out.shape[1], average="macro", aggregation_level="global", input_format="index"
+    ),
     "iou": _iou,
     "mse": lambda out, y: mean_squared_error(out.squeeze(1), y),
     "mae": lambda out, y: mean_absolute_error(out.squeeze(1), y),
@@ -54,7 +56,7 @@ REFERENCES: dict[str, Callable[[torch.Tensor, torch.Tensor], Any]] = {
 
 def fed(metric: Any, output: torch.Tensor, target: torch.Tensor, batch: int) -> Any:
     for i in range(0, len(output), batch):
-        metric.update(output[i:i + batch], target[i:i + batch])
+        metric.update(output[i : i + batch], target[i : i + batch])
     return metric
 
 
@@ -75,8 +77,9 @@ def test_every_metric_resumes_mid_epoch_and_resets(name: str, monkeypatch: pytes
     half = fed(METRICS[name](), output[:4], target[:4], 1)
     state = half.state_dict()  # what a checkpoint taken mid-epoch holds
     restored = METRICS[name]()
-    restored.load_state_dict(torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t,
-                                                          state))
+    restored.load_state_dict(
+        torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, state)
+    )
     assert fed(restored, output[4:], target[4:], 2).compute() == pytest.approx(whole, rel=1e-6)
     restored.reset()
     assert restored.compute() != restored.compute()  # nan when empty
@@ -89,9 +92,14 @@ def test_every_metric_refuses_a_forged_state(name: str) -> None:
     (the checkpoint loader turns the ValueError into "damaged ... its `meters` cannot be restored")."""
     output, target = DATA[METRICS[name].task]
     state = fed(METRICS[name](), output[:4], target[:4], 1).state_dict()
-    forged = [{"config": state["config"]}, {**state, "updates": "3"}, {**state, "updates": 0},
-              {**state, "state": {"x": torch.zeros(1)}}, {**state, "state": {k: "1" for k in state["state"]}},
-              {**state, "config": ["num_classes"]}]
+    forged = [
+        {"config": state["config"]},
+        {**state, "updates": "3"},
+        {**state, "updates": 0},
+        {**state, "state": {"x": torch.zeros(1)}},
+        {**state, "state": {k: "1" for k in state["state"]}},
+        {**state, "config": ["num_classes"]},
+    ]
     for bad in forged:
         with pytest.raises(ValueError):
             METRICS[name]().load_state_dict(bad)
@@ -112,11 +120,15 @@ def test_every_metric_checks_its_state_against_a_fresh_one(name: str) -> None:
         "shape": ({**state, "state": {**state["state"], key: wider}}, f"state `{key}` is a tensor of shape [7"),
         "dtype": ({**state, "state": {**state["state"], key: value.to(torch.float64)}}, "(float64); a fresh one is"),
         "list": ({**state, "state": {**state["state"], key: [value]}}, f"state `{key}` is a list, not a tensor"),
-        "config": ({**state, "config": {**state["config"], "classes": 9}} if state["config"] else
-                   {**state, "config": {"classes": 9}}, "is not the one its shapes give"),
+        "config": (
+            {**state, "config": {**state["config"], "classes": 9}}
+            if state["config"]
+            else {**state, "config": {"classes": 9}},
+            "is not the one its shapes give",
+        ),
         "dtype name": ({**state, "shapes": {**state["shapes"], "target_dtype": "load"}}, "`shapes` is not a pair"),
     }
-    for what, (bad, says) in forged.items():
+    for bad, says in forged.values():
         with pytest.raises(ValueError, match=re.escape(says)):
             METRICS[name]().load_state_dict(bad)
     with pytest.raises(ValueError, match=re.escape(f"saved for an output of shape {list(output.shape[1:])}")):
@@ -139,8 +151,9 @@ def test_binary_accuracy_of_logits_follows_the_loss() -> None:
     probs = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("BCELoss"))
     probs.update({"y": torch.sigmoid(logits)}, y, torch.tensor(0.0), 1000)  # seed 000: probabilities
     assert probs.compute()["accuracy"] == pytest.approx(expected)
-    said = MetricSet([MetricSpec.model_validate({"accuracy": {"from_logits": True}})], ["y"],
-                     LossSpec.model_validate("MSELoss"))  # the metric's own word wins
+    said = MetricSet(
+        [MetricSpec.model_validate({"accuracy": {"from_logits": True}})], ["y"], LossSpec.model_validate("MSELoss")
+    )  # the metric's own word wins
     said.update({"y": logits}, y, torch.tensor(0.0), 1000)
     assert said.compute()["accuracy"] == pytest.approx(expected)
 
@@ -152,8 +165,9 @@ def test_accuracy_threshold_multilabel_and_soft_targets() -> None:
     logits, labels = torch.randn(20, 3, generator=g), torch.randint(2, (20, 3), generator=g).float()
     ml = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("BCEWithLogitsLoss"))
     ml.update({"y": logits}, labels, torch.tensor(0.0), 20)  # multi-label: every element counts
-    assert ml.compute()["accuracy"] == pytest.approx(float(multilabel_accuracy(logits, labels.long(), 3,
-                                                                               average="micro")))
+    assert ml.compute()["accuracy"] == pytest.approx(
+        float(multilabel_accuracy(logits, labels.long(), 3, average="micro"))
+    )
     soft = F.softmax(torch.randn(20, 3, generator=g), 1)  # CrossEntropyLoss with class probabilities
     ce = MetricSet([MetricSpec.model_validate("accuracy")], ["y"], LossSpec.model_validate("CrossEntropyLoss"))
     ce.update({"y": logits}, soft, torch.tensor(0.0), 20)
@@ -162,12 +176,14 @@ def test_accuracy_threshold_multilabel_and_soft_targets() -> None:
 
 def test_dice_and_iou_without_background_and_binary() -> None:
     out, y = DATA["segmentation"]
-    expected = dice_score(out.argmax(1), y, 3, include_background=False, average="macro",
-                          aggregation_level="global", input_format="index")
+    expected = dice_score(
+        out.argmax(1), y, 3, include_background=False, average="macro", aggregation_level="global", input_format="index"
+    )
     assert fed(METRICS["dice"](include_background=False), out, y, 2).compute() == pytest.approx(float(expected))
     per_class = multiclass_jaccard_index(out.argmax(1).flatten(), y.flatten(), 3, average="none")
     assert fed(METRICS["iou"](include_background=False), out, y, 2).compute() == pytest.approx(
-        float(per_class[1:].mean()))
+        float(per_class[1:].mean())
+    )
     logits = torch.tensor([[3.0, -2.0, 1.0, -1.0]])  # binary: the foreground of one score per pixel
     mask = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
     dice = METRICS["dice"]()
@@ -195,8 +211,11 @@ def test_metric_set_names_and_errors() -> None:
     with pytest.raises(SpecError, match="listed twice"):
         make_spec(train={"metrics": ["accuracy"] * 2}, outputs=["y"])
     with pytest.raises(SpecError, match="say which one") as err:
-        make_spec(loss={"CrossEntropyLoss": {}, "output": "probs"}, train={"metrics": ["accuracy"]},
-                  outputs=["probs", "features"])
+        make_spec(
+            loss={"CrossEntropyLoss": {}, "output": "probs"},
+            train={"metrics": ["accuracy"]},
+            outputs=["probs", "features"],
+        )
     assert err.value.path == ("train", "metrics", 0)
     with pytest.raises(SpecError, match="threshold is a probability"):
         make_spec(train={"metrics": [{"accuracy": {"threshold": 0}}]})

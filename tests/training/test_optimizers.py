@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -22,15 +24,19 @@ def resnet18() -> nn.Module:
 
 def test_seed_003_param_groups_match_torch() -> None:
     """optim.SGD([{'params': net.fc.parameters()},
-                  {'params': net.layer4[0].conv1.parameters(), 'lr': 1e-2}], lr=1e-5)"""
+    {'params': net.layer4[0].conv1.parameters(), 'lr': 1e-2}], lr=1e-5)"""
     ours, ref = resnet18(), resnet18()
-    spec = OptimizerSpec.model_validate({
-        "SGD": {"lr": 1e-5},
-        "groups": [{"params": "fc.*"}, {"params": "layer4.0.conv1.*", "lr": 1e-2}],
-        "ungrouped": "exclude",  # the seed optimises only these two groups
-    })
+    spec = OptimizerSpec.model_validate(
+        {
+            "SGD": {"lr": 1e-5},
+            "groups": [{"params": "fc.*"}, {"params": "layer4.0.conv1.*", "lr": 1e-2}],
+            "ungrouped": "exclude",  # the seed optimises only these two groups
+        }
+    )
     opt = build_optimizer(spec, ours)
-    ref_opt = torch.optim.SGD([{"params": ref.fc.parameters()}, {"params": ref.layer4[0].conv1.parameters(), "lr": 1e-2}], lr=1e-5)
+    ref_opt = torch.optim.SGD(
+        [{"params": ref.fc.parameters()}, {"params": ref.layer4[0].conv1.parameters(), "lr": 1e-2}], lr=1e-5
+    )
     assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
     assert [len(g["params"]) for g in opt.param_groups] == [2, 1]
     assert not ours.conv1.weight.requires_grad  # excluded, so no gradient is computed for it
@@ -46,8 +52,13 @@ def test_ungrouped_params_join_the_default_group_and_frozen_are_left_out() -> No
     model = resnet18()
     for p in model.layer1.parameters():
         p.requires_grad_(False)
-    spec = OptimizerSpec.model_validate({"name": "AdamW", "args": {"lr": 1e-3, "weight_decay": 0.05},
-                                         "groups": [{"params": ["layer4.*", "fc.*"], "lr": 1e-4, "weight_decay": 0.0}]})
+    spec = OptimizerSpec.model_validate(
+        {
+            "name": "AdamW",
+            "args": {"lr": 1e-3, "weight_decay": 0.05},
+            "groups": [{"params": ["layer4.*", "fc.*"], "lr": 1e-4, "weight_decay": 0.0}],
+        }
+    )
     opt = build_optimizer(spec, model)
     grouped, default = opt.param_groups
     assert (grouped["lr"], grouped["weight_decay"], default["lr"], default["weight_decay"]) == (1e-4, 0.0, 1e-3, 0.05)
@@ -58,8 +69,14 @@ def test_ungrouped_params_join_the_default_group_and_frozen_are_left_out() -> No
 
 def test_regex_groups_and_per_group_args() -> None:
     model = resnet18()
-    spec = OptimizerSpec.model_validate({"SGD": {"lr": 0.1}, "groups": [
-        {"params": r".*\.bias|.*bn\d\..*", "match": "regex", "weight_decay": 0.0, "args": {"momentum": 0.5}}]})
+    spec = OptimizerSpec.model_validate(
+        {
+            "SGD": {"lr": 0.1},
+            "groups": [
+                {"params": r".*\.bias|.*bn\d\..*", "match": "regex", "weight_decay": 0.0, "args": {"momentum": 0.5}}
+            ],
+        }
+    )
     opt = build_optimizer(spec, model)
     assert opt.param_groups[0]["momentum"] == 0.5 and opt.param_groups[1]["momentum"] == 0
 
@@ -92,11 +109,36 @@ def test_optimizer_errors() -> None:
     cases = [
         ({"SGDD": {}}, SpecError, ("optimizer", "SGDD"), "`SGD`"),
         ({"SGD": {"momentun": 0.9}}, SpecError, ("optimizer", "SGD", "momentun"), "`momentum`"),
-        ({"SGD": {}, "groups": [{"params": "layer4.0.conv.*"}]}, SpecError, ("optimizer", "groups", 0, "params"), "`layer4.0.conv1.*`"),
-        ({"SGD": {}, "groups": [{"params": ["fc.*", "nope.*"]}]}, SpecError, ("optimizer", "groups", 0, "params", 1), None),
-        ({"SGD": {}, "groups": [{"params": "layer4.*"}, {"params": "layer4.0.*"}]}, SpecError, ("optimizer", "groups", 1, "params"), None),
-        ({"SGD": {}, "groups": [{"params": "fc.*", "args": {"betas": [0.9, 0.9]}}]}, SpecError, ("optimizer", "groups", 0, "betas"), None),
-        ({"SGD": {}, "groups": [{"params": "(", "match": "regex"}]}, SpecError, ("optimizer", "groups", 0, "params"), None),
+        (
+            {"SGD": {}, "groups": [{"params": "layer4.0.conv.*"}]},
+            SpecError,
+            ("optimizer", "groups", 0, "params"),
+            "`layer4.0.conv1.*`",
+        ),
+        (
+            {"SGD": {}, "groups": [{"params": ["fc.*", "nope.*"]}]},
+            SpecError,
+            ("optimizer", "groups", 0, "params", 1),
+            None,
+        ),
+        (
+            {"SGD": {}, "groups": [{"params": "layer4.*"}, {"params": "layer4.0.*"}]},
+            SpecError,
+            ("optimizer", "groups", 1, "params"),
+            None,
+        ),
+        (
+            {"SGD": {}, "groups": [{"params": "fc.*", "args": {"betas": [0.9, 0.9]}}]},
+            SpecError,
+            ("optimizer", "groups", 0, "betas"),
+            None,
+        ),
+        (
+            {"SGD": {}, "groups": [{"params": "(", "match": "regex"}]},
+            SpecError,
+            ("optimizer", "groups", 0, "params"),
+            None,
+        ),
         ("LBFGS", SpecError, ("optimizer",), None),
     ]
     for raw, exc, path, hint in cases:
@@ -108,8 +150,11 @@ def test_optimizer_errors() -> None:
 
 
 def test_two_groups_matching_one_param_name_it() -> None:
-    with pytest.raises(SpecError, match="parameter `layer4.0.conv1.weight` matches groups 0 and 1"):
-        build_optimizer(OptimizerSpec.model_validate({"SGD": {}, "groups": [{"params": "layer4.*"}, {"params": "*conv1*"}]}), resnet18())
+    with pytest.raises(SpecError, match=re.escape("parameter `layer4.0.conv1.weight` matches groups 0 and 1")):
+        build_optimizer(
+            OptimizerSpec.model_validate({"SGD": {}, "groups": [{"params": "layer4.*"}, {"params": "*conv1*"}]}),
+            resnet18(),
+        )
 
 
 def test_nothing_to_train() -> None:
@@ -131,6 +176,7 @@ def test_stand_in_is_the_optimizer_with_its_defaults(name: str) -> None:
     wrapped = hasattr(cls.add_param_group, "__wrapped__")  # torch's dynamo guard, when there is one
     assert (_stand_in_class(cls).add_param_group is not cls.add_param_group) == wrapped
     drop = {"params"}
-    assert [{k: v for k, v in g.items() if k not in drop} for g in stand_in.param_groups] == \
-        [{k: v for k, v in g.items() if k not in drop} for g in real.param_groups]
+    assert [{k: v for k, v in g.items() if k not in drop} for g in stand_in.param_groups] == [
+        {k: v for k, v in g.items() if k not in drop} for g in real.param_groups
+    ]
     assert cls.add_param_group is getattr(torch.optim, name).add_param_group  # torch's class untouched

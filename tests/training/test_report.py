@@ -114,7 +114,9 @@ def test_tensorboard_gets_the_model_graph_once(tmp_path: Path, monkeypatch: pyte
 
 
 def test_tensorboard_graph_with_tensorboard_itself(tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard", reason="tensorboard is not installed (the graph is tested with a stand-in above)")
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is not installed (the graph is tested with a stand-in above)"
+    )
     result = _train_tiny(tmp_path, "tb")
     assert "TensorBoard: model graph written to tb/" in (result.run_dir / "train.log").read_text()
     assert list((result.run_dir / "tb").glob("events.out.tfevents.*"))

@@ -25,16 +25,31 @@ from standins import loaders, make_spec, mlp, run
         ({"loss": "CrossEntropy"}, ("loss",), "did you mean `CrossEntropyLoss`?"),
         ({"loss": {"outputs": {"logit": "CrossEntropyLoss"}}}, ("loss", "outputs", "logit"), "did you mean `logits`?"),
         ({"train": {"metrics": ["acuracy"]}}, ("train", "metrics", 0), "did you mean `accuracy`?"),
-        ({"train": {"metrics": [{"top_k_accuracy": {"kk": 5}}]}}, ("train", "metrics", 0, "top_k_accuracy", "kk"),
-         "did you mean `k`?"),
-        ({"train": {"early_stopping": {"monitor": "val_los"}}}, ("train", "early_stopping", "monitor"),
-         "did you mean `val_loss`?"),
-        ({"train": {"stop_when": {"monitor": "train_accuracy", "above": 0.99}}}, ("train", "stop_when", "monitor"),
-         "add `accuracy` to train.metrics"),
-        ({"train": {"checkpoint": {"monitor": "val_top5_accuracy"}}}, ("train", "checkpoint", "monitor"),
-         "add `top5_accuracy` to train.metrics"),
-        ({"init": {"rules": [{"layer": "Linear", "weight": "xavier"}]}}, ("init", "rules", 0, "weight"),
-         "did you mean `xavier_normal_`"),
+        (
+            {"train": {"metrics": [{"top_k_accuracy": {"kk": 5}}]}},
+            ("train", "metrics", 0, "top_k_accuracy", "kk"),
+            "did you mean `k`?",
+        ),
+        (
+            {"train": {"early_stopping": {"monitor": "val_los"}}},
+            ("train", "early_stopping", "monitor"),
+            "did you mean `val_loss`?",
+        ),
+        (
+            {"train": {"stop_when": {"monitor": "train_accuracy", "above": 0.99}}},
+            ("train", "stop_when", "monitor"),
+            "add `accuracy` to train.metrics",
+        ),
+        (
+            {"train": {"checkpoint": {"monitor": "val_top5_accuracy"}}},
+            ("train", "checkpoint", "monitor"),
+            "add `top5_accuracy` to train.metrics",
+        ),
+        (
+            {"init": {"rules": [{"layer": "Linear", "weight": "xavier"}]}},
+            ("init", "rules", 0, "weight"),
+            "did you mean `xavier_normal_`",
+        ),
         ({"train": {"metrics": ["accuracy", {"accuracy": {"threshold": 0.2}}]}}, ("train", "metrics", 1), ""),
     ],
 )
@@ -51,14 +66,19 @@ def test_a_full_spec_is_accepted() -> None:
         optimizer={"AdamW": {"lr": 3e-4}, "groups": [{"params": "0.*", "lr": 1e-4}]},
         scheduler=[{"LinearLR": {"start_factor": 0.1}, "duration": 2}, {"CosineAnnealingLR": {"eta_min": 1e-6}}],
         init={"rules": [{"layer": "Linear", "weight": "xavier_uniform_", "bias": "zeros_"}]},
-        train={"epochs": 5, "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}],
-               "early_stopping": {"monitor": "val_accuracy", "patience": 2},
-               "checkpoint": {"monitor": "val_top2_accuracy"}, "grad_clip": {"max_norm": 1.0, "norm_type": 2}},
+        train={
+            "epochs": 5,
+            "metrics": ["accuracy", {"top_k_accuracy": {"k": 2}}],
+            "early_stopping": {"monitor": "val_accuracy", "patience": 2},
+            "checkpoint": {"monitor": "val_top2_accuracy"},
+            "grad_clip": {"max_norm": 1.0, "norm_type": 2},
+        },
     )
 
 
-@pytest.mark.parametrize("missing, hint", [("loss", "loss: CrossEntropyLoss"),
-                                           ("optimizer", "optimizer: {Adam: {lr: 0.001}}")])
+@pytest.mark.parametrize(
+    "missing, hint", [("loss", "loss: CrossEntropyLoss"), ("optimizer", "optimizer: {Adam: {lr: 0.001}}")]
+)
 def test_a_run_needs_loss_and_optimizer(tmp_path: Path, missing: str, hint: str) -> None:
     spec = make_spec(**{missing: None})  # a model-only spec loads; training it does not
     with pytest.raises(SpecError) as err:
@@ -100,8 +120,16 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter:
     return counts
 
 
-SEED_000_WITH_SCHEDULER = ["--epochs", "2", "--device", "cpu", "--set", "scheduler={StepLR: {step_size: 1}}",
-                           "--set", "init={rules: [{layer: Linear, weight: zeros_, bias: zeros_}]}"]
+SEED_000_WITH_SCHEDULER = [
+    "--epochs",
+    "2",
+    "--device",
+    "cpu",
+    "--set",
+    "scheduler={StepLR: {step_size: 1}}",
+    "--set",
+    "init={rules: [{layer: Linear, weight: zeros_, bias: zeros_}]}",
+]
 
 
 def test_a_two_epoch_run_checks_each_section_once(repo_root: Path, tmp_path: Path, counted: Counter) -> None:
@@ -110,14 +138,31 @@ def test_a_two_epoch_run_checks_each_section_once(repo_root: Path, tmp_path: Pat
     assert counted == {"loss": 1, "optimizer": 1, "scheduler": 1, "metric": 1, "init function": 2, "rules": 1}
 
 
-def test_eval_gets_the_same_checks_as_run(repo_root: Path, tmp_path: Path, counted: Counter,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_gets_the_same_checks_as_run(
+    repo_root: Path, tmp_path: Path, counted: Counter, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = repo_root / "specs" / "logistic_regression.yaml"
     assert main(["run", str(spec), "--out", str(tmp_path), *SEED_000_WITH_SCHEDULER]) == 0
     counted.clear()
     (checkpoint,) = tmp_path.glob("*/last.pt")
-    assert main(["eval", str(spec), "--checkpoint", str(checkpoint), "--split", "val", "--device", "cpu",
-                 "--set", "data.val={fraction: 0.2}", *SEED_000_WITH_SCHEDULER[4:]]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(spec),
+                "--checkpoint",
+                str(checkpoint),
+                "--split",
+                "val",
+                "--device",
+                "cpu",
+                "--set",
+                "data.val={fraction: 0.2}",
+                *SEED_000_WITH_SCHEDULER[4:],
+            ]
+        )
+        == 0
+    )
     assert counted == {"loss": 1, "optimizer": 1, "scheduler": 1, "metric": 1, "init function": 2, "rules": 1}
     # ... and a mistake either command would meet is reported by both, in the same words
     capsys.readouterr()

@@ -56,8 +56,13 @@ def test_every_scheduler_matches_torch(name: str, interval: str) -> None:
     epochs, steps = 4, 3
     total = epochs if interval == "epoch" else epochs * steps
     opt = _opt()
-    sched = build_scheduler(SchedulerSpec.model_validate({name: SAMPLE_ARGS[name], "interval": interval}), opt,
-                            epochs=epochs, steps_per_epoch=steps, has_val=True)
+    sched = build_scheduler(
+        SchedulerSpec.model_validate({name: SAMPLE_ARGS[name], "interval": interval}),
+        opt,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        has_val=True,
+    )
     ref_opt = _opt()
     args = dict(SAMPLE_ARGS[name])
     args.update({"CosineAnnealingLR": {"T_max": total}, "OneCycleLR": {"total_steps": total}}.get(name, {}))
@@ -70,7 +75,9 @@ def test_every_scheduler_matches_torch(name: str, interval: str) -> None:
         ours = _trace(lambda i: (sched.after_step(), sched.after_epoch({})), opt, total)
         theirs = _trace(lambda i: ref.step(), ref_opt, total)
     else:
-        ours = _trace(lambda i: (sched.after_step(), sched.after_epoch({}) if (i + 1) % steps == 0 else None), opt, total)
+        ours = _trace(
+            lambda i: (sched.after_step(), sched.after_epoch({}) if (i + 1) % steps == 0 else None), opt, total
+        )
         theirs = _trace(lambda i: ref.step(), ref_opt, total)
     assert ours == pytest.approx(theirs)
 
@@ -78,8 +85,13 @@ def test_every_scheduler_matches_torch(name: str, interval: str) -> None:
 def test_seed_step_decay_declared_without_code() -> None:
     """Seed 003's adjust_learning_rate: lr = args.lr * 0.1 ** (epoch // 30)."""
     opt = _opt()
-    sched = build_scheduler(SchedulerSpec.model_validate({"StepLR": {"step_size": 30, "gamma": 0.1}}), opt,
-                            epochs=100, steps_per_epoch=1, has_val=False)
+    sched = build_scheduler(
+        SchedulerSpec.model_validate({"StepLR": {"step_size": 30, "gamma": 0.1}}),
+        opt,
+        epochs=100,
+        steps_per_epoch=1,
+        has_val=False,
+    )
     for epoch in range(100):
         assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.1 ** (epoch // 30))
         opt.step()
@@ -87,30 +99,38 @@ def test_seed_step_decay_declared_without_code() -> None:
 
 
 def test_warmup_then_cosine_is_sequential_lr() -> None:
-    spec = [SchedulerSpec.model_validate({"LinearLR": {"start_factor": 0.1, "total_iters": 3}, "duration": 3}),
-            SchedulerSpec.model_validate("CosineAnnealingLR")]
+    spec = [
+        SchedulerSpec.model_validate({"LinearLR": {"start_factor": 0.1, "total_iters": 3}, "duration": 3}),
+        SchedulerSpec.model_validate("CosineAnnealingLR"),
+    ]
     opt, ref_opt = _opt(), _opt()
     sched = build_scheduler(spec, opt, epochs=10, steps_per_epoch=1, has_val=False)
     lr = torch.optim.lr_scheduler
-    ref = lr.SequentialLR(ref_opt, [lr.LinearLR(ref_opt, 0.1, total_iters=3), lr.CosineAnnealingLR(ref_opt, T_max=7)], milestones=[3])
+    ref = lr.SequentialLR(
+        ref_opt, [lr.LinearLR(ref_opt, 0.1, total_iters=3), lr.CosineAnnealingLR(ref_opt, T_max=7)], milestones=[3]
+    )
     ours = _trace(lambda i: sched.after_epoch({}), opt, 10)
     assert ours == pytest.approx(_trace(lambda i: ref.step(), ref_opt, 10))
     assert isinstance(sched.scheduler, lr.SequentialLR)
 
 
 def test_plateau_defaults_to_val_loss_or_train_loss() -> None:
-    s = build_scheduler(SchedulerSpec.model_validate("ReduceLROnPlateau"), _opt(), epochs=2, steps_per_epoch=1,
-                        has_val=False)
+    s = build_scheduler(
+        SchedulerSpec.model_validate("ReduceLROnPlateau"), _opt(), epochs=2, steps_per_epoch=1, has_val=False
+    )
     assert s.monitor == "train_loss"
-    s = build_scheduler(SchedulerSpec.model_validate("ReduceLROnPlateau"), _opt(), epochs=2, steps_per_epoch=1,
-                        has_val=True)
+    s = build_scheduler(
+        SchedulerSpec.model_validate("ReduceLROnPlateau"), _opt(), epochs=2, steps_per_epoch=1, has_val=True
+    )
     assert s.monitor == "val_loss"
 
 
 def test_plateau_in_a_run_reduces_the_lr(tmp_path: Path) -> None:
-    spec = make_spec(optimizer={"SGD": {"lr": 0.0}},  # lr 0: val_loss is flat, so the plateau is hit
-                     scheduler={"ReduceLROnPlateau": {"patience": 0, "factor": 0.5, "min_lr": 0}, "monitor": "val_loss"},
-                     train={"epochs": 3})
+    spec = make_spec(
+        optimizer={"SGD": {"lr": 0.0}},  # lr 0: val_loss is flat, so the plateau is hit
+        scheduler={"ReduceLROnPlateau": {"patience": 0, "factor": 0.5, "min_lr": 0}, "monitor": "val_loss"},
+        train={"epochs": 3},
+    )
     result = run(spec, tmp_path)
     assert result.history[-1]["lr"] == 0.0  # 0 * 0.5: stepped without error on the monitored value
 
@@ -127,7 +147,11 @@ def test_plateau_in_a_run_reduces_the_lr(tmp_path: Path) -> None:
         ({"ReduceLROnPlateau": {}, "interval": "step"}, ("scheduler", "interval"), "once per epoch"),
         ({"StepLR": {"step_size": 3}, "monitor": "val_loss"}, ("scheduler", "monitor"), "for ReduceLROnPlateau"),
         ([{"LinearLR": {}}, {"StepLR": {"step_size": 2}}], ("scheduler", 0), "needs `duration:`"),
-        ([{"LinearLR": {}, "duration": 2}, {"StepLR": {"step_size": 2}, "interval": "step"}], ("scheduler", 1, "interval"), "same"),
+        (
+            [{"LinearLR": {}, "duration": 2}, {"StepLR": {"step_size": 2}, "interval": "step"}],
+            ("scheduler", 1, "interval"),
+            "same",
+        ),
         ([{"LinearLR": {}, "duration": 2}, "ReduceLROnPlateau"], ("scheduler", 1), "cannot be part"),
         ({"StepLR": {"step_size": 3}, "duration": 4}, ("scheduler", "duration"), "in a list"),
     ],

@@ -32,8 +32,9 @@ def test_guard_handles_sigterm_and_restores_the_handlers() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_sigterm_before_training_is_one_line_and_143(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_before_training_is_one_line_and_143(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A SIGTERM while the data is read (before there is anything to save): exit 143, the one
     line `terminated`, no traceback, no run directory."""
     import netspec.data
@@ -44,9 +45,11 @@ def test_sigterm_before_training_is_one_line_and_143(tmp_path: Path, capsys: pyt
 
     monkeypatch.setattr(netspec.data, "build_loaders", killed)
     spec = tmp_path / "s.yaml"
-    spec.write_text("name: s\ninputs: {x: [2]}\nnodes:\n  - Linear: {out_features: 2}\n"
-                    "data: {train: {source: gaussian_clusters}}\nloss: CrossEntropyLoss\n"
-                    "optimizer: {SGD: {lr: 0.1}}\ntrain: {device: cpu}\n")
+    spec.write_text(
+        "name: s\ninputs: {x: [2]}\nnodes:\n  - Linear: {out_features: 2}\n"
+        "data: {train: {source: gaussian_clusters}}\nloss: CrossEntropyLoss\n"
+        "optimizer: {SGD: {lr: 0.1}}\ntrain: {device: cpu}\n"
+    )
     assert main(["run", str(spec), "--out", str(tmp_path / "runs")]) == 143
     captured = capsys.readouterr()
     assert captured.err == "terminated\n" and "Traceback" not in captured.out

@@ -81,8 +81,10 @@ def test_fused_optimizer(tmp_path: Path) -> None:
     assert "optimizer: Adam(fused=True) added by netspec" in fused.log
     for a, b in zip(fused.model.state_dict().values(), auto.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    said = run(make_spec(optimizer={"Adam": {"lr": 0.01, "foreach": False}}, train={"fused_optimizer": True}),
-               tmp_path / "said")  # the spec's own choice wins
+    said = run(
+        make_spec(optimizer={"Adam": {"lr": 0.01, "foreach": False}}, train={"fused_optimizer": True}),
+        tmp_path / "said",
+    )  # the spec's own choice wins
     assert "added by netspec" not in said.log
 
 
@@ -116,6 +118,7 @@ def test_cuda_defaults_fuse_and_autotune(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr("netspec.training.loop.prepare_model", spy)
     result = run(make_spec(optimizer={"Adam": {"lr": 0.01}}, train={"device": "cuda", "epochs": 1}), tmp_path)
     assert seen == [True] and "Adam(fused=True) added by netspec" in result.log
-    det = run(make_spec(optimizer={"Adam": {"lr": 0.01}}, train={"device": "cuda", "deterministic": True}),
-              tmp_path / "det")
+    det = run(
+        make_spec(optimizer={"Adam": {"lr": 0.01}}, train={"device": "cuda", "deterministic": True}), tmp_path / "det"
+    )
     assert seen[-1] is False and det.steps == 6

@@ -37,7 +37,9 @@ def test_partial_load_reports_missing_and_unexpected(tmp_path: Path) -> None:
     state = {k: v for k, v in Small().state_dict().items() if not k.startswith("fc.")}
     state["head.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "w.pt")
-    with pytest.raises(CheckpointError, match="2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"):
+    with pytest.raises(
+        CheckpointError, match=r"2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"
+    ):
         load_weights(Small(), WeightsSpec(path="w.pt"), base_dir=tmp_path)
     lines: list[str] = []
     load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path, log=ListLog(lines))
@@ -66,7 +68,11 @@ def test_prefixes_and_nested_state_dicts(tmp_path: Path) -> None:
     torch.testing.assert_close(dst.net.fc.weight, src.fc.weight)
     torch.save({"weights_v2": {f"backbone.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "b.pt")
     dst2 = Small()
-    load_weights(dst2, WeightsSpec.model_validate({"path": "b.pt", "key": "weights_v2", "strip_prefix": "backbone."}), base_dir=tmp_path)
+    load_weights(
+        dst2,
+        WeightsSpec.model_validate({"path": "b.pt", "key": "weights_v2", "strip_prefix": "backbone."}),
+        base_dir=tmp_path,
+    )
     torch.testing.assert_close(dst2.conv.weight, src.conv.weight)
 
 
@@ -84,8 +90,11 @@ def test_bad_weight_files(tmp_path: Path) -> None:
 def test_init_then_weights_in_a_run(tmp_path: Path) -> None:
     src = mlp(3)
     torch.save(src.state_dict(), tmp_path / "pre.pt")
-    spec = make_spec(optimizer={"SGD": {"lr": 0.0}}, train={"epochs": 1},
-                     init={"rules": [{"layer": "Linear", "bias": "ones_"}], "weights": "pre.pt"})
+    spec = make_spec(
+        optimizer={"SGD": {"lr": 0.0}},
+        train={"epochs": 1},
+        init={"rules": [{"layer": "Linear", "bias": "ones_"}], "weights": "pre.pt"},
+    )
     result = run(spec, tmp_path, base_dir=tmp_path)  # the spec's folder: where it may read
     torch.testing.assert_close(result.model[0].bias, src[0].bias)  # the file wins over the rule
     assert "init rules[0] Linear" in result.log and "loaded 4/4 tensors" in result.log

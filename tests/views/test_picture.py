@@ -23,11 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SVG = "{http://www.w3.org/2000/svg}"
 
 # The skip connections each spec has, as (source box, target box).
-UNET_SKIPS = {(f"{enc}.doubleconv.relu_1" if enc != "x1" else "x1.relu_1", f"{dec}.{op}")
-              for enc, dec in (("x4", "up"), ("x3", "up_1"), ("x2", "up_2"), ("x1", "up_3"))
-              for op in ("pad_to", "cat")}
-RESNET_SKIPS = {("relu", "stage1.0.add"), ("stage1.0.relu_1", "stage1.1.add"),
-                ("stage2.0.relu_1", "stage2.1.add"), ("stage3.0.relu_1", "stage3.1.add")}
+UNET_SKIPS = {
+    (f"{enc}.doubleconv.relu_1" if enc != "x1" else "x1.relu_1", f"{dec}.{op}")
+    for enc, dec in (("x4", "up"), ("x3", "up_1"), ("x2", "up_2"), ("x1", "up_3"))
+    for op in ("pad_to", "cat")
+}
+RESNET_SKIPS = {
+    ("relu", "stage1.0.add"),
+    ("stage1.0.relu_1", "stage1.1.add"),
+    ("stage2.0.relu_1", "stage2.1.add"),
+    ("stage3.0.relu_1", "stage3.1.add"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +42,7 @@ def graphs() -> dict[str, netspec.api.TypedGraph]:
 
 
 # ---- the picture itself -----------------------------------------------------------------------
+
 
 def test_unet_boxes_clusters_and_skips(graphs) -> None:
     pic = picture_of(graphs["unet"])
@@ -66,9 +73,11 @@ def test_depth_collapses_inner_clusters(graphs) -> None:
 
 # ---- DOT ----------------------------------------------------------------------------------------
 
-_DOT_LINE = re.compile(r'^\s*(?:digraph "[^"]+" \{|(?:graph|node|edge) \[.*\];|subgraph "cluster_[^"]+" \{'
-                       r'|label="[^"]*"; style=rounded; color="#[0-9a-f]+";|}|"[^"]+" \[label=".*"\];'
-                       r'|"[^"]+" -> "[^"]+"(?: \[style=dashed, color="#[0-9a-f]+"\])?;(?:  // skip)?|)$')
+_DOT_LINE = re.compile(
+    r'^\s*(?:digraph "[^"]+" \{|(?:graph|node|edge) \[.*\];|subgraph "cluster_[^"]+" \{'
+    r'|label="[^"]*"; style=rounded; color="#[0-9a-f]+";|}|"[^"]+" \[label=".*"\];'
+    r'|"[^"]+" -> "[^"]+"(?: \[style=dashed, color="#[0-9a-f]+"\])?;(?:  // skip)?|)$'
+)
 
 
 def parse_dot(text: str) -> tuple[dict[str, str], list[tuple[str, str, bool]], list[str]]:
@@ -103,6 +112,7 @@ def test_dot_of_the_small_resnet(graphs) -> None:
 
 # ---- Mermaid --------------------------------------------------------------------------------------
 
+
 def parse_mermaid(text: str) -> tuple[dict[str, str], list[tuple[str, str, bool]], list[str]]:
     lines = text.splitlines()
     assert lines[0] == "flowchart TB"
@@ -136,6 +146,7 @@ def test_mermaid_of_both(graphs) -> None:
 
 # ---- SVG and PNG without graphviz -------------------------------------------------------------------
 
+
 def test_svg_of_the_unet_is_xml_with_every_box(graphs) -> None:
     pic = picture_of(graphs["unet"])
     root = ET.fromstring(to_svg(pic))
@@ -151,10 +162,14 @@ def test_svg_of_the_unet_is_xml_with_every_box(graphs) -> None:
 
 def test_svg_boxes_do_not_overlap(graphs) -> None:
     root = ET.fromstring(to_svg(picture_of(graphs["small_resnet"])))
-    rects = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
-             for g in root.iter(f"{SVG}g") if g.get("class") == "node" for r in g.iter(f"{SVG}rect")]
+    rects = [
+        tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+        for g in root.iter(f"{SVG}g")
+        if g.get("class") == "node"
+        for r in g.iter(f"{SVG}rect")
+    ]
     for i, (x, y, w, h) in enumerate(rects):
-        for x2, y2, w2, h2 in rects[i + 1:]:
+        for x2, y2, w2, h2 in rects[i + 1 :]:
             assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, "two boxes overlap"
 
 
@@ -169,7 +184,7 @@ def test_graphviz_is_used_when_installed(graphs, tmp_path: Path, monkeypatch: py
     """A stand-in `dot` that keeps the DOT it is given: the picture goes through graphviz."""
     fake = tmp_path / "bin" / "dot"
     fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\ncat > {tmp_path / 'given.dot'}\necho \"$@\" > {tmp_path / 'args'}\n: > \"$3\"\n")
+    fake.write_text(f'#!/bin/sh\ncat > {tmp_path / "given.dot"}\necho "$@" > {tmp_path / "args"}\n: > "$3"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     line = write_picture(graphs["unet"], tmp_path / "unet.svg")
@@ -185,9 +200,11 @@ def test_graphviz_is_used_when_installed(graphs, tmp_path: Path, monkeypatch: py
 
 # ---- the command ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix,check", [(".dot", parse_dot), (".mmd", parse_mermaid), (".svg", ET.fromstring)])
-def test_compile_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                       suffix: str, check) -> None:
+def test_compile_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, suffix: str, check
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # the same output whether graphviz is installed or not
     out = tmp_path / f"net{suffix}"
     assert main(["compile", str(ROOT / "specs" / "small_resnet.yaml"), "--graph", str(out)]) == 0
@@ -209,8 +226,10 @@ def test_unknown_suffix_is_one_line_before_compiling(capsys: pytest.CaptureFixtu
     assert main(["compile", str(spec), "--graph", "net.jpg"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # refused before compiling
-    assert captured.err.splitlines() == [f"{spec}: --graph: cannot tell the picture format from `.jpg`; use .svg, "
-                                         ".png, .dot (graphviz) or .mmd (mermaid; .md for a fenced block)"]
+    assert captured.err.splitlines() == [
+        f"{spec}: --graph: cannot tell the picture format from `.jpg`; use .svg, "
+        ".png, .dot (graphviz) or .mmd (mermaid; .md for a fenced block)"
+    ]
 
 
 def test_docs_unet_svg_is_current(graphs) -> None:
@@ -218,4 +237,5 @@ def test_docs_unet_svg_is_current(graphs) -> None:
     without graphviz."""
     assert (ROOT / "docs" / "unet.svg").read_text() == to_svg(picture_of(graphs["unet"])), (
         "docs/unet.svg is stale: run `PATH=/usr/bin/false netspec compile specs/unet.yaml --graph docs/unet.svg` "
-        "(without graphviz) and commit it")
+        "(without graphviz) and commit it"
+    )

@@ -25,8 +25,9 @@ SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", spec_params(SPECS))
-def test_printed_config_validates_to_the_same_spec(path: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_printed_config_validates_to_the_same_spec(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["validate", str(path), "--print-config"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"# {path}: resolved (bases merged, --set applied, defaults filled in)\n")
@@ -37,8 +38,20 @@ def test_printed_config_validates_to_the_same_spec(path: Path, tmp_path: Path,
 
 
 def test_defaults_are_filled_in_and_set_applied(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["compile", str(ROOT / "specs" / "lenet.yaml"), "--print-config", "--set", "n_classes=5",
-                 "--set", "train.epochs=3"]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                str(ROOT / "specs" / "lenet.yaml"),
+                "--print-config",
+                "--set",
+                "n_classes=5",
+                "--set",
+                "train.epochs=3",
+            ]
+        )
+        == 0
+    )
     data = yaml.safe_load(capsys.readouterr().out)
     assert data["params"] == {"n_classes": 5}
     assert data["inputs"] == {"image": {"shape": [1, 32, 32], "dtype": "float32"}}  # short form, filled in
@@ -54,8 +67,20 @@ def test_short_lists_read_like_a_person_wrote_them(capsys: pytest.CaptureFixture
 
 
 def test_run_prints_and_does_not_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(ROOT / "specs" / "logistic_regression.yaml"), "--print-config", "--epochs", "7",
-                 "--out", str(tmp_path / "runs")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(ROOT / "specs" / "logistic_regression.yaml"),
+                "--print-config",
+                "--epochs",
+                "7",
+                "--out",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load(capsys.readouterr().out)["train"]["epochs"] == 7
     assert not (tmp_path / "runs").exists()
 
@@ -77,11 +102,13 @@ def test_a_broken_spec_is_still_one_line(tmp_path: Path, capsys: pytest.CaptureF
 
 # ---- a bounded size --------------------------------------------------------------------------------
 
+
 def test_a_long_value_repeated_is_refused_before_the_text_is_built() -> None:
     """3 000 params sharing one 1 MB string would print 3 GB: refused by counting, in little memory."""
     big = "x" * 1_000_000
-    spec = netspec.load_spec({"name": "m", "inputs": {"x": [3]}, "nodes": ["ReLU"],
-                              "params": {f"p{i}": big for i in range(3000)}})
+    spec = netspec.load_spec(
+        {"name": "m", "inputs": {"x": [3]}, "nodes": ["ReLU"], "params": {f"p{i}": big for i in range(3000)}}
+    )
     tracemalloc.start()
     start = time.perf_counter()
     try:
@@ -90,28 +117,34 @@ def test_a_long_value_repeated_is_refused_before_the_text_is_built() -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - start < 1.0 and peak < 20 * 2 ** 20
-    assert str(err.value) == (f"<dict>: params.p5: --print-config: the resolved spec is over {MAX_PRINTED:,} "
-                              "characters, the limit for a spec file; refused; is a long value repeated through "
-                              "aliases or bases?")
+    assert time.perf_counter() - start < 1.0 and peak < 20 * 2**20
+    assert str(err.value) == (
+        f"<dict>: params.p5: --print-config: the resolved spec is over {MAX_PRINTED:,} "
+        "characters, the limit for a spec file; refused; is a long value repeated through "
+        "aliases or bases?"
+    )
 
 
-def test_aliases_repeating_a_value_are_one_line_from_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_aliases_repeating_a_value_are_one_line_from_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same through the CLI, with the limit scaled down (the loader's own expansion limit is
     MAX_BYTES too, so a file that reads could print only a little over it). An aliased value is
     located where it is written, at its anchor."""
     monkeypatch.setattr(netspec.views.print_config, "MAX_PRINTED", 5_000)
     spec = tmp_path / "aliases.yaml"
-    spec.write_text("name: m\ndescription: &d " + "x" * 1000 + "\ninputs: {x: [3]}\nnodes: [ReLU]\n"
-                    "params: {" + ", ".join(f"p{i}: *d" for i in range(8)) + "}\n")
+    spec.write_text(
+        "name: m\ndescription: &d " + "x" * 1000 + "\ninputs: {x: [3]}\nnodes: [ReLU]\n"
+        "params: {" + ", ".join(f"p{i}: *d" for i in range(8)) + "}\n"
+    )
     assert main(["validate", str(spec)]) == 0  # the spec itself is fine
     capsys.readouterr()
     assert main(["validate", str(spec), "--print-config"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.splitlines() == [
         f"{spec}:2:14: params.p3: --print-config: the resolved spec is over 5,000 characters, the limit for a spec "
-        "file; refused; is a long value repeated through aliases or bases?"]
+        "file; refused; is a long value repeated through aliases or bases?"
+    ]
 
 
 def test_the_limit_is_the_size_a_spec_file_may_have() -> None:

@@ -32,9 +32,18 @@ def _compile(name: str, size: str | None) -> Compiled:
 
 def _torchinfo(c: Compiled, depth: int) -> str:
     inputs = [torch.zeros((1, *v.shape[1:]), dtype=v.dtype) for v in c.graph.inputs.values()]
-    return str(torchinfo.summary(c.module, input_data=inputs, depth=depth, verbose=0, device="cpu", mode="eval",
-                                 col_names=("output_size", "num_params", "trainable", "mult_adds"),
-                                 row_settings=("var_names",)))
+    return str(
+        torchinfo.summary(
+            c.module,
+            input_data=inputs,
+            depth=depth,
+            verbose=0,
+            device="cpu",
+            mode="eval",
+            col_names=("output_size", "num_params", "trainable", "mult_adds"),
+            row_settings=("var_names",),
+        )
+    )
 
 
 def _rows(table: str) -> list[list[str]]:
@@ -53,10 +62,17 @@ def _totals(table: str) -> dict[str, str]:
     return {re.sub(r" \(.*\)$", "", k): v for k, v in lines}
 
 
-@pytest.mark.parametrize("name,size,depth", [
-    ("lenet", None, 2), ("unet", "3x64x64", 3), ("resnet18", "3x32x32", 3), ("resnet18_finetune", "3x32x32", 2),
-    ("two_input_net", None, 2), ("transformer_classifier", None, 3),
-])
+@pytest.mark.parametrize(
+    "name,size,depth",
+    [
+        ("lenet", None, 2),
+        ("unet", "3x64x64", 3),
+        ("resnet18", "3x32x32", 3),
+        ("resnet18_finetune", "3x32x32", 2),
+        ("two_input_net", None, 2),
+        ("transformer_classifier", None, 3),
+    ],
+)
 def test_rows_are_torchinfos(name: str, size: str | None, depth: int) -> None:
     c = _compile(name, size)
     assert _rows(layer_table(c, depth)) == _rows(_torchinfo(c, depth))

@@ -14,8 +14,9 @@ batch 2 is ``(2, 2, 64)`` and nothing tells the dims apart.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ class Probe:
     twin: Any
 
     @classmethod
-    def of_tuple(cls, probes: list["Probe"]) -> "Probe":
+    def of_tuple(cls, probes: list[Probe]) -> Probe:
         """Several probes as one tuple-valued probe (an LSTM's ``hx=(h0, c0)``)."""
         return cls(tuple(p.value for p in probes), tuple(p.twin for p in probes))
 
@@ -47,8 +48,10 @@ def input_probe(shape: tuple[int, ...], dtype: torch.dtype) -> Probe:
     >>> input_probe((3, 8), torch.float32).twin.shape
     torch.Size([3, 3, 8])
     """
-    return Probe(torch.empty((META_BATCH, *shape), dtype=dtype, device="meta"),
-                 torch.empty((TWIN_BATCH, *shape), dtype=dtype, device="meta"))
+    return Probe(
+        torch.empty((META_BATCH, *shape), dtype=dtype, device="meta"),
+        torch.empty((TWIN_BATCH, *shape), dtype=dtype, device="meta"),
+    )
 
 
 def dim_label(at_meta: int, at_twin: int) -> Dim:
@@ -175,10 +178,12 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
     if not carrying or has_batch(out):
         return
     v, t = next((v, t) for v, t in _tensors(carrying[0].value, carrying[0].twin) if batch_dims(v, t))
-    raise ShapeError(f"{where} would mix the samples of a batch: its input is {shape_str(v, t)} and its "
-                     f"output {shape_str(out.value, out.twin)} has no batch dim",
-                     hint=f"the batch is dim {batch_dims(v, t)[0]} of the input (dims count from the "
-                          "tensor's own dim 0, as in torch)")
+    raise ShapeError(
+        f"{where} would mix the samples of a batch: its input is {shape_str(v, t)} and its "
+        f"output {shape_str(out.value, out.twin)} has no batch dim",
+        hint=f"the batch is dim {batch_dims(v, t)[0]} of the input (dims count from the "
+        "tensor's own dim 0, as in torch)",
+    )
 
 
 # ---- reusing a result ----------------------------------------------------------------------
@@ -186,6 +191,7 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
 # Python), so shape inference runs each distinct call once: a torch.nn layer's output shapes
 # depend only on its arguments and on its inputs' shapes, strides and dtypes, which these keys
 # hold. A 5,000-node chain of a few distinct layers then costs little more than reading it.
+
 
 def args_key(value: Any) -> Hashable:
     """A hashable stand-in for constructor or op arguments made of plain data; TypeError for
@@ -242,8 +248,17 @@ def fresh(value: Any) -> Any:
 
 # ---- running on meta ---------------------------------------------------------------------
 
-def meta_call(fn: Callable[..., Any], args: tuple, kwargs: dict, where: str, path: tuple, node: str,
-              shown: list[Probe], batch: int = META_BATCH) -> Any:
+
+def meta_call(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    where: str,
+    path: tuple,
+    node: str,
+    shown: list[Probe],
+    batch: int = META_BATCH,
+) -> Any:
     """``fn(*args, **kwargs)`` on meta tensors; torch's error becomes a ShapeError at the node.
 
     >>> x = input_probe((4,), torch.float32)
@@ -260,13 +275,17 @@ def meta_call(fn: Callable[..., Any], args: tuple, kwargs: dict, where: str, pat
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         ins = " and ".join(per_sample(p.value, p.twin) for p in shown)
         # torch shows full sizes; ours are per sample, and shapes are checked with a batch of 2 (and 3)
-        hint = (f"torch's sizes include the batch of {batch} netspec checks shapes with"
-                if f"[{batch}, " in msg or f"({batch}, " in msg else None)
+        hint = (
+            f"torch's sizes include the batch of {batch} netspec checks shapes with"
+            if f"[{batch}, " in msg or f"({batch}, " in msg
+            else None
+        )
         raise ShapeError(f"{where} cannot take input {ins}: {msg}", path=path, node=node, hint=hint) from None
 
 
-def run_probe(fn: Callable[..., Any], ins: list[Probe], kw: dict[str, Probe], where: str, path: tuple,
-              node: str) -> Probe:
+def run_probe(
+    fn: Callable[..., Any], ins: list[Probe], kw: dict[str, Probe], where: str, path: tuple, node: str
+) -> Probe:
     """Run ``fn(*inputs, **keyword inputs)`` at both batch sizes.
 
     >>> x = input_probe((4,), torch.float32)
@@ -275,8 +294,9 @@ def run_probe(fn: Callable[..., Any], ins: list[Probe], kw: dict[str, Probe], wh
     """
     shown = ins + list(kw.values())
     value = meta_call(fn, tuple(p.value for p in ins), {k: p.value for k, p in kw.items()}, where, path, node, shown)
-    twin = meta_call(fn, tuple(p.twin for p in ins), {k: p.twin for k, p in kw.items()}, where, path, node, shown,
-                     batch=TWIN_BATCH)
+    twin = meta_call(
+        fn, tuple(p.twin for p in ins), {k: p.twin for k, p in kw.items()}, where, path, node, shown, batch=TWIN_BATCH
+    )
     return Probe(value, twin)
 
 
@@ -329,6 +349,7 @@ def construct_meta(cls: type[nn.Module], kwargs: dict[str, Any], where: str, pat
         module = build_on_meta(cls, **kwargs)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BuildError(f"{where}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {msg}",
-                         path=path, node=node) from None
+        raise BuildError(
+            f"{where}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {msg}", path=path, node=node
+        ) from None
     return module.eval()

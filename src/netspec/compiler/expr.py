@@ -13,8 +13,9 @@ import math
 import operator
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import SpecError, did_you_mean
 
@@ -58,16 +59,32 @@ class ShapeInfo:
 _SHAPE_ATTRS = {"shape", "channels", "features", "dims", "numel"}
 
 _BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
 _CMPOPS = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
 }
-_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "int": int, "float": float, "round": round, "abs": abs,
-          "len": len, "bool": bool}
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "min": min,
+    "max": max,
+    "int": int,
+    "float": float,
+    "round": round,
+    "abs": abs,
+    "len": len,
+    "bool": bool,
+}
 _CONSTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
@@ -123,9 +140,10 @@ class _Evaluator:
             return self.env[node.id]
         if node.id in _CONSTS:
             return _CONSTS[node.id]
-        raise self.fail(f"unknown name `{node.id}`",
-                        did_you_mean(node.id, list(self.env)) or
-                        f"known names: {', '.join(sorted(map(str, self.env))) or 'none'}")
+        raise self.fail(
+            f"unknown name `{node.id}`",
+            did_you_mean(node.id, list(self.env)) or f"known names: {', '.join(sorted(map(str, self.env))) or 'none'}",
+        )
 
     def _BinOp(self, node: ast.BinOp) -> Any:
         op = _BINOPS.get(type(node.op))
@@ -190,8 +208,7 @@ class _Evaluator:
         base = self.eval(node.value)
         if isinstance(base, ShapeInfo) and node.attr in _SHAPE_ATTRS:
             return getattr(base, node.attr)
-        raise self.fail(f"no attribute `{node.attr}` here",
-                        "shapes have .channels, .features, .shape, .dims, .numel")
+        raise self.fail(f"no attribute `{node.attr}` here", "shapes have .channels, .features, .shape, .dims, .numel")
 
     def _Subscript(self, node: ast.Subscript) -> Any:
         base = self.eval(node.value)

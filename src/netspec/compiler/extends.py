@@ -35,8 +35,8 @@ from ..files.access import FileAccess
 from .source import MAX_BYTES, Document, Path_, load_document
 
 EXTENDS = "extends"
-MAX_EXTENDS = 8        # files in one chain of bases: more is a mistake, not a design
-MAX_BASE_FILES = 32    # different base files under one spec
+MAX_EXTENDS = 8  # files in one chain of bases: more is a mistake, not a design
+MAX_BASE_FILES = 32  # different base files under one spec
 MAX_BASE_BYTES = MAX_BYTES  # the bases together: no more than one spec file may hold
 MAX_MERGED_VALUES = 1_000_000  # values walked by all the merges: bounds a base listed many times
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -102,18 +102,36 @@ def _resolve(doc: Document, chain: tuple[Path, ...], loading: _Loading) -> tuple
         height = max(height, base_height + 1)
         merged = base if merged is None else _merge_counted(merged, base, doc, path, loading)
     assert merged is not None  # _parse refuses an empty list
-    child = Document({k: v for k, v in doc.data.items() if k != EXTENDS}, doc.file, doc.positions,
-                     doc.key_positions, doc.base_dir, doc.overridden, roots=doc.roots, origins=dict(doc.origins))
+    child = Document(
+        {k: v for k, v in doc.data.items() if k != EXTENDS},
+        doc.file,
+        doc.positions,
+        doc.key_positions,
+        doc.base_dir,
+        doc.overridden,
+        roots=doc.roots,
+        origins=dict(doc.origins),
+    )
     return _merge_counted(merged, child, doc, (EXTENDS,), loading, replace), height
 
 
-def _merge_counted(base: Document, child: Document, doc: Document, path: Path_, loading: _Loading,
-                   replace: set[Path_] | frozenset[Path_] = frozenset()) -> Document:
+def _merge_counted(
+    base: Document,
+    child: Document,
+    doc: Document,
+    path: Path_,
+    loading: _Loading,
+    replace: set[Path_] | frozenset[Path_] = frozenset(),
+) -> Document:
     """``merge``, once the values it walks still fit under MAX_MERGED_VALUES in all."""
     loading.merged += len(base.positions) + len(child.positions)  # one position per value
     if loading.merged > MAX_MERGED_VALUES:
-        raise _error(doc, path, f"`extends` merges more than {MAX_MERGED_VALUES:,} values in all, over the limit "
-                                "for a spec with its bases", "list each base once; merge large bases into one")
+        raise _error(
+            doc,
+            path,
+            f"`extends` merges more than {MAX_MERGED_VALUES:,} values in all, over the limit for a spec with its bases",
+            "list each base once; merge large bases into one",
+        )
     return merge(base, child, replace)
 
 
@@ -131,16 +149,26 @@ def _parse(doc: Document) -> tuple[list[tuple[str, Path_]], set[Path_]]:
     if isinstance(value, dict):
         unknown = [k for k in value if k not in ("base", "replace")]
         if unknown or "base" not in value:
-            raise _error(doc, at + (unknown[0],) if unknown else at, "`extends` as a mapping has `base` "
-                         "(a file or a list) and `replace` (a list of dotted keys)", key=bool(unknown),
-                         hint="e.g. `extends: {base: base.yaml, replace: [data]}`")
+            raise _error(
+                doc,
+                at + (unknown[0],) if unknown else at,
+                "`extends` as a mapping has `base` (a file or a list) and `replace` (a list of dotted keys)",
+                key=bool(unknown),
+                hint="e.g. `extends: {base: base.yaml, replace: [data]}`",
+            )
         replace = value.get("replace") or []
         value, at = value["base"], at + ("base",)
-    names = [(value, at)] if isinstance(value, str) else \
-        [(v, at + (i,)) for i, v in enumerate(value)] if isinstance(value, list) and value else []
+    names = (
+        [(value, at)]
+        if isinstance(value, str)
+        else [(v, at + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, list) and value
+        else []
+    )
     if not names or any(not isinstance(n, str) or not n for n, _ in names):
-        raise _error(doc, at, f"`extends` names a base spec file or a list of them, got {value!r}",
-                     "e.g. `extends: base.yaml`")
+        raise _error(
+            doc, at, f"`extends` names a base spec file or a list of them, got {value!r}", "e.g. `extends: base.yaml`"
+        )
     return names, _replace_paths(doc, replace)
 
 
@@ -153,8 +181,12 @@ def _replace_paths(doc: Document, replace: Any) -> set[Path_]:
     for i, item in enumerate(replace):
         path: Path_ = tuple(int(p) if p.isdigit() else p for p in item.split("."))
         if not _has(doc.data, path):
-            raise _error(doc, at + (i,), f"`replace` names `{item}`, which this spec does not set",
-                         did_you_mean(item, [k for k in doc.data if k != EXTENDS]))
+            raise _error(
+                doc,
+                at + (i,),
+                f"`replace` names `{item}`, which this spec does not set",
+                did_you_mean(item, [k for k in doc.data if k != EXTENDS]),
+            )
         paths.add(path)
     return paths
 
@@ -178,15 +210,23 @@ def _base_file(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], a
         raise _error(doc, path, f"base spec `{name}` is not a .yaml, .yml or .json file")
     what = _not_a_file(file)
     if what == "missing":
-        near = sorted(p.name for p in file.parent.glob("*") if p.suffix in SUFFIXES and p.name != file.name) \
-            if file.parent.is_dir() else []
-        raise _error(doc, path, f"base spec `{name}` does not exist (looked for {file})",
-                     did_you_mean(file.name, near) or "paths are relative to the file that says `extends`")
+        near = (
+            sorted(p.name for p in file.parent.glob("*") if p.suffix in SUFFIXES and p.name != file.name)
+            if file.parent.is_dir()
+            else []
+        )
+        raise _error(
+            doc,
+            path,
+            f"base spec `{name}` does not exist (looked for {file})",
+            did_you_mean(file.name, near) or "paths are relative to the file that says `extends`",
+        )
     if what is not None:
-        raise _error(doc, path, f"base spec `{name}` is {what}, not a spec file ({file})",
-                     "name a .yaml, .yml or .json file")
+        raise _error(
+            doc, path, f"base spec `{name}` is {what}, not a spec file ({file})", "name a .yaml, .yml or .json file"
+        )
     if file in chain:
-        cycle = " -> ".join(p.name for p in (*chain[chain.index(file):], file))
+        cycle = " -> ".join(p.name for p in (*chain[chain.index(file) :], file))
         raise _error(doc, path, f"`extends` makes a cycle: {cycle}", "a spec cannot build on itself")
     if len(chain) >= MAX_EXTENDS:
         raise _too_deep(doc, path, name)
@@ -205,29 +245,49 @@ def _not_a_file(file: Path) -> str | None:
         return "missing"
     except OSError as err:
         return f"unreadable ({err.strerror or err})"
-    kinds = ((stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (a named pipe)"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+    kinds = (
+        (stat.S_ISREG, None),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
     return next((what for test, what in kinds if test(mode)), "not a regular file")
 
 
-def _load_base(doc: Document, name: str, file: Path, path: Path_, chain: tuple[Path, ...],
-               loading: _Loading) -> Document:
+def _load_base(
+    doc: Document, name: str, file: Path, path: Path_, chain: tuple[Path, ...], loading: _Loading
+) -> Document:
     """The base file read, once the count of bases and their bytes still fit the limits."""
     if loading.files >= MAX_BASE_FILES:
-        raise _error(doc, path, f"base spec `{name}` would be base file number {loading.files + 1}; a spec may "
-                                f"build on at most {MAX_BASE_FILES} files", "merge some of the bases into one")
+        raise _error(
+            doc,
+            path,
+            f"base spec `{name}` would be base file number {loading.files + 1}; a spec may "
+            f"build on at most {MAX_BASE_FILES} files",
+            "merge some of the bases into one",
+        )
     size = file.stat().st_size
     if loading.bytes + size > MAX_BASE_BYTES:
-        raise _error(doc, path, f"base spec `{name}` ({size:,} bytes) takes the bases over {MAX_BASE_BYTES:,} "
-                                "bytes in all, the limit for the bases of a spec")
+        raise _error(
+            doc,
+            path,
+            f"base spec `{name}` ({size:,} bytes) takes the bases over {MAX_BASE_BYTES:,} "
+            "bytes in all, the limit for the bases of a spec",
+        )
     loading.files += 1
     loading.bytes += size
     return load_document(file)
 
 
 def _too_deep(doc: Document, path: Path_, name: str) -> SpecValidationError:
-    return _error(doc, path, f"`extends` chain is longer than {MAX_EXTENDS} files (at base spec `{name}`)",
-                  "merge some of the bases into one")
+    return _error(
+        doc,
+        path,
+        f"`extends` chain is longer than {MAX_EXTENDS} files (at base spec `{name}`)",
+        "merge some of the bases into one",
+    )
 
 
 def _error(doc: Document, path: Path_, message: str, hint: str | None = None, key: bool = False) -> SpecValidationError:
@@ -235,6 +295,7 @@ def _error(doc: Document, path: Path_, message: str, hint: str | None = None, ke
 
 
 # ---- merging ----------------------------------------------------------------------------
+
 
 def merge(base: Document, child: Document, replace: set[Path_] | frozenset[Path_] = frozenset()) -> Document:
     """``child`` over ``base``: the merged data, each value located in the file it came from;
@@ -262,8 +323,9 @@ def merge(base: Document, child: Document, replace: set[Path_] | frozenset[Path_
     return out
 
 
-def _merge(base: Any, child: Any, path: Path_, docs: tuple[Document, Document], replace: Any,
-           came_from: dict[Path_, Document]) -> Any:
+def _merge(
+    base: Any, child: Any, path: Path_, docs: tuple[Document, Document], replace: Any, came_from: dict[Path_, Document]
+) -> Any:
     b, c = docs
     if not (isinstance(base, dict) and isinstance(child, dict)) or path in replace:
         return _take(child, path, c, came_from)
@@ -306,7 +368,9 @@ def merge_hint(doc: Document, path: Path_) -> str | None:
     for end in range(len(path) - 1, 0, -1):
         if path[:end] not in doc.origins and all(isinstance(p, str) for p in path[:end]):
             at = ".".join(map(str, path[:end]))
-            return (f"`{'.'.join(map(str, path))}` comes from {Path(doc.origins[path]).name} and was merged with the "
-                    f"`{at}` of {Path(doc.file or '').name}; to replace that mapping whole, write "
-                    f"`extends: {{base: ..., replace: [{at}]}}`")
+            return (
+                f"`{'.'.join(map(str, path))}` comes from {Path(doc.origins[path]).name} and was merged with the "
+                f"`{at}` of {Path(doc.file or '').name}; to replace that mapping whole, write "
+                f"`extends: {{base: ..., replace: [{at}]}}`"
+            )
     return None

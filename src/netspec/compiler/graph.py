@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Container, Mapping
+from typing import Any
 
 from ..errors import GraphError, did_you_mean
 from ..nodes.kinds import OpKind
@@ -117,7 +118,7 @@ class _Scope:
     taken: set[str]
     explicit: set[str]
     env: Mapping[str, Any]
-    numbered: bool                                        # unnamed nodes are "0", "1", ... (groups)
+    numbered: bool  # unnamed nodes are "0", "1", ... (groups)
     aliases: dict[str, tuple[str, SpecPath]] = field(default_factory=dict)  # `else` of disabled nodes
     # base name -> the suffix its last auto name got: names are only ever added, so the first
     # free suffix never goes down, and each auto name costs a few probes however many came before
@@ -136,22 +137,36 @@ class _Scope:
     def name(self, node: NodeSpec, i: int, path: SpecPath) -> str:
         name = node.name or (str(i) if self.numbered else self.auto(node.op))
         if name in RESERVED_NAMES:
-            raise GraphError(f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=path,
-                             hint="pick another name")
+            raise GraphError(
+                f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=path, hint="pick another name"
+            )
         if node.name and node.name in self.env and not isinstance(self.env[node.name], ShapeInfo):
-            raise GraphError(f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
-                             path=path, hint="rename the node or the parameter")
+            raise GraphError(
+                f"node name `{name}` is also a parameter, so `${name}` would be ambiguous",
+                path=path,
+                hint="rename the node or the parameter",
+            )
         if name in self.taken:
             what = "an input" if name in self.inputs else "another node"
-            raise GraphError(f"duplicate name `{name}`: {what} has it already", path=path,
-                             hint="node names must be unique (nodes with `when` may share one if only one is enabled)")
+            raise GraphError(
+                f"duplicate name `{name}`: {what} has it already",
+                path=path,
+                hint="node names must be unique (nodes with `when` may share one if only one is enabled)",
+            )
         self.taken.add(name)
         return name
 
 
-def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Mapping[str, Any],
-            blocks: set[str], path: SpecPath, block_inputs: Mapping[str, list[str]] | None = None,
-            numbered: bool = False) -> Dag:
+def resolve(
+    nodes: list[NodeSpec],
+    input_names: list[str],
+    outputs: Any,
+    env: Mapping[str, Any],
+    blocks: set[str],
+    path: SpecPath,
+    block_inputs: Mapping[str, list[str]] | None = None,
+    numbered: bool = False,
+) -> Dag:
     """Evaluate ``when``, name every node, fill default inputs, check refs, order topologically.
 
     ``block_inputs`` maps block names to their input names (a block's first input defaults
@@ -193,8 +208,9 @@ def resolve(nodes: list[NodeSpec], input_names: list[str], outputs: Any, env: Ma
     return Dag(list(input_names), ordered, outs)
 
 
-def _apply_aliases(nodes: list[DagNode], outs: list[tuple[str, str]], scope: _Scope,
-                   path: SpecPath) -> list[tuple[str, str]]:
+def _apply_aliases(
+    nodes: list[DagNode], outs: list[tuple[str, str]], scope: _Scope, path: SpecPath
+) -> list[tuple[str, str]]:
     """Replace the names of disabled nodes that have an `else` by the value they stand for."""
     if not scope.aliases:
         return outs
@@ -208,8 +224,11 @@ def _apply_aliases(nodes: list[DagNode], outs: list[tuple[str, str]], scope: _Sc
                 raise GraphError(f"`else` of `{name}` leads back to itself", path=where)
             seen.append(name)
             if target not in known and target not in scope.aliases:
-                raise GraphError(f"`else` names `{target}`, which is not defined", path=where,
-                                 hint=did_you_mean(target, known) or "name an input or another node")
+                raise GraphError(
+                    f"`else` names `{target}`, which is not defined",
+                    path=where,
+                    hint=did_you_mean(target, known) or "name an input or another node",
+                )
             name = target
         return name
 
@@ -220,31 +239,36 @@ def _apply_aliases(nodes: list[DagNode], outs: list[tuple[str, str]], scope: _Sc
             node.inputs = {k: real(v) for k, v in node.inputs.items()}
         else:
             node.inputs = [real(v) for v in node.inputs]
-        node.kw_inputs = {k: real(v) if isinstance(v, str) else [real(x) for x in v]
-                          for k, v in node.kw_inputs.items()}
+        node.kw_inputs = {k: real(v) if isinstance(v, str) else [real(x) for x in v] for k, v in node.kw_inputs.items()}
     return [(ext, real(ref)) for ext, ref in outs]
 
 
 Inputs = tuple[list[str] | dict[str, str], dict[str, str | list[str]]]
 
 
-def _inputs_of(node: NodeSpec, kind: OpKind, previous: str | None, refs: dict[str, str],
-               block_in: list[str] | None, path: SpecPath) -> Inputs:
+def _inputs_of(
+    node: NodeSpec, kind: OpKind, previous: str | None, refs: dict[str, str], block_in: list[str] | None, path: SpecPath
+) -> Inputs:
     """(positional inputs, keyword inputs) of a node; block inputs are keyed by block input."""
     src = node.from_
     if kind == "param":
         if src is not None:
-            raise GraphError("a Parameter takes no input: it is a learnable tensor of its own",
-                             path=path + ("from",), hint="remove `from`; use the parameter in an op "
-                             "such as `matmul: [x, w]`")
+            raise GraphError(
+                "a Parameter takes no input: it is a learnable tensor of its own",
+                path=path + ("from",),
+                hint="remove `from`; use the parameter in an op such as `matmul: [x, w]`",
+            )
         return [], {}
     if kind == "block" and block_in is not None:
         return _block_inputs(node, src, previous, block_in, path), {}
     if isinstance(src, dict):
         if kind != "layer":
-            raise GraphError("`from` as a mapping is only for layers (keyword inputs such as "
-                             "`src_key_padding_mask`) and blocks with named inputs", path=path + ("from",),
-                             hint="give a name or a list of names")
+            raise GraphError(
+                "`from` as a mapping is only for layers (keyword inputs such as "
+                "`src_key_padding_mask`) and blocks with named inputs",
+                path=path + ("from",),
+                hint="give a name or a list of names",
+            )
         return _layer_inputs(node, dict(src), previous, path)
     if src is None:
         if previous is None:
@@ -255,21 +279,27 @@ def _inputs_of(node: NodeSpec, kind: OpKind, previous: str | None, refs: dict[st
     return list(src) + list(refs.values()), {}
 
 
-def _block_inputs(node: NodeSpec, src: Any, previous: str | None, block_in: list[str],
-                  path: SpecPath) -> dict[str, str]:
+def _block_inputs(
+    node: NodeSpec, src: Any, previous: str | None, block_in: list[str], path: SpecPath
+) -> dict[str, str]:
     if src is None:
         src = {block_in[0]: previous} if previous else {}
     if isinstance(src, str):
         src = [src]
     if isinstance(src, list):
         if len(src) != len(block_in):
-            raise GraphError(f"block `{node.op}` takes {len(block_in)} input(s) ({', '.join(block_in)}), "
-                             f"`from` gives {len(src)}", path=path + ("from",))
+            raise GraphError(
+                f"block `{node.op}` takes {len(block_in)} input(s) ({', '.join(block_in)}), `from` gives {len(src)}",
+                path=path + ("from",),
+            )
         return dict(zip(block_in, src))
     unknown = [k for k in src if k not in block_in]
     if unknown:
-        raise GraphError(f"block `{node.op}` has no input `{unknown[0]}`", path=path + ("from",),
-                         hint=did_you_mean(unknown[0], block_in) or f"its inputs: {', '.join(block_in)}")
+        raise GraphError(
+            f"block `{node.op}` has no input `{unknown[0]}`",
+            path=path + ("from",),
+            hint=did_you_mean(unknown[0], block_in) or f"its inputs: {', '.join(block_in)}",
+        )
     lists = [k for k, v in src.items() if not isinstance(v, str)]
     if lists:
         raise GraphError(f"block input `{lists[0]}` takes one name", path=path + ("from", lists[0]))
@@ -278,8 +308,11 @@ def _block_inputs(node: NodeSpec, src: Any, previous: str | None, block_in: list
         src = {block_in[0]: previous, **src}  # the first input defaults to the previous node
     missing = [b for b in block_in if b not in src]
     if missing:
-        raise GraphError(f"block `{node.op}` needs input `{missing[0]}`", path=path + ("from",),
-                         hint=f"add it: from: {{{missing[0]}: <node>}}")
+        raise GraphError(
+            f"block `{node.op}` needs input `{missing[0]}`",
+            path=path + ("from",),
+            hint=f"add it: from: {{{missing[0]}: <node>}}",
+        )
     return {b: src[b] for b in block_in}
 
 
@@ -291,18 +324,21 @@ def _layer_inputs(node: NodeSpec, src: dict[str, Any], previous: str | None, pat
     for key in src:
         if key not in names:
             flag = key in entry.forward_params
-            raise GraphError(f"`{key}` of {node.op} is not a tensor input" if flag else
-                             f"{node.op} takes no input `{key}`", path=path + ("from", key),
-                             hint=did_you_mean(key, names) or f"its inputs: {', '.join(names) or 'none'}")
+            raise GraphError(
+                f"`{key}` of {node.op} is not a tensor input" if flag else f"{node.op} takes no input `{key}`",
+                path=path + ("from", key),
+                hint=did_you_mean(key, names) or f"its inputs: {', '.join(names) or 'none'}",
+            )
     if names and names[0] not in src:
         if previous is None:
             raise GraphError("the first node has no input", path=path)
         src = {names[0]: previous, **src}
     positional = []
-    for key in names[:entry.min_inputs]:
+    for key in names[: entry.min_inputs]:
         if key not in src:
-            raise GraphError(f"{node.op} needs input `{key}`", path=path + ("from",),
-                             hint=f"add it: from: {{{key}: <node>}}")
+            raise GraphError(
+                f"{node.op} needs input `{key}`", path=path + ("from",), hint=f"add it: from: {{{key}: <node>}}"
+            )
         value = src.pop(key)
         if not isinstance(value, str):
             raise GraphError(f"input `{key}` of {node.op} takes one name", path=path + ("from", key))
@@ -318,25 +354,31 @@ def _outputs(outputs: Any, last: str, path: SpecPath) -> list[tuple[str, str]]:
     return [(o, o) for o in outputs]
 
 
-def _check_refs(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath,
-                keyed: bool = False) -> None:
+def _check_refs(
+    nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath, keyed: bool = False
+) -> None:
     known = set(inputs) | {n.name for n in nodes}
     for node in nodes:
         for ref in node.input_names:
             if ref not in known:
                 hint = did_you_mean(ref, known)
-                raise GraphError(f"`from` names `{ref}`, which is not defined",
-                                 path=node.path + ("from",) if node.spec.from_ is not None else node.path,
-                                 node=node.name, hint=hint)
+                raise GraphError(
+                    f"`from` names `{ref}`, which is not defined",
+                    path=node.path + ("from",) if node.spec.from_ is not None else node.path,
+                    node=node.name,
+                    hint=hint,
+                )
             if ref == node.name:
                 raise GraphError(f"node `{ref}` takes itself as input (a cycle)", path=node.path + ("from",))
     for i, (ext, ref) in enumerate(outs):
         if ref not in known:
             what = f"output `{ext}` points to `{ref}`, which" if ext != ref else f"output `{ref}`"
-            raise GraphError(f"{what} is not a node or input",
-                             path=path + ("outputs", ext if keyed else i),
-                             hint=did_you_mean(ref, known) or f"nodes: {', '.join(n.name for n in nodes[-5:])}"
-                             + (" (last 5)" if len(nodes) > 5 else ""))
+            raise GraphError(
+                f"{what} is not a node or input",
+                path=path + ("outputs", ext if keyed else i),
+                hint=did_you_mean(ref, known)
+                or f"nodes: {', '.join(n.name for n in nodes[-5:])}" + (" (last 5)" if len(nodes) > 5 else ""),
+            )
 
 
 def _toposort(nodes: list[DagNode], inputs: list[str]) -> list[DagNode]:
@@ -345,8 +387,8 @@ def _toposort(nodes: list[DagNode], inputs: list[str]) -> list[DagNode]:
     ready nodes' positions keeps that O(n log n))."""
     position = {n.name: i for i, n in enumerate(nodes)}
     computed = set(inputs)
-    waiting = [0] * len(nodes)                  # inputs each node still waits for
-    readers: dict[str, list[int]] = {}          # node name -> positions of the nodes reading it
+    waiting = [0] * len(nodes)  # inputs each node still waits for
+    readers: dict[str, list[int]] = {}  # node name -> positions of the nodes reading it
     for i, node in enumerate(nodes):
         for ref in dict.fromkeys(node.input_names):
             if ref in position and ref not in computed:
@@ -365,8 +407,12 @@ def _toposort(nodes: list[DagNode], inputs: list[str]) -> list[DagNode]:
         done = {n.name for n in ordered}
         remaining = [n for n in nodes if n.name not in done]
         cycle = _find_cycle(remaining)
-        raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}", path=remaining[0].path,
-                         node=remaining[0].name, hint="a node cannot depend on its own output")
+        raise GraphError(
+            f"the graph has a cycle: {' -> '.join(cycle)}",
+            path=remaining[0].path,
+            node=remaining[0].name,
+            hint="a node cannot depend on its own output",
+        )
     return ordered
 
 
@@ -380,7 +426,7 @@ def _find_cycle(nodes: list[DagNode]) -> list[str]:
         if nxt is None:
             return seen
         if nxt in seen:
-            return seen[seen.index(nxt):] + [nxt]
+            return seen[seen.index(nxt) :] + [nxt]
         seen.append(nxt)
         cur = nxt
 
@@ -389,9 +435,16 @@ def _check_unused(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str,
     used = {r for n in nodes for r in n.input_names} | {ref for _, ref in outs}
     for name in inputs:
         if name not in used:
-            raise GraphError(f"input `{name}` is never used", path=path + ("inputs", name) if path == () else path,
-                             hint="feed it to a node with `from`, or remove it")
+            raise GraphError(
+                f"input `{name}` is never used",
+                path=path + ("inputs", name) if path == () else path,
+                hint="feed it to a node with `from`, or remove it",
+            )
     for node in nodes:
         if node.name not in used:
-            raise GraphError(f"node `{node.name}` is computed but never used", path=node.path, node=node.name,
-                             hint="list it in `outputs`, feed it to a node, or remove it")
+            raise GraphError(
+                f"node `{node.name}` is computed but never used",
+                path=node.path,
+                node=node.name,
+                hint="list it in `outputs`, feed it to a node, or remove it",
+            )

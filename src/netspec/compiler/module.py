@@ -14,7 +14,8 @@ import functools
 import math
 import re
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -76,8 +77,10 @@ def _freeze(module: nn.Module, rule: bool | list[str] | None) -> list[str]:
             p.requires_grad_(False)
             frozen.append(name)
     if rule is not True and not frozen:
-        raise BuildError(f"`freeze` patterns {rule} match no parameter",
-                         hint="patterns are relative to the node, e.g. `layer1.*`; list them with --summary")
+        raise BuildError(
+            f"`freeze` patterns {rule} match no parameter",
+            hint="patterns are relative to the node, e.g. `layer1.*`; list them with --summary",
+        )
     return frozen
 
 
@@ -125,8 +128,9 @@ def _build_zoo(node: TypedNode, log: list[str]) -> nn.Module:
         set_submodule(model, target, _make(rnode.layer_cls, **rnode.args))
     if frozen:  # count after replacing: a new head under a frozen name is trainable
         still = [n for n, p in model.named_parameters() if not p.requires_grad]
-        log.append(f"{node.name}: froze {len(still)} parameter tensors "
-                   f"({', '.join(sorted({f.split('.')[0] for f in still}))})")
+        log.append(
+            f"{node.name}: froze {len(still)} parameter tensors ({', '.join(sorted({f.split('.')[0] for f in still}))})"
+        )
     return model
 
 
@@ -171,13 +175,15 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
         fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
         return g.call_function(fn, fargs, fkw)
     root.add_module(node.name, child)
-    kwargs: dict[str, Any] = {k: env[v] if isinstance(v, str) else tuple(env[x] for x in v)
-                              for k, v in node.kw_inputs.items()}
+    kwargs: dict[str, Any] = {
+        k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()
+    }
     return g.call_module(node.name, args, kwargs)
 
 
-def build_module(graph: TypedGraph, *, log: list[str] | None = None,
-                 device: torch.device | str | None = None) -> fx.GraphModule:
+def build_module(
+    graph: TypedGraph, *, log: list[str] | None = None, device: torch.device | str | None = None
+) -> fx.GraphModule:
     """Build real modules for every node and generate the forward.
 
     ``device`` is where parameters and buffers are made (default: torch's default device).

@@ -16,7 +16,8 @@ validates it as a ``NodeSpec``. Errors are pydantic custom errors carrying the s
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
@@ -54,8 +55,9 @@ def normalize_node(raw: Any, blocks: Blocks) -> dict[str, Any]:
     if isinstance(raw, str):
         raw = {raw: None}  # "- ReLU" alone
     if not isinstance(raw, dict):
-        raise PydanticCustomError("node_form", "a node is a mapping like `Conv2d: {out_channels: 8}`, "
-                                               "got {got}", {"got": type(raw).__name__})
+        raise PydanticCustomError(
+            "node_form", "a node is a mapping like `Conv2d: {out_channels: 8}`, got {got}", {"got": type(raw).__name__}
+        )
     if "op" in raw:  # explicit form
         _check_op(raw["op"], blocks, ["op"])
         out = dict(raw)
@@ -81,10 +83,12 @@ def _unknown_error(name: str, blocks: Blocks, subpath: list[Any]) -> PydanticCus
     if name.startswith(TIMM_PREFIX):  # not installed, or not one of timm's models
         from ..nodes.timm_zoo import unknown_timm_model
 
-        return PydanticCustomError("unknown_op", "{message}", {"message": unknown_timm_model(name),
-                                                                "subpath": subpath})
-    return PydanticCustomError("unknown_op", "unknown layer, op or block `{name}`; {hint}",
-                               {"name": name, "hint": _op_hint(name, blocks), "subpath": subpath})
+        return PydanticCustomError("unknown_op", "{message}", {"message": unknown_timm_model(name), "subpath": subpath})
+    return PydanticCustomError(
+        "unknown_op",
+        "unknown layer, op or block `{name}`; {hint}",
+        {"name": name, "hint": _op_hint(name, blocks), "subpath": subpath},
+    )
 
 
 def _op_hint(name: str, blocks: Blocks) -> str:
@@ -104,12 +108,16 @@ def _op_key(raw: dict[str, Any], blocks: Blocks) -> tuple[str, Any]:
         strays = [k for k in rest if k not in known]
         if len(known) == 1:
             hint = did_you_mean(strays[0], NODE_KEYS) or f"node keys: {', '.join(NODE_KEYS)}"
-            raise PydanticCustomError("unknown_node_key", "unknown node key `{key}` beside `{op}`; {hint}",
-                                      {"key": strays[0], "op": known[0], "hint": hint, "subpath": [strays[0]]})
+            raise PydanticCustomError(
+                "unknown_node_key",
+                "unknown node key `{key}` beside `{op}`; {hint}",
+                {"key": strays[0], "op": known[0], "hint": hint, "subpath": [strays[0]]},
+            )
     if len(rest) != 1:
         what = "no layer, op or block name" if not rest else f"several names ({', '.join(rest)})"
-        raise PydanticCustomError("node_form", "a node needs exactly one layer, op or block name; "
-                                               "found {what}", {"what": what})
+        raise PydanticCustomError(
+            "node_form", "a node needs exactly one layer, op or block name; found {what}", {"what": what}
+        )
     return rest[0], raw[rest[0]]
 
 
@@ -146,9 +154,9 @@ def _arguments(key: str, kind: str, blocks: Blocks) -> Any:
 def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
     """``{name, op, args, ...}`` when `key: value` is a named node, else None (`key` is the op)."""
     if isinstance(value, str) and op_kind(value, blocks) is not None:
-        return _with_name(key, {"op": value, "args": None})           # `relu: ReLU`
+        return _with_name(key, {"op": value, "args": None})  # `relu: ReLU`
     if isinstance(value, list) and (op_kind(key, blocks) is None or any(isinstance(v, dict) for v in value)):
-        return _with_name(key, {"op": GROUP_OP, "args": value})       # `downsample: [Conv2d..., BatchNorm2d]`
+        return _with_name(key, {"op": GROUP_OP, "args": value})  # `downsample: [Conv2d..., BatchNorm2d]`
     if not isinstance(value, dict):
         return None
     inner = [k for k in value if k not in NODE_KEYS]
@@ -159,9 +167,12 @@ def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
     if len(ops) == 1 and op_kind(key, blocks) is not None:
         stray = next(k for k in inner if k != ops[0])
         raise PydanticCustomError(
-            "node_form", f"node `{key}` holds `{ops[0]}` and `{stray}`; a named node is "
+            "node_form",
+            f"node `{key}` holds `{ops[0]}` and `{stray}`; a named node is "
             f"`{key}: {{{ops[0]}: {{...}}}}` plus node keys (from, when, ...): move `{stray}` into "
-            f"{ops[0]}'s arguments", {"subpath": [key, stray]})
+            f"{ops[0]}'s arguments",
+            {"subpath": [key, stray]},
+        )
     return None
 
 
@@ -181,8 +192,11 @@ def _unknown_op(key: str, value: Any, blocks: Blocks) -> PydanticCustomError:
     inner_hint = did_you_mean(inner_key, names) if inner_key is not None else None
     outer_hint = did_you_mean(key, names)
     timm_model = inner_key is not None and inner_key.startswith(TIMM_PREFIX)  # `net: {timm.resnet_nope: {}}`
-    if inner_key is not None and (inner_hint or timm_model or (not outer_hint and IDENT.match(key) and
-                                                               isinstance(inner[inner_key], (dict, type(None))))):
+    if inner_key is not None and (
+        inner_hint
+        or timm_model
+        or (not outer_hint and IDENT.match(key) and isinstance(inner[inner_key], (dict, type(None))))
+    ):
         unknown = inner_key
     else:
         unknown = key
@@ -195,8 +209,9 @@ def _group_and_merge_inputs(out: dict[str, Any], blocks: Blocks) -> dict[str, An
     if kind == "group" and "nodes" not in out:
         items = out.pop("args", None)
         if not isinstance(items, list):
-            raise PydanticCustomError("node_form", "a group is a list of nodes, e.g. "
-                                                   "`downsample: [{Conv2d: {...}}, BatchNorm2d]`", {})
+            raise PydanticCustomError(
+                "node_form", "a group is a list of nodes, e.g. `downsample: [{Conv2d: {...}}, BatchNorm2d]`", {}
+            )
         out["nodes"] = items
     if kind == "group" and isinstance(out.get("nodes"), list):
         # nested paths read `nodes[i].nodes[j]`; Document.raw_path finds the list as written

@@ -27,8 +27,8 @@ def _layer_args_schema(params: list[str], doc: str) -> dict[str, Any]:
 
 # Definitions pydantic does not generate: references to them are markers while pydantic
 # generates (it refuses hand-written "$ref"s it does not know) and become "$ref"s afterwards.
-_NODE = {"netspec_ref": "NodeSpec"}     # a node inside a node: a group's nodes, a named node's body
-_KEY = {"netspec_ref": "NodeKey"}       # a key a node mapping may hold: a layer, op, model or node key
+_NODE = {"netspec_ref": "NodeSpec"}  # a node inside a node: a group's nodes, a named node's body
+_KEY = {"netspec_ref": "NodeKey"}  # a key a node mapping may hold: a layer, op, model or node key
 
 
 def link_refs(schema: Any) -> Any:
@@ -48,11 +48,13 @@ def link_refs(schema: Any) -> Any:
 
 # The body of `name: {...}`: checked as a node when every key is a known layer, op or node key
 # (`stem: {Conv2d: {kernal_size: 3}}` is underlined); a block's name or arguments pass.
-_NAMED_BODY = {"anyOf": [
-    {"type": "array", "items": _NODE},
-    {"type": ["string", "null", "number", "boolean"]},
-    {"type": "object", "if": {"propertyNames": _KEY}, "then": _NODE},
-]}
+_NAMED_BODY = {
+    "anyOf": [
+        {"type": "array", "items": _NODE},
+        {"type": ["string", "null", "number", "boolean"]},
+        {"type": "object", "if": {"propertyNames": _KEY}, "then": _NODE},
+    ]
+}
 # A lowercase op's key may also be a node name (`squeeze: {Conv2d: ...}`): its value is the op's
 # arguments, or a named node's body made of known keys.
 _OP_AS_NAME = [{"type": "object", "propertyNames": _KEY, "allOf": [_NODE]}, {"type": "array", "items": _NODE}]
@@ -70,10 +72,15 @@ def _op_schemas() -> dict[str, Any]:
         schema = _layer_args_schema(list(op.params), op.doc)
         ops[name] = {**schema, "anyOf": schema["anyOf"] + _OP_AS_NAME}
     for name in cat.models:
-        ops[name] = {"description": f"torchvision.models.{name}; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
-                     "type": ["object", "null"]}
-    ops[GROUP_OP] = {"description": "a group: nodes run as a chain, one sub-module (unnamed ones named 0, 1, ...)",
-                     "type": "array", "items": _NODE}
+        ops[name] = {
+            "description": f"torchvision.models.{name}; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
+            "type": ["object", "null"],
+        }
+    ops[GROUP_OP] = {
+        "description": "a group: nodes run as a chain, one sub-module (unnamed ones named 0, 1, ...)",
+        "type": "array",
+        "items": _NODE,
+    }
     ops[PARAM_OP] = _layer_args_schema(list(PARAM_ARGS), "a learnable tensor: {shape: [4, 4], init: normal_}")
     return ops
 
@@ -87,31 +94,44 @@ def node_json_schema() -> dict[str, Any]:
     >>> s = node_json_schema(); "Conv2d" in s["properties"], "from" in s["properties"]
     (True, True)
     """
-    ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
-                     {"type": "object", "additionalProperties": {
-                         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}]}
+    ref = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}},
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            },
+        ]
+    }
     reserved = {
-        "from": {**ref, "description": "inputs by name (default: the previous node); a mapping names a "
-                                       "block's inputs or a layer's forward arguments"},
+        "from": {
+            **ref,
+            "description": "inputs by name (default: the previous node); a mapping names a "
+            "block's inputs or a layer's forward arguments",
+        },
         "when": {"type": ["boolean", "string"], "description": "keep the node only if true"},
         "else": {"type": "string", "description": "with `when`: what the name stands for when the node is left out"},
         "repeat": {"type": ["integer", "string"], "description": "repeat the node N times (copies named 0..N-1)"},
-        "freeze": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
-                   "description": "freeze parameters: true, or name patterns"},
+        "freeze": {
+            "anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "freeze parameters: true, or name patterns",
+        },
         "name": {"type": "string", "description": "node name, in the explicit form"},
         "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
         "args": _ANY_ARGS,
         "nodes": {"type": "array", "items": _NODE, "description": "a group's nodes (op: Sequential)"},
     }
-    named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)",
-             **_NAMED_BODY}
+    named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)", **_NAMED_BODY}
     # timm's models are not listed: the schema must not depend on an optional package
-    timm = {"description": "a timm model (`pip install 'netspec[timm]'`), e.g. `timm.resnet34: {num_classes: 10, "
-                           f"in_chans: 1}}`; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
-            "type": ["object", "null"]}
+    timm = {
+        "description": "a timm model (`pip install 'netspec[timm]'`), e.g. `timm.resnet34: {num_classes: 10, "
+        f"in_chans: 1}}`; extra keys: {', '.join(sorted(ZOO_EXTRA_ARGS))}",
+        "type": ["object", "null"],
+    }
     return {
         "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
-                       "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
+        "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
         "patternProperties": {r"^timm\.[A-Za-z0-9_.]+$": timm},

@@ -29,8 +29,9 @@ Refusal(arg='', message='expected input with 3 channels, got 4')
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -130,8 +131,9 @@ def probe_by_rule(module: nn.Module, ins: list[Probe], kw: dict[str, Probe]) -> 
         return None
     dtype = ins[0].value.dtype
     # torch refuses integer input and weights of another dtype: let it say so
-    if not dtype.is_floating_point or any(t.dtype != dtype for t in (*module.parameters(), *module.buffers())
-                                          if t.is_floating_point()):
+    if not dtype.is_floating_point or any(
+        t.dtype != dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()
+    ):
         return None
     return _probe(lambda shapes: output_shape(module, shapes[0]), ins)
 
@@ -229,6 +231,7 @@ def _spatial(module: nn.Module, shape: Shape, n: int, channels: int | None) -> S
 
 # ---- linear ----------------------------------------------------------------------------------
 
+
 @shape_rule(nn.Linear)
 def linear(m: nn.Module, shape: Shape) -> Shape | None:
     """(*, in_features) -> (*, out_features).
@@ -244,6 +247,7 @@ def linear(m: nn.Module, shape: Shape) -> Shape | None:
 
 # ---- convolutions ----------------------------------------------------------------------------
 
+
 def _conv_refusal(m: nn.Module) -> Refusal | None:
     """torch's convolutions refuse these for any input (on the CPU and CUDA; the meta kernels
     accept some of them, and divide by a zero stride).
@@ -254,13 +258,23 @@ def _conv_refusal(m: nn.Module) -> Refusal | None:
     assert isinstance(m, nn.modules.conv._ConvNd)
     # dilation 0: torch's transposed convolutions take it in a few cases (a kernel of size 1, on
     # some ranks) and refuse it in the rest; it means nothing, and netspec refuses it always
-    refusal = _refuse(m, [("kernel_size", _positive, "positive"), ("stride", _positive, "positive"),
-                          ("dilation", _positive, "positive"), ("padding", _non_negative, "0 or more"),
-                          ("output_padding", _non_negative, "0 or more")])
-    if refusal is None and m.transposed:
-        if any(op >= s and op >= d for op, s, d in zip(m.output_padding, m.stride, m.dilation)):
-            shown = m.output_padding[0] if len(set(m.output_padding)) == 1 else m.output_padding
-            refusal = Refusal("output_padding", f"output_padding must be smaller than stride or dilation, got {shown}")
+    refusal = _refuse(
+        m,
+        [
+            ("kernel_size", _positive, "positive"),
+            ("stride", _positive, "positive"),
+            ("dilation", _positive, "positive"),
+            ("padding", _non_negative, "0 or more"),
+            ("output_padding", _non_negative, "0 or more"),
+        ],
+    )
+    if (
+        refusal is None
+        and m.transposed
+        and any(op >= s and op >= d for op, s, d in zip(m.output_padding, m.stride, m.dilation))
+    ):
+        shown = m.output_padding[0] if len(set(m.output_padding)) == 1 else m.output_padding
+        refusal = Refusal("output_padding", f"output_padding must be smaller than stride or dilation, got {shown}")
     return refusal
 
 
@@ -342,12 +356,18 @@ def _pool_refusal(m: nn.Module) -> Refusal | None:
     Refusal(arg='padding', message='padding must be at most half of kernel_size (2), got 2')
     """
     n = _POOL_DIMS[type(m)]
-    refusal = _refuse(m, [("kernel_size", _positive, "positive"), ("stride", _positive, "positive"),
-                          ("dilation", _positive, "positive"), ("padding", _non_negative, "0 or more")])
+    refusal = _refuse(
+        m,
+        [
+            ("kernel_size", _positive, "positive"),
+            ("stride", _positive, "positive"),
+            ("dilation", _positive, "positive"),
+            ("padding", _non_negative, "0 or more"),
+        ],
+    )
     k, p = _per_dim(m.kernel_size, n), _per_dim(m.padding, n)
     if refusal is None and k is not None and p is not None and any(2 * pi > ki for pi, ki in zip(p, k)):
-        refusal = Refusal("padding", f"padding must be at most half of kernel_size ({m.kernel_size}), "
-                                     f"got {m.padding}")
+        refusal = Refusal("padding", f"padding must be at most half of kernel_size ({m.kernel_size}), got {m.padding}")
     return refusal
 
 
@@ -410,10 +430,31 @@ def batch_norm(m: nn.Module, shape: Shape) -> Shape | None:
 
 # ---- element-wise ----------------------------------------------------------------------------
 
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.SiLU, nn.Mish, nn.Sigmoid,
-                nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardshrink, nn.Softshrink,
-                nn.Tanhshrink, nn.Softsign, nn.Softplus, nn.LogSigmoid, nn.Threshold, nn.Identity,
-                nn.Dropout, nn.AlphaDropout)
+_ELEMENTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Hardshrink,
+    nn.Softshrink,
+    nn.Tanhshrink,
+    nn.Softsign,
+    nn.Softplus,
+    nn.LogSigmoid,
+    nn.Threshold,
+    nn.Identity,
+    nn.Dropout,
+    nn.AlphaDropout,
+)
 
 
 @shape_rule(*_ELEMENTWISE)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from typing import Any, Hashable, Mapping
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,8 +45,15 @@ from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
 
 
 def _shape_info(p: Probe) -> ShapeInfo | None:
@@ -62,8 +70,7 @@ def _check_arguments(module: nn.Module, d: DagNode) -> None:
     refusal = argument_refusal(module)
     if refusal is not None:
         written = isinstance(d.args, dict) and refusal.arg in d.args
-        raise BuildError(refusal.message, path=d.path + (d.op,) + ((refusal.arg,) if written else ()),
-                         node=d.name)
+        raise BuildError(refusal.message, path=d.path + (d.op,) + ((refusal.arg,) if written else ()), node=d.name)
 
 
 def _rule_probe(module: nn.Module, ins: list[Probe], kw: dict[str, Probe], d: DagNode) -> Probe | None:
@@ -101,8 +108,10 @@ class _Inferer:
         typed: list[TypedNode] = []
         for dnode in dag.nodes:
             ins = [values[r] for r in _positional(dnode)]
-            kw = {k: values[v] if isinstance(v, str) else Probe.of_tuple([values[x] for x in v])
-                  for k, v in dnode.kw_inputs.items()}
+            kw = {
+                k: values[v] if isinstance(v, str) else Probe.of_tuple([values[x] for x in v])
+                for k, v in dnode.kw_inputs.items()
+            }
             tnode = self.node(dnode, ins, kw, local_env)
             values[dnode.name] = tnode.probe
             if (info := _shape_info(tnode.probe)) is not None:
@@ -113,14 +122,25 @@ class _Inferer:
     def node(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
         self.total_nodes += 1
         if self.total_nodes > self.options.max_nodes:  # `repeat: 1000000000` must not run for hours
-            raise ResourceError(f"the network expands to more than {self.options.max_nodes:,} nodes "
-                                "(repeats and blocks counted as instantiated)", path=d.path, node=d.name,
-                                hint="check `repeat` counts and nested blocks")
+            raise ResourceError(
+                f"the network expands to more than {self.options.max_nodes:,} nodes "
+                "(repeats and blocks counted as instantiated)",
+                path=d.path,
+                node=d.name,
+                hint="check `repeat` counts and nested blocks",
+            )
         repeat = d.spec.repeat
         if repeat is not None:
             return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
-        handler = {"layer": self.layer, "op": self.op, "param": self.param, "block": self.block,
-                   "group": self.group, "zoo": self.zoo, "timm": self.zoo}[d.kind]
+        handler = {
+            "layer": self.layer,
+            "op": self.op,
+            "param": self.param,
+            "block": self.block,
+            "group": self.group,
+            "zoo": self.zoo,
+            "timm": self.zoo,
+        }[d.kind]
         t = handler(d, ins, kw, env)
         if d.kind in ("layer", "op", "zoo", "timm"):
             try:
@@ -152,8 +172,20 @@ class _Inferer:
             n = self._add_params(_count(module), d)
             out = _rule_probe(module, ins, kw, d) or run_probe(module, ins, kw, d.op, d.path, d.name)
             self._remember(key, n, out)
-        return TypedNode(d.name, "layer", d.op, d.path, _positional(d), kwargs, out.value, out.twin, notes,
-                         kw_inputs=dict(d.kw_inputs), layer_cls=entry.cls, params=n)
+        return TypedNode(
+            d.name,
+            "layer",
+            d.op,
+            d.path,
+            _positional(d),
+            kwargs,
+            out.value,
+            out.twin,
+            notes,
+            kw_inputs=dict(d.kw_inputs),
+            layer_cls=entry.cls,
+            params=n,
+        )
 
     def op(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
         entry = OPS[d.op]
@@ -162,8 +194,9 @@ class _Inferer:
         key = _call_key(d.op, kwargs, ins, {})
         if key in self.reused:
             out = self.reused[key][1]
-            return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, fresh(out.value), fresh(out.twin),
-                             op_entry=entry)
+            return TypedNode(
+                d.name, "op", d.op, d.path, _positional(d), kwargs, fresh(out.value), fresh(out.twin), op_entry=entry
+            )
         out = self._run_op(entry, d, ins, kwargs)
         self._remember(key, 0, out)
         return TypedNode(d.name, "op", d.op, d.path, _positional(d), kwargs, out.value, out.twin, op_entry=entry)
@@ -206,13 +239,18 @@ class _Inferer:
         probes = dict(zip(bspec.inputs, ins))
         benv = {**self.params, **bparams, **_env_shapes(probes)}
         if d.op in self.active_blocks:
-            chain = " -> ".join(self.active_blocks[self.active_blocks.index(d.op):] + [d.op])
-            raise GraphError(f"block `{d.op}` uses itself ({chain}); blocks cannot be recursive",
-                             path=d.path, node=d.name, hint="use `repeat` for a fixed number of copies")
+            chain = " -> ".join(self.active_blocks[self.active_blocks.index(d.op) :] + [d.op])
+            raise GraphError(
+                f"block `{d.op}` uses itself ({chain}); blocks cannot be recursive",
+                path=d.path,
+                node=d.name,
+                hint="use `repeat` for a fixed number of copies",
+            )
         self.active_blocks.append(d.op)
         try:
-            dag = resolve(bspec.nodes, bspec.inputs, bspec.outputs, benv, self.blocks, ("blocks", d.op),
-                          self.block_inputs)
+            dag = resolve(
+                bspec.nodes, bspec.inputs, bspec.outputs, benv, self.blocks, ("blocks", d.op), self.block_inputs
+            )
             sub = self.infer(dag, probes, benv, d.op, "tuple")
         except SpecError as e:
             # Report where the block is used too: the error is in the block's definition.
@@ -222,29 +260,51 @@ class _Inferer:
             self.active_blocks.pop()
         out = sub.output_probe()
         notes = [f"{k}={v}" for k, v in bparams.items()]
-        return TypedNode(d.name, "block", d.op, d.path, _positional(d), bparams, out.value, out.twin, notes, sub=sub,
-                         params=sub.total_params())
+        return TypedNode(
+            d.name,
+            "block",
+            d.op,
+            d.path,
+            _positional(d),
+            bparams,
+            out.value,
+            out.twin,
+            notes,
+            sub=sub,
+            params=sub.total_params(),
+        )
 
     def block_params(self, bspec: BlockSpec, d: DagNode, env: dict[str, Any]) -> dict[str, Any]:
         raw = d.args
         names = list(bspec.params)
         if raw is not None and not isinstance(raw, dict):
             if len(names) != 1:
-                raise BuildError(f"block `{d.op}` takes parameters {', '.join(names) or 'none'}; use a mapping",
-                                 path=d.path + (d.op,), node=d.name)
+                raise BuildError(
+                    f"block `{d.op}` takes parameters {', '.join(names) or 'none'}; use a mapping",
+                    path=d.path + (d.op,),
+                    node=d.name,
+                )
             raw = {names[0]: raw}
         given = substitute(raw or {}, env, d.path + (d.op,))
         for key in given:
             if key not in bspec.params:
-                raise BuildError(f"block `{d.op}` has no parameter `{key}`", path=d.path + (d.op, key), node=d.name,
-                                 hint=did_you_mean(key, names) or f"its parameters: {', '.join(names) or 'none'}")
+                raise BuildError(
+                    f"block `{d.op}` has no parameter `{key}`",
+                    path=d.path + (d.op, key),
+                    node=d.name,
+                    hint=did_you_mean(key, names) or f"its parameters: {', '.join(names) or 'none'}",
+                )
         out: dict[str, Any] = {}
         for key, default in bspec.params.items():
             if key in given:
                 out[key] = given[key]
             elif default == "required":
-                raise BuildError(f"block `{d.op}` needs parameter `{key}`", path=d.path + (d.op,), node=d.name,
-                                 hint=f"{d.op}: {{{key}: ...}}")
+                raise BuildError(
+                    f"block `{d.op}` needs parameter `{key}`",
+                    path=d.path + (d.op,),
+                    node=d.name,
+                    hint=f"{d.op}: {{{key}: ...}}",
+                )
             else:
                 try:
                     out[key] = substitute(default, {**self.params, **out})
@@ -263,21 +323,28 @@ class _Inferer:
         dag = resolve(d.spec.nodes, [inner], None, env, self.blocks, d.path, self.block_inputs, numbered=True)
         sub = self.infer(dag, {inner: ins[0]}, env, d.name, "tuple")
         out = sub.output_probe()
-        return TypedNode(d.name, "group", d.op, d.path, [source], {}, out.value, out.twin, sub=sub,
-                         params=sub.total_params())
+        return TypedNode(
+            d.name, "group", d.op, d.path, [source], {}, out.value, out.twin, sub=sub, params=sub.total_params()
+        )
 
     def repeat(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any], count: Any) -> TypedNode:
         """N copies in a chain, named 0..N-1 as in nn.Sequential (torchvision's `layer1.0.conv1`).
 
         Keyword inputs (a padding mask) go to every copy: they become inputs of the repeat."""
         if not isinstance(count, int) or count < 1:
-            raise BuildError(f"`repeat` must be a positive integer, got {count!r}", path=d.path + ("repeat",), node=d.name)
+            raise BuildError(
+                f"`repeat` must be a positive integer, got {count!r}", path=d.path + ("repeat",), node=d.name
+            )
         if count > self.options.max_nodes:
-            raise ResourceError(f"`repeat: {count}` is over the limit of {self.options.max_nodes:,} nodes",
-                                path=d.path + ("repeat",), node=d.name, hint="check the repeat count")
+            raise ResourceError(
+                f"`repeat: {count}` is over the limit of {self.options.max_nodes:,} nodes",
+                path=d.path + ("repeat",),
+                node=d.name,
+                hint="check the repeat count",
+            )
         if len(ins) != 1:
             raise GraphError("a repeated node takes one input", path=d.path + ("from",), node=d.name)
-        extra = list(dict.fromkeys(n for n in d.input_names[1:]))   # keyword inputs' sources
+        extra = list(dict.fromkeys(n for n in d.input_names[1:]))  # keyword inputs' sources
         chain = "x" if "x" not in extra else "x_in"
         single = d.spec.model_copy(update={"repeat": None, "freeze": None})
         outer = dict(zip(extra, (self._kw_source(d, n, kw) for n in extra)))
@@ -290,8 +357,20 @@ class _Inferer:
             nodes.append(t)
             value, prev = t.probe, t.name
         sub = TypedGraph.of(f"{d.op}_repeat", {chain: ins[0], **outer}, nodes, [(prev, prev)], "tuple")
-        return TypedNode(d.name, "repeat", d.op, d.path, [_positional(d)[0], *extra], {"repeat": count}, value.value,
-                         value.twin, [f"x{count}"], freeze=d.spec.freeze, sub=sub, params=sub.total_params())
+        return TypedNode(
+            d.name,
+            "repeat",
+            d.op,
+            d.path,
+            [_positional(d)[0], *extra],
+            {"repeat": count},
+            value.value,
+            value.twin,
+            [f"x{count}"],
+            freeze=d.spec.freeze,
+            sub=sub,
+            params=sub.total_params(),
+        )
 
     def _kw_source(self, d: DagNode, name: str, kw: dict[str, Probe]) -> Probe:
         """The value of node `name`, one of the keyword inputs of `d`."""
@@ -325,11 +404,14 @@ class _Inferer:
 
     def _check_budget(self, d: DagNode) -> None:
         if self.total_params > self.options.max_params:
-            gib = self.total_params * 4 / 2 ** 30
-            raise ResourceError(f"the model reaches {self.total_params:,} parameters ({gib:,.1f} GiB in fp32) "
-                                f"at this node, over the limit of {self.options.max_params:,}",
-                                path=d.path, node=d.name,
-                                hint="check the sizes; raise the limit with --max-params if this is intended")
+            gib = self.total_params * 4 / 2**30
+            raise ResourceError(
+                f"the model reaches {self.total_params:,} parameters ({gib:,.1f} GiB in fp32) "
+                f"at this node, over the limit of {self.options.max_params:,}",
+                path=d.path,
+                node=d.name,
+                hint="check the sizes; raise the limit with --max-params if this is intended",
+            )
 
 
 def _call_key(target: Any, kwargs: dict[str, Any], ins: list[Probe], kw: dict[str, Probe]) -> Hashable | None:
@@ -344,20 +426,27 @@ def _positional(d: DagNode) -> list[str]:
     return list(d.inputs.values()) if isinstance(d.inputs, dict) else list(d.inputs)
 
 
-def _input_values(spec: Spec, params: dict[str, Any], max_bytes: int = Options.max_activation_bytes) -> dict[str, Probe]:
+def _input_values(
+    spec: Spec, params: dict[str, Any], max_bytes: int = Options.max_activation_bytes
+) -> dict[str, Probe]:
     out: dict[str, Probe] = {}
     for name, ispec in spec.inputs.items():
         shape = substitute(list(ispec.shape), params, ("inputs", name, "shape"))
         if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
             named = [s for s in shape if isinstance(s, str) and s in params]
-            raise ShapeError(f"input `{name}` has shape {shape}; sizes must be positive integers",
-                             path=("inputs", name),
-                             hint=f"write `${named[0]}` to use the parameter `{named[0]}`" if named else None)
+            raise ShapeError(
+                f"input `{name}` has shape {shape}; sizes must be positive integers",
+                path=("inputs", name),
+                hint=f"write `${named[0]}` to use the parameter `{named[0]}`" if named else None,
+            )
         nbytes = math.prod(shape) * _DTYPES[ispec.dtype].itemsize
         if nbytes > max_bytes:  # also keeps torch's storage-size arithmetic from overflowing
-            raise ResourceError(f"input `{name}` has shape {shape}: {nbytes / 2 ** 30:,.1f} GiB per sample, over "
-                                f"the limit of {max_bytes / 2 ** 30:,.1f} GiB", path=("inputs", name),
-                                hint="check the input shape")
+            raise ResourceError(
+                f"input `{name}` has shape {shape}: {nbytes / 2**30:,.1f} GiB per sample, over "
+                f"the limit of {max_bytes / 2**30:,.1f} GiB",
+                path=("inputs", name),
+                hint="check the input shape",
+            )
         out[name] = input_probe(tuple(shape), _DTYPES[ispec.dtype])
     return out
 
@@ -367,8 +456,11 @@ def resolve_params(spec: Spec, overrides: Mapping[str, Any] | None = None) -> di
     params = dict(spec.params)
     for key, value in (overrides or {}).items():
         if key not in params:
-            raise SpecError(f"no spec parameter `{key}`", path=("params",),
-                            hint=did_you_mean(key, params) or f"parameters: {', '.join(params) or 'none'}")
+            raise SpecError(
+                f"no spec parameter `{key}`",
+                path=("params",),
+                hint=did_you_mean(key, params) or f"parameters: {', '.join(params) or 'none'}",
+            )
         params[key] = value
     return params
 
@@ -387,8 +479,15 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
     inputs = _input_values(spec, params, options.max_activation_bytes)
     env = {**params, **_env_shapes(inputs)}
     inferer = _Inferer(spec, params, options)
-    dag = resolve(spec.nodes, list(spec.inputs), spec.outputs, env, set(spec.blocks), (),
-                  {k: b.inputs for k, b in spec.blocks.items()})
+    dag = resolve(
+        spec.nodes,
+        list(spec.inputs),
+        spec.outputs,
+        env,
+        set(spec.blocks),
+        (),
+        {k: b.inputs for k, b in spec.blocks.items()},
+    )
     graph = inferer.infer(dag, inputs, env, spec.name, spec.output_type)
     _check_activations(graph, options)
     return graph
@@ -399,7 +498,7 @@ def _check_activations(graph: TypedGraph, options: Options) -> None:
     largest: tuple[int, TypedNode | None] = (0, None)
     for node in graph.nodes:
         size = 0
-        for v in (node.value if isinstance(node.value, tuple) else (node.value,)):
+        for v in node.value if isinstance(node.value, tuple) else (node.value,):
             if isinstance(v, torch.Tensor):
                 size += math.prod(v.shape[1:]) * v.element_size()
         total += size
@@ -408,7 +507,11 @@ def _check_activations(graph: TypedGraph, options: Options) -> None:
     if total > options.max_activation_bytes:
         big = largest[1]
         assert big is not None
-        raise ResourceError(f"forward activations need about {total / 2 ** 30:,.1f} GiB per sample, over the "
-                            f"limit of {options.max_activation_bytes / 2 ** 30:,.1f} GiB; the largest is "
-                            f"`{big.name}` ({per_sample(big.value, big.twin)}, {largest[0] / 2 ** 30:,.1f} GiB)",
-                            path=big.path, node=big.name, hint="check the input shape and layer sizes")
+        raise ResourceError(
+            f"forward activations need about {total / 2**30:,.1f} GiB per sample, over the "
+            f"limit of {options.max_activation_bytes / 2**30:,.1f} GiB; the largest is "
+            f"`{big.name}` ({per_sample(big.value, big.twin)}, {largest[0] / 2**30:,.1f} GiB)",
+            path=big.path,
+            node=big.name,
+            hint="check the input shape and layer sizes",
+        )

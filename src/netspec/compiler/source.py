@@ -72,7 +72,7 @@ class Document:
         out: list[str | int] = []
         cur = self.data
         for i, part in enumerate(path):
-            if isinstance(cur, dict) and part in cur:
+            if isinstance(cur, dict) and part in cur:  # noqa: SIM114 - one arm each, so mypy narrows `cur`
                 out.append(part)
                 cur = cur[part]
             elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
@@ -84,8 +84,10 @@ class Document:
             elif part == "nodes" and isinstance(cur, dict) and (group := group_nodes(cur)) is not None:
                 out += list(group[0])  # a group's node list as written: `downsample: [...]`
                 cur = group[1]
-            elif isinstance(cur, dict) and len(holders := [k for k, v in cur.items()
-                                                           if isinstance(v, dict) and part in v]) == 1:
+            elif (
+                isinstance(cur, dict)
+                and len(holders := [k for k, v in cur.items() if isinstance(v, dict) and part in v]) == 1
+            ):
                 out += [holders[0], part]  # named form: {b: {ReLU: {}, from: aa}}
                 cur = cur[holders[0]][part]
             else:
@@ -105,8 +107,9 @@ def nan_path(data: Any, path: Path_ = ()) -> Path_ | None:
         here, value = stack.pop()
         if isinstance(value, float) and math.isnan(value):
             return here
-        items = value.items() if isinstance(value, dict) else \
-            enumerate(value) if isinstance(value, (list, tuple)) else ()
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+        )
         stack.extend(reversed([((*here, k), v) for k, v in items]))
     return None
 
@@ -136,7 +139,7 @@ _ALLOWED_TAGS = {_CORE + t for t in ("map", "seq", "str", "int", "float", "bool"
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
 
 
 class _Builder:
@@ -166,10 +169,16 @@ class _Builder:
         self.seen.add(id(node))
         if self.count > MAX_VALUES:
             if self.aliased:
-                raise self._error(node, f"the document expands to more than {MAX_VALUES:,} values through its "
-                                        "aliases (an alias bomb?); refused")
-            raise self._error(node, f"the document has more than {MAX_VALUES:,} values, over the limit for a spec; "
-                                    "refused", hint="describe long chains with `repeat:` or blocks")
+                raise self._error(
+                    node,
+                    f"the document expands to more than {MAX_VALUES:,} values through its "
+                    "aliases (an alias bomb?); refused",
+                )
+            raise self._error(
+                node,
+                f"the document has more than {MAX_VALUES:,} values, over the limit for a spec; refused",
+                hint="describe long chains with `repeat:` or blocks",
+            )
 
     def _count_chars(self, node: yaml.Node, n: int) -> None:
         """Characters are counted as aliases expand: a long string repeated through aliases is cheap
@@ -177,8 +186,10 @@ class _Builder:
         self.chars += n
         if self.chars > MAX_CHARS:
             why = " through its aliases (a long value repeated?)" if self.aliased else ""
-            raise self._error(node, f"the document expands to more than {MAX_CHARS:,} characters{why}, over the "
-                                    "limit for a spec; refused")
+            raise self._error(
+                node,
+                f"the document expands to more than {MAX_CHARS:,} characters{why}, over the limit for a spec; refused",
+            )
 
     def build(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> Any:
         self._count(node)
@@ -190,8 +201,11 @@ class _Builder:
         if node.tag not in _ALLOWED_TAGS:
             # Python tags (!!python/object/apply:...) and custom tags: never constructed.
             # Without this check a tagged sequence or mapping would be read as plain data.
-            raise self._error(node, f"YAML tag `{_short_tag(node.tag)}` is not allowed in a spec; "
-                                    "refused (specs are plain data: no Python objects, no custom tags)")
+            raise self._error(
+                node,
+                f"YAML tag `{_short_tag(node.tag)}` is not allowed in a spec; "
+                "refused (specs are plain data: no Python objects, no custom tags)",
+            )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -220,8 +234,9 @@ class _Builder:
             self._count_chars(key_node, len(key))
             if key in out and i >= merged and path + (key,) in self._own_keys:
                 first = self.key_positions.get(path + (key,))
-                err = self._error(key_node, f"duplicate key `{key}`" +
-                                  (f" (first set at {first[0]}:{first[1]})" if first else ""))
+                err = self._error(
+                    key_node, f"duplicate key `{key}`" + (f" (first set at {first[0]}:{first[1]})" if first else "")
+                )
                 err.path = path + (key,)
                 raise err
             if i >= merged:
@@ -234,12 +249,14 @@ class _Builder:
 
 def _reader_error(e: yaml.reader.ReaderError, text: str, file: str | None) -> SpecSyntaxError:
     """A character YAML refuses (control characters, ...), located by line and column."""
-    before = text[:max(e.position, 0)]
+    before = text[: max(e.position, 0)]
     line = before.count("\n") + 1
     col = e.position - (before.rfind("\n") + 1) + 1
-    return SpecSyntaxError(f"invalid YAML: character #x{e.character:04x} is not allowed in a spec file",
-                           location=Location(file, line, col),
-                           hint="remove control characters; a spec is plain UTF-8 text")
+    return SpecSyntaxError(
+        f"invalid YAML: character #x{e.character:04x} is not allowed in a spec file",
+        location=Location(file, line, col),
+        hint="remove control characters; a spec is plain UTF-8 text",
+    )
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -249,12 +266,16 @@ class _SpecLoader(yaml.SafeLoader):
 _SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _load_yaml(text: str, file: str | None) -> Document:
@@ -315,11 +336,13 @@ def _read_spec_file(name: str) -> bytes:
         if stat.S_ISDIR(mode):
             raise SpecSyntaxError(f"{name} is a directory, not a spec file", location=Location(name))
         if not stat.S_ISREG(mode):
-            raise SpecSyntaxError(f"{name} is not a regular file (a device, FIFO or socket); a spec is a file",
-                                  location=Location(name))
+            raise SpecSyntaxError(
+                f"{name} is not a regular file (a device, FIFO or socket); a spec is a file", location=Location(name)
+            )
         if size > MAX_BYTES:
-            raise SpecSyntaxError(f"file is {size} bytes, over the {MAX_BYTES}-byte limit for a spec",
-                                  location=Location(name))
+            raise SpecSyntaxError(
+                f"file is {size} bytes, over the {MAX_BYTES}-byte limit for a spec", location=Location(name)
+            )
         with os.fdopen(os.dup(fd), "rb") as f:
             raw = f.read(MAX_BYTES + 1)  # the size can change after fstat: never read more
     except OSError as e:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
 from ..data.spec import DataSpec
 from ..errors import SpecValidationError, did_you_mean
@@ -23,8 +23,9 @@ from ..nodes.kinds import GROUP_OP
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
-from .source import Document, _SpecLoader, group_nodes, load_document, nan_path
+from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import SpecModel
+from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
 DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
@@ -36,24 +37,42 @@ class NodeSpec(SpecModel):
     """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
 
     name: str | None = Field(None, description="Node name (an identifier); others refer to it in `from`.")
-    op: str = Field(description="Layer (torch.nn class name), op, block or torchvision model name; "
-                                "`Sequential` for a group of nodes, `Parameter` for a learnable tensor.")
+    op: str = Field(
+        description="Layer (torch.nn class name), op, block or torchvision model name; "
+        "`Sequential` for a group of nodes, `Parameter` for a learnable tensor."
+    )
     args: Any = Field(None, description="Arguments: a mapping, a list (positional), or one value.")
-    from_: Ref | None = Field(None, alias="from", description=(
-        "Inputs by node or input name: one name, a list, or a mapping: a block's named inputs, or a "
-        "layer's forward arguments (`src_key_padding_mask: mask`, `hx: [h0, c0]`). "
-        "Default: the previous node (the first node reads the first input)."))
+    from_: Ref | None = Field(
+        None,
+        alias="from",
+        description=(
+            "Inputs by node or input name: one name, a list, or a mapping: a block's named inputs, or a "
+            "layer's forward arguments (`src_key_padding_mask: mask`, `hx: [h0, c0]`). "
+            "Default: the previous node (the first node reads the first input)."
+        ),
+    )
     when: bool | str | None = Field(None, description="Keep the node only if this is true (`$bilinear`).")
-    else_: str | None = Field(None, alias="else", description=(
-        "With `when`: the input or node this name stands for when the node is left out "
-        "(`else: x` makes an optional shortcut the identity)."))
-    repeat: int | str | None = Field(None, description=(
-        "Repeat the node N times in a chain; the copies are named 0..N-1, as in nn.Sequential."))
-    freeze: bool | list[str] | None = Field(None, description=(
-        "Freeze this node's parameters: true for all, or name patterns (`layer1.*`)."))
-    nodes: list[NodeSpec] | None = Field(None, description=(
-        "A group's nodes (op `Sequential`): a chain run as one sub-module; unnamed nodes are "
-        "named 0, 1, ... by position, as in nn.Sequential."))
+    else_: str | None = Field(
+        None,
+        alias="else",
+        description=(
+            "With `when`: the input or node this name stands for when the node is left out "
+            "(`else: x` makes an optional shortcut the identity)."
+        ),
+    )
+    repeat: int | str | None = Field(
+        None, description=("Repeat the node N times in a chain; the copies are named 0..N-1, as in nn.Sequential.")
+    )
+    freeze: bool | list[str] | None = Field(
+        None, description=("Freeze this node's parameters: true for all, or name patterns (`layer1.*`).")
+    )
+    nodes: list[NodeSpec] | None = Field(
+        None,
+        description=(
+            "A group's nodes (op `Sequential`): a chain run as one sub-module; unnamed nodes are "
+            "named 0, 1, ... by position, as in nn.Sequential."
+        ),
+    )
 
     @field_validator("args")
     @classmethod
@@ -64,22 +83,27 @@ class NodeSpec(SpecModel):
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
         if v is not None and not IDENT.match(v):
-            raise PydanticCustomError("node_name", "node name `{name}` must be an identifier "
-                                                   "(letters, digits, _)", {"name": v})
+            raise PydanticCustomError(
+                "node_name", "node name `{name}` must be an identifier (letters, digits, _)", {"name": v}
+            )
         if v is not None and keyword.iskeyword(v):
-            raise PydanticCustomError("node_name", "node name `{name}` is a Python keyword; "
-                                                   "pick another name", {"name": v})
+            raise PydanticCustomError(
+                "node_name", "node name `{name}` is a Python keyword; pick another name", {"name": v}
+            )
         return v
 
     @model_validator(mode="after")
     def _else_and_group(self) -> NodeSpec:
         if self.else_ is not None and (self.when is None or self.name is None):
-            raise PydanticCustomError("node_form", "`else` names what this node stands for when its `when` "
-                                                   "is false: the node needs a name and a `when`",
-                                      {"subpath": ["else"]})
+            raise PydanticCustomError(
+                "node_form",
+                "`else` names what this node stands for when its `when` is false: the node needs a name and a `when`",
+                {"subpath": ["else"]},
+            )
         if (self.nodes is not None) != (self.op == GROUP_OP):
-            raise PydanticCustomError("node_form", "a group is `{op}` with its `nodes` (or `name: [node, ...]`)",
-                                      {"op": GROUP_OP})
+            raise PydanticCustomError(
+                "node_form", "a group is `{op}` with its `nodes` (or `name: [node, ...]`)", {"op": GROUP_OP}
+            )
         return self
 
     @model_serializer(mode="wrap")
@@ -118,8 +142,16 @@ class InputSpec(SpecModel):
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
         full = handler.resolve_ref_schema(handler(core_schema))
-        return {"anyOf": [{"type": "array", "items": {"type": ["integer", "string"]},
-                           "description": "short form: the per-sample shape"}, full]}
+        return {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"type": ["integer", "string"]},
+                    "description": "short form: the per-sample shape",
+                },
+                full,
+            ]
+        }
 
 
 class BlockSpec(SpecModel):
@@ -127,9 +159,13 @@ class BlockSpec(SpecModel):
 
     description: str | None = Field(None, description="What the block does.")
     inputs: list[str] = Field(default_factory=lambda: ["x"], description="Names of the block's inputs.")
-    params: dict[str, Scalar] = Field(default_factory=dict, description=(
-        "Parameters with defaults; the value `required` makes one mandatory. Defaults may be "
-        "expressions over earlier parameters (`mid: $out`)."))
+    params: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description=(
+            "Parameters with defaults; the value `required` makes one mandatory. Defaults may be "
+            "expressions over earlier parameters (`mid: $out`)."
+        ),
+    )
     nodes: list[NodeSpec] = Field(description="The block's network, like the top-level `nodes`.")
     outputs: list[str] | None = Field(None, description="Which nodes the block returns (default: the last).")
 
@@ -147,22 +183,30 @@ class ExtendsSpec(SpecModel):
     """Base spec file(s), and the keys whose mappings replace the base's instead of merging."""
 
     base: str | list[str] = Field(description="Base spec file(s), relative to this file; a list merges in order.")
-    replace: list[str] = Field(default_factory=list, description=(
-        "Dotted keys this spec sets (`data`, `data.train`) whose mappings replace the base's whole."))
+    replace: list[str] = Field(
+        default_factory=list,
+        description=("Dotted keys this spec sets (`data`, `data.train`) whose mappings replace the base's whole."),
+    )
 
 
 class Spec(TrainingRules):
     """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
-    extends: str | list[str] | ExtendsSpec | None = Field(None, description=(
-        "Base spec file(s) this one builds on, relative to this file, merged under it when it is loaded: "
-        "mappings merge key by key, lists and other values replace (`nodes` whole)."))
+    extends: str | list[str] | ExtendsSpec | None = Field(
+        None,
+        description=(
+            "Base spec file(s) this one builds on, relative to this file, merged under it when it is loaded: "
+            "mappings merge key by key, lists and other values replace (`nodes` whole)."
+        ),
+    )
     netspec: Literal[1] = Field(FORMAT_VERSION, description="Format version of the spec language.")
     name: str = Field(description="Model name (used for the module class and run folders).")
     description: str = Field("", description="What the model is and where it comes from.")
-    params: dict[str, Scalar] = Field(default_factory=dict, description=(
-        "Spec parameters with defaults, used as `$name` or `${expr}`; override with --set name=value."))
+    params: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description=("Spec parameters with defaults, used as `$name` or `${expr}`; override with --set name=value."),
+    )
     inputs: dict[str, InputSpec] = Field(description="Named inputs in forward order.")
 
     @field_validator("inputs", mode="before")
@@ -172,23 +216,40 @@ class Spec(TrainingRules):
             for name in v:
                 _check_input_name(name, name)
         return v
-    blocks: dict[str, BlockSpec] = Field(default_factory=dict, description=(
-        "Reusable parameterised sub-networks by name, used in nodes like layers."))
-    nodes: list[NodeSpec] = Field(min_length=1, description=(
-        "The network, top to bottom; each node reads the previous one unless `from` says otherwise."))
-    outputs: list[str] | dict[str, str] | None = Field(None, description=(
-        "Node names returned by forward (a tuple in this order), or {output_name: node}. "
-        "Default: the last node."))
+
+    blocks: dict[str, BlockSpec] = Field(
+        default_factory=dict, description=("Reusable parameterised sub-networks by name, used in nodes like layers.")
+    )
+    nodes: list[NodeSpec] = Field(
+        min_length=1,
+        description=("The network, top to bottom; each node reads the previous one unless `from` says otherwise."),
+    )
+    outputs: list[str] | dict[str, str] | None = Field(
+        None,
+        description=(
+            "Node names returned by forward (a tuple in this order), or {output_name: node}. Default: the last node."
+        ),
+    )
     output_type: Literal["tuple", "dict"] = Field("tuple", description="Return several outputs as a tuple or a dict.")
-    imports: list[str] = Field(default_factory=list, description=(
-        "Python modules registering custom layers. Imported only when the user allows them "
-        "(--allow-import MODULE or allow_imports=[...])."))
-    data: DataSpec | None = Field(None, description="Data sources, transforms, loader, sampler, field mapping (runner).")
+    imports: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Python modules registering custom layers. Imported only when the user allows them "
+            "(--allow-import MODULE or allow_imports=[...])."
+        ),
+    )
+    data: DataSpec | None = Field(
+        None, description="Data sources, transforms, loader, sampler, field mapping (runner)."
+    )
     loss: LossSpec | None = Field(None, description="Loss: a torch.nn loss, a netspec loss, a sum, or one per output.")
     optimizer: OptimizerSpec | None = Field(None, description="torch.optim optimizer with parameter groups.")
-    scheduler: SchedulerSpecs | None = Field(None, description="LR scheduler, or a list run one after another (warm-up then decay).")
+    scheduler: SchedulerSpecs | None = Field(
+        None, description="LR scheduler, or a list run one after another (warm-up then decay)."
+    )
     init: InitSpec | None = Field(None, description="Weight initialisation rules and weights to load.")
-    train: TrainSpec | None = Field(None, description="Epochs, device, precision, seed, metrics, stopping, checkpoints.")
+    train: TrainSpec | None = Field(
+        None, description="Epochs, device, precision, seed, metrics, stopping, checkpoints."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -197,8 +258,10 @@ class Spec(TrainingRules):
             return data
         data = dict(data)
         blocks = data.get("blocks") if isinstance(data.get("blocks"), dict) else {}
-        names = {k: list(v.get("params") or {}) if isinstance(v, dict) and isinstance(v.get("params"), dict)
-                 else [] for k, v in blocks.items()}
+        names = {
+            k: list(v.get("params") or {}) if isinstance(v, dict) and isinstance(v.get("params"), dict) else []
+            for k, v in blocks.items()
+        }
         if isinstance(data.get("nodes"), list):
             data["nodes"] = [normalize_at(n, names, ("nodes", i)) for i, n in enumerate(data["nodes"])]
         if blocks:
@@ -208,8 +271,11 @@ class Spec(TrainingRules):
     @model_validator(mode="after")
     def _extends_resolved(self) -> Spec:
         if self.extends is not None:  # load_spec merges the bases and drops the key
-            raise PydanticCustomError("netspec", "`extends` is merged when a spec is loaded from a file or text; "
-                                                 "a Spec built in Python cannot extend", {"subpath": ["extends"]})
+            raise PydanticCustomError(
+                "netspec",
+                "`extends` is merged when a spec is loaded from a file or text; a Spec built in Python cannot extend",
+                {"subpath": ["extends"]},
+            )
         return self
 
     @property
@@ -237,89 +303,17 @@ class Spec(TrainingRules):
 def _check_input_name(name: Any, key: str | int) -> None:
     """Input names become the arguments of the generated forward: identifiers only."""
     if not isinstance(name, str) or not IDENT.match(name) or keyword.iskeyword(name) or name == "self":
-        why = ("is a Python keyword" if isinstance(name, str) and keyword.iskeyword(name) else
-               "is reserved" if name == "self" else "must be an identifier (letters, digits, _)")
+        why = (
+            "is a Python keyword"
+            if isinstance(name, str) and keyword.iskeyword(name)
+            else "is reserved"
+            if name == "self"
+            else "must be an identifier (letters, digits, _)"
+        )
         raise PydanticCustomError("bad_key", "input name `{name}` " + why, {"name": str(name), "key": key})
 
 
 # ---- loading -----------------------------------------------------------------------------
-
-def _error_path(err: ErrorDetails, data: Any) -> tuple[str | int, ...]:
-    """pydantic's loc, minus union/validator tags that do not index the data."""
-    path: list[str | int] = []
-    cur = data
-    for part in err["loc"]:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-            path.append(part)
-        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
-            cur = cur[part]
-            path.append(part)
-        elif part == "from_" and isinstance(cur, dict) and "from" in cur:
-            cur = cur["from"]
-            path.append("from")
-        elif part == "nodes" and isinstance(cur, dict) and (group := group_nodes(cur)) is not None:
-            cur = group[1]  # a group's nodes, however written (Document.raw_path maps it back)
-            path.append("nodes")
-    return tuple(path)
-
-
-def _message(err: ErrorDetails) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "missing":
-        return f"missing required key `{err['loc'][-1]}`"
-    if kind == "extra_forbidden":
-        return f"unknown key `{err['loc'][-1]}`"
-    if kind in ("unknown_key", "unknown_op", "node_form", "node_name", "unknown_node_key", "bad_key", "netspec"):
-        return msg
-    if kind == "value_error":  # our validators' own sentences, without pydantic's frame
-        return msg.removeprefix("Value error, ")
-    if kind in ("too_short", "too_long"):  # "List should have at least 1 item after validation, not 0"
-        return msg[0].lower() + msg[1:].replace(" after validation", "")
-    got = err.get("input")
-    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    msg = msg[0].lower() + msg[1:]
-    if ", got " in msg:  # "input should be a valid integer, got a number with a fractional part"
-        return f"{msg} ({shown})"
-    return f"{msg}, got {shown}"
-
-
-def spec_error_from_pydantic(e: ValidationError, doc: Document) -> SpecValidationError:
-    """The first pydantic error as one located, readable SpecValidationError."""
-    errors = e.errors()
-    # Prefer the most specific error: our own messages first, then the deepest loc.
-    own = ("netspec", "unknown_key", "unknown_op", "node_form", "unknown_node_key", "bad_key")
-    errors.sort(key=lambda r: (r["type"] not in own, -len(r["loc"])))
-    err = errors[0]
-    path = _error_path(err, doc.data)
-    ctx = err.get("ctx") or {}
-    key_error = err["type"] in ("unknown_key", "extra_forbidden", "unknown_op", "unknown_node_key", "bad_key") \
-        or bool(err["type"] == "netspec" and ctx.get("key"))
-    if err["type"] in ("unknown_key", "bad_key"):
-        path = path + (ctx["key"],)
-    if err["type"] in ("unknown_op", "node_form", "node_name", "unknown_node_key", "netspec"):
-        path = path + tuple(ctx.get("subpath", ()))
-    message = _message(err)
-    is_param = (len(path) == 2 and path[0] == "params") or (len(path) == 4 and path[0] == "blocks"
-                                                              and path[2] == "params")
-    if is_param and err["type"] not in own:
-        # Scalar is a union: pydantic's first member error ("should be a valid boolean") misleads
-        got = err.get("input")
-        message = (f"parameter `{path[-1]}` must be a number, a string, true/false or null, "
-                   f"got {type(got).__name__}")
-    for opath, item in doc.overridden.items():
-        if tuple(path[:len(opath)]) == tuple(opath):
-            message += f" (set by --set {item})"
-            break
-    hint = ctx.get("hint") if err["type"] == "netspec" else None  # a SpecError raised in a validator
-    if doc.origins:  # a value from an `extends` base, mixed with the spec's own
-        from .extends import merge_hint
-
-        hint = hint or merge_hint(doc, path)
-    out = SpecValidationError(message, path=path, hint=hint)
-    return out.with_location(doc.locate(path, key=key_error))
 
 
 def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:
@@ -345,10 +339,12 @@ def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> No
         if len(parts) == 1 and isinstance(params, dict) and parts[0] in params:
             parts = ["params", parts[0]]
         elif len(parts) == 1 and parts[0] not in Spec.model_fields:
-            raise SpecValidationError(f"--set `{key}`: no such spec parameter", path=("params",),
-                                      hint=did_you_mean(str(parts[0]), list(params or {})) or
-                                      f"parameters: {', '.join(params or {}) or 'none'}; "
-                                      "or use a dotted path like train.epochs=3")
+            raise SpecValidationError(
+                f"--set `{key}`: no such spec parameter",
+                path=("params",),
+                hint=did_you_mean(str(parts[0]), list(params or {}))
+                or f"parameters: {', '.join(params or {}) or 'none'}; or use a dotted path like train.epochs=3",
+            )
         _set_path(doc.data, parts, value, key)
         doc.overridden[tuple(parts)] = item
 
@@ -359,18 +355,19 @@ def _set_path(data: Any, parts: list[str | int], value: Any, key: str) -> None:
         inputs[parts[1]] = {"shape": inputs[parts[1]]}  # short form -> full form, so `.shape`/`.dtype` can be set
     cur = data
     for i, part in enumerate(parts[:-1]):
-        found = (isinstance(cur, dict) and part in cur) or \
-            (isinstance(cur, list) and isinstance(part, int) and part < len(cur))
+        found = (isinstance(cur, dict) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and part < len(cur)
+        )
         nxt = cur[part] if found else None
         if isinstance(nxt, str) and isinstance(cur, dict) and IDENT.match(nxt):
             nxt = cur[part] = {"name": nxt}  # `loss: CrossEntropyLoss` -> explicit form, so `loss.args.x` can be set
         if nxt is None:
             if not isinstance(cur, dict):
-                raise SpecValidationError(f"--set `{key}`: cannot set inside `{'.'.join(map(str, parts[:i + 1]))}`")
+                raise SpecValidationError(f"--set `{key}`: cannot set inside `{'.'.join(map(str, parts[: i + 1]))}`")
             nxt = cur[part] = {}
         cur = nxt
     last = parts[-1]
-    if isinstance(cur, list) and isinstance(last, int) and last < len(cur):
+    if isinstance(cur, list) and isinstance(last, int) and last < len(cur):  # noqa: SIM114 - one arm each, so mypy narrows `cur`
         cur[last] = value
     elif isinstance(cur, dict):
         cur[last] = value
@@ -392,7 +389,7 @@ def _refuse_nan(doc: Document) -> None:
     what = f"`{path[-1]}`" if path and isinstance(path[-1], str) else "a value"
     message = f"{what} is NaN (not a number)"
     for opath, item in doc.overridden.items():
-        if tuple(path[:len(opath)]) == tuple(opath):
+        if tuple(path[: len(opath)]) == tuple(opath):
             message += f" (set by --set {item})"
             break
     raise SpecValidationError(message, path=path, hint="give a number", location=doc.locate(path))
@@ -408,15 +405,17 @@ def import_custom_modules(names: list[str], allowed: list[str] | tuple[str, ...]
                 f"the spec wants to import Python module `{name}`; refused",
                 path=("imports",),
                 hint=f"a spec never runs code unless you allow it: pass --allow-import {name} "
-                     f"(or allow_imports=['{name}'])")
+                f"(or allow_imports=['{name}'])",
+            )
         try:
             importlib.import_module(name)
         except ImportError as e:
             raise SpecValidationError(f"cannot import `{name}`: {e}", path=("imports",)) from None
 
 
-def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
-                   allow_imports: list[str] | tuple[str, ...] | None = None) -> Spec:
+def parse_document(
+    doc: Document, overrides: list[str] | tuple[str, ...] = (), allow_imports: list[str] | tuple[str, ...] | None = None
+) -> Spec:
     """Validate a loaded document into a Spec (its ``extends`` bases merged), with located one-line errors."""
     from ..errors import SpecError
     from .extends import resolve_extends
@@ -424,8 +423,9 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     doc = resolve_extends(doc)
     if not isinstance(doc.data, dict):
         got = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
-        raise SpecValidationError(f"the document is {got}; a spec is a mapping with `name`, `inputs` and `nodes`",
-                                  location=doc.locate(()))
+        raise SpecValidationError(
+            f"the document is {got}; a spec is a mapping with `name`, `inputs` and `nodes`", location=doc.locate(())
+        )
     try:
         doc.data = copy.deepcopy(doc.data)
         apply_overrides(doc, overrides)
@@ -442,8 +442,14 @@ def parse_document(doc: Document, overrides: list[str] | tuple[str, ...] = (),
     return spec
 
 
-def load_spec(source: Any = None, *, text: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-              allow_imports: list[str] | tuple[str, ...] | None = None, roots: tuple[Path, ...] = ()) -> Spec:
+def load_spec(
+    source: Any = None,
+    *,
+    text: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    allow_imports: list[str] | tuple[str, ...] | None = None,
+    roots: tuple[Path, ...] = (),
+) -> Spec:
     """Load and validate a spec from a file path, YAML/JSON text, a dict, or a Spec. ``roots``
     are the folders it may read besides its own (:mod:`netspec.files.access`), its bases too.
 
@@ -484,9 +490,19 @@ def document_of(spec: Spec) -> Document:
     return _DOCUMENTS.get(id(spec)) or Document(spec.dump(), "<spec>")
 
 
-def node(op: str, args: Any = None, *, name: str | None = None, from_: Ref | None = None,
-         when: bool | str | None = None, else_: str | None = None, repeat: int | str | None = None,
-         freeze: bool | list[str] | None = None, nodes: list[NodeSpec] | None = None, **kwargs: Any) -> NodeSpec:
+def node(
+    op: str,
+    args: Any = None,
+    *,
+    name: str | None = None,
+    from_: Ref | None = None,
+    when: bool | str | None = None,
+    else_: str | None = None,
+    repeat: int | str | None = None,
+    freeze: bool | list[str] | None = None,
+    nodes: list[NodeSpec] | None = None,
+    **kwargs: Any,
+) -> NodeSpec:
     """Build a NodeSpec in Python; keyword arguments are the op's arguments.
 
     >>> node("Conv2d", out_channels=8, kernel_size=3, name="c1").model_dump(by_alias=True)
@@ -500,6 +516,15 @@ def node(op: str, args: Any = None, *, name: str | None = None, from_: Ref | Non
         args = kwargs
     elif kwargs:
         raise TypeError("give the op's arguments either as `args` or as keywords, not both")
-    fields = {"op": op, "args": args, "name": name, "from": from_, "when": when, "else": else_, "repeat": repeat,
-              "freeze": freeze, "nodes": nodes}
+    fields = {
+        "op": op,
+        "args": args,
+        "name": name,
+        "from": from_,
+        "when": when,
+        "else": else_,
+        "repeat": repeat,
+        "freeze": freeze,
+        "nodes": nodes,
+    }
     return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -16,7 +17,7 @@ def reported_at_spec_path() -> Iterator[None]:
     """Let a validator raise :class:`SpecError` with a path relative to the model it validates.
 
     pydantic only collects its own error types, so the SpecError travels as a
-    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.compiler.spec.spec_error_from_pydantic`
+    ``PydanticCustomError`` of type ``netspec``; :func:`netspec.compiler.spec_errors.spec_error_from_pydantic`
     puts the model's place in the document in front of the path and locates it.
 
     >>> from pydantic import ValidationError
@@ -30,8 +31,9 @@ def reported_at_spec_path() -> Iterator[None]:
     try:
         yield
     except SpecError as e:
-        raise PydanticCustomError("netspec", "{message}", {"message": e.message, "hint": e.hint,
-                                                           "subpath": list(e.path), "key": e.key}) from None
+        raise PydanticCustomError(
+            "netspec", "{message}", {"message": e.message, "hint": e.hint, "subpath": list(e.path), "key": e.key}
+        ) from None
 
 
 class SpecModel(BaseModel):
@@ -54,8 +56,9 @@ class SpecModel(BaseModel):
         known |= {f.alias for f in cls.model_fields.values() if f.alias}
         for key in data:
             if key not in known:
-                hint = did_you_mean(str(key), sorted(known)) or \
-                    f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
-                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}",
-                                          {"key": str(key), "hint": hint})
+                hint = (
+                    did_you_mean(str(key), sorted(known))
+                    or f"allowed keys: {', '.join(sorted(k for k in known if not k.startswith('$')))}"
+                )
+                raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}", {"key": str(key), "hint": hint})
         return data

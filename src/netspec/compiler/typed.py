@@ -25,10 +25,10 @@ class Options:
     """Compile options that are not part of the spec."""
 
     base_dir: Path = field(default_factory=Path.cwd)
-    roots: tuple[Path, ...] = ()              # data roots: weights files are read only here and in base_dir
-    max_params: int = 2_000_000_000           # refuse bigger models before allocating
-    max_activation_bytes: int = 16 * 2 ** 30  # per sample, forward activations (fp32)
-    max_nodes: int = 20_000                   # instantiated nodes (repeats and blocks expanded)
+    roots: tuple[Path, ...] = ()  # data roots: weights files are read only here and in base_dir
+    max_params: int = 2_000_000_000  # refuse bigger models before allocating
+    max_activation_bytes: int = 16 * 2**30  # per sample, forward activations (fp32)
+    max_nodes: int = 20_000  # instantiated nodes (repeats and blocks expanded)
 
 
 @dataclass
@@ -40,25 +40,25 @@ class ZooPlan:
     weights: Path | None
     strict: bool
     truncate: str | None
-    replace: list[tuple[str, "TypedNode"]]
+    replace: list[tuple[str, TypedNode]]
 
 
 @dataclass
 class TypedNode:
     """A node with everything needed to build it, and its output value on meta tensors."""
 
-    name: str                      # also the submodule name: "conv1", or "0" inside repeats and groups
-    kind: str                      # layer | op | param | block | group | zoo | repeat
+    name: str  # also the submodule name: "conv1", or "0" inside repeats and groups
+    kind: str  # layer | op | param | block | group | zoo | repeat
     op: str
     path: SpecPath
-    inputs: list[str]              # positional inputs
-    args: dict[str, Any]           # constructor kwargs (layer) / op kwargs
-    value: Any                     # meta tensor or tuple of them (batch = META_BATCH)
-    twin: Any = None               # the same at batch TWIN_BATCH
+    inputs: list[str]  # positional inputs
+    args: dict[str, Any]  # constructor kwargs (layer) / op kwargs
+    value: Any  # meta tensor or tuple of them (batch = META_BATCH)
+    twin: Any = None  # the same at batch TWIN_BATCH
     notes: list[str] = field(default_factory=list)
     kw_inputs: KwInputs = field(default_factory=dict)
     freeze: bool | list[str] | None = None
-    sub: "TypedGraph | None" = None
+    sub: TypedGraph | None = None
     zoo: ZooPlan | None = None
     layer_cls: type[nn.Module] | None = None
     op_entry: OpType | None = None
@@ -87,17 +87,29 @@ class TypedGraph:
     """A graph with shapes: the input of module building and of the summary."""
 
     name: str
-    inputs: dict[str, Any]         # name -> meta tensor (batch = META_BATCH)
+    inputs: dict[str, Any]  # name -> meta tensor (batch = META_BATCH)
     nodes: list[TypedNode]
     outputs: list[tuple[str, str]]
     output_type: str = "tuple"
     input_twins: dict[str, Any] = field(default_factory=dict)  # the inputs at batch TWIN_BATCH
 
     @classmethod
-    def of(cls, name: str, inputs: dict[str, Probe], nodes: list[TypedNode], outputs: list[tuple[str, str]],
-           output_type: str = "tuple") -> "TypedGraph":
-        return cls(name, {k: p.value for k, p in inputs.items()}, nodes, outputs, output_type,
-                   {k: p.twin for k, p in inputs.items()})
+    def of(
+        cls,
+        name: str,
+        inputs: dict[str, Probe],
+        nodes: list[TypedNode],
+        outputs: list[tuple[str, str]],
+        output_type: str = "tuple",
+    ) -> TypedGraph:
+        return cls(
+            name,
+            {k: p.value for k, p in inputs.items()},
+            nodes,
+            outputs,
+            output_type,
+            {k: p.twin for k, p in inputs.items()},
+        )
 
     def input_probe(self, name: str) -> Probe:
         return Probe(self.inputs[name], self.input_twins[name])

@@ -51,8 +51,10 @@ from typing import Any
 #: public name -> the module of this package that defines it
 _HOME = {
     **dict.fromkeys(["DataSpec", "LoaderSpec", "FieldsSpec", "FractionSplit", "SamplerSpec", "SourceSpec"], "spec"),
-    **dict.fromkeys(["SOURCES", "register_source", "source_names", "SourceData", "LoadContext", "SourceOptions",
-                     "SourceEntry"], "sources"),
+    **dict.fromkeys(
+        ["SOURCES", "register_source", "source_names", "SourceData", "LoadContext", "SourceOptions", "SourceEntry"],
+        "sources",
+    ),
     **dict.fromkeys(["read_idx", "read_csv", "read_tensor_file"], "readers"),
     **dict.fromkeys(["TRANSFORMS"], "transforms"),
     **dict.fromkeys(["SAMPLERS", "register_sampler", "SamplerContext", "sampler_order"], "samplers"),
@@ -76,4 +78,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_HOME})
-

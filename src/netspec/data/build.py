@@ -8,9 +8,10 @@ path it is about. Building loaders never touches the global RNG.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,6 +62,7 @@ class Loaders:
 # Raw samples of each split
 # ---------------------------------------------------------------------------------------------
 
+
 def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
     """Run a source's load function; errors get the spec path of the split."""
     entry = SOURCES[spec.source]
@@ -88,9 +90,11 @@ def _file_path(source: Any, split: str) -> tuple[str, ...]:
     return ("data", split) + ((key,) if key else ())
 
 
-def _load_splits(spec: DataSpec, base_dir: Path, seed: int, allow_download: bool,
-                 roots: tuple[Path, ...] = ()) -> dict[str, SourceData]:
+def _load_splits(
+    spec: DataSpec, base_dir: Path, seed: int, allow_download: bool, roots: tuple[Path, ...] = ()
+) -> dict[str, SourceData]:
     """The raw samples of every split the spec names; ``val: {fraction}`` is cut off train."""
+
     def ctx(split: str) -> LoadContext:
         return LoadContext(base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download, roots=roots)
 
@@ -98,11 +102,14 @@ def _load_splits(spec: DataSpec, base_dir: Path, seed: int, allow_download: bool
     if spec.train is not None:
         raws["train"] = _load_split(spec.train, "train", ctx("train"))
     if isinstance(spec.val, FractionSplit):
-        train_idx, val_idx = split_indices(len(raws["train"]), spec.val.fraction,
-                                           seed if spec.val.seed is None else spec.val.seed)
+        train_idx, val_idx = split_indices(
+            len(raws["train"]), spec.val.fraction, seed if spec.val.seed is None else spec.val.seed
+        )
         if len(val_idx) == 0 or len(train_idx) == 0:
-            raise DataError(f"a fraction of {spec.val.fraction} of {len(raws['train'])} samples leaves an empty split",
-                            path=("data", "val", "fraction"))
+            raise DataError(
+                f"a fraction of {spec.val.fraction} of {len(raws['train'])} samples leaves an empty split",
+                path=("data", "val", "fraction"),
+            )
         raws["val"] = raws["train"].subset(val_idx)
         raws["train"] = raws["train"].subset(train_idx)
     elif spec.val is not None:
@@ -117,8 +124,11 @@ def _check_field_counts(raws: dict[str, SourceData]) -> None:
     first_split, first = next(iter(raws.items()))
     for split, raw in raws.items():
         if len(raw.names) != len(first.names):
-            raise DataError(f"{split} samples have {len(raw.names)} fields ({', '.join(raw.names)}) but "
-                            f"{first_split} samples have {len(first.names)}", path=("data", split))
+            raise DataError(
+                f"{split} samples have {len(raw.names)} fields ({', '.join(raw.names)}) but "
+                f"{first_split} samples have {len(first.names)}",
+                path=("data", split),
+            )
 
 
 def _check_values(spec: DataSpec, raws: dict[str, SourceData], fmap: FieldMap, classes: list[ClassCount]) -> None:
@@ -144,14 +154,19 @@ def _default_transforms(raw: SourceData) -> list[Any]:
 # One split's loader
 # ---------------------------------------------------------------------------------------------
 
+
 def _shapes(fields: tuple[Any, ...], fmap: FieldMap) -> dict[str, Any]:
     """Per-sample shapes and dtypes of the model inputs and target, for the log and shape checks."""
+
     def one(x: Any) -> dict[str, Any]:
         x = torch.as_tensor(x)
         return {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch.")}
+
     inputs, target = fmap(list(fields))
-    return {"inputs": {k: one(v) for k, v in inputs.items()},
-            "target": {k: one(v) for k, v in target.items()} if isinstance(target, dict) else one(target)}
+    return {
+        "inputs": {k: one(v) for k, v in inputs.items()},
+        "target": {k: one(v) for k, v in target.items()} if isinstance(target, dict) else one(target),
+    }
 
 
 def _train_sampler(spec: DataSpec, raw: SourceData, fmap: FieldMap, generator: torch.Generator) -> Sampler | None:
@@ -165,19 +180,24 @@ def _train_sampler(spec: DataSpec, raw: SourceData, fmap: FieldMap, generator: t
     return None
 
 
-def _pretransform(tensors: tuple[Tensor, ...], raw: SourceData, transform: Callable, path: tuple[str, ...]
-                  ) -> tuple[tuple[Tensor, ...], Callable | None, str]:
+def _pretransform(
+    tensors: tuple[Tensor, ...], raw: SourceData, transform: Callable, path: tuple[str, ...]
+) -> tuple[tuple[Tensor, ...], Callable | None, str]:
     """Apply deterministic transforms once to the whole data set when the result fits the budget."""
     try:
         probe = T.apply(transform, tuple(t[:1] for t in tensors), raw.kinds)  # first sample, batched
     except Exception as e:
-        raise DataError(f"transforms failed on sample 0 ({describe_sample(tuple(t[0] for t in tensors), raw.names)}): "
-                        f"{first_line(e)}", path=path) from None
+        raise DataError(
+            f"transforms failed on sample 0 ({describe_sample(tuple(t[0] for t in tensors), raw.names)}): "
+            f"{first_line(e)}",
+            path=path,
+        ) from None
     per_sample = sum(t.element_size() * t[0].numel() for t in probe)
     if per_sample * len(tensors[0]) > PRECOMPUTE_BYTES:
         return tensors, transform, "in memory (transforms applied per batch)"
-    chunks = [T.apply(transform, tuple(t[i:i + 4096] for t in tensors), raw.kinds)
-              for i in range(0, len(tensors[0]), 4096)]  # bounded peak memory for big intermediates
+    chunks = [
+        T.apply(transform, tuple(t[i : i + 4096] for t in tensors), raw.kinds) for i in range(0, len(tensors[0]), 4096)
+    ]  # bounded peak memory for big intermediates
     out = tuple(torch.cat([c[f] for c in chunks]) for f in range(len(tensors)))
     return out, None, "in memory (transforms applied once)"
 
@@ -198,8 +218,14 @@ def _to_device(tensors: tuple[Tensor, ...], device: torch.device, info: dict[str
     return tensors
 
 
-def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
-                   common: dict[str, Any], info: dict[str, Any]) -> tuple[TensorLoader, tuple[Any, ...]]:
+def _tensor_loader(
+    raw: SourceData,
+    transform: Callable | None,
+    spec: DataSpec,
+    device: torch.device | None,
+    common: dict[str, Any],
+    info: dict[str, Any],
+) -> tuple[TensorLoader, tuple[Any, ...]]:
     """The in-memory loader (transforms applied up front, or per batch; data moved to ``device``)
     and its first sample as the model will see it."""
     tensors = raw.tensors
@@ -211,8 +237,9 @@ def _tensor_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
         info["path"] = "in memory"
     if device is not None and device.type != "cpu":
         tensors = _to_device(tensors, device, info)
-    loader = TensorLoader(tensors, kinds=raw.kinds, batch_transform=batch_transform,
-                          pin_memory=_pin(spec, device), **common)
+    loader = TensorLoader(
+        tensors, kinds=raw.kinds, batch_transform=batch_transform, pin_memory=_pin(spec, device), **common
+    )
     first = tuple(t[:1] for t in tensors)
     if batch_transform is not None:
         first = T.apply(batch_transform, first, raw.kinds)
@@ -226,9 +253,15 @@ def _pin(spec: DataSpec, device: torch.device | None) -> bool:
     return device is not None and device.type == "cuda" and torch.cuda.is_available()
 
 
-def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, device: torch.device | None,
-                   common: dict[str, Any], info: dict[str, Any], classes: list[ClassCount]
-                   ) -> tuple[SampleLoader, tuple[Any, ...]]:
+def _sample_loader(
+    raw: SourceData,
+    transform: Callable | None,
+    spec: DataSpec,
+    device: torch.device | None,
+    common: dict[str, Any],
+    info: dict[str, Any],
+    classes: list[ClassCount],
+) -> tuple[SampleLoader, tuple[Any, ...]]:
     """The per-sample loader (a DataLoader over a Dataset that transforms each sample) and its
     first sample, read once here."""
     dataset = SampleDataset(raw, transform)
@@ -236,8 +269,10 @@ def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     path = common["path"]
     check = None  # labels not known until read: checked batch by batch, on the CPU
     if classes and raw.tensors is None and raw.labels is None:
+
         def check(batch: Any) -> None:
             check_batch_classes(batch[1], classes, path)
+
     loader = SampleLoader(dataset, num_workers=workers, pin_memory=_pin(spec, device), check=check, **common)
     info["path"] = "per sample (DataLoader)" + (f", {workers} workers" if workers else "")
     with torch.random.fork_rng(devices=[]):  # peeking at sample 0 must not move the global RNG
@@ -247,22 +282,41 @@ def _sample_loader(raw: SourceData, transform: Callable | None, spec: DataSpec, 
     return loader, first_sample
 
 
-def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: str, fmap: FieldMap, train: bool,
-                 seed: int, device: torch.device | None, classes: list[ClassCount],
-                 inputs: dict[str, Declared]) -> tuple[Loader, dict[str, Any]]:
+def _make_loader(
+    raw: SourceData,
+    items: list[Any],
+    *,
+    spec: DataSpec,
+    split: str,
+    fmap: FieldMap,
+    train: bool,
+    seed: int,
+    device: torch.device | None,
+    classes: list[ClassCount],
+    inputs: dict[str, Declared],
+) -> tuple[Loader, dict[str, Any]]:
     """One split's loader and its info entry; its first sample must fit the model (``inputs``,
     ``classes``: :func:`~netspec.data.checks.check_sample`)."""
     in_memory = raw.tensors is not None and T.is_batchable(items) and spec.loader.in_memory is not False
     assert in_memory or spec.loader.in_memory is not True, "DataSpec refuses an impossible `in_memory: true`"
     generator = torch.Generator().manual_seed(seed) if train else None
     sampler = _train_sampler(spec, raw, fmap, generator) if generator is not None else None
-    common = dict(batch_size=spec.batch_size if train else (spec.loader.eval_batch_size or spec.batch_size),
-                  drop_last=spec.loader.drop_last and train, sampler=sampler, generator=generator,
-                  seed=seed if train else None, fmap=fmap, path=("data", split))
+    common = dict(
+        batch_size=spec.batch_size if train else (spec.loader.eval_batch_size or spec.batch_size),
+        drop_last=spec.loader.drop_last and train,
+        sampler=sampler,
+        generator=generator,
+        seed=seed if train else None,
+        fmap=fmap,
+        path=("data", split),
+    )
     info: dict[str, Any] = {"samples": len(raw), "transforms": items}
     transform = T.compose(items)
-    loader, first = (_tensor_loader(raw, transform, spec, device, common, info) if in_memory
-                     else _sample_loader(raw, transform, spec, device, common, info, classes))
+    loader, first = (
+        _tensor_loader(raw, transform, spec, device, common, info)
+        if in_memory
+        else _sample_loader(raw, transform, spec, device, common, info, classes)
+    )
     source = spec.train if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split)
     named = "train" if source is spec.train else split  # a val fraction is read from data.train
     check_sample(first, raw, fmap, inputs, classes, _file_path(source, named), source, named)
@@ -277,10 +331,39 @@ def _make_loader(raw: SourceData, items: list[Any], *, spec: DataSpec, split: st
 # All splits
 # ---------------------------------------------------------------------------------------------
 
-def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], seed: int,
-                  device: torch.device | None = None, allow_download: bool = False,
-                  roots: tuple[Path, ...] = (), classes: list[ClassCount] | tuple[ClassCount, ...] = (),
-                  inputs: dict[str, Declared] | None = None) -> Loaders:
+
+def _split_transforms(spec: DataSpec, first: SourceData) -> tuple[Any, Any]:
+    """The training transforms and the evaluation ones (given, else the training ones without
+    their random steps, else the defaults for the data)."""
+    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
+    eval_items = (
+        spec.eval_transforms
+        if spec.eval_transforms is not None
+        else (T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+    )
+    return train_items, eval_items
+
+
+def _num_classes(first: SourceData, fmap: FieldMap) -> int | None:
+    """The source's class count, else one more than the largest label (None without labels)."""
+    if first.num_classes is not None:
+        return first.num_classes
+    labels = class_labels(first, fmap)
+    return int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None
+
+
+def build_loaders(
+    spec: DataSpec,
+    *,
+    base_dir: Path,
+    input_names: list[str],
+    seed: int,
+    device: torch.device | None = None,
+    allow_download: bool = False,
+    roots: tuple[Path, ...] = (),
+    classes: list[ClassCount] | tuple[ClassCount, ...] = (),
+    inputs: dict[str, Declared] | None = None,
+) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
     ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read
@@ -305,21 +388,26 @@ def build_loaders(spec: DataSpec, *, base_dir: Path, input_names: list[str], see
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)
     _check_values(spec, raws, fmap, list(classes))
-    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
-    eval_items = spec.eval_transforms if spec.eval_transforms is not None else (
-        T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+    train_items, eval_items = _split_transforms(spec, first)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
     built: dict[str, Loader] = {}
     for split, raw in raws.items():
         train = split == "train"
-        built[split], info[split] = _make_loader(raw, train_items if train else eval_items, spec=spec, split=split,
-                                                 fmap=fmap, train=train, seed=seed, device=device,
-                                                 classes=list(classes), inputs=dict(inputs or {}))
-        info[split]["source"] = (spec.train.source if split == "val" and isinstance(spec.val, FractionSplit)
-                                 else getattr(spec, split).source)
+        built[split], info[split] = _make_loader(
+            raw,
+            train_items if train else eval_items,
+            spec=spec,
+            split=split,
+            fmap=fmap,
+            train=train,
+            seed=seed,
+            device=device,
+            classes=list(classes),
+            inputs=dict(inputs or {}),
+        )
+        info[split]["source"] = (
+            spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
+        )
         info[split]["files"] = raw.files
-    labels = class_labels(first, fmap)
-    info["num_classes"] = first.num_classes if first.num_classes is not None else (
-        int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None)
-    info["classes"] = first.classes
+    info["num_classes"], info["classes"] = _num_classes(first, fmap), first.classes
     return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

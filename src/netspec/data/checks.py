@@ -18,8 +18,9 @@ netspec.errors.DataError: <spec>: data: y[1]: label 4 is not a class of output `
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -28,8 +29,16 @@ from ..errors import DataError
 from .fields import Batch, FieldMap
 from .sources import SourceData
 
-__all__ = ["ClassCount", "Declared", "declared_inputs", "check_classes", "check_finite", "check_batch_classes",
-           "check_sample", "nonfinite_in"]
+__all__ = [
+    "ClassCount",
+    "Declared",
+    "declared_inputs",
+    "check_classes",
+    "check_finite",
+    "check_batch_classes",
+    "check_sample",
+    "nonfinite_in",
+]
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,10 @@ def _bad_label(labels: Tensor, count: ClassCount) -> tuple[int, str] | None:
         return None
     i = int((~ok).any(1).nonzero()[0])
     value = int(per_sample[i][~ok[i]][0])
-    return i, (f"label {value} is not a class of output `{count.output}` ({count.loss}: {count.classes} classes, "
-               f"0..{count.classes - 1})")
+    return i, (
+        f"label {value} is not a class of output `{count.output}` ({count.loss}: {count.classes} classes, "
+        f"0..{count.classes - 1})"
+    )
 
 
 def _hint(labels: Tensor, count: ClassCount) -> str:
@@ -145,15 +156,18 @@ def check_finite(raw: SourceData, path: tuple[str, ...]) -> None:
     Traceback (most recent call last):
     netspec.errors.DataError: <spec>: data: x[1]: holds nan (a value that is not finite); clean the data: every feature must be a finite number
     """
-    for field, (name, t) in enumerate(zip(raw.names, raw.tensors or ())):
+    for name, t in zip(raw.names, raw.tensors or ()):
         if not t.is_floating_point():
             continue
         bad = ~torch.isfinite(t.reshape(len(t), -1))
         if bool(bad.any()):
             i = int(bad.any(1).nonzero()[0])
             value = t.reshape(len(t), -1)[i][bad[i]][0].item()
-            raise DataError(f"{raw.where(i, name)}: holds {value} (a value that is not finite)", path=path,
-                            hint="clean the data: every feature must be a finite number")
+            raise DataError(
+                f"{raw.where(i, name)}: holds {value} (a value that is not finite)",
+                path=path,
+                hint="clean the data: every feature must be a finite number",
+            )
 
 
 def nonfinite_in(batch: Batch) -> str | None:
@@ -163,8 +177,10 @@ def nonfinite_in(batch: Batch) -> str | None:
     'target'
     """
     inputs, target = batch
-    named = {**{f"input `{k}`": v for k, v in inputs.items()},
-             **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target})}
+    named = {
+        **{f"input `{k}`": v for k, v in inputs.items()},
+        **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target}),
+    }
     for name, value in named.items():
         if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             return name
@@ -174,6 +190,7 @@ def nonfinite_in(batch: Batch) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The first sample against the model
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Declared:
@@ -215,8 +232,10 @@ def _shape_hint(source: Any, split: str, name: str, got: tuple[int, ...], want: 
         return f"add `mode: {mode}` to data.{split} (images read with {what}), or {declare}"
     if kind == "csv" and getattr(source, "image_shape", None) is None and len(want) == 1 and len(got) == 1:
         columns = "every column" if getattr(source, "label", 0) is None else "every column but the label"
-        return (f"the file has {got[0]} feature columns ({columns}) and `{name}` is declared with "
-                f"{want[0]}: {declare}, or check the file and `label:`")
+        return (
+            f"the file has {got[0]} feature columns ({columns}) and `{name}` is declared with "
+            f"{want[0]}: {declare}, or check the file and `label:`"
+        )
     if kind == "csv" and getattr(source, "image_shape", None) is not None and math.prod(got) == math.prod(want):
         return f"set `image_shape: {list(want)}` on data.{split}, or {declare}"
     if math.prod(got) == math.prod(want) and got and want:
@@ -239,8 +258,16 @@ def _as_tensor(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else torch.as_tensor(x)
 
 
-def check_sample(sample: tuple[Any, ...], raw: SourceData, fmap: FieldMap, inputs: Mapping[str, Declared],
-                 counts: list[ClassCount], path: tuple[str, ...], source: Any = None, split: str = "train") -> None:
+def check_sample(
+    sample: tuple[Any, ...],
+    raw: SourceData,
+    fmap: FieldMap,
+    inputs: Mapping[str, Declared],
+    counts: list[ClassCount],
+    path: tuple[str, ...],
+    source: Any = None,
+    split: str = "train",
+) -> None:
     """DataError when a split's first sample (after its transforms) does not fit the model: an
     input's shape or dtype differs from the declared one, or a classification loss's target is
     not class indices of the output's shape (nor class probabilities) or its label is not a class.
@@ -259,19 +286,26 @@ def check_sample(sample: tuple[Any, ...], raw: SourceData, fmap: FieldMap, input
         x = _as_tensor(sample[field])
         where = raw.where(0, raw.names[field])
         if tuple(x.shape) != want.shape:
-            raise DataError(f"{where}: samples of `{raw.names[field]}` have shape {list(x.shape)} but the model's "
-                            f"input `{name}` is declared {list(want.shape)}", path=path,
-                            hint=_shape_hint(source, split, name, tuple(x.shape), want.shape))
+            raise DataError(
+                f"{where}: samples of `{raw.names[field]}` have shape {list(x.shape)} but the model's "
+                f"input `{name}` is declared {list(want.shape)}",
+                path=path,
+                hint=_shape_hint(source, split, name, tuple(x.shape), want.shape),
+            )
         if not _dtype_fits(x.dtype, want.dtype):
             got, declared = (str(d).removeprefix("torch.") for d in (x.dtype, want.dtype))
-            raise DataError(f"{where}: samples of `{raw.names[field]}` are {got} but the model's input `{name}` is "
-                            f"declared {declared}", path=path,
-                            hint=_dtype_hint(source, split, name, x.dtype, want.dtype))
+            raise DataError(
+                f"{where}: samples of `{raw.names[field]}` are {got} but the model's input `{name}` is "
+                f"declared {declared}",
+                path=path,
+                hint=_dtype_hint(source, split, name, x.dtype, want.dtype),
+            )
     _check_sample_target(sample, raw, fmap, counts, path)
 
 
-def _check_sample_target(sample: tuple[Any, ...], raw: SourceData, fmap: FieldMap, counts: list[ClassCount],
-                         path: tuple[str, ...]) -> None:
+def _check_sample_target(
+    sample: tuple[Any, ...], raw: SourceData, fmap: FieldMap, counts: list[ClassCount], path: tuple[str, ...]
+) -> None:
     """A classification loss's target: class indices of the output's shape without its class
     dimension (a trailing size-1 dimension squeezed), or float class probabilities of its shape."""
     for count in counts:
@@ -282,13 +316,16 @@ def _check_sample_target(sample: tuple[Any, ...], raw: SourceData, fmap: FieldMa
         shape, want = tuple(y.shape), count.shape[1:]
         indices = not y.is_floating_point() or shape != count.shape
         if indices and shape not in (want, (1, *want)) and not (want == () and shape == (1,)):
-            raise DataError(f"{raw.where(0, raw.names[field])}: targets of {count.loss} on output `{count.output}` "
-                            f"are class indices of shape {list(want)} (or class probabilities of shape "
-                            f"{list(count.shape)}), but samples of `{raw.names[field]}` have shape {list(shape)}",
-                            path=path,
-                            hint="check `fields: {target: ...}` and the loss, or the output's shape")
+            raise DataError(
+                f"{raw.where(0, raw.names[field])}: targets of {count.loss} on output `{count.output}` "
+                f"are class indices of shape {list(want)} (or class probabilities of shape "
+                f"{list(count.shape)}), but samples of `{raw.names[field]}` have shape {list(shape)}",
+                path=path,
+                hint="check `fields: {target: ...}` and the loss, or the output's shape",
+            )
         if indices:
             found = _bad_label(y.reshape(1, -1), count)
             if found is not None:
-                raise DataError(f"{raw.where(0, raw.names[field])}: {found[1]}", path=path,
-                                hint=_hint(y.reshape(1, -1), count))
+                raise DataError(
+                    f"{raw.where(0, raw.names[field])}: {found[1]}", path=path, hint=_hint(y.reshape(1, -1), count)
+                )

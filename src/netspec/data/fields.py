@@ -7,8 +7,9 @@ turns every collated batch into ``(inputs by name, target)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ from .spec import FieldRef, FieldsSpec
 __all__ = ["Batch", "FieldMap", "resolve_fields", "split_indices", "class_labels", "describe_sample"]
 
 #: One batch: model inputs by name, and the target (or targets by output name).
-Batch = tuple[dict[str, Tensor], Union[Tensor, dict[str, Tensor]]]
+Batch = tuple[dict[str, Tensor], Tensor | dict[str, Tensor]]
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -31,7 +32,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     (8, 2, True)
     """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
@@ -56,8 +57,7 @@ class FieldMap:
 
     def describe(self, names: tuple[str, ...]) -> dict[str, Any]:
         """For the log: ``{"inputs": {"image": "image"}, "target": "label"}``."""
-        target = ({k: names[i] for k, i in self.target.items()} if isinstance(self.target, dict)
-                  else names[self.target])
+        target = {k: names[i] for k, i in self.target.items()} if isinstance(self.target, dict) else names[self.target]
         return {"inputs": {k: names[i] for k, i in self.inputs.items()}, "target": target}
 
 
@@ -65,14 +65,19 @@ def _field_index(ref: FieldRef, names: tuple[str, ...], where: tuple[str | int, 
     """The index of field ``ref`` (an index, negative from the end, or a name) among ``names``."""
     if isinstance(ref, int):
         if not -len(names) <= ref < len(names):
-            raise DataError(f"field {ref} is out of range: samples have {len(names)} fields "
-                            f"({', '.join(names)})", path=("data", "fields", *where))
+            raise DataError(
+                f"field {ref} is out of range: samples have {len(names)} fields ({', '.join(names)})",
+                path=("data", "fields", *where),
+            )
         return ref % len(names)
     if ref.isdigit():
         return _field_index(int(ref), names, where)
     if ref not in names:
-        raise DataError(f"no field `{ref}`: samples have fields {', '.join(names)}", path=("data", "fields", *where),
-                        hint=did_you_mean(ref, names))
+        raise DataError(
+            f"no field `{ref}`: samples have fields {', '.join(names)}",
+            path=("data", "fields", *where),
+            hint=did_you_mean(ref, names),
+        )
     return names.index(ref)
 
 
@@ -82,12 +87,17 @@ def _mapped_inputs(spec: FieldsSpec, names: tuple[str, ...], input_names: list[s
     unknown = [k for k in spec.inputs if k not in input_names]
     if unknown:
         hint = did_you_mean(unknown[0], input_names)
-        raise DataError(f"the model has no input `{unknown[0]}` (inputs: {', '.join(input_names)})",
-                        path=("data", "fields", "inputs", unknown[0]), hint=hint)
+        raise DataError(
+            f"the model has no input `{unknown[0]}` (inputs: {', '.join(input_names)})",
+            path=("data", "fields", "inputs", unknown[0]),
+            hint=hint,
+        )
     missing = [k for k in input_names if k not in spec.inputs]
     if missing:
-        raise DataError(f"model input `{missing[0]}` is fed by no field; add it to `fields.inputs`",
-                        path=("data", "fields", "inputs"))
+        raise DataError(
+            f"model input `{missing[0]}` is fed by no field; add it to `fields.inputs`",
+            path=("data", "fields", "inputs"),
+        )
     return {k: _field_index(spec.inputs[k], names, ("inputs", k)) for k in input_names}
 
 
@@ -111,10 +121,13 @@ def resolve_fields(spec: FieldsSpec | None, names: tuple[str, ...], input_names:
         return FieldMap({k: names.index(k) for k in input_names}, target)
     rest = [i for i in range(len(names)) if i not in used]
     if len(rest) != len(input_names):
-        raise DataError(f"samples have {len(rest)} field(s) besides the target "
-                        f"({', '.join(names[i] for i in rest) or 'none'}) "
-                        f"but the model has {len(input_names)} input(s) ({', '.join(input_names)})",
-                        path=("data", "fields"), hint="map them with `fields: {inputs: {...}, target: ...}`")
+        raise DataError(
+            f"samples have {len(rest)} field(s) besides the target "
+            f"({', '.join(names[i] for i in rest) or 'none'}) "
+            f"but the model has {len(input_names)} input(s) ({', '.join(input_names)})",
+            path=("data", "fields"),
+            hint="map them with `fields: {inputs: {...}, target: ...}`",
+        )
     return FieldMap(dict(zip(input_names, rest)), target)
 
 

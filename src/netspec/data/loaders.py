@@ -25,7 +25,8 @@ import atexit
 import math
 import multiprocessing.util  # noqa: F401  (registers its exit hook now, so that ours, below, runs before it)
 import weakref
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,8 +52,17 @@ class _EpochLoader:
     index draws (no data is touched).
     """
 
-    def __init__(self, n: int, batch_size: int, drop_last: bool, sampler: Sampler | None,
-                 generator: torch.Generator | None, seed: int | None, fmap: FieldMap, path: tuple[str, ...]):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        drop_last: bool,
+        sampler: Sampler | None,
+        generator: torch.Generator | None,
+        seed: int | None,
+        fmap: FieldMap,
+        path: tuple[str, ...],
+    ):
         self.dataset_size = n
         self.batch_size = batch_size
         self.drop_last = drop_last
@@ -116,13 +126,13 @@ class _EpochLoader:
             order = torch.arange(self.dataset_size)
         total = len(order)
         if not self.training:
-            return order[self.rank::world] if total >= world else order
+            return order[self.rank :: world] if total >= world else order
         if self.drop_last:
-            return order[: total // self.global_batch_size * self.global_batch_size][self.rank::world]
+            return order[: total // self.global_batch_size * self.global_batch_size][self.rank :: world]
         pad = -total % world
         if pad:  # DistributedSampler's padding: the epoch's first samples again (repeated if short)
             order = torch.cat([order, order.repeat(-(-pad // total))[:pad]])
-        return order[self.rank::world]
+        return order[self.rank :: world]
 
     def ahead_safe(self, device: torch.device) -> bool:
         """Whether batches for ``device`` may be cut ahead, in another thread (the training
@@ -171,8 +181,15 @@ class TensorLoader(_EpochLoader):
     [[0, 1], [2, 3], [4]]
     """
 
-    def __init__(self, tensors: tuple[Tensor, ...], *, kinds: tuple[str, ...], batch_transform: Callable | None,
-                 pin_memory: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        tensors: tuple[Tensor, ...],
+        *,
+        kinds: tuple[str, ...],
+        batch_transform: Callable | None,
+        pin_memory: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(len(tensors[0]), **kwargs)
         self.tensors = tensors
         self.kinds = kinds
@@ -195,8 +212,12 @@ class TensorLoader(_EpochLoader):
         else:
             idx = order[lo:hi]
             # a copy, ~4x faster than t[idx]; straight into page-locked memory when pinning
-            fields = [torch.index_select(t, 0, idx, out=_pinned_like(t, len(idx))) if self.pin_memory
-                      else t.index_select(0, idx) for t in self.tensors]
+            fields = [
+                torch.index_select(t, 0, idx, out=_pinned_like(t, len(idx)))
+                if self.pin_memory
+                else t.index_select(0, idx)
+                for t in self.tensors
+            ]
         if self.batch_transform is not None:
             try:
                 fields = list(apply(self.batch_transform, fields, self.kinds))
@@ -242,9 +263,11 @@ class TensorLoader(_EpochLoader):
         if probe:
             self._probed, self.copy_views = True, written
         elif written and not self.copy_views:
-            raise DataError("the model wrote into its input batch (an in-place op on an input), changing the "
-                            "data set", path=self.path, hint="make the first op on an input out-of-place "
-                            "(e.g. `ReLU: {inplace: false}`)")
+            raise DataError(
+                "the model wrote into its input batch (an in-place op on an input), changing the data set",
+                path=self.path,
+                hint="make the first op on an input out-of-place (e.g. `ReLU: {inplace: false}`)",
+            )
 
 
 def _pinned_like(t: Tensor, n: int) -> Tensor:
@@ -280,8 +303,7 @@ class SampleDataset(Dataset):
         try:
             return apply(self.transform, sample, raw.kinds)
         except Exception as e:  # any failure inside torchvision is the spec's transforms not fitting the data
-            return BadSample(f"transforms failed on sample {i} ({describe_sample(sample, raw.names)}): "
-                             f"{first_line(e)}")
+            return BadSample(f"transforms failed on sample {i} ({describe_sample(sample, raw.names)}): {first_line(e)}")
 
 
 def collate(samples: list[Any]) -> Any:
@@ -338,7 +360,7 @@ class _EpochSeeds(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
         self.epoch += 1
-        for i in (self.sampler if self.sampler is not None else range(self.n)):
+        for i in self.sampler if self.sampler is not None else range(self.n):
             yield self.epoch, seed + self.offset, int(i)
 
 
@@ -389,8 +411,15 @@ class SampleLoader(_EpochLoader):
     out each epoch's seed, so the batches are those of non-persistent workers.
     """
 
-    def __init__(self, dataset: Dataset, *, num_workers: int, pin_memory: bool,
-                 check: Callable[[Batch], None] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        num_workers: int,
+        pin_memory: bool,
+        check: Callable[[Batch], None] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(len(dataset), **kwargs)  # type: ignore[arg-type]
         self.num_workers = num_workers
         self.check = check  # of each batch's labels, on the CPU (their values were not known up front)
@@ -404,10 +433,18 @@ class SampleLoader(_EpochLoader):
         sampler = _Shard(self) if self.world_size > 1 else self.sampler
         if workers:
             sampler = _EpochSeeds(sampler, len(self.dataset), self.generator, offset=self.rank * workers)  # type: ignore[arg-type]
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=self.drop_last,
-                          num_workers=workers, pin_memory=self.pin_memory, collate_fn=collate,
-                          generator=torch.Generator() if workers else self.generator,
-                          persistent_workers=workers > 0, worker_init_fn=_ignore_sigint if workers else None)
+        return DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=self.drop_last,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            collate_fn=collate,
+            generator=torch.Generator() if workers else self.generator,
+            persistent_workers=workers > 0,
+            worker_init_fn=_ignore_sigint if workers else None,
+        )
 
     def shard(self, rank: int, world_size: int) -> None:
         super().shard(rank, world_size)

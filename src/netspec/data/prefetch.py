@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,8 +38,9 @@ __all__ = ["device_batches", "move", "pinned", "PREFETCH_DEPTH"]
 PREFETCH_DEPTH = 3
 
 
-def device_batches(batches: Iterator[Any], device: torch.device, *, ahead: bool = False,
-                   channels_last: bool = False) -> Generator[Any, None, None]:
+def device_batches(
+    batches: Iterator[Any], device: torch.device, *, ahead: bool = False, channels_last: bool = False
+) -> Generator[Any, None, None]:
     """``batches`` on ``device`` (see the module docstring); ``channels_last`` converts 4-d
     floating inputs to that memory format on the way.
 
@@ -46,6 +48,7 @@ def device_batches(batches: Iterator[Any], device: torch.device, *, ahead: bool 
     >>> len(list(device_batches(batches, torch.device("cpu"), ahead=True)))
     3
     """
+
     def convert(batch: Any) -> Any:
         return move(batch, device, channels_last)
 
@@ -106,8 +109,9 @@ class _Raised:
 _DONE = object()
 
 
-def _threaded(batches: Iterator[Any], prepare: Callable[[Any], Any],
-              depth: int = PREFETCH_DEPTH) -> Generator[Any, None, None]:
+def _threaded(
+    batches: Iterator[Any], prepare: Callable[[Any], Any], depth: int = PREFETCH_DEPTH
+) -> Generator[Any, None, None]:
     """``prepare(batch)`` for each batch, run up to ``depth`` batches ahead in a background
     thread. The first batch is drawn here, so whatever the loader does when an epoch starts
     (an eval loader's draw from the global RNG) happens in program order; an error in the
@@ -154,8 +158,9 @@ def _threaded(batches: Iterator[Any], prepare: Callable[[Any], Any],
         thread.join()
 
 
-def _side_stream(batches: Iterator[Any], device: torch.device,
-                 convert: Callable[[Any], Any]) -> Generator[Any, None, None]:
+def _side_stream(
+    batches: Iterator[Any], device: torch.device, convert: Callable[[Any], Any]
+) -> Generator[Any, None, None]:
     """Each batch's copy queued on a side CUDA stream while the step before it runs; the step
     waits for it on the device (an event), and the allocator is told the tensors are used on
     the step's stream (``record_stream``), so their memory is not reused too early."""

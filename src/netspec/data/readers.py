@@ -43,11 +43,14 @@ def first_line(e: BaseException) -> str:
 # IDX
 # ---------------------------------------------------------------------------------------------
 
+
 def _too_big(path: Path, declared: int, what: str) -> DataError:
     stored = path.stat().st_size
-    return DataError(f"{show_path(path)}: {what} {declared:,} bytes, over {MAX_INFLATION} times the file's "
-                     f"{stored:,} bytes; refused (a decompression bomb?)",
-                     hint="store the data uncompressed if it really is that big")
+    return DataError(
+        f"{show_path(path)}: {what} {declared:,} bytes, over {MAX_INFLATION} times the file's "
+        f"{stored:,} bytes; refused (a decompression bomb?)",
+        hint="store the data uncompressed if it really is that big",
+    )
 
 
 def _open_idx(path: Path) -> Any:
@@ -68,8 +71,10 @@ def _idx_header(f: Any, path: Path, expect_magic: int | None) -> tuple[np.dtype,
         want = f" (expected {expect_magic})" if expect_magic else ""
         raise DataError(f"{show_path(path)}: not an IDX file: bad magic number {magic}{want}")
     if expect_magic is not None and magic != expect_magic:
-        raise DataError(f"{show_path(path)}: wrong magic number {magic}, expected {expect_magic} "
-                        "(images are 2051, labels 2049: are the files swapped?)")
+        raise DataError(
+            f"{show_path(path)}: wrong magic number {magic}, expected {expect_magic} "
+            "(images are 2051, labels 2049: are the files swapped?)"
+        )
     dims = f.read(4 * ndim)
     if len(dims) < 4 * ndim:
         raise DataError(f"{show_path(path)}: truncated IDX header")
@@ -113,13 +118,16 @@ def read_idx(path: Path, *, expect_magic: int | None = None) -> Tensor:
 
 
 def _short(path: Path, dims: tuple[int, ...], expected: int, found: int | str) -> DataError:
-    return DataError(f"{show_path(path)}: header says shape {list(dims)} ({expected} data bytes) but the file has "
-                     f"{found}: truncated or corrupt")
+    return DataError(
+        f"{show_path(path)}: header says shape {list(dims)} ({expected} data bytes) but the file has "
+        f"{found}: truncated or corrupt"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # CSV
 # ---------------------------------------------------------------------------------------------
+
 
 def _is_number(text: str) -> bool:
     """Whether a CSV cell parses as a number."""
@@ -171,8 +179,9 @@ def csv_line(path: Path, skip: int, row: int) -> int:
     return 0
 
 
-def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"] = "auto"
-             ) -> tuple[list[str] | None, np.ndarray]:
+def read_csv(
+    path: Path, *, delimiter: str = ",", header: bool | Literal["auto"] = "auto"
+) -> tuple[list[str] | None, np.ndarray]:
     """Read a numeric CSV file: (column names or None, ``rows x columns`` float64 array).
 
     ``header="auto"`` treats the first line as column names when any cell is not a number.
@@ -203,8 +212,7 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": reported below instead
-            arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64,
-                             encoding="utf-8")
+            arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64, encoding="utf-8")
     except ValueError:
         raise DataError(f"{show_path(path)}: {_locate_csv_error(path, delimiter, skip)}") from None
     if arr.size == 0:
@@ -215,6 +223,7 @@ def read_csv(path: Path, *, delimiter: str = ",", header: bool | Literal["auto"]
 # ---------------------------------------------------------------------------------------------
 # Tensor files: .npz and .pt
 # ---------------------------------------------------------------------------------------------
+
 
 def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
     """Shape, Fortran order and dtype from an ``.npy`` stream; nothing else is read."""
@@ -242,8 +251,10 @@ def _read_npy_member(path: Path, zf: zipfile.ZipFile, name: str) -> Tensor:
         expected = math.prod(shape) * dtype.itemsize
         held = info.file_size - f.tell()
         if expected != held:
-            raise DataError(f"{show_path(path)}: array `{name}` says shape {list(shape)} ({expected:,} bytes) but "
-                            f"holds {held:,}: truncated or corrupt")
+            raise DataError(
+                f"{show_path(path)}: array `{name}` says shape {list(shape)} ({expected:,} bytes) but "
+                f"holds {held:,}: truncated or corrupt"
+            )
         data = f.read(expected)
     arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return torch.from_numpy(np.ascontiguousarray(arr).astype(dtype.newbyteorder("="), copy=True))
@@ -262,8 +273,11 @@ def _read_npz(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as e:
-        why = "truncated or corrupt" if isinstance(e, (zipfile.BadZipFile, EOFError, zlib.error)) else \
-            f"{type(e).__name__}"
+        why = (
+            "truncated or corrupt"
+            if isinstance(e, (zipfile.BadZipFile, EOFError, zlib.error))
+            else f"{type(e).__name__}"
+        )
         raise DataError(f"{show_path(path)}: not a readable .npz file ({why})") from None
     return found
 

@@ -15,8 +15,9 @@ an epoch's order exactly. No torchvision here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -36,11 +37,11 @@ __all__ = ["SAMPLERS", "SamplerEntry", "SamplerContext", "register_sampler", "sa
 class SamplerContext:
     """What a sampler builder may use: the training split and the loader's generator."""
 
-    size: int                       # samples in the training split
-    labels: Tensor | None           # (N,) class index of each sample, when the target is a class
-    classes: list[str] | None       # class names, when the source knows them
-    generator: torch.Generator      # the training loader's: every draw replays on set_epoch
-    path: tuple[str, ...]           # ("data", "sampler", <name>): where errors point
+    size: int  # samples in the training split
+    labels: Tensor | None  # (N,) class index of each sample, when the target is a class
+    classes: list[str] | None  # class names, when the source knows them
+    generator: torch.Generator  # the training loader's: every draw replays on set_epoch
+    path: tuple[str, ...]  # ("data", "sampler", <name>): where errors point
 
 
 Builder = Callable[[Any, SamplerContext], "Sampler"]
@@ -66,9 +67,11 @@ def register_sampler(name: str, options: type[SpecModel], *, description: str) -
     >>> sorted(SAMPLERS)
     ['RandomSampler', 'WeightedRandomSampler']
     """
+
     def deco(fn: Builder) -> Builder:
         SAMPLERS.add(name, SamplerEntry(name, options, fn, description))
         return fn
+
     return deco
 
 
@@ -76,11 +79,13 @@ def register_sampler(name: str, options: type[SpecModel], *, description: str) -
 # WeightedRandomSampler
 # ---------------------------------------------------------------------------------------------
 
+
 class WeightedRandomSamplerSpec(SpecModel):
     """Draw training samples with per-class weights (seed 004: 0.85 for class 1, 0.1 for the rest)."""
 
-    class_weights: dict[int | str, float] | Literal["balanced"] = Field(description=(
-        "Class (index or class name) -> weight of each of its samples; `balanced`: 1 / class count."))
+    class_weights: dict[int | str, float] | Literal["balanced"] = Field(
+        description=("Class (index or class name) -> weight of each of its samples; `balanced`: 1 / class count.")
+    )
     default_weight: float | None = Field(None, ge=0, description="Weight of classes not listed.")
     num_samples: int | None = Field(None, ge=1, description="Samples per epoch; default the training set size.")
     replacement: bool = Field(True, description="Draw with replacement.")
@@ -95,13 +100,13 @@ def _class_index(key: int | str, classes: list[str] | None, n_classes: int, path
     else:
         raise DataError(f"unknown class `{key}`", path=(*path, str(key)), hint=did_you_mean(key, classes or []))
     if not 0 <= c < n_classes:
-        raise DataError(f"class {c} does not occur in the training labels (0..{n_classes - 1})",
-                        path=(*path, str(key)))
+        raise DataError(f"class {c} does not occur in the training labels (0..{n_classes - 1})", path=(*path, str(key)))
     return c
 
 
-def _per_class_weights(opts: WeightedRandomSamplerSpec, labels: Tensor, classes: list[str] | None,
-                       path: tuple[str, ...]) -> Tensor:
+def _per_class_weights(
+    opts: WeightedRandomSamplerSpec, labels: Tensor, classes: list[str] | None, path: tuple[str, ...]
+) -> Tensor:
     """Weight of each class ``(n_classes,)`` float64; 0 for classes absent from the labels."""
     import torch
 
@@ -117,8 +122,9 @@ def _per_class_weights(opts: WeightedRandomSamplerSpec, labels: Tensor, classes:
         per_class[_class_index(key, classes, n_classes, path)] = w
     unset = [c for c in range(n_classes) if counts[c] > 0 and math.isnan(per_class[c])]
     if unset:
-        raise DataError(f"no weight for class(es) {', '.join(map(str, unset))}", path=path,
-                        hint="list them or set `default_weight`")
+        raise DataError(
+            f"no weight for class(es) {', '.join(map(str, unset))}", path=path, hint="list them or set `default_weight`"
+        )
     return per_class.nan_to_num(0.0)
 
 
@@ -137,14 +143,16 @@ def weighted_random_sampler(opts: WeightedRandomSamplerSpec, ctx: SamplerContext
     if ctx.labels is None:
         raise DataError("per-class weights need integer class labels as the target", path=path)
     weights = _per_class_weights(opts, ctx.labels, ctx.classes, path)[ctx.labels]  # (N,) weight of each sample
-    # torch's stub says Sequence[float]; a tensor is what it uses
-    return WeightedRandomSampler(weights, opts.num_samples or ctx.size,  # type: ignore[arg-type]
-                                 replacement=opts.replacement, generator=ctx.generator)
+    per_sample: Any = weights  # torch's stub says Sequence[float]; a tensor is what it uses
+    return WeightedRandomSampler(
+        per_sample, opts.num_samples or ctx.size, replacement=opts.replacement, generator=ctx.generator
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # RandomSampler
 # ---------------------------------------------------------------------------------------------
+
 
 class RandomSamplerSpec(SpecModel):
     """Uniform random order, optionally with replacement or a different epoch length."""
@@ -164,13 +172,15 @@ def random_sampler(opts: RandomSamplerSpec, ctx: SamplerContext) -> Sampler:
     """
     from torch.utils.data import RandomSampler
 
-    return RandomSampler(range(ctx.size), replacement=opts.replacement, num_samples=opts.num_samples,
-                         generator=ctx.generator)
+    return RandomSampler(
+        range(ctx.size), replacement=opts.replacement, num_samples=opts.num_samples, generator=ctx.generator
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # One epoch's order
 # ---------------------------------------------------------------------------------------------
+
 
 def sampler_order(sampler: Sampler) -> Tensor:
     """One epoch of a sampler's indices ``(num_samples,)``, drawn as the sampler itself draws them.

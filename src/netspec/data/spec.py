@@ -31,13 +31,23 @@ from ..errors import SpecError
 from .samplers import SAMPLERS
 from .sources import SOURCES, SourceOptions
 
-__all__ = ["DataSpec", "LoaderSpec", "FieldsSpec", "FieldRef", "FractionSplit", "SamplerSpec", "SourceSpec",
-           "ValSpec", "TransformList"]
+__all__ = [
+    "DataSpec",
+    "LoaderSpec",
+    "FieldsSpec",
+    "FieldRef",
+    "FractionSplit",
+    "SamplerSpec",
+    "SourceSpec",
+    "ValSpec",
+    "TransformList",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Sources and the validation split
 # ---------------------------------------------------------------------------------------------
+
 
 def _validate_source(v: Any, handler: Any) -> Any:
     """Validate a source mapping with the options model its `source:` names.
@@ -60,7 +70,8 @@ def _validate_source(v: Any, handler: Any) -> Any:
 _SOURCE_MODELS = tuple(dict.fromkeys(entry.options for entry in SOURCES.values()))
 
 #: Any registered source's options, chosen by the `source:` key.
-SourceSpec = Annotated[Union[_SOURCE_MODELS], WrapValidator(_validate_source)]  # type: ignore[valid-type]
+# Union[a tuple] is the union of its models; `|` cannot spell that, so UP007 does not apply here or below.
+SourceSpec = Annotated[Union[_SOURCE_MODELS], WrapValidator(_validate_source)]  # type: ignore[valid-type]  # noqa: UP007
 
 
 class FractionSplit(SpecModel):
@@ -80,29 +91,49 @@ def _validate_val(v: Any, handler: Any) -> Any:
 
 
 _VAL_MODELS = (FractionSplit, *_SOURCE_MODELS)  # a tuple first: mypy reads `X[(a, *b)]` as 3.11's `X[a, *b]`
-ValSpec = Annotated[Union[_VAL_MODELS], WrapValidator(_validate_val)]  # type: ignore[valid-type]
+ValSpec = Annotated[Union[_VAL_MODELS], WrapValidator(_validate_val)]  # type: ignore[valid-type]  # noqa: UP007
 
 
 # ---------------------------------------------------------------------------------------------
 # Loader, sampler, fields, transforms
 # ---------------------------------------------------------------------------------------------
 
+
 class LoaderSpec(SpecModel):
     """DataLoader options."""
 
-    shuffle: bool | None = Field(None, description="Shuffle the training set every epoch (default true; "
-                                                   "a sampler replaces it). Validation and test are never shuffled.")
-    num_workers: int = Field(0, ge=0, description="Worker processes for the per-sample path (unused in memory); they "
-                             "persist from epoch to epoch.")
-    drop_last: bool = Field(False, description="Drop the last, short training batch (data-parallel: the last short "
-                            "global batch; without it, the epoch is padded with its first samples, as "
-                            "DistributedSampler pads it).")
-    pin_memory: bool | Literal["auto"] = Field("auto", description=(
-        "Pin batches in page-locked memory (faster, asynchronous copies to a GPU); auto: when training on CUDA."))
-    in_memory: bool | Literal["auto"] = Field("auto", description=(
-        "auto: keep tensor sources in memory and batch by indexing when the transforms allow it; "
-        "false: always the per-sample DataLoader path; true: require the in-memory path."))
-    eval_batch_size: int | None = Field(None, ge=1, description="Batch size for validation and test; default batch_size.")
+    shuffle: bool | None = Field(
+        None,
+        description="Shuffle the training set every epoch (default true; "
+        "a sampler replaces it). Validation and test are never shuffled.",
+    )
+    num_workers: int = Field(
+        0,
+        ge=0,
+        description="Worker processes for the per-sample path (unused in memory); they persist from epoch to epoch.",
+    )
+    drop_last: bool = Field(
+        False,
+        description="Drop the last, short training batch (data-parallel: the last short "
+        "global batch; without it, the epoch is padded with its first samples, as "
+        "DistributedSampler pads it).",
+    )
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Pin batches in page-locked memory (faster, asynchronous copies to a GPU); auto: when training on CUDA."
+        ),
+    )
+    in_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "auto: keep tensor sources in memory and batch by indexing when the transforms allow it; "
+            "false: always the per-sample DataLoader path; true: require the in-memory path."
+        ),
+    )
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Batch size for validation and test; default batch_size."
+    )
 
 
 class _OneSampler(SpecModel):
@@ -119,7 +150,7 @@ class _OneSampler(SpecModel):
         return data
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "_OneSampler":
+    def _exactly_one(self) -> _OneSampler:
         """One sampler, named by its key."""
         if sum(getattr(self, name) is not None for name in type(self).model_fields) != 1:
             raise ValueError("give exactly one sampler: " + " or ".join(type(self).model_fields))
@@ -139,21 +170,29 @@ class _OneSampler(SpecModel):
 # One optional key per sampler registered when this module is first imported (a sampler
 # registered later is unknown to specs: register it before loading any spec).
 SamplerSpec = create_model(  # type: ignore[call-overload]
-    "SamplerSpec", __base__=_OneSampler, __module__=__name__,
+    "SamplerSpec",
+    __base__=_OneSampler,
+    __module__=__name__,
     __doc__="How the training loader picks samples; exactly one key.",
-    **{name: (entry.options | None, Field(None, description=entry.description)) for name, entry in SAMPLERS.items()})
+    **{name: (entry.options | None, Field(None, description=entry.description)) for name, entry in SAMPLERS.items()},
+)
 
-FieldRef = Union[int, str]
+FieldRef = int | str
 
 
 class FieldsSpec(SpecModel):
     """Which field of each sample feeds which model input, and which is the target."""
 
-    inputs: dict[str, FieldRef] | None = Field(None, description=(
-        "Model input name -> field (index or name). Default: by name when every input is a field name, "
-        "else the fields before the target, in order."))
-    target: FieldRef | dict[str, FieldRef] | None = Field(None, description=(
-        "The target field, or output name -> field for several targets. Default: the last field."))
+    inputs: dict[str, FieldRef] | None = Field(
+        None,
+        description=(
+            "Model input name -> field (index or name). Default: by name when every input is a field name, "
+            "else the fields before the target, in order."
+        ),
+    )
+    target: FieldRef | dict[str, FieldRef] | None = Field(
+        None, description=("The target field, or output name -> field for several targets. Default: the last field.")
+    )
 
 
 def _check_transform(item: Any) -> Any:
@@ -165,14 +204,20 @@ def _check_transform(item: Any) -> Any:
     return item
 
 
-TransformList = Annotated[list[Annotated[Union[str, dict[str, Any]], AfterValidator(_check_transform)]],
-                          Field(json_schema_extra={"examples": [["RandomHorizontalFlip", {"Resize": 32},
-                                                                 {"ToDtype": {"dtype": "float32", "scale": True}}]]})]
+TransformList = Annotated[
+    list[Annotated[str | dict[str, Any], AfterValidator(_check_transform)]],
+    Field(
+        json_schema_extra={
+            "examples": [["RandomHorizontalFlip", {"Resize": 32}, {"ToDtype": {"dtype": "float32", "scale": True}}]]
+        }
+    ),
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # The section
 # ---------------------------------------------------------------------------------------------
+
 
 class DataSpec(SpecModel):
     """The `data:` section: where samples come from and how they are batched."""
@@ -180,14 +225,24 @@ class DataSpec(SpecModel):
     train: SourceSpec | None = Field(None, description="Training source.")
     val: ValSpec | None = Field(None, description="Validation: `{fraction, seed}` split off train, or a source.")
     test: SourceSpec | None = Field(None, description="Test source.")
-    transforms: TransformList | None = Field(None, description=(
-        "torchvision.transforms.v2 names with arguments, for training: `Name`, `{Name: arg}` or "
-        "`{Name: {kwarg: value}}`. Images arrive as uint8 C x H x W tensors. Default for image sources: "
-        "[ToTensor] (uint8 -> float32 in [0, 1], divided by 255 exactly as transforms.ToTensor)."))
-    eval_transforms: TransformList | None = Field(None, description=(
-        "Transforms for validation and test; default: the training list without its random transforms."))
-    batch_size: int = Field(64, ge=1, description="Samples per training batch; in a data-parallel run the global "
-                            "batch, shared equally by the processes.")
+    transforms: TransformList | None = Field(
+        None,
+        description=(
+            "torchvision.transforms.v2 names with arguments, for training: `Name`, `{Name: arg}` or "
+            "`{Name: {kwarg: value}}`. Images arrive as uint8 C x H x W tensors. Default for image sources: "
+            "[ToTensor] (uint8 -> float32 in [0, 1], divided by 255 exactly as transforms.ToTensor)."
+        ),
+    )
+    eval_transforms: TransformList | None = Field(
+        None,
+        description=("Transforms for validation and test; default: the training list without its random transforms."),
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Samples per training batch; in a data-parallel run the global "
+        "batch, shared equally by the processes.",
+    )
     loader: LoaderSpec = Field(default_factory=LoaderSpec, description="DataLoader options.")
     sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")
     fields: FieldsSpec | None = Field(None, description="Map sample fields to model inputs and the target.")
@@ -210,7 +265,7 @@ class DataSpec(SpecModel):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "DataSpec":
+    def _check(self) -> DataSpec:
         """Something to load; `loader.in_memory: true` only where it can hold."""
         if self.train is None and self.test is None and not isinstance(self.val, SourceOptions):
             raise ValueError("give at least one of train, val, test")
@@ -222,8 +277,8 @@ class DataSpec(SpecModel):
 
 def _in_memory_refusal(source: Any, items: list[Any]) -> str | None:
     """Why one split cannot be kept in memory with these transforms, or None when it can."""
-    # every source's model has its `source` name; their base does not
-    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:
+    # every source's model has its `source` name; their base does not (so getattr: B009 would fail mypy)
+    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:  # noqa: B009
         return "this source is read per sample"
     if source is None or not items:
         return None

@@ -20,7 +20,8 @@ This module imports torchvision; the spec imports it only when a spec lists tran
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
@@ -29,16 +30,40 @@ from torchvision.transforms import InterpolationMode, v2
 from ..errors import SpecError, did_you_mean
 from ..nodes.registry import Registry
 
-__all__ = ["TRANSFORMS", "ToTensor", "BATCHABLE", "CONTAINERS", "transform_name", "build_one", "build_list",
-           "compose", "is_batchable", "drop_random", "apply", "unwrap"]
+__all__ = [
+    "TRANSFORMS",
+    "ToTensor",
+    "BATCHABLE",
+    "CONTAINERS",
+    "transform_name",
+    "build_one",
+    "build_list",
+    "compose",
+    "is_batchable",
+    "drop_random",
+    "apply",
+    "unwrap",
+]
 
 #: Transforms that take a list of transforms as their first argument (nested specs).
 CONTAINERS = {"Compose", "RandomApply", "RandomChoice", "RandomOrder"}
 
 #: Deterministic transforms that give the same values on an ``N x C x H x W`` batch as on each
 #: ``C x H x W`` sample: a source decoded into memory can apply these once to the whole tensor.
-BATCHABLE = {"ToImage", "ToDtype", "ConvertImageDtype", "Normalize", "Resize", "CenterCrop",
-             "Grayscale", "RGB", "Pad", "ToPureTensor", "Identity", "ToTensor"}
+BATCHABLE = {
+    "ToImage",
+    "ToDtype",
+    "ConvertImageDtype",
+    "Normalize",
+    "Resize",
+    "CenterCrop",
+    "Grayscale",
+    "RGB",
+    "Pad",
+    "ToPureTensor",
+    "Identity",
+    "ToTensor",
+}
 
 
 class ToTensor(v2.Transform):
@@ -67,9 +92,18 @@ _REFUSED: dict[str, str] = {
     **dict.fromkeys(["MixUp", "CutMix"], "they work on batches, not samples"),
     **dict.fromkeys(["FiveCrop", "TenCrop"], "they return tuples of images"),
     "LinearTransformation": "it needs a tensor argument",
-    **dict.fromkeys(["ClampBoundingBoxes", "ConvertBoundingBoxFormat", "SanitizeBoundingBoxes", "ClampKeyPoints",
-                     "SanitizeKeyPoints", "SetClampingMode", "RandomIoUCrop"],
-                    "it needs bounding boxes or key points, which no source gives"),
+    **dict.fromkeys(
+        [
+            "ClampBoundingBoxes",
+            "ConvertBoundingBoxFormat",
+            "SanitizeBoundingBoxes",
+            "ClampKeyPoints",
+            "SanitizeKeyPoints",
+            "SetClampingMode",
+            "RandomIoUCrop",
+        ],
+        "it needs bounding boxes or key points, which no source gives",
+    ),
     "UniformTemporalSubsample": "no source gives videos",
 }
 
@@ -86,16 +120,27 @@ def _fill(registry: Registry[type]) -> None:
 
 
 #: transform name -> class; filled on first use from torchvision.transforms.v2, plus ToTensor.
-TRANSFORMS: Registry[type] = Registry("transform", fill=_fill,
-                                      hint="transforms are torchvision.transforms.v2 class names, or ToTensor")
+TRANSFORMS: Registry[type] = Registry(
+    "transform", fill=_fill, hint="transforms are torchvision.transforms.v2 class names, or ToTensor"
+)
 for _name, _why in _REFUSED.items():
     TRANSFORMS.refuse(_name, f"transform `{_name}` cannot be used in a spec: {_why}")
 
 _DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "double": torch.float64,
-    "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
-    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
-    "int64": torch.int64, "long": torch.int64, "bool": torch.bool,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "long": torch.int64,
+    "bool": torch.bool,
 }
 
 

@@ -27,18 +27,27 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import AccessRefused, SpecError
 
-__all__ = ["ENV_VAR", "FileAccess", "env_roots", "check_roots", "not_regular", "inflation_limit", "MAX_INFLATION",
-           "show_path"]
+__all__ = [
+    "ENV_VAR",
+    "FileAccess",
+    "env_roots",
+    "check_roots",
+    "not_regular",
+    "inflation_limit",
+    "MAX_INFLATION",
+    "show_path",
+]
 
 ENV_VAR = "NETSPEC_DATA_ROOTS"
-HINT = (f"put it under the spec's folder, or allow its folder with --data-root DIR "
-        f"(or the {ENV_VAR} environment variable)")
+HINT = (
+    f"put it under the spec's folder, or allow its folder with --data-root DIR (or the {ENV_VAR} environment variable)"
+)
 
 
 def env_roots() -> tuple[Path, ...]:
@@ -120,14 +129,16 @@ class FileAccess:
             where = ", ".join(str(f) for f in dict.fromkeys(folders))
             shown = shown if shown is not None else _show_link(Path(file))
             via = f" (it resolves to {real})" if Path(shown).expanduser() != real else ""
-            raise AccessRefused(f"`{shown}`{via} is outside the folders this spec may read ({where}); refused",
-                                hint=HINT)
+            raise AccessRefused(
+                f"`{shown}`{via} is outside the folders this spec may read ({where}); refused", hint=HINT
+            )
         return real
 
 
 # ---------------------------------------------------------------------------------------------
 # What reading a file may cost
 # ---------------------------------------------------------------------------------------------
+
 
 def not_regular(file: Path) -> str | None:
     """Why ``file`` cannot be read as data (None: it is a regular file).
@@ -149,7 +160,7 @@ def not_regular(file: Path) -> str | None:
     return None if stat.S_ISREG(mode) else "is not a regular file (a device, FIFO or socket)"
 
 
-MAX_INFLATION = 200      # decoded bytes per stored byte of a compressed file ...
+MAX_INFLATION = 200  # decoded bytes per stored byte of a compressed file ...
 MIN_INFLATED = 64 << 20  # ... but small files may always decode to this much
 
 

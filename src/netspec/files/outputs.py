@@ -33,8 +33,8 @@ import contextlib
 import os
 import re
 import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from ..errors import OutputRefused
 from .access import env_roots
@@ -85,8 +85,11 @@ def _confine(path: Path, option: str, roots: tuple[PathLike, ...]) -> None:
     real = os.path.realpath(path)
     folders = [os.path.realpath(p) for p in (Path.cwd(), *roots, *env_roots())]
     if not any(_inside(real, f) for f in folders):
-        raise OutputRefused(f"{_show(path)} (from the spec's name) is outside the working folder and the data roots",
-                            path=(option,), hint=f"name the file with {option} PATH")
+        raise OutputRefused(
+            f"{_show(path)} (from the spec's name) is outside the working folder and the data roots",
+            path=(option,),
+            hint=f"name the file with {option} PATH",
+        )
 
 
 def _kind_problem(path: Path, folder: bool) -> str | None:
@@ -125,13 +128,22 @@ def _check_kind(path: Path, option: str, folder: bool) -> None:
 def _check_reads(path: Path, option: str, reads: Mapping[str, PathLike | None]) -> None:
     for what, file in reads.items():
         if file is not None and _same(path, Path(file)):
-            raise OutputRefused(f"{_show(path)} is {what} this command reads; writing it would destroy it",
-                                path=(option,), hint="choose another file name")
+            raise OutputRefused(
+                f"{_show(path)} is {what} this command reads; writing it would destroy it",
+                path=(option,),
+                hint="choose another file name",
+            )
 
 
-def output_path(given: PathLike | None, *, option: str, default: str | None = None,
-                reads: Mapping[str, PathLike | None] | None = None, force: bool = False,
-                roots: tuple[PathLike, ...] = ()) -> Path:
+def output_path(
+    given: PathLike | None,
+    *,
+    option: str,
+    default: str | None = None,
+    reads: Mapping[str, PathLike | None] | None = None,
+    force: bool = False,
+    roots: tuple[PathLike, ...] = (),
+) -> Path:
     """The file a command may write for ``option`` (``--out PATH``, or ``default`` in the working
     folder when it is not given); :class:`~netspec.errors.OutputRefused` (one line) otherwise.
 
@@ -211,6 +223,5 @@ def write_file(path: PathLike, data: str | bytes, option: str = "--out") -> None
     >>> f = Path(tempfile.mkdtemp()) / "s.yaml"; write_file(f, "name: s\\n"); f.read_text()
     'name: s\\n'
     """
-    with atomic_file(path, option) as tmp:
-        with open(tmp, "xb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    with atomic_file(path, option) as tmp, open(tmp, "xb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)

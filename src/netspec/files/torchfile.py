@@ -52,13 +52,18 @@ def _is_module_class(dotted: str) -> bool:
 def _refusal(file: Path, name: str, what: str) -> tuple[str, str]:
     """Message and hint for a file holding a pickled Python object (``name``: its class or function)."""
     if _is_module_class(name):
-        return (f"{file} holds a whole pickled model ({name}); netspec loads tensors only, with "
-                "torch.load(weights_only=True), because unpickling can run arbitrary code",
-                "if you saved it yourself, re-save it as a state_dict where it was made: "
-                "torch.save(model.state_dict(), path)")
+        return (
+            f"{file} holds a whole pickled model ({name}); netspec loads tensors only, with "
+            "torch.load(weights_only=True), because unpickling can run arbitrary code",
+            "if you saved it yourself, re-save it as a state_dict where it was made: "
+            "torch.save(model.state_dict(), path)",
+        )
     keep = "its tensors (a dict of tensors)" if what == "tensor file" else "its weights as a state_dict"
-    return (f"{file} holds a pickled Python object ({name}), not only tensors; refused: unpickling it could run "
-            "arbitrary code", f"never unpickle a file from elsewhere; ask for {keep} instead")
+    return (
+        f"{file} holds a pickled Python object ({name}), not only tensors; refused: unpickling it could run "
+        "arbitrary code",
+        f"never unpickle a file from elsewhere; ask for {keep} instead",
+    )
 
 
 def _check_archive(file: Path, path: tuple, error: type[SpecError]) -> None:
@@ -71,12 +76,14 @@ def _check_archive(file: Path, path: tuple, error: type[SpecError]) -> None:
     except (zipfile.BadZipFile, OSError, ValueError):
         return  # torch.load reports it
     if declared > inflation_limit(file.stat().st_size):
-        raise error(f"{file} declares {declared:,} bytes in {file.stat().st_size:,}; refused (a decompression "
-                    "bomb?)", path=path)
+        raise error(
+            f"{file} declares {declared:,} bytes in {file.stat().st_size:,}; refused (a decompression bomb?)", path=path
+        )
 
 
-def load_torch_file(file: Path, path: tuple = (), error: type[SpecError] = CheckpointError,
-                    what: str = "weights file") -> Any:
+def load_torch_file(
+    file: Path, path: tuple = (), error: type[SpecError] = CheckpointError, what: str = "weights file"
+) -> Any:
     """``torch.load(file, weights_only=True)`` on the CPU, every failure one ``error`` at ``path``.
 
     >>> import tempfile

@@ -21,9 +21,9 @@ class Imported:
 
     text: str
     name: str
-    blocks: dict[str, int]            # block name -> number of uses
+    blocks: dict[str, int]  # block name -> number of uses
     notes: list[str] = field(default_factory=list)
-    checked: Any = None               # check.Checked, unless the check was skipped
+    checked: Any = None  # check.Checked, unless the check was skipped
 
     def summary(self) -> str:
         """One line for the user: what was written."""
@@ -31,9 +31,16 @@ class Imported:
         return f"{self.name}: {len(self.blocks)} block(s)" + (f" ({uses})" if uses else "")
 
 
-def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes: list[str] | None = None,
-                 allow_imports: list[str] | None = None, name: str | None = None, check: bool = True,
-                 max_params: int | None = None) -> Imported:
+def import_model(
+    target: str,
+    *,
+    args: dict[str, Any] | None = None,
+    input_sizes: list[str] | None = None,
+    allow_imports: list[str] | None = None,
+    name: str | None = None,
+    check: bool = True,
+    max_params: int | None = None,
+) -> Imported:
     """Trace ``MODULE:CALLABLE`` (called with ``args``) and write a spec for it; a model of more
     than ``max_params`` parameters (default 2e9) is refused before it is built.
 
@@ -50,8 +57,15 @@ def import_model(target: str, *, args: dict[str, Any] | None = None, input_sizes
         raise e.with_location(Location(file=target)) from None  # where spec_from_module set none
 
 
-def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None,
-            name: str | None, check: bool, max_params: int | None = None) -> Imported:
+def _import(
+    target: str,
+    args: dict[str, Any],
+    input_sizes: list[str] | None,
+    allow_imports: list[str] | None,
+    name: str | None,
+    check: bool,
+    max_params: int | None = None,
+) -> Imported:
     from .load import MAX_PARAMS, build, input_dtypes, input_shapes, load_callable, parse_target
     from .trace import is_layer
 
@@ -60,14 +74,27 @@ def _import(target: str, args: dict[str, Any], input_sizes: list[str] | None, al
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
     origin = f"`netspec import {_shown(target, args, input_sizes, allow_imports)}`"
-    return spec_from_module(model, input_shapes(model, input_sizes, fn), dtypes=input_dtypes(model, input_sizes),
-                            name=name or parse_target(target)[1].split(".")[-1], origin=origin, check=check,
-                            label=target)
+    return spec_from_module(
+        model,
+        input_shapes(model, input_sizes, fn),
+        dtypes=input_dtypes(model, input_sizes),
+        name=name or parse_target(target)[1].split(".")[-1],
+        origin=origin,
+        check=check,
+        label=target,
+    )
 
 
-def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: str = "model",
-                     origin: str = "netspec.importer.spec_from_module", check: bool = True,
-                     label: str | None = None, dtypes: dict[str, str] | None = None) -> Imported:
+def spec_from_module(
+    model: Any,
+    inputs: dict[str, tuple[int, ...]],
+    *,
+    name: str = "model",
+    origin: str = "netspec.importer.spec_from_module",
+    check: bool = True,
+    label: str | None = None,
+    dtypes: dict[str, str] | None = None,
+) -> Imported:
     """Write a spec for a module instance; ``inputs`` gives the per-sample shape of each tensor
     argument of its forward, in order, and ``dtypes`` the dtype of those that are not float32
     (``{"tokens": "int64"}``). Errors are located at ``label`` (default: the class).
@@ -90,8 +117,9 @@ def spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], *, name: st
         raise e.with_location(Location(file=label or class_path(model))) from None
 
 
-def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str], name: str,
-                      origin: str, check: bool) -> Imported:
+def _spec_from_module(
+    model: Any, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str], name: str, origin: str, check: bool
+) -> Imported:
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
@@ -103,8 +131,10 @@ def _spec_from_module(model: Any, inputs: dict[str, tuple[int, ...]], dtypes: di
     root = Converter(trace_model(model, inputs, dtypes=dtypes)).run()
     blocks = make_blocks(root)
     notes = grouped_notes(root.notes)
-    header = [f"written by {origin} from {class_path(model)}",
-              "a block per module class (or form of one); the comment after each says where it is used"]
+    header = [
+        f"written by {origin} from {class_path(model)}",
+        "a block per module class (or form of one); the comment after each says where it is used",
+    ]
     header += [f"note: {n}" for n in notes]
     description = f"{class_path(model)}, imported with torch.fx"
     declared = {k: {"shape": list(v), "dtype": dtypes[k]} if k in dtypes else list(v) for k, v in inputs.items()}
@@ -134,8 +164,9 @@ def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-def _shown(target: str, args: dict[str, Any], input_sizes: list[str] | None,
-           allow_imports: list[str] | None = None) -> str:
+def _shown(
+    target: str, args: dict[str, Any], input_sizes: list[str] | None, allow_imports: list[str] | None = None
+) -> str:
     """The command's arguments that decide the spec, as they would be typed again.
 
     >>> _shown("net.py:Net", {"depth": 4}, ["5x8"], ["net.py"])

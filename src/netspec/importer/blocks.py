@@ -36,7 +36,7 @@ class Block:
     nodes: list[SNode]
     outputs: list[str]
     comment: str
-    uses: list[str] = field(default_factory=list)   # where it is used (module paths)
+    uses: list[str] = field(default_factory=list)  # where it is used (module paths)
 
 
 def make_blocks(root: Body) -> dict[str, Block]:
@@ -117,8 +117,15 @@ def _make_block(form: Form, blocks: dict[str, Block]) -> None:
             node.when, node.else_ = f"${flags[node.name][0]}", form.optional[node.name]
     defaults = {p: _most_common(values) for p, (_, values) in params.items()}
     defaults |= {f: _most_common(values) for f, values in flags.values()}
-    blocks[name] = Block(name, form.inputs, defaults, template, form.outputs, class_path(first.module),
-                         [u.use.path for u in form.uses if u.use is not None])
+    blocks[name] = Block(
+        name,
+        form.inputs,
+        defaults,
+        template,
+        form.outputs,
+        class_path(first.module),
+        [u.use.path for u in form.uses if u.use is not None],
+    )
     for k, use in enumerate(form.uses):
         given = {p: values[k] for p, (_, values) in params.items()} | {f: vs[k] for f, vs in flags.values()}
         args = {p: v for p, v in given.items() if _differ(v, defaults[p])}
@@ -209,8 +216,9 @@ def _flags(form: Form, first: Body, taken: set[str]) -> dict[str, tuple[str, tup
     for node in form.optional:
         values = tuple(node in form.present(u) for u in form.uses)
         if values not in by_values:
-            name = next((a for a, vs in attrs.items() if vs == values and a not in taken), None) or \
-                _free(f"has_{node}", taken)
+            name = next((a for a, vs in attrs.items() if vs == values and a not in taken), None) or _free(
+                f"has_{node}", taken
+            )
             taken.add(name)
             by_values[values] = name
         out[node] = (by_values[values], values)
@@ -236,8 +244,9 @@ def _most_common(values: tuple[Any, ...]) -> Any:
     return next(v for v in values if repr(v) == best)
 
 
-def _name_params(clusters: list[tuple[list[Slot], tuple]], form: Form,
-                 first: Body) -> dict[str, tuple[list[Slot], tuple]]:
+def _name_params(
+    clusters: list[tuple[list[Slot], tuple]], form: Form, first: Body
+) -> dict[str, tuple[list[Slot], tuple]]:
     """A name for each cluster of slots: the instances' attribute with those values, else the
     argument's name; returns name -> (slots, values per use)."""
     attrs = _attributes([u.use.module for u in form.uses if u.use is not None])
@@ -264,13 +273,26 @@ def _attributes(modules: list[Any]) -> dict[str, tuple]:
         order = []
     names = [k for k, v in vars(modules[0]).items() if not k.startswith("_") and is_scalar(v) and k != "training"]
     names.sort(key=lambda k: order.index(k) if k in order else len(order))
-    return {k: tuple(getattr(m, k, None) for m in modules) for k in names
-            if all(is_scalar(getattr(m, k, None)) for m in modules)}
+    return {
+        k: tuple(getattr(m, k, None) for m in modules)
+        for k in names
+        if all(is_scalar(getattr(m, k, None)) for m in modules)
+    }
 
 
 # Arguments that are a tensor's width: a parameter feeding several of them is named `channels`.
-WIDTHS = {"out_channels", "out_features", "num_features", "num_channels", "groups", "shape", "normalized_shape",
-          "embed_dim", "hidden_size", "channels"}
+WIDTHS = {
+    "out_channels",
+    "out_features",
+    "num_features",
+    "num_channels",
+    "groups",
+    "shape",
+    "normalized_shape",
+    "embed_dim",
+    "hidden_size",
+    "channels",
+}
 
 
 def _slot_name(slots_: list[Slot], taken: set[str]) -> str:
@@ -315,8 +337,11 @@ def _all_nodes(nodes: list[SNode]) -> Iterator[SNode]:
 
 def _block_name(class_name: str, blocks: dict[str, Block]) -> str:
     """The class's name; a second form gets `_2`; never a layer's, op's or group's name."""
-    base = class_name if class_name not in LAYERS and class_name not in OPS and \
-        class_name not in (GROUP_OP, PARAM_OP) else f"{class_name}Block"
+    base = (
+        class_name
+        if class_name not in LAYERS and class_name not in OPS and class_name not in (GROUP_OP, PARAM_OP)
+        else f"{class_name}Block"
+    )
     name, k = base, 1
     while name in blocks:
         k += 1
@@ -331,6 +356,8 @@ def _repeats(nodes: list[SNode], blocks: dict[str, Block]) -> None:
             _repeats(node.nodes, blocks)
             nodes[k] = as_repeat(node, {n: b.params for n, b in blocks.items()})
             if nodes[k].op == GROUP_OP and isinstance(node.inputs, dict):
-                raise ImportFailed(f"the items of nn.ModuleList `{node.name}` are given more than the previous "
-                                   f"item's output ({', '.join(list(node.inputs)[1:])}) and are not copies of one "
-                                   "layer or block: a group takes one input, only a repeat passes more on")
+                raise ImportFailed(
+                    f"the items of nn.ModuleList `{node.name}` are given more than the previous "
+                    f"item's output ({', '.join(list(node.inputs)[1:])}) and are not copies of one "
+                    "layer or block: a group takes one input, only a repeat passes more on"
+                )

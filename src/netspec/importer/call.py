@@ -22,8 +22,8 @@ class Call:
     name: str
     where: str
     result: Ref
-    fresh: Callable[[str], str]   # a new unique name in the body, from a wish
-    key: str = ""                 # the call as the handlers know it: `torch.flatten`, `F.relu`
+    fresh: Callable[[str], str]  # a new unique name in the body, from a wish
+    key: str = ""  # the call as the handlers know it: `torch.flatten`, `F.relu`
     notes: list[tuple[str, str]] | None = None  # (place, what the importer left out), for the user
 
     def note(self, text: str) -> None:
@@ -50,8 +50,12 @@ class Call:
             module = LAYERS[layer].cls(**args)
         except Exception as e:
             raise ImportFailed(f"cannot build {layer}({args}) for this call: {e}", where=self.where) from None
-        return SNode(layer, self.name, node_args(module, [i.sample_shape for i in inputs], self.where) or None,
-                     [i.name for i in inputs])
+        return SNode(
+            layer,
+            self.name,
+            node_args(module, [i.sample_shape for i in inputs], self.where) or None,
+            [i.name for i in inputs],
+        )
 
     def ref(self, suffix: str) -> str:
         """The name of the step ``suffix`` made by :meth:`op` (the last one made with it)."""
@@ -63,7 +67,7 @@ class Call:
 
         def remember(wish: str) -> str:
             name = fresh(wish)
-            self._last[wish[len(self.name) + 1:]] = name
+            self._last[wish[len(self.name) + 1 :]] = name
             return name
 
         self.fresh = remember
@@ -86,8 +90,11 @@ def const(c: Call, value: Any, what: str) -> Any:
     if isinstance(value, Ref):
         raise ImportFailed(f"a tensor is used where the spec op takes {what}", where=c.where)
     if isinstance(value, BatchSize):
-        raise ImportFailed(f"the batch size (`x.size(0)`) is used as a value where the spec op takes {what}; "
-                           "a spec's sizes are per sample", where=c.where)
+        raise ImportFailed(
+            f"the batch size (`x.size(0)`) is used as a value where the spec op takes {what}; "
+            "a spec's sizes are per sample",
+            where=c.where,
+        )
     if isinstance(value, tuple):
         return [const(c, v, what) for v in value]
     return value

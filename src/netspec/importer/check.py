@@ -24,8 +24,10 @@ class Checked:
     compile_table: str = ""
 
     def __str__(self) -> str:
-        return (f"round trip checked: the spec loads the model's state_dict strictly ({self.tensors} tensors) and "
-                f"gives the same outputs (max |difference| {self.max_diff:.1e})")
+        return (
+            f"round trip checked: the spec loads the model's state_dict strictly ({self.tensors} tensors) and "
+            f"gives the same outputs (max |difference| {self.max_diff:.1e})"
+        )
 
 
 def _flat(value: object) -> list[torch.Tensor]:
@@ -48,8 +50,9 @@ def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.where(a.isnan() & b.isnan(), 0.0, a - b).abs().max())
 
 
-def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0,
-                     dtypes: dict[str, str] | None = None) -> Checked:
+def check_round_trip(
+    text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0, dtypes: dict[str, str] | None = None
+) -> Checked:
     """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2.
 
     >>> text = "name: m\\ninputs: {x: [4]}\\nnodes:\\n  - fc: {Linear: {out_features: 2}}\\n"
@@ -77,8 +80,9 @@ def check_round_trip(text: str, model: nn.Module, inputs: dict[str, tuple[int, .
     with torch.no_grad():
         want, got = _flat(model(*xs)), _flat(module(*xs))
     if len(want) != len(got) or any(a.shape != b.shape for a, b in zip(want, got)):
-        raise ImportFailed(f"the spec's outputs are {[tuple(t.shape) for t in got]}, the model's "
-                           f"{[tuple(t.shape) for t in want]}")
+        raise ImportFailed(
+            f"the spec's outputs are {[tuple(t.shape) for t in got]}, the model's {[tuple(t.shape) for t in want]}"
+        )
     diff = max((_max_difference(a, b) for a, b in zip(want, got) if a.numel()), default=0.0)
     if not all(torch.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True) for a, b in zip(want, got)):
         raise ImportFailed(f"the spec's outputs differ from the model's by up to {diff:.3g}")

@@ -35,23 +35,48 @@ def register(subparsers: Any) -> None:
     >>> args.target, args.args, args.output
     ('torchvision.models:resnet18', ['num_classes=10'], 'r.yaml')
     """
-    p = subparsers.add_parser("import", help="write a spec for a Python nn.Module (torch.fx): MODULE:CALLABLE",
-                              description="Trace a PyTorch model with torch.fx and write a spec that builds the "
-                                          "same module (same state_dict keys, same outputs).",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "import",
+        help="write a spec for a Python nn.Module (torch.fx): MODULE:CALLABLE",
+        description="Trace a PyTorch model with torch.fx and write a spec that builds the "
+        "same module (same state_dict keys, same outputs).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("target", metavar="MODULE:CALLABLE", help="e.g. torchvision.models:resnet18 or net.py:Net")
-    p.add_argument("--args", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="keyword arguments of the callable (num_classes=10)")
-    p.add_argument("--input-size", action="append", metavar="[NAME=]CxHxW[:DTYPE]",
-                   help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
-                        "per input; torchvision models have a default")
+    p.add_argument(
+        "--args",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword arguments of the callable (num_classes=10)",
+    )
+    p.add_argument(
+        "--input-size",
+        action="append",
+        metavar="[NAME=]CxHxW[:DTYPE]",
+        help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
+        "per input; torchvision models have a default",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: standard output)")
     p.add_argument("--force", action="store_true", help="replace the -o file if it exists")
-    p.add_argument("--max-params", type=int, default=None, metavar="N",
-                   help="refuse models with more parameters, checked before they are built (default 2e9)")
+    p.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse models with more parameters, checked before they are built (default 2e9)",
+    )
     p.add_argument("--name", help="the spec's name (default: the callable's)")
-    p.add_argument("--allow-import", dest="allow_imports", action="append", default=None, metavar="FILE",
-                   help="allow importing this .py file of yours (runs its code); never implied")
+    p.add_argument(
+        "--allow-import",
+        dest="allow_imports",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="allow importing this .py file of yours (runs its code); never implied",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the round-trip check (no second model is built)")
     p.set_defaults(func=import_command)
 
@@ -68,9 +93,15 @@ def import_command(args: argparse.Namespace) -> int:
         out = _output(args)  # before anything is imported: a refusal costs nothing
     except NetspecError as e:
         raise e.with_location(_location(args.target)) from None
-    imported = import_model(args.target, args=kwargs, input_sizes=args.input_size,
-                            allow_imports=args.allow_imports, name=args.name, check=not args.no_check,
-                            max_params=args.max_params)
+    imported = import_model(
+        args.target,
+        args=kwargs,
+        input_sizes=args.input_size,
+        allow_imports=args.allow_imports,
+        name=args.name,
+        check=not args.no_check,
+        max_params=args.max_params,
+    )
     report = [imported.summary()] + [f"note: {n}" for n in imported.notes]
     if imported.checked is not None:
         report.append(str(imported.checked))
@@ -99,8 +130,10 @@ def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | 
     if not args.output:
         return None
     module = parse_target(args.target)[0]
-    reads = {"the imported source": module if is_file(module) else module_file,
-             **{f"the allowed import {a}": a for a in args.allow_imports or [] if a != "*"}}
+    reads = {
+        "the imported source": module if is_file(module) else module_file,
+        **{f"the allowed import {a}": a for a in args.allow_imports or [] if a != "*"},
+    }
     return output_path(args.output, option="-o", reads=reads, force=args.force or module_file is not None)
 
 

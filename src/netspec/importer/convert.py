@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import keyword
 import re
-from typing import AbstractSet, Any
+from collections.abc import Set
+from typing import Any
 
 import torch
 from torch import fx
@@ -81,9 +82,12 @@ def _named_inputs(node: SNode, head: str, where: str) -> list[str] | dict[str, s
     input alone, or a mapping by name when a layer's keyword inputs (a padding mask) go to each."""
     inputs = node.inputs or []
     if isinstance(inputs, list) and len(inputs) > 1:
-        raise ImportFailed(f"forward gives the items of nn.ModuleList `{head}` more than the previous item's output "
-                           f"({', '.join(inputs[1:])}): a repeat passes more on only as a torch.nn layer's keyword "
-                           "inputs (a padding mask)", where=where)
+        raise ImportFailed(
+            f"forward gives the items of nn.ModuleList `{head}` more than the previous item's output "
+            f"({', '.join(inputs[1:])}): a repeat passes more on only as a torch.nn layer's keyword "
+            "inputs (a padding mask)",
+            where=where,
+        )
     return inputs if isinstance(inputs, dict) else list(inputs)
 
 
@@ -108,7 +112,7 @@ def _has_tensor(value: Any) -> bool:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: AbstractSet[str] = frozenset()) -> None:
+    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset()) -> None:
         assert traced.graph is not None
         self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)
@@ -153,8 +157,9 @@ class Converter:
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
             what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
-            raise ImportFailed(f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes",
-                               where=self.where)
+            raise ImportFailed(
+                f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes", where=self.where
+            )
         self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
         self.env[n] = Ref(target, (TensorMeta(tuple(value.shape), value.dtype),) * 2)
 
@@ -178,17 +183,23 @@ class Converter:
         head, _, index = target.partition(".")
         items = getattr(self.module, head, None)
         if not isinstance(items, torch.nn.ModuleList) or not index.isdigit():
-            raise ImportFailed(f"forward calls `{target}`, a module inside its child: a spec node is a direct "
-                               "child (or an item of an nn.ModuleList called in a chain)", where=self.where)
+            raise ImportFailed(
+                f"forward calls `{target}`, a module inside its child: a spec node is a direct "
+                "child (or an item of an nn.ModuleList called in a chain)",
+                where=self.where,
+            )
         k, users = int(index), list(n.users)
         last = k == len(items) - 1
         chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
         group = self.nodes[-1] if self.nodes and self.nodes[-1].name == head else None
         if not chained or (k == 0) == (group is not None):
             between = "" if chained or len(users) != 1 else f" (`{head}.{k}` goes to `{_callee(users[0])}`)"
-            raise ImportFailed(f"forward calls the items of nn.ModuleList `{head}` other than one after another, in "
-                               f"order{between}: a group holds only them, numbered by position", where=self.where,
-                               hint="make each item a module that does the whole step (a block)")
+            raise ImportFailed(
+                f"forward calls the items of nn.ModuleList `{head}` other than one after another, in "
+                f"order{between}: a group holds only them, numbered by position",
+                where=self.where,
+                hint="make each item a module that does the whole step (a block)",
+            )
         node = self._module_call(n, index, self.t.calls[n])
         if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
             node = SNode("Identity", index, None, [node.name])
@@ -199,8 +210,11 @@ class Converter:
             group = SNode("Sequential", head, None, inputs, nodes=[])
             self.nodes.append(group)
         elif _side_inputs(inputs) != _side_inputs(group.inputs):
-            raise ImportFailed(f"forward gives `{target}` other inputs besides the previous item's output than "
-                               f"`{head}.0`: a repeat passes the same ones to every copy", where=self.where)
+            raise ImportFailed(
+                f"forward gives `{target}` other inputs besides the previous item's output than "
+                f"`{head}.0`: a repeat passes the same ones to every copy",
+                where=self.where,
+            )
         assert group.nodes is not None
         group.nodes.append(node.copy(name=None, inputs=None))
         self.env[n] = Ref(head, self.values(n))
@@ -229,8 +243,9 @@ class Converter:
             self.output_keys = list(value)
             value = list(value.values())
             if not all(isinstance(k, str) and k.isidentifier() for k in self.output_keys):
-                raise ImportFailed(f"forward returns a dict with keys {self.output_keys}: a spec's output names "
-                                   "are identifiers")
+                raise ImportFailed(
+                    f"forward returns a dict with keys {self.output_keys}: a spec's output names are identifiers"
+                )
         items = value if isinstance(value, (tuple, list)) else [value]
         if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
             what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")
@@ -255,8 +270,11 @@ class Converter:
             self.namer.taken.add(target)
             return target
         if has_state(sub.module):
-            raise ImportFailed(f"forward calls `{target}` {self.calls[target]} times: its weights are shared, "
-                               "and a spec node is one call of one module", where=self.where)
+            raise ImportFailed(
+                f"forward calls `{target}` {self.calls[target]} times: its weights are shared, "
+                "and a spec node is one call of one module",
+                where=self.where,
+            )
         return self.namer.fresh(target)
 
     def _layer(self, name: str, sub: Traced, args: tuple, kwargs: dict) -> SNode:
@@ -267,13 +285,16 @@ class Converter:
             if isinstance(value, Ref):
                 tensors[key] = value
             elif key not in IGNORED_FLAGS and value != params[key].default:
-                raise ImportFailed(f"forward calls `{sub.path}` with {key}={value!r}: a spec passes only tensors "
-                                   "to a layer", where=self.where)
+                raise ImportFailed(
+                    f"forward calls `{sub.path}` with {key}={value!r}: a spec passes only tensors to a layer",
+                    where=self.where,
+                )
         shapes = [r.sample_shape for r in tensors.values()]
         most = LAYERS[type(sub.module).__name__].max_inputs  # more (a padding mask) go by name
-        positional = list(tensors) == list(params)[:len(tensors)] and (most is None or len(tensors) <= most)
-        inputs: list[str] | dict[str, str] = [r.name for r in tensors.values()] if positional else \
-            {k: r.name for k, r in tensors.items()}
+        positional = list(tensors) == list(params)[: len(tensors)] and (most is None or len(tensors) <= most)
+        inputs: list[str] | dict[str, str] = (
+            [r.name for r in tensors.values()] if positional else {k: r.name for k, r in tensors.items()}
+        )
         return SNode(type(sub.module).__name__, name, node_args(sub.module, shapes, sub.path) or None, inputs)
 
     def _bind(self, sub: Traced, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -283,8 +304,7 @@ class Converter:
     def _hoisted_cat(self, n: fx.Node) -> bool:
         """``torch.cat(input, 1)`` of a list the caller concatenated already (see ``module_node``)."""
         tensors = n.args[0] if n.args else n.kwargs.get("tensors")
-        if not (isinstance(tensors, fx.Node) and tensors.op == "placeholder" and
-                str(tensors.target) in self.hoisted):
+        if not (isinstance(tensors, fx.Node) and tensors.op == "placeholder" and str(tensors.target) in self.hoisted):
             return False
         self.env[n] = Ref(self.env[tensors].name, self.values(n))
         return True
@@ -293,16 +313,25 @@ class Converter:
         used = {str(n.target).split(".")[0] for n in self.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, child in self.module.named_children():
             if name not in used and has_state(child):
-                raise ImportFailed(f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
-                                   "cannot hold a module its forward does not use", where=self.where)
+                raise ImportFailed(
+                    f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
+                    "cannot hold a module its forward does not use",
+                    where=self.where,
+                )
         for name, _ in self.module.named_parameters(recurse=False):
             if name not in used:
                 raise ImportFailed(f"parameter `{name}` is never read by forward", where=self.where)
-        kept = [k for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
-                if b is not None and k not in self.module._non_persistent_buffers_set]
+        kept = [
+            k
+            for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
+            if b is not None and k not in self.module._non_persistent_buffers_set
+        ]
         if kept:
-            raise ImportFailed(f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
-                               "has no buffers outside torch.nn layers", where=self.where)
+            raise ImportFailed(
+                f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
+                "has no buffers outside torch.nn layers",
+                where=self.where,
+            )
 
 
 def init_of(value: torch.Tensor) -> Any:
@@ -346,13 +375,17 @@ def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
             raise ImportFailed(f"`{name}` is called with {key}={value!r}: a spec passes tensors", where=parent.where)
         dim = _concatenated_dim(sub, key)
         if dim is None:
-            raise ImportFailed(f"`{name}` is called with a list of tensors as `{key}`, which it does more with "
-                               "than concatenate: a spec passes tensors", where=parent.where)
+            raise ImportFailed(
+                f"`{name}` is called with a list of tensors as `{key}`, which it does more with "
+                "than concatenate: a spec passes tensors",
+                where=parent.where,
+            )
         if len(value) == 1:
             out[key] = value[0]
             continue
-        cat = SNode("cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None,
-                    [v.name for v in value])
+        cat = SNode(
+            "cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None, [v.name for v in value]
+        )
         parent.nodes.append(cat)
         out[key] = Ref(cat.name, (None, None))  # type: ignore[arg-type]  # named just above
     return out
@@ -379,8 +412,12 @@ def _block_use(name: str, body: Body, refs: list[Ref]) -> Result:
         if len(body.nodes) == 1 and body.nodes[0].use is None and body.nodes[0].nodes is None:
             node = body.nodes[0]
             rename = dict(zip(body.inputs, (r.name for r in refs)))
-            inputs = [rename[i] for i in node.inputs] if isinstance(node.inputs, list) else \
-                {k: rename[v] for k, v in (node.inputs or {}).items()}
+            inputs = (
+                [rename[i] for i in node.inputs]
+                if isinstance(node.inputs, list)
+                else {k: rename[v] for k, v in (node.inputs or {}).items()}
+            )
             return node.copy(name=name, inputs=inputs)
-    return SNode(type(body.module).__name__, name, None, [r.name for r in refs], use=body,
-                 comment=class_path(body.module))
+    return SNode(
+        type(body.module).__name__, name, None, [r.name for r in refs], use=body, comment=class_path(body.module)
+    )

@@ -25,7 +25,7 @@ def flow(value: Any) -> str:
     >>> flow({"conv1": {"Conv2d": {"out_channels": 64, "bias": False}}, "from": "x"})
     '{conv1: {Conv2d: {out_channels: 64, bias: false}}, from: x}'
     """
-    text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 9, sort_keys=False)
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=False)
     return text.strip().removesuffix("...").strip()
 
 
@@ -131,8 +131,15 @@ def block_lines(block: Block, env: set[str]) -> list[str]:
     return lines
 
 
-def spec_text(name: str, header: list[str], description: str, inputs: dict[str, list[int] | dict[str, Any]],
-              blocks: dict[str, Block], nodes: list[SNode], outputs: list[str] | dict[str, str]) -> str:
+def spec_text(
+    name: str,
+    header: list[str],
+    description: str,
+    inputs: dict[str, list[int] | dict[str, Any]],
+    blocks: dict[str, Block],
+    nodes: list[SNode],
+    outputs: list[str] | dict[str, str],
+) -> str:
     """The whole spec document; ``outputs`` as a mapping makes the model return a dict."""
     lines = [f"# {h}" for h in header]
     lines += ["netspec: 1", f"name: {flow(name)}", f"description: {flow(description)}", "inputs:"]

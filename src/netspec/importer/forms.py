@@ -18,7 +18,7 @@ from .ir import SNode
 
 Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups
 Slot = tuple[Where, str, Any]  # a scalar argument: (node, key, index in a list or None)
-MAX_OPTIONAL = 2        # nodes one form may lack compared with another
+MAX_OPTIONAL = 2  # nodes one form may lack compared with another
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Form:
     inputs: list[str]
     outputs: list[str]
     uses: list[SNode]
-    optional: dict[str, str] = field(default_factory=dict)   # node name -> the input it stands for
+    optional: dict[str, str] = field(default_factory=dict)  # node name -> the input it stands for
 
     def present(self, use: SNode) -> set[str]:
         assert use.use is not None
@@ -80,8 +80,14 @@ def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
         inputs = tuple(sorted((k, alias.get(v, v)) for k, v in node.inputs.items()))
     elif node.inputs is not None:
         inputs = tuple(alias.get(v, v) for v in node.inputs)
-    return (node.op, node.name, inputs, node.repeat, _value_form(args),
-            tuple(node_form(n) for n in node.nodes) if node.nodes is not None else None)
+    return (
+        node.op,
+        node.name,
+        inputs,
+        node.repeat,
+        _value_form(args),
+        tuple(node_form(n) for n in node.nodes) if node.nodes is not None else None,
+    )
 
 
 def _value_form(value: Any) -> Any:

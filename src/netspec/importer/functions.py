@@ -71,8 +71,11 @@ def convert_call(c: Call, key: str, args: tuple, kwargs: dict) -> Result:
     handler = HANDLERS.get(key) or HANDLERS.get(key.rstrip("_"))  # `x.relu_()` reads as `x.relu()`
     shown = key.replace("Tensor.", "x.").replace("F.", "torch.nn.functional.")
     if handler is None:
-        raise ImportFailed(f"`{shown}` has no spec op or layer that does the same", where=c.where,
-                           hint="see `netspec layers ops` for the ops")
+        raise ImportFailed(
+            f"`{shown}` has no spec op or layer that does the same",
+            where=c.where,
+            hint="see `netspec layers ops` for the ops",
+        )
     try:
         bound = inspect.signature(handler).bind(c, *args, **kwargs)
     except TypeError as e:
@@ -81,6 +84,7 @@ def convert_call(c: Call, key: str, args: tuple, kwargs: dict) -> Result:
 
 
 # ---- arithmetic --------------------------------------------------------------------------
+
 
 def _arith(c: Call, name: str, a: Any, b: Any, swap: bool) -> Result:
     """`a op b` with tensors or numbers; `2 * x` reads as `x * 2`, `1 - x` as `-x + 1`."""
@@ -175,6 +179,7 @@ for _name in _UNARY:
 
 # ---- merges and reshapes -----------------------------------------------------------------
 
+
 @handles("torch.cat", "torch.concat", "torch.concatenate")
 def _cat(c: Call, tensors: list, dim: int = 0) -> Result:
     if len(tensors) == 1:
@@ -186,8 +191,15 @@ def _cat(c: Call, tensors: list, dim: int = 0) -> Result:
 def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
     """``x.float()``, ``x.to(torch.float16)``: the `to` op (a device or other options: not read)."""
     wanted = torch.float32 if c.key == "Tensor.float" else dtype
-    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
-             torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
+    names = {
+        torch.float32: "float32",
+        torch.float64: "float64",
+        torch.float16: "float16",
+        torch.bfloat16: "bfloat16",
+        torch.int64: "int64",
+        torch.int32: "int32",
+        torch.bool: "bool",
+    }
     if wanted not in names or args or kwargs:
         raise ImportFailed(f"`{c.key.replace('Tensor.', 'x.')}` other than to a dtype has no spec op", where=c.where)
     return c.op("to", [input], dtype=names[wanted])
@@ -208,8 +220,11 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     """Read from the shape it gave: the per-sample shape at the declared input size."""
     out = c.result
     if out.batch_dims != [0]:
-        raise ImportFailed(f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
-                           "spec op (`reshape` keeps the batch first)", where=c.where)
+        raise ImportFailed(
+            f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
+            "spec op (`reshape` keeps the batch first)",
+            where=c.where,
+        )
     return c.op("reshape", [input], shape=list(out.sample_shape))
 
 
@@ -227,8 +242,9 @@ def _expand(c: Call, input: Ref, *sizes: Any) -> Result:
 
 
 @handles("F.layer_norm")
-def _layer_norm(c: Call, input: Ref, normalized_shape: Any, weight: Any = None, bias: Any = None,
-                eps: float = 1e-5) -> Result:
+def _layer_norm(
+    c: Call, input: Ref, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5
+) -> Result:
     if weight is None and bias is not None:
         raise ImportFailed("`layer_norm` with a bias and no weight has no spec op", where=c.where)
     inputs = [input] + [t for t in (weight, bias) if t is not None]
@@ -296,12 +312,26 @@ def _log_softmax(c: Call, input: Ref, dim: Any = None, _stacklevel: int = 3, dty
 
 
 @handles("F.interpolate")
-def _interpolate(c: Call, input: Ref, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
-                 align_corners: Any = None, recompute_scale_factor: Any = None, antialias: bool = False) -> Result:
+def _interpolate(
+    c: Call,
+    input: Ref,
+    size: Any = None,
+    scale_factor: Any = None,
+    mode: str = "nearest",
+    align_corners: Any = None,
+    recompute_scale_factor: Any = None,
+    antialias: bool = False,
+) -> Result:
     if antialias or recompute_scale_factor:
         raise ImportFailed("`interpolate` with antialias or recompute_scale_factor has no spec op", where=c.where)
-    return c.op("interpolate", [input], size=_plain(size), scale_factor=_plain(scale_factor), mode=mode,
-                align_corners=align_corners)
+    return c.op(
+        "interpolate",
+        [input],
+        size=_plain(size),
+        scale_factor=_plain(scale_factor),
+        mode=mode,
+        align_corners=align_corners,
+    )
 
 
 @handles("F.pad")
@@ -314,6 +344,7 @@ def _plain(value: Any) -> Any:
 
 
 # ---- indexing ----------------------------------------------------------------------------
+
 
 @handles("operator.getitem")
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
@@ -336,8 +367,7 @@ def _getitem(c: Call, value: Ref, index: Any) -> Result:
     return _last_named(c, nodes) if nodes else value
 
 
-def _index_step(c: Call, value: str, dim: int, part: Any, shape: list[int], batch: set[int],
-                k: int) -> SNode | None:
+def _index_step(c: Call, value: str, dim: int, part: Any, shape: list[int], batch: set[int], k: int) -> SNode | None:
     """One step of an index, with ``shape`` and ``batch`` (dims) updated to what it gives."""
     if part is None:
         shape.insert(dim, 1)

@@ -33,9 +33,12 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
     for k, node in enumerate(nodes):
         if node.name != str(k) and not (node.name or "").isidentifier():
             key = f"{body.path}.{node.name}" if body.path else node.name
-            raise ImportFailed(f"child `{node.name}` of a Sequential is not an identifier: a spec names nodes with "
-                               "identifiers (or numbers them by position), so the state_dict key "
-                               f"`{key}` cannot be kept", where=body.path)
+            raise ImportFailed(
+                f"child `{node.name}` of a Sequential is not an identifier: a spec names nodes with "
+                "identifiers (or numbers them by position), so the state_dict key "
+                f"`{key}` cannot be kept",
+                where=body.path,
+            )
     chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
     return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
 
@@ -70,8 +73,13 @@ def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
 
 def _plain_copy(node: SNode, op: str) -> bool:
     """A copy a repeat can make: unnamed, of ``op``, no group or body of its own, arguments by name."""
-    return node.name is None and node.op == op and node.nodes is None and node.use is None and \
-        (node.args is None or isinstance(node.args, dict))
+    return (
+        node.name is None
+        and node.op == op
+        and node.nodes is None
+        and node.use is None
+        and (node.args is None or isinstance(node.args, dict))
+    )
 
 
 def _index_expression(values: list[Any]) -> Any:

@@ -20,15 +20,15 @@ class SNode:
     """A spec node: a layer, op, block, group (``Sequential``) or ``Parameter``."""
 
     op: str
-    name: str | None = None                # None: named by position, in a group
+    name: str | None = None  # None: named by position, in a group
     args: Any = None
-    inputs: list[str] | dict[str, str] | None = None   # None: the previous node
-    nodes: list[SNode] | None = None        # a group's nodes
+    inputs: list[str] | dict[str, str] | None = None  # None: the previous node
+    nodes: list[SNode] | None = None  # a group's nodes
     repeat: int | None = None
-    use: Body | None = None                 # a custom module's body, until blocks are made
+    use: Body | None = None  # a custom module's body, until blocks are made
     comment: str | None = None
-    when: str | None = None                 # in a block: kept only when this parameter is true
-    else_: str | None = None                # ... and otherwise its name stands for this input
+    when: str | None = None  # in a block: kept only when this parameter is true
+    else_: str | None = None  # ... and otherwise its name stands for this input
 
     def copy(self, **changes: Any) -> SNode:
         fields = {**self.__dict__, **changes}
@@ -44,8 +44,8 @@ class Body:
     inputs: list[str]
     nodes: list[SNode]
     outputs: list[str]
-    notes: list[tuple[str, str]] = field(default_factory=list)   # (place, what was left out and why)
-    output_keys: list[str] | None = None    # the model's forward returns a dict with these keys
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (place, what was left out and why)
+    output_keys: list[str] | None = None  # the model's forward returns a dict with these keys
 
     @property
     def stateful(self) -> bool:
@@ -94,4 +94,4 @@ class BatchSize:
     """A number the forward computed that depends on the batch (``x.size(0)``)."""
 
     values: tuple[Any, Any]
-    source: str | None = None   # the tensor whose size it is: `x` in `x.size(0)`
+    source: str | None = None  # the tensor whose size it is: `x` in `x.size(0)`

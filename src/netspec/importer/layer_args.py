@@ -55,6 +55,8 @@ _TRANSFORMER = {
     "bias": lambda m: m.linear1.bias is not None,
     "activation": _activation,
 }
+
+
 def _first_encoder_layer(read: Callable[[Any], Any]) -> Callable[[Any], Any]:  # reads attributes by name
     return lambda m: read(m.encoder.layers[0])
 
@@ -68,8 +70,13 @@ _WHOLE_TRANSFORMER = {
 }
 # GRU and RNN share LSTM's signature in torch but refuse `proj_size`, even at its default.
 _NO_PROJ = {"proj_size": lambda m: _MISSING}
-_CLASS_READERS = {"TransformerEncoderLayer": _TRANSFORMER, "TransformerDecoderLayer": _TRANSFORMER,
-                  "Transformer": _WHOLE_TRANSFORMER, "GRU": _NO_PROJ, "RNN": _NO_PROJ}
+_CLASS_READERS = {
+    "TransformerEncoderLayer": _TRANSFORMER,
+    "TransformerDecoderLayer": _TRANSFORMER,
+    "Transformer": _WHOLE_TRANSFORMER,
+    "GRU": _NO_PROJ,
+    "RNN": _NO_PROJ,
+}
 
 
 def _plain(value: Any) -> Any:
@@ -119,8 +126,11 @@ def read_args(m: nn.Module) -> dict[str, Any]:
 def _config(m: nn.Module) -> Any:
     """What makes two layers the same: their settings, parameter shapes and children, with
     ``(1, 1)``, ``[1, 1]`` and ``1`` read alike."""
-    settings = {k: _normal(v, k) for k, v in vars(m).items()
-                if not k.startswith("_") and k != "training" and not isinstance(v, (torch.Tensor, nn.Module))}
+    settings = {
+        k: _normal(v, k)
+        for k, v in vars(m).items()
+        if not k.startswith("_") and k != "training" and not isinstance(v, (torch.Tensor, nn.Module))
+    }
     own = {k: (tuple(v.shape), v.dtype) for k, v in [*m._parameters.items(), *m._buffers.items()] if v is not None}
     return type(m), settings, own, {k: _config(c) for k, c in m.named_children()}
 
@@ -150,10 +160,19 @@ def node_args(m: nn.Module, in_shapes: Sequence[tuple[int, ...]], where: str) ->
     cls, want = type(m), _config(m)
     full = read_args(m)
     if not _builds(cls, full, want):
-        raise ImportFailed(f"cannot read the constructor arguments of this {cls.__name__} back from the layer "
-                           f"(read {full}, which builds a different layer)", where=where)
-    inferred = {k: value for k in full if k in INFERRED and in_shapes
-                and (value := _inferred(k, in_shapes)) is not _MISSING and _builds(cls, {**full, k: value}, want)}
+        raise ImportFailed(
+            f"cannot read the constructor arguments of this {cls.__name__} back from the layer "
+            f"(read {full}, which builds a different layer)",
+            where=where,
+        )
+    inferred = {
+        k: value
+        for k in full
+        if k in INFERRED
+        and in_shapes
+        and (value := _inferred(k, in_shapes)) is not _MISSING
+        and _builds(cls, {**full, k: value}, want)
+    }
     written = {k: v for k, v in full.items() if k not in inferred}
     required = set(LAYERS[cls.__name__].required)
     for name in list(written):

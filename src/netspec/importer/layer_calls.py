@@ -53,8 +53,13 @@ def _softplus(c: Call, input: Ref, beta: float = 1.0, threshold: float = 20.0) -
 
 @handles("F.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d", "F.alpha_dropout")
 def _dropout(c: Call, input: Ref, p: float = 0.5, training: bool = True, inplace: bool = False) -> Result:
-    layer = {"dropout": "Dropout", "dropout1d": "Dropout1d", "dropout2d": "Dropout2d", "dropout3d": "Dropout3d",
-             "alpha_dropout": "AlphaDropout"}
+    layer = {
+        "dropout": "Dropout",
+        "dropout1d": "Dropout1d",
+        "dropout2d": "Dropout2d",
+        "dropout3d": "Dropout3d",
+        "alpha_dropout": "AlphaDropout",
+    }
     return c.layer(layer[c.key.split(".")[-1]], [input], {"p": p})
 
 
@@ -65,15 +70,46 @@ def _pool(kind: str, n: int) -> None:
         args = {"output_size": output_size} | ({"return_indices": True} if return_indices else {})
         return c.layer(f"Adaptive{layer}", [input], args)
 
-    def max_pool(c: Call, input: Ref, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                 ceil_mode: bool = False, return_indices: bool = False) -> Result:
-        return c.layer(layer, [input], {"kernel_size": kernel_size, "stride": stride, "padding": padding,
-                                        "dilation": dilation, "ceil_mode": ceil_mode, "return_indices": return_indices})
+    def max_pool(
+        c: Call,
+        input: Ref,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+    ) -> Result:
+        return c.layer(
+            layer,
+            [input],
+            {
+                "kernel_size": kernel_size,
+                "stride": stride,
+                "padding": padding,
+                "dilation": dilation,
+                "ceil_mode": ceil_mode,
+                "return_indices": return_indices,
+            },
+        )
 
-    def avg_pool(c: Call, input: Ref, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: Any = None) -> Result:
-        args = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "ceil_mode": ceil_mode,
-                "count_include_pad": count_include_pad}
+    def avg_pool(
+        c: Call,
+        input: Ref,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: Any = None,
+    ) -> Result:
+        args = {
+            "kernel_size": kernel_size,
+            "stride": stride,
+            "padding": padding,
+            "ceil_mode": ceil_mode,
+            "count_include_pad": count_include_pad,
+        }
         if n > 1:
             args["divisor_override"] = divisor_override
         return c.layer(layer, [input], args)

@@ -98,8 +98,11 @@ def _import_installed(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        hint = "a file of yours is imported as PATH.py:CALLABLE with --allow-import PATH.py" \
-            if Path(f"{name.replace('.', '/')}.py").exists() else None
+        hint = (
+            "a file of yours is imported as PATH.py:CALLABLE with --allow-import PATH.py"
+            if Path(f"{name.replace('.', '/')}.py").exists()
+            else None
+        )
         raise ImportFailed(f"cannot import `{name}`: {e}", hint=hint) from None
     finally:
         sys.path[:] = saved
@@ -109,8 +112,9 @@ def _import_file(path: str, allow_imports: list[str] | None) -> Any:
     file = Path(path)
     allowed = [Path(a).resolve() for a in allow_imports or [] if a != "*"]
     if "*" not in (allow_imports or []) and file.resolve() not in allowed:
-        raise ImportFailed(f"importing `{path}` runs its code; refused",
-                           hint=f"allow it explicitly: --allow-import {path}")
+        raise ImportFailed(
+            f"importing `{path}` runs its code; refused", hint=f"allow it explicitly: --allow-import {path}"
+        )
     if not file.is_file():
         raise ImportFailed(f"no file `{path}`")
     name = f"{USER_MODULE}{file.stem}"  # never a name `MODULE:...` could reach: that one would skip this check
@@ -145,9 +149,11 @@ def build(fn: Callable[..., Any], kwargs: dict[str, Any], target: str, max_param
     """
     size = _meta_size(fn, kwargs)
     if size is not None and size > max_params:
-        raise ImportFailed(f"`{target}` would have {size:,} parameters, over the limit of {max_params:,}",
-                           where="--args", hint="check the --args; raise the limit with --max-params if "
-                                                  "this is intended")
+        raise ImportFailed(
+            f"`{target}` would have {size:,} parameters, over the limit of {max_params:,}",
+            where="--args",
+            hint="check the --args; raise the limit with --max-params if this is intended",
+        )
     model = _call(fn, kwargs, target)
     if not _is_module(model):
         raise ImportFailed(f"`{target}` gave a {type(model).__name__}, not a torch.nn.Module")
@@ -169,8 +175,11 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any], target: str) -> Any:
         from ..errors import first_line
 
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
-        raise ImportFailed(f"`{target}` cannot be called with {given}: {type(e).__name__}: {first_line(e)}",
-                           where="--args", hint="pass constructor arguments with --args KEY=VALUE") from None
+        raise ImportFailed(
+            f"`{target}` cannot be called with {given}: {type(e).__name__}: {first_line(e)}",
+            where="--args",
+            hint="pass constructor arguments with --args KEY=VALUE",
+        ) from None
 
 
 def _meta_size(fn: Callable[..., Any], kwargs: dict[str, Any]) -> int | None:
@@ -231,8 +240,11 @@ def input_dtypes(model: Any, sizes: list[str] | None) -> dict[str, str]:
 
 def _forward_arguments(model: Any) -> tuple[list[str], list[str]]:
     """The positional arguments of ``model.forward``: those without a default, those with one."""
-    params = [p for p in inspect.signature(model.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    params = [
+        p
+        for p in inspect.signature(model.forward).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return [p.name for p in params if p.default is p.empty], [p.name for p in params if p.default is not p.empty]
 
 

@@ -86,12 +86,12 @@ class _OneLevel(fx.Tracer):
 class Traced:
     """One call of one module: its graph (custom modules) and the modules it calls, per call site."""
 
-    path: str                                   # attribute path from the root: `layer1.0`
+    path: str  # attribute path from the root: `layer1.0`
     module: nn.Module
     kind: Kind
     graph: fx.Graph | None = None
-    calls: dict[fx.Node, Traced] = field(default_factory=dict)   # call_module node -> the call's trace
-    literal: dict[str, Any] = field(default_factory=dict)         # forward arguments fixed at this call
+    calls: dict[fx.Node, Traced] = field(default_factory=dict)  # call_module node -> the call's trace
+    literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
@@ -113,8 +113,9 @@ def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Gr
         hint = None
         if type(module).__module__.startswith("torch.nn."):
             hint = f"netspec has no layer type {type(module).__name__} (`netspec layers layers` lists them)"
-        raise ImportFailed(f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path,
-                           hint=hint) from None
+        raise ImportFailed(
+            f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path, hint=hint
+        ) from None
     _drop_asserts(graph, set(literal))
     return graph
 
@@ -141,9 +142,12 @@ def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Modul
         return module
     if literal.get("src_key_padding_mask", 0) is None or not module.use_nested_tensor:
         return _EncoderChain(module)
-    raise ImportFailed("nn.TransformerEncoder with a padding mask runs as nested tensors in eval mode, which "
-                       "zeroes the padded positions, and no spec node does that", where=path,
-                       hint="build it with enable_nested_tensor=False")
+    raise ImportFailed(
+        "nn.TransformerEncoder with a padding mask runs as nested tensors in eval mode, which "
+        "zeroes the padded positions, and no spec node does that",
+        where=path,
+        hint="build it with enable_nested_tensor=False",
+    )
 
 
 def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
@@ -196,8 +200,9 @@ class _Recorder(fx.Interpreter):
         assert node is not None
         sub = self.traced.calls.get(node)
         if sub is None:
-            sub = self.traced.calls[node] = _start_trace(self.traced.module.get_submodule(target),
-                                                        self.traced.child_path(target), args, kwargs)
+            sub = self.traced.calls[node] = _start_trace(
+                self.traced.module.get_submodule(target), self.traced.child_path(target), args, kwargs
+            )
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
         return _run_traced(sub, self.run_index, args, kwargs)
@@ -241,8 +246,13 @@ def _size(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
-def example_inputs(model: nn.Module, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str] | None,
-                   batch: int, generator: torch.Generator) -> list[torch.Tensor]:
+def example_inputs(
+    model: nn.Module,
+    inputs: dict[str, tuple[int, ...]],
+    dtypes: dict[str, str] | None,
+    batch: int,
+    generator: torch.Generator,
+) -> list[torch.Tensor]:
     """Random inputs of the given per-sample shapes: floats from a normal distribution; integers
     below the smallest ``num_embeddings`` of the model's embeddings (else 0 or 1), as token ids
     are; booleans true one time in four (a padding mask that masks a few positions).
@@ -264,8 +274,9 @@ def example_inputs(model: nn.Module, inputs: dict[str, tuple[int, ...]], dtypes:
     return out
 
 
-def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0,
-                dtypes: dict[str, str] | None = None) -> Traced:
+def trace_model(
+    model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0, dtypes: dict[str, str] | None = None
+) -> Traced:
     """Trace ``model`` (in eval mode) module by module, recording values at both batch sizes.
 
     ``inputs`` gives the per-sample shape of each tensor argument of ``forward``, in order;
@@ -282,9 +293,11 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
     """
     root = model.eval()
     if kind_of(root) != "custom":  # its children would be the spec's nodes: `0`, `1` or `weight`
-        raise ImportFailed(f"the model is a {class_path(root)}, not a module with its own forward: a spec's "
-                           "top-level nodes need names, so state_dict keys like `0.weight` cannot be kept",
-                           hint="wrap it in a module whose forward calls it")
+        raise ImportFailed(
+            f"the model is a {class_path(root)}, not a module with its own forward: a spec's "
+            "top-level nodes need names, so state_dict keys like `0.weight` cannot be kept",
+            hint="wrap it in a module whose forward calls it",
+        )
     params = inspect.signature(root.forward).parameters
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
     traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
@@ -298,6 +311,8 @@ def trace_model(model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int 
                 raise
             except Exception as e:
                 reason = " ".join(str(e).split("While executing")[0].split())
-                raise ImportFailed(f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: "
-                                   f"{reason}", hint=_SIZE_HINT) from None
+                raise ImportFailed(
+                    f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: {reason}",
+                    hint=_SIZE_HINT,
+                ) from None
     return traced

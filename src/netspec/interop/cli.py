@@ -47,13 +47,18 @@ def register(subparsers: Any) -> None:
     """
     from ..cli_options import add_spec_options
 
-    p = subparsers.add_parser("predict", help="run a trained model on image, CSV or tensor files; write a CSV",
-                              description="Predict with SPEC's model and a checkpoint's weights.",
-                              epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "predict",
+        help="run a trained model on image, CSV or tensor files; write a CSV",
+        description="Predict with SPEC's model and a checkpoint's weights.",
+        epilog=PREDICT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     p.add_argument("inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.pt files")
-    p.add_argument("--checkpoint", required=True, metavar="C",
-                   help="best.pt / last.pt, a state_dict, or a run directory")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="C", help="best.pt / last.pt, a state_dict, or a run directory"
+    )
     p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (and mask images)")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
@@ -63,13 +68,20 @@ def register(subparsers: Any) -> None:
     add_spec_options(p)
     p.set_defaults(func=predict_command)
 
-    e = subparsers.add_parser("export", help="write a trained model as ONNX, torch.export, TorchScript or Python",
-                              description="Export SPEC's model with a checkpoint's weights, then check the file.",
-                              epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    e = subparsers.add_parser(
+        "export",
+        help="write a trained model as ONNX, torch.export, TorchScript or Python",
+        description="Export SPEC's model with a checkpoint's weights, then check the file.",
+        epilog=EXPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     e.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
     e.add_argument("--format", required=True, choices=("onnx", "export", "torchscript", "python"))
-    e.add_argument("--checkpoint", metavar="C", help="best.pt / last.pt, a state_dict, or a run directory "
-                                                     "(default: the model's initial weights)")
+    e.add_argument(
+        "--checkpoint",
+        metavar="C",
+        help="best.pt / last.pt, a state_dict, or a run directory (default: the model's initial weights)",
+    )
     e.add_argument("--out", metavar="PATH", help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py)")
     e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
     e.add_argument("--force", action="store_true", help="replace the output file if it exists")
@@ -89,16 +101,20 @@ def predict_command(args: argparse.Namespace) -> int:
     from .run import TrainedModel, checkpoint_file
 
     spec = _spec(args)
-    reads = {"the spec": args.spec, "the checkpoint": checkpoint_file(args.checkpoint),
-             **{f"the input {p}": p for p in args.inputs}}
+    reads = {
+        "the spec": args.spec,
+        "the checkpoint": checkpoint_file(args.checkpoint),
+        **{f"the input {p}": p for p in args.inputs},
+    }
     if args.out is not None:  # before the model is loaded: a refusal costs nothing
         _predict_out(args, reads)
     trained = TrainedModel.from_spec(spec, args.checkpoint, device=args.device)
     masks = trained.reading(args.output).kind == "masks"
     if args.out is not None and masks != Path(args.out).is_dir():
         _predict_out(args, reads, masks=masks)
-    rows = predict_rows(trained, args.inputs, output=args.output, top_k=args.top_k, batch_size=args.batch_size,
-                        progress=True)
+    rows = predict_rows(
+        trained, args.inputs, output=args.output, top_k=args.top_k, batch_size=args.batch_size, progress=True
+    )
     count = write_predictions(rows, args.out, masks=masks, force=args.force, inputs=args.inputs)
     if args.out is not None:
         where = f"{args.out} (masks and predictions.csv)" if masks else args.out
@@ -133,16 +149,27 @@ def export_command(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     file = checkpoint_file(args.checkpoint) if args.checkpoint is not None else None
-    out = _output(args, args.out, default=f"{spec.name}{FORMATS[args.format]}",
-                  reads={"the spec": args.spec, "the checkpoint": file})
+    out = _output(
+        args,
+        args.out,
+        default=f"{spec.name}{FORMATS[args.format]}",
+        reads={"the spec": args.spec, "the checkpoint": file},
+    )
     compiled = compile_spec(spec)
     if file is not None:
         load_weights(compiled.module, WeightsSpec(path=str(file)), path=("--checkpoint",))
     else:
         print("no --checkpoint: exporting the model's initial (random) weights", file=sys.stderr)
-    command = " ".join(["netspec export", args.spec, "--format", args.format,
-                        *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
-                        *(f"--set {o}" for o in args.overrides)])
+    command = " ".join(
+        [
+            "netspec export",
+            args.spec,
+            "--format",
+            args.format,
+            *(["--checkpoint", args.checkpoint] if args.checkpoint else []),
+            *(f"--set {o}" for o in args.overrides),
+        ]
+    )
     from ..errors import Location, NetspecError
 
     try:

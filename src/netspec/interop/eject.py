@@ -18,30 +18,30 @@ How the model becomes classes:
 No spec text reaches the file raw (see :mod:`netspec.interop.pysource`): names are checked, and
 the ones that would hide what the file imports or calls (a block `OrderedDict`, a block
 parameter `nn`) are renamed; strings are literals; docstrings and comments are escaped. The
-finished file is checked statement by statement (:func:`pysource.audit`) before anything runs it.
+finished file is checked statement by statement (:func:`netspec.interop.audit.audit`) before anything
+runs it.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import graphlib
 import keyword
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import fx, nn
 
 from ..nodes.kinds import TIMM_PREFIX
 from . import ExportError
+from .audit import audit
+from .eject_classes import Child, ClassDef, Draft, all_drafts, classes_of_type, type_order
 from .pysource import (
     Call,
     ListOf,
-    Var,
     assign_child,
     attr_ref,
-    audit,
     child_assignment,
     comment,
     docstring,
@@ -51,74 +51,51 @@ from .pysource import (
     helper_sources,
     identifier,
     layer_call,
-    leaves,
     literal,
-    masked,
     plain_name,
-    python_name,
     render,
-    render_wrapped,
-    replace_leaves,
 )
 
 __all__ = ["eject", "Draft", "CHILD_WRITERS", "RESERVED"]
 
 #: names the file imports, defines or calls beside its classes: a class, constructor argument or
 #: local variable of the file is never one of them (the spec's names are renamed: `OrderedDict2`).
-RESERVED = frozenset({*dir(builtins), *keyword.kwlist, "torch", "nn", "F", "math", "fnmatch", "OrderedDict",
-                      "freeze", "inf", "nan", "torchvision", "timm", "annotations", "self", "cls"})
-
-
-@dataclass
-class Child:
-    """One submodule (or parameter) of a class being written."""
-
-    name: str
-    value: Any = None                 # a Call/ListOf tree, or a Draft (another class's instance)
-    lines: tuple[str, ...] = ()       # statements that build it instead (torchvision models)
-    after: tuple[str, ...] = ()       # statements after it (freeze)
-
-
-@dataclass
-class Draft:
-    """One module of the compiled model that becomes an instance of a written class."""
-
-    type_name: str                    # fx's class name: the block's name, `BasicBlockRepeat`, ...
-    where: str                        # its dotted path in the model ("" for the root)
-    params: dict[str, Any]            # the block's spec parameters (for naming constructor arguments)
-    children: list[Child]
-    forward: str
-    functions: dict[str, Callable[..., Any]]
-    imports: set[str]
-    loop: bool = False                # an nn.ModuleList subclass, built from the list of its children
-    doc: str = ""
-    call: Call | None = None          # how the parent builds this instance (set by _group)
-
-
-@dataclass
-class ClassDef:
-    """A class of the file: its constructor arguments, the statements of ``__init__``, the forward."""
-
-    name: str
-    base: str
-    doc: str
-    args: list[tuple[str, str]]       # (name, type hint)
-    body: list[str]
-    forward: str
-    uses: list[str] = field(default_factory=list)
+RESERVED = frozenset(
+    {
+        *dir(builtins),
+        *keyword.kwlist,
+        "torch",
+        "nn",
+        "F",
+        "math",
+        "fnmatch",
+        "OrderedDict",
+        "freeze",
+        "inf",
+        "nan",
+        "torchvision",
+        "timm",
+        "annotations",
+        "self",
+        "cls",
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # The model -> drafts
 # ---------------------------------------------------------------------------------------------
 
+
 def _layer_func(cls: type, imports: set[str]) -> str:
     """``nn.Conv2d`` for torch.nn's layers; a custom layer is imported from its module."""
     if getattr(nn, cls.__name__, None) is cls:
         return f"nn.{cls.__name__}"
     if cls.__module__ == "__main__" or cls.__module__.startswith("netspec") or "." in cls.__qualname__:
-        raise ExportError(f"layer {cls.__qualname__} (from {cls.__module__}) cannot be imported by a standalone file",
-                          hint="move it into an importable module of your own")
+        raise ExportError(
+            f"layer {cls.__qualname__} (from {cls.__module__}) cannot be imported by a standalone file",
+            hint="move it into an importable module of your own",
+        )
     imports.add(f"from {cls.__module__} import {cls.__qualname__}")
     return cls.__qualname__
 
@@ -147,8 +124,12 @@ def _is_chain(graph: Any) -> bool:
         return False
     prev = next(iter(graph.inputs))
     for node in graph.nodes:
-        if node.kind not in ("layer", "block", "group", "repeat") or node.kw_inputs or node.freeze \
-                or node.inputs != [prev]:
+        if (
+            node.kind not in ("layer", "block", "group", "repeat")
+            or node.kw_inputs
+            or node.freeze
+            or node.inputs != [prev]
+        ):
             return False
         prev = node.name
     return graph.outputs[0][1] == prev
@@ -159,8 +140,12 @@ def _is_loop(node: Any) -> bool:
     graph = node.sub
     prev = next(iter(graph.inputs))
     for n in graph.nodes:
-        if n.kind not in ("layer", "block", "group", "repeat") or n.freeze or n.inputs != [prev] \
-                or n.kw_inputs != graph.nodes[0].kw_inputs:
+        if (
+            n.kind not in ("layer", "block", "group", "repeat")
+            or n.freeze
+            or n.inputs != [prev]
+            or n.kw_inputs != graph.nodes[0].kw_inputs
+        ):
             return False
         prev = n.name
     return True
@@ -178,8 +163,13 @@ def _child_value(node: Any, module: nn.Module, where: str, imports: set[str]) ->
         pairs = ListOf(tuple(Call("", ((None, n.name), (None, v)), 2) for n, v in zip(node.sub.nodes, items)))
         return Call("nn.Sequential", ((None, Call("OrderedDict", ((None, pairs),), 1)),), 1)
     assert isinstance(module, fx.GraphModule), f"{where}: {node.kind} is not a GraphModule"
-    return draft(module, node.sub, where, node.args if node.kind == "block" else {},
-                 loop=node.kind == "repeat" and _is_loop(node))
+    return draft(
+        module,
+        node.sub,
+        where,
+        node.args if node.kind == "block" else {},
+        loop=node.kind == "repeat" and _is_loop(node),
+    )
 
 
 def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> tuple[str, ...]:
@@ -190,11 +180,12 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
     # a local of __init__: never a name the file uses there (classes start with a capital)
     var = node.name if node.name.isidentifier() and node.name.isascii() and node.name[:1].islower() else "model"
     var = free_name(var, RESERVED | _helper_names())
-    kwargs = ", ".join(f"{identifier(k, f'{node.name}: the argument')}={literal(v, node.name)}"
-                       for k, v in plan.kwargs.items())
+    kwargs = ", ".join(
+        f"{identifier(k, f'{node.name}: the argument')}={literal(v, node.name)}" for k, v in plan.kwargs.items()
+    )
     if plan.builder.startswith(TIMM_PREFIX):
         imports.add("import timm")
-        name = plan.builder[len(TIMM_PREFIX):]
+        name = plan.builder[len(TIMM_PREFIX) :]
         lines = [f"{var} = timm.create_model({name!r}{', ' if kwargs else ''}{kwargs})"]
     else:
         imports.add("import torchvision")
@@ -205,8 +196,10 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
     if plan.truncate is not None:
         imports.add("OrderedDict")
         keep = list(dict(module.named_children())).index(plan.truncate) + 1
-        lines.append(f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
-                     f"  {comment(f'truncate: {plan.truncate}')}")
+        lines.append(
+            f"{var} = nn.Sequential(OrderedDict(list({var}.named_children())[:{keep}]))"
+            f"  {comment(f'truncate: {plan.truncate}')}"
+        )
     for target, rnode in plan.replace:
         *parents, last = [p for p in re.split(r"[.\[\]]+", target) if p]
         parent_ref = var
@@ -244,13 +237,16 @@ def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Chil
     if node.kind in CHILD_WRITERS:
         return Child(node.name, lines=CHILD_WRITERS[node.kind](node, gm.get_submodule(node.name), "self", imports))
     if node.kind not in ("layer", "block", "group", "repeat"):
-        raise ExportError(f"node `{path}` is a {node.kind} node, which cannot be written as Python yet",
-                          hint="add a writer for it to netspec.interop.eject.CHILD_WRITERS")
+        raise ExportError(
+            f"node `{path}` is a {node.kind} node, which cannot be written as Python yet",
+            hint="add a writer for it to netspec.interop.eject.CHILD_WRITERS",
+        )
     return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
 
 
-def draft(gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None,
-          loop: bool = False) -> Draft:
+def draft(
+    gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None, loop: bool = False
+) -> Draft:
     """The draft of one GraphModule and, through its children, of every class instance below it."""
     imports: set[str] = set()
     children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
@@ -265,160 +261,18 @@ def _loop_forward(graph: Any) -> str:
     chain, *extra = [identifier(n, "input") for n in graph.inputs]
     first = graph.nodes[0]
     names = {identifier(n, "input") for v in first.kw_inputs.values() for n in ([v] if isinstance(v, str) else v)}
-    kws = ", ".join(f"{identifier(k, 'keyword input')}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}"
-                    for k, v in first.kw_inputs.items())
+    kws = ", ".join(
+        f"{identifier(k, 'keyword input')}={v if isinstance(v, str) else '(' + ', '.join(v) + ',)'}"
+        for k, v in first.kw_inputs.items()
+    )
     layer = free_name("layer", {chain, *extra, *names, *RESERVED})  # the loop must not overwrite an input
     call = f"        {chain} = {layer}({chain}{', ' + kws if kws else ''})"
-    return (f"def forward(self, {', '.join([chain, *extra])}):\n"
-            f"    for {layer} in self:\n"
-            f"{call:<72}  {comment(str(graph.nodes[-1].shape))}\n"
-            f"    return {chain}\n")
-
-
-# ---------------------------------------------------------------------------------------------
-# Drafts -> classes: instances that differ only in values share a class with parameters
-# ---------------------------------------------------------------------------------------------
-
-def _nested(value: Any) -> list[Draft]:
-    """The drafts inside a child's value (an nn.Sequential of blocks holds several)."""
-    if isinstance(value, Draft):
-        return [value]
-    if isinstance(value, Call):
-        return [d for _, v in value.items for d in _nested(v)]
-    if isinstance(value, ListOf):
-        return [d for v in value.items for d in _nested(v)]
-    return []
-
-
-def _resolve(value: Any) -> Any:
-    """A child's value with every draft replaced by the call that builds it."""
-    if isinstance(value, Draft):
-        assert value.call is not None, f"{value.where} resolved before its class"
-        return value.call
-    if isinstance(value, Call):
-        return Call(value.func, tuple((k, _resolve(v)) for k, v in value.items), value.positional)
-    if isinstance(value, ListOf):
-        return ListOf(tuple(_resolve(v) for v in value.items))
-    return value
-
-
-def _all_drafts(root: Draft) -> list[Draft]:
-    """Every draft under (and including) ``root``, in model order."""
-    out = [root]
-    for child in root.children:
-        for d in _nested(child.value):
-            out += _all_drafts(d)
-    return out
-
-
-def _type_order(drafts: list[Draft]) -> list[str]:
-    """Class types with the ones a type builds before it (blocks cannot be recursive)."""
-    deps: dict[str, set[str]] = {}
-    for d in drafts:
-        deps.setdefault(d.type_name, set()).update(n.type_name for c in d.children for n in _nested(c.value))
-    return list(graphlib.TopologicalSorter(deps).static_order())
-
-
-def _signature(d: Draft) -> tuple:
-    """Equal for instances that one class can build (up to constructor values)."""
-    forward = re.sub(r"\s+#.*", "", d.forward)
-    return d.loop, forward, tuple((c.name, masked(c.value), c.lines, c.after) for c in d.children)
-
-
-def _slots(d: Draft) -> list[tuple[tuple, str | None, Any]]:
-    """The literals of a draft's constructor calls: (child index + path, argument name, value)."""
-    return [((i, *path), name, v) for i, c in enumerate(d.children) for path, name, v in leaves(c.value)]
-
-
-def _hint(values: list[Any]) -> str:
-    types = {type(v) for v in values}
-    return next(iter(types)).__name__ if len(types) == 1 and types <= {int, float, bool, str} else ""
-
-
-def _parameters(drafts: list[Draft], avoid: set[str]) -> tuple[list[tuple[str, str]], dict[tuple, Var],
-                                                              list[dict[str, Any]]]:
-    """Constructor parameters for literals that differ between the instances of one class:
-    (parameters with their type hints, slot -> Var, each instance's values by parameter); no
-    parameter is named like a name of ``avoid`` (what the constructor's body uses)."""
-    columns = list(zip(*(_slots(d) for d in drafts)))
-    names: dict[tuple[str, ...], str] = {}
-    values_of: dict[str, list[Any]] = {}
-    slots: dict[tuple, Var] = {}
-    for column in columns:
-        values = [v for _, _, v in column]
-        key = tuple(repr(v) for v in values)
-        if len(set(key)) == 1:
-            continue  # the same in every instance: a literal in the class
-        if key not in names:
-            names[key] = _param_name(drafts, key, column[0][1], set(names.values()), avoid)
-            values_of[names[key]] = values
-        slots[column[0][0]] = Var(names[key])
-    args = [(name, _hint(values)) for name, values in values_of.items()]
-    per_draft = [{name: values[i] for name, values in values_of.items()} for i in range(len(drafts))]
-    return args, slots, per_draft
-
-
-def _param_name(drafts: list[Draft], key: tuple[str, ...], arg: str | None, taken: set[str], avoid: set[str]) -> str:
-    """The block's spec parameter holding these values (`out`, `planes`), else the argument's name;
-    ``nn_`` for a parameter `nn` (it would hide torch.nn in the constructor)."""
-    for pname in drafts[0].params:
-        name = free_name(python_name(pname), avoid) if plain_name(python_name(pname)) else None
-        if name and tuple(repr(d.params.get(pname)) for d in drafts) == key and name not in taken:
-            return name
-    base = free_name(python_name(arg) if arg and plain_name(python_name(arg)) else "value", avoid)
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    return name
-
-
-def _body(children: list[Child]) -> list[str]:
-    """The statements of ``__init__`` after ``super().__init__()``."""
-    lines: list[str] = []
-    for c in children:
-        if c.value is not None:
-            head, tail = child_assignment("self", c.name)
-            lines.append(head + render_wrapped(c.value, "        ", len(head) + len(tail), c.name) + tail)
-        lines += c.lines
-        lines += c.after
-    return lines
-
-
-def _locals(children: list[Child]) -> set[str]:
-    """The variables the statements of ``__init__`` assign (a torchvision model's ``net``)."""
-    return {n.id for c in children for line in c.lines for n in ast.walk(ast.parse(line))
-            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-
-
-def _classes_of_type(drafts: list[Draft], taken: set[str], avoid: set[str]) -> list[ClassDef]:
-    """Group one type's instances by structure; write a class per group and set each instance's call.
-    ``taken``: the classes written so far; ``avoid``: the other names of the file."""
-    groups: dict[tuple, list[Draft]] = {}
-    for d in drafts:
-        for c in d.children:
-            c.value = _resolve(c.value)
-        groups.setdefault(_signature(d), []).append(d)
-    classes = []
-    for members in groups.values():
-        name, n = drafts[0].type_name, 2
-        while name in taken or name in avoid:  # a block `OrderedDict` -> class OrderedDict2
-            name, n = f"{drafts[0].type_name}{n}", n + 1
-        taken.add(name)
-        first = members[0]
-        if first.loop:
-            for d in members:
-                d.call = Call(name, ((None, ListOf(tuple(c.value for c in d.children))),), 1)
-            uses = [d.where for d in members]
-            classes.append(ClassDef(name, "nn.ModuleList", first.doc, [], [], first.forward, uses))
-            continue
-        args, slots, values = _parameters(members, avoid | taken | _locals(first.children))
-        for d, v in zip(members, values):
-            d.call = Call(name, tuple(v.items()))
-        body = [Child(c.name, replace_leaves(c.value, {p[1:]: var for p, var in slots.items() if p[0] == i}),
-                      c.lines, c.after) for i, c in enumerate(first.children)]
-        classes.append(ClassDef(name, "nn.Module", first.doc, args, _body(body), first.forward,
-                                [d.where for d in members]))
-    return classes
+    return (
+        f"def forward(self, {', '.join([chain, *extra])}):\n"
+        f"    for {layer} in self:\n"
+        f"{call:<72}  {comment(str(graph.nodes[-1].shape))}\n"
+        f"    return {chain}\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,8 +304,9 @@ _LOAD = '''\
 def _wrap(text: str, indent: str = "", width: int = 100) -> str:
     import textwrap
 
-    return textwrap.fill(" ".join(text.split()), width=width, initial_indent=indent, subsequent_indent=indent,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        " ".join(text.split()), width=width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+    )
 
 
 def _class_doc(c: ClassDef, spec: Any, type_name: str) -> str:
@@ -477,17 +332,23 @@ def _class_text(c: ClassDef) -> str:
     lines = [f"class {c.name}({c.base}):", "    " + docstring(_doc_text(c)), ""]
     if c.base == "nn.Module":
         sig = ", ".join(["self", *(f"{n}: {h}" if h else n for n, h in c.args)])
-        lines += [f"    def __init__({sig}) -> None:", "        super().__init__()",
-                  *("        " + s for s in c.body), ""]
+        lines += [
+            f"    def __init__({sig}) -> None:",
+            "        super().__init__()",
+            *("        " + s for s in c.body),
+            "",
+        ]
     lines += ["    " + s if s else "" for s in c.forward.rstrip().splitlines()]
     return "\n".join(lines) + "\n"
 
 
 def _import_block(imports: set[str], helper_imports: list[str]) -> str:
     """The file's imports: standard library, then torch (and torchvision), as isort would put them."""
-    std = sorted({"import fnmatch" for i in imports if i == "freeze"} |
-                 {"from collections import OrderedDict" for i in imports if i == "OrderedDict"} |
-                 {i for i in helper_imports if i.startswith("from math")})
+    std = sorted(
+        {"import fnmatch" for i in imports if i == "freeze"}
+        | {"from collections import OrderedDict" for i in imports if i == "OrderedDict"}
+        | {i for i in helper_imports if i.startswith("from math")}
+    )
     third = {"import torch", "from torch import nn"} | {i for i in imports if i.startswith(("import ", "from "))}
     third |= {i for i in helper_imports if not i.startswith("from math")}
     head = "from __future__ import annotations\n\n"
@@ -501,11 +362,14 @@ def _usage(compiled: Any, cls: str, module_name: str, checkpoint: str) -> str:
     outs = [ext for ext, _ in graph.outputs]
     plain = all(plain_name(o) and o not in RESERVED for o in outs)
     target = "outputs" if graph.output_type == "dict" or not plain else ", ".join(outs)
-    shapes = "; ".join(f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}"
-                       for n, v in graph.inputs.items())
-    return (f"    from {flat(module_name)} import {cls}\n\n"
-            f"    model = {cls}.load({checkpoint!r})  # eval mode\n"
-            f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n")
+    shapes = "; ".join(
+        f"{n}: {_io_shape(graph, n)} {str(v.dtype).removeprefix('torch.')}" for n, v in graph.inputs.items()
+    )
+    return (
+        f"    from {flat(module_name)} import {cls}\n\n"
+        f"    model = {cls}.load({checkpoint!r})  # eval mode\n"
+        f"    {target} = model({', '.join(graph.inputs)})  # {shapes}\n"
+    )
 
 
 def _io_shape(graph: Any, name: str) -> str:
@@ -525,12 +389,16 @@ def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command:
     title = f"{spec.name}: {' '.join((spec.description or '').split())}".rstrip(": ")
     needs = f"torch and {' and '.join(libraries)} (for its models)" if libraries else "torch only"
     outputs = ", ".join(f"{flat(ext)} {_io_shape(graph, ref)}" for ext, ref in graph.outputs)
-    about = (f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
-             "node names, so the state_dict of a netspec checkpoint loads as it is.")
+    about = (
+        f"A standalone PyTorch module. It needs {needs}, never netspec. Its attribute names are the spec's "
+        "node names, so the state_dict of a netspec checkpoint loads as it is."
+    )
     made = f"Written by netspec {__version__} (torch {torch.__version__.split('+')[0]}) with:"
-    return (f"{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {flat(command)}\n\nUse it so:\n\n"
-            f"{_usage(compiled, cls, module_name, checkpoint)}\n"
-            f"{_wrap('Outputs: ' + outputs + '.')}\n")
+    return (
+        f"{_wrap(title)}\n\n{_wrap(about)}\n\n{made}\n\n    {flat(command)}\n\nUse it so:\n\n"
+        f"{_usage(compiled, cls, module_name, checkpoint)}\n"
+        f"{_wrap('Outputs: ' + outputs + '.')}\n"
+    )
 
 
 def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.pt", command: str = "") -> str:
@@ -550,18 +418,33 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
             return fc
     """
     root = draft(compiled.module, compiled.graph)
-    drafts = _all_drafts(root)
+    drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
     lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
-    avoid = set(RESERVED) | _helper_names() | {a.asname or a.name.split(".")[0] for line in lines
-                                               for stmt in ast.parse(line).body for a in stmt.names}  # type: ignore[attr-defined]
+    avoid = (
+        set(RESERVED)
+        | _helper_names()
+        | {
+            a.asname or a.name.split(".")[0]
+            for line in lines
+            for stmt in ast.parse(line).body
+            if isinstance(stmt, (ast.Import, ast.ImportFrom))
+            for a in stmt.names
+        }
+    )
     classes = _classes(compiled, drafts, avoid)
     root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"
-    doc = _header(compiled, root_class.name, module_name, checkpoint, command,
-                  [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports])
+    doc = _header(
+        compiled,
+        root_class.name,
+        module_name,
+        checkpoint,
+        command,
+        [lib for lib in ("torchvision", "timm") if f"import {lib}" in imports],
+    )
     import_block = _import_block(imports, helper_imports)
     parts = [docstring(doc) + "\n\n" + import_block, *helpers, *(_class_text(c) for c in classes[:-1])]
     from ..training.checkpoint import CHECKPOINT_FORMAT
@@ -584,8 +467,8 @@ def _classes(compiled: Any, drafts: list[Draft], avoid: set[str]) -> list[ClassD
         by_type.setdefault(d.type_name, []).append(d)
     classes: list[ClassDef] = []
     taken: set[str] = set()
-    for type_name in _type_order(drafts):
-        for c in _classes_of_type(by_type[type_name], taken, avoid):
+    for type_name in type_order(drafts):
+        for c in classes_of_type(by_type[type_name], taken, avoid):
             root_doc = f"The network of the spec `{compiled.spec.name}`."
             c.doc = _class_doc(c, compiled.spec, type_name) if c.uses[0] else root_doc
             classes.append(c)

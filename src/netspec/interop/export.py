@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -108,9 +109,9 @@ class _Job:
     compiled: Any
     model: nn.Module
     out: Path
-    example: list[Tensor]            # the inputs it is exported with (batch 2)
-    check: list[Tensor]              # the inputs it is checked with (batch 3: the batch is dynamic)
-    names: list[str]                 # flat output names
+    example: list[Tensor]  # the inputs it is exported with (batch 2)
+    check: list[Tensor]  # the inputs it is checked with (batch 3: the batch is dynamic)
+    names: list[str]  # flat output names
     options: dict[str, Any]
     _want: list[Tensor] | None = None
 
@@ -136,8 +137,9 @@ def _compare(job: _Job, got: list[Tensor], *, exact: bool, skip: Sequence[int] =
         try:  # float error grows with the size of the values: the tolerance is relative to the largest
             torch.testing.assert_close(g, w, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5 * scale)
         except AssertionError as e:
-            raise ExportError(f"output `{job.names[i]}` of the exported model differs from the model's: "
-                              f"{first_line(e)}") from None
+            raise ExportError(
+                f"output `{job.names[i]}` of the exported model differs from the model's: {first_line(e)}"
+            ) from None
         if w.numel() and w.is_floating_point():
             worst = max(worst, float((g.double() - w.double()).abs().max()))
     return "equal" if worst == 0 else f"max |difference| {worst:.1e}"
@@ -153,6 +155,7 @@ def _seeded(fn: Callable[..., Any], *args: Any) -> list[Tensor]:
 # The formats
 # ---------------------------------------------------------------------------------------------
 
+
 def _onnx(job: _Job) -> list[str]:
     """ONNX with the spec's input and output names and a dynamic batch dim, checked by
     onnx.checker and, when onnxruntime is installed, against the model's outputs."""
@@ -167,8 +170,16 @@ def _onnx(job: _Job) -> list[str]:
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter: see the docstring
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked below at another batch size
         try:
-            torch.onnx.export(job.model, tuple(job.example), str(job.out), dynamo=False, input_names=list(graph.inputs),
-                              output_names=job.names, dynamic_axes=axes, opset_version=job.options.get("opset"))
+            torch.onnx.export(
+                job.model,
+                tuple(job.example),
+                str(job.out),
+                dynamo=False,
+                input_names=list(graph.inputs),
+                output_names=job.names,
+                dynamic_axes=axes,
+                opset_version=job.options.get("opset"),
+            )
         except Exception as e:  # an op ONNX has no translation for, among others
             raise ExportError(f"torch.onnx.export failed: {first_line(e)}") from None
     proto = onnx.load(str(job.out), load_external_data=False)
@@ -224,9 +235,12 @@ def _python(job: _Job) -> list[str]:
 
     from .eject import eject
 
-    source = eject(job.compiled, module_name=job.options["module"].replace(".", "_"),
-                   command=job.options.get("command", ""),
-                   checkpoint=job.options.get("checkpoint") or "best.pt")  # audited: only the statements it wrote
+    source = eject(
+        job.compiled,
+        module_name=job.options["module"].replace(".", "_"),
+        command=job.options.get("command", ""),
+        checkpoint=job.options.get("checkpoint") or "best.pt",
+    )  # audited: only the statements it wrote
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
     job.out.write_text(source, encoding="utf-8")  # the policy's temp file, moved into place once checked
     _run_ejected(job, source, name)
@@ -245,13 +259,19 @@ def _run_ejected(job: _Job, source: str, name: str) -> None:
         ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
         got = _seeded(ejected.eval(), *job.check)
     except Exception as e:  # a bug in the writer, never the spec's text: said in one line
-        raise ExportError(f"the written Python file does not rebuild the model: {type(e).__name__}: {first_line(e)}",
-                          hint="nothing was written; this is a bug in netspec") from None
+        raise ExportError(
+            f"the written Python file does not rebuild the model: {type(e).__name__}: {first_line(e)}",
+            hint="nothing was written; this is a bug in netspec",
+        ) from None
     _compare(job, got, exact=True)  # raises unless equal
 
 
-_WRITERS: dict[str, Callable[[_Job], list[str]]] = {"onnx": _onnx, "export": _torch_export,
-                                                    "torchscript": _torchscript, "python": _python}
+_WRITERS: dict[str, Callable[[_Job], list[str]]] = {
+    "onnx": _onnx,
+    "export": _torch_export,
+    "torchscript": _torchscript,
+    "python": _python,
+}
 
 
 def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> list[str]:
@@ -268,8 +288,10 @@ def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> li
     if fmt not in _WRITERS:
         raise ExportError(f"unknown format `{fmt}`; use one of {', '.join(_WRITERS)}")
     if fmt == "export" and Path(out).suffix != ".pt2":
-        raise ExportError(f"torch.export programs are saved as .pt2 files, not {Path(out).name}",
-                          hint=f"name the output {Path(out).with_suffix('.pt2').name}")
+        raise ExportError(
+            f"torch.export programs are saved as .pt2 files, not {Path(out).name}",
+            hint=f"name the output {Path(out).with_suffix('.pt2').name}",
+        )
     model = compiled.module.eval()
     # Traced formats are checked at another batch size than they were traced at (the batch is
     # dynamic); the Python file traces nothing: one sample is enough.
@@ -284,11 +306,12 @@ def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> li
 def _signature(graph: Any, names: list[str]) -> str:
     """``image (B, 1, 32, 32) -> logits (B, 10)``."""
     ins = ", ".join(f"{n} {shape_str(v, graph.input_twins[n])}" for n, v in graph.inputs.items())
-    outs = ", ".join(f"{ext} {shape_str(graph.probe_of(ref).value, graph.probe_of(ref).twin)}"
-                     for ext, ref in graph.outputs)
+    outs = ", ".join(
+        f"{ext} {shape_str(graph.probe_of(ref).value, graph.probe_of(ref).twin)}" for ext, ref in graph.outputs
+    )
     return f"{ins} -> {outs}"
 
 
 def _size(path: Path) -> str:
     n = path.stat().st_size
-    return f"{n / 2 ** 20:.1f} MB" if n >= 2 ** 20 else f"{n / 2 ** 10:.0f} KB" if n >= 2 ** 10 else f"{n} bytes"
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB" if n >= 2**10 else f"{n} bytes"

@@ -15,10 +15,11 @@ from __future__ import annotations
 import csv
 import math
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -68,6 +69,7 @@ def eval_transform_items(data: Any) -> list[Any]:
 # Inputs -> samples
 # ---------------------------------------------------------------------------------------------
 
+
 class _Context:
     """What reading inputs needs from the trained model: input names and shapes, transforms."""
 
@@ -88,8 +90,10 @@ class _Context:
 
     def only_input(self, what: str) -> str:
         if len(self.inputs) != 1:
-            raise DataError(f"{what} feed a model with one input; this one has {', '.join(self.inputs)}",
-                            hint="give a .npz or .pt file with one array per input, named like the inputs")
+            raise DataError(
+                f"{what} feed a model with one input; this one has {', '.join(self.inputs)}",
+                hint="give a .npz or .pt file with one array per input, named like the inputs",
+            )
         return next(iter(self.inputs))
 
     def image_mode(self) -> str:
@@ -131,8 +135,11 @@ def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
     name = ctx.only_input("CSV rows")
     shape, dtype = ctx.inputs[name]
     source = getattr(ctx.data, "train", None)
-    opts = source if isinstance(source, CSVSource) else CSVSource(
-        source="csv", path=str(path), label=None, image_shape=list(shape) if len(shape) > 1 else None)
+    opts = (
+        source
+        if isinstance(source, CSVSource)
+        else CSVSource(source="csv", path=str(path), label=None, image_shape=list(shape) if len(shape) > 1 else None)
+    )
     header, table = read_csv(path, delimiter=opts.delimiter, header=opts.header)
     _check_finite(path, table, 1 if header is not None else 0)  # as training refuses it: at the line and column
     wanted = math.prod(shape)
@@ -140,21 +147,25 @@ def _csv_samples(path: Path, ctx: _Context) -> list[Sample]:
         label = _label_column(opts, path, header, table.shape[1])
         table = table[:, [c for c in range(table.shape[1]) if c != label]]
     if table.shape[1] != wanted:
-        raise DataError(f"{show_path(path)}: rows have {table.shape[1]} values, but input `{name}` takes {wanted} "
-                        f"({'x'.join(map(str, shape)) or 'scalar'})" + (" plus a label column" if opts.label is not None
-                                                                         else ""))
-    x, kind = _csv_features(opts.model_copy(update={"image_shape": list(shape) if len(shape) > 1 else None}),
-                            path, table)
+        raise DataError(
+            f"{show_path(path)}: rows have {table.shape[1]} values, but input `{name}` takes {wanted} "
+            f"({'x'.join(map(str, shape)) or 'scalar'})" + (" plus a label column" if opts.label is not None else "")
+        )
+    x, kind = _csv_features(
+        opts.model_copy(update={"image_shape": list(shape) if len(shape) > 1 else None}), path, table
+    )
     x = x.reshape(len(x), *shape)
     first = 2 if header is not None else 1
     return [Sample(f"{show_path(path)}:{first + i}", _row_loader(x, i, name, dtype, kind, ctx)) for i in range(len(x))]
 
 
-def _row_loader(x: Tensor, i: int, name: str, dtype: torch.dtype, kind: str, ctx: _Context
-                ) -> Callable[[], dict[str, Tensor]]:
+def _row_loader(
+    x: Tensor, i: int, name: str, dtype: torch.dtype, kind: str, ctx: _Context
+) -> Callable[[], dict[str, Tensor]]:
     def load() -> dict[str, Tensor]:
         row = ctx.transformed(x[i]) if kind == "image" else x[i]
         return {name: row.to(dtype) if row.is_floating_point() == dtype.is_floating_point else row}
+
     return load
 
 
@@ -164,7 +175,7 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
     arrays = dict(zip(names, tensors))
     fields = getattr(getattr(ctx.data, "fields", None), "inputs", None) or {}
     chosen: dict[str, Tensor] = {}
-    for i, model_input in enumerate(ctx.inputs):
+    for model_input in ctx.inputs:
         ref = fields.get(model_input, model_input)
         if isinstance(ref, int) or str(ref).isdigit():
             ref = names[int(ref)] if int(ref) < len(names) else str(ref)
@@ -173,8 +184,10 @@ def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
         elif len(ctx.inputs) == 1 and len(arrays) == 1:
             chosen[model_input] = tensors[0]
         else:
-            raise DataError(f"{show_path(path)}: no array for input `{model_input}` (arrays: {', '.join(names)})",
-                            hint="name the arrays like the model's inputs: " + ", ".join(ctx.inputs))
+            raise DataError(
+                f"{show_path(path)}: no array for input `{model_input}` (arrays: {', '.join(names)})",
+                hint="name the arrays like the model's inputs: " + ", ".join(ctx.inputs),
+            )
     _check_finite_arrays(path, chosen, names, arrays)
     n = len(next(iter(chosen.values())))
 
@@ -196,8 +209,12 @@ def _check_finite_arrays(path: Path, chosen: dict[str, Tensor], names: list[str]
 
     by_tensor = {id(t): n for n, t in arrays.items()}
     shown = tuple(by_tensor.get(id(t), k) for k, t in chosen.items())
-    raw = SourceData(shown, ("value",) * len(chosen), tensors=tuple(chosen.values()),
-                     locate=lambda i, array: f"{show_path(path)}: array `{array}`, sample {i}")
+    raw = SourceData(
+        shown,
+        ("value",) * len(chosen),
+        tensors=tuple(chosen.values()),
+        locate=lambda i, array: f"{show_path(path)}: array `{array}`, sample {i}",
+    )
     check_finite(raw, ())
 
 
@@ -227,8 +244,10 @@ def gather(inputs: Any, ctx: _Context) -> list[Sample]:
         elif path.suffix.lower() in TENSOR_SUFFIXES:
             samples += _tensor_samples(path, ctx)
         else:
-            raise DataError(f"{show_path(path)}: not an image, CSV or tensor file (.npz, .pt)",
-                            hint="image files end in " + ", ".join(IMAGE_SUFFIXES))
+            raise DataError(
+                f"{show_path(path)}: not an image, CSV or tensor file (.npz, .pt)",
+                hint="image files end in " + ", ".join(IMAGE_SUFFIXES),
+            )
     return samples
 
 
@@ -246,6 +265,7 @@ def _folder_images(folder: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 # Samples -> batches -> rows
 # ---------------------------------------------------------------------------------------------
+
 
 def _batches(samples: list[Sample], size: int) -> Iterator[tuple[list[str], dict[str, Tensor]]]:
     """Consecutive samples of one shape, stacked, at most ``size`` at a time."""
@@ -277,20 +297,33 @@ def _forward(trained: Any, ids: list[str], batch: dict[str, Tensor]) -> dict[str
     from ..training.evaluate import forward
     from ..training.hardware import Hardware
 
-    run = _Predicting(model=trained.model, input_names=list(trained.compiled.graph.inputs),
-                      output_names=list(trained.spec.output_names), hw=Hardware(trained.device))
+    run = _Predicting(
+        model=trained.model,
+        input_names=list(trained.compiled.graph.inputs),
+        output_names=list(trained.spec.output_names),
+        hw=Hardware(trained.device),
+    )
     inputs = {k: v.to(trained.device) for k, v in batch.items()}
     try:
         with torch.no_grad():
             return forward(run, inputs)
     except (RuntimeError, ValueError) as e:
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in batch.items())
-        raise DataError(f"{ids[0]}: the model cannot take this input ({shapes}): {first_line(e)}",
-                        hint="check the evaluation transforms (a Resize to the spec's input size?)") from None
+        raise DataError(
+            f"{ids[0]}: the model cannot take this input ({shapes}): {first_line(e)}",
+            hint="check the evaluation transforms (a Resize to the spec's input size?)",
+        ) from None
 
 
-def predict_rows(trained: Any, inputs: Any, *, output: str | None = None, top_k: int = 5,
-                 batch_size: int | None = None, progress: bool = False) -> Iterator[dict[str, Any]]:
+def predict_rows(
+    trained: Any,
+    inputs: Any,
+    *,
+    output: str | None = None,
+    top_k: int = 5,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> Iterator[dict[str, Any]]:
     """Predictions for ``inputs`` (see :meth:`TrainedModel.predict`), one dict per sample."""
     ctx = _Context(trained)
     reading = trained.reading(output)
@@ -311,13 +344,19 @@ def _progress(total: int, batch_size: int, wanted: bool) -> Any:
     """A tqdm bar on stderr for more than one batch (tqdm leaves it out when stderr is no terminal)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="sample", file=sys.stderr, leave=False,
-                disable=None if wanted and total > batch_size else True)
+    return tqdm(
+        total=total,
+        unit="sample",
+        file=sys.stderr,
+        leave=False,
+        disable=None if wanted and total > batch_size else True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Rows -> CSV and mask images
 # ---------------------------------------------------------------------------------------------
+
 
 def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str], inputs: set[str]) -> Path:
     """A mask of class indices as a PNG with a palette: the pixel values are the classes, and
@@ -335,8 +374,11 @@ def _save_mask(mask: Tensor, folder: Path, sample_id: str, taken: set[str], inpu
     taken.add(name)
     target = output_path(folder / name, option="--out", force=True)  # a link or a folder there: refused
     if os.path.realpath(target) in inputs:
-        raise SpecError(f"{show_path(target)} is an input of this command; writing its mask there would destroy it",
-                        path=("--out",), hint="give the masks another folder with --out DIR")
+        raise SpecError(
+            f"{show_path(target)} is an input of this command; writing its mask there would destroy it",
+            path=("--out",),
+            hint="give the masks another folder with --out DIR",
+        )
     image = Image.fromarray(mask.numpy(), mode="P")
     palette = [0, 0, 0, 255, 255, 255] + [(37 * i) % 256 for i in range(3 * 254)]
     image.putpalette(palette)
@@ -363,14 +405,23 @@ def _mask_folder(out: str | Path, force: bool) -> Path:
     if not force and folder.is_dir():
         old = next((p for p in sorted(folder.iterdir()) if p.name == "predictions.csv" or p.suffix == ".png"), None)
         if old is not None:
-            raise SpecError(f"{show_path(folder)} already holds predictions ({old.name})", path=("--out",),
-                            hint="pass --force to replace them, or choose another folder")
+            raise SpecError(
+                f"{show_path(folder)} already holds predictions ({old.name})",
+                path=("--out",),
+                hint="pass --force to replace them, or choose another folder",
+            )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *, masks: bool = False,
-                      force: bool = True, inputs: Any = None) -> int:
+def write_predictions(
+    rows: Iterator[dict[str, Any]],
+    out: str | Path | None,
+    *,
+    masks: bool = False,
+    force: bool = True,
+    inputs: Any = None,
+) -> int:
     """Write rows as CSV to ``out`` (stdout when None). With ``masks``, ``out`` is a folder that
     gets a PNG per mask and ``predictions.csv`` naming them. Returns the number of rows.
 
@@ -390,8 +441,9 @@ def write_predictions(rows: Iterator[dict[str, Any]], out: str | Path | None, *,
     folder = None
     if masks:
         if out is None:
-            raise SpecError("this model predicts masks: give a folder for the mask images with --out DIR",
-                            path=("--out",))
+            raise SpecError(
+                "this model predicts masks: give a folder for the mask images with --out DIR", path=("--out",)
+            )
         folder, out = _mask_folder(out, force), Path(out) / "predictions.csv"
     if out is None:
         return _write_rows(rows, sys.stdout, folder, set())

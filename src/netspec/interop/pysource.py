@@ -21,17 +21,39 @@ import keyword
 import math
 import re
 import tokenize
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
 from . import ExportError
 
-__all__ = ["Var", "Call", "ListOf", "render_wrapped", "leaves", "replace_leaves", "masked", "render", "layer_call",
-           "forward_source", "helper_sources", "python_name", "attr_ref", "assign_child",
-           "child_assignment", "docstring", "comment", "flat", "identifier", "free_name", "rename_local",
-           "audit", "BUILTINS_USED", "plain_name", "doc_value"]
+__all__ = [
+    "Var",
+    "Call",
+    "ListOf",
+    "render_wrapped",
+    "leaves",
+    "replace_leaves",
+    "masked",
+    "render",
+    "layer_call",
+    "forward_source",
+    "helper_sources",
+    "python_name",
+    "attr_ref",
+    "assign_child",
+    "child_assignment",
+    "docstring",
+    "comment",
+    "flat",
+    "identifier",
+    "free_name",
+    "rename_local",
+    "plain_name",
+    "doc_value",
+]
 
 
 @dataclass(frozen=True)
@@ -77,8 +99,15 @@ def leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str | None, An
 def replace_leaves(value: Any, new: dict[tuple, Any], path: tuple = ()) -> Any:
     """The same tree with the literals at the given paths replaced."""
     if isinstance(value, Call):
-        items = tuple((name, replace_leaves(item, new, (*path, i)) if isinstance(item, (Call, ListOf))
-                       else new.get((*path, i), item)) for i, (name, item) in enumerate(value.items))
+        items = tuple(
+            (
+                name,
+                replace_leaves(item, new, (*path, i))
+                if isinstance(item, (Call, ListOf))
+                else new.get((*path, i), item),
+            )
+            for i, (name, item) in enumerate(value.items)
+        )
         return Call(value.func, items, value.positional)
     if isinstance(value, ListOf):
         return ListOf(tuple(replace_leaves(item, new, (*path, i)) for i, item in enumerate(value.items)))
@@ -115,6 +144,7 @@ def literal(value: Any, where: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Spec text in the file: checked names, docstrings, comments
 # ---------------------------------------------------------------------------------------------
+
 
 def flat(text: str) -> str:
     """``text`` on one line: every character that is not printable (line breaks of any kind,
@@ -189,8 +219,9 @@ def identifier(name: str, what: str) -> str:
     netspec.interop.ExportError: <spec>: node `a; b` cannot be written as a Python name; rename it to letters, digits and _
     """
     if not plain_name(name):
-        raise ExportError(f"{what} `{flat(str(name))}` cannot be written as a Python name",
-                          hint="rename it to letters, digits and _")
+        raise ExportError(
+            f"{what} `{flat(str(name))}` cannot be written as a Python name", hint="rename it to letters, digits and _"
+        )
     return name
 
 
@@ -226,7 +257,7 @@ def rename_local(src: str, old: str, new: str) -> str:
     lines = src.split("\n")
     for row, col in reversed(spots):
         line = lines[row - 1]
-        lines[row - 1] = line[:col] + new + line[col + len(old):]
+        lines[row - 1] = line[:col] + new + line[col + len(old) :]
     return "\n".join(lines)
 
 
@@ -249,8 +280,10 @@ def render(value: Any, where: str = "") -> str:
         items = [render(v, where) for _, v in value.items]
         if len(set(items)) == 1:
             return f"nn.Sequential(*({items[0]} for _ in range({len(items)})))"
-    args = [render(v, where) if i < value.positional else f"{_keyword(name, where)}={render(v, where)}"
-            for i, (name, v) in enumerate(value.items)]
+    args = [
+        render(v, where) if i < value.positional else f"{_keyword(name, where)}={render(v, where)}"
+        for i, (name, v) in enumerate(value.items)
+    ]
     return f"{_callee(value.func)}({', '.join(args)})"
 
 
@@ -358,8 +391,11 @@ def forward_source(gm: torch.fx.GraphModule) -> tuple[str, dict[str, Callable[..
     the code -> function. netspec's own helpers are renamed to their plain names.
     """
     code = gm.graph.python_code(root_module="self")
-    used = {name: fn for name, fn in code.globals.items()
-            if name not in _FX_GLOBALS and re.search(rf"\b{re.escape(name)}\b", code.src)}
+    used = {
+        name: fn
+        for name, fn in code.globals.items()
+        if name not in _FX_GLOBALS and re.search(rf"\b{re.escape(name)}\b", code.src)
+    }
     src = code.src.strip("\n").rstrip() + "\n"
     renames: dict[str, Callable[..., Any]] = {}
     for name, fn in used.items():
@@ -399,14 +435,14 @@ def _tidy(line: str) -> str:
     code, note, depth, cuts = text, None, 0, []
     for tok in tokens:
         if tok.type == tokenize.COMMENT:
-            code, note = text[:tok.start[1]].rstrip(), tok.string[1:].strip()
+            code, note = text[: tok.start[1]].rstrip(), tok.string[1:].strip()
         elif tok.type == tokenize.OP:
             depth += (tok.string in "([{") - (tok.string in ")]}")
             if tok.string == "=" and depth:
                 cuts.append(tok.start[1])  # a keyword argument: `dim = 1` -> `dim=1`
     for col in reversed(cuts):
-        code = code[:col].rstrip() + "=" + code[col + 1:].lstrip()
-    code = line[:len(line) - len(line.lstrip())] + code
+        code = code[:col].rstrip() + "=" + code[col + 1 :].lstrip()
+    code = line[: len(line) - len(line.lstrip())] + code
     return f"{code:<72}  {comment(note)}" if note is not None else code
 
 
@@ -450,8 +486,9 @@ def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
         return
     tree = ast.parse(inspect.getsource(functional))
     for stmt in tree.body:
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in {t.id for t in ast.walk(stmt)
-                                                                        if isinstance(t, ast.Name)}:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in {
+            t.id for t in ast.walk(stmt) if isinstance(t, ast.Name)
+        }:
             segment = ast.get_source_segment(inspect.getsource(functional), stmt)
             assert segment is not None  # the statement was parsed from this very source
             copied[name] = segment + "\n"
@@ -464,66 +501,3 @@ def _import_line(name: str, fn: Any) -> str:
     if not module or not qual or "." in qual or module == "__main__" or module.startswith("netspec"):
         raise ExportError(f"the generated forward calls {name} ({fn!r}), which a standalone file cannot import")
     return f"from {module} import {qual}" + (f" as {name}" if name != qual else "")
-
-
-# ---------------------------------------------------------------------------------------------
-# The file as a whole: only the statements that were written
-# ---------------------------------------------------------------------------------------------
-
-#: the builtins generated code may name (fx writes ``getattr`` and ``slice``); never eval, open...
-BUILTINS_USED = frozenset({"super", "getattr", "range", "isinstance", "float", "int", "bool", "list", "dict", "tuple",
-                           "str", "len", "slice", "any", "all", "min", "max", "abs", "classmethod", "Ellipsis"})
-
-
-def audit(source: str, doc: str, classes: dict[str, str], imports: str, helpers: list[str]) -> None:
-    """Refuse (ExportError) a file that is not exactly what was written: the module docstring
-    ``doc``; the import lines ``imports``; the ``helpers``' statements; then the ``classes``
-    (name -> docstring), each holding only methods whose every name is an argument, a local, a
-    name of the file or one of :data:`BUILTINS_USED`. Nothing of it runs.
-
-    >>> audit("'d'\\nimport torch\\nclass A:\\n    'a'\\n", "d", {"A": "a"}, "import torch", [])
-    >>> audit("'d'\\nimport torch\\nimport os\\n", "d", {}, "import torch", [])
-    Traceback (most recent call last):
-    netspec.interop.ExportError: <spec>: the generated file holds a statement netspec did not write (line 3); this is a bug in netspec
-    """
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError) as e:  # NUL bytes are a ValueError before Python 3.12
-        raise ExportError(f"the generated file does not parse: {flat(str(e))}", hint="this is a bug in netspec") from None
-    want = [ast.Expr(ast.Constant(doc_value(doc))), *ast.parse(imports).body, *(s for h in helpers for s in ast.parse(h).body)]
-    head, rest = tree.body[:len(want)], tree.body[len(want):]
-    known = {*BUILTINS_USED, *classes, *(_bound(s) for s in want[1:])}
-    for i, got in enumerate([*head, *rest]):
-        ok = i < len(want) and ast.dump(got) == ast.dump(want[i])
-        if i >= len(want) and isinstance(got, ast.ClassDef) and got.name in classes:
-            ok = ast.get_docstring(got, clean=False) == doc_value(classes.pop(got.name)) and _methods_only(got, known)
-        if not ok:
-            raise ExportError(f"the generated file holds a statement netspec did not write (line {got.lineno})",
-                              hint="this is a bug in netspec")
-    if len(head) < len(want) or classes:
-        raise ExportError("the generated file lacks a statement netspec wrote", hint="this is a bug in netspec")
-
-
-def _bound(stmt: ast.stmt) -> str:
-    """The name a top-level import, function or assignment binds (one per statement here)."""
-    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-        alias = stmt.names[0]
-        return alias.asname or alias.name.split(".")[0]
-    if isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
-        return stmt.name
-    return next(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name))
-
-
-def _methods_only(cls: ast.ClassDef, known: set[str]) -> bool:
-    """A class of docstring and methods whose names are all known, locals or arguments."""
-    for stmt in cls.body[1:]:
-        if not isinstance(stmt, ast.FunctionDef):
-            return False
-        names = [n for n in ast.walk(stmt) if isinstance(n, ast.Name)]
-        local = {n.id for n in names if isinstance(n.ctx, ast.Store)} | {a.arg for a in ast.walk(stmt.args)
-                                                                         if isinstance(a, ast.arg)}
-        if any(n.id not in known | local for n in names):
-            return False
-        if any(isinstance(n, (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.ClassDef)) for n in ast.walk(stmt)):
-            return False
-    return True

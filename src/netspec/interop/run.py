@@ -40,8 +40,11 @@ def checkpoint_file(path: str | Path, option: str = "--checkpoint") -> Path:
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} has neither best.pt nor last.pt", path=(option,),
-                              hint="the run stopped before its first checkpoint")
+        raise CheckpointError(
+            f"{path} has neither best.pt nor last.pt",
+            path=(option,),
+            hint="the run stopped before its first checkpoint",
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file or run directory", path=(option,))
     return path
@@ -63,8 +66,7 @@ def class_names(spec: Any, base_dir: Path) -> list[str] | None:
     ['T-shirt/top', 'Trouser']
     """
     data = getattr(spec, "data", None)
-    source = next((s for s in (getattr(data, k, None) for k in ("train", "test", "val")) if hasattr(s, "source")),
-                  None)
+    source = next((s for s in (getattr(data, k, None) for k in ("train", "test", "val")) if hasattr(s, "source")), None)
     if source is None or source.source in _NAMELESS:
         return None
     import torchvision.datasets
@@ -99,8 +101,9 @@ class TrainedModel:
     device: torch.device
 
     @classmethod
-    def from_spec(cls, spec: Any, checkpoint: str | Path | None, *, device: str = "auto",
-                  base_dir: Path | None = None) -> "TrainedModel":
+    def from_spec(
+        cls, spec: Any, checkpoint: str | Path | None, *, device: str = "auto", base_dir: Path | None = None
+    ) -> TrainedModel:
         """Compile ``spec`` and load a checkpoint (or a run directory's best) into it."""
         from ..api import compile_spec
         from ..training.context import spec_base_dir
@@ -126,8 +129,9 @@ class TrainedModel:
             raise SpecError(f"the model has no output `{output}`; its outputs: {', '.join(names)}", path=("--output",))
         return reading_of(self.spec, self.compiled.graph, output or names[0])
 
-    def predict(self, inputs: Any, *, output: str | None = None, top_k: int = 5,
-                batch_size: int | None = None) -> list[dict[str, Any]]:
+    def predict(
+        self, inputs: Any, *, output: str | None = None, top_k: int = 5, batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
         """One dict per sample: ``input`` (its id), then ``class``/``probability``/top-k,
         ``mask`` (a tensor of class indices) or the output's values."""
         from .predict import predict_rows
@@ -135,8 +139,9 @@ class TrainedModel:
         return list(predict_rows(self, inputs, output=output, top_k=top_k, batch_size=batch_size))
 
 
-def load_run(run_dir: str | Path, *, checkpoint: str | None = None, device: str = "auto",
-             base_dir: str | Path | None = None) -> TrainedModel:
+def load_run(
+    run_dir: str | Path, *, checkpoint: str | None = None, device: str = "auto", base_dir: str | Path | None = None
+) -> TrainedModel:
     """The model of a run directory with its best weights (best.pt, else last.pt), in eval mode.
 
     ``checkpoint`` names another file of the run directory (``last.pt``) instead.
@@ -148,8 +153,11 @@ def load_run(run_dir: str | Path, *, checkpoint: str | None = None, device: str 
 
     run_dir = Path(run_dir)
     if not (run_dir / "spec.yaml").is_file():
-        raise DataError(f"{run_dir} is not a run directory: it has no spec.yaml", path=("run_dir",),
-                        hint="give the folder `netspec run` printed, e.g. runs/<name>/<timestamp>")
+        raise DataError(
+            f"{run_dir} is not a run directory: it has no spec.yaml",
+            path=("run_dir",),
+            hint="give the folder `netspec run` printed, e.g. runs/<name>/<timestamp>",
+        )
     spec = load_spec(run_dir / "spec.yaml")
     file = run_dir / checkpoint if checkpoint else checkpoint_file(run_dir, "run_dir")
     return TrainedModel.from_spec(spec, file, device=device, base_dir=Path(base_dir) if base_dir else Path("."))

@@ -34,8 +34,9 @@ __all__ = ["Reading", "reading_of", "LOGIT_LOSSES", "rows_of"]
 #: Losses that read logits (their softmax or sigmoid is inside the loss): the metrics' own set,
 #: plus Dice and IoU, which read logits unless their `from_logits` says otherwise.
 LOGIT_LOSSES = _metrics.LOGIT_LOSSES | _metrics.OWN_FROM_LOGITS
-_SEGMENTATION = frozenset({"Dice", "DiceLoss", "IoU", "IoULoss", "Jaccard", "DiceBCE", "DiceBCELoss", "Focal",
-                           "FocalLoss"})
+_SEGMENTATION = frozenset(
+    {"Dice", "DiceLoss", "IoU", "IoULoss", "Jaccard", "DiceBCE", "DiceBCELoss", "Focal", "FocalLoss"}
+)
 _BINARY = frozenset({"BCELoss", "BCEWithLogitsLoss"}) | _SEGMENTATION
 _PROBABILITY_OPS = {"Softmax": "softmax", "softmax": "softmax", "Sigmoid": "sigmoid", "sigmoid": "sigmoid"}
 
@@ -111,8 +112,10 @@ def _target(name: str) -> str:
 # Outputs -> rows
 # ---------------------------------------------------------------------------------------------
 
-def rows_of(reading: Reading, out: Tensor, ids: list[str], classes: list[str] | None, top_k: int
-            ) -> list[dict[str, Any]]:
+
+def rows_of(
+    reading: Reading, out: Tensor, ids: list[str], classes: list[str] | None, top_k: int
+) -> list[dict[str, Any]]:
     """One dict per sample of a batch of outputs.
 
     >>> r = Reading("logits", "classes", "softmax")
@@ -125,14 +128,19 @@ def rows_of(reading: Reading, out: Tensor, ids: list[str], classes: list[str] | 
     if reading.kind == "binary":
         p = scores.reshape(len(scores))
         names = classes if classes and len(classes) == 2 else ["0", "1"]
-        return [{"input": i, "class": names[int(v > 0.5)], "probability": _number(v if v > 0.5 else 1 - v)}
-                for i, v in zip(ids, p.tolist())]
+        return [
+            {"input": i, "class": names[int(v > 0.5)], "probability": _number(v if v > 0.5 else 1 - v)}
+            for i, v in zip(ids, p.tolist())
+        ]
     if reading.kind == "masks":
         masks = (scores[:, 0] > 0.5).to(torch.uint8) if scores.shape[1] == 1 else scores.argmax(1).to(torch.uint8)
         return [{"input": i, "mask": m} for i, m in zip(ids, masks)]
     flat = scores.reshape(len(scores), -1)
-    keys = [reading.output] if flat.shape[1] == 1 and scores.dim() <= 2 else \
-        [f"{reading.output}_{j}" for j in range(flat.shape[1])]
+    keys = (
+        [reading.output]
+        if flat.shape[1] == 1 and scores.dim() <= 2
+        else [f"{reading.output}_{j}" for j in range(flat.shape[1])]
+    )
     return [{"input": i, **{k: _number(v) for k, v in zip(keys, row)}} for i, row in zip(ids, flat.tolist())]
 
 

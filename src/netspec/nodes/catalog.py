@@ -66,7 +66,7 @@ class Catalog:
     models: tuple[str, ...]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def catalog() -> Catalog:
     """The catalog: read from the cache file when there is a current one, else worked out
     (importing torch and torchvision) and written there."""
@@ -154,18 +154,25 @@ def _imported_versions_match() -> bool:
     import torchvision
 
     # a wheel's metadata may leave out the local part of the version (2.14.1 for 2.14.1+cu130)
-    return all(str(module.__version__).split("+")[0] == version(module.__name__).split("+")[0]
-               for module in (torch, torchvision))
+    return all(
+        str(module.__version__).split("+")[0] == version(module.__name__).split("+")[0]
+        for module in (torch, torchvision)
+    )
 
 
 def _to_json(cat: Catalog) -> dict[str, Any]:
-    return {"layers": {n: asdict(i) for n, i in cat.layers.items()},
-            "ops": {n: asdict(i) for n, i in cat.ops.items()}, "models": list(cat.models)}
+    return {
+        "layers": {n: asdict(i) for n, i in cat.layers.items()},
+        "ops": {n: asdict(i) for n, i in cat.ops.items()},
+        "models": list(cat.models),
+    }
 
 
 def _from_json(data: dict[str, Any]) -> Catalog:
-    layers = {n: LayerInfo(tuple(i["params"]), tuple(i["inferable"]), bool(i["var_kwargs"]))
-              for n, i in data["layers"].items()}
+    layers = {
+        n: LayerInfo(tuple(i["params"]), tuple(i["inferable"]), bool(i["var_kwargs"]))
+        for n, i in data["layers"].items()
+    }
     ops = {n: OpInfo(tuple(i["params"]), str(i["doc"])) for n, i in data["ops"].items()}
     return Catalog(layers, ops, tuple(data["models"]))
 

@@ -8,7 +8,8 @@ declared ``Parameter`` nodes (:mod:`netspec.nodes.parameters`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .registry import Registry
 

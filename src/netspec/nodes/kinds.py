@@ -14,8 +14,8 @@ from typing import Literal
 __all__ = ["OpKind", "GROUP_OP", "PARAM_OP", "PARAM_ARGS", "ZOO_EXTRA_ARGS", "TIMM_PREFIX"]
 
 OpKind = Literal["layer", "op", "zoo", "timm", "block", "group", "param"]
-GROUP_OP = "Sequential"   # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`
-PARAM_OP = "Parameter"    # a learnable tensor declared in the spec (parameters.py)
+GROUP_OP = "Sequential"  # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`
+PARAM_OP = "Parameter"  # a learnable tensor declared in the spec (parameters.py)
 PARAM_ARGS = ("shape", "init")  # its arguments
 ZOO_EXTRA_ARGS = {"weights", "replace", "truncate", "strict"}  # netspec's own on a torchvision node
-TIMM_PREFIX = "timm."     # `timm.resnet34`: a timm model (timm_zoo.py); any other model name is torchvision's
+TIMM_PREFIX = "timm."  # `timm.resnet34`: a timm model (timm_zoo.py); any other model name is torchvision's

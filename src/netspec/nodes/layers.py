@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from torch import nn
 
@@ -24,24 +25,30 @@ Shape = tuple[int, ...]  # per-sample shape (batch dim excluded)
 INFERRED: dict[str, Callable[[list[Shape]], Any]] = {
     "in_channels": lambda s: s[0][0],
     "num_features": lambda s: s[0][0],
-    "num_channels": lambda s: s[0][0],          # GroupNorm
+    "num_channels": lambda s: s[0][0],  # GroupNorm
     "in_features": lambda s: s[0][-1],
-    "input_size": lambda s: s[0][-1],           # RNN, LSTM, GRU
-    "embed_dim": lambda s: s[0][-1],            # MultiheadAttention
-    "d_model": lambda s: s[0][-1],              # Transformer layers
-    "normalized_shape": lambda s: [s[0][-1]],   # LayerNorm: the last dim by default
-    "in1_features": lambda s: s[0][-1],         # Bilinear
+    "input_size": lambda s: s[0][-1],  # RNN, LSTM, GRU
+    "embed_dim": lambda s: s[0][-1],  # MultiheadAttention
+    "d_model": lambda s: s[0][-1],  # Transformer layers
+    "normalized_shape": lambda s: [s[0][-1]],  # LayerNorm: the last dim by default
+    "in1_features": lambda s: s[0][-1],  # Bilinear
     "in2_features": lambda s: s[1][-1] if len(s) > 1 else s[0][-1],
 }
 
 # netspec shapes are batch-first everywhere, so recurrent and attention layers default
 # to batch_first=True (torch's default is False). Shown in the summary's log.
-BATCH_FIRST_DEFAULT = {"RNN", "LSTM", "GRU", "MultiheadAttention", "Transformer",
-                       "TransformerEncoderLayer", "TransformerDecoderLayer"}
+BATCH_FIRST_DEFAULT = {
+    "RNN",
+    "LSTM",
+    "GRU",
+    "MultiheadAttention",
+    "Transformer",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+}
 
 _SKIP_ARGS = {"self", "device", "dtype", "factory_kwargs"}
-_EXCLUDED = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList",
-             "ParameterDict", "Container"}
+_EXCLUDED = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Container"}
 # torch.nn classes that cannot be written as a spec node, and what to write instead.
 REFUSED = {
     "RNNBase": "it is the base class of RNN, LSTM and GRU; use one of those",
@@ -49,7 +56,7 @@ REFUSED = {
     "TransformerEncoder": "it takes a layer object; write `- TransformerEncoderLayer: {...}` with `repeat: N`",
     "TransformerDecoder": "it takes a layer object; write `- TransformerDecoderLayer: {...}` with `repeat: N`",
     "AdaptiveLogSoftmaxWithLoss": "it computes a loss from the targets, and which rows each cluster gets "
-                                  "depends on their values, so no shape can be inferred before the data",
+    "depends on their values, so no shape can be inferred before the data",
 }
 
 
@@ -70,9 +77,12 @@ class LayerType:
     def tensor_inputs(self) -> list[str]:
         """Forward arguments that take tensors (or tuples of them, like LSTM's ``hx``): what
         ``from`` may name. Flags such as ``need_weights: bool`` are not inputs."""
-        return [n for n, p in self.forward_params.items()
-                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-                and (p.annotation is inspect.Parameter.empty or "Tensor" in str(p.annotation))]
+        return [
+            n
+            for n, p in self.forward_params.items()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and (p.annotation is inspect.Parameter.empty or "Tensor" in str(p.annotation))
+        ]
 
     @property
     def inferable(self) -> list[str]:
@@ -82,9 +92,13 @@ class LayerType:
     @property
     def required(self) -> list[str]:
         """Arguments without a default that netspec cannot infer."""
-        return [n for n, p in self.params.items()
-                if p.default is inspect.Parameter.empty and n not in INFERRED
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return [
+            n
+            for n, p in self.params.items()
+            if p.default is inspect.Parameter.empty
+            and n not in INFERRED
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
 
     @property
     def accepts_var_kwargs(self) -> bool:
@@ -96,8 +110,7 @@ def _constructor_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
         sig = inspect.signature(cls.__init__)
     except (TypeError, ValueError):
         return {}
-    return {n: p for n, p in sig.parameters.items()
-            if n not in _SKIP_ARGS and p.kind is not p.VAR_POSITIONAL}
+    return {n: p for n, p in sig.parameters.items() if n not in _SKIP_ARGS and p.kind is not p.VAR_POSITIONAL}
 
 
 def _forward_params(cls: type[Any]) -> dict[str, inspect.Parameter]:
@@ -133,8 +146,7 @@ def _make_entry(name: str, cls: type[nn.Module], custom: bool = False) -> LayerT
         params = {n: p for n, p in _constructor_params(nn.RNNBase).items() if n != "mode"}
         hints = {n: h for n, h in _type_hints(nn.RNNBase).items() if n != "mode"}
         if name == "RNN":
-            params["nonlinearity"] = inspect.Parameter("nonlinearity", inspect.Parameter.KEYWORD_ONLY,
-                                                       default="tanh")
+            params["nonlinearity"] = inspect.Parameter("nonlinearity", inspect.Parameter.KEYWORD_ONLY, default="tanh")
     return LayerType(name, cls, params, lo, hi, custom, hints, _forward_params(cls))
 
 
@@ -180,8 +192,9 @@ def register_module(cls: type[_M], *, name: str | None = None) -> type[_M]: ...
 def register_module(cls: None = None, *, name: str | None = None) -> Callable[[type[_M]], type[_M]]: ...
 
 
-def register_module(cls: type[_M] | None = None, *, name: str | None = None
-                    ) -> type[_M] | Callable[[type[_M]], type[_M]]:
+def register_module(
+    cls: type[_M] | None = None, *, name: str | None = None
+) -> type[_M] | Callable[[type[_M]], type[_M]]:
     """Register a custom ``nn.Module`` class so specs can use it by name.
 
     Usable as ``@register_module`` or ``@register_module(name="MyBlock")``. Arguments
@@ -225,7 +238,7 @@ def load_entry_points() -> None:
         except Exception as e:  # a broken plug-in must not break every spec
             import warnings
 
-            warnings.warn(f"netspec.modules entry point `{ep.name}` ({ep.value}) failed to load: {e}")
+            warnings.warn(f"netspec.modules entry point `{ep.name}` ({ep.value}) failed to load: {e}", stacklevel=2)
             continue
         if inspect.isclass(obj) and issubclass(obj, nn.Module):
             register_module(obj, name=ep.name)

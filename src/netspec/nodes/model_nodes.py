@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,24 +58,35 @@ def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tu
         if key in family.refused and kwargs[key] in (None, False):
             del kwargs[key]  # `pretrained: false` says what netspec does anyway
         elif key in family.refused:
-            raise BuildError(family.refused[key].format(name=op.removeprefix(TIMM_PREFIX)),
-                             path=path + (key,), node=node)
+            raise BuildError(
+                family.refused[key].format(name=op.removeprefix(TIMM_PREFIX)), path=path + (key,), node=node
+            )
         elif key not in allowed:
-            raise BuildError(f"{family.label} `{op}` has no argument `{key}`", path=path + (key,), node=node,
-                             hint=did_you_mean(key, [*allowed, *ZOO_EXTRA_ARGS]) or
-                             f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}")
+            raise BuildError(
+                f"{family.label} `{op}` has no argument `{key}`",
+                path=path + (key,),
+                node=node,
+                hint=did_you_mean(key, [*allowed, *ZOO_EXTRA_ARGS])
+                or f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}",
+            )
     weights = raw.get("weights")
-    if weights is not None and not (isinstance(weights, str) and (base_dir / weights).suffix in
-                                    (".pt", ".pth", ".bin", ".ckpt")):
-        raise BuildError(f"`weights` must be a local .pt/.pth file, got {weights!r}", path=path + ("weights",),
-                         node=node, hint="weights are never downloaded; save a state_dict and name the file")
+    if weights is not None and not (
+        isinstance(weights, str) and (base_dir / weights).suffix in (".pt", ".pth", ".bin", ".ckpt")
+    ):
+        raise BuildError(
+            f"`weights` must be a local .pt/.pth file, got {weights!r}",
+            path=path + ("weights",),
+            node=node,
+            hint="weights are never downloaded; save a state_dict and name the file",
+        )
     if weights is None:
         return kwargs, None
     return kwargs, local_weights_file(weights, base_dir, options.roots, path + ("weights",), node)
 
 
-def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], options: Options,
-              path: tuple, node: str) -> TypedNode:
+def infer_zoo(
+    op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], options: Options, path: tuple, node: str
+) -> TypedNode:
     """Build a torchvision or timm model on meta (with its replacements) and infer its output.
 
     >>> from netspec.compiler.dims import input_probe
@@ -88,15 +100,19 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], optio
     try:
         model = build_on_meta(family_of(op).build, name=op, **kwargs)
     except Exception as e:
-        raise BuildError(f"{family_of(op).label} {op}({kwargs}) failed: {str(e).splitlines()[0]}",
-                         path=apath, node=node) from None
+        raise BuildError(
+            f"{family_of(op).label} {op}({kwargs}) failed: {str(e).splitlines()[0]}", path=apath, node=node
+        ) from None
     truncate = raw.get("truncate")
     if truncate is not None:
         model = truncate_model(model, str(truncate), apath + ("truncate",), node)
     replace: list[tuple[str, TypedNode]] = []
     if not isinstance(raw.get("replace") or {}, dict):
-        raise BuildError("`replace` maps submodule names to layers, e.g. {fc: {Linear: {out_features: 10}}}",
-                         path=apath + ("replace",), node=node)
+        raise BuildError(
+            "`replace` maps submodule names to layers, e.g. {fc: {Linear: {out_features: 10}}}",
+            path=apath + ("replace",),
+            node=node,
+        )
     for target, rspec in (raw.get("replace") or {}).items():
         rnode = _replacement(model, str(target), rspec, env, apath + ("replace", target), node)
         with torch.device("meta"):
@@ -110,8 +126,9 @@ def infer_zoo(op: str, raw: Any, ins: list[Probe], env: Mapping[str, Any], optio
     return TypedNode(node, "zoo", op, path, [], kwargs, out.value, out.twin, notes, zoo=plan, params=params)
 
 
-def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, Any], path: tuple,
-                 node: str) -> TypedNode:
+def _replacement(
+    model: nn.Module, target: str, rspec: Any, env: Mapping[str, Any], path: tuple, node: str
+) -> TypedNode:
     try:
         old = get_submodule(model, target)
     except BuildError as e:
@@ -121,7 +138,7 @@ def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, An
         rspec = {rspec: {}}
     if not isinstance(rspec, dict) or len(rspec) != 1:
         raise BuildError("a replacement is one layer, e.g. {Linear: {out_features: 10}}", path=path, node=node)
-    (op, args), = rspec.items()
+    ((op, args),) = rspec.items()
     entry = LAYERS.get(op)
     if entry is None:
         raise BuildError(f"unknown layer `{op}`", path=path, node=node, hint=did_you_mean(op, LAYERS))
@@ -129,11 +146,18 @@ def _replacement(model: nn.Module, target: str, rspec: Any, env: Mapping[str, An
     for key, value in incoming_shape_of(old).items():
         if key in entry.params and key not in kwargs:
             kwargs[key] = value
-    missing = [p for p in entry.params if p in INFERRED and p not in kwargs
-               and entry.params[p].default is inspect.Parameter.empty]
+    missing = [
+        p
+        for p in entry.params
+        if p in INFERRED and p not in kwargs and entry.params[p].default is inspect.Parameter.empty
+    ]
     if missing:
-        raise BuildError(f"cannot infer `{missing[0]}` for the replacement of `{target}`", path=path, node=node,
-                         hint=f"give it: {op}: {{{missing[0]}: ...}}")
+        raise BuildError(
+            f"cannot infer `{missing[0]}` for the replacement of `{target}`",
+            path=path,
+            node=node,
+            hint=f"give it: {op}: {{{missing[0]}: ...}}",
+        )
     construct_meta(entry.cls, kwargs, op, path, node)
     return TypedNode(target, "layer", op, path, [], kwargs, None, layer_cls=entry.cls)
 
@@ -146,8 +170,12 @@ def truncate_model(model: nn.Module, until: str, path: tuple, node: str) -> nn.M
     """
     children = dict(model.named_children())
     if until not in children:
-        raise BuildError(f"cannot truncate at `{until}`: no such top-level child", path=path, node=node,
-                         hint=did_you_mean(until, children) or f"children: {', '.join(children)}")
+        raise BuildError(
+            f"cannot truncate at `{until}`: no such top-level child",
+            path=path,
+            node=node,
+            hint=did_you_mean(until, children) or f"children: {', '.join(children)}",
+        )
     kept: dict[str, nn.Module] = {}
     for name, child in children.items():
         kept[name] = child

@@ -7,7 +7,7 @@ The registries are imported inside the functions so that importing the spec mode
 
 from __future__ import annotations
 
-from typing import Collection
+from collections.abc import Collection
 
 from .kinds import GROUP_OP, PARAM_OP, TIMM_PREFIX, OpKind
 

@@ -12,8 +12,9 @@ shapes (``reshape``) are per sample, the batch dim is kept.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +31,11 @@ class OpType:
     """One entry of the op registry."""
 
     name: str
-    emit: Callable[..., Call]          # (inputs, **args) -> (target, args, kwargs)
+    emit: Callable[..., Call]  # (inputs, **args) -> (target, args, kwargs)
     min_inputs: int = 1
     max_inputs: int | None = 1
-    positional: str | None = None      # the argument a scalar or list value fills
-    refs: tuple[str, ...] = ()         # arguments that name other nodes (become inputs)
+    positional: str | None = None  # the argument a scalar or list value fills
+    refs: tuple[str, ...] = ()  # arguments that name other nodes (become inputs)
     check: Callable[..., None] | None = None  # (shapes, **args): nice errors before running
     doc: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # name -> (type, default)
@@ -47,9 +48,15 @@ class OpType:
 OPS: Registry[OpType] = Registry("op", hint="see `netspec layers ops` for the list")
 
 
-def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | None = None,
-       refs: tuple[str, ...] = (), check: Callable[..., None] | None = None,
-       shape: Callable[..., tuple[int, ...] | None] | None = None):
+def op(
+    name: str,
+    *,
+    inputs: tuple[int, int | None] = (1, 1),
+    positional: str | None = None,
+    refs: tuple[str, ...] = (),
+    check: Callable[..., None] | None = None,
+    shape: Callable[..., tuple[int, ...] | None] | None = None,
+):
     """Decorator registering an op; the function's keyword arguments are the op's arguments."""
 
     def wrap(fn: Callable[..., Call]) -> Callable[..., Call]:
@@ -57,8 +64,21 @@ def op(name: str, *, inputs: tuple[int, int | None] = (1, 1), positional: str | 
 
         sig = inspect.signature(fn)
         params = {n: (p.annotation, p.default) for n, p in list(sig.parameters.items())[1:]}
-        OPS.add(name, OpType(name, fn, inputs[0], inputs[1], positional, refs, check,
-                             (fn.__doc__ or "").strip().split("\n")[0], params, shape))
+        OPS.add(
+            name,
+            OpType(
+                name,
+                fn,
+                inputs[0],
+                inputs[1],
+                positional,
+                refs,
+                check,
+                (fn.__doc__ or "").strip().split("\n")[0],
+                params,
+                shape,
+            ),
+        )
         return fn
 
     return wrap
@@ -81,16 +101,16 @@ def _fmt(shape: Dims) -> str:
 def _check_cat(shapes: list[Dims], dim: int = 1) -> None:
     ndim = len(shapes[0])
     if any(len(s) != ndim for s in shapes) or ndim == 0:
-        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
-                         "they must have the same number of dims")
+        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; they must have the same number of dims")
     d = dim % ndim
     if isinstance(shapes[0][d], str):
         raise ShapeError(f"cannot concatenate along the batch dim {dim}")
     for s in shapes[1:]:
         if any(a != b for i, (a, b) in enumerate(zip(shapes[0], s)) if i != d):
-            raise ShapeError(f"inputs are {' and '.join(_fmt(x) for x in shapes)}; "
-                             f"they must match outside dim {dim}",
-                             hint="pad or crop one side first (e.g. `pad_to: {like: ...}`)")
+            raise ShapeError(
+                f"inputs are {' and '.join(_fmt(x) for x in shapes)}; they must match outside dim {dim}",
+                hint="pad or crop one side first (e.g. `pad_to: {like: ...}`)",
+            )
 
 
 def _check_same(shapes: list[Dims], **_: Any) -> None:
@@ -98,8 +118,9 @@ def _check_same(shapes: list[Dims], **_: Any) -> None:
     try:
         torch.broadcast_shapes(*sizes)
     except RuntimeError:
-        raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; "
-                         "they must be equal or broadcastable") from None
+        raise ShapeError(
+            f"inputs are {' and '.join(_fmt(s) for s in shapes)}; they must be equal or broadcastable"
+        ) from None
 
 
 def _check_stack(shapes: list[Dims], dim: int = 1) -> None:
@@ -110,12 +131,15 @@ def _check_stack(shapes: list[Dims], dim: int = 1) -> None:
 def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
     """`add: [a, b]` or `add: 1.0` (the previous node plus a number), not both, not neither."""
     if (len(inputs) >= 2) == (other is not None):
-        raise GraphError(f"`{name}` takes two inputs, or one input and a number"
-                         + (" (not both)" if other is not None else f", got {len(inputs)} input"),
-                         hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0")
+        raise GraphError(
+            f"`{name}` takes two inputs, or one input and a number"
+            + (" (not both)" if other is not None else f", got {len(inputs)} input"),
+            hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0",
+        )
 
 
 # ---- merges and arithmetic ---------------------------------------------------------------
+
 
 def _catted(shapes: list[tuple[int, ...]], dim: int = 1) -> tuple[int, ...] | None:
     """cat's output: the inputs' shape, with the sizes along `dim` added.
@@ -127,9 +151,9 @@ def _catted(shapes: list[tuple[int, ...]], dim: int = 1) -> tuple[int, ...] | No
     if not -ndim <= dim < ndim or any(len(s) != ndim for s in shapes):
         return None
     d = dim % ndim
-    if any(s[:d] + s[d + 1:] != shapes[0][:d] + shapes[0][d + 1:] for s in shapes):
+    if any(s[:d] + s[d + 1 :] != shapes[0][:d] + shapes[0][d + 1 :] for s in shapes):
         return None
-    return (*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1:])
+    return (*shapes[0][:d], sum(s[d] for s in shapes), *shapes[0][d + 1 :])
 
 
 @op("cat", inputs=(2, None), check=_check_cat, shape=_catted)
@@ -160,8 +184,12 @@ def _arithmetic(name: str, fn: Callable[..., Any], many: Callable[..., Any] | No
     op(name, inputs=(1, None if many else 2), positional="other", check=_check_same)(emit)
 
 
-_arithmetic("add", operator.add, nsf.add_n, "Element-wise sum (broadcasting), e.g. a residual; or the input plus a number.")
-_arithmetic("mul", operator.mul, nsf.mul_n, "Element-wise product (broadcasting), e.g. gating; or the input times a number.")
+_arithmetic(
+    "add", operator.add, nsf.add_n, "Element-wise sum (broadcasting), e.g. a residual; or the input plus a number."
+)
+_arithmetic(
+    "mul", operator.mul, nsf.mul_n, "Element-wise product (broadcasting), e.g. gating; or the input times a number."
+)
 _arithmetic("sub", operator.sub, None, "First input minus the second, or the input minus a number.")
 _arithmetic("div", operator.truediv, None, "First input divided by the second, or the input divided by a number.")
 
@@ -185,6 +213,7 @@ def _minimum(inputs: list[Any]) -> Call:
 
 
 # ---- reshaping ---------------------------------------------------------------------------
+
 
 @op("flatten", positional="start_dim")
 def _flatten(inputs: list[Any], start_dim: int = 1, end_dim: int = -1) -> Call:
@@ -259,9 +288,14 @@ def _chunk(inputs: list[Any], chunks: int, dim: int = 1) -> Call:
 
 # ---- padding and resizing ----------------------------------------------------------------
 
+
 @op("pad", positional="pad")
-def _pad(inputs: list[Any], pad: list[int], mode: Literal["constant", "reflect", "replicate", "circular"] = "constant",
-         value: float = 0.0) -> Call:
+def _pad(
+    inputs: list[Any],
+    pad: list[int],
+    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant",
+    value: float = 0.0,
+) -> Call:
     """torch.nn.functional.pad with the same `pad` list (last dim first)."""
     kwargs: dict[str, Any] = {"mode": mode}
     if mode == "constant":
@@ -292,16 +326,23 @@ def _expand_batch(inputs: list[Any], like: str | None = None) -> Call:
 
 
 @op("interpolate")
-def _interpolate(inputs: list[Any], size: int | list[int] | None = None,
-                 scale_factor: float | list[float] | None = None,
-                 mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact"] = "nearest",
-                 align_corners: bool | None = None) -> Call:
+def _interpolate(
+    inputs: list[Any],
+    size: int | list[int] | None = None,
+    scale_factor: float | list[float] | None = None,
+    mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact"] = "nearest",
+    align_corners: bool | None = None,
+) -> Call:
     """Resize with torch.nn.functional.interpolate."""
-    return F.interpolate, (inputs[0],), {"size": size, "scale_factor": scale_factor, "mode": mode,
-                                         "align_corners": align_corners}
+    return (
+        F.interpolate,
+        (inputs[0],),
+        {"size": size, "scale_factor": scale_factor, "mode": mode, "align_corners": align_corners},
+    )
 
 
 # ---- reductions and activations ----------------------------------------------------------
+
 
 def _reduction(name: str, fn: Callable[..., Any], doc: str) -> None:
     def emit(inputs: list[Any], dim: int | list[int], keepdim: bool = False) -> Call:
@@ -352,7 +393,9 @@ def _scale(inputs: list[Any], factor: float) -> Call:
 
 
 @op("to", positional="dtype")
-def _to(inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]) -> Call:
+def _to(
+    inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
+) -> Call:
     """Cast to a dtype (e.g. integer features to float32 before a Linear)."""
     return nsf.cast, (inputs[0], dtype), {}
 
@@ -362,14 +405,26 @@ def _to(inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bflo
 # torch. Shapes need no rule of their own: the call runs on meta tensors like any other op.
 
 _UNARY: dict[str, tuple[Callable[..., Any], str]] = {
-    "abs": (torch.abs, "|x|"), "neg": (torch.neg, "-x"), "sign": (torch.sign, "-1, 0 or 1 by the sign of x"),
-    "exp": (torch.exp, "e ** x"), "expm1": (torch.expm1, "e ** x - 1, accurate near 0"),
-    "log": (torch.log, "Natural logarithm"), "log1p": (torch.log1p, "log(1 + x), accurate near 0"),
-    "sqrt": (torch.sqrt, "Square root"), "rsqrt": (torch.rsqrt, "1 / sqrt(x)"), "square": (torch.square, "x ** 2"),
-    "reciprocal": (torch.reciprocal, "1 / x"), "sigmoid": (torch.sigmoid, "Logistic sigmoid"),
-    "tanh": (torch.tanh, "Hyperbolic tangent"), "relu": (torch.relu, "max(x, 0)"),
-    "sin": (torch.sin, "Sine"), "cos": (torch.cos, "Cosine"), "erf": (torch.erf, "Error function"),
-    "floor": (torch.floor, "Round down"), "ceil": (torch.ceil, "Round up"), "round": (torch.round, "Round to nearest"),
+    "abs": (torch.abs, "|x|"),
+    "neg": (torch.neg, "-x"),
+    "sign": (torch.sign, "-1, 0 or 1 by the sign of x"),
+    "exp": (torch.exp, "e ** x"),
+    "expm1": (torch.expm1, "e ** x - 1, accurate near 0"),
+    "log": (torch.log, "Natural logarithm"),
+    "log1p": (torch.log1p, "log(1 + x), accurate near 0"),
+    "sqrt": (torch.sqrt, "Square root"),
+    "rsqrt": (torch.rsqrt, "1 / sqrt(x)"),
+    "square": (torch.square, "x ** 2"),
+    "reciprocal": (torch.reciprocal, "1 / x"),
+    "sigmoid": (torch.sigmoid, "Logistic sigmoid"),
+    "tanh": (torch.tanh, "Hyperbolic tangent"),
+    "relu": (torch.relu, "max(x, 0)"),
+    "sin": (torch.sin, "Sine"),
+    "cos": (torch.cos, "Cosine"),
+    "erf": (torch.erf, "Error function"),
+    "floor": (torch.floor, "Round down"),
+    "ceil": (torch.ceil, "Round up"),
+    "round": (torch.round, "Round to nearest"),
     "logical_not": (torch.logical_not, "Boolean not (masks)"),
     # random: torch's global generator draws, so `train.seed` (torch.manual_seed) decides them
     "randn_like": (torch.randn_like, "Standard normal noise of the input's shape and dtype (global RNG)"),
@@ -404,9 +459,14 @@ def _binary(name: str, fn: Callable[..., Any], doc: str) -> None:
 
 
 for _name, (_fn, _doc) in {
-    "eq": (torch.eq, "x == other, a bool mask"), "ne": (torch.ne, "x != other"), "lt": (torch.lt, "x < other"),
-    "le": (torch.le, "x <= other"), "gt": (torch.gt, "x > other"), "ge": (torch.ge, "x >= other"),
-    "logical_and": (torch.logical_and, "Boolean and"), "logical_or": (torch.logical_or, "Boolean or"),
+    "eq": (torch.eq, "x == other, a bool mask"),
+    "ne": (torch.ne, "x != other"),
+    "lt": (torch.lt, "x < other"),
+    "le": (torch.le, "x <= other"),
+    "gt": (torch.gt, "x > other"),
+    "ge": (torch.ge, "x >= other"),
+    "logical_and": (torch.logical_and, "Boolean and"),
+    "logical_or": (torch.logical_or, "Boolean or"),
 }.items():
     _binary(_name, _fn, _doc)
 
@@ -422,8 +482,10 @@ def _pow(inputs: list[Any], exponent: float | None = None) -> Call:
 def _where(inputs: list[Any], other: float | None = None) -> Call:
     """`from: [condition, x, y]`: x where the condition holds, else y (or the number `other`)."""
     if (len(inputs) == 3) == (other is not None):
-        raise GraphError("`where` takes [condition, x, y], or [condition, x] and a number `other`",
-                         hint="e.g. `where: {other: 0.0}` with `from: [mask, x]`")
+        raise GraphError(
+            "`where` takes [condition, x, y], or [condition, x] and a number `other`",
+            hint="e.g. `where: {other: 0.0}` with `from: [mask, x]`",
+        )
     return torch.where, (inputs[0], inputs[1], other if other is not None else inputs[2]), {}
 
 

@@ -18,7 +18,8 @@ comes from torch's global RNG, so ``train.seed`` decides it.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ from .registry import check_args
 
 DEFAULT_INIT = "normal_"  # mean 0, std 1: what the seed's torch.randn gives
 
-MAX_ELEMENTS = 2 ** 34  # a bigger tensor would fail anyway; the message is clearer here
+MAX_ELEMENTS = 2**34  # a bigger tensor would fail anyway; the message is clearer here
 
 
 def bind_parameter_args(raw: Any, env: Mapping[str, Any], path: tuple, node: str) -> dict[str, Any]:
@@ -45,19 +46,28 @@ def bind_parameter_args(raw: Any, env: Mapping[str, Any], path: tuple, node: str
     """
     raw = substitute({"shape": raw} if isinstance(raw, list) else raw, env, path)
     if not isinstance(raw, dict):
-        raise BuildError(f"{PARAM_OP} takes a mapping like {{shape: [4, 4], init: normal_}}, got {raw!r}",
-                         path=path, node=node)
+        raise BuildError(
+            f"{PARAM_OP} takes a mapping like {{shape: [4, 4], init: normal_}}, got {raw!r}", path=path, node=node
+        )
     for key in raw:
         if key not in PARAM_ARGS:
-            raise BuildError(f"{PARAM_OP} has no argument `{key}`", path=path + (key,), node=node,
-                             hint=did_you_mean(str(key), PARAM_ARGS) or "its arguments: shape, init")
+            raise BuildError(
+                f"{PARAM_OP} has no argument `{key}`",
+                path=path + (key,),
+                node=node,
+                hint=did_you_mean(str(key), PARAM_ARGS) or "its arguments: shape, init",
+            )
     shape = _shape(raw.get("shape"), path + ("shape",), node)
     name, init_args = _init(raw.get("init", DEFAULT_INIT), path + ("init",), node)
     try:
         INIT_FUNCTIONS[name](torch.empty(shape, device="meta"), **init_args)  # fan-based inits need 2+ dims
     except (ValueError, TypeError, RuntimeError) as e:
-        raise BuildError(f"{name} cannot initialise a tensor of shape {shape}: {e}", path=path + ("init",),
-                         node=node, hint="pick another init (normal_, uniform_, zeros_, ...)") from None
+        raise BuildError(
+            f"{name} cannot initialise a tensor of shape {shape}: {e}",
+            path=path + ("init",),
+            node=node,
+            hint="pick another init (normal_, uniform_, zeros_, ...)",
+        ) from None
     return {"shape": shape, "init": name, "init_args": init_args}
 
 
@@ -66,23 +76,32 @@ def _shape(shape: Any, path: tuple, node: str) -> list[int]:
     if shape is None:
         raise BuildError(f"{PARAM_OP} needs `shape`", path=path[:-1], node=node, hint="e.g. {shape: [4, 4]}")
     if not ok:
-        raise BuildError(f"`shape` must be a list of positive integers, got {shape!r}", path=path, node=node,
-                         hint="the full shape of the tensor, e.g. [4, 4]; it has no batch dim")
+        raise BuildError(
+            f"`shape` must be a list of positive integers, got {shape!r}",
+            path=path,
+            node=node,
+            hint="the full shape of the tensor, e.g. [4, 4]; it has no batch dim",
+        )
     if math.prod(shape) > MAX_ELEMENTS:
-        raise BuildError(f"`shape` {shape} has {math.prod(shape):,} elements", path=path, node=node,
-                         hint="check the sizes")
+        raise BuildError(
+            f"`shape` {shape} has {math.prod(shape):,} elements", path=path, node=node, hint="check the sizes"
+        )
     return list(shape)
 
 
 def _init(init: Any, path: tuple, node: str) -> tuple[str, dict[str, Any]]:
     if isinstance(init, dict) and len(init) == 1:
-        (name, args), = init.items()
+        ((name, args),) = init.items()
         args = args if args is not None else {}
     else:
         name, args = init, {}
     if not isinstance(name, str) or not isinstance(args, dict):
-        raise BuildError(f"`init` is a torch.nn.init name or {{name: {{args}}}}, got {init!r}", path=path,
-                         node=node, hint="e.g. init: zeros_, or init: {normal_: {std: 0.01}}")
+        raise BuildError(
+            f"`init` is a torch.nn.init name or {{name: {{args}}}}, got {init!r}",
+            path=path,
+            node=node,
+            hint="e.g. init: zeros_, or init: {normal_: {std: 0.01}}",
+        )
     try:
         fn = INIT_FUNCTIONS.lookup(name, path)
         check_args(fn, args, path + (name,), what=name, skip=INIT_FUNCTIONS.passed)

@@ -23,7 +23,8 @@ netspec.errors.SpecError: <spec>: paint: unknown color `rde`; did you mean `red`
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Collection, Generic, Iterator, Mapping, TypeVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from ..errors import SpecError, did_you_mean
 
@@ -43,9 +44,16 @@ class Registry(Mapping[str, T], Generic[T]):
     spec may set (default: the entry itself).
     """
 
-    def __init__(self, kind: str, *, fill: Callable[[Registry[T]], None] | None = None,
-                 passed: tuple[str, ...] = (), signature: Callable[[T], Any] | None = None,
-                 hint: str | None = None, names: Callable[[], Collection[str]] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        fill: Callable[[Registry[T]], None] | None = None,
+        passed: tuple[str, ...] = (),
+        signature: Callable[[T], Any] | None = None,
+        hint: str | None = None,
+        names: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self.kind = kind
         self.passed = passed
         self.hint = hint
@@ -129,8 +137,11 @@ class Registry(Mapping[str, T], Generic[T]):
         if name in self._refused:
             raise SpecError(self._refused[name], path=path, key=key)
         if name not in self:
-            hint = did_you_mean(name, [*self, *self._refused]) or self.hint or \
-                f"known {self.kind}s: {', '.join(sorted(self))}"
+            hint = (
+                did_you_mean(name, [*self, *self._refused])
+                or self.hint
+                or f"known {self.kind}s: {', '.join(sorted(self))}"
+            )
             raise SpecError(f"unknown {self.kind} `{name}`", path=path, hint=hint, key=key)
         return self[name]
 
@@ -147,8 +158,15 @@ class Registry(Mapping[str, T], Generic[T]):
         return entry
 
 
-def check_args(fn: Any, args: Mapping[str, Any], path: SpecPath, *, what: str,
-               skip: tuple[str, ...] = (), filled: tuple[str, ...] = ()) -> None:
+def check_args(
+    fn: Any,
+    args: Mapping[str, Any],
+    path: SpecPath,
+    *,
+    what: str,
+    skip: tuple[str, ...] = (),
+    filled: tuple[str, ...] = (),
+) -> None:
     """Check keyword ``args`` against the signature of ``fn`` (a class or function).
 
     ``skip`` names arguments netspec passes itself (``params``, ``optimizer``, ``tensor``);
@@ -167,17 +185,23 @@ def check_args(fn: Any, args: Mapping[str, Any], path: SpecPath, *, what: str,
         return
     params = {n: p for n, p in sig.parameters.items() if n not in skip and n != "self"}
     open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = [n for n, p in params.items()
-             if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    named = [
+        n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    ]
     for key in args:
         if key not in named and not open_kwargs:
             hint = did_you_mean(str(key), named) or (
-                f"its arguments are: {', '.join(named)}" if named else f"{what} takes no arguments")
+                f"its arguments are: {', '.join(named)}" if named else f"{what} takes no arguments"
+            )
             raise SpecError(f"{what} has no argument `{key}`", path=(*path, key), hint=hint)
-    missing = [n for n, p in params.items()
-               if p.default is inspect.Parameter.empty
-               and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-               and n not in args and n not in filled]
+    missing = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and n not in args
+        and n not in filled
+    ]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise SpecError(f"{what} needs argument{plural} " + ", ".join(f"`{m}`" for m in missing), path=path)

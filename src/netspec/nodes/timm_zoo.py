@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,11 +34,15 @@ INSTALL = "pip install 'netspec[timm]'"
 # Arguments of timm.create_model a spec may give besides the model class's own.
 CREATE_ARGS = ("features_only", "out_indices")
 # Save-once fix for every way timm has of fetching weights.
-_SAVE_ONCE = ("netspec never downloads weights: save them once with torch.save(timm.create_model("
-              "'{name}', pretrained=True).state_dict(), '{name}.pth') and write `weights: {name}.pth` "
-              "(a 3-channel first conv and a classifier of another size are adapted as timm does)")
-REFUSED = {arg: f"`{arg}` would fetch weights; " + _SAVE_ONCE
-           for arg in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")}
+_SAVE_ONCE = (
+    "netspec never downloads weights: save them once with torch.save(timm.create_model("
+    "'{name}', pretrained=True).state_dict(), '{name}.pth') and write `weights: {name}.pth` "
+    "(a 3-channel first conv and a classifier of another size are adapted as timm does)"
+)
+REFUSED = {
+    arg: f"`{arg}` would fetch weights; " + _SAVE_ONCE
+    for arg in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
+}
 
 
 def _import_timm() -> ModuleType | None:
@@ -72,7 +77,7 @@ def unknown_timm_model(name: str) -> str:
     return f"unknown timm model `{name}`; {hint}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_class(name: str) -> type | None:
     timm = _import_timm()
     assert timm is not None  # op_kind found the name in TIMM
@@ -93,6 +98,7 @@ def timm_params(name: str) -> dict[str, inspect.Parameter]:
 
 
 # ---- weights ------------------------------------------------------------------------------
+
 
 def _names(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value or ())
@@ -122,8 +128,10 @@ def adapt_state(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[
         keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state and k in own]
         if any(state[k].shape != own[k].shape for k in keys):
             dropped += keys
-            report.append(f"{head} left as initialised: the file's has {state[keys[0]].shape[0]} outputs, "
-                          f"the node's {own[keys[0]].shape[0]}")
+            report.append(
+                f"{head} left as initialised: the file's has {state[keys[0]].shape[0]} outputs, "
+                f"the node's {own[keys[0]].shape[0]}"
+            )
     for key in dropped:
         del state[key]
     return report, dropped

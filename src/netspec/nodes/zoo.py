@@ -13,10 +13,11 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,8 +44,9 @@ def _catalogued_names() -> tuple[str, ...]:
 #: model name -> builder: torchvision's classification models (``resnet18``, ``vgg16``, ...),
 #: imported on first use (only a spec that names one pays for torchvision: the names alone
 #: come from netspec.nodes.catalog).
-ZOO: Registry[Callable[..., nn.Module]] = Registry("torchvision model", fill=_torchvision_models,
-                                                   names=_catalogued_names)
+ZOO: Registry[Callable[..., nn.Module]] = Registry(
+    "torchvision model", fill=_torchvision_models, names=_catalogued_names
+)
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ class ModelFamily:
     built and how a local weights file is loaded into it. Truncating, replacing layers and
     freezing are the same for every family."""
 
-    label: str                                                     # "torchvision", "timm"
+    label: str  # "torchvision", "timm"
     registry: Registry[Callable[..., nn.Module]]
-    params: Callable[[str], dict[str, inspect.Parameter]]          # the arguments a spec may give
-    load: Callable[[nn.Module, Path, bool], list[str]]             # (model, file, strict) -> report lines
-    refused: Mapping[str, str] = field(default_factory=dict)       # argument -> why not and the fix ({name}: the model)
+    params: Callable[[str], dict[str, inspect.Parameter]]  # the arguments a spec may give
+    load: Callable[[nn.Module, Path, bool], list[str]]  # (model, file, strict) -> report lines
+    refused: Mapping[str, str] = field(default_factory=dict)  # argument -> why not and the fix ({name}: the model)
 
     def build(self, name: str, **kwargs: Any) -> nn.Module:
         return self.registry[name](**kwargs)
@@ -70,8 +72,11 @@ def zoo_params(name: str) -> dict[str, inspect.Parameter]:
     signature is merged in.
     """
     builder = ZOO[name]
-    params = {n: p for n, p in inspect.signature(builder).parameters.items()
-              if p.kind is not p.VAR_KEYWORD and n not in ("weights", "progress")}
+    params = {
+        n: p
+        for n, p in inspect.signature(builder).parameters.items()
+        if p.kind is not p.VAR_KEYWORD and n not in ("weights", "progress")
+    }
     return {**class_params(_model_class(name)), **params}
 
 
@@ -83,9 +88,14 @@ def class_params(cls: type[Any] | None, skip: tuple[str, ...] = ()) -> dict[str,
     """
     if cls is None:
         return {}
-    return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
-            if n != "self" and n not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-            and p.default is not inspect.Parameter.empty}
+    return {
+        n: p
+        for n, p in inspect.signature(cls.__init__).parameters.items()
+        if n != "self"
+        and n not in skip
+        and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        and p.default is not inspect.Parameter.empty
+    }
 
 
 def model_class(annotated: Callable[..., Any], build: Callable[[], nn.Module]) -> type | None:
@@ -107,7 +117,7 @@ def model_class(annotated: Callable[..., Any], build: Callable[[], nn.Module]) -
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model_class(name: str) -> type | None:
     return model_class(ZOO[name], ZOO[name])
 
@@ -122,9 +132,10 @@ def get_submodule(root: nn.Module, path: str) -> nn.Module:
     for part in parse_module_path(path):
         children = dict(mod.named_children())
         if part not in children:
-            raise BuildError(f"no submodule `{path}` (at `{part}`)",
-                             hint=did_you_mean(part, list(children)) or
-                             f"children here: {', '.join(children) or 'none'}")
+            raise BuildError(
+                f"no submodule `{path}` (at `{part}`)",
+                hint=did_you_mean(part, list(children)) or f"children here: {', '.join(children) or 'none'}",
+            )
         mod = children[part]
     return mod
 
@@ -162,9 +173,13 @@ def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], pa
         e.path, e.node = path, node
         raise
     if not file.is_file():
-        raise CheckpointError(f"weights file `{weights}` does not exist (relative to {base_dir})", path=path, node=node,
-                              hint="weights are never downloaded; save a state_dict with torch.save and name "
-                                   "that file (relative paths are relative to the spec file)")
+        raise CheckpointError(
+            f"weights file `{weights}` does not exist (relative to {base_dir})",
+            path=path,
+            node=node,
+            hint="weights are never downloaded; save a state_dict with torch.save and name "
+            "that file (relative paths are relative to the spec file)",
+        )
     return file
 
 
@@ -179,8 +194,9 @@ def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, strict: bool = True,
-               left_out: tuple[str, ...] = ()) -> list[str]:
+def load_state(
+    model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, strict: bool = True, left_out: tuple[str, ...] = ()
+) -> list[str]:
     """Load ``state`` (read from ``file``) into ``model``; returns report lines.
 
     ``left_out`` names tensors the caller dropped on purpose (a classifier of another size):
@@ -193,9 +209,10 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], file: Path, 
     result = model.load_state_dict(dict(state), strict=False)
     missing = [k for k in result.missing_keys if k not in left_out]
     if strict and (missing or result.unexpected_keys):
-        raise CheckpointError(f"{file} does not fit: missing {missing[:3]}, "
-                              f"unexpected {result.unexpected_keys[:3]}",
-                              hint="set `strict: false` on the node to load what fits")
+        raise CheckpointError(
+            f"{file} does not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}",
+            hint="set `strict: false` on the node to load what fits",
+        )
     report = [f"loaded {len(state) - len(result.unexpected_keys)} tensors from {file}"]
     if missing:
         report.append(f"missing (left as initialised): {', '.join(missing)}")

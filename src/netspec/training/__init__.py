@@ -25,18 +25,30 @@ from typing import Any
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "train": "loop", "RunResult": "loop",
+    "train": "loop",
+    "RunResult": "loop",
     "evaluate": "evaluate",
-    "Hardware": "hardware", "set_seed": "hardware",
+    "Hardware": "hardware",
+    "set_seed": "hardware",
     "init_model": "init",
     "load_weights": "weights",
-    "build_optimizer": "optimizers", "OPTIMIZERS": "optimizers",
-    "build_scheduler": "schedulers", "Schedule": "schedulers", "SCHEDULERS": "schedulers",
-    "build_criterion": "losses", "LOSSES": "losses", "register_loss": "losses",
-    "MetricSet": "meters", "METRICS": "metrics", "register_metric": "metrics",
-    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "CHECKPOINT_FORMAT": "checkpoint",
+    "build_optimizer": "optimizers",
+    "OPTIMIZERS": "optimizers",
+    "build_scheduler": "schedulers",
+    "Schedule": "schedulers",
+    "SCHEDULERS": "schedulers",
+    "build_criterion": "losses",
+    "LOSSES": "losses",
+    "register_loss": "losses",
+    "MetricSet": "meters",
+    "METRICS": "metrics",
+    "register_metric": "metrics",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "CHECKPOINT_FORMAT": "checkpoint",
     "spec_hash": "rundir",
-    "TrainSpec": "options", "TrainingSections": "options",
+    "TrainSpec": "options",
+    "TrainingSections": "options",
 }
 
 __all__ = sorted(_EXPORTS)

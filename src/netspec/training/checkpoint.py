@@ -30,8 +30,19 @@ from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_wei
 if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
     from .loop import Run
 
-__all__ = ["CHECKPOINT_FORMAT", "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "link_or_copy", "capture",
-           "restore", "save", "save_epoch", "check_weights", "to_host"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "link_or_copy",
+    "capture",
+    "restore",
+    "save",
+    "save_epoch",
+    "check_weights",
+    "to_host",
+]
 
 # The version grows when what a checkpoint holds changes, so that a file of another version is
 # refused as such rather than as damaged. 2: each metric's state names the sample shapes it was
@@ -100,20 +111,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         if not (path / "last.pt").is_file():
-            raise CheckpointError(f"{path} has no last.pt: the run stopped before its first checkpoint",
-                                  path=("--resume",), hint="start it again without --resume")
+            raise CheckpointError(
+                f"{path} has no last.pt: the run stopped before its first checkpoint",
+                path=("--resume",),
+                hint="start it again without --resume",
+            )
         path = path / "last.pt"
     elif not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found", path=("--resume",))
     state = read_weights_file(path, ("--resume",))
     _check_version(state, path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a netspec checkpoint (last.pt / best.pt)", path=("--resume",),
-                              hint="to start from plain weights use `init: {weights: ...}`")
+        raise CheckpointError(
+            f"{path} is not a netspec checkpoint (last.pt / best.pt)",
+            path=("--resume",),
+            hint="to start from plain weights use `init: {weights: ...}`",
+        )
     problem = structure_problem(state)
     if problem is not None:
-        raise CheckpointError(f"{path} is damaged or was not written by netspec: {problem}", path=("--resume",),
-                              hint=DAMAGED_HINT)
+        raise CheckpointError(
+            f"{path} is damaged or was not written by netspec: {problem}", path=("--resume",), hint=DAMAGED_HINT
+        )
     state["path"] = path
     return state
 
@@ -130,17 +148,27 @@ def _check_version(state: Any, path: Path) -> None:
     """
     found = state.get("format") if isinstance(state, dict) else None
     prefix = CHECKPOINT_FORMAT.rsplit("-", 1)[0] + "-"
-    if not isinstance(found, str) or not found.startswith(prefix) or not found[len(prefix):].isdigit():
+    if not isinstance(found, str) or not found.startswith(prefix) or not found[len(prefix) :].isdigit():
         return
-    version = int(found[len(prefix):])
+    version = int(found[len(prefix) :])
     if version == FORMAT_VERSION:
         return
     age = "an older" if version < FORMAT_VERSION else "a newer"
-    raise CheckpointError(f"{path} was written by {age} netspec, format {version}; this one reads {FORMAT_VERSION}",
-                          path=("--resume",), hint=f"continue it with the netspec that wrote it, or start again "
-                          f"without --resume (`init: {{weights: {path}}}` starts from its weights)")
-_STATE_TYPES: dict[str, tuple[type, ...]] = {"best": (float, int, type(None)), "best_epoch": (int, type(None)),
-                                             "stale": (int,), "stale_best": (float, int, type(None)), "skipped": (int,)}
+    raise CheckpointError(
+        f"{path} was written by {age} netspec, format {version}; this one reads {FORMAT_VERSION}",
+        path=("--resume",),
+        hint=f"continue it with the netspec that wrote it, or start again "
+        f"without --resume (`init: {{weights: {path}}}` starts from its weights)",
+    )
+
+
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "best": (float, int, type(None)),
+    "best_epoch": (int, type(None)),
+    "stale": (int,),
+    "stale_best": (float, int, type(None)),
+    "skipped": (int,),
+}
 
 
 def structure_problem(state: dict[str, Any]) -> str | None:
@@ -152,25 +180,39 @@ def structure_problem(state: dict[str, Any]) -> str | None:
     '`model` is missing or not a state_dict'
     """
     model, optimizer = state.get("model"), state.get("optimizer")
-    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in model.items()):
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
         return "`model` is missing or not a state_dict"
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("state"), dict) \
-            or not isinstance(optimizer.get("param_groups"), list):
+    if (
+        not isinstance(optimizer, dict)
+        or not isinstance(optimizer.get("state"), dict)
+        or not isinstance(optimizer.get("param_groups"), list)
+    ):
         return "`optimizer` is missing or not an optimizer's state_dict"
     for key in ("epoch", "batch", "step"):
         if not isinstance(state.get(key), int) or isinstance(state[key], bool) or state[key] < 0:
             return f"`{key}` is {type(state.get(key)).__name__}, not a count"
     loop_state = state.get("state")
-    if not isinstance(loop_state, dict) or not all(k in _STATE_TYPES and isinstance(v, _STATE_TYPES[k])
-                                                   for k, v in loop_state.items()):
+    if not isinstance(loop_state, dict) or not all(
+        k in _STATE_TYPES and isinstance(v, _STATE_TYPES[k]) for k, v in loop_state.items()
+    ):
         return "`state` is missing or holds unknown entries"
-    for key, kinds in (("scheduler", (dict, type(None))), ("scaler", (dict, type(None))), ("meters", (dict,)),
-                       ("window_meter", (dict, type(None))), ("spec_hash", (str,)), ("rng", (dict,))):
+    for key, kinds in (
+        ("scheduler", (dict, type(None))),
+        ("scaler", (dict, type(None))),
+        ("meters", (dict,)),
+        ("window_meter", (dict, type(None))),
+        ("spec_hash", (str,)),
+        ("rng", (dict,)),
+    ):
         if not isinstance(state.get(key), kinds):
             return f"`{key}` is missing or a {type(state.get(key)).__name__}"
-    if not isinstance(state.get("world_size", 1), int) or not isinstance(state.get("ranks", []), list) \
-            or not all(isinstance(r, dict) and isinstance(r.get("rng"), dict) for r in state.get("ranks", [])):
+    if (
+        not isinstance(state.get("world_size", 1), int)
+        or not isinstance(state.get("ranks", []), list)
+        or not all(isinstance(r, dict) and isinstance(r.get("rng"), dict) for r in state.get("ranks", []))
+    ):
         return "`world_size` or `ranks` (the other processes' states) is malformed"
     return None if _rng_usable(state["rng"]) else "`rng` is not a set of random number generator states"
 
@@ -185,7 +227,6 @@ def _rng_usable(rng: dict[str, Any]) -> bool:
         return False
     finally:
         set_rng_state(current)
-
 
 
 def capture(run: Run) -> dict[str, Any]:
@@ -218,15 +259,22 @@ def restore(run: Run, ckpt: dict[str, Any]) -> None:
     directory is known.
     """
     ckpt = _this_rank(run, ckpt)
-    check_fits(run.model.state_dict(), ckpt["model"], str(ckpt["path"]), ("--resume",), strict=True,
-               hint=OTHER_SPEC_HINT["--resume"])
+    check_fits(
+        run.model.state_dict(),
+        ckpt["model"],
+        str(ckpt["path"]),
+        ("--resume",),
+        strict=True,
+        hint=OTHER_SPEC_HINT["--resume"],
+    )
     check_finite_weights(run.model, ckpt["model"], str(ckpt["path"]), ("--resume",))
     run.model.load_state_dict(ckpt["model"])
     try:
         run.optimizer.load_state_dict(ckpt["optimizer"])
     except ValueError as err:
-        raise CheckpointError(f"the optimizer in {ckpt['path']} does not fit this spec's optimizer: {err}",
-                              path=("optimizer",)) from None
+        raise CheckpointError(
+            f"the optimizer in {ckpt['path']} does not fit this spec's optimizer: {err}", path=("optimizer",)
+        ) from None
     except Exception:  # a forged state: any error torch raises means the same
         raise _damaged(ckpt, "optimizer") from None
     if not _optimizer_state_fits(run.optimizer):
@@ -250,8 +298,10 @@ def _this_rank(run: Run, ckpt: dict[str, Any]) -> dict[str, Any]:
     if ckpt["batch"] and saved != world:
         raise CheckpointError(
             f"{ckpt['path']} was saved mid-epoch by {saved} process(es) and this run has {world}",
-            path=("--resume",), hint=f"resume it with {saved} (`netspec run --nproc {saved}`), or resume a "
-            "checkpoint taken at the end of an epoch")
+            path=("--resume",),
+            hint=f"resume it with {saved} (`netspec run --nproc {saved}`), or resume a "
+            "checkpoint taken at the end of an epoch",
+        )
     if rank == 0:
         return ckpt
     ranks = ckpt.get("ranks", [])
@@ -261,8 +311,11 @@ def _this_rank(run: Run, ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def _damaged(ckpt: dict[str, Any], part: str) -> CheckpointError:
-    return CheckpointError(f"{ckpt['path']} is damaged or was not written by netspec: its `{part}` cannot be "
-                           "restored", path=("--resume",), hint=DAMAGED_HINT)
+    return CheckpointError(
+        f"{ckpt['path']} is damaged or was not written by netspec: its `{part}` cannot be restored",
+        path=("--resume",),
+        hint=DAMAGED_HINT,
+    )
 
 
 def _restore_parts(run: Run, ckpt: dict[str, Any]) -> None:
@@ -286,8 +339,11 @@ def _restore_parts(run: Run, ckpt: dict[str, Any]) -> None:
         except ValueError as err:
             if name not in ("meters", "window_meter"):
                 raise _damaged(ckpt, name) from None
-            raise CheckpointError(f"{ckpt['path']} is damaged or was not written by netspec: its `{name}`: {err}",
-                                  path=("--resume",), hint=DAMAGED_HINT) from None
+            raise CheckpointError(
+                f"{ckpt['path']} is damaged or was not written by netspec: its `{name}`: {err}",
+                path=("--resume",),
+                hint=DAMAGED_HINT,
+            ) from None
         except Exception:  # a forged state: any error torch raises means the same
             raise _damaged(ckpt, name) from None
 
@@ -300,7 +356,9 @@ def _optimizer_state_fits(optimizer: torch.optim.Optimizer) -> bool:
         for value in state.values():
             if isinstance(value, torch.Tensor) and value.dim() > 0:
                 shape = value.shape
-                if len(shape) > param.dim() or any(a not in (1, b) for a, b in zip(reversed(shape), reversed(param.shape))):
+                if len(shape) > param.dim() or any(
+                    a not in (1, b) for a, b in zip(reversed(shape), reversed(param.shape))
+                ):
                     return False
     return True
 
@@ -356,8 +414,11 @@ def _rank_states(run: Run) -> list[dict[str, Any]] | None:
         return None
     from .distributed import gather
 
-    mine = {"rng": rng_state(), "meters": run.meters["train"].state_dict(),
-            "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None}
+    mine = {
+        "rng": rng_state(),
+        "meters": run.meters["train"].state_dict(),
+        "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None,
+    }
     return gather(to_host(mine))
 
 
@@ -391,6 +452,9 @@ def check_weights(run: Run) -> None:
     st = run.state
     bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
     where = f"after epoch {st.epoch}, step {st.step}" if st.batch == 0 else f"at epoch {st.epoch + 1}, step {st.step}"
-    raise NonFiniteLoss(f"parameters are not finite {where} ({summarise(bad, 3)}): a gradient overflowed; "
-                        f"not saved, {run.run_dir.kept()}", path=("train", "on_nan"),
-                        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)")
+    raise NonFiniteLoss(
+        f"parameters are not finite {where} ({summarise(bad, 3)}): a gradient overflowed; "
+        f"not saved, {run.run_dir.kept()}",
+        path=("train", "on_nan"),
+        hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)",
+    )

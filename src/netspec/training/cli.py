@@ -68,9 +68,13 @@ def register(subparsers: Any) -> None:
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
     run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
-    run.add_argument("--nproc", type=int, metavar="N",
-                     help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
-                     "data.batch_size is the global batch")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
+        "data.batch_size is the global batch",
+    )
     from ..cli_options import add_print_config
 
     add_print_config(run)
@@ -127,8 +131,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> Any:
     import netspec
 
-    return netspec.load_spec(args.spec, overrides=_overrides(args), allow_imports=args.allow_imports,
-                             data_roots=args.data_roots)
+    return netspec.load_spec(
+        args.spec, overrides=_overrides(args), allow_imports=args.allow_imports, data_roots=args.data_roots
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -212,7 +217,11 @@ def _run(args: argparse.Namespace, world: Any) -> int:
         return EXIT_TRAINING_FAILED
     if world is not None and world.rank != 0:
         return 0  # rank 0 says it
-    best = f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})" if result.best else ""
+    best = (
+        f"; best {result.best['monitor']} {result.best['value']:.4f} (epoch {result.best['epoch']})"
+        if result.best
+        else ""
+    )
     print(f"done: {result.epochs} epochs, {result.steps} steps ({result.stop_reason}){best}; {result.run_dir}")
     return 0
 

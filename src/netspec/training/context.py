@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import Location, NetspecError, SpecError
 
@@ -81,5 +82,8 @@ def require_sections(spec: Any, *sections: str) -> None:
     """
     for name in sections:
         if getattr(spec, name, None) is None:
-            raise SpecError(f"training needs a{'n' if name[0] in 'aeiou' else ''} `{name}:` section", path=(name,),
-                            hint=_EXAMPLES.get(name))
+            raise SpecError(
+                f"training needs a{'n' if name[0] in 'aeiou' else ''} `{name}:` section",
+                path=(name,),
+                hint=_EXAMPLES.get(name),
+            )

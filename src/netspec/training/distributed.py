@@ -49,7 +49,7 @@ from typing import IO, Any, ClassVar, NoReturn, TypeVar
 import torch
 from torch import Tensor, nn
 
-from ..errors import EXIT_TRAINING_FAILED, NetspecError, SpecError, TrainingError, first_line
+from ..errors import EXIT_TRAINING_FAILED, NetspecError, TrainingError, first_line
 from .launchenv import LaunchError, World, resolve_master
 
 __all__ = [
@@ -124,15 +124,23 @@ def start(device: torch.device, backend: str, timeout: float) -> None:
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise everywhere(TrainingError("`backend: nccl` needs CUDA devices, and this run trains on the CPU",
-                                        path=("train", "distributed", "backend"), hint="use `backend: gloo` or `auto`"))
+        raise everywhere(
+            TrainingError(
+                "`backend: nccl` needs CUDA devices, and this run trains on the CPU",
+                path=("train", "distributed", "backend"),
+                hint="use `backend: gloo` or `auto`",
+            )
+        )
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         _join(backend, device, timeout, World.from_env())
         _owned = True
-    _control = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)) \
-        if dist.get_backend() != "gloo" else dist.group.WORLD
+    _control = (
+        dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout))
+        if dist.get_backend() != "gloo"
+        else dist.group.WORLD
+    )
 
 
 class RendezvousFailed(LaunchError):
@@ -146,8 +154,10 @@ def _join(backend: str, device: torch.device, timeout: float, here: World | None
     retries with stack frames, written straight to stderr) are held back while it waits."""
     import torch.distributed as dist
 
-    options: dict[str, Any] = {"timeout": timedelta(seconds=timeout),
-                               "device_id": device if device.type == "cuda" else None}
+    options: dict[str, Any] = {
+        "timeout": timedelta(seconds=timeout),
+        "device_id": device if device.type == "cuda" else None,
+    }
     if here is not None:
         resolve_master(here)
         if here.master_addr is None:
@@ -173,17 +183,19 @@ def rendezvous_failed(err: BaseException, here: World | None, timeout: float) ->
     where = f"{here.master_addr}:{here.master_port}" if here is not None and here.master_addr else "their rendezvous"
     text = str(err)
     if here is not None and ("EADDRINUSE" in text or "ddress already in use" in text):
-        return RendezvousFailed(f"MASTER_PORT={here.master_port} is in use on this machine, so rank {here.rank} "
-                                "cannot listen on it", hint="choose a free port")
+        return RendezvousFailed(
+            f"MASTER_PORT={here.master_port} is in use on this machine, so rank {here.rank} cannot listen on it",
+            hint="choose a free port",
+        )
     reason = _without_source(first_line(err)).rstrip(".")
     if not _is_store_failure(err):  # not about meeting (a device, a backend): say it as it is
         return RendezvousFailed(f"the process group could not start: {reason}")
     ranks = f"every rank 0 to {here.world_size - 1}" if here is not None else "every process"
     return RendezvousFailed(
-        f"the {size} processes did not meet at {where} within train.distributed.timeout ({timeout:g} s): "
-        f"{reason}",
+        f"the {size} processes did not meet at {where} within train.distributed.timeout ({timeout:g} s): {reason}",
         hint=f"start {ranks} with the same MASTER_ADDR, MASTER_PORT and WORLD_SIZE (torchrun does), "
-             "or raise train.distributed.timeout")
+        "or raise train.distributed.timeout",
+    )
 
 
 def _is_store_failure(err: BaseException) -> bool:
@@ -295,9 +307,12 @@ def wrap(model: nn.Module, device: torch.device, options: Any) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(
-        model, device_ids=[device] if device.type == "cuda" else None,
+        model,
+        device_ids=[device] if device.type == "cuda" else None,
         find_unused_parameters=options.find_unused_parameters,
-        gradient_as_bucket_view=options.gradient_as_bucket_view, static_graph=options.static_graph)
+        gradient_as_bucket_view=options.gradient_as_bucket_view,
+        static_graph=options.static_graph,
+    )
 
 
 def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Module:
@@ -309,8 +324,12 @@ def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Modul
     netspec.errors.TrainingError: <spec>: train.distributed.sync_batchnorm: `sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU kernel)
     """
     if device.type != "cuda":
-        raise everywhere(TrainingError("`sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU "
-                                        "kernel)", path=("train", "distributed", "sync_batchnorm")))
+        raise everywhere(
+            TrainingError(
+                "`sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU kernel)",
+                path=("train", "distributed", "sync_batchnorm"),
+            )
+        )
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     log.info("sync_batchnorm: BatchNorm statistics over the global batch")
     return converted
@@ -394,6 +413,7 @@ def from_main(make: Callable[[], T]) -> T:
 def everywhere(err: E) -> E:
     """Mark an error every process raises alike: rank 0 alone prints it (``rank 0: ...``).
 
+    >>> from netspec.errors import SpecError
     >>> everywhere(SpecError("x")).every_rank
     True
     """
@@ -410,9 +430,13 @@ def check_batch(global_batch: int, world_size: int, path: tuple[str, ...] = ("da
     netspec.errors.TrainingError: <spec>: data.batch_size: 10 is the global batch and does not divide among 4 processes; make it a multiple of 4 (each process takes batch_size / 4)
     """
     if global_batch % world_size:
-        raise everywhere(TrainingError(
-            f"{global_batch} is the global batch and does not divide among {world_size} processes", path=path,
-            hint=f"make it a multiple of {world_size} (each process takes batch_size / {world_size})"))
+        raise everywhere(
+            TrainingError(
+                f"{global_batch} is the global batch and does not divide among {world_size} processes",
+                path=path,
+                hint=f"make it a multiple of {world_size} (each process takes batch_size / {world_size})",
+            )
+        )
 
 
 def check_devices(device: torch.device, world_: World) -> None:
@@ -422,10 +446,14 @@ def check_devices(device: torch.device, world_: World) -> None:
     """
     count = torch.cuda.device_count()
     if device.type == "cuda" and world_.local_world_size > count:
-        raise everywhere(TrainingError(
-            f"{world_.local_world_size} processes on this machine but {count} CUDA device(s): each process "
-            "trains on its own device", path=("--nproc",),
-            hint=f"start at most {count} per machine (`--nproc {count}`, or torchrun --nproc-per-node {count})"))
+        raise everywhere(
+            TrainingError(
+                f"{world_.local_world_size} processes on this machine but {count} CUDA device(s): each process "
+                "trains on its own device",
+                path=("--nproc",),
+                hint=f"start at most {count} per machine (`--nproc {count}`, or torchrun --nproc-per-node {count})",
+            )
+        )
 
 
 def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
@@ -439,15 +467,22 @@ def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
     """
     train = loaders.train
     if not hasattr(train, "shard"):
-        raise everywhere(TrainingError("loaders given from Python cannot be dealt out among processes",
-                                        path=("data",), hint="let netspec build them from the spec's data section"))
+        raise everywhere(
+            TrainingError(
+                "loaders given from Python cannot be dealt out among processes",
+                path=("data",),
+                hint="let netspec build them from the spec's data section",
+            )
+        )
     check_batch(train.global_batch_size, world_size)
     for split in ("train", "val", "test"):
         loader = getattr(loaders, split, None)
         if loader is not None:
             loader.shard(rank, world_size)
-    log.info(f"data-parallel: data.batch_size {train.global_batch_size} is the global batch, "
-             f"{train.batch_size} per process; {len(train)} batches per epoch in each process")
+    log.info(
+        f"data-parallel: data.batch_size {train.global_batch_size} is the global batch, "
+        f"{train.batch_size} per process; {len(train)} batches per epoch in each process"
+    )
 
 
 def is_peer_failure(err: BaseException) -> bool:
@@ -463,7 +498,8 @@ def is_peer_failure(err: BaseException) -> bool:
         return True
     text = str(err)
     return isinstance(err, RuntimeError) and any(
-        s in text for s in ("gloo", "Connection closed by peer", "Connection reset by peer", "NCCL", "Timed out"))
+        s in text for s in ("gloo", "Connection closed by peer", "Connection reset by peer", "NCCL", "Timed out")
+    )
 
 
 def peer_lost(err: BaseException) -> PeerLost:
@@ -478,8 +514,10 @@ def peer_lost(err: BaseException) -> PeerLost:
     """
     if World.from_env() is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return PeerLost(f"stopped: another process of the run failed or is gone ({_first_sentence(err)})",
-                    hint="the launcher's report names it; continue from the last checkpoint with --resume")
+    return PeerLost(
+        f"stopped: another process of the run failed or is gone ({_first_sentence(err)})",
+        hint="the launcher's report names it; continue from the last checkpoint with --resume",
+    )
 
 
 def _without_source(text: str) -> str:

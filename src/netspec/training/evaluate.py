@@ -22,15 +22,22 @@ from .spec import WeightsSpec
 from .weights import load_weights
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
-    from ..data.build import Loaders
     from ..compiler.spec import Spec
+    from ..data.build import Loaders
 
 __all__ = ["evaluate", "evaluate_loader", "forward", "batch_size"]
 
 
-def evaluate(spec: Spec, *, checkpoint: str | Path | None = None, split: str = "val", model: nn.Module | None = None,
-             loaders: Loaders | None = None, base_dir: str | Path | None = None,
-             allow_download: bool = False) -> dict[str, float]:
+def evaluate(
+    spec: Spec,
+    *,
+    checkpoint: str | Path | None = None,
+    split: str = "val",
+    model: nn.Module | None = None,
+    loaders: Loaders | None = None,
+    base_dir: str | Path | None = None,
+    allow_download: bool = False,
+) -> dict[str, float]:
     """Loss and metrics of a model (weights from ``checkpoint``) on the ``val`` or ``test`` split.
 
     The spec was checked when it was loaded, exactly as for ``train``; its files are read only
@@ -68,20 +75,38 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
     return model
 
 
-def _split_loader(spec: Any, loaders: Any, split: str, tspec: TrainSpec, hw: Hardware, base: Path,
-                  allow_download: bool, model: nn.Module) -> Any:
+def _split_loader(
+    spec: Any,
+    loaders: Any,
+    split: str,
+    tspec: TrainSpec,
+    hw: Hardware,
+    base: Path,
+    allow_download: bool,
+    model: nn.Module,
+) -> Any:
     if loaders is None:
         from ..data import build_loaders
         from ..data.checks import declared_inputs
 
-        loaders = build_loaders(spec.data, base_dir=base, input_names=list(spec.inputs), seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
-                                classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
-                                inputs=declared_inputs(model))
+        loaders = build_loaders(
+            spec.data,
+            base_dir=base,
+            input_names=list(spec.inputs),
+            seed=tspec.seed,
+            device=hw.device,
+            allow_download=allow_download,
+            roots=spec_roots(spec),
+            classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
+            inputs=declared_inputs(model),
+        )
     loader = getattr(loaders, split, None)
     if loader is None:
-        raise DataError(f"the data has no `{split}` split", path=("data",),
-                        hint=f"add `{split}:` under `data:`" + (" or use --split val" if loaders.val is not None else ""))
+        raise DataError(
+            f"the data has no `{split}` split",
+            path=("data",),
+            hint=f"add `{split}:` under `data:`" + (" or use --split val" if loaders.val is not None else ""),
+        )
     return loader
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generator, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from ..errors import TrainingError
 
 __all__ = ["Hardware", "set_seed", "deterministic", "rng_state", "set_rng_state"]
+
 
 @dataclass
 class Hardware:
@@ -70,10 +72,16 @@ class Hardware:
     def _pick_distributed(cls, device: str, precision: str, channels_last: bool, local_rank: int) -> Hardware:
         """One device per process: ``cuda:<local rank>`` (``auto`` with CUDA), else the CPU."""
         if device.startswith("cuda:") or device == "mps":
-            hint = "use `device: cuda` (each process takes cuda:<its local rank>), `auto` or `cpu`" \
-                if device != "mps" else "use `device: cpu`"
-            raise TrainingError(f"device `{device}` cannot be shared among the processes of a data-parallel run",
-                                path=("train", "device"), hint=hint)
+            hint = (
+                "use `device: cuda` (each process takes cuda:<its local rank>), `auto` or `cpu`"
+                if device != "mps"
+                else "use `device: cpu`"
+            )
+            raise TrainingError(
+                f"device `{device}` cannot be shared among the processes of a data-parallel run",
+                path=("train", "device"),
+                hint=hint,
+            )
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         hw = cls.pick(device, precision, channels_last)  # checks CUDA is there
@@ -116,6 +124,7 @@ class Hardware:
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
+
 def set_seed(seed: int) -> None:
     """Seed python, numpy and torch on every device (seed 003's ``set_seed``).
 
@@ -134,7 +143,11 @@ def deterministic(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
@@ -167,6 +180,5 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():  # a checkpoint of a machine with more GPUs: those there are
-        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+        for index, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(device_state, index)
-

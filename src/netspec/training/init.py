@@ -36,8 +36,14 @@ def check_init_function(spec: InitFnSpec) -> None:
     INIT_FUNCTIONS.check(spec)
 
 
-def init_model(model: nn.Module, spec: InitSpec | None, *, base_dir: Path = Path("."), roots: tuple[Path, ...] = (),
-               log: Log | None = None) -> None:
+def init_model(
+    model: nn.Module,
+    spec: InitSpec | None,
+    *,
+    base_dir: Path = Path("."),
+    roots: tuple[Path, ...] = (),
+    log: Log | None = None,
+) -> None:
     """Apply init rules in order, then load weights; log what was initialised, loaded, frozen.
 
     >>> from netspec.training.spec import InitSpec
@@ -75,7 +81,9 @@ def _apply_rule(model: nn.Module, rule: InitRuleSpec, path: SpecPath, log: Log) 
                 with torch.no_grad():
                     fn(tensor, **fn_spec.args)
             except (ValueError, RuntimeError, TypeError) as err:
-                raise SpecError(f"{fn_spec.name} cannot initialise `{name}.{part}` {tuple(tensor.shape)}: {err}", path=(*path, part)) from None
+                raise SpecError(
+                    f"{fn_spec.name} cannot initialise `{name}.{part}` {tuple(tensor.shape)}: {err}", path=(*path, part)
+                ) from None
             names.append(f"{name}.{part}")
         done.append(f"{part} {fn_spec.name}{fmt_call(fn_spec.args)} on {len(names)} tensors ({summarise(names)})")
     what = " ".join(filter(None, [_as_text(rule.layer), _as_text(rule.name)]))
@@ -105,7 +113,8 @@ def _rule_modules(model: nn.Module, rule: InitRuleSpec, path: SpecPath) -> list[
                 raise SpecError(
                     f"init pattern `{pat}` matches no module",
                     path=name_path,
-                    hint=did_you_mean(pat, [n for n, _ in named]) or f"module names look like {summarise([n for n, _ in named], 4)}",
+                    hint=did_you_mean(pat, [n for n, _ in named])
+                    or f"module names look like {summarise([n for n, _ in named], 4)}",
                 )
         selected = [(n, m) for n, m in selected if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
     return selected

@@ -16,6 +16,7 @@ Each process reports its own failure in its line of the log and in torchrun's er
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -52,10 +53,14 @@ def nested(nproc: int) -> LaunchError:
     >>> print(nested(2))
     launch environment: --nproc 2 starts a data-parallel run, but this process already is one of a run (torchrun's variables are set); under torchrun leave out --nproc, or unset RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT to start one with --nproc
     """
-    return everywhere(LaunchError(
-        f"--nproc {nproc} starts a data-parallel run, but this process already is one of a run (torchrun's "
-        "variables are set)", path=("--nproc",),
-        hint=f"under torchrun leave out --nproc, or unset {', '.join(VARIABLES)} to start one with --nproc"))
+    return everywhere(
+        LaunchError(
+            f"--nproc {nproc} starts a data-parallel run, but this process already is one of a run (torchrun's "
+            "variables are set)",
+            path=("--nproc",),
+            hint=f"under torchrun leave out --nproc, or unset {', '.join(VARIABLES)} to start one with --nproc",
+        )
+    )
 
 
 def precheck(spec: Any, nproc: int) -> None:
@@ -88,13 +93,16 @@ def launch(spec: Any, nproc: int, argv: list[str]) -> int:
     with located(spec):
         precheck(spec, nproc)
     args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "-m", "netspec", *without_nproc(argv)])
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "netspec", *without_nproc(argv)]
+    )
     try:
         run(args)
     except ChildFailedError as err:
         rank, failure = root_cause(err.failures)
-        print(f"netspec: rank {rank} failed first: {_describe(failure)}; the other processes were stopped",
-              file=sys.stderr)
+        print(
+            f"netspec: rank {rank} failed first: {_describe(failure)}; the other processes were stopped",
+            file=sys.stderr,
+        )
         return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
     except SignalException as err:  # Ctrl-C or SIGTERM: the processes got it and saved (see their lines)
         return 128 + int(err.sigval) if err.sigval != signal.SIGINT else EXIT_INTERRUPTED
@@ -105,10 +113,15 @@ def root_cause(failures: dict[int, Any]) -> tuple[int, Any]:
     """The process that failed first: torchrun orders failures by a timestamp in whole seconds,
     so a process that stopped because another failed (its error file says ``PeerLost``) or was
     stopped by torchrun (SIGTERM) comes after one that failed on its own."""
+
     def secondary(rank: int) -> tuple[bool, bool, int, int]:
         failure = failures[rank]
-        return (_message(failure).startswith((PEER_LOST, RENDEZVOUS_FAILED)), failure.exitcode == -signal.SIGTERM,
-                failure.timestamp, rank)
+        return (
+            _message(failure).startswith((PEER_LOST, RENDEZVOUS_FAILED)),
+            failure.exitcode == -signal.SIGTERM,
+            failure.timestamp,
+            rank,
+        )
 
     rank = min(failures, key=secondary)
     return rank, failures[rank]
@@ -138,10 +151,8 @@ def record_failure(err: BaseException) -> None:
         return
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
-    try:
+    with contextlib.suppress(OSError):  # the report is a courtesy; the process's own line was printed already
         ErrorHandler().record_exception(err)
-    except OSError:  # the report is a courtesy; the process's own line was printed already
-        pass
 
 
 def report_failure(err: NetspecError, world: World) -> None:

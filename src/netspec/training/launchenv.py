@@ -86,9 +86,13 @@ def read_world(env: Mapping[str, str]) -> World | None:
     problems += _order(rank, size, local_rank, local_size)
     addr, port = _master(env, size, problems)
     if problems:
-        raise LaunchError("; ".join(problems), hint=(
-            "torchrun sets these variables for every process it starts (so does `netspec run SPEC --nproc N`); "
-            f"for one process, unset {', '.join(present)}"))
+        raise LaunchError(
+            "; ".join(problems),
+            hint=(
+                "torchrun sets these variables for every process it starts (so does `netspec run SPEC --nproc N`); "
+                f"for one process, unset {', '.join(present)}"
+            ),
+        )
     assert rank is not None and size is not None  # both required above
     local_rank = rank if local_rank is None else local_rank
     return World(rank, size, local_rank, size if local_size is None else local_size, addr, port)
@@ -137,8 +141,9 @@ def _master(env: Mapping[str, str], size: int | None, problems: list[str]) -> tu
     leave out both (it meets nobody)."""
     addr, port_text = env.get("MASTER_ADDR"), env.get("MASTER_PORT")
     if (size is None or size > 1) or (addr is None) != (port_text is None):
-        problems += [f"{name} is not set" for name, value in (("MASTER_ADDR", addr), ("MASTER_PORT", port_text))
-                     if value is None]
+        problems += [
+            f"{name} is not set" for name, value in (("MASTER_ADDR", addr), ("MASTER_PORT", port_text)) if value is None
+        ]
     if addr is not None and not addr.strip():
         problems.append("MASTER_ADDR is empty (the host name or IP address of rank 0's machine)")
     port = None
@@ -164,5 +169,7 @@ def resolve_master(world: World) -> None:
         socket.getaddrinfo(world.master_addr, world.master_port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise LaunchError(f"MASTER_ADDR={world.master_addr!r} cannot be resolved ({reason})",
-                          hint="set it to the host name or IP address of the machine that runs rank 0") from None
+        raise LaunchError(
+            f"MASTER_ADDR={world.master_addr!r} cannot be resolved ({reason})",
+            hint="set it to the host name or IP address of the machine that runs rank 0",
+        ) from None

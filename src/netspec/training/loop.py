@@ -14,9 +14,10 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +42,8 @@ from .stopping import check_stopping, stop_at_step
 from .watch import BadLoss, NanWatch, all_finite
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
-    from ..data.build import Loaders
     from ..compiler.spec import Spec
+    from ..data.build import Loaders
 
 __all__ = ["train", "RunResult", "Run"]
 
@@ -105,9 +106,17 @@ class Run:
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
 
 
-def train(spec: Spec, *, model: nn.Module | None = None, loaders: Loaders | None = None, out: str | Path | None = None,
-          resume: str | Path | None = None, base_dir: str | Path | None = None, allow_download: bool = False,
-          stream: TextIO | None = None) -> RunResult:
+def train(
+    spec: Spec,
+    *,
+    model: nn.Module | None = None,
+    loaders: Loaders | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    base_dir: str | Path | None = None,
+    allow_download: bool = False,
+    stream: TextIO | None = None,
+) -> RunResult:
     """Train a spec's model as its training sections say; return where it went.
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
@@ -136,7 +145,8 @@ def train(spec: Spec, *, model: nn.Module | None = None, loaders: Loaders | None
                 run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
                 try:
                     run.run_dir = distributed.from_main(
-                        lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name))
+                        lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
+                    )
                     if hw.rank:  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
                         set_seed(tspec.seed + 1_000_003 * hw.rank)
                     return _start(run, ckpt)
@@ -157,10 +167,16 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     place in the process group, after the checks every process makes alike."""
     where = distributed.World.from_env()
     try:
-        hw = Hardware.pick(tspec.device, tspec.precision, channels_last=tspec.channels_last,
-                           local_rank=where.local_rank if where is not None else None)
+        hw = Hardware.pick(
+            tspec.device,
+            tspec.precision,
+            channels_last=tspec.channels_last,
+            local_rank=where.local_rank if where is not None else None,
+        )
     except NetspecError as err:  # no such device (a TrainingError) or a bad setting
-        raise distributed.everywhere(err) if where is not None else err
+        if where is not None:
+            distributed.everywhere(err)  # marks it: every process raises it alike, rank 0 prints it
+        raise
     if where is None:
         return hw
     distributed.check_devices(hw.device, where)
@@ -171,11 +187,17 @@ def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:
     return hw
 
 
-def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, loaders: Any, base: Path,
-           allow_download: bool, log: Log, ckpt: dict[str, Any] | None) -> Run:
-    """Everything a run needs but its directory."""
-    input_names, output_names = list(spec.inputs), list(spec.output_names)
-    # ---- model: built, initialised (unless resuming: the checkpoint has the weights), moved
+def _model(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module | None,
+    base: Path,
+    log: Log,
+    ckpt: dict[str, Any] | None,
+) -> tuple[nn.Module, nn.Module | None]:
+    """The model built, initialised (unless resuming: the checkpoint has the weights) and moved,
+    with its torch.compile'd form (or None)."""
     if model is None:
         from ..api import build_model
 
@@ -185,36 +207,91 @@ def _setup(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module | None, l
     model.to(hw.device)
     if hw.distributed and tspec.distributed.sync_batchnorm:
         model = distributed.sync_batchnorm(model, hw.device, log)
-    compiled = prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
-    # ---- data: every label checked against the model's output size, and each split's first
-    # sample against the declared inputs, once, here (every process checks the same samples alike)
+    return model, prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
+
+
+def _loaders(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module,
+    loaders: Any,
+    base: Path,
+    allow_download: bool,
+    log: Log,
+) -> Any:
+    """The loaders, built unless given: every label checked against the model's output size, and
+    each split's first sample against the declared inputs, once, here (every process checks the
+    same samples alike); under several processes, each one's share of every epoch."""
     if loaders is None:
         from ..data import build_loaders
         from ..data.checks import declared_inputs
 
-        loaders = build_loaders(spec.data, base_dir=base, input_names=input_names, seed=tspec.seed,
-                                device=hw.device, allow_download=allow_download, roots=spec_roots(spec),
-                                classes=class_counts(spec.loss, output_names, output_shapes(model)),
-                                inputs=declared_inputs(model))
-    if hw.distributed:  # each process its share of every epoch
+        loaders = build_loaders(
+            spec.data,
+            base_dir=base,
+            input_names=list(spec.inputs),
+            seed=tspec.seed,
+            device=hw.device,
+            allow_download=allow_download,
+            roots=spec_roots(spec),
+            classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
+            inputs=declared_inputs(model),
+        )
+    if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
+    return loaders
+
+
+def _setup(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module | None,
+    loaders: Any,
+    base: Path,
+    allow_download: bool,
+    log: Log,
+    ckpt: dict[str, Any] | None,
+) -> Run:
+    """Everything a run needs but its directory."""
+    input_names, output_names = list(spec.inputs), list(spec.output_names)
+    model, compiled = _model(spec, tspec, hw, model, base, log, ckpt)
+    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, log)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
     # ---- loss, metrics, optimizer, schedule
-    optimizer = build_optimizer(spec.optimizer, model, log=log,
-                                defaults=optimizer_defaults(spec.optimizer.name, spec.optimizer.args, tspec, hw))
+    optimizer = build_optimizer(
+        spec.optimizer, model, log=log, defaults=optimizer_defaults(spec.optimizer.name, spec.optimizer.args, tspec, hw)
+    )
     steps_per_epoch = math.ceil(len(loaders.train) / tspec.grad_accumulation)
-    schedule = build_scheduler(spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch,
-                               has_val=has_val, log=log)
+    schedule = build_scheduler(
+        spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch, has_val=has_val, log=log
+    )
     stop = tspec.stop_when
     per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
     meters = {split: MetricSet(tspec.metrics, output_names, spec.loss) for split in ("train", "val")}
     window = MetricSet(tspec.metrics, output_names, spec.loss) if per_step else None
-    run = Run(spec, tspec, hw, model, loaders, build_criterion(spec.loss, output_names).to(hw.device), optimizer,
-              schedule, hw.make_scaler(), meters, window, log, input_names, output_names,
-              [p for g in optimizer.param_groups for p in g["params"]],
-              tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"), compiled=compiled)
+    run = Run(
+        spec,
+        tspec,
+        hw,
+        model,
+        loaders,
+        build_criterion(spec.loss, output_names).to(hw.device),
+        optimizer,
+        schedule,
+        hw.make_scaler(),
+        meters,
+        window,
+        log,
+        input_names,
+        output_names,
+        [p for g in optimizer.param_groups for p in g["params"]],
+        tspec.checkpoint.monitor or ("val_loss" if has_val else "train_loss"),
+        compiled=compiled,
+    )
     report.report_model(run)
     if ckpt is not None:
         restore(run, ckpt)
@@ -234,8 +311,10 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
             processes = f", {hw.world_size} process{'es' if hw.world_size > 1 else ''}" if hw.distributed else ""
             first = [f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})"]
             if ckpt is not None and ckpt["spec_hash"] != digest:
-                first.append(f"warning: the spec changed since {ckpt['path']} was saved "
-                             f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway")
+                first.append(
+                    f"warning: the spec changed since {ckpt['path']} was saved "
+                    f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway"
+                )
             run.log.release(run_dir.path / "train.log", *first)
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
@@ -245,8 +324,11 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
         # Said at the failing write, with what is left to continue from.
         err.message += f"; {run_dir.kept()}"
         if err.hint is None:
-            err.hint = (f"make room, then continue with --resume {run_dir.path}" if run_dir.last.exists()
-                        else "make room (or choose another --out), then start again")
+            err.hint = (
+                f"make room, then continue with --resume {run_dir.path}"
+                if run_dir.last.exists()
+                else "make room (or choose another --out), then start again"
+            )
         raise
 
 
@@ -327,8 +409,9 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
 
 
-def _forward_backward(run: Run, inputs: dict[str, Tensor], target: Any, i: int,
-                      n_batches: int) -> tuple[Tensor, int, bool]:
+def _forward_backward(
+    run: Run, inputs: dict[str, Tensor], target: Any, i: int, n_batches: int
+) -> tuple[Tensor, int, bool]:
     """Forward, loss and backward of batch ``i``; returns the loss, the batch's samples and
     whether it was kept (`on_nan: skip` drops a non-finite one).
 
@@ -397,8 +480,10 @@ def _step(run: Run, pending: int, i: int, n_batches: int) -> bool:
     st, clip, scaler, opt = run.state, run.tspec.grad_clip, run.scaler, run.optimizer
     if run.tspec.on_nan == "skip" and scaler is None and not _grads_finite(run):
         st.skipped += pending
-        run.log.warn(f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
-                     f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)")
+        run.log.warn(
+            f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
+            f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)"
+        )
         opt.zero_grad(set_to_none=True)
         return False
     if clip is not None:

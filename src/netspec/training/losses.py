@@ -27,8 +27,9 @@ Every loss is computed in float32, outside autocast (BCELoss refuses float16 inp
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.nn as nn
@@ -72,8 +73,16 @@ class LossEntry:
 
 # torch.nn losses, by introspection. The table says which target they want.
 _FLOAT_TARGET = {
-    "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
-    "SoftMarginLoss", "KLDivLoss", "PoissonNLLLoss", "MultiLabelSoftMarginLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "MSELoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "HuberLoss",
+    "SoftMarginLoss",
+    "KLDivLoss",
+    "PoissonNLLLoss",
+    "MultiLabelSoftMarginLoss",
 }
 _INDEX_TARGET = {"CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"}
 # NLLLoss2d is deprecated; LinearCrossEntropyLoss owns a Linear layer whose weights the
@@ -91,15 +100,20 @@ def _torch_losses(registry: Registry[LossEntry]) -> None:
 
 
 #: loss name -> entry: every torch.nn loss, then netspec's own (Dice, DiceBCE, IoU, Focal).
-LOSSES: Registry[LossEntry] = Registry("loss", fill=_torch_losses, signature=lambda entry: entry.factory,
-                                       hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal")
+LOSSES: Registry[LossEntry] = Registry(
+    "loss",
+    fill=_torch_losses,
+    signature=lambda entry: entry.factory,
+    hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal",
+)
 
 
 _M = TypeVar("_M", bound=nn.Module)
 
 
-def register_loss(name: str, *, target: str = "custom",
-                  aliases: tuple[str, ...] = ()) -> Callable[[type[_M]], type[_M]]:
+def register_loss(
+    name: str, *, target: str = "custom", aliases: tuple[str, ...] = ()
+) -> Callable[[type[_M]], type[_M]]:
     """Class decorator adding a loss to :data:`LOSSES` under ``name`` (and aliases).
 
     >>> @register_loss("Half", target="float")
@@ -162,7 +176,9 @@ def _squeezed(t: Tensor) -> tuple[int, ...]:
 # was just a rescaled BCE). These take logits by default and work per element.
 
 
-def _probs_and_onehot(output: Tensor, target: Tensor, mode: str, from_logits: bool) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+def _probs_and_onehot(
+    output: Tensor, target: Tensor, mode: str, from_logits: bool
+) -> tuple[Tensor, Tensor, tuple[int, ...]]:
     """(probabilities, one-hot/float target, dims to sum over) for binary or multi-class."""
     if _is_multiclass(output, target, mode):
         probs = output.softmax(dim=1) if from_logits else output
@@ -177,7 +193,9 @@ def _probs_and_onehot(output: Tensor, target: Tensor, mode: str, from_logits: bo
 def _is_multiclass(output: Tensor, target: Tensor, mode: str) -> bool:
     if mode != "auto":
         return mode == "multiclass"
-    return output.ndim >= 2 and output.shape[1] > 1 and target.ndim == output.ndim - 1 and not target.is_floating_point()
+    return (
+        output.ndim >= 2 and output.shape[1] > 1 and target.ndim == output.ndim - 1 and not target.is_floating_point()
+    )
 
 
 class _Overlap(nn.Module):
@@ -233,7 +251,9 @@ class DiceBCELoss(nn.Module):
     0.943...
     """
 
-    def __init__(self, smooth: float = 1.0, bce_weight: float = 1.0, dice_weight: float = 1.0, mode: str = "auto") -> None:
+    def __init__(
+        self, smooth: float = 1.0, bce_weight: float = 1.0, dice_weight: float = 1.0, mode: str = "auto"
+    ) -> None:
         super().__init__()
         self.dice = DiceLoss(smooth=smooth, mode=mode)
         self.bce_weight, self.dice_weight, self.mode = bce_weight, dice_weight, mode
@@ -264,7 +284,9 @@ class FocalLoss(nn.Module):
         self.gamma, self.mode = gamma, mode
         self.alpha = alpha if not isinstance(alpha, (list, tuple)) else None
         self.class_alpha: Tensor | None  # a buffer: it moves with the module
-        self.register_buffer("class_alpha", torch.tensor(alpha, dtype=torch.float32) if isinstance(alpha, (list, tuple)) else None)
+        self.register_buffer(
+            "class_alpha", torch.tensor(alpha, dtype=torch.float32) if isinstance(alpha, (list, tuple)) else None
+        )
 
     def forward(self, output: Tensor, target: Tensor) -> Tensor:
         if _is_multiclass(output, target, self.mode):
@@ -302,8 +324,10 @@ def check_loss(spec: LossSpec) -> None:
     assert spec.name is not None
     entry = LOSSES.check(spec)
     if entry.inputs != 2:
-        raise SpecError(f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its "
-                        "target", path=spec.name_path(()))
+        raise SpecError(
+            f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
+            path=spec.name_path(()),
+        )
     _construct_loss(spec, entry, ())
 
 
@@ -348,8 +372,13 @@ def _terms(spec: LossSpec, outputs: list[str], path: SpecPath, weight: float, ou
             _check_output(name, outputs, (*path, "outputs", name))
             terms += _terms(sub, outputs, (*path, "outputs", name), weight, name)
         return terms
-    output = pick_output(output, outputs, path, "loss",
-                         hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`")
+    output = pick_output(
+        output,
+        outputs,
+        path,
+        "loss",
+        hint=f"add `output: {outputs[0]}` or write `loss: {{outputs: {{{outputs[0]}: ...}}}}`",
+    )
     return [_Term(spec, path, weight, output)]
 
 
@@ -357,8 +386,9 @@ def _own_output(spec: LossSpec, inherited: str | None, path: SpecPath) -> str | 
     if spec.output is None:
         return inherited
     if inherited is not None and spec.output != inherited:
-        raise SpecError(f"this loss sits under output `{inherited}` but says `output: {spec.output}`",
-                        path=(*path, "output"))
+        raise SpecError(
+            f"this loss sits under output `{inherited}` but says `output: {spec.output}`", path=(*path, "output")
+        )
     return spec.output
 
 
@@ -370,8 +400,11 @@ def pick_output(output: str | None, outputs: list[str], path: SpecPath, what: st
     """
     if output is None:
         if len(outputs) != 1:
-            raise SpecError(f"the model has {len(outputs)} outputs ({', '.join(outputs)}); "
-                            f"say which one this {what} reads", path=path, hint=hint)
+            raise SpecError(
+                f"the model has {len(outputs)} outputs ({', '.join(outputs)}); say which one this {what} reads",
+                path=path,
+                hint=hint,
+            )
         return outputs[0]
     _check_output(output, outputs, (*path, "output"))
     return output
@@ -379,8 +412,11 @@ def pick_output(output: str | None, outputs: list[str], path: SpecPath, what: st
 
 def _check_output(name: str, outputs: list[str], path: SpecPath) -> None:
     if name not in outputs:
-        raise SpecError(f"the model has no output `{name}`; its outputs are {', '.join(outputs)}", path=path,
-                        hint=did_you_mean(name, outputs))
+        raise SpecError(
+            f"the model has no output `{name}`; its outputs are {', '.join(outputs)}",
+            path=path,
+            hint=did_you_mean(name, outputs),
+        )
 
 
 class Criterion(nn.Module):
@@ -415,9 +451,12 @@ def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
     if key not in targets:
         if len(targets) == 1 and term.spec.target is None:
             return next(iter(targets.values()))
-        raise DataError(f"loss `{term.spec.name}` reads target `{key}`, but the data yields targets "
-                        + ", ".join(f"`{k}`" for k in targets), path=("loss",),
-                        hint=did_you_mean(key, targets) or "set `target:` on the loss")
+        raise DataError(
+            f"loss `{term.spec.name}` reads target `{key}`, but the data yields targets "
+            + ", ".join(f"`{k}`" for k in targets),
+            path=("loss",),
+            hint=did_you_mean(key, targets) or "set `target:` on the loss",
+        )
     return targets[key]
 
 
@@ -468,8 +507,17 @@ def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tupl
         if not shape or not (entry.target == "index" or (either and mode != "binary" and shape[0] > 1)):
             continue
         ignore = term.spec.args.get("ignore_index", -100) if term.spec.name in ("CrossEntropyLoss", "NLLLoss") else None
-        counts.append(ClassCount(term.spec.target or term.output, shape[0], ignore, str(term.spec.name), term.output,
-                                 shape, auto=either and mode == "auto"))
+        counts.append(
+            ClassCount(
+                term.spec.target or term.output,
+                shape[0],
+                ignore,
+                str(term.spec.name),
+                term.output,
+                shape,
+                auto=either and mode == "auto",
+            )
+        )
     return counts
 
 
@@ -478,8 +526,11 @@ def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Modu
     try:
         return entry.factory(**args)
     except (TypeError, ValueError, LookupError, RuntimeError) as err:
-        raise BuildError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
-                        hint=number_string_hint(spec.args)) from None
+        raise BuildError(
+            f"{spec.name}({fmt_args(spec.args)}) failed: {err}",
+            path=spec.args_path(path),
+            hint=number_string_hint(spec.args),
+        ) from None
 
 
 def _as_tensor_arg(key: str, value: Any) -> Any:

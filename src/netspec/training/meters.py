@@ -135,13 +135,16 @@ def output_scores(loss: LossSpec | None, output_names: list[str]) -> dict[str, t
         reads = found.get(output, set())
         logit_kinds = {r[0] for r in reads}
         kinds = {r[1] for r in reads}
-        scores[output] = (next(iter(logit_kinds)) if len(logit_kinds) == 1 else None,
-                          next(iter(kinds)) if len(kinds) == 1 else None)
+        scores[output] = (
+            next(iter(logit_kinds)) if len(logit_kinds) == 1 else None,
+            next(iter(kinds)) if len(kinds) == 1 else None,
+        )
     return scores
 
 
-def check_metric_scores(specs: list[MetricSpec], loss: LossSpec | None, output_names: list[str],
-                        path: SpecPath = ("train", "metrics")) -> None:
+def check_metric_scores(
+    specs: list[MetricSpec], loss: LossSpec | None, output_names: list[str], path: SpecPath = ("train", "metrics")
+) -> None:
     """A metric that thresholds scores, without ``from_logits``, on an output whose losses
     disagree about logits vs probabilities: say which, when the spec is loaded.
 
@@ -155,11 +158,19 @@ def check_metric_scores(specs: list[MetricSpec], loss: LossSpec | None, output_n
     for i, spec in enumerate(specs):
         metric = METRICS[spec.name]
         output = spec.output or output_names[0]
-        if metric.reads_scores and spec.args.get("from_logits") is None and output in scores \
-                and scores[output][0] is None and loss is not None \
-                and any(t.output == output for t in plan_terms(loss, output_names)):
-            raise SpecError(f"the losses on output `{output}` disagree whether it holds logits or probabilities",
-                            path=(*path, i), hint=f"say which: `{{{spec.name}: {{from_logits: true}}}}` (or false)")
+        if (
+            metric.reads_scores
+            and spec.args.get("from_logits") is None
+            and output in scores
+            and scores[output][0] is None
+            and loss is not None
+            and any(t.output == output for t in plan_terms(loss, output_names))
+        ):
+            raise SpecError(
+                f"the losses on output `{output}` disagree whether it holds logits or probabilities",
+                path=(*path, i),
+                hint=f"say which: `{{{spec.name}: {{from_logits: true}}}}` (or false)",
+            )
 
 
 class MetricSet:

@@ -37,7 +37,8 @@ is the same either way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -49,14 +50,34 @@ from .losses import adapt_target, pick_output
 if TYPE_CHECKING:
     from .spec import MetricSpec
 
-__all__ = ["Metric", "METRICS", "register_metric", "check_metric", "metric_keys", "split_metric_name", "LOGIT_LOSSES",
-           "OWN_FROM_LOGITS"]
+__all__ = [
+    "Metric",
+    "METRICS",
+    "register_metric",
+    "check_metric",
+    "metric_keys",
+    "split_metric_name",
+    "LOGIT_LOSSES",
+    "OWN_FROM_LOGITS",
+]
 
 #: losses whose output holds logits (a sigmoid or softmax is part of the loss); any other loss reads
 #: its output as it is (probabilities, or values compared directly). Dice and IoU follow their
 #: own ``from_logits`` argument (``OWN_FROM_LOGITS``).
-LOGIT_LOSSES = frozenset({"CrossEntropyLoss", "BCEWithLogitsLoss", "MultiLabelSoftMarginLoss", "SoftMarginLoss",
-                          "MultiMarginLoss", "NLLLoss", "DiceBCE", "DiceBCELoss", "Focal", "FocalLoss"})
+LOGIT_LOSSES = frozenset(
+    {
+        "CrossEntropyLoss",
+        "BCEWithLogitsLoss",
+        "MultiLabelSoftMarginLoss",
+        "SoftMarginLoss",
+        "MultiMarginLoss",
+        "NLLLoss",
+        "DiceBCE",
+        "DiceBCELoss",
+        "Focal",
+        "FocalLoss",
+    }
+)
 OWN_FROM_LOGITS = frozenset({"Dice", "DiceLoss", "IoU", "IoULoss", "Jaccard"})
 
 
@@ -110,8 +131,11 @@ class Metric:
     def update(self, output: Tensor, target: Tensor) -> None:
         if self._metric is None:
             self._config = self.configure(output, target)
-            self._shapes = {"output": list(output.shape[1:]), "target": list(target.shape[1:]),
-                            "target_dtype": str(target.dtype).removeprefix("torch.")}
+            self._shapes = {
+                "output": list(output.shape[1:]),
+                "target": list(target.shape[1:]),
+                "target_dtype": str(target.dtype).removeprefix("torch."),
+            }
             self._metric = self.make(self._config).to(output.device)
         prepared = self.prepare(output, target)
         if self.chunk > 1:  # kept for later: not a view of the output, which CUDA graphs overwrite on the next step
@@ -141,8 +165,12 @@ class Metric:
         self._flush()
         if not self._updates:
             return {}
-        return {"config": dict(self._config), "shapes": dict(self._shapes), "updates": self._updates,
-                "state": dict(self._metric.metric_state)}
+        return {
+            "config": dict(self._config),
+            "shapes": dict(self._shapes),
+            "updates": self._updates,
+            "state": dict(self._metric.metric_state),
+        }
 
     def load_state_dict(self, state: dict[str, Any], output_shape: tuple[int, ...] | None = None) -> None:
         """Restore :meth:`state_dict`'s output; ValueError saying what is wrong if it is not what
@@ -152,8 +180,13 @@ class Metric:
         self.reset()
         if not state:
             return
-        if set(state) != {"config", "shapes", "updates", "state"} or not isinstance(state["config"], dict) or \
-                type(state["updates"]) is not int or state["updates"] < 1 or not isinstance(state["state"], dict):
+        if (
+            set(state) != {"config", "shapes", "updates", "state"}
+            or not isinstance(state["config"], dict)
+            or type(state["updates"]) is not int
+            or state["updates"] < 1
+            or not isinstance(state["state"], dict)
+        ):
             raise ValueError("not a metric state (config, shapes, updates, state)")
         self._check_config(state["config"], state["shapes"], output_shape)
         values = state["state"]
@@ -183,8 +216,9 @@ class Metric:
         except Exception:  # not a dict of two shapes and a dtype name
             raise ValueError(f"`shapes` is not a pair of sample shapes and a dtype: {shapes!r:.80}") from None
         if output_shape is not None and tuple(output.shape[1:]) != tuple(output_shape):
-            raise ValueError(f"it was saved for an output of shape {list(output.shape[1:])}; the model's is "
-                             f"{list(output_shape)}")
+            raise ValueError(
+                f"it was saved for an output of shape {list(output.shape[1:])}; the model's is {list(output_shape)}"
+            )
         try:
             expected = self.configure(output, target)
         except Exception:  # a metric whose configure reads values: its states are still checked below
@@ -209,8 +243,10 @@ def _state_problem(values: dict[str, Any], defaults: dict[str, Any]) -> str | No
             if not isinstance(value, Tensor):
                 return f"state `{key}` is a {type(value).__name__}, not a tensor"
             if value.shape != default.shape or value.dtype != default.dtype:
-                return (f"state `{key}` is a tensor of shape {list(value.shape)} ({_dtype(value)}); a fresh one is "
-                        f"{list(default.shape)} ({_dtype(default)})")
+                return (
+                    f"state `{key}` is a tensor of shape {list(value.shape)} ({_dtype(value)}); a fresh one is "
+                    f"{list(default.shape)} ({_dtype(default)})"
+                )
         elif not isinstance(value, list) or not all(isinstance(t, Tensor) for t in value):
             return f"state `{key}` is a {type(value).__name__}, not a list of tensors"
     return None
@@ -352,8 +388,7 @@ class _Overlap(_Thresholded):
     def configure(self, output: Tensor, target: Tensor) -> dict[str, Any]:
         classes = super().configure(output, target)["classes"]
         # binary: the foreground only (class 1 of 2)
-        return {"classes": classes or 2, "background": self.include_background and bool(classes),
-                "score": self.name}
+        return {"classes": classes or 2, "background": self.include_background and bool(classes), "score": self.name}
 
     def make(self, config: dict[str, Any]) -> Any:
         from .overlap import OverlapCounts  # torchmetrics takes a second to import: only when used

@@ -32,8 +32,12 @@ __all__ = ["OPTIMIZERS", "check_optimizer", "build_optimizer", "stand_in_optimiz
 
 def _torch_optimizers(registry: Registry[type[torch.optim.Optimizer]]) -> None:
     for name, cls in vars(torch.optim).items():
-        if inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer \
-                and name not in registry.refused:
+        if (
+            inspect.isclass(cls)
+            and issubclass(cls, torch.optim.Optimizer)
+            and cls is not torch.optim.Optimizer
+            and name not in registry.refused
+        ):
             registry.add(name, cls)
 
 
@@ -65,8 +69,9 @@ def check_optimizer(spec: OptimizerSpec) -> None:
                 try:
                     re.compile(pattern)
                 except re.error as err:
-                    raise SpecError(f"bad regular expression `{pattern}`: {err}",
-                                    path=_pattern_path((), i, group.params, j)) from None
+                    raise SpecError(
+                        f"bad regular expression `{pattern}`: {err}", path=_pattern_path((), i, group.params, j)
+                    ) from None
     stand_in_optimizer(spec)
 
 
@@ -114,12 +119,17 @@ def _stand_in_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimi
     plain = getattr(cls.add_param_group, "__wrapped__", None)
     if plain is None:
         return cls
-    return type(cls.__name__, (cls,), {"add_param_group": plain, "__module__": cls.__module__,
-                                       "__doc__": cls.__doc__})
+    return type(cls.__name__, (cls,), {"add_param_group": plain, "__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
-def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = None,
-                    path: SpecPath = ("optimizer",), defaults: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    spec: OptimizerSpec,
+    model: nn.Module,
+    *,
+    log: Log | None = None,
+    path: SpecPath = ("optimizer",),
+    defaults: dict[str, Any] | None = None,
+) -> torch.optim.Optimizer:
     """A torch.optim optimizer over the model's trainable parameters, grouped by pattern.
 
     Frozen parameters are left out; those matching no group form the default group (or are
@@ -141,16 +151,21 @@ def build_optimizer(spec: OptimizerSpec, model: nn.Module, *, log: Log | None = 
         names = _group_names(group, i, named, model, path)
         for n in (n for n, _ in named if n in names):  # model order: the first clash is reported
             if n in owner:
-                raise SpecError(f"parameter `{n}` matches groups {owner[n]} and {i}; each parameter may be in one group",
-                                path=(*path, "groups", i, "params"), hint="make the patterns disjoint")
+                raise SpecError(
+                    f"parameter `{n}` matches groups {owner[n]} and {i}; each parameter may be in one group",
+                    path=(*path, "groups", i, "params"),
+                    hint="make the patterns disjoint",
+                )
             owner[n] = i
         trainable = [p for n, p in named if n in names and p.requires_grad]
         options = group.options()
         if trainable:
             groups.append({"params": trainable, **options})
         frozen = len(names) - len(trainable)
-        log.info(f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors"
-                 f"{' ' + fmt_call(options) if options else ''}" + (f", {frozen} frozen left out" if frozen else ""))
+        log.info(
+            f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors"
+            f"{' ' + fmt_call(options) if options else ''}" + (f", {frozen} frozen left out" if frozen else "")
+        )
     groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad], log)
     if not groups:
         raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
@@ -178,17 +193,22 @@ def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: L
     return [{"params": [p for _, p in rest]}]
 
 
-def _construct(spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath,
-               cls: type[torch.optim.Optimizer] | None = None) -> torch.optim.Optimizer:
+def _construct(
+    spec: OptimizerSpec, groups: list[dict[str, Any]], path: SpecPath, cls: type[torch.optim.Optimizer] | None = None
+) -> torch.optim.Optimizer:
     try:
         return (cls or OPTIMIZERS[spec.name])(groups, **spec.args)
     except (TypeError, ValueError, LookupError, RuntimeError) as err:  # `betas: ""` fails as betas[0]
-        raise SpecError(f"{spec.name}({fmt_args(spec.args)}) failed: {err}", path=spec.args_path(path),
-                        hint=number_string_hint(spec.args)) from None
+        raise SpecError(
+            f"{spec.name}({fmt_args(spec.args)}) failed: {err}",
+            path=spec.args_path(path),
+            hint=number_string_hint(spec.args),
+        ) from None
 
 
-def _group_names(group: ParamGroupSpec, i: int, named: list[tuple[str, nn.Parameter]], model: nn.Module,
-                 path: SpecPath) -> set[str]:
+def _group_names(
+    group: ParamGroupSpec, i: int, named: list[tuple[str, nn.Parameter]], model: nn.Module, path: SpecPath
+) -> set[str]:
     """Names of the parameters a group's patterns select; a pattern selecting none is an error."""
     names: set[str] = set()
     for j, pattern in enumerate(group.patterns()):
@@ -199,9 +219,12 @@ def _group_names(group: ParamGroupSpec, i: int, named: list[tuple[str, nn.Parame
             hits = {n for n, _ in named if fnmatch.fnmatchcase(n, pattern)}
         if not hits:
             choices = [n for n, _ in named] + [f"{m}.*" for m, _ in model.named_modules() if m]
-            raise SpecError(f"pattern `{pattern}` matches no parameter", path=_pattern_path(path, i, group.params, j),
-                            hint=did_you_mean(pattern, choices, n=2)
-                            or f"parameter names look like {summarise([n for n, _ in named], 4)}")
+            raise SpecError(
+                f"pattern `{pattern}` matches no parameter",
+                path=_pattern_path(path, i, group.params, j),
+                hint=did_you_mean(pattern, choices, n=2)
+                or f"parameter names look like {summarise([n for n, _ in named], 4)}",
+            )
         names |= hits
     return names
 

@@ -15,8 +15,17 @@ from pydantic.json_schema import JsonSchemaValue
 from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
-__all__ = ["GradClipSpec", "EarlyStoppingSpec", "StopWhenSpec", "CheckpointPolicySpec", "DistributedSpec", "TrainSpec",
-           "TrainingRules", "TrainingSections", "COMPILE_MODES"]
+__all__ = [
+    "GradClipSpec",
+    "EarlyStoppingSpec",
+    "StopWhenSpec",
+    "CheckpointPolicySpec",
+    "DistributedSpec",
+    "TrainSpec",
+    "TrainingRules",
+    "TrainingSections",
+    "COMPILE_MODES",
+]
 
 #: torch.compile's modes (`reduce-overhead` replays CUDA graphs)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -97,26 +106,35 @@ class DistributedSpec(SpecModel):
     in several processes (`netspec run --nproc N` or `torchrun ... -m netspec run`)."""
 
     backend: Literal["auto", "nccl", "gloo"] = Field(
-        default="auto", description="`auto`: nccl on CUDA, gloo on the CPU.")
+        default="auto", description="`auto`: nccl on CUDA, gloo on the CPU."
+    )
     sync_batchnorm: bool = Field(
         default=False,
         description="Turn every BatchNorm into SyncBatchNorm: batch statistics over the global batch, not each "
-        "process's share (CUDA only).")
+        "process's share (CUDA only).",
+    )
     find_unused_parameters: bool = Field(
         default=False,
         description="DDP's `find_unused_parameters`: for models whose forward leaves some parameters out "
-        "(`when:` branches chosen at run time); costs a graph walk per step.")
+        "(`when:` branches chosen at run time); costs a graph walk per step.",
+    )
     gradient_as_bucket_view: bool = Field(
-        default=False, description="DDP's `gradient_as_bucket_view`: gradients are views into the all-reduce "
-        "buckets (less memory, one copy fewer per step).")
+        default=False,
+        description="DDP's `gradient_as_bucket_view`: gradients are views into the all-reduce "
+        "buckets (less memory, one copy fewer per step).",
+    )
     static_graph: bool = Field(
-        default=False, description="DDP's `static_graph`: the set of used parameters never changes between "
+        default=False,
+        description="DDP's `static_graph`: the set of used parameters never changes between "
         "steps (lets DDP overlap more, and use `find_unused_parameters` for free). With `grad_accumulation` every "
-        "batch is all-reduced: torch's no_sync breaks static graphs (pytorch/pytorch#143580).")
+        "batch is all-reduced: torch's no_sync breaks static graphs (pytorch/pytorch#143580).",
+    )
     timeout: float = Field(
-        default=120.0, gt=0,
+        default=120.0,
+        gt=0,
         description="Seconds a process waits for the others (at a collective, or for a process that stopped "
-        "answering) before it stops the run; a process that dies is noticed at once (its connections close).")
+        "answering) before it stops the run; a process that dies is noticed at once (its connections close).",
+    )
 
 
 class TrainSpec(SpecModel):
@@ -139,8 +157,7 @@ class TrainSpec(SpecModel):
     seed: int = Field(default=0, ge=0, lt=2**32, description="Seeds python, numpy and torch (all devices).")
     deterministic: bool = Field(
         default=False,
-        description="torch.use_deterministic_algorithms(True) and no cudnn autotuning: "
-        "slower, but repeatable on GPU.",
+        description="torch.use_deterministic_algorithms(True) and no cudnn autotuning: slower, but repeatable on GPU.",
     )
     grad_clip: GradClipSpec | None = Field(default=None, description="Clip the gradient norm; a number means max_norm.")
     grad_accumulation: int = Field(
@@ -166,8 +183,7 @@ class TrainSpec(SpecModel):
     )
     progress: Literal["auto", "bar", "line"] = Field(
         default="auto",
-        description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when "
-        "stderr is a terminal.",
+        description="`bar`: tqdm progress bar; `line`: one line per epoch; `auto`: bar when stderr is a terminal.",
     )
     # ---- speed switches (netspec.training.speed)
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
@@ -194,13 +210,16 @@ class TrainSpec(SpecModel):
 
     distributed: DistributedSpec = Field(
         default_factory=DistributedSpec,
-        description="Options of data-parallel runs (`netspec run --nproc N`, torchrun); ignored in one process.")
+        description="Options of data-parallel runs (`netspec run --nproc N`, torchrun); ignored in one process.",
+    )
 
     @model_validator(mode="after")
     def _deterministic_means_no_autotuning(self) -> TrainSpec:
         if self.deterministic and self.cudnn_benchmark is True:
-            raise ValueError("`cudnn_benchmark: true` picks algorithms by timing, which `deterministic: true` "
-                             "rules out; drop one of them")
+            raise ValueError(
+                "`cudnn_benchmark: true` picks algorithms by timing, which `deterministic: true` "
+                "rules out; drop one of them"
+            )
         return self
 
 

@@ -33,7 +33,9 @@ class Bar:
     def __init__(self, total: int, initial: int, desc: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total, initial=initial, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True
+        )
         self.samples, self.start = 0, time.perf_counter()
         self.shown = self.start - self.EVERY  # the first batch refreshes
         self.loss: Lagged | None = None  # on its way to the host

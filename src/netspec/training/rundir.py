@@ -30,16 +30,31 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 import yaml
 
 from ..errors import TrainingError, WriteFailed, first_line
 from ..files.outputs import safe_name
 
-__all__ = ["Log", "RunDir", "resume_dir", "writing", "write_text", "write_bytes", "nofollow", "read_own",
-           "fresh_temp", "probe", "spec_hash", "resolved_spec", "Background", "BACKGROUND"]
+__all__ = [
+    "Log",
+    "RunDir",
+    "resume_dir",
+    "writing",
+    "write_text",
+    "write_bytes",
+    "nofollow",
+    "read_own",
+    "fresh_temp",
+    "probe",
+    "spec_hash",
+    "resolved_spec",
+    "Background",
+    "BACKGROUND",
+]
 
 
 class Background:
@@ -87,7 +102,6 @@ class Background:
 BACKGROUND = Background()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=BACKGROUND.forget)
-
 
 
 class Log:
@@ -300,8 +314,11 @@ def writing(file: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        why = "it is a symbolic link, and a run never writes through one" if err.errno == errno.ELOOP else \
-            err.strerror or first_line(err)
+        why = (
+            "it is a symbolic link, and a run never writes through one"
+            if err.errno == errno.ELOOP
+            else err.strerror or first_line(err)
+        )
         raise WriteFailed(f"cannot write {file}: {why}", path=("--out",)) from None
 
 
@@ -345,16 +362,18 @@ def resolved_spec(spec: Any) -> dict[str, Any]:
     return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-
 def _refuse_links(directory: Path) -> None:
     """A run writes only inside its directory: one holding a symbolic link (train.log pointing
     at a file elsewhere, say) is not continued."""
     with os.scandir(directory) as entries:
         links = sorted(e.name for e in entries if e.is_symlink())
     if links:
-        raise TrainingError(f"{directory / links[0]} is a symbolic link; a run writes only inside its own directory, "
-                            "never through a link", path=("--resume",),
-                            hint="remove the link, or continue in a new directory with --out DIR")
+        raise TrainingError(
+            f"{directory / links[0]} is a symbolic link; a run writes only inside its own directory, "
+            "never through a link",
+            path=("--resume",),
+            hint="remove the link, or continue in a new directory with --out DIR",
+        )
 
 
 def resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
@@ -366,8 +385,11 @@ def resume_dir(ckpt: dict[str, Any], out: str | Path | None) -> RunDir:
     try:
         probe(directory)
     except OSError as err:
-        raise TrainingError(f"cannot write the run directory {directory}: {err.strerror or err}", path=("--resume",),
-                            hint="make it writable, or continue in a new directory with --out DIR") from None
+        raise TrainingError(
+            f"cannot write the run directory {directory}: {err.strerror or err}",
+            path=("--resume",),
+            hint="make it writable, or continue in a new directory with --out DIR",
+        ) from None
     _refuse_links(directory)
     run = RunDir(directory)
     run.remove_stale_temps()  # left by a process killed while writing

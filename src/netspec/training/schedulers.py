@@ -34,19 +34,31 @@ _NOT_SCHEDULERS = ("LRScheduler",)  # the base class
 
 def _torch_schedulers(registry: Registry[type]) -> None:
     for name, cls in vars(_sched).items():
-        if inspect.isclass(cls) and (issubclass(cls, _sched.LRScheduler) or cls is _sched.ReduceLROnPlateau) \
-                and not name.startswith("_") and name not in _NOT_SCHEDULERS and name not in registry.refused:
+        if (
+            inspect.isclass(cls)
+            and (issubclass(cls, _sched.LRScheduler) or cls is _sched.ReduceLROnPlateau)
+            and not name.startswith("_")
+            and name not in _NOT_SCHEDULERS
+            and name not in registry.refused
+        ):
             registry.add(name, cls)
 
 
 #: scheduler name -> torch.optim.lr_scheduler class.
 SCHEDULERS: Registry[type] = Registry("scheduler", fill=_torch_schedulers, passed=("optimizer",))
-SCHEDULERS.refuse("LambdaLR", "LambdaLR cannot be declared: takes a Python function, which a spec cannot hold; "
-                  "StepLR, MultiStepLR, ExponentialLR, LinearLR, PolynomialLR or a list of schedulers cover the usual shapes")
-SCHEDULERS.refuse("MultiplicativeLR", "MultiplicativeLR cannot be declared: takes a Python function; "
-                  "ExponentialLR multiplies by a constant `gamma`")
-SCHEDULERS.refuse("SequentialLR", "SequentialLR cannot be declared: write a list under `scheduler:`; "
-                  "each entry but the last sets `duration:`")
+SCHEDULERS.refuse(
+    "LambdaLR",
+    "LambdaLR cannot be declared: takes a Python function, which a spec cannot hold; "
+    "StepLR, MultiStepLR, ExponentialLR, LinearLR, PolynomialLR or a list of schedulers cover the usual shapes",
+)
+SCHEDULERS.refuse(
+    "MultiplicativeLR",
+    "MultiplicativeLR cannot be declared: takes a Python function; ExponentialLR multiplies by a constant `gamma`",
+)
+SCHEDULERS.refuse(
+    "SequentialLR",
+    "SequentialLR cannot be declared: write a list under `scheduler:`; each entry but the last sets `duration:`",
+)
 SCHEDULERS.refuse("ChainedScheduler", "ChainedScheduler cannot be declared: write a list under `scheduler:` instead")
 
 # Arguments netspec works out when missing: the length of the phase (epochs or steps).
@@ -108,15 +120,17 @@ def check_scheduler(spec: SchedulerSpec) -> None:
         raise SpecError(f"`monitor:` is for ReduceLROnPlateau; {spec.name} does not watch a metric", path=("monitor",))
 
 
-def check_schedule(spec: SchedulerSpec | list[SchedulerSpec], optimizer: torch.optim.Optimizer | None, *,
-                   epochs: int) -> None:
+def check_schedule(
+    spec: SchedulerSpec | list[SchedulerSpec], optimizer: torch.optim.Optimizer | None, *, epochs: int
+) -> None:
     """The rules of a scheduler list, then the schedulers made on ``optimizer`` (a stand-in; None
     when the spec has no optimizer yet), so that a wrong value is reported at its line before
     any work."""
     entries = phases(spec)
     if isinstance(spec, list) and not spec:
-        raise SpecError("an empty scheduler list; leave `scheduler:` out for a constant learning rate",
-                        path=("scheduler",))
+        raise SpecError(
+            "an empty scheduler list; leave `scheduler:` out for a constant learning rate", path=("scheduler",)
+        )
     for k, (phase, path) in enumerate(entries):
         if len(entries) == 1:
             if phase.duration is not None:
@@ -127,14 +141,23 @@ def check_schedule(spec: SchedulerSpec | list[SchedulerSpec], optimizer: torch.o
         if phase.interval != entries[0][0].interval:
             raise SpecError("every scheduler in a list steps on the same `interval:`", path=(*path, "interval"))
         if k < len(entries) - 1 and phase.duration is None:
-            raise SpecError("every scheduler in a list but the last needs `duration:` (epochs or steps before "
-                            "the next one)", path=path)
+            raise SpecError(
+                "every scheduler in a list but the last needs `duration:` (epochs or steps before the next one)",
+                path=path,
+            )
     if optimizer is not None:
         build_scheduler(spec, optimizer, epochs=epochs, steps_per_epoch=1, has_val=False)
 
 
-def build_scheduler(spec: SchedulerSpec | list[SchedulerSpec] | None, optimizer: torch.optim.Optimizer, *,
-                    epochs: int, steps_per_epoch: int, has_val: bool, log: Log | None = None) -> Schedule:
+def build_scheduler(
+    spec: SchedulerSpec | list[SchedulerSpec] | None,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    has_val: bool,
+    log: Log | None = None,
+) -> Schedule:
     """Compile ``scheduler:``; a list becomes a SequentialLR with milestones at the durations.
 
     ``OneCycleLR.total_steps`` and ``CosineAnnealingLR.T_max`` default to the length of their
@@ -169,13 +192,16 @@ def build_scheduler(spec: SchedulerSpec | list[SchedulerSpec] | None, optimizer:
     monitor = None
     if isinstance(sched, _sched.ReduceLROnPlateau):
         monitor = entries[0][0].monitor or ("val_loss" if has_val else "train_loss")
-    log.info(f"scheduler: {' then '.join(p.name for p, _ in entries)} every {interval}"
-             + (f", watching {monitor}" if monitor else ""))
+    log.info(
+        f"scheduler: {' then '.join(p.name for p, _ in entries)} every {interval}"
+        + (f", watching {monitor}" if monitor else "")
+    )
     return Schedule(sched, interval, monitor)
 
 
-def _make_scheduler(phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int,
-                    log: Log) -> Any:
+def _make_scheduler(
+    phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int, log: Log
+) -> Any:
     args = dict(phase.args)
     fill = _LENGTH_ARGS.get(phase.name)
     if fill and fill not in args and not (phase.name == "OneCycleLR" and "epochs" in args):
@@ -184,5 +210,8 @@ def _make_scheduler(phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim
     try:
         return SCHEDULERS[phase.name](optimizer, **args)
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
-        raise SpecError(f"{phase.name}({fmt_args(phase.args)}) failed: {err}", path=phase.args_path(path),
-                        hint=number_string_hint(phase.args)) from None
+        raise SpecError(
+            f"{phase.name}({fmt_args(phase.args)}) failed: {err}",
+            path=phase.args_path(path),
+            hint=number_string_hint(phase.args),
+        ) from None

@@ -19,7 +19,7 @@ The JSON Schemas in ``schemas/`` are generated from these models.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.json_schema import JsonSchemaValue
@@ -62,9 +62,7 @@ class Call(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Name of the torch class or function (e.g. `SGD`, `StepLR`).")
-    args: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments passed to it."
-    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to it.")
 
     # How the name was written: "str" (bare string), "key" (name as a mapping key) or
     # "canonical" ({name: ...}). Errors point at the key the user actually typed.
@@ -88,8 +86,7 @@ class Call(BaseModel):
             if len(extra) > 1:
                 raise _key_error(
                     "bad_key",
-                    f"expected one {cls._kind} name as a key, found {len(extra)}: "
-                    + ", ".join(map(str, extra)),
+                    f"expected one {cls._kind} name as a key, found {len(extra)}: " + ", ".join(map(str, extra)),
                     extra[1],
                 )
             if len(extra) == 1:
@@ -191,8 +188,7 @@ class LossSpec(Call):
     )
     outputs: dict[str, LossSpec] | None = Field(
         default=None,
-        description="A loss per named model output: `{output name: loss}`; the total is the "
-        "weighted sum.",
+        description="A loss per named model output: `{output name: loss}`; the total is the weighted sum.",
     )
     weight: float = Field(default=1.0, description="Multiplier of this loss in a sum.")
     output: str | None = Field(
@@ -329,7 +325,7 @@ class SchedulerSpec(Call):
         check_scheduler(self)
 
 
-SchedulerSpecs = Union[SchedulerSpec, list[SchedulerSpec]]
+SchedulerSpecs = SchedulerSpec | list[SchedulerSpec]
 
 
 # --------------------------------------------------------------------------- init
@@ -363,7 +359,9 @@ class InitRuleSpec(_Strict):
         default=None, description="Glob pattern(s) on module names, e.g. `fc*`, `net.layer4.*`."
     )
     weight: InitFnSpec | None = Field(default=None, description="Function applied to `weight`.")
-    bias: InitFnSpec | None = Field(default=None, description="Function applied to `bias` (skipped when a module has none).")
+    bias: InitFnSpec | None = Field(
+        default=None, description="Function applied to `bias` (skipped when a module has none)."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> InitRuleSpec:
@@ -418,9 +416,7 @@ class InitSpec(_Strict):
     """
 
     rules: list[InitRuleSpec] = Field(default_factory=list, description="Init rules, applied in order.")
-    weights: WeightsSpec | None = Field(
-        default=None, description="Load weights from a local file after the rules."
-    )
+    weights: WeightsSpec | None = Field(default=None, description="Load weights from a local file after the rules.")
 
 
 # --------------------------------------------------------------------------- train

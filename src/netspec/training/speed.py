@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Iterator, cast
+from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 from torch import nn

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-
 from .evaluate import evaluate_loader
 from .meters import higher_is_better
 
@@ -53,8 +52,9 @@ def check_stopping(run: Run, values: dict[str, float]) -> str:
         else:
             st.stale += 1
             if st.stale >= es.patience:
-                run.log.info(f"early stopping: {es.monitor} has not improved for {st.stale} epochs "
-                             f"(best {st.stale_best:.6g})")
+                run.log.info(
+                    f"early stopping: {es.monitor} has not improved for {st.stale} epochs (best {st.stale_best:.6g})"
+                )
                 return "early_stopping"
     stop = t.stop_when
     if stop is not None and stop.check_every == "epoch" and _reached(stop, values[stop.monitor]):
@@ -70,11 +70,11 @@ def stop_at_step(run: Run) -> bool:
     if stop is None or stop.check_every != "step":
         return False
     if run.window_meter is not None:
-        value = run.window_meter.compute()[stop.monitor[len("train_"):]]
+        value = run.window_meter.compute()[stop.monitor[len("train_") :]]
         run.window_meter.reset()
     else:
         run.model.eval()
-        value = evaluate_loader(run, run.loaders.val, run.meters["val"])[stop.monitor[len("val_"):]]
+        value = evaluate_loader(run, run.loaders.val, run.meters["val"])[stop.monitor[len("val_") :]]
         run.model.train()
     if _reached(stop, value):
         run.log.info(f"stop_when: {stop.monitor} = {value:.4f} after step {run.state.step}")

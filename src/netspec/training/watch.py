@@ -86,10 +86,16 @@ class BadLoss:
         """The run's one-line error; ``kept`` says which checkpoint is left. The data is blamed
         when the batch itself held NaN/inf (a transform dividing by zero, a loader from Python)."""
         if self.culprit is not None:
-            return NonFiniteLoss(f"{self}: the batch's {self.culprit} holds NaN or inf; {kept}", path=("train", "on_nan"),
-                                 hint="check the data and its transforms (a Normalize with std 0?)")
-        return NonFiniteLoss(f"{self}; {kept}", path=("train", "on_nan"),
-                             hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`")
+            return NonFiniteLoss(
+                f"{self}: the batch's {self.culprit} holds NaN or inf; {kept}",
+                path=("train", "on_nan"),
+                hint="check the data and its transforms (a Normalize with std 0?)",
+            )
+        return NonFiniteLoss(
+            f"{self}; {kept}",
+            path=("train", "on_nan"),
+            hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip`",
+        )
 
 
 class NanWatch:
@@ -134,7 +140,7 @@ class NanWatch:
                 found = self._first_bad(upto)
         if self.pending is None and len(meter) - self.checked >= self.every:
             upto = len(meter)
-            self.pending = (upto, Lagged(torch.isfinite(meter.used()[self.checked:upto]).all()))
+            self.pending = (upto, Lagged(torch.isfinite(meter.used()[self.checked : upto]).all()))
         return found
 
     def check(self) -> BadLoss | None:
@@ -144,7 +150,7 @@ class NanWatch:
             return self.bad
         upto = len(meter)
         self.pending = None
-        if bool(torch.isfinite(meter.used()[self.checked:upto]).all()):
+        if bool(torch.isfinite(meter.used()[self.checked : upto]).all()):
             self._advance(upto)
             return None
         return self._first_bad(upto)
@@ -155,7 +161,7 @@ class NanWatch:
 
     def _first_bad(self, upto: int) -> BadLoss:
         assert self.meter is not None
-        values = self.meter.used()[self.checked:upto]
+        values = self.meter.used()[self.checked : upto]
         k = int((~torch.isfinite(values)).nonzero()[0, 0])
         batch, step, fields = self.where[k]
         self.bad = BadLoss(self.epoch, batch, self.batches, step, float(values[k]), _first_not_finite(fields))
@@ -167,8 +173,10 @@ def _finite_fields(fields: Any) -> tuple[list[str], Tensor] | None:
     if fields is None:
         return None
     inputs, target = fields
-    named = {**{f"input `{k}`": v for k, v in inputs.items()},
-             **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target})}
+    named = {
+        **{f"input `{k}`": v for k, v in inputs.items()},
+        **({f"target `{k}`": v for k, v in target.items()} if isinstance(target, dict) else {"target": target}),
+    }
     floats = {k: v for k, v in named.items() if isinstance(v, Tensor) and v.is_floating_point()}
     if not floats:
         return None

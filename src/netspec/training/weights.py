@@ -25,8 +25,15 @@ if TYPE_CHECKING:
 __all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights"]
 
 
-def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("."), roots: tuple[Path, ...] = (),
-                 log: Log | None = None, path: SpecPath = ("init", "weights")) -> None:
+def load_weights(
+    model: nn.Module,
+    spec: WeightsSpec,
+    *,
+    base_dir: Path = Path("."),
+    roots: tuple[Path, ...] = (),
+    log: Log | None = None,
+    path: SpecPath = ("init", "weights"),
+) -> None:
     """Load a state_dict (or a checkpoint holding one) into ``model``.
 
     Uses ``torch.load(weights_only=True)``: a file holding a whole pickled model is refused
@@ -41,8 +48,9 @@ def load_weights(model: nn.Module, spec: WeightsSpec, *, base_dir: Path = Path("
     state = _state_dict_from(read_weights_file(file, path if option else (*path, "path")), spec.key, file, path)
     state, notes = _rename_keys(state, spec)
     own = model.state_dict()
-    missing, unexpected = check_fits(own, state, str(file) if option else file.name, path, strict=spec.strict,
-                                      hint=OTHER_SPEC_HINT.get(str(path[0])))
+    missing, unexpected = check_fits(
+        own, state, str(file) if option else file.name, path, strict=spec.strict, hint=OTHER_SPEC_HINT.get(str(path[0]))
+    )
     check_finite_weights(model, state, str(file), path)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     msg = f"loaded {len(own) - len(missing)}/{len(own)} tensors from {file}" + "".join(f" ({n})" for n in notes)
@@ -79,12 +87,19 @@ def check_finite_weights(model: nn.Module, state: dict[str, Tensor], name: str, 
 OTHER_SPEC_HINT = {
     "--checkpoint": "was it saved by another spec? evaluate it with the spec it was trained with",
     "--resume": "was it saved by another spec? resume with the spec it was trained with, or start a new run "
-                "from its weights with `init: {weights: {path: ..., strict: false}}`",
+    "from its weights with `init: {weights: {path: ..., strict: false}}`",
 }
 
 
-def check_fits(own: dict[str, Tensor], state: dict[str, Tensor], name: str, path: SpecPath, *, strict: bool,
-                hint: str | None = None) -> tuple[list[str], list[str]]:
+def check_fits(
+    own: dict[str, Tensor],
+    state: dict[str, Tensor],
+    name: str,
+    path: SpecPath,
+    *,
+    strict: bool,
+    hint: str | None = None,
+) -> tuple[list[str], list[str]]:
     """CheckpointError unless ``state`` fits the model's state_dict ``own``: every shared key has
     the same shape and (``strict``) the keys are the same. Returns (missing, unexpected) keys."""
     for key, value in state.items():
@@ -92,13 +107,19 @@ def check_fits(own: dict[str, Tensor], state: dict[str, Tensor], name: str, path
             raise CheckpointError(
                 f"`{key}` has shape {tuple(value.shape)} in {name} but {tuple(own[key].shape)} in the model",
                 path=path,
-                hint=hint or "a different number of classes or channels? load with `strict: false` and drop the layer's weights from the file",
+                hint=hint
+                or (
+                    "a different number of classes or channels? "
+                    "load with `strict: false` and drop the layer's weights from the file"
+                ),
             )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if strict and (missing or unexpected):
-        parts = [f"{len(missing)} model keys missing from the file ({summarise(missing)})" if missing else "",
-                 f"{len(unexpected)} file keys not in the model ({summarise(unexpected)})" if unexpected else ""]
+        parts = [
+            f"{len(missing)} model keys missing from the file ({summarise(missing)})" if missing else "",
+            f"{len(unexpected)} file keys not in the model ({summarise(unexpected)})" if unexpected else "",
+        ]
         close = did_you_mean(unexpected[0], own) if unexpected and len(unexpected) == len(missing) == 1 else None
         raise CheckpointError(
             f"{name} does not match the model: " + "; ".join(filter(None, parts)),
@@ -121,12 +142,20 @@ def _state_dict_from(obj: Any, key: str | None, file: Path, path: SpecPath) -> d
         raise CheckpointError(f"{file} holds a {type(obj).__name__}, not a state_dict", path=path)
     if key is not None:
         if key not in obj:
-            raise CheckpointError(f"{file} has no entry `{key}`; it has {', '.join(map(str, obj))}", path=(*path, "key"), hint=did_you_mean(key, map(str, obj)))
+            raise CheckpointError(
+                f"{file} has no entry `{key}`; it has {', '.join(map(str, obj))}",
+                path=(*path, "key"),
+                hint=did_you_mean(key, map(str, obj)),
+            )
         obj = obj[key]
     elif not _is_state_dict(obj):
         found = [k for k in _STATE_KEYS if k in obj and _is_state_dict(obj[k])]
         if not found:
-            raise CheckpointError(f"no state_dict found in {file}; its entries are {', '.join(map(str, obj))}", path=path, hint="name the entry with `key:`")
+            raise CheckpointError(
+                f"no state_dict found in {file}; its entries are {', '.join(map(str, obj))}",
+                path=path,
+                hint="name the entry with `key:`",
+            )
         obj = obj[found[0]]
     if not _is_state_dict(obj):
         raise CheckpointError(f"entry `{key}` of {file} is not a state_dict", path=(*path, "key"))
@@ -134,16 +163,20 @@ def _state_dict_from(obj: Any, key: str | None, file: Path, path: SpecPath) -> d
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
 
 
 def _rename_keys(state: dict[str, Tensor], spec: WeightsSpec) -> tuple[dict[str, Tensor], list[str]]:
     notes = []
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
         notes.append("removed DataParallel prefix `module.`")
     if spec.strip_prefix:
-        state = {k[len(spec.strip_prefix):] if k.startswith(spec.strip_prefix) else k: v for k, v in state.items()}
+        state = {k[len(spec.strip_prefix) :] if k.startswith(spec.strip_prefix) else k: v for k, v in state.items()}
         notes.append(f"removed prefix `{spec.strip_prefix}`")
     if spec.add_prefix:
         state = {spec.add_prefix + k: v for k, v in state.items()}

@@ -23,17 +23,17 @@ SKIP_COLOR = "#c0392b"
 class Box:
     """One drawn node: a model input or output, or a node of the graph (inside its clusters)."""
 
-    id: str                                   # "x2.doubleconv.conv2d", "in:image", "out:logits"
-    label: str                                # "Conv2d", "fc1: Linear", "image"
-    shape: str                                # "(B, 64, 286, 286)"
-    kind: str = "node"                        # node | input | output
-    clusters: tuple[str, ...] = ()            # ids of the clusters around it, outermost first
+    id: str  # "x2.doubleconv.conv2d", "in:image", "out:logits"
+    label: str  # "Conv2d", "fc1: Linear", "image"
+    shape: str  # "(B, 64, 286, 286)"
+    kind: str = "node"  # node | input | output
+    clusters: tuple[str, ...] = ()  # ids of the clusters around it, outermost first
 
 
 @dataclass
 class Cluster:
-    id: str                                   # the block, group or repeat node's dotted name
-    title: str                                # "x2: Down", "stage1: Residual x 2"
+    id: str  # the block, group or repeat node's dotted name
+    title: str  # "x2: Down", "stage1: Residual x 2"
     parent: str | None
 
 
@@ -87,8 +87,14 @@ def _shape(value: Any, twin: Any) -> str:
     return shape_str(value, twin)
 
 
-def _add_graph(pic: Picture, graph: TypedGraph, env: dict[str, list[str]], prefix: str,
-               clusters: tuple[str, ...], depth: int | None) -> dict[str, list[str]]:
+def _add_graph(
+    pic: Picture,
+    graph: TypedGraph,
+    env: dict[str, list[str]],
+    prefix: str,
+    clusters: tuple[str, ...],
+    depth: int | None,
+) -> dict[str, list[str]]:
     """Add a (sub)graph's nodes; ``env`` maps names in scope to the boxes that produce them."""
     env = dict(env)
     for node in graph.nodes:
@@ -155,6 +161,7 @@ def _mark_skips(pic: Picture) -> None:
 
 # ---- text formats ---------------------------------------------------------------------------
 
+
 def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -175,11 +182,14 @@ def to_dot(pic: Picture) -> str:
       "in:x" -> "fc";
     }
     """
-    lines = [f"digraph {_quote(pic.name)} {{",
-             '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, labeljust=l, nodesep=0.3, ranksep=0.3];',
-             '  node [shape=box, style="rounded,filled", fillcolor="#eef2f8", color="#5b6b82", '
-             'fontname="Helvetica", fontsize=10];',
-             '  edge [color="#5b6b82", arrowsize=0.7];', ""]
+    lines = [
+        f"digraph {_quote(pic.name)} {{",
+        '  graph [rankdir=TB, fontname="Helvetica", fontsize=11, labeljust=l, nodesep=0.3, ranksep=0.3];',
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef2f8", color="#5b6b82", '
+        'fontname="Helvetica", fontsize=10];',
+        '  edge [color="#5b6b82", arrowsize=0.7];',
+        "",
+    ]
     lines += _dot_cluster(pic, (), "  ")
     lines.append("")
     for e in pic.edges:
@@ -205,7 +215,7 @@ def level(pic: Picture, path: tuple[str, ...]) -> list[Box | Cluster]:
     """
     items: list[Box | Cluster] = []
     for box in pic.boxes:
-        if box.clusters[:len(path)] != path:
+        if box.clusters[: len(path)] != path:
             continue
         if len(box.clusters) == len(path):
             items.append(box)
@@ -221,7 +231,7 @@ def _dot_cluster(pic: Picture, path: tuple[str, ...], indent: str) -> list[str]:
             lines.append(indent + _dot_box(item))
             continue
         lines.append(f"{indent}subgraph {_quote('cluster_' + item.id)} {{")
-        lines.append(f"{indent}  label={_quote(item.title)}; style=rounded; color=\"#9aa7b8\";")
+        lines.append(f'{indent}  label={_quote(item.title)}; style=rounded; color="#9aa7b8";')
         lines += _dot_cluster(pic, (*path, item.id), indent + "  ")
         lines.append(f"{indent}}}")
     return lines
@@ -244,8 +254,19 @@ def to_mermaid(pic: Picture) -> str:
     return "\n".join(lines)
 
 
-_MERMAID_WORDS = {"end", "graph", "subgraph", "flowchart", "style", "class", "classDef", "click", "linkStyle",
-                  "default", "direction"}
+_MERMAID_WORDS = {
+    "end",
+    "graph",
+    "subgraph",
+    "flowchart",
+    "style",
+    "class",
+    "classDef",
+    "click",
+    "linkStyle",
+    "default",
+    "direction",
+}
 
 
 def _mermaid_ids(pic: Picture) -> dict[str, str]:
@@ -271,5 +292,7 @@ def _mermaid_cluster(pic: Picture, path: tuple[str, ...], ids: dict[str, str], i
             lines.append(f"{indent}end")
             continue
         text = (f"{item.label}<br>{item.shape}" if item.shape else item.label).replace('"', "#quot;")
-        lines.append(f'{indent}{ids[item.id]}(["{text}"])' if item.kind != "node" else f'{indent}{ids[item.id]}["{text}"]')
+        lines.append(
+            f'{indent}{ids[item.id]}(["{text}"])' if item.kind != "node" else f'{indent}{ids[item.id]}["{text}"]'
+        )
     return lines

@@ -16,12 +16,12 @@ from xml.sax.saxutils import escape
 
 from .picture import SKIP_COLOR, Picture
 
-CHAR_W = 6.6          # px per character at the 11px font used for labels
-BOX_H = 34            # two lines: label, shape
-ROW_GAP = 22          # between rows, before room for cluster titles and borders
+CHAR_W = 6.6  # px per character at the 11px font used for labels
+BOX_H = 34  # two lines: label, shape
+ROW_GAP = 22  # between rows, before room for cluster titles and borders
 COL_GAP = 28
-PAD = 8               # cluster border around what it holds
-TITLE = 16            # room for a cluster's title above its boxes
+PAD = 8  # cluster border around what it holds
+TITLE = 16  # room for a cluster's title above its boxes
 MARGIN = 16
 FILL = {"node": "#eef2f8", "input": "#e3f1e3", "output": "#fbeee0"}
 
@@ -46,7 +46,7 @@ class Layout:
     height: float
     boxes: dict[str, Rect]
     clusters: list[tuple[str, Rect]]
-    edges: list[tuple[str, bool]]     # SVG path data, skip?
+    edges: list[tuple[str, bool]]  # SVG path data, skip?
 
 
 def _rows(pic: Picture) -> dict[str, int]:
@@ -123,15 +123,19 @@ def layout(pic: Picture) -> Layout:
         closing = sum(1 for _, hi, _ in spans.values() if hi == r - 1)
         y += (ROW_GAP if r else 0) + (TITLE + PAD) * opening + PAD * closing
         row_y[r], y = y, y + BOX_H
-    rects = {b.id: Rect(col_x[col[b.id]] + (col_w[col[b.id]] - widths[b.id]) / 2, row_y[row[b.id]],
-                        widths[b.id], BOX_H) for b in pic.boxes}
+    rects = {
+        b.id: Rect(col_x[col[b.id]] + (col_w[col[b.id]] - widths[b.id]) / 2, row_y[row[b.id]], widths[b.id], BOX_H)
+        for b in pic.boxes
+    }
     clusters = _cluster_rects(pic, rects, spans)
     edges, reach = _edges(pic, rects)
     right = max([x - gap + PAD * deepest, *(r.x + r.w + PAD for _, r in clusters)]) + reach
     return Layout(right + MARGIN, y + PAD * deepest + MARGIN, rects, clusters, edges)
 
 
-def _cluster_rects(pic: Picture, rects: dict[str, Rect], spans: dict[str, tuple[int, int, int]]) -> list[tuple[str, Rect]]:
+def _cluster_rects(
+    pic: Picture, rects: dict[str, Rect], spans: dict[str, tuple[int, int, int]]
+) -> list[tuple[str, Rect]]:
     """Each cluster's rectangle: around its boxes, plus a border per level of clusters inside."""
     out = []
     for cid, (_, _, depth) in sorted(spans.items(), key=lambda kv: kv[1][2]):
@@ -160,8 +164,13 @@ def _edges(pic: Picture, rects: dict[str, Rect]) -> tuple[list[tuple[str, bool]]
             bend = 30 + min(120.0, (d.y - s.y) / 12)
             x = max(s.x + s.w, d.x + d.w)
             reach = max(reach, x + bend - max(s.x + s.w, d.x + d.w))
-            out.append((f"M{s.x + s.w:.1f},{s.y + BOX_H / 2:.1f} C{x + bend:.1f},{s.y + BOX_H / 2:.1f} "
-                        f"{x + bend:.1f},{d.y + BOX_H / 2:.1f} {d.x + d.w:.1f},{d.y + BOX_H / 2:.1f}", True))
+            out.append(
+                (
+                    f"M{s.x + s.w:.1f},{s.y + BOX_H / 2:.1f} C{x + bend:.1f},{s.y + BOX_H / 2:.1f} "
+                    f"{x + bend:.1f},{d.y + BOX_H / 2:.1f} {d.x + d.w:.1f},{d.y + BOX_H / 2:.1f}",
+                    True,
+                )
+            )
             continue
         y0, y1 = s.y + s.h, d.y
         mid = (y0 + y1) / 2
@@ -170,6 +179,7 @@ def _edges(pic: Picture, rects: dict[str, Rect]) -> tuple[list[tuple[str, bool]]
 
 
 # ---- writers ------------------------------------------------------------------------------------
+
 
 def to_svg(pic: Picture) -> str:
     """A self-contained SVG of the picture (no scripts, no external references).
@@ -182,26 +192,32 @@ def to_svg(pic: Picture) -> str:
     """
     lay = layout(pic)
     titles = {c: pic.clusters[c].title for c, _ in lay.clusters}
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" height="{lay.height:.0f}" '
-           f'viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-           f"<title>{escape(pic.name)}</title>",
-           '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" fill="#5b6b82"/></marker></defs>',
-           '<rect width="100%" height="100%" fill="white"/>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" height="{lay.height:.0f}" '
+        f'viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
+        f"<title>{escape(pic.name)}</title>",
+        '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" fill="#5b6b82"/></marker></defs>',
+        '<rect width="100%" height="100%" fill="white"/>',
+    ]
     for cid, r in lay.clusters:
-        out.append(f'<g class="cluster" id="{escape(cid)}"><rect x="{r.x:.1f}" y="{r.y:.1f}" width="{r.w:.1f}" '
-                   f'height="{r.h:.1f}" rx="6" fill="none" stroke="#9aa7b8"/>'
-                   f'<text x="{r.x + 6:.1f}" y="{r.y + 12:.1f}" fill="#4a5568">{escape(titles[cid])}</text></g>')
+        out.append(
+            f'<g class="cluster" id="{escape(cid)}"><rect x="{r.x:.1f}" y="{r.y:.1f}" width="{r.w:.1f}" '
+            f'height="{r.h:.1f}" rx="6" fill="none" stroke="#9aa7b8"/>'
+            f'<text x="{r.x + 6:.1f}" y="{r.y + 12:.1f}" fill="#4a5568">{escape(titles[cid])}</text></g>'
+        )
     for d, skip in lay.edges:
         style = f'stroke="{SKIP_COLOR}" stroke-dasharray="5,3"' if skip else 'stroke="#5b6b82"'
         out.append(f'<path class="{"skip" if skip else "edge"}" d="{d}" fill="none" {style} marker-end="url(#arrow)"/>')
     for b in pic.boxes:
         r = lay.boxes[b.id]
-        out.append(f'<g class="node" id="{escape(b.id)}"><rect x="{r.x:.1f}" y="{r.y:.1f}" width="{r.w:.1f}" '
-                   f'height="{r.h:.1f}" rx="{r.h / 2 if b.kind != "node" else 5:.0f}" fill="{FILL[b.kind]}" '
-                   f'stroke="#5b6b82"/><text x="{r.cx:.1f}" y="{r.y + 14:.1f}" text-anchor="middle">'
-                   f'{escape(b.label)}</text><text x="{r.cx:.1f}" y="{r.y + 27:.1f}" text-anchor="middle" '
-                   f'fill="#4a5568">{escape(b.shape)}</text></g>')
+        out.append(
+            f'<g class="node" id="{escape(b.id)}"><rect x="{r.x:.1f}" y="{r.y:.1f}" width="{r.w:.1f}" '
+            f'height="{r.h:.1f}" rx="{r.h / 2 if b.kind != "node" else 5:.0f}" fill="{FILL[b.kind]}" '
+            f'stroke="#5b6b82"/><text x="{r.cx:.1f}" y="{r.y + 14:.1f}" text-anchor="middle">'
+            f'{escape(b.label)}</text><text x="{r.cx:.1f}" y="{r.y + 27:.1f}" text-anchor="middle" '
+            f'fill="#4a5568">{escape(b.shape)}</text></g>'
+        )
     return "\n".join(out + ["</svg>"]) + "\n"
 
 
@@ -225,19 +241,36 @@ def write_png(pic: Picture, path: Path) -> None:
     ax.set_ylim(lay.height, 0)
     ax.axis("off")
     for cid, r in lay.clusters:
-        ax.add_patch(FancyBboxPatch((r.x, r.y), r.w, r.h, boxstyle="round,pad=0,rounding_size=6",
-                                    fill=False, edgecolor="#9aa7b8"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (r.x, r.y), r.w, r.h, boxstyle="round,pad=0,rounding_size=6", fill=False, edgecolor="#9aa7b8"
+            )
+        )
         ax.text(r.x + 6, r.y + 12, pic.clusters[cid].title, fontsize=8, color="#4a5568")
     for d, skip in lay.edges:
         color = SKIP_COLOR if skip else "#5b6b82"
         points = _points(d)
-        ax.add_patch(PathPatch(MPath(points, [MPath.MOVETO, *[MPath.CURVE4] * 3]), fill=False, edgecolor=color,
-                               linestyle="--" if skip else "-"))
+        ax.add_patch(
+            PathPatch(
+                MPath(points, [MPath.MOVETO, *[MPath.CURVE4] * 3]),
+                fill=False,
+                edgecolor=color,
+                linestyle="--" if skip else "-",
+            )
+        )
         ax.add_patch(Polygon(_arrowhead(points[-2], points[-1]), closed=True, color=color))
     for b in pic.boxes:
         r = lay.boxes[b.id]
-        ax.add_patch(FancyBboxPatch((r.x, r.y), r.w, r.h, boxstyle="round,pad=0,rounding_size=5",
-                                    facecolor=FILL[b.kind], edgecolor="#5b6b82"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (r.x, r.y),
+                r.w,
+                r.h,
+                boxstyle="round,pad=0,rounding_size=5",
+                facecolor=FILL[b.kind],
+                edgecolor="#5b6b82",
+            )
+        )
         ax.text(r.cx, r.y + 12, b.label, ha="center", va="center", fontsize=8)
         ax.text(r.cx, r.y + 25, b.shape, ha="center", va="center", fontsize=8, color="#4a5568")
     fig.savefig(path, dpi=100)

@@ -67,8 +67,11 @@ def resolved_config(spec: Any, source: str | None = None) -> str:
     name: m
     (None, True)
     """
-    head = f"# {source}: resolved (bases merged, --set applied, defaults filled in)\n" if source else \
-        "# resolved spec (--set applied, defaults filled in)\n"
+    head = (
+        f"# {source}: resolved (bases merged, --set applied, defaults filled in)\n"
+        if source
+        else "# resolved spec (--set applied, defaults filled in)\n"
+    )
     data = spec.dump(defaults=True)
     over = _over_limit(data)  # before the text is built: aliases can repeat one long string 10^5 times
     if over is not None:
@@ -107,6 +110,9 @@ def _over_limit(data: Any) -> Path_ | None:
 def _too_long(spec: Any, path: Path_) -> ResourceError:
     from ..compiler.spec import document_of
 
-    err = ResourceError(f"--print-config: the resolved spec is over {MAX_PRINTED:,} characters, the limit for "
-                        "a spec file; refused", path=path, hint="is a long value repeated through aliases or bases?")
+    err = ResourceError(
+        f"--print-config: the resolved spec is over {MAX_PRINTED:,} characters, the limit for a spec file; refused",
+        path=path,
+        hint="is a long value repeated through aliases or bases?",
+    )
     return err.with_location(document_of(spec).locate(path))

@@ -9,8 +9,15 @@ import torch
 from ..api import Compiled
 from ..compiler.dims import per_sample
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
 
 
 def header(c: Compiled) -> str:
@@ -20,8 +27,7 @@ def header(c: Compiled) -> str:
     probes = {ext: g.probe_of(ref) for ext, ref in g.outputs}
     outs = ", ".join(f"{ext} {per_sample(p.value, p.twin)}" for ext, p in probes.items())
     ni, no = len(g.inputs), len(g.outputs)
-    return (f"{c.spec.name}: {ni} input{'s' * (ni != 1)} ({ins}) -> "
-            f"{no} output{'s' * (no != 1)} ({outs})")
+    return f"{c.spec.name}: {ni} input{'s' * (ni != 1)} ({ins}) -> {no} output{'s' * (no != 1)} ({outs})"
 
 
 def example_inputs(c: Compiled, batch: int = 1) -> list[torch.Tensor]:

@@ -34,9 +34,9 @@ _WIDTH = 25  # of each column after the first, as torchinfo's
 @dataclass
 class _Row:
     depth: int
-    name: str              # the attribute name ("conv1"); the class name for the whole model
+    name: str  # the attribute name ("conv1"); the class name for the whole model
     module: nn.Module
-    probe: Probe | None    # the output at both batch sizes; None when not known
+    probe: Probe | None  # the output at both batch sizes; None when not known
 
 
 def layer_table(c: Compiled, depth: int = 2) -> str:
@@ -50,17 +50,21 @@ def layer_table(c: Compiled, depth: int = 2) -> str:
     g = c.graph
     probes = {"": g.output_probe(), **_node_probes(c.module, g, "")}
     order = {path: i for i, path in enumerate(probes)}  # nodes in graph order, children in call order
-    rows = [_Row(d, n if p else type(c.module).__name__, m, probes.get(p))
-            for d, p, n, m in _walk(c.module, "", 0, depth, order)]
+    rows = [
+        _Row(d, n if p else type(c.module).__name__, m, probes.get(p))
+        for d, p, n, m in _walk(c.module, "", 0, depth, order)
+    ]
     leaves = [(m, probes.get(p)) for p, m in c.module.named_modules() if not any(True for _ in m.children())]
     inputs = sum(_bytes(sizes_at(g.inputs[n], g.input_twins[n], 1), g.inputs[n]) for n in g.inputs)
-    outputs = sum(2 * _bytes(sizes_at(p.value, p.twin, 1), p.value) for m, p in leaves
-                  if p is not None and _count(m)[0])  # x2: the gradients
+    outputs = sum(
+        2 * _bytes(sizes_at(p.value, p.twin, 1), p.value) for m, p in leaves if p is not None and _count(m)[0]
+    )  # x2: the gradients
     return _format(rows, depth, leaves, inputs, outputs, c.module)
 
 
-def _walk(module: nn.Module, path: str, depth: int, max_depth: int,
-          order: dict[str, int]) -> list[tuple[int, str, str, nn.Module]]:
+def _walk(
+    module: nn.Module, path: str, depth: int, max_depth: int, order: dict[str, int]
+) -> list[tuple[int, str, str, nn.Module]]:
     """(depth, path, attribute name, module) of ``module`` and its children down to ``max_depth``,
     children in the order they run (those never called last, as registered)."""
     rows = [(depth, path, path.rsplit(".", 1)[-1], module)]
@@ -82,8 +86,10 @@ def _node_probes(module: nn.Module, graph: TypedGraph, prefix: str) -> dict[str,
             out.update(_node_probes(module, node.sub, path + "."))
         child = module.get_submodule(path) if node.kind in ("layer", "zoo") else None
         if child is not None and any(True for _ in child.children()):
-            kw = {k: graph.probe_of(v) if isinstance(v, str) else Probe.of_tuple([graph.probe_of(x) for x in v])
-                  for k, v in node.kw_inputs.items()}
+            kw = {
+                k: graph.probe_of(v) if isinstance(v, str) else Probe.of_tuple([graph.probe_of(x) for x in v])
+                for k, v in node.kw_inputs.items()
+            }
             inner = _meta_run(child, [graph.probe_of(n) for n in node.inputs], kw)
             out.update({f"{path}.{name}": p for name, p in inner.items()})
     return out
@@ -93,16 +99,20 @@ def _meta_run(model: nn.Module, args: list[Probe], kwargs: dict[str, Probe]) -> 
     """The output of every submodule of ``model`` at both batch sizes, run on meta copies of its
     parameters and buffers, in eval mode as in shape inference."""
     seen: dict[str, list[Any]] = {}
-    hooks = [m.register_forward_hook(lambda _m, _a, out, name=name: seen.setdefault(name, []).append(out))
-             for name, m in model.named_modules() if name]
+    hooks = [
+        m.register_forward_hook(lambda _m, _a, out, name=name: seen.setdefault(name, []).append(out))
+        for name, m in model.named_modules()
+        if name
+    ]
     meta = {n: torch.empty_like(t, device="meta") for n, t in chain(model.named_parameters(), model.named_buffers())}
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
             for side in ("value", "twin"):
-                torch.func.functional_call(model, meta, tuple(getattr(a, side) for a in args),
-                                           {k: getattr(p, side) for k, p in kwargs.items()})
+                torch.func.functional_call(
+                    model, meta, tuple(getattr(a, side) for a in args), {k: getattr(p, side) for k, p in kwargs.items()}
+                )
     except Exception:  # a model that cannot run on meta tensors: its children show no shape
         return {}
     finally:
@@ -189,11 +199,18 @@ def _prefix(depth: int) -> str:
     return "" if depth == 0 else "├─" if depth == 1 else "│    " * (depth - 1) + "└─"
 
 
-def _format(rows: list[_Row], depth: int, leaves: list[tuple[nn.Module, Probe | None]], input_bytes: int,
-            output_bytes: int, model: nn.Module) -> str:
+def _format(
+    rows: list[_Row],
+    depth: int,
+    leaves: list[tuple[nn.Module, Probe | None]],
+    input_bytes: int,
+    output_bytes: int,
+    model: nn.Module,
+) -> str:
     probes = dict(leaves)
-    table = [[f"{_prefix(r.depth)}{type(r.module).__name__} ({r.name})", *_cells(r, r.depth == depth, probes)]
-             for r in rows]
+    table = [
+        [f"{_prefix(r.depth)}{type(r.module).__name__} ({r.name})", *_cells(r, r.depth == depth, probes)] for r in rows
+    ]
     widths = [max(40, math.ceil(max(len(row[0]) + 1 for row in table) / 5) * 5)]
     widths += [max(_WIDTH, *(len(row[i]) + 1 for row in table)) for i in range(1, 5)]  # long shapes widen
     line = "=" * sum(widths)
@@ -207,9 +224,22 @@ def _format(rows: list[_Row], depth: int, leaves: list[tuple[nn.Module, Probe | 
     params_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     unit, scale = ("T", 1e12) if adds >= 1e12 else ("G", 1e9) if adds >= 1e9 else ("M", 1e6)
     mb = [input_bytes / 1e6, output_bytes / 1e6, params_bytes / 1e6]
-    return "\n".join([
-        line, fmt(["Layer (type (var_name))", "Output Shape", "Param #", "Trainable", "Mult-Adds"]), line, *body, line,
-        f"Total params: {total:,}", f"Trainable params: {trainable:,}", f"Non-trainable params: {total - trainable:,}",
-        f"Total mult-adds ({unit}): {_number(adds / scale)}", line,
-        f"Input size (MB): {mb[0]:0.2f}", f"Forward/backward pass size (MB): {mb[1]:0.2f}",
-        f"Params size (MB): {mb[2]:0.2f}", f"Estimated Total Size (MB): {sum(mb):0.2f}", line])
+    return "\n".join(
+        [
+            line,
+            fmt(["Layer (type (var_name))", "Output Shape", "Param #", "Trainable", "Mult-Adds"]),
+            line,
+            *body,
+            line,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            f"Total mult-adds ({unit}): {_number(adds / scale)}",
+            line,
+            f"Input size (MB): {mb[0]:0.2f}",
+            f"Forward/backward pass size (MB): {mb[1]:0.2f}",
+            f"Params size (MB): {mb[2]:0.2f}",
+            f"Estimated Total Size (MB): {sum(mb):0.2f}",
+            line,
+        ]
+    )

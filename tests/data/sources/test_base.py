@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from datafiles import source_example
 from netspec.data import SOURCES, DataSpec, LoadContext, SourceData, register_source
 from netspec.data.sources import BadSample, source_names
+
 from ..helpers import build
+from datafiles import source_example
 
 
 def _load(name: str, tmp_path: Path) -> SourceData:

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from datafiles import write_csv, write_image_folder, write_npz, write_pt
 from ..helpers import batches, build, data_error
-
+from datafiles import write_csv, write_image_folder, write_npz, write_pt
 
 # --------------------------------------------------------------------------------------------
 # CSV
@@ -19,8 +18,14 @@ def test_csv_like_fmdataset(tmp_path):
     rng = np.random.default_rng(1)
     pixels, labels = rng.integers(0, 256, (10, 16)), rng.integers(0, 10, 10)
     write_csv(tmp_path / "f.csv", labels, pixels)
-    loaders = build({"train": {"source": "csv", "path": "f.csv", "label": "label", "image_shape": [1, 4, 4],
-                               "scale": "1/255"}, "batch_size": 10, "loader": {"shuffle": False}}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "csv", "path": "f.csv", "label": "label", "image_shape": [1, 4, 4], "scale": "1/255"},
+            "batch_size": 10,
+            "loader": {"shuffle": False},
+        },
+        tmp_path,
+    )
     inputs, target = next(iter(loaders.train))
     expected = torch.tensor(pixels / 255.0, dtype=torch.float32).reshape(10, 1, 4, 4)
     assert torch.allclose(inputs["image"], expected) and torch.equal(target, torch.from_numpy(labels))
@@ -29,8 +34,13 @@ def test_csv_like_fmdataset(tmp_path):
 
 def test_csv_uint8_gets_default_totensor(tmp_path):
     write_csv(tmp_path / "f.csv", np.array([0, 1]), np.array([[0, 255, 51, 102], [1, 2, 3, 4]]), header=False)
-    loaders = build({"train": {"source": "csv", "path": "f.csv", "image_shape": [1, 2, 2], "dtype": "uint8"},
-                     "loader": {"shuffle": False}}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "csv", "path": "f.csv", "image_shape": [1, 2, 2], "dtype": "uint8"},
+            "loader": {"shuffle": False},
+        },
+        tmp_path,
+    )
     inputs, _ = next(iter(loaders.train))
     assert inputs["image"][0].flatten().tolist() == pytest.approx([0, 1, 0.2, 0.4])
     assert loaders.info["train"]["transforms"] == ["ToTensor"]
@@ -57,8 +67,11 @@ def test_npz_and_pt(tmp_path):
     write_pt(tmp_path / "a.pt", {"f1": torch.from_numpy(f1), "f2": torch.from_numpy(f2), "y": torch.from_numpy(y)})
     write_pt(tmp_path / "l.pt", [torch.from_numpy(f1), torch.from_numpy(f2), torch.from_numpy(y)])
     for path in ("a.npz", "a.pt", "l.pt"):
-        loaders = build({"train": {"source": "tensors", "path": path}, "batch_size": 9,
-                         "loader": {"shuffle": False}}, tmp_path, ["a", "b"])
+        loaders = build(
+            {"train": {"source": "tensors", "path": path}, "batch_size": 9, "loader": {"shuffle": False}},
+            tmp_path,
+            ["a", "b"],
+        )
         inputs, target = next(iter(loaders.train))
         assert torch.equal(inputs["a"], torch.from_numpy(f1)) and torch.equal(inputs["b"], torch.from_numpy(f2))
         assert torch.equal(target, torch.from_numpy(y)) and loaders.info["num_classes"] == 3
@@ -71,8 +84,14 @@ def test_npz_and_pt(tmp_path):
 
 def test_image_folder(tmp_path):
     write_image_folder(tmp_path / "imgs", ("a", "b", "c"), per_class=2, size=(10, 6))
-    loaders = build({"train": {"source": "ImageFolder", "root": "imgs", "mode": "L"}, "batch_size": 6,
-                     "loader": {"shuffle": False}}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "ImageFolder", "root": "imgs", "mode": "L"},
+            "batch_size": 6,
+            "loader": {"shuffle": False},
+        },
+        tmp_path,
+    )
     inputs, target = next(iter(loaders.train))
     assert inputs["image"].shape == (6, 1, 6, 10) and target.tolist() == [0, 0, 1, 1, 2, 2]
     assert loaders.info["classes"] == ["a", "b", "c"] and loaders.info["train"]["path"].startswith("per sample")
@@ -83,8 +102,9 @@ def test_image_folder_errors(tmp_path):
     write_image_folder(tmp_path / "imgs", ("b",), per_class=1, size=(9, 8), seed=1)
     err = data_error(lambda: batches(build({"train": {"source": "ImageFolder", "root": "imgs"}}, tmp_path).train))
     assert "different shapes" in str(err) and "Resize" in str(err)
-    ok = build({"train": {"source": "ImageFolder", "root": "imgs"}, "transforms": [{"Resize": [8, 8]}, "ToTensor"]},
-               tmp_path)
+    ok = build(
+        {"train": {"source": "ImageFolder", "root": "imgs"}, "transforms": [{"Resize": [8, 8]}, "ToTensor"]}, tmp_path
+    )
     assert next(iter(ok.train))[0]["image"].shape == (2, 3, 8, 8)
     (tmp_path / "imgs" / "b" / "0.png").write_bytes(b"not an image")
     err = data_error(lambda: batches(build({"train": {"source": "ImageFolder", "root": "imgs"}}, tmp_path).train))

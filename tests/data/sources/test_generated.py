@@ -13,8 +13,10 @@ def test_gaussian_clusters_is_seed_000():
     n_data = torch.ones(100, 2)
     x0 = torch.normal(1.7 * n_data, 1) + 1
     x1 = torch.normal(-1.7 * n_data, 1) + 1
-    loaders = build({"train": {"source": "gaussian_clusters", "seed": 10}, "batch_size": 200,
-                     "loader": {"shuffle": False}}, inputs=["x"])
+    loaders = build(
+        {"train": {"source": "gaussian_clusters", "seed": 10}, "batch_size": 200, "loader": {"shuffle": False}},
+        inputs=["x"],
+    )
     inputs, y = next(iter(loaders.train))
     assert torch.equal(inputs["x"], torch.cat([x0, x1]))
     assert torch.equal(y, torch.cat([torch.zeros(100), torch.ones(100)]))
@@ -43,12 +45,20 @@ def test_function_regression_is_seed_003():
     torch.manual_seed(3)
     x = torch.unsqueeze(torch.linspace(-1, 1, 1000), dim=1)
     y = x.pow(2) + 0.1 * torch.normal(torch.zeros(x.size()))
-    loaders = build({"train": {"source": "function_regression", "seed": 3}, "batch_size": 1000,
-                     "loader": {"shuffle": False}}, inputs=["x"])
+    loaders = build(
+        {"train": {"source": "function_regression", "seed": 3}, "batch_size": 1000, "loader": {"shuffle": False}},
+        inputs=["x"],
+    )
     inputs, target = next(iter(loaders.train))
     assert torch.equal(inputs["x"], x) and torch.equal(target, y)
-    sin = build({"train": {"source": "function_regression", "function": "sin", "noise": 0}, "batch_size": 5,
-                 "loader": {"shuffle": False}}, inputs=["x"])
+    sin = build(
+        {
+            "train": {"source": "function_regression", "function": "sin", "noise": 0},
+            "batch_size": 5,
+            "loader": {"shuffle": False},
+        },
+        inputs=["x"],
+    )
     xs, ys = next(iter(sin.train))
     assert torch.allclose(ys, torch.sin(xs["x"]))
     with pytest.raises(Exception, match="function"):
@@ -56,8 +66,13 @@ def test_function_regression_is_seed_003():
 
 
 def test_shapes_and_random_segmentation():
-    loaders = build({"train": {"source": "shapes", "n": 8, "size": 32, "channels": 3}, "batch_size": 8,
-                     "loader": {"shuffle": False}})
+    loaders = build(
+        {
+            "train": {"source": "shapes", "n": 8, "size": 32, "channels": 3},
+            "batch_size": 8,
+            "loader": {"shuffle": False},
+        }
+    )
     inputs, mask = next(iter(loaders.train))
     image = inputs["image"]
     assert image.shape == (8, 3, 32, 32) and mask.shape == (8, 32, 32) and mask.dtype == torch.int64
@@ -72,9 +87,12 @@ def test_shapes_and_random_segmentation():
 
 
 def test_random_source_shapes_and_split_seeds():
-    s = {"train": {"source": "random", "n": 10, "shapes": {"image": [1, 8, 8], "extra": [3]}},
-         "test": {"source": "random", "n": 10, "shapes": {"image": [1, 8, 8], "extra": [3]}},
-         "batch_size": 10, "loader": {"shuffle": False}}
+    s = {
+        "train": {"source": "random", "n": 10, "shapes": {"image": [1, 8, 8], "extra": [3]}},
+        "test": {"source": "random", "n": 10, "shapes": {"image": [1, 8, 8], "extra": [3]}},
+        "batch_size": 10,
+        "loader": {"shuffle": False},
+    }
     loaders = build(s, inputs=["image", "extra"])
     (tr, y), (te, _) = next(iter(loaders.train)), next(iter(loaders.test))
     assert tr["image"].shape == (10, 1, 8, 8) and tr["extra"].shape == (10, 3) and y.dtype == torch.int64

@@ -6,17 +6,24 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader
 
-from datafiles import write_cifar, write_mnist
 from ..helpers import batches, build, data_error, same_batches
+from datafiles import write_cifar, write_mnist
 
 
 def test_fashion_mnist_matches_torchvision(tmp_path):
     arrays = write_mnist(tmp_path, "FashionMNIST", n_train=40, n_test=20)
-    tv = torchvision.datasets.FashionMNIST(str(tmp_path), train=True, download=False,
-                                           transform=torchvision.transforms.ToTensor())
-    loaders = build({"train": {"source": "FashionMNIST", "root": ".", "split": "train"},
-                     "test": {"source": "FashionMNIST", "root": ".", "split": "test"},
-                     "batch_size": 16, "loader": {"shuffle": False}}, tmp_path)
+    tv = torchvision.datasets.FashionMNIST(
+        str(tmp_path), train=True, download=False, transform=torchvision.transforms.ToTensor()
+    )
+    loaders = build(
+        {
+            "train": {"source": "FashionMNIST", "root": ".", "split": "train"},
+            "test": {"source": "FashionMNIST", "root": ".", "split": "test"},
+            "batch_size": 16,
+            "loader": {"shuffle": False},
+        },
+        tmp_path,
+    )
     assert loaders.info["train"]["path"].startswith("in memory")
     assert loaders.info["classes"] == tv.classes and loaders.info["num_classes"] == 10
     ref = list(DataLoader(tv, batch_size=16))
@@ -28,9 +35,11 @@ def test_fashion_mnist_matches_torchvision(tmp_path):
 
 def test_gzipped_idx_files(tmp_path):
     arrays = write_mnist(tmp_path / "d", "MNIST", n_train=10, n_test=5, gz=True)
-    loaders = build({"train": {"source": "MNIST", "root": "d"}, "batch_size": 10,
-                     "transforms": [], "loader": {"shuffle": False}}, tmp_path)
-    inputs, target = next(iter(loaders.train))
+    loaders = build(
+        {"train": {"source": "MNIST", "root": "d"}, "batch_size": 10, "transforms": [], "loader": {"shuffle": False}},
+        tmp_path,
+    )
+    inputs, _ = next(iter(loaders.train))
     assert inputs["image"].dtype == torch.uint8 and inputs["image"].shape == (10, 1, 28, 28)
     assert torch.equal(inputs["image"][:, 0], torch.from_numpy(arrays["train"][0]))
 
@@ -49,6 +58,7 @@ def test_download_only_when_allowed(tmp_path, monkeypatch):
     def fake_download(self):
         calls.append(self.root)
         raise RuntimeError("no network")
+
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", fake_download)
     data_error(build, {"train": {"source": "FashionMNIST", "root": "d"}}, tmp_path)
     assert calls == []
@@ -81,6 +91,12 @@ def test_cifar_missing_and_corrupt(tmp_path):
 
 def test_limit_and_separate_val_source(tmp_path):
     write_mnist(tmp_path, "KMNIST", n_train=30, n_test=12)
-    loaders = build({"train": {"source": "KMNIST", "root": ".", "limit": 10},
-                     "val": {"source": "KMNIST", "root": ".", "split": "test"}, "batch_size": 4}, tmp_path)
+    loaders = build(
+        {
+            "train": {"source": "KMNIST", "root": ".", "limit": 10},
+            "val": {"source": "KMNIST", "root": ".", "split": "test"},
+            "batch_size": 4,
+        },
+        tmp_path,
+    )
     assert loaders.train.dataset_size == 10 and loaders.val.dataset_size == 12 and len(loaders.val) == 3

@@ -22,5 +22,13 @@ from __future__ import annotations
 from . import torchvision_sets, files, generated  # noqa: F401  # isort: skip
 from .base import SOURCES, BadSample, LoadContext, SourceData, SourceEntry, SourceOptions, register_source, source_names
 
-__all__ = ["SOURCES", "BadSample", "LoadContext", "SourceData", "SourceEntry", "SourceOptions",
-           "register_source", "source_names"]
+__all__ = [
+    "SOURCES",
+    "BadSample",
+    "LoadContext",
+    "SourceData",
+    "SourceEntry",
+    "SourceOptions",
+    "register_source",
+    "source_names",
+]

@@ -9,9 +9,10 @@ then trusts its options.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import Field
 
@@ -24,8 +25,16 @@ if TYPE_CHECKING:  # torch is imported where data is loaded: the spec models do 
     from torch import Tensor
     from torch.utils.data import Dataset
 
-__all__ = ["SourceData", "LoadContext", "SourceOptions", "SourceEntry", "SOURCES", "register_source",
-           "source_names", "BadSample"]
+__all__ = [
+    "SourceData",
+    "LoadContext",
+    "SourceOptions",
+    "SourceEntry",
+    "SOURCES",
+    "register_source",
+    "source_names",
+    "BadSample",
+]
 
 
 @dataclass
@@ -74,7 +83,7 @@ class SourceData:
     def __len__(self) -> int:
         return self.length
 
-    def subset(self, indices: Tensor) -> "SourceData":
+    def subset(self, indices: Tensor) -> SourceData:
         """The samples at ``indices`` (a 1-D int64 tensor), same fields and classes."""
         labels = self.labels[indices] if self.labels is not None else None
         origin = self.origin[indices] if self.origin is not None else indices
@@ -170,6 +179,7 @@ def register_source(options: type[SourceOptions], *, in_memory: bool = True) -> 
         for name in names:
             SOURCES.add(name, SourceEntry(name, options, fn, in_memory))
         return fn
+
     return deco
 
 

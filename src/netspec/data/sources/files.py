@@ -56,6 +56,7 @@ class ImageFiles:
     def __getitem__(self, i: int) -> tuple[Tensor, int] | BadSample:
         from PIL import Image
         from torchvision.transforms.v2.functional import pil_to_tensor
+
         path, label = self.samples[i]
         try:
             with warnings.catch_warnings():
@@ -63,8 +64,11 @@ class ImageFiles:
                 with Image.open(path) as im:
                     image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            return BadSample(f"image {show_path(Path(path))} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
-                             "refused before decoding (a decompression bomb?)", key="root")
+            return BadSample(
+                f"image {show_path(Path(path))} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+                "refused before decoding (a decompression bomb?)",
+                key="root",
+            )
         except Exception:  # PIL raises many types for a bad file; all mean "unreadable"
             return BadSample(f"cannot read image {show_path(Path(path))}: a corrupt or non-image file", key="root")
         return image, label
@@ -75,6 +79,7 @@ def _image_files(folder: Path, ctx: LoadContext) -> list[str]:
     followed only where it stays inside the allowed folders, and only regular files are kept
     (a FIFO would block the reader); links back up are walked once."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
+
     found: list[tuple[str, str, str]] = []  # (folder as walked, name, file to open)
     seen: set[str] = set()
 
@@ -93,6 +98,7 @@ def _image_files(folder: Path, ctx: LoadContext) -> list[str]:
                     if not regular:
                         raise DataError(f"{show_path(Path(e.path))} {not_regular(Path(target)) or 'is not a file'}")
                     found.append((shown, e.name, target))
+
     walk(str(folder), str(folder))
     return [file for _, _, file in sorted(found)]
 
@@ -128,14 +134,22 @@ def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
     files = ImageFiles(samples, opts.mode)
     # ImageFiles is a Dataset by its methods (it does not import torch to subclass it)
-    return SourceData(("image", "label"), ("image", "label"), dataset=files,  # type: ignore[arg-type]
-                      labels=labels, classes=classes, num_classes=len(classes), files=[str(root)],
-                      locate=lambda i, _name: show_path(Path(samples[i][0])))
+    return SourceData(
+        ("image", "label"),
+        ("image", "label"),
+        dataset=files,  # type: ignore[arg-type]
+        labels=labels,
+        classes=classes,
+        num_classes=len(classes),
+        files=[str(root)],
+        locate=lambda i, _name: show_path(Path(samples[i][0])),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # CSV files
 # ---------------------------------------------------------------------------------------------
+
 
 def _parse_scale(v: Any) -> Any:
     """Accept ``1/255`` written as a string (YAML has no fractions).
@@ -159,22 +173,30 @@ class CSVSource(SourceOptions):
 
     source: Literal["csv"] = Field(description="Source type.")
     path: str = Field(description="CSV file, relative to the spec file.")
-    label: int | str | None = Field(0, description="Label column: index (negative counts from the end) "
-                                                   "or header name; null for no label column.")
-    image_shape: list[int] | None = Field(None, description="Reshape the feature columns of each row to this "
-                                                            "per-sample shape, e.g. [1, 28, 28]: an image field.")
+    label: int | str | None = Field(
+        0, description="Label column: index (negative counts from the end) or header name; null for no label column."
+    )
+    image_shape: list[int] | None = Field(
+        None,
+        description="Reshape the feature columns of each row to this "
+        "per-sample shape, e.g. [1, 28, 28]: an image field.",
+    )
     scale: Annotated[float, BeforeValidator(_parse_scale), WithJsonSchema(_SCALE_SCHEMA)] = Field(
-        1.0, description="Multiply features by this, e.g. 1/255 (float32 output only).")
-    dtype: Literal["float32", "uint8"] = Field("float32", description="Feature dtype; uint8 keeps raw pixels "
-                                                                       "for image transforms.")
+        1.0, description="Multiply features by this, e.g. 1/255 (float32 output only)."
+    )
+    dtype: Literal["float32", "uint8"] = Field(
+        "float32", description="Feature dtype; uint8 keeps raw pixels for image transforms."
+    )
     label_dtype: Literal["auto", "int64", "float32"] = Field(
-        "auto", description="auto: int64 when every label is a whole number, else float32.")
-    header: bool | Literal["auto"] = Field("auto", description="First line holds column names; auto: when it "
-                                                                "is not all numbers.")
+        "auto", description="auto: int64 when every label is a whole number, else float32."
+    )
+    header: bool | Literal["auto"] = Field(
+        "auto", description="First line holds column names; auto: when it is not all numbers."
+    )
     delimiter: str = Field(",", min_length=1, max_length=1, description="Column separator.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CSVSource":
+    def _check(self) -> CSVSource:
         """uint8 pixels cannot carry a scale."""
         if self.dtype == "uint8" and self.scale != 1.0:
             raise ValueError("`scale` needs dtype float32 (uint8 pixels cannot be scaled)")
@@ -203,8 +225,10 @@ def _csv_features(opts: CSVSource, path: Path, feats: np.ndarray) -> tuple[Tenso
     import torch
 
     if opts.image_shape is not None and math.prod(opts.image_shape) != feats.shape[1]:
-        raise DataError(f"{show_path(path)}: rows have {feats.shape[1]} feature columns, which do not fit "
-                        f"image_shape {opts.image_shape} ({math.prod(opts.image_shape)} values)")
+        raise DataError(
+            f"{show_path(path)}: rows have {feats.shape[1]} feature columns, which do not fit "
+            f"image_shape {opts.image_shape} ({math.prod(opts.image_shape)} values)"
+        )
     if opts.dtype == "uint8":
         if ((feats < 0) | (feats > 255) | (feats != np.round(feats))).any():
             raise DataError(f"{show_path(path)}: dtype uint8 needs whole numbers 0..255 in every feature column")
@@ -256,8 +280,14 @@ def load_csv(opts: CSVSource, ctx: LoadContext) -> SourceData:
         kinds.append("label")
         tensors.append(target)
         labels = target if target.dtype == torch.int64 else None
-    return SourceData(tuple(fields), tuple(kinds), tensors=tuple(tensors), labels=labels, files=[str(path)],
-                      locate=lambda i, _field: f"{show_path(path)}, line {csv_line(path, skip, i)}")
+    return SourceData(
+        tuple(fields),
+        tuple(kinds),
+        tensors=tuple(tensors),
+        labels=labels,
+        files=[str(path)],
+        locate=lambda i, _field: f"{show_path(path)}, line {csv_line(path, skip, i)}",
+    )
 
 
 def _check_finite(path: Path, table: np.ndarray, skip: int) -> None:
@@ -268,25 +298,33 @@ def _check_finite(path: Path, table: np.ndarray, skip: int) -> None:
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         what = "NaN" if np.isnan(table[row, col]) else "an infinite value"
-        raise DataError(f"{show_path(path)}: line {csv_line(path, skip, row)}, column {col + 1} holds {what}",
-                        hint="clean the data: every cell must be a finite number")
+        raise DataError(
+            f"{show_path(path)}: line {csv_line(path, skip, row)}, column {col + 1} holds {what}",
+            hint="clean the data: every cell must be a finite number",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Tensor files
 # ---------------------------------------------------------------------------------------------
 
+
 class TensorFileSource(SourceOptions):
     """Named arrays from a `.npz` file (never pickles) or a `.pt` file (loaded with weights_only)."""
 
     source: Literal["tensors"] = Field(description="Source type.")
     path: str = Field(description="`.npz` or `.pt` file, relative to the spec file.")
-    arrays: list[str] | None = Field(None, description="Arrays to use, in field order; default all, in file "
-                                                       "order (a .pt list's items are named 0, 1, ...).")
-    images: list[str] | None = Field(None, description="Arrays that are images (N x C x H x W) for transforms; "
-                                                       "default every 4-D array.")
-    masks: list[str] | None = Field(None, description="Arrays that are segmentation masks (transformed "
-                                                      "geometrically with the images).")
+    arrays: list[str] | None = Field(
+        None,
+        description="Arrays to use, in field order; default all, in file "
+        "order (a .pt list's items are named 0, 1, ...).",
+    )
+    images: list[str] | None = Field(
+        None, description="Arrays that are images (N x C x H x W) for transforms; default every 4-D array."
+    )
+    masks: list[str] | None = Field(
+        None, description="Arrays that are segmentation masks (transformed geometrically with the images)."
+    )
 
 
 @register_source(TensorFileSource)
@@ -306,12 +344,26 @@ def load_tensor_file(opts: TensorFileSource, ctx: LoadContext) -> SourceData:
     for group in (opts.images or []) + (opts.masks or []):
         if group not in names:
             hint = did_you_mean(group, names)
-            raise DataError(f"{show_path(path)}: `{group}` is not one of the arrays ({', '.join(names)})"
-                            + (f"; {hint}" if hint else ""))
+            raise DataError(
+                f"{show_path(path)}: `{group}` is not one of the arrays ({', '.join(names)})"
+                + (f"; {hint}" if hint else "")
+            )
     images = set(opts.images) if opts.images is not None else {n for n, t in zip(names, tensors) if t.dim() == 4}
     masks = set(opts.masks or [])
-    kinds = tuple("mask" if n in masks else "image" if n in images else
-                  "label" if t.dim() == 1 and not t.is_floating_point() else "value"
-                  for n, t in zip(names, tensors))
-    return SourceData(tuple(names), kinds, tensors=tuple(tensors), files=[str(path)],
-                      locate=lambda i, name: f"{show_path(path)}, `{name}`[{i}]")
+    kinds = tuple(
+        "mask"
+        if n in masks
+        else "image"
+        if n in images
+        else "label"
+        if t.dim() == 1 and not t.is_floating_point()
+        else "value"
+        for n, t in zip(names, tensors)
+    )
+    return SourceData(
+        tuple(names),
+        kinds,
+        tensors=tuple(tensors),
+        files=[str(path)],
+        locate=lambda i, name: f"{show_path(path)}, `{name}`[{i}]",
+    )

@@ -6,7 +6,8 @@ seeded by the spec's ``seed`` or the run seed (offset per split), never the glob
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
@@ -25,8 +26,9 @@ class GaussianClustersSource(SourceOptions):
     bias: float = Field(1.0, description="Added to every coordinate.")
     std: float = Field(1.0, gt=0, description="Standard deviation of each cluster.")
     dim: int = Field(2, ge=1, description="Features per sample.")
-    label_dtype: Literal["float32", "int64"] = Field("float32", description="float32 for BCELoss (the seed), "
-                                                                          "int64 for CrossEntropyLoss.")
+    label_dtype: Literal["float32", "int64"] = Field(
+        "float32", description="float32 for BCELoss (the seed), int64 for CrossEntropyLoss."
+    )
     seed: int | None = Field(None, description="Generator seed; default: the run seed (plus 1 for val, 2 for test).")
 
 
@@ -44,18 +46,25 @@ def load_gaussian_clusters(opts: GaussianClustersSource, ctx: LoadContext) -> So
 
     g = ctx.generator(opts.seed)
     ones = torch.ones(opts.n_per_class, opts.dim)
-    x0 = torch.normal(opts.mean * ones, opts.std, generator=g) + opts.bias   # (n, dim), class 0
+    x0 = torch.normal(opts.mean * ones, opts.std, generator=g) + opts.bias  # (n, dim), class 0
     x1 = torch.normal(-opts.mean * ones, opts.std, generator=g) + opts.bias  # (n, dim), class 1
     dtype = torch.float32 if opts.label_dtype == "float32" else torch.int64
     y = torch.cat([torch.zeros(opts.n_per_class, dtype=dtype), torch.ones(opts.n_per_class, dtype=dtype)])
     x = torch.cat([x0, x1])  # (2n, dim)
-    return SourceData(("x", "y"), ("value", "label"), tensors=(x, y), num_classes=2,
-                      labels=y.long(), classes=["0", "1"])
+    return SourceData(
+        ("x", "y"), ("value", "label"), tensors=(x, y), num_classes=2, labels=y.long(), classes=["0", "1"]
+    )
 
 
 _FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "square": lambda x: x.pow(2), "cube": lambda x: x.pow(3), "sin": lambda x: x.sin(), "cos": lambda x: x.cos(),
-    "abs": lambda x: x.abs(), "linear": lambda x: x, "exp": lambda x: x.exp(), "tanh": lambda x: x.tanh(),
+    "square": lambda x: x.pow(2),
+    "cube": lambda x: x.pow(3),
+    "sin": lambda x: x.sin(),
+    "cos": lambda x: x.cos(),
+    "abs": lambda x: x.abs(),
+    "linear": lambda x: x,
+    "exp": lambda x: x.exp(),
+    "tanh": lambda x: x.tanh(),
 }
 
 
@@ -64,7 +73,8 @@ class FunctionRegressionSource(SourceOptions):
 
     source: Literal["function_regression"] = Field(description="Source type.")
     function: Literal["square", "cube", "sin", "cos", "abs", "linear", "exp", "tanh"] = Field(
-        "square", description="f, from a fixed safe set (no code in specs).")
+        "square", description="f, from a fixed safe set (no code in specs)."
+    )
     n: int = Field(1000, ge=1, description="Number of points.")
     low: float = Field(-1.0, description="Smallest x.")
     high: float = Field(1.0, description="Largest x.")
@@ -94,11 +104,14 @@ class RandomSource(SourceOptions):
 
     source: Literal["random"] = Field(description="Source type.")
     n: int = Field(64, ge=1, description="Number of samples.")
-    shapes: dict[str, list[int]] = Field(default_factory=lambda: {"x": [8]}, description=(
-        "Field name -> per-sample shape of a standard-normal float32 input, e.g. {image: [1, 28, 28]}."))
+    shapes: dict[str, list[int]] = Field(
+        default_factory=lambda: {"x": [8]},
+        description=("Field name -> per-sample shape of a standard-normal float32 input, e.g. {image: [1, 28, 28]}."),
+    )
     n_classes: int = Field(10, ge=1, description="Labels are uniform in 0..n_classes-1 (int64).")
-    target_shape: list[int] | None = Field(None, description="Give float32 regression targets of this "
-                                                             "per-sample shape instead of labels.")
+    target_shape: list[int] | None = Field(
+        None, description="Give float32 regression targets of this per-sample shape instead of labels."
+    )
     seed: int | None = Field(None, description="Generator seed; default: the run seed (plus 1 for val, 2 for test).")
 
     @field_validator("shapes")
@@ -132,8 +145,13 @@ def load_random(opts: RandomSource, ctx: LoadContext) -> SourceData:
     else:
         target = torch.randint(0, opts.n_classes, (opts.n,), generator=g)
         name, kind, num_classes = "label", "label", opts.n_classes
-    return SourceData((*opts.shapes, name), (*kinds, kind), tensors=(*tensors, target), num_classes=num_classes,
-                      labels=target if kind == "label" else None)
+    return SourceData(
+        (*opts.shapes, name),
+        (*kinds, kind),
+        tensors=(*tensors, target),
+        num_classes=num_classes,
+        labels=target if kind == "label" else None,
+    )
 
 
 def _masks_for(n_classes: int, mask: Tensor) -> tuple[Tensor, str]:
@@ -179,8 +197,11 @@ class ShapesSource(SourceOptions):
     size: int = Field(64, ge=16, description="Image height and width.")
     channels: int = Field(1, ge=1, description="Image channels (the same picture in each).")
     max_shapes: int = Field(3, ge=1, description="At most this many shapes per image (at least one).")
-    n_classes: Literal[1, 2, 3] = Field(3, description="3: background/circle/square; 2: background/shape "
-                                                       "(int64 masks); 1: float 1 x H x W foreground mask.")
+    n_classes: Literal[1, 2, 3] = Field(
+        3,
+        description="3: background/circle/square; 2: background/shape "
+        "(int64 masks); 1: float 1 x H x W foreground mask.",
+    )
     noise: float = Field(0.1, ge=0, description="Standard deviation of the pixel noise.")
     seed: int | None = Field(None, description="Generator seed; default: the run seed (plus 1 for val, 2 for test).")
 
@@ -198,18 +219,19 @@ def load_shapes(opts: ShapesSource, ctx: LoadContext) -> SourceData:
 
     g = ctx.generator(opts.seed)
     n, s = opts.n, opts.size
-    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
-                            indexing="ij")  # (S, S) each
+    yy, xx = torch.meshgrid(
+        torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
+    )  # (S, S) each
     image = torch.zeros(n, s, s)
     mask = torch.zeros(n, s, s, dtype=torch.int64)
     for k in range(opts.max_shapes):  # one shape slot at a time, vectorised over the n images
-        present = torch.rand(n, generator=g) < (1.0 if k == 0 else 0.6)                   # (n,)
-        kind = torch.randint(0, 2, (n,), generator=g)                                       # 0 circle, 1 square
-        r = torch.randint(s // 10, s // 5 + 1, (n,), generator=g).float()                   # (n,)
+        present = torch.rand(n, generator=g) < (1.0 if k == 0 else 0.6)  # (n,)
+        kind = torch.randint(0, 2, (n,), generator=g)  # 0 circle, 1 square
+        r = torch.randint(s // 10, s // 5 + 1, (n,), generator=g).float()  # (n,)
         cy = r + torch.rand(n, generator=g) * (s - 1 - 2 * r)
         cx = r + torch.rand(n, generator=g) * (s - 1 - 2 * r)
         brightness = 0.6 + 0.4 * torch.rand(n, generator=g)
-        dy = yy - cy[:, None, None]                                                          # (n, S, S)
+        dy = yy - cy[:, None, None]  # (n, S, S)
         dx = xx - cx[:, None, None]
         circle = dy.pow(2) + dx.pow(2) <= r[:, None, None].pow(2)
         half = 0.886 * r[:, None, None]  # a square of the circle's area: side sqrt(pi) * r
@@ -218,10 +240,14 @@ def load_shapes(opts: ShapesSource, ctx: LoadContext) -> SourceData:
         mask = torch.where(inside, (kind + 1)[:, None, None], mask)
         image = torch.where(inside, brightness[:, None, None], image)
     image = (image + opts.noise * torch.randn(n, s, s, generator=g)).clamp(0, 1)
-    image = image.unsqueeze(1).expand(n, opts.channels, s, s).contiguous()              # (n, C, S, S)
+    image = image.unsqueeze(1).expand(n, opts.channels, s, s).contiguous()  # (n, C, S, S)
     if opts.n_classes == 2:
         mask = (mask > 0).long()
     target, kind_name = _masks_for(opts.n_classes, mask)
-    return SourceData(("image", "mask"), ("image", kind_name), tensors=(image, target), num_classes=opts.n_classes,
-                      classes=["background", "circle", "square"][: max(opts.n_classes, 1)]
-                      if opts.n_classes == 3 else None)
+    return SourceData(
+        ("image", "mask"),
+        ("image", kind_name),
+        tensors=(image, target),
+        num_classes=opts.n_classes,
+        classes=["background", "circle", "square"][: max(opts.n_classes, 1)] if opts.n_classes == 3 else None,
+    )

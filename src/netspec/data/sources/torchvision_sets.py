@@ -21,8 +21,9 @@ class MNISTSource(SourceOptions):
     """A torchvision MNIST-format data set, read from its IDX files into memory."""
 
     source: Literal["MNIST", "FashionMNIST", "KMNIST"] = Field(description="torchvision data set class name.")
-    root: str = Field(description="Folder that holds `<source>/raw/` (the torchvision layout), "
-                                  "relative to the spec file.")
+    root: str = Field(
+        description="Folder that holds `<source>/raw/` (the torchvision layout), relative to the spec file."
+    )
     split: Literal["train", "test"] = Field("train", description="Which official split.")
     download: bool = Field(False, description="Download the files when missing (needs network).")
 
@@ -34,7 +35,8 @@ class EMNISTSource(SourceOptions):
     root: str = Field(description="Folder that holds `EMNIST/raw/`, relative to the spec file.")
     split: Literal["train", "test"] = Field("train", description="Which official split.")
     variant: Literal["byclass", "bymerge", "balanced", "letters", "digits", "mnist"] = Field(
-        "balanced", description="EMNIST sub-dataset (torchvision's `split` argument).")
+        "balanced", description="EMNIST sub-dataset (torchvision's `split` argument)."
+    )
     download: bool = Field(False, description="Download the files when missing (needs network).")
 
 
@@ -62,6 +64,7 @@ def _find_raw(raw: Path, base: str) -> Path | None:
 def _download(cls_name: str, root: Path, **kwargs: Any) -> None:
     """Let torchvision download a data set; any failure becomes one DataError."""
     import torchvision.datasets as tvd
+
     try:
         getattr(tvd, cls_name)(str(root), download=True, **kwargs)
     except Exception as e:
@@ -81,8 +84,10 @@ def _mnist_paths(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> tuple[Pa
     missing = [b for b in bases if _find_raw(raw, b) is None]
     if missing:
         where = ", ".join(f"{show_path(raw / b)}(.gz)" for b in missing)
-        raise DataError(f"{name} {opts.split} files not found: expected {where}; put the {name} files there "
-                        "(gzipped or not), or set `download: true`")
+        raise DataError(
+            f"{name} {opts.split} files not found: expected {where}; put the {name} files there "
+            "(gzipped or not), or set `download: true`"
+        )
     images, labels = (_find_raw(raw, b) for b in bases)
     assert images is not None and labels is not None
     return ctx.check(images), ctx.check(labels)  # a file may be a link that leads out
@@ -99,19 +104,27 @@ def load_mnist(opts: MNISTSource | EMNISTSource, ctx: LoadContext) -> SourceData
     netspec.errors.DataError: <spec>: MNIST train files not found: expected nowhere/MNIST/raw/train-images-idx3-ubyte(.gz), ...
     """
     import torchvision.datasets as tvd
+
     images_path, labels_path = _mnist_paths(opts, ctx)
     images = read_idx(images_path, expect_magic=2051)  # (N, 28, 28) uint8
     labels = read_idx(labels_path, expect_magic=2049).long()  # (N,)
     if len(images) != len(labels):
-        raise DataError(f"{show_path(images_path)} has {len(images)} images but {show_path(labels_path)} has "
-                        f"{len(labels)} labels")
+        raise DataError(
+            f"{show_path(images_path)} has {len(images)} images but {show_path(labels_path)} has {len(labels)} labels"
+        )
     cls = getattr(tvd, opts.source)
     variant = getattr(opts, "variant", None)
     classes = list(cls.classes_split_dict[variant]) if opts.source == "EMNIST" else list(cls.classes)
-    return SourceData(("image", "label"), ("image", "label"), tensors=(images.unsqueeze(1), labels),
-                      labels=labels, classes=classes, num_classes=len(classes),
-                      files=[str(images_path), str(labels_path)],
-                      locate=lambda i, field: f"{show_path(labels_path if field == 'label' else images_path)}, item {i}")
+    return SourceData(
+        ("image", "label"),
+        ("image", "label"),
+        tensors=(images.unsqueeze(1), labels),
+        labels=labels,
+        classes=classes,
+        num_classes=len(classes),
+        files=[str(images_path), str(labels_path)],
+        locate=lambda i, field: f"{show_path(labels_path if field == 'label' else images_path)}, item {i}",
+    )
 
 
 class CIFARSource(SourceOptions):
@@ -134,6 +147,7 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
     """
     import torch
     import torchvision.datasets as tvd
+
     cls = getattr(tvd, opts.source)
     root = ctx.resolve(opts.root)
     folder = root / cls.base_folder
@@ -143,9 +157,11 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
         _download(opts.source, root, train=opts.split == "train")
         missing = [n for n, _ in entries if not (folder / n).is_file()]
     if missing:
-        raise DataError(f"{opts.source} {opts.split} files not found: expected "
-                        f"{', '.join(show_path(folder / n) for n in missing)}; extract the official archive "
-                        f"({cls.filename}) into {show_path(root)}, or set `download: true`")
+        raise DataError(
+            f"{opts.source} {opts.split} files not found: expected "
+            f"{', '.join(show_path(folder / n) for n in missing)}; extract the official archive "
+            f"({cls.filename}) into {show_path(root)}, or set `download: true`"
+        )
     for name in [n for n, _ in entries] + [cls.meta["filename"]]:
         ctx.check(folder / name)  # a file may be a link that leads out
     try:
@@ -154,6 +170,12 @@ def load_cifar(opts: CIFARSource, ctx: LoadContext) -> SourceData:
         raise DataError(f"{show_path(folder)}: {first_line(e)} (the files must be the official ones)") from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
     labels = torch.tensor(ds.targets, dtype=torch.int64)
-    return SourceData(("image", "label"), ("image", "label"), tensors=(images, labels), labels=labels,
-                      classes=list(ds.classes), num_classes=len(ds.classes),
-                      files=[str(folder / n) for n, _ in entries])
+    return SourceData(
+        ("image", "label"),
+        ("image", "label"),
+        tensors=(images, labels),
+        labels=labels,
+        classes=list(ds.classes),
+        num_classes=len(ds.classes),
+        files=[str(folder / n) for n, _ in entries],
+    )

@@ -92,7 +92,9 @@ def test_readme_commands_exist(repo_root):
     assert ".venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[dev]'" in ci
     assert tests in ci.splitlines()
     lint = ".venv/bin/ruff check . && .venv/bin/ruff format --check ."  # before the tests, and said so
-    assert lint in text and lint in ci.splitlines()
+    assert lint in text
+    # in .ci/run it must stop the run: `set -e` spares a failure on the left of `&&`
+    assert any(line.startswith(f"{lint} || exit 1") for line in ci.splitlines())
     assert ci.index(lint) < ci.index(tests)
 
 

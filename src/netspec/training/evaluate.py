@@ -75,6 +75,26 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
     return model
 
 
+def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, base: Path, allow_download: bool) -> Any:
+    """The loaders the spec's ``data:`` section declares, for ``model``: every label checked
+    against its output size and each split's first sample against its declared inputs, once,
+    here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike)."""
+    from ..data import build_loaders
+    from ..data.checks import declared_inputs
+
+    return build_loaders(
+        spec.data,
+        base_dir=base,
+        input_names=list(spec.inputs),
+        seed=tspec.seed,
+        device=hw.device,
+        allow_download=allow_download,
+        roots=spec_roots(spec),
+        classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
+        inputs=declared_inputs(model),
+    )
+
+
 def _split_loader(
     spec: Any,
     loaders: Any,
@@ -86,20 +106,7 @@ def _split_loader(
     model: nn.Module,
 ) -> Any:
     if loaders is None:
-        from ..data import build_loaders
-        from ..data.checks import declared_inputs
-
-        loaders = build_loaders(
-            spec.data,
-            base_dir=base,
-            input_names=list(spec.inputs),
-            seed=tspec.seed,
-            device=hw.device,
-            allow_download=allow_download,
-            roots=spec_roots(spec),
-            classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
-            inputs=declared_inputs(model),
-        )
+        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(

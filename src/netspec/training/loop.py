@@ -26,10 +26,10 @@ from ..errors import Interrupted, NetspecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, require_sections, spec_base_dir, spec_roots
-from .evaluate import batch_size, evaluate_loader, forward
+from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion, class_counts, output_shapes
+from .losses import Criterion, build_criterion
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -224,20 +224,7 @@ def _loaders(
     each split's first sample against the declared inputs, once, here (every process checks the
     same samples alike); under several processes, each one's share of every epoch."""
     if loaders is None:
-        from ..data import build_loaders
-        from ..data.checks import declared_inputs
-
-        loaders = build_loaders(
-            spec.data,
-            base_dir=base,
-            input_names=list(spec.inputs),
-            seed=tspec.seed,
-            device=hw.device,
-            allow_download=allow_download,
-            roots=spec_roots(spec),
-            classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
-            inputs=declared_inputs(model),
-        )
+        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     return loaders

@@ -25,13 +25,12 @@ opened), a cycle (a.yaml -> b.yaml -> a.yaml) and each limit are one-line errors
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import AccessRefused, SpecValidationError, did_you_mean
-from ..files.access import FileAccess
+from ..files.access import FileAccess, file_kind
 from .source import MAX_BYTES, Document, Path_, load_document
 
 EXTENDS = "extends"
@@ -208,7 +207,7 @@ def _base_file(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], a
         raise _error(doc, path, err.message, err.hint) from None
     if file.suffix not in SUFFIXES:
         raise _error(doc, path, f"base spec `{name}` is not a .yaml, .yml or .json file")
-    what = _not_a_file(file)
+    what = file_kind(file)
     if what == "missing":
         near = (
             sorted(p.name for p in file.parent.glob("*") if p.suffix in SUFFIXES and p.name != file.name)
@@ -231,29 +230,6 @@ def _base_file(doc: Document, name: str, path: Path_, chain: tuple[Path, ...], a
     if len(chain) >= MAX_EXTENDS:
         raise _too_deep(doc, path, name)
     return file
-
-
-def _not_a_file(file: Path) -> str | None:
-    """None for a regular file, "missing", or what ``file`` is instead (from ``stat``, never opened).
-
-    >>> _not_a_file(Path("/")), _not_a_file(Path("/dev/null")), _not_a_file(Path("/no/such.yaml"))
-    ('a folder', 'a device', 'missing')
-    """
-    try:
-        mode = os.stat(file).st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as err:
-        return f"unreadable ({err.strerror or err})"
-    kinds = (
-        (stat.S_ISREG, None),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (a named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-    )
-    return next((what for test, what in kinds if test(mode)), "not a regular file")
 
 
 def _load_base(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean, format_path
+from ..nodes.functional import _DTYPES  # the one table of dtype names (generated code casts with it)
 from ..nodes.layers import LAYERS
 from ..nodes.model_nodes import infer_zoo
 from ..nodes.ops import OPS, OpType
@@ -44,16 +45,6 @@ from .graph import Dag, DagNode, resolve
 from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
-
-_DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "bool": torch.bool,
-}
 
 
 def _shape_info(p: Probe) -> ShapeInfo | None:

@@ -140,6 +140,30 @@ class FileAccess:
 # ---------------------------------------------------------------------------------------------
 
 
+def file_kind(file: Path) -> str | None:
+    """None for a regular file, "missing", "unreadable (...)", or what ``file`` is instead (from
+    ``stat``, never opened: opening a FIFO blocks).
+
+    >>> file_kind(Path("/")), file_kind(Path("/dev/null")), file_kind(Path("/no/such.yaml"))
+    ('a folder', 'a device', 'missing')
+    """
+    try:
+        mode = os.stat(file).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    kinds = (
+        (stat.S_ISREG, None),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
 def not_regular(file: Path) -> str | None:
     """Why ``file`` cannot be read as data (None: it is a regular file).
 
@@ -149,15 +173,16 @@ def not_regular(file: Path) -> str | None:
     >>> not_regular(Path("/dev/null")), not_regular(Path("/no/such/file")), not_regular(Path("/"))
     ('is not a regular file (a device, FIFO or socket)', 'no such file', 'is a folder, not a file')
     """
-    try:
-        mode = os.stat(file).st_mode
-    except FileNotFoundError:
-        return "no such file"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    if stat.S_ISDIR(mode):
+    kind = file_kind(file)
+    if kind is None:
+        return None
+    if kind == "a folder":
         return "is a folder, not a file"
-    return None if stat.S_ISREG(mode) else "is not a regular file (a device, FIFO or socket)"
+    if kind == "missing":
+        return "no such file"
+    if kind.startswith("unreadable"):
+        return "cannot be read" + kind.removeprefix("unreadable")
+    return "is not a regular file (a device, FIFO or socket)"
 
 
 MAX_INFLATION = 200  # decoded bytes per stored byte of a compressed file ...

@@ -9,16 +9,6 @@ import torch
 from ..api import Compiled
 from ..compiler.dims import per_sample
 
-_DTYPES = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "bool": torch.bool,
-}
-
 
 def header(c: Compiled) -> str:
     """``unet: 1 input (image 3x572x572) -> 1 output (logits 2x572x572)``."""

@@ -65,7 +65,7 @@ def _conv_cases(n: int) -> tuple[list[dict[str, Any]], list[Shape]]:
     return _with_refused(
         kwargs,
         kernel_size=[0, (1,) * (n - 1) + (0,)],
-        stride=[0, -1, (1,) * (n - 1) + (0,)],
+        stride=[0, -1, (1,) * (n - 1) + (0,), 1.0, 0.0],
         padding=[-1, (0,) * (n - 1) + (-2,)],
         dilation=[0, -1],
     ), _spatial_inputs(n, 4)
@@ -96,7 +96,7 @@ def _pool_cases(n: int, max_pool: bool) -> tuple[list[dict[str, Any]], list[Shap
         ceil_mode=[False, True],
         **extra,
     )
-    refused: dict[str, list[Any]] = {"kernel_size": [0, -1], "stride": [0, -1], "padding": [-1, 3]}
+    refused: dict[str, list[Any]] = {"kernel_size": [0, -1], "stride": [0, -1, 1.0], "padding": [-1, 3, 1.0]}
     if max_pool:
         refused["dilation"] = [0, -1]
     return _with_refused(kwargs, **refused), _spatial_inputs(n, 3)

@@ -184,19 +184,22 @@ def _per_dim(value: object, n: int) -> tuple[int, ...] | None:
     return None
 
 
-def _ints(value: Any) -> tuple[int, ...]:
-    """An int or sequence argument as a tuple of its ints (a string such as "same" gives ())."""
-    if isinstance(value, int):
-        return (value,)
-    return tuple(v for v in value if isinstance(v, int)) if isinstance(value, (tuple, list)) else ()
-
-
 def _refuse(module: nn.Module, rules: list[tuple[str, Callable[[int], bool], str]]) -> Refusal | None:
-    """The first argument ``(name, ok, what it must be)`` with a value that is not ``ok``."""
+    """The first argument ``(name, ok, what it must be)`` with a value that is not ``ok``, or not
+    a whole number (torch's kernels take ints only: a stride of 1.0 is refused for any input).
+
+    >>> _refuse(nn.Conv2d(3, 4, 3, stride=1.0), [("stride", _positive, "positive")])
+    Refusal(arg='stride', message='stride must be a whole number, got 1.0')
+    """
     for arg, ok, must in rules:
         value = getattr(module, arg, None)
-        if value is not None and not all(ok(v) for v in _ints(value)):
-            shown = value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
+        if value is None or isinstance(value, str):  # absent, or padding="same"/"valid"
+            continue
+        shown = value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(isinstance(v, int) for v in items):
+            return Refusal(arg, f"{arg} must be a whole number, got {shown}")
+        if not all(ok(v) for v in items):
             return Refusal(arg, f"{arg} must be {must}, got {shown}")
     return None
 

@@ -4,7 +4,10 @@ the plain PyTorch loop the runner is compared with."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,11 +197,22 @@ class Small(nn.Module):
         self.fc = nn.Linear(4, 2)
 
 
-class ListLog:
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
+@contextlib.contextmanager
+def logged() -> Iterator[list[str]]:
+    """The messages the ``netspec`` loggers emit inside the block (INFO and up), as a caller's
+    own handler receives them."""
+    lines: list[str] = []
 
-    def info(self, msg: str) -> None:
-        self.lines.append(msg)
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
 
-    warn = info
+    logger, handler = logging.getLogger("netspec"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -22,9 +22,14 @@ costs nothing until a spec is loaded.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# A library's loggers print nothing until the program using it says where their lines go
+# (`logging.basicConfig()`, a handler on "netspec"); the `netspec` command attaches its console.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_options import add_spec_options, print_config
+from .cli_options import add_spec_options, console_logging, print_config
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not live:
             warnings.simplefilter("default")
         try:
-            with _sigterm_stops():
+            with _sigterm_stops(), console_logging():  # the netspec loggers' lines on stdout
                 code = int(args.func(args) or 0)
         except NetspecError as e:  # a spec mistake, a refused output, a failed run: one line
             print(str(e), file=sys.stderr)

@@ -1,5 +1,6 @@
 """The command-line options that the three command modules share (``cli.py``, ``training/cli.py``,
-``interop/cli.py``): one home, so none of them imports another for a helper.
+``interop/cli.py``), and how a log line reads on the console: one home, so none of them imports
+another for a helper.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_data_root(p); p.parse_args([]).data_roots
@@ -9,7 +10,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 
 def add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -81,3 +86,71 @@ def print_config(spec: Any, path: str) -> int:
 
     print(resolved_config(spec, path), end="")
     return 0
+
+
+class LineFormatter(logging.Formatter):
+    """A log record as the console and train.log show it: the message, with ``warning:`` before
+    a warning (or worse).
+
+    >>> r = logging.LogRecord("netspec", logging.WARNING, __file__, 1, "curves.png not written", None, None)
+    >>> LineFormatter().format(r)
+    'warning: curves.png not written'
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
+
+
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+    """Log lines on a stream, written around a tqdm progress bar (cleared, the line written, the
+    bar drawn again) so the bar stays one line at the bottom instead of being broken in two.
+
+    >>> import io
+    >>> out = io.StringIO(); h = ConsoleHandler(out)
+    >>> h.emit(logging.LogRecord("netspec", logging.INFO, __file__, 1, "epoch 1/2", None, None)); out.getvalue()
+    'epoch 1/2\\n'
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stdout)
+        self.setFormatter(LineFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            tqdm = sys.modules.get("tqdm")  # a bar can be on screen only if tqdm was imported
+            if tqdm is not None:
+                tqdm.tqdm.write(line, file=self.stream)
+            else:
+                self.stream.write(line + "\n")
+            self.flush()
+        except RecursionError:  # as logging.StreamHandler does
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def console_logging(stream: TextIO | None = None) -> Iterator[ConsoleHandler]:
+    """What a command shows while it runs: the ``netspec`` loggers' INFO lines (and warnings) on
+    stdout, for the command's duration (under torchrun, :func:`netspec.train` keeps the other
+    ranks quiet). What a command prints as its product (tables, JSON) is no log line.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> with console_logging(out):
+    ...     logging.getLogger("netspec.training").info("epoch 1/2")
+    >>> out.getvalue()
+    'epoch 1/2\\n'
+    """
+    logger = logging.getLogger("netspec")
+    handler = ConsoleHandler(stream)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -11,7 +11,7 @@ from netspec.nodes.initializers import INIT_FUNCTIONS
 from netspec.training.init import init_model
 from netspec.training.spec import InitSpec
 
-from standins import ListLog, Small, make_spec
+from standins import Small, logged, make_spec
 
 SEED_003_INIT = {
     "rules": [
@@ -48,9 +48,9 @@ def test_seed_003_init_rules_match_nn_init_by_hand() -> None:
     ours, ref = Small(), Small()
     with torch.no_grad():
         ours.bn.weight.fill_(5)
-    log: list[str] = []
     torch.manual_seed(0)
-    init_model(ours, InitSpec.model_validate(SEED_003_INIT), log=ListLog(log))
+    with logged() as log:
+        init_model(ours, InitSpec.model_validate(SEED_003_INIT))
     torch.manual_seed(0)
     nn.init.kaiming_normal_(ref.conv.weight, mode="fan_out", nonlinearity="relu")
     nn.init.constant_(ref.conv.bias, 0.3)
@@ -83,8 +83,8 @@ def test_init_by_name_pattern_later_rules_win() -> None:
 def test_frozen_parameters_are_reported() -> None:
     model = Small()
     model.conv.requires_grad_(False)
-    lines: list[str] = []
-    init_model(model, None, log=ListLog(lines))
+    with logged() as lines:
+        init_model(model, None)
     assert lines == ["frozen: 2 tensors, 40 parameters (conv.weight, conv.bias)"]
 
 

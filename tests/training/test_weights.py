@@ -12,14 +12,15 @@ from netspec.errors import AccessRefused, CheckpointError
 from netspec.training.spec import WeightsSpec
 from netspec.training.weights import load_weights
 
-from standins import ListLog, Small, make_spec, mlp, run
+from standins import Small, logged, make_spec, mlp, run
 
 
 def test_load_state_dict_with_dataparallel_prefix(tmp_path: Path) -> None:
     src = Small()
     torch.save({f"module.{k}": v for k, v in src.state_dict().items()}, tmp_path / "dp.pt")
-    dst, lines = Small(), []
-    load_weights(dst, WeightsSpec(path="dp.pt"), base_dir=tmp_path, log=ListLog(lines))
+    dst = Small()
+    with logged() as lines:
+        load_weights(dst, WeightsSpec(path="dp.pt"), base_dir=tmp_path)
     for k, v in src.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v)
     assert "removed DataParallel prefix `module.`" in lines[0] and "loaded 9/9 tensors" in lines[0]
@@ -41,8 +42,8 @@ def test_partial_load_reports_missing_and_unexpected(tmp_path: Path) -> None:
         CheckpointError, match=r"2 model keys missing .*fc.weight, fc.bias.*1 file keys not in the model"
     ):
         load_weights(Small(), WeightsSpec(path="w.pt"), base_dir=tmp_path)
-    lines: list[str] = []
-    load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path, log=ListLog(lines))
+    with logged() as lines:
+        load_weights(Small(), WeightsSpec(path="w.pt", strict=False), base_dir=tmp_path)
     assert "loaded 7/9 tensors" in lines[0] and "kept from init: fc.weight, fc.bias" in lines[0]
     assert "ignored from the file: head.weight" in lines[0]
 

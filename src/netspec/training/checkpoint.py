@@ -13,6 +13,7 @@ that the losses and weights are finite); a background thread writes it while tra
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -43,6 +44,8 @@ __all__ = [
     "check_weights",
     "to_host",
 ]
+
+logger = logging.getLogger(__name__)
 
 # The version grows when what a checkpoint holds changes, so that a file of another version is
 # refused as such rather than as damaged. 2: each metric's state names the sample shapes it was
@@ -285,7 +288,7 @@ def restore(run: Run, ckpt: dict[str, Any]) -> None:
     for k, v in ckpt["state"].items():
         setattr(st, k, v)
     run.resume_rng = ckpt["rng"]
-    run.log.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
+    logger.info(f"resumed from {ckpt['path']}: epoch {st.epoch} done, batch {st.batch}, step {st.step}")
 
 
 def _this_rank(run: Run, ckpt: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -74,6 +75,8 @@ __all__ = [
     "world",
     "wrap",
 ]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=NetspecError)
@@ -315,11 +318,11 @@ def wrap(model: nn.Module, device: torch.device, options: Any) -> nn.Module:
     )
 
 
-def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Module:
+def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm as a SyncBatchNorm (statistics over the global batch). The parameters
     stay the same objects, so optimizers and state_dict keys are unchanged.
 
-    >>> sync_batchnorm(nn.BatchNorm1d(3), torch.device("cpu"), None)
+    >>> sync_batchnorm(nn.BatchNorm1d(3), torch.device("cpu"))
     Traceback (most recent call last):
     netspec.errors.TrainingError: <spec>: train.distributed.sync_batchnorm: `sync_batchnorm` needs CUDA devices (torch's SyncBatchNorm has no CPU kernel)
     """
@@ -331,7 +334,7 @@ def sync_batchnorm(model: nn.Module, device: torch.device, log: Any) -> nn.Modul
             )
         )
     converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    log.info("sync_batchnorm: BatchNorm statistics over the global batch")
+    logger.info("sync_batchnorm: BatchNorm statistics over the global batch")
     return converted
 
 
@@ -456,13 +459,13 @@ def check_devices(device: torch.device, world_: World) -> None:
         )
 
 
-def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
+def shard_loaders(loaders: Any, rank: int, world_size: int) -> None:
     """Give each loader this process's share (see ``_EpochLoader.shard``) and say what the
     batch size means now. Loaders given from Python must be netspec's to be sharded.
 
     Example::
 
-        shard_loaders(build_loaders(spec.data, ...), rank=1, world_size=2, log=log)
+        shard_loaders(build_loaders(spec.data, ...), rank=1, world_size=2)
         # data-parallel: data.batch_size 32 is the global batch, 16 per process; ...
     """
     train = loaders.train
@@ -479,7 +482,7 @@ def shard_loaders(loaders: Any, rank: int, world_size: int, log: Any) -> None:
         loader = getattr(loaders, split, None)
         if loader is not None:
             loader.shard(rank, world_size)
-    log.info(
+    logger.info(
         f"data-parallel: data.batch_size {train.global_batch_size} is the global batch, "
         f"{train.batch_size} per process; {len(train)} batches per epoch in each process"
     )

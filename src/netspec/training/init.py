@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +23,14 @@ from torch import Tensor, nn
 from ..errors import SpecError, did_you_mean, fmt_call, summarise
 from ..nodes.initializers import INIT_FUNCTIONS
 from ..nodes.registry import SpecPath
-from .rundir import Log
 from .weights import load_weights
 
 if TYPE_CHECKING:
     from .spec import InitFnSpec, InitRuleSpec, InitSpec
 
 __all__ = ["INIT_FUNCTIONS", "check_init_function", "init_model"]
+
+logger = logging.getLogger(__name__)
 
 
 def check_init_function(spec: InitFnSpec) -> None:
@@ -42,7 +44,6 @@ def init_model(
     *,
     base_dir: Path = Path("."),
     roots: tuple[Path, ...] = (),
-    log: Log | None = None,
 ) -> None:
     """Apply init rules in order, then load weights; log what was initialised, loaded, frozen.
 
@@ -52,19 +53,18 @@ def init_model(
     >>> m[0].bias.tolist()
     [0.30000001192092896, 0.30000001192092896]
     """
-    log = log or Log.quiet()
     if spec is not None:
         for i, rule in enumerate(spec.rules):
-            _apply_rule(model, rule, ("init", "rules", i), log)
+            _apply_rule(model, rule, ("init", "rules", i))
         if spec.weights is not None:
-            load_weights(model, spec.weights, base_dir=base_dir, roots=roots, log=log)
+            load_weights(model, spec.weights, base_dir=base_dir, roots=roots)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     if frozen:
         count = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        log.info(f"frozen: {len(frozen)} tensors, {count:,} parameters ({summarise(frozen)})")
+        logger.info(f"frozen: {len(frozen)} tensors, {count:,} parameters ({summarise(frozen)})")
 
 
-def _apply_rule(model: nn.Module, rule: InitRuleSpec, path: SpecPath, log: Log) -> None:
+def _apply_rule(model: nn.Module, rule: InitRuleSpec, path: SpecPath) -> None:
     modules = _rule_modules(model, rule, path)
     done = []
     for part in ("weight", "bias"):
@@ -87,7 +87,7 @@ def _apply_rule(model: nn.Module, rule: InitRuleSpec, path: SpecPath, log: Log) 
             names.append(f"{name}.{part}")
         done.append(f"{part} {fn_spec.name}{fmt_call(fn_spec.args)} on {len(names)} tensors ({summarise(names)})")
     what = " ".join(filter(None, [_as_text(rule.layer), _as_text(rule.name)]))
-    log.info(f"init rules[{path[-1]}] {what}: " + "; ".join(done))
+    logger.info(f"init rules[{path[-1]}] {what}: " + "; ".join(done))
 
 
 def _rule_modules(model: nn.Module, rule: InitRuleSpec, path: SpecPath) -> list[tuple[str, nn.Module]]:

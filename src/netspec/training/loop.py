@@ -11,6 +11,7 @@ once, here.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -34,7 +35,7 @@ from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
 from .rules import check_monitors, static_has_val
-from .rundir import BACKGROUND, Log, RunDir, resolved_spec, resume_dir
+from .rundir import BACKGROUND, RunDir, RunLog, resolved_spec, resume_dir, run_logging
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
@@ -46,6 +47,8 @@ if TYPE_CHECKING:  # the spec module imports the training package's spec models:
     from ..data.build import Loaders
 
 __all__ = ["train", "RunResult", "Run"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,12 +93,12 @@ class Run:
     scaler: torch.amp.GradScaler | None
     meters: dict[str, MetricSet]
     window_meter: MetricSet | None  # stop_when on a train metric, checked every step
-    log: Log
     input_names: list[str]
     output_names: list[str]
     params: list[nn.Parameter]
     best_monitor: str
     run_dir: RunDir = None  # type: ignore[assignment]  # made once everything is set up
+    run_log: RunLog | None = None  # train.log's handler (rank 0): holds the lines until run_dir exists
     spec_hash: str = ""
     state: State = field(default_factory=State)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -121,7 +124,9 @@ def train(
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
-    The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
+    The run logs through the ``netspec`` loggers (:mod:`logging`: silence, route or filter them
+    as any library's; docs/training.md) and to train.log; ``stream``, when given, gets the same
+    lines as the command line prints them. The spec's files are read
     only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
     data roots given to ``load_spec`` (:mod:`netspec.files.access`).
 
@@ -136,23 +141,26 @@ def train(
         tspec = spec.train or TrainSpec()
         hw = _hardware(spec, tspec, loaders)  # under torchrun: joins the process group
         try:
-            ckpt = load_checkpoint(resume) if resume is not None else None
             # Everything is set up before the run directory is made, so a mistake in any of it leaves
-            # no directory behind; the log holds its messages until then (rank 0 alone logs).
-            log = Log(stream if stream is not None else sys.stdout, None, hold=True) if hw.is_main else Log.quiet()
-            with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
-                set_seed(tspec.seed)
-                run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
-                try:
-                    run.run_dir = distributed.from_main(
-                        lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
-                    )
-                    if hw.rank:  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
-                        set_seed(tspec.seed + 1_000_003 * hw.rank)
-                    return _start(run, ckpt)
-                finally:
-                    if loaders is None:  # ours: their worker processes end with the run
-                        run.loaders.close()
+            # no directory behind; train.log holds its lines until then (rank 0 alone logs).
+            with run_logging(hw.is_main, stream) as run_log:
+                ckpt = load_checkpoint(resume) if resume is not None else None
+                with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
+                    set_seed(tspec.seed)
+                    run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, ckpt)
+                    run.run_log = run_log
+                    try:
+                        run.run_dir = distributed.from_main(
+                            lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
+                        )
+                        if (
+                            hw.rank
+                        ):  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
+                            set_seed(tspec.seed + 1_000_003 * hw.rank)
+                        return _start(run, ckpt)
+                    finally:
+                        if loaders is None:  # ours: their worker processes end with the run
+                            run.loaders.close()
         except Exception as err:
             if hw.distributed and distributed.is_peer_failure(err):  # one line, not a collective's traceback
                 raise distributed.peer_lost(err) from None
@@ -193,7 +201,6 @@ def _model(
     hw: Hardware,
     model: nn.Module | None,
     base: Path,
-    log: Log,
     ckpt: dict[str, Any] | None,
 ) -> tuple[nn.Module, nn.Module | None]:
     """The model built, initialised (unless resuming: the checkpoint has the weights) and moved,
@@ -203,11 +210,11 @@ def _model(
 
         model = build_model(spec)
     if ckpt is None:
-        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec), log=log)
+        init_model(model, spec.init, base_dir=base, roots=spec_roots(spec))
     model.to(hw.device)
     if hw.distributed and tspec.distributed.sync_batchnorm:
-        model = distributed.sync_batchnorm(model, hw.device, log)
-    return model, prepare_model(model, tspec, hw, log)  # channels_last, torch.compile
+        model = distributed.sync_batchnorm(model, hw.device)
+    return model, prepare_model(model, tspec, hw)  # channels_last, torch.compile
 
 
 def _loaders(
@@ -218,7 +225,6 @@ def _loaders(
     loaders: Any,
     base: Path,
     allow_download: bool,
-    log: Log,
 ) -> Any:
     """The loaders, built unless given: every label checked against the model's output size, and
     each split's first sample against the declared inputs, once, here (every process checks the
@@ -226,7 +232,7 @@ def _loaders(
     if loaders is None:
         loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
     if hw.distributed:
-        distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
+        distributed.shard_loaders(loaders, hw.rank, hw.world_size)
     return loaders
 
 
@@ -238,23 +244,22 @@ def _setup(
     loaders: Any,
     base: Path,
     allow_download: bool,
-    log: Log,
     ckpt: dict[str, Any] | None,
 ) -> Run:
     """Everything a run needs but its directory."""
     input_names, output_names = list(spec.inputs), list(spec.output_names)
-    model, compiled = _model(spec, tspec, hw, model, base, log, ckpt)
-    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, log)
+    model, compiled = _model(spec, tspec, hw, model, base, ckpt)
+    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
     # ---- loss, metrics, optimizer, schedule
     optimizer = build_optimizer(
-        spec.optimizer, model, log=log, defaults=optimizer_defaults(spec.optimizer.name, spec.optimizer.args, tspec, hw)
+        spec.optimizer, model, defaults=optimizer_defaults(spec.optimizer.name, spec.optimizer.args, tspec, hw)
     )
     steps_per_epoch = math.ceil(len(loaders.train) / tspec.grad_accumulation)
     schedule = build_scheduler(
-        spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch, has_val=has_val, log=log
+        spec.scheduler, optimizer, epochs=tspec.epochs, steps_per_epoch=steps_per_epoch, has_val=has_val
     )
     stop = tspec.stop_when
     per_step = stop is not None and stop.check_every == "step" and stop.monitor.startswith("train_")
@@ -272,7 +277,6 @@ def _setup(
         hw.make_scaler(),
         meters,
         window,
-        log,
         input_names,
         output_names,
         [p for g in optimizer.param_groups for p in g["params"]],
@@ -290,19 +294,20 @@ def _setup(
 
 
 def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
-    """Write the spec and open the log in the run directory (rank 0), then train."""
+    """Write the spec and start train.log in the run directory (rank 0), then train."""
     run_dir, hw = run.run_dir, run.hw
     try:
         if hw.is_main:
             digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
+            if run.run_log is not None:
+                run.run_log.start(run_dir.path / "train.log")  # the lines of the setup first
             processes = f", {hw.world_size} process{'es' if hw.world_size > 1 else ''}" if hw.distributed else ""
-            first = [f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})"]
+            logger.info(f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})")
             if ckpt is not None and ckpt["spec_hash"] != digest:
-                first.append(
-                    f"warning: the spec changed since {ckpt['path']} was saved "
+                logger.warning(
+                    f"the spec changed since {ckpt['path']} was saved "
                     f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway"
                 )
-            run.log.release(run_dir.path / "train.log", *first)
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
         run.tb = report.tensorboard(run)
@@ -331,13 +336,16 @@ def _fit(run: Run) -> RunResult:
                 reason = _train_epoch(run, interrupt) or reason
                 train_time = time.perf_counter() - started
                 values = _epoch_values(run)
+                lrs = run.schedule.trained_with(run.optimizer)  # before the scheduler moves it
                 run.schedule.after_epoch(values)
                 st.epoch, st.batch = st.epoch + 1, 0
                 # ---- record, decide whether to stop, checkpoint (written while the next epoch runs)
-                record = report.record_epoch(run, values, train_time, time.perf_counter() - started)
-                reason = check_stopping(run, values) if reason == "epochs" else reason
+                record = report.record_epoch(run, values, lrs, train_time, time.perf_counter() - started)
+                reason, why = check_stopping(run, values) if reason == "epochs" else (reason, "")
                 final = st.epoch == t.epochs or reason != "epochs"
                 report.log_epoch(run, record, final)
+                if why:
+                    logger.info(why)  # after the epoch's line: lines in the order things happened
                 saved = save_epoch(run, values, final)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if _stop_asked(run, interrupt) and reason == "epochs" and not final:
@@ -467,7 +475,7 @@ def _step(run: Run, pending: int, i: int, n_batches: int) -> bool:
     st, clip, scaler, opt = run.state, run.tspec.grad_clip, run.scaler, run.optimizer
     if run.tspec.on_nan == "skip" and scaler is None and not _grads_finite(run):
         st.skipped += pending
-        run.log.warn(
+        logger.warning(
             f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
             f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)"
         )
@@ -507,7 +515,7 @@ def _keep(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
     st = run.state
     st.skipped += 1
     bad = BadLoss(st.epoch, i, n_batches, st.step, float(loss.detach()))
-    run.log.warn(f"{bad}; batch skipped (train.on_nan: skip)")
+    logger.warning(f"{bad}; batch skipped (train.on_nan: skip)")
     return False
 
 

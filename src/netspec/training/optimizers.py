@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import inspect
+import logging
 import math
 import re
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,13 @@ from torch import nn
 
 from ..errors import SpecError, TrainingError, did_you_mean, fmt_args, fmt_call, number_string_hint, summarise
 from ..nodes.registry import Registry, SpecPath, check_args
-from .rundir import Log
 
 if TYPE_CHECKING:
     from .spec import OptimizerSpec, ParamGroupSpec
 
 __all__ = ["OPTIMIZERS", "check_optimizer", "build_optimizer", "stand_in_optimizer"]
+
+logger = logging.getLogger(__name__)
 
 
 def _torch_optimizers(registry: Registry[type[torch.optim.Optimizer]]) -> None:
@@ -126,7 +128,6 @@ def build_optimizer(
     spec: OptimizerSpec,
     model: nn.Module,
     *,
-    log: Log | None = None,
     path: SpecPath = ("optimizer",),
     defaults: dict[str, Any] | None = None,
 ) -> torch.optim.Optimizer:
@@ -143,7 +144,6 @@ def build_optimizer(
     >>> [g["lr"] for g in opt.param_groups]
     [0.01, 1e-05]
     """
-    log = log or Log.quiet()
     named = list(model.named_parameters())
     owner: dict[str, int] = {}  # parameter name -> its group
     groups: list[dict[str, Any]] = []
@@ -162,34 +162,34 @@ def build_optimizer(
         if trainable:
             groups.append({"params": trainable, **options})
         frozen = len(names) - len(trainable)
-        log.info(
+        logger.info(
             f"optimizer group {i} ({_as_text(group.params)}): {len(trainable)} tensors"
             f"{' ' + fmt_call(options) if options else ''}" + (f", {frozen} frozen left out" if frozen else "")
         )
-    groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad], log)
+    groups += _ungrouped(spec, [(n, p) for n, p in named if n not in owner and p.requires_grad])
     if not groups:
         raise TrainingError("nothing to train: every parameter is frozen or excluded", path=path)
     if defaults:
         try:
             optimizer = OPTIMIZERS[spec.name](groups, **{**defaults, **spec.args})
-            log.info(f"optimizer: {spec.name}({fmt_args(defaults)}) added by netspec")
+            logger.info(f"optimizer: {spec.name}({fmt_args(defaults)}) added by netspec")
             return optimizer
         except (TypeError, ValueError, RuntimeError) as err:  # e.g. fused kernels need dense float parameters
-            log.info(f"optimizer: {spec.name} without {fmt_args(defaults)} ({str(err).splitlines()[0]})")
+            logger.info(f"optimizer: {spec.name} without {fmt_args(defaults)} ({str(err).splitlines()[0]})")
     return _construct(spec, groups, path)
 
 
-def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]], log: Log) -> list[dict[str, Any]]:
+def _ungrouped(spec: OptimizerSpec, rest: list[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
     """The default group of the parameters no pattern matched (or none, with ``ungrouped: exclude``)."""
     if not rest:
         return []
     if spec.ungrouped == "exclude":
         for _, p in rest:
             p.requires_grad_(False)  # not optimised, so no gradient needed
-        log.info(f"not optimised (ungrouped: exclude): {len(rest)} tensors ({summarise([n for n, _ in rest])})")
+        logger.info(f"not optimised (ungrouped: exclude): {len(rest)} tensors ({summarise([n for n, _ in rest])})")
         return []
     if spec.groups:
-        log.info(f"optimizer default group: {len(rest)} tensors{' ' + fmt_call(spec.args) if spec.args else ''}")
+        logger.info(f"optimizer default group: {len(rest)} tensors{' ' + fmt_call(spec.args) if spec.args else ''}")
     return [{"params": [p for _, p in rest]}]
 
 

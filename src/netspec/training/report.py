@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import sys
 import time
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run t
     from .loop import Run
 
 __all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
+
+logger = logging.getLogger(__name__)
 
 
 class Bar:
@@ -80,7 +83,7 @@ def log_epoch(run: Run, record: dict[str, Any], final: bool) -> None:
     parts.append(f"{record['time_s']:.1f}s")
     if record.get("samples_per_s"):
         parts.append(f"{record['samples_per_s']:.0f} samples/s")
-    run.log.info("  ".join(parts))
+    logger.info("  ".join(parts))
 
 
 def plot_curves(run: Run) -> None:
@@ -141,14 +144,17 @@ def add_graph(writer: Any, run: Run) -> None:
     try:
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             writer.add_graph(run.model, inputs[0] if len(inputs) == 1 else inputs)
-        run.log.info("TensorBoard: model graph written to tb/")
+        logger.info("TensorBoard: model graph written to tb/")
     except Exception as err:  # tracing refuses some models (dict outputs, data-dependent control flow)
-        run.log.warn(f"TensorBoard graph not written: {first_line(err)}")
+        logger.warning(f"TensorBoard graph not written: {first_line(err)}")
 
 
-def record_epoch(run: Run, values: dict[str, float], train_time: float, epoch_time: float) -> dict[str, Any]:
+def record_epoch(
+    run: Run, values: dict[str, float], lrs: list[float], train_time: float, epoch_time: float
+) -> dict[str, Any]:
+    """The epoch's record in the history, metrics.jsonl and TensorBoard; ``lrs``: the rate of each
+    parameter group the epoch trained with (:meth:`~netspec.training.schedulers.Schedule.trained_with`)."""
     st = run.state
-    lrs = [g["lr"] for g in run.optimizer.param_groups]
     samples = getattr(run.loaders.train, "dataset_size", None)
     record: dict[str, Any] = {"epoch": st.epoch, "step": st.step, **values, "lr": lrs[0]}
     if len(lrs) > 1:
@@ -172,7 +178,7 @@ def record_epoch(run: Run, values: dict[str, float], train_time: float, epoch_ti
 def report_model(run: Run) -> None:
     total = sum(p.numel() for p in run.model.parameters())
     trained = sum(p.numel() for p in run.params)
-    run.log.info(f"model: {total:,} parameters, {trained:,} trained; {len(run.loaders.train)} batches per epoch")
+    logger.info(f"model: {total:,} parameters, {trained:,} trained; {len(run.loaders.train)} batches per epoch")
 
 
 def finish(run: Run) -> None:
@@ -182,7 +188,7 @@ def finish(run: Run) -> None:
         plot_curves(run)
     except Exception as err:
         with contextlib.suppress(Exception):
-            run.log.warn(f"curves.png not written: {first_line(err)}")
+            logger.warning(f"curves.png not written: {first_line(err)}")
     if run.tb is not None:
         with contextlib.suppress(Exception):
             run.tb.close()

@@ -3,7 +3,7 @@
 Run directory (``runs/<spec name>/<timestamp>`` unless ``--out`` says otherwise)::
 
     spec.yaml  spec.sha256   the resolved spec and the sha256 of that file
-    train.log                everything printed
+    train.log                every log line of the run (the ``netspec`` loggers, rank 0)
     metrics.jsonl            one JSON line per epoch
     last.pt  best.pt         checkpoints (written atomically, :mod:`netspec.training.checkpoint`)
     curves.png               loss / metric curves
@@ -17,7 +17,8 @@ Checkpoints are written by a background thread (:data:`BACKGROUND`) while traini
 every other write waits for the checkpoint in flight first, so files reach the disk in the order
 the run made them and a failed checkpoint is reported before anything else is written.
 
->>> log = Log.quiet(); log.info("not shown anywhere")
+>>> RunDir(Path("runs/x/20250101-120000")).best.name
+'best.pt'
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -36,11 +38,13 @@ from typing import Any, TextIO
 
 import yaml
 
+from ..cli_options import ConsoleHandler, LineFormatter
 from ..errors import TrainingError, WriteFailed, first_line
 from ..files.outputs import safe_name
 
 __all__ = [
-    "Log",
+    "RunLog",
+    "run_logging",
     "RunDir",
     "resume_dir",
     "writing",
@@ -104,40 +108,69 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=BACKGROUND.forget)
 
 
-class Log:
-    """Prints to a stream and appends to the run's train.log.
-
-    ``hold=True``: messages wait (neither printed nor written) until :meth:`release` names the
-    log file; a run is set up, and every mistake found, before its directory exists.
+class RunLog(logging.Handler):
+    """The run's train.log: every line the ``netspec`` loggers emit during the run, as the
+    console shows it. Lines are held until :meth:`start` names the file: a run is set up, and
+    every mistake found, before its directory exists. Each line is appended through
+    :func:`writing`, never through a link: a failed write raises WriteFailed where the line was
+    logged (a run stops on a full disk; logging's usual swallowing of handler errors would lose it).
     """
 
-    def __init__(self, stream: TextIO | None, file: Path | None, hold: bool = False) -> None:
-        self.stream, self.file = stream, file
-        self.held: list[str] | None = [] if hold else None
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(LineFormatter())
+        self.file: Path | None = None
+        self.held: list[logging.LogRecord] = []
 
-    @classmethod
-    def quiet(cls) -> Log:
-        """A log that prints and writes nothing (for the builders called outside a run)."""
-        return cls(None, None)
+    def start(self, file: Path) -> None:
+        """Write to ``file`` from now on, the held lines first."""
+        held, self.held, self.file = self.held, [], file
+        for record in held:
+            self._append(record)
 
-    def release(self, file: Path, *first: str) -> None:
-        """Log to ``file`` from now on: the ``first`` lines, then the held messages."""
-        held, self.held, self.file = self.held or [], None, file
-        for msg in (*first, *held):
-            self.info(msg)
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:
+            self.held.append(record)
+        else:
+            self._append(record)
 
-    def info(self, msg: str) -> None:
-        if self.held is not None:
-            self.held.append(msg)
-            return
-        if self.stream is not None:
-            print(msg, file=self.stream, flush=True)
-        if self.file is not None:
-            with writing(self.file), open(self.file, "a", encoding="utf-8", opener=nofollow) as f:
-                f.write(msg + "\n")
+    def _append(self, record: logging.LogRecord) -> None:
+        assert self.file is not None
+        with writing(self.file), open(self.file, "a", encoding="utf-8", opener=nofollow) as f:
+            f.write(self.format(record) + "\n")
 
-    def warn(self, msg: str) -> None:
-        self.info(f"warning: {msg}")
+
+@contextlib.contextmanager
+def run_logging(main: bool, stream: TextIO | None = None) -> Iterator[RunLog | None]:
+    """The ``netspec`` loggers during a run: train.log's handler (returned; rank 0 only) and, if
+    given, a handler writing the lines to ``stream``. A level left unset becomes INFO for the
+    run, so train.log holds the epoch lines unless the caller chose a level; the other ranks of
+    a data-parallel run log nothing (rank 0 speaks for the run). Undone when the run ends.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> with run_logging(True, out) as handler:
+    ...     logging.getLogger("netspec.training.loop").info("model: 2 parameters")
+    >>> out.getvalue(), handler.held[0].getMessage()
+    ('model: 2 parameters\\n', 'model: 2 parameters')
+    """
+    logger = logging.getLogger("netspec")
+    level = logger.level
+    if not main:
+        logger.setLevel(logging.CRITICAL + 1)
+    elif level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = [RunLog()] if main else []
+    if main and stream is not None:
+        handlers.append(ConsoleHandler(stream))
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield handlers[0] if handlers else None  # type: ignore[misc]
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class RunDir:

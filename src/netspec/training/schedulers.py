@@ -12,6 +12,7 @@ the whole spec's checks (:mod:`netspec.training.rules`); :func:`build_scheduler`
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +22,13 @@ import torch
 from ..errors import SpecError, fmt_args, number_string_hint
 from ..nodes.registry import Registry, SpecPath
 from .optimizers import refuse_non_finite
-from .rundir import Log
 
 if TYPE_CHECKING:
     from .spec import SchedulerSpec
 
 __all__ = ["SCHEDULERS", "Schedule", "check_scheduler", "check_schedule", "build_scheduler", "phases"]
+
+logger = logging.getLogger(__name__)
 
 _sched = torch.optim.lr_scheduler
 _NOT_SCHEDULERS = ("LRScheduler",)  # the base class
@@ -72,10 +74,25 @@ class Schedule:
     scheduler: Any = None  # LRScheduler | ReduceLROnPlateau | None
     interval: str = "epoch"
     monitor: str | None = None
+    stepped_with: list[float] | None = None  # interval step: the lrs of the last step, before the scheduler moved them
 
     def after_step(self) -> None:
         if self.scheduler is not None and self.interval == "step":
+            self.stepped_with = [g["lr"] for g in self.scheduler.optimizer.param_groups]
             self.scheduler.step()
+
+    def trained_with(self, optimizer: torch.optim.Optimizer) -> list[float]:
+        """The lr of each group that the epoch's (last) optimizer step used: read before
+        :meth:`after_epoch` moves it, so the epoch line and metrics.jsonl say the rate the epoch
+        trained with, not the next epoch's.
+
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> s = Schedule(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), "step")
+        >>> opt.step(); s.after_step(); s.trained_with(opt), opt.param_groups[0]["lr"]
+        ([0.1], 0.05)
+        """
+        used, self.stepped_with = self.stepped_with, None
+        return used if used is not None else [g["lr"] for g in optimizer.param_groups]
 
     def after_epoch(self, values: dict[str, float]) -> None:
         if self.scheduler is None or self.interval != "epoch":
@@ -156,7 +173,6 @@ def build_scheduler(
     epochs: int,
     steps_per_epoch: int,
     has_val: bool,
-    log: Log | None = None,
 ) -> Schedule:
     """Compile ``scheduler:``; a list becomes a SequentialLR with milestones at the durations.
 
@@ -172,7 +188,6 @@ def build_scheduler(
     >>> round(opt.param_groups[0]["lr"], 6)   # lr * 0.1 ** (epoch // 30)
     0.01
     """
-    log = log or Log.quiet()
     entries = phases(spec)
     if not entries:
         return Schedule()
@@ -182,7 +197,7 @@ def build_scheduler(
     for k, (phase, path) in enumerate(entries):
         length = phase.duration if k < len(entries) - 1 else max(1, total - start)
         assert length is not None  # every phase but the last has a duration (checked when the spec loaded)
-        made.append(_make_scheduler(phase, path, optimizer, length, log))
+        made.append(_make_scheduler(phase, path, optimizer, length))
         start += phase.duration or 0
     if len(made) == 1:
         sched = made[0]
@@ -192,21 +207,19 @@ def build_scheduler(
     monitor = None
     if isinstance(sched, _sched.ReduceLROnPlateau):
         monitor = entries[0][0].monitor or ("val_loss" if has_val else "train_loss")
-    log.info(
+    logger.info(
         f"scheduler: {' then '.join(p.name for p, _ in entries)} every {interval}"
         + (f", watching {monitor}" if monitor else "")
     )
     return Schedule(sched, interval, monitor)
 
 
-def _make_scheduler(
-    phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int, log: Log
-) -> Any:
+def _make_scheduler(phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int) -> Any:
     args = dict(phase.args)
     fill = _LENGTH_ARGS.get(phase.name)
     if fill and fill not in args and not (phase.name == "OneCycleLR" and "epochs" in args):
         args[fill] = length
-        log.info(f"scheduler {phase.name}: {fill}={length} (the length of its phase)")
+        logger.info(f"scheduler {phase.name}: {fill}={length} (the length of its phase)")
     try:
         return SCHEDULERS[phase.name](optimizer, **args)
     except (TypeError, ValueError, KeyError, RuntimeError) as err:

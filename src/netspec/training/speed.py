@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -26,6 +27,8 @@ from .hardware import Hardware
 from .options import TrainSpec
 
 __all__ = ["optimizer_defaults", "prepare_model", "compile_module", "cudnn_autotuning", "COMPILE_BACKEND"]
+
+logger = logging.getLogger(__name__)
 
 #: torch.compile's backend; the tests use "eager" (graph capture without code generation: the
 #: same math, so the parity tests can compare bit for bit)
@@ -53,24 +56,23 @@ def optimizer_defaults(name: str, args: dict[str, Any], tspec: TrainSpec, hw: Ha
     return {"fused": True} if "fused" in params else {}
 
 
-def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware, log: Any) -> nn.Module | None:
+def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware) -> nn.Module | None:
     """Channels-last weights (in place: the optimizer's parameters stay the same objects), and
     the compiled module the training forward calls (None when not compiling). The compiled one
     wraps ``model``: state dicts, checkpoints and the returned model are the plain module's.
 
-    >>> from netspec.training.rundir import Log
     >>> conv = nn.Conv2d(3, 4, 3)
-    >>> prepare_model(conv, TrainSpec(channels_last=True), Hardware.pick("cpu", "fp32"), Log.quiet()) is None
+    >>> prepare_model(conv, TrainSpec(channels_last=True), Hardware.pick("cpu", "fp32")) is None
     True
     >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
     True
     """
     if tspec.channels_last:
         model.to(memory_format=torch.channels_last)  # 4-d weights only; others are left as they are
-        log.info("channels_last: 4-d weights and image batches stored NHWC")
+        logger.info("channels_last: 4-d weights and image batches stored NHWC")
     if tspec.compile is False:
         return None
-    log.info(f"torch.compile: mode {_mode(tspec)} (the first steps compile; later shapes compile once each)")
+    logger.info(f"torch.compile: mode {_mode(tspec)} (the first steps compile; later shapes compile once each)")
     return compile_module(model, tspec)
 
 

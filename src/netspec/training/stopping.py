@@ -3,6 +3,7 @@ that decides best.pt. Every decision reads the epoch's values (train_* and val_*
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run t
     from .loop import Run
 
 __all__ = ["improved", "update_best", "check_stopping", "stop_at_step"]
+
+logger = logging.getLogger(__name__)
 
 
 def improved(value: float, best: float | None, higher: bool, min_delta: float = 0.0) -> bool:
@@ -42,8 +45,9 @@ def _higher(run: Run, monitor: str, mode: str) -> bool:
     return higher_is_better(monitor, run.meters["train"]) if mode == "auto" else mode == "max"
 
 
-def check_stopping(run: Run, values: dict[str, float]) -> str:
-    """After an epoch: "early_stopping", "stop_when", or "epochs" (go on)."""
+def check_stopping(run: Run, values: dict[str, float]) -> tuple[str, str]:
+    """After an epoch: "early_stopping", "stop_when", or "epochs" (go on), with the line that
+    says why it stops (logged by the loop after the epoch's own line; "" to go on)."""
     st, t = run.state, run.tspec
     es = t.early_stopping
     if es is not None:
@@ -52,15 +56,12 @@ def check_stopping(run: Run, values: dict[str, float]) -> str:
         else:
             st.stale += 1
             if st.stale >= es.patience:
-                run.log.info(
-                    f"early stopping: {es.monitor} has not improved for {st.stale} epochs (best {st.stale_best:.6g})"
-                )
-                return "early_stopping"
+                why = f"early stopping: {es.monitor} has not improved for {st.stale} epochs (best {st.stale_best:.6g})"
+                return "early_stopping", why
     stop = t.stop_when
     if stop is not None and stop.check_every == "epoch" and _reached(stop, values[stop.monitor]):
-        run.log.info(f"stop_when: {stop.monitor} = {values[stop.monitor]:.4f} after epoch {st.epoch}")
-        return "stop_when"
-    return "epochs"
+        return "stop_when", f"stop_when: {stop.monitor} = {values[stop.monitor]:.4f} after epoch {st.epoch}"
+    return "epochs", ""
 
 
 def stop_at_step(run: Run) -> bool:
@@ -77,7 +78,7 @@ def stop_at_step(run: Run) -> bool:
         value = evaluate_loader(run, run.loaders.val, run.meters["val"])[stop.monitor[len("val_") :]]
         run.model.train()
     if _reached(stop, value):
-        run.log.info(f"stop_when: {stop.monitor} = {value:.4f} after step {run.state.step}")
+        logger.info(f"stop_when: {stop.monitor} = {value:.4f} after step {run.state.step}")
         return True
     return False
 

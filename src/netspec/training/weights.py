@@ -7,6 +7,7 @@ anything is loaded, so a mismatch is one line naming the key and both shapes.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,13 @@ from ..errors import AccessRefused, CheckpointError, did_you_mean, summarise
 from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
 from ..nodes.registry import SpecPath
-from .rundir import Log
 
 if TYPE_CHECKING:
     from .spec import WeightsSpec
 
 __all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights"]
+
+logger = logging.getLogger(__name__)
 
 
 def load_weights(
@@ -31,7 +33,6 @@ def load_weights(
     *,
     base_dir: Path = Path("."),
     roots: tuple[Path, ...] = (),
-    log: Log | None = None,
     path: SpecPath = ("init", "weights"),
 ) -> None:
     """Load a state_dict (or a checkpoint holding one) into ``model``.
@@ -42,7 +43,6 @@ def load_weights(
     names is read only under ``base_dir`` and ``roots`` (:mod:`netspec.files.access`); one named on the
     command line (``path=("--checkpoint",)``) is the user's choice.
     """
-    log = log or Log.quiet()
     option = str(path[0]).startswith("--")  # eval's --checkpoint: named as typed, no `strict:` to offer
     file = Path(spec.path) if option else _spec_file(spec.path, base_dir, roots, (*path, "path"))
     state = _state_dict_from(read_weights_file(file, path if option else (*path, "path")), spec.key, file, path)
@@ -58,7 +58,7 @@ def load_weights(
         msg += f"; kept from init: {summarise(missing)}"
     if unexpected:
         msg += f"; ignored from the file: {summarise(unexpected)}"
-    log.info(msg)
+    logger.info(msg)
 
 
 def _spec_file(name: str, base_dir: Path, roots: tuple[Path, ...], path: SpecPath) -> Path:

@@ -90,7 +90,15 @@ def test_readme_commands_exist(repo_root):
     assert tests in text
     ci = (repo_root / ".ci" / "run").read_text()
     assert ".venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e '.[dev]'" in ci
-    assert tests in ci.splitlines()
+    # a failing suite stops the run (set -e spares a failure on the left of &&), so the floor's
+    # result cannot hide it
+    assert any(line.startswith(f"{tests} || exit 1") for line in ci.splitlines())
+    # the floor: the oldest torch pyproject.toml allows, installed and tested as the README says
+    floor = "python3 -m venv .venv-floor && .venv-floor/bin/pip install torch==2.11.0 torchvision==0.26.0 -e '.[dev]'"
+    assert floor in text and "torch>=2.11" in (repo_root / "pyproject.toml").read_text()
+    assert ".venv-floor/bin/pip install -q torch==2.11.0 torchvision==0.26.0 -e '.[dev]'" in ci
+    floor_tests = ".venv-floor/bin/python -m pytest"
+    assert floor_tests in text.splitlines() and ci.splitlines()[-1] == floor_tests
     lint = ".venv/bin/ruff check . && .venv/bin/ruff format --check ."  # before the tests, and said so
     assert lint in text
     # in .ci/run it must stop the run: `set -e` spares a failure on the left of `&&`

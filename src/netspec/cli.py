@@ -282,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not live:
             warnings.simplefilter("default")
         try:
-            with _sigterm_stops(), console_logging():  # the netspec loggers' lines on stdout
+            # a training run's lines on stdout; the other commands print their results only
+            with _sigterm_stops(), console_logging() if args.command == "run" else contextlib.nullcontext():
                 code = int(args.func(args) or 0)
         except NetspecError as e:  # a spec mistake, a refused output, a failed run: one line
             print(str(e), file=sys.stderr)

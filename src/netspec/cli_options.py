@@ -133,7 +133,7 @@ class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generi
 
 @contextlib.contextmanager
 def console_logging(stream: TextIO | None = None) -> Iterator[ConsoleHandler]:
-    """What a command shows while it runs: the ``netspec`` loggers' INFO lines (and warnings) on
+    """What ``netspec run`` shows while it runs: the ``netspec`` loggers' INFO lines (and warnings) on
     stdout, for the command's duration (under torchrun, :func:`netspec.train` keeps the other
     ranks quiet). What a command prints as its product (tables, JSON) is no log line.
 

@@ -49,7 +49,9 @@ def test_parity_with_scheduler_and_clip(tmp_path: Path) -> None:
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
     plain_loop(ref, loaders(), opt, 2, sched=sched, interval="step", clip=0.5)
     assert_same_weights(result.model, ref)
-    assert result.history[-1]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+    # the epoch's record: the lr of its last step (step 12 of 12: 0.01 * 0.5 ** (11 // 2)), not the next one
+    assert result.history[-1]["lr"] == pytest.approx(0.01 * 0.5**5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**6)
 
 
 def test_parity_grad_accumulation(tmp_path: Path) -> None:

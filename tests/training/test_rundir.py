@@ -69,7 +69,7 @@ def test_writes_never_follow_a_link_in_the_run_directory(tmp_path: Path) -> None
     """A link that appears while the run goes on: appending through it fails (one line), and a
     file replaced atomically replaces the link itself, never what it points at."""
     from netspec.errors import WriteFailed
-    from netspec.training.rundir import run_logging, write_text
+    from netspec.training.rundir import RunLogging, write_text
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
@@ -78,10 +78,9 @@ def test_writes_never_follow_a_link_in_the_run_directory(tmp_path: Path) -> None
         pytest.raises(
             WriteFailed, match=re.escape("train.log: it is a symbolic link, and a run never writes through one")
         ),
-        run_logging(main=True) as handler,
+        RunLogging(main=True) as logs,
     ):
-        assert handler is not None
-        handler.start(tmp_path / "train.log")
+        logs.release(tmp_path / "train.log")
         logging.getLogger("netspec.training.loop").info("hello")
     (tmp_path / "spec.yaml").symlink_to(victim)
     write_text(tmp_path / "spec.yaml", "name: x\n", force=True)
@@ -139,7 +138,8 @@ def test_the_run_sets_no_level_it_did_not_find(tmp_path: Path, netspec_logger: A
     logger, _ = netspec_logger
     assert logger.level == logging.NOTSET
     train(make_spec(), model=mlp(), loaders=loaders(), out=tmp_path / "runs")
-    assert logger.level == logging.NOTSET and not [h for h in logger.handlers if h.__class__.__name__ == "RunLog"]
+    assert logger.level == logging.NOTSET and logger.propagate
+    assert [h for h in logger.handlers if not isinstance(h, logging.NullHandler)] == [netspec_logger[1]]
 
 
 def test_console_lines_go_around_a_progress_bar() -> None:

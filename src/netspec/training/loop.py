@@ -35,7 +35,7 @@ from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
 from .rules import check_monitors, static_has_val
-from .rundir import BACKGROUND, RunDir, RunLog, resolved_spec, resume_dir, run_logging
+from .rundir import BACKGROUND, RunDir, RunLogging, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
@@ -98,7 +98,7 @@ class Run:
     params: list[nn.Parameter]
     best_monitor: str
     run_dir: RunDir = None  # type: ignore[assignment]  # made once everything is set up
-    run_log: RunLog | None = None  # train.log's handler (rank 0): holds the lines until run_dir exists
+    logs: RunLogging | None = None  # the run's loggers: hold their lines until run_dir exists
     spec_hash: str = ""
     state: State = field(default_factory=State)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -143,12 +143,12 @@ def train(
         try:
             # Everything is set up before the run directory is made, so a mistake in any of it leaves
             # no directory behind; train.log holds its lines until then (rank 0 alone logs).
-            with run_logging(hw.is_main, stream) as run_log:
+            with RunLogging(hw.is_main, stream) as logs:
                 ckpt = load_checkpoint(resume) if resume is not None else None
                 with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
                     set_seed(tspec.seed)
                     run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, ckpt)
-                    run.run_log = run_log
+                    run.logs = logs
                     try:
                         run.run_dir = distributed.from_main(
                             lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
@@ -299,8 +299,8 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
     try:
         if hw.is_main:
             digest = run.spec_hash = run_dir.write_spec(resolved_spec(run.spec))
-            if run.run_log is not None:
-                run.run_log.start(run_dir.path / "train.log")  # the lines of the setup first
+            if run.logs is not None:
+                run.logs.release(run_dir.path / "train.log")
             processes = f", {hw.world_size} process{'es' if hw.world_size > 1 else ''}" if hw.distributed else ""
             logger.info(f"run directory: {run_dir.path}  (device {hw.device}{processes}, precision {hw.precision})")
             if ckpt is not None and ckpt["spec_hash"] != digest:
@@ -308,6 +308,8 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
                     f"the spec changed since {ckpt['path']} was saved "
                     f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway"
                 )
+            if run.logs is not None:
+                run.logs.say_held()  # the setup's lines, after where the run is
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
         run.tb = report.tensorboard(run)

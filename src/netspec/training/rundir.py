@@ -44,7 +44,7 @@ from ..files.outputs import safe_name
 
 __all__ = [
     "RunLog",
-    "run_logging",
+    "RunLogging",
     "RunDir",
     "resume_dir",
     "writing",
@@ -109,68 +109,99 @@ if hasattr(os, "register_at_fork"):
 
 
 class RunLog(logging.Handler):
-    """The run's train.log: every line the ``netspec`` loggers emit during the run, as the
-    console shows it. Lines are held until :meth:`start` names the file: a run is set up, and
-    every mistake found, before its directory exists. Each line is appended through
-    :func:`writing`, never through a link: a failed write raises WriteFailed where the line was
-    logged (a run stops on a full disk; logging's usual swallowing of handler errors would lose it).
-    """
+    """train.log: each line the ``netspec`` loggers emit, as the console shows it, appended
+    through :func:`writing`, never through a link. A failed write raises WriteFailed where the
+    line was logged: a run stops on a full disk (logging's usual swallowing would lose it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: Path) -> None:
         super().__init__()
+        self.file = file
         self.setFormatter(LineFormatter())
-        self.file: Path | None = None
-        self.held: list[logging.LogRecord] = []
-
-    def start(self, file: Path) -> None:
-        """Write to ``file`` from now on, the held lines first."""
-        held, self.held, self.file = self.held, [], file
-        for record in held:
-            self._append(record)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.file is None:
-            self.held.append(record)
-        else:
-            self._append(record)
-
-    def _append(self, record: logging.LogRecord) -> None:
-        assert self.file is not None
         with writing(self.file), open(self.file, "a", encoding="utf-8", opener=nofollow) as f:
             f.write(self.format(record) + "\n")
 
 
-@contextlib.contextmanager
-def run_logging(main: bool, stream: TextIO | None = None) -> Iterator[RunLog | None]:
-    """The ``netspec`` loggers during a run: train.log's handler (returned; rank 0 only) and, if
-    given, a handler writing the lines to ``stream``. A level left unset becomes INFO for the
-    run, so train.log holds the epoch lines unless the caller chose a level; the other ranks of
-    a data-parallel run log nothing (rank 0 speaks for the run). Undone when the run ends.
+class _Held(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
 
-    >>> import io
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RunLogging:
+    """The ``netspec`` loggers during a run (a context manager; undone when the run ends).
+
+    A run is set up, and every mistake found, before its directory exists: until
+    :meth:`release`, the lines are held (a run that fails to start prints its one error line and
+    nothing else), then said, to the caller's handlers and to train.log. A level left unset is
+    INFO for the run, so train.log holds the epoch lines unless the caller chose a level;
+    ``stream`` gets the lines as the command line prints them. The other ranks of a
+    data-parallel run log nothing (rank 0 speaks for the run).
+
+    >>> import io, tempfile
     >>> out = io.StringIO()
-    >>> with run_logging(True, out) as handler:
+    >>> with RunLogging(main=True, stream=out) as logs:
     ...     logging.getLogger("netspec.training.loop").info("model: 2 parameters")
-    >>> out.getvalue(), handler.held[0].getMessage()
-    ('model: 2 parameters\\n', 'model: 2 parameters')
+    ...     before = out.getvalue()
+    ...     logs.release(Path(tempfile.mkdtemp()) / "train.log")
+    ...     logs.say_held()
+    >>> before, out.getvalue()
+    ('', 'model: 2 parameters\\n')
     """
-    logger = logging.getLogger("netspec")
-    level = logger.level
-    if not main:
-        logger.setLevel(logging.CRITICAL + 1)
-    elif level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [RunLog()] if main else []
-    if main and stream is not None:
-        handlers.append(ConsoleHandler(stream))
-    for handler in handlers:
-        logger.addHandler(handler)
-    try:
-        yield handlers[0] if handlers else None  # type: ignore[misc]
-    finally:
-        for handler in handlers:
-            logger.removeHandler(handler)
-        logger.setLevel(level)
+
+    def __init__(self, main: bool, stream: TextIO | None = None) -> None:
+        self.logger, self.main, self.stream = logging.getLogger("netspec"), main, stream
+        self.level = self.logger.level
+        self.added: list[logging.Handler] = []
+        self.held: _Held | None = None
+        self.pending: list[logging.LogRecord] = []  # released, not yet said
+        self.saved: tuple[list[logging.Handler], bool] = ([], True)
+
+    def __enter__(self) -> RunLogging:
+        if not self.main:
+            self.logger.setLevel(logging.CRITICAL + 1)
+            return self
+        if self.level == logging.NOTSET:
+            self.logger.setLevel(logging.INFO)
+        if self.stream is not None:
+            self._add(ConsoleHandler(self.stream))
+        # hold: the setup's lines reach no handler (nor the root's) until the directory exists
+        self.saved, self.held = (self.logger.handlers[:], self.logger.propagate), _Held()
+        self.logger.handlers, self.logger.propagate = [self.held], False
+        return self
+
+    def release(self, file: Path) -> None:
+        """The run directory exists: lines reach the handlers again, and train.log (``file``)
+        from now on; the held ones wait for :meth:`say_held` (after the run's first line)."""
+        self.pending = self._unhold()
+        self._add(RunLog(file))
+
+    def say_held(self) -> None:
+        """The setup's lines, held until now, through every handler as if logged now."""
+        records, self.pending = self.pending, []
+        for record in records:
+            logging.getLogger(record.name).handle(record)
+
+    def _add(self, handler: logging.Handler) -> None:
+        self.logger.addHandler(handler)
+        self.added.append(handler)
+
+    def _unhold(self) -> list[logging.LogRecord]:
+        held, self.held = self.held, None
+        if held is None:
+            return []
+        self.logger.handlers, self.logger.propagate = self.saved
+        return held.records
+
+    def __exit__(self, *exc: Any) -> None:
+        self._unhold()  # a run that never started: its lines are dropped with it
+        for handler in self.added:
+            self.logger.removeHandler(handler)
+        self.logger.setLevel(self.level)
 
 
 class RunDir:

@@ -162,8 +162,8 @@ def check_schedule(
                 "every scheduler in a list but the last needs `duration:` (epochs or steps before the next one)",
                 path=path,
             )
-    if optimizer is not None:
-        build_scheduler(spec, optimizer, epochs=epochs, steps_per_epoch=1, has_val=False)
+    if optimizer is not None:  # made once on the stand-in, silently: its lines are the run's to say
+        _compile(spec, optimizer, epochs, 1, False, notes=[])
 
 
 def build_scheduler(
@@ -188,6 +188,22 @@ def build_scheduler(
     >>> round(opt.param_groups[0]["lr"], 6)   # lr * 0.1 ** (epoch // 30)
     0.01
     """
+    notes: list[str] = []
+    schedule = _compile(spec, optimizer, epochs, steps_per_epoch, has_val, notes)
+    for note in notes:
+        logger.info(note)
+    return schedule
+
+
+def _compile(
+    spec: SchedulerSpec | list[SchedulerSpec] | None,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    has_val: bool,
+    notes: list[str],
+) -> Schedule:
+    """:func:`build_scheduler`'s work; what it would log is appended to ``notes``."""
     entries = phases(spec)
     if not entries:
         return Schedule()
@@ -197,7 +213,7 @@ def build_scheduler(
     for k, (phase, path) in enumerate(entries):
         length = phase.duration if k < len(entries) - 1 else max(1, total - start)
         assert length is not None  # every phase but the last has a duration (checked when the spec loaded)
-        made.append(_make_scheduler(phase, path, optimizer, length))
+        made.append(_make_scheduler(phase, path, optimizer, length, notes))
         start += phase.duration or 0
     if len(made) == 1:
         sched = made[0]
@@ -207,19 +223,21 @@ def build_scheduler(
     monitor = None
     if isinstance(sched, _sched.ReduceLROnPlateau):
         monitor = entries[0][0].monitor or ("val_loss" if has_val else "train_loss")
-    logger.info(
+    notes.append(
         f"scheduler: {' then '.join(p.name for p, _ in entries)} every {interval}"
         + (f", watching {monitor}" if monitor else "")
     )
     return Schedule(sched, interval, monitor)
 
 
-def _make_scheduler(phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int) -> Any:
+def _make_scheduler(
+    phase: SchedulerSpec, path: SpecPath, optimizer: torch.optim.Optimizer, length: int, notes: list[str]
+) -> Any:
     args = dict(phase.args)
     fill = _LENGTH_ARGS.get(phase.name)
     if fill and fill not in args and not (phase.name == "OneCycleLR" and "epochs" in args):
         args[fill] = length
-        logger.info(f"scheduler {phase.name}: {fill}={length} (the length of its phase)")
+        notes.append(f"scheduler {phase.name}: {fill}={length} (the length of its phase)")
     try:
         return SCHEDULERS[phase.name](optimizer, **args)
     except (TypeError, ValueError, KeyError, RuntimeError) as err:

@@ -73,7 +73,9 @@ def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
             e.path = _file_path(spec, split)
         raise
     if entry.in_memory is not None:
-        assert (raw.tensors is not None) == entry.in_memory, f"source {spec.source} is registered with the wrong in_memory"
+        assert (raw.tensors is not None) == entry.in_memory, (
+            f"source {spec.source} is registered with the wrong in_memory"
+        )
     if spec.limit is not None and spec.limit < len(raw):
         raw = raw.subset(torch.arange(spec.limit))
     if len(raw) == 0:

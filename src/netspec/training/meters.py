@@ -222,6 +222,8 @@ class MetricSet:
             metric.loss_kind = scores[output][1]
             key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
             self.entries.append((key, metric, output, spec.target))
+        if self.entries:  # a second or more to import: here, with the set-up, not in the first timed epoch
+            import torchmetrics  # noqa: F401
 
     def keys(self) -> list[str]:
         return ["loss", *(e[0] for e in self.entries)]

@@ -120,8 +120,12 @@ def test_image_folder_decodes_once_the_pixels_torchvision_imagefolder_reads(tmp_
     for c, fmt in (("a", "png"), ("b", "jpg")):
         _write_images(tmp_path / "imgs" / c, stored, 3, seed=len(c) + ord(c[0]), fmt=fmt)
     loaders = build(
-        {"train": {"source": "ImageFolder", "root": "imgs", "mode": mode}, "transforms": [], "batch_size": 6,
-         "loader": {"shuffle": False}},
+        {
+            "train": {"source": "ImageFolder", "root": "imgs", "mode": mode},
+            "transforms": [],
+            "batch_size": 6,
+            "loader": {"shuffle": False},
+        },
         tmp_path,
     )
     inputs, target = next(iter(loaders.train))
@@ -146,8 +150,11 @@ def test_image_folder_mode_follows_the_declared_channels(tmp_path):
     assert x.shape == (4, 3, 5, 7) and torch.equal(x[:, 0], x[:, 2])  # gray copied into R, G and B
     assert build(data, tmp_path).train.tensors[0].shape[1] == 3  # nothing declared: RGB, as torchvision
     with pytest.raises(DataError, match=r"shape \[3, 5, 7\].*declared \[1, 5, 7\]"):
-        build({**data, "train": {**data["train"], "mode": "RGB"}}, tmp_path,
-              inputs_declared={"image": Declared((1, 5, 7), torch.float32)})
+        build(
+            {**data, "train": {**data["train"], "mode": "RGB"}},
+            tmp_path,
+            inputs_declared={"image": Declared((1, 5, 7), torch.float32)},
+        )
 
 
 def test_image_folder_over_the_memory_budget_is_read_per_sample(tmp_path, monkeypatch):

@@ -233,9 +233,9 @@ class MetricSet:
         for _, metric, _, _ in self.entries:
             metric.reset()
 
-    @torch.no_grad()
     def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
-        """Add a batch; no host read (the device queues the work)."""
+        """Add a batch; no host read on a device (it queues the work). Everything kept is
+        detached, so no autograd graph grows (and no grad mode is switched per batch)."""
         self.loss.update(loss, n)
         for _, metric, output, target_key in self.entries:
             metric.update(outputs[output].detach(), _target(targets, target_key or output))

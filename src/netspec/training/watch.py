@@ -129,7 +129,12 @@ class NanWatch:
         when it is not finite, and nothing is queued for a finite one."""
         meter = self.meter
         last = meter.last if meter is not None else None
-        if last is not None and self.bad is None and len(self.where) == len(meter) - self.checked - 1:
+        if (
+            meter is not None
+            and last is not None
+            and self.bad is None
+            and len(self.where) == len(meter) - self.checked - 1
+        ):
             if math.isfinite(last):
                 self.checked = len(meter)  # every loss before it was judged the same way
                 return

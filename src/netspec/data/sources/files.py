@@ -47,6 +47,8 @@ class ImageFolderSource(SourceOptions):
 #: decoded per sample, in the loader's workers
 KEEP_DECODED_BYTES = 1 << 30
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 #: image modes torchvision.io decodes to without a conversion of its own (others go through PIL)
 _TV_MODES = {"L": "GRAY", "RGB": "RGB"}
 
@@ -67,8 +69,8 @@ def decode_image_file(path: str, mode: str) -> Tensor | BadSample:
     unreadable file or one whose header declares more than PIL's ``MAX_IMAGE_PIXELS`` (about
     89 megapixels: a 12 kB PNG can declare 100 megapixels, gigabytes once decoded).
 
-    The header is read with PIL (no pixels decoded). An image already in ``mode`` is decoded by
-    torchvision.io (straight into a tensor); any other (a colour image read as L, a palette, 16-bit
+    The header is read first (a PNG's by hand, else with PIL; no pixels decoded). An image
+    already in ``mode`` is decoded by torchvision.io (straight into a tensor); any other (a colour image read as L, a palette, 16-bit
     pixels, a format torchvision.io does not read) is converted by PIL, as torchvision's
     ImageFolder converts it, so the pixels are PIL's either way.
     """
@@ -77,6 +79,10 @@ def decode_image_file(path: str, mode: str) -> Tensor | BadSample:
     try:
         with open(path, "rb") as f:
             data = f.read()
+        if _png_in_mode(data, mode, Image.MAX_IMAGE_PIXELS):  # its header says enough: no PIL parse
+            image = _decode_tv(data, mode)
+            if image is not None:
+                return image
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
             with Image.open(io.BytesIO(data)) as im:
@@ -95,6 +101,24 @@ def decode_image_file(path: str, mode: str) -> Tensor | BadSample:
         )
     except Exception:  # PIL raises many types for a bad file; all mean "unreadable"
         return BadSample(f"cannot read image {show_path(Path(path))}: a corrupt or non-image file", key="root")
+
+
+def _png_in_mode(data: bytes, mode: str, max_pixels: int | None) -> bool:
+    r"""Whether ``data`` is a PNG whose header (IHDR) declares 8-bit pixels in ``mode`` (colour
+    type 0: L, 2: RGB) and at most ``max_pixels`` of them: decoded as it is, with no conversion.
+
+    >>> import struct
+    >>> ihdr = struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0)
+    >>> png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+    >>> _png_in_mode(png, "L", 100), _png_in_mode(png, "RGB", 100), _png_in_mode(png, "L", 11)
+    (True, False, False)
+    """
+    if len(data) < 29 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour = data[24], data[25]
+    fits = max_pixels is None or width * height <= max_pixels
+    return fits and depth == 8 and colour == {"L": 0, "RGB": 2}.get(mode)
 
 
 def _decode_tv(data: bytes, mode: str) -> Tensor | None:

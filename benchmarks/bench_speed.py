@@ -300,28 +300,38 @@ def startup_and_compile(args: argparse.Namespace) -> None:
 
 
 def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> list[Row]:
-    """The digits MLP (CSV) or CNN (PNG folder), one thread, fp32 (bench_small.py)."""
+    """The digits MLP (CSV) or CNN (PNG folder), one thread, fp32 (bench_small.py). Besides the
+    medians over every round, each round's median epoch is compared with the tuned loop's of the
+    same round (they ran seconds apart), and the median of those paired ratios is printed: on a
+    machine whose load drifts, the steadier figure."""
     import bench_small
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    epochs, rounds = max(args.epochs, 6 if args.quick else 10), max(args.rounds, 3 if args.quick else 5)  # ms epochs
+    epochs, rounds = max(args.epochs, 6 if args.quick else 10), max(args.rounds, 5 if args.quick else 9)  # ms epochs
     try:
         folder = tmp / name
         folder.mkdir()
         runs = bench_small.small_contenders(name, folder, epochs, device)
-        timed: dict[str, list[float]] = {contender: [] for contender, _ in runs}
+        timed: dict[str, list[list[float]]] = {contender: [] for contender, _ in runs}  # per round
         losses: dict[str, float] = {}
         for r in range(rounds):  # each round in another order: a load that comes and goes hits all alike
             for contender, fn in runs[r % len(runs) :] + runs[: r % len(runs)]:
                 seconds, losses[contender] = fn()
-                timed[contender] += seconds[1:] or seconds  # the first epoch warms up
+                timed[contender].append(seconds[1:] or seconds)  # the first epoch warms up
                 ms = " ".join(f"{1e3 * t:.1f}" for t in seconds)
                 print(f"  {name} fp32 {contender}: {ms} ms/epoch", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(threads)
+    for c, _ in runs:
+        paired = [statistics.median(a) / statistics.median(b) for a, b in zip(timed[c], timed["tuned loop"])]
+        shown = " ".join(f"{p:.2f}" for p in paired)
+        PAIRED.append(f"{name:5} {c:26} time/tuned per round: {shown}; median {statistics.median(paired):.2f}")
     n = bench_small.TRAIN
-    return [Row(name, "fp32", c, n / statistics.median(timed[c]), losses[c]) for c, _ in runs]
+    return [Row(name, "fp32", c, n / statistics.median(sum(timed[c], [])), losses[c]) for c, _ in runs]
+
+
+PAIRED: list[str] = []  # the small cases' paired ratios, printed after the table
 
 
 def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> list[Row]:
@@ -447,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             rows += bench_case(model, args, device, Path(tmp))
     print_table(rows)
+    if PAIRED:
+        print("\nsmall cases, each round's median epoch against the tuned loop's in the same round:")
+        print("\n".join(PAIRED))
     print(f"\nforward+backward, compiled spec / hand-written (median of {args.reps}):")
     for model in (m for m in args.models if m in CASES):
         for batch in (1, 64 if args.quick else 256):

@@ -328,7 +328,10 @@ def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: 
         shown = " ".join(f"{p:.2f}" for p in paired)
         PAIRED.append(f"{name:5} {c:26} time/tuned per round: {shown}; median {statistics.median(paired):.2f}")
     n = bench_small.TRAIN
-    return [Row(name, "fp32", c, n / statistics.median(sum(timed[c], [])), losses[c]) for c, _ in runs]
+    return [
+        Row(name, "fp32", c, n / statistics.median(list(itertools.chain.from_iterable(timed[c]))), losses[c])
+        for c, _ in runs
+    ]
 
 
 PAIRED: list[str] = []  # the small cases' paired ratios, printed after the table

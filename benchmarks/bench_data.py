@@ -8,9 +8,13 @@ then times full epochs (shuffle, batch 256) of
 * netspec: ``build_loaders`` on the same files -- decoded once into one tensor, ToTensor applied
   once to the whole tensor, batches cut by indexing;
 
-and prints samples/s side by side with the ratio (goal: at least 3x). Run::
+and prints samples/s side by side with the ratio (goal: at least 3x). Then the same for a
+folder of ``--images`` 28x28 grayscale PNGs (10 class folders): torchvision's ``ImageFolder``
+(PIL, ``L``) + ToTensor per sample through a DataLoader, against netspec's ``ImageFolder`` source,
+which decodes the folder once into one uint8 tensor (goal: faster from the first epoch on).
+Run::
 
-    python benchmarks/bench_data.py [--n 60000] [--batch-size 256] [--epochs 2] [--workers 0]
+    python benchmarks/bench_data.py [--n 60000] [--batch-size 256] [--epochs 2] [--workers 0] [--images 5000]
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per path (the median is reported)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the torchvision path")
+    parser.add_argument("--images", type=int, default=5000, help="PNGs in the image-folder comparison (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -128,6 +133,44 @@ def main() -> None:
     print(f"ratio (netspec / torchvision samples/s, median epoch): {rate_ours / rate_tv:.1f}x  (goal >= 3x)")
     first_epoch = (tv_setup + tv_first) / (ours_setup + ours_first)
     print(f"ratio for setup + first epoch (netspec decodes and transforms once, up front): {first_epoch:.1f}x")
+    if args.images:
+        image_folder_comparison(args)
+
+
+def image_folder_comparison(args: argparse.Namespace) -> None:
+    """A folder of PNGs: torchvision's ImageFolder + DataLoader against netspec's source."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "png"
+        pixels = np.random.default_rng(0).integers(0, 256, (args.images, 28, 28), dtype=np.uint8)
+        for i, image in enumerate(pixels):
+            (root / str(i % 10)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image, "L").save(root / str(i % 10) / f"{i:06d}.png")
+
+        def gray(path: str) -> Image.Image:
+            with Image.open(path) as im:
+                return im.convert("L")
+
+        start = time.perf_counter()
+        tv = torchvision.datasets.ImageFolder(str(root), loader=gray, transform=torchvision.transforms.ToTensor())
+        tv_loader = DataLoader(tv, args.batch_size, shuffle=True, num_workers=args.workers)
+        rows = [("torchvision ImageFolder + DataLoader", time.perf_counter() - start, tv_loader)]
+        start = time.perf_counter()
+        spec = DataSpec.model_validate(
+            {"train": {"source": "ImageFolder", "root": "png"}, "batch_size": args.batch_size}
+        )
+        ours = build_loaders(spec, base_dir=Path(tmp), input_names=["image"], seed=0)
+        rows.append(("netspec ImageFolder (decoded once)", time.perf_counter() - start, ours.train))
+        print(f"\na folder of {args.images} 28x28 grayscale PNGs, batch {args.batch_size}, shuffled, ToTensor")
+        print(f"{'path':<52}{'setup s':>9}{'1st epoch s':>13}{'epoch s':>9}{'samples/s':>12}")
+        rates = []
+        for name, setup, loader in rows:
+            first, epoch, samples = time_epochs(loader, args.epochs)
+            assert samples == args.images
+            rates.append(samples / epoch)
+            print(f"{name:<52}{setup:>9.2f}{first:>13.3f}{epoch:>9.3f}{rates[-1]:>12,.0f}")
+        print(f"ratio (netspec / torchvision samples/s, median epoch): {rates[1] / rates[0]:.1f}x")
 
 
 if __name__ == "__main__":

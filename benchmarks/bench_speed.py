@@ -1,8 +1,18 @@
 """Training speed, side by side in one run on whatever device is present: `netspec run` vs a
-seed-style loop vs a tuned loop, for the Fashion-MNIST CNN (seed 003) and resnet18 at 3x32x32,
-in fp32 and bf16; the compiled spec's forward+backward against the hand-written module's; the
-startup of each command against `import torch`; and compile times at 500 and 5,000 nodes
-(bench_startup.py, which also runs on its own).
+seed-style loop vs a tuned loop, for scikit-learn's digits as a CSV file (an MLP) and as a
+folder of PNGs (a small CNN; also vs torchvision's ImageFolder + DataLoader), one thread, fp32
+(bench_small.py: where the host's work per step shows), the Fashion-MNIST CNN (seed 003) and
+resnet18 at 3x32x32, in fp32 and bf16; the compiled spec's forward+backward against the
+hand-written module's; the startup of each command against `import torch`; and compile times at
+500 and 5,000 nodes (bench_startup.py, which also runs on its own).
+
+Goals (issue 21): on the CPU, netspec's epoch at most 1.05x the tuned loop's for the MLP and the
+PNG CNN (`time/tuned`), and at most 1.0x torchvision's ImageFolder + DataLoader for the PNG folder
+(`time/ImageFolder`); on a GPU, at least 0.95x the tuned loop for the CNN and resnet18. The
+contenders take turns (a rotating order each round) and medians are reported, so a machine whose
+load comes and goes hits them alike; still, read the ratios with the load in mind.
+
+The big cases' contenders, below (the small ones are described in bench_small.py):
 
 The contenders train the same model (built from the spec, the same initial weights) on the same
 in-memory data (random Fashion-MNIST-shaped samples, 10 classes) with Adam 1e-3, batch 256, the
@@ -289,7 +299,47 @@ def startup_and_compile(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> list[Row]:
+    """The digits MLP (CSV) or CNN (PNG folder), one thread, fp32 (bench_small.py). Besides the
+    medians over every round, each round's median epoch is compared with the tuned loop's of the
+    same round (they ran seconds apart), and the median of those paired ratios is printed: on a
+    machine whose load drifts, the steadier figure."""
+    import bench_small
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    epochs, rounds = max(args.epochs, 6 if args.quick else 10), max(args.rounds, 5 if args.quick else 9)  # ms epochs
+    try:
+        folder = tmp / name
+        folder.mkdir()
+        runs = bench_small.small_contenders(name, folder, epochs, device)
+        timed: dict[str, list[list[float]]] = {contender: [] for contender, _ in runs}  # per round
+        losses: dict[str, float] = {}
+        for r in range(rounds):  # each round in another order: a load that comes and goes hits all alike
+            for contender, fn in runs[r % len(runs) :] + runs[: r % len(runs)]:
+                seconds, losses[contender] = fn()
+                timed[contender].append(seconds[1:] or seconds)  # the first epoch warms up
+                ms = " ".join(f"{1e3 * t:.1f}" for t in seconds)
+                print(f"  {name} fp32 {contender}: {ms} ms/epoch", file=sys.stderr, flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    for c, _ in runs:
+        paired = [statistics.median(a) / statistics.median(b) for a, b in zip(timed[c], timed["tuned loop"])]
+        shown = " ".join(f"{p:.2f}" for p in paired)
+        PAIRED.append(f"{name:5} {c:26} time/tuned per round: {shown}; median {statistics.median(paired):.2f}")
+    n = bench_small.TRAIN
+    return [
+        Row(name, "fp32", c, n / statistics.median(list(itertools.chain.from_iterable(timed[c]))), losses[c])
+        for c, _ in runs
+    ]
+
+
+PAIRED: list[str] = []  # the small cases' paired ratios, printed after the table
+
+
 def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: Path) -> list[Row]:
+    if name in ("mlp", "png"):
+        return bench_small(name, args, device, tmp)
     case = CASES[name]
     samples = args.samples or (case.quick_samples if args.quick else 61440)
     args = argparse.Namespace(**{**vars(args), "samples": samples})
@@ -328,19 +378,26 @@ def bench_case(name: str, args: argparse.Namespace, device: torch.device, tmp: P
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"\n{'model':10}{'precision':11}{'contender':34}{'samples/s':>12}{'x tuned':>9}{'final loss':>13}")
+    """samples/s (median epoch); speed against the tuned loop; epoch time against the tuned loop
+    and, for the image folder, against torchvision's ImageFolder + DataLoader (goals: <= 1.05, <= 1.0)."""
+    head = f"{'model':10}{'precision':11}{'contender':34}{'samples/s':>12}{'x tuned':>9}{'time/tuned':>12}"
+    print(f"\n{head}{'time/ImageFolder':>18}{'final loss':>13}")
     for r in rows:
-        tuned = next(t for t in rows if (t.model, t.precision, t.contender) == (r.model, r.precision, "tuned loop"))
+        same = {t.contender: t for t in rows if (t.model, t.precision) == (r.model, r.precision)}
+        tuned, folder = same["tuned loop"], same.get("ImageFolder + DataLoader")
+        vs_folder = f"{folder.samples_s / r.samples_s:18.2f}" if folder is not None else " " * 18
         loss = f"{r.loss:13.6f}" if r.loss is not None else ""
         ratio = r.samples_s / tuned.samples_s
-        print(f"{r.model:10}{r.precision:11}{r.contender:34}{r.samples_s:12,.0f}{ratio:9.2f}{loss}")
+        print(
+            f"{r.model:10}{r.precision:11}{r.contender:34}{r.samples_s:12,.0f}{ratio:9.2f}{1 / ratio:12.2f}{vs_folder}{loss}"
+        )
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes: the CNN and resnet18 on 2 CPU cores in minutes")
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
-    p.add_argument("--models", default="cnn,resnet18")
+    p.add_argument("--models", default="mlp,png,cnn,resnet18", help="mlp and png: bench_small.py's digits cases")
     p.add_argument("--precisions", default=None, help="fp32,bf16 (default: bf16 where the device supports it)")
     p.add_argument(
         "--compile-modes",
@@ -403,8 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         for model in args.models:
             rows += bench_case(model, args, device, Path(tmp))
     print_table(rows)
+    if PAIRED:
+        print("\nsmall cases, each round's median epoch against the tuned loop's in the same round:")
+        print("\n".join(PAIRED))
     print(f"\nforward+backward, compiled spec / hand-written (median of {args.reps}):")
-    for model in args.models:
+    for model in (m for m in args.models if m in CASES):
         for batch in (1, 64 if args.quick else 256):
             spec_s, hand_s = fwd_bwd_ratio(CASES[model], device, batch, args.reps)
             ms = f"{spec_s * 1e3:9.2f} ms / {hand_s * 1e3:9.2f} ms"

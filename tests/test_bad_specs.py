@@ -20,7 +20,7 @@ directory, so ``# args: --checkpoint ck.pt`` and the files ``# setup:`` makes (t
 npz, image and checkpoint files, see :func:`make_setup`) sit next to the spec. ``run`` gets
 ``--out <tmp>/runs``, which must hold no run directory afterwards: a mistake is found before
 one is made (``run_dir=kept`` for a mistake only training can find, such as a corrupt image
-in the middle of the data). ``needs=no_cuda`` skips a case on a machine with CUDA, ``needs=timm``
+in the middle of a folder too big to decode when the loaders are built). ``needs=no_cuda`` skips a case on a machine with CUDA, ``needs=timm``
 one on a machine without timm (the optional extra), each with the reason.
 
 Adding a file adds a test. Run: ``pytest tests/test_bad_specs.py``.

@@ -20,10 +20,18 @@ def spec(**kw: Any) -> DataSpec:
     return DataSpec.model_validate(kw)
 
 
-def build(s: DataSpec | dict, tmp: Path = Path("."), inputs: list[str] | None = None, seed: int = 0, **kw: Any):
-    """build_loaders of a data section (a dict is validated first); model inputs default to ["image"]."""
+def build(
+    s: DataSpec | dict,
+    tmp: Path = Path("."),
+    inputs: list[str] | None = None,
+    seed: int = 0,
+    inputs_declared: dict | None = None,
+    **kw: Any,
+):
+    """build_loaders of a data section (a dict is validated first); model inputs default to
+    ["image"]; ``inputs_declared``: their declared shapes (build_loaders' ``inputs``)."""
     s = s if isinstance(s, DataSpec) else DataSpec.model_validate(s)
-    return build_loaders(s, base_dir=tmp, input_names=inputs or ["image"], seed=seed, **kw)
+    return build_loaders(s, base_dir=tmp, input_names=inputs or ["image"], seed=seed, inputs=inputs_declared, **kw)
 
 
 def batches(loader) -> list[tuple[dict, Any]]:

@@ -131,7 +131,7 @@ def test_each_split_is_checked_with_its_own_transforms(tmp_path: Path) -> None:
     resized = {**data, "transforms": ["ToTensor", {"Resize": {"size": [8, 8]}}]}
     checked(resized, tmp_path, rgb8)  # the shape the model sees: after the transforms
     err = data_error(checked, {**data, "train": {**data["train"], "mode": "L"}}, tmp_path, rgb8)
-    assert "add `mode: RGB` to data.train (images read with three channels)" in (err.hint or "")
+    assert "set `mode: RGB` on data.train (images read with three channels)" in (err.hint or "")
 
 
 def test_first_sample_target_and_label_of_a_per_sample_split() -> None:

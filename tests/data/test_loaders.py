@@ -138,7 +138,10 @@ def test_set_epoch_resumes_exactly(tmp_path, in_memory):
     assert all(torch.equal(a[1], b[1]) for a, b in zip(batches(first), epochs[2], strict=True))
 
 
-def test_unreadable_image_in_worker(tmp_path):
+def test_unreadable_image_in_worker(tmp_path, monkeypatch):
+    from netspec.data.sources import files
+
+    monkeypatch.setattr(files, "KEEP_DECODED_BYTES", 0)  # too big to keep: decoded per sample, in the workers
     write_image_folder(tmp_path / "imgs", ("a",), per_class=3, size=(8, 8))
     loaders = build(
         {
@@ -164,6 +167,7 @@ _EXIT_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from helpers import build
     loaders = build({"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 2,
+                     "transforms": ["RandomHorizontalFlip", "ToTensor"],  # random: per sample, in workers
                      "loader": {"num_workers": 1}}, Path(sys.argv[1]))
     epoch = iter(loaders.train)
     next(epoch)

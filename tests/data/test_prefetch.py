@@ -27,6 +27,13 @@ def test_same_batches_in_the_same_order(ahead: bool) -> None:
         assert torch.equal(a["x"], b["x"]) and torch.equal(ya, yb)
 
 
+def test_cpu_batches_pass_through_untouched() -> None:
+    """Training on the CPU: the loader's own batches, with no per-batch work (no move, no copy)."""
+    batches = [({"x": torch.ones(2, 3)}, torch.zeros(2)) for _ in range(3)]
+    out = list(device_batches(iter(batches), torch.device("cpu")))
+    assert all(a is b for a, b in zip(out, batches)) and len(out) == 3
+
+
 def test_the_first_batch_is_drawn_by_the_caller_the_rest_ahead() -> None:
     """Whatever a loader does when an epoch starts (an eval loader's draw from the global RNG)
     happens in program order, in the calling thread."""

@@ -84,7 +84,6 @@ def test_sampler_errors(sampler, path, message):
 @pytest.mark.parametrize(
     "data, why",
     [
-        ({"train": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
         (
             {"train": {"source": "random"}, "transforms": [{"RandomCrop": 28}, "ToTensor"]},
             "these transforms are random: RandomCrop",
@@ -93,7 +92,10 @@ def test_sampler_errors(sampler, path, message):
             {"train": {"source": "random"}, "test": {"source": "random"}, "eval_transforms": ["RandomVerticalFlip"]},
             "these transforms are random: RandomVerticalFlip",
         ),
-        ({"test": {"source": "ImageFolder", "root": "x"}}, "this source is read per sample"),
+        (
+            {"test": {"source": "ImageFolder", "root": "x"}, "eval_transforms": [{"RandomCrop": 2}]},
+            "these transforms are random: RandomCrop",
+        ),
     ],
 )
 def test_impossible_in_memory_is_refused_when_the_spec_is_loaded(data, why):

@@ -227,9 +227,23 @@ def test_batches_kept_for_later_do_not_alias_the_output(name: str) -> None:
     for its next update must be its own."""
     output, target = DATA[METRICS[name].task]
     metric = METRICS[name]()
+    metric.overwritten_on = frozenset({"cpu"})  # as a GPU's CUDA graphs do
     scratch = output.clone()
     metric.update(scratch, target)
     expected = METRICS[name]()
     expected.update(output, target)
     scratch.fill_(float("nan"))  # the next replay
     assert metric.compute() == pytest.approx(expected.compute())
+
+
+def test_a_cpu_output_is_kept_without_a_copy_and_prepared_once_per_chunk() -> None:
+    metric, reference = METRICS["accuracy"](), METRICS["accuracy"]()
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(n, 5, generator=g), torch.randint(5, (n,), generator=g)) for n in (8,) * 40 + (3,)]
+    for output, target in batches:
+        metric.update(output, target)
+        reference.update(output, target)
+        reference._flush()  # one update per batch, as before chunking
+    assert metric._pending[-1][0] is batches[-1][0]  # no copy on the CPU
+    assert metric._updates == 1  # 32 batches in the first chunk; the rest waits for compute
+    assert metric.compute() == reference.compute()

@@ -22,7 +22,7 @@ def fill(watch: NanWatch, meter: LossMeter, values: list[float], start: int = 0)
 
 
 def test_polls_queue_checks_and_report_the_first_bad_batch() -> None:
-    meter, watch = LossMeter(), NanWatch(every=4)
+    meter, watch = LossMeter(read_cpu=False), NanWatch(every=4)  # kept as on a GPU
     watch.start(meter, epoch=2, batches=20)
     values = [0.5] * 9 + [math.inf, math.nan] + [0.5] * 9
     found = [f for f in fill(watch, meter, values) if f is not None]
@@ -36,15 +36,16 @@ def test_polls_queue_checks_and_report_the_first_bad_batch() -> None:
 
 
 def test_check_reads_everything_not_checked_yet() -> None:
-    meter, watch = LossMeter(), NanWatch(every=100)  # no queued check would come in time
+    meter, watch = LossMeter(read_cpu=False), NanWatch(every=100)  # no queued check would come in time
     watch.start(meter, epoch=0, batches=3)
     assert all(f is None for f in fill(watch, meter, [0.1, 0.2, -math.inf]))
     bad = watch.check()
     assert bad is not None and (bad.batch, bad.value) == (2, -math.inf)
 
 
-def test_a_resumed_epoch_starts_after_what_the_checkpoint_held() -> None:
-    meter = LossMeter()
+@pytest.mark.parametrize("read_cpu", [False, True])
+def test_a_resumed_epoch_starts_after_what_the_checkpoint_held(read_cpu: bool) -> None:
+    meter = LossMeter(read_cpu=read_cpu)
     for v in (0.1, 0.2):
         meter.update(torch.tensor(v), 4)  # restored from a checkpoint: checked before it was saved
     watch = NanWatch(every=1)
@@ -55,6 +56,34 @@ def test_a_resumed_epoch_starts_after_what_the_checkpoint_held() -> None:
     meter2, watch2 = LossMeter(), NanWatch()
     watch2.start(meter2, 0, 1)
     assert watch2.check() is None and watch2.poll() is None
+
+
+def test_a_loss_read_on_the_cpu_is_judged_at_once_and_blames_the_data() -> None:
+    meter, watch = LossMeter(), NanWatch(every=4)
+    watch.start(meter, epoch=1, batches=10)
+    found = []
+    for i, v in enumerate([0.5, 0.5, math.nan, math.inf, 0.5]):
+        meter.update(torch.tensor(v), 4)
+        x = torch.full((4, 2), math.nan if i == 2 else 1.0)
+        watch.record(i, step=i, fields=({"x": x}, torch.zeros(4, dtype=torch.long)))
+        found.append(watch.poll())
+        assert i >= 2 or not watch.where  # nothing kept for a finite loss already judged
+    assert found[:2] == [None, None] and found[3:] == [None, None]  # said once, at the bad batch
+    bad = found[2]
+    assert bad is not None and (bad.batch, bad.step, bad.culprit) == (2, 2, "input `x`")
+    assert math.isnan(bad.value) and watch.check() is bad
+    assert meter.compute() != meter.compute()  # the NaN is in the epoch's mean too
+
+
+def test_the_cpu_meter_keeps_float32_values_and_moves_to_a_buffer_when_asked() -> None:
+    values = [0.1, 1 / 3, 2.5e-8]
+    a, b = LossMeter(), LossMeter(read_cpu=False)
+    for v in values:
+        a.update(torch.tensor(v), 3)
+        b.update(torch.tensor(v), 3)
+    assert a.on_host and not b.on_host
+    assert torch.equal(a.used(), b.used()) and a.compute() == b.compute()
+    assert a.state_dict()["values"].dtype == torch.float32
 
 
 def test_lagged_and_all_finite() -> None:

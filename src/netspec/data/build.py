@@ -72,7 +72,10 @@ def _load_split(spec: Any, split: str, ctx: LoadContext) -> SourceData:
         if not e.path:  # point at the file option when there is one: its line is the useful one
             e.path = _file_path(spec, split)
         raise
-    assert (raw.tensors is not None) == entry.in_memory, f"source {spec.source} is registered with the wrong in_memory"
+    if entry.in_memory is not None:
+        assert (raw.tensors is not None) == entry.in_memory, (
+            f"source {spec.source} is registered with the wrong in_memory"
+        )
     if spec.limit is not None and spec.limit < len(raw):
         raw = raw.subset(torch.arange(spec.limit))
     if len(raw) == 0:
@@ -91,12 +94,20 @@ def _file_path(source: Any, split: str) -> tuple[str, ...]:
 
 
 def _load_splits(
-    spec: DataSpec, base_dir: Path, seed: int, allow_download: bool, roots: tuple[Path, ...] = ()
+    spec: DataSpec,
+    base_dir: Path,
+    seed: int,
+    allow_download: bool,
+    roots: tuple[Path, ...] = (),
+    channels: int | None = None,
 ) -> dict[str, SourceData]:
-    """The raw samples of every split the spec names; ``val: {fraction}`` is cut off train."""
+    """The raw samples of every split the spec names; ``val: {fraction}`` is cut off train.
+    ``channels``: of the model's image input, for sources that convert images (ImageFolder)."""
 
     def ctx(split: str) -> LoadContext:
-        return LoadContext(base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download, roots=roots)
+        return LoadContext(
+            base_dir=base_dir, seed=seed + _SPLIT_OFFSET[split], download=allow_download, roots=roots, channels=channels
+        )
 
     raws: dict[str, SourceData] = {}
     if spec.train is not None:
@@ -246,6 +257,15 @@ def _tensor_loader(
     return loader, tuple(t[0] for t in first)
 
 
+def _why_per_sample(raw: SourceData) -> str:
+    """Why an image source that may be kept in memory was not (its dataset says)."""
+    from .sources.files import KEEP_DECODED_BYTES, DecodedImages
+
+    if isinstance(raw.dataset, DecodedImages):
+        return "differ in size"
+    return f"take more than {KEEP_DECODED_BYTES >> 20} MiB decoded"
+
+
 def _pin(spec: DataSpec, device: torch.device | None) -> bool:
     """``pin_memory``: as the spec says, or (``auto``) when training on a CUDA device."""
     if spec.loader.pin_memory != "auto":
@@ -298,7 +318,12 @@ def _make_loader(
     """One split's loader and its info entry; its first sample must fit the model (``inputs``,
     ``classes``: :func:`~netspec.data.checks.check_sample`)."""
     in_memory = raw.tensors is not None and T.is_batchable(items) and spec.loader.in_memory is not False
-    assert in_memory or spec.loader.in_memory is not True, "DataSpec refuses an impossible `in_memory: true`"
+    if not in_memory and spec.loader.in_memory is True:  # DataSpec refused the rest when it was loaded
+        raise DataError(
+            f"`in_memory: true` is impossible: the {split} images " + _why_per_sample(raw),
+            path=("data", "loader", "in_memory"),
+            hint="remove `in_memory: true`, or resize the images to one size beforehand",
+        )
     generator = torch.Generator().manual_seed(seed) if train else None
     sampler = _train_sampler(spec, raw, fmap, generator) if generator is not None else None
     common = dict(
@@ -344,6 +369,21 @@ def _split_transforms(spec: DataSpec, first: SourceData) -> tuple[Any, Any]:
     return train_items, eval_items
 
 
+def image_channels(inputs: dict[str, Declared]) -> int | None:
+    """The channels of the model's image input: the input named ``image`` if it is declared
+    ``[C, H, W]``, else the one input declared so; None when there is none (or several).
+
+    >>> image_channels({"image": Declared((1, 8, 8), torch.float32), "x": Declared((3, 4, 4), torch.float32)})
+    1
+    >>> image_channels({"a": Declared((3, 4, 4), torch.float32), "b": Declared((1, 4, 4), torch.float32)}) is None
+    True
+    """
+    if "image" in inputs and len(inputs["image"].shape) == 3:
+        return inputs["image"].shape[0]
+    images = [d.shape[0] for d in inputs.values() if len(d.shape) == 3]
+    return images[0] if len(images) == 1 else None
+
+
 def _num_classes(first: SourceData, fmap: FieldMap) -> int | None:
     """The source's class count, else one more than the largest label (None without labels)."""
     if first.num_classes is not None:
@@ -383,7 +423,7 @@ def build_loaders(
     >>> len(loaders.train), inputs["x"].shape, target.shape
     (4, torch.Size([50, 2]), torch.Size([50]))
     """
-    raws = _load_splits(spec, Path(base_dir), seed, allow_download, tuple(roots))
+    raws = _load_splits(spec, Path(base_dir), seed, allow_download, tuple(roots), image_channels(inputs or {}))
     first = next(iter(raws.values()))
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)

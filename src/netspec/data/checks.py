@@ -229,7 +229,8 @@ def _shape_hint(source: Any, split: str, name: str, got: tuple[int, ...], want: 
     if kind == "ImageFolder" and len(got) == len(want) == 3 and got[1:] == want[1:] and {got[0], want[0]} == {1, 3}:
         mode = "L" if want[0] == 1 else "RGB"
         what = "one channel" if want[0] == 1 else "three channels"
-        return f"add `mode: {mode}` to data.{split} (images read with {what}), or {declare}"
+        fix = f"set `mode: {mode}` on" if getattr(source, "mode", None) else f"add `mode: {mode}` to"
+        return f"{fix} data.{split} (images read with {what}), or {declare}"
     if kind == "csv" and getattr(source, "image_shape", None) is None and len(want) == 1 and len(got) == 1:
         columns = "every column" if getattr(source, "label", 0) is None else "every column but the label"
         return (

@@ -52,6 +52,8 @@ def device_batches(
     def convert(batch: Any) -> Any:
         return move(batch, device, channels_last)
 
+    if device.type == "cpu" and not channels_last and not ahead:
+        return (b for b in batches)  # already where they are used: nothing to do per batch
     if not ahead:
         return (convert(b) for b in batches)
     pin = device.type == "cuda" and torch.cuda.is_available()

@@ -278,7 +278,7 @@ class DataSpec(SpecModel):
 def _in_memory_refusal(source: Any, items: list[Any]) -> str | None:
     """Why one split cannot be kept in memory with these transforms, or None when it can."""
     # every source's model has its `source` name; their base does not (so getattr: B009 would fail mypy)
-    if isinstance(source, SourceOptions) and not SOURCES[getattr(source, "source")].in_memory:  # noqa: B009
+    if isinstance(source, SourceOptions) and SOURCES[getattr(source, "source")].in_memory is False:  # noqa: B009
         return "this source is read per sample"
     if source is None or not items:
         return None

@@ -98,10 +98,14 @@ class _Context:
 
     def image_mode(self) -> str:
         source: Any = getattr(self.data, "train", None)  # a source's options, or None
-        if getattr(source, "source", None) == "ImageFolder":
+        folder = getattr(source, "source", None) == "ImageFolder"
+        if folder and source.mode is not None:
             return source.mode
         shape = self.inputs[self.only_input("images")][0]
-        return {1: "L", 3: "RGB", 4: "RGBA"}.get(shape[0] if shape else 0, "RGB")
+        channels = shape[0] if shape else 0
+        if folder:  # the mode training read the folder in (ImageFolder's default follows the channels)
+            return "L" if channels == 1 else "RGB"
+        return {1: "L", 3: "RGB", 4: "RGBA"}.get(channels, "RGB")
 
 
 def _image(path: Path, name: str, mode: str, ctx: _Context) -> dict[str, Tensor]:

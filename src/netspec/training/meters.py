@@ -34,40 +34,67 @@ __all__ = ["LossMeter", "MetricSet", "output_scores", "check_metric_scores", "hi
 
 
 class LossMeter:
-    """The loss of every batch of an epoch, kept on the device: one copy per batch and no host
-    read until :meth:`compute` (the sample-weighted mean, in float64). The per-batch values are
-    also where a non-finite loss is looked for (:mod:`netspec.training.watch`).
+    """The loss of every batch of an epoch, kept where it was computed: no host read per batch
+    until :meth:`compute` (the sample-weighted mean, in float64). The per-batch values are also
+    where a non-finite loss is looked for (:mod:`netspec.training.watch`).
+
+    On an accelerator each loss is copied into a device buffer (reading it would wait for the
+    device). On the CPU the loss is computed by the time it is recorded, so it is read at once
+    into a Python list: one cheap read instead of two tensor ops per batch, the same float32
+    values, summed the same way.
 
     >>> m = LossMeter(); m.update(torch.tensor(1.0), 3); m.update(torch.tensor(2.0), 1); m.compute()
     1.25
+    >>> m.last
+    2.0
     """
 
     name = "loss"
     higher_is_better = False
 
-    def __init__(self) -> None:
+    def __init__(self, read_cpu: bool = True) -> None:
+        self.read_cpu = read_cpu  # False: a CPU loss is kept in a buffer too, as on a device (tests)
         self.reset()
 
     def reset(self) -> None:
-        self.values: Tensor | None = None  # (capacity,) float32; the first len(counts) are used
+        self.values: Tensor | None = None  # (capacity,) float32 on the device; the first len(counts) are used
+        self.floats: list[float] = []  # the losses read at once (CPU), in float32's values
         self.counts: list[int] = []  # samples in each batch
 
     def __len__(self) -> int:
         return len(self.counts)
 
+    @property
+    def on_host(self) -> bool:
+        """Whether the losses are kept as Python floats (computed on the CPU)."""
+        return self.values is None
+
+    @property
+    def last(self) -> float | None:
+        """The last loss recorded, when kept on the host (None otherwise, or before the first)."""
+        return self.floats[-1] if self.floats and self.on_host else None
+
     def update(self, value: Tensor, n: int) -> None:
+        if self.values is None and value.device.type == "cpu" and self.read_cpu:
+            self.floats.append(value.item())  # computed already: no wait
+            self.counts.append(n)
+            return
         k = len(self.counts)
         if self.values is None or k == len(self.values):
             grown = torch.empty(max(256, 2 * k), dtype=torch.float32, device=value.device)
             if self.values is not None:
                 grown[:k].copy_(self.values)
+            elif k:  # values of another device before (a resumed state): moved once
+                grown[:k].copy_(torch.tensor(self.floats, dtype=torch.float32))
+                self.floats = []
             self.values = grown
         self.values[k].copy_(value.detach())
         self.counts.append(n)
 
     def used(self) -> Tensor:
-        """The losses recorded so far, (len(self),)."""
-        assert self.values is not None
+        """The losses recorded so far, (len(self),) float32."""
+        if self.values is None:
+            return torch.tensor(self.floats, dtype=torch.float32)
         return self.values[: len(self.counts)]
 
     def compute(self) -> float:
@@ -195,6 +222,8 @@ class MetricSet:
             metric.loss_kind = scores[output][1]
             key = metric.key if len(output_names) == 1 else f"{output}_{metric.key}"
             self.entries.append((key, metric, output, spec.target))
+        if self.entries:  # a second or more to import: here, with the set-up, not in the first timed epoch
+            import torchmetrics  # noqa: F401
 
     def keys(self) -> list[str]:
         return ["loss", *(e[0] for e in self.entries)]
@@ -204,9 +233,9 @@ class MetricSet:
         for _, metric, _, _ in self.entries:
             metric.reset()
 
-    @torch.no_grad()
     def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
-        """Add a batch; no host read (the device queues the work)."""
+        """Add a batch; no host read on a device (it queues the work). Everything kept is
+        detached, so no autograd graph grows (and no grad mode is switched per batch)."""
         self.loss.update(loss, n)
         for _, metric, output, target_key in self.entries:
             metric.update(outputs[output].detach(), _target(targets, target_key or output))

@@ -4,9 +4,10 @@ torchmetrics metric (the set a run uses is :class:`netspec.training.meters.Metri
 A netspec metric turns a batch's ``(output, target)`` into what its torchmetrics metric reads
 (argmax, a threshold on probabilities, class indices) and keeps that metric's state on the
 model's device: nothing is read back to the host until :meth:`Metric.compute`, once per epoch,
-and torchmetrics reduces the state across processes when training is distributed. The cheap
-per-batch part (an argmax) runs every batch; the torchmetrics update runs once per
-:attr:`Metric.chunk` batches on their concatenation, so an epoch costs a few kernels per batch.
+and torchmetrics reduces the state across processes when training is distributed. A batch's
+output and target are kept as they are; the preparation (an argmax) and the torchmetrics update
+run once per :attr:`Metric.chunk` batches, on their concatenation, so a batch costs a list append
+(and on a GPU one copy).
 
 =================  ===============================================  =================
 name               reads                                            better
@@ -93,8 +94,10 @@ class Metric:
     higher_is_better: ClassVar[bool] = True
     task: ClassVar[str] = "classification"  # which inputs the registry-wide tests feed it
     reads_scores: ClassVar[bool] = False  # True: thresholds a score, so logits vs probabilities matters
-    chunk: ClassVar[int] = 32  # prepared batches concatenated into one torchmetrics update
+    chunk: ClassVar[int] = 32  # batches concatenated into one preparation and torchmetrics update
     _CHUNK_ELEMENTS: ClassVar[int] = 1 << 22  # ... or fewer, when they are this big (masks)
+    #: devices whose outputs are copied when kept: CUDA graphs overwrite their output on the next step
+    overwritten_on: ClassVar[frozenset[str]] = frozenset({"cuda"})
 
     def __init__(self) -> None:
         self.loss_logits = False  # whether the loss reading this output takes logits (set by MetricSet)
@@ -102,7 +105,8 @@ class Metric:
         self._metric: Any = None  # the torchmetrics metric, made on the first batch's device
         self._config: dict[str, Any] = {}  # what make() was given, to make it again when resuming
         self._shapes: dict[str, Any] = {}  # per-sample output and target shapes it was configured from (resume checks)
-        self._pending: list[tuple[Tensor, ...]] = []
+        self._pending: list[tuple[Tensor, ...]] = []  # (output, target) of batches not yet counted
+        self._pending_elements = 0  # the outputs' elements in _pending
         self._updates = 0
 
     @property
@@ -124,6 +128,7 @@ class Metric:
 
     def reset(self) -> None:
         self._pending.clear()
+        self._pending_elements = 0
         self._updates = 0
         if self._metric is not None:
             self._metric.reset()
@@ -137,20 +142,25 @@ class Metric:
                 "target_dtype": str(target.dtype).removeprefix("torch."),
             }
             self._metric = self.make(self._config).to(output.device)
-        prepared = self.prepare(output, target)
-        if self.chunk > 1:  # kept for later: not a view of the output, which CUDA graphs overwrite on the next step
-            storage = output.untyped_storage().data_ptr()
-            prepared = tuple(t.clone() if t.untyped_storage().data_ptr() == storage else t for t in prepared)
-        self._pending.append(prepared)
-        if len(self._pending) >= self.chunk or sum(p[0].numel() for p in self._pending) > self._CHUNK_ELEMENTS:
+        if self.chunk == 1:
+            self._metric.update(*self.prepare(output, target))
+            self._updates += 1
+            return
+        # Kept as they are and prepared once per chunk, on the concatenation (every prepare works
+        # sample by sample): an append per batch instead of a few small ops. On a GPU the output
+        # is copied: CUDA graphs overwrite their output buffer on the next step.
+        self._pending.append((output.clone() if output.device.type in self.overwritten_on else output, target))
+        self._pending_elements += output.numel()
+        if len(self._pending) >= self.chunk or self._pending_elements > self._CHUNK_ELEMENTS:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        parts = [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*self._pending)]
+        output, target = (torch.cat(p) if len(p) > 1 else p[0] for p in zip(*self._pending))
         self._pending.clear()
-        self._metric.update(*parts)
+        self._pending_elements = 0
+        self._metric.update(*self.prepare(output, target))
         self._updates += 1
 
     def compute(self) -> float:

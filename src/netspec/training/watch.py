@@ -110,6 +110,7 @@ class NanWatch:
         self.where: list[tuple[int, int, Any]] = []  # (batch, step, fields' check) of each loss from `checked` on
         self.pending: tuple[int, Lagged] | None = None  # (losses it covers, the queued answer)
         self.bad: BadLoss | None = None  # found: poll() says it once, check() every time
+        self.reported = False  # whether poll() said it
         self.epoch = self.batches = 0
 
     def start(self, meter: LossMeter, epoch: int, batches: int) -> None:
@@ -117,19 +118,41 @@ class NanWatch:
         checked before it was saved."""
         self.meter, self.epoch, self.batches = meter, epoch, batches
         self.checked, self.where, self.pending, self.bad = len(meter), [], None, None
+        self.reported = False
 
     def record(self, batch: int, step: int, fields: Any = None) -> None:
         """The loss just added to the meter came from this batch, before optimizer step ``step``;
         ``fields`` (the batch's inputs and target) are checked for NaN/inf on the device, so that
-        a NaN loss caused by the data can be blamed on the data (no host read here either)."""
+        a NaN loss caused by the data can be blamed on the data (no host read here either).
+
+        A loss the meter read at once (on the CPU) is judged here: the fields are checked only
+        when it is not finite, and nothing is queued for a finite one."""
+        meter = self.meter
+        last = meter.last if meter is not None else None
+        if (
+            meter is not None
+            and last is not None
+            and self.bad is None
+            and len(self.where) == len(meter) - self.checked - 1
+        ):
+            if math.isfinite(last):
+                self.checked = len(meter)  # every loss before it was judged the same way
+                return
+            self.where.append((batch, step, _finite_fields(fields)))
+            self._first_bad(len(meter))
+            return
         self.where.append((batch, step, _finite_fields(fields)))
 
     def poll(self) -> BadLoss | None:
         """The answer of the last queued check if it has arrived (None if all finite); queue
-        the next one every ``every`` batches. Never waits."""
+        the next one every ``every`` batches. Never waits. A loss judged when it was recorded
+        (on the CPU) is answered at the next poll."""
         meter = self.meter
-        if meter is None or self.bad is not None:
+        if meter is None:
             return None
+        if self.bad is not None:
+            found, self.reported = (None if self.reported else self.bad), True
+            return found
         found = None
         if self.pending is not None and self.pending[1].ready():
             upto, answer = self.pending
@@ -138,6 +161,7 @@ class NanWatch:
                 self._advance(upto)
             else:
                 found = self._first_bad(upto)
+                self.reported = True
         if self.pending is None and len(meter) - self.checked >= self.every:
             upto = len(meter)
             self.pending = (upto, Lagged(torch.isfinite(meter.used()[self.checked : upto]).all()))

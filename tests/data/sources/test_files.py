@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from netspec.errors import DataError
+
 from ..helpers import batches, build, data_error
 from datafiles import write_csv, write_image_folder, write_npz, write_pt
 
@@ -94,7 +96,79 @@ def test_image_folder(tmp_path):
     )
     inputs, target = next(iter(loaders.train))
     assert inputs["image"].shape == (6, 1, 6, 10) and target.tolist() == [0, 0, 1, 1, 2, 2]
-    assert loaders.info["classes"] == ["a", "b", "c"] and loaders.info["train"]["path"].startswith("per sample")
+    assert loaders.info["classes"] == ["a", "b", "c"] and loaders.info["train"]["path"].startswith("in memory")
+
+
+def _write_images(folder, mode: str, n: int, size=(7, 5), seed: int = 0, fmt: str = "png"):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i}.{fmt}")
+
+
+@pytest.mark.parametrize("stored", ["L", "RGB"])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_image_folder_decodes_once_the_pixels_torchvision_imagefolder_reads(tmp_path, stored, mode):
+    """Decoded into memory (torchvision.io where no conversion is needed), the same uint8
+    pixels as torchvision's ImageFolder (PIL, convert(mode)), in the same order."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    for c, fmt in (("a", "png"), ("b", "jpg")):
+        _write_images(tmp_path / "imgs" / c, stored, 3, seed=len(c) + ord(c[0]), fmt=fmt)
+    loaders = build(
+        {
+            "train": {"source": "ImageFolder", "root": "imgs", "mode": mode},
+            "transforms": [],
+            "batch_size": 6,
+            "loader": {"shuffle": False},
+        },
+        tmp_path,
+    )
+    inputs, target = next(iter(loaders.train))
+    theirs = ImageFolder(str(tmp_path / "imgs"), loader=lambda p: __import__("PIL.Image").Image.open(p).convert(mode))
+    expected = torch.stack([pil_to_tensor(theirs[i][0]) for i in range(6)])
+    assert inputs["image"].dtype == torch.uint8 and torch.equal(inputs["image"], expected)
+    assert target.tolist() == [theirs[i][1] for i in range(6)]
+    assert loaders.info["train"]["path"] == "in memory"
+
+
+def test_image_folder_mode_follows_the_declared_channels(tmp_path):
+    """Grayscale PNGs against a 1-channel input work as a first-time user writes the spec."""
+    from netspec.data.checks import Declared
+
+    _write_images(tmp_path / "imgs" / "zero", "L", 2)
+    _write_images(tmp_path / "imgs" / "one", "L", 2, seed=1)
+    data = {"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 4}
+    gray = build(data, tmp_path, inputs=["image"], inputs_declared={"image": Declared((1, 5, 7), torch.float32)})
+    assert next(iter(gray.train))[0]["image"].shape == (4, 1, 5, 7)
+    colour = build(data, tmp_path, inputs=["image"], inputs_declared={"image": Declared((3, 5, 7), torch.float32)})
+    x = next(iter(colour.train))[0]["image"]
+    assert x.shape == (4, 3, 5, 7) and torch.equal(x[:, 0], x[:, 2])  # gray copied into R, G and B
+    assert build(data, tmp_path).train.tensors[0].shape[1] == 3  # nothing declared: RGB, as torchvision
+    with pytest.raises(DataError, match=r"shape \[3, 5, 7\].*declared \[1, 5, 7\]"):
+        build(
+            {**data, "train": {**data["train"], "mode": "RGB"}},
+            tmp_path,
+            inputs_declared={"image": Declared((1, 5, 7), torch.float32)},
+        )
+
+
+def test_image_folder_over_the_memory_budget_is_read_per_sample(tmp_path, monkeypatch):
+    from netspec.data.sources import files
+
+    _write_images(tmp_path / "imgs" / "a", "RGB", 4)
+    data = {"train": {"source": "ImageFolder", "root": "imgs"}, "batch_size": 4, "loader": {"shuffle": False}}
+    kept = next(iter(build(data, tmp_path).train))[0]["image"]
+    monkeypatch.setattr(files, "KEEP_DECODED_BYTES", 3 * 5 * 7 * 2)  # two images
+    loaders = build(data, tmp_path)
+    assert loaders.info["train"]["path"].startswith("per sample")
+    assert torch.equal(next(iter(loaders.train))[0]["image"], kept)
+    err = data_error(build, {**data, "loader": {"in_memory": True}}, tmp_path)
+    assert "`in_memory: true` is impossible" in str(err) and "MiB decoded" in str(err)
 
 
 def test_image_folder_errors(tmp_path):

@@ -114,6 +114,7 @@ class LoadContext:
     seed: int  # already offset per split: generated train/val/test data differ
     download: bool
     roots: tuple[Path, ...] = ()  # data roots the user allowed, besides base_dir
+    channels: int | None = None  # channels of the model's declared image input, when known (image modes)
 
     def resolve(self, p: str) -> Path:
         """A spec path, relative to the spec file's folder unless absolute, symlinks resolved;
@@ -152,12 +153,13 @@ class SourceOptions(SpecModel):
 @dataclass(frozen=True)
 class SourceEntry:
     """A registered source: its options model, the function that loads it, and whether that
-    function gives tensors in memory (else a per-sample Dataset)."""
+    function gives tensors in memory (True), a per-sample Dataset (False), or either, as the
+    data decides (None: image folders are kept in memory when they fit)."""
 
     name: str
     options: type[SourceOptions]
     load: Callable[[Any, LoadContext], SourceData]
-    in_memory: bool
+    in_memory: bool | None
 
 
 #: source name (the spec's `source:`) -> entry; written by :func:`register_source`.
@@ -166,7 +168,7 @@ SOURCES: Registry[SourceEntry] = Registry("source")
 LoadFn = Callable[[Any, LoadContext], SourceData]
 
 
-def register_source(options: type[SourceOptions], *, in_memory: bool = True) -> Callable[[LoadFn], LoadFn]:
+def register_source(options: type[SourceOptions], *, in_memory: bool | None = True) -> Callable[[LoadFn], LoadFn]:
     """Register a load function under every name in ``options.source``'s Literal.
 
     >>> sorted(n for n in SOURCES if "MNIST" in n)[:2]

@@ -1,11 +1,12 @@
 """Sources: the user's own files -- image folders, numeric CSV files, tensor files.
 
-Image folders are read per sample (decoded in the loader's workers); CSV and tensor files are
-read into memory at once.
+Image folders are decoded once into memory when they fit (else per sample, in the loader's
+workers); CSV and tensor files are read into memory at once.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -30,18 +31,119 @@ if TYPE_CHECKING:  # numpy and torch are imported where files are read: the spec
 
 
 class ImageFolderSource(SourceOptions):
-    """Images in one sub-folder per class (torchvision's ImageFolder layout), read per sample."""
+    """Images in one sub-folder per class (torchvision's ImageFolder layout), decoded once and
+    kept in memory when they fit, else read per sample."""
 
     source: Literal["ImageFolder"] = Field(description="Source type.")
     root: str = Field(description="Folder with one sub-folder per class, relative to the spec file.")
-    mode: Literal["RGB", "L"] = Field("RGB", description="Convert every image to RGB (3 channels) or L (1).")
+    mode: Literal["RGB", "L"] | None = Field(
+        None,
+        description="Convert every image to RGB (3 channels) or L (1); default: L for a model whose "
+        "image input is declared with 1 channel, else RGB.",
+    )
+
+
+#: decoded images kept in memory up to this many bytes per split (uint8); a bigger folder is
+#: decoded per sample, in the loader's workers
+KEEP_DECODED_BYTES = 1 << 30
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+#: image modes torchvision.io decodes to without a conversion of its own (others go through PIL)
+_TV_MODES = {"L": "GRAY", "RGB": "RGB"}
+
+
+def image_mode(mode: str | None, channels: int | None) -> str:
+    """The mode images are converted to: the one given, else the declared channels' (1: L).
+
+    >>> image_mode(None, 1), image_mode(None, 3), image_mode("RGB", 1), image_mode(None, None)
+    ('L', 'RGB', 'RGB', 'RGB')
+    """
+    if mode is not None:
+        return mode
+    return "L" if channels == 1 else "RGB"
+
+
+def decode_image_file(path: str, mode: str) -> Tensor | BadSample:
+    """One image file as a ``(C, H, W)`` uint8 tensor in ``mode``; a :class:`BadSample` for an
+    unreadable file or one whose header declares more than PIL's ``MAX_IMAGE_PIXELS`` (about
+    89 megapixels: a 12 kB PNG can declare 100 megapixels, gigabytes once decoded).
+
+    The header is read first (a PNG's by hand, else with PIL; no pixels decoded). An image
+    already in ``mode`` is decoded by torchvision.io (straight into a tensor); any other (a colour image read as L, a palette, 16-bit
+    pixels, a format torchvision.io does not read) is converted by PIL, as torchvision's
+    ImageFolder converts it, so the pixels are PIL's either way.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if _png_in_mode(data, mode, Image.MAX_IMAGE_PIXELS):  # its header says enough: no PIL parse
+            image = _decode_tv(data, mode)
+            if image is not None:
+                return image
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
+            with Image.open(io.BytesIO(data)) as im:
+                if im.mode == mode and im.format in ("PNG", "JPEG"):
+                    image = _decode_tv(data, mode)
+                    if image is not None:
+                        return image
+                from torchvision.transforms.v2.functional import pil_to_tensor
+
+                return pil_to_tensor(im.convert(mode))  # (C, H, W) uint8
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return BadSample(
+            f"image {show_path(Path(path))} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
+            "refused before decoding (a decompression bomb?)",
+            key="root",
+        )
+    except Exception:  # PIL raises many types for a bad file; all mean "unreadable"
+        return BadSample(f"cannot read image {show_path(Path(path))}: a corrupt or non-image file", key="root")
+
+
+def _png_in_mode(data: bytes, mode: str, max_pixels: int | None) -> bool:
+    r"""Whether ``data`` is a PNG whose header (IHDR) declares 8-bit pixels in ``mode`` (colour
+    type 0: L, 2: RGB) and at most ``max_pixels`` of them: decoded as it is, with no conversion.
+
+    >>> import struct
+    >>> ihdr = struct.pack(">IIBBBBB", 4, 3, 8, 0, 0, 0, 0)
+    >>> png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+    >>> _png_in_mode(png, "L", 100), _png_in_mode(png, "RGB", 100), _png_in_mode(png, "L", 11)
+    (True, False, False)
+    """
+    if len(data) < 29 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour = data[24], data[25]
+    fits = max_pixels is None or width * height <= max_pixels
+    return fits and depth == 8 and colour == {"L": 0, "RGB": 2}.get(mode)
+
+
+def _decode_tv(data: bytes, mode: str) -> Tensor | None:
+    """torchvision.io's decoding of a PNG or JPEG already in ``mode``; None where it gives other
+    than uint8 pixels in that many channels (PIL then decodes it)."""
+    import torch
+
+    try:
+        from torchvision.io import ImageReadMode, decode_image
+    except ImportError:  # a torchvision without image decoding (deprecated in 0.29, for TorchCodec)
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # said on every call since 0.29
+            raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            image = decode_image(raw, getattr(ImageReadMode, _TV_MODES[mode]))
+    except RuntimeError:
+        return None
+    return image if image.dtype == torch.uint8 and image.shape[0] == len(mode) else None
 
 
 class ImageFiles:
-    """``(uint8 C x H x W image, class index)`` per file; unreadable files give a :class:`BadSample`.
+    """``(uint8 C x H x W image, class index)`` per file, decoded when asked for; unreadable files
+    give a :class:`BadSample` (:func:`decode_image_file`).
 
-    An image is decoded only when its header declares at most PIL's ``MAX_IMAGE_PIXELS``
-    (about 89 megapixels): a 12 kB PNG can declare 100 megapixels, gigabytes once decoded.
     A map-style data set: DataLoader needs only ``__len__`` and ``__getitem__``, so it does not
     subclass torch's Dataset (which would import torch with the spec models).
     """
@@ -54,24 +156,23 @@ class ImageFiles:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int] | BadSample:
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
         path, label = self.samples[i]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
-                with Image.open(path) as im:
-                    image = pil_to_tensor(im.convert(self.mode))  # (C, H, W) uint8
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            return BadSample(
-                f"image {show_path(Path(path))} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels; "
-                "refused before decoding (a decompression bomb?)",
-                key="root",
-            )
-        except Exception:  # PIL raises many types for a bad file; all mean "unreadable"
-            return BadSample(f"cannot read image {show_path(Path(path))}: a corrupt or non-image file", key="root")
-        return image, label
+        image = decode_image_file(path, self.mode)
+        return image if isinstance(image, BadSample) else (image, label)
+
+
+class DecodedImages:
+    """Images decoded once and kept, of different sizes (per-sample transforms make them one):
+    ``(uint8 C x H x W image, class index)``, as :class:`ImageFiles` gives them."""
+
+    def __init__(self, images: list[Tensor], labels: list[int]):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], self.labels[i]
 
 
 def _image_files(folder: Path, ctx: LoadContext) -> list[str]:
@@ -117,9 +218,11 @@ def _scan_image_folder(root: Path, ctx: LoadContext) -> tuple[list[str], list[tu
     return classes, samples
 
 
-@register_source(ImageFolderSource, in_memory=False)
+@register_source(ImageFolderSource, in_memory=None)
 def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
-    """Scan ``root/<class>/<image>`` files (decoded later, per sample).
+    """Scan ``root/<class>/<image>`` files and decode them once, into one uint8 tensor when they
+    have one size (batches are then cut by indexing, like any tensor source), into a list when
+    they differ; a folder over :data:`KEEP_DECODED_BYTES` decoded is read per sample instead.
 
     >>> load_image_folder(ImageFolderSource(source="ImageFolder", root="nowhere"), LoadContext(Path("."), 0, False))
     Traceback (most recent call last):
@@ -132,18 +235,36 @@ def load_image_folder(opts: ImageFolderSource, ctx: LoadContext) -> SourceData:
     import torch
 
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
-    files = ImageFiles(samples, opts.mode)
-    # ImageFiles is a Dataset by its methods (it does not import torch to subclass it)
-    return SourceData(
-        ("image", "label"),
-        ("image", "label"),
-        dataset=files,  # type: ignore[arg-type]
+    mode = image_mode(opts.mode, ctx.channels)
+    common: dict[str, Any] = dict(
         labels=labels,
         classes=classes,
         num_classes=len(classes),
         files=[str(root)],
         locate=lambda i, _name: show_path(Path(samples[i][0])),
     )
+    images = _decode_all(samples, mode)
+    if images is None:  # too big to keep: ImageFiles is a Dataset by its methods (no torch import to subclass it)
+        return SourceData(("image", "label"), ("image", "label"), dataset=ImageFiles(samples, mode), **common)  # type: ignore[arg-type]
+    if len({tuple(t.shape) for t in images}) == 1:
+        return SourceData(("image", "label"), ("image", "label"), tensors=(torch.stack(images), labels), **common)
+    dataset = DecodedImages(images, labels.tolist())
+    return SourceData(("image", "label"), ("image", "label"), dataset=dataset, **common)  # type: ignore[arg-type]
+
+
+def _decode_all(samples: list[tuple[str, int]], mode: str) -> list[Tensor] | None:
+    """Every image decoded, in order; None once they pass :data:`KEEP_DECODED_BYTES`. An
+    unreadable file is a DataError now, naming it."""
+    images, total = [], 0
+    for path, _ in samples:
+        image = decode_image_file(path, mode)
+        if isinstance(image, BadSample):
+            raise DataError(image.message)
+        total += image.numel()
+        if total > KEEP_DECODED_BYTES:
+            return None
+        images.append(image)
+    return images
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ examples:
 
 Inputs are image files, folders of images, CSV files (rows as the spec's csv source reads
 them) and .npz/.pt tensor files (arrays named like the model's inputs), prepared with the
-spec's evaluation transforms. Classifiers give class, probability and the top k; a
+spec's evaluation transforms. Classifiers give the class and the probability of each
+class (p_<class>; with --top-k K, or over 20 classes, the K (5) most probable with theirs);
+a model with one score (BCEWithLogitsLoss) gives the class and p_1 = P(y=1); a
 segmentation model writes a mask PNG per input into --out DIR (with predictions.csv);
 other models give their output values. The CSV goes to stdout without --out.
 """
@@ -61,7 +63,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (and mask images)")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="list the K most probable classes per sample, each with its probability "
+        "(default: p_<class> for every class, or the top 5 of over 20 classes)",
+    )
     p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the spec's evaluation batch size")
     p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")

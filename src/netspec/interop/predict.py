@@ -320,7 +320,7 @@ def predict_rows(
     inputs: Any,
     *,
     output: str | None = None,
-    top_k: int = 5,
+    top_k: int | None = None,
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Iterator[dict[str, Any]]:

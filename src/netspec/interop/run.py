@@ -10,8 +10,8 @@
 >>> run = netspec.load_run(run_dir)
 >>> run.checkpoint.name, run.model.training
 ('last.pt', False)
->>> sorted(run.predict(torch.zeros(4, 2), top_k=1)[0])
-['class', 'input', 'probability']
+>>> list(run.predict(torch.zeros(4, 2))[0])
+['input', 'class', 'p_0', 'p_1', 'p_2']
 """
 
 from __future__ import annotations
@@ -130,10 +130,12 @@ class TrainedModel:
         return reading_of(self.spec, self.compiled.graph, output or names[0])
 
     def predict(
-        self, inputs: Any, *, output: str | None = None, top_k: int = 5, batch_size: int | None = None
+        self, inputs: Any, *, output: str | None = None, top_k: int | None = None, batch_size: int | None = None
     ) -> list[dict[str, Any]]:
-        """One dict per sample: ``input`` (its id), then ``class``/``probability``/top-k,
-        ``mask`` (a tensor of class indices) or the output's values."""
+        """One dict per sample: ``input`` (its id), then ``class`` and ``p_<class>`` per class
+        (``top_k``: the ranked ``class``/``probability``, ``class_2``/``probability_2``...),
+        ``class`` and ``p_1`` (P(y=1)) for one score, ``mask`` (a tensor of class indices) or the
+        output's values (:func:`~netspec.interop.scores.rows_of`)."""
         from .predict import predict_rows
 
         return list(predict_rows(self, inputs, output=output, top_k=top_k, batch_size=batch_size))

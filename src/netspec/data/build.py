@@ -20,7 +20,7 @@ from torch.utils.data import RandomSampler, Sampler
 from ..errors import DataError, SpecError
 from . import transforms as T
 from .checks import ClassCount, Declared, check_batch_classes, check_classes, check_finite, check_sample
-from .fields import FieldMap, class_labels, describe_sample, resolve_fields, split_indices
+from .fields import FieldMap, class_counts_of, class_labels, describe_sample, resolve_fields, split_indices
 from .loaders import SampleDataset, SampleLoader, TensorLoader
 from .readers import first_line
 from .samplers import SAMPLERS, SamplerContext
@@ -363,6 +363,7 @@ def build_loaders(
     roots: tuple[Path, ...] = (),
     classes: list[ClassCount] | tuple[ClassCount, ...] = (),
     inputs: dict[str, Declared] | None = None,
+    count_classes: bool = False,
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
@@ -375,6 +376,8 @@ def build_loaders(
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
+    ``count_classes``: ``info["class_counts"]`` holds the training split's samples per class
+    (None where its target is no class), which ``weight: balanced`` is computed from.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -410,4 +413,6 @@ def build_loaders(
         )
         info[split]["files"] = raw.files
     info["num_classes"], info["classes"] = _num_classes(first, fmap), first.classes
+    if count_classes:
+        info["class_counts"] = class_counts_of(raws["train"], fmap) if "train" in raws else None
     return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from ..errors import DataError
 from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
-from .losses import Criterion, build_criterion, class_counts, output_shapes
+from .losses import Criterion, build_criterion, class_counts, needs_class_counts, output_shapes
 from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
@@ -53,15 +53,20 @@ def evaluate(
         tspec = spec.train or TrainSpec()
         hw = Hardware.pick(tspec.device, tspec.precision)
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
-        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download, model)
-        outputs = list(spec.output_names)
-        assert spec.loss is not None  # require_sections above
-        run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
+        built = loaders
+        if built is None:
+            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download)
         try:
+            loader = _split_loader(built, split)
+            outputs = list(spec.output_names)
+            assert spec.loss is not None  # require_sections above
+            counts = getattr(built, "info", {}).get("class_counts")
+            criterion = build_criterion(spec.loss, outputs, counts, output_shapes(model)).to(hw.device)
+            run = _EvalRun(hw, model, criterion, list(spec.inputs), outputs)
             values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         finally:
-            if loaders is None:  # ours: its worker processes end here
-                loader.close()
+            if loaders is None:  # ours: their worker processes end here
+                built.close()
         return {f"{split}_{k}": v for k, v in values.items()}
 
 
@@ -92,21 +97,11 @@ def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, ba
         roots=spec_roots(spec),
         classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
         inputs=declared_inputs(model),
+        count_classes=needs_class_counts(spec.loss),
     )
 
 
-def _split_loader(
-    spec: Any,
-    loaders: Any,
-    split: str,
-    tspec: TrainSpec,
-    hw: Hardware,
-    base: Path,
-    allow_download: bool,
-    model: nn.Module,
-) -> Any:
-    if loaders is None:
-        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
+def _split_loader(loaders: Any, split: str) -> Any:
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(

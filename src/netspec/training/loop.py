@@ -29,7 +29,7 @@ from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion
+from .losses import Criterion, build_criterion, output_shapes
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -266,7 +266,9 @@ def _setup(
         hw,
         model,
         loaders,
-        build_criterion(spec.loss, output_names).to(hw.device),
+        build_criterion(
+            spec.loss, output_names, getattr(loaders, "info", {}).get("class_counts"), output_shapes(model)
+        ).to(hw.device),
         optimizer,
         schedule,
         hw.make_scaler(),

@@ -55,6 +55,8 @@ __all__ = [
     "build_criterion",
     "output_shapes",
     "class_counts",
+    "needs_class_counts",
+    "BALANCED_ARGS",
     "DiceLoss",
     "DiceBCELoss",
     "IoULoss",
@@ -328,6 +330,7 @@ def check_loss(spec: LossSpec) -> None:
             f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
             path=spec.name_path(()),
         )
+    _check_balanced(spec, ())
     _construct_loss(spec, entry, ())
 
 
@@ -425,12 +428,20 @@ class Criterion(nn.Module):
     ``outputs`` maps output names to tensors; ``targets`` is a tensor or a dict of tensors.
     """
 
-    def __init__(self, terms: list[_Term]) -> None:
+    def __init__(
+        self,
+        terms: list[_Term],
+        class_counts: list[int] | None = None,
+        shapes: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
         super().__init__()
         self.terms = terms
         self.kinds = [LOSSES[t.spec.name].target for t in terms]  # type: ignore[index]
         # a ModuleList, so that .to(device) moves class weights
-        self.losses = nn.ModuleList(_construct_loss(t.spec, LOSSES[t.spec.name], t.path) for t in terms)  # type: ignore[index]
+        self.losses = nn.ModuleList(
+            _construct_loss(t.spec, LOSSES[t.spec.name], t.path, _balanced(t, class_counts, shapes or {}))  # type: ignore[index]
+            for t in terms
+        )
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         total: Tensor | None = None
@@ -460,15 +471,26 @@ def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
     return targets[key]
 
 
-def build_criterion(spec: LossSpec, output_names: list[str]) -> Criterion:
+def build_criterion(
+    spec: LossSpec,
+    output_names: list[str],
+    class_counts: list[int] | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> Criterion:
     """Compile a checked ``loss:`` section for a model with these outputs.
+
+    ``class_counts`` (samples per class of the training split) and ``shapes`` (per-sample
+    output shapes, :func:`output_shapes`) are what ``weight: balanced`` is computed from.
 
     >>> from netspec.training.spec import LossSpec
     >>> spec = LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]})
     >>> [type(loss).__name__ for loss in build_criterion(spec, ["logits"]).losses]
     ['CrossEntropyLoss', 'DiceLoss']
+    >>> spec = LossSpec.model_validate({"CrossEntropyLoss": {"weight": "balanced"}})
+    >>> build_criterion(spec, ["logits"], [3, 1], {"logits": (3,)}).losses[0].weight.tolist()
+    [0.6666666865348816, 2.0, 0.0]
     """
-    return Criterion(plan_terms(spec, output_names))
+    return Criterion(plan_terms(spec, output_names), class_counts, shapes)
 
 
 def output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -521,8 +543,15 @@ def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tupl
     return counts
 
 
-def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Module:
-    args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
+def _construct_loss(
+    spec: LossSpec, entry: LossEntry, path: SpecPath, balanced: Callable[[str], Tensor] | None = None
+) -> nn.Module:
+    """The loss module; a ``balanced`` argument's tensor comes from ``balanced`` (when the spec is
+    checked there is none yet: the loss is made without it)."""
+    args = {
+        k: (balanced(k) if balanced is not None else None) if v == BALANCED else _as_tensor_arg(k, v)
+        for k, v in spec.args.items()
+    }
     try:
         return entry.factory(**args)
     except (TypeError, ValueError, LookupError, RuntimeError) as err:
@@ -538,3 +567,90 @@ def _as_tensor_arg(key: str, value: Any) -> Any:
     if key in ("weight", "pos_weight") and isinstance(value, (list, tuple)):
         return torch.tensor(value, dtype=torch.float32)
     return value
+
+
+# --------------------------------------------------------------------------- weight: balanced
+
+BALANCED = "balanced"
+
+#: The loss arguments that take ``balanced``: class weights from the training labels.
+BALANCED_ARGS = {
+    ("CrossEntropyLoss", "weight"),
+    ("NLLLoss", "weight"),
+    ("MultiMarginLoss", "weight"),
+    ("BCEWithLogitsLoss", "pos_weight"),
+}
+
+
+def _check_balanced(spec: LossSpec, path: SpecPath) -> None:
+    """A string where a loss takes class weights is ``balanced``, and only where it means something.
+
+    >>> from netspec.training.spec import LossSpec
+    >>> _check_balanced(LossSpec.model_construct(name="CrossEntropyLoss", args={"weight": "balance"}), ())
+    Traceback (most recent call last):
+    netspec.errors.SpecError: <spec>: args.weight: `weight: balance`: give one weight per class, or `balanced`; did you mean `balanced`?
+    """
+    for key, value in spec.args.items():
+        if key not in ("weight", "pos_weight") or not isinstance(value, str):
+            continue
+        where = (*spec.args_path(path), key)
+        if value != BALANCED:
+            raise SpecError(
+                f"`{key}: {value}`: give one weight per class, or `{BALANCED}`",
+                path=where,
+                hint=did_you_mean(value, [BALANCED]),
+            )
+        if (spec.name, key) not in BALANCED_ARGS:
+            raise SpecError(
+                f"`{key}: balanced` is for class weights: the `weight` of CrossEntropyLoss, NLLLoss and "
+                "MultiMarginLoss, the `pos_weight` of BCEWithLogitsLoss",
+                path=where,
+                hint="write `pos_weight: balanced`" if spec.name == "BCEWithLogitsLoss" else None,
+            )
+
+
+def needs_class_counts(spec: LossSpec | None) -> bool:
+    """Whether a ``loss:`` section has a ``balanced`` argument (the training labels must be counted).
+
+    >>> from netspec.training.spec import LossSpec
+    >>> needs_class_counts(LossSpec.model_validate({"sum": ["MSELoss", {"NLLLoss": {"weight": "balanced"}}]}))
+    True
+    """
+    if spec is None:
+        return False
+    subs = list(spec.sum or []) + list((spec.outputs or {}).values())
+    return BALANCED in spec.args.values() or any(needs_class_counts(s) for s in subs)
+
+
+def _balanced(
+    term: _Term, counts: list[int] | None, shapes: dict[str, tuple[int, ...]]
+) -> Callable[[str], Tensor] | None:
+    """The tensor of a term's ``balanced`` argument, from the training split's samples per class
+    (:func:`~netspec.data.samplers.balanced_class_weights`, scikit-learn's formula): one weight per
+    class of the output (0 for a class without samples); ``pos_weight``: w_1 / w_0, which is
+    n_negative / n_positive."""
+    if BALANCED not in term.spec.args.values():
+        return None
+    from ..data.samplers import balanced_class_weights
+
+    def tensor(key: str) -> Tensor:
+        where = (*term.spec.args_path(term.path), key)
+        if not counts:
+            raise DataError(
+                f"`{key}: balanced` needs the class of every training sample; the training data gives none",
+                path=where,
+                hint="give `data.train` a class-index target, or list the weights",
+            )
+        weights = balanced_class_weights(torch.tensor(counts))  # (classes seen,) float64
+        if key == "pos_weight":
+            if len(counts) != 2 or 0 in counts:
+                raise DataError(
+                    f"`pos_weight: balanced` needs 0/1 labels with both classes; the training split counts {counts}",
+                    path=where,
+                )
+            return (weights[1] / weights[0]).reshape(1).float()  # (1,) n_negative / n_positive
+        shape = shapes.get(term.output, ())
+        size = shape[0] if shape else len(counts)  # the output's class dimension
+        return torch.cat([weights, weights.new_zeros(max(0, size - len(weights)))]).float()  # (C,)
+
+    return tensor

@@ -247,6 +247,17 @@ class DataSpec(SpecModel):
     sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")
     fields: FieldsSpec | None = Field(None, description="Map sample fields to model inputs and the target.")
 
+    @field_validator("transforms", "eval_transforms")
+    @classmethod
+    def _standardize_last(cls, v: Any) -> Any:
+        """Standardize works on the model's inputs as they are fed: after every other transform."""
+        names = [next(iter(item)) if isinstance(item, dict) and len(item) == 1 else item for item in v or []]
+        if "Standardize" in names[:-1]:
+            raise ValueError(
+                "Standardize comes last: it standardises the model's inputs as the other transforms leave them"
+            )
+        return v
+
     @field_validator("val")
     @classmethod
     def _val_needs_train(cls, v: Any, info: ValidationInfo) -> Any:

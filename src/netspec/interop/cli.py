@@ -153,7 +153,7 @@ def export_command(args: argparse.Namespace) -> int:
     from ..training.spec import WeightsSpec
     from ..training.weights import load_weights
     from .export import FORMATS, export_model
-    from .run import checkpoint_file
+    from .run import checkpoint_file, statistics_for
 
     spec = _spec(args)
     file = checkpoint_file(args.checkpoint) if args.checkpoint is not None else None
@@ -168,6 +168,7 @@ def export_command(args: argparse.Namespace) -> int:
         load_weights(compiled.module, WeightsSpec(path=str(file)), path=("--checkpoint",))
     else:
         print("no --checkpoint: exporting the model's initial (random) weights", file=sys.stderr)
+    stats = statistics_for(compiled, file)  # the checkpoint's Standardize statistics, when the spec has it
     command = " ".join(
         [
             "netspec export",
@@ -181,7 +182,15 @@ def export_command(args: argparse.Namespace) -> int:
     from ..errors import Location, NetspecError
 
     try:
-        lines = export_model(compiled, args.format, out, opset=args.opset, command=command, checkpoint=args.checkpoint)
+        lines = export_model(
+            compiled,
+            args.format,
+            out,
+            opset=args.opset,
+            command=command,
+            checkpoint=args.checkpoint,
+            standardize=stats,
+        )
     except NetspecError as e:  # a failed write or check: said at the spec, like every other refusal
         raise e.with_location(Location(args.spec)) from None
     for line in lines:

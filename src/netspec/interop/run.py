@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import CheckpointError, DataError, SpecError
 
-__all__ = ["TrainedModel", "load_run", "checkpoint_file", "class_names"]
+__all__ = ["TrainedModel", "load_run", "checkpoint_file", "class_names", "with_standardize", "statistics_for"]
 
 
 def checkpoint_file(path: str | Path, option: str = "--checkpoint") -> Path:
@@ -117,7 +117,7 @@ class TrainedModel:
             load_weights(compiled.module, WeightsSpec(path=str(file)), base_dir=Path("."), path=("--checkpoint",))
         hw = Hardware.pick(device, "fp32")
         base = spec_base_dir(spec, base_dir)
-        model = compiled.module.to(hw.device).eval()
+        model = with_standardize(compiled, file).to(hw.device).eval()
         return cls(spec, model, compiled, file, class_names(spec, base), base, hw.device)
 
     def reading(self, output: str | None = None) -> Any:
@@ -139,6 +139,41 @@ class TrainedModel:
         from .predict import predict_rows
 
         return list(predict_rows(self, inputs, output=output, top_k=top_k, batch_size=batch_size))
+
+
+def with_standardize(compiled: Any, file: Path | None) -> nn.Module:
+    """The compiled model, behind a layer that standardises its inputs with the statistics the
+    checkpoint holds when the spec's data ends in ``Standardize`` (raw features in, as the data
+    pipeline fed them standardised; :func:`netspec.data.standardize.standardized`).
+
+    >>> import netspec
+    >>> c = netspec.compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 2}}]})
+    >>> with_standardize(c, None) is c.module
+    True
+    """
+    from ..data.standardize import standardized
+
+    stats = statistics_for(compiled, file)
+    return compiled.module if stats is None else standardized(compiled.module, stats)
+
+
+def statistics_for(compiled: Any, file: Path | None) -> Any:
+    """The checkpoint's Standardize statistics when the spec's data ends in ``Standardize``
+    (None when it does not); a checkpoint without them is refused in one line."""
+    from ..data.standardize import input_shapes, standardizes
+    from ..training.checkpoint import standardize_statistics
+
+    if not standardizes(getattr(compiled.spec, "data", None)):
+        return None
+    stats = standardize_statistics(file, input_shapes(compiled.module)) if file is not None else None
+    if stats is None:
+        raise CheckpointError(
+            "the spec's data ends in Standardize, and "
+            + (f"{file} holds no statistics" if file is not None else "there is no checkpoint with its statistics"),
+            path=("--checkpoint",),
+            hint="give a last.pt / best.pt (or run directory) that `netspec run` wrote with this spec",
+        )
+    return stats
 
 
 def load_run(

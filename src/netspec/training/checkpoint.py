@@ -42,6 +42,7 @@ __all__ = [
     "save_epoch",
     "check_weights",
     "to_host",
+    "standardize_statistics",
 ]
 
 # The version grows when what a checkpoint holds changes, so that a file of another version is
@@ -199,6 +200,7 @@ def structure_problem(state: dict[str, Any]) -> str | None:
     ):
         return "`state` is missing or holds unknown entries"
     for key, kinds in (
+        ("standardize", (dict, type(None))),
         ("scheduler", (dict, type(None))),
         ("scaler", (dict, type(None))),
         ("meters", (dict,)),
@@ -248,6 +250,9 @@ def capture(run: Run) -> dict[str, Any]:
         "spec_hash": run.spec_hash,
         "best": {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch},
         "torch": str(torch.__version__),
+        # the Standardize transform's statistics, fitted on the training split (eval, predict and
+        # export apply them; a resumed run keeps them)
+        "standardize": getattr(run.loaders, "info", {}).get("standardize"),
     }
 
 
@@ -458,3 +463,20 @@ def check_weights(run: Run) -> None:
         path=("train", "on_nan"),
         hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)",
     )
+
+
+def standardize_statistics(file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint") -> Any:
+    """The ``Standardize`` statistics a netspec checkpoint holds (None in a plain state_dict
+    file or a run without the transform), checked against the model's ``inputs`` (per-sample
+    shapes): :data:`netspec.data.standardize.Statistics`."""
+    from ..data.standardize import check_statistics
+    from ..errors import DataError
+
+    state = read_weights_file(Path(file), (option,))
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("standardize") is None:
+        return None
+    try:
+        return check_statistics(state["standardize"], inputs, str(file))
+    except DataError as err:
+        err.path = (option,)
+        raise

@@ -55,7 +55,8 @@ def evaluate(
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
         built = loaders
         if built is None:
-            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download)
+            stats = _statistics(checkpoint, model) if checkpoint is not None else None
+            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download, stats)
         try:
             loader = _split_loader(built, split)
             outputs = list(spec.output_names)
@@ -80,10 +81,27 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
     return model
 
 
-def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, base: Path, allow_download: bool) -> Any:
+def _statistics(checkpoint: str | Path, model: nn.Module) -> Any:
+    """A checkpoint's Standardize statistics (None: none there; the loaders fit them on the training split)."""
+    from ..data.standardize import input_shapes
+    from .checkpoint import standardize_statistics
+
+    return standardize_statistics(Path(checkpoint), input_shapes(model))
+
+
+def spec_loaders(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module,
+    base: Path,
+    allow_download: bool,
+    standardize: Any = None,
+) -> Any:
     """The loaders the spec's ``data:`` section declares, for ``model``: every label checked
     against its output size and each split's first sample against its declared inputs, once,
-    here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike)."""
+    here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike).
+    ``standardize``: a checkpoint's Standardize statistics, used instead of fitting them."""
     from ..data import build_loaders
     from ..data.checks import declared_inputs
 
@@ -98,6 +116,7 @@ def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, ba
         classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
         inputs=declared_inputs(model),
         count_classes=needs_class_counts(spec.loss),
+        standardize=standardize,
     )
 
 

@@ -219,12 +219,19 @@ def _loaders(
     base: Path,
     allow_download: bool,
     log: Log,
+    ckpt: dict[str, Any] | None = None,
 ) -> Any:
     """The loaders, built unless given: every label checked against the model's output size, and
     each split's first sample against the declared inputs, once, here (every process checks the
-    same samples alike); under several processes, each one's share of every epoch."""
+    same samples alike); under several processes, each one's share of every epoch. A resumed
+    run standardises with the statistics fitted when it started."""
     if loaders is None:
-        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
+        stats = ckpt.get("standardize") if ckpt is not None else None
+        if stats is not None:
+            from ..data.standardize import check_statistics, input_shapes
+
+            check_statistics(stats, input_shapes(model), str(ckpt["path"]))  # type: ignore[index]
+        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download, stats)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     return loaders
@@ -244,7 +251,7 @@ def _setup(
     """Everything a run needs but its directory."""
     input_names, output_names = list(spec.inputs), list(spec.output_names)
     model, compiled = _model(spec, tspec, hw, model, base, log, ckpt)
-    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, log)
+    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, log, ckpt)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)

@@ -395,6 +395,44 @@ def _num_classes(first: SourceData, fmap: FieldMap) -> int | None:
     return int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None
 
 
+def _each_split(
+    raws: dict[str, SourceData],
+    spec: DataSpec,
+    fmap: FieldMap,
+    items: tuple[list[Any], list[Any]],
+    seed: int,
+    device: torch.device | None,
+    classes: Any,
+    inputs: dict[str, Declared] | None,
+    stats: Statistics | None,
+    info: dict[str, Any],
+) -> dict[str, Loader]:
+    """Every split's loader (``items``: the training and the evaluation transforms); each
+    split's info entry goes into ``info``."""
+    by_field = {fmap.inputs[k]: (v["shift"], v["scale"]) for k, v in (stats or {}).items()}
+    built: dict[str, Loader] = {}
+    for split, raw in raws.items():
+        train = split == "train"
+        built[split], info[split] = _make_loader(
+            raw,
+            items[0] if train else items[1],
+            spec=spec,
+            split=split,
+            fmap=fmap,
+            train=train,
+            seed=seed,
+            device=device,
+            classes=list(classes),
+            inputs=dict(inputs or {}),
+            standardize=by_field,
+        )
+        info[split]["source"] = (
+            spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
+        )
+        info[split]["files"] = raw.files
+    return built
+
+
 def build_loaders(
     spec: DataSpec,
     *,
@@ -420,10 +458,8 @@ def build_loaders(
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
-    ``count_classes``: ``info["class_counts"]`` holds the training split's samples per class
-    (None where its target is no class), which ``weight: balanced`` is computed from.
-    A ``Standardize`` transform's statistics are ``standardize`` (a checkpoint's) or fitted on
-    the training split; ``info["standardize"]`` holds them (:mod:`netspec.data.standardize`).
+    ``info["class_counts"]`` (``count_classes``): samples per class of the training split;
+    ``info["standardize"]``: the Standardize statistics, ``standardize`` or fitted on train.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -440,27 +476,7 @@ def build_loaders(
     train_items, eval_items = _split_transforms(spec, first)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
     stats = _standardize(spec, raws, fmap, standardize)
-    by_field = {fmap.inputs[k]: (v["shift"], v["scale"]) for k, v in (stats or {}).items()}
-    built: dict[str, Loader] = {}
-    for split, raw in raws.items():
-        train = split == "train"
-        built[split], info[split] = _make_loader(
-            raw,
-            train_items if train else eval_items,
-            spec=spec,
-            split=split,
-            fmap=fmap,
-            train=train,
-            seed=seed,
-            device=device,
-            classes=list(classes),
-            inputs=dict(inputs or {}),
-            standardize=by_field,
-        )
-        info[split]["source"] = (
-            spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
-        )
-        info[split]["files"] = raw.files
+    built = _each_split(raws, spec, fmap, (train_items, eval_items), seed, device, classes, inputs, stats, info)
     info["num_classes"], info["classes"] = _num_classes(first, fmap), first.classes
     if stats is not None:
         info["standardize"] = stats

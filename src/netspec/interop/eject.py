@@ -432,18 +432,7 @@ def eject(
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
-    lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
-    avoid = (
-        set(RESERVED)
-        | _helper_names()
-        | {
-            a.asname or a.name.split(".")[0]
-            for line in lines
-            for stmt in ast.parse(line).body
-            if isinstance(stmt, (ast.Import, ast.ImportFrom))
-            for a in stmt.names
-        }
-    )
+    avoid = _taken_names([i for i in imports if i.startswith(("import ", "from "))] + helper_imports)
     classes = _classes(compiled, drafts, avoid)
     if standardize:
         classes.insert(-1, _standardize_inputs(classes[-1], compiled, standardize, avoid | {c.name for c in classes}))
@@ -466,6 +455,18 @@ def eject(
     source = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     audit(source, doc, {c.name: _doc_text(c) for c in classes}, import_block, helpers)
     return source
+
+
+def _taken_names(import_lines: list[str]) -> set[str]:
+    """Names no class of the file may take: reserved ones, the helpers', what the imports bind."""
+    bound = {
+        a.asname or a.name.split(".")[0]
+        for line in import_lines
+        for stmt in ast.parse(line).body
+        if isinstance(stmt, (ast.Import, ast.ImportFrom))
+        for a in stmt.names
+    }
+    return set(RESERVED) | _helper_names() | bound
 
 
 def _classes(compiled: Any, drafts: list[Draft], avoid: set[str]) -> list[ClassDef]:

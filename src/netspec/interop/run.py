@@ -161,7 +161,7 @@ def statistics_for(compiled: Any, file: Path | None) -> Any:
     """The checkpoint's Standardize statistics when the spec's data ends in ``Standardize``
     (None when it does not); a checkpoint without them is refused in one line."""
     from ..data.standardize import input_shapes, standardizes
-    from ..training.checkpoint import standardize_statistics
+    from ..training.weights import standardize_statistics
 
     if not standardizes(getattr(compiled.spec, "data", None)):
         return None

@@ -42,7 +42,6 @@ __all__ = [
     "save_epoch",
     "check_weights",
     "to_host",
-    "standardize_statistics",
 ]
 
 # The version grows when what a checkpoint holds changes, so that a file of another version is
@@ -463,20 +462,3 @@ def check_weights(run: Run) -> None:
         path=("train", "on_nan"),
         hint="lower the learning rate, set `train.grad_clip`, or `train.on_nan: skip` (skips such steps)",
     )
-
-
-def standardize_statistics(file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint") -> Any:
-    """The ``Standardize`` statistics a netspec checkpoint holds (None in a plain state_dict
-    file or a run without the transform), checked against the model's ``inputs`` (per-sample
-    shapes): :data:`netspec.data.standardize.Statistics`."""
-    from ..data.standardize import check_statistics
-    from ..errors import DataError
-
-    state = read_weights_file(Path(file), (option,))
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("standardize") is None:
-        return None
-    try:
-        return check_statistics(state["standardize"], inputs, str(file))
-    except DataError as err:
-        err.path = (option,)
-        raise

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError
+from .class_weights import needs_class_counts
 from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
-from .losses import Criterion, build_criterion, class_counts, needs_class_counts, output_shapes
+from .losses import Criterion, build_criterion, class_counts, output_shapes
 from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
@@ -84,7 +85,7 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
 def _statistics(checkpoint: str | Path, model: nn.Module) -> Any:
     """A checkpoint's Standardize statistics (None: none there; the loaders fit them on the training split)."""
     from ..data.standardize import input_shapes
-    from .checkpoint import standardize_statistics
+    from .weights import standardize_statistics
 
     return standardize_statistics(Path(checkpoint), input_shapes(model))
 

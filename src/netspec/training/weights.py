@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import AccessRefused, CheckpointError, did_you_mean, summarise
+from ..errors import AccessRefused, CheckpointError, DataError, did_you_mean, summarise
 from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
 from ..nodes.registry import SpecPath
@@ -22,7 +22,7 @@ from .rundir import Log
 if TYPE_CHECKING:
     from .spec import WeightsSpec
 
-__all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights"]
+__all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights", "standardize_statistics"]
 
 
 def load_weights(
@@ -182,3 +182,19 @@ def _rename_keys(state: dict[str, Tensor], spec: WeightsSpec) -> tuple[dict[str,
         state = {spec.add_prefix + k: v for k, v in state.items()}
         notes.append(f"added prefix `{spec.add_prefix}`")
     return state, notes
+
+
+def standardize_statistics(file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint") -> Any:
+    """The ``Standardize`` statistics a netspec checkpoint holds (None in a plain state_dict
+    file or a run without the transform), checked against the model's ``inputs`` (per-sample
+    shapes): :data:`netspec.data.standardize.Statistics`."""
+    from ..data.standardize import check_statistics
+
+    state = read_weights_file(Path(file), (option,))
+    if not isinstance(state, dict) or _is_state_dict(state) or state.get("standardize") is None:
+        return None  # a plain state_dict, or a checkpoint of a run without Standardize
+    try:
+        return check_statistics(state["standardize"], inputs, str(file))
+    except DataError as err:
+        err.path = (option,)
+        raise

@@ -357,6 +357,7 @@ def _standardize(
         return None
     key, items = found[0]  # the training list's, when it has one: the eval list's reuses its statistics
     t = T.build_one(items[-1])
+    assert isinstance(t, T.Standardize)
     path = ("data", key, len(items) - 1)
     for name in t.inputs or ():
         if name not in fmap.inputs:

@@ -186,3 +186,18 @@ def test_a_checkpoint_without_statistics_is_refused_for_predict_and_export(tmp_p
             and "the spec's data ends in Standardize, and " in err
             and "plain.pt holds no statistics" in err
         )
+
+
+def test_a_resumed_run_keeps_the_statistics_it_started_with(tmp_path) -> None:
+    _, checkpoint, _ = _run(tmp_path, WINE.replace("epochs: 3", "epochs: 1"), "wine")
+    first = torch.load(checkpoint, weights_only=True)["standardize"]["x"]
+    table = np.loadtxt(tmp_path / "wine_train.csv", delimiter=",", skiprows=1)
+    table[:, 1:] += 100  # the training file changes between the two sessions
+    header = (tmp_path / "wine_train.csv").read_text().splitlines()[0]
+    np.savetxt(tmp_path / "wine_train.csv", table, delimiter=",", header=header, comments="", fmt="%.17g")
+    longer = netspec.load_spec(tmp_path / "spec.yaml", overrides=["train.epochs=2"])
+    result = netspec.train(longer, resume=checkpoint.parent, stream=io.StringIO())
+    after = torch.load(result.run_dir / "last.pt", weights_only=True)
+    assert after["epoch"] == 2
+    for key in ("shift", "scale"):
+        assert torch.equal(after["standardize"]["x"][key], first[key])

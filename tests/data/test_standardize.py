@@ -135,3 +135,13 @@ def test_mistakes_are_one_line_at_load(transforms, message) -> None:
     with pytest.raises(SpecError) as info:
         netspec.load_spec(text=text)
     assert message in str(info.value) and "\n" not in str(info.value) and str(info.value).startswith("<text>:6:")
+
+
+def test_an_unfitted_standardize_refuses_to_run() -> None:
+    from netspec.data.transforms import apply, compose
+
+    with pytest.raises(RuntimeError, match="Standardize has no statistics"):
+        apply(compose(["Standardize"]), (torch.ones(2, 3), torch.zeros(2)), ("value", "label"))
+    fitted = compose(["Standardize"], {0: (torch.ones(3), torch.full((3,), 2.0))})
+    x, y = apply(fitted, (torch.full((2, 3), 5.0), torch.zeros(2)), ("value", "label"))
+    assert x.tolist() == [[2.0] * 3] * 2 and y.tolist() == [0.0, 0.0]  # the label is no model input: untouched

@@ -284,8 +284,8 @@ def compose(
     """
     built = build_list(items)
     for t in built:
-        if isinstance(t, Standardize):
-            t.fields = dict(standardize or {})
+        if isinstance(t, Standardize) and standardize is not None:  # else it refuses to run: never silently raw
+            t.fields = dict(standardize)
     return v2.Compose(built) if built else None
 
 

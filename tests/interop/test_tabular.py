@@ -95,9 +95,11 @@ def test_breast_cancer_eval_predict_and_exports_use_the_training_statistics(tmp_
     want = F.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor([n0 / n1])).item()
     assert evaluate(spec, checkpoint=checkpoint, split="test")["test_loss"] == pytest.approx(want, rel=1e-5)
 
-    # never fitted again: the checkpoint's statistics, whatever the training file holds now
+    # never fitted nor counted again: the checkpoint's statistics and class counts, whatever
+    # the training file holds now
     scaled = np.loadtxt(tmp_path / "breast_cancer_train.csv", delimiter=",", skiprows=1)
     scaled[:, 1:] *= 10
+    scaled[:60, 0] = 1 - scaled[:60, 0]
     header = (tmp_path / "breast_cancer_train.csv").read_text().splitlines()[0]
     np.savetxt(tmp_path / "breast_cancer_train.csv", scaled, delimiter=",", header=header, comments="", fmt="%.17g")
     assert evaluate(spec, checkpoint=checkpoint, split="test")["test_loss"] == pytest.approx(want, rel=1e-5)

@@ -447,6 +447,7 @@ def build_loaders(
     inputs: dict[str, Declared] | None = None,
     count_classes: bool = False,
     standardize: Statistics | None = None,
+    class_counts: list[int] | None = None,
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
@@ -459,8 +460,8 @@ def build_loaders(
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
-    ``info["class_counts"]`` (``count_classes``): samples per class of the training split;
-    ``info["standardize"]``: the Standardize statistics, ``standardize`` or fitted on train.
+    ``info["class_counts"]`` (``count_classes``): samples per class, ``class_counts`` or counted
+    on train; ``info["standardize"]``: the Standardize statistics, ``standardize`` or fitted on train.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -482,5 +483,6 @@ def build_loaders(
     if stats is not None:
         info["standardize"] = stats
     if count_classes:
-        info["class_counts"] = class_counts_of(raws["train"], fmap) if "train" in raws else None
+        counted = class_counts_of(raws["train"], fmap) if class_counts is None and "train" in raws else None
+        info["class_counts"] = class_counts if class_counts is not None else counted
     return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

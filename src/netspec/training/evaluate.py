@@ -56,8 +56,8 @@ def evaluate(
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
         built = loaders
         if built is None:
-            stats = _statistics(checkpoint, model) if checkpoint is not None else None
-            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download, stats)
+            fitted = _fitted(checkpoint, model) if checkpoint is not None else (None, None)
+            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download, *fitted)
         try:
             loader = _split_loader(built, split)
             outputs = list(spec.output_names)
@@ -82,12 +82,13 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
     return model
 
 
-def _statistics(checkpoint: str | Path, model: nn.Module) -> Any:
-    """A checkpoint's Standardize statistics (None: none there; the loaders fit them on the training split)."""
+def _fitted(checkpoint: str | Path, model: nn.Module) -> tuple[Any, list[int] | None]:
+    """A checkpoint's Standardize statistics and samples per class (None: not there; the
+    loaders fit and count them on the spec's training split)."""
     from ..data.standardize import input_shapes
-    from .weights import standardize_statistics
+    from .weights import fitted_of
 
-    return standardize_statistics(Path(checkpoint), input_shapes(model))
+    return fitted_of(Path(checkpoint), input_shapes(model))
 
 
 def spec_loaders(
@@ -98,11 +99,13 @@ def spec_loaders(
     base: Path,
     allow_download: bool,
     standardize: Any = None,
+    counts: list[int] | None = None,
 ) -> Any:
     """The loaders the spec's ``data:`` section declares, for ``model``: every label checked
     against its output size and each split's first sample against its declared inputs, once,
     here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike).
-    ``standardize``: a checkpoint's Standardize statistics, used instead of fitting them."""
+    ``standardize``, ``counts``: a checkpoint's Standardize statistics and samples per
+    class, used instead of fitting and counting them again."""
     from ..data import build_loaders
     from ..data.checks import declared_inputs
 
@@ -118,6 +121,7 @@ def spec_loaders(
         inputs=declared_inputs(model),
         count_classes=needs_class_counts(spec.loss),
         standardize=standardize,
+        class_counts=counts,
     )
 
 

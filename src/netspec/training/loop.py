@@ -231,7 +231,8 @@ def _loaders(
             from ..data.standardize import check_statistics, input_shapes
 
             check_statistics(stats, input_shapes(model), str(ckpt["path"]))  # type: ignore[index]
-        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download, stats)
+        counts = ckpt.get("class_counts") if ckpt is not None else None  # weight: balanced's, counted then
+        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download, stats, counts)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     return loaders

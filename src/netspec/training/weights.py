@@ -22,7 +22,14 @@ from .rundir import Log
 if TYPE_CHECKING:
     from .spec import WeightsSpec
 
-__all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights", "standardize_statistics"]
+__all__ = [
+    "load_weights",
+    "read_weights_file",
+    "check_fits",
+    "check_finite_weights",
+    "standardize_statistics",
+    "fitted_of",
+]
 
 
 def load_weights(
@@ -188,13 +195,28 @@ def standardize_statistics(file: Path, inputs: dict[str, tuple[int, ...]] | None
     """The ``Standardize`` statistics a netspec checkpoint holds (None in a plain state_dict
     file or a run without the transform), checked against the model's ``inputs`` (per-sample
     shapes): :data:`netspec.data.standardize.Statistics`."""
+    return fitted_of(file, inputs, option)[0]
+
+
+def fitted_of(
+    file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint"
+) -> tuple[Any, list[int] | None]:
+    """What a netspec checkpoint learnt from its training split besides the weights, checked:
+    the Standardize statistics and the samples per class (``weight: balanced``); None for
+    each one it does not hold (a plain state_dict holds neither)."""
     from ..data.standardize import check_statistics
 
     state = read_weights_file(Path(file), (option,))
-    if not isinstance(state, dict) or _is_state_dict(state) or state.get("standardize") is None:
-        return None  # a plain state_dict, or a checkpoint of a run without Standardize
+    if not isinstance(state, dict) or _is_state_dict(state):
+        return None, None
+    counts = state.get("class_counts")
+    if counts is not None and not (
+        isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+    ):
+        raise DataError(f"{file}: its `class_counts` are not counts of samples per class", path=(option,))
     try:
-        return check_statistics(state["standardize"], inputs, str(file))
+        stats = state.get("standardize")
+        return (None if stats is None else check_statistics(stats, inputs, str(file))), counts
     except DataError as err:
         err.path = (option,)
         raise

@@ -145,3 +145,20 @@ def test_an_unfitted_standardize_refuses_to_run() -> None:
     fitted = compose(["Standardize"], {0: (torch.ones(3), torch.full((3,), 2.0))})
     x, y = apply(fitted, (torch.full((2, 3), 5.0), torch.zeros(2)), ("value", "label"))
     assert x.tolist() == [[2.0] * 3] * 2 and y.tolist() == [0.0, 0.0]  # the label is no model input: untouched
+
+
+@pytest.mark.parametrize(
+    "lists,message",
+    [
+        (
+            "  transforms: [Standardize]\n  eval_transforms: []\n",
+            "Standardize ends `transforms` but not `eval_transforms`",
+        ),
+        ("  eval_transforms: [Standardize]\n", "Standardize ends `eval_transforms` but not `transforms`"),
+    ],
+)
+def test_training_and_evaluation_inputs_are_standardised_alike(lists: str, message: str) -> None:
+    text = "name: m\ninputs: {x: [2]}\nnodes: [Identity]\ndata:\n  train: {source: random}\n" + lists
+    with pytest.raises(SpecError) as info:
+        netspec.load_spec(text=text)
+    assert message in str(info.value) and "standardise both the training and the evaluation inputs" in str(info.value)

@@ -170,3 +170,23 @@ def write_cifar(root: Path, name: str = "CIFAR10", n: int = 10) -> dict[str, Any
     with open(folder / cls.meta["filename"], "wb") as f:
         pickle.dump({meta_key: [f"class{i}" for i in range(10 if name == "CIFAR10" else 100)]}, f)
     return {"source": name, "root": str(root), "split": "train"}
+
+
+def write_sklearn_csv(folder: Path, name: str, test_fraction: float = 0.25, seed: int = 0) -> dict[str, Any]:
+    """scikit-learn's bundled ``breast_cancer`` or ``wine`` set (shipped inside scikit-learn, never
+    downloaded) as a user writes it: ``<name>_train.csv`` and ``<name>_test.csv``, a header with the
+    feature names, the class in a ``target`` column first. Returns the arrays as written
+    (``x_train``, ``y_train``, ``x_test``, ``y_test``; float64 features, int64 classes)."""
+    from sklearn import datasets
+
+    bunch = {"breast_cancer": datasets.load_breast_cancer, "wine": datasets.load_wine}[name]()
+    order = np.random.default_rng(seed).permutation(len(bunch.target))
+    n_test = round(len(order) * test_fraction)
+    header = ",".join(["target"] + [f.replace(" ", "_") for f in bunch.feature_names])
+    out: dict[str, Any] = {}
+    for split, rows in (("train", order[n_test:]), ("test", order[:n_test])):
+        x, y = bunch.data[rows], bunch.target[rows].astype(np.int64)
+        lines = [header] + [",".join([str(t)] + [repr(float(v)) for v in r]) for t, r in zip(y, x)]
+        (folder / f"{name}_{split}.csv").write_text("\n".join(lines) + "\n")
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    return out

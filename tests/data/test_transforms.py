@@ -57,7 +57,8 @@ def test_every_transform_builds_and_runs(name):
     items = EXAMPLES.get(name, name)
     items = items if isinstance(items, list) else [items]
     assert transform_name(items[-1]) == name
-    transform = compose(items)
+    fitted = {0: (torch.full((32,), 100.0), torch.full((32,), 50.0))} if name == "Standardize" else None  # field 0
+    transform = compose(items, fitted)
     g = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g)  # (C, H, W)
     mask = torch.randint(0, 3, (32, 32), generator=g)  # (H, W) class indices

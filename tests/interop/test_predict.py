@@ -190,13 +190,16 @@ def test_masks_need_an_out_folder(tmp_path, capsys) -> None:
 
 def test_binary_and_regression_outputs(specs_dir, tmp_path, capsys) -> None:
     (tmp_path / "points.csv").write_text("3,3\n-3,-3\n")
-    _checkpoint(netspec.load_spec(specs_dir / "logistic_regression.yaml"), tmp_path / "logreg.pt")
+    logreg = _checkpoint(netspec.load_spec(specs_dir / "logistic_regression.yaml"), tmp_path / "logreg.pt")
     code, out, _ = _predict(
         capsys, specs_dir / "logistic_regression.yaml", tmp_path / "points.csv", "--checkpoint", tmp_path / "logreg.pt"
     )
     rows = _rows(out)
-    assert code == 0 and list(rows[0]) == ["input", "class", "probability"]
-    assert {r["class"] for r in rows} <= {"0", "1"} and all(0.5 <= float(r["probability"]) <= 1 for r in rows)
+    assert code == 0 and list(rows[0]) == ["input", "class", "p_1"]
+    with torch.no_grad():  # the Sigmoid's output is P(y=1) already, whichever class it predicts
+        p1 = logreg(torch.tensor([[3.0, 3.0], [-3.0, -3.0]]))[:, 0].tolist()
+    assert [float(r["p_1"]) for r in rows] == pytest.approx(p1, abs=1e-6)
+    assert [r["class"] for r in rows] == [str(int(p > 0.5)) for p in p1]
     model = _checkpoint(netspec.load_spec(specs_dir / "regression.yaml"), tmp_path / "reg.pt")
     (tmp_path / "x.csv").write_text("0.5\n-0.25\n")
     code, out, _ = _predict(

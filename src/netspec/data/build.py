@@ -17,15 +17,16 @@ import torch
 from torch import Tensor
 from torch.utils.data import RandomSampler, Sampler
 
-from ..errors import DataError, SpecError
+from ..errors import DataError, SpecError, did_you_mean
 from . import transforms as T
 from .checks import ClassCount, Declared, check_batch_classes, check_classes, check_finite, check_sample
-from .fields import FieldMap, class_labels, describe_sample, resolve_fields, split_indices
+from .fields import FieldMap, class_counts_of, class_labels, describe_sample, resolve_fields, split_indices
 from .loaders import SampleDataset, SampleLoader, TensorLoader
 from .readers import first_line
 from .samplers import SAMPLERS, SamplerContext
 from .sources import SOURCES, BadSample, LoadContext, SourceData
 from .spec import DataSpec, FractionSplit
+from .standardize import Statistics, fit
 
 __all__ = ["Loaders", "build_loaders", "PRECOMPUTE_BYTES", "DEVICE_RESERVE"]
 
@@ -314,6 +315,7 @@ def _make_loader(
     device: torch.device | None,
     classes: list[ClassCount],
     inputs: dict[str, Declared],
+    standardize: dict[int, tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[Loader, dict[str, Any]]:
     """One split's loader and its info entry; its first sample must fit the model (``inputs``,
     ``classes``: :func:`~netspec.data.checks.check_sample`)."""
@@ -336,7 +338,7 @@ def _make_loader(
         path=("data", split),
     )
     info: dict[str, Any] = {"samples": len(raw), "transforms": items}
-    transform = T.compose(items)
+    transform = T.compose(items, standardize)
     loader, first = (
         _tensor_loader(raw, transform, spec, device, common, info)
         if in_memory
@@ -384,12 +386,92 @@ def image_channels(inputs: dict[str, Declared]) -> int | None:
     return images[0] if len(images) == 1 else None
 
 
+def _standardize(
+    spec: DataSpec, raws: dict[str, SourceData], fmap: FieldMap, fitted: Statistics | None
+) -> Statistics | None:
+    """The statistics of a ``Standardize`` transform: ``fitted`` (a checkpoint's, never fitted
+    again), else fitted on the training split as the transforms before it leave it."""
+    found = [(key, items) for key in ("transforms", "eval_transforms") if (items := getattr(spec, key))]
+    found = [(key, items) for key, items in found if T.transform_name(items[-1]) == "Standardize"]
+    if not found:
+        return None
+    key, items = found[0]  # the training list's, when it has one: the eval list's reuses its statistics
+    t = T.build_one(items[-1])
+    assert isinstance(t, T.Standardize)
+    path = ("data", key, len(items) - 1)
+    for name in t.inputs or ():
+        if name not in fmap.inputs:
+            raise DataError(
+                f"Standardize: the model has no input `{name}`", path=path, hint=did_you_mean(name, fmap.inputs)
+            )
+    if fitted is not None:
+        return fitted
+    raw = raws.get("train")
+    if raw is None or raw.tensors is None:
+        why = "the data has no `train` split" if raw is None else "the training source is read per sample"
+        raise DataError(
+            f"Standardize is fitted on the training data in memory, and {why}",
+            path=path,
+            hint="a csv, tensors or generated source as `data.train` (or a checkpoint of a run that fitted it)",
+        )
+    before = T.compose(T.drop_random(items[:-1]))
+    tensors = T.apply(before, raw.tensors, raw.kinds) if before is not None else raw.tensors
+    stats: Statistics = {}
+    for name in t.inputs or list(fmap.inputs):
+        x = tensors[fmap.inputs[name]]  # (N, ...) the whole training split
+        if not x.is_floating_point():
+            if t.inputs:  # named, so meant
+                raise DataError(f"Standardize: input `{name}` is {x.dtype}, not floating point", path=path)
+            continue
+        shift, scale = fit(x, t.method)
+        stats[name] = {"method": t.method, "shift": shift, "scale": scale}
+    return stats
+
+
 def _num_classes(first: SourceData, fmap: FieldMap) -> int | None:
     """The source's class count, else one more than the largest label (None without labels)."""
     if first.num_classes is not None:
         return first.num_classes
     labels = class_labels(first, fmap)
     return int(labels.max()) + 1 if labels is not None and len(labels) and labels.min() >= 0 else None
+
+
+def _each_split(
+    raws: dict[str, SourceData],
+    spec: DataSpec,
+    fmap: FieldMap,
+    items: tuple[list[Any], list[Any]],
+    seed: int,
+    device: torch.device | None,
+    classes: Any,
+    inputs: dict[str, Declared] | None,
+    stats: Statistics | None,
+    info: dict[str, Any],
+) -> dict[str, Loader]:
+    """Every split's loader (``items``: the training and the evaluation transforms); each
+    split's info entry goes into ``info``."""
+    by_field = {fmap.inputs[k]: (v["shift"], v["scale"]) for k, v in (stats or {}).items()}
+    built: dict[str, Loader] = {}
+    for split, raw in raws.items():
+        train = split == "train"
+        built[split], info[split] = _make_loader(
+            raw,
+            items[0] if train else items[1],
+            spec=spec,
+            split=split,
+            fmap=fmap,
+            train=train,
+            seed=seed,
+            device=device,
+            classes=list(classes),
+            inputs=dict(inputs or {}),
+            standardize=by_field,
+        )
+        info[split]["source"] = (
+            spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
+        )
+        info[split]["files"] = raw.files
+    return built
 
 
 def build_loaders(
@@ -403,6 +485,9 @@ def build_loaders(
     roots: tuple[Path, ...] = (),
     classes: list[ClassCount] | tuple[ClassCount, ...] = (),
     inputs: dict[str, Declared] | None = None,
+    count_classes: bool = False,
+    standardize: Statistics | None = None,
+    class_counts: list[int] | None = None,
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
@@ -415,6 +500,8 @@ def build_loaders(
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
+    ``info["class_counts"]`` (``count_classes``): samples per class, ``class_counts`` or counted
+    on train; ``info["standardize"]``: the Standardize statistics, ``standardize`` or fitted on train.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -430,24 +517,12 @@ def build_loaders(
     _check_values(spec, raws, fmap, list(classes))
     train_items, eval_items = _split_transforms(spec, first)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
-    built: dict[str, Loader] = {}
-    for split, raw in raws.items():
-        train = split == "train"
-        built[split], info[split] = _make_loader(
-            raw,
-            train_items if train else eval_items,
-            spec=spec,
-            split=split,
-            fmap=fmap,
-            train=train,
-            seed=seed,
-            device=device,
-            classes=list(classes),
-            inputs=dict(inputs or {}),
-        )
-        info[split]["source"] = (
-            spec.train.source if split == "val" and isinstance(spec.val, FractionSplit) else getattr(spec, split).source
-        )
-        info[split]["files"] = raw.files
+    stats = _standardize(spec, raws, fmap, standardize)
+    built = _each_split(raws, spec, fmap, (train_items, eval_items), seed, device, classes, inputs, stats, info)
     info["num_classes"], info["classes"] = _num_classes(first, fmap), first.classes
+    if stats is not None:
+        info["standardize"] = stats
+    if count_classes:
+        counted = class_counts_of(raws["train"], fmap) if class_counts is None and "train" in raws else None
+        info["class_counts"] = class_counts if class_counts is not None else counted
     return Loaders(built.get("train"), built.get("val"), built.get("test"), info)

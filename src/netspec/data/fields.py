@@ -18,7 +18,15 @@ from ..errors import DataError, did_you_mean
 from .sources import SourceData
 from .spec import FieldRef, FieldsSpec
 
-__all__ = ["Batch", "FieldMap", "resolve_fields", "split_indices", "class_labels", "describe_sample"]
+__all__ = [
+    "Batch",
+    "FieldMap",
+    "resolve_fields",
+    "split_indices",
+    "class_labels",
+    "class_counts_of",
+    "describe_sample",
+]
 
 #: One batch: model inputs by name, and the target (or targets by output name).
 Batch = tuple[dict[str, Tensor], Tensor | dict[str, Tensor]]
@@ -145,6 +153,25 @@ def class_labels(raw: SourceData, fmap: FieldMap) -> Tensor | None:
         if t.dim() == 1 and not t.is_floating_point():
             return t.long()
     return None
+
+
+def class_counts_of(raw: SourceData, fmap: FieldMap) -> list[int] | None:
+    """Samples per class ``[n_0, n_1, ...]`` of a split (labels below 0, an ``ignore_index``, not
+    counted), from integer class labels or 0/1... float labels of one value per sample (BCE's);
+    None when the target is no class.
+
+    >>> raw = SourceData(("x", "y"), ("value", "value"), tensors=(torch.zeros(4, 2), torch.tensor([[1.0], [0.0], [1.0], [1.0]])))
+    >>> class_counts_of(raw, FieldMap({"x": 0}, 1))
+    [1, 3]
+    """
+    labels = class_labels(raw, fmap)
+    if labels is None and raw.tensors is not None and not isinstance(fmap.target, dict):
+        t = raw.tensors[fmap.target].reshape(len(raw), -1)  # (N, values per sample)
+        if t.shape[1] == 1 and t.is_floating_point() and bool((t == t.round()).all()):
+            labels = t[:, 0].long()
+    if labels is None:
+        return None
+    return torch.bincount(labels[labels >= 0]).tolist()
 
 
 def describe_sample(fields: Iterable[Any], names: tuple[str, ...]) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # torch is imported where a sampler is built: the spec models
     from torch import Tensor
     from torch.utils.data import Sampler
 
-__all__ = ["SAMPLERS", "SamplerEntry", "SamplerContext", "register_sampler", "sampler_order"]
+__all__ = ["SAMPLERS", "SamplerEntry", "SamplerContext", "register_sampler", "sampler_order", "balanced_class_weights"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ class WeightedRandomSamplerSpec(SpecModel):
     """Draw training samples with per-class weights (seed 004: 0.85 for class 1, 0.1 for the rest)."""
 
     class_weights: dict[int | str, float] | Literal["balanced"] = Field(
-        description=("Class (index or class name) -> weight of each of its samples; `balanced`: 1 / class count.")
+        description=(
+            "Class (index or class name) -> weight of each of its samples; `balanced`: n_samples / (n_classes * class count), as scikit-learn's."
+        )
     )
     default_weight: float | None = Field(None, ge=0, description="Weight of classes not listed.")
     num_samples: int | None = Field(None, ge=1, description="Samples per epoch; default the training set size.")
@@ -104,6 +106,23 @@ def _class_index(key: int | str, classes: list[str] | None, n_classes: int, path
     return c
 
 
+def balanced_class_weights(counts: Tensor) -> Tensor:
+    """scikit-learn's ``balanced`` class weights from samples per class: ``n_samples / (n_classes *
+    count)``, ``n_classes`` counting the classes that occur; 0 for a class with no samples.
+    The sampler's ``class_weights: balanced`` and the losses' ``weight: balanced`` both use it.
+
+    >>> import torch
+    >>> balanced_class_weights(torch.tensor([3, 1, 0])).tolist()
+    [0.6666666666666666, 2.0, 0.0]
+    """
+    import torch
+
+    counts = counts.double()  # (C,)
+    present = counts > 0
+    n_samples, n_classes = counts.sum(), present.sum()
+    return torch.where(present, n_samples / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
 def _per_class_weights(
     opts: WeightedRandomSamplerSpec, labels: Tensor, classes: list[str] | None, path: tuple[str, ...]
 ) -> Tensor:
@@ -113,8 +132,7 @@ def _per_class_weights(
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     counts = torch.bincount(labels, minlength=n_classes)  # (n_classes,)
     if opts.class_weights == "balanced":
-        counts = counts.double()
-        return torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+        return balanced_class_weights(counts)
     per_class = torch.full((n_classes,), float("nan"), dtype=torch.float64)
     if opts.default_weight is not None:
         per_class.fill_(opts.default_weight)
@@ -135,7 +153,7 @@ def weighted_random_sampler(opts: WeightedRandomSamplerSpec, ctx: SamplerContext
     >>> import torch
     >>> ctx = SamplerContext(4, torch.tensor([0, 0, 0, 1]), None, torch.Generator(), ("data", "sampler"))
     >>> weighted_random_sampler(WeightedRandomSamplerSpec(class_weights="balanced"), ctx).weights.tolist()
-    [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
+    [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
     """
     from torch.utils.data import WeightedRandomSampler
 

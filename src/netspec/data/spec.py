@@ -247,6 +247,17 @@ class DataSpec(SpecModel):
     sampler: SamplerSpec | None = Field(None, description="Training sampler (replaces shuffling).")
     fields: FieldsSpec | None = Field(None, description="Map sample fields to model inputs and the target.")
 
+    @field_validator("transforms", "eval_transforms")
+    @classmethod
+    def _standardize_last(cls, v: Any) -> Any:
+        """Standardize works on the model's inputs as they are fed: after every other transform."""
+        names = [_item_name(item) for item in v or []]
+        if "Standardize" in names[:-1]:
+            raise ValueError(
+                "Standardize comes last: it standardises the model's inputs as the other transforms leave them"
+            )
+        return v
+
     @field_validator("val")
     @classmethod
     def _val_needs_train(cls, v: Any, info: ValidationInfo) -> Any:
@@ -272,7 +283,26 @@ class DataSpec(SpecModel):
         if self.loader.in_memory is True:
             with reported_at_spec_path():
                 _check_in_memory(self)
+        ends = [
+            bool(items) and _item_name(items[-1]) == "Standardize" for items in (self.transforms, self.eval_transforms)
+        ]
+        if (
+            self.eval_transforms is not None and ends[0] != ends[1]
+        ):  # the model would see other inputs than it learnt on
+            with reported_at_spec_path():
+                raise SpecError(
+                    "Standardize ends `transforms` but not `eval_transforms`"
+                    if ends[0]
+                    else "Standardize ends `eval_transforms` but not `transforms`",
+                    path=("eval_transforms",),
+                    hint="standardise both the training and the evaluation inputs, or neither",
+                )
         return self
+
+
+def _item_name(item: Any) -> Any:
+    """A transform item's name without building it (``{Resize: 32}`` -> ``Resize``)."""
+    return next(iter(item)) if isinstance(item, dict) and len(item) == 1 else item
 
 
 def _in_memory_refusal(source: Any, items: list[Any]) -> str | None:

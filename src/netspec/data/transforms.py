@@ -29,10 +29,12 @@ from torchvision.transforms import InterpolationMode, v2
 
 from ..errors import SpecError, did_you_mean
 from ..nodes.registry import Registry
+from .standardize import METHODS
 
 __all__ = [
     "TRANSFORMS",
     "ToTensor",
+    "Standardize",
     "BATCHABLE",
     "CONTAINERS",
     "transform_name",
@@ -63,6 +65,7 @@ BATCHABLE = {
     "ToPureTensor",
     "Identity",
     "ToTensor",
+    "Standardize",
 }
 
 
@@ -82,6 +85,42 @@ class ToTensor(v2.Transform):
             return inpt  # masks keep their class indices; float images are already scaled
         out = inpt.as_subclass(torch.Tensor).float().div(255)  # (..., C, H, W)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
+class Standardize(v2.Transform):
+    """Per-feature standardisation of the model's inputs (tabular features), with statistics
+    fitted on the training split only (:mod:`netspec.data.standardize`): ``zscore`` (mean and
+    std, as scikit-learn's StandardScaler) or ``minmax`` (min and range, MinMaxScaler).
+
+    It comes last in a transform list and reads its statistics from ``build_loaders``, which
+    fits them (or takes a checkpoint's) and sets ``fields`` (field index -> (shift, scale));
+    ``inputs`` names the model inputs to standardise (default: every floating-point one).
+
+    >>> t = Standardize("minmax")
+    >>> t.fields = {0: (torch.tensor([1.0]), torch.tensor([2.0]))}
+    >>> [x.tolist() for x in t((torch.tensor([[5.0]]), torch.tensor([1])))]
+    [[[2.0]], [1]]
+    """
+
+    def __init__(self, method: str = "zscore", inputs: list[str] | None = None) -> None:
+        super().__init__()
+        if method not in METHODS:
+            hint = did_you_mean(str(method), METHODS)
+            raise ValueError(f"method is {' or '.join(METHODS)}, not {method!r}" + (f"; {hint}" if hint else ""))
+        if inputs is not None and not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)):
+            raise ValueError("inputs is a list of model input names")
+        self.method, self.inputs = method, inputs
+        self.fields: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None  # None: not fitted
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs[0] if len(inputs) == 1 else inputs  # the tuple of fields `apply` passes
+        if self.fields is None:
+            raise RuntimeError("Standardize has no statistics: it belongs last in `transforms`, not nested")
+        fields = list(sample) if isinstance(sample, (tuple, list)) else [sample]
+        for i, (shift, scale) in self.fields.items():
+            x = fields[i].as_subclass(torch.Tensor) if isinstance(fields[i], tv_tensors.TVTensor) else fields[i]
+            fields[i] = (x - shift.to(x.device)) / scale.to(x.device)  # as Standardizer: (N, F) or (F,)
+        return tuple(fields) if isinstance(sample, (tuple, list)) else fields[0]
 
 
 # torchvision transforms a spec may not name, with the reason it is told.
@@ -117,6 +156,7 @@ def _fill(registry: Registry[type]) -> None:
         if isinstance(obj, type) and issubclass(obj, v2.Transform) and name not in _REFUSED and name != "ToTensor":
             registry.add(name, obj)
     registry.add("ToTensor", ToTensor)
+    registry.add("Standardize", Standardize)
 
 
 #: transform name -> class; filled on first use from torchvision.transforms.v2, plus ToTensor.
@@ -232,14 +272,20 @@ def build_list(items: list[Any] | None) -> list[Callable]:
     return [build_one(item) for item in (items or [])]
 
 
-def compose(items: list[Any] | None) -> Callable | None:
-    """One callable for a spec list, or None when the list is empty.
+def compose(
+    items: list[Any] | None, standardize: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+) -> Callable | None:
+    """One callable for a spec list, or None when the list is empty; ``standardize`` gives a
+    :class:`Standardize` of the list its fitted statistics (field index -> (shift, scale)).
 
     >>> t = compose([{"ToDtype": {"dtype": "float32", "scale": True}}])
     >>> t(torch.full((1, 2, 2), 255, dtype=torch.uint8)).max().item()
     1.0
     """
     built = build_list(items)
+    for t in built:
+        if isinstance(t, Standardize) and standardize is not None:  # else it refuses to run: never silently raw
+            t.fields = dict(standardize)
     return v2.Compose(built) if built else None
 
 

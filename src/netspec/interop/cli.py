@@ -18,7 +18,9 @@ examples:
 
 Inputs are image files, folders of images, CSV files (rows as the spec's csv source reads
 them) and .npz/.pt tensor files (arrays named like the model's inputs), prepared with the
-spec's evaluation transforms. Classifiers give class, probability and the top k; a
+spec's evaluation transforms. Classifiers give the class and the probability of each
+class (p_<class>; with --top-k K, or over 20 classes, the K (5) most probable with theirs);
+a model with one score (BCEWithLogitsLoss) gives the class and p_1 = P(y=1); a
 segmentation model writes a mask PNG per input into --out DIR (with predictions.csv);
 other models give their output values. The CSV goes to stdout without --out.
 """
@@ -61,7 +63,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--out", metavar="PATH", help="CSV file (default: stdout); a folder for segmentation masks")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (and mask images)")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per sample (default 5)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        metavar="K",
+        help="list the K most probable classes per sample, each with its probability "
+        "(default: p_<class> for every class, or the top 5 of over 20 classes)",
+    )
     p.add_argument("--output", metavar="NAME", help="which model output to read (default: the first)")
     p.add_argument("--batch-size", type=int, metavar="N", help="default: the spec's evaluation batch size")
     p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -145,7 +153,7 @@ def export_command(args: argparse.Namespace) -> int:
     from ..training.spec import WeightsSpec
     from ..training.weights import load_weights
     from .export import FORMATS, export_model
-    from .run import checkpoint_file
+    from .run import checkpoint_file, statistics_for
 
     spec = _spec(args)
     file = checkpoint_file(args.checkpoint) if args.checkpoint is not None else None
@@ -160,6 +168,7 @@ def export_command(args: argparse.Namespace) -> int:
         load_weights(compiled.module, WeightsSpec(path=str(file)), path=("--checkpoint",))
     else:
         print("no --checkpoint: exporting the model's initial (random) weights", file=sys.stderr)
+    stats = statistics_for(compiled, file)  # the checkpoint's Standardize statistics, when the spec has it
     command = " ".join(
         [
             "netspec export",
@@ -173,7 +182,15 @@ def export_command(args: argparse.Namespace) -> int:
     from ..errors import Location, NetspecError
 
     try:
-        lines = export_model(compiled, args.format, out, opset=args.opset, command=command, checkpoint=args.checkpoint)
+        lines = export_model(
+            compiled,
+            args.format,
+            out,
+            opset=args.opset,
+            command=command,
+            checkpoint=args.checkpoint,
+            standardize=stats,
+        )
     except NetspecError as e:  # a failed write or check: said at the spec, like every other refusal
         raise e.with_location(Location(args.spec)) from None
     for line in lines:

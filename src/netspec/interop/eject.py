@@ -401,7 +401,14 @@ def _header(compiled: Any, cls: str, module_name: str, checkpoint: str, command:
     )
 
 
-def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.pt", command: str = "") -> str:
+def eject(
+    compiled: Any,
+    *,
+    module_name: str = "model",
+    checkpoint: str = "best.pt",
+    command: str = "",
+    standardize: dict[str, dict[str, Any]] | None = None,
+) -> str:
     """The source of a standalone ``.py`` file that rebuilds ``compiled``'s module without netspec.
 
     >>> from netspec.api import compile_spec
@@ -416,25 +423,19 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
         def forward(self, x):
             fc = self.fc(x)                                                       # (B, 2)
             return fc
+
+    ``standardize`` (a checkpoint's Standardize statistics) puts a layer holding them in front
+    of the inputs: the file takes raw features, as ``netspec predict`` does.
     """
     root = draft(compiled.module, compiled.graph)
     drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
-    lines = [i for i in imports if i.startswith(("import ", "from "))] + helper_imports
-    avoid = (
-        set(RESERVED)
-        | _helper_names()
-        | {
-            a.asname or a.name.split(".")[0]
-            for line in lines
-            for stmt in ast.parse(line).body
-            if isinstance(stmt, (ast.Import, ast.ImportFrom))
-            for a in stmt.names
-        }
-    )
+    avoid = _taken_names([i for i in imports if i.startswith(("import ", "from "))] + helper_imports)
     classes = _classes(compiled, drafts, avoid)
+    if standardize:
+        classes.insert(-1, _standardize_inputs(classes[-1], compiled, standardize, avoid | {c.name for c in classes}))
     root_class = classes[-1]
     command = command or f"netspec export {compiled.spec.name}.yaml --format python"
     doc = _header(
@@ -456,6 +457,18 @@ def eject(compiled: Any, *, module_name: str = "model", checkpoint: str = "best.
     return source
 
 
+def _taken_names(import_lines: list[str]) -> set[str]:
+    """Names no class of the file may take: reserved ones, the helpers', what the imports bind."""
+    bound = {
+        a.asname or a.name.split(".")[0]
+        for line in import_lines
+        for stmt in ast.parse(line).body
+        if isinstance(stmt, (ast.Import, ast.ImportFrom))
+        for a in stmt.names
+    }
+    return set(RESERVED) | _helper_names() | bound
+
+
 def _classes(compiled: Any, drafts: list[Draft], avoid: set[str]) -> list[ClassDef]:
     """The file's classes, each after the ones it builds; the root's last. No class is named like
     a name of ``avoid`` (the file's imports and helpers, builtins)."""
@@ -474,3 +487,49 @@ def _classes(compiled: Any, drafts: list[Draft], avoid: set[str]) -> list[ClassD
             classes.append(c)
     assert classes[-1].uses == [""], "the root class comes last"
     return classes
+
+
+def _standardize_inputs(root: ClassDef, compiled: Any, stats: dict[str, dict[str, Any]], taken: set[str]) -> ClassDef:
+    """The class of a standardising layer (its statistics written into the file as literals and
+    kept in buffers the state_dict leaves out, so the checkpoint still loads strictly), and the
+    root class changed to build one per standardised input and call it first in its forward."""
+    name, n = "Standardize", 2
+    while name in taken:
+        name, n = f"Standardize{n}", n + 1
+    helper = ClassDef(
+        name,
+        "nn.Module",
+        "The spec's Standardize transform, fitted on the training split: (x - shift) / scale, per "
+        "feature. Its statistics are written here, not in the state_dict.",
+        [("shift", "list"), ("scale", "list"), ("dtype", "torch.dtype")],
+        [
+            'self.register_buffer("shift", torch.tensor(shift, dtype=dtype), persistent=False)',
+            'self.register_buffer("scale", torch.tensor(scale, dtype=dtype), persistent=False)',
+        ],
+        "def forward(self, x):\n    return (x - self.shift) / self.scale  # (B, ...) per feature\n",
+        ["standardize"],
+    )
+    tree = ast.parse(root.forward).body[0]
+    assert isinstance(tree, ast.FunctionDef)
+    args = [a.arg for a in tree.args.args[1:]]  # the forward's inputs, in the spec's order
+    children = {n for n, _ in compiled.module.named_children()} | set(vars(compiled.module))
+    lines = root.forward.splitlines()
+    first = tree.body[0].lineno - 1  # the forward's first statement
+    calls = []
+    for arg, input_name in zip(args, compiled.graph.inputs):
+        if input_name not in stats:
+            continue
+        attr, k = f"standardize_{identifier(input_name, 'input')}", 2
+        while attr in children:
+            attr, k = f"standardize_{identifier(input_name, 'input')}_{k}", k + 1
+        children.add(attr)
+        shift, scale = stats[input_name]["shift"], stats[input_name]["scale"]
+        where = f"Standardize of `{input_name}`"
+        dtype = literal(shift.dtype, where)
+        root.body.append(
+            f"self.{attr} = {name}({literal(shift.tolist(), where)}, {literal(scale.tolist(), where)}, {dtype})"
+        )
+        calls.append(f"    {arg} = self.{attr}({arg})  # the spec's Standardize (statistics of the training split)")
+    root.forward = "\n".join(lines[:first] + calls + lines[first:]) + "\n"
+    root.doc += " Its inputs are standardised first, with the statistics the training split gave."
+    return helper

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..compiler.dims import batch_dims, shape_str
+from ..data.standardize import standardized
 from ..errors import first_line
 from ..files.outputs import atomic_file
 from . import ExportError
@@ -240,6 +241,7 @@ def _python(job: _Job) -> list[str]:
         module_name=job.options["module"].replace(".", "_"),
         command=job.options.get("command", ""),
         checkpoint=job.options.get("checkpoint") or "best.pt",
+        standardize=job.options.get("standardize"),
     )  # audited: only the statements it wrote
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
     job.out.write_text(source, encoding="utf-8")  # the policy's temp file, moved into place once checked
@@ -277,7 +279,8 @@ _WRITERS: dict[str, Callable[[_Job], list[str]]] = {
 def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> list[str]:
     """Write ``compiled.module`` (weights as they are) in ``fmt`` to ``out`` and check the file
     against the module; returns the report lines. ``options``: ``opset`` (ONNX), ``command`` and
-    ``checkpoint`` (named in the Python file's docstring).
+    ``checkpoint`` (named in the Python file's docstring), ``standardize`` (the checkpoint's
+    Standardize statistics: the file standardises its raw inputs as ``netspec predict`` does).
 
     >>> import tempfile
     >>> from netspec.api import compile_spec
@@ -292,7 +295,8 @@ def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> li
             f"torch.export programs are saved as .pt2 files, not {Path(out).name}",
             hint=f"name the output {Path(out).with_suffix('.pt2').name}",
         )
-    model = compiled.module.eval()
+    stats = options.get("standardize")
+    model = (standardized(compiled.module, stats) if stats else compiled.module).eval()
     # Traced formats are checked at another batch size than they were traced at (the batch is
     # dynamic); the Python file traces nothing: one sample is enough.
     example, check = sample_inputs(compiled.graph, 2), sample_inputs(compiled.graph, 1 if fmt == "python" else 3, 1)

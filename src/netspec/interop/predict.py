@@ -49,20 +49,24 @@ class Sample:
 
 
 def eval_transform_items(data: Any) -> list[Any]:
-    """The spec's evaluation transforms, as ``build_loaders`` picks them for decoded images.
+    """The spec's evaluation transforms, as ``build_loaders`` picks them for decoded images,
+    but ``Standardize``: the model that predicts standardises its own inputs.
 
     >>> from netspec.data.spec import DataSpec
     >>> eval_transform_items(DataSpec.model_validate({"train": {"source": "random"},
     ...                      "transforms": ["RandomHorizontalFlip", "ToTensor"]}))
     ['ToTensor']
     """
-    from ..data.transforms import drop_random
+    from ..data.transforms import drop_random, transform_name
 
     if data is None:
         return ["ToTensor"]
     if data.eval_transforms is not None:
-        return list(data.eval_transforms)
-    return drop_random(data.transforms) if data.transforms is not None else ["ToTensor"]
+        items = list(data.eval_transforms)
+    else:
+        items = drop_random(data.transforms) if data.transforms is not None else ["ToTensor"]
+    # Standardize: the model applies the checkpoint's statistics (interop.run.with_standardize)
+    return [item for item in items if transform_name(item) != "Standardize"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +328,7 @@ def predict_rows(
     inputs: Any,
     *,
     output: str | None = None,
-    top_k: int = 5,
+    top_k: int | None = None,
     batch_size: int | None = None,
     progress: bool = False,
 ) -> Iterator[dict[str, Any]]:

@@ -10,8 +10,8 @@
 >>> run = netspec.load_run(run_dir)
 >>> run.checkpoint.name, run.model.training
 ('last.pt', False)
->>> sorted(run.predict(torch.zeros(4, 2), top_k=1)[0])
-['class', 'input', 'probability']
+>>> list(run.predict(torch.zeros(4, 2))[0])
+['input', 'class', 'p_0', 'p_1', 'p_2']
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import CheckpointError, DataError, SpecError
 
-__all__ = ["TrainedModel", "load_run", "checkpoint_file", "class_names"]
+__all__ = ["TrainedModel", "load_run", "checkpoint_file", "class_names", "with_standardize", "statistics_for"]
 
 
 def checkpoint_file(path: str | Path, option: str = "--checkpoint") -> Path:
@@ -117,7 +117,7 @@ class TrainedModel:
             load_weights(compiled.module, WeightsSpec(path=str(file)), base_dir=Path("."), path=("--checkpoint",))
         hw = Hardware.pick(device, "fp32")
         base = spec_base_dir(spec, base_dir)
-        model = compiled.module.to(hw.device).eval()
+        model = with_standardize(compiled, file).to(hw.device).eval()
         return cls(spec, model, compiled, file, class_names(spec, base), base, hw.device)
 
     def reading(self, output: str | None = None) -> Any:
@@ -130,13 +130,50 @@ class TrainedModel:
         return reading_of(self.spec, self.compiled.graph, output or names[0])
 
     def predict(
-        self, inputs: Any, *, output: str | None = None, top_k: int = 5, batch_size: int | None = None
+        self, inputs: Any, *, output: str | None = None, top_k: int | None = None, batch_size: int | None = None
     ) -> list[dict[str, Any]]:
-        """One dict per sample: ``input`` (its id), then ``class``/``probability``/top-k,
-        ``mask`` (a tensor of class indices) or the output's values."""
+        """One dict per sample: ``input`` (its id), then ``class`` and ``p_<class>`` per class
+        (``top_k``: the ranked ``class``/``probability``, ``class_2``/``probability_2``...),
+        ``class`` and ``p_1`` (P(y=1)) for one score, ``mask`` (a tensor of class indices) or the
+        output's values (:func:`~netspec.interop.scores.rows_of`)."""
         from .predict import predict_rows
 
         return list(predict_rows(self, inputs, output=output, top_k=top_k, batch_size=batch_size))
+
+
+def with_standardize(compiled: Any, file: Path | None) -> nn.Module:
+    """The compiled model, behind a layer that standardises its inputs with the statistics the
+    checkpoint holds when the spec's data ends in ``Standardize`` (raw features in, as the data
+    pipeline fed them standardised; :func:`netspec.data.standardize.standardized`).
+
+    >>> import netspec
+    >>> c = netspec.compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 2}}]})
+    >>> with_standardize(c, None) is c.module
+    True
+    """
+    from ..data.standardize import standardized
+
+    stats = statistics_for(compiled, file)
+    return compiled.module if stats is None else standardized(compiled.module, stats)
+
+
+def statistics_for(compiled: Any, file: Path | None) -> Any:
+    """The checkpoint's Standardize statistics when the spec's data ends in ``Standardize``
+    (None when it does not); a checkpoint without them is refused in one line."""
+    from ..data.standardize import input_shapes, standardizes
+    from ..training.weights import standardize_statistics
+
+    if not standardizes(getattr(compiled.spec, "data", None)):
+        return None
+    stats = standardize_statistics(file, input_shapes(compiled.module)) if file is not None else None
+    if stats is None:
+        raise CheckpointError(
+            "the spec's data ends in Standardize, and "
+            + (f"{file} holds no statistics" if file is not None else "there is no checkpoint with its statistics"),
+            path=("--checkpoint",),
+            hint="give a last.pt / best.pt (or run directory) that `netspec run` wrote with this spec",
+        )
+    return stats
 
 
 def load_run(

@@ -4,13 +4,16 @@ and how it becomes predictions:
 ==========================================  ===================  ============================
 output (per sample)                          loss / last node     prediction
 ==========================================  ===================  ============================
-``C`` scores, C > 1                          a class-index loss   class, probability, top-k
-                                             (CrossEntropyLoss,   (softmax of the logits; the
-                                             NLLLoss, Focal...)   output as it is after a
-                                             or a Softmax         Softmax or Sigmoid)
-one score (``()`` or ``1``)                  BCELoss,             class 0 or 1, probability
-                                             BCEWithLogitsLoss    (sigmoid of a logit)
-                                             or a Sigmoid
+``C`` scores, C > 1                          a class-index loss   class, ``p_<class>`` of every
+                                             (CrossEntropyLoss,   class (C <= 20), else the
+                                             NLLLoss, Focal...)   top k: class, probability,
+                                             or a Softmax         class_2, probability_2...
+                                                                  (softmax of the logits; the
+                                                                  output as it is after a
+                                                                  Softmax or Sigmoid)
+one score (``()`` or ``1``)                  BCELoss,             class 0 or 1, ``p_1``: P(y=1)
+                                             BCEWithLogitsLoss    (sigmoid of a logit), never
+                                             or a Sigmoid         the chosen class's
 ``C x H x W``                                a class-index or     a mask of class indices
                                              Dice-type loss, or   (argmax; one channel:
                                              one channel + BCE    probability > 0.5)
@@ -29,7 +32,12 @@ from torch import Tensor
 
 from ..training import metrics as _metrics
 
-__all__ = ["Reading", "reading_of", "LOGIT_LOSSES", "rows_of"]
+__all__ = ["Reading", "reading_of", "LOGIT_LOSSES", "rows_of", "ALL_CLASSES_UP_TO"]
+
+#: A classifier with at most this many classes gets a ``p_<class>`` column per class (the whole
+#: distribution, as scikit-learn's ``predict_proba``) unless a top k is asked for; one with more
+#: gets its top 5 (an ImageNet model's 1000 columns would bury the answer).
+ALL_CLASSES_UP_TO = 20
 
 #: Losses that read logits (their softmax or sigmoid is inside the loss): the metrics' own set,
 #: plus Dice and IoU, which read logits unless their `from_logits` says otherwise.
@@ -114,23 +122,34 @@ def _target(name: str) -> str:
 
 
 def rows_of(
-    reading: Reading, out: Tensor, ids: list[str], classes: list[str] | None, top_k: int
+    reading: Reading, out: Tensor, ids: list[str], classes: list[str] | None, top_k: int | None = None
 ) -> list[dict[str, Any]]:
     """One dict per sample of a batch of outputs.
 
+    A classifier's row holds ``class`` and the probability of every class (``p_<class>``), or
+    with ``top_k`` (or more than :data:`ALL_CLASSES_UP_TO` classes: the top 5) the ranked
+    ``class``, ``probability``, ``class_2``, ``probability_2``...; a binary output's (one
+    score) holds ``class`` and ``p_1``, the probability of class 1 (the second name when the
+    data names two classes), whichever class is predicted.
+
     >>> r = Reading("logits", "classes", "softmax")
+    >>> rows_of(r, torch.tensor([[0.0, 2.0, 1.0]]), ["a.png"], ["cat", "dog", "fox"])
+    [{'input': 'a.png', 'class': 'dog', 'p_cat': 0.09003057, 'p_dog': 0.6652409, 'p_fox': 0.2447284}]
     >>> rows_of(r, torch.tensor([[0.0, 2.0, 1.0]]), ["a.png"], ["cat", "dog", "fox"], top_k=2)
     [{'input': 'a.png', 'class': 'dog', 'probability': 0.6652409, 'class_2': 'fox', 'probability_2': 0.2447284}]
+    >>> rows_of(Reading("logit", "binary", "sigmoid"), torch.tensor([[-1.0]]), ["row 1"], None)
+    [{'input': 'row 1', 'class': '0', 'p_1': 0.2689414}]
     """
     scores = reading.scores(out.detach().cpu())
     if reading.kind == "classes":
-        return _class_rows(scores, ids, classes, top_k)
+        if top_k is None and scores.shape[1] <= ALL_CLASSES_UP_TO:
+            return _distribution_rows(scores, ids, classes)
+        return _class_rows(scores, ids, classes, 5 if top_k is None else top_k)
     if reading.kind == "binary":
-        p = scores.reshape(len(scores))
+        p = scores.reshape(len(scores))  # (N,) P(y=1): the sigmoid of the logit, or the output itself
         names = classes if classes and len(classes) == 2 else ["0", "1"]
         return [
-            {"input": i, "class": names[int(v > 0.5)], "probability": _number(v if v > 0.5 else 1 - v)}
-            for i, v in zip(ids, p.tolist())
+            {"input": i, "class": names[int(v > 0.5)], f"p_{names[1]}": _number(v)} for i, v in zip(ids, p.tolist())
         ]
     if reading.kind == "masks":
         masks = (scores[:, 0] > 0.5).to(torch.uint8) if scores.shape[1] == 1 else scores.argmax(1).to(torch.uint8)
@@ -142,6 +161,16 @@ def rows_of(
         else [f"{reading.output}_{j}" for j in range(flat.shape[1])]
     )
     return [{"input": i, **{k: _number(v) for k, v in zip(keys, row)}} for i, row in zip(ids, flat.tolist())]
+
+
+def _distribution_rows(probs: Tensor, ids: list[str], classes: list[str] | None) -> list[dict[str, Any]]:
+    """class (the most probable), then ``p_<class>`` for every class, in class order."""
+    names = classes if classes and len(classes) == probs.shape[1] else [str(c) for c in range(probs.shape[1])]
+    rows = []
+    for sample, ps in zip(ids, probs.tolist()):  # ps: (C,) one probability per class
+        best = max(range(len(ps)), key=ps.__getitem__)  # the first of equal maxima, as argmax
+        rows.append({"input": sample, "class": names[best], **{f"p_{n}": _number(v) for n, v in zip(names, ps)}})
+    return rows
 
 
 def _class_rows(probs: Tensor, ids: list[str], classes: list[str] | None, top_k: int) -> list[dict[str, Any]]:

@@ -202,6 +202,8 @@ def structure_problem(state: dict[str, Any]) -> str | None:
     ):
         return "`state` is missing or holds unknown entries"
     for key, kinds in (
+        ("standardize", (dict, type(None))),
+        ("class_counts", (list, type(None))),
         ("scheduler", (dict, type(None))),
         ("scaler", (dict, type(None))),
         ("meters", (dict,)),
@@ -251,6 +253,10 @@ def capture(run: Run) -> dict[str, Any]:
         "spec_hash": run.spec_hash,
         "best": {"monitor": run.best_monitor, "value": st.best, "epoch": st.best_epoch},
         "torch": str(torch.__version__),
+        # the Standardize transform's statistics, fitted on the training split (eval, predict and
+        # export apply them; a resumed run keeps them)
+        "standardize": getattr(run.loaders, "info", {}).get("standardize"),
+        "class_counts": getattr(run.loaders, "info", {}).get("class_counts"),  # weight: balanced's
     }
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError
+from .class_weights import needs_class_counts
 from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
 from .losses import Criterion, build_criterion, class_counts, output_shapes
@@ -53,15 +54,21 @@ def evaluate(
         tspec = spec.train or TrainSpec()
         hw = Hardware.pick(tspec.device, tspec.precision)
         model = _model_with_weights(spec, model, checkpoint).to(hw.device).eval()
-        loader = _split_loader(spec, loaders, split, tspec, hw, spec_base_dir(spec, base_dir), allow_download, model)
-        outputs = list(spec.output_names)
-        assert spec.loss is not None  # require_sections above
-        run = _EvalRun(hw, model, build_criterion(spec.loss, outputs).to(hw.device), list(spec.inputs), outputs)
+        built = loaders
+        if built is None:
+            fitted = _fitted(checkpoint, model) if checkpoint is not None else (None, None)
+            built = spec_loaders(spec, tspec, hw, model, spec_base_dir(spec, base_dir), allow_download, *fitted)
         try:
+            loader = _split_loader(built, split)
+            outputs = list(spec.output_names)
+            assert spec.loss is not None  # require_sections above
+            counts = getattr(built, "info", {}).get("class_counts")
+            criterion = build_criterion(spec.loss, outputs, counts, output_shapes(model)).to(hw.device)
+            run = _EvalRun(hw, model, criterion, list(spec.inputs), outputs)
             values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         finally:
-            if loaders is None:  # ours: its worker processes end here
-                loader.close()
+            if loaders is None:  # ours: their worker processes end here
+                built.close()
         return {f"{split}_{k}": v for k, v in values.items()}
 
 
@@ -75,10 +82,30 @@ def _model_with_weights(spec: Any, model: nn.Module | None, checkpoint: str | Pa
     return model
 
 
-def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, base: Path, allow_download: bool) -> Any:
+def _fitted(checkpoint: str | Path, model: nn.Module) -> tuple[Any, list[int] | None]:
+    """A checkpoint's Standardize statistics and samples per class (None: not there; the
+    loaders fit and count them on the spec's training split)."""
+    from ..data.standardize import input_shapes
+    from .weights import fitted_of
+
+    return fitted_of(Path(checkpoint), input_shapes(model))
+
+
+def spec_loaders(
+    spec: Any,
+    tspec: TrainSpec,
+    hw: Hardware,
+    model: nn.Module,
+    base: Path,
+    allow_download: bool,
+    standardize: Any = None,
+    counts: list[int] | None = None,
+) -> Any:
     """The loaders the spec's ``data:`` section declares, for ``model``: every label checked
     against its output size and each split's first sample against its declared inputs, once,
-    here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike)."""
+    here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike).
+    ``standardize``, ``counts``: a checkpoint's Standardize statistics and samples per
+    class, used instead of fitting and counting them again."""
     from ..data import build_loaders
     from ..data.checks import declared_inputs
 
@@ -92,21 +119,13 @@ def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, ba
         roots=spec_roots(spec),
         classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
         inputs=declared_inputs(model),
+        count_classes=needs_class_counts(spec.loss),
+        standardize=standardize,
+        class_counts=counts,
     )
 
 
-def _split_loader(
-    spec: Any,
-    loaders: Any,
-    split: str,
-    tspec: TrainSpec,
-    hw: Hardware,
-    base: Path,
-    allow_download: bool,
-    model: nn.Module,
-) -> Any:
-    if loaders is None:
-        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
+def _split_loader(loaders: Any, split: str) -> Any:
     loader = getattr(loaders, split, None)
     if loader is None:
         raise DataError(

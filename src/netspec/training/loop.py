@@ -30,7 +30,7 @@ from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion
+from .losses import Criterion, build_criterion, output_shapes
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -225,12 +225,20 @@ def _loaders(
     loaders: Any,
     base: Path,
     allow_download: bool,
+    ckpt: dict[str, Any] | None = None,
 ) -> Any:
     """The loaders, built unless given: every label checked against the model's output size, and
     each split's first sample against the declared inputs, once, here (every process checks the
-    same samples alike); under several processes, each one's share of every epoch."""
+    same samples alike); under several processes, each one's share of every epoch. A resumed
+    run standardises with the statistics fitted when it started."""
     if loaders is None:
-        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
+        stats = ckpt.get("standardize") if ckpt is not None else None
+        if stats is not None:
+            from ..data.standardize import check_statistics, input_shapes
+
+            check_statistics(stats, input_shapes(model), str(ckpt["path"]))  # type: ignore[index]
+        counts = ckpt.get("class_counts") if ckpt is not None else None  # weight: balanced's, counted then
+        loaders = spec_loaders(spec, tspec, hw, model, base, allow_download, stats, counts)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size)
     return loaders
@@ -249,7 +257,7 @@ def _setup(
     """Everything a run needs but its directory."""
     input_names, output_names = list(spec.inputs), list(spec.output_names)
     model, compiled = _model(spec, tspec, hw, model, base, ckpt)
-    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download)
+    loaders = _loaders(spec, tspec, hw, model, loaders, base, allow_download, ckpt)
     has_val = getattr(loaders, "val", None) is not None
     if has_val != static_has_val(spec):  # loaders given in Python: val_* monitors judged now
         check_monitors(spec, has_val)
@@ -271,7 +279,9 @@ def _setup(
         hw,
         model,
         loaders,
-        build_criterion(spec.loss, output_names).to(hw.device),
+        build_criterion(
+            spec.loss, output_names, getattr(loaders, "info", {}).get("class_counts"), output_shapes(model)
+        ).to(hw.device),
         optimizer,
         schedule,
         hw.make_scaler(),

@@ -39,6 +39,7 @@ from torch import Tensor
 from ..data.checks import ClassCount
 from ..errors import BuildError, DataError, SpecError, did_you_mean, fmt_args, number_string_hint
 from ..nodes.registry import Registry, SpecPath
+from .class_weights import BALANCED, balanced_arguments, check_balanced
 
 if TYPE_CHECKING:
     from .spec import LossSpec
@@ -328,6 +329,7 @@ def check_loss(spec: LossSpec) -> None:
             f"`{spec.name}` compares {entry.inputs} tensors; netspec losses compare one output with its target",
             path=spec.name_path(()),
         )
+    check_balanced(spec, ())
     _construct_loss(spec, entry, ())
 
 
@@ -425,12 +427,20 @@ class Criterion(nn.Module):
     ``outputs`` maps output names to tensors; ``targets`` is a tensor or a dict of tensors.
     """
 
-    def __init__(self, terms: list[_Term]) -> None:
+    def __init__(
+        self,
+        terms: list[_Term],
+        class_counts: list[int] | None = None,
+        shapes: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
         super().__init__()
         self.terms = terms
         self.kinds = [LOSSES[t.spec.name].target for t in terms]  # type: ignore[index]
         # a ModuleList, so that .to(device) moves class weights
-        self.losses = nn.ModuleList(_construct_loss(t.spec, LOSSES[t.spec.name], t.path) for t in terms)  # type: ignore[index]
+        self.losses = nn.ModuleList(
+            _construct_loss(t.spec, LOSSES[t.spec.name], t.path, balanced_arguments(t, class_counts, shapes or {}))  # type: ignore[index]
+            for t in terms
+        )
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         total: Tensor | None = None
@@ -460,15 +470,26 @@ def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
     return targets[key]
 
 
-def build_criterion(spec: LossSpec, output_names: list[str]) -> Criterion:
+def build_criterion(
+    spec: LossSpec,
+    output_names: list[str],
+    class_counts: list[int] | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> Criterion:
     """Compile a checked ``loss:`` section for a model with these outputs.
+
+    ``class_counts`` (samples per class of the training split) and ``shapes`` (per-sample
+    output shapes, :func:`output_shapes`) are what ``weight: balanced`` is computed from.
 
     >>> from netspec.training.spec import LossSpec
     >>> spec = LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]})
     >>> [type(loss).__name__ for loss in build_criterion(spec, ["logits"]).losses]
     ['CrossEntropyLoss', 'DiceLoss']
+    >>> spec = LossSpec.model_validate({"CrossEntropyLoss": {"weight": "balanced"}})
+    >>> build_criterion(spec, ["logits"], [3, 1], {"logits": (3,)}).losses[0].weight.tolist()
+    [0.6666666865348816, 2.0, 0.0]
     """
-    return Criterion(plan_terms(spec, output_names))
+    return Criterion(plan_terms(spec, output_names), class_counts, shapes)
 
 
 def output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -521,8 +542,15 @@ def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tupl
     return counts
 
 
-def _construct_loss(spec: LossSpec, entry: LossEntry, path: SpecPath) -> nn.Module:
-    args = {k: _as_tensor_arg(k, v) for k, v in spec.args.items()}
+def _construct_loss(
+    spec: LossSpec, entry: LossEntry, path: SpecPath, balanced: Callable[[str], Tensor] | None = None
+) -> nn.Module:
+    """The loss module; a ``balanced`` argument's tensor comes from ``balanced`` (when the spec is
+    checked there is none yet: the loss is made without it)."""
+    args = {
+        k: (balanced(k) if balanced is not None else None) if v == BALANCED else _as_tensor_arg(k, v)
+        for k, v in spec.args.items()
+    }
     try:
         return entry.factory(**args)
     except (TypeError, ValueError, LookupError, RuntimeError) as err:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import AccessRefused, CheckpointError, did_you_mean, summarise
+from ..errors import AccessRefused, CheckpointError, DataError, did_you_mean, summarise
 from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
 from ..nodes.registry import SpecPath
@@ -22,7 +22,14 @@ from ..nodes.registry import SpecPath
 if TYPE_CHECKING:
     from .spec import WeightsSpec
 
-__all__ = ["load_weights", "read_weights_file", "check_fits", "check_finite_weights"]
+__all__ = [
+    "load_weights",
+    "read_weights_file",
+    "check_fits",
+    "check_finite_weights",
+    "standardize_statistics",
+    "fitted_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +189,34 @@ def _rename_keys(state: dict[str, Tensor], spec: WeightsSpec) -> tuple[dict[str,
         state = {spec.add_prefix + k: v for k, v in state.items()}
         notes.append(f"added prefix `{spec.add_prefix}`")
     return state, notes
+
+
+def standardize_statistics(file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint") -> Any:
+    """The ``Standardize`` statistics a netspec checkpoint holds (None in a plain state_dict
+    file or a run without the transform), checked against the model's ``inputs`` (per-sample
+    shapes): :data:`netspec.data.standardize.Statistics`."""
+    return fitted_of(file, inputs, option)[0]
+
+
+def fitted_of(
+    file: Path, inputs: dict[str, tuple[int, ...]] | None, option: str = "--checkpoint"
+) -> tuple[Any, list[int] | None]:
+    """What a netspec checkpoint learnt from its training split besides the weights, checked:
+    the Standardize statistics and the samples per class (``weight: balanced``); None for
+    each one it does not hold (a plain state_dict holds neither)."""
+    from ..data.standardize import check_statistics
+
+    state = read_weights_file(Path(file), (option,))
+    if not isinstance(state, dict) or _is_state_dict(state):
+        return None, None
+    counts = state.get("class_counts")
+    if counts is not None and not (
+        isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+    ):
+        raise DataError(f"{file}: its `class_counts` are not counts of samples per class", path=(option,))
+    try:
+        stats = state.get("standardize")
+        return (None if stats is None else check_statistics(stats, inputs, str(file))), counts
+    except DataError as err:
+        err.path = (option,)
+        raise

@@ -24,7 +24,15 @@ from ..compiler.typed import Options, TypedNode, ZooPlan
 from ..errors import BuildError, did_you_mean
 from .kinds import TIMM_PREFIX, ZOO_EXTRA_ARGS
 from .layers import INFERRED, LAYERS
-from .zoo import TORCHVISION, ModelFamily, get_submodule, incoming_shape_of, local_weights_file, set_submodule
+from .zoo import (
+    TORCHVISION,
+    WEIGHTS_SUFFIXES,
+    ModelFamily,
+    get_submodule,
+    incoming_shape_of,
+    local_weights_file,
+    set_submodule,
+)
 
 
 def family_of(name: str) -> ModelFamily:
@@ -70,11 +78,9 @@ def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tu
                 or f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}",
             )
     weights = raw.get("weights")
-    if weights is not None and not (
-        isinstance(weights, str) and (base_dir / weights).suffix in (".pt", ".pth", ".bin", ".ckpt")
-    ):
+    if weights is not None and not (isinstance(weights, str) and (base_dir / weights).suffix in WEIGHTS_SUFFIXES):
         raise BuildError(
-            f"`weights` must be a local .pt/.pth file, got {weights!r}",
+            f"`weights` must be a local .pt/.pth/.safetensors file, got {weights!r}",
             path=path + ("weights",),
             node=node,
             hint="weights are never downloaded; save a state_dict and name the file",

@@ -1,7 +1,7 @@
 """torchvision models as nodes: ``resnet50``, ``vgg16``, ``alexnet``, ... by builder name.
 
-Weights are never downloaded: ``weights`` names a local file (a state_dict saved with
-``torch.save``) and is loaded with ``torch.load(weights_only=True)``. Heads are replaced
+Weights are never downloaded: ``weights`` names a local file, a state_dict saved with
+``torch.save`` (loaded with ``torch.load(weights_only=True)``) or a ``.safetensors`` file. Heads are replaced
 (``replace: {fc: {Linear: {out_features: 10}}}``), the network can be truncated after a
 top-level child (``truncate: avgpool``), and parameters are frozen with the node-level
 ``freeze`` key. timm's models (``timm.resnet34``) get the same treatment through their
@@ -28,6 +28,9 @@ from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
 from .catalog import catalog, torchvision_model_names
 from .registry import Registry
+
+#: the suffixes a node's `weights` file may have: torch's pickles (read weights-only) and safetensors
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 def _torchvision_models(registry: Registry[Callable[..., nn.Module]]) -> None:
@@ -177,15 +180,16 @@ def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], pa
             f"weights file `{weights}` does not exist (relative to {base_dir})",
             path=path,
             node=node,
-            hint="weights are never downloaded; save a state_dict with torch.save and name "
-            "that file (relative paths are relative to the spec file)",
+            hint="weights are never downloaded; save a state_dict with torch.save (or safetensors) and "
+            "name that file (relative paths are relative to the spec file)",
         )
     return file
 
 
 def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     """A local state_dict (or a netspec checkpoint's model), read with ``weights_only=True``
-    through :mod:`netspec.files.torchfile` (bounded, tensors only, one line on failure)."""
+    through :mod:`netspec.files.torchfile` (bounded, tensors only, one line on failure), or a
+    ``.safetensors`` file."""
     state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

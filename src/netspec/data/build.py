@@ -332,14 +332,15 @@ def _make_loader(
 # ---------------------------------------------------------------------------------------------
 
 
-def _split_transforms(spec: DataSpec, first: SourceData) -> tuple[Any, Any]:
+def _split_transforms(spec: DataSpec, first: SourceData, default: list[Any] | None) -> tuple[Any, Any]:
     """The training transforms and the evaluation ones (given, else the training ones without
-    their random steps, else the defaults for the data)."""
-    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
+    their random steps, else ``default`` (the model's weights' transforms) or the defaults for the data)."""
+    fallback = default if default is not None else _default_transforms(first)
+    train_items = spec.transforms if spec.transforms is not None else fallback
     eval_items = (
         spec.eval_transforms
         if spec.eval_transforms is not None
-        else (T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+        else (T.drop_random(spec.transforms) if spec.transforms is not None else fallback)
     )
     return train_items, eval_items
 
@@ -363,6 +364,7 @@ def build_loaders(
     roots: tuple[Path, ...] = (),
     classes: list[ClassCount] | tuple[ClassCount, ...] = (),
     inputs: dict[str, Declared] | None = None,
+    default_transforms: list[Any] | None = None,
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
@@ -375,6 +377,8 @@ def build_loaders(
     that reads it (``classes``, from the model's output size); each split's first sample, after
     its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
+    ``default_transforms`` (the model's weights' transforms, :func:`~netspec.data.preprocessing.default_items`)
+    replace the data's defaults for a section that names no transforms.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -388,7 +392,7 @@ def build_loaders(
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)
     _check_values(spec, raws, fmap, list(classes))
-    train_items, eval_items = _split_transforms(spec, first)
+    train_items, eval_items = _split_transforms(spec, first, default_transforms)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
     built: dict[str, Loader] = {}
     for split, raw in raws.items():

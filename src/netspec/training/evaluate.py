@@ -81,6 +81,7 @@ def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, ba
     here (``netspec run`` and ``netspec eval`` alike; every process of a run checks alike)."""
     from ..data import build_loaders
     from ..data.checks import declared_inputs
+    from ..data.preprocessing import default_items
 
     return build_loaders(
         spec.data,
@@ -92,6 +93,7 @@ def spec_loaders(spec: Any, tspec: TrainSpec, hw: Hardware, model: nn.Module, ba
         roots=spec_roots(spec),
         classes=class_counts(spec.loss, list(spec.output_names), output_shapes(model)),
         inputs=declared_inputs(model),
+        default_transforms=default_items(spec),
     )
 
 

@@ -368,18 +368,16 @@ def build_loaders(
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
-    ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read
-    only under it and the data ``roots``, :mod:`netspec.files.access`); ``input_names``
-    are the model's inputs in order; ``seed`` seeds the training order (a ``torch.Generator``
-    seeded with exactly ``seed``), the validation split and generated data. A source downloads
-    missing files when its spec says ``download: true`` or ``allow_download`` is set.
-    Every in-memory floating-point value must be finite, and every label a class of the loss
-    that reads it (``classes``, from the model's output size); each split's first sample, after
-    its transforms, must have the shape and dtype of the model's ``inputs`` (declared per sample:
-    :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
-    ``default_transforms`` (the model's weights' transforms, :func:`~netspec.data.preprocessing.default_items`)
-    replace the data's defaults for a section that names no transforms.
-    Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
+    ``base_dir`` is the spec file's folder (relative paths resolve against it; files are read only
+    under it and the data ``roots``, :mod:`netspec.files.access`); ``input_names`` are the model's
+    inputs in order; ``seed`` seeds the training order (a ``torch.Generator`` seeded with exactly
+    ``seed``), the validation split and generated data. A source downloads missing files when its
+    spec says ``download: true`` or ``allow_download`` is set. Every in-memory floating-point value
+    must be finite, and every label a class of the loss that reads it (``classes``, from the model's
+    output size); each split's first sample, after its transforms, must have the shape and dtype of
+    the model's ``inputs`` (declared per sample: :func:`~netspec.data.checks.declared_inputs`) and a
+    target the classification losses can read (else :class:`DataError` / :class:`SpecError` at ``data``).
+    ``default_transforms``: the model's weights' (:mod:`~netspec.data.preprocessing`), where none are named.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
     >>> loaders = build_loaders(spec, base_dir=Path("."), input_names=["x"], seed=0)

@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
 
     e = subparsers.add_parser(
         "export",
-        help="write a trained model as ONNX, torch.export, TorchScript or Python",
+        help="write a trained model as ONNX, torch.export, TorchScript or Python, or its weights as safetensors",
         description="Export SPEC's model with a checkpoint's weights, then check the file.",
         epilog=EXPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

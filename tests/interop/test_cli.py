@@ -148,3 +148,19 @@ def test_export_safetensors_round_trips_through_init_weights(specs_dir, tmp_path
     assert "pass --force" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "lenet.st")]) == 2
     assert capsys.readouterr().err.endswith("; name the output lenet.safetensors\n")
+
+
+def test_a_safetensors_checkpoint_is_exported_with_its_weights(specs_dir, tmp_path, capsys) -> None:
+    """--checkpoint takes a .safetensors file (a state_dict), as it takes a .pt one."""
+    from safetensors.torch import save_file
+
+    spec = specs_dir / "lenet.yaml"
+    torch.manual_seed(1)
+    model = netspec.build_model(spec).eval()
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    out = tmp_path / "lenet.torchscript.pt"
+    args = ["export", str(spec), "--checkpoint", str(tmp_path / "w.safetensors"), "--format", "torchscript"]
+    assert main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(out))(x), model(x))

@@ -148,6 +148,10 @@ def test_export_safetensors_round_trips_through_init_weights(specs_dir, tmp_path
     assert "pass --force" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "lenet.st")]) == 2
     assert capsys.readouterr().err.endswith("; name the output lenet.safetensors\n")
+    again = ["export", str(spec), "--checkpoint", str(out), "--format", "safetensors", "--out", str(out), "--force"]
+    before = out.read_bytes()
+    assert main(again) == 2  # never over the file it reads, --force or not
+    assert "is the checkpoint this command reads" in capsys.readouterr().err and out.read_bytes() == before
 
 
 def test_a_safetensors_checkpoint_is_exported_with_its_weights(specs_dir, tmp_path, capsys) -> None:

@@ -115,6 +115,9 @@ class WeightsTransforms(v2.Transform):
         super().__init__()
         self.preprocessing = resolve(weights)
 
+    def extra_repr(self) -> str:
+        return f"weights={self.preprocessing.name!r}"
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, tv_tensors.Mask):
             raise TypeError(f"{NAME} is for classification images; a mask would not be resized with its image")

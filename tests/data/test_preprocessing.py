@@ -169,3 +169,25 @@ def test_timm_weights_give_defaults_only_for_three_channels(tmp_path: Path) -> N
              "nodes": [{"net": {"timm.resnet34": {"in_chans": chans, "weights": "r34.safetensors"}}}]}
         )  # fmt: skip
         assert default_items(spec) == want
+
+
+def test_a_run_says_its_transforms_came_from_the_weights(torch_cache: Path) -> None:
+    """`netspec run` on images with no transforms named: resnet18's weights' transforms, logged."""
+    import io
+
+    root = write_image_folder(torch_cache / "images", size=(240, 230), per_class=2)
+    spec = {
+        "name": "m",
+        "inputs": {"image": [3, 224, 224]},
+        "nodes": [{"net": {"resnet18": {"weights": "IMAGENET1K_V1", "replace": {"fc": {"Linear": {"out_features": 2}}}}, "freeze": True}}],
+        "data": {"train": {"source": "ImageFolder", "root": str(root)}, "batch_size": 4},
+        "loss": "CrossEntropyLoss",
+        "optimizer": {"SGD": {"lr": 0.01}},
+        "train": {"epochs": 1, "device": "cpu", "progress": "line"},
+    }  # fmt: skip
+    stream = io.StringIO()
+    netspec.train(netspec.load_spec(spec, data_roots=[torch_cache]), out=torch_cache / "run", stream=stream)
+    assert (
+        "data: no transforms given; using node `net`'s weights' (ResNet18_Weights.IMAGENET1K_V1): "
+        "Resize(256, bilinear, antialias=True), CenterCrop(224)"
+    ) in stream.getvalue()

@@ -27,7 +27,7 @@ from torchvision.transforms import v2
 
 from ..errors import SpecError, did_you_mean
 
-__all__ = ["WeightsTransforms", "Preprocessing", "resolve", "weights_preprocessing", "default_items"]
+__all__ = ["WeightsTransforms", "Preprocessing", "resolve", "weights_preprocessing", "default_items", "default_note"]
 
 NAME = "WeightsTransforms"  # the transform's name in a spec
 
@@ -186,3 +186,18 @@ def default_items(spec: Any) -> list[Any] | None:
         return None
     found = weights_preprocessing(spec)
     return None if found is None else [{NAME: found[1]}]
+
+
+def default_note(spec: Any) -> str | None:
+    """The log line saying that the data's transforms come from the model's weights, or None.
+
+    >>> from netspec.compiler.spec import load_spec
+    >>> default_note(load_spec({"name": "m", "inputs": {"x": [3, 224, 224]},
+    ...                         "nodes": [{"net": {"resnet18": {"weights": "DEFAULT"}}}]}))
+    "data: no transforms given; using node `net`'s weights' (ResNet18_Weights.IMAGENET1K_V1): Resize(256, bilinear, antialias=True), CenterCrop(224), to float in [0, 1], Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])"
+    """
+    found = weights_preprocessing(spec)
+    if default_items(spec) is None or found is None:
+        return None
+    node, name = found
+    return f"data: no transforms given; using node `{node}`'s weights' ({name}): {resolve(name).text}"

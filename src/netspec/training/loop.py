@@ -225,6 +225,11 @@ def _loaders(
     same samples alike); under several processes, each one's share of every epoch."""
     if loaders is None:
         loaders = spec_loaders(spec, tspec, hw, model, base, allow_download)
+        from ..data.preprocessing import default_note  # torchvision: imported by the loaders already
+
+        note = default_note(spec)  # the transforms came from the model's weights: say so
+        if note:
+            log.info(note)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size, log)
     return loaders

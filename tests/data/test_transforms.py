@@ -42,10 +42,11 @@ EXAMPLES: dict[str, Any] = {
     "Resize": {"Resize": 8},
     "ScaleJitter": {"ScaleJitter": [16, 16]},
     "ToDtype": {"ToDtype": {"dtype": "float32", "scale": True}},
+    "WeightsTransforms": {"WeightsTransforms": "ResNet18_Weights.IMAGENET1K_V1"},  # tests/data/test_preprocessing.py
 }
 
 #: Whole-image augmentation policies (classification): torchvision refuses masks with them.
-IMAGE_ONLY = {"AugMix", "AutoAugment", "RandAugment", "TrivialAugmentWide"}
+IMAGE_ONLY = {"AugMix", "AutoAugment", "RandAugment", "TrivialAugmentWide", "WeightsTransforms"}
 
 
 def test_examples_are_registered_transforms():

@@ -117,3 +117,54 @@ def test_export_names_its_default_file_after_a_cleaned_spec_name(specs_dir, tmp_
     assert main(["export", "up.yaml", "--format", "torchscript"]) == 0, capsys.readouterr().err
     assert sorted(p.name for p in work.iterdir()) == ["__.._x.torchscript.pt", "up.yaml"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_export_safetensors_round_trips_through_init_weights(specs_dir, tmp_path, capsys) -> None:
+    """export --format safetensors -> `init: {weights: file}`: the same weights, key for key;
+    the file carries the spec's hash; the output policy refuses to write over it."""
+    from netspec.files.safetensorfile import safetensors_metadata
+    from netspec.training.rundir import spec_hash
+
+    spec = specs_dir / "lenet.yaml"
+    torch.manual_seed(0)
+    model = netspec.build_model(spec)
+    torch.save({"format": CHECKPOINT_FORMAT, "model": model.state_dict()}, tmp_path / "best.pt")
+    out = tmp_path / "lenet.safetensors"
+    base = ["export", str(spec), "--checkpoint", str(tmp_path / "best.pt"), "--format", "safetensors"]
+    assert main([*base, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {out} (") and lines[0].endswith("the state_dict of lenet")
+    assert lines[1].startswith("read back: 10 tensors, each equal to the model's state_dict")
+    meta = safetensors_metadata(out)
+    assert meta["spec_sha256"] == spec_hash(netspec.load_spec(spec)) and meta["spec_name"] == "lenet"
+    from netspec.training.init import init_model
+
+    loaded_spec = netspec.load_spec(spec, overrides=[f"init.weights={out}"], data_roots=[tmp_path])
+    loaded = netspec.build_model(loaded_spec)
+    init_model(loaded, loaded_spec.init, base_dir=specs_dir, roots=(tmp_path,))  # as `netspec run` starts
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert main([*base, "--out", str(out)]) == 2  # exists: --force needed
+    assert "pass --force" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "lenet.st")]) == 2
+    assert capsys.readouterr().err.endswith("; name the output lenet.safetensors\n")
+    again = ["export", str(spec), "--checkpoint", str(out), "--format", "safetensors", "--out", str(out), "--force"]
+    before = out.read_bytes()
+    assert main(again) == 2  # never over the file it reads, --force or not
+    assert "is the checkpoint this command reads" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_a_safetensors_checkpoint_is_exported_with_its_weights(specs_dir, tmp_path, capsys) -> None:
+    """--checkpoint takes a .safetensors file (a state_dict), as it takes a .pt one."""
+    from safetensors.torch import save_file
+
+    spec = specs_dir / "lenet.yaml"
+    torch.manual_seed(1)
+    model = netspec.build_model(spec).eval()
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    out = tmp_path / "lenet.torchscript.pt"
+    args = ["export", str(spec), "--checkpoint", str(tmp_path / "w.safetensors"), "--format", "torchscript"]
+    assert main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(out))(x), model(x))

@@ -201,3 +201,23 @@ def test_layers_timm_lists_the_models_or_says_how_to_install(
     monkeypatch.setattr(timm_zoo, "TIMM", Registry("timm model"))  # what an environment without timm has
     assert main(["layers", "timm"]) == 2
     assert capsys.readouterr().err == "timm is not installed; install it with pip install 'netspec[timm]'\n"
+
+
+def test_a_safetensors_file_is_adapted_as_the_same_pt_file(tmp_path: Path) -> None:
+    """timm publishes safetensors: the same weights as .pth and .safetensors give the same node,
+    adapted (1 input channel, 10 classes) the same way."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    state = timm.create_model("resnet18").state_dict()
+    torch.save(state, tmp_path / "imagenet.pth")
+    save_file(state, str(tmp_path / "imagenet.safetensors"))
+    built = {}
+    for name in ("imagenet.pth", "imagenet.safetensors"):
+        spec = _spec("resnet18", {"num_classes": 10, "in_chans": 1, "weights": str(tmp_path / name)})
+        torch.manual_seed(3)  # the fresh head is initialised alike
+        c = netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]))
+        assert any("conv1.weight adapted from 3 to 1 input channels" in line for line in c.log), c.log
+        built[name] = c.module.state_dict()
+    pt, st = built.values()
+    assert list(pt) == list(st) and all(torch.equal(pt[k], st[k]) for k in pt)

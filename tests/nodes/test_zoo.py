@@ -96,3 +96,26 @@ def test_meta_build_reads_and_checks_the_weights_file(tmp_path) -> None:
     spec["nodes"][0]["net"]["resnet18"]["num_classes"] = 5  # the file's head has 10 classes
     with pytest.raises(CheckpointError, match=re.escape("fc.weight` has shape")):
         netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path]), device="meta")
+
+
+def test_a_safetensors_weights_file_loads_as_the_same_pt_file(tmp_path) -> None:
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18(num_classes=10).state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    save_file(state, str(tmp_path / "r18.safetensors"))
+
+    def built(name: str) -> torch.nn.Module:
+        spec = {
+            "name": "m",
+            "inputs": {"image": [3, 32, 32]},
+            "nodes": [{"net": {"resnet18": {"num_classes": 10, "weights": str(tmp_path / name)}}}],
+        }
+        return netspec.compile_spec(netspec.load_spec(spec, data_roots=[tmp_path])).module
+
+    pt, st = built("r18.pth").state_dict(), built("r18.safetensors").state_dict()
+    assert list(pt) == list(st) and all(torch.equal(pt[k], st[k]) for k in pt)
+    assert all(torch.equal(st[f"net.{k}"], v) for k, v in state.items())

@@ -120,3 +120,85 @@ def test_weights_that_are_not_finite_are_refused(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match=r"nan.pt holds weights that are not finite \(fc.weight\)"):
         load_weights(Small(), WeightsSpec(path="nan.pt"), base_dir=tmp_path)
+
+
+# ---- safetensors ---------------------------------------------------------------------------
+
+
+def test_safetensors_loads_as_the_same_state_dict_saved_with_torch_save(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    src = Small()
+    save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    a, b, lines = Small(), Small(), []
+    load_weights(a, WeightsSpec(path="w.safetensors"), base_dir=tmp_path, log=ListLog(lines))
+    load_weights(b, WeightsSpec(path="w.pt"), base_dir=tmp_path)
+    for k, v in src.state_dict().items():
+        assert torch.equal(a.state_dict()[k], v) and torch.equal(b.state_dict()[k], v)
+    assert "loaded 9/9 tensors" in lines[0]
+
+
+def _saved(tmp_path: Path, state: dict[str, torch.Tensor]) -> str:
+    from safetensors.torch import save_file
+
+    save_file(state, str(tmp_path / "w.safetensors"))
+    return "w.safetensors"
+
+
+def test_safetensors_wrong_key_is_one_line_with_a_did_you_mean(tmp_path: Path) -> None:
+    state = Small().state_dict()
+    state["fc.wieght"] = state.pop("fc.weight")
+    with pytest.raises(CheckpointError) as err:
+        load_weights(Small(), WeightsSpec(path=_saved(tmp_path, state)), base_dir=tmp_path)
+    assert str(err.value) == (
+        "<spec>: init.weights: w.safetensors does not match the model: 1 model keys missing from the file "
+        "(fc.weight); 1 file keys not in the model (fc.wieght); did you mean `fc.weight`?"
+    )
+
+
+def test_safetensors_wrong_shape_names_the_key_and_both_shapes(tmp_path: Path) -> None:
+    state = Small().state_dict()
+    state["fc.weight"] = torch.zeros(3, 4)
+    with pytest.raises(CheckpointError) as err:
+        load_weights(Small(), WeightsSpec(path=_saved(tmp_path, state)), base_dir=tmp_path)
+    assert "\n" not in str(err.value)
+    assert "`fc.weight` has shape (3, 4) in w.safetensors but (2, 4) in the model" in str(err.value)
+
+
+def test_safetensors_truncated_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    name = _saved(tmp_path, Small().state_dict())
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as err:
+        load_weights(Small(), WeightsSpec(path=name), base_dir=tmp_path)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"<spec>: init.weights.path: {tmp_path / name} cannot be read (truncated")
+
+
+def test_safetensors_outside_the_allowed_folders_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    _saved(outside, Small().state_dict())
+    (tmp_path / "spec").mkdir()
+    with pytest.raises(AccessRefused):
+        load_weights(Small(), WeightsSpec(path="../elsewhere/w.safetensors"), base_dir=tmp_path / "spec")
+
+
+def test_a_file_with_tied_weights_written_once_loads_strictly(tmp_path: Path) -> None:
+    """safetensors' save_model writes tied tensors under one name; the other loads through it."""
+    from safetensors.torch import save_model
+
+    def tied() -> nn.Module:
+        m = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False))
+        m[1].weight = m[0].weight
+        return m
+
+    torch.manual_seed(0)
+    src = tied()
+    save_model(src, str(tmp_path / "t.safetensors"))
+    dst, lines = tied(), []
+    load_weights(dst, WeightsSpec(path="t.safetensors"), base_dir=tmp_path, log=ListLog(lines))
+    assert torch.equal(dst[0].weight, src[0].weight) and dst[1].weight is dst[0].weight
+    assert "loaded 2/2 tensors" in lines[0] and "tied to a key in the file" in lines[0], lines

@@ -359,14 +359,15 @@ def _make_loader(
 # ---------------------------------------------------------------------------------------------
 
 
-def _split_transforms(spec: DataSpec, first: SourceData) -> tuple[Any, Any]:
+def _split_transforms(spec: DataSpec, first: SourceData, default: list[Any] | None) -> tuple[Any, Any]:
     """The training transforms and the evaluation ones (given, else the training ones without
-    their random steps, else the defaults for the data)."""
-    train_items = spec.transforms if spec.transforms is not None else _default_transforms(first)
+    their random steps, else ``default`` (the model's weights' transforms) or the defaults for the data)."""
+    fallback = default if default is not None else _default_transforms(first)
+    train_items = spec.transforms if spec.transforms is not None else fallback
     eval_items = (
         spec.eval_transforms
         if spec.eval_transforms is not None
-        else (T.drop_random(spec.transforms) if spec.transforms is not None else _default_transforms(first))
+        else (T.drop_random(spec.transforms) if spec.transforms is not None else fallback)
     )
     return train_items, eval_items
 
@@ -488,6 +489,7 @@ def build_loaders(
     count_classes: bool = False,
     standardize: Statistics | None = None,
     class_counts: list[int] | None = None,
+    default_transforms: list[Any] | None = None,
 ) -> Loaders:
     """Build the train/val/test loaders of a data section.
 
@@ -502,6 +504,7 @@ def build_loaders(
     :func:`~netspec.data.checks.declared_inputs`) and a target the classification losses can read.
     ``info["class_counts"]`` (``count_classes``): samples per class, ``class_counts`` or counted
     on train; ``info["standardize"]``: the Standardize statistics, ``standardize`` or fitted on train.
+    ``default_transforms``: the model's weights' (:mod:`~netspec.data.preprocessing`), where none are named.
     Raises :class:`DataError` / :class:`SpecError` with ``path=("data", ...)``.
 
     >>> spec = DataSpec.model_validate({"train": {"source": "gaussian_clusters"}, "batch_size": 50})
@@ -515,7 +518,7 @@ def build_loaders(
     fmap = resolve_fields(spec.fields, first.names, input_names)
     _check_field_counts(raws)
     _check_values(spec, raws, fmap, list(classes))
-    train_items, eval_items = _split_transforms(spec, first)
+    train_items, eval_items = _split_transforms(spec, first, default_transforms)
     info: dict[str, Any] = {"fields": fmap.describe(first.names)}
     stats = _standardize(spec, raws, fmap, standardize)
     built = _each_split(raws, spec, fmap, (train_items, eval_items), seed, device, classes, inputs, stats, info)

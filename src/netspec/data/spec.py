@@ -230,7 +230,10 @@ class DataSpec(SpecModel):
         description=(
             "torchvision.transforms.v2 names with arguments, for training: `Name`, `{Name: arg}` or "
             "`{Name: {kwarg: value}}`. Images arrive as uint8 C x H x W tensors. Default for image sources: "
-            "[ToTensor] (uint8 -> float32 in [0, 1], divided by 255 exactly as transforms.ToTensor)."
+            "[ToTensor] (uint8 -> float32 in [0, 1], divided by 255 exactly as transforms.ToTensor); for a "
+            "model whose pretrained weights carry their preprocessing (a torchvision node naming a weights "
+            "enum member, a timm node with weights), when eval_transforms is not given either: "
+            "[{WeightsTransforms: <those weights>}]."
         ),
     )
     eval_transforms: TransformList | None = Field(

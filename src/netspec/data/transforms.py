@@ -66,6 +66,7 @@ BATCHABLE = {
     "Identity",
     "ToTensor",
     "Standardize",
+    "WeightsTransforms",  # resize, crop, normalise: per image, batch dims kept
 }
 
 
@@ -157,6 +158,9 @@ def _fill(registry: Registry[type]) -> None:
             registry.add(name, obj)
     registry.add("ToTensor", ToTensor)
     registry.add("Standardize", Standardize)
+    from .preprocessing import NAME, WeightsTransforms  # the transforms pretrained weights were made with
+
+    registry.add(NAME, WeightsTransforms)
 
 
 #: transform name -> class; filled on first use from torchvision.transforms.v2, plus ToTensor.
@@ -259,6 +263,8 @@ def build_one(item: Any) -> Callable:
     args = [_convert("dtype", a) if name in ("ToDtype", "ConvertImageDtype") else a for a in args]
     try:
         return cls(*args, **kwargs)
+    except SpecError:  # WeightsTransforms: an unknown weights name, said in netspec's words
+        raise
     except Exception as e:  # torchvision validates argument values in __init__
         raise SpecError(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 

@@ -1,4 +1,5 @@
 """Reading a torch file (weights, a checkpoint, a tensor file): tensors only, never code, bounded.
+(``.safetensors`` files are handed to :mod:`netspec.files.safetensorfile`.)
 
 Every ``.pt`` file netspec reads goes through :func:`load_torch_file`: only regular files, a
 zip archive that does not declare more than it can hold (:func:`netspec.files.access.inflation_limit`),
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..errors import CheckpointError, SpecError
 from .access import inflation_limit, not_regular
+from .safetensorfile import is_safetensors, load_safetensors_file
 
 __all__ = ["load_torch_file", "pickled_global"]
 
@@ -92,7 +94,11 @@ def load_torch_file(
     >>> load_torch_file(bad, ("init", "weights", "path"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     netspec.errors.CheckpointError: <spec>: init.weights.path: .../x.pt cannot be read (truncated or not a PyTorch file)
+
+    A ``.safetensors`` file is read as one (:mod:`netspec.files.safetensorfile`): a dict of tensors.
     """
+    if is_safetensors(file):
+        return load_safetensors_file(file, path, error, what)
     why = not_regular(file)
     if why is not None:
         raise error(f"{what} {file} not found" if why == "no such file" else f"{what} {file} {why}", path=path)

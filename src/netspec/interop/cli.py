@@ -30,11 +30,14 @@ examples:
   netspec export specs/lenet.yaml --checkpoint runs/lenet/20250101-120000/best.pt --format onnx
   netspec export specs/unet.yaml --checkpoint best.pt --format export --out unet.pt2
   netspec export specs/resnet18.yaml --checkpoint best.pt --format python --out resnet18.py
+  netspec export specs/resnet18.yaml --checkpoint best.pt --format safetensors   # the weights alone
 
 Formats: onnx (needs `pip install 'netspec[onnx]'`; compared with PyTorch through onnxruntime
 when it is installed), export (a torch.export program, .pt2), torchscript (traced), python (a
 standalone .py file with plain nn.Module classes that loads the checkpoint's state_dict
-without netspec). Every file is read back and checked against the model at another batch size.
+without netspec), safetensors (the state_dict alone, with the spec's sha256 and text as metadata;
+`init: {weights: model.safetensors}` and a model node's `weights:` read it back). Every file is read
+back and checked: a model against the model at another batch size, weights tensor by tensor.
 """
 
 
@@ -78,19 +81,23 @@ def register(subparsers: Any) -> None:
 
     e = subparsers.add_parser(
         "export",
-        help="write a trained model as ONNX, torch.export, TorchScript or Python",
+        help="write a trained model as ONNX, torch.export, TorchScript or Python, or its weights as safetensors",
         description="Export SPEC's model with a checkpoint's weights, then check the file.",
         epilog=EXPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
-    e.add_argument("--format", required=True, choices=("onnx", "export", "torchscript", "python"))
+    e.add_argument("--format", required=True, choices=("onnx", "export", "torchscript", "python", "safetensors"))
     e.add_argument(
         "--checkpoint",
         metavar="C",
         help="best.pt / last.pt, a state_dict, or a run directory (default: the model's initial weights)",
     )
-    e.add_argument("--out", metavar="PATH", help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py)")
+    e.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output file (default: <spec name>.onnx, .pt2, .torchscript.pt, .py, .safetensors)",
+    )
     e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
     e.add_argument("--force", action="store_true", help="replace the output file if it exists")
     add_spec_options(e)

@@ -1,6 +1,7 @@
 """``netspec export``: a compiled model (with its checkpoint's weights) written as ONNX, a
 torch.export program, TorchScript or a standalone Python file, then read back and checked
-against the model's own outputs at another batch size than the one it was exported with.
+against the model's own outputs at another batch size than the one it was exported with; or
+its weights alone as a ``.safetensors`` file, read back and compared tensor by tensor.
 
 ONNX uses torch's TorchScript-based exporter (``dynamo=False``): it needs only the ``onnx``
 package (``pip install 'netspec[onnx]'``), where the newer torch.export-based exporter also needs
@@ -29,7 +30,13 @@ from . import ExportError
 __all__ = ["FORMATS", "export_model", "sample_inputs", "flat_outputs", "output_names", "random_outputs"]
 
 #: format -> file suffix
-FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".torchscript.pt", "python": ".py"}
+FORMATS = {
+    "onnx": ".onnx",
+    "export": ".pt2",
+    "torchscript": ".torchscript.pt",
+    "python": ".py",
+    "safetensors": ".safetensors",
+}
 
 ONNX_HINT = "install it with: pip install 'netspec[onnx]'"
 
@@ -268,11 +275,39 @@ def _run_ejected(job: _Job, source: str, name: str) -> None:
     _compare(job, got, exact=True)  # raises unless equal
 
 
+def _safetensors(job: _Job) -> list[str]:
+    """The state_dict as a ``.safetensors`` file (tied weights as copies, :mod:`netspec.files.safetensorfile`),
+    with netspec's version and the spec's name, sha256 and resolved text as metadata; read back and
+    compared key by key, exactly."""
+    from .. import __version__
+    from ..files.safetensorfile import load_safetensors_file, save_safetensors
+    from ..training.rundir import resolved_spec, spec_hash, spec_yaml
+
+    spec = job.compiled.spec
+    state = job.model.state_dict()
+    metadata = {
+        "format": "pt",  # what Hugging Face's loaders expect of a PyTorch file
+        "netspec": __version__,
+        "spec_name": spec.name,
+        "spec_sha256": spec_hash(spec),
+        "spec": spec_yaml(resolved_spec(spec)),
+    }
+    save_safetensors(state, job.out, metadata)
+    back = load_safetensors_file(job.out, ("--out",), ExportError, "the written file")
+    if set(back) != set(state):
+        raise ExportError(f"the written file holds {len(back)} tensors, the model {len(state)}")
+    for key, value in state.items():
+        if back[key].dtype != value.dtype or not torch.equal(back[key], value.detach().cpu()):
+            raise ExportError(f"tensor `{key}` of the written file differs from the model's")
+    return [f"read back: {len(back)} tensors, each equal to the model's state_dict (metadata: spec sha256, netspec)"]
+
+
 _WRITERS: dict[str, Callable[[_Job], list[str]]] = {
     "onnx": _onnx,
     "export": _torch_export,
     "torchscript": _torchscript,
     "python": _python,
+    "safetensors": _safetensors,
 }
 
 
@@ -290,13 +325,18 @@ def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> li
     """
     if fmt not in _WRITERS:
         raise ExportError(f"unknown format `{fmt}`; use one of {', '.join(_WRITERS)}")
-    if fmt == "export" and Path(out).suffix != ".pt2":
-        raise ExportError(
-            f"torch.export programs are saved as .pt2 files, not {Path(out).name}",
-            hint=f"name the output {Path(out).with_suffix('.pt2').name}",
-        )
+    for each, suffix, what in (("export", ".pt2", "torch.export programs"), ("safetensors", ".safetensors", "weights")):
+        if fmt == each and Path(out).suffix != suffix:  # readers (netspec's, timm's) go by the suffix
+            raise ExportError(
+                f"{what} are saved as {suffix} files, not {Path(out).name}",
+                hint=f"name the output {Path(out).with_suffix(suffix).name}",
+            )
     stats = options.get("standardize")
     model = (standardized(compiled.module, stats) if stats else compiled.module).eval()
+    if fmt == "safetensors":  # weights only: nothing is run
+        with atomic_file(out) as tmp:
+            checks = _safetensors(_Job(compiled, model, tmp, [], [], [], {}))
+        return [f"wrote {out} ({_size(Path(out))}): the state_dict of {compiled.spec.name}", *checks]
     # Traced formats are checked at another batch size than they were traced at (the batch is
     # dynamic); the Python file traces nothing: one sample is enough.
     example, check = sample_inputs(compiled.graph, 2), sample_inputs(compiled.graph, 1 if fmt == "python" else 3, 1)

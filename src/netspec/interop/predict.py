@@ -48,9 +48,10 @@ class Sample:
     load: Callable[[], dict[str, Tensor]]
 
 
-def eval_transform_items(data: Any) -> list[Any]:
+def eval_transform_items(data: Any, default: list[Any] | None = None) -> list[Any]:
     """The spec's evaluation transforms, as ``build_loaders`` picks them for decoded images,
-    but ``Standardize``: the model that predicts standardises its own inputs.
+    but ``Standardize`` (the model that predicts standardises its own inputs)
+    (``default``: the model's weights' transforms, for a data section that names none).
 
     >>> from netspec.data.spec import DataSpec
     >>> eval_transform_items(DataSpec.model_validate({"train": {"source": "random"},
@@ -59,6 +60,8 @@ def eval_transform_items(data: Any) -> list[Any]:
     """
     from ..data.transforms import drop_random, transform_name
 
+    if default is not None:
+        return list(default)
     if data is None:
         return ["ToTensor"]
     if data.eval_transforms is not None:
@@ -83,7 +86,9 @@ class _Context:
         graph, data = trained.compiled.graph, getattr(trained.spec, "data", None)
         self.inputs = {n: (tuple(v.shape[1:]), v.dtype) for n, v in graph.inputs.items()}
         self.data = data
-        self.transform = T.compose(eval_transform_items(data))
+        from ..data.preprocessing import default_items
+
+        self.transform = T.compose(eval_transform_items(data, default_items(trained.spec)))
         self._T = T
 
     def transformed(self, x: Tensor) -> Tensor:

@@ -24,7 +24,18 @@ from ..compiler.typed import Options, TypedNode, ZooPlan
 from ..errors import BuildError, did_you_mean
 from .kinds import TIMM_PREFIX, ZOO_EXTRA_ARGS
 from .layers import INFERRED, LAYERS
-from .zoo import TORCHVISION, ModelFamily, get_submodule, incoming_shape_of, local_weights_file, set_submodule
+from .zoo import (
+    TORCHVISION,
+    WEIGHTS_SUFFIXES,
+    ModelFamily,
+    cached_weights_file,
+    get_submodule,
+    incoming_shape_of,
+    is_weights_file,
+    local_weights_file,
+    set_submodule,
+    weights_enum,
+)
 
 
 def family_of(name: str) -> ModelFamily:
@@ -70,11 +81,12 @@ def _zoo_args(op: str, raw: Any, options: Options, path: tuple, node: str) -> tu
                 or f"its arguments: {', '.join([*allowed, *sorted(ZOO_EXTRA_ARGS)])}",
             )
     weights = raw.get("weights")
-    if weights is not None and not (
-        isinstance(weights, str) and (base_dir / weights).suffix in (".pt", ".pth", ".bin", ".ckpt")
-    ):
+    if isinstance(weights, str) and family is TORCHVISION and not is_weights_file(weights):
+        member = weights_enum(op, weights, path + ("weights",), node)  # ResNet18_Weights.IMAGENET1K_V1
+        return kwargs, cached_weights_file(member, op, path + ("weights",), node)
+    if weights is not None and not (isinstance(weights, str) and (base_dir / weights).suffix in WEIGHTS_SUFFIXES):
         raise BuildError(
-            f"`weights` must be a local .pt/.pth file, got {weights!r}",
+            f"`weights` must be a local .pt/.pth/.safetensors file, got {weights!r}",
             path=path + ("weights",),
             node=node,
             hint="weights are never downloaded; save a state_dict and name the file",

@@ -1,7 +1,7 @@
 """torchvision models as nodes: ``resnet50``, ``vgg16``, ``alexnet``, ... by builder name.
 
-Weights are never downloaded: ``weights`` names a local file (a state_dict saved with
-``torch.save``) and is loaded with ``torch.load(weights_only=True)``. Heads are replaced
+Weights are never downloaded: ``weights`` names a local file, a state_dict saved with
+``torch.save`` (loaded with ``torch.load(weights_only=True)``) or a ``.safetensors`` file. Heads are replaced
 (``replace: {fc: {Linear: {out_features: 10}}}``), the network can be truncated after a
 top-level child (``truncate: avgpool``), and parameters are frozen with the node-level
 ``freeze`` key. timm's models (``timm.resnet34``) get the same treatment through their
@@ -28,6 +28,9 @@ from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
 from .catalog import catalog, torchvision_model_names
 from .registry import Registry
+
+#: the suffixes a node's `weights` file may have: torch's pickles (read weights-only) and safetensors
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 
 def _torchvision_models(registry: Registry[Callable[..., nn.Module]]) -> None:
@@ -177,15 +180,75 @@ def local_weights_file(weights: str, base_dir: Path, roots: tuple[Path, ...], pa
             f"weights file `{weights}` does not exist (relative to {base_dir})",
             path=path,
             node=node,
-            hint="weights are never downloaded; save a state_dict with torch.save and name "
-            "that file (relative paths are relative to the spec file)",
+            hint="weights are never downloaded; save a state_dict with torch.save (or safetensors) and "
+            "name that file (relative paths are relative to the spec file)",
+        )
+    return file
+
+
+def is_weights_file(value: str) -> bool:
+    """Whether a node's ``weights`` names a file (by its suffix) rather than a weights enum.
+
+    >>> is_weights_file("r18.safetensors"), is_weights_file("IMAGENET1K_V1")
+    (True, False)
+    """
+    return Path(value).suffix.lower() in WEIGHTS_SUFFIXES
+
+
+def weights_enum(name: str, value: str, path: tuple = (), node: str | None = None) -> Any:
+    """The torchvision weights enum member ``value`` names for model ``name``: the member alone
+    (``IMAGENET1K_V1``, ``DEFAULT``) or with its class (``ResNet18_Weights.IMAGENET1K_V1``).
+    Reading it downloads nothing: the enum holds the URL, the metadata and the transforms.
+
+    >>> weights_enum("resnet18", "DEFAULT")
+    ResNet18_Weights.IMAGENET1K_V1
+    """
+    import torchvision.models as tvm
+
+    try:
+        enum = tvm.get_model_weights(name)
+    except Exception:  # a builder without a weights enum
+        raise BuildError(f"torchvision `{name}` has no pretrained weights to name", path=path, node=node) from None
+    cls_name, _, member = value.rpartition(".")
+    members = list(enum.__members__)
+    if cls_name and cls_name != enum.__name__:
+        raise BuildError(
+            f"`{value}` are not weights of `{name}`, whose weights are {enum.__name__}",
+            path=path,
+            node=node,
+            hint=f"one of: {', '.join(f'{enum.__name__}.{m}' for m in members)}",
+        )
+    if member not in members:
+        raise BuildError(
+            f"`{value}` is neither a weights file (.pt, .pth, .safetensors) nor one of {enum.__name__}'s weights",
+            path=path,
+            node=node,
+            hint=did_you_mean(member, members) or f"its weights: {', '.join(members)}",
+        )
+    return enum[member]
+
+
+def cached_weights_file(member: Any, builder: str, path: tuple = (), node: str | None = None) -> Path:
+    """The file torchvision keeps ``member``'s weights in (torch's hub cache,
+    ``$TORCH_HOME/hub/checkpoints``): used when present, never downloaded."""
+    from urllib.parse import urlparse
+
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(member.url).path).name
+    if not file.is_file():
+        raise CheckpointError(
+            f"{type(member).__name__}.{member.name} is not in torch's cache ({file}) and netspec never downloads",
+            path=path,
+            node=node,
+            hint=f"fetch it once with: python -c \"import torchvision; torchvision.models.get_model('{builder}', "
+            f"weights='{type(member).__name__}.{member.name}')\", or save the weights and name the file",
         )
     return file
 
 
 def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     """A local state_dict (or a netspec checkpoint's model), read with ``weights_only=True``
-    through :mod:`netspec.files.torchfile` (bounded, tensors only, one line on failure)."""
+    through :mod:`netspec.files.torchfile` (bounded, tensors only, one line on failure), or a
+    ``.safetensors`` file."""
     state = load_torch_file(file, (), CheckpointError, "weights file")  # tensors only, never code
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

@@ -108,6 +108,7 @@ def spec_loaders(
     class, used instead of fitting and counting them again."""
     from ..data import build_loaders
     from ..data.checks import declared_inputs
+    from ..data.preprocessing import default_items
 
     return build_loaders(
         spec.data,
@@ -122,6 +123,7 @@ def spec_loaders(
         count_classes=needs_class_counts(spec.loss),
         standardize=standardize,
         class_counts=counts,
+        default_transforms=default_items(spec),
     )
 
 

@@ -239,6 +239,11 @@ def _loaders(
             check_statistics(stats, input_shapes(model), str(ckpt["path"]))  # type: ignore[index]
         counts = ckpt.get("class_counts") if ckpt is not None else None  # weight: balanced's, counted then
         loaders = spec_loaders(spec, tspec, hw, model, base, allow_download, stats, counts)
+        from ..data.preprocessing import default_note  # torchvision: imported by the loaders already
+
+        note = default_note(spec)  # the transforms came from the model's weights: say so
+        if note:
+            logger.info(note)
     if hw.distributed:
         distributed.shard_loaders(loaders, hw.rank, hw.world_size)
     return loaders

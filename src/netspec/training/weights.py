@@ -1,7 +1,8 @@
 """Weights from files: a state_dict, or a checkpoint holding one, loaded into a model.
 
 Every file is read with ``torch.load(weights_only=True)``: a file holding a whole pickled model
-is refused (unpickling can run arbitrary code). Keys are matched and shapes compared before
+is refused (unpickling can run arbitrary code); a ``.safetensors`` file holds tensors only and is
+read with the safetensors library (:mod:`netspec.files.safetensorfile`). Keys are matched and shapes compared before
 anything is loaded, so a mismatch is one line naming the key and both shapes.
 """
 
@@ -55,6 +56,7 @@ def load_weights(
     state = _state_dict_from(read_weights_file(file, path if option else (*path, "path")), spec.key, file, path)
     state, notes = _rename_keys(state, spec)
     own = model.state_dict()
+    state = _with_tied(own, state, notes)
     missing, unexpected = check_fits(
         own, state, str(file) if option else file.name, path, strict=spec.strict, hint=OTHER_SPEC_HINT.get(str(path[0]))
     )
@@ -66,6 +68,29 @@ def load_weights(
     if unexpected:
         msg += f"; ignored from the file: {summarise(unexpected)}"
     logger.info(msg)
+
+
+def _with_tied(own: dict[str, Tensor], state: dict[str, Tensor], notes: list[str]) -> dict[str, Tensor]:
+    """Fill the keys a file left out because the model ties them to a key it has (safetensors'
+    ``save_model`` writes tied weights once): they load through the key they share storage with.
+
+    >>> m = nn.Sequential(nn.Embedding(3, 2), nn.Linear(2, 3, bias=False))
+    >>> m[1].weight = m[0].weight
+    >>> sorted(_with_tied(m.state_dict(), {"0.weight": torch.zeros(3, 2)}, []))
+    ['0.weight', '1.weight']
+    """
+    storages: dict[tuple[int, int], list[str]] = {}
+    for key, value in own.items():
+        if value.device.type != "meta" and value.numel():
+            storages.setdefault((value.untyped_storage().data_ptr(), value.data_ptr()), []).append(key)
+    filled = {}
+    for keys in storages.values():
+        present = [k for k in keys if k in state]
+        if present and len(keys) > 1:
+            filled.update({k: state[present[0]] for k in keys if k not in state})
+    if filled:
+        notes.append(f"tied to a key in the file: {summarise(list(filled))}")
+    return {**state, **filled}
 
 
 def _spec_file(name: str, base_dir: Path, roots: tuple[Path, ...], path: SpecPath) -> Path:

@@ -76,10 +76,40 @@ def resolved_config(spec: Any, source: str | None = None) -> str:
     over = _over_limit(data)  # before the text is built: aliases can repeat one long string 10^5 times
     if over is not None:
         raise _too_long(spec, over)
-    text = head + dump_yaml(data)
+    text = head + dump_yaml(data) + _from_weights(spec)
     if len(text) > MAX_PRINTED:  # quoting and escapes the estimate left out
         raise _too_long(spec, ())
     return text
+
+
+def _from_weights(spec: Any) -> str:
+    """Comment lines naming the transforms the model's weights give a data section that names
+    none (a comment: the printed text must read back to the same spec, which names none).
+
+    >>> from netspec.compiler.spec import load_spec
+    >>> print(_from_weights(load_spec({"name": "m", "inputs": {"x": [3, 8, 8]},
+    ...                                "nodes": [{"net": {"resnet18": {"weights": "DEFAULT"}}}]})), end="")
+    # transforms from the weights of node `net` (no data.transforms or data.eval_transforms given);
+    # used for training, evaluation and predict:
+    #   - {WeightsTransforms: ResNet18_Weights.IMAGENET1K_V1}   # Resize(256, bilinear, antialias=True), CenterCrop(224), to float in [0, 1], Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    """
+    from ..data.preprocessing import NAME, default_items, resolve, weights_preprocessing
+
+    found = weights_preprocessing(spec)
+    if default_items(spec) is not None and found is not None:
+        node, name = found
+        return (
+            f"# transforms from the weights of node `{node}` (no data.transforms or data.eval_transforms given);\n"
+            "# used for training, evaluation and predict:\n"
+            f"#   - {{{NAME}: {name}}}   # {resolve(name).text}\n"
+        )
+    data = getattr(spec, "data", None)
+    named = [
+        item[NAME]
+        for item in [*(getattr(data, "transforms", None) or []), *(getattr(data, "eval_transforms", None) or [])]
+        if isinstance(item, dict) and NAME in item
+    ]
+    return "".join(f"# {NAME}: {name} (from the weights): {resolve(name).text}\n" for name in dict.fromkeys(named))
 
 
 def _over_limit(data: Any) -> Path_ | None:

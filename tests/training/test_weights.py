@@ -132,8 +132,9 @@ def test_safetensors_loads_as_the_same_state_dict_saved_with_torch_save(tmp_path
     src = Small()
     save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
     torch.save(src.state_dict(), tmp_path / "w.pt")
-    a, b, lines = Small(), Small(), []
-    load_weights(a, WeightsSpec(path="w.safetensors"), base_dir=tmp_path, log=ListLog(lines))
+    a, b = Small(), Small()
+    with logged() as lines:
+        load_weights(a, WeightsSpec(path="w.safetensors"), base_dir=tmp_path)
     load_weights(b, WeightsSpec(path="w.pt"), base_dir=tmp_path)
     for k, v in src.state_dict().items():
         assert torch.equal(a.state_dict()[k], v) and torch.equal(b.state_dict()[k], v)
@@ -198,7 +199,8 @@ def test_a_file_with_tied_weights_written_once_loads_strictly(tmp_path: Path) ->
     torch.manual_seed(0)
     src = tied()
     save_model(src, str(tmp_path / "t.safetensors"))
-    dst, lines = tied(), []
-    load_weights(dst, WeightsSpec(path="t.safetensors"), base_dir=tmp_path, log=ListLog(lines))
+    dst = tied()
+    with logged() as lines:
+        load_weights(dst, WeightsSpec(path="t.safetensors"), base_dir=tmp_path)
     assert torch.equal(dst[0].weight, src[0].weight) and dst[1].weight is dst[0].weight
     assert "loaded 2/2 tensors" in lines[0] and "tied to a key in the file" in lines[0], lines

@@ -50,6 +50,11 @@ def register(subparsers: Any) -> None:
     >>> args.format, args.checkpoint, args.func.__name__
     ('onnx', None, 'export_command')
     """
+    _add_predict(subparsers)
+    _add_export(subparsers)
+
+
+def _add_predict(subparsers: Any) -> None:
     from ..cli_options import add_spec_options
 
     p = subparsers.add_parser(
@@ -78,6 +83,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", metavar="D", help="auto (default), cpu, cuda, cuda:N or mps")
     add_spec_options(p)
     p.set_defaults(func=predict_command)
+
+
+def _add_export(subparsers: Any) -> None:
+    from ..cli_options import add_spec_options
 
     e = subparsers.add_parser(
         "export",

@@ -7,6 +7,7 @@ intermediate node."""
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -167,8 +168,9 @@ train: {epochs: 3, device: cpu, progress: line, seed: 0}
 
 def distill_data() -> Loaders:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 8, generator=g)
-    return Loaders(Loader(x, (x[:, 0] > 0).long() + (x[:, 1] > 0).long(), 8))
+    x, xv = torch.randn(32, 8, generator=g), torch.randn(12, 8, generator=g)
+    label = lambda v: (v[:, 0] > 0).long() + (v[:, 1] > 0).long()  # noqa: E731
+    return Loaders(Loader(x, label(x), 8), Loader(xv, label(xv), 6, shuffle=False))
 
 
 def test_distillation_aux_head_and_intermediate_penalty_match_a_hand_written_loss() -> None:
@@ -199,9 +201,11 @@ def test_distillation_leaves_the_frozen_teacher_unchanged_and_trains_the_rest(tm
     for key in before:
         same = torch.equal(before[key], after[key])
         assert same == key.startswith("teacher"), key
-    assert {"train_loss_ce", "train_loss_aux", "train_loss_kd", "train_loss_act"} <= set(result.history[-1])
-    parts = sum(result.history[-1][f"train_loss_{t}"] for t in ("ce", "aux", "kd", "act"))
-    assert result.history[-1]["train_loss"] == pytest.approx(parts, rel=1e-5)
+    last = result.history[-1]
+    for split in ("train", "val"):  # validation computes the terms too (through the same loss view)
+        parts = [last[f"{split}_loss_{t}"] for t in ("ce", "aux", "kd", "act")]
+        assert last[f"{split}_loss"] == pytest.approx(sum(parts), rel=1e-5)
+    assert last["val_loss_kd"] > 0
 
 
 def test_the_public_forward_leaves_out_what_only_the_loss_reads() -> None:
@@ -288,3 +292,23 @@ def test_the_loss_graph_adds_no_host_read_per_step(tmp_path: Path, monkeypatch: 
         counts.append(len(reads))
         monkeypatch.undo()
     assert counts[0] == counts[1], counts
+
+
+def test_resume_keeps_the_terms_and_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    def fit(epochs: int, out: Path | None, **kw: object):
+        spec = netspec.load_spec(text=DISTILL, overrides=[f"train.epochs={epochs}"])
+        torch.manual_seed(0)
+        model = netspec.build_model(spec)
+        return train(spec, model=model, loaders=distill_data(), out=out, stream=io.StringIO(), **kw)
+
+    full = fit(3, tmp_path / "a")
+    first = fit(1, tmp_path / "b")
+    resumed = fit(3, None, resume=first.run_dir / "last.pt")  # continues in its own directory
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    drop = ("t", "time_s", "samples_per_s")
+    records = [json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in records] == [
+        {k: v for k, v in r.items() if k not in drop} for r in full.history
+    ]
+    assert "val_loss_kd" in records[-1]

@@ -20,7 +20,8 @@ names the numbers the loss adds up::
 A term is a registry loss reading ``from: a`` (``a`` against the target) or ``from: [a, b]``
 (two values, e.g. a student and a frozen teacher, or two views for ``NTXent``), or a value
 reduced with ``reduction`` (``mean``, ``sum``, ``batchmean``). Each term's contribution (its
-weight included, so the terms add up to the loss) is logged as ``loss_<name>``.
+weight included, so the terms add up to the loss) is logged as ``loss_<name>``. What can be
+checked without the model's shapes is checked when the spec is loaded (:mod:`.loss_names`).
 
 A model node the loss reads is computed by the module :func:`training_module` gives (the
 compiled model's ``loss_view``: its outputs and those nodes, the same weights); the model's own
@@ -40,83 +41,14 @@ from ..compiler.graph import resolve
 from ..compiler.module import build_module, loss_view
 from ..compiler.shapes import infer_graph
 from ..compiler.typed import TypedGraph
-from ..errors import SpecError, did_you_mean
+from ..errors import SpecError
 from ..nodes.registry import SpecPath
 from .losses import LOSSES, Criterion, adapt_target, build_criterion, pick_target, plan_terms
 from .spec import LossSpec, from_names
 
-__all__ = ["check_names", "build_loss", "training_module", "GraphCriterion", "term_keys"]
+__all__ = ["build_loss", "training_module", "GraphCriterion"]
 
 PATH: SpecPath = ("loss",)
-
-
-def term_keys(loss: LossSpec | None) -> list[str]:
-    """The metric keys of a loss's terms (``loss_<name>``), in order; none without ``terms``.
-
-    >>> term_keys(LossSpec.model_validate({"terms": {"kl": {"from": "kl"}}}))
-    ['loss_kl']
-    """
-    return [f"loss_{name}" for name in (loss.terms or {})] if loss is not None else []
-
-
-def check_names(loss: LossSpec, outputs: list[str], model_nodes: list[str]) -> None:
-    """When the spec is loaded: every name the loss graph and the terms read is a model output,
-    a named model node or a loss node, the loss nodes' names are new, and ``from``/``terms``
-    appear only where they mean something.
-
-    >>> check_names(LossSpec.model_validate({"terms": {"t": {"L1Loss": {}, "from": "featz"}}}), ["y"], ["feats"])
-    Traceback (most recent call last):
-    netspec.errors.SpecError: <spec>: loss.terms.t.from: the loss reads `featz`, which is no model output, named model node or loss node; did you mean `feats`?
-    """
-    _refuse_nested(loss, PATH, top=True)
-    own = [n.name for n in loss.nodes or [] if n.name]
-    model = [*outputs, *model_nodes]
-    for i, name in enumerate(own):
-        if name in model:
-            what = "output" if name in outputs else "node"
-            raise SpecError(
-                f"loss node `{name}` has the name of a model {what}", path=(*PATH, "nodes", i), hint="rename it"
-            )
-    if loss.nodes and loss.nodes[0].from_ is None:
-        raise SpecError("the first loss node reads nothing", path=(*PATH, "nodes", 0), hint="add `from: <output>`")
-    known = [*model, *own]
-    reading = [(n.from_, (*PATH, "nodes", i, "from")) for i, n in enumerate(loss.nodes or [])]
-    reading += [(t.from_, (*PATH, "terms", k, "from")) for k, t in (loss.terms or {}).items()]
-    for ref, path in reading:
-        for name in from_names(ref):
-            if name not in known:
-                raise SpecError(
-                    f"the loss reads `{name}`, which is no model output, named model node or loss node",
-                    path=path,
-                    hint=did_you_mean(name, known),
-                )
-    for key, term in (loss.terms or {}).items():
-        if term.from_ is None:
-            raise SpecError(
-                "a term says what it reads", path=(*PATH, "terms", key), hint="add `from: <output or node>`"
-            )
-
-
-def _refuse_nested(loss: LossSpec, path: SpecPath, top: bool) -> None:
-    """``terms`` only as the whole loss; ``from`` only on a term."""
-    if loss.terms is not None and not top:
-        raise SpecError("`terms:` is the whole loss section, not a part of it", path=(*path, "terms"))
-    if loss.from_ is not None and top:
-        raise SpecError(
-            "`from:` says what a term reads",
-            path=(*path, "from"),
-            hint="write `loss: {terms: {name: {..., from: ...}}}`",
-        )
-    for i, sub in enumerate(loss.sum or []):
-        _refuse_nested(sub, (*path, "sum", i), False)
-        if sub.from_ is not None:
-            raise SpecError("`from:` is for an entry of `terms:`", path=(*path, "sum", i, "from"))
-    for name, sub in (loss.outputs or {}).items():
-        _refuse_nested(sub, (*path, "outputs", name), False)
-        if sub.from_ is not None:
-            raise SpecError("`from:` is for an entry of `terms:`", path=(*path, "outputs", name, "from"))
-    for name, sub in (loss.terms or {}).items():
-        _refuse_nested(sub, (*path, "terms", name), False)
 
 
 @dataclass
@@ -194,6 +126,7 @@ def build_loss(spec: Any, model: nn.Module | None = None) -> Criterion:
     classic forms, or, with ``terms``, a :class:`GraphCriterion` whose loss graph's shapes were
     inferred from the model's (mistakes: one located line).
 
+    >>> import torch
     >>> from netspec.api import build_model
     >>> from netspec.compiler.spec import load_spec
     >>> spec = load_spec(text="name: m\\ninputs: {x: [3]}\\nnodes: [{y: {Linear: {out_features: 2}}}]\\n"

@@ -322,8 +322,8 @@ class NTXentLoss(nn.Module):
     Read from a loss's ``from: [z1, z2]``.
 
     >>> z = torch.eye(4)[:2] * 5  # two orthogonal samples, the same embedding in both views
-    >>> float(NTXentLoss(temperature=0.1)(z, z))  # doctest: +ELLIPSIS
-    0.0000...
+    >>> float(NTXentLoss(temperature=0.1)(z, z)) < 1e-3  # -log(e^10 / (e^10 + 2))
+    True
     """
 
     def __init__(self, temperature: float = 0.5) -> None:

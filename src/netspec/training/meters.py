@@ -24,7 +24,7 @@ from torch import Tensor
 from ..errors import SpecError
 from ..nodes.registry import SpecPath
 from .distributed import all_sum
-from .loss_graph import term_keys
+from .loss_names import term_keys
 from .losses import LOSSES, plan_terms
 from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name
 

@@ -5,7 +5,7 @@ sections or the model's outputs is checked here, by :func:`check_training_sectio
 spec model calls after it is validated:
 
 * every loss and metric reads an output the model has (or the only one), the loss graph reads
-  outputs, named nodes and its own nodes (:func:`netspec.training.loss_graph.check_names`), metric names are unique,
+  outputs, named nodes and its own nodes (:func:`netspec.training.loss_names.check_names`), metric names are unique,
   and a metric that thresholds scores knows whether they are logits (the losses on its output agree);
 * a monitor (early stopping, stop_when, best checkpoint, ReduceLROnPlateau) names a metric the
   run will produce: ``train_*`` always, ``val_*`` when the data section has validation data;
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import SpecError, did_you_mean
 from ..nodes.registry import SpecPath
-from .loss_graph import check_names, term_keys
+from .loss_names import check_names, term_keys
 from .losses import plan_terms
 from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name

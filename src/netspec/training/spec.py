@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from ..compiler.node_forms import normalize_at
 from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from ..errors import did_you_mean
 
@@ -187,6 +188,7 @@ class LossSpec(Call):
 
     >>> LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]}).sum[1].weight
     0.5
+    >>> import netspec.compiler.spec  # registers the node model (any loaded spec has imported it)
     >>> vae = LossSpec.model_validate({"nodes": [{"kl": {"exp": {}, "from": "logvar"}}],
     ...                                "terms": {"kl": {"from": "kl", "reduction": "sum", "weight": -0.5}}})
     >>> vae.terms["kl"].reduction, vae.nodes[0].name
@@ -248,7 +250,7 @@ class LossSpec(Call):
         if not isinstance(value, list):
             return value
         with reported_at_spec_path():
-            return [_node_spec(raw, i) for i, raw in enumerate(value)]
+            return [_node(raw, i) for i, raw in enumerate(value)]
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LossSpec:
@@ -301,6 +303,7 @@ class LossSpec(Call):
         """Every name the loss graph and the terms read that is not a loss node: model outputs
         and the model nodes the compiled model must expose to the loss (in order, once each).
 
+        >>> import netspec.compiler.spec  # registers the node model
         >>> LossSpec.model_validate({"nodes": [{"d": {"sub": [], "from": ["a", "b"]}}],
         ...                          "terms": {"t": {"from": "d"}, "u": {"L1Loss": {}, "from": "c"}}}).model_reads()
         ['a', 'b', 'c']
@@ -320,6 +323,28 @@ class LossSpec(Call):
             check_loss(self)
 
 
+#: the model of a node (compiler/spec.py's NodeSpec, registered there: that module imports this one)
+NODE_MODEL: list[type[BaseModel]] = []
+
+
+def _node(raw: Any, i: int) -> Any:
+    """A loss-graph node, read as the model's nodes are (errors at ``nodes[i]`` of the loss)."""
+    from pydantic import ValidationError
+
+    from ..compiler.source import Document
+    from ..compiler.spec_errors import spec_error_from_pydantic
+    from ..errors import SpecError
+
+    if not NODE_MODEL:  # only a LossSpec made before any spec was loaded: import netspec.compiler.spec first
+        raise RuntimeError("netspec.compiler.spec registers the node model; import it first")
+    node = normalize_at(raw, {}, (i,))  # its errors carry their place below `nodes`
+    try:
+        return NODE_MODEL[0].model_validate(node)
+    except ValidationError as e:
+        err = spec_error_from_pydantic(e, Document(node))
+        raise SpecError(err.message, path=(i, *err.path), hint=err.hint) from None
+
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -331,23 +356,6 @@ def from_names(ref: Any) -> list[str]:
         return [ref]
     values = ref.values() if isinstance(ref, dict) else ref
     return [n for v in values for n in ([v] if isinstance(v, str) else v)]
-
-
-def _node_spec(raw: Any, i: int) -> Any:
-    """A loss-graph node, read as the model's nodes are (errors at ``nodes[i]`` of the loss)."""
-    from pydantic import ValidationError
-
-    from ..compiler.source import Document
-    from ..compiler.spec import NodeSpec, normalize_at
-    from ..compiler.spec_errors import spec_error_from_pydantic
-    from ..errors import SpecError
-
-    node = normalize_at(raw, {}, (i,))  # its errors carry their place below `nodes`
-    try:
-        return NodeSpec.model_validate(node)
-    except ValidationError as e:
-        err = spec_error_from_pydantic(e, Document(node))
-        raise SpecError(err.message, path=(i, *err.path), hint=err.hint) from None
 
 
 # --------------------------------------------------------------------------- optimizer

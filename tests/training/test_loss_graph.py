@@ -312,3 +312,10 @@ def test_resume_keeps_the_terms_and_equals_an_uninterrupted_run(tmp_path: Path) 
         {k: v for k, v in r.items() if k not in drop} for r in full.history
     ]
     assert "val_loss_kd" in records[-1]
+
+
+def test_a_clash_is_reported_at_the_node_that_has_the_name() -> None:
+    loss = "{nodes: [{exp: {}, from: logits}, {logits: {neg: {}}}], terms: {t: {from: logits}}}"
+    with pytest.raises(SpecError, match="has the name of a model output") as err:
+        netspec.load_spec(text=DISTILL.split("loss:")[0] + f"loss: {loss}\n")
+    assert err.value.path == ("loss", "nodes", 1)

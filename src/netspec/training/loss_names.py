@@ -36,7 +36,7 @@ def check_names(loss: LossSpec, outputs: list[str], model_nodes: list[str]) -> N
     _refuse_nested(loss, PATH, top=True)
     own = [n.name for n in loss.nodes or [] if n.name]
     model = [*outputs, *model_nodes]
-    for i, name in enumerate(own):
+    for i, name in enumerate(n.name for n in loss.nodes or []):
         if name in model:
             what = "output" if name in outputs else "node"
             raise SpecError(

@@ -108,17 +108,19 @@ def _at_spec_file(fn, *args, spec: str):
         raise e.with_location(Location(spec)) from None
 
 
-def _check_training(spec) -> None:
+def _check_training(spec, model) -> None:
     """A spec with training sections must have what a run needs (the sections themselves were
-    checked when the spec was loaded)."""
+    checked when the spec was loaded), and its loss graph must fit its model's outputs."""
     from .compiler.spec import document_of
     from .training.context import require_sections
+    from .training.loss_graph import build_loss
 
     if any(getattr(spec, s) is not None for s in ("data", "loss", "optimizer", "scheduler", "init", "train")):
         try:
             require_sections(spec, "loss", "optimizer")
+            build_loss(spec, model)  # the loss graph's shapes, on the model's meta values
         except SpecError as e:
-            raise e.with_location(document_of(spec).locate(e.path)) from None
+            raise e.with_location(document_of(spec).locate(e.path, key=e.key)) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -135,7 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print_config(spec, path)
                 continue
             c = compile_spec(spec, device="meta")  # checks need no memory and no initial values
-            _check_training(spec)
+            _check_training(spec, c.module)
             n = sum(p.numel() for p in c.module.parameters())
             print(f"{path}: ok ({spec.name}, {n:,} parameters)")
         except NetspecError as e:

@@ -30,6 +30,7 @@ SPECIAL = {
     "KLDivLoss": (torch.randn(4, 3).log_softmax(1), torch.rand(4, 3).softmax(1)),
     "PoissonNLLLoss": (torch.randn(4, 3), torch.rand(4, 3) * 3),
     "BCELoss": (torch.rand(4, 3), torch.randint(0, 2, (4, 3))),
+    "NTXent": (torch.randn(4, 8), torch.randn(4, 8)),  # two views' embeddings
 }
 
 

@@ -166,11 +166,14 @@ def resolve(
     path: SpecPath,
     block_inputs: Mapping[str, list[str]] | None = None,
     numbered: bool = False,
+    kept: Container[str] = (),
 ) -> Dag:
     """Evaluate ``when``, name every node, fill default inputs, check refs, order topologically.
 
     ``block_inputs`` maps block names to their input names (a block's first input defaults
-    to the previous node); ``numbered`` names unnamed nodes by position, as nn.Sequential does.
+    to the previous node); ``numbered`` names unnamed nodes by position, as nn.Sequential does;
+    ``kept`` names nodes that something besides the outputs reads (the loss graph), so they
+    count as used.
 
     >>> from netspec.compiler.spec import NodeSpec
     >>> dag = resolve([NodeSpec(op="ReLU"), NodeSpec(op="Tanh", name="t", when=False, **{"else": "x"}),
@@ -204,7 +207,7 @@ def resolve(
     outs = _apply_aliases(dag_nodes, outs, scope, path)
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
-    _check_unused(ordered, input_names, outs, path)
+    _check_unused(ordered, input_names, outs, path, kept)
     return Dag(list(input_names), ordered, outs)
 
 
@@ -431,8 +434,12 @@ def _find_cycle(nodes: list[DagNode]) -> list[str]:
         cur = nxt
 
 
-def _check_unused(nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath) -> None:
-    used = {r for n in nodes for r in n.input_names} | {ref for _, ref in outs}
+def _check_unused(
+    nodes: list[DagNode], inputs: list[str], outs: list[tuple[str, str]], path: SpecPath, kept: Container[str] = ()
+) -> None:
+    used = (
+        {r for n in nodes for r in n.input_names} | {ref for _, ref in outs} | {n.name for n in nodes if n.name in kept}
+    )
     for name in inputs:
         if name not in used:
             raise GraphError(

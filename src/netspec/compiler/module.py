@@ -161,24 +161,60 @@ def _frozen(node: TypedNode, module: nn.Module, log: list[str]) -> None:
 
 def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node], log: list[str]) -> fx.Node:
     """Add one node to the fx graph (and its module or parameter to ``root``)."""
-    args = tuple(env[r] for r in node.inputs)
     if node.kind == "param":
         param = make_parameter(node.args)
         if node.freeze:
             param.requires_grad_(False)
             log.append(f"{node.name}: frozen")
         root.register_parameter(node.name, param)
+    else:
+        child = _build_child(node, log)
+        if child is not None:
+            root.add_module(node.name, child)
+    return _call(g, node, env)
+
+
+def _call(g: fx.Graph, node: TypedNode, env: dict[str, fx.Node]) -> fx.Node:
+    """The fx node computing ``node`` (its module or parameter is the root's already)."""
+    args = tuple(env[r] for r in node.inputs)
+    if node.kind == "param":
         return g.get_attr(node.name)
-    child = _build_child(node, log)
-    if child is None:
-        assert node.op_entry is not None
+    if node.op_entry is not None and node.kind == "op":
         fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
         return g.call_function(fn, fargs, fkw)
-    root.add_module(node.name, child)
     kwargs: dict[str, Any] = {
         k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()
     }
     return g.call_module(node.name, args, kwargs)
+
+
+def _graph(graph: TypedGraph, emit: Callable[[fx.Graph, TypedNode, dict[str, fx.Node]], fx.Node]) -> fx.Graph:
+    """The fx graph of a typed graph, its nodes made by ``emit``, with a shape comment per line."""
+    g = fx.Graph(tracer_cls=NetspecTracer)
+    env: dict[str, fx.Node] = {}
+    for name in graph.inputs:
+        env[name] = g.placeholder(name)
+    shapes: dict[str, str] = {}
+    for node in graph.nodes:
+        out = emit(g, node, env)
+        out.name = node.var if node.name not in env else out.name
+        env[node.name] = out
+        shapes[out.name] = node.shape
+    outs = [env[ref] for _, ref in graph.outputs]
+    if graph.output_type == "dict":
+        g.output({ext: env[ref] for ext, ref in graph.outputs})
+    else:
+        g.output(outs[0] if len(outs) == 1 else tuple(outs))
+    g.set_codegen(_ReadableCodeGen(shapes))
+    return g
+
+
+def _drop_unread(g: fx.Graph) -> None:
+    """Leave out the nodes no output reads (those only a loss reads): the public forward does
+    not compute them, though the module holds their weights."""
+    for node in reversed(list(g.nodes)):
+        if node.op not in ("placeholder", "output") and not node.users:
+            g.erase_node(node)
 
 
 def build_module(
@@ -204,22 +240,35 @@ def build_module(
             return build_module(graph, log=log)
     log = log if log is not None else []
     root = nn.Module()
-    g = fx.Graph(tracer_cls=NetspecTracer)
-    env: dict[str, fx.Node] = {}
-    for name in graph.inputs:
-        env[name] = g.placeholder(name)
-    shapes: dict[str, str] = {}
-    for node in graph.nodes:
-        out = _emit(g, root, node, env, log)
-        out.name = node.var if node.name not in env else out.name
-        env[node.name] = out
-        shapes[out.name] = node.shape
-    outs = [env[ref] for _, ref in graph.outputs]
-    if graph.output_type == "dict":
-        g.output({ext: env[ref] for ext, ref in graph.outputs})
-    else:
-        g.output(outs[0] if len(outs) == 1 else tuple(outs))
-    g.set_codegen(_ReadableCodeGen(shapes))
+    g = _graph(graph, lambda g, node, env: _emit(g, root, node, env, log))
+    if graph.extras:
+        _drop_unread(g)
     gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
+    if graph.extras:  # fx keeps only what the forward reads: the loss's nodes' weights too, in order
+        gm._modules.clear()
+        gm._modules.update(root._modules)
+        gm._parameters.clear()
+        gm._parameters.update(root._parameters)
     gm.netspec_graph = graph  # type: ignore[assignment]  # for summaries and tools
     return gm
+
+
+def loss_view(gm: fx.GraphModule) -> fx.GraphModule:
+    """A module sharing ``gm``'s weights whose forward returns a dict of its outputs and of the
+    nodes a loss reads (``TypedGraph.extras``): what training calls, while ``gm``'s own forward
+    (predict, export) stays as the spec's outputs say.
+
+    >>> from netspec.compiler.spec import load_spec
+    >>> from netspec.compiler.shapes import infer_shapes
+    >>> spec = load_spec("t.yaml", text="name: t\\ninputs: {x: [4]}\\nnodes:\\n  - h: {Linear: {out_features: 3}}"
+    ...                  "\\n  - Linear: {out_features: 2}\\nloss: {terms: {t: {L1Loss: {}, from: h}}}\\n")
+    >>> gm = build_module(infer_shapes(spec))
+    >>> sorted(loss_view(gm)(torch.zeros(5, 4)))
+    ['h', 'linear']
+    """
+    graph: TypedGraph = gm.netspec_graph  # type: ignore[assignment]
+    extras = [(name, name) for name in graph.extras]
+    full = TypedGraph(graph.name, graph.inputs, graph.nodes, graph.outputs + extras, "dict", graph.input_twins)
+    view = fx.GraphModule(gm, _graph(full, _call), class_name=_class_name(graph.name) + "LossView")
+    view.netspec_graph = full  # type: ignore[assignment]
+    return view

@@ -470,6 +470,8 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
     inputs = _input_values(spec, params, options.max_activation_bytes)
     env = {**params, **_env_shapes(inputs)}
     inferer = _Inferer(spec, params, options)
+    # the model nodes a loss graph reads (`loss: {terms: ...}`) are used, though no output reads them
+    kept = spec.loss.model_reads() if spec.loss is not None else []
     dag = resolve(
         spec.nodes,
         list(spec.inputs),
@@ -478,10 +480,30 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
         set(spec.blocks),
         (),
         {k: b.inputs for k, b in spec.blocks.items()},
+        kept=kept,
     )
     graph = inferer.infer(dag, inputs, env, spec.name, spec.output_type)
+    refs = {ref for _, ref in dag.outputs}
+    graph.extras = [n.name for n in dag.nodes if n.name in kept and n.name not in refs]
     _check_activations(graph, options)
     return graph
+
+
+def infer_graph(
+    spec: Spec, dag: Dag, inputs: dict[str, Probe], name: str, params: Mapping[str, Any] | None = None
+) -> TypedGraph:
+    """Infer the shapes of another graph over a spec's values (a loss graph over the model's
+    outputs), with the spec's parameters and blocks; it returns a dict of its outputs.
+
+    >>> from netspec.compiler.spec import load_spec, NodeSpec
+    >>> spec = load_spec("t.yaml", text="name: t\\ninputs: {x: [3]}\\nnodes: [ReLU]\\n")
+    >>> dag = resolve([NodeSpec(op="exp", name="e")], ["y"], ["e"], {}, set(), ("loss",))
+    >>> infer_graph(spec, dag, {"y": input_probe((3,), torch.float32)}, "loss").node("e").shape
+    '(B, 3)'
+    """
+    params = dict(params) if params is not None else dict(spec.params)
+    env = {**params, **_env_shapes(inputs)}
+    return _Inferer(spec, params, Options()).infer(dag, inputs, env, name, "dict")
 
 
 def _check_activations(graph: TypedGraph, options: Options) -> None:

@@ -21,7 +21,7 @@ from ..data.spec import DataSpec
 from ..errors import SpecValidationError, did_you_mean
 from ..nodes.kinds import GROUP_OP
 from ..training.options import TrainingRules, TrainSpec
-from ..training.spec import InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
+from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import SpecModel
@@ -125,6 +125,11 @@ class NodeSpec(SpecModel):
         from .node_schema import node_json_schema
 
         return node_json_schema()
+
+
+# the loss graph's nodes (`loss: {nodes: [...]}`) are nodes too: the loss model reads them with
+# this one (training/ cannot import it: this module imports training's models)
+NODE_MODEL[:] = [NodeSpec]
 
 
 class InputSpec(SpecModel):

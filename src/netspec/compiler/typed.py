@@ -92,6 +92,9 @@ class TypedGraph:
     outputs: list[tuple[str, str]]
     output_type: str = "tuple"
     input_twins: dict[str, Any] = field(default_factory=dict)  # the inputs at batch TWIN_BATCH
+    # nodes the loss reads that are no output: the public forward leaves out those only they
+    # need; `module.loss_view` returns them beside the outputs
+    extras: list[str] = field(default_factory=list)
 
     @classmethod
     def of(

@@ -16,7 +16,8 @@ from ..errors import DataError
 from .class_weights import needs_class_counts
 from .context import located, require_sections, spec_base_dir, spec_roots
 from .hardware import Hardware
-from .losses import Criterion, build_criterion, class_counts, output_shapes
+from .loss_graph import build_loss, training_module
+from .losses import Criterion, class_counts, output_shapes
 from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec
@@ -63,8 +64,8 @@ def evaluate(
             outputs = list(spec.output_names)
             assert spec.loss is not None  # require_sections above
             counts = getattr(built, "info", {}).get("class_counts")
-            criterion = build_criterion(spec.loss, outputs, counts, output_shapes(model)).to(hw.device)
-            run = _EvalRun(hw, model, criterion, list(spec.inputs), outputs)
+            criterion = build_loss(spec, model, counts, output_shapes(model)).to(hw.device)
+            run = _EvalRun(hw, model, criterion, list(spec.inputs), outputs, training_module(model))
             values = evaluate_loader(run, loader, MetricSet(tspec.metrics, outputs, spec.loss))
         finally:
             if loaders is None:  # ours: their worker processes end here
@@ -163,6 +164,7 @@ class _EvalRun:
     criterion: Criterion
     input_names: list[str]
     output_names: list[str]
+    compiled: nn.Module | None = None  # the loss view, when the loss reads nodes that are no output
 
 
 def forward(run: Forwards, inputs: dict[str, Tensor], module: nn.Module | None = None) -> dict[str, Tensor]:
@@ -193,5 +195,6 @@ def evaluate_loader(run: Evaluates, loader: Any, meter: MetricSet) -> dict[str, 
     meter.reset()
     for inputs, target in run.hw.batches(loader, loader):
         outputs = forward(run, inputs)
-        meter.update(outputs, target, run.criterion(outputs, target), batch_size(inputs))
+        loss = run.criterion(outputs, target)
+        meter.update(outputs, target, loss, batch_size(inputs), run.criterion.last)
     return meter.compute()

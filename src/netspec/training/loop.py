@@ -30,7 +30,8 @@ from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
-from .losses import Criterion, build_criterion, output_shapes
+from .loss_graph import build_loss, training_module
+from .losses import Criterion, output_shapes
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec
@@ -204,7 +205,9 @@ def _model(
     ckpt: dict[str, Any] | None,
 ) -> tuple[nn.Module, nn.Module | None]:
     """The model built, initialised (unless resuming: the checkpoint has the weights) and moved,
-    with its torch.compile'd form (or None)."""
+    with the module a training step calls: torch.compile'd, or the loss view of a model whose
+    loss reads nodes that are no output (:func:`~netspec.training.loss_graph.training_module`),
+    or None (the model itself)."""
     if model is None:
         from ..api import build_model
 
@@ -214,7 +217,9 @@ def _model(
     model.to(hw.device)
     if hw.distributed and tspec.distributed.sync_batchnorm:
         model = distributed.sync_batchnorm(model, hw.device)
-    return model, prepare_model(model, tspec, hw)  # channels_last, torch.compile
+    trained = training_module(model)  # the same weights
+    compiled = prepare_model(trained, tspec, hw)  # channels_last, torch.compile
+    return model, compiled if compiled is not None or trained is model else trained
 
 
 def _loaders(
@@ -284,9 +289,7 @@ def _setup(
         hw,
         model,
         loaders,
-        build_criterion(
-            spec.loss, output_names, getattr(loaders, "info", {}).get("class_counts"), output_shapes(model)
-        ).to(hw.device),
+        build_loss(spec, model, getattr(loaders, "info", {}).get("class_counts"), output_shapes(model)).to(hw.device),
         optimizer,
         schedule,
         hw.make_scaler(),
@@ -302,7 +305,7 @@ def _setup(
     if ckpt is not None:
         restore(run, ckpt)
     if hw.distributed:  # wrapped last: DDP starts from rank 0's (restored) weights
-        run.ddp = distributed.wrap(model, hw.device, tspec.distributed)
+        run.ddp = distributed.wrap(training_module(model), hw.device, tspec.distributed)
         if compiled is not None:  # torch.compile over DDP, as torch documents it
             run.ddp = compile_module(run.ddp, tspec)
     return run
@@ -450,7 +453,7 @@ def _forward_backward(
         (run.scaler.scale(scaled) if run.scaler else scaled).backward()
     for meter in (run.meters["train"], run.window_meter):
         if meter is not None:
-            meter.update(outputs, target, loss, n)
+            meter.update(outputs, target, loss, n, run.criterion.last)
     run.watch.record(i, run.state.step, (inputs, target))
     return loss, n, True
 

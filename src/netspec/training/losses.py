@@ -1,4 +1,4 @@
-"""Losses: a registry (every torch.nn loss plus Dice, DiceBCE, IoU, Focal) and the criterion
+"""Losses: a registry (every torch.nn loss plus Dice, DiceBCE, IoU, Focal, NTXent) and the criterion
 that a spec's ``loss:`` section compiles to.
 
 Targets are adapted to the loss, the same way every time (documented in the README):
@@ -11,6 +11,8 @@ Targets are adapted to the loss, the same way every time (documented in the READ
 * ``index`` losses (CrossEntropyLoss, NLLLoss, MultiMarginLoss): a ``(N, 1)`` class-index
   target is squeezed to ``(N,)``; integer-valued float targets become ``int64``
   (CrossEntropyLoss keeps float targets of the output's shape: class probabilities).
+* ``pair`` losses (NTXent) compare two model values of one shape (``from: [z1, z2]`` in
+  ``loss: {terms: ...}``, :mod:`netspec.training.loss_graph`); the target is passed unchanged.
 * the netspec losses (Dice, DiceBCE, IoU, Focal) accept both the binary form (logits and
   0/1 targets of the same number of elements) and the multi-class form (logits ``(N, C, ...)``
   and integer targets ``(N, ...)``).
@@ -52,6 +54,7 @@ __all__ = [
     "check_loss",
     "plan_terms",
     "pick_output",
+    "pick_target",
     "Criterion",
     "build_criterion",
     "output_shapes",
@@ -60,6 +63,7 @@ __all__ = [
     "DiceBCELoss",
     "IoULoss",
     "FocalLoss",
+    "NTXentLoss",
 ]
 
 
@@ -68,7 +72,7 @@ class LossEntry:
     """A loss the spec can name: how to build it and what target it expects."""
 
     factory: Callable[..., nn.Module]
-    target: str  # "float" | "index" | "custom" | "any" (see module docstring)
+    target: str  # "float" | "index" | "custom" | "any" | "pair" (two values of one shape; see module docstring)
     inputs: int = 2  # tensors forward() takes; netspec passes (output, target)
 
 
@@ -105,7 +109,7 @@ LOSSES: Registry[LossEntry] = Registry(
     "loss",
     fill=_torch_losses,
     signature=lambda entry: entry.factory,
-    hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal",
+    hint="any torch.nn loss or one of: Dice, DiceBCE, IoU, Focal, NTXent",
 )
 
 
@@ -311,6 +315,34 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
+@register_loss("NTXent", target="pair", aliases=("NTXentLoss",))
+class NTXentLoss(nn.Module):
+    """NT-Xent (SimCLR, Chen et al. 2020): the embeddings of two views of the same samples,
+    ``z1`` and ``z2`` ``(N, D)``; each of the 2N is classified (cross-entropy over its cosine
+    similarities / ``temperature`` to the 2N - 1 others) as the other view of its sample.
+    Read from a loss's ``from: [z1, z2]``.
+
+    >>> z = torch.eye(4)[:2] * 5  # two orthogonal samples, the same embedding in both views
+    >>> float(NTXentLoss(temperature=0.1)(z, z)) < 1e-3  # -log(e^10 / (e^10 + 2))
+    True
+    """
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.temperature = temperature
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        n = z1.shape[0]
+        z = F.normalize(torch.cat([z1.flatten(1), z2.flatten(1)]), dim=1)  # (2N, D), unit rows
+        sim = z @ z.T / self.temperature  # (2N, 2N) cosine similarities
+        self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        sim = sim.masked_fill(self_pair, float("-inf"))  # a sample is no candidate for itself
+        other_view = torch.arange(2 * n, device=z.device).roll(n)  # i <-> i + N
+        return F.cross_entropy(sim, other_view)
+
+
 # --------------------------------------------------------------------------- the criterion
 
 
@@ -340,7 +372,8 @@ class _Term:
     spec: LossSpec
     path: SpecPath
     weight: float
-    output: str
+    output: str  # what it reads first: an output, or (under `terms:`) a model or loss node
+    reads_target: bool = True  # False: `from: [a, b]` compares two values, not one with the target
 
     @property
     def name(self) -> str:
@@ -365,6 +398,12 @@ def plan_terms(spec: LossSpec, output_names: list[str], path: SpecPath = ("loss"
 
 def _terms(spec: LossSpec, outputs: list[str], path: SpecPath, weight: float, output: str | None) -> list[_Term]:
     weight *= spec.weight
+    if spec.terms is not None:  # the loss graph's names are checked by loss_graph.check_names
+        return [
+            _Term(sub, (*path, "terms", name), weight * sub.weight, sub.reads()[0], len(sub.reads()) == 1)
+            for name, sub in spec.terms.items()
+            if sub.name is not None  # a loss-graph value reduced to a number is no registry loss
+        ]
     output = _own_output(spec, output, path)
     if spec.sum is not None:
         return [t for i, s in enumerate(spec.sum) for t in _terms(s, outputs, (*path, "sum", i), weight, output)]
@@ -441,12 +480,13 @@ class Criterion(nn.Module):
             _construct_loss(t.spec, LOSSES[t.spec.name], t.path, balanced_arguments(t, class_counts, shapes or {}))  # type: ignore[index]
             for t in terms
         )
+        self.last: dict[str, Tensor] = {}  # the named terms of the last call (`terms:`; see loss_graph.py)
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         total: Tensor | None = None
         for term, kind, loss in zip(self.terms, self.kinds, self.losses):
             out = outputs[term.output].float()
-            tgt = _pick_target(term, targets)
+            tgt = pick_target(term, targets)
             value = loss(out, adapt_target(kind, out, tgt))
             value = value if term.weight == 1.0 else term.weight * value
             total = value if total is None else total + value
@@ -454,7 +494,9 @@ class Criterion(nn.Module):
         return total
 
 
-def _pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
+def pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
+    """The target a term compares its output with: the only one, or the one its ``target`` (else
+    its output's name) keys."""
     if not isinstance(targets, dict):
         return targets
     key = term.spec.target or term.output
@@ -525,7 +567,11 @@ def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tupl
         entry, shape = LOSSES[term.spec.name], shapes.get(term.output)  # type: ignore[index]
         mode = term.spec.args.get("mode", "auto")
         either = entry.factory in (DiceLoss, IoULoss, FocalLoss, DiceBCELoss)  # binary or multi-class
-        if not shape or not (entry.target == "index" or (either and mode != "binary" and shape[0] > 1)):
+        if (
+            not shape
+            or not term.reads_target
+            or not (entry.target == "index" or (either and mode != "binary" and shape[0] > 1))
+        ):
             continue
         ignore = term.spec.args.get("ignore_index", -100) if term.spec.name in ("CrossEntropyLoss", "NLLLoss") else None
         counts.append(

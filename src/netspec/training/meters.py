@@ -24,6 +24,7 @@ from torch import Tensor
 from ..errors import SpecError
 from ..nodes.registry import SpecPath
 from .distributed import all_sum
+from .loss_names import term_keys
 from .losses import LOSSES, plan_terms
 from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name
 
@@ -203,7 +204,8 @@ def check_metric_scores(
 class MetricSet:
     """The loss plus the spec's (checked) metrics, each bound to a model output and target.
 
-    ``loss`` (the spec's loss section) tells each metric whether its output holds logits.
+    ``loss`` (the spec's loss section) tells each metric whether its output holds logits; its
+    named ``terms`` each get a loss meter of their own (``loss_<name>``).
 
     >>> from netspec.training.spec import MetricSpec
     >>> ms = MetricSet([MetricSpec.model_validate("accuracy")], ["logits"])
@@ -213,6 +215,7 @@ class MetricSet:
 
     def __init__(self, specs: list[MetricSpec], output_names: list[str], loss: LossSpec | None = None) -> None:
         self.loss = LossMeter()
+        self.terms = {key: LossMeter() for key in term_keys(loss)}  # `loss_kl` -> its meter
         self.entries: list[tuple[str, Metric, str, str | None]] = []  # (key, metric, output, target key)
         scores = output_scores(loss, output_names)
         for spec in specs:
@@ -226,28 +229,43 @@ class MetricSet:
             import torchmetrics  # noqa: F401
 
     def keys(self) -> list[str]:
-        return ["loss", *(e[0] for e in self.entries)]
+        return ["loss", *self.terms, *(e[0] for e in self.entries)]
 
     def reset(self) -> None:
         self.loss.reset()
+        for meter in self.terms.values():
+            meter.reset()
         for _, metric, _, _ in self.entries:
             metric.reset()
 
-    def update(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor], loss: Tensor, n: int) -> None:
-        """Add a batch; no host read on a device (it queues the work). Everything kept is
-        detached, so no autograd graph grows (and no grad mode is switched per batch)."""
+    def update(
+        self,
+        outputs: dict[str, Tensor],
+        targets: Tensor | dict[str, Tensor],
+        loss: Tensor,
+        n: int,
+        terms: dict[str, Tensor] | None = None,
+    ) -> None:
+        """Add a batch (``terms``: the loss's named terms, by name); no host read on a device (it
+        queues the work). Everything kept is detached, so no autograd graph grows (and no grad mode
+        is switched per batch)."""
         self.loss.update(loss, n)
+        for key, meter in self.terms.items():
+            if terms is not None:
+                meter.update(terms[key.removeprefix("loss_")], n)
         for _, metric, output, target_key in self.entries:
             metric.update(outputs[output].detach(), _target(targets, target_key or output))
 
     def compute(self) -> dict[str, float]:
         """Every value of the epoch so far: the only host reads of an epoch's metrics."""
         values = {"loss": self.loss.compute()}
+        values.update({key: meter.compute() for key, meter in self.terms.items()})
         values.update({key: metric.compute() for key, metric, _, _ in self.entries})
         return values
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss.state_dict(), **{k: m.state_dict() for k, m, _, _ in self.entries}}
+        meters = {"loss": self.loss, **self.terms}
+        return {**{k: m.state_dict() for k, m in meters.items()}, **{k: m.state_dict() for k, m, _, _ in self.entries}}
 
     def load_state_dict(self, state: dict[str, Any], output_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         """Restore :meth:`state_dict`'s output; ValueError naming the entry and what is wrong
@@ -263,10 +281,11 @@ class MetricSet:
         if not isinstance(state, dict) or set(state) != set(self.keys()):
             held = ", ".join(f"`{k}`" for k in state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"holds {held}; this run's are {', '.join(f'`{k}`' for k in self.keys())}")
-        try:
-            self.loss.load_state_dict(state["loss"])
-        except ValueError as err:
-            raise ValueError(f"entry `loss`: {err}") from None
+        for key, meter in {"loss": self.loss, **self.terms}.items():
+            try:
+                meter.load_state_dict(state[key])
+            except ValueError as err:
+                raise ValueError(f"entry `{key}`: {err}") from None
         for key, metric, output, _ in self.entries:
             try:
                 metric.load_state_dict(state[key], (output_shapes or {}).get(output))

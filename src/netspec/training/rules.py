@@ -4,7 +4,8 @@ Each entry (a loss, an optimizer, a metric...) checks itself against its registr
 sections or the model's outputs is checked here, by :func:`check_training_sections`, which the
 spec model calls after it is validated:
 
-* every loss and metric reads an output the model has (or the only one), metric names are unique,
+* every loss and metric reads an output the model has (or the only one), the loss graph reads
+  outputs, named nodes and its own nodes (:func:`netspec.training.loss_names.check_names`), metric names are unique,
   and a metric that thresholds scores knows whether they are logits (the losses on its output agree);
 * a monitor (early stopping, stop_when, best checkpoint, ReduceLROnPlateau) names a metric the
   run will produce: ``train_*`` always, ``val_*`` when the data section has validation data;
@@ -20,6 +21,7 @@ from typing import Any
 
 from ..errors import SpecError, did_you_mean
 from ..nodes.registry import SpecPath
+from .loss_names import check_names, term_keys
 from .losses import plan_terms
 from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name
@@ -38,6 +40,8 @@ def check_training_sections(spec: Any) -> None:
     if not outputs:
         return  # `outputs: {}`: the compiler's own check says so, at the outputs
     if spec.loss is not None:
+        nodes = getattr(spec, "nodes", None) or []  # a test's stand-in spec has none
+        check_names(spec.loss, outputs, [n.name for n in nodes if n.name])
         plan_terms(spec.loss, outputs)
     if spec.train is not None:
         metric_keys(spec.train.metrics, outputs)
@@ -59,6 +63,7 @@ def produced_metrics(spec: Any, has_val: bool | None) -> list[str]:
     (``val_*`` unless ``has_val`` is False)."""
     metrics = spec.train.metrics if spec.train is not None else []
     keys = metric_keys(metrics, list(spec.output_names))
+    keys[1:1] = term_keys(spec.loss)  # the loss's named terms, after the loss
     splits = ("train",) if has_val is False else ("train", "val")
     return [f"{s}_{k}" for s in splits for k in keys]
 

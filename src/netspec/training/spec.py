@@ -19,12 +19,14 @@ The JSON Schemas in ``schemas/`` are generated from these models.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from ..compiler.node_forms import normalize_at
 from ..compiler.spec_base import SpecModel, reported_at_spec_path
 from ..errors import did_you_mean
 
@@ -40,6 +42,7 @@ __all__ = [
     "WeightsSpec",
     "InitSpec",
     "MetricSpec",
+    "from_names",
 ]
 
 Mode = Literal["auto", "min", "max"]
@@ -78,9 +81,10 @@ class Call(BaseModel):
         if isinstance(data, str):
             data, form = {"name": data}, "str"
         elif isinstance(data, dict) and "name" not in data:
-            extra = [k for k in data if k not in cls.model_fields]
+            keys = cls._keys()
+            extra = [k for k in data if k not in keys]
             for key in extra:  # a misspelt field is likelier than two names
-                hint = did_you_mean(str(key), [f for f in cls.model_fields if f not in ("name", "args")])
+                hint = did_you_mean(str(key), [f for f in keys if f not in ("name", "args")])
                 if hint and len(extra) > 1:
                     raise _key_error("unknown_key", "unknown key `{key}`; {hint}", key, hint=hint)
             if len(extra) > 1:
@@ -118,6 +122,11 @@ class Call(BaseModel):
 
     def _check(self) -> None:
         """Check the entry against its registry (once, when the spec is loaded)."""
+
+    @classmethod
+    def _keys(cls) -> list[str]:
+        """The keys the entry's fields are written with (``from`` for ``from_``)."""
+        return [f.alias or name for name, f in cls.model_fields.items()]
 
     def __eq__(self, other: object) -> bool:
         # How the entry was written (`_form`) is not part of its value: `{SGD: {lr: 0.1}}` equals
@@ -169,19 +178,27 @@ def _key_error(kind: str, message: str, key: Any, **ctx: Any) -> PydanticCustomE
 
 
 class LossSpec(Call):
-    """One loss, a weighted sum of losses, or a loss per named output.
+    """One loss, a weighted sum of losses, a loss per named output, or named terms over a loss graph.
 
     Exactly one of ``name`` (one torch.nn or registered loss), ``sum`` (a list of loss
-    entries, each with its own ``weight``) or ``outputs`` (output name -> loss entry).
+    entries, each with its own ``weight``), ``outputs`` (output name -> loss entry) or
+    ``terms`` (term name -> a loss entry that reads what its ``from`` names, or a value of the
+    loss graph reduced to a number; each term is logged as ``loss_<name>``). ``nodes`` is the
+    loss graph: the model's node language, over model outputs and named model nodes.
 
     >>> LossSpec.model_validate({"sum": ["CrossEntropyLoss", {"Dice": {}, "weight": 0.5}]}).sum[1].weight
     0.5
+    >>> import netspec.compiler.spec  # registers the node model (any loaded spec has imported it)
+    >>> vae = LossSpec.model_validate({"nodes": [{"kl": {"exp": {}, "from": "logvar"}}],
+    ...                                "terms": {"kl": {"from": "kl", "reduction": "sum", "weight": -0.5}}})
+    >>> vae.terms["kl"].reduction, vae.nodes[0].name
+    ('sum', 'kl')
     """
 
     name: str | None = Field(  # type: ignore[assignment]
         default=None,
         description="A torch.nn loss class (`CrossEntropyLoss`, `BCELoss`, ...) or a registered "
-        "netspec loss (`Dice`, `DiceBCE`, `IoU`, `Focal`).",
+        "netspec loss (`Dice`, `DiceBCE`, `IoU`, `Focal`, `NTXent`).",
     )
     sum: list[LossSpec] | None = Field(
         default=None, description="Weighted sum of these losses (each entry may set `weight`)."
@@ -189,6 +206,30 @@ class LossSpec(Call):
     outputs: dict[str, LossSpec] | None = Field(
         default=None,
         description="A loss per named model output: `{output name: loss}`; the total is the weighted sum.",
+    )
+    terms: dict[str, LossSpec] | None = Field(
+        default=None,
+        description="Named terms, the total is their weighted sum; each is logged as `loss_<name>` "
+        "(`train_loss_kl`, `val_loss_kl`). A term is a loss reading what its `from` names "
+        "(`{BCELoss: {}, from: recon}`: an output or node and the target; `from: [a, b]`: two "
+        "values), or a value of the loss graph reduced to a number (`{from: kl, reduction: sum}`).",
+    )
+    nodes: list[Any] | None = Field(
+        default=None,
+        description="The loss graph (with `terms`): nodes as in the model's `nodes` (ops and "
+        "layers without weights) reading model outputs, named model nodes and each other.",
+    )
+    from_: str | list[str] | None = Field(
+        default=None,
+        alias="from",
+        description="In `terms`: what the term reads: one name (compared with the target), two "
+        "names (compared with each other), or, without a loss name, the value to reduce. "
+        "Names are model outputs, named model nodes (exposed to the loss, not to `predict`) or loss nodes.",
+    )
+    reduction: Literal["mean", "sum", "batchmean"] | None = Field(
+        default=None,
+        description="A term without a loss name: how its value becomes a number: `mean` (of every "
+        "element, the default), `sum`, or `batchmean` (the sum divided by the batch size).",
     )
     weight: float = Field(default=1.0, description="Multiplier of this loss in a sum.")
     output: str | None = Field(
@@ -203,25 +244,118 @@ class LossSpec(Call):
     )
     _kind: ClassVar[str] = "loss"
 
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _loss_nodes(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        with reported_at_spec_path():
+            return [_node(raw, i) for i, raw in enumerate(value)]
+
     @model_validator(mode="after")
     def _exactly_one(self) -> LossSpec:
-        given = [k for k in ("name", "sum", "outputs") if getattr(self, k) is not None]
-        message = "a loss is exactly one of: a loss name, `sum: [...]` or `outputs: {...}`"
+        given = [k for k in ("name", "sum", "outputs", "terms") if getattr(self, k) is not None]
+        message = "a loss is exactly one of: a loss name, `sum: [...]`, `outputs: {...}` or `terms: {...}`"
         if len(given) > 1:
             raise _key_error("bad_key", f"{message}; found {' and '.join(given)}", given[1])
-        if not given:
+        if not given and self.from_ is None:
             raise ValueError(message)
         if self.sum == []:
             raise _key_error("bad_key", "`sum:` needs at least one loss", "sum")
         if self.outputs == {}:
             raise _key_error("bad_key", "`outputs:` needs at least one output", "outputs")
+        if self.terms == {}:
+            raise _key_error("bad_key", "`terms:` needs at least one term", "terms")
+        self._check_graph_keys(given)
         return self
+
+    def _check_graph_keys(self, given: list[str]) -> None:
+        """`from`, `reduction` and `nodes` only where they mean something."""
+        if self.nodes is not None and self.terms is None:
+            raise _key_error("bad_key", "`nodes:` is the loss graph of `terms:`; add the terms that read it", "nodes")
+        if self.from_ is not None and given and given[0] != "name":
+            raise _key_error("bad_key", f"`from:` names what one term reads; it does not go with `{given[0]}`", "from")
+        if self.from_ is not None and self.output is not None:
+            raise _key_error("bad_key", "`from:` and `output:` both say what the loss reads; keep `from:`", "output")
+        reads = [self.from_] if isinstance(self.from_, str) else list(self.from_ or [])
+        if self.from_ is not None and not 1 <= len(reads) <= (2 if self.name else 1):
+            many = "one or two names" if self.name else "one name (the value to reduce)"
+            raise _key_error("bad_key", f"`from:` takes {many}, got {len(reads)}", "from")
+        if self.reduction is not None and (self.name is not None or self.from_ is None):
+            raise _key_error(
+                "bad_key",
+                "`reduction:` is for a term without a loss name; a named loss takes it among its arguments",
+                "reduction",
+            )
+        for key in self.terms or {}:
+            if not _IDENT.match(key):
+                raise _key_error("bad_key", f"term name `{key}` must be an identifier (it names a metric)", key)
+
+    def reads(self) -> list[str]:
+        """The names this entry's ``from`` gives (empty when it has none).
+
+        >>> LossSpec.model_validate({"MSELoss": {}, "from": ["a", "b"]}).reads()
+        ['a', 'b']
+        """
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_ or [])
+
+    def model_reads(self) -> list[str]:
+        """Every name the loss graph and the terms read that is not a loss node: model outputs
+        and the model nodes the compiled model must expose to the loss (in order, once each).
+
+        >>> import netspec.compiler.spec  # registers the node model
+        >>> LossSpec.model_validate({"nodes": [{"d": {"sub": [], "from": ["a", "b"]}}],
+        ...                          "terms": {"t": {"from": "d"}, "u": {"L1Loss": {}, "from": "c"}}}).model_reads()
+        ['a', 'b', 'c']
+        """
+        own = {n.name for n in self.nodes or [] if n.name}
+        names: list[str] = []
+        for node in self.nodes or []:
+            names += from_names(node.from_)
+        for term in (self.terms or {}).values():
+            names += term.reads()
+        return [n for n in dict.fromkeys(names) if n not in own]
 
     def _check(self) -> None:
         if self.name is not None:
             from .losses import check_loss
 
             check_loss(self)
+
+
+#: the model of a node (compiler/spec.py's NodeSpec, registered there: that module imports this one)
+NODE_MODEL: list[type[BaseModel]] = []
+
+
+def _node(raw: Any, i: int) -> Any:
+    """A loss-graph node, read as the model's nodes are (errors at ``nodes[i]`` of the loss)."""
+    from pydantic import ValidationError
+
+    from ..compiler.source import Document
+    from ..compiler.spec_errors import spec_error_from_pydantic
+    from ..errors import SpecError
+
+    if not NODE_MODEL:  # only a LossSpec made before any spec was loaded: import netspec.compiler.spec first
+        raise RuntimeError("netspec.compiler.spec registers the node model; import it first")
+    node = normalize_at(raw, {}, (i,))  # its errors carry their place below `nodes`
+    try:
+        return NODE_MODEL[0].model_validate(node)
+    except ValidationError as e:
+        err = spec_error_from_pydantic(e, Document(node))
+        raise SpecError(err.message, path=(i, *err.path), hint=err.hint) from None
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def from_names(ref: Any) -> list[str]:
+    """The node names a node's ``from`` holds (a name, a list, a mapping of names or lists)."""
+    if ref is None:
+        return []
+    if isinstance(ref, str):
+        return [ref]
+    values = ref.values() if isinstance(ref, dict) else ref
+    return [n for v in values for n in ([v] if isinstance(v, str) else v)]
 
 
 # --------------------------------------------------------------------------- optimizer

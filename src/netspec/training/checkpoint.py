@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import CheckpointError, NonFiniteLoss, summarise
+from .context import output_shapes
 from .hardware import rng_state, set_rng_state
-from .losses import output_shapes
 from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
 from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file

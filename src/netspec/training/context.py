@@ -1,5 +1,6 @@
 """What the training commands need to know about the spec they were given: where it came from
-(for located errors and relative paths) and whether it has the sections a command needs."""
+(for located errors and relative paths), whether it has the sections a command needs, and the
+per-sample shapes of its compiled model's outputs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor, nn
+
 from ..errors import Location, NetspecError, SpecError
 
-__all__ = ["located", "spec_base_dir", "spec_roots", "require_sections"]
+__all__ = ["located", "spec_base_dir", "spec_roots", "require_sections", "output_shapes"]
 
 # What each section is for, as the error says when it is missing.
 _EXAMPLES = {
@@ -87,3 +90,22 @@ def require_sections(spec: Any, *sections: str) -> None:
                 path=(name,),
                 hint=_EXAMPLES.get(name),
             )
+
+
+def output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shapes of a compiled netspec model, from its typed graph (nothing is
+    run); empty for any other module.
+
+    >>> from netspec.api import build_model
+    >>> output_shapes(build_model({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 4}}]}))
+    {'linear': (4,)}
+    """
+    graph = getattr(model, "netspec_graph", None)
+    if graph is None:
+        return {}
+    shapes = {}
+    for name, ref in graph.outputs:
+        value = graph.node(ref).value if ref not in graph.inputs else graph.inputs[ref]
+        if isinstance(value, Tensor):
+            shapes[name] = tuple(value.shape[1:])
+    return shapes

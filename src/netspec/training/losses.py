@@ -57,7 +57,6 @@ __all__ = [
     "pick_target",
     "Criterion",
     "build_criterion",
-    "output_shapes",
     "class_counts",
     "DiceLoss",
     "DiceBCELoss",
@@ -532,25 +531,6 @@ def build_criterion(
     [0.6666666865348816, 2.0, 0.0]
     """
     return Criterion(plan_terms(spec, output_names), class_counts, shapes)
-
-
-def output_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Per-sample output shapes of a compiled netspec model, from its typed graph (nothing is
-    run); empty for any other module.
-
-    >>> from netspec.api import build_model
-    >>> output_shapes(build_model({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 4}}]}))
-    {'linear': (4,)}
-    """
-    graph = getattr(model, "netspec_graph", None)
-    if graph is None:
-        return {}
-    shapes = {}
-    for name, ref in graph.outputs:
-        value = graph.node(ref).value if ref not in graph.inputs else graph.inputs[ref]
-        if isinstance(value, Tensor):
-            shapes[name] = tuple(value.shape[1:])
-    return shapes
 
 
 def class_counts(spec: LossSpec, output_names: list[str], shapes: dict[str, tuple[int, ...]]) -> list[ClassCount]:

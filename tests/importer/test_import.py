@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
@@ -193,3 +194,30 @@ def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> No
 def test_a_sequential_model_is_refused() -> None:
     with pytest.raises(SpecError, match="a spec's top-level nodes need names"):
         spec_from_module(torch.nn.Sequential(torch.nn.Linear(4, 2)), {"x": (4,)})
+
+
+def test_children_named_with_a_dash_keep_their_keys() -> None:
+    """RegNet's stages name their blocks `block1-0`: the nodes keep those names (PyTorch's keys)."""
+
+    class Stage(nn.Sequential):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_module("block1-0", nn.Linear(4, 4))
+            self.add_module("block1-1", nn.Linear(4, 4))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stage = Stage()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.stage(x))
+
+    model = Net().eval()
+    imported = spec_from_module(model, {"x": (4,)}, name="net")
+    assert "- block1-0: {Linear: {out_features: 4}}" in imported.text
+    module = compile_spec(load_spec(text=imported.text)).module
+    module.load_state_dict(model.state_dict(), strict=True)
+    assert "stage.block1-1.weight" in module.state_dict()
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(module(x), model(x))

@@ -40,18 +40,12 @@ _AUX = (
     "`{aux}` holds weights but forward (in eval mode) never calls it: a spec cannot hold a module its forward "
     "does not use"
 )
-_REGNET = (
-    "trunk_output.block1: child `block1-0` of a Sequential is not an identifier: a spec names nodes with "
-    "identifiers (or numbers them by position), so the state_dict key `trunk_output.block1.block1-0` "
-    "cannot be kept"
-)
 _SWIN = "features.1.0.attn: forward reads `{buffer}`, a buffer: a spec holds only parameters of its own nodes"
 
 # model -> why netspec cannot express it (the line `netspec import` prints after the model's name)
 LIMITATIONS = {
     "googlenet": _AUX.format(aux="aux1"),  # --args aux_logits=false imports it (below)
     "inception_v3": _AUX.format(aux="AuxLogits"),  # likewise
-    **{name: _REGNET for name in MODELS if name.startswith("regnet_")},
     **{name: _SWIN.format(buffer="relative_position_index") for name in ("swin_t", "swin_s", "swin_b")},
     **{name: _SWIN.format(buffer="relative_coords_table") for name in ("swin_v2_t", "swin_v2_s", "swin_v2_b")},
     "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1: `torch.einsum` has no spec op or layer that "

@@ -27,6 +27,7 @@ from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
 from .ir import BatchSize, Body, Ref, SNode, has_state
 from .layer_args import node_args
+from .norm_act import norm_act_nodes, norm_base
 from .trace import META, TensorMeta, Traced
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
@@ -173,6 +174,8 @@ class Converter:
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if sub.kind == "layer" and norm_base(sub.module) is not None:  # timm's BatchNormAct2d
+            return norm_act_nodes(self, n, name, sub, args, kwargs)
         if sub.kind == "layer":
             return self._layer(name, sub, args, kwargs)
         return _module_node(name, sub, self._bind(sub, args, kwargs), self)

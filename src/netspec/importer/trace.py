@@ -64,11 +64,18 @@ def kind_of(module: nn.Module) -> Kind:
     >>> kind_of(nn.ReLU()), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Identity())
     ('layer', 'sequential', 'layer')
     """
-    if is_layer(module):
+    if is_layer(module) or _norm_act(module):
         return "layer"
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         return "sequential"
     return "custom"
+
+
+def _norm_act(module: nn.Module) -> bool:
+    """timm's norm-and-activation layers, read as a torch.nn norm layer and its children (``norm_act.py``)."""
+    from .norm_act import norm_base
+
+    return norm_base(module) is not None
 
 
 class _OneLevel(fx.Tracer):

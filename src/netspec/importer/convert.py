@@ -21,11 +21,11 @@ from torch import fx
 
 from ..compiler.graph import RESERVED_NAMES
 from ..nodes.layers import LAYERS
-from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
+from . import layer_calls, pieces  # noqa: F401  (register the calls written as layers, and unbind/split)
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
-from .ir import BatchSize, Body, Ref, SNode, has_state
+from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .norm_act import norm_act_nodes, norm_base
 from .trace import META, TensorMeta, Traced
@@ -230,9 +230,15 @@ class Converter:
         key = call_name(n.op, n.target)
         if key in ("torch.cat", "torch.concat") and self._hoisted_cat(n):
             return
+        args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if key != "operator.getitem" and any(isinstance(a, Pieces) for a in [*args, *kwargs.values()]):
+            raise ImportFailed(
+                f"`{n.name}` takes the whole tuple of an unbind or split: a spec reads its pieces one by one",
+                where=self.where,
+            )
         name = self.namer.fresh(n.name)
         call = Call(name, self.where, Ref(name, (first, second)), self.namer.fresh, key, self.notes)
-        self._add(n, convert_call(call, key, self.arg(n.args), self.arg(n.kwargs)))
+        self._add(n, convert_call(call, key, args, kwargs))
         changed = n.args[0] if n.args else None
         in_place = (key.startswith("Tensor.") and key.endswith("_")) or n.kwargs.get("inplace") is True
         if in_place and isinstance(changed, fx.Node) and isinstance(self.env.get(changed), Ref):
@@ -258,6 +264,9 @@ class Converter:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _add(self, n: fx.Node, result: Result) -> None:
+        if isinstance(result, Pieces):  # no node until a piece is read
+            self.env[n] = result
+            return
         if isinstance(result, Ref):
             self.env[n] = result
             return

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..nodes.ops import _UNARY
 from .call import Call, Result, const
 from .errors import ImportFailed
-from .ir import BatchSize, Ref, SNode
+from .ir import BatchSize, Pieces, Ref, SNode
 
 HANDLERS: dict[str, Callable[..., Result]] = {}
 
@@ -219,6 +219,8 @@ def _flatten(c: Call, input: Ref, start_dim: int = 0, end_dim: int = -1) -> Resu
 def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     """Read from the shape it gave: the per-sample shape at the declared input size."""
     out = c.result
+    if not input.batch_dims and not out.batch_dims:  # a parameter's: `gamma.reshape(1, -1, 1, 1)`
+        return _ones_added(c, input, out)
     if out.batch_dims != [0]:
         raise ImportFailed(
             f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
@@ -226,6 +228,31 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
             where=c.where,
         )
     return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
+    """A reshape of a tensor without a batch (a parameter) that only adds dims of size 1, as
+    ``unsqueeze`` steps (torch semantics: no batch to keep).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> meta = lambda s: (TensorMeta(s, None),) * 2
+    >>> c = Call("g", "ls", Ref("g", meta((1, 4, 1, 1))), lambda wish: wish)
+    >>> [(n.op, n.args) for n in _ones_added(c, Ref("gamma", meta((4,))), c.result)]
+    [('unsqueeze', {'dim': 0}), ('unsqueeze', {'dim': 2}), ('unsqueeze', {'dim': 3})]
+    """
+    shape, want = list(input.shape), list(out.shape)
+    if [s for s in want if s != 1] != [s for s in shape if s != 1] or 1 in shape:
+        raise ImportFailed(
+            f"a reshape of a {shape} tensor without a batch to {want} has no spec op (only dims of size 1 can be added)",
+            where=c.where,
+        )
+    dims = [d for d, s in enumerate(want) if s == 1]
+    nodes, current = [], input.name
+    for k, d in enumerate(dims):
+        node = c.op("unsqueeze", [current], suffix=f"dim{k}", dim=d)
+        nodes.append(node)
+        current = str(node.name)
+    return _last_named(c, nodes) if nodes else input
 
 
 @handles("Tensor.expand")
@@ -349,6 +376,10 @@ def _plain(value: Any) -> Any:
 @handles("operator.getitem")
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
     """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
+    if isinstance(value, Pieces):  # `qkv.unbind(0)[1]`
+        from .pieces import piece
+
+        return piece(c, value, index)
     if not value.is_tensor:
         return c.op("item", [value], index=const(c, index, "an index"))
     parts = index if isinstance(index, tuple) else (index,)

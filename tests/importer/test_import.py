@@ -221,3 +221,51 @@ def test_children_named_with_a_dash_keep_their_keys() -> None:
     assert "stage.block1-1.weight" in module.state_dict()
     x = torch.randn(3, 4)
     torch.testing.assert_close(module(x), model(x))
+
+
+def test_a_model_that_draws_noise_is_checked_with_both_forwards_seeded_alike() -> None:
+    imported = spec_from_module(toys.VAE(), {"x": (8,)}, name="vae")
+    assert "randn_like" in imported.text and imported.checked.max_diff == 0.0
+
+
+def test_inputs_named_type_meta_code_and_graph_keep_their_names() -> None:
+    text = _round_trip(toys.OddInputNames(), {"type": (4,), "meta": (2,), "code": (3,), "graph": (3,)})
+    assert "inputs:\n  type: [4]\n  meta: [2]\n  code: [3]\n  graph: [3]\n" in text
+
+
+def test_unbind_split_and_a_reshaped_parameter_become_select_narrow_and_unsqueeze() -> None:
+    text = _round_trip(toys.Unbound(), {"x": (5, 4)})
+    assert "select:" in text and "narrow:" in text and "unsqueeze:" in text
+
+
+@pytest.mark.parametrize(
+    "cls, inputs, reason",
+    [
+        (
+            toys.DictInputs,
+            {"batch": (4,)},
+            "forward argument `batch` is a dict (forward reads `batch['image']`): a spec's inputs are tensors, "
+            "one per name; import a module whose forward takes each tensor of `batch` as its own argument",
+        ),
+        (
+            toys.TupleHidden,
+            {"x": (5, 4), "hidden": (1, 3)},
+            "forward argument `hidden` is the hidden state of LSTM `lstm`, the tuple (h0, c0): a spec's inputs are "
+            "tensors, one per name; import a module whose forward takes h0 and c0 (a spec writes "
+            "`from: {input: x, hx: [h0, c0]}`)",
+        ),
+        (
+            toys.ParamList,
+            {"x": (4,)},
+            "forward reads `scales.0`, an item of nn.ParameterList `scales`: a spec's `Parameter` node is a "
+            "parameter of its own (the key `scales.0` would need a node named `0` inside a node `scales`); make "
+            "each a parameter of the module (self.w0 = nn.Parameter(...))",
+        ),
+    ],
+)
+def test_inputs_that_are_no_tensors_and_parameter_lists_are_refused_in_one_line(
+    cls: type, inputs: dict[str, tuple[int, ...]], reason: str
+) -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(cls(), inputs)
+    assert str(e.value) == f"{toys.__name__}.{cls.__name__}: {reason}"

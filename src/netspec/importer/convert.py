@@ -148,7 +148,12 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
-        name = self.namer.fresh(str(n.target).lstrip("*"))
+        wish = str(n.target).lstrip("*")
+        if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
+            name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
+            self.namer.taken.add(name)
+        else:
+            name = self.namer.fresh(wish)
         self.inputs.append(name)
         self.env[n] = Ref(name, self.values(n))
 
@@ -158,6 +163,15 @@ class Converter:
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
             what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
+            head = target.split(".")[0]
+            if isinstance(getattr(self.module, head, None), (torch.nn.ParameterList, torch.nn.ParameterDict)):
+                kind = type(getattr(self.module, head)).__name__
+                raise ImportFailed(
+                    f"forward reads `{target}`, an item of nn.{kind} `{head}`: a spec's `Parameter` node is a "
+                    f"parameter of its own (the key `{head}.0` would need a node named `0` inside a node `{head}`)",
+                    where=self.where,
+                    hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
+                )
             raise ImportFailed(
                 f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes", where=self.where
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -281,6 +282,30 @@ def example_inputs(
     return out
 
 
+def _check_tensor_inputs(traced: Traced) -> None:
+    """A spec input is one tensor: refuse, before running, a forward argument that is a dict
+    (``batch["image"]``) or a tuple (``hidden[0]``, or LSTM's ``(h, c)`` passed whole)."""
+    assert traced.graph is not None
+    for p in traced.graph.nodes:
+        if p.op != "placeholder" or p.target in traced.literal:
+            continue
+        for user in p.users:
+            key = user.args[1] if user.target is operator.getitem and len(user.args) > 1 else None
+            if isinstance(key, (str, int)):
+                what = f"a dict (forward reads `{p.target}[{key!r}]`)" if isinstance(key, str) else "a tuple"
+                raise ImportFailed(
+                    f"forward argument `{p.target}` is {what}: a spec's inputs are tensors, one per name",
+                    hint=f"import a module whose forward takes each tensor of `{p.target}` as its own argument",
+                )
+            sub = traced.module.get_submodule(str(user.target)) if user.op == "call_module" else None
+            if isinstance(sub, nn.LSTM) and p in (user.args[1:] + tuple(user.kwargs.values())):
+                raise ImportFailed(
+                    f"forward argument `{p.target}` is the hidden state of LSTM `{user.target}`, the tuple (h0, c0): "
+                    "a spec's inputs are tensors, one per name",
+                    hint="import a module whose forward takes h0 and c0 (a spec writes `from: {input: x, hx: [h0, c0]}`)",
+                )
+
+
 def trace_model(
     model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0, dtypes: dict[str, str] | None = None
 ) -> Traced:
@@ -308,6 +333,7 @@ def trace_model(
     params = inspect.signature(root.forward).parameters
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
     traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
+    _check_tensor_inputs(traced)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for run, batch in enumerate(BATCHES):

@@ -269,3 +269,14 @@ def test_inputs_that_are_no_tensors_and_parameter_lists_are_refused_in_one_line(
     with pytest.raises(SpecError) as e:
         spec_from_module(cls(), inputs)
     assert str(e.value) == f"{toys.__name__}.{cls.__name__}: {reason}"
+
+
+def test_a_class_used_in_a_block_and_after_it_is_made_a_block_first() -> None:
+    """The block of `LayerNorm` is made before the block of `Layer`, which uses it, though the model
+    uses `LayerNorm` again after `Layer` (torch's LayerNorm and timm's of the same name were mixed up)."""
+    text = _round_trip(toys.NormAfterBlocks(), {"x": (4,)})
+    assert text.count("{LayerNormBlock: {}}") == 2
+
+
+def test_scaled_dot_product_attention_is_the_attention_op() -> None:
+    assert "attention: {scale: 0.3}" in _round_trip(toys.Attending(), {"x": (5, 8)})

@@ -402,3 +402,45 @@ class Unbound(nn.Module):
         q, k, v = qkv.unbind(0)
         a, b = torch.split(q @ k.transpose(-2, -1) @ v, [1, 3], dim=-1)  # (B, 5, 1), (B, 5, 3)
         return a * b * self.gamma.reshape(1, 1, -1)
+
+
+class LayerNorm(nn.Module):
+    """A class used inside a block and again after it, at the top; named like a torch.nn layer
+    (timm's is), so its block is `LayerNormBlock`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class Layer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.norm = nn.Linear(4, 4), LayerNorm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(x))
+
+
+class NormAfterBlocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer, self.norm = Layer(), LayerNorm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.layer(x))
+
+
+class Attending(nn.Module):
+    """timm's fused attention: F.scaled_dot_product_attention on q, k, v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).reshape(x.shape[0], 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)  # (B, 2, 5, 4) each
+        return F.scaled_dot_product_attention(q, k, v, scale=0.3)

@@ -89,8 +89,9 @@ def _classes_innermost_first(root: Body) -> list[tuple[type, list[SNode]]]:
             if cls in chain:
                 raise ImportFailed(f"{class_path(cls)} contains itself: blocks cannot be recursive", where=use.use.path)
             uses.setdefault(cls, []).append(use)
-            h = max(h, visit(use.use, chain + (cls,)) + 1)
-            height[cls] = max(height.get(cls, 0), h)
+            own = visit(use.use, chain + (cls,))  # the class's own depth, not its siblings'
+            height[cls] = max(height.get(cls, 0), own)
+            h = max(h, own + 1)
         return h
 
     visit(root, ())

@@ -21,7 +21,7 @@ from torch import fx
 
 from ..compiler.graph import RESERVED_NAMES
 from ..nodes.layers import LAYERS
-from . import layer_calls, pieces  # noqa: F401  (register the calls written as layers, and unbind/split)
+from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, unbind/split, attention)
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call

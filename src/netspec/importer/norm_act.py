@@ -28,6 +28,7 @@ _BASES = {
     "timm.layers.norm_act.GroupNormAct": "GroupNorm",
     "timm.layers.norm_act.GroupNorm1Act": "GroupNorm",
     "timm.layers.norm_act.LayerNormAct": "LayerNorm",
+    "timm.layers.norm.LayerNorm": "LayerNorm",  # F.layer_norm with its own tensors; no children
     "timm.layers.linear.Linear": "Linear",  # F.linear with its own weight, for torchscript; no children
 }
 

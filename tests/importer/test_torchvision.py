@@ -81,6 +81,28 @@ def test_torchvision_model_round_trips(name: str) -> None:
         _round_trip(model, inputs, label)
 
 
+SEGMENTATION = tvm.list_models(module=tvm.segmentation)
+SEG_LIMITATIONS: dict[str, str] = {}  # model -> the line after its name; none today
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "lraspp_mobilenet_v3_large" else pytest.param(n, marks=pytest.mark.slow) for n in SEGMENTATION]
+)
+def test_torchvision_segmentation_model_round_trips(name: str) -> None:
+    """At 64x64 (their sizes are computed from the input's, and fixed at it); their `aux` head
+    runs in eval mode too, so its weights are kept."""
+    torch.manual_seed(0)
+    model = tvm.get_model(name, weights=None, weights_backbone=None).eval()
+    label = f"torchvision.models.segmentation:{name}"
+    if name in SEG_LIMITATIONS:
+        with pytest.raises(SpecError) as e:
+            spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+        assert str(e.value) == f"{label}: {SEG_LIMITATIONS[name]}"
+    else:
+        imported = spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+        assert imported.checked is not None and imported.checked.tensors == len(model.state_dict())
+
+
 @pytest.mark.parametrize("name", [pytest.param("googlenet"), pytest.param("inception_v3", marks=pytest.mark.slow)])
 def test_without_aux_heads_googlenet_and_inception_round_trip(name: str) -> None:
     model = tvm.get_model(name, aux_logits=False, init_weights=False).eval()

@@ -212,7 +212,25 @@ def _stack(c: Call, tensors: list, dim: int = 0) -> Result:
 
 @handles("torch.flatten", "Tensor.flatten")
 def _flatten(c: Call, input: Ref, start_dim: int = 0, end_dim: int = -1) -> Result:
+    _keeps_samples(c, input, c.result, "flatten")
     return c.op("flatten", [input], start_dim=start_dim, end_dim=end_dim)
+
+
+def _keeps_samples(c: Call, input: Ref, out: Ref, what: str) -> None:
+    """Refuse folding other dims into the batch (windows into samples: Swin's, Hiera's), which
+    the spec's shape ops never do: its dim 0 is 1 at batch 1 (`trace.BATCHES`) in the batch's place."""
+    if input.batch_dims == [0] and out.batch_dims == [0] and out.meta[0].shape[0] != 1:
+        raise ImportFailed(
+            f"a {what} from {_shown(input)} to {_shown(out)} folds dims into the batch (windows into samples): "
+            "a spec's ops keep the samples of a batch apart",
+            where=c.where,
+        )
+
+
+def _shown(ref: Ref) -> str:
+    """``(B, 8, 7, 96)``, or ``(64B, 7, 96)`` where the batch dim holds more than the batch."""
+    first = ref.meta[0].shape[0]
+    return "(" + ", ".join([f"{first}B" if first != 1 else "B", *map(str, ref.shape[1:])]) + ")"
 
 
 @handles("torch.reshape", "Tensor.reshape", "Tensor.view")
@@ -221,6 +239,7 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     out = c.result
     if not input.batch_dims and not out.batch_dims:  # a parameter's: `gamma.reshape(1, -1, 1, 1)`
         return _ones_added(c, input, out)
+    _keeps_samples(c, input, out, "reshape")
     if out.batch_dims != [0]:
         raise ImportFailed(
             f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "

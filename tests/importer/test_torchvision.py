@@ -82,11 +82,21 @@ def test_torchvision_model_round_trips(name: str) -> None:
 
 
 SEGMENTATION = tvm.list_models(module=tvm.segmentation)
-SEG_LIMITATIONS: dict[str, str] = {}  # model -> the line after its name; none today
+_ASPP = (
+    "classifier.0: forward calls the items of nn.ModuleList `convs` other than one after another, in order "
+    "(`convs.0` goes to `torch.cat`): a group holds only them, numbered by position; make each item a module "
+    "that does the whole step (a block)"
+)
+# model -> the line after its name
+SEG_LIMITATIONS = {
+    **{name: _ASPP for name in SEGMENTATION if name.startswith("deeplabv3_")},
+    "lraspp_mobilenet_v3_large": "classifier: forward reads `_tensor_constant0`, a tensor that is not its own "
+    "parameter: a spec holds only parameters of its own nodes",
+}
 
 
 @pytest.mark.parametrize(
-    "name", [n if n == "lraspp_mobilenet_v3_large" else pytest.param(n, marks=pytest.mark.slow) for n in SEGMENTATION]
+    "name", [n if n == "fcn_resnet50" else pytest.param(n, marks=pytest.mark.slow) for n in SEGMENTATION]
 )
 def test_torchvision_segmentation_model_round_trips(name: str) -> None:
     """At 64x64 (their sizes are computed from the input's, and fixed at it); their `aux` head

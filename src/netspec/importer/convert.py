@@ -107,6 +107,8 @@ def _callee(n: fx.Node) -> str:
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, TensorMeta):
         return True
+    if isinstance(value, dict):  # a module's dict of outputs (torchvision's IntermediateLayerGetter)
+        return any(_has_tensor(v) for v in value.values())
     return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
 
 
@@ -269,6 +271,10 @@ class Converter:
                 raise ImportFailed(
                     f"forward returns a dict with keys {self.output_keys}: a spec's output names are identifiers"
                 )
+        if isinstance(value, dict) and all(
+            isinstance(k, str) for k in value
+        ):  # a block's: read by key (functions._getitem)
+            value = list(value.values())
         items = value if isinstance(value, (tuple, list)) else [value]
         if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
             what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")

@@ -399,6 +399,11 @@ def _getitem(c: Call, value: Ref, index: Any) -> Result:
         from .pieces import piece
 
         return piece(c, value, index)
+    if isinstance(value.meta[0], dict) and isinstance(index, str):  # a block that returns a dict: by key
+        keys = list(value.meta[0])
+        if len(keys) == 1:  # the block returns that one tensor
+            return Ref(value.name, (value.meta[0][index], value.meta[1][index]))
+        return c.op("item", [value], index=keys.index(index))
     if not value.is_tensor:
         return c.op("item", [value], index=const(c, index, "an index"))
     parts = index if isinstance(index, tuple) else (index,)

@@ -44,6 +44,8 @@ def describe(value: Any) -> Any:
         return TensorMeta(tuple(value.shape), value.dtype)
     if isinstance(value, (tuple, list)):  # torch.Size is a tuple too
         return tuple(describe(v) for v in value)
+    if isinstance(value, dict):
+        return {k: describe(v) for k, v in value.items()}
     return value
 
 

@@ -396,8 +396,6 @@ def _plain(value: Any) -> Any:
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
     """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
     if isinstance(value, Pieces):  # `qkv.unbind(0)[1]`
-        from .pieces import piece
-
         return piece(c, value, index)
     if isinstance(value.meta[0], dict) and isinstance(index, str):  # a block that returns a dict: by key
         keys = list(value.meta[0])
@@ -455,3 +453,24 @@ def _last_named(c: Call, nodes: list[SNode]) -> list[SNode]:
     """The last step takes the call's own name."""
     nodes[-1].name = c.name
     return nodes
+
+
+def piece(c: Call, pieces: Pieces, index: Any) -> Result:
+    """Piece ``index`` as a ``select`` or ``narrow`` node of the source (the source itself when
+    a split has one piece).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> x = Ref("qkv", (TensorMeta((1, 3, 4), None), TensorMeta((2, 3, 4), None)))
+    >>> c = Call("q", "attn", None, lambda wish: wish)
+    >>> piece(c, Pieces(x, 1, ((0, 1), (1, 1), (2, 1)), drop_dim=True), 2).args
+    {'dim': 1, 'index': 2}
+    """
+    k = const(c, index, "an index")
+    if not isinstance(k, int) or not -len(pieces.spans) <= k < len(pieces.spans):
+        raise ImportFailed(f"reading piece {index!r} of {len(pieces.spans)} has no spec op", where=c.where)
+    start, length = pieces.spans[k]
+    if pieces.drop_dim:
+        return c.op("select", [pieces.source], dim=pieces.dim, index=start)
+    if length == pieces.source.shape[pieces.dim]:
+        return pieces.source
+    return c.op("narrow", [pieces.source], dim=pieces.dim, start=start, length=length)

@@ -4,7 +4,7 @@
 its own tensors: the keys ``bn.weight``, ``bn.running_mean``, ...) and then its weightless
 children ``drop`` and ``act``. A spec writes that as a ``BatchNorm2d`` node under the module's
 name (so the keys stay) followed by the dropout and activation nodes. Only the classes whose
-forward is known to be exactly that are read so (``_BASES``); any other subclass of a torch.nn
+forward is known to be exactly that are read so (``trace._BASES``); any other subclass of a torch.nn
 layer is traced like any custom module.
 """
 
@@ -14,37 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import fx, nn
 
-from ..nodes.layers import LAYERS
 from .errors import ImportFailed, class_path
 from .ir import Ref, SNode, has_state
-from .trace import Traced, is_layer
+from .trace import Traced, is_layer, norm_base
 
 if TYPE_CHECKING:
     from .convert import Converter
-
-# class -> the torch.nn layer its forward computes before `drop` and `act` (timm.layers.norm_act)
-_BASES = {
-    "timm.layers.norm_act.BatchNormAct2d": "BatchNorm2d",
-    "timm.layers.norm_act.GroupNormAct": "GroupNorm",
-    "timm.layers.norm_act.GroupNorm1Act": "GroupNorm",
-    "timm.layers.norm_act.LayerNormAct": "LayerNorm",
-    "timm.layers.norm.LayerNorm": "LayerNorm",  # F.layer_norm with its own tensors; no children
-    "timm.layers.linear.Linear": "Linear",  # F.linear with its own weight, for torchscript; no children
-}
-
-
-def norm_base(module: nn.Module) -> type[nn.Module] | None:
-    """The torch.nn norm layer a timm norm-and-activation layer computes first, or None.
-
-    >>> norm_base(nn.BatchNorm2d(4)) is None
-    True
-    """
-    base = _BASES.get(class_path(module))
-    if base is None or base not in LAYERS or not isinstance(module, LAYERS[base].cls):
-        return None
-    if getattr(module, "_fast_norm", False):  # timm's fused kernels compute it otherwise
-        return None
-    return LAYERS[base].cls
 
 
 def _plain(module: nn.Module, cls: type[nn.Module]) -> nn.Module:

@@ -40,24 +40,3 @@ def _split(c: Call, tensor: Ref, split_size_or_sections: Any, dim: int = 0) -> R
     )
     starts = [sum(lengths[:k]) for k in range(len(lengths))]
     return Pieces(tensor, d, tuple(zip(starts, lengths)), drop_dim=False)
-
-
-def piece(c: Call, pieces: Pieces, index: Any) -> Result:
-    """Piece ``index`` as a ``select`` or ``narrow`` node of the source (the source itself when
-    a split has one piece).
-
-    >>> from netspec.importer.trace import TensorMeta
-    >>> x = Ref("qkv", (TensorMeta((1, 3, 4), None), TensorMeta((2, 3, 4), None)))
-    >>> c = Call("q", "attn", None, lambda wish: wish)
-    >>> piece(c, Pieces(x, 1, ((0, 1), (1, 1), (2, 1)), drop_dim=True), 2).args
-    {'dim': 1, 'index': 2}
-    """
-    k = const(c, index, "an index")
-    if not isinstance(k, int) or not -len(pieces.spans) <= k < len(pieces.spans):
-        raise ImportFailed(f"reading piece {index!r} of {len(pieces.spans)} has no spec op", where=c.where)
-    start, length = pieces.spans[k]
-    if pieces.drop_dim:
-        return c.op("select", [pieces.source], dim=pieces.dim, index=start)
-    if length == pieces.source.shape[pieces.dim]:
-        return pieces.source
-    return c.op("narrow", [pieces.source], dim=pieces.dim, start=start, length=length)

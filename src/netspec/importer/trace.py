@@ -74,10 +74,35 @@ def kind_of(module: nn.Module) -> Kind:
     return "custom"
 
 
+# class -> the torch.nn layer its forward computes before `drop` and `act` (timm.layers.norm_act)
+_BASES = {
+    "timm.layers.norm_act.BatchNormAct2d": "BatchNorm2d",
+    "timm.layers.norm_act.GroupNormAct": "GroupNorm",
+    "timm.layers.norm_act.GroupNorm1Act": "GroupNorm",
+    "timm.layers.norm_act.LayerNormAct": "LayerNorm",
+    "timm.layers.norm.LayerNorm": "LayerNorm",  # F.layer_norm with its own tensors; no children
+    "timm.layers.linear.Linear": "Linear",  # F.linear with its own weight, for torchscript; no children
+}
+
+
+def norm_base(module: nn.Module) -> type[nn.Module] | None:
+    """The torch.nn norm layer a timm norm-and-activation layer computes first, or None.
+
+    >>> norm_base(nn.BatchNorm2d(4)) is None
+    True
+    """
+    from ..nodes.layers import LAYERS
+
+    base = _BASES.get(class_path(module))
+    if base is None or base not in LAYERS or not isinstance(module, LAYERS[base].cls):
+        return None
+    if getattr(module, "_fast_norm", False):  # timm's fused kernels compute it otherwise
+        return None
+    return LAYERS[base].cls
+
+
 def _norm_act(module: nn.Module) -> bool:
     """timm's norm-and-activation layers, read as a torch.nn norm layer and its children (``norm_act.py``)."""
-    from .norm_act import norm_base
-
     return norm_base(module) is not None
 
 

@@ -280,3 +280,8 @@ def test_a_class_used_in_a_block_and_after_it_is_made_a_block_first() -> None:
 
 def test_scaled_dot_product_attention_is_the_attention_op() -> None:
     assert "attention: {scale: 0.3}" in _round_trip(toys.Attending(), {"x": (5, 8)})
+
+
+def test_children_named_like_node_keys_are_written_in_the_explicit_form() -> None:
+    text = _round_trip(toys.NamedLikeKeys(), {"x": (4,)})
+    assert "- name: when\n    op: Linear" in text and "- name: repeat\n    op: Sequential" in text

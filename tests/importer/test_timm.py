@@ -155,7 +155,6 @@ REFUSALS = {
     "hiera_tiny_224": "unroll: a flatten from (B, 2, 2, 28, 28, 96) to (4B, 28, 28, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "sam2_hiera_tiny": "`x.tile` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "hrnet_w18_small": "stage2.0: torch.fx cannot trace timm.models.hrnet.HighResolutionModule.forward: 'Proxy' object does not support item assignment",
-    "inception_resnet_v2": "the written spec does not compile (an importer bug): <text>:120:5: nodes[8].repeat: duplicate key `repeat` (first set at 119:5)",
     "lcnetv2_small": "stages.2.0: forward calls the items of nn.ModuleList `dw_conv_list` other than one after another, in order (`dw_conv_list.0` goes to `operator.add`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
     "levit_128s": "stages.0.blocks.0.attn.qkv: a flatten from (B, 196, 256) to (196B, 256) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "lowformer_b0": "stages.2.1.attn.main.0: `torch.nn.functional.group_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",

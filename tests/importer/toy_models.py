@@ -444,3 +444,15 @@ class Attending(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).reshape(x.shape[0], 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)  # (B, 2, 5, 4) each
         return F.scaled_dot_product_attention(q, k, v, scale=0.3)
+
+
+class NamedLikeKeys(nn.Module):
+    """Children named like a spec node's keys (timm's inception_resnet_v2 has `self.repeat`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeat = nn.Sequential(nn.Linear(4, 4), nn.ReLU())  # a group, not copies
+        self.when = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.when(self.repeat(x))

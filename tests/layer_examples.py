@@ -117,6 +117,7 @@ OP_EXAMPLES: dict[str, Example] = {
     "sub": Example(1.5, [I((3, 4))]),
     "div": Example(None, [I((3, 4)), I((1, 4))]),
     "matmul": Example(None, [I((3, 4)), I((4, 5))]),
+    "attention": Example(None, [I((2, 5, 4)), I((2, 6, 4)), I((2, 6, 3))]),
     "maximum": Example(None, [I((3, 4)), I((3, 4))]),
     "minimum": Example(None, [I((3, 4)), I((3, 4))]),
     "pow": Example(2, [I((3, 4))]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
@@ -193,3 +194,94 @@ def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> No
 def test_a_sequential_model_is_refused() -> None:
     with pytest.raises(SpecError, match="a spec's top-level nodes need names"):
         spec_from_module(torch.nn.Sequential(torch.nn.Linear(4, 2)), {"x": (4,)})
+
+
+def test_children_named_with_a_dash_keep_their_keys() -> None:
+    """RegNet's stages name their blocks `block1-0`: the nodes keep those names (PyTorch's keys)."""
+
+    class Stage(nn.Sequential):
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_module("block1-0", nn.Linear(4, 4))
+            self.add_module("block1-1", nn.Linear(4, 4))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stage = Stage()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.stage(x))
+
+    model = Net().eval()
+    imported = spec_from_module(model, {"x": (4,)}, name="net")
+    assert "- block1-0: {Linear: {out_features: 4}}" in imported.text
+    module = compile_spec(load_spec(text=imported.text)).module
+    module.load_state_dict(model.state_dict(), strict=True)
+    assert "stage.block1-1.weight" in module.state_dict()
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(module(x), model(x))
+
+
+def test_a_model_that_draws_noise_is_checked_with_both_forwards_seeded_alike() -> None:
+    imported = spec_from_module(toys.VAE(), {"x": (8,)}, name="vae")
+    assert "randn_like" in imported.text and imported.checked.max_diff == 0.0
+
+
+def test_inputs_named_type_meta_code_and_graph_keep_their_names() -> None:
+    text = _round_trip(toys.OddInputNames(), {"type": (4,), "meta": (2,), "code": (3,), "graph": (3,)})
+    assert "inputs:\n  type: [4]\n  meta: [2]\n  code: [3]\n  graph: [3]\n" in text
+
+
+def test_unbind_split_and_a_reshaped_parameter_become_select_narrow_and_unsqueeze() -> None:
+    text = _round_trip(toys.Unbound(), {"x": (5, 4)})
+    assert "select:" in text and "narrow:" in text and "unsqueeze:" in text
+
+
+@pytest.mark.parametrize(
+    "cls, inputs, reason",
+    [
+        (
+            toys.DictInputs,
+            {"batch": (4,)},
+            "forward argument `batch` is a dict (forward reads `batch['image']`): a spec's inputs are tensors, "
+            "one per name; import a module whose forward takes each tensor of `batch` as its own argument",
+        ),
+        (
+            toys.TupleHidden,
+            {"x": (5, 4), "hidden": (1, 3)},
+            "forward argument `hidden` is the hidden state of LSTM `lstm`, the tuple (h0, c0): a spec's inputs are "
+            "tensors, one per name; import a module whose forward takes h0 and c0 (a spec writes "
+            "`from: {input: x, hx: [h0, c0]}`)",
+        ),
+        (
+            toys.ParamList,
+            {"x": (4,)},
+            "forward reads `scales.0`, an item of nn.ParameterList `scales`: a spec's `Parameter` node is a "
+            "parameter of its own (the key `scales.0` would need a node named `0` inside a node `scales`); make "
+            "each a parameter of the module (self.w0 = nn.Parameter(...))",
+        ),
+    ],
+)
+def test_inputs_that_are_no_tensors_and_parameter_lists_are_refused_in_one_line(
+    cls: type, inputs: dict[str, tuple[int, ...]], reason: str
+) -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(cls(), inputs)
+    assert str(e.value) == f"{toys.__name__}.{cls.__name__}: {reason}"
+
+
+def test_a_class_used_in_a_block_and_after_it_is_made_a_block_first() -> None:
+    """The block of `LayerNorm` is made before the block of `Layer`, which uses it, though the model
+    uses `LayerNorm` again after `Layer` (torch's LayerNorm and timm's of the same name were mixed up)."""
+    text = _round_trip(toys.NormAfterBlocks(), {"x": (4,)})
+    assert text.count("{LayerNormBlock: {}}") == 2
+
+
+def test_scaled_dot_product_attention_is_the_attention_op() -> None:
+    assert "attention: {scale: 0.3}" in _round_trip(toys.Attending(), {"x": (5, 8)})
+
+
+def test_children_named_like_node_keys_are_written_in_the_explicit_form() -> None:
+    text = _round_trip(toys.NamedLikeKeys(), {"x": (4,)})
+    assert "- name: when\n    op: Linear" in text and "- name: repeat\n    op: Sequential" in text

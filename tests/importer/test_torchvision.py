@@ -40,18 +40,12 @@ _AUX = (
     "`{aux}` holds weights but forward (in eval mode) never calls it: a spec cannot hold a module its forward "
     "does not use"
 )
-_REGNET = (
-    "trunk_output.block1: child `block1-0` of a Sequential is not an identifier: a spec names nodes with "
-    "identifiers (or numbers them by position), so the state_dict key `trunk_output.block1.block1-0` "
-    "cannot be kept"
-)
 _SWIN = "features.1.0.attn: forward reads `{buffer}`, a buffer: a spec holds only parameters of its own nodes"
 
 # model -> why netspec cannot express it (the line `netspec import` prints after the model's name)
 LIMITATIONS = {
     "googlenet": _AUX.format(aux="aux1"),  # --args aux_logits=false imports it (below)
     "inception_v3": _AUX.format(aux="AuxLogits"),  # likewise
-    **{name: _REGNET for name in MODELS if name.startswith("regnet_")},
     **{name: _SWIN.format(buffer="relative_position_index") for name in ("swin_t", "swin_s", "swin_b")},
     **{name: _SWIN.format(buffer="relative_coords_table") for name in ("swin_v2_t", "swin_v2_s", "swin_v2_b")},
     "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1: `torch.einsum` has no spec op or layer that "
@@ -85,6 +79,38 @@ def test_torchvision_model_round_trips(name: str) -> None:
         assert str(e.value) == f"{label}: {LIMITATIONS[name]}"
     else:
         _round_trip(model, inputs, label)
+
+
+SEGMENTATION = tvm.list_models(module=tvm.segmentation)
+_ASPP = (
+    "classifier.0: forward calls the items of nn.ModuleList `convs` other than one after another, in order "
+    "(`convs.0` goes to `torch.cat`): a group holds only them, numbered by position; make each item a module "
+    "that does the whole step (a block)"
+)
+# model -> the line after its name
+SEG_LIMITATIONS = {
+    **{name: _ASPP for name in SEGMENTATION if name.startswith("deeplabv3_")},
+    "lraspp_mobilenet_v3_large": "classifier: forward reads `_tensor_constant0`, a tensor that is not its own "
+    "parameter: a spec holds only parameters of its own nodes",
+}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n == "fcn_resnet50" else pytest.param(n, marks=pytest.mark.slow) for n in SEGMENTATION]
+)
+def test_torchvision_segmentation_model_round_trips(name: str) -> None:
+    """At 64x64 (their sizes are computed from the input's, and fixed at it); their `aux` head
+    runs in eval mode too, so its weights are kept."""
+    torch.manual_seed(0)
+    model = tvm.get_model(name, weights=None, weights_backbone=None).eval()
+    label = f"torchvision.models.segmentation:{name}"
+    if name in SEG_LIMITATIONS:
+        with pytest.raises(SpecError) as e:
+            spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+        assert str(e.value) == f"{label}: {SEG_LIMITATIONS[name]}"
+    else:
+        imported = spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+        assert imported.checked is not None and imported.checked.tensors == len(model.state_dict())
 
 
 @pytest.mark.parametrize("name", [pytest.param("googlenet"), pytest.param("inception_v3", marks=pytest.mark.slow)])

@@ -328,3 +328,131 @@ class Positions(nn.Module):
 
     def forward(self, x):
         return x + self.pos(torch.arange(x.size(1)))
+
+
+class VAE(nn.Module):
+    """A VAE's reparameterisation draws noise: the round trip must seed both forwards alike."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.mu, self.logvar, self.dec = nn.Linear(8, 6), nn.Linear(6, 2), nn.Linear(6, 2), nn.Linear(2, 8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.enc(x))
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # (B, 2)
+        return self.dec(z), mu, logvar
+
+
+class OddInputNames(nn.Module):
+    """Inputs named like attributes of a GraphModule: `type`, `meta`, `code`, `graph`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, type: torch.Tensor, meta: torch.Tensor, code: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+        return self.a(type) + self.b(meta) + code * graph
+
+
+class DictInputs(nn.Module):
+    """Two inputs that arrive as one dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.a(batch["image"]) + self.b(batch["meta"])
+
+
+class TupleHidden(nn.Module):
+    """An LSTM given its (h0, c0) as one forward argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(4, 3, batch_first=True), nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        out, _ = self.lstm(x, hidden)
+        return self.fc(out[:, -1])
+
+
+class ParamList(nn.Module):
+    """Parameters in an nn.ParameterList."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales = nn.ParameterList([nn.Parameter(torch.ones(4)) for _ in range(2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scales[0] + self.scales[1]
+
+
+class Unbound(nn.Module):
+    """Attention's `q, k, v = qkv.unbind(0)`, a `split` and a layer scale reshaped from a parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(4, 12)
+        self.gamma = nn.Parameter(torch.rand(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = self.qkv(x).reshape(x.shape[0], 5, 3, 4).permute(2, 0, 1, 3)  # (3, B, 5, 4)
+        q, k, v = qkv.unbind(0)
+        a, b = torch.split(q @ k.transpose(-2, -1) @ v, [1, 3], dim=-1)  # (B, 5, 1), (B, 5, 3)
+        return a * b * self.gamma.reshape(1, 1, -1)
+
+
+class LayerNorm(nn.Module):
+    """A class used inside a block and again after it, at the top; named like a torch.nn layer
+    (timm's is), so its block is `LayerNormBlock`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
+class Layer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.norm = nn.Linear(4, 4), LayerNorm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(x))
+
+
+class NormAfterBlocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer, self.norm = Layer(), LayerNorm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.layer(x))
+
+
+class Attending(nn.Module):
+    """timm's fused attention: F.scaled_dot_product_attention on q, k, v."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).reshape(x.shape[0], 5, 3, 2, 4).permute(2, 0, 3, 1, 4).unbind(0)  # (B, 2, 5, 4) each
+        return F.scaled_dot_product_attention(q, k, v, scale=0.3)
+
+
+class NamedLikeKeys(nn.Module):
+    """Children named like a spec node's keys (timm's inception_resnet_v2 has `self.repeat`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeat = nn.Sequential(nn.Linear(4, 4), nn.ReLU())  # a group, not copies
+        self.when = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.when(self.repeat(x))

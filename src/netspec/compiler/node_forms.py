@@ -31,6 +31,10 @@ from ..nodes.names import all_op_names, op_kind
 
 NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "nodes")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
+# A node name: an identifier, or identifiers joined by `-` (`block1-0`), as PyTorch lets a module
+# name its children (torchvision's RegNet does), so an imported model keeps its state_dict keys.
+# Such a node's variable in the generated forward has `_` for `-`; `from` names it as written.
+NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*\Z")
 
 
 Blocks = Mapping[str, Any]  # block name -> its parameter names (a set of names will do)
@@ -177,7 +181,7 @@ def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
 
 
 def _with_name(key: str, body: dict[str, Any]) -> dict[str, Any]:
-    if not IDENT.match(key):
+    if not NODE_NAME.match(key):
         raise PydanticCustomError("node_name", "node name `{key}` is not an identifier", {"key": key})
     return {"name": key, **body}
 

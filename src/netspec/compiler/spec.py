@@ -22,7 +22,7 @@ from ..errors import SpecValidationError, did_you_mean
 from ..nodes.kinds import GROUP_OP
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
-from .node_forms import IDENT, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
+from .node_forms import IDENT, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import SpecModel
 from .spec_errors import spec_error_from_pydantic
@@ -82,9 +82,11 @@ class NodeSpec(SpecModel):
     @field_validator("name")
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
-        if v is not None and not IDENT.match(v):
+        if v is not None and not NODE_NAME.match(v):
             raise PydanticCustomError(
-                "node_name", "node name `{name}` must be an identifier (letters, digits, _)", {"name": v}
+                "node_name",
+                "node name `{name}` must be an identifier (letters, digits, _; `-` between them)",
+                {"name": v},
             )
         if v is not None and keyword.iskeyword(v):
             raise PydanticCustomError(

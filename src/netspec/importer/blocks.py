@@ -78,23 +78,34 @@ def _uses(nodes: list[SNode]) -> Iterator[SNode]:
 
 
 def _classes_innermost_first(root: Body) -> list[tuple[type, list[SNode]]]:
-    height: dict[type, int] = {}
+    """Every class used, each after all the classes any of its instances uses (a class used at
+    several depths, like timm's LayerNorm, is made a block before every class that holds it)."""
+    inner: dict[type, set[type]] = {}
     uses: dict[type, list[SNode]] = {}
 
-    def visit(body: Body, chain: tuple[type, ...]) -> int:
-        h = 0
+    def visit(body: Body, chain: tuple[type, ...]) -> set[type]:
+        used = set()
         for use in _uses(body.nodes):
             assert use.use is not None
             cls = type(use.use.module)
             if cls in chain:
                 raise ImportFailed(f"{class_path(cls)} contains itself: blocks cannot be recursive", where=use.use.path)
             uses.setdefault(cls, []).append(use)
-            h = max(h, visit(use.use, chain + (cls,)) + 1)
-            height[cls] = max(height.get(cls, 0), h)
-        return h
+            inner.setdefault(cls, set()).update(visit(use.use, chain + (cls,)))
+            used.add(cls)
+        return used
 
     visit(root, ())
-    return sorted(uses.items(), key=lambda kv: height[kv[0]])
+    height: dict[type, int] = {}
+
+    def height_of(cls: type, seen: tuple[type, ...] = ()) -> int:
+        if cls in seen:  # A holds B in one place and B holds A in another
+            raise ImportFailed(f"{class_path(cls)} contains itself through another class: blocks cannot be recursive")
+        if cls not in height:
+            height[cls] = 1 + max((height_of(c, seen + (cls,)) for c in inner[cls]), default=-1)
+        return height[cls]
+
+    return sorted(uses.items(), key=lambda kv: height_of(kv[0]))
 
 
 def _forms(uses: list[SNode], blocks: dict[str, Block]) -> list[Form]:

@@ -8,11 +8,11 @@ from typing import Any
 
 from ..nodes.ops import OPS
 from .errors import ImportFailed
-from .ir import BatchSize, Ref, SNode
+from .ir import BatchSize, Pieces, Ref, SNode
 
 # What a handler gives back: a node, a chain of nodes (the last one is the value), or the
-# name of an existing value (the call is the identity in the spec).
-Result = SNode | list[SNode] | Ref
+# name of an existing value (the call is the identity in the spec), or pieces read one by one.
+Result = SNode | list[SNode] | Ref | Pieces
 
 
 @dataclass

@@ -21,12 +21,13 @@ from torch import fx
 
 from ..compiler.graph import RESERVED_NAMES
 from ..nodes.layers import LAYERS
-from . import layer_calls  # noqa: F401  (registers the torch.nn.functional calls written as layers)
+from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, unbind/split, attention)
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
-from .ir import BatchSize, Body, Ref, SNode, has_state
+from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
+from .norm_act import norm_act_nodes, norm_base
 from .trace import META, TensorMeta, Traced
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
@@ -106,6 +107,8 @@ def _callee(n: fx.Node) -> str:
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, TensorMeta):
         return True
+    if isinstance(value, dict):  # a module's dict of outputs (torchvision's IntermediateLayerGetter)
+        return any(_has_tensor(v) for v in value.values())
     return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
 
 
@@ -147,7 +150,12 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
-        name = self.namer.fresh(str(n.target).lstrip("*"))
+        wish = str(n.target).lstrip("*")
+        if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
+            name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
+            self.namer.taken.add(name)
+        else:
+            name = self.namer.fresh(wish)
         self.inputs.append(name)
         self.env[n] = Ref(name, self.values(n))
 
@@ -157,6 +165,15 @@ class Converter:
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
             what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
+            head = target.split(".")[0]
+            if isinstance(getattr(self.module, head, None), (torch.nn.ParameterList, torch.nn.ParameterDict)):
+                kind = type(getattr(self.module, head)).__name__
+                raise ImportFailed(
+                    f"forward reads `{target}`, an item of nn.{kind} `{head}`: a spec's `Parameter` node is a "
+                    f"parameter of its own (the key `{head}.0` would need a node named `0` inside a node `{head}`)",
+                    where=self.where,
+                    hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
+                )
             raise ImportFailed(
                 f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes", where=self.where
             )
@@ -173,6 +190,8 @@ class Converter:
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if sub.kind == "layer" and norm_base(sub.module) is not None:  # timm's BatchNormAct2d
+            return norm_act_nodes(self, n, name, sub, args, kwargs)
         if sub.kind == "layer":
             return self._layer(name, sub, args, kwargs)
         return _module_node(name, sub, self._bind(sub, args, kwargs), self)
@@ -227,9 +246,15 @@ class Converter:
         key = call_name(n.op, n.target)
         if key in ("torch.cat", "torch.concat") and self._hoisted_cat(n):
             return
+        args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if key != "operator.getitem" and any(isinstance(a, Pieces) for a in [*args, *kwargs.values()]):
+            raise ImportFailed(
+                f"`{n.name}` takes the whole tuple of an unbind or split: a spec reads its pieces one by one",
+                where=self.where,
+            )
         name = self.namer.fresh(n.name)
         call = Call(name, self.where, Ref(name, (first, second)), self.namer.fresh, key, self.notes)
-        self._add(n, convert_call(call, key, self.arg(n.args), self.arg(n.kwargs)))
+        self._add(n, convert_call(call, key, args, kwargs))
         changed = n.args[0] if n.args else None
         in_place = (key.startswith("Tensor.") and key.endswith("_")) or n.kwargs.get("inplace") is True
         if in_place and isinstance(changed, fx.Node) and isinstance(self.env.get(changed), Ref):
@@ -246,6 +271,10 @@ class Converter:
                 raise ImportFailed(
                     f"forward returns a dict with keys {self.output_keys}: a spec's output names are identifiers"
                 )
+        if isinstance(value, dict) and all(
+            isinstance(k, str) for k in value
+        ):  # a block's: read by key (functions._getitem)
+            value = list(value.values())
         items = value if isinstance(value, (tuple, list)) else [value]
         if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
             what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")
@@ -255,6 +284,9 @@ class Converter:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _add(self, n: fx.Node, result: Result) -> None:
+        if isinstance(result, Pieces):  # no node until a piece is read
+            self.env[n] = result
+            return
         if isinstance(result, Ref):
             self.env[n] = result
             return

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..compiler.graph import auto_name
+from ..compiler.node_forms import NODE_KEYS
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from ..nodes.ops import OPS
@@ -80,6 +81,9 @@ def _node(node: SNode, name: str | None, previous: str | None, indent: int) -> l
     pad = " " * indent
     extra = _extra_keys(node, previous)
     comment = f"  # {node.comment}" if node.comment else ""
+    if node.nodes is None and name in NODE_KEYS:  # `self.repeat = nn.Sequential(...)`: the explicit form
+        head = [f"{pad}- name: {name}{comment}", f"{pad}  op: {node.op}", f"{pad}  args: {flow(_args(node, extra))}"]
+        return head + [f"{pad}  {k}: {flow(v)}" for k, v in extra.items()]
     if node.nodes is None:
         body = {node.op: _args(node, extra)}
         first = f"{name}: {flow(body)}" if name else f"{node.op}: {flow(body[node.op])}"
@@ -87,6 +91,8 @@ def _node(node: SNode, name: str | None, previous: str | None, indent: int) -> l
     inner = node_lines(node.nodes, [], set(), indent + 4, numbered=True)
     if node.name is None:  # an unnamed group inside a group: the explicit form
         head = [f"{pad}- op: {GROUP_OP}{comment}", f"{pad}  nodes:"]
+    elif node.name in NODE_KEYS:  # a group named like a node key: the explicit form, named
+        head = [f"{pad}- name: {node.name}{comment}", f"{pad}  op: {GROUP_OP}", f"{pad}  nodes:"]
     else:
         head = [f"{pad}- {node.name}:{comment}"]
     return head + inner + [f"{pad}  {k}: {flow(v)}" for k, v in extra.items()]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..nodes.ops import _UNARY
 from .call import Call, Result, const
 from .errors import ImportFailed
-from .ir import BatchSize, Ref, SNode
+from .ir import BatchSize, Pieces, Ref, SNode
 
 HANDLERS: dict[str, Callable[..., Result]] = {}
 
@@ -212,13 +212,34 @@ def _stack(c: Call, tensors: list, dim: int = 0) -> Result:
 
 @handles("torch.flatten", "Tensor.flatten")
 def _flatten(c: Call, input: Ref, start_dim: int = 0, end_dim: int = -1) -> Result:
+    _keeps_samples(c, input, c.result, "flatten")
     return c.op("flatten", [input], start_dim=start_dim, end_dim=end_dim)
+
+
+def _keeps_samples(c: Call, input: Ref, out: Ref, what: str) -> None:
+    """Refuse folding other dims into the batch (windows into samples: Swin's, Hiera's), which
+    the spec's shape ops never do: its dim 0 is 1 at batch 1 (`trace.BATCHES`) in the batch's place."""
+    if input.batch_dims == [0] and out.batch_dims == [0] and out.meta[0].shape[0] != 1:
+        raise ImportFailed(
+            f"a {what} from {_shown(input)} to {_shown(out)} folds dims into the batch (windows into samples): "
+            "a spec's ops keep the samples of a batch apart",
+            where=c.where,
+        )
+
+
+def _shown(ref: Ref) -> str:
+    """``(B, 8, 7, 96)``, or ``(64B, 7, 96)`` where the batch dim holds more than the batch."""
+    first = ref.meta[0].shape[0]
+    return "(" + ", ".join([f"{first}B" if first != 1 else "B", *map(str, ref.shape[1:])]) + ")"
 
 
 @handles("torch.reshape", "Tensor.reshape", "Tensor.view")
 def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     """Read from the shape it gave: the per-sample shape at the declared input size."""
     out = c.result
+    if not input.batch_dims and not out.batch_dims:  # a parameter's: `gamma.reshape(1, -1, 1, 1)`
+        return _ones_added(c, input, out)
+    _keeps_samples(c, input, out, "reshape")
     if out.batch_dims != [0]:
         raise ImportFailed(
             f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
@@ -226,6 +247,31 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
             where=c.where,
         )
     return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
+    """A reshape of a tensor without a batch (a parameter) that only adds dims of size 1, as
+    ``unsqueeze`` steps (torch semantics: no batch to keep).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> meta = lambda s: (TensorMeta(s, None),) * 2
+    >>> c = Call("g", "ls", Ref("g", meta((1, 4, 1, 1))), lambda wish: wish)
+    >>> [(n.op, n.args) for n in _ones_added(c, Ref("gamma", meta((4,))), c.result)]
+    [('unsqueeze', {'dim': 0}), ('unsqueeze', {'dim': 2}), ('unsqueeze', {'dim': 3})]
+    """
+    shape, want = list(input.shape), list(out.shape)
+    if [s for s in want if s != 1] != [s for s in shape if s != 1] or 1 in shape:
+        raise ImportFailed(
+            f"a reshape of a {shape} tensor without a batch to {want} has no spec op (only dims of size 1 can be added)",
+            where=c.where,
+        )
+    dims = [d for d, s in enumerate(want) if s == 1]
+    nodes, current = [], input.name
+    for k, d in enumerate(dims):
+        node = c.op("unsqueeze", [current], suffix=f"dim{k}", dim=d)
+        nodes.append(node)
+        current = str(node.name)
+    return _last_named(c, nodes) if nodes else input
 
 
 @handles("Tensor.expand")
@@ -349,6 +395,13 @@ def _plain(value: Any) -> Any:
 @handles("operator.getitem")
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
     """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
+    if isinstance(value, Pieces):  # `qkv.unbind(0)[1]`
+        return piece(c, value, index)
+    if isinstance(value.meta[0], dict) and isinstance(index, str):  # a block that returns a dict: by key
+        keys = list(value.meta[0])
+        if len(keys) == 1:  # the block returns that one tensor
+            return Ref(value.name, (value.meta[0][index], value.meta[1][index]))
+        return c.op("item", [value], index=keys.index(index))
     if not value.is_tensor:
         return c.op("item", [value], index=const(c, index, "an index"))
     parts = index if isinstance(index, tuple) else (index,)
@@ -400,3 +453,24 @@ def _last_named(c: Call, nodes: list[SNode]) -> list[SNode]:
     """The last step takes the call's own name."""
     nodes[-1].name = c.name
     return nodes
+
+
+def piece(c: Call, pieces: Pieces, index: Any) -> Result:
+    """Piece ``index`` as a ``select`` or ``narrow`` node of the source (the source itself when
+    a split has one piece).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> x = Ref("qkv", (TensorMeta((1, 3, 4), None), TensorMeta((2, 3, 4), None)))
+    >>> c = Call("q", "attn", None, lambda wish: wish)
+    >>> piece(c, Pieces(x, 1, ((0, 1), (1, 1), (2, 1)), drop_dim=True), 2).args
+    {'dim': 1, 'index': 2}
+    """
+    k = const(c, index, "an index")
+    if not isinstance(k, int) or not -len(pieces.spans) <= k < len(pieces.spans):
+        raise ImportFailed(f"reading piece {index!r} of {len(pieces.spans)} has no spec op", where=c.where)
+    start, length = pieces.spans[k]
+    if pieces.drop_dim:
+        return c.op("select", [pieces.source], dim=pieces.dim, index=start)
+    if length == pieces.source.shape[pieces.dim]:
+        return pieces.source
+    return c.op("narrow", [pieces.source], dim=pieces.dim, start=start, length=length)

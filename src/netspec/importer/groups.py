@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..compiler.node_forms import NODE_NAME
 from .call import Result
 from .errors import ImportFailed
 from .ir import Body, Ref, SNode
@@ -31,11 +32,11 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
     if made or body.outputs != [previous]:
         raise ImportFailed("a Sequential whose forward is not the chain of its children", where=body.path)
     for k, node in enumerate(nodes):
-        if node.name != str(k) and not (node.name or "").isidentifier():
+        if node.name != str(k) and not NODE_NAME.match(node.name or ""):
             key = f"{body.path}.{node.name}" if body.path else node.name
             raise ImportFailed(
-                f"child `{node.name}` of a Sequential is not an identifier: a spec names nodes with "
-                "identifiers (or numbers them by position), so the state_dict key "
+                f"child `{node.name}` of a Sequential is not a node name: a spec names nodes with "
+                "identifiers, joined by `-` (`block1-0`), or numbers them by position, so the state_dict key "
                 f"`{key}` cannot be kept",
                 where=body.path,
             )

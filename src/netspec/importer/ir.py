@@ -95,3 +95,15 @@ class BatchSize:
 
     values: tuple[Any, Any]
     source: str | None = None  # the tensor whose size it is: `x` in `x.size(0)`
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The tuple ``x.unbind(dim)`` or ``torch.split(x, n, dim)`` gives: nothing is computed until
+    an item is read (``q = qkv[0]``), which becomes a ``select`` or ``narrow`` node, so a piece
+    never read is no node (a spec refuses a node nothing uses)."""
+
+    source: Ref
+    dim: int
+    spans: tuple[tuple[int, int], ...]  # (start, length) of each piece along `dim`
+    drop_dim: bool  # unbind: the pieces lose `dim` (select); split: they keep it (narrow)

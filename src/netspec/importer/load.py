@@ -223,7 +223,12 @@ def input_shapes(model: Any, sizes: list[str] | None, fn: Callable[..., Any]) ->
     for name in required:
         if name not in given:
             if default is None or len(required) > 1:
-                raise ImportFailed(f"the size of input `{name}` is unknown", hint="give it: --input-size 3x32x32")
+                raise ImportFailed(
+                    f"the size of input `{name}` is unknown",
+                    hint=f"give it: --input-size {name}=3x32x32"
+                    if len(required) > 1
+                    else "give it: --input-size 3x32x32",
+                )
             given[name] = default
     return {n: given[n] for n in [*required, *optional] if n in given}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ def describe(value: Any) -> Any:
         return TensorMeta(tuple(value.shape), value.dtype)
     if isinstance(value, (tuple, list)):  # torch.Size is a tuple too
         return tuple(describe(v) for v in value)
+    if isinstance(value, dict):
+        return {k: describe(v) for k, v in value.items()}
     return value
 
 
@@ -64,11 +67,43 @@ def kind_of(module: nn.Module) -> Kind:
     >>> kind_of(nn.ReLU()), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Identity())
     ('layer', 'sequential', 'layer')
     """
-    if is_layer(module):
+    if is_layer(module) or _norm_act(module):
         return "layer"
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         return "sequential"
     return "custom"
+
+
+# class -> the torch.nn layer its forward computes before `drop` and `act` (timm.layers.norm_act)
+_BASES = {
+    "timm.layers.norm_act.BatchNormAct2d": "BatchNorm2d",
+    "timm.layers.norm_act.GroupNormAct": "GroupNorm",
+    "timm.layers.norm_act.GroupNorm1Act": "GroupNorm",
+    "timm.layers.norm_act.LayerNormAct": "LayerNorm",
+    "timm.layers.norm.LayerNorm": "LayerNorm",  # F.layer_norm with its own tensors; no children
+    "timm.layers.linear.Linear": "Linear",  # F.linear with its own weight, for torchscript; no children
+}
+
+
+def norm_base(module: nn.Module) -> type[nn.Module] | None:
+    """The torch.nn norm layer a timm norm-and-activation layer computes first, or None.
+
+    >>> norm_base(nn.BatchNorm2d(4)) is None
+    True
+    """
+    from ..nodes.layers import LAYERS
+
+    base = _BASES.get(class_path(module))
+    if base is None or base not in LAYERS or not isinstance(module, LAYERS[base].cls):
+        return None
+    if getattr(module, "_fast_norm", False):  # timm's fused kernels compute it otherwise
+        return None
+    return LAYERS[base].cls
+
+
+def _norm_act(module: nn.Module) -> bool:
+    """timm's norm-and-activation layers, read as a torch.nn norm layer and its children (``norm_act.py``)."""
+    return norm_base(module) is not None
 
 
 class _OneLevel(fx.Tracer):
@@ -274,6 +309,30 @@ def example_inputs(
     return out
 
 
+def _check_tensor_inputs(traced: Traced) -> None:
+    """A spec input is one tensor: refuse, before running, a forward argument that is a dict
+    (``batch["image"]``) or a tuple (``hidden[0]``, or LSTM's ``(h, c)`` passed whole)."""
+    assert traced.graph is not None
+    for p in traced.graph.nodes:
+        if p.op != "placeholder" or p.target in traced.literal:
+            continue
+        for user in p.users:
+            key = user.args[1] if user.target is operator.getitem and len(user.args) > 1 else None
+            if isinstance(key, (str, int)):
+                what = f"a dict (forward reads `{p.target}[{key!r}]`)" if isinstance(key, str) else "a tuple"
+                raise ImportFailed(
+                    f"forward argument `{p.target}` is {what}: a spec's inputs are tensors, one per name",
+                    hint=f"import a module whose forward takes each tensor of `{p.target}` as its own argument",
+                )
+            sub = traced.module.get_submodule(str(user.target)) if user.op == "call_module" else None
+            if isinstance(sub, nn.LSTM) and p in (user.args[1:] + tuple(user.kwargs.values())):
+                raise ImportFailed(
+                    f"forward argument `{p.target}` is the hidden state of LSTM `{user.target}`, the tuple (h0, c0): "
+                    "a spec's inputs are tensors, one per name",
+                    hint="import a module whose forward takes h0 and c0 (a spec writes `from: {input: x, hx: [h0, c0]}`)",
+                )
+
+
 def trace_model(
     model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0, dtypes: dict[str, str] | None = None
 ) -> Traced:
@@ -301,6 +360,7 @@ def trace_model(
     params = inspect.signature(root.forward).parameters
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
     traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
+    _check_tensor_inputs(traced)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for run, batch in enumerate(BATCHES):

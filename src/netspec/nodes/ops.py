@@ -200,6 +200,12 @@ def _matmul(inputs: list[Any]) -> Call:
     return torch.matmul, tuple(inputs), {}
 
 
+@op("attention", inputs=(3, 3))
+def _attention(inputs: list[Any], scale: float | None = None) -> Call:
+    """softmax(q @ k^T * scale) @ v of the inputs q, k, v (torch.nn.functional.scaled_dot_product_attention; scale: 1/sqrt(head size))."""
+    return F.scaled_dot_product_attention, tuple(inputs), {"scale": scale}
+
+
 @op("maximum", inputs=(2, 2), check=_check_same)
 def _maximum(inputs: list[Any]) -> Call:
     """Element-wise maximum of two inputs."""

@@ -1,0 +1,238 @@
+"""timm's model families, each at its smallest size, imported and checked by the importer's own
+round trip (the spec compiles, takes the model's state_dict strictly and gives the same outputs
+in eval mode). A family is a module of `timm.models` (`timm.list_modules()`); its model here is
+the one with the fewest parameters. The families netspec cannot import are listed with the
+one-line reason, and asserted to fail with exactly that line, so a fix shows.
+
+A few small families run in the default suite; all of them with `pytest -m slow`. The counts
+the docs state are computed from these tables by `test_the_docs_state_the_counts_of_the_lists`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from netspec.errors import SpecError
+from netspec.importer.api import spec_from_module
+
+from . import test_torchvision as tv
+
+timm = pytest.importorskip("timm")
+
+# family (a timm.models module) -> its smallest model
+FAMILIES = {
+    "beit": "beit_base_patch16_224",
+    "byoanet": "halonet_h1",
+    "byobnet": "test_byobnet",
+    "cait": "cait_xxs24_224",
+    "coat": "coat_tiny",
+    "convit": "convit_tiny",
+    "convmixer": "convmixer_768_32",
+    "convnext": "test_convnext",
+    "cpubone": "cpubone_nano",
+    "crossvit": "crossvit_tiny_240",
+    "csatv2": "csatv2",
+    "cspnet": "cs3darknet_focus_s",
+    "cspnext": "cspnext_tiny",
+    "davit": "davit_tiny",
+    "deepseek_vit": "deepseek_vit_412m",
+    "deit": "deit_tiny_patch16_224",
+    "densenet": "densenet121",
+    "dla": "dla46x_c",
+    "dpn": "dpn48b",
+    "edgenext": "edgenext_xx_small",
+    "efficientformer": "efficientformer_l1",
+    "efficientformer_v2": "efficientformerv2_s0",
+    "efficientnet": "test_efficientnet",
+    "efficientvim": "efficientvim_m1",
+    "efficientvit_mit": "efficientvit_b0",
+    "efficientvit_msra": "efficientvit_m0",
+    "eva": "vit_tiny_patch16_dinov3_qkvb",
+    "fasternet": "fasternet_t0",
+    "fastvit": "fastvit_t8",
+    "focalnet": "focalnet_tiny_srf",
+    "gcvit": "gcvit_xxtiny",
+    "gemma4_vit": "gemma4_vit_167m",
+    "ghostnet": "ghostnet_050",
+    "hardcorenas": "hardcorenas_b",
+    "hgnet": "hgnetv2_b0",
+    "hiera": "hiera_tiny_224",
+    "hieradet_sam2": "sam2_hiera_tiny",
+    "hrnet": "hrnet_w18_small",
+    "iformer": "iformer_t",
+    "inception_next": "inception_next_atto",
+    "inception_resnet_v2": "inception_resnet_v2",
+    "inception_v3": "inception_v3",
+    "inception_v4": "inception_v4",
+    "lcnetv2": "lcnetv2_small",
+    "levit": "levit_128s",
+    "lowformer": "lowformer_b0",
+    "mambaout": "test_mambaout",
+    "maxxvit": "test_coatnet",
+    "metaformer": "poolformerv2_s12",
+    "mlp_mixer": "gmlp_ti16_224",
+    "mobilenetv3": "mobilenetv3_small_050",
+    "mobilenetv5": "mobilenetv5_base",
+    "mobilevit": "mobilevit_xxs",
+    "mvitv2": "mvitv2_tiny",
+    "naflexvit": "naflexvit_base_patch16_parfac_gap",
+    "nasnet": "nasnetalarge",
+    "nest": "nest_tiny",
+    "nextvit": "nextvit_small",
+    "nfnet": "test_nfnet",
+    "pit": "pit_ti_224",
+    "pnasnet": "pnasnet5large",
+    "pvt_v2": "pvt_v2_b0",
+    "qwen3_vit": "qwen3_vit_88m",
+    "rdnet": "rdnet_tiny",
+    "regnet": "regnetx_002",
+    "repghost": "repghostnet_050",
+    "repvit": "repvit_m1",
+    "res2net": "res2next50",
+    "resnest": "resnest14d",
+    "resnet": "test_resnet",
+    "resnetv2": "resnetv2_18",
+    "rexnet": "rexnet_100",
+    "selecsls": "selecsls42",
+    "senet": "legacy_seresnet18",
+    "sequencer": "sequencer2d_s",
+    "shvit": "shvit_s1",
+    "sknet": "skresnet18",
+    "starnet": "starnet_s050",
+    "swiftformer": "swiftformer_xs",
+    "swin_transformer": "swin_tiny_patch4_window7_224",
+    "swin_transformer_v2": "swinv2_tiny_window8_256",
+    "swin_transformer_v2_cr": "swinv2_cr_tiny_224",
+    "tiny_vit": "tiny_vit_5m_224",
+    "tnt": "tnt_s_legacy_patch16_224",
+    "tresnet": "tresnet_m",
+    "twins": "twins_svt_small",
+    "vgg": "vgg11",
+    "visformer": "visformer_tiny",
+    "vision_transformer": "test_vit",
+    "vision_transformer_hybrid": "vit_tiny_r_s16_p8_224",
+    "vision_transformer_relpos": "test_vit_relpos",
+    "vision_transformer_sam": "samvit_base_patch16_224",
+    "vitamin": "vitamin_small_224",
+    "volo": "volo_d1_224",
+    "vovnet": "ese_vovnet19b_slim_dw",
+    "xception": "legacy_xception",
+    "xception_aligned": "xception41p",
+    "xcit": "xcit_nano_12_p8_224",
+}
+
+# model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
+REFUSALS = {
+    "beit_base_patch16_224": "blocks.0.attn: forward reads `k_bias`, a buffer: a spec holds only parameters of its own nodes",
+    "halonet_h1": "stages.0.0.self_attn: a reshape from (B, 64, 64, 64) to (8B, 8, 8, 8, 8, 8) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "cait_xxs24_224": "forward gives the items of nn.ModuleList `blocks_token_only` more than the previous item's output (expand): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
+    "coat_tiny": "serial_blocks1.0.factoratt_crpe.crpe: forward calls the items of nn.ModuleList `conv_list` other than one after another, in order (`conv_list.0` goes to `torch.cat`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "convit_tiny": "blocks.0.attn: torch.fx cannot trace timm.models.convit.GPSA.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "cpubone_nano": "stages.2.1.total.0.0.main.1: torch.fx cannot trace timm.models.cpubone.ConvAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "crossvit_tiny_240": "torch.fx cannot trace timm.models.crossvit.CrossVit.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "csatv2": "stem_dct: forward reads `imagenet_std`, a buffer: a spec holds only parameters of its own nodes",
+    "cspnext_tiny": "stages.3.1: forward calls the items of nn.ModuleList `poolings` other than one after another, in order (`poolings.0` goes to `torch.cat`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "davit_tiny": "stages.0.blocks.0.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "densenet121": "features.transition1: a Sequential's children do not form a chain in order",
+    "dla46x_c": "level3: `tree2` is called with a list of tensors as `children`, which it does more with than concatenate: a spec passes tensors",
+    "edgenext_xx_small": "the traced forward fails on inputs of 3x256x256: The size of tensor a (48) must match the size of tensor b (24) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "efficientformer_l1": "stages.3.blocks.4.token_mixer: forward reads `attention_bias_idxs`, a buffer: a spec holds only parameters of its own nodes",
+    "efficientformerv2_s0": "stem.conv1.bn: `act` of this BatchNormAct2d is timm.layers.activations.GELU, not a torch.nn layer without weights: a spec writes the norm and then its activation as torch.nn layers",
+    "efficientvim_m1": "forward calls the items of nn.ModuleList `stages` other than one after another, in order: a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "efficientvit_b0": "stages.2.blocks.1.context_module.main: torch.fx cannot trace timm.models.efficientvit_mit.LiteMLA.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "efficientvit_m0": "stages.0.blocks.0.mixer.m: torch.fx cannot trace timm.models.efficientvit_msra.LocalWindowAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "vit_tiny_patch16_dinov3_qkvb": "`timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "fasternet_t0": 'stages.0.blocks.0.spatial_mixing: torch.fx cannot trace timm.models.fasternet.Partial_conv3.forward: Module [Partial_conv3] is missing the required "forward" function',
+    "fastvit_t8": "forward calls `stages.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
+    "focalnet_tiny_srf": "layers.0.blocks.0.modulation: forward calls the items of nn.ModuleList `focal_layers` other than one after another, in order: a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "gcvit_xxtiny": "stages.0.blocks.0: a reshape from (B, 8, 8, 7, 7, 64) to (64B, 7, 7, 64) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "gemma4_vit_167m": "encoder: torch.fx cannot trace timm.models.gemma4_vit.Gemma4VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "hgnetv2_b0": "stages.0.blocks.0: forward calls the items of nn.ModuleList `layers` other than one after another, in order: a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "hiera_tiny_224": "unroll: a flatten from (B, 2, 2, 28, 28, 96) to (4B, 28, 28, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "sam2_hiera_tiny": "`x.tile` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "hrnet_w18_small": "stage2.0: torch.fx cannot trace timm.models.hrnet.HighResolutionModule.forward: 'Proxy' object does not support item assignment",
+    "lcnetv2_small": "stages.2.0: forward calls the items of nn.ModuleList `dw_conv_list` other than one after another, in order (`dw_conv_list.0` goes to `operator.add`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "levit_128s": "stages.0.blocks.0.attn.qkv: a flatten from (B, 196, 256) to (196B, 256) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "lowformer_b0": "stages.2.1.attn.main.0: `torch.nn.functional.group_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "test_coatnet": "stages.2.blocks.0.attn: forward reads `rel_pos.relative_position_bias_table`, a tensor that is not its own parameter: a spec holds only parameters of its own nodes",
+    "poolformerv2_s12": "stages.0.blocks.0.norm1: `torch.nn.functional.group_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "mobilenetv5_base": "msfa: torch.fx cannot trace timm.models.mobilenetv5.MobileNetV5MultiScaleFusionAdapter.forward: Proxy object cannot be iterated. This can be attempted when the Proxy is used in a loop or as a *args or **kwargs function argument. See the torch.fx docs on pytorch.org for a more detailed explanation of what types of control flow can be traced, and check out the Proxy docstring for help troubleshooting Proxy iteration errors",
+    "mobilevit_xxs": "stages.2.1: torch.fx cannot trace timm.models.mobilevit.MobileVitBlock.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "mvitv2_tiny": "stages.0.blocks.0.attn: torch.fx cannot trace timm.models.mvitv2.MultiScaleAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "naflexvit_base_patch16_parfac_gap": "embeds: torch.fx cannot trace timm.models.naflexvit.NaFlexEmbeds.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "nasnetalarge": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "nest_tiny": "levels.0: torch.fx cannot trace timm.models.nest.NestLevel.forward: int() argument must be a string, a bytes-like object or a real number, not 'Proxy'",
+    "test_nfnet": "stem.conv1: a reshape of a [16, 3, 3, 3] tensor without a batch to [1, 16, 27] has no spec op (only dims of size 1 can be added)",
+    "pit_ti_224": "`transformers` is called with a list of tensors as `x`, which it does more with than concatenate: a spec passes tensors",
+    "pnasnet5large": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "qwen3_vit_88m": "encoder: torch.fx cannot trace timm.models.qwen3_vit.Qwen3VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "repghostnet_050": "blocks.0.0.ghost1: forward calls `fusion_conv.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
+    "res2next50": "layer1.0: forward calls the items of nn.ModuleList `convs` other than one after another, in order (`convs.0` goes to `self.bns.0`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "selecsls42": "the traced forward fails on inputs of 3x224x224: conv2d() received an invalid combination of arguments - got (immutable_list, Parameter, NoneType, tuple, tuple, tuple, int), but expected one of: * (Tensor input, Tensor weight, Tensor bias = None, tuple of ints stride = 1, tuple of ints padding = 0, tuple of ints dilation = 1, int groups = 1) didn't match because some of the arguments have invalid types: (!immutable_list of [Tensor]!, !Parameter!, !NoneType!, !tuple of (int, int)!, !tuple of (int, int)!, !tuple of (int, int)!, !int!) * (Tensor input, Tensor weight, Tensor bias = None, tuple of ints stride = 1, str padding = \"valid\", tuple of ints dilation = 1, int groups = 1) didn't match because some of the arguments have invalid types: (!immutable_list of [Tensor]!, !Parameter!, !NoneType!, !tuple of (int, int)!, !tuple of (int, int)!, !tuple of (int, int)!, !int!); check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "sequencer2d_s": "stages.0.blocks.0.rnn_tokens: a reshape from (B, 32, 32, 192) to (32B, 32, 192) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "shvit_s1": "stages.1.blocks.0.mixer.m.pre_norm: `torch.nn.functional.group_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "skresnet18": "layer1.0.conv1: forward calls the items of nn.ModuleList `paths` other than one after another, in order (`paths.0` goes to `torch.stack`): a group holds only them, numbered by position; make each item a module that does the whole step (a block)",
+    "swiftformer_xs": "stages.0.blocks.2.attn: `torch.nn.functional.normalize` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "swin_tiny_patch4_window7_224": "layers.0.blocks.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "swinv2_tiny_window8_256": "layers.0.blocks.0: a reshape from (B, 8, 8, 8, 8, 96) to (64B, 8, 8, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "swinv2_cr_tiny_224": "stages.0: forward calls `blocks.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
+    "tiny_vit_5m_224": "stages.1.blocks.0: torch.fx cannot trace timm.models.tiny_vit.TinyVitBlock.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "tnt_s_legacy_patch16_224": "pixel_embed: a reshape from (B, 196, 384) to (196B, 24, 4, 4) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
+    "tresnet_m": "body.layer2.0.conv1.aa: forward reads `filt`, a buffer: a spec holds only parameters of its own nodes",
+    "twins_svt_small": "torch.fx cannot trace timm.models.twins.Twins.forward: Proxy object cannot be iterated. This can be attempted when the Proxy is used in a loop or as a *args or **kwargs function argument. See the torch.fx docs on pytorch.org for a more detailed explanation of what types of control flow can be traced, and check out the Proxy docstring for help troubleshooting Proxy iteration errors",
+    "vgg11": "pre_logits: torch.fx cannot trace timm.models.vgg.ConvMlp.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "test_vit": "torch.fx cannot trace timm.models.vision_transformer.VisionTransformer.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "vit_tiny_r_s16_p8_224": "patch_embed.backbone.conv: torch.fx cannot trace timm.layers.std_conv.StdConv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "test_vit_relpos": "blocks.0.attn: forward reads `rel_pos.rel_coords_log`, a buffer: a spec holds only parameters of its own nodes",
+    "samvit_base_patch16_224": "blocks.0.attn: torch.fx cannot trace timm.models.vision_transformer_sam.Attention.forward: symbolically traced variables cannot be used as inputs to control flow",
+    "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "ese_vovnet19b_slim_dw": "the traced forward fails on inputs of 3x224x224: Given groups=1, weight of size [112, 256, 1, 1], expected input[1, 64, 56, 56] to have 256 channels, but got 64 channels instead; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "xcit_nano_12_p8_224": "the traced forward fails on inputs of 3x224x224: The size of tensor a (128) must match the size of tensor b (64) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+}
+
+FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite
+
+
+def _param(family: str) -> object:
+    return family if family in FAST else pytest.param(family, marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("family", [_param(f) for f in FAMILIES])
+def test_timm_family_round_trips(family: str) -> None:
+    name = FAMILIES[family]
+    torch.manual_seed(0)
+    model = timm.create_model(name).eval()
+    size = tuple(model.pretrained_cfg.get("input_size", (3, 224, 224)))
+    label = f"timm:{name}"
+    if name in REFUSALS:
+        with pytest.raises(SpecError) as e:
+            spec_from_module(model, {"x": size}, name="m", label=label)
+        assert str(e.value) == f"{label}: {REFUSALS[name]}"
+        assert "\n" not in str(e.value)
+    else:
+        imported = spec_from_module(model, {"x": size}, name="m", label=label)
+        assert imported.checked is not None and imported.checked.tensors == len(model.state_dict())
+
+
+def counts() -> list[str]:
+    """The lines the docs state, from the tables of this test and of test_torchvision."""
+    ok_tv, ok_timm = len(tv.MODELS) - len(tv.LIMITATIONS), len(FAMILIES) - len(REFUSALS)
+    return [
+        f"{ok_tv} of torchvision's {len(tv.MODELS)} classifiers",
+        f"{len(tv.SEGMENTATION) - len(tv.SEG_LIMITATIONS)} of its {len(tv.SEGMENTATION)} segmentation models",
+        f"{ok_timm} of timm's {len(FAMILIES)} model families",
+    ]
+
+
+def test_the_docs_state_the_counts_of_the_lists() -> None:
+    """README.md and docs/import.md say how many models round-trip: the counts of these tables
+    (which the slow tests hold to what the importer does)."""
+    root = Path(__file__).resolve().parents[2]
+    for page in ("README.md", "docs/import.md"):
+        text = " ".join((root / page).read_text().split())
+        for line in counts():
+            assert line in text, f"{page} should say: {line}"

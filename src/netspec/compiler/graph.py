@@ -104,10 +104,13 @@ def _enabled(node: NodeSpec, env: Mapping[str, Any], path: SpecPath) -> bool:
 
 def _refs_of(node: NodeSpec, blocks: set[str]) -> dict[str, str]:
     """Op arguments that name other nodes, e.g. pad_to's `like`."""
-    if op_kind(node.op, blocks) != "op" or not isinstance(node.args, dict):
+    if op_kind(node.op, blocks) != "op":
         return {}
     entry = OPS[node.op]
-    return {k: v for k, v in node.args.items() if k in entry.refs}
+    refs = {k: v for k, v in node.args.items() if k in entry.refs} if isinstance(node.args, dict) else {}
+    if entry.refs_from is not None:  # names an `index` subscript reads: `$0`, `$1`, ... (no argument's key)
+        refs.update({f"${i}": name for i, name in enumerate(entry.refs_from(node.args))})
+    return refs
 
 
 @dataclass
@@ -192,9 +195,13 @@ def resolve(
         name = scope.name(node, i, npath)
         kind = op_kind(node.op, blocks)
         assert kind is not None  # validated in spec.py
-        refs = _refs_of(node, blocks)
+        try:
+            refs = _refs_of(node, blocks)
+        except GraphError as e:  # an `index` subscript that does not parse
+            e.path, e.node = npath + (node.op,), name
+            raise
         inputs, kw_inputs = _inputs_of(node, kind, previous, refs, block_inputs.get(node.op), npath)
-        args = {k: v for k, v in node.args.items() if k not in refs} if refs else node.args
+        args = {k: v for k, v in node.args.items() if k not in refs} if isinstance(node.args, dict) else node.args
         dag_nodes.append(DagNode(name, node.op, kind, args, inputs, npath, node, refs, kw_inputs))
         previous = name
     if not dag_nodes:
@@ -276,7 +283,8 @@ def _inputs_of(
         src = [previous]
     elif isinstance(src, str):
         src = [src]
-    return list(src) + list(refs.values()), {}
+    named = [r for k, r in refs.items() if not (k.startswith("$") and r in src)]  # a subscript may name `from`'s
+    return list(src) + list(dict.fromkeys(named)), {}
 
 
 def _block_inputs(

@@ -52,13 +52,34 @@ class _ReadableCodeGen(fx.graph.CodeGen):
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
         lines = []
         for line in code.src.split("\n"):
-            line = re.sub(r";\s+[\w\s=]+ = None$", "", line)
+            line = _subscript(re.sub(r";\s+[\w\s=]+ = None$", "", line))
             m = re.match(r"^    (\w+) = ", line)
             if m and m.group(1) in self.shapes:
                 line = f"{line:<72}  # {self.shapes[m.group(1)]}"
             lines.append(line)
         code.src = "\n".join(lines)
         return code
+
+
+_SLICE = re.compile(r"slice\((\w+|-?\d+), (\w+|-?\d+), (\w+|-?\d+)\)")
+_TUPLE_INDEX = re.compile(r"^(    \w+ = \w+)\[\((.*?),?\)\]$")
+
+
+def _subscript(line: str) -> str:
+    """``pe[(slice(None, size, None), 0)]`` as Python writes it: ``pe[:size, 0]`` (an `index` op).
+
+    >>> _subscript("    pos = pe[(slice(None, None, None), slice(1, size, None))]")
+    '    pos = pe[:, 1:size]'
+    """
+    if "slice(" not in line and "[(" not in line:
+        return line
+
+    def part(m: re.Match[str]) -> str:
+        start, stop, step = ("" if v == "None" else v for v in m.groups())
+        return f"{start}:{stop}" + (f":{step}" if step else "")
+
+    line = _SLICE.sub(part, line)
+    return _TUPLE_INDEX.sub(lambda m: f"{m.group(1)}[{m.group(2)}]", line)
 
 
 def _class_name(name: str) -> str:

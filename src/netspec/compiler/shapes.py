@@ -23,6 +23,7 @@ from ..errors import BuildError, GraphError, ResourceError, ShapeError, SpecErro
 from ..nodes.functional import _DTYPES  # the one table of dtype names (generated code casts with it)
 from ..nodes.layers import LAYERS
 from ..nodes.model_nodes import infer_zoo
+from ..nodes.op_registry import INPUT_NAMES
 from ..nodes.ops import OPS, OpType
 from ..nodes.parameters import bind_parameter_args, parameter_probe
 from .binding import bind_layer_args, bind_op_args
@@ -134,8 +135,9 @@ class _Inferer:
         }[d.kind]
         t = handler(d, ins, kw, env)
         if d.kind in ("layer", "op", "zoo", "timm"):
+            keep = OPS[d.op].batch_inputs if d.kind == "op" else None  # the rest give sizes or indices
             try:
-                check_batch_kept([*ins, *kw.values()], t.probe, d.op)
+                check_batch_kept([*ins, *kw.values()][:keep], t.probe, d.op)
             except ShapeError as e:
                 e.path, e.node = d.path, d.name
                 raise
@@ -182,6 +184,8 @@ class _Inferer:
         entry = OPS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs = bind_op_args(entry, d.args, env, d.path + (d.op,), d.name)
+        if entry.refs_from is not None:  # the emit reads its inputs by name (an `index` subscript)
+            kwargs[INPUT_NAMES] = _positional(d)
         key = _call_key(d.op, kwargs, ins, {})
         if key in self.reused:
             out = self.reused[key][1]

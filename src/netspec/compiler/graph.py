@@ -258,12 +258,13 @@ def _inputs_of(
 ) -> Inputs:
     """(positional inputs, keyword inputs) of a node; block inputs are keyed by block input."""
     src = node.from_
-    if kind == "param":
+    if kind in ("param", "buffer"):
         if src is not None:
+            what = "a learnable tensor" if kind == "param" else "a tensor"
             raise GraphError(
-                "a Parameter takes no input: it is a learnable tensor of its own",
+                f"a {node.op} takes no input: it is {what} of its own",
                 path=path + ("from",),
-                hint="remove `from`; use the parameter in an op such as `matmul: [x, w]`",
+                hint=f"remove `from`; use the {node.op.lower()} in an op such as `matmul: [x, w]`",
             )
         return [], {}
     if kind == "block" and block_in is not None:

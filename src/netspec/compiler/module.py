@@ -23,6 +23,7 @@ from torch import fx, nn
 from ..errors import BuildError, SpecError
 from ..nodes import functional as nsf
 from ..nodes.model_nodes import family_of, truncate_model
+from ..nodes.buffers import make_buffer
 from ..nodes.parameters import make_parameter
 from ..nodes.zoo import set_submodule
 from .dims import build_on_meta
@@ -189,6 +190,9 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
             param.requires_grad_(False)
             log.append(f"{node.name}: frozen")
         root.register_parameter(node.name, param)
+        return g.get_attr(node.name)
+    if node.kind == "buffer":
+        root.register_buffer(node.name, make_buffer(node.args), persistent=node.args["persistent"])
         return g.get_attr(node.name)
     child = _build_child(node, log)
     if child is None:

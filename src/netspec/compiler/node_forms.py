@@ -137,7 +137,9 @@ def _names_a_node(key: str, inner: str, blocks: Blocks) -> bool:
         from ..nodes.ops import OPS
 
         return inner not in OPS[key].params
-    return inner_kind in ("layer", "block", "group", "param") and inner not in _arguments(key, kind, blocks)
+    return inner_kind in ("layer", "block", "group", "param", "buffer", "shared") and inner not in _arguments(
+        key, kind, blocks
+    )
 
 
 def _arguments(key: str, kind: str, blocks: Blocks) -> Any:

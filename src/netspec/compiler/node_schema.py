@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nodes.catalog import catalog
-from ..nodes.kinds import GROUP_OP, PARAM_ARGS, PARAM_OP, ZOO_EXTRA_ARGS
+from ..nodes.kinds import BUFFER_ARGS, BUFFER_OP, GROUP_OP, PARAM_ARGS, PARAM_OP, SHARED_OP, ZOO_EXTRA_ARGS
 
 _ANY_ARGS = {"description": "arguments: a mapping, a list (positional) or one value"}
 
@@ -82,6 +82,10 @@ def _op_schemas() -> dict[str, Any]:
         "items": _NODE,
     }
     ops[PARAM_OP] = _layer_args_schema(list(PARAM_ARGS), "a learnable tensor: {shape: [4, 4], init: normal_}")
+    ops[BUFFER_OP] = _layer_args_schema(
+        list(BUFFER_ARGS), "a tensor that is not learnt: {value: [0.5, 0.5]}, {file: t.pt} or {shape: [4], init: zeros_}"
+    )
+    ops[SHARED_OP] = {"description": "the name of a node whose module this node calls again", "type": "string"}
     return ops
 
 

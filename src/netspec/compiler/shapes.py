@@ -25,6 +25,7 @@ from ..nodes.layers import LAYERS
 from ..nodes.model_nodes import infer_zoo
 from ..nodes.op_registry import INPUT_NAMES
 from ..nodes.ops import OPS, OpType
+from ..nodes.buffers import bind_buffer_args, buffer_probe
 from ..nodes.parameters import bind_parameter_args, parameter_probe
 from .binding import bind_layer_args, bind_op_args
 from .dims import (  # noqa: F401
@@ -128,6 +129,7 @@ class _Inferer:
             "layer": self.layer,
             "op": self.op,
             "param": self.param,
+            "buffer": self.buffer,
             "block": self.block,
             "group": self.group,
             "zoo": self.zoo,
@@ -227,6 +229,14 @@ class _Inferer:
         self._check_budget(d)
         notes = [f"init {args['init']}" + (f" {args['init_args']}" if args["init_args"] else "")]
         return TypedNode(d.name, "param", d.op, d.path, [], args, out.value, out.twin, notes, params=n)
+
+    def buffer(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        opts = self.options
+        args = bind_buffer_args(d.args, env, d.path + (d.op,), d.name, opts.base_dir, opts.roots)
+        out = buffer_probe(args)
+        source = "value" if args["value"] is not None else f"init {args['init']}"
+        notes = [source + ("" if args["persistent"] else ", not persistent")]
+        return TypedNode(d.name, "buffer", d.op, d.path, [], args, out.value, out.twin, notes)
 
     def block(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
         bspec = self.spec.blocks[d.op]

@@ -22,8 +22,8 @@ from torch import fx, nn
 
 from ..errors import BuildError, SpecError
 from ..nodes import functional as nsf
-from ..nodes.model_nodes import family_of, truncate_model
 from ..nodes.buffers import make_buffer
+from ..nodes.model_nodes import family_of, truncate_model
 from ..nodes.parameters import make_parameter
 from ..nodes.zoo import set_submodule
 from .dims import build_on_meta

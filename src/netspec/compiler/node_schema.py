@@ -83,7 +83,8 @@ def _op_schemas() -> dict[str, Any]:
     }
     ops[PARAM_OP] = _layer_args_schema(list(PARAM_ARGS), "a learnable tensor: {shape: [4, 4], init: normal_}")
     ops[BUFFER_OP] = _layer_args_schema(
-        list(BUFFER_ARGS), "a tensor that is not learnt: {value: [0.5, 0.5]}, {file: t.pt} or {shape: [4], init: zeros_}"
+        list(BUFFER_ARGS),
+        "a tensor that is not learnt: {value: [0.5, 0.5]}, {file: t.pt} or {shape: [4], init: zeros_}",
     )
     ops[SHARED_OP] = {"description": "the name of a node whose module this node calls again", "type": "string"}
     return ops

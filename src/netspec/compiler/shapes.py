@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from ..errors import BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean, format_path
+from ..nodes.buffers import bind_buffer_args, buffer_probe
 from ..nodes.functional import _DTYPES  # the one table of dtype names (generated code casts with it)
 from ..nodes.layers import LAYERS
 from ..nodes.model_nodes import infer_zoo
 from ..nodes.op_registry import INPUT_NAMES
 from ..nodes.ops import OPS, OpType
-from ..nodes.buffers import bind_buffer_args, buffer_probe
 from ..nodes.parameters import bind_parameter_args, parameter_probe
 from .binding import bind_layer_args, bind_op_args
 from .dims import (  # noqa: F401

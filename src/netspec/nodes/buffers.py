@@ -78,7 +78,14 @@ def bind_buffer_args(
         name, init_args = _init(raw.get("init", DEFAULT_INIT), path + ("init",), node)
         _check_init(name, init_args, shape, dtype or "float32", path, node)
         dtype = dtype or "float32"
-        return {"shape": shape, "dtype": dtype, "init": name, "init_args": init_args, "value": None, "persistent": persistent}
+        return {
+            "shape": shape,
+            "dtype": dtype,
+            "init": name,
+            "init_args": init_args,
+            "value": None,
+            "persistent": persistent,
+        }
     if "init" in raw:
         raise BuildError(f"`init` goes with `shape` alone, not with `{given[0]}`", path=path + ("init",), node=node)
     if given == ["value"]:
@@ -88,14 +95,19 @@ def bind_buffer_args(
     if "shape" in raw:
         value = _reshaped(value, _shape(raw["shape"], path + ("shape",), node), path + ("shape",), node)
     dtype = next(k for k, v in _DTYPES.items() if v == value.dtype)
-    return {"shape": list(value.shape), "dtype": dtype, "init": None, "init_args": {}, "value": value, "persistent": persistent}
+    return {
+        "shape": list(value.shape),
+        "dtype": dtype,
+        "init": None,
+        "init_args": {},
+        "value": value,
+        "persistent": persistent,
+    }
 
 
 def _check_keys(raw: Any, path: tuple, node: str) -> None:
     if not isinstance(raw, dict):
-        raise BuildError(
-            f"{BUFFER_OP} takes a mapping like {{value: [0.5, 0.5]}}, got {raw!r}", path=path, node=node
-        )
+        raise BuildError(f"{BUFFER_OP} takes a mapping like {{value: [0.5, 0.5]}}, got {raw!r}", path=path, node=node)
     for key in raw:
         if key not in BUFFER_ARGS:
             raise BuildError(

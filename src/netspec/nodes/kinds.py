@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["OpKind", "GROUP_OP", "PARAM_OP", "PARAM_ARGS", "BUFFER_OP", "BUFFER_ARGS", "SHARED_OP", "ZOO_EXTRA_ARGS", "TIMM_PREFIX"]
+__all__ = [
+    "OpKind",
+    "GROUP_OP",
+    "PARAM_OP",
+    "PARAM_ARGS",
+    "BUFFER_OP",
+    "BUFFER_ARGS",
+    "SHARED_OP",
+    "ZOO_EXTRA_ARGS",
+    "TIMM_PREFIX",
+]
 
 OpKind = Literal["layer", "op", "zoo", "timm", "block", "group", "param", "buffer", "shared"]
 GROUP_OP = "Sequential"  # a group of nodes run as a chain: `- downsample: [Conv2d..., BatchNorm2d]`

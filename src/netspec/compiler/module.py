@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..errors import BuildError, SpecError
+from ..errors import BuildError, SpecError, did_you_mean
 from ..nodes import functional as nsf
 from ..nodes.buffers import make_buffer
 from ..nodes.model_nodes import family_of, truncate_model
@@ -194,16 +194,60 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
     if node.kind == "buffer":
         root.register_buffer(node.name, make_buffer(node.args), persistent=node.args["persistent"])
         return g.get_attr(node.name)
+    kwargs: dict[str, Any] = {
+        k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()
+    }
+    if node.kind == "shared":  # `same_as`: the other node's module, called again
+        return g.call_module(node.args["same_as"], args, kwargs)
     child = _build_child(node, log)
     if child is None:
         assert node.op_entry is not None
         fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
         return g.call_function(fn, fargs, fkw)
     root.add_module(node.name, child)
-    kwargs: dict[str, Any] = {
-        k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()
-    }
     return g.call_module(node.name, args, kwargs)
+
+
+def tie_parameters(root: nn.Module, nodes: list[TypedNode]) -> None:
+    """Make each ``tie`` of a node real: the node's parameter becomes the other's
+    (``self.fc.weight = self.emb.weight``); both names stay in the state_dict, as torch keeps them.
+
+    >>> root = nn.Module(); root.emb, root.fc = nn.Embedding(5, 3), nn.Linear(3, 5)
+    >>> node = TypedNode("fc", "layer", "Linear", ("nodes", 1), [], {}, None, tie={"weight": "emb.weight"})
+    >>> tie_parameters(root, [node]); root.fc.weight is root.emb.weight
+    True
+    """
+    for node in nodes:
+        for own, other in (node.tie or {}).items():
+            path = node.path + ("tie", own)
+            target = _parameter_at(root, other, path, node.name, "the parameter to tie to")
+            mine = _parameter_at(root, f"{node.name}.{own}", path, node.name, f"`{node.name}`'s parameter")
+            if mine.shape != target.shape:
+                raise BuildError(
+                    f"`tie` makes `{node.name}.{own}` {tuple(mine.shape)} the parameter `{other}` {tuple(target.shape)}; "
+                    "tied parameters have the same shape",
+                    path=path,
+                    node=node.name,
+                    hint="check the sizes of both layers (an output Linear tied to an Embedding needs its in_features "
+                    "equal to the embedding_dim)",
+                )
+            owner, _, leaf = f"{node.name}.{own}".rpartition(".")
+            setattr(root.get_submodule(owner), leaf, target)
+
+
+def _parameter_at(root: nn.Module, name: str, path: tuple, node: str, what: str) -> nn.Parameter:
+    """The parameter ``name`` (a dotted path) of ``root``, or a BuildError naming the close ones."""
+    try:
+        return root.get_parameter(name)
+    except AttributeError:
+        names = [n for n, _ in root.named_parameters(remove_duplicate=False)]
+        raise BuildError(
+            f"`tie`: {what} `{name}` is not a parameter",
+            path=path,
+            node=node,
+            hint=did_you_mean(name, names)
+            or f"parameters: {', '.join(names[:8])}" + (" ..." if len(names) > 8 else ""),
+        ) from None
 
 
 def build_module(
@@ -239,6 +283,7 @@ def build_module(
         out.name = node.var if node.name not in env else out.name
         env[node.name] = out
         shapes[out.name] = node.shape
+    tie_parameters(root, graph.nodes)
     outs = [env[ref] for _, ref in graph.outputs]
     if graph.output_type == "dict":
         g.output({ext: env[ref] for ext, ref in graph.outputs})

@@ -11,6 +11,7 @@ parameters and input shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import ChainMap
 from collections.abc import Hashable, Mapping
@@ -93,12 +94,14 @@ class _Inferer:
         self.active_blocks: list[str] = []  # blocks being instantiated, outermost first
         # (layer class or op, arguments, input shapes) -> (parameters, output): see dims.py
         self.reused: dict[Hashable, tuple[int, Probe]] = {}
+        self.scopes: list[dict[str, TypedNode]] = []  # the typed nodes of each graph being inferred
 
     # graph level
     def infer(self, dag: Dag, inputs: dict[str, Probe], env: dict[str, Any], name: str, output_type: str) -> TypedGraph:
         values: dict[str, Probe] = dict(inputs)
         local_env = {**env, **_env_shapes(inputs)}
         typed: list[TypedNode] = []
+        self.scopes.append({})  # this graph's nodes by name, for `same_as`
         for dnode in dag.nodes:
             ins = [values[r] for r in _positional(dnode)]
             kw = {
@@ -110,6 +113,8 @@ class _Inferer:
             if (info := _shape_info(tnode.probe)) is not None:
                 local_env[dnode.name] = info  # in place: a copy per node would make compiling quadratic
             typed.append(tnode)
+            self.scopes[-1][tnode.name] = tnode
+        self.scopes.pop()
         return TypedGraph.of(name, inputs, typed, dag.outputs, output_type)
 
     def node(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
@@ -122,6 +127,8 @@ class _Inferer:
                 node=d.name,
                 hint="check `repeat` counts and nested blocks",
             )
+        if d.shares is not None:
+            return self.shared(d, ins, kw, env)
         repeat = d.spec.repeat
         if repeat is not None:
             return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
@@ -143,8 +150,38 @@ class _Inferer:
             except ShapeError as e:
                 e.path, e.node = d.path, d.name
                 raise
-        t.freeze = d.spec.freeze
+        t.freeze, t.tie = d.spec.freeze, d.spec.tie
         return t
+
+    def shared(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        """A node calling another's module again: inferred as a copy of it on its own inputs,
+        which must build the same module (a Linear's inferred in_features must not change)."""
+        assert d.shares is not None
+        target = self.scopes[-1][d.shares]
+        params = self.total_params
+        copy = self.node(dataclasses.replace(d, shares=None), ins, kw, env)
+        self.total_params = params  # the weights are the target's, counted once
+        differs = _first_difference(copy, target)
+        if differs is not None:
+            raise ShapeError(
+                f"`same_as: {d.shares}` reads {_shapes_of(ins)}, which would build another module than "
+                f"`{d.shares}`'s ({differs})",
+                path=d.path + ("from",) if d.spec.from_ is not None else d.path,
+                node=d.name,
+                hint=f"give it inputs of the shapes `{d.shares}` reads",
+            )
+        return TypedNode(
+            d.name,
+            "shared",
+            copy.op,
+            d.path,
+            copy.inputs,
+            {"same_as": d.shares},
+            copy.value,
+            copy.twin,
+            [f"same module as {d.shares}"],
+            kw_inputs=copy.kw_inputs,
+        )
 
     def _arity(self, d: DagNode, n: int, lo: int, hi: int | None) -> None:
         if n < lo or (hi is not None and n > hi):
@@ -417,6 +454,27 @@ class _Inferer:
                 node=d.name,
                 hint="check the sizes; raise the limit with --max-params if this is intended",
             )
+
+
+def _first_difference(a: TypedNode, b: TypedNode) -> str | None:
+    """How the module two nodes would build differs (``in_features=5, not 4``), or None."""
+    if (a.kind, a.op) != (b.kind, b.op):
+        return f"{a.op}, not {b.op}"
+    if a.kind in ("layer", "block"):
+        for key in dict.fromkeys([*a.args, *b.args]):
+            if repr(a.args.get(key)) != repr(b.args.get(key)):
+                return f"{key}={a.args.get(key)!r}, not {b.args.get(key)!r}"
+    if a.sub is not None and b.sub is not None:
+        for x, y in zip(a.sub.nodes, b.sub.nodes):
+            if (why := _first_difference(x, y)) is not None:
+                return f"{x.name}: {why}"
+    if a.params != b.params:
+        return f"{a.params:,} parameters, not {b.params:,}"
+    return None
+
+
+def _shapes_of(ins: list[Probe]) -> str:
+    return " and ".join(per_sample(p.value, p.twin) if isinstance(p.value, torch.Tensor) else "a tuple" for p in ins)
 
 
 def _call_key(target: Any, kwargs: dict[str, Any], ins: list[Probe], kw: dict[str, Probe]) -> Hashable | None:

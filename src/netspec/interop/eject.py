@@ -271,7 +271,7 @@ CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ..
 
 def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Child | None:
     """What a node adds to its module's ``__init__``: a submodule, a parameter, or nothing (an op)."""
-    if node.kind == "op":
+    if node.kind in ("op", "shared"):  # a shared node calls another's module: nothing of its own
         return None
     if node.kind == "param":
         return Child(node.name, _parameter(node))
@@ -289,12 +289,29 @@ def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Chil
     return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
 
 
+def _tie_line(node: Any, own: str, other: str) -> str:
+    """``self.decoder.weight = self.encoder.weight``: a node's ``tie``, as torch code writes it."""
+
+    def ref(dotted: str) -> str:
+        out = "self"
+        for part in dotted.split("."):
+            out = f"{out}[{int(part)}]" if part.isdigit() else attr_ref(out, identifier(part, f"{node.name}: tie"))
+        return out
+
+    *owner, leaf = f"{node.name}.{own}".split(".")
+    head, tail = child_assignment(ref(".".join(owner)), identifier(leaf, f"{node.name}: tie"))
+    return head + ref(other) + tail + "  " + comment("tied: one parameter, both state_dict keys")
+
+
 def draft(
     gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None, loop: bool = False
 ) -> Draft:
     """The draft of one GraphModule and, through its children, of every class instance below it."""
     imports: set[str] = set()
     children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
+    ties = tuple(_tie_line(n, own, other) for n in graph.nodes for own, other in (n.tie or {}).items())
+    if ties:  # after every child: the parameter tied to may belong to a later node
+        children.append(Child("", lines=ties))
     forward, functions = ("", {}) if loop else forward_source(gm)
     if loop:
         forward = _loop_forward(graph)

@@ -151,6 +151,10 @@ class _Inferer:
                 e.path, e.node = d.path, d.name
                 raise
         t.freeze, t.tie = d.spec.freeze, d.spec.tie
+        for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
+            tied = _param_count(t, own)
+            t.params -= tied
+            self.total_params -= tied
         return t
 
     def shared(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
@@ -471,6 +475,21 @@ def _first_difference(a: TypedNode, b: TypedNode) -> str | None:
     if a.params != b.params:
         return f"{a.params:,} parameters, not {b.params:,}"
     return None
+
+
+def _param_count(t: TypedNode, name: str) -> int:
+    """How many values the parameter ``name`` (a dotted path inside the node) holds; 0 when
+    there is none (building the module says so, in one line)."""
+    first, _, rest = name.partition(".")
+    if t.kind == "layer" and t.layer_cls is not None:
+        module = construct_meta(t.layer_cls, t.args, t.op, t.path, t.name)
+        try:
+            return module.get_parameter(name).numel()
+        except AttributeError:
+            return 0
+    if t.sub is not None and rest and any(n.name == first for n in t.sub.nodes):
+        return _param_count(t.sub.node(first), rest)
+    return 0
 
 
 def _shapes_of(ins: list[Probe]) -> str:

@@ -46,6 +46,7 @@ from .dims import (  # noqa: F401
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
 from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
+from .sharing import first_difference, param_count, shapes_of
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 
@@ -152,7 +153,7 @@ class _Inferer:
                 raise
         t.freeze, t.tie = d.spec.freeze, d.spec.tie
         for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
-            tied = _param_count(t, own)
+            tied = param_count(t, own)
             t.params -= tied
             self.total_params -= tied
         return t
@@ -165,10 +166,10 @@ class _Inferer:
         params = self.total_params
         copy = self.node(dataclasses.replace(d, shares=None), ins, kw, env)
         self.total_params = params  # the weights are the target's, counted once
-        differs = _first_difference(copy, target)
+        differs = first_difference(copy, target)
         if differs is not None:
             raise ShapeError(
-                f"`same_as: {d.shares}` reads {_shapes_of(ins)}, which would build another module than "
+                f"`same_as: {d.shares}` reads {shapes_of(ins)}, which would build another module than "
                 f"`{d.shares}`'s ({differs})",
                 path=d.path + ("from",) if d.spec.from_ is not None else d.path,
                 node=d.name,
@@ -458,42 +459,6 @@ class _Inferer:
                 node=d.name,
                 hint="check the sizes; raise the limit with --max-params if this is intended",
             )
-
-
-def _first_difference(a: TypedNode, b: TypedNode) -> str | None:
-    """How the module two nodes would build differs (``in_features=5, not 4``), or None."""
-    if (a.kind, a.op) != (b.kind, b.op):
-        return f"{a.op}, not {b.op}"
-    if a.kind in ("layer", "block"):
-        for key in dict.fromkeys([*a.args, *b.args]):
-            if repr(a.args.get(key)) != repr(b.args.get(key)):
-                return f"{key}={a.args.get(key)!r}, not {b.args.get(key)!r}"
-    if a.sub is not None and b.sub is not None:
-        for x, y in zip(a.sub.nodes, b.sub.nodes):
-            if (why := _first_difference(x, y)) is not None:
-                return f"{x.name}: {why}"
-    if a.params != b.params:
-        return f"{a.params:,} parameters, not {b.params:,}"
-    return None
-
-
-def _param_count(t: TypedNode, name: str) -> int:
-    """How many values the parameter ``name`` (a dotted path inside the node) holds; 0 when
-    there is none (building the module says so, in one line)."""
-    first, _, rest = name.partition(".")
-    if t.kind == "layer" and t.layer_cls is not None:
-        module = construct_meta(t.layer_cls, t.args, t.op, t.path, t.name)
-        try:
-            return module.get_parameter(name).numel()
-        except AttributeError:
-            return 0
-    if t.sub is not None and rest and any(n.name == first for n in t.sub.nodes):
-        return _param_count(t.sub.node(first), rest)
-    return 0
-
-
-def _shapes_of(ins: list[Probe]) -> str:
-    return " and ".join(per_sample(p.value, p.twin) if isinstance(p.value, torch.Tensor) else "a tuple" for p in ins)
 
 
 def _call_key(target: Any, kwargs: dict[str, Any], ins: list[Probe], kw: dict[str, Probe]) -> Hashable | None:

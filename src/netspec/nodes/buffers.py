@@ -62,17 +62,7 @@ def bind_buffer_args(
             node=node,
             hint="e.g. {value: [0.5, 0.5]}, {file: table.pt} or {shape: [4, 4], init: zeros_}",
         )
-    dtype = raw.get("dtype")
-    if dtype is not None and dtype not in _DTYPES:
-        raise BuildError(
-            f"`dtype` {dtype!r} is not a dtype netspec knows",
-            path=path + ("dtype",),
-            node=node,
-            hint=did_you_mean(str(dtype), _DTYPES) or f"one of {', '.join(_DTYPES)}",
-        )
-    persistent = raw.get("persistent", True)
-    if not isinstance(persistent, bool):
-        raise BuildError("`persistent` is true or false", path=path + ("persistent",), node=node)
+    dtype, persistent = _dtype_and_persistent(raw, path, node)
     if not given:
         shape = _shape(raw["shape"], path + ("shape",), node)
         name, init_args = _init(raw.get("init", DEFAULT_INIT), path + ("init",), node)
@@ -103,6 +93,21 @@ def bind_buffer_args(
         "value": value,
         "persistent": persistent,
     }
+
+
+def _dtype_and_persistent(raw: dict[str, Any], path: tuple, node: str) -> tuple[str | None, bool]:
+    dtype = raw.get("dtype")
+    if dtype is not None and dtype not in _DTYPES:
+        raise BuildError(
+            f"`dtype` {dtype!r} is not a dtype netspec knows",
+            path=path + ("dtype",),
+            node=node,
+            hint=did_you_mean(str(dtype), _DTYPES) or f"one of {', '.join(_DTYPES)}",
+        )
+    persistent = raw.get("persistent", True)
+    if not isinstance(persistent, bool):
+        raise BuildError("`persistent` is true or false", path=path + ("persistent",), node=node)
+    return dtype, persistent
 
 
 def _check_keys(raw: Any, path: tuple, node: str) -> None:

@@ -141,3 +141,15 @@ def test_bad_sharing_is_one_line_at_the_node(nodes: str, message: str) -> None:
         _build(f"name: t\ninputs: {inputs}\nnodes:\n{nodes}")
     text = str(info.value)
     assert message in text and "\n" not in text and "nodes[" in text, text
+
+
+def test_a_repeat_ties_a_copy_and_a_buffer_refuses_freeze() -> None:
+    model = _build(
+        "name: t\ninputs: {x: [4]}\nnodes:\n"
+        "  - first: {Linear: {out_features: 4}}\n"
+        "  - stack: {Linear: {out_features: 4}, repeat: 2, tie: {1.weight: first.weight}}\n"
+    )
+    assert model.stack.get_submodule("1").weight is model.first.weight
+    assert sum(p.numel() for p in model.parameters()) == 3 * 20 - 16
+    with pytest.raises(SpecError, match="nothing to stop"):
+        _build("name: t\ninputs: {x: [2]}\nnodes:\n  - b: {Buffer: [1.0, 2.0], freeze: true}\n  - add: [x, b]\n")

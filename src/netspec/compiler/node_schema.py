@@ -122,6 +122,11 @@ def node_json_schema() -> dict[str, Any]:
             "anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
             "description": "freeze parameters: true, or name patterns",
         },
+        "tie": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "parameters that are another's: {weight: emb.weight} (tied embeddings)",
+        },
         "name": {"type": "string", "description": "node name, in the explicit form"},
         "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
         "args": _ANY_ARGS,
@@ -136,7 +141,7 @@ def node_json_schema() -> dict[str, Any]:
     }
     return {
         "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
-        "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
+        "from/when/else/repeat/freeze/tie; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
         "patternProperties": {r"^timm\.[A-Za-z0-9_.]+$": timm},

@@ -132,7 +132,24 @@ class _Inferer:
             return self.shared(d, ins, kw, env)
         repeat = d.spec.repeat
         if repeat is not None:
-            return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
+            t = self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
+        else:
+            t = self._one(d, ins, kw, env)
+        if d.spec.tie and d.kind in ("op", "param", "buffer"):
+            raise GraphError(f"a {d.op} node has no parameters to tie", path=d.path + ("tie",), node=d.name)
+        t.tie = d.spec.tie
+        for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
+            tied = param_count(t, own)
+            t.params -= tied
+            self.total_params -= tied
+        return t
+
+    def _one(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        """One node (not a repeat, not a `same_as`), by its kind."""
+        if d.spec.freeze and d.kind == "buffer":  # never silently ignored
+            raise GraphError(
+                "a Buffer is not learnt: `freeze` has nothing to stop", path=d.path + ("freeze",), node=d.name
+            )
         handler = {
             "layer": self.layer,
             "op": self.op,
@@ -151,11 +168,7 @@ class _Inferer:
             except ShapeError as e:
                 e.path, e.node = d.path, d.name
                 raise
-        t.freeze, t.tie = d.spec.freeze, d.spec.tie
-        for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
-            tied = param_count(t, own)
-            t.params -= tied
-            self.total_params -= tied
+        t.freeze = d.spec.freeze
         return t
 
     def shared(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
@@ -391,9 +404,10 @@ class _Inferer:
             )
         if len(ins) != 1:
             raise GraphError("a repeated node takes one input", path=d.path + ("from",), node=d.name)
-        extra = list(dict.fromkeys(n for n in d.input_names[1:]))  # keyword inputs' sources
+        keywords = (n for v in d.kw_inputs.values() for n in ([v] if isinstance(v, str) else v))
+        extra = list(dict.fromkeys(keywords))  # keyword inputs' sources
         chain = "x" if "x" not in extra else "x_in"
-        single = d.spec.model_copy(update={"repeat": None, "freeze": None})
+        single = d.spec.model_copy(update={"repeat": None, "freeze": None, "tie": None})
         outer = dict(zip(extra, (self._kw_source(d, n, kw) for n in extra)))
         nodes: list[TypedNode] = []
         value, prev = ins[0], chain

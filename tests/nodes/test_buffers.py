@@ -141,3 +141,19 @@ def test_a_bad_buffer_is_one_line_at_its_argument(args: str, message: str) -> No
         _build(f"name: t\ninputs: {{x: [2]}}\nnodes:\n  - b: {{Buffer: {args}}}\n  - add: [x, b]\n")
     text = str(info.value)
     assert message in text and "\n" not in text and "nodes[0].Buffer" in text, text
+
+
+def test_an_ejected_file_writes_a_small_non_persistent_buffer_and_refuses_a_big_one() -> None:
+    from netspec.api import compile_spec
+    from netspec.interop import ExportError
+    from netspec.interop.eject import eject
+
+    source = eject(compile_spec(netspec.load_spec(text=NORMALIZED)))
+    assert (
+        "self.register_buffer('std', torch.tensor([[[0.229]], [[0.224]], [[0.225]]], dtype=torch.float32), persistent=False)"
+        in source
+    )
+    assert "self.register_buffer('mean', torch.zeros(3, 1, 1, dtype=torch.float32))" in source
+    big = "name: t\ninputs: {x: [65, 64]}\nnodes:\n  - b: {Buffer: {shape: [65, 64], persistent: false}}\n  - add: [x, b]\n"
+    with pytest.raises(ExportError, match="make it persistent"):
+        eject(compile_spec(netspec.load_spec(text=big)))

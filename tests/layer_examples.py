@@ -160,6 +160,22 @@ OP_EXAMPLES: dict[str, Example] = {
     "randint_like": Example({"high": 5}, [I((3, 4))]),
     "full_like": Example(2.5, [I((3, 4))]),
     "bernoulli": Example(None, [I((3, 4))]),  # inputs are uniform in [0, 1): probabilities
+    # indexing, gathers, masks, positions (ops_index.py)
+    "index": Example("[:, 1:in1.size(1), None, 0]", [I((3, 4)), I((2,))]),
+    "gather": Example(1, [I((3, 4)), I((2, 4), "int64", high=3)]),
+    "masked_fill": Example(-1.0, [I((3, 4)), I((1, 4), "bool", high=2)]),
+    "arange": Example(2, [I((3, 4))]),
+    "expand": Example([3, -1], [I((1, 4))]),
+    "expand_as": Example(None, [I((1, 4)), I((3, 4))]),
+    "tile": Example([2, 1], [I((3, 4))]),
+    "roll": Example({"shifts": 1, "dims": 2}, [I((3, 4))]),
+    "flip": Example([1, 2], [I((3, 4))]),
+    "cumsum": Example(2, [I((3, 4))]),
+    "cumprod": Example(2, [I((3, 4))]),
+    "argmax": Example(2, [I((3, 4))]),
+    "triu": Example(1, [I((3, 4))]),
+    "tril": Example(-1, [I((3, 4))]),
+    "einsum": Example("bij,bkj->bik", [I((3, 4)), I((5, 4))]),
 }
 UNARY_OPS = (
     "abs",

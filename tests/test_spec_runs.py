@@ -79,6 +79,7 @@ def _tensor_file(path: Path, fields: dict[str, Any], n: int) -> None:
         "feature1": rng.standard_normal((n, 1, 10, 18)).astype(np.float32),
         "feature2": rng.standard_normal((n, 8)).astype(np.float32),
         "tokens": tokens,
+        "next_tokens": np.roll(tokens, -1, axis=1),  # word_language_model's targets
         "label": np.arange(n) % 2,  # both classes present: the sampler weighs class 1
     }
     wanted = list(dict.fromkeys([*fields.get("inputs", {}).values(), fields.get("target", "label")]))

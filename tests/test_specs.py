@@ -49,6 +49,9 @@ EXPECTED_PARAMS: dict[str, int] = {
     "transformer_classifier": 133_252,  # pos 2,048 + embedding 64,000 + 2 layers x 33,472 + fc 260
     "list_dense": 52,  # seed 003 MyListDense: 3 x 16 + 4
     "resnet18": 11_689_512,  # torchvision resnet18, the same state_dict keys
+    # issue 20's constructs (tests/test_equivalence_language.py)
+    "word_language_model": 131_944,  # embedding 64,000 + 2 layers x 33,472 + decoder bias 1,000 (weight tied)
+    "siamese": 46_210,  # tower 416 + 12,832 + 32,832 (called twice, counted once) + head 130
     # timm models (tests/nodes/test_timm_zoo.py compares them with timm.create_model)
     "timm_resnet34": 21_283_530,  # 003 timm.create_model('resnet34', num_classes=10, in_chans=1)
     "timm_resnet34_fashion": 21_283_530,  # the same network, `extends: timm_resnet34.yaml`

@@ -129,7 +129,7 @@ def spec_keys_page() -> str:
 def nodes_page() -> str:
     """torch.nn's layers, netspec's ops, torchvision's models and the timm family."""
     from .nodes.catalog import catalog
-    from .nodes.kinds import PARAM_ARGS, TIMM_PREFIX, ZOO_EXTRA_ARGS
+    from .nodes.kinds import BUFFER_ARGS, PARAM_ARGS, SHARED_OP, TIMM_PREFIX, ZOO_EXTRA_ARGS
     from .nodes.zoo import zoo_params
 
     cat = catalog()
@@ -146,7 +146,9 @@ def nodes_page() -> str:
         out.append(f"| `{name}` | {args}{', `**kwargs`' if info.var_kwargs else ''} |")
     out += [
         "",
-        f"A declared learnable tensor is a `Parameter` node: arguments {_codes(PARAM_ARGS)}.\n",
+        f"A declared learnable tensor is a `Parameter` node: arguments {_codes(PARAM_ARGS)}. A tensor that "
+        f"is not learnt is a `Buffer` node: arguments {_codes(BUFFER_ARGS)}. `{SHARED_OP}: node` calls "
+        "another node's module again.\n",
         f"## Ops ({len(cat.ops)})\n",
         "| op | arguments | what it does |",
         "| --- | --- | --- |",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import GraphError, did_you_mean
-from ..nodes.kinds import OpKind
+from ..nodes.kinds import SHARED_OP, OpKind
 from ..nodes.layers import LAYERS
 from ..nodes.names import op_kind
 from ..nodes.ops import OPS
@@ -50,12 +50,15 @@ class DagNode:
     spec: NodeSpec
     ref_args: dict[str, str] = field(default_factory=dict)  # op args that named nodes (pad_to like)
     kw_inputs: dict[str, str | list[str]] = field(default_factory=dict)  # a layer's keyword inputs
+    shares: str | None = None  # `same_as`: the node whose module this one calls (op, args: its)
+    ties_to: list[str] = field(default_factory=list)  # the nodes whose parameters `tie` names
 
     @property
     def input_names(self) -> list[str]:
+        """What the node waits for: its inputs, and the node whose module it shares."""
         positional = list(self.inputs.values()) if isinstance(self.inputs, dict) else list(self.inputs)
         keywords = [n for v in self.kw_inputs.values() for n in ([v] if isinstance(v, str) else v)]
-        return positional + keywords
+        return positional + keywords + ([self.shares] if self.shares else []) + self.ties_to
 
 
 @dataclass
@@ -104,10 +107,13 @@ def _enabled(node: NodeSpec, env: Mapping[str, Any], path: SpecPath) -> bool:
 
 def _refs_of(node: NodeSpec, blocks: set[str]) -> dict[str, str]:
     """Op arguments that name other nodes, e.g. pad_to's `like`."""
-    if op_kind(node.op, blocks) != "op" or not isinstance(node.args, dict):
+    if op_kind(node.op, blocks) != "op":
         return {}
     entry = OPS[node.op]
-    return {k: v for k, v in node.args.items() if k in entry.refs}
+    refs = {k: v for k, v in node.args.items() if k in entry.refs} if isinstance(node.args, dict) else {}
+    if entry.refs_from is not None:  # names an `index` subscript reads: `$0`, `$1`, ... (no argument's key)
+        refs.update({f"${i}": name for i, name in enumerate(entry.refs_from(node.args))})
+    return refs
 
 
 @dataclass
@@ -185,6 +191,7 @@ def resolve(
     dag_nodes: list[DagNode] = []
     scope = _Scope(list(input_names), set(input_names), {n.name for n in nodes if n.name}, env, numbered)
     previous = input_names[0] if input_names else None
+    built: dict[str, DagNode] = {}  # the nodes so far by name: what `same_as` may name
     for i, node in enumerate(nodes):
         npath = path + ("nodes", i)
         if not _enabled(node, env, npath):
@@ -192,23 +199,78 @@ def resolve(
                 scope.aliases[scope.name(node, i, npath)] = (node.else_, npath + ("else",))
                 previous = node.name
             continue
+        shares = None
+        if node.op == SHARED_OP:
+            shares, node = shared_node(node, built, npath)
         name = scope.name(node, i, npath)
         kind = op_kind(node.op, blocks)
         assert kind is not None  # validated in spec.py
-        refs = _refs_of(node, blocks)
+        try:
+            refs = _refs_of(node, blocks)
+        except GraphError as e:  # an `index` subscript that does not parse
+            e.path, e.node = npath + (node.op,), name
+            raise
         inputs, kw_inputs = _inputs_of(node, kind, previous, refs, block_inputs.get(node.op), npath)
-        args = {k: v for k, v in node.args.items() if k not in refs} if refs else node.args
-        dag_nodes.append(DagNode(name, node.op, kind, args, inputs, npath, node, refs, kw_inputs))
+        args = {k: v for k, v in node.args.items() if k not in refs} if isinstance(node.args, dict) else node.args
+        dag_nodes.append(DagNode(name, node.op, kind, args, inputs, npath, node, refs, kw_inputs, shares))
+        built[name] = dag_nodes[-1]
         previous = name
     if not dag_nodes:
         raise GraphError("no node is enabled", path=path + ("nodes",))
     assert previous is not None
     outs = _outputs(outputs, previous, path)
     outs = _apply_aliases(dag_nodes, outs, scope, path)
+    _tied_nodes(dag_nodes)
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
     _check_unused(ordered, input_names, outs, path, kept)
     return Dag(list(input_names), ordered, outs)
+
+
+def _tied_nodes(nodes: list[DagNode]) -> None:
+    """A node whose parameter is tied to another node's reads that node (it is used, and built first)."""
+    names = {n.name for n in nodes}
+    for node in nodes:
+        for other in (node.spec.tie or {}).values():
+            first = other.split(".")[0]
+            if first in names and first != node.name and first not in node.ties_to:
+                node.ties_to.append(first)
+
+
+def shared_node(node: NodeSpec, built: Mapping[str, DagNode], path: SpecPath) -> tuple[str, NodeSpec]:
+    """``- b: {same_as: a, from: y}`` -> ("a", node b as a's op and arguments, reading y).
+
+    The node named must come before, in the same node list, and own a module (a layer, block,
+    group, repeat or model); a chain of ``same_as`` leads to the first.
+    """
+    target = node.args
+    if not isinstance(target, str) or target not in built:
+        raise GraphError(
+            f"`same_as` names {f'`{target}`' if isinstance(target, str) else repr(target)}, which is not a node before this one",
+            path=path + (SHARED_OP,),
+            node=node.name,
+            hint=did_you_mean(str(target), built) or "name a layer, block or group above it in the same list",
+        )
+    first = built[target]
+    if first.kind in ("op", "param", "buffer"):
+        what = {"op": "an op, which has no module", "param": "a Parameter", "buffer": "a Buffer"}[first.kind]
+        raise GraphError(
+            f"`same_as: {target}` names {what}",
+            path=path + (SHARED_OP,),
+            node=node.name,
+            hint="write the op again" if first.kind == "op" else f"read `{target}` itself (`from: {target}`)",
+        )
+    for key in ("repeat", "freeze", "tie"):
+        if getattr(node, key) is not None:
+            raise GraphError(
+                f"a `same_as` node takes no `{key}`: the module is `{target}`'s",
+                path=path + (key,),
+                node=node.name,
+                hint=f"write `{key}` on `{target}`",
+            )
+    update = {"op": first.spec.op, "args": first.spec.args, "nodes": first.spec.nodes, "repeat": first.spec.repeat}
+    shares = first.shares or first.name
+    return shares, node.model_copy(update=update)
 
 
 def _apply_aliases(
@@ -254,12 +316,13 @@ def _inputs_of(
 ) -> Inputs:
     """(positional inputs, keyword inputs) of a node; block inputs are keyed by block input."""
     src = node.from_
-    if kind == "param":
+    if kind in ("param", "buffer"):
         if src is not None:
+            what = "a learnable tensor" if kind == "param" else "a tensor"
             raise GraphError(
-                "a Parameter takes no input: it is a learnable tensor of its own",
+                f"a {node.op} takes no input: it is {what} of its own",
                 path=path + ("from",),
-                hint="remove `from`; use the parameter in an op such as `matmul: [x, w]`",
+                hint=f"remove `from`; use the {node.op.lower()} in an op such as `matmul: [x, w]`",
             )
         return [], {}
     if kind == "block" and block_in is not None:
@@ -279,7 +342,8 @@ def _inputs_of(
         src = [previous]
     elif isinstance(src, str):
         src = [src]
-    return list(src) + list(refs.values()), {}
+    named = [r for k, r in refs.items() if not (k.startswith("$") and r in src)]  # a subscript may name `from`'s
+    return list(src) + list(dict.fromkeys(named)), {}
 
 
 def _block_inputs(

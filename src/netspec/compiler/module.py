@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from ..errors import BuildError, SpecError
+from ..errors import BuildError, SpecError, did_you_mean
 from ..nodes import functional as nsf
+from ..nodes.buffers import make_buffer
 from ..nodes.model_nodes import family_of, truncate_model
 from ..nodes.parameters import make_parameter
 from ..nodes.zoo import set_submodule
@@ -52,13 +53,34 @@ class _ReadableCodeGen(fx.graph.CodeGen):
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
         lines = []
         for line in code.src.split("\n"):
-            line = re.sub(r";\s+[\w\s=]+ = None$", "", line)
+            line = _subscript(re.sub(r";\s+[\w\s=]+ = None$", "", line))
             m = re.match(r"^    (\w+) = ", line)
             if m and m.group(1) in self.shapes:
                 line = f"{line:<72}  # {self.shapes[m.group(1)]}"
             lines.append(line)
         code.src = "\n".join(lines)
         return code
+
+
+_SLICE = re.compile(r"slice\((\w+|-?\d+), (\w+|-?\d+), (\w+|-?\d+)\)")
+_TUPLE_INDEX = re.compile(r"^(    \w+ = \w+)\[\((.*?),?\)\]$")
+
+
+def _subscript(line: str) -> str:
+    """``pe[(slice(None, size, None), 0)]`` as Python writes it: ``pe[:size, 0]`` (an `index` op).
+
+    >>> _subscript("    pos = pe[(slice(None, None, None), slice(1, size, None))]")
+    '    pos = pe[:, 1:size]'
+    """
+    if "slice(" not in line and "[(" not in line:
+        return line
+
+    def part(m: re.Match[str]) -> str:
+        start, stop, step = ("" if v == "None" else v for v in m.groups())
+        return f"{start}:{stop}" + (f":{step}" if step else "")
+
+    line = _SLICE.sub(part, line)
+    return _TUPLE_INDEX.sub(lambda m: f"{m.group(1)}[{m.group(2)}]", line)
 
 
 def _class_name(name: str) -> str:
@@ -167,7 +189,9 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
             param.requires_grad_(False)
             log.append(f"{node.name}: frozen")
         root.register_parameter(node.name, param)
-    else:
+    elif node.kind == "buffer":
+        root.register_buffer(node.name, make_buffer(node.args), persistent=node.args["persistent"])
+    elif node.kind != "shared":  # `same_as` calls a module another node added
         child = _build_child(node, log)
         if child is not None:
             root.add_module(node.name, child)
@@ -177,14 +201,16 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
 def _call(g: fx.Graph, node: TypedNode, env: dict[str, fx.Node]) -> fx.Node:
     """The fx node computing ``node`` (its module or parameter is the root's already)."""
     args = tuple(env[r] for r in node.inputs)
-    if node.kind == "param":
+    if node.kind in ("param", "buffer"):
         return g.get_attr(node.name)
-    if node.op_entry is not None and node.kind == "op":
-        fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
-        return g.call_function(fn, fargs, fkw)
     kwargs: dict[str, Any] = {
         k: env[v] if isinstance(v, str) else tuple(env[x] for x in v) for k, v in node.kw_inputs.items()
     }
+    if node.kind == "shared":  # `same_as`: the other node's module, called again
+        return g.call_module(node.args["same_as"], args, kwargs)
+    if node.op_entry is not None and node.kind == "op":
+        fn, fargs, fkw = node.op_entry.emit(list(args), **node.args)
+        return g.call_function(fn, fargs, fkw)
     return g.call_module(node.name, args, kwargs)
 
 
@@ -217,6 +243,48 @@ def _drop_unread(g: fx.Graph) -> None:
             g.erase_node(node)
 
 
+def tie_parameters(root: nn.Module, nodes: list[TypedNode]) -> None:
+    """Make each ``tie`` of a node real: the node's parameter becomes the other's
+    (``self.fc.weight = self.emb.weight``); both names stay in the state_dict, as torch keeps them.
+
+    >>> root = nn.Module(); root.emb, root.fc = nn.Embedding(5, 3), nn.Linear(3, 5)
+    >>> node = TypedNode("fc", "layer", "Linear", ("nodes", 1), [], {}, None, tie={"weight": "emb.weight"})
+    >>> tie_parameters(root, [node]); root.fc.weight is root.emb.weight
+    True
+    """
+    for node in nodes:
+        for own, other in (node.tie or {}).items():
+            path = node.path + ("tie", own)
+            target = _parameter_at(root, other, path, node.name, "the parameter to tie to")
+            mine = _parameter_at(root, f"{node.name}.{own}", path, node.name, f"`{node.name}`'s parameter")
+            if mine.shape != target.shape:
+                raise BuildError(
+                    f"`tie` makes `{node.name}.{own}` {tuple(mine.shape)} the parameter `{other}` {tuple(target.shape)}; "
+                    "tied parameters have the same shape",
+                    path=path,
+                    node=node.name,
+                    hint="check the sizes of both layers (an output Linear tied to an Embedding needs its in_features "
+                    "equal to the embedding_dim)",
+                )
+            owner, _, leaf = f"{node.name}.{own}".rpartition(".")
+            setattr(root.get_submodule(owner), leaf, target)
+
+
+def _parameter_at(root: nn.Module, name: str, path: tuple, node: str, what: str) -> nn.Parameter:
+    """The parameter ``name`` (a dotted path) of ``root``, or a BuildError naming the close ones."""
+    try:
+        return root.get_parameter(name)
+    except AttributeError:
+        names = [n for n, _ in root.named_parameters(remove_duplicate=False)]
+        raise BuildError(
+            f"`tie`: {what} `{name}` is not a parameter",
+            path=path,
+            node=node,
+            hint=did_you_mean(name, names)
+            or f"parameters: {', '.join(names[:8])}" + (" ..." if len(names) > 8 else ""),
+        ) from None
+
+
 def build_module(
     graph: TypedGraph, *, log: list[str] | None = None, device: torch.device | str | None = None
 ) -> fx.GraphModule:
@@ -241,6 +309,7 @@ def build_module(
     log = log if log is not None else []
     root = nn.Module()
     g = _graph(graph, lambda g, node, env: _emit(g, root, node, env, log))
+    tie_parameters(root, graph.nodes)
     if graph.extras:
         _drop_unread(g)
     gm = fx.GraphModule(root, g, class_name=_class_name(graph.name))
@@ -249,6 +318,9 @@ def build_module(
         gm._modules.update(root._modules)
         gm._parameters.clear()
         gm._parameters.update(root._parameters)
+        gm._buffers.clear()
+        gm._buffers.update(root._buffers)
+        gm._non_persistent_buffers_set = set(root._non_persistent_buffers_set)
     gm.netspec_graph = graph  # type: ignore[assignment]  # for summaries and tools
     return gm
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nodes.catalog import catalog
-from ..nodes.kinds import GROUP_OP, PARAM_ARGS, PARAM_OP, ZOO_EXTRA_ARGS
+from ..nodes.kinds import BUFFER_ARGS, BUFFER_OP, GROUP_OP, PARAM_ARGS, PARAM_OP, SHARED_OP, ZOO_EXTRA_ARGS
 
 _ANY_ARGS = {"description": "arguments: a mapping, a list (positional) or one value"}
 
@@ -82,6 +82,11 @@ def _op_schemas() -> dict[str, Any]:
         "items": _NODE,
     }
     ops[PARAM_OP] = _layer_args_schema(list(PARAM_ARGS), "a learnable tensor: {shape: [4, 4], init: normal_}")
+    ops[BUFFER_OP] = _layer_args_schema(
+        list(BUFFER_ARGS),
+        "a tensor that is not learnt: {value: [0.5, 0.5]}, {file: t.pt} or {shape: [4], init: zeros_}",
+    )
+    ops[SHARED_OP] = {"description": "the name of a node whose module this node calls again", "type": "string"}
     return ops
 
 
@@ -117,6 +122,11 @@ def node_json_schema() -> dict[str, Any]:
             "anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
             "description": "freeze parameters: true, or name patterns",
         },
+        "tie": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "parameters that are another's: {weight: emb.weight} (tied embeddings)",
+        },
         "name": {"type": "string", "description": "node name, in the explicit form"},
         "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
         "args": _ANY_ARGS,
@@ -131,7 +141,7 @@ def node_json_schema() -> dict[str, Any]:
     }
     return {
         "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
-        "from/when/else/repeat/freeze; a list of nodes under a name is a group.",
+        "from/when/else/repeat/freeze/tie; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
         "patternProperties": {r"^timm\.[A-Za-z0-9_.]+$": timm},

@@ -11,6 +11,7 @@ parameters and input shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import ChainMap
 from collections.abc import Hashable, Mapping
@@ -20,9 +21,11 @@ import torch
 from torch import nn
 
 from ..errors import BuildError, GraphError, ResourceError, ShapeError, SpecError, did_you_mean, format_path
+from ..nodes.buffers import bind_buffer_args, buffer_probe
 from ..nodes.functional import _DTYPES  # the one table of dtype names (generated code casts with it)
 from ..nodes.layers import LAYERS
 from ..nodes.model_nodes import infer_zoo
+from ..nodes.op_registry import INPUT_NAMES
 from ..nodes.ops import OPS, OpType
 from ..nodes.parameters import bind_parameter_args, parameter_probe
 from .binding import bind_layer_args, bind_op_args
@@ -43,6 +46,7 @@ from .dims import (  # noqa: F401
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
 from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
+from .sharing import first_difference, param_count, shapes_of
 from .spec import BlockSpec, Spec
 from .typed import Options, TypedGraph, TypedNode, ZooPlan  # noqa: F401  (re-exported)
 
@@ -91,12 +95,14 @@ class _Inferer:
         self.active_blocks: list[str] = []  # blocks being instantiated, outermost first
         # (layer class or op, arguments, input shapes) -> (parameters, output): see dims.py
         self.reused: dict[Hashable, tuple[int, Probe]] = {}
+        self.scopes: list[dict[str, TypedNode]] = []  # the typed nodes of each graph being inferred
 
     # graph level
     def infer(self, dag: Dag, inputs: dict[str, Probe], env: dict[str, Any], name: str, output_type: str) -> TypedGraph:
         values: dict[str, Probe] = dict(inputs)
         local_env = {**env, **_env_shapes(inputs)}
         typed: list[TypedNode] = []
+        self.scopes.append({})  # this graph's nodes by name, for `same_as`
         for dnode in dag.nodes:
             ins = [values[r] for r in _positional(dnode)]
             kw = {
@@ -108,6 +114,8 @@ class _Inferer:
             if (info := _shape_info(tnode.probe)) is not None:
                 local_env[dnode.name] = info  # in place: a copy per node would make compiling quadratic
             typed.append(tnode)
+            self.scopes[-1][tnode.name] = tnode
+        self.scopes.pop()
         return TypedGraph.of(name, inputs, typed, dag.outputs, output_type)
 
     def node(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
@@ -120,13 +128,33 @@ class _Inferer:
                 node=d.name,
                 hint="check `repeat` counts and nested blocks",
             )
+        if d.shares is not None:
+            return self.shared(d, ins, kw, env)
         repeat = d.spec.repeat
         if repeat is not None:
-            return self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
+            t = self.repeat(d, ins, kw, env, substitute(repeat, env, d.path + ("repeat",)))
+        else:
+            t = self._one(d, ins, kw, env)
+        if d.spec.tie and d.kind in ("op", "param", "buffer"):
+            raise GraphError(f"a {d.op} node has no parameters to tie", path=d.path + ("tie",), node=d.name)
+        t.tie = d.spec.tie
+        for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
+            tied = param_count(t, own)
+            t.params -= tied
+            self.total_params -= tied
+        return t
+
+    def _one(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        """One node (not a repeat, not a `same_as`), by its kind."""
+        if d.spec.freeze and d.kind == "buffer":  # never silently ignored
+            raise GraphError(
+                "a Buffer is not learnt: `freeze` has nothing to stop", path=d.path + ("freeze",), node=d.name
+            )
         handler = {
             "layer": self.layer,
             "op": self.op,
             "param": self.param,
+            "buffer": self.buffer,
             "block": self.block,
             "group": self.group,
             "zoo": self.zoo,
@@ -134,13 +162,44 @@ class _Inferer:
         }[d.kind]
         t = handler(d, ins, kw, env)
         if d.kind in ("layer", "op", "zoo", "timm"):
+            keep = OPS[d.op].batch_inputs if d.kind == "op" else None  # the rest give sizes or indices
             try:
-                check_batch_kept([*ins, *kw.values()], t.probe, d.op)
+                check_batch_kept([*ins, *kw.values()][:keep], t.probe, d.op)
             except ShapeError as e:
                 e.path, e.node = d.path, d.name
                 raise
         t.freeze = d.spec.freeze
         return t
+
+    def shared(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        """A node calling another's module again: inferred as a copy of it on its own inputs,
+        which must build the same module (a Linear's inferred in_features must not change)."""
+        assert d.shares is not None
+        target = self.scopes[-1][d.shares]
+        params = self.total_params
+        copy = self.node(dataclasses.replace(d, shares=None), ins, kw, env)
+        self.total_params = params  # the weights are the target's, counted once
+        differs = first_difference(copy, target)
+        if differs is not None:
+            raise ShapeError(
+                f"`same_as: {d.shares}` reads {shapes_of(ins)}, which would build another module than "
+                f"`{d.shares}`'s ({differs})",
+                path=d.path + ("from",) if d.spec.from_ is not None else d.path,
+                node=d.name,
+                hint=f"give it inputs of the shapes `{d.shares}` reads",
+            )
+        return TypedNode(
+            d.name,
+            "shared",
+            copy.op,
+            d.path,
+            copy.inputs,
+            {"same_as": d.shares},
+            copy.value,
+            copy.twin,
+            [f"same module as {d.shares}"],
+            kw_inputs=copy.kw_inputs,
+        )
 
     def _arity(self, d: DagNode, n: int, lo: int, hi: int | None) -> None:
         if n < lo or (hi is not None and n > hi):
@@ -182,6 +241,8 @@ class _Inferer:
         entry = OPS[d.op]
         self._arity(d, len(ins), entry.min_inputs, entry.max_inputs)
         kwargs = bind_op_args(entry, d.args, env, d.path + (d.op,), d.name)
+        if entry.refs_from is not None:  # the emit reads its inputs by name (an `index` subscript)
+            kwargs[INPUT_NAMES] = _positional(d)
         key = _call_key(d.op, kwargs, ins, {})
         if key in self.reused:
             out = self.reused[key][1]
@@ -223,6 +284,14 @@ class _Inferer:
         self._check_budget(d)
         notes = [f"init {args['init']}" + (f" {args['init_args']}" if args["init_args"] else "")]
         return TypedNode(d.name, "param", d.op, d.path, [], args, out.value, out.twin, notes, params=n)
+
+    def buffer(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
+        opts = self.options
+        args = bind_buffer_args(d.args, env, d.path + (d.op,), d.name, opts.base_dir, opts.roots)
+        out = buffer_probe(args)
+        source = "value" if args["value"] is not None else f"init {args['init']}"
+        notes = [source + ("" if args["persistent"] else ", not persistent")]
+        return TypedNode(d.name, "buffer", d.op, d.path, [], args, out.value, out.twin, notes)
 
     def block(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
         bspec = self.spec.blocks[d.op]
@@ -335,9 +404,10 @@ class _Inferer:
             )
         if len(ins) != 1:
             raise GraphError("a repeated node takes one input", path=d.path + ("from",), node=d.name)
-        extra = list(dict.fromkeys(n for n in d.input_names[1:]))  # keyword inputs' sources
+        keywords = (n for v in d.kw_inputs.values() for n in ([v] if isinstance(v, str) else v))
+        extra = list(dict.fromkeys(keywords))  # keyword inputs' sources
         chain = "x" if "x" not in extra else "x_in"
-        single = d.spec.model_copy(update={"repeat": None, "freeze": None})
+        single = d.spec.model_copy(update={"repeat": None, "freeze": None, "tie": None})
         outer = dict(zip(extra, (self._kw_source(d, n, kw) for n in extra)))
         nodes: list[TypedNode] = []
         value, prev = ins[0], chain

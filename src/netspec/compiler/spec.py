@@ -66,6 +66,14 @@ class NodeSpec(SpecModel):
     freeze: bool | list[str] | None = Field(
         None, description=("Freeze this node's parameters: true for all, or name patterns (`layer1.*`).")
     )
+    tie: dict[str, str] | None = Field(
+        None,
+        description=(
+            "Parameters of this node that are another's, as `self.fc.weight = self.emb.weight` makes them: "
+            "{weight: emb.weight} (this node's parameter: the other's path from the same module, or a "
+            "Parameter node's name). Both state_dict keys stay, as torch writes them."
+        ),
+    )
     nodes: list[NodeSpec] | None = Field(
         None,
         description=(
@@ -116,7 +124,7 @@ class NodeSpec(SpecModel):
         else:
             body = {self.op: self.args if self.args is not None else {}}
         out: dict[str, Any] = {self.name: body} if self.name else dict(body)
-        for key in ("from_", "when", "else_", "repeat", "freeze"):
+        for key in ("from_", "when", "else_", "repeat", "freeze", "tie"):
             value = getattr(self, key)
             if value is not None:
                 out[key.rstrip("_")] = value
@@ -507,6 +515,7 @@ def node(
     else_: str | None = None,
     repeat: int | str | None = None,
     freeze: bool | list[str] | None = None,
+    tie: dict[str, str] | None = None,
     nodes: list[NodeSpec] | None = None,
     **kwargs: Any,
 ) -> NodeSpec:
@@ -532,6 +541,7 @@ def node(
         "else": else_,
         "repeat": repeat,
         "freeze": freeze,
+        "tie": tie,
         "nodes": nodes,
     }
     return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

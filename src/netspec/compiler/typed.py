@@ -48,7 +48,7 @@ class TypedNode:
     """A node with everything needed to build it, and its output value on meta tensors."""
 
     name: str  # also the submodule name: "conv1", or "0" inside repeats and groups
-    kind: str  # layer | op | param | block | group | zoo | repeat
+    kind: str  # layer | op | param | buffer | block | group | zoo | repeat | shared
     op: str
     path: SpecPath
     inputs: list[str]  # positional inputs
@@ -58,6 +58,7 @@ class TypedNode:
     notes: list[str] = field(default_factory=list)
     kw_inputs: KwInputs = field(default_factory=dict)
     freeze: bool | list[str] | None = None
+    tie: dict[str, str] | None = None  # own parameter -> the parameter it is (a path from the graph's module)
     sub: TypedGraph | None = None
     zoo: ZooPlan | None = None
     layer_cls: type[nn.Module] | None = None

@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from torch import fx, nn
 
 from ..nodes.kinds import TIMM_PREFIX
@@ -116,6 +118,47 @@ def _parameter(node: Any) -> Call:
     init = Call(f"nn.init.{node.args['init']}", ((None, empty), *node.args["init_args"].items()), 1)
     extra = (("requires_grad", False),) if node.freeze else ()
     return Call("nn.Parameter", ((None, init), *extra), 1)
+
+
+MAX_WRITTEN_VALUES = 4096  # a buffer that is not in the state_dict is written into the file up to this size
+
+
+def _buffer(node: Any, value: Any, where: str) -> str:
+    """``self.register_buffer('pe', torch.zeros(...))``: a persistent buffer's values come from the
+    checkpoint (as a parameter's do); one that is not persistent is written as a literal."""
+    args = node.args
+    dtype = f"torch.{args['dtype']}"  # a name of netspec's dtype table, never spec text
+    if args["persistent"]:
+        shape = ", ".join(str(int(s)) for s in args["shape"])
+        return f"self.register_buffer({node.name!r}, torch.zeros({shape}, dtype={dtype}))  " + comment(
+            "its values: the checkpoint's"
+        )
+    if value.numel() > MAX_WRITTEN_VALUES or value.is_meta:
+        path = f"{where}.{node.name}".lstrip(".")
+        raise ExportError(
+            f"buffer `{path}` is not persistent, so its {value.numel():,} values are in no checkpoint, and too "
+            f"many to write into the file (at most {MAX_WRITTEN_VALUES:,})",
+            hint="make it persistent (`persistent: true`) so the checkpoint holds it",
+        )
+    values = literal(_shortest(value.cpu()), node.name)
+    return f"self.register_buffer({node.name!r}, torch.tensor({values}, dtype={dtype}), persistent=False)"
+
+
+def _shortest(value: Any) -> Any:
+    """A tensor's values as lists; float32 ones written as their shortest repr (0.229, not
+    0.2290000021457672), which reads back to the same float32.
+
+    >>> import torch; _shortest(torch.tensor([0.229, 1.0]))
+    [0.229, 1.0]
+    """
+    values = value.tolist()
+    if value.dtype != torch.float32:
+        return values
+
+    def short(v: Any) -> Any:
+        return [short(x) for x in v] if isinstance(v, list) else float(str(np.float32(v)))
+
+    return short(values)
 
 
 def _is_chain(graph: Any) -> bool:
@@ -228,10 +271,12 @@ CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ..
 
 def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Child | None:
     """What a node adds to its module's ``__init__``: a submodule, a parameter, or nothing (an op)."""
-    if node.kind == "op":
+    if node.kind in ("op", "shared"):  # a shared node calls another's module: nothing of its own
         return None
     if node.kind == "param":
         return Child(node.name, _parameter(node))
+    if node.kind == "buffer":
+        return Child(node.name, lines=(_buffer(node, gm.get_buffer(node.name), where),))
     path = f"{where}.{node.name}".lstrip(".")
     after = _freeze_lines(attr_ref("self", node.name), node.freeze, imports)
     if node.kind in CHILD_WRITERS:
@@ -244,12 +289,29 @@ def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Chil
     return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
 
 
+def _tie_line(node: Any, own: str, other: str) -> str:
+    """``self.decoder.weight = self.encoder.weight``: a node's ``tie``, as torch code writes it."""
+
+    def ref(dotted: str) -> str:
+        out = "self"
+        for part in dotted.split("."):
+            out = f"{out}[{int(part)}]" if part.isdigit() else attr_ref(out, identifier(part, f"{node.name}: tie"))
+        return out
+
+    *owner, leaf = f"{node.name}.{own}".split(".")
+    head, tail = child_assignment(ref(".".join(owner)), identifier(leaf, f"{node.name}: tie"))
+    return head + ref(other) + tail + "  " + comment("tied: one parameter, both state_dict keys")
+
+
 def draft(
     gm: fx.GraphModule, graph: Any, where: str = "", params: dict[str, Any] | None = None, loop: bool = False
 ) -> Draft:
     """The draft of one GraphModule and, through its children, of every class instance below it."""
     imports: set[str] = set()
     children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
+    ties = tuple(_tie_line(n, own, other) for n in graph.nodes for own, other in (n.tie or {}).items())
+    if ties:  # after every child: the parameter tied to may belong to a later node
+        children.append(Child("", lines=ties))
     forward, functions = ("", {}) if loop else forward_source(gm)
     if loop:
         forward = _loop_forward(graph)

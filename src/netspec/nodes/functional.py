@@ -78,3 +78,22 @@ _DTYPES = {
 def cast(x: torch.Tensor, dtype: str) -> torch.Tensor:
     """``x.to(dtype)`` with the dtype named as in specs ("float32", "int64", ...)."""
     return x.to(_DTYPES[dtype])
+
+
+def arange_like(x: torch.Tensor, dim: int, start: int = 0, step: int = 1) -> torch.Tensor:
+    """``torch.arange(start, x.size(dim), step)`` on ``x``'s device: positions of a sequence,
+    counted at run time (so any length works, not only the one the spec was compiled at).
+
+    >>> arange_like(torch.zeros(2, 5, 8), 1)
+    tensor([0, 1, 2, 3, 4])
+    """
+    return torch.arange(start, x.size(dim), step, device=x.device)
+
+
+def expand_sample(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``x.expand(batch, *shape)``: each sample broadcast to ``shape`` (-1 keeps a size), no copy.
+
+    >>> expand_sample(torch.zeros(2, 1, 4), (3, -1)).shape
+    torch.Size([2, 3, 4])
+    """
+    return x.expand(x.shape[0], *shape)

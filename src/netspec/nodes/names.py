@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .kinds import GROUP_OP, PARAM_OP, TIMM_PREFIX, OpKind
+from .kinds import BUFFER_OP, GROUP_OP, PARAM_OP, SHARED_OP, TIMM_PREFIX, OpKind
 
 __all__ = ["op_kind", "all_op_names"]
 
@@ -36,6 +36,10 @@ def op_kind(name: str, blocks: Collection[str] = frozenset()) -> OpKind | None:
         return "group"
     if name == PARAM_OP:
         return "param"
+    if name == BUFFER_OP:
+        return "buffer"
+    if name == SHARED_OP:
+        return "shared"
     if name in LAYERS:
         return "layer"
     if name in OPS:
@@ -55,4 +59,4 @@ def all_op_names(blocks: Collection[str] = frozenset()) -> list[str]:
     from .ops import OPS
     from .zoo import ZOO
 
-    return [*blocks, *LAYERS, *OPS, *ZOO, GROUP_OP, PARAM_OP]
+    return [*blocks, *LAYERS, *OPS, *ZOO, GROUP_OP, PARAM_OP, BUFFER_OP, SHARED_OP]

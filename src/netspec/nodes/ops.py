@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -21,81 +20,13 @@ import torch.nn.functional as F
 
 from ..errors import GraphError, ShapeError
 from . import functional as nsf
-from .registry import Registry
+from .op_registry import OPS, Call, Dims, OpType, _check_same, _fmt, _two_or_number, op
 
-Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-
-
-@dataclass
-class OpType:
-    """One entry of the op registry."""
-
-    name: str
-    emit: Callable[..., Call]  # (inputs, **args) -> (target, args, kwargs)
-    min_inputs: int = 1
-    max_inputs: int | None = 1
-    positional: str | None = None  # the argument a scalar or list value fills
-    refs: tuple[str, ...] = ()  # arguments that name other nodes (become inputs)
-    check: Callable[..., None] | None = None  # (shapes, **args): nice errors before running
-    doc: str = ""
-    params: dict[str, Any] = field(default_factory=dict)  # name -> (type, default)
-    # (full input shapes, **args) -> the output's shape (dtype: the first input's), or None where
-    # unsure: saves the meta run of ops that torch implements in Python (see shape_rules.py)
-    shape: Callable[..., tuple[int, ...] | None] | None = None
-
-
-#: op name -> entry, written by the @op decorator below.
-OPS: Registry[OpType] = Registry("op", hint="see `netspec layers ops` for the list")
-
-
-def op(
-    name: str,
-    *,
-    inputs: tuple[int, int | None] = (1, 1),
-    positional: str | None = None,
-    refs: tuple[str, ...] = (),
-    check: Callable[..., None] | None = None,
-    shape: Callable[..., tuple[int, ...] | None] | None = None,
-):
-    """Decorator registering an op; the function's keyword arguments are the op's arguments."""
-
-    def wrap(fn: Callable[..., Call]) -> Callable[..., Call]:
-        import inspect
-
-        sig = inspect.signature(fn)
-        params = {n: (p.annotation, p.default) for n, p in list(sig.parameters.items())[1:]}
-        OPS.add(
-            name,
-            OpType(
-                name,
-                fn,
-                inputs[0],
-                inputs[1],
-                positional,
-                refs,
-                check,
-                (fn.__doc__ or "").strip().split("\n")[0],
-                params,
-                shape,
-            ),
-        )
-        return fn
-
-    return wrap
-
+__all__ = ["OPS", "OpType", "Call", "op"]
 
 # ---- checks with messages that name the shapes -------------------------------------------
 # A check gets each input's full shape with its batch dims as labels: ("B", 64, 28, 28), or
 # (1, "B", 64) for an LSTM's h_n (see dims.py).
-
-Dims = tuple[int | str, ...]
-
-
-def _fmt(shape: Dims) -> str:
-    """``64x28x28`` for a batch-first shape (the batch left out), the full shape otherwise."""
-    if shape and shape[0] == "B" and all(isinstance(d, int) for d in shape[1:]):
-        return "x".join(map(str, shape[1:])) or "scalar"
-    return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def _check_cat(shapes: list[Dims], dim: int = 1) -> None:
@@ -113,29 +44,9 @@ def _check_cat(shapes: list[Dims], dim: int = 1) -> None:
             )
 
 
-def _check_same(shapes: list[Dims], **_: Any) -> None:
-    sizes = [tuple(2 if isinstance(d, str) else d for d in s) for s in shapes]  # any fixed stand-in for B
-    try:
-        torch.broadcast_shapes(*sizes)
-    except RuntimeError:
-        raise ShapeError(
-            f"inputs are {' and '.join(_fmt(s) for s in shapes)}; they must be equal or broadcastable"
-        ) from None
-
-
 def _check_stack(shapes: list[Dims], dim: int = 1) -> None:
     if any(tuple(s) != tuple(shapes[0]) for s in shapes):
         raise ShapeError(f"inputs are {' and '.join(_fmt(s) for s in shapes)}; stack needs equal shapes")
-
-
-def _two_or_number(name: str, inputs: list[Any], other: float | None) -> None:
-    """`add: [a, b]` or `add: 1.0` (the previous node plus a number), not both, not neither."""
-    if (len(inputs) >= 2) == (other is not None):
-        raise GraphError(
-            f"`{name}` takes two inputs, or one input and a number"
-            + (" (not both)" if other is not None else f", got {len(inputs)} input"),
-            hint=f"e.g. `{name}: [a, b]`, or `{name}: 1.0` for the previous node and the number 1.0",
-        )
 
 
 # ---- merges and arithmetic ---------------------------------------------------------------
@@ -505,3 +416,7 @@ def _randint_like(inputs: list[Any], high: int, low: int = 0) -> Call:
 def _full_like(inputs: list[Any], fill_value: float) -> Call:
     """A tensor of the input's shape and dtype filled with `fill_value`."""
     return torch.full_like, (inputs[0], fill_value), {}
+
+
+# indexing, gathers, masks, einsum, positions: their own module, registered in the same registry
+from . import ops_index as _ops_index  # noqa: E402, F401

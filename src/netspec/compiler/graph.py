@@ -218,7 +218,21 @@ def resolve(
     if not dag_nodes:
         raise GraphError("no node is enabled", path=path + ("nodes",))
     assert previous is not None
-    outs = _outputs(outputs, previous, path)
+    return _checked_dag(dag_nodes, input_names, outputs, previous, scope, path, kept)
+
+
+def _checked_dag(
+    dag_nodes: list[DagNode],
+    input_names: list[str],
+    outputs: Any,
+    last: str,
+    scope: _Scope,
+    path: SpecPath,
+    kept: Container[str],
+) -> Dag:
+    """The named nodes as a checked DAG: outputs (default: the ``last`` node) and ``else``
+    aliases resolved, every reference known, topologically ordered, nothing computed unused."""
+    outs = _outputs(outputs, last, path)
     outs = _apply_aliases(dag_nodes, outs, scope, path)
     _tied_nodes(dag_nodes)
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))

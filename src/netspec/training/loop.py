@@ -326,11 +326,14 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
                     f"the spec changed since {ckpt['path']} was saved "
                     f"(sha256 {ckpt['spec_hash'][:12]} -> {digest[:12]}); resuming anyway"
                 )
+        # TensorBoard (an import and a traced graph) before the setup's lines are said: the
+        # "model: ..." line comes just before the first batch
+        run.tb = report.tensorboard(run)
+        if hw.is_main:
             if run.logs is not None:
                 run.logs.say_held()  # the setup's lines, after where the run is
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
-        run.tb = report.tensorboard(run)
         return _fit(run)
     except WriteFailed as err:
         # Said at the failing write, with what is left to continue from.

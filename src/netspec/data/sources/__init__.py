@@ -13,7 +13,7 @@ Importing this package registers them all (it imports no torchvision: each load 
 imports what it needs when it runs).
 
 >>> SOURCES["csv"].options.__name__, SOURCES["ImageFolder"].in_memory
-('CSVSource', False)
+('CSVSource', None)
 """
 
 from __future__ import annotations

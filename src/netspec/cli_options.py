@@ -102,7 +102,7 @@ class LineFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {text}" if record.levelno >= logging.WARNING else text
 
 
-class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+class ConsoleHandler(logging.StreamHandler):
     """Log lines on a stream, written around a tqdm progress bar (cleared, the line written, the
     bar drawn again) so the bar stays one line at the bottom instead of being broken in two.
 

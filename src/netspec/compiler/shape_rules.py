@@ -9,8 +9,9 @@ formula, so a rule computes it instead.
 
 A rule only answers where it is sure: the usual argument forms, the input rank and channels the
 layer expects, a positive output size. Anything else (an unbatched input, a reflect padding, a
-kernel larger than the padded input, a dtype that differs from the weights') gets ``None``, and
-the layer runs on meta as before, so torch's own error message still reaches the user.
+dtype that differs from the weights') gets ``None``, and the layer runs on meta as before, so
+torch's own error message still reaches the user (a convolution's kernel larger than its padded
+input is refused by the rule, in torch's words: torch 2.11's meta run returns an empty output).
 
 Arguments that torch refuses whatever the input (a stride of 0, a negative padding, a dilation
 below one, a kernel of size 0) are a rule's ``check``: ``argument_refusal`` names the argument
@@ -293,18 +294,26 @@ def conv(m: nn.Module, shape: Shape) -> Shape | Refusal | None:
     sizes = _spatial(m, shape, n, m.in_channels)
     if (refusal := _conv_input_refusal(m, shape)) is not None:
         return refusal
-    if sizes is None or m.padding_mode != "zeros":  # reflect/circular have limits of their own
+    if sizes is None:
         return None
     if m.padding == "same":
-        return (shape[0], m.out_channels, *sizes)
+        return (shape[0], m.out_channels, *sizes) if m.padding_mode == "zeros" else None
     padding = (0,) * n if m.padding == "valid" else _per_dim(m.padding, n)
     if padding is None:
         return None
-    out = []
-    for size, k, s, p, d in zip(sizes, m.kernel_size, m.stride, padding, m.dilation):
-        if size + 2 * p < d * (k - 1) + 1:  # the kernel is larger than the padded input
-            return None
-        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+    padded = [size + 2 * p for size, p in zip(sizes, padding)]
+    reach = [d * (k - 1) + 1 for k, d in zip(m.kernel_size, m.dilation)]
+    if any(size < k for size, k in zip(padded, reach)):  # the kernel is larger than the padded input
+        # torch's own words; said here because torch 2.11's meta kernels (Conv2d, Conv3d) return
+        # an empty output where the CPU refuses
+        return Refusal(
+            "",
+            f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). Kernel size: "
+            f"({' x '.join(map(str, reach))}). Kernel size can't be greater than actual input size",
+        )
+    if m.padding_mode != "zeros" and any(padding):  # reflect/circular have limits of their own
+        return None
+    out = [(size - k) // s + 1 for size, k, s in zip(padded, reach, m.stride)]
     return (shape[0], m.out_channels, *out)
 
 

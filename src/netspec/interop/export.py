@@ -223,7 +223,8 @@ def _torch_export(job: _Job) -> list[str]:
 def _torchscript(job: _Job) -> list[str]:
     """TorchScript by tracing (fx's generated code is plain tensor code), saved with .save()."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in torch 2.9+
+        # torch.jit is deprecated in torch 2.9+ (a DeprecationWarning in 2.11, a FutureWarning in 2.14)
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked below at another batch size
         try:
             traced = torch.jit.trace(job.model, tuple(job.example), check_trace=False, strict=False)

@@ -68,7 +68,8 @@ def prepare_model(model: nn.Module, tspec: TrainSpec, hw: Hardware) -> nn.Module
     True
     """
     if tspec.channels_last:
-        model.to(memory_format=torch.channels_last)  # 4-d weights only; others are left as they are
+        # 4-d weights only; others are left as they are (Any: torch 2.11's stubs lack this overload)
+        cast(Any, model).to(memory_format=torch.channels_last)
         logger.info("channels_last: 4-d weights and image batches stored NHWC")
     if tspec.compile is False:
         return None

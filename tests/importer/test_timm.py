@@ -129,7 +129,7 @@ REFUSALS = {
     "beit_base_patch16_224": "blocks.0.attn: forward reads `k_bias`, a buffer: a spec holds only parameters of its own nodes",
     "halonet_h1": "stages.0.0.self_attn: a reshape from (B, 64, 64, 64) to (8B, 8, 8, 8, 8, 8) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "cait_xxs24_224": "forward gives the items of nn.ModuleList `blocks_token_only` more than the previous item's output (expand): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
-    "coat_tiny": "forward calls the items of nn.ModuleList `parallel_blocks` in a loop that calls `cpe2` inside it: the loop is written as a group named after the list, which takes one input and gives one value; make each item a module that does the whole step (a block)",
+    "coat_tiny": "serial_blocks1.0.factoratt_crpe.crpe: forward calls the items of nn.ModuleList `conv_list` in a loop that reads pieces of a split or unbind: the loop is written as a group named after the list, which takes one tensor",
     "convit_tiny": "blocks.0.attn: torch.fx cannot trace timm.models.convit.GPSA.forward: symbolically traced variables cannot be used as inputs to control flow",
     "cpubone_nano": "stages.2.1.total.0.0.main.1: torch.fx cannot trace timm.models.cpubone.ConvAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
     "crossvit_tiny_240": "torch.fx cannot trace timm.models.crossvit.CrossVit.forward: symbolically traced variables cannot be used as inputs to control flow",

@@ -29,7 +29,7 @@ from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
 from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
-from .loops import Loop, find_loops
+from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
 from .trace import META, TensorMeta, Traced
 
@@ -115,6 +115,11 @@ def _has_tensor(value: Any) -> bool:
     return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
 
 
+def _first(loop: Loop | Refused) -> fx.Node:
+    """Where the converter meets a loop: its first node, or the first item of a refused one."""
+    return loop.nodes[0] if isinstance(loop, Loop) else loop.at
+
+
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
@@ -135,19 +140,23 @@ class Converter:
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
     def run(self) -> Body:
-        loops = {loop.nodes[0]: loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
+        loops = {_first(loop): loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
         done: set[fx.Node] = set()
         for n in self.graph.nodes:
-            if n in loops:
-                self._loop(loops[n])
-                done.update(loops[n].nodes)
+            loop = loops.get(n)
+            if isinstance(loop, Refused):
+                raise loop.error
+            if loop is not None:
+                self._loop(loop)
+                done.update(loop.nodes)
             elif n not in done:
                 getattr(self, f"_{n.op}")(n)
         self._check_unused()
         return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes, self.output_keys)
 
     def _is_tensor(self, n: fx.Node) -> bool:
-        return _has_tensor(self.values(n)[0])
+        records = n.meta.get(META) or []
+        return bool(records) and _has_tensor(records[0])
 
     def values(self, n: fx.Node) -> tuple[Any, Any]:
         records = n.meta.get(META) or []
@@ -272,7 +281,7 @@ class Converter:
         outer_nodes, outer_namer = self.nodes, self.namer
         self.nodes, self.namer, self.env[loop.source] = [], Namer({inner.name}), inner
         try:
-            items = []
+            items: list[SNode] = []
             for n in loop.nodes:
                 if n in loop.items:  # in order: the loop finds the items called once each, 0 first
                     items.append(self._item(n, len(items), loop.head))
@@ -283,6 +292,8 @@ class Converter:
                     f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
                 )
             out = self.env[loop.out]
+            if not isinstance(out, Ref):
+                raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
             if not self.nodes or out.name != self.nodes[-1].name:
                 self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
             ops = self.nodes

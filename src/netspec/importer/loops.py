@@ -33,9 +33,21 @@ class Loop:
     out: fx.Node  # the one tensor of the loop read after it
 
 
-def find_loops(graph: fx.Graph, module: nn.Module, is_tensor: Callable[[fx.Node], bool], where: str) -> list[Loop]:
+@dataclass(frozen=True)
+class Refused:
+    """A loop no group can hold: the error, raised when the converter reaches ``at``."""
+
+    at: fx.Node  # the loop's first item
+    error: ImportFailed
+
+
+def find_loops(
+    graph: fx.Graph, module: nn.Module, is_tensor: Callable[[fx.Node], bool], where: str
+) -> list[Loop | Refused]:
     """The loops over ``module``'s ModuleLists whose items are each called once, in order, and
-    not in a plain chain; ``is_tensor`` tells a tensor's node from a size's.
+    not in a plain chain; ``is_tensor`` tells a tensor's node from a size's. A loop no group can
+    hold is its refusal, raised when the converter reaches its first item (so a model's first
+    refusal is the one met first in its forward).
 
     >>> class Res(nn.Module):
     ...     def __init__(self):
@@ -55,7 +67,7 @@ def find_loops(graph: fx.Graph, module: nn.Module, is_tensor: Callable[[fx.Node]
         head, index = _item_of(n, module)
         if head is not None and index is not None:
             calls.setdefault(head, []).append(n)
-    loops = []
+    loops: list[Loop | Refused] = []
     for head, items in calls.items():
         indices = [_item_of(n, module)[1] for n in items]
         if indices != list(range(len(getattr(module, head)))) or _chained(items):
@@ -86,7 +98,7 @@ def _loop(
     module: nn.Module,
     is_tensor: Callable[[fx.Node], bool],
     where: str,
-) -> Loop:
+) -> Loop | Refused:
     """The stretch from the first item's call to the last one's, widened by the ops of a step
     that come after the last call (``x + b(x)``'s add) and before the first (``b(relu(x))``'s
     relu), where they repeat the ops between the first two calls; items called side by side
@@ -105,12 +117,13 @@ def _loop(
         if isinstance(found, tuple):
             return Loop(head, tuple(stretch), tuple(items), *found)
         reason = reason or found
-    raise ImportFailed(
+    error = ImportFailed(
         f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
         "written as a group named after the list, which takes one input and gives one value",
         where=where,
         hint="make each item a module that does the whole step (a block)",
     )
+    return Refused(items[0], error)
 
 
 def _key(n: fx.Node, head: str) -> tuple[str, str]:

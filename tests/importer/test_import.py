@@ -176,6 +176,14 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ),
         ),
         (
+            toys.HoldsPooled,
+            (
+                "{m}.HoldsPooled: pool: forward calls its child `1`, whose name is no node name: a block names "
+                "its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
+                "`pool.1` cannot be kept; give the child a name, or make it an nn.Sequential's item"
+            ),
+        ),
+        (
             toys.Zipped,
             (
                 "{m}.Zipped: forward calls the items of nn.ModuleList `attn` in a loop that calls `mlp.0` "

@@ -50,6 +50,31 @@ def test_module_list_chain_is_a_repeat_and_keyword_flags_are_dropped() -> None:
     assert "- attn: {MultiheadAttention: {num_heads: 2}}\n    from: [tanh, tanh, tanh]" in text
 
 
+def test_a_residual_loop_over_a_module_list_is_a_group_keeping_the_keys() -> None:
+    """``x = x + b(x)``: the items are the group's unnamed nodes (``blocks.0.fc.weight``), the adds
+    its named nodes, the last add its value; _round_trip loads the state_dict strictly."""
+    model = toys.ResidualStack()
+    text = _round_trip(model, {"x": (6,)})
+    assert "  - blocks:\n      - Step: {}\n        from: x\n      - Step: {}\n        from: add\n" in text
+    assert (
+        "      - add: {add: [x, '0']}\n      - add_1: {add: [add, '1']}\n      - add_2: {add: [add_1, '2']}\n" in text
+    )
+    assert "blocks.2.norm.weight" in model.state_dict()  # the keys the strict load checked
+
+
+def test_a_loop_with_relu_between_the_items_ends_at_the_last_item() -> None:
+    text = _round_trip(toys.ReluBetween(), {"x": (5,)})
+    assert "      - Linear: {out_features: 8}\n        from: relu\n" in text
+    assert "      - relu_1: {relu: {}}\n        from: '1'\n      - out: {Identity: {}}\n        from: '2'\n" in text
+
+
+@pytest.mark.parametrize("cls", [toys.PreActivation, toys.Interleaved])
+def test_a_loop_with_ops_before_or_after_each_item_round_trips(cls: type) -> None:
+    shape = (3, 6, 6) if cls is toys.PreActivation else (4,)
+    text = _round_trip(cls(), {"x": shape})
+    assert "  - blocks:\n      - " in text and "repeat" not in text
+
+
 def test_two_inputs_and_two_outputs() -> None:
     text = _round_trip(toys.TwoInputs(), {"image": (1, 6, 6), "extra": (3,)})
     assert "inputs:\n  image: [1, 6, 6]\n  extra: [3]\n" in text
@@ -151,11 +176,28 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ),
         ),
         (
-            toys.Interleaved,
+            toys.HoldsPooled,
             (
-                "{m}.Interleaved: forward calls the items of nn.ModuleList `blocks` other than one "
-                "after another, in order (`blocks.0` goes to `torch.tanh`): a group holds only them, "
-                "numbered by position; make each item a module that does the whole step (a block)"
+                "{m}.HoldsPooled: pool: forward calls its child `1`, whose name is no node name: a block names "
+                "its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
+                "`pool.1` cannot be kept; give the child a name, or make it an nn.Sequential's item"
+            ),
+        ),
+        (
+            toys.Zipped,
+            (
+                "{m}.Zipped: forward calls the items of nn.ModuleList `attn` in a loop that calls `mlp.0` "
+                "inside it: the loop is written as a group named after the list, which takes one input and "
+                "gives one value; make each item a module that does the whole step (a block)"
+            ),
+        ),
+        (
+            toys.GatedStack,
+            (
+                "{m}.GatedStack: forward calls the items of nn.ModuleList `blocks` in a loop that reads 2 "
+                "values from before it (x, gamma): the loop is written as a group named after the list, "
+                "which takes one input and gives one value; make each item a module that does the whole "
+                "step (a block)"
             ),
         ),
         (

@@ -456,3 +456,112 @@ class NamedLikeKeys(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.when(self.repeat(x))
+
+
+# ---- loops over an nn.ModuleList that are not a plain chain --------------------------------
+
+
+class Step(nn.Module):
+    """A residual step's branch: a block (its keys: blocks.0.fc.weight, blocks.0.norm.weight)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x):
+        return self.norm(F.gelu(self.fc(x)))
+
+
+class ResidualStack(nn.Module):
+    """``x = x + b(x)`` over a ModuleList of blocks, then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Step(6) for _ in range(3))
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x)
+
+
+class ReluBetween(nn.Module):
+    """An MLP whose layers are a ModuleList with F.relu between them (not after the last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(5, 8), nn.Linear(8, 8), nn.Linear(8, 3)])
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class PreActivation(nn.Module):
+    """``x = x + b(relu(x))``: the step's op comes before the item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(2))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(F.relu(x))
+        return x.mean(dim=(2, 3))
+
+
+class Zipped(nn.Module):
+    """Two ModuleLists stepped together: the loop over one calls the other's items."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+        self.mlp = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+
+    def forward(self, x):
+        for a, m in zip(self.attn, self.mlp):
+            x = x + a(x)
+            x = x + m(x)
+        return x
+
+
+class GatedStack(nn.Module):
+    """A step that reads a parameter of the model (not of an item)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+        self.gamma = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + self.gamma * block(x)
+        return x
+
+
+class PooledSequential(nn.Sequential):
+    """torchvision's ASPPPooling: an nn.Sequential whose own forward calls its children `0`, `1`."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.ReLU(), nn.Linear(4, 4))
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x * 2
+
+
+class HoldsPooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = PooledSequential()
+
+    def forward(self, x):
+        return self.pool(x)

@@ -20,6 +20,8 @@ import torch
 from torch import fx
 
 from ..compiler.graph import RESERVED_NAMES
+from ..compiler.node_forms import NODE_NAME
+from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, unbind/split, attention)
 from .call import Call, Result
@@ -27,6 +29,7 @@ from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
 from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
+from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
 from .trace import META, TensorMeta, Traced
 
@@ -112,6 +115,11 @@ def _has_tensor(value: Any) -> bool:
     return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
 
 
+def _first(loop: Loop | Refused) -> fx.Node:
+    """Where the converter meets a loop: its first node, or the first item of a refused one."""
+    return loop.nodes[0] if isinstance(loop, Loop) else loop.at
+
+
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
@@ -132,11 +140,23 @@ class Converter:
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
     def run(self) -> Body:
+        loops = {_first(loop): loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
+        done: set[fx.Node] = set()
         for n in self.graph.nodes:
-            handler = getattr(self, f"_{n.op}")
-            handler(n)
+            loop = loops.get(n)
+            if isinstance(loop, Refused):
+                raise loop.error
+            if loop is not None:
+                self._loop(loop)
+                done.update(loop.nodes)
+            elif n not in done:
+                getattr(self, f"_{n.op}")(n)
         self._check_unused()
         return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes, self.output_keys)
+
+    def _is_tensor(self, n: fx.Node) -> bool:
+        records = n.meta.get(META) or []
+        return bool(records) and _has_tensor(records[0])
 
     def values(self, n: fx.Node) -> tuple[Any, Any]:
         records = n.meta.get(META) or []
@@ -186,6 +206,14 @@ class Converter:
             self._list_call(n, target)
             return
         sub = self.t.calls[n]
+        if self.t.kind == "custom" and not NODE_NAME.match(target) and has_state(sub.module):  # `for mod in self`
+            raise ImportFailed(
+                f"forward calls its child `{target}`, whose name is no node name: a block names its nodes "
+                f"(a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
+                f"`{self.t.child_path(target)}` cannot be kept",
+                where=self.where,
+                hint="give the child a name, or make it an nn.Sequential's item",
+            )
         self._add(n, self._module_call(n, self._call_name(target, sub), sub))
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
@@ -237,6 +265,53 @@ class Converter:
         assert group.nodes is not None
         group.nodes.append(node.copy(name=None, inputs=None))
         self.env[n] = Ref(head, self.values(n))
+
+    def _loop(self, loop: Loop) -> None:
+        """An unrolled loop over nn.ModuleList ``head`` (``loops.py``) -> one group named ``head``:
+        its items first, unnamed (named 0, 1, ... by position: their keys), then the ops between
+        them, named; the group's value is its last node (an ``Identity`` where that is an item)."""
+        source = self.env[loop.source]
+        if not isinstance(source, Ref):
+            raise ImportFailed(
+                f"forward calls the items of nn.ModuleList `{loop.head}` in a loop that reads pieces of a split "
+                "or unbind: the loop is written as a group named after the list, which takes one tensor",
+                where=self.where,
+            )
+        inner = Ref(source.name if source.name.isidentifier() else f"x_{source.name}", source.meta)  # as shapes.group
+        outer_nodes, outer_namer = self.nodes, self.namer
+        self.nodes, self.namer, self.env[loop.source] = [], Namer({inner.name}), inner
+        try:
+            items: list[SNode] = []
+            for n in loop.nodes:
+                if n in loop.items:  # in order: the loop finds the items called once each, 0 first
+                    items.append(self._item(n, len(items), loop.head))
+                else:
+                    getattr(self, f"_{n.op}")(n)
+            if self.env[loop.source] != inner:
+                raise ImportFailed(
+                    f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
+                )
+            out = self.env[loop.out]
+            if not isinstance(out, Ref):
+                raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
+            if not self.nodes or out.name != self.nodes[-1].name:
+                self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
+            ops = self.nodes
+        finally:
+            self.nodes, self.namer, self.env[loop.source] = outer_nodes, outer_namer, source
+        self.namer.taken.add(loop.head)
+        self.nodes.append(SNode(GROUP_OP, loop.head, None, [source.name], nodes=[*items, *ops]))
+        self.env[loop.out] = Ref(loop.head, self.values(loop.out))
+
+    def _item(self, n: fx.Node, k: int, head: str) -> SNode:
+        """Item ``k`` of a loop's list, as an unnamed node of its group with its inputs written out."""
+        node = self._module_call(n, str(k), self.t.calls[n])
+        if isinstance(node, Ref):  # an item that is the identity in the spec keeps its place
+            node = SNode("Identity", str(k), None, [node.name])
+        if not isinstance(node, SNode):
+            raise ImportFailed(f"`{head}.{k}` is read as several nodes, so it cannot keep its place", where=self.where)
+        self.env[n] = Ref(str(k), self.values(n))
+        return node.copy(name=None)
 
     def _call_function(self, n: fx.Node) -> None:
         first, second = self.values(n)

@@ -1,0 +1,164 @@
+"""Loops over an ``nn.ModuleList`` that are not a plain chain, found in the unrolled fx graph.
+
+torch.fx unrolls ``for b in self.blocks: x = x + b(x)`` into the calls of ``blocks.0``,
+``blocks.1``, ... with the ops of each step between them. Such a stretch of the graph becomes
+one group named after the list (``convert.py``): its items are its unnamed nodes, so they keep
+their state_dict keys (``blocks.0.fc.weight``), and the ops between them are its named nodes.
+A group takes one input and gives one value, so the stretch is chosen to read one value from
+before it and to give one value to what comes after; where no stretch does, the loop is
+refused with the reason. A plain chain (``x = b(x)``) is left to the converter's own path,
+which may write it as a ``repeat``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from torch import fx, nn
+
+from .errors import ImportFailed
+from .ir import has_state
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The fx nodes of one unrolled loop over nn.ModuleList ``head``."""
+
+    head: str
+    nodes: tuple[fx.Node, ...]  # in graph order, one stretch
+    items: tuple[fx.Node, ...]  # the call of item k, at k
+    source: fx.Node  # the one tensor from before the loop that it reads
+    out: fx.Node  # the one tensor of the loop read after it
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A loop no group can hold: the error, raised when the converter reaches ``at``."""
+
+    at: fx.Node  # the loop's first item
+    error: ImportFailed
+
+
+def find_loops(
+    graph: fx.Graph, module: nn.Module, is_tensor: Callable[[fx.Node], bool], where: str
+) -> list[Loop | Refused]:
+    """The loops over ``module``'s ModuleLists whose items are each called once, in order, and
+    not in a plain chain; ``is_tensor`` tells a tensor's node from a size's. A loop no group can
+    hold is its refusal, raised when the converter reaches its first item (so a model's first
+    refusal is the one met first in its forward).
+
+    >>> class Res(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.blocks = nn.ModuleList(nn.Linear(2, 2) for _ in range(2))
+    ...     def forward(self, x):
+    ...         for b in self.blocks:
+    ...             x = x + b(x)
+    ...         return x
+    >>> g = fx.symbolic_trace(Res()).graph
+    >>> [(loop.head, [n.name for n in loop.nodes]) for loop in find_loops(g, Res(), lambda n: True, "")]
+    [('blocks', ['blocks_0', 'add', 'blocks_1', 'add_1'])]
+    """
+    order = list(graph.nodes)
+    calls: dict[str, list[fx.Node]] = {}
+    for n in order:
+        head, index = _item_of(n, module)
+        if head is not None and index is not None:
+            calls.setdefault(head, []).append(n)
+    loops: list[Loop | Refused] = []
+    for head, items in calls.items():
+        indices = [_item_of(n, module)[1] for n in items]
+        if indices != list(range(len(getattr(module, head)))) or _chained(items):
+            continue  # a chain, or items not each called once in order: convert.py reads or refuses it
+        loops.append(_loop(order, head, items, module, is_tensor, where))
+    return loops
+
+
+def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
+    """``('blocks', 2)`` for a call of ``self.blocks[2]`` (an nn.ModuleList's item)."""
+    if n.op != "call_module":
+        return None, None
+    head, _, index = str(n.target).partition(".")
+    if not index.isdigit() or not isinstance(getattr(module, head, None), nn.ModuleList):
+        return None, None
+    return head, int(index)
+
+
+def _chained(items: Sequence[fx.Node]) -> bool:
+    """Each item's output goes to the next item only: ``x = b(x)``."""
+    return all(list(a.users) == [b] for a, b in pairwise(items))
+
+
+def _loop(
+    order: list[fx.Node],
+    head: str,
+    items: list[fx.Node],
+    module: nn.Module,
+    is_tensor: Callable[[fx.Node], bool],
+    where: str,
+) -> Loop | Refused:
+    """The stretch from the first item's call to the last one's, widened by the ops of a step
+    that come after the last call (``x + b(x)``'s add) and before the first (``b(relu(x))``'s
+    relu), where they repeat the ops between the first two calls; items called side by side
+    (``torch.cat([p(x) for p in self.paths])``) take in the few nodes after them that join them."""
+    pos = {n: i for i, n in enumerate(order)}
+    first, last = pos[items[0]], pos[items[-1]]
+    step = [_key(n, head) for n in order[first + 1 : pos[items[1]]]] if len(items) > 1 else []
+    after = _matched(order[last + 1 :], step, head)
+    before = _matched(order[:first][::-1], step[::-1][: len(step) - after], head)
+    reason = ""
+    tried = [(before, after), (0, after), (before, 0), (0, 0)]
+    tried += [(b, a + more) for more in (1, 2, 3) for b, a in tried[:2]]  # and what joins the items' values: a cat
+    for b, a in dict.fromkeys(tried):
+        stretch = order[first - b : last + 1 + a]
+        found = _ends(stretch, head, module, is_tensor)
+        if isinstance(found, tuple):
+            return Loop(head, tuple(stretch), tuple(items), *found)
+        reason = reason or found
+    error = ImportFailed(
+        f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
+        "written as a group named after the list, which takes one input and gives one value",
+        where=where,
+        hint="make each item a module that does the whole step (a block)",
+    )
+    return Refused(items[0], error)
+
+
+def _key(n: fx.Node, head: str) -> tuple[str, str]:
+    """What a node does, the same in every step of the loop: an item's call is ``head.*``."""
+    target = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+    if n.op == "call_module" and str(target).startswith(f"{head}."):
+        target = f"{head}.*"
+    return n.op, str(target)
+
+
+def _matched(nodes: list[fx.Node], keys: list[tuple[str, str]], head: str) -> int:
+    """How many of ``nodes`` (from the first) do what ``keys`` say, in order."""
+    count = 0
+    for n, key in zip(nodes, keys):
+        if _key(n, head) != key:
+            break
+        count += 1
+    return count
+
+
+def _ends(stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]) -> tuple | str:
+    """(the one tensor the stretch reads from before it, the one it gives to what comes after),
+    or why it is no group: what it reads or gives besides, or what it calls that is no item."""
+    inside = set(stretch)
+    for n in stretch:
+        if n.op == "get_attr":
+            return f"reads `{n.target}` inside it"
+        if n.op == "call_module" and not str(n.target).startswith(f"{head}."):
+            sub = module.get_submodule(str(n.target))
+            if "." in str(n.target) or has_state(sub):
+                return f"calls `{n.target}` inside it"
+    sources = dict.fromkeys(m for n in stretch for m in n.all_input_nodes if m not in inside and is_tensor(m))
+    outs = [n for n in stretch if is_tensor(n) and any(u not in inside for u in n.users)]
+    if len(sources) != 1:
+        return f"reads {len(sources)} values from before it ({', '.join(m.name for m in sources)})"
+    if len(outs) != 1:
+        return f"gives {len(outs)} values to what comes after it ({', '.join(m.name for m in outs)})"
+    return next(iter(sources)), outs[0]

@@ -14,7 +14,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -104,6 +104,7 @@ class Run:
     compiled: nn.Module | None = None  # train.compile: what the training forward calls
     ddp: nn.Module | None = None  # data-parallel: the DDP wrapper (compiled with train.compile) the step calls
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # train(on_epoch=): a sweep's pruner
 
 
 def train(
@@ -116,6 +117,7 @@ def train(
     base_dir: str | Path | None = None,
     allow_download: bool = False,
     stream: TextIO | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train a spec's model as its training sections say; return where it went.
 
@@ -123,7 +125,9 @@ def train(
     ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
     The log goes to ``stream`` (default: stdout) and to train.log. The spec's files are read
     only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
-    data roots given to ``load_spec`` (:mod:`netspec.files.access`).
+    data roots given to ``load_spec`` (:mod:`netspec.files.access`). ``on_epoch`` is called with
+    each epoch's metrics.jsonl record once its checkpoint is on its way (a sweep's pruner reads it
+    there, and may stop the run by raising).
 
     Example::
 
@@ -143,6 +147,7 @@ def train(
             with deterministic(tspec.deterministic), cudnn_autotuning(tspec, hw):
                 set_seed(tspec.seed)
                 run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, log, ckpt)
+                run.on_epoch = on_epoch
                 try:
                     run.run_dir = distributed.from_main(
                         lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
@@ -339,6 +344,8 @@ def _fit(run: Run) -> RunResult:
                 final = st.epoch == t.epochs or reason != "epochs"
                 report.log_epoch(run, record, final)
                 saved = save_epoch(run, values, final)
+                if run.on_epoch is not None:
+                    run.on_epoch(record)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if _stop_asked(run, interrupt) and reason == "epochs" and not final:
                     raise _interrupted(run, saved, interrupt.signum)

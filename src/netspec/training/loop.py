@@ -29,6 +29,7 @@ from .context import located, require_sections, spec_base_dir, spec_roots
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
+from .loggers import Loggers
 from .losses import Criterion, build_criterion
 from .meters import MetricSet
 from .optimizers import build_optimizer
@@ -105,6 +106,7 @@ class Run:
     ddp: nn.Module | None = None  # data-parallel: the DDP wrapper (compiled with train.compile) the step calls
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # train(on_epoch=): a sweep's pruner
+    loggers: Loggers | None = None  # status.json, train.loggers
 
 
 def train(
@@ -311,6 +313,8 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
         run.tb = report.tensorboard(run)
+        run.loggers = Loggers(run)
+        run.loggers.start()
         return _fit(run)
     except WriteFailed as err:
         # Said at the failing write, with what is left to continue from.
@@ -344,6 +348,8 @@ def _fit(run: Run) -> RunResult:
                 final = st.epoch == t.epochs or reason != "epochs"
                 report.log_epoch(run, record, final)
                 saved = save_epoch(run, values, final)
+                if run.loggers is not None:
+                    run.loggers.epoch(record)
                 if run.on_epoch is not None:
                     run.on_epoch(record)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
@@ -361,6 +367,8 @@ def _fit(run: Run) -> RunResult:
             with contextlib.suppress(Exception):  # the error on its way says more than the write's
                 BACKGROUND.wait()
         report.finish(run)
+        if run.loggers is not None:
+            run.loggers.end(sys.exc_info()[1])
 
 
 def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:

@@ -33,8 +33,8 @@ def test_a_valid_sweep_loads(tmp_path: Path) -> None:
         # a float space on an integer key: found with a fractional value
         ("    train.epochs: {uniform: [1, 4]}", r"uniform space does not fit `train.epochs`.*valid integer"),
         # strings for an integer spec parameter (a layer's width)
-        ("    width: {choice: [a, b]}", r"`width` is a int parameter.*cannot hold it"),
-        ("    width: {uniform: [2, 8]}", r"`width` is a int parameter"),
+        ("    width: {choice: [a, b]}", r"`width` is an integer parameter.*cannot hold it"),
+        ("    width: {uniform: [2, 8]}", r"`width` is an integer parameter"),
         ("    train.epochz: {int: [1, 2]}", r"unknown key `epochz`; did you mean `epochs`"),
         ("    widht: {int: [1, 2]}", r"no such spec parameter; did you mean `width`"),
         ("    optimizer.args.lrr: {uniform: [0.1, 0.2]}", r"SGD has no argument `lrr`.*did you mean `lr`"),

@@ -222,7 +222,8 @@ def _check_param_type(name: str, default: Any, space: SpaceSpec, where: tuple[st
     if not fits:
         shown = f"{space.kind}: {values}" if values is not None else f"a {space.kind} space"
         raise SpecError(
-            f"`{name}` is a {kind.__name__} parameter (default {default!r}); {shown} cannot hold it",
+            f"`{name}` is {_TYPE_NAMES.get(kind, 'a ' + kind.__name__)} parameter (default {default!r}); "
+            f"{shown} cannot hold it",
             path=where,
             key=True,
             hint={
@@ -231,6 +232,9 @@ def _check_param_type(name: str, default: Any, space: SpaceSpec, where: tuple[st
                 str: "use a choice of strings",
             }.get(kind, "use numbers"),
         )
+
+
+_TYPE_NAMES = {int: "an integer", float: "a float", bool: "a boolean", str: "a string"}
 
 
 def _is_int(v: Any) -> bool:

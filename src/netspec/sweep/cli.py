@@ -88,7 +88,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         spec_path=args.spec,
         overrides=overrides,
         allow_imports=args.allow_imports,
-        data_roots=[str(r) for r in args.data_roots],
+        data_roots=tuple(str(r) for r in args.data_roots),
         folder=folder,
         storage=storage_url(folder, args.storage),
         study_name=args.study or spec.name,

@@ -17,12 +17,13 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import Interrupted, TrainingError
+from ..errors import TrainingError
 from .trial import Setup, TrialFailed, run_trial
 
 __all__ = ["run_sweep", "locked"]
@@ -66,12 +67,34 @@ def run_sweep(setup: Setup, sweep: Any, out: TextIO = sys.stdout) -> Any:
         return study
     try:
         if setup.jobs == 1:
-            _work(setup, sweep, None, out)
+            with stop_on_sigint() as stop:
+                _work(setup, sweep, None, out, stop=stop)
+            if stop.is_set():
+                raise KeyboardInterrupt
         else:
             _in_processes(setup, todo)
     except KeyboardInterrupt:
         study.set_user_attr("interrupted", True)
     return study
+
+
+@contextlib.contextmanager
+def stop_on_sigint() -> Iterator[threading.Event]:
+    """SIGINT sets the event instead of raising: a trial stops cleanly wherever it is (in its
+    epochs the run's own guard saves a checkpoint; before or after them, at its next epoch or
+    before the next trial), never half-recorded. A second SIGINT raises KeyboardInterrupt."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _in_processes(setup: Setup, todo: int) -> None:
@@ -115,44 +138,101 @@ def _worker(setup: Setup, slots: Any, k: int) -> None:
     sweep = load_spec(
         setup.spec_path, overrides=setup.overrides, allow_imports=setup.allow_imports, data_roots=setup.data_roots
     ).sweep
-    with contextlib.suppress(KeyboardInterrupt):
-        _work(setup, sweep, slots, sys.stdout, seed_offset=k)
+    with contextlib.suppress(KeyboardInterrupt), stop_on_sigint() as stop:
+        _work(setup, sweep, slots, sys.stdout, seed_offset=k, stop=stop)
 
 
-def _take(slots: Any) -> bool:
-    with slots.get_lock():
-        if slots.value <= 0:
-            return False
-        slots.value -= 1
-        return True
+def _ask(study: Any, setup: Setup, slots: Any) -> Any:
+    """The next trial, or None when none is left. Workers take it under one lock: the counter
+    stays exact, and two never pop the same queued trial (SQLite has no row locks)."""
+    from .study import remaining
+
+    with slots.get_lock() if slots is not None else contextlib.nullcontext():
+        if slots is not None and slots.value <= 0:
+            return None
+        if setup.shared:  # a trial whose machine went silent: failed and queued again
+            import optuna
+
+            optuna.storages.fail_stale_trials(study)
+        if remaining(study, setup.trials) <= 0:
+            return None
+        if slots is not None:
+            slots.value -= 1
+        return study.ask()
 
 
-def _work(setup: Setup, sweep: Any, slots: Any, out: TextIO, seed_offset: int = 0) -> None:
+def _work(setup: Setup, sweep: Any, slots: Any, out: TextIO, seed_offset: int = 0, stop: Any = None) -> None:
     """Run trials one after another until none is left (or Ctrl-C). The runs' own warnings
     (a deprecation inside TensorBoard's tracing) are in their train.log, not between trial lines."""
     from .study import import_optuna, open_study
 
     optuna = import_optuna()
     study = open_study(sweep, setup.storage, setup.study_name, shared=setup.shared, seed_offset=seed_offset)
+    stop = stop or threading.Event()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _trials(setup, sweep, slots, out, study, optuna)
+        while not stop.is_set():
+            trial = _ask(study, setup, slots)
+            if trial is None:
+                return
+            frozen = _run_and_tell(study, trial, setup, sweep, optuna, stop)
+            if frozen is not None:
+                print(trial_line(frozen, sweep.metric), file=out, flush=True)
+            else:
+                print(f"trial {trial.number} interrupted: queued again for the resumed sweep", file=out, flush=True)
 
 
-def _trials(setup: Setup, sweep: Any, slots: Any, out: TextIO, study: Any, optuna: Any) -> None:
-    from .study import remaining
+def _run_and_tell(study: Any, trial: Any, setup: Setup, sweep: Any, optuna: Any, stop: Any) -> Any:
+    """Run one trial and record how it ended; the finished trial, or None when interrupted."""
+    from optuna.trial import TrialState
 
-    while (slots is None or _take(slots)) and remaining(study, setup.trials) > 0:
+    with _heartbeat(study, trial, setup.shared):
         try:
-            study.optimize(
-                lambda trial: run_trial(trial, setup, sweep, optuna),
-                n_trials=1,
-                catch=(TrialFailed,),
-                callbacks=[lambda study, trial: print(trial_line(trial, sweep.metric), file=out, flush=True)],
-            )
-        except Interrupted:
-            print(f"trial interrupted: queued again ({setup.folder})", file=out, flush=True)
-            raise KeyboardInterrupt from None
+            value = run_trial(trial, setup, sweep, optuna, stop)
+        except optuna.TrialPruned:
+            return _tell(study, trial, state=TrialState.PRUNED)
+        except TrialFailed:
+            return _tell(study, trial, state=TrialState.FAIL)
+        except KeyboardInterrupt:  # Interrupted, or a second Ctrl-C: queued again (trial.py)
+            _tell(study, trial, state=TrialState.FAIL)
+            stop.set()
+            return None
+    return _tell(study, trial, values=value)
+
+
+def _tell(study: Any, trial: Any, **how: Any) -> Any:
+    """study.tell; the grid sampler stops the study when its grid is done, which Optuna allows
+    only inside optimize(): the trial is recorded by then, and the counter ends the sweep."""
+    try:
+        return study.tell(trial, **how)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+        return study.trials[trial.number]
+
+
+@contextlib.contextmanager
+def _heartbeat(study: Any, trial: Any, shared: bool) -> Iterator[None]:
+    """On a shared storage, say every HEARTBEAT_S that the trial is alive (Optuna's heartbeat)."""
+    if not shared:
+        yield
+        return
+    from .study import HEARTBEAT_S
+
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                study._storage.record_heartbeat(trial._trial_id)
+
+    study._storage.record_heartbeat(trial._trial_id)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def trial_line(trial: Any, metric: str) -> str:

@@ -27,7 +27,7 @@ class Setup:
     spec_path: str
     overrides: list[str]
     allow_imports: list[str] | None
-    data_roots: list[str]
+    data_roots: tuple[str, ...]
     folder: Path
     storage: str
     study_name: str
@@ -77,8 +77,20 @@ def trial_overrides(base: list[str], values: dict[str, Any]) -> list[str]:
     return [*base, *(f"{k}={json.dumps(v)}" for k, v in values.items()), "sweep=null"]
 
 
-def run_trial(trial: Any, setup: Setup, sweep: Any, optuna: Any) -> float:
-    """Train the trial's spec; its value, or TrialPruned / TrialFailed / Interrupted (re-queued)."""
+def _note_guarded_sigint(stop: Any) -> None:
+    """A Ctrl-C during the run's epochs goes to the run's own guard (which saves and stops it);
+    in the last epoch the run just ends, so the sweep must hear of it here to stop after it."""
+    import signal
+
+    guard = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    if getattr(guard, "requested", False):
+        stop.set()
+
+
+def run_trial(trial: Any, setup: Setup, sweep: Any, optuna: Any, stop: Any = None) -> float:
+    """Train the trial's spec; its value, or TrialPruned / TrialFailed / Interrupted (re-queued).
+    ``stop`` (a threading.Event): a Ctrl-C that came outside the run's epochs; it stops the trial
+    at its next epoch, as the run's own Ctrl-C would."""
     from ..api import load_spec
     from ..training.loop import train
 
@@ -90,6 +102,10 @@ def run_trial(trial: Any, setup: Setup, sweep: Any, optuna: Any) -> float:
     seen: list[float] = []
 
     def on_epoch(record: dict[str, Any]) -> None:
+        if stop is not None:
+            _note_guarded_sigint(stop)
+            if stop.is_set() and record["epoch"] < (spec.train.epochs if spec.train else 1):
+                raise Interrupted(out)
         value = float(record[sweep.metric])
         seen.append(value)
         trial.report(value, record["epoch"])
@@ -107,7 +123,7 @@ def run_trial(trial: Any, setup: Setup, sweep: Any, optuna: Any) -> float:
         result = train(spec, out=out, stream=io.StringIO(), on_epoch=on_epoch, allow_download=setup.allow_download)
     except optuna.TrialPruned:
         raise
-    except Interrupted:  # Ctrl-C: the same values are queued again, for a resumed sweep
+    except KeyboardInterrupt:  # Ctrl-C (Interrupted: saved): the same values are queued again, for a resumed sweep
         trial.set_user_attr("interrupted", True)
         trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         raise

@@ -56,16 +56,16 @@ def open_study(sweep: SweepSpec, url: str, name: str, *, shared: bool, seed_offs
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    beats = (
-        {
-            "heartbeat_interval": HEARTBEAT_S,
-            "grace_period": GRACE_S,
-            "failed_trial_callback": RetryFailedTrialCallback(),
-        }
-        if shared
-        else {}
-    )
-    storage = RDBStorage(url, engine_kwargs=engine, **beats)
+    if shared:  # several machines: a trial silent for GRACE_S is failed and queued again
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            failed_trial_callback=RetryFailedTrialCallback(),
+        )
+    else:
+        storage = RDBStorage(url, engine_kwargs=engine)
     return optuna.create_study(
         storage=storage,
         study_name=name,

@@ -7,12 +7,15 @@ the width and the weight decay. The same sweep (same seed, same trials) runs twi
 the epochs trained in all and the total time, with the ratios. Pruning pays when it stops poor
 trials early and the best one is still found (or one as good). Run::
 
-    python benchmarks/bench_sweep.py [--trials 16] [--epochs 12] [--jobs 1]
+    python benchmarks/bench_sweep.py [--trials 16] [--epochs 12] [--jobs 1] [--keep DIR]
+
+``--keep DIR`` leaves the data, the specs and both sweep folders in DIR (``netspec runs DIR``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import tempfile
 import time
@@ -87,9 +90,11 @@ def main_() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR (a new folder) and leave everything there")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() if args.keep is None else contextlib.nullcontext(args.keep) as tmp:
         folder = Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         write_digits(folder)
         pruned = sweep(folder, "median", args.trials, args.epochs, args.jobs)
         full = sweep(folder, "none", args.trials, args.epochs, args.jobs)

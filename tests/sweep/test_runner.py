@@ -77,3 +77,20 @@ def test_a_spec_without_a_sweep_is_one_line(tmp_path: Path, capsys: pytest.Captu
     assert main(["sweep", str(spec), "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("add one: see docs/sweeps.md") and "\n" not in err and "clf.yaml" in err
+
+
+def test_ctrl_c_between_a_runs_epochs_is_noted_not_raised() -> None:
+    """Outside a run's epochs the sweep's handler keeps the first Ctrl-C for the trial loop (the
+    trial stops at its next epoch, queued again); a second one raises at once."""
+    import os
+    import signal
+
+    from netspec.sweep.runner import stop_on_sigint
+
+    with stop_on_sigint() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0.5) if hasattr(signal, "sigtimedwait") else None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -57,13 +57,15 @@ def open_study(sweep: SweepSpec, url: str, name: str, *, shared: bool, seed_offs
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     if shared:  # several machines: a trial silent for GRACE_S is failed and queued again
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            failed_trial_callback=RetryFailedTrialCallback(),
-        )
+        import optuna.storages as st
+
+        # optuna 4.9 renamed the callback (the old name warns); older 4.x has only the old one
+        beats: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+        if hasattr(st, "RetryHeartbeatStaleTrialCallback"):
+            beats["heartbeat_stale_trial_callback"] = st.RetryHeartbeatStaleTrialCallback()
+        else:
+            beats["failed_trial_callback"] = RetryFailedTrialCallback()
+        storage = RDBStorage(url, engine_kwargs=engine, **beats)
     else:
         storage = RDBStorage(url, engine_kwargs=engine)
     return optuna.create_study(

@@ -50,7 +50,7 @@ FRONT_DOORS = {
     "errors.py",
     "reference.py",
 }  # `python -m netspec.reference`: the docs' generated pages
-ROOMS = {"compiler", "nodes", "views", "files", "data", "training", "interop", "importer"}
+ROOMS = {"compiler", "nodes", "views", "files", "data", "training", "interop", "importer", "sweep"}
 
 
 def test_package_root_holds_only_the_front_doors() -> None:

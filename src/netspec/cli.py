@@ -263,11 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .importer import cli as import_cli
     from .interop import cli as interop_cli
+    from .sweep import cli as sweep_cli
     from .training import cli as train_cli
 
     train_cli.register(sub)
     interop_cli.register(sub)  # predict, export
     import_cli.register(sub)
+    sweep_cli.register(sub)  # sweep, runs
     return parser
 
 
@@ -279,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Warnings (torch's, while shapes are inferred on meta tensors) are held back: a mistake
     # must print exactly one line; on success they follow, one line each. Training prints
     # them as they happen: a warning at epoch 3 of 50 should not wait for the end.
-    live = args.command in ("run", "eval")
+    live = args.command in ("run", "eval", "sweep")
     with warnings.catch_warnings(record=True) if not live else contextlib.nullcontext([]) as caught:
         if not live:
             warnings.simplefilter("default")

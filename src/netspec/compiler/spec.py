@@ -20,11 +20,12 @@ from pydantic_core import PydanticCustomError
 from ..data.spec import DataSpec
 from ..errors import SpecValidationError, did_you_mean
 from ..nodes.kinds import GROUP_OP
+from ..sweep.spec import SweepSpec, check_sweep
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
-from .spec_base import SpecModel
+from .spec_base import SpecModel, reported_at_spec_path
 from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
@@ -265,6 +266,9 @@ class Spec(TrainingRules):
     train: TrainSpec | None = Field(
         None, description="Epochs, device, precision, seed, metrics, stopping, checkpoints."
     )
+    sweep: SweepSpec | None = Field(
+        None, description="A search over this spec's values: `netspec sweep SPEC` runs it (docs/sweeps.md)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -293,6 +297,13 @@ class Spec(TrainingRules):
             )
         return self
 
+    @model_validator(mode="after")
+    def _sweep_spaces(self) -> Spec:
+        if self.sweep is not None:
+            with reported_at_spec_path():
+                check_sweep(self, _sweep_probe(self))
+        return self
+
     @property
     def output_names(self) -> list[str]:
         """External names of the outputs, in order."""
@@ -313,6 +324,24 @@ class Spec(TrainingRules):
         """Plain data (JSON-compatible) of the spec, without defaults that were not set (with
         ``defaults``: with them)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=not defaults)
+
+
+def _sweep_probe(spec: Spec) -> Any:
+    """``probe(["path=value"])``: validate the spec, without its sweep, with those values set
+    (how a sweep's spaces are checked against the keys they set)."""
+    data = spec.dump()
+    data.pop("sweep", None)
+
+    def probe(sets: list[str]) -> None:
+        doc = Document(copy.deepcopy(data), "<sweep>")
+        apply_overrides(doc, sets)
+        doc.overridden.clear()  # the sweep's key is where the value comes from, not a --set
+        try:
+            Spec.model_validate(doc.data)
+        except ValidationError as e:
+            raise spec_error_from_pydantic(e, doc) from None
+
+    return probe
 
 
 def _check_input_name(name: Any, key: str | int) -> None:

@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -30,6 +30,7 @@ from .context import located, output_shapes, require_sections, spec_base_dir, sp
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
+from .loggers import Loggers
 from .loss_graph import build_loss, training_module
 from .losses import Criterion
 from .meters import MetricSet
@@ -108,6 +109,8 @@ class Run:
     compiled: nn.Module | None = None  # train.compile: what the training forward calls
     ddp: nn.Module | None = None  # data-parallel: the DDP wrapper (compiled with train.compile) the step calls
     watch: NanWatch = field(default_factory=NanWatch)  # non-finite losses, found without a sync per step
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # train(on_epoch=): a sweep's pruner
+    loggers: Loggers | None = None  # status.json, train.loggers
 
 
 def train(
@@ -120,6 +123,7 @@ def train(
     base_dir: str | Path | None = None,
     allow_download: bool = False,
     stream: TextIO | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train a spec's model as its training sections say; return where it went.
 
@@ -129,7 +133,9 @@ def train(
     as any library's; docs/training.md) and to train.log; ``stream``, when given, gets the same
     lines as the command line prints them. The spec's files are read
     only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
-    data roots given to ``load_spec`` (:mod:`netspec.files.access`).
+    data roots given to ``load_spec`` (:mod:`netspec.files.access`). ``on_epoch`` is called with
+    each epoch's metrics.jsonl record once its checkpoint is on its way (a sweep's pruner reads it
+    there, and may stop the run by raising).
 
     Example::
 
@@ -150,6 +156,7 @@ def train(
                     set_seed(tspec.seed)
                     run = _setup(spec, tspec, hw, model, loaders, spec_base_dir(spec, base_dir), allow_download, ckpt)
                     run.logs = logs
+                    run.on_epoch = on_epoch
                     try:
                         run.run_dir = distributed.from_main(
                             lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
@@ -334,6 +341,8 @@ def _start(run: Run, ckpt: dict[str, Any] | None) -> RunResult:
                 run.logs.say_held()  # the setup's lines, after where the run is
             if ckpt is not None:
                 run.history = run_dir.keep_metrics_before(run.state.epoch)
+        run.loggers = Loggers(run)
+        run.loggers.start()
         return _fit(run)
     except WriteFailed as err:
         # Said at the failing write, with what is left to continue from.
@@ -370,6 +379,10 @@ def _fit(run: Run) -> RunResult:
                 if why:
                     logger.info(why)  # after the epoch's line: lines in the order things happened
                 saved = save_epoch(run, values, final)
+                if run.loggers is not None:
+                    run.loggers.epoch(record)
+                if run.on_epoch is not None:
+                    run.on_epoch(record)
                 # ---- Ctrl-C during the epoch: stop here, with last.pt written
                 if _stop_asked(run, interrupt) and reason == "epochs" and not final:
                     raise _interrupted(run, saved, interrupt.signum)
@@ -385,6 +398,8 @@ def _fit(run: Run) -> RunResult:
             with contextlib.suppress(Exception):  # the error on its way says more than the write's
                 BACKGROUND.wait()
         report.finish(run)
+        if run.loggers is not None:
+            run.loggers.end(sys.exc_info()[1])
 
 
 def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
 from ..compiler.spec_base import SpecModel, reported_at_spec_path
+from .loggers import LoggerSpec
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
 __all__ = [
@@ -208,6 +209,11 @@ class TrainSpec(SpecModel):
         "for fixed input sizes, but the results may differ in the last bits from run to run.",
     )
 
+    loggers: list[LoggerSpec] = Field(
+        default_factory=list,
+        description="Where the run is recorded besides its directory: `[mlflow]`, `[tensorboard]` (the hparams "
+        "view), or `{mlflow: {tracking_uri: http://host:5000, experiment: x}}`.",
+    )
     distributed: DistributedSpec = Field(
         default_factory=DistributedSpec,
         description="Options of data-parallel runs (`netspec run --nproc N`, torchrun); ignored in one process.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from ..compiler.spec_base import SpecModel
 from ..errors import TrainingError, first_line
 
 __all__ = ["LoggerSpec", "MlflowSpec", "TensorBoardSpec", "Loggers", "flatten", "INSTALL", "read_status"]
+
+logger = logging.getLogger(__name__)
 
 # logger -> (the module it needs, the install line when it is missing)
 INSTALL = {
@@ -140,7 +143,7 @@ class Loggers:
                 run_id, metrics=[Metric(k, float(v), now, record["epoch"]) for k, v in _numbers(record).items()]
             )
         except Exception as err:  # a tracking server gone mid-run: the run goes on, its directory has it all
-            self.run.log.warn(f"MLflow: {first_line(err)}; no more metrics logged there")
+            logger.warning(f"MLflow: {first_line(err)}; no more metrics logged there")
             self.mlflow = None
 
     def end(self, error: BaseException | None) -> None:
@@ -160,7 +163,7 @@ class Loggers:
                 _mlflow_end(run, self.mlflow, state)
         except Exception as err:
             with contextlib.suppress(Exception):
-                run.log.warn(f"loggers: {first_line(err)}")
+                logger.warning(f"loggers: {first_line(err)}")
 
     def _write_status(self) -> None:
         from .rundir import write_bytes

@@ -161,7 +161,7 @@ def check_sweep(spec: Any, probe: Callable[[list[str]], None]) -> None:
 
     >>> from types import SimpleNamespace as NS
     >>> sweep = SweepSpec.model_validate({"metric": "train_loss", "params": {"nodes.0.width": {"int": [1, 2]}}})
-    >>> check_sweep(NS(sweep=sweep, params={}, train=None, data=None, output_names=["y"]), lambda s: None)
+    >>> check_sweep(NS(sweep=sweep, params={}, train=None, data=None, loss=None, output_names=["y"]), lambda s: None)
     Traceback (most recent call last):
     netspec.errors.SpecError: <spec>: sweep.params.nodes.0.width: a sweep sets a node's argument through a spec parameter; ...
     """

@@ -158,13 +158,7 @@ def train(
                     run.logs = logs
                     run.on_epoch = on_epoch
                     try:
-                        run.run_dir = distributed.from_main(
-                            lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, spec.name)
-                        )
-                        if (
-                            hw.rank
-                        ):  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
-                            set_seed(tspec.seed + 1_000_003 * hw.rank)
+                        _place(run, ckpt, out)
                         return _start(run, ckpt)
                     finally:
                         if loaders is None:  # ours: their worker processes end with the run
@@ -176,6 +170,15 @@ def train(
         finally:
             if hw.distributed:
                 distributed.stop()
+
+
+def _place(run: Run, ckpt: dict[str, Any] | None, out: str | Path | None) -> None:
+    """The run's directory (rank 0 makes it, or it is the resumed one's); other ranks' seeds."""
+    run.run_dir = distributed.from_main(
+        lambda: resume_dir(ckpt, out) if ckpt is not None else RunDir.create(out, run.spec.name)
+    )
+    if run.hw.rank:  # other ranks draw other random numbers (dropout, augmentation); the model is rank 0's
+        set_seed(run.tspec.seed + 1_000_003 * run.hw.rank)
 
 
 def _hardware(spec: Any, tspec: TrainSpec, loaders: Any) -> Hardware:

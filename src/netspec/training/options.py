@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
 from ..compiler.spec_base import SpecModel, reported_at_spec_path
-from .loggers import LoggerSpec
+from .logger_spec import LoggerSpec
 from .spec import InitSpec, LossSpec, MetricSpec, Mode, OptimizerSpec, SchedulerSpecs
 
 __all__ = [

@@ -320,7 +320,8 @@ def build_module(
         gm._parameters.update(root._parameters)
         gm._buffers.clear()
         gm._buffers.update(root._buffers)
-        gm._non_persistent_buffers_set = set(root._non_persistent_buffers_set)
+    # a buffer that is not persistent stays so (torch 2.11's GraphModule copies every buffer as persistent)
+    gm._non_persistent_buffers_set = {b for b in root._non_persistent_buffers_set if b in gm._buffers}
     gm.netspec_graph = graph  # type: ignore[assignment]  # for summaries and tools
     return gm
 

@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -142,7 +143,12 @@ def add_graph(writer: Any, run: Run) -> None:
     device = run.hw.device
     inputs = tuple(torch.zeros((2, *v.shape[1:]), dtype=v.dtype, device=device) for v in graph.inputs.values())
     try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        with (
+            torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []),
+            warnings.catch_warnings(),
+        ):
+            # add_graph traces with torch.jit, which newer torch calls deprecated: not the user's concern
+            warnings.filterwarnings("ignore", message=r".*torch\.jit.*")
             writer.add_graph(run.model, inputs[0] if len(inputs) == 1 else inputs)
         logger.info("TensorBoard: model graph written to tb/")
     except Exception as err:  # tracing refuses some models (dict outputs, data-dependent control flow)

@@ -93,8 +93,9 @@ SEG_LIMITATIONS = {
     "deeplabv3_mobilenet_v3_large": "backbone: forward calls its child `0`, whose name is no node name: a block "
     "names its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key `backbone.0` "
     "cannot be kept; give the child a name, or make it an nn.Sequential's item",
-    "lraspp_mobilenet_v3_large": "classifier: forward reads `_tensor_constant0`, a tensor that is not its own "
-    "parameter: a spec holds only parameters of its own nodes",
+    "lraspp_mobilenet_v3_large": "backbone: forward calls its child `0`, whose name is no node name: a block "
+    "names its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key `backbone.0` "
+    "cannot be kept; give the child a name, or make it an nn.Sequential's item",
 }
 
 

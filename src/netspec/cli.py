@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_options import add_spec_options, console_logging, print_config
+from .cli_options import add_command, add_spec_argument, add_spec_options, console_logging, print_config
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, NetspecError, SpecError, Terminated
 
 EPILOG_COMPILE = """examples:
@@ -189,13 +189,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def _register_compile(sub: Any) -> None:
     """The `compile` command and its options."""
-    p = sub.add_parser(
-        "compile",
-        help="validate and compile a spec; print a summary or the generated code",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG_COMPILE,
+    p = add_command(
+        sub, "compile", help="validate and compile a spec; print a summary or the generated code", epilog=EPILOG_COMPILE
     )
-    p.add_argument("spec", help="spec file (.yaml, .yml or .json)")
+    add_spec_argument(p)
     add_spec_options(p)
     p.add_argument(
         "--summary",
@@ -235,23 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     _register_compile(sub)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "validate",
         help="check specs (schema, graph, shapes); one line per spec",
         epilog="example:\n  netspec validate specs/*.yaml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("specs", nargs="+")
     add_spec_options(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "schema",
         help="print the JSON Schema of specs (or write it into a folder)",
         epilog="example:\n  netspec schema --write schemas/\n\n--write regenerates the schema "
         "file in DIR and replaces it by design (no --force needed): it is generated, never "
         "edited by hand. It is written atomically, never through a symbolic link.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--write", metavar="DIR", help="write (replace) the schema file in DIR")
     p.add_argument("--reference", action="store_true", help="print a Markdown reference of every spec key")

@@ -17,12 +17,33 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 
-def add_spec_options(p: argparse.ArgumentParser) -> None:
-    """The options of every command that loads a spec: ``--set``, ``--allow-import``, ``--data-root``,
-    ``--print-config``.
+def add_command(subparsers: Any, name: str, *, help: str, epilog: str, description: str | None = None) -> Any:
+    r"""A sub-command whose ``--help`` keeps its examples' lines (``epilog``) as written.
 
-    >>> p = argparse.ArgumentParser(); add_spec_options(p); p.parse_args(["--set", "a=1"]).overrides
-    ['a=1']
+    >>> sub = argparse.ArgumentParser(prog="netspec").add_subparsers()
+    >>> p = add_command(sub, "run", help="train", epilog="example:\n  netspec run s.yaml")
+    >>> p.prog, p.formatter_class is argparse.RawDescriptionHelpFormatter
+    ('netspec run', True)
+    """
+    return subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_spec_argument(p: argparse.ArgumentParser, help: str = "spec file (YAML or JSON)") -> None:
+    """The ``SPEC`` positional argument of a command that reads one spec."""
+    p.add_argument("spec", metavar="SPEC", help=help)
+
+
+def add_spec_options(
+    p: argparse.ArgumentParser, *, print_config: bool = True, device: bool = False, download: bool = False
+) -> None:
+    """The options of every command that loads a spec: ``--set``, ``--allow-import``, ``--data-root``,
+    and where the command has them, ``--print-config``, ``--device`` and ``--allow-download``.
+
+    >>> p = argparse.ArgumentParser(); add_spec_options(p, device=True)
+    >>> args = p.parse_args(["--set", "a=1", "--device", "cpu"]); args.overrides, args.device
+    (['a=1'], 'cpu')
     """
     p.add_argument(
         "--set",
@@ -30,7 +51,8 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a spec parameter (n_classes=5) or any key by dotted path (train.epochs=3)",
+        help="override a spec parameter (n_classes=5) or any key by dotted path (train.precision=bf16); "
+        "repeatable; values are YAML",
     )
     p.add_argument(
         "--allow-import",
@@ -40,8 +62,13 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="allow the spec to import this Python module (custom layers); never implied",
     )
+    if device:
+        p.add_argument("--device", metavar="D", help="same as --set train.device=D (auto, cpu, cuda, cuda:N, mps)")
     add_data_root(p)
-    add_print_config(p)
+    if download:
+        p.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    if print_config:
+        add_print_config(p)
 
 
 def add_data_root(p: argparse.ArgumentParser) -> None:

@@ -35,13 +35,15 @@ def register(subparsers: Any) -> None:
     >>> args.target, args.args, args.output
     ('torchvision.models:resnet18', ['num_classes=10'], 'r.yaml')
     """
-    p = subparsers.add_parser(
+    from ..cli_options import add_command
+
+    p = add_command(
+        subparsers,
         "import",
         help="write a spec for a Python nn.Module (torch.fx): MODULE:CALLABLE",
         description="Trace a PyTorch model with torch.fx and write a spec that builds the "
         "same module (same state_dict keys, same outputs).",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", metavar="MODULE:CALLABLE", help="e.g. torchvision.models:resnet18 or net.py:Net")
     p.add_argument(

@@ -55,16 +55,16 @@ def register(subparsers: Any) -> None:
 
 
 def _add_predict(subparsers: Any) -> None:
-    from ..cli_options import add_spec_options
+    from ..cli_options import add_command, add_spec_argument, add_spec_options
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "predict",
         help="run a trained model on image, CSV or tensor files; write a CSV",
         description="Predict with SPEC's model and a checkpoint's weights.",
         epilog=PREDICT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    add_spec_argument(p)
     p.add_argument("inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.pt files")
     p.add_argument(
         "--checkpoint", required=True, metavar="C", help="best.pt / last.pt, a state_dict, or a run directory"
@@ -86,16 +86,16 @@ def _add_predict(subparsers: Any) -> None:
 
 
 def _add_export(subparsers: Any) -> None:
-    from ..cli_options import add_spec_options
+    from ..cli_options import add_command, add_spec_argument, add_spec_options
 
-    e = subparsers.add_parser(
+    e = add_command(
+        subparsers,
         "export",
         help="write a trained model as ONNX, torch.export, TorchScript or Python, or its weights as safetensors",
         description="Export SPEC's model with a checkpoint's weights, then check the file.",
         epilog=EXPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    add_spec_argument(e)
     e.add_argument("--format", required=True, choices=("onnx", "export", "torchscript", "python", "safetensors"))
     e.add_argument(
         "--checkpoint",

@@ -37,17 +37,17 @@ def register(subparsers: Any) -> None:
     >>> args.jobs, args.trials, args.func.__name__
     (2, 12, 'sweep_command')
     """
-    from ..training.cli import _add_common
+    from ..cli_options import add_command, add_spec_argument, add_spec_options
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sweep",
         help="search a spec's values (its sweep: section) with Optuna, trials in parallel, pruned",
         description="Run the search the `sweep:` section of SPEC declares; resume it when run again.",
         epilog=SWEEP_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", help="spec file with a sweep: section")
-    _add_common(p)
+    add_spec_argument(p, "spec file with a sweep: section")
+    add_spec_options(p, print_config=False, device=True, download=True)
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="trials run at once, each in its own process")
     p.add_argument("--trials", type=int, metavar="N", help="same as --set sweep.trials=N")
     p.add_argument("--out", metavar="DIR", help="the sweep's folder (default sweeps/<spec name>)")
@@ -58,7 +58,6 @@ def register(subparsers: Any) -> None:
         "(default: sqlite in the sweep folder)",
     )
     p.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: the spec's name)")
-    p.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
     p.set_defaults(func=sweep_command)
     from .runs_cli import register_runs
 

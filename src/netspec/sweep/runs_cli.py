@@ -31,12 +31,14 @@ def register_runs(subparsers: Any) -> None:
     >>> parser.parse_args(["runs", "diff", "a", "b"]).words
     ['diff', 'a', 'b']
     """
-    p = subparsers.add_parser(
+    from ..cli_options import add_command
+
+    p = add_command(
+        subparsers,
         "runs",
         help="list the runs under a folder (filter, sort, --csv), or compare two: runs diff A B",
         description="Every run under FOLDER (default runs/) in one table; `runs diff A B` compares two runs.",
         epilog=RUNS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("words", nargs="*", metavar="FOLDER | diff A B", help="a folder of runs, or `diff` and two runs")
     p.add_argument(

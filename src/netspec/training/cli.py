@@ -55,19 +55,20 @@ def register(subparsers: Any) -> None:
     >>> args.epochs, args.overrides, args.func.__name__
     (2, ['train.seed=1'], 'run_command')
     """
-    run = subparsers.add_parser(
+    from ..cli_options import add_command, add_spec_argument, add_spec_options
+
+    run = add_command(
+        subparsers,
         "run",
         help="train the model a spec describes",
         description="Train the model of SPEC with its data, loss, optimizer, scheduler, init and train sections.",
         epilog=RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
-    _add_common(run)
+    add_spec_argument(run)
+    add_spec_options(run, device=True, download=True)
     run.add_argument("--epochs", type=int, metavar="N", help="same as --set train.epochs=N")
     run.add_argument("--resume", metavar="PATH", help="checkpoint (last.pt) or run directory to continue")
     run.add_argument("--out", metavar="DIR", help="parent of the new run directory (default runs/<spec name>)")
-    run.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
     run.add_argument(
         "--nproc",
         type=int,
@@ -75,48 +76,21 @@ def register(subparsers: Any) -> None:
         help="data-parallel training in N processes on this machine (torchrun --nproc-per-node N); "
         "data.batch_size is the global batch",
     )
-    from ..cli_options import add_print_config
-
-    add_print_config(run)
     run.set_defaults(func=run_command)
 
-    ev = subparsers.add_parser(
+    ev = add_command(
+        subparsers,
         "eval",
         help="evaluate a checkpoint on the val or test split",
         description="Compute the loss and train.metrics of SPEC's model with weights from a checkpoint.",
         epilog=EVAL_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ev.add_argument("spec", metavar="SPEC", help="spec file (YAML or JSON)")
+    add_spec_argument(ev)
     ev.add_argument("--checkpoint", required=True, metavar="C", help="last.pt / best.pt or a state_dict file")
     ev.add_argument("--split", choices=("val", "test"), default="val", help="which split (default: val)")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    _add_common(ev)
-    ev.add_argument("--allow-download", action="store_true", help="let data sources download missing data sets")
+    add_spec_options(ev, print_config=False, device=True, download=True)
     ev.set_defaults(func=eval_command)
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value by dotted path, e.g. --set train.precision=bf16 (repeatable; values are YAML)",
-    )
-    parser.add_argument(
-        "--allow-import",
-        dest="allow_imports",
-        action="append",
-        default=None,
-        metavar="MODULE",
-        help="allow the spec to import this Python module (custom layers); never implied",
-    )
-    parser.add_argument("--device", metavar="D", help="same as --set train.device=D (auto, cpu, cuda, cuda:N, mps)")
-    from ..cli_options import add_data_root
-
-    add_data_root(parser)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

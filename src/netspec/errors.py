@@ -149,6 +149,20 @@ class AccessRefused(SpecError):
     """A spec names a file outside the folders it may read (see :mod:`netspec.files.access`)."""
 
 
+class UsageError(NetspecError):
+    """A command's options or arguments are wrong where no spec is involved (``netspec runs``):
+    the line names the command, not a spec file.
+
+    >>> str(UsageError("`runs diff` compares two run directories", path=("runs",), hint="netspec runs diff A B"))
+    'netspec runs: `runs diff` compares two run directories; netspec runs diff A B'
+    """
+
+    def __str__(self) -> str:
+        head = f"netspec {format_path(self.path)}: " if self.path else ""
+        text = head + self.message + (f"; {self.hint}" if self.hint else "")
+        return " ".join(text.splitlines())
+
+
 class OutputError(NetspecError):
     """A file netspec will not write (a refusal) or could not write (a failed write)."""
 

@@ -95,4 +95,18 @@ def test_diff_shows_the_spec_difference_metrics_and_curves(
 
 def test_a_folder_that_is_not_there_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", str(tmp_path / "nope")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err == f"netspec runs: {tmp_path / 'nope'} is not a folder; give the folder your runs are in (--out of run)"
+
+
+def test_diff_of_what_is_not_a_run_names_the_command_not_a_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "diff", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "netspec runs: `runs diff` compares two run directories; netspec runs diff A B"
+    )
+    assert main(["runs", "diff", str(tmp_path), str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"netspec runs: {tmp_path} is not a run directory: no readable spec.yaml") and "\n" not in err

@@ -24,12 +24,12 @@ def read_spec(run: Path) -> dict[str, Any]:
     """A run's resolved spec (spec.yaml) as plain data."""
     import yaml
 
-    from ..errors import SpecError
+    from ..errors import UsageError
 
     try:
         data = yaml.safe_load((run / "spec.yaml").read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise SpecError(f"{run} is not a run directory: no readable spec.yaml ({err})", path=("runs",)) from None
+        raise UsageError(f"{run} is not a run directory: no readable spec.yaml ({err})", path=("runs",)) from None
     return data if isinstance(data, dict) else {}
 
 

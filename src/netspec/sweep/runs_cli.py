@@ -56,18 +56,20 @@ def register_runs(subparsers: Any) -> None:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from ..errors import SpecError
+    from ..errors import UsageError
 
     words = list(args.words)
     if words and words[0] == "diff":
         if len(words) != 3:
-            raise SpecError("`runs diff` compares two run directories", path=("runs",), hint="netspec runs diff A B")
+            raise UsageError("`runs diff` compares two run directories", path=("runs",), hint="netspec runs diff A B")
         return _diff(Path(words[1]), Path(words[2]), args)
     if len(words) > 1:
-        raise SpecError("`runs` takes one folder", path=("runs",), hint="netspec runs FOLDER, or netspec runs diff A B")
+        raise UsageError(
+            "`runs` takes one folder", path=("runs",), hint="netspec runs FOLDER, or netspec runs diff A B"
+        )
     folder = Path(words[0] if words else "runs")
     if not folder.is_dir():
-        raise SpecError(
+        raise UsageError(
             f"{folder} is not a folder", path=("runs",), hint="give the folder your runs are in (--out of run)"
         )
     from .results import csv_text, format_table

@@ -1,4 +1,5 @@
-"""A small classifier spec with a sweep, for the sweep tests: two Gaussian clusters, generated."""
+"""Small classifier specs for the sweep, runs and logger tests: two Gaussian clusters, generated
+(`SPEC` with a sweep: section; `TINY` a plain run of one Linear layer)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,27 @@ sweep:
   params:
 {params}
 """
+
+TINY = """\
+name: tiny
+inputs: {x: [2]}
+nodes:
+  - Linear: {out_features: 2}
+data:
+  train: {source: gaussian_clusters, n_per_class: 16, label_dtype: int64, seed: 1}
+  val: {source: gaussian_clusters, n_per_class: 8, label_dtype: int64, seed: 2}
+  batch_size: 16
+loss: CrossEntropyLoss
+optimizer: {SGD: {lr: 0.05}}
+train: {epochs: 2, device: cpu, metrics: [accuracy], progress: line}
+"""
+
+
+def tiny_spec(epochs: int = 2, loggers: str | None = None) -> str:
+    """`TINY` for `epochs` epochs, with `train.loggers` set to `loggers` (YAML) when given."""
+    extra = f", loggers: {loggers}" if loggers else ""
+    return TINY.replace("epochs: 2,", f"epochs: {epochs},").replace("progress: line}", f"progress: line{extra}}}")
+
 
 PARAMS = """\
     width: {choice: [4, 8, 16]}

@@ -12,19 +12,7 @@ import pytest
 import netspec
 from netspec.cli import main
 
-SPEC = """\
-name: tiny
-inputs: {x: [2]}
-nodes:
-  - Linear: {out_features: 2}
-data:
-  train: {source: gaussian_clusters, n_per_class: 16, label_dtype: int64, seed: 1}
-  val: {source: gaussian_clusters, n_per_class: 8, label_dtype: int64, seed: 2}
-  batch_size: 16
-loss: CrossEntropyLoss
-optimizer: {SGD: {lr: 0.05}}
-train: {epochs: 2, device: cpu, metrics: [accuracy], progress: line}
-"""
+from sweepspecs import TINY as SPEC
 
 
 @pytest.fixture(scope="module")

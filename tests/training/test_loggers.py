@@ -15,23 +15,11 @@ import pytest
 import netspec
 from netspec import SpecError
 
-SPEC = """\
-name: tiny
-inputs: {x: [2]}
-nodes:
-  - Linear: {out_features: 2}
-data:
-  train: {source: gaussian_clusters, n_per_class: 16, label_dtype: int64, seed: 1}
-  val: {source: gaussian_clusters, n_per_class: 8, label_dtype: int64, seed: 2}
-  batch_size: 16
-loss: CrossEntropyLoss
-optimizer: {SGD: {lr: 0.05}}
-train: {epochs: 3, device: cpu, metrics: [accuracy], progress: line, loggers: LOGGERS}
-"""
+from sweepspecs import tiny_spec
 
 
 def _train(tmp_path: Path, loggers: str) -> Any:
-    spec = netspec.load_spec(tmp_path / "tiny.yaml", text=SPEC.replace("LOGGERS", loggers))
+    spec = netspec.load_spec(tmp_path / "tiny.yaml", text=tiny_spec(3, loggers))
     return netspec.train(spec, out=tmp_path / "runs", stream=io.StringIO())
 
 
@@ -78,9 +66,9 @@ def test_a_missing_logger_library_is_one_line_with_the_install(tmp_path: Path, m
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(SpecError, match=r"tiny\.yaml:\d+:\d+: train\.loggers\[0\].*pip install 'netspec\[mlflow\]'"):
-        netspec.load_spec(tmp_path / "tiny.yaml", text=SPEC.replace("LOGGERS", "[mlflow]"))
+        netspec.load_spec(tmp_path / "tiny.yaml", text=tiny_spec(3, "[mlflow]"))
 
 
 def test_an_unknown_logger_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"train\.loggers\[0\].*wandb"):
-        netspec.load_spec(tmp_path / "tiny.yaml", text=SPEC.replace("LOGGERS", "[wandb]"))
+        netspec.load_spec(tmp_path / "tiny.yaml", text=tiny_spec(3, "[wandb]"))

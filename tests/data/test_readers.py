@@ -78,6 +78,27 @@ def test_csv_bad_rows(tmp_path, content, expect):
 # --------------------------------------------------------------------------------------------
 
 
+def test_safetensors_file_reads_like_npz(tmp_path):
+    from safetensors.torch import save_file
+
+    x, y = torch.randn(5, 3), torch.arange(5)
+    save_file({"y": y, "x": x}, tmp_path / "t.safetensors")
+    write_npz(tmp_path / "t.npz", x=x.numpy(), y=y.numpy())
+    from netspec.data.readers import read_tensor_file
+
+    names, tensors = read_tensor_file(tmp_path / "t.safetensors", ["x", "y"])
+    npz_names, npz_tensors = read_tensor_file(tmp_path / "t.npz", ["x", "y"])
+    assert names == npz_names == ["x", "y"]
+    for a, b in zip(tensors, npz_tensors):
+        assert torch.equal(a, b)
+    assert read_tensor_file(tmp_path / "t.safetensors", None)[0] == ["x", "y"]  # by name
+    err = data_error(build, {"train": {"source": "tensors", "path": "t.safetensors", "arrays": ["x", "z"]}}, tmp_path)
+    assert "no tensor `z` (it has: x, y)" in str(err)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    err = data_error(build, {"train": {"source": "tensors", "path": "bad.safetensors"}}, tmp_path)
+    assert "bad.safetensors cannot be read (truncated or not a safetensors file" in str(err)
+
+
 def test_tensor_file_errors(tmp_path):
     write_npz(tmp_path / "a.npz", x=np.zeros((4, 2)), y=np.zeros(3))
     err = data_error(build, {"train": {"source": "tensors", "path": "a.npz", "arrays": ["x", "z"]}}, tmp_path)

@@ -145,6 +145,14 @@ optimizer: {SGD: {lr: 0.1}}
         probs = model(torch.tensor(f1, dtype=torch.float32), torch.tensor(f2, dtype=torch.float32)).softmax(1)
     assert [r["input"].rsplit("/", 1)[-1] for r in rows] == [f"new.npz[{i}]" for i in range(5)]
     assert [r["class"] for r in rows] == [str(int(i)) for i in probs.argmax(1)]
+    from safetensors.torch import save_file
+
+    save_file(
+        {"feature1": torch.tensor(f1, dtype=torch.float32), "feature2": torch.tensor(f2, dtype=torch.float32)},
+        tmp_path / "new.safetensors",
+    )
+    same = trained.predict(tmp_path / "new.safetensors", top_k=1, batch_size=2)
+    assert [(r["class"], r["probability"]) for r in same] == [(r["class"], r["probability"]) for r in rows]
 
 
 SEGMENTATION_SPEC = """

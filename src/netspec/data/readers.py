@@ -221,7 +221,7 @@ def read_csv(
 
 
 # ---------------------------------------------------------------------------------------------
-# Tensor files: .npz and .pt
+# Tensor files: .npz, .pt and .safetensors
 # ---------------------------------------------------------------------------------------------
 
 
@@ -303,12 +303,29 @@ def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
     return found
 
 
+def _read_safetensors(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
+    """The wanted tensors of a ``.safetensors`` file (tensors only, by construction)."""
+    from ..files.safetensorfile import load_safetensors_file
+
+    obj = load_safetensors_file(path, (), DataError, "tensor file")
+    found: dict[str, Tensor] = {}
+    for name in arrays if arrays is not None else sorted(obj):
+        if name not in obj:
+            raise DataError(f"{show_path(path)}: no tensor `{name}` (it has: {', '.join(sorted(obj)) or 'none'})")
+        found[name] = obj[name]
+    return found
+
+
+_TENSOR_READERS = {".npz": _read_npz, ".safetensors": _read_safetensors}  # any other suffix: torch.load
+
+
 def read_tensor_file(path: Path, arrays: list[str] | None) -> tuple[list[str], list[Tensor]]:
-    """Read named arrays from ``.npz`` (no pickles) or ``.pt`` (``weights_only``) files.
+    """Read named arrays from ``.npz`` (no pickles), ``.safetensors`` or ``.pt`` (``weights_only``) files.
 
     A ``.pt`` file may hold a dict of tensors, a list/tuple of tensors (named ``"0"``, ``"1"``,
-    ...) or one tensor. ``arrays`` picks and orders them; default: all, in file order. Every
-    array must have the same number of samples (first dimension).
+    ...) or one tensor. ``arrays`` picks and orders them; default: all, in file order (a
+    ``.safetensors`` file's by name). Every array must have the same number of samples (first
+    dimension).
 
     >>> import tempfile, torch
     >>> p = Path(tempfile.mkdtemp()) / "t.pt"
@@ -319,7 +336,7 @@ def read_tensor_file(path: Path, arrays: list[str] | None) -> tuple[list[str], l
     """
     if (why := not_regular(path)) is not None:
         raise DataError(f"{show_path(path)}: {why}")
-    found = _read_npz(path, arrays) if path.suffix == ".npz" else _read_pt(path, arrays)
+    found = _TENSOR_READERS.get(path.suffix.lower(), _read_pt)(path, arrays)
     if not found:
         raise DataError(f"{show_path(path)}: holds no arrays")
     lengths = {name: (t.shape[0] if t.dim() else 0) for name, t in found.items()}

@@ -17,7 +17,7 @@ examples:
   netspec predict specs/unet.yaml --checkpoint best.pt scans/*.png --out masks/
 
 Inputs are image files, folders of images, CSV files (rows as the spec's csv source reads
-them) and .npz/.pt tensor files (arrays named like the model's inputs), prepared with the
+them) and .npz/.safetensors/.pt tensor files (arrays named like the model's inputs), prepared with the
 spec's evaluation transforms. Classifiers give the class and the probability of each
 class (p_<class>; with --top-k K, or over 20 classes, the K (5) most probable with theirs);
 a model with one score (BCEWithLogitsLoss) gives the class and p_1 = P(y=1); a
@@ -65,7 +65,9 @@ def _add_predict(subparsers: Any) -> None:
         epilog=PREDICT_EXAMPLES,
     )
     add_spec_argument(p)
-    p.add_argument("inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.pt files")
+    p.add_argument(
+        "inputs", metavar="INPUTS", nargs="+", help="image files, folders, CSV files, .npz/.safetensors/.pt files"
+    )
     p.add_argument(
         "--checkpoint", required=True, metavar="C", help="best.pt / last.pt, a state_dict, or a run directory"
     )

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # for _Predicting's fields; the training package loads when a
 __all__ = ["predict_rows", "write_predictions", "eval_transform_items", "gather"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-TENSOR_SUFFIXES = (".npz", ".pt", ".pth")
+TENSOR_SUFFIXES = (".npz", ".pt", ".pth", ".safetensors")
 
 
 @dataclass
@@ -101,7 +101,7 @@ class _Context:
         if len(self.inputs) != 1:
             raise DataError(
                 f"{what} feed a model with one input; this one has {', '.join(self.inputs)}",
-                hint="give a .npz or .pt file with one array per input, named like the inputs",
+                hint="give a .npz, .safetensors or .pt file with one array per input, named like the inputs",
             )
         return next(iter(self.inputs))
 
@@ -183,7 +183,7 @@ def _row_loader(
 
 
 def _tensor_samples(path: Path, ctx: _Context) -> list[Sample]:
-    """Samples of a .npz/.pt file: one array per model input, matched by name."""
+    """Samples of a .npz/.safetensors/.pt file: one array per model input, matched by name."""
     names, tensors = read_tensor_file(path, None)
     arrays = dict(zip(names, tensors))
     fields = getattr(getattr(ctx.data, "fields", None), "inputs", None) or {}
@@ -258,7 +258,7 @@ def gather(inputs: Any, ctx: _Context) -> list[Sample]:
             samples += _tensor_samples(path, ctx)
         else:
             raise DataError(
-                f"{show_path(path)}: not an image, CSV or tensor file (.npz, .pt)",
+                f"{show_path(path)}: not an image, CSV or tensor file (.npz, .safetensors, .pt)",
                 hint="image files end in " + ", ".join(IMAGE_SUFFIXES),
             )
     return samples

@@ -89,7 +89,7 @@ class TrainedModel:
 
     ``predict(inputs)`` takes a tensor (a batch, for a model with one input), a dict of
     tensors (one per input), or paths: image files, folders of images, CSV files, ``.npz`` /
-    ``.pt`` tensor files; it returns one dict per sample (see :mod:`netspec.interop.predict`).
+    ``.safetensors`` / ``.pt`` tensor files; it returns one dict per sample (see :mod:`netspec.interop.predict`).
     """
 
     spec: Any

@@ -431,10 +431,11 @@ def _check_finite(path: Path, table: np.ndarray, skip: int) -> None:
 
 
 class TensorFileSource(SourceOptions):
-    """Named arrays from a `.npz` file (never pickles) or a `.pt` file (loaded with weights_only)."""
+    """Named arrays from a `.npz` file (never pickles), a `.safetensors` file or a `.pt` file (loaded with
+    weights_only)."""
 
     source: Literal["tensors"] = Field(description="Source type.")
-    path: str = Field(description="`.npz` or `.pt` file, relative to the spec file.")
+    path: str = Field(description="`.npz`, `.safetensors` or `.pt` file, relative to the spec file.")
     arrays: list[str] | None = Field(
         None,
         description="Arrays to use, in field order; default all, in file "

@@ -51,7 +51,8 @@ ALLOWED_IMPORTS = {
     "math",
     "fnmatch",
     "collections",
-}  # timm: its model nodes
+    "safetensors",
+}  # timm: its model nodes; safetensors: `load` of a .safetensors file
 
 
 def _eject_case(name: str, folder) -> dict:
@@ -101,6 +102,19 @@ def test_ejected_file_reproduces_the_model_without_netspec(name, fast_results) -
 @pytest.mark.parametrize("name", sorted(SLOW))
 def test_ejected_big_models_reproduce_the_model_without_netspec(name, tmp_path) -> None:
     assert _run_fresh([_eject_case(name, tmp_path)], tmp_path)[name] == "ok"
+
+
+def test_ejected_file_loads_safetensors_weights_without_netspec(tmp_path) -> None:
+    """`Model.load("w.safetensors")` reads what `netspec export --format safetensors` writes
+    (tied weights included: siamese's shared branch)."""
+    from netspec.files.safetensorfile import save_safetensors
+
+    cases = [_eject_case(name, tmp_path) for name in ("lenet", "siamese")]
+    for case in cases:
+        state = torch.load(case["checkpoint"], weights_only=True)["model"]
+        case["checkpoint"] = case["checkpoint"].replace(".pt", ".safetensors")
+        save_safetensors(state, tmp_path / case["checkpoint"], {"netspec": "1"})
+    assert _run_fresh(cases, tmp_path) == {"lenet": "ok", "siamese": "ok"}
 
 
 def test_blocks_become_classes_with_the_differing_values_as_parameters() -> None:

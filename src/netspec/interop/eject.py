@@ -73,6 +73,7 @@ RESERVED = frozenset(
         "fnmatch",
         "OrderedDict",
         "freeze",
+        "load_state",
         "inf",
         "nan",
         "torchvision",
@@ -349,12 +350,23 @@ def freeze(module: nn.Module, patterns: list[str]) -> None:
             param.requires_grad_(False)
 '''
 
+_LOAD_HELPER = '''\
+def load_state(path: str, map_location: str) -> dict:
+    """The tensors of a .safetensors file (this needs the safetensors package), or what a torch
+    file holds, read with torch.load(weights_only=True)."""
+    if str(path).endswith(".safetensors"):  # netspec export --format safetensors, timm, Hugging Face
+        from safetensors.torch import load_file
+
+        return load_file(path, device=map_location)
+    return torch.load(path, map_location=map_location, weights_only=True)
+'''
+
 _LOAD = '''\
     @classmethod
     def load(cls, path: str, map_location: str = "cpu") -> "{name}":
-        """The model with the weights of a netspec checkpoint (last.pt, best.pt) or of a
-        state_dict file, read with torch.load(weights_only=True); in eval mode."""
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        """The model with the weights of a netspec checkpoint (last.pt, best.pt), of a state_dict
+        file or of a .safetensors file; in eval mode."""
+        state = load_state(path, map_location)
         if isinstance(state, dict) and state.get("format") == "{checkpoint_format}":
             state = state["model"]
         model = cls()
@@ -494,6 +506,7 @@ def eject(
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [_FREEZE_HELPER] if "freeze" in imports else []
+    helpers.append(_LOAD_HELPER)
     avoid = _taken_names([i for i in imports if i.startswith(("import ", "from "))] + helper_imports)
     classes = _classes(compiled, drafts, avoid)
     if standardize:

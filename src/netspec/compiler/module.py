@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import itertools
 import math
 import re
 import warnings
@@ -43,20 +44,34 @@ class NetspecTracer(fx.Tracer):
 
 
 class _ReadableCodeGen(fx.graph.CodeGen):
-    """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line."""
+    """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line; the lines
+    of nodes computed only in training under ``if self.training:``, where they are in the graph
+    (so random draws happen in the same order as in a hand-written forward), and then
+    ``if self.training: return <all outputs>`` before the return of eval mode's ones."""
 
-    def __init__(self, shapes: dict[str, str]):
+    def __init__(self, shapes: dict[str, str], train_vars: frozenset[str] = frozenset(), eval_return: str = ""):
         super().__init__()
         self.shapes = shapes
+        self.train_vars = train_vars
+        self.eval_return = eval_return
 
     def _gen_python_code(self, nodes: Any, root_module: str, namespace: Any, **kwargs: Any) -> Any:
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
-        lines = []
+        lines: list[str] = []
+        in_branch = False
         for line in code.src.split("\n"):
             line = _subscript(re.sub(r";\s+[\w\s=]+ = None$", "", line))
             m = re.match(r"^    (\w+) = ", line)
+            if m and m.group(1) in self.train_vars:
+                lines += [] if in_branch else ["    if self.training:"]
+                line, in_branch = "    " + line, True
+            elif line.startswith("    "):
+                in_branch = False
             if m and m.group(1) in self.shapes:
                 line = f"{line:<72}  # {self.shapes[m.group(1)]}"
+            if self.eval_return and line.startswith("    return "):
+                lines += ["    if self.training:", "    " + line, f"    return {self.eval_return}"]
+                continue
             lines.append(line)
         code.src = "\n".join(lines)
         return code
@@ -215,24 +230,39 @@ def _call(g: fx.Graph, node: TypedNode, env: dict[str, fx.Node]) -> fx.Node:
 
 
 def _graph(graph: TypedGraph, emit: Callable[[fx.Graph, TypedNode, dict[str, fx.Node]], fx.Node]) -> fx.Graph:
-    """The fx graph of a typed graph, its nodes made by ``emit``, with a shape comment per line."""
+    """The fx graph of a typed graph, its nodes made by ``emit``, with a shape comment per line
+    (the graph returns every output; the code returns eval mode's only, see ``_ReadableCodeGen``)."""
     g = fx.Graph(tracer_cls=NetspecTracer)
     env: dict[str, fx.Node] = {}
     for name in graph.inputs:
         env[name] = g.placeholder(name)
     shapes: dict[str, str] = {}
+    train_nodes: list[fx.Node] = []
     for node in graph.nodes:
+        last = next(iter(reversed(g.nodes)), None)
         out = emit(g, node, env)
         out.name = node.var if node.name not in env else out.name
         env[node.name] = out
         shapes[out.name] = node.shape
+        if node.training_only:  # the fx nodes it added (an `index` adds its sizes first)
+            train_nodes += list(itertools.takewhile(lambda n: n is not last, reversed(g.nodes)))
     outs = [env[ref] for _, ref in graph.outputs]
     if graph.output_type == "dict":
         g.output({ext: env[ref] for ext, ref in graph.outputs})
     else:
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
-    g.set_codegen(_ReadableCodeGen(shapes))
+    g.set_codegen(_ReadableCodeGen(shapes, frozenset(n.name for n in train_nodes), _eval_return(graph, env)))
     return g
+
+
+def _eval_return(graph: TypedGraph, env: dict[str, fx.Node]) -> str:
+    """What the code returns in eval mode when some outputs are computed only in training ("" if none)."""
+    kept = [(ext, env[ref].name) for ext, ref in graph.eval_outputs]
+    if len(kept) == len(graph.outputs):
+        return ""
+    if graph.output_type == "dict":
+        return "{" + ", ".join(f"{ext!r}: {var}" for ext, var in kept) + "}"
+    return kept[0][1] if len(kept) == 1 else "(" + ", ".join(var for _, var in kept) + ")"
 
 
 def _drop_unread(g: fx.Graph) -> None:

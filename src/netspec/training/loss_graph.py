@@ -80,16 +80,20 @@ class GraphCriterion(Criterion):
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         values = dict(outputs)
-        if self.graph is not None:  # the loss graph computes in float32, as the losses do
+        # in eval mode the model leaves out what it computes only in training (GoogLeNet's aux
+        # heads): the terms that read those are left out of the loss too, as torchvision's recipe does
+        if self.graph is not None and all(n in values for n in self.graph_inputs):  # in float32, as losses
             values.update(self.graph(*[_float(values[n]) for n in self.graph_inputs]))
         total: Tensor | None = None
         last: dict[str, Tensor] = {}
         for gt in self.plan:
+            if any(r not in values for r in gt.reads):
+                continue
             value = self._term(gt, values, targets)
             value = value if gt.weight == 1.0 else gt.weight * value
             last[gt.name] = value.detach()
             total = value if total is None else total + value
-        assert total is not None  # `terms:` has at least one term
+        assert total is not None  # at least one term reads what eval mode returns (`loss_names.py`)
         self.last = last
         return total
 
@@ -162,6 +166,7 @@ def build_loss(
         return GraphCriterion(loss, None, [])
     typed, inputs = _infer(spec, graph, outputs) if loss.nodes else (None, [])
     _check_terms(loss, typed, graph, outputs)
+    _check_eval_terms(loss, graph, inputs)
     return GraphCriterion(loss, build_module(typed) if typed is not None else None, inputs)
 
 
@@ -209,3 +214,20 @@ def _check_terms(loss: LossSpec, typed: TypedGraph | None, graph: TypedGraph, ou
                 path=(*PATH, "terms", key, "from"),
                 hint="reshape one of them in the loss graph",
             )
+
+
+def _check_eval_terms(loss: LossSpec, graph: TypedGraph, inputs: list[str]) -> None:
+    """Eval mode leaves out the terms reading what the model computes only in training (and the
+    loss graph, when it reads such a value): at least one term must be left for a loss to exist."""
+    only = {n.name for n in graph.nodes if n.training_only}
+    gone = {ext for ext, ref in graph.outputs if ref in only} | {e for e in graph.extras if e in only}
+    if gone & set(inputs):
+        gone |= {n.name for n in loss.nodes or [] if n.name}
+    terms = loss.terms or {}
+    if terms and all(set(t.reads()) & gone for t in terms.values()):
+        raise SpecError(
+            "every term of the loss reads a value the model computes only in training (`training_only`), "
+            "so evaluation would have no loss",
+            path=(*PATH, "terms"),
+            hint="add a term on an output that eval mode returns too (GoogLeNet's main logits)",
+        )

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import itertools
 import math
+import operator
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -245,7 +246,7 @@ def _graph(graph: TypedGraph, emit: Callable[[fx.Graph, TypedNode, dict[str, fx.
         env[node.name] = out
         shapes[out.name] = node.shape
         if node.training_only:  # the fx nodes it added (an `index` adds its sizes first)
-            train_nodes += list(itertools.takewhile(lambda n: n is not last, reversed(g.nodes)))
+            train_nodes += list(itertools.takewhile(functools.partial(operator.is_not, last), reversed(g.nodes)))
     outs = [env[ref] for _, ref in graph.outputs]
     if graph.output_type == "dict":
         g.output({ext: env[ref] for ext, ref in graph.outputs})

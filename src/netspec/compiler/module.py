@@ -47,14 +47,15 @@ class NetspecTracer(fx.Tracer):
 class _ReadableCodeGen(fx.graph.CodeGen):
     """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line; the lines
     of nodes computed only in training under ``if self.training:``, where they are in the graph
-    (so random draws happen in the same order as in a hand-written forward), and then
-    ``if self.training: return <all outputs>`` before the return of eval mode's ones."""
+    (so random draws happen in the same order as in a hand-written forward), and
+    ``if self.training: return <all outputs>`` before the graph's return (eval mode's outputs:
+    what tools that read the graph itself, torch.export, see)."""
 
-    def __init__(self, shapes: dict[str, str], train_vars: frozenset[str] = frozenset(), eval_return: str = ""):
+    def __init__(self, shapes: dict[str, str], train_vars: frozenset[str] = frozenset(), train_return: str = ""):
         super().__init__()
         self.shapes = shapes
         self.train_vars = train_vars
-        self.eval_return = eval_return
+        self.train_return = train_return
 
     def _gen_python_code(self, nodes: Any, root_module: str, namespace: Any, **kwargs: Any) -> Any:
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
@@ -70,9 +71,8 @@ class _ReadableCodeGen(fx.graph.CodeGen):
                 in_branch = False
             if m and m.group(1) in self.shapes:
                 line = f"{line:<72}  # {self.shapes[m.group(1)]}"
-            if self.eval_return and line.startswith("    return "):
-                lines += ["    if self.training:", "    " + line, f"    return {self.eval_return}"]
-                continue
+            if self.train_return and line.startswith("    return "):
+                lines += ["    if self.training:", f"        return {self.train_return}"]
             lines.append(line)
         code.src = "\n".join(lines)
         return code
@@ -247,30 +247,36 @@ def _graph(graph: TypedGraph, emit: Callable[[fx.Graph, TypedNode, dict[str, fx.
         shapes[out.name] = node.shape
         if node.training_only:  # the fx nodes it added (an `index` adds its sizes first)
             train_nodes += list(itertools.takewhile(functools.partial(operator.is_not, last), reversed(g.nodes)))
-    outs = [env[ref] for _, ref in graph.outputs]
+    outs = [env[ref] for _, ref in graph.eval_outputs]
     if graph.output_type == "dict":
-        g.output({ext: env[ref] for ext, ref in graph.outputs})
+        g.output({ext: env[ref] for ext, ref in graph.eval_outputs})
     else:
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
-    g.set_codegen(_ReadableCodeGen(shapes, frozenset(n.name for n in train_nodes), _eval_return(graph, env)))
+    train_vars = frozenset(n.name for n in train_nodes)
+    g.set_codegen(_ReadableCodeGen(shapes, train_vars, _train_return(graph, env) if train_vars else ""))
     return g
 
 
-def _eval_return(graph: TypedGraph, env: dict[str, fx.Node]) -> str:
-    """What the code returns in eval mode when some outputs are computed only in training ("" if none)."""
-    kept = [(ext, env[ref].name) for ext, ref in graph.eval_outputs]
-    if len(kept) == len(graph.outputs):
-        return ""
+def _train_return(graph: TypedGraph, env: dict[str, fx.Node]) -> str:
+    """What the code returns in training mode: every output (those of training only too).
+
+    >>> t = TypedGraph("t", {}, [], [("logits", "fc"), ("aux", "a")])
+    >>> _train_return(t, {"fc": fx.Graph().placeholder("fc"), "a": fx.Graph().placeholder("aux_1")})
+    '(fc, aux_1)'
+    """
     if graph.output_type == "dict":
-        return "{" + ", ".join(f"{ext!r}: {var}" for ext, var in kept) + "}"
-    return kept[0][1] if len(kept) == 1 else "(" + ", ".join(var for _, var in kept) + ")"
+        return "{" + ", ".join(f"{ext!r}: {env[ref].name}" for ext, ref in graph.outputs) + "}"
+    names = [env[ref].name for _, ref in graph.outputs]
+    return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
 def _drop_unread(g: fx.Graph) -> None:
     """Leave out the nodes no output reads (those only a loss reads): the public forward does
-    not compute them, though the module holds their weights."""
+    not compute them, though the module holds their weights (those of training only stay: the
+    code returns them when training)."""
+    train_vars = getattr(g._codegen, "train_vars", frozenset())
     for node in reversed(list(g.nodes)):
-        if node.op not in ("placeholder", "output") and not node.users:
+        if node.op not in ("placeholder", "output") and not node.users and node.name not in train_vars:
             g.erase_node(node)
 
 

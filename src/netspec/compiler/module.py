@@ -43,6 +43,18 @@ class NetspecTracer(fx.Tracer):
     def __init__(self, autowrap_modules: tuple = (math,), autowrap_functions: tuple = ()) -> None:
         super().__init__(autowrap_modules=(*autowrap_modules, nsf), autowrap_functions=autowrap_functions)
 
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        """The code traced in eval mode: a model loaded from a pickle takes the `if self.training:`
+        branches out (its graph, like the built model's, is eval mode's; training keeps state_dicts)."""
+        was = getattr(root, "training", False)
+        if isinstance(root, nn.Module):
+            root.training = False
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            if isinstance(root, nn.Module):
+                root.training = was
+
 
 class _ReadableCodeGen(fx.graph.CodeGen):
     """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line; the lines

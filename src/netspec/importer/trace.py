@@ -398,14 +398,19 @@ def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str,
     """
     from .ir import has_state
 
-    called = {str(n.target).split(".")[0] for n in graph.nodes if n.op in ("call_module", "get_attr")}
-    if all(name in called or not has_state(child) for name, child in root.named_children()):
+    def called(g: fx.Graph) -> set[str]:
+        return {str(n.target).split(".")[0] for n in g.nodes if n.op in ("call_module", "get_attr")}
+
+    uncalled = {name for name, child in root.named_children() if name not in called(graph) and has_state(child)}
+    if not uncalled:
         return graph
     root.train()
     try:
         train = trace_module(root, "", literal)
     finally:
         root.eval()
+    if not uncalled & called(train):  # never called at all: the eval graph's refusal says so
+        return graph
     seen = {n.name for n in graph.nodes}
     for n in train.nodes:
         if n.op not in ("placeholder", "output") and n.name not in seen:

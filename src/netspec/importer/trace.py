@@ -396,12 +396,11 @@ def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str,
     >>> [(n.name, n.meta.get(TRAINING_ONLY)) for n in g.nodes if n.op == "call_module"]
     [('fc', None), ('aux', True)]
     """
-    from .ir import has_state
 
     def called(g: fx.Graph) -> set[str]:
         return {str(n.target).split(".")[0] for n in g.nodes if n.op in ("call_module", "get_attr")}
 
-    uncalled = {name for name, child in root.named_children() if name not in called(graph) and has_state(child)}
+    uncalled = {name for name, child in root.named_children() if name not in called(graph) and child.state_dict()}
     if not uncalled:
         return graph
     root.train()

@@ -552,6 +552,13 @@ def _check_training_only(nodes: list[DagNode], outs: list[tuple[str, str]], path
                 hint="add `training_only: true` to this node as well",
             )
     flags = [ref in only for _, ref in outs]
+    if any(flags) and path != ():
+        raise GraphError(
+            f"output `{outs[flags.index(True)][0]}` of a block or group is computed only in training; "
+            "the outputs of a block or group are returned in both modes",
+            path=path + ("outputs",),
+            hint="write `training_only: true` on the node that uses the block or group instead",
+        )
     if all(flags) or flags != sorted(flags):
         first = next(ext for (ext, _), f in zip(outs, flags) if f)
         raise GraphError(

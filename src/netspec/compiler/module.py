@@ -391,6 +391,25 @@ def loss_view(gm: fx.GraphModule) -> fx.GraphModule:
     graph: TypedGraph = gm.netspec_graph  # type: ignore[assignment]
     extras = [(name, name) for name in graph.extras]
     full = TypedGraph(graph.name, graph.inputs, graph.nodes, graph.outputs + extras, "dict", graph.input_twins)
-    view = fx.GraphModule(gm, _graph(full, _call), class_name=_class_name(graph.name) + "LossView")
+    view = _LossView(gm, _graph(full, _call), class_name=_class_name(graph.name) + "LossView")
+    view.__dict__["_model"] = gm  # not a child: the same weights, listed once
     view.netspec_graph = full  # type: ignore[assignment]
     return view
+
+
+class _LossView(fx.GraphModule):
+    """A loss view is in its model's mode (``model.eval()`` leaves out the heads of training
+    only from the view too): its ``training`` is the model's."""
+
+    @property  # type: ignore[override]
+    def training(self) -> bool:
+        model = self.__dict__.get("_model")
+        return model.training if model is not None else self.__dict__.get("_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        model = self.__dict__.get("_model")
+        if model is None:
+            self.__dict__["_training"] = mode
+        else:
+            model.training = mode

@@ -286,7 +286,7 @@ def _drop_unread(g: fx.Graph) -> None:
     """Leave out the nodes no output reads (those only a loss reads): the public forward does
     not compute them, though the module holds their weights (those of training only stay: the
     code returns them when training)."""
-    train_vars = getattr(g._codegen, "train_vars", frozenset())
+    train_vars: frozenset[str] = getattr(g._codegen, "train_vars", frozenset())
     for node in reversed(list(g.nodes)):
         if node.op not in ("placeholder", "output") and not node.users and node.name not in train_vars:
             g.erase_node(node)
@@ -401,7 +401,7 @@ class _LossView(fx.GraphModule):
     """A loss view is in its model's mode (``model.eval()`` leaves out the heads of training
     only from the view too): its ``training`` is the model's."""
 
-    @property  # type: ignore[override]
+    @property
     def training(self) -> bool:
         model = self.__dict__.get("_model")
         return model.training if model is not None else self.__dict__.get("_training", True)

@@ -166,7 +166,6 @@ def build_loss(
         return GraphCriterion(loss, None, [])
     typed, inputs = _infer(spec, graph, outputs) if loss.nodes else (None, [])
     _check_terms(loss, typed, graph, outputs)
-    _check_eval_terms(loss, graph, inputs)
     return GraphCriterion(loss, build_module(typed) if typed is not None else None, inputs)
 
 
@@ -214,20 +213,3 @@ def _check_terms(loss: LossSpec, typed: TypedGraph | None, graph: TypedGraph, ou
                 path=(*PATH, "terms", key, "from"),
                 hint="reshape one of them in the loss graph",
             )
-
-
-def _check_eval_terms(loss: LossSpec, graph: TypedGraph, inputs: list[str]) -> None:
-    """Eval mode leaves out the terms reading what the model computes only in training (and the
-    loss graph, when it reads such a value): at least one term must be left for a loss to exist."""
-    only = {n.name for n in graph.nodes if n.training_only}
-    gone = {ext for ext, ref in graph.outputs if ref in only} | {e for e in graph.extras if e in only}
-    if gone & set(inputs):
-        gone |= {n.name for n in loss.nodes or [] if n.name}
-    terms = loss.terms or {}
-    if terms and all(set(t.reads()) & gone for t in terms.values()):
-        raise SpecError(
-            "every term of the loss reads a value the model computes only in training (`training_only`), "
-            "so evaluation would have no loss",
-            path=(*PATH, "terms"),
-            hint="add a term on an output that eval mode returns too (GoogLeNet's main logits)",
-        )

@@ -406,6 +406,8 @@ def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str,
     root.train()
     try:
         train = trace_module(root, "", literal)
+    except ImportFailed:  # the eval graph's refusal (the child never called) is the one to give
+        return graph
     finally:
         root.eval()
     if not uncalled & called(train):  # never called at all: the eval graph's refusal says so

@@ -51,6 +51,7 @@ EXPECTED_PARAMS: dict[str, int] = {
     "resnet18": 11_689_512,  # torchvision resnet18, the same state_dict keys
     # issue 20's constructs (tests/test_equivalence_language.py)
     "word_language_model": 131_944,  # embedding 64,000 + 2 layers x 33,472 + decoder bias 1,000 (weight tied)
+    "googlenet_aux": 182_318,  # conv1 896 + inceptions 11,824 + 21,568 + 28,736 + 47,200 + 2 aux x 35,562 + fc 970
     "siamese": 46_210,  # tower 416 + 12,832 + 32,832 (called twice, counted once) + head 130
     # timm models (tests/nodes/test_timm_zoo.py compares them with timm.create_model)
     "timm_resnet34": 21_283_530,  # 003 timm.create_model('resnet34', num_classes=10, in_chans=1)

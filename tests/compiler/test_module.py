@@ -183,3 +183,70 @@ def test_code_is_valid_python_with_one_assignment_per_node(name) -> None:
         assert [s.targets[0].id for s in assigns] == [n.var for n in graph.nodes], where  # type: ignore[attr-defined]
         assert len(fn.body) == len(graph.nodes) + 1 and isinstance(fn.body[-1], ast.Return), where
         compile(gm.code, f"<{name}:{where or 'forward'}>", "exec")
+
+
+# ---- nodes computed only in training -------------------------------------------------------
+
+TRAINING_ONLY = """
+name: aux_net
+inputs: {x: [6]}
+nodes:
+  - body: {Linear: {out_features: 8}}
+  - aux: [{Dropout: 0.5}, {Linear: {out_features: 3}}]
+    training_only: true
+  - drop: {Dropout: 0.2, from: body}
+  - head: {Linear: {out_features: 3}}
+outputs: {logits: head, aux: aux}
+output_type: $kind
+"""
+
+
+class AuxNet(torch.nn.Module):
+    """The hand-written module: an auxiliary head called only in training, as GoogLeNet's aux1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(6, 8)
+        self.aux = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
+        self.drop = torch.nn.Dropout(0.2)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = self.body(x)
+        aux = self.aux(x) if self.training else None
+        logits = self.head(self.drop(x))
+        return (logits, aux) if self.training else logits
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+def test_training_only_nodes_run_in_training_as_a_hand_written_forward(kind: str) -> None:
+    model = compile_spec(netspec.load_spec(text=TRAINING_ONLY.replace("$kind", kind))).module
+    reference = AuxNet()
+    reference.load_state_dict(model.state_dict(), strict=True)
+    assert "    if self.training:\n        aux = self.aux(body)" in model.code
+    x = torch.randn(5, 6)
+    torch.manual_seed(3)
+    want = reference.train()(x)
+    torch.manual_seed(3)  # the same dropout draws, in the same order
+    got = model.train()(x)
+    got = tuple(got.values()) if kind == "dict" else got
+    assert_close(got, want)
+    with torch.no_grad():
+        want, got = reference.eval()(x), model.eval()(x)
+    assert_close(got["logits"] if kind == "dict" else got, want)
+    assert kind == "tuple" or list(got) == ["logits"]
+
+
+def test_training_only_nodes_are_left_out_of_the_graph_export_and_pickle_read() -> None:
+    model = compile_spec(netspec.load_spec(text=TRAINING_ONLY.replace("$kind", "tuple"))).module.eval()
+    x = torch.randn(4, 6)
+    want = model(x)
+    output = next(n for n in model.graph.nodes if n.op == "output")
+    assert output.args[0].name == "head"  # the graph is eval mode's; the code adds training's return
+    program = torch.export.export(model, (x,))
+    assert_close(program.module()(x), want)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    assert_close(torch.load(buf, weights_only=False).eval()(x), want)
+    assert_close(copy.deepcopy(model).train()(x)[0].shape, want.shape)

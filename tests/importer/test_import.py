@@ -270,6 +270,25 @@ def test_a_model_that_draws_noise_is_checked_with_both_forwards_seeded_alike() -
     assert "randn_like" in imported.text and imported.checked.max_diff == 0.0
 
 
+def test_heads_called_only_in_training_become_training_only_nodes_equal_in_both_modes() -> None:
+    torch.manual_seed(0)
+    model = toys.AuxHeads()
+    text = _round_trip(model, {"x": (6,)})  # eval mode: the main output alone
+    assert "  - aux: {AuxHead: {}}\n    training_only: true\n" in text
+    assert "  - aux_fc: {Linear: {out_features: 2}}\n    from: relu\n    training_only: true\n" in text
+    assert text.endswith("outputs: [fc, aux_fc, aux]\n")
+    module = compile_spec(load_spec(text=text)).module
+    module.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(4, 6)
+    torch.manual_seed(2)
+    want = model.train()(x)
+    torch.manual_seed(2)  # the same dropout draws (aux's F.dropout, then drop), in the same order
+    got = module.train()(x)
+    assert len(got) == len(want) == 3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_inputs_named_type_meta_code_and_graph_keep_their_names() -> None:
     text = _round_trip(toys.OddInputNames(), {"type": (4,), "meta": (2,), "code": (3,), "graph": (3,)})
     assert "inputs:\n  type: [4]\n  meta: [2]\n  code: [3]\n  graph: [3]\n" in text

@@ -8,6 +8,8 @@ own size with `pytest -m slow`.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torchvision.models as tvm
@@ -36,16 +38,10 @@ FAST = {
     "swin_t": 224,
 }
 
-_AUX = (
-    "`{aux}` holds weights but forward (in eval mode) never calls it: a spec cannot hold a module its forward "
-    "does not use"
-)
 _SWIN = "features.1.0.attn: forward reads `{buffer}`, a buffer: a spec holds only parameters of its own nodes"
 
 # model -> why netspec cannot express it (the line `netspec import` prints after the model's name)
 LIMITATIONS = {
-    "googlenet": _AUX.format(aux="aux1"),  # --args aux_logits=false imports it (below)
-    "inception_v3": _AUX.format(aux="AuxLogits"),  # likewise
     **{name: _SWIN.format(buffer="relative_position_index") for name in ("swin_t", "swin_s", "swin_b")},
     **{name: _SWIN.format(buffer="relative_coords_table") for name in ("swin_v2_t", "swin_v2_s", "swin_v2_b")},
     "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1: `torch.einsum` has no spec op or layer that "
@@ -121,3 +117,32 @@ def test_torchvision_segmentation_model_round_trips(name: str) -> None:
 def test_without_aux_heads_googlenet_and_inception_round_trip(name: str) -> None:
     model = tvm.get_model(name, aux_logits=False, init_weights=False).eval()
     _round_trip(model, {"x": (3, 64, 64) if name == "googlenet" else (3, 299, 299)}, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [pytest.param("googlenet", 32), pytest.param("inception_v3", 299, marks=pytest.mark.slow)]
+)
+def test_aux_heads_are_training_only_and_equal_torchvisions_in_training(name: str, size: int) -> None:
+    """GoogLeNet's aux1/aux2 and Inception v3's AuxLogits run only when training (`if self.training`):
+    the spec computes them only then, and returns them after the main output, as torchvision's
+    GoogLeNetOutputs / InceptionOutputs; with the same seed the dropout draws are the same."""
+    torch.manual_seed(0)
+    model = tvm.get_model(name, init_weights=False).eval()
+    imported = spec_from_module(model, {"x": (3, size, size)}, name="m", check=True, label=name)
+    assert imported.checked is not None and imported.checked.tensors == len(model.state_dict())
+    aux = ["aux2", "aux1"] if name == "googlenet" else ["AuxLogits"]
+    assert all(f"  - {a}: {{InceptionAux: {{}}}}\n    training_only: true" in imported.text for a in aux)
+    module = compile_spec(load_spec(text=imported.text)).module
+    module.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert isinstance(module.eval()(x), torch.Tensor)  # eval mode: the main output alone
+        reference, mine = copy.deepcopy(model).train(), copy.deepcopy(module).train()
+        torch.manual_seed(5)
+        want = reference(x)
+        torch.manual_seed(5)
+        got = mine(x)
+    assert len(got) == len(want) == 1 + len(aux)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine.state_dict(), reference.state_dict())  # batch norms' running stats too

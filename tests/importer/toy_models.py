@@ -565,3 +565,38 @@ class HoldsPooled(nn.Module):
 
     def forward(self, x):
         return self.pool(x)
+
+
+class AuxHead(nn.Module):
+    """torchvision's InceptionAux in small: a Linear, dropout as a function call, a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = F.dropout(self.fc1(x).relu(), 0.7, training=self.training)
+        return self.fc2(x)
+
+
+class AuxHeads(nn.Module):
+    """Heads called only in training, as GoogLeNet's aux1 (a block with dropout) and a plain Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(6, 8)
+        self.aux = AuxHead()
+        self.aux_fc = nn.Linear(8, 2)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.body(x).relu()
+        aux = aux_fc = None
+        if self.training:
+            aux = self.aux(x)
+            aux_fc = self.aux_fc(x)
+        x = self.fc(self.drop(x))
+        if self.training:
+            return x, aux_fc, aux
+        return x

@@ -203,6 +203,37 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 # ------------------------------------------------------------------------------ in one process
 
+LOSS_GRAPH = """\
+  - aux: {Linear: {out_features: 2}, from: act, training_only: true}
+outputs: {logits: out, aux: aux}
+loss:
+  nodes:
+    - h2: {square: {}, from: hidden}
+  terms:
+    main: {CrossEntropyLoss: {}, from: logits}
+    aux: {CrossEntropyLoss: {}, from: aux, weight: 0.3}
+    act: {from: h2, reduction: mean, weight: 0.01}
+"""
+
+
+def test_a_loss_graph_with_a_training_only_head_under_ddp_matches_one_process(workdir: Path) -> None:
+    """The loss view (a model node the loss reads), a head computed only in training and its 0.3
+    term, under DDP on 2 processes: the weights and every logged term equal one process's."""
+    spec = SPEC.replace("outputs: {logits: out}\n", LOSS_GRAPH).replace("loss: CrossEntropyLoss\n", "")
+    (workdir / "spec.yaml").write_text(spec.replace("metrics: [accuracy]", "metrics: [{accuracy: {}, output: logits}]"))
+    one = single(workdir, "one")
+    out, _ = ddp(workdir, "--out", "two")
+    two = run_dir_of(out, workdir)
+    wa, wb = (torch.load(d / "last.pt", weights_only=True)["model"] for d in (one, two))
+    assert list(wa) == list(wb) and "aux.weight" in wa
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6)
+    for x, y in zip(records(one), records(two), strict=True):
+        keys = [k for k in x if k.startswith(("train_loss", "val_loss"))]
+        assert {"train_loss_aux", "train_loss_act", "val_loss_main"} <= set(keys) and "val_loss_aux" not in keys
+        for key in keys:
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), (key, x["epoch"])
+
 
 def test_loaders_deal_out_the_single_process_batches(workdir: Path) -> None:
     """Batch k of rank 0 and rank 1 together are batch k of one process, epoch after epoch."""

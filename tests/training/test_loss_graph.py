@@ -6,6 +6,7 @@ intermediate node."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -323,3 +324,65 @@ def test_a_clash_is_reported_at_the_node_that_has_the_name() -> None:
     with pytest.raises(SpecError, match="has the name of a model output") as err:
         netspec.load_spec(text=DISTILL.split("loss:")[0] + f"loss: {loss}\n")
     assert err.value.path == ("loss", "nodes", 1)
+
+
+def googlenet_aux_spec(**train: object) -> netspec.Spec:
+    overrides = [f"train.{k}={v}" for k, v in {"device": "cpu", "progress": "line", **train}.items()]
+    return netspec.load_spec(
+        ROOT / "specs" / "googlenet_aux.yaml", overrides=["inputs.image.shape=[3,16,16]", *overrides]
+    )
+
+
+def googlenet_loss(outputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+    """torchvision's references/classification/train.py for GoogLeNet, written out."""
+    logits, aux2, aux1 = outputs
+    return F.cross_entropy(logits, y) + 0.3 * F.cross_entropy(aux1, y) + 0.3 * F.cross_entropy(aux2, y)
+
+
+def test_googlenet_aux_terms_are_the_weighted_sum_in_training_and_left_out_in_eval() -> None:
+    spec = googlenet_aux_spec()
+    model = netspec.build_model(spec)
+    crit = build_loss(spec, model)
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 3, 7, 9])
+    torch.manual_seed(0)
+    raw = model.train()(x)
+    assert len(raw) == 3
+    got = crit(dict(zip(spec.output_names, raw)), y)
+    assert_close(got, googlenet_loss(raw, y))
+    assert_close(crit.last["aux1"], 0.3 * F.cross_entropy(raw[2], y).detach())
+    assert_close(crit.last["aux2"], 0.3 * F.cross_entropy(raw[1], y).detach())
+    logits = model.eval()(x)  # eval mode: the main output alone, and the loss is its term
+    assert isinstance(logits, torch.Tensor)
+    assert_close(crit({"logits": logits}, y), F.cross_entropy(logits, y))
+    assert sorted(crit.last) == ["main"]
+
+
+def test_googlenet_aux_training_matches_a_plain_loop_and_logs_each_term(tmp_path: Path) -> None:
+    spec = googlenet_aux_spec(epochs=1, seed=3)
+    torch.manual_seed(0)
+    model = netspec.build_model(spec)
+    reference = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(12, 3, 16, 16, generator=g), torch.randint(0, 10, (12,), generator=g)
+    data = Loaders(
+        Loader(images, labels, 4, name="image"), Loader(images[:4], labels[:4], 4, shuffle=False, name="image")
+    )
+    result = train(spec, model=model, loaders=data, out=tmp_path / "runs", stream=io.StringIO())
+    # the plain loop: the same seed (the same dropout draws), batches, SGD and loss
+    opt = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    set_seed(3)
+    loader = Loader(images, labels, 4, name="image")
+    loader.set_epoch(0)
+    reference.train()
+    for inputs, target in loader:
+        googlenet_loss(reference(inputs["image"]), target).backward()
+        opt.step()
+        opt.zero_grad()
+    for a, b in zip(result.model.state_dict().values(), reference.state_dict().values()):
+        assert_close(a, b)
+    last = result.history[-1]
+    parts = [last[f"train_loss_{t}"] for t in ("main", "aux1", "aux2")]
+    assert last["train_loss"] == pytest.approx(sum(parts), rel=1e-5)
+    assert 0 < last["train_loss_aux1"] < last["train_loss_main"]  # weighted by 0.3
+    assert last["val_loss"] == pytest.approx(last["val_loss_main"], rel=1e-6)  # eval mode: no aux heads
+    assert "val_loss_aux1" not in last

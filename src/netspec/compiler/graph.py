@@ -238,6 +238,7 @@ def _checked_dag(
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
     _check_unused(ordered, input_names, outs, path, kept)
+    _check_training_only(ordered, outs, path)
     return Dag(list(input_names), ordered, outs)
 
 
@@ -533,3 +534,36 @@ def _check_unused(
                 node=node.name,
                 hint="list it in `outputs`, feed it to a node, or remove it",
             )
+
+
+def _check_training_only(nodes: list[DagNode], outs: list[tuple[str, str]], path: SpecPath) -> None:
+    """What runs in eval mode never reads what only training computes, and the outputs of
+    training only come after the others (eval returns the first ones, as torchvision's GoogLeNet)."""
+    only = {n.name for n in nodes if n.spec.training_only}
+    if not only:
+        return
+    for node in nodes:
+        read = next((r for r in node.input_names if r in only), None)
+        if read is not None and not node.spec.training_only:
+            raise GraphError(
+                f"node `{node.name}` runs in eval mode too but reads `{read}`, which is computed only in training",
+                path=node.path,
+                node=node.name,
+                hint="add `training_only: true` to this node as well",
+            )
+    flags = [ref in only for _, ref in outs]
+    if any(flags) and path != ():
+        raise GraphError(
+            f"output `{outs[flags.index(True)][0]}` of a block or group is computed only in training; "
+            "the outputs of a block or group are returned in both modes",
+            path=path + ("outputs",),
+            hint="write `training_only: true` on the node that uses the block or group instead",
+        )
+    if all(flags) or flags != sorted(flags):
+        first = next(ext for (ext, _), f in zip(outs, flags) if f)
+        raise GraphError(
+            f"output `{first}` is computed only in training, and eval mode would return "
+            + ("nothing" if all(flags) else "the outputs after it in its place"),
+            path=path + ("outputs",),
+            hint="list the outputs of training only last, after at least one that eval mode returns",
+        )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import itertools
 import math
+import operator
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -41,22 +43,48 @@ class NetspecTracer(fx.Tracer):
     def __init__(self, autowrap_modules: tuple = (math,), autowrap_functions: tuple = ()) -> None:
         super().__init__(autowrap_modules=(*autowrap_modules, nsf), autowrap_functions=autowrap_functions)
 
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        """The code traced in eval mode: a model loaded from a pickle takes the `if self.training:`
+        branches out (its graph, like the built model's, is eval mode's; training keeps state_dicts)."""
+        was = getattr(root, "training", False)
+        if isinstance(root, nn.Module):
+            root.training = False
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            if isinstance(root, nn.Module):
+                root.training = was
+
 
 class _ReadableCodeGen(fx.graph.CodeGen):
-    """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line."""
+    """fx's code, minus the ``; x = None`` bookkeeping, plus a shape comment per line; the lines
+    of nodes computed only in training under ``if self.training:``, where they are in the graph
+    (so random draws happen in the same order as in a hand-written forward), and
+    ``if self.training: return <all outputs>`` before the graph's return (eval mode's outputs:
+    what tools that read the graph itself, torch.export, see)."""
 
-    def __init__(self, shapes: dict[str, str]):
+    def __init__(self, shapes: dict[str, str], train_vars: frozenset[str] = frozenset(), train_return: str = ""):
         super().__init__()
         self.shapes = shapes
+        self.train_vars = train_vars
+        self.train_return = train_return
 
     def _gen_python_code(self, nodes: Any, root_module: str, namespace: Any, **kwargs: Any) -> Any:
         code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
-        lines = []
+        lines: list[str] = []
+        in_branch = False
         for line in code.src.split("\n"):
             line = _subscript(re.sub(r";\s+[\w\s=]+ = None$", "", line))
             m = re.match(r"^    (\w+) = ", line)
+            if m and m.group(1) in self.train_vars:
+                lines += [] if in_branch else ["    if self.training:"]
+                line, in_branch = "    " + line, True
+            elif line.startswith("    "):
+                in_branch = False
             if m and m.group(1) in self.shapes:
                 line = f"{line:<72}  # {self.shapes[m.group(1)]}"
+            if self.train_return and line.startswith("    return "):
+                lines += ["    if self.training:", f"        return {self.train_return}"]
             lines.append(line)
         code.src = "\n".join(lines)
         return code
@@ -215,31 +243,52 @@ def _call(g: fx.Graph, node: TypedNode, env: dict[str, fx.Node]) -> fx.Node:
 
 
 def _graph(graph: TypedGraph, emit: Callable[[fx.Graph, TypedNode, dict[str, fx.Node]], fx.Node]) -> fx.Graph:
-    """The fx graph of a typed graph, its nodes made by ``emit``, with a shape comment per line."""
+    """The fx graph of a typed graph, its nodes made by ``emit``, with a shape comment per line
+    (the graph returns every output; the code returns eval mode's only, see ``_ReadableCodeGen``)."""
     g = fx.Graph(tracer_cls=NetspecTracer)
     env: dict[str, fx.Node] = {}
     for name in graph.inputs:
         env[name] = g.placeholder(name)
     shapes: dict[str, str] = {}
+    train_nodes: list[fx.Node] = []
     for node in graph.nodes:
+        last = next(iter(reversed(g.nodes)), None)
         out = emit(g, node, env)
         out.name = node.var if node.name not in env else out.name
         env[node.name] = out
         shapes[out.name] = node.shape
-    outs = [env[ref] for _, ref in graph.outputs]
+        if node.training_only:  # the fx nodes it added (an `index` adds its sizes first)
+            train_nodes += list(itertools.takewhile(functools.partial(operator.is_not, last), reversed(g.nodes)))
+    outs = [env[ref] for _, ref in graph.eval_outputs]
     if graph.output_type == "dict":
-        g.output({ext: env[ref] for ext, ref in graph.outputs})
+        g.output({ext: env[ref] for ext, ref in graph.eval_outputs})
     else:
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
-    g.set_codegen(_ReadableCodeGen(shapes))
+    train_vars = frozenset(n.name for n in train_nodes)
+    g.set_codegen(_ReadableCodeGen(shapes, train_vars, _train_return(graph, env) if train_vars else ""))
     return g
+
+
+def _train_return(graph: TypedGraph, env: dict[str, fx.Node]) -> str:
+    """What the code returns in training mode: every output (those of training only too).
+
+    >>> t = TypedGraph("t", {}, [], [("logits", "fc"), ("aux", "a")])
+    >>> _train_return(t, {"fc": fx.Graph().placeholder("fc"), "a": fx.Graph().placeholder("aux_1")})
+    '(fc, aux_1)'
+    """
+    if graph.output_type == "dict":
+        return "{" + ", ".join(f"{ext!r}: {env[ref].name}" for ext, ref in graph.outputs) + "}"
+    names = [env[ref].name for _, ref in graph.outputs]
+    return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
 def _drop_unread(g: fx.Graph) -> None:
     """Leave out the nodes no output reads (those only a loss reads): the public forward does
-    not compute them, though the module holds their weights."""
+    not compute them, though the module holds their weights (those of training only stay: the
+    code returns them when training)."""
+    train_vars: frozenset[str] = getattr(g._codegen, "train_vars", frozenset())
     for node in reversed(list(g.nodes)):
-        if node.op not in ("placeholder", "output") and not node.users:
+        if node.op not in ("placeholder", "output") and not node.users and node.name not in train_vars:
             g.erase_node(node)
 
 
@@ -342,6 +391,25 @@ def loss_view(gm: fx.GraphModule) -> fx.GraphModule:
     graph: TypedGraph = gm.netspec_graph  # type: ignore[assignment]
     extras = [(name, name) for name in graph.extras]
     full = TypedGraph(graph.name, graph.inputs, graph.nodes, graph.outputs + extras, "dict", graph.input_twins)
-    view = fx.GraphModule(gm, _graph(full, _call), class_name=_class_name(graph.name) + "LossView")
+    view = _LossView(gm, _graph(full, _call), class_name=_class_name(graph.name) + "LossView")
+    view.__dict__["_model"] = gm  # not a child: the same weights, listed once
     view.netspec_graph = full  # type: ignore[assignment]
     return view
+
+
+class _LossView(fx.GraphModule):
+    """A loss view is in its model's mode (``model.eval()`` leaves out the heads of training
+    only from the view too): its ``training`` is the model's."""
+
+    @property
+    def training(self) -> bool:
+        model = self.__dict__.get("_model")
+        return model.training if model is not None else self.__dict__.get("_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        model = self.__dict__.get("_model")
+        if model is None:
+            self.__dict__["_training"] = mode
+        else:
+            model.training = mode

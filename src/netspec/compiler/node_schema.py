@@ -127,6 +127,7 @@ def node_json_schema() -> dict[str, Any]:
             "additionalProperties": {"type": "string"},
             "description": "parameters that are another's: {weight: emb.weight} (tied embeddings)",
         },
+        "training_only": {"type": "boolean", "description": "compute the node only in training mode (aux heads)"},
         "name": {"type": "string", "description": "node name, in the explicit form"},
         "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
         "args": _ANY_ARGS,
@@ -141,7 +142,7 @@ def node_json_schema() -> dict[str, Any]:
     }
     return {
         "description": "A node: `LayerName: args`, or `node_name: {LayerName: args}`, plus "
-        "from/when/else/repeat/freeze/tie; a list of nodes under a name is a group.",
+        "from/when/else/repeat/freeze/tie/training_only; a list of nodes under a name is a group.",
         "type": ["object", "string"],
         "properties": {**reserved, **_op_schemas()},
         "patternProperties": {r"^timm\.[A-Za-z0-9_.]+$": timm},

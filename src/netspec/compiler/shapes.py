@@ -137,7 +137,7 @@ class _Inferer:
             t = self._one(d, ins, kw, env)
         if d.spec.tie and d.kind in ("op", "param", "buffer"):
             raise GraphError(f"a {d.op} node has no parameters to tie", path=d.path + ("tie",), node=d.name)
-        t.tie = d.spec.tie
+        t.tie, t.training_only = d.spec.tie, bool(d.spec.training_only)
         for own in t.tie or {}:  # a tied parameter is the other's: counted once, as torch counts it
             tied = param_count(t, own)
             t.params -= tied

@@ -75,6 +75,13 @@ class NodeSpec(SpecModel):
             "Parameter node's name). Both state_dict keys stay, as torch writes them."
         ),
     )
+    training_only: bool | None = Field(
+        None,
+        description=(
+            "Compute this node only in training mode (`if self.training:`), as torchvision's GoogLeNet "
+            "computes its auxiliary heads: an output naming it is returned only in training, for the loss."
+        ),
+    )
     nodes: list[NodeSpec] | None = Field(
         None,
         description=(
@@ -125,7 +132,7 @@ class NodeSpec(SpecModel):
         else:
             body = {self.op: self.args if self.args is not None else {}}
         out: dict[str, Any] = {self.name: body} if self.name else dict(body)
-        for key in ("from_", "when", "else_", "repeat", "freeze", "tie"):
+        for key in ("from_", "when", "else_", "repeat", "freeze", "tie", "training_only"):
             value = getattr(self, key)
             if value is not None:
                 out[key.rstrip("_")] = value
@@ -545,6 +552,7 @@ def node(
     repeat: int | str | None = None,
     freeze: bool | list[str] | None = None,
     tie: dict[str, str] | None = None,
+    training_only: bool | None = None,
     nodes: list[NodeSpec] | None = None,
     **kwargs: Any,
 ) -> NodeSpec:
@@ -571,6 +579,7 @@ def node(
         "repeat": repeat,
         "freeze": freeze,
         "tie": tie,
+        "training_only": training_only,
         "nodes": nodes,
     }
     return NodeSpec.model_validate({k: v for k, v in fields.items() if v is not None})

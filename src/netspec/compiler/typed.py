@@ -59,6 +59,7 @@ class TypedNode:
     kw_inputs: KwInputs = field(default_factory=dict)
     freeze: bool | list[str] | None = None
     tie: dict[str, str] | None = None  # own parameter -> the parameter it is (a path from the graph's module)
+    training_only: bool = False  # computed only in training mode (`if self.training:`)
     sub: TypedGraph | None = None
     zoo: ZooPlan | None = None
     layer_cls: type[nn.Module] | None = None
@@ -131,6 +132,12 @@ class TypedGraph:
         if name in self.inputs:
             return self.input_probe(name)
         return self.node(name).probe
+
+    @property
+    def eval_outputs(self) -> list[tuple[str, str]]:
+        """The outputs eval mode returns: those not computed only in training (what predict and export see)."""
+        only = {n.name for n in self.nodes if n.training_only}
+        return [(ext, ref) for ext, ref in self.outputs if ref not in only]
 
     def output_probe(self) -> Probe:
         """What the graph returns: one value, or a tuple of them."""

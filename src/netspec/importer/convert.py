@@ -31,7 +31,7 @@ from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
-from .trace import META, TensorMeta, Traced
+from .trace import META, TRAINING_ONLY, TensorMeta, Traced
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
 # need_weights=False only skips returning the weights, which nothing then reads).
@@ -318,6 +318,10 @@ class Converter:
         if not _has_tensor(first):  # a size or a number: folded
             self.env[n] = first if first == second else BatchSize((first, second), _size_source(self.arg(n.args)))
             return
+        if isinstance(n.target, type) and issubclass(n.target, tuple):  # GoogLeNetOutputs(x, aux2, aux1)
+            args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+            self.env[n] = (*args, *(kwargs[f] for f in getattr(n.target, "_fields", ())[len(args) :] if f in kwargs))
+            return
         key = call_name(n.op, n.target)
         if key in ("torch.cat", "torch.concat") and self._hoisted_cat(n):
             return
@@ -366,6 +370,8 @@ class Converter:
             self.env[n] = result
             return
         nodes = result if isinstance(result, list) else [result]
+        if n.meta.get(TRAINING_ONLY):  # a call only the training-mode trace makes (trace.py)
+            nodes = [node.copy(training_only=True) for node in nodes]
         self.nodes.extend(nodes)
         assert nodes[-1].name is not None  # the node a value comes from is named
         self.env[n] = Ref(nodes[-1].name, self.values(n))

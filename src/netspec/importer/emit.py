@@ -102,7 +102,12 @@ def _extra_keys(node: SNode, previous: str | None) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if node.inputs is not None and node.inputs != [previous]:
         extra["from"] = node.inputs[0] if isinstance(node.inputs, list) and len(node.inputs) == 1 else node.inputs
-    for key, value in (("repeat", node.repeat), ("when", node.when), ("else", node.else_)):
+    for key, value in (
+        ("repeat", node.repeat),
+        ("when", node.when),
+        ("else", node.else_),
+        ("training_only", node.training_only),
+    ):
         if value is not None:
             extra[key] = value
     return extra

@@ -29,6 +29,7 @@ class SNode:
     comment: str | None = None
     when: str | None = None  # in a block: kept only when this parameter is true
     else_: str | None = None  # ... and otherwise its name stands for this input
+    training_only: bool | None = None  # called only in training mode (`if self.training:`, an aux head)
 
     def copy(self, **changes: Any) -> SNode:
         fields = {**self.__dict__, **changes}

@@ -187,7 +187,20 @@ def node_args(m: nn.Module, in_shapes: Sequence[tuple[int, ...]], where: str) ->
 def _builds(cls: type[nn.Module], args: dict[str, Any], want: Any) -> bool:
     """Whether ``args`` build a layer the same as the one read (``want``: its :func:`_config`)."""
     again = _build(cls, args)
-    return again is not None and _config(again) == want
+    return again is not None and _same_config(_config(again), want)
+
+
+def _same_config(built: Any, want: Any) -> bool:
+    """``built`` (a fresh layer's :func:`_config`) is ``want``; an attribute the layer read was given
+    after it was made (Inception's ``AuxLogits.fc.stddev``, an init hint) is no setting of its forward."""
+    (cls, settings, own, children), (wcls, wsettings, wown, wchildren) = built, want
+    return (
+        cls is wcls
+        and own == wown
+        and settings == {k: v for k, v in wsettings.items() if k in settings}
+        and children.keys() == wchildren.keys()
+        and all(_same_config(children[k], wchildren[k]) for k in children)
+    )
 
 
 def _inferred(name: str, shapes: Sequence[tuple[int, ...]]) -> Any:

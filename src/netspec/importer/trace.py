@@ -23,6 +23,7 @@ from .errors import ImportFailed, class_path
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
 META = "netspec"  # node.meta key of the recorded values, one per batch size
+TRAINING_ONLY = "netspec_training_only"  # node.meta key: a node only the training-mode trace has
 Kind = Literal["layer", "sequential", "custom"]
 
 
@@ -359,7 +360,8 @@ def trace_model(
         )
     params = inspect.signature(root.forward).parameters
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
-    traced = Traced("", root, "custom", trace_module(root, "", literal), literal=literal)
+    graph = _with_training_branches(root, trace_module(root, "", literal), literal)
+    traced = Traced("", root, "custom", graph, literal=literal)
     _check_tensor_inputs(traced)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -376,3 +378,42 @@ def trace_model(
                     hint=_SIZE_HINT,
                 ) from None
     return traced
+
+
+def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str, Any]) -> fx.Graph:
+    """The root's graph, traced again in training mode when eval mode leaves children with weights
+    uncalled (GoogLeNet's ``if self.training: aux1 = self.aux1(x)``): the nodes only that trace
+    has are marked :data:`TRAINING_ONLY` (the spec's ``training_only``). The values are still
+    recorded in eval mode; the children are traced in eval mode, as always.
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.fc, self.aux = nn.Linear(4, 2), nn.Linear(4, 2)
+    ...     def forward(self, x):
+    ...         return (self.fc(x), self.aux(x)) if self.training else self.fc(x)
+    >>> net = Net().eval()
+    >>> g = _with_training_branches(net, trace_module(net, "", {}), {})
+    >>> [(n.name, n.meta.get(TRAINING_ONLY)) for n in g.nodes if n.op == "call_module"]
+    [('fc', None), ('aux', True)]
+    """
+
+    def called(g: fx.Graph) -> set[str]:
+        return {str(n.target).split(".")[0] for n in g.nodes if n.op in ("call_module", "get_attr")}
+
+    uncalled = {name for name, child in root.named_children() if name not in called(graph) and child.state_dict()}
+    if not uncalled:
+        return graph
+    root.train()
+    try:
+        train = trace_module(root, "", literal)
+    except ImportFailed:  # the eval graph's refusal (the child never called) is the one to give
+        return graph
+    finally:
+        root.eval()
+    if not uncalled & called(train):  # never called at all: the eval graph's refusal says so
+        return graph
+    seen = {n.name for n in graph.nodes}
+    for n in train.nodes:
+        if n.op not in ("placeholder", "output") and n.name not in seen:
+            n.meta[TRAINING_ONLY] = True
+    return train

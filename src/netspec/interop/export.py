@@ -78,7 +78,7 @@ def output_names(graph: Any) -> list[str]:
     """The names of :func:`flat_outputs`: the spec's output names (``lstm_0``, ``lstm_1``, ...
     for an output that is a tuple)."""
     names: list[str] = []
-    for ext, ref in graph.outputs:
+    for ext, ref in graph.eval_outputs:
         n = len(flat_outputs(graph.probe_of(ref).value))
         names += [ext] if n == 1 else [f"{ext}_{i}" for i in range(n)]
     return names
@@ -92,7 +92,7 @@ def _input_batch_dims(graph: Any) -> dict[str, int | None]:
 def _output_batch_dims(graph: Any) -> list[int | None]:
     """The batch dim of each flat output (None for one that has none, like a Parameter)."""
     dims: list[int | None] = []
-    for _, ref in graph.outputs:
+    for _, ref in graph.eval_outputs:
         probe = graph.probe_of(ref)
         for value, twin in zip(flat_outputs(probe.value), flat_outputs(probe.twin)):
             found = batch_dims(value, twin)
@@ -352,7 +352,7 @@ def _signature(graph: Any, names: list[str]) -> str:
     """``image (B, 1, 32, 32) -> logits (B, 10)``."""
     ins = ", ".join(f"{n} {shape_str(v, graph.input_twins[n])}" for n, v in graph.inputs.items())
     outs = ", ".join(
-        f"{ext} {shape_str(graph.probe_of(ref).value, graph.probe_of(ref).twin)}" for ext, ref in graph.outputs
+        f"{ext} {shape_str(graph.probe_of(ref).value, graph.probe_of(ref).twin)}" for ext, ref in graph.eval_outputs
     )
     return f"{ins} -> {outs}"
 

@@ -124,7 +124,7 @@ class TrainedModel:
         """How predictions read ``output`` (default: the first): :class:`~netspec.interop.scores.Reading`."""
         from .scores import reading_of
 
-        names = list(self.spec.output_names)
+        names = [ext for ext, _ in self.compiled.graph.eval_outputs]  # not those of training only
         if output is not None and output not in names:
             raise SpecError(f"the model has no output `{output}`; its outputs: {', '.join(names)}", path=("--output",))
         return reading_of(self.spec, self.compiled.graph, output or names[0])

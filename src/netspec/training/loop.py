@@ -316,7 +316,8 @@ def _setup(
         restore(run, ckpt)
     if hw.distributed:  # wrapped last: DDP starts from rank 0's (restored) weights
         run.ddp = distributed.wrap(training_module(model), hw.device, tspec.distributed)
-        if compiled is not None:  # torch.compile over DDP, as torch documents it
+        if tspec.compile is not False:  # torch.compile over DDP, as torch documents it (`compiled`
+            # is also the loss view of a model whose loss reads nodes that are no output)
             run.ddp = compile_module(run.ddp, tspec)
     return run
 

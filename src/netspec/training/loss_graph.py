@@ -80,16 +80,20 @@ class GraphCriterion(Criterion):
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         values = dict(outputs)
-        if self.graph is not None:  # the loss graph computes in float32, as the losses do
+        # in eval mode the model leaves out what it computes only in training (GoogLeNet's aux
+        # heads): the terms that read those are left out of the loss too, as torchvision's recipe does
+        if self.graph is not None and all(n in values for n in self.graph_inputs):  # in float32, as losses
             values.update(self.graph(*[_float(values[n]) for n in self.graph_inputs]))
         total: Tensor | None = None
         last: dict[str, Tensor] = {}
         for gt in self.plan:
+            if any(r not in values for r in gt.reads):
+                continue
             value = self._term(gt, values, targets)
             value = value if gt.weight == 1.0 else gt.weight * value
             last[gt.name] = value.detach()
             total = value if total is None else total + value
-        assert total is not None  # `terms:` has at least one term
+        assert total is not None  # at least one term reads what eval mode returns (`loss_names.py`)
         self.last = last
         return total
 

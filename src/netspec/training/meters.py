@@ -251,7 +251,7 @@ class MetricSet:
         is switched per batch)."""
         self.loss.update(loss, n)
         for key, meter in self.terms.items():
-            if terms is not None:
+            if terms is not None and key.removeprefix("loss_") in terms:  # a term of training only: not in eval
                 meter.update(terms[key.removeprefix("loss_")], n)
         for _, metric, output, target_key in self.entries:
             metric.update(outputs[output].detach(), _target(targets, target_key or output))
@@ -259,7 +259,7 @@ class MetricSet:
     def compute(self) -> dict[str, float]:
         """Every value of the epoch so far: the only host reads of an epoch's metrics."""
         values = {"loss": self.loss.compute()}
-        values.update({key: meter.compute() for key, meter in self.terms.items()})
+        values.update({key: meter.compute() for key, meter in self.terms.items() if len(meter)})
         values.update({key: metric.compute() for key, metric, _, _ in self.entries})
         return values
 

@@ -27,6 +27,7 @@ from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name
 from .optimizers import stand_in_optimizer
 from .schedulers import check_schedule, phases
+from .spec import from_names
 
 __all__ = ["check_training_sections", "check_monitors", "static_has_val", "produced_metrics"]
 
@@ -43,9 +44,17 @@ def check_training_sections(spec: Any) -> None:
         nodes = getattr(spec, "nodes", None) or []  # a test's stand-in spec has none
         check_names(spec.loss, outputs, [n.name for n in nodes if n.name])
         plan_terms(spec.loss, outputs)
+        if spec.loss.terms and len(training_only_terms(spec)) == len(spec.loss.terms):
+            raise SpecError(
+                "every term of the loss reads a value the model computes only in training (`training_only`), "
+                "so evaluation would have no loss",
+                path=("loss", "terms"),
+                hint="add a term on an output that eval mode returns too (GoogLeNet's main logits)",
+            )
     if spec.train is not None:
         metric_keys(spec.train.metrics, outputs)
         check_metric_scores(spec.train.metrics, spec.loss, outputs)
+        _check_metric_outputs(spec, outputs)
     if spec.scheduler is not None:
         optimizer = stand_in_optimizer(spec.optimizer) if spec.optimizer is not None else None
         check_schedule(spec.scheduler, optimizer, epochs=spec.train.epochs if spec.train else 1)
@@ -65,7 +74,40 @@ def produced_metrics(spec: Any, has_val: bool | None) -> list[str]:
     keys = metric_keys(metrics, list(spec.output_names))
     keys[1:1] = term_keys(spec.loss)  # the loss's named terms, after the loss
     splits = ("train",) if has_val is False else ("train", "val")
-    return [f"{s}_{k}" for s in splits for k in keys]
+    gone = {f"loss_{t}" for t in training_only_terms(spec)}  # eval mode computes no aux head
+    return [f"{s}_{k}" for s in splits for k in keys if s == "train" or k not in gone]
+
+
+def training_only_reads(spec: Any) -> set[str]:
+    """The outputs (external names) and top-level nodes the model computes only in training."""
+    only = {n.name for n in getattr(spec, "nodes", None) or [] if n.training_only and n.name}
+    outputs = spec.outputs.items() if isinstance(getattr(spec, "outputs", None), dict) else []
+    return only | {ext for ext, ref in outputs if ref in only}
+
+
+def training_only_terms(spec: Any) -> list[str]:
+    """The loss terms evaluation leaves out: those reading values of training only (through the
+    loss graph too, which is computed only when all it reads is there)."""
+    loss = getattr(spec, "loss", None)
+    gone = training_only_reads(spec)
+    if loss is None or not loss.terms or not gone:
+        return []
+    if any(set(from_names(n.from_)) & gone for n in loss.nodes or []):
+        gone |= {n.name for n in loss.nodes or [] if n.name}
+    return [key for key, term in loss.terms.items() if set(term.reads()) & gone]
+
+
+def _check_metric_outputs(spec: Any, outputs: list[str]) -> None:
+    """A metric reads an output evaluation computes too."""
+    gone = training_only_reads(spec)
+    for i, metric in enumerate(spec.train.metrics):
+        if metric.output is not None and metric.output in gone:
+            raise SpecError(
+                f"metric reads `{metric.output}`, which the model computes only in training (`training_only`): "
+                "validation could not compute it",
+                path=("train", "metrics", i, "output"),
+                hint=f"read an output eval mode returns too: {', '.join(o for o in outputs if o not in gone)}",
+            )
 
 
 def check_monitors(spec: Any, has_val: bool | None) -> None:

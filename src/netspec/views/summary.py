@@ -8,6 +8,7 @@ import torch
 
 from ..api import Compiled
 from ..compiler.dims import per_sample
+from ..compiler.typed import TypedNode
 
 
 def header(c: Compiled) -> str:
@@ -51,7 +52,7 @@ def graph_table(c: Compiled) -> str:
     rows = [("node", "op", "inputs", "output", "params", "notes")]
     for n in c.graph.nodes:
         keywords = [f"{k}={v if isinstance(v, str) else '(' + ', '.join(v) + ')'}" for k, v in n.kw_inputs.items()]
-        rows.append((n.name, n.op, ", ".join([*n.inputs, *keywords]), n.shape, f"{n.params:,}", "; ".join(n.notes)))
+        rows.append((n.name, n.op, ", ".join([*n.inputs, *keywords]), n.shape, f"{n.params:,}", "; ".join(_notes(n))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -76,3 +77,8 @@ def dump_code(c: Compiled) -> str:
             seen.add(shape_free)
             parts.append(f"# {type(sub).__name__} (first used as `{name}`)\n" + code)
     return "\n\n".join(parts) + "\n"
+
+
+def _notes(node: TypedNode) -> list[str]:
+    """A node's notes, and whether it runs only in training (`training_only`)."""
+    return ["training only", *node.notes] if node.training_only else node.notes

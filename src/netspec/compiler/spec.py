@@ -143,17 +143,48 @@ class NodeSpec(SpecModel):
 NODE_MODEL[:] = [NodeSpec]
 
 
+class PinnedSpec(SpecModel):
+    """The one shape an input may have: an imported forward was specialised at it."""
+
+    shape: list[int] = Field(description="The per-sample shape the forward was traced and specialised at.")
+    by: str = Field(description="What specialised it: the module path, the construct and its source line.")
+
+
 class InputSpec(SpecModel):
     """A named model input: its per-sample shape (no batch dim) and dtype."""
 
     shape: list[int | str] = Field(description="Per-sample shape, e.g. [3, 224, 224]; [] for a scalar.")
     dtype: DType = Field("float32", description="Tensor dtype; int64 for class indices or token ids.")
     description: str | None = Field(None, description="What the input holds.")
+    pinned: PinnedSpec | None = Field(
+        None,
+        description=(
+            "Written by `netspec import` where the forward decided on a size (`if H % 7`, `int(N ** 0.5)`): "
+            "the spec is right at this shape only, and another `shape` is refused."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, data: Any) -> Any:
         return {"shape": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _pinned_shape(self) -> InputSpec:
+        if self.pinned is None or self.shape == self.pinned.shape:
+            return self
+        shown = "x".join(map(str, self.shape)) or "a scalar"
+        raise PydanticCustomError(
+            "netspec",
+            "shape {shown} is not the size this spec was imported at: it is pinned at {pinned} (by {by})",
+            {
+                "shown": shown,
+                "pinned": "x".join(map(str, self.pinned.shape)),
+                "by": self.pinned.by,
+                "subpath": ["shape"],
+                "hint": f"import the model again with --input-size {shown}",
+            },
+        )
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
-from .spec_base import SpecModel, reported_at_spec_path
+from .spec_base import PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
 from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
@@ -143,13 +143,6 @@ class NodeSpec(SpecModel):
 NODE_MODEL[:] = [NodeSpec]
 
 
-class PinnedSpec(SpecModel):
-    """The one shape an input may have: an imported forward was specialised at it."""
-
-    shape: list[int] = Field(description="The per-sample shape the forward was traced and specialised at.")
-    by: str = Field(description="What specialised it: the module path, the construct and its source line.")
-
-
 class InputSpec(SpecModel):
     """A named model input: its per-sample shape (no batch dim) and dtype."""
 
@@ -171,20 +164,8 @@ class InputSpec(SpecModel):
 
     @model_validator(mode="after")
     def _pinned_shape(self) -> InputSpec:
-        if self.pinned is None or self.shape == self.pinned.shape:
-            return self
-        shown = "x".join(map(str, self.shape)) or "a scalar"
-        raise PydanticCustomError(
-            "netspec",
-            "shape {shown} is not the size this spec was imported at: it is pinned at {pinned} (by {by})",
-            {
-                "shown": shown,
-                "pinned": "x".join(map(str, self.pinned.shape)),
-                "by": self.pinned.by,
-                "subpath": ["shape"],
-                "hint": f"import the model again with --input-size {shown}",
-            },
-        )
+        check_pinned(self.shape, self.pinned)
+        return self
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def fixed_at(value: Any, decided: Any, what: str, where: str) -> None:
     >>> fixed_at(7, True, "`if`", "")
     >>> fixed_at(0, True, "`if`", "head")
     Traceback (most recent call last):
-    netspec.importer.errors.ImportFailed: <spec>: head: `if` on a size that depends on the batch (True at batch 1, False at batch 2): a spec's batch stays free
+    netspec.importer.errors.ImportFailed: <spec>: head: `if` on a size that depends on the batch (True at batch 1, False at batch 2): a spec's batch stays free; compute it from sizes other than the batch
     """
     now = type(decided)(value)
     if now != decided:

@@ -3,6 +3,8 @@ same weights) and what it refuses, each with its one-line reason."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -150,8 +152,9 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
         (
             toys.Branchy,
             (
-                "{m}.Branchy: torch.fx cannot trace {m}.Branchy.forward: symbolically traced "
-                "variables cannot be used as inputs to control flow"
+                "{m}.Branchy: `if` on a tensor's values in {m}.Branchy.forward at "
+                "tests/importer/toy_models.py:{branchy}: a spec's forward cannot depend on its data; "
+                "import a model whose forward decides on sizes or arguments only"
             ),
         ),
         (
@@ -220,7 +223,8 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
 def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reason: str) -> None:
     with pytest.raises(SpecError) as e:
         spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
-    assert str(e.value) == reason.format(m=toys.__name__)
+    branchy = inspect.getsourcelines(toys.Branchy.forward)[1] + 1  # the line of its `if`
+    assert str(e.value) == reason.format(m=toys.__name__, branchy=branchy)
 
 
 def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:

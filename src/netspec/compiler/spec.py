@@ -25,7 +25,7 @@ from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
 from .node_forms import IDENT, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
-from .spec_base import SpecModel, reported_at_spec_path
+from .spec_base import PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
 from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
@@ -156,11 +156,23 @@ class InputSpec(SpecModel):
     shape: list[int | str] = Field(description="Per-sample shape, e.g. [3, 224, 224]; [] for a scalar.")
     dtype: DType = Field("float32", description="Tensor dtype; int64 for class indices or token ids.")
     description: str | None = Field(None, description="What the input holds.")
+    pinned: PinnedSpec | None = Field(
+        None,
+        description=(
+            "Written by `netspec import` where the forward decided on a size (`if H % 7`, `int(N ** 0.5)`): "
+            "the spec is right at this shape only, and another `shape` is refused."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _short_form(cls, data: Any) -> Any:
         return {"shape": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _pinned_shape(self) -> InputSpec:
+        check_pinned(self.shape, self.pinned)
+        return self
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:

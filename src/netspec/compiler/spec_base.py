@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import SpecError, did_you_mean
@@ -62,3 +62,34 @@ class SpecModel(BaseModel):
                 )
                 raise PydanticCustomError("unknown_key", "unknown key `{key}`; {hint}", {"key": str(key), "hint": hint})
         return data
+
+
+class PinnedSpec(SpecModel):
+    """The one shape an input may have: an imported forward was specialised at it."""
+
+    shape: list[int] = Field(description="The per-sample shape the forward was traced and specialised at.")
+    by: str = Field(description="What specialised it: the module path, the construct and its source line.")
+
+
+def check_pinned(shape: list[int | str], pinned: PinnedSpec | None) -> None:
+    """An input's shape must be the one it is pinned at (``netspec import`` writes the pin).
+
+    >>> check_pinned([3, 8], PinnedSpec(shape=[3, 8], by="net.py:7"))
+    >>> check_pinned([3, 9], PinnedSpec(shape=[3, 8], by="net.py:7"))
+    Traceback (most recent call last):
+    pydantic_core._pydantic_core.PydanticCustomError: shape 3x9 is not the size this spec was imported at: it is pinned at 3x8 (by net.py:7)
+    """
+    if pinned is None or shape == pinned.shape:
+        return
+    shown = "x".join(map(str, shape)) or "a scalar"
+    raise PydanticCustomError(
+        "netspec",
+        "shape {shown} is not the size this spec was imported at: it is pinned at {pinned} (by {by})",
+        {
+            "shown": shown,
+            "pinned": "x".join(map(str, pinned.shape)),
+            "by": pinned.by,
+            "subpath": ["shape"],
+            "hint": f"import the model again with --input-size {shown}",
+        },
+    )

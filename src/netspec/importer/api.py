@@ -123,12 +123,13 @@ def _spec_from_module(
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
-    from .trace import is_layer, trace_model
+    from .trace import is_layer, pins, trace_model
 
     model = model.eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    root = Converter(trace_model(model, inputs, dtypes=dtypes)).run()
+    traced = trace_model(model, inputs, dtypes=dtypes)
+    root = Converter(traced).run()
     blocks = make_blocks(root)
     notes = grouped_notes(root.notes)
     header = [
@@ -136,16 +137,36 @@ def _spec_from_module(
         "a block per module class (or form of one); the comment after each says where it is used",
     ]
     header += [f"note: {n}" for n in notes]
+    pinned = pins(traced)
     description = f"{class_path(model)}, imported with torch.fx"
-    declared = {k: {"shape": list(v), "dtype": dtypes[k]} if k in dtypes else list(v) for k, v in inputs.items()}
     outputs = dict(zip(root.output_keys, root.outputs)) if root.output_keys is not None else root.outputs
-    text = spec_text(name, header, description, declared, blocks, root.nodes, outputs)
-    imported = Imported(text, name, {b.name: len(b.uses) for b in blocks.values()}, notes)
+
+    def write(pinned: list[str]) -> str:
+        more = f" (and {len(pinned) - 1} more)" if len(pinned) > 1 else ""
+        note = [f"note: the spec is right at its input sizes only, so it is pinned at them{more}"] if pinned else []
+        declared = {k: _declared(v, dtypes.get(k), pinned[0] if pinned else None) for k, v in inputs.items()}
+        return spec_text(name, header + note, description, declared, blocks, root.nodes, outputs)
+
+    imported = Imported(write(pinned), name, {b.name: len(b.uses) for b in blocks.values()}, notes)
     if check:
         from .check import check_round_trip
 
-        imported.checked = check_round_trip(text, model, inputs, dtypes=dtypes)
+        imported.checked = check_round_trip(imported.text, model, inputs, dtypes=dtypes, pinned=bool(pinned))
+        if imported.checked.fixed_by:  # right at the traced size only: a size became a number
+            imported.text = write([imported.checked.fixed_by])
     return imported
+
+
+def _declared(shape: tuple[int, ...], dtype: str | None, pinned_by: str | None) -> Any:
+    """An input as the spec writes it: the short form where it can.
+
+    >>> _declared((3, 8), None, None), _declared((4,), "int64", "the model: `if` on a size at net.py:7")
+    ([3, 8], {'shape': [4], 'dtype': 'int64', 'pinned': {'shape': [4], 'by': 'the model: `if` on a size at net.py:7'}})
+    """
+    if dtype is None and pinned_by is None:
+        return list(shape)
+    out: dict[str, Any] = {"shape": list(shape)} | ({"dtype": dtype} if dtype else {})
+    return out | ({"pinned": {"shape": list(shape), "by": pinned_by}} if pinned_by else {})
 
 
 def grouped_notes(notes: list[tuple[str, str]]) -> list[str]:

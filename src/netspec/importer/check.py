@@ -22,6 +22,7 @@ class Checked:
     tensors: int
     max_diff: float
     compile_table: str = ""
+    fixed_by: str | None = None  # why the spec is right at the traced input sizes only
 
     def __str__(self) -> str:
         return (
@@ -50,20 +51,78 @@ def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.where(a.isnan() & b.isnan(), 0.0, a - b).abs().max())
 
 
+def other_size(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The second input size the round trip compares at: every dim but the channels (the first of
+    two or more) changed, kept a multiple of 32 where it was one (a network's total stride).
+
+    >>> other_size((3, 224, 224)), other_size((16,)), other_size((3, 9, 10)), other_size(())
+    ((3, 256, 256), (32,), (3, 18, 20), ())
+    """
+    changed = [d * 2 if d < 64 else d + 32 for d in shape]
+    return tuple(shape[:1]) + tuple(changed[1:]) if len(shape) > 1 else tuple(changed)
+
+
 def check_round_trip(
-    text: str, model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int = 0, dtypes: dict[str, str] | None = None
+    text: str,
+    model: nn.Module,
+    inputs: dict[str, tuple[int, ...]],
+    seed: int = 0,
+    dtypes: dict[str, str] | None = None,
+    pinned: bool = False,
 ) -> Checked:
     """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2.
+
+    Unless the spec is ``pinned`` to its input sizes, compare again at batch 3 and
+    :func:`other_size` where the model itself takes that size; where the spec is wrong there (a
+    size the forward computes became a number), ``fixed_by`` says so: the spec is then pinned.
 
     >>> text = "name: m\\ninputs: {x: [4]}\\nnodes:\\n  - fc: {Linear: {out_features: 2}}\\n"
     >>> check_round_trip(text, torch.nn.Sequential(), {"x": (4,)})
     Traceback (most recent call last):
     netspec.importer.errors.ImportFailed: <spec>: the written spec does not take the model's state_dict: Error(s) in loading state_dict for M: Missing key(s) in state_dict: "fc.weight", "fc.bias".
     """
-    from ..api import compile_spec, load_spec
+    from ..api import load_spec
+
+    checked = _compare(load_spec(text=text), model, inputs, seed, dtypes, 2)
+    other = {k: other_size(v) for k, v in inputs.items()}
+    if pinned or other == inputs or not _model_takes(model, other, seed, dtypes):
+        return checked
+    try:
+        spec = load_spec(text=text, overrides=[f"inputs.{k}.shape={list(v)}" for k, v in other.items()])
+        _compare(spec, model, other, seed, dtypes, 3)
+    except SpecError as e:
+        at = ", ".join("x".join(map(str, v)) for v in other.values())
+        wrong = "gives other outputs than the model" if "outputs" in e.message else "does not compile"
+        checked.fixed_by = f"a size computed in forward is a number in the spec: at {at} it {wrong}"
+    return checked
+
+
+def _model_takes(
+    model: nn.Module, inputs: dict[str, tuple[int, ...]], seed: int, dtypes: dict[str, str] | None
+) -> bool:
+    """Whether the model runs on inputs of these sizes (many take one size only)."""
+    xs = example_inputs(model, inputs, dtypes, 3, torch.Generator().manual_seed(seed))
+    try:
+        with torch.no_grad():
+            model(*xs)
+    except Exception:  # an assert on the size, a shape mismatch: the model is fixed at its size
+        return False
+    return True
+
+
+def _compare(
+    spec: object,
+    model: nn.Module,
+    inputs: dict[str, tuple[int, ...]],
+    seed: int,
+    dtypes: dict[str, str] | None,
+    batch: int,
+) -> Checked:
+    """Compile ``spec``, load the model's state_dict strictly, compare outputs at ``batch``."""
+    from ..api import compile_spec
 
     try:
-        compiled = compile_spec(load_spec(text=text))
+        compiled = compile_spec(spec)  # type: ignore[arg-type]
     except SpecError as e:
         raise ImportFailed(f"the written spec does not compile (an importer bug): {e}") from None
     module = compiled.module
@@ -76,7 +135,7 @@ def check_round_trip(
     module.eval()
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    xs = example_inputs(model, inputs, dtypes, 2, generator)
+    xs = example_inputs(model, inputs, dtypes, batch, generator)
     # both seeded alike: a model that draws noise (a VAE's randn_like) draws the same in both
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import fx, nn
 
+from .concrete import SizeTracer, fixed_at, shown_file
 from .errors import ImportFailed, class_path
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
@@ -107,11 +108,12 @@ def _norm_act(module: nn.Module) -> bool:
     return norm_base(module) is not None
 
 
-class _OneLevel(fx.Tracer):
-    """fx's tracer with every child module a leaf: one module's own forward, nothing deeper."""
+class _OneLevel(SizeTracer):
+    """fx's tracer with every child module a leaf: one module's own forward, nothing deeper;
+    control flow on sizes is decided from ``example`` (``concrete.py``)."""
 
-    def __init__(self, root: nn.Module) -> None:
-        super().__init__(autowrap_modules=(math,))
+    def __init__(self, root: nn.Module, example: dict[str, Any] | None = None, path: str = "") -> None:
+        super().__init__(example, path, autowrap_modules=(math,))
         self.root_module = root
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -128,32 +130,55 @@ class Traced:
     graph: fx.Graph | None = None
     calls: dict[fx.Node, Traced] = field(default_factory=dict)  # call_module node -> the call's trace
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
+    pins: list[str] = field(default_factory=list)  # decisions on sizes that fixed the input size
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
 
 
-def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Graph:
+def trace_module(
+    module: nn.Module,
+    path: str,
+    literal: dict[str, Any],
+    example: dict[str, Any] | None = None,
+    pins: list[str] | None = None,
+) -> fx.Graph:
     """The graph of ``module.forward`` with its children as leaves; ``literal`` arguments (not
     tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls.
+    With ``example`` (the tensor arguments' values) control flow on sizes is decided at those
+    sizes, each decision on a size added to ``pins``.
 
     >>> g = trace_module(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "head", {})
     >>> [(n.op, n.target) for n in g.nodes]
     [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
     """
     stand_in = _stand_in(module, literal, path)
+    tracer = _OneLevel(stand_in, example, path)
     try:
-        graph = _OneLevel(stand_in).trace(stand_in, concrete_args=literal or None)
+        graph = tracer.trace(stand_in, concrete_args=literal or None)
+    except ImportFailed:
+        raise
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
         reason = " ".join(str(e).split()) or type(e).__name__
         hint = None
         if type(module).__module__.startswith("torch.nn."):
             hint = f"netspec has no layer type {type(module).__name__} (`netspec layers layers` lists them)"
         raise ImportFailed(
-            f"torch.fx cannot trace {class_path(module)}.forward: {reason}", where=path, hint=hint
+            f"torch.fx cannot trace {class_path(module)}.forward{_failed_at(e)}: {reason}", where=path, hint=hint
         ) from None
+    if pins is not None:
+        pins += tracer.pins
     _drop_asserts(graph, set(literal))
     return graph
+
+
+def _failed_at(e: BaseException) -> str:
+    """`` at file:line``: the innermost frame of the traceback outside torch and netspec."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/torch/" not in f.filename]
+    frames = [f for f in frames if "/netspec/" not in f.filename]
+    return f" at {shown_file(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
 
 
 class _EncoderChain(nn.Module):
@@ -201,7 +226,7 @@ def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
 
 def _is_impure(node: fx.Node) -> bool:
     """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
-    if node.op in ("placeholder", "output", "call_module"):
+    if node.op in ("placeholder", "output", "call_module") or node.target is fixed_at:
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     return name.endswith("_") and not name.endswith("__")
@@ -251,7 +276,9 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
     traced = Traced(path, module, kind)
     if kind != "layer":  # a Sequential too: the modules in it are traced through its forward
         traced.literal = _literal_arguments(module, args, kwargs)
-        traced.graph = trace_module(module, path, traced.literal)
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+        example = {k: v for k, v in bound.arguments.items() if k not in traced.literal}
+        traced.graph = trace_module(module, path, traced.literal, example, traced.pins)
     return traced
 
 
@@ -360,13 +387,14 @@ def trace_model(
         )
     params = inspect.signature(root.forward).parameters
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
-    graph = _with_training_branches(root, trace_module(root, "", literal), literal)
-    traced = Traced("", root, "custom", graph, literal=literal)
-    _check_tensor_inputs(traced)
     generator = torch.Generator().manual_seed(seed)
+    runs = [example_inputs(model, inputs, dtypes, batch, generator) for batch in BATCHES]
+    traced = Traced("", root, "custom", literal=literal)
+    graph = trace_module(root, "", literal, dict(zip(inputs, runs[0])), traced.pins)
+    traced.graph = _with_training_branches(root, graph, literal)
+    _check_tensor_inputs(traced)
     with torch.no_grad():
-        for run, batch in enumerate(BATCHES):
-            values = example_inputs(model, inputs, dtypes, batch, generator)
+        for run, values in enumerate(runs):
             try:
                 _Recorder(traced, run).run(*values)
             except ImportFailed:
@@ -377,6 +405,7 @@ def trace_model(
                     f"the traced forward fails on inputs of {', '.join(map(_size, inputs.values()))}: {reason}",
                     hint=_SIZE_HINT,
                 ) from None
+    _drop_guards(traced)
     return traced
 
 
@@ -405,6 +434,8 @@ def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str,
         return graph
     root.train()
     try:
+        # no example values: deciding sizes would run the children in training mode, and that
+        # updates BatchNorm's running statistics (the user's model must stay as it was)
         train = trace_module(root, "", literal)
     except ImportFailed:  # the eval graph's refusal (the child never called) is the one to give
         return graph
@@ -417,3 +448,24 @@ def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str,
         if n.op not in ("placeholder", "output") and n.name not in seen:
             n.meta[TRAINING_ONLY] = True
     return train
+
+
+def _drop_guards(traced: Traced) -> None:
+    """The guards of decisions on sizes have checked the second batch size; the spec has none."""
+    if traced.graph is not None:
+        for node in list(traced.graph.nodes):
+            if node.target is fixed_at:
+                traced.graph.erase_node(node)
+        _drop_asserts(traced.graph, set(traced.literal))
+    for sub in traced.calls.values():
+        _drop_guards(sub)
+
+
+def pins(traced: Traced) -> list[str]:
+    """Where the forward was specialised at the traced input size: ``path: what at file:line``.
+
+    >>> pins(Traced("", nn.Identity(), "layer", pins=["`if` on a size at net.py:7"]))
+    ['the model: `if` on a size at net.py:7']
+    """
+    found = [f"{traced.path or 'the model'}: {pin}" for pin in traced.pins]
+    return found + [p for sub in traced.calls.values() for p in pins(sub)]

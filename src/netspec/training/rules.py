@@ -43,7 +43,16 @@ def check_training_sections(spec: Any) -> None:
     if spec.loss is not None:
         nodes = getattr(spec, "nodes", None) or []  # a test's stand-in spec has none
         check_names(spec.loss, outputs, [n.name for n in nodes if n.name])
-        plan_terms(spec.loss, outputs)
+        planned = plan_terms(spec.loss, outputs)
+        gone = training_only_reads(spec)
+        for term in planned if spec.loss.terms is None else []:  # `terms:` leaves them out in eval
+            if term.output in gone:
+                raise SpecError(
+                    f"the loss reads `{term.output}`, which the model computes only in training (`training_only`): "
+                    "evaluation would have no value for it",
+                    path=term.path,
+                    hint=f"write the loss as `terms:` (a term on `{term.output}` is left out in evaluation)",
+                )
         if spec.loss.terms and len(training_only_terms(spec)) == len(spec.loss.terms):
             raise SpecError(
                 "every term of the loss reads a value the model computes only in training (`training_only`), "

@@ -23,7 +23,8 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, unbind/split, attention)
+from . import attention, layer_calls, pieces, tensor_ops  # noqa: F401  (register: layers, unbind/split, attention, ops)
+from .buffers import read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
@@ -136,7 +137,8 @@ class Converter:
         self.output_keys: list[str] | None = None  # the model returns a dict with these keys
         self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
-        own = {n for n, _ in self.module.named_parameters(recurse=False)}
+        self.buffers_read: set[str] = set()  # the module's buffers that are nodes (buffers.read_tensor)
+        own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
     def run(self) -> Body:
@@ -182,6 +184,12 @@ class Converter:
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
         value = getattr(self.module, target, None) if "." not in target else None
+        read = read_tensor(self.module, target, self.namer.fresh, self.where, self.notes, self.buffers_read)
+        if read:  # a buffer (keeping its key), or a tensor fx computed from one
+            self.nodes.extend(read)
+            tensor = getattr(self.module, target)
+            self.env[n] = Ref(str(read[-1].name), (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2)
+            return
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
             what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
@@ -430,13 +438,13 @@ class Converter:
                 raise ImportFailed(f"parameter `{name}` is never read by forward", where=self.where)
         kept = [
             k
-            for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
-            if b is not None and k not in self.module._non_persistent_buffers_set
+            for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers forward does not read
+            if b is not None and k not in self.module._non_persistent_buffers_set and k not in self.buffers_read
         ]
         if kept:
             raise ImportFailed(
-                f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
-                "has no buffers outside torch.nn layers",
+                f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key) that forward never "
+                "reads: a spec holds a buffer as a node that is used",
                 where=self.where,
             )
 

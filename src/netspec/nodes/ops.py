@@ -297,6 +297,19 @@ def _layer_norm(inputs: list[Any], normalized_shape: list[int], eps: float = 1e-
     return F.layer_norm, (inputs[0], list(normalized_shape), weight, bias, eps), {}
 
 
+@op("group_norm", inputs=(1, 3), positional="num_groups")
+def _group_norm(inputs: list[Any], num_groups: int, eps: float = 1e-5) -> Call:
+    """Group norm over channel groups (dim 1), times and plus the optional 2nd and 3rd inputs (F.group_norm)."""
+    weight, bias = (list(inputs[1:]) + [None, None])[:2]
+    return F.group_norm, (inputs[0], num_groups, weight, bias, eps), {}
+
+
+@op("normalize", positional="dim")
+def _normalize(inputs: list[Any], dim: int = 1, p: float = 2.0, eps: float = 1e-12) -> Call:
+    """Divide by the p-norm along `dim` (at least eps): F.normalize, unit vectors for cosine attention."""
+    return F.normalize, (inputs[0],), {"p": p, "dim": dim, "eps": eps}
+
+
 @op("clamp")
 def _clamp(inputs: list[Any], min: float | None = None, max: float | None = None) -> Call:
     """Clamp values into [min, max]."""

@@ -1,0 +1,126 @@
+"""A buffer a forward reads (``self.relative_position_index``, ``self.k_bias``) -> a ``Buffer``
+node named after it, so a persistent buffer keeps its state_dict key and loads strictly.
+
+The node also carries the buffer's VALUE, so the spec builds the same model without a
+checkpoint (a relative-position table of zeros would train another model): a tensor of one
+repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), any other up to
+:data:`MAX_VALUES` numbers as a ``value``. A non-persistent buffer is in no state_dict, so a
+bigger one is refused in one line; a bigger persistent one is written by shape, its values
+coming from the checkpoint (the importer says so in its notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy
+import torch
+
+from ..nodes.functional import _DTYPES
+from ..nodes.kinds import BUFFER_OP
+from .errors import ImportFailed
+from .ir import SNode
+
+MAX_VALUES = 4096  # Swin's 49x49 relative position index fits; a whole image does not
+CONSTANT = "_tensor_constant"  # what torch.fx names a tensor the forward computed from no input (`self.index.view(-1)`)
+
+
+def read_tensor(
+    module: torch.nn.Module, target: str, fresh: Callable[[str], str], where: str, notes: list, read: set[str]
+) -> list[SNode]:
+    """The nodes for a tensor fx reads that is no parameter of the module: its own buffer
+    ``target`` (a Buffer node keeping the key), or a tensor fx computed while tracing: the
+    buffer it equals reshaped (``self.index.view(-1)``: the key is kept), else a Buffer node
+    ``constant`` in no state_dict. Empty for anything else. ``read``: the buffers read so far
+    (each is one node)."""
+    value = getattr(module, target, None) if "." not in target else None
+    if target in module._buffers and isinstance(value, torch.Tensor):
+        read.add(target)
+        return [buffer_node(target, value, target not in module._non_persistent_buffers_set, where, notes)]
+    if not (target.startswith(CONSTANT) and isinstance(value, torch.Tensor)) or isinstance(value, torch.nn.Parameter):
+        return []
+    source = next((k for k, b in module._buffers.items() if b is not None and _same_values(b, value)), None)
+    if source is None:
+        return [buffer_node(fresh("constant"), value, False, where, notes)]
+    nodes = [] if source in read else read_tensor(module, source, fresh, where, notes, read)
+    if tuple(value.shape) == tuple(module._buffers[source].shape):  # type: ignore[union-attr]
+        return nodes or [SNode("contiguous", fresh(f"{source}_copy"), None, [source])]
+    whole = SNode("reshape", fresh(f"{source}_whole"), {"shape": list(value.shape)}, [source])  # (1, *shape)
+    return [*nodes, whole, SNode("squeeze", fresh(f"{source}_view"), {"dim": 0}, [str(whole.name)])]
+
+
+def _same_values(buffer: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether ``value`` is ``buffer`` reshaped (what fx keeps of ``self.index.view(-1)``)."""
+    return (
+        buffer.dtype == value.dtype
+        and buffer.numel() == value.numel()
+        and torch.equal(buffer.flatten(), value.flatten())
+    )
+
+
+def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, notes: list[tuple[str, str]]) -> SNode:
+    """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``).
+
+    >>> buffer_node("idx", torch.tensor([[0, 1], [1, 0]]), False, "attn", []).args
+    {'value': [0, 1, 1, 0], 'shape': [2, 2], 'persistent': False}
+    >>> buffer_node("bias", torch.zeros(4), True, "attn", []).args
+    {'shape': [4]}
+    """
+    args: dict[str, Any] = {}
+    flat = tensor.detach().flatten()
+    dtype = next((k for k, v in _DTYPES.items() if v == tensor.dtype), None)
+    if dtype is None:
+        raise ImportFailed(
+            f"forward reads buffer `{name}` of dtype {tensor.dtype}, which a spec has no name for", where
+        )
+    if flat.numel() and bool((flat == flat[0]).all()):
+        args["shape"] = list(tensor.shape)
+        init = _init(flat[0].item())
+        if init != "zeros_":
+            args["init"] = init
+    elif flat.numel() <= MAX_VALUES:
+        args["value"] = _values(flat)
+        if tensor.dim() != 1:
+            args["shape"] = list(tensor.shape)
+    elif not persistent:
+        raise ImportFailed(
+            f"forward reads `{name}`, a buffer left out of the state_dict (persistent=False) of "
+            f"{flat.numel():,} values: a spec writes a value of at most {MAX_VALUES:,} numbers",
+            where=where,
+            hint="register it as a persistent buffer, so its value travels in the state_dict",
+        )
+    else:
+        args["shape"] = list(tensor.shape)
+        notes.append((f"{where}.{name}", f"a buffer of over {MAX_VALUES:,} values is read from the weights"))
+    if dtype != _default_dtype(args):
+        args["dtype"] = dtype
+    if not persistent:
+        args["persistent"] = False
+    return SNode(BUFFER_OP, name, args)
+
+
+def _init(first: Any) -> Any:
+    number = float(f"{float(first):.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
+    return "zeros_" if number == 0 else "ones_" if number == 1 else {"constant_": {"val": number}}
+
+
+def _values(flat: torch.Tensor) -> list[Any]:
+    """The numbers as YAML writes them back exactly: float32 with its shortest digits."""
+    if not flat.is_floating_point():
+        return flat.tolist()
+    out = []
+    for v in flat.float().tolist():
+        for digits in (7, 8, 9):  # the fewest that give the float32 back
+            short = float(f"{v:.{digits}g}")
+            if numpy.float32(short) == numpy.float32(v):
+                break
+        out.append(short)
+    return out
+
+
+def _default_dtype(args: dict[str, Any]) -> str:
+    """The dtype the Buffer node makes when none is written (buffers.py: torch's, float32 for a shape)."""
+    if "value" not in args:
+        return "float32"
+    return str(torch.tensor(args["value"][:1]).dtype).removeprefix("torch.")

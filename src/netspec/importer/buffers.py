@@ -18,8 +18,9 @@ import numpy
 import torch
 
 from ..nodes.functional import _DTYPES
-from ..nodes.kinds import BUFFER_OP
-from .errors import ImportFailed
+from ..nodes.initializers import relative_position_index_
+from ..nodes.kinds import BUFFER_OP, PARAM_OP
+from .errors import ImportFailed, class_path
 from .ir import SNode
 
 MAX_VALUES = 4096  # Swin's 49x49 relative position index fits; a whole image does not
@@ -79,6 +80,8 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
         init = _init(flat[0].item())
         if init != "zeros_":
             args["init"] = init
+    elif (index := _index_init(tensor)) is not None:  # Swin's, BEiT's relative position index
+        args["shape"], args["init"] = list(tensor.shape), index
     elif flat.numel() <= MAX_VALUES:
         args["value"] = _values(flat)
         if tensor.dim() != 1:
@@ -98,6 +101,28 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
     if not persistent:
         args["persistent"] = False
     return SNode(BUFFER_OP, name, args)
+
+
+def _index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{relative_position_index_: {window: [h, w], ...}}`` when the tensor holds that table
+    (``nodes/initializers.py``), trying each h x w window of its size, with and without a class token.
+
+    >>> from netspec.nodes.initializers import relative_position_index_
+    >>> _index_init(relative_position_index_(torch.empty(37, 37, dtype=torch.long), [6, 6], True))
+    {'relative_position_index_': {'window': [6, 6], 'class_token': True}}
+    """
+    side = round(tensor.numel() ** 0.5)
+    if tensor.is_floating_point() or tensor.dtype == torch.bool or side < 2 or side * side != tensor.numel():
+        return None
+    for token in (False, True):
+        n = side - token
+        for h in (h for h in range(1, n + 1) if n % h == 0):
+            window = [h, n // h]
+            table = relative_position_index_(torch.empty(side, side, dtype=torch.long), window, token)
+            if torch.equal(table.flatten(), tensor.flatten().long()):
+                args: dict[str, Any] = {"window": window, "class_token": True} if token else {"window": window}
+                return {"relative_position_index_": args}
+    return None
 
 
 def _init(first: Any) -> Any:
@@ -124,3 +149,32 @@ def _default_dtype(args: dict[str, Any]) -> str:
     if "value" not in args:
         return "float32"
     return str(torch.tensor(args["value"][:1]).dtype).removeprefix("torch.")
+
+
+def holder_node(
+    module: torch.nn.Module, head: str, graph_targets: list[str], path: str, where: str, notes: list
+) -> SNode | None:
+    """A child ``head`` whose tensors forward reads without calling it (BEiT's ``F.linear(x,
+    self.qkv.weight, bias)``) -> a node ``head`` of a block with no inputs that holds the child's
+    tensors as Parameter and Buffer nodes (their keys kept: ``qkv.weight``) and gives them all,
+    in order, as its outputs. None where the child's state is not all its own (a grandchild's)."""
+    from .convert import init_of  # convert imports this module
+    from .ir import Body
+
+    child = getattr(module, head, None)
+    if not isinstance(child, torch.nn.Module) or not child.state_dict(keep_vars=True):
+        return None
+    own = dict(child.named_parameters(recurse=False))
+    kept = [k for k, b in child._buffers.items() if b is not None and k not in child._non_persistent_buffers_set]
+    read = [t.split(".", 1)[1] for t in graph_targets if t.startswith(f"{head}.")]
+    names = [*own, *kept, *(k for k in read if k in child._buffers and k not in kept)]
+    if set(child.state_dict(keep_vars=True)) != set(own) | set(kept) or not set(read) <= set(names):
+        return None
+    nodes = [
+        SNode(PARAM_OP, k, {"shape": list(own[k].shape), "init": init_of(own[k])})
+        if k in own
+        else buffer_node(k, child._buffers[k], k in kept, where, notes)  # type: ignore[arg-type]
+        for k in names
+    ]
+    body = Body(child, path, [], nodes, names)
+    return SNode(type(child).__name__, head, None, [], use=body, comment=class_path(child))

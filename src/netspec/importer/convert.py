@@ -24,7 +24,7 @@ from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import attention, layer_calls, pieces, tensor_ops  # noqa: F401  (register: layers, unbind/split, attention, ops)
-from .buffers import read_tensor
+from .buffers import holder_node, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
@@ -138,6 +138,7 @@ class Converter:
         self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
         self.buffers_read: set[str] = set()  # the module's buffers that are nodes (buffers.read_tensor)
+        self.holders: dict[str, list[str]] = {}  # child read, not called -> its holder's outputs (_held)
         own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
@@ -190,9 +191,17 @@ class Converter:
             tensor = getattr(self.module, target)
             self.env[n] = Ref(str(read[-1].name), (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2)
             return
+        if "." in target and self._held(n, target):
+            return
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
-            what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
+            what = (
+                "a buffer"
+                if target in buffers
+                else "a tensor that is no parameter"
+                if "." in target
+                else "a tensor that is not its own parameter"
+            )
             head = target.split(".")[0]
             if isinstance(getattr(self.module, head, None), (torch.nn.ParameterList, torch.nn.ParameterDict)):
                 kind = type(getattr(self.module, head)).__name__
@@ -202,11 +211,46 @@ class Converter:
                     where=self.where,
                     hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
                 )
+            if "." in target:  # not made a holder (_held)
+                raise ImportFailed(
+                    f"forward reads `{target}`, {what} of its child `{head}`, which forward also calls or whose "
+                    "children hold weights: a spec reads a child's tensors only from a child it never calls "
+                    "that holds them all itself",
+                    where=self.where,
+                )
             raise ImportFailed(
-                f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes", where=self.where
+                f"forward reads `{target}`, {what}: a spec holds only parameters and buffers of its own nodes",
+                where=self.where,
             )
         self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
         self.env[n] = Ref(target, (TensorMeta(tuple(value.shape), value.dtype),) * 2)
+
+    def _held(self, n: fx.Node, target: str) -> bool:
+        """``self.qkv.weight`` of a child forward never calls: an output of the child's holder
+        node (``buffers.holder_node``, made at the first such read)."""
+        head, _, rest = target.partition(".")
+        if any(m.op == "call_module" and str(m.target).split(".")[0] == head for m in self.graph.nodes):
+            return False  # a child called as a module is its node already
+        if head not in self.holders:
+            reads = [str(m.target) for m in self.graph.nodes if m.op == "get_attr"]
+            holder = holder_node(self.module, head, reads, self.t.child_path(head), self.where, self.notes)
+            if holder is None:
+                return False
+            self.namer.taken.add(head)
+            self.nodes.append(holder)
+            self.holders[head] = holder.use.outputs if holder.use else []
+        outputs = self.holders[head]
+        if rest not in outputs:
+            return False
+        tensor = getattr(getattr(self.module, head), rest)
+        meta = (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2
+        if len(outputs) == 1:
+            self.env[n] = Ref(head, meta)
+            return True
+        item = SNode("item", self.namer.fresh(f"{head}_{rest}"), {"index": outputs.index(rest)}, [head])
+        self.nodes.append(item)
+        self.env[n] = Ref(str(item.name), meta)
+        return True
 
     def _call_module(self, n: fx.Node) -> None:
         target = str(n.target)

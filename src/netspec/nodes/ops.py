@@ -111,10 +111,11 @@ def _matmul(inputs: list[Any]) -> Call:
     return torch.matmul, tuple(inputs), {}
 
 
-@op("attention", inputs=(3, 3))
+@op("attention", inputs=(3, 4))
 def _attention(inputs: list[Any], scale: float | None = None) -> Call:
-    """softmax(q @ k^T * scale) @ v of the inputs q, k, v (torch.nn.functional.scaled_dot_product_attention; scale: 1/sqrt(head size))."""
-    return F.scaled_dot_product_attention, tuple(inputs), {"scale": scale}
+    """softmax(q @ k^T * scale + mask) @ v of the inputs q, k, v and an optional 4th, the mask (added, or bool: where true) (torch.nn.functional.scaled_dot_product_attention; scale: 1/sqrt(head size))."""
+    mask = inputs[3] if len(inputs) > 3 else None
+    return F.scaled_dot_product_attention, tuple(inputs[:3]), {"attn_mask": mask, "scale": scale}
 
 
 @op("maximum", inputs=(2, 2), check=_check_same)

@@ -130,14 +130,10 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ),
         ),
         (
-            toys.WithBuffer,
-            ("{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of its own nodes"),
-        ),
-        (
             toys.UnreadBuffer,
             (
-                "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
-                "buffers outside torch.nn layers"
+                "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key) that forward never "
+                "reads: a spec holds a buffer as a node that is used"
             ),
         ),
         (
@@ -163,10 +159,7 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
         ),
         (
             toys.Rolled,
-            (
-                "{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
-                "ops` for the ops"
-            ),
+            ("{m}.Rolled: `roll` along the batch dim has no spec op (it would mix the samples)"),
         ),
         (
             toys.Positions,
@@ -221,6 +214,11 @@ def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reaso
     with pytest.raises(SpecError) as e:
         spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
     assert str(e.value) == reason.format(m=toys.__name__)
+
+
+def test_a_buffer_read_in_forward_is_a_buffer_node_with_its_key() -> None:
+    text = _round_trip(toys.WithBuffer(), {"x": (4,)})
+    assert "- offset: {Buffer: {shape: [4]}}" in text  # zeros: the default init; the values load
 
 
 def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:

@@ -152,7 +152,7 @@ class Rolled(nn.Module):
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
-        return torch.roll(self.fc(x), 1, dims=1)
+        return torch.roll(self.fc(x), 1, dims=0)  # along the batch: it would mix the samples
 
 
 class Interleaved(nn.Module):

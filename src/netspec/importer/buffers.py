@@ -164,6 +164,8 @@ def holder_node(
     child = getattr(module, head, None)
     if not isinstance(child, torch.nn.Module) or not child.state_dict(keep_vars=True):
         return None
+    if not all(k.isidentifier() for k in child.state_dict(keep_vars=True)):  # nn.ParameterList's `0`
+        return None
     own = dict(child.named_parameters(recurse=False))
     kept = [k for k, b in child._buffers.items() if b is not None and k not in child._non_persistent_buffers_set]
     read = [t.split(".", 1)[1] for t in graph_targets if t.startswith(f"{head}.")]

@@ -185,11 +185,18 @@ class Converter:
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
         value = getattr(self.module, target, None) if "." not in target else None
-        read = read_tensor(self.module, target, self.namer.fresh, self.where, self.notes, self.buffers_read)
-        if read:  # a buffer (keeping its key), or a tensor fx computed from one
+        again = target in self.buffers_read  # a node already (a tensor fx computed from it came first)
+        read = (
+            []
+            if again
+            else read_tensor(self.module, target, self.namer.fresh, self.where, self.notes, self.buffers_read)
+        )
+        if read or again:  # a buffer (keeping its key), or a tensor fx computed from one
             self.nodes.extend(read)
             tensor = getattr(self.module, target)
-            self.env[n] = Ref(str(read[-1].name), (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2)
+            self.env[n] = Ref(
+                str(read[-1].name) if read else target, (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2
+            )
             return
         if "." in target and self._held(n, target):
             return

@@ -185,3 +185,47 @@ def _swin_bias(c: Call, relative_position_bias_table: Ref, relative_position_ind
         c.op("reshape", [rows.name], suffix="pairs", shape=[side, side, table.shape[1]]),  # (1, N, N, heads)
         c.op("permute", [c.ref("pairs")], dims=[0, 3, 1, 2]),  # (1, heads, N, N)
     ]
+
+
+@handles("torch.flip", "Tensor.flip")
+def _flip(c: Call, input: Ref, *dims: Any) -> Result:
+    flat = dims[0] if len(dims) == 1 else list(dims)
+    return c.op("flip", [input], dims=_dims(c, input, flat, "flip"))
+
+
+def _along(name: str) -> None:
+    """cumsum, cumprod: along one dim that is not the batch's."""
+
+    def handler(c: Call, input: Ref, dim: int, dtype: Any = None) -> Result:
+        if dtype is not None:
+            raise ImportFailed(f"`{name}` with a dtype has no spec op", where=c.where)
+        (d,) = _dims(c, input, dim, name)
+        return c.op(name, [input], dim=d)
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("cumsum", "cumprod"):
+    _along(_name)
+
+
+@handles("torch.argmax", "Tensor.argmax")
+def _argmax(c: Call, input: Ref, dim: Any = None, keepdim: bool = False) -> Result:
+    if dim is None:
+        raise ImportFailed("`argmax` over every dim has no spec op (it would mix the samples)", where=c.where)
+    (d,) = _dims(c, input, dim, "argmax")
+    return c.op("argmax", [input], dim=d, keepdim=keepdim)
+
+
+def _triangle(name: str) -> None:
+    """triu, tril: of the last two dims, neither the batch's."""
+
+    def handler(c: Call, input: Ref, diagonal: int = 0) -> Result:
+        _dims(c, input, [-2, -1], name)
+        return c.op(name, [input], diagonal=const(c, diagonal, "a number"))
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("triu", "tril"):
+    _triangle(_name)

@@ -158,7 +158,6 @@ def holder_node(
     self.qkv.weight, bias)``) -> a node ``head`` of a block with no inputs that holds the child's
     tensors as Parameter and Buffer nodes (their keys kept: ``qkv.weight``) and gives them all,
     in order, as its outputs. None where the child's state is not all its own (a grandchild's)."""
-    from .convert import init_of  # convert imports this module
     from .ir import Body
 
     child = getattr(module, head, None)
@@ -180,3 +179,20 @@ def holder_node(
     ]
     body = Body(child, path, [], nodes, names)
     return SNode(type(child).__name__, head, None, [], use=body, comment=class_path(child))
+
+
+def init_of(value: torch.Tensor) -> Any:
+    """A ``torch.nn.init`` rule that makes a tensor like this one (the weights are loaded after).
+
+    >>> init_of(torch.zeros(3)), init_of(torch.ones(2, 2)), init_of(torch.full((2,), 0.5))
+    ('zeros_', 'ones_', {'constant_': {'val': 0.5}})
+    >>> init_of(torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.02)
+    {'normal_': {'std': 0.02}}
+    """
+    flat = value.detach().flatten()
+    if flat.numel() and bool((flat == flat[0]).all()):
+        first = float(flat[0])
+        first = float(f"{first:.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
+        return "zeros_" if first == 0 else "ones_" if first == 1 else {"constant_": {"val": first}}
+    std = float(flat.float().std()) if flat.numel() > 1 else 1.0
+    return {"normal_": {"std": float(f"{std:.1g}")}}

@@ -24,7 +24,7 @@ from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import attention, layer_calls, pieces, tensor_ops  # noqa: F401  (register: layers, unbind/split, attention, ops)
-from .buffers import holder_node, read_tensor
+from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
@@ -498,23 +498,6 @@ class Converter:
                 "reads: a spec holds a buffer as a node that is used",
                 where=self.where,
             )
-
-
-def init_of(value: torch.Tensor) -> Any:
-    """A ``torch.nn.init`` rule that makes a tensor like this one (the weights are loaded after).
-
-    >>> init_of(torch.zeros(3)), init_of(torch.ones(2, 2)), init_of(torch.full((2,), 0.5))
-    ('zeros_', 'ones_', {'constant_': {'val': 0.5}})
-    >>> init_of(torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.02)
-    {'normal_': {'std': 0.02}}
-    """
-    flat = value.detach().flatten()
-    if flat.numel() and bool((flat == flat[0]).all()):
-        first = float(flat[0])
-        first = float(f"{first:.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
-        return "zeros_" if first == 0 else "ones_" if first == 1 else {"constant_": {"val": first}}
-    std = float(flat.float().std()) if flat.numel() > 1 else 1.0
-    return {"normal_": {"std": float(f"{std:.1g}")}}
 
 
 def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:

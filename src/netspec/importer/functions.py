@@ -405,9 +405,7 @@ def _getitem(c: Call, value: Ref, index: Any) -> Result:
         return c.op("item", [value], index=const(c, index, "an index"))
     parts = index if isinstance(index, tuple) else (index,)
     if Ellipsis in parts or any(isinstance(p, (Ref, list)) for p in parts):
-        from .tensor_ops import tensor_index  # `table[idx]`: the index op (tensor_ops registers on this module)
-
-        return tensor_index(c, value, parts)
+        raise ImportFailed("indexing with `...` or with a tensor has no spec op", where=c.where)
     shape, batch = list(value.shape), set(value.batch_dims)
     nodes: list[SNode] = []
     dim, current = 0, value.name

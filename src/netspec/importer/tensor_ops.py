@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import functions
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .functions import handles
@@ -108,6 +109,17 @@ def _normalize(c: Call, input: Ref, p: float = 2.0, dim: int = 1, eps: float = 1
 
 
 # ---- indexing with tensors -----------------------------------------------------------------
+
+
+@handles("operator.getitem")
+def _getitem(c: Call, value: Any, index: Any) -> Result:
+    """``x[..., idx]`` with ``...`` or index tensors: the ``index`` op; any other index as
+    ``functions._getitem`` reads it (select, narrow, unsqueeze; a tuple's item)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    tensors = Ellipsis in parts or any(isinstance(p, (Ref, list)) for p in parts)
+    if isinstance(value, Ref) and value.is_tensor and tensors:
+        return tensor_index(c, value, parts)
+    return functions._getitem(c, value, index)
 
 
 def tensor_index(c: Call, value: Ref, parts: tuple) -> SNode:

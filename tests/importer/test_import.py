@@ -162,13 +162,6 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ("{m}.Rolled: `roll` along the batch dim has no spec op (it would mix the samples)"),
         ),
         (
-            toys.Positions,
-            (
-                "{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
-                "ops` for the ops"
-            ),
-        ),
-        (
             toys.HoldsPooled,
             (
                 "{m}.HoldsPooled: pool: forward calls its child `1`, whose name is no node name: a block names "
@@ -219,6 +212,12 @@ def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reaso
 def test_a_buffer_read_in_forward_is_a_buffer_node_with_its_key() -> None:
     text = _round_trip(toys.WithBuffer(), {"x": (4,)})
     assert "- offset: {Buffer: {shape: [4]}}" in text  # zeros: the default init; the values load
+
+
+def test_position_ids_from_arange_are_a_buffer_of_the_positions() -> None:
+    """``torch.arange(x.size(1))``: the size is folded at the declared input size, as reshapes' are."""
+    text = _round_trip(toys.Positions(), {"x": (3, 4)})
+    assert "- arange: {Buffer: {value: [0, 1, 2], persistent: false}}" in text
 
 
 def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:

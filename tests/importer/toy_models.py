@@ -320,7 +320,7 @@ def one_module(layer: nn.Module, inputs: int) -> nn.Module:
 
 
 class Positions(nn.Module):
-    """GPT's position ids: torch.arange, which no op makes."""
+    """GPT's position ids: torch.arange of a size (folded at the declared input size)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from . import functions
+from .buffers import buffer_node
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .functions import handles
@@ -241,3 +244,15 @@ def _triangle(name: str) -> None:
 
 for _name in ("triu", "tril"):
     _triangle(_name)
+
+
+@handles("torch.arange")
+def _arange(c: Call, start: Any, end: Any = None, step: Any = 1, **options: Any) -> Result:
+    """``torch.arange(x.size(1))``: the size was folded at the declared input size, so the
+    positions are a constant, a Buffer node in no state_dict (its values written in the spec)."""
+    numbers = [const(c, v, "a size") for v in ((start,) if end is None else (start, end, step))]
+    unknown = set(options) - {"dtype", "device", "layout", "pin_memory", "requires_grad"}
+    if unknown or not all(isinstance(v, (int, float)) for v in numbers):
+        raise ImportFailed("`torch.arange` other than of numbers (and a dtype) has no spec op", where=c.where)
+    values = torch.arange(*numbers, dtype=options.get("dtype"))
+    return buffer_node(c.name, values, False, c.where, c.notes if c.notes is not None else [])

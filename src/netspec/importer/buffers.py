@@ -73,7 +73,7 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
     dtype = next((k for k, v in _DTYPES.items() if v == tensor.dtype), None)
     if dtype is None:
         raise ImportFailed(
-            f"forward reads buffer `{name}` of dtype {tensor.dtype}, which a spec has no name for", where
+            f"forward reads buffer `{name}` of dtype {tensor.dtype}, which a spec has no name for", where=where
         )
     if flat.numel() and bool((flat == flat[0]).all()):
         args["shape"] = list(tensor.shape)

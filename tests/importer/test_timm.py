@@ -159,7 +159,7 @@ REFUSALS = {
     "naflexvit_base_patch16_parfac_gap": "embeds: torch.fx cannot trace timm.models.naflexvit.NaFlexEmbeds.forward: symbolically traced variables cannot be used as inputs to control flow",
     "nasnetalarge": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "nest_tiny": "levels.0: torch.fx cannot trace timm.models.nest.NestLevel.forward: int() argument must be a string, a bytes-like object or a real number, not 'Proxy'",
-    "test_nfnet": "stem.conv1: a reshape of a [16, 3, 3, 3] tensor without a batch to [1, 16, 27] has no spec op (only dims of size 1 can be added)",
+    "test_nfnet": "stem.conv1: `torch.nn.functional.batch_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "pit_ti_224": "`transformers` is called with a list of tensors as `x`, which it does more with than concatenate: a spec passes tensors",
     "pnasnet5large": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "qwen3_vit_88m": "encoder: torch.fx cannot trace timm.models.qwen3_vit.Qwen3VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",

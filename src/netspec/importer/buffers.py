@@ -24,6 +24,7 @@ from .errors import ImportFailed, class_path
 from .ir import SNode
 
 MAX_VALUES = 4096  # Swin's 49x49 relative position index fits; a whole image does not
+MAX_SIDE = 2048  # the biggest relative position index tried (a 45x45 window): each try builds one
 CONSTANT = "_tensor_constant"  # what torch.fx names a tensor the forward computed from no input (`self.index.view(-1)`)
 
 
@@ -112,7 +113,12 @@ def _index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
     {'relative_position_index_': {'window': [6, 6], 'class_token': True}}
     """
     side = round(tensor.numel() ** 0.5)
-    if tensor.is_floating_point() or tensor.dtype == torch.bool or side < 2 or side * side != tensor.numel():
+    if (
+        tensor.is_floating_point()
+        or tensor.dtype == torch.bool
+        or not 2 <= side <= MAX_SIDE
+        or side**2 != tensor.numel()
+    ):
         return None
     for token in (False, True):
         n = side - token

@@ -133,3 +133,13 @@ def test_group_norm_and_normalize_are_torchs() -> None:
     assert_close(plain, torch.nn.GroupNorm(4, 4, affine=False)(x))
     assert_close(unit, x / x.norm(dim=-1, keepdim=True))
     assert_close(l1, x / x.abs().sum(dim=1, keepdim=True))
+
+
+def test_attention_adds_a_mask_given_as_a_fourth_input() -> None:
+    """BEiT's relative position bias: scaled_dot_product_attention's attn_mask."""
+    nodes = "  - out: {attention: {scale: 0.5}, from: [q, k, v, bias]}\n"
+    model = _model(nodes, "{q: [2, 5, 4], k: [2, 5, 4], v: [2, 5, 4], bias: [2, 5, 5]}")
+    q, k, v, bias = (torch.randn(3, 2, 5, n) for n in (4, 4, 4, 5))
+    want = torch.softmax(q @ k.transpose(-2, -1) * 0.5 + bias, dim=-1) @ v
+    with torch.no_grad():
+        assert_close(model(q, k, v, bias), want)

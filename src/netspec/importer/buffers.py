@@ -3,10 +3,15 @@ node named after it, so a persistent buffer keeps its state_dict key and loads s
 
 The node also carries the buffer's VALUE, so the spec builds the same model without a
 checkpoint (a relative-position table of zeros would train another model): a tensor of one
-repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), any other up to
+repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), Swin's and BEiT's
+relative position index as the init ``relative_position_index_``, any other up to
 :data:`MAX_VALUES` numbers as a ``value``. A non-persistent buffer is in no state_dict, so a
 bigger one is refused in one line; a bigger persistent one is written by shape, its values
 coming from the checkpoint (the importer says so in its notes).
+
+A tensor torch.fx computed while tracing (``self.index.view(-1)`` runs on the real buffer) is
+the buffer it equals, reshaped, or else a constant; a child whose tensors forward reads
+without calling it (``F.linear(x, self.qkv.weight, bias)``) is a holder block (``holder_node``).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
         )
     if flat.numel() and bool((flat == flat[0]).all()):
         args["shape"] = list(tensor.shape)
-        init = _init(flat[0].item())
+        init = _init(flat[0])
         if init != "zeros_":
             args["init"] = init
     elif (index := _index_init(tensor)) is not None:  # Swin's, BEiT's relative position index
@@ -131,15 +136,16 @@ def _index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
     return None
 
 
-def _init(first: Any) -> Any:
-    number = float(f"{float(first):.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
+def _init(first: torch.Tensor) -> Any:
+    """The init that fills a tensor with this one number, written with the digits that give it back."""
+    number = _values(first.reshape(1))[0]  # float32's digits: 1e-06, not 9.999999974752427e-07
     return "zeros_" if number == 0 else "ones_" if number == 1 else {"constant_": {"val": number}}
 
 
 def _values(flat: torch.Tensor) -> list[Any]:
-    """The numbers as YAML writes them back exactly: float32 with its shortest digits."""
-    if not flat.is_floating_point():
-        return flat.tolist()
+    """The numbers as YAML writes them back exactly: float32 (and narrower) with its shortest digits."""
+    if not flat.is_floating_point() or flat.dtype == torch.float64:
+        return flat.tolist()  # Python's repr gives a float64 back exactly
     out = []
     for v in flat.float().tolist():
         for digits in (7, 8, 9):  # the fewest that give the float32 back

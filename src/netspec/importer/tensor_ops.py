@@ -173,11 +173,9 @@ def _part(c: Call, part: Any) -> str:
 def _linear(c: Call, input: Ref, weight: Ref, bias: Any = None) -> Result:
     """``F.linear(x, self.qkv.weight, bias)`` with tensors the forward picked (BEiT's qkv with its
     own bias): ``x @ weight.T (+ bias)``, as a transpose, a matmul and an add."""
-    if not isinstance(weight, Ref) or not (bias is None or isinstance(bias, Ref)):
-        raise ImportFailed("`linear` other than of tensors has no spec op", where=c.where)
-    nodes = [c.op("transpose", [weight], suffix="weight_t", dim0=0, dim1=1)]
-    if len(weight.shape) != 2:
-        raise ImportFailed("`linear` with a weight that is not 2-d has no spec op", where=c.where)
+    if not isinstance(weight, Ref) or not (bias is None or isinstance(bias, Ref)) or len(weight.shape) != 2:
+        raise ImportFailed("`linear` other than of tensors (a 2-d weight) has no spec op", where=c.where)
+    nodes = [c.op("transpose", [weight], suffix="weight_t", dim0=0, dim1=1)]  # (in, out)
     if bias is None:
         return [*nodes, c.op("matmul", [input, c.ref("weight_t")])]
     nodes.append(c.op("matmul", [input, c.ref("weight_t")], suffix="matmul"))
@@ -191,7 +189,9 @@ def _swin_bias(c: Call, relative_position_bias_table: Ref, relative_position_ind
     n = len(relative_position_index.shape) == 1 and const(c, window_size, "a size")
     table, index = relative_position_bias_table, relative_position_index
     if not n or len(table.shape) != 2 or table.batch_dims or index.batch_dims:
-        raise ImportFailed("Swin's relative position bias other than of a table and a flat index", where=c.where)
+        raise ImportFailed(
+            "Swin's relative position bias other than of a table and a flat index has no spec op", where=c.where
+        )
     side = n[0] * n[1]
     rows = tensor_index(c, table, (index,))
     rows.name = c.fresh(f"{c.name}_rows")

@@ -151,6 +151,8 @@ OP_EXAMPLES: dict[str, Example] = {
         for name in ("mean", "sum", "amax", "amin", "logsumexp", "std", "var")
     },
     "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
+    "group_norm": Example(2, [I((4, 3, 3))]),
+    "normalize": Example(-1, [I((3, 4))]),
     "softmax": Example(-1, [I((3, 4))]),
     "log_softmax": Example(-1, [I((3, 4))]),
     "clamp": Example({"min": -0.5, "max": 0.5}, [I((3, 4))]),

@@ -132,14 +132,10 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ),
         ),
         (
-            toys.WithBuffer,
-            ("{m}.WithBuffer: forward reads `offset`, a buffer: a spec holds only parameters of its own nodes"),
-        ),
-        (
             toys.UnreadBuffer,
             (
-                "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key): a spec has no "
-                "buffers outside torch.nn layers"
+                "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key) that forward never "
+                "reads: a spec holds a buffer as a node that is used"
             ),
         ),
         (
@@ -166,17 +162,7 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
         ),
         (
             toys.Rolled,
-            (
-                "{m}.Rolled: `torch.roll` has no spec op or layer that does the same; see `netspec layers "
-                "ops` for the ops"
-            ),
-        ),
-        (
-            toys.Positions,
-            (
-                "{m}.Positions: `torch.arange` has no spec op or layer that does the same; see `netspec layers "
-                "ops` for the ops"
-            ),
+            ("{m}.Rolled: `roll` along the batch dim has no spec op (it would mix the samples)"),
         ),
         (
             toys.HoldsPooled,
@@ -225,6 +211,17 @@ def test_what_a_spec_cannot_express_is_one_line_with_the_reason(cls: type, reaso
         spec_from_module(cls(), {"x": (3, 4) if cls in (toys.MaskOnce, toys.Positions) else (4,)})
     branchy = inspect.getsourcelines(toys.Branchy.forward)[1] + 1  # the line of its `if`
     assert str(e.value) == reason.format(m=toys.__name__, branchy=branchy)
+
+
+def test_a_buffer_read_in_forward_is_a_buffer_node_with_its_key() -> None:
+    text = _round_trip(toys.WithBuffer(), {"x": (4,)})
+    assert "- offset: {Buffer: {shape: [4]}}" in text  # zeros: the default init; the values load
+
+
+def test_position_ids_from_arange_are_a_buffer_of_the_positions() -> None:
+    """``torch.arange(x.size(1))``: the size is folded at the declared input size, as reshapes' are."""
+    text = _round_trip(toys.Positions(), {"x": (3, 4)})
+    assert "- arange: {Buffer: {value: [0, 1, 2], persistent: false}}" in text
 
 
 def test_a_transformer_encoder_on_nested_tensors_is_refused_with_the_fix() -> None:

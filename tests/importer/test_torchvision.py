@@ -38,14 +38,14 @@ FAST = {
     "swin_t": 224,
 }
 
-_SWIN = "features.1.0.attn: forward reads `{buffer}`, a buffer: a spec holds only parameters of its own nodes"
+_SWIN = (  # torch.fx.wrap keeps torchvision's function whole (it folds the windows into the batch)
+    "features.1.0.attn: `torchvision.models.swin_transformer.shifted_window_attention` has no spec op or layer "
+    "that does the same; see `netspec layers ops` for the ops"
+)
 
 # model -> why netspec cannot express it (the line `netspec import` prints after the model's name)
 LIMITATIONS = {
-    **{name: _SWIN.format(buffer="relative_position_index") for name in ("swin_t", "swin_s", "swin_b")},
-    **{name: _SWIN.format(buffer="relative_coords_table") for name in ("swin_v2_t", "swin_v2_s", "swin_v2_b")},
-    "maxvit_t": "blocks.0.layers.0.layers.window_attention.attn_layer.1: `torch.einsum` has no spec op or layer that "
-    "does the same; see `netspec layers ops` for the ops",  # and then its relative_position_index buffer
+    **{name: _SWIN for name in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
 }
 
 

@@ -152,7 +152,7 @@ class Rolled(nn.Module):
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x):
-        return torch.roll(self.fc(x), 1, dims=1)
+        return torch.roll(self.fc(x), 1, dims=0)  # along the batch: it would mix the samples
 
 
 class Interleaved(nn.Module):
@@ -320,7 +320,7 @@ def one_module(layer: nn.Module, inputs: int) -> nn.Module:
 
 
 class Positions(nn.Module):
-    """GPT's position ids: torch.arange, which no op makes."""
+    """GPT's position ids: torch.arange of a size (folded at the declared input size)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -112,3 +112,34 @@ def test_ops_are_a_fixed_list_of_torch_functions() -> None:
         assert name not in OPS
     with pytest.raises(SpecError, match="unknown layer, op or block `manual_seed`"):
         _model("  - manual_seed: 0\n")
+
+
+def test_group_norm_and_normalize_are_torchs() -> None:
+    """group_norm with and without the weight and bias inputs; normalize along a dim, with p."""
+    nodes = (
+        "  - w: {Parameter: {shape: [4], init: normal_}}\n"
+        "  - b: {Parameter: {shape: [4], init: normal_}}\n"
+        "  - gn: {group_norm: {num_groups: 2, eps: 0.001}, from: [x, w, b]}\n"
+        "  - plain: {group_norm: 4, from: x}\n"
+        "  - unit: {normalize: -1, from: x}\n"
+        "  - l1: {normalize: {dim: 1, p: 1.0}, from: x}\n"
+        "outputs: [gn, plain, unit, l1]\n"
+    )
+    model = _model(nodes, "{x: [4, 5]}")
+    x = torch.randn(3, 4, 5)
+    with torch.no_grad():
+        gn, plain, unit, l1 = model(x)
+    assert_close(gn, torch.nn.functional.group_norm(x, 2, model.w, model.b, 0.001))
+    assert_close(plain, torch.nn.GroupNorm(4, 4, affine=False)(x))
+    assert_close(unit, x / x.norm(dim=-1, keepdim=True))
+    assert_close(l1, x / x.abs().sum(dim=1, keepdim=True))
+
+
+def test_attention_adds_a_mask_given_as_a_fourth_input() -> None:
+    """BEiT's relative position bias: scaled_dot_product_attention's attn_mask."""
+    nodes = "  - out: {attention: {scale: 0.5}, from: [q, k, v, bias]}\n"
+    model = _model(nodes, "{q: [2, 5, 4], k: [2, 5, 4], v: [2, 5, 4], bias: [2, 5, 5]}")
+    q, k, v, bias = (torch.randn(3, 2, 5, n) for n in (4, 4, 4, 5))
+    want = torch.softmax(q @ k.transpose(-2, -1) * 0.5 + bias, dim=-1) @ v
+    with torch.no_grad():
+        assert_close(model(q, k, v, bias), want)

@@ -28,8 +28,8 @@ SEED_003_INIT = {
 
 # Arguments and tensor shapes for the init functions that need them; every other function must
 # work with its defaults on a (4, 6) tensor.
-EXAMPLE_ARGS = {"constant_": {"val": 0.5}, "sparse_": {"sparsity": 0.5}}
-EXAMPLE_SHAPES = {"dirac_": (4, 4, 3)}
+EXAMPLE_ARGS = {"constant_": {"val": 0.5}, "sparse_": {"sparsity": 0.5}, "relative_position_index_": {"window": [2, 2]}}
+EXAMPLE_SHAPES = {"dirac_": (4, 4, 3), "relative_position_index_": (4, 4)}
 
 
 @pytest.mark.parametrize("name", sorted(INIT_FUNCTIONS))

@@ -23,7 +23,8 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, unbind/split, attention)
+from . import attention, layer_calls, pieces, tensor_ops  # noqa: F401  (register: layers, unbind/split, attention, ops)
+from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
@@ -136,7 +137,9 @@ class Converter:
         self.output_keys: list[str] | None = None  # the model returns a dict with these keys
         self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
-        own = {n for n, _ in self.module.named_parameters(recurse=False)}
+        self.buffers_read: set[str] = set()  # the module's buffers that are nodes (buffers.read_tensor)
+        self.holders: dict[str, list[str]] = {}  # child read, not called -> its holder's outputs (_held)
+        own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
 
     def run(self) -> Body:
@@ -182,9 +185,30 @@ class Converter:
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
         value = getattr(self.module, target, None) if "." not in target else None
+        again = target in self.buffers_read  # a node already (a tensor fx computed from it came first)
+        read = (
+            []
+            if again
+            else read_tensor(self.module, target, self.namer.fresh, self.where, self.notes, self.buffers_read)
+        )
+        if read or again:  # a buffer (keeping its key), or a tensor fx computed from one
+            self.nodes.extend(read)
+            tensor = getattr(self.module, target)
+            self.env[n] = Ref(
+                str(read[-1].name) if read else target, (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2
+            )
+            return
+        if "." in target and self._held(n, target):
+            return
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
-            what = "a buffer" if target in buffers else "a tensor that is not its own parameter"
+            what = (
+                "a buffer"
+                if target in buffers
+                else "a tensor that is no parameter"
+                if "." in target
+                else "a tensor that is not its own parameter"
+            )
             head = target.split(".")[0]
             if isinstance(getattr(self.module, head, None), (torch.nn.ParameterList, torch.nn.ParameterDict)):
                 kind = type(getattr(self.module, head)).__name__
@@ -194,11 +218,46 @@ class Converter:
                     where=self.where,
                     hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
                 )
+            if "." in target:  # not made a holder (_held)
+                raise ImportFailed(
+                    f"forward reads `{target}`, {what} of its child `{head}`, which forward also calls or whose "
+                    "children hold weights: a spec reads a child's tensors only from a child it never calls "
+                    "that holds them all itself",
+                    where=self.where,
+                )
             raise ImportFailed(
-                f"forward reads `{target}`, {what}: a spec holds only parameters of its own nodes", where=self.where
+                f"forward reads `{target}`, {what}: a spec holds only parameters and buffers of its own nodes",
+                where=self.where,
             )
         self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
         self.env[n] = Ref(target, (TensorMeta(tuple(value.shape), value.dtype),) * 2)
+
+    def _held(self, n: fx.Node, target: str) -> bool:
+        """``self.qkv.weight`` of a child forward never calls: an output of the child's holder
+        node (``buffers.holder_node``, made at the first such read)."""
+        head, _, rest = target.partition(".")
+        if any(m.op == "call_module" and str(m.target).split(".")[0] == head for m in self.graph.nodes):
+            return False  # a child called as a module is its node already
+        if head not in self.holders:
+            reads = [str(m.target) for m in self.graph.nodes if m.op == "get_attr"]
+            holder = holder_node(self.module, head, reads, self.t.child_path(head), self.where, self.notes)
+            if holder is None:
+                return False
+            self.namer.taken.add(head)
+            self.nodes.append(holder)
+            self.holders[head] = holder.use.outputs if holder.use else []
+        outputs = self.holders[head]
+        if rest not in outputs:
+            return False
+        tensor = getattr(getattr(self.module, head), rest)
+        meta = (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2
+        if len(outputs) == 1:
+            self.env[n] = Ref(head, meta)
+            return True
+        item = SNode("item", self.namer.fresh(f"{head}_{rest}"), {"index": outputs.index(rest)}, [head])
+        self.nodes.append(item)
+        self.env[n] = Ref(str(item.name), meta)
+        return True
 
     def _call_module(self, n: fx.Node) -> None:
         target = str(n.target)
@@ -436,32 +495,15 @@ class Converter:
                 raise ImportFailed(f"parameter `{name}` is never read by forward", where=self.where)
         kept = [
             k
-            for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers
-            if b is not None and k not in self.module._non_persistent_buffers_set
+            for k, b in self.module._buffers.items()  # in its state_dict: persistent buffers forward does not read
+            if b is not None and k not in self.module._non_persistent_buffers_set and k not in self.buffers_read
         ]
         if kept:
             raise ImportFailed(
-                f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key): a spec "
-                "has no buffers outside torch.nn layers",
+                f"{type(self.module).__name__} holds buffer `{kept[0]}` (a state_dict key) that forward never "
+                "reads: a spec holds a buffer as a node that is used",
                 where=self.where,
             )
-
-
-def init_of(value: torch.Tensor) -> Any:
-    """A ``torch.nn.init`` rule that makes a tensor like this one (the weights are loaded after).
-
-    >>> init_of(torch.zeros(3)), init_of(torch.ones(2, 2)), init_of(torch.full((2,), 0.5))
-    ('zeros_', 'ones_', {'constant_': {'val': 0.5}})
-    >>> init_of(torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.02)
-    {'normal_': {'std': 0.02}}
-    """
-    flat = value.detach().flatten()
-    if flat.numel() and bool((flat == flat[0]).all()):
-        first = float(flat[0])
-        first = float(f"{first:.7g}")  # float32's digits: 1e-06, not 9.999999974752427e-07
-        return "zeros_" if first == 0 else "ones_" if first == 1 else {"constant_": {"val": first}}
-    std = float(flat.float().std()) if flat.numel() > 1 else 1.0
-    return {"normal_": {"std": float(f"{std:.1g}")}}
 
 
 def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:

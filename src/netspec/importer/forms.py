@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..nodes.kinds import PARAM_OP
+from ..nodes.kinds import BUFFER_OP, PARAM_OP
 from ..nodes.ops import OPS
 from .ir import SNode
 
 Where = tuple[Any, ...]  # a node: (its name,) at the top; (group name, position, ...) inside groups
 Slot = tuple[Where, str, Any]  # a scalar argument: (node, key, index in a list or None)
+INDEX_OP = "index"  # its subscript names nodes: written whole (nodes/ops_index.py)
 MAX_OPTIONAL = 2  # nodes one form may lack compared with another
 
 
@@ -75,6 +76,10 @@ def node_form(node: SNode, alias: dict[str, str] | None = None) -> Any:
     args: Any = {} if node.args is None else node.args  # no arguments: all at their defaults
     if node.op == PARAM_OP:
         args = {"shape": args["shape"]}  # the init of a loaded parameter does not matter
+    if node.op == BUFFER_OP:  # a buffer's values are the model's, no block parameter: they tell forms apart
+        args = {"values": (repr(args),)}
+    if node.op == INDEX_OP:  # a subscript (it names nodes) is written whole, no block parameter
+        args = {**args, "at": (args.get("at"),)}
     inputs: tuple[Any, ...] | None = None
     if isinstance(node.inputs, dict):
         inputs = tuple(sorted((k, alias.get(v, v)) for k, v in node.inputs.items()))
@@ -172,13 +177,14 @@ def located(nodes: list[SNode], prefix: Where = ()) -> Iterator[tuple[Where, SNo
 
 def slots(nodes: list[SNode]) -> Iterator[tuple[Slot, Any]]:
     """Every scalar argument in a node list (and every number in a list argument), by where it
-    sits. A Parameter's shape counts; its init does not (the weights are loaded).
+    sits. A Parameter's shape counts; its init does not (the weights are loaded); a Buffer's
+    arguments are its values, no parameters (``node_form`` tells them apart).
 
     >>> list(slots([SNode("Conv2d", "conv", {"out_channels": 8, "kernel_size": [1, 3]})]))
     [((('conv',), 'out_channels', None), 8), ((('conv',), 'kernel_size', 0), 1), ((('conv',), 'kernel_size', 1), 3)]
     """
     for where, node in located(nodes):
-        if not isinstance(node.args, dict):
+        if not isinstance(node.args, dict) or node.op in (BUFFER_OP, INDEX_OP):
             continue
         refs = OPS[node.op].refs if node.op in OPS else ()
         for key, value in node.args.items():

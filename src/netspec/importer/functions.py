@@ -251,7 +251,8 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
 
 def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
     """A reshape of a tensor without a batch (a parameter) that only adds dims of size 1, as
-    ``unsqueeze`` steps (torch semantics: no batch to keep).
+    ``unsqueeze`` steps (torch semantics: no batch to keep); any other as a ``reshape`` to
+    ``(1, *shape)`` and a ``squeeze`` of that 1 (Swin's ``index.view(-1)``).
 
     >>> from netspec.importer.trace import TensorMeta
     >>> meta = lambda s: (TensorMeta(s, None),) * 2
@@ -261,10 +262,8 @@ def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
     """
     shape, want = list(input.shape), list(out.shape)
     if [s for s in want if s != 1] != [s for s in shape if s != 1] or 1 in shape:
-        raise ImportFailed(
-            f"a reshape of a {shape} tensor without a batch to {want} has no spec op (only dims of size 1 can be added)",
-            where=c.where,
-        )
+        # reshape keeps dim 0 as the batch's place: (1, *want), then that 1 is squeezed away
+        return [c.op("reshape", [input], suffix="whole", shape=want), c.op("squeeze", [c.ref("whole")], dim=0)]
     dims = [d for d, s in enumerate(want) if s == 1]
     nodes, current = [], input.name
     for k, d in enumerate(dims):

@@ -111,10 +111,11 @@ def _matmul(inputs: list[Any]) -> Call:
     return torch.matmul, tuple(inputs), {}
 
 
-@op("attention", inputs=(3, 3))
+@op("attention", inputs=(3, 4))
 def _attention(inputs: list[Any], scale: float | None = None) -> Call:
-    """softmax(q @ k^T * scale) @ v of the inputs q, k, v (torch.nn.functional.scaled_dot_product_attention; scale: 1/sqrt(head size))."""
-    return F.scaled_dot_product_attention, tuple(inputs), {"scale": scale}
+    """softmax(q @ k^T * scale + mask) @ v of the inputs q, k, v and an optional 4th, the mask (added, or bool: where true) (torch.nn.functional.scaled_dot_product_attention; scale: 1/sqrt(head size))."""
+    mask = inputs[3] if len(inputs) > 3 else None
+    return F.scaled_dot_product_attention, tuple(inputs[:3]), {"attn_mask": mask, "scale": scale}
 
 
 @op("maximum", inputs=(2, 2), check=_check_same)
@@ -295,6 +296,19 @@ def _layer_norm(inputs: list[Any], normalized_shape: list[int], eps: float = 1e-
     """Layer norm over the last dims, times and plus the optional 2nd and 3rd inputs (Parameter nodes)."""
     weight, bias = (list(inputs[1:]) + [None, None])[:2]
     return F.layer_norm, (inputs[0], list(normalized_shape), weight, bias, eps), {}
+
+
+@op("group_norm", inputs=(1, 3), positional="num_groups")
+def _group_norm(inputs: list[Any], num_groups: int, eps: float = 1e-5) -> Call:
+    """Group norm over channel groups (dim 1), times and plus the optional 2nd and 3rd inputs (F.group_norm)."""
+    weight, bias = (list(inputs[1:]) + [None, None])[:2]
+    return F.group_norm, (inputs[0], num_groups, weight, bias, eps), {}
+
+
+@op("normalize", positional="dim")
+def _normalize(inputs: list[Any], dim: int = 1, p: float = 2.0, eps: float = 1e-12) -> Call:
+    """Divide by the p-norm along `dim` (at least eps): F.normalize, unit vectors for cosine attention."""
+    return F.normalize, (inputs[0],), {"p": p, "dim": dim, "eps": eps}
 
 
 @op("clamp")

@@ -1,0 +1,258 @@
+"""Traced torch calls that map to the ops of ``nodes/ops_index.py`` and the norms of ``ops.py``:
+``torch.einsum``, ``x.tile``, ``torch.roll``, ``torch.gather``, ``x.masked_fill``, ``torch.where``,
+``F.group_norm``, ``F.normalize``, and indexing with tensors (``table[idx]``: the ``index`` op).
+
+Dims are written as torch counts them (the batch is dim 0), as the spec's ops count them; a
+call that would mix the samples of a batch (a roll, gather or index along the batch dim) is
+refused in one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import functions
+from .buffers import buffer_node
+from .call import Call, Result, const
+from .errors import ImportFailed
+from .functions import handles
+from .ir import Ref, SNode
+
+
+def _dims(c: Call, input: Ref, dims: Any, what: str) -> list[int]:
+    """``dims`` (one or several) as non-negative dims of ``input``, none of them a batch dim."""
+    given = const(c, dims, "a dim")
+    flat = list(given) if isinstance(given, list) else [given]
+    ndim = len(input.shape)
+    if not all(isinstance(d, int) and -ndim <= d < ndim for d in flat):
+        raise ImportFailed(f"`{what}` along dims {given!r} has no spec op", where=c.where)
+    if any(d % ndim in input.batch_dims for d in flat):
+        raise ImportFailed(f"`{what}` along the batch dim has no spec op (it would mix the samples)", where=c.where)
+    return [d % ndim for d in flat]
+
+
+@handles("torch.einsum")
+def _einsum(c: Call, equation: str, *operands: Any) -> Result:
+    """``torch.einsum("bhqd,bhkd->bhqk", q, k)`` (or the operands as one list): the einsum op."""
+    refs = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    if not isinstance(equation, str) or not refs or not all(isinstance(r, Ref) for r in refs):
+        raise ImportFailed("`torch.einsum` other than of an equation and tensors has no spec op", where=c.where)
+    return c.op("einsum", refs, equation=equation)
+
+
+@handles("torch.tile", "Tensor.tile", "Tensor.repeat")
+def _tile(c: Call, input: Ref, *dims: Any) -> Result:
+    """``x.tile(1, 1, 2, 2)``: the tile op, whose repeats leave out dim 0 (kept once: the batch,
+    or a parameter's leading 1)."""
+    given = const(c, dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims, "repeats")
+    reps, ndim = list(given), len(input.shape)
+    if c.key == "Tensor.repeat" and len(reps) != ndim:
+        raise ImportFailed("`x.repeat` that adds dims has no spec op", where=c.where)
+    reps = [1] * (ndim - len(reps)) + reps  # torch.tile: fewer repeats than dims repeat the last dims
+    if len(reps) != ndim or reps[0] != 1 or input.batch_dims not in ([], [0]):
+        raise ImportFailed(
+            f"`{c.key.replace('Tensor.', 'x.')}` by {given} repeats dim 0 (the batch's place): the tile op keeps it",
+            where=c.where,
+        )
+    return c.op("tile", [input], repeats=reps[1:])
+
+
+@handles("torch.roll", "Tensor.roll")
+def _roll(c: Call, input: Ref, shifts: Any, dims: Any = None) -> Result:
+    if dims is None:
+        raise ImportFailed("`roll` without dims (over the flattened tensor) has no spec op", where=c.where)
+    rolled = _dims(c, input, dims, "roll")
+    amounts = const(c, shifts, "a shift")
+    one = not isinstance(amounts, list) and not isinstance(const(c, dims, "a dim"), list)
+    return c.op("roll", [input], shifts=amounts, dims=rolled[0] if one else rolled)
+
+
+@handles("torch.gather", "Tensor.gather")
+def _gather(c: Call, input: Ref, dim: int, index: Ref, sparse_grad: bool = False) -> Result:
+    (d,) = _dims(c, input, dim, "gather")
+    return c.op("gather", [input, index], dim=d)
+
+
+@handles("torch.masked_fill", "Tensor.masked_fill")
+def _masked_fill(c: Call, input: Ref, mask: Ref, value: Any) -> Result:
+    number = const(c, value, "a number")
+    return c.op("masked_fill", [input, mask], value=float(number))
+
+
+@handles("torch.where")
+def _where(c: Call, condition: Ref, input: Any = None, other: Any = None) -> Result:
+    """``torch.where(cond, x, y)``; a number on either side is the op's `other` (the condition
+    negated where the number is the first)."""
+    if isinstance(input, Ref) and isinstance(other, Ref):
+        return c.op("where", [condition, input, other])
+    if isinstance(input, Ref):
+        return c.op("where", [condition, input], other=float(const(c, other, "a number")))
+    if isinstance(other, Ref):
+        number = float(const(c, input, "a number"))
+        return [c.op("logical_not", [condition], suffix="not"), c.op("where", [c.ref("not"), other], other=number)]
+    raise ImportFailed("`torch.where` of two numbers (or of the condition alone) has no spec op", where=c.where)
+
+
+@handles("F.group_norm")
+def _group_norm(
+    c: Call, input: Ref, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
+) -> Result:
+    if weight is None and bias is not None:
+        raise ImportFailed("`group_norm` with a bias and no weight has no spec op", where=c.where)
+    inputs = [input] + [t for t in (weight, bias) if t is not None]
+    return c.op("group_norm", inputs, num_groups=const(c, num_groups, "a number"), eps=eps)
+
+
+@handles("F.normalize")
+def _normalize(c: Call, input: Ref, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Result:
+    (d,) = _dims(c, input, dim, "normalize")
+    return c.op("normalize", [input], dim=d, p=float(const(c, p, "a number")), eps=eps)
+
+
+# ---- indexing with tensors -----------------------------------------------------------------
+
+
+@handles("operator.getitem")
+def _getitem(c: Call, value: Any, index: Any) -> Result:
+    """``x[..., idx]`` with ``...`` or index tensors: the ``index`` op; any other index as
+    ``functions._getitem`` reads it (select, narrow, unsqueeze; a tuple's item)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    tensors = Ellipsis in parts or any(isinstance(p, (Ref, list)) for p in parts)
+    if isinstance(value, Ref) and value.is_tensor and tensors:
+        return tensor_index(c, value, parts)
+    return functions._getitem(c, value, index)
+
+
+def tensor_index(c: Call, value: Ref, parts: tuple) -> SNode:
+    """``table[idx]``, ``x[:, idx, 0]``, ``x[..., :2]``: the ``index`` op, its subscript written as
+    Python writes it over the names of the index tensors (which it reads by name).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> meta = lambda s: (TensorMeta(s, None),) * 2
+    >>> c = Call("bias", "attn", Ref("bias", meta((4, 2))), str)
+    >>> tensor_index(c, Ref("table", meta((9, 2))), (Ref("idx", meta((4,))),)).args
+    {'at': '[idx]'}
+    """
+    ndim, batch = len(value.shape), value.batch_dims
+    if batch not in ([], [0]) or any(isinstance(p, Ref) and p.batch_dims for p in parts):
+        raise ImportFailed(
+            "indexing by a tensor of each sample has no spec op (it would mix the samples)", where=c.where
+        )
+    taken = sum(1 for p in parts if p is not None and p is not Ellipsis)
+    first = parts[0] if parts else None
+    if batch and not (first == slice(None) or (first is Ellipsis and taken < ndim)):
+        raise ImportFailed("indexing the batch dim has no spec op (it would mix the samples)", where=c.where)
+    text = "[" + ", ".join(_part(c, p) for p in parts) + "]"
+    return c.op("index", [value], at=text)
+
+
+def _part(c: Call, part: Any) -> str:
+    if isinstance(part, Ref):
+        if not part.name.isidentifier():
+            raise ImportFailed(f"indexing by `{part.name}`, which is no name a subscript can read", where=c.where)
+        return part.name
+    if part is Ellipsis:
+        return "..."
+    if isinstance(part, slice):
+        ends = [const(c, e, "an index") for e in (part.start, part.stop, part.step)]
+        text = ":".join("" if e is None else str(e) for e in ends[:2])
+        return text + ("" if ends[2] is None else f":{ends[2]}")
+    number = const(c, part, "an index")
+    if (
+        number is None
+        or isinstance(number, int)
+        or (isinstance(number, list) and all(isinstance(n, int) for n in number))
+    ):
+        return repr(number)
+    raise ImportFailed(f"indexing with {part!r} has no spec op", where=c.where)
+
+
+@handles("F.linear")
+def _linear(c: Call, input: Ref, weight: Ref, bias: Any = None) -> Result:
+    """``F.linear(x, self.qkv.weight, bias)`` with tensors the forward picked (BEiT's qkv with its
+    own bias): ``x @ weight.T (+ bias)``, as a transpose, a matmul and an add."""
+    if not isinstance(weight, Ref) or not (bias is None or isinstance(bias, Ref)) or len(weight.shape) != 2:
+        raise ImportFailed("`linear` other than of tensors (a 2-d weight) has no spec op", where=c.where)
+    nodes = [c.op("transpose", [weight], suffix="weight_t", dim0=0, dim1=1)]  # (in, out)
+    if bias is None:
+        return [*nodes, c.op("matmul", [input, c.ref("weight_t")])]
+    nodes.append(c.op("matmul", [input, c.ref("weight_t")], suffix="matmul"))
+    return [*nodes, c.op("add", [c.ref("matmul"), bias])]
+
+
+@handles("torchvision.models.swin_transformer._get_relative_position_bias")
+def _swin_bias(c: Call, relative_position_bias_table: Ref, relative_position_index: Ref, window_size: Any) -> Result:
+    """torchvision Swin's helper (torch.fx.wrap keeps it whole): ``table[index]`` (one row per
+    pair of window positions) as (1, heads, N, N)."""
+    n = len(relative_position_index.shape) == 1 and const(c, window_size, "a size")
+    table, index = relative_position_bias_table, relative_position_index
+    if not n or len(table.shape) != 2 or table.batch_dims or index.batch_dims:
+        raise ImportFailed(
+            "Swin's relative position bias other than of a table and a flat index has no spec op", where=c.where
+        )
+    side = n[0] * n[1]
+    rows = tensor_index(c, table, (index,))
+    rows.name = c.fresh(f"{c.name}_rows")
+    return [
+        rows,  # (N*N, heads)
+        c.op("reshape", [rows.name], suffix="pairs", shape=[side, side, table.shape[1]]),  # (1, N, N, heads)
+        c.op("permute", [c.ref("pairs")], dims=[0, 3, 1, 2]),  # (1, heads, N, N)
+    ]
+
+
+@handles("torch.flip", "Tensor.flip")
+def _flip(c: Call, input: Ref, *dims: Any) -> Result:
+    flat = dims[0] if len(dims) == 1 else list(dims)
+    return c.op("flip", [input], dims=_dims(c, input, flat, "flip"))
+
+
+def _along(name: str) -> None:
+    """cumsum, cumprod: along one dim that is not the batch's."""
+
+    def handler(c: Call, input: Ref, dim: int, dtype: Any = None) -> Result:
+        if dtype is not None:
+            raise ImportFailed(f"`{name}` with a dtype has no spec op", where=c.where)
+        (d,) = _dims(c, input, dim, name)
+        return c.op(name, [input], dim=d)
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("cumsum", "cumprod"):
+    _along(_name)
+
+
+@handles("torch.argmax", "Tensor.argmax")
+def _argmax(c: Call, input: Ref, dim: Any = None, keepdim: bool = False) -> Result:
+    if dim is None:
+        raise ImportFailed("`argmax` over every dim has no spec op (it would mix the samples)", where=c.where)
+    (d,) = _dims(c, input, dim, "argmax")
+    return c.op("argmax", [input], dim=d, keepdim=keepdim)
+
+
+def _triangle(name: str) -> None:
+    """triu, tril: of the last two dims, neither the batch's."""
+
+    def handler(c: Call, input: Ref, diagonal: int = 0) -> Result:
+        _dims(c, input, [-2, -1], name)
+        return c.op(name, [input], diagonal=const(c, diagonal, "a number"))
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("triu", "tril"):
+    _triangle(_name)
+
+
+@handles("torch.arange")
+def _arange(c: Call, start: Any, end: Any = None, step: Any = 1, **options: Any) -> Result:
+    """``torch.arange(x.size(1))``: the size was folded at the declared input size, so the
+    positions are a constant, a Buffer node in no state_dict (its values written in the spec)."""
+    numbers = [const(c, v, "a size") for v in ((start,) if end is None else (start, end, step))]
+    unknown = set(options) - {"dtype", "device", "layout", "pin_memory", "requires_grad"}
+    if unknown or not all(isinstance(v, (int, float)) for v in numbers):
+        raise ImportFailed("`torch.arange` other than of numbers (and a dtype) has no spec op", where=c.where)
+    values = torch.arange(*numbers, dtype=options.get("dtype"))
+    return buffer_node(c.name, values, False, c.where, c.notes if c.notes is not None else [])

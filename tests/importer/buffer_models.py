@@ -1,0 +1,78 @@
+"""Small models whose forward reads buffers, a child's tensors and torch functions the spec has
+ops for (issue 20): each is imported, compiled, loaded strictly and compared with itself."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def swin_index(h: int, w: int) -> torch.Tensor:
+    """The relative position index as torchvision's Swin builds it, written out (the reference
+    for ``relative_position_index_``)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)  # (2, N)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()  # (N, N, 2)
+    rel[:, :, 0] += h - 1
+    rel[:, :, 1] += w - 1
+    rel[:, :, 0] *= 2 * w - 1
+    return rel.sum(-1)  # (N, N)
+
+
+class Normalised(nn.Module):
+    """Persistent buffers read in forward: a small one (its values written in the spec) and one
+    of more than 4096 values (its values come from the state_dict)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), persistent=False)
+        self.register_buffer("table", torch.rand(3, 40, 40))
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):  # x: (B, 3, 40, 40)
+        return self.conv((x - self.mean) / self.std + self.table)
+
+
+class WindowBias(nn.Module):
+    """Swin's relative position bias: a non-persistent index table (read whole and as
+    ``index.view(-1)``, which fx computes while tracing) picks rows of a parameter; einsum for
+    the scores."""
+
+    def __init__(self, window: int = 3, heads: int = 2, dim: int = 8) -> None:
+        super().__init__()
+        self.heads, self.n = heads, window * window
+        self.table = nn.Parameter(torch.randn((2 * window - 1) ** 2, heads))
+        self.register_buffer("index", swin_index(window, window), persistent=False)
+        self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias = nn.Parameter(torch.randn(dim))
+
+    def forward(self, x):  # x: (B, N, C)
+        B, N, C = x.shape
+        bias = torch.cat((self.q_bias, self.k_bias, self.q_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)  # BEiT's: the child's weight, a bias of its own
+        q, k, v = qkv.reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = torch.einsum("bhqd,bhkd->bhqk", q, k) * 0.5  # (B, heads, N, N)
+        rel = self.table[self.index.view(-1)].view(self.n, self.n, -1).permute(2, 0, 1)  # (heads, N, N)
+        again = self.table[self.index]  # (N, N, heads): the buffer itself
+        attn = (attn + rel.unsqueeze(0) + again.permute(2, 0, 1)).softmax(-1)
+        return (attn @ v).transpose(1, 2).reshape(B, N, C)
+
+
+class Functions(nn.Module):
+    """torch functions and methods with spec ops: roll, normalize, group_norm with the module's
+    weights, tile, masked_fill, where, gather and indexing by a tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.randn(4)), nn.Parameter(torch.randn(4))
+        self.register_buffer("pick", torch.tensor([2, 0, 1]), persistent=False)
+
+    def forward(self, x):  # x: (B, 4, 6)
+        y = torch.roll(x, shifts=(1, -2), dims=(1, 2)) + F.normalize(x, dim=-1)
+        y = F.group_norm(y, 2, self.weight, self.bias, 1e-5)
+        y = y.tile(1, 1, 2).masked_fill(y.tile(1, 1, 2) > 1.0, 0.5)  # (B, 4, 12)
+        y = torch.where(y < 0, y * 2, y) + torch.where(y > 0, 1.0, y)
+        picked = torch.gather(y, 2, torch.argmax(y, dim=2, keepdim=True))  # (B, 4, 1)
+        return y[:, self.pick] + picked[:, :3]

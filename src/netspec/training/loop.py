@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -440,7 +440,9 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         return None
     finally:
         report.close(bar)
-        batches.close()  # stops a prefetching thread when the epoch ends early
+        close = getattr(batches, "close", None)  # a generator: stops a prefetching thread when the epoch ends early
+        if close is not None:
+            close()
         if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
             _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
 
@@ -493,7 +495,7 @@ def _interrupted(run: Run, saved: bool, signum: int) -> Interrupted:
     return Interrupted(run.run_dir.last, signum)
 
 
-def _epoch_batches(run: Run) -> Generator[Any, None, None]:
+def _epoch_batches(run: Run) -> Iterator[Any]:
     """The training loader's iterator for this epoch, positioned where a resumed run left off."""
     st, loader = run.state, run.loaders.train
     run.model.train()

@@ -11,12 +11,13 @@ import math
 import sys
 import time
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from ..errors import first_line
-from .rundir import write_bytes
+from .rundir import BACKGROUND, RunDir, write_bytes
 from .watch import Lagged
 
 if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
@@ -172,13 +173,18 @@ def record_epoch(
         record["skipped_batches"] = st.skipped
     record["t"] = time.time()
     run.history.append(record)
-    if run.hw.is_main:
-        run.run_dir.append_metrics(record)
-        if run.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "step", "t"):
-                    run.tb.add_scalar(k, v, st.epoch)
+    if run.hw.is_main:  # written by the background writer, before the epoch's checkpoint
+        BACKGROUND.post(partial(_write_record, run.run_dir, run.tb, dict(record)))
     return record
+
+
+def _write_record(run_dir: RunDir, tb: Any, record: dict[str, Any]) -> None:
+    """An epoch's line in metrics.jsonl and its scalars in TensorBoard (in the writer thread)."""
+    run_dir.append_metrics(record)
+    if tb is not None:
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k not in ("epoch", "step", "t"):
+                tb.add_scalar(k, v, record["epoch"])
 
 
 def report_model(run: Run) -> None:

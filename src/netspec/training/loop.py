@@ -375,12 +375,14 @@ def _fit(run: Run) -> RunResult:
                 run.schedule.after_epoch(values)
                 st.epoch, st.batch = st.epoch + 1, 0
                 # ---- record, decide whether to stop, checkpoint (written while the next epoch runs)
+                BACKGROUND.wait()  # the last epoch's writes are done (or their failure said) before this one is
                 record = report.record_epoch(run, values, lrs, train_time, time.perf_counter() - started)
                 reason, why = check_stopping(run, values) if reason == "epochs" else (reason, "")
                 final = st.epoch == t.epochs or reason != "epochs"
                 report.log_epoch(run, record, final)
                 if why:
                     logger.info(why)  # after the epoch's line: lines in the order things happened
+                report.write_record(run, record)  # metrics.jsonl and TensorBoard, in the background
                 saved = save_epoch(run, values, final)
                 if run.loggers is not None:
                     run.loggers.epoch(record)

@@ -69,8 +69,8 @@ class Background:
     job: starting one per checkpoint costs a hand-over of the interpreter every epoch, which
     shows when epochs take milliseconds.
 
-    :meth:`submit` (a checkpoint) first waits for every job before it, so at most one copy of
-    the run's state waits in memory; :meth:`post` (an epoch's record) only queues. After a
+    :meth:`submit` (a checkpoint) first waits for the checkpoint before it, so at most one copy
+    of the run's state waits in memory; :meth:`post` (an epoch's record) only queues. After a
     failed job the ones queued behind it are dropped (nothing reaches the disk after a failed
     write), and the failure is raised once, by the next :meth:`submit`, :meth:`post` or
     :meth:`wait` in the training thread.
@@ -85,20 +85,26 @@ class Background:
 
     def _reset(self) -> None:
         self._thread: threading.Thread | None = None
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], bool]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = threading.Event()  # set when every job handed over has run
+        self._idle = threading.Event()  # set when every job handed over has run (or was dropped)
         self._idle.set()
-        self._pending = 0  # jobs handed over and not yet run (or dropped)
+        self._written = threading.Event()  # set when the last submitted job has run (or was dropped)
+        self._written.set()
+        self._pending = 0  # jobs handed over and not yet run or dropped
         self._error: BaseException | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` in the background once every write before it has finished."""
-        self.wait()
-        self.post(job)
+        """Queue ``job`` (a checkpoint) once the one submitted before it has finished."""
+        if self._thread is not threading.current_thread():
+            self._written.wait()
+        self._put(job, heavy=True)
 
     def post(self, job: Callable[[], None]) -> None:
         """Queue ``job`` behind the writes in flight; never waits for them."""
+        self._put(job, heavy=False)
+
+    def _put(self, job: Callable[[], None], heavy: bool) -> None:
         self._raise()
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="netspec-writer", daemon=True)
@@ -106,11 +112,13 @@ class Background:
         with self._lock:
             self._pending += 1
             self._idle.clear()
-        self._jobs.put(job)
+            if heavy:
+                self._written.clear()
+        self._jobs.put((job, heavy))
 
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
+            job, heavy = self._jobs.get()
             try:
                 if self._error is None:  # after a failure, the queued writes are dropped
                     job()
@@ -119,6 +127,8 @@ class Background:
             finally:
                 with self._lock:
                     self._pending -= 1
+                    if heavy:
+                        self._written.set()
                     if not self._pending:
                         self._idle.set()
 

@@ -150,6 +150,37 @@ def test_background_writer_reports_its_error_once() -> None:
     b.wait()
 
 
+def test_background_writer_keeps_order_and_drops_writes_after_a_failure() -> None:
+    """Posted jobs do not wait for the one in flight; jobs run in the order handed over; after a
+    failed one, those queued behind it never run, and the training thread is told once."""
+    import threading
+
+    from netspec.training.rundir import Background
+
+    b, done, release = Background(), [], threading.Event()
+
+    def slow() -> None:
+        release.wait(10)
+        done.append("checkpoint 1")
+
+    def fail() -> None:
+        raise OSError(28, "No space left on device")
+
+    b.submit(slow)
+    b.post(lambda: done.append("record 2"))  # queued while the checkpoint is written: no wait
+    assert done == []
+    release.set()
+    b.submit(fail)  # waits for checkpoint 1 only
+    b.post(lambda: done.append("record 3"))  # behind the failing job: dropped
+    with pytest.raises(OSError, match="No space"):
+        b.wait()
+    b.wait()  # said once
+    assert done == ["checkpoint 1", "record 2"]  # nothing reached the disk after the failure
+    b.post(lambda: done.append("record 5"))
+    b.wait()
+    assert done[-1] == "record 5"
+
+
 @pytest.fixture(scope="module")
 def mid_epoch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     """A spec with metrics and its last.pt, saved by a Ctrl-C in the middle of epoch 1."""

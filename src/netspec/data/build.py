@@ -247,6 +247,9 @@ def _tensor_loader(
         tensors, batch_transform, info["path"] = _pretransform(tensors, raw, transform, common["path"])
     else:
         info["path"] = "in memory"
+    # each sample's values side by side (a transform or a column-wise reader may leave a sample
+    # strided across the whole set): a batch then gathers whole rows, about twice as fast
+    tensors = tuple(t.contiguous() for t in tensors)
     if device is not None and device.type != "cpu":
         tensors = _to_device(tensors, device, info)
     loader = TensorLoader(

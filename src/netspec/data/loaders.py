@@ -234,8 +234,12 @@ class TensorLoader(_EpochLoader):
             order = order.to(device)
         total = len(order) if order is not None else self.dataset_size
         bs = self.batch_size
-        batches = (self._batch(order, b * bs, min((b + 1) * bs, total)) for b in range(len(self)))
-        yield from (self.fmap(fields) for fields in (batches if order is not None else self._views(batches)))
+        if order is not None:  # one generator, no nested ones: its overhead is paid every batch
+            for b in range(len(self)):
+                yield self.fmap(self._batch(order, b * bs, min((b + 1) * bs, total)))
+        else:
+            batches = (self._batch(order, b * bs, min((b + 1) * bs, total)) for b in range(len(self)))
+            yield from (self.fmap(fields) for fields in self._views(batches))
         self._complete = True
 
     def _views(self, batches: Iterator[list[Tensor]]) -> Iterator[list[Tensor]]:

@@ -40,9 +40,10 @@ PREFETCH_DEPTH = 3
 
 def device_batches(
     batches: Iterator[Any], device: torch.device, *, ahead: bool = False, channels_last: bool = False
-) -> Generator[Any, None, None]:
+) -> Iterator[Any]:
     """``batches`` on ``device`` (see the module docstring); ``channels_last`` converts 4-d
-    floating inputs to that memory format on the way.
+    floating inputs to that memory format on the way. Close it (where it has ``close``) when
+    the epoch ends early: that stops a prefetching thread.
 
     >>> batches = iter([({"x": torch.ones(2, 3)}, torch.zeros(2))] * 3)
     >>> len(list(device_batches(batches, torch.device("cpu"), ahead=True)))
@@ -53,7 +54,7 @@ def device_batches(
         return move(batch, device, channels_last)
 
     if device.type == "cpu" and not channels_last and not ahead:
-        return (b for b in batches)  # already where they are used: nothing to do per batch
+        return batches  # already where they are used: nothing to do per batch (not even a wrapper)
     if not ahead:
         return (convert(b) for b in batches)
     pin = device.type == "cuda" and torch.cuda.is_available()

@@ -26,6 +26,7 @@ from .context import output_shapes
 from .hardware import rng_state, set_rng_state
 from .rundir import BACKGROUND, fresh_temp, nofollow, writing
 from .stopping import update_best
+from .watch import all_finite
 from .weights import OTHER_SPEC_HINT, check_finite_weights, check_fits, read_weights_file
 
 if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
@@ -456,7 +457,7 @@ def check_weights(run: Run) -> None:
     """
     trained = {id(p) for p in run.params}
     floats = {k: v.detach() for k, v in run.model.named_parameters() if id(v) in trained}
-    if not floats or bool(torch.stack([torch.isfinite(v).all() for v in floats.values()]).all()):
+    if not floats or all_finite(list(floats.values())):  # one fused kernel, not one per parameter
         return
     st = run.state
     bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +106,7 @@ class Hardware:
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
-    def batches(self, loader: Any, batches: Iterable[Any]) -> Generator[Any, None, None]:
+    def batches(self, loader: Any, batches: Iterable[Any]) -> Iterator[Any]:
         """One epoch of ``loader``'s ``batches`` on this device, cut and copied ahead of the step
         where the loader allows it (:mod:`netspec.data.prefetch`).
 

@@ -15,7 +15,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -376,12 +376,14 @@ def _fit(run: Run) -> RunResult:
                 run.schedule.after_epoch(values)
                 st.epoch, st.batch = st.epoch + 1, 0
                 # ---- record, decide whether to stop, checkpoint (written while the next epoch runs)
+                BACKGROUND.wait()  # the last epoch's writes are done (or their failure said) before this one is
                 record = report.record_epoch(run, values, lrs, train_time, time.perf_counter() - started)
                 reason, why = check_stopping(run, values) if reason == "epochs" else (reason, "")
                 final = st.epoch == t.epochs or reason != "epochs"
                 report.log_epoch(run, record, final)
                 if why:
                     logger.info(why)  # after the epoch's line: lines in the order things happened
+                report.write_record(run, record)  # metrics.jsonl and TensorBoard, in the background
                 saved = save_epoch(run, values, final)
                 if run.loggers is not None:
                     run.loggers.epoch(record)
@@ -441,7 +443,9 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         return None
     finally:
         report.close(bar)
-        batches.close()  # stops a prefetching thread when the epoch ends early
+        close = getattr(batches, "close", None)  # a generator: stops a prefetching thread when the epoch ends early
+        if close is not None:
+            close()
         if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
             _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
 
@@ -494,7 +498,7 @@ def _interrupted(run: Run, saved: bool, signum: int) -> Interrupted:
     return Interrupted(run.run_dir.last, signum)
 
 
-def _epoch_batches(run: Run) -> Generator[Any, None, None]:
+def _epoch_batches(run: Run) -> Iterator[Any]:
     """The training loader's iterator for this epoch, positioned where a resumed run left off."""
     st, loader = run.state, run.loaders.train
     run.model.train()

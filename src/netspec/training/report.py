@@ -11,18 +11,19 @@ import math
 import sys
 import time
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from ..errors import first_line
-from .rundir import write_bytes
+from .rundir import BACKGROUND, RunDir, write_bytes
 from .watch import Lagged
 
 if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
     from .loop import Run
 
-__all__ = ["Bar", "progress", "record_epoch", "log_epoch", "report_model", "finish", "tensorboard"]
+__all__ = ["Bar", "progress", "record_epoch", "write_record", "log_epoch", "report_model", "finish", "tensorboard"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,8 +159,9 @@ def add_graph(writer: Any, run: Run) -> None:
 def record_epoch(
     run: Run, values: dict[str, float], lrs: list[float], train_time: float, epoch_time: float
 ) -> dict[str, Any]:
-    """The epoch's record in the history, metrics.jsonl and TensorBoard; ``lrs``: the rate of each
-    parameter group the epoch trained with (:meth:`~netspec.training.schedulers.Schedule.trained_with`)."""
+    """The epoch's record in the history (:func:`write_record` writes it); ``lrs``: the rate of
+    each parameter group the epoch trained with
+    (:meth:`~netspec.training.schedulers.Schedule.trained_with`)."""
     st = run.state
     samples = getattr(run.loaders.train, "dataset_size", None)
     record: dict[str, Any] = {"epoch": st.epoch, "step": st.step, **values, "lr": lrs[0]}
@@ -172,13 +174,23 @@ def record_epoch(
         record["skipped_batches"] = st.skipped
     record["t"] = time.time()
     run.history.append(record)
-    if run.hw.is_main:
-        run.run_dir.append_metrics(record)
-        if run.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "step", "t"):
-                    run.tb.add_scalar(k, v, st.epoch)
     return record
+
+
+def write_record(run: Run, record: dict[str, Any]) -> None:
+    """The epoch's record to metrics.jsonl and TensorBoard, by the background writer (queued
+    before the epoch's checkpoint, so it reaches the disk first); the training thread goes on."""
+    if run.hw.is_main:
+        BACKGROUND.post(partial(_write_record, run.run_dir, run.tb, dict(record)))
+
+
+def _write_record(run_dir: RunDir, tb: Any, record: dict[str, Any]) -> None:
+    """An epoch's line in metrics.jsonl and its scalars in TensorBoard (in the writer thread)."""
+    run_dir.append_metrics(record)
+    if tb is not None and getattr(tb, "file_writer", True) is not None:  # not closed (a second Ctrl-C)
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k not in ("epoch", "step", "t"):
+                tb.add_scalar(k, v, record["epoch"])
 
 
 def report_model(run: Run) -> None:

@@ -13,9 +13,10 @@ Every write goes through :func:`writing`, which turns an OSError (a full disk, a
 directory) into one :class:`~netspec.errors.WriteFailed` line naming the file. A run writes only
 inside its directory and never through a symbolic link there: files are opened with
 ``O_NOFOLLOW`` (temp files also ``O_EXCL``), and a directory holding a link is not resumed.
-Checkpoints are written by a background thread (:data:`BACKGROUND`) while training goes on;
-every other write waits for the checkpoint in flight first, so files reach the disk in the order
-the run made them and a failed checkpoint is reported before anything else is written.
+Checkpoints and each epoch's record (metrics.jsonl, TensorBoard) are written by one background
+thread (:data:`BACKGROUND`) while training goes on, in the order the run made them; every other
+write waits for them first, so files reach the disk in that order and a failed write is
+reported before anything else is written.
 
 >>> RunDir(Path("runs/x/20250101-120000")).best.name
 'best.pt'
@@ -63,13 +64,20 @@ __all__ = [
 
 
 class Background:
-    """One write at a time in a background thread (checkpoints), its error kept for the caller.
-    The thread is started once and waits for the next job: starting one per checkpoint costs a
-    hand-over of the interpreter every epoch, which shows when epochs take milliseconds.
+    """The run's writes in one background thread, in the order they were handed over, each
+    failure kept for the training thread. The thread is started once and waits for the next
+    job: starting one per checkpoint costs a hand-over of the interpreter every epoch, which
+    shows when epochs take milliseconds.
+
+    :meth:`submit` (a checkpoint) first waits for the checkpoint before it, so at most one copy
+    of the run's state waits in memory; :meth:`post` (an epoch's record) only queues. After a
+    failed job the ones queued behind it are dropped (nothing reaches the disk after a failed
+    write), and the failure is raised once, by the next :meth:`submit`, :meth:`post` or
+    :meth:`wait` in the training thread.
 
     >>> done = []
-    >>> b = Background(); b.submit(lambda: done.append(1)); b.wait(); done
-    [1]
+    >>> b = Background(); b.post(lambda: done.append(1)); b.submit(lambda: done.append(2)); b.wait(); done
+    [1, 2]
     """
 
     def __init__(self) -> None:
@@ -77,40 +85,65 @@ class Background:
 
     def _reset(self) -> None:
         self._thread: threading.Thread | None = None
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._done = threading.Event()
-        self._busy = False  # a job was submitted and not waited for
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], bool]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = threading.Event()  # set when every job handed over has run (or was dropped)
+        self._idle.set()
+        self._written = threading.Event()  # set when the last submitted job has run (or was dropped)
+        self._written.set()
+        self._pending = 0  # jobs handed over and not yet run or dropped
         self._error: BaseException | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` in the background, once the write before it has finished."""
-        self.wait()
+        """Queue ``job`` (a checkpoint) once the one submitted before it has finished."""
+        if self._thread is not threading.current_thread():
+            self._written.wait()
+        self._put(job, heavy=True)
+
+    def post(self, job: Callable[[], None]) -> None:
+        """Queue ``job`` behind the writes in flight; never waits for them."""
+        self._put(job, heavy=False)
+
+    def _put(self, job: Callable[[], None], heavy: bool) -> None:
+        self._raise()
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="netspec-writer", daemon=True)
             self._thread.start()
-        self._done.clear()
-        self._busy = True
-        self._jobs.put(job)
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+            if heavy:
+                self._written.clear()
+        self._jobs.put((job, heavy))
 
     def _serve(self) -> None:
         while True:
-            job = self._jobs.get()
+            job, heavy = self._jobs.get()
             try:
-                job()
+                if self._error is None:  # after a failure, the queued writes are dropped
+                    job()
             except BaseException as err:  # raised to the training thread by wait()
                 self._error = err
             finally:
-                self._done.set()
+                with self._lock:
+                    self._pending -= 1
+                    if heavy:
+                        self._written.set()
+                    if not self._pending:
+                        self._idle.set()
 
     def wait(self) -> None:
-        """Block until the write in flight is done; raise its error (once). A no-op in the
+        """Block until every write handed over is done; raise a failure (once). A no-op in the
         writer thread itself."""
-        if not self._busy or self._thread is threading.current_thread():
+        if self._thread is threading.current_thread():
             return
-        self._done.wait()
-        self._busy = False
-        error, self._error = self._error, None
-        if error is not None:
+        self._idle.wait()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None and self._thread is not threading.current_thread():
+            self._idle.wait()  # the jobs queued behind the failed one are dropped first
+            error, self._error = self._error, None
             raise error
 
     def forget(self) -> None:

@@ -48,10 +48,12 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_sweep(setup: Setup, sweep: Any, out: TextIO = sys.stdout) -> Any:
-    """Run the sweep's remaining trials; the study, with ``interrupted`` set on Ctrl-C."""
+def run_sweep(setup: Setup, sweep: Any, out: TextIO | None = None) -> Any:
+    """Run the sweep's remaining trials; the study, with ``interrupted`` set on Ctrl-C. Progress
+    lines go to ``out`` (default: the ``sys.stdout`` of the call, not of the import)."""
     from .study import open_study, remaining, retry_stale
 
+    out = out if out is not None else sys.stdout
     study = open_study(sweep, setup.storage, setup.study_name, shared=setup.shared)
     if not setup.shared:
         stale = retry_stale(study)  # killed last time: run them again

@@ -13,8 +13,9 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ShapeError
 from ..nodes.ops import OpType
-from .dims import Probe, shape_str
+from .dims import Probe, check_unfolded, shape_str
 
 SpecPath = tuple[str | int, ...]
 KwInputs = dict[str, "str | list[str]"]  # forward keyword -> node name, or names for a tuple
@@ -131,6 +132,20 @@ class TypedGraph:
         if name in self.inputs:
             return self.input_probe(name)
         return self.node(name).probe
+
+    def unfolded_outputs(self) -> set[str]:
+        """The names the outputs read, each checked to hold its batch as ``B`` (no ``64B``: a
+        batch with dims folded into it must be unfolded inside the model), at the node it is."""
+        for ext, ref in self.outputs:
+            if ref in self.inputs:
+                continue
+            node = self.node(ref)
+            try:
+                check_unfolded(node.probe, ext)
+            except ShapeError as e:
+                e.path, e.node = node.path, node.name
+                raise
+        return {ref for _, ref in self.outputs}
 
     def output_probe(self) -> Probe:
         """What the graph returns: one value, or a tuple of them."""

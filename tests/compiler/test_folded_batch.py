@@ -4,6 +4,8 @@ what would mix samples (interleaving, a folded output, a layer changing the rows
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +134,12 @@ def test_a_node_other_than_a_reshape_that_changes_the_rows_is_refused() -> None:
     with pytest.raises(ShapeError, match=r"holds 2 rows per sample in a dim; only reshape, view and flatten fold"):
         check_batch_kept([x], pairs, "custom")
     check_batch_kept([x], pairs, "reshape", folds=True)  # a reshape's own check keeps the samples apart
+
+
+def test_the_swin_example_of_the_spec_language_page_compiles_as_its_comments_say() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "spec-language.md").read_text()
+    block = page.split("### Folding dims into the batch")[1].split("```yaml\n")[1].split("```")[0]
+    c = netspec.compile_spec(netspec.load_spec(text="name: swin\n" + block))
+    shapes = {n.name: n.shape for n in c.graph.nodes}
+    assert shapes["windows"] == "(64B, 49, 96)" and shapes["merged"] == "(B, 56, 56, 96)"
+    assert "windows = torch.reshape(cells, (-1, 49, 96))" in c.module.code

@@ -586,5 +586,5 @@ class Windows(nn.Module):
         y = y.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
         y = self.proj(self.attn(y, y, y, need_weights=False)[0])  # (64B, ws * ws, C)
         y = y.view(-1, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
-        z = self.rows(y.flatten(0, 2)).reshape(B, H, W, C)  # (B*H*W, C) rows, back to (B, H, W, C)
+        z = self.rows(y.flatten(0, 2)).reshape_as(y)  # (B*H*W, C) rows, back to (B, H, W, C)
         return x + z

@@ -263,6 +263,13 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     return c.op("reshape", [input], shape=list(out.sample_shape))
 
 
+@handles("Tensor.reshape_as", "Tensor.view_as")
+def _reshape_as(c: Call, input: Ref, other: Any) -> Result:
+    """``bn(x.flatten(0, 1)).reshape_as(x)`` (LeViT): the reshape to the shape ``other`` has, read
+    from the value it gave, as for ``x.reshape``."""
+    return _reshape(c, input)
+
+
 def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
     """A reshape of a tensor without a batch (a parameter) that only adds dims of size 1, as
     ``unsqueeze`` steps (torch semantics: no batch to keep).

@@ -206,13 +206,14 @@ def _check_reshape(shapes: list[Dims], shape: list[int | str]) -> None:
         if written:
             raise ShapeError(f"reshape {list(shape)} writes the batch, so it needs every other size (no -1)")
         return
-    per_sample = (written_batch(str(shape[0])) if written else factor) * math.prod(sizes)
+    size: int = math.prod(sizes)  # the values of one row the reshape writes
+    per_sample = (written_batch(str(shape[0])) if written else factor) * size
     if per_sample != factor * row:
-        k, left = divmod(factor * row, math.prod(sizes) or 1)
+        k, left = divmod(factor * row, size or 1)
         hint = (
             f"to fold dims into the batch, write it: `reshape: [{'B' if k == 1 else f'{k}B'}, "
             f"{', '.join(map(str, sizes))}]`"
-            if not written and not left and math.prod(sizes)
+            if not written and not left and size
             else "the sizes must multiply to the same number of values per sample"
         )
         raise ShapeError(

@@ -99,7 +99,7 @@ def test_an_output_that_keeps_a_folded_batch_is_refused_at_its_node() -> None:
         # the sizes do not hold a sample's values: 4 windows of 15x16 are not 8x8x16
         (
             '{reshape: ["4B", 15, 16]}',
-            r"reshape \['4B', 15, 16\] holds 960 values per sample; the input 8x8x16 holds 1024",
+            r"reshape: \[4B, 15, 16\] holds 960 values per sample; the input 8x8x16 holds 1024",
         ),
         # folding without writing the batch: the fix is the written form
         ("{reshape: [16, 16]}", r"holds 256 values per sample; .*write it: `reshape: \[4B, 16, 16\]`"),

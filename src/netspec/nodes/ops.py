@@ -204,7 +204,7 @@ def _check_reshape(shapes: list[Dims], shape: list[int | str]) -> None:
     sizes = [int(d) for d in shape[1:]] if written else [int(d) for d in shape]
     if -1 in sizes:
         if written:
-            raise ShapeError(f"reshape {list(shape)} writes the batch, so it needs every other size (no -1)")
+            raise ShapeError(f"[{', '.join(map(str, shape))}] writes the batch, so it needs every other size (no -1)")
         return
     size: int = math.prod(sizes)  # the values of one row the reshape writes
     per_sample = (written_batch(str(shape[0])) if written else factor) * size
@@ -217,7 +217,7 @@ def _check_reshape(shapes: list[Dims], shape: list[int | str]) -> None:
             else "the sizes must multiply to the same number of values per sample"
         )
         raise ShapeError(
-            f"reshape {list(shape)} holds {per_sample} values per sample; the input {_fmt(dims)} holds {factor * row}",
+            f"[{', '.join(map(str, shape))}] holds {per_sample} values per sample; the input {_fmt(dims)} holds {factor * row}",
             hint=hint,
         )
 

@@ -347,3 +347,13 @@ def test_scaled_dot_product_attention_is_the_attention_op() -> None:
 def test_children_named_like_node_keys_are_written_in_the_explicit_form() -> None:
     text = _round_trip(toys.NamedLikeKeys(), {"x": (4,)})
     assert "- name: when\n    op: Linear" in text and "- name: repeat\n    op: Sequential" in text
+
+
+def test_windows_folded_into_the_batch_are_a_reshape_that_writes_it() -> None:
+    """Swin's window_partition / window_reverse, and LeViT's norm over the rows of a flatten
+    from the batch, reshaped back with `reshape_as`."""
+    text = _round_trip(toys.Windows(), {"x": (8, 8, 16)})
+    assert "- reshape: [4B, 16, 16]" in text  # (B, 2, 2, 4, 4, 16) -> (4B, 16, 16): windows into samples
+    assert "- view_1: {reshape: [B, 2, 2, 4, 4, 16]}" in text  # and back
+    assert "- flatten: {start_dim: 0, end_dim: 2}\n  - rows: {BatchNorm1d: {}}" in text  # (64B, 16) rows
+    assert "- reshape_as: {reshape: [B, 8, 8, 16]}" in text

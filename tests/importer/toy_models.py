@@ -600,3 +600,26 @@ class AuxHeads(nn.Module):
         if self.training:
             return x, aux_fc, aux
         return x
+
+
+class Windows(nn.Module):
+    """Swin's window attention as timm writes it: the batch read from the shape, windows folded
+    into it (`window_partition`), attention and a projection per window, then unfolded back."""
+
+    def __init__(self, dim: int = 16, window: int = 4) -> None:
+        super().__init__()
+        self.window = window
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.proj = nn.Linear(dim, dim)
+        self.rows = nn.BatchNorm1d(dim)  # Hiera's and LeViT's: a norm over every row of the folded batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        ws = self.window
+        y = self.norm(x)
+        y = y.view(B, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        y = self.proj(self.attn(y, y, y, need_weights=False)[0])  # (64B, ws * ws, C)
+        y = y.view(-1, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+        z = self.rows(y.flatten(0, 2)).reshape_as(y)  # (B*H*W, C) rows, back to (B, H, W, C)
+        return x + z

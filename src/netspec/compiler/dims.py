@@ -154,20 +154,45 @@ def _tensors(value: Any, twin: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return []
 
 
+def batch_factor(dim: Dim) -> int | None:
+    """How many rows of a dim each sample has: 1 for ``B``, 64 for ``64B`` (a batch with dims
+    folded into it: windows into samples); None for a fixed size or a size like ``2B+1``.
+
+    >>> batch_factor("B"), batch_factor("64B"), batch_factor("2B+1"), batch_factor(7)
+    (1, 64, None, None)
+    """
+    if dim == "B":
+        return 1
+    if isinstance(dim, str) and dim.endswith("B") and dim[:-1].isdigit():
+        return int(dim[:-1])
+    return None
+
+
+def batch_factors(probe: Probe) -> set[int]:
+    """The batch factors of every dim that holds the batch, in every tensor of the value.
+
+    >>> sorted(batch_factors(Probe(torch.empty(128, 7, device="meta"), torch.empty(192, 7, device="meta"))))
+    [64]
+    """
+    return {f for v, t in _tensors(probe.value, probe.twin) for f in map(batch_factor, symbolic(v, t)) if f is not None}
+
+
 def has_batch(probe: Probe) -> bool:
-    """True when some tensor of the value has a plain batch dim.
+    """True when some tensor of the value holds the batch: a dim ``B``, or a folded ``64B``.
 
     >>> has_batch(input_probe((4,), torch.float32)), has_batch(Probe(torch.empty(4), torch.empty(4)))
     (True, False)
     """
-    return any(batch_dims(v, t) for v, t in _tensors(probe.value, probe.twin))
+    return bool(batch_factors(probe))
 
 
-def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
+def check_batch_kept(inputs: list[Probe], out: Probe, where: str, folds: bool = False) -> None:
     """A node whose inputs carry the batch must keep it as a dim of its own.
 
     Selecting, reducing or concatenating along the batch dim mixes samples: the result
-    would be right at one batch size only, so it is refused.
+    would be right at one batch size only, so it is refused. Only a node that ``folds``
+    (reshape, view, flatten: their own checks keep each sample's rows together) may fold
+    dims into the batch (``64B``) or unfold them back.
 
     >>> x = input_probe((4,), torch.float32)
     >>> check_batch_kept([x], Probe(x.value.sum(0), x.twin.sum(0)), "sum")
@@ -175,15 +200,47 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str) -> None:
     netspec.errors.ShapeError: <spec>: sum would mix the samples of a batch: its input is (B, 4) and its output (4) has no batch dim; the batch is dim 0 of the input (dims count from the tensor's own dim 0, as in torch)
     """
     carrying = [p for p in inputs if has_batch(p)]
-    if not carrying or has_batch(out):
+    if not carrying:
         return
-    v, t = next((v, t) for v, t in _tensors(carrying[0].value, carrying[0].twin) if batch_dims(v, t))
-    raise ShapeError(
-        f"{where} would mix the samples of a batch: its input is {shape_str(v, t)} and its "
-        f"output {shape_str(out.value, out.twin)} has no batch dim",
-        hint=f"the batch is dim {batch_dims(v, t)[0]} of the input (dims count from the "
-        "tensor's own dim 0, as in torch)",
-    )
+    v, t = next((v, t) for v, t in _tensors(carrying[0].value, carrying[0].twin) if batch_factors(Probe(v, t)))
+    if not has_batch(out):
+        raise ShapeError(
+            f"{where} would mix the samples of a batch: its input is {shape_str(v, t)} and its "
+            f"output {shape_str(out.value, out.twin)} has no batch dim",
+            hint=f"the batch is dim {_batch_dim(v, t)} of the input (dims count from the "
+            "tensor's own dim 0, as in torch)",
+        )
+    new = batch_factors(out) - set().union(*map(batch_factors, carrying))
+    if new and not folds:
+        raise ShapeError(
+            f"{where} would mix the samples of a batch: its input is {shape_str(v, t)} and its "
+            f"output {shape_str(out.value, out.twin)} holds {min(new)} rows per sample in a dim",
+            hint="only reshape, view and flatten fold dims into the batch (`reshape: [64B, 7, 7, 96]`)",
+        )
+
+
+def _batch_dim(value: Any, twin: Any) -> int:
+    return next(i for i, d in enumerate(symbolic(value, twin)) if batch_factor(d) is not None)
+
+
+def check_unfolded(probe: Probe, output: str) -> None:
+    """A model's output holds its batch as ``B``: a folded batch (``64B``) must be unfolded first.
+
+    >>> check_unfolded(Probe(torch.empty(128, 7, device="meta"), torch.empty(192, 7, device="meta")), "y")
+    Traceback (most recent call last):
+    netspec.errors.ShapeError: <spec>: output `y` is (64B, 7): its batch still has dims folded into it (64 rows per sample); unfold it before the output, e.g. `reshape: [B, 64, 7]`
+    """
+    for v, t in _tensors(probe.value, probe.twin):
+        dims = symbolic(v, t)
+        folded = [f for f in map(batch_factor, dims) if f is not None and f != 1]
+        if folded:
+            at = next(i for i, d in enumerate(dims) if batch_factor(d) == folded[0])
+            rest = [d for i, d in enumerate(dims) if i != at]
+            raise ShapeError(
+                f"output `{output}` is {shape_str(v, t)}: its batch still has dims folded into it "
+                f"({folded[0]} rows per sample)",
+                hint=f"unfold it before the output, e.g. `reshape: [B, {', '.join(map(str, [folded[0], *rest]))}]`",
+            )
 
 
 # ---- reusing a result ----------------------------------------------------------------------

@@ -164,7 +164,7 @@ class _Inferer:
         if d.kind in ("layer", "op", "zoo", "timm"):
             keep = OPS[d.op].batch_inputs if d.kind == "op" else None  # the rest give sizes or indices
             try:
-                check_batch_kept([*ins, *kw.values()][:keep], t.probe, d.op)
+                check_batch_kept([*ins, *kw.values()][:keep], t.probe, d.op, d.kind == "op" and OPS[d.op].folds)
             except ShapeError as e:
                 e.path, e.node = d.path, d.name
                 raise
@@ -553,7 +553,7 @@ def infer_shapes(spec: Spec, params: Mapping[str, Any] | None = None, options: O
         kept=kept,
     )
     graph = inferer.infer(dag, inputs, env, spec.name, spec.output_type)
-    refs = {ref for _, ref in dag.outputs}
+    refs = graph.unfolded_outputs()  # a folded batch (64B) never leaves the model
     graph.extras = [n.name for n in dag.nodes if n.name in kept and n.name not in refs]
     _check_activations(graph, options)
     return graph

@@ -13,8 +13,9 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ShapeError
 from ..nodes.ops import OpType
-from .dims import Probe, shape_str
+from .dims import Probe, check_unfolded, shape_str
 
 SpecPath = tuple[str | int, ...]
 KwInputs = dict[str, "str | list[str]"]  # forward keyword -> node name, or names for a tuple
@@ -138,6 +139,20 @@ class TypedGraph:
         """The outputs eval mode returns: those not computed only in training (what predict and export see)."""
         only = {n.name for n in self.nodes if n.training_only}
         return [(ext, ref) for ext, ref in self.outputs if ref not in only]
+
+    def unfolded_outputs(self) -> set[str]:
+        """The names the outputs read, each checked to hold its batch as ``B`` (no ``64B``: a
+        batch with dims folded into it must be unfolded inside the model), at the node it is."""
+        for ext, ref in self.outputs:
+            if ref in self.inputs:
+                continue
+            node = self.node(ref)
+            try:
+                check_unfolded(node.probe, ext)
+            except ShapeError as e:
+                e.path, e.node = node.path, node.name
+                raise
+        return {ref for _, ref in self.outputs}
 
     def output_probe(self) -> Probe:
         """What the graph returns: one value, or a tuple of them."""

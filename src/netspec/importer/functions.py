@@ -212,41 +212,62 @@ def _stack(c: Call, tensors: list, dim: int = 0) -> Result:
 
 @handles("torch.flatten", "Tensor.flatten")
 def _flatten(c: Call, input: Ref, start_dim: int = 0, end_dim: int = -1) -> Result:
-    _keeps_samples(c, input, c.result, "flatten")
+    """From the batch on, it folds dims into the batch (Hiera's `x.flatten(0, 1)`: `4B`)."""
+    _batch_factor(c, input, "flatten")
+    _batch_factor(c, c.result, "flatten")
     return c.op("flatten", [input], start_dim=start_dim, end_dim=end_dim)
 
 
-def _keeps_samples(c: Call, input: Ref, out: Ref, what: str) -> None:
-    """Refuse folding other dims into the batch (windows into samples: Swin's, Hiera's), which
-    the spec's shape ops never do: its dim 0 is 1 at batch 1 (`trace.BATCHES`) in the batch's place."""
-    if input.batch_dims == [0] and out.batch_dims == [0] and out.meta[0].shape[0] != 1:
+def _batch_factor(c: Call, ref: Ref, what: str) -> int:
+    """The rows per sample of a value's batch dim (1: ``B``; 64: 64 windows folded into each
+    sample, ``64B``); refused where it is no multiple of the batch (``2B+1``).
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> c = Call("g", "x", Ref("g", (TensorMeta((64, 7), None), TensorMeta((128, 7), None))), lambda wish: wish)
+    >>> _batch_factor(c, c.result, "reshape")
+    64
+    """
+    if len(ref.batch_dims) != 1:
+        return 1  # no batch (a parameter), or several dims of it: the compiler's checks say why
+    at = ref.batch_dims[0]
+    one, two = ref.meta[0].shape[at], ref.meta[1].shape[at]  # at batch 1 and 2 (`trace.BATCHES`)
+    if two != 2 * one:
         raise ImportFailed(
-            f"a {what} from {_shown(input)} to {_shown(out)} folds dims into the batch (windows into samples): "
-            "a spec's ops keep the samples of a batch apart",
-            where=c.where,
+            f"a {what} to {_shown(ref)} leaves a batch dim that is no multiple of the batch", where=c.where
         )
+    return one
 
 
 def _shown(ref: Ref) -> str:
     """``(B, 8, 7, 96)``, or ``(64B, 7, 96)`` where the batch dim holds more than the batch."""
-    first = ref.meta[0].shape[0]
-    return "(" + ", ".join([f"{first}B" if first != 1 else "B", *map(str, ref.shape[1:])]) + ")"
+    a, b = ref.meta[0].shape, ref.meta[1].shape
+    return "(" + ", ".join(str(x) if x == y else "B" if x == 1 else f"{x}B" for x, y in zip(a, b)) + ")"
 
 
 @handles("torch.reshape", "Tensor.reshape", "Tensor.view")
 def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
-    """Read from the shape it gave: the per-sample shape at the declared input size."""
+    """Read from the shape it gave: the per-sample shape at the declared input size; where it
+    folds dims into the batch or unfolds them (Swin's windows), the batch written first."""
     out = c.result
     if not input.batch_dims and not out.batch_dims:  # a parameter's: `gamma.reshape(1, -1, 1, 1)`
         return _ones_added(c, input, out)
-    _keeps_samples(c, input, out, "reshape")
     if out.batch_dims != [0]:
         raise ImportFailed(
             f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
             "spec op (`reshape` keeps the batch first)",
             where=c.where,
         )
+    was, now = _batch_factor(c, input, "reshape"), _batch_factor(c, out, "reshape")
+    if was != now:  # `reshape: [64B, 7, 7, 96]`: windows into samples, or back
+        return c.op("reshape", [input], shape=["B" if now == 1 else f"{now}B", *out.shape[1:]])
     return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+@handles("Tensor.reshape_as", "Tensor.view_as")
+def _reshape_as(c: Call, input: Ref, other: Any) -> Result:
+    """``bn(x.flatten(0, 1)).reshape_as(x)`` (LeViT): the reshape to the shape ``other`` has, read
+    from the value it gave, as for ``x.reshape``."""
+    return _reshape(c, input)
 
 
 def _ones_added(c: Call, input: Ref, out: Ref) -> Result:

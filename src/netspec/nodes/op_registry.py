@@ -46,6 +46,9 @@ class OpType:
     # (the op's written arguments) -> more node names it reads, beside `from` (the names an
     # `index` expression uses); the emit then gets `input_names`: the name of each input
     refs_from: Callable[[Any], list[str]] | None = None
+    # reshapes that may fold dims into the batch (windows into samples: `64B`) or unfold them;
+    # their own check keeps each sample's rows together (dims.check_batch_kept)
+    folds: bool = False
 
 
 #: op name -> entry, written by the @op decorator below.
@@ -64,6 +67,7 @@ def op(
     shape: Callable[..., tuple[int, ...] | None] | None = None,
     batch_inputs: int | None = None,
     refs_from: Callable[[Any], list[str]] | None = None,
+    folds: bool = False,
 ):
     """Decorator registering an op; the function's keyword arguments are the op's arguments."""
 
@@ -87,6 +91,7 @@ def op(
                 shape,
                 batch_inputs,
                 refs_from,
+                folds,
             ),
         )
         return fn

@@ -11,13 +11,16 @@ shapes (``reshape``) are per sample, the batch dim is kept.
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
+from ..compiler.dims import batch_factor
 from ..errors import GraphError, ShapeError
 from . import functional as nsf
 from .op_registry import OPS, Call, Dims, OpType, _check_same, _fmt, _two_or_number, op
@@ -133,15 +136,98 @@ def _minimum(inputs: list[Any]) -> Call:
 # ---- reshaping ---------------------------------------------------------------------------
 
 
-@op("flatten", positional="start_dim")
+def _batch_at(dims: Dims, what: str) -> int | None:
+    """Where the batch is in a reshape's input (None: it has none); refused where the reshape
+    would read dims in front of it together with it, which interleaves the samples."""
+    at = [i for i, d in enumerate(dims) if batch_factor(d) is not None]
+    if not at:
+        return None
+    if len(at) > 1 or any(d != 1 for d in dims[: at[0]]):
+        raise ShapeError(
+            f"a {what} of {_fmt(dims)} would interleave the samples of a batch: the dims in front "
+            f"of the batch (dim {at[0]}) are read together with it",
+            hint="move the batch to dim 0 first (`transpose` or `permute`)",
+        )
+    return at[0]
+
+
+def _check_flatten(shapes: list[Dims], start_dim: int = 1, end_dim: int = -1) -> None:
+    dims = shapes[0]
+    if not dims:
+        return
+    start, end = start_dim % len(dims), end_dim % len(dims)
+    at = [i for i, d in enumerate(dims) if batch_factor(d) is not None]
+    if at and start < at[0] <= end and any(d != 1 for d in dims[start : at[0]]):
+        raise ShapeError(
+            f"flatten of {_fmt(dims)} from dim {start_dim} would interleave the samples of a batch: the "
+            f"dims in front of the batch (dim {at[0]}) are merged with it",
+            hint=f"start at the batch (`flatten: {{start_dim: {at[0]}, end_dim: {end_dim}}}`), or move it first",
+        )
+
+
+@op("flatten", positional="start_dim", check=_check_flatten, folds=True)
 def _flatten(inputs: list[Any], start_dim: int = 1, end_dim: int = -1) -> Call:
-    """Flatten dims start_dim..end_dim (default: everything but the batch)."""
+    """Flatten dims start_dim..end_dim (default: everything but the batch; from 0: into it)."""
     return torch.flatten, (inputs[0],), {"start_dim": start_dim, "end_dim": end_dim}
 
 
-@op("reshape", positional="shape")
-def _reshape(inputs: list[Any], shape: list[int]) -> Call:
-    """Reshape each sample to `shape` (per sample; the batch dim is kept)."""
+_WRITTEN_BATCH = re.compile(r"^\s*(?:(\d+)\s*\*?\s*B|B\s*\*\s*(\d+)|B)\s*$")
+
+
+def written_batch(entry: str) -> int:
+    """The batch a reshape writes as its first size -> rows per sample: ``B`` 1, ``64B`` or ``B*64`` 64.
+
+    >>> written_batch("B"), written_batch("64B"), written_batch("B*64"), written_batch("64*B")
+    (1, 64, 64, 64)
+    """
+    m = _WRITTEN_BATCH.match(entry)
+    if m is None or int(m.group(1) or m.group(2) or 1) < 1:
+        raise ShapeError(
+            f"`{entry}` is no size: the batch is written `B`, or `64B` (`B*64`) for 64 rows per sample",
+            hint="e.g. `reshape: [64B, 7, 7, 96]` folds dims into the batch, `reshape: [B, 8, 8, 7, 7, 96]` unfolds them",
+        )
+    return int(m.group(1) or m.group(2) or 1)
+
+
+def _check_reshape(shapes: list[Dims], shape: list[int | str]) -> None:
+    dims = shapes[0]
+    written = [i for i, s in enumerate(shape) if isinstance(s, str)]
+    if written and written != [0]:
+        raise ShapeError(f"`{shape[written[-1]]}` is size {written[-1]}: only the first size can be the batch")
+    at = _batch_at(dims, "reshape")
+    if at is None:
+        if written:
+            raise ShapeError(f"the input {_fmt(dims)} has no batch dim to write as `{shape[0]}`")
+        return
+    if not all(isinstance(d, int) for d in dims[at + 1 :]):
+        return
+    factor, row = batch_factor(dims[at]) or 1, math.prod(int(d) for d in dims[at + 1 :])
+    sizes = [int(d) for d in shape[1:]] if written else [int(d) for d in shape]
+    if -1 in sizes:
+        if written:
+            raise ShapeError(f"[{', '.join(map(str, shape))}] writes the batch, so it needs every other size (no -1)")
+        return
+    size: int = math.prod(sizes)  # the values of one row the reshape writes
+    per_sample = (written_batch(str(shape[0])) if written else factor) * size
+    if per_sample != factor * row:
+        k, left = divmod(factor * row, size or 1)
+        hint = (
+            f"to fold dims into the batch, write it: `reshape: [{'B' if k == 1 else f'{k}B'}, "
+            f"{', '.join(map(str, sizes))}]`"
+            if not written and not left and size
+            else "the sizes must multiply to the same number of values per sample"
+        )
+        raise ShapeError(
+            f"[{', '.join(map(str, shape))}] holds {per_sample} values per sample; the input {_fmt(dims)} holds {factor * row}",
+            hint=hint,
+        )
+
+
+@op("reshape", positional="shape", check=_check_reshape, folds=True)
+def _reshape(inputs: list[Any], shape: list[int | str]) -> Call:
+    """Reshape each sample to `shape`, the batch kept; `[64B, 7, 7, 96]` writes it: windows into samples."""
+    if shape and isinstance(shape[0], str):  # the batch written: the -1 in its place is B * 64 (checked)
+        return torch.reshape, (inputs[0], (-1, *shape[1:])), {}
     if -1 in shape:
         return nsf.reshape_batch, (inputs[0], tuple(shape)), {}
     return torch.reshape, (inputs[0], (-1, *shape)), {}

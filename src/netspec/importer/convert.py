@@ -27,6 +27,7 @@ from . import attention, layer_calls, pieces  # noqa: F401  (register: layers, u
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
+from .groups import group_node, inner_name, numbered_child, numbered_group
 from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
@@ -123,7 +124,7 @@ def _first(loop: Loop | Refused) -> fx.Node:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset()) -> None:
+    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset(), input_name: str | None = None) -> None:
         assert traced.graph is not None
         self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)
@@ -138,6 +139,7 @@ class Converter:
         self.calls: dict[str, int] = {}
         own = {n for n, _ in self.module.named_parameters(recurse=False)}
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
+        self.input_name = input_name  # the one input's name, given: a group's input keeps its outer name
 
     def run(self) -> Body:
         loops = {_first(loop): loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
@@ -170,7 +172,7 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
-        wish = str(n.target).lstrip("*")
+        wish, self.input_name = self.input_name or str(n.target).lstrip("*"), None
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
             name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
             self.namer.taken.add(name)
@@ -206,14 +208,9 @@ class Converter:
             self._list_call(n, target)
             return
         sub = self.t.calls[n]
-        if self.t.kind == "custom" and not NODE_NAME.match(target) and has_state(sub.module):  # `for mod in self`
-            raise ImportFailed(
-                f"forward calls its child `{target}`, whose name is no node name: a block names its nodes "
-                f"(a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
-                f"`{self.t.child_path(target)}` cannot be kept",
-                where=self.where,
-                hint="give the child a name, or make it an nn.Sequential's item",
-            )
+        # `for mod in self` over numbered children: the module becomes a group (groups.numbered_group)
+        if self.t.kind == "custom" and not NODE_NAME.match(target) and not target.isdigit() and has_state(sub.module):
+            raise numbered_child(self.t, target)
         self._add(n, self._module_call(n, self._call_name(target, sub), sub))
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
@@ -460,15 +457,25 @@ def init_of(value: torch.Tensor) -> Any:
 
 def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
     """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
-    from .groups import group_node
-
     hoisted = _hoist_lists(name, sub, bound, parent)
-    body = Converter(sub, set(hoisted)).run()
-    parent.notes.extend(body.notes)
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
+    numbered = sub.kind == "custom" and _calls_numbered(sub)
+    inner = None  # a group's input keeps its outer name (as shapes.group names it)
+    if numbered and len(refs) == 1:
+        inner = inner_name(refs[0].name)
+    body = Converter(sub, set(hoisted), inner).run()
+    parent.notes.extend(body.notes)
     if sub.kind == "sequential":
         return group_node(name, body, refs)
+    if numbered:
+        return numbered_group(name, body, refs, sub)
     return _block_use(name, body, refs)
+
+
+def _calls_numbered(sub: Traced) -> bool:
+    """Whether a module's forward calls children named by number (``for mod in self``)."""
+    assert sub.graph is not None
+    return any(n.op == "call_module" and str(n.target).isdigit() for n in sub.graph.nodes)
 
 
 def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> dict[str, Ref]:

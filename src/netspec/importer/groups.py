@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..compiler.node_forms import NODE_NAME
+from ..nodes.kinds import GROUP_OP
 from .call import Result
 from .errors import ImportFailed
-from .ir import Body, Ref, SNode
+from .ir import Body, Ref, SNode, has_state
+from .trace import Traced
 
 
 def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
@@ -42,6 +44,55 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
             )
     chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
     return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
+
+
+def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Result:
+    """A module whose forward calls its children named by number (``for mod in self: x = mod(x)``:
+    torchvision's ASPPPooling, IntermediateLayerGetter) -> a group: its children first, unnamed, so
+    they keep their keys (``0``, ``1``, ...), then its ops, named, with their inputs written out;
+    the group's value is its last node (an ``Identity`` where the value is another's).
+
+    >>> from torch import nn
+    >>> pool = Traced("pool", nn.Sequential(nn.ReLU()), "custom")
+    >>> body = Body(pool.module, "pool", ["x"], [SNode("ReLU", "0", None, ["x"]), SNode("mul", "mul", None, ["0", "x"])], ["mul"])
+    >>> [(n.name, n.op, n.inputs) for n in numbered_group("pool", body, [Ref("x", (None, None))], pool).nodes]
+    [(None, 'ReLU', ['x']), ('mul', 'mul', ['0', 'x'])]
+    """
+    numbered = sorted((n for n in body.nodes if (n.name or "").isdigit()), key=lambda n: int(n.name or 0))
+    stateful = [n.name for n in numbered if has_state(sub.module.get_submodule(n.name or ""))]
+    first = (stateful or [n.name for n in numbered])[0] or ""
+    one_input = len(refs) == 1 and len(body.inputs) == 1 and body.inputs[0] == inner_name(refs[0].name)
+    if not one_input or [n.name for n in numbered] != [str(k) for k in range(len(numbered))]:
+        raise numbered_child(sub, first)
+    if len(body.outputs) != 1:
+        raise ImportFailed(
+            f"forward calls its children by number (`{first}`, ...) and returns {len(body.outputs)} values: "
+            "a module that does is written as a group (its children keep their keys by position), which gives one value",
+            where=body.path,
+        )
+    ops = [n for n in body.nodes if n not in numbered]
+    if not ops or ops[-1].name != body.outputs[0]:
+        taken = {n.name for n in body.nodes} | set(body.inputs)
+        out = next(f"out{k or ''}" for k in range(len(taken) + 1) if f"out{k or ''}" not in taken)
+        ops.append(SNode("Identity", out, None, [body.outputs[0]]))
+    nodes = [n.copy(name=None) for n in numbered] + ops
+    return SNode(GROUP_OP, name, None, [refs[0].name], nodes=nodes)
+
+
+def inner_name(source: str) -> str:
+    """The name a group's input has inside it (as ``shapes.group`` names it)."""
+    return source if source.isidentifier() else f"x_{source}"
+
+
+def numbered_child(traced: Traced, target: str) -> ImportFailed:
+    """The refusal of a child whose name is no node name, called by a module's own forward."""
+    return ImportFailed(
+        f"forward calls its child `{target}`, whose name is no node name: a block names its nodes "
+        f"(a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
+        f"`{traced.child_path(target)}` cannot be kept",
+        where=traced.path,
+        hint="give the child a name, or make it an nn.Sequential's item",
+    )
 
 
 def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:

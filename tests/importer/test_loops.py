@@ -74,3 +74,29 @@ def test_a_module_calling_its_numbered_children_and_giving_two_values_is_refused
         "m: backbone: forward calls its children by number (`0`, ...) and returns 2 values: a module that does is "
         "written as a group (its children keep their keys by position), which gives one value"
     )
+
+
+class NormActs(nn.Module):
+    """timm's DenseTransition: a Sequential whose children are read as several nodes each (a
+    BatchNormAct2d: the norm, then its activation), first, inside and last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        timm_layers = pytest.importorskip("timm.layers")
+        norm_act = timm_layers.BatchNormAct2d
+        self.t = nn.Sequential(norm_act(3), nn.Conv2d(3, 4, 1), norm_act(4))
+        self.u = nn.Sequential(norm_act(4), nn.Conv2d(4, 4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.u(self.t(x))
+
+
+def test_a_sequential_child_read_as_several_nodes_keeps_the_others_places() -> None:
+    text = _round_trip(NormActs(), {"x": (3, 6, 6)})
+    # the child's further nodes go after the children, named; the inputs are written out
+    assert (
+        "  - t:\n      - BatchNorm2d: {}\n      - Conv2d: {out_channels: 4, kernel_size: 1}\n        from: n0_act\n"
+        in text
+    )
+    assert "      - n2_act: {ReLU: {inplace: true}}\n        from: '2'\n  - u:\n" in text  # t's value: its last node
+    assert "      - out: {Identity: {}}\n        from: '1'\noutputs: [u]\n" in text

@@ -136,7 +136,6 @@ REFUSALS = {
     "csatv2": "stem_dct: forward reads `imagenet_std`, a buffer: a spec holds only parameters of its own nodes",
     "davit_tiny": "stages.0.blocks.0.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "densenet121": "features.transition1: a Sequential's children do not form a chain in order",
     "dla46x_c": "level3: `tree2` is called with a list of tensors as `children`, which it does more with than concatenate: a spec passes tensors",
     "edgenext_xx_small": "the traced forward fails on inputs of 3x256x256: The size of tensor a (48) must match the size of tensor b (24) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
     "efficientformer_l1": "stages.3.blocks.4.token_mixer: forward reads `attention_bias_idxs`, a buffer: a spec holds only parameters of its own nodes",

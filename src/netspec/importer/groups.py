@@ -19,19 +19,26 @@ from .trace import Traced
 
 def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
     """The group of a Sequential's body; children that are no node (identities in the spec) become
-    ``Identity`` nodes, so the others keep their position (their state_dict keys)."""
+    ``Identity`` nodes, so the others keep their position (their state_dict keys). A child read as
+    several nodes (timm's ``BatchNormAct2d``: the norm, then its activation) keeps its place; the
+    nodes after its first go after the children, named, and every node's input is written out."""
     if not body.nodes:
         return refs[0]
-    made = {n.name: n for n in body.nodes}
-    nodes: list[SNode] = []
+    children = body.module._modules
+    rest, nodes, extras = list(body.nodes), [], []
     previous = body.inputs[0]
-    for child in body.module._modules:
-        node = made.pop(child, None) or SNode("Identity", child, None, [previous])
-        if node.inputs != [previous]:
-            raise ImportFailed("a Sequential's children do not form a chain in order", where=body.path)
+    for child in children:
+        node = rest.pop(0) if rest and rest[0].name == child else SNode("Identity", child, None, [previous])
+        chain = [node]
+        while rest and rest[0].name not in children:  # the child's further nodes
+            chain.append(rest.pop(0))
+        for part in chain:
+            if part.inputs != [previous]:
+                raise ImportFailed("a Sequential's children do not form a chain in order", where=body.path)
+            previous = part.name or ""
         nodes.append(node)
-        previous = child
-    if made or body.outputs != [previous]:
+        extras += chain[1:]
+    if rest or body.outputs != [previous]:
         raise ImportFailed("a Sequential whose forward is not the chain of its children", where=body.path)
     for k, node in enumerate(nodes):
         if node.name != str(k) and not NODE_NAME.match(node.name or ""):
@@ -42,8 +49,17 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
                 f"`{key}` cannot be kept",
                 where=body.path,
             )
-    chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
-    return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
+    if not extras:
+        chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
+        return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
+    listed = [*nodes, *extras]
+    if listed[-1].name != previous:  # the group's value is its last node
+        listed.append(SNode("Identity", _fresh_out({n.name for n in listed}), None, [previous]))
+    spelled = [
+        n.copy(name=None if n.name == str(k) else n.name, inputs=None if k == 0 else n.inputs)
+        for k, n in enumerate(listed)
+    ]
+    return SNode("Sequential", name, None, [refs[0].name], nodes=spelled)
 
 
 def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Result:
@@ -72,11 +88,14 @@ def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Resul
         )
     ops = [n for n in body.nodes if n not in numbered]
     if not ops or ops[-1].name != body.outputs[0]:
-        taken = {n.name for n in body.nodes} | set(body.inputs)
-        out = next(f"out{k or ''}" for k in range(len(taken) + 1) if f"out{k or ''}" not in taken)
-        ops.append(SNode("Identity", out, None, [body.outputs[0]]))
+        ops.append(SNode("Identity", _fresh_out({n.name for n in body.nodes}), None, [body.outputs[0]]))
     nodes = [n.copy(name=None) for n in numbered] + ops
     return SNode(GROUP_OP, name, None, [refs[0].name], nodes=nodes)
+
+
+def _fresh_out(taken: set[str | None]) -> str:
+    """``out``, or ``out1``, ... where a node has that name: the name of a group's last node."""
+    return next(f"out{k or ''}" for k in range(len(taken) + 1) if f"out{k or ''}" not in taken)
 
 
 def inner_name(source: str) -> str:

@@ -72,7 +72,7 @@ def test_a_module_calling_its_numbered_children_and_giving_two_values_is_refused
         spec_from_module(model, {"x": (3, 8, 8)}, name="m", label="m")
     assert str(e.value) == (
         "m: backbone: forward calls its children by number (`0`, ...) and returns 2 values: a module that does is "
-        "written as a group (its children keep their keys by position), which gives one value"
+        "written as a group (its children keep their keys by position), which takes one tensor and gives one"
     )
 
 
@@ -100,3 +100,70 @@ def test_a_sequential_child_read_as_several_nodes_keeps_the_others_places() -> N
     )
     assert "      - n2_act: {ReLU: {inplace: true}}\n        from: '2'\n  - u:\n" in text  # t's value: its last node
     assert "      - out: {Identity: {}}\n        from: '1'\noutputs: [u]\n" in text
+
+
+class AppendTo(nn.Module):
+    """A module that appends to the list it is given and reads it back (timm's DLA trees)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, outs: list[torch.Tensor]) -> torch.Tensor:
+        outs.append(self.a(x))
+        outs.append(self.b(outs[-1]))
+        return torch.cat(outs, 1) + outs[0].sum(1, keepdim=True)  # (B, 6, H, W)
+
+
+class AppendList(nn.Sequential):
+    """timm's SequentialAppendList: numbered children, each appended to the list it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1))
+
+    def forward(self, x: torch.Tensor, concat_list: list[torch.Tensor]) -> torch.Tensor:
+        for i, module in enumerate(self):
+            concat_list.append(module(x if i == 0 else concat_list[-1]))
+        return torch.cat(concat_list, dim=1)
+
+
+class Lists(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(2, 2, 1)
+        self.tree = AppendTo()
+        self.mid = AppendList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        z = self.tree(y, [x])  # (B, 6, H, W)
+        return self.mid(y, [y]).sum(1, keepdim=True) + z.mean(1, keepdim=True)  # the same tensor given twice
+
+
+def test_a_list_argument_changed_or_indexed_is_traced_as_its_tensors() -> None:
+    """fx records no appends to a list argument; traced as a placeholder per tensor, the list is a
+    Python list inside, so the appends and reads are plain Python and the block takes each tensor."""
+    text = _round_trip(Lists(), {"x": (2, 5, 5)})
+    assert "  - tree: {AppendTo: {}}\n    from: [stem, x]\n" in text  # its inputs: y, then the list's tensor
+    assert "    inputs: [x, outs_1]\n" in text and "      - cat: [outs_1, a, b]\n" in text  # fx numbers them from 1
+    assert "  - mid:\n      - Conv2d: {out_channels: 2, kernel_size: 1}\n" in text  # a group: `y` given twice
+
+
+class SplitPaths(nn.Module):
+    """timm's SelectiveKernel: each item of a list reads its own piece of a split."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(nn.Conv2d(2, 3, 3, padding=1) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(x, 2, 1)  # 2x (B, 2, H, W)
+        return torch.cat([path(pieces[i]) for i, path in enumerate(self.paths)], 1)  # (B, 6, H, W)
+
+
+def test_a_loop_reading_pieces_of_a_split_is_a_group_of_the_split_tensor() -> None:
+    text = _round_trip(SplitPaths(), {"x": (4, 5, 5)})
+    assert "  - paths:\n      - Conv2d: {out_channels: 3, kernel_size: 3, padding: 1}\n        from: getitem\n" in text
+    assert (
+        "      - getitem_1: {narrow: {dim: 1, start: 2, length: 2}}\n        from: x\n" in text
+    )  # read inside the group

@@ -129,14 +129,16 @@ REFUSALS = {
     "beit_base_patch16_224": "blocks.0.attn: forward reads `k_bias`, a buffer: a spec holds only parameters of its own nodes",
     "halonet_h1": "stages.0.0.self_attn: a reshape from (B, 64, 64, 64) to (8B, 8, 8, 8, 8, 8) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "cait_xxs24_224": "forward gives the items of nn.ModuleList `blocks_token_only` more than the previous item's output (expand): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
-    "coat_tiny": "serial_blocks1.0.factoratt_crpe.crpe: forward calls the items of nn.ModuleList `conv_list` in a loop that reads pieces of a split or unbind: the loop is written as a group named after the list, which takes one tensor",
+    "coat_tiny": "forward calls the items of nn.ModuleList `parallel_blocks` in a loop that calls `cpe2` inside it: "
+    "the loop is written as a group named after the list, which takes one input and gives one value; make each item "
+    "a module that does the whole step (a block)",
     "convit_tiny": "blocks.0.attn: torch.fx cannot trace timm.models.convit.GPSA.forward: symbolically traced variables cannot be used as inputs to control flow",
     "cpubone_nano": "stages.2.1.total.0.0.main.1: torch.fx cannot trace timm.models.cpubone.ConvAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
     "crossvit_tiny_240": "torch.fx cannot trace timm.models.crossvit.CrossVit.forward: symbolically traced variables cannot be used as inputs to control flow",
     "csatv2": "stem_dct: forward reads `imagenet_std`, a buffer: a spec holds only parameters of its own nodes",
     "davit_tiny": "stages.0.blocks.0.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "dla46x_c": "level3: `tree2` is called with a list of tensors as `children`, which it does more with than concatenate: a spec passes tensors",
+    "dla46x_c": "level3.tree1: timm.models.dla.DlaTree contains itself: blocks cannot be recursive",
     "edgenext_xx_small": "the traced forward fails on inputs of 3x256x256: The size of tensor a (48) must match the size of tensor b (24) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
     "efficientformer_l1": "stages.3.blocks.4.token_mixer: forward reads `attention_bias_idxs`, a buffer: a spec holds only parameters of its own nodes",
     "efficientformerv2_s0": "stem.conv1.bn: `act` of this BatchNormAct2d is timm.layers.activations.GELU, not a torch.nn layer without weights: a spec writes the norm and then its activation as torch.nn layers",
@@ -163,15 +165,16 @@ REFUSALS = {
     "nasnetalarge": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "nest_tiny": "levels.0: torch.fx cannot trace timm.models.nest.NestLevel.forward: int() argument must be a string, a bytes-like object or a real number, not 'Proxy'",
     "test_nfnet": "stem.conv1: a reshape of a [16, 3, 3, 3] tensor without a batch to [1, 16, 27] has no spec op (only dims of size 1 can be added)",
-    "pit_ti_224": "`transformers` is called with a list of tensors as `x`, which it does more with than concatenate: a spec passes tensors",
+    "pit_ti_224": "transformers: `transformers.1` is given `x`, a list or tuple another module returns, whole: a spec "
+    "passes tensors, so a module that takes a tuple takes each of its tensors by name",
     "pnasnet5large": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "qwen3_vit_88m": "encoder: torch.fx cannot trace timm.models.qwen3_vit.Qwen3VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",
     "repghostnet_050": "blocks.0.0.ghost1: forward calls `fusion_conv.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
     "res2next50": "layer1.0: forward calls the items of nn.ModuleList `convs` in a loop that calls `bns.0` inside it: the loop is written as a group named after the list, which takes one input and gives one value; make each item a module that does the whole step (a block)",
-    "selecsls42": "the traced forward fails on inputs of 3x224x224: conv2d() received an invalid combination of arguments - got (immutable_list, Parameter, NoneType, tuple, tuple, tuple, int), but expected one of: * (Tensor input, Tensor weight, Tensor bias = None, tuple of ints stride = 1, tuple of ints padding = 0, tuple of ints dilation = 1, int groups = 1) didn't match because some of the arguments have invalid types: (!immutable_list of [Tensor]!, !Parameter!, !NoneType!, !tuple of (int, int)!, !tuple of (int, int)!, !tuple of (int, int)!, !int!) * (Tensor input, Tensor weight, Tensor bias = None, tuple of ints stride = 1, str padding = \"valid\", tuple of ints dilation = 1, int groups = 1) didn't match because some of the arguments have invalid types: (!immutable_list of [Tensor]!, !Parameter!, !NoneType!, !tuple of (int, int)!, !tuple of (int, int)!, !tuple of (int, int)!, !int!); check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "selecsls42": "features: `features.1` is given `x`, a list or tuple another module returns, whole: a spec passes "
+    "tensors, so a module that takes a tuple takes each of its tensors by name",
     "sequencer2d_s": "stages.0.blocks.0.rnn_tokens: a reshape from (B, 32, 32, 192) to (32B, 32, 192) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "shvit_s1": "stages.1.blocks.0.mixer.m.pre_norm: `torch.nn.functional.group_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "skresnet18": "layer1.0.conv1: forward calls the items of nn.ModuleList `paths` in a loop that reads pieces of a split or unbind: the loop is written as a group named after the list, which takes one tensor",
     "swiftformer_xs": "stages.0.blocks.2.attn: `torch.nn.functional.normalize` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "swin_tiny_patch4_window7_224": "layers.0.blocks.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "swinv2_tiny_window8_256": "layers.0.blocks.0: a reshape from (B, 8, 8, 8, 8, 96) to (64B, 8, 8, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
@@ -188,7 +191,9 @@ REFUSALS = {
     "volo_d1_224": "forward calls the items of nn.ModuleList `network` in a loop that reads `pos_embed` inside it: "
     "the loop is written as a group named after the list, which takes one input and gives one value; make each item "
     "a module that does the whole step (a block)",
-    "ese_vovnet19b_slim_dw": "the traced forward fails on inputs of 3x224x224: Given groups=1, weight of size [112, 256, 1, 1], expected input[1, 64, 56, 56] to have 256 channels, but got 64 channels instead; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes "
+    "2 tensors: a module that does is written as a group (its children keep their keys by position), which takes "
+    "one tensor and gives one",
     "xcit_nano_12_p8_224": "the traced forward fails on inputs of 3x224x224: The size of tensor a (128) must match the size of tensor b (64) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
 }
 

@@ -85,7 +85,7 @@ SEGMENTATION = tvm.list_models(module=tvm.segmentation)
 # model -> the line after its name
 SEG_LIMITATIONS = {
     "lraspp_mobilenet_v3_large": "backbone: forward calls its children by number (`0`, ...) and returns 2 values: "
-    "a module that does is written as a group (its children keep their keys by position), which gives one value",
+    "a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
 }
 
 

@@ -14,6 +14,7 @@ import inspect
 import keyword
 import re
 from collections.abc import Set
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -172,7 +173,13 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
-        wish, self.input_name = self.input_name or str(n.target).lstrip("*"), None
+        if self.input_name:  # every input is the one tensor the caller gives
+            if self.input_name not in self.inputs:
+                self.inputs.append(self.input_name)
+                self.namer.taken.add(self.input_name)
+            self.env[n] = Ref(self.input_name, self.values(n))
+            return
+        wish = str(n.target).lstrip("*")
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
             name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
             self.namer.taken.add(name)
@@ -268,15 +275,13 @@ class Converter:
         its items first, unnamed (named 0, 1, ... by position: their keys), then the ops between
         them, named; the group's value is its last node (an ``Identity`` where that is an item)."""
         source = self.env[loop.source]
-        if not isinstance(source, Ref):
-            raise ImportFailed(
-                f"forward calls the items of nn.ModuleList `{loop.head}` in a loop that reads pieces of a split "
-                "or unbind: the loop is written as a group named after the list, which takes one tensor",
-                where=self.where,
-            )
-        inner = Ref(source.name if source.name.isidentifier() else f"x_{source.name}", source.meta)  # as shapes.group
+        tensor = source.source if isinstance(source, Pieces) else source  # a split's pieces: read inside
+        if not isinstance(tensor, Ref):
+            raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` reads a tuple", where=self.where)
+        inner_tensor = Ref(inner_name(tensor.name), tensor.meta)
+        inner = replace(source, source=inner_tensor) if isinstance(source, Pieces) else inner_tensor
         outer_nodes, outer_namer = self.nodes, self.namer
-        self.nodes, self.namer, self.env[loop.source] = [], Namer({inner.name}), inner
+        self.nodes, self.namer, self.env[loop.source] = [], Namer({inner_tensor.name}), inner
         try:
             items: list[SNode] = []
             for n in loop.nodes:
@@ -297,7 +302,7 @@ class Converter:
         finally:
             self.nodes, self.namer, self.env[loop.source] = outer_nodes, outer_namer, source
         self.namer.taken.add(loop.head)
-        self.nodes.append(SNode(GROUP_OP, loop.head, None, [source.name], nodes=[*items, *ops]))
+        self.nodes.append(SNode(GROUP_OP, loop.head, None, [tensor.name], nodes=[*items, *ops]))
         self.env[loop.out] = Ref(loop.head, self.values(loop.out))
 
     def _item(self, n: fx.Node, k: int, head: str) -> SNode:
@@ -403,7 +408,19 @@ class Converter:
 
     def _bind(self, sub: Traced, args: tuple, kwargs: dict) -> dict[str, Any]:
         bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
-        return {k: v for k, v in bound.arguments.items() if k not in sub.literal}
+        out: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            if key in sub.flat:  # a list traced as its tensors: an input each
+                if not isinstance(value, (list, tuple)):
+                    raise ImportFailed(
+                        f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "
+                        "tensors, so a module that takes a tuple takes each of its tensors by name",
+                        where=self.where,
+                    )
+                out.update({f"{key}_{k}": v for k, v in enumerate(value)})
+            elif key not in sub.literal:
+                out[key] = value
+        return out
 
     def _hoisted_cat(self, n: fx.Node) -> bool:
         """``torch.cat(input, 1)`` of a list the caller concatenated already (see ``module_node``)."""
@@ -461,7 +478,7 @@ def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
     numbered = sub.kind == "custom" and _calls_numbered(sub)
     inner = None  # a group's input keeps its outer name (as shapes.group names it)
-    if numbered and len(refs) == 1:
+    if numbered and refs and len({r.name for r in refs}) == 1:  # one tensor, maybe given twice (`f(x, [x])`)
         inner = inner_name(refs[0].name)
     body = Converter(sub, set(hoisted), inner).run()
     parent.notes.extend(body.notes)

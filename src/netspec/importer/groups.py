@@ -77,13 +77,14 @@ def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Resul
     numbered = sorted((n for n in body.nodes if (n.name or "").isdigit()), key=lambda n: int(n.name or 0))
     stateful = [n.name for n in numbered if has_state(sub.module.get_submodule(n.name or ""))]
     first = (stateful or [n.name for n in numbered])[0] or ""
-    one_input = len(refs) == 1 and len(body.inputs) == 1 and body.inputs[0] == inner_name(refs[0].name)
-    if not one_input or [n.name for n in numbered] != [str(k) for k in range(len(numbered))]:
+    if [n.name for n in numbered] != [str(k) for k in range(len(numbered))]:
         raise numbered_child(sub, first)
-    if len(body.outputs) != 1:
+    given = len({r.name for r in refs})
+    if given != 1 or body.inputs != [inner_name(refs[0].name)] or len(body.outputs) != 1:
+        what = f"returns {len(body.outputs)} values" if given == 1 else f"takes {given} tensors"
         raise ImportFailed(
-            f"forward calls its children by number (`{first}`, ...) and returns {len(body.outputs)} values: "
-            "a module that does is written as a group (its children keep their keys by position), which gives one value",
+            f"forward calls its children by number (`{first}`, ...) and {what}: a module that does is "
+            "written as a group (its children keep their keys by position), which takes one tensor and gives one",
             where=body.path,
         )
     ops = [n for n in body.nodes if n not in numbered]

@@ -127,14 +127,16 @@ class Traced:
     graph: fx.Graph | None = None
     calls: dict[fx.Node, Traced] = field(default_factory=dict)  # call_module node -> the call's trace
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
+    flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
 
 
-def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Graph:
+def trace_module(module: nn.Module, path: str, literal: dict[str, Any], flat: dict[str, int] | None = None) -> fx.Graph:
     """The graph of ``module.forward`` with its children as leaves; ``literal`` arguments (not
-    tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls.
+    tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls;
+    ``flat`` lists of tensors are traced as a placeholder per tensor (a Python list of them inside).
 
     >>> g = trace_module(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "head", {})
     >>> [(n.op, n.target) for n in g.nodes]
@@ -142,7 +144,8 @@ def trace_module(module: nn.Module, path: str, literal: dict[str, Any]) -> fx.Gr
     """
     stand_in = _stand_in(module, literal, path)
     try:
-        graph = _OneLevel(stand_in).trace(stand_in, concrete_args=literal or None)
+        lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
+        graph = _OneLevel(stand_in).trace(stand_in, concrete_args={**literal, **lists} or None)
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
         reason = " ".join(str(e).split()) or type(e).__name__
         hint = None
@@ -198,11 +201,17 @@ def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
             graph.erase_node(node)
 
 
+# methods that change a list in place: a list argument they change is traced as its tensors
+_LIST_CHANGES = ("append", "extend", "insert", "pop", "remove", "clear")
+
+
 def _is_impure(node: fx.Node) -> bool:
     """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
     if node.op in ("placeholder", "output", "call_module"):
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if node.op == "call_method" and name in _LIST_CHANGES:  # a list argument changed: it is traced flat
+        return True
     return name.endswith("_") and not name.endswith("__")
 
 
@@ -250,8 +259,35 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
     traced = Traced(path, module, kind)
     if kind != "layer":  # a Sequential too: the modules in it are traced through its forward
         traced.literal = _literal_arguments(module, args, kwargs)
-        traced.graph = trace_module(module, path, traced.literal)
+        try:
+            traced.graph = trace_module(module, path, traced.literal)
+        except ImportFailed:  # `x[1]` of a list argument fails on the proxy fx gives for it
+            traced.flat = _flat_lists(None, module, args, kwargs)
+            if not traced.flat:
+                raise
+        else:
+            traced.flat = _flat_lists(traced.graph, module, args, kwargs)
+        if traced.flat:
+            traced.graph = trace_module(module, path, traced.literal, traced.flat)
     return traced
+
+
+def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
+    """The list arguments of tensors that forward does more with than concatenate whole (append
+    to, index, unpack) in ``graph`` (all of them without one): traced again as a placeholder per
+    tensor; a list only concatenated stays one (the caller concatenates it, ``convert._hoist_lists``)."""
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    placeholders = {n.target: n for n in graph.nodes if n.op == "placeholder"} if graph else {}
+    flat = {}
+    for key, value in bound.arguments.items():
+        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value)):
+            continue
+        p = placeholders.get(key)
+        if graph is None or (
+            p is not None and not all(u.target in (torch.cat, torch.concat) and u.args[0] is p for u in p.users)
+        ):
+            flat[key] = len(value)
+    return flat
 
 
 def _literal_arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -270,8 +306,17 @@ def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     """Run a traced custom module on real values (its tensor arguments only), recording as it goes."""
     bound = inspect.signature(traced.module.forward).bind(*args, **kwargs)
     bound.apply_defaults()
-    values = [v for k, v in bound.arguments.items() if k not in traced.literal]
-    return _Recorder(traced, run).run(*values)
+    values: list[Any] = []
+    for key, value in bound.arguments.items():
+        if key in traced.flat:
+            values.extend(value)  # a placeholder per tensor
+        elif key not in traced.literal:
+            values.append(value)
+    if not traced.flat:
+        return _Recorder(traced, run).run(*values)
+    out = _Recorder(traced, run).run(*values, enable_io_processing=False)  # given flat already
+    assert traced.graph is not None
+    return traced.graph.process_outputs(out)  # fx flattened the outputs too
 
 
 _SIZE_HINT = "check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"

@@ -179,17 +179,7 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             toys.Zipped,
             (
                 "{m}.Zipped: forward calls the items of nn.ModuleList `attn` in a loop that calls `mlp.0` "
-                "inside it: the loop is written as a group named after the list, which takes one input and "
-                "gives one value; make each item a module that does the whole step (a block)"
-            ),
-        ),
-        (
-            toys.GatedStack,
-            (
-                "{m}.GatedStack: forward calls the items of nn.ModuleList `blocks` in a loop that reads 2 "
-                "values from before it (x, gamma): the loop is written as a group named after the list, "
-                "which takes one input and gives one value; make each item a module that does the whole "
-                "step (a block)"
+                "inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)"
             ),
         ),
         (

@@ -11,6 +11,7 @@ from torch import nn
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
 
+from . import toy_models as toys
 from .test_import import _round_trip
 
 
@@ -167,3 +168,33 @@ def test_a_loop_reading_pieces_of_a_split_is_a_group_of_the_split_tensor() -> No
     assert (
         "      - getitem_1: {narrow: {dim: 1, start: 2, length: 2}}\n        from: x\n" in text
     )  # read inside the group
+
+
+class PosEmbedAt(nn.Module):
+    """VOLO's loop: a parameter added inside the loop, at one step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(4))
+        self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, block in enumerate(self.blocks):
+            if k == 1:
+                x = x + self.pos
+            x = block(x)
+        return x
+
+
+def test_a_loop_reading_values_from_before_it_takes_them_as_inputs() -> None:
+    """``x = x + gamma * b(x)`` and a parameter added at one step: the group reads both by name."""
+    text = _round_trip(toys.GatedStack(), {"x": (4,)})
+    assert (
+        "  - blocks:\n      - Linear: {out_features: 4}\n      - Linear: {out_features: 4}\n        from: add\n" in text
+    )
+    assert "      - add_1: {add: [add, mul_1]}\n    from: [x, gamma]\n" in text
+    text = _round_trip(PosEmbedAt(), {"x": (4,)})
+    assert text.index("  - pos: {Parameter: {shape: [4], ") < text.index("  - blocks:\n")  # before the loop
+    assert (
+        "      - add: {add: ['0', pos]}\n      - out: {Identity: {}}\n        from: '2'\n    from: [x, pos]\n" in text
+    )

@@ -130,7 +130,7 @@ REFUSALS = {
     "halonet_h1": "stages.0.0.self_attn: a reshape from (B, 64, 64, 64) to (8B, 8, 8, 8, 8, 8) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "cait_xxs24_224": "forward gives the items of nn.ModuleList `blocks_token_only` more than the previous item's output (expand): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
     "coat_tiny": "forward calls the items of nn.ModuleList `parallel_blocks` in a loop that calls `cpe2` inside it: "
-    "the loop is written as a group named after the list, which takes one input and gives one value; make each item "
+    "the loop is written as a group named after the list, which gives one value and holds no other module; make each item "
     "a module that does the whole step (a block)",
     "convit_tiny": "blocks.0.attn: torch.fx cannot trace timm.models.convit.GPSA.forward: symbolically traced variables cannot be used as inputs to control flow",
     "cpubone_nano": "stages.2.1.total.0.0.main.1: torch.fx cannot trace timm.models.cpubone.ConvAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
@@ -142,13 +142,13 @@ REFUSALS = {
     "edgenext_xx_small": "the traced forward fails on inputs of 3x256x256: The size of tensor a (48) must match the size of tensor b (24) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
     "efficientformer_l1": "stages.3.blocks.4.token_mixer: forward reads `attention_bias_idxs`, a buffer: a spec holds only parameters of its own nodes",
     "efficientformerv2_s0": "stem.conv1.bn: `act` of this BatchNormAct2d is timm.layers.activations.GELU, not a torch.nn layer without weights: a spec writes the norm and then its activation as torch.nn layers",
-    "efficientvim_m1": "forward calls the items of nn.ModuleList `stages` in a loop that calls `norm.0` inside it: the loop is written as a group named after the list, which takes one input and gives one value; make each item a module that does the whole step (a block)",
+    "efficientvim_m1": "forward calls the items of nn.ModuleList `stages` in a loop that calls `norm.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "efficientvit_b0": "stages.2.blocks.1.context_module.main: torch.fx cannot trace timm.models.efficientvit_mit.LiteMLA.forward: symbolically traced variables cannot be used as inputs to control flow",
     "efficientvit_m0": "stages.0.blocks.0.mixer.m: torch.fx cannot trace timm.models.efficientvit_msra.LocalWindowAttention.forward: symbolically traced variables cannot be used as inputs to control flow",
     "vit_tiny_patch16_dinov3_qkvb": "`timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "fasternet_t0": 'stages.0.blocks.0.spatial_mixing: torch.fx cannot trace timm.models.fasternet.Partial_conv3.forward: Module [Partial_conv3] is missing the required "forward" function',
     "fastvit_t8": "forward calls `stages.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
-    "focalnet_tiny_srf": "layers.0.blocks.0.modulation: forward calls the items of nn.ModuleList `focal_layers` in a loop that reads 2 values from before it (getitem_1, getitem_2): the loop is written as a group named after the list, which takes one input and gives one value; make each item a module that does the whole step (a block)",
+    "focalnet_tiny_srf": "layers.0.blocks.0.modulation: forward calls the items of nn.ModuleList `focal_layers` in a loop that gives 2 values to what comes after it (focal_layers_1, add_1): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "gcvit_xxtiny": "stages.0.blocks.0: a reshape from (B, 8, 8, 7, 7, 64) to (64B, 7, 7, 64) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "gemma4_vit_167m": "encoder: torch.fx cannot trace timm.models.gemma4_vit.Gemma4VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",
     "hiera_tiny_224": "unroll: a flatten from (B, 2, 2, 28, 28, 96) to (4B, 28, 28, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
@@ -170,7 +170,7 @@ REFUSALS = {
     "pnasnet5large": "cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d: torch.fx cannot trace timm.layers.conv2d_same.Conv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "qwen3_vit_88m": "encoder: torch.fx cannot trace timm.models.qwen3_vit.Qwen3VitEncoder.forward: symbolically traced variables cannot be used as inputs to control flow",
     "repghostnet_050": "blocks.0.0.ghost1: forward calls `fusion_conv.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList called in a chain)",
-    "res2next50": "layer1.0: forward calls the items of nn.ModuleList `convs` in a loop that calls `bns.0` inside it: the loop is written as a group named after the list, which takes one input and gives one value; make each item a module that does the whole step (a block)",
+    "res2next50": "layer1.0: forward calls the items of nn.ModuleList `convs` in a loop that calls `bns.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "selecsls42": "features: `features.1` is given `x`, a list or tuple another module returns, whole: a spec passes "
     "tensors, so a module that takes a tuple takes each of its tensors by name",
     "sequencer2d_s": "stages.0.blocks.0.rnn_tokens: a reshape from (B, 32, 32, 192) to (32B, 32, 192) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
@@ -188,9 +188,7 @@ REFUSALS = {
     "vit_tiny_r_s16_p8_224": "patch_embed.backbone.conv: torch.fx cannot trace timm.layers.std_conv.StdConv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "test_vit_relpos": "blocks.0.attn: forward reads `rel_pos.rel_coords_log`, a buffer: a spec holds only parameters of its own nodes",
     "samvit_base_patch16_224": "blocks.0.attn: torch.fx cannot trace timm.models.vision_transformer_sam.Attention.forward: symbolically traced variables cannot be used as inputs to control flow",
-    "volo_d1_224": "forward calls the items of nn.ModuleList `network` in a loop that reads `pos_embed` inside it: "
-    "the loop is written as a group named after the list, which takes one input and gives one value; make each item "
-    "a module that does the whole step (a block)",
+    "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes "
     "2 tensors: a module that does is written as a group (its children keep their keys by position), which takes "
     "one tensor and gives one",

@@ -150,8 +150,10 @@ class Converter:
             if isinstance(loop, Refused):
                 raise loop.error
             if loop is not None:
+                for p in loop.before:  # a parameter read inside the loop: its node comes first
+                    self._get_attr(p)
                 self._loop(loop)
-                done.update(loop.nodes)
+                done.update((*loop.nodes, *loop.before))
             elif n not in done:
                 getattr(self, f"_{n.op}")(n)
         self._check_unused()
@@ -273,15 +275,18 @@ class Converter:
     def _loop(self, loop: Loop) -> None:
         """An unrolled loop over nn.ModuleList ``head`` (``loops.py``) -> one group named ``head``:
         its items first, unnamed (named 0, 1, ... by position: their keys), then the ops between
-        them, named; the group's value is its last node (an ``Identity`` where that is an item)."""
-        source = self.env[loop.source]
-        tensor = source.source if isinstance(source, Pieces) else source  # a split's pieces: read inside
-        if not isinstance(tensor, Ref):
+        them, named; the group's value is its last node (an ``Identity`` where that is an item).
+        The values it reads from before it are its inputs, by the names they have outside."""
+        outer = {s: self.env[s] for s in loop.sources}
+        tensors = {s: v.source if isinstance(v, Pieces) else v for s, v in outer.items()}  # a split's: read inside
+        if not all(isinstance(t, Ref) for t in tensors.values()):
             raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` reads a tuple", where=self.where)
-        inner_tensor = Ref(inner_name(tensor.name), tensor.meta)
-        inner = replace(source, source=inner_tensor) if isinstance(source, Pieces) else inner_tensor
+        names = list(dict.fromkeys(t.name for t in tensors.values()))
+        inner = {s: Ref(inner_name(t.name), t.meta) for s, t in tensors.items()}
+        inside = {s: replace(v, source=inner[s]) if isinstance(v, Pieces) else inner[s] for s, v in outer.items()}
         outer_nodes, outer_namer = self.nodes, self.namer
-        self.nodes, self.namer, self.env[loop.source] = [], Namer({inner_tensor.name}), inner
+        self.nodes, self.namer = [], Namer({inner_name(name) for name in names})
+        self.env.update(inside)
         try:
             items: list[SNode] = []
             for n in loop.nodes:
@@ -289,7 +294,7 @@ class Converter:
                     items.append(self._item(n, len(items), loop.head))
                 else:
                     getattr(self, f"_{n.op}")(n)
-            if self.env[loop.source] != inner:
+            if any(self.env[s] != v for s, v in inside.items()):
                 raise ImportFailed(
                     f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
                 )
@@ -300,9 +305,10 @@ class Converter:
                 self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
             ops = self.nodes
         finally:
-            self.nodes, self.namer, self.env[loop.source] = outer_nodes, outer_namer, source
+            self.nodes, self.namer = outer_nodes, outer_namer
+            self.env.update(outer)
         self.namer.taken.add(loop.head)
-        self.nodes.append(SNode(GROUP_OP, loop.head, None, [tensor.name], nodes=[*items, *ops]))
+        self.nodes.append(SNode(GROUP_OP, loop.head, None, names, nodes=[*items, *ops]))
         self.env[loop.out] = Ref(loop.head, self.values(loop.out))
 
     def _item(self, n: fx.Node, k: int, head: str) -> SNode:

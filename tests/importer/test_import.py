@@ -183,14 +183,6 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             ),
         ),
         (
-            toys.Conditioned,
-            (
-                "{m}.Conditioned: forward gives the items of nn.ModuleList `blocks` more than the "
-                "previous item's output (x): a repeat passes more on only as a torch.nn layer's keyword "
-                "inputs (a padding mask)"
-            ),
-        ),
-        (
             toys.MaskOnce,
             (
                 "{m}.MaskOnce: forward gives `layers.1` other inputs besides the previous item's output than "

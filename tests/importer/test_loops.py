@@ -198,3 +198,33 @@ def test_a_loop_reading_values_from_before_it_takes_them_as_inputs() -> None:
     assert (
         "      - add: {add: ['0', pos]}\n      - out: {Identity: {}}\n        from: '2'\n    from: [x, pos]\n" in text
     )
+
+
+class TokenBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        return cls + self.fc(x).mean(1, keepdim=True)  # (B, 1, 4)
+
+
+class ClassAttention(nn.Module):
+    """CaiT's ``for blk in self.blocks_token_only: cls_tokens = blk(x, cls_tokens)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, 4))
+        self.blocks = nn.ModuleList(TokenBlock() for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls = self.cls.expand(x.shape[0], -1, -1)  # (B, 1, 4)
+        for block in self.blocks:
+            cls = block(x, cls)
+        return cls
+
+
+def test_a_chain_whose_items_are_given_more_is_a_group_reading_it() -> None:
+    text = _round_trip(ClassAttention(), {"x": (3, 4)})
+    assert "      - TokenBlock: {}\n        from: [x, expand]\n      - TokenBlock: {}\n        from: [x, '0']\n" in text
+    assert "    from: [x, expand]\noutputs: [blocks]\n" in text  # its value: the last item

@@ -128,7 +128,6 @@ FAMILIES = {
 REFUSALS = {
     "beit_base_patch16_224": "blocks.0.attn: forward reads `k_bias`, a buffer: a spec holds only parameters of its own nodes",
     "halonet_h1": "stages.0.0.self_attn: a reshape from (B, 64, 64, 64) to (8B, 8, 8, 8, 8, 8) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
-    "cait_xxs24_224": "forward gives the items of nn.ModuleList `blocks_token_only` more than the previous item's output (expand): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
     "coat_tiny": "forward calls the items of nn.ModuleList `parallel_blocks` in a loop that calls `cpe2` inside it: "
     "the loop is written as a group named after the list, which gives one value and holds no other module; make each item "
     "a module that does the whole step (a block)",

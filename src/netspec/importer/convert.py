@@ -301,7 +301,8 @@ class Converter:
             out = self.env[loop.out]
             if not isinstance(out, Ref):
                 raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
-            if not self.nodes or out.name != self.nodes[-1].name:
+            last = self.nodes[-1].name if self.nodes else str(len(items) - 1)  # the group's value, as it is
+            if out.name != last:
                 self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
             ops = self.nodes
         finally:

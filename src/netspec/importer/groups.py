@@ -150,6 +150,7 @@ def _plain_copy(node: SNode, op: str) -> bool:
         and node.op == op
         and node.nodes is None
         and node.use is None
+        and node.inputs is None  # in the chain: a loop's items read what they read by name
         and (node.args is None or isinstance(node.args, dict))
     )
 

@@ -72,7 +72,7 @@ def find_loops(
     loops: list[Loop | Refused] = []
     for head, items in calls.items():
         indices = [_item_of(n, module)[1] for n in items]
-        if indices != list(range(len(getattr(module, head)))) or _chained(items):
+        if indices != list(range(len(getattr(module, head)))) or (_chained(items) and not _given_more(items)):
             continue  # a chain, or items not each called once in order: convert.py reads or refuses it
         loops.append(_loop(order, head, items, module, is_tensor, where))
     return loops
@@ -91,6 +91,12 @@ def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
 def _chained(items: Sequence[fx.Node]) -> bool:
     """Each item's output goes to the next item only: ``x = b(x)``."""
     return all(list(a.users) == [b] for a, b in pairwise(items))
+
+
+def _given_more(items: Sequence[fx.Node]) -> bool:
+    """Items given more tensors by position than the chained one (CaiT's ``blk(x, cls_tokens)``):
+    a group of the loop, reading them by name (keyword inputs, a padding mask, go to a repeat)."""
+    return any(sum(isinstance(a, fx.Node) for a in n.args) > 1 for n in items)
 
 
 def _loop(

@@ -228,3 +228,27 @@ def test_a_chain_whose_items_are_given_more_is_a_group_reading_it() -> None:
     text = _round_trip(ClassAttention(), {"x": (3, 4)})
     assert "      - TokenBlock: {}\n        from: [x, expand]\n      - TokenBlock: {}\n        from: [x, '0']\n" in text
     assert "    from: [x, expand]\noutputs: [blocks]\n" in text  # its value: the last item
+
+
+class Stages(nn.Module):
+    """FastViT's ``for stage in self.stages: x = stage(x)`` over an nn.Sequential, keeping each output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x.relu())
+        return torch.cat(outs, 1)  # (B, 8)
+
+
+def test_the_items_of_a_sequential_called_one_by_one_are_a_group_keeping_their_keys() -> None:
+    text = _round_trip(Stages(), {"x": (4,)})
+    assert (
+        "  - stages:\n      - Linear: {out_features: 4}\n      - Linear: {out_features: 4}\n      - relu: {relu: {}}\n"
+        in text
+    )
+    assert "      - cat: {cat: [relu, relu_1]}\noutputs: [stages]\n" in text

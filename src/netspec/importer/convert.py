@@ -235,10 +235,10 @@ class Converter:
         (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
         head, _, index = target.partition(".")
         items = getattr(self.module, head, None)
-        if not isinstance(items, torch.nn.ModuleList) or not index.isdigit():
+        if not isinstance(items, (torch.nn.ModuleList, torch.nn.Sequential)) or not index.isdigit():
             raise ImportFailed(
                 f"forward calls `{target}`, a module inside its child: a spec node is a direct "
-                "child (or an item of an nn.ModuleList called in a chain)",
+                "child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
                 where=self.where,
             )
         k, users = int(index), list(n.users)

@@ -83,7 +83,7 @@ def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
     if n.op != "call_module":
         return None, None
     head, _, index = str(n.target).partition(".")
-    if not index.isdigit() or not isinstance(getattr(module, head, None), nn.ModuleList):
+    if not index.isdigit() or not isinstance(getattr(module, head, None), (nn.ModuleList, nn.Sequential)):
         return None, None
     return head, int(index)
 

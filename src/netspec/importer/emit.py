@@ -89,8 +89,8 @@ def _node(node: SNode, name: str | None, previous: str | None, indent: int) -> l
         first = f"{name}: {flow(body)}" if name else f"{node.op}: {flow(body[node.op])}"
         return [f"{pad}- {first}{comment}"] + [f"{pad}  {k}: {flow(v)}" for k, v in extra.items()]
     source = node.inputs[0] if isinstance(node.inputs, list) and node.inputs else None
-    first = [source if source.isidentifier() else f"x_{source}"] if source else []  # as shapes.group names it
-    inner = node_lines(node.nodes, first, set(), indent + 4, numbered=True)
+    reads = [source if source.isidentifier() else f"x_{source}"] if source else []  # as shapes.group names it
+    inner = node_lines(node.nodes, reads, set(), indent + 4, numbered=True)
     if node.name is None:  # an unnamed group inside a group: the explicit form
         head = [f"{pad}- op: {GROUP_OP}{comment}", f"{pad}  nodes:"]
     elif node.name in NODE_KEYS:  # a group named like a node key: the explicit form, named

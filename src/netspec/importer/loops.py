@@ -125,7 +125,8 @@ def _loop(
         stretch = [n for n in stretch if n not in params]
         found = _ends(stretch, head, module, is_tensor)
         if isinstance(found, tuple):
-            return Loop(head, tuple(stretch), tuple(items), *found, before=params)
+            sources, out = found
+            return Loop(head, tuple(stretch), tuple(items), sources, out, params)
         reason = reason or found
     error = ImportFailed(
         f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
@@ -154,9 +155,11 @@ def _matched(nodes: list[fx.Node], keys: list[tuple[str, str]], head: str) -> in
     return count
 
 
-def _ends(stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]) -> tuple | str:
-    """(the one tensor the stretch reads from before it, the one it gives to what comes after),
-    or why it is no group: what it reads or gives besides, or what it calls that is no item."""
+def _ends(
+    stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]
+) -> tuple[tuple[fx.Node, ...], fx.Node] | str:
+    """(the tensors the stretch reads from before it, the one it gives to what comes after), or
+    why it is no group: what it gives besides, or what it calls that is no item."""
     inside = set(stretch)
     for n in stretch:
         if n.op == "get_attr":

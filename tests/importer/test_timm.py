@@ -138,7 +138,9 @@ REFUSALS = {
     "davit_tiny": "stages.0.blocks.0.0: a reshape from (B, 8, 8, 7, 7, 96) to (64B, 7, 7, 96) folds dims into the batch (windows into samples): a spec's ops keep the samples of a batch apart",
     "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "dla46x_c": "level3.tree1: timm.models.dla.DlaTree contains itself: blocks cannot be recursive",
-    "edgenext_xx_small": "the traced forward fails on inputs of 3x256x256: The size of tensor a (48) must match the size of tensor b (24) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "edgenext_xx_small": "stages.1.blocks.1.pos_embd: forward is given shape=(1, 32, 32) at batch size 1 and (2, 32, 32) at 2: a "
+    "value that follows the batch size cannot be written in a spec, whose nodes take tensors; compute it inside the "
+    "module from its input (x.shape[0]), or broadcast instead",
     "efficientformer_l1": "stages.3.blocks.4.token_mixer: forward reads `attention_bias_idxs`, a buffer: a spec holds only parameters of its own nodes",
     "efficientformerv2_s0": "stem.conv1.bn: `act` of this BatchNormAct2d is timm.layers.activations.GELU, not a torch.nn layer without weights: a spec writes the norm and then its activation as torch.nn layers",
     "efficientvim_m1": "forward calls the items of nn.ModuleList `stages` in a loop that calls `norm.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
@@ -189,7 +191,9 @@ REFUSALS = {
     "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes "
     "2 tensors: a module that does is written as a group (its children keep their keys by position), which takes "
     "one tensor and gives one",
-    "xcit_nano_12_p8_224": "the traced forward fails on inputs of 3x224x224: The size of tensor a (128) must match the size of tensor b (64) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "xcit_nano_12_p8_224": "pos_embed: forward is given B=1 at batch size 1 and 2 at 2: a value that follows the batch size cannot be "
+    "written in a spec, whose nodes take tensors; compute it inside the module from its input (x.shape[0]), or "
+    "broadcast instead",
 }
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite

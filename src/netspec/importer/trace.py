@@ -249,7 +249,22 @@ class _Recorder(fx.Interpreter):
             )
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
+        _check_literal(sub, args, kwargs)
         return _run_traced(sub, self.run_index, args, kwargs)
+
+
+def _check_literal(sub: Traced, args: tuple, kwargs: dict) -> None:
+    """A module's arguments that are no tensors were fixed at its first call; one that changes
+    with the batch size (``pos_embed(B, H, W)``) would be wrong at every other size."""
+    now = _literal_arguments(sub.module, args, kwargs)
+    for key, first in sub.literal.items():
+        if key in now and type(now[key]) is type(first) and now[key] != first:
+            raise ImportFailed(
+                f"forward is given {key}={first!r} at batch size {BATCHES[0]} and {now[key]!r} at {BATCHES[1]}: "
+                "a value that follows the batch size cannot be written in a spec, whose nodes take tensors",
+                where=sub.path,
+                hint="compute it inside the module from its input (x.shape[0]), or broadcast instead",
+            )
 
 
 def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:

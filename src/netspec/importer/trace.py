@@ -253,12 +253,19 @@ class _Recorder(fx.Interpreter):
         return _run_traced(sub, self.run_index, args, kwargs)
 
 
+def _number_like(value: Any) -> bool:
+    """A number, or a tuple or list of numbers (a shape): what a batch size can be folded into."""
+    if isinstance(value, (tuple, list)):
+        return all(_number_like(v) for v in value)
+    return isinstance(value, (int, float))
+
+
 def _check_literal(sub: Traced, args: tuple, kwargs: dict) -> None:
     """A module's arguments that are no tensors were fixed at its first call; one that changes
     with the batch size (``pos_embed(B, H, W)``) would be wrong at every other size."""
     now = _literal_arguments(sub.module, args, kwargs)
     for key, first in sub.literal.items():
-        if key in now and type(now[key]) is type(first) and now[key] != first:
+        if key in now and _number_like(first) and type(now[key]) is type(first) and now[key] != first:
             raise ImportFailed(
                 f"forward is given {key}={first!r} at batch size {BATCHES[0]} and {now[key]!r} at {BATCHES[1]}: "
                 "a value that follows the batch size cannot be written in a spec, whose nodes take tensors",

@@ -177,11 +177,13 @@ REFUSALS = {
     "vit_tiny_r_s16_p8_224": "patch_embed.backbone.conv: torch.fx cannot trace timm.layers.std_conv.StdConv2dSame.forward: symbolically traced variables cannot be used as inputs to control flow",
     "test_vit_relpos": "blocks.0.attn: forward reads `rel_pos.rel_coords_log`, a buffer of its child `rel_pos`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
     "samvit_base_patch16_224": "blocks.0.attn: torch.fx cannot trace timm.models.vision_transformer_sam.Attention.forward: symbolically traced variables cannot be used as inputs to control flow",
-    "volo_d1_224": "forward calls the items of nn.ModuleList `network` in a loop that reads `pos_embed` inside it: "
-    "the loop is written as a group named after the list, which takes one input and gives one value; make each item "
-    "a module that does the whole step (a block)",
-    "ese_vovnet19b_slim_dw": "the traced forward fails on inputs of 3x224x224: Given groups=1, weight of size [112, 256, 1, 1], expected input[1, 64, 56, 56] to have 256 channels, but got 64 channels instead; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
-    "xcit_nano_12_p8_224": "the traced forward fails on inputs of 3x224x224: The size of tensor a (128) must match the size of tensor b (64) at non-singleton dimension 2; check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)",
+    "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes "
+    "2 tensors: a module that does is written as a group (its children keep their keys by position), which takes "
+    "one tensor and gives one",
+    "xcit_nano_12_p8_224": "pos_embed: forward is given B=1 at batch size 1 and 2 at 2: a value that follows the batch size cannot be "
+    "written in a spec, whose nodes take tensors; compute it inside the module from its input (x.shape[0]), or "
+    "broadcast instead",
 }
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite

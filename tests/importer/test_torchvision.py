@@ -78,20 +78,10 @@ def test_torchvision_model_round_trips(name: str) -> None:
 
 
 SEGMENTATION = tvm.list_models(module=tvm.segmentation)
-_ASPP = (  # ASPP's loop over `convs` is a group; ASPPPooling (an nn.Sequential) calls its children in its own forward
-    "classifier.0.convs.4: forward calls its child `1`, whose name is no node name: a block names its nodes (a group "
-    "numbers them, as nn.Sequential's own forward does), so the state_dict key `classifier.0.convs.4.1` cannot be "
-    "kept; give the child a name, or make it an nn.Sequential's item"
-)
 # model -> the line after its name
 SEG_LIMITATIONS = {
-    **{name: _ASPP for name in SEGMENTATION if name.startswith("deeplabv3_resnet")},
-    "deeplabv3_mobilenet_v3_large": "backbone: forward calls its child `0`, whose name is no node name: a block "
-    "names its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key `backbone.0` "
-    "cannot be kept; give the child a name, or make it an nn.Sequential's item",
-    "lraspp_mobilenet_v3_large": "backbone: forward calls its child `0`, whose name is no node name: a block "
-    "names its nodes (a group numbers them, as nn.Sequential's own forward does), so the state_dict key `backbone.0` "
-    "cannot be kept; give the child a name, or make it an nn.Sequential's item",
+    "lraspp_mobilenet_v3_large": "backbone: forward calls its children by number (`0`, ...) and returns 2 values: "
+    "a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
 }
 
 

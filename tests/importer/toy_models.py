@@ -546,27 +546,6 @@ class GatedStack(nn.Module):
         return x
 
 
-class PooledSequential(nn.Sequential):
-    """torchvision's ASPPPooling: an nn.Sequential whose own forward calls its children `0`, `1`."""
-
-    def __init__(self) -> None:
-        super().__init__(nn.ReLU(), nn.Linear(4, 4))
-
-    def forward(self, x):
-        for module in self:
-            x = module(x)
-        return x * 2
-
-
-class HoldsPooled(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = PooledSequential()
-
-    def forward(self, x):
-        return self.pool(x)
-
-
 class AuxHead(nn.Module):
     """torchvision's InceptionAux in small: a Linear, dropout as a function call, a Linear."""
 

@@ -374,17 +374,17 @@ class _Inferer:
         return out
 
     def group(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        """A chain of nodes as one sub-module; inside, its input keeps the name it has outside."""
-        self._arity(d, len(ins), 1, 1)
-        (source,) = _positional(d)
+        """A chain of nodes as one sub-module; inside, its inputs (`from: [x, pos]`) keep their names."""
+        self._arity(d, len(ins), 1, None)
+        sources = _positional(d)
         assert d.spec.nodes is not None
         # a group after a numbered node (in a group) reads `0`, which would clash with its own `0`
-        inner = source if source.isidentifier() else f"x_{source}"
-        dag = resolve(d.spec.nodes, [inner], None, env, self.blocks, d.path, self.block_inputs, numbered=True)
-        sub = self.infer(dag, {inner: ins[0]}, env, d.name, "tuple")
+        inner = [s if s.isidentifier() else f"x_{s}" for s in sources]
+        dag = resolve(d.spec.nodes, inner, None, env, self.blocks, d.path, self.block_inputs, numbered=True)
+        sub = self.infer(dag, dict(zip(inner, ins)), env, d.name, "tuple")
         out = sub.output_probe()
         return TypedNode(
-            d.name, "group", d.op, d.path, [source], {}, out.value, out.twin, sub=sub, params=sub.total_params()
+            d.name, "group", d.op, d.path, sources, {}, out.value, out.twin, sub=sub, params=sub.total_params()
         )
 
     def repeat(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any], count: Any) -> TypedNode:

@@ -86,7 +86,8 @@ class NodeSpec(SpecModel):
         None,
         description=(
             "A group's nodes (op `Sequential`): a chain run as one sub-module; unnamed nodes are "
-            "named 0, 1, ... by position, as in nn.Sequential."
+            "named 0, 1, ... by position, as in nn.Sequential; the values it is given (`from: [x, gamma]`) "
+            "keep their names inside."
         ),
     )
 

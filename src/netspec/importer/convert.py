@@ -14,6 +14,7 @@ import inspect
 import keyword
 import re
 from collections.abc import Set
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
+from .groups import group_node, inner_name, numbered_child, numbered_group
 from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
@@ -124,7 +126,7 @@ def _first(loop: Loop | Refused) -> fx.Node:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset()) -> None:
+    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset(), input_name: str | None = None) -> None:
         assert traced.graph is not None
         self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)
@@ -141,6 +143,7 @@ class Converter:
         self.holders: dict[str, list[str]] = {}  # child read, not called -> its holder's outputs (_held)
         own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
+        self.input_name = input_name  # the one input's name, given: a group's input keeps its outer name
 
     def run(self) -> Body:
         loops = {_first(loop): loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
@@ -150,8 +153,10 @@ class Converter:
             if isinstance(loop, Refused):
                 raise loop.error
             if loop is not None:
+                for p in loop.before:  # a parameter read inside the loop: its node comes first
+                    self._get_attr(p)
                 self._loop(loop)
-                done.update(loop.nodes)
+                done.update((*loop.nodes, *loop.before))
             elif n not in done:
                 getattr(self, f"_{n.op}")(n)
         self._check_unused()
@@ -173,6 +178,12 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
+        if self.input_name:  # every input is the one tensor the caller gives
+            if self.input_name not in self.inputs:
+                self.inputs.append(self.input_name)
+                self.namer.taken.add(self.input_name)
+            self.env[n] = Ref(self.input_name, self.values(n))
+            return
         wish = str(n.target).lstrip("*")
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
             name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
@@ -265,14 +276,9 @@ class Converter:
             self._list_call(n, target)
             return
         sub = self.t.calls[n]
-        if self.t.kind == "custom" and not NODE_NAME.match(target) and has_state(sub.module):  # `for mod in self`
-            raise ImportFailed(
-                f"forward calls its child `{target}`, whose name is no node name: a block names its nodes "
-                f"(a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
-                f"`{self.t.child_path(target)}` cannot be kept",
-                where=self.where,
-                hint="give the child a name, or make it an nn.Sequential's item",
-            )
+        # `for mod in self` over numbered children: the module becomes a group (groups.numbered_group)
+        if self.t.kind == "custom" and not NODE_NAME.match(target) and not target.isdigit() and has_state(sub.module):
+            raise numbered_child(self.t, target)
         self._add(n, self._module_call(n, self._call_name(target, sub), sub))
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
@@ -288,10 +294,10 @@ class Converter:
         (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
         head, _, index = target.partition(".")
         items = getattr(self.module, head, None)
-        if not isinstance(items, torch.nn.ModuleList) or not index.isdigit():
+        if not isinstance(items, (torch.nn.ModuleList, torch.nn.Sequential)) or not index.isdigit():
             raise ImportFailed(
                 f"forward calls `{target}`, a module inside its child: a spec node is a direct "
-                "child (or an item of an nn.ModuleList called in a chain)",
+                "child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
                 where=self.where,
             )
         k, users = int(index), list(n.users)
@@ -328,17 +334,18 @@ class Converter:
     def _loop(self, loop: Loop) -> None:
         """An unrolled loop over nn.ModuleList ``head`` (``loops.py``) -> one group named ``head``:
         its items first, unnamed (named 0, 1, ... by position: their keys), then the ops between
-        them, named; the group's value is its last node (an ``Identity`` where that is an item)."""
-        source = self.env[loop.source]
-        if not isinstance(source, Ref):
-            raise ImportFailed(
-                f"forward calls the items of nn.ModuleList `{loop.head}` in a loop that reads pieces of a split "
-                "or unbind: the loop is written as a group named after the list, which takes one tensor",
-                where=self.where,
-            )
-        inner = Ref(source.name if source.name.isidentifier() else f"x_{source.name}", source.meta)  # as shapes.group
+        them, named; the group's value is its last node (an ``Identity`` where that is an item).
+        The values it reads from before it are its inputs, by the names they have outside."""
+        outer = {s: self.env[s] for s in loop.sources}
+        tensors = {s: v.source if isinstance(v, Pieces) else v for s, v in outer.items()}  # a split's: read inside
+        if not all(isinstance(t, Ref) for t in tensors.values()):
+            raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` reads a tuple", where=self.where)
+        names = list(dict.fromkeys(t.name for t in tensors.values()))
+        inner = {s: Ref(inner_name(t.name), t.meta) for s, t in tensors.items()}
+        inside = {s: replace(v, source=inner[s]) if isinstance(v, Pieces) else inner[s] for s, v in outer.items()}
         outer_nodes, outer_namer = self.nodes, self.namer
-        self.nodes, self.namer, self.env[loop.source] = [], Namer({inner.name}), inner
+        self.nodes, self.namer = [], Namer({inner_name(name) for name in names})
+        self.env.update(inside)
         try:
             items: list[SNode] = []
             for n in loop.nodes:
@@ -346,20 +353,22 @@ class Converter:
                     items.append(self._item(n, len(items), loop.head))
                 else:
                     getattr(self, f"_{n.op}")(n)
-            if self.env[loop.source] != inner:
+            if any(self.env[s] != v for s, v in inside.items()):
                 raise ImportFailed(
                     f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
                 )
             out = self.env[loop.out]
             if not isinstance(out, Ref):
                 raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
-            if not self.nodes or out.name != self.nodes[-1].name:
+            last = self.nodes[-1].name if self.nodes else str(len(items) - 1)  # the group's value, as it is
+            if out.name != last:
                 self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
             ops = self.nodes
         finally:
-            self.nodes, self.namer, self.env[loop.source] = outer_nodes, outer_namer, source
+            self.nodes, self.namer = outer_nodes, outer_namer
+            self.env.update(outer)
         self.namer.taken.add(loop.head)
-        self.nodes.append(SNode(GROUP_OP, loop.head, None, [source.name], nodes=[*items, *ops]))
+        self.nodes.append(SNode(GROUP_OP, loop.head, None, names, nodes=[*items, *ops]))
         self.env[loop.out] = Ref(loop.head, self.values(loop.out))
 
     def _item(self, n: fx.Node, k: int, head: str) -> SNode:
@@ -471,7 +480,19 @@ class Converter:
 
     def _bind(self, sub: Traced, args: tuple, kwargs: dict) -> dict[str, Any]:
         bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
-        return {k: v for k, v in bound.arguments.items() if k not in sub.literal}
+        out: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            if key in sub.flat:  # a list traced as its tensors: an input each
+                if not isinstance(value, (list, tuple)):
+                    raise ImportFailed(
+                        f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "
+                        "tensors, so a module that takes a tuple takes each of its tensors by name",
+                        where=self.where,
+                    )
+                out.update({f"{key}_{k}": v for k, v in enumerate(value)})
+            elif key not in sub.literal:
+                out[key] = value
+        return out
 
     def _hoisted_cat(self, n: fx.Node) -> bool:
         """``torch.cat(input, 1)`` of a list the caller concatenated already (see ``module_node``)."""
@@ -508,15 +529,25 @@ class Converter:
 
 def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
     """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
-    from .groups import group_node
-
     hoisted = _hoist_lists(name, sub, bound, parent)
-    body = Converter(sub, set(hoisted)).run()
-    parent.notes.extend(body.notes)
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
+    numbered = sub.kind == "custom" and _calls_numbered(sub)
+    inner = None  # a group's input keeps its outer name (as shapes.group names it)
+    if numbered and refs and len({r.name for r in refs}) == 1:  # one tensor, maybe given twice (`f(x, [x])`)
+        inner = inner_name(refs[0].name)
+    body = Converter(sub, set(hoisted), inner).run()
+    parent.notes.extend(body.notes)
     if sub.kind == "sequential":
         return group_node(name, body, refs)
+    if numbered:
+        return numbered_group(name, body, refs, sub)
     return _block_use(name, body, refs)
+
+
+def _calls_numbered(sub: Traced) -> bool:
+    """Whether a module's forward calls children named by number (``for mod in self``)."""
+    assert sub.graph is not None
+    return any(n.op == "call_module" and str(n.target).isdigit() for n in sub.graph.nodes)
 
 
 def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> dict[str, Ref]:

@@ -71,9 +71,9 @@ def node_lines(nodes: list[SNode], inputs: list[str], env: set[str], indent: int
     names = [n.name for n in nodes] if numbered else short_names(nodes, inputs, env)
     lines: list[str] = []
     previous = inputs[0] if inputs else None
-    for node, name in zip(nodes, names):
+    for k, (node, name) in enumerate(zip(nodes, names)):
         lines += _node(node, name, previous, indent)
-        previous = node.name
+        previous = node.name if node.name is not None or not numbered else str(k)  # a group numbers its unnamed
     return lines
 
 
@@ -88,7 +88,9 @@ def _node(node: SNode, name: str | None, previous: str | None, indent: int) -> l
         body = {node.op: _args(node, extra)}
         first = f"{name}: {flow(body)}" if name else f"{node.op}: {flow(body[node.op])}"
         return [f"{pad}- {first}{comment}"] + [f"{pad}  {k}: {flow(v)}" for k, v in extra.items()]
-    inner = node_lines(node.nodes, [], set(), indent + 4, numbered=True)
+    source = node.inputs[0] if isinstance(node.inputs, list) and node.inputs else None
+    reads = [source if source.isidentifier() else f"x_{source}"] if source else []  # as shapes.group names it
+    inner = node_lines(node.nodes, reads, set(), indent + 4, numbered=True)
     if node.name is None:  # an unnamed group inside a group: the explicit form
         head = [f"{pad}- op: {GROUP_OP}{comment}", f"{pad}  nodes:"]
     elif node.name in NODE_KEYS:  # a group named like a node key: the explicit form, named

@@ -10,26 +10,35 @@ from __future__ import annotations
 from typing import Any
 
 from ..compiler.node_forms import NODE_NAME
+from ..nodes.kinds import GROUP_OP
 from .call import Result
 from .errors import ImportFailed
-from .ir import Body, Ref, SNode
+from .ir import Body, Ref, SNode, has_state
+from .trace import Traced
 
 
 def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
     """The group of a Sequential's body; children that are no node (identities in the spec) become
-    ``Identity`` nodes, so the others keep their position (their state_dict keys)."""
+    ``Identity`` nodes, so the others keep their position (their state_dict keys). A child read as
+    several nodes (timm's ``BatchNormAct2d``: the norm, then its activation) keeps its place; the
+    nodes after its first go after the children, named, and every node's input is written out."""
     if not body.nodes:
         return refs[0]
-    made = {n.name: n for n in body.nodes}
-    nodes: list[SNode] = []
+    children = body.module._modules
+    rest, nodes, extras = list(body.nodes), [], []
     previous = body.inputs[0]
-    for child in body.module._modules:
-        node = made.pop(child, None) or SNode("Identity", child, None, [previous])
-        if node.inputs != [previous]:
-            raise ImportFailed("a Sequential's children do not form a chain in order", where=body.path)
+    for child in children:
+        node = rest.pop(0) if rest and rest[0].name == child else SNode("Identity", child, None, [previous])
+        chain = [node]
+        while rest and rest[0].name not in children:  # the child's further nodes
+            chain.append(rest.pop(0))
+        for part in chain:
+            if part.inputs != [previous]:
+                raise ImportFailed("a Sequential's children do not form a chain in order", where=body.path)
+            previous = part.name or ""
         nodes.append(node)
-        previous = child
-    if made or body.outputs != [previous]:
+        extras += chain[1:]
+    if rest or body.outputs != [previous]:
         raise ImportFailed("a Sequential whose forward is not the chain of its children", where=body.path)
     for k, node in enumerate(nodes):
         if node.name != str(k) and not NODE_NAME.match(node.name or ""):
@@ -40,8 +49,70 @@ def group_node(name: str, body: Body, refs: list[Ref]) -> Result:
                 f"`{key}` cannot be kept",
                 where=body.path,
             )
-    chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
-    return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
+    if not extras:
+        chained = [n.copy(name=None if n.name == str(k) else n.name, inputs=None) for k, n in enumerate(nodes)]
+        return SNode("Sequential", name, None, [refs[0].name], nodes=chained)
+    listed = [*nodes, *extras]
+    if listed[-1].name != previous:  # the group's value is its last node
+        listed.append(SNode("Identity", _fresh_out({n.name for n in listed}), None, [previous]))
+    spelled = [
+        n.copy(name=None if n.name == str(k) else n.name, inputs=None if k == 0 else n.inputs)
+        for k, n in enumerate(listed)
+    ]
+    return SNode("Sequential", name, None, [refs[0].name], nodes=spelled)
+
+
+def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Result:
+    """A module whose forward calls its children named by number (``for mod in self: x = mod(x)``:
+    torchvision's ASPPPooling, IntermediateLayerGetter) -> a group: its children first, unnamed, so
+    they keep their keys (``0``, ``1``, ...), then its ops, named, with their inputs written out;
+    the group's value is its last node (an ``Identity`` where the value is another's).
+
+    >>> from torch import nn
+    >>> pool = Traced("pool", nn.Sequential(nn.ReLU()), "custom")
+    >>> body = Body(pool.module, "pool", ["x"], [SNode("ReLU", "0", None, ["x"]), SNode("mul", "mul", None, ["0", "x"])], ["mul"])
+    >>> [(n.name, n.op, n.inputs) for n in numbered_group("pool", body, [Ref("x", (None, None))], pool).nodes]
+    [(None, 'ReLU', ['x']), ('mul', 'mul', ['0', 'x'])]
+    """
+    numbered = sorted((n for n in body.nodes if (n.name or "").isdigit()), key=lambda n: int(n.name or 0))
+    stateful = [n.name for n in numbered if has_state(sub.module.get_submodule(n.name or ""))]
+    first = (stateful or [n.name for n in numbered])[0] or ""
+    if [n.name for n in numbered] != [str(k) for k in range(len(numbered))]:
+        raise numbered_child(sub, first)
+    given = len({r.name for r in refs})
+    if given != 1 or body.inputs != [inner_name(refs[0].name)] or len(body.outputs) != 1:
+        what = f"returns {len(body.outputs)} values" if given == 1 else f"takes {given} tensors"
+        raise ImportFailed(
+            f"forward calls its children by number (`{first}`, ...) and {what}: a module that does is "
+            "written as a group (its children keep their keys by position), which takes one tensor and gives one",
+            where=body.path,
+        )
+    ops = [n for n in body.nodes if n not in numbered]
+    if not ops or ops[-1].name != body.outputs[0]:
+        ops.append(SNode("Identity", _fresh_out({n.name for n in body.nodes}), None, [body.outputs[0]]))
+    nodes = [n.copy(name=None) for n in numbered] + ops
+    return SNode(GROUP_OP, name, None, [refs[0].name], nodes=nodes)
+
+
+def _fresh_out(taken: set[str | None]) -> str:
+    """``out``, or ``out1``, ... where a node has that name: the name of a group's last node."""
+    return next(f"out{k or ''}" for k in range(len(taken) + 1) if f"out{k or ''}" not in taken)
+
+
+def inner_name(source: str) -> str:
+    """The name a group's input has inside it (as ``shapes.group`` names it)."""
+    return source if source.isidentifier() else f"x_{source}"
+
+
+def numbered_child(traced: Traced, target: str) -> ImportFailed:
+    """The refusal of a child whose name is no node name, called by a module's own forward."""
+    return ImportFailed(
+        f"forward calls its child `{target}`, whose name is no node name: a block names its nodes "
+        f"(a group numbers them, as nn.Sequential's own forward does), so the state_dict key "
+        f"`{traced.child_path(target)}` cannot be kept",
+        where=traced.path,
+        hint="give the child a name, or make it an nn.Sequential's item",
+    )
 
 
 def as_repeat(node: SNode, blocks: dict[str, Any]) -> SNode:
@@ -79,6 +150,7 @@ def _plain_copy(node: SNode, op: str) -> bool:
         and node.op == op
         and node.nodes is None
         and node.use is None
+        and node.inputs is None  # in the chain: a loop's items read what they read by name
         and (node.args is None or isinstance(node.args, dict))
     )
 

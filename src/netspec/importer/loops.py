@@ -4,9 +4,10 @@ torch.fx unrolls ``for b in self.blocks: x = x + b(x)`` into the calls of ``bloc
 ``blocks.1``, ... with the ops of each step between them. Such a stretch of the graph becomes
 one group named after the list (``convert.py``): its items are its unnamed nodes, so they keep
 their state_dict keys (``blocks.0.fc.weight``), and the ops between them are its named nodes.
-A group takes one input and gives one value, so the stretch is chosen to read one value from
-before it and to give one value to what comes after; where no stretch does, the loop is
-refused with the reason. A plain chain (``x = b(x)``) is left to the converter's own path,
+A group gives one value, so the stretch is chosen to give one value to what comes after; the
+values it reads from before it are the group's inputs (a parameter read inside it, VOLO's
+``pos_embed``, is read before it and given too); where no stretch does, the loop is refused
+with the reason. A plain chain (``x = b(x)``) is left to the converter's own path,
 which may write it as a ``repeat``.
 """
 
@@ -29,8 +30,9 @@ class Loop:
     head: str
     nodes: tuple[fx.Node, ...]  # in graph order, one stretch
     items: tuple[fx.Node, ...]  # the call of item k, at k
-    source: fx.Node  # the one tensor from before the loop that it reads
+    sources: tuple[fx.Node, ...]  # the tensors from before the loop that it reads: the group's inputs
     out: fx.Node  # the one tensor of the loop read after it
+    before: tuple[fx.Node, ...] = ()  # parameters read inside it: read before it, each an input
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def find_loops(
     loops: list[Loop | Refused] = []
     for head, items in calls.items():
         indices = [_item_of(n, module)[1] for n in items]
-        if indices != list(range(len(getattr(module, head)))) or _chained(items):
+        if indices != list(range(len(getattr(module, head)))) or (_chained(items) and not _given_more(items)):
             continue  # a chain, or items not each called once in order: convert.py reads or refuses it
         loops.append(_loop(order, head, items, module, is_tensor, where))
     return loops
@@ -81,7 +83,7 @@ def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
     if n.op != "call_module":
         return None, None
     head, _, index = str(n.target).partition(".")
-    if not index.isdigit() or not isinstance(getattr(module, head, None), nn.ModuleList):
+    if not index.isdigit() or not isinstance(getattr(module, head, None), (nn.ModuleList, nn.Sequential)):
         return None, None
     return head, int(index)
 
@@ -89,6 +91,12 @@ def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
 def _chained(items: Sequence[fx.Node]) -> bool:
     """Each item's output goes to the next item only: ``x = b(x)``."""
     return all(list(a.users) == [b] for a, b in pairwise(items))
+
+
+def _given_more(items: Sequence[fx.Node]) -> bool:
+    """Items given more tensors by position than the chained one (CaiT's ``blk(x, cls_tokens)``):
+    a group of the loop, reading them by name (keyword inputs, a padding mask, go to a repeat)."""
+    return any(sum(isinstance(a, fx.Node) for a in n.args) > 1 for n in items)
 
 
 def _loop(
@@ -113,13 +121,16 @@ def _loop(
     tried += [(b, a + more) for more in (1, 2, 3) for b, a in tried[:2]]  # and what joins the items' values: a cat
     for b, a in dict.fromkeys(tried):
         stretch = order[first - b : last + 1 + a]
+        params = tuple(n for n in stretch if n.op == "get_attr" and _is_parameter(module, str(n.target)))
+        stretch = [n for n in stretch if n not in params]
         found = _ends(stretch, head, module, is_tensor)
         if isinstance(found, tuple):
-            return Loop(head, tuple(stretch), tuple(items), *found)
+            sources, out = found
+            return Loop(head, tuple(stretch), tuple(items), sources, out, params)
         reason = reason or found
     error = ImportFailed(
         f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
-        "written as a group named after the list, which takes one input and gives one value",
+        "written as a group named after the list, which gives one value and holds no other module",
         where=where,
         hint="make each item a module that does the whole step (a block)",
     )
@@ -144,9 +155,11 @@ def _matched(nodes: list[fx.Node], keys: list[tuple[str, str]], head: str) -> in
     return count
 
 
-def _ends(stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]) -> tuple | str:
-    """(the one tensor the stretch reads from before it, the one it gives to what comes after),
-    or why it is no group: what it reads or gives besides, or what it calls that is no item."""
+def _ends(
+    stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]
+) -> tuple[tuple[fx.Node, ...], fx.Node] | str:
+    """(the tensors the stretch reads from before it, the one it gives to what comes after), or
+    why it is no group: what it gives besides, or what it calls that is no item."""
     inside = set(stretch)
     for n in stretch:
         if n.op == "get_attr":
@@ -157,8 +170,11 @@ def _ends(stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Calla
                 return f"calls `{n.target}` inside it"
     sources = dict.fromkeys(m for n in stretch for m in n.all_input_nodes if m not in inside and is_tensor(m))
     outs = [n for n in stretch if is_tensor(n) and any(u not in inside for u in n.users)]
-    if len(sources) != 1:
-        return f"reads {len(sources)} values from before it ({', '.join(m.name for m in sources)})"
     if len(outs) != 1:
         return f"gives {len(outs)} values to what comes after it ({', '.join(m.name for m in outs)})"
-    return next(iter(sources)), outs[0]
+    return tuple(sources), outs[0]
+
+
+def _is_parameter(module: nn.Module, target: str) -> bool:
+    """A parameter of the module itself (``self.pos_embed``): a node of its own, before the loop."""
+    return "." not in target and isinstance(getattr(module, target, None), nn.Parameter)

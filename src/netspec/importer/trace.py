@@ -131,6 +131,7 @@ class Traced:
     calls: dict[fx.Node, Traced] = field(default_factory=dict)  # call_module node -> the call's trace
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
     pins: list[str] = field(default_factory=list)  # decisions on sizes that fixed the input size
+    flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
@@ -142,20 +143,25 @@ def trace_module(
     literal: dict[str, Any],
     example: dict[str, Any] | None = None,
     pins: list[str] | None = None,
+    flat: dict[str, int] | None = None,
 ) -> fx.Graph:
     """The graph of ``module.forward`` with its children as leaves; ``literal`` arguments (not
     tensors) are fixed, and the checks fx adds for them are dropped, as are ``torch._assert`` calls.
     With ``example`` (the tensor arguments' values) control flow on sizes is decided at those
-    sizes, each decision on a size added to ``pins``.
+    sizes, each decision on a size added to ``pins``; ``flat`` lists of tensors are traced as a
+    placeholder per tensor (a Python list of them inside).
 
     >>> g = trace_module(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), "head", {})
     >>> [(n.op, n.target) for n in g.nodes]
     [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
     """
     stand_in = _stand_in(module, literal, path)
+    if example is not None and flat:  # fx names the placeholders of a list `x` x_1, x_2, ...
+        example = {**example, **{f"{k}_{i + 1}": v for k in flat for i, v in enumerate(example.get(k) or ())}}
     tracer = _OneLevel(stand_in, example, path)
     try:
-        graph = tracer.trace(stand_in, concrete_args=literal or None)
+        lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
+        graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
         raise
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
@@ -224,11 +230,17 @@ def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
             graph.erase_node(node)
 
 
+# methods that change a list in place: a list argument they change is traced as its tensors
+_LIST_CHANGES = ("append", "extend", "insert", "pop", "remove", "clear")
+
+
 def _is_impure(node: fx.Node) -> bool:
     """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
     if node.op in ("placeholder", "output", "call_module") or node.target is fixed_at:
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if node.op == "call_method" and name in _LIST_CHANGES:  # a list argument changed: it is traced flat
+        return True
     return name.endswith("_") and not name.endswith("__")
 
 
@@ -266,7 +278,29 @@ class _Recorder(fx.Interpreter):
             )
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
+        _check_literal(sub, args, kwargs)
         return _run_traced(sub, self.run_index, args, kwargs)
+
+
+def _number_like(value: Any) -> bool:
+    """A number, or a tuple or list of numbers (a shape): what a batch size can be folded into."""
+    if isinstance(value, (tuple, list)):
+        return all(_number_like(v) for v in value)
+    return isinstance(value, (int, float))
+
+
+def _check_literal(sub: Traced, args: tuple, kwargs: dict) -> None:
+    """A module's arguments that are no tensors were fixed at its first call; one that changes
+    with the batch size (``pos_embed(B, H, W)``) would be wrong at every other size."""
+    now = _literal_arguments(sub.module, args, kwargs)
+    for key, first in sub.literal.items():
+        if key in now and _number_like(first) and type(now[key]) is type(first) and now[key] != first:
+            raise ImportFailed(
+                f"forward is given {key}={first!r} at batch size {BATCHES[0]} and {now[key]!r} at {BATCHES[1]}: "
+                "a value that follows the batch size cannot be written in a spec, whose nodes take tensors",
+                where=sub.path,
+                hint="compute it inside the module from its input (x.shape[0]), or broadcast instead",
+            )
 
 
 def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:
@@ -278,8 +312,36 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
         traced.literal = _literal_arguments(module, args, kwargs)
         bound = inspect.signature(module.forward).bind(*args, **kwargs)
         example = {k: v for k, v in bound.arguments.items() if k not in traced.literal}
-        traced.graph = trace_module(module, path, traced.literal, example, traced.pins)
+        try:
+            traced.graph = trace_module(module, path, traced.literal, example, traced.pins)
+        except ImportFailed:  # `x[1]` of a list argument fails on the proxy fx gives for it
+            traced.flat = _flat_lists(None, module, args, kwargs)
+            if not traced.flat:
+                raise
+        else:
+            traced.flat = _flat_lists(traced.graph, module, args, kwargs)
+        if traced.flat:
+            traced.pins.clear()  # traced again: its decisions are recorded again
+            traced.graph = trace_module(module, path, traced.literal, example, traced.pins, traced.flat)
     return traced
+
+
+def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
+    """The list arguments of tensors that forward does more with than concatenate whole (append
+    to, index, unpack) in ``graph`` (all of them without one): traced again as a placeholder per
+    tensor; a list only concatenated stays one (the caller concatenates it, ``convert._hoist_lists``)."""
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    placeholders = {n.target: n for n in graph.nodes if n.op == "placeholder"} if graph else {}
+    flat = {}
+    for key, value in bound.arguments.items():
+        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value)):
+            continue
+        p = placeholders.get(key)
+        if graph is None or (
+            p is not None and not all(u.target in (torch.cat, torch.concat) and u.args[0] is p for u in p.users)
+        ):
+            flat[key] = len(value)
+    return flat
 
 
 def _literal_arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -298,8 +360,17 @@ def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     """Run a traced custom module on real values (its tensor arguments only), recording as it goes."""
     bound = inspect.signature(traced.module.forward).bind(*args, **kwargs)
     bound.apply_defaults()
-    values = [v for k, v in bound.arguments.items() if k not in traced.literal]
-    return _Recorder(traced, run).run(*values)
+    values: list[Any] = []
+    for key, value in bound.arguments.items():
+        if key in traced.flat:
+            values.extend(value)  # a placeholder per tensor
+        elif key not in traced.literal:
+            values.append(value)
+    if not traced.flat:
+        return _Recorder(traced, run).run(*values)
+    out = _Recorder(traced, run).run(*values, enable_io_processing=False)  # given flat already
+    assert traced.graph is not None
+    return traced.graph.process_outputs(out)  # fx flattened the outputs too
 
 
 _SIZE_HINT = "check --input-size (token ids and masks need a dtype: tokens=16:int64, mask=16:bool)"

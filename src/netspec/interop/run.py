@@ -124,7 +124,10 @@ class TrainedModel:
         """How predictions read ``output`` (default: the first): :class:`~netspec.interop.scores.Reading`."""
         from .scores import reading_of
 
-        names = [ext for ext, _ in self.compiled.graph.eval_outputs]  # not those of training only
+        graph = self.compiled.graph
+        in_eval = {ref for _, ref in graph.eval_outputs}  # not those of training only
+        # by position: the spec calls an unnamed last node `output` where the graph says `linear`
+        names = [name for name, (_, ref) in zip(self.spec.output_names, graph.outputs) if ref in in_eval]
         if output is not None and output not in names:
             raise SpecError(f"the model has no output `{output}`; its outputs: {', '.join(names)}", path=("--output",))
         return reading_of(self.spec, self.compiled.graph, output or names[0])

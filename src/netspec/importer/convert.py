@@ -24,7 +24,7 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, pieces, tensor_ops  # noqa: F401  (register: layers, unbind/split, attention, ops)
+from . import attention, layer_calls, tensor_ops  # noqa: F401  (register: layers, attention, ops)
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
@@ -34,6 +34,7 @@ from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
+from .pieces import hoist_lists
 from .trace import META, TRAINING_ONLY, TensorMeta, Traced
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
@@ -529,7 +530,7 @@ class Converter:
 
 def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> Result:
     """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
-    hoisted = _hoist_lists(name, sub, bound, parent)
+    hoisted = hoist_lists(name, sub, bound, parent)
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
     numbered = sub.kind == "custom" and _calls_numbered(sub)
     inner = None  # a group's input keeps its outer name (as shapes.group names it)
@@ -548,45 +549,6 @@ def _calls_numbered(sub: Traced) -> bool:
     """Whether a module's forward calls children named by number (``for mod in self``)."""
     assert sub.graph is not None
     return any(n.op == "call_module" and str(n.target).isdigit() for n in sub.graph.nodes)
-
-
-def _hoist_lists(name: str, sub: Traced, bound: dict[str, Any], parent: Converter) -> dict[str, Ref]:
-    """A list of tensors passed to a module that only concatenates it (DenseNet's layers): the
-    caller concatenates it, and the module gets one tensor."""
-    out: dict[str, Ref] = {}
-    for key, value in bound.items():
-        if isinstance(value, Ref):
-            continue
-        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, Ref) for v in value)):
-            raise ImportFailed(f"`{name}` is called with {key}={value!r}: a spec passes tensors", where=parent.where)
-        dim = _concatenated_dim(sub, key)
-        if dim is None:
-            raise ImportFailed(
-                f"`{name}` is called with a list of tensors as `{key}`, which it does more with "
-                "than concatenate: a spec passes tensors",
-                where=parent.where,
-            )
-        if len(value) == 1:
-            out[key] = value[0]
-            continue
-        cat = SNode(
-            "cat", parent.namer.fresh(f"{name}_{key}"), {"dim": dim} if dim != 1 else None, [v.name for v in value]
-        )
-        parent.nodes.append(cat)
-        out[key] = Ref(cat.name, (None, None))  # type: ignore[arg-type]  # named just above
-    return out
-
-
-def _concatenated_dim(sub: Traced, key: str) -> int | None:
-    """The dim every use of placeholder ``key`` concatenates it on, if that is all it is used for."""
-    assert sub.graph is not None
-    placeholder = next((n for n in sub.graph.nodes if n.op == "placeholder" and n.target == key), None)
-    dims = set()
-    for user in placeholder.users if placeholder is not None else ():
-        if call_name(user.op, user.target) not in ("torch.cat", "torch.concat") or user.args[0] is not placeholder:
-            return None
-        dims.add(user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0))
-    return dims.pop() if len(dims) == 1 else None
 
 
 def _block_use(name: str, body: Body, refs: list[Ref]) -> Result:

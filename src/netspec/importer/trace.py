@@ -329,7 +329,7 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
     """The list arguments of tensors that forward does more with than concatenate whole (append
     to, index, unpack) in ``graph`` (all of them without one): traced again as a placeholder per
-    tensor; a list only concatenated stays one (the caller concatenates it, ``convert._hoist_lists``)."""
+    tensor; a list only concatenated stays one (the caller concatenates it, ``pieces.hoist_lists``)."""
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     placeholders = {n.target: n for n in graph.nodes if n.op == "placeholder"} if graph else {}
     flat = {}

@@ -40,6 +40,9 @@ from . import ExportError
 from .audit import audit
 from .eject_classes import Child, ClassDef, Draft, all_drafts, classes_of_type, type_order
 from .pysource import (
+    FREEZE_HELPER,
+    LOAD_HELPER,
+    LOAD_METHOD,
     Call,
     ListOf,
     assign_child,
@@ -342,38 +345,6 @@ def _loop_forward(graph: Any) -> str:
 # The file
 # ---------------------------------------------------------------------------------------------
 
-_FREEZE_HELPER = '''\
-def freeze(module: nn.Module, patterns: list[str]) -> None:
-    """Stop training the parameters whose names match a pattern (the spec's `freeze`)."""
-    for name, param in module.named_parameters():
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-            param.requires_grad_(False)
-'''
-
-_LOAD_HELPER = '''\
-def load_state(path: str, map_location: str) -> dict:
-    """The tensors of a .safetensors file (this needs the safetensors package), or what a torch
-    file holds, read with torch.load(weights_only=True)."""
-    if str(path).endswith(".safetensors"):  # netspec export --format safetensors, timm, Hugging Face
-        from safetensors.torch import load_file
-
-        return load_file(path, device=map_location)
-    return torch.load(path, map_location=map_location, weights_only=True)
-'''
-
-_LOAD = '''\
-    @classmethod
-    def load(cls, path: str, map_location: str = "cpu") -> "{name}":
-        """The model with the weights of a netspec checkpoint (last.pt, best.pt), of a state_dict
-        file or of a .safetensors file; in eval mode."""
-        state = load_state(path, map_location)
-        if isinstance(state, dict) and state.get("format") == "{checkpoint_format}":
-            state = state["model"]
-        model = cls()
-        model.load_state_dict(state)
-        return model.eval()
-'''
-
 
 def _wrap(text: str, indent: str = "", width: int = 100) -> str:
     import textwrap
@@ -505,8 +476,8 @@ def eject(
     drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
-    helpers += [_FREEZE_HELPER] if "freeze" in imports else []
-    helpers.append(_LOAD_HELPER)
+    helpers += [FREEZE_HELPER] if "freeze" in imports else []
+    helpers.append(LOAD_HELPER)
     avoid = _taken_names([i for i in imports if i.startswith(("import ", "from "))] + helper_imports)
     classes = _classes(compiled, drafts, avoid)
     if standardize:
@@ -525,7 +496,7 @@ def eject(
     parts = [docstring(doc) + "\n\n" + import_block, *helpers, *(_class_text(c) for c in classes[:-1])]
     from ..training.checkpoint import CHECKPOINT_FORMAT
 
-    load = _LOAD.format(name=root_class.name, checkpoint_format=CHECKPOINT_FORMAT)
+    load = LOAD_METHOD.format(name=root_class.name, checkpoint_format=CHECKPOINT_FORMAT)
     parts.append(_class_text(root_class) + "\n" + load)
     source = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     audit(source, doc, {c.name: _doc_text(c) for c in classes}, import_block, helpers)

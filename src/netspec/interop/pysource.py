@@ -30,6 +30,9 @@ import torch
 from . import ExportError
 
 __all__ = [
+    "FREEZE_HELPER",
+    "LOAD_HELPER",
+    "LOAD_METHOD",
     "Var",
     "Call",
     "ListOf",
@@ -501,3 +504,40 @@ def _import_line(name: str, fn: Any) -> str:
     if not module or not qual or "." in qual or module == "__main__" or module.startswith("netspec"):
         raise ExportError(f"the generated forward calls {name} ({fn!r}), which a standalone file cannot import")
     return f"from {module} import {qual}" + (f" as {name}" if name != qual else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The fixed texts of an ejected file: its helpers and the root class's `load`
+# ---------------------------------------------------------------------------------------------
+
+FREEZE_HELPER = '''\
+def freeze(module: nn.Module, patterns: list[str]) -> None:
+    """Stop training the parameters whose names match a pattern (the spec's `freeze`)."""
+    for name, param in module.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            param.requires_grad_(False)
+'''
+
+LOAD_HELPER = '''\
+def load_state(path: str, map_location: str) -> dict:
+    """The tensors of a .safetensors file (this needs the safetensors package), or what a torch
+    file holds, read with torch.load(weights_only=True)."""
+    if str(path).endswith(".safetensors"):  # netspec export --format safetensors, timm, Hugging Face
+        from safetensors.torch import load_file
+
+        return load_file(path, device=map_location)
+    return torch.load(path, map_location=map_location, weights_only=True)
+'''
+
+LOAD_METHOD = '''\
+    @classmethod
+    def load(cls, path: str, map_location: str = "cpu") -> "{name}":
+        """The model with the weights of a netspec checkpoint (last.pt, best.pt), of a state_dict
+        file or of a .safetensors file; in eval mode."""
+        state = load_state(path, map_location)
+        if isinstance(state, dict) and state.get("format") == "{checkpoint_format}":
+            state = state["model"]
+        model = cls()
+        model.load_state_dict(state)
+        return model.eval()
+'''

@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import operator
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -211,13 +211,24 @@ def _real_modules() -> Iterator[None]:
     down, so that the children run as they do outside a trace."""
     from torch.fx import _symbolic_trace as st
 
-    tracing = st._get_is_fx_tracing()
-    st._set_is_fx_tracing(False)
+    get_flag, set_flag = _tracing_flag(st)
+    tracing = get_flag()
+    set_flag(False)
     try:
         with st._maybe_revert_all_patches():
             yield
     finally:
-        st._set_is_fx_tracing(tracing)
+        set_flag(tracing)
+
+
+def _tracing_flag(st: Any) -> tuple[Callable[[], bool], Callable[[bool], None]]:
+    """Read and set fx's is-tracing flag: a thread-local behind functions since torch 2.12, a
+    module global before (torch 2.11)."""
+    names = ("_get_is_fx_tracing", "_set_is_fx_tracing")  # by name: each torch's stubs know one form
+    if hasattr(st, names[0]):
+        return getattr(st, names[0]), getattr(st, names[1])
+    flag = "_is_fx_tracing_flag"
+    return (lambda: bool(getattr(st, flag))), (lambda value: setattr(st, flag, value))
 
 
 def _clone(value: Any) -> Any:

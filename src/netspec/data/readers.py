@@ -295,11 +295,16 @@ def _read_pt(path: Path, arrays: list[str] | None) -> dict[str, Tensor]:
         obj = {str(i): t for i, t in enumerate(obj)}
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise DataError(f"{show_path(path)}: expected a tensor, a list of tensors or a dict of tensors")
+    return _picked(path, obj, arrays, list(obj))
+
+
+def _picked(path: Path, tensors: dict[str, Tensor], arrays: list[str] | None, names: list[str]) -> dict[str, Tensor]:
+    """The ``arrays`` of a file's ``tensors`` (default: all, in the order ``names``)."""
     found: dict[str, Tensor] = {}
-    for name in arrays if arrays is not None else list(obj):
-        if name not in obj:
-            raise DataError(f"{show_path(path)}: no tensor `{name}` (it has: {', '.join(map(str, obj)) or 'none'})")
-        found[name] = obj[name]
+    for name in arrays if arrays is not None else names:
+        if name not in tensors:
+            raise DataError(f"{show_path(path)}: no tensor `{name}` (it has: {', '.join(map(str, names)) or 'none'})")
+        found[name] = tensors[name]
     return found
 
 
@@ -307,13 +312,8 @@ def _read_safetensors(path: Path, arrays: list[str] | None) -> dict[str, Tensor]
     """The wanted tensors of a ``.safetensors`` file (tensors only, by construction)."""
     from ..files.safetensorfile import load_safetensors_file
 
-    obj = load_safetensors_file(path, (), DataError, "tensor file")
-    found: dict[str, Tensor] = {}
-    for name in arrays if arrays is not None else sorted(obj):
-        if name not in obj:
-            raise DataError(f"{show_path(path)}: no tensor `{name}` (it has: {', '.join(sorted(obj)) or 'none'})")
-        found[name] = obj[name]
-    return found
+    tensors = load_safetensors_file(path, (), DataError, "tensor file")
+    return _picked(path, tensors, arrays, sorted(tensors))
 
 
 _TENSOR_READERS = {".npz": _read_npz, ".safetensors": _read_safetensors}  # any other suffix: torch.load

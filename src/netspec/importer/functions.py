@@ -311,10 +311,16 @@ def _expand(c: Call, input: Ref, *sizes: Any) -> Result:
 def _layer_norm(
     c: Call, input: Ref, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5
 ) -> Result:
-    if weight is None and bias is not None:
-        raise ImportFailed("`layer_norm` with a bias and no weight has no spec op", where=c.where)
-    inputs = [input] + [t for t in (weight, bias) if t is not None]
+    inputs = affine_inputs(c, "layer_norm", input, weight, bias)
     return c.op("layer_norm", inputs, normalized_shape=list(normalized_shape), eps=eps)
+
+
+def affine_inputs(c: Call, op: str, input: Ref, weight: Any, bias: Any) -> list[Any]:
+    """A functional norm's inputs as its op takes them: the input, then the weight and the bias
+    where given (a bias without a weight has no op)."""
+    if weight is None and bias is not None:
+        raise ImportFailed(f"`{op}` with a bias and no weight has no spec op", where=c.where)
+    return [input] + [t for t in (weight, bias) if t is not None]
 
 
 @handles("torch.permute", "Tensor.permute")

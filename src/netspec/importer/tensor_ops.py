@@ -99,9 +99,7 @@ def _where(c: Call, condition: Ref, input: Any = None, other: Any = None) -> Res
 def _group_norm(
     c: Call, input: Ref, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
 ) -> Result:
-    if weight is None and bias is not None:
-        raise ImportFailed("`group_norm` with a bias and no weight has no spec op", where=c.where)
-    inputs = [input] + [t for t in (weight, bias) if t is not None]
+    inputs = functions.affine_inputs(c, "group_norm", input, weight, bias)
     return c.op("group_norm", inputs, num_groups=const(c, num_groups, "a number"), eps=eps)
 
 

@@ -203,6 +203,21 @@ def test_loss_per_output() -> None:
     torch.testing.assert_close(crit(out, targets), expected)
 
 
+def test_a_single_loss_takes_the_short_path_and_gives_the_same_value() -> None:
+    # one loss of weight 1: called directly (no sum); weighted, or a dict of targets: the same value
+    logits, labels = torch.randn(5, 4), torch.randint(4, (5,))
+    plain = build_criterion(LossSpec.model_validate("CrossEntropyLoss"), ["y"])
+    assert plain.single is not None
+    torch.testing.assert_close(plain({"y": logits}, labels), F.cross_entropy(logits, labels), rtol=0, atol=0)
+    torch.testing.assert_close(plain({"y": logits}, {"y": labels}), F.cross_entropy(logits, labels), rtol=0, atol=0)
+    torch.testing.assert_close(plain({"y": logits}, labels.float()), F.cross_entropy(logits, labels), rtol=0, atol=0)
+    weighted = build_criterion(LossSpec.model_validate({"CrossEntropyLoss": {}, "weight": 0.5}), ["y"])
+    assert weighted.single is None
+    torch.testing.assert_close(weighted({"y": logits}, labels), 0.5 * F.cross_entropy(logits, labels))
+    with pytest.raises(SpecError, match="reads target `y`"):
+        plain({"y": logits}, {"a": labels, "b": labels})
+
+
 def test_missing_target_key_is_a_data_error() -> None:
     crit = build_criterion(LossSpec.model_validate({"outputs": {"a": "MSELoss", "b": "MSELoss"}}), ["a", "b"])
     with pytest.raises(SpecError, match="reads target `b`") as err:

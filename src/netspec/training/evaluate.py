@@ -174,9 +174,10 @@ def forward(run: Forwards, inputs: dict[str, Tensor], module: nn.Module | None =
     (``train.compile``), is called instead of the model when there is one. Evaluation never
     goes through DDP: its forward may broadcast buffers, a collective every process would
     have to join, and each process evaluates a share of its own length."""
-    model = module or getattr(run, "compiled", None) or run.model
+    model = module if module is not None else getattr(run, "compiled", None) or run.model
+    names = run.input_names
     with run.hw.autocast():
-        raw = model(*[inputs[n] for n in run.input_names])
+        raw = model(inputs[names[0]]) if len(names) == 1 else model(*[inputs[n] for n in names])
     if isinstance(raw, Tensor):
         return {run.output_names[0]: raw}
     if isinstance(raw, dict):

@@ -41,7 +41,7 @@ from .rundir import BACKGROUND, RunDir, RunLogging, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
-from .stopping import check_stopping, stop_at_step
+from .stopping import check_stopping, stop_at_step, stops_at_steps
 from .watch import BadLoss, NanWatch, all_finite
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
@@ -418,7 +418,11 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
     batches = _epoch_batches(run)
     n_batches = len(run.loaders.train)
     bar = report.progress(run, n_batches)
-    run.watch.start(run.meters["train"].loss, st.epoch, n_batches)
+    watch = run.watch
+    watch.start(run.meters["train"].loss, st.epoch, n_batches)
+    # what is checked after every step, decided once: a step-based stop_when, and whether a
+    # Ctrl-C must be agreed on by every process (one flag read otherwise)
+    steps_stop, agree = stops_at_steps(run), run.hw.distributed
     pending = 0  # batches whose gradients were accumulated since the last optimizer step
     try:
         for i, (inputs, target) in enumerate(batches, start=st.batch):
@@ -427,8 +431,10 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             st.batch = i + 1
             if bar is not None:
                 bar.update(n, loss)
-            _raise_if_bad(run, run.watch.poll())  # a check queued batches ago, if its answer is in
-            if (st.batch % accum and st.batch != n_batches) or not pending:
+            bad = watch.poll()  # a check queued batches ago, if its answer is in
+            if bad is not None:
+                raise bad.error(run.run_dir.kept())
+            if (accum > 1 and st.batch % accum and st.batch != n_batches) or not pending:
                 continue  # mid-window, or every batch of the window was skipped
             # ---- optimizer step, then the step-level stops
             stepped, pending = _step(run, pending, i, n_batches), 0
@@ -436,9 +442,9 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
                 continue
             st.step += 1
             run.schedule.after_step()
-            if stop_at_step(run):
+            if steps_stop and stop_at_step(run):
                 return "stop_when"
-            if _stop_asked(run, interrupt):
+            if (agree or interrupt.requested) and _stop_asked(run, interrupt):
                 raise _interrupted(run, saved=False, signum=interrupt.signum)
         return None
     finally:
@@ -447,7 +453,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
         if close is not None:
             close()
         if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
-            _raise_if_bad(run, run.watch.check())  # every loss of the epoch, before it counts
+            _raise_if_bad(run, watch.check())  # every loss of the epoch, before it counts
 
 
 def _forward_backward(
@@ -462,24 +468,32 @@ def _forward_backward(
     no_sync breaks it (pytorch/pytorch#143580), so each batch all-reduces (the same sum, slower).
     """
     accum = run.tspec.grad_accumulation
-    window = min(accum, n_batches - (i // accum) * accum)
-    ends_window = (i + 1) % accum == 0 or i + 1 == n_batches
-    defer = run.ddp is not None and not ends_window and not run.tspec.distributed.static_graph
-    # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
-    local = run.ddp.no_sync() if defer else contextlib.nullcontext()  # type: ignore[union-attr,operator]
-    with local:
-        # ---- forward: the model under autocast, the loss in float32
-        outputs = forward(run, inputs, run.ddp)
-        loss = run.criterion(outputs, target)
-        n = batch_size(inputs)
-        if not _keep(run, loss, i, n_batches):
-            return loss, n, False
-        # ---- backward
-        scaled = loss if window == 1 else loss / window
-        (run.scaler.scale(scaled) if run.scaler else scaled).backward()
-    for meter in (run.meters["train"], run.window_meter):
-        if meter is not None:
-            meter.update(outputs, target, loss, n, run.criterion.last)
+    window = 1 if accum == 1 else min(accum, n_batches - (i // accum) * accum)
+    before_last = accum > 1 and (i + 1) % accum and i + 1 != n_batches  # a batch before its window's last
+    if run.ddp is not None and before_last and not run.tspec.distributed.static_graph:
+        # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
+        with run.ddp.no_sync():  # type: ignore[operator]
+            return _forward_backward_now(run, inputs, target, i, n_batches, window)
+    return _forward_backward_now(run, inputs, target, i, n_batches, window)
+
+
+def _forward_backward_now(
+    run: Run, inputs: dict[str, Tensor], target: Any, i: int, n_batches: int, window: int
+) -> tuple[Tensor, int, bool]:
+    """:func:`_forward_backward`'s work, the loss weighted 1/window."""
+    # ---- forward: the model under autocast, the loss in float32
+    outputs = forward(run, inputs, run.ddp)
+    loss = run.criterion(outputs, target)
+    n = batch_size(inputs)
+    if run.tspec.on_nan == "skip" and not _keep(run, loss, i, n_batches):
+        return loss, n, False
+    # ---- backward
+    scaled = loss if window == 1 else loss / window
+    (run.scaler.scale(scaled) if run.scaler else scaled).backward()
+    # ---- the batch's loss and metrics (kept on the device), and where its loss came from
+    run.meters["train"].update(outputs, target, loss, n, run.criterion.last)
+    if run.window_meter is not None:
+        run.window_meter.update(outputs, target, loss, n, run.criterion.last)
     run.watch.record(i, run.state.step, (inputs, target))
     return loss, n, True
 

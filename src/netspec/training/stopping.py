@@ -13,7 +13,7 @@ from .meters import higher_is_better
 if TYPE_CHECKING:  # loop.py imports this module: the type alone, never at run time
     from .loop import Run
 
-__all__ = ["improved", "update_best", "check_stopping", "stop_at_step"]
+__all__ = ["improved", "update_best", "check_stopping", "stop_at_step", "stops_at_steps"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ def check_stopping(run: Run, values: dict[str, float]) -> tuple[str, str]:
     if stop is not None and stop.check_every == "epoch" and _reached(stop, values[stop.monitor]):
         return "stop_when", f"stop_when: {stop.monitor} = {values[stop.monitor]:.4f} after epoch {st.epoch}"
     return "epochs", ""
+
+
+def stops_at_steps(run: Run) -> bool:
+    """Whether :func:`stop_at_step` has anything to check (``stop_when: {check_every: step}``):
+    the loop asks once an epoch, not after every step."""
+    stop = run.tspec.stop_when
+    return stop is not None and stop.check_every == "step"
 
 
 def stop_at_step(run: Run) -> bool:

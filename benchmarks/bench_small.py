@@ -114,13 +114,19 @@ def small_spec(name: str, folder: Path, epochs: int, device: str) -> Any:
 # --------------------------------------------------------------------------- the contenders
 
 
-def run_netspec(spec: Any, folder: Path) -> tuple[list[float], float]:
-    """Seconds of each epoch (the first includes the set-up) and the last epoch's loss."""
+def run_netspec(spec: Any, folder: Path) -> tuple[list[float], list[float], float]:
+    """Seconds of each epoch (the first includes the set-up), the process's CPU seconds of each
+    (stamped as each epoch's record is handed over: the writer thread's work included) and the
+    last epoch's loss."""
+    cpu = [time.process_time()]
     with tempfile.TemporaryDirectory() as out:
         started = time.time()
-        result = train(spec, out=out, stream=io.StringIO(), base_dir=folder)
+        result = train(
+            spec, out=out, stream=io.StringIO(), base_dir=folder, on_epoch=lambda _: cpu.append(time.process_time())
+        )
     stamps = [started] + [r["t"] for r in result.history]
-    return [b - a for a, b in itertools.pairwise(stamps)], result.history[-1]["train_loss"]
+    wall = [b - a for a, b in itertools.pairwise(stamps)]
+    return wall, [b - a for a, b in itertools.pairwise(cpu)], result.history[-1]["train_loss"]
 
 
 def _setup(spec: Any, device: torch.device, fused: bool) -> tuple[Any, Any, Any]:
@@ -138,9 +144,9 @@ def run_seed_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, devi
     """A DataLoader, per-batch copies, .item() every step, a checkpoint every epoch."""
     model, opt, sched = _setup(spec, device, False)
     loader = DataLoader(TensorDataset(x, y), BATCH, shuffle=True, generator=torch.Generator().manual_seed(SEED))
-    times, loss_mean = [], float("nan")
+    times, cpu, loss_mean = [], [], float("nan")
     for epoch in range(epochs):
-        start, total, correct = time.perf_counter(), 0.0, 0
+        start, cpu_start, total, correct = time.perf_counter(), time.process_time(), 0.0, 0
         model.train()
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
@@ -155,7 +161,8 @@ def run_seed_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, devi
         _checkpoint(model, opt, epoch, ckpt)
         loss_mean = total / len(x)
         times.append(time.perf_counter() - start)
-    return times, loss_mean
+        cpu.append(time.process_time() - cpu_start)
+    return times, cpu, loss_mean
 
 
 def _tuned_epochs(
@@ -165,13 +172,13 @@ def _tuned_epochs(
     epochs: int,
     device: Any,
     ckpt: Path,
-) -> tuple[list[float], float]:
+) -> tuple[list[float], list[float], float]:
     """The tuned step over ``batches()``: sums on the device, one host read an epoch."""
     model, opt, sched = _setup(spec, device, device.type == "cuda")
-    times, loss_mean = [], float("nan")
+    times, cpu, loss_mean = [], [], float("nan")
     for epoch in range(epochs):
         _sync(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         total = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.int64)
@@ -187,7 +194,8 @@ def _tuned_epochs(
         loss_mean, _ = total.item() / n, correct.item() / n  # the epoch's host reads
         _checkpoint(model, opt, epoch, ckpt)
         times.append(time.perf_counter() - start)
-    return times, loss_mean
+        cpu.append(time.process_time() - cpu_start)
+    return times, cpu, loss_mean
 
 
 def run_tuned_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, ckpt: Path) -> Any:
@@ -232,7 +240,8 @@ def _sync(device: torch.device) -> None:
 
 
 def small_contenders(name: str, folder: Path, epochs: int, device: torch.device) -> list[tuple[str, Callable]]:
-    """(contender, a function returning its epoch seconds and final loss) for ``mlp`` or ``png``."""
+    """(contender, a function returning its epoch seconds, their CPU seconds and its final loss)
+    for ``mlp`` or ``png``."""
     images, labels = write_digits(folder)
     spec = small_spec(name, folder, epochs, str(device))
     if name == "mlp":

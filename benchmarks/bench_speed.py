@@ -303,7 +303,9 @@ def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: 
     """The digits MLP (CSV) or CNN (PNG folder), one thread, fp32 (bench_small.py). Besides the
     medians over every round, each round's median epoch is compared with the tuned loop's of the
     same round (they ran seconds apart), and the median of those paired ratios is printed: on a
-    machine whose load drifts, the steadier figure."""
+    machine whose load drifts, the steadier figure. So is each epoch's CPU time (the process's,
+    netspec's writer thread included): where other processes share the cores, time is mostly
+    waiting for them, CPU time much less so."""
     import bench_small
 
     threads = torch.get_num_threads()
@@ -314,19 +316,22 @@ def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: 
         folder.mkdir()
         runs = bench_small.small_contenders(name, folder, epochs, device)
         timed: dict[str, list[list[float]]] = {contender: [] for contender, _ in runs}  # per round
+        cpu: dict[str, list[list[float]]] = {contender: [] for contender, _ in runs}  # the same, CPU seconds
         losses: dict[str, float] = {}
         for r in range(rounds):  # each round in another order: a load that comes and goes hits all alike
             for contender, fn in runs[r % len(runs) :] + runs[: r % len(runs)]:
-                seconds, losses[contender] = fn()
+                seconds, cpu_seconds, losses[contender] = fn()
                 timed[contender].append(seconds[1:] or seconds)  # the first epoch warms up
+                cpu[contender].append(cpu_seconds[1:] or cpu_seconds)
                 ms = " ".join(f"{1e3 * t:.1f}" for t in seconds)
                 print(f"  {name} fp32 {contender}: {ms} ms/epoch", file=sys.stderr, flush=True)
     finally:
         torch.set_num_threads(threads)
-    for c, _ in runs:
-        paired = [statistics.median(a) / statistics.median(b) for a, b in zip(timed[c], timed["tuned loop"])]
-        shown = " ".join(f"{p:.2f}" for p in paired)
-        PAIRED.append(f"{name:5} {c:26} time/tuned per round: {shown}; median {statistics.median(paired):.2f}")
+    for kind, seconds in (("time", timed), ("CPU", cpu)):  # CPU: steadier than time where others share the cores
+        for c, _ in runs:
+            paired = [statistics.median(a) / statistics.median(b) for a, b in zip(seconds[c], seconds["tuned loop"])]
+            shown = " ".join(f"{p:.2f}" for p in paired)
+            PAIRED.append(f"{name:5} {c:26} {kind:>4}/tuned per round: {shown}; median {statistics.median(paired):.2f}")
     n = bench_small.TRAIN
     return [
         Row(name, "fp32", c, n / statistics.median(list(itertools.chain.from_iterable(timed[c]))), losses[c])
@@ -461,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_case(model, args, device, Path(tmp))
     print_table(rows)
     if PAIRED:
-        print("\nsmall cases, each round's median epoch against the tuned loop's in the same round:")
+        print(
+            "\nsmall cases, each round's median epoch (time, then CPU time) against the tuned loop's in the same round:"
+        )
         print("\n".join(PAIRED))
     print(f"\nforward+backward, compiled spec / hand-written (median of {args.reps}):")
     for model in (m for m in args.models if m in CASES):

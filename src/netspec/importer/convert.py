@@ -24,7 +24,7 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, tensor_ops  # noqa: F401  (register: layers, attention, ops)
+from . import attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path

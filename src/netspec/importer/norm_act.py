@@ -10,6 +10,7 @@ layer is traced like any custom module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from torch import fx, nn
@@ -20,6 +21,15 @@ from .trace import Traced, is_layer, norm_base
 
 if TYPE_CHECKING:
     from .convert import Converter
+
+
+# timm activation classes -> the torch.nn layer computing the same (their forwards call these functions)
+_TIMM_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "timm.layers.activations.GELU": nn.GELU,  # F.gelu(x)
+    "timm.layers.activations.GELUTanh": lambda: nn.GELU(approximate="tanh"),  # F.gelu(x, approximate="tanh")
+    "timm.layers.activations.Sigmoid": nn.Sigmoid,  # x.sigmoid()
+    "timm.layers.activations.Tanh": nn.Tanh,  # x.tanh()
+}
 
 
 def _plain(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
@@ -39,6 +49,8 @@ def norm_act_nodes(c: Converter, n: fx.Node, name: str, sub: Traced, args: tuple
         module: Any = getattr(sub.module, child, None)
         if module is None or type(module) is nn.Identity:
             continue
+        if class_path(module) in _TIMM_ACTS:
+            module = _TIMM_ACTS[class_path(module)]()
         if not is_layer(module) or has_state(module):
             raise ImportFailed(
                 f"`{child}` of this {type(sub.module).__name__} is {class_path(module)}, not a torch.nn layer "

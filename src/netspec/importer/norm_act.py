@@ -32,7 +32,7 @@ _TIMM_ACTS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def _plain(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
+def plain_copy(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
     """The same settings and tensors as a plain ``cls``, without the children (read, never run)."""
     plain = cls.__new__(cls)
     plain.__dict__.update(module.__dict__)
@@ -44,7 +44,7 @@ def norm_act_nodes(c: Converter, n: fx.Node, name: str, sub: Traced, args: tuple
     """The norm layer node (named ``name``: its keys), then a node per child that is not the identity."""
     base = norm_base(sub.module)
     assert base is not None
-    nodes = [c._layer(name, Traced(sub.path, _plain(sub.module, base), "layer"), args, kwargs)]
+    nodes = [c._layer(name, Traced(sub.path, plain_copy(sub.module, base), "layer"), args, kwargs)]
     for child in ("drop", "act"):
         module: Any = getattr(sub.module, child, None)
         if module is None or type(module) is nn.Identity:

@@ -13,7 +13,7 @@ pinned there (``trace.same_padded``). The ``Conv2d`` is named after the module: 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import fx, nn
 
@@ -46,7 +46,7 @@ def same_conv_nodes(c: Converter, n: fx.Node, name: str, sub: Traced, args: tupl
     ph, pw = (
         same_padding(size, k, s, d) for size, k, s, d in zip((h, w), conv.kernel_size, conv.stride, conv.dilation)
     )
-    plain = plain_copy(conv, nn.Conv2d)
+    plain: Any = plain_copy(conv, nn.Conv2d)  # a Conv2d: its padding is set below
     nodes: list[SNode] = []
     if ph % 2 or pw % 2:  # more after than before: a pad node first, the conv then pads nothing
         pad = SNode(

@@ -36,7 +36,7 @@ def _conv2d(
         raise ImportFailed("`conv2d` with a kernel that is no tensor has no spec op", where=c.where)
     if weight.batch_dims or (bias is not None and bias.batch_dims):
         raise ImportFailed("`conv2d` with a kernel computed from the batch has no spec op", where=c.where)
-    inputs = [input, weight] + ([bias] if bias is not None else [])
+    inputs: list[Ref | str] = [input, weight, *([bias] if bias is not None else [])]
     return c.op(
         "conv2d",
         inputs,

@@ -62,10 +62,11 @@ def _padding(value: int | list[int] | str) -> Any:
 
 @op("batch_norm", inputs=(1, 5))
 def _batch_norm(inputs: list[Any], use_input_stats: bool = False, eps: float = 1e-5) -> Call:
-    """Batch norm over dim 1 (F.batch_norm): by the input's own statistics (`use_input_stats`; then
-    the optional 2nd and 3rd inputs are the weight and bias), else by the running mean and variance
-    the 2nd and 3rd inputs give (then the optional 4th and 5th are the weight and bias); running
-    statistics are never updated."""
+    """Batch norm over dim 1 (F.batch_norm) by [x, mean, var, weight, bias], or by x's own statistics.
+
+    With ``use_input_stats`` the inputs are [x], [x, weight] or [x, weight, bias]; else the 2nd
+    and 3rd are the running mean and variance, the optional 4th and 5th the weight and bias.
+    Running statistics are never updated."""
     if use_input_stats:
         if len(inputs) > 3:
             raise GraphError("`batch_norm` with use_input_stats takes [x], [x, weight] or [x, weight, bias]")

@@ -158,3 +158,18 @@ def test_timms_layers_round_trip_at_two_sizes(name: str) -> None:
     assert "pinned" not in text
     for shape in ((3, 16, 16), (3, 13, 20)):
         _compare(text, model, shape)
+
+
+def test_timms_conv2d_same_at_stride_2_pads_at_the_traced_size_and_is_pinned() -> None:
+    layers = pytest.importorskip("timm.layers")
+    torch.manual_seed(0)
+    model = _Wrap(layers.Conv2dSame(3, 8, 5, stride=2)).eval()
+    text = spec_from_module(model, {"x": (3, 16, 16)}, name="m").text
+    assert "- inner_pad: {pad: [1, 2, 1, 2]}\n  - inner: {Conv2d: {out_channels: 8, kernel_size: 5, stride: 2}}" in text
+    by = "inner: timm.layers.conv2d_same.Conv2dSame: its SAME padding at stride (2, 2) follows the input size"
+    assert f"pinned: {{shape: [3, 16, 16], by: '{by}'}}" in text
+    _compare(text, model, (3, 16, 16))
+    model = _Wrap(layers.Conv2dSame(3, 8, 5, stride=2)).eval()
+    text = spec_from_module(model, {"x": (3, 15, 15)}, name="m").text  # 2 on each side: the Conv2d's own
+    assert "- inner: {Conv2d: {out_channels: 8, kernel_size: 5, stride: 2, padding: 2}}" in text
+    _compare(text, model, (3, 15, 15))

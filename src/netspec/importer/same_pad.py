@@ -47,6 +47,7 @@ def same_conv_nodes(c: Converter, n: fx.Node, name: str, sub: Traced, args: tupl
         same_padding(size, k, s, d) for size, k, s, d in zip((h, w), conv.kernel_size, conv.stride, conv.dilation)
     )
     plain: Any = plain_copy(conv, nn.Conv2d)  # a Conv2d: its padding is set below
+    plain.padding_mode = "zeros"  # Conv2dSame's forward pads with zeros whatever its padding_mode says
     nodes: list[SNode] = []
     if ph % 2 or pw % 2:  # more after than before: a pad node first, the conv then pads nothing
         pad = SNode(

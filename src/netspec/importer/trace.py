@@ -119,7 +119,7 @@ def same_padded(module: nn.Module) -> str | None:
         return None
     if all(s == 1 for s in module.stride):
         return ""
-    return f"{class_path(module)} pads for the input size (stride {module.stride[0]})"
+    return f"{class_path(module)}: its SAME padding at stride {tuple(module.stride)} follows the input size"
 
 
 class _OneLevel(SizeTracer):

@@ -1,11 +1,12 @@
 """Functional ``conv2d`` and ``batch_norm`` on a module's own tensors -> the ops of
 ``nodes/ops_weights.py``.
 
-timm convolves with tensors it holds or computes rather than through a ``Conv2d`` layer: its
-``Conv2dSame`` pads for the input size and calls ``F.conv2d(x, self.weight, ...)``; ``StdConv2d``
-and ``ScaledStdConv2d`` standardise their weight with ``F.batch_norm(self.weight.reshape(1, out,
--1), None, None, training=True)`` first; ``BlurPool2d`` convolves each channel with a fixed
-filter (a buffer). The weight reads as a ``Parameter`` node (or ``Buffer``) under its own key, so
+timm convolves with tensors it holds or computes rather than through a ``Conv2d`` layer:
+``StdConv2d`` and ``ScaledStdConv2d`` standardise their weight with
+``F.batch_norm(self.weight.reshape(1, out, -1), None, None, training=True)`` first; ``BlurPool2d``
+convolves each channel with a fixed filter (a buffer); a hand-written TensorFlow-SAME convolution
+pads for the input size and calls ``F.conv2d(x, self.weight, ...)`` (timm's own ``Conv2dSame``
+is read as a ``Conv2d``: ``same_pad.py``). The weight reads as a ``Parameter`` node (or ``Buffer``) under its own key, so
 the keys stay, and the call as the op with that node as an input.
 """
 

@@ -6,9 +6,11 @@ its weight before convolving reads as the spec's nodes do it. timm's weight-stan
 convolution (``StdConv2d``, used by BiT and NFNet) is::
 
     - weight: {Parameter: {shape: [64, 3, 7, 7]}}
-    - flat: {reshape: [64, 147], from: weight}                   # (1, 64, 147): one row per filter
-    - standard: {batch_norm: {use_input_stats: true, eps: 1.0e-6}}   # each filter to mean 0, variance 1
-    - kernel: {reshape: [3, 7, 7]}                               # (64, 3, 7, 7) again
+    - rows_whole: {reshape: [1, 64, 147], from: weight}         # reshape keeps dim 0: (1, 1, 64, 147)
+    - rows: {squeeze: 0}                                        # (1, 64, 147): a row per filter
+    - standard: {batch_norm: {use_input_stats: true, eps: 1.0e-6}}   # each to mean 0, variance 1
+    - kernel_whole: {reshape: [64, 3, 7, 7]}
+    - kernel: {squeeze: 0}                                      # (64, 3, 7, 7) again
     - conv: {conv2d: {stride: 2, padding: 3}, from: [x, kernel]}
 
 and a blur-pool's fixed filter (a ``Buffer``) convolves each channel with ``groups``.

@@ -152,6 +152,9 @@ OP_EXAMPLES: dict[str, Example] = {
     },
     "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
     "group_norm": Example(2, [I((4, 3, 3))]),
+    # weights as inputs (ops_weights.py); here a kernel per sample, as torch reads it: (B, 3, 3, 3)
+    "conv2d": Example({"padding": 1}, [I((3, 8, 8)), I((3, 3, 3))]),
+    "batch_norm": Example({"use_input_stats": True}, [I((4, 3, 3))]),
     "normalize": Example(-1, [I((3, 4))]),
     "softmax": Example(-1, [I((3, 4))]),
     "log_softmax": Example(-1, [I((3, 4))]),

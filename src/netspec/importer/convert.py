@@ -24,7 +24,7 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, tensor_ops  # noqa: F401  (register: layers, attention, ops)
+from . import attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
@@ -35,7 +35,8 @@ from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
 from .pieces import hoist_lists
-from .trace import META, TRAINING_ONLY, TensorMeta, Traced
+from .same_pad import same_conv_nodes
+from .trace import META, TRAINING_ONLY, TensorMeta, Traced, same_padded
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
 # need_weights=False only skips returning the weights, which nothing then reads).
@@ -286,6 +287,8 @@ class Converter:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
         if sub.kind == "layer" and norm_base(sub.module) is not None:  # timm's BatchNormAct2d
             return norm_act_nodes(self, n, name, sub, args, kwargs)
+        if sub.kind == "layer" and same_padded(sub.module) is not None:  # timm's Conv2dSame
+            return same_conv_nodes(self, n, name, sub, args, kwargs)
         if sub.kind == "layer":
             return self._layer(name, sub, args, kwargs)
         return _module_node(name, sub, self._bind(sub, args, kwargs), self)

@@ -10,6 +10,7 @@ layer is traced like any custom module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from torch import fx, nn
@@ -22,7 +23,16 @@ if TYPE_CHECKING:
     from .convert import Converter
 
 
-def _plain(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
+# timm activation classes -> the torch.nn layer computing the same (their forwards call these functions)
+_TIMM_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "timm.layers.activations.GELU": nn.GELU,  # F.gelu(x)
+    "timm.layers.activations.GELUTanh": lambda: nn.GELU(approximate="tanh"),  # F.gelu(x, approximate="tanh")
+    "timm.layers.activations.Sigmoid": nn.Sigmoid,  # x.sigmoid()
+    "timm.layers.activations.Tanh": nn.Tanh,  # x.tanh()
+}
+
+
+def plain_copy(module: nn.Module, cls: type[nn.Module]) -> nn.Module:
     """The same settings and tensors as a plain ``cls``, without the children (read, never run)."""
     plain = cls.__new__(cls)
     plain.__dict__.update(module.__dict__)
@@ -34,11 +44,13 @@ def norm_act_nodes(c: Converter, n: fx.Node, name: str, sub: Traced, args: tuple
     """The norm layer node (named ``name``: its keys), then a node per child that is not the identity."""
     base = norm_base(sub.module)
     assert base is not None
-    nodes = [c._layer(name, Traced(sub.path, _plain(sub.module, base), "layer"), args, kwargs)]
+    nodes = [c._layer(name, Traced(sub.path, plain_copy(sub.module, base), "layer"), args, kwargs)]
     for child in ("drop", "act"):
         module: Any = getattr(sub.module, child, None)
         if module is None or type(module) is nn.Identity:
             continue
+        if class_path(module) in _TIMM_ACTS:
+            module = _TIMM_ACTS[class_path(module)]()
         if not is_layer(module) or has_state(module):
             raise ImportFailed(
                 f"`{child}` of this {type(sub.module).__name__} is {class_path(module)}, not a torch.nn layer "

@@ -69,7 +69,7 @@ def kind_of(module: nn.Module) -> Kind:
     >>> kind_of(nn.ReLU()), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Identity())
     ('layer', 'sequential', 'layer')
     """
-    if is_layer(module) or _norm_act(module):
+    if is_layer(module) or _norm_act(module) or same_padded(module) is not None:
         return "layer"
     if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         return "sequential"
@@ -106,6 +106,20 @@ def norm_base(module: nn.Module) -> type[nn.Module] | None:
 def _norm_act(module: nn.Module) -> bool:
     """timm's norm-and-activation layers, read as a torch.nn norm layer and its children (``norm_act.py``)."""
     return norm_base(module) is not None
+
+
+def same_padded(module: nn.Module) -> str | None:
+    """timm's ``Conv2dSame``, read as a Conv2d (``same_pad.py``): the pin its padding makes where
+    it depends on the input size (a stride over 1), else ``""``; None for any other module.
+
+    >>> same_padded(nn.Conv2d(1, 1, 3)) is None
+    True
+    """
+    if class_path(module) != "timm.layers.conv2d_same.Conv2dSame" or not isinstance(module, nn.Conv2d):
+        return None
+    if all(s == 1 for s in module.stride):
+        return ""
+    return f"{class_path(module)}: its SAME padding at stride {tuple(module.stride)} follows the input size"
 
 
 class _OneLevel(SizeTracer):
@@ -308,6 +322,8 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
     tensors fixed to their values at this call."""
     kind = kind_of(module)
     traced = Traced(path, module, kind)
+    if same_padded(module):  # read whole, not traced: its decision on sizes is pinned here
+        traced.pins.append(str(same_padded(module)))
     if kind != "layer":  # a Sequential too: the modules in it are traced through its forward
         traced.literal = _literal_arguments(module, args, kwargs)
         bound = inspect.signature(module.forward).bind(*args, **kwargs)

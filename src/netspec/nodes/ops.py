@@ -520,3 +520,6 @@ def _full_like(inputs: list[Any], fill_value: float) -> Call:
 
 # indexing, gathers, masks, einsum, positions: their own module, registered in the same registry
 from . import ops_index as _ops_index  # noqa: E402, F401
+
+# ops whose weights are inputs (conv2d, batch_norm): their own module, in the same registry
+from . import ops_weights as _ops_weights  # noqa: E402, F401

@@ -244,3 +244,21 @@ class Sizes(nn.Module):
 def test_a_module_returning_sizes_beside_tensors_returns_the_tensors() -> None:
     text = _round_trip(Sizes(), {"x": (3, 8, 8)}, free=False)  # h and w are numbers in the reshape
     assert "- embed_0: {item: 0}\n  - embed_2: {item: 1}\n    from: embed\n" in text
+
+
+class RelativeBias(nn.Module):
+    """SAM's ``get_rel_pos``: table rows picked by float coordinates made integers (``.long()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rel = nn.Parameter(torch.randn(7, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]  # a size: the positions are computed in the traced forward
+        coords = torch.arange(n, dtype=torch.float32)[:, None] - torch.arange(n, dtype=torch.float32)[None, :] + n - 1
+        return x + self.rel[coords.long()].sum(-1)  # (B, 4, 4) + (4, 4)
+
+
+def test_float_coordinates_made_integers_pick_table_rows() -> None:
+    text = _round_trip(RelativeBias(), {"x": (4, 4)}, free=None)  # the table is 4x4: x's size only
+    assert "- long: {to: int64}\n" in text

@@ -181,8 +181,12 @@ class Converter:
 
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
-        if n.users and all(u.target is getattr and u.args[1:] in (("device",), ("dtype",)) for u in n.users):
-            self.env[n] = None  # `self.proj.weight.device`: where and how to compute, not a value
+        if (
+            "." in target
+            and n.users
+            and all(u.target is getattr and u.args[1:] in (("device",), ("dtype",)) for u in n.users)
+        ):
+            self.env[n] = None  # a child's `self.proj.weight.device`: where and how to compute, not a value
             return
         value = getattr(self.module, target, None) if "." not in target else None
         again = target in self.buffers_read  # a node already (a tensor fx computed from it came first)

@@ -145,7 +145,7 @@ def _pow(c: Call, input: Ref, exponent: Any) -> Result:
     if isinstance(exponent, Ref) and not isinstance(input, Ref):  # XCiT's `temperature ** t`: a number's power
         number = const(c, input, "a number")
         base = buffer_node(
-            c.fresh(f"{c.name}_base"), torch.tensor(number, dtype=exponent.meta[0].dtype), False, c.where, []
+            c.fresh(f"{c.name}_base"), torch.tensor(number, dtype=c.result.meta[0].dtype), False, c.where, []
         )
         return [base, c.op("pow", [str(base.name), exponent])]
     if isinstance(exponent, Ref):

@@ -181,12 +181,13 @@ class Converter:
 
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
+        called = {str(m.target).split(".")[0] for m in self.graph.nodes if m.op == "call_module"}
         if (
-            "." in target
+            target.split(".")[0] in called  # the child is a node: its keys are kept by it
             and n.users
             and all(u.target is getattr and u.args[1:] in (("device",), ("dtype",)) for u in n.users)
         ):
-            self.env[n] = None  # a child's `self.proj.weight.device`: where and how to compute, not a value
+            self.env[n] = None  # a called child's `self.proj.weight.device`: where and how to compute, not a value
             return
         value = getattr(self.module, target, None) if "." not in target else None
         again = target in self.buffers_read  # a node already (a tensor fx computed from it came first)

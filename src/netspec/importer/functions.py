@@ -125,11 +125,10 @@ def _div(c: Call, input: Any, other: Any, rounding_mode: Any = None) -> Result:
     out = c.result.meta[0]
     if rounding_mode == "floor" and getattr(getattr(out, "dtype", None), "is_floating_point", False):
         quotient = _arith(c, "div", input, other, False)  # XCiT's `torch.div(dim_t, 2, rounding_mode="floor")`
-        steps = quotient if isinstance(quotient, list) else [quotient] if isinstance(quotient, SNode) else []
-        if steps:
-            steps[-1].name = c.fresh(f"{c.name}_quotient")
-        last = steps[-1].name if steps else quotient.name  # type: ignore[union-attr]
-        return [*steps, c.op("floor", [str(last)])]
+        steps = quotient if isinstance(quotient, list) else [quotient]
+        assert isinstance(steps[-1], SNode)  # _arith makes nodes
+        steps[-1].name = c.fresh(f"{c.name}_quotient")
+        return [*steps, c.op("floor", [steps[-1].name])]
     if rounding_mode is not None:
         raise ImportFailed("`div` with `rounding_mode` has no spec op", where=c.where)
     return _arith(c, "div", input, other, False)
@@ -489,7 +488,7 @@ def _plain(value: Any) -> Any:
 @handles("operator.getitem")
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
     """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
-    if isinstance(value, tuple):  # a module's tensors and sizes (convert.Converter._with_sizes)
+    if isinstance(value, tuple):  # a module's tensors and sizes (passing.with_sizes)
         return value[index]
     if isinstance(value, Pieces):  # `qkv.unbind(0)[1]`
         return piece(c, value, index)

@@ -286,13 +286,9 @@ def _filled(c: Call, *size: Any, **options: Any) -> Result:
     notes = c.notes if c.notes is not None else []
     if batch is None:
         return buffer_node(c.name, values, False, c.where, notes)
-    one = buffer_node(c.fresh(f"{c.name}_sample"), values, False, c.where, notes)
-    return [
-        one,
-        *_list(
-            functions._expand(c, Ref(str(one.name), (TensorMeta(tuple(numbers), values.dtype),) * 2), batch, *flat[1:])
-        ),
-    ]
+    one = buffer_node(c.fresh(f"{c.name}_sample"), values, False, c.where, notes)  # (1, H, W)
+    sample = Ref(str(one.name), (TensorMeta(tuple(numbers), values.dtype),) * 2)
+    return [one, *_list(functions._expand(c, sample, batch, *flat[1:]))]  # (B, H, W)
 
 
 def _list(result: Result) -> list[SNode]:

@@ -278,12 +278,15 @@ class _Recorder(fx.Interpreter):
             sub = self.traced.calls[node] = _start_trace(
                 self.traced.module.get_submodule(target), self.traced.child_path(target), args, kwargs
             )
-            sub.first_call = (args, kwargs)
+            if any(_number_like(v) for v in sub.literal.values()):  # kept until the second run: it may follow the batch
+                sub.first_call = (args, kwargs)
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
         follow = _check_literal(sub, args, kwargs)
         if follow:
             _trace_with_batch(sub, follow)
+        if self.run_index:
+            sub.first_call = None
         return _run_traced(sub, self.run_index, args, kwargs)
 
 

@@ -1,7 +1,7 @@
 """Loops and child calls the importer unrolls into nodes that keep every state_dict key: a
 module calling its numbered children (``for mod in self``), a Sequential child read as several nodes,
 list arguments traced as their tensors, loops reading several values (a split's pieces, a parameter,
-the items' extra inputs), a Sequential's items called one by one; and the batch size given as a number."""
+the items' extra inputs), a Sequential's items called one by one (the batch size given as a number: test_values.py)."""
 
 from __future__ import annotations
 
@@ -254,35 +254,3 @@ def test_the_items_of_a_sequential_called_one_by_one_are_a_group_keeping_their_k
         in text
     )
     assert "      - cat: {cat: [relu, relu_1]}\noutputs: [stages]\n" in text
-
-
-class Positions(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.proj = nn.Linear(2, 4)
-
-    def forward(self, batch: int, n: int) -> torch.Tensor:
-        grid = torch.linspace(0, 1, n).unsqueeze(1).repeat(1, 2)  # (n, 2)
-        return self.proj(grid).repeat(batch, 1, 1)  # (batch, n, 4)
-
-
-class BatchArgument(nn.Module):
-    """XCiT's ``self.pos_embed(B, H, W)``: a module given the batch size as a number."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pos_embed = Positions()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pos_embed(x.shape[0], x.shape[1])
-
-
-def test_a_module_given_the_batch_size_as_a_number_is_refused_naming_it() -> None:
-    """It was fixed at its first call's value, and the run at the second batch size failed."""
-    with pytest.raises(SpecError) as e:
-        spec_from_module(BatchArgument(), {"x": (3, 4)}, name="m", label="m")
-    assert str(e.value) == (
-        "m: pos_embed: forward is given batch=1 at batch size 1 and 2 at 2: a value that follows the batch size "
-        "cannot be written in a spec, whose nodes take tensors; compute it inside the module from its input "
-        "(x.shape[0]), or broadcast instead"
-    )

@@ -133,7 +133,6 @@ REFUSALS = {
     "csatv2": "stem_dct.transform: forward calls `transform` 2 times: its weights are shared, and a spec node is one call of one module",
     "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "dla46x_c": "level3.tree1: timm.models.dla.DlaTree contains itself: blocks cannot be recursive",
-    "edgenext_xx_small": "stages.1.blocks.1.pos_embd: forward is given shape=(1, 32, 32) at batch size 1 and (2, 32, 32) at 2: a value that follows the batch size cannot be written in a spec, whose nodes take tensors; compute it inside the module from its input (x.shape[0]), or broadcast instead",
     "efficientformerv2_s0": "stages.3.downsample.attn: forward reads `attention_bias_idxs`, a buffer left out of the state_dict (persistent=False) of 9,604 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "efficientvim_m1": "forward calls the items of nn.ModuleList `stages` in a loop that calls `norm.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "efficientvit_b0": "stages.2.blocks.1.context_module.main: torch.fx cannot trace timm.models.efficientvit_mit.LiteMLA.forward at timm/models/efficientvit_mit.py:385: Expected `device_type` of type `str`, got: `<class 'torch.fx.proxy.Attribute'>`",
@@ -148,11 +147,9 @@ REFUSALS = {
     "poolformerv2_s12": "forward calls `head.global_pool`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
     "mobilenetv5_base": "forward calls the items of nn.ModuleList `blocks` in a loop that gives 2 values to what comes after it (blocks_2, blocks_3): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "mvitv2_tiny": "stages.0.blocks.0.attn: torch.fx cannot trace timm.models.mvitv2.MultiScaleAttention.forward at timm/models/mvitv2.py:196: 'Proxy' object does not support item assignment",
-    "naflexvit_base_patch16_parfac_gap": "embeds: forward returns something other than a tensor or a tuple of tensors",
-    "pit_ti_224": "transformers: `transformers.1` is given `x`, a list or tuple another module returns, whole: a spec passes tensors, so a module that takes a tuple takes each of its tensors by name",
+    "pit_ti_224": "transformers: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
     "qwen3_vit_88m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "res2next50": "layer1.0: forward calls the items of nn.ModuleList `convs` in a loop that calls `bns.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
-    "selecsls42": "features: `features.1` is given `x`, a list or tuple another module returns, whole: a spec passes tensors, so a module that takes a tuple takes each of its tensors by name",
     "swin_tiny_patch4_window7_224": "layers.0.blocks.1: forward reads `attn_mask`, a buffer left out of the state_dict (persistent=False) of 153,664 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "swinv2_tiny_window8_256": "layers.0.blocks.1: forward reads `attn_mask`, a buffer left out of the state_dict (persistent=False) of 262,144 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "swinv2_cr_tiny_224": "stages.0.blocks.0.attn: forward reads `relative_coordinates_log`, a buffer left out of the state_dict (persistent=False) of 4,802 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
@@ -160,10 +157,8 @@ REFUSALS = {
     "tresnet_m": "body.layer4.0.conv2.aa: forward reads `filt`, a buffer left out of the state_dict (persistent=False) of 4,608 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "twins_svt_small": "forward calls the items of nn.ModuleList `patch_embeds` in a loop that calls `pos_drops.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "test_vit_relpos": "blocks.0.attn: forward reads `rel_pos.rel_coords_log`, a buffer of its child `rel_pos`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
-    "samvit_base_patch16_224": "blocks.0.attn: a reshape to [3, 12, 196, 64] that does not keep the batch as dim 0 has no spec op (`reshape` keeps the batch first)",
     "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
-    "xcit_nano_12_p8_224": "pos_embed: forward is given B=1 at batch size 1 and 2 at 2: a value that follows the batch size cannot be written in a spec, whose nodes take tensors; compute it inside the module from its input (x.shape[0]), or broadcast instead",
 }
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite

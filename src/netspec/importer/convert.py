@@ -34,6 +34,7 @@ from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
 from .loops import Loop, Refused, find_loops
 from .norm_act import norm_act_nodes, norm_base
+from .passing import batch_source, batch_value, constant, has_tensor, size_source, tuple_items, with_sizes
 from .pieces import hoist_lists
 from .same_pad import same_conv_nodes
 from .trace import META, TRAINING_ONLY, TensorMeta, Traced, same_padded
@@ -76,16 +77,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _size_source(args: Any) -> str | None:
-    """The tensor a batch-dependent number was read from: `x` in `x.shape[0]`."""
-    for value in args if isinstance(args, (tuple, list)) else [args]:
-        if isinstance(value, Ref):
-            return value.name
-        if isinstance(value, BatchSize):
-            return value.source
-    return None
-
-
 def _named_inputs(node: SNode, head: str, where: str) -> list[str] | dict[str, str]:
     """An item's inputs, as the group (later the repeat) of a ModuleList takes them: the chained
     input alone, or a mapping by name when a layer's keyword inputs (a padding mask) go to each."""
@@ -110,14 +101,6 @@ def _callee(n: fx.Node) -> str:
     if n.op == "call_module":
         return f"self.{n.target}"
     return call_name(n.op, n.target) if n.op.startswith("call_") else n.op
-
-
-def _has_tensor(value: Any) -> bool:
-    if isinstance(value, TensorMeta):
-        return True
-    if isinstance(value, dict):  # a module's dict of outputs (torchvision's IntermediateLayerGetter)
-        return any(_has_tensor(v) for v in value.values())
-    return isinstance(value, tuple) and any(_has_tensor(v) for v in value)
 
 
 def _first(loop: Loop | Refused) -> fx.Node:
@@ -166,7 +149,7 @@ class Converter:
 
     def _is_tensor(self, n: fx.Node) -> bool:
         records = n.meta.get(META) or []
-        return bool(records) and _has_tensor(records[0])
+        return bool(records) and has_tensor(records[0])
 
     def values(self, n: fx.Node) -> tuple[Any, Any]:
         records = n.meta.get(META) or []
@@ -194,9 +177,19 @@ class Converter:
             name = self.namer.fresh(wish)
         self.inputs.append(name)
         self.env[n] = Ref(name, self.values(n))
+        if str(n.target) in self.t.batch_args:  # the tensor the caller reads the batch size from
+            self.env[n] = batch_value(*self.values(n), name)
 
     def _get_attr(self, n: fx.Node) -> None:
         target = str(n.target)
+        called = {str(m.target).split(".")[0] for m in self.graph.nodes if m.op == "call_module"}
+        if (
+            target.split(".")[0] in called  # the child is a node: its keys are kept by it
+            and n.users
+            and all(u.target is getattr and u.args[1:] in (("device",), ("dtype",)) for u in n.users)
+        ):
+            self.env[n] = None  # a called child's `self.proj.weight.device`: where and how to compute, not a value
+            return
         value = getattr(self.module, target, None) if "." not in target else None
         again = target in self.buffers_read  # a node already (a tensor fx computed from it came first)
         read = (
@@ -282,6 +275,9 @@ class Converter:
         if self.t.kind == "custom" and not NODE_NAME.match(target) and not target.isdigit() and has_state(sub.module):
             raise numbered_child(self.t, target)
         self._add(n, self._module_call(n, self._call_name(target, sub), sub))
+        first, second = self.values(n)
+        if sub.kind != "layer" and isinstance(first, tuple) and not all(has_tensor(v) for v in first):
+            self.env[n] = with_sizes(self, n, first, second)
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
@@ -387,8 +383,8 @@ class Converter:
 
     def _call_function(self, n: fx.Node) -> None:
         first, second = self.values(n)
-        if not _has_tensor(first):  # a size or a number: folded
-            self.env[n] = first if first == second else BatchSize((first, second), _size_source(self.arg(n.args)))
+        if not has_tensor(first):  # a size or a number: folded
+            self.env[n] = first if first == second else BatchSize((first, second), size_source(self.arg(n.args)))
             return
         if isinstance(n.target, type) and issubclass(n.target, tuple):  # GoogLeNetOutputs(x, aux2, aux1)
             args, kwargs = self.arg(n.args), self.arg(n.kwargs)
@@ -427,6 +423,8 @@ class Converter:
         ):  # a block's: read by key (functions._getitem)
             value = list(value.values())
         items = value if isinstance(value, (tuple, list)) else [value]
+        if self.where and isinstance(value, (tuple, list)) and any(isinstance(v, Ref) for v in items):
+            items = [v for v in items if not constant(v)]  # sizes (`x, (Hp, Wp)`): the caller has them
         if isinstance(value, dict) or not all(isinstance(v, Ref) for v in items):
             what = "a tensor or a tuple of tensors" + ("" if self.where else " (or a dict of them)")
             raise ImportFailed(f"forward returns something other than {what}", where=self.where)
@@ -487,13 +485,17 @@ class Converter:
         out: dict[str, Any] = {}
         for key, value in bound.arguments.items():
             if key in sub.flat:  # a list traced as its tensors: an input each
+                if isinstance(value, Ref) and isinstance(value.meta[0], tuple):
+                    value = tuple_items(self, value, key, sub)  # another module's tuple, passed on whole
                 if not isinstance(value, (list, tuple)):
                     raise ImportFailed(
                         f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "
                         "tensors, so a module that takes a tuple takes each of its tensors by name",
                         where=self.where,
                     )
-                out.update({f"{key}_{k}": v for k, v in enumerate(value)})
+                out.update({f"{key}_{k}": v for k, v in enumerate(value) if v is not None})
+            elif key in sub.batch_args:  # `pos_embed(B, H, W)`: given the tensor whose batch B is
+                out[key] = batch_source(self, value, key, sub)
             elif key not in sub.literal:
                 out[key] = value
         return out

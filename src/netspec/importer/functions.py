@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..nodes.ops import _UNARY
+from .buffers import buffer_node
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .ir import BatchSize, Pieces, Ref, SNode
@@ -121,6 +122,13 @@ def _mul(c: Call, input: Any, other: Any) -> Result:
 
 @handles("operator.truediv", "operator.itruediv", "torch.div", "Tensor.div")
 def _div(c: Call, input: Any, other: Any, rounding_mode: Any = None) -> Result:
+    out = c.result.meta[0]
+    if rounding_mode == "floor" and getattr(getattr(out, "dtype", None), "is_floating_point", False):
+        quotient = _arith(c, "div", input, other, False)  # XCiT's `torch.div(dim_t, 2, rounding_mode="floor")`
+        steps = quotient if isinstance(quotient, list) else [quotient]
+        assert isinstance(steps[-1], SNode)  # _arith makes nodes
+        steps[-1].name = c.fresh(f"{c.name}_quotient")
+        return [*steps, c.op("floor", [steps[-1].name])]
     if rounding_mode is not None:
         raise ImportFailed("`div` with `rounding_mode` has no spec op", where=c.where)
     return _arith(c, "div", input, other, False)
@@ -133,6 +141,12 @@ def _matmul(c: Call, input: Ref, other: Ref) -> Result:
 
 @handles("operator.pow", "torch.pow", "Tensor.pow")
 def _pow(c: Call, input: Ref, exponent: Any) -> Result:
+    if isinstance(exponent, Ref) and not isinstance(input, Ref):  # XCiT's `temperature ** t`: a number's power
+        number = const(c, input, "a number")
+        base = buffer_node(
+            c.fresh(f"{c.name}_base"), torch.tensor(number, dtype=c.result.meta[0].dtype), False, c.where, []
+        )
+        return [base, c.op("pow", [str(base.name), exponent])]
     if isinstance(exponent, Ref):
         return c.op("pow", [input, exponent])
     return c.op("pow", [input], exponent=const(c, exponent, "a number"))
@@ -177,6 +191,14 @@ for _name in _UNARY:
     _unary(_name)
 
 
+@handles("operator.invert", "torch.bitwise_not", "Tensor.bitwise_not")
+def _invert(c: Call, input: Ref) -> Result:
+    """``~mask`` of a boolean tensor: ``logical_not`` (of integers it flips bits: no spec op)."""
+    if not (isinstance(input, Ref) and input.is_tensor and input.meta[0].dtype == torch.bool):
+        raise ImportFailed("`~` of other than a boolean tensor has no spec op", where=c.where)
+    return c.op("logical_not", [input])
+
+
 # ---- merges and reshapes -----------------------------------------------------------------
 
 
@@ -187,10 +209,19 @@ def _cat(c: Call, tensors: list, dim: int = 0) -> Result:
     return c.op("cat", list(tensors), dim=dim)
 
 
-@handles("Tensor.float", "Tensor.to", "Tensor.type")
+_CASTS = {
+    "Tensor.float": torch.float32,
+    "Tensor.long": torch.int64,
+    "Tensor.int": torch.int32,
+    "Tensor.bool": torch.bool,
+}
+
+
+@handles("Tensor.to", "Tensor.type", *_CASTS)
 def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
     """``x.float()``, ``x.to(torch.float16)``: the `to` op (a device or other options: not read)."""
-    wanted = torch.float32 if c.key == "Tensor.float" else dtype
+    kwargs = {k: v for k, v in kwargs.items() if k != "device"}  # EdgeNeXt's `.to(device=..., dtype=...)`
+    wanted = _CASTS.get(c.key, dtype)
     names = {
         torch.float32: "float32",
         torch.float64: "float64",
@@ -251,6 +282,8 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     out = c.result
     if not input.batch_dims and not out.batch_dims:  # a parameter's: `gamma.reshape(1, -1, 1, 1)`
         return _ones_added(c, input, out)
+    if out.batch_dims != [0] and _kept_in_front(input, out):
+        return _reshape_behind(c, input, out)
     if out.batch_dims != [0]:
         raise ImportFailed(
             f"a reshape to {list(out.shape)} that does not keep the batch as dim 0 has no "
@@ -261,6 +294,40 @@ def _reshape(c: Call, input: Ref, *shape: Any) -> Result:
     if was != now:  # `reshape: [64B, 7, 7, 96]`: windows into samples, or back
         return c.op("reshape", [input], shape=["B" if now == 1 else f"{now}B", *out.shape[1:]])
     return c.op("reshape", [input], shape=list(out.sample_shape))
+
+
+def _kept_in_front(input: Ref, out: Ref) -> bool:
+    """Whether a reshape leaves the dims in front of the batch as they are and reshapes the rest:
+    SAM's ``qkv.reshape(3, B * heads, N, -1)`` of ``(3, B, heads, N, d)``."""
+    if len(input.batch_dims) != 1 or len(out.batch_dims) != 1 or input.batch_dims != out.batch_dims:
+        return False
+    at = out.batch_dims[0]
+    return all(i.shape[:at] == o.shape[:at] for i, o in zip(input.meta, out.meta))
+
+
+def _reshape_behind(c: Call, input: Ref, out: Ref) -> Result:
+    """A reshape of the dims from the batch on, with ``a`` dims in front of it kept: the same values
+    as moving those dims to the end (``permute``), reshaping with the batch first (``12B`` where it
+    folds dims into the batch) and moving them back, as a spec's ``reshape`` keeps the batch first.
+
+    >>> from netspec.importer.trace import TensorMeta
+    >>> meta = lambda b: (TensorMeta((3, 1, *b), None), TensorMeta((3, 2, *b), None))
+    >>> c = Call("qkv2", "attn", Ref("qkv2", (TensorMeta((3, 4, 5), None), TensorMeta((3, 8, 5), None))), lambda w: w)
+    >>> [(n.op, n.args) for n in _reshape_behind(c, Ref("qkv", meta((4, 5))), c.result)]
+    [('permute', {'dims': [1, 2, 3, 0]}), ('reshape', {'shape': ['4B', 5, 3]}), ('permute', {'dims': [2, 0, 1]})]
+    """
+    at, rank = out.batch_dims[0], len(out.shape)
+    front = list(input.shape[:at])
+    behind = c.op("permute", [input], suffix="behind", dims=[*range(at, len(input.shape)), *range(at)])
+    rows = _batch_factor(c, out, "reshape")
+    folded = c.op(
+        "reshape",
+        [c.ref("behind")],
+        suffix="rows",
+        shape=["B" if rows == 1 else f"{rows}B", *out.shape[at + 1 :], *front],
+    )
+    back = c.op("permute", [c.ref("rows")], dims=[*range(rank - at, rank), *range(rank - at)])
+    return [behind, folded, back]
 
 
 @handles("Tensor.reshape_as", "Tensor.view_as")
@@ -421,6 +488,8 @@ def _plain(value: Any) -> Any:
 @handles("operator.getitem")
 def _getitem(c: Call, value: Ref, index: Any) -> Result:
     """A tuple's item (LSTM's output, a chunk), or a tensor's ``x[:, 0]``, ``x[:, 1:3]``, ``x[:, None]``."""
+    if isinstance(value, tuple):  # a module's tensors and sizes (passing.with_sizes)
+        return value[index]
     if isinstance(value, Pieces):  # `qkv.unbind(0)[1]`
         return piece(c, value, index)
     if isinstance(value.meta[0], dict) and isinstance(index, str):  # a block that returns a dict: by key
@@ -466,6 +535,10 @@ def _index_step(c: Call, value: str, dim: int, part: Any, shape: list[int], batc
             return None
         shape[dim] = max(stop - start, 0)
         return c.op("narrow", [value], suffix=f"index{k}", dim=dim, start=start, length=shape[dim])
+    if isinstance(part, slice) and isinstance(part.step, int) and part.step > 1:  # `x[..., 0::2]`: every other
+        start, stop, step = part.indices(shape[dim])
+        shape[dim] = len(range(start, stop, step))
+        return c.op("index", [value], suffix=f"index{k}", at=f"[{':, ' * dim}{start}:{stop}:{step}]")
     raise ImportFailed(f"indexing with {part!r} has no spec op", where=c.where)
 
 

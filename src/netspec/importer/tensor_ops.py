@@ -18,7 +18,8 @@ from .buffers import buffer_node
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .functions import handles
-from .ir import Ref, SNode
+from .ir import BatchSize, Ref, SNode
+from .trace import TensorMeta
 
 
 def _dims(c: Call, input: Ref, dims: Any, what: str) -> list[int]:
@@ -46,8 +47,17 @@ def _einsum(c: Call, equation: str, *operands: Any) -> Result:
 def _tile(c: Call, input: Ref, *dims: Any) -> Result:
     """``x.tile(1, 1, 2, 2)``: the tile op, whose repeats leave out dim 0 (kept once: the batch,
     or a parameter's leading 1)."""
-    given = const(c, dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims, "repeats")
-    reps, ndim = list(given), len(input.shape)
+    flat = list(dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims)
+    ndim = len(input.shape)
+    if c.key == "Tensor.repeat" and len(flat) > ndim and not input.batch_dims:  # a constant's: dims added in front
+        added = [c.op("unsqueeze", [input], suffix="dims", dim=0)]
+        added += [c.op("unsqueeze", [c.ref("dims")], suffix="dims", dim=0) for _ in range(len(flat) - ndim - 1)]
+        tiled = _tile(c, Ref(str(added[-1].name), _ones_in_front(input, len(flat) - ndim)), *flat)
+        return [*added, *_list(tiled)]
+    if flat and isinstance(flat[0], BatchSize) and c.key == "Tensor.repeat":  # XCiT's `pos.repeat(B, 1, 1, 1)`
+        return functions._expand(c, input, flat[0], *[-1 if r == 1 else r for r in flat[1:]])
+    given = const(c, flat, "repeats")
+    reps = list(given)
     if c.key == "Tensor.repeat" and len(reps) != ndim:
         raise ImportFailed("`x.repeat` that adds dims has no spec op", where=c.where)
     reps = [1] * (ndim - len(reps)) + reps  # torch.tile: fewer repeats than dims repeat the last dims
@@ -57,6 +67,11 @@ def _tile(c: Call, input: Ref, *dims: Any) -> Result:
             where=c.where,
         )
     return c.op("tile", [input], repeats=reps[1:])
+
+
+def _ones_in_front(ref: Ref, k: int) -> tuple[Any, Any]:
+    """``ref``'s values with ``k`` dims of size 1 added in front."""
+    return tuple(TensorMeta((1,) * k + m.shape, m.dtype) for m in ref.meta)  # type: ignore[return-value]
 
 
 @handles("torch.roll", "Tensor.roll")
@@ -210,9 +225,10 @@ def _along(name: str) -> None:
     """cumsum, cumprod: along one dim that is not the batch's."""
 
     def handler(c: Call, input: Ref, dim: int, dtype: Any = None) -> Result:
-        if dtype is not None:
-            raise ImportFailed(f"`{name}` with a dtype has no spec op", where=c.where)
         (d,) = _dims(c, input, dim, name)
+        if dtype is not None:  # torch casts the input first (EdgeNeXt's `mask.cumsum(1, dtype=torch.float32)`)
+            cast = c.op("to", [input], suffix="cast", dtype=str(dtype).removeprefix("torch."))
+            return [cast, c.op(name, [c.ref("cast")], dim=d)]
         return c.op(name, [input], dim=d)
 
     handles(f"torch.{name}", f"Tensor.{name}")(handler)
@@ -254,3 +270,26 @@ def _arange(c: Call, start: Any, end: Any = None, step: Any = 1, **options: Any)
         raise ImportFailed("`torch.arange` other than of numbers (and a dtype) has no spec op", where=c.where)
     values = torch.arange(*numbers, dtype=options.get("dtype"))
     return buffer_node(c.name, values, False, c.where, c.notes if c.notes is not None else [])
+
+
+@handles("torch.zeros", "torch.ones")
+def _filled(c: Call, *size: Any, **options: Any) -> Result:
+    """``torch.zeros(shape)``: a constant, a Buffer node in no state_dict; with the batch size first
+    (EdgeNeXt's ``torch.zeros((B, H, W))``), the Buffer of one sample's and ``expand_batch``."""
+    flat = list(size[0]) if len(size) == 1 and isinstance(size[0], (list, tuple)) else list(size)
+    batch = flat[0] if flat and isinstance(flat[0], BatchSize) and flat[0].source else None
+    numbers = const(c, [1, *flat[1:]] if batch else flat, "a size")
+    unknown = set(options) - {"dtype", "device", "layout", "pin_memory", "requires_grad"}
+    if unknown or not all(isinstance(v, int) for v in numbers):
+        raise ImportFailed(f"`{c.key}` other than of sizes (and a dtype) has no spec op", where=c.where)
+    values = getattr(torch, c.key.split(".")[1])(numbers, dtype=options.get("dtype"))
+    notes = c.notes if c.notes is not None else []
+    if batch is None:
+        return buffer_node(c.name, values, False, c.where, notes)
+    one = buffer_node(c.fresh(f"{c.name}_sample"), values, False, c.where, notes)  # (1, H, W)
+    sample = Ref(str(one.name), (TensorMeta(tuple(numbers), values.dtype),) * 2)
+    return [one, *_list(functions._expand(c, sample, batch, *flat[1:]))]  # (B, H, W)
+
+
+def _list(result: Result) -> list[SNode]:
+    return result if isinstance(result, list) else [result]  # type: ignore[list-item]

@@ -146,6 +146,8 @@ class Traced:
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
     pins: list[str] = field(default_factory=list)  # decisions on sizes that fixed the input size
     flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
+    batch_args: list[str] = field(default_factory=list)  # arguments that follow the batch size (`pos_embed(B, H, W)`)
+    first_call: tuple[tuple, dict] | None = field(default=None, repr=False)  # the arguments at batch size 1
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
@@ -290,9 +292,15 @@ class _Recorder(fx.Interpreter):
             sub = self.traced.calls[node] = _start_trace(
                 self.traced.module.get_submodule(target), self.traced.child_path(target), args, kwargs
             )
+            if any(_number_like(v) for v in sub.literal.values()):  # kept until the second run: it may follow the batch
+                sub.first_call = (args, kwargs)
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
-        _check_literal(sub, args, kwargs)
+        follow = _check_literal(sub, args, kwargs)
+        if follow:
+            _trace_with_batch(sub, follow)
+        if self.run_index:
+            sub.first_call = None
         return _run_traced(sub, self.run_index, args, kwargs)
 
 
@@ -303,18 +311,51 @@ def _number_like(value: Any) -> bool:
     return isinstance(value, (int, float))
 
 
-def _check_literal(sub: Traced, args: tuple, kwargs: dict) -> None:
-    """A module's arguments that are no tensors were fixed at its first call; one that changes
-    with the batch size (``pos_embed(B, H, W)``) would be wrong at every other size."""
+def _check_literal(sub: Traced, args: tuple, kwargs: dict) -> list[str]:
+    """A module's arguments that are no tensors were fixed at its first call; those that change
+    with the batch size (``pos_embed(B, H, W)``, ``shape=(B, H, W)``) are returned, to be traced
+    as values (:func:`_trace_with_batch`); any other change would be wrong at every other size."""
     now = _literal_arguments(sub.module, args, kwargs)
+    follow = []
     for key, first in sub.literal.items():
         if key in now and _number_like(first) and type(now[key]) is type(first) and now[key] != first:
-            raise ImportFailed(
-                f"forward is given {key}={first!r} at batch size {BATCHES[0]} and {now[key]!r} at {BATCHES[1]}: "
-                "a value that follows the batch size cannot be written in a spec, whose nodes take tensors",
-                where=sub.path,
-                hint="compute it inside the module from its input (x.shape[0]), or broadcast instead",
-            )
+            if not _follows_batch(first, now[key]):
+                raise ImportFailed(
+                    f"forward is given {key}={first!r} at batch size {BATCHES[0]} and {now[key]!r} at {BATCHES[1]}: "
+                    "a value that follows the batch size other than as the batch size itself cannot be written "
+                    "in a spec, whose nodes take tensors",
+                    where=sub.path,
+                    hint="compute it inside the module from its input (x.shape[0]), or broadcast instead",
+                )
+            follow.append(key)
+    return follow
+
+
+def _follows_batch(first: Any, now: Any) -> bool:
+    """Whether a number, or each number of a shape, is the batch size or the same at both runs.
+
+    >>> _follows_batch((1, 32, 32), (2, 32, 32)), _follows_batch(3, 6)
+    (True, False)
+    """
+    if isinstance(first, (tuple, list)):
+        return len(first) == len(now) and all(_follows_batch(a, b) for a, b in zip(first, now))
+    return first == now or (first, now) == BATCHES
+
+
+def _trace_with_batch(sub: Traced, keys: list[str]) -> None:
+    """Trace a module again with the arguments ``keys``, which follow the batch size, as values
+    of its graph (a size the spec reads from a tensor the caller gives: ``convert.py``), and
+    record its run at the first batch size again."""
+    assert sub.first_call is not None
+    args, kwargs = sub.first_call
+    sub.batch_args = keys
+    sub.literal = {k: v for k, v in sub.literal.items() if k not in keys}
+    bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
+    example = {k: v for k, v in bound.arguments.items() if k not in sub.literal}
+    sub.pins.clear()
+    sub.calls.clear()
+    sub.graph = trace_module(sub.module, sub.path, sub.literal, example, sub.pins, sub.flat or None)
+    _run_traced(sub, 0, args, kwargs)
 
 
 def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:

@@ -320,15 +320,10 @@ class Converter:
 
     def _list_call(self, n: fx.Node, target: str) -> None:
         """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: a group named ``blocks``
-        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
+        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order
+        (a call inside another child is a node at its key, ``_keyed_call``)."""
         head, _, index = target.partition(".")
-        items = getattr(self.module, head, None)
-        if not isinstance(items, (torch.nn.ModuleList, torch.nn.Sequential)) or not index.isdigit():
-            raise ImportFailed(
-                f"forward calls `{target}`, a module inside its child: a spec node is a direct "
-                "child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
-                where=self.where,
-            )
+        items = getattr(self.module, head)
         k, users = int(index), list(n.users)
         last = k == len(items) - 1
         chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
@@ -530,9 +525,13 @@ class Converter:
         used = {str(n.target).split(".")[0] for n in self.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, child in self.module.named_children():
             if name not in used and has_state(child):
-                raise ImportFailed(
-                    f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
-                    "cannot hold a module its forward does not use",
+                alias = next(
+                    (k for k, m in self.module.named_modules(remove_duplicate=False) if m is child and k != name), ""
+                )
+                raise ImportFailed(  # an alias: CoaT's `cpe1`, which its blocks hold and call as their `cpe`
+                    f"`{name}` holds weights but forward (in eval mode) never calls it"
+                    + (f", only as `{alias}` (one module under two names)" if alias else "")
+                    + ": a spec cannot hold a module its forward does not use",
                     where=self.where,
                 )
         for name, _ in self.module.named_parameters(recurse=False):

@@ -37,11 +37,7 @@ Ref = str | list[str] | dict[str, str | list[str]]
 class NodeSpec(SpecModel):
     """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
 
-    name: str | None = Field(
-        None,
-        description="Node name (an identifier); others refer to it in `from`. A name of parts joined by `.` "
-        "(`convs.0`) is a key: the node's module lives there in the state_dict.",
-    )
+    name: str | None = Field(None, description="Node name (an identifier, or a key: `convs.0`); `from` names it.")
     op: str = Field(
         description="Layer (torch.nn class name), op, block or torchvision model name; "
         "`Sequential` for a group of nodes, `Parameter` for a learnable tensor."
@@ -106,8 +102,7 @@ class NodeSpec(SpecModel):
         if v is not None and not NODE_KEY.match(v):
             raise PydanticCustomError(
                 "node_name",
-                "node name `{name}` must be an identifier (letters, digits, _; `-` between them; "
-                "`.` between the parts of a key, `convs.0`)",
+                "node name `{name}` must be an identifier (letters, digits, _; `-` between them; `.` in a key)",
                 {"name": v},
             )
         if v is not None and any(keyword.iskeyword(part) for part in v.split(".")):

@@ -298,7 +298,7 @@ class Converter:
             return same_as_node(target, self.namer.fresh(target), self.first.get(target), args, kwargs, self.where)
         if norm_base(sub.module) is None:  # (a norm read with its activation is several nodes: no `same_as`)
             self.first[target] = fixed_args(args, kwargs)
-        return self._module_call(n, self._call_name(target, sub), sub)
+        return self._module_call(n, self._call_name(target), sub)
 
     def _keyed_call(self, n: fx.Node, target: str) -> None:
         """A call of a module inside a child (``self.head.fc``; ``self.convs[0]`` in a loop no group
@@ -468,7 +468,7 @@ class Converter:
         assert nodes[-1].name is not None  # the node a value comes from is named
         self.env[n] = Ref(nodes[-1].name, self.values(n))
 
-    def _call_name(self, target: str, sub: Traced) -> str:
+    def _call_name(self, target: str) -> str:
         """The attribute's name on its first call; a stateless module called again gets a new name."""
         self.calls[target] = self.calls.get(target, 0) + 1
         if self.calls[target] == 1:

@@ -56,7 +56,8 @@ def find_loops(
     """The loops over ``module``'s ModuleLists whose items are each called once, in order, and
     not in a plain chain; ``is_tensor`` tells a tensor's node from a size's. A loop no group can
     hold is its refusal, raised when the converter reaches its first item (so a model's first
-    refusal is the one met first in its forward).
+    refusal is the one met first in its forward), unless it calls other modules: then it names
+    its list, whose calls are nodes at their keys (:func:`keyed_heads`).
 
     >>> class Res(nn.Module):
     ...     def __init__(self):

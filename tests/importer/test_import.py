@@ -125,6 +125,14 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
     "cls, reason",
     [
         (
+            toys.CalledOtherwise,
+            (
+                "{m}.CalledOtherwise: forward calls `s` again with other arguments than tensors by position, or "
+                "other values besides its tensors: a `same_as` node calls the first call's module again on other "
+                "tensors only"
+            ),
+        ),
+        (
             toys.UnreadBuffer,
             (
                 "{m}.UnreadBuffer: UnreadBuffer holds buffer `steps` (a state_dict key) that forward never "

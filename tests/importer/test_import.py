@@ -125,10 +125,11 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
     "cls, reason",
     [
         (
-            toys.Shared,
+            toys.CalledOtherwise,
             (
-                "{m}.Shared: forward calls `fc` 2 times: its weights are shared, and a spec node is one "
-                "call of one module"
+                "{m}.CalledOtherwise: forward calls `s` again with other arguments than tensors by position, or "
+                "other values besides its tensors: a `same_as` node calls the first call's module again on other "
+                "tensors only"
             ),
         ),
         (
@@ -163,13 +164,6 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
         (
             toys.Rolled,
             ("{m}.Rolled: `roll` along the batch dim has no spec op (it would mix the samples)"),
-        ),
-        (
-            toys.Zipped,
-            (
-                "{m}.Zipped: forward calls the items of nn.ModuleList `attn` in a loop that calls `mlp.0` "
-                "inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)"
-            ),
         ),
         (
             toys.MaskOnce,

@@ -254,3 +254,145 @@ def test_the_items_of_a_sequential_called_one_by_one_are_a_group_keeping_their_k
         in text
     )
     assert "      - cat: {cat: [relu, relu_1]}\noutputs: [stages]\n" in text
+
+
+class ZipSteps(nn.Module):
+    """The common form in user code: two lists walked in step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(3))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(4) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, bn in zip(self.convs, self.bns):
+            x = F.relu(bn(conv(x)))
+        return x
+
+
+def test_a_loop_over_two_lists_in_step_is_a_node_per_call_at_its_key() -> None:
+    torch.manual_seed(0)
+    zipped = _round_trip(toys.Zipped(), {"x": (4,)})  # x = x + a(x); x = x + m(x)
+    assert (
+        "  - attn.0: {Linear: {out_features: 4}}\n  - add: [x, attn.0]\n  - mlp.0: {Linear: {out_features: 4}}\n"
+        in zipped
+    )
+    text = _round_trip(ZipSteps(), {"x": (4, 8, 8)})
+    assert (
+        "  - convs.0: {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}\n  - bns.0: {BatchNorm2d: {}}\n"
+        "  - relu: {}\n  - convs.1: {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1}}\n"
+    ) in text
+
+
+class Res2Step(nn.Module):
+    """Res2Net's bottleneck: pieces of a split, each through a conv and a norm of two lists in
+    step after the previous piece's output is added, all kept and concatenated (several values)."""
+
+    def __init__(self, width: int = 3, scale: int = 3) -> None:
+        super().__init__()
+        self.width = width
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1, bias=False) for _ in range(scale - 1))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale - 1))
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spx = torch.split(x, self.width, 1)
+        spo = []
+        sp = spx[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            sp = spx[i] if i == 0 else sp + spx[i]
+            sp = self.relu(bn(conv(sp)))
+            spo.append(sp)
+        spo.append(spx[-1])
+        return torch.cat(spo, 1)
+
+
+def test_a_loop_giving_every_step_on_keeps_both_lists_keys() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(Res2Step(), {"x": (9, 6, 6)})
+    assert "  - convs.1: {Conv2d: {out_channels: 3, kernel_size: 3, padding: 1, bias: false}}\n" in text
+    assert "  - bns.1: {BatchNorm2d: {}}\n" in text
+
+
+class HeadCalls(nn.Module):
+    """timm's MetaFormer: forward calls the children of its `head` (an nn.Sequential) one by one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.head = nn.Sequential()
+        self.head.add_module("global_pool", nn.AdaptiveAvgPool2d(1))
+        self.head.add_module("norm", nn.LayerNorm(8))
+        self.head.add_module("fc", nn.Linear(8, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head.global_pool(self.stem(x)).flatten(1)
+        return self.head.fc(self.head.norm(x))
+
+
+def test_a_module_inside_a_child_is_a_node_at_its_key() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(HeadCalls(), {"x": (3, 8, 8)})
+    assert "  - head.norm: {LayerNorm: {}}\n  - head.fc: {Linear: {out_features: 5}}\noutputs: [head.fc]\n" in text
+
+
+class PosEveryStep(nn.Module):
+    """CoaT's parallel blocks: a child with weights called at every step of a loop over a list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Linear(4, 4)
+        self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks:
+            x = blk(x + self.pos(x))
+        return x
+
+
+def test_a_child_called_at_every_step_is_same_as_its_first_call() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(PosEveryStep(), {"x": (5, 4)})
+    assert (
+        "  - blocks.0: {Linear: {out_features: 4}}\n  - pos_1: {same_as: pos}\n  - add: [blocks.0, pos_1]\n"
+        "  - blocks.1: {Linear: {out_features: 4}}\n  - pos_2: {same_as: pos}\n"
+    ) in text
+
+
+class Dct2d(nn.Module):
+    """timm's CSATv2: one transform applied along both axes (``self.transform`` called twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transform = nn.Linear(6, 6, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(self.transform(x).transpose(-1, -2)).transpose(-1, -2)
+
+
+def test_a_module_called_twice_is_a_same_as_node() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(Dct2d(), {"x": (6, 6)})
+    assert "  - transform_1: {same_as: transform}\n" in text
+    _round_trip(toys.Shared(), {"x": (4,)})  # self.fc(self.fc(x)); other values besides: test_import.py
+
+
+class SkipsOne(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(4) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, bn in zip(self.convs, self.bns):  # convs[2] is never called
+            x = bn(conv(x))
+        return x
+
+
+def test_an_item_of_a_list_at_keys_forward_never_calls_is_refused_naming_its_key() -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(SkipsOne(), {"x": (4,)}, name="m", label="m")
+    assert str(e.value) == (
+        "m: `convs.2.weight` is a state_dict key of a module forward (in eval mode) never calls: a spec "
+        "cannot hold a module its forward does not use"
+    )

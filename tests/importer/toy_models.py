@@ -106,6 +106,26 @@ class Shared(nn.Module):
         return self.fc(self.fc(x))
 
 
+class Scaled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, k: int):
+        return self.fc(x) * k
+
+
+class CalledOtherwise(nn.Module):
+    """A module with weights called again with another value besides its tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s = Scaled()
+
+    def forward(self, x):
+        return self.s(self.s(x, 2), 3)
+
+
 class WithBuffer(nn.Module):
     def __init__(self) -> None:
         super().__init__()

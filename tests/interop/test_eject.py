@@ -12,6 +12,7 @@ import textwrap
 import pytest
 import torch
 
+import netspec
 from netspec.interop.eject import eject
 from netspec.training.checkpoint import CHECKPOINT_FORMAT
 
@@ -55,8 +56,8 @@ ALLOWED_IMPORTS = {
 }  # timm: its model nodes; safetensors: `load` of a .safetensors file
 
 
-def _eject_case(name: str, folder) -> dict:
-    c = compiled(name)
+def _eject_case(name: str, folder, c=None) -> dict:
+    c = c if c is not None else compiled(name)
     source = eject(c, module_name=name)
     tree = ast.parse(source)
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -115,6 +116,32 @@ def test_ejected_file_loads_safetensors_weights_without_netspec(tmp_path) -> Non
         case["checkpoint"] = case["checkpoint"].replace(".pt", ".safetensors")
         save_safetensors(state, tmp_path / case["checkpoint"], {"netspec": "1"})
     assert _run_fresh(cases, tmp_path) == {"lenet": "ok", "siamese": "ok"}
+
+
+KEYED = """name: keyed
+inputs: {x: [3, 8, 8]}
+nodes:
+  - convs.0: {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}}
+  - bns.0: BatchNorm2d
+  - relu: relu
+  - convs.1: {Conv2d: {out_channels: 4, kernel_size: 3, padding: 1, bias: false}}
+  - bns.1: BatchNorm2d
+  - head.pool: {AdaptiveAvgPool2d: {output_size: 1}}
+  - head.flat: Flatten
+  - head.fc: {Linear: {out_features: 3}}
+"""
+
+
+def test_nodes_at_a_key_are_written_in_their_holders(tmp_path) -> None:
+    """``convs.0``, ``head.fc`` (nodes at a key): each holder made once, before its first node."""
+    from netspec.api import compile_spec
+
+    torch.manual_seed(0)
+    c = compile_spec(netspec.load_spec(text=KEYED))
+    source = eject(c, module_name="keyed")
+    assert "        self.convs = nn.Module()\n        self.convs.add_module('0', nn.Conv2d(" in source
+    assert source.count("self.convs = nn.Module()") == 1 and "        self.head.fc = nn.Linear(4, 3)\n" in source
+    assert _run_fresh([_eject_case("keyed", tmp_path, c)], tmp_path) == {"keyed": "ok"}
 
 
 def test_blocks_become_classes_with_the_differing_values_as_parameters() -> None:

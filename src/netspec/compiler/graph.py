@@ -19,6 +19,7 @@ from ..nodes.layers import LAYERS
 from ..nodes.names import op_kind
 from ..nodes.ops import OPS
 from .expr import ShapeInfo, substitute
+from .keys import check_keys, owner
 from .spec import NodeSpec
 
 SpecPath = tuple[str | int, ...]
@@ -142,7 +143,7 @@ class _Scope:
 
     def name(self, node: NodeSpec, i: int, path: SpecPath) -> str:
         name = node.name or (str(i) if self.numbered else self.auto(node.op))
-        if name in RESERVED_NAMES:
+        if any(part in RESERVED_NAMES for part in name.split(".")):  # a key's parts are attributes too
             raise GraphError(
                 f"node name `{name}` is reserved (an attribute of torch.nn.Module)", path=path, hint="pick another name"
             )
@@ -234,6 +235,7 @@ def _checked_dag(
     aliases resolved, every reference known, topologically ordered, nothing computed unused."""
     outs = _outputs(outputs, last, path)
     outs = _apply_aliases(dag_nodes, outs, scope, path)
+    check_keys(((n.name, "shared" if n.shares else n.kind, n.path) for n in dag_nodes), input_names)
     _tied_nodes(dag_nodes)
     _check_refs(dag_nodes, input_names, outs, path, keyed=isinstance(outputs, dict))
     ordered = _toposort(dag_nodes, input_names)
@@ -247,7 +249,7 @@ def _tied_nodes(nodes: list[DagNode]) -> None:
     names = {n.name for n in nodes}
     for node in nodes:
         for other in (node.spec.tie or {}).values():
-            first = other.split(".")[0]
+            first = owner(other, names)
             if first in names and first != node.name and first not in node.ties_to:
                 node.ties_to.append(first)
 

@@ -29,6 +29,7 @@ from ..nodes.model_nodes import family_of, truncate_model
 from ..nodes.parameters import make_parameter
 from ..nodes.zoo import set_submodule
 from .dims import build_on_meta
+from .keys import place
 from .typed import TypedGraph, TypedNode
 
 
@@ -222,7 +223,7 @@ def _emit(g: fx.Graph, root: nn.Module, node: TypedNode, env: dict[str, fx.Node]
     elif node.kind != "shared":  # `same_as` calls a module another node added
         child = _build_child(node, log)
         if child is not None:
-            root.add_module(node.name, child)
+            place(root, node.name, child)  # at its key: `convs.0` inside a holder `convs`
     return _call(g, node, env)
 
 

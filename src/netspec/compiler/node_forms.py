@@ -35,6 +35,10 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing
 # name its children (torchvision's RegNet does), so an imported model keeps its state_dict keys.
 # Such a node's variable in the generated forward has `_` for `-`; `from` names it as written.
 NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*\Z")
+# A node at a key: node names joined by `.` (`convs.0`, `head.fc`), a node whose module lives at
+# that state_dict key, inside holders the names before it make (compiler/keys.py); a loop over
+# two nn.ModuleLists in step (`zip(self.convs, self.bns)`) keeps both lists' keys this way.
+NODE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)*\Z")
 
 
 Blocks = Mapping[str, Any]  # block name -> its parameter names (a set of names will do)
@@ -183,7 +187,7 @@ def _named(key: str, value: Any, blocks: Blocks) -> dict[str, Any] | None:
 
 
 def _with_name(key: str, body: dict[str, Any]) -> dict[str, Any]:
-    if not NODE_NAME.match(key):
+    if not NODE_KEY.match(key):
         raise PydanticCustomError("node_name", "node name `{key}` is not an identifier", {"key": key})
     return {"name": key, **body}
 

@@ -45,6 +45,7 @@ from .dims import (  # noqa: F401
 )
 from .expr import ShapeInfo, substitute
 from .graph import Dag, DagNode, resolve
+from .keys import inner_name
 from .shape_rules import argument_refusal, op_probe_by_rule, probe_by_rule
 from .sharing import first_difference, param_count, shapes_of
 from .spec import BlockSpec, Spec
@@ -378,8 +379,7 @@ class _Inferer:
         self._arity(d, len(ins), 1, None)
         sources = _positional(d)
         assert d.spec.nodes is not None
-        # a group after a numbered node (in a group) reads `0`, which would clash with its own `0`
-        inner = [s if s.isidentifier() else f"x_{s}" for s in sources]
+        inner = [inner_name(s) for s in sources]  # a Python name; `0` (a numbered node's) would clash
         dag = resolve(d.spec.nodes, inner, None, env, self.blocks, d.path, self.block_inputs, numbered=True)
         sub = self.infer(dag, dict(zip(inner, ins)), env, d.name, "tuple")
         out = sub.output_probe()

@@ -23,7 +23,7 @@ from ..nodes.kinds import GROUP_OP
 from ..sweep.spec import SweepSpec, check_sweep
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
-from .node_forms import IDENT, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
+from .node_forms import IDENT, NODE_KEY, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
 from .spec_errors import spec_error_from_pydantic
@@ -37,7 +37,7 @@ Ref = str | list[str] | dict[str, str | list[str]]
 class NodeSpec(SpecModel):
     """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
 
-    name: str | None = Field(None, description="Node name (an identifier); others refer to it in `from`.")
+    name: str | None = Field(None, description="Node name (an identifier, or a key: `convs.0`); `from` names it.")
     op: str = Field(
         description="Layer (torch.nn class name), op, block or torchvision model name; "
         "`Sequential` for a group of nodes, `Parameter` for a learnable tensor."
@@ -99,13 +99,13 @@ class NodeSpec(SpecModel):
     @field_validator("name")
     @classmethod
     def _ident(cls, v: str | None) -> str | None:
-        if v is not None and not NODE_NAME.match(v):
+        if v is not None and not NODE_KEY.match(v):
             raise PydanticCustomError(
                 "node_name",
-                "node name `{name}` must be an identifier (letters, digits, _; `-` between them)",
+                "node name `{name}` must be an identifier (letters, digits, _; `-` between them; `.` in a key)",
                 {"name": v},
             )
-        if v is not None and keyword.iskeyword(v):
+        if v is not None and any(keyword.iskeyword(part) for part in v.split(".")):
             raise PydanticCustomError(
                 "node_name", "node name `{name}` is a Python keyword; pick another name", {"name": v}
             )

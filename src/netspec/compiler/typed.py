@@ -82,8 +82,8 @@ class TypedNode:
         ``0`` of a repeat or group (a Python name cannot start with a digit)."""
         if self.name.isidentifier():
             return self.name
-        if self.name[:1].isalpha() or self.name[:1] == "_":  # `block1-0` -> `block1_0`
-            return self.name.replace("-", "_")
+        if self.name[:1].isalpha() or self.name[:1] == "_":  # `block1-0` -> `block1_0`, `convs.0` -> `convs_0`
+            return re.sub(r"[.-]", "_", self.name)
         return f"{re.sub(r'[^0-9a-zA-Z_]', '_', self.op).lower()}_{self.name}"
 
 

@@ -25,6 +25,7 @@ from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
+from .again import fixed_args, same_as_node
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .errors import ImportFailed, class_path
@@ -32,7 +33,7 @@ from .functions import call_name, convert_call
 from .groups import group_node, inner_name, numbered_child, numbered_group
 from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
 from .layer_args import node_args
-from .loops import Loop, Refused, find_loops
+from .loops import Loop, Refused, check_keys_called, find_loops, keyed_heads
 from .norm_act import norm_act_nodes, norm_base
 from .passing import batch_source, batch_value, constant, has_tensor, size_source, tuple_items, with_sizes
 from .pieces import hoist_lists
@@ -124,14 +125,18 @@ class Converter:
         self.output_keys: list[str] | None = None  # the model returns a dict with these keys
         self.notes: list[tuple[str, str]] = []
         self.calls: dict[str, int] = {}
+        self.first: dict[str, Any] = {}  # a module's first call's arguments besides tensors (again.py)
         self.buffers_read: set[str] = set()  # the module's buffers that are nodes (buffers.read_tensor)
         self.holders: dict[str, list[str]] = {}  # child read, not called -> its holder's outputs (_held)
         own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
         self.input_name = input_name  # the one input's name, given: a group's input keeps its outer name
+        self.keyed: set[str] = set()  # children whose calls are nodes at their keys (loops.keyed_heads)
 
     def run(self) -> Body:
-        loops = {_first(loop): loop for loop in find_loops(self.graph, self.module, self._is_tensor, self.where)}
+        found = find_loops(self.graph, self.module, self._is_tensor, self.where)
+        self.keyed = keyed_heads(self.graph, self.module, found)
+        loops = {_first(loop): loop for loop in found if not (isinstance(loop, Refused) and loop.head)}
         done: set[fx.Node] = set()
         for n in self.graph.nodes:
             loop = loops.get(n)
@@ -267,6 +272,9 @@ class Converter:
 
     def _call_module(self, n: fx.Node) -> None:
         target = str(n.target)
+        if "." in target and target.partition(".")[0] in self.keyed:
+            self._keyed_call(n, target)
+            return
         if "." in target:
             self._list_call(n, target)
             return
@@ -274,10 +282,34 @@ class Converter:
         # `for mod in self` over numbered children: the module becomes a group (groups.numbered_group)
         if self.t.kind == "custom" and not NODE_NAME.match(target) and not target.isdigit() and has_state(sub.module):
             raise numbered_child(self.t, target)
-        self._add(n, self._module_call(n, self._call_name(target, sub), sub))
+        self._add_call(n, self._named_call(n, target, sub), sub)
+
+    def _add_call(self, n: fx.Node, result: Result, sub: Traced) -> None:
+        """A module call's result; a tuple of tensors and sizes (``return x, (H, W)``) read as both."""
+        self._add(n, result)
         first, second = self.values(n)
         if sub.kind != "layer" and isinstance(first, tuple) and not all(has_tensor(v) for v in first):
             self.env[n] = with_sizes(self, n, first, second)
+
+    def _named_call(self, n: fx.Node, target: str, sub: Traced) -> Result:
+        """A module's call as a node named after it; a module with weights called again is a
+        ``same_as`` node calling the first call's module on its own inputs."""
+        args, kwargs = self.arg(n.args), self.arg(n.kwargs)
+        if self.calls.get(target) and has_state(sub.module):
+            return same_as_node(target, self.namer.fresh(target), self.first.get(target), args, kwargs, self.where)
+        if norm_base(sub.module) is None:  # (a norm read with its activation is several nodes: no `same_as`)
+            self.first[target] = fixed_args(args, kwargs)
+        return self._module_call(n, self._call_name(target), sub)
+
+    def _keyed_call(self, n: fx.Node, target: str) -> None:
+        """A call of a module inside a child (``self.head.fc``; ``self.convs[0]`` in a loop no group
+        holds, ``loops.keyed_heads``) -> a node at its key, ``convs.0``; one that is an op (a module
+        without weights written inline) holds no module, so its name is an identifier."""
+        result = self._named_call(n, target, self.t.calls[n])
+        holds = isinstance(result, SNode) and (result.use or result.nodes is not None or result.op in LAYERS)
+        if isinstance(result, SNode) and result.name == target and not holds:
+            result = result.copy(name=self.namer.fresh(target))
+        self._add_call(n, result, self.t.calls[n])
 
     def _module_call(self, n: fx.Node, name: str, sub: Traced) -> Result:
         args, kwargs = self.arg(n.args), self.arg(n.kwargs)
@@ -291,15 +323,10 @@ class Converter:
 
     def _list_call(self, n: fx.Node, target: str) -> None:
         """``for block in self.blocks: x = block(x)`` over an nn.ModuleList: a group named ``blocks``
-        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order."""
+        (its children keep their keys, ``blocks.0...``), when the calls chain every item in order
+        (a call inside another child is a node at its key, ``_keyed_call``)."""
         head, _, index = target.partition(".")
-        items = getattr(self.module, head, None)
-        if not isinstance(items, (torch.nn.ModuleList, torch.nn.Sequential)) or not index.isdigit():
-            raise ImportFailed(
-                f"forward calls `{target}`, a module inside its child: a spec node is a direct "
-                "child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
-                where=self.where,
-            )
+        items = getattr(self.module, head)
         k, users = int(index), list(n.users)
         last = k == len(items) - 1
         chained = last or (len(users) == 1 and users[0].op == "call_module" and users[0].target == f"{head}.{k + 1}")
@@ -446,19 +473,13 @@ class Converter:
         assert nodes[-1].name is not None  # the node a value comes from is named
         self.env[n] = Ref(nodes[-1].name, self.values(n))
 
-    def _call_name(self, target: str, sub: Traced) -> str:
+    def _call_name(self, target: str) -> str:
         """The attribute's name on its first call; a stateless module called again gets a new name."""
         self.calls[target] = self.calls.get(target, 0) + 1
         if self.calls[target] == 1:
             self.namer.taken.add(target)
             return target
-        if has_state(sub.module):
-            raise ImportFailed(
-                f"forward calls `{target}` {self.calls[target]} times: its weights are shared, "
-                "and a spec node is one call of one module",
-                where=self.where,
-            )
-        return self.namer.fresh(target)
+        return self.namer.fresh(target)  # stateless (one with weights: `same_as`, _named_call)
 
     def _layer(self, name: str, sub: Traced, args: tuple, kwargs: dict) -> SNode:
         params = inspect.signature(sub.module.forward).parameters
@@ -509,12 +530,17 @@ class Converter:
         return True
 
     def _check_unused(self) -> None:
+        check_keys_called(self.graph, self.module, self.keyed, self.where)
         used = {str(n.target).split(".")[0] for n in self.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, child in self.module.named_children():
             if name not in used and has_state(child):
-                raise ImportFailed(
-                    f"`{name}` holds weights but forward (in eval mode) never calls it: a spec "
-                    "cannot hold a module its forward does not use",
+                alias = next(
+                    (k for k, m in self.module.named_modules(remove_duplicate=False) if m is child and k != name), ""
+                )
+                raise ImportFailed(  # an alias: CoaT's `cpe1`, which its blocks hold and call as their `cpe`
+                    f"`{name}` holds weights but forward (in eval mode) never calls it"
+                    + (f", only as `{alias}` (one module under two names)" if alias else "")
+                    + ": a spec cannot hold a module its forward does not use",
                     where=self.where,
                 )
         for name, _ in self.module.named_parameters(recurse=False):

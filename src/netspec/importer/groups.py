@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..compiler import keys
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from .call import Result
@@ -101,7 +102,7 @@ def _fresh_out(taken: set[str | None]) -> str:
 
 def inner_name(source: str) -> str:
     """The name a group's input has inside it (as ``shapes.group`` names it)."""
-    return source if source.isidentifier() else f"x_{source}"
+    return keys.inner_name(source)
 
 
 def numbered_child(traced: Traced, target: str) -> ImportFailed:

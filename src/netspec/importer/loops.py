@@ -9,6 +9,12 @@ values it reads from before it are the group's inputs (a parameter read inside i
 ``pos_embed``, is read before it and given too); where no stretch does, the loop is refused
 with the reason. A plain chain (``x = b(x)``) is left to the converter's own path,
 which may write it as a ``repeat``.
+
+A loop a group cannot hold because it calls other modules (another list's items in step,
+``for conv, bn in zip(self.convs, self.bns)``, or a child with weights) is no group: each call
+is a node of its own at its key (``convs.0``, ``bns.0``: the spec language's nodes at a key),
+and so are calls of a module inside a child (``self.head.fc``) and of a list's items not
+called once each in order (:func:`keyed_heads`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Refused:
 
     at: fx.Node  # the loop's first item
     error: ImportFailed
+    head: str = ""  # the list, where the loop calls other modules: its calls are nodes at their keys instead
 
 
 def find_loops(
@@ -49,7 +56,8 @@ def find_loops(
     """The loops over ``module``'s ModuleLists whose items are each called once, in order, and
     not in a plain chain; ``is_tensor`` tells a tensor's node from a size's. A loop no group can
     hold is its refusal, raised when the converter reaches its first item (so a model's first
-    refusal is the one met first in its forward).
+    refusal is the one met first in its forward), unless it calls other modules: then it names
+    its list, whose calls are nodes at their keys (:func:`keyed_heads`).
 
     >>> class Res(nn.Module):
     ...     def __init__(self):
@@ -76,6 +84,55 @@ def find_loops(
             continue  # a chain, or items not each called once in order: convert.py reads or refuses it
         loops.append(_loop(order, head, items, module, is_tensor, where))
     return loops
+
+
+def keyed_heads(graph: fx.Graph, module: nn.Module, loops: Sequence[Loop | Refused]) -> set[str]:
+    """The children of ``module`` whose calls are nodes at their keys (``convs.0``, ``head.fc``):
+    the lists of the loops no group holds because they call other modules, children forward calls
+    a module inside of, and lists whose items it calls other than each once, in order, in a chain.
+
+    >>> class Zip(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.convs = nn.ModuleList(nn.Linear(2, 2) for _ in range(2))
+    ...         self.bns = nn.ModuleList(nn.BatchNorm1d(2) for _ in range(2))
+    ...     def forward(self, x):
+    ...         for conv, bn in zip(self.convs, self.bns):
+    ...             x = x + bn(conv(x))
+    ...         return x
+    >>> g = fx.symbolic_trace(Zip()).graph
+    >>> sorted(keyed_heads(g, Zip(), find_loops(g, Zip(), lambda n: True, "")))
+    ['bns', 'convs']
+    """
+    keyed = {loop.head for loop in loops if isinstance(loop, Refused) and loop.head}
+    other = {loop.head for loop in loops if isinstance(loop, Loop)} | {
+        str(loop.at.target).partition(".")[0] for loop in loops if isinstance(loop, Refused) and not loop.head
+    }
+    calls: dict[str, list[fx.Node]] = {}
+    for n in graph.nodes:
+        if n.op == "call_module" and "." in str(n.target):
+            calls.setdefault(str(n.target).partition(".")[0], []).append(n)
+    for head, items in calls.items():
+        indices = [_item_of(n, module)[1] for n in items]
+        if head in keyed | other:
+            continue
+        if None in indices or indices != list(range(len(getattr(module, head)))) or not _chained(items):
+            keyed.add(head)
+    return keyed
+
+
+def check_keys_called(graph: fx.Graph, module: nn.Module, keyed: set[str], where: str) -> None:
+    """Refuse a state_dict key under a child called at its keys that no call holds (an item of
+    ``convs`` forward never calls): the spec would not hold it, so the weights would not load."""
+    called = [f"{n.target}." for n in graph.nodes if n.op == "call_module"]
+    for head in sorted(keyed):
+        for key in (f"{head}.{k}" for k in getattr(module, head).state_dict()):
+            if not any(key.startswith(c) for c in called):
+                raise ImportFailed(
+                    f"`{key}` is a state_dict key of a module forward (in eval mode) never calls: a spec "
+                    "cannot hold a module its forward does not use",
+                    where=where,
+                )
 
 
 def _item_of(n: fx.Node, module: nn.Module) -> tuple[str | None, int | None]:
@@ -128,6 +185,8 @@ def _loop(
             sources, out = found
             return Loop(head, tuple(stretch), tuple(items), sources, out, params)
         reason = reason or found
+    if reason.startswith("calls "):  # no group, but each call a node at its key (keyed_heads)
+        return Refused(items[0], ImportFailed(reason, where=where), head)
     error = ImportFailed(
         f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
         "written as a group named after the list, which gives one value and holds no other module",

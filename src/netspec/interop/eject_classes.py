@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compiler.keys import holders
 from .pysource import (
     Call,
     ListOf,
     Var,
+    assign_child,
     child_assignment,
     free_name,
     leaves,
@@ -178,7 +180,12 @@ def _param_name(drafts: list[Draft], key: tuple[str, ...], arg: str | None, take
 def _body(children: list[Child]) -> list[str]:
     """The statements of ``__init__`` after ``super().__init__()``."""
     lines: list[str] = []
+    made: set[str] = set()
     for c in children:
+        for holder in holders(c.name):  # a node at a key (`convs.0`): its holders first
+            if holder not in made:
+                made.add(holder)
+                lines.append(assign_child("self", holder, "nn.Module()"))
         if c.value is not None:
             head, tail = child_assignment("self", c.name)
             lines.append(head + render_wrapped(c.value, "        ", len(head) + len(tail), c.name) + tail)

@@ -361,6 +361,9 @@ def attr_ref(obj: str, name: str) -> str:
     >>> attr_ref("self", "conv1"), attr_ref("self", "0")
     ('self.conv1', "getattr(self, '0')")
     """
+    if "." in name:  # a node at a key: `convs.0` is `getattr(self.convs, '0')`
+        holder, _, leaf = name.rpartition(".")
+        return attr_ref(attr_ref(obj, holder), leaf)
     return f"{obj}.{name}" if plain_name(name) else f"getattr({obj}, {name!r})"
 
 
@@ -375,7 +378,10 @@ def assign_child(obj: str, name: str, value: str) -> str:
 
 
 def child_assignment(obj: str, name: str) -> tuple[str, str]:
-    """What goes before and after the value that sets a child."""
+    """What goes before and after the value that sets a child (in its holder, at a key)."""
+    if "." in name:
+        holder, _, leaf = name.rpartition(".")
+        return child_assignment(attr_ref(obj, holder), leaf)
     if plain_name(name):
         return f"{obj}.{name} = ", ""
     return f"{obj}.add_module({name!r}, ", ")"

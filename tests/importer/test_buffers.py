@@ -11,7 +11,14 @@ from torch import nn
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
-from netspec.nodes.initializers import relative_position_index_
+from netspec.importer.buffers import table_init
+from netspec.nodes.initializers import (
+    INIT_FUNCTIONS,
+    attention_bias_index_,
+    log_relative_coords_,
+    relative_position_index_,
+    shifted_window_mask_,
+)
 
 from . import buffer_models as bm
 
@@ -81,3 +88,66 @@ def test_relative_position_index_with_a_class_token_is_beits() -> None:
     want = timm.layers.gen_relative_position_index((4, 5), class_token=True)
     got = relative_position_index_(torch.empty(21 * 21, dtype=torch.long), [4, 5], class_token=True)
     assert torch.equal(got, want.flatten())
+
+
+def test_tables_are_made_by_their_inits_and_round_trip() -> None:
+    model = bm.Tables()
+    text = _round_trip(model, (20, 16, 16))
+    mask = "{shifted_window_mask_: {size: [20, 16], window: [4, 4], shift: [2, 2]}}"
+    assert f"- mask: {{Buffer: {{shape: [20, 16, 16], init: {mask}, persistent: false}}}}" in text  # 5,120 values
+    index = "{attention_bias_index_: {resolution: [4, 4]}}"
+    assert f"- idx: {{Buffer: {{shape: [16, 16], init: {index}, dtype: int64, persistent: false}}}}" in text
+    assert (
+        "- coords: {Buffer: {shape: [256, 2], init: {log_relative_coords_: {window: [4, 4]}}, persistent: false}}"
+        in text
+    )
+    assert "{index: '[:, :, ::2, ::2]'}" in text  # a slice's step: the index op
+    built = compile_spec(load_spec(text=text)).module
+    for name in ("mask", "idx", "coords"):  # value for value, though the state_dict holds none of them
+        assert torch.equal(getattr(built, name), getattr(model, name)), name
+
+
+@pytest.mark.parametrize(
+    "size,window,shift", [((8, 8), (4, 4), (2, 2)), ((12, 8), (3, 4), (1, 2)), ((6, 4), (3, 2), (0, 1))]
+)
+def test_shifted_window_mask_is_swins(size: tuple, window: tuple, shift: tuple) -> None:
+    want = bm.swin_mask(size, window, shift)
+    got = shifted_window_mask_(torch.empty(want.shape), list(size), list(window), list(shift))
+    assert torch.equal(got, want)
+    found = table_init(want)  # the importer finds arguments that make it again
+    assert found is not None and torch.equal(
+        shifted_window_mask_(torch.empty(want.shape), **found["shifted_window_mask_"]), want
+    )
+
+
+@pytest.mark.parametrize("resolution", [(1, 1), (3, 5), (7, 7)])
+def test_attention_bias_index_is_tinyvits(resolution: tuple) -> None:
+    want = bm.bias_index(resolution)
+    assert torch.equal(attention_bias_index_(torch.empty(want.shape, dtype=torch.long), list(resolution)), want)
+
+
+@pytest.mark.parametrize("h,w", [(1, 2), (3, 4), (7, 7)])
+def test_log_relative_coords_are_swin_v2s(h: int, w: int) -> None:
+    want = bm.log_coords(h, w)
+    assert torch.equal(log_relative_coords_(torch.empty(want.shape), [h, w]), want)
+
+
+def test_the_tables_of_timms_modules_are_found_with_their_arguments() -> None:
+    """Each table a timm module builds (Swin's mask, LeViT's index with and without a stride,
+    Swin V2 CR's coordinates) is the init the importer picks for it, with the module's numbers."""
+    timm = pytest.importorskip("timm")
+    models = timm.models
+    swin = models.swin_transformer.SwinTransformerBlock(8, (12, 8), 2, window_size=4, shift_size=2)
+    levit = models.levit.AttentionDownsample(8, 16, 4, 2, stride=2, resolution=(7, 5))
+    tiny = models.tiny_vit.Attention(8, 4, 2, resolution=(5, 6))
+    cr = models.swin_transformer_v2_cr.WindowMultiHeadAttention(8, 2, (3, 5))
+    cases = [
+        (swin.attn_mask, {"shifted_window_mask_": {"size": [12, 8], "window": [4, 4], "shift": [2, 2]}}),
+        (levit.attention_bias_idxs, {"attention_bias_index_": {"resolution": [7, 5], "stride": 2}}),
+        (tiny.attention_bias_idxs, {"attention_bias_index_": {"resolution": [5, 6]}}),
+        (cr.relative_coordinates_log, {"log_relative_coords_": {"window": [3, 5]}}),
+    ]
+    for buffer, init in cases:
+        assert table_init(buffer) == init
+        ((name, args),) = init.items()
+        assert torch.equal(INIT_FUNCTIONS[name](torch.empty_like(buffer), **args), buffer), name

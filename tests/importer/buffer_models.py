@@ -127,3 +127,40 @@ class Tables(nn.Module):
         bias = self.biases[:, self.idx]  # (heads, 16, 16)
         pos = self.mlp(self.coords).transpose(0, 1).reshape(-1, 16, 16)  # (heads, 16, 16)
         return (scores + bias + pos)[:, :, ::2, ::2]  # (B, heads, 8, 8)
+
+
+class LogCoordsBias(nn.Module):
+    """timm's RelPosMlp, in short: a bias an MLP computes from the module's own log-spaced
+    coordinates, picked by its own index; its parent runs ``bias()``, a method, not forward."""
+
+    def __init__(self, window: int = 3, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.n = heads, window * window
+        self.mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, heads))
+        side = torch.arange(-(window - 1), window, dtype=torch.float32)
+        table = torch.stack(torch.meshgrid(side, side, indexing="ij")).permute(1, 2, 0)  # (2w-1, 2w-1, 2)
+        self.register_buffer("coords", torch.sign(table) * torch.log1p(table.abs()), persistent=False)
+        self.register_buffer("index", swin_index(window, window).view(-1), persistent=False)
+
+    def bias(self) -> torch.Tensor:
+        table = self.mlp(self.coords).view(-1, self.heads)  # ((2w-1)**2, heads)
+        return table[self.index].view(self.n, self.n, -1).permute(2, 0, 1).unsqueeze(0)  # (1, heads, N, N)
+
+    def forward(self, attn):  # never called: the parent runs bias()
+        return attn + self.bias()
+
+
+class MethodAttention(nn.Module):
+    """Attention whose bias is a child's method, ``self.rel_pos.bias()`` (timm's RelPosAttention)."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.rel_pos = LogCoordsBias(3, heads)
+
+    def forward(self, x):  # x: (B, 9, C)
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rel_pos.bias())
+        return out.transpose(1, 2).reshape(B, N, C)

@@ -158,7 +158,6 @@ REFUSALS = {
     "tresnet_m": "body.layer2.0.conv1.aa: `torch.conv2d` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "twins_svt_small": "forward calls the items of nn.ModuleList `patch_embeds` in a loop that calls `pos_drops.0` inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "vit_tiny_r_s16_p8_224": "patch_embed.backbone.conv: `torch.nn.functional.batch_norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "test_vit_relpos": "blocks.0.attn: forward reads `rel_pos.rel_coords_log`, a buffer of its child `rel_pos`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
     "samvit_base_patch16_224": "blocks.0.attn: a reshape to [3, 12, 196, 64] that does not keep the batch as dim 0 has no spec op (`reshape` keeps the batch first)",
     "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",

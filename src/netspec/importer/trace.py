@@ -132,6 +132,7 @@ class Traced:
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
     pins: list[str] = field(default_factory=list)  # decisions on sizes that fixed the input size
     flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
+    method: bool = False  # a method of the module the parent ran inline, called with nothing (methods.py)
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
@@ -278,6 +279,8 @@ class _Recorder(fx.Interpreter):
             )
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
+        if sub.method:  # its graph takes nothing: the child's own tensors
+            return _Recorder(sub, self.run_index).run()
         _check_literal(sub, args, kwargs)
         return _run_traced(sub, self.run_index, args, kwargs)
 
@@ -323,7 +326,15 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
         if traced.flat:
             traced.pins.clear()  # traced again: its decisions are recorded again
             traced.graph = trace_module(module, path, traced.literal, example, traced.pins, traced.flat)
+        _hoist_methods(traced)
     return traced
+
+
+def _hoist_methods(traced: Traced) -> None:
+    """A child's method the forward ran inline, moved into a call of the child (``methods.py``)."""
+    from .methods import hoist_child_methods  # it makes Traced: imported here, not at the top
+
+    hoist_child_methods(traced)
 
 
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
@@ -463,6 +474,7 @@ def trace_model(
     traced = Traced("", root, "custom", literal=literal)
     graph = trace_module(root, "", literal, dict(zip(inputs, runs[0])), traced.pins)
     traced.graph = _with_training_branches(root, graph, literal)
+    _hoist_methods(traced)
     _check_tensor_inputs(traced)
     with torch.no_grad():
         for run, values in enumerate(runs):

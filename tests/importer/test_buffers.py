@@ -4,6 +4,8 @@ is compiled from its imported spec, loaded strictly and compared with the origin
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from torch import nn
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
-from netspec.importer.buffers import table_init
+from netspec.importer.buffers import sidecar_key, table_init
 from netspec.nodes.initializers import (
     INIT_FUNCTIONS,
     attention_bias_index_,
@@ -65,16 +67,27 @@ def test_torch_functions_with_spec_ops_round_trip() -> None:
     assert "- where_1_not: {logical_not: {}}\n  - where: 1.0" in text  # torch.where(c, 1.0, y): where(~c, y, 1.0)
 
 
-def test_a_big_buffer_outside_the_state_dict_is_refused_in_one_line() -> None:
+def test_a_big_buffer_outside_the_state_dict_is_read_from_a_file_beside_the_spec(tmp_path: Path) -> None:
     model = bm.Normalised()
-    model.register_buffer("table", torch.rand(3, 40, 40), persistent=False)
-    with pytest.raises(SpecError) as e:
-        spec_from_module(model, {"x": (3, 40, 40)})
-    assert str(e.value) == (
-        f"{bm.__name__}.Normalised: forward reads `table`, a buffer left out of the state_dict "
-        "(persistent=False) of 4,800 values: a spec writes a value of at most 4,096 numbers; register it "
-        "as a persistent buffer, so its value travels in the state_dict"
-    )
+    model.register_buffer("table", torch.rand(3, 40, 40), persistent=False)  # 4,800 values, no table init
+    imported = spec_from_module(model, {"x": (3, 40, 40)}, name="m")
+    key = sidecar_key("table", model.table)
+    line = f"- table: {{Buffer: {{shape: [3, 40, 40], file: m.buffers.pt, key: {key}, persistent: false}}}}"
+    assert line in imported.text and imported.checked is not None  # the round trip read the file
+    assert list(imported.files) == ["m.buffers.pt"] and torch.equal(imported.files["m.buffers.pt"][key], model.table)
+    torch.save(imported.files["m.buffers.pt"], tmp_path / "m.buffers.pt")
+    (tmp_path / "m.yaml").write_text(imported.text)
+    built = compile_spec(load_spec(tmp_path / "m.yaml")).module
+    built.load_state_dict(model.state_dict(), strict=True)  # the table is in no state_dict
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(built.eval()(x), model.eval()(x))
+
+
+def test_equal_big_buffers_are_one_tensor_of_the_file() -> None:
+    a, b = torch.rand(5000), torch.rand(5000)
+    assert sidecar_key("mask", a) == sidecar_key("mask", a.clone()) != sidecar_key("mask", b)
+    assert sidecar_key("mask", a) != sidecar_key("mask", a.double())  # the dtype is part of the values
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (7, 7)])
@@ -151,3 +164,24 @@ def test_the_tables_of_timms_modules_are_found_with_their_arguments() -> None:
         assert table_init(buffer) == init
         ((name, args),) = init.items()
         assert torch.equal(INIT_FUNCTIONS[name](torch.empty_like(buffer), **args), buffer), name
+
+
+class _Doubled(nn.Module):
+    """A big tensor fx computes while tracing from a buffer (``self.noise * 2``): no buffer of the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("noise", torch.rand(5, 1000), persistent=False)
+
+    def forward(self, x):  # x: (B, 5, 8)
+        return x.mean(-1, keepdim=True) * (self.noise * 2)
+
+
+def test_a_big_tensor_computed_from_no_input_is_refused_in_one_line() -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(_Doubled(), {"x": (5, 8)})
+    assert str(e.value) == (
+        f"{__name__}._Doubled: forward computes a tensor of 5,000 values from no input (`_tensor_constant0`): "
+        "a spec writes a value of at most 4,096 numbers; register it as a buffer of the module, so its values "
+        "travel with the model"
+    )

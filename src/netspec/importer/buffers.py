@@ -7,8 +7,9 @@ repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), a tabl
 models as the init that makes it exactly (:func:`table_init`: Swin's relative position index and
 shifted-window mask, LeViT's attention-bias index, Swin V2's log-spaced coordinates), any other up to
 :data:`MAX_VALUES` numbers as a ``value``. A non-persistent buffer is in no state_dict, so a
-bigger one is refused in one line; a bigger persistent one is written by shape, its values
-coming from the checkpoint (the importer says so in its notes).
+bigger one is read from a file beside the spec (``{file: NAME.buffers.pt, key: ...}``, which
+``netspec import -o`` writes; :func:`sidecar_tensors`); a bigger persistent one is written by
+shape, its values coming from the checkpoint (the importer says so in its notes).
 
 A tensor torch.fx computed while tracing (``self.index.view(-1)`` runs on the real buffer) is
 the buffer it equals, reshaped, or else a constant; a child whose tensors forward reads
@@ -17,6 +18,7 @@ without calling it (``F.linear(x, self.qkv.weight, bias)``) is a holder block (`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,7 @@ from .ir import SNode
 
 MAX_VALUES = 4096  # Swin's 49x49 relative position index fits; a whole image does not
 MAX_SIDE = 2048  # the biggest relative position index tried (a 45x45 window): each try builds one
+SIDECAR = "buffers.pt"  # the file a big buffer outside the state_dict is read from (api.py names it after the spec)
 MAX_TABLE = 2**22  # the most numbers a table init is tried on (Swin's 56x56 map's mask: 153,664)
 CONSTANT = "_tensor_constant"  # what torch.fx names a tensor the forward computed from no input (`self.index.view(-1)`)
 
@@ -56,7 +59,7 @@ def read_tensor(
         return []
     source = next((k for k, b in module._buffers.items() if b is not None and _same_values(b, value)), None)
     if source is None:
-        return [buffer_node(fresh("constant"), value, False, where, notes)]
+        return [buffer_node(fresh("constant"), value, False, where, notes, computed=target)]
     nodes = [] if source in read else read_tensor(module, source, fresh, where, notes, read)
     if tuple(value.shape) == tuple(module._buffers[source].shape):  # type: ignore[union-attr]
         return nodes or [SNode("contiguous", fresh(f"{source}_copy"), None, [source])]
@@ -73,8 +76,11 @@ def _same_values(buffer: torch.Tensor, value: torch.Tensor) -> bool:
     )
 
 
-def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, notes: list[tuple[str, str]]) -> SNode:
-    """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``).
+def buffer_node(
+    name: str, tensor: torch.Tensor, persistent: bool, where: str, notes: list[tuple[str, str]], computed: str = ""
+) -> SNode:
+    """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``);
+    ``computed``: the name fx gave a tensor it computed while tracing (no buffer of the model).
 
     >>> buffer_node("idx", torch.tensor([[0, 1], [1, 0]]), False, "attn", []).args
     {'value': [0, 1, 1, 0], 'shape': [2, 2], 'persistent': False}
@@ -99,12 +105,17 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
         args["value"] = _values(flat)
         if tensor.dim() != 1:
             args["shape"] = list(tensor.shape)
-    elif not persistent:
-        raise ImportFailed(
-            f"forward reads `{name}`, a buffer left out of the state_dict (persistent=False) of "
-            f"{flat.numel():,} values: a spec writes a value of at most {MAX_VALUES:,} numbers",
-            where=where,
-            hint="register it as a persistent buffer, so its value travels in the state_dict",
+    elif not persistent:  # in no state_dict: its values travel in a file beside the spec
+        if computed:  # no buffer of the model: no file beside the spec holds it
+            raise ImportFailed(
+                f"forward computes a tensor of {flat.numel():,} values from no input (`{computed}`): a spec "
+                f"writes a value of at most {MAX_VALUES:,} numbers",
+                where=where,
+                hint="register it as a buffer of the module, so its values travel with the model",
+            )
+        args["shape"], args["file"], args["key"] = list(tensor.shape), SIDECAR, sidecar_key(name, tensor)
+        notes.append(
+            (f"{where}.{name}", f"a buffer of over {MAX_VALUES:,} values outside the state_dict is read from a file")
         )
     else:
         args["shape"] = list(tensor.shape)
@@ -114,6 +125,30 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
     if not persistent:
         args["persistent"] = False
     return SNode(BUFFER_OP, name, args)
+
+
+def sidecar_key(name: str, tensor: torch.Tensor) -> str:
+    """The key of a buffer in the file beside the spec: its name and a digest of its values,
+    so equal buffers of many modules are one tensor (and one form of their block).
+
+    >>> sidecar_key("attn_mask", torch.zeros(2, 3))
+    'attn_mask_a86233b542'
+    """
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode() + data).hexdigest()
+    return f"{name}_{digest[:10]}"
+
+
+def sidecar_tensors(model: torch.nn.Module, keys: set[str]) -> dict[str, torch.Tensor]:
+    """The buffers outside the state_dict whose :func:`sidecar_key` is one of ``keys``: what the
+    file beside the spec holds."""
+    found = {}
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            tensor = module._buffers.get(name)
+            if tensor is not None and tensor.numel() > MAX_VALUES and (key := sidecar_key(name, tensor)) in keys:
+                found[key] = tensor.detach().cpu().clone()
+    return found
 
 
 def table_init(tensor: torch.Tensor) -> dict[str, Any] | None:

@@ -11,17 +11,20 @@ keys (``rel_pos.mlp.fc1.weight``) kept.
 
 from __future__ import annotations
 
-from torch import fx, nn
+from collections.abc import Callable
 
-from .trace import Traced, kind_of
+from torch import fx, nn
 
 _LISTS = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict, nn.Sequential)
 
 
-def hoist_child_methods(traced: Traced) -> None:
-    """Move each child's inlined method out of ``traced.graph`` into a trace of its own (see the
-    module docstring), in place: the parent's graph then calls the child with no arguments, and
-    ``traced.calls`` holds that call's trace (``Traced.method``).
+def hoist_child_methods(
+    module: nn.Module, graph: fx.Graph, traced: Callable[[nn.Module], bool]
+) -> dict[fx.Node, tuple[str, fx.Graph]]:
+    """Move each child's inlined method out of ``graph`` (``module``'s forward) into a graph of
+    its own (see the module docstring), in place: the parent's graph then calls the child with
+    no arguments. ``traced``: whether a child's forward is traced (no layer kept whole). Gives
+    each new call node -> (the child's name, its method's graph).
 
     >>> import torch
     >>> class Table(nn.Module):
@@ -34,26 +37,25 @@ def hoist_child_methods(traced: Traced) -> None:
     ...         super().__init__(); self.table = Table()
     ...     def forward(self, x):
     ...         return x + self.table.bias()
-    >>> t = Traced("", Net(), "custom", graph=fx.Tracer().trace(Net()))
-    >>> hoist_child_methods(t)
-    >>> [(n.op, n.target) for n in t.graph.nodes]
+    >>> graph = fx.Tracer().trace(Net())
+    >>> calls = hoist_child_methods(Net(), graph, lambda m: True)
+    >>> [(n.op, n.target) for n in graph.nodes]
     [('placeholder', 'x'), ('call_module', 'table'), ('call_function', <built-in function add>), ('output', 'output')]
-    >>> [(n.op, n.target) for n in next(iter(t.calls.values())).graph.nodes][:2]
+    >>> [(n.op, n.target) for n in next(iter(calls.values()))[1].nodes][:2]
     [('get_attr', 'coords'), ('call_module', 'fc')]
     """
-    graph = traced.graph
-    if graph is None:
-        return
     heads = {str(n.target).split(".")[0] for n in graph.nodes if n.op == "call_module" and "." in str(n.target)}
+    calls = {}
     for head in sorted(heads):
-        child = getattr(traced.module, head, None)
-        if not isinstance(child, nn.Module) or isinstance(child, _LISTS) or kind_of(child) != "custom":
+        child = getattr(module, head, None)
+        if not isinstance(child, nn.Module) or isinstance(child, _LISTS) or not traced(child):
             continue
         if any(n.op == "call_module" and n.target == head for n in graph.nodes):
             continue  # called as a module too: its node is that call
         inside = _method_nodes(graph, head)
         if inside is not None:
-            _move(traced, head, child, inside)
+            calls[_move(graph, head, inside)] = (head, _method_graph(head, inside))
+    return calls
 
 
 def _method_nodes(graph: fx.Graph, head: str) -> list[fx.Node] | None:
@@ -74,10 +76,8 @@ def _method_nodes(graph: fx.Graph, head: str) -> list[fx.Node] | None:
     return inside if len(leaving) == 1 and inside[-1] is leaving[0] else None
 
 
-def _move(traced: Traced, head: str, child: nn.Module, inside: list[fx.Node]) -> None:
-    """Copy ``inside`` into the child's graph (targets without ``head.``), call the child in its place."""
-    graph = traced.graph
-    assert graph is not None
+def _method_graph(head: str, inside: list[fx.Node]) -> fx.Graph:
+    """A graph of copies of ``inside``, their targets without ``head.``, giving the last."""
     method = fx.Graph()
     copies: dict[fx.Node, fx.Node] = {}
     for n in inside:
@@ -86,9 +86,14 @@ def _move(traced: Traced, head: str, child: nn.Module, inside: list[fx.Node]) ->
             copy.target = str(n.target).removeprefix(f"{head}.")
         copies[n] = copy
     method.output(copies[inside[-1]])
+    return method
+
+
+def _move(graph: fx.Graph, head: str, inside: list[fx.Node]) -> fx.Node:
+    """A call of the child ``head`` with no arguments in place of ``inside`` (the nodes erased)."""
     with graph.inserting_after(inside[-1]):
         call = graph.call_module(head)
     inside[-1].replace_all_uses_with(call)
     for n in reversed(inside):
         graph.erase_node(n)
-    traced.calls[call] = Traced(traced.child_path(head), child, "custom", graph=method, method=True)
+    return call

@@ -21,6 +21,7 @@ from torch import fx, nn
 
 from .concrete import SizeTracer, fixed_at, shown_file
 from .errors import ImportFailed, class_path
+from .methods import hoist_child_methods
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
 META = "netspec"  # node.meta key of the recorded values, one per batch size
@@ -331,10 +332,13 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
 
 
 def _hoist_methods(traced: Traced) -> None:
-    """A child's method the forward ran inline, moved into a call of the child (``methods.py``)."""
-    from .methods import hoist_child_methods  # it makes Traced: imported here, not at the top
-
-    hoist_child_methods(traced)
+    """A child's method the forward ran inline, moved into a call of the child with its own
+    trace (``methods.py``)."""
+    assert traced.graph is not None
+    calls = hoist_child_methods(traced.module, traced.graph, lambda m: kind_of(m) == "custom")
+    for call, (head, graph) in calls.items():
+        child = traced.module.get_submodule(head)
+        traced.calls[call] = Traced(traced.child_path(head), child, "custom", graph=graph, method=True)
 
 
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import netspec
 from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
@@ -118,6 +119,26 @@ def test_tables_are_made_by_their_inits_and_round_trip() -> None:
     built = compile_spec(load_spec(text=text)).module
     for name in ("mask", "idx", "coords"):  # value for value, though the state_dict holds none of them
         assert torch.equal(getattr(built, name), getattr(model, name)), name
+
+
+def test_attention_tables_are_inits_of_a_spec() -> None:
+    """Swin's shifted-window mask, LeViT's bias index and Swin V2's coordinates, written in a spec
+    by the numbers that make them, equal the tables the models build (tests/importer/buffer_models.py)."""
+    model = netspec.build_model(
+        netspec.load_spec(
+            text="name: t\ninputs: {x: [144, 2]}\nnodes:\n"
+            "  - mask: {Buffer: {shape: [6, 16, 16], init: {shifted_window_mask_: "
+            "{size: [12, 8], window: [4, 4], shift: [2, 2]}}, persistent: false}}\n"
+            "  - idx: {Buffer: {shape: [12, 12], init: {attention_bias_index_: {resolution: [3, 4]}}, dtype: int64}}\n"
+            "  - coords: {Buffer: {shape: [144, 2], init: {log_relative_coords_: {window: [3, 4]}}}}\n"
+            "  - add: [x, coords]\n"
+            "outputs: [mask, idx, add]\n"
+        )
+    )
+    assert torch.equal(model.mask, bm.swin_mask((12, 8), (4, 4), (2, 2)))
+    assert torch.equal(model.idx, bm.bias_index((3, 4)))
+    assert torch.equal(model.coords, bm.log_coords(3, 4))
+    assert set(model.state_dict()) == {"idx", "coords"}  # the mask is not persistent
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from netspec.importer.buffers import sidecar_key, table_init
 from netspec.nodes.initializers import (
     INIT_FUNCTIONS,
     attention_bias_index_,
+    log_offsets_,
     log_relative_coords_,
     relative_position_index_,
     shifted_window_mask_,
@@ -166,6 +167,14 @@ def test_log_relative_coords_are_swin_v2s(h: int, w: int) -> None:
     assert torch.equal(log_relative_coords_(torch.empty(want.shape), [h, w]), want)
 
 
+@pytest.mark.parametrize("mode", ["cr", "swin"])
+@pytest.mark.parametrize("window", [(2, 2), (3, 5), (8, 8)])
+def test_log_offsets_are_timms(window: tuple, mode: str) -> None:
+    timm = pytest.importorskip("timm")
+    want = timm.layers.gen_relative_log_coords(window, mode=mode)
+    assert torch.equal(log_offsets_(torch.empty(want.shape), list(window), mode), want)
+
+
 def test_the_tables_of_timms_modules_are_found_with_their_arguments() -> None:
     """Each table a timm module builds (Swin's mask, LeViT's index with and without a stride,
     Swin V2 CR's coordinates) is the init the importer picks for it, with the module's numbers."""
@@ -175,11 +184,15 @@ def test_the_tables_of_timms_modules_are_found_with_their_arguments() -> None:
     levit = models.levit.AttentionDownsample(8, 16, 4, 2, stride=2, resolution=(7, 5))
     tiny = models.tiny_vit.Attention(8, 4, 2, resolution=(5, 6))
     cr = models.swin_transformer_v2_cr.WindowMultiHeadAttention(8, 2, (3, 5))
+    v2 = models.swin_transformer_v2.WindowAttention(8, (4, 3), 2)
+    mlp = timm.layers.RelPosMlp((5, 4), 2)
     cases = [
         (swin.attn_mask, {"shifted_window_mask_": {"size": [12, 8], "window": [4, 4], "shift": [2, 2]}}),
         (levit.attention_bias_idxs, {"attention_bias_index_": {"resolution": [7, 5], "stride": 2}}),
         (tiny.attention_bias_idxs, {"attention_bias_index_": {"resolution": [5, 6]}}),
         (cr.relative_coordinates_log, {"log_relative_coords_": {"window": [3, 5]}}),
+        (v2.relative_coords_table, {"log_offsets_": {"window": [4, 3], "mode": "swin"}}),
+        (mlp.rel_coords_log, {"log_offsets_": {"window": [5, 4]}}),
     ]
     for buffer, init in cases:
         assert table_init(buffer) == init

@@ -21,7 +21,8 @@ def test_a_childs_method_is_a_call_of_the_child_with_no_input() -> None:
     assert "  - rel_pos: {LogCoordsBias: {}}\n    from: []\n  - scaled_dot_product_attention" in text
     assert "      - mlp:\n          - Linear: {out_features: 16}" in text  # the child's child: rel_pos.mlp.0.weight
     index = "- index: {Buffer: {shape: [81], init: {relative_position_index_: {window: [3, 3]}}"
-    assert index in text and "      - coords: {Buffer: {value: [" in text  # the child's buffers, in its block
+    coords = "- coords: {Buffer: {shape: [5, 5, 2], init: {log_offsets_: {window: [3, 3]}}, persistent: false}}"
+    assert index in text and coords in text  # the child's buffers, in its block
 
 
 class _GivenTheInput(nn.Module):

@@ -35,6 +35,7 @@ EXAMPLE_ARGS = {
     "shifted_window_mask_": {"size": [2, 4], "window": [2, 2], "shift": [1, 1]},
     "attention_bias_index_": {"resolution": [2, 3]},
     "log_relative_coords_": {"window": [1, 2]},
+    "log_offsets_": {"window": [2, 3]},
 }
 EXAMPLE_SHAPES = {
     "dirac_": (4, 4, 3),
@@ -42,6 +43,7 @@ EXAMPLE_SHAPES = {
     "shifted_window_mask_": (2, 4, 4),
     "attention_bias_index_": (6, 6),
     "log_relative_coords_": (4, 2),
+    "log_offsets_": (3, 5, 2),
 }
 
 

@@ -28,6 +28,7 @@ import torch
 from ..nodes.functional import _DTYPES
 from ..nodes.initializers import (
     attention_bias_index_,
+    log_offsets_,
     log_relative_coords_,
     relative_position_index_,
     shifted_window_mask_,
@@ -163,9 +164,23 @@ def table_init(tensor: torch.Tensor) -> dict[str, Any] | None:
     """
     if tensor.numel() > MAX_TABLE:
         return None
-    for find in (_index_init, _mask_init, _bias_index_init, _log_coords_init):
+    for find in (_index_init, _mask_init, _bias_index_init, _log_coords_init, _log_offsets_init):
         if (found := find(tensor)) is not None:
             return found
+    return None
+
+
+def _log_offsets_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{log_offsets_: {window: [h, w], mode: ...}}`` for Swin V2's ([1,] 2h-1, 2w-1, 2) table."""
+    shape = tuple(tensor.shape)
+    if not tensor.is_floating_point() or len(shape) < 3 or shape[-1] != 2 or any(s != 1 for s in shape[:-3]):
+        return None
+    if shape[-3] % 2 == 0 or shape[-2] % 2 == 0:
+        return None
+    window = [(shape[-3] + 1) // 2, (shape[-2] + 1) // 2]
+    for mode in ("cr", "swin"):
+        if torch.equal(log_offsets_(torch.empty(shape), window, mode).to(tensor.dtype), tensor):
+            return {"log_offsets_": {"window": window} if mode == "cr" else {"window": window, "mode": mode}}
     return None
 
 

@@ -27,6 +27,7 @@ def _torch_init_functions(registry: Registry[Callable[..., Any]]) -> None:
     registry.add("shifted_window_mask_", shifted_window_mask_)
     registry.add("attention_bias_index_", attention_bias_index_)
     registry.add("log_relative_coords_", log_relative_coords_)
+    registry.add("log_offsets_", log_offsets_)
 
 
 def sinusoidal_(tensor: Any, base: float = 10000.0) -> Any:
@@ -144,6 +145,32 @@ def log_relative_coords_(tensor: Any, window: list[int]) -> Any:
     return _laid_out(tensor, table, f"a {h}x{w} window")
 
 
+def log_offsets_(tensor: Any, window: list[int], mode: str = "cr") -> Any:
+    """Swin V2's table of log-spaced offsets, in place: for each offset (dy, dx) of an h x w
+    window, rows then columns from -(h-1) to h-1, the pair sign(d) * log(1 + |d|) (``mode: cr``,
+    timm's RelPosMlp) or, with ``mode: swin`` (Swin V2's ``relative_coords_table``), d scaled to
+    [-8, 8] and sign(d) * log2(1 + |d|) / 3: a (2h-1, 2w-1, 2) table.
+
+    >>> import torch; log_offsets_(torch.empty(3, 1, 2), [2, 1])[0].tolist()
+    [[-0.6931471824645996, 0.0]]
+    """
+    import math
+
+    import torch
+
+    if mode not in ("cr", "swin"):
+        raise ValueError(f"mode is cr or swin, not {mode!r}")
+    rows, cols = (torch.arange(-(n - 1), n).to(torch.float32) for n in window)
+    table = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).permute(1, 2, 0).contiguous()  # (2h-1, 2w-1, 2)
+    if mode == "cr":
+        return _laid_out(tensor, torch.sign(table) * torch.log(1.0 + table.abs()), f"a {window} window")
+    for i, n in enumerate(window):
+        table[:, :, i] /= max(n - 1, 1)  # timm's order of operations, so the float32 values are equal
+    table *= 8
+    table = torch.sign(table) * torch.log2(1.0 + table.abs()) / math.log2(8)
+    return _laid_out(tensor, table, f"a {window} window")
+
+
 def _laid_out(tensor: Any, table: Any, what: str) -> Any:
     """``tensor`` filled with ``table``'s numbers in its own shape (a meta tensor is only checked)."""
     import torch
@@ -158,5 +185,5 @@ def _laid_out(tensor: Any, table: Any, what: str) -> Any:
 
 #: init function name -> the in-place function of torch.nn.init (`kaiming_normal_`, `zeros_`, ...), and
 #: netspec's tables: `sinusoidal_` (a positional encoding), `relative_position_index_` (Swin's, BEiT's),
-#: `shifted_window_mask_` (Swin's), `attention_bias_index_` (LeViT's), `log_relative_coords_` (Swin V2's).
+#: `shifted_window_mask_` (Swin's), `attention_bias_index_` (LeViT's), `log_relative_coords_` and `log_offsets_` (Swin V2's).
 INIT_FUNCTIONS: Registry[Callable[..., Any]] = Registry("init function", fill=_torch_init_functions, passed=("tensor",))

@@ -258,3 +258,36 @@ def test_output_never_replaces_an_installed_module_it_imports(tmp_path: Path, ca
         "netspec_test_installed:Net: -o: lib/netspec_test_installed.py is the imported source this command reads"
     )
     assert (lib / "netspec_test_installed.py").read_text() == USER_MODEL
+
+
+BIG_BUFFER_MODEL = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1000, 8)
+        self.register_buffer("noise", torch.rand(5, 1000), persistent=False)  # 5,000 values
+
+    def forward(self, x):  # x: (B, 5, 8)
+        return self.fc(x.mean(-1, keepdim=True) * self.noise)
+"""
+
+
+def test_a_big_buffer_outside_the_state_dict_is_written_beside_the_spec(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "big.py").write_text(BIG_BUFFER_MODEL)
+    monkeypatch.chdir(tmp_path)
+    command = ["import", "big.py:Net", "--allow-import", "big.py", "--input-size", "5x8"]
+    assert main(command) == 2  # to standard output: the file would be lost
+    assert capsys.readouterr().err == (
+        "big.py:Net: -o: the spec reads Net.buffers.pt, beside it, for buffers outside the state_dict of over "
+        "4,096 values: it is written with -o only; give -o FILE (the file of buffers is written in the same folder)\n"
+    )
+    assert main([*command, "-o", "out/net.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("wrote out/Net.buffers.pt: the buffers the spec reads from it")
+    assert "file: Net.buffers.pt, key: noise_" in (tmp_path / "out/net.yaml").read_text()
+    assert main(["compile", "out/net.yaml"]) == 0  # read from beside the spec, wherever it is run from
+    assert main([*command, "-o", "out/net.yaml"]) == 2  # nothing replaced without --force
+    assert "exists" in capsys.readouterr().err

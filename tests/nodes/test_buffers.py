@@ -134,6 +134,11 @@ def test_integer_values_make_an_index_buffer() -> None:
         ("{shape: [2], dtype: float31}", "dtype"),
         ("{file: ../../etc/passwd}", "outside the folders"),
         ("{valeu: [1]}", "did you mean `value`"),
+        (
+            "{shape: [4, 16, 16], init: {shifted_window_mask_: {size: [10, 8], window: [4, 4], shift: [2, 2]}}}",
+            "a 10x8 map is no whole number of 4x4 windows",
+        ),
+        ("{shape: [4, 4], init: {attention_bias_index_: {resolution: [3, 3]}}, dtype: int64}", "makes 81 numbers"),
     ],
 )
 def test_a_bad_buffer_is_one_line_at_its_argument(args: str, message: str) -> None:

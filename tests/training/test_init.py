@@ -28,8 +28,23 @@ SEED_003_INIT = {
 
 # Arguments and tensor shapes for the init functions that need them; every other function must
 # work with its defaults on a (4, 6) tensor.
-EXAMPLE_ARGS = {"constant_": {"val": 0.5}, "sparse_": {"sparsity": 0.5}, "relative_position_index_": {"window": [2, 2]}}
-EXAMPLE_SHAPES = {"dirac_": (4, 4, 3), "relative_position_index_": (4, 4)}
+EXAMPLE_ARGS = {
+    "constant_": {"val": 0.5},
+    "sparse_": {"sparsity": 0.5},
+    "relative_position_index_": {"window": [2, 2]},
+    "shifted_window_mask_": {"size": [2, 4], "window": [2, 2], "shift": [1, 1]},
+    "attention_bias_index_": {"resolution": [2, 3]},
+    "log_relative_coords_": {"window": [1, 2]},
+    "log_offsets_": {"window": [2, 3]},
+}
+EXAMPLE_SHAPES = {
+    "dirac_": (4, 4, 3),
+    "relative_position_index_": (4, 4),
+    "shifted_window_mask_": (2, 4, 4),
+    "attention_bias_index_": (6, 6),
+    "log_relative_coords_": (4, 2),
+    "log_offsets_": (3, 5, 2),
+}
 
 
 @pytest.mark.parametrize("name", sorted(INIT_FUNCTIONS))

@@ -24,6 +24,7 @@ class Imported:
     blocks: dict[str, int]  # block name -> number of uses
     notes: list[str] = field(default_factory=list)
     checked: Any = None  # check.Checked, unless the check was skipped
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file beside the spec -> its tensors by key
 
     def summary(self) -> str:
         """One line for the user: what was written."""
@@ -130,6 +131,7 @@ def _spec_from_module(
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
     traced = trace_model(model, inputs, dtypes=dtypes)
     root = Converter(traced).run()
+    files = _sidecar(model, root.nodes, name)
     blocks = make_blocks(root)
     notes = grouped_notes(root.notes)
     header = [
@@ -147,14 +149,34 @@ def _spec_from_module(
         declared = {k: _declared(v, dtypes.get(k), pinned[0] if pinned else None) for k, v in inputs.items()}
         return spec_text(name, header + note, description, declared, blocks, root.nodes, outputs)
 
-    imported = Imported(write(pinned), name, {b.name: len(b.uses) for b in blocks.values()}, notes)
+    imported = Imported(write(pinned), name, {b.name: len(b.uses) for b in blocks.values()}, notes, files=files)
     if check:
         from .check import check_round_trip
 
-        imported.checked = check_round_trip(imported.text, model, inputs, dtypes=dtypes, pinned=bool(pinned))
+        imported.checked = check_round_trip(
+            imported.text, model, inputs, dtypes=dtypes, pinned=bool(pinned), files=files
+        )
         if imported.checked.fixed_by:  # right at the traced size only: a size became a number
             imported.text = write([imported.checked.fixed_by])
     return imported
+
+
+def _sidecar(model: Any, nodes: list[Any], name: str) -> dict[str, dict[str, Any]]:
+    """The file beside the spec that its big buffers outside the state_dict are read from
+    (``buffers.py``), named after the spec, ``{NAME.buffers.pt: {key: tensor}}``; its Buffer nodes,
+    in bodies and groups too, are given that name. Empty when there are none."""
+    from ..files.outputs import safe_name
+    from ..nodes.kinds import BUFFER_OP
+    from .buffers import SIDECAR, sidecar_tensors
+
+    file, keys, todo = f"{safe_name(name, 'model')}.{SIDECAR}", set(), list(nodes)
+    while todo:
+        node = todo.pop()
+        todo += [*(node.nodes or []), *(node.use.nodes if node.use else [])]
+        if node.op == BUFFER_OP and isinstance(node.args, dict) and node.args.get("file") == SIDECAR:
+            node.args["file"] = file
+            keys.add(node.args["key"])
+    return {file: sidecar_tensors(model, keys)} if keys else {}
 
 
 def _declared(shape: tuple[int, ...], dtype: str | None, pinned_by: str | None) -> Any:

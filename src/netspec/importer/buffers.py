@@ -3,11 +3,13 @@ node named after it, so a persistent buffer keeps its state_dict key and loads s
 
 The node also carries the buffer's VALUE, so the spec builds the same model without a
 checkpoint (a relative-position table of zeros would train another model): a tensor of one
-repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), Swin's and BEiT's
-relative position index as the init ``relative_position_index_``, any other up to
+repeated number as an ``init`` (``zeros_``, ``{constant_: {val: 0.5}}``), a table of attention
+models as the init that makes it exactly (:func:`table_init`: Swin's relative position index and
+shifted-window mask, LeViT's attention-bias index, Swin V2's log-spaced coordinates), any other up to
 :data:`MAX_VALUES` numbers as a ``value``. A non-persistent buffer is in no state_dict, so a
-bigger one is refused in one line; a bigger persistent one is written by shape, its values
-coming from the checkpoint (the importer says so in its notes).
+bigger one is read from a file beside the spec (``{file: NAME.buffers.pt, key: ...}``, which
+``netspec import -o`` writes; :func:`sidecar_tensors`); a bigger persistent one is written by
+shape, its values coming from the checkpoint (the importer says so in its notes).
 
 A tensor torch.fx computed while tracing (``self.index.view(-1)`` runs on the real buffer) is
 the buffer it equals, reshaped, or else a constant; a child whose tensors forward reads
@@ -16,6 +18,7 @@ without calling it (``F.linear(x, self.qkv.weight, bias)``) is a holder block (`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,13 +26,21 @@ import numpy
 import torch
 
 from ..nodes.functional import _DTYPES
-from ..nodes.initializers import relative_position_index_
+from ..nodes.initializers import (
+    attention_bias_index_,
+    log_offsets_,
+    log_relative_coords_,
+    relative_position_index_,
+    shifted_window_mask_,
+)
 from ..nodes.kinds import BUFFER_OP, PARAM_OP
 from .errors import ImportFailed, class_path
 from .ir import SNode
 
 MAX_VALUES = 4096  # Swin's 49x49 relative position index fits; a whole image does not
 MAX_SIDE = 2048  # the biggest relative position index tried (a 45x45 window): each try builds one
+SIDECAR = "buffers.pt"  # the file a big buffer outside the state_dict is read from (api.py names it after the spec)
+MAX_TABLE = 2**22  # the most numbers a table init is tried on (Swin's 56x56 map's mask: 153,664)
 CONSTANT = "_tensor_constant"  # what torch.fx names a tensor the forward computed from no input (`self.index.view(-1)`)
 
 
@@ -49,7 +60,7 @@ def read_tensor(
         return []
     source = next((k for k, b in module._buffers.items() if b is not None and _same_values(b, value)), None)
     if source is None:
-        return [buffer_node(fresh("constant"), value, False, where, notes)]
+        return [buffer_node(fresh("constant"), value, False, where, notes, computed=target)]
     nodes = [] if source in read else read_tensor(module, source, fresh, where, notes, read)
     if tuple(value.shape) == tuple(module._buffers[source].shape):  # type: ignore[union-attr]
         return nodes or [SNode("contiguous", fresh(f"{source}_copy"), None, [source])]
@@ -66,8 +77,11 @@ def _same_values(buffer: torch.Tensor, value: torch.Tensor) -> bool:
     )
 
 
-def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, notes: list[tuple[str, str]]) -> SNode:
-    """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``).
+def buffer_node(
+    name: str, tensor: torch.Tensor, persistent: bool, where: str, notes: list[tuple[str, str]], computed: str = ""
+) -> SNode:
+    """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``);
+    ``computed``: the name fx gave a tensor it computed while tracing (no buffer of the model).
 
     >>> buffer_node("idx", torch.tensor([[0, 1], [1, 0]]), False, "attn", []).args
     {'value': [0, 1, 1, 0], 'shape': [2, 2], 'persistent': False}
@@ -86,18 +100,23 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
         init = _init(flat[0])
         if init != "zeros_":
             args["init"] = init
-    elif (index := _index_init(tensor)) is not None:  # Swin's, BEiT's relative position index
-        args["shape"], args["init"] = list(tensor.shape), index
+    elif (table := table_init(tensor)) is not None:  # Swin's relative position index, attention mask, ...
+        args["shape"], args["init"] = list(tensor.shape), table
     elif flat.numel() <= MAX_VALUES:
         args["value"] = _values(flat)
         if tensor.dim() != 1:
             args["shape"] = list(tensor.shape)
-    elif not persistent:
-        raise ImportFailed(
-            f"forward reads `{name}`, a buffer left out of the state_dict (persistent=False) of "
-            f"{flat.numel():,} values: a spec writes a value of at most {MAX_VALUES:,} numbers",
-            where=where,
-            hint="register it as a persistent buffer, so its value travels in the state_dict",
+    elif not persistent:  # in no state_dict: its values travel in a file beside the spec
+        if computed:  # no buffer of the model: no file beside the spec holds it
+            raise ImportFailed(
+                f"forward computes a tensor of {flat.numel():,} values from no input (`{computed}`): a spec "
+                f"writes a value of at most {MAX_VALUES:,} numbers",
+                where=where,
+                hint="register it as a buffer of the module, so its values travel with the model",
+            )
+        args["shape"], args["file"], args["key"] = list(tensor.shape), SIDECAR, sidecar_key(name, tensor)
+        notes.append(
+            (f"{where}.{name}", f"a buffer of over {MAX_VALUES:,} values outside the state_dict is read from a file")
         )
     else:
         args["shape"] = list(tensor.shape)
@@ -109,11 +128,71 @@ def buffer_node(name: str, tensor: torch.Tensor, persistent: bool, where: str, n
     return SNode(BUFFER_OP, name, args)
 
 
+def sidecar_key(name: str, tensor: torch.Tensor) -> str:
+    """The key of a buffer in the file beside the spec: its name and a digest of its values,
+    so equal buffers of many modules are one tensor (and one form of their block).
+
+    >>> sidecar_key("attn_mask", torch.zeros(2, 3))
+    'attn_mask_a86233b542'
+    """
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode() + data).hexdigest()
+    return f"{name}_{digest[:10]}"
+
+
+def sidecar_tensors(model: torch.nn.Module, keys: set[str]) -> dict[str, torch.Tensor]:
+    """The buffers outside the state_dict whose :func:`sidecar_key` is one of ``keys``: what the
+    file beside the spec holds."""
+    found = {}
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            tensor = module._buffers.get(name)
+            if tensor is not None and tensor.numel() > MAX_VALUES and (key := sidecar_key(name, tensor)) in keys:
+                found[key] = tensor.detach().cpu().clone()
+    return found
+
+
+def table_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """The table init (``nodes/initializers.py``) that makes exactly this tensor, or None: Swin's
+    relative position index and shifted-window attention mask, LeViT's attention-bias index,
+    Swin V2's log-spaced relative coordinates. Each is tried only on tensors of its shape.
+
+    >>> table_init(attention_bias_index_(torch.empty(9, 36, dtype=torch.long), [6, 6], 2))
+    {'attention_bias_index_': {'resolution': [6, 6], 'stride': 2}}
+    >>> table_init(torch.arange(6.0)) is None
+    True
+    """
+    if tensor.numel() > MAX_TABLE:
+        return None
+    for find in (_index_init, _mask_init, _bias_index_init, _log_coords_init, _log_offsets_init):
+        if (found := find(tensor)) is not None:
+            return found
+    return None
+
+
+def _log_offsets_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{log_offsets_: {window: [h, w], mode: ...}}`` for Swin V2's ([1,] 2h-1, 2w-1, 2) table."""
+    shape = tuple(tensor.shape)
+    if not tensor.is_floating_point() or len(shape) < 3 or shape[-1] != 2 or any(s != 1 for s in shape[:-3]):
+        return None
+    if shape[-3] % 2 == 0 or shape[-2] % 2 == 0:
+        return None
+    window = [(shape[-3] + 1) // 2, (shape[-2] + 1) // 2]
+    for mode in ("cr", "swin"):
+        if torch.equal(log_offsets_(torch.empty(shape), window, mode).to(tensor.dtype), tensor):
+            return {"log_offsets_": {"window": window} if mode == "cr" else {"window": window, "mode": mode}}
+    return None
+
+
+def _pairs(n: int) -> list[list[int]]:
+    """The [a, b] with a * b == n, the squarest first (windows and grids are mostly square)."""
+    return sorted(([a, n // a] for a in range(1, n + 1) if n % a == 0), key=lambda p: abs(p[0] - p[1]))
+
+
 def _index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
     """``{relative_position_index_: {window: [h, w], ...}}`` when the tensor holds that table
     (``nodes/initializers.py``), trying each h x w window of its size, with and without a class token.
 
-    >>> from netspec.nodes.initializers import relative_position_index_
     >>> _index_init(relative_position_index_(torch.empty(37, 37, dtype=torch.long), [6, 6], True))
     {'relative_position_index_': {'window': [6, 6], 'class_token': True}}
     """
@@ -126,13 +205,63 @@ def _index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
     ):
         return None
     for token in (False, True):
-        n = side - token
-        for h in (h for h in range(1, n + 1) if n % h == 0):
-            window = [h, n // h]
+        for window in _pairs(side - token):
             table = relative_position_index_(torch.empty(side, side, dtype=torch.long), window, token)
             if torch.equal(table.flatten(), tensor.flatten().long()):
                 args: dict[str, Any] = {"window": window, "class_token": True} if token else {"window": window}
                 return {"relative_position_index_": args}
+    return None
+
+
+def _mask_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{shifted_window_mask_: {size, window, shift}}`` for Swin's (windows, h*w, h*w) mask of 0
+    and one other number, trying each window and map of its size with half-window shifts."""
+    if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[1] != tensor.shape[2]:
+        return None
+    values = tensor.unique()
+    if len(values) != 2 or not bool((values == 0).any()):
+        return None
+    fill = _values(values[values != 0])[0]
+    for h, w in _pairs(tensor.shape[1]):
+        for rows, cols in _pairs(tensor.shape[0]):
+            for shift in ([h // 2, w // 2], [0, w // 2], [h // 2, 0]):
+                if shift == [0, 0]:
+                    continue
+                args: dict[str, Any] = {"size": [rows * h, cols * w], "window": [h, w], "shift": shift}
+                table = shifted_window_mask_(torch.empty(tensor.shape), **args, fill=fill)
+                if torch.equal(table.to(tensor.dtype), tensor):
+                    return {"shifted_window_mask_": args if fill == -100 else {**args, "fill": fill}}
+    return None
+
+
+def _bias_index_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{attention_bias_index_: {resolution, stride}}`` for LeViT's (queries, keys) index, whose
+    first row (the query at the corner) counts the keys 0, 1, ..."""
+    if tensor.is_floating_point() or tensor.dim() != 2 or tensor.dtype == torch.bool:
+        return None
+    queries, keys = tensor.shape
+    if not torch.equal(tensor[0].long(), torch.arange(keys)):
+        return None
+    for r0, r1 in _pairs(keys):
+        for stride in (s for s in range(1, max(r0, r1) + 1) if -(-r0 // s) * -(-r1 // s) == queries):
+            table = attention_bias_index_(torch.empty(queries, keys, dtype=torch.long), [r0, r1], stride)
+            if torch.equal(table, tensor.long()):
+                args: dict[str, Any] = (
+                    {"resolution": [r0, r1], "stride": stride} if stride > 1 else {"resolution": [r0, r1]}
+                )
+                return {"attention_bias_index_": args}
+    return None
+
+
+def _log_coords_init(tensor: torch.Tensor) -> dict[str, Any] | None:
+    """``{log_relative_coords_: {window: [h, w]}}`` for Swin V2's ((h*w)**2, 2) table."""
+    area = round(tensor.shape[0] ** 0.5) if tensor.dim() == 2 else 0
+    if not tensor.is_floating_point() or tensor.dim() != 2 or tensor.shape[1] != 2 or area**2 != tensor.shape[0]:
+        return None
+    for window in _pairs(area):
+        table = log_relative_coords_(torch.empty(tensor.shape), window)
+        if torch.equal(table.to(tensor.dtype), tensor):
+            return {"log_relative_coords_": {"window": window}}
     return None
 
 

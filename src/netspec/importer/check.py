@@ -3,7 +3,12 @@ loading, and gives the same outputs on the same random input in eval mode."""
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,8 +74,10 @@ def check_round_trip(
     seed: int = 0,
     dtypes: dict[str, str] | None = None,
     pinned: bool = False,
+    files: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Checked:
     """Compile ``text``, load ``model``'s weights into it strictly, compare outputs on batch 2.
+    ``files`` are the tensor files the spec reads (file name -> its tensors), written beside it.
 
     Unless the spec is ``pinned`` to its input sizes, compare again at batch 3 and
     :func:`other_size` where the model itself takes that size; where the spec is wrong there (a
@@ -81,14 +88,39 @@ def check_round_trip(
     Traceback (most recent call last):
     netspec.importer.errors.ImportFailed: <spec>: the written spec does not take the model's state_dict: Error(s) in loading state_dict for M: Missing key(s) in state_dict: "fc.weight", "fc.bias".
     """
+    with _beside(text, files or {}) as load:
+        return _check(load, model, inputs, seed, dtypes, pinned)
+
+
+@contextlib.contextmanager
+def _beside(text: str, files: dict[str, dict[str, torch.Tensor]]) -> Iterator[Callable[..., Any]]:
+    """``load_spec`` of ``text``; with ``files``, of the spec written in a temporary folder beside them."""
     from ..api import load_spec
 
-    checked = _compare(load_spec(text=text), model, inputs, seed, dtypes, 2)
+    if not files:
+        yield lambda **kw: load_spec(text=text, **kw)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for name, tensors in files.items():
+            torch.save(tensors, Path(folder) / name)
+        (Path(folder) / "spec.yaml").write_text(text)
+        yield lambda **kw: load_spec(Path(folder) / "spec.yaml", **kw)
+
+
+def _check(
+    load: Callable[..., Any],
+    model: nn.Module,
+    inputs: dict[str, tuple[int, ...]],
+    seed: int,
+    dtypes: dict[str, str] | None,
+    pinned: bool,
+) -> Checked:
+    checked = _compare(load(), model, inputs, seed, dtypes, 2)
     other = {k: other_size(v) for k, v in inputs.items()}
     if pinned or other == inputs or not _model_takes(model, other, seed, dtypes):
         return checked
     try:
-        spec = load_spec(text=text, overrides=[f"inputs.{k}.shape={list(v)}" for k, v in other.items()])
+        spec = load(overrides=[f"inputs.{k}.shape={list(v)}" for k, v in other.items()])
         _compare(spec, model, other, seed, dtypes, 3)
     except SpecError as e:
         at = ", ".join("x".join(map(str, v)) for v in other.values())

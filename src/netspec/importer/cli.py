@@ -61,7 +61,8 @@ def register(subparsers: Any) -> None:
         help="per-sample size of a forward input, and its dtype if not float32 (tokens=16:int64); once "
         "per input; torchvision models have a default",
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write the spec here (default: standard output)")
+    out = "write the spec here (default: standard output), and beside it NAME.buffers.pt for big buffers"
+    p.add_argument("-o", "--output", metavar="FILE", help=out + " outside the state_dict")
     p.add_argument("--force", action="store_true", help="replace the -o file if it exists")
     p.add_argument(
         "--max-params",
@@ -85,7 +86,7 @@ def register(subparsers: Any) -> None:
 
 def import_command(args: argparse.Namespace) -> int:
     """Run ``netspec import``; a NetspecError escapes to the main CLI (one line, exit 2)."""
-    from ..errors import NetspecError
+    from ..errors import NetspecError, OutputRefused
     from ..files.outputs import write_file
     from .api import import_model
     from .load import parse_args, parse_target
@@ -109,23 +110,34 @@ def import_command(args: argparse.Namespace) -> int:
         report.append(str(imported.checked))
     if out is not None:
         try:  # an installed module's file is known only now that it is imported
-            out = _output(args, getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None))
+            module_file = getattr(sys.modules.get(parse_target(args.target)[0]), "__file__", None)
+            out = _output(args, module_file)
+            assert out is not None  # -o was given: the first call gave a path
+            for name, tensors in imported.files.items():  # before the spec, which reads them
+                _save(_output(args, module_file, out.parent / name), tensors)
         except NetspecError as e:
             raise e.with_location(_location(args.target)) from None
-        assert out is not None  # -o was given: the first call gave a path
         write_file(out, imported.text, option="-o")
+        report += [f"wrote {out.parent / name}: the buffers the spec reads from it" for name in imported.files]
         report[0] = f"wrote {args.output}: {report[0]}"
         print("\n".join(report))
+    elif imported.files:
+        raise OutputRefused(
+            f"the spec reads {', '.join(imported.files)}, beside it, for buffers outside the state_dict of over "
+            "4,096 values: it is written with -o only",
+            path=("-o",),
+            hint="give -o FILE (the file of buffers is written in the same folder)",
+        ).with_location(_location(args.target))
     else:
         sys.stdout.write(imported.text)
         print("\n".join(report), file=sys.stderr)
     return 0
 
 
-def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | None:
-    """The ``-o`` file, checked by the output policy: never the imported source (nor another file
-    --allow-import names, nor ``module_file``, an installed module's), never a folder or a link;
-    an existing file only with --force (checked once, before the import)."""
+def _output(args: argparse.Namespace, module_file: str | None = None, given: Path | None = None) -> Path | None:
+    """The ``-o`` file (or ``given``, a file beside it), checked by the output policy: never the
+    imported source (nor another file --allow-import names, nor ``module_file``, an installed
+    module's), never a folder or a link; an existing file only with --force (checked once, before the import)."""
     from ..files.outputs import output_path
     from .load import is_file, parse_target
 
@@ -136,7 +148,19 @@ def _output(args: argparse.Namespace, module_file: str | None = None) -> Path | 
         "the imported source": module if is_file(module) else module_file,
         **{f"the allowed import {a}": a for a in args.allow_imports or [] if a != "*"},
     }
-    return output_path(args.output, option="-o", reads=reads, force=args.force or module_file is not None)
+    force = args.force or (module_file is not None and given is None)  # -o itself was checked before the import
+    return output_path(given or args.output, option="-o", reads=reads, force=force)
+
+
+def _save(path: Path | None, tensors: dict[str, Any]) -> None:
+    """``torch.save`` of the tensors a spec reads (a ``Buffer``'s ``file``), atomically."""
+    import torch
+
+    from ..files.outputs import atomic_file
+
+    assert path is not None
+    with atomic_file(path, option="-o") as tmp:
+        torch.save(tensors, tmp)
 
 
 def _location(target: str) -> Any:

@@ -502,6 +502,8 @@ class Converter:
         return SNode(type(sub.module).__name__, name, node_args(sub.module, shapes, sub.path) or None, inputs)
 
     def _bind(self, sub: Traced, args: tuple, kwargs: dict) -> dict[str, Any]:
+        if sub.method:  # a child's method, given nothing (methods.py)
+            return {}
         bound = inspect.signature(sub.module.forward).bind(*args, **kwargs)
         out: dict[str, Any] = {}
         for key, value in bound.arguments.items():

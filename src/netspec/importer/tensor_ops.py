@@ -129,11 +129,12 @@ def _normalize(c: Call, input: Ref, p: float = 2.0, dim: int = 1, eps: float = 1
 
 @handles("operator.getitem")
 def _getitem(c: Call, value: Any, index: Any) -> Result:
-    """``x[..., idx]`` with ``...`` or index tensors: the ``index`` op; any other index as
+    """``x[..., idx]`` with ``...``, index tensors or a slice's step: the ``index`` op; any other index as
     ``functions._getitem`` reads it (select, narrow, unsqueeze; a tuple's item)."""
     parts = index if isinstance(index, tuple) else (index,)
     tensors = Ellipsis in parts or any(isinstance(p, (Ref, list)) for p in parts)
-    if isinstance(value, Ref) and value.is_tensor and tensors:
+    steps = any(isinstance(p, slice) and p.step not in (None, 1) for p in parts)  # LeViT's x[:, ::2, ::2]
+    if isinstance(value, Ref) and value.is_tensor and (tensors or steps):
         return tensor_index(c, value, parts)
     return functions._getitem(c, value, index)
 

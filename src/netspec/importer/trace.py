@@ -21,6 +21,7 @@ from torch import fx, nn
 
 from .concrete import SizeTracer, fixed_at, shown_file
 from .errors import ImportFailed, class_path
+from .methods import hoist_child_methods
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
 META = "netspec"  # node.meta key of the recorded values, one per batch size
@@ -148,6 +149,7 @@ class Traced:
     flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
     batch_args: list[str] = field(default_factory=list)  # arguments that follow the batch size (`pos_embed(B, H, W)`)
     first_call: tuple[tuple, dict] | None = field(default=None, repr=False)  # the arguments at batch size 1
+    method: bool = False  # a method of the module the parent ran inline, called with nothing (methods.py)
 
     def child_path(self, target: str) -> str:
         return f"{self.path}.{target}" if self.path else target
@@ -296,6 +298,8 @@ class _Recorder(fx.Interpreter):
                 sub.first_call = (args, kwargs)
         if sub.graph is None:
             return super().call_module(target, args, kwargs)
+        if sub.method:  # its graph takes nothing: the child's own tensors
+            return _Recorder(sub, self.run_index).run()
         follow = _check_literal(sub, args, kwargs)
         if follow:
             _trace_with_batch(sub, follow)
@@ -380,7 +384,18 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
         if traced.flat:
             traced.pins.clear()  # traced again: its decisions are recorded again
             traced.graph = trace_module(module, path, traced.literal, example, traced.pins, traced.flat)
+        _hoist_methods(traced)
     return traced
+
+
+def _hoist_methods(traced: Traced) -> None:
+    """A child's method the forward ran inline, moved into a call of the child with its own
+    trace (``methods.py``)."""
+    assert traced.graph is not None
+    calls = hoist_child_methods(traced.module, traced.graph, lambda m: kind_of(m) == "custom")
+    for call, (head, graph) in calls.items():
+        child = traced.module.get_submodule(head)
+        traced.calls[call] = Traced(traced.child_path(head), child, "custom", graph=graph, method=True)
 
 
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
@@ -520,6 +535,7 @@ def trace_model(
     traced = Traced("", root, "custom", literal=literal)
     graph = trace_module(root, "", literal, dict(zip(inputs, runs[0])), traced.pins)
     traced.graph = _with_training_branches(root, graph, literal)
+    _hoist_methods(traced)
     _check_tensor_inputs(traced)
     with torch.no_grad():
         for run, values in enumerate(runs):

@@ -4,11 +4,7 @@ method, the child's keys kept; compiled from the imported spec, loaded strictly,
 
 from __future__ import annotations
 
-import pytest
 from torch import nn
-
-from netspec.errors import SpecError
-from netspec.importer.api import spec_from_module
 
 from . import buffer_models as bm
 from .test_buffers import _round_trip
@@ -26,7 +22,8 @@ def test_a_childs_method_is_a_call_of_the_child_with_no_input() -> None:
 
 
 class _GivenTheInput(nn.Module):
-    """A child's child called on the parent's value: no method of the child alone (refused as before)."""
+    """A child's child called on the parent's value: no method of the child alone, but a call of
+    a module inside a child, so a node at its key (``rel_pos.mlp``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,7 +33,7 @@ class _GivenTheInput(nn.Module):
         return self.rel_pos.mlp(x + self.rel_pos.coords[0, :5])
 
 
-def test_a_grandchild_given_the_parents_value_is_still_refused() -> None:
-    with pytest.raises(SpecError) as e:
-        spec_from_module(_GivenTheInput(), {"x": (5, 2)})
-    assert "forward calls `rel_pos.mlp`, a module inside its child" in str(e.value)
+def test_a_grandchild_given_the_parents_value_is_a_node_at_its_key() -> None:
+    text = _round_trip(_GivenTheInput(), (5, 2))
+    assert "  - rel_pos.mlp:\n      - Linear: {out_features: 16}\n" in text
+    assert "LogCoordsBias" not in text  # no block of the child: its method is not what forward runs

@@ -297,8 +297,7 @@ def _unfold(inputs: list[Any], dim: int, size: int, step: int) -> Call:
 
 @op("repeat_interleave", positional="repeats", folds=True)
 def _repeat_interleave(inputs: list[Any], repeats: int, dim: int) -> Call:
-    """Each entry along `dim` repeated `repeats` times in place (torch.repeat_interleave); along the
-    batch dim each sample's copies stay together: B -> `4B` (a sample's context for each of its windows)."""
+    """Each entry along `dim` repeated `repeats` times in place (torch.repeat_interleave); along the batch each sample's copies stay together: B -> `4B`."""
     return torch.repeat_interleave, (inputs[0], repeats), {"dim": dim}
 
 

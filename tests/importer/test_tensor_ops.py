@@ -61,19 +61,37 @@ class Outlook(nn.Module):
         )
 
 
+class WindowAttention(nn.Module):
+    """GCViT's window attention: the global query, one per sample, repeated for each of the
+    sample's windows (``repeat_interleave`` along the batch, B -> 4B); the local form is given
+    the query too and never reads it (its block has no such input)."""
+
+    def __init__(self, use_global: bool) -> None:
+        super().__init__()
+        self.use_global = use_global
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x, q_global):  # x: (4B, 4, 8), q_global: (B, 4, 8)
+        if self.use_global:
+            q = q_global.repeat_interleave(x.shape[0] // q_global.shape[0], dim=0)  # (4B, 4, 8)
+            x = x * q.type_as(x)
+        return self.proj(x)
+
+
 class GlobalQuery(nn.Module):
-    """GCViT's global query: one per sample, repeated for each of the sample's windows
-    (``repeat_interleave`` along the batch, B -> 4B), added to the windows and folded back."""
+    """Windows of each sample (a reshape folding the batch), a local and a global attention, the
+    windows folded back."""
 
     def __init__(self) -> None:
         super().__init__()
         self.query = nn.Linear(8, 8)
+        self.local = WindowAttention(use_global=False)
+        self.glob = WindowAttention(use_global=True)
 
     def forward(self, x):  # x: (B, 16, 8)
         q = self.query(x[:, :4])  # (B, 4, 8)
         windows = x.reshape(-1, 4, 8)  # (4B, 4, 8)
-        q = q.repeat_interleave(windows.shape[0] // q.shape[0], dim=0)  # (4B, 4, 8)
-        return (windows * q.type_as(windows)).reshape(-1, 16, 8)
+        return self.glob(self.local(windows, q), q).reshape(-1, 16, 8)
 
 
 def test_windows_of_a_padded_map_and_a_samples_broadcast_round_trip() -> None:
@@ -91,7 +109,10 @@ def test_im2col_col2im_and_max_round_trip() -> None:
 
 def test_a_per_sample_query_repeated_for_its_windows_round_trips() -> None:
     text = _round_trip(GlobalQuery(), (16, 8))
-    assert "repeat_interleave: {repeats: 4, dim: 0}" in text
+    assert "- repeat_interleave: {repeats: 4, dim: 0}\n        from: q_global" in text
+    local = text.split("  WindowAttention:")[1].split("  WindowAttention_2:")[0]
+    assert "inputs:" not in local  # the local form never reads the query: its block takes x only
+    assert "- local: {WindowAttention: {}}\n  - glob: {WindowAttention_2: {}}\n    from: [local, query]" in text
 
 
 class Grid(nn.Module):

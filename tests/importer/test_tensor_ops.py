@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netspec.api import compile_spec, load_spec
+from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
 
 
@@ -130,3 +131,29 @@ def test_timms_coordinate_grid_is_its_axes_and_the_grid_op() -> None:
     pytest.importorskip("timm")
     text = _round_trip(Grid(), (3, 4, 2))
     assert "grid: xy" in text and "persistent: false" in text
+
+
+class Calls(nn.Module):
+    """One call, given as a function of x."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@pytest.mark.parametrize(
+    "fn,line",
+    [
+        (lambda x: x.unfold(0, 1, 1), "`unfold` along the batch dim has no spec op (it would mix the samples)"),
+        (lambda x: x.repeat_interleave(2), "`repeat_interleave` other than by a number along a dim has no spec op"),
+        (lambda x: x.max(), "`max` over every dim has no spec op (it would mix the samples)"),
+        (lambda x: x.max(0), "`max` along the batch dim has no spec op (it would mix the samples)"),
+    ],
+)
+def test_calls_that_would_mix_the_samples_are_refused_in_one_line(fn, line: str) -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_module(Calls(fn), {"x": (4, 6)}, name="m")
+    assert line in str(info.value) and "\n" not in str(info.value)

@@ -293,11 +293,11 @@ def _timm_grid(c: Call, feat_shape: Any, *args: Any, **kwargs: Any) -> Result:
     build = importlib.import_module("timm.layers.pos_embed_sincos")._build_grid
     bound = inspect.signature(build).bind(feat_shape, *args, **kwargs).arguments
     options = {k: const(c, v, "a size or an option") for k, v in bound.items() if k != "device"}
-    grid = build(**options)  # (*feat_shape, n), or (W, H, *rest, n) for "xy"
+    grid = build(**options)  # (*feat_shape, n): channel k runs along dim k (for "xy", 0 and 1 swap)
     indexing, n = options.get("grid_indexing", "ij"), grid.shape[-1]
     order = [1, 0, *range(2, n)] if indexing == "xy" and n > 1 else list(range(n))  # the dim channel k runs along
     axes = [grid[tuple(slice(None) if i == order[k] else 0 for i in range(n)) + (k,)] for k in range(n)]
-    if grid.dim() != n + 1 or not torch.equal(coordinate_grid(*axes, indexing=indexing), grid):
+    if not torch.equal(coordinate_grid(*axes, indexing=indexing), grid):  # (*feat_shape, n) by timm's contract
         raise ImportFailed("`_build_grid` giving no grid of one coordinate per axis has no spec op", where=c.where)
     notes = c.notes if c.notes is not None else []
     nodes = [buffer_node(c.fresh(f"{c.name}_axis{k}"), axis, False, c.where, notes) for k, axis in enumerate(axes)]

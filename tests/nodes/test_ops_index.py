@@ -157,3 +157,8 @@ def test_a_grid_of_axis_coordinates_is_torchs_stacked_meshgrid() -> None:
     )
     y = torch.randn(2, 3, 2, 2)
     assert_close(ij(y), y + torch.stack(torch.meshgrid(ij.a, ij.b, indexing="ij"), dim=-1))
+
+
+def test_a_grid_of_a_batched_input_is_refused_naming_the_shapes() -> None:
+    with pytest.raises(SpecError, match=r"inputs are 5x8; a grid is of 1-d coordinates without a batch"):
+        _model("  - out: {grid: ij}\n")

@@ -301,7 +301,15 @@ def _repeat_interleave(inputs: list[Any], repeats: int, dim: int) -> Call:
     return torch.repeat_interleave, (inputs[0], repeats), {"dim": dim}
 
 
-@op("grid", inputs=(1, None), positional="indexing")
+def _check_grid(shapes: list[Dims], **_: Any) -> None:
+    if any(len(s) != 1 or isinstance(s[0], str) for s in shapes):
+        raise ShapeError(
+            f"inputs are {' and '.join(_fmt(s) for s in shapes)}; a grid is of 1-d coordinates without a batch",
+            hint="give it the coordinates of each axis, e.g. Buffer nodes with a `value`",
+        )
+
+
+@op("grid", inputs=(1, None), positional="indexing", check=_check_grid)
 def _grid(inputs: list[Any], indexing: Literal["ij", "xy"] = "ij") -> Call:
     """The coordinate grid of 1-d inputs, a channel per input, last: stack(meshgrid(*inputs, indexing), -1) (rotary and sin-cos positions)."""
     return nsf.coordinate_grid, tuple(inputs), {"indexing": indexing}

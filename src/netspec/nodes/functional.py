@@ -99,11 +99,11 @@ def expand_sample(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x.expand(x.shape[0], *shape)
 
 
-def unfold(x: torch.Tensor, dim: int, size: int, step: int) -> torch.Tensor:
+def unfold_windows(x: torch.Tensor, dim: int, size: int, step: int) -> torch.Tensor:
     """``x.unfold(dim, size, step)`` as a function: windows of ``size`` entries every ``step``
     along ``dim``, as a new last dim (a view, no copy).
 
-    >>> unfold(torch.arange(5.0).reshape(1, 5), 1, 3, 2)
+    >>> unfold_windows(torch.arange(5.0).reshape(1, 5), 1, 3, 2)
     tensor([[[0., 1., 2.],
              [2., 3., 4.]]])
     """

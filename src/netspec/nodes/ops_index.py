@@ -292,7 +292,7 @@ def _einsum(inputs: list[Any], equation: str) -> Call:
 @op("unfold")
 def _unfold(inputs: list[Any], dim: int, size: int, step: int) -> Call:
     """Windows of `size` entries every `step` along `dim`, as a new last dim (torch's x.unfold; Halo attention's blocks)."""
-    return nsf.unfold, (inputs[0], dim, size, step), {}
+    return nsf.unfold_windows, (inputs[0], dim, size, step), {}
 
 
 @op("repeat_interleave", positional="repeats", folds=True)

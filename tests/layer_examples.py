@@ -181,6 +181,11 @@ OP_EXAMPLES: dict[str, Example] = {
     "triu": Example(1, [I((3, 4))]),
     "tril": Example(-1, [I((3, 4))]),
     "einsum": Example("bij,bkj->bik", [I((3, 4)), I((5, 4))]),
+    "unfold": Example({"dim": 2, "size": 3, "step": 2}, [I((3, 7))]),
+    "repeat_interleave": Example({"repeats": 2, "dim": 1}, [I((3, 4))]),
+    "grid": Example("xy", [I((4, 3, 2))]),  # the test makes its two axes (Buffer nodes of 3 and 4 values)
+    "max": Example(2, [I((3, 4))]),
+    "min": Example({"dim": 1, "keepdim": True}, [I((3, 4))]),
 }
 UNARY_OPS = (
     "abs",

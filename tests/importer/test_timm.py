@@ -126,28 +126,25 @@ FAMILIES = {
 
 # model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
 REFUSALS = {
-    "halonet_h1": "stages.0.0.self_attn: `x.unfold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "coat_tiny": "`cpe1` holds weights but forward (in eval mode) never calls it, only as `serial_blocks1.0.cpe` (one module under two names): a spec cannot hold a module its forward does not use",
     "convit_tiny": "blocks.0.attn: torch.fx cannot trace timm.models.convit.GPSA.forward at timm/models/convit.py:135: 'Proxy' object does not support item assignment",
     "crossvit_tiny_240": "forward calls the items of nn.ModuleList `patch_embed` in a loop that gives 2 values to what comes after it (pos_drop, patch_embed_1): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "csatv2": "stages.0.0.grn: `x.norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "deepseek_vit_412m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "deepseek_vit_412m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
     "dla46x_c": "level3.tree1: timm.models.dla.DlaTree contains itself: blocks cannot be recursive",
     "efficientformerv2_s0": "stages.3.downsample.attn: forward reads `attention_bias_idxs`, a buffer left out of the state_dict (persistent=False) of 9,604 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "efficientvit_b0": "stages.2.blocks.1.context_module.main: torch.fx cannot trace timm.models.efficientvit_mit.LiteMLA.forward at timm/models/efficientvit_mit.py:385: Expected `device_type` of type `str`, got: `<class 'torch.fx.proxy.Attribute'>`",
-    "vit_tiny_patch16_dinov3_qkvb": "`timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "vit_tiny_patch16_dinov3_qkvb": "forward gives the items of nn.ModuleList `blocks` more than the previous item's output (cat_2): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
     "fasternet_t0": 'stages.0.blocks.0.spatial_mixing: torch.fx cannot trace timm.models.fasternet.Partial_conv3.forward: Module [Partial_conv3] is missing the required "forward" function',
     "focalnet_tiny_srf": "layers.0.blocks.0.modulation: forward calls the items of nn.ModuleList `focal_layers` in a loop that gives 2 values to what comes after it (focal_layers_1, add_1): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
-    "gcvit_xxtiny": "stages.0.blocks.1.attn: `x.repeat_interleave` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "gemma4_vit_167m": "encoder: torch.fx cannot trace timm.models.gemma4_vit.Gemma4VitEncoder.forward at timm/models/gemma4_vit.py:856: 'NoneType' object has no attribute 'any'",
     "hrnet_w18_small": "forward calls the items of nn.ModuleList `transition1` in a loop that gives 2 values to what comes after it (transition1_0, transition1_1): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "mobilenetv5_base": "forward calls the items of nn.ModuleList `blocks` in a loop that gives 2 values to what comes after it (blocks_2, blocks_3): the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)",
     "mvitv2_tiny": "stages.0.blocks.0.attn: torch.fx cannot trace timm.models.mvitv2.MultiScaleAttention.forward at timm/models/mvitv2.py:196: 'Proxy' object does not support item assignment",
     "pit_ti_224": "transformers: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
-    "qwen3_vit_88m": "encoder: `timm.layers.pos_embed_sincos._build_grid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
+    "qwen3_vit_88m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
     "tresnet_m": "body.layer4.0.conv2.aa: forward reads `filt`, a buffer left out of the state_dict (persistent=False) of 4,608 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
     "twins_svt_small": "patch_embeds.0: forward returns something other than a tensor or a tuple of tensors",
-    "volo_d1_224": "network.0.0.attn: `torch.nn.functional.fold` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "ese_vovnet19b_slim_dw": "stages.1.blocks.0.conv_mid: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
 }
 

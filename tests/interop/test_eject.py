@@ -205,3 +205,20 @@ nodes:
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["body.a.weight", "body.a.bias"]
     x = torch.randn(3, 4)
     torch.testing.assert_close(model(x), c.module(x), rtol=0, atol=0)
+
+
+def test_every_helper_the_generated_forward_calls_can_be_copied_into_a_file() -> None:
+    """Each function of nodes/functional.py copies with what it refers to (a helper calling a
+    tensor method of its own name, `x.unfold` in `unfold_windows`, once recursed forever)."""
+    import inspect
+
+    from netspec.interop.pysource import helper_sources
+    from netspec.nodes import functional
+
+    helpers = {
+        n: f for n, f in vars(functional).items() if inspect.isfunction(f) and f.__module__ == functional.__name__
+    }
+    _, blocks = helper_sources(helpers)
+    for name in helpers:
+        assert any(b.startswith(f"def {name}(") for b in blocks), name
+    ast.parse("\n".join(blocks))

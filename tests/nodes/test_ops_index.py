@@ -34,6 +34,8 @@ def _model(nodes: str, inputs: str = "{x: [5, 8]}") -> torch.nn.Module:
         ('{index: "[..., x.size(2) // 2:]"}', lambda x: x[..., 4:]),
         ('{index: "[:, [0, 3]]"}', lambda x: x[:, [0, 3]]),
         ("{arange: 1}", lambda x: torch.arange(x.size(1))),
+        ("{unfold: {dim: 2, size: 3, step: 2}}", lambda x: x.unfold(2, 3, 2)),
+        ("{repeat_interleave: {repeats: 3, dim: -1}}", lambda x: x.repeat_interleave(3, dim=-1)),
     ],
 )
 def test_ops_are_the_torch_code(node: str, fn) -> None:
@@ -110,3 +112,53 @@ def test_a_bad_subscript_is_one_line_at_the_node(at: str, message: str) -> None:
         _model(f"  - out: {{index: {at}}}\n")
     text = str(info.value)
     assert message in text and "\n" not in text and "nodes[0]" in text
+
+
+def test_max_and_min_give_values_and_indices_as_torch() -> None:
+    model = _model(
+        "  - top: {max: 1}\n  - values: {item: 0}\n  - low: {min: {dim: 2, keepdim: true}, from: x}\n  - at: {item: 1}\noutputs: [values, at]\n"
+    )
+    x = torch.randn(3, 5, 8)
+    values, at = model(x)
+    assert_close(values, x.max(1)[0])
+    assert torch.equal(at, x.min(2, keepdim=True)[1])
+    assert "top = torch.max(x, 1, keepdim = False)" in model.code
+
+
+def test_repeat_interleave_along_the_batch_keeps_each_samples_copies_together() -> None:
+    """GCViT's global query, one per window of its sample: (B, 5, 8) -> (4B, 5, 8), folded back
+    by a reshape that writes the batch; each sample sees only its own copies."""
+    model = _model("  - each: {repeat_interleave: {repeats: 4, dim: 0}}\n  - back: {reshape: [B, 4, 5, 8]}\n")
+    for batch in (1, 3):
+        x = torch.randn(batch, 5, 8)
+        assert_close(model(x), x.repeat_interleave(4, dim=0).reshape(batch, 4, 5, 8))
+    assert "(4B, 5, 8)" in model.code
+
+
+def test_unfold_along_the_batch_is_refused_naming_it() -> None:
+    with pytest.raises(SpecError, match="unfold would mix the samples of a batch"):
+        _model("  - out: {unfold: {dim: 0, size: 2, step: 1}}\n")
+
+
+def test_a_grid_of_axis_coordinates_is_torchs_stacked_meshgrid() -> None:
+    model = _model(
+        "  - rows: {Buffer: {value: [0.0, 1.0, 2.0], persistent: false}}\n"
+        "  - cols: {Buffer: {value: [-1.0, 1.0], persistent: false}}\n"
+        "  - grid: {grid: xy, from: [rows, cols]}\n"
+        "  - out: {add: [x, grid]}\n",
+        "{x: [2, 3, 2]}",
+    )
+    rows, cols = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([-1.0, 1.0])
+    x = torch.randn(4, 2, 3, 2)
+    assert_close(model(x), x + torch.stack(torch.meshgrid(rows, cols, indexing="xy"), dim=-1))
+    ij = _model(
+        "  - a: {Buffer: {value: [0.0, 1.0, 2.0]}}\n  - b: {Buffer: {value: [5.0, 6.0]}}\n  - g: {grid: {}, from: [a, b]}\n  - out: {add: [x, g]}\n",
+        "{x: [3, 2, 2]}",
+    )
+    y = torch.randn(2, 3, 2, 2)
+    assert_close(ij(y), y + torch.stack(torch.meshgrid(ij.a, ij.b, indexing="ij"), dim=-1))
+
+
+def test_a_grid_of_a_batched_input_is_refused_naming_the_shapes() -> None:
+    with pytest.raises(SpecError, match=r"inputs are 5x8; a grid is of 1-d coordinates without a batch"):
+        _model("  - out: {grid: ij}\n")

@@ -95,6 +95,16 @@ def test_op_shapes_match_a_real_forward(name: str) -> None:
     if name == "item":  # item picks from a tuple: make one
         nodes.insert(0, {"op": "chunk", "name": "parts", "args": {"chunks": 2, "dim": 2}, "from": names})
         nodes[1]["from"] = "parts"
+    if name == "grid":  # a grid is of 1-d tensors, no batch's: two Buffer nodes, the grid added to the input
+        axes = [
+            {"op": "Buffer", "name": f"axis{k}", "args": {"value": [0.5 * v for v in range(n)]}}
+            for k, n in ((0, 3), (1, 4))
+        ]
+        nodes = [
+            *axes,
+            {**nodes[0], "name": "grid", "from": ["axis0", "axis1"]},
+            {"op": "add", "name": "node", "from": ["in0", "grid"]},
+        ]
     spec = {"name": "t", "inputs": {n: _input_spec(i) for n, i in zip(names, ex.inputs)}, "nodes": nodes}
     _check_against_real_forward(spec, ex.inputs)
 

@@ -191,8 +191,8 @@ def check_batch_kept(inputs: list[Probe], out: Probe, where: str, folds: bool = 
 
     Selecting, reducing or concatenating along the batch dim mixes samples: the result
     would be right at one batch size only, so it is refused. Only a node that ``folds``
-    (reshape, view, flatten: their own checks keep each sample's rows together) may fold
-    dims into the batch (``64B``) or unfold them back.
+    (reshape, view, flatten: their own checks keep each sample's rows together; repeat_interleave,
+    whose copies of a sample stay together) may fold dims into the batch (``64B``) or unfold them back.
 
     >>> x = input_probe((4,), torch.float32)
     >>> check_batch_kept([x], Probe(x.value.sum(0), x.twin.sum(0)), "sum")

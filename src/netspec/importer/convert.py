@@ -575,7 +575,22 @@ def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
         return group_node(name, body, refs)
     if numbered:
         return numbered_group(name, body, refs, sub)
-    return _block_use(name, body, refs)
+    return _block_use(name, *_drop_unread(body, refs))
+
+
+def _drop_unread(body: Body, refs: list[Ref]) -> tuple[Body, list[Ref]]:
+    """A module's tensor arguments after the first that its forward never reads (GCViT's local
+    attention is given the global query too) are no inputs of its block, nor of the node using it."""
+    text = repr([(n.inputs, n.args, n.nodes, n.when, n.else_) for n in body.nodes])  # the names nodes read, nested too
+    kept = [
+        k
+        for k, i in enumerate(body.inputs)
+        if k == 0 or i in body.outputs or re.search(rf"(?<![\w.]){re.escape(i)}(?![\w])", text)
+    ]
+    if len(kept) == len(body.inputs) or len(refs) != len(body.inputs):
+        return body, refs
+    body.inputs = [body.inputs[k] for k in kept]
+    return body, [refs[k] for k in kept]
 
 
 def _calls_numbered(sub: Traced) -> bool:

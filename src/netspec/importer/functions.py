@@ -219,9 +219,12 @@ _CASTS = {
 
 @handles("Tensor.to", "Tensor.type", *_CASTS)
 def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
-    """``x.float()``, ``x.to(torch.float16)``: the `to` op (a device or other options: not read)."""
-    kwargs = {k: v for k, v in kwargs.items() if k != "device"}  # EdgeNeXt's `.to(device=..., dtype=...)`
-    wanted = _CASTS.get(c.key, dtype)
+    """``x.float()``, ``x.long()``, ``x.to(torch.float16)``: the `to` op; ``x.to(device=...,
+    dtype=None)`` is the identity (a spec's tensors are on its module's device)."""
+    wanted = _CASTS.get(c.key, None if isinstance(dtype, torch.device) else dtype)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "non_blocking", "copy")}
+    if c.key == "Tensor.to" and wanted is None and not args and not kwargs:
+        return input
     names = {
         torch.float32: "float32",
         torch.float64: "float64",
@@ -363,10 +366,16 @@ def _ones_added(c: Call, input: Ref, out: Ref) -> Result:
 
 @handles("Tensor.expand")
 def _expand(c: Call, input: Ref, *sizes: Any) -> Result:
-    """``token.expand(x.shape[0], -1, -1)``: a learnt token for every sample of x's batch."""
+    """``token.expand(x.shape[0], -1, -1)``: a learnt token for every sample of x's batch; ``x.expand(-1,
+    -1, 7, -1)``: each sample of x broadcast (the expand op)."""
     flat = list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)) else list(sizes)
     batch = flat[0] if flat else None
     same = all(s in (-1, d) for s, d in zip(flat[1:], input.shape[1:])) and len(flat) == len(input.shape)
+    own = batch == -1 or (
+        isinstance(batch, BatchSize) and batch.values == (input.meta[0].shape[0], input.meta[1].shape[0])
+    )
+    if input.batch_dims == [0] and own and len(flat) == len(input.shape) and all(isinstance(s, int) for s in flat[1:]):
+        return c.op("expand", [input], shape=flat[1:])  # each sample broadcast: `x.expand(-1, -1, 7, -1)`
     if not (isinstance(batch, BatchSize) and batch.source and input.shape[0] == 1 and same):
         raise ImportFailed("`x.expand` other than a size-1 dim 0 to the batch has no spec op", where=c.where)
     node = c.op("expand_batch", [input])

@@ -128,3 +128,21 @@ def _stochastic_depth(c: Call, input: Ref, p: float, mode: str, training: bool =
     """The identity in eval mode: left out, and said so (the spec trains without it)."""
     c.note("stochastic depth left out: it is the identity in eval mode, so the spec trains without it")
     return input
+
+
+@handles("F.unfold")
+def _im2col(c: Call, input: Ref, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1) -> Result:
+    """``F.unfold(x, 3, padding=1)``: each sliding block's values as a column (im2col), nn.Unfold."""
+    return c.layer(
+        "Unfold", [input], {"kernel_size": kernel_size, "dilation": dilation, "padding": padding, "stride": stride}
+    )
+
+
+@handles("F.fold")
+def _col2im(
+    c: Call, input: Ref, output_size: Any, kernel_size: Any, dilation: Any = 1, padding: Any = 0, stride: Any = 1
+) -> Result:
+    """``F.fold(x, (14, 14), 3, padding=1)``: columns summed back into an image (col2im, VOLO's
+    outlook attention), nn.Fold."""
+    args = {"output_size": output_size, "kernel_size": kernel_size, "dilation": dilation}
+    return c.layer("Fold", [input], args | {"padding": padding, "stride": stride})

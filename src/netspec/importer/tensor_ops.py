@@ -9,10 +9,13 @@ refused in one line.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
 import torch
 
+from ..nodes.functional import _DTYPES, coordinate_grid
 from . import functions
 from .buffers import buffer_node
 from .call import Call, Result, const
@@ -294,3 +297,89 @@ def _filled(c: Call, *size: Any, **options: Any) -> Result:
 
 def _list(result: Result) -> list[SNode]:
     return result if isinstance(result, list) else [result]  # type: ignore[list-item]
+
+
+# ---- windows, repeats, coordinate grids ---------------------------------------------------
+
+
+@handles("Tensor.unfold")
+def _unfold(c: Call, input: Ref, dimension: int, size: int, step: int) -> Result:
+    """``x.unfold(2, 7, 4)``: windows along a dim that is not the batch's (Halo attention's
+    blocks), a new last dim of each window's entries: the unfold op."""
+    (d,) = _dims(c, input, dimension, "unfold")
+    return c.op("unfold", [input], dim=d, size=const(c, size, "a size"), step=const(c, step, "a step"))
+
+
+@handles("torch.repeat_interleave", "Tensor.repeat_interleave")
+def _repeat_interleave(c: Call, input: Ref, repeats: Any, dim: Any = None, output_size: Any = None) -> Result:
+    """``q.repeat_interleave(4, dim=0)``: each entry repeated in place; along the batch dim each
+    sample's copies stay together (GCViT's global query for each of a sample's windows: ``4B``)."""
+    number = const(c, repeats, "a number of repeats")
+    if dim is None or not isinstance(number, int):
+        raise ImportFailed(
+            "`repeat_interleave` other than by a number along a dim has no spec op (it flattens, "
+            "or repeats each entry its own number of times)",
+            where=c.where,
+        )
+    d = const(c, dim, "a dim")
+    return c.op("repeat_interleave", [input], repeats=number, dim=d % len(input.shape))
+
+
+@handles("timm.layers.pos_embed_sincos._build_grid")
+def _timm_grid(c: Call, feat_shape: Any, *args: Any, **kwargs: Any) -> Result:
+    """timm's coordinate grid for sin-cos and rotary positions (torch.fx keeps the function whole),
+    built from sizes only: a Buffer of each axis's coordinates and the grid op over them, checked
+    to give what timm's function gives."""
+    build = importlib.import_module("timm.layers.pos_embed_sincos")._build_grid
+    bound = inspect.signature(build).bind(feat_shape, *args, **kwargs).arguments
+    options = {k: const(c, v, "a size or an option") for k, v in bound.items() if k != "device"}
+    grid = build(**options)  # (*feat_shape, n): channel k runs along dim k (for "xy", 0 and 1 swap)
+    indexing, n = options.get("grid_indexing", "ij"), grid.shape[-1]
+    order = [1, 0, *range(2, n)] if indexing == "xy" and n > 1 else list(range(n))  # the dim channel k runs along
+    axes = [grid[tuple(slice(None) if i == order[k] else 0 for i in range(n)) + (k,)] for k in range(n)]
+    if not torch.equal(coordinate_grid(*axes, indexing=indexing), grid):  # (*feat_shape, n) by timm's contract
+        raise ImportFailed("`_build_grid` giving no grid of one coordinate per axis has no spec op", where=c.where)
+    notes = c.notes if c.notes is not None else []
+    nodes = [buffer_node(c.fresh(f"{c.name}_axis{k}"), axis, False, c.where, notes) for k, axis in enumerate(axes)]
+    return [*nodes, c.op("grid", [str(b.name) for b in nodes], indexing=indexing)]
+
+
+def _extreme(name: str) -> None:
+    """``x.max(1)`` (the tuple (values, indices), read by item), ``torch.max(a, b)`` (maximum)."""
+
+    def handler(c: Call, input: Ref, dim: Any = None, keepdim: bool = False) -> Result:
+        if isinstance(dim, Ref):
+            return c.op("maximum" if name == "max" else "minimum", [input, dim])
+        if dim is None:
+            raise ImportFailed(f"`{name}` over every dim has no spec op (it would mix the samples)", where=c.where)
+        (d,) = _dims(c, input, dim, name)
+        return c.op(name, [input], dim=d, keepdim=const(c, keepdim, "a flag"))
+
+    handles(f"torch.{name}", f"Tensor.{name}")(handler)
+
+
+for _name in ("max", "min"):
+    _extreme(_name)
+
+
+@handles("Tensor.type_as")
+def _type_as(c: Call, input: Ref, other: Ref) -> Result:
+    """``x.type_as(q)``: the identity where the dtypes agree (the dtype traced), else the `to` op."""
+    names = {v: k for k, v in _DTYPES.items()}
+    wanted = other.meta[0].dtype if isinstance(other, Ref) and other.is_tensor else None
+    if wanted not in names:
+        raise ImportFailed("`x.type_as` other than of a tensor of a dtype a spec names has no spec op", where=c.where)
+    return input if input.meta[0].dtype == wanted else c.op("to", [input], dtype=names[wanted])
+
+
+@handles("builtins.getattr")
+def _field(c: Call, value: Any, name: Any, *default: Any) -> Result:
+    """``torch.max(x, 1).values``: a field of (values, indices), read as the tuple's item."""
+    fields = ("values", "indices")
+    if not (isinstance(value, Ref) and not value.is_tensor and name in fields and not default):
+        raise ImportFailed(
+            "`builtins.getattr` has no spec op or layer that does the same",
+            where=c.where,
+            hint="see `netspec layers ops` for the ops",
+        )
+    return c.op("item", [value], index=fields.index(name))

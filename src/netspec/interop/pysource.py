@@ -489,7 +489,7 @@ def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
             target = vars(functional).get(used)
             if inspect.ismodule(target) and used != "torch":  # F: torch.nn.functional
                 imports.add(f"import {target.__name__} as {used}")
-            elif used in vars(functional) and not inspect.ismodule(target):
+            elif used in vars(functional) and not inspect.ismodule(target) and used != name:  # not x.contiguous()
                 _copy_helper(used, copied, imports)
         copied[name] = inspect.getsource(obj)
         return

@@ -97,3 +97,25 @@ def expand_sample(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     torch.Size([2, 3, 4])
     """
     return x.expand(x.shape[0], *shape)
+
+
+def unfold_windows(x: torch.Tensor, dim: int, size: int, step: int) -> torch.Tensor:
+    """``x.unfold(dim, size, step)`` as a function: windows of ``size`` entries every ``step``
+    along ``dim``, as a new last dim (a view, no copy).
+
+    >>> unfold_windows(torch.arange(5.0).reshape(1, 5), 1, 3, 2)
+    tensor([[[0., 1., 2.],
+             [2., 3., 4.]]])
+    """
+    return x.unfold(dim, size, step)
+
+
+def coordinate_grid(*axes: torch.Tensor, indexing: str = "ij") -> torch.Tensor:
+    """The grid of the 1-d ``axes``' coordinates, one channel per axis, last:
+    ``torch.stack(torch.meshgrid(*axes, indexing=indexing), dim=-1)`` (the positions sin-cos
+    and rotary embeddings are computed over).
+
+    >>> coordinate_grid(torch.tensor([0.0, 1.0]), torch.tensor([5.0, 6.0, 7.0])).shape
+    torch.Size([2, 3, 2])
+    """
+    return torch.stack(torch.meshgrid(*axes, indexing=indexing), dim=-1)

@@ -47,7 +47,8 @@ class OpType:
     # `index` expression uses); the emit then gets `input_names`: the name of each input
     refs_from: Callable[[Any], list[str]] | None = None
     # reshapes that may fold dims into the batch (windows into samples: `64B`) or unfold them;
-    # their own check keeps each sample's rows together (dims.check_batch_kept)
+    # their own check keeps each sample's rows together (dims.check_batch_kept); repeat_interleave
+    # too: a sample's copies stay together
     folds: bool = False
 
 

@@ -21,7 +21,7 @@ import operator
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import fx
@@ -257,6 +257,20 @@ def _argmax(inputs: list[Any], dim: int, keepdim: bool = False) -> Call:
     return torch.argmax, (inputs[0], dim), {"keepdim": keepdim}
 
 
+def _extreme(name: str, fn: Callable[..., Any], which: str) -> None:
+    """max, min along a dim: the tuple (values, indices), as torch gives it."""
+
+    def emit(inputs: list[Any], dim: int, keepdim: bool = False) -> Call:
+        return fn, (inputs[0], dim), {"keepdim": keepdim}
+
+    emit.__doc__ = f"The {which} entries along dim and their indices: the tuple (values, indices) (torch.{name}); pick one with `item`."
+    op(name, positional="dim")(emit)
+
+
+_extreme("max", torch.max, "largest")
+_extreme("min", torch.min, "smallest")
+
+
 @op("triu", positional="diagonal")
 def _triu(inputs: list[Any], diagonal: int = 0) -> Call:
     """The upper triangle of the last two dims, zeros below `diagonal` (torch.triu; causal masks)."""
@@ -273,3 +287,29 @@ def _tril(inputs: list[Any], diagonal: int = 0) -> Call:
 def _einsum(inputs: list[Any], equation: str) -> Call:
     """Einstein summation over the inputs in order: `einsum: "bhqd,bhkd->bhqk"` (torch.einsum)."""
     return torch.einsum, (equation, *inputs), {}
+
+
+@op("unfold")
+def _unfold(inputs: list[Any], dim: int, size: int, step: int) -> Call:
+    """Windows of `size` entries every `step` along `dim`, as a new last dim (torch's x.unfold; Halo attention's blocks)."""
+    return nsf.unfold_windows, (inputs[0], dim, size, step), {}
+
+
+@op("repeat_interleave", positional="repeats", folds=True)
+def _repeat_interleave(inputs: list[Any], repeats: int, dim: int) -> Call:
+    """Each entry along `dim` repeated `repeats` times in place (torch.repeat_interleave); along the batch each sample's copies stay together: B -> `4B`."""
+    return torch.repeat_interleave, (inputs[0], repeats), {"dim": dim}
+
+
+def _check_grid(shapes: list[Dims], **_: Any) -> None:
+    if any(len(s) != 1 or isinstance(s[0], str) for s in shapes):
+        raise ShapeError(
+            f"inputs are {' and '.join(_fmt(s) for s in shapes)}; a grid is of 1-d coordinates without a batch",
+            hint="give it the coordinates of each axis, e.g. Buffer nodes with a `value`",
+        )
+
+
+@op("grid", inputs=(1, None), positional="indexing", check=_check_grid)
+def _grid(inputs: list[Any], indexing: Literal["ij", "xy"] = "ij") -> Call:
+    """The coordinate grid of 1-d inputs, a channel per input, last: stack(meshgrid(*inputs, indexing), -1) (rotary and sin-cos positions)."""
+    return nsf.coordinate_grid, tuple(inputs), {"indexing": indexing}

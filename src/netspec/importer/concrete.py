@@ -118,6 +118,17 @@ class SizeTracer(fx.Tracer):
         with _conversions(), torch.no_grad():
             return super().trace(root, concrete_args)
 
+    def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, *rest: Any, **more: Any) -> Proxy:
+        """fx's, except that a fill of an indexed view (``t[a:b].zero_()``, ``.fill_(v)``, which
+        change ``t``) is recorded as the :func:`put` it is: ``t[a:b] = 0``."""
+        view = args[0] if kind == "call_method" and target in _FILLS and args else None
+        if isinstance(view, Proxy) and view.node.target is operator.getitem and not rest and not more:
+            base, index = view.node.args  # fx nodes already
+            value = self.create_arg(_FILLS[target](*args[1:], **kwargs))
+            changed = self.create_node("call_function", put, (base, index, value), {})
+            return self.proxy(self.create_node("call_function", operator.getitem, (changed, index), {}))
+        return super().create_proxy(kind, target, args, kwargs, *rest, **more)
+
     # ---- the questions a forward asks of a proxy
     def to_bool(self, obj: Proxy) -> bool:
         return self._decide(obj, bool, "`if`")
@@ -235,6 +246,28 @@ def _clone(value: Any) -> Any:
     return value.clone() if isinstance(value, torch.Tensor) else value
 
 
+def put(tensor: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
+    """``tensor[index] = value`` as a call: fx records calls, not statements; the tensor is changed
+    in place and returned, as an in-place method returns it (the converter reads it as the ``put`` op).
+
+    >>> put(torch.zeros(3), slice(1, None), 2.0)
+    tensor([0., 2., 2.])
+    """
+    tensor[index] = value
+    return tensor
+
+
+def _setitem(self: Proxy, index: Any, value: Any) -> None:
+    """``t[..., a:b] = v`` on a traced tensor: a :func:`put` node (fx has no item assignment)."""
+    if not isinstance(self.tracer, SizeTracer):
+        raise TypeError("'Proxy' object does not support item assignment")
+    self.tracer.create_proxy("call_function", put, (self, index, value), {})
+
+
+# in-place fills of a view -> the number they write
+_FILLS: dict[str, Callable[..., Any]] = {"zero_": lambda: 0.0, "fill_": lambda value: value}
+
+
 def _len(self: Proxy) -> int:
     if isinstance(self.tracer, SizeTracer):
         return self.tracer.length(self)
@@ -256,12 +289,14 @@ _CONVERSIONS = {
     "__int__": _number(int, "`int()`"),
     "__index__": _number(int, "a size used as an index"),
     "__float__": _number(float, "`float()`"),
+    "__setitem__": _setitem,
 }
 
 
 @contextlib.contextmanager
 def _conversions() -> Iterator[None]:
-    """Proxy's ``len()``, ``int()``, ``float()`` and index use ask the tracer while one traces."""
+    """Proxy's ``len()``, ``int()``, ``float()`` and index use ask the tracer while one traces;
+    item assignment is recorded as a :func:`put` call."""
     saved = {k: Proxy.__dict__.get(k) for k in _CONVERSIONS}
     for k, f in _CONVERSIONS.items():
         setattr(Proxy, k, f)

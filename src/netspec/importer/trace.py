@@ -10,16 +10,18 @@ tensors from sizes, and sizes that depend on the batch from those that do not.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import fx, nn
 
-from .concrete import SizeTracer, fixed_at, shown_file
+from .concrete import SizeTracer, fixed_at, put, shown_file
 from .errors import ImportFailed, class_path
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
@@ -161,7 +163,8 @@ def trace_module(
     tracer = _OneLevel(stand_in, example, path)
     try:
         lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
-        graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
+        with _unwrapped():
+            graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
         raise
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
@@ -176,6 +179,21 @@ def trace_module(
         pins += tracer.pins
     _drop_asserts(graph, set(literal))
     return graph
+
+
+@contextlib.contextmanager
+def _unwrapped() -> Iterator[None]:
+    """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
+    traced through, as any other Python function is: a spec has ops, not such calls, and control
+    flow on sizes inside them is decided at the traced size (``concrete.py``)."""
+    from torch.fx import _symbolic_trace as st
+
+    saved = dict(st._wrapped_fns_to_patch)
+    st._wrapped_fns_to_patch.clear()
+    try:
+        yield
+    finally:
+        st._wrapped_fns_to_patch.update(saved)
 
 
 def _failed_at(e: BaseException) -> str:
@@ -236,7 +254,7 @@ _LIST_CHANGES = ("append", "extend", "insert", "pop", "remove", "clear")
 
 def _is_impure(node: fx.Node) -> bool:
     """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
-    if node.op in ("placeholder", "output", "call_module") or node.target is fixed_at:
+    if node.op in ("placeholder", "output", "call_module") or node.target in (fixed_at, put):
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.op == "call_method" and name in _LIST_CHANGES:  # a list argument changed: it is traced flat

@@ -172,6 +172,26 @@ def _index(inputs: list[Any], at: str, input_names: list[str] | None = None) -> 
     return operator.getitem, (inputs[0], _nodes(index)), {}
 
 
+def _check_put(shapes: list[Dims], at: str, value: float | None = None) -> None:
+    if (value is None) == (len(shapes) == 1):
+        raise GraphError(
+            f"put `{at}`: give the value to write either as a second input or as `value`, not both or neither",
+            hint='`put: "[:, 1:]", from: [x, v]` or `put: {at: "[0:2]", value: 1}`',
+        )
+    if any(isinstance(n, ast.Name) for n in ast.walk(parse_index(at))):
+        raise _fail(at, "put's subscript holds numbers only (slices, integers, None, ...)")
+
+
+@op("put", positional="at", inputs=(1, 2), check=_check_put)
+def _put(inputs: list[Any], at: str, value: float | None = None) -> Call:
+    """A copy of the first input with the second (or `value`) written at a subscript of numbers:
+    `put: "[:, :, 1:]", from: [x, v]` is `x[:, :, 1:] = v` (torch's item assignment) on a copy."""
+    index = _Interpreter({}, at)(parse_index(at))
+    parts = index if isinstance(index, tuple) else (index,)
+    slices = tuple((p.start, p.stop, p.step) if isinstance(p, slice) else p for p in parts)  # nsf.put's form
+    return nsf.put, (inputs[0], slices, inputs[1] if value is None else value), {}
+
+
 # ---- picking by index tensors ------------------------------------------------------------
 
 

@@ -52,10 +52,15 @@ def _new(c: Call, *args: Any, **kwargs: Any) -> Result:
     first, second = c.result.meta
     kind = c.key.rpartition(".")[2].removeprefix("new_")
     fill = _FILL.get(kind, kwargs.get("fill_value", args[-1] if args else None))
-    if first != second or isinstance(fill, Ref) or not isinstance(fill, (int, float, bool)):
+    if first != second:
         raise ImportFailed(
-            f"`{c.key}` of a size that follows the batch, or of a tensor's value, has no spec op", where=c.where
+            f"`{c.key}` of a size that follows the batch: a tensor made from sizes is a constant of the spec, "
+            "the same for every batch",
+            where=c.where,
+            hint="make it of the sizes of one sample and let it broadcast over the batch",
         )
+    if isinstance(fill, Ref) or not isinstance(fill, (int, float, bool)):
+        raise ImportFailed(f"`{c.key}` filled with a tensor's value has no spec op", where=c.where)
     value = torch.full(first.shape, fill, dtype=first.dtype)
     return buffer_node(c.name, value, False, c.where, c.notes if c.notes is not None else [])
 

@@ -115,12 +115,14 @@ class SizeTracer(fx.Tracer):
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
         self._root = root
-        with _conversions(), torch.no_grad():
+        with _conversions(), _autocast_read(self), torch.no_grad():
             return super().trace(root, concrete_args)
 
     def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, *rest: Any, **more: Any) -> Proxy:
         """fx's, except that a fill of an indexed view (``t[a:b].zero_()``, ``.fill_(v)``, which
         change ``t``) is recorded as the :func:`put` it is: ``t[a:b] = 0``."""
+        if kind == "call_function" and target is operator.getitem and self._is_none(args):
+            return None  # type: ignore[return-value]  # `x, pos, pad = self.embed(x)` where pad is None
         view = args[0] if kind == "call_method" and target in _FILLS and args else None
         if isinstance(view, Proxy) and view.node.target is operator.getitem and not rest and not more:
             base, index = view.node.args  # fx nodes already
@@ -128,6 +130,15 @@ class SizeTracer(fx.Tracer):
             changed = self.create_node("call_function", put, (base, index, value), {})
             return self.proxy(self.create_node("call_function", operator.getitem, (changed, index), {}))
         return super().create_proxy(kind, target, args, kwargs, *rest, **more)
+
+    def _is_none(self, args: tuple) -> bool:
+        """Whether ``args`` (of a getitem) pick a ``None`` out of what a child module returned:
+        that item is ``None`` in the forward too, so ``if pad is not None`` reads as Python does."""
+        tuple_, index = args
+        if self.example is None or not isinstance(tuple_, Proxy) or tuple_.node.op != "call_module":
+            return False
+        value = self._value(tuple_, "an item of a module's output")
+        return isinstance(value, (tuple, list)) and isinstance(index, int) and value[index] is None
 
     # ---- the questions a forward asks of a proxy
     def to_bool(self, obj: Proxy) -> bool:
@@ -294,12 +305,49 @@ _CONVERSIONS = {
 
 
 @contextlib.contextmanager
+def _autocast_read(tracer: SizeTracer) -> Iterator[None]:
+    """``with torch.autocast(device_type=x.device.type, enabled=False):`` (keeping a block in
+    float32) traced as its body: the device is read from the example, and a disabled autocast
+    changes nothing in float32, where a spec's forward runs. An enabled one is refused."""
+    cls = torch.amp.autocast_mode.autocast
+    original = cls.__init__
+
+    def init(self: Any, device_type: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(device_type, Proxy):
+            device_type = tracer.to_number(device_type, str, "autocast's `device_type`")
+        enabled = kwargs.get("enabled", args[1] if len(args) > 1 else True)
+        if enabled is not False:
+            raise ImportFailed(
+                f"an enabled torch.autocast at {source_line()}: a spec's ops run in the dtype of their inputs",
+                where=tracer.path,
+                hint="import a model that keeps autocast to the training loop (`train.amp`)",
+            )
+        original(self, device_type, *args, **kwargs)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.__init__ = original  # type: ignore[method-assign]
+
+
+# torch's factories, whose sizes torch's argument parser reads before fx sees a proxy among them
+_FACTORIES = ("zeros", "ones", "full", "empty")
+
+
+@contextlib.contextmanager
 def _conversions() -> Iterator[None]:
     """Proxy's ``len()``, ``int()``, ``float()`` and index use ask the tracer while one traces;
-    item assignment is recorded as a :func:`put` call."""
+    item assignment is recorded as a :func:`put` call, a factory of traced sizes
+    (``torch.zeros(B, 1, 1, N)``) as a call."""
+    from torch.fx._symbolic_trace import _create_wrapped_func
+
     saved = {k: Proxy.__dict__.get(k) for k in _CONVERSIONS}
+    factories = {k: getattr(torch, k) for k in _FACTORIES}
     for k, f in _CONVERSIONS.items():
         setattr(Proxy, k, f)
+    for k, f in factories.items():
+        setattr(torch, k, _create_wrapped_func(f))
     try:
         yield
     finally:
@@ -308,3 +356,5 @@ def _conversions() -> Iterator[None]:
                 delattr(Proxy, k)
             else:
                 setattr(Proxy, k, f)
+        for k, f in factories.items():
+            setattr(torch, k, f)

@@ -163,7 +163,7 @@ def trace_module(
     tracer = _OneLevel(stand_in, example, path)
     try:
         lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
-        with _unwrapped():
+        with _unwrapped(), _state_kept(module, path):
             graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
         raise
@@ -185,15 +185,43 @@ def trace_module(
 def _unwrapped() -> Iterator[None]:
     """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
     traced through, as any other Python function is: a spec has ops, not such calls, and control
-    flow on sizes inside them is decided at the traced size (``concrete.py``)."""
+    flow on sizes inside them is decided at the traced size (``concrete.py``); the tensor methods
+    that take sizes recorded as calls where a traced size is among their arguments."""
     from torch.fx import _symbolic_trace as st
 
-    saved = dict(st._wrapped_fns_to_patch)
+    saved, methods = dict(st._wrapped_fns_to_patch), list(st._wrapped_methods_to_patch)
     st._wrapped_fns_to_patch.clear()
+    st._wrapped_methods_to_patch.extend((torch.Tensor, m) for m in _SIZED_METHODS if m not in methods)
     try:
         yield
     finally:
         st._wrapped_fns_to_patch.update(saved)
+        st._wrapped_methods_to_patch[:] = methods
+
+
+# methods taking sizes, called on a tensor that is no traced value (a buffer) with traced sizes:
+# torch's argument parser reads the sizes before fx sees a proxy among them
+_SIZED_METHODS = ("expand", "view", "reshape", "repeat", "tile", "new_zeros", "new_ones", "new_full", "new_empty")
+
+
+@contextlib.contextmanager
+def _state_kept(module: nn.Module, path: str) -> Iterator[None]:
+    """Trace with ``module``'s attributes and buffers as they were after: a forward that assigns
+    a traced value to one (a cache, ``self.rel_indices = ...``) is refused, its value put back."""
+    attrs, buffers = dict(vars(module)), dict(module._buffers)
+    try:
+        yield
+    finally:
+        changed = [k for k, v in vars(module).items() if k in attrs and v is not attrs[k]]
+        changed += [k for k, v in module._buffers.items() if k in buffers and v is not buffers[k]]
+        vars(module).update(attrs)
+        module._buffers.update(buffers)
+    if changed:
+        raise ImportFailed(
+            f"forward assigns `self.{changed[0]}`: a spec's forward changes no state of its modules",
+            where=path,
+            hint="compute it in __init__ (a buffer), or once before importing",
+        )
 
 
 def _failed_at(e: BaseException) -> str:
@@ -223,6 +251,9 @@ class _EncoderChain(nn.Module):
 def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Module:
     """What fx traces for ``module``: itself, or a module with the same children that computes
     the same in eval mode where torch's own forward has control flow fx cannot trace."""
+    bound = vars(module).get("forward")
+    if inspect.ismethod(bound) and bound.__self__ is module:  # `self.forward = self.forward_split_cat`
+        return _bound_forward(module, bound.__func__)
     if type(module) is not nn.TransformerEncoder:
         return module
     if literal.get("src_key_padding_mask", 0) is None or not module.use_nested_tensor:
@@ -233,6 +264,16 @@ def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Modul
         where=path,
         hint="build it with enable_nested_tensor=False",
     )
+
+
+def _bound_forward(module: nn.Module, forward: Any) -> nn.Module:
+    """``module`` as fx traces a module, from its class's ``forward``: an instance of a subclass
+    whose ``forward`` is the one bound on the instance, sharing the instance's state (its
+    ``__dict__``), so the children, parameters and state_dict keys are the module's own."""
+    cls = type(module)
+    stand_in = object.__new__(type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__}))
+    stand_in.__dict__ = module.__dict__
+    return stand_in
 
 
 def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
@@ -478,6 +519,7 @@ def trace_model(
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
     generator = torch.Generator().manual_seed(seed)
     runs = [example_inputs(model, inputs, dtypes, batch, generator) for batch in BATCHES]
+    _warm_up(root, runs[0])
     traced = Traced("", root, "custom", literal=literal)
     graph = trace_module(root, "", literal, dict(zip(inputs, runs[0])), traced.pins)
     traced.graph = _with_training_branches(root, graph, literal)
@@ -496,6 +538,15 @@ def trace_model(
                 ) from None
     _drop_guards(traced)
     return traced
+
+
+def _warm_up(model: nn.Module, values: list[torch.Tensor]) -> None:
+    """One forward before tracing, as the model's first use would be: a cache a module fills
+    at its first call (ConViT's ``rel_indices`` for the input's size) is filled, so the trace
+    reads it instead of recomputing it (and assigning a traced value to a buffer). A model
+    that fails on the inputs fails again where the trace runs, which says so."""
+    with torch.no_grad(), contextlib.suppress(Exception):
+        model(*values)
 
 
 def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str, Any]) -> fx.Graph:

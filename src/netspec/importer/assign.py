@@ -30,7 +30,9 @@ def _put(c: Call, tensor: Ref, index: Any, value: Any) -> Result:
         raise ImportFailed("item assignment at indices held in a tensor or list has no spec op", where=c.where)
     first = parts[0] if parts else slice(None)
     if tensor.batch_dims and not (tensor.batch_dims == [0] and first in (slice(None), Ellipsis)):
-        raise ImportFailed("item assignment into the batch dim has no spec op (it would mix the samples)", where=c.where)
+        raise ImportFailed(
+            "item assignment into the batch dim has no spec op (it would mix the samples)", where=c.where
+        )
     at = "[" + ", ".join(_part(c, p) for p in parts) + "]"
     if isinstance(value, Ref):
         return c.op("put", [tensor, value], at=at)
@@ -43,9 +45,7 @@ def _put(c: Call, tensor: Ref, index: Any, value: Any) -> Result:
 _FILL = {"zeros": 0, "ones": 1}
 
 
-@handles(
-    "Tensor.new_zeros", "Tensor.new_ones", "Tensor.new_full", "torch.zeros", "torch.ones", "torch.full"
-)
+@handles("Tensor.new_zeros", "Tensor.new_ones", "Tensor.new_full", "torch.zeros", "torch.ones", "torch.full")
 def _new(c: Call, *args: Any, **kwargs: Any) -> Result:
     """A tensor of one number with a shape from sizes: a Buffer node (its shape and dtype are the
     traced value's), where the shape does not follow the batch size."""

@@ -305,6 +305,29 @@ _CONVERSIONS = {
 
 
 @contextlib.contextmanager
+def unwrapped() -> Iterator[None]:
+    """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
+    traced through, as any other Python function is: a spec has ops, not such calls, and control
+    flow on sizes inside them is decided at the traced size (:class:`SizeTracer`); the tensor methods
+    that take sizes recorded as calls where a traced size is among their arguments."""
+    from torch.fx import _symbolic_trace as st
+
+    saved, methods = dict(st._wrapped_fns_to_patch), list(st._wrapped_methods_to_patch)
+    st._wrapped_fns_to_patch.clear()
+    st._wrapped_methods_to_patch.extend((torch.Tensor, m) for m in _SIZED_METHODS if (torch.Tensor, m) not in methods)
+    try:
+        yield
+    finally:
+        st._wrapped_fns_to_patch.update(saved)
+        st._wrapped_methods_to_patch[:] = methods
+
+
+# methods taking sizes, called on a tensor that is no traced value (a buffer) with traced sizes:
+# torch's argument parser reads the sizes before fx sees a proxy among them
+_SIZED_METHODS = ("expand", "view", "reshape", "repeat", "tile", "new_zeros", "new_ones", "new_full", "new_empty")
+
+
+@contextlib.contextmanager
 def _autocast_read(tracer: SizeTracer) -> Iterator[None]:
     """``with torch.autocast(device_type=x.device.type, enabled=False):`` (keeping a block in
     float32) traced as its body: the device is read from the example, and a disabled autocast

@@ -26,8 +26,8 @@ from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import assign, attention, layer_calls, tensor_ops  # noqa: F401  (register: layers, attention, ops)
 from .buffers import holder_node, init_of, read_tensor
-from .concrete import put
 from .call import Call, Result
+from .concrete import put
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
 from .groups import group_node, inner_name, numbered_child, numbered_group

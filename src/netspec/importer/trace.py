@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import fx, nn
 
-from .concrete import SizeTracer, fixed_at, put, shown_file
+from .concrete import SizeTracer, fixed_at, put, shown_file, unwrapped
 from .errors import ImportFailed, class_path
 
 BATCHES = (1, 2)  # two batch sizes: a size that differs between them is the batch
@@ -163,7 +163,7 @@ def trace_module(
     tracer = _OneLevel(stand_in, example, path)
     try:
         lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
-        with _unwrapped(), _state_kept(module, path):
+        with unwrapped(), _state_kept(module, path):
             graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
         raise
@@ -179,29 +179,6 @@ def trace_module(
         pins += tracer.pins
     _drop_asserts(graph, set(literal))
     return graph
-
-
-@contextlib.contextmanager
-def _unwrapped() -> Iterator[None]:
-    """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
-    traced through, as any other Python function is: a spec has ops, not such calls, and control
-    flow on sizes inside them is decided at the traced size (``concrete.py``); the tensor methods
-    that take sizes recorded as calls where a traced size is among their arguments."""
-    from torch.fx import _symbolic_trace as st
-
-    saved, methods = dict(st._wrapped_fns_to_patch), list(st._wrapped_methods_to_patch)
-    st._wrapped_fns_to_patch.clear()
-    st._wrapped_methods_to_patch.extend((torch.Tensor, m) for m in _SIZED_METHODS if m not in methods)
-    try:
-        yield
-    finally:
-        st._wrapped_fns_to_patch.update(saved)
-        st._wrapped_methods_to_patch[:] = methods
-
-
-# methods taking sizes, called on a tensor that is no traced value (a buffer) with traced sizes:
-# torch's argument parser reads the sizes before fx sees a proxy among them
-_SIZED_METHODS = ("expand", "view", "reshape", "repeat", "tile", "new_zeros", "new_ones", "new_full", "new_empty")
 
 
 @contextlib.contextmanager

@@ -174,12 +174,12 @@ def _index(inputs: list[Any], at: str, input_names: list[str] | None = None) -> 
 
 def _check_put(shapes: list[Dims], at: str, value: float | None = None) -> None:
     if (value is None) == (len(shapes) == 1):
-        raise GraphError(
-            f"put `{at}`: give the value to write either as a second input or as `value`, not both or neither",
+        raise ShapeError(
+            f"`{at}`: give the value to write either as a second input or as `value`, not both or neither",
             hint='`put: "[:, 1:]", from: [x, v]` or `put: {at: "[0:2]", value: 1}`',
         )
     if any(isinstance(n, ast.Name) for n in ast.walk(parse_index(at))):
-        raise _fail(at, "put's subscript holds numbers only (slices, integers, None, ...)")
+        raise ShapeError(f"`{at}`: put's subscript holds numbers only (slices, integers, None, ...)")
 
 
 @op("put", positional="at", inputs=(1, 2), check=_check_put)

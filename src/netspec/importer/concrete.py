@@ -137,7 +137,10 @@ class SizeTracer(fx.Tracer):
         tuple_, index = args
         if self.example is None or not isinstance(tuple_, Proxy) or tuple_.node.op != "call_module":
             return False
-        value = self._value(tuple_, "an item of a module's output")
+        try:
+            value = self._value(tuple_, "an item of a module's output")
+        except Exception:  # inputs the child fails on: the run after the trace says so, in its words
+            return False
         return isinstance(value, (tuple, list)) and isinstance(index, int) and value[index] is None
 
     # ---- the questions a forward asks of a proxy
@@ -307,13 +310,17 @@ _CONVERSIONS = {
 @contextlib.contextmanager
 def unwrapped() -> Iterator[None]:
     """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
-    traced through, as any other Python function is: a spec has ops, not such calls, and control
+    traced through, as any other Python function is, but for those in :data:`KEPT_WHOLE`
+    (``functions.handles`` read them as calls): a spec has ops, not such calls, and control
     flow on sizes inside them is decided at the traced size (:class:`SizeTracer`); the tensor methods
     that take sizes recorded as calls where a traced size is among their arguments."""
     from torch.fx import _symbolic_trace as st
 
     saved, methods = dict(st._wrapped_fns_to_patch), list(st._wrapped_methods_to_patch)
-    st._wrapped_fns_to_patch.clear()
+    for key, space in saved.items():  # a function the converter reads as a call stays one
+        fn = space.get(key[1])
+        if f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}" not in KEPT_WHOLE:
+            del st._wrapped_fns_to_patch[key]
     st._wrapped_methods_to_patch.extend((torch.Tensor, m) for m in _SIZED_METHODS if (torch.Tensor, m) not in methods)
     try:
         yield
@@ -321,6 +328,9 @@ def unwrapped() -> Iterator[None]:
         st._wrapped_fns_to_patch.update(saved)
         st._wrapped_methods_to_patch[:] = methods
 
+
+# functions the converter reads as one call (`module.qualname`): `functions.handles` adds its keys
+KEPT_WHOLE: set[str] = set()
 
 # methods taking sizes, called on a tensor that is no traced value (a buffer) with traced sizes:
 # torch's argument parser reads the sizes before fx sees a proxy among them

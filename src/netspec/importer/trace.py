@@ -189,8 +189,8 @@ def _state_kept(module: nn.Module, path: str) -> Iterator[None]:
     try:
         yield
     finally:
-        changed = [k for k, v in vars(module).items() if k in attrs and v is not attrs[k]]
-        changed += [k for k, v in module._buffers.items() if k in buffers and v is not buffers[k]]
+        now = {**vars(module), **module._buffers}
+        changed = [k for k, v in now.items() if isinstance(v, fx.Proxy) and k in {**attrs, **buffers}]
         vars(module).update(attrs)
         module._buffers.update(buffers)
     if changed:

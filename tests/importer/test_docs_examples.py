@@ -57,6 +57,6 @@ def test_the_refusals_shown_are_the_ones_tested(section: str, name: str) -> None
     from .test_timm import REFUSALS  # here: timm is optional, and the other examples need none
 
     assert (
-        _shown(section, f"netspec import timm:create_model --args model_name={name}")
+        _shown(section, f"netspec import timm:create_model --args model_name={name} --input-size 3x768x768")
         == f"timm:create_model: {REFUSALS[name]}\n"
     )

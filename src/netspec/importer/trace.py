@@ -248,7 +248,8 @@ def _bound_forward(module: nn.Module, forward: Any) -> nn.Module:
     whose ``forward`` is the one bound on the instance, sharing the instance's state (its
     ``__dict__``), so the children, parameters and state_dict keys are the module's own."""
     cls = type(module)
-    stand_in = object.__new__(type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__}))
+    sub: type[nn.Module] = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    stand_in: nn.Module = object.__new__(sub)
     stand_in.__dict__ = module.__dict__
     return stand_in
 

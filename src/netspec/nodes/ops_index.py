@@ -184,8 +184,10 @@ def _check_put(shapes: list[Dims], at: str, value: float | None = None) -> None:
 
 @op("put", positional="at", inputs=(1, 2), check=_check_put)
 def _put(inputs: list[Any], at: str, value: float | None = None) -> Call:
-    """A copy of the first input with the second (or `value`) written at a subscript of numbers:
-    `put: "[:, :, 1:]", from: [x, v]` is `x[:, :, 1:] = v` (torch's item assignment) on a copy."""
+    """`x[at] = v` on a copy of x: `from: [x, v]` or `value: 3`; the subscript holds numbers only.
+
+    `put: "[:, :, 1:]", from: [x, v]` is torch's item assignment `x[:, :, 1:] = v`, without
+    changing x (the nodes that read x keep its values)."""
     index = _Interpreter({}, at)(parse_index(at))
     parts = index if isinstance(index, tuple) else (index,)
     slices = tuple((p.start, p.stop, p.step) if isinstance(p, slice) else p for p in parts)  # nsf.put's form

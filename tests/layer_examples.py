@@ -169,6 +169,7 @@ OP_EXAMPLES: dict[str, Example] = {
     "index": Example("[:, 1:in1.size(1), None, 0]", [I((3, 4)), I((2,))]),
     "gather": Example(1, [I((3, 4)), I((2, 4), "int64", high=3)]),
     "masked_fill": Example(-1.0, [I((3, 4)), I((1, 4), "bool", high=2)]),
+    "put": Example("[:, 1:, None, -2:]", [I((3, 4)), I((2, 1, 2))]),
     "arange": Example(2, [I((3, 4))]),
     "expand": Example([3, -1], [I((1, 4))]),
     "expand_as": Example(None, [I((1, 4)), I((3, 4))]),

@@ -10,8 +10,6 @@ import pytest
 
 from netspec.cli import main
 
-from .test_torchvision import LIMITATIONS
-
 
 @pytest.fixture
 def section(repo_root: Path) -> str:
@@ -53,10 +51,12 @@ def test_the_user_file_example(section: str, tmp_path: Path, capsys, monkeypatch
     assert Path("net.yaml").read_text() == _shown(section, "cat net.yaml")
 
 
-@pytest.mark.parametrize("name", ["swin_t"])
+@pytest.mark.parametrize("name", ["gemma4_vit_167m"])
 def test_the_refusals_shown_are_the_ones_tested(section: str, name: str) -> None:
-    """test_torchvision.py runs these models and asserts exactly these lines."""
+    """test_timm.py runs these models and asserts exactly these lines."""
+    from .test_timm import REFUSALS  # here: timm is optional, and the other examples need none
+
     assert (
-        _shown(section, f"netspec import torchvision.models:{name}")
-        == f"torchvision.models:{name}: {LIMITATIONS[name]}\n"
+        _shown(section, f"netspec import timm:create_model --args model_name={name} --input-size 3x768x768")
+        == f"timm:create_model: {REFUSALS[name]}\n"
     )

@@ -35,18 +35,11 @@ FAST = {
     "vit_b_32": 224,
     "regnet_x_400mf": 32,
     "googlenet": 32,
-    "swin_t": 224,
+    "swin_t": 64,  # windows padded, shifted at the first stage only
 }
-
-_SWIN = (  # torch.fx.wrap keeps torchvision's function whole (it folds the windows into the batch)
-    "features.1.0.attn: `torchvision.models.swin_transformer.shifted_window_attention` has no spec op or layer "
-    "that does the same; see `netspec layers ops` for the ops"
-)
 
 # model -> why netspec cannot express it (the line `netspec import` prints after the model's name)
-LIMITATIONS = {
-    **{name: _SWIN for name in ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")},
-}
+LIMITATIONS: dict[str, str] = {}
 
 
 def _param(name: str) -> object:

@@ -162,3 +162,37 @@ def test_a_grid_of_axis_coordinates_is_torchs_stacked_meshgrid() -> None:
 def test_a_grid_of_a_batched_input_is_refused_naming_the_shapes() -> None:
     with pytest.raises(SpecError, match=r"inputs are 5x8; a grid is of 1-d coordinates without a batch"):
         _model("  - out: {grid: ij}\n")
+
+
+def test_put_writes_a_copy_of_its_input_as_item_assignment_does() -> None:
+    """`put` is `x[at] = v` on a copy: the tensor it read keeps its values (a later node reads it)."""
+    model = _model(
+        '  - shifted: {put: "[:, 1:, -3:]", from: [x, v]}\n'
+        '  - marked: {put: {at: "[..., 0]", value: 7}, from: x}\n'
+        "outputs: [shifted, marked, x]\n",
+        "{x: [5, 8], v: [4, 1]}",
+    )
+    x, v = torch.randn(2, 5, 8), torch.randn(2, 4, 1)
+    shifted, marked, same = model(x, v)
+    want = x.clone()
+    want[:, 1:, -3:] = v
+    assert_close(shifted, want)
+    want = x.clone()
+    want[..., 0] = 7
+    assert_close(marked, want)
+    assert_close(same, x)
+
+
+@pytest.mark.parametrize(
+    "node,message",
+    [
+        ('{put: "[:, 0]", from: x}', "either as a second input or as `value`"),
+        ('{put: {at: "[:, 0]", value: 1}, from: [x, x]}', "either as a second input or as `value`"),
+        ('{put: {at: "[:, :x.size(1)]", value: 1}}', "numbers only"),
+    ],
+)
+def test_put_without_one_value_or_with_sizes_is_one_line_at_the_node(node: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        _model(f"  - out: {node}\n")
+    text = str(info.value)
+    assert message in text and "\n" not in text and "nodes[0]" in text

@@ -115,8 +115,33 @@ class SizeTracer(fx.Tracer):
 
     def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
         self._root = root
-        with _conversions(), torch.no_grad():
+        with _conversions(), _autocast_read(self), torch.no_grad():
             return super().trace(root, concrete_args)
+
+    def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, *rest: Any, **more: Any) -> Proxy:
+        """fx's, except that a fill of an indexed view (``t[a:b].zero_()``, ``.fill_(v)``, which
+        change ``t``) is recorded as the :func:`put` it is: ``t[a:b] = 0``."""
+        if kind == "call_function" and target is operator.getitem and self._is_none(args):
+            return None  # type: ignore[return-value]  # `x, pos, pad = self.embed(x)` where pad is None
+        view = args[0] if kind == "call_method" and target in _FILLS and args else None
+        if isinstance(view, Proxy) and view.node.target is operator.getitem and not rest and not more:
+            base, index = view.node.args  # fx nodes already
+            value = self.create_arg(_FILLS[target](*args[1:], **kwargs))
+            changed = self.create_node("call_function", put, (base, index, value), {})
+            return self.proxy(self.create_node("call_function", operator.getitem, (changed, index), {}))
+        return super().create_proxy(kind, target, args, kwargs, *rest, **more)
+
+    def _is_none(self, args: tuple) -> bool:
+        """Whether ``args`` (of a getitem) pick a ``None`` out of what a child module returned:
+        that item is ``None`` in the forward too, so ``if pad is not None`` reads as Python does."""
+        tuple_, index = args
+        if self.example is None or not isinstance(tuple_, Proxy) or tuple_.node.op != "call_module":
+            return False
+        try:
+            value = self._value(tuple_, "an item of a module's output")
+        except Exception:  # inputs the child fails on: the run after the trace says so, in its words
+            return False
+        return isinstance(value, (tuple, list)) and isinstance(index, int) and value[index] is None
 
     # ---- the questions a forward asks of a proxy
     def to_bool(self, obj: Proxy) -> bool:
@@ -235,6 +260,28 @@ def _clone(value: Any) -> Any:
     return value.clone() if isinstance(value, torch.Tensor) else value
 
 
+def put(tensor: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
+    """``tensor[index] = value`` as a call: fx records calls, not statements; the tensor is changed
+    in place and returned, as an in-place method returns it (the converter reads it as the ``put`` op).
+
+    >>> put(torch.zeros(3), slice(1, None), 2.0)
+    tensor([0., 2., 2.])
+    """
+    tensor[index] = value
+    return tensor
+
+
+def _setitem(self: Proxy, index: Any, value: Any) -> None:
+    """``t[..., a:b] = v`` on a traced tensor: a :func:`put` node (fx has no item assignment)."""
+    if not isinstance(self.tracer, SizeTracer):
+        raise TypeError("'Proxy' object does not support item assignment")
+    self.tracer.create_proxy("call_function", put, (self, index, value), {})
+
+
+# in-place fills of a view -> the number they write
+_FILLS: dict[str, Callable[..., Any]] = {"zero_": lambda: 0.0, "fill_": lambda value: value}
+
+
 def _len(self: Proxy) -> int:
     if isinstance(self.tracer, SizeTracer):
         return self.tracer.length(self)
@@ -256,15 +303,84 @@ _CONVERSIONS = {
     "__int__": _number(int, "`int()`"),
     "__index__": _number(int, "a size used as an index"),
     "__float__": _number(float, "`float()`"),
+    "__setitem__": _setitem,
 }
 
 
 @contextlib.contextmanager
+def unwrapped() -> Iterator[None]:
+    """The functions ``torch.fx.wrap`` keeps whole (torchvision's ``shifted_window_attention``)
+    traced through, as any other Python function is, but for those in :data:`KEPT_WHOLE`
+    (``functions.handles`` read them as calls): a spec has ops, not such calls, and control
+    flow on sizes inside them is decided at the traced size (:class:`SizeTracer`); the tensor methods
+    that take sizes recorded as calls where a traced size is among their arguments."""
+    from torch.fx import _symbolic_trace as st
+
+    saved, methods = dict(st._wrapped_fns_to_patch), list(st._wrapped_methods_to_patch)
+    for key, space in saved.items():  # a function the converter reads as a call stays one
+        fn = space.get(key[1])
+        if f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}" not in KEPT_WHOLE:
+            del st._wrapped_fns_to_patch[key]
+    st._wrapped_methods_to_patch.extend((torch.Tensor, m) for m in _SIZED_METHODS if (torch.Tensor, m) not in methods)
+    try:
+        yield
+    finally:
+        st._wrapped_fns_to_patch.update(saved)
+        st._wrapped_methods_to_patch[:] = methods
+
+
+# functions the converter reads as one call (`module.qualname`): `functions.handles` adds its keys
+KEPT_WHOLE: set[str] = set()
+
+# methods taking sizes, called on a tensor that is no traced value (a buffer) with traced sizes:
+# torch's argument parser reads the sizes before fx sees a proxy among them
+_SIZED_METHODS = ("expand", "view", "reshape", "repeat", "tile", "new_zeros", "new_ones", "new_full", "new_empty")
+
+
+@contextlib.contextmanager
+def _autocast_read(tracer: SizeTracer) -> Iterator[None]:
+    """``with torch.autocast(device_type=x.device.type, enabled=False):`` (keeping a block in
+    float32) traced as its body: the device is read from the example, and a disabled autocast
+    changes nothing in float32, where a spec's forward runs. An enabled one is refused."""
+    cls = torch.amp.autocast_mode.autocast
+    original = cls.__init__
+
+    def init(self: Any, device_type: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(device_type, Proxy):
+            device_type = tracer.to_number(device_type, str, "autocast's `device_type`")
+        enabled = kwargs.get("enabled", args[1] if len(args) > 1 else True)
+        if enabled is not False:
+            raise ImportFailed(
+                f"an enabled torch.autocast at {source_line()}: a spec's ops run in the dtype of their inputs",
+                where=tracer.path,
+                hint="import a model that keeps autocast to the training loop (`train.amp`)",
+            )
+        original(self, device_type, *args, **kwargs)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.__init__ = original  # type: ignore[method-assign]
+
+
+# torch's factories, whose sizes torch's argument parser reads before fx sees a proxy among them
+_FACTORIES = ("zeros", "ones", "full", "empty")
+
+
+@contextlib.contextmanager
 def _conversions() -> Iterator[None]:
-    """Proxy's ``len()``, ``int()``, ``float()`` and index use ask the tracer while one traces."""
+    """Proxy's ``len()``, ``int()``, ``float()`` and index use ask the tracer while one traces;
+    item assignment is recorded as a :func:`put` call, a factory of traced sizes
+    (``torch.zeros(B, 1, 1, N)``) as a call."""
+    from torch.fx._symbolic_trace import _create_wrapped_func
+
     saved = {k: Proxy.__dict__.get(k) for k in _CONVERSIONS}
+    factories = {k: getattr(torch, k) for k in _FACTORIES}
     for k, f in _CONVERSIONS.items():
         setattr(Proxy, k, f)
+    for k, f in factories.items():
+        setattr(torch, k, _create_wrapped_func(f))
     try:
         yield
     finally:
@@ -273,3 +389,5 @@ def _conversions() -> Iterator[None]:
                 delattr(Proxy, k)
             else:
                 setattr(Proxy, k, f)
+        for k, f in factories.items():
+            setattr(torch, k, f)

@@ -24,10 +24,11 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
+from . import assign, attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .again import fixed_args, same_as_node
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
+from .concrete import put
 from .errors import ImportFailed, class_path
 from .functions import call_name, convert_call
 from .groups import group_node, inner_name, numbered_child, numbered_group
@@ -431,6 +432,7 @@ class Converter:
         self._add(n, convert_call(call, key, args, kwargs))
         changed = n.args[0] if n.args else None
         in_place = (key.startswith("Tensor.") and key.endswith("_")) or n.kwargs.get("inplace") is True
+        in_place = in_place or n.target is put  # `t[i] = v`: later reads of t see the put
         if in_place and isinstance(changed, fx.Node) and isinstance(self.env.get(changed), Ref):
             self.env[changed] = self.env[n]  # `x.relu_()`: later reads of x see the new value
 

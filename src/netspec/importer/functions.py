@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..nodes.ops import _UNARY
 from .buffers import buffer_node
 from .call import Call, Result, const
+from .concrete import KEPT_WHOLE
 from .errors import ImportFailed
 from .ir import BatchSize, Pieces, Ref, SNode
 
@@ -34,6 +35,7 @@ def handles(*keys: str) -> Callable[[Callable[..., Result]], Callable[..., Resul
     def wrap(fn: Callable[..., Result]) -> Callable[..., Result]:
         for key in keys:
             HANDLERS[key] = fn
+        KEPT_WHOLE.update(keys)  # a function torch.fx.wrap keeps whole stays whole when read here
         return fn
 
     return wrap

@@ -10,16 +10,18 @@ tensors from sizes, and sizes that depend on the batch from those that do not.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import fx, nn
 
-from .concrete import SizeTracer, fixed_at, shown_file
+from .concrete import SizeTracer, fixed_at, put, shown_file, unwrapped
 from .errors import ImportFailed, class_path
 from .methods import hoist_child_methods
 
@@ -179,7 +181,8 @@ def trace_module(
     tracer = _OneLevel(stand_in, example, path)
     try:
         lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
-        graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
+        with unwrapped(), _state_kept(module, path):
+            graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
         raise
     except Exception as e:  # fx raises TraceError, TypeError, RuntimeError... with the reason
@@ -194,6 +197,26 @@ def trace_module(
         pins += tracer.pins
     _drop_asserts(graph, set(literal))
     return graph
+
+
+@contextlib.contextmanager
+def _state_kept(module: nn.Module, path: str) -> Iterator[None]:
+    """Trace with ``module``'s attributes and buffers as they were after: a forward that assigns
+    a traced value to one (a cache, ``self.rel_indices = ...``) is refused, its value put back."""
+    attrs, buffers = dict(vars(module)), dict(module._buffers)
+    try:
+        yield
+    finally:
+        now = {**vars(module), **module._buffers}
+        changed = [k for k, v in now.items() if isinstance(v, fx.Proxy) and k in {**attrs, **buffers}]
+        vars(module).update(attrs)
+        module._buffers.update(buffers)
+    if changed:
+        raise ImportFailed(
+            f"forward assigns `self.{changed[0]}`: a spec's forward changes no state of its modules",
+            where=path,
+            hint="compute it in __init__ (a buffer), or once before importing",
+        )
 
 
 def _failed_at(e: BaseException) -> str:
@@ -223,6 +246,9 @@ class _EncoderChain(nn.Module):
 def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Module:
     """What fx traces for ``module``: itself, or a module with the same children that computes
     the same in eval mode where torch's own forward has control flow fx cannot trace."""
+    bound = vars(module).get("forward")
+    if inspect.ismethod(bound) and bound.__self__ is module:  # `self.forward = self.forward_split_cat`
+        return _bound_forward(module, bound.__func__)
     if type(module) is not nn.TransformerEncoder:
         return module
     if literal.get("src_key_padding_mask", 0) is None or not module.use_nested_tensor:
@@ -233,6 +259,17 @@ def _stand_in(module: nn.Module, literal: dict[str, Any], path: str) -> nn.Modul
         where=path,
         hint="build it with enable_nested_tensor=False",
     )
+
+
+def _bound_forward(module: nn.Module, forward: Any) -> nn.Module:
+    """``module`` as fx traces a module, from its class's ``forward``: an instance of a subclass
+    whose ``forward`` is the one bound on the instance, sharing the instance's state (its
+    ``__dict__``), so the children, parameters and state_dict keys are the module's own."""
+    cls = type(module)
+    sub: type[nn.Module] = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    stand_in: nn.Module = object.__new__(sub)
+    stand_in.__dict__ = module.__dict__
+    return stand_in
 
 
 def _drop_asserts(graph: fx.Graph, fixed: set[str]) -> None:
@@ -254,7 +291,7 @@ _LIST_CHANGES = ("append", "extend", "insert", "pop", "remove", "clear")
 
 def _is_impure(node: fx.Node) -> bool:
     """What dead-code removal keeps: module calls and in-place methods (`x.relu_()`) even unused."""
-    if node.op in ("placeholder", "output", "call_module") or node.target is fixed_at:
+    if node.op in ("placeholder", "output", "call_module") or node.target in (fixed_at, put):
         return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.op == "call_method" and name in _LIST_CHANGES:  # a list argument changed: it is traced flat
@@ -532,6 +569,7 @@ def trace_model(
     literal = {k: p.default for k, p in params.items() if k not in inputs and p.default is not p.empty}
     generator = torch.Generator().manual_seed(seed)
     runs = [example_inputs(model, inputs, dtypes, batch, generator) for batch in BATCHES]
+    _warm_up(root, runs[0])
     traced = Traced("", root, "custom", literal=literal)
     graph = trace_module(root, "", literal, dict(zip(inputs, runs[0])), traced.pins)
     traced.graph = _with_training_branches(root, graph, literal)
@@ -551,6 +589,15 @@ def trace_model(
                 ) from None
     _drop_guards(traced)
     return traced
+
+
+def _warm_up(model: nn.Module, values: list[torch.Tensor]) -> None:
+    """One forward before tracing, as the model's first use would be: a cache a module fills
+    at its first call (ConViT's ``rel_indices`` for the input's size) is filled, so the trace
+    reads it instead of recomputing it (and assigning a traced value to a buffer). A model
+    that fails on the inputs fails again where the trace runs, which says so."""
+    with torch.no_grad(), contextlib.suppress(Exception):
+        model(*values)
 
 
 def _with_training_branches(root: nn.Module, graph: fx.Graph, literal: dict[str, Any]) -> fx.Graph:

@@ -119,3 +119,17 @@ def coordinate_grid(*axes: torch.Tensor, indexing: str = "ij") -> torch.Tensor:
     torch.Size([2, 3, 2])
     """
     return torch.stack(torch.meshgrid(*axes, indexing=indexing), dim=-1)
+
+
+def put(x: torch.Tensor, index: tuple, value: torch.Tensor | float) -> torch.Tensor:
+    """A copy of ``x`` with ``value`` written at ``index``: ``x[index] = value`` without changing
+    ``x`` (torch's item assignment, as a function of tensors). A slice is written as the tuple
+    ``(start, stop, step)``, which generated code can hold (fx writes a slice as ``a:b``).
+
+    >>> put(torch.zeros(2, 3), ((None, None, None), (1, None, None)), 1.0)
+    tensor([[0., 1., 1.],
+            [0., 1., 1.]])
+    """
+    out = x.clone()
+    out[tuple(slice(*p) if isinstance(p, tuple) else p for p in index)] = value
+    return out

@@ -172,6 +172,28 @@ def _index(inputs: list[Any], at: str, input_names: list[str] | None = None) -> 
     return operator.getitem, (inputs[0], _nodes(index)), {}
 
 
+def _check_put(shapes: list[Dims], at: str, value: float | None = None) -> None:
+    if (value is None) == (len(shapes) == 1):
+        raise ShapeError(
+            f"`{at}`: give the value to write either as a second input or as `value`, not both or neither",
+            hint='`put: "[:, 1:]", from: [x, v]` or `put: {at: "[0:2]", value: 1}`',
+        )
+    if any(isinstance(n, ast.Name) for n in ast.walk(parse_index(at))):
+        raise ShapeError(f"`{at}`: put's subscript holds numbers only (slices, integers, None, ...)")
+
+
+@op("put", positional="at", inputs=(1, 2), check=_check_put)
+def _put(inputs: list[Any], at: str, value: float | None = None) -> Call:
+    """`x[at] = v` on a copy of x: `from: [x, v]` or `value: 3`; the subscript holds numbers only.
+
+    `put: "[:, :, 1:]", from: [x, v]` is torch's item assignment `x[:, :, 1:] = v`, without
+    changing x (the nodes that read x keep its values)."""
+    index = _Interpreter({}, at)(parse_index(at))
+    parts = index if isinstance(index, tuple) else (index,)
+    slices = tuple((p.start, p.stop, p.step) if isinstance(p, slice) else p for p in parts)  # nsf.put's form
+    return nsf.put, (inputs[0], slices, inputs[1] if value is None else value), {}
+
+
 # ---- picking by index tensors ------------------------------------------------------------
 
 

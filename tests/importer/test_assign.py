@@ -99,9 +99,19 @@ def test_a_tensor_made_from_the_sizes_of_a_sample_is_a_buffer() -> None:
     assert "{Buffer: {shape: [2, 3], init: ones_, persistent: false}}" in text
 
 
-class BatchMask(nn.Module):
+class BatchZeros(nn.Module):
     def forward(self, x):
         return x + torch.zeros(x.shape[0], 4)
+
+
+def test_zeros_of_the_batch_size_are_one_samples_buffer_expanded_to_the_batch() -> None:
+    text = _round_trip(BatchZeros(), (4,))
+    assert "expand_batch" in text
+
+
+class BatchMask(nn.Module):
+    def forward(self, x):
+        return x + x.new_zeros(x.shape[0], 4)
 
 
 class SampleAssign(nn.Module):
@@ -114,7 +124,7 @@ class SampleAssign(nn.Module):
 @pytest.mark.parametrize(
     ("model", "reason"),
     [
-        (BatchMask(), "`torch.zeros` of a size that follows the batch"),
+        (BatchMask(), "`Tensor.new_zeros` of a size that follows the batch"),
         (SampleAssign(), "item assignment into the batch dim has no spec op"),
     ],
 )

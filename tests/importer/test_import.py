@@ -168,7 +168,7 @@ def test_in_place_methods_change_what_later_reads_see() -> None:
             toys.Zipped,
             (
                 "{m}.Zipped: forward calls the items of nn.ModuleList `attn` in a loop that calls `mlp.0` "
-                "inside it: the loop is written as a group named after the list, which gives one value and holds no other module; make each item a module that does the whole step (a block)"
+                "inside it: the loop is written as a group named after the list, which holds no other module; make each item a module that does the whole step (a block)"
             ),
         ),
         (

@@ -1,4 +1,6 @@
-"""``nn.Sequential`` -> a group (children named 0, 1, ... by position), or a ``repeat``.
+"""``nn.Sequential`` -> a group (children named 0, 1, ... by position), or a ``repeat``; a module
+calling its numbered children, or holding one of its own class (timm's DlaTree), -> a group too,
+taking the tensors it is given by their outer names and giving one value or its ``outputs``.
 
 A group whose children are all the same block, with arguments that change only at the first
 copy (torchvision's stages: stride 2 and a projection in block 0, stride 1 after), is written

@@ -150,3 +150,53 @@ def test_keyword_inputs_go_to_every_repeated_copy() -> None:
     assert c.graph.nodes[0].inputs == ["x", "pad"]
     code = c.module.enc.code
     assert code.count("src_key_padding_mask = pad") == 2
+
+
+# ---- a group giving several values ----------------------------------------------------------------
+
+PAIR = """\
+name: t
+inputs: {x: [4]}
+nodes:
+  - pair:
+      - Linear: {out_features: 4}
+      - ReLU
+      - side: {Linear: {out_features: 3}, from: x}
+    outputs: ['1', side]
+  - first: {item: 0}
+  - head: {Linear: {out_features: 3}}
+  - second: {item: 1, from: pair}
+  - add: [head, second]
+"""
+
+
+class Pair(nn.Module):
+    """What PAIR says, by hand: a Sequential-like child giving two values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair = nn.ModuleDict({"0": nn.Linear(4, 4), "1": nn.ReLU(), "side": nn.Linear(4, 3)})
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = self.pair["1"](self.pair["0"](x)), self.pair["side"](x)  # (B, 4), (B, 3)
+        return self.head(first) + second
+
+
+def test_a_group_with_outputs_gives_a_tuple_read_by_item() -> None:
+    c = _compile(PAIR)
+    reference = Pair()
+    c.module.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        assert_close(c.module(x), reference(x))
+    assert c.graph.node("pair").shape == "((B, 4), (B, 3))"
+    assert "return (relu_1, side)" in c.module.pair.code
+
+
+def test_outputs_belong_on_a_group_and_name_its_nodes() -> None:
+    with pytest.raises(SpecError) as err:
+        _compile(PAIR.replace("    outputs: ['1', side]\n", "    outputs: ['1', sid]\n"))
+    assert str(err.value).startswith("t.yaml:") and "`sid`" in str(err.value)
+    with pytest.raises(SpecError, match="only a group has `outputs`"):
+        _compile("name: t\ninputs: {x: [4]}\nnodes:\n  - relu: ReLU\n    outputs: [relu]\n")

@@ -69,16 +69,6 @@ def test_a_module_calling_its_numbered_children_is_a_group_keeping_their_keys() 
     assert "      - interpolate: {interpolate: {size: [8, 8], mode: bilinear, align_corners: false}}\n" in text
 
 
-def test_a_module_calling_its_numbered_children_and_giving_two_values_is_refused() -> None:
-    model = Segmenter({"0": "low", "2": "out"})
-    with pytest.raises(SpecError) as e:
-        spec_from_module(model, {"x": (3, 8, 8)}, name="m", label="m")
-    assert str(e.value) == (
-        "m: backbone: forward calls its children by number (`0`, ...) and returns 2 values: a module that does is "
-        "written as a group (its children keep their keys by position), which takes one tensor and gives one"
-    )
-
-
 class NormActs(nn.Module):
     """timm's DenseTransition: a Sequential whose children are read as several nodes each (a
     BatchNormAct2d: the norm, then its activation), first, inside and last."""

@@ -29,7 +29,20 @@ from ..nodes.names import all_op_names, op_kind
 # The registries (layers, ops, zoo) are imported where a node is read, not here: they import
 # torch, and the spec models (and `netspec schema`) must not.
 
-NODE_KEYS = ("name", "op", "args", "from", "when", "else", "repeat", "freeze", "tie", "training_only", "nodes")
+NODE_KEYS = (
+    "name",
+    "op",
+    "args",
+    "from",
+    "when",
+    "else",
+    "repeat",
+    "freeze",
+    "tie",
+    "training_only",
+    "nodes",
+    "outputs",
+)
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: `$` would let a trailing newline through
 # A node name: an identifier, or identifiers joined by `-` (`block1-0`), as PyTorch lets a module
 # name its children (torchvision's RegNet does), so an imported model keeps its state_dict keys.

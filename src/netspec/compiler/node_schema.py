@@ -132,6 +132,7 @@ def node_json_schema() -> dict[str, Any]:
         "op": {"type": "string", "description": "layer, op, block or model name, in the explicit form"},
         "args": _ANY_ARGS,
         "nodes": {"type": "array", "items": _NODE, "description": "a group's nodes (op: Sequential)"},
+        "outputs": {"type": "array", "items": {"type": "string"}, "description": "a group's values, read by `item`"},
     }
     named = {"description": "node name: {LayerName: args}, a layer name, or a list of nodes (a group)", **_NAMED_BODY}
     # timm's models are not listed: the schema must not depend on an optional package

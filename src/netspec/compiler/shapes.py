@@ -375,12 +375,12 @@ class _Inferer:
         return out
 
     def group(self, d: DagNode, ins: list[Probe], kw: dict[str, Probe], env: dict[str, Any]) -> TypedNode:
-        """A chain of nodes as one sub-module; inside, its inputs (`from: [x, pos]`) keep their names."""
+        """A chain of nodes as one sub-module; its inputs (`from: [x, pos]`) keep their names inside."""
         self._arity(d, len(ins), 1, None)
         sources = _positional(d)
         assert d.spec.nodes is not None
         inner = [inner_name(s) for s in sources]  # a Python name; `0` (a numbered node's) would clash
-        dag = resolve(d.spec.nodes, inner, None, env, self.blocks, d.path, self.block_inputs, numbered=True)
+        dag = resolve(d.spec.nodes, inner, d.spec.outputs, env, self.blocks, d.path, self.block_inputs, numbered=True)
         sub = self.infer(dag, dict(zip(inner, ins)), env, d.name, "tuple")
         out = sub.output_probe()
         return TypedNode(

@@ -125,7 +125,7 @@ def group_nodes(node: Any) -> tuple[tuple[str, ...], list[Any]] | None:
     if isinstance(node.get("nodes"), list):
         return ("nodes",), node["nodes"]
     for key, value in node.items():
-        if isinstance(value, list) and key not in ("from", "freeze"):
+        if isinstance(value, list) and key not in ("from", "freeze", "outputs"):
             return (key,), value
         if isinstance(value, dict) and isinstance(value.get("Sequential"), list):
             return (key, "Sequential"), value["Sequential"]

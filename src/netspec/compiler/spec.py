@@ -90,6 +90,7 @@ class NodeSpec(SpecModel):
             "keep their names inside."
         ),
     )
+    outputs: list[str] | None = Field(None, min_length=1, description="A group's values by name; read by `item`.")
 
     @field_validator("args")
     @classmethod
@@ -119,10 +120,9 @@ class NodeSpec(SpecModel):
                 "`else` names what this node stands for when its `when` is false: the node needs a name and a `when`",
                 {"subpath": ["else"]},
             )
-        if (self.nodes is not None) != (self.op == GROUP_OP):
-            raise PydanticCustomError(
-                "node_form", "a group is `{op}` with its `nodes` (or `name: [node, ...]`)", {"op": GROUP_OP}
-            )
+        if (self.nodes is not None) != (self.op == GROUP_OP) or (self.outputs and self.nodes is None):
+            what = "a group is `{op}` with its `nodes` (or `name: [node, ...]`); only a group has `outputs`"
+            raise PydanticCustomError("node_form", what, {"op": GROUP_OP})
         return self
 
     @model_serializer(mode="wrap")
@@ -133,7 +133,7 @@ class NodeSpec(SpecModel):
         else:
             body = {self.op: self.args if self.args is not None else {}}
         out: dict[str, Any] = {self.name: body} if self.name else dict(body)
-        for key in ("from_", "when", "else_", "repeat", "freeze", "tie", "training_only"):
+        for key in ("from_", "when", "else_", "repeat", "freeze", "tie", "training_only", "outputs"):
             value = getattr(self, key)
             if value is not None:
                 out[key.rstrip("_")] = value

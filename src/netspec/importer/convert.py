@@ -24,7 +24,7 @@ from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import assign, attention, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
+from . import assign, attention, groups, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .again import fixed_args, same_as_node
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
@@ -113,7 +113,9 @@ def _first(loop: Loop | Refused) -> fx.Node:
 class Converter:
     """Converts one traced custom (or Sequential) module call; see the module docstring."""
 
-    def __init__(self, traced: Traced, hoisted: Set[str] = frozenset(), input_name: str | None = None) -> None:
+    def __init__(
+        self, traced: Traced, hoisted: Set[str] = frozenset(), input_name: str | list[str] | None = None
+    ) -> None:
         assert traced.graph is not None
         self.graph: fx.Graph = traced.graph
         self.t, self.hoisted = traced, set(hoisted)
@@ -131,7 +133,8 @@ class Converter:
         self.holders: dict[str, list[str]] = {}  # child read, not called -> its holder's outputs (_held)
         own = {n for n, _ in self.module.named_parameters(recurse=False)} | set(self.module._buffers)
         self.namer = Namer({n for n, _ in self.module.named_children()} | own)
-        self.input_name = input_name  # the one input's name, given: a group's input keeps its outer name
+        self.input_name = input_name  # given: a group's inputs keep their outer names (one, or one a tensor)
+        self.unread_given: set[str] = set()  # nodes given to an argument forward never reads
         self.keyed: set[str] = set()  # children whose calls are nodes at their keys (loops.keyed_heads)
 
     def run(self) -> Body:
@@ -151,6 +154,7 @@ class Converter:
             elif n not in done:
                 getattr(self, f"_{n.op}")(n)
         self._check_unused()
+        self.nodes = groups.without_unread(self.nodes, self.unread_given, self.outputs)
         return Body(self.module, self.t.path, self.inputs, self.nodes, self.outputs, self.notes, self.output_keys)
 
     def _is_tensor(self, n: fx.Node) -> bool:
@@ -169,11 +173,18 @@ class Converter:
     # ---- fx node kinds -----------------------------------------------------------------
 
     def _placeholder(self, n: fx.Node) -> None:
-        if self.input_name:  # every input is the one tensor the caller gives
-            if self.input_name not in self.inputs:
-                self.inputs.append(self.input_name)
-                self.namer.taken.add(self.input_name)
-            self.env[n] = Ref(self.input_name, self.values(n))
+        if self.where and str(n.target) in groups.unread(self.t):  # not given (DlaTree's `shortcut`, set anew)
+            return
+        given = self.input_name
+        if isinstance(given, list) and str(n.target) not in self.t.literal:  # the k-th tensor the caller gives
+            k = groups.given_before(self.t, n)
+            given = given[k] if k < len(given) else None
+        if isinstance(given, str):  # every input is the one tensor the caller gives
+            name = given
+            if name not in self.inputs:
+                self.inputs.append(name)
+                self.namer.taken.add(name)
+            self.env[n] = Ref(name, self.values(n))
             return
         wish = str(n.target).lstrip("*")
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
@@ -362,7 +373,8 @@ class Converter:
     def _loop(self, loop: Loop) -> None:
         """An unrolled loop over nn.ModuleList ``head`` (``loops.py``) -> one group named ``head``:
         its items first, unnamed (named 0, 1, ... by position: their keys), then the ops between
-        them, named; the group's value is its last node (an ``Identity`` where that is an item).
+        them, named; the group's value is its last node (an ``Identity`` where that is an item), or
+        the tuple of its ``outputs`` where the loop gives several, each read by an ``item`` node.
         The values it reads from before it are its inputs, by the names they have outside."""
         outer = {s: self.env[s] for s in loop.sources}
         tensors = {s: v.source if isinstance(v, Pieces) else v for s, v in outer.items()}  # a split's: read inside
@@ -385,19 +397,25 @@ class Converter:
                 raise ImportFailed(
                     f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
                 )
-            out = self.env[loop.out]
-            if not isinstance(out, Ref):
+            outs = [self.env[o] for o in loop.outs]
+            if not all(isinstance(out, Ref) for out in outs):
                 raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
             last = self.nodes[-1].name if self.nodes else str(len(items) - 1)  # the group's value, as it is
-            if out.name != last:
-                self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [out.name]))
+            if len(outs) == 1 and outs[0].name != last:
+                self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [outs[0].name]))
             ops = self.nodes
         finally:
             self.nodes, self.namer = outer_nodes, outer_namer
             self.env.update(outer)
         self.namer.taken.add(loop.head)
-        self.nodes.append(SNode(GROUP_OP, loop.head, None, names, nodes=[*items, *ops]))
-        self.env[loop.out] = Ref(loop.head, self.values(loop.out))
+        several = [o.name for o in outs] if len(outs) > 1 else None  # a tuple, each read by `item`
+        self.nodes.append(SNode(GROUP_OP, loop.head, None, names, nodes=[*items, *ops], outputs=several))
+        for k, o in enumerate(loop.outs):
+            value = Ref(loop.head, self.values(o))
+            if several:
+                self.nodes.append(SNode("item", self.namer.fresh(f"{loop.head}_{k}"), {"index": k}, [loop.head]))
+                value = Ref(str(self.nodes[-1].name), value.meta)
+            self.env[o] = value
 
     def _item(self, n: fx.Node, k: int, head: str) -> SNode:
         """Item ``k`` of a loop's list, as an unnamed node of its group with its inputs written out."""
@@ -521,8 +539,10 @@ class Converter:
                 out.update({f"{key}_{k}": v for k, v in enumerate(value) if v is not None})
             elif key in sub.batch_args:  # `pos_embed(B, H, W)`: given the tensor whose batch B is
                 out[key] = batch_source(self, value, key, sub)
-            elif key not in sub.literal:
+            elif key not in sub.literal and key not in groups.unread(sub):
                 out[key] = value
+            elif isinstance(value, Ref):  # given but never read: its node may be left unused
+                self.unread_given.add(value.name)
         return out
 
     def _hoisted_cat(self, n: fx.Node) -> bool:
@@ -568,15 +588,20 @@ def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
     hoisted = hoist_lists(name, sub, bound, parent)
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
     numbered = sub.kind == "custom" and _calls_numbered(sub)
-    inner = None  # a group's input keeps its outer name (as shapes.group names it)
-    if numbered and refs and len({r.name for r in refs}) == 1:  # one tensor, maybe given twice (`f(x, [x])`)
-        inner = inner_name(refs[0].name)
+    recursive = sub.kind == "custom" and groups.contains_itself(sub.module)  # written out as a group, level by level
+    inner: str | list[str] | None = None  # a group's inputs keep their outer names (as shapes.group names them)
+    if (numbered or recursive) and refs:  # one tensor maybe given twice (`f(x, [x])`), or several
+        refs = groups.unclashed(refs, sub.module, parent.nodes, parent.namer.fresh)
+        names = [inner_name(r.name) for r in refs]
+        inner = names[0] if len(set(names)) == 1 else names
     body = Converter(sub, set(hoisted), inner).run()
     parent.notes.extend(body.notes)
     if sub.kind == "sequential":
         return group_node(name, body, refs)
     if numbered:
         return numbered_group(name, body, refs, sub)
+    if recursive:
+        return groups.recursive_group(name, body, refs)
     return _block_use(name, *_drop_unread(body, refs))
 
 

@@ -109,6 +109,7 @@ def _extra_keys(node: SNode, previous: str | None) -> dict[str, Any]:
         ("when", node.when),
         ("else", node.else_),
         ("training_only", node.training_only),
+        ("outputs", node.outputs),
     ):
         if value is not None:
             extra[key] = value

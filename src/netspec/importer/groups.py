@@ -1,4 +1,6 @@
-"""``nn.Sequential`` -> a group (children named 0, 1, ... by position), or a ``repeat``.
+"""``nn.Sequential`` -> a group (children named 0, 1, ... by position), or a ``repeat``; a module
+calling its numbered children, or holding one of its own class (timm's DlaTree), -> a group too,
+taking the tensors it is given by their outer names and giving one value or its ``outputs``.
 
 A group whose children are all the same block, with arguments that change only at the first
 copy (torchvision's stages: stride 2 and a projection in block 0, stride 1 after), is written
@@ -7,7 +9,10 @@ as one node with ``repeat: N`` and the argument as an expression of the copy's i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from torch import fx, nn
 
 from ..compiler import keys
 from ..compiler.node_forms import NODE_NAME
@@ -67,9 +72,10 @@ def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Resul
     """A module whose forward calls its children named by number (``for mod in self: x = mod(x)``:
     torchvision's ASPPPooling, IntermediateLayerGetter) -> a group: its children first, unnamed, so
     they keep their keys (``0``, ``1``, ...), then its ops, named, with their inputs written out;
-    the group's value is its last node (an ``Identity`` where the value is another's).
+    the group's value is its last node (an ``Identity`` where the value is another's), or the
+    tuple of its ``outputs`` where forward returns several; the tensors it is given are its inputs.
 
-    >>> from torch import nn
+    >>> from torch import fx, nn
     >>> pool = Traced("pool", nn.Sequential(nn.ReLU()), "custom")
     >>> body = Body(pool.module, "pool", ["x"], [SNode("ReLU", "0", None, ["x"]), SNode("mul", "mul", None, ["0", "x"])], ["mul"])
     >>> [(n.name, n.op, n.inputs) for n in numbered_group("pool", body, [Ref("x", (None, None))], pool).nodes]
@@ -80,19 +86,42 @@ def numbered_group(name: str, body: Body, refs: list[Ref], sub: Traced) -> Resul
     first = (stateful or [n.name for n in numbered])[0] or ""
     if [n.name for n in numbered] != [str(k) for k in range(len(numbered))]:
         raise numbered_child(sub, first)
-    given = len({r.name for r in refs})
-    if given != 1 or body.inputs != [inner_name(refs[0].name)] or len(body.outputs) != 1:
-        what = f"returns {len(body.outputs)} values" if given == 1 else f"takes {given} tensors"
+    ops = [n for n in body.nodes if n not in numbered]
+    return _group_of(
+        name, body, refs, [n.copy(name=None) for n in numbered], ops, f"calls its children by number (`{first}`, ...)"
+    )
+
+
+def recursive_group(name: str, body: Body, refs: list[Ref]) -> SNode:
+    """A call of a module whose class holds one of its own (timm's DlaTree, a tree of trees) -> a
+    group: a block cannot hold itself, so each level is written out where it is used, its nodes
+    named as forward names them (its children keep their keys); the innermost level, which holds
+    none of its class, is a block as usual.
+
+    >>> from torch import fx, nn
+    >>> body = Body(nn.ReLU(), "tree", ["x"], [SNode("ReLU", "relu", None, ["x"])], ["relu"])
+    >>> g = recursive_group("tree", body, [Ref("x", (None, None))])
+    >>> g.op, g.inputs, [n.name for n in g.nodes or []]
+    ('Sequential', ['x'], ['relu'])
+    """
+    return _group_of(name, body, refs, [], list(body.nodes), "holds a module of its own class")
+
+
+def _group_of(name: str, body: Body, refs: list[Ref], children: list[SNode], ops: list[SNode], what: str) -> SNode:
+    """The group of a body: ``children`` (unnamed), then ``ops`` (named, inputs written out); its
+    value is its last node (an ``Identity`` where the value is another's), or the tuple of its
+    ``outputs`` where forward returns several; the tensors it is given are its inputs."""
+    sources = list(dict.fromkeys(r.name for r in refs))  # each tensor given once, in order
+    if body.inputs != [inner_name(r) for r in sources]:
         raise ImportFailed(
-            f"forward calls its children by number (`{first}`, ...) and {what}: a module that does is "
-            "written as a group (its children keep their keys by position), which takes one tensor and gives one",
+            f"forward {what} and reads its {len(sources)} tensors other than one input each: such a module "
+            "is written as a group, whose inputs keep their outer names",
             where=body.path,
         )
-    ops = [n for n in body.nodes if n not in numbered]
-    if not ops or ops[-1].name != body.outputs[0]:
-        ops.append(SNode("Identity", _fresh_out({n.name for n in body.nodes}), None, [body.outputs[0]]))
-    nodes = [n.copy(name=None) for n in numbered] + ops
-    return SNode(GROUP_OP, name, None, [refs[0].name], nodes=nodes)
+    if len(body.outputs) == 1 and (not ops or ops[-1].name != body.outputs[0]):
+        ops = [*ops, SNode("Identity", _fresh_out({n.name for n in body.nodes}), None, [body.outputs[0]])]
+    several = body.outputs if len(body.outputs) > 1 else None  # a tuple, read by `item`
+    return SNode(GROUP_OP, name, None, sources, nodes=children + ops, outputs=several)
 
 
 def _fresh_out(taken: set[str | None]) -> str:
@@ -179,3 +208,75 @@ def _literal(value: Any) -> str:
     if value is None:
         return "None"
     return repr(value)
+
+
+def unread(sub: Traced) -> set[str]:
+    """The tensor arguments a module's forward never reads (timm's DlaTree sets `shortcut` anew):
+    a block or group is not given them, since a spec input must be used."""
+    assert sub.graph is not None
+    lists = {f"{k}_{i + 1}" for k, n in sub.flat.items() for i in range(n)}  # fx's names of a list's items
+    return {
+        str(n.target)
+        for n in sub.graph.nodes
+        if n.op == "placeholder" and not n.users and str(n.target) not in lists and n.target not in sub.flat
+    }
+
+
+def unclashed(refs: list[Ref], module: nn.Module, nodes: list[SNode], fresh: Callable[[str], str]) -> list[Ref]:
+    """The tensors a group is given, each under a name none of its nodes has: inside, an input keeps
+    its outer name, so one named like a child (a tree's `tree1` given to its `tree2`) is given under
+    a new one, an ``Identity`` added to ``nodes`` (the caller's).
+
+    >>> nodes = []
+    >>> [r.name for r in unclashed([Ref("tree1", (None, None))], nn.Module(), nodes, lambda w: w)]
+    ['tree1']
+    """
+    own = {*module._modules, *module._parameters, *module._buffers}
+    renamed: dict[str, str] = {}
+    for ref in refs:
+        if inner_name(ref.name) in own and ref.name not in renamed:  # a tensor given twice: one node
+            renamed[ref.name] = fresh(f"{ref.name}_given")
+            nodes.append(SNode("Identity", renamed[ref.name], None, [ref.name]))
+    return [Ref(renamed[r.name], r.meta) if r.name in renamed else r for r in refs]
+
+
+def given_before(traced: Traced, n: fx.Node) -> int:
+    """How many placeholders of tensors the caller gives come before ``n`` in ``traced``'s graph."""
+    assert traced.graph is not None
+    skip = {*traced.literal, *unread(traced)}
+    given = [m for m in traced.graph.nodes if m.op == "placeholder" and str(m.target) not in skip]
+    return given.index(n)
+
+
+def contains_itself(module: nn.Module) -> bool:
+    """Whether a module holds another of its own class (timm's DlaTree): no block can be it."""
+    return any(type(m) is type(module) for m in module.modules() if m is not module)
+
+
+def without_unread(nodes: list[SNode], given: set[str], outputs: list[str]) -> list[SNode]:
+    """``nodes`` less the stateless ones (an ``Identity``, an op) that were computed only for an
+    argument forward never reads (DlaTree's ``project`` given as ``shortcut``), so none is left unused.
+
+    >>> nodes = [SNode("Identity", "project", None, ["x"]), SNode("ReLU", "relu", None, ["x"])]
+    >>> [n.name for n in without_unread(nodes, {"project"}, ["relu"])]
+    ['relu']
+    """
+    from ..nodes.ops import OPS
+
+    def read(name: str) -> bool:
+        return name in outputs or any(name in _reads(n) or name in repr(n.args) for n in nodes if n.name != name)
+
+    dead = {
+        n.name
+        for n in nodes
+        if n.name in given and n.use is None and n.nodes is None and (n.op == "Identity" or n.op in OPS)
+    }
+    dead = {name for name in dead if name is not None and not read(name)}
+    return [n for n in nodes if n.name not in dead]
+
+
+def _reads(node: SNode) -> list[str]:
+    """The names a node reads."""
+    if isinstance(node.inputs, dict):
+        return [v for value in node.inputs.values() for v in ([value] if isinstance(value, str) else value)]
+    return list(node.inputs or [])

@@ -30,6 +30,7 @@ class SNode:
     when: str | None = None  # in a block: kept only when this parameter is true
     else_: str | None = None  # ... and otherwise its name stands for this input
     training_only: bool | None = None  # called only in training mode (`if self.training:`, an aux head)
+    outputs: list[str] | None = None  # a group's several values (a tuple), by its nodes' names
 
     def copy(self, **changes: Any) -> SNode:
         fields = {**self.__dict__, **changes}

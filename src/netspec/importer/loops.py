@@ -4,7 +4,8 @@ torch.fx unrolls ``for b in self.blocks: x = x + b(x)`` into the calls of ``bloc
 ``blocks.1``, ... with the ops of each step between them. Such a stretch of the graph becomes
 one group named after the list (``convert.py``): its items are its unnamed nodes, so they keep
 their state_dict keys (``blocks.0.fc.weight``), and the ops between them are its named nodes.
-A group gives one value, so the stretch is chosen to give one value to what comes after; the
+The stretch is chosen to give one value to what comes after where one does, else several (the
+group's ``outputs``, read by ``item``: HRNet's ``[t(x) for t in self.transition1]``); the
 values it reads from before it are the group's inputs (a parameter read inside it, VOLO's
 ``pos_embed``, is read before it and given too); where no stretch does, the loop is refused
 with the reason. A plain chain (``x = b(x)``) is left to the converter's own path,
@@ -37,7 +38,7 @@ class Loop:
     nodes: tuple[fx.Node, ...]  # in graph order, one stretch
     items: tuple[fx.Node, ...]  # the call of item k, at k
     sources: tuple[fx.Node, ...]  # the tensors from before the loop that it reads: the group's inputs
-    out: fx.Node  # the one tensor of the loop read after it
+    outs: tuple[fx.Node, ...]  # the tensors of the loop read after it: the group's value, or its outputs
     before: tuple[fx.Node, ...] = ()  # parameters read inside it: read before it, each an input
 
 
@@ -173,7 +174,7 @@ def _loop(
     step = [_key(n, head) for n in order[first + 1 : pos[items[1]]]] if len(items) > 1 else []
     after = _matched(order[last + 1 :], step, head)
     before = _matched(order[:first][::-1], step[::-1][: len(step) - after], head)
-    reason = ""
+    reason, several = "", None
     tried = [(before, after), (0, after), (before, 0), (0, 0)]
     tried += [(b, a + more) for more in (1, 2, 3) for b, a in tried[:2]]  # and what joins the items' values: a cat
     for b, a in dict.fromkeys(tried):
@@ -181,15 +182,20 @@ def _loop(
         params = tuple(n for n in stretch if n.op == "get_attr" and _is_parameter(module, str(n.target)))
         stretch = [n for n in stretch if n not in params]
         found = _ends(stretch, head, module, is_tensor)
-        if isinstance(found, tuple):
-            sources, out = found
-            return Loop(head, tuple(stretch), tuple(items), sources, out, params)
-        reason = reason or found
+        if isinstance(found, str):
+            reason = reason or found
+            continue
+        loop = Loop(head, tuple(stretch), tuple(items), *found, params)
+        if len(loop.outs) == 1:
+            return loop
+        several = several or loop  # a stretch giving one value is the simpler group, if there is one
+    if several is not None:
+        return several
     if reason.startswith("calls "):  # no group, but each call a node at its key (keyed_heads)
         return Refused(items[0], ImportFailed(reason, where=where), head)
     error = ImportFailed(
         f"forward calls the items of nn.ModuleList `{head}` in a loop that {reason}: the loop is "
-        "written as a group named after the list, which gives one value and holds no other module",
+        "written as a group named after the list, which holds no other module",
         where=where,
         hint="make each item a module that does the whole step (a block)",
     )
@@ -216,9 +222,9 @@ def _matched(nodes: list[fx.Node], keys: list[tuple[str, str]], head: str) -> in
 
 def _ends(
     stretch: list[fx.Node], head: str, module: nn.Module, is_tensor: Callable[[fx.Node], bool]
-) -> tuple[tuple[fx.Node, ...], fx.Node] | str:
-    """(the tensors the stretch reads from before it, the one it gives to what comes after), or
-    why it is no group: what it gives besides, or what it calls that is no item."""
+) -> tuple[tuple[fx.Node, ...], tuple[fx.Node, ...]] | str:
+    """(the tensors the stretch reads from before it, those it gives to what comes after), or
+    why it is no group: what it reads or calls that is no item."""
     inside = set(stretch)
     for n in stretch:
         if n.op == "get_attr":
@@ -229,9 +235,9 @@ def _ends(
                 return f"calls `{n.target}` inside it"
     sources = dict.fromkeys(m for n in stretch for m in n.all_input_nodes if m not in inside and is_tensor(m))
     outs = [n for n in stretch if is_tensor(n) and any(u not in inside for u in n.users)]
-    if len(outs) != 1:
-        return f"gives {len(outs)} values to what comes after it ({', '.join(m.name for m in outs)})"
-    return tuple(sources), outs[0]
+    if not outs:
+        return "gives nothing to what comes after it"
+    return tuple(sources), tuple(outs)
 
 
 def _is_parameter(module: nn.Module, target: str) -> bool:

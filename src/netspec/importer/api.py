@@ -67,8 +67,8 @@ def _import(
     check: bool,
     max_params: int | None = None,
 ) -> Imported:
+    from .kinds import is_layer
     from .load import MAX_PARAMS, build, input_dtypes, input_shapes, load_callable, parse_target
-    from .trace import is_layer
 
     fn = load_callable(target, allow_imports)
     model = build(fn, args, target, max_params or MAX_PARAMS).eval()
@@ -124,7 +124,8 @@ def _spec_from_module(
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
-    from .trace import is_layer, pins, trace_model
+    from .kinds import is_layer
+    from .trace import pins, trace_model
 
     model = model.eval()
     if is_layer(model):

@@ -45,7 +45,9 @@ def _put(c: Call, tensor: Ref, index: Any, value: Any) -> Result:
 _FILL = {"zeros": 0, "ones": 1}
 
 
-@handles("Tensor.new_zeros", "Tensor.new_ones", "Tensor.new_full", "torch.full")  # torch.zeros, ones: tensor_ops._filled
+@handles(
+    "Tensor.new_zeros", "Tensor.new_ones", "Tensor.new_full", "torch.full"
+)  # torch.zeros, ones: tensor_ops._filled
 def _new(c: Call, *args: Any, **kwargs: Any) -> Result:
     """A tensor of one number with a shape from sizes: a Buffer node (its shape and dtype are the
     traced value's), where the shape does not follow the batch size."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import keyword
-import re
 from collections.abc import Set
 from dataclasses import replace
 from typing import Any
@@ -20,52 +19,31 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..compiler.graph import RESERVED_NAMES
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
 from . import assign, attention, groups, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .again import fixed_args, same_as_node
+from .block_use import block_use, calls_numbered, drop_unread
 from .buffers import holder_node, init_of, read_tensor
 from .call import Call, Result
 from .concrete import put
-from .errors import ImportFailed, class_path
+from .errors import ImportFailed
 from .functions import call_name, convert_call
 from .groups import group_node, inner_name, numbered_child, numbered_group
-from .ir import BatchSize, Body, Pieces, Ref, SNode, has_state
+from .ir import BatchSize, Body, Namer, Pieces, Ref, SNode, has_state
+from .kinds import same_padded
 from .layer_args import node_args
 from .loops import Loop, Refused, check_keys_called, find_loops, keyed_heads
 from .norm_act import norm_act_nodes, norm_base
 from .passing import batch_source, batch_value, constant, has_tensor, size_source, tuple_items, with_sizes
 from .pieces import hoist_lists
 from .same_pad import same_conv_nodes
-from .trace import META, TRAINING_ONLY, TensorMeta, Traced, same_padded
+from .trace import META, TRAINING_ONLY, TensorMeta, Traced
 
 # Flags a layer's forward takes that change nothing the spec keeps (MultiheadAttention's
 # need_weights=False only skips returning the weights, which nothing then reads).
 IGNORED_FLAGS = {"need_weights"}
-
-
-class Namer:
-    """Unique identifiers in one body: wishes are kept when free, else numbered."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self.taken = set(taken)
-
-    def fresh(self, wish: str) -> str:
-        """``relu`` -> ``relu`` or ``relu_1``; never a Python keyword or a module attribute.
-
-        >>> Namer({"relu"}).fresh("relu"), Namer(set()).fresh("to"), Namer(set()).fresh("layer1.0")
-        ('relu_1', 'to_1', 'layer1_0')
-        """
-        base = re.sub(r"\W", "_", wish) or "node"
-        base = base if not base[0].isdigit() else f"n{base}"
-        name, i = base, 0
-        while name in self.taken or name in RESERVED_NAMES or keyword.iskeyword(name):
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
 
 
 def _plain(value: Any) -> Any:
@@ -587,7 +565,7 @@ def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
     """A call of a custom module or a Sequential, given its tensor arguments by parameter name."""
     hoisted = hoist_lists(name, sub, bound, parent)
     refs = [bound[k] if k not in hoisted else hoisted[k] for k in bound]
-    numbered = sub.kind == "custom" and _calls_numbered(sub)
+    numbered = sub.kind == "custom" and calls_numbered(sub)
     recursive = sub.kind == "custom" and groups.contains_itself(sub.module)  # written out as a group, level by level
     inner: str | list[str] | None = None  # a group's inputs keep their outer names (as shapes.group names them)
     if (numbered or recursive) and refs:  # one tensor maybe given twice (`f(x, [x])`), or several
@@ -602,45 +580,4 @@ def _module_node(name: str, sub: Traced, bound: dict[str, Any], parent: Converte
         return numbered_group(name, body, refs, sub)
     if recursive:
         return groups.recursive_group(name, body, refs)
-    return _block_use(name, *_drop_unread(body, refs))
-
-
-def _drop_unread(body: Body, refs: list[Ref]) -> tuple[Body, list[Ref]]:
-    """A module's tensor arguments after the first that its forward never reads (GCViT's local
-    attention is given the global query too) are no inputs of its block, nor of the node using it."""
-    text = repr([(n.inputs, n.args, n.nodes, n.when, n.else_) for n in body.nodes])  # the names nodes read, nested too
-    kept = [
-        k
-        for k, i in enumerate(body.inputs)
-        if k == 0 or i in body.outputs or re.search(rf"(?<![\w.]){re.escape(i)}(?![\w])", text)
-    ]
-    if len(kept) == len(body.inputs) or len(refs) != len(body.inputs):
-        return body, refs
-    body.inputs = [body.inputs[k] for k in kept]
-    return body, [refs[k] for k in kept]
-
-
-def _calls_numbered(sub: Traced) -> bool:
-    """Whether a module's forward calls children named by number (``for mod in self``)."""
-    assert sub.graph is not None
-    return any(n.op == "call_module" and str(n.target).isdigit() for n in sub.graph.nodes)
-
-
-def _block_use(name: str, body: Body, refs: list[Ref]) -> Result:
-    """A node using a custom module's body; a stateless body of one node is written inline, and
-    one that returns its input is no node at all."""
-    if not body.stateful and len(body.outputs) == 1:
-        if body.outputs[0] in body.inputs and not body.nodes:
-            return refs[body.inputs.index(body.outputs[0])]
-        if len(body.nodes) == 1 and body.nodes[0].use is None and body.nodes[0].nodes is None:
-            node = body.nodes[0]
-            rename = dict(zip(body.inputs, (r.name for r in refs)))
-            inputs = (
-                [rename[i] for i in node.inputs]
-                if isinstance(node.inputs, list)
-                else {k: rename[v] for k, v in (node.inputs or {}).items()}
-            )
-            return node.copy(name=name, inputs=inputs)
-    return SNode(
-        type(body.module).__name__, name, None, [r.name for r in refs], use=body, comment=class_path(body.module)
-    )
+    return block_use(name, *drop_unread(body, refs))

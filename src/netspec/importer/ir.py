@@ -7,11 +7,14 @@ into a block and the uses into block nodes with parameters.
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from ..compiler.graph import RESERVED_NAMES
 from .trace import TensorMeta
 
 
@@ -109,3 +112,25 @@ class Pieces:
     dim: int
     spans: tuple[tuple[int, int], ...]  # (start, length) of each piece along `dim`
     drop_dim: bool  # unbind: the pieces lose `dim` (select); split: they keep it (narrow)
+
+
+class Namer:
+    """Unique identifiers in one body: wishes are kept when free, else numbered."""
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = set(taken)
+
+    def fresh(self, wish: str) -> str:
+        """``relu`` -> ``relu`` or ``relu_1``; never a Python keyword or a module attribute.
+
+        >>> Namer({"relu"}).fresh("relu"), Namer(set()).fresh("to"), Namer(set()).fresh("layer1.0")
+        ('relu_1', 'to_1', 'layer1_0')
+        """
+        base = re.sub(r"\W", "_", wish) or "node"
+        base = base if not base[0].isdigit() else f"n{base}"
+        name, i = base, 0
+        while name in self.taken or name in RESERVED_NAMES or keyword.iskeyword(name):
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name

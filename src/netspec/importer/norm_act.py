@@ -17,7 +17,8 @@ from torch import fx, nn
 
 from .errors import ImportFailed, class_path
 from .ir import Ref, SNode, has_state
-from .trace import Traced, is_layer, norm_base
+from .kinds import is_layer, norm_base
+from .trace import Traced
 
 if TYPE_CHECKING:
     from .convert import Converter

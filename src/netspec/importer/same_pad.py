@@ -7,7 +7,7 @@ is ``max((ceil(i / s) - 1) * s + (k - 1) * d + 1 - i, 0)``, the first half (roun
 At stride 1 that is ``(k - 1) * d`` at every size: an even one is the ``Conv2d``'s own
 ``padding``, an odd one (an even kernel) a ``pad: [left, right, top, bottom]`` node first. At a
 larger stride it depends on the input size, so it is written at the traced size and the spec is
-pinned there (``trace.same_padded``). The ``Conv2d`` is named after the module: its keys stay.
+pinned there (``kinds.same_padded``). The ``Conv2d`` is named after the module: its keys stay.
 """
 
 from __future__ import annotations

@@ -386,3 +386,35 @@ def test_an_item_of_a_list_at_keys_forward_never_calls_is_refused_naming_its_key
         "m: `convs.2.weight` is a state_dict key of a module forward (in eval mode) never calls: a spec "
         "cannot hold a module its forward does not use"
     )
+
+
+class RopeBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(x * rope)
+
+
+class GivenByName(nn.Module):
+    """DINOv3's `for blk in self.blocks: x = blk(x, rope=rope)`: a chain whose items read a second
+    tensor by name, which a repeat cannot pass on: each call a node at its key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rope = nn.Parameter(torch.randn(4))
+        self.blocks = nn.ModuleList(RopeBlock() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rope = self.rope.cos()
+        for blk in self.blocks:
+            x = blk(x, rope=rope)
+        return x
+
+
+def test_a_chain_whose_items_read_another_tensor_by_name_is_a_node_per_call_at_its_key() -> None:
+    torch.manual_seed(0)
+    text = _round_trip(GivenByName(), {"x": (5, 4)})
+    assert "  - blocks.0: {RopeBlock: {}}\n    from: [x, cos]\n" in text
+    assert "  - blocks.2: {RopeBlock: {}}\n    from: [blocks.1, cos]\n" in text

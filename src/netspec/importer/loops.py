@@ -119,7 +119,21 @@ def keyed_heads(graph: fx.Graph, module: nn.Module, loops: Sequence[Loop | Refus
             continue
         if None in indices or indices != list(range(len(getattr(module, head)))) or not _chained(items):
             keyed.add(head)
+        elif _given_by_name(items, module):  # DINOv3's `blk(x, rope=rope)`: each call reads both
+            keyed.add(head)
     return keyed
+
+
+def _given_by_name(items: Sequence[fx.Node], module: nn.Module) -> bool:
+    """Items that are no torch.nn layer given more tensors than the chained one, by name or in a
+    list (CrossViT's blocks take the list of its two branches; a repeat passes more on only as a
+    torch.nn layer's keyword inputs, a padding mask)."""
+    from .kinds import is_layer
+
+    return any(
+        not is_layer(module.get_submodule(str(n.target))) and len(n.all_input_nodes) > 1
+        for n in items
+    )
 
 
 def check_keys_called(graph: fx.Graph, module: nn.Module, keyed: set[str], where: str) -> None:

@@ -148,7 +148,7 @@ OP_EXAMPLES: dict[str, Example] = {
     # reductions and normalisations
     **{
         name: Example({"dim": [2, 3]}, [I((2, 4, 4))])
-        for name in ("mean", "sum", "amax", "amin", "logsumexp", "std", "var")
+        for name in ("mean", "sum", "amax", "amin", "logsumexp", "std", "var", "norm")
     },
     "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
     "group_norm": Example(2, [I((4, 3, 3))]),

@@ -157,3 +157,31 @@ def test_calls_that_would_mix_the_samples_are_refused_in_one_line(fn, line: str)
     with pytest.raises(SpecError) as info:
         spec_from_module(Calls(fn), {"x": (4, 6)}, name="m")
     assert line in str(info.value) and "\n" not in str(info.value)
+
+
+class ResponseNorm(nn.Module):
+    """ConvNeXt v2's (and CSATv2's) global response norm, channels last: a 2-norm over the
+    spatial dims, divided by its mean over channels, then ``torch.addcmul``'s affine."""
+
+    def __init__(self, channels: int = 6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(channels))
+        self.bias = nn.Parameter(torch.randn(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
+        x_g = x.norm(p=2, dim=(1, 2), keepdim=True)  # (B, 1, 1, C)
+        x_n = x_g / (x_g.mean(dim=-1, keepdim=True) + 1e-6)
+        return x + torch.addcmul(self.bias.view(1, 1, 1, -1), self.weight.view(1, 1, 1, -1), x * x_n)
+
+
+def test_a_norm_along_dims_and_addcmul_are_the_norm_mul_and_add_ops() -> None:
+    text = _round_trip(ResponseNorm(), (4, 5, 6))
+    assert "norm: {dim: [1, 2], p: 2.0, keepdim: true}" in text
+    assert "mul: [" in text
+
+
+def test_the_norm_op_is_torchs() -> None:
+    spec = "netspec: 1\nname: t\ninputs: {x: [3, 4]}\nnodes:\n  - n: {norm: {dim: 2, p: 3.0, keepdim: true}}\n"
+    module = compile_spec(load_spec(text=spec)).module
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(module(x), torch.norm(x, p=3.0, dim=2, keepdim=True))

@@ -117,9 +117,12 @@ def keyed_heads(graph: fx.Graph, module: nn.Module, loops: Sequence[Loop | Refus
         indices = [_item_of(n, module)[1] for n in items]
         if head in keyed | other:
             continue
-        if None in indices or indices != list(range(len(getattr(module, head)))) or not _chained(items):
-            keyed.add(head)
-        elif _given_by_name(items, module):  # DINOv3's `blk(x, rope=rope)`: each call reads both
+        if (
+            None in indices
+            or indices != list(range(len(getattr(module, head))))
+            or not _chained(items)
+            or _given_by_name(items, module)
+        ):
             keyed.add(head)
     return keyed
 
@@ -130,10 +133,7 @@ def _given_by_name(items: Sequence[fx.Node], module: nn.Module) -> bool:
     torch.nn layer's keyword inputs, a padding mask)."""
     from .kinds import is_layer
 
-    return any(
-        not is_layer(module.get_submodule(str(n.target))) and len(n.all_input_nodes) > 1
-        for n in items
-    )
+    return any(not is_layer(module.get_submodule(str(n.target))) and len(n.all_input_nodes) > 1 for n in items)
 
 
 def check_keys_called(graph: fx.Graph, module: nn.Module, keyed: set[str], where: str) -> None:

@@ -127,6 +127,29 @@ def _normalize(c: Call, input: Ref, p: float = 2.0, dim: int = 1, eps: float = 1
     return c.op("normalize", [input], dim=d, p=float(const(c, p, "a number")), eps=eps)
 
 
+@handles("torch.norm", "Tensor.norm")
+def _norm(c: Call, input: Ref, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Result:
+    """``x.norm(p=2, dim=(1, 2), keepdim=True)``: the norm op (a vector norm along dims that are not
+    the batch's; "fro" over one or two dims is the 2-norm)."""
+    order = 2.0 if p == "fro" else const(c, p, "a number")
+    if dim is None or dtype is not None or not isinstance(order, (int, float)):
+        raise ImportFailed("`norm` over every dim, of a named order or with a dtype has no spec op", where=c.where)
+    dims = _dims(c, input, dim, "norm")
+    return c.op(
+        "norm", [input], dim=dims if isinstance(dim, (list, tuple)) else dims[0], p=float(order), keepdim=keepdim
+    )
+
+
+@handles("torch.addcmul", "Tensor.addcmul")
+def _addcmul(c: Call, input: Ref, tensor1: Ref, tensor2: Ref, value: Any = 1) -> Result:
+    """``torch.addcmul(b, w, x)``, ``b + value * w * x``: mul (scale) and add (GRN's affine)."""
+    k = const(c, value, "a number")
+    steps = [c.op("mul", [tensor1, tensor2], suffix="prod")]
+    if k != 1:
+        steps.append(c.op("scale", [c.ref("prod")], suffix="scaled", factor=k))
+    return [*steps, c.op("add", [input, c.ref("scaled" if k != 1 else "prod")])]
+
+
 # ---- indexing with tensors -----------------------------------------------------------------
 
 

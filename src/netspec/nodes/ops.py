@@ -365,6 +365,12 @@ _reduction("std", torch.std, "Standard deviation over `dim` (Bessel-corrected, a
 _reduction("var", torch.var, "Variance over `dim` (Bessel-corrected, as torch).")
 
 
+@op("norm", positional="dim")
+def _norm(inputs: list[Any], dim: int | list[int], p: float = 2.0, keepdim: bool = False) -> Call:
+    """The p-norm over `dim` (an int or a list; torch.norm): ConvNeXt v2's global response norm."""
+    return torch.norm, (inputs[0],), {"p": p, "dim": tuple(dim) if isinstance(dim, list) else dim, "keepdim": keepdim}
+
+
 @op("softmax", positional="dim")
 def _softmax(inputs: list[Any], dim: int = 1) -> Call:
     """Softmax over `dim` (default 1)."""

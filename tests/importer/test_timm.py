@@ -127,19 +127,10 @@ FAMILIES = {
 # model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
 REFUSALS = {
     "coat_tiny": "`cpe1` holds weights but forward (in eval mode) never calls it, only as `serial_blocks1.0.cpe` (one module under two names): a spec cannot hold a module its forward does not use",
-    "convit_tiny": "blocks.0.attn: forward reads `rel_indices`, a buffer left out of the state_dict (persistent=False) of 115,248 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
-    "crossvit_tiny_240": "blocks.0: forward calls the items of nn.ModuleList `fusion` in a loop that calls `revert_projs.0` inside it: the loop is written as a group named after the list, which holds no other module; make each item a module that does the whole step (a block)",
-    "csatv2": "stages.0.0.grn: `x.norm` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "deepseek_vit_412m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
-    "efficientformerv2_s0": "stages.3.downsample.attn: forward reads `attention_bias_idxs`, a buffer left out of the state_dict (persistent=False) of 9,604 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
-    "vit_tiny_patch16_dinov3_qkvb": "forward gives the items of nn.ModuleList `blocks` more than the previous item's output (cat_2): a repeat passes more on only as a torch.nn layer's keyword inputs (a padding mask)",
     "gemma4_vit_167m": "encoder.patch_embed: `torch.meshgrid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-    "hrnet_w18_small": "stage2.0: forward calls `fuse_layers.0.0`, a module inside its child: a spec node is a direct child (or an item of an nn.ModuleList or nn.Sequential the forward calls each of, in order)",
-    "mvitv2_tiny": "patch_embed: forward returns something other than a tensor or a tuple of tensors",
-    "pit_ti_224": "transformers: forward calls its children by number (`0`, ...) and takes 2 tensors: a module that does is written as a group (its children keep their keys by position), which takes one tensor and gives one",
+    "mvitv2_tiny": "the loop over nn.ModuleList `stages` reads a tuple",
     "qwen3_vit_88m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
-    "tresnet_m": "body.layer4.0.conv2.aa: forward reads `filt`, a buffer left out of the state_dict (persistent=False) of 4,608 values: a spec writes a value of at most 4,096 numbers; register it as a persistent buffer, so its value travels in the state_dict",
-    "twins_svt_small": "patch_embeds.0: forward returns something other than a tensor or a tuple of tensors",
 }
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite

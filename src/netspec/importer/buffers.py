@@ -83,8 +83,8 @@ def buffer_node(
     """The ``Buffer`` node ``name`` holding ``tensor`` (in the state_dict if ``persistent``);
     ``computed``: the name fx gave a tensor it computed while tracing (no buffer of the model).
 
-    >>> buffer_node("idx", torch.tensor([[0, 1], [1, 0]]), False, "attn", []).args
-    {'value': [0, 1, 1, 0], 'shape': [2, 2], 'persistent': False}
+    >>> buffer_node("idx", torch.tensor([[2, 0], [1, 3]]), False, "attn", []).args
+    {'value': [2, 0, 1, 3], 'shape': [2, 2], 'persistent': False}
     >>> buffer_node("bias", torch.zeros(4), True, "attn", []).args
     {'shape': [4]}
     """

@@ -73,9 +73,9 @@ def test_torchvision_model_round_trips(name: str) -> None:
 SEGMENTATION = tvm.list_models(module=tvm.segmentation)
 # model -> the line after its name
 SEG_LIMITATIONS = {
-    "lraspp_mobilenet_v3_large": "classifier: forward reads `constant`, a buffer left out of the state_dict "
-    "(persistent=False) of 15,360 values: a spec writes a value of at most 4,096 numbers; register it as a "
-    "persistent buffer, so its value travels in the state_dict",
+    "lraspp_mobilenet_v3_large": "classifier: forward computes a tensor of 15,360 values from no input "
+    "(`_tensor_constant0`): a spec writes a value of at most 4,096 numbers; register it as a buffer of the "
+    "module, so its values travel with the model",
 }
 
 

@@ -151,6 +151,7 @@ OP_EXAMPLES: dict[str, Example] = {
         for name in ("mean", "sum", "amax", "amin", "logsumexp", "std", "var", "norm")
     },
     "layer_norm": Example({"normalized_shape": [4]}, [I((3, 4))]),
+    "rms_norm": Example({"normalized_shape": [4], "eps": 1.0e-6}, [I((3, 4))]),
     "group_norm": Example(2, [I((4, 3, 3))]),
     # weights as inputs (ops_weights.py); here a kernel per sample, as torch reads it: (B, 3, 3, 3)
     "conv2d": Example({"padding": 1}, [I((3, 8, 8)), I((3, 3, 3))]),

@@ -185,3 +185,45 @@ def test_the_norm_op_is_torchs() -> None:
     module = compile_spec(load_spec(text=spec)).module
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(module(x), torch.norm(x, p=3.0, dim=2, keepdim=True))
+
+
+class Rotary(nn.Module):
+    """timm's rotary embedding: a non-persistent table of bands, turned into sines and cosines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bands", torch.linspace(1.0, 4.0, 4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.bands.cos()
+
+
+class ReadsTheBands(nn.Module):
+    """DeepSeek's and Qwen3's ViT read ``self.rope.bands`` (via a method) and call the child too:
+    the table is in no state_dict, so it is a Buffer of the parent's, its value the child's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rope = Rotary()
+        self.norm = nn.Module()
+        self.weight = nn.Parameter(torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.rms_norm(x, (4,), self.weight, 1e-6)
+        return self.rope(x) + self.rope.bands * x.new_ones(x.shape[1], 1)  # (B, T, 4)
+
+
+def test_a_called_childs_table_outside_the_state_dict_and_rms_norm_round_trip() -> None:
+    text = _round_trip(ReadsTheBands(), (3, 4))
+    assert "  - rope_bands: {Buffer: {value: [1.0, 2.0, 3.0, 4.0], persistent: false}}\n" in text
+    assert "rms_norm: {normalized_shape: [4], eps: 1.0e-06}" in text
+
+
+def test_the_rms_norm_op_is_torchs() -> None:
+    spec = (
+        "netspec: 1\nname: t\ninputs: {x: [3, 4]}\nnodes:\n  - w: {Parameter: {shape: [4]}}\n"
+        "  - n: {rms_norm: {normalized_shape: [4]}, from: [x, w]}\n"
+    )
+    module = compile_spec(load_spec(text=spec)).module
+    x = torch.randn(2, 3, 4)
+    torch.testing.assert_close(module(x), F.rms_norm(x, (4,), module.w))

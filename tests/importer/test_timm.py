@@ -127,10 +127,8 @@ FAMILIES = {
 # model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
 REFUSALS = {
     "coat_tiny": "`cpe1` holds weights but forward (in eval mode) never calls it, only as `serial_blocks1.0.cpe` (one module under two names): a spec cannot hold a module its forward does not use",
-    "deepseek_vit_412m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
     "gemma4_vit_167m": "encoder.patch_embed: `torch.meshgrid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "mvitv2_tiny": "the loop over nn.ModuleList `stages` reads a tuple",
-    "qwen3_vit_88m": "encoder: forward reads `rope.bands`, a buffer of its child `rope`, which forward also calls or whose children hold weights: a spec reads a child's tensors only from a child it never calls that holds them all itself",
 }
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite

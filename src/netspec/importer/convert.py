@@ -25,7 +25,7 @@ from ..nodes.layers import LAYERS
 from . import assign, attention, groups, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .again import fixed_args, same_as_node
 from .block_use import block_use, calls_numbered, drop_unread
-from .buffers import holder_node, init_of, read_tensor
+from .buffers import buffer_node, holder_node, init_of, read_tensor
 from .call import Call, Result
 from .concrete import put
 from .errors import ImportFailed
@@ -219,6 +219,13 @@ class Converter:
                     where=self.where,
                     hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
                 )
+            owner, _, leaf = target.rpartition(".")
+            if leaf in self.module.get_submodule(owner)._non_persistent_buffers_set:  # a child's, in no state_dict:
+                held = self.module.get_buffer(target)
+                node = buffer_node(self.namer.fresh(target), held, False, self.where, self.notes)  # its value here
+                self.nodes.append(node)
+                self.env[n] = Ref(str(node.name), (TensorMeta(tuple(held.shape), held.dtype),) * 2)
+                return
             if "." in target:  # not made a holder (_held)
                 raise ImportFailed(
                     f"forward reads `{target}`, {what} of its child `{head}`, which forward also calls or whose "

@@ -121,6 +121,13 @@ def _group_norm(
     return c.op("group_norm", inputs, num_groups=const(c, num_groups, "a number"), eps=eps)
 
 
+@handles("F.rms_norm")
+def _rms_norm(c: Call, input: Ref, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> Result:
+    """timm's RmsNorm: ``F.rms_norm(x, shape, self.weight, eps)``, the rms_norm op."""
+    inputs = [input] + ([weight] if weight is not None else [])
+    return c.op("rms_norm", inputs, normalized_shape=list(const(c, normalized_shape, "a shape")), eps=eps)
+
+
 @handles("F.normalize")
 def _normalize(c: Call, input: Ref, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Result:
     (d,) = _dims(c, input, dim, "normalize")

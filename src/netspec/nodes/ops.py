@@ -390,6 +390,13 @@ def _layer_norm(inputs: list[Any], normalized_shape: list[int], eps: float = 1e-
     return F.layer_norm, (inputs[0], list(normalized_shape), weight, bias, eps), {}
 
 
+@op("rms_norm", inputs=(1, 2))
+def _rms_norm(inputs: list[Any], normalized_shape: list[int], eps: float | None = None) -> Call:
+    """RMS norm over the last dims, times the optional 2nd input (a Parameter node): F.rms_norm."""
+    weight = inputs[1] if len(inputs) > 1 else None
+    return F.rms_norm, (inputs[0], list(normalized_shape), weight, eps), {}
+
+
 @op("group_norm", inputs=(1, 3), positional="num_groups")
 def _group_norm(inputs: list[Any], num_groups: int, eps: float = 1e-5) -> Call:
     """Group norm over channel groups (dim 1), times and plus the optional 2nd and 3rd inputs (F.group_norm)."""

@@ -199,7 +199,7 @@ class Converter:
                 str(read[-1].name) if read else target, (TensorMeta(tuple(tensor.shape), tensor.dtype),) * 2
             )
             return
-        if "." in target and self._held(n, target):
+        if "." in target and (self._held(n, target) or self._child_table(n, target)):
             return
         if not isinstance(value, torch.nn.Parameter):
             buffers = dict(self.module.named_buffers())
@@ -219,13 +219,6 @@ class Converter:
                     where=self.where,
                     hint="make each a parameter of the module (self.w0 = nn.Parameter(...))",
                 )
-            owner, _, leaf = target.rpartition(".")
-            if leaf in self.module.get_submodule(owner)._non_persistent_buffers_set:  # a child's, in no state_dict:
-                held = self.module.get_buffer(target)
-                node = buffer_node(self.namer.fresh(target), held, False, self.where, self.notes)  # its value here
-                self.nodes.append(node)
-                self.env[n] = Ref(str(node.name), (TensorMeta(tuple(held.shape), held.dtype),) * 2)
-                return
             if "." in target:  # not made a holder (_held)
                 raise ImportFailed(
                     f"forward reads `{target}`, {what} of its child `{head}`, which forward also calls or whose "
@@ -239,6 +232,18 @@ class Converter:
             )
         self.nodes.append(SNode("Parameter", target, {"shape": list(value.shape), "init": init_of(value)}))
         self.env[n] = Ref(target, (TensorMeta(tuple(value.shape), value.dtype),) * 2)
+
+    def _child_table(self, n: fx.Node, target: str) -> bool:
+        """A child's buffer in no state_dict (timm's rotary ``rope.bands``) that no holder holds: a
+        Buffer of this module's with its value (no key is lost: none was written)."""
+        owner, _, leaf = target.rpartition(".")
+        if leaf not in self.module.get_submodule(owner)._non_persistent_buffers_set:
+            return False
+        held = self.module.get_buffer(target)
+        node = buffer_node(self.namer.fresh(target), held, False, self.where, self.notes)
+        self.nodes.append(node)
+        self.env[n] = Ref(str(node.name), (TensorMeta(tuple(held.shape), held.dtype),) * 2)
+        return True
 
     def _held(self, n: fx.Node, target: str) -> bool:
         """``self.qkv.weight`` of a child forward never calls: an output of the child's holder

@@ -14,22 +14,11 @@ from torch import nn
 from torch.fx import _symbolic_trace as st
 from torch.fx.proxy import Proxy
 
-from netspec.api import compile_spec, load_spec
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
 from netspec.importer.trace import trace_module
 
-
-def _round_trip(model: nn.Module, shape: tuple[int, ...]) -> str:
-    """Import (with the importer's own check), compile the text again, load strictly, compare at batch 3."""
-    torch.manual_seed(0)
-    imported = spec_from_module(model.eval(), {"x": shape})
-    spec = compile_spec(load_spec(text=imported.text)).module.eval()
-    spec.load_state_dict(model.state_dict(), strict=True)
-    x = torch.randn(3, *shape)
-    with torch.no_grad():
-        torch.testing.assert_close(spec(x), model(x), rtol=0, atol=1e-6)
-    return imported.text
+from .test_concrete import _round_trip
 
 
 def padded_attention(x: torch.Tensor, weight: torch.Tensor, window: int) -> torch.Tensor:

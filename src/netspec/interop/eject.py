@@ -31,13 +31,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import fx, nn
 
 from ..nodes.kinds import TIMM_PREFIX
 from . import ExportError
 from .audit import audit
+from .eject_buffers import Found, buffer_line, buffers_file
 from .eject_classes import Child, ClassDef, Draft, all_drafts, classes_of_type, type_order
 from .pysource import (
     FREEZE_HELPER,
@@ -84,6 +84,12 @@ RESERVED = frozenset(
         "annotations",
         "self",
         "cls",
+        "load_buffer",
+        "load_buffers",
+        "BUFFERS_FILE",
+        "functools",
+        "Path",
+        "Any",
     }
 )
 
@@ -122,47 +128,6 @@ def _parameter(node: Any) -> Call:
     init = Call(f"nn.init.{node.args['init']}", ((None, empty), *node.args["init_args"].items()), 1)
     extra = (("requires_grad", False),) if node.freeze else ()
     return Call("nn.Parameter", ((None, init), *extra), 1)
-
-
-MAX_WRITTEN_VALUES = 4096  # a buffer that is not in the state_dict is written into the file up to this size
-
-
-def _buffer(node: Any, value: Any, where: str) -> str:
-    """``self.register_buffer('pe', torch.zeros(...))``: a persistent buffer's values come from the
-    checkpoint (as a parameter's do); one that is not persistent is written as a literal."""
-    args = node.args
-    dtype = f"torch.{args['dtype']}"  # a name of netspec's dtype table, never spec text
-    if args["persistent"]:
-        shape = ", ".join(str(int(s)) for s in args["shape"])
-        return f"self.register_buffer({node.name!r}, torch.zeros({shape}, dtype={dtype}))  " + comment(
-            "its values: the checkpoint's"
-        )
-    if value.numel() > MAX_WRITTEN_VALUES or value.is_meta:
-        path = f"{where}.{node.name}".lstrip(".")
-        raise ExportError(
-            f"buffer `{path}` is not persistent, so its {value.numel():,} values are in no checkpoint, and too "
-            f"many to write into the file (at most {MAX_WRITTEN_VALUES:,})",
-            hint="make it persistent (`persistent: true`) so the checkpoint holds it",
-        )
-    values = literal(_shortest(value.cpu()), node.name)
-    return f"self.register_buffer({node.name!r}, torch.tensor({values}, dtype={dtype}), persistent=False)"
-
-
-def _shortest(value: Any) -> Any:
-    """A tensor's values as lists; float32 ones written as their shortest repr (0.229, not
-    0.2290000021457672), which reads back to the same float32.
-
-    >>> import torch; _shortest(torch.tensor([0.229, 1.0]))
-    [0.229, 1.0]
-    """
-    values = value.tolist()
-    if value.dtype != torch.float32:
-        return values
-
-    def short(v: Any) -> Any:
-        return [short(x) for x in v] if isinstance(v, list) else float(str(np.float32(v)))
-
-    return short(values)
 
 
 def _is_chain(graph: Any) -> bool:
@@ -273,14 +238,15 @@ def _helper_names() -> set[str]:
 CHILD_WRITERS: dict[str, Callable[[Any, nn.Module, str, set[str]], tuple[str, ...]]] = {"zoo": _model_lines}
 
 
-def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str]) -> Child | None:
-    """What a node adds to its module's ``__init__``: a submodule, a parameter, or nothing (an op)."""
+def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str], found: Found) -> Child | None:
+    """What a node adds to its module's ``__init__``: a submodule, a parameter, a buffer (what it
+    needs beside its line goes into ``found``), or nothing (an op)."""
     if node.kind in ("op", "shared"):  # a shared node calls another's module: nothing of its own
         return None
     if node.kind == "param":
         return Child(node.name, _parameter(node))
     if node.kind == "buffer":
-        return Child(node.name, lines=(_buffer(node, gm.get_buffer(node.name), where),))
+        return Child(node.name, lines=(buffer_line(node, gm.get_buffer(node.name), where, found),))
     path = f"{where}.{node.name}".lstrip(".")
     after = _freeze_lines(attr_ref("self", node.name), node.freeze, imports)
     if node.kind in CHILD_WRITERS:
@@ -312,14 +278,20 @@ def draft(
 ) -> Draft:
     """The draft of one GraphModule and, through its children, of every class instance below it."""
     imports: set[str] = set()
-    children = [c for c in (_child(n, gm, where, imports) for n in graph.nodes) if c is not None]
+    found = Found()
+    children = [c for c in (_child(n, gm, where, imports, found) for n in graph.nodes) if c is not None]
     ties = tuple(_tie_line(n, own, other) for n in graph.nodes for own, other in (n.tie or {}).items())
     if ties:  # after every child: the parameter tied to may belong to a later node
         children.append(Child("", lines=ties))
     forward, functions = ("", {}) if loop else forward_source(gm)
     if loop:
         forward = _loop_forward(graph)
-    return Draft(type(gm).__name__, where, dict(params or {}), children, forward, functions, imports, loop)
+    if found.buffers:
+        imports.add("load_buffer")
+    functions = {**functions, **found.functions}
+    out = Draft(type(gm).__name__, where, dict(params or {}), children, forward, functions, imports, loop)
+    out.buffers = found.buffers
+    return out
 
 
 def _loop_forward(graph: Any) -> str:
@@ -389,13 +361,14 @@ def _class_text(c: ClassDef) -> str:
 
 def _import_block(imports: set[str], helper_imports: list[str]) -> str:
     """The file's imports: standard library, then torch (and torchvision), as isort would put them."""
+    standard = ("from math", "from typing", "import functools", "from pathlib")
     std = sorted(
         {"import fnmatch" for i in imports if i == "freeze"}
         | {"from collections import OrderedDict" for i in imports if i == "OrderedDict"}
-        | {i for i in helper_imports if i.startswith("from math")}
+        | {i for i in helper_imports if i.startswith(standard)}
     )
     third = {"import torch", "from torch import nn"} | {i for i in imports if i.startswith(("import ", "from "))}
-    third |= {i for i in helper_imports if not i.startswith("from math")}
+    third |= {i for i in helper_imports if not i.startswith(standard)}
     head = "from __future__ import annotations\n\n"
     third_party = sorted(third, key=lambda i: (i.startswith("from"), i))  # `import x` before `from x import y`
     return head + ("\n".join(std) + "\n\n" if std else "") + "\n".join(third_party) + "\n"
@@ -453,6 +426,7 @@ def eject(
     checkpoint: str = "best.pt",
     command: str = "",
     standardize: dict[str, dict[str, Any]] | None = None,
+    sidecar: dict[str, torch.Tensor] | None = None,
 ) -> str:
     """The source of a standalone ``.py`` file that rebuilds ``compiled``'s module without netspec.
 
@@ -470,13 +444,16 @@ def eject(
             return fc
 
     ``standardize`` (a checkpoint's Standardize statistics) puts a layer holding them in front
-    of the inputs: the file takes raw features, as ``netspec predict`` does.
+    of the inputs: the file takes raw features, as ``netspec predict`` does. ``sidecar`` receives the buffers the file reads from ``{module_name}.buffers.pt`` (see
+    :mod:`netspec.interop.eject_buffers`); without it such a buffer is refused.
     """
     root = draft(compiled.module, compiled.graph)
     drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})
     helpers += [FREEZE_HELPER] if "freeze" in imports else []
+    if "load_buffer" in imports:
+        helper_imports, helpers = buffers_file(drafts, module_name, helper_imports, helpers, sidecar)
     helpers.append(LOAD_HELPER)
     avoid = _taken_names([i for i in imports if i.startswith(("import ", "from "))] + helper_imports)
     classes = _classes(compiled, drafts, avoid)

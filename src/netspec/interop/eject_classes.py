@@ -56,6 +56,7 @@ class Draft:
     loop: bool = False  # an nn.ModuleList subclass, built from the list of its children
     doc: str = ""
     call: Call | None = None  # how the parent builds this instance (set by _group)
+    buffers: dict[str, Any] = field(default_factory=dict)  # key -> tensor of the file beside the ejected one
 
 
 @dataclass

@@ -239,32 +239,48 @@ def _torchscript(job: _Job) -> list[str]:
 def _python(job: _Job) -> list[str]:
     """The standalone file (:mod:`netspec.interop.eject`), run here on the model's state_dict.
     ``job.out`` is the output policy's temp file beside ``--out``, moved into place only once
-    every check passed: a failed check leaves no .py behind, and any failure is one line."""
+    every check passed: a failed check leaves no .py behind, and any failure is one line. Buffers
+    in no checkpoint and too big for the file go to ``NAME.buffers.pt`` beside it (replaced with it)."""
     import re
 
     from .eject import eject
 
+    module = job.options["module"].replace(".", "_")
+    sidecar: dict[str, Tensor] = {}
     source = eject(
         job.compiled,
-        module_name=job.options["module"].replace(".", "_"),
+        module_name=module,
         command=job.options.get("command", ""),
         checkpoint=job.options.get("checkpoint") or "best.pt",
         standardize=job.options.get("standardize"),
+        sidecar=sidecar,
     )  # audited: only the statements it wrote
     name = re.findall(r"^class (\w+)\(nn\.Module\):", source, re.M)[-1]
     job.out.write_text(source, encoding="utf-8")  # the policy's temp file, moved into place once checked
-    _run_ejected(job, source, name)
-    return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
+    if not sidecar:
+        _run_ejected(job, source, name)
+        return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
+    buffers = job.out.with_name(f"{module}.buffers.pt")
+    with atomic_file(buffers) as tmp:  # moved into place with the .py: removed if a check fails
+        torch.save(sidecar, tmp)
+        _run_ejected(job, source, name, tmp)
+    return [
+        f"class {name}: the state_dict loads strictly; its outputs equal the model's",
+        f"wrote {buffers.name} beside it ({_size(buffers)}): {len(sidecar)} buffers in no checkpoint, "
+        "read by load_buffer()",
+    ]
 
 
-def _run_ejected(job: _Job, source: str, name: str) -> None:
-    """Import the ejected source, load the model's state_dict strictly and compare the outputs
-    exactly; any failure is an ExportError of one line."""
+def _run_ejected(job: _Job, source: str, name: str, buffers: Path | None = None) -> None:
+    """Import the ejected source (reading its buffers from ``buffers``), load the model's
+    state_dict strictly and compare the outputs exactly; any failure is an ExportError of one line."""
     from .pysource import flat
 
-    namespace: dict[str, Any] = {"__name__": job.options["module"]}
+    namespace: dict[str, Any] = {"__name__": job.options["module"], "__file__": str(job.out)}
     try:
         exec(compile(source, flat(str(job.out)), "exec"), namespace)  # netspec's own code, audited by eject()
+        if buffers is not None:
+            namespace["BUFFERS_FILE"] = buffers  # the temp file, moved beside the .py once checked
         ejected = namespace[name]()
         ejected.load_state_dict(job.model.state_dict())  # strict: every key, as it is
         got = _seeded(ejected.eval(), *job.check)

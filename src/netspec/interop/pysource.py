@@ -20,6 +20,7 @@ import io
 import keyword
 import math
 import re
+import sys
 import tokenize
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -456,9 +457,9 @@ def _tidy(line: str) -> str:
 
 
 def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str], list[str]]:
-    """(import lines, source blocks) for the functions the forward calls beside torch's:
-    netspec's helpers (and the module-level names they use) are copied; other functions
-    are imported from their modules; ``inf``/``nan`` come from math.
+    """(import lines, source blocks) for the functions the file calls beside torch's:
+    netspec's helpers and table inits (and the module-level names they use) are copied; other
+    functions are imported from their modules; ``inf``/``nan`` come from math.
 
     >>> from netspec.nodes import functional
     >>> imports, blocks = helper_sources({"cast": functional.cast})
@@ -470,39 +471,45 @@ def helper_sources(functions: dict[str, Callable[..., Any]]) -> tuple[list[str],
     for name, fn in functions.items():
         if name in ("inf", "nan"):
             imports.add(f"from math import {name}")
-        elif getattr(fn, "__module__", "") == "netspec.nodes.functional":
-            _copy_helper(fn.__name__, copied, imports)
+        elif getattr(fn, "__module__", "") in COPIED_MODULES:
+            _copy_helper(fn.__name__, copied, imports, sys.modules[fn.__module__])
         else:
             imports.add(_import_line(name, fn))
     return sorted(imports), list(copied.values())
 
 
-def _copy_helper(name: str, copied: dict[str, str], imports: set[str]) -> None:
-    """Copy a function of netspec.nodes.functional, and first what it refers to, into ``copied``."""
-    from ..nodes import functional
+#: netspec's modules whose functions an ejected file holds copies of: the forward's helpers, the
+#: table inits of buffers (`relative_position_index_`)
+COPIED_MODULES = ("netspec.nodes.functional", "netspec.nodes.initializers")
 
+
+def _copy_helper(name: str, copied: dict[str, str], imports: set[str], module: Any) -> None:
+    """Copy a function of ``module`` (one of :data:`COPIED_MODULES`), and first what it refers to,
+    into ``copied``."""
     if name in copied:
         return
-    obj = getattr(functional, name)
+    obj = getattr(module, name)
     if inspect.isfunction(obj):
         for used in obj.__code__.co_names:
-            target = vars(functional).get(used)
+            target = vars(module).get(used)
             if inspect.ismodule(target) and used != "torch":  # F: torch.nn.functional
                 imports.add(f"import {target.__name__} as {used}")
-            elif used in vars(functional) and not inspect.ismodule(target) and used != name:  # not x.contiguous()
-                _copy_helper(used, copied, imports)
+            elif used in vars(module) and not inspect.ismodule(target) and used != name:  # not x.contiguous()
+                _copy_helper(used, copied, imports, module)
+        if "Any" in inspect.signature(obj).__str__():  # its annotations name typing.Any
+            imports.add("from typing import Any")
         copied[name] = inspect.getsource(obj)
         return
-    tree = ast.parse(inspect.getsource(functional))
-    for stmt in tree.body:
+    source = inspect.getsource(module)
+    for stmt in ast.parse(source).body:
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and name in {
             t.id for t in ast.walk(stmt) if isinstance(t, ast.Name)
         }:
-            segment = ast.get_source_segment(inspect.getsource(functional), stmt)
+            segment = ast.get_source_segment(source, stmt)
             assert segment is not None  # the statement was parsed from this very source
             copied[name] = segment + "\n"
             return
-    raise AssertionError(f"netspec.nodes.functional.{name} not found")
+    raise AssertionError(f"{module.__name__}.{name} not found")
 
 
 def _import_line(name: str, fn: Any) -> str:
@@ -522,6 +529,22 @@ def freeze(module: nn.Module, patterns: list[str]) -> None:
     for name, param in module.named_parameters():
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
             param.requires_grad_(False)
+'''
+
+BUFFERS_HELPER = '''\
+BUFFERS_FILE = Path(__file__).with_name({file})  # buffers in no checkpoint (not persistent)
+
+
+@functools.cache
+def load_buffers(path: str) -> dict:
+    """The tensors of a buffers file, read once with torch.load(weights_only=True)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_buffer(key: str) -> torch.Tensor:
+    """A buffer that no checkpoint holds (not persistent), from BUFFERS_FILE: the file netspec
+    wrote beside this one (set BUFFERS_FILE before building the model to read another)."""
+    return load_buffers(str(BUFFERS_FILE))[key].clone()
 '''
 
 LOAD_HELPER = '''\

@@ -172,6 +172,7 @@ def _onnx(job: _Job) -> list[str]:
     import onnx
 
     graph = job.compiled.graph
+    _refuse_onnx_gaps(graph)
     dims = {**_input_batch_dims(graph), **dict(zip(job.names, _output_batch_dims(graph)))}
     axes = {name: {d: "batch"} for name, d in dims.items() if d is not None}
     with warnings.catch_warnings():
@@ -204,6 +205,39 @@ def _onnx(job: _Job) -> list[str]:
     verdict = _compare(job, [torch.from_numpy(g) for g in got], exact=False, skip=random)
     skipped = f"; not compared (random): {', '.join(job.names[i] for i in random)}" if random else ""
     return lines + [f"onnxruntime at batch {len(job.check[0])}: {verdict} to PyTorch{skipped}"]
+
+
+#: op -> why torch's ONNX exporter cannot take a node of it (None: it can), checked before
+#: exporting so that the refusal names the node, not the exporter's internals
+ONNX_GAPS: dict[str, Callable[[Any], str | None]] = {
+    "rms_norm": lambda node: "torch.onnx.export (TorchScript-based) translates no F.rms_norm at any opset",
+    "batch_norm": lambda node: (
+        "its statistics over a dynamic batch (`use_input_stats: true` on an input with a batch) are not exported"
+        if node.args.get("use_input_stats") and node.value.shape != node.twin.shape
+        else None
+    ),
+}
+
+
+def _refuse_onnx_gaps(graph: Any, where: str = "") -> None:
+    """One line for the first node ONNX export cannot take (:data:`ONNX_GAPS`), in sub-graphs too.
+
+    >>> from netspec.api import compile_spec
+    >>> spec = {"name": "m", "inputs": {"x": [4]}, "nodes": [{"r": {"rms_norm": {"normalized_shape": [4]}}}]}
+    >>> _refuse_onnx_gaps(compile_spec(spec).graph)
+    Traceback (most recent call last):
+    netspec.interop.ExportError: <spec>: node `r` (op rms_norm) cannot be exported to ONNX: torch.onnx.export (TorchScript-based) translates no F.rms_norm at any opset; export it with --format export (torch.export) or --format python
+    """
+    for node in graph.nodes:
+        path = f"{where}.{node.name}".lstrip(".")
+        why = ONNX_GAPS[node.op](node) if node.kind == "op" and node.op in ONNX_GAPS else None
+        if why:
+            raise ExportError(
+                f"node `{path}` (op {node.op}) cannot be exported to ONNX: {why}",
+                hint="export it with --format export (torch.export) or --format python",
+            )
+        if getattr(node, "sub", None) is not None:
+            _refuse_onnx_gaps(node.sub, path)
 
 
 def _torch_export(job: _Job) -> list[str]:

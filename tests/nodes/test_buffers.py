@@ -159,6 +159,6 @@ def test_an_ejected_file_writes_a_small_non_persistent_buffer_and_refuses_a_big_
         in source
     )
     assert "self.register_buffer('mean', torch.zeros(3, 1, 1, dtype=torch.float32))" in source
-    big = "name: t\ninputs: {x: [65, 64]}\nnodes:\n  - b: {Buffer: {shape: [65, 64], persistent: false}}\n  - add: [x, b]\n"
+    big = "name: t\ninputs: {x: [65, 64]}\nnodes:\n  - b: {Buffer: {shape: [65, 64], init: normal_, persistent: false}}\n  - add: [x, b]\n"
     with pytest.raises(ExportError, match="make it persistent"):
         eject(compile_spec(netspec.load_spec(text=big)))

@@ -227,10 +227,11 @@ def _model_lines(node: Any, module: nn.Module, ref: str, imports: set[str]) -> t
 
 
 def _helper_names() -> set[str]:
-    """The module-level names of netspec.nodes.functional (copied into a file as needed)."""
-    from ..nodes import functional
+    """The module-level names of netspec.nodes.functional and .initializers (copied into a file
+    as needed): no class or constructor argument of the file may hide one."""
+    from ..nodes import functional, initializers
 
-    return {n for n in vars(functional) if not n.startswith("__")}
+    return {n for module in (functional, initializers) for n in vars(module) if not n.startswith("__")}
 
 
 #: node kind -> writer of the statements that build a node made by a library: (node, its module,

@@ -156,3 +156,23 @@ def test_block_parameters_named_like_the_files_helpers_never_hide_them(tmp_path:
         assert f"{helper}:" not in signature and f"{helper}=" not in signature, signature
     with pytest.raises(ExportError, match="in no checkpoint"):
         eject(c)  # no sidecar to put the buffers in: refused, never a file that lacks them
+
+
+class KeywordChild(torch.nn.Module):
+    """A child and a buffer named like Python keywords (torch allows any string)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module("class", torch.nn.Linear(3, 3))
+        self.register_buffer("if", torch.rand(3), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, 3)
+        return getattr(self, "class")(x) + getattr(self, "if")
+
+
+def test_an_imported_child_named_like_a_keyword_is_refused_in_one_line_before_any_code() -> None:
+    from netspec.importer.api import spec_from_module
+
+    with pytest.raises(SpecError) as e:
+        spec_from_module(KeywordChild().eval(), {"x": (3,)}, name="m")
+    assert "node name `class` is a Python keyword" in str(e.value) and "\n" not in str(e.value)

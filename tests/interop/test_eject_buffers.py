@@ -1,6 +1,6 @@
 """Ejected files (``netspec export --format python``) of imported specs with buffers outside the
 state_dict: made by the same init code (a table function copied into the file), written as a
-literal, or read from ``NAME.buffers.pt`` beside the file. Each file is run as a person would
+literal, or read from ``NAME_buffers.pt`` beside the file. Each file is run as a person would
 run it (imported from its folder) and compared with the compiled spec, same weights."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_an_imported_specs_big_buffers_are_remade_or_read_from_the_file_beside_t
     spec, module = _imported(original, (9, 8), tmp_path / "spec")
     out = tmp_path / "out" / "m.py"
     lines = export_model(compile_spec(load_spec(spec)), "python", out)
-    assert lines[-1].startswith("wrote m.buffers.pt beside it") and (tmp_path / "out" / "m.buffers.pt").exists()
+    assert lines[-1].startswith("wrote m_buffers.pt beside it") and (tmp_path / "out" / "m_buffers.pt").exists()
     source = out.read_text()
     assert "def relative_position_index_(" in source  # the same init code, copied
     assert "relative_position_index_(torch.empty(9, 9, dtype=torch.int64), window=[3, 3])" in source
@@ -122,7 +122,7 @@ def test_the_tables_of_attention_models_are_remade_in_the_ejected_file(tmp_path:
     source = out.read_text()
     for table in ("shifted_window_mask_", "attention_bias_index_", "log_relative_coords_"):
         assert f"def {table}(" in source and f"{table}(torch.empty(" in source
-    assert not (tmp_path / "out" / "m.buffers.pt").exists()  # every table remade: no file beside it
+    assert not (tmp_path / "out" / "m_buffers.pt").exists()  # every table remade: no file beside it
     x = torch.randn(2, 20, 16, 16)
     _, got = _run_file(out, original.state_dict(), x)
     with torch.no_grad():
@@ -219,3 +219,25 @@ def test_timm_levit_imported_then_ejected_runs_as_the_spec(tmp_path: Path) -> No
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     _big_model(tmp_path, timm.create_model("levit_128s"))
+
+
+def test_export_in_the_imported_specs_folder_keeps_its_buffers_file_and_replaces_its_own_only_with_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`netspec import -o m.yaml` wrote m.buffers.pt, which the spec reads; `netspec export m.yaml
+    --format python` there writes m.py and m_buffers.pt, never over the spec's file."""
+    from netspec.cli import main
+
+    spec, _ = _imported(BigBuffers(), (9, 8), tmp_path)
+    theirs = (tmp_path / "m.buffers.pt").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", spec.name, "--format", "python"]) == 0
+    assert (tmp_path / "m.buffers.pt").read_bytes() == theirs and (tmp_path / "m_buffers.pt").exists()
+    (tmp_path / "m.py").unlink()
+    capsys.readouterr()
+    assert main(["export", spec.name, "--format", "python"]) == 2  # m_buffers.pt is there: --force
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the note: no --checkpoint
+    assert err == "m.yaml: --out: m_buffers.pt exists; pass --force to replace it, or choose another name"
+    assert not (tmp_path / "m.py").exists()
+    assert main(["export", spec.name, "--format", "python", "--force"]) == 0
+    assert (tmp_path / "m.buffers.pt").read_bytes() == theirs

@@ -88,7 +88,7 @@ def test_the_ejected_file_reads_its_buffers_file_with_weights_only(tmp_path: Pat
         def __reduce__(self) -> tuple:
             return (os.mkdir, (str(marker),))
 
-    torch.save({"k": Payload()}, out.parent / "m.buffers.pt")
+    torch.save({"k": Payload()}, out.parent / "m_buffers.pt")
     spec = importlib.util.spec_from_file_location("hostile_buffers_m", out)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -208,6 +208,7 @@ def export_command(args: argparse.Namespace) -> int:
             command=command,
             checkpoint=args.checkpoint,
             standardize=stats,
+            force=args.force,
         )
     except NetspecError as e:  # a failed write or check: said at the spec, like every other refusal
         raise e.with_location(Location(args.spec)) from None

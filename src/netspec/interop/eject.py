@@ -445,7 +445,7 @@ def eject(
             return fc
 
     ``standardize`` (a checkpoint's Standardize statistics) puts a layer holding them in front
-    of the inputs: the file takes raw features, as ``netspec predict`` does. ``sidecar`` receives the buffers the file reads from ``{module_name}.buffers.pt`` (see
+    of the inputs: the file takes raw features, as ``netspec predict`` does. ``sidecar`` receives the buffers the file reads from ``{module_name}_buffers.pt`` (see
     :mod:`netspec.interop.eject_buffers`); without it such a buffer is refused.
     """
     root = draft(compiled.module, compiled.graph)

@@ -1,7 +1,7 @@
 """The buffers of an ejected file (``netspec export --format python``): a persistent one takes
 the checkpoint's values; one that is not persistent is made as the spec makes it (an init that
 draws nothing, netspec's table functions copied into the file), written as a literal, or, over
-4,096 values, read from ``NAME.buffers.pt`` beside the file (``load_buffer``), which
+4,096 values, read from ``NAME_buffers.pt`` beside the file (``load_buffer``), which
 ``netspec export`` writes with it."""
 
 from __future__ import annotations
@@ -129,4 +129,4 @@ def buffers_file(
         )
     sidecar.update(tensors)
     imports = sorted({*helper_imports, "import functools", "from pathlib import Path"})
-    return imports, [*helpers, BUFFERS_HELPER.format(file=repr(f"{module_name}.buffers.pt"))]
+    return imports, [*helpers, BUFFERS_HELPER.format(file=repr(f"{module_name}_buffers.pt"))]

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..compiler.dims import batch_dims, shape_str
 from ..data.standardize import standardized
 from ..errors import first_line
-from ..files.outputs import atomic_file
+from ..files.outputs import atomic_file, output_path
 from . import ExportError
 
 __all__ = ["FORMATS", "export_model", "sample_inputs", "flat_outputs", "output_names", "random_outputs"]
@@ -274,7 +274,8 @@ def _python(job: _Job) -> list[str]:
     """The standalone file (:mod:`netspec.interop.eject`), run here on the model's state_dict.
     ``job.out`` is the output policy's temp file beside ``--out``, moved into place only once
     every check passed: a failed check leaves no .py behind, and any failure is one line. Buffers
-    in no checkpoint and too big for the file go to ``NAME.buffers.pt`` beside it (replaced with it)."""
+    in no checkpoint and too big for the file go to ``NAME_buffers.pt`` beside it (not
+    ``NAME.buffers.pt``: that is the file ``netspec import`` writes beside a spec, which the spec reads)."""
     import re
 
     from .eject import eject
@@ -294,7 +295,9 @@ def _python(job: _Job) -> list[str]:
     if not sidecar:
         _run_ejected(job, source, name)
         return [f"class {name}: the state_dict loads strictly; its outputs equal the model's"]
-    buffers = job.out.with_name(f"{module}.buffers.pt")
+    buffers = output_path(
+        job.out.with_name(f"{module}_buffers.pt"), option="--out", force=job.options.get("force", False)
+    )  # an existing file is replaced only with --force, as the .py is
     with atomic_file(buffers) as tmp:  # moved into place with the .py: removed if a check fails
         torch.save(sidecar, tmp)
         _run_ejected(job, source, name, tmp)
@@ -364,7 +367,8 @@ _WRITERS: dict[str, Callable[[_Job], list[str]]] = {
 
 def export_model(compiled: Any, fmt: str, out: str | Path, **options: Any) -> list[str]:
     """Write ``compiled.module`` (weights as they are) in ``fmt`` to ``out`` and check the file
-    against the module; returns the report lines. ``options``: ``opset`` (ONNX), ``command`` and
+    against the module; returns the report lines. ``options``: ``opset`` (ONNX), ``force`` (a
+    Python file's buffers file may replace one), ``command`` and
     ``checkpoint`` (named in the Python file's docstring), ``standardize`` (the checkpoint's
     Standardize statistics: the file standardises its raw inputs as ``netspec predict`` does).
 

@@ -6,9 +6,12 @@ sums of a half-done epoch and every RNG state. Files are written to a temp file 
 folder, fsynced and renamed, so a crash leaves the previous checkpoint intact; they are read
 with ``torch.load(weights_only=True)``.
 
-A run's checkpoint is a snapshot copied to the host at the moment it is taken (after checking
-that the losses and weights are finite); a background thread writes it while training goes on
-(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk.
+A run's checkpoint is a snapshot taken at the moment it is saved (after checking that the
+losses and weights are finite); a background thread writes it while training goes on
+(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk. A small
+one (:data:`SERIALISE_AT_ONCE`) is serialised in memory at once and the thread only writes the
+bytes; a larger one is copied to the host and serialised by the thread. A checkpoint taken at an
+epoch's end holds no metric sums (``meters`` is ``{}``): only a half-done epoch needs them.
 """
 
 from __future__ import annotations

@@ -617,25 +617,26 @@ def test_read_only_out_dir_and_read_only_run_dir(tmp_path: Path, capsys: pytest.
 def test_enospc_at_a_checkpoint_write(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """torch.save raises ENOSPC on its 3rd call (epoch 3's last.pt): one line naming the file,
-    exit 3, last.pt of epoch 2 intact, no temp file; resuming after freeing space ends exactly
-    where an undisturbed run does."""
+    """The 3rd checkpoint write (epoch 3's last.pt) fails with ENOSPC at its fsync (a small
+    checkpoint is serialised in memory, so the disk is first touched by the writer thread): one
+    line naming the file, exit 3, last.pt of epoch 2 intact, no temp file; resuming after
+    freeing space ends exactly where an undisturbed run does."""
     spec = write_spec(tmp_path / "spec.yaml", spec_dict(epochs=4))
     assert main(["run", str(spec), "--out", str(tmp_path / "ref")]) == 0
     ref_dir = only_run_dir(tmp_path / "ref")
     capsys.readouterr()
 
-    real_save, calls = torch.save, []
+    real_fsync, calls = os.fsync, []
 
-    def full_disk(obj: Any, f: Any, *args: Any, **kw: Any) -> None:
-        calls.append(f)
+    def full_disk(fd: int) -> None:
+        calls.append(fd)
         if len(calls) == 3:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_save(obj, f, *args, **kw)
+        real_fsync(fd)
 
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     assert main(["run", str(spec), "--out", str(tmp_path / "runs")]) == 3
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     captured = capsys.readouterr()
     run_dir = only_run_dir(tmp_path / "runs")
     (line,) = captured.err.strip().splitlines()

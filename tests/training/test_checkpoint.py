@@ -109,19 +109,19 @@ def test_checkpoint_is_a_snapshot_written_while_training_goes_on(
 
     second_epoch = threading.Event()
     written: list[dict] = []
-    real = checkpoint.save_checkpoint
+    real = checkpoint.write_checkpoint  # a small model's: serialised at once, written by the writer
 
-    def slow_save(path: Path, state: dict) -> None:
+    def slow_save(path: Path, data: Any) -> None:
         if not written:
             assert second_epoch.wait(timeout=30), "training waited for the checkpoint"
-        real(path, state)
+        real(path, data)
         written.append(torch.load(path, weights_only=True))
 
     def on_batch(epoch: int, batch: int) -> None:
         if epoch == 1 and batch == 1:
             second_epoch.set()
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", slow_save)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", slow_save)
     spec = make_spec(train={"epochs": 2}, optimizer={"Adam": {"lr": 0.01}})
     result = run(spec, tmp_path / "a", data=loaders(on_batch=on_batch))
     monkeypatch.undo()
@@ -132,6 +132,35 @@ def test_checkpoint_is_a_snapshot_written_while_training_goes_on(
         torch.testing.assert_close(written[0][part], reference[part], rtol=0, atol=0, msg=part)
     assert torch.equal(written[0]["rng"]["torch"], reference["rng"]["torch"])
     assert torch.load(result.run_dir / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_a_large_state_is_snapshotted_and_serialised_by_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SERIALISE_AT_ONCE the writer thread serialises a snapshot (torch.save there, not in
+    the training thread); either way the files hold the same state, bit for bit."""
+    import threading
+
+    import netspec.training.checkpoint as checkpoint
+
+    spec = lambda: make_spec(train={"epochs": 2, "metrics": ["accuracy"]})  # noqa: E731
+    small = run(spec(), tmp_path / "small")
+    where: list[str] = []
+    real = checkpoint.save_checkpoint
+
+    def save_checkpoint(path: Path, state: dict) -> None:
+        where.append(threading.current_thread().name)
+        real(path, state)
+
+    monkeypatch.setattr(checkpoint, "SERIALISE_AT_ONCE", 0)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save_checkpoint)
+    large = run(spec(), tmp_path / "large")
+    assert where and set(where) == {"netspec-writer"}
+    a, b = (torch.load(r.run_dir / "last.pt", weights_only=True) for r in (small, large))
+    for part in ("model", "optimizer", "meters"):
+        torch.testing.assert_close(a[part], b[part], rtol=0, atol=0, msg=part)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert a["meters"] == {}  # an epoch's end: no half-done sums to keep
 
 
 def test_background_writer_reports_its_error_once() -> None:

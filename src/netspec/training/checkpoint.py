@@ -6,16 +6,21 @@ sums of a half-done epoch and every RNG state. Files are written to a temp file 
 folder, fsynced and renamed, so a crash leaves the previous checkpoint intact; they are read
 with ``torch.load(weights_only=True)``.
 
-A run's checkpoint is a snapshot copied to the host at the moment it is taken (after checking
-that the losses and weights are finite); a background thread writes it while training goes on
-(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk.
+A run's checkpoint is a snapshot taken at the moment it is saved (after checking that the
+losses and weights are finite); a background thread writes it while training goes on
+(:data:`netspec.training.rundir.BACKGROUND`), so the device does not wait for the disk. A small
+one (:data:`SERIALISE_AT_ONCE`) is serialised in memory at once and the thread only writes the
+bytes; a larger one is copied to the host and serialised by the thread. A checkpoint taken at an
+epoch's end holds no metric sums (``meters`` is ``{}``): only a half-done epoch needs them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +41,8 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
     "save_checkpoint",
+    "write_checkpoint",
+    "checkpoint_bytes",
     "load_checkpoint",
     "link_or_copy",
     "capture",
@@ -44,6 +51,8 @@ __all__ = [
     "save_epoch",
     "check_weights",
     "to_host",
+    "host_view",
+    "SERIALISE_AT_ONCE",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,23 +71,50 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     ``.last.pt.<pid>.tmp``, removed when the run is resumed). A failing write raises its
     OSError (errno ENOSPC for a full disk), not the RuntimeError torch.save would make of it.
     """
+    _write_atomically(path, lambda f: _torch_save(state, f))
+
+
+def write_checkpoint(path: Path, data: bytes | memoryview) -> None:
+    """Write a checkpoint already serialised (:func:`checkpoint_bytes`) atomically, as
+    :func:`save_checkpoint` does: the write, fsync and rename release the interpreter, so a
+    background thread doing this leaves the training thread running."""
+    _write_atomically(path, lambda f: f.write(data))
+
+
+def checkpoint_bytes(state: dict[str, Any]) -> memoryview:
+    """``state`` as torch.save writes it, in memory.
+
+    >>> len(checkpoint_bytes({"a": torch.ones(2)})) > 0
+    True
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getbuffer()
+
+
+def _write_atomically(path: Path, write: Callable[[Any], Any]) -> None:
+    """``write(file)`` into a temp file next to ``path``, fsync, rename over ``path``."""
     path = Path(path)
     tmp = fresh_temp(path)
     try:
         with open(tmp, "xb", opener=nofollow) as f:  # a new file, never through a link
-            sink = _Sink(f)
-            try:
-                torch.save(state, sink)  # type: ignore[arg-type]  # a file torch.save writes to
-            except RuntimeError:
-                if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
-                    raise sink.error from None
-                raise
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _torch_save(state: dict[str, Any], f: Any) -> None:
+    sink = _Sink(f)
+    try:
+        torch.save(state, sink)  # type: ignore[arg-type]  # a file torch.save writes to
+    except RuntimeError:
+        if sink.error is not None:  # torch.save reports a failed write as "unexpected pos"
+            raise sink.error from None
+        raise
 
 
 class _Sink:
@@ -248,7 +284,7 @@ def capture(run: Run) -> dict[str, Any]:
         "batch": st.batch,
         "step": st.step,
         "state": {k: getattr(st, k) for k in ("best", "best_epoch", "stale", "stale_best", "skipped")},
-        "meters": run.meters["train"].state_dict(),
+        "meters": _half_done(run),
         "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None,
         "rng": rng_state(),
         "spec_hash": run.spec_hash,
@@ -259,6 +295,13 @@ def capture(run: Run) -> dict[str, Any]:
         "standardize": getattr(run.loaders, "info", {}).get("standardize"),
         "class_counts": getattr(run.loaders, "info", {}).get("class_counts"),  # weight: balanced's
     }
+
+
+def _half_done(run: Run) -> dict[str, Any]:
+    """The train metrics' sums of a half-done epoch; nothing at an epoch's end (a resumed run
+    starts the next epoch with fresh sums, so the finished epoch's would never be read, and
+    each of their tensors costs the write about 20 us)."""
+    return run.meters["train"].state_dict() if run.state.batch else {}
 
 
 def restore(run: Run, ckpt: dict[str, Any]) -> None:
@@ -389,10 +432,19 @@ def save_epoch(run: Run, values: dict[str, float], final: bool) -> bool:
     return True
 
 
+#: a checkpoint whose tensors hold at most this many bytes is serialised at once, in the training
+#: thread, and the writer thread only writes the bytes. Pickling is Python work that holds the
+#: interpreter: in the writer it would stall the training thread anyway, and on small models it
+#: costs more than copying the tensors (about 20 us a tensor); past this size the memory copies
+#: dominate and the writer serialises a snapshot while training goes on (issue 21).
+SERIALISE_AT_ONCE = 8 << 20
+
+
 def save(run: Run, path: Path, link_last: bool = False) -> None:
     """Checkpoint the run to ``path`` (and hard-link last.pt to it), unless its losses or
-    weights are no longer finite. The state is copied to the host now and written in the
-    background; ``run.run_dir.saved`` says what last.pt holds once it is written."""
+    weights are no longer finite. The state is copied to the host now (a small one serialised)
+    and written in the background; ``run.run_dir.saved`` says what last.pt holds once it is
+    written."""
     watch = getattr(run, "watch", None)
     bad = watch.check() if watch is not None else None
     if bad is not None:
@@ -401,13 +453,19 @@ def save(run: Run, path: Path, link_last: bool = False) -> None:
     ranks = _rank_states(run)
     if not run.hw.is_main:
         return  # rank 0 writes
-    state, run_dir, done = to_host(capture(run)), run.run_dir, (run.state.epoch, run.state.step)
+    state, run_dir, done = capture(run), run.run_dir, (run.state.epoch, run.state.step)
     if ranks is not None:
         state["world_size"], state["ranks"] = len(ranks), ranks[1:]
+    data = checkpoint_bytes(host_view(state)) if _tensor_bytes(state) <= SERIALISE_AT_ONCE else None
+    if data is None:
+        state = to_host(state)  # a snapshot the next steps cannot change, serialised by the writer
 
     def write() -> None:
         with writing(path):
-            save_checkpoint(path, state)
+            if data is not None:
+                write_checkpoint(path, data)
+            else:
+                save_checkpoint(path, state)
         if link_last:
             with writing(run_dir.last):
                 link_or_copy(path, run_dir.last)
@@ -426,7 +484,7 @@ def _rank_states(run: Run) -> list[dict[str, Any]] | None:
 
     mine = {
         "rng": rng_state(),
-        "meters": run.meters["train"].state_dict(),
+        "meters": _half_done(run),
         "window_meter": run.window_meter.state_dict() if run.window_meter is not None else None,
     }
     return gather(to_host(mine))
@@ -449,18 +507,53 @@ def to_host(value: Any) -> Any:
     return value
 
 
+def host_view(value: Any) -> Any:
+    """``value`` with every tensor on the host, for serialising at once: a CPU tensor is itself
+    (detached), not a copy, unless it views a larger storage (torch.save would write all of it).
+    Containers are new; other values are shared.
+
+    >>> w = torch.ones(4); view = host_view({"w": w, "half": (w[:2],)})
+    >>> view["w"].data_ptr() == w.data_ptr(), view["half"][0].untyped_storage().nbytes()
+    (True, 8)
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.device.type != "cpu":
+            return value.to("cpu")
+        return value if value.untyped_storage().nbytes() == value.nbytes else value.clone()
+    if isinstance(value, dict):
+        return {k: host_view(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(host_view(v) for v in value)
+    return value
+
+
+def _tensor_bytes(value: Any) -> int:
+    """Bytes held by the tensors in ``value`` (dicts, lists and tuples searched).
+
+    >>> _tensor_bytes({"w": torch.ones(2), "rng": (1, [torch.zeros(3, dtype=torch.uint8)])})
+    11
+    """
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def check_weights(run: Run) -> None:
     """NonFiniteLoss if a trained parameter is NaN/inf: a finite loss whose gradient overflowed.
 
     Checked before every checkpoint (one pass over the parameters, one device sync), so a saved
     checkpoint is always good. Buffers are not checked: -inf attention masks are legitimate.
     """
-    trained = {id(p) for p in run.params}
-    floats = {k: v.detach() for k, v in run.model.named_parameters() if id(v) in trained}
-    if not floats or all_finite(list(floats.values())):  # one fused kernel, not one per parameter
+    if not run.params or all_finite([p.detach() for p in run.params]):  # one fused kernel, not one per parameter
         return
+    trained = {id(p) for p in run.params}  # the names, only now: building them every epoch shows on small models
     st = run.state
-    bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in run.model.named_parameters() if id(v) in trained and not bool(torch.isfinite(v).all())]
     where = f"after epoch {st.epoch}, step {st.step}" if st.batch == 0 else f"at epoch {st.epoch + 1}, step {st.step}"
     raise NonFiniteLoss(
         f"parameters are not finite {where} ({summarise(bad, 3)}): a gradient overflowed; "

@@ -36,7 +36,17 @@ from .kinds import same_padded
 from .layer_args import node_args
 from .loops import Loop, Refused, check_keys_called, find_loops, keyed_heads
 from .norm_act import norm_act_nodes, norm_base
-from .passing import batch_source, batch_value, constant, has_tensor, size_source, tuple_items, with_sizes
+from .passing import (
+    batch_source,
+    batch_value,
+    constant,
+    dict_items,
+    has_tensor,
+    placeholder_name,
+    size_source,
+    tuple_items,
+    with_sizes,
+)
 from .pieces import hoist_lists
 from .same_pad import same_conv_nodes
 from .trace import META, TRAINING_ONLY, TensorMeta, Traced
@@ -164,7 +174,7 @@ class Converter:
                 self.namer.taken.add(name)
             self.env[n] = Ref(name, self.values(n))
             return
-        wish = str(n.target).lstrip("*")
+        wish = placeholder_name(self.t, str(n.target)).lstrip("*")
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
             name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
             self.namer.taken.add(name)
@@ -520,6 +530,10 @@ class Converter:
             if key in sub.flat:  # a list traced as its tensors: an input each
                 if isinstance(value, Ref) and isinstance(value.meta[0], tuple):
                     value = tuple_items(self, value, key, sub)  # another module's tuple, passed on whole
+                elif isinstance(value, Ref) and isinstance(value.meta[0], dict):
+                    value = dict_items(self, value, key, sub)  # another module's dict, read by key
+                elif isinstance(value, dict):  # a dict this forward made: its tensors
+                    value = list(value.values())
                 if not isinstance(value, (list, tuple)):
                     raise ImportFailed(
                         f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "

@@ -122,7 +122,9 @@ def dict_items(conv: Any, value: Ref, key: str, sub: Traced) -> list[Ref | None]
         elif len(first) == 1:  # a block returning a dict of one tensor gives that tensor
             refs.append(Ref(value.name, (first[name], second[name])))
         else:
-            item = SNode("item", conv.namer.fresh(f"{value.name}_{name}"), {"index": list(first).index(name)}, [value.name])
+            item = SNode(
+                "item", conv.namer.fresh(f"{value.name}_{name}"), {"index": list(first).index(name)}, [value.name]
+            )
             conv.nodes.append(item)
             refs.append(Ref(str(item.name), (first[name], second[name])))
     return refs

@@ -432,7 +432,7 @@ class SizedBlock(nn.Module):
     def forward(self, x: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, tuple[int, int]]:
         H, W = size
         if self.stride > 1:
-            B, N, C = x.shape  # (B, H*W, C)
+            B, _, C = x.shape  # (B, H*W, C)
             grid = F.avg_pool2d(x.transpose(1, 2).reshape(B, C, H, W), self.stride)  # (B, C, H/s, W/s)
             x = grid.flatten(2).transpose(1, 2)
             H, W = H // self.stride, W // self.stride

@@ -110,10 +110,8 @@ def trace_module(
         example = {**example, **{f"{k}_{i + 1}": v for k in flat for i, v in enumerate(_items(example.get(k)))}}
     tracer = _OneLevel(stand_in, example, path)
     try:
-        lists: dict[str, Any] = {k: [fx.PH] * n for k, n in (flat or {}).items()}
-        for k in lists:  # a dict of tensors (torchvision's features {"low": .., "high": ..}): one per key
-            if example is not None and isinstance(example.get(k), dict):
-                lists[k] = dict.fromkeys(example[k], fx.PH)
+        lists: dict[str, Any] = {k: [fx.PH] * n for k, n in (flat or {}).items()}  # a dict's: one per key
+        lists |= {k: dict.fromkeys(v, fx.PH) for k, v in (example or {}).items() if k in lists and isinstance(v, dict)}
         with unwrapped(), _state_kept(module, path):
             graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
@@ -372,15 +370,13 @@ def _hoist_methods(traced: Traced) -> None:
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
     """The list arguments of tensors that forward does more with than concatenate whole (append
     to, index, unpack) in ``graph`` (all of them without one): traced again as a placeholder per
-    tensor; a list only concatenated stays one (the caller concatenates it, ``pieces.hoist_lists``).
-    A dict of tensors (read by key) is traced as a placeholder per key."""
+    tensor (a dict's: per key); a list only concatenated stays one (``pieces.hoist_lists``)."""
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     placeholders = {n.target: n for n in graph.nodes if n.op == "placeholder"} if graph else {}
     flat = {}
     for key, value in bound.arguments.items():
-        if not (
-            isinstance(value, (list, tuple, dict)) and value and all(isinstance(v, torch.Tensor) for v in _items(value))
-        ):
+        items = list(_items(value)) if isinstance(value, (list, tuple, dict)) else []
+        if not (items and all(isinstance(v, torch.Tensor) for v in items)):
             continue
         p = placeholders.get(key)
         if graph is None or (

@@ -265,6 +265,17 @@ def test_a_dict_another_module_returns_is_given_by_its_keys() -> None:
     assert "    from: [backbone_low, backbone_high]\n" in text and "item: 2" not in text
 
 
+class MadeDict(DictNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)
+        return self.classifier({"high": features["high"], "low": features["low"] * 2})
+
+
+def test_a_dict_the_forward_makes_is_given_by_its_keys() -> None:
+    text = _round_trip(MadeDict(), {"x": (3, 8, 8)})
+    assert "    inputs: [high, low]\n" in text and "    from: [getitem, mul]\n" in text
+
+
 # ---- sizes returned beside tensors -----------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from netspec.errors import SpecError
 from netspec.importer.api import spec_from_module
+from netspec.importer.concrete import shown_file
 
 from . import toy_models as toys
 from .test_import import _round_trip
@@ -418,3 +419,89 @@ def test_a_chain_whose_items_read_another_tensor_by_name_is_a_node_per_call_at_i
     text = _round_trip(GivenByName(), {"x": (5, 4)})
     assert "  - blocks.0: {RopeBlock: {}}\n    from: [x, cos]\n" in text
     assert "  - blocks.2: {RopeBlock: {}}\n    from: [blocks.1, cos]\n" in text
+
+
+class SizedBlock(nn.Module):
+    """MViTv2's block: tokens and their grid size in, pooled tokens and the new size out."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, tuple[int, int]]:
+        H, W = size
+        if self.stride > 1:
+            B, _, C = x.shape  # (B, H*W, C)
+            grid = F.avg_pool2d(x.transpose(1, 2).reshape(B, C, H, W), self.stride)  # (B, C, H/s, W/s)
+            x = grid.flatten(2).transpose(1, 2)
+            H, W = H // self.stride, W // self.stride
+        return x + self.proj(x), (H, W)
+
+
+class SizedStage(nn.Module):
+    def __init__(self, strides: list[int]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(SizedBlock(s) for s in strides)
+
+    def forward(self, x: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, list[int]]:
+        for blk in self.blocks:
+            x, size = blk(x, size)
+        return x, size
+
+
+class SizedEmbed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, 4, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        x = self.proj(x)
+        return x.flatten(2).transpose(1, 2), [x.shape[2], x.shape[3]]
+
+
+class MViTLike(nn.Module):
+    """timm's MultiScaleVit: `x, feat_size = stage(x, feat_size)` over a list of stages, each a
+    loop of blocks passing the pair on (a stage of one block is a plain chain)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = SizedEmbed()
+        self.stages = nn.ModuleList([SizedStage([2]), SizedStage([2, 1])])
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, feat_size = self.embed(x)
+        for stage in self.stages:
+            x, feat_size = stage(x, feat_size)
+        return self.head(x.mean(1))
+
+
+def test_a_loop_passing_tensors_and_sizes_on_is_a_group_of_the_tensors() -> None:
+    """The sizes are numbers each item was traced with; the group takes and gives the tokens."""
+    text = _round_trip(MViTLike(), {"x": (3, 16, 16)})
+    assert "  - stages:\n      - SizedStage: {}\n      - SizedStage_2: {}\n" in text
+    assert "item" not in text  # no pair is read item by item: only tensors pass
+
+
+class AddsInPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        for b in self.blocks:
+            y.add_(b(x))
+        return y
+
+
+def test_a_loop_no_group_holds_is_refused_naming_the_list_and_its_line() -> None:
+    with pytest.raises(SpecError) as e:
+        spec_from_module(AddsInPlace(), {"x": (4,)}, name="m", label="m")
+    line = AddsInPlace.forward.__code__.co_firstlineno + 2
+    assert str(e.value) == (
+        f"m: the loop over nn.ModuleList `blocks` at {shown_file(__file__)}:{line} changes its input in "
+        "place: a group of its items takes tensors and sizes and gives tensors; make each item a module that "
+        "takes and gives tensors (a block)"
+    )

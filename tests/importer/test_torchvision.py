@@ -9,6 +9,7 @@ own size with `pytest -m slow`.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -72,11 +73,7 @@ def test_torchvision_model_round_trips(name: str) -> None:
 
 SEGMENTATION = tvm.list_models(module=tvm.segmentation)
 # model -> the line after its name
-SEG_LIMITATIONS = {
-    "lraspp_mobilenet_v3_large": "classifier: forward computes a tensor of 15,360 values from no input "
-    "(`_tensor_constant0`): a spec writes a value of at most 4,096 numbers; register it as a buffer of the "
-    "module, so its values travel with the model",
-}
+SEG_LIMITATIONS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -84,16 +81,18 @@ SEG_LIMITATIONS = {
 )
 def test_torchvision_segmentation_model_round_trips(name: str) -> None:
     """At 64x64 (their sizes are computed from the input's, and fixed at it); their `aux` head
-    runs in eval mode too, so its weights are kept."""
+    runs in eval mode too, so its weights are kept. The input is named as forward names it
+    (LRASPP's is `input`)."""
     torch.manual_seed(0)
     model = tvm.get_model(name, weights=None, weights_backbone=None).eval()
     label = f"torchvision.models.segmentation:{name}"
+    inputs = {next(iter(inspect.signature(model.forward).parameters)): (3, 64, 64)}
     if name in SEG_LIMITATIONS:
         with pytest.raises(SpecError) as e:
-            spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+            spec_from_module(model, inputs, name="m", label=label)
         assert str(e.value) == f"{label}: {SEG_LIMITATIONS[name]}"
     else:
-        imported = spec_from_module(model, {"x": (3, 64, 64)}, name="m", label=label)
+        imported = spec_from_module(model, inputs, name="m", label=label)
         assert imported.checked is not None and imported.checked.tensors == len(model.state_dict())
 
 

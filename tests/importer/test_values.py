@@ -1,7 +1,8 @@
 """Values the importer reads that are not one tensor: a number that follows the batch size given
 to a module (XCiT's ``pos_embed(B, H, W)``, EdgeNeXt's ``pos_embd((B, H, W))``), a reshape that
 keeps dims in front of the batch (SAM's ``qkv.reshape(3, B * heads, N, -1)``), a tuple another
-module returns passed on whole (SelecSLS's, PiT's blocks), and a module that returns sizes beside
+module returns passed on whole (SelecSLS's, PiT's blocks), a dict passed on whole (torchvision's
+LRASPP head reading its backbone's features by key), and a module that returns sizes beside
 its tensors (XCiT's ``x, (Hp, Wp)``). Each hand-written module is imported, its spec compiled,
 its state_dict loaded strictly and its outputs compared at two batch sizes and two input sizes."""
 
@@ -213,6 +214,66 @@ def test_a_tuple_another_module_returns_is_given_by_its_items() -> None:
     assert "    inputs: [x_1, x_2]\n" in text  # the blocks after the first take the two tensors
     assert "        from: [n0_0, n0_1]\n" in text and "      - n0_1: {item: 1}\n        from: '0'\n" in text
     assert "  - features_0: {item: 0}\n  - mean" in text  # `select` reads x[0] only: no item 1
+
+
+# ---- a dict another module returns, passed on whole ----------------------------------------
+
+
+class Features(nn.Module):
+    """torchvision's IntermediateLayerGetter: a dict of two stages' outputs, one key unread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.down = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        low = self.stem(x).relu()
+        high = self.down(low).relu()
+        return {"low": low, "high": high, "unused": high.sigmoid()}
+
+
+class TwoKeyHead(nn.Module):
+    """LRASPP's head: reads the dict by key, the second key first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.high_proj = nn.Conv2d(6, 4, 1)
+        self.low_proj = nn.Conv2d(4, 4, 1)
+
+    def forward(self, input: dict[str, torch.Tensor]) -> torch.Tensor:
+        high = nn.functional.interpolate(self.high_proj(input["high"]), scale_factor=2.0, mode="nearest")
+        return self.low_proj(input["low"]) + high
+
+
+class DictNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = Features()
+        self.classifier = TwoKeyHead()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.backbone(x))
+
+
+def test_a_dict_another_module_returns_is_given_by_its_keys() -> None:
+    """The head takes the tensors it reads as inputs named by their keys, given by `item` nodes;
+    the key it never reads is given to nothing."""
+    text = _round_trip(DictNet(), {"x": (3, 8, 8)})
+    assert "  TwoKeyHead:" in text and "    inputs: [low, high]\n" in text
+    assert "  - backbone_low: {item: 0}\n  - backbone_high: {item: 1}\n    from: backbone\n" in text
+    assert "    from: [backbone_low, backbone_high]\n" in text and "item: 2" not in text
+
+
+class MadeDict(DictNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)
+        return self.classifier({"high": features["high"], "low": features["low"] * 2})
+
+
+def test_a_dict_the_forward_makes_is_given_by_its_keys() -> None:
+    text = _round_trip(MadeDict(), {"x": (3, 8, 8)})
+    assert "    inputs: [high, low]\n" in text and "    from: [getitem, mul]\n" in text
 
 
 # ---- sizes returned beside tensors -----------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import keyword
 from collections.abc import Set
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,7 +21,7 @@ from torch import fx
 from ..compiler.node_forms import NODE_NAME
 from ..nodes.kinds import GROUP_OP
 from ..nodes.layers import LAYERS
-from . import assign, attention, groups, layer_calls, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
+from . import assign, attention, groups, layer_calls, passing, tensor_ops, weight_calls  # noqa: F401  (register: layers, attention, ops)
 from .again import fixed_args, same_as_node
 from .block_use import block_use, calls_numbered, drop_unread
 from .buffers import buffer_node, holder_node, init_of, read_tensor
@@ -34,7 +33,7 @@ from .groups import group_node, inner_name, numbered_child, numbered_group
 from .ir import BatchSize, Body, Namer, Pieces, Ref, SNode, has_state
 from .kinds import same_padded
 from .layer_args import node_args
-from .loops import Loop, Refused, check_keys_called, find_loops, keyed_heads
+from .loops import Loop, Refused, check_keys_called, find_loops, inside_loop, keyed_heads, loop_refused, refs_in
 from .norm_act import norm_act_nodes, norm_base
 from .passing import batch_source, batch_value, constant, has_tensor, size_source, tuple_items, with_sizes
 from .pieces import hoist_lists
@@ -164,7 +163,7 @@ class Converter:
                 self.namer.taken.add(name)
             self.env[n] = Ref(name, self.values(n))
             return
-        wish = str(n.target).lstrip("*")
+        wish = passing.placeholder_name(self.t, str(n.target)).lstrip("*")
         if wish.isidentifier() and not keyword.iskeyword(wish) and wish not in self.namer.taken:
             name = wish  # an input is no attribute: `type`, `meta`, `code` or `graph` are names it can have
             self.namer.taken.add(name)
@@ -289,8 +288,13 @@ class Converter:
     def _add_call(self, n: fx.Node, result: Result, sub: Traced) -> None:
         """A module call's result; a tuple of tensors and sizes (``return x, (H, W)``) read as both."""
         self._add(n, result)
+        if sub.kind != "layer":
+            self._sizes_beside(n)
+
+    def _sizes_beside(self, n: fx.Node) -> None:
+        """A call's tuple of tensors and sizes read as both (a loop's item's too: MViTv2's blocks)."""
         first, second = self.values(n)
-        if sub.kind != "layer" and isinstance(first, tuple) and not all(has_tensor(v) for v in first):
+        if isinstance(first, tuple) and not all(has_tensor(v) for v in first):
             self.env[n] = with_sizes(self, n, first, second)
 
     def _named_call(self, n: fx.Node, target: str, sub: Traced) -> Result:
@@ -359,6 +363,7 @@ class Converter:
         assert group.nodes is not None
         group.nodes.append(node.copy(name=None, inputs=None))
         self.env[n] = Ref(head, self.values(n))
+        self._sizes_beside(n)
 
     def _loop(self, loop: Loop) -> None:
         """An unrolled loop over nn.ModuleList ``head`` (``loops.py``) -> one group named ``head``:
@@ -366,13 +371,9 @@ class Converter:
         them, named; the group's value is its last node (an ``Identity`` where that is an item), or
         the tuple of its ``outputs`` where the loop gives several, each read by an ``item`` node.
         The values it reads from before it are its inputs, by the names they have outside."""
-        outer = {s: self.env[s] for s in loop.sources}
-        tensors = {s: v.source if isinstance(v, Pieces) else v for s, v in outer.items()}  # a split's: read inside
-        if not all(isinstance(t, Ref) for t in tensors.values()):
-            raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` reads a tuple", where=self.where)
-        names = list(dict.fromkeys(t.name for t in tensors.values()))
-        inner = {s: Ref(inner_name(t.name), t.meta) for s, t in tensors.items()}
-        inside = {s: replace(v, source=inner[s]) if isinstance(v, Pieces) else inner[s] for s, v in outer.items()}
+        outer, path = {s: self.env[s] for s in loop.sources}, self.t.child_path(loop.head)
+        inside = {s: inside_loop(s, v, self.module, path, self.where) for s, v in outer.items()}
+        names = list(dict.fromkeys(r.name for v in outer.values() for r in refs_in(v)))
         outer_nodes, outer_namer = self.nodes, self.namer
         self.nodes, self.namer = [], Namer({inner_name(name) for name in names})
         self.env.update(inside)
@@ -384,12 +385,10 @@ class Converter:
                 else:
                     getattr(self, f"_{n.op}")(n)
             if any(self.env[s] != v for s, v in inside.items()):
-                raise ImportFailed(
-                    f"the loop over nn.ModuleList `{loop.head}` changes its input in place", where=self.where
-                )
+                raise loop_refused(self.module, path, "changes its input in place", self.where)
             outs = [self.env[o] for o in loop.outs]
             if not all(isinstance(out, Ref) for out in outs):
-                raise ImportFailed(f"the loop over nn.ModuleList `{loop.head}` gives a tuple", where=self.where)
+                raise loop_refused(self.module, path, "gives a tuple", self.where)
             last = self.nodes[-1].name if self.nodes else str(len(items) - 1)  # the group's value, as it is
             if len(outs) == 1 and outs[0].name != last:
                 self.nodes.append(SNode("Identity", self.namer.fresh("out"), None, [outs[0].name]))
@@ -415,6 +414,7 @@ class Converter:
         if not isinstance(node, SNode):
             raise ImportFailed(f"`{head}.{k}` is read as several nodes, so it cannot keep its place", where=self.where)
         self.env[n] = Ref(str(k), self.values(n))
+        self._sizes_beside(n)
         return node.copy(name=None)
 
     def _call_function(self, n: fx.Node) -> None:
@@ -520,6 +520,10 @@ class Converter:
             if key in sub.flat:  # a list traced as its tensors: an input each
                 if isinstance(value, Ref) and isinstance(value.meta[0], tuple):
                     value = tuple_items(self, value, key, sub)  # another module's tuple, passed on whole
+                elif isinstance(value, Ref) and isinstance(value.meta[0], dict):
+                    value = passing.dict_items(self, value, key, sub)  # another module's dict, read by key
+                elif isinstance(value, dict):  # a dict this forward made: its tensors
+                    value = list(value.values())
                 if not isinstance(value, (list, tuple)):
                     raise ImportFailed(
                         f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "

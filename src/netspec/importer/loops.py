@@ -20,14 +20,19 @@ called once each in order (:func:`keyed_heads`).
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
+from typing import Any
 
 from torch import fx, nn
 
-from .errors import ImportFailed
-from .ir import has_state
+from .concrete import shown_file
+from .errors import ImportFailed, class_path
+from .ir import Pieces, Ref, has_state
+from .passing import constant
 
 
 @dataclass(frozen=True)
@@ -257,3 +262,75 @@ def _ends(
 def _is_parameter(module: nn.Module, target: str) -> bool:
     """A parameter of the module itself (``self.pos_embed``): a node of its own, before the loop."""
     return "." not in target and isinstance(getattr(module, target, None), nn.Parameter)
+
+
+def loop_line(module: nn.Module, head: str) -> str:
+    """Where the loop over ``self.<head>`` is written: ``file:line`` of the first ``for ... in
+    self.<head>`` in the module's ``forward``, else its other ``forward_*`` methods (timm's
+    ``forward_features``), else its class (fx keeps no lines); the class where none is found.
+
+    >>> class Net(nn.Module):
+    ...     def forward(self, x):
+    ...         for b in self.blocks:
+    ...             x = b(x)
+    ...         return x
+    >>> loop_line(Net(), "blocks").rsplit(":", 1)[1] == str(Net.forward.__code__.co_firstlineno + 1)
+    True
+    """
+    pattern = re.compile(rf"^\s*for\b.*\bin\b.*\bself\.{re.escape(head)}\b")
+    cls = type(module)
+    methods = sorted((k for k in dir(cls) if k.startswith("forward")), key=lambda k: k != "forward")
+    for place in [*(getattr(cls, k) for k in methods), *cls.__mro__]:
+        if place in (nn.Module, object) or not callable(place):
+            continue
+        try:
+            lines, start = inspect.getsourcelines(place)
+            file = inspect.getsourcefile(place)
+        except (OSError, TypeError):  # no source: made at run time, or torch's own
+            continue
+        for k, line in enumerate(lines):
+            if file and pattern.search(line):
+                return f"{shown_file(file)}:{start + k}"
+    return class_path(module)
+
+
+def inside_loop(source: fx.Node, value: Any, module: nn.Module, path: str, where: str) -> Any:
+    """A value from before a loop as its group (at ``path``) reads it: each tensor under its
+    inner name, a split's pieces narrowed inside, a tuple of tensors and sizes (MViTv2's
+    ``(x, (H, W))`` from its patch embedding) item by item, its sizes numbers; else refused."""
+    from .groups import inner_name
+
+    if isinstance(value, Pieces):
+        return replace(value, source=inside_loop(source, value.source, module, path, where))
+    if isinstance(value, Ref):
+        return Ref(inner_name(value.name), value.meta)
+    if isinstance(value, tuple) and all(isinstance(v, Ref) or constant(v) for v in value):
+        return tuple(inside_loop(source, v, module, path, where) if isinstance(v, Ref) else v for v in value)
+    raise loop_refused(
+        module, path, f"reads `{source.name}`, a {type(value).__name__} of other than tensors and sizes", where
+    )
+
+
+def refs_in(value: Any) -> list[Ref]:
+    """The tensors a value from before a loop holds (a split's: the tensor split).
+
+    >>> [r.name for r in refs_in((Ref("x", (None, None)), (14, 14)))]
+    ['x']
+    """
+    if isinstance(value, Pieces):
+        return refs_in(value.source)
+    if isinstance(value, tuple):
+        return [r for v in value for r in refs_in(v)]
+    return [value] if isinstance(value, Ref) else []
+
+
+def loop_refused(module: nn.Module, path: str, what: str, where: str) -> ImportFailed:
+    """The refusal of a loop over the nn.ModuleList at ``path`` that its group cannot hold:
+    the list, the line of the loop in ``module``'s code, what it does that a group does not."""
+    head = path.rpartition(".")[2]
+    return ImportFailed(
+        f"the loop over nn.ModuleList `{path}` at {loop_line(module, head)} {what}: a group of its items "
+        "takes tensors and sizes and gives tensors",
+        where=where,
+        hint="make each item a module that takes and gives tensors (a block)",
+    )

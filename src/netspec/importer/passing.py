@@ -1,5 +1,5 @@
 """What modules pass each other besides one tensor, as the converter reads it (``convert.py``):
-a tuple another module returned, given whole (its items), a number that follows the batch size
+a tuple another module returned, given whole (its items), a dict given whole (its items by key), a number that follows the batch size
 (the tensor it was read from), sizes returned beside tensors (numbers the caller keeps).
 
 ``conv`` is the :class:`~netspec.importer.convert.Converter` of the calling module.
@@ -100,6 +100,49 @@ def tuple_items(conv: Any, value: Ref, key: str, sub: Traced) -> list[Ref | None
         conv.nodes.append(item)
         refs.append(Ref(str(item.name), (first[k], second[k])))
     return refs
+
+
+def dict_items(conv: Any, value: Ref, key: str, sub: Traced) -> list[Ref | None] | Ref:
+    """The tensors of a dict another module returned (torchvision's backbone features
+    ``{"low": .., "high": ..}`` given whole to LRASPP's head), read by key as ``item`` nodes in the
+    order the module taking it reads them (its inputs are named by key: ``placeholder_name``);
+    a key it never reads is no input. Anything but a dict of the tensors it takes stays whole."""
+    first, second = value.meta
+    keys = sub.keys.get(key, [])
+    if not isinstance(first, dict) or not set(keys) <= set(first):
+        return value
+    assert sub.graph is not None
+    given = {str(p.target): p for p in sub.graph.nodes if p.op == "placeholder"}
+    refs: list[Ref | None] = []
+    for k, name in enumerate(keys):
+        p = given.get(f"{key}_{k + 1}")  # fx names the placeholders of a dict `x` x_1, x_2, ... in its order
+        if p is not None and not p.users:
+            sub.graph.erase_node(p)
+            refs.append(None)
+        elif len(first) == 1:  # a block returning a dict of one tensor gives that tensor
+            refs.append(Ref(value.name, (first[name], second[name])))
+        else:
+            item = SNode(
+                "item", conv.namer.fresh(f"{value.name}_{name}"), {"index": list(first).index(name)}, [value.name]
+            )
+            conv.nodes.append(item)
+            refs.append(Ref(str(item.name), (first[name], second[name])))
+    return refs
+
+
+def placeholder_name(sub: Traced, target: str) -> str:
+    """The input name of a forward's placeholder: fx's ``input_2`` of a dict argument traced
+    key by key is that key (``high``) where it is a name.
+
+    >>> t = Traced("head", None, "custom", keys={"input": ["low", "high"]})  # type: ignore[arg-type]
+    >>> placeholder_name(t, "input_2"), placeholder_name(t, "x")
+    ('high', 'x')
+    """
+    for arg, keys in sub.keys.items():
+        for k, name in enumerate(keys):
+            if target == f"{arg}_{k + 1}" and isinstance(name, str) and name.isidentifier():
+                return name
+    return target
 
 
 def constant(value: Any) -> bool:

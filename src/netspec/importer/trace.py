@@ -78,6 +78,7 @@ class Traced:
     literal: dict[str, Any] = field(default_factory=dict)  # forward arguments fixed at this call
     pins: list[str] = field(default_factory=list)  # decisions on sizes that fixed the input size
     flat: dict[str, int] = field(default_factory=dict)  # list arguments traced as their tensors: their lengths
+    keys: dict[str, list[str]] = field(default_factory=dict)  # those of them that are dicts: their keys, in order
     batch_args: list[str] = field(default_factory=list)  # arguments that follow the batch size (`pos_embed(B, H, W)`)
     first_call: tuple[tuple, dict] | None = field(default=None, repr=False)  # the arguments at batch size 1
     method: bool = False  # a method of the module the parent ran inline, called with nothing (methods.py)
@@ -105,11 +106,12 @@ def trace_module(
     [('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
     """
     stand_in = _stand_in(module, literal, path)
-    if example is not None and flat:  # fx names the placeholders of a list `x` x_1, x_2, ...
-        example = {**example, **{f"{k}_{i + 1}": v for k in flat for i, v in enumerate(example.get(k) or ())}}
+    if example is not None and flat:  # fx names the placeholders of a list `x` x_1, x_2, ... (a dict's too)
+        example = {**example, **{f"{k}_{i + 1}": v for k in flat for i, v in enumerate(_items(example.get(k)))}}
     tracer = _OneLevel(stand_in, example, path)
     try:
-        lists = {k: [fx.PH] * n for k, n in (flat or {}).items()}
+        lists: dict[str, Any] = {k: [fx.PH] * n for k, n in (flat or {}).items()}  # a dict's: one per key
+        lists |= {k: dict.fromkeys(v, fx.PH) for k, v in (example or {}).items() if k in lists and isinstance(v, dict)}
         with unwrapped(), _state_kept(module, path):
             graph = tracer.trace(stand_in, concrete_args={**literal, **lists} or None)
     except ImportFailed:
@@ -347,6 +349,7 @@ def _start_trace(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Tra
                 raise
         else:
             traced.flat = _flat_lists(traced.graph, module, args, kwargs)
+        traced.keys = {k: list(v) for k, v in bound.arguments.items() if k in traced.flat and isinstance(v, dict)}
         if traced.flat:
             traced.pins.clear()  # traced again: its decisions are recorded again
             traced.graph = trace_module(module, path, traced.literal, example, traced.pins, traced.flat)
@@ -367,12 +370,13 @@ def _hoist_methods(traced: Traced) -> None:
 def _flat_lists(graph: fx.Graph | None, module: nn.Module, args: tuple, kwargs: dict) -> dict[str, int]:
     """The list arguments of tensors that forward does more with than concatenate whole (append
     to, index, unpack) in ``graph`` (all of them without one): traced again as a placeholder per
-    tensor; a list only concatenated stays one (the caller concatenates it, ``pieces.hoist_lists``)."""
+    tensor (a dict's: per key); a list only concatenated stays one (``pieces.hoist_lists``)."""
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     placeholders = {n.target: n for n in graph.nodes if n.op == "placeholder"} if graph else {}
     flat = {}
     for key, value in bound.arguments.items():
-        if not (isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value)):
+        items = list(_items(value)) if isinstance(value, (list, tuple, dict)) else []
+        if not (items and all(isinstance(v, torch.Tensor) for v in items)):
             continue
         p = placeholders.get(key)
         if graph is None or (
@@ -391,7 +395,12 @@ def _literal_arguments(module: nn.Module, args: tuple, kwargs: dict) -> dict[str
 def _holds_tensor(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
-    return isinstance(value, (list, tuple)) and any(_holds_tensor(v) for v in value)
+    return isinstance(value, (list, tuple, dict)) and any(_holds_tensor(v) for v in _items(value))
+
+
+def _items(value: Any) -> Any:
+    """The values of a list, tuple or dict argument (nothing for None)."""
+    return value.values() if isinstance(value, dict) else value or ()
 
 
 def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
@@ -401,7 +410,7 @@ def _run_traced(traced: Traced, run: int, args: tuple, kwargs: dict) -> Any:
     values: list[Any] = []
     for key, value in bound.arguments.items():
         if key in traced.flat:
-            values.extend(value)  # a placeholder per tensor
+            values.extend(_items(value))  # a placeholder per tensor
         elif key not in traced.literal:
             values.append(value)
     if not traced.flat:

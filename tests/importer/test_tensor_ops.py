@@ -133,6 +133,41 @@ def test_timms_coordinate_grid_is_its_axes_and_the_grid_op() -> None:
     assert "grid: xy" in text and "persistent: false" in text
 
 
+class Meshgrid(nn.Module):
+    """``torch.meshgrid``'s tuple unpacked (gemma4's default patch coordinates), in either indexing,
+    the grids flattened and stacked, mixed into the features by a linear layer."""
+
+    def __init__(self, indexing: str) -> None:
+        super().__init__()
+        self.indexing = indexing
+        self.proj = nn.Linear(2, 5)
+
+    def forward(self, x):  # x: (B, 12, 5)
+        ys, xs = torch.arange(x.shape[1] // 4), torch.arange(x.shape[1] // 3) * 0.5  # sizes read: fx records them
+        grid_a, grid_b = torch.meshgrid(ys.float(), xs, indexing=self.indexing)  # (3, 4) "ij", (4, 3) "xy"
+        coords = torch.stack([grid_b.flatten(), grid_a.flatten()], dim=-1)  # (12, 2), the second grid first
+        return x + self.proj(coords)  # (B, 12, 5)
+
+
+@pytest.mark.parametrize("indexing", ["ij", "xy"])
+def test_a_meshgrids_grids_are_the_grid_op_read_piece_by_piece(indexing: str) -> None:
+    model = Meshgrid(indexing)
+    text = _round_trip(model, (12, 5))
+    assert "grid:" in text and "select" in text  # the grids stacked last, each read as a select
+    with torch.no_grad():  # the reference itself differs between the two: the test sees the indexing
+        other = Meshgrid("xy" if indexing == "ij" else "ij")
+        other.load_state_dict(model.state_dict())
+        assert not torch.allclose(model(torch.zeros(1, 12, 5)), other(torch.zeros(1, 12, 5)))
+
+
+def test_a_meshgrid_of_a_tensor_along_the_batch_is_refused_in_one_line() -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_module(
+            Calls(lambda x: torch.meshgrid(x[:, 0, 0], x[:, 0, 1], indexing="ij")[0]), {"x": (4, 6)}, name="m"
+        )
+    assert "`torch.meshgrid` of a tensor along the batch has no spec op" in str(info.value)
+
+
 class Calls(nn.Module):
     """One call, given as a function of x."""
 

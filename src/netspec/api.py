@@ -91,7 +91,7 @@ def compile_spec(
             graph = infer_shapes(spec, resolved, options)
             log: list[str] = []
             module = build_module(graph, log=log, device=device)
-            register_aliases(module, spec.aliases)  # one module under a second name (CoaT's `cpe1`)
+            register_aliases(module, spec.aliases or {})  # one module under a second name (CoaT's `cpe1`)
     except SpecError as e:
         raise e.with_location(doc.locate(e.path, key=e.key)) from None
     return Compiled(spec, graph, module, log)

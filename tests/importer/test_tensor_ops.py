@@ -168,6 +168,25 @@ def test_a_meshgrid_of_a_tensor_along_the_batch_is_refused_in_one_line() -> None
     assert "`torch.meshgrid` of a tensor along the batch has no spec op" in str(info.value)
 
 
+class OneHot(nn.Module):
+    """Gemma4's position table: positions (from sizes) one-hot, cast to the table's dtype with
+    ``.to(table)`` and multiplied by it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(6, 5))
+
+    def forward(self, x):  # x: (B, 4, 5)
+        pos = torch.arange(x.shape[1]).clamp(min=1) + 1  # (4,): 2, 2, 3, 4
+        hot = F.one_hot(pos, num_classes=6).to(self.table)  # (4, 6)
+        return x + hot @ self.table  # (B, 4, 5)
+
+
+def test_a_one_hot_of_positions_is_the_one_hot_op() -> None:
+    text = _round_trip(OneHot(), (4, 5))
+    assert "one_hot: 6" in text
+
+
 class Calls(nn.Module):
     """One call, given as a function of x."""
 
@@ -262,3 +281,24 @@ def test_the_rms_norm_op_is_torchs() -> None:
     module = compile_spec(load_spec(text=spec)).module
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(module(x), F.rms_norm(x, (4,), module.w))
+
+
+class Rotary(nn.Module):
+    """Gemma4's rotary table: given ``x`` for its dtype and device alone, and the positions."""
+
+    def forward(self, x, pos):
+        return (pos.float() * 0.5).cos().to(device=x.device, dtype=x.dtype)
+
+
+class UsesRotary(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rotary, self.proj = Rotary(), nn.Linear(4, 4)
+
+    def forward(self, x):  # x: (B, 3, 4)
+        return self.proj(x) * self.rotary(x, x * 2)
+
+
+def test_a_module_given_a_tensor_for_its_dtype_and_device_alone_is_not_given_it() -> None:
+    text = _round_trip(UsesRotary(), (3, 4))
+    assert "  Rotary:" in text and "inputs: [pos]" in text

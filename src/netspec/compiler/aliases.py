@@ -16,8 +16,8 @@ from .spec_base import SpecModel
 class Aliases(SpecModel):
     """The spec's `aliases` key (a base of ``Spec``)."""
 
-    aliases: dict[str, str] = Field(
-        default_factory=dict,
+    aliases: dict[str, str] | None = Field(
+        None,
         description=(
             "Modules held under another name too, as `self.cpe1` and each block's `cpe` are one module: "
             "{cpe1: blocks.0.cpe} (the new name: the module's key). The state_dict holds both keys, as torch's does."

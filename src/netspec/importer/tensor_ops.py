@@ -375,6 +375,17 @@ def _timm_grid(c: Call, feat_shape: Any, *args: Any, **kwargs: Any) -> Result:
     return [*nodes, c.op("grid", [str(b.name) for b in nodes], indexing=indexing)]
 
 
+@handles("F.one_hot")
+def _one_hot(c: Call, tensor: Ref, num_classes: Any = -1) -> Result:
+    """``F.one_hot(positions, num_classes=16)``; without a number of classes (from the values) refused."""
+    number = const(c, num_classes, "a number of classes")
+    if not isinstance(number, int) or number < 1:
+        raise ImportFailed(
+            "`F.one_hot` without a number of classes (one read from the values) has no spec op", where=c.where
+        )
+    return c.op("one_hot", [tensor], num_classes=number)
+
+
 @handles("torch.meshgrid")
 def _meshgrid(c: Call, *tensors: Any, indexing: str | None = None) -> Result:
     """``grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")``: the grid op (the grids stacked,

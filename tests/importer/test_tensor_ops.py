@@ -283,7 +283,7 @@ def test_the_rms_norm_op_is_torchs() -> None:
     torch.testing.assert_close(module(x), F.rms_norm(x, (4,), module.w))
 
 
-class Rotary(nn.Module):
+class DtypeOnly(nn.Module):
     """Gemma4's rotary table: given ``x`` for its dtype and device alone, and the positions."""
 
     def forward(self, x, pos):
@@ -293,7 +293,7 @@ class Rotary(nn.Module):
 class UsesRotary(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.rotary, self.proj = Rotary(), nn.Linear(4, 4)
+        self.rotary, self.proj = DtypeOnly(), nn.Linear(4, 4)
 
     def forward(self, x):  # x: (B, 3, 4)
         return self.proj(x) * self.rotary(x, x * 2)
@@ -301,4 +301,4 @@ class UsesRotary(nn.Module):
 
 def test_a_module_given_a_tensor_for_its_dtype_and_device_alone_is_not_given_it() -> None:
     text = _round_trip(UsesRotary(), (3, 4))
-    assert "  Rotary:" in text and "inputs: [pos]" in text
+    assert "  DtypeOnly:" in text and "inputs: [pos]" in text

@@ -126,7 +126,6 @@ FAMILIES = {
 
 # model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
 REFUSALS = {
-    "gemma4_vit_167m": "encoder.patch_embed: `torch.nn.functional.one_hot` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
     "mvitv2_tiny": "the loop over nn.ModuleList `stages` reads a tuple",
 }
 

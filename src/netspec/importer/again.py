@@ -70,19 +70,20 @@ def shared_modules(model: nn.Module, nodes: list[SNode], held: Callable[[], set[
     aliases: dict[str, str] = {}
     for group in shared.values():
         top = [n for n in group if not any(h in inside for h in holders(n))]
-        held = [n for n in top if n in keys and owner(n, by_name) in by_name]
-        if not held or len(top) == 1:
+        called = [n for n in top if n in keys and owner(n, by_name) in by_name]
+        if not called or len(top) == 1:
             continue
-        first = min(held, key=lambda n: by_name[owner(n, by_name)])  # the first node's: the others read it
+        first = min(called, key=lambda n: by_name[owner(n, by_name)])  # the first node's: the others read it
         module = model.get_submodule(first)
-        if len(held) > 1 and any(True for _ in module.buffers()):
+        params = dict(module.named_parameters(remove_duplicate=False))
+        if len(called) > 1 and any(k not in params for k in module.state_dict()):  # a persistent buffer
             raise ImportFailed(
-                f"`{first}` and `{held[1] if held[0] == first else held[0]}` are one module with buffers: "
+                f"`{first}` and `{called[1] if called[0] == first else called[0]}` are one module with buffers: "
                 "a spec ties parameters only"
             )
-        for name in held:
+        for name in called:
             node = nodes[by_name[owner(name, by_name)]]
             ties = {f"{name}.{p}"[len(str(node.name)) + 1 :]: f"{first}.{p}" for p, _ in module.named_parameters()}
             node.tie = {**(node.tie or {}), **ties} if name != first else node.tie
-        aliases.update({name: first for name in top if name not in held})
+        aliases.update({name: first for name in top if name not in called})
     return aliases

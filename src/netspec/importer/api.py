@@ -170,8 +170,11 @@ def _module_keys(text: str, files: dict[str, dict[str, Any]]) -> set[str]:
     from ..api import compile_spec
     from .check import _beside
 
-    with _beside(text, files) as load:
-        module = compile_spec(load(), device="meta").module
+    try:
+        with _beside(text, files) as load:
+            module = compile_spec(load(), device="meta").module
+    except SpecError:  # the round trip's check says why, as for any spec that does not compile
+        return set()
     return {k for k, _ in module.named_modules(remove_duplicate=False)}
 
 

@@ -180,6 +180,7 @@ OP_EXAMPLES: dict[str, Example] = {
     "cumsum": Example(2, [I((3, 4))]),
     "cumprod": Example(2, [I((3, 4))]),
     "argmax": Example(2, [I((3, 4))]),
+    "one_hot": Example(5, [I((3, 4), "int64", high=5)]),
     "triu": Example(1, [I((3, 4))]),
     "tril": Example(-1, [I((3, 4))]),
     "einsum": Example("bij,bkj->bik", [I((3, 4)), I((5, 4))]),

@@ -13,6 +13,7 @@ from typing import Any, Union
 import torch
 from torch import fx
 
+from .compiler.aliases import register_aliases
 from .compiler.module import build_module
 from .compiler.shapes import Options, TypedGraph, infer_shapes, resolve_params
 from .compiler.spec import Spec, document_of
@@ -90,6 +91,7 @@ def compile_spec(
             graph = infer_shapes(spec, resolved, options)
             log: list[str] = []
             module = build_module(graph, log=log, device=device)
+            register_aliases(module, spec.aliases or {})  # one module under a second name (CoaT's `cpe1`)
     except SpecError as e:
         raise e.with_location(doc.locate(e.path, key=e.key)) from None
     return Compiled(spec, graph, module, log)

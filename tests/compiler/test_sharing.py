@@ -153,3 +153,29 @@ def test_a_repeat_ties_a_copy_and_a_buffer_refuses_freeze() -> None:
     assert sum(p.numel() for p in model.parameters()) == 3 * 20 - 16
     with pytest.raises(SpecError, match="nothing to stop"):
         _build("name: t\ninputs: {x: [2]}\nnodes:\n  - b: {Buffer: [1.0, 2.0], freeze: true}\n  - add: [x, b]\n")
+
+
+class TiedCalledTwice(nn.Module):
+    """CoaT's `cpe2`: a module whose weight is another's (`fc.weight = emb.weight`), called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.fc.weight = self.emb.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.fc(self.emb(x)))
+
+
+def test_a_node_with_a_tied_parameter_can_be_called_again() -> None:
+    torch.manual_seed(0)
+    model = _build(
+        "name: t\ninputs: {x: [4]}\nnodes:\n  - emb: {Linear: {out_features: 4}}\n"
+        "  - fc: {Linear: {out_features: 4}, tie: {weight: emb.weight}}\n  - fc_1: {same_as: fc}\n"
+    )
+    reference = TiedCalledTwice()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    assert model.fc.weight is model.emb.weight
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    x = torch.randn(3, 4)
+    assert_close(model(x), reference(x))

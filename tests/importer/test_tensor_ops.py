@@ -133,6 +133,60 @@ def test_timms_coordinate_grid_is_its_axes_and_the_grid_op() -> None:
     assert "grid: xy" in text and "persistent: false" in text
 
 
+class Meshgrid(nn.Module):
+    """``torch.meshgrid``'s tuple unpacked (gemma4's default patch coordinates), in either indexing,
+    the grids flattened and stacked, mixed into the features by a linear layer."""
+
+    def __init__(self, indexing: str) -> None:
+        super().__init__()
+        self.indexing = indexing
+        self.proj = nn.Linear(2, 5)
+
+    def forward(self, x):  # x: (B, 12, 5)
+        ys, xs = torch.arange(x.shape[1] // 4), torch.arange(x.shape[1] // 3) * 0.5  # sizes read: fx records them
+        grid_a, grid_b = torch.meshgrid(ys.float(), xs, indexing=self.indexing)  # (3, 4) "ij", (4, 3) "xy"
+        coords = torch.stack([grid_b.flatten(), grid_a.flatten()], dim=-1)  # (12, 2), the second grid first
+        return x + self.proj(coords)  # (B, 12, 5)
+
+
+@pytest.mark.parametrize("indexing", ["ij", "xy"])
+def test_a_meshgrids_grids_are_the_grid_op_read_piece_by_piece(indexing: str) -> None:
+    model = Meshgrid(indexing)
+    text = _round_trip(model, (12, 5))
+    assert "grid:" in text and "select" in text  # the grids stacked last, each read as a select
+    with torch.no_grad():  # the reference itself differs between the two: the test sees the indexing
+        other = Meshgrid("xy" if indexing == "ij" else "ij")
+        other.load_state_dict(model.state_dict())
+        assert not torch.allclose(model(torch.zeros(1, 12, 5)), other(torch.zeros(1, 12, 5)))
+
+
+def test_a_meshgrid_of_a_tensor_along_the_batch_is_refused_in_one_line() -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_module(
+            Calls(lambda x: torch.meshgrid(x[:, 0, 0], x[:, 0, 1], indexing="ij")[0]), {"x": (4, 6)}, name="m"
+        )
+    assert "`torch.meshgrid` of a tensor along the batch has no spec op" in str(info.value)
+
+
+class OneHot(nn.Module):
+    """Gemma4's position table: positions (from sizes) one-hot, cast to the table's dtype with
+    ``.to(table)`` and multiplied by it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(6, 5))
+
+    def forward(self, x):  # x: (B, 4, 5)
+        pos = torch.arange(x.shape[1]).clamp(min=1) + 1  # (4,): 2, 2, 3, 4
+        hot = F.one_hot(pos, num_classes=6).to(self.table)  # (4, 6)
+        return x + hot @ self.table  # (B, 4, 5)
+
+
+def test_a_one_hot_of_positions_is_the_one_hot_op() -> None:
+    text = _round_trip(OneHot(), (4, 5))
+    assert "one_hot: 6" in text
+
+
 class Calls(nn.Module):
     """One call, given as a function of x."""
 
@@ -227,3 +281,24 @@ def test_the_rms_norm_op_is_torchs() -> None:
     module = compile_spec(load_spec(text=spec)).module
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(module(x), F.rms_norm(x, (4,), module.w))
+
+
+class DtypeOnly(nn.Module):
+    """Gemma4's rotary table: given ``x`` for its dtype and device alone, and the positions."""
+
+    def forward(self, x, pos):
+        return (pos.float() * 0.5).cos().to(device=x.device, dtype=x.dtype)
+
+
+class UsesRotary(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rotary, self.proj = DtypeOnly(), nn.Linear(4, 4)
+
+    def forward(self, x):  # x: (B, 3, 4)
+        return self.proj(x) * self.rotary(x, x * 2)
+
+
+def test_a_module_given_a_tensor_for_its_dtype_and_device_alone_is_not_given_it() -> None:
+    text = _round_trip(UsesRotary(), (3, 4))
+    assert "  DtypeOnly:" in text and "inputs: [pos]" in text

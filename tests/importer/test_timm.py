@@ -125,10 +125,7 @@ FAMILIES = {
 }
 
 # model -> the one line `netspec import` prints after the model's name: what the spec cannot hold
-REFUSALS = {
-    "coat_tiny": "`cpe1` holds weights but forward (in eval mode) never calls it, only as `serial_blocks1.0.cpe` (one module under two names): a spec cannot hold a module its forward does not use",
-    "gemma4_vit_167m": "encoder.patch_embed: `torch.meshgrid` has no spec op or layer that does the same; see `netspec layers ops` for the ops",
-}
+REFUSALS: dict[str, str] = {}
 
 FAST = {"resnet", "efficientnet", "convnext", "regnet"}  # small and quick: the default suite
 

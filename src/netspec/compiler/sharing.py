@@ -27,9 +27,14 @@ def first_difference(a: TypedNode, b: TypedNode) -> str | None:
         for x, y in zip(a.sub.nodes, b.sub.nodes):
             if (why := first_difference(x, y)) is not None:
                 return f"{x.name}: {why}"
-    if a.params != b.params:
-        return f"{a.params:,} parameters, not {b.params:,}"
+    own_a, own_b = a.params + _tied(a), b.params + _tied(b)  # a tied parameter is counted at the other node
+    if own_a != own_b:
+        return f"{own_a:,} parameters, not {own_b:,}"
     return None
+
+
+def _tied(t: TypedNode) -> int:
+    return sum(param_count(t, own) for own in t.tie or {})
 
 
 def param_count(t: TypedNode, name: str) -> int:

@@ -23,6 +23,7 @@ from ..nodes.kinds import GROUP_OP
 from ..sweep.spec import SweepSpec, check_sweep
 from ..training.options import TrainingRules, TrainSpec
 from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, SchedulerSpecs
+from .aliases import Aliases
 from .node_forms import IDENT, NODE_KEY, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
 from .spec_base import PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
@@ -225,7 +226,7 @@ class ExtendsSpec(SpecModel):
     )
 
 
-class Spec(TrainingRules):
+class Spec(TrainingRules, Aliases):
     """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")

@@ -121,6 +121,7 @@ def spec_from_module(
 def _spec_from_module(
     model: Any, inputs: dict[str, tuple[int, ...]], dtypes: dict[str, str], name: str, origin: str, check: bool
 ) -> Imported:
+    from .again import shared_modules
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
@@ -134,6 +135,7 @@ def _spec_from_module(
     root = Converter(traced).run()
     files = _sidecar(model, root.nodes, name)
     blocks = make_blocks(root)
+    aliases: dict[str, str] = {}
     notes = grouped_notes(root.notes)
     header = [
         f"written by {origin} from {class_path(model)}",
@@ -148,8 +150,9 @@ def _spec_from_module(
         more = f" (and {len(pinned) - 1} more)" if len(pinned) > 1 else ""
         note = [f"note: the spec is right at its input sizes only, so it is pinned at them{more}"] if pinned else []
         declared = {k: _declared(v, dtypes.get(k), pinned[0] if pinned else None) for k, v in inputs.items()}
-        return spec_text(name, header + note, description, declared, blocks, root.nodes, outputs)
+        return spec_text(name, header + note, description, declared, blocks, root.nodes, outputs, aliases)
 
+    aliases.update(shared_modules(model, root.nodes, lambda: _module_keys(write([]), files)))
     imported = Imported(write(pinned), name, {b.name: len(b.uses) for b in blocks.values()}, notes, files=files)
     if check:
         from .check import check_round_trip
@@ -160,6 +163,19 @@ def _spec_from_module(
         if imported.checked.fixed_by:  # right at the traced size only: a size became a number
             imported.text = write([imported.checked.fixed_by])
     return imported
+
+
+def _module_keys(text: str, files: dict[str, dict[str, Any]]) -> set[str]:
+    """The keys of the modules a spec builds (built on the meta device: no memory, no init)."""
+    from ..api import compile_spec
+    from .check import _beside
+
+    try:
+        with _beside(text, files) as load:
+            module = compile_spec(load(), device="meta").module
+    except SpecError:  # the round trip's check says why, as for any spec that does not compile
+        return set()
+    return {k for k, _ in module.named_modules(remove_duplicate=False)}
 
 
 def _sidecar(model: Any, nodes: list[Any], name: str) -> dict[str, dict[str, Any]]:

@@ -470,7 +470,8 @@ class Converter:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _add(self, n: fx.Node, result: Result) -> None:
-        if isinstance(result, Pieces):  # no node until a piece is read
+        if isinstance(result, Pieces):  # no node until a piece is read (but the source's own)
+            self.nodes.extend(result.made)
             self.env[n] = result
             return
         if isinstance(result, Ref):
@@ -555,6 +556,8 @@ class Converter:
                 alias = next(
                     (k for k, m in self.module.named_modules(remove_duplicate=False) if m is child and k != name), ""
                 )
+                if alias and not self.where:  # the model's own: an alias the spec names (again.py)
+                    continue
                 raise ImportFailed(  # an alias: CoaT's `cpe1`, which its blocks hold and call as their `cpe`
                     f"`{name}` holds weights but forward (in eval mode) never calls it"
                     + (f", only as `{alias}` (one module under two names)" if alias else "")

@@ -110,6 +110,7 @@ def _extra_keys(node: SNode, previous: str | None) -> dict[str, Any]:
         ("else", node.else_),
         ("training_only", node.training_only),
         ("outputs", node.outputs),
+        ("tie", node.tie),
     ):
         if value is not None:
             extra[key] = value
@@ -153,8 +154,10 @@ def spec_text(
     blocks: dict[str, Block],
     nodes: list[SNode],
     outputs: list[str] | dict[str, str],
+    aliases: dict[str, str] | None = None,
 ) -> str:
-    """The whole spec document; ``outputs`` as a mapping makes the model return a dict."""
+    """The whole spec document; ``outputs`` as a mapping makes the model return a dict;
+    ``aliases``: modules under a second name (``again.shared_modules``)."""
     lines = [f"# {h}" for h in header]
     lines += ["netspec: 1", f"name: {flow(name)}", f"description: {flow(description)}", "inputs:"]
     lines += [f"  {k}: {flow(v)}" for k, v in inputs.items()]
@@ -167,4 +170,6 @@ def spec_text(
     lines.append(f"outputs: {flow(outputs)}")
     if isinstance(outputs, dict):
         lines.append("output_type: dict")
+    if aliases:
+        lines.append(f"aliases: {flow(aliases)}")
     return "\n".join(lines) + "\n"

@@ -179,6 +179,8 @@ def _minimum(c: Call, input: Ref, other: Ref) -> Result:
 
 @handles("torch.clamp", "torch.clip", "Tensor.clamp", "Tensor.clip")
 def _clamp(c: Call, input: Ref, min: Any = None, max: Any = None) -> Result:
+    if isinstance(min, Ref) and isinstance(max, Ref):  # Gemma4's clamp to its buffers: min(max(x, lo), hi)
+        return [c.op("maximum", [input, min], suffix="low"), c.op("minimum", [c.ref("low"), max])]
     return c.op("clamp", [input], min=const(c, min, "a number"), max=const(c, max, "a number"))
 
 
@@ -223,6 +225,8 @@ _CASTS = {
 def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Result:
     """``x.float()``, ``x.long()``, ``x.to(torch.float16)``: the `to` op; ``x.to(device=...,
     dtype=None)`` is the identity (a spec's tensors are on its module's device)."""
+    if isinstance(dtype, Ref) and dtype.is_tensor:  # `x.to(table)`: to the other's dtype (Gemma4's one-hot)
+        dtype = dtype.meta[0].dtype
     wanted = _CASTS.get(c.key, None if isinstance(dtype, torch.device) else dtype)
     kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "non_blocking", "copy")}
     if c.key == "Tensor.to" and wanted is None and not args and not kwargs:

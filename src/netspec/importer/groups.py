@@ -218,8 +218,14 @@ def unread(sub: Traced) -> set[str]:
     return {
         str(n.target)
         for n in sub.graph.nodes
-        if n.op == "placeholder" and not n.users and str(n.target) not in lists and n.target not in sub.flat
+        if n.op == "placeholder" and _no_values_read(n) and str(n.target) not in lists and n.target not in sub.flat
     }
+
+
+def _no_values_read(n: fx.Node) -> bool:
+    """Nothing reads the tensor's values: no use, or only its ``.device`` and ``.dtype`` (Gemma4's
+    rotary table reads ``x`` for those alone), which the trace folded."""
+    return all(u.target is getattr and u.args[1:] in (("device",), ("dtype",)) for u in n.users)
 
 
 def unclashed(refs: list[Ref], module: nn.Module, nodes: list[SNode], fresh: Callable[[str], str]) -> list[Ref]:

@@ -34,6 +34,7 @@ class SNode:
     else_: str | None = None  # ... and otherwise its name stands for this input
     training_only: bool | None = None  # called only in training mode (`if self.training:`, an aux head)
     outputs: list[str] | None = None  # a group's several values (a tuple), by its nodes' names
+    tie: dict[str, str] | None = None  # own parameter -> the parameter it is (one module under two names: again.py)
 
     def copy(self, **changes: Any) -> SNode:
         fields = {**self.__dict__, **changes}
@@ -112,6 +113,7 @@ class Pieces:
     dim: int
     spans: tuple[tuple[int, int], ...]  # (start, length) of each piece along `dim`
     drop_dim: bool  # unbind: the pieces lose `dim` (select); split: they keep it (narrow)
+    made: tuple[SNode, ...] = ()  # nodes the call makes for the source (meshgrid's grid), before any piece
 
 
 class Namer:

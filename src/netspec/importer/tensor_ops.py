@@ -21,7 +21,7 @@ from .buffers import buffer_node
 from .call import Call, Result, const
 from .errors import ImportFailed
 from .functions import handles
-from .ir import BatchSize, Ref, SNode
+from .ir import BatchSize, Pieces, Ref, SNode
 from .trace import TensorMeta
 
 
@@ -250,8 +250,9 @@ def _swin_bias(c: Call, relative_position_bias_table: Ref, relative_position_ind
 
 
 @handles("torch.flip", "Tensor.flip")
-def _flip(c: Call, input: Ref, *dims: Any) -> Result:
-    flat = dims[0] if len(dims) == 1 else list(dims)
+def _flip(c: Call, input: Ref, *by_place: Any, dims: Any = None) -> Result:
+    """``x.flip(1)``, ``x.flip(1, 2)``, ``torch.flip(x, [1])``, ``x.flip(dims=(-1,))`` (gemma4's coordinates)."""
+    flat = dims if dims is not None else by_place[0] if len(by_place) == 1 else list(by_place)
     return c.op("flip", [input], dims=_dims(c, input, flat, "flip"))
 
 
@@ -372,6 +373,33 @@ def _timm_grid(c: Call, feat_shape: Any, *args: Any, **kwargs: Any) -> Result:
     notes = c.notes if c.notes is not None else []
     nodes = [buffer_node(c.fresh(f"{c.name}_axis{k}"), axis, False, c.where, notes) for k, axis in enumerate(axes)]
     return [*nodes, c.op("grid", [str(b.name) for b in nodes], indexing=indexing)]
+
+
+@handles("F.one_hot")
+def _one_hot(c: Call, tensor: Ref, num_classes: Any = -1) -> Result:
+    """``F.one_hot(positions, num_classes=16)``; without a number of classes (from the values) refused."""
+    number = const(c, num_classes, "a number of classes")
+    if not isinstance(number, int) or number < 1:
+        raise ImportFailed(
+            "`F.one_hot` without a number of classes (one read from the values) has no spec op", where=c.where
+        )
+    return c.op("one_hot", [tensor], num_classes=number)
+
+
+@handles("torch.meshgrid")
+def _meshgrid(c: Call, *tensors: Any, indexing: str | None = None) -> Result:
+    """``grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")``: the grid op (the grids stacked,
+    last) and its pieces, each read by index as a ``select`` of the last dim (torch's default
+    indexing is "ij")."""
+    axes = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else list(tensors)
+    if not axes or not all(isinstance(a, Ref) and a.is_tensor and len(a.shape) == 1 for a in axes):
+        raise ImportFailed("`torch.meshgrid` other than of 1-d tensors has no spec op", where=c.where)
+    if any(a.batch_dims for a in axes):
+        raise ImportFailed("`torch.meshgrid` of a tensor along the batch has no spec op", where=c.where)
+    grid = c.op("grid", axes, indexing=const(c, indexing or "ij", "an indexing"))
+    meta = tuple(TensorMeta((*m[0].shape, len(axes)), m[0].dtype) for m in c.result.meta)  # (*sizes, n)
+    whole = Ref(str(grid.name), meta)  # type: ignore[arg-type]  # one TensorMeta per batch size
+    return Pieces(whole, len(axes), tuple((k, 1) for k in range(len(axes))), drop_dim=True, made=(grid,))
 
 
 def _extreme(name: str) -> None:

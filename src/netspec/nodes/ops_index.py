@@ -279,6 +279,12 @@ def _argmax(inputs: list[Any], dim: int, keepdim: bool = False) -> Call:
     return torch.argmax, (inputs[0], dim), {"keepdim": keepdim}
 
 
+@op("one_hot", positional="num_classes")
+def _one_hot(inputs: list[Any], num_classes: int) -> Call:
+    """Each int64 entry k as `num_classes` 0/1 entries, 1 at k, in a new last dim (F.one_hot; Gemma4's position table lookup)."""
+    return torch.nn.functional.one_hot, (inputs[0], num_classes), {}
+
+
 def _extreme(name: str, fn: Callable[..., Any], which: str) -> None:
     """max, min along a dim: the tuple (values, indices), as torch gives it."""
 

@@ -144,6 +144,29 @@ def test_nodes_at_a_key_are_written_in_their_holders(tmp_path) -> None:
     assert _run_fresh([_eject_case("keyed", tmp_path, c)], tmp_path) == {"keyed": "ok"}
 
 
+ALIASED = """name: aliased
+inputs: {x: [8]}
+nodes:
+  - first.fc: {Linear: {out_features: 8}}
+  - second: {same_as: first.fc}
+outputs: [second]
+aliases: {pos: first.fc}
+"""
+
+
+def test_aliases_are_the_same_module_under_a_second_name(tmp_path) -> None:
+    """``aliases: {pos: first.fc}``: ``self.pos = self.first.fc``; the checkpoint, with both
+    names' keys, loads strictly into the ejected class and gives the same outputs."""
+    from netspec.api import compile_spec
+
+    torch.manual_seed(0)
+    c = compile_spec(netspec.load_spec(text=ALIASED))
+    assert {"pos.weight", "first.fc.weight"} <= set(c.module.state_dict())
+    source = eject(c, module_name="aliased")
+    assert "        self.pos = self.first.fc  # one module" in source
+    assert _run_fresh([_eject_case("aliased", tmp_path, c)], tmp_path) == {"aliased": "ok"}
+
+
 def test_blocks_become_classes_with_the_differing_values_as_parameters() -> None:
     """U-Net's nine DoubleConv uses are one class; channel counts are its arguments, named
     after the block's parameter `out` where the values are the same."""

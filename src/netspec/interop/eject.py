@@ -260,18 +260,31 @@ def _child(node: Any, gm: fx.GraphModule, where: str, imports: set[str], found: 
     return Child(node.name, _child_value(node, gm.get_submodule(node.name), path, imports), after=after)
 
 
+def _ref(dotted: str, where: str) -> str:
+    """``self.blocks[0].cpe``: a module's key as torch code reads it (numbered children indexed)."""
+    out = "self"
+    for part in dotted.split("."):
+        out = f"{out}[{int(part)}]" if part.isdigit() else attr_ref(out, identifier(part, where))
+    return out
+
+
 def _tie_line(node: Any, own: str, other: str) -> str:
     """``self.decoder.weight = self.encoder.weight``: a node's ``tie``, as torch code writes it."""
-
-    def ref(dotted: str) -> str:
-        out = "self"
-        for part in dotted.split("."):
-            out = f"{out}[{int(part)}]" if part.isdigit() else attr_ref(out, identifier(part, f"{node.name}: tie"))
-        return out
-
+    where = f"{node.name}: tie"
     *owner, leaf = f"{node.name}.{own}".split(".")
-    head, tail = child_assignment(ref(".".join(owner)), identifier(leaf, f"{node.name}: tie"))
-    return head + ref(other) + tail + "  " + comment("tied: one parameter, both state_dict keys")
+    head, tail = child_assignment(_ref(".".join(owner), where), identifier(leaf, where))
+    return head + _ref(other, where) + tail + "  " + comment("tied: one parameter, both state_dict keys")
+
+
+def _alias_lines(aliases: dict[str, str]) -> tuple[str, ...]:
+    """``self.cpe1 = self.blocks[0].cpe``: the spec's ``aliases``, one module under two names."""
+    lines = []
+    for name, key in aliases.items():
+        where = f"aliases.{name}"
+        holder, _, leaf = name.rpartition(".")
+        head, tail = child_assignment(_ref(holder, where) if holder else "self", identifier(leaf, where))
+        lines.append(head + _ref(key, where) + tail + "  " + comment("one module, both names' state_dict keys"))
+    return tuple(lines)
 
 
 def draft(
@@ -449,6 +462,8 @@ def eject(
     :mod:`netspec.interop.eject_buffers`); without it such a buffer is refused.
     """
     root = draft(compiled.module, compiled.graph)
+    if compiled.spec.aliases:  # after every child and tie: the names are of modules built above
+        root.children.append(Child("", lines=_alias_lines(compiled.spec.aliases)))
     drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})

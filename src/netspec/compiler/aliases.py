@@ -6,11 +6,15 @@ names on the built module live here."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import nn
 
 from ..errors import BuildError, did_you_mean
 from .spec_base import SpecModel
+
+if TYPE_CHECKING:  # the spec's models load without torch (`netspec schema` imports none)
+    from torch import nn
 
 
 class Aliases(SpecModel):
@@ -30,6 +34,7 @@ def register_aliases(root: nn.Module, aliases: dict[str, str]) -> None:
     under its new name too; a BuildError at ``aliases.NAME`` when the key holds no module or the
     name is taken or its holder missing.
 
+    >>> from torch import nn
     >>> root = nn.Module(); root.blocks = nn.Sequential(nn.Linear(2, 2))
     >>> register_aliases(root, {"pos": "blocks.0"})
     >>> root.pos is root.blocks[0], list(root.state_dict())

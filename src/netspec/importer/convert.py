@@ -521,10 +521,8 @@ class Converter:
             if key in sub.flat:  # a list traced as its tensors: an input each
                 if isinstance(value, Ref) and isinstance(value.meta[0], tuple):
                     value = tuple_items(self, value, key, sub)  # another module's tuple, passed on whole
-                elif isinstance(value, Ref) and isinstance(value.meta[0], dict):
-                    value = passing.dict_items(self, value, key, sub)  # another module's dict, read by key
-                elif isinstance(value, dict):  # a dict this forward made: its tensors
-                    value = list(value.values())
+                elif isinstance(value, dict) or (isinstance(value, Ref) and isinstance(value.meta[0], dict)):
+                    value = passing.dict_items(self, value, key, sub)  # a dict: its tensors, read by key
                 if not isinstance(value, (list, tuple)):
                     raise ImportFailed(
                         f"`{sub.path}` is given `{key}`, a list or tuple another module returns, whole: a spec passes "

@@ -102,11 +102,14 @@ def tuple_items(conv: Any, value: Ref, key: str, sub: Traced) -> list[Ref | None
     return refs
 
 
-def dict_items(conv: Any, value: Ref, key: str, sub: Traced) -> list[Ref | None] | Ref:
+def dict_items(conv: Any, value: Ref | dict[str, Any], key: str, sub: Traced) -> list[Any] | Ref:
     """The tensors of a dict another module returned (torchvision's backbone features
     ``{"low": .., "high": ..}`` given whole to LRASPP's head), read by key as ``item`` nodes in the
     order the module taking it reads them (its inputs are named by key: ``placeholder_name``);
-    a key it never reads is no input. Anything but a dict of the tensors it takes stays whole."""
+    a key it never reads is no input. Anything but a dict of the tensors it takes stays whole.
+    A dict the caller's forward made is its values, in order."""
+    if isinstance(value, dict):
+        return list(value.values())
     first, second = value.meta
     keys = sub.keys.get(key, [])
     if not isinstance(first, dict) or not set(keys) <= set(first):

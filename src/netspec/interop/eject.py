@@ -277,7 +277,8 @@ def _tie_line(node: Any, own: str, other: str) -> str:
 
 
 def _alias_lines(aliases: dict[str, str]) -> tuple[str, ...]:
-    """``self.cpe1 = self.blocks[0].cpe``: the spec's ``aliases``, one module under two names."""
+    """``self.cpe1 = self.blocks[0].cpe``: the spec's ``aliases``, one module under two names
+    (written after every child and tie: the names are of modules built above)."""
     lines = []
     for name, key in aliases.items():
         where = f"aliases.{name}"
@@ -462,8 +463,7 @@ def eject(
     :mod:`netspec.interop.eject_buffers`); without it such a buffer is refused.
     """
     root = draft(compiled.module, compiled.graph)
-    if compiled.spec.aliases:  # after every child and tie: the names are of modules built above
-        root.children.append(Child("", lines=_alias_lines(compiled.spec.aliases)))
+    root.children += [Child("", lines=_alias_lines(compiled.spec.aliases))] if compiled.spec.aliases else []
     drafts = all_drafts(root)
     imports = set().union(*(d.imports for d in drafts))
     helper_imports, helpers = helper_sources({k: v for d in drafts for k, v in d.functions.items()})

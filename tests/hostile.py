@@ -295,8 +295,8 @@ def _optimizer_shape(state: dict) -> None:
 def _loss_counts_text(state: dict) -> None:
     """Mid-epoch, with the loss meter's batch sizes as text: right keys, wrong types (the epoch's
     mean would fail only when it is computed)."""
-    state["batch"] = 1
-    state["meters"]["loss"]["counts"] = [str(n) for n in state["meters"]["loss"]["counts"]]
+    state["batch"] = 1  # an epoch's end holds no meters (nothing reads them): a first batch's, forged
+    state["meters"] = {"loss": {"values": torch.zeros(1), "counts": ["8"]}}
 
 
 FORGED_CHECKPOINTS = {

@@ -112,6 +112,9 @@ def _refs_of(node: NodeSpec, blocks: set[str]) -> dict[str, str]:
         return {}
     entry = OPS[node.op]
     refs = {k: v for k, v in node.args.items() if k in entry.refs} if isinstance(node.args, dict) else {}
+    for key, value in refs.items():
+        if not isinstance(value, str):  # `like: null`, `like: 3`: no node's name
+            raise GraphError(f"`{key}` names a node or input, not {value!r}", hint=f"`{key}: skip`, the node's name")
     if entry.refs_from is not None:  # names an `index` subscript reads: `$0`, `$1`, ... (no argument's key)
         refs.update({f"${i}": name for i, name in enumerate(entry.refs_from(node.args))})
     return refs

@@ -497,14 +497,7 @@ def to_host(value: Any) -> Any:
     >>> w = torch.ones(2); snap = to_host({"w": w, "lr": [0.1]}); w += 1; snap["w"].tolist()
     [1.0, 1.0]
     """
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-        return value.clone() if value.device.type == "cpu" else value.to("cpu")
-    if isinstance(value, dict):
-        return {k: to_host(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(to_host(v) for v in value)
-    return value
+    return _map_tensors(value, lambda t: t.clone() if t.device.type == "cpu" else t.to("cpu"))
 
 
 def host_view(value: Any) -> Any:
@@ -516,15 +509,25 @@ def host_view(value: Any) -> Any:
     >>> view["w"].data_ptr() == w.data_ptr(), view["half"][0].untyped_storage().nbytes()
     (True, 8)
     """
+    return _map_tensors(value, _host_tensor)
+
+
+def _host_tensor(t: torch.Tensor) -> torch.Tensor:
+    """:func:`host_view`'s tensor: itself on the host unless it views a larger storage."""
+    if t.device.type != "cpu":
+        return t.to("cpu")
+    return t if t.untyped_storage().nbytes() == t.nbytes else t.clone()
+
+
+def _map_tensors(value: Any, leaf: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``value`` with ``leaf`` of each (detached) tensor in it; dicts, lists and tuples are new
+    (named tuples and other values are shared)."""
     if isinstance(value, torch.Tensor):
-        value = value.detach()
-        if value.device.type != "cpu":
-            return value.to("cpu")
-        return value if value.untyped_storage().nbytes() == value.nbytes else value.clone()
+        return leaf(value.detach())
     if isinstance(value, dict):
-        return {k: host_view(v) for k, v in value.items()}
+        return {k: _map_tensors(v, leaf) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(host_view(v) for v in value)
+        return type(value)(_map_tensors(v, leaf) for v in value)
     return value
 
 

@@ -325,3 +325,40 @@ def test_windows_folded_into_the_batch_are_a_reshape_that_writes_it() -> None:
     assert "- view_1: {reshape: [B, 2, 2, 4, 4, 16]}" in text  # and back
     assert "- flatten: {start_dim: 0, end_dim: 2}\n  - rows: {BatchNorm1d: {}}" in text  # (64B, 16) rows
     assert "- reshape_as: {reshape: [B, 8, 8, 16]}" in text
+
+
+@pytest.mark.parametrize(
+    ("inputs", "dtypes", "reason"),
+    [
+        ({"picture": (1, 6, 6)}, None, "`inputs` names `picture`, which forward does not take (it takes image, extra)"),
+        ({"image": (8,)}, None, "forward's argument `extra` has no default and no shape in `inputs`"),
+        ({"image": "8", "extra": (8,)}, None, "input `image`: '8' is not a sample shape"),
+        ({"image": (8, 0), "extra": (8,)}, None, "input `image`: (8, 0) is not a sample shape"),
+        ({}, None, "`inputs` is {}, not a dict of sample shapes by name"),
+        (
+            {"image": (8,), "extra": (8,)},
+            {"y": "int64"},
+            "`dtypes` names `y`, which is not one of the inputs (image, extra)",
+        ),
+        (
+            {"image": (8,), "extra": (8,)},
+            {"image": "long"},
+            "`dtypes`: input `image`'s dtype `long` is not one of float32",
+        ),
+    ],
+)
+def test_inputs_that_do_not_fit_forward_are_one_line_naming_forwards_arguments(
+    inputs: dict, dtypes: dict | None, reason: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        spec_from_module(toys.TwoInputs(), inputs, name="m", dtypes=dtypes)
+    line = str(err.value)
+    assert "\n" not in line and "importer bug" not in line
+    assert line.startswith(f"{toys.__name__}.TwoInputs: {reason}"), line
+
+
+def test_inputs_given_out_of_forwards_order_are_declared_in_it() -> None:
+    model = toys.TwoInputs()
+    text = spec_from_module(model, {"extra": (3,), "image": (1, 6, 6)}, name="m").text
+    assert "inputs:\n  image: [1, 6, 6]\n  extra: [3]\n" in text  # the compiled module's arguments, in forward's order
+    assert text == _round_trip(model, {"image": (1, 6, 6), "extra": (3,)})

@@ -126,11 +126,13 @@ def _spec_from_module(
     from .convert import Converter
     from .emit import spec_text
     from .kinds import is_layer
+    from .load import checked_inputs
     from .trace import pins, trace_model
 
     model = model.eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
+    inputs, dtypes = checked_inputs(model, inputs, dtypes)
     traced = trace_model(model, inputs, dtypes=dtypes)
     root = Converter(traced).run()
     files = _sidecar(model, root.nodes, name)

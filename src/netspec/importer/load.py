@@ -243,6 +243,50 @@ def input_dtypes(model: Any, sizes: list[str] | None) -> dict[str, str]:
     return {name: dtype for name, _, dtype in _read_sizes(sizes, *_forward_arguments(model)) if dtype != "float32"}
 
 
+def checked_inputs(model: Any, inputs: Any, dtypes: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``spec_from_module``'s ``inputs`` and ``dtypes`` checked against ``model.forward`` (the
+    command line's are made from it): each input an argument of forward, every argument without
+    a default given, each shape a list of sizes, each dtype one a spec input may have. Returns
+    them in forward's order (the spec's inputs are the compiled module's arguments, in order).
+
+    >>> import torch
+    >>> checked_inputs(torch.nn.Bilinear(2, 3, 4), {"input2": [3], "input1": (2,)}, None)
+    ({'input1': (2,), 'input2': (3,)}, {})
+    >>> checked_inputs(torch.nn.Bilinear(2, 3, 4), {"image": (2,)}, None)
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: `inputs` names `image`, which forward does not take (it takes input1, input2)
+    """
+    required, optional = _forward_arguments(model)
+    takes = ", ".join(required + optional) or "no tensors"
+    if not isinstance(inputs, dict) or not inputs:
+        raise ImportFailed(
+            f"`inputs` is {inputs!r:.60}, not a dict of sample shapes by name", hint=f"forward takes {takes}"
+        )
+    for name, shape in inputs.items():
+        if name not in required + optional:
+            raise ImportFailed(
+                f"`inputs` names `{name}`, which forward does not take (it takes {takes})",
+                hint="name each input after the forward argument it is",
+            )
+        if not isinstance(shape, (tuple, list)) or not all(type(d) is int and d > 0 for d in shape):
+            raise ImportFailed(
+                f"input `{name}`: {shape!r:.60} is not a sample shape (a tuple of sizes like (3, 32, 32))"
+            )
+    missing = [n for n in required if n not in inputs]
+    if missing:
+        raise ImportFailed(
+            f"forward's argument `{missing[0]}` has no default and no shape in `inputs`",
+            hint=f"give it: inputs={{..., '{missing[0]}': (3, 32, 32)}}",
+        )
+    dtypes = dict(dtypes or {})
+    for name, dtype in dtypes.items():
+        if name not in inputs:
+            raise ImportFailed(f"`dtypes` names `{name}`, which is not one of the inputs ({', '.join(inputs)})")
+        if dtype not in DTYPES:
+            raise ImportFailed(f"`dtypes`: input `{name}`'s dtype `{dtype}` is not one of {', '.join(DTYPES)}")
+    return {n: tuple(inputs[n]) for n in required + optional if n in inputs}, dtypes
+
+
 def _forward_arguments(model: Any) -> tuple[list[str], list[str]]:
     """The positional arguments of ``model.forward``: those without a default, those with one."""
     params = [

@@ -125,14 +125,15 @@ def _spec_from_module(
     from .blocks import make_blocks
     from .convert import Converter
     from .emit import spec_text
-    from .kinds import is_layer
+    from .kinds import is_layer, kind_of
     from .load import checked_inputs
     from .trace import pins, trace_model
 
     model = model.eval()
     if is_layer(model):
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
-    inputs, dtypes = checked_inputs(model, inputs, dtypes)
+    if kind_of(model) == "custom":  # a Sequential or ModuleList: trace_model says why it is refused
+        inputs, dtypes = checked_inputs(model, inputs, dtypes)
     traced = trace_model(model, inputs, dtypes=dtypes)
     root = Converter(traced).run()
     files = _sidecar(model, root.nodes, name)

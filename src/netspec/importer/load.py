@@ -254,7 +254,7 @@ def checked_inputs(model: Any, inputs: Any, dtypes: Any) -> tuple[dict[str, tupl
     ({'input1': (2,), 'input2': (3,)}, {})
     >>> checked_inputs(torch.nn.Bilinear(2, 3, 4), {"image": (2,)}, None)
     Traceback (most recent call last):
-    netspec.importer.errors.ImportFailed: `inputs` names `image`, which forward does not take (it takes input1, input2)
+    netspec.importer.errors.ImportFailed: <spec>: `inputs` names `image`, which forward does not take (it takes input1, input2); name each input after the forward argument it is
     """
     required, optional = _forward_arguments(model)
     takes = ", ".join(required + optional) or "no tensors"

@@ -362,3 +362,26 @@ def test_inputs_given_out_of_forwards_order_are_declared_in_it() -> None:
     text = spec_from_module(model, {"extra": (3,), "image": (1, 6, 6)}, name="m").text
     assert "inputs:\n  image: [1, 6, 6]\n  extra: [3]\n" in text  # the compiled module's arguments, in forward's order
     assert text == _round_trip(model, {"image": (1, 6, 6), "extra": (3,)})
+
+
+@pytest.mark.parametrize(
+    ("child", "reason"),
+    [
+        ("lambda", "`lambda`: `lambda` is a Python keyword, and a spec's node names are Python attributes"),
+        ("graph", "`graph`: `graph` is an attribute every compiled module has"),
+        ("x", "child `x` has the name of forward's argument `x`, and a spec's inputs and nodes share one namespace"),
+    ],
+)
+def test_children_a_spec_cannot_name_are_refused_before_a_spec_is_written(child: str, reason: str) -> None:
+    class Net(nn.Module):  # forward's own module: named children, one argument `x`
+        def __init__(self) -> None:
+            super().__init__()
+            self.add_module(child, nn.Linear(4, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.get_submodule(child)(x).relu()
+
+    with pytest.raises(SpecError) as err:
+        spec_from_module(Net(), {"x": (4,)}, name="m")
+    assert f".Net: {reason}" in str(err.value), str(err.value)
+    assert "importer bug" not in str(err.value) and "\n" not in str(err.value)

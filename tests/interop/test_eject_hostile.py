@@ -175,4 +175,5 @@ def test_an_imported_child_named_like_a_keyword_is_refused_in_one_line_before_an
 
     with pytest.raises(SpecError) as e:
         spec_from_module(KeywordChild().eval(), {"x": (3,)}, name="m")
-    assert "node name `class` is a Python keyword" in str(e.value) and "\n" not in str(e.value)
+    assert "`class` is a Python keyword, and a spec's node names are Python attributes" in str(e.value)
+    assert "\n" not in str(e.value)

@@ -126,7 +126,7 @@ def _spec_from_module(
     from .convert import Converter
     from .emit import spec_text
     from .kinds import is_layer, kind_of
-    from .load import checked_inputs
+    from .load import check_names, checked_inputs
     from .trace import pins, trace_model
 
     model = model.eval()
@@ -134,6 +134,7 @@ def _spec_from_module(
         raise ImportFailed(f"the model is a torch.nn layer ({class_path(model)}): write it as a node")
     if kind_of(model) == "custom":  # a Sequential or ModuleList: trace_model says why it is refused
         inputs, dtypes = checked_inputs(model, inputs, dtypes)
+        check_names(model, inputs)
     traced = trace_model(model, inputs, dtypes=dtypes)
     root = Converter(traced).run()
     files = _sidecar(model, root.nodes, name)

@@ -287,6 +287,47 @@ def checked_inputs(model: Any, inputs: Any, dtypes: Any) -> tuple[dict[str, tupl
     return {n: tuple(inputs[n]) for n in required + optional if n in inputs}, dtypes
 
 
+def check_names(model: Any, inputs: dict[str, Any]) -> None:
+    """Refuse, in one line naming the attribute, a model whose state_dict keys a spec cannot keep:
+    a key part that is a Python keyword or an attribute of the compiled module (node names are
+    Python attributes of it), or a child named like one of forward's tensor arguments (a spec's
+    inputs and nodes share one namespace). Without this the spec would be written, then refused.
+
+    >>> import torch
+    >>> net = torch.nn.Module(); net.add_module("lambda", torch.nn.Linear(2, 2))
+    >>> check_names(net, {"x": (2,)})
+    Traceback (most recent call last):
+    netspec.importer.errors.ImportFailed: <spec>: `lambda`: `lambda` is a Python keyword, and a spec's node names are Python attributes; rename that attribute of the model
+    """
+    import keyword
+
+    from ..compiler.graph import RESERVED_NAMES
+
+    keys = [k for k, _ in model.named_modules(remove_duplicate=False) if k]
+    keys += list(model.state_dict(keep_vars=True))
+    for key in keys:
+        for part in key.split("."):
+            why = (
+                "a Python keyword"
+                if keyword.iskeyword(part)
+                else "an attribute every compiled module has"
+                if part in RESERVED_NAMES
+                else None
+            )
+            if why is not None:
+                raise ImportFailed(
+                    f"`{key}`: `{part}` is {why}, and a spec's node names are Python attributes",
+                    hint="rename that attribute of the model",
+                )
+    clash = next((name for name, _ in model.named_children() if name in inputs), None)
+    if clash is not None:
+        raise ImportFailed(
+            f"child `{clash}` has the name of forward's argument `{clash}`, and a spec's inputs and nodes "
+            "share one namespace",
+            hint="rename the argument (or the child)",
+        )
+
+
 def _forward_arguments(model: Any) -> tuple[list[str], list[str]]:
     """The positional arguments of ``model.forward``: those without a default, those with one."""
     params = [

@@ -468,10 +468,8 @@ def _forward_backward(
     no_sync breaks it (pytorch/pytorch#143580), so each batch all-reduces (the same sum, slower).
     """
     accum = run.tspec.grad_accumulation
-    if accum == 1:  # most runs: a step a batch
-        return _forward_backward_now(run, inputs, target, i, n_batches, 1)
-    window = min(accum, n_batches - (i // accum) * accum)
-    before_last = (i + 1) % accum and i + 1 != n_batches  # a batch before its window's last
+    window = 1 if accum == 1 else min(accum, n_batches - (i // accum) * accum)
+    before_last = accum > 1 and (i + 1) % accum and i + 1 != n_batches  # a batch before its window's last
     if run.ddp is not None and before_last and not run.tspec.distributed.static_graph:
         # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
         with run.ddp.no_sync():  # type: ignore[operator]

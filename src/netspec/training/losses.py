@@ -480,18 +480,14 @@ class Criterion(nn.Module):
             for t in terms
         )
         self.last: dict[str, Tensor] = {}  # the named terms of the last call (`terms:`; see loss_graph.py)
-        # one loss of weight 1 (most specs) as (term, kind, the loss's forward): called without the
-        # sum's loop or a second module call, as a small model's step takes tens of microseconds
-        # (netspec puts no hooks on its losses; a tuple: `losses` alone registers the module)
-        self.single = (
-            (terms[0], self.kinds[0], self.losses[0].forward) if len(terms) == 1 and terms[0].weight == 1.0 else None
-        )
+        # one loss of weight 1 (most specs) as (term, kind, its forward: netspec hooks no loss; a tuple, as
+        # `losses` registers the module): no loop, one module call, for steps of tens of microseconds
+        self.single = (terms[0], self.kinds[0], self.losses[0].forward) if len(terms) == 1 == terms[0].weight else None
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         if self.single is not None:
             term, kind, loss = self.single
-            out = outputs[term.output]
-            out = out if out.dtype is torch.float32 else out.float()
+            out = raw if (raw := outputs[term.output]).dtype is torch.float32 else raw.float()
             return loss(out, adapt_target(kind, out, pick_target(term, targets)))
         total: Tensor | None = None
         for term, kind, loss in zip(self.terms, self.kinds, self.losses):

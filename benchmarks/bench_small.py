@@ -172,12 +172,17 @@ def _tuned_epochs(
     epochs: int,
     device: Any,
     ckpt: Path,
+    mark: Callable[[int, str], None] | None = None,
 ) -> tuple[list[float], list[float], float]:
-    """The tuned step over ``batches()``: sums on the device, one host read an epoch."""
+    """The tuned step over ``batches()``: sums on the device, one host read an epoch.
+    ``mark(epoch, where)`` is called at each epoch's "start", after its "steps" and at its "end"
+    (count_instructions.py measures between them)."""
     model, opt, sched = _setup(spec, device, device.type == "cuda")
     times, cpu, loss_mean = [], [], float("nan")
+    mark = mark or (lambda epoch, where: None)
     for epoch in range(epochs):
         _sync(device)
+        mark(epoch, "start")
         start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         total = torch.zeros((), device=device, dtype=torch.float64)
@@ -190,15 +195,25 @@ def _tuned_epochs(
             opt.step()
             total += loss.detach().double() * len(yb)
             correct += (out.argmax(1) == yb).sum()
+        mark(epoch, "steps")
         sched.step()
         loss_mean, _ = total.item() / n, correct.item() / n  # the epoch's host reads
         _checkpoint(model, opt, epoch, ckpt)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
+        mark(epoch, "end")
     return times, cpu, loss_mean
 
 
-def run_tuned_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, ckpt: Path) -> Any:
+def run_tuned_loop(
+    spec: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    device: torch.device,
+    ckpt: Path,
+    mark: Callable[[int, str], None] | None = None,
+) -> Any:
     """The data on the device, batches cut by indexing in the DataLoader's order."""
     xd, yd, g = x.to(device), y.to(device), torch.Generator().manual_seed(SEED)
 
@@ -209,7 +224,7 @@ def run_tuned_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, dev
         torch.randperm(len(x), generator=g)
         return ((xd.index_select(0, idx), yd.index_select(0, idx)) for idx in order.split(BATCH))
 
-    return _tuned_epochs(spec, batches, len(x), epochs, device, ckpt)
+    return _tuned_epochs(spec, batches, len(x), epochs, device, ckpt, mark)
 
 
 def run_image_folder(spec: Any, root: Path, epochs: int, device: torch.device, ckpt: Path) -> Any:

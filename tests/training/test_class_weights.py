@@ -17,8 +17,8 @@ from netspec.data import build_loaders
 from netspec.data.samplers import balanced_class_weights
 from netspec.errors import SpecError
 from netspec.training.context import output_shapes
+from netspec.training.criterion import build_criterion
 from netspec.training.evaluate import evaluate
-from netspec.training.losses import build_criterion
 
 from datafiles import write_sklearn_csv
 

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from netspec.errors import SpecError
+from netspec.training.criterion import build_criterion
 from netspec.training.losses import (
     LOSSES,
     DiceLoss,
     FocalLoss,
     IoULoss,
     adapt_target,
-    build_criterion,
 )
 from netspec.training.spec import LossSpec
 

@@ -72,7 +72,7 @@ def _losses_of(spec: Any, output: str) -> list[tuple[str, dict[str, Any]]]:
     """(name, arguments) of each loss that reads ``output``."""
     if getattr(spec, "loss", None) is None:
         return []
-    from ..training.losses import plan_terms
+    from ..training.criterion import plan_terms
 
     return [(t.name, t.spec.args) for t in plan_terms(spec.loss, list(spec.output_names)) if t.output == output]
 

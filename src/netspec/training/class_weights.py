@@ -76,7 +76,7 @@ def needs_class_counts(spec: LossSpec | None) -> bool:
 def balanced_arguments(
     term: Any, counts: list[int] | None, shapes: dict[str, tuple[int, ...]]
 ) -> Callable[[str], Tensor] | None:
-    """The tensor of a term's (:class:`~netspec.training.losses.Criterion`'s) ``balanced`` argument, from the training split's samples per class
+    """The tensor of a term's (:class:`~netspec.training.criterion.Criterion`'s) ``balanced`` argument, from the training split's samples per class
     (:func:`~netspec.data.samplers.balanced_class_weights`, scikit-learn's formula): one weight per
     class of the output (0 for a class without samples); ``pos_weight``: w_1 / w_0, which is
     n_negative / n_positive."""

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 from ..errors import DataError
 from .class_weights import needs_class_counts
 from .context import located, output_shapes, require_sections, spec_base_dir, spec_roots
+from .criterion import Criterion, class_counts
 from .hardware import Hardware
 from .loss_graph import build_loss, training_module
-from .losses import Criterion, class_counts
 from .meters import MetricSet
 from .options import TrainSpec
 from .spec import WeightsSpec

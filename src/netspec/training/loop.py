@@ -27,12 +27,12 @@ from ..errors import Interrupted, NetspecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, output_shapes, require_sections, spec_base_dir, spec_roots
+from .criterion import Criterion
 from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
 from .loggers import Loggers
 from .loss_graph import build_loss, training_module
-from .losses import Criterion
 from .meters import MetricSet
 from .optimizers import build_optimizer
 from .options import TrainSpec

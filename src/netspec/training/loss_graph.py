@@ -43,7 +43,8 @@ from ..compiler.shapes import infer_graph
 from ..compiler.typed import TypedGraph
 from ..errors import SpecError
 from ..nodes.registry import SpecPath
-from .losses import LOSSES, Criterion, adapt_target, build_criterion, pick_target, plan_terms
+from .criterion import Criterion, build_criterion, pick_target, plan_terms
+from .losses import LOSSES, adapt_target
 from .spec import LossSpec, from_names
 
 __all__ = ["build_loss", "training_module", "GraphCriterion"]

@@ -23,9 +23,10 @@ from torch import Tensor
 
 from ..errors import SpecError
 from ..nodes.registry import SpecPath
+from .criterion import plan_terms
 from .distributed import all_sum
 from .loss_names import term_keys
-from .losses import LOSSES, plan_terms
+from .losses import LOSSES
 from .metrics import LOGIT_LOSSES, METRICS, OWN_FROM_LOGITS, Metric, split_metric_name
 
 if TYPE_CHECKING:

@@ -46,7 +46,8 @@ from torch import Tensor
 
 from ..errors import BuildError, SpecError
 from ..nodes.registry import Registry, SpecPath
-from .losses import adapt_target, pick_output
+from .criterion import pick_output
+from .losses import adapt_target
 
 if TYPE_CHECKING:
     from .spec import MetricSpec

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..errors import SpecError, did_you_mean
 from ..nodes.registry import SpecPath
+from .criterion import plan_terms
 from .loss_names import check_names, term_keys
-from .losses import plan_terms
 from .meters import check_metric_scores
 from .metrics import metric_keys, split_metric_name
 from .optimizers import stand_in_optimizer

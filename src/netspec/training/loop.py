@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..errors import Interrupted, NetspecError, WriteFailed
 from . import distributed, report
 from .checkpoint import load_checkpoint, restore, save, save_epoch
 from .context import located, output_shapes, require_sections, spec_base_dir, spec_roots
 from .criterion import Criterion
-from .evaluate import batch_size, evaluate_loader, forward, spec_loaders
+from .evaluate import evaluate_loader, spec_loaders
 from .hardware import Hardware, deterministic, set_rng_state, set_seed
 from .init import init_model
 from .loggers import Loggers
@@ -41,8 +41,9 @@ from .rundir import BACKGROUND, RunDir, RunLogging, resolved_spec, resume_dir
 from .schedulers import Schedule, build_scheduler
 from .signals import SigintGuard
 from .speed import compile_module, cudnn_autotuning, optimizer_defaults, prepare_model
+from .step import forward_backward, optimizer_step
 from .stopping import check_stopping, stop_at_step, stops_at_steps
-from .watch import BadLoss, NanWatch, all_finite
+from .watch import BadLoss, NanWatch
 
 if TYPE_CHECKING:  # the spec module imports the training package's spec models: the types alone here
     from ..compiler.spec import Spec
@@ -426,7 +427,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
     pending = 0  # batches whose gradients were accumulated since the last optimizer step
     try:
         for i, (inputs, target) in enumerate(batches, start=st.batch):
-            loss, n, kept = _forward_backward(run, inputs, target, i, n_batches)
+            loss, n, kept = forward_backward(run, inputs, target, i, n_batches)
             pending += kept
             st.batch = i + 1
             if bar is not None:
@@ -437,7 +438,7 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             if (accum > 1 and st.batch % accum and st.batch != n_batches) or not pending:
                 continue  # mid-window, or every batch of the window was skipped
             # ---- optimizer step, then the step-level stops
-            stepped, pending = _step(run, pending, i, n_batches), 0
+            stepped, pending = optimizer_step(run, pending, i, n_batches), 0
             if not stepped:
                 continue
             st.step += 1
@@ -454,48 +455,6 @@ def _train_epoch(run: Run, interrupt: SigintGuard) -> str | None:
             close()
         if sys.exc_info()[0] is None:  # leaving normally (an error is on its way otherwise)
             _raise_if_bad(run, watch.check())  # every loss of the epoch, before it counts
-
-
-def _forward_backward(
-    run: Run, inputs: dict[str, Tensor], target: Any, i: int, n_batches: int
-) -> tuple[Tensor, int, bool]:
-    """Forward, loss and backward of batch ``i``; returns the loss, the batch's samples and
-    whether it was kept (`on_nan: skip` drops a non-finite one).
-
-    Gradients are summed over `grad_accumulation` batches, each weighted 1/window. Under DDP
-    the batches before a window's last run under ``no_sync``: gradients stay in each process
-    until the last one's backward all-reduces their sum. Not with ``static_graph``: torch's
-    no_sync breaks it (pytorch/pytorch#143580), so each batch all-reduces (the same sum, slower).
-    """
-    accum = run.tspec.grad_accumulation
-    window = 1 if accum == 1 else min(accum, n_batches - (i // accum) * accum)
-    before_last = accum > 1 and (i + 1) % accum and i + 1 != n_batches  # a batch before its window's last
-    if run.ddp is not None and before_last and not run.tspec.distributed.static_graph:
-        # the DDP wrapper's no_sync (through torch.compile's wrapper); torch types module attributes as Tensor | Module
-        with run.ddp.no_sync():  # type: ignore[operator]
-            return _forward_backward_now(run, inputs, target, i, n_batches, window)
-    return _forward_backward_now(run, inputs, target, i, n_batches, window)
-
-
-def _forward_backward_now(
-    run: Run, inputs: dict[str, Tensor], target: Any, i: int, n_batches: int, window: int
-) -> tuple[Tensor, int, bool]:
-    """:func:`_forward_backward`'s work, the loss weighted 1/window."""
-    # ---- forward: the model under autocast, the loss in float32
-    outputs = forward(run, inputs, run.ddp)
-    loss = run.criterion(outputs, target)
-    n = batch_size(inputs)
-    if run.tspec.on_nan == "skip" and not _keep(run, loss, i, n_batches):
-        return loss, n, False
-    # ---- backward
-    scaled = loss if window == 1 else loss / window
-    (run.scaler.scale(scaled) if run.scaler else scaled).backward()
-    # ---- the batch's loss and metrics (kept on the device), and where its loss came from
-    run.meters["train"].update(outputs, target, loss, n, run.criterion.last)
-    if run.window_meter is not None:
-        run.window_meter.update(outputs, target, loss, n, run.criterion.last)
-    run.watch.record(i, run.state.step, (inputs, target))
-    return loss, n, True
 
 
 def _stop_asked(run: Run, interrupt: SigintGuard) -> bool:
@@ -527,56 +486,6 @@ def _epoch_batches(run: Run) -> Iterator[Any]:
         next(batches)
     _restore_rng_once(run)
     return run.hw.batches(loader, batches)  # on the device, ahead of the step where that is safe
-
-
-def _step(run: Run, pending: int, i: int, n_batches: int) -> bool:
-    """Clip, step and zero the gradients; False when `on_nan: skip` drops a step whose
-    gradient overflowed (the step would make the weights NaN/inf)."""
-    st, clip, scaler, opt = run.state, run.tspec.grad_clip, run.scaler, run.optimizer
-    if run.tspec.on_nan == "skip" and scaler is None and not _grads_finite(run):
-        st.skipped += pending
-        logger.warning(
-            f"gradients are not finite at epoch {st.epoch + 1}, step {st.step + 1} "
-            f"(batch {i + 1} of {n_batches}); step skipped (train.on_nan: skip)"
-        )
-        opt.zero_grad(set_to_none=True)
-        return False
-    if clip is not None:
-        if scaler is not None:
-            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(run.params, clip.max_norm, norm_type=clip.norm_type)
-    if scaler is not None:
-        scaler.step(opt)
-        scaler.update()
-    else:
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    return True
-
-
-def _grads_finite(run: Run) -> bool:
-    """Whether every gradient is finite (one device sync). Used by `on_nan: skip` only: fp16
-    runs have the GradScaler, which already skips such steps."""
-    grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad for p in run.params if p.grad is not None]
-    return not grads or all_finite(grads)
-
-
-def _keep(run: Run, loss: Tensor, i: int, n_batches: int) -> bool:
-    """`on_nan: skip`: False (skip the batch) when the loss is NaN/inf; this needs the answer
-    now, so it is the one mode that reads the loss every batch. `on_nan: error`: True; the
-    watch finds a non-finite loss on the device (:mod:`netspec.training.watch`)."""
-    if run.tspec.on_nan != "skip":
-        return True
-    finite = bool(torch.isfinite(loss))
-    if run.hw.distributed:  # every process skips the batch, or none: DDP's backward is collective
-        finite = not distributed.agree(not finite)
-    if finite:
-        return True
-    st = run.state
-    st.skipped += 1
-    bad = BadLoss(st.epoch, i, n_batches, st.step, float(loss.detach()))
-    logger.warning(f"{bad}; batch skipped (train.on_nan: skip)")
-    return False
 
 
 def _raise_if_bad(run: Run, bad: BadLoss | None) -> None:

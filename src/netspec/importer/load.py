@@ -307,18 +307,16 @@ def check_names(model: Any, inputs: dict[str, Any]) -> None:
     keys += list(model.state_dict(keep_vars=True))
     for key in keys:
         for part in key.split("."):
-            why = (
-                "a Python keyword"
-                if keyword.iskeyword(part)
-                else "an attribute every compiled module has"
-                if part in RESERVED_NAMES
-                else None
+            if keyword.iskeyword(part):
+                why = "a Python keyword"
+            elif part in RESERVED_NAMES:
+                why = "an attribute every compiled module has"
+            else:
+                continue
+            raise ImportFailed(
+                f"`{key}`: `{part}` is {why}, and a spec's node names are Python attributes",
+                hint="rename that attribute of the model",
             )
-            if why is not None:
-                raise ImportFailed(
-                    f"`{key}`: `{part}` is {why}, and a spec's node names are Python attributes",
-                    hint="rename that attribute of the model",
-                )
     clash = next((name for name, _ in model.named_children() if name in inputs), None)
     if clash is not None:
         raise ImportFailed(

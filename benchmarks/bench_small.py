@@ -12,7 +12,13 @@ the same order, and each computing the loss and accuracy and saving a checkpoint
 * ``tuned loop``: the data pre-batched by indexing one tensor, the loss and accuracy summed on
   the device, no host read per step, the fused optimizer where the device has one;
 * for the PNG folder, ``ImageFolder + DataLoader``: torchvision's ImageFolder (PIL, ``L``) and
-  ToTensor per sample through a DataLoader, with the tuned loop's step.
+  ToTensor per sample through a DataLoader, with the tuned loop's step;
+* ``tuned loop, again``: the tuned loop once more, in its own turn of each round. Its ratio to
+  the tuned loop is the same code against itself: the machine's noise, the yardstick for every
+  other ratio (on a shared machine a few percent either way);
+* ``tuned, resumable checkpoint``: the tuned loop whose checkpoint also holds what netspec's
+  holds for an exact resume (the scheduler's state, the Python, numpy and torch RNG states),
+  saved as a hand-written loop would: the cost of a resumable checkpoint, apart from the loop's.
 
 Run through bench_speed.py (``--models mlp,png``); on its own, ``python benchmarks/bench_small.py``.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
+import random
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -136,8 +143,14 @@ def _setup(spec: Any, device: torch.device, fused: bool) -> tuple[Any, Any, Any]
     return model, opt, torch.optim.lr_scheduler.StepLR(opt, STEP, GAMMA)
 
 
-def _checkpoint(model: Any, opt: Any, epoch: int, path: Path) -> None:
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}, path)
+def _checkpoint(model: Any, opt: Any, epoch: int, path: Path, sched: Any = None) -> None:
+    """The weights and the optimizer's state; with ``sched``, also what an exact resume needs
+    besides (the scheduler's state and the RNG states), as a hand-written loop would save them."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch}
+    if sched is not None:
+        state["scheduler"] = sched.state_dict()
+        state["rng"] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    torch.save(state, path)
 
 
 def run_seed_loop(spec: Any, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, ckpt: Path) -> Any:
@@ -173,8 +186,10 @@ def _tuned_epochs(
     device: Any,
     ckpt: Path,
     mark: Callable[[int, str], None] | None = None,
+    resumable: bool = False,
 ) -> tuple[list[float], list[float], float]:
-    """The tuned step over ``batches()``: sums on the device, one host read an epoch.
+    """The tuned step over ``batches()``: sums on the device, one host read an epoch; with
+    ``resumable``, its checkpoint holds the scheduler's and the RNG states too.
     ``mark(epoch, where)`` is called at each epoch's "start", after its "steps" and at its "end"
     (count_instructions.py measures between them)."""
     model, opt, sched = _setup(spec, device, device.type == "cuda")
@@ -198,7 +213,7 @@ def _tuned_epochs(
         mark(epoch, "steps")
         sched.step()
         loss_mean, _ = total.item() / n, correct.item() / n  # the epoch's host reads
-        _checkpoint(model, opt, epoch, ckpt)
+        _checkpoint(model, opt, epoch, ckpt, sched if resumable else None)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - cpu_start)
         mark(epoch, "end")
@@ -213,6 +228,7 @@ def run_tuned_loop(
     device: torch.device,
     ckpt: Path,
     mark: Callable[[int, str], None] | None = None,
+    resumable: bool = False,
 ) -> Any:
     """The data on the device, batches cut by indexing in the DataLoader's order."""
     xd, yd, g = x.to(device), y.to(device), torch.Generator().manual_seed(SEED)
@@ -224,7 +240,7 @@ def run_tuned_loop(
         torch.randperm(len(x), generator=g)
         return ((xd.index_select(0, idx), yd.index_select(0, idx)) for idx in order.split(BATCH))
 
-    return _tuned_epochs(spec, batches, len(x), epochs, device, ckpt, mark)
+    return _tuned_epochs(spec, batches, len(x), epochs, device, ckpt, mark, resumable)
 
 
 def run_image_folder(spec: Any, root: Path, epochs: int, device: torch.device, ckpt: Path) -> Any:
@@ -269,6 +285,8 @@ def small_contenders(name: str, folder: Path, epochs: int, device: torch.device)
         ("netspec run", lambda: run_netspec(spec, folder)),
         ("seed-style loop", lambda: run_seed_loop(spec, x, y, epochs, device, ckpt)),
         ("tuned loop", lambda: run_tuned_loop(spec, x, y, epochs, device, ckpt)),
+        ("tuned loop, again", lambda: run_tuned_loop(spec, x, y, epochs, device, ckpt)),  # the noise
+        ("tuned, resumable checkpoint", lambda: run_tuned_loop(spec, x, y, epochs, device, ckpt, resumable=True)),
     ]
     if name == "png":
         runs.append(("ImageFolder + DataLoader", lambda: run_image_folder(spec, folder / "png", epochs, device, ckpt)))

@@ -10,7 +10,8 @@ Goals (issue 21): on the CPU, netspec's epoch at most 1.05x the tuned loop's for
 PNG CNN (`time/tuned`), and at most 1.0x torchvision's ImageFolder + DataLoader for the PNG folder
 (`time/ImageFolder`); on a GPU, at least 0.95x the tuned loop for the CNN and resnet18. The
 contenders take turns (a rotating order each round) and medians are reported, so a machine whose
-load comes and goes hits them alike; still, read the ratios with the load in mind.
+load comes and goes hits them alike; still, read the ratios with the load in mind: the small
+cases run the tuned loop twice a round, and its second run's ratio to the first is the noise.
 
 The big cases' contenders, below (the small ones are described in bench_small.py):
 
@@ -331,7 +332,7 @@ def bench_small(name: str, args: argparse.Namespace, device: torch.device, tmp: 
         for c, _ in runs:
             paired = [statistics.median(a) / statistics.median(b) for a, b in zip(seconds[c], seconds["tuned loop"])]
             shown = " ".join(f"{p:.2f}" for p in paired)
-            PAIRED.append(f"{name:5} {c:26} {kind:>4}/tuned per round: {shown}; median {statistics.median(paired):.2f}")
+            PAIRED.append(f"{name:5} {c:28} {kind:>4}/tuned per round: {shown}; median {statistics.median(paired):.2f}")
     n = bench_small.TRAIN
     return [
         Row(name, "fp32", c, n / statistics.median(list(itertools.chain.from_iterable(timed[c]))), losses[c])

@@ -1,5 +1,6 @@
 """Instructions per epoch, counted by callgrind: `netspec run` against bench_small.py's tuned loop
-on the digits MLP (one thread, a checkpoint every epoch). A count does not wander with the
+(and that loop with a resumable checkpoint: the scheduler's and the RNG states besides the
+weights) on the digits MLP (one thread, a checkpoint every epoch). A count does not wander with the
 machine's load as a time does (issue 21), so a change to the step or the epoch's end shows here
 even where bench_speed.py's ratios are lost in the noise; the count is not the time, though:
 Python work (pickling, dict walks) runs fewer instructions a second than the step's kernels, so
@@ -38,7 +39,7 @@ void cg_dump(const char *part) { CALLGRIND_DUMP_STATS_AT(part); }
 void cg_stop(const char *part) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_DUMP_STATS_AT(part); CALLGRIND_STOP_INSTRUMENTATION; }
 """
 MEASURED = 3  # the epoch counted (0-based): the ones before warm the caches and imports up
-CONTENDERS = ("tuned loop", "netspec run")
+CONTENDERS = ("tuned loop", "tuned, resumable", "netspec run")  # the first is the yardstick
 
 
 def build_helper(folder: Path) -> Path | str:
@@ -59,7 +60,7 @@ def build_helper(folder: Path) -> Path | str:
 # --------------------------------------------------------------------------- in valgrind
 
 
-def count_tuned(cg: Any, folder: Path) -> None:
+def count_tuned(cg: Any, folder: Path, resumable: bool) -> None:
     import bench_small
     import numpy as np
     import torch
@@ -78,7 +79,7 @@ def count_tuned(cg: Any, folder: Path) -> None:
             cg.cg_stop(b"epoch end")
 
     spec = bench_small.small_spec("mlp", folder, MEASURED + 2, "cpu")
-    bench_small.run_tuned_loop(spec, x, y, MEASURED + 2, torch.device("cpu"), folder / "tuned.pt", mark)
+    bench_small.run_tuned_loop(spec, x, y, MEASURED + 2, torch.device("cpu"), folder / "tuned.pt", mark, resumable)
 
 
 def count_netspec(cg: Any, folder: Path) -> None:
@@ -124,7 +125,10 @@ def child(contender: str, folder: Path, library: Path) -> None:
 
     torch.set_num_threads(1)
     cg = ctypes.CDLL(str(library))
-    (count_tuned if contender == CONTENDERS[0] else count_netspec)(cg, folder)
+    if contender.startswith("tuned"):
+        count_tuned(cg, folder, resumable="resumable" in contender)
+    else:
+        count_netspec(cg, folder)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -133,13 +137,18 @@ def child(contender: str, folder: Path, library: Path) -> None:
 def counts(outputs: Path, contender: str) -> dict[str, int]:
     """Instructions by part from the dumps callgrind wrote for ``contender``."""
     parts: dict[str, int] = defaultdict(int)
-    for dump in outputs.glob(f"{contender.split()[0]}.*.*"):
+    for dump in outputs.glob(f"{_slug(contender)}.*.*"):
         text = dump.read_text(errors="replace")
         part = re.search(r"^desc: Trigger: Client Request: (.+)$", text, re.M)
         total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
         if part and total:
             parts[part.group(1).strip()] += int(total.group(1))
     return dict(parts)
+
+
+def _slug(contender: str) -> str:
+    """The contender's name as callgrind's file names begin: "tuned, resumable" -> "tuned-resumable"."""
+    return re.sub(r"\W+", "-", contender)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--tool=callgrind",
                 "--instr-atstart=no",
                 "--collect-atstart=no",
-                f"--callgrind-out-file={outputs}/{contender.split()[0]}.%p",
+                f"--callgrind-out-file={outputs}/{_slug(contender)}.%p",
                 sys.executable,
                 __file__,
                 "--child",
@@ -201,11 +210,11 @@ def report(table: dict[str, dict[str, int]]) -> None:
 
     tuned = dict(rows(table[CONTENDERS[0]]))
     print(f"\ndigits MLP, epoch {MEASURED + 1} (warm), millions of instructions (callgrind):")
-    print(f"{'contender':14} {'part':28} {'Minstr':>9} {'x tuned':>8}")
+    print(f"{'contender':17} {'part':28} {'Minstr':>9} {'x tuned':>8}")
     for contender, parts in table.items():
         for part, n in rows(parts):
             ratio = f"{n / tuned[part]:.3f}" if tuned.get(part) else ""
-            print(f"{contender:14} {part:28} {n / 1e6:9.2f} {ratio:>8}")
+            print(f"{contender:17} {part:28} {n / 1e6:9.2f} {ratio:>8}")
 
 
 if __name__ == "__main__":

@@ -59,12 +59,22 @@ def load_spec(
 
 @dataclass
 class Compiled:
-    """A compiled spec: the module, its typed graph, and what was done implicitly."""
+    """A compiled spec: the module, its typed graph, and what was done implicitly.
+
+    >>> compile_spec({"name": "m", "inputs": {"x": [3]}, "nodes": [{"Linear": {"out_features": 1}}]})
+    Compiled('m', 1 node, 4 parameters)
+    """
 
     spec: Spec
     graph: TypedGraph
     module: fx.GraphModule
     log: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        """Name and size, not the whole spec, graph and module (a notebook shows it)."""
+        nodes = len(self.graph.nodes)
+        params = sum(p.numel() for p in self.module.parameters())
+        return f"Compiled({self.spec.name!r}, {nodes} node{'s' * (nodes != 1)}, {params:,} parameters)"
 
 
 def compile_spec(

@@ -249,6 +249,11 @@ def test_load_run_predicts_on_tensors_and_files(tmp_path) -> None:
     assert [r["input"].rsplit("/", 2)[-2] for r in run.predict(tmp_path / "images")] == ["cat", "dog"]
     _checkpoint(spec, tmp_path / "run" / "best.pt", seed=1)
     assert netspec.load_run(tmp_path / "run").checkpoint.name == "best.pt"  # best.pt first
+    # its repr names the model and its weights, not the whole spec and graph (a notebook shows it)
+    best = tmp_path / "run" / "best.pt"
+    assert repr(netspec.load_run(tmp_path / "run", device="cpu", base_dir=tmp_path)) == (
+        f"TrainedModel('{spec.name}', checkpoint='{best}', classes=['cat', 'dog'], device='cpu')"
+    )
 
 
 def test_load_run_needs_a_run_directory(tmp_path) -> None:

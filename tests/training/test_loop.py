@@ -126,6 +126,11 @@ def test_early_stopping(tmp_path: Path) -> None:
     )
     result = run(spec, tmp_path)  # lr 0: val_loss never improves after epoch 1
     assert result.stop_reason == "early_stopping" and result.epochs == 3
+    # its repr says where the run went and how it ended, not the model and every record
+    assert repr(result) == (
+        f"RunResult(run_dir={str(result.run_dir)!r}, stop_reason='early_stopping', epochs=3, "
+        f"steps={result.steps}, best={result.best!r})"
+    ) and "val_loss" in repr(result)
 
 
 def test_stop_when_seed_000_logistic_regression(tmp_path: Path) -> None:

@@ -100,6 +100,13 @@ class TrainedModel:
     base_dir: Path
     device: torch.device
 
+    def __repr__(self) -> str:
+        """The model's name and where its weights came from, not the whole spec and graph."""
+        return (
+            f"TrainedModel({self.spec.name!r}, checkpoint={str(self.checkpoint) if self.checkpoint else None!r}, "
+            f"classes={self.classes!r}, device={str(self.device)!r})"
+        )
+
     @classmethod
     def from_spec(
         cls, spec: Any, checkpoint: str | Path | None, *, device: str = "auto", base_dir: Path | None = None
@@ -188,6 +195,22 @@ def load_run(
     The spec is the run's resolved ``spec.yaml``; its data paths (read for the class names of an
     image folder) are relative to the spec the run was started from: give that folder as
     ``base_dir`` (default: the current directory).
+
+    >>> import io, tempfile, netspec
+    >>> spec = netspec.load_spec({
+    ...     "netspec": 1, "name": "clusters", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 2}}],
+    ...     "data": {"train": {"source": "gaussian_clusters", "label_dtype": "int64"}, "batch_size": 50},
+    ...     "loss": "CrossEntropyLoss", "optimizer": {"SGD": {"lr": 0.1}},
+    ...     "train": {"epochs": 3, "seed": 0, "device": "cpu", "metrics": ["accuracy"]},
+    ... })
+    >>> import torch
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     run = netspec.train(spec, out=out, stream=io.StringIO())
+    ...     trained = load_run(run.run_dir, device="cpu")
+    >>> trained.checkpoint.name, trained.classes
+    ('best.pt', ['0', '1'])
+    >>> [row["class"] for row in trained.predict(torch.tensor([[3.0, 3.0], [-2.0, -2.0]]))]
+    ['0', '1']
     """
     from ..api import load_spec
 

@@ -45,10 +45,22 @@ def evaluate(
     The spec was checked when it was loaded, exactly as for ``train``; its files are read only
     where ``train`` would read them (``base_dir`` and the data roots, :mod:`netspec.files.access`).
 
-    Example::
+    ``evaluate(spec, checkpoint="runs/fashion_cnn/<timestamp>/best.pt", split="test")`` scores
+    a run's best weights on the test split. A model trained here, scored on its validation split:
 
-        evaluate(spec, checkpoint="runs/fashion_cnn/20250101-120000/best.pt", split="test")
-        # {'test_loss': 0.25, 'test_accuracy': 0.91}
+    >>> import io, tempfile, netspec
+    >>> spec = netspec.load_spec({
+    ...     "netspec": 1, "name": "clusters", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 2}}],
+    ...     "data": {"train": {"source": "gaussian_clusters", "label_dtype": "int64"},
+    ...              "val": {"source": "gaussian_clusters", "label_dtype": "int64", "n_per_class": 20}, "batch_size": 50},
+    ...     "loss": "CrossEntropyLoss", "optimizer": {"SGD": {"lr": 0.1}},
+    ...     "train": {"epochs": 3, "seed": 0, "device": "cpu", "metrics": ["accuracy"]},
+    ... })
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     run = netspec.train(spec, out=out, stream=io.StringIO())
+    ...     scores = evaluate(spec, checkpoint=run.run_dir / "best.pt")
+    >>> sorted(scores), scores["val_accuracy"] > 0.9
+    (['val_accuracy', 'val_loss'], True)
     """
     with located(spec):
         require_sections(spec, "loss", *(("data",) if loaders is None else ()))

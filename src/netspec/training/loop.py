@@ -66,6 +66,13 @@ class RunResult:
     steps: int  # optimizer steps
     best: dict[str, Any] | None  # {"monitor", "value", "epoch"}
 
+    def __repr__(self) -> str:
+        """Where the run went and how it ended, not the model and every epoch's record."""
+        return (
+            f"RunResult(run_dir={str(self.run_dir)!r}, stop_reason={self.stop_reason!r}, "
+            f"epochs={self.epochs}, steps={self.steps}, best={self.best!r})"
+        )
+
 
 @dataclass
 class State:
@@ -138,11 +145,22 @@ def train(
     each epoch's metrics.jsonl record once its checkpoint is on its way (a sweep's pruner reads it
     there, and may stop the run by raising).
 
-    Example::
+    From a spec file, ``train(netspec.load_spec("specs/fashion_cnn.yaml"))`` makes
+    ``runs/fashion_cnn/<timestamp>/``. Two Gaussian clusters, generated (seed 000), three epochs:
 
-        spec = netspec.load_spec("specs/fashion_cnn.yaml", overrides=["train.epochs=2"])
-        result = train(spec)          # -> runs/fashion_cnn/20250101-120000/
-        result.history[-1]["val_accuracy"]
+    >>> import io, tempfile, netspec
+    >>> spec = netspec.load_spec({
+    ...     "netspec": 1, "name": "clusters", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 2}}],
+    ...     "data": {"train": {"source": "gaussian_clusters", "label_dtype": "int64"}, "batch_size": 50},
+    ...     "loss": "CrossEntropyLoss", "optimizer": {"SGD": {"lr": 0.1}},
+    ...     "train": {"epochs": 3, "seed": 0, "device": "cpu", "metrics": ["accuracy"]},
+    ... })
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = train(spec, out=out, stream=io.StringIO())
+    >>> result.stop_reason, result.epochs, result.steps
+    ('epochs', 3, 12)
+    >>> result.history[-1]["train_accuracy"] > 0.9
+    True
     """
     with located(spec):
         require_sections(spec, "loss", "optimizer", *(("data",) if loaders is None else ()))

@@ -36,14 +36,7 @@ Ref = str | list[str] | dict[str, str | list[str]]
 
 
 class NodeSpec(SpecModel):
-    """One node: a layer, op, block or torchvision model, its arguments and its inputs.
-
-    A spec file writes it compactly (``{c1: {Conv2d: {...}}}``); :func:`node` builds one in Python.
-
-    >>> n = NodeSpec(op="Conv2d", args={"out_channels": 8, "kernel_size": 3}, name="c1", from_="x")
-    >>> n.model_dump(by_alias=True)
-    {'c1': {'Conv2d': {'out_channels': 8, 'kernel_size': 3}}, 'from': 'x'}
-    """
+    """One node: a layer, op, block or torchvision model, its arguments and its inputs."""
 
     name: str | None = Field(None, description="Node name (an identifier, or a key: `convs.0`); `from` names it.")
     op: str = Field(
@@ -160,13 +153,7 @@ NODE_MODEL[:] = [NodeSpec]
 
 
 class InputSpec(SpecModel):
-    """A named model input: its per-sample shape (no batch dim) and dtype.
-
-    >>> InputSpec.model_validate([3, 32, 32])  # a spec's `x: [3, 32, 32]`
-    InputSpec(shape=[3, 32, 32], dtype='float32', description=None, pinned=None)
-    >>> InputSpec(shape=[128], dtype="int64").dtype  # token ids
-    'int64'
-    """
+    """A named model input: its per-sample shape (no batch dim) and dtype."""
 
     shape: list[int | str] = Field(description="Per-sample shape, e.g. [3, 224, 224]; [] for a scalar.")
     dtype: DType = Field("float32", description="Tensor dtype; int64 for class indices or token ids.")
@@ -205,20 +192,7 @@ class InputSpec(SpecModel):
 
 
 class BlockSpec(SpecModel):
-    """A reusable, parameterised sub-network, used like a layer.
-
-    >>> import torch, netspec
-    >>> spec = netspec.load_spec({
-    ...     "netspec": 1, "name": "convs", "inputs": {"x": [3, 8, 8]},
-    ...     "blocks": {"conv_relu": {"params": {"out": "required"}, "nodes": [
-    ...         {"Conv2d": {"out_channels": "$out", "kernel_size": 3, "padding": 1}}, {"ReLU": {}}]}},
-    ...     "nodes": [{"conv_relu": {"out": 8}}, {"conv_relu": {"out": 16}}],
-    ... })
-    >>> spec.blocks["conv_relu"].params
-    {'out': 'required'}
-    >>> netspec.build_model(spec)(torch.zeros(1, 3, 8, 8)).shape
-    torch.Size([1, 16, 8, 8])
-    """
+    """A reusable, parameterised sub-network, used like a layer."""
 
     description: str | None = Field(None, description="What the block does.")
     inputs: list[str] = Field(default_factory=lambda: ["x"], description="Names of the block's inputs.")
@@ -253,15 +227,7 @@ class ExtendsSpec(SpecModel):
 
 
 class Spec(TrainingRules, Aliases):
-    """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it.
-
-    Made by :func:`netspec.load_spec` from a file, a string or a dict, which checks it whole.
-
-    >>> import netspec
-    >>> spec = netspec.load_spec({"netspec": 1, "name": "tiny", "inputs": {"x": [4]}, "nodes": [{"Linear": {"out_features": 2}}]})
-    >>> spec.name, spec.inputs["x"].shape, spec.nodes[0].op, spec.train is None
-    ('tiny', [4], 'Linear', True)
-    """
+    """A netspec document: a network (inputs, blocks, nodes, outputs) and how to train it."""
 
     schema_: str | None = Field(None, alias="$schema", description="JSON Schema for editors.")
     extends: str | list[str] | ExtendsSpec | None = Field(

@@ -136,31 +136,23 @@ def train(
     """Train a spec's model as its training sections say; return where it went.
 
     ``model`` and ``loaders`` default to ``build_model(spec)`` and ``build_loaders(spec.data)``;
-    ``resume`` is a checkpoint or run directory to continue exactly where it stopped.
-    The run logs through the ``netspec`` loggers (:mod:`logging`: silence, route or filter them
-    as any library's; docs/training.md) and to train.log; ``stream``, when given, gets the same
-    lines as the command line prints them. The spec's files are read
-    only under ``base_dir`` (default: the spec file's folder, or the working directory) and the
-    data roots given to ``load_spec`` (:mod:`netspec.files.access`). ``on_epoch`` is called with
-    each epoch's metrics.jsonl record once its checkpoint is on its way (a sweep's pruner reads it
-    there, and may stop the run by raising).
+    ``resume`` is a checkpoint or run directory to continue exactly where it stopped. The run logs
+    through the ``netspec`` loggers (:mod:`logging`: silence, route or filter them as any library's;
+    docs/training.md) and to train.log; ``stream``, when given, gets the same lines as the command
+    line prints them. The spec's files are read only under ``base_dir`` (default: the spec file's
+    folder, or the working directory) and the data roots given to ``load_spec``
+    (:mod:`netspec.files.access`). ``on_epoch`` is called with each epoch's metrics.jsonl record
+    once its checkpoint is on its way (a sweep's pruner reads it, and may stop the run by raising).
 
-    From a spec file, ``train(netspec.load_spec("specs/fashion_cnn.yaml"))`` makes
-    ``runs/fashion_cnn/<timestamp>/``. Two Gaussian clusters, generated (seed 000), three epochs:
-
-    >>> import io, tempfile, netspec
-    >>> spec = netspec.load_spec({
-    ...     "netspec": 1, "name": "clusters", "inputs": {"x": [2]}, "nodes": [{"Linear": {"out_features": 2}}],
+    >>> import io, tempfile, netspec  # two generated Gaussian clusters (seed 000), three epochs
+    >>> spec = netspec.load_spec({"netspec": 1, "name": "clusters", "inputs": {"x": [2]},
+    ...     "nodes": [{"Linear": {"out_features": 2}}], "loss": "CrossEntropyLoss", "optimizer": {"SGD": {"lr": 0.1}},
     ...     "data": {"train": {"source": "gaussian_clusters", "label_dtype": "int64"}, "batch_size": 50},
-    ...     "loss": "CrossEntropyLoss", "optimizer": {"SGD": {"lr": 0.1}},
-    ...     "train": {"epochs": 3, "seed": 0, "device": "cpu", "metrics": ["accuracy"]},
-    ... })
+    ...     "train": {"epochs": 3, "seed": 0, "device": "cpu", "metrics": ["accuracy"]}})
     >>> with tempfile.TemporaryDirectory() as out:
     ...     result = train(spec, out=out, stream=io.StringIO())
-    >>> result.stop_reason, result.epochs, result.steps
-    ('epochs', 3, 12)
-    >>> result.history[-1]["train_accuracy"] > 0.9
-    True
+    >>> result.stop_reason, result.epochs, result.steps, result.history[-1]["train_accuracy"] > 0.9
+    ('epochs', 3, 12, True)
     """
     with located(spec):
         require_sections(spec, "loss", "optimizer", *(("data",) if loaders is None else ()))

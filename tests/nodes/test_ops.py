@@ -143,3 +143,19 @@ def test_attention_adds_a_mask_given_as_a_fourth_input() -> None:
     want = torch.softmax(q @ k.transpose(-2, -1) * 0.5 + bias, dim=-1) @ v
     with torch.no_grad():
         assert_close(model(q, k, v, bias), want)
+
+
+def test_every_dtype_a_spec_names_is_a_torch_dtype_and_the_to_op_takes_each() -> None:
+    """One list of dtype names (compiler.spec_base.DType) for inputs, the `to` op and buffers;
+    the table that maps them to torch (copied into ejected code) must hold exactly those."""
+    from typing import get_args
+
+    from netspec.compiler.spec_base import DType
+    from netspec.nodes.functional import _DTYPES
+
+    assert tuple(_DTYPES) == get_args(DType)
+    for name, dtype in _DTYPES.items():
+        spec = {"name": "m", "inputs": {"x": [2]}, "nodes": [{"to": name}]}
+        assert netspec.build_model(spec)(torch.ones(1, 2)).dtype == dtype
+    with pytest.raises(SpecError, match="complex64"):
+        netspec.compile_spec({"name": "m", "inputs": {"x": [2]}, "nodes": [{"to": "complex64"}]})

@@ -26,11 +26,10 @@ from ..training.spec import NODE_MODEL, InitSpec, LossSpec, OptimizerSpec, Sched
 from .aliases import Aliases
 from .node_forms import IDENT, NODE_KEY, NODE_NAME, normalize_at, normalize_block, normalize_node  # noqa: F401  (re-exported)
 from .source import Document, _SpecLoader, load_document, nan_path
-from .spec_base import PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
+from .spec_base import DType, PinnedSpec, SpecModel, check_pinned, reported_at_spec_path
 from .spec_errors import spec_error_from_pydantic
 
 FORMAT_VERSION: Literal[1] = 1
-DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 Scalar = bool | int | float | str | None
 Ref = str | list[str] | dict[str, str | list[str]]
 

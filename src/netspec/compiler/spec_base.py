@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import SpecError, did_you_mean
+
+#: The dtypes a spec names: an input's, the `to` op's, a buffer's (nodes.functional maps them to torch's).
+DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..compiler.dims import batch_factor
+from ..compiler.spec_base import DType
 from ..errors import GraphError, ShapeError
 from . import functional as nsf
 from .op_registry import OPS, Call, Dims, OpType, _check_same, _fmt, _two_or_number, op
@@ -423,9 +424,7 @@ def _scale(inputs: list[Any], factor: float) -> Call:
 
 
 @op("to", positional="dtype")
-def _to(
-    inputs: list[Any], dtype: Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "bool"]
-) -> Call:
+def _to(inputs: list[Any], dtype: DType) -> Call:
     """Cast to a dtype (e.g. integer features to float32 before a Linear)."""
     return nsf.cast, (inputs[0], dtype), {}
 

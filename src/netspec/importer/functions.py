@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..nodes.functional import _DTYPES
+from ..nodes.functional import DTYPE_NAMES
 from ..nodes.ops import _UNARY
 from .buffers import buffer_node
 from .call import Call, Result, const
@@ -232,10 +232,9 @@ def _to(c: Call, input: Ref, dtype: Any = None, *args: Any, **kwargs: Any) -> Re
     kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "non_blocking", "copy")}
     if c.key == "Tensor.to" and wanted is None and not args and not kwargs:
         return input
-    names = {torch_dtype: name for name, torch_dtype in _DTYPES.items()}  # the spec's names
-    if wanted not in names or args or kwargs:
+    if wanted not in DTYPE_NAMES or args or kwargs:
         raise ImportFailed(f"`{c.key.replace('Tensor.', 'x.')}` other than to a dtype has no spec op", where=c.where)
-    return c.op("to", [input], dtype=names[wanted])
+    return c.op("to", [input], dtype=DTYPE_NAMES[wanted])
 
 
 @handles("torch.stack")

@@ -30,7 +30,7 @@ from ..compiler.expr import substitute
 from ..errors import AccessRefused, BuildError, CheckpointError, did_you_mean
 from ..files.access import FileAccess
 from ..files.torchfile import load_torch_file
-from .functional import _DTYPES
+from .functional import _DTYPES, DTYPE_NAMES
 from .initializers import INIT_FUNCTIONS
 from .kinds import BUFFER_ARGS, BUFFER_OP
 from .parameters import MAX_ELEMENTS, _init, _shape
@@ -84,7 +84,7 @@ def bind_buffer_args(
         value = _from_file(raw["file"], raw.get("key"), dtype, path, node, base_dir, roots)
     if "shape" in raw:
         value = _reshaped(value, _shape(raw["shape"], path + ("shape",), node), path + ("shape",), node)
-    dtype = next(k for k, v in _DTYPES.items() if v == value.dtype)
+    dtype = DTYPE_NAMES[value.dtype]
     return {
         "shape": list(value.shape),
         "dtype": dtype,

@@ -73,6 +73,7 @@ _DTYPES = {
     "int32": torch.int32,
     "bool": torch.bool,
 }
+DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}  # torch's dtype -> the spec's name
 
 
 def cast(x: torch.Tensor, dtype: str) -> torch.Tensor:

@@ -12,6 +12,7 @@ sums them (:class:`Criterion`). What each loss is, and how a target is adapted t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,17 +155,22 @@ class Criterion(nn.Module):
 
     def forward(self, outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]) -> Tensor:
         if self.single is not None:
-            term, kind, loss = self.single
-            out = raw if (raw := outputs[term.output]).dtype is torch.float32 else raw.float()
-            return loss(out, adapt_target(kind, out, pick_target(term, targets)))
+            return _term_loss(*self.single, outputs, targets)
         total: Tensor | None = None
         for term, kind, loss in zip(self.terms, self.kinds, self.losses):
-            out = outputs[term.output].float()
-            value = loss(out, adapt_target(kind, out, pick_target(term, targets)))
+            value = _term_loss(term, kind, loss, outputs, targets)
             value = value if term.weight == 1.0 else term.weight * value
             total = value if total is None else total + value
         assert total is not None  # a loss section has at least one loss
         return total
+
+
+def _term_loss(
+    term: _Term, kind: str, loss: Callable[..., Tensor], outputs: dict[str, Tensor], targets: Tensor | dict[str, Tensor]
+) -> Tensor:
+    """One term's unweighted loss, on its output in float32 and the target it reads."""
+    out = raw if (raw := outputs[term.output]).dtype is torch.float32 else raw.float()
+    return loss(out, adapt_target(kind, out, pick_target(term, targets)))
 
 
 def pick_target(term: _Term, targets: Tensor | dict[str, Tensor]) -> Tensor:
